@@ -1,0 +1,39 @@
+#!/bin/sh
+# setup.sh — install the Debian packages Grove needs to build, run and test.
+# Idempotent: packages already present are left alone, and apt is only asked
+# when something is missing. Run as root on Debian 12.
+set -eu
+
+BUILD="build-essential cmake pkg-config clang libclang-rt-14-dev
+ libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsqlite3-dev
+ libpq-dev libhiredis-dev libssl-dev zlib1g-dev"
+TEST="postgresql redis-server python3 curl"
+BENCH="wrk nginx-light"
+
+want="$BUILD"
+case "${1:-build}" in
+  build) ;;
+  test)  want="$want $TEST" ;;
+  bench) want="$want $TEST $BENCH" ;;
+  *) echo "usage: setup.sh [build|test|bench]" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing
+# the packaged servers start themselves on install; the tests start their own
+for svc in postgresql redis-server nginx; do
+  if command -v service >/dev/null 2>&1; then
+    $SUDO service "$svc" stop >/dev/null 2>&1 || true
+  fi
+done

@@ -1,0 +1,47 @@
+/* app.h — how an app plugs into `grove serve`: one table per app, like
+ * nginx's module table. serve walks grove_apps[]: it loads each app's
+ * options, applies its migrations, then calls start, which adds routes
+ * and topics. Adding an app touches no other app. */
+#ifndef GROVE_APP_H
+#define GROVE_APP_H
+
+#include <stddef.h>
+
+#include "core/config.h"
+#include "store/store.h"
+
+struct router;
+struct hub;
+struct metrics;
+
+/* What the platform hands every app. Owned by serve; valid from start to
+ * stop. */
+struct grove_ctx {
+  struct store *store;
+  struct hub *hub;
+  struct metrics *metrics;
+  struct router *router;
+  const char *version;
+};
+
+struct grove_app {
+  const char *name;
+  const char *summary;                 /* one line for --help */
+  const struct cfg_opt *opts;          /* may be NULL */
+  size_t nopts;
+  void *cfg;                           /* the struct opts point into */
+  const struct store_migration *migrations;
+  size_t nmigrations;
+  /* Registers routes and starts background work. Returns 0 or an error
+   * (serve then stops). The app keeps its state where it likes; `state`
+   * is handed back to stop. */
+  int (*start)(struct grove_ctx *ctx, void **state);
+  void (*stop)(void *state);
+};
+
+extern const struct grove_app *const grove_apps[];
+extern const size_t grove_napps;
+
+#define GROVE_VERSION "0.1.0"
+
+#endif

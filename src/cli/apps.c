@@ -1,0 +1,9 @@
+/* apps.c — the table of apps `grove serve` runs, in start order. */
+#include "cli/app.h"
+
+extern const struct grove_app ops_app;
+
+const struct grove_app *const grove_apps[] = {
+    &ops_app,
+};
+const size_t grove_napps = sizeof grove_apps / sizeof grove_apps[0];

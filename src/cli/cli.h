@@ -1,0 +1,12 @@
+/* cli.h — the verbs of the grove command. Each returns the exit status. */
+#ifndef GROVE_CLI_H
+#define GROVE_CLI_H
+
+#include <stdio.h>
+
+#include "cli/app.h"
+
+int cmd_serve(int argc, char **argv);
+void serve_help(FILE *f);
+
+#endif

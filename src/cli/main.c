@@ -1,0 +1,55 @@
+/* main.c — the grove command: picks the verb and hands it the rest. */
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <uv.h>
+#include <wslay/wslayver.h>
+#include <zlib.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "usage: grove <verb> [options]\n\n"
+          "Grove: real-time air quality (flow), device requests (relay), AI workload\n"
+          "monitoring (matrix) and study notes (notes) in one program.\n\n"
+          "verbs:\n"
+          "  serve      run the server (grove serve --help lists every option)\n"
+          "  version    print the version and the libraries in use\n"
+          "  help       show this help, or `grove help VERB` for a verb's\n");
+}
+
+static int cmd_version(void) {
+  printf("grove %s\n", GROVE_VERSION);
+  printf("libuv %s, sqlite %s, libpq %d, hiredis %d.%d.%d, jansson %s, wslay %s, zlib %s\n",
+         uv_version_string(), sqlite3_libversion(), PQlibVersion(), HIREDIS_MAJOR,
+         HIREDIS_MINOR, HIREDIS_PATCH, JANSSON_VERSION, WSLAY_VERSION, zlibVersion());
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const char *verb = argv[1];
+  if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
+    if (argc > 2 && strcmp(argv[2], "serve") == 0)
+      serve_help(stdout);
+    else if (argc > 2 && strcmp(argv[2], "version") == 0)
+      printf("usage: grove version\n\nPrints Grove's version and those of its libraries.\n");
+    else
+      usage(stdout);
+    return 0;
+  }
+  if (strcmp(verb, "serve") == 0)
+    return cmd_serve(argc - 2, argv + 2);
+  if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0)
+    return cmd_version();
+  fprintf(stderr, "grove: unknown verb '%s'\n\n", verb);
+  usage(stderr);
+  return 2;
+}

@@ -1,0 +1,130 @@
+/* ops.c — operations endpoints: /health (liveness), /ready (every
+ * configured backend answers) and /metrics (Prometheus text format). */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/app.h"
+#include "core/error.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "hub/hub.h"
+#include "net/http.h"
+
+struct ops {
+  struct grove_ctx ctx;
+  uint64_t started_ms;
+};
+
+static void handle_health(struct http_req *r) {
+  struct ops *o = r->app;
+  json_t *d = json_pack("{s:s,s:s,s:I}", "state", "alive", "version", o->ctx.version,
+                        "uptime_s", (json_int_t)((clock_wall_ms() - o->started_ms) / 1000));
+  http_reply_data(r, 200, d, NULL);
+}
+
+struct ready_job {
+  struct ops *o;
+  int store_rc;
+  char store_err[256];
+  bool broker_ok;
+  char broker_err[256];
+};
+
+static void ready_work(void *arg) {
+  struct ready_job *j = arg;
+  j->store_rc = store_ping(j->o->ctx.store, j->store_err, sizeof j->store_err);
+  j->broker_ok = hub_broker_ok(j->o->ctx.hub, j->broker_err, sizeof j->broker_err);
+}
+
+static void ready_done(struct http_req *r, void *arg) {
+  struct ready_job *j = arg;
+  if (r->conn) {
+    json_t *checks = json_object();
+    json_t *st = json_pack("{s:b,s:s}", "ok", j->store_rc == 0, "driver",
+                           store_driver_name(j->o->ctx.store));
+    if (j->store_rc)
+      json_object_set_new(st, "error", json_string(j->store_err));
+    json_object_set_new(checks, "store", st);
+    if (hub_has_broker(j->o->ctx.hub)) {
+      json_t *b = json_pack("{s:b}", "ok", j->broker_ok);
+      if (!j->broker_ok)
+        json_object_set_new(b, "error", json_string(j->broker_err));
+      json_object_set_new(checks, "broker", b);
+    }
+    const char *down = j->store_rc ? "store" : !j->broker_ok ? "broker" : NULL;
+    if (down) {
+      char msg[64];
+      snprintf(msg, sizeof msg, "backend '%s' is down", down);
+      json_t *d = json_pack("{s:o}", "checks", checks);
+      json_object_set_new(d, "down", json_pack("[s]", down));
+      if (j->store_rc && !j->broker_ok)
+        json_array_append_new(json_object_get(d, "down"), json_string("broker"));
+      http_res_header(r, "Retry-After", "5");
+      http_reply_error(r, 503, "NOT_READY", msg, d);
+    } else {
+      http_reply_data(r, 200, json_pack("{s:s,s:o}", "state", "ready", "checks", checks), NULL);
+    }
+  }
+  free(j);
+}
+
+static void handle_ready(struct http_req *r) {
+  struct ready_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return;
+  }
+  j->o = r->app;
+  if (http_req_defer(r, ready_work, ready_done, j)) {
+    free(j);
+    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
+  }
+}
+
+static void handle_metrics(struct http_req *r) {
+  struct ops *o = r->app;
+  struct buf b;
+  buf_init(&b, 0);
+  metrics_render(o->ctx.metrics, &b);
+  http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data ? b.data : "", b.len);
+  buf_release(&b);
+}
+
+static int ops_start(struct grove_ctx *ctx, void **state) {
+  struct ops *o = calloc(1, sizeof *o);
+  if (!o)
+    return GROVE_ENOMEM;
+  o->ctx = *ctx;
+  o->started_ms = clock_wall_ms();
+  int rc = router_add(ctx->router, "GET", "/health", handle_health, o);
+  if (!rc)
+    rc = router_add(ctx->router, "GET", "/ready", handle_ready, o);
+  if (!rc)
+    rc = router_add(ctx->router, "GET", "/metrics", handle_metrics, o);
+  if (rc) {
+    free(o);
+    return rc;
+  }
+  *state = o;
+  return 0;
+}
+
+static void ops_stop(void *state) { free(state); }
+
+/* grove_meta records facts about the database itself: when it was made
+ * and which Grove version last opened it. */
+static const struct store_migration ops_migrations[] = {
+    {1, "grove_meta",
+     "CREATE TABLE IF NOT EXISTS grove_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", NULL},
+};
+
+const struct grove_app ops_app = {
+    .name = "ops",
+    .summary = "health, readiness and Prometheus metrics",
+    .migrations = ops_migrations,
+    .nmigrations = sizeof ops_migrations / sizeof ops_migrations[0],
+    .start = ops_start,
+    .stop = ops_stop,
+};

@@ -1,0 +1,228 @@
+/* serve.c — `grove serve`: loads the configuration, opens the store,
+ * applies migrations, starts the hub and every app, serves HTTP until
+ * SIGTERM or SIGINT, then shuts down in reverse order. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "hub/hub.h"
+#include "net/http.h"
+#include "net/static.h"
+#include "store/store.h"
+
+struct core_cfg {
+  char *log_level;
+  char *log_format;
+};
+
+#define O(name, type, field, def, help) {name, type, offsetof(struct core_cfg, field), def, help}
+static const struct cfg_opt core_opts[] = {
+    O("log-level", CFG_STR, log_level, "info", "debug, info, warn, error or off"),
+    O("log-format", CFG_STR, log_format, "text", "text or json (one object a line)"),
+};
+#undef O
+
+struct serve_cfg {
+  struct core_cfg core;
+  struct http_cfg http;
+  struct store_cfg store;
+  struct hub_cfg hub;
+};
+
+#define MAX_SECTIONS 16
+
+static size_t sections(struct serve_cfg *c, struct cfg_section *s) {
+  size_t n = 0;
+  s[n++] = (struct cfg_section){"core", core_opts, ARRAY_LEN(core_opts), &c->core};
+  s[n++] = (struct cfg_section){"http", http_cfg_opts, http_cfg_nopts, &c->http};
+  s[n++] = (struct cfg_section){"store", store_cfg_opts, store_cfg_nopts, &c->store};
+  s[n++] = (struct cfg_section){"live", hub_cfg_opts, hub_cfg_nopts, &c->hub};
+  for (size_t i = 0; i < grove_napps && n < MAX_SECTIONS; i++)
+    if (grove_apps[i]->nopts)
+      s[n++] = (struct cfg_section){grove_apps[i]->name, grove_apps[i]->opts,
+                                    grove_apps[i]->nopts, grove_apps[i]->cfg};
+  return n;
+}
+
+void serve_help(FILE *f) {
+  struct serve_cfg c;
+  struct cfg_section s[MAX_SECTIONS];
+  memset(&c, 0, sizeof c);
+  fprintf(f,
+          "usage: grove serve [options]\n\n"
+          "Runs Grove: the HTTP API, the live hub and every app, on the embedded\n"
+          "defaults unless told otherwise. Options come from a file (--config FILE or\n"
+          "GROVE_CONFIG; lines of \"name = value\"), GROVE_* variables and flags; flags\n"
+          "win. SIGTERM or SIGINT finishes in-flight requests and exits.\n\n"
+          "  --config FILE          GROVE_CONFIG             read options from FILE\n"
+          "  --help                                          show this help\n");
+  cfg_print_help(f, s, sections(&c, s));
+  fprintf(f, "\napps:\n");
+  for (size_t i = 0; i < grove_napps; i++)
+    fprintf(f, "  %-10s %s\n", grove_apps[i]->name, grove_apps[i]->summary);
+}
+
+struct signal_ctx {
+  sigset_t set;
+  struct http_server *srv;
+};
+
+static void *signal_thread(void *arg) {
+  struct signal_ctx *sc = arg;
+  int sig;
+  if (sigwait(&sc->set, &sig) == 0) {
+    if (sig == SIGUSR2)
+      return NULL; /* serve is ending on its own */
+    log_info(NULL, "shutting down", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
+    http_server_stop(sc->srv);
+  }
+  return NULL;
+}
+
+struct hooks_arg {
+  struct hub *hub;
+};
+
+static void on_loop_start(uv_loop_t *loop, int index, void *arg) {
+  hub_loop_start(((struct hooks_arg *)arg)->hub, loop, index);
+}
+
+static void on_loop_stop(uv_loop_t *loop, int index, void *arg) {
+  (void)loop;
+  hub_loop_stop(((struct hooks_arg *)arg)->hub, index);
+}
+
+static int record_meta(struct store *st) {
+  char err[256], now[32];
+  snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
+  const char *created[] = {"created_at", now};
+  const char *version[] = {"version", GROVE_VERSION};
+  int rc = store_query(st, "INSERT INTO grove_meta (key, value) VALUES ($1, $2) "
+                           "ON CONFLICT (key) DO NOTHING", created, 2, NULL, err, sizeof err);
+  if (!rc)
+    rc = store_query(st, "INSERT INTO grove_meta (key, value) VALUES ($1, $2) "
+                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                     version, 2, NULL, err, sizeof err);
+  if (rc)
+    log_error(NULL, "cannot record database facts", "error=\"%s\"", err);
+  return rc;
+}
+
+int cmd_serve(int argc, char **argv) {
+  for (int i = 0; i < argc; i++)
+    if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+      serve_help(stdout);
+      return 0;
+    }
+  struct serve_cfg c;
+  struct cfg_section secs[MAX_SECTIONS];
+  memset(&c, 0, sizeof c);
+  size_t nsec = sections(&c, secs);
+  char err[512];
+  int rc = 1, lvl;
+  if (cfg_load(secs, nsec, argc, argv, err, sizeof err)) {
+    fprintf(stderr, "grove serve: %s (see grove serve --help)\n", err);
+    cfg_release(secs, nsec);
+    return 2;
+  }
+  if ((lvl = log_level_parse(c.core.log_level)) < 0 ||
+      (strcmp(c.core.log_format, "text") && strcmp(c.core.log_format, "json"))) {
+    fprintf(stderr, "grove serve: bad --log-level or --log-format\n");
+    cfg_release(secs, nsec);
+    return 2;
+  }
+  log_setup((enum log_level)lvl, strcmp(c.core.log_format, "json") == 0, 2);
+  signal(SIGPIPE, SIG_IGN);
+
+  /* Every thread made from here on inherits the blocked signals; one
+   * thread waits for them. */
+  struct signal_ctx sc;
+  sigemptyset(&sc.set);
+  sigaddset(&sc.set, SIGINT);
+  sigaddset(&sc.set, SIGTERM);
+  sigaddset(&sc.set, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
+
+  struct metrics *metrics = NULL;
+  struct router *router = NULL;
+  struct store *store = NULL;
+  struct hub *hub = NULL;
+  struct http_server *srv = NULL;
+  struct static_root *web = NULL;
+  void *states[32] = {0};
+  size_t started = 0;
+  pthread_t sig_thread;
+  bool sig_started = false;
+
+  if (metrics_create(&metrics) || router_create(&router, metrics))
+    goto out;
+  if (store_open(&store, &c.store, err, sizeof err)) {
+    log_error(NULL, "cannot open store", "error=\"%s\"", err);
+    goto out;
+  }
+  for (size_t i = 0; i < grove_napps; i++) {
+    const struct grove_app *a = grove_apps[i];
+    if (a->nmigrations &&
+        store_migrate(store, a->name, a->migrations, a->nmigrations, NULL, err, sizeof err)) {
+      log_error(NULL, "cannot migrate database", "app=%s error=\"%s\"", a->name, err);
+      goto out;
+    }
+  }
+  if (record_meta(store))
+    goto out;
+  struct hooks_arg ha = {0};
+  struct http_server_hooks hooks = {on_loop_start, on_loop_stop, &ha};
+  if ((rc = http_server_create(&srv, &c.http, router, metrics, &hooks))) {
+    rc = 1;
+    goto out;
+  }
+  rc = 1;
+  if (hub_create(&hub, &c.hub, http_server_threads(srv), metrics) || hub_routes(hub, router))
+    goto out;
+  ha.hub = hub;
+  if (static_create(&web, router, c.http.web_root))
+    goto out;
+  struct grove_ctx ctx = {store, hub, metrics, router, GROVE_VERSION};
+  for (; started < grove_napps; started++) {
+    int e = grove_apps[started]->start(&ctx, &states[started]);
+    if (e) {
+      log_error(NULL, "cannot start app", "app=%s error=\"%s\"", grove_apps[started]->name,
+                grove_strerror(e));
+      goto out;
+    }
+  }
+  sc.srv = srv;
+  pthread_create(&sig_thread, NULL, signal_thread, &sc);
+  sig_started = true;
+  log_info(NULL, "listening", "addr=%s port=%d threads=%d store=%s broker=%s", c.http.listen,
+           http_server_port(srv), http_server_threads(srv), store_driver_name(store),
+           c.hub.broker && *c.hub.broker ? "redis" : "none");
+  http_server_run(srv);
+  log_info(NULL, "stopped", NULL);
+  rc = 0;
+out:
+  if (sig_started) {
+    pthread_kill(sig_thread, SIGUSR2);
+    pthread_join(sig_thread, NULL);
+  }
+  while (started > 0) {
+    started--;
+    if (grove_apps[started]->stop)
+      grove_apps[started]->stop(states[started]);
+  }
+  http_server_destroy(srv);
+  hub_destroy(hub);
+  static_destroy(web);
+  store_close(store);
+  router_destroy(router);
+  metrics_destroy(metrics);
+  cfg_release(secs, nsec);
+  return rc;
+}

@@ -1,0 +1,31 @@
+/* log.h — leveled logging, as text (default) or one JSON object a line.
+ *
+ * A line is a message and optional key=value context:
+ *   log_info(rid, "request done", "method=%s status=%d", m, s);
+ * Text:  2026-11-23T10:00:00.123Z info request done method=GET status=200 req=ab12
+ * JSON:  {"ts":"…","level":"info","msg":"request done","method":"GET",
+ *         "status":"200","req":"ab12"}
+ * Values holding spaces are written as key="a b". `rid` (the request id) may
+ * be NULL. Each line is written with one write(2), so lines from several
+ * threads never interleave. Never logs secrets: callers pass none. */
+#ifndef GROVE_LOG_H
+#define GROVE_LOG_H
+
+#include <stdbool.h>
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
+
+void log_setup(enum log_level min, bool json, int fd);
+/* Parses "debug", "info", "warn", "error", "off". Returns -1 if unknown. */
+int log_level_parse(const char *s);
+bool log_enabled(enum log_level lvl);
+void log_write(enum log_level lvl, const char *rid, const char *msg,
+               const char *kvfmt, ...) __attribute__((format(printf, 4, 5)));
+
+#define log_debug(rid, msg, ...) \
+  do { if (log_enabled(LOG_DEBUG)) log_write(LOG_DEBUG, rid, msg, __VA_ARGS__); } while (0)
+#define log_info(rid, msg, ...) log_write(LOG_INFO, rid, msg, __VA_ARGS__)
+#define log_warn(rid, msg, ...) log_write(LOG_WARN, rid, msg, __VA_ARGS__)
+#define log_error(rid, msg, ...) log_write(LOG_ERROR, rid, msg, __VA_ARGS__)
+
+#endif

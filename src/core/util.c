@@ -1,0 +1,126 @@
+/* util.c — clocks, random ids, base64, SHA-1, decoding helpers. */
+#include "core/util.h"
+
+#include <ctype.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+uint64_t clock_mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t clock_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000ULL + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+void rand_hex(char *out, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char raw[64];
+  if (!n)
+    return;
+  size_t want = (n - 1 + 1) / 2;
+  if (want > sizeof raw)
+    want = sizeof raw;
+  if (RAND_bytes(raw, (int)want) != 1)
+    memset(raw, 0, want); /* RAND_bytes does not fail once seeded */
+  size_t i;
+  for (i = 0; i + 1 < n && i / 2 < want; i++)
+    out[i] = hex[(raw[i / 2] >> ((i & 1) ? 0 : 4)) & 15];
+  out[i] = '\0';
+}
+
+void b64_encode(const unsigned char *in, size_t n, char *out) {
+  static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t o = 0;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = (uint32_t)in[i] << 16;
+    if (i + 1 < n)
+      v |= (uint32_t)in[i + 1] << 8;
+    if (i + 2 < n)
+      v |= in[i + 2];
+    out[o++] = t[(v >> 18) & 63];
+    out[o++] = t[(v >> 12) & 63];
+    out[o++] = i + 1 < n ? t[(v >> 6) & 63] : '=';
+    out[o++] = i + 2 < n ? t[v & 63] : '=';
+  }
+  out[o] = '\0';
+}
+
+void sha1(const void *data, size_t n, unsigned char out[20]) { SHA1(data, n, out); }
+
+static int hexval(int c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  c = tolower(c);
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  return -1;
+}
+
+long pct_decode(char *s, size_t n, bool plus_is_space) {
+  size_t o = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (c == '%') {
+      if (i + 2 >= n)
+        return -1;
+      int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
+      if (h < 0 || l < 0)
+        return -1;
+      c = (char)(h * 16 + l);
+      if (!c)
+        return -1;
+      i += 2;
+    } else if (c == '+' && plus_is_space) {
+      c = ' ';
+    }
+    s[o++] = c;
+  }
+  if (o < n)
+    s[o] = '\0';
+  return (long)o;
+}
+
+bool header_has_token(const char *value, const char *token) {
+  size_t tl = strlen(token);
+  const char *p = value;
+  while (p && *p) {
+    while (*p == ' ' || *p == '\t' || *p == ',')
+      p++;
+    const char *end = p;
+    while (*end && *end != ',' && *end != ';' && *end != ' ')
+      end++;
+    bool match = (size_t)(end - p) == tl && strncasecmp(p, token, tl) == 0;
+    const char *next = strchr(end, ',');
+    if (match) {
+      /* reject q=0 */
+      const char *q = strstr(end, "q=");
+      if (q && (!next || q < next)) {
+        q += 2;
+        while (*q == '0' || *q == '.')
+          q++;
+        if (!(*q >= '1' && *q <= '9'))
+          return false;
+      }
+      return true;
+    }
+    p = next;
+  }
+  return false;
+}
+
+bool ct_equal(const void *a, size_t an, const void *b, size_t bn) {
+  const unsigned char *x = a, *y = b;
+  unsigned char d = an != bn;
+  size_t n = an < bn ? an : bn;
+  for (size_t i = 0; i < n; i++)
+    d |= x[i] ^ y[i];
+  return d == 0;
+}

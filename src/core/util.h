@@ -1,0 +1,29 @@
+/* util.h — small helpers every module uses: clocks, random ids, base64,
+ * SHA-1 (WebSocket handshake), percent-decoding and strings. */
+#ifndef GROVE_UTIL_H
+#define GROVE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+uint64_t clock_mono_ns(void);
+uint64_t clock_wall_ms(void);
+/* Writes n-1 random lowercase hex characters and a NUL. */
+void rand_hex(char *out, size_t n);
+/* Base64 of in (standard alphabet, padded). out needs 4*((n+2)/3)+1. */
+void b64_encode(const unsigned char *in, size_t n, char *out);
+void sha1(const void *data, size_t n, unsigned char out[20]);
+/* Decodes %XX and (when plus_is_space) '+' in place. Returns the new
+ * length, or -1 on a bad escape or a decoded NUL. */
+long pct_decode(char *s, size_t n, bool plus_is_space);
+/* Case-insensitive: does the comma-separated header value list contain
+ * token (e.g. "gzip" in "deflate, gzip;q=1")? A token with q=0 does not
+ * count. */
+bool header_has_token(const char *value, const char *token);
+/* Constant-time comparison of two byte strings. */
+bool ct_equal(const void *a, size_t an, const void *b, size_t bn);
+
+#endif

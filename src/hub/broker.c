@@ -1,0 +1,381 @@
+/* broker.c — Redis pub/sub between Grove instances.
+ *
+ * Two threads, each with its own blocking connection, neither on an event
+ * loop: the publisher drains a bounded queue into PUBLISH (and pings when
+ * idle so /ready knows the broker's state), the subscriber reads messages
+ * on one channel and delivers those of other instances. Both reconnect
+ * with backoff. While Redis is away, local delivery goes on; messages for
+ * other instances are dropped and counted. */
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "hub/internal.h"
+
+#define CHANNEL "grove:live"
+#define QUEUE_MAX 10000
+
+struct out_msg {
+  struct out_msg *next;
+  size_t len;
+  char data[]; /* "instance\ttopic\tjson" */
+};
+
+struct broker {
+  struct hub *hub;
+  char host[256];
+  int port;
+  char password[128];
+  char instance[17];
+  pthread_t pub_thread, sub_thread;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct out_msg *head, *tail;
+  size_t queued;
+  bool stop;
+  _Atomic bool pub_up, sub_up;
+  redisContext *sub_ctx; /* under lock: stop shuts its socket */
+  char last_error[200];
+  struct metric *up, *errors, *dropped, *received;
+};
+
+static int parse_url(struct broker *b, const char *url) {
+  if (strncmp(url, "redis://", 8) != 0)
+    return GROVE_ECONFIG;
+  const char *p = url + 8;
+  const char *at = strchr(p, '@');
+  if (at) {
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    const char *pw = colon ? colon + 1 : p;
+    size_t n = (size_t)(at - pw);
+    if (n >= sizeof b->password)
+      return GROVE_ECONFIG;
+    memcpy(b->password, pw, n);
+    b->password[n] = '\0';
+    p = at + 1;
+  }
+  const char *colon = strchr(p, ':');
+  const char *slash = strchr(p, '/');
+  size_t hl = colon ? (size_t)(colon - p) : slash ? (size_t)(slash - p) : strlen(p);
+  if (hl == 0 || hl >= sizeof b->host)
+    return GROVE_ECONFIG;
+  memcpy(b->host, p, hl);
+  b->host[hl] = '\0';
+  b->port = colon ? atoi(colon + 1) : 6379;
+  return b->port > 0 && b->port < 65536 ? 0 : GROVE_ECONFIG;
+}
+
+static void set_error(struct broker *b, const char *what, redisContext *c) {
+  pthread_mutex_lock(&b->lock);
+  snprintf(b->last_error, sizeof b->last_error, "%s: %s", what,
+           c && c->err ? c->errstr : "no connection");
+  pthread_mutex_unlock(&b->lock);
+  metric_add(b->errors, 1);
+}
+
+static void update_up(struct broker *b) {
+  metric_set(b->up, atomic_load(&b->pub_up) && atomic_load(&b->sub_up) ? 1 : 0);
+}
+
+static redisContext *connect_redis(struct broker *b) {
+  struct timeval tv = {2, 0};
+  redisContext *c = redisConnectWithTimeout(b->host, b->port, tv);
+  if (!c || c->err) {
+    set_error(b, "cannot connect", c);
+    redisFree(c);
+    return NULL;
+  }
+  if (b->password[0]) {
+    redisReply *r = redisCommand(c, "AUTH %s", b->password);
+    bool ok = r && r->type != REDIS_REPLY_ERROR;
+    freeReplyObject(r);
+    if (!ok) {
+      set_error(b, "authentication failed", c);
+      redisFree(c);
+      return NULL;
+    }
+  }
+  return c;
+}
+
+/* Sleeps up to ms unless stopping; returns true when stopping. */
+static bool nap(struct broker *b, int ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&b->lock);
+  if (!b->stop)
+    pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+  bool stop = b->stop;
+  pthread_mutex_unlock(&b->lock);
+  return stop;
+}
+
+static void *pub_main(void *arg) {
+  struct broker *b = arg;
+  redisContext *c = NULL;
+  int backoff = 100;
+  for (;;) {
+    if (!c) {
+      c = connect_redis(b);
+      if (!c) {
+        atomic_store(&b->pub_up, false);
+        update_up(b);
+        if (nap(b, backoff))
+          break;
+        backoff = backoff < 2000 ? backoff * 2 : 2000;
+        continue;
+      }
+      backoff = 100;
+      atomic_store(&b->pub_up, true);
+      update_up(b);
+      log_info(NULL, "broker connected", "host=%s port=%d role=publish", b->host, b->port);
+    }
+    pthread_mutex_lock(&b->lock);
+    if (!b->head && !b->stop) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_sec += 1;
+      pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+    }
+    if (b->stop) {
+      pthread_mutex_unlock(&b->lock);
+      break;
+    }
+    struct out_msg *m = b->head;
+    if (m) {
+      b->head = m->next;
+      if (!b->head)
+        b->tail = NULL;
+      b->queued--;
+    }
+    pthread_mutex_unlock(&b->lock);
+    redisReply *r = m ? redisCommand(c, "PUBLISH %s %b", CHANNEL, m->data, m->len)
+                      : redisCommand(c, "PING");
+    free(m);
+    if (!r || c->err) {
+      set_error(b, "publish failed", c);
+      log_warn(NULL, "broker connection lost", "role=publish error=\"%s\"",
+               c->err ? c->errstr : "?");
+      freeReplyObject(r);
+      redisFree(c);
+      c = NULL;
+      atomic_store(&b->pub_up, false);
+      update_up(b);
+      continue;
+    }
+    freeReplyObject(r);
+  }
+  redisFree(c);
+  return NULL;
+}
+
+static void handle_message(struct broker *b, const char *data, size_t len) {
+  const char *t1 = memchr(data, '\t', len);
+  if (!t1)
+    return;
+  const char *t2 = memchr(t1 + 1, '\t', len - (size_t)(t1 + 1 - data));
+  if (!t2)
+    return;
+  if ((size_t)(t1 - data) == strlen(b->instance) && memcmp(data, b->instance, (size_t)(t1 - data)) == 0)
+    return; /* our own, already delivered here */
+  char topic[300];
+  size_t tl = (size_t)(t2 - t1 - 1);
+  if (tl >= sizeof topic)
+    return;
+  memcpy(topic, t1 + 1, tl);
+  topic[tl] = '\0';
+  if (!hub_topic_valid(topic))
+    return;
+  metric_add(b->received, 1);
+  hub_deliver(b->hub, topic, t2 + 1, len - (size_t)(t2 + 1 - data), NULL);
+}
+
+static void *sub_main(void *arg) {
+  struct broker *b = arg;
+  int backoff = 100;
+  for (;;) {
+    pthread_mutex_lock(&b->lock);
+    bool stop = b->stop;
+    pthread_mutex_unlock(&b->lock);
+    if (stop)
+      break;
+    redisContext *c = connect_redis(b);
+    if (c) {
+      redisReply *r = redisCommand(c, "SUBSCRIBE %s", CHANNEL);
+      bool ok = r && !c->err;
+      freeReplyObject(r);
+      if (!ok) {
+        set_error(b, "subscribe failed", c);
+        redisFree(c);
+        c = NULL;
+      }
+    }
+    if (!c) {
+      atomic_store(&b->sub_up, false);
+      update_up(b);
+      if (nap(b, backoff))
+        break;
+      backoff = backoff < 2000 ? backoff * 2 : 2000;
+      continue;
+    }
+    backoff = 100;
+    pthread_mutex_lock(&b->lock);
+    b->sub_ctx = c;
+    stop = b->stop;
+    pthread_mutex_unlock(&b->lock);
+    if (stop) {
+      /* broker_stop ran before sub_ctx was set: its shutdown missed us */
+      pthread_mutex_lock(&b->lock);
+      b->sub_ctx = NULL;
+      pthread_mutex_unlock(&b->lock);
+      redisFree(c);
+      break;
+    }
+    atomic_store(&b->sub_up, true);
+    update_up(b);
+    log_info(NULL, "broker connected", "host=%s port=%d role=subscribe", b->host, b->port);
+    for (;;) {
+      redisReply *r = NULL;
+      if (redisGetReply(c, (void **)&r) != REDIS_OK) {
+        freeReplyObject(r);
+        break;
+      }
+      if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+          r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "message") == 0 &&
+          r->element[2]->type == REDIS_REPLY_STRING)
+        handle_message(b, r->element[2]->str, r->element[2]->len);
+      freeReplyObject(r);
+    }
+    pthread_mutex_lock(&b->lock);
+    b->sub_ctx = NULL;
+    stop = b->stop;
+    pthread_mutex_unlock(&b->lock);
+    if (!stop) {
+      set_error(b, "subscription lost", c);
+      log_warn(NULL, "broker connection lost", "role=subscribe error=\"%s\"",
+               c->err ? c->errstr : "?");
+    }
+    redisFree(c);
+    atomic_store(&b->sub_up, false);
+    update_up(b);
+  }
+  return NULL;
+}
+
+int broker_start(struct broker **out, const char *url, struct hub *h, struct metrics *m,
+                 char *err, size_t errlen) {
+  struct broker *b = calloc(1, sizeof *b);
+  if (!b)
+    return GROVE_ENOMEM;
+  if (parse_url(b, url)) {
+    snprintf(err, errlen, "bad broker url '%s': use redis://host:port", url);
+    free(b);
+    return GROVE_ECONFIG;
+  }
+  b->hub = h;
+  rand_hex(b->instance, sizeof b->instance);
+  pthread_mutex_init(&b->lock, NULL);
+  pthread_cond_init(&b->cond, NULL);
+  if (m) {
+    b->up = metric_get(metrics_family(m, "grove_broker_up", "1 when the Redis broker is connected.",
+                                      METRIC_GAUGE, ""));
+    b->errors = metric_get(metrics_family(m, "grove_broker_errors_total",
+                                          "Broker connection failures.", METRIC_COUNTER, ""));
+    b->dropped = metric_get(metrics_family(
+        m, "grove_broker_dropped_total",
+        "Messages not sent to other instances because the broker was away or behind.",
+        METRIC_COUNTER, ""));
+    b->received = metric_get(metrics_family(m, "grove_broker_received_total",
+                                            "Messages received from other instances.",
+                                            METRIC_COUNTER, ""));
+  }
+  snprintf(b->last_error, sizeof b->last_error, "not connected yet");
+  pthread_create(&b->pub_thread, NULL, pub_main, b);
+  pthread_create(&b->sub_thread, NULL, sub_main, b);
+  *out = b;
+  return 0;
+}
+
+void broker_stop(struct broker *b) {
+  if (!b)
+    return;
+  pthread_mutex_lock(&b->lock);
+  b->stop = true;
+  if (b->sub_ctx)
+    shutdown(b->sub_ctx->fd, SHUT_RDWR); /* wakes the blocked read */
+  pthread_cond_broadcast(&b->cond);
+  pthread_mutex_unlock(&b->lock);
+  pthread_join(b->pub_thread, NULL);
+  pthread_join(b->sub_thread, NULL);
+  struct out_msg *m = b->head;
+  while (m) {
+    struct out_msg *n = m->next;
+    free(m);
+    m = n;
+  }
+  pthread_mutex_destroy(&b->lock);
+  pthread_cond_destroy(&b->cond);
+  free(b);
+}
+
+void broker_publish(struct broker *b, const char *topic, const char *json, size_t len) {
+  if (!atomic_load(&b->pub_up)) {
+    metric_add(b->dropped, 1);
+    return;
+  }
+  size_t il = strlen(b->instance), tl = strlen(topic);
+  struct out_msg *m = malloc(sizeof *m + il + tl + len + 2);
+  if (!m) {
+    metric_add(b->dropped, 1);
+    return;
+  }
+  m->next = NULL;
+  m->len = il + tl + len + 2;
+  memcpy(m->data, b->instance, il);
+  m->data[il] = '\t';
+  memcpy(m->data + il + 1, topic, tl);
+  m->data[il + 1 + tl] = '\t';
+  memcpy(m->data + il + tl + 2, json, len);
+  pthread_mutex_lock(&b->lock);
+  if (b->queued >= QUEUE_MAX) {
+    pthread_mutex_unlock(&b->lock);
+    free(m);
+    metric_add(b->dropped, 1);
+    return;
+  }
+  if (b->tail)
+    b->tail->next = m;
+  else
+    b->head = m;
+  b->tail = m;
+  b->queued++;
+  pthread_cond_signal(&b->cond);
+  pthread_mutex_unlock(&b->lock);
+}
+
+bool broker_ok(struct broker *b, char *err, size_t errlen) {
+  bool ok = atomic_load(&b->pub_up) && atomic_load(&b->sub_up);
+  if (!ok && err) {
+    pthread_mutex_lock(&b->lock);
+    snprintf(err, errlen, "%s", b->last_error);
+    pthread_mutex_unlock(&b->lock);
+  }
+  return ok;
+}

@@ -1,0 +1,690 @@
+/* hub.c — topics, subscribers and delivery on every event loop. */
+#include "hub/hub.h"
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/map.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "hub/internal.h"
+#include "net/http.h"
+
+#define O(name, type, field, def, help) {name, type, offsetof(struct hub_cfg, field), def, help}
+const struct cfg_opt hub_cfg_opts[] = {
+    O("live-max-message", CFG_SIZE, max_message, "64k", "largest WebSocket message a client may send; larger closes with 1009"),
+    O("live-max-queue", CFG_SIZE, max_queue, "1m", "unsent bytes per subscriber; a slower client is disconnected"),
+    O("live-history", CFG_INT, history, "100", "messages kept per topic for SSE Last-Event-ID resumption"),
+    O("live-max-topics", CFG_INT, max_topics, "64", "topics one connection may subscribe to"),
+    O("live-ping", CFG_MS, ping_ms, "30s", "WebSocket ping interval; a peer silent for two is closed"),
+    O("live-heartbeat", CFG_MS, heartbeat_ms, "15s", "SSE heartbeat comment interval"),
+    O("live-client-publish", CFG_BOOL, client_publish, "false", "let WebSocket clients publish with {\"op\":\"publish\"}"),
+    O("broker", CFG_STR, broker, "", "redis://host:port to share live topics between instances (empty: in-process)"),
+};
+#undef O
+const size_t hub_cfg_nopts = ARRAY_LEN(hub_cfg_opts);
+
+/* ---- messages ----------------------------------------------------------- */
+
+struct hub_msg {
+  _Atomic int refs;
+  uint64_t id;
+  char *topic;
+  uv_buf_t ws;   /* complete WebSocket text frame */
+  uv_buf_t sse;  /* complete SSE event */
+};
+
+static void msg_unref(void *p) {
+  struct hub_msg *m = p;
+  if (atomic_fetch_sub(&m->refs, 1) == 1)
+    free(m);
+}
+
+static struct hub_msg *msg_ref(struct hub_msg *m) {
+  atomic_fetch_add(&m->refs, 1);
+  return m;
+}
+
+/* One allocation: struct, topic, frame, event. */
+static struct hub_msg *msg_new(uint64_t id, const char *topic, const char *json, size_t len) {
+  struct buf body;
+  buf_init(&body, 0);
+  buf_puts(&body, "{\"type\":\"message\",\"topic\":\"");
+  buf_json_escape(&body, topic, strlen(topic));
+  buf_printf(&body, "\",\"id\":%llu,\"data\":", (unsigned long long)id);
+  buf_append(&body, json, len);
+  if (buf_putc(&body, '}')) {
+    buf_release(&body);
+    return NULL;
+  }
+  char sse_head[64];
+  int sh = snprintf(sse_head, sizeof sse_head, "id: %llu\nevent: message\ndata: ",
+                    (unsigned long long)id);
+  size_t tl = strlen(topic) + 1;
+  size_t ws_len = 10 + body.len, sse_len = (size_t)sh + body.len + 2;
+  struct hub_msg *m = malloc(sizeof *m + tl + ws_len + sse_len);
+  if (!m) {
+    buf_release(&body);
+    return NULL;
+  }
+  char *p = (char *)(m + 1);
+  atomic_init(&m->refs, 1);
+  m->id = id;
+  m->topic = p;
+  memcpy(p, topic, tl);
+  p += tl;
+  size_t hl = ws_frame_header((uint8_t *)p, body.len);
+  memcpy(p + hl, body.data, body.len);
+  m->ws = uv_buf_init(p, (unsigned)(hl + body.len));
+  p += hl + body.len;
+  memcpy(p, sse_head, (size_t)sh);
+  memcpy(p + sh, body.data, body.len);
+  memcpy(p + sh + body.len, "\n\n", 2);
+  m->sse = uv_buf_init(p, (unsigned)sse_len);
+  buf_release(&body);
+  return m;
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+struct sub;
+struct link {
+  struct link *prev, *next; /* in the topic's list */
+  struct link *sub_next;    /* in the subscriber's list */
+  struct sub *sub;
+  struct topic *t;
+};
+
+struct topic {
+  struct link *head;
+  char name[];
+};
+
+enum sub_kind { SUB_WS, SUB_SSE };
+
+struct sub {
+  struct shard *sh;
+  enum sub_kind kind;
+  union {
+    struct ws *ws;
+    struct sse *sse;
+  } u;
+  struct link *links;
+  int ntopics;
+  uint64_t replayed_upto; /* SSE: live messages up to this id were replayed */
+};
+
+struct shard {
+  struct hub *hub;
+  uv_loop_t *loop;
+  uv_async_t async;
+  pthread_mutex_t lock;
+  struct hub_msg **inbox;
+  size_t ninbox, capinbox;
+  struct map topics; /* name -> struct topic */
+  bool running;
+};
+
+struct ring {
+  struct hub_msg **msgs;
+  int head, count;
+};
+
+struct hub {
+  struct hub_cfg cfg;
+  struct shard *shards;
+  int nshards;
+  pthread_mutex_t lock; /* ids, history, inboxes in order */
+  uint64_t next_id;
+  struct map history;   /* topic -> struct ring */
+  struct broker *broker;
+  struct metric *subscribers, *published, *delivered, *slow, *dropped_history;
+};
+
+static const size_t MAX_HISTORY_TOPICS = 10000;
+
+bool hub_topic_valid(const char *t) {
+  size_t n = strlen(t);
+  if (n == 0 || n > 256 || t[0] == '/' || t[n - 1] == '/')
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = t[i];
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':' || c == '@' || c == '/';
+    if (!ok || (c == '/' && t[i + 1] == '/'))
+      return false;
+  }
+  return true;
+}
+
+/* ---- delivery on a loop ------------------------------------------------- */
+
+static void sub_send(struct sub *s, struct hub_msg *m) {
+  struct hub *h = s->sh->hub;
+  int rc;
+  if (s->kind == SUB_WS) {
+    rc = ws_send_shared(s->u.ws, &m->ws, msg_unref, msg_ref(m));
+  } else {
+    if (m->id <= s->replayed_upto)
+      return;
+    rc = sse_send_shared(s->u.sse, &m->sse, msg_unref, msg_ref(m));
+  }
+  if (rc == GROVE_EBUSY)
+    metric_add(h->slow, 1);
+  else if (rc == 0)
+    metric_add(h->delivered, 1);
+}
+
+static void deliver(struct shard *sh, struct hub_msg *m) {
+  struct topic *t = map_get(&sh->topics, m->topic);
+  if (!t)
+    return;
+  struct link *l = t->head;
+  while (l) {
+    /* a send may close this subscriber (slow consumer), which unlinks it:
+     * take the next link first. Only the current subscriber can go. */
+    struct link *next = l->next;
+    sub_send(l->sub, m);
+    l = next;
+  }
+}
+
+static void on_inbox(uv_async_t *a) {
+  struct shard *sh = a->data;
+  pthread_mutex_lock(&sh->lock);
+  struct hub_msg **msgs = sh->inbox;
+  size_t n = sh->ninbox;
+  sh->inbox = NULL;
+  sh->ninbox = sh->capinbox = 0;
+  pthread_mutex_unlock(&sh->lock);
+  for (size_t i = 0; i < n; i++) {
+    deliver(sh, msgs[i]);
+    msg_unref(msgs[i]);
+  }
+  free(msgs);
+}
+
+static int sub_add(struct sub *s, const char *name) {
+  struct shard *sh = s->sh;
+  for (struct link *l = s->links; l; l = l->sub_next)
+    if (strcmp(l->t->name, name) == 0)
+      return 0;
+  if (s->ntopics >= sh->hub->cfg.max_topics)
+    return GROVE_ETOOBIG;
+  struct topic *t = map_get(&sh->topics, name);
+  if (!t) {
+    size_t n = strlen(name) + 1;
+    t = malloc(sizeof *t + n);
+    if (!t)
+      return GROVE_ENOMEM;
+    t->head = NULL;
+    memcpy(t->name, name, n);
+    if (map_put(&sh->topics, name, t, NULL)) {
+      free(t);
+      return GROVE_ENOMEM;
+    }
+  }
+  struct link *l = calloc(1, sizeof *l);
+  if (!l)
+    return GROVE_ENOMEM;
+  l->sub = s;
+  l->t = t;
+  l->next = t->head;
+  if (t->head)
+    t->head->prev = l;
+  t->head = l;
+  l->sub_next = s->links;
+  s->links = l;
+  s->ntopics++;
+  return 0;
+}
+
+static void unlink_one(struct shard *sh, struct link *l) {
+  struct topic *t = l->t;
+  if (l->prev)
+    l->prev->next = l->next;
+  else
+    t->head = l->next;
+  if (l->next)
+    l->next->prev = l->prev;
+  if (!t->head) {
+    map_del(&sh->topics, t->name);
+    free(t);
+  }
+  free(l);
+}
+
+static bool sub_remove(struct sub *s, const char *name) {
+  for (struct link **pl = &s->links; *pl; pl = &(*pl)->sub_next) {
+    struct link *l = *pl;
+    if (strcmp(l->t->name, name) == 0) {
+      *pl = l->sub_next;
+      unlink_one(s->sh, l);
+      s->ntopics--;
+      return true;
+    }
+  }
+  return false;
+}
+
+static void sub_free(struct sub *s) {
+  struct link *l = s->links;
+  while (l) {
+    struct link *n = l->sub_next;
+    unlink_one(s->sh, l);
+    l = n;
+  }
+  metric_add(s->sh->hub->subscribers, -1);
+  free(s);
+}
+
+static struct shard *shard_of(struct hub *h, uv_loop_t *loop) {
+  for (int i = 0; i < h->nshards; i++)
+    if (h->shards[i].loop == loop)
+      return &h->shards[i];
+  return NULL;
+}
+
+/* ---- publishing --------------------------------------------------------- */
+
+static void history_add(struct hub *h, struct hub_msg *m) {
+  if (h->cfg.history <= 0)
+    return;
+  struct ring *r = map_get(&h->history, m->topic);
+  if (!r) {
+    if (h->history.len >= MAX_HISTORY_TOPICS) {
+      metric_add(h->dropped_history, 1);
+      return;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r || !(r->msgs = calloc((size_t)h->cfg.history, sizeof *r->msgs)) ||
+        map_put(&h->history, m->topic, r, NULL)) {
+      if (r)
+        free(r->msgs);
+      free(r);
+      return;
+    }
+  }
+  int cap = h->cfg.history;
+  int at = (r->head + r->count) % cap;
+  if (r->count == cap) {
+    msg_unref(r->msgs[r->head]);
+    r->head = (r->head + 1) % cap;
+    r->count--;
+    at = (r->head + r->count) % cap;
+  }
+  r->msgs[at] = msg_ref(m);
+  r->count++;
+}
+
+int hub_deliver(struct hub *h, const char *topic, const char *json, size_t len, uint64_t *id) {
+  pthread_mutex_lock(&h->lock);
+  uint64_t mid = h->next_id++;
+  struct hub_msg *m = msg_new(mid, topic, json, len);
+  if (!m) {
+    pthread_mutex_unlock(&h->lock);
+    return GROVE_ENOMEM;
+  }
+  history_add(h, m);
+  for (int i = 0; i < h->nshards; i++) {
+    struct shard *sh = &h->shards[i];
+    pthread_mutex_lock(&sh->lock);
+    if (sh->running) {
+      if (sh->ninbox == sh->capinbox) {
+        size_t cap = sh->capinbox ? sh->capinbox * 2 : 16;
+        struct hub_msg **p = realloc(sh->inbox, cap * sizeof *p);
+        if (p) {
+          sh->inbox = p;
+          sh->capinbox = cap;
+        }
+      }
+      if (sh->ninbox < sh->capinbox) {
+        sh->inbox[sh->ninbox++] = msg_ref(m);
+        uv_async_send(&sh->async);
+      }
+    }
+    pthread_mutex_unlock(&sh->lock);
+  }
+  pthread_mutex_unlock(&h->lock);
+  msg_unref(m);
+  metric_add(h->published, 1);
+  if (id)
+    *id = mid;
+  return 0;
+}
+
+int hub_publish(struct hub *h, const char *topic, const char *json, size_t len, uint64_t *id) {
+  if (!hub_topic_valid(topic))
+    return GROVE_EINVAL;
+  /* Compact the JSON when it holds a raw newline: SSE data lines cannot. */
+  char *compact = NULL;
+  if (memchr(json, '\n', len) || memchr(json, '\r', len)) {
+    json_t *j = json_loadb(json, len, JSON_DECODE_ANY, NULL);
+    if (!j)
+      return GROVE_EINVAL;
+    compact = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_decref(j);
+    if (!compact)
+      return GROVE_ENOMEM;
+    json = compact;
+    len = strlen(compact);
+  }
+  int rc = hub_deliver(h, topic, json, len, id);
+  if (!rc && h->broker)
+    broker_publish(h->broker, topic, json, len);
+  free(compact);
+  return rc;
+}
+
+/* Sends an SSE subscriber what it missed after last_id. */
+static void replay(struct hub *h, struct sub *s, const char *topic, uint64_t last_id) {
+  struct hub_msg *found[512];
+  int n = 0;
+  pthread_mutex_lock(&h->lock);
+  struct ring *r = map_get(&h->history, topic);
+  for (int i = 0; r && i < r->count && n < (int)ARRAY_LEN(found); i++) {
+    struct hub_msg *m = r->msgs[(r->head + i) % h->cfg.history];
+    if (m->id > last_id)
+      found[n++] = msg_ref(m);
+  }
+  /* anything published from now on reaches the inbox after these */
+  uint64_t upto = h->next_id - 1;
+  pthread_mutex_unlock(&h->lock);
+  for (int i = 0; i < n; i++) {
+    if (sse_send_shared(s->u.sse, &found[i]->sse, msg_unref, found[i]))
+      for (i++; i < n; i++)
+        msg_unref(found[i]);
+  }
+  if (upto > s->replayed_upto)
+    s->replayed_upto = upto;
+}
+
+/* ---- WebSocket protocol -------------------------------------------------- */
+
+static void ws_reply(struct ws *ws, const char *type, const char *topic, const char *message) {
+  json_t *j = json_pack("{s:s}", "type", type);
+  if (topic)
+    json_object_set_new(j, "topic", json_string(topic));
+  if (message)
+    json_object_set_new(j, "message", json_string(message));
+  char *s = json_dumps(j, JSON_COMPACT);
+  if (s)
+    ws_send_text(ws, s, strlen(s));
+  free(s);
+  json_decref(j);
+}
+
+static void on_ws_message(struct ws *ws, bool text, const uint8_t *data, size_t len) {
+  struct sub *s = ws_user(ws);
+  struct hub *h = s->sh->hub;
+  if (!text) {
+    ws_reply(ws, "error", NULL, "binary messages are not understood; send JSON text");
+    return;
+  }
+  json_error_t e;
+  json_t *j = json_loadb((const char *)data, len, 0, &e);
+  const char *op = j ? json_string_value(json_object_get(j, "op")) : NULL;
+  const char *topic = j ? json_string_value(json_object_get(j, "topic")) : NULL;
+  if (!op) {
+    ws_reply(ws, "error", NULL, j ? "missing \"op\"" : "message is not valid JSON");
+  } else if (strcmp(op, "ping") == 0) {
+    ws_reply(ws, "pong", NULL, NULL);
+  } else if (!topic || !hub_topic_valid(topic)) {
+    ws_reply(ws, "error", topic, "missing or invalid \"topic\"");
+  } else if (strcmp(op, "subscribe") == 0) {
+    int rc = sub_add(s, topic);
+    ws_reply(ws, rc ? "error" : "subscribed", topic,
+             rc == GROVE_ETOOBIG ? "too many topics on this connection" : rc ? "cannot subscribe" : NULL);
+  } else if (strcmp(op, "unsubscribe") == 0) {
+    sub_remove(s, topic);
+    ws_reply(ws, "unsubscribed", topic, NULL);
+  } else if (strcmp(op, "publish") == 0) {
+    json_t *d = json_object_get(j, "data");
+    if (!h->cfg.client_publish) {
+      ws_reply(ws, "error", topic, "publishing from clients is disabled");
+    } else if (!d) {
+      ws_reply(ws, "error", topic, "missing \"data\"");
+    } else {
+      char *txt = json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
+      int rc = txt ? hub_publish(h, topic, txt, strlen(txt), NULL) : GROVE_ENOMEM;
+      free(txt);
+      ws_reply(ws, rc ? "error" : "published", topic, rc ? "cannot publish" : NULL);
+    }
+  } else {
+    ws_reply(ws, "error", NULL, "unknown \"op\"; use subscribe, unsubscribe, publish or ping");
+  }
+  json_decref(j);
+}
+
+static void on_ws_close(struct ws *ws, uint16_t code) {
+  (void)code;
+  sub_free(ws_user(ws));
+}
+
+static void on_sse_close(struct sse *s) { sub_free(sse_user(s)); }
+
+static struct sub *sub_new(struct hub *h, struct http_req *r) {
+  struct shard *sh = shard_of(h, http_req_loop(r));
+  if (!sh) {
+    http_reply_error(r, 503, "UNAVAILABLE", "live hub is not running on this loop", NULL);
+    return NULL;
+  }
+  struct sub *s = calloc(1, sizeof *s);
+  if (!s) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return NULL;
+  }
+  s->sh = sh;
+  return s;
+}
+
+/* Collects ?topic= values; answers 400 and returns -1 on a bad one. */
+static int query_topics(struct hub *h, struct http_req *r, char topics[][257], int max) {
+  int n = 0;
+  for (int i = 0;; i++) {
+    char t[1024];
+    long l = http_query_get(r, "topic", i, t, sizeof t);
+    if (l < 0)
+      break;
+    if (!hub_topic_valid(t)) {
+      json_t *d = json_pack("{s:s}", "topic", t);
+      http_reply_error(r, 400, "INVALID_TOPIC",
+                       "topics are paths of letters, digits and -_.:@ between slashes", d);
+      return -1;
+    }
+    if (n == max || n == h->cfg.max_topics) {
+      http_reply_error(r, 400, "TOO_MANY_TOPICS", "too many topics for one connection", NULL);
+      return -1;
+    }
+    memcpy(topics[n++], t, (size_t)l + 1);
+  }
+  return n;
+}
+
+static void handle_ws(struct http_req *r) {
+  struct hub *h = r->app;
+  char topics[16][257];
+  int n = query_topics(h, r, topics, 16);
+  if (n < 0)
+    return;
+  struct sub *s = sub_new(h, r);
+  if (!s)
+    return;
+  s->kind = SUB_WS;
+  struct ws_cfg wc = {h->cfg.max_message, h->cfg.max_queue, h->cfg.ping_ms};
+  static const struct ws_cbs cbs = {on_ws_message, on_ws_close};
+  struct ws *ws = ws_accept(r, &wc, &cbs, s);
+  if (!ws) {
+    free(s);
+    return;
+  }
+  s->u.ws = ws;
+  metric_add(h->subscribers, 1);
+  for (int i = 0; i < n; i++)
+    if (sub_add(s, topics[i]) == 0)
+      ws_reply(ws, "subscribed", topics[i], NULL);
+}
+
+static void handle_sse(struct http_req *r) {
+  struct hub *h = r->app;
+  char topics[16][257];
+  int n = query_topics(h, r, topics, 16);
+  if (n < 0)
+    return;
+  if (n == 0) {
+    http_reply_error(r, 400, "MISSING_TOPIC", "give at least one ?topic=", NULL);
+    return;
+  }
+  uint64_t last_id = 0;
+  bool resume = false;
+  const char *lei = http_header_get(r, "last-event-id");
+  char qbuf[32];
+  if (!lei && http_query_get(r, "last_event_id", 0, qbuf, sizeof qbuf) > 0)
+    lei = qbuf;
+  if (lei && *lei) {
+    char *end;
+    last_id = strtoull(lei, &end, 10);
+    resume = *end == '\0';
+  }
+  struct sub *s = sub_new(h, r);
+  if (!s)
+    return;
+  s->kind = SUB_SSE;
+  static const struct sse_cbs cbs = {on_sse_close};
+  struct sse *sse = sse_start(r, &cbs, s, h->cfg.max_queue, h->cfg.heartbeat_ms);
+  if (!sse) {
+    free(s);
+    return;
+  }
+  s->u.sse = sse;
+  metric_add(h->subscribers, 1);
+  for (int i = 0; i < n; i++)
+    sub_add(s, topics[i]);
+  if (resume)
+    for (int i = 0; i < n; i++)
+      replay(h, s, topics[i], last_id);
+}
+
+int hub_routes(struct hub *h, struct router *r) {
+  int rc = router_add(r, "GET", "/api/v1/live", handle_ws, h);
+  if (!rc)
+    rc = router_add(r, "GET", "/api/v1/live/sse", handle_sse, h);
+  return rc;
+}
+
+/* ---- life --------------------------------------------------------------- */
+
+void hub_loop_start(struct hub *h, uv_loop_t *loop, int index) {
+  struct shard *sh = &h->shards[index];
+  sh->loop = loop;
+  uv_async_init(loop, &sh->async, on_inbox);
+  sh->async.data = sh;
+  pthread_mutex_lock(&sh->lock);
+  sh->running = true;
+  pthread_mutex_unlock(&sh->lock);
+}
+
+void hub_loop_stop(struct hub *h, int index) {
+  struct shard *sh = &h->shards[index];
+  pthread_mutex_lock(&sh->lock);
+  sh->running = false;
+  for (size_t i = 0; i < sh->ninbox; i++)
+    msg_unref(sh->inbox[i]);
+  free(sh->inbox);
+  sh->inbox = NULL;
+  sh->ninbox = sh->capinbox = 0;
+  pthread_mutex_unlock(&sh->lock);
+  uv_close((uv_handle_t *)&sh->async, NULL);
+}
+
+int hub_create(struct hub **out, const struct hub_cfg *cfg, int nloops, struct metrics *m) {
+  struct hub *h = calloc(1, sizeof *h);
+  if (!h)
+    return GROVE_ENOMEM;
+  h->cfg = *cfg;
+  h->cfg.broker = NULL;
+  h->nshards = nloops;
+  h->shards = calloc((size_t)nloops, sizeof *h->shards);
+  if (!h->shards) {
+    free(h);
+    return GROVE_ENOMEM;
+  }
+  for (int i = 0; i < nloops; i++) {
+    h->shards[i].hub = h;
+    pthread_mutex_init(&h->shards[i].lock, NULL);
+    map_init(&h->shards[i].topics);
+  }
+  pthread_mutex_init(&h->lock, NULL);
+  map_init(&h->history);
+  /* ids grow across restarts, so a client's Last-Event-ID from before a
+   * restart never skips new messages */
+  h->next_id = clock_wall_ms() * 1000;
+  if (m) {
+    h->subscribers = metric_get(metrics_family(m, "grove_live_subscribers",
+                                               "Open WebSocket and SSE subscriber connections.",
+                                               METRIC_GAUGE, ""));
+    h->published = metric_get(metrics_family(m, "grove_live_messages_published_total",
+                                             "Messages published on live topics.", METRIC_COUNTER, ""));
+    h->delivered = metric_get(metrics_family(m, "grove_live_messages_delivered_total",
+                                             "Messages queued to subscribers.", METRIC_COUNTER, ""));
+    h->slow = metric_get(metrics_family(m, "grove_live_slow_consumers_total",
+                                        "Subscribers disconnected because they could not keep up.",
+                                        METRIC_COUNTER, ""));
+    h->dropped_history = metric_get(metrics_family(
+        m, "grove_live_history_skipped_total",
+        "Messages not kept for resumption because the topic limit was reached.", METRIC_COUNTER, ""));
+  }
+  if (cfg->broker && *cfg->broker) {
+    char err[256];
+    int rc = broker_start(&h->broker, cfg->broker, h, m, err, sizeof err);
+    if (rc) {
+      log_error(NULL, "cannot start broker", "broker=%s error=\"%s\"", cfg->broker, err);
+      hub_destroy(h);
+      return rc;
+    }
+  }
+  *out = h;
+  return 0;
+}
+
+void hub_destroy(struct hub *h) {
+  if (!h)
+    return;
+  broker_stop(h->broker);
+  for (int i = 0; i < h->nshards; i++) {
+    struct shard *sh = &h->shards[i];
+    const char *k;
+    void *v;
+    for (size_t it = 0; map_next(&sh->topics, &it, &k, &v);)
+      free(v);
+    map_release(&sh->topics);
+    for (size_t j = 0; j < sh->ninbox; j++)
+      msg_unref(sh->inbox[j]);
+    free(sh->inbox);
+    pthread_mutex_destroy(&sh->lock);
+  }
+  const char *k;
+  void *v;
+  for (size_t it = 0; map_next(&h->history, &it, &k, &v);) {
+    struct ring *r = v;
+    for (int i = 0; i < r->count; i++)
+      msg_unref(r->msgs[(r->head + i) % h->cfg.history]);
+    free(r->msgs);
+    free(r);
+  }
+  map_release(&h->history);
+  pthread_mutex_destroy(&h->lock);
+  free(h->shards);
+  free(h);
+}
+
+bool hub_has_broker(const struct hub *h) { return h->broker != NULL; }
+
+bool hub_broker_ok(struct hub *h, char *err, size_t errlen) {
+  return h->broker ? broker_ok(h->broker, err, errlen) : true;
+}

@@ -1,0 +1,61 @@
+/* hub.h — live topics: publish once, deliver to every subscriber.
+ *
+ * Topics are paths ("flow/stations/42"). Clients subscribe over WebSocket
+ * (GET /api/v1/live) or Server-Sent Events (GET /api/v1/live/sse?topic=…).
+ * Each event loop keeps its own subscribers; a publish (from any thread)
+ * is numbered, kept in a short per-topic history for SSE resumption
+ * (Last-Event-ID), and handed to every loop, which writes one shared,
+ * pre-framed buffer to each subscriber. A subscriber whose send queue
+ * passes its limit is disconnected; the hub's memory does not grow with
+ * a slow client.
+ *
+ * With a broker (redis://…), publishes also go to Redis pub/sub and
+ * messages from other instances are delivered here. If Redis goes away,
+ * local delivery continues and /ready reports the broker down. */
+#ifndef GROVE_HUB_H
+#define GROVE_HUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/config.h"
+
+struct hub;
+struct router;
+struct metrics;
+
+struct hub_cfg {
+  uint64_t max_message;   /* WebSocket message from a client */
+  uint64_t max_queue;     /* unsent bytes per subscriber */
+  int history;            /* messages kept per topic for resumption */
+  int max_topics;         /* topics one connection may subscribe to */
+  uint64_t ping_ms;       /* WebSocket ping interval */
+  uint64_t heartbeat_ms;  /* SSE heartbeat interval */
+  bool client_publish;    /* allow {"op":"publish"} from clients */
+  char *broker;           /* "" or redis://host:port */
+};
+
+extern const struct cfg_opt hub_cfg_opts[];
+extern const size_t hub_cfg_nopts;
+
+int hub_create(struct hub **out, const struct hub_cfg *cfg, int nloops, struct metrics *m);
+/* Stops the broker threads and frees everything; loops must be stopped. */
+void hub_destroy(struct hub *h);
+/* Adds GET /api/v1/live and GET /api/v1/live/sse. */
+int hub_routes(struct hub *h, struct router *r);
+/* Server hooks: attach and detach a loop (on that loop's thread). */
+void hub_loop_start(struct hub *h, uv_loop_t *loop, int index);
+void hub_loop_stop(struct hub *h, int index);
+
+/* Publishes a JSON value (text) on a topic. Thread-safe. Returns 0,
+ * GROVE_EINVAL for a bad topic or JSON, GROVE_ENOMEM. OUT: *id (may be
+ * NULL) the event id given to it. */
+int hub_publish(struct hub *h, const char *topic, const char *json, size_t len, uint64_t *id);
+bool hub_topic_valid(const char *topic);
+/* Broker state for /ready: true when there is no broker or it is up. */
+bool hub_broker_ok(struct hub *h, char *err, size_t errlen);
+bool hub_has_broker(const struct hub *h);
+
+#endif

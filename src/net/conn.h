@@ -1,0 +1,109 @@
+/* conn.h — one client connection and its loop (net-internal).
+ *
+ * A connection starts as HTTP and may become a WebSocket or an SSE stream.
+ * Its memory is freed only after both libuv handles are closed and no
+ * deferred work refers to it. The HTTP state (parser, request, response
+ * headers) is a separate allocation dropped on upgrade, so idle upgraded
+ * connections stay small. */
+#ifndef GROVE_CONN_H
+#define GROVE_CONN_H
+
+#include "net/http.h"
+#include "net/http_parse.h"
+
+struct route;
+struct ws;
+struct sse;
+
+enum conn_kind { CONN_HTTP, CONN_WS, CONN_SSE };
+
+struct http_state {
+  struct http_in in;
+  struct http_req req;
+  struct buf res_headers; /* extra "Name: value\r\n" lines */
+  char *route_path;       /* scratch copy of the path for parameters */
+  struct route *route;
+  uint64_t start_ns;
+  bool continue_sent;
+};
+
+struct loop_ctx {
+  uv_loop_t loop;
+  uv_thread_t thread;
+  uv_tcp_t listener;
+  uv_async_t stop_async;
+  uv_timer_t stop_timer;
+  struct http_server *srv;
+  int index;
+  struct http_conn *conns;  /* doubly linked list of open connections */
+  size_t nconns;
+  bool stopping;
+  bool finished;
+  uint64_t date_sec;
+  char date[40];            /* "Date: …\r\n" cached per second */
+  char readbuf[64 * 1024];  /* shared by every read on this loop */
+};
+
+struct http_conn {
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  struct loop_ctx *lp;
+  struct http_conn *prev, *next;
+  enum conn_kind kind;
+  struct http_state *hs;   /* CONN_HTTP only */
+  struct buf pending;      /* bytes read while a request was in flight */
+  union {
+    struct ws *ws;
+    struct sse *sse;
+  } up;
+  int handles_open;        /* tcp + timer */
+  int works;               /* deferred work in flight */
+  bool busy;               /* a request is being handled */
+  bool dispatching;        /* inside the handler call */
+  bool closing;
+  bool lingering;          /* write side shut, draining reads before close */
+  bool peer_eof;
+  bool close_after;        /* close once the response is written */
+  bool reading;
+};
+
+struct http_server {
+  struct http_cfg cfg;
+  struct router *router;
+  struct metrics *metrics;
+  struct http_server_hooks hooks;
+  struct loop_ctx **loops;
+  int nloops;
+  int port;
+  struct metric *open_conns;
+  struct metric *accepted;
+};
+
+/* Writes bytes (copied, or taken when `release` is set) in order after
+ * everything queued before. Returns 0 or GROVE_ECLOSED. */
+int conn_write(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
+               void (*release)(void *), void *owner);
+size_t conn_queued(const struct http_conn *c);
+/* Closes now (abortive for HTTP with unread input is avoided by lingering). */
+void conn_close(struct http_conn *c);
+/* Shuts the write side after queued data, reads and drops the rest for a
+ * moment, then closes: lets the client read an error answer. */
+void conn_close_gracefully(struct http_conn *c);
+void conn_timer(struct http_conn *c, uint64_t ms, uv_timer_cb cb);
+const char *loop_date(struct loop_ctx *lp);
+/* Hands a finished HTTP exchange over to an upgraded protocol. */
+void conn_upgrade(struct http_conn *c, enum conn_kind kind);
+
+/* Handlers for upgraded connections (ws.c, sse.c). */
+void ws_on_read(struct http_conn *c, const char *data, size_t n);
+void ws_on_conn_close(struct http_conn *c);
+void ws_on_shutdown(struct http_conn *c);
+void sse_on_conn_close(struct http_conn *c);
+
+/* response.c */
+void http_finish(struct http_req *r, int status);
+void http_send_error_raw(struct http_conn *c, int status, const char *code,
+                         const char *message, const char *rid);
+int conn_dispatch_done(struct http_conn *c);
+
+#endif

@@ -1,0 +1,202 @@
+/* http.h — Grove's HTTP/1.1 server: requests, responses, routing, limits.
+ *
+ * One libuv loop per thread, each with its own SO_REUSEPORT listener, so
+ * the kernel spreads connections across cores. A connection lives on one
+ * loop for its whole life; handlers run on that loop and must not block
+ * (blocking work goes to the worker pool, see http_req_defer).
+ *
+ * A handler answers with exactly one http_reply* call, now or later on the
+ * same loop. Requests on one connection are answered in order: while one
+ * is being handled, the next (pipelined) request waits.
+ *
+ * Every answer that is not 2xx/3xx uses the error envelope of seed 003
+ * §6.1.3: {"status":"error","error_code":…,"message":…,"details":{…}}. */
+#ifndef GROVE_HTTP_H
+#define GROVE_HTTP_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "core/buf.h"
+#include "core/config.h"
+
+struct metrics;
+struct http_server;
+struct http_conn;
+struct router;
+
+/* ---- limits and options ------------------------------------------------ */
+
+struct http_cfg {
+  char *listen;          /* host:port */
+  int threads;           /* event loops; 0 = one per core */
+  uint64_t max_url;      /* bytes; longer request line -> 414 */
+  uint64_t max_header;   /* bytes of all header lines -> 431 */
+  int max_headers;       /* header count -> 431 */
+  uint64_t max_body;     /* bytes -> 413 */
+  uint64_t header_timeout_ms; /* to receive request line + headers -> 408 */
+  uint64_t body_timeout_ms;   /* to receive the body once headers are in -> 408 */
+  uint64_t idle_timeout_ms;   /* keep-alive connection with no request: closed */
+  uint64_t gzip_min;     /* compress responses at least this big; 0 = never */
+  char *web_root;        /* static files; "" = none */
+  uint64_t shutdown_timeout_ms;
+  bool access_log;
+};
+
+extern const struct cfg_opt http_cfg_opts[];
+extern const size_t http_cfg_nopts;
+
+/* ---- requests ---------------------------------------------------------- */
+
+#define HTTP_MAX_PARAMS 8
+
+struct http_header {
+  const char *name;
+  const char *value;
+};
+
+struct http_req {
+  const char *method;        /* "GET", … */
+  const char *path;          /* decoded path, no query */
+  const char *query;         /* raw query string without '?', or "" */
+  const char *route;         /* the matched route pattern, or "unmatched" */
+  struct http_header *headers;
+  int nheaders;
+  const char *body;          /* NUL-terminated for convenience */
+  size_t body_len;
+  const char *param_names[HTTP_MAX_PARAMS];
+  const char *param_values[HTTP_MAX_PARAMS];
+  int nparams;
+  char id[24];               /* request id: X-Request-Id or generated */
+  bool head;                 /* HEAD: body is computed, then dropped */
+  struct http_conn *conn;
+  void *app;                 /* the handler's argument from the router */
+};
+
+const char *http_header_get(const struct http_req *r, const char *name);
+const char *http_param(const struct http_req *r, const char *name);
+/* Copies the decoded value of query parameter `name` into out (NUL-ended).
+ * `nth` picks among repeats (0 = first). Returns its length, or -1 when
+ * absent, malformed or longer than outlen-1. */
+long http_query_get(const struct http_req *r, const char *name, int nth,
+                    char *out, size_t outlen);
+/* The request body parsed as a JSON object. On failure answers 400 (or
+ * 415 for a wrong content type) and returns NULL: the handler just returns. */
+json_t *http_req_json(struct http_req *r);
+uv_loop_t *http_req_loop(const struct http_req *r);
+
+/* ---- responses --------------------------------------------------------- */
+
+/* Adds a response header; name and value are copied. */
+void http_res_header(struct http_req *r, const char *name, const char *value);
+/* Sends status, content type and body (copied). Finishes the request. */
+void http_reply(struct http_req *r, int status, const char *ctype,
+                const void *body, size_t len);
+/* {"status":"success","data":data,"metadata":meta}; steals both refs
+ * (meta may be NULL; processing_time_ms is always added). */
+void http_reply_data(struct http_req *r, int status, json_t *data, json_t *meta);
+/* The error envelope; steals `details` (may be NULL). */
+void http_reply_error(struct http_req *r, int status, const char *code,
+                      const char *message, json_t *details);
+const char *http_status_text(int status);
+
+/* Runs work(arg) on the worker pool, then done(r, arg) back on the
+ * request's loop. If the client went away meanwhile, done still runs and
+ * its reply is dropped. Returns 0 or a GROVE_E* code (then nothing runs). */
+typedef void (*http_work_fn)(void *arg);
+typedef void (*http_done_fn)(struct http_req *r, void *arg);
+int http_req_defer(struct http_req *r, http_work_fn work, http_done_fn done, void *arg);
+
+/* ---- routing ----------------------------------------------------------- */
+
+typedef void (*http_handler)(struct http_req *r);
+
+/* Patterns are literal segments and {name} parameters:
+ * "/api/v1/things/{id}". A final "{name...}" matches the rest of the path. */
+int router_create(struct router **out, struct metrics *metrics);
+void router_destroy(struct router *r);
+int router_add(struct router *r, const char *method, const char *pattern,
+               http_handler fn, void *app);
+/* Handler for GET/HEAD paths that no route matches (static files). */
+void router_fallback(struct router *r, http_handler fn, void *app);
+/* Visits every route (for the OpenAPI check and --help). */
+void router_each(const struct router *r,
+                 void (*fn)(const char *method, const char *pattern, void *arg),
+                 void *arg);
+
+/* ---- upgrades: WebSocket and Server-Sent Events ------------------------ */
+
+struct ws;
+struct ws_cbs {
+  /* A complete text or binary message. */
+  void (*on_message)(struct ws *ws, bool text, const uint8_t *data, size_t len);
+  /* The connection is gone; ws is freed after this returns. */
+  void (*on_close)(struct ws *ws, uint16_t code);
+};
+
+struct ws_cfg {
+  uint64_t max_message;    /* received message; larger -> close 1009 */
+  uint64_t max_queue;      /* bytes waiting to be sent; more -> close 1008 */
+  uint64_t ping_interval_ms;
+};
+
+/* Answers the upgrade (101) and turns the connection into a WebSocket.
+ * Validates the handshake; on a bad one answers 400/426 and returns NULL. */
+struct ws *ws_accept(struct http_req *r, const struct ws_cfg *cfg,
+                     const struct ws_cbs *cbs, void *user);
+void *ws_user(const struct ws *ws);
+const char *ws_request_id(const struct ws *ws);
+/* Queues a text message (copied). Returns 0, or GROVE_EBUSY when the send
+ * queue is over its limit (the connection is then closed with 1008),
+ * or GROVE_ECLOSED. */
+int ws_send_text(struct ws *ws, const char *data, size_t len);
+/* Queues a frame built by ws_frame_text into a shared buffer: zero copy.
+ * `release` is called with `owner` when the socket no longer needs it. */
+int ws_send_shared(struct ws *ws, const uv_buf_t *frame,
+                   void (*release)(void *owner), void *owner);
+/* Writes the header of an unmasked final text frame of `len` bytes into
+ * hdr (up to 10 bytes). Returns the header length. */
+size_t ws_frame_header(uint8_t *hdr, size_t len);
+void ws_close(struct ws *ws, uint16_t code, const char *reason);
+
+struct sse;
+struct sse_cbs {
+  void (*on_close)(struct sse *s);
+};
+/* Answers 200 text/event-stream and keeps the connection open. */
+struct sse *sse_start(struct http_req *r, const struct sse_cbs *cbs, void *user,
+                      uint64_t max_queue, uint64_t heartbeat_ms);
+void *sse_user(const struct sse *s);
+/* Shared, pre-formatted event text ("id: …\ndata: …\n\n"); as ws_send_shared. */
+int sse_send_shared(struct sse *s, const uv_buf_t *ev, void (*release)(void *),
+                    void *owner);
+int sse_send(struct sse *s, const char *text, size_t len);
+void sse_close(struct sse *s);
+
+/* ---- the server -------------------------------------------------------- */
+
+struct http_server_hooks {
+  /* Runs on each loop's thread before it accepts (e.g. per-loop state). */
+  void (*loop_start)(uv_loop_t *loop, int index, void *arg);
+  void (*loop_stop)(uv_loop_t *loop, int index, void *arg);
+  void *arg;
+};
+
+/* Binds the listeners (so a port in use fails here, not later).
+ * OUT: *port the port bound (useful with port 0). */
+int http_server_create(struct http_server **out, const struct http_cfg *cfg,
+                       struct router *router, struct metrics *metrics,
+                       const struct http_server_hooks *hooks);
+/* Runs the loops until http_server_stop; blocks the calling thread. */
+int http_server_run(struct http_server *s);
+/* Thread- and signal-safe: stops accepting, finishes in-flight requests,
+ * closes idle and upgraded connections, then http_server_run returns. */
+void http_server_stop(struct http_server *s);
+int http_server_port(const struct http_server *s);
+int http_server_threads(const struct http_server *s);
+void http_server_destroy(struct http_server *s);
+
+#endif

@@ -1,0 +1,48 @@
+/* http_parse.h — I/O-free HTTP/1.1 request reader (net-internal).
+ *
+ * Wraps http-parser with Grove's limits: feeds bytes in, stops after each
+ * complete request (so pipelined requests are answered in order) or at the
+ * first error, which carries the HTTP status to answer with. Owns the
+ * request's header and body storage until http_in_next(). */
+#ifndef GROVE_HTTP_PARSE_H
+#define GROVE_HTTP_PARSE_H
+
+#include <http_parser.h>
+
+#include "net/http.h"
+
+enum http_in_state { HTTP_IN_MORE, HTTP_IN_REQUEST, HTTP_IN_ERROR };
+
+struct http_in {
+  http_parser parser;
+  const struct http_cfg *cfg;
+  struct buf head;       /* url NUL (name NUL value NUL)* */
+  struct buf body;
+  uint32_t *offs;        /* per header: offset of name, offset of value */
+  int nheaders;
+  int offs_cap;
+  size_t url_len, header_bytes;
+  bool in_value, started, headers_done, complete;
+  bool want_continue;    /* Expect: 100-continue and body acceptable */
+  int err_status;        /* when HTTP_IN_ERROR */
+  const char *err_code;
+  const char *err_msg;
+  struct http_header *hdrs; /* built at completion */
+};
+
+void http_in_init(struct http_in *in, const struct http_cfg *cfg);
+void http_in_release(struct http_in *in);
+/* Parses up to len bytes. OUT: *state. Returns the bytes consumed; on
+ * HTTP_IN_REQUEST the rest belongs to the next request (or, after an
+ * upgrade, to the new protocol). */
+size_t http_in_feed(struct http_in *in, const char *data, size_t len,
+                    enum http_in_state *state);
+/* Fills the parsed fields of r (method, path, query, headers, body).
+ * Returns 0, or an error status (400) for a malformed target. */
+int http_in_request(struct http_in *in, struct http_req *r);
+bool http_in_keep_alive(const struct http_in *in);
+bool http_in_upgrade(const struct http_in *in);
+/* Readies for the next request on the same connection. */
+void http_in_next(struct http_in *in);
+
+#endif

@@ -1,0 +1,275 @@
+/* response.c — building and sending answers: status line, headers, the
+ * response envelope, gzip, request helpers and the access log. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <zlib.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "net/conn.h"
+#include "net/router.h"
+
+const char *http_status_text(int s) {
+  switch (s) {
+  case 100: return "Continue";
+  case 101: return "Switching Protocols";
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 206: return "Partial Content";
+  case 301: return "Moved Permanently";
+  case 302: return "Found";
+  case 304: return "Not Modified";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 406: return "Not Acceptable";
+  case 408: return "Request Timeout";
+  case 409: return "Conflict";
+  case 410: return "Gone";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
+  case 414: return "URI Too Long";
+  case 415: return "Unsupported Media Type";
+  case 416: return "Range Not Satisfiable";
+  case 417: return "Expectation Failed";
+  case 422: return "Unprocessable Content";
+  case 426: return "Upgrade Required";
+  case 429: return "Too Many Requests";
+  case 431: return "Request Header Fields Too Large";
+  case 500: return "Internal Server Error";
+  case 501: return "Not Implemented";
+  case 502: return "Bad Gateway";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  case 505: return "HTTP Version Not Supported";
+  default: return "Unknown";
+  }
+}
+
+/* ---- request helpers ---------------------------------------------------- */
+
+const char *http_header_get(const struct http_req *r, const char *name) {
+  for (int i = 0; i < r->nheaders; i++)
+    if (strcasecmp(r->headers[i].name, name) == 0)
+      return r->headers[i].value;
+  return NULL;
+}
+
+const char *http_param(const struct http_req *r, const char *name) {
+  for (int i = 0; i < r->nparams; i++)
+    if (strcmp(r->param_names[i], name) == 0)
+      return r->param_values[i];
+  return NULL;
+}
+
+long http_query_get(const struct http_req *r, const char *name, int nth,
+                    char *out, size_t outlen) {
+  size_t nl = strlen(name);
+  const char *p = r->query;
+  while (p && *p) {
+    const char *end = strchrnul(p, '&');
+    const char *eq = memchr(p, '=', (size_t)(end - p));
+    const char *kend = eq ? eq : end;
+    char key[128];
+    size_t kl = (size_t)(kend - p);
+    if (kl < sizeof key) {
+      memcpy(key, p, kl);
+      long dk = pct_decode(key, kl, true);
+      if (dk >= 0 && (size_t)dk == nl && memcmp(key, name, nl) == 0 && nth-- == 0) {
+        const char *v = eq ? eq + 1 : end;
+        size_t vl = (size_t)(end - v);
+        if (vl >= outlen)
+          return -1;
+        memcpy(out, v, vl);
+        out[vl] = '\0';
+        return pct_decode(out, vl, true);
+      }
+    }
+    p = *end ? end + 1 : end;
+  }
+  return -1;
+}
+
+json_t *http_req_json(struct http_req *r) {
+  const char *ct = http_header_get(r, "content-type");
+  if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+    http_reply_error(r, 415, "UNSUPPORTED_MEDIA_TYPE", "body must be application/json", NULL);
+    return NULL;
+  }
+  json_error_t e;
+  json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &e);
+  if (!j || !json_is_object(j)) {
+    json_t *d = json_pack("{s:s,s:i}", "error", j ? "body must be a JSON object" : e.text,
+                          "position", j ? 0 : e.position);
+    json_decref(j);
+    http_reply_error(r, 400, "INVALID_JSON", "request body is not valid JSON", d);
+    return NULL;
+  }
+  return j;
+}
+
+/* ---- headers ------------------------------------------------------------ */
+
+void http_res_header(struct http_req *r, const char *name, const char *value) {
+  struct http_conn *c = r->conn;
+  if (!c || !c->hs)
+    return;
+  /* header injection: values with CR or LF are dropped */
+  if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
+    return;
+  buf_printf(&c->hs->res_headers, "%s: %s\r\n", name, value);
+}
+
+static bool compressible(const char *ctype) {
+  return ctype && (strncmp(ctype, "text/", 5) == 0 || strstr(ctype, "json") ||
+                   strstr(ctype, "javascript") || strstr(ctype, "xml") ||
+                   strstr(ctype, "svg"));
+}
+
+/* gzip of in; returns 0 and fills out, or an error (then send plain). */
+static int gzip_buf(const void *in, size_t n, struct buf *out) {
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  if (deflateInit2(&z, 5, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    return GROVE_ENOMEM;
+  size_t bound = deflateBound(&z, n);
+  int rc = buf_reserve(out, bound);
+  if (!rc) {
+    z.next_in = (Bytef *)in;
+    z.avail_in = (uInt)n;
+    z.next_out = (Bytef *)out->data + out->len;
+    z.avail_out = (uInt)bound;
+    if (deflate(&z, Z_FINISH) != Z_STREAM_END)
+      rc = GROVE_EIO;
+    else
+      out->len += z.total_out;
+  }
+  deflateEnd(&z);
+  return rc;
+}
+
+/* ---- finishing ---------------------------------------------------------- */
+
+void http_finish(struct http_req *r, int status) {
+  struct http_conn *c = r->conn;
+  struct http_state *hs = c->hs;
+  struct loop_ctx *lp = c->lp;
+  double secs = (double)(clock_mono_ns() - hs->start_ns) / 1e9;
+  route_count(lp->srv->router, hs->route, status, secs);
+  if (lp->srv->cfg.access_log && log_enabled(LOG_INFO))
+    log_info(r->id, "request", "method=%s path=\"%s\" route=\"%s\" status=%d ms=%.2f",
+             r->method, r->path ? r->path : "-", r->route ? r->route : "-", status,
+             secs * 1000);
+  conn_dispatch_done(c);
+}
+
+static void free_owner(void *p) { free(p); }
+
+void http_reply(struct http_req *r, int status, const char *ctype, const void *body,
+                size_t len) {
+  struct http_conn *c = r->conn;
+  if (!c || c->closing || !c->hs || !c->busy)
+    return; /* the client is gone, or an answer was already sent */
+  struct http_state *hs = c->hs;
+  struct buf out, gz;
+  buf_init(&out, 0);
+  buf_init(&gz, 0);
+  bool no_body = status == 204 || status == 304 || status < 200;
+  const char *ae = http_header_get(r, "accept-encoding");
+  uint64_t gmin = c->lp->srv->cfg.gzip_min;
+  if (!no_body && gmin && len >= gmin && ae && header_has_token(ae, "gzip") &&
+      compressible(ctype) && gzip_buf(body, len, &gz) == 0 && gz.len < len) {
+    body = gz.data;
+    len = gz.len;
+    buf_puts(&hs->res_headers, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
+  }
+  if (c->lp->stopping)
+    c->close_after = true;
+  buf_reserve(&out, 256 + hs->res_headers.len + (r->head ? 0 : len));
+  buf_printf(&out, "HTTP/1.1 %d %s\r\nServer: grove\r\n%s", status, http_status_text(status),
+             loop_date(c->lp));
+  if (ctype && !no_body)
+    buf_printf(&out, "Content-Type: %s\r\n", ctype);
+  if (!no_body)
+    buf_printf(&out, "Content-Length: %zu\r\n", len);
+  buf_printf(&out, "X-Request-Id: %s\r\n", r->id);
+  if (hs->res_headers.len)
+    buf_append(&out, hs->res_headers.data, hs->res_headers.len);
+  buf_puts(&out, c->close_after ? "Connection: close\r\n\r\n" : "\r\n");
+  if (!no_body && !r->head && len)
+    buf_append(&out, body, len);
+  buf_release(&gz);
+  size_t n;
+  char *data = buf_detach(&out, &n);
+  uv_buf_t b = uv_buf_init(data, (unsigned)n);
+  conn_write(c, &b, 1, free_owner, data);
+  http_finish(r, status);
+}
+
+void http_reply_data(struct http_req *r, int status, json_t *data, json_t *meta) {
+  struct http_conn *c = r->conn;
+  if (!meta)
+    meta = json_object();
+  if (c && c->hs) {
+    double ms = (double)(clock_mono_ns() - c->hs->start_ns) / 1e6;
+    json_object_set_new(meta, "processing_time_ms", json_real((double)(long)(ms * 1000) / 1000));
+  }
+  json_t *env = json_pack("{s:s,s:o,s:o}", "status", "success", "data",
+                          data ? data : json_null(), "metadata", meta);
+  char *s = env ? json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+  json_decref(env);
+  if (!s) {
+    http_reply(r, 500, "application/json",
+               "{\"status\":\"error\",\"error_code\":\"INTERNAL\",\"message\":\"cannot encode response\",\"details\":{}}",
+               92);
+    return;
+  }
+  http_reply(r, status, "application/json", s, strlen(s));
+  free(s);
+}
+
+void http_reply_error(struct http_req *r, int status, const char *code,
+                      const char *message, json_t *details) {
+  json_t *env = json_pack("{s:s,s:s,s:s,s:o}", "status", "error", "error_code", code,
+                          "message", message, "details", details ? details : json_object());
+  char *s = env ? json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+  json_decref(env);
+  if (!s) {
+    http_reply(r, status, "application/json", "{\"status\":\"error\"}", 18);
+    return;
+  }
+  http_reply(r, status, "application/json", s, strlen(s));
+  free(s);
+}
+
+/* An error found before a request could be formed (bad syntax, limits,
+ * timeouts): answer with the envelope and close the connection, letting
+ * the client read the answer first. */
+void http_send_error_raw(struct http_conn *c, int status, const char *code,
+                         const char *message, const char *rid) {
+  if (c->closing || c->lingering || !c->hs)
+    return;
+  struct http_state *hs = c->hs;
+  struct http_req *r = &hs->req;
+  memset(r, 0, sizeof *r);
+  r->conn = c;
+  r->method = "-";
+  r->route = "unmatched";
+  if (rid)
+    snprintf(r->id, sizeof r->id, "%s", rid);
+  else
+    rand_hex(r->id, 17);
+  hs->route = router_unmatched(c->lp->srv->router);
+  hs->start_ns = clock_mono_ns();
+  buf_reset(&hs->res_headers);
+  c->busy = true;
+  c->close_after = true;
+  log_info(r->id, "bad request", "status=%d code=%s", status, code);
+  http_reply_error(r, status, code, message, NULL);
+}

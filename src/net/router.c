@@ -1,0 +1,229 @@
+/* router.c — method + path routing with {param} segments. */
+#include "net/router.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/metrics.h"
+
+struct router {
+  struct route **routes;
+  size_t n, cap;
+  struct route unmatched, fallback;
+  struct metrics *metrics;
+  struct metric_family *requests, *latency;
+};
+
+static void param_name(const char *pat, int idx, char *out, size_t outlen);
+
+static void route_free(struct route *r) {
+  for (int i = 0; i < r->nparams; i++)
+    free(r->param_names[i]);
+  free(r->method);
+  free(r->pattern);
+  free(r);
+}
+
+static void route_init_metrics(struct router *rt, struct route *r) {
+  if (rt->latency)
+    r->latency = metric_get(rt->latency, r->pattern);
+}
+
+int router_create(struct router **out, struct metrics *metrics) {
+  struct router *rt = calloc(1, sizeof *rt);
+  if (!rt)
+    return GROVE_ENOMEM;
+  rt->metrics = metrics;
+  if (metrics) {
+    rt->requests = metrics_family(metrics, "grove_http_requests_total",
+                                  "HTTP requests answered, by route, method and status.",
+                                  METRIC_COUNTER, "route,method,status");
+    rt->latency = metrics_histogram(metrics, "grove_http_request_duration_seconds",
+                                    "Time from a request's last byte to its response, by route.",
+                                    "route", NULL, 0);
+  }
+  rt->unmatched.method = strdup("*");
+  rt->unmatched.pattern = strdup("unmatched");
+  rt->fallback.method = strdup("GET");
+  rt->fallback.pattern = strdup("static");
+  if (!rt->unmatched.method || !rt->unmatched.pattern || !rt->fallback.method ||
+      !rt->fallback.pattern) {
+    router_destroy(rt);
+    return GROVE_ENOMEM;
+  }
+  route_init_metrics(rt, &rt->unmatched);
+  route_init_metrics(rt, &rt->fallback);
+  *out = rt;
+  return 0;
+}
+
+void router_destroy(struct router *rt) {
+  if (!rt)
+    return;
+  for (size_t i = 0; i < rt->n; i++)
+    route_free(rt->routes[i]);
+  free(rt->routes);
+  free(rt->unmatched.method);
+  free(rt->unmatched.pattern);
+  free(rt->fallback.method);
+  free(rt->fallback.pattern);
+  free(rt);
+}
+
+int router_add(struct router *rt, const char *method, const char *pattern,
+               http_handler fn, void *app) {
+  if (!pattern || pattern[0] != '/')
+    return GROVE_EINVAL;
+  if (rt->n == rt->cap) {
+    size_t cap = rt->cap ? rt->cap * 2 : 16;
+    struct route **p = realloc(rt->routes, cap * sizeof *p);
+    if (!p)
+      return GROVE_ENOMEM;
+    rt->routes = p;
+    rt->cap = cap;
+  }
+  struct route *r = calloc(1, sizeof *r);
+  if (!r)
+    return GROVE_ENOMEM;
+  r->method = strdup(method);
+  r->pattern = strdup(pattern);
+  if (!r->method || !r->pattern) {
+    route_free(r);
+    return GROVE_ENOMEM;
+  }
+  r->fn = fn;
+  r->app = app;
+  for (const char *p = r->pattern; (p = strchr(p, '{')) && r->nparams < HTTP_MAX_PARAMS; p++) {
+    char name[64];
+    param_name(r->pattern, r->nparams, name, sizeof name);
+    if (!(r->param_names[r->nparams++] = strdup(name))) {
+      route_free(r);
+      return GROVE_ENOMEM;
+    }
+  }
+  route_init_metrics(rt, r);
+  rt->routes[rt->n++] = r;
+  return 0;
+}
+
+void router_fallback(struct router *rt, http_handler fn, void *app) {
+  rt->fallback.fn = fn;
+  rt->fallback.app = app;
+}
+
+void router_each(const struct router *rt,
+                 void (*fn)(const char *method, const char *pattern, void *arg), void *arg) {
+  for (size_t i = 0; i < rt->n; i++)
+    fn(rt->routes[i]->method, rt->routes[i]->pattern, arg);
+}
+
+struct route *router_unmatched(struct router *rt) { return &rt->unmatched; }
+
+struct route *router_fallback_route(struct router *rt) {
+  return rt->fallback.fn ? &rt->fallback : NULL;
+}
+
+/* Matches path against pattern; on success records parameters as
+ * (offset, length) pairs into the path. */
+static bool match(const char *pat, const char *path, int *np, size_t offs[][2]) {
+  const char *p = pat, *s = path;
+  int n = 0;
+  while (*p && *s) {
+    if (*p == '{') {
+      const char *close = strchr(p, '}');
+      if (!close || n == HTTP_MAX_PARAMS)
+        return false;
+      bool rest = close - p > 4 && strncmp(close - 3, "...", 3) == 0;
+      const char *end = rest ? s + strlen(s) : strchrnul(s, '/');
+      if (end == s)
+        return false; /* empty parameter */
+      offs[n][0] = (size_t)(s - path);
+      offs[n][1] = (size_t)(end - s);
+      n++;
+      s = end;
+      p = close + 1;
+      continue;
+    }
+    if (*p != *s)
+      return false;
+    p++;
+    s++;
+  }
+  if (*p || *s)
+    return false;
+  *np = n;
+  return true;
+}
+
+static void param_name(const char *pat, int idx, char *out, size_t outlen) {
+  const char *p = pat;
+  for (int i = 0; (p = strchr(p, '{')); i++, p++) {
+    if (i != idx)
+      continue;
+    const char *close = strchr(p, '}');
+    size_t n = (size_t)(close - p - 1);
+    if (n >= 3 && strncmp(close - 3, "...", 3) == 0)
+      n -= 3;
+    if (n >= outlen)
+      n = outlen - 1;
+    memcpy(out, p + 1, n);
+    out[n] = '\0';
+    return;
+  }
+  out[0] = '\0';
+}
+
+enum route_match router_match(struct router *rt, const char *method, char *path,
+                              struct http_req *req, struct route **out,
+                              char *allow, size_t allowlen) {
+  size_t offs[HTTP_MAX_PARAMS][2];
+  int n = 0;
+  bool path_known = false;
+  if (allow && allowlen)
+    allow[0] = '\0';
+  for (size_t i = 0; i < rt->n; i++) {
+    struct route *r = rt->routes[i];
+    if (!match(r->pattern, path, &n, offs))
+      continue;
+    bool same = strcmp(r->method, method) == 0 ||
+                (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0);
+    if (!same) {
+      path_known = true;
+      if (allow && !strstr(allow, r->method)) {
+        size_t l = strlen(allow);
+        snprintf(allow + l, allowlen - l, "%s%s", l ? ", " : "", r->method);
+        if (strcmp(r->method, "GET") == 0 && !strstr(allow, "HEAD")) {
+          l = strlen(allow);
+          snprintf(allow + l, allowlen - l, ", HEAD");
+        }
+      }
+      continue;
+    }
+    for (int k = 0; k < n; k++)
+      req->param_names[k] = r->param_names[k];
+    /* cut from the end so earlier offsets stay valid */
+    for (int k = n - 1; k >= 0; k--) {
+      path[offs[k][0] + offs[k][1]] = '\0';
+      req->param_values[k] = path + offs[k][0];
+    }
+    req->nparams = n;
+    *out = r;
+    return ROUTE_FOUND;
+  }
+  return path_known ? ROUTE_BAD_METHOD : ROUTE_NOT_FOUND;
+}
+
+void route_count(struct router *rt, struct route *r, int status, double seconds) {
+  if (!rt->requests || status < 100 || status > 599)
+    return;
+  struct metric *m = atomic_load_explicit(&r->by_status[status], memory_order_acquire);
+  if (!m) {
+    char st[8];
+    snprintf(st, sizeof st, "%d", status);
+    m = metric_get(rt->requests, r->pattern, r->method, st);
+    atomic_store_explicit(&r->by_status[status], m, memory_order_release);
+  }
+  metric_add(m, 1);
+  metric_observe(r->latency, seconds);
+}

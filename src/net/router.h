@@ -1,0 +1,35 @@
+/* router.h — route table internals shared by the server (net-internal). */
+#ifndef GROVE_ROUTER_H
+#define GROVE_ROUTER_H
+
+#include <stdatomic.h>
+
+#include "net/http.h"
+
+struct route {
+  char *method;
+  char *pattern;
+  http_handler fn;
+  void *app;
+  char *param_names[HTTP_MAX_PARAMS];
+  int nparams;
+  struct metric *_Atomic by_status[600]; /* request counters, made on first use */
+  struct metric *latency;
+};
+
+enum route_match { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD };
+
+/* Finds the route for method and path and fills r->param_*; on
+ * ROUTE_BAD_METHOD, `allow` receives the methods the path accepts.
+ * `path` is a scratch copy: parameters are cut out of it in place and
+ * r->param_values point into it. */
+enum route_match router_match(struct router *rt, const char *method, char *path,
+                              struct http_req *r, struct route **out,
+                              char *allow, size_t allowlen);
+/* The pseudo-routes used for metrics of unmatched and fallback requests. */
+struct route *router_unmatched(struct router *rt);
+struct route *router_fallback_route(struct router *rt);
+/* Counts a finished request on its route. */
+void route_count(struct router *rt, struct route *route, int status, double seconds);
+
+#endif

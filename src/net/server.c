@@ -1,0 +1,823 @@
+/* server.c — event loops, listeners and connections of the HTTP server.
+ *
+ * Each loop thread owns a SO_REUSEPORT listener and the connections it
+ * accepted. Reads land in the loop's shared buffer; only bytes that cannot
+ * be handled yet are copied into the connection. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "net/conn.h"
+#include "net/router.h"
+
+#define LINGER_MS 2000
+#define PENDING_MAX (256 * 1024) /* read no more while a request is handled */
+
+static void process(struct http_conn *c, const char *data, size_t n);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
+
+/* ------------------------------------------------------------------------ */
+/* options */
+
+#define O(name, type, field, def, help) {name, type, offsetof(struct http_cfg, field), def, help}
+const struct cfg_opt http_cfg_opts[] = {
+    O("listen", CFG_STR, listen, "127.0.0.1:8080", "address and port to serve HTTP on"),
+    O("threads", CFG_INT, threads, "0", "event loops (0: one per core)"),
+    O("max-url", CFG_SIZE, max_url, "8k", "longest request target; longer is answered 414"),
+    O("max-header", CFG_SIZE, max_header, "16k", "bytes of request headers; more is answered 431"),
+    O("max-headers", CFG_INT, max_headers, "100", "number of request headers; more is answered 431"),
+    O("max-body", CFG_SIZE, max_body, "8m", "request body size; more is answered 413"),
+    O("header-timeout", CFG_MS, header_timeout_ms, "10s", "time to send request line and headers; slower is answered 408"),
+    O("body-timeout", CFG_MS, body_timeout_ms, "60s", "time to send the body after the headers; slower is answered 408"),
+    O("idle-timeout", CFG_MS, idle_timeout_ms, "75s", "keep-alive connection with no request is closed after this"),
+    O("gzip-min", CFG_SIZE, gzip_min, "1k", "gzip responses at least this big when the client accepts it (0: never)"),
+    O("web-root", CFG_STR, web_root, "web", "folder of the web console's static files (empty: none)"),
+    O("shutdown-timeout", CFG_MS, shutdown_timeout_ms, "10s", "on SIGTERM, time allowed for in-flight requests"),
+    O("access-log", CFG_BOOL, access_log, "true", "log one line per request"),
+};
+#undef O
+const size_t http_cfg_nopts = ARRAY_LEN(http_cfg_opts);
+
+/* ------------------------------------------------------------------------ */
+/* writing */
+
+struct wreq {
+  uv_write_t w;
+  struct http_conn *c;
+  void (*release)(void *);
+  void *owner;
+  char data[]; /* copied bytes when release is NULL */
+};
+
+static void after_write(uv_write_t *w, int status) {
+  struct wreq *wr = (struct wreq *)w;
+  struct http_conn *c = wr->c;
+  if (wr->release)
+    wr->release(wr->owner);
+  free(wr);
+  if (status < 0 && !c->closing)
+    conn_close(c);
+}
+
+size_t conn_queued(const struct http_conn *c) {
+  return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+}
+
+int conn_write(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
+               void (*release)(void *), void *owner) {
+  if (c->closing || c->lingering) {
+    if (release)
+      release(owner);
+    return GROVE_ECLOSED;
+  }
+  size_t total = 0;
+  for (unsigned i = 0; i < n; i++)
+    total += bufs[i].len;
+  size_t done = 0;
+  if (conn_queued(c) == 0) {
+    int w = uv_try_write((uv_stream_t *)&c->tcp, bufs, n);
+    if (w > 0)
+      done = (size_t)w;
+    else if (w < 0 && w != UV_EAGAIN) {
+      if (release)
+        release(owner);
+      conn_close(c);
+      return GROVE_ECLOSED;
+    }
+  }
+  if (done == total) {
+    if (release)
+      release(owner);
+    return 0;
+  }
+  /* queue what is left */
+  uv_buf_t rest[8];
+  unsigned nr = 0;
+  size_t skip = done, left = total - done;
+  struct wreq *wr = malloc(sizeof *wr + (release ? 0 : left));
+  if (!wr) {
+    if (release)
+      release(owner);
+    conn_close(c);
+    return GROVE_ECLOSED;
+  }
+  wr->c = c;
+  wr->release = release;
+  wr->owner = owner;
+  char *dst = wr->data;
+  for (unsigned i = 0; i < n; i++) {
+    const char *base = bufs[i].base;
+    size_t len = bufs[i].len;
+    if (skip >= len) {
+      skip -= len;
+      continue;
+    }
+    base += skip;
+    len -= skip;
+    skip = 0;
+    if (release) {
+      if (nr == ARRAY_LEN(rest))
+        abort(); /* callers pass at most 8 buffers */
+      rest[nr++] = uv_buf_init((char *)base, (unsigned)len);
+    } else {
+      memcpy(dst, base, len);
+      dst += len;
+    }
+  }
+  if (!release) {
+    rest[0] = uv_buf_init(wr->data, (unsigned)left);
+    nr = 1;
+  }
+  if (uv_write(&wr->w, (uv_stream_t *)&c->tcp, rest, nr, after_write) < 0) {
+    if (release)
+      release(owner);
+    free(wr);
+    conn_close(c);
+    return GROVE_ECLOSED;
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* closing */
+
+static void conn_free(struct http_conn *c) {
+  if (c->hs) {
+    http_in_release(&c->hs->in);
+    buf_release(&c->hs->res_headers);
+    free(c->hs->route_path);
+    free(c->hs);
+  }
+  buf_release(&c->pending);
+  free(c);
+}
+
+static void loop_maybe_finish(struct loop_ctx *lp);
+
+static void on_handle_closed(uv_handle_t *h) {
+  struct http_conn *c = h->data;
+  if (--c->handles_open > 0)
+    return;
+  struct loop_ctx *lp = c->lp;
+  if (c->works == 0)
+    conn_free(c);
+  /* else freed when the last deferred work comes back */
+  loop_maybe_finish(lp);
+}
+
+void conn_close(struct http_conn *c) {
+  if (c->closing)
+    return;
+  c->closing = true;
+  struct loop_ctx *lp = c->lp;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    lp->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+  lp->nconns--;
+  metric_add(lp->srv->open_conns, -1);
+  if (c->kind == CONN_WS)
+    ws_on_conn_close(c);
+  else if (c->kind == CONN_SSE)
+    sse_on_conn_close(c);
+  uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+  uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+}
+
+static void on_linger_timeout(uv_timer_t *t) { conn_close(t->data); }
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  (void)status;
+  free(req);
+}
+
+void conn_close_gracefully(struct http_conn *c) {
+  if (c->closing || c->lingering)
+    return;
+  c->lingering = true;
+  uv_shutdown_t *req = malloc(sizeof *req);
+  if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
+    free(req);
+    conn_close(c);
+    return;
+  }
+  if (!c->reading) {
+    c->reading = true;
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+  }
+  conn_timer(c, LINGER_MS, on_linger_timeout);
+}
+
+void conn_timer(struct http_conn *c, uint64_t ms, uv_timer_cb cb) {
+  if (c->closing)
+    return;
+  if (!ms) {
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  uv_timer_start(&c->timer, cb, ms, 0);
+}
+
+const char *loop_date(struct loop_ctx *lp) {
+  time_t now = time(NULL);
+  if ((uint64_t)now != lp->date_sec) {
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(lp->date, sizeof lp->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    lp->date_sec = (uint64_t)now;
+  }
+  return lp->date;
+}
+
+/* ------------------------------------------------------------------------ */
+/* timeouts */
+
+static void on_header_timeout(uv_timer_t *t) {
+  struct http_conn *c = t->data;
+  if (c->busy || c->kind != CONN_HTTP)
+    return;
+  http_send_error_raw(c, 408, "REQUEST_TIMEOUT", "request was not received in time", NULL);
+}
+
+static void on_idle_timeout(uv_timer_t *t) {
+  struct http_conn *c = t->data;
+  if (!c->busy)
+    conn_close(c);
+}
+
+/* Sets the timer that fits the parser's state: waiting for headers, for a
+ * body, or idle between requests. */
+static void arm_read_timer(struct http_conn *c, bool fresh) {
+  const struct http_cfg *cfg = &c->lp->srv->cfg;
+  struct http_in *in = &c->hs->in;
+  if (in->headers_done)
+    conn_timer(c, cfg->body_timeout_ms, on_header_timeout);
+  else if (in->started || fresh)
+    conn_timer(c, cfg->header_timeout_ms, on_header_timeout);
+  else
+    conn_timer(c, cfg->idle_timeout_ms, on_idle_timeout);
+}
+
+/* ------------------------------------------------------------------------ */
+/* reading and dispatch */
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
+  (void)hint;
+  struct http_conn *c = h->data;
+  *b = uv_buf_init(c->lp->readbuf, sizeof c->lp->readbuf);
+}
+
+static void dispatch(struct http_conn *c);
+
+static void drain_pending(struct http_conn *c) {
+  while (!c->busy && !c->closing && c->kind == CONN_HTTP && c->pending.len) {
+    struct buf b = c->pending;
+    buf_init(&c->pending, 0);
+    process(c, b.data, b.len);
+    buf_release(&b);
+  }
+  if (c->closing || c->kind != CONN_HTTP || c->busy)
+    return;
+  if (c->peer_eof) {
+    conn_close(c);
+    return;
+  }
+  if (!c->reading && !c->lingering) {
+    c->reading = true;
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+  }
+  arm_read_timer(c, false);
+}
+
+int conn_dispatch_done(struct http_conn *c) {
+  /* called by response.c when a request is finished */
+  c->busy = false;
+  if (c->closing)
+    return 0;
+  if (c->close_after) {
+    conn_close_gracefully(c);
+    return 0;
+  }
+  if (c->kind == CONN_HTTP) {
+    http_in_next(&c->hs->in);
+    c->hs->continue_sent = false;
+    if (!c->dispatching)
+      drain_pending(c);
+  }
+  return 0;
+}
+
+static void process(struct http_conn *c, const char *data, size_t n) {
+  while (!c->closing && c->kind == CONN_HTTP && !c->close_after) {
+    if (c->busy) {
+      if (n && buf_append(&c->pending, data, n)) {
+        conn_close(c);
+        return;
+      }
+      if (c->pending.len > PENDING_MAX && c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+      }
+      return;
+    }
+    if (n == 0)
+      break;
+    struct http_state *hs = c->hs;
+    enum http_in_state st;
+    size_t used = http_in_feed(&hs->in, data, n, &st);
+    if (hs->in.want_continue && !hs->continue_sent && st == HTTP_IN_MORE) {
+      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+      uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
+      hs->continue_sent = true;
+      conn_write(c, &b, 1, NULL, NULL);
+    }
+    if (st == HTTP_IN_ERROR) {
+      http_send_error_raw(c, hs->in.err_status, hs->in.err_code, hs->in.err_msg, NULL);
+      return;
+    }
+    data += used;
+    n -= used;
+    if (st == HTTP_IN_MORE) {
+      arm_read_timer(c, false);
+      return;
+    }
+    /* a complete request */
+    bool upgrade = http_in_upgrade(&hs->in);
+    c->busy = true;
+    if (upgrade && n) {
+      /* bytes after an upgrade request belong to the new protocol */
+      if (buf_append(&c->pending, data, n)) {
+        conn_close(c);
+        return;
+      }
+      n = 0;
+    }
+    dispatch(c);
+    if (upgrade && c->kind == CONN_HTTP && !c->busy && !c->closing)
+      c->close_after = true, conn_close_gracefully(c);
+  }
+  if (!c->closing && c->kind == CONN_HTTP && !c->busy && !c->close_after)
+    arm_read_timer(c, false);
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  struct http_conn *c = s->data;
+  (void)b;
+  if (c->closing)
+    return;
+  if (n < 0) {
+    if (c->lingering) {
+      conn_close(c);
+      return;
+    }
+    uv_read_stop(s);
+    c->reading = false;
+    c->peer_eof = true;
+    if (c->kind == CONN_HTTP && c->busy)
+      return; /* answer, then close */
+    conn_close(c);
+    return;
+  }
+  if (n == 0 || c->lingering)
+    return;
+  const char *data = c->lp->readbuf;
+  switch (c->kind) {
+  case CONN_HTTP:
+    process(c, data, (size_t)n);
+    break;
+  case CONN_WS:
+    ws_on_read(c, data, (size_t)n);
+    break;
+  case CONN_SSE:
+    break; /* an event stream is one-way; input is dropped */
+  }
+}
+
+/* Takes X-Request-Id when it is short and plain, else makes one. */
+static void set_request_id(struct http_req *r) {
+  const char *v = http_header_get(r, "x-request-id");
+  if (v) {
+    size_t n = strlen(v), i;
+    for (i = 0; i < n; i++) {
+      char ch = v[i];
+      if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+            (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.'))
+        break;
+    }
+    if (n && i == n && n < sizeof r->id) {
+      memcpy(r->id, v, n + 1);
+      return;
+    }
+  }
+  rand_hex(r->id, 17);
+}
+
+static void dispatch(struct http_conn *c) {
+  struct http_state *hs = c->hs;
+  struct http_req *r = &hs->req;
+  struct http_server *srv = c->lp->srv;
+  memset(r, 0, sizeof *r);
+  r->conn = c;
+  hs->start_ns = clock_mono_ns();
+  buf_reset(&hs->res_headers);
+  uv_timer_stop(&c->timer);
+  int bad = http_in_request(&hs->in, r);
+  set_request_id(r);
+  if (!http_in_keep_alive(&hs->in) || c->lp->stopping)
+    c->close_after = true;
+  hs->route = router_unmatched(srv->router);
+  r->route = hs->route->pattern;
+  c->dispatching = true;
+  if (bad) {
+    http_reply_error(r, bad, "BAD_TARGET", "request target is not valid", NULL);
+    goto out;
+  }
+  free(hs->route_path);
+  hs->route_path = strdup(r->path);
+  if (!hs->route_path) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    goto out;
+  }
+  char allow[128];
+  struct route *route = NULL;
+  enum route_match m = router_match(srv->router, r->method, hs->route_path, r, &route,
+                                    allow, sizeof allow);
+  if (m == ROUTE_FOUND) {
+    hs->route = route;
+    r->route = route->pattern;
+    r->app = route->app;
+    route->fn(r);
+  } else if (m == ROUTE_BAD_METHOD) {
+    if (strcmp(r->method, "OPTIONS") == 0) {
+      http_res_header(r, "Allow", allow);
+      http_reply(r, 204, NULL, NULL, 0);
+    } else {
+      http_res_header(r, "Allow", allow);
+      json_t *d = json_pack("{s:s}", "allow", allow);
+      http_reply_error(r, 405, "METHOD_NOT_ALLOWED", "method is not allowed on this path", d);
+    }
+  } else if (router_fallback_route(srv->router) &&
+             (strcmp(r->method, "GET") == 0 || strcmp(r->method, "HEAD") == 0)) {
+    hs->route = router_fallback_route(srv->router);
+    r->route = hs->route->pattern;
+    r->app = hs->route->app;
+    hs->route->fn(r);
+  } else {
+    http_reply_error(r, 404, "NOT_FOUND", "no such route", NULL);
+  }
+out:
+  c->dispatching = false;
+}
+
+/* ------------------------------------------------------------------------ */
+/* deferred work */
+
+struct defer {
+  uv_work_t w;
+  struct http_conn *c;
+  http_work_fn work;
+  http_done_fn done;
+  void *arg;
+};
+
+static void defer_work(uv_work_t *w) {
+  struct defer *d = (struct defer *)w;
+  d->work(d->arg);
+}
+
+static void defer_after(uv_work_t *w, int status) {
+  struct defer *d = (struct defer *)w;
+  struct http_conn *c = d->c;
+  (void)status;
+  c->works--;
+  if (c->closing) {
+    /* the client went away: let done clean up; its reply is dropped */
+    struct http_req gone = {0};
+    d->done(&gone, d->arg);
+    if (c->works == 0 && c->handles_open == 0)
+      conn_free(c);
+  } else {
+    d->done(&c->hs->req, d->arg);
+  }
+  free(d);
+}
+
+int http_req_defer(struct http_req *r, http_work_fn work, http_done_fn done, void *arg) {
+  struct http_conn *c = r->conn;
+  if (!c || c->closing)
+    return GROVE_ECLOSED;
+  struct defer *d = malloc(sizeof *d);
+  if (!d)
+    return GROVE_ENOMEM;
+  d->c = c;
+  d->work = work;
+  d->done = done;
+  d->arg = arg;
+  if (uv_queue_work(&c->lp->loop, &d->w, defer_work, defer_after) < 0) {
+    free(d);
+    return GROVE_EBUSY;
+  }
+  c->works++;
+  return 0;
+}
+
+uv_loop_t *http_req_loop(const struct http_req *r) {
+  return r->conn ? &r->conn->lp->loop : NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* accepting */
+
+static void on_connection(uv_stream_t *server, int status) {
+  struct loop_ctx *lp = server->data;
+  if (status < 0 || lp->stopping)
+    return;
+  struct http_conn *c = calloc(1, sizeof *c);
+  struct http_state *hs = calloc(1, sizeof *hs);
+  if (!c || !hs) {
+    free(c);
+    free(hs);
+    log_error(NULL, "cannot accept connection: out of memory", NULL);
+    return;
+  }
+  c->lp = lp;
+  c->hs = hs;
+  http_in_init(&hs->in, &lp->srv->cfg);
+  buf_init(&hs->res_headers, 64 * 1024);
+  buf_init(&c->pending, 0);
+  uv_tcp_init(&lp->loop, &c->tcp);
+  uv_timer_init(&lp->loop, &c->timer);
+  c->tcp.data = c->timer.data = c;
+  c->handles_open = 2;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->next = lp->conns;
+  if (lp->conns)
+    lp->conns->prev = c;
+  lp->conns = c;
+  lp->nconns++;
+  metric_add(lp->srv->open_conns, 1);
+  metric_add(lp->srv->accepted, 1);
+  c->reading = true;
+  uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+  arm_read_timer(c, true);
+}
+
+void conn_upgrade(struct http_conn *c, enum conn_kind kind) {
+  c->kind = kind;
+  http_in_release(&c->hs->in);
+  buf_release(&c->hs->res_headers);
+  free(c->hs->route_path);
+  free(c->hs);
+  c->hs = NULL;
+  c->busy = false;
+  c->close_after = false;
+  uv_timer_stop(&c->timer);
+}
+
+/* ------------------------------------------------------------------------ */
+/* loops */
+
+static int parse_listen(const char *s, struct sockaddr_storage *ss) {
+  char host[256];
+  const char *colon = strrchr(s, ':');
+  if (!colon || (size_t)(colon - s) >= sizeof host)
+    return GROVE_ECONFIG;
+  size_t hl = (size_t)(colon - s);
+  memcpy(host, s, hl);
+  host[hl] = '\0';
+  char *h = host;
+  if (h[0] == '[' && hl > 1 && h[hl - 1] == ']') {
+    h[hl - 1] = '\0';
+    h++;
+  }
+  if (!*h)
+    h = (char *)"0.0.0.0";
+  char *end;
+  long port = strtol(colon + 1, &end, 10);
+  if (*end || port < 0 || port > 65535)
+    return GROVE_ECONFIG;
+  if (uv_ip4_addr(h, (int)port, (struct sockaddr_in *)ss) == 0)
+    return 0;
+  if (uv_ip6_addr(h, (int)port, (struct sockaddr_in6 *)ss) == 0)
+    return 0;
+  return GROVE_ECONFIG;
+}
+
+static int open_listener(struct loop_ctx *lp, const struct sockaddr_storage *ss, int *port) {
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return GROVE_EIO;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  struct sockaddr_storage a = *ss;
+  if (*port) { /* later loops bind the port the first one got */
+    if (a.ss_family == AF_INET)
+      ((struct sockaddr_in *)&a)->sin_port = htons((uint16_t)*port);
+    else
+      ((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)*port);
+  }
+  socklen_t alen = a.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  if (bind(fd, (struct sockaddr *)&a, alen) < 0 || listen(fd, 1024) < 0) {
+    int e = errno;
+    close(fd);
+    return e == EADDRINUSE ? GROVE_EBUSY : GROVE_EIO;
+  }
+  if (!*port) {
+    struct sockaddr_storage got;
+    socklen_t gl = sizeof got;
+    getsockname(fd, (struct sockaddr *)&got, &gl);
+    *port = ntohs(got.ss_family == AF_INET ? ((struct sockaddr_in *)&got)->sin_port
+                                           : ((struct sockaddr_in6 *)&got)->sin6_port);
+  }
+  uv_tcp_init(&lp->loop, &lp->listener);
+  lp->listener.data = lp;
+  if (uv_tcp_open(&lp->listener, fd) < 0) {
+    close(fd);
+    return GROVE_EIO;
+  }
+  return 0;
+}
+
+static void on_stop_timer(uv_timer_t *t) {
+  /* shutdown grace is over: close whatever is left */
+  struct loop_ctx *lp = t->data;
+  while (lp->conns)
+    conn_close(lp->conns);
+}
+
+static void loop_maybe_finish(struct loop_ctx *lp) {
+  if (!lp->stopping || lp->nconns || lp->finished)
+    return;
+  lp->finished = true;
+  if (lp->srv->hooks.loop_stop)
+    lp->srv->hooks.loop_stop(&lp->loop, lp->index, lp->srv->hooks.arg);
+  uv_close((uv_handle_t *)&lp->stop_async, NULL);
+  uv_close((uv_handle_t *)&lp->stop_timer, NULL);
+}
+
+static void on_stop(uv_async_t *a) {
+  struct loop_ctx *lp = a->data;
+  if (lp->stopping)
+    return;
+  lp->stopping = true;
+  uv_close((uv_handle_t *)&lp->listener, NULL);
+  struct http_conn *c = lp->conns;
+  while (c) {
+    struct http_conn *next = c->next;
+    if (c->kind == CONN_WS)
+      ws_on_shutdown(c);
+    else if (c->kind == CONN_SSE)
+      conn_close(c);
+    else if (c->busy)
+      c->close_after = true; /* finish the request, then close */
+    else
+      conn_close(c);
+    c = next;
+  }
+  uv_timer_start(&lp->stop_timer, on_stop_timer, lp->srv->cfg.shutdown_timeout_ms, 0);
+  uv_unref((uv_handle_t *)&lp->stop_timer);
+  loop_maybe_finish(lp);
+}
+
+static void loop_thread(void *arg) {
+  struct loop_ctx *lp = arg;
+  if (lp->srv->hooks.loop_start)
+    lp->srv->hooks.loop_start(&lp->loop, lp->index, lp->srv->hooks.arg);
+  uv_run(&lp->loop, UV_RUN_DEFAULT);
+}
+
+int http_server_create(struct http_server **out, const struct http_cfg *cfg,
+                       struct router *router, struct metrics *metrics,
+                       const struct http_server_hooks *hooks) {
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  if (parse_listen(cfg->listen, &ss)) {
+    log_error(NULL, "bad listen address", "listen=%s", cfg->listen);
+    return GROVE_ECONFIG;
+  }
+  struct http_server *s = calloc(1, sizeof *s);
+  if (!s)
+    return GROVE_ENOMEM;
+  s->cfg = *cfg;
+  s->router = router;
+  s->metrics = metrics;
+  if (hooks)
+    s->hooks = *hooks;
+  if (metrics) {
+    s->open_conns = metric_get(metrics_family(metrics, "grove_http_connections",
+                                              "Open client connections (HTTP, WebSocket and SSE).",
+                                              METRIC_GAUGE, ""));
+    s->accepted = metric_get(metrics_family(metrics, "grove_http_connections_accepted_total",
+                                            "Client connections accepted.", METRIC_COUNTER, ""));
+  }
+  uint64_t hmax = cfg->max_url + cfg->max_header + 1024;
+  http_parser_set_max_header_size(hmax > UINT32_MAX ? UINT32_MAX : (uint32_t)hmax);
+  int n = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+  if (n < 1)
+    n = 1;
+  s->loops = calloc((size_t)n, sizeof *s->loops);
+  if (!s->loops) {
+    free(s);
+    return GROVE_ENOMEM;
+  }
+  int rc = 0;
+  for (int i = 0; i < n; i++) {
+    struct loop_ctx *lp = calloc(1, sizeof *lp);
+    if (!lp) {
+      rc = GROVE_ENOMEM;
+      break;
+    }
+    s->loops[i] = lp;
+    s->nloops = i + 1;
+    lp->srv = s;
+    lp->index = i;
+    uv_loop_init(&lp->loop);
+    uv_async_init(&lp->loop, &lp->stop_async, on_stop);
+    lp->stop_async.data = lp;
+    uv_timer_init(&lp->loop, &lp->stop_timer);
+    lp->stop_timer.data = lp;
+    if ((rc = open_listener(lp, &ss, &s->port))) {
+      log_error(NULL, "cannot listen", "listen=%s error=\"%s\"", cfg->listen,
+                rc == GROVE_EBUSY ? "address in use" : strerror(errno));
+      uv_close((uv_handle_t *)&lp->stop_async, NULL);
+      uv_close((uv_handle_t *)&lp->stop_timer, NULL);
+      uv_run(&lp->loop, UV_RUN_DEFAULT);
+      uv_loop_close(&lp->loop);
+      free(lp);
+      s->loops[i] = NULL;
+      s->nloops = i;
+      break;
+    }
+  }
+  if (rc) {
+    http_server_destroy(s);
+    return rc;
+  }
+  *out = s;
+  return 0;
+}
+
+int http_server_run(struct http_server *s) {
+  for (int i = 0; i < s->nloops; i++) {
+    struct loop_ctx *lp = s->loops[i];
+    if (uv_listen((uv_stream_t *)&lp->listener, 1024, on_connection) < 0)
+      return GROVE_EIO;
+  }
+  for (int i = 1; i < s->nloops; i++)
+    uv_thread_create(&s->loops[i]->thread, loop_thread, s->loops[i]);
+  loop_thread(s->loops[0]);
+  for (int i = 1; i < s->nloops; i++)
+    uv_thread_join(&s->loops[i]->thread);
+  return 0;
+}
+
+void http_server_stop(struct http_server *s) {
+  for (int i = 0; i < s->nloops; i++)
+    uv_async_send(&s->loops[i]->stop_async);
+}
+
+int http_server_port(const struct http_server *s) { return s->port; }
+int http_server_threads(const struct http_server *s) { return s->nloops; }
+
+static void close_any(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL);
+}
+
+void http_server_destroy(struct http_server *s) {
+  if (!s)
+    return;
+  for (int i = 0; i < s->nloops; i++) {
+    struct loop_ctx *lp = s->loops[i];
+    if (!lp)
+      continue;
+    uv_walk(&lp->loop, close_any, NULL);
+    uv_run(&lp->loop, UV_RUN_DEFAULT);
+    uv_loop_close(&lp->loop);
+    free(lp);
+  }
+  free(s->loops);
+  free(s);
+}

@@ -1,0 +1,343 @@
+/* ws.c — WebSocket connections (RFC 6455) on wslay.
+ *
+ * wslay parses incoming frames (masking, fragmentation, control frames,
+ * the maximum message size) and answers pings and closes; its send
+ * callback copies into the connection's write queue, so it never holds a
+ * half-sent frame and Grove's own shared frames (one buffer for every
+ * subscriber of a message) can be queued between its calls. A client whose
+ * queue passes max_queue bytes is closed with 1008. */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <wslay/wslay.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "net/conn.h"
+
+#define CLOSE_GRACE_MS 1000
+
+struct ws {
+  wslay_event_context_ptr ctx;
+  struct http_conn *c;
+  struct ws_cbs cbs;
+  void *user;
+  struct ws_cfg cfg;
+  const uint8_t *rd;
+  size_t rd_len;
+  uint64_t last_recv_ms;
+  uint16_t close_code;
+  bool closing;
+  char rid[24];
+};
+
+void *ws_user(const struct ws *ws) { return ws->user; }
+const char *ws_request_id(const struct ws *ws) { return ws->rid; }
+
+bool utf8_valid(const uint8_t *s, size_t n);
+bool utf8_valid(const uint8_t *s, size_t n) {
+  size_t i = 0;
+  while (i < n) {
+    uint8_t c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    size_t len;
+    uint32_t cp;
+    if ((c & 0xe0) == 0xc0) {
+      len = 2;
+      cp = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      len = 3;
+      cp = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      len = 4;
+      cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + len > n)
+      return false;
+    for (size_t k = 1; k < len; k++) {
+      if ((s[i + k] & 0xc0) != 0x80)
+        return false;
+      cp = (cp << 6) | (s[i + k] & 0x3f);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) ||
+        cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+      return false;
+    i += len;
+  }
+  return true;
+}
+
+/* ---- wslay callbacks ---------------------------------------------------- */
+
+static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                       void *user) {
+  struct ws *ws = user;
+  (void)flags;
+  if (!ws->rd_len) {
+    wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+    return -1;
+  }
+  size_t n = len < ws->rd_len ? len : ws->rd_len;
+  memcpy(buf, ws->rd, n);
+  ws->rd += n;
+  ws->rd_len -= n;
+  return (ssize_t)n;
+}
+
+static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+                       int flags, void *user) {
+  struct ws *ws = user;
+  (void)flags;
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+  if (conn_write(ws->c, &b, 1, NULL, NULL)) {
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+  }
+  return (ssize_t)len;
+}
+
+static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
+                   void *user) {
+  struct ws *ws = user;
+  if (a->opcode == WSLAY_CONNECTION_CLOSE) {
+    ws->close_code = a->status_code ? a->status_code : 1005;
+    return;
+  }
+  if (a->opcode != WSLAY_TEXT_FRAME && a->opcode != WSLAY_BINARY_FRAME)
+    return;
+  if (ws->closing)
+    return;
+  if (a->opcode == WSLAY_TEXT_FRAME && !utf8_valid(a->msg, a->msg_length)) {
+    static const char why[] = "text message is not valid UTF-8";
+    wslay_event_queue_close(ctx, 1007, (const uint8_t *)why, sizeof why - 1);
+    ws->closing = true;
+    return;
+  }
+  if (ws->cbs.on_message)
+    ws->cbs.on_message(ws, a->opcode == WSLAY_TEXT_FRAME, a->msg, a->msg_length);
+}
+
+/* ---- driving ------------------------------------------------------------ */
+
+static void on_close_timeout(uv_timer_t *t) { conn_close(t->data); }
+
+/* Sends what wslay queued; closes the connection when both sides are done. */
+static void pump(struct ws *ws) {
+  struct http_conn *c = ws->c;
+  if (c->closing)
+    return;
+  if (wslay_event_send(ws->ctx) < 0) {
+    conn_close(c);
+    return;
+  }
+  if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)) {
+    conn_close_gracefully(c);
+    return;
+  }
+  if (wslay_event_get_close_sent(ws->ctx) && !ws->closing) {
+    ws->closing = true;
+    conn_timer(c, CLOSE_GRACE_MS, on_close_timeout);
+  }
+}
+
+static void on_ping_timer(uv_timer_t *t) {
+  struct http_conn *c = t->data;
+  struct ws *ws = c->up.ws;
+  if (ws->closing)
+    return;
+  uint64_t now = clock_wall_ms();
+  if (now - ws->last_recv_ms > 2 * ws->cfg.ping_interval_ms) {
+    log_info(ws->rid, "websocket peer is not answering, closing", "idle_ms=%llu",
+             (unsigned long long)(now - ws->last_recv_ms));
+    conn_close(c);
+    return;
+  }
+  struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
+  wslay_event_queue_msg(ws->ctx, &m);
+  pump(ws);
+  conn_timer(c, ws->cfg.ping_interval_ms, on_ping_timer);
+}
+
+void ws_on_read(struct http_conn *c, const char *data, size_t n) {
+  struct ws *ws = c->up.ws;
+  ws->rd = (const uint8_t *)data;
+  ws->rd_len = n;
+  ws->last_recv_ms = clock_wall_ms();
+  if (wslay_event_recv(ws->ctx) < 0) {
+    conn_close(c);
+    return;
+  }
+  ws->rd_len = 0;
+  pump(ws);
+}
+
+void ws_on_conn_close(struct http_conn *c) {
+  struct ws *ws = c->up.ws;
+  if (!ws)
+    return;
+  c->up.ws = NULL;
+  if (ws->cbs.on_close)
+    ws->cbs.on_close(ws, ws->close_code ? ws->close_code : 1006);
+  wslay_event_context_free(ws->ctx);
+  free(ws);
+}
+
+void ws_on_shutdown(struct http_conn *c) {
+  if (c->up.ws)
+    ws_close(c->up.ws, 1001, "server is shutting down");
+}
+
+void ws_close(struct ws *ws, uint16_t code, const char *reason) {
+  if (ws->closing || ws->c->closing)
+    return;
+  size_t rl = reason ? strlen(reason) : 0;
+  if (rl > 123)
+    rl = 123; /* control frame payload limit */
+  wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, rl);
+  ws->closing = true;
+  if (!ws->close_code)
+    ws->close_code = code;
+  pump(ws);
+  if (!ws->c->closing && !ws->c->lingering)
+    conn_timer(ws->c, CLOSE_GRACE_MS, on_close_timeout);
+}
+
+size_t ws_frame_header(uint8_t *h, size_t len) {
+  h[0] = 0x81; /* FIN + text */
+  if (len < 126) {
+    h[1] = (uint8_t)len;
+    return 2;
+  }
+  if (len <= 0xffff) {
+    h[1] = 126;
+    h[2] = (uint8_t)(len >> 8);
+    h[3] = (uint8_t)len;
+    return 4;
+  }
+  h[1] = 127;
+  for (int i = 0; i < 8; i++)
+    h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+  return 10;
+}
+
+static int check_room(struct ws *ws, size_t len) {
+  if (ws->closing || ws->c->closing || wslay_event_get_close_sent(ws->ctx))
+    return GROVE_ECLOSED;
+  if (conn_queued(ws->c) + len > ws->cfg.max_queue) {
+    log_warn(ws->rid, "websocket client is too slow, closing", "queued=%zu max=%llu",
+             conn_queued(ws->c), (unsigned long long)ws->cfg.max_queue);
+    ws_close(ws, 1008, "slow consumer: send queue over limit");
+    return GROVE_EBUSY;
+  }
+  return 0;
+}
+
+int ws_send_text(struct ws *ws, const char *data, size_t len) {
+  int rc = check_room(ws, len);
+  if (rc)
+    return rc;
+  uint8_t hdr[10];
+  uv_buf_t b[2] = {uv_buf_init((char *)hdr, (unsigned)ws_frame_header(hdr, len)),
+                   uv_buf_init((char *)data, (unsigned)len)};
+  return conn_write(ws->c, b, 2, NULL, NULL);
+}
+
+int ws_send_shared(struct ws *ws, const uv_buf_t *frame, void (*release)(void *),
+                   void *owner) {
+  int rc = check_room(ws, frame->len);
+  if (rc) {
+    release(owner);
+    return rc;
+  }
+  return conn_write(ws->c, frame, 1, release, owner);
+}
+
+/* ---- handshake ---------------------------------------------------------- */
+
+static void on_first_turn(uv_timer_t *t) {
+  struct http_conn *c = t->data;
+  struct ws *ws = c->up.ws;
+  conn_timer(c, ws->cfg.ping_interval_ms, on_ping_timer);
+  if (c->pending.len) {
+    struct buf p = c->pending;
+    buf_init(&c->pending, 0);
+    ws_on_read(c, p.data, p.len);
+    buf_release(&p);
+  } else {
+    buf_release(&c->pending);
+  }
+}
+
+struct ws *ws_accept(struct http_req *r, const struct ws_cfg *cfg, const struct ws_cbs *cbs,
+                     void *user) {
+  static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  struct http_conn *c = r->conn;
+  const char *upgrade = http_header_get(r, "upgrade");
+  const char *connection = http_header_get(r, "connection");
+  const char *version = http_header_get(r, "sec-websocket-version");
+  const char *key = http_header_get(r, "sec-websocket-key");
+  if (strcmp(r->method, "GET") != 0 || !upgrade || !header_has_token(upgrade, "websocket") ||
+      !connection || !header_has_token(connection, "upgrade")) {
+    http_res_header(r, "Upgrade", "websocket");
+    http_reply_error(r, 426, "UPGRADE_REQUIRED", "this route speaks WebSocket only", NULL);
+    return NULL;
+  }
+  if (!version || strcmp(version, "13") != 0) {
+    http_res_header(r, "Sec-WebSocket-Version", "13");
+    http_reply_error(r, 426, "UNSUPPORTED_WEBSOCKET_VERSION", "WebSocket version must be 13",
+                     NULL);
+    return NULL;
+  }
+  if (!key || strlen(key) != 24 || key[22] != '=' || key[23] != '=') {
+    http_reply_error(r, 400, "BAD_WEBSOCKET_KEY", "Sec-WebSocket-Key is missing or malformed",
+                     NULL);
+    return NULL;
+  }
+  struct ws *ws = calloc(1, sizeof *ws);
+  if (!ws) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return NULL;
+  }
+  static const struct wslay_event_callbacks callbacks = {
+      .recv_callback = recv_cb, .send_callback = send_cb, .on_msg_recv_callback = on_msg};
+  if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
+    free(ws);
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return NULL;
+  }
+  wslay_event_config_set_max_recv_msg_length(ws->ctx, cfg->max_message);
+  ws->c = c;
+  ws->cbs = *cbs;
+  ws->user = user;
+  ws->cfg = *cfg;
+  ws->last_recv_ms = clock_wall_ms();
+  memcpy(ws->rid, r->id, sizeof ws->rid);
+
+  char src[64], accept[32];
+  unsigned char digest[20];
+  snprintf(src, sizeof src, "%s%s", key, guid);
+  sha1(src, strlen(src), digest);
+  b64_encode(digest, sizeof digest, accept);
+  char head[256];
+  int hl = snprintf(head, sizeof head,
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\nX-Request-Id: %s\r\n\r\n",
+                    accept, r->id);
+  uv_buf_t b = uv_buf_init(head, (unsigned)hl);
+  conn_write(c, &b, 1, NULL, NULL);
+  c->kind = CONN_WS;
+  c->up.ws = ws;
+  c->close_after = false;
+  http_finish(r, 101);
+  conn_upgrade(c, CONN_WS);
+  /* Bytes that came with the upgrade request are read on the next loop
+   * turn, once the caller has its ws in hand. */
+  uv_timer_start(&c->timer, on_first_turn, 0, 0);
+  return ws;
+}

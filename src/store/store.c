@@ -1,0 +1,268 @@
+/* store.c — the connection pool, transactions and migrations, common to
+ * every driver. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "store/driver.h"
+
+#define O(name, type, field, def, help) {name, type, offsetof(struct store_cfg, field), def, help}
+const struct cfg_opt store_cfg_opts[] = {
+    O("store", CFG_STR, url, "sqlite", "database: sqlite, sqlite:PATH or postgres://user@host:port/db"),
+    O("data-dir", CFG_STR, data_dir, "data", "folder for the SQLite file and other local data"),
+    O("store-pool", CFG_INT, pool, "8", "database connections at most"),
+    O("store-busy-timeout", CFG_MS, busy_timeout_ms, "5s", "SQLite: how long a writer waits for the lock"),
+};
+#undef O
+const size_t store_cfg_nopts = ARRAY_LEN(store_cfg_opts);
+
+struct store_conn {
+  struct store_conn *next;
+  const struct store_driver *drv;
+  void *db;
+};
+
+struct store {
+  const struct store_driver *drv;
+  struct store_cfg cfg;
+  char *target;
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  struct store_conn *idle;
+  int total;
+};
+
+static int new_conn(struct store *s, struct store_conn **out, char *err, size_t errlen) {
+  struct store_conn *c = calloc(1, sizeof *c);
+  if (!c)
+    return GROVE_ENOMEM;
+  c->drv = s->drv;
+  int rc = s->drv->connect(s->target, &s->cfg, &c->db, err, errlen);
+  if (rc) {
+    free(c);
+    return rc;
+  }
+  *out = c;
+  return 0;
+}
+
+int store_open(struct store **out, const struct store_cfg *cfg, char *err, size_t errlen) {
+  *out = NULL;
+  struct store *s = calloc(1, sizeof *s);
+  if (!s)
+    return GROVE_ENOMEM;
+  s->cfg = *cfg;
+  s->cfg.url = NULL;
+  s->cfg.data_dir = NULL;
+  if (s->cfg.pool < 1)
+    s->cfg.pool = 1;
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_cond_init(&s->cond, NULL);
+  const char *url = cfg->url && *cfg->url ? cfg->url : "sqlite";
+  int rc = 0;
+  if (strncmp(url, "postgres://", 11) == 0 || strncmp(url, "postgresql://", 13) == 0) {
+    s->drv = &store_postgres_driver;
+    s->target = strdup(url);
+  } else if (strcmp(url, "sqlite") == 0 || strncmp(url, "sqlite:", 7) == 0) {
+    s->drv = &store_sqlite_driver;
+    if (url[6] == ':' && url[7]) {
+      s->target = strdup(url + 7);
+    } else {
+      const char *dir = cfg->data_dir && *cfg->data_dir ? cfg->data_dir : ".";
+      mkdir(dir, 0750); /* an error shows when the file cannot be opened */
+      size_t n = strlen(dir) + 16;
+      s->target = malloc(n);
+      if (s->target)
+        snprintf(s->target, n, "%s/grove.db", dir);
+    }
+  } else {
+    snprintf(err, errlen, "unknown store '%s': use sqlite, sqlite:PATH or postgres://…", url);
+    rc = GROVE_ECONFIG;
+    goto fail;
+  }
+  if (!s->target) {
+    rc = GROVE_ENOMEM;
+    goto fail;
+  }
+  struct store_conn *c;
+  if ((rc = new_conn(s, &c, err, errlen)))
+    goto fail;
+  c->next = NULL;
+  s->idle = c;
+  s->total = 1;
+  *out = s;
+  return 0;
+fail:
+  free(s->target);
+  pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->cond);
+  free(s);
+  return rc;
+}
+
+void store_close(struct store *s) {
+  if (!s)
+    return;
+  struct store_conn *c = s->idle;
+  while (c) {
+    struct store_conn *n = c->next;
+    s->drv->disconnect(c->db);
+    free(c);
+    c = n;
+  }
+  pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->cond);
+  free(s->target);
+  free(s);
+}
+
+const char *store_driver_name(const struct store *s) { return s->drv->name; }
+
+int store_acquire(struct store *s, struct store_conn **out) {
+  pthread_mutex_lock(&s->lock);
+  for (;;) {
+    if (s->idle) {
+      *out = s->idle;
+      s->idle = s->idle->next;
+      pthread_mutex_unlock(&s->lock);
+      return 0;
+    }
+    if (s->total < s->cfg.pool) {
+      s->total++;
+      pthread_mutex_unlock(&s->lock);
+      char err[256];
+      int rc = new_conn(s, out, err, sizeof err);
+      if (rc) {
+        log_error(NULL, "cannot open database connection", "driver=%s error=\"%s\"",
+                  s->drv->name, err);
+        pthread_mutex_lock(&s->lock);
+        s->total--;
+        pthread_cond_signal(&s->cond);
+        pthread_mutex_unlock(&s->lock);
+      }
+      return rc;
+    }
+    pthread_cond_wait(&s->cond, &s->lock);
+  }
+}
+
+void store_release(struct store *s, struct store_conn *c) {
+  if (s->drv->broken(c->db)) {
+    /* drop it; the next acquire opens a fresh one */
+    s->drv->disconnect(c->db);
+    free(c);
+    pthread_mutex_lock(&s->lock);
+    s->total--;
+  } else {
+    pthread_mutex_lock(&s->lock);
+    c->next = s->idle;
+    s->idle = c;
+  }
+  pthread_cond_signal(&s->cond);
+  pthread_mutex_unlock(&s->lock);
+}
+
+int store_exec(struct store_conn *c, const char *sql, const char *const *params, int nparams,
+               struct store_rows **rows, char *err, size_t errlen) {
+  if (rows)
+    *rows = NULL;
+  return c->drv->exec(c->db, sql, params, nparams, rows, err, errlen);
+}
+
+int store_exec_script(struct store_conn *c, const char *sql, char *err, size_t errlen) {
+  return c->drv->script(c->db, sql, err, errlen);
+}
+
+int store_begin(struct store_conn *c) { return store_exec_script(c, "BEGIN", NULL, 0); }
+int store_commit(struct store_conn *c) { return store_exec_script(c, "COMMIT", NULL, 0); }
+int store_rollback(struct store_conn *c) { return store_exec_script(c, "ROLLBACK", NULL, 0); }
+
+int store_query(struct store *s, const char *sql, const char *const *params, int nparams,
+                struct store_rows **rows, char *err, size_t errlen) {
+  struct store_conn *c;
+  int rc = store_acquire(s, &c);
+  if (rc) {
+    if (rows)
+      *rows = NULL;
+    snprintf(err, errlen, "no database connection");
+    return rc;
+  }
+  rc = store_exec(c, sql, params, nparams, rows, err, errlen);
+  store_release(s, c);
+  return rc;
+}
+
+int store_ping(struct store *s, char *err, size_t errlen) {
+  return store_query(s, "SELECT 1", NULL, 0, NULL, err, errlen);
+}
+
+/* ---- migrations --------------------------------------------------------- */
+
+static const char migrations_table[] =
+    "CREATE TABLE IF NOT EXISTS grove_migrations ("
+    " module TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL,"
+    " applied_at TEXT NOT NULL, PRIMARY KEY (module, version))";
+
+int store_migrate(struct store *s, const char *module, const struct store_migration *m,
+                  size_t n, int *applied, char *err, size_t errlen) {
+  struct store_conn *c;
+  struct store_rows *rows = NULL;
+  int done = 0;
+  if (applied)
+    *applied = 0;
+  int rc = store_acquire(s, &c);
+  if (rc) {
+    snprintf(err, errlen, "no database connection");
+    return rc;
+  }
+  if ((rc = store_exec_script(c, migrations_table, err, errlen)))
+    goto out;
+  const char *p[] = {module};
+  if ((rc = store_exec(c, "SELECT COALESCE(MAX(version), 0) AS v FROM grove_migrations "
+                          "WHERE module = $1",
+                       p, 1, &rows, err, errlen)))
+    goto out;
+  int current = atoi(store_rows_get(rows, 0, "v") ? store_rows_get(rows, 0, "v") : "0");
+  store_rows_free(rows);
+  for (size_t i = 0; i < n; i++) {
+    if (m[i].version <= current)
+      continue;
+    const char *sql = strcmp(s->drv->name, "postgres") == 0 && m[i].pg ? m[i].pg : m[i].sql;
+    char ver[16], when[32];
+    snprintf(ver, sizeof ver, "%d", m[i].version);
+    snprintf(when, sizeof when, "%llu", (unsigned long long)clock_wall_ms());
+    const char *rp[] = {module, ver, m[i].name, when};
+    if ((rc = store_begin(c))) {
+      snprintf(err, errlen, "cannot begin a transaction");
+      goto out;
+    }
+    char e2[512] = "";
+    rc = store_exec_script(c, sql, e2, sizeof e2);
+    if (!rc)
+      rc = store_exec(c, "INSERT INTO grove_migrations (module, version, name, applied_at) "
+                         "VALUES ($1, $2, $3, $4)",
+                      rp, 4, NULL, e2, sizeof e2);
+    if (!rc)
+      rc = store_commit(c);
+    if (rc) {
+      store_rollback(c);
+      snprintf(err, errlen, "migration %s/%d '%s' failed: %s", module, m[i].version, m[i].name,
+               e2);
+      goto out;
+    }
+    log_info(NULL, "migration applied", "module=%s version=%d name=\"%s\"", module,
+             m[i].version, m[i].name);
+    current = m[i].version;
+    done++;
+  }
+out:
+  store_release(s, c);
+  if (applied)
+    *applied = done;
+  return rc;
+}

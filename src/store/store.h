@@ -1,0 +1,86 @@
+/* store.h — Grove's database interface: one API, two drivers.
+ *
+ * "sqlite" (the default: a WAL-mode file under the data directory) and
+ * "postgres" (libpq) implement struct store_driver; --store picks one
+ * ("sqlite", "sqlite:/path/file.db" or "postgres://…"). Connections come
+ * from a pool; every call blocks, so callers on an event loop run them on
+ * the worker pool (http_req_defer). Thread-safe.
+ *
+ * SQL uses PostgreSQL's $1, $2 … placeholders for both drivers; values go
+ * in and come out as text (NULL for SQL NULL). */
+#ifndef GROVE_STORE_H
+#define GROVE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "core/config.h"
+
+struct store;
+struct store_conn;
+
+struct store_cfg {
+  char *url;        /* "sqlite", "sqlite:PATH" or "postgres://…" */
+  char *data_dir;   /* where the default SQLite file lives */
+  int pool;         /* connections at most */
+  unsigned long long busy_timeout_ms;
+};
+
+extern const struct cfg_opt store_cfg_opts[];
+extern const size_t store_cfg_nopts;
+
+/* Rows of a query: values[row * ncols + col], NULL for SQL NULL. */
+struct store_rows {
+  int nrows, ncols;
+  char **names;
+  char **values;
+  long long changes; /* rows changed by INSERT/UPDATE/DELETE */
+};
+
+void store_rows_free(struct store_rows *rows);
+const char *store_rows_get(const struct store_rows *rows, int row, const char *col);
+
+/* A schema step. The SQL may hold several statements; `pg` overrides `sql`
+ * for PostgreSQL when the dialects differ. */
+struct store_migration {
+  int version;
+  const char *name;
+  const char *sql;
+  const char *pg;
+};
+
+/* Opens the store and checks one connection. On error, *out is NULL and
+ * `err` says why ("cannot connect to 'postgres://…': …"). */
+int store_open(struct store **out, const struct store_cfg *cfg, char *err, size_t errlen);
+void store_close(struct store *s);
+const char *store_driver_name(const struct store *s);
+
+/* Takes a connection from the pool (waits for one). */
+int store_acquire(struct store *s, struct store_conn **out);
+void store_release(struct store *s, struct store_conn *c);
+
+/* Runs one statement with params. OUT: *rows (may be NULL when not
+ * wanted); the caller frees them with store_rows_free. On error, `err`
+ * receives the database's message. */
+int store_exec(struct store_conn *c, const char *sql, const char *const *params, int nparams,
+               struct store_rows **rows, char *err, size_t errlen);
+/* Runs several ';'-separated statements without parameters. */
+int store_exec_script(struct store_conn *c, const char *sql, char *err, size_t errlen);
+int store_begin(struct store_conn *c);
+int store_commit(struct store_conn *c);
+int store_rollback(struct store_conn *c);
+
+/* Convenience: acquire, exec, release. */
+int store_query(struct store *s, const char *sql, const char *const *params, int nparams,
+                struct store_rows **rows, char *err, size_t errlen);
+
+/* Applies the module's migrations not yet applied, in version order, each
+ * in its own transaction together with its record in grove_migrations.
+ * Returns 0, or the error of the first that failed (later ones are not
+ * tried; earlier ones stay). OUT: *applied (may be NULL) how many ran. */
+int store_migrate(struct store *s, const char *module, const struct store_migration *m,
+                  size_t n, int *applied, char *err, size_t errlen);
+/* Checks that the database answers (SELECT 1). */
+int store_ping(struct store *s, char *err, size_t errlen);
+
+#endif
