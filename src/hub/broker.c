@@ -366,7 +366,7 @@ void broker_publish(struct broker *b, const char *topic, const char *json, size_
     b->head = m;
   b->tail = m;
   b->queued++;
-  pthread_cond_signal(&b->cond);
+  pthread_cond_broadcast(&b->cond); /* the subscriber may be napping on it too */
   pthread_mutex_unlock(&b->lock);
 }
 

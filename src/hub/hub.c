@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -23,7 +24,7 @@ const struct cfg_opt hub_cfg_opts[] = {
     O("live-max-topics", CFG_INT, max_topics, "64", "topics one connection may subscribe to"),
     O("live-ping", CFG_MS, ping_ms, "30s", "WebSocket ping interval; a peer silent for two is closed"),
     O("live-heartbeat", CFG_MS, heartbeat_ms, "15s", "SSE heartbeat comment interval"),
-    O("live-client-publish", CFG_BOOL, client_publish, "false", "let WebSocket clients publish with {\"op\":\"publish\"}"),
+    O("live-client-publish", CFG_BOOL, client_publish, "false", "let clients publish: POST /api/v1/live/{topic} and {\"op\":\"publish\"} over WebSocket"),
     O("broker", CFG_STR, broker, "", "redis://host:port to share live topics between instances (empty: in-process)"),
 };
 #undef O
@@ -570,10 +571,50 @@ static void handle_sse(struct http_req *r) {
       replay(h, s, topics[i], last_id);
 }
 
+/* POST /api/v1/live/{topic...}: publishes the JSON body on the topic. */
+static void handle_publish(struct http_req *r) {
+  struct hub *h = r->app;
+  const char *topic = http_param(r, "topic");
+  if (!h->cfg.client_publish) {
+    http_reply_error(r, 403, "PUBLISH_DISABLED",
+                     "publishing from clients is disabled (--live-client-publish)", NULL);
+    return;
+  }
+  if (!topic || !hub_topic_valid(topic)) {
+    http_reply_error(r, 400, "INVALID_TOPIC",
+                     "topics are paths of letters, digits and -_.:@ between slashes", NULL);
+    return;
+  }
+  const char *ct = http_header_get(r, "content-type");
+  if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+    http_reply_error(r, 415, "UNSUPPORTED_MEDIA_TYPE", "body must be application/json", NULL);
+    return;
+  }
+  json_error_t e;
+  json_t *j = json_loadb(r->body, r->body_len, JSON_DECODE_ANY, &e);
+  if (!j) {
+    http_reply_error(r, 400, "INVALID_JSON", "request body is not valid JSON",
+                     json_pack("{s:s,s:i}", "error", e.text, "position", e.position));
+    return;
+  }
+  char *txt = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  json_decref(j);
+  uint64_t id = 0;
+  int rc = txt ? hub_publish(h, topic, txt, strlen(txt), &id) : GROVE_ENOMEM;
+  free(txt);
+  if (rc) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "cannot publish", NULL);
+    return;
+  }
+  http_reply_data(r, 202, json_pack("{s:s,s:I}", "topic", topic, "id", (json_int_t)id), NULL);
+}
+
 int hub_routes(struct hub *h, struct router *r) {
   int rc = router_add(r, "GET", "/api/v1/live", handle_ws, h);
   if (!rc)
     rc = router_add(r, "GET", "/api/v1/live/sse", handle_sse, h);
+  if (!rc)
+    rc = router_add(r, "POST", "/api/v1/live/{topic...}", handle_publish, h);
   return rc;
 }
 

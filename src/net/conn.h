@@ -100,6 +100,16 @@ void ws_on_conn_close(struct http_conn *c);
 void ws_on_shutdown(struct http_conn *c);
 void sse_on_conn_close(struct http_conn *c);
 
+/* ws.c: a WebSocket codec with no connection, for tests and fuzzing:
+ * frames it sends are appended to `out`. feed returns false once the
+ * session is over (a close was exchanged or the input was invalid). */
+struct ws *ws_codec_create(const struct ws_cfg *cfg, const struct ws_cbs *cbs, void *user,
+                           struct buf *out);
+bool ws_codec_feed(struct ws *ws, const void *data, size_t n);
+uint16_t ws_codec_close_code(const struct ws *ws);
+void ws_codec_destroy(struct ws *ws);
+bool utf8_valid(const uint8_t *s, size_t n);
+
 /* response.c */
 void http_finish(struct http_req *r, int status);
 void http_send_error_raw(struct http_conn *c, int status, const char *code,

@@ -623,6 +623,20 @@ static int parse_listen(const char *s, struct sockaddr_storage *ss) {
   return GROVE_ECONFIG;
 }
 
+/* SO_REUSEPORT would let a second process share a port already served:
+ * check with a plain bind first, so "address in use" is reported. */
+static int port_free(const struct sockaddr_storage *ss) {
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return GROVE_EIO;
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  socklen_t alen = ss->ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  int rc = bind(fd, (const struct sockaddr *)ss, alen) < 0 ? (errno == EADDRINUSE ? GROVE_EBUSY : GROVE_EIO) : 0;
+  close(fd);
+  return rc;
+}
+
 static int open_listener(struct loop_ctx *lp, const struct sockaddr_storage *ss, int *port) {
   int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)
@@ -691,8 +705,9 @@ static void on_stop(uv_async_t *a) {
       conn_close(c);
     else if (c->busy)
       c->close_after = true; /* finish the request, then close */
-    else
-      conn_close(c);
+    else if (!c->hs->in.started)
+      conn_close(c); /* idle keep-alive */
+    /* else a request is arriving: it is answered with Connection: close */
     c = next;
   }
   uv_timer_start(&lp->stop_timer, on_stop_timer, lp->srv->cfg.shutdown_timeout_ms, 0);
@@ -742,6 +757,15 @@ int http_server_create(struct http_server **out, const struct http_cfg *cfg,
     return GROVE_ENOMEM;
   }
   int rc = 0;
+  bool any_port = ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port == 0
+                                          : ((struct sockaddr_in6 *)&ss)->sin6_port == 0;
+  if (!any_port && (rc = port_free(&ss))) {
+    log_error(NULL, "cannot listen", "listen=%s error=\"%s\"", cfg->listen,
+              rc == GROVE_EBUSY ? "address in use" : strerror(errno));
+    free(s->loops);
+    free(s);
+    return rc;
+  }
   for (int i = 0; i < n; i++) {
     struct loop_ctx *lp = calloc(1, sizeof *lp);
     if (!lp) {

@@ -20,7 +20,8 @@
 
 struct ws {
   wslay_event_context_ptr ctx;
-  struct http_conn *c;
+  struct http_conn *c;       /* NULL for a detached codec (tests, fuzzing) */
+  struct buf *out;           /* detached codec: where frames go */
   struct ws_cbs cbs;
   void *user;
   struct ws_cfg cfg;
@@ -35,7 +36,6 @@ struct ws {
 void *ws_user(const struct ws *ws) { return ws->user; }
 const char *ws_request_id(const struct ws *ws) { return ws->rid; }
 
-bool utf8_valid(const uint8_t *s, size_t n);
 bool utf8_valid(const uint8_t *s, size_t n) {
   size_t i = 0;
   while (i < n) {
@@ -94,6 +94,13 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
                        int flags, void *user) {
   struct ws *ws = user;
   (void)flags;
+  if (!ws->c) {
+    if (buf_append(ws->out, data, len)) {
+      wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+      return -1;
+    }
+    return (ssize_t)len;
+  }
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
   if (conn_write(ws->c, &b, 1, NULL, NULL)) {
     wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
@@ -130,6 +137,12 @@ static void on_close_timeout(uv_timer_t *t) { conn_close(t->data); }
 /* Sends what wslay queued; closes the connection when both sides are done. */
 static void pump(struct ws *ws) {
   struct http_conn *c = ws->c;
+  if (!c) {
+    if (wslay_event_send(ws->ctx) < 0 ||
+        (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)))
+      ws->closing = true;
+    return;
+  }
   if (c->closing)
     return;
   if (wslay_event_send(ws->ctx) < 0) {
@@ -194,7 +207,7 @@ void ws_on_shutdown(struct http_conn *c) {
 }
 
 void ws_close(struct ws *ws, uint16_t code, const char *reason) {
-  if (ws->closing || ws->c->closing)
+  if (ws->closing || (ws->c && ws->c->closing))
     return;
   size_t rl = reason ? strlen(reason) : 0;
   if (rl > 123)
@@ -204,7 +217,8 @@ void ws_close(struct ws *ws, uint16_t code, const char *reason) {
   if (!ws->close_code)
     ws->close_code = code;
   pump(ws);
-  if (!ws->c->closing && !ws->c->lingering)
+  ws->closing = true;
+  if (ws->c && !ws->c->closing && !ws->c->lingering)
     conn_timer(ws->c, CLOSE_GRACE_MS, on_close_timeout);
 }
 
@@ -227,7 +241,7 @@ size_t ws_frame_header(uint8_t *h, size_t len) {
 }
 
 static int check_room(struct ws *ws, size_t len) {
-  if (ws->closing || ws->c->closing || wslay_event_get_close_sent(ws->ctx))
+  if (ws->closing || !ws->c || ws->c->closing || wslay_event_get_close_sent(ws->ctx))
     return GROVE_ECLOSED;
   if (conn_queued(ws->c) + len > ws->cfg.max_queue) {
     log_warn(ws->rid, "websocket client is too slow, closing", "queued=%zu max=%llu",
@@ -256,6 +270,50 @@ int ws_send_shared(struct ws *ws, const uv_buf_t *frame, void (*release)(void *)
     return rc;
   }
   return conn_write(ws->c, frame, 1, release, owner);
+}
+
+/* ---- detached codec ------------------------------------------------------ */
+
+static const struct wslay_event_callbacks callbacks = {
+    .recv_callback = recv_cb, .send_callback = send_cb, .on_msg_recv_callback = on_msg};
+
+struct ws *ws_codec_create(const struct ws_cfg *cfg, const struct ws_cbs *cbs, void *user,
+                           struct buf *out) {
+  struct ws *ws = calloc(1, sizeof *ws);
+  if (!ws)
+    return NULL;
+  if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
+    free(ws);
+    return NULL;
+  }
+  wslay_event_config_set_max_recv_msg_length(ws->ctx, cfg->max_message);
+  ws->cfg = *cfg;
+  ws->cbs = *cbs;
+  ws->user = user;
+  ws->out = out;
+  return ws;
+}
+
+bool ws_codec_feed(struct ws *ws, const void *data, size_t n) {
+  ws->rd = data;
+  ws->rd_len = n;
+  if (wslay_event_recv(ws->ctx) < 0)
+    ws->closing = true;
+  ws->rd_len = 0;
+  if (!ws->closing)
+    pump(ws);
+  else
+    wslay_event_send(ws->ctx);
+  return !ws->closing || wslay_event_want_read(ws->ctx);
+}
+
+uint16_t ws_codec_close_code(const struct ws *ws) { return ws->close_code; }
+
+void ws_codec_destroy(struct ws *ws) {
+  if (!ws)
+    return;
+  wslay_event_context_free(ws->ctx);
+  free(ws);
 }
 
 /* ---- handshake ---------------------------------------------------------- */
@@ -304,8 +362,6 @@ struct ws *ws_accept(struct http_req *r, const struct ws_cfg *cfg, const struct 
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     return NULL;
   }
-  static const struct wslay_event_callbacks callbacks = {
-      .recv_callback = recv_cb, .send_callback = send_cb, .on_msg_recv_callback = on_msg};
   if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
     free(ws);
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);

@@ -1,0 +1,405 @@
+"""Test harness for end-to-end tests: starts real grove, PostgreSQL and
+Redis processes on loopback ports and speaks raw HTTP/1.1, WebSocket and
+SSE to them over sockets. Standard library only."""
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GROVE = os.environ.get("GROVE_BIN", os.path.join(ROOT, "build", "grove"))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Grove:
+    """A `grove serve` process on 127.0.0.1 and a port of its choosing."""
+
+    def __init__(self, *args, env=None, data_dir=None):
+        self.tmp = tempfile.mkdtemp(prefix="grove-e2e-")
+        self.data_dir = data_dir or os.path.join(self.tmp, "data")
+        cmd = [GROVE, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
+               "--web-root", os.path.join(ROOT, "web")] + list(args)
+        e = dict(os.environ)
+        e.update(env or {})
+        self.log_path = os.path.join(self.tmp, "grove.log")
+        self.log = open(self.log_path, "w+b")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=e)
+        self.port = None
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            m = re.search(rb'listening.*port[=":]+(\d+)', open(self.log_path, "rb").read())
+            if m:
+                self.port = int(m.group(1))
+                break
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        if not self.port:
+            out = self.output()
+            self.stop()
+            raise RuntimeError("grove did not start:\n" + out)
+
+    def output(self):
+        return open(self.log_path, "rb").read().decode(errors="replace")
+
+    def connect(self, timeout=5):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        s = self.connect(timeout)
+        h = {"Host": "127.0.0.1", "Connection": "close"}
+        h.update(headers or {})
+        if body is not None and not any(k.lower() == "content-length" for k in h):
+            h["Content-Length"] = str(len(body))
+        raw = "%s %s HTTP/1.1\r\n" % (method, path) + "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
+        s.sendall(raw.encode() + (body or b""))
+        r = read_response(s)
+        s.close()
+        return r
+
+    def get_json(self, path, **kw):
+        r = self.request("GET", path, **kw)
+        return r.status, json.loads(r.body)
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout=15):
+        return self.proc.wait(timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class Response:
+    def __init__(self, status, reason, headers, body):
+        self.status, self.reason, self.headers, self.body = status, reason, headers, body
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def _recv_until(s, buf, marker):
+    while marker not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise ConnectionError("connection closed before %r" % marker)
+        buf += chunk
+    return buf
+
+
+def read_response(s, buf=b"", head_only=False):
+    """Reads one response; returns it (and keeps extra bytes in .rest)."""
+    buf = _recv_until(s, buf, b"\r\n\r\n")
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    status = int(parts[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    body = b""
+    if head_only or status in (100, 101, 204, 304):
+        r = Response(status, parts[2] if len(parts) > 2 else "", headers, b"")
+        r.rest = rest
+        return r
+    if "content-length" in headers:
+        n = int(headers["content-length"])
+        while len(rest) < n:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed mid-body")
+            rest += chunk
+        body, rest = rest[:n], rest[n:]
+    else:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            rest += chunk
+        body, rest = rest, b""
+    if headers.get("content-encoding") == "gzip":
+        body = gzip.decompress(body)
+    r = Response(status, parts[2] if len(parts) > 2 else "", headers, body)
+    r.rest = rest
+    return r
+
+
+def closed_by_peer(s, timeout=5):
+    """True when the peer closes (EOF or reset) within timeout."""
+    s.settimeout(timeout)
+    try:
+        while True:
+            if not s.recv(65536):
+                return True
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except socket.timeout:
+        return False
+
+
+# ---- WebSocket client ------------------------------------------------------
+
+class WebSocket:
+    def __init__(self, grove, path="/api/v1/live", timeout=5):
+        self.s = grove.connect(timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, key)).encode())
+        r = read_response(self.s, head_only=True)
+        self.response = r
+        self.buf = r.rest
+        if r.status != 101:
+            raise ConnectionError("upgrade refused: %d" % r.status)
+        want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        assert r.header("sec-websocket-accept") == want, "bad Sec-WebSocket-Accept"
+
+    @staticmethod
+    def frame(opcode, payload, fin=True, mask=True):
+        head = bytes([(0x80 if fin else 0) | opcode])
+        n = len(payload)
+        m = 0x80 if mask else 0
+        if n < 126:
+            head += bytes([m | n])
+        elif n < 65536:
+            head += bytes([m | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([m | 127]) + struct.pack("!Q", n)
+        if not mask:
+            return head + payload
+        key = os.urandom(4)
+        return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+    def send_raw(self, data):
+        self.s.sendall(data)
+
+    def send(self, obj, opcode=1):
+        data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        self.s.sendall(self.frame(opcode, data))
+
+    def recv_frame(self, timeout=5):
+        """Returns (opcode, payload); raises on EOF or timeout."""
+        self.s.settimeout(timeout)
+        while True:
+            if len(self.buf) >= 2:
+                b1 = self.buf[1] & 0x7F
+                off = 2
+                if b1 == 126:
+                    need = 4
+                elif b1 == 127:
+                    need = 10
+                else:
+                    need = 2
+                if len(self.buf) >= need:
+                    if b1 == 126:
+                        b1 = struct.unpack("!H", self.buf[2:4])[0]
+                    elif b1 == 127:
+                        b1 = struct.unpack("!Q", self.buf[2:10])[0]
+                    off = need
+                    if len(self.buf) >= off + b1:
+                        op = self.buf[0] & 0x0F
+                        payload = self.buf[off:off + b1]
+                        self.buf = self.buf[off + b1:]
+                        return op, payload
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise ConnectionError("websocket closed by server")
+            self.buf += chunk
+
+    def recv_json(self, timeout=5, skip_control=True):
+        while True:
+            op, p = self.recv_frame(timeout)
+            if op in (9, 10) and skip_control:
+                continue
+            if op == 8:
+                raise ConnectionError("close frame: %r" % (p,))
+            return json.loads(p)
+
+    def close(self):
+        try:
+            self.s.close()
+        except OSError:
+            pass
+
+
+def close_code(payload):
+    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+
+
+# ---- SSE client ------------------------------------------------------------
+
+class EventStream:
+    def __init__(self, grove, query, last_event_id=None, timeout=5):
+        self.s = grove.connect(timeout)
+        extra = "Last-Event-ID: %s\r\n" % last_event_id if last_event_id is not None else ""
+        self.s.sendall(("GET /api/v1/live/sse?%s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n%s\r\n"
+                        % (query, extra)).encode())
+        r = read_response(self.s, head_only=True)
+        self.response = r
+        self.buf = r.rest
+
+    def next_event(self, timeout=5):
+        """Returns a dict with id, event, data (parsed JSON); skips comments."""
+        self.s.settimeout(timeout)
+        while True:
+            if b"\n\n" in self.buf:
+                block, _, self.buf = self.buf.partition(b"\n\n")
+                ev = {}
+                for line in block.decode().split("\n"):
+                    if line.startswith(":") or not line:
+                        continue
+                    k, _, v = line.partition(":")
+                    ev[k] = v[1:] if v.startswith(" ") else v
+                if "data" in ev:
+                    ev["data"] = json.loads(ev["data"])
+                    return ev
+                continue
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise ConnectionError("event stream closed")
+            self.buf += chunk
+
+    def close(self):
+        self.s.close()
+
+
+# ---- PostgreSQL and Redis --------------------------------------------------
+
+def _pg_bin(name):
+    for v in ("17", "16", "15", "14", "13"):
+        p = "/usr/lib/postgresql/%s/bin/%s" % (v, name)
+        if os.path.exists(p):
+            return p
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError("PostgreSQL server binaries not found: run scripts/setup.sh test")
+    return found
+
+
+class Postgres:
+    """A throwaway PostgreSQL cluster on a loopback port (as user postgres
+    when run as root, since the server refuses to run as root)."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="grove-pg-")
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.dir, "postgres", "postgres")
+        data = os.path.join(self.dir, "data")
+        self._run([_pg_bin("initdb"), "-D", data, "-U", "grove", "-A", "trust", "--no-sync"])
+        with open(os.path.join(data, "postgresql.conf"), "a") as f:
+            f.write("listen_addresses='127.0.0.1'\nport=%d\nunix_socket_directories='%s'\n"
+                    "fsync=off\nmax_connections=100\n" % (self.port, self.dir))
+        self._run([_pg_bin("pg_ctl"), "-D", data, "-l", os.path.join(self.dir, "log"), "-w", "start"])
+        self.data = data
+        self.url = "postgres://grove@127.0.0.1:%d/postgres" % self.port
+
+    def _run(self, cmd):
+        if self.as_root:
+            cmd = ["runuser", "-u", "postgres", "--"] + cmd
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def psql(self, sql):
+        out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "grove", "-d", "postgres",
+                              "-At", "-c", sql], check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def stop(self):
+        try:
+            self._run([_pg_bin("pg_ctl"), "-D", self.data, "-m", "immediate", "stop"])
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Redis:
+    def __init__(self, port=None):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="grove-redis-")
+        self.start()
+        self.url = "redis://127.0.0.1:%d" % self.port
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--appendonly", "no", "--dir", self.dir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def eventually(fn, timeout=10, interval=0.1, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def run(tests):
+    """Runs test functions in order; prints one line each; exits 1 on failure."""
+    only = sys.argv[1:]
+    failed = 0
+    for t in tests:
+        if only and t.__name__ not in only:
+            continue
+        start = time.time()
+        try:
+            t()
+            print("ok   %-50s %.2fs" % (t.__name__, time.time() - start), flush=True)
+        except Exception as e:  # noqa: BLE001 - report every failure
+            failed += 1
+            import traceback
+            print("FAIL %-50s %s" % (t.__name__, e), flush=True)
+            traceback.print_exc()
+    sys.exit(1 if failed else 0)

@@ -1,0 +1,382 @@
+"""HTTP/1.1 edge cases over real sockets against a real grove."""
+
+import gzip
+import json
+import os
+import signal
+import socket
+import time
+
+from grove import Grove, closed_by_peer, read_response, run, eventually
+
+g = None
+
+
+def setup():
+    global g
+    g = Grove("--header-timeout", "700ms", "--body-timeout", "700ms", "--idle-timeout", "1500ms",
+              "--max-body", "64k", "--max-header", "4k", "--max-url", "1k", "--max-headers", "20",
+              "--live-client-publish", "--threads", "2")
+
+
+def envelope_error(r, status, code=None):
+    assert r.status == status, (r.status, r.body)
+    body = r.json()
+    assert body["status"] == "error", body
+    assert isinstance(body["message"], str) and body["message"]
+    assert "details" in body
+    if code:
+        assert body["error_code"] == code, body
+    assert r.header("content-type") == "application/json"
+
+
+def test_health_envelope():
+    r = g.request("GET", "/health")
+    assert r.status == 200
+    body = r.json()
+    assert body["status"] == "success" and body["data"]["state"] == "alive"
+    assert "processing_time_ms" in body["metadata"]
+    assert r.header("x-request-id")
+
+
+def test_request_id_is_echoed():
+    r = g.request("GET", "/health", headers={"X-Request-Id": "abc-123"})
+    assert r.header("x-request-id") == "abc-123"
+    eventually(lambda: "req=abc-123" in g.output(), what="access log line")
+    # an unsafe id is replaced
+    r = g.request("GET", "/health", headers={"X-Request-Id": "bad id<script>"})
+    assert r.header("x-request-id") != "bad id<script>"
+    assert "req=abc-123" in g.output()
+
+
+def test_ready_reports_store():
+    st, body = g.get_json("/ready")
+    assert st == 200 and body["data"]["checks"]["store"] == {"ok": True, "driver": "sqlite"}
+
+
+def test_unknown_route_404():
+    envelope_error(g.request("POST", "/nope", body=b"{}"), 404, "NOT_FOUND")
+
+
+def test_wrong_method_405_with_allow():
+    r = g.request("DELETE", "/health")
+    envelope_error(r, 405, "METHOD_NOT_ALLOWED")
+    assert r.header("allow") == "GET, HEAD"
+
+
+def test_head_has_no_body():
+    s = g.connect()
+    s.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    r1 = read_response(s, head_only=True)
+    assert r1.status == 200 and int(r1.header("content-length")) > 0
+    r2 = read_response(s, r1.rest)
+    assert r2.status == 200 and r2.json()["status"] == "success"
+    s.close()
+
+
+def test_keep_alive_serves_many_requests_on_one_connection():
+    s = g.connect()
+    rest = b""
+    for i in range(20):
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        r = read_response(s, rest)
+        rest = r.rest
+        assert r.status == 200
+    s.close()
+
+
+def test_pipelined_requests_answered_in_order():
+    s = g.connect()
+    reqs = b"".join(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-Id: p%d\r\n\r\n" % i for i in range(10))
+    reqs += b"GET /ready HTTP/1.1\r\nHost: x\r\nX-Request-Id: last\r\n\r\n"
+    s.sendall(reqs)
+    rest = b""
+    for i in range(10):
+        r = read_response(s, rest)
+        rest = r.rest
+        assert r.header("x-request-id") == "p%d" % i
+    r = read_response(s, rest)
+    assert r.header("x-request-id") == "last" and r.json()["data"]["state"] == "ready"
+    s.close()
+
+
+def test_pipelined_across_byte_boundaries():
+    s = g.connect()
+    data = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" * 3
+    for b in data:
+        s.send(bytes([b]))
+    rest = b""
+    for _ in range(3):
+        r = read_response(s, rest)
+        rest = r.rest
+        assert r.status == 200
+    s.close()
+
+
+def test_http10_closes_without_keep_alive():
+    s = g.connect()
+    s.sendall(b"GET /health HTTP/1.0\r\n\r\n")
+    r = read_response(s)
+    assert r.status == 200
+    assert closed_by_peer(s)
+
+
+def test_chunked_request_body():
+    s = g.connect()
+    body = b'{"n": 1, "text": "' + b"x" * 3000 + b'"}'
+    chunks = b""
+    for i in range(0, len(body), 700):
+        part = body[i:i + 700]
+        chunks += b"%x\r\n%s\r\n" % (len(part), part)
+    chunks += b"0\r\n\r\n"
+    s.sendall(b"POST /api/v1/live/test/chunked HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Transfer-Encoding: chunked\r\n\r\n" + chunks)
+    r = read_response(s)
+    assert r.status == 202, r.body
+    assert r.json()["data"]["topic"] == "test/chunked"
+    s.close()
+
+
+def test_chunked_body_over_limit_413():
+    s = g.connect()
+    s.sendall(b"POST /api/v1/live/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    part = b"a" * 8192
+    try:
+        for _ in range(10):
+            s.sendall(b"%x\r\n%s\r\n" % (len(part), part))
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    r = read_response(s)
+    envelope_error(r, 413, "BODY_TOO_LARGE")
+    assert r.header("connection") == "close"
+
+
+def test_content_length_over_limit_413_before_body():
+    s = g.connect()
+    s.sendall(b"POST /api/v1/live/t HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n")
+    r = read_response(s)
+    envelope_error(r, 413, "BODY_TOO_LARGE")
+
+
+def test_expect_100_continue():
+    s = g.connect()
+    body = b'{"a":1}'
+    s.sendall(b"POST /api/v1/live/t/cont HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body))
+    r = read_response(s, head_only=True)
+    assert r.status == 100, r.status
+    s.sendall(body)
+    r = read_response(s, r.rest)
+    assert r.status == 202, r.body
+
+
+def test_expect_100_continue_refused_when_too_big():
+    s = g.connect()
+    s.sendall(b"POST /api/v1/live/t HTTP/1.1\r\nHost: x\r\nContent-Length: 999999\r\nExpect: 100-continue\r\n\r\n")
+    r = read_response(s)
+    envelope_error(r, 413)
+
+
+def test_unknown_expectation_417():
+    s = g.connect()
+    s.sendall(b"POST /api/v1/live/t HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: magic\r\n\r\n{}")
+    envelope_error(read_response(s), 417, "EXPECTATION_FAILED")
+
+
+def test_long_url_414():
+    envelope_error(g.request("GET", "/health?" + "a" * 2000), 414, "URI_TOO_LONG")
+
+
+def test_large_headers_431():
+    envelope_error(g.request("GET", "/health", headers={"X-Big": "b" * 5000}), 431, "HEADERS_TOO_LARGE")
+
+
+def test_too_many_headers_431():
+    h = {"X-H%d" % i: "v" for i in range(30)}
+    envelope_error(g.request("GET", "/health", headers=h), 431, "TOO_MANY_HEADERS")
+
+
+def test_malformed_request_line_400():
+    for raw in (b"GARBAGE\r\n\r\n", b"GET /health HTTP/9.9\r\n\r\n", b"GET  HTTP/1.1\r\n\r\n",
+                b"G\x00T / HTTP/1.1\r\n\r\n"):
+        s = g.connect()
+        s.sendall(raw)
+        r = read_response(s)
+        assert r.status in (400, 505), (raw, r.status)
+        assert r.json()["status"] == "error"
+        assert closed_by_peer(s)
+
+
+def test_malformed_header_400():
+    s = g.connect()
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nBad Header Without Colon\r\n\r\n")
+    envelope_error(read_response(s), 400)
+
+
+def test_bad_content_length_400():
+    s = g.connect()
+    s.sendall(b"POST /api/v1/live/t HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
+    envelope_error(read_response(s), 400, "BAD_CONTENT_LENGTH")
+
+
+def test_bad_percent_escape_400():
+    envelope_error(g.request("GET", "/he%zzlth"), 400)
+
+
+def test_slow_headers_408():
+    s = g.connect()
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+    start = time.time()
+    r = read_response(s)
+    envelope_error(r, 408, "REQUEST_TIMEOUT")
+    assert time.time() - start < 5
+    assert closed_by_peer(s)
+
+
+def test_slowloris_drip_408():
+    s = g.connect()
+    start = time.time()
+    got = b""
+    try:
+        for b in b"GET /health HTTP/1.1\r\nX-Slow: " + b"a" * 100:
+            s.send(bytes([b]))
+            time.sleep(0.05)
+            if time.time() - start > 3:
+                break
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    s.settimeout(3)
+    try:
+        got = s.recv(65536)
+    except OSError:
+        pass
+    assert b" 408 " in got.split(b"\r\n")[0], got[:100]
+
+
+def test_slow_body_408():
+    s = g.connect()
+    s.sendall(b"POST /api/v1/live/t HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+    envelope_error(read_response(s), 408)
+
+
+def test_idle_keep_alive_is_closed():
+    s = g.connect()
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    r = read_response(s)
+    assert r.status == 200
+    assert closed_by_peer(s, timeout=5)
+
+
+def test_abrupt_disconnects_harm_nothing():
+    for raw in (b"GET /hea", b"POST /api/v1/live/t HTTP/1.1\r\nContent-Length: 50\r\n\r\n{\"a\"",
+                b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"):
+        s = g.connect()
+        s.sendall(raw)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()  # RST
+    for _ in range(5):
+        assert g.request("GET", "/health").status == 200
+
+
+def test_json_errors_on_publish():
+    envelope_error(g.request("POST", "/api/v1/live/t", body=b"{not json",
+                             headers={"Content-Type": "application/json"}), 400, "INVALID_JSON")
+    envelope_error(g.request("POST", "/api/v1/live/t", body=b"x", headers={"Content-Type": "text/plain"}),
+                   415)
+    envelope_error(g.request("POST", "/api/v1/live/bad//topic", body=b"{}"), 400, "INVALID_TOPIC")
+
+
+def test_gzip_when_accepted():
+    r = g.request("GET", "/metrics", headers={"Accept-Encoding": "gzip, deflate"})
+    assert r.status == 200
+    assert r.header("content-encoding") == "gzip"
+    assert b"grove_http_requests_total" in r.body  # read_response decompresses
+    r = g.request("GET", "/metrics", headers={"Accept-Encoding": "gzip;q=0"})
+    assert r.header("content-encoding") is None
+    small = g.request("GET", "/health", headers={"Accept-Encoding": "gzip"})
+    assert small.header("content-encoding") is None
+
+
+def test_metrics_prometheus_text():
+    g.request("GET", "/health")
+    r = g.request("GET", "/metrics")
+    text = r.body.decode()
+    assert r.header("content-type").startswith("text/plain; version=0.0.4")
+    assert '# TYPE grove_http_requests_total counter' in text
+    assert 'grove_http_requests_total{route="/health",method="GET",status="200"}' in text
+    assert 'grove_http_request_duration_seconds_bucket{route="/health",le="+Inf"}' in text
+    assert 'grove_http_requests_total{route="unmatched",method="*",status="404"}' in text
+    assert "grove_http_connections " in text
+    assert "grove_live_subscribers " in text
+
+
+def test_static_files_with_etag():
+    r = g.request("GET", "/")
+    assert r.status == 200 and b"<html" in r.body
+    assert r.header("content-type").startswith("text/html")
+    etag = r.header("etag")
+    assert etag and r.header("cache-control") == "no-cache" and r.header("last-modified")
+    r2 = g.request("GET", "/index.html", headers={"If-None-Match": etag})
+    assert r2.status == 304 and r2.body == b""
+
+
+def test_static_traversal_refused():
+    for p in ("/../etc/passwd", "/%2e%2e/etc/passwd", "/.git/config", "/x/../../etc/passwd"):
+        r = g.request("GET", p)
+        assert r.status == 404, (p, r.status)
+
+
+def test_options_lists_methods():
+    r = g.request("OPTIONS", "/health")
+    assert r.status == 204 and "GET" in r.header("allow")
+
+
+def test_graceful_shutdown_finishes_in_flight_request():
+    g2 = Grove("--live-client-publish")
+    try:
+        idle = g2.connect()
+        busy = g2.connect()
+        busy.sendall(b"POST /api/v1/live/t/shutdown HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 11\r\n\r\n{\"a\":")
+        time.sleep(0.2)
+        g2.signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert closed_by_peer(idle, 3), "idle connection should close at shutdown"
+        busy.sendall(b"12345}")
+        r = read_response(busy)
+        assert r.status == 202, r.body
+        assert r.header("connection") == "close"
+        assert g2.wait(10) == 0
+        assert "shutting down" in g2.output()
+    finally:
+        g2.stop()
+
+
+def test_json_logs():
+    g2 = Grove("--log-format", "json")
+    try:
+        g2.request("GET", "/health", headers={"X-Request-Id": "json-1"})
+        eventually(lambda: "json-1" in g2.output(), what="access log line")
+        lines = [json.loads(l) for l in g2.output().splitlines() if l.strip()]
+        req = [l for l in lines if l.get("req") == "json-1"]
+        assert req and req[0]["msg"] == "request" and req[0]["status"] == "200"
+        assert all("ts" in l and "level" in l for l in lines)
+    finally:
+        g2.stop()
+
+
+def test_port_in_use_fails_clearly():
+    import subprocess
+    from grove import GROVE
+    out = subprocess.run([GROVE, "serve", "--listen", "127.0.0.1:%d" % g.port, "--data-dir",
+                          "/tmp/grove-e2e-port"], capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0
+    assert "cannot listen" in out.stderr
+
+
+if __name__ == "__main__":
+    setup()
+    try:
+        run([v for k, v in list(globals().items()) if k.startswith("test_")])
+    finally:
+        g.stop()
