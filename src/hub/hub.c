@@ -159,6 +159,14 @@ bool hub_topic_valid(const char *t) {
               c == '-' || c == '_' || c == '.' || c == ':' || c == '@' || c == '/';
     if (!ok || (c == '/' && t[i + 1] == '/'))
       return false;
+    /* no "." or ".." segments: topics may name files or keys later */
+    if (c == '.' && (i == 0 || t[i - 1] == '/')) {
+      size_t j = i + 1;
+      if (j < n && t[j] == '.')
+        j++;
+      if (j == n || t[j] == '/')
+        return false;
+    }
   }
   return true;
 }

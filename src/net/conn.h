@@ -89,6 +89,8 @@ void conn_close(struct http_conn *c);
 /* Shuts the write side after queued data, reads and drops the rest for a
  * moment, then closes: lets the client read an error answer. */
 void conn_close_gracefully(struct http_conn *c);
+/* Closes with a reset, dropping unsent data (clients that cannot keep up). */
+void conn_abort(struct http_conn *c);
 void conn_timer(struct http_conn *c, uint64_t ms, uv_timer_cb cb);
 const char *loop_date(struct loop_ctx *lp);
 /* Hands a finished HTTP exchange over to an upgraded protocol. */

@@ -198,6 +198,17 @@ void conn_close(struct http_conn *c) {
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
 
+void conn_abort(struct http_conn *c) {
+  if (c->closing)
+    return;
+  /* close with RST: the kernel drops what is still unsent */
+  struct linger lg = {1, 0};
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  conn_close(c);
+}
+
 static void on_linger_timeout(uv_timer_t *t) { conn_close(t->data); }
 
 static void on_shutdown(uv_shutdown_t *req, int status) {

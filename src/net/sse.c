@@ -68,7 +68,7 @@ static int check_room(struct sse *s, size_t len) {
   if (conn_queued(s->c) + len > s->max_queue) {
     log_warn(s->rid, "event stream client is too slow, closing", "queued=%zu max=%llu",
              conn_queued(s->c), (unsigned long long)s->max_queue);
-    conn_close(s->c);
+    conn_abort(s->c);
     return GROVE_EBUSY;
   }
   return 0;

@@ -133,6 +133,7 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 /* ---- driving ------------------------------------------------------------ */
 
 static void on_close_timeout(uv_timer_t *t) { conn_close(t->data); }
+static void on_abort_timeout(uv_timer_t *t) { conn_abort(t->data); }
 
 /* Sends what wslay queued; closes the connection when both sides are done. */
 static void pump(struct ws *ws) {
@@ -247,6 +248,8 @@ static int check_room(struct ws *ws, size_t len) {
     log_warn(ws->rid, "websocket client is too slow, closing", "queued=%zu max=%llu",
              conn_queued(ws->c), (unsigned long long)ws->cfg.max_queue);
     ws_close(ws, 1008, "slow consumer: send queue over limit");
+    /* the close frame waits behind a full queue: reset soon after */
+    conn_timer(ws->c, CLOSE_GRACE_MS, on_abort_timeout);
     return GROVE_EBUSY;
   }
   return 0;

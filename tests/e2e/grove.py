@@ -210,8 +210,15 @@ class WebSocket:
         data = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
         self.s.sendall(self.frame(opcode, data))
 
-    def recv_frame(self, timeout=5):
-        """Returns (opcode, payload); raises on EOF or timeout."""
+    def recv_frame(self, timeout=5, skip_pings=True):
+        """Returns (opcode, payload); raises on EOF or timeout. Server pings
+        (which arrive on their own clock) are skipped unless asked for."""
+        while True:
+            op, p = self._recv_frame(timeout)
+            if not (skip_pings and op == 9):
+                return op, p
+
+    def _recv_frame(self, timeout):
         self.s.settimeout(timeout)
         while True:
             if len(self.buf) >= 2:

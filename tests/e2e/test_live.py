@@ -1,0 +1,278 @@
+"""Live hub over real sockets: WebSocket (RFC 6455) and Server-Sent Events."""
+
+import json
+import os
+import socket
+import struct
+import time
+
+from grove import (EventStream, Grove, WebSocket, close_code, closed_by_peer, eventually,
+                   read_response, run)
+
+g = None
+
+
+def setup():
+    global g
+    g = Grove("--live-client-publish", "--live-max-message", "4k", "--live-max-queue", "256k",
+              "--live-ping", "1s", "--live-heartbeat", "500ms", "--threads", "2")
+
+
+def publish(topic, data, grove=None):
+    r = (grove or g).request("POST", "/api/v1/live/" + topic, body=json.dumps(data).encode(),
+                             headers={"Content-Type": "application/json"})
+    assert r.status == 202, r.body
+    return r.json()["data"]["id"]
+
+
+def subscribed(ws, topic):
+    m = ws.recv_json()
+    assert m == {"type": "subscribed", "topic": topic}, m
+
+
+def test_handshake_and_subscribe_by_query():
+    ws = WebSocket(g, "/api/v1/live?topic=flow/stations/1")
+    subscribed(ws, "flow/stations/1")
+    mid = publish("flow/stations/1", {"aqi": 42})
+    m = ws.recv_json()
+    assert m == {"type": "message", "topic": "flow/stations/1", "id": mid, "data": {"aqi": 42}}, m
+    ws.close()
+
+
+def test_subscribe_unsubscribe_ops():
+    ws = WebSocket(g)
+    ws.send({"op": "subscribe", "topic": "a/b"})
+    subscribed(ws, "a/b")
+    publish("a/b", 1)
+    assert ws.recv_json()["data"] == 1
+    ws.send({"op": "unsubscribe", "topic": "a/b"})
+    assert ws.recv_json() == {"type": "unsubscribed", "topic": "a/b"}
+    publish("a/b", 2)
+    ws.send({"op": "ping"})
+    assert ws.recv_json() == {"type": "pong"}  # nothing from a/b came before it
+    ws.close()
+
+
+def test_messages_reach_every_subscriber_on_every_loop():
+    socks = [WebSocket(g, "/api/v1/live?topic=fan/out") for _ in range(8)]
+    for ws in socks:
+        subscribed(ws, "fan/out")
+    ids = [publish("fan/out", {"n": i}) for i in range(5)]
+    for ws in socks:
+        got = [ws.recv_json()["id"] for _ in range(5)]
+        assert got == ids
+        ws.close()
+
+
+def test_bad_ops_answer_errors_and_keep_connection():
+    ws = WebSocket(g)
+    ws.send(b"not json")
+    assert ws.recv_json()["type"] == "error"
+    ws.send({"op": "subscribe", "topic": "../etc"})
+    assert ws.recv_json()["type"] == "error"
+    ws.send({"op": "dance", "topic": "x"})
+    assert ws.recv_json()["type"] == "error"
+    ws.send(b"\x00\x01", opcode=2)
+    assert ws.recv_json()["type"] == "error"
+    ws.send({"op": "ping"})
+    assert ws.recv_json() == {"type": "pong"}
+    ws.close()
+
+
+def test_fragmented_masked_message():
+    ws = WebSocket(g)
+    msg = json.dumps({"op": "subscribe", "topic": "frag/x"}).encode()
+    ws.send_raw(WebSocket.frame(1, msg[:7], fin=False))
+    ws.send_raw(WebSocket.frame(9, b"hi"))  # a ping may come between fragments
+    ws.send_raw(WebSocket.frame(0, msg[7:15], fin=False))
+    ws.send_raw(WebSocket.frame(0, msg[15:], fin=True))
+    op, p = ws.recv_frame()
+    assert op == 10 and p == b"hi"  # pong echoes the ping's payload
+    subscribed(ws, "frag/x")
+    ws.close()
+
+
+def test_ping_pong():
+    ws = WebSocket(g)
+    ws.send_raw(WebSocket.frame(9, b"payload"))
+    assert ws.recv_frame() == (10, b"payload")
+    ws.close()
+
+
+def test_server_pings_idle_clients():
+    ws = WebSocket(g)
+    op, _ = ws.recv_frame(timeout=3, skip_pings=False)
+    assert op == 9
+
+
+def test_silent_client_is_dropped():
+    ws = WebSocket(g)
+    # answer nothing (not even pongs: read nothing): after two ping intervals it goes
+    time.sleep(3.5)
+    try:
+        while True:
+            op, p = ws.recv_frame(timeout=2)
+            if op == 8:
+                break
+    except (ConnectionError, socket.timeout, OSError):
+        pass
+    assert closed_by_peer(ws.s, 3)
+
+
+def test_close_handshake_echoes_code():
+    ws = WebSocket(g)
+    ws.send_raw(WebSocket.frame(8, struct.pack("!H", 1000) + b"bye"))
+    op, p = ws.recv_frame()
+    assert op == 8 and close_code(p) == 1000
+    assert closed_by_peer(ws.s)
+
+
+def test_unmasked_client_frame_is_protocol_error():
+    ws = WebSocket(g)
+    ws.send_raw(WebSocket.frame(1, b'{"op":"ping"}', mask=False))
+    op, p = ws.recv_frame()
+    assert op == 8 and close_code(p) == 1002, (op, p)
+    assert closed_by_peer(ws.s)
+
+
+def test_oversize_message_closes_1009():
+    ws = WebSocket(g)
+    ws.send_raw(WebSocket.frame(1, b"x" * 5000))
+    op, p = ws.recv_frame()
+    assert op == 8 and close_code(p) == 1009, (op, p)
+
+
+def test_invalid_utf8_closes_1007():
+    ws = WebSocket(g)
+    ws.send_raw(WebSocket.frame(1, b'{"op":"\xff\xfe"}'))
+    op, p = ws.recv_frame()
+    assert op == 8 and close_code(p) == 1007, (op, p)
+
+
+def test_garbage_after_upgrade_is_contained():
+    ws = WebSocket(g)
+    ws.send_raw(os.urandom(200))
+    assert closed_by_peer(ws.s)
+    assert g.request("GET", "/health").status == 200
+
+
+def test_handshake_errors():
+    r = g.request("GET", "/api/v1/live")
+    assert r.status == 426 and r.json()["error_code"] == "UPGRADE_REQUIRED"
+    r = g.request("GET", "/api/v1/live", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                                  "Sec-WebSocket-Version": "8", "Sec-WebSocket-Key": "x"})
+    assert r.status == 426 and r.header("sec-websocket-version") == "13"
+    r = g.request("GET", "/api/v1/live", headers={"Upgrade": "websocket", "Connection": "Upgrade",
+                                                  "Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "short"})
+    assert r.status == 400 and r.json()["error_code"] == "BAD_WEBSOCKET_KEY"
+    r = g.request("GET", "/api/v1/live?topic=a//b")
+    assert r.status == 400 and r.json()["error_code"] == "INVALID_TOPIC"
+
+
+def test_slow_consumer_is_disconnected():
+    slow = WebSocket(g, "/api/v1/live?topic=flood")
+    slow.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    subscribed(slow, "flood")
+    fast = WebSocket(g, "/api/v1/live?topic=flood")
+    subscribed(fast, "flood")
+    blob = "z" * 30000
+    before = metric("grove_live_slow_consumers_total")
+    subs_before = metric("grove_live_subscribers")
+    got = 0
+    for i in range(200):
+        publish("flood", {"i": i, "blob": blob})
+        # the fast client keeps up
+        while True:
+            m = fast.recv_json()
+            if m["type"] == "message":
+                got += 1
+                break
+    assert got == 200
+    eventually(lambda: metric("grove_live_slow_consumers_total") > before, what="slow consumer counted")
+    # the server let go of it: one subscriber (the fast one) is left on this topic
+    eventually(lambda: metric("grove_live_subscribers") == subs_before - 1, what="slow subscriber freed")
+    assert closed_by_peer(slow.s, 10)
+    assert "too slow" in g.output()
+    fast.close()
+
+
+def metric(name):
+    for line in g.request("GET", "/metrics").body.decode().splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_subscribers_gauge():
+    base = metric("grove_live_subscribers")
+    a = WebSocket(g, "/api/v1/live?topic=gauge")
+    subscribed(a, "gauge")
+    eventually(lambda: metric("grove_live_subscribers") == base + 1, what="gauge up")
+    a.close()
+    eventually(lambda: metric("grove_live_subscribers") == base, what="gauge down")
+
+
+def test_sse_stream_and_resume():
+    es = EventStream(g, "topic=sse/a&topic=sse/b")
+    assert es.response.status == 200
+    assert es.response.header("content-type") == "text/event-stream"
+    id1 = publish("sse/a", {"n": 1})
+    id2 = publish("sse/b", {"n": 2})
+    e1, e2 = es.next_event(), es.next_event()
+    assert (int(e1["id"]), e1["data"]["data"]) == (id1, {"n": 1})
+    assert (int(e2["id"]), e2["data"]["topic"]) == (id2, "sse/b")
+    es.close()
+    # missed while away
+    id3 = publish("sse/a", {"n": 3})
+    id4 = publish("sse/a", {"n": 4})
+    es = EventStream(g, "topic=sse/a", last_event_id=id2)
+    got = [int(es.next_event()["id"]) for _ in range(2)]
+    assert got == [id3, id4], got
+    id5 = publish("sse/a", {"n": 5})
+    assert int(es.next_event()["id"]) == id5  # live again, nothing twice
+    es.close()
+
+
+def test_sse_heartbeat_and_errors():
+    es = EventStream(g, "topic=hb")
+    es.s.settimeout(3)
+    data = b""
+    while b"heartbeat" not in data:
+        data += es.s.recv(1024)
+    es.close()
+    r = g.request("GET", "/api/v1/live/sse")
+    assert r.status == 400 and r.json()["error_code"] == "MISSING_TOPIC"
+
+
+def test_shutdown_closes_websockets_with_1001():
+    g2 = Grove()
+    try:
+        ws = WebSocket(g2, "/api/v1/live?topic=x")
+        subscribed(ws, "x")
+        g2.signal(15)
+        op, p = ws.recv_frame()
+        assert op == 8 and close_code(p) == 1001
+        ws.send_raw(WebSocket.frame(8, struct.pack("!H", 1001)))
+        assert g2.wait(10) == 0
+    finally:
+        g2.stop()
+
+
+def test_publish_disabled_by_default():
+    g2 = Grove()
+    try:
+        r = g2.request("POST", "/api/v1/live/x", body=b"{}")
+        assert r.status == 403 and r.json()["error_code"] == "PUBLISH_DISABLED"
+        ws = WebSocket(g2)
+        ws.send({"op": "publish", "topic": "x", "data": 1})
+        assert ws.recv_json()["type"] == "error"
+    finally:
+        g2.stop()
+
+
+if __name__ == "__main__":
+    setup()
+    try:
+        run([v for k, v in list(globals().items()) if k.startswith("test_")])
+    finally:
+        g.stop()
