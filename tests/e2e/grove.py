@@ -345,9 +345,15 @@ class Postgres:
                               "-At", "-c", sql], check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
+    def halt(self):
+        self._run([_pg_bin("pg_ctl"), "-D", self.data, "-m", "immediate", "stop"])
+
+    def resume(self):
+        self._run([_pg_bin("pg_ctl"), "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "start"])
+
     def stop(self):
         try:
-            self._run([_pg_bin("pg_ctl"), "-D", self.data, "-m", "immediate", "stop"])
+            self.halt()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -1,0 +1,134 @@
+"""grove against real PostgreSQL and Redis servers started by this test:
+the store on PostgreSQL, and two instances sharing live topics through
+Redis, through a Redis outage and back."""
+
+import json
+import time
+
+from grove import Grove, Postgres, Redis, WebSocket, eventually, run
+
+
+def publish(grove, topic, data):
+    r = grove.request("POST", "/api/v1/live/" + topic, body=json.dumps(data).encode(),
+                      headers={"Content-Type": "application/json"})
+    assert r.status == 202, r.body
+    return r.json()["data"]["id"]
+
+
+def next_message(ws, timeout=5):
+    while True:
+        m = ws.recv_json(timeout)
+        if m["type"] == "message":
+            return m
+
+
+def test_postgres_store_end_to_end():
+    pg = Postgres()
+    try:
+        g = Grove("--store", pg.url, "--store-pool", "4")
+        try:
+            st, body = g.get_json("/ready")
+            assert st == 200, body
+            assert body["data"]["checks"]["store"] == {"ok": True, "driver": "postgres"}
+            assert pg.psql("SELECT version FROM grove_migrations WHERE module = 'ops'") == "1"
+            assert pg.psql("SELECT value FROM grove_meta WHERE key = 'version'") == "0.1.0"
+            for _ in range(20):
+                assert g.request("GET", "/ready").status == 200
+        finally:
+            g.stop()
+        # a second start applies nothing twice
+        g = Grove("--store", pg.url)
+        try:
+            assert g.request("GET", "/ready").status == 200
+            assert "migration applied" not in g.output()
+            assert pg.psql("SELECT count(*) FROM grove_migrations") == "1"
+        finally:
+            g.stop()
+    finally:
+        pg.stop()
+
+
+def test_postgres_down_makes_ready_fail_then_recover():
+    pg = Postgres()
+    try:
+        g = Grove("--store", pg.url)
+        try:
+            assert g.request("GET", "/ready").status == 200
+            pg.halt()
+            r = g.request("GET", "/ready")
+            assert r.status == 503, r.body
+            body = r.json()
+            assert body["error_code"] == "NOT_READY" and body["details"]["down"] == ["store"]
+            assert r.header("retry-after")
+            pg.resume()
+            eventually(lambda: g.request("GET", "/ready").status == 200, what="store back")
+        finally:
+            g.stop()
+    finally:
+        pg.stop()
+
+
+def test_bad_store_url_fails_at_start():
+    import subprocess
+    from grove import GROVE
+    out = subprocess.run([GROVE, "serve", "--listen", "127.0.0.1:0", "--store",
+                          "postgres://nobody@127.0.0.1:1/none"], capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0 and "cannot open store" in out.stderr, out.stderr
+    out = subprocess.run([GROVE, "serve", "--listen", "127.0.0.1:0", "--store", "mysql://x"],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0 and "unknown store" in out.stderr, out.stderr
+
+
+def test_two_instances_share_topics_through_redis():
+    redis = Redis()
+    a = b = None
+    try:
+        a = Grove("--broker", redis.url, "--live-client-publish")
+        b = Grove("--broker", redis.url, "--live-client-publish")
+        for g in (a, b):
+            eventually(lambda: g.request("GET", "/ready").status == 200, what="broker up")
+            st, body = g.get_json("/ready")
+            assert body["data"]["checks"]["broker"] == {"ok": True}
+        wa = WebSocket(a, "/api/v1/live?topic=relay/devices/7")
+        wb = WebSocket(b, "/api/v1/live?topic=relay/devices/7")
+        wa.recv_json(), wb.recv_json()  # subscribed
+        time.sleep(0.2)
+        publish(b, "relay/devices/7", {"event": "ResponseReady", "n": 1})
+        for ws in (wa, wb):
+            m = next_message(ws)
+            assert m["data"] == {"event": "ResponseReady", "n": 1}
+        publish(a, "relay/devices/7", {"n": 2})
+        assert next_message(wb)["data"] == {"n": 2}
+        assert next_message(wa)["data"] == {"n": 2}  # once, not twice
+        wa.send({"op": "ping"})
+        assert wa.recv_json() == {"type": "pong"}
+
+        # Redis goes away: local delivery goes on, /ready says the broker is down
+        redis.kill()
+        eventually(lambda: a.request("GET", "/ready").status == 503, what="broker down")
+        body = a.request("GET", "/ready").json()
+        assert body["details"]["down"] == ["broker"], body
+        assert body["details"]["checks"]["broker"]["ok"] is False
+        publish(a, "relay/devices/7", {"n": 3})
+        assert next_message(wa)["data"] == {"n": 3}
+        metrics = a.request("GET", "/metrics").body.decode()
+        assert "grove_broker_up 0" in metrics
+
+        # and comes back
+        redis.start()
+        for g in (a, b):
+            eventually(lambda: g.request("GET", "/ready").status == 200, timeout=15, what="broker back")
+        time.sleep(0.3)
+        publish(a, "relay/devices/7", {"n": 4})
+        assert next_message(wb, 10)["data"] == {"n": 4}
+        wa.close()
+        wb.close()
+    finally:
+        for g in (a, b):
+            if g:
+                g.stop()
+        redis.stop()
+
+
+if __name__ == "__main__":
+    run([v for k, v in list(globals().items()) if k.startswith("test_")])

@@ -1,0 +1,231 @@
+/* test_core.c — buffers, config, map, metrics, logging, helpers. */
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "../test.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/map.h"
+#include "core/metrics.h"
+#include "core/util.h"
+
+TEST(buf_grows_and_stays_terminated) {
+  struct buf b;
+  buf_init(&b, 0);
+  for (int i = 0; i < 1000; i++)
+    CHECK(buf_printf(&b, "%d,", i) == 0);
+  CHECK(b.len > 3000);
+  CHECK(b.data[b.len] == '\0');
+  CHECK(strncmp(b.data, "0,1,2,", 6) == 0);
+  buf_consume(&b, 2);
+  CHECK(strncmp(b.data, "1,2,", 4) == 0);
+  buf_release(&b);
+}
+
+TEST(buf_refuses_past_its_maximum_and_keeps_contents) {
+  struct buf b;
+  buf_init(&b, 10);
+  CHECK(buf_puts(&b, "12345") == 0);
+  CHECK_EQ_INT(buf_puts(&b, "678901"), GROVE_ETOOBIG);
+  CHECK_EQ_STR(b.data, "12345");
+  CHECK(buf_puts(&b, "67890") == 0);
+  CHECK_EQ_INT(buf_putc(&b, 'x'), GROVE_ETOOBIG);
+  size_t n;
+  char *p = buf_detach(&b, &n);
+  CHECK_EQ_INT(n, 10);
+  CHECK(b.data == NULL && b.len == 0);
+  free(p);
+}
+
+TEST(buf_json_escape_escapes_controls) {
+  struct buf b;
+  buf_init(&b, 0);
+  buf_json_escape(&b, "a\"b\\c\n\x01", 7);
+  CHECK_EQ_STR(b.data, "a\\\"b\\\\c\\n\\u0001");
+  buf_release(&b);
+}
+
+struct cfg_t {
+  char *name;
+  int n;
+  bool flag;
+  uint64_t size, ms;
+};
+#define O(nm, ty, f, d, h) {nm, ty, offsetof(struct cfg_t, f), d, h}
+static const struct cfg_opt opts[] = {
+    O("name", CFG_STR, name, "def", "a name"),     O("count", CFG_INT, n, "1", "a count"),
+    O("flag", CFG_BOOL, flag, "false", "a flag"),  O("size", CFG_SIZE, size, "1k", "a size"),
+    O("wait", CFG_MS, ms, "2s", "a duration"),
+};
+
+TEST(config_defaults_file_env_flags_in_order) {
+  struct cfg_t c = {0};
+  struct cfg_section s = {"test", opts, 5, &c};
+  char path[] = "/tmp/grove-cfg-XXXXXX";
+  int fd = mkstemp(path);
+  const char *text = "# comment\nname = \"from file\"\ncount = 5\nsize = 2m\n";
+  CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+  close(fd);
+  setenv("GROVE_CONFIG", path, 1);
+  setenv("GROVE_COUNT", "7", 1);
+  char *argv[] = {"--flag", "--wait=250ms", "--count", "9"};
+  char err[128];
+  CHECK_EQ_INT(cfg_load(&s, 1, 4, argv, err, sizeof err), 0);
+  CHECK_EQ_STR(c.name, "from file"); /* file over default */
+  CHECK_EQ_INT(c.n, 9);              /* flag over env over file */
+  CHECK(c.flag);
+  CHECK_EQ_INT(c.size, 2 * 1024 * 1024);
+  CHECK_EQ_INT(c.ms, 250);
+  char *argv2[] = {};
+  CHECK_EQ_INT(cfg_load(&s, 1, 0, argv2, err, sizeof err), 0);
+  CHECK_EQ_INT(c.n, 7); /* env over file */
+  cfg_release(&s, 1);
+  unsetenv("GROVE_CONFIG");
+  unsetenv("GROVE_COUNT");
+  unlink(path);
+}
+
+TEST(config_rejects_unknown_and_bad_values) {
+  struct cfg_t c = {0};
+  struct cfg_section s = {"test", opts, 5, &c};
+  char err[128];
+  char *a1[] = {"--nope", "1"};
+  CHECK_EQ_INT(cfg_load(&s, 1, 2, a1, err, sizeof err), GROVE_ECONFIG);
+  CHECK_EQ_STR(err, "unknown option '--nope'");
+  char *a2[] = {"--count", "many"};
+  CHECK_EQ_INT(cfg_load(&s, 1, 2, a2, err, sizeof err), GROVE_ECONFIG);
+  CHECK(strstr(err, "bad value 'many'"));
+  char *a3[] = {"--size", "-5"};
+  CHECK_EQ_INT(cfg_load(&s, 1, 2, a3, err, sizeof err), GROVE_ECONFIG);
+  char *a4[] = {"--wait"};
+  CHECK_EQ_INT(cfg_load(&s, 1, 1, a4, err, sizeof err), GROVE_ECONFIG);
+  CHECK(strstr(err, "missing value"));
+  cfg_release(&s, 1);
+}
+
+TEST(config_parsers) {
+  uint64_t v;
+  CHECK(cfg_parse_size("64k", &v) == 0 && v == 65536);
+  CHECK(cfg_parse_size("1.5m", &v) == 0 && v == 1572864);
+  CHECK(cfg_parse_size("12", &v) == 0 && v == 12);
+  CHECK(cfg_parse_size("12q", &v) != 0);
+  CHECK(cfg_parse_ms("1.5s", &v) == 0 && v == 1500);
+  CHECK(cfg_parse_ms("2m", &v) == 0 && v == 120000);
+  bool b;
+  CHECK(cfg_parse_bool("on", &b) == 0 && b);
+  CHECK(cfg_parse_bool("No", &b) == 0 && !b);
+  CHECK(cfg_parse_bool("maybe", &b) != 0);
+}
+
+TEST(map_put_get_delete_and_grow) {
+  struct map m;
+  map_init(&m);
+  char k[32];
+  for (long i = 0; i < 5000; i++) {
+    snprintf(k, sizeof k, "key-%ld", i);
+    CHECK(map_put(&m, k, (void *)(i + 1), NULL) == 0);
+  }
+  CHECK_EQ_INT(m.len, 5000);
+  for (long i = 0; i < 5000; i += 2) {
+    snprintf(k, sizeof k, "key-%ld", i);
+    CHECK(map_del(&m, k) == (void *)(i + 1));
+  }
+  for (long i = 0; i < 5000; i++) {
+    snprintf(k, sizeof k, "key-%ld", i);
+    CHECK(map_get(&m, k) == (i % 2 ? (void *)(i + 1) : NULL));
+  }
+  void *old;
+  CHECK(map_put(&m, "key-1", (void *)99, &old) == 0 && old == (void *)2);
+  size_t n = 0;
+  for (size_t it = 0; map_next(&m, &it, NULL, NULL);)
+    n++;
+  CHECK_EQ_INT(n, 2500);
+  map_release(&m);
+}
+
+TEST(metrics_render_prometheus_text) {
+  struct metrics *m;
+  CHECK(metrics_create(&m) == 0);
+  struct metric_family *c = metrics_family(m, "t_total", "Things.", METRIC_COUNTER, "kind");
+  metric_add(metric_get(c, "a\"b"), 2);
+  metric_add(metric_get(c, "a\"b"), 1);
+  double bounds[] = {1, 5};
+  struct metric_family *h = metrics_histogram(m, "t_seconds", "Time.", "", bounds, 2);
+  struct metric *hc = metric_get(h);
+  metric_observe(hc, 0.5);
+  metric_observe(hc, 3);
+  metric_observe(hc, 10);
+  CHECK(metrics_family(m, "t_total", "x", METRIC_GAUGE, "kind") == NULL); /* type clash */
+  struct buf b;
+  buf_init(&b, 0);
+  metrics_render(m, &b);
+  CHECK(strstr(b.data, "# TYPE t_total counter\nt_total{kind=\"a\\\"b\"} 3\n"));
+  CHECK(strstr(b.data, "t_seconds_bucket{le=\"1\"} 1\n"));
+  CHECK(strstr(b.data, "t_seconds_bucket{le=\"5\"} 2\n"));
+  CHECK(strstr(b.data, "t_seconds_bucket{le=\"+Inf\"} 3\n"));
+  CHECK(strstr(b.data, "t_seconds_sum 13.5\n"));
+  CHECK(strstr(b.data, "t_seconds_count 3\n"));
+  buf_release(&b);
+  metrics_destroy(m);
+}
+
+TEST(util_percent_decoding) {
+  char s[] = "a%20b+c%2F";
+  CHECK_EQ_INT(pct_decode(s, strlen(s), true), 6);
+  CHECK_EQ_STR(s, "a b c/");
+  char bad[] = "x%4";
+  CHECK_EQ_INT(pct_decode(bad, strlen(bad), false), -1);
+  char nul[] = "x%00";
+  CHECK_EQ_INT(pct_decode(nul, strlen(nul), false), -1);
+}
+
+TEST(util_header_tokens) {
+  CHECK(header_has_token("gzip, deflate", "gzip"));
+  CHECK(header_has_token("deflate,GZIP;q=0.5", "gzip"));
+  CHECK(!header_has_token("gzip;q=0", "gzip"));
+  CHECK(!header_has_token("xgzip", "gzip"));
+  CHECK(header_has_token("keep-alive, Upgrade", "upgrade"));
+}
+
+TEST(util_base64_sha1_websocket_accept) {
+  /* RFC 6455 section 1.3's example */
+  char src[] = "dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char d[20];
+  char out[32];
+  sha1(src, strlen(src), d);
+  b64_encode(d, 20, out);
+  CHECK_EQ_STR(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  CHECK(ct_equal("abc", 3, "abc", 3) && !ct_equal("abc", 3, "abd", 3) && !ct_equal("a", 1, "ab", 2));
+}
+
+TEST(errors_have_names_and_messages) {
+  CHECK_EQ_STR(grove_errname(GROVE_ENOMEM), "NOMEM");
+  CHECK_EQ_STR(grove_strerror(GROVE_ETOOBIG), "too big");
+  CHECK_EQ_STR(grove_strerror(12345), "unknown error");
+  CHECK_EQ_STR(grove_strerror(0), "success");
+}
+
+TEST(log_json_lines_carry_fields_and_request_id) {
+  int p[2];
+  CHECK(pipe(p) == 0);
+  log_setup(LOG_INFO, true, p[1]);
+  log_info("rid1", "cannot open 'x'", "path=\"a b\" n=%d", 5);
+  log_debug(NULL, "hidden", "x=1");
+  close(p[1]);
+  char buf[1024] = {0};
+  CHECK(read(p[0], buf, sizeof buf - 1) > 0);
+  CHECK(strstr(buf, "\"level\":\"info\",\"msg\":\"cannot open 'x'\",\"path\":\"a b\",\"n\":\"5\",\"req\":\"rid1\"}\n"));
+  CHECK(!strstr(buf, "hidden"));
+}
+
+static const struct test tests[] = {
+    T(buf_grows_and_stays_terminated), T(buf_refuses_past_its_maximum_and_keeps_contents),
+    T(buf_json_escape_escapes_controls), T(config_defaults_file_env_flags_in_order),
+    T(config_rejects_unknown_and_bad_values), T(config_parsers),
+    T(map_put_get_delete_and_grow), T(metrics_render_prometheus_text),
+    T(util_percent_decoding), T(util_header_tokens), T(util_base64_sha1_websocket_accept),
+    T(errors_have_names_and_messages), T(log_json_lines_carry_fields_and_request_id),
+};
+TEST_MAIN(tests)

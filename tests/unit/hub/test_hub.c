@@ -1,0 +1,77 @@
+/* test_hub.c — topic rules and publishing without event loops (delivery
+ * over sockets is covered by tests/e2e/test_live.py). */
+#include "../test.h"
+#include "core/error.h"
+#include "core/metrics.h"
+#include "hub/hub.h"
+
+static struct hub_cfg cfg = {.max_message = 1024, .max_queue = 1 << 20, .history = 3,
+                             .max_topics = 4, .ping_ms = 1000, .heartbeat_ms = 1000,
+                             .broker = ""};
+
+TEST(topic_rules) {
+  CHECK(hub_topic_valid("flow/stations/42"));
+  CHECK(hub_topic_valid("matrix/hosts/gpu-01.lab:9100"));
+  CHECK(hub_topic_valid("jobs/a_b@c"));
+  CHECK(!hub_topic_valid(""));
+  CHECK(!hub_topic_valid("/leading"));
+  CHECK(!hub_topic_valid("trailing/"));
+  CHECK(!hub_topic_valid("a//b"));
+  CHECK(!hub_topic_valid("a/../b"));
+  CHECK(!hub_topic_valid("./a"));
+  CHECK(!hub_topic_valid("a/.."));
+  CHECK(hub_topic_valid("a/.hidden"));
+  CHECK(!hub_topic_valid("sp ace"));
+  CHECK(!hub_topic_valid("a/b?c"));
+  char long_topic[300];
+  memset(long_topic, 'a', 299);
+  long_topic[299] = '\0';
+  CHECK(!hub_topic_valid(long_topic));
+}
+
+TEST(publish_numbers_messages_in_order) {
+  struct hub *h;
+  struct metrics *m;
+  CHECK(metrics_create(&m) == 0);
+  CHECK(hub_create(&h, &cfg, 0, m) == 0);
+  uint64_t a, b, c;
+  CHECK(hub_publish(h, "t/1", "{\"x\":1}", 7, &a) == 0);
+  CHECK(hub_publish(h, "t/2", "[1,2]", 5, &b) == 0);
+  CHECK(hub_publish(h, "t/1", "{\n\"y\": 2\n}", 10, &c) == 0); /* compacted */
+  CHECK(a < b && b < c);
+  CHECK_EQ_INT(hub_publish(h, "bad topic", "1", 1, NULL), GROVE_EINVAL);
+  CHECK_EQ_INT(hub_publish(h, "t/1", "{\n broken", 9, NULL), GROVE_EINVAL);
+  for (int i = 0; i < 10; i++)
+    CHECK(hub_publish(h, "t/1", "1", 1, NULL) == 0); /* history stays bounded */
+  CHECK(hub_broker_ok(h, NULL, 0));
+  CHECK(!hub_has_broker(h));
+  hub_destroy(h);
+  metrics_destroy(m);
+}
+
+TEST(bad_broker_url_is_refused) {
+  struct hub *h;
+  struct hub_cfg c = cfg;
+  c.broker = "http://nope";
+  CHECK_EQ_INT(hub_create(&h, &c, 1, NULL), GROVE_ECONFIG);
+}
+
+TEST(broker_down_is_reported_not_fatal) {
+  struct hub *h;
+  struct hub_cfg c = cfg;
+  c.broker = "redis://127.0.0.1:1";
+  CHECK(hub_create(&h, &c, 1, NULL) == 0);
+  char err[200];
+  CHECK(!hub_broker_ok(h, err, sizeof err));
+  CHECK(err[0]);
+  CHECK(hub_publish(h, "t", "1", 1, NULL) == 0); /* local delivery goes on */
+  hub_destroy(h);
+}
+
+static const struct test tests[] = {
+    T(topic_rules),
+    T(publish_numbers_messages_in_order),
+    T(bad_broker_url_is_refused),
+    T(broker_down_is_reported_not_fatal),
+};
+TEST_MAIN(tests)

@@ -1,0 +1,314 @@
+/* test_net.c — the request reader, the router and the WebSocket codec,
+ * without sockets. */
+#include <wslay/wslay.h>
+
+#include "../test.h"
+#include "core/error.h"
+#include "core/metrics.h"
+#include "net/conn.h"
+#include "net/http_parse.h"
+#include "net/router.h"
+
+static struct http_cfg cfg = {
+    .max_url = 64, .max_header = 256, .max_headers = 4, .max_body = 100,
+};
+
+/* Feeds the whole input; returns the final state and fills r. */
+static enum http_in_state feed_all(struct http_in *in, const char *s, size_t *used) {
+  enum http_in_state st;
+  *used = http_in_feed(in, s, strlen(s), &st);
+  return st;
+}
+
+TEST(parse_simple_request) {
+  struct http_in in;
+  http_in_init(&in, &cfg);
+  size_t used;
+  const char *req = "GET /a%20b/c?x=1&y=%41 HTTP/1.1\r\nHost: h\r\nX-Two: 2\r\n\r\n";
+  CHECK_EQ_INT(feed_all(&in, req, &used), HTTP_IN_REQUEST);
+  CHECK_EQ_INT(used, strlen(req));
+  struct http_req r = {0};
+  CHECK_EQ_INT(http_in_request(&in, &r), 0);
+  CHECK_EQ_STR(r.method, "GET");
+  CHECK_EQ_STR(r.path, "/a b/c");
+  CHECK_EQ_STR(r.query, "x=1&y=%41");
+  CHECK_EQ_STR(http_header_get(&r, "x-two"), "2");
+  CHECK_EQ_STR(http_header_get(&r, "HOST"), "h");
+  char v[8];
+  CHECK_EQ_INT(http_query_get(&r, "y", 0, v, sizeof v), 1);
+  CHECK_EQ_STR(v, "A");
+  CHECK_EQ_INT(http_query_get(&r, "z", 0, v, sizeof v), -1);
+  CHECK(http_in_keep_alive(&in));
+  http_in_release(&in);
+}
+
+TEST(parse_stops_after_each_pipelined_request) {
+  struct http_in in;
+  http_in_init(&in, &cfg);
+  const char *two = "GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+  enum http_in_state st;
+  size_t used = http_in_feed(&in, two, strlen(two), &st);
+  CHECK_EQ_INT(st, HTTP_IN_REQUEST);
+  CHECK_EQ_INT(used, 19);
+  struct http_req r = {0};
+  http_in_request(&in, &r);
+  CHECK_EQ_STR(r.path, "/1");
+  http_in_next(&in);
+  size_t used2 = http_in_feed(&in, two + used, strlen(two) - used, &st);
+  CHECK_EQ_INT(st, HTTP_IN_REQUEST);
+  CHECK_EQ_INT(used + used2, strlen(two));
+  http_in_request(&in, &r);
+  CHECK_EQ_STR(r.method, "POST");
+  CHECK_EQ_INT(r.body_len, 3);
+  CHECK_EQ_STR(r.body, "abc");
+  http_in_release(&in);
+}
+
+TEST(parse_headers_split_across_reads) {
+  struct http_in in;
+  http_in_init(&in, &cfg);
+  const char *req = "GET / HTTP/1.1\r\nLong-Name: some value\r\nB: 2\r\n\r\n";
+  enum http_in_state st = HTTP_IN_MORE;
+  for (size_t i = 0; i < strlen(req); i++) {
+    size_t u = http_in_feed(&in, req + i, 1, &st);
+    CHECK_EQ_INT(u, 1);
+  }
+  CHECK_EQ_INT(st, HTTP_IN_REQUEST);
+  struct http_req r = {0};
+  http_in_request(&in, &r);
+  CHECK_EQ_STR(http_header_get(&r, "long-name"), "some value");
+  CHECK_EQ_STR(http_header_get(&r, "b"), "2");
+  http_in_release(&in);
+}
+
+TEST(parse_chunked_body) {
+  struct http_in in;
+  http_in_init(&in, &cfg);
+  size_t used;
+  const char *req = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+  CHECK_EQ_INT(feed_all(&in, req, &used), HTTP_IN_REQUEST);
+  struct http_req r = {0};
+  http_in_request(&in, &r);
+  CHECK_EQ_STR(r.body, "abcde");
+  http_in_release(&in);
+}
+
+static void expect_error(const char *req, int status) {
+  struct http_in in;
+  http_in_init(&in, &cfg);
+  size_t used;
+  enum http_in_state st = feed_all(&in, req, &used);
+  if (st != HTTP_IN_ERROR || in.err_status != status)
+    fprintf(stderr, "request %.40s: state %d status %d, want %d\n", req, st, in.err_status, status);
+  CHECK(st == HTTP_IN_ERROR);
+  CHECK_EQ_INT(in.err_status, status);
+  CHECK(in.err_code && in.err_msg);
+  http_in_release(&in);
+}
+
+TEST(parse_limits_have_statuses) {
+  char big[600];
+  snprintf(big, sizeof big, "GET /%0100d HTTP/1.1\r\n\r\n", 0);
+  expect_error(big, 414);
+  snprintf(big, sizeof big, "GET / HTTP/1.1\r\nX: %0300d\r\n\r\n", 0);
+  expect_error(big, 431);
+  expect_error("GET / HTTP/1.1\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n", 431);
+  expect_error("POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n", 413);
+  char chunked[300];
+  snprintf(chunked, sizeof chunked, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "65\r\n%0101d\r\n", 0);
+  expect_error(chunked, 413);
+}
+
+TEST(parse_malformed_requests) {
+  expect_error("BLAH\r\n\r\n", 400);
+  expect_error("GET / HTTP/1.1\r\nNo colon here\r\n\r\n", 400);
+  expect_error("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400);
+  expect_error("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400);
+  expect_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400);
+  expect_error("POST / HTTP/1.1\r\nExpect: x\r\nContent-Length: 1\r\n\r\n", 417);
+}
+
+TEST(parse_expect_continue_flag) {
+  struct http_in in;
+  http_in_init(&in, &cfg);
+  size_t used;
+  CHECK_EQ_INT(feed_all(&in, "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", &used),
+               HTTP_IN_MORE);
+  CHECK(in.want_continue);
+  http_in_release(&in);
+}
+
+TEST(parse_bad_target) {
+  struct http_in in;
+  http_in_init(&in, &cfg);
+  size_t used;
+  CHECK_EQ_INT(feed_all(&in, "GET /a%zz HTTP/1.1\r\n\r\n", &used), HTTP_IN_REQUEST);
+  struct http_req r = {0};
+  CHECK_EQ_INT(http_in_request(&in, &r), 400);
+  http_in_release(&in);
+}
+
+static void h1(struct http_req *r) { (void)r; }
+static void h2(struct http_req *r) { (void)r; }
+static void collect(const char *m, const char *p, void *arg) {
+  (void)m;
+  (void)p;
+  (*(int *)arg)++;
+}
+
+TEST(router_params_methods_and_rest) {
+  struct router *rt;
+  CHECK(router_create(&rt, NULL) == 0);
+  CHECK(router_add(rt, "GET", "/things/{id}", h1, NULL) == 0);
+  CHECK(router_add(rt, "DELETE", "/things/{id}", h2, NULL) == 0);
+  CHECK(router_add(rt, "GET", "/a/{x}/b/{y}", h2, NULL) == 0);
+  CHECK(router_add(rt, "POST", "/files/{path...}", h1, NULL) == 0);
+  CHECK(router_add(rt, "GET", "bad", h1, NULL) == GROVE_EINVAL);
+  struct http_req r = {0};
+  struct route *route;
+  char allow[64], path[64];
+  strcpy(path, "/things/42");
+  CHECK_EQ_INT(router_match(rt, "GET", path, &r, &route, allow, sizeof allow), ROUTE_FOUND);
+  CHECK(route->fn == h1);
+  CHECK_EQ_STR(http_param(&r, "id"), "42");
+  strcpy(path, "/a/1/b/two");
+  CHECK_EQ_INT(router_match(rt, "HEAD", path, &r, &route, allow, sizeof allow), ROUTE_FOUND);
+  CHECK_EQ_STR(http_param(&r, "x"), "1");
+  CHECK_EQ_STR(http_param(&r, "y"), "two");
+  strcpy(path, "/things/42");
+  CHECK_EQ_INT(router_match(rt, "PUT", path, &r, &route, allow, sizeof allow), ROUTE_BAD_METHOD);
+  CHECK_EQ_STR(allow, "GET, HEAD, DELETE");
+  strcpy(path, "/files/x/y/z.txt");
+  CHECK_EQ_INT(router_match(rt, "POST", path, &r, &route, allow, sizeof allow), ROUTE_FOUND);
+  CHECK_EQ_STR(http_param(&r, "path"), "x/y/z.txt");
+  strcpy(path, "/things/");
+  CHECK_EQ_INT(router_match(rt, "GET", path, &r, &route, allow, sizeof allow), ROUTE_NOT_FOUND);
+  strcpy(path, "/things/1/2");
+  CHECK_EQ_INT(router_match(rt, "GET", path, &r, &route, allow, sizeof allow), ROUTE_NOT_FOUND);
+  int n = 0;
+  router_each(rt, collect, &n);
+  CHECK_EQ_INT(n, 4);
+  router_destroy(rt);
+}
+
+/* ---- WebSocket codec ---- */
+
+struct got {
+  int messages;
+  char last[256];
+};
+
+static void on_msg(struct ws *ws, bool text, const uint8_t *d, size_t n) {
+  struct got *g = ws_user(ws);
+  (void)text;
+  g->messages++;
+  snprintf(g->last, sizeof g->last, "%.*s", (int)n, d);
+}
+
+static size_t client_frame(uint8_t *out, int fin, int op, const char *payload, size_t n) {
+  static const uint8_t key[4] = {1, 2, 3, 4};
+  size_t o = 0;
+  out[o++] = (uint8_t)((fin ? 0x80 : 0) | op);
+  out[o++] = (uint8_t)(0x80 | n); /* n < 126 */
+  memcpy(out + o, key, 4);
+  o += 4;
+  for (size_t i = 0; i < n; i++)
+    out[o++] = (uint8_t)payload[i] ^ key[i % 4];
+  return o;
+}
+
+static struct ws *codec(struct got *g, struct buf *out, uint64_t max) {
+  struct ws_cfg wc = {max, 1 << 20, 1000};
+  struct ws_cbs cbs = {on_msg, NULL};
+  buf_init(out, 0);
+  return ws_codec_create(&wc, &cbs, g, out);
+}
+
+TEST(ws_fragments_ping_and_close) {
+  struct got g = {0};
+  struct buf out;
+  struct ws *ws = codec(&g, &out, 1000);
+  uint8_t f[512];
+  size_t n = client_frame(f, 0, 1, "hel", 3);
+  n += client_frame(f + n, 1, 9, "p", 1);
+  n += client_frame(f + n, 1, 0, "lo", 2);
+  /* one byte at a time: frames cross reads */
+  for (size_t i = 0; i < n; i++)
+    CHECK(ws_codec_feed(ws, f + i, 1));
+  CHECK_EQ_INT(g.messages, 1);
+  CHECK_EQ_STR(g.last, "hello");
+  CHECK(out.len == 3 && (uint8_t)out.data[0] == 0x8a && out.data[2] == 'p'); /* pong "p" */
+  buf_reset(&out);
+  uint8_t close[16];
+  size_t cn = client_frame(close, 1, 8, "\x03\xe8", 2);
+  CHECK(!ws_codec_feed(ws, close, cn));
+  CHECK_EQ_INT(ws_codec_close_code(ws), 1000);
+  CHECK((uint8_t)out.data[0] == 0x88); /* close echoed */
+  ws_codec_destroy(ws);
+  buf_release(&out);
+}
+
+static uint16_t close_sent(const struct buf *out) {
+  /* the last frame in out is a close: 0x88 len code */
+  for (size_t i = 0; i + 3 < out->len; i++)
+    if ((uint8_t)out->data[i] == 0x88)
+      return (uint16_t)(((uint8_t)out->data[i + 2] << 8) | (uint8_t)out->data[i + 3]);
+  return 0;
+}
+
+TEST(ws_rejects_oversize_unmasked_and_bad_utf8) {
+  struct got g = {0};
+  struct buf out;
+  uint8_t f[512];
+  struct ws *ws = codec(&g, &out, 10);
+  size_t n = client_frame(f, 1, 1, "01234567890123", 14);
+  ws_codec_feed(ws, f, n);
+  CHECK_EQ_INT(close_sent(&out), 1009);
+  CHECK_EQ_INT(g.messages, 0);
+  ws_codec_destroy(ws);
+  buf_release(&out);
+
+  ws = codec(&g, &out, 100);
+  uint8_t unmasked[] = {0x81, 0x02, 'h', 'i'};
+  ws_codec_feed(ws, unmasked, sizeof unmasked);
+  CHECK_EQ_INT(close_sent(&out), 1002);
+  ws_codec_destroy(ws);
+  buf_release(&out);
+
+  ws = codec(&g, &out, 100);
+  n = client_frame(f, 1, 1, "\xc3\x28", 2);
+  ws_codec_feed(ws, f, n);
+  CHECK_EQ_INT(close_sent(&out), 1007);
+  CHECK_EQ_INT(g.messages, 0);
+  ws_codec_destroy(ws);
+  buf_release(&out);
+}
+
+TEST(utf8_validation) {
+  CHECK(utf8_valid((const uint8_t *)"plain", 5));
+  CHECK(utf8_valid((const uint8_t *)"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
+  CHECK(!utf8_valid((const uint8_t *)"\xc0\xaf", 2));         /* overlong */
+  CHECK(!utf8_valid((const uint8_t *)"\xed\xa0\x80", 3));     /* surrogate */
+  CHECK(!utf8_valid((const uint8_t *)"\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+  CHECK(!utf8_valid((const uint8_t *)"\xe2\x82", 2));         /* truncated */
+}
+
+TEST(ws_frame_header_lengths) {
+  uint8_t h[10];
+  CHECK_EQ_INT(ws_frame_header(h, 5), 2);
+  CHECK(h[0] == 0x81 && h[1] == 5);
+  CHECK_EQ_INT(ws_frame_header(h, 300), 4);
+  CHECK(h[1] == 126 && h[2] == 1 && h[3] == 44);
+  CHECK_EQ_INT(ws_frame_header(h, 70000), 10);
+  CHECK(h[1] == 127 && h[7] == 1 && h[8] == 0x11 && h[9] == 0x70);
+}
+
+static const struct test tests[] = {
+    T(parse_simple_request), T(parse_stops_after_each_pipelined_request),
+    T(parse_headers_split_across_reads), T(parse_chunked_body), T(parse_limits_have_statuses),
+    T(parse_malformed_requests), T(parse_expect_continue_flag), T(parse_bad_target),
+    T(router_params_methods_and_rest), T(ws_fragments_ping_and_close),
+    T(ws_rejects_oversize_unmasked_and_bad_utf8), T(utf8_validation), T(ws_frame_header_lengths),
+};
+TEST_MAIN(tests)

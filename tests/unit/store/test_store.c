@@ -1,0 +1,220 @@
+/* test_store.c — the store interface, run against the driver named by
+ * GROVE_TEST_STORE (a postgres:// URL from the test run), or a fresh
+ * SQLite file when unset. Each test gets its own tables. */
+#include <pthread.h>
+#include <unistd.h>
+
+#include "../test.h"
+#include "core/error.h"
+#include "store/store.h"
+
+static char dir[64];
+
+static struct store *open_store(void) {
+  const char *url = getenv("GROVE_TEST_STORE");
+  snprintf(dir, sizeof dir, "/tmp/grove-store-XXXXXX");
+  CHECK(mkdtemp(dir));
+  struct store_cfg cfg = {.url = (char *)(url ? url : "sqlite"), .data_dir = dir, .pool = 4,
+                          .busy_timeout_ms = 5000};
+  struct store *s;
+  char err[256];
+  int rc = store_open(&s, &cfg, err, sizeof err);
+  if (rc)
+    fprintf(stderr, "store_open: %s\n", err);
+  CHECK(rc == 0);
+  /* a clean slate for every test on a shared server */
+  store_query(s, "DROP TABLE IF EXISTS t_items", NULL, 0, NULL, err, sizeof err);
+  store_query(s, "DROP TABLE IF EXISTS t_other", NULL, 0, NULL, err, sizeof err);
+  store_query(s, "DROP TABLE IF EXISTS grove_migrations", NULL, 0, NULL, err, sizeof err);
+  return s;
+}
+
+TEST(exec_params_and_rows) {
+  struct store *s = open_store();
+  char err[256];
+  CHECK(store_query(s, "CREATE TABLE t_items (id INTEGER PRIMARY KEY, name TEXT, note TEXT)", NULL,
+                    0, NULL, err, sizeof err) == 0);
+  const char *p1[] = {"1", "alpha", NULL};
+  const char *p2[] = {"2", "b'eta; DROP TABLE t_items", "x"};
+  struct store_rows *rows;
+  CHECK(store_query(s, "INSERT INTO t_items (id, name, note) VALUES ($1, $2, $3)", p1, 3, &rows,
+                    err, sizeof err) == 0);
+  CHECK_EQ_INT(rows->changes, 1);
+  store_rows_free(rows);
+  CHECK(store_query(s, "INSERT INTO t_items (id, name, note) VALUES ($1, $2, $3)", p2, 3, NULL,
+                    err, sizeof err) == 0);
+  const char *q[] = {"0"};
+  CHECK(store_query(s, "SELECT id, name, note FROM t_items WHERE id > $1 ORDER BY id", q, 1,
+                    &rows, err, sizeof err) == 0);
+  CHECK_EQ_INT(rows->nrows, 2);
+  CHECK_EQ_STR(store_rows_get(rows, 0, "name"), "alpha");
+  CHECK(store_rows_get(rows, 0, "note") == NULL); /* SQL NULL */
+  CHECK_EQ_STR(store_rows_get(rows, 1, "name"), "b'eta; DROP TABLE t_items");
+  CHECK(store_rows_get(rows, 2, "name") == NULL);
+  store_rows_free(rows);
+  /* parameters out of order */
+  const char *q2[] = {"alpha", "1"};
+  CHECK(store_query(s, "SELECT name FROM t_items WHERE id = $2 AND name = $1", q2, 2, &rows, err,
+                    sizeof err) == 0);
+  CHECK_EQ_INT(rows->nrows, 1);
+  store_rows_free(rows);
+  store_close(s);
+}
+
+TEST(errors_are_reported) {
+  struct store *s = open_store();
+  char err[256] = "";
+  CHECK(store_query(s, "SELEC nonsense", NULL, 0, NULL, err, sizeof err) != 0);
+  CHECK(err[0]);
+  store_query(s, "CREATE TABLE t_items (id INTEGER PRIMARY KEY)", NULL, 0, NULL, err, sizeof err);
+  const char *p[] = {"1"};
+  CHECK(store_query(s, "INSERT INTO t_items (id) VALUES ($1)", p, 1, NULL, err, sizeof err) == 0);
+  CHECK_EQ_INT(store_query(s, "INSERT INTO t_items (id) VALUES ($1)", p, 1, NULL, err, sizeof err),
+               GROVE_EEXIST);
+  /* the pool still works after errors */
+  CHECK(store_ping(s, err, sizeof err) == 0);
+  store_close(s);
+}
+
+static const struct store_migration good[] = {
+    {1, "items", "CREATE TABLE t_items (id INTEGER PRIMARY KEY, name TEXT)", NULL},
+    {2, "other", "CREATE TABLE t_other (id INTEGER); INSERT INTO t_other VALUES (7)", NULL},
+};
+
+TEST(migrations_apply_once_in_order) {
+  struct store *s = open_store();
+  char err[256];
+  int applied;
+  CHECK(store_migrate(s, "test", good, 1, &applied, err, sizeof err) == 0);
+  CHECK_EQ_INT(applied, 1);
+  CHECK(store_migrate(s, "test", good, 2, &applied, err, sizeof err) == 0);
+  CHECK_EQ_INT(applied, 1);
+  CHECK(store_migrate(s, "test", good, 2, &applied, err, sizeof err) == 0);
+  CHECK_EQ_INT(applied, 0);
+  struct store_rows *rows;
+  CHECK(store_query(s, "SELECT version, name FROM grove_migrations WHERE module = 'test' "
+                       "ORDER BY version", NULL, 0, &rows, err, sizeof err) == 0);
+  CHECK_EQ_INT(rows->nrows, 2);
+  CHECK_EQ_STR(store_rows_get(rows, 1, "name"), "other");
+  store_rows_free(rows);
+  store_close(s);
+}
+
+TEST(failed_migration_rolls_back_entirely) {
+  struct store *s = open_store();
+  char err[256];
+  static const struct store_migration bad[] = {
+      {1, "items", "CREATE TABLE t_items (id INTEGER PRIMARY KEY, name TEXT)", NULL},
+      {2, "half", "CREATE TABLE t_other (id INTEGER); INSERT INTO nowhere VALUES (1)", NULL},
+  };
+  int applied;
+  CHECK(store_migrate(s, "test", bad, 2, &applied, err, sizeof err) != 0);
+  CHECK_EQ_INT(applied, 1);
+  CHECK(strstr(err, "migration test/2 'half' failed"));
+  /* t_other was rolled back with the failed step; version 2 not recorded */
+  CHECK(store_query(s, "SELECT * FROM t_other", NULL, 0, NULL, err, sizeof err) != 0);
+  struct store_rows *rows;
+  CHECK(store_query(s, "SELECT MAX(version) AS v FROM grove_migrations WHERE module = 'test'",
+                    NULL, 0, &rows, err, sizeof err) == 0);
+  CHECK_EQ_STR(store_rows_get(rows, 0, "v"), "1");
+  store_rows_free(rows);
+  /* fixed, it applies */
+  CHECK(store_migrate(s, "test", good, 2, &applied, err, sizeof err) == 0);
+  CHECK_EQ_INT(applied, 1);
+  store_close(s);
+}
+
+struct worker {
+  struct store *s;
+  int base;
+  int failures;
+};
+
+static void *insert_many(void *arg) {
+  struct worker *w = arg;
+  for (int i = 0; i < 50; i++) {
+    char id[16], err[256];
+    snprintf(id, sizeof id, "%d", w->base + i);
+    const char *p[] = {id};
+    struct store_conn *c;
+    if (store_acquire(w->s, &c)) {
+      w->failures++;
+      continue;
+    }
+    int rc = store_begin(c);
+    if (!rc)
+      rc = store_exec(c, "INSERT INTO t_items (id, name) VALUES ($1, 'x')", p, 1, NULL, err,
+                      sizeof err);
+    if (!rc)
+      rc = store_commit(c);
+    if (rc) {
+      store_rollback(c);
+      w->failures++;
+    }
+    store_release(w->s, c);
+  }
+  return NULL;
+}
+
+TEST(pool_serves_concurrent_writers) {
+  struct store *s = open_store();
+  char err[256];
+  CHECK(store_query(s, "CREATE TABLE t_items (id INTEGER PRIMARY KEY, name TEXT)", NULL, 0, NULL,
+                    err, sizeof err) == 0);
+  pthread_t th[8];
+  struct worker w[8];
+  for (int i = 0; i < 8; i++) {
+    w[i] = (struct worker){s, i * 1000, 0};
+    pthread_create(&th[i], NULL, insert_many, &w[i]);
+  }
+  for (int i = 0; i < 8; i++) {
+    pthread_join(th[i], NULL);
+    CHECK_EQ_INT(w[i].failures, 0);
+  }
+  struct store_rows *rows;
+  CHECK(store_query(s, "SELECT COUNT(*) AS n FROM t_items", NULL, 0, &rows, err, sizeof err) == 0);
+  CHECK_EQ_STR(store_rows_get(rows, 0, "n"), "400");
+  store_rows_free(rows);
+  store_close(s);
+}
+
+TEST(transactions_roll_back) {
+  struct store *s = open_store();
+  char err[256];
+  store_query(s, "CREATE TABLE t_items (id INTEGER PRIMARY KEY, name TEXT)", NULL, 0, NULL, err,
+              sizeof err);
+  struct store_conn *c;
+  CHECK(store_acquire(s, &c) == 0);
+  CHECK(store_begin(c) == 0);
+  CHECK(store_exec(c, "INSERT INTO t_items (id, name) VALUES (1, 'gone')", NULL, 0, NULL, err,
+                   sizeof err) == 0);
+  CHECK(store_rollback(c) == 0);
+  store_release(s, c);
+  struct store_rows *rows;
+  CHECK(store_query(s, "SELECT COUNT(*) AS n FROM t_items", NULL, 0, &rows, err, sizeof err) == 0);
+  CHECK_EQ_STR(store_rows_get(rows, 0, "n"), "0");
+  store_rows_free(rows);
+  store_close(s);
+}
+
+TEST(bad_urls_fail_with_a_message) {
+  struct store_cfg cfg = {.url = "mysql://x", .data_dir = "/tmp", .pool = 1};
+  struct store *s;
+  char err[256];
+  CHECK_EQ_INT(store_open(&s, &cfg, err, sizeof err), GROVE_ECONFIG);
+  CHECK(strstr(err, "unknown store 'mysql://x'"));
+  cfg.url = "sqlite:/nonexistent-dir/x/y.db";
+  CHECK(store_open(&s, &cfg, err, sizeof err) != 0);
+  CHECK(strstr(err, "cannot open database"));
+  cfg.url = "postgres://nobody:secret@127.0.0.1:1/none";
+  CHECK_EQ_INT(store_open(&s, &cfg, err, sizeof err), GROVE_EUNAVAIL);
+  CHECK(!strstr(err, "secret")); /* credentials are not echoed */
+}
+
+static const struct test tests[] = {
+    T(exec_params_and_rows),          T(errors_are_reported),
+    T(migrations_apply_once_in_order), T(failed_migration_rolls_back_entirely),
+    T(pool_serves_concurrent_writers), T(transactions_roll_back),
+    T(bad_urls_fail_with_a_message),
+};
+TEST_MAIN(tests)
