@@ -115,6 +115,11 @@ static int record_meta(struct store *st) {
   return rc;
 }
 
+static void log_route(const char *method, const char *pattern, void *arg) {
+  (void)arg;
+  log_debug(NULL, "route", "method=%s pattern=%s", method, pattern);
+}
+
 int cmd_serve(int argc, char **argv) {
   for (int i = 0; i < argc; i++)
     if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -198,6 +203,7 @@ int cmd_serve(int argc, char **argv) {
       goto out;
     }
   }
+  router_each(router, log_route, NULL);
   sc.srv = srv;
   pthread_create(&sig_thread, NULL, signal_thread, &sc);
   sig_started = true;

@@ -1,0 +1,84 @@
+"""The grove command: verbs, help, configuration precedence."""
+
+import os
+import subprocess
+import tempfile
+
+from grove import GROVE, Grove, run
+
+
+def grove(*args, env=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([GROVE] + list(args), capture_output=True, text=True, timeout=20, env=e)
+
+
+def test_help_lists_verbs():
+    for args in (["--help"], ["help"], ["-h"]):
+        out = grove(*args)
+        assert out.returncode == 0
+        for verb in ("serve", "version", "help"):
+            assert "  %s " % verb in out.stdout
+
+
+def test_serve_help_documents_every_option():
+    out = grove("serve", "--help")
+    assert out.returncode == 0
+    for opt in ("--listen", "--threads", "--max-body", "--max-header", "--max-headers", "--max-url",
+                "--header-timeout", "--body-timeout", "--idle-timeout", "--gzip-min", "--web-root",
+                "--shutdown-timeout", "--store", "--data-dir", "--store-pool", "--broker",
+                "--live-max-queue", "--live-history", "--log-format", "--log-level", "--config"):
+        assert opt in out.stdout, opt
+        if opt != "--config":
+            assert "GROVE_" + opt[2:].upper().replace("-", "_") in out.stdout, opt
+    assert grove("help", "serve").stdout == out.stdout
+
+
+def test_version():
+    out = grove("version")
+    assert out.returncode == 0 and out.stdout.startswith("grove 0.1.0")
+    assert "libuv" in out.stdout and "sqlite" in out.stdout
+
+
+def test_unknown_verb_and_option():
+    out = grove("frobnicate")
+    assert out.returncode == 2 and "unknown verb 'frobnicate'" in out.stderr
+    out = grove("serve", "--no-such-thing")
+    assert out.returncode == 2 and "unknown option '--no-such-thing'" in out.stderr
+    out = grove("serve", "--threads", "many")
+    assert out.returncode == 2 and "bad value 'many'" in out.stderr
+    out = grove("serve", "--log-format", "xml")
+    assert out.returncode == 2
+    out = grove()
+    assert out.returncode == 2 and "usage" in out.stderr
+
+
+def test_config_file_env_and_flags():
+    d = tempfile.mkdtemp()
+    conf = os.path.join(d, "grove.conf")
+    with open(conf, "w") as f:
+        f.write("# grove\nmax-url = 100\nlog-format = json\naccess-log = false\n")
+    url = "/health?" + "a" * 150  # a request line of about 170 bytes
+    g = Grove("--config", conf)  # file: max-url 100, json logs
+    try:
+        assert g.request("GET", url).status == 414
+        assert g.output().lstrip().startswith("{")
+    finally:
+        g.stop()
+    g = Grove("--config", conf, env={"GROVE_MAX_URL": "200", "GROVE_LOG_FORMAT": "text"})
+    try:  # the environment wins over the file
+        assert g.request("GET", url).status == 200
+        assert not g.output().lstrip().startswith("{")
+    finally:
+        g.stop()
+    g = Grove("--config", conf, "--max-url", "120", env={"GROVE_MAX_URL": "200"})
+    try:  # a flag wins over both
+        assert g.request("GET", url).status == 414
+    finally:
+        g.stop()
+    out = grove("serve", "--config", "/nonexistent/grove.conf")
+    assert out.returncode == 2 and "cannot open config file" in out.stderr
+
+
+if __name__ == "__main__":
+    run([v for k, v in list(globals().items()) if k.startswith("test_")])
