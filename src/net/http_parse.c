@@ -228,13 +228,26 @@ int http_in_request(struct http_in *in, struct http_req *r) {
   r->body_len = in->body.len;
   /* target: origin-form only ("/path?query"); absolute-form is accepted
    * for proxies' sake by skipping scheme and authority. */
-  char *url = in->head.data ? in->head.data : (char *)"";
-  if (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0) {
-    char *s = strchr(url + 8, '/');
-    url = s ? s : (char *)"/";
+  static char empty[1];
+  char *url = in->head.data ? in->head.data : empty;
+  size_t scheme = strncasecmp(url, "http://", 7) == 0 ? 7 : strncasecmp(url, "https://", 8) == 0 ? 8 : 0;
+  if (scheme) {
+    char *s = strchr(url + scheme, '/');
+    if (!s) { /* "http://host" means "/": write it over the scheme */
+      url[0] = '/';
+      url[1] = '\0';
+    } else {
+      url = s;
+    }
   }
-  if (url[0] != '/')
-    return strcmp(url, "*") == 0 && p->method == HTTP_OPTIONS ? 0 : 400;
+  if (url[0] != '/') {
+    if (strcmp(url, "*") == 0 && p->method == HTTP_OPTIONS) {
+      r->path = "*";
+      r->query = "";
+      return 0;
+    }
+    return 400;
+  }
   char *q = strchr(url, '?');
   char *hash = strchr(url, '#');
   if (hash)

@@ -244,6 +244,11 @@ size_t ws_frame_header(uint8_t *h, size_t len) {
 static int check_room(struct ws *ws, size_t len) {
   if (ws->closing || !ws->c || ws->c->closing || wslay_event_get_close_sent(ws->ctx))
     return GROVE_ECLOSED;
+  /* control frames wslay queued (a pong) go first, in the order they arose */
+  if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) < 0) {
+    conn_close(ws->c);
+    return GROVE_ECLOSED;
+  }
   if (conn_queued(ws->c) + len > ws->cfg.max_queue) {
     log_warn(ws->rid, "websocket client is too slow, closing", "queued=%zu max=%llu",
              conn_queued(ws->c), (unsigned long long)ws->cfg.max_queue);

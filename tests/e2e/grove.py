@@ -89,15 +89,26 @@ class Grove:
         return self.proc.wait(timeout)
 
     def stop(self):
+        """Stops grove with SIGTERM; fails when it did not exit cleanly or a
+        sanitizer (ASan, UBSan, LeakSanitizer) reported anything."""
+        hung = False
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
+                hung = True
                 self.proc.kill()
                 self.proc.wait()
+        out = self.output()
+        code = self.proc.returncode
         self.log.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        reports = [m for m in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+                   if m in out]
+        if hung or reports or code not in (0, 2, 1) or (code != 0 and self.port):
+            raise AssertionError("grove did not stop cleanly (exit %s, hung %s, %s):\n%s"
+                                 % (code, hung, reports, out[-6000:]))
 
 
 class Response:
