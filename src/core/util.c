@@ -36,6 +36,41 @@ void rand_hex(char *out, size_t n) {
   out[i] = '\0';
 }
 
+void id_hex(char *out, size_t n) {
+  static _Thread_local uint64_t state[2];
+  static const char hex[] = "0123456789abcdef";
+  if (!state[0] && !state[1]) {
+    if (RAND_bytes((unsigned char *)state, sizeof state) != 1 || (!state[0] && !state[1]))
+      state[0] = clock_mono_ns() | 1;
+  }
+  size_t i = 0;
+  while (i + 1 < n) {
+    /* xorshift128+ */
+    uint64_t s1 = state[0];
+    const uint64_t s0 = state[1];
+    state[0] = s0;
+    s1 ^= s1 << 23;
+    state[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    uint64_t r = state[1] + s0;
+    for (int k = 0; k < 16 && i + 1 < n; k++, r >>= 4)
+      out[i++] = hex[r & 15];
+  }
+  if (n)
+    out[i] = '\0';
+}
+
+size_t u64_to_dec(uint64_t v, char *out) {
+  char tmp[20];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++)
+    out[i] = tmp[n - 1 - i];
+  return n;
+}
+
 void b64_encode(const unsigned char *in, size_t n, char *out) {
   static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   size_t o = 0;

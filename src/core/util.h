@@ -11,8 +11,14 @@
 
 uint64_t clock_mono_ns(void);
 uint64_t clock_wall_ms(void);
-/* Writes n-1 random lowercase hex characters and a NUL. */
+/* Writes n-1 random lowercase hex characters and a NUL, from the
+ * cryptographic generator: for secrets. */
 void rand_hex(char *out, size_t n);
+/* The same from a per-thread generator seeded once from the cryptographic
+ * one: unique ids (request ids), not secrets. No system call. */
+void id_hex(char *out, size_t n);
+/* Writes v in decimal; returns the length (no NUL). out needs 20 bytes. */
+size_t u64_to_dec(uint64_t v, char *out);
 /* Base64 of in (standard alphabet, padded). out needs 4*((n+2)/3)+1. */
 void b64_encode(const unsigned char *in, size_t n, char *out);
 void sha1(const void *data, size_t n, unsigned char out[20]);

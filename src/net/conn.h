@@ -21,7 +21,7 @@ struct http_state {
   struct http_in in;
   struct http_req req;
   struct buf res_headers; /* extra "Name: value\r\n" lines */
-  char *route_path;       /* scratch copy of the path for parameters */
+  struct buf route_path;  /* scratch copy of the path for parameters */
   struct route *route;
   uint64_t start_ns;
   bool continue_sent;
@@ -41,6 +41,8 @@ struct loop_ctx {
   bool finished;
   uint64_t date_sec;
   char date[40];            /* "Date: …\r\n" cached per second */
+  size_t date_len;
+  struct buf out;           /* responses are built here, then written */
   char readbuf[64 * 1024];  /* shared by every read on this loop */
 };
 
@@ -109,6 +111,8 @@ struct ws *ws_codec_create(const struct ws_cfg *cfg, const struct ws_cbs *cbs, v
                            struct buf *out);
 bool ws_codec_feed(struct ws *ws, const void *data, size_t n);
 uint16_t ws_codec_close_code(const struct ws *ws);
+/* true when the codec holds no wslay context (idle at a frame boundary) */
+bool ws_codec_idle(const struct ws *ws);
 void ws_codec_destroy(struct ws *ws);
 bool utf8_valid(const uint8_t *s, size_t n);
 

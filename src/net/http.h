@@ -98,6 +98,10 @@ void http_reply(struct http_req *r, int status, const char *ctype,
 /* {"status":"success","data":data,"metadata":meta}; steals both refs
  * (meta may be NULL; processing_time_ms is always added). */
 void http_reply_data(struct http_req *r, int status, json_t *data, json_t *meta);
+/* The success envelope around JSON text already encoded (hot paths):
+ * `data` is len bytes of JSON, `meta` a JSON object's text or NULL. */
+void http_reply_raw(struct http_req *r, int status, const char *data, size_t len,
+                    const char *meta);
 /* The error envelope; steals `details` (may be NULL). */
 void http_reply_error(struct http_req *r, int status, const char *code,
                       const char *message, json_t *details);

@@ -141,6 +141,7 @@ void http_in_release(struct http_in *in) {
   in->offs = NULL;
   in->hdrs = NULL;
   in->offs_cap = 0;
+  in->hdrs_cap = 0;
 }
 
 static void reset_fields(struct http_in *in) {
@@ -214,10 +215,14 @@ int http_in_request(struct http_in *in, struct http_req *r) {
   const http_parser *p = &in->parser;
   r->method = http_method_str((enum http_method)p->method);
   r->head = p->method == HTTP_HEAD;
-  free(in->hdrs);
-  in->hdrs = calloc((size_t)in->nheaders + 1, sizeof *in->hdrs);
-  if (!in->hdrs)
-    return 503;
+  if (in->nheaders + 1 > in->hdrs_cap) {
+    int cap = in->offs_cap + 1;
+    struct http_header *h = realloc(in->hdrs, (size_t)cap * sizeof *h);
+    if (!h)
+      return 503;
+    in->hdrs = h;
+    in->hdrs_cap = cap;
+  }
   for (int i = 0; i < in->nheaders; i++) {
     in->hdrs[i].name = in->head.data + in->offs[2 * i];
     in->hdrs[i].value = in->head.data + in->offs[2 * i + 1];

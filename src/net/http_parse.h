@@ -28,6 +28,7 @@ struct http_in {
   const char *err_code;
   const char *err_msg;
   struct http_header *hdrs; /* built at completion */
+  int hdrs_cap;
 };
 
 void http_in_init(struct http_in *in, const struct http_cfg *cfg);

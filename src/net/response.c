@@ -169,7 +169,7 @@ void http_finish(struct http_req *r, int status) {
   conn_dispatch_done(c);
 }
 
-static void free_owner(void *p) { free(p); }
+#define PUT_LIT(b, s) buf_append((b), (s), sizeof(s) - 1)
 
 void http_reply(struct http_req *r, int status, const char *ctype, const void *body,
                 size_t len) {
@@ -177,61 +177,107 @@ void http_reply(struct http_req *r, int status, const char *ctype, const void *b
   if (!c || c->closing || !c->hs || !c->busy)
     return; /* the client is gone, or an answer was already sent */
   struct http_state *hs = c->hs;
-  struct buf out, gz;
-  buf_init(&out, 0);
+  struct loop_ctx *lp = c->lp;
+  struct buf gz;
   buf_init(&gz, 0);
   bool no_body = status == 204 || status == 304 || status < 200;
   const char *ae = http_header_get(r, "accept-encoding");
-  uint64_t gmin = c->lp->srv->cfg.gzip_min;
+  uint64_t gmin = lp->srv->cfg.gzip_min;
   if (!no_body && gmin && len >= gmin && ae && header_has_token(ae, "gzip") &&
       compressible(ctype) && gzip_buf(body, len, &gz) == 0 && gz.len < len) {
     body = gz.data;
     len = gz.len;
-    buf_puts(&hs->res_headers, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
+    PUT_LIT(&hs->res_headers, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
   }
-  if (c->lp->stopping)
+  if (lp->stopping)
     c->close_after = true;
-  buf_reserve(&out, 256 + hs->res_headers.len + (r->head ? 0 : len));
-  buf_printf(&out, "HTTP/1.1 %d %s\r\nServer: grove\r\n%s", status, http_status_text(status),
-             loop_date(c->lp));
-  if (ctype && !no_body)
-    buf_printf(&out, "Content-Type: %s\r\n", ctype);
-  if (!no_body)
-    buf_printf(&out, "Content-Length: %zu\r\n", len);
-  buf_printf(&out, "X-Request-Id: %s\r\n", r->id);
+  /* The answer is built in the loop's scratch buffer and written at once;
+   * only what the socket does not take is copied. */
+  struct buf *out = &lp->out;
+  char num[24];
+  const char *text = http_status_text(status);
+  buf_reset(out);
+  buf_reserve(out, 256 + hs->res_headers.len + (r->head ? 0 : len));
+  PUT_LIT(out, "HTTP/1.1 ");
+  buf_append(out, num, u64_to_dec((uint64_t)status, num));
+  buf_putc(out, ' ');
+  buf_puts(out, text);
+  PUT_LIT(out, "\r\nServer: grove\r\n");
+  loop_date(lp);
+  buf_append(out, lp->date, lp->date_len);
+  if (ctype && !no_body) {
+    PUT_LIT(out, "Content-Type: ");
+    buf_puts(out, ctype);
+    PUT_LIT(out, "\r\n");
+  }
+  if (!no_body) {
+    PUT_LIT(out, "Content-Length: ");
+    buf_append(out, num, u64_to_dec(len, num));
+    PUT_LIT(out, "\r\n");
+  }
+  PUT_LIT(out, "X-Request-Id: ");
+  buf_puts(out, r->id);
+  PUT_LIT(out, "\r\n");
   if (hs->res_headers.len)
-    buf_append(&out, hs->res_headers.data, hs->res_headers.len);
-  buf_puts(&out, c->close_after ? "Connection: close\r\n\r\n" : "\r\n");
+    buf_append(out, hs->res_headers.data, hs->res_headers.len);
+  if (c->close_after)
+    PUT_LIT(out, "Connection: close\r\n\r\n");
+  else
+    PUT_LIT(out, "\r\n");
   if (!no_body && !r->head && len)
-    buf_append(&out, body, len);
+    buf_append(out, body, len);
   buf_release(&gz);
-  size_t n;
-  char *data = buf_detach(&out, &n);
-  uv_buf_t b = uv_buf_init(data, (unsigned)n);
-  conn_write(c, &b, 1, free_owner, data);
+  uv_buf_t b = uv_buf_init(out->data, (unsigned)out->len);
+  conn_write(c, &b, 1, NULL, NULL);
+  if (out->cap > 1024 * 1024)
+    buf_release(out); /* keep the scratch buffer small between big answers */
   http_finish(r, status);
 }
 
 void http_reply_data(struct http_req *r, int status, json_t *data, json_t *meta) {
+  char *d = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+  char *m = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+  json_decref(data);
+  json_decref(meta);
+  if (!d || (meta && !m))
+    http_reply_error(r, 500, "INTERNAL", "cannot encode the response", NULL);
+  else
+    http_reply_raw(r, status, d, strlen(d), m);
+  free(d);
+  free(m);
+}
+
+void http_reply_raw(struct http_req *r, int status, const char *data, size_t len,
+                    const char *meta) {
   struct http_conn *c = r->conn;
-  if (!meta)
-    meta = json_object();
-  if (c && c->hs) {
-    double ms = (double)(clock_mono_ns() - c->hs->start_ns) / 1e6;
-    json_object_set_new(meta, "processing_time_ms", json_real((double)(long)(ms * 1000) / 1000));
+  struct buf b;
+  buf_init(&b, 0);
+  /* {"status":"success","data":…,"metadata":{"processing_time_ms":…,…}} */
+  uint64_t us = c && c->hs ? (clock_mono_ns() - c->hs->start_ns) / 1000 : 0;
+  char num[24];
+  buf_reserve(&b, len + 96 + (meta ? strlen(meta) : 0));
+  PUT_LIT(&b, "{\"status\":\"success\",\"data\":");
+  buf_append(&b, data, len);
+  PUT_LIT(&b, ",\"metadata\":{\"processing_time_ms\":");
+  buf_append(&b, num, u64_to_dec(us / 1000, num));
+  num[0] = '.';
+  num[1] = (char)('0' + us % 1000 / 100);
+  num[2] = (char)('0' + us % 100 / 10);
+  num[3] = (char)('0' + us % 10);
+  buf_append(&b, num, 4);
+  if (meta && strlen(meta) > 2) { /* more than "{}" */
+    buf_putc(&b, ',');
+    buf_puts(&b, meta + 1);
+  } else {
+    buf_putc(&b, '}');
   }
-  json_t *env = json_pack("{s:s,s:o,s:o}", "status", "success", "data",
-                          data ? data : json_null(), "metadata", meta);
-  char *s = env ? json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
-  json_decref(env);
-  if (!s) {
-    http_reply(r, 500, "application/json",
-               "{\"status\":\"error\",\"error_code\":\"INTERNAL\",\"message\":\"cannot encode response\",\"details\":{}}",
-               92);
+  if (buf_putc(&b, '}')) {
+    buf_release(&b);
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     return;
   }
-  http_reply(r, status, "application/json", s, strlen(s));
-  free(s);
+  http_reply(r, status, "application/json", b.data, b.len);
+  buf_release(&b);
 }
 
 void http_reply_error(struct http_req *r, int status, const char *code,
@@ -264,7 +310,7 @@ void http_send_error_raw(struct http_conn *c, int status, const char *code,
   if (rid)
     snprintf(r->id, sizeof r->id, "%s", rid);
   else
-    rand_hex(r->id, 17);
+    id_hex(r->id, 17);
   hs->route = router_unmatched(c->lp->srv->router);
   hs->start_ns = clock_mono_ns();
   buf_reset(&hs->res_headers);

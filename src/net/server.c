@@ -156,7 +156,7 @@ static void conn_free(struct http_conn *c) {
   if (c->hs) {
     http_in_release(&c->hs->in);
     buf_release(&c->hs->res_headers);
-    free(c->hs->route_path);
+    buf_release(&c->hs->route_path);
     free(c->hs);
   }
   buf_release(&c->pending);
@@ -248,7 +248,7 @@ const char *loop_date(struct loop_ctx *lp) {
   if ((uint64_t)now != lp->date_sec) {
     struct tm tm;
     gmtime_r(&now, &tm);
-    strftime(lp->date, sizeof lp->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+    lp->date_len = strftime(lp->date, sizeof lp->date, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
     lp->date_sec = (uint64_t)now;
   }
   return lp->date;
@@ -434,7 +434,7 @@ static void set_request_id(struct http_req *r) {
       return;
     }
   }
-  rand_hex(r->id, 17);
+  id_hex(r->id, 17);
 }
 
 static void dispatch(struct http_conn *c) {
@@ -457,15 +457,14 @@ static void dispatch(struct http_conn *c) {
     http_reply_error(r, bad, "BAD_TARGET", "request target is not valid", NULL);
     goto out;
   }
-  free(hs->route_path);
-  hs->route_path = strdup(r->path);
-  if (!hs->route_path) {
+  buf_reset(&hs->route_path);
+  if (buf_append(&hs->route_path, r->path, strlen(r->path))) {
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     goto out;
   }
   char allow[128];
   struct route *route = NULL;
-  enum route_match m = router_match(srv->router, r->method, hs->route_path, r, &route,
+  enum route_match m = router_match(srv->router, r->method, hs->route_path.data, r, &route,
                                     allow, sizeof allow);
   if (m == ROUTE_FOUND) {
     hs->route = route;
@@ -569,6 +568,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->hs = hs;
   http_in_init(&hs->in, &lp->srv->cfg);
   buf_init(&hs->res_headers, 64 * 1024);
+  buf_init(&hs->route_path, 0);
   buf_init(&c->pending, 0);
   uv_tcp_init(&lp->loop, &c->tcp);
   uv_timer_init(&lp->loop, &c->timer);
@@ -597,7 +597,7 @@ void conn_upgrade(struct http_conn *c, enum conn_kind kind) {
   c->kind = kind;
   http_in_release(&c->hs->in);
   buf_release(&c->hs->res_headers);
-  free(c->hs->route_path);
+  buf_release(&c->hs->route_path);
   free(c->hs);
   c->hs = NULL;
   c->busy = false;
@@ -851,6 +851,7 @@ void http_server_destroy(struct http_server *s) {
     uv_walk(&lp->loop, close_any, NULL);
     uv_run(&lp->loop, UV_RUN_DEFAULT);
     uv_loop_close(&lp->loop);
+    buf_release(&lp->out);
     free(lp);
   }
   free(s->loops);

@@ -5,7 +5,13 @@
  * callback copies into the connection's write queue, so it never holds a
  * half-sent frame and Grove's own shared frames (one buffer for every
  * subscriber of a message) can be queued between its calls. A client whose
- * queue passes max_queue bytes is closed with 1008. */
+ * queue passes max_queue bytes is closed with 1008.
+ *
+ * wslay's context takes about 9 KiB, more than the rest of a connection.
+ * It is made when a client's bytes arrive and freed again when they end on
+ * a frame boundary outside a fragmented message with nothing left to send
+ * (Grove tracks frame boundaries itself, below): an idle subscriber costs
+ * about a kilobyte. Grove writes its own pings. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -18,8 +24,18 @@
 
 #define CLOSE_GRACE_MS 1000
 
+/* Where the client's byte stream stands: inside a frame header, inside a
+ * payload, or at a boundary (have == 0 && left == 0). */
+struct ws_scan {
+  uint8_t hdr[14];
+  uint8_t have;
+  bool fragmented; /* a data message is open across frames */
+  uint64_t left;   /* payload bytes still to come */
+};
+
 struct ws {
-  wslay_event_context_ptr ctx;
+  wslay_event_context_ptr ctx; /* NULL while idle at a frame boundary */
+  struct ws_scan scan;
   struct http_conn *c;       /* NULL for a detached codec (tests, fuzzing) */
   struct buf *out;           /* detached codec: where frames go */
   struct ws_cbs cbs;
@@ -71,6 +87,62 @@ bool utf8_valid(const uint8_t *s, size_t n) {
     i += len;
   }
   return true;
+}
+
+/* ---- frame boundaries ---------------------------------------------------- */
+
+static void scan(struct ws_scan *sc, const uint8_t *p, size_t n) {
+  while (n) {
+    if (sc->left) {
+      size_t k = n < sc->left ? n : (size_t)sc->left;
+      p += k;
+      n -= k;
+      sc->left -= k;
+      continue;
+    }
+    sc->hdr[sc->have++] = *p++;
+    n--;
+    if (sc->have < 2)
+      continue;
+    uint8_t l7 = sc->hdr[1] & 0x7f;
+    size_t need = 2 + (l7 == 126 ? 2 : l7 == 127 ? 8 : 0) + ((sc->hdr[1] & 0x80) ? 4 : 0);
+    if (sc->have < need)
+      continue;
+    uint64_t len = l7;
+    if (l7 == 126) {
+      len = (uint64_t)sc->hdr[2] << 8 | sc->hdr[3];
+    } else if (l7 == 127) {
+      len = 0;
+      for (int i = 0; i < 8; i++)
+        len = len << 8 | sc->hdr[2 + i];
+    }
+    if ((sc->hdr[0] & 0x0f) < 8) /* data or continuation, not control */
+      sc->fragmented = !(sc->hdr[0] & 0x80);
+    sc->left = len;
+    sc->have = 0;
+  }
+}
+
+static const struct wslay_event_callbacks callbacks;
+
+static int ctx_need(struct ws *ws) {
+  if (ws->ctx)
+    return 0;
+  if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0)
+    return GROVE_ENOMEM;
+  wslay_event_config_set_max_recv_msg_length(ws->ctx, ws->cfg.max_message);
+  return 0;
+}
+
+/* Frees the context when it holds nothing worth keeping. */
+static void ctx_maybe_free(struct ws *ws) {
+  if (ws->ctx && !ws->closing && ws->scan.have == 0 && ws->scan.left == 0 &&
+      !ws->scan.fragmented && !wslay_event_want_write(ws->ctx) &&
+      wslay_event_get_read_enabled(ws->ctx) && !wslay_event_get_close_received(ws->ctx) &&
+      !wslay_event_get_close_sent(ws->ctx)) {
+    wslay_event_context_free(ws->ctx);
+    ws->ctx = NULL;
+  }
 }
 
 /* ---- wslay callbacks ---------------------------------------------------- */
@@ -130,6 +202,9 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
     ws->cbs.on_message(ws, a->opcode == WSLAY_TEXT_FRAME, a->msg, a->msg_length);
 }
 
+static const struct wslay_event_callbacks callbacks = {
+    .recv_callback = recv_cb, .send_callback = send_cb, .on_msg_recv_callback = on_msg};
+
 /* ---- driving ------------------------------------------------------------ */
 
 static void on_close_timeout(uv_timer_t *t) { conn_close(t->data); }
@@ -138,6 +213,8 @@ static void on_abort_timeout(uv_timer_t *t) { conn_abort(t->data); }
 /* Sends what wslay queued; closes the connection when both sides are done. */
 static void pump(struct ws *ws) {
   struct http_conn *c = ws->c;
+  if (!ws->ctx)
+    return;
   if (!c) {
     if (wslay_event_send(ws->ctx) < 0 ||
         (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)))
@@ -151,6 +228,7 @@ static void pump(struct ws *ws) {
     return;
   }
   if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)) {
+    ws->closing = true;
     conn_close_gracefully(c);
     return;
   }
@@ -172,23 +250,31 @@ static void on_ping_timer(uv_timer_t *t) {
     conn_close(c);
     return;
   }
-  struct wslay_event_msg m = {WSLAY_PING, (const uint8_t *)"", 0};
-  wslay_event_queue_msg(ws->ctx, &m);
-  pump(ws);
+  static const char ping[] = "\x89\x00"; /* FIN + ping, no payload */
+  uv_buf_t b = uv_buf_init((char *)ping, 2);
+  pump(ws); /* anything wslay queued goes first */
+  conn_write(c, &b, 1, NULL, NULL);
   conn_timer(c, ws->cfg.ping_interval_ms, on_ping_timer);
 }
 
 void ws_on_read(struct http_conn *c, const char *data, size_t n) {
   struct ws *ws = c->up.ws;
+  ws->last_recv_ms = clock_wall_ms();
+  if (ctx_need(ws)) {
+    conn_close(c);
+    return;
+  }
   ws->rd = (const uint8_t *)data;
   ws->rd_len = n;
-  ws->last_recv_ms = clock_wall_ms();
   if (wslay_event_recv(ws->ctx) < 0) {
     conn_close(c);
     return;
   }
   ws->rd_len = 0;
+  scan(&ws->scan, (const uint8_t *)data, n);
   pump(ws);
+  if (!c->closing)
+    ctx_maybe_free(ws);
 }
 
 void ws_on_conn_close(struct http_conn *c) {
@@ -198,7 +284,8 @@ void ws_on_conn_close(struct http_conn *c) {
   c->up.ws = NULL;
   if (ws->cbs.on_close)
     ws->cbs.on_close(ws, ws->close_code ? ws->close_code : 1006);
-  wslay_event_context_free(ws->ctx);
+  if (ws->ctx)
+    wslay_event_context_free(ws->ctx);
   free(ws);
 }
 
@@ -213,6 +300,12 @@ void ws_close(struct ws *ws, uint16_t code, const char *reason) {
   size_t rl = reason ? strlen(reason) : 0;
   if (rl > 123)
     rl = 123; /* control frame payload limit */
+  if (ctx_need(ws)) {
+    if (ws->c)
+      conn_close(ws->c);
+    ws->closing = true;
+    return;
+  }
   wslay_event_queue_close(ws->ctx, code, (const uint8_t *)reason, rl);
   ws->closing = true;
   if (!ws->close_code)
@@ -242,10 +335,10 @@ size_t ws_frame_header(uint8_t *h, size_t len) {
 }
 
 static int check_room(struct ws *ws, size_t len) {
-  if (ws->closing || !ws->c || ws->c->closing || wslay_event_get_close_sent(ws->ctx))
+  if (ws->closing || !ws->c || ws->c->closing)
     return GROVE_ECLOSED;
   /* control frames wslay queued (a pong) go first, in the order they arose */
-  if (wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) < 0) {
+  if (ws->ctx && wslay_event_want_write(ws->ctx) && wslay_event_send(ws->ctx) < 0) {
     conn_close(ws->c);
     return GROVE_ECLOSED;
   }
@@ -282,19 +375,11 @@ int ws_send_shared(struct ws *ws, const uv_buf_t *frame, void (*release)(void *)
 
 /* ---- detached codec ------------------------------------------------------ */
 
-static const struct wslay_event_callbacks callbacks = {
-    .recv_callback = recv_cb, .send_callback = send_cb, .on_msg_recv_callback = on_msg};
-
 struct ws *ws_codec_create(const struct ws_cfg *cfg, const struct ws_cbs *cbs, void *user,
                            struct buf *out) {
   struct ws *ws = calloc(1, sizeof *ws);
   if (!ws)
     return NULL;
-  if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
-    free(ws);
-    return NULL;
-  }
-  wslay_event_config_set_max_recv_msg_length(ws->ctx, cfg->max_message);
   ws->cfg = *cfg;
   ws->cbs = *cbs;
   ws->user = user;
@@ -303,24 +388,32 @@ struct ws *ws_codec_create(const struct ws_cfg *cfg, const struct ws_cbs *cbs, v
 }
 
 bool ws_codec_feed(struct ws *ws, const void *data, size_t n) {
+  if (ctx_need(ws))
+    return false;
   ws->rd = data;
   ws->rd_len = n;
   if (wslay_event_recv(ws->ctx) < 0)
     ws->closing = true;
   ws->rd_len = 0;
+  scan(&ws->scan, data, n);
   if (!ws->closing)
     pump(ws);
   else
     wslay_event_send(ws->ctx);
-  return !ws->closing || wslay_event_want_read(ws->ctx);
+  bool open = !ws->closing || wslay_event_want_read(ws->ctx);
+  ctx_maybe_free(ws);
+  return open;
 }
+
+bool ws_codec_idle(const struct ws *ws) { return ws->ctx == NULL; }
 
 uint16_t ws_codec_close_code(const struct ws *ws) { return ws->close_code; }
 
 void ws_codec_destroy(struct ws *ws) {
   if (!ws)
     return;
-  wslay_event_context_free(ws->ctx);
+  if (ws->ctx)
+    wslay_event_context_free(ws->ctx);
   free(ws);
 }
 
@@ -370,12 +463,6 @@ struct ws *ws_accept(struct http_req *r, const struct ws_cfg *cfg, const struct 
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     return NULL;
   }
-  if (wslay_event_context_server_init(&ws->ctx, &callbacks, ws) != 0) {
-    free(ws);
-    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
-    return NULL;
-  }
-  wslay_event_config_set_max_recv_msg_length(ws->ctx, cfg->max_message);
   ws->c = c;
   ws->cbs = *cbs;
   ws->user = user;

@@ -238,6 +238,7 @@ TEST(ws_fragments_ping_and_close) {
     CHECK(ws_codec_feed(ws, f + i, 1));
   CHECK_EQ_INT(g.messages, 1);
   CHECK_EQ_STR(g.last, "hello");
+  CHECK(ws_codec_idle(ws)); /* at a frame boundary: the wslay context is gone */
   CHECK(out.len == 3 && (uint8_t)out.data[0] == 0x8a && out.data[2] == 'p'); /* pong "p" */
   buf_reset(&out);
   uint8_t close[16];
@@ -304,7 +305,50 @@ TEST(ws_frame_header_lengths) {
   CHECK(h[1] == 127 && h[7] == 1 && h[8] == 0x11 && h[9] == 0x70);
 }
 
+TEST(ws_context_is_kept_inside_frames_and_messages) {
+  struct got g = {0};
+  struct buf out;
+  struct ws *ws = codec(&g, &out, 1000);
+  uint8_t f[512];
+  size_t n = client_frame(f, 1, 1, "abcdef", 6);
+  CHECK(ws_codec_feed(ws, f, 3)); /* mid-header/payload */
+  CHECK(!ws_codec_idle(ws));
+  CHECK(ws_codec_feed(ws, f + 3, n - 3));
+  CHECK(ws_codec_idle(ws));
+  CHECK_EQ_STR(g.last, "abcdef");
+  n = client_frame(f, 0, 1, "ab", 2); /* a fragmented message stays open */
+  CHECK(ws_codec_feed(ws, f, n));
+  CHECK(!ws_codec_idle(ws));
+  n = client_frame(f, 1, 0, "cd", 2);
+  CHECK(ws_codec_feed(ws, f, n));
+  CHECK(ws_codec_idle(ws));
+  CHECK_EQ_STR(g.last, "abcd");
+  CHECK_EQ_INT(g.messages, 2);
+  /* a 16-bit length frame split after its extended length */
+  char big[300];
+  memset(big, 'x', sizeof big);
+  uint8_t bf[400];
+  static const uint8_t key[4] = {9, 9, 9, 9};
+  size_t o = 0;
+  bf[o++] = 0x81;
+  bf[o++] = 0x80 | 126;
+  bf[o++] = 300 >> 8;
+  bf[o++] = 300 & 0xff;
+  memcpy(bf + o, key, 4);
+  o += 4;
+  for (int i = 0; i < 300; i++)
+    bf[o++] = (uint8_t)big[i] ^ key[i % 4];
+  CHECK(ws_codec_feed(ws, bf, 4));
+  CHECK(!ws_codec_idle(ws));
+  CHECK(ws_codec_feed(ws, bf + 4, o - 4));
+  CHECK(ws_codec_idle(ws));
+  CHECK_EQ_INT(g.messages, 3);
+  ws_codec_destroy(ws);
+  buf_release(&out);
+}
+
 static const struct test tests[] = {
+    T(ws_context_is_kept_inside_frames_and_messages),
     T(parse_simple_request), T(parse_stops_after_each_pipelined_request),
     T(parse_headers_split_across_reads), T(parse_chunked_body), T(parse_limits_have_statuses),
     T(parse_malformed_requests), T(parse_expect_continue_flag), T(parse_bad_target),

@@ -1,0 +1,76 @@
+#!/bin/sh
+# bench/http — Grove's HTTP server beside nginx, same machine, same run.
+#
+# 1. req/s and p99 latency of a small JSON GET (grove's /health, and nginx
+#    returning the same bytes from memory), wrk with 2 threads and 64
+#    connections, both servers on 2 threads/workers. Target: grove >= 0.9x
+#    nginx's req/s with p99 <= 1.5x nginx's.
+# 2. resident memory per idle WebSocket connection with 10,000 open
+#    (target <= 8 KiB), beside nginx's per idle keep-alive connection.
+# Prints one line per figure: name value unit peer_value ratio.
+#   DURATION=10 CONNS=64 WS_CONNS=10000
+set -eu
+cd "$(dirname "$0")/../.."
+./scripts/setup.sh bench >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$(nproc)" >/dev/null
+
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+WS_CONNS=${WS_CONNS:-10000}
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+work=$(mktemp -d)
+gport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+nport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+
+./build/grove serve --listen "127.0.0.1:$gport" --threads 2 --access-log false \
+  --log-level warn --data-dir "$work/data" --web-root "" --live-ping 10m &
+gpid=$!
+cleanup() {
+  kill "$gpid" 2>/dev/null || true
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  sleep 0.5
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$gport/health" >/dev/null && break; sleep 0.1; done
+
+# nginx answers with the very bytes grove answers
+body=$(curl -s "http://127.0.0.1:$gport/health" | sed "s/'/\\\\'/g")
+cat > "$work/nginx.conf" <<CONF
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 600s;
+  server {
+    listen 127.0.0.1:$nport reuseport;
+    location = /health { default_type application/json; return 200 '$body'; }
+  }
+}
+CONF
+nginx -c "$work/nginx.conf" -p "$work"
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$nport/health" >/dev/null && break; sleep 0.1; done
+
+run_wrk() { # url -> "rps p99_ms"
+  wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$1" | awk '
+    /Requests\/sec/ { rps = $2 }
+    /^ +99%/ { v = $2; if (v ~ /us$/) { sub("us","",v); v = v / 1000 }
+               else if (v ~ /ms$/) { sub("ms","",v) } else if (v ~ /s$/) { sub("s","",v); v = v * 1000 }
+               p99 = v }
+    END { printf "%s %s\n", rps, p99 }'
+}
+# warm both, then measure alternately
+wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$gport/health" >/dev/null
+wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$nport/health" >/dev/null
+set -- $(run_wrk "http://127.0.0.1:$gport/health"); g_rps=$1; g_p99=$2
+set -- $(run_wrk "http://127.0.0.1:$nport/health"); n_rps=$1; n_p99=$2
+
+echo "name value unit peer_value ratio"
+awk -v g="$g_rps" -v n="$n_rps" 'BEGIN { printf "http_json_get_rps %.0f req/s %.0f %.2f (target >= 0.90)\n", g, n, g / n }'
+awk -v g="$g_p99" -v n="$n_p99" 'BEGIN { printf "http_json_get_p99 %.3f ms %.3f %.2f (target <= 1.50)\n", g, n, g / n }'
+python3 bench/http/idle_memory.py "$gpid" "$gport" "$(cat "$work/nginx.pid")" "$nport" "$WS_CONNS"
