@@ -4,10 +4,10 @@
 # when something is missing. Run as root on Debian 12.
 set -eu
 
-BUILD="build-essential cmake pkg-config clang libclang-rt-14-dev
+BUILD="build-essential cmake pkg-config
  libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsqlite3-dev
  libpq-dev libhiredis-dev libssl-dev zlib1g-dev"
-TEST="postgresql redis-server python3 curl"
+TEST="clang libclang-rt-14-dev postgresql redis-server python3 curl"
 BENCH="wrk nginx-light"
 
 want="$BUILD"

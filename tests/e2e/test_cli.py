@@ -34,6 +34,15 @@ def test_serve_help_documents_every_option():
     assert grove("help", "serve").stdout == out.stdout
 
 
+def test_operations_doc_lists_every_option():
+    import re
+    from grove import ROOT
+    doc = open(os.path.join(ROOT, "docs", "operations.md")).read()
+    opts = re.findall(r"^  (--[\w-]+) ", grove("serve", "--help").stdout, re.M)
+    missing = [o for o in opts if o not in ("--config", "--help") and "`%s`" % o not in doc]
+    assert not missing, "options missing from docs/operations.md: %s" % missing
+
+
 def test_version():
     out = grove("version")
     assert out.returncode == 0 and out.stdout.startswith("grove 0.1.0")
