@@ -12,6 +12,7 @@
 
 struct router;
 struct hub;
+struct gate;
 struct metrics;
 
 /* What the platform hands every app. Owned by serve; valid from start to
@@ -19,6 +20,7 @@ struct metrics;
 struct grove_ctx {
   struct store *store;
   struct hub *hub;
+  struct gate *gate;       /* gate_require(ctx->gate, r, scopes, &who) */
   struct metrics *metrics;
   struct router *router;
   const char *version;

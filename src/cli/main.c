@@ -18,6 +18,8 @@ static void usage(FILE *f) {
           "monitoring (matrix) and study notes (notes) in one program.\n\n"
           "verbs:\n"
           "  serve      run the server (grove serve --help lists every option)\n"
+          "  user       add, list, disable users and set passwords (grove user --help)\n"
+          "  key        add, list and revoke API keys for machines (grove key --help)\n"
           "  version    print the version and the libraries in use\n"
           "  help       show this help, or `grove help VERB` for a verb's\n");
 }
@@ -39,6 +41,8 @@ int main(int argc, char **argv) {
   if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
     if (argc > 2 && strcmp(argv[2], "serve") == 0)
       serve_help(stdout);
+    else if (argc > 2 && (strcmp(argv[2], "user") == 0 || strcmp(argv[2], "key") == 0))
+      admin_help(stdout);
     else if (argc > 2 && strcmp(argv[2], "version") == 0)
       printf("usage: grove version\n\nPrints Grove's version and those of its libraries.\n");
     else
@@ -47,6 +51,8 @@ int main(int argc, char **argv) {
   }
   if (strcmp(verb, "serve") == 0)
     return cmd_serve(argc - 2, argv + 2);
+  if (strcmp(verb, "user") == 0 || strcmp(verb, "key") == 0)
+    return cmd_admin(verb, argc - 2, argv + 2);
   if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0)
     return cmd_version();
   fprintf(stderr, "grove: unknown verb '%s'\n\n", verb);

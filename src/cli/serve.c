@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "gate/gate.h"
 #include "hub/hub.h"
 #include "net/http.h"
 #include "net/static.h"
@@ -34,6 +35,7 @@ struct serve_cfg {
   struct http_cfg http;
   struct store_cfg store;
   struct hub_cfg hub;
+  struct gate_cfg gate;
 };
 
 #define MAX_SECTIONS 16
@@ -44,6 +46,7 @@ static size_t sections(struct serve_cfg *c, struct cfg_section *s) {
   s[n++] = (struct cfg_section){"http", http_cfg_opts, http_cfg_nopts, &c->http};
   s[n++] = (struct cfg_section){"store", store_cfg_opts, store_cfg_nopts, &c->store};
   s[n++] = (struct cfg_section){"live", hub_cfg_opts, hub_cfg_nopts, &c->hub};
+  s[n++] = (struct cfg_section){"gate", gate_cfg_opts, gate_cfg_nopts, &c->gate};
   for (size_t i = 0; i < grove_napps && n < MAX_SECTIONS; i++)
     if (grove_apps[i]->nopts)
       s[n++] = (struct cfg_section){grove_apps[i]->name, grove_apps[i]->opts,
@@ -159,6 +162,7 @@ int cmd_serve(int argc, char **argv) {
   struct router *router = NULL;
   struct store *store = NULL;
   struct hub *hub = NULL;
+  struct gate *gate = NULL;
   struct http_server *srv = NULL;
   struct static_root *web = NULL;
   void *states[32] = {0};
@@ -180,7 +184,17 @@ int cmd_serve(int argc, char **argv) {
       goto out;
     }
   }
+  if (store_migrate(store, "gate", gate_migrations, gate_nmigrations, NULL, err, sizeof err)) {
+    log_error(NULL, "cannot migrate database", "app=gate error=\"%s\"", err);
+    goto out;
+  }
   if (record_meta(store))
+    goto out;
+  if (gate_create(&gate, &c.gate, store, metrics, err, sizeof err)) {
+    log_error(NULL, "cannot start the gate", "error=\"%s\"", err);
+    goto out;
+  }
+  if (gate_routes(gate, router))
     goto out;
   struct hooks_arg ha = {0};
   struct http_server_hooks hooks = {on_loop_start, on_loop_stop, &ha};
@@ -194,7 +208,7 @@ int cmd_serve(int argc, char **argv) {
   ha.hub = hub;
   if (static_create(&web, router, c.http.web_root))
     goto out;
-  struct grove_ctx ctx = {store, hub, metrics, router, GROVE_VERSION};
+  struct grove_ctx ctx = {store, hub, gate, metrics, router, GROVE_VERSION};
   for (; started < grove_napps; started++) {
     int e = grove_apps[started]->start(&ctx, &states[started]);
     if (e) {
@@ -225,6 +239,7 @@ out:
   }
   http_server_destroy(srv);
   hub_destroy(hub);
+  gate_destroy(gate);
   static_destroy(web);
   store_close(store);
   router_destroy(router);

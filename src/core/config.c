@@ -54,8 +54,8 @@ int cfg_parse_size(const char *s, uint64_t *out) {
 }
 
 int cfg_parse_ms(const char *s, uint64_t *out) {
-  static const char *const u[] = {"", "ms", "s", "m", "h"};
-  static const uint64_t m[] = {1, 1, 1000, 60000, 3600000};
+  static const char *const u[] = {"", "ms", "s", "m", "h", "d"};
+  static const uint64_t m[] = {1, 1, 1000, 60000, 3600000, 86400000};
   return parse_scaled(s, out, u, m, sizeof m / sizeof m[0]);
 }
 

@@ -8,7 +8,7 @@
  *
  * Values: CFG_STR (strings owned by the config; cfg_release frees them),
  * CFG_INT, CFG_BOOL (true/false/1/0/yes/no/on/off), CFG_SIZE (bytes with an
- * optional k, m or g suffix), CFG_MS (milliseconds; accepts ms, s, m, h). */
+ * optional k, m or g suffix), CFG_MS (milliseconds; accepts ms, s, m, h, d). */
 #ifndef GROVE_CONFIG_H
 #define GROVE_CONFIG_H
 

@@ -87,6 +87,8 @@ long http_query_get(const struct http_req *r, const char *name, int nth,
  * 415 for a wrong content type) and returns NULL: the handler just returns. */
 json_t *http_req_json(struct http_req *r);
 uv_loop_t *http_req_loop(const struct http_req *r);
+/* The client's address as text ("127.0.0.1"); "-" when unknown. */
+void http_req_peer(const struct http_req *r, char *out, size_t n);
 
 /* ---- responses --------------------------------------------------------- */
 
@@ -124,6 +126,10 @@ int router_create(struct router **out, struct metrics *metrics);
 void router_destroy(struct router *r);
 int router_add(struct router *r, const char *method, const char *pattern,
                http_handler fn, void *app);
+/* A hook run on every request before routing (security headers, CORS,
+ * rate limits): it may add headers, or answer and return false to stop. */
+typedef bool (*http_before)(struct http_req *r, void *arg);
+void router_before(struct router *r, http_before fn, void *arg);
 /* Handler for GET/HEAD paths that no route matches (static files). */
 void router_fallback(struct router *r, http_handler fn, void *app);
 /* Visits every route (for the OpenAPI check and --help). */

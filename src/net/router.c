@@ -13,6 +13,8 @@ struct router {
   struct route unmatched, fallback;
   struct metrics *metrics;
   struct metric_family *requests, *latency;
+  http_before before;
+  void *before_arg;
 };
 
 static void param_name(const char *pat, int idx, char *out, size_t outlen);
@@ -105,6 +107,15 @@ int router_add(struct router *rt, const char *method, const char *pattern,
   route_init_metrics(rt, r);
   rt->routes[rt->n++] = r;
   return 0;
+}
+
+void router_before(struct router *rt, http_before fn, void *arg) {
+  rt->before = fn;
+  rt->before_arg = arg;
+}
+
+bool router_run_before(struct router *rt, struct http_req *r) {
+  return rt->before ? rt->before(r, rt->before_arg) : true;
 }
 
 void router_fallback(struct router *rt, http_handler fn, void *app) {

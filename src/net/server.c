@@ -462,6 +462,8 @@ static void dispatch(struct http_conn *c) {
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     goto out;
   }
+  if (!router_run_before(srv->router, r))
+    goto out;
   char allow[128];
   struct route *route = NULL;
   enum route_match m = router_match(srv->router, r->method, hs->route_path.data, r, &route,
@@ -543,6 +545,18 @@ int http_req_defer(struct http_req *r, http_work_fn work, http_done_fn done, voi
   }
   c->works++;
   return 0;
+}
+
+void http_req_peer(const struct http_req *r, char *out, size_t n) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  snprintf(out, n, "-");
+  if (!r->conn || uv_tcp_getpeername(&r->conn->tcp, (struct sockaddr *)&ss, &len) != 0)
+    return;
+  if (ss.ss_family == AF_INET)
+    uv_ip4_name((struct sockaddr_in *)&ss, out, n);
+  else if (ss.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&ss, out, n);
 }
 
 uv_loop_t *http_req_loop(const struct http_req *r) {

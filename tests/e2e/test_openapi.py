@@ -43,5 +43,19 @@ def test_every_route_is_documented():
     assert not stale, "documented routes grove does not serve: %s" % sorted(stale)
 
 
+def test_document_is_valid_yaml():
+    import subprocess
+    path = os.path.join(ROOT, "docs", "api", "openapi.yaml")
+    check = ("import sys, yaml; d = yaml.safe_load(open(sys.argv[1])); "
+             "assert d['openapi'].startswith('3.') and d['paths']")
+    try:
+        import yaml  # noqa: F401
+        python = "python3"
+    except ImportError:
+        python = "/usr/bin/python3"  # Debian's, with python3-yaml from scripts/setup.sh
+    out = subprocess.run([python, "-c", check, path], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+
+
 if __name__ == "__main__":
-    run([test_every_route_is_documented])
+    run([test_every_route_is_documented, test_document_is_valid_yaml])

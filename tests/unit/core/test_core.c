@@ -113,6 +113,7 @@ TEST(config_parsers) {
   CHECK(cfg_parse_size("12q", &v) != 0);
   CHECK(cfg_parse_ms("1.5s", &v) == 0 && v == 1500);
   CHECK(cfg_parse_ms("2m", &v) == 0 && v == 120000);
+  CHECK(cfg_parse_ms("30d", &v) == 0 && v == 2592000000ULL);
   bool b;
   CHECK(cfg_parse_bool("on", &b) == 0 && b);
   CHECK(cfg_parse_bool("No", &b) == 0 && !b);

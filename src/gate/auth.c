@@ -1,0 +1,569 @@
+/* auth.c — users and sessions: POST /auth/register, /auth/login,
+ * /auth/refresh, /auth/logout, GET /auth/me, and the user operations the
+ * CLI shares. Password hashing and the database run on the worker pool. */
+#include <argon2.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "gate/internal.h"
+
+#define PASSWORD_MIN 8
+#define PASSWORD_MAX 1024
+
+/* ---- passwords ----------------------------------------------------------- */
+
+static int hash_password(const struct gate_cfg *cfg, const char *pw, char *out, size_t n) {
+  unsigned char salt[16];
+  char hex[33];
+  rand_hex(hex, sizeof hex);
+  memcpy(salt, hex, 16);
+  uint32_t m = cfg->argon2_memory_kib > 8 ? (uint32_t)cfg->argon2_memory_kib : 19456;
+  uint32_t t = cfg->argon2_passes > 0 ? (uint32_t)cfg->argon2_passes : 2;
+  int rc = argon2id_hash_encoded(t, m, 1, pw, strlen(pw), salt, sizeof salt, 32, out, n);
+  return rc == ARGON2_OK ? 0 : GROVE_ENOMEM;
+}
+
+static bool password_ok(const char *encoded, const char *pw) {
+  return argon2id_verify(encoded, pw, strlen(pw)) == ARGON2_OK;
+}
+
+/* ---- validation ---------------------------------------------------------- */
+
+/* Lower-cases and checks an address: one '@', something either side, no
+ * spaces or controls, at most 254 bytes. */
+static bool email_normalize(const char *in, char *out, size_t n) {
+  size_t len = strlen(in);
+  if (len < 3 || len > 254 || len >= n)
+    return false;
+  int at = -1;
+  for (size_t i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)in[i];
+    if (c <= ' ' || c == 0x7f || c == '"' || c == '<' || c == '>')
+      return false;
+    if (c == '@') {
+      if (at >= 0)
+        return false;
+      at = (int)i;
+    }
+    out[i] = (char)tolower(c);
+  }
+  out[len] = '\0';
+  return at > 0 && (size_t)at < len - 1;
+}
+
+static const char *password_problem(const char *pw) {
+  size_t n = pw ? strlen(pw) : 0;
+  if (n < PASSWORD_MIN)
+    return "password must have at least 8 characters";
+  if (n > PASSWORD_MAX)
+    return "password must have at most 1024 characters";
+  return NULL;
+}
+
+/* ---- shared blocking operations ----------------------------------------- */
+
+int gate_user_create(struct store *st, const struct gate_cfg *cfg, const char *email,
+                     const char *name, const char *password, const char *role, char id[40],
+                     char *err, size_t errlen) {
+  char mail[256];
+  if (!email_normalize(email, mail, sizeof mail)) {
+    snprintf(err, errlen, "'%s' is not an email address", email);
+    return GROVE_EINVAL;
+  }
+  const char *why = password_problem(password);
+  if (why) {
+    snprintf(err, errlen, "%s", why);
+    return GROVE_EINVAL;
+  }
+  if (strcmp(role, "admin") != 0 && strcmp(role, "member") != 0) {
+    snprintf(err, errlen, "role must be admin or member");
+    return GROVE_EINVAL;
+  }
+  char hash[256], now[24], hex[17];
+  if (hash_password(cfg, password, hash, sizeof hash)) {
+    snprintf(err, errlen, "cannot hash the password");
+    return GROVE_ENOMEM;
+  }
+  rand_hex(hex, sizeof hex);
+  snprintf(id, 40, "usr_%s", hex);
+  snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
+  const char *p[] = {id, mail, name ? name : "", hash, role, now};
+  int rc = store_query(st, "INSERT INTO users (id, email, name, password_hash, role, created_at) "
+                           "VALUES ($1, $2, $3, $4, $5, $6)", p, 6, NULL, err, errlen);
+  if (rc == GROVE_EEXIST)
+    snprintf(err, errlen, "a user with email '%s' exists", mail);
+  return rc;
+}
+
+int gate_user_list(struct store *st, json_t **out, char *err, size_t errlen) {
+  struct store_rows *rows;
+  int rc = store_query(st, "SELECT id, email, name, role, disabled, created_at FROM users "
+                           "ORDER BY created_at, id", NULL, 0, &rows, err, errlen);
+  if (rc)
+    return rc;
+  json_t *a = json_array();
+  for (int i = 0; i < rows->nrows; i++)
+    json_array_append_new(
+        a, json_pack("{s:s,s:s,s:s,s:s,s:b,s:I}", "id", store_rows_get(rows, i, "id"), "email",
+                     store_rows_get(rows, i, "email"), "name", store_rows_get(rows, i, "name"),
+                     "role", store_rows_get(rows, i, "role"), "disabled",
+                     atoi(store_rows_get(rows, i, "disabled")) != 0, "created_at",
+                     (json_int_t)atoll(store_rows_get(rows, i, "created_at"))));
+  store_rows_free(rows);
+  *out = a;
+  return 0;
+}
+
+int gate_user_set_password(struct store *st, const struct gate_cfg *cfg, const char *email,
+                           const char *password, char *err, size_t errlen) {
+  const char *why = password_problem(password);
+  if (why) {
+    snprintf(err, errlen, "%s", why);
+    return GROVE_EINVAL;
+  }
+  char mail[256], hash[256];
+  if (!email_normalize(email, mail, sizeof mail)) {
+    snprintf(err, errlen, "'%s' is not an email address", email);
+    return GROVE_EINVAL;
+  }
+  if (hash_password(cfg, password, hash, sizeof hash))
+    return GROVE_ENOMEM;
+  const char *p[] = {hash, mail};
+  struct store_rows *rows;
+  int rc = store_query(st, "UPDATE users SET password_hash = $1 WHERE email = $2", p, 2, &rows,
+                       err, errlen);
+  if (!rc && rows->changes == 0) {
+    snprintf(err, errlen, "no user with email '%s'", mail);
+    rc = GROVE_ENOENT;
+  }
+  store_rows_free(rows);
+  if (!rc) { /* a new password ends every session */
+    const char *q[] = {now_text(), mail};
+    store_query(st, "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND "
+                    "user_id = (SELECT id FROM users WHERE email = $2)", q, 2, NULL, err, errlen);
+  }
+  return rc;
+}
+
+int gate_user_set_disabled(struct store *st, const char *email, bool disabled, char *err,
+                           size_t errlen) {
+  char mail[256];
+  if (!email_normalize(email, mail, sizeof mail)) {
+    snprintf(err, errlen, "'%s' is not an email address", email);
+    return GROVE_EINVAL;
+  }
+  const char *p[] = {disabled ? "1" : "0", mail};
+  struct store_rows *rows;
+  int rc = store_query(st, "UPDATE users SET disabled = $1 WHERE email = $2", p, 2, &rows, err,
+                       errlen);
+  if (!rc && rows->changes == 0) {
+    snprintf(err, errlen, "no user with email '%s'", mail);
+    rc = GROVE_ENOENT;
+  }
+  store_rows_free(rows);
+  return rc;
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+struct auth_job {
+  struct gate *g;
+  enum { REGISTER, LOGIN, REFRESH, LOGOUT } kind;
+  char email[256], name[256], password[PASSWORD_MAX + 1], token[160];
+  char ip[64], rid[24];
+  /* results */
+  int status;
+  const char *code;
+  char message[300];
+  char user_id[40], role[16], sid[40], refresh[160], access[1024], mail_out[256], name_out[256];
+};
+
+static void fail(struct auth_job *j, int status, const char *code, const char *msg) {
+  j->status = status;
+  j->code = code;
+  snprintf(j->message, sizeof j->message, "%s", msg);
+}
+
+/* Adds a refresh token to family j->sid (a new family when empty) and signs
+ * an access token. */
+static int issue(struct auth_job *j) {
+  struct gate *g = j->g;
+  char hex[49], hash[65], now[24], exp[24], err[256];
+  if (!j->sid[0]) {
+    char s[25];
+    rand_hex(s, sizeof s);
+    snprintf(j->sid, sizeof j->sid, "ses_%s", s);
+  }
+  rand_hex(hex, sizeof hex);
+  snprintf(j->refresh, sizeof j->refresh, "grt_%s", hex);
+  sha256_hex(j->refresh, strlen(j->refresh), hash);
+  uint64_t t = clock_wall_ms();
+  snprintf(now, sizeof now, "%llu", (unsigned long long)t);
+  snprintf(exp, sizeof exp, "%llu", (unsigned long long)(t + g->cfg.refresh_ttl_ms));
+  const char *p[] = {hash, j->sid, j->user_id, now, exp};
+  int rc = store_query(g->store, "INSERT INTO refresh_tokens (hash, family, user_id, created_at, "
+                                 "expires_at) VALUES ($1, $2, $3, $4, $5)", p, 5, NULL, err,
+                       sizeof err);
+  if (!rc)
+    rc = gate_sign_access(g, j->user_id, j->role, j->sid, j->access, sizeof j->access);
+  if (rc) {
+    log_error(j->rid, "cannot start a session", "error=\"%s\"", err);
+    fail(j, 503, "STORE_UNAVAILABLE", "cannot start a session now; try again");
+  }
+  return rc;
+}
+
+static void do_register(struct auth_job *j) {
+  char err[256];
+  int rc = gate_user_create(j->g->store, &j->g->cfg, j->email, j->name, j->password, "member",
+                            j->user_id, err, sizeof err);
+  if (rc == GROVE_EEXIST) {
+    fail(j, 409, "EMAIL_TAKEN", "a user with this email exists");
+  } else if (rc == GROVE_EINVAL) {
+    fail(j, 400, "INVALID_INPUT", err);
+  } else if (rc) {
+    log_error(j->rid, "cannot register user", "error=\"%s\"", err);
+    fail(j, 503, "STORE_UNAVAILABLE", "cannot register now; try again");
+  } else {
+    email_normalize(j->email, j->mail_out, sizeof j->mail_out);
+    snprintf(j->name_out, sizeof j->name_out, "%s", j->name);
+    snprintf(j->role, sizeof j->role, "member");
+    if (!issue(j))
+      j->status = 201;
+  }
+  gate_audit(j->g->store, j->status == 201 ? j->user_id : "-", "user.register", j->mail_out[0] ? j->mail_out : "-",
+             j->status == 201 ? "ok" : j->code, j->ip, j->rid);
+}
+
+static void do_login(struct auth_job *j) {
+  char mail[256], err[256];
+  struct store_rows *rows = NULL;
+  bool valid = email_normalize(j->email, mail, sizeof mail);
+  const char *p[] = {mail};
+  int rc = valid ? store_query(j->g->store, "SELECT id, name, role, disabled, password_hash FROM "
+                                            "users WHERE email = $1", p, 1, &rows, err, sizeof err)
+                 : 0;
+  if (rc) {
+    log_error(j->rid, "cannot look up user", "error=\"%s\"", err);
+    fail(j, 503, "STORE_UNAVAILABLE", "cannot sign in now; try again");
+    goto out;
+  }
+  const char *hash = rows ? store_rows_get(rows, 0, "password_hash") : NULL;
+  if (!hash) {
+    /* the same work as for a real user, so timing tells nothing */
+    char dummy[256];
+    hash_password(&j->g->cfg, j->password, dummy, sizeof dummy);
+    fail(j, 401, "INVALID_CREDENTIALS", "email or password is wrong");
+    goto out;
+  }
+  if (!password_ok(hash, j->password)) {
+    fail(j, 401, "INVALID_CREDENTIALS", "email or password is wrong");
+    goto out;
+  }
+  snprintf(j->user_id, sizeof j->user_id, "%s", store_rows_get(rows, 0, "id"));
+  if (atoi(store_rows_get(rows, 0, "disabled"))) {
+    fail(j, 403, "USER_DISABLED", "this account is disabled");
+    goto out;
+  }
+  snprintf(j->role, sizeof j->role, "%s", store_rows_get(rows, 0, "role"));
+  snprintf(j->name_out, sizeof j->name_out, "%s", store_rows_get(rows, 0, "name"));
+  snprintf(j->mail_out, sizeof j->mail_out, "%s", mail);
+  if (!issue(j))
+    j->status = 200;
+out:
+  store_rows_free(rows);
+  gate_audit(j->g->store, j->user_id[0] ? j->user_id : "-", "user.login", valid ? mail : "-",
+             j->status == 200 ? "ok" : j->code, j->ip, j->rid);
+}
+
+static void revoke_family(struct gate *g, const char *family) {
+  char err[256];
+  const char *p[] = {now_text(), family};
+  store_query(g->store, "UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND "
+                        "revoked_at IS NULL", p, 2, NULL, err, sizeof err);
+  gate_reload(g); /* this instance refuses the session's access tokens at once */
+}
+
+static void do_refresh(struct auth_job *j) {
+  char hash[65], err[256];
+  struct store_rows *rows = NULL;
+  sha256_hex(j->token, strlen(j->token), hash);
+  const char *p[] = {hash};
+  int rc = store_query(j->g->store,
+                       "SELECT t.family, t.user_id, t.expires_at, t.used_at, t.revoked_at, "
+                       "u.role, u.disabled, u.email, u.name FROM refresh_tokens t "
+                       "JOIN users u ON u.id = t.user_id WHERE t.hash = $1",
+                       p, 1, &rows, err, sizeof err);
+  if (rc) {
+    fail(j, 503, "STORE_UNAVAILABLE", "cannot refresh now; try again");
+    goto out;
+  }
+  if (rows->nrows == 0) {
+    fail(j, 401, "INVALID_TOKEN", "refresh token is not valid");
+    goto out;
+  }
+  snprintf(j->sid, sizeof j->sid, "%s", store_rows_get(rows, 0, "family"));
+  snprintf(j->user_id, sizeof j->user_id, "%s", store_rows_get(rows, 0, "user_id"));
+  if (store_rows_get(rows, 0, "revoked_at")) {
+    fail(j, 401, "TOKEN_REVOKED", "this session has ended; sign in again");
+    goto out;
+  }
+  if (store_rows_get(rows, 0, "used_at")) {
+    /* A token already exchanged is back: it was stolen, or a client is
+     * confused. Either way the session cannot be trusted. */
+    revoke_family(j->g, j->sid);
+    log_warn(j->rid, "refresh token reused, session revoked", "session=%s user=%s", j->sid,
+             j->user_id);
+    fail(j, 401, "TOKEN_REUSED", "refresh token was already used; the session is revoked");
+    goto out;
+  }
+  if ((uint64_t)atoll(store_rows_get(rows, 0, "expires_at")) <= clock_wall_ms()) {
+    fail(j, 401, "TOKEN_EXPIRED", "refresh token has expired; sign in again");
+    goto out;
+  }
+  if (atoi(store_rows_get(rows, 0, "disabled"))) {
+    fail(j, 403, "USER_DISABLED", "this account is disabled");
+    goto out;
+  }
+  /* one use: only the request that flips used_at may go on */
+  const char *q[] = {now_text(), hash};
+  struct store_rows *upd = NULL;
+  rc = store_query(j->g->store, "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND "
+                                "used_at IS NULL", q, 2, &upd, err, sizeof err);
+  long long changed = upd ? upd->changes : 0;
+  store_rows_free(upd);
+  if (rc || changed != 1) {
+    if (!rc)
+      revoke_family(j->g, j->sid);
+    fail(j, 401, "TOKEN_REUSED", "refresh token was already used; the session is revoked");
+    goto out;
+  }
+  snprintf(j->role, sizeof j->role, "%s", store_rows_get(rows, 0, "role"));
+  snprintf(j->mail_out, sizeof j->mail_out, "%s", store_rows_get(rows, 0, "email"));
+  snprintf(j->name_out, sizeof j->name_out, "%s", store_rows_get(rows, 0, "name"));
+  if (!issue(j))
+    j->status = 200;
+out:
+  store_rows_free(rows);
+  gate_audit(j->g->store, j->user_id[0] ? j->user_id : "-", "session.refresh",
+             j->sid[0] ? j->sid : "-", j->status == 200 ? "ok" : j->code, j->ip, j->rid);
+}
+
+static void do_logout(struct auth_job *j) {
+  if (j->token[0]) {
+    char hash[65], err[256];
+    struct store_rows *rows = NULL;
+    sha256_hex(j->token, strlen(j->token), hash);
+    const char *p[] = {hash};
+    if (store_query(j->g->store, "SELECT family, user_id FROM refresh_tokens WHERE hash = $1", p,
+                    1, &rows, err, sizeof err) == 0 && rows->nrows == 1) {
+      snprintf(j->sid, sizeof j->sid, "%s", store_rows_get(rows, 0, "family"));
+      snprintf(j->user_id, sizeof j->user_id, "%s", store_rows_get(rows, 0, "user_id"));
+    }
+    store_rows_free(rows);
+  }
+  if (!j->sid[0]) {
+    fail(j, 401, "INVALID_TOKEN", "give the session's refresh token or access token");
+  } else {
+    revoke_family(j->g, j->sid);
+    j->status = 200;
+  }
+  gate_audit(j->g->store, j->user_id[0] ? j->user_id : "-", "session.logout",
+             j->sid[0] ? j->sid : "-", j->status == 200 ? "ok" : j->code, j->ip, j->rid);
+}
+
+static void auth_work(void *arg) {
+  struct auth_job *j = arg;
+  switch (j->kind) {
+  case REGISTER: do_register(j); break;
+  case LOGIN: do_login(j); break;
+  case REFRESH: do_refresh(j); break;
+  case LOGOUT: do_logout(j); break;
+  }
+  explicit_bzero(j->password, sizeof j->password);
+}
+
+static void auth_done(struct http_req *r, void *arg) {
+  struct auth_job *j = arg;
+  if (r->conn) {
+    if (j->status >= 400) {
+      http_reply_error(r, j->status, j->code, j->message, NULL);
+    } else if (j->kind == LOGOUT) {
+      http_reply_data(r, 200, json_pack("{s:b,s:s}", "revoked", 1, "session", j->sid), NULL);
+    } else {
+      http_res_header(r, "Cache-Control", "no-store");
+      json_t *d = json_pack("{s:{s:s,s:s,s:s,s:s},s:s,s:s,s:s,s:I}", "user", "id", j->user_id,
+                            "email", j->mail_out, "name", j->name_out, "role", j->role,
+                            "access_token", j->access, "refresh_token", j->refresh,
+                            "token_type", "Bearer", "expires_in",
+                            (json_int_t)(j->g->cfg.access_ttl_ms / 1000));
+      http_reply_data(r, j->status, d, NULL);
+    }
+  }
+  explicit_bzero(j, sizeof *j);
+  free(j);
+}
+
+/* Copies a string field of the body; false (after answering 400) when it
+ * is missing but required, not a string, or too long. */
+static bool field(struct http_req *r, json_t *body, const char *name, bool required, char *out,
+                  size_t n) {
+  json_t *v = json_object_get(body, name);
+  if (!v && !required) {
+    out[0] = '\0';
+    return true;
+  }
+  const char *s = json_string_value(v);
+  if (!s || strlen(s) >= n) {
+    char msg[96];
+    snprintf(msg, sizeof msg, "'%s' must be a string of at most %zu characters", name, n - 1);
+    http_reply_error(r, 400, "INVALID_INPUT", msg, json_pack("{s:s}", "field", name));
+    return false;
+  }
+  snprintf(out, n, "%s", s);
+  return true;
+}
+
+static void start(struct http_req *r, struct auth_job *j) {
+  j->g = r->app;
+  http_req_peer(r, j->ip, sizeof j->ip);
+  memcpy(j->rid, r->id, sizeof j->rid);
+  if (http_req_defer(r, auth_work, auth_done, j)) {
+    explicit_bzero(j, sizeof *j);
+    free(j);
+    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
+  }
+}
+
+static struct auth_job *job_from_body(struct http_req *r, json_t **body) {
+  *body = gate_body(r);
+  if (!*body)
+    return NULL;
+  struct auth_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_decref(*body);
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+  }
+  return j;
+}
+
+static void handle_register(struct http_req *r) {
+  struct gate *g = r->app;
+  if (!g->cfg.registration) {
+    http_reply_error(r, 403, "REGISTRATION_CLOSED", "registration is closed; ask an admin", NULL);
+    return;
+  }
+  json_t *b;
+  struct auth_job *j = job_from_body(r, &b);
+  if (!j)
+    return;
+  j->kind = REGISTER;
+  bool ok = field(r, b, "email", true, j->email, sizeof j->email) &&
+            field(r, b, "password", true, j->password, sizeof j->password) &&
+            field(r, b, "name", false, j->name, 201);
+  json_decref(b);
+  char mail[256];
+  const char *why = ok ? password_problem(j->password) : NULL;
+  if (ok && !email_normalize(j->email, mail, sizeof mail))
+    why = "email is not an email address";
+  if (ok && why)
+    http_reply_error(r, 400, "INVALID_INPUT", why, NULL);
+  if (!ok || why) {
+    explicit_bzero(j, sizeof *j);
+    free(j);
+    return;
+  }
+  start(r, j);
+}
+
+static void handle_login(struct http_req *r) {
+  json_t *b;
+  struct auth_job *j = job_from_body(r, &b);
+  if (!j)
+    return;
+  j->kind = LOGIN;
+  bool ok = field(r, b, "email", true, j->email, sizeof j->email) &&
+            field(r, b, "password", true, j->password, sizeof j->password);
+  json_decref(b);
+  if (!ok) {
+    explicit_bzero(j, sizeof *j);
+    free(j);
+    return;
+  }
+  start(r, j);
+}
+
+static void handle_refresh(struct http_req *r) {
+  json_t *b;
+  struct auth_job *j = job_from_body(r, &b);
+  if (!j)
+    return;
+  j->kind = REFRESH;
+  bool ok = field(r, b, "refresh_token", true, j->token, sizeof j->token);
+  json_decref(b);
+  if (!ok) {
+    free(j);
+    return;
+  }
+  start(r, j);
+}
+
+static void handle_logout(struct http_req *r) {
+  struct gate *g = r->app;
+  struct auth_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return;
+  }
+  j->kind = LOGOUT;
+  if (r->body_len) {
+    json_t *b = gate_body(r);
+    if (!b) {
+      free(j);
+      return;
+    }
+    bool ok = field(r, b, "refresh_token", false, j->token, sizeof j->token);
+    json_decref(b);
+    if (!ok) {
+      free(j);
+      return;
+    }
+  }
+  struct gate_principal who;
+  if (!j->token[0] && gate_identify(g, r, &who) == 0 && who.user) {
+    snprintf(j->sid, sizeof j->sid, "%s", who.sid);
+    snprintf(j->user_id, sizeof j->user_id, "%s", who.id);
+  }
+  start(r, j);
+}
+
+static void handle_me(struct http_req *r) {
+  struct gate_principal who;
+  if (!gate_require(r->app, r, 0, &who))
+    return;
+  char scopes[32];
+  gate_scopes_format(who.scopes, scopes, sizeof scopes);
+  json_t *d = json_pack("{s:s,s:s,s:s,s:s}", "kind", who.user ? "user" : "api_key", "id", who.id,
+                        "role", who.role, "scopes", scopes);
+  if (who.user)
+    json_object_set_new(d, "session", json_string(who.sid));
+  http_reply_data(r, 200, d, NULL);
+}
+
+int gate_auth_routes(struct gate *g, struct router *r) {
+  int rc = router_add(r, "POST", "/auth/register", handle_register, g);
+  if (!rc)
+    rc = router_add(r, "POST", "/auth/login", handle_login, g);
+  if (!rc)
+    rc = router_add(r, "POST", "/auth/refresh", handle_refresh, g);
+  if (!rc)
+    rc = router_add(r, "POST", "/auth/logout", handle_logout, g);
+  if (!rc)
+    rc = router_add(r, "GET", "/auth/me", handle_me, g);
+  return rc;
+}

@@ -1,0 +1,482 @@
+/* gate.c — identity on the event loop: JWT checks, the credential view
+ * and its reloads, security and CORS headers. */
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "gate/internal.h"
+#include "gate/jwt.h"
+
+#define O(name, type, field, def, help) {name, type, offsetof(struct gate_cfg, field), def, help}
+const struct cfg_opt gate_cfg_opts[] = {
+    O("jwt-secret", CFG_STR, jwt_secret, "", "key that signs access tokens (empty: one is made and kept in the database)"),
+    O("access-ttl", CFG_MS, access_ttl_ms, "15m", "lifetime of an access token"),
+    O("refresh-ttl", CFG_MS, refresh_ttl_ms, "30d", "lifetime of a refresh token (and of a session left unused)"),
+    O("registration", CFG_BOOL, registration, "true", "let anyone register with POST /auth/register"),
+    O("cors-origins", CFG_STR, cors_origins, "", "origins allowed to call the API from a browser: comma-separated, * for any, empty for none"),
+    O("gate-refresh", CFG_MS, refresh_ms, "2s", "how often API keys, disabled users and revoked sessions are reloaded"),
+    O("argon2-memory", CFG_INT, argon2_memory_kib, "19456", "argon2id memory per password hash, KiB"),
+    O("argon2-passes", CFG_INT, argon2_passes, "2", "argon2id passes per password hash"),
+};
+#undef O
+const size_t gate_cfg_nopts = ARRAY_LEN(gate_cfg_opts);
+
+const struct store_migration gate_migrations[] = {
+    {1, "users",
+     "CREATE TABLE users (id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE,"
+     " name TEXT NOT NULL DEFAULT '', password_hash TEXT NOT NULL, role TEXT NOT NULL,"
+     " disabled INTEGER NOT NULL DEFAULT 0, created_at BIGINT NOT NULL)",
+     NULL},
+    {2, "refresh_tokens",
+     "CREATE TABLE refresh_tokens (hash TEXT PRIMARY KEY, family TEXT NOT NULL,"
+     " user_id TEXT NOT NULL REFERENCES users(id), created_at BIGINT NOT NULL,"
+     " expires_at BIGINT NOT NULL, used_at BIGINT, revoked_at BIGINT);"
+     "CREATE INDEX refresh_tokens_family ON refresh_tokens (family);"
+     "CREATE INDEX refresh_tokens_revoked ON refresh_tokens (revoked_at)",
+     NULL},
+    {3, "api_keys",
+     "CREATE TABLE api_keys (id TEXT PRIMARY KEY, name TEXT NOT NULL, prefix TEXT NOT NULL,"
+     " hash TEXT NOT NULL UNIQUE, scopes TEXT NOT NULL, created_by TEXT NOT NULL,"
+     " created_at BIGINT NOT NULL, last_used_at BIGINT, revoked_at BIGINT)",
+     NULL},
+    {4, "audit_log",
+     "CREATE TABLE audit_log (id INTEGER PRIMARY KEY AUTOINCREMENT, at BIGINT NOT NULL,"
+     " actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL,"
+     " ip TEXT NOT NULL, request_id TEXT NOT NULL)",
+     "CREATE TABLE audit_log (id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL,"
+     " actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL,"
+     " ip TEXT NOT NULL, request_id TEXT NOT NULL)"},
+};
+const size_t gate_nmigrations = ARRAY_LEN(gate_migrations);
+
+void sha256_hex(const void *data, size_t n, char out[65]) {
+  static const char hex[] = "0123456789abcdef";
+  unsigned char d[32];
+  SHA256(data, n, d);
+  for (int i = 0; i < 32; i++) {
+    out[2 * i] = hex[d[i] >> 4];
+    out[2 * i + 1] = hex[d[i] & 15];
+  }
+  out[64] = '\0';
+}
+
+const char *now_text(void) {
+  static _Thread_local char buf[24];
+  snprintf(buf, sizeof buf, "%llu", (unsigned long long)clock_wall_ms());
+  return buf;
+}
+
+/* ---- scopes -------------------------------------------------------------- */
+
+unsigned gate_scopes_parse(const char *csv) {
+  unsigned s = 0;
+  const char *p = csv;
+  while (p && *p) {
+    const char *e = strchrnul(p, ',');
+    size_t n = (size_t)(e - p);
+    while (n && *p == ' ')
+      p++, n--;
+    if (n == 4 && strncmp(p, "read", 4) == 0)
+      s |= GATE_READ;
+    else if (n == 5 && strncmp(p, "write", 5) == 0)
+      s |= GATE_WRITE;
+    else if (n == 5 && strncmp(p, "admin", 5) == 0)
+      s |= GATE_ADMIN;
+    else
+      return 0;
+    p = *e ? e + 1 : e;
+  }
+  return s;
+}
+
+void gate_scopes_format(unsigned s, char *out, size_t n) {
+  snprintf(out, n, "%s%s%s%s%s", s & GATE_READ ? "read" : "",
+           (s & GATE_READ) && (s & (GATE_WRITE | GATE_ADMIN)) ? "," : "",
+           s & GATE_WRITE ? "write" : "", (s & GATE_WRITE) && (s & GATE_ADMIN) ? "," : "",
+           s & GATE_ADMIN ? "admin" : "");
+}
+
+static unsigned role_scopes(const char *role) {
+  if (strcmp(role, "admin") == 0)
+    return GATE_READ | GATE_WRITE | GATE_ADMIN;
+  if (strcmp(role, "member") == 0)
+    return GATE_READ | GATE_WRITE;
+  return 0;
+}
+
+/* ---- the view ------------------------------------------------------------ */
+
+static void view_free(struct gate_view *v) {
+  if (!v)
+    return;
+  const char *k;
+  void *val;
+  for (size_t it = 0; map_next(&v->keys, &it, &k, &val);)
+    free(val);
+  map_release(&v->keys);
+  map_release(&v->disabled);
+  map_release(&v->revoked);
+  free(v);
+}
+
+static void flush_used(struct gate *g) {
+  pthread_mutex_lock(&g->lock);
+  struct map used = g->used;
+  map_init(&g->used);
+  pthread_mutex_unlock(&g->lock);
+  const char *id;
+  void *when;
+  for (size_t it = 0; map_next(&used, &it, &id, &when);) {
+    char ms[24], err[128];
+    snprintf(ms, sizeof ms, "%llu", (unsigned long long)(uintptr_t)when);
+    const char *p[] = {ms, id};
+    store_query(g->store, "UPDATE api_keys SET last_used_at = $1 WHERE id = $2", p, 2, NULL,
+                err, sizeof err);
+  }
+  map_release(&used);
+}
+
+int gate_reload(struct gate *g) {
+  struct gate_view *v = calloc(1, sizeof *v);
+  if (!v)
+    return GROVE_ENOMEM;
+  map_init(&v->keys);
+  map_init(&v->disabled);
+  map_init(&v->revoked);
+  char err[256], since[24];
+  struct store_rows *rows = NULL;
+  int rc = store_query(g->store, "SELECT id, hash, scopes FROM api_keys WHERE revoked_at IS NULL",
+                       NULL, 0, &rows, err, sizeof err);
+  for (int i = 0; !rc && i < rows->nrows; i++) {
+    struct key_rec *k = calloc(1, sizeof *k);
+    if (!k) {
+      rc = GROVE_ENOMEM;
+      break;
+    }
+    snprintf(k->id, sizeof k->id, "%s", store_rows_get(rows, i, "id"));
+    k->scopes = gate_scopes_parse(store_rows_get(rows, i, "scopes"));
+    if (map_put(&v->keys, store_rows_get(rows, i, "hash"), k, NULL)) {
+      free(k);
+      rc = GROVE_ENOMEM;
+    }
+  }
+  store_rows_free(rows);
+  rows = NULL;
+  if (!rc)
+    rc = store_query(g->store, "SELECT id FROM users WHERE disabled <> 0", NULL, 0, &rows, err,
+                     sizeof err);
+  for (int i = 0; !rc && i < rows->nrows; i++)
+    map_put(&v->disabled, store_rows_get(rows, i, "id"), (void *)1, NULL);
+  store_rows_free(rows);
+  rows = NULL;
+  /* sessions revoked while one of their access tokens may still be alive */
+  snprintf(since, sizeof since, "%llu",
+           (unsigned long long)(clock_wall_ms() - g->cfg.access_ttl_ms - 60000));
+  const char *p[] = {since};
+  if (!rc)
+    rc = store_query(g->store, "SELECT DISTINCT family FROM refresh_tokens WHERE revoked_at > $1",
+                     p, 1, &rows, err, sizeof err);
+  for (int i = 0; !rc && i < rows->nrows; i++)
+    map_put(&v->revoked, store_rows_get(rows, i, "family"), (void *)1, NULL);
+  store_rows_free(rows);
+  if (rc) {
+    log_warn(NULL, "cannot reload credentials; keeping the last view", "error=\"%s\"", err);
+    view_free(v);
+    return rc;
+  }
+  pthread_mutex_lock(&g->lock);
+  struct gate_view *old = g->view;
+  g->view = v;
+  pthread_mutex_unlock(&g->lock);
+  view_free(old);
+  return 0;
+}
+
+static void *reload_thread(void *arg) {
+  struct gate *g = arg;
+  pthread_mutex_lock(&g->lock);
+  while (!g->stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (g->cfg.refresh_ms % 1000) * 1000000ULL;
+    ts.tv_sec += (time_t)(g->cfg.refresh_ms / 1000 + ns / 1000000000ULL);
+    ts.tv_nsec = (long)(ns % 1000000000ULL);
+    if (!g->reload_now)
+      pthread_cond_timedwait(&g->wake, &g->lock, &ts);
+    if (g->stop)
+      break;
+    g->reload_now = false;
+    pthread_mutex_unlock(&g->lock);
+    flush_used(g);
+    gate_reload(g);
+    pthread_mutex_lock(&g->lock);
+  }
+  pthread_mutex_unlock(&g->lock);
+  return NULL;
+}
+
+/* ---- identity ------------------------------------------------------------ */
+
+int gate_sign_access(struct gate *g, const char *user, const char *role, const char *sid,
+                     char *out, size_t n) {
+  struct jwt_claims c = {0};
+  snprintf(c.sub, sizeof c.sub, "%s", user);
+  snprintf(c.role, sizeof c.role, "%s", role);
+  snprintf(c.sid, sizeof c.sid, "%s", sid);
+  c.iat = (int64_t)(clock_wall_ms() / 1000);
+  c.exp = c.iat + (int64_t)(g->cfg.access_ttl_ms / 1000);
+  return jwt_sign(g->key, sizeof g->key, &c, out, n) < 0 ? GROVE_ETOOBIG : 0;
+}
+
+static const char *bearer(struct http_req *r) {
+  const char *a = http_header_get(r, "authorization");
+  if (a && strncasecmp(a, "Bearer ", 7) == 0) {
+    a += 7;
+    while (*a == ' ')
+      a++;
+    return a;
+  }
+  return http_header_get(r, "x-api-key");
+}
+
+int gate_identify(struct gate *g, struct http_req *r, struct gate_principal *out) {
+  memset(out, 0, sizeof *out);
+  const char *cred = bearer(r);
+  if (!cred || !*cred)
+    return GROVE_EPERM;
+  int rc = GROVE_EPERM;
+  if (strncmp(cred, "grv_", 4) == 0) {
+    char h[65];
+    sha256_hex(cred, strlen(cred), h);
+    pthread_mutex_lock(&g->lock);
+    struct key_rec *k = g->view ? map_get(&g->view->keys, h) : NULL;
+    if (k) {
+      out->user = false;
+      snprintf(out->id, sizeof out->id, "%s", k->id);
+      snprintf(out->role, sizeof out->role, "key");
+      out->scopes = k->scopes;
+      map_put(&g->used, k->id, (void *)(uintptr_t)clock_wall_ms(), NULL);
+      rc = 0;
+    }
+    pthread_mutex_unlock(&g->lock);
+  } else {
+    struct jwt_claims c;
+    if (jwt_verify(g->key, sizeof g->key, cred, (int64_t)(clock_wall_ms() / 1000), &c) == JWT_OK) {
+      pthread_mutex_lock(&g->lock);
+      bool bad = g->view && (map_get(&g->view->disabled, c.sub) || map_get(&g->view->revoked, c.sid));
+      pthread_mutex_unlock(&g->lock);
+      if (!bad) {
+        out->user = true;
+        snprintf(out->id, sizeof out->id, "%s", c.sub);
+        snprintf(out->role, sizeof out->role, "%s", c.role);
+        snprintf(out->sid, sizeof out->sid, "%s", c.sid);
+        out->scopes = role_scopes(c.role);
+        rc = 0;
+      }
+    }
+  }
+  metric_add(rc ? g->auth_fail : g->auth_ok, 1);
+  return rc;
+}
+
+bool gate_require(struct gate *g, struct http_req *r, unsigned scopes,
+                  struct gate_principal *out) {
+  struct gate_principal tmp;
+  if (!out)
+    out = &tmp;
+  if (gate_identify(g, r, out)) {
+    http_res_header(r, "WWW-Authenticate", "Bearer");
+    http_reply_error(r, 401, "UNAUTHORIZED",
+                     bearer(r) ? "credential is not valid, expired or revoked"
+                               : "sign in or send an API key: Authorization: Bearer …",
+                     NULL);
+    return false;
+  }
+  if ((out->scopes & scopes) != scopes) {
+    char need[32];
+    gate_scopes_format(scopes, need, sizeof need);
+    http_reply_error(r, 403, "FORBIDDEN", "credential lacks a scope this route needs",
+                     json_pack("{s:s}", "needs", need));
+    return false;
+  }
+  return true;
+}
+
+json_t *gate_body(struct http_req *r) { return http_req_json(r); }
+
+/* ---- headers on every answer --------------------------------------------- */
+
+static bool origin_allowed(struct gate *g, const char *origin) {
+  if (g->cors_any)
+    return true;
+  for (char **o = g->cors; o && *o; o++)
+    if (strcmp(*o, origin) == 0)
+      return true;
+  return false;
+}
+
+static bool before(struct http_req *r, void *arg) {
+  struct gate *g = arg;
+  http_res_header(r, "X-Content-Type-Options", "nosniff");
+  http_res_header(r, "X-Frame-Options", "DENY");
+  http_res_header(r, "Referrer-Policy", "no-referrer");
+  http_res_header(r, "Content-Security-Policy",
+                  "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+                  "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'");
+  const char *origin = http_header_get(r, "origin");
+  if (!origin || !origin_allowed(g, origin))
+    return true; /* no CORS headers: the browser keeps the answer from the page */
+  http_res_header(r, "Access-Control-Allow-Origin", g->cors_any ? "*" : origin);
+  http_res_header(r, "Vary", "Origin");
+  http_res_header(r, "Access-Control-Expose-Headers",
+                  "X-Request-Id, Retry-After, RateLimit, RateLimit-Policy");
+  if (strcmp(r->method, "OPTIONS") == 0 && http_header_get(r, "access-control-request-method")) {
+    http_res_header(r, "Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS");
+    http_res_header(r, "Access-Control-Allow-Headers",
+                    "Authorization, Content-Type, X-API-Key, X-Request-Id, Last-Event-ID");
+    http_res_header(r, "Access-Control-Max-Age", "600");
+    http_reply(r, 204, NULL, NULL, 0);
+    return false;
+  }
+  return true;
+}
+
+/* ---- life ---------------------------------------------------------------- */
+
+static int load_signing_key(struct gate *g, char *err, size_t errlen) {
+  if (g->cfg.jwt_secret && *g->cfg.jwt_secret) {
+    if (strlen(g->cfg.jwt_secret) < 32) {
+      snprintf(err, errlen, "--jwt-secret must be at least 32 characters");
+      return GROVE_ECONFIG;
+    }
+    SHA256((const unsigned char *)g->cfg.jwt_secret, strlen(g->cfg.jwt_secret), g->key);
+    return 0;
+  }
+  /* one key for every instance sharing the database: the first makes it */
+  char fresh[65];
+  rand_hex(fresh, sizeof fresh);
+  const char *p[] = {"jwt_key", fresh};
+  int rc = store_query(g->store, "INSERT INTO grove_meta (key, value) VALUES ($1, $2) "
+                                 "ON CONFLICT (key) DO NOTHING", p, 2, NULL, err, errlen);
+  struct store_rows *rows = NULL;
+  if (!rc)
+    rc = store_query(g->store, "SELECT value FROM grove_meta WHERE key = 'jwt_key'", NULL, 0,
+                     &rows, err, errlen);
+  const char *v = rows ? store_rows_get(rows, 0, "value") : NULL;
+  if (!rc && (!v || strlen(v) != 64)) {
+    snprintf(err, errlen, "signing key in grove_meta is malformed");
+    rc = GROVE_ESTORE;
+  }
+  if (!rc)
+    SHA256((const unsigned char *)v, 64, g->key);
+  store_rows_free(rows);
+  return rc;
+}
+
+static int parse_origins(struct gate *g) {
+  const char *s = g->cfg.cors_origins ? g->cfg.cors_origins : "";
+  if (strcmp(s, "*") == 0) {
+    g->cors_any = true;
+    return 0;
+  }
+  size_t n = 1;
+  for (const char *p = s; *p; p++)
+    n += *p == ',';
+  g->cors = calloc(n + 1, sizeof *g->cors);
+  if (!g->cors)
+    return GROVE_ENOMEM;
+  size_t i = 0;
+  for (const char *p = s; *p;) {
+    const char *e = strchrnul(p, ',');
+    while (*p == ' ')
+      p++;
+    size_t len = (size_t)(e - p);
+    while (len && p[len - 1] == ' ')
+      len--;
+    if (len && !(g->cors[i++] = strndup(p, len)))
+      return GROVE_ENOMEM;
+    p = *e ? e + 1 : e;
+  }
+  return 0;
+}
+
+int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
+                struct metrics *m, char *err, size_t errlen) {
+  struct gate *g = calloc(1, sizeof *g);
+  if (!g)
+    return GROVE_ENOMEM;
+  g->cfg = *cfg;
+  g->cfg.jwt_secret = NULL;
+  g->cfg.cors_origins = NULL;
+  g->store = st;
+  pthread_mutex_init(&g->lock, NULL);
+  pthread_cond_init(&g->wake, NULL);
+  map_init(&g->used);
+  g->cfg.cors_origins = cfg->cors_origins;
+  g->cfg.jwt_secret = cfg->jwt_secret;
+  int rc = load_signing_key(g, err, errlen);
+  if (!rc)
+    rc = parse_origins(g);
+  if (!rc && (rc = gate_reload(g)))
+    snprintf(err, errlen, "cannot load credentials");
+  g->cfg.jwt_secret = NULL;   /* not kept: the config owns it */
+  g->cfg.cors_origins = NULL;
+  if (rc) {
+    gate_destroy(g);
+    return rc;
+  }
+  if (m) {
+    struct metric_family *f = metrics_family(m, "grove_auth_checks_total",
+                                             "Credentials checked, by result.", METRIC_COUNTER,
+                                             "result");
+    g->auth_ok = metric_get(f, "ok");
+    g->auth_fail = metric_get(f, "rejected");
+  }
+  pthread_create(&g->thread, NULL, reload_thread, g);
+  g->thread_started = true;
+  *out = g;
+  return 0;
+}
+
+void gate_destroy(struct gate *g) {
+  if (!g)
+    return;
+  if (g->thread_started) {
+    pthread_mutex_lock(&g->lock);
+    g->stop = true;
+    pthread_cond_signal(&g->wake);
+    pthread_mutex_unlock(&g->lock);
+    pthread_join(g->thread, NULL);
+    flush_used(g);
+  }
+  view_free(g->view);
+  map_release(&g->used);
+  for (char **o = g->cors; o && *o; o++)
+    free(*o);
+  free(g->cors);
+  pthread_mutex_destroy(&g->lock);
+  pthread_cond_destroy(&g->wake);
+  free(g);
+}
+
+int gate_routes(struct gate *g, struct router *r) {
+  router_before(r, before, g);
+  int rc = gate_auth_routes(g, r);
+  if (!rc)
+    rc = gate_admin_routes(g, r);
+  return rc;
+}
+
+void gate_changed(struct gate *g) {
+  pthread_mutex_lock(&g->lock);
+  g->reload_now = true;
+  pthread_cond_signal(&g->wake);
+  pthread_mutex_unlock(&g->lock);
+}

@@ -1,0 +1,101 @@
+/* gate.h — the door every request passes through: users and sessions,
+ * API keys for machines, roles and scopes, security headers, CORS and the
+ * audit log. One per process; thread-safe.
+ *
+ * Who is asking is answered on the event loop without touching the
+ * database: access tokens are HS256 JWTs checked in memory, and API keys,
+ * disabled users and revoked sessions are held in a view of the database
+ * reloaded in the background every --gate-refresh (and at once after a
+ * change made here). Another instance's change is seen within that
+ * interval.
+ *
+ * Invariants: passwords are stored only as argon2id hashes, refresh tokens
+ * and API keys only as SHA-256 hashes; no secret is ever logged; a refresh
+ * token is good for one use, and presenting one already used revokes its
+ * whole family (the session). */
+#ifndef GROVE_GATE_H
+#define GROVE_GATE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/config.h"
+#include "store/store.h"
+
+struct gate;
+struct router;
+struct metrics;
+struct http_req;
+
+struct gate_cfg {
+  char *jwt_secret;            /* "" = generated once and kept in the database */
+  uint64_t access_ttl_ms;
+  uint64_t refresh_ttl_ms;
+  bool registration;           /* POST /auth/register open to anyone */
+  char *cors_origins;          /* "" none, "*" any, or a comma-separated list */
+  uint64_t refresh_ms;         /* view reload interval */
+  int argon2_memory_kib;
+  int argon2_passes;
+};
+
+extern const struct cfg_opt gate_cfg_opts[];
+extern const size_t gate_cfg_nopts;
+extern const struct store_migration gate_migrations[];
+extern const size_t gate_nmigrations;
+
+enum gate_scope {
+  GATE_READ = 1,   /* read data */
+  GATE_WRITE = 2,  /* write telemetry and requests */
+  GATE_ADMIN = 4,  /* manage users, keys, devices; read the audit log */
+};
+
+struct gate_principal {
+  bool user;          /* a signed-in user (else an API key) */
+  char id[40];        /* user id or key id */
+  char role[16];      /* users: admin | member; keys: "key" */
+  char sid[40];       /* users: session id */
+  unsigned scopes;
+};
+
+/* Loads (or makes) the signing key and the first view; blocking. */
+int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
+                struct metrics *m, char *err, size_t errlen);
+void gate_destroy(struct gate *g);
+/* Adds the /auth routes, the admin routes, and the hook that sets security and
+ * CORS headers on every answer. */
+int gate_routes(struct gate *g, struct router *r);
+
+/* Who sent r: 0 and *out, or GROVE_EPERM when no valid credential was
+ * given (a missing one included). */
+int gate_identify(struct gate *g, struct http_req *r, struct gate_principal *out);
+/* For handlers: true when r carries a credential with every scope in
+ * `scopes`; otherwise answers 401 (no or bad credential) or 403 (missing
+ * scope) and returns false. */
+bool gate_require(struct gate *g, struct http_req *r, unsigned scopes,
+                  struct gate_principal *out);
+
+/* ---- blocking operations (CLI verbs and the handlers' worker jobs) ------ */
+
+/* Parses "read,write,admin". Returns 0 on an unknown scope. */
+unsigned gate_scopes_parse(const char *csv);
+void gate_scopes_format(unsigned scopes, char *out, size_t n);
+
+int gate_user_create(struct store *st, const struct gate_cfg *cfg, const char *email,
+                     const char *name, const char *password, const char *role,
+                     char id[40], char *err, size_t errlen);
+int gate_user_list(struct store *st, json_t **out, char *err, size_t errlen);
+int gate_user_set_password(struct store *st, const struct gate_cfg *cfg, const char *email,
+                           const char *password, char *err, size_t errlen);
+int gate_user_set_disabled(struct store *st, const char *email, bool disabled, char *err,
+                           size_t errlen);
+/* OUT: key the secret, shown once ("grv_…", 45 bytes with NUL), id. */
+int gate_key_create(struct store *st, const char *name, unsigned scopes, const char *by,
+                    char key[48], char id[24], char *err, size_t errlen);
+int gate_key_list(struct store *st, json_t **out, char *err, size_t errlen);
+int gate_key_revoke(struct store *st, const char *id, char *err, size_t errlen);
+/* Appends to the audit log; never fails its caller (errors are logged). */
+void gate_audit(struct store *st, const char *actor, const char *action, const char *target,
+                const char *outcome, const char *ip, const char *request_id);
+
+#endif

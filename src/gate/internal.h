@@ -1,0 +1,55 @@
+/* internal.h — gate-internal state shared by gate.c, auth.c and admin.c. */
+#ifndef GROVE_GATE_INTERNAL_H
+#define GROVE_GATE_INTERNAL_H
+
+#include <pthread.h>
+
+#include "core/map.h"
+#include "gate/gate.h"
+#include "net/http.h"
+
+struct key_rec {
+  char id[24];
+  unsigned scopes;
+};
+
+/* What the database says about credentials, as of the last reload. */
+struct gate_view {
+  struct map keys;     /* sha256 hex of the key -> struct key_rec */
+  struct map disabled; /* user id -> (void *)1 */
+  struct map revoked;  /* session id -> (void *)1, recent revocations */
+};
+
+struct gate {
+  struct gate_cfg cfg;
+  struct store *store;
+  unsigned char key[32]; /* JWT signing key */
+  pthread_mutex_t lock;  /* view, used */
+  struct gate_view *view;
+  struct map used;       /* key id -> last use (ms), to write back */
+  pthread_t thread;
+  pthread_cond_t wake;
+  bool stop, reload_now, thread_started;
+  char **cors;           /* allowed origins; NULL-terminated */
+  bool cors_any;
+  struct metric *auth_ok, *auth_fail;
+};
+
+/* Reloads the view now (blocking; worker threads and start). */
+int gate_reload(struct gate *g);
+/* Asks the reload thread to reload soon (after a change made here). */
+void gate_changed(struct gate *g);
+/* Signs an access token for the user and session. */
+int gate_sign_access(struct gate *g, const char *user, const char *role, const char *sid,
+                     char *out, size_t n);
+void sha256_hex(const void *data, size_t n, char out[65]);
+/* The current time in ms as text, in a per-thread buffer. */
+const char *now_text(void);
+/* The JSON body of a request as an object, or an answer and NULL. */
+json_t *gate_body(struct http_req *r);
+
+/* auth.c / admin.c */
+int gate_auth_routes(struct gate *g, struct router *r);
+int gate_admin_routes(struct gate *g, struct router *r);
+
+#endif

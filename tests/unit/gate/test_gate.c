@@ -1,0 +1,82 @@
+/* test_gate.c — tokens and scopes without a server (flows over HTTP are
+ * in tests/e2e/test_gate.py). */
+#include "../test.h"
+#include "gate/gate.h"
+#include "gate/jwt.h"
+
+static const unsigned char key[32] = "0123456789abcdef0123456789abcdef";
+
+static struct jwt_claims claims(int64_t now) {
+  struct jwt_claims c = {.iat = now, .exp = now + 60};
+  strcpy(c.sub, "usr_1");
+  strcpy(c.role, "member");
+  strcpy(c.sid, "ses_1");
+  return c;
+}
+
+TEST(jwt_round_trip) {
+  struct jwt_claims c = claims(1000), got;
+  char tok[1024];
+  CHECK(jwt_sign(key, sizeof key, &c, tok, sizeof tok) > 0);
+  CHECK(strncmp(tok, "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.", 37) == 0);
+  CHECK_EQ_INT(jwt_verify(key, sizeof key, tok, 1010, &got), JWT_OK);
+  CHECK_EQ_STR(got.sub, "usr_1");
+  CHECK_EQ_STR(got.role, "member");
+  CHECK_EQ_STR(got.sid, "ses_1");
+  CHECK_EQ_INT(got.exp, 1060);
+  CHECK(jwt_sign(key, sizeof key, &c, tok, 20) < 0); /* too small */
+}
+
+TEST(jwt_refuses_expired_wrong_key_and_tampering) {
+  struct jwt_claims c = claims(1000), got;
+  char tok[1024];
+  jwt_sign(key, sizeof key, &c, tok, sizeof tok);
+  CHECK_EQ_INT(jwt_verify(key, sizeof key, tok, 1060, &got), JWT_EXPIRED);
+  unsigned char other[32] = {1};
+  CHECK_EQ_INT(jwt_verify(other, sizeof other, tok, 1010, &got), JWT_BAD_SIGNATURE);
+  /* flip one character of the payload */
+  char *dot = strchr(tok, '.');
+  dot[5] = dot[5] == 'A' ? 'B' : 'A';
+  CHECK_EQ_INT(jwt_verify(key, sizeof key, tok, 1010, &got), JWT_BAD_SIGNATURE);
+  CHECK_EQ_INT(jwt_verify(key, sizeof key, "a.b", 1010, &got), JWT_MALFORMED);
+  CHECK_EQ_INT(jwt_verify(key, sizeof key, "a.b.c.d", 1010, &got), JWT_MALFORMED);
+  CHECK_EQ_INT(jwt_verify(key, sizeof key, "!!.b.c", 1010, &got), JWT_MALFORMED);
+}
+
+TEST(jwt_refuses_alg_none) {
+  /* {"alg":"none","typ":"JWT"} . {"sub":"usr_1","role":"admin","exp":9999999999} . "" */
+  const char *none = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0."
+                     "eyJzdWIiOiJ1c3JfMSIsInJvbGUiOiJhZG1pbiIsImV4cCI6OTk5OTk5OTk5OX0.";
+  struct jwt_claims got;
+  CHECK_EQ_INT(jwt_verify(key, sizeof key, none, 1010, &got), JWT_BAD_ALG);
+}
+
+TEST(base64url) {
+  char out[16];
+  CHECK_EQ_INT(b64url_encode((const unsigned char *)"\xfb\xff", 2, out), 3);
+  CHECK_EQ_STR(out, "-_8");
+  unsigned char back[4];
+  CHECK_EQ_INT(b64url_decode("-_8", 3, back, sizeof back), 2);
+  CHECK(back[0] == 0xfb && back[1] == 0xff);
+  CHECK_EQ_INT(b64url_decode("a", 1, back, sizeof back), -1);
+  CHECK_EQ_INT(b64url_decode("a+b/", 4, back, sizeof back), -1);
+}
+
+TEST(scopes_parse_and_format) {
+  CHECK_EQ_INT(gate_scopes_parse("read"), GATE_READ);
+  CHECK_EQ_INT(gate_scopes_parse("write, admin"), GATE_WRITE | GATE_ADMIN);
+  CHECK_EQ_INT(gate_scopes_parse("read,root"), 0);
+  char s[32];
+  gate_scopes_format(GATE_READ | GATE_ADMIN, s, sizeof s);
+  CHECK_EQ_STR(s, "read,admin");
+  gate_scopes_format(GATE_READ | GATE_WRITE | GATE_ADMIN, s, sizeof s);
+  CHECK_EQ_STR(s, "read,write,admin");
+  gate_scopes_format(GATE_WRITE, s, sizeof s);
+  CHECK_EQ_STR(s, "write");
+}
+
+static const struct test tests[] = {
+    T(jwt_round_trip), T(jwt_refuses_expired_wrong_key_and_tampering), T(jwt_refuses_alg_none),
+    T(base64url), T(scopes_parse_and_format),
+};
+TEST_MAIN(tests)
