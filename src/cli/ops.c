@@ -102,11 +102,12 @@ static int ops_start(struct grove_ctx *ctx, void **state) {
     return GROVE_ENOMEM;
   o->ctx = *ctx;
   o->started_ms = clock_wall_ms();
-  int rc = router_add(ctx->router, "GET", "/health", handle_health, o);
-  if (!rc)
-    rc = router_add(ctx->router, "GET", "/ready", handle_ready, o);
-  if (!rc)
-    rc = router_add(ctx->router, "GET", "/metrics", handle_metrics, o);
+  static const struct route_def routes[] = {
+      {"GET", "/health", handle_health},
+      {"GET", "/ready", handle_ready},
+      {"GET", "/metrics", handle_metrics},
+  };
+  int rc = router_add_all(ctx->router, routes, ARRAY_LEN(routes), o);
   if (rc) {
     free(o);
     return rc;

@@ -309,14 +309,12 @@ static void handle_audit(struct http_req *r) {
 }
 
 int gate_admin_routes(struct gate *g, struct router *r) {
-  int rc = router_add(r, "POST", "/api/v1/keys", handle_key_create, g);
-  if (!rc)
-    rc = router_add(r, "GET", "/api/v1/keys", handle_key_list, g);
-  if (!rc)
-    rc = router_add(r, "DELETE", "/api/v1/keys/{id}", handle_key_revoke, g);
-  if (!rc)
-    rc = router_add(r, "GET", "/api/v1/users", handle_user_list, g);
-  if (!rc)
-    rc = router_add(r, "GET", "/api/v1/audit", handle_audit, g);
-  return rc;
+  static const struct route_def routes[] = {
+      {"POST", "/api/v1/keys", handle_key_create},
+      {"GET", "/api/v1/keys", handle_key_list},
+      {"DELETE", "/api/v1/keys/{id}", handle_key_revoke},
+      {"GET", "/api/v1/users", handle_user_list},
+      {"GET", "/api/v1/audit", handle_audit},
+  };
+  return router_add_all(r, routes, ARRAY_LEN(routes), g);
 }

@@ -556,14 +556,10 @@ static void handle_me(struct http_req *r) {
 }
 
 int gate_auth_routes(struct gate *g, struct router *r) {
-  int rc = router_add(r, "POST", "/auth/register", handle_register, g);
-  if (!rc)
-    rc = router_add(r, "POST", "/auth/login", handle_login, g);
-  if (!rc)
-    rc = router_add(r, "POST", "/auth/refresh", handle_refresh, g);
-  if (!rc)
-    rc = router_add(r, "POST", "/auth/logout", handle_logout, g);
-  if (!rc)
-    rc = router_add(r, "GET", "/auth/me", handle_me, g);
-  return rc;
+  static const struct route_def routes[] = {
+      {"POST", "/auth/register", handle_register}, {"POST", "/auth/login", handle_login},
+      {"POST", "/auth/refresh", handle_refresh},   {"POST", "/auth/logout", handle_logout},
+      {"GET", "/auth/me", handle_me},
+  };
+  return router_add_all(r, routes, ARRAY_LEN(routes), g);
 }

@@ -618,12 +618,12 @@ static void handle_publish(struct http_req *r) {
 }
 
 int hub_routes(struct hub *h, struct router *r) {
-  int rc = router_add(r, "GET", "/api/v1/live", handle_ws, h);
-  if (!rc)
-    rc = router_add(r, "GET", "/api/v1/live/sse", handle_sse, h);
-  if (!rc)
-    rc = router_add(r, "POST", "/api/v1/live/{topic...}", handle_publish, h);
-  return rc;
+  static const struct route_def routes[] = {
+      {"GET", "/api/v1/live", handle_ws},
+      {"GET", "/api/v1/live/sse", handle_sse},
+      {"POST", "/api/v1/live/{topic...}", handle_publish},
+  };
+  return router_add_all(r, routes, ARRAY_LEN(routes), h);
 }
 
 /* ---- life --------------------------------------------------------------- */

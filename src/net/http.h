@@ -130,6 +130,14 @@ int router_add(struct router *r, const char *method, const char *pattern,
  * rate limits): it may add headers, or answer and return false to stop. */
 typedef bool (*http_before)(struct http_req *r, void *arg);
 void router_before(struct router *r, http_before fn, void *arg);
+/* A module's routes as one table, added in order; stops at the first
+ * error. */
+struct route_def {
+  const char *method;
+  const char *pattern;
+  http_handler fn;
+};
+int router_add_all(struct router *r, const struct route_def *defs, size_t n, void *app);
 /* Handler for GET/HEAD paths that no route matches (static files). */
 void router_fallback(struct router *r, http_handler fn, void *app);
 /* Visits every route (for the OpenAPI check and --help). */

@@ -109,6 +109,15 @@ int router_add(struct router *rt, const char *method, const char *pattern,
   return 0;
 }
 
+int router_add_all(struct router *rt, const struct route_def *defs, size_t n, void *app) {
+  for (size_t i = 0; i < n; i++) {
+    int rc = router_add(rt, defs[i].method, defs[i].pattern, defs[i].fn, app);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
 void router_before(struct router *rt, http_before fn, void *arg) {
   rt->before = fn;
   rt->before_arg = arg;
