@@ -13,8 +13,8 @@
 
 /* ---- shared blocking operations ----------------------------------------- */
 
-int gate_key_create(struct store *st, const char *name, unsigned scopes, const char *by,
-                    char key[48], char id[24], char *err, size_t errlen) {
+int gate_key_insert(struct store_conn *c, const char *name, unsigned scopes, const char *by,
+                    const char *device, char key[48], char id[24], char *err, size_t errlen) {
   if (!name || !*name || strlen(name) > 200) {
     snprintf(err, errlen, "a key needs a name of at most 200 characters");
     return GROVE_EINVAL;
@@ -31,11 +31,24 @@ int gate_key_create(struct store *st, const char *name, unsigned scopes, const c
   snprintf(prefix, sizeof prefix, "%.12s", key);
   sha256_hex(key, strlen(key), hash);
   gate_scopes_format(scopes, sc, sizeof sc);
-  const char *p[] = {id, name, prefix, hash, sc, by, now_text()};
-  int rc = store_query(st, "INSERT INTO api_keys (id, name, prefix, hash, scopes, created_by, "
-                           "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", p, 7, NULL, err,
-                       errlen);
+  const char *p[] = {id, name, prefix, hash, sc, by, now_text(), device};
+  int rc = store_exec(c, "INSERT INTO api_keys (id, name, prefix, hash, scopes, created_by, "
+                         "created_at, device_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                      p, 8, NULL, err, errlen);
   explicit_bzero(secret, sizeof secret);
+  return rc;
+}
+
+int gate_key_create(struct store *st, const char *name, unsigned scopes, const char *by,
+                    char key[48], char id[24], char *err, size_t errlen) {
+  struct store_conn *c;
+  int rc = store_acquire(st, &c);
+  if (rc) {
+    snprintf(err, errlen, "no database connection");
+    return rc;
+  }
+  rc = gate_key_insert(c, name, scopes, by, NULL, key, id, err, errlen);
+  store_release(st, c);
   return rc;
 }
 

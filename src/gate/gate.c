@@ -24,6 +24,10 @@ const struct cfg_opt gate_cfg_opts[] = {
     O("gate-refresh", CFG_MS, refresh_ms, "2s", "how often API keys, disabled users and revoked sessions are reloaded"),
     O("argon2-memory", CFG_INT, argon2_memory_kib, "19456", "argon2id memory per password hash, KiB"),
     O("argon2-passes", CFG_INT, argon2_passes, "2", "argon2id passes per password hash"),
+    O("rate-global", CFG_STR, rate_global, "1000/s", "requests the instance takes, all callers together (0: no limit)"),
+    O("rate-key", CFG_STR, rate_key, "100/s", "requests per API key and per signed-in user (0: no limit)"),
+    O("rate-anonymous", CFG_STR, rate_anonymous, "50/s", "requests per client address without a credential (0: no limit)"),
+    O("rate-classes", CFG_STR, rate_classes, "truck=50/m,warehouse=200/m,office=500/m,sensor=60/m,agent=120/m", "device types and their request rates"),
 };
 #undef O
 const size_t gate_cfg_nopts = ARRAY_LEN(gate_cfg_opts);
@@ -53,6 +57,11 @@ const struct store_migration gate_migrations[] = {
      "CREATE TABLE audit_log (id BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL,"
      " actor TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, outcome TEXT NOT NULL,"
      " ip TEXT NOT NULL, request_id TEXT NOT NULL)"},
+    {5, "devices",
+     "CREATE TABLE devices (id TEXT PRIMARY KEY, name TEXT NOT NULL, type TEXT NOT NULL,"
+     " created_by TEXT NOT NULL, created_at BIGINT NOT NULL);"
+     "ALTER TABLE api_keys ADD COLUMN device_id TEXT REFERENCES devices(id)",
+     NULL},
 };
 const size_t gate_nmigrations = ARRAY_LEN(gate_migrations);
 
@@ -152,7 +161,9 @@ int gate_reload(struct gate *g) {
   map_init(&v->revoked);
   char err[256], since[24];
   struct store_rows *rows = NULL;
-  int rc = store_query(g->store, "SELECT id, hash, scopes FROM api_keys WHERE revoked_at IS NULL",
+  int rc = store_query(g->store, "SELECT k.id, k.hash, k.scopes, k.device_id, d.type FROM "
+                                 "api_keys k LEFT JOIN devices d ON d.id = k.device_id "
+                                 "WHERE k.revoked_at IS NULL",
                        NULL, 0, &rows, err, sizeof err);
   for (int i = 0; !rc && i < rows->nrows; i++) {
     struct key_rec *k = calloc(1, sizeof *k);
@@ -160,7 +171,10 @@ int gate_reload(struct gate *g) {
       rc = GROVE_ENOMEM;
       break;
     }
+    const char *dev = store_rows_get(rows, i, "device_id"), *type = store_rows_get(rows, i, "type");
     snprintf(k->id, sizeof k->id, "%s", store_rows_get(rows, i, "id"));
+    snprintf(k->device, sizeof k->device, "%s", dev ? dev : "");
+    snprintf(k->device_type, sizeof k->device_type, "%s", type ? type : "");
     k->scopes = gate_scopes_parse(store_rows_get(rows, i, "scopes"));
     if (map_put(&v->keys, store_rows_get(rows, i, "hash"), k, NULL)) {
       free(k);
@@ -216,6 +230,7 @@ static void *reload_thread(void *arg) {
     pthread_mutex_unlock(&g->lock);
     flush_used(g);
     gate_reload(g);
+    limiter_sweep(g->limiter, clock_mono_ns());
     pthread_mutex_lock(&g->lock);
   }
   pthread_mutex_unlock(&g->lock);
@@ -246,7 +261,20 @@ static const char *bearer(struct http_req *r) {
   return http_header_get(r, "x-api-key");
 }
 
+_Static_assert(sizeof(struct gate_principal) <= sizeof(((struct http_req *)0)->auth),
+               "the request's auth room holds a principal");
+
+static int identify(struct gate *g, struct http_req *r, struct gate_principal *out);
+
 int gate_identify(struct gate *g, struct http_req *r, struct gate_principal *out) {
+  if (r->auth_state == 0) {
+    r->auth_state = identify(g, r, (struct gate_principal *)r->auth) ? -1 : 1;
+  }
+  memcpy(out, r->auth, sizeof *out);
+  return r->auth_state > 0 ? 0 : GROVE_EPERM;
+}
+
+static int identify(struct gate *g, struct http_req *r, struct gate_principal *out) {
   memset(out, 0, sizeof *out);
   const char *cred = bearer(r);
   if (!cred || !*cred)
@@ -261,6 +289,8 @@ int gate_identify(struct gate *g, struct http_req *r, struct gate_principal *out
       out->user = false;
       snprintf(out->id, sizeof out->id, "%s", k->id);
       snprintf(out->role, sizeof out->role, "key");
+      memcpy(out->device, k->device, sizeof out->device);
+      memcpy(out->device_type, k->device_type, sizeof out->device_type);
       out->scopes = k->scopes;
       map_put(&g->used, k->id, (void *)(uintptr_t)clock_wall_ms(), NULL);
       rc = 0;
@@ -322,6 +352,85 @@ static bool origin_allowed(struct gate *g, const char *origin) {
   return false;
 }
 
+/* ---- rate limits --------------------------------------------------------- */
+
+const struct rate_class *gate_class(const struct gate *g, const char *type) {
+  for (int i = 0; i < g->nclasses; i++)
+    if (strcmp(g->classes[i].type, type) == 0)
+      return &g->classes[i];
+  return NULL;
+}
+
+static bool exempt(const char *path) {
+  /* probes and scrapes must see an overloaded instance as it is */
+  return strcmp(path, "/health") == 0 || strcmp(path, "/ready") == 0 ||
+         strcmp(path, "/metrics") == 0;
+}
+
+static void limit_headers(struct http_req *r, const char *policy, const struct rate *rate,
+                          const struct limit_result *res) {
+  char v[96];
+  snprintf(v, sizeof v, "\"%s\";q=%.0f;w=%u", policy, rate->quota, rate->window_s);
+  http_res_header(r, "RateLimit-Policy", v);
+  snprintf(v, sizeof v, "\"%s\";r=%ld;t=%ld", policy, res->remaining,
+           res->allowed ? res->reset_s : res->retry_after_s);
+  http_res_header(r, "RateLimit", v);
+}
+
+static bool refuse(struct http_req *r, const char *policy, const struct rate *rate,
+                   const struct limit_result *res, struct metric *counter) {
+  char retry[24];
+  snprintf(retry, sizeof retry, "%ld", res->retry_after_s > 0 ? res->retry_after_s : 1);
+  limit_headers(r, policy, rate, res);
+  http_res_header(r, "Retry-After", retry);
+  metric_add(counter, 1);
+  http_reply_error(r, 429, "RATE_LIMITED", "too many requests; retry after the time given",
+                   json_pack("{s:s,s:I}", "policy", policy, "retry_after_s",
+                             (json_int_t)(res->retry_after_s > 0 ? res->retry_after_s : 1)));
+  return false;
+}
+
+/* Global bucket, then the caller's: its key or user, its device's class,
+ * or its address when it has no credential. The tightest one that applies
+ * is stated in the RateLimit headers. */
+static bool limit(struct gate *g, struct http_req *r) {
+  uint64_t now = clock_mono_ns();
+  struct limit_result res;
+  limiter_take(g->limiter, "global", &g->global, now, &res);
+  if (!res.allowed)
+    return refuse(r, "global", &g->global, &res, g->limited_global);
+  struct gate_principal who;
+  char name[96];
+  if (gate_identify(g, r, &who) == 0) {
+    const struct rate_class *cls = who.device[0] ? gate_class(g, who.device_type) : NULL;
+    if (cls) {
+      snprintf(name, sizeof name, "d:%s", who.device);
+      limiter_take(g->limiter, name, &cls->rate, now, &res);
+      if (!res.allowed)
+        return refuse(r, "device", &cls->rate, &res, g->limited_device);
+      if (cls->rate.per_s > 0)
+        limit_headers(r, "device", &cls->rate, &res);
+      return true;
+    }
+    snprintf(name, sizeof name, "%c:%s", who.user ? 'u' : 'k', who.id);
+    limiter_take(g->limiter, name, &g->per_key, now, &res);
+    if (!res.allowed)
+      return refuse(r, who.user ? "user" : "key", &g->per_key, &res, g->limited_key);
+    if (g->per_key.per_s > 0)
+      limit_headers(r, who.user ? "user" : "key", &g->per_key, &res);
+    return true;
+  }
+  char ip[64];
+  http_req_peer(r, ip, sizeof ip);
+  snprintf(name, sizeof name, "a:%s", ip);
+  limiter_take(g->limiter, name, &g->anonymous, now, &res);
+  if (!res.allowed)
+    return refuse(r, "anonymous", &g->anonymous, &res, g->limited_anon);
+  if (g->anonymous.per_s > 0)
+    limit_headers(r, "anonymous", &g->anonymous, &res);
+  return true;
+}
+
 static bool before(struct http_req *r, void *arg) {
   struct gate *g = arg;
   http_res_header(r, "X-Content-Type-Options", "nosniff");
@@ -331,8 +440,8 @@ static bool before(struct http_req *r, void *arg) {
                   "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
                   "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'");
   const char *origin = http_header_get(r, "origin");
-  if (!origin || !origin_allowed(g, origin))
-    return true; /* no CORS headers: the browser keeps the answer from the page */
+  if (!origin || !origin_allowed(g, origin)) /* no CORS headers: the browser hides the answer */
+    return exempt(r->path) ? true : limit(g, r);
   http_res_header(r, "Access-Control-Allow-Origin", g->cors_any ? "*" : origin);
   http_res_header(r, "Vary", "Origin");
   http_res_header(r, "Access-Control-Expose-Headers",
@@ -345,7 +454,7 @@ static bool before(struct http_req *r, void *arg) {
     http_reply(r, 204, NULL, NULL, 0);
     return false;
   }
-  return true;
+  return exempt(r->path) ? true : limit(g, r);
 }
 
 /* ---- life ---------------------------------------------------------------- */
@@ -407,6 +516,43 @@ static int parse_origins(struct gate *g) {
   return 0;
 }
 
+static int parse_rates(struct gate *g, const struct gate_cfg *cfg, char *err, size_t errlen) {
+  const char *names[] = {"--rate-global", "--rate-key", "--rate-anonymous"};
+  const char *vals[] = {cfg->rate_global, cfg->rate_key, cfg->rate_anonymous};
+  struct rate *dst[] = {&g->global, &g->per_key, &g->anonymous};
+  for (int i = 0; i < 3; i++)
+    if (rate_parse(vals[i], dst[i])) {
+      snprintf(err, errlen, "bad rate '%s' for '%s': use N/s, N/m, N/h or 0", vals[i] ? vals[i] : "",
+               names[i]);
+      return GROVE_ECONFIG;
+    }
+  const char *p = cfg->rate_classes ? cfg->rate_classes : "";
+  while (*p) {
+    const char *e = strchrnul(p, ',');
+    const char *eq = memchr(p, '=', (size_t)(e - p));
+    char rate[32];
+    struct rate_class *c = &g->classes[g->nclasses];
+    size_t tl = eq ? (size_t)(eq - p) : 0;
+    size_t rl = eq ? (size_t)(e - eq - 1) : 0;
+    if (!eq || !tl || tl >= sizeof c->type || rl >= sizeof rate ||
+        g->nclasses == (int)ARRAY_LEN(g->classes)) {
+      snprintf(err, errlen, "bad --rate-classes near '%.20s': use type=N/m,…", p);
+      return GROVE_ECONFIG;
+    }
+    memcpy(c->type, p, tl);
+    c->type[tl] = '\0';
+    memcpy(rate, eq + 1, rl);
+    rate[rl] = '\0';
+    if (rate_parse(rate, &c->rate)) {
+      snprintf(err, errlen, "bad rate '%s' for device type '%s'", rate, c->type);
+      return GROVE_ECONFIG;
+    }
+    g->nclasses++;
+    p = *e ? e + 1 : e;
+  }
+  return 0;
+}
+
 int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
                 struct metrics *m, char *err, size_t errlen) {
   struct gate *g = calloc(1, sizeof *g);
@@ -424,6 +570,10 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
   int rc = load_signing_key(g, err, errlen);
   if (!rc)
     rc = parse_origins(g);
+  if (!rc)
+    rc = parse_rates(g, cfg, err, errlen);
+  if (!rc)
+    rc = limiter_create(&g->limiter);
   if (!rc && (rc = gate_reload(g)))
     snprintf(err, errlen, "cannot load credentials");
   g->cfg.jwt_secret = NULL;   /* not kept: the config owns it */
@@ -438,6 +588,12 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
                                              "result");
     g->auth_ok = metric_get(f, "ok");
     g->auth_fail = metric_get(f, "rejected");
+    f = metrics_family(m, "grove_rate_limited_total", "Requests refused with 429, by policy.",
+                       METRIC_COUNTER, "policy");
+    g->limited_global = metric_get(f, "global");
+    g->limited_key = metric_get(f, "key");
+    g->limited_device = metric_get(f, "device");
+    g->limited_anon = metric_get(f, "anonymous");
   }
   pthread_create(&g->thread, NULL, reload_thread, g);
   g->thread_started = true;
@@ -457,6 +613,7 @@ void gate_destroy(struct gate *g) {
     flush_used(g);
   }
   view_free(g->view);
+  limiter_destroy(g->limiter);
   map_release(&g->used);
   for (char **o = g->cors; o && *o; o++)
     free(*o);
@@ -471,6 +628,8 @@ int gate_routes(struct gate *g, struct router *r) {
   int rc = gate_auth_routes(g, r);
   if (!rc)
     rc = gate_admin_routes(g, r);
+  if (!rc)
+    rc = gate_device_routes(g, r);
   return rc;
 }
 

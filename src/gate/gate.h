@@ -37,6 +37,10 @@ struct gate_cfg {
   uint64_t refresh_ms;         /* view reload interval */
   int argon2_memory_kib;
   int argon2_passes;
+  char *rate_global;           /* "1000/s": the whole instance */
+  char *rate_key;              /* per API key and per signed-in user */
+  char *rate_anonymous;        /* per client address without a credential */
+  char *rate_classes;          /* device type=rate, comma-separated */
 };
 
 extern const struct cfg_opt gate_cfg_opts[];
@@ -55,6 +59,8 @@ struct gate_principal {
   char id[40];        /* user id or key id */
   char role[16];      /* users: admin | member; keys: "key" */
   char sid[40];       /* users: session id */
+  char device[40];    /* keys bound to a device: its id, else "" */
+  char device_type[24];
   unsigned scopes;
 };
 
@@ -93,6 +99,11 @@ int gate_user_set_disabled(struct store *st, const char *email, bool disabled, c
 int gate_key_create(struct store *st, const char *name, unsigned scopes, const char *by,
                     char key[48], char id[24], char *err, size_t errlen);
 int gate_key_list(struct store *st, json_t **out, char *err, size_t errlen);
+/* A device and its key (write scope, bound to it). `type` must be one of
+ * the rate classes. OUT: id (the given one, or made), key shown once. */
+int gate_device_create(struct gate *g, const char *id, const char *name, const char *type,
+                       const char *by, char out_id[72], char key[48], char *err,
+                       size_t errlen);
 int gate_key_revoke(struct store *st, const char *id, char *err, size_t errlen);
 /* Appends to the audit log; never fails its caller (errors are logged). */
 void gate_audit(struct store *st, const char *actor, const char *action, const char *target,

@@ -5,12 +5,20 @@
 #include <pthread.h>
 
 #include "core/map.h"
+#include "gate/ratelimit.h"
 #include "gate/gate.h"
 #include "net/http.h"
 
 struct key_rec {
   char id[24];
   unsigned scopes;
+  char device[40];
+  char device_type[24];
+};
+
+struct rate_class {
+  char type[24];
+  struct rate rate;
 };
 
 /* What the database says about credentials, as of the last reload. */
@@ -33,7 +41,18 @@ struct gate {
   char **cors;           /* allowed origins; NULL-terminated */
   bool cors_any;
   struct metric *auth_ok, *auth_fail;
+  struct limiter *limiter;
+  struct rate global, per_key, anonymous;
+  struct rate_class classes[16];
+  int nclasses;
+  struct metric *limited_global, *limited_key, *limited_device, *limited_anon;
 };
+
+const struct rate_class *gate_class(const struct gate *g, const char *type);
+/* Inserts a key on c (inside the caller's transaction); device may be NULL. */
+int gate_key_insert(struct store_conn *c, const char *name, unsigned scopes, const char *by,
+                    const char *device, char key[48], char id[24], char *err, size_t errlen);
+int gate_device_routes(struct gate *g, struct router *r);
 
 /* Reloads the view now (blocking; worker threads and start). */
 int gate_reload(struct gate *g);

@@ -74,6 +74,10 @@ struct http_req {
   bool head;                 /* HEAD: body is computed, then dropped */
   struct http_conn *conn;
   void *app;                 /* the handler's argument from the router */
+  /* Room for the gate to keep who sent this request once it has checked
+   * (net never reads it): handlers then ask without checking twice. */
+  _Alignas(8) unsigned char auth[192];
+  int auth_state;            /* 0 not checked, 1 known, -1 no valid credential */
 };
 
 const char *http_header_get(const struct http_req *r, const char *name);

@@ -1,0 +1,152 @@
+"""Rate limits and the device registry over real sockets: exact counts
+under concurrency, the 429 answer and its headers, device classes."""
+
+import json
+import re
+import subprocess
+import threading
+import time
+
+from grove import GROVE, Grove, eventually, run
+
+FAST = ["--argon2-memory", "8192", "--argon2-passes", "1"]
+PASSWORD = "correct horse battery"
+
+
+def admin(g):
+    out = subprocess.run([GROVE, "user", "add", "root@example.com", "--role", "admin", "--data-dir",
+                          g.data_dir] + FAST, input=PASSWORD + "\n", capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    r = g.request("POST", "/auth/login", body=json.dumps({"email": "root@example.com", "password": PASSWORD}).encode(),
+                  headers={"Content-Type": "application/json"})
+    return r.json()["data"]["access_token"]
+
+
+def hammer(g, n, path, headers=None):
+    """n requests at once, one connection each; returns their statuses."""
+    statuses = [None] * n
+    barrier = threading.Barrier(n)
+
+    def one(i):
+        barrier.wait()
+        statuses[i] = g.request("GET", path, headers=headers).status
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    return statuses
+
+
+def test_per_key_limit_is_exact_under_concurrency():
+    g = Grove("--rate-key", "10/m", "--threads", "2", *FAST)
+    try:
+        tok = admin(g)
+        r = g.request("POST", "/api/v1/keys", body=json.dumps({"name": "k", "scopes": ["read"]}).encode(),
+                      headers={"Content-Type": "application/json", "Authorization": "Bearer " + tok})
+        key = r.json()["data"]["key"]
+        eventually(lambda: g.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200,
+                   what="key usable")  # that took one of the ten
+        statuses = hammer(g, 30, "/auth/me", {"X-API-Key": key})
+        assert statuses.count(200) == 9 and statuses.count(429) == 21, statuses
+        r = g.request("GET", "/auth/me", headers={"X-API-Key": key})
+        assert r.status == 429
+        body = r.json()
+        assert body["error_code"] == "RATE_LIMITED" and body["details"]["policy"] == "key"
+        assert 1 <= int(r.header("retry-after")) <= 6
+        assert r.header("ratelimit-policy") == '"key";q=10;w=60'
+        assert re.fullmatch(r'"key";r=0;t=\d+', r.header("ratelimit")), r.header("ratelimit")
+        metrics = g.request("GET", "/metrics").body.decode()
+        assert 'grove_rate_limited_total{policy="key"} 22' in metrics
+        # another caller is not affected
+        assert g.request("GET", "/auth/me", headers={"Authorization": "Bearer " + tok}).status == 200
+    finally:
+        g.stop()
+
+
+def test_global_bucket_sheds_load():
+    g = Grove("--rate-global", "20/m", "--rate-anonymous", "0", *FAST)
+    try:
+        statuses = hammer(g, 40, "/api/v1/devices")  # 401 without a credential, but counted
+        assert statuses.count(429) == 20 and statuses.count(401) == 20, statuses
+        r = g.request("GET", "/api/v1/devices")
+        assert r.status == 429 and r.json()["details"]["policy"] == "global"
+        # probes and scrapes are never limited
+        assert g.request("GET", "/health").status == 200
+        assert g.request("GET", "/ready").status == 200
+        assert g.request("GET", "/metrics").status == 200
+    finally:
+        g.stop()
+
+
+def test_anonymous_per_address():
+    g = Grove("--rate-anonymous", "5/s", *FAST)
+    try:
+        statuses = hammer(g, 12, "/api/v1/devices")
+        assert statuses.count(429) == 7, statuses
+        r = g.request("GET", "/api/v1/devices")
+        assert r.header("ratelimit-policy") == '"anonymous";q=5;w=1'
+        time.sleep(1.1)  # refilled
+        assert g.request("GET", "/api/v1/devices").status == 401
+    finally:
+        g.stop()
+
+
+def test_devices_and_their_rate_classes():
+    g = Grove("--rate-classes", "truck=5/m,office=500/m", *FAST)
+    try:
+        tok = admin(g)
+        auth = {"Authorization": "Bearer " + tok, "Content-Type": "application/json"}
+        r = g.request("POST", "/api/v1/devices", body=json.dumps({"id": "truck-17", "name": "Truck 17", "type": "truck"}).encode(),
+                      headers=auth)
+        assert r.status == 201, r.body
+        d = r.json()["data"]
+        assert d["id"] == "truck-17" and d["type"] == "truck" and d["rate_per_minute"] == 5
+        key = d["key"]
+        r = g.request("POST", "/api/v1/devices", body=json.dumps({"id": "truck-17", "name": "again", "type": "truck"}).encode(),
+                      headers=auth)
+        assert r.status == 409
+        r = g.request("POST", "/api/v1/devices", body=json.dumps({"name": "x", "type": "boat"}).encode(), headers=auth)
+        assert r.status == 400 and r.json()["details"]["types"] == ["truck", "office"]
+        r = g.request("POST", "/api/v1/devices", body=json.dumps({"id": "bad id!", "name": "x", "type": "office"}).encode(),
+                      headers=auth)
+        assert r.status == 400
+        office = g.request("POST", "/api/v1/devices", body=json.dumps({"name": "HQ", "type": "office"}).encode(),
+                           headers=auth).json()["data"]
+        assert office["id"].startswith("dev_")
+        eventually(lambda: g.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200,
+                   what="device key usable")
+        statuses = [g.request("GET", "/api/v1/devices/truck-17", headers={"X-API-Key": key}).status
+                    for _ in range(6)]
+        assert statuses == [200, 200, 200, 200, 429, 429], statuses
+        r = g.request("GET", "/api/v1/devices/truck-17", headers={"X-API-Key": key})
+        assert r.json()["details"]["policy"] == "device"
+        assert r.header("ratelimit-policy") == '"device";q=5;w=60'
+        # the office device has its own, larger bucket
+        for _ in range(10):
+            assert g.request("GET", "/api/v1/devices", headers={"X-API-Key": office["key"]}).status == 200
+        listed = g.request("GET", "/api/v1/devices", headers=auth).json()["data"]
+        assert [x["id"] for x in listed] == sorted([office["id"], "truck-17"])
+        # device keys write and read, never administer
+        r = g.request("POST", "/api/v1/devices", body=b'{"name":"x","type":"office"}',
+                      headers={"X-API-Key": office["key"], "Content-Type": "application/json"})
+        assert r.status == 403
+        r = g.request("DELETE", "/api/v1/devices/" + office["id"], headers=auth)
+        assert r.status == 200
+        assert g.request("GET", "/api/v1/devices", headers={"X-API-Key": office["key"]}).status == 401
+        assert g.request("DELETE", "/api/v1/devices/" + office["id"], headers=auth).status == 404
+        assert g.request("GET", "/api/v1/devices/nope", headers=auth).status == 404
+        audit = g.request("GET", "/api/v1/audit", headers=auth).json()["data"]
+        assert {"device.create", "device.delete"} <= {a["action"] for a in audit}
+    finally:
+        g.stop()
+
+
+def test_bad_rate_options_fail_at_start():
+    for args in (["--rate-key", "ten"], ["--rate-global", "5/week"], ["--rate-classes", "truck"],
+                 ["--rate-classes", "truck=fast"]):
+        out = subprocess.run([GROVE, "serve", "--listen", "127.0.0.1:0", "--data-dir", "/tmp/grove-bad-rate"] + args,
+                             capture_output=True, text=True, timeout=20)
+        assert out.returncode != 0 and "rate" in out.stderr, (args, out.stderr)
+
+
+if __name__ == "__main__":
+    run([v for k, v in list(globals().items()) if k.startswith("test_")])
