@@ -1,5 +1,6 @@
 /* gate.c — identity on the event loop: JWT checks, the credential view
  * and its reloads, security and CORS headers. */
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,10 +66,28 @@ const struct store_migration gate_migrations[] = {
 };
 const size_t gate_nmigrations = ARRAY_LEN(gate_migrations);
 
+/* OpenSSL 3 looks a digest up (under a lock) on every one-shot SHA256()
+ * call; fetch it once and keep a context per thread. */
+static EVP_MD *sha256_md;
+static pthread_key_t sha256_ctx; /* freed when its thread ends */
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static void free_ctx(void *p) { EVP_MD_CTX_free(p); }
+static void sha256_fetch(void) {
+  sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+  pthread_key_create(&sha256_ctx, free_ctx);
+}
+
 void sha256_hex(const void *data, size_t n, char out[65]) {
   static const char hex[] = "0123456789abcdef";
   unsigned char d[32];
-  SHA256(data, n, d);
+  pthread_once(&sha256_once, sha256_fetch);
+  EVP_MD_CTX *ctx = pthread_getspecific(sha256_ctx);
+  if (!ctx && (ctx = EVP_MD_CTX_new()))
+    pthread_setspecific(sha256_ctx, ctx);
+  unsigned int len = 0;
+  if (!ctx || !sha256_md || !EVP_DigestInit_ex(ctx, sha256_md, NULL) ||
+      !EVP_DigestUpdate(ctx, data, n) || !EVP_DigestFinal_ex(ctx, d, &len))
+    SHA256(data, n, d);
   for (int i = 0; i < 32; i++) {
     out[2 * i] = hex[d[i] >> 4];
     out[2 * i + 1] = hex[d[i] & 15];
@@ -367,14 +386,30 @@ static bool exempt(const char *path) {
          strcmp(path, "/metrics") == 0;
 }
 
+/* RateLimit-Policy: "key";q=100;w=1 and RateLimit: "key";r=99;t=1, built
+ * without printf: this runs on every limited request. */
 static void limit_headers(struct http_req *r, const char *policy, const struct rate *rate,
                           const struct limit_result *res) {
-  char v[96];
-  snprintf(v, sizeof v, "\"%s\";q=%.0f;w=%u", policy, rate->quota, rate->window_s);
-  http_res_header(r, "RateLimit-Policy", v);
-  snprintf(v, sizeof v, "\"%s\";r=%ld;t=%ld", policy, res->remaining,
-           res->allowed ? res->reset_s : res->retry_after_s);
-  http_res_header(r, "RateLimit", v);
+  char v[256], num[24];
+  size_t n = 0, pl = strlen(policy);
+#define ADD(s, len) (memcpy(v + n, (s), (len)), n += (len))
+#define LIT(s) ADD(s, sizeof(s) - 1)
+  LIT("RateLimit-Policy: \"");
+  ADD(policy, pl);
+  LIT("\";q=");
+  ADD(num, u64_to_dec((uint64_t)rate->quota, num));
+  LIT(";w=");
+  ADD(num, u64_to_dec(rate->window_s, num));
+  LIT("\r\nRateLimit: \"");
+  ADD(policy, pl);
+  LIT("\";r=");
+  ADD(num, u64_to_dec(res->remaining > 0 ? (uint64_t)res->remaining : 0, num));
+  LIT(";t=");
+  ADD(num, u64_to_dec((uint64_t)(res->allowed ? res->reset_s : res->retry_after_s), num));
+  LIT("\r\n");
+#undef LIT
+#undef ADD
+  http_res_header_lines(r, v, n);
 }
 
 static bool refuse(struct http_req *r, const char *policy, const struct rate *rate,
@@ -433,12 +468,13 @@ static bool limit(struct gate *g, struct http_req *r) {
 
 static bool before(struct http_req *r, void *arg) {
   struct gate *g = arg;
-  http_res_header(r, "X-Content-Type-Options", "nosniff");
-  http_res_header(r, "X-Frame-Options", "DENY");
-  http_res_header(r, "Referrer-Policy", "no-referrer");
-  http_res_header(r, "Content-Security-Policy",
-                  "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
-                  "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'");
+  static const char security[] =
+      "X-Content-Type-Options: nosniff\r\n"
+      "X-Frame-Options: DENY\r\n"
+      "Referrer-Policy: no-referrer\r\n"
+      "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; "
+      "img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'\r\n";
+  http_res_header_lines(r, security, sizeof security - 1);
   const char *origin = http_header_get(r, "origin");
   if (!origin || !origin_allowed(g, origin)) /* no CORS headers: the browser hides the answer */
     return exempt(r->path) ? true : limit(g, r);

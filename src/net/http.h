@@ -98,6 +98,8 @@ void http_req_peer(const struct http_req *r, char *out, size_t n);
 
 /* Adds a response header; name and value are copied. */
 void http_res_header(struct http_req *r, const char *name, const char *value);
+/* Adds trusted, pre-formatted "Name: value\r\n" lines (constant headers). */
+void http_res_header_lines(struct http_req *r, const char *lines, size_t len);
 /* Sends status, content type and body (copied). Finishes the request. */
 void http_reply(struct http_req *r, int status, const char *ctype,
                 const void *body, size_t len);

@@ -123,7 +123,17 @@ void http_res_header(struct http_req *r, const char *name, const char *value) {
   /* header injection: values with CR or LF are dropped */
   if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
     return;
-  buf_printf(&c->hs->res_headers, "%s: %s\r\n", name, value);
+  struct buf *b = &c->hs->res_headers;
+  buf_puts(b, name);
+  buf_append(b, ": ", 2);
+  buf_puts(b, value);
+  buf_append(b, "\r\n", 2);
+}
+
+void http_res_header_lines(struct http_req *r, const char *lines, size_t len) {
+  struct http_conn *c = r->conn;
+  if (c && c->hs)
+    buf_append(&c->hs->res_headers, lines, len);
 }
 
 static bool compressible(const char *ctype) {

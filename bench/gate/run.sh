@@ -1,0 +1,39 @@
+#!/bin/sh
+# bench/gate — what the gate costs: req/s of an authenticated, rate-limited
+# request (GET /auth/me with an API key: key lookup, the global and per-key
+# buckets, security headers) beside an open one (GET /health: security
+# headers only), same instance, same run, wrk with 2 threads and 64
+# connections. Limits are set high enough never to refuse. Target: the
+# authenticated request keeps >= 0.90 of the open one's req/s.
+#   DURATION=10 CONNS=64
+set -eu
+cd "$(dirname "$0")/../.."
+./scripts/setup.sh bench >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build -j "$(nproc)" >/dev/null
+
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+work=$(mktemp -d)
+port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+key=$(./build/grove key add bench --scopes read --data-dir "$work/data" | cut -d' ' -f2)
+
+./build/grove serve --listen "127.0.0.1:$port" --threads 2 --access-log false --log-level warn \
+  --data-dir "$work/data" --web-root "" --rate-global 100000000/s --rate-key 100000000/s &
+pid=$!
+trap 'kill $pid 2>/dev/null; sleep 0.3; rm -rf "$work"' EXIT INT TERM
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+curl -sf -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me" >/dev/null
+
+rps() { wrk -t2 -c"$CONNS" -d"${DURATION}s" "$@" | awk '/Requests\/sec/ { print $2 }'; }
+wrk -t2 -c"$CONNS" -d2s "http://127.0.0.1:$port/health" >/dev/null
+wrk -t2 -c"$CONNS" -d2s -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me" >/dev/null
+open_rps=$(rps "http://127.0.0.1:$port/health")
+auth_rps=$(rps -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me")
+open2=$(rps "http://127.0.0.1:$port/health")
+auth2=$(rps -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me")
+
+echo "name value unit peer_value ratio"
+awk -v a="$auth_rps" -v b="$auth2" -v o="$open_rps" -v p="$open2" 'BEGIN {
+  aa = (a + b) / 2; oo = (o + p) / 2
+  printf "gate_authenticated_rps %.0f req/s %.0f %.2f (peer: open request; target >= 0.90)\n", aa, oo, aa / oo }'
