@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "gate/gate.h"
 #include "hub/hub.h"
 #include "net/http.h"
 
@@ -34,12 +35,15 @@ struct ready_job {
   char store_err[256];
   bool broker_ok;
   char broker_err[256];
+  bool limits_ok;
+  const char *limits_mode;
 };
 
 static void ready_work(void *arg) {
   struct ready_job *j = arg;
   j->store_rc = store_ping(j->o->ctx.store, j->store_err, sizeof j->store_err);
   j->broker_ok = hub_broker_ok(j->o->ctx.hub, j->broker_err, sizeof j->broker_err);
+  j->limits_ok = j->o->ctx.gate ? gate_limits_shared(j->o->ctx.gate, &j->limits_mode) : true;
 }
 
 static void ready_done(struct http_req *r, void *arg) {
@@ -57,19 +61,27 @@ static void ready_done(struct http_req *r, void *arg) {
         json_object_set_new(b, "error", json_string(j->broker_err));
       json_object_set_new(checks, "broker", b);
     }
-    const char *down = j->store_rc ? "store" : !j->broker_ok ? "broker" : NULL;
+    if (j->o->ctx.gate)
+      json_object_set_new(checks, "rate_limits",
+                          json_pack("{s:b,s:s}", "ok", j->limits_ok, "mode", j->limits_mode));
+    json_t *downs = json_array();
+    if (j->store_rc)
+      json_array_append_new(downs, json_string("store"));
+    if (!j->broker_ok)
+      json_array_append_new(downs, json_string("broker"));
+    if (!j->limits_ok)
+      json_array_append_new(downs, json_string("rate_limits"));
+    const char *down = json_array_size(downs) ? json_string_value(json_array_get(downs, 0)) : NULL;
     if (down) {
       char msg[64];
       snprintf(msg, sizeof msg, "backend '%s' is down", down);
-      json_t *d = json_pack("{s:o}", "checks", checks);
-      json_object_set_new(d, "down", json_pack("[s]", down));
-      if (j->store_rc && !j->broker_ok)
-        json_array_append_new(json_object_get(d, "down"), json_string("broker"));
+      json_t *d = json_pack("{s:o,s:O}", "checks", checks, "down", downs);
       http_res_header(r, "Retry-After", "5");
       http_reply_error(r, 503, "NOT_READY", msg, d);
     } else {
       http_reply_data(r, 200, json_pack("{s:s,s:o}", "state", "ready", "checks", checks), NULL);
     }
+    json_decref(downs);
   }
   free(j);
 }

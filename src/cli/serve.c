@@ -91,15 +91,20 @@ static void *signal_thread(void *arg) {
 
 struct hooks_arg {
   struct hub *hub;
+  struct gate *gate;
 };
 
 static void on_loop_start(uv_loop_t *loop, int index, void *arg) {
-  hub_loop_start(((struct hooks_arg *)arg)->hub, loop, index);
+  struct hooks_arg *h = arg;
+  hub_loop_start(h->hub, loop, index);
+  gate_loop_start(h->gate, loop, index);
 }
 
 static void on_loop_stop(uv_loop_t *loop, int index, void *arg) {
+  struct hooks_arg *h = arg;
   (void)loop;
-  hub_loop_stop(((struct hooks_arg *)arg)->hub, index);
+  gate_loop_stop(h->gate, index);
+  hub_loop_stop(h->hub, index);
 }
 
 static int record_meta(struct store *st) {
@@ -206,6 +211,12 @@ int cmd_serve(int argc, char **argv) {
   if (hub_create(&hub, &c.hub, http_server_threads(srv), metrics) || hub_routes(hub, router))
     goto out;
   ha.hub = hub;
+  ha.gate = gate;
+  if (c.hub.broker && *c.hub.broker &&
+      gate_share(gate, c.hub.broker, http_server_threads(srv), err, sizeof err)) {
+    log_error(NULL, "cannot share rate limits", "error=\"%s\"", err);
+    goto out;
+  }
   if (static_create(&web, router, c.http.web_root))
     goto out;
   struct grove_ctx ctx = {store, hub, gate, metrics, router, GROVE_VERSION};

@@ -412,8 +412,8 @@ static void limit_headers(struct http_req *r, const char *policy, const struct r
   http_res_header_lines(r, v, n);
 }
 
-static bool refuse(struct http_req *r, const char *policy, const struct rate *rate,
-                   const struct limit_result *res, struct metric *counter) {
+static enum http_next refuse(struct http_req *r, const char *policy, const struct rate *rate,
+                             const struct limit_result *res, struct metric *counter) {
   char retry[24];
   snprintf(retry, sizeof retry, "%ld", res->retry_after_s > 0 ? res->retry_after_s : 1);
   limit_headers(r, policy, rate, res);
@@ -422,51 +422,73 @@ static bool refuse(struct http_req *r, const char *policy, const struct rate *ra
   http_reply_error(r, 429, "RATE_LIMITED", "too many requests; retry after the time given",
                    json_pack("{s:s,s:I}", "policy", policy, "retry_after_s",
                              (json_int_t)(res->retry_after_s > 0 ? res->retry_after_s : 1)));
-  return false;
+  return HTTP_ANSWERED;
 }
 
-/* Global bucket, then the caller's: its key or user, its device's class,
- * or its address when it has no credential. The tightest one that applies
- * is stated in the RateLimit headers. */
-static bool limit(struct gate *g, struct http_req *r) {
-  uint64_t now = clock_mono_ns();
-  struct limit_result res;
-  limiter_take(g->limiter, "global", &g->global, now, &res);
-  if (!res.allowed)
-    return refuse(r, "global", &g->global, &res, g->limited_global);
+/* The buckets a request takes from: the instance's, then the caller's
+ * (its device's class when its key is bound to one, else its key or user,
+ * else its address). Unlimited ones are left out. */
+int gate_buckets(struct gate *g, struct http_req *r, struct bucket_ref *out) {
+  int n = 0;
+  if (g->global.per_s > 0)
+    out[n++] = (struct bucket_ref){"global", "global", &g->global, g->limited_global};
   struct gate_principal who;
-  char name[96];
+  struct bucket_ref *b = &out[n];
   if (gate_identify(g, r, &who) == 0) {
     const struct rate_class *cls = who.device[0] ? gate_class(g, who.device_type) : NULL;
     if (cls) {
-      snprintf(name, sizeof name, "d:%s", who.device);
-      limiter_take(g->limiter, name, &cls->rate, now, &res);
-      if (!res.allowed)
-        return refuse(r, "device", &cls->rate, &res, g->limited_device);
-      if (cls->rate.per_s > 0)
-        limit_headers(r, "device", &cls->rate, &res);
-      return true;
+      *b = (struct bucket_ref){.policy = "device", .rate = &cls->rate, .refused = g->limited_device};
+      snprintf(b->name, sizeof b->name, "d:%s", who.device);
+    } else {
+      *b = (struct bucket_ref){.policy = who.user ? "user" : "key", .rate = &g->per_key,
+                               .refused = g->limited_key};
+      snprintf(b->name, sizeof b->name, "%c:%s", who.user ? 'u' : 'k', who.id);
     }
-    snprintf(name, sizeof name, "%c:%s", who.user ? 'u' : 'k', who.id);
-    limiter_take(g->limiter, name, &g->per_key, now, &res);
-    if (!res.allowed)
-      return refuse(r, who.user ? "user" : "key", &g->per_key, &res, g->limited_key);
-    if (g->per_key.per_s > 0)
-      limit_headers(r, who.user ? "user" : "key", &g->per_key, &res);
-    return true;
+  } else {
+    char ip[64];
+    http_req_peer(r, ip, sizeof ip);
+    *b = (struct bucket_ref){.policy = "anonymous", .rate = &g->anonymous,
+                             .refused = g->limited_anon};
+    snprintf(b->name, sizeof b->name, "a:%s", ip);
   }
-  char ip[64];
-  http_req_peer(r, ip, sizeof ip);
-  snprintf(name, sizeof name, "a:%s", ip);
-  limiter_take(g->limiter, name, &g->anonymous, now, &res);
-  if (!res.allowed)
-    return refuse(r, "anonymous", &g->anonymous, &res, g->limited_anon);
-  if (g->anonymous.per_s > 0)
-    limit_headers(r, "anonymous", &g->anonymous, &res);
-  return true;
+  if (b->rate->per_s > 0)
+    n++;
+  return n;
 }
 
-static bool before(struct http_req *r, void *arg) {
+enum http_next gate_decide(struct http_req *r, const struct bucket_ref *b, int n, int denied,
+                           const struct limit_result *res) {
+  if (denied >= 0)
+    return refuse(r, b[denied].policy, b[denied].rate, &res[denied], b[denied].refused);
+  /* the caller's own policy (the last bucket) is the one worth stating */
+  if (n > 0 && strcmp(b[n - 1].policy, "global") != 0)
+    limit_headers(r, b[n - 1].policy, b[n - 1].rate, &res[n - 1]);
+  return HTTP_CONTINUE;
+}
+
+static enum http_next limit(struct gate *g, struct http_req *r) {
+  struct bucket_ref b[2];
+  int n = gate_buckets(g, r, b);
+  if (n == 0)
+    return HTTP_CONTINUE;
+  if (gate_shared_take(g, r, b, n))
+    return HTTP_HELD; /* Redis decides; the answer continues or refuses r */
+  return gate_local_take(g, r, b, n);
+}
+
+enum http_next gate_local_take(struct gate *g, struct http_req *r, const struct bucket_ref *b,
+                               int n) {
+  uint64_t now = clock_mono_ns();
+  struct limit_result res[2];
+  for (int i = 0; i < n; i++) {
+    limiter_take(g->limiter, b[i].name, b[i].rate, now, &res[i]);
+    if (!res[i].allowed)
+      return gate_decide(r, b, n, i, res);
+  }
+  return gate_decide(r, b, n, -1, res);
+}
+
+static enum http_next before(struct http_req *r, void *arg) {
   struct gate *g = arg;
   static const char security[] =
       "X-Content-Type-Options: nosniff\r\n"
@@ -477,7 +499,7 @@ static bool before(struct http_req *r, void *arg) {
   http_res_header_lines(r, security, sizeof security - 1);
   const char *origin = http_header_get(r, "origin");
   if (!origin || !origin_allowed(g, origin)) /* no CORS headers: the browser hides the answer */
-    return exempt(r->path) ? true : limit(g, r);
+    return exempt(r->path) ? HTTP_CONTINUE : limit(g, r);
   http_res_header(r, "Access-Control-Allow-Origin", g->cors_any ? "*" : origin);
   http_res_header(r, "Vary", "Origin");
   http_res_header(r, "Access-Control-Expose-Headers",
@@ -488,9 +510,9 @@ static bool before(struct http_req *r, void *arg) {
                     "Authorization, Content-Type, X-API-Key, X-Request-Id, Last-Event-ID");
     http_res_header(r, "Access-Control-Max-Age", "600");
     http_reply(r, 204, NULL, NULL, 0);
-    return false;
+    return HTTP_ANSWERED;
   }
-  return exempt(r->path) ? true : limit(g, r);
+  return exempt(r->path) ? HTTP_CONTINUE : limit(g, r);
 }
 
 /* ---- life ---------------------------------------------------------------- */
@@ -630,6 +652,12 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
     g->limited_key = metric_get(f, "key");
     g->limited_device = metric_get(f, "device");
     g->limited_anon = metric_get(f, "anonymous");
+    g->shared_gauge = metric_get(metrics_family(
+        m, "grove_rate_limit_shared", "1 when rate limits are shared through Redis, 0 when local.",
+        METRIC_GAUGE, ""));
+    g->shared_fallbacks = metric_get(metrics_family(
+        m, "grove_rate_limit_fallbacks_total",
+        "Rate limit decisions made locally because Redis was unavailable.", METRIC_COUNTER, ""));
   }
   pthread_create(&g->thread, NULL, reload_thread, g);
   g->thread_started = true;
@@ -650,6 +678,7 @@ void gate_destroy(struct gate *g) {
   }
   view_free(g->view);
   limiter_destroy(g->limiter);
+  free(g->shared);
   map_release(&g->used);
   for (char **o = g->cors; o && *o; o++)
     free(*o);

@@ -17,6 +17,7 @@
 #define GROVE_GATE_H
 
 #include <jansson.h>
+#include <uv.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -71,6 +72,17 @@ void gate_destroy(struct gate *g);
 /* Adds the /auth routes, the admin routes, and the hook that sets security and
  * CORS headers on every answer. */
 int gate_routes(struct gate *g, struct router *r);
+
+/* Shares rate limits with every instance through Redis (the broker):
+ * one connection per event loop. Call after gate_create, before the loops
+ * start. */
+int gate_share(struct gate *g, const char *redis_url, int nloops, char *err, size_t errlen);
+/* Server hooks: attach and detach a loop (on that loop's thread). */
+void gate_loop_start(struct gate *g, uv_loop_t *loop, int index);
+void gate_loop_stop(struct gate *g, int index);
+/* How limits are kept now: "local" (no broker), "shared", or local
+ * because Redis is unavailable (then false). */
+bool gate_limits_shared(struct gate *g, const char **mode);
 
 /* Who sent r: 0 and *out, or GROVE_EPERM when no valid credential was
  * given (a missing one included). */

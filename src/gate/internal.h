@@ -3,6 +3,7 @@
 #define GROVE_GATE_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "core/map.h"
 #include "gate/ratelimit.h"
@@ -46,9 +47,34 @@ struct gate {
   struct rate_class classes[16];
   int nclasses;
   struct metric *limited_global, *limited_key, *limited_device, *limited_anon;
+  /* shared.c */
+  struct shared_loop *shared;
+  int nshared;
+  _Atomic int shared_up;
+  char redis_host[256], redis_password[128];
+  int redis_port;
+  struct metric *shared_gauge, *shared_fallbacks;
 };
 
 const struct rate_class *gate_class(const struct gate *g, const char *type);
+
+/* One bucket a request takes a token from. */
+struct bucket_ref {
+  char name[96];          /* "global", "k:key_…", "d:truck-17", "a:10.0.0.1" */
+  const char *policy;     /* global | key | user | device | anonymous */
+  const struct rate *rate;
+  struct metric *refused;
+};
+int gate_buckets(struct gate *g, struct http_req *r, struct bucket_ref *out);
+/* Applies a decision: 429 for bucket `denied` (-1: none) or the RateLimit
+ * headers of the caller's bucket. */
+enum http_next gate_decide(struct http_req *r, const struct bucket_ref *b, int n, int denied,
+                           const struct limit_result *res);
+enum http_next gate_local_take(struct gate *g, struct http_req *r, const struct bucket_ref *b,
+                               int n);
+/* shared.c: asks Redis, when this loop has it, and returns true (the request
+ * is held until the answer); false to decide locally. */
+bool gate_shared_take(struct gate *g, struct http_req *r, const struct bucket_ref *b, int n);
 /* Inserts a key on c (inside the caller's transaction); device may be NULL. */
 int gate_key_insert(struct store_conn *c, const char *name, unsigned scopes, const char *by,
                     const char *device, char key[48], char id[24], char *err, size_t errlen);

@@ -133,8 +133,18 @@ void router_destroy(struct router *r);
 int router_add(struct router *r, const char *method, const char *pattern,
                http_handler fn, void *app);
 /* A hook run on every request before routing (security headers, CORS,
- * rate limits): it may add headers, or answer and return false to stop. */
-typedef bool (*http_before)(struct http_req *r, void *arg);
+ * rate limits): it may add headers and go on, answer, or hold the request
+ * while it asks something (Redis) and later either answer or call
+ * http_req_continue. */
+enum http_next { HTTP_CONTINUE, HTTP_ANSWERED, HTTP_HELD };
+typedef enum http_next (*http_before)(struct http_req *r, void *arg);
+/* A held request keeps its connection's memory until released. release
+ * returns false when the client went away meanwhile: then do nothing more
+ * with r. */
+void http_req_hold(struct http_req *r);
+bool http_req_release(struct http_req *r);
+/* Routes a held request the before-hook let through. */
+void http_req_continue(struct http_req *r);
 void router_before(struct router *r, http_before fn, void *arg);
 /* A module's routes as one table, added in order; stops at the first
  * error. */

@@ -123,8 +123,8 @@ void router_before(struct router *rt, http_before fn, void *arg) {
   rt->before_arg = arg;
 }
 
-bool router_run_before(struct router *rt, struct http_req *r) {
-  return rt->before ? rt->before(r, rt->before_arg) : true;
+enum http_next router_run_before(struct router *rt, struct http_req *r) {
+  return rt->before ? rt->before(r, rt->before_arg) : HTTP_CONTINUE;
 }
 
 void router_fallback(struct router *rt, http_handler fn, void *app) {

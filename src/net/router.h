@@ -26,8 +26,8 @@ enum route_match { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD };
 enum route_match router_match(struct router *rt, const char *method, char *path,
                               struct http_req *r, struct route **out,
                               char *allow, size_t allowlen);
-/* Runs the before-hook; false when it answered. */
-bool router_run_before(struct router *rt, struct http_req *r);
+/* Runs the before-hook. */
+enum http_next router_run_before(struct router *rt, struct http_req *r);
 /* The pseudo-routes used for metrics of unmatched and fallback requests. */
 struct route *router_unmatched(struct router *rt);
 struct route *router_fallback_route(struct router *rt);

@@ -293,6 +293,7 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
 }
 
 static void dispatch(struct http_conn *c);
+static void route_request(struct http_conn *c);
 
 static void drain_pending(struct http_conn *c) {
   while (!c->busy && !c->closing && c->kind == CONN_HTTP && c->pending.len) {
@@ -462,8 +463,18 @@ static void dispatch(struct http_conn *c) {
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     goto out;
   }
-  if (!router_run_before(srv->router, r))
+  if (router_run_before(srv->router, r) != HTTP_CONTINUE)
     goto out;
+  route_request(c);
+out:
+  c->dispatching = false;
+}
+
+/* The routing half of dispatch: after the before-hook let r through. */
+static void route_request(struct http_conn *c) {
+  struct http_state *hs = c->hs;
+  struct http_req *r = &hs->req;
+  struct http_server *srv = c->lp->srv;
   char allow[128];
   struct route *route = NULL;
   enum route_match m = router_match(srv->router, r->method, hs->route_path.data, r, &route,
@@ -491,8 +502,30 @@ static void dispatch(struct http_conn *c) {
   } else {
     http_reply_error(r, 404, "NOT_FOUND", "no such route", NULL);
   }
-out:
-  c->dispatching = false;
+}
+
+void http_req_hold(struct http_req *r) { r->conn->works++; }
+
+bool http_req_release(struct http_req *r) {
+  struct http_conn *c = r->conn;
+  c->works--;
+  if (!c->closing)
+    return true;
+  if (c->works == 0 && c->handles_open == 0)
+    conn_free(c);
+  return false;
+}
+
+void http_req_continue(struct http_req *r) {
+  struct http_conn *c = r->conn;
+  if (c->closing || !c->hs || !c->busy)
+    return;
+  bool outer = c->dispatching;
+  c->dispatching = true;
+  route_request(c);
+  c->dispatching = outer;
+  if (!outer && !c->busy && !c->closing)
+    drain_pending(c);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -3,6 +3,7 @@ the store on PostgreSQL, and two instances sharing live topics through
 Redis, through a Redis outage and back."""
 
 import json
+import re
 import time
 
 from grove import Grove, Postgres, Redis, WebSocket, eventually, run
@@ -91,6 +92,7 @@ def test_two_instances_share_topics_through_redis():
             eventually(lambda: g.request("GET", "/ready").status == 200, what="broker up")
             st, body = g.get_json("/ready")
             assert body["data"]["checks"]["broker"] == {"ok": True}
+            assert body["data"]["checks"]["rate_limits"] == {"ok": True, "mode": "shared"}
         wa = WebSocket(a, "/api/v1/live?topic=relay/devices/7")
         wb = WebSocket(b, "/api/v1/live?topic=relay/devices/7")
         wa.recv_json(), wb.recv_json()  # subscribed
@@ -109,7 +111,8 @@ def test_two_instances_share_topics_through_redis():
         redis.kill()
         eventually(lambda: a.request("GET", "/ready").status == 503, what="broker down")
         body = a.request("GET", "/ready").json()
-        assert body["details"]["down"] == ["broker"], body
+        assert body["details"]["down"] == ["broker", "rate_limits"], body
+        assert body["details"]["checks"]["rate_limits"]["mode"] == "local (redis unavailable)"
         assert body["details"]["checks"]["broker"]["ok"] is False
         publish(a, "relay/devices/7", {"n": 3})
         assert next_message(wa)["data"] == {"n": 3}
@@ -125,6 +128,76 @@ def test_two_instances_share_topics_through_redis():
         assert next_message(wb, 10)["data"] == {"n": 4}
         wa.close()
         wb.close()
+    finally:
+        for g in (a, b):
+            if g:
+                g.stop()
+        redis.stop()
+
+
+def test_two_instances_enforce_one_limit_through_redis():
+    import subprocess
+    import threading
+    from grove import GROVE
+    redis = Redis()
+    a = b = None
+    try:
+        a = Grove("--broker", redis.url, "--rate-key", "20/m", "--gate-refresh", "200ms")
+        # b shares a's database (SQLite in WAL mode serves both processes) and Redis
+        b = Grove("--broker", redis.url, "--rate-key", "20/m", "--gate-refresh", "200ms",
+                  data_dir=a.data_dir)
+        out = subprocess.run([GROVE, "key", "add", "shared", "--scopes", "read", "--data-dir", a.data_dir],
+                             capture_output=True, text=True)
+        key = out.stdout.split()[1]
+        for g in (a, b):
+            eventually(lambda: g.request("GET", "/ready").status == 200, what="shared limits up")
+            eventually(lambda: g.request("GET", "/api/v1/devices", headers={"X-API-Key": "x"}).status == 401,
+                       what="serving")
+        eventually(lambda: b.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200,
+                   what="key known to b")
+        eventually(lambda: a.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200,
+                   what="key known to a")
+        # 2 of 20 taken; 40 more at once, half on each instance: exactly 18 pass
+        statuses = []
+        lock = threading.Lock()
+
+        def one(g):
+            s = g.request("GET", "/auth/me", headers={"X-API-Key": key}).status
+            with lock:
+                statuses.append(s)
+        threads = [threading.Thread(target=one, args=(a if i % 2 else b,)) for i in range(40)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert statuses.count(200) == 18 and statuses.count(429) == 22, statuses
+        r = a.request("GET", "/auth/me", headers={"X-API-Key": key})
+        assert r.status == 429 and r.header("ratelimit-policy") == '"key";q=20;w=60'
+
+        # Redis stops: each instance limits on its own, and says so
+        redis.kill()
+        eventually(lambda: a.request("GET", "/ready").status == 503, what="fallback reported")
+        assert a.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200  # local bucket
+        m = a.request("GET", "/metrics").body.decode()
+        assert "grove_rate_limit_shared 0" in m
+        assert float(re.search(r"^grove_rate_limit_fallbacks_total (\S+)$", m, re.M).group(1)) >= 1
+
+        # and shares again when it is back (its buckets were lost with it)
+        redis.start()
+        for g in (a, b):
+            eventually(lambda: g.request("GET", "/ready").status == 200, timeout=15, what="shared again")
+        assert "grove_rate_limit_shared 1" in a.request("GET", "/metrics").body.decode()
+        ok = sum(g.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200
+                 for g in (a, b, a, b, a, b) * 5)
+        assert ok == 20, ok
+
+        # a Redis that hangs (stopped, not gone) does not hang requests
+        import signal as sig
+        redis.proc.send_signal(sig.SIGSTOP)
+        try:
+            start = time.time()
+            r = a.request("GET", "/auth/me", headers={"X-API-Key": key}, timeout=5)
+            assert r.status in (200, 429) and time.time() - start < 2, (r.status, time.time() - start)
+        finally:
+            redis.proc.send_signal(sig.SIGCONT)
     finally:
         for g in (a, b):
             if g:
