@@ -2,6 +2,7 @@
 #include "core/util.h"
 
 #include <ctype.h>
+#include <stdlib.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <string.h>
@@ -158,4 +159,30 @@ bool ct_equal(const void *a, size_t an, const void *b, size_t bn) {
   for (size_t i = 0; i < n; i++)
     d |= x[i] ^ y[i];
   return d == 0;
+}
+
+int redis_url_parse(const char *url, char *host, size_t hostlen, int *port, char *password,
+                    size_t pwlen) {
+  if (strncmp(url, "redis://", 8) != 0)
+    return -1;
+  const char *p = url + 8;
+  password[0] = '\0';
+  const char *at = strchr(p, '@');
+  if (at) {
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    const char *pw = colon ? colon + 1 : p;
+    size_t n = (size_t)(at - pw);
+    if (n >= pwlen)
+      return -1;
+    memcpy(password, pw, n);
+    password[n] = '\0';
+    p = at + 1;
+  }
+  size_t hl = strcspn(p, ":/");
+  if (hl == 0 || hl >= hostlen)
+    return -1;
+  memcpy(host, p, hl);
+  host[hl] = '\0';
+  *port = p[hl] == ':' ? atoi(p + hl + 1) : 6379;
+  return *port > 0 && *port < 65536 ? 0 : -1;
 }

@@ -29,6 +29,10 @@ long pct_decode(char *s, size_t n, bool plus_is_space);
  * token (e.g. "gzip" in "deflate, gzip;q=1")? A token with q=0 does not
  * count. */
 bool header_has_token(const char *value, const char *token);
+/* Splits redis://[:password@]host[:port][/db]. Returns 0, or -1 when the
+ * URL is not of that form or a part does not fit. */
+int redis_url_parse(const char *url, char *host, size_t hostlen, int *port, char *password,
+                    size_t pwlen);
 /* Constant-time comparison of two byte strings. */
 bool ct_equal(const void *a, size_t an, const void *b, size_t bn);
 

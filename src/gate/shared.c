@@ -226,23 +226,8 @@ bool gate_shared_take(struct gate *g, struct http_req *r, const struct bucket_re
 }
 
 int gate_share(struct gate *g, const char *url, int nloops, char *err, size_t errlen) {
-  const char *p = url;
-  if (strncmp(p, "redis://", 8) != 0) {
-    snprintf(err, errlen, "bad broker url '%s': use redis://host:port", url);
-    return GROVE_ECONFIG;
-  }
-  p += 8;
-  const char *at = strchr(p, '@');
-  if (at) {
-    const char *colon = memchr(p, ':', (size_t)(at - p));
-    const char *pw = colon ? colon + 1 : p;
-    snprintf(g->redis_password, sizeof g->redis_password, "%.*s", (int)(at - pw), pw);
-    p = at + 1;
-  }
-  size_t hl = strcspn(p, ":/");
-  snprintf(g->redis_host, sizeof g->redis_host, "%.*s", (int)hl, p);
-  g->redis_port = p[hl] == ':' ? atoi(p + hl + 1) : 6379;
-  if (!hl || g->redis_port <= 0 || g->redis_port > 65535) {
+  if (redis_url_parse(url, g->redis_host, sizeof g->redis_host, &g->redis_port,
+                      g->redis_password, sizeof g->redis_password)) {
     snprintf(err, errlen, "bad broker url '%s': use redis://host:port", url);
     return GROVE_ECONFIG;
   }

@@ -50,32 +50,6 @@ struct broker {
   struct metric *up, *errors, *dropped, *received;
 };
 
-static int parse_url(struct broker *b, const char *url) {
-  if (strncmp(url, "redis://", 8) != 0)
-    return GROVE_ECONFIG;
-  const char *p = url + 8;
-  const char *at = strchr(p, '@');
-  if (at) {
-    const char *colon = memchr(p, ':', (size_t)(at - p));
-    const char *pw = colon ? colon + 1 : p;
-    size_t n = (size_t)(at - pw);
-    if (n >= sizeof b->password)
-      return GROVE_ECONFIG;
-    memcpy(b->password, pw, n);
-    b->password[n] = '\0';
-    p = at + 1;
-  }
-  const char *colon = strchr(p, ':');
-  const char *slash = strchr(p, '/');
-  size_t hl = colon ? (size_t)(colon - p) : slash ? (size_t)(slash - p) : strlen(p);
-  if (hl == 0 || hl >= sizeof b->host)
-    return GROVE_ECONFIG;
-  memcpy(b->host, p, hl);
-  b->host[hl] = '\0';
-  b->port = colon ? atoi(colon + 1) : 6379;
-  return b->port > 0 && b->port < 65536 ? 0 : GROVE_ECONFIG;
-}
-
 static void set_error(struct broker *b, const char *what, redisContext *c) {
   pthread_mutex_lock(&b->lock);
   snprintf(b->last_error, sizeof b->last_error, "%s: %s", what,
@@ -284,7 +258,7 @@ int broker_start(struct broker **out, const char *url, struct hub *h, struct met
   struct broker *b = calloc(1, sizeof *b);
   if (!b)
     return GROVE_ENOMEM;
-  if (parse_url(b, url)) {
+  if (redis_url_parse(url, b->host, sizeof b->host, &b->port, b->password, sizeof b->password)) {
     snprintf(err, errlen, "bad broker url '%s': use redis://host:port", url);
     free(b);
     return GROVE_ECONFIG;

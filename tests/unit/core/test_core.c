@@ -201,6 +201,22 @@ TEST(util_base64_sha1_websocket_accept) {
   CHECK(ct_equal("abc", 3, "abc", 3) && !ct_equal("abc", 3, "abd", 3) && !ct_equal("a", 1, "ab", 2));
 }
 
+TEST(redis_urls) {
+  char host[64], pw[32];
+  int port;
+  CHECK(redis_url_parse("redis://cache:6380/0", host, sizeof host, &port, pw, sizeof pw) == 0);
+  CHECK_EQ_STR(host, "cache");
+  CHECK_EQ_INT(port, 6380);
+  CHECK_EQ_STR(pw, "");
+  CHECK(redis_url_parse("redis://:s3cret@10.0.0.1", host, sizeof host, &port, pw, sizeof pw) == 0);
+  CHECK_EQ_STR(host, "10.0.0.1");
+  CHECK_EQ_INT(port, 6379);
+  CHECK_EQ_STR(pw, "s3cret");
+  CHECK(redis_url_parse("http://x", host, sizeof host, &port, pw, sizeof pw) == -1);
+  CHECK(redis_url_parse("redis://:99999", host, sizeof host, &port, pw, sizeof pw) == -1);
+  CHECK(redis_url_parse("redis://h:0", host, sizeof host, &port, pw, sizeof pw) == -1);
+}
+
 TEST(errors_have_names_and_messages) {
   CHECK_EQ_STR(grove_errname(GROVE_ENOMEM), "NOMEM");
   CHECK_EQ_STR(grove_strerror(GROVE_ETOOBIG), "too big");
@@ -227,6 +243,6 @@ static const struct test tests[] = {
     T(config_rejects_unknown_and_bad_values), T(config_parsers),
     T(map_put_get_delete_and_grow), T(metrics_render_prometheus_text),
     T(util_percent_decoding), T(util_header_tokens), T(util_base64_sha1_websocket_accept),
-    T(errors_have_names_and_messages), T(log_json_lines_carry_fields_and_request_id),
+    T(redis_urls), T(errors_have_names_and_messages), T(log_json_lines_carry_fields_and_request_id),
 };
 TEST_MAIN(tests)
