@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "gate/cache.h"
 #include "gate/internal.h"
 
 static bool id_ok(const char *s) {
@@ -166,8 +167,10 @@ static void dev_work(void *arg) {
       store_rollback(c);
     store_release(st, c);
     gate_audit(st, j->who.id, "device.delete", j->id, j->rc ? "error" : "ok", j->ip, j->rid);
-    if (!j->rc)
+    if (!j->rc) {
+      cache_invalidate(j->g->devices, j->id);
       gate_reload(j->g);
+    }
     break;
   }
   }
@@ -270,10 +273,51 @@ static void handle_create(struct http_req *r) {
     dev_start(r, DEV_CREATE, GATE_ADMIN, b);
 }
 static void handle_list(struct http_req *r) { dev_start(r, DEV_LIST, GATE_READ, NULL); }
-static void handle_get(struct http_req *r) { dev_start(r, DEV_GET, GATE_READ, NULL); }
+/* GET /api/v1/devices/{id} reads through the "devices" cache: devices are
+ * read far more often (every request of theirs) than written. */
+static int load_device(struct store *st, const char *id, void *arg, struct buf *out) {
+  struct store_rows *rows;
+  char err[256];
+  const char *p[] = {id};
+  (void)arg;
+  int rc = store_query(st, "SELECT id, name, type, created_by, created_at FROM devices "
+                           "WHERE id = $1", p, 1, &rows, err, sizeof err);
+  if (rc)
+    return rc;
+  if (rows->nrows == 0) {
+    store_rows_free(rows);
+    return GROVE_ENOENT;
+  }
+  json_t *d = device_json(rows, 0);
+  char *txt = json_dumps(d, JSON_COMPACT);
+  json_decref(d);
+  store_rows_free(rows);
+  rc = txt ? buf_puts(out, txt) : GROVE_ENOMEM;
+  free(txt);
+  return rc;
+}
+
+static void device_reply(struct http_req *r, int rc, const char *val, size_t len, void *arg) {
+  (void)arg;
+  if (rc == 0)
+    http_reply_raw(r, 200, val, len, NULL);
+  else if (rc == GROVE_ENOENT)
+    http_reply_error(r, 404, "NOT_FOUND", "no such device", NULL);
+  else if (rc != GROVE_ECLOSED)
+    http_reply_error(r, 503, "STORE_UNAVAILABLE", "cannot read devices now; try again", NULL);
+}
+
+static void handle_get(struct http_req *r) {
+  struct gate *g = r->app;
+  if (!gate_require(g, r, GATE_READ, NULL))
+    return;
+  cache_get(g->devices, r, http_param(r, "id"), load_device, device_reply, NULL);
+}
 static void handle_delete(struct http_req *r) { dev_start(r, DEV_DELETE, GATE_ADMIN, NULL); }
 
 int gate_device_routes(struct gate *g, struct router *r) {
+  if (!g->devices && !(g->devices = cache_create(g, "devices")))
+    return GROVE_ENOMEM;
   static const struct route_def routes[] = {
       {"POST", "/api/v1/devices", handle_create},
       {"GET", "/api/v1/devices", handle_list},

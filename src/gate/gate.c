@@ -14,6 +14,7 @@
 #include "core/util.h"
 #include "gate/internal.h"
 #include "gate/jwt.h"
+#include "hub/hub.h"
 
 #define O(name, type, field, def, help) {name, type, offsetof(struct gate_cfg, field), def, help}
 const struct cfg_opt gate_cfg_opts[] = {
@@ -28,6 +29,9 @@ const struct cfg_opt gate_cfg_opts[] = {
     O("rate-global", CFG_STR, rate_global, "1000/s", "requests the instance takes, all callers together (0: no limit)"),
     O("rate-key", CFG_STR, rate_key, "100/s", "requests per API key and per signed-in user (0: no limit)"),
     O("rate-anonymous", CFG_STR, rate_anonymous, "50/s", "requests per client address without a credential (0: no limit)"),
+    O("cache-ttl", CFG_MS, cache_ttl_ms, "5m", "how long a cached read stays in this process (0: no in-process tier)"),
+    O("cache-redis-ttl", CFG_MS, cache_redis_ttl_ms, "1h", "how long a cached read stays in Redis, with a broker (0: no Redis tier)"),
+    O("cache-entries", CFG_INT, cache_entries, "10000", "entries per cache kept in this process (least recently used go first)"),
     O("rate-classes", CFG_STR, rate_classes, "truck=50/m,warehouse=200/m,office=500/m,sensor=60/m,agent=120/m", "device types and their request rates"),
 };
 #undef O
@@ -640,6 +644,7 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
     gate_destroy(g);
     return rc;
   }
+  g->metrics = m;
   if (m) {
     struct metric_family *f = metrics_family(m, "grove_auth_checks_total",
                                              "Credentials checked, by result.", METRIC_COUNTER,
@@ -677,6 +682,7 @@ void gate_destroy(struct gate *g) {
     flush_used(g);
   }
   view_free(g->view);
+  cache_destroy_all(g);
   limiter_destroy(g->limiter);
   free(g->shared);
   map_release(&g->used);
@@ -696,6 +702,11 @@ int gate_routes(struct gate *g, struct router *r) {
   if (!rc)
     rc = gate_device_routes(g, r);
   return rc;
+}
+
+void gate_attach_hub(struct gate *g, struct hub *hub) {
+  g->hub = hub;
+  hub_control_listen(hub, cache_on_control, g);
 }
 
 void gate_changed(struct gate *g) {

@@ -25,6 +25,7 @@
 #include "store/store.h"
 
 struct gate;
+struct hub;
 struct router;
 struct metrics;
 struct http_req;
@@ -42,6 +43,9 @@ struct gate_cfg {
   char *rate_key;              /* per API key and per signed-in user */
   char *rate_anonymous;        /* per client address without a credential */
   char *rate_classes;          /* device type=rate, comma-separated */
+  uint64_t cache_ttl_ms;       /* in-process tier; 0 = off */
+  uint64_t cache_redis_ttl_ms; /* Redis tier (with a broker); 0 = off */
+  int cache_entries;           /* per cache, in-process */
 };
 
 extern const struct cfg_opt gate_cfg_opts[];
@@ -77,6 +81,8 @@ int gate_routes(struct gate *g, struct router *r);
  * one connection per event loop. Call after gate_create, before the loops
  * start. */
 int gate_share(struct gate *g, const char *redis_url, int nloops, char *err, size_t errlen);
+/* Lets caches tell other instances about writes (hub control messages). */
+void gate_attach_hub(struct gate *g, struct hub *hub);
 /* Server hooks: attach and detach a loop (on that loop's thread). */
 void gate_loop_start(struct gate *g, uv_loop_t *loop, int index);
 void gate_loop_stop(struct gate *g, int index);

@@ -54,7 +54,15 @@ struct gate {
   char redis_host[256], redis_password[128];
   int redis_port;
   struct metric *shared_gauge, *shared_fallbacks;
+  /* cache.c */
+  struct cache *caches;
+  struct cache *devices;
+  struct hub *hub;
+  struct metrics *metrics;
 };
+
+void cache_on_control(const char *kind, const char *payload, size_t len, void *arg);
+void cache_destroy_all(struct gate *g);
 
 const struct rate_class *gate_class(const struct gate *g, const char *type);
 
@@ -75,6 +83,8 @@ enum http_next gate_local_take(struct gate *g, struct http_req *r, const struct 
 /* shared.c: asks Redis, when this loop has it, and returns true (the request
  * is held until the answer); false to decide locally. */
 bool gate_shared_take(struct gate *g, struct http_req *r, const struct bucket_ref *b, int n);
+/* This loop's Redis connection (a redisAsyncContext) when it is up. */
+void *gate_redis(struct gate *g, uv_loop_t *loop);
 /* Inserts a key on c (inside the caller's transaction); device may be NULL. */
 int gate_key_insert(struct store_conn *c, const char *name, unsigned scopes, const char *by,
                     const char *device, char key[48], char id[24], char *err, size_t errlen);

@@ -271,3 +271,10 @@ bool gate_limits_shared(struct gate *g, const char **mode) {
   *mode = all ? "shared" : "local (redis unavailable)";
   return all;
 }
+
+void *gate_redis(struct gate *g, uv_loop_t *loop) {
+  for (int i = 0; i < g->nshared; i++)
+    if (g->shared[i].loop == loop)
+      return g->shared[i].up ? g->shared[i].ac : NULL;
+  return NULL;
+}

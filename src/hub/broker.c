@@ -24,10 +24,13 @@
 #include "hub/internal.h"
 
 #define CHANNEL "grove:live"
+#define CONTROL "grove:control"
 #define QUEUE_MAX 10000
 
 struct out_msg {
   struct out_msg *next;
+  bool control;        /* on grove:control, not grove:live */
+  const char *del_key; /* a Redis key to delete before publishing, or NULL */
   size_t len;
   char data[]; /* "instance\ttopic\tjson" */
 };
@@ -140,8 +143,31 @@ static void *pub_main(void *arg) {
       b->queued--;
     }
     pthread_mutex_unlock(&b->lock);
-    redisReply *r = m ? redisCommand(c, "PUBLISH %s %b", CHANNEL, m->data, m->len)
-                      : redisCommand(c, "PING");
+    redisReply *r = NULL;
+    if (m && m->del_key) {
+      /* the key goes, and its version moves on, so a writer that read the
+       * old version before cannot put the old value back */
+      r = redisCommand(c, "EVAL %s 2 %s %s:v", "redis.call('INCR', KEYS[2]) "
+                       "return redis.call('DEL', KEYS[1])", m->del_key, m->del_key);
+      if (r && !c->err) {
+        freeReplyObject(r);
+        r = NULL;
+      }
+    }
+    if (!c->err)
+      r = m ? redisCommand(c, "PUBLISH %s %b", m->control ? CONTROL : CHANNEL, m->data, m->len)
+            : redisCommand(c, "PING");
+    if ((!r || c->err) && m && m->control) {
+      /* an invalidation must not be lost: put it back for the next connection */
+      pthread_mutex_lock(&b->lock);
+      m->next = b->head;
+      b->head = m;
+      if (!b->tail)
+        b->tail = m;
+      b->queued++;
+      pthread_mutex_unlock(&b->lock);
+      m = NULL;
+    }
     free(m);
     if (!r || c->err) {
       set_error(b, "publish failed", c);
@@ -160,7 +186,7 @@ static void *pub_main(void *arg) {
   return NULL;
 }
 
-static void handle_message(struct broker *b, const char *data, size_t len) {
+static void handle_message(struct broker *b, bool control, const char *data, size_t len) {
   const char *t1 = memchr(data, '\t', len);
   if (!t1)
     return;
@@ -175,6 +201,10 @@ static void handle_message(struct broker *b, const char *data, size_t len) {
     return;
   memcpy(topic, t1 + 1, tl);
   topic[tl] = '\0';
+  if (control) {
+    hub_control_dispatch(b->hub, topic, t2 + 1, len - (size_t)(t2 + 1 - data));
+    return;
+  }
   if (!hub_topic_valid(topic))
     return;
   metric_add(b->received, 1);
@@ -192,8 +222,14 @@ static void *sub_main(void *arg) {
       break;
     redisContext *c = connect_redis(b);
     if (c) {
-      redisReply *r = redisCommand(c, "SUBSCRIBE %s", CHANNEL);
+      redisReply *r = redisCommand(c, "SUBSCRIBE %s %s", CHANNEL, CONTROL);
       bool ok = r && !c->err;
+      /* SUBSCRIBE answers once per channel: read the second answer too */
+      if (ok) {
+        freeReplyObject(r);
+        r = NULL;
+        ok = redisGetReply(c, (void **)&r) == REDIS_OK;
+      }
       freeReplyObject(r);
       if (!ok) {
         set_error(b, "subscribe failed", c);
@@ -233,8 +269,9 @@ static void *sub_main(void *arg) {
       }
       if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
           r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "message") == 0 &&
-          r->element[2]->type == REDIS_REPLY_STRING)
-        handle_message(b, r->element[2]->str, r->element[2]->len);
+          r->element[1]->type == REDIS_REPLY_STRING && r->element[2]->type == REDIS_REPLY_STRING)
+        handle_message(b, strcmp(r->element[1]->str, CONTROL) == 0, r->element[2]->str,
+                       r->element[2]->len);
       freeReplyObject(r);
     }
     pthread_mutex_lock(&b->lock);
@@ -309,24 +346,27 @@ void broker_stop(struct broker *b) {
   free(b);
 }
 
-void broker_publish(struct broker *b, const char *topic, const char *json, size_t len) {
-  if (!atomic_load(&b->pub_up)) {
-    metric_add(b->dropped, 1);
-    return;
-  }
-  size_t il = strlen(b->instance), tl = strlen(topic);
-  struct out_msg *m = malloc(sizeof *m + il + tl + len + 2);
+static void enqueue(struct broker *b, bool control, const char *topic, const char *json,
+                    size_t len, const char *del_key) {
+  size_t il = strlen(b->instance), tl = strlen(topic), dl = del_key ? strlen(del_key) + 1 : 0;
+  struct out_msg *m = malloc(sizeof *m + il + tl + len + 2 + dl);
   if (!m) {
     metric_add(b->dropped, 1);
     return;
   }
   m->next = NULL;
+  m->control = control;
   m->len = il + tl + len + 2;
   memcpy(m->data, b->instance, il);
   m->data[il] = '\t';
   memcpy(m->data + il + 1, topic, tl);
   m->data[il + 1 + tl] = '\t';
   memcpy(m->data + il + tl + 2, json, len);
+  m->del_key = NULL;
+  if (del_key) {
+    memcpy(m->data + m->len, del_key, dl);
+    m->del_key = m->data + m->len;
+  }
   pthread_mutex_lock(&b->lock);
   if (b->queued >= QUEUE_MAX) {
     pthread_mutex_unlock(&b->lock);
@@ -342,6 +382,19 @@ void broker_publish(struct broker *b, const char *topic, const char *json, size_
   b->queued++;
   pthread_cond_broadcast(&b->cond); /* the subscriber may be napping on it too */
   pthread_mutex_unlock(&b->lock);
+}
+
+void broker_publish(struct broker *b, const char *topic, const char *json, size_t len) {
+  if (!atomic_load(&b->pub_up)) {
+    metric_add(b->dropped, 1);
+    return;
+  }
+  enqueue(b, false, topic, json, len, NULL);
+}
+
+void broker_control(struct broker *b, const char *kind, const char *payload, size_t len,
+                    const char *del_key) {
+  enqueue(b, true, kind, payload, len, del_key); /* kept while Redis is away */
 }
 
 bool broker_ok(struct broker *b, char *err, size_t errlen) {

@@ -144,6 +144,8 @@ struct hub {
   uint64_t next_id;
   struct map history;   /* topic -> struct ring */
   struct broker *broker;
+  hub_control_fn control_fn;
+  void *control_arg;
   struct metric *subscribers, *published, *delivered, *slow, *dropped_history;
 };
 
@@ -733,6 +735,28 @@ void hub_destroy(struct hub *h) {
 }
 
 bool hub_has_broker(const struct hub *h) { return h->broker != NULL; }
+
+void hub_control_listen(struct hub *h, hub_control_fn fn, void *arg) {
+  pthread_mutex_lock(&h->lock);
+  h->control_arg = arg;
+  h->control_fn = fn;
+  pthread_mutex_unlock(&h->lock);
+}
+
+void hub_control_send(struct hub *h, const char *kind, const char *payload, size_t len,
+                      const char *del_key) {
+  if (h->broker)
+    broker_control(h->broker, kind, payload, len, del_key);
+}
+
+void hub_control_dispatch(struct hub *h, const char *kind, const char *payload, size_t len) {
+  pthread_mutex_lock(&h->lock);
+  hub_control_fn fn = h->control_fn;
+  void *arg = h->control_arg;
+  pthread_mutex_unlock(&h->lock);
+  if (fn)
+    fn(kind, payload, len, arg);
+}
 
 bool hub_broker_ok(struct hub *h, char *err, size_t errlen) {
   return h->broker ? broker_ok(h->broker, err, errlen) : true;

@@ -58,4 +58,16 @@ bool hub_topic_valid(const char *topic);
 bool hub_broker_ok(struct hub *h, char *err, size_t errlen);
 bool hub_has_broker(const struct hub *h);
 
+/* Control messages between instances, which no client sees (cache
+ * invalidations): `kind` names the listener's topic, payload is text.
+ * With a broker they reach every other instance's listener (on the
+ * broker's thread); without one, nothing leaves this process. `del_key`
+ * (may be NULL) is a Redis key deleted before the message goes out, and
+ * its version key ("<del_key>:v") incremented with it. Control messages
+ * wait while Redis is away and go out when it is back. */
+typedef void (*hub_control_fn)(const char *kind, const char *payload, size_t len, void *arg);
+void hub_control_listen(struct hub *h, hub_control_fn fn, void *arg);
+void hub_control_send(struct hub *h, const char *kind, const char *payload, size_t len,
+                      const char *del_key);
+
 #endif

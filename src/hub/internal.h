@@ -15,5 +15,11 @@ void broker_stop(struct broker *b);
 /* Queues a publish for the other instances; never blocks. */
 void broker_publish(struct broker *b, const char *topic, const char *json, size_t len);
 bool broker_ok(struct broker *b, char *err, size_t errlen);
+/* Control messages (not for clients): queued even while Redis is away, so
+ * none is lost; del_key, when given, is deleted in Redis first. */
+void broker_control(struct broker *b, const char *kind, const char *payload, size_t len,
+                    const char *del_key);
+/* Hands a control message from another instance to the listener. */
+void hub_control_dispatch(struct hub *h, const char *kind, const char *payload, size_t len);
 
 #endif

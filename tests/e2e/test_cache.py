@@ -1,0 +1,103 @@
+"""The three cache tiers over real servers: memory, Redis, the database;
+writes invalidate on every instance."""
+
+import json
+import re
+import subprocess
+
+from grove import GROVE, Grove, Redis, eventually, run
+
+PASSWORD = "correct horse battery"
+FAST = ["--argon2-memory", "8192", "--argon2-passes", "1"]
+
+
+def admin(g):
+    subprocess.run([GROVE, "user", "add", "root@example.com", "--role", "admin", "--data-dir", g.data_dir] + FAST,
+                   input=PASSWORD + "\n", capture_output=True, text=True)
+    r = g.request("POST", "/auth/login", body=json.dumps({"email": "root@example.com", "password": PASSWORD}).encode(),
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 200, r.body
+    return {"Authorization": "Bearer " + r.json()["data"]["access_token"], "Content-Type": "application/json"}
+
+
+def tiers(g):
+    text = g.request("GET", "/metrics").body.decode()
+    out = {}
+    for m in re.finditer(r'^grove_cache_requests_total\{cache="devices",tier="(\w+)"\} (\S+)$', text, re.M):
+        out[m.group(1)] = float(m.group(2))
+    ratio = re.search(r'^grove_cache_hit_ratio\{cache="devices"\} (\S+)$', text, re.M)
+    out["ratio"] = float(ratio.group(1)) if ratio else None
+    return out
+
+
+def test_memory_tier_then_invalidation():
+    g = Grove(*FAST)
+    try:
+        auth = admin(g)
+        r = g.request("POST", "/api/v1/devices", body=json.dumps({"id": "wh-1", "name": "Depot", "type": "warehouse"}).encode(),
+                      headers=auth)
+        assert r.status == 201
+        first = g.request("GET", "/api/v1/devices/wh-1", headers=auth)
+        assert first.status == 200 and first.json()["data"]["name"] == "Depot"
+        for _ in range(3):
+            again = g.request("GET", "/api/v1/devices/wh-1", headers=auth)
+            assert again.json()["data"] == first.json()["data"]
+        t = tiers(g)
+        assert t["database"] == 1 and t["local"] == 3 and t["ratio"] == 0.75, t
+        assert g.request("DELETE", "/api/v1/devices/wh-1", headers=auth).status == 200
+        assert g.request("GET", "/api/v1/devices/wh-1", headers=auth).status == 404  # not served stale
+        assert g.request("GET", "/api/v1/devices/none", headers=auth).status == 404
+        assert g.request("GET", "/api/v1/devices/wh-1").status == 401
+    finally:
+        g.stop()
+
+
+def test_no_memory_tier_when_ttl_is_zero():
+    g = Grove("--cache-ttl", "0", *FAST)
+    try:
+        auth = admin(g)
+        g.request("POST", "/api/v1/devices", body=b'{"id":"o-1","name":"HQ","type":"office"}', headers=auth)
+        for _ in range(3):
+            assert g.request("GET", "/api/v1/devices/o-1", headers=auth).status == 200
+        t = tiers(g)
+        assert t["database"] == 3 and t.get("local", 0) == 0, t
+    finally:
+        g.stop()
+
+
+def test_redis_tier_and_invalidation_on_every_instance():
+    redis = Redis()
+    a = b = None
+    try:
+        a = Grove("--broker", redis.url, "--gate-refresh", "200ms", *FAST)
+        b = Grove("--broker", redis.url, "--gate-refresh", "200ms", *FAST, data_dir=a.data_dir)
+        for g in (a, b):
+            eventually(lambda: g.request("GET", "/ready").status == 200, what="redis up")
+        auth = admin(a)
+        assert a.request("POST", "/api/v1/devices", body=b'{"id":"t-9","name":"Nine","type":"truck"}',
+                         headers=auth).status == 201
+        eventually(lambda: b.request("GET", "/auth/me", headers=auth).status == 200, what="b knows the session")
+        assert a.request("GET", "/api/v1/devices/t-9", headers=auth).status == 200   # database, fills Redis
+        eventually(lambda: subprocess.run(["redis-cli", "-p", str(redis.port), "EXISTS", "grove:cache:devices:t-9"],
+                                          capture_output=True, text=True).stdout.strip() == "1",
+                   what="value in redis")
+        r = b.request("GET", "/api/v1/devices/t-9", headers=auth)                  # Redis
+        assert r.status == 200 and r.json()["data"]["name"] == "Nine"
+        assert b.request("GET", "/api/v1/devices/t-9", headers=auth).status == 200  # memory
+        tb = tiers(b)
+        assert tb["redis"] == 1 and tb["local"] == 1 and tb.get("database", 0) == 0, tb
+        # a write on a reaches b's memory and Redis
+        assert a.request("DELETE", "/api/v1/devices/t-9", headers=auth).status == 200
+        eventually(lambda: b.request("GET", "/api/v1/devices/t-9", headers=auth).status == 404,
+                   what="b invalidated")
+        assert subprocess.run(["redis-cli", "-p", str(redis.port), "EXISTS", "grove:cache:devices:t-9"],
+                              capture_output=True, text=True).stdout.strip() == "0"
+    finally:
+        for g in (a, b):
+            if g:
+                g.stop()
+        redis.stop()
+
+
+if __name__ == "__main__":
+    run([v for k, v in list(globals().items()) if k.startswith("test_")])
