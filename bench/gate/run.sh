@@ -5,6 +5,9 @@
 # headers only), same instance, same run, wrk with 2 threads and 64
 # connections. Limits are set high enough never to refuse. Target: the
 # authenticated request keeps >= 0.90 of the open one's req/s.
+# A second line runs the authenticated request with the limits shared
+# through Redis (one script round trip per request) for comparison; it
+# has no target.
 #   DURATION=10 CONNS=64
 set -eu
 cd "$(dirname "$0")/../.."
@@ -37,3 +40,20 @@ echo "name value unit peer_value ratio"
 awk -v a="$auth_rps" -v b="$auth2" -v o="$open_rps" -v p="$open2" 'BEGIN {
   aa = (a + b) / 2; oo = (o + p) / 2
   printf "gate_authenticated_rps %.0f req/s %.0f %.2f (peer: open request; target >= 0.90)\n", aa, oo, aa / oo }'
+
+# the same request with limits kept in Redis
+rport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
+rpid=$!
+kill "$pid"; wait "$pid" 2>/dev/null || true
+./build/grove serve --listen "127.0.0.1:$port" --threads 2 --access-log false --log-level warn \
+  --data-dir "$work/data" --web-root "" --rate-global 100000000/s --rate-key 100000000/s \
+  --broker "redis://127.0.0.1:$rport" &
+pid=$!
+trap 'kill $pid $rpid 2>/dev/null; sleep 0.3; rm -rf "$work"' EXIT INT TERM
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
+wrk -t2 -c"$CONNS" -d2s -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me" >/dev/null
+shared_rps=$(rps -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me")
+awk -v s="$shared_rps" -v o="$open_rps" -v p="$open2" 'BEGIN {
+  oo = (o + p) / 2
+  printf "gate_authenticated_shared_rps %.0f req/s %.0f %.2f (limits in Redis; peer: open request, local run)\n", s, oo, s / oo }'

@@ -485,7 +485,10 @@ enum http_next gate_local_take(struct gate *g, struct http_req *r, const struct 
   uint64_t now = clock_mono_ns();
   struct limit_result res[2];
   for (int i = 0; i < n; i++) {
-    limiter_take(g->limiter, b[i].name, b[i].rate, now, &res[i]);
+    if (b[i].rate == &g->global)
+      fast_bucket_take(&g->global_bucket, b[i].rate, now, &res[i]);
+    else
+      limiter_take(g->limiter, b[i].name, b[i].rate, now, &res[i]);
     if (!res[i].allowed)
       return gate_decide(r, b, n, i, res);
   }

@@ -44,6 +44,7 @@ struct gate {
   struct metric *auth_ok, *auth_fail;
   struct limiter *limiter;
   struct rate global, per_key, anonymous;
+  struct fast_bucket global_bucket; /* local: every request, no lock */
   struct rate_class classes[16];
   int nclasses;
   struct metric *limited_global, *limited_key, *limited_device, *limited_anon;

@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -141,4 +142,36 @@ size_t limiter_sweep(struct limiter *l, uint64_t now_ns) {
     pthread_mutex_unlock(&l->stripe[i].lock);
   }
   return left;
+}
+
+void fast_bucket_take(struct fast_bucket *b, const struct rate *r, uint64_t now_ns,
+                      struct limit_result *out) {
+  memset(out, 0, sizeof *out);
+  if (r->per_s <= 0) {
+    out->allowed = true;
+    out->remaining = -1;
+    return;
+  }
+  /* each request moves the arrival time on by one interval; up to a
+   * burst's worth of intervals may be ahead of now */
+  uint64_t interval = (uint64_t)(1e9 / r->per_s);
+  uint64_t window = (uint64_t)((r->burst - 1) * 1e9 / r->per_s);
+  uint64_t tat = atomic_load_explicit(&b->tat_ns, memory_order_relaxed);
+  for (;;) {
+    uint64_t base = tat > now_ns ? tat : now_ns;
+    if (base - now_ns > window) {
+      uint64_t wait = base - now_ns - window;
+      out->retry_after_s = (long)((wait + 999999999) / 1000000000);
+      out->reset_s = (long)((base - now_ns + 999999999) / 1000000000);
+      return;
+    }
+    if (atomic_compare_exchange_weak_explicit(&b->tat_ns, &tat, base + interval,
+                                              memory_order_relaxed, memory_order_relaxed)) {
+      uint64_t ahead = base + interval - now_ns;
+      out->allowed = true;
+      out->remaining = ahead > window + interval ? 0 : (long)((window + interval - ahead) / interval);
+      out->reset_s = (long)((ahead + 999999999) / 1000000000);
+      return;
+    }
+  }
 }

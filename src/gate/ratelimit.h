@@ -8,6 +8,7 @@
 #ifndef GROVE_RATELIMIT_H
 #define GROVE_RATELIMIT_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +38,15 @@ void limiter_destroy(struct limiter *l);
 /* Takes one token from the bucket named key at time now_ns. */
 void limiter_take(struct limiter *l, const char *key, const struct rate *r, uint64_t now_ns,
                   struct limit_result *out);
+/* One bucket shared by every thread without a lock (GCRA: the bucket is
+ * the "theoretical arrival time" of the next request, moved with one CAS),
+ * for the instance-wide limit every request takes from. */
+struct fast_bucket {
+  _Atomic uint64_t tat_ns;
+};
+void fast_bucket_take(struct fast_bucket *b, const struct rate *r, uint64_t now_ns,
+                      struct limit_result *out);
+
 /* Drops buckets that are full again. Returns how many remain. */
 size_t limiter_sweep(struct limiter *l, uint64_t now_ns);
 

@@ -3,7 +3,8 @@
  * Each event loop keeps one asynchronous Redis connection. A decision is
  * one EVAL of a Lua script that refills and takes from all of a request's
  * buckets atomically, on Redis's clock: one round trip, and N instances
- * enforce one limit. The request is held meanwhile. Without Redis (not
+ * enforce one limit (EVALSHA: the script is loaded first on every new
+ * connection). The request is held meanwhile. Without Redis (not
  * connected, gone, or slower than WATCHDOG_MS) the decision is made with
  * the local buckets, counted in grove_rate_limit_fallbacks_total; the
  * connection is retried every second. */
@@ -50,6 +51,8 @@ static const char script[] =
     "  out[#out+1] = math.max(0, math.ceil((1 - tk[i]) / per / 1000))\n"
     "end\n"
     "return out\n";
+
+static char script_sha[41]; /* SHA-1 of the script, for EVALSHA */
 
 struct shared_loop {
   struct gate *g;
@@ -119,6 +122,9 @@ static void try_connect(struct shared_loop *sl) {
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   if (g->redis_password[0])
     redisAsyncCommand(ac, NULL, NULL, "AUTH %s", g->redis_password);
+  /* commands on one connection run in order: every EVALSHA after this
+   * finds the script, so a decision stays one short round trip */
+  redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", script);
   sl->ac = ac;
 }
 
@@ -151,8 +157,11 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *arg) {
   }
   enum http_next next;
   if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 + 3 * (size_t)d->n) {
-    if (rep && rep->type == REDIS_REPLY_ERROR)
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
       log_warn(r->id, "rate limit script failed; limiting locally", "error=\"%s\"", rep->str);
+      if (strncmp(rep->str, "NOSCRIPT", 8) == 0 && sl->ac) /* flushed: load it again */
+        redisAsyncCommand(sl->ac, NULL, NULL, "SCRIPT LOAD %s", script);
+    }
     metric_add(sl->g->shared_fallbacks, 1);
     next = gate_local_take(sl->g, r, d->b, d->n);
   } else {
@@ -195,8 +204,8 @@ bool gate_shared_take(struct gate *g, struct http_req *r, const struct bucket_re
   size_t lens[3 + 2 + 6];
   char keys[2][112], args[6][32], nk[4];
   int argc = 0;
-  argv[argc++] = "EVAL";
-  argv[argc++] = script;
+  argv[argc++] = "EVALSHA";
+  argv[argc++] = script_sha;
   snprintf(nk, sizeof nk, "%d", n);
   argv[argc++] = nk;
   for (int i = 0; i < n; i++) {
@@ -231,6 +240,10 @@ int gate_share(struct gate *g, const char *url, int nloops, char *err, size_t er
     snprintf(err, errlen, "bad broker url '%s': use redis://host:port", url);
     return GROVE_ECONFIG;
   }
+  unsigned char d[20];
+  sha1(script, strlen(script), d);
+  for (int i = 0; i < 20; i++)
+    snprintf(script_sha + 2 * i, 3, "%02x", d[i]);
   g->shared = calloc((size_t)nloops, sizeof *g->shared);
   if (!g->shared)
     return GROVE_ENOMEM;

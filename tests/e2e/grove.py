@@ -399,6 +399,21 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+FAST_HASH = ["--argon2-memory", "8192", "--argon2-passes", "1"]  # test speed, not strength
+ADMIN_PASSWORD = "correct horse battery"
+
+
+def admin_headers(grove, email="root@example.com"):
+    """Makes an admin with `grove user add` on grove's database (once) and
+    signs in; returns headers carrying the access token."""
+    subprocess.run([GROVE, "user", "add", email, "--role", "admin", "--data-dir", grove.data_dir] + FAST_HASH,
+                   input=ADMIN_PASSWORD + "\n", capture_output=True, text=True, timeout=30)
+    r = grove.request("POST", "/auth/login", body=json.dumps({"email": email, "password": ADMIN_PASSWORD}).encode(),
+                      headers={"Content-Type": "application/json"})
+    assert r.status == 200, r.body
+    return {"Authorization": "Bearer " + r.json()["data"]["access_token"], "Content-Type": "application/json"}
+
+
 def eventually(fn, timeout=10, interval=0.1, what="condition"):
     deadline = time.time() + timeout
     last = None

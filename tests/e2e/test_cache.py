@@ -5,19 +5,13 @@ import json
 import re
 import subprocess
 
-from grove import GROVE, Grove, Redis, eventually, run
+from grove import FAST_HASH, Grove, Redis, admin_headers, eventually, run
 
-PASSWORD = "correct horse battery"
-FAST = ["--argon2-memory", "8192", "--argon2-passes", "1"]
+FAST = FAST_HASH
 
 
 def admin(g):
-    subprocess.run([GROVE, "user", "add", "root@example.com", "--role", "admin", "--data-dir", g.data_dir] + FAST,
-                   input=PASSWORD + "\n", capture_output=True, text=True)
-    r = g.request("POST", "/auth/login", body=json.dumps({"email": "root@example.com", "password": PASSWORD}).encode(),
-                  headers={"Content-Type": "application/json"})
-    assert r.status == 200, r.body
-    return {"Authorization": "Bearer " + r.json()["data"]["access_token"], "Content-Type": "application/json"}
+    return admin_headers(g)
 
 
 def tiers(g):

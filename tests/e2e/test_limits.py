@@ -7,19 +7,13 @@ import subprocess
 import threading
 import time
 
-from grove import GROVE, Grove, eventually, run
+from grove import FAST_HASH, GROVE, Grove, admin_headers, eventually, run
 
-FAST = ["--argon2-memory", "8192", "--argon2-passes", "1"]
-PASSWORD = "correct horse battery"
+FAST = FAST_HASH
 
 
 def admin(g):
-    out = subprocess.run([GROVE, "user", "add", "root@example.com", "--role", "admin", "--data-dir",
-                          g.data_dir] + FAST, input=PASSWORD + "\n", capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    r = g.request("POST", "/auth/login", body=json.dumps({"email": "root@example.com", "password": PASSWORD}).encode(),
-                  headers={"Content-Type": "application/json"})
-    return r.json()["data"]["access_token"]
+    return admin_headers(g)["Authorization"][len("Bearer "):]
 
 
 def hammer(g, n, path, headers=None):

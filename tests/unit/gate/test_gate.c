@@ -3,6 +3,7 @@
 #include "../test.h"
 #include "gate/gate.h"
 #include "gate/jwt.h"
+#include "gate/ratelimit.h"
 
 static const unsigned char key[32] = "0123456789abcdef0123456789abcdef";
 
@@ -75,7 +76,46 @@ TEST(scopes_parse_and_format) {
   CHECK_EQ_STR(s, "write");
 }
 
+TEST(buckets_allow_burst_then_rate) {
+  struct rate r;
+  CHECK(rate_parse("10/s", &r) == 0);
+  CHECK(r.per_s == 10 && r.burst == 10 && r.window_s == 1);
+  struct limiter *l;
+  CHECK(limiter_create(&l) == 0);
+  struct fast_bucket fb = {0};
+  struct limit_result res, fres;
+  uint64_t t = 1000000000ULL;
+  for (int i = 0; i < 10; i++) {
+    limiter_take(l, "k", &r, t, &res);
+    fast_bucket_take(&fb, &r, t, &fres);
+    CHECK(res.allowed && fres.allowed);
+    CHECK_EQ_INT(res.remaining, 9 - i);
+    CHECK_EQ_INT(fres.remaining, 9 - i);
+  }
+  limiter_take(l, "k", &r, t, &res);
+  fast_bucket_take(&fb, &r, t, &fres);
+  CHECK(!res.allowed && !fres.allowed);
+  CHECK_EQ_INT(res.retry_after_s, 1);
+  CHECK_EQ_INT(fres.retry_after_s, 1);
+  /* 100 ms later one token is back in both */
+  t += 100000000ULL;
+  limiter_take(l, "k", &r, t, &res);
+  fast_bucket_take(&fb, &r, t, &fres);
+  CHECK(res.allowed && fres.allowed);
+  limiter_take(l, "other", &r, t, &res);
+  CHECK(res.allowed && res.remaining == 9);
+  /* a full bucket is swept, a used one stays */
+  CHECK_EQ_INT(limiter_sweep(l, t + 2000000000ULL), 0);
+  limiter_take(l, "k", &r, t, &res);
+  CHECK_EQ_INT(limiter_sweep(l, t), 1);
+  limiter_destroy(l);
+  CHECK(rate_parse("50/m", &r) == 0 && r.window_s == 60 && r.quota == 50);
+  CHECK(rate_parse("0", &r) == 0 && r.per_s == 0);
+  CHECK(rate_parse("5/d", &r) != 0 && rate_parse("x/s", &r) != 0 && rate_parse("-1/s", &r) != 0);
+}
+
 static const struct test tests[] = {
+    T(buckets_allow_burst_then_rate),
     T(jwt_round_trip), T(jwt_refuses_expired_wrong_key_and_tampering), T(jwt_refuses_alg_none),
     T(base64url), T(scopes_parse_and_format),
 };
