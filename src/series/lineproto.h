@@ -1,0 +1,81 @@
+/* lineproto.h — InfluxDB line protocol, parsed without I/O.
+ *
+ *   weather,station=s1,region=north pm25=12.5,ok=true,count=3i,note="a b" 1700000000000000000
+ *
+ * measurement[,tag=value…] field=value[,field=value…] [timestamp]
+ * Commas, spaces and '=' in names are escaped with a backslash; string
+ * fields are double-quoted with '"' and '\' escaped. Field values are
+ * floats (12.5, 1e3, -4), integers (3i), unsigned integers (3u), booleans
+ * (t, T, true, True, TRUE, f, F, false, False, FALSE) or strings. A missing
+ * timestamp means "now"; timestamps are read in the request's precision
+ * (ns, us, ms, s) and kept in nanoseconds. Blank lines and lines starting
+ * with '#' are skipped. A body is parsed line by line: good lines are
+ * handed on, bad ones are reported with their number and the reason, as
+ * InfluxDB does, so a collector's batch is never lost for one bad line.
+ *
+ * Names and strings point into a scratch buffer owned by the parser and
+ * are valid until the next line. */
+#ifndef GROVE_LINEPROTO_H
+#define GROVE_LINEPROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define LP_MAX_TAGS 64
+#define LP_MAX_FIELDS 128
+#define LP_MAX_LINE (64 * 1024)
+
+enum lp_precision { LP_NS, LP_US, LP_MS, LP_S };
+enum lp_type { LP_FLOAT, LP_INT, LP_UINT, LP_BOOL, LP_STRING };
+
+struct lp_str {
+  const char *p;
+  size_t n;
+};
+
+struct lp_field {
+  struct lp_str key;
+  enum lp_type type;
+  union {
+    double f;
+    int64_t i;
+    uint64_t u;
+    bool b;
+    struct lp_str s;
+  } v;
+};
+
+struct lp_point {
+  struct lp_str measurement;
+  struct lp_str tag_keys[LP_MAX_TAGS], tag_values[LP_MAX_TAGS];
+  int ntags;
+  struct lp_field fields[LP_MAX_FIELDS];
+  int nfields;
+  int64_t ts_ns;
+};
+
+/* Parses "ns", "us", "ms", "s" (also "n", "u", "µs"…); returns 0 or -1. */
+int lp_precision_parse(const char *s, enum lp_precision *out);
+
+/* Parses one line (no newline). Returns 0 with *p filled, or -1 with a
+ * reason in err ("invalid field format", …). `scratch` needs len bytes. */
+int lp_parse_line(const char *line, size_t len, enum lp_precision prec, int64_t now_ns,
+                  char *scratch, struct lp_point *p, char *err, size_t errlen);
+
+/* Called for each good point; returns 0 to go on, nonzero to stop. */
+typedef int (*lp_point_fn)(const struct lp_point *p, void *arg);
+/* Called for each bad line: its number (1-based), its text and why. */
+typedef void (*lp_error_fn)(int line, const char *text, size_t len, const char *why, void *arg);
+
+struct lp_stats {
+  int lines;   /* data lines seen (not blank or comments) */
+  int points;  /* handed to on_point */
+  int errors;
+};
+
+/* Parses a whole body. Returns 0, or the first nonzero on_point result. */
+int lp_parse(const char *body, size_t len, enum lp_precision prec, int64_t now_ns,
+             lp_point_fn on_point, lp_error_fn on_error, void *arg, struct lp_stats *stats);
+
+#endif
