@@ -1,0 +1,228 @@
+/* stream.c — pane-based keyed windows with a watermark. */
+#include "stream/stream.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "core/map.h"
+
+struct pane {
+  int64_t no;      /* pane number (start / pane_ns); INT64_MIN: empty */
+  uint64_t count;
+  double sum, min, max, last;
+  int64_t last_ns;
+};
+
+struct key_state {
+  int64_t next_start; /* start of the next window to emit */
+  int64_t newest_ns;  /* newest event time seen for this key */
+  struct pane panes[];
+};
+
+struct stream {
+  struct stream_cfg cfg;
+  int64_t pane_ns;
+  int npanes;        /* ring size */
+  int per_window;    /* panes in a window */
+  stream_emit_fn emit;
+  void *arg;
+  struct map keys;   /* key -> struct key_state */
+  int64_t max_ts;
+  int64_t watermark;
+  uint64_t late;
+};
+
+static int64_t gcd64(int64_t a, int64_t b) {
+  while (b) {
+    int64_t t = a % b;
+    a = b;
+    b = t;
+  }
+  return a;
+}
+
+/* floor division for negative times too */
+static int64_t floor_div(int64_t a, int64_t b) { return a / b - (a % b != 0 && (a < 0) != (b < 0)); }
+
+int stream_create(struct stream **out, const struct stream_cfg *cfg, stream_emit_fn emit,
+                  void *arg) {
+  if (cfg->window_ns <= 0 || cfg->slide_ns <= 0 || cfg->slide_ns > cfg->window_ns ||
+      cfg->lateness_ns < 0)
+    return GROVE_EINVAL;
+  int64_t pane = gcd64(cfg->window_ns, cfg->slide_ns);
+  int64_t per_window = cfg->window_ns / pane;
+  /* panes from the oldest open window to the newest point accepted */
+  int64_t ring = per_window + (cfg->lateness_ns + cfg->slide_ns) / pane + 2;
+  if (per_window > 4096 || ring > 8192)
+    return GROVE_EINVAL;
+  struct stream *s = calloc(1, sizeof *s);
+  if (!s)
+    return GROVE_ENOMEM;
+  s->cfg = *cfg;
+  s->pane_ns = pane;
+  s->per_window = (int)per_window;
+  s->npanes = (int)ring;
+  s->emit = emit;
+  s->arg = arg;
+  map_init(&s->keys);
+  s->max_ts = INT64_MIN;
+  s->watermark = INT64_MIN;
+  *out = s;
+  return 0;
+}
+
+void stream_destroy(struct stream *s) {
+  if (!s)
+    return;
+  const char *k;
+  void *v;
+  for (size_t it = 0; map_next(&s->keys, &it, &k, &v);)
+    free(v);
+  map_release(&s->keys);
+  free(s);
+}
+
+size_t stream_key_bytes(const struct stream *s) {
+  return sizeof(struct key_state) + (size_t)s->npanes * sizeof(struct pane);
+}
+
+static struct pane *pane_at(struct stream *s, struct key_state *k, int64_t no) {
+  int64_t i = no % s->npanes;
+  if (i < 0)
+    i += s->npanes;
+  return &k->panes[i];
+}
+
+/* The first window start whose window holds pane `no`. */
+static int64_t first_window_with(struct stream *s, int64_t pane_start) {
+  /* windows start at multiples of slide; the earliest that still covers
+   * pane_start starts after pane_start - window */
+  int64_t w = s->cfg.window_ns, sl = s->cfg.slide_ns;
+  return (floor_div(pane_start - w, sl) + 1) * sl;
+}
+
+/* Emits the key's windows that end at or before the watermark. Returns
+ * false when the key holds nothing newer (it may be dropped). */
+static bool emit_closed(struct stream *s, const char *name, struct key_state *k) {
+  int64_t w = s->cfg.window_ns, sl = s->cfg.slide_ns;
+  while (k->next_start != INT64_MIN && k->next_start + w <= s->watermark) {
+    struct window_result r = {name, k->next_start, k->next_start + w, 0, 0, INFINITY,
+                              -INFINITY, 0, 0, INT64_MIN};
+    int64_t first = k->next_start / s->pane_ns;
+    for (int i = 0; i < s->per_window; i++) {
+      struct pane *p = pane_at(s, k, first + i);
+      if (p->no != first + i || !p->count)
+        continue;
+      r.count += p->count;
+      r.sum += p->sum;
+      r.min = fmin(r.min, p->min);
+      r.max = fmax(r.max, p->max);
+      if (p->last_ns >= r.last_ns) {
+        r.last_ns = p->last_ns;
+        r.last = p->last;
+      }
+    }
+    if (r.count) {
+      r.mean = r.sum / (double)r.count;
+      s->emit(&r, s->arg);
+    }
+    k->next_start += sl;
+    /* skip ahead over windows with no data at all */
+    if (k->newest_ns < k->next_start) {
+      k->next_start = INT64_MIN;
+      return false;
+    }
+  }
+  return true;
+}
+
+static void close_windows(struct stream *s) {
+  const char *name;
+  void *v;
+  for (size_t it = 0; map_next(&s->keys, &it, &name, &v);) {
+    struct key_state *k = v;
+    if (!emit_closed(s, name, k) && k->newest_ns + s->cfg.window_ns <= s->watermark) {
+      map_del(&s->keys, name); /* idle for a whole window: nothing left to say */
+      free(k);
+    }
+  }
+}
+
+static void set_watermark(struct stream *s, int64_t wm) {
+  if (wm <= s->watermark)
+    return;
+  int64_t old = s->watermark;
+  s->watermark = wm;
+  /* windows end on slide boundaries: only crossing one can close any */
+  if (old == INT64_MIN || floor_div(wm, s->cfg.slide_ns) != floor_div(old, s->cfg.slide_ns))
+    close_windows(s);
+}
+
+int stream_add(struct stream *s, const char *key, int64_t ts, double value) {
+  if (s->watermark != INT64_MIN && ts < s->watermark) {
+    s->late++;
+    return 1;
+  }
+  struct key_state *k = map_get(&s->keys, key);
+  if (!k) {
+    k = malloc(stream_key_bytes(s));
+    if (!k)
+      return GROVE_ENOMEM;
+    k->next_start = INT64_MIN;
+    k->newest_ns = INT64_MIN;
+    for (int i = 0; i < s->npanes; i++) {
+      k->panes[i].no = INT64_MIN;
+      k->panes[i].count = 0;
+    }
+    if (map_put(&s->keys, key, k, NULL)) {
+      free(k);
+      return GROVE_ENOMEM;
+    }
+  }
+  int64_t no = floor_div(ts, s->pane_ns);
+  struct pane *p = pane_at(s, k, no);
+  if (p->no != no) { /* a pane from an older lap of the ring: reuse it */
+    *p = (struct pane){no, 0, 0, INFINITY, -INFINITY, 0, INT64_MIN};
+  }
+  p->count++;
+  p->sum += value;
+  p->min = fmin(p->min, value);
+  p->max = fmax(p->max, value);
+  if (ts >= p->last_ns) {
+    p->last_ns = ts;
+    p->last = value;
+  }
+  int64_t first = first_window_with(s, no * s->pane_ns);
+  if (k->next_start == INT64_MIN || first < k->next_start)
+    k->next_start = first;
+  if (ts > k->newest_ns)
+    k->newest_ns = ts;
+  if (ts > s->max_ts) {
+    s->max_ts = ts;
+    set_watermark(s, ts - s->cfg.lateness_ns);
+  }
+  return 0;
+}
+
+void stream_advance(struct stream *s, int64_t wm) { set_watermark(s, wm); }
+
+void stream_flush(struct stream *s) {
+  if (s->max_ts == INT64_MIN)
+    return;
+  int64_t end = s->max_ts + s->cfg.window_ns + 1;
+  int64_t old = s->watermark;
+  s->watermark = end;
+  close_windows(s);
+  s->watermark = old > end ? old : end;
+}
+
+int64_t stream_watermark(const struct stream *s) { return s->watermark; }
+uint64_t stream_late(const struct stream *s) { return s->late; }
+size_t stream_keys(const struct stream *s) { return s->keys.len; }
+
+unsigned stream_partition(const char *key, unsigned n) {
+  return n ? (unsigned)(hash_bytes(key, strlen(key)) % n) : 0;
+}
