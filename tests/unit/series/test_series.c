@@ -1,5 +1,9 @@
 /* test_series.c — the line protocol parser. */
 #include "../test.h"
+#include <math.h>
+
+#include "core/error.h"
+#include "series/chunk.h"
 #include "series/lineproto.h"
 
 static char scratch[LP_MAX_LINE + 1];
@@ -134,7 +138,103 @@ TEST(body_keeps_good_lines_and_reports_bad_ones) {
   CHECK_EQ_STR(s.why, "missing field value");
 }
 
+/* ---- chunks ---- */
+
+static struct chunk_point in[CHUNK_MAX], back[CHUNK_MAX];
+
+static uint64_t rs = 2463534242ULL;
+static uint64_t rnd(void) {
+  rs ^= rs << 13;
+  rs ^= rs >> 7;
+  rs ^= rs << 17;
+  return rs;
+}
+
+/* Encodes, decodes and compares bit for bit; returns the encoded size. */
+static size_t round_trip(size_t n) {
+  struct buf b;
+  buf_init(&b, 0);
+  CHECK(chunk_encode(in, n, &b) == 0);
+  size_t got = 0;
+  CHECK(chunk_decode(b.data, b.len, back, &got) == 0);
+  CHECK_EQ_INT(got, n);
+  for (size_t i = 0; i < n; i++) {
+    CHECK(back[i].ts_ns == in[i].ts_ns);
+    CHECK(memcmp(&back[i].value, &in[i].value, 8) == 0 ||
+          (isnan(back[i].value) && isnan(in[i].value)));
+  }
+  size_t len = b.len;
+  buf_release(&b);
+  return len;
+}
+
+TEST(chunks_of_sensor_data_take_under_two_bytes_a_point) {
+  /* PM2.5 every 10 s, one decimal, drifting slowly, a missed reading now and then */
+  int64_t t = 1700000000LL * 1000000000LL;
+  double v = 12.3;
+  for (int i = 0; i < 720; i++) {
+    t += (rnd() % 50 == 0 ? 20 : 10) * 1000000000LL;
+    v += ((int)(rnd() % 5) - 2) / 10.0;
+    if (v < 0)
+      v = 0;
+    in[i] = (struct chunk_point){t, round(v * 10) / 10};
+  }
+  size_t bytes = round_trip(720);
+  fprintf(stderr, "  sensor chunk: %.2f bytes/point\n", (double)bytes / 720);
+  CHECK((double)bytes / 720 <= 2.0);
+  /* a perfectly regular gauge: two bits a point (one for time, one for value) */
+  for (int i = 0; i < 1000; i++)
+    in[i] = (struct chunk_point){(int64_t)i * 60000000000LL, 50};
+  CHECK(round_trip(1000) <= 1000 / 4 + 32);
+}
+
+TEST(chunks_round_trip_any_doubles_and_times) {
+  for (int round = 0; round < 50; round++) {
+    size_t n = 1 + rnd() % CHUNK_MAX;
+    int64_t t = (int64_t)(rnd() % 2000000000000000000ULL) - 1000000000000000000LL;
+    for (size_t i = 0; i < n; i++) {
+      t += (int64_t)(rnd() % 3000000000ULL); /* ns jitter */
+      uint64_t bits = rnd();
+      double v;
+      memcpy(&v, &bits, 8);
+      if (round % 3 == 0)
+        v = (double)(int64_t)(rnd() % 100000) / 100.0; /* decimals */
+      if (round % 5 == 1 && i % 7 == 0)
+        v = i % 2 ? INFINITY : -0.0;
+      in[i] = (struct chunk_point){t, v};
+    }
+    round_trip(n);
+  }
+  in[0] = (struct chunk_point){INT64_MIN, 1};
+  in[1] = (struct chunk_point){INT64_MAX, 2};
+  round_trip(2);
+}
+
+TEST(chunk_refuses_bad_input) {
+  struct buf b;
+  buf_init(&b, 0);
+  in[0] = (struct chunk_point){2, 1};
+  in[1] = (struct chunk_point){1, 1};
+  CHECK_EQ_INT(chunk_encode(in, 2, &b), GROVE_EINVAL); /* unsorted */
+  CHECK_EQ_INT(chunk_encode(in, 0, &b), GROVE_EINVAL);
+  for (int i = 0; i < 100; i++)
+    in[i] = (struct chunk_point){(int64_t)i * 1000, i * 0.5};
+  CHECK(chunk_encode(in, 100, &b) == 0);
+  size_t n;
+  for (size_t cut = 0; cut < b.len; cut++) /* every truncation is refused */
+    CHECK_EQ_INT(chunk_decode(b.data, cut, back, &n), GROVE_EINVAL);
+  unsigned char junk[64];
+  for (int i = 0; i < 2000; i++) { /* random bytes: an error or points, never a crash */
+    for (size_t k = 0; k < sizeof junk; k++)
+      junk[k] = (unsigned char)rnd();
+    chunk_decode(junk, sizeof junk, back, &n);
+  }
+  buf_release(&b);
+}
+
 static const struct test tests[] = {
+    T(chunks_of_sensor_data_take_under_two_bytes_a_point),
+    T(chunks_round_trip_any_doubles_and_times), T(chunk_refuses_bad_input),
     T(parses_tags_fields_and_timestamp), T(escapes_in_names_and_strings),
     T(numbers_and_booleans), T(malformed_lines_say_why), T(precision_scales_timestamps),
     T(body_keeps_good_lines_and_reports_bad_ones),
