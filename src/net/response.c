@@ -172,10 +172,17 @@ void http_finish(struct http_req *r, int status) {
   struct loop_ctx *lp = c->lp;
   double secs = (double)(clock_mono_ns() - hs->start_ns) / 1e9;
   route_count(lp->srv->router, hs->route, status, secs);
-  if (lp->srv->cfg.access_log && log_enabled(LOG_INFO))
+  if (lp->srv->cfg.access_log && log_enabled(LOG_INFO)) {
+    /* the path is the client's: no quotes or control bytes reach the log */
+    char path[256];
+    const char *p = r->path ? r->path : "-";
+    size_t i = 0;
+    for (; p[i] && i < sizeof path - 1; i++)
+      path[i] = (unsigned char)p[i] < 0x20 || p[i] == '"' || p[i] == 0x7f ? '?' : p[i];
+    path[i] = '\0';
     log_info(r->id, "request", "method=%s path=\"%s\" route=\"%s\" status=%d ms=%.2f",
-             r->method, r->path ? r->path : "-", r->route ? r->route : "-", status,
-             secs * 1000);
+             r->method, path, r->route ? r->route : "-", status, secs * 1000);
+  }
   conn_dispatch_done(c);
 }
 

@@ -278,6 +278,14 @@ def test_abrupt_disconnects_harm_nothing():
         assert g.request("GET", "/health").status == 200
 
 
+def test_log_lines_cannot_be_forged_through_the_path():
+    r = g.request("GET", "/health%0afake%20error%20line%22x")
+    assert r.status == 404
+    eventually(lambda: "fake error line" in g.output(), what="access log line")
+    line = [l for l in g.output().splitlines() if "fake error line" in l][0]
+    assert line.startswith("20") and "/health?fake error line?x" in line, line
+
+
 def test_json_errors_on_publish():
     envelope_error(g.request("POST", "/api/v1/live/t", body=b"{not json",
                              headers={"Content-Type": "application/json"}), 400, "INVALID_JSON")
