@@ -9,23 +9,16 @@
 # through Redis (one script round trip per request) for comparison; it
 # has no target.
 #   DURATION=10 CONNS=64
-set -eu
-cd "$(dirname "$0")/../.."
-./scripts/setup.sh bench >/dev/null
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)" >/dev/null
-
-DURATION=${DURATION:-10}
-CONNS=${CONNS:-64}
+. "$(dirname "$0")/../lib.sh"
 work=$(mktemp -d)
-port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+port=$(free_port)
 key=$(./build/grove key add bench --scopes read --data-dir "$work/data" | cut -d' ' -f2)
 
 ./build/grove serve --listen "127.0.0.1:$port" --threads 2 --access-log false --log-level warn \
   --data-dir "$work/data" --web-root "" --rate-global 100000000/s --rate-key 100000000/s &
 pid=$!
 trap 'kill $pid 2>/dev/null; sleep 0.3; rm -rf "$work"' EXIT INT TERM
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$port/health"
 curl -sf -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me" >/dev/null
 
 rps() { wrk -t2 -c"$CONNS" -d"${DURATION}s" "$@" | awk '/Requests\/sec/ { print $2 }'; }
@@ -42,16 +35,17 @@ awk -v a="$auth_rps" -v b="$auth2" -v o="$open_rps" -v p="$open2" 'BEGIN {
   printf "gate_authenticated_rps %.0f req/s %.0f %.2f (peer: open request; target >= 0.90)\n", aa, oo, aa / oo }'
 
 # the same request with limits kept in Redis
-rport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+rport=$(free_port)
 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >/dev/null &
 rpid=$!
+for _ in $(seq 50); do redis-cli -p "$rport" ping >/dev/null 2>&1 && break; sleep 0.1; done
 kill "$pid"; wait "$pid" 2>/dev/null || true
 ./build/grove serve --listen "127.0.0.1:$port" --threads 2 --access-log false --log-level warn \
   --data-dir "$work/data" --web-root "" --rate-global 100000000/s --rate-key 100000000/s \
   --broker "redis://127.0.0.1:$rport" &
 pid=$!
 trap 'kill $pid $rpid 2>/dev/null; sleep 0.3; rm -rf "$work"' EXIT INT TERM
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$port/ready"
 wrk -t2 -c"$CONNS" -d2s -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me" >/dev/null
 shared_rps=$(rps -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me")
 awk -v s="$shared_rps" -v o="$open_rps" -v p="$open2" 'BEGIN {

@@ -11,20 +11,13 @@
 #    limits are off for this run (/health is never limited anyway).
 # Prints one line per figure: name value unit peer_value ratio.
 #   DURATION=10 CONNS=64 WS_CONNS=10000
-set -eu
-cd "$(dirname "$0")/../.."
-./scripts/setup.sh bench >/dev/null
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)" >/dev/null
-
-DURATION=${DURATION:-10}
-CONNS=${CONNS:-64}
+. "$(dirname "$0")/../lib.sh"
 WS_CONNS=${WS_CONNS:-10000}
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 work=$(mktemp -d)
-gport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-nport=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+gport=$(free_port)
+nport=$(free_port)
 
 ./build/grove serve --listen "127.0.0.1:$gport" --threads 2 --access-log false \
   --log-level warn --data-dir "$work/data" --web-root "" --live-ping 10m \
@@ -37,7 +30,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$gport/health" >/dev/null && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$gport/health"
 
 # nginx answers with the very bytes grove answers
 body=$(curl -s "http://127.0.0.1:$gport/health" | sed "s/'/\\\\'/g")
@@ -57,7 +50,7 @@ http {
 }
 CONF
 nginx -c "$work/nginx.conf" -p "$work"
-for _ in $(seq 50); do curl -sf "http://127.0.0.1:$nport/health" >/dev/null && break; sleep 0.1; done
+wait_http "http://127.0.0.1:$nport/health"
 
 run_wrk() { # url -> "rps p99_ms"
   wrk -t2 -c"$CONNS" -d"${DURATION}s" --latency "$1" | awk '
