@@ -5,6 +5,12 @@
 #include "core/error.h"
 #include "series/chunk.h"
 #include "series/lineproto.h"
+#include "series/series.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static char scratch[LP_MAX_LINE + 1];
 static struct lp_point pt;
@@ -232,7 +238,205 @@ TEST(chunk_refuses_bad_input) {
   buf_release(&b);
 }
 
+/* ---- the store ---- */
+
+static char *store_dir(void) {
+  static char dir[64];
+  snprintf(dir, sizeof dir, "/tmp/grove-series-XXXXXX");
+  CHECK(mkdtemp(dir));
+  return dir;
+}
+
+static struct series *open_store(const char *dir) {
+  struct series *s;
+  char err[256];
+  int rc = series_open(&s, dir, err, sizeof err);
+  if (rc)
+    fprintf(stderr, "series_open: %s\n", err);
+  CHECK(rc == 0);
+  return s;
+}
+
+static void expect(struct series *s, uint32_t id, const int64_t *ts, const double *v, size_t n) {
+  struct chunk_point *pts;
+  size_t got;
+  CHECK(series_range(s, id, INT64_MIN, INT64_MAX, &pts, &got) == 0);
+  if (got != n)
+    fprintf(stderr, "series %u: %zu points, want %zu\n", id, got, n);
+  CHECK_EQ_INT(got, n);
+  for (size_t i = 0; i < n; i++) {
+    CHECK(pts[i].ts_ns == ts[i]);
+    CHECK(pts[i].value == v[i]);
+  }
+  free(pts);
+}
+
+TEST(store_keeps_order_last_write_wins_and_replays) {
+  char *dir = store_dir();
+  struct series *s = open_store(dir);
+  uint32_t a, b, again;
+  CHECK(series_id(s, "air,station=s1 pm25", &a) == 0);
+  CHECK(series_id(s, "air,station=s2 pm25", &b) == 0);
+  CHECK(series_id(s, "air,station=s1 pm25", &again) == 0 && again == a && a != b);
+  struct series_point p1[] = {{a, 30, 3}, {a, 10, 1}, {b, 10, 100}, {a, 20, 2}};
+  CHECK(series_append_sync(s, p1, 4) == 0);
+  struct series_point p2[] = {{a, 20, 22}, {a, 20, 23}}; /* duplicates: the last wins */
+  CHECK(series_append_sync(s, p2, 2) == 0);
+  int64_t ts[] = {10, 20, 30};
+  double v[] = {1, 23, 3};
+  expect(s, a, ts, v, 3);
+  struct series_point bad = {999, 1, 1};
+  CHECK_EQ_INT(series_append_sync(s, &bad, 1), GROVE_EINVAL);
+  series_close(s);
+  s = open_store(dir); /* the log is replayed */
+  CHECK(series_id(s, "air,station=s1 pm25", &again) == 0 && again == a);
+  expect(s, a, ts, v, 3);
+  CHECK_EQ_INT(series_head_points(s), 4);
+  /* into chunks; a later write still wins over a chunk */
+  CHECK(series_flush(s) == 0);
+  CHECK_EQ_INT(series_head_points(s), 0);
+  expect(s, a, ts, v, 3);
+  struct series_point p3[] = {{a, 30, 33}, {a, 40, 4}};
+  CHECK(series_append_sync(s, p3, 2) == 0);
+  series_close(s);
+  s = open_store(dir);
+  int64_t ts2[] = {10, 20, 30, 40};
+  double v2[] = {1, 23, 33, 4};
+  expect(s, a, ts2, v2, 4);
+  int64_t tsb[] = {10};
+  double vb[] = {100};
+  expect(s, b, tsb, vb, 1);
+  struct chunk_point *pts;
+  size_t n;
+  CHECK(series_range(s, a, 20, 40, &pts, &n) == 0 && n == 2 && pts[0].ts_ns == 20);
+  free(pts);
+  series_close(s);
+}
+
+TEST(store_cuts_a_torn_log_tail) {
+  char *dir = store_dir();
+  struct series *s = open_store(dir);
+  uint32_t a;
+  CHECK(series_id(s, "m f", &a) == 0);
+  struct series_point p = {a, 1, 1.5};
+  CHECK(series_append_sync(s, &p, 1) == 0);
+  series_close(s);
+  char path[128];
+  snprintf(path, sizeof path, "%s/series.wal", dir);
+  FILE *f = fopen(path, "ab");
+  fwrite("\x30\x00\x00\x00garbage", 1, 11, f); /* a record cut short by a crash */
+  fclose(f);
+  s = open_store(dir);
+  int64_t ts[] = {1};
+  double v[] = {1.5};
+  expect(s, a, ts, v, 1);
+  struct series_point q = {a, 2, 2.5}; /* appends after the cut still replay */
+  CHECK(series_append_sync(s, &q, 1) == 0);
+  series_close(s);
+  s = open_store(dir);
+  int64_t ts2[] = {1, 2};
+  double v2[] = {1.5, 2.5};
+  expect(s, a, ts2, v2, 2);
+  series_close(s);
+}
+
+TEST(acknowledged_points_survive_kill_9) {
+  char *dir = store_dir();
+  int fds[2];
+  CHECK(pipe(fds) == 0);
+  pid_t pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    struct series *s = open_store(dir);
+    uint32_t ids[4];
+    for (int k = 0; k < 4; k++) {
+      char key[32];
+      snprintf(key, sizeof key, "m,k=%d v", k);
+      series_id(s, key, &ids[k]);
+    }
+    for (int i = 0;; i++) { /* batches until killed; each ack is reported */
+      struct series_point b[8];
+      for (int j = 0; j < 8; j++)
+        b[j] = (struct series_point){ids[j % 4], (int64_t)i * 8 + j, i + j / 10.0};
+      if (series_append_sync(s, b, 8))
+        _exit(1);
+      if (write(fds[1], &i, sizeof i) != sizeof i)
+        _exit(1);
+    }
+  }
+  close(fds[1]);
+  int last = -1, i;
+  while (last < 300 && read(fds[0], &i, sizeof i) == sizeof i)
+    last = i;
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  close(fds[0]);
+  CHECK(last >= 300);
+  struct series *s = open_store(dir);
+  for (int k = 0; k < 4; k++) {
+    char key[32];
+    uint32_t id;
+    snprintf(key, sizeof key, "m,k=%d v", k);
+    CHECK(series_id(s, key, &id) == 0);
+    struct chunk_point *pts;
+    size_t n;
+    CHECK(series_range(s, id, INT64_MIN, INT64_MAX, &pts, &n) == 0);
+    /* every acknowledged batch is there, each point once */
+    CHECK(n >= (size_t)(last + 1) * 2);
+    for (size_t j = 0; j < n; j++) {
+      int batch = (int)(pts[j].ts_ns / 8), slot = (int)(pts[j].ts_ns % 8);
+      CHECK(slot % 4 == k);
+      CHECK(pts[j].value == batch + slot / 10.0);
+      if (j)
+        CHECK(pts[j].ts_ns > pts[j - 1].ts_ns);
+    }
+    free(pts);
+  }
+  series_close(s);
+}
+
+struct appender {
+  struct series *s;
+  uint32_t id;
+  int fails;
+};
+
+static void *append_many(void *arg) {
+  struct appender *a = arg;
+  for (int i = 0; i < 100; i++) {
+    struct series_point p = {a->id, i, i * 0.5};
+    a->fails += series_append_sync(a->s, &p, 1) != 0;
+  }
+  return NULL;
+}
+
+TEST(concurrent_writers_share_commits) {
+  char *dir = store_dir();
+  struct series *s = open_store(dir);
+  pthread_t th[8];
+  struct appender ap[8];
+  for (int t = 0; t < 8; t++) {
+    char key[16];
+    snprintf(key, sizeof key, "w%d v", t);
+    ap[t] = (struct appender){s, 0, 0};
+    CHECK(series_id(s, key, &ap[t].id) == 0);
+    pthread_create(&th[t], NULL, append_many, &ap[t]);
+  }
+  for (int t = 0; t < 8; t++) {
+    pthread_join(th[t], NULL);
+    CHECK_EQ_INT(ap[t].fails, 0);
+  }
+  CHECK_EQ_INT(series_head_points(s), 800);
+  series_close(s);
+  s = open_store(dir);
+  CHECK_EQ_INT(series_head_points(s), 800);
+  series_close(s);
+}
+
 static const struct test tests[] = {
+    T(store_keeps_order_last_write_wins_and_replays), T(concurrent_writers_share_commits), T(store_cuts_a_torn_log_tail),
+    T(acknowledged_points_survive_kill_9),
     T(chunks_of_sensor_data_take_under_two_bytes_a_point),
     T(chunks_round_trip_any_doubles_and_times), T(chunk_refuses_bad_input),
     T(parses_tags_fields_and_timestamp), T(escapes_in_names_and_strings),

@@ -1,0 +1,588 @@
+/* series.c — write-ahead log with group commit, the in-memory head, and
+ * chunks in SQLite. */
+#include "series/series.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/map.h"
+
+#define KEY_MAX 1024
+#define REC_HEADER 9 /* u32 length, u32 crc, u8 type */
+
+/* ---- the head: per series, points sorted by time ------------------------- */
+
+struct head {
+  struct chunk_point *pts;
+  size_t n, cap;
+};
+
+/* Inserts keeping time order; an equal timestamp is replaced. */
+static int head_put(struct head *h, int64_t ts, double v) {
+  if (h->n && h->pts[h->n - 1].ts_ns < ts) {
+    /* the common case: in order */
+  } else {
+    size_t lo = 0, hi = h->n;
+    while (lo < hi) {
+      size_t mid = (lo + hi) / 2;
+      if (h->pts[mid].ts_ns < ts)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    if (lo < h->n && h->pts[lo].ts_ns == ts) {
+      h->pts[lo].value = v;
+      return 0;
+    }
+    if (h->n == h->cap) {
+      size_t cap = h->cap ? h->cap * 2 : 16;
+      struct chunk_point *p = realloc(h->pts, cap * sizeof *p);
+      if (!p)
+        return GROVE_ENOMEM;
+      h->pts = p;
+      h->cap = cap;
+    }
+    memmove(h->pts + lo + 1, h->pts + lo, (h->n - lo) * sizeof *h->pts);
+    h->pts[lo] = (struct chunk_point){ts, v};
+    h->n++;
+    return 0;
+  }
+  if (h->n == h->cap) {
+    size_t cap = h->cap ? h->cap * 2 : 16;
+    struct chunk_point *p = realloc(h->pts, cap * sizeof *p);
+    if (!p)
+      return GROVE_ENOMEM;
+    h->pts = p;
+    h->cap = cap;
+  }
+  h->pts[h->n++] = (struct chunk_point){ts, v};
+  return 0;
+}
+
+/* ---- the store ------------------------------------------------------------- */
+
+struct batch {
+  struct batch *next;
+  series_done_fn done;
+  void *arg;
+  size_t n;
+  struct series_point pts[];
+};
+
+struct series {
+  int wal;                 /* fd of series.wal */
+  sqlite3 *db;
+  pthread_mutex_t lock;    /* keys, heads, queue */
+  pthread_cond_t work, idle;
+  struct map ids;          /* key -> id (as uintptr_t) */
+  char **keys;             /* id -> key */
+  uint32_t nkeys, logged;  /* keys [logged, nkeys) are not in the log yet */
+  struct head *heads;      /* by id */
+  size_t head_points;
+  struct batch *queue, *tail;
+  bool busy, stop;
+  pthread_t writer;
+};
+
+static void put32(struct buf *b, uint32_t v) {
+  unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
+                        (unsigned char)(v >> 24)};
+  buf_append(b, x, 4);
+}
+
+static void put64(struct buf *b, uint64_t v) {
+  put32(b, (uint32_t)v);
+  put32(b, (uint32_t)(v >> 32));
+}
+
+static uint32_t get32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const unsigned char *p) { return get32(p) | (uint64_t)get32(p + 4) << 32; }
+
+/* A record: length and CRC of what follows them (type and payload). */
+static void record(struct buf *b, char type, const struct buf *payload) {
+  uLong crc = crc32(0, (const Bytef *)&type, 1);
+  crc = crc32(crc, (const Bytef *)payload->data, (uInt)payload->len);
+  put32(b, (uint32_t)payload->len + 1);
+  put32(b, (uint32_t)crc);
+  buf_putc(b, type);
+  buf_append(b, payload->data, payload->len);
+}
+
+static int apply_key(struct series *s, uint32_t id, const char *key, size_t len);
+static int apply_points(struct series *s, const struct series_point *p, size_t n);
+
+/* Replays the log; cuts a torn or damaged tail. */
+static int replay(struct series *s) {
+  struct stat st;
+  if (fstat(s->wal, &st) < 0)
+    return GROVE_EIO;
+  size_t size = (size_t)st.st_size, off = 0;
+  unsigned char *data = malloc(size ? size : 1);
+  if (!data)
+    return GROVE_ENOMEM;
+  if (pread(s->wal, data, size, 0) != (ssize_t)size) {
+    free(data);
+    return GROVE_EIO;
+  }
+  int rc = 0;
+  while (off + REC_HEADER <= size) {
+    uint32_t len = get32(data + off), crc = get32(data + off + 4);
+    if (len < 1 || len > size - off - 8)
+      break;
+    const unsigned char *body = data + off + 8;
+    if (crc32(0, body, len) != crc)
+      break;
+    char type = (char)body[0];
+    const unsigned char *p = body + 1;
+    size_t pl = len - 1;
+    if (type == 'K' && pl >= 4) {
+      rc = apply_key(s, get32(p), (const char *)p + 4, pl - 4);
+    } else if (type == 'P' && pl % 20 == 0) {
+      for (size_t i = 0; i < pl / 20 && !rc; i++) {
+        struct series_point pt = {get32(p + 20 * i), (int64_t)get64(p + 20 * i + 4), 0};
+        uint64_t bits = get64(p + 20 * i + 12);
+        memcpy(&pt.value, &bits, 8);
+        rc = apply_points(s, &pt, 1);
+      }
+    } else {
+      break;
+    }
+    if (rc)
+      break;
+    off += 8 + len;
+  }
+  free(data);
+  if (!rc && off < size) {
+    log_warn(NULL, "series log has a torn tail, cut", "bytes=%zu", size - off);
+    if (ftruncate(s->wal, (off_t)off) < 0 || fsync(s->wal) < 0)
+      rc = GROVE_EIO;
+  }
+  s->logged = s->nkeys;
+  return rc;
+}
+
+static int apply_key(struct series *s, uint32_t id, const char *key, size_t len) {
+  if (len == 0 || len > KEY_MAX)
+    return GROVE_EINVAL;
+  if (id >= s->nkeys) {
+    char **keys = realloc(s->keys, ((size_t)id + 1) * sizeof *keys);
+    struct head *heads = realloc(s->heads, ((size_t)id + 1) * sizeof *heads);
+    if (!keys || !heads) {
+      if (keys)
+        s->keys = keys;
+      if (heads)
+        s->heads = heads;
+      return GROVE_ENOMEM;
+    }
+    s->keys = keys;
+    s->heads = heads;
+    for (uint32_t i = s->nkeys; i <= id; i++) {
+      s->keys[i] = NULL;
+      s->heads[i] = (struct head){0};
+    }
+    s->nkeys = id + 1;
+  }
+  if (s->keys[id])
+    return 0;
+  s->keys[id] = strndup(key, len);
+  if (!s->keys[id] || map_put(&s->ids, s->keys[id], (void *)(uintptr_t)(id + 1), NULL))
+    return GROVE_ENOMEM;
+  return 0;
+}
+
+static int apply_points(struct series *s, const struct series_point *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    if (p[i].id >= s->nkeys || !s->keys[p[i].id])
+      return GROVE_EINVAL;
+    struct head *h = &s->heads[p[i].id];
+    size_t before = h->n;
+    int rc = head_put(h, p[i].ts_ns, p[i].value);
+    if (rc)
+      return rc;
+    s->head_points += h->n - before;
+  }
+  return 0;
+}
+
+int series_id(struct series *s, const char *key, uint32_t *id) {
+  size_t len = strlen(key);
+  if (len == 0 || len > KEY_MAX)
+    return GROVE_EINVAL;
+  pthread_mutex_lock(&s->lock);
+  uintptr_t v = (uintptr_t)map_get(&s->ids, key);
+  int rc = 0;
+  if (v) {
+    *id = (uint32_t)(v - 1);
+  } else {
+    *id = s->nkeys;
+    rc = apply_key(s, s->nkeys, key, len); /* logged with the next batch */
+  }
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+/* ---- the writer: group commit ------------------------------------------------ */
+
+static void *writer_main(void *arg) {
+  struct series *s = arg;
+  struct buf out, payload;
+  buf_init(&out, 0);
+  buf_init(&payload, 0);
+  pthread_mutex_lock(&s->lock);
+  for (;;) {
+    while (!s->queue && !s->stop)
+      pthread_cond_wait(&s->work, &s->lock);
+    if (!s->queue && s->stop)
+      break;
+    struct batch *group = s->queue;
+    s->queue = s->tail = NULL;
+    s->busy = true;
+    /* new keys first, then every batch of the group, in one write */
+    buf_reset(&out);
+    for (uint32_t id = s->logged; id < s->nkeys; id++) {
+      buf_reset(&payload);
+      put32(&payload, id);
+      buf_puts(&payload, s->keys[id]);
+      record(&out, 'K', &payload);
+    }
+    uint32_t logged = s->nkeys;
+    pthread_mutex_unlock(&s->lock);
+    for (struct batch *b = group; b; b = b->next) {
+      buf_reset(&payload);
+      for (size_t i = 0; i < b->n; i++) {
+        uint64_t bits;
+        memcpy(&bits, &b->pts[i].value, 8);
+        put32(&payload, b->pts[i].id);
+        put64(&payload, (uint64_t)b->pts[i].ts_ns);
+        put64(&payload, bits);
+      }
+      record(&out, 'P', &payload);
+    }
+    int rc = 0;
+    size_t done = 0;
+    while (done < out.len) {
+      ssize_t w = write(s->wal, out.data + done, out.len - done);
+      if (w < 0 && errno == EINTR)
+        continue;
+      if (w <= 0) {
+        rc = GROVE_EIO;
+        break;
+      }
+      done += (size_t)w;
+    }
+    if (!rc && fdatasync(s->wal) < 0)
+      rc = GROVE_EIO;
+    pthread_mutex_lock(&s->lock);
+    if (!rc) {
+      s->logged = logged;
+      for (struct batch *b = group; b; b = b->next)
+        if (apply_points(s, b->pts, b->n))
+          rc = GROVE_ENOMEM;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (rc)
+      log_error(NULL, "cannot write the series log", "error=\"%s\"", grove_strerror(rc));
+    while (group) {
+      struct batch *next = group->next;
+      if (group->done)
+        group->done(rc, group->arg);
+      free(group);
+      group = next;
+    }
+    pthread_mutex_lock(&s->lock);
+    s->busy = false;
+    pthread_cond_broadcast(&s->idle);
+  }
+  pthread_mutex_unlock(&s->lock);
+  buf_release(&out);
+  buf_release(&payload);
+  return NULL;
+}
+
+int series_append(struct series *s, const struct series_point *pts, size_t n,
+                  series_done_fn done, void *arg) {
+  struct batch *b = malloc(sizeof *b + n * sizeof *pts);
+  if (!b)
+    return GROVE_ENOMEM;
+  b->next = NULL;
+  b->done = done;
+  b->arg = arg;
+  b->n = n;
+  memcpy(b->pts, pts, n * sizeof *pts);
+  pthread_mutex_lock(&s->lock);
+  for (size_t i = 0; i < n; i++)
+    if (pts[i].id >= s->nkeys || !s->keys[pts[i].id]) {
+      pthread_mutex_unlock(&s->lock);
+      free(b);
+      return GROVE_EINVAL;
+    }
+  if (s->tail)
+    s->tail->next = b;
+  else
+    s->queue = b;
+  s->tail = b;
+  pthread_cond_signal(&s->work);
+  pthread_mutex_unlock(&s->lock);
+  return 0;
+}
+
+struct waiter {
+  pthread_mutex_t m;
+  pthread_cond_t c;
+  bool done;
+  int rc;
+};
+
+static void wake(int rc, void *arg) {
+  struct waiter *w = arg;
+  pthread_mutex_lock(&w->m);
+  w->rc = rc;
+  w->done = true;
+  pthread_cond_signal(&w->c);
+  pthread_mutex_unlock(&w->m);
+}
+
+int series_append_sync(struct series *s, const struct series_point *pts, size_t n) {
+  struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, 0};
+  int rc = series_append(s, pts, n, wake, &w);
+  if (rc)
+    return rc;
+  pthread_mutex_lock(&w.m);
+  while (!w.done)
+    pthread_cond_wait(&w.c, &w.m);
+  pthread_mutex_unlock(&w.m);
+  return w.rc;
+}
+
+/* ---- chunks --------------------------------------------------------------------- */
+
+static int exec(sqlite3 *db, const char *sql) {
+  return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : GROVE_ESTORE;
+}
+
+int series_flush(struct series *s) {
+  pthread_mutex_lock(&s->lock);
+  while (s->busy || s->queue) /* the log must hold only what the head holds */
+    pthread_cond_wait(&s->idle, &s->lock);
+  int rc = exec(s->db, "BEGIN");
+  sqlite3_stmt *ins = NULL, *key = NULL;
+  if (!rc && (sqlite3_prepare_v2(s->db, "INSERT INTO chunks (series, start_ns, end_ns, "
+                                        "points, data) VALUES (?, ?, ?, ?, ?)", -1, &ins,
+                                 NULL) != SQLITE_OK ||
+              sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO series (id, key) VALUES (?, ?)",
+                                 -1, &key, NULL) != SQLITE_OK))
+    rc = GROVE_ESTORE;
+  struct buf enc;
+  buf_init(&enc, 0);
+  for (uint32_t id = 0; !rc && id < s->nkeys; id++) {
+    if (!s->keys[id])
+      continue;
+    sqlite3_bind_int64(key, 1, id);
+    sqlite3_bind_text(key, 2, s->keys[id], -1, SQLITE_STATIC);
+    if (sqlite3_step(key) != SQLITE_DONE)
+      rc = GROVE_ESTORE;
+    sqlite3_reset(key);
+    struct head *h = &s->heads[id];
+    for (size_t at = 0; !rc && at < h->n; at += CHUNK_MAX) {
+      size_t n = h->n - at < CHUNK_MAX ? h->n - at : CHUNK_MAX;
+      buf_reset(&enc);
+      if ((rc = chunk_encode(h->pts + at, n, &enc)))
+        break;
+      sqlite3_bind_int64(ins, 1, id);
+      sqlite3_bind_int64(ins, 2, h->pts[at].ts_ns);
+      sqlite3_bind_int64(ins, 3, h->pts[at + n - 1].ts_ns);
+      sqlite3_bind_int64(ins, 4, (sqlite3_int64)n);
+      sqlite3_bind_blob(ins, 5, enc.data, (int)enc.len, SQLITE_STATIC);
+      if (sqlite3_step(ins) != SQLITE_DONE)
+        rc = GROVE_ESTORE;
+      sqlite3_reset(ins);
+    }
+  }
+  buf_release(&enc);
+  sqlite3_finalize(ins);
+  sqlite3_finalize(key);
+  if (!rc)
+    rc = exec(s->db, "COMMIT");
+  if (rc) {
+    exec(s->db, "ROLLBACK");
+  } else {
+    /* the chunks are durable: the log and the head can go */
+    for (uint32_t id = 0; id < s->nkeys; id++) {
+      free(s->heads[id].pts);
+      s->heads[id] = (struct head){0};
+    }
+    s->head_points = 0;
+    if (ftruncate(s->wal, 0) < 0 || fsync(s->wal) < 0)
+      rc = GROVE_EIO;
+    /* keys are in the database now; the empty log needs none */
+  }
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+size_t series_head_points(struct series *s) {
+  pthread_mutex_lock(&s->lock);
+  size_t n = s->head_points;
+  pthread_mutex_unlock(&s->lock);
+  return n;
+}
+
+static int cmp_ts(const void *a, const void *b) {
+  const struct chunk_point *x = a, *y = b;
+  return x->ts_ns < y->ts_ns ? -1 : x->ts_ns > y->ts_ns;
+}
+
+int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
+                 struct chunk_point **out, size_t *n) {
+  struct head acc = {0}; /* LWW by insertion order: chunks oldest first, then the head */
+  static _Thread_local struct chunk_point dec[CHUNK_MAX];
+  int rc = 0;
+  pthread_mutex_lock(&s->lock);
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(s->db, "SELECT data FROM chunks WHERE series = ? AND end_ns >= ? AND "
+                                "start_ns < ? ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
+    rc = GROVE_ESTORE;
+  if (!rc) {
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, from);
+    sqlite3_bind_int64(st, 3, to);
+    int step;
+    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+      size_t k;
+      if (chunk_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), dec,
+                       &k)) {
+        rc = GROVE_ESTORE;
+        break;
+      }
+      for (size_t i = 0; i < k && !rc; i++)
+        if (dec[i].ts_ns >= from && dec[i].ts_ns < to)
+          rc = head_put(&acc, dec[i].ts_ns, dec[i].value);
+    }
+  }
+  sqlite3_finalize(st);
+  if (!rc && id < s->nkeys) {
+    const struct head *h = &s->heads[id];
+    for (size_t i = 0; i < h->n && !rc; i++)
+      if (h->pts[i].ts_ns >= from && h->pts[i].ts_ns < to)
+        rc = head_put(&acc, h->pts[i].ts_ns, h->pts[i].value);
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (rc) {
+    free(acc.pts);
+    return rc;
+  }
+  (void)cmp_ts;
+  *out = acc.pts;
+  *n = acc.n;
+  return 0;
+}
+
+/* ---- life ------------------------------------------------------------------------ */
+
+static int load_keys(struct series *s) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(s->db, "SELECT id, key FROM series ORDER BY id", -1, &st, NULL) !=
+      SQLITE_OK)
+    return GROVE_ESTORE;
+  int rc = 0;
+  while (!rc && sqlite3_step(st) == SQLITE_ROW)
+    rc = apply_key(s, (uint32_t)sqlite3_column_int64(st, 0),
+                   (const char *)sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1));
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int series_open(struct series **out, const char *dir, char *err, size_t errlen) {
+  struct series *s = calloc(1, sizeof *s);
+  if (!s)
+    return GROVE_ENOMEM;
+  s->wal = -1;
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_cond_init(&s->work, NULL);
+  pthread_cond_init(&s->idle, NULL);
+  map_init(&s->ids);
+  char path[4096];
+  mkdir(dir, 0750);
+  snprintf(path, sizeof path, "%s/series.db", dir);
+  int rc = 0;
+  if (sqlite3_open(path, &s->db) != SQLITE_OK ||
+      exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                  "CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);"
+                  "CREATE TABLE IF NOT EXISTS chunks (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                  " series INTEGER NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,"
+                  " points INTEGER NOT NULL, data BLOB NOT NULL);"
+                  "CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks (series, end_ns)")) {
+    snprintf(err, errlen, "cannot open series database '%s': %s", path,
+             s->db ? sqlite3_errmsg(s->db) : "out of memory");
+    rc = GROVE_ESTORE;
+    goto fail;
+  }
+  if ((rc = load_keys(s))) {
+    snprintf(err, errlen, "cannot read series keys from '%s'", path);
+    goto fail;
+  }
+  snprintf(path, sizeof path, "%s/series.wal", dir);
+  s->wal = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (s->wal < 0) {
+    snprintf(err, errlen, "cannot open series log '%s': %s", path, strerror(errno));
+    rc = GROVE_EIO;
+    goto fail;
+  }
+  if ((rc = replay(s))) {
+    snprintf(err, errlen, "cannot replay series log '%s': %s", path, grove_strerror(rc));
+    goto fail;
+  }
+  pthread_create(&s->writer, NULL, writer_main, s);
+  *out = s;
+  return 0;
+fail:
+  if (s->wal >= 0)
+    close(s->wal);
+  sqlite3_close(s->db);
+  for (uint32_t i = 0; i < s->nkeys; i++) {
+    free(s->keys[i]);
+    free(s->heads[i].pts);
+  }
+  free(s->keys);
+  free(s->heads);
+  map_release(&s->ids);
+  free(s);
+  return rc;
+}
+
+void series_close(struct series *s) {
+  if (!s)
+    return;
+  pthread_mutex_lock(&s->lock);
+  s->stop = true;
+  pthread_cond_signal(&s->work);
+  pthread_mutex_unlock(&s->lock);
+  pthread_join(s->writer, NULL);
+  close(s->wal);
+  sqlite3_close(s->db);
+  for (uint32_t i = 0; i < s->nkeys; i++) {
+    free(s->keys[i]);
+    free(s->heads[i].pts);
+  }
+  free(s->keys);
+  free(s->heads);
+  map_release(&s->ids);
+  pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->work);
+  pthread_cond_destroy(&s->idle);
+  free(s);
+}

@@ -1,0 +1,57 @@
+/* series.h — time-series storage: durable writes, compressed chunks,
+ * range reads. Thread-safe; one per data directory.
+ *
+ * A series is a key ("air,station=s1 pm25") with a dense id. Writes go to
+ * a write-ahead log: every batch queued while the log was being synced is
+ * written and fsync'ed together (group commit), and only then is each
+ * batch's callback told — so a point acknowledged survives kill -9 and
+ * power loss. Points then live in memory (the head) until series_flush
+ * moves them into compressed chunks in SQLite (series.db) and empties the
+ * log. Opening replays the log; a torn record at its end (a crash mid
+ * write, never acknowledged) is dropped.
+ *
+ * Same series and timestamp: the last write wins, in the head, across
+ * chunks and between the two. Points may arrive in any order. */
+#ifndef GROVE_SERIES_H
+#define GROVE_SERIES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "series/chunk.h"
+
+struct series;
+
+struct series_point {
+  uint32_t id;
+  int64_t ts_ns;
+  double value;
+};
+
+/* Opens (creating) the store in dir: series.wal and series.db. */
+int series_open(struct series **out, const char *dir, char *err, size_t errlen);
+/* Finishes queued writes and closes. NULL is fine. */
+void series_close(struct series *s);
+/* The id of a series key, made when new (kept durable with the next
+ * append). Keys are at most 1024 bytes. */
+int series_id(struct series *s, const char *key, uint32_t *id);
+
+/* Called once the batch is durable (rc 0) or could not be (an error);
+ * on the writer's thread. */
+typedef void (*series_done_fn)(int rc, void *arg);
+/* Queues a batch (copied). Returns 0, or an error and done is not called. */
+int series_append(struct series *s, const struct series_point *pts, size_t n,
+                  series_done_fn done, void *arg);
+/* Appends and waits until durable. */
+int series_append_sync(struct series *s, const struct series_point *pts, size_t n);
+
+/* Points of series id in [from, to), by time, the last write of each
+ * timestamp. OUT: *out (free it) and *n. */
+int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
+                 struct chunk_point **out, size_t *n);
+/* Moves the head into chunks and empties the log. */
+int series_flush(struct series *s);
+/* Points held in memory (not yet in chunks). */
+size_t series_head_points(struct series *s);
+
+#endif
