@@ -24,6 +24,7 @@ struct grove_ctx {
   struct metrics *metrics;
   struct router *router;
   const char *version;
+  const char *data_dir;    /* where apps keep local files */
 };
 
 struct grove_app {

@@ -2,8 +2,10 @@
 #include "cli/app.h"
 
 extern const struct grove_app ops_app;
+extern const struct grove_app flow_app;
 
 const struct grove_app *const grove_apps[] = {
     &ops_app,
+    &flow_app,
 };
 const size_t grove_napps = sizeof grove_apps / sizeof grove_apps[0];

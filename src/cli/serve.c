@@ -220,7 +220,9 @@ int cmd_serve(int argc, char **argv) {
   }
   if (static_create(&web, router, c.http.web_root))
     goto out;
-  struct grove_ctx ctx = {store, hub, gate, metrics, router, GROVE_VERSION};
+  struct grove_ctx ctx = {store,  hub,           gate,
+                          metrics, router, GROVE_VERSION,
+                          c.store.data_dir && *c.store.data_dir ? c.store.data_dir : "."};
   for (; started < grove_napps; started++) {
     int e = grove_apps[started]->start(&ctx, &states[started]);
     if (e) {

@@ -2,6 +2,8 @@
 #include "core/util.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -185,4 +187,23 @@ int redis_url_parse(const char *url, char *host, size_t hostlen, int *port, char
   host[hl] = '\0';
   *port = p[hl] == ':' ? atoi(p + hl + 1) : 6379;
   return *port > 0 && *port < 65536 ? 0 : -1;
+}
+
+int mkdir_p(const char *path, unsigned mode) {
+  char tmp[4096];
+  size_t n = strlen(path);
+  if (n == 0 || n >= sizeof tmp) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  memcpy(tmp, path, n + 1);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(tmp, (mode_t)mode) < 0 && errno != EEXIST)
+      return -1;
+    *p = '/';
+  }
+  return mkdir(tmp, (mode_t)mode) < 0 && errno != EEXIST ? -1 : 0;
 }

@@ -33,6 +33,8 @@ bool header_has_token(const char *value, const char *token);
  * URL is not of that form or a part does not fit. */
 int redis_url_parse(const char *url, char *host, size_t hostlen, int *port, char *password,
                     size_t pwlen);
+/* Makes a folder and its missing parents. Returns 0 or -1 (errno set). */
+int mkdir_p(const char *path, unsigned mode);
 /* Constant-time comparison of two byte strings. */
 bool ct_equal(const void *a, size_t an, const void *b, size_t bn);
 

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/map.h"
+#include "core/util.h"
 
 #define KEY_MAX 1024
 #define REC_HEADER 9 /* u32 length, u32 crc, u8 type */
@@ -233,6 +234,16 @@ int series_id(struct series *s, const char *key, uint32_t *id) {
   }
   pthread_mutex_unlock(&s->lock);
   return rc;
+}
+
+int series_find(struct series *s, const char *key, uint32_t *id) {
+  pthread_mutex_lock(&s->lock);
+  uintptr_t v = (uintptr_t)map_get(&s->ids, key);
+  pthread_mutex_unlock(&s->lock);
+  if (!v)
+    return GROVE_ENOENT;
+  *id = (uint32_t)(v - 1);
+  return 0;
 }
 
 /* ---- the writer: group commit ------------------------------------------------ */
@@ -516,7 +527,7 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
   pthread_cond_init(&s->idle, NULL);
   map_init(&s->ids);
   char path[4096];
-  mkdir(dir, 0750);
+  mkdir_p(dir, 0750); /* an error shows when the files cannot be opened */
   snprintf(path, sizeof path, "%s/series.db", dir);
   int rc = 0;
   if (sqlite3_open(path, &s->db) != SQLITE_OK ||

@@ -36,6 +36,9 @@ void series_close(struct series *s);
  * append). Keys are at most 1024 bytes. */
 int series_id(struct series *s, const char *key, uint32_t *id);
 
+/* The id of an existing key; GROVE_ENOENT when there is none. */
+int series_find(struct series *s, const char *key, uint32_t *id);
+
 /* Called once the batch is durable (rc 0) or could not be (an error);
  * on the writer's thread. */
 typedef void (*series_done_fn)(int rc, void *arg);

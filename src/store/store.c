@@ -74,7 +74,7 @@ int store_open(struct store **out, const struct store_cfg *cfg, char *err, size_
       s->target = strdup(url + 7);
     } else {
       const char *dir = cfg->data_dir && *cfg->data_dir ? cfg->data_dir : ".";
-      mkdir(dir, 0750); /* an error shows when the file cannot be opened */
+      mkdir_p(dir, 0750); /* an error shows when the file cannot be opened */
       size_t n = strlen(dir) + 16;
       s->target = malloc(n);
       if (s->target)
