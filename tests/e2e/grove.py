@@ -442,3 +442,15 @@ def run(tests):
             print("FAIL %-50s %s" % (t.__name__, e), flush=True)
             traceback.print_exc()
     sys.exit(1 if failed else 0)
+
+
+def main(module_globals):
+    """A test file's entry point: its setup(), every test_* function in
+    order, then stopping its shared grove `g` whatever happened."""
+    if "setup" in module_globals:
+        module_globals["setup"]()
+    try:
+        run([v for k, v in list(module_globals.items()) if k.startswith("test_")])
+    finally:
+        if module_globals.get("g") is not None:
+            module_globals["g"].stop()

@@ -6,7 +6,7 @@ import json
 import re
 import time
 
-from grove import Grove, Postgres, Redis, WebSocket, eventually, run
+from grove import Grove, Postgres, Redis, WebSocket, eventually, run, main
 
 
 def publish(grove, topic, data):
@@ -206,4 +206,4 @@ def test_two_instances_enforce_one_limit_through_redis():
 
 
 if __name__ == "__main__":
-    run([v for k, v in list(globals().items()) if k.startswith("test_")])
+    main(globals())

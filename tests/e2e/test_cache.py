@@ -5,7 +5,7 @@ import json
 import re
 import subprocess
 
-from grove import FAST_HASH, Grove, Redis, admin_headers, eventually, run
+from grove import FAST_HASH, Grove, Redis, admin_headers, eventually, run, main
 
 FAST = FAST_HASH
 
@@ -94,4 +94,4 @@ def test_redis_tier_and_invalidation_on_every_instance():
 
 
 if __name__ == "__main__":
-    run([v for k, v in list(globals().items()) if k.startswith("test_")])
+    main(globals())

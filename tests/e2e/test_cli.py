@@ -4,7 +4,7 @@ import os
 import subprocess
 import tempfile
 
-from grove import GROVE, Grove, run
+from grove import GROVE, Grove, run, main
 
 
 def grove(*args, env=None):
@@ -90,4 +90,4 @@ def test_config_file_env_and_flags():
 
 
 if __name__ == "__main__":
-    run([v for k, v in list(globals().items()) if k.startswith("test_")])
+    main(globals())

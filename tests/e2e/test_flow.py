@@ -11,7 +11,7 @@ import threading
 import time
 import urllib.parse
 
-from grove import FAST_HASH, GROVE, ROOT, Grove, eventually, run
+from grove import FAST_HASH, GROVE, ROOT, Grove, eventually, run, main
 
 g = None
 WRITE = READ = None
@@ -158,8 +158,4 @@ def test_acknowledged_points_survive_kill_9():
 
 
 if __name__ == "__main__":
-    setup()
-    try:
-        run([v for k, v in list(globals().items()) if k.startswith("test_")])
-    finally:
-        g.stop()
+    main(globals())

@@ -10,7 +10,7 @@ import os
 import subprocess
 import time
 
-from grove import GROVE, Grove, eventually, run
+from grove import GROVE, Grove, eventually, run, main
 
 g = None
 PASSWORD = "correct horse battery"
@@ -301,8 +301,4 @@ def test_secrets_never_logged():
 
 
 if __name__ == "__main__":
-    setup()
-    try:
-        run([v for k, v in list(globals().items()) if k.startswith("test_")])
-    finally:
-        g.stop()
+    main(globals())

@@ -7,7 +7,7 @@ import signal
 import socket
 import time
 
-from grove import Grove, closed_by_peer, read_response, run, eventually
+from grove import Grove, closed_by_peer, read_response, run, eventually, main
 
 g = None
 
@@ -383,8 +383,4 @@ def test_port_in_use_fails_clearly():
 
 
 if __name__ == "__main__":
-    setup()
-    try:
-        run([v for k, v in list(globals().items()) if k.startswith("test_")])
-    finally:
-        g.stop()
+    main(globals())

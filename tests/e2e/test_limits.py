@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 
-from grove import FAST_HASH, GROVE, Grove, admin_headers, eventually, run
+from grove import FAST_HASH, GROVE, Grove, admin_headers, eventually, run, main
 
 FAST = FAST_HASH
 
@@ -143,4 +143,4 @@ def test_bad_rate_options_fail_at_start():
 
 
 if __name__ == "__main__":
-    run([v for k, v in list(globals().items()) if k.startswith("test_")])
+    main(globals())
