@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -94,6 +95,12 @@ struct series {
   struct batch *queue, *tail;
   bool busy, stop;
   pthread_t writer;
+  /* autoflush */
+  pthread_t flusher;
+  bool flushing;
+  uint64_t flush_ms;
+  size_t flush_points;
+  pthread_cond_t flush_wake;
 };
 
 static void put32(struct buf *b, uint32_t v) {
@@ -303,6 +310,8 @@ static void *writer_main(void *arg) {
       for (struct batch *b = group; b; b = b->next)
         if (apply_points(s, b->pts, b->n))
           rc = GROVE_ENOMEM;
+      if (s->flushing && s->head_points >= s->flush_points)
+        pthread_cond_signal(&s->flush_wake);
     }
     pthread_mutex_unlock(&s->lock);
     if (rc)
@@ -377,6 +386,47 @@ int series_append_sync(struct series *s, const struct series_point *pts, size_t 
     pthread_cond_wait(&w.c, &w.m);
   pthread_mutex_unlock(&w.m);
   return w.rc;
+}
+
+/* ---- autoflush ------------------------------------------------------------------- */
+
+static void *flusher_main(void *arg) {
+  struct series *s = arg;
+  pthread_mutex_lock(&s->lock);
+  while (!s->stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (s->flush_ms % 1000) * 1000000ULL;
+    ts.tv_sec += (time_t)(s->flush_ms / 1000 + ns / 1000000000ULL);
+    ts.tv_nsec = (long)(ns % 1000000000ULL);
+    if (s->head_points < s->flush_points)
+      pthread_cond_timedwait(&s->flush_wake, &s->lock, &ts);
+    if (s->stop)
+      break;
+    if (!s->head_points)
+      continue;
+    pthread_mutex_unlock(&s->lock);
+    int rc = series_flush(s);
+    if (rc)
+      log_error(NULL, "cannot move series points into chunks", "error=\"%s\"",
+                grove_strerror(rc));
+    pthread_mutex_lock(&s->lock);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return NULL;
+}
+
+int series_autoflush(struct series *s, uint64_t interval_ms, size_t max_points) {
+  pthread_mutex_lock(&s->lock);
+  if (s->flushing) {
+    pthread_mutex_unlock(&s->lock);
+    return GROVE_EEXIST;
+  }
+  s->flush_ms = interval_ms ? interval_ms : 600000;
+  s->flush_points = max_points ? max_points : (size_t)-1;
+  s->flushing = true;
+  pthread_mutex_unlock(&s->lock);
+  return pthread_create(&s->flusher, NULL, flusher_main, s) ? GROVE_ENOMEM : 0;
 }
 
 /* ---- chunks --------------------------------------------------------------------- */
@@ -525,6 +575,7 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
   pthread_mutex_init(&s->lock, NULL);
   pthread_cond_init(&s->work, NULL);
   pthread_cond_init(&s->idle, NULL);
+  pthread_cond_init(&s->flush_wake, NULL);
   map_init(&s->ids);
   char path[4096];
   mkdir_p(dir, 0750); /* an error shows when the files cannot be opened */
@@ -581,7 +632,11 @@ void series_close(struct series *s) {
   pthread_mutex_lock(&s->lock);
   s->stop = true;
   pthread_cond_signal(&s->work);
+  pthread_cond_signal(&s->flush_wake);
+  bool flushing = s->flushing;
   pthread_mutex_unlock(&s->lock);
+  if (flushing)
+    pthread_join(s->flusher, NULL);
   pthread_join(s->writer, NULL);
   close(s->wal);
   sqlite3_close(s->db);
@@ -595,5 +650,6 @@ void series_close(struct series *s) {
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->work);
   pthread_cond_destroy(&s->idle);
+  pthread_cond_destroy(&s->flush_wake);
   free(s);
 }

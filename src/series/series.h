@@ -54,6 +54,9 @@ int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
                  struct chunk_point **out, size_t *n);
 /* Moves the head into chunks and empties the log. */
 int series_flush(struct series *s);
+/* Moves the head into chunks every interval_ms, and sooner once it holds
+ * max_points, on a thread of its own. Call once after open. */
+int series_autoflush(struct series *s, uint64_t interval_ms, size_t max_points);
 /* Points held in memory (not yet in chunks). */
 size_t series_head_points(struct series *s);
 

@@ -97,6 +97,27 @@ def test_partial_write_keeps_good_lines_and_says_which_failed():
     assert points("p,s=1 v") == [[1, 1], [3, 3]]
 
 
+def test_points_move_into_chunks_and_stay_readable():
+    g2 = Grove("--series-flush", "200ms", *FAST_HASH)
+    try:
+        k = key(g2, "read,write")
+        eventually(lambda: g2.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+                   what="key loaded")
+        body = "".join("c,s=1 v=%d %d\n" % (i, i) for i in range(5000)).encode()
+        assert g2.request("POST", "/api/v1/write", body=body, headers={"X-API-Key": k}).status == 204
+        db = os.path.join(g2.data_dir, "series", "series.db")
+        eventually(lambda: os.path.getsize(os.path.join(g2.data_dir, "series", "series.wal")) == 0,
+                   what="log emptied into chunks")
+        out = subprocess.run(["sqlite3", db, "SELECT count(*), sum(points) FROM chunks"],
+                             capture_output=True, text=True).stdout.strip()
+        assert out.split("|")[1] == "5000", out
+        r = g2.request("GET", "/api/v1/series/points?series=c,s%3D1%20v", headers={"X-API-Key": k})
+        pts = r.json()["data"]["points"]
+        assert len(pts) == 5000 and pts[1234] == [1234, 1234]
+    finally:
+        g2.stop()
+
+
 def test_credentials_and_scopes():
     assert g.request("POST", "/api/v1/write", body=b"m v=1").status == 401
     r = g.request("POST", "/api/v1/write", body=b"m v=1", headers={"X-API-Key": READ})

@@ -24,6 +24,20 @@
 #define MAX_REPORTED 20 /* failed lines listed in an answer */
 #define MAX_POINTS_READ 100000
 
+struct flow_cfg {
+  uint64_t flush_ms;
+  int flush_points;
+};
+
+static struct flow_cfg flow_cfg;
+
+#define O(name, type, field, def, help) {name, type, offsetof(struct flow_cfg, field), def, help}
+static const struct cfg_opt flow_opts[] = {
+    O("series-flush", CFG_MS, flush_ms, "10m", "how often points in memory are moved into compressed chunks"),
+    O("series-flush-points", CFG_INT, flush_points, "1000000", "move points into chunks sooner once this many are in memory"),
+};
+#undef O
+
 struct flow {
   struct grove_ctx ctx;
   struct series *series;
@@ -341,6 +355,12 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
     free(f);
     return rc;
   }
+  if ((rc = series_autoflush(f->series, flow_cfg.flush_ms,
+                             flow_cfg.flush_points > 0 ? (size_t)flow_cfg.flush_points : 0))) {
+    series_close(f->series);
+    free(f);
+    return rc;
+  }
   f->points_written = metric_get(metrics_family(ctx->metrics, "grove_series_points_written_total",
                                                 "Points written durably to the series store.",
                                                 METRIC_COUNTER, ""));
@@ -369,6 +389,9 @@ static void flow_stop(void *state) {
 const struct grove_app flow_app = {
     .name = "flow",
     .summary = "air quality (GreenFlow): line protocol ingestion into the series store",
+    .opts = flow_opts,
+    .nopts = ARRAY_LEN(flow_opts),
+    .cfg = &flow_cfg,
     .start = flow_start,
     .stop = flow_stop,
 };
