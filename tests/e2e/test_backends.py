@@ -109,9 +109,10 @@ def test_two_instances_share_topics_through_redis():
 
         # Redis goes away: local delivery goes on, /ready says the broker is down
         redis.kill()
-        eventually(lambda: a.request("GET", "/ready").status == 503, what="broker down")
+        # the broker's threads and the loops' connections notice on their own clocks
+        eventually(lambda: a.request("GET", "/ready").json().get("details", {}).get("down")
+                   == ["broker", "rate_limits"], what="broker and shared limits down")
         body = a.request("GET", "/ready").json()
-        assert body["details"]["down"] == ["broker", "rate_limits"], body
         assert body["details"]["checks"]["rate_limits"]["mode"] == "local (redis unavailable)"
         assert body["details"]["checks"]["broker"]["ok"] is False
         publish(a, "relay/devices/7", {"n": 3})
@@ -174,7 +175,8 @@ def test_two_instances_enforce_one_limit_through_redis():
 
         # Redis stops: each instance limits on its own, and says so
         redis.kill()
-        eventually(lambda: a.request("GET", "/ready").status == 503, what="fallback reported")
+        eventually(lambda: "rate_limits" in a.request("GET", "/ready").json().get("details", {}).get("down", []),
+                   what="fallback reported")
         assert a.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200  # local bucket
         m = a.request("GET", "/metrics").body.decode()
         assert "grove_rate_limit_shared 0" in m
