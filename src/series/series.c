@@ -30,11 +30,23 @@ struct head {
   size_t n, cap;
 };
 
-/* Inserts keeping time order; an equal timestamp is replaced. */
+static int head_grow(struct head *h) {
+  if (h->n < h->cap)
+    return 0;
+  size_t cap = h->cap ? h->cap * 2 : 16;
+  struct chunk_point *p = realloc(h->pts, cap * sizeof *p);
+  if (!p)
+    return GROVE_ENOMEM;
+  h->pts = p;
+  h->cap = cap;
+  return 0;
+}
+
+/* Inserts keeping time order; an equal timestamp is replaced. Points that
+ * come in order (the common case) are appended without a search. */
 static int head_put(struct head *h, int64_t ts, double v) {
-  if (h->n && h->pts[h->n - 1].ts_ns < ts) {
-    /* the common case: in order */
-  } else {
+  size_t at = h->n;
+  if (h->n && h->pts[h->n - 1].ts_ns >= ts) {
     size_t lo = 0, hi = h->n;
     while (lo < hi) {
       size_t mid = (lo + hi) / 2;
@@ -47,28 +59,13 @@ static int head_put(struct head *h, int64_t ts, double v) {
       h->pts[lo].value = v;
       return 0;
     }
-    if (h->n == h->cap) {
-      size_t cap = h->cap ? h->cap * 2 : 16;
-      struct chunk_point *p = realloc(h->pts, cap * sizeof *p);
-      if (!p)
-        return GROVE_ENOMEM;
-      h->pts = p;
-      h->cap = cap;
-    }
-    memmove(h->pts + lo + 1, h->pts + lo, (h->n - lo) * sizeof *h->pts);
-    h->pts[lo] = (struct chunk_point){ts, v};
-    h->n++;
-    return 0;
+    at = lo;
   }
-  if (h->n == h->cap) {
-    size_t cap = h->cap ? h->cap * 2 : 16;
-    struct chunk_point *p = realloc(h->pts, cap * sizeof *p);
-    if (!p)
-      return GROVE_ENOMEM;
-    h->pts = p;
-    h->cap = cap;
-  }
-  h->pts[h->n++] = (struct chunk_point){ts, v};
+  if (head_grow(h))
+    return GROVE_ENOMEM;
+  memmove(h->pts + at + 1, h->pts + at, (h->n - at) * sizeof *h->pts);
+  h->pts[at] = (struct chunk_point){ts, v};
+  h->n++;
   return 0;
 }
 
