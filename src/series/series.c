@@ -564,6 +564,25 @@ static int load_keys(struct series *s) {
   return rc;
 }
 
+/* Frees what open made; the threads must be gone. */
+static void series_free(struct series *s) {
+  if (s->wal >= 0)
+    close(s->wal);
+  sqlite3_close(s->db);
+  for (uint32_t i = 0; i < s->nkeys; i++) {
+    free(s->keys[i]);
+    free(s->heads[i].pts);
+  }
+  free(s->keys);
+  free(s->heads);
+  map_release(&s->ids);
+  pthread_mutex_destroy(&s->lock);
+  pthread_cond_destroy(&s->work);
+  pthread_cond_destroy(&s->idle);
+  pthread_cond_destroy(&s->flush_wake);
+  free(s);
+}
+
 int series_open(struct series **out, const char *dir, char *err, size_t errlen) {
   struct series *s = calloc(1, sizeof *s);
   if (!s)
@@ -609,17 +628,7 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
   *out = s;
   return 0;
 fail:
-  if (s->wal >= 0)
-    close(s->wal);
-  sqlite3_close(s->db);
-  for (uint32_t i = 0; i < s->nkeys; i++) {
-    free(s->keys[i]);
-    free(s->heads[i].pts);
-  }
-  free(s->keys);
-  free(s->heads);
-  map_release(&s->ids);
-  free(s);
+  series_free(s);
   return rc;
 }
 
@@ -635,18 +644,5 @@ void series_close(struct series *s) {
   if (flushing)
     pthread_join(s->flusher, NULL);
   pthread_join(s->writer, NULL);
-  close(s->wal);
-  sqlite3_close(s->db);
-  for (uint32_t i = 0; i < s->nkeys; i++) {
-    free(s->keys[i]);
-    free(s->heads[i].pts);
-  }
-  free(s->keys);
-  free(s->heads);
-  map_release(&s->ids);
-  pthread_mutex_destroy(&s->lock);
-  pthread_cond_destroy(&s->work);
-  pthread_cond_destroy(&s->idle);
-  pthread_cond_destroy(&s->flush_wake);
-  free(s);
+  series_free(s);
 }

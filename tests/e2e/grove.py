@@ -414,6 +414,21 @@ def admin_headers(grove, email="root@example.com"):
     return {"Authorization": "Bearer " + r.json()["data"]["access_token"], "Content-Type": "application/json"}
 
 
+def stop_all(*servers):
+    """Stops every grove, PostgreSQL and Redis given (None is skipped), all
+    of them even when one fails; then raises the first failure."""
+    first = None
+    for srv in servers:
+        if srv is None:
+            continue
+        try:
+            srv.stop()
+        except Exception as e:  # noqa: BLE001 - stop the rest first
+            first = first or e
+    if first:
+        raise first
+
+
 def eventually(fn, timeout=10, interval=0.1, what="condition"):
     deadline = time.time() + timeout
     last = None

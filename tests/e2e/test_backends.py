@@ -6,7 +6,7 @@ import json
 import re
 import time
 
-from grove import Grove, Postgres, Redis, WebSocket, eventually, run, main
+from grove import Grove, Postgres, Redis, WebSocket, eventually, run, main, stop_all
 
 
 def publish(grove, topic, data):
@@ -130,10 +130,7 @@ def test_two_instances_share_topics_through_redis():
         wa.close()
         wb.close()
     finally:
-        for g in (a, b):
-            if g:
-                g.stop()
-        redis.stop()
+        stop_all(a, b, redis)
 
 
 def test_two_instances_enforce_one_limit_through_redis():
@@ -201,10 +198,7 @@ def test_two_instances_enforce_one_limit_through_redis():
         finally:
             redis.proc.send_signal(sig.SIGCONT)
     finally:
-        for g in (a, b):
-            if g:
-                g.stop()
-        redis.stop()
+        stop_all(a, b, redis)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import json
 import re
 import subprocess
 
-from grove import FAST_HASH, Grove, Redis, admin_headers, eventually, run, main
+from grove import FAST_HASH, Grove, Redis, admin_headers, eventually, run, main, stop_all
 
 FAST = FAST_HASH
 
@@ -87,10 +87,7 @@ def test_redis_tier_and_invalidation_on_every_instance():
         assert subprocess.run(["redis-cli", "-p", str(redis.port), "EXISTS", "grove:cache:devices:t-9"],
                               capture_output=True, text=True).stdout.strip() == "0"
     finally:
-        for g in (a, b):
-            if g:
-                g.stop()
-        redis.stop()
+        stop_all(a, b, redis)
 
 
 if __name__ == "__main__":
