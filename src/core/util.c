@@ -207,3 +207,48 @@ int mkdir_p(const char *path, unsigned mode) {
   }
   return mkdir(tmp, (mode_t)mode) < 0 && errno != EEXIST ? -1 : 0;
 }
+
+/* RFC 3339: 2026-11-23T10:00:00Z, with optional fraction and offset. */
+bool rfc3339_parse(const char *s, int64_t *ns) {
+  struct tm tm;
+  memset(&tm, 0, sizeof tm);
+  int n = 0;
+  if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+             &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
+    return false;
+  if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+      tm.tm_min > 59 || tm.tm_sec > 60)
+    return false;
+  tm.tm_year -= 1900;
+  tm.tm_mon -= 1;
+  const char *p = s + 19;
+  int64_t frac = 0;
+  if (*p == '.') {
+    int64_t scale = 100000000;
+    p++;
+    if (*p < '0' || *p > '9')
+      return false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+      frac += (*p - '0') * scale;
+      scale /= 10;
+    }
+  }
+  int64_t off = 0;
+  if (*p == 'Z' || *p == 'z') {
+    p++;
+  } else if (*p == '+' || *p == '-') {
+    int hh, mm, m = 0;
+    if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &m) != 2 || m != 5 || hh > 23 || mm > 59)
+      return false;
+    off = (hh * 3600 + mm * 60) * (*p == '-' ? -1 : 1);
+    p += 6;
+  } else {
+    return false;
+  }
+  if (*p)
+    return false;
+  time_t t = timegm(&tm);
+  *ns = ((int64_t)t - off) * 1000000000 + frac;
+  return true;
+}
+

@@ -11,6 +11,9 @@
 
 uint64_t clock_mono_ns(void);
 uint64_t clock_wall_ms(void);
+/* RFC 3339 time ("2026-11-23T10:00:00Z", optional fraction, Z or ±hh:mm)
+ * to Unix nanoseconds. */
+bool rfc3339_parse(const char *s, int64_t *ns);
 /* Writes n-1 random lowercase hex characters and a NUL, from the
  * cryptographic generator: for secrets. */
 void rand_hex(char *out, size_t n);

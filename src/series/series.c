@@ -646,3 +646,96 @@ void series_close(struct series *s) {
   pthread_join(s->writer, NULL);
   series_free(s);
 }
+
+/* ---- queries ------------------------------------------------------------------------ */
+
+int series_agg_parse(const char *name) {
+  static const char *const names[] = {"mean", "min", "max", "sum", "count", "first", "last"};
+  if (strcmp(name, "avg") == 0)
+    return SERIES_MEAN;
+  for (int i = 0; i < (int)(sizeof names / sizeof *names); i++)
+    if (strcmp(name, names[i]) == 0)
+      return i;
+  return -1;
+}
+
+double series_bucket_value(const struct series_bucket *b, enum series_agg agg) {
+  switch (agg) {
+  case SERIES_MEAN: return b->sum / (double)b->count;
+  case SERIES_MIN: return b->min;
+  case SERIES_MAX: return b->max;
+  case SERIES_SUM: return b->sum;
+  case SERIES_COUNT: return (double)b->count;
+  case SERIES_FIRST: return b->first;
+  case SERIES_LAST: return b->last;
+  }
+  return 0;
+}
+
+static int64_t floor_to(int64_t t, int64_t step) {
+  int64_t q = t / step - (t % step != 0 && t < 0);
+  return q * step;
+}
+
+int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
+                     size_t max_buckets, struct series_bucket **out, size_t *n) {
+  if (step <= 0 || to <= from)
+    return GROVE_EINVAL;
+  int64_t start = floor_to(from, step);
+  if ((uint64_t)(to - start) / (uint64_t)step >= max_buckets)
+    return GROVE_ETOOBIG;
+  struct chunk_point *pts;
+  size_t np;
+  int rc = series_range(s, id, from, to, &pts, &np);
+  if (rc)
+    return rc;
+  struct series_bucket *b = NULL;
+  size_t nb = 0, cap = 0;
+  for (size_t i = 0; i < np; i++) {
+    int64_t bs = floor_to(pts[i].ts_ns, step);
+    double v = pts[i].value;
+    if (!nb || b[nb - 1].start_ns != bs) {
+      if (nb == cap) {
+        cap = cap ? cap * 2 : 64;
+        struct series_bucket *nbuf = realloc(b, cap * sizeof *b);
+        if (!nbuf) {
+          free(b);
+          free(pts);
+          return GROVE_ENOMEM;
+        }
+        b = nbuf;
+      }
+      b[nb++] = (struct series_bucket){bs, 0, 0, v, v, v, v};
+    }
+    struct series_bucket *x = &b[nb - 1];
+    x->count++;
+    x->sum += v;
+    if (v < x->min)
+      x->min = v;
+    if (v > x->max)
+      x->max = v;
+    x->last = v; /* points come by time */
+  }
+  free(pts);
+  *out = b;
+  *n = nb;
+  return 0;
+}
+
+void series_each_key(struct series *s, void (*fn)(uint32_t id, const char *key, void *arg),
+                     void *arg) {
+  pthread_mutex_lock(&s->lock);
+  for (uint32_t id = 0; id < s->nkeys; id++)
+    if (s->keys[id])
+      fn(id, s->keys[id], arg);
+  pthread_mutex_unlock(&s->lock);
+}
+
+int series_key_of(struct series *s, uint32_t id, char *out, size_t n) {
+  pthread_mutex_lock(&s->lock);
+  int rc = id < s->nkeys && s->keys[id] ? 0 : GROVE_ENOENT;
+  if (!rc)
+    snprintf(out, n, "%s", s->keys[id]);
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}

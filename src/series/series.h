@@ -52,6 +52,32 @@ int series_append_sync(struct series *s, const struct series_point *pts, size_t 
  * timestamp. OUT: *out (free it) and *n. */
 int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
                  struct chunk_point **out, size_t *n);
+/* Aggregates of consecutive buckets of `step` ns: bucket i covers
+ * [start + i*step, start + (i+1)*step) where start is `from` rounded down
+ * to a multiple of step. Only buckets holding points are returned. */
+struct series_bucket {
+  int64_t start_ns;
+  uint64_t count;
+  double sum, min, max, first, last;
+};
+enum series_agg { SERIES_MEAN, SERIES_MIN, SERIES_MAX, SERIES_SUM, SERIES_COUNT, SERIES_FIRST,
+                  SERIES_LAST };
+/* "mean" ("avg"), "min", "max", "sum", "count", "first", "last"; -1 otherwise. */
+int series_agg_parse(const char *name);
+double series_bucket_value(const struct series_bucket *b, enum series_agg agg);
+/* Buckets of series id in [from, to). At most max_buckets buckets may be
+ * asked for: GROVE_ETOOBIG otherwise. OUT: *out (free it), *n. */
+int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
+                     size_t max_buckets, struct series_bucket **out, size_t *n);
+
+/* Copies the key of series id into out. GROVE_ENOENT when there is none. */
+int series_key_of(struct series *s, uint32_t id, char *out, size_t n);
+
+/* Calls fn for every series key (under the store's lock: fn must not call
+ * back into the store). */
+void series_each_key(struct series *s, void (*fn)(uint32_t id, const char *key, void *arg),
+                     void *arg);
+
 /* Moves the head into chunks and empties the log. */
 int series_flush(struct series *s);
 /* Moves the head into chunks every interval_ms, and sooner once it holds

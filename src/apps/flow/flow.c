@@ -1,33 +1,19 @@
-/* flow.c — GreenFlow's ingestion (seed 000), the first part of the flow
- * app: sensors and collectors write InfluxDB line protocol to
- * POST /api/v1/write (Telegraf works unchanged), each numeric field of each
- * point becomes a point of the series "measurement,tags field" in the
- * series store, and the answer comes once the points are durable. Raw
- * points are read back with GET /api/v1/series/points. */
+/* flow.c — GreenFlow AI (seed 000) as a Grove app: its options, its
+ * tables, and start/stop. Points come in through ingest.c, are kept by the
+ * series store, and station readings feed the engine (engine.c), whose
+ * rolling AQI, alerts and live topics api.c and ask.c serve. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <zlib.h>
+#include <unistd.h>
 
-#include "cli/app.h"
+#include "apps/flow/flow.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/util.h"
-#include "gate/gate.h"
 #include "net/http.h"
-#include "series/lineproto.h"
-#include "series/series.h"
-
-#define MAX_INFLATED (64u * 1024 * 1024)
-#define MAX_REPORTED 20 /* failed lines listed in an answer */
-#define MAX_POINTS_READ 100000
-
-struct flow_cfg {
-  uint64_t flush_ms;
-  int flush_points;
-};
 
 static struct flow_cfg flow_cfg;
 
@@ -35,318 +21,179 @@ static struct flow_cfg flow_cfg;
 static const struct cfg_opt flow_opts[] = {
     O("series-flush", CFG_MS, flush_ms, "10m", "how often points in memory are moved into compressed chunks"),
     O("series-flush-points", CFG_INT, flush_points, "1000000", "move points into chunks sooner once this many are in memory"),
+    O("flow-window", CFG_MS, window_ms, "10m", "length of the rolling AQI window"),
+    O("flow-slide", CFG_MS, slide_ms, "1m", "how often the rolling window moves on (a new AQI each time)"),
+    O("flow-lateness", CFG_MS, lateness_ms, "1m", "how far behind the newest reading a reading may arrive and still count"),
+    O("flow-publish-interval", CFG_MS, publish_ms, "1s", "at most one live update per station or region topic this often"),
+    O("flow-alert-hysteresis", CFG_INT, hysteresis, "5", "AQI points below a category's floor before an alert says it is over"),
+    O("flow-partitions", CFG_INT, partitions, "0", "window partitions (worker threads update them at once); 0: one per CPU"),
 };
 #undef O
 
-struct flow {
-  struct grove_ctx ctx;
-  struct series *series;
-  struct metric *points_written, *lines_failed;
+static const struct store_migration flow_migrations[] = {
+    {1, "stations and alerts",
+     "CREATE TABLE flow_stations (id TEXT PRIMARY KEY, name TEXT NOT NULL, region TEXT NOT NULL,"
+     " lat DOUBLE PRECISION, lon DOUBLE PRECISION, source TEXT NOT NULL,"
+     " created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);"
+     "CREATE TABLE flow_alerts (id TEXT PRIMARY KEY, kind TEXT NOT NULL, subject TEXT NOT NULL,"
+     " region TEXT NOT NULL, from_category INTEGER NOT NULL, to_category INTEGER NOT NULL,"
+     " aqi INTEGER NOT NULL, dominant TEXT NOT NULL, window_end BIGINT NOT NULL,"
+     " at BIGINT NOT NULL);"
+     "CREATE INDEX flow_alerts_by_time ON flow_alerts (at);"
+     "CREATE INDEX flow_alerts_by_subject ON flow_alerts (subject, at)",
+     NULL},
 };
 
-/* ---- POST /api/v1/write ------------------------------------------------- */
-
-struct write_job {
-  struct flow *f;
-  char *body;          /* owned: the request's, or inflated */
-  size_t len;
-  enum lp_precision prec;
-  int rc;
-  int status;
-  const char *code;
-  char message[160];
-  struct series_point *pts;
-  size_t npts, cap;
-  struct lp_stats stats;
-  json_t *failed;
-  int skipped;         /* string fields: not numeric series */
-};
-
-/* "measurement,k1=v1,k2=v2 field" with tags sorted, so the same series
- * always has the same key whatever order a writer lists its tags in. */
-static int series_key(const struct lp_point *p, const struct lp_field *f, struct buf *out) {
-  int order[LP_MAX_TAGS];
-  for (int i = 0; i < p->ntags; i++)
-    order[i] = i;
-  for (int i = 1; i < p->ntags; i++) /* insertion sort: a few tags */
-    for (int j = i; j > 0; j--) {
-      const struct lp_str *a = &p->tag_keys[order[j - 1]], *b = &p->tag_keys[order[j]];
-      size_t m = a->n < b->n ? a->n : b->n;
-      int c = memcmp(a->p, b->p, m);
-      if (c < 0 || (c == 0 && a->n <= b->n))
-        break;
-      int t = order[j];
-      order[j] = order[j - 1];
-      order[j - 1] = t;
-    }
-  buf_reset(out);
-  buf_append(out, p->measurement.p, p->measurement.n);
-  for (int i = 0; i < p->ntags; i++) {
-    buf_putc(out, ',');
-    buf_append(out, p->tag_keys[order[i]].p, p->tag_keys[order[i]].n);
-    buf_putc(out, '=');
-    buf_append(out, p->tag_values[order[i]].p, p->tag_values[order[i]].n);
-  }
-  buf_putc(out, ' ');
-  return buf_append(out, f->key.p, f->key.n);
+int flow_station_save(struct flow *f, const struct flow_station *st, bool ahead) {
+  char lat[32], lon[32], now[24];
+  snprintf(lat, sizeof lat, "%.7f", st->lat);
+  snprintf(lon, sizeof lon, "%.7f", st->lon);
+  snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
+  const char *params[] = {st->id, st->name, st->region, isfinite(st->lat) ? lat : NULL,
+                          isfinite(st->lon) ? lon : NULL, ahead ? "api" : "first-seen", now};
+  char err[256];
+  int rc = store_query(
+      f->ctx.store,
+      ahead ? "INSERT INTO flow_stations (id, name, region, lat, lon, source, created_at, updated_at)"
+              " VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS BIGINT), CAST($7 AS BIGINT))"
+              " ON CONFLICT (id) DO UPDATE SET name = excluded.name, region = excluded.region,"
+              " lat = excluded.lat, lon = excluded.lon, updated_at = excluded.updated_at"
+            : "INSERT INTO flow_stations (id, name, region, lat, lon, source, created_at, updated_at)"
+              " VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS BIGINT), CAST($7 AS BIGINT))"
+              " ON CONFLICT (id) DO NOTHING",
+      params, 7, NULL, err, sizeof err);
+  if (rc)
+    log_error(NULL, "cannot save station", "station=%s error=\"%s\"", st->id, err);
+  return rc;
 }
 
-static int on_point(const struct lp_point *p, void *arg) {
-  struct write_job *j = arg;
-  struct buf key;
-  buf_init(&key, 4096);
-  for (int i = 0; i < p->nfields; i++) {
-    const struct lp_field *fl = &p->fields[i];
-    double v;
-    switch (fl->type) {
-    case LP_FLOAT: v = fl->v.f; break;
-    case LP_INT: v = (double)fl->v.i; break;
-    case LP_UINT: v = (double)fl->v.u; break;
-    case LP_BOOL: v = fl->v.b; break;
-    default: j->skipped++; continue;
-    }
-    uint32_t id;
-    if (series_key(p, fl, &key) || series_id(j->f->series, key.data, &id)) {
-      j->skipped++;
-      continue;
-    }
-    if (j->npts == j->cap) {
-      size_t cap = j->cap ? j->cap * 2 : 1024;
-      struct series_point *np = realloc(j->pts, cap * sizeof *np);
-      if (!np) {
-        buf_release(&key);
-        return GROVE_ENOMEM;
-      }
-      j->pts = np;
-      j->cap = cap;
-    }
-    j->pts[j->npts++] = (struct series_point){id, p->ts_ns, v};
-  }
-  buf_release(&key);
-  return 0;
+static void on_new_station(const struct flow_station *st, void *arg) {
+  struct flow *f = arg;
+  metric_add(f->stations, 1);
+  flow_station_save(f, st, false);
 }
 
-static void on_error(int line, const char *text, size_t len, const char *why, void *arg) {
-  struct write_job *j = arg;
-  if (json_array_size(j->failed) >= MAX_REPORTED)
-    return;
-  json_array_append_new(j->failed, json_pack("{s:i,s:s,s:s%}", "line", line, "error", why,
-                                             "text", text, len > 120 ? (size_t)120 : len));
+static void on_alert(const struct flow_alert *a, void *arg) {
+  struct flow *f = arg;
+  metric_add(f->alerts, 1);
+  char from[8], to[8], aqi[16], end[24], at[24];
+  snprintf(from, sizeof from, "%d", a->from);
+  snprintf(to, sizeof to, "%d", a->to);
+  snprintf(aqi, sizeof aqi, "%d", a->aqi);
+  snprintf(end, sizeof end, "%lld", (long long)a->window_end_ns);
+  snprintf(at, sizeof at, "%llu", (unsigned long long)a->at_ms);
+  const char *params[] = {a->id, a->kind, a->subject, a->region, from, to, aqi, a->dominant,
+                          end, at};
+  char err[256];
+  if (store_query(f->ctx.store,
+                  "INSERT INTO flow_alerts (id, kind, subject, region, from_category, to_category,"
+                  " aqi, dominant, window_end, at) VALUES ($1, $2, $3, $4, CAST($5 AS INTEGER),"
+                  " CAST($6 AS INTEGER), CAST($7 AS INTEGER), $8, CAST($9 AS BIGINT),"
+                  " CAST($10 AS BIGINT))",
+                  params, 10, NULL, err, sizeof err))
+    log_error(NULL, "cannot save alert", "subject=%s error=\"%s\"", a->subject, err);
+  log_info(NULL, "air quality alert", "kind=%s subject=%s aqi=%d category=%d", a->kind,
+           a->subject, a->aqi, a->to);
 }
 
-static int inflate_body(struct write_job *j) {
-  z_stream z;
-  memset(&z, 0, sizeof z);
-  if (inflateInit2(&z, 15 + 32) != Z_OK)
-    return GROVE_ENOMEM;
-  struct buf out;
-  buf_init(&out, MAX_INFLATED);
-  z.next_in = (Bytef *)j->body;
-  z.avail_in = (uInt)j->len;
-  int zr = Z_OK, rc = 0;
-  while (zr != Z_STREAM_END) {
-    if ((rc = buf_reserve(&out, 64 * 1024)))
-      break;
-    z.next_out = (Bytef *)out.data + out.len;
-    z.avail_out = (uInt)(out.cap - out.len - 1);
-    zr = inflate(&z, Z_NO_FLUSH);
-    out.len = out.cap - 1 - z.avail_out;
-    if (zr != Z_OK && zr != Z_STREAM_END) {
-      rc = GROVE_EINVAL;
-      break;
-    }
-    if (zr == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
-      rc = GROVE_EINVAL; /* truncated */
-      break;
-    }
-  }
-  inflateEnd(&z);
+static int load_stations(struct flow *f) {
+  struct store_rows *rows;
+  char err[256];
+  int rc = store_query(f->ctx.store, "SELECT id, name, region, lat, lon FROM flow_stations", NULL,
+                       0, &rows, err, sizeof err);
   if (rc) {
-    buf_release(&out);
+    log_error(NULL, "cannot read stations", "error=\"%s\"", err);
     return rc;
   }
-  free(j->body);
-  j->body = buf_detach(&out, &j->len);
-  return 0;
+  for (int i = 0; i < rows->nrows && !rc; i++) {
+    struct flow_station st;
+    memset(&st, 0, sizeof st);
+    const char *lat = store_rows_get(rows, i, "lat"), *lon = store_rows_get(rows, i, "lon");
+    snprintf(st.id, sizeof st.id, "%s", store_rows_get(rows, i, "id"));
+    snprintf(st.name, sizeof st.name, "%s", store_rows_get(rows, i, "name"));
+    snprintf(st.region, sizeof st.region, "%s", store_rows_get(rows, i, "region"));
+    st.lat = lat ? atof(lat) : NAN;
+    st.lon = lon ? atof(lon) : NAN;
+    rc = flow_engine_station_put(f->engine, &st);
+  }
+  metric_set(f->stations, rows->nrows);
+  store_rows_free(rows);
+  return rc;
 }
 
-static void write_work(void *arg) {
-  struct write_job *j = arg;
-  j->rc = lp_parse(j->body, j->len, j->prec, (int64_t)clock_wall_ms() * 1000000, on_point,
-                   on_error, j, &j->stats);
-  if (!j->rc && j->npts)
-    j->rc = series_append_sync(j->f->series, j->pts, j->npts);
-}
-
-static void write_done(struct http_req *r, void *arg) {
-  struct write_job *j = arg;
-  struct flow *f = j->f;
-  if (!j->rc) {
-    metric_add(f->points_written, (double)j->npts);
-    metric_add(f->lines_failed, j->stats.errors);
-  }
-  if (!r->conn) {
-    /* the client left; what was written stays written */
-  } else if (j->rc) {
-    log_error(r->id, "cannot write points", "error=\"%s\"", grove_strerror(j->rc));
-    http_reply_error(r, 503, "STORE_UNAVAILABLE", "points were not written; retry", NULL);
-  } else if (j->stats.errors) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "partial write: %d of %d lines failed; the others were written",
-             j->stats.errors, j->stats.lines);
-    http_reply_error(r, 400, "PARTIAL_WRITE", msg,
-                     json_pack("{s:i,s:i,s:I,s:O}", "lines", j->stats.lines, "failed_lines",
-                               j->stats.errors, "points_written", (json_int_t)j->npts,
-                               "failed", j->failed));
-  } else {
-    http_reply(r, 204, NULL, NULL, 0);
-  }
-  json_decref(j->failed);
-  free(j->body);
-  free(j->pts);
-  free(j);
-}
-
-static void handle_write(struct http_req *r) {
-  struct flow *f = r->app;
-  if (!gate_require(f->ctx.gate, r, GATE_WRITE, NULL))
-    return;
-  char prec_s[32] = "";
-  enum lp_precision prec;
-  http_query_get(r, "precision", 0, prec_s, sizeof prec_s); /* absent: nanoseconds */
-  if (lp_precision_parse(prec_s, &prec)) {
-    http_reply_error(r, 400, "INVALID_PRECISION", "precision must be ns, us, ms or s", NULL);
-    return;
-  }
-  const char *enc = http_header_get(r, "content-encoding");
-  if (enc && strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "identity") != 0) {
-    http_reply_error(r, 415, "UNSUPPORTED_ENCODING", "Content-Encoding must be gzip or identity",
-                     NULL);
-    return;
-  }
-  struct write_job *j = calloc(1, sizeof *j);
-  if (!j || !(j->body = malloc(r->body_len + 1)) || !(j->failed = json_array())) {
-    if (j)
-      free(j->body);
-    free(j);
-    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
-    return;
-  }
-  j->f = f;
-  j->prec = prec;
-  memcpy(j->body, r->body, r->body_len);
-  j->len = r->body_len;
-  if (enc && strcasecmp(enc, "gzip") == 0) {
-    int rc = inflate_body(j);
-    if (rc) {
-      json_decref(j->failed);
-      free(j->body);
-      free(j);
-      if (rc == GROVE_ETOOBIG)
-        http_reply_error(r, 413, "BODY_TOO_LARGE", "the inflated body is over 64 MiB", NULL);
-      else
-        http_reply_error(r, 400, "BAD_GZIP", "the body is not valid gzip", NULL);
-      return;
-    }
-  }
-  if (http_req_defer(r, write_work, write_done, j)) {
-    json_decref(j->failed);
-    free(j->body);
-    free(j);
-    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
-  }
-}
-
-/* ---- GET /api/v1/series/points?series=KEY&from=NS&to=NS ------------------ */
-
-struct read_job {
+/* Stations whose readings are stored but who are not registered (a crash
+ * between the two), found while reading series keys. */
+struct hint_walk {
   struct flow *f;
-  char key[1100];
-  int64_t from, to;
-  int rc;
-  struct chunk_point *pts;
-  size_t n;
+  struct flow_station *missing;
+  size_t n, cap;
 };
 
-static void read_work(void *arg) {
-  struct read_job *j = arg;
-  uint32_t id;
-  /* an unknown key reads as empty, without making it */
-  j->rc = series_find(j->f->series, j->key, &id);
-  if (!j->rc)
-    j->rc = series_range(j->f->series, id, j->from, j->to, &j->pts, &j->n);
-}
-
-static void read_done(struct http_req *r, void *arg) {
-  struct read_job *j = arg;
-  if (r->conn) {
-    if (j->rc && j->rc != GROVE_ENOENT) {
-      http_reply_error(r, 503, "STORE_UNAVAILABLE", "cannot read points now; try again", NULL);
-    } else {
-      size_t n = j->n > MAX_POINTS_READ ? MAX_POINTS_READ : j->n;
-      struct buf b;
-      buf_init(&b, 0);
-      buf_puts(&b, "{\"series\":\"");
-      buf_json_escape(&b, j->key, strlen(j->key));
-      buf_puts(&b, "\",\"points\":[");
-      for (size_t i = 0; i < n; i++)
-        buf_printf(&b, "%s[%lld,%.17g]", i ? "," : "", (long long)j->pts[i].ts_ns,
-                   j->pts[i].value);
-      buf_printf(&b, "],\"truncated\":%s}", j->n > n ? "true" : "false");
-      http_reply_raw(r, 200, b.data, b.len, NULL);
-      buf_release(&b);
-    }
-  }
-  free(j->pts);
-  free(j);
-}
-
-static bool int64_param(struct http_req *r, const char *name, int64_t *out) {
-  char v[32];
-  long n = http_query_get(r, name, 0, v, sizeof v);
-  if (n < 0)
-    return true; /* absent: keep the default */
-  char *end;
-  long long x = strtoll(v, &end, 10);
-  if (*end || end == v)
-    return false;
-  *out = x;
-  return true;
-}
-
-static void handle_points(struct http_req *r) {
-  struct flow *f = r->app;
-  if (!gate_require(f->ctx.gate, r, GATE_READ, NULL))
+/* "measurement,tag=v,station=ID,… field": which station and pollutant. */
+static void hint_key(uint32_t id, const char *key, void *arg) {
+  struct hint_walk *w = arg;
+  const char *sp = strrchr(key, ' ');
+  if (!sp)
     return;
-  struct read_job *j = calloc(1, sizeof *j);
-  if (!j) {
-    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+  int species = flow_species_of(sp + 1, strlen(sp + 1));
+  const char *tag = strstr(key, ",station=");
+  if (species < 0 || !tag || tag > sp)
     return;
-  }
-  j->f = f;
-  j->from = INT64_MIN;
-  j->to = INT64_MAX;
-  if (http_query_get(r, "series", 0, j->key, sizeof j->key) <= 0 ||
-      !int64_param(r, "from", &j->from) || !int64_param(r, "to", &j->to)) {
-    free(j);
-    http_reply_error(r, 400, "INVALID_QUERY",
-                     "give series=KEY (\"measurement,tag=value field\") and optional from, to (ns)",
-                     NULL);
+  tag += 9;
+  size_t n = strcspn(tag, ", ");
+  if (!flow_name_valid(tag, n))
     return;
+  struct flow_station st;
+  memset(&st, 0, sizeof st);
+  memcpy(st.id, tag, n);
+  flow_engine_series_hint(w->f->engine, st.id, (enum flow_species)species, id);
+  const char *rg = strstr(key, ",region=");
+  if (rg && rg < sp) {
+    rg += 8;
+    size_t rn = strcspn(rg, ", ");
+    if (flow_name_valid(rg, rn))
+      memcpy(st.region, rg, rn);
   }
-  if (http_req_defer(r, read_work, read_done, j)) {
-    free(j);
-    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
+  if (w->n == w->cap) {
+    size_t cap = w->cap ? w->cap * 2 : 64;
+    struct flow_station *m = realloc(w->missing, cap * sizeof *m);
+    if (!m)
+      return;
+    w->missing = m;
+    w->cap = cap;
   }
+  w->missing[w->n++] = st;
 }
 
-/* ---- the app --------------------------------------------------------------- */
+static void learn_series(struct flow *f) {
+  struct hint_walk w = {f, NULL, 0, 0};
+  series_each_key(f->series, hint_key, &w);
+  for (size_t i = 0; i < w.n; i++) {
+    struct flow_station st = w.missing[i], known;
+    if (flow_engine_station_get(f->engine, st.id, &known))
+      continue;
+    snprintf(st.name, sizeof st.name, "%s", st.id);
+    if (!st.region[0])
+      snprintf(st.region, sizeof st.region, "unassigned");
+    st.lat = st.lon = NAN;
+    if (!flow_engine_station_put(f->engine, &st) && !flow_station_save(f, &st, false))
+      metric_add(f->stations, 1);
+  }
+  free(w.missing);
+}
+
+static void flow_free(struct flow *f) {
+  flow_engine_destroy(f->engine);
+  series_close(f->series);
+  free(f);
+}
 
 static int flow_start(struct grove_ctx *ctx, void **state) {
   struct flow *f = calloc(1, sizeof *f);
   if (!f)
     return GROVE_ENOMEM;
   f->ctx = *ctx;
+  f->cfg = flow_cfg;
   char dir[4096], err[256];
   snprintf(dir, sizeof dir, "%s/series", ctx->data_dir);
   int rc = series_open(&f->series, dir, err, sizeof err);
@@ -355,43 +202,61 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
     free(f);
     return rc;
   }
-  if ((rc = series_autoflush(f->series, flow_cfg.flush_ms,
-                             flow_cfg.flush_points > 0 ? (size_t)flow_cfg.flush_points : 0))) {
-    series_close(f->series);
-    free(f);
-    return rc;
-  }
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  struct flow_engine_cfg ec = {
+      .window_ns = (int64_t)f->cfg.window_ms * 1000000,
+      .slide_ns = (int64_t)f->cfg.slide_ms * 1000000,
+      .lateness_ns = (int64_t)f->cfg.lateness_ms * 1000000,
+      .hysteresis = f->cfg.hysteresis,
+      .partitions = f->cfg.partitions > 0 ? (unsigned)f->cfg.partitions
+                                          : (unsigned)(cpus > 0 ? (cpus > 64 ? 64 : cpus) : 1),
+      .publish_ms = f->cfg.publish_ms,
+  };
   f->points_written = metric_get(metrics_family(ctx->metrics, "grove_series_points_written_total",
                                                 "Points written durably to the series store.",
                                                 METRIC_COUNTER, ""));
   f->lines_failed = metric_get(metrics_family(ctx->metrics, "grove_ingest_lines_failed_total",
                                               "Line protocol lines refused as malformed.",
                                               METRIC_COUNTER, ""));
-  static const struct route_def routes[] = {
-      {"POST", "/api/v1/write", handle_write},
-      {"GET", "/api/v1/series/points", handle_points},
-  };
-  if ((rc = router_add_all(ctx->router, routes, ARRAY_LEN(routes), f))) {
-    series_close(f->series);
-    free(f);
+  f->late = metric_get(metrics_family(ctx->metrics, "grove_flow_late_readings_total",
+                                      "Readings older than the watermark: stored, left out of the AQI windows.",
+                                      METRIC_COUNTER, ""));
+  f->alerts = metric_get(metrics_family(ctx->metrics, "grove_flow_alerts_total",
+                                        "AQI category changes alerted.", METRIC_COUNTER, ""));
+  f->stations = metric_get(metrics_family(ctx->metrics, "grove_flow_stations",
+                                          "Stations registered.", METRIC_GAUGE, ""));
+  if ((rc = series_autoflush(f->series, f->cfg.flush_ms,
+                             f->cfg.flush_points > 0 ? (size_t)f->cfg.flush_points : 0)) ||
+      (rc = flow_engine_create(&f->engine, &ec, ctx->hub, on_alert, on_new_station, f))) {
+    if (rc == GROVE_EINVAL)
+      log_error(NULL, "bad flow window options",
+                "hint=\"--flow-slide must divide into --flow-window, at most 4096 panes\"");
+    flow_free(f);
+    return rc;
+  }
+  if ((rc = load_stations(f))) {
+    flow_free(f);
+    return rc;
+  }
+  learn_series(f);
+  if ((rc = flow_ingest_routes(f)) || (rc = flow_api_routes(f))) {
+    flow_free(f);
     return rc;
   }
   *state = f;
   return 0;
 }
 
-static void flow_stop(void *state) {
-  struct flow *f = state;
-  series_close(f->series);
-  free(f);
-}
+static void flow_stop(void *state) { flow_free(state); }
 
 const struct grove_app flow_app = {
     .name = "flow",
-    .summary = "air quality (GreenFlow): line protocol ingestion into the series store",
+    .summary = "air quality (GreenFlow): readings, rolling AQI per station and region, alerts",
     .opts = flow_opts,
     .nopts = ARRAY_LEN(flow_opts),
     .cfg = &flow_cfg,
+    .migrations = flow_migrations,
+    .nmigrations = ARRAY_LEN(flow_migrations),
     .start = flow_start,
     .stop = flow_stop,
 };

@@ -1,0 +1,858 @@
+/* engine.c — partitions of keyed windows, entities with their AQI and
+ * hysteresis, and throttled publishing. */
+#include "apps/flow/engine.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "apps/flow/aqi.h"
+#include "core/buf.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/map.h"
+#include "core/util.h"
+#include "hub/hub.h"
+#include "stream/stream.h"
+
+#define MAX_PARTITIONS 64
+#define TICK_MS 50
+
+static const char *const species_names[SP_COUNT] = {"pm25", "pm10", "o3", "no2", "co", "so2"};
+
+int flow_species_of(const char *name, size_t len) {
+  static const struct {
+    const char *name;
+    enum flow_species sp;
+  } names[] = {{"pm25", SP_PM25}, {"pm2_5", SP_PM25}, {"pm2.5", SP_PM25}, {"pm10", SP_PM10},
+               {"o3", SP_O3},     {"ozone", SP_O3},   {"no2", SP_NO2},    {"co", SP_CO},
+               {"so2", SP_SO2}};
+  for (size_t i = 0; i < ARRAY_LEN(names); i++)
+    if (strlen(names[i].name) == len && strncasecmp(names[i].name, name, len) == 0)
+      return (int)names[i].sp;
+  return -1;
+}
+
+const char *flow_species_name(enum flow_species sp) { return species_names[sp]; }
+
+/* ---- entities -------------------------------------------------------------- */
+
+struct species_state {
+  double mean;        /* of the newest window holding this pollutant */
+  int64_t window_end; /* INT64_MIN: none yet */
+  uint64_t count;
+  double latest;
+  int64_t latest_ns;  /* INT64_MIN: none yet */
+};
+
+struct entity {
+  bool region;                 /* else a station */
+  char name[65];
+  struct species_state sp[SP_COUNT];
+  int64_t window_end;          /* the newest window closed */
+  int aqi;                     /* -1: none yet */
+  bool beyond;
+  int dominant;                /* species, -1 none */
+  int category;                /* with hysteresis; -1 none yet */
+  uint64_t readings;
+  uint64_t last_pub_ms;
+  bool dirty, changed, pending;
+  struct entity *next_dirty;
+};
+
+struct part {
+  pthread_mutex_t lock;
+  struct stream *stream;
+  struct map ents;            /* "S<id>" / "R<name>" -> struct entity */
+  struct entity *dirty;       /* windows closed: AQI to recompute */
+  struct entity **pending;    /* changed, waiting for their publish slot */
+  size_t npending, cappending;
+  int64_t max_ts;             /* newest event time here, and when it came */
+  uint64_t max_wall_ms;
+  struct flow_engine *e;
+  uint64_t windows;
+};
+
+struct dir_entry {
+  struct flow_station st;     /* st.region unused: see region */
+  const char *region;         /* interned, never freed before the engine */
+};
+
+struct flow_engine {
+  struct flow_engine_cfg cfg;
+  struct hub *hub;
+  flow_alert_fn on_alert;
+  flow_new_station_fn on_station;
+  void *arg;
+  unsigned nparts;
+  struct part parts[MAX_PARTITIONS];
+  pthread_rwlock_t dir_lock;  /* stations, regions, series hints */
+  struct map stations;        /* id -> struct dir_entry */
+  struct map regions;         /* name -> interned name (the value is the key copy) */
+  struct map series;          /* "<id>\x1f<sp>" -> series id + 1 */
+  pthread_mutex_t stats_lock;
+  uint64_t alerts, published;
+  pthread_t ticker;
+  pthread_mutex_t tick_lock;
+  pthread_cond_t tick_wake;
+  bool stop;
+};
+
+/* What a partition leaves to do once its lock is dropped. */
+struct outbox {
+  struct buf topics;       /* NUL-separated topic, then JSON text, pairs */
+  struct flow_alert *alerts;
+  size_t nalerts, capalerts;
+};
+
+/* ---- the station directory ----------------------------------------------------- */
+
+static const char *intern_region(struct flow_engine *e, const char *name) {
+  const char *k;
+  void *v;
+  if ((v = map_get(&e->regions, name)))
+    return v;
+  char *copy = strdup(name);
+  if (!copy || map_put(&e->regions, name, copy, NULL)) {
+    free(copy);
+    return "unassigned";
+  }
+  (void)k;
+  return copy;
+}
+
+static void put_str(char *dst, size_t cap, const char *src) {
+  snprintf(dst, cap, "%s", src ? src : "");
+}
+
+int flow_engine_station_put(struct flow_engine *e, const struct flow_station *st) {
+  if (!st->id[0])
+    return GROVE_EINVAL;
+  pthread_rwlock_wrlock(&e->dir_lock);
+  struct dir_entry *d = map_get(&e->stations, st->id);
+  int rc = 0;
+  if (!d) {
+    d = calloc(1, sizeof *d);
+    if (!d || map_put(&e->stations, st->id, d, NULL)) {
+      free(d);
+      rc = GROVE_ENOMEM;
+      goto out;
+    }
+  }
+  d->st = *st;
+  d->st.region[0] = '\0';
+  d->region = intern_region(e, st->region[0] ? st->region : "unassigned");
+out:
+  pthread_rwlock_unlock(&e->dir_lock);
+  return rc;
+}
+
+static void station_copy(const struct dir_entry *d, struct flow_station *out) {
+  *out = d->st;
+  put_str(out->region, sizeof out->region, d->region);
+}
+
+bool flow_engine_station_get(struct flow_engine *e, const char *id, struct flow_station *out) {
+  pthread_rwlock_rdlock(&e->dir_lock);
+  struct dir_entry *d = map_get(&e->stations, id);
+  if (d)
+    station_copy(d, out);
+  pthread_rwlock_unlock(&e->dir_lock);
+  return d != NULL;
+}
+
+/* The region of a station, registering it on first sight (OUT: *created). */
+static const char *station_region(struct flow_engine *e, const char *id, const char *tag,
+                                  struct flow_station *created, bool *was_created) {
+  pthread_rwlock_rdlock(&e->dir_lock);
+  struct dir_entry *d = map_get(&e->stations, id);
+  const char *region = d ? d->region : NULL;
+  pthread_rwlock_unlock(&e->dir_lock);
+  if (region)
+    return region;
+  pthread_rwlock_wrlock(&e->dir_lock);
+  if ((d = map_get(&e->stations, id))) {
+    region = d->region;
+  } else if ((d = calloc(1, sizeof *d)) && !map_put(&e->stations, id, d, NULL)) {
+    put_str(d->st.id, sizeof d->st.id, id);
+    put_str(d->st.name, sizeof d->st.name, id);
+    d->st.lat = d->st.lon = NAN;
+    d->region = intern_region(e, tag && *tag ? tag : "unassigned");
+    region = d->region;
+    station_copy(d, created);
+    *was_created = true;
+  } else {
+    free(d);
+    region = "unassigned";
+  }
+  pthread_rwlock_unlock(&e->dir_lock);
+  return region;
+}
+
+static void series_hint_key(char *out, size_t n, const char *station, enum flow_species sp) {
+  snprintf(out, n, "%s\x1f%d", station, (int)sp);
+}
+
+void flow_engine_series_hint(struct flow_engine *e, const char *station, enum flow_species sp,
+                             uint32_t series) {
+  char k[80];
+  series_hint_key(k, sizeof k, station, sp);
+  pthread_rwlock_wrlock(&e->dir_lock);
+  map_put(&e->series, k, (void *)(uintptr_t)(series + 1), NULL);
+  pthread_rwlock_unlock(&e->dir_lock);
+}
+
+bool flow_engine_series_of(struct flow_engine *e, const char *station, enum flow_species sp,
+                           uint32_t *series) {
+  char k[80];
+  series_hint_key(k, sizeof k, station, sp);
+  pthread_rwlock_rdlock(&e->dir_lock);
+  uintptr_t v = (uintptr_t)map_get(&e->series, k);
+  pthread_rwlock_unlock(&e->dir_lock);
+  if (v)
+    *series = (uint32_t)(v - 1);
+  return v != 0;
+}
+
+/* ---- AQI and hysteresis ------------------------------------------------------------- */
+
+static const int category_floor[] = {0, 51, 101, 151, 201, 301};
+
+static struct aqi_result species_aqi(enum flow_species sp, double c, enum aqi_pollutant *which) {
+  static const enum aqi_pollutant map[SP_COUNT] = {AQI_PM25, AQI_PM10, AQI_O3_8H,
+                                                   AQI_NO2,  AQI_CO,   AQI_SO2};
+  struct aqi_result r = aqi_of(map[sp], c);
+  if (which)
+    *which = map[sp];
+  if (sp == SP_O3) { /* a short average is compared with both ozone tables */
+    struct aqi_result h = aqi_of(AQI_O3_1H, c);
+    if (h.index > r.index)
+      r = h;
+  }
+  return r;
+}
+
+json_t *flow_category_json(int category) {
+  if (category < 0)
+    return json_null();
+  return json_string(aqi_category_name((enum aqi_category)category));
+}
+
+static void raise_alert(struct part *p, struct entity *en, int from, int to, struct outbox *ob) {
+  if (ob->nalerts == ob->capalerts) {
+    size_t cap = ob->capalerts ? ob->capalerts * 2 : 8;
+    struct flow_alert *a = realloc(ob->alerts, cap * sizeof *a);
+    if (!a)
+      return;
+    ob->alerts = a;
+    ob->capalerts = cap;
+  }
+  struct flow_alert *a = &ob->alerts[ob->nalerts++];
+  memset(a, 0, sizeof *a);
+  id_hex(a->id, sizeof a->id);
+  put_str(a->kind, sizeof a->kind, en->region ? "region" : "station");
+  put_str(a->subject, sizeof a->subject, en->name);
+  if (en->region) {
+    put_str(a->region, sizeof a->region, en->name);
+  } else {
+    pthread_rwlock_rdlock(&p->e->dir_lock);
+    struct dir_entry *d = map_get(&p->e->stations, en->name);
+    put_str(a->region, sizeof a->region, d ? d->region : "");
+    pthread_rwlock_unlock(&p->e->dir_lock);
+  }
+  a->from = from;
+  a->to = to;
+  a->aqi = en->aqi;
+  put_str(a->dominant, sizeof a->dominant, en->dominant >= 0 ? species_names[en->dominant] : "");
+  a->window_end_ns = en->window_end;
+  a->at_ms = clock_wall_ms();
+}
+
+/* Recomputes an entity's AQI from the pollutants of its newest window. */
+static void assess(struct part *p, struct entity *en, struct outbox *ob) {
+  int best = -1, dominant = -1;
+  bool beyond = false;
+  for (int i = 0; i < SP_COUNT; i++) {
+    const struct species_state *s = &en->sp[i];
+    if (s->window_end != en->window_end) /* not measured in that window */
+      continue;
+    struct aqi_result r = species_aqi((enum flow_species)i, s->mean, NULL);
+    if (r.index > best) {
+      best = r.index;
+      dominant = i;
+      beyond = r.beyond;
+    }
+  }
+  en->aqi = best;
+  en->dominant = dominant;
+  en->beyond = beyond;
+  en->changed = true;
+  if (best < 0)
+    return;
+  int raw = (int)aqi_category_of(best), cat = en->category;
+  if (cat < 0) {
+    en->category = raw; /* the first reading is not a change */
+  } else if (raw > cat) {
+    en->category = raw; /* worse: at once */
+    raise_alert(p, en, cat, raw, ob);
+  } else if (raw < cat && best < category_floor[cat] - p->e->cfg.hysteresis) {
+    en->category = raw; /* better: only once clearly out of the worse category */
+    raise_alert(p, en, cat, raw, ob);
+  }
+}
+
+/* ---- JSON ---------------------------------------------------------------------------- */
+
+static json_t *real_or_null(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+static json_t *entity_json(struct flow_engine *e, const struct entity *en) {
+  json_t *o = json_object();
+  json_object_set_new(o, "type", json_string(en->region ? "region" : "station"));
+  if (en->region) {
+    json_object_set_new(o, "name", json_string(en->name));
+  } else {
+    json_object_set_new(o, "id", json_string(en->name));
+    pthread_rwlock_rdlock(&e->dir_lock);
+    struct dir_entry *d = map_get(&e->stations, en->name);
+    if (d) {
+      json_object_set_new(o, "name", json_string(d->st.name));
+      json_object_set_new(o, "region", json_string(d->region));
+      json_object_set_new(o, "lat", real_or_null(d->st.lat));
+      json_object_set_new(o, "lon", real_or_null(d->st.lon));
+    }
+    pthread_rwlock_unlock(&e->dir_lock);
+  }
+  json_object_set_new(o, "aqi", en->aqi >= 0 ? json_integer(en->aqi) : json_null());
+  json_object_set_new(o, "category", flow_category_json(en->category));
+  json_object_set_new(o, "level", en->category >= 0 ? json_integer(en->category) : json_null());
+  json_object_set_new(o, "color", en->category >= 0
+                                      ? json_string(aqi_category_color((enum aqi_category)en->category))
+                                      : json_null());
+  json_object_set_new(o, "dominant", en->dominant >= 0 ? json_string(species_names[en->dominant])
+                                                      : json_null());
+  json_object_set_new(o, "beyond", json_boolean(en->beyond));
+  if (en->window_end != INT64_MIN)
+    json_object_set_new(o, "window", json_pack("{s:I,s:I}", "start",
+                                               (json_int_t)(en->window_end - e->cfg.window_ns),
+                                               "end", (json_int_t)en->window_end));
+  else
+    json_object_set_new(o, "window", json_null());
+  json_t *pol = json_object();
+  for (int i = 0; i < SP_COUNT; i++) {
+    const struct species_state *s = &en->sp[i];
+    if (s->latest_ns == INT64_MIN && s->window_end == INT64_MIN)
+      continue;
+    json_t *x = json_object();
+    bool current = s->window_end != INT64_MIN && s->window_end == en->window_end;
+    json_object_set_new(x, "mean", current ? real_or_null(s->mean) : json_null());
+    int idx = current ? species_aqi((enum flow_species)i, s->mean, NULL).index : -1;
+    json_object_set_new(x, "aqi", idx >= 0 ? json_integer(idx) : json_null());
+    json_object_set_new(x, "count", json_integer(current ? (json_int_t)s->count : 0));
+    json_object_set_new(x, "latest", s->latest_ns != INT64_MIN ? real_or_null(s->latest)
+                                                               : json_null());
+    json_object_set_new(x, "latest_time", s->latest_ns != INT64_MIN
+                                              ? json_integer(s->latest_ns)
+                                              : json_null());
+    json_object_set_new(pol, species_names[i], x);
+  }
+  json_object_set_new(o, "pollutants", pol);
+  json_object_set_new(o, "readings", json_integer((json_int_t)en->readings));
+  return o;
+}
+
+static void topic_of(const struct entity *en, char *out, size_t n) {
+  snprintf(out, n, "flow/%s/%s", en->region ? "regions" : "stations", en->name);
+}
+
+/* Renders an entity for its topic into the outbox. */
+static void stage_publish(struct part *p, struct entity *en, uint64_t now, struct outbox *ob) {
+  char topic[96];
+  topic_of(en, topic, sizeof topic);
+  json_t *o = entity_json(p->e, en);
+  char *text = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  if (text) {
+    buf_append(&ob->topics, topic, strlen(topic) + 1);
+    buf_append(&ob->topics, text, strlen(text) + 1);
+    free(text);
+  }
+  en->last_pub_ms = now;
+  en->changed = false;
+}
+
+/* Settles a partition after points or time: AQI of the entities whose
+ * windows closed, and live updates of those whose slot has come. */
+static void settle(struct part *p, uint64_t now, struct outbox *ob) {
+  while (p->dirty) {
+    struct entity *en = p->dirty;
+    p->dirty = en->next_dirty;
+    en->dirty = false;
+    en->next_dirty = NULL;
+    assess(p, en, ob);
+  }
+  uint64_t every = p->e->cfg.publish_ms;
+  size_t keep = 0;
+  for (size_t i = 0; i < p->npending; i++) {
+    struct entity *en = p->pending[i];
+    if (en->changed && now - en->last_pub_ms >= every) {
+      stage_publish(p, en, now, ob);
+      en->pending = false;
+    } else if (en->changed) {
+      p->pending[keep++] = en;
+    } else {
+      en->pending = false;
+    }
+  }
+  p->npending = keep;
+}
+
+static void mark_changed(struct part *p, struct entity *en) {
+  en->changed = true;
+  if (en->pending)
+    return;
+  if (p->npending == p->cappending) {
+    size_t cap = p->cappending ? p->cappending * 2 : 64;
+    struct entity **a = realloc(p->pending, cap * sizeof *a);
+    if (!a)
+      return;
+    p->pending = a;
+    p->cappending = cap;
+  }
+  p->pending[p->npending++] = en;
+  en->pending = true;
+}
+
+/* Hands what was staged to the hub and the alert callback. */
+static void deliver(struct flow_engine *e, struct outbox *ob) {
+  uint64_t published = 0;
+  for (size_t at = 0; at < ob->topics.len;) {
+    const char *topic = ob->topics.data + at;
+    at += strlen(topic) + 1;
+    const char *json = ob->topics.data + at;
+    size_t len = strlen(json);
+    at += len + 1;
+    if (e->hub && !hub_publish(e->hub, topic, json, len, NULL))
+      published++;
+  }
+  for (size_t i = 0; i < ob->nalerts; i++) {
+    const struct flow_alert *a = &ob->alerts[i];
+    if (e->on_alert)
+      e->on_alert(a, e->arg);
+    if (e->hub) {
+      json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:i,s:s,s:I,s:I}", "type", "alert", "id",
+                            a->id, "kind", a->kind, "subject", a->subject, "region", a->region,
+                            "from", flow_category_json(a->from), "to", flow_category_json(a->to),
+                            "aqi", a->aqi, "dominant", a->dominant, "window_end",
+                            (json_int_t)a->window_end_ns, "at", (json_int_t)a->at_ms);
+      char *text = json_dumps(o, JSON_COMPACT);
+      json_decref(o);
+      if (text) {
+        char topic[96];
+        snprintf(topic, sizeof topic, "flow/%s/%s", strcmp(a->kind, "region") ? "stations" : "regions",
+                 a->subject);
+        hub_publish(e->hub, topic, text, strlen(text), NULL);
+        hub_publish(e->hub, "flow/alerts", text, strlen(text), NULL);
+        free(text);
+      }
+    }
+  }
+  pthread_mutex_lock(&e->stats_lock);
+  e->published += published;
+  e->alerts += ob->nalerts;
+  pthread_mutex_unlock(&e->stats_lock);
+  buf_reset(&ob->topics);
+  ob->nalerts = 0;
+}
+
+static void outbox_init(struct outbox *ob) {
+  memset(ob, 0, sizeof *ob);
+  buf_init(&ob->topics, 0);
+}
+
+static void outbox_release(struct outbox *ob) {
+  buf_release(&ob->topics);
+  free(ob->alerts);
+}
+
+/* ---- windows ------------------------------------------------------------------------ */
+
+static struct entity *entity_get(struct part *p, bool region, const char *name) {
+  char k[68];
+  snprintf(k, sizeof k, "%c%s", region ? 'R' : 'S', name);
+  struct entity *en = map_get(&p->ents, k);
+  if (en)
+    return en;
+  if (!(en = calloc(1, sizeof *en)))
+    return NULL;
+  en->region = region;
+  put_str(en->name, sizeof en->name, name);
+  en->window_end = INT64_MIN;
+  en->aqi = en->dominant = en->category = -1;
+  for (int i = 0; i < SP_COUNT; i++)
+    en->sp[i] = (struct species_state){NAN, INT64_MIN, 0, NAN, INT64_MIN};
+  if (map_put(&p->ents, k, en, NULL)) {
+    free(en);
+    return NULL;
+  }
+  return en;
+}
+
+/* Stream keys: kind ('S' or 'R'), species digit, name. */
+static void on_window(const struct window_result *r, void *arg) {
+  struct part *p = arg;
+  struct entity *en = entity_get(p, r->key[0] == 'R', r->key + 2);
+  if (!en)
+    return;
+  int sp = r->key[1] - '0';
+  en->sp[sp].mean = r->mean;
+  en->sp[sp].count = r->count;
+  en->sp[sp].window_end = r->end_ns;
+  if (r->end_ns > en->window_end)
+    en->window_end = r->end_ns;
+  p->windows++;
+  if (!en->dirty) {
+    en->dirty = true;
+    en->next_dirty = p->dirty;
+    p->dirty = en;
+  }
+}
+
+static bool add_one(struct part *p, bool region, const char *name, const struct flow_reading *r,
+                    uint64_t now) {
+  struct entity *en = entity_get(p, region, name);
+  if (!en)
+    return false;
+  char key[80];
+  snprintf(key, sizeof key, "%c%c%s", region ? 'R' : 'S', '0' + (int)r->species, name);
+  struct species_state *s = &en->sp[r->species];
+  if (r->ts_ns >= s->latest_ns) {
+    s->latest = r->value;
+    s->latest_ns = r->ts_ns;
+  }
+  en->readings++;
+  mark_changed(p, en);
+  if (r->ts_ns > p->max_ts) {
+    p->max_ts = r->ts_ns;
+    p->max_wall_ms = now;
+  }
+  return stream_add(p->stream, key, r->ts_ns, r->value) == 1;
+}
+
+size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size_t n) {
+  if (!n)
+    return 0;
+  unsigned char *where = malloc(2 * n); /* partition of the station key, of the region key */
+  const char **regions = malloc(n * sizeof *regions);
+  if (!where || !regions) {
+    free(where);
+    free(regions);
+    return 0;
+  }
+  struct flow_station created;
+  const char *last_station = NULL, *last_region = NULL;
+  unsigned last_sp = 0, last_rp = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!last_station || strcmp(last_station, r[i].station) != 0) {
+      bool was_created = false;
+      last_region = station_region(e, r[i].station, r[i].region, &created, &was_created);
+      if (was_created && e->on_station)
+        e->on_station(&created, e->arg);
+      char k[68];
+      snprintf(k, sizeof k, "S%s", r[i].station);
+      last_sp = stream_partition(k, e->nparts);
+      snprintf(k, sizeof k, "R%s", last_region);
+      last_rp = stream_partition(k, e->nparts);
+      last_station = r[i].station;
+      /* remember where this station's pollutant lives, for range queries */
+    }
+    regions[i] = last_region;
+    where[2 * i] = (unsigned char)last_sp;
+    where[2 * i + 1] = (unsigned char)last_rp;
+  }
+  /* series hints: one write lock for the batch, only for new pairs */
+  for (size_t i = 0; i < n; i++) {
+    uint32_t known;
+    if (!flow_engine_series_of(e, r[i].station, r[i].species, &known) || known != r[i].series)
+      flow_engine_series_hint(e, r[i].station, r[i].species, r[i].series);
+  }
+  size_t late = 0;
+  struct outbox ob;
+  outbox_init(&ob);
+  for (unsigned pi = 0; pi < e->nparts; pi++) {
+    bool any = false;
+    for (size_t i = 0; i < n && !any; i++)
+      any = where[2 * i] == pi || where[2 * i + 1] == pi;
+    if (!any)
+      continue;
+    struct part *p = &e->parts[pi];
+    pthread_mutex_lock(&p->lock);
+    uint64_t now = clock_mono_ns() / 1000000; /* under the lock: never behind a publish */
+    for (size_t i = 0; i < n; i++) {
+      if (where[2 * i] == pi && add_one(p, false, r[i].station, &r[i], now))
+        late++;
+      if (where[2 * i + 1] == pi)
+        add_one(p, true, regions[i], &r[i], now);
+    }
+    settle(p, now, &ob);
+    pthread_mutex_unlock(&p->lock);
+    deliver(e, &ob);
+  }
+  outbox_release(&ob);
+  free(where);
+  free(regions);
+  return late;
+}
+
+/* ---- time --------------------------------------------------------------------------- */
+
+void flow_engine_tick(struct flow_engine *e) {
+  uint64_t idle_ms = (uint64_t)(e->cfg.lateness_ns / 1000000);
+  if (idle_ms < 1000)
+    idle_ms = 1000;
+  struct outbox ob;
+  outbox_init(&ob);
+  for (unsigned pi = 0; pi < e->nparts; pi++) {
+    struct part *p = &e->parts[pi];
+    pthread_mutex_lock(&p->lock);
+    uint64_t now = clock_mono_ns() / 1000000;
+    /* sensors gone quiet: event time moves on with the wall clock */
+    if (p->max_ts != INT64_MIN && now - p->max_wall_ms >= idle_ms)
+      stream_advance(p->stream,
+                     p->max_ts + (int64_t)(now - p->max_wall_ms) * 1000000 - e->cfg.lateness_ns);
+    settle(p, now, &ob);
+    pthread_mutex_unlock(&p->lock);
+    deliver(e, &ob);
+  }
+  outbox_release(&ob);
+}
+
+static void *ticker_main(void *arg) {
+  struct flow_engine *e = arg;
+  pthread_mutex_lock(&e->tick_lock);
+  while (!e->stop) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += TICK_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&e->tick_wake, &e->tick_lock, &ts);
+    if (e->stop)
+      break;
+    pthread_mutex_unlock(&e->tick_lock);
+    flow_engine_tick(e);
+    pthread_mutex_lock(&e->tick_lock);
+  }
+  pthread_mutex_unlock(&e->tick_lock);
+  return NULL;
+}
+
+/* ---- reading the state -------------------------------------------------------------- */
+
+static int cmp_json_name(const void *a, const void *b) {
+  json_t *x = *(json_t *const *)a, *y = *(json_t *const *)b;
+  const char *kx = json_string_value(json_object_get(x, "id"));
+  const char *ky = json_string_value(json_object_get(y, "id"));
+  if (!kx)
+    kx = json_string_value(json_object_get(x, "name"));
+  if (!ky)
+    ky = json_string_value(json_object_get(y, "name"));
+  return strcmp(kx ? kx : "", ky ? ky : "");
+}
+
+static json_t *sorted(json_t *arr) {
+  size_t n = json_array_size(arr);
+  json_t **v = malloc((n ? n : 1) * sizeof *v);
+  if (!v)
+    return arr;
+  for (size_t i = 0; i < n; i++)
+    v[i] = json_incref(json_array_get(arr, i));
+  qsort(v, n, sizeof *v, cmp_json_name);
+  json_array_clear(arr);
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(arr, v[i]);
+  free(v);
+  return arr;
+}
+
+/* An entity with no readings yet, as the topics show it. */
+static json_t *blank_json(struct flow_engine *e, bool region, const char *name) {
+  struct entity en;
+  memset(&en, 0, sizeof en);
+  en.region = region;
+  put_str(en.name, sizeof en.name, name);
+  en.window_end = INT64_MIN;
+  en.aqi = en.dominant = en.category = -1;
+  for (int i = 0; i < SP_COUNT; i++)
+    en.sp[i] = (struct species_state){NAN, INT64_MIN, 0, NAN, INT64_MIN};
+  return entity_json(e, &en);
+}
+
+static json_t *entities_json(struct flow_engine *e, bool region, const char *only) {
+  json_t *arr = json_array();
+  struct map seen;
+  map_init(&seen);
+  for (unsigned pi = 0; pi < e->nparts; pi++) {
+    struct part *p = &e->parts[pi];
+    pthread_mutex_lock(&p->lock);
+    const char *k;
+    void *v;
+    for (size_t it = 0; map_next(&p->ents, &it, &k, &v);) {
+      struct entity *en = v;
+      if (en->region != region || (only && strcmp(only, en->name) != 0))
+        continue;
+      json_array_append_new(arr, entity_json(e, en));
+      map_put(&seen, en->name, en, NULL);
+    }
+    pthread_mutex_unlock(&p->lock);
+  }
+  /* registered, not heard from yet */
+  pthread_rwlock_rdlock(&e->dir_lock);
+  const char *k;
+  void *v;
+  struct map *m = region ? &e->regions : &e->stations;
+  char **names = malloc((m->len ? m->len : 1) * sizeof *names);
+  size_t nnames = 0;
+  for (size_t it = 0; names && map_next(m, &it, &k, &v);)
+    if (!map_get(&seen, k) && (!only || strcmp(only, k) == 0) && (names[nnames] = strdup(k)))
+      nnames++;
+  pthread_rwlock_unlock(&e->dir_lock);
+  for (size_t i = 0; i < nnames; i++) {
+    json_array_append_new(arr, blank_json(e, region, names[i]));
+    free(names[i]);
+  }
+  free(names);
+  map_release(&seen);
+  if (region) { /* how many stations each region has */
+    pthread_rwlock_rdlock(&e->dir_lock);
+    size_t i;
+    json_t *o;
+    json_array_foreach(arr, i, o) {
+      const char *name = json_string_value(json_object_get(o, "name"));
+      json_int_t count = 0;
+      for (size_t it = 0; map_next(&e->stations, &it, &k, &v);)
+        count += strcmp(((struct dir_entry *)v)->region, name) == 0;
+      json_object_set_new(o, "stations", json_integer(count));
+    }
+    pthread_rwlock_unlock(&e->dir_lock);
+  }
+  return sorted(arr);
+}
+
+json_t *flow_engine_stations_json(struct flow_engine *e, const char *only) {
+  return entities_json(e, false, only);
+}
+
+json_t *flow_engine_regions_json(struct flow_engine *e, const char *only) {
+  return entities_json(e, true, only);
+}
+
+void flow_engine_stats(struct flow_engine *e, struct flow_engine_stats *out) {
+  memset(out, 0, sizeof *out);
+  for (unsigned pi = 0; pi < e->nparts; pi++) {
+    struct part *p = &e->parts[pi];
+    pthread_mutex_lock(&p->lock);
+    out->late += stream_late(p->stream);
+    out->windows += p->windows;
+    out->keys += stream_keys(p->stream);
+    out->key_bytes = stream_key_bytes(p->stream);
+    pthread_mutex_unlock(&p->lock);
+  }
+  pthread_rwlock_rdlock(&e->dir_lock);
+  out->stations = e->stations.len;
+  out->regions = e->regions.len;
+  pthread_rwlock_unlock(&e->dir_lock);
+  pthread_mutex_lock(&e->stats_lock);
+  out->alerts = e->alerts;
+  out->published = e->published;
+  pthread_mutex_unlock(&e->stats_lock);
+}
+
+/* ---- life ----------------------------------------------------------------------------- */
+
+int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *cfg,
+                       struct hub *hub, flow_alert_fn on_alert, flow_new_station_fn on_station,
+                       void *arg) {
+  if (cfg->partitions < 1 || cfg->partitions > MAX_PARTITIONS || cfg->hysteresis < 0)
+    return GROVE_EINVAL;
+  struct flow_engine *e = calloc(1, sizeof *e);
+  if (!e)
+    return GROVE_ENOMEM;
+  e->cfg = *cfg;
+  e->hub = hub;
+  e->on_alert = on_alert;
+  e->on_station = on_station;
+  e->arg = arg;
+  e->nparts = cfg->partitions;
+  pthread_rwlock_init(&e->dir_lock, NULL);
+  pthread_mutex_init(&e->stats_lock, NULL);
+  pthread_mutex_init(&e->tick_lock, NULL);
+  pthread_cond_init(&e->tick_wake, NULL);
+  map_init(&e->stations);
+  map_init(&e->regions);
+  map_init(&e->series);
+  struct stream_cfg sc = {cfg->window_ns, cfg->slide_ns, cfg->lateness_ns};
+  int rc = 0;
+  for (unsigned i = 0; i < e->nparts; i++) {
+    struct part *p = &e->parts[i];
+    pthread_mutex_init(&p->lock, NULL);
+    map_init(&p->ents);
+    p->e = e;
+    p->max_ts = INT64_MIN;
+    if (!rc)
+      rc = stream_create(&p->stream, &sc, on_window, p);
+  }
+  if (!rc && pthread_create(&e->ticker, NULL, ticker_main, e))
+    rc = GROVE_ENOMEM;
+  if (rc) {
+    e->stop = true; /* no ticker to join */
+    e->nparts = cfg->partitions;
+    for (unsigned i = 0; i < e->nparts; i++)
+      stream_destroy(e->parts[i].stream);
+    map_release(&e->stations);
+    map_release(&e->regions);
+    map_release(&e->series);
+    free(e);
+    return rc;
+  }
+  *out = e;
+  return 0;
+}
+
+void flow_engine_destroy(struct flow_engine *e) {
+  if (!e)
+    return;
+  pthread_mutex_lock(&e->tick_lock);
+  e->stop = true;
+  pthread_cond_signal(&e->tick_wake);
+  pthread_mutex_unlock(&e->tick_lock);
+  pthread_join(e->ticker, NULL);
+  const char *k;
+  void *v;
+  for (unsigned i = 0; i < e->nparts; i++) {
+    struct part *p = &e->parts[i];
+    stream_destroy(p->stream);
+    for (size_t it = 0; map_next(&p->ents, &it, &k, &v);)
+      free(v);
+    map_release(&p->ents);
+    free(p->pending);
+    pthread_mutex_destroy(&p->lock);
+  }
+  for (size_t it = 0; map_next(&e->stations, &it, &k, &v);)
+    free(v);
+  for (size_t it = 0; map_next(&e->regions, &it, &k, &v);)
+    free(v);
+  map_release(&e->stations);
+  map_release(&e->regions);
+  map_release(&e->series);
+  pthread_rwlock_destroy(&e->dir_lock);
+  pthread_mutex_destroy(&e->stats_lock);
+  pthread_mutex_destroy(&e->tick_lock);
+  pthread_cond_destroy(&e->tick_wake);
+  free(e);
+}

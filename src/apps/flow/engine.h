@@ -1,0 +1,117 @@
+/* engine.h — flow's live state: stations and regions, their rolling AQI,
+ * alerts with hysteresis, and live updates at most once a second a topic.
+ *
+ * Readings (station, pollutant, time, value) go into keyed sliding windows
+ * (src/stream): one key per station and pollutant and one per region and
+ * pollutant. Keys are spread over partitions, each with its own lock and
+ * stream, so worker threads update different partitions at once. When a
+ * window closes, its mean becomes the entity's concentration for that
+ * pollutant, the AQI is recomputed from the pollutants of that window, and
+ * a category change past the hysteresis margin makes an alert.
+ *
+ * Stations are known ahead (flow_engine_station_put) or on first sight. */
+#ifndef GROVE_FLOW_ENGINE_H
+#define GROVE_FLOW_ENGINE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hub;
+
+enum flow_species { SP_PM25, SP_PM10, SP_O3, SP_NO2, SP_CO, SP_SO2, SP_COUNT };
+
+/* "pm25" (also "pm2_5", "pm2.5"), "pm10", "o3" ("ozone"), "no2", "co",
+ * "so2"; -1 for anything else. */
+int flow_species_of(const char *name, size_t len);
+const char *flow_species_name(enum flow_species sp);
+
+struct flow_station {
+  char id[65];
+  char name[129];
+  char region[65];
+  double lat, lon;   /* NaN when unknown */
+};
+
+/* A station reading of one pollutant. */
+struct flow_reading {
+  const char *station;
+  const char *region;     /* the writer's region tag, or NULL */
+  enum flow_species species;
+  int64_t ts_ns;
+  double value;
+  uint32_t series;        /* the series it was stored in */
+};
+
+/* An alert raised when an entity changes category. */
+struct flow_alert {
+  char id[33];
+  char kind[8];           /* "station" or "region" */
+  char subject[65];
+  char region[65];
+  int from, to;           /* categories; from is -1 never */
+  int aqi;
+  char dominant[8];
+  int64_t window_end_ns;
+  uint64_t at_ms;         /* wall clock when raised */
+};
+
+struct flow_engine_cfg {
+  int64_t window_ns, slide_ns, lateness_ns;
+  int hysteresis;         /* AQI points below a category's floor before falling out */
+  unsigned partitions;
+  uint64_t publish_ms;    /* at most one live update per topic this often */
+};
+
+/* Called for each alert, on the thread that raised it, no lock held. */
+typedef void (*flow_alert_fn)(const struct flow_alert *a, void *arg);
+/* Called for each station first seen in readings, no lock held. */
+typedef void (*flow_new_station_fn)(const struct flow_station *st, void *arg);
+
+struct flow_engine;
+
+int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *cfg,
+                       struct hub *hub, flow_alert_fn on_alert, flow_new_station_fn on_station,
+                       void *arg);
+/* Stops the ticker and frees everything. NULL is fine. */
+void flow_engine_destroy(struct flow_engine *e);
+
+/* Registers or updates a station (from the API or the store at start). */
+int flow_engine_station_put(struct flow_engine *e, const struct flow_station *st);
+/* Copies a station. Returns false when unknown. */
+bool flow_engine_station_get(struct flow_engine *e, const char *id, struct flow_station *out);
+
+/* Adds readings that are durable already. Returns how many were late (left
+ * out of the windows). */
+size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size_t n);
+
+/* Remembers which series holds a station's pollutant (at start, from the
+ * series store's keys). */
+void flow_engine_series_hint(struct flow_engine *e, const char *station, enum flow_species sp,
+                             uint32_t series);
+/* The series holding a station's pollutant; false when none is known. */
+bool flow_engine_series_of(struct flow_engine *e, const char *station, enum flow_species sp,
+                           uint32_t *series);
+
+/* The live state. `stations`, `regions`: JSON arrays of the objects the
+ * live topics carry. A station id or region name selects one (NULL: all). */
+json_t *flow_engine_stations_json(struct flow_engine *e, const char *only);
+json_t *flow_engine_regions_json(struct flow_engine *e, const char *only);
+
+/* Moves every partition's watermark on as if `idle_ms` of silence had
+ * passed (the ticker does this from the wall clock), and publishes what is
+ * due. For tests. */
+void flow_engine_tick(struct flow_engine *e);
+
+struct flow_engine_stats {
+  uint64_t late, windows, alerts, published;
+  size_t keys, stations, regions;
+  size_t key_bytes;       /* one window key's state */
+};
+void flow_engine_stats(struct flow_engine *e, struct flow_engine_stats *out);
+
+/* "Good", "Moderate", … for categories 0..5 with their colours. */
+json_t *flow_category_json(int category);
+
+#endif

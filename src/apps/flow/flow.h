@@ -1,0 +1,51 @@
+/* flow.h — what the flow app's files share: its state and options.
+ * ingest.c takes points in (line protocol and JSON readings), api.c
+ * answers questions about them, ask.c answers in words, flow.c wires the
+ * app into serve. */
+#ifndef GROVE_FLOW_H
+#define GROVE_FLOW_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "apps/flow/engine.h"
+#include "cli/app.h"
+#include "series/series.h"
+
+struct http_req;
+struct metric;
+
+struct flow_cfg {
+  uint64_t flush_ms;
+  int flush_points;
+  uint64_t window_ms, slide_ms, lateness_ms, publish_ms;
+  int hysteresis;
+  int partitions;
+  uint64_t retain_raw_ms, retain_1m_ms, retain_1h_ms;
+};
+
+struct flow {
+  struct grove_ctx ctx;
+  struct flow_cfg cfg;
+  struct series *series;
+  struct flow_engine *engine;
+  struct metric *points_written, *lines_failed, *late, *alerts, *stations;
+};
+
+/* Routes of each file. */
+int flow_ingest_routes(struct flow *f);
+int flow_api_routes(struct flow *f);
+
+/* Station ids and region names: 1–64 of [A-Za-z0-9._~-] (they are parts
+ * of topic paths). */
+bool flow_name_valid(const char *s, size_t n);
+
+/* Registers or updates a station in the store (on a worker thread).
+ * `ahead`: from the API (updates), else first sight (keeps what is there). */
+int flow_station_save(struct flow *f, const struct flow_station *st, bool ahead);
+
+/* Parses an int64 query parameter; true when absent (default kept) or
+ * valid. */
+bool flow_int64_param(struct http_req *r, const char *name, int64_t *out);
+
+#endif

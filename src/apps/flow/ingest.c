@@ -1,0 +1,565 @@
+/* ingest.c — points in. Sensors and collectors write InfluxDB line
+ * protocol to POST /api/v1/write (Telegraf works unchanged), or JSON
+ * readings to POST /api/v1/flow/readings. Each numeric field becomes a
+ * point of the series "measurement,tags field"; the answer comes once the
+ * points are durable, and then the station readings among them (a
+ * `station` tag and a pollutant field) go into the AQI windows. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <zlib.h>
+
+#include "apps/flow/flow.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/util.h"
+#include "gate/gate.h"
+#include "net/http.h"
+#include "series/lineproto.h"
+
+#define MAX_INFLATED (64u * 1024 * 1024)
+#define MAX_REPORTED 20 /* failed lines listed in an answer */
+#define MAX_POINTS_READ 100000
+
+bool flow_name_valid(const char *s, size_t n) {
+  if (n == 0 || n > 64)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '-' || c == '_' || c == '.' || c == '~'))
+      return false;
+  }
+  return true;
+}
+
+/* ---- a batch of points on its way in ---------------------------------------- */
+
+/* A point that is also a station reading; strings are offsets in `names`
+ * (which may move while it grows). */
+struct pending_reading {
+  uint32_t point;
+  uint32_t station, region; /* UINT32_MAX: no region tag */
+  uint8_t species;
+};
+
+struct batch {
+  struct flow *f;
+  char *body;              /* owned: the request's, or inflated */
+  size_t len;
+  json_t *failed;          /* what was refused, as the answer lists it */
+  struct series_point *pts;
+  size_t npts, cap;
+  struct pending_reading *rd;
+  size_t nrd, caprd;
+  struct buf names;
+  uint32_t last_station, last_region;
+};
+
+static void batch_init(struct batch *b) {
+  memset(b, 0, sizeof *b);
+  buf_init(&b->names, 0);
+  b->last_station = b->last_region = UINT32_MAX;
+}
+
+static void batch_release(struct batch *b) {
+  json_decref(b->failed);
+  free(b->body);
+  free(b->pts);
+  free(b->rd);
+  buf_release(&b->names);
+}
+
+/* A request's job, whose first member is its batch: the body copied, the
+ * list of failures made. NULL after answering 503. */
+static void *batch_job_new(struct http_req *r, struct flow *f, size_t size) {
+  struct batch *b = calloc(1, size);
+  if (b) {
+    batch_init(b);
+    b->f = f;
+    b->body = malloc(r->body_len + 1);
+    b->failed = json_array();
+  }
+  if (!b || !b->body || !b->failed) {
+    if (b)
+      batch_release(b);
+    free(b);
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return NULL;
+  }
+  memcpy(b->body, r->body, r->body_len);
+  b->len = r->body_len;
+  return b;
+}
+
+static int batch_point(struct batch *b, uint32_t id, int64_t ts, double v) {
+  if (b->npts == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 1024;
+    struct series_point *np = realloc(b->pts, cap * sizeof *np);
+    if (!np)
+      return GROVE_ENOMEM;
+    b->pts = np;
+    b->cap = cap;
+  }
+  b->pts[b->npts++] = (struct series_point){id, ts, v};
+  return 0;
+}
+
+/* A name in the arena, reusing the previous one when it is the same. */
+static uint32_t batch_name(struct batch *b, uint32_t *last, const char *s, size_t n) {
+  if (*last != UINT32_MAX && strlen(b->names.data + *last) == n &&
+      memcmp(b->names.data + *last, s, n) == 0)
+    return *last;
+  uint32_t at = (uint32_t)b->names.len;
+  if (buf_append(&b->names, s, n) || buf_putc(&b->names, '\0'))
+    return UINT32_MAX;
+  *last = at;
+  return at;
+}
+
+/* Marks the batch's last point as a reading of station/region. */
+static int batch_reading(struct batch *b, int species, const char *st, size_t stn,
+                         const char *rg, size_t rgn) {
+  if (species < 0 || !flow_name_valid(st, stn) || (rg && !flow_name_valid(rg, rgn)))
+    return 0; /* stored, but not a station reading the AQI can use */
+  if (b->nrd == b->caprd) {
+    size_t cap = b->caprd ? b->caprd * 2 : 1024;
+    struct pending_reading *n = realloc(b->rd, cap * sizeof *n);
+    if (!n)
+      return GROVE_ENOMEM;
+    b->rd = n;
+    b->caprd = cap;
+  }
+  uint32_t so = batch_name(b, &b->last_station, st, stn);
+  uint32_t ro = rg ? batch_name(b, &b->last_region, rg, rgn) : UINT32_MAX;
+  if (so == UINT32_MAX || (rg && ro == UINT32_MAX))
+    return GROVE_ENOMEM;
+  b->rd[b->nrd++] = (struct pending_reading){(uint32_t)(b->npts - 1), so, ro, (uint8_t)species};
+  return 0;
+}
+
+/* Writes the batch durably, then feeds its readings to the windows. */
+static int batch_commit(struct batch *b) {
+  struct flow *f = b->f;
+  if (!b->npts)
+    return 0;
+  int rc = series_append_sync(f->series, b->pts, b->npts);
+  if (rc || !b->nrd)
+    return rc;
+  struct flow_reading *r = malloc(b->nrd * sizeof *r);
+  if (!r)
+    return 0; /* the points are stored; only the live view misses them */
+  for (size_t i = 0; i < b->nrd; i++) {
+    const struct pending_reading *p = &b->rd[i];
+    const struct series_point *pt = &b->pts[p->point];
+    r[i] = (struct flow_reading){b->names.data + p->station,
+                                 p->region == UINT32_MAX ? NULL : b->names.data + p->region,
+                                 (enum flow_species)p->species, pt->ts_ns, pt->value, pt->id};
+  }
+  size_t late = flow_engine_add(f->engine, r, b->nrd);
+  if (late)
+    metric_add(f->late, (double)late);
+  free(r);
+  return 0;
+}
+
+/* ---- POST /api/v1/write ------------------------------------------------- */
+
+struct write_job {
+  struct batch batch;  /* first: batch_job_new makes both */
+  enum lp_precision prec;
+  int rc;
+  int status;
+  const char *code;
+  char message[160];
+  struct lp_stats stats;
+  int skipped;         /* string fields: not numeric series */
+};
+
+/* "measurement,k1=v1,k2=v2 field" with tags sorted, so the same series
+ * always has the same key whatever order a writer lists its tags in. */
+static int series_key(const struct lp_point *p, const struct lp_field *f, struct buf *out) {
+  int order[LP_MAX_TAGS];
+  for (int i = 0; i < p->ntags; i++)
+    order[i] = i;
+  for (int i = 1; i < p->ntags; i++) /* insertion sort: a few tags */
+    for (int j = i; j > 0; j--) {
+      const struct lp_str *a = &p->tag_keys[order[j - 1]], *b = &p->tag_keys[order[j]];
+      size_t m = a->n < b->n ? a->n : b->n;
+      int c = memcmp(a->p, b->p, m);
+      if (c < 0 || (c == 0 && a->n <= b->n))
+        break;
+      int t = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = t;
+    }
+  buf_reset(out);
+  buf_append(out, p->measurement.p, p->measurement.n);
+  for (int i = 0; i < p->ntags; i++) {
+    buf_putc(out, ',');
+    buf_append(out, p->tag_keys[order[i]].p, p->tag_keys[order[i]].n);
+    buf_putc(out, '=');
+    buf_append(out, p->tag_values[order[i]].p, p->tag_values[order[i]].n);
+  }
+  buf_putc(out, ' ');
+  return buf_append(out, f->key.p, f->key.n);
+}
+
+static int on_point(const struct lp_point *p, void *arg) {
+  struct write_job *j = arg;
+  struct buf key;
+  buf_init(&key, 4096);
+  const struct lp_str *station = NULL, *region = NULL;
+  for (int i = 0; i < p->ntags; i++) {
+    const struct lp_str *k = &p->tag_keys[i];
+    if (k->n == 7 && memcmp(k->p, "station", 7) == 0)
+      station = &p->tag_values[i];
+    else if (k->n == 6 && memcmp(k->p, "region", 6) == 0)
+      region = &p->tag_values[i];
+  }
+  int rc = 0;
+  for (int i = 0; i < p->nfields && !rc; i++) {
+    const struct lp_field *fl = &p->fields[i];
+    double v;
+    switch (fl->type) {
+    case LP_FLOAT: v = fl->v.f; break;
+    case LP_INT: v = (double)fl->v.i; break;
+    case LP_UINT: v = (double)fl->v.u; break;
+    case LP_BOOL: v = fl->v.b; break;
+    default: j->skipped++; continue;
+    }
+    uint32_t id;
+    if (series_key(p, fl, &key) || series_id(j->batch.f->series, key.data, &id)) {
+      j->skipped++;
+      continue;
+    }
+    if ((rc = batch_point(&j->batch, id, p->ts_ns, v)))
+      break;
+    if (station)
+      rc = batch_reading(&j->batch, flow_species_of(fl->key.p, fl->key.n), station->p,
+                         station->n, region ? region->p : NULL, region ? region->n : 0);
+  }
+  buf_release(&key);
+  return rc;
+}
+
+static void on_error(int line, const char *text, size_t len, const char *why, void *arg) {
+  struct write_job *j = arg;
+  if (json_array_size(j->batch.failed) >= MAX_REPORTED)
+    return;
+  json_array_append_new(j->batch.failed, json_pack("{s:i,s:s,s:s%}", "line", line, "error", why,
+                                             "text", text, len > 120 ? (size_t)120 : len));
+}
+
+static int inflate_body(struct write_job *j) {
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  if (inflateInit2(&z, 15 + 32) != Z_OK)
+    return GROVE_ENOMEM;
+  struct buf out;
+  buf_init(&out, MAX_INFLATED);
+  z.next_in = (Bytef *)j->batch.body;
+  z.avail_in = (uInt)j->batch.len;
+  int zr = Z_OK, rc = 0;
+  while (zr != Z_STREAM_END) {
+    if ((rc = buf_reserve(&out, 64 * 1024)))
+      break;
+    z.next_out = (Bytef *)out.data + out.len;
+    z.avail_out = (uInt)(out.cap - out.len - 1);
+    zr = inflate(&z, Z_NO_FLUSH);
+    out.len = out.cap - 1 - z.avail_out;
+    if (zr != Z_OK && zr != Z_STREAM_END) {
+      rc = GROVE_EINVAL;
+      break;
+    }
+    if (zr == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
+      rc = GROVE_EINVAL; /* truncated */
+      break;
+    }
+  }
+  inflateEnd(&z);
+  if (rc) {
+    buf_release(&out);
+    return rc;
+  }
+  free(j->batch.body);
+  j->batch.body = buf_detach(&out, &j->batch.len);
+  return 0;
+}
+
+static void write_work(void *arg) {
+  struct write_job *j = arg;
+  j->rc = lp_parse(j->batch.body, j->batch.len, j->prec, (int64_t)clock_wall_ms() * 1000000, on_point,
+                   on_error, j, &j->stats);
+  if (!j->rc)
+    j->rc = batch_commit(&j->batch);
+}
+
+static void write_done(struct http_req *r, void *arg) {
+  struct write_job *j = arg;
+  struct flow *f = j->batch.f;
+  if (!j->rc) {
+    metric_add(f->points_written, (double)j->batch.npts);
+    metric_add(f->lines_failed, j->stats.errors);
+  }
+  if (!r->conn) {
+    /* the client left; what was written stays written */
+  } else if (j->rc) {
+    log_error(r->id, "cannot write points", "error=\"%s\"", grove_strerror(j->rc));
+    http_reply_error(r, 503, "STORE_UNAVAILABLE", "points were not written; retry", NULL);
+  } else if (j->stats.errors) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "partial write: %d of %d lines failed; the others were written",
+             j->stats.errors, j->stats.lines);
+    http_reply_error(r, 400, "PARTIAL_WRITE", msg,
+                     json_pack("{s:i,s:i,s:I,s:O}", "lines", j->stats.lines, "failed_lines",
+                               j->stats.errors, "points_written", (json_int_t)j->batch.npts,
+                               "failed", j->batch.failed));
+  } else {
+    http_reply(r, 204, NULL, NULL, 0);
+  }
+  batch_release(&j->batch);
+  free(j);
+}
+
+static void handle_write(struct http_req *r) {
+  struct flow *f = r->app;
+  if (!gate_require(f->ctx.gate, r, GATE_WRITE, NULL))
+    return;
+  char prec_s[32] = "";
+  enum lp_precision prec;
+  http_query_get(r, "precision", 0, prec_s, sizeof prec_s); /* absent: nanoseconds */
+  if (lp_precision_parse(prec_s, &prec)) {
+    http_reply_error(r, 400, "INVALID_PRECISION", "precision must be ns, us, ms or s", NULL);
+    return;
+  }
+  const char *enc = http_header_get(r, "content-encoding");
+  if (enc && strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "identity") != 0) {
+    http_reply_error(r, 415, "UNSUPPORTED_ENCODING", "Content-Encoding must be gzip or identity",
+                     NULL);
+    return;
+  }
+  struct write_job *j = batch_job_new(r, f, sizeof *j);
+  if (!j)
+    return;
+  j->prec = prec;
+  if (enc && strcasecmp(enc, "gzip") == 0) {
+    int rc = inflate_body(j);
+    if (rc) {
+      batch_release(&j->batch);
+      free(j);
+      if (rc == GROVE_ETOOBIG)
+        http_reply_error(r, 413, "BODY_TOO_LARGE", "the inflated body is over 64 MiB", NULL);
+      else
+        http_reply_error(r, 400, "BAD_GZIP", "the body is not valid gzip", NULL);
+      return;
+    }
+  }
+  if (http_req_defer(r, write_work, write_done, j)) {
+    batch_release(&j->batch);
+    free(j);
+    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
+  }
+}
+
+/* ---- POST /api/v1/flow/readings ------------------------------------------------------
+ * {"readings":[{"station":"st-1","region":"north","time":"2026-11-23T10:00:00Z",
+ *               "pm25":12.4,"no2":18}, …]}
+ * `time` is RFC 3339 or Unix seconds (absent: now); pollutants are numbers;
+ * `region` is used when the station is first seen. Points go to the series
+ * "air_quality,station=ID pollutant". */
+
+#define MAX_READINGS 100000
+
+struct readings_job {
+  struct batch batch;  /* first: batch_job_new makes both */
+  int rc;
+  int status;
+  char code[32], message[200];
+  size_t nreadings, nfailed;
+};
+
+static void reading_failed(struct readings_job *j, size_t index, const char *why) {
+  j->nfailed++;
+  if (json_array_size(j->batch.failed) < MAX_REPORTED)
+    json_array_append_new(j->batch.failed, json_pack("{s:I,s:s}", "index", (json_int_t)index, "error",
+                                               why));
+}
+
+/* One reading: checks it whole before any of its points is kept. */
+static int add_reading(struct readings_job *j, size_t index, json_t *o, int64_t now_ns,
+                       struct buf *key) {
+  if (!json_is_object(o)) {
+    reading_failed(j, index, "a reading must be an object");
+    return 0;
+  }
+  const char *station = json_string_value(json_object_get(o, "station"));
+  json_t *rg = json_object_get(o, "region");
+  const char *region = json_string_value(rg);
+  if (!station || !flow_name_valid(station, strlen(station))) {
+    reading_failed(j, index, "station must be 1-64 of A-Z a-z 0-9 . _ ~ -");
+    return 0;
+  }
+  if (rg && (!region || !flow_name_valid(region, strlen(region)))) {
+    reading_failed(j, index, "region must be 1-64 of A-Z a-z 0-9 . _ ~ -");
+    return 0;
+  }
+  int64_t ts = now_ns;
+  json_t *t = json_object_get(o, "time");
+  if (json_is_string(t)) {
+    if (!rfc3339_parse(json_string_value(t), &ts)) {
+      reading_failed(j, index, "time must be RFC 3339 (2026-11-23T10:00:00Z) or Unix seconds");
+      return 0;
+    }
+  } else if (json_is_number(t)) {
+    double sec = json_number_value(t);
+    if (!(sec > -9.2e9 && sec < 9.2e9)) {
+      reading_failed(j, index, "time is out of range");
+      return 0;
+    }
+    ts = (int64_t)llround(sec * 1e9);
+  } else if (t && !json_is_null(t)) {
+    reading_failed(j, index, "time must be RFC 3339 (2026-11-23T10:00:00Z) or Unix seconds");
+    return 0;
+  }
+  double v[SP_COUNT];
+  bool have[SP_COUNT] = {false};
+  int nvalues = 0;
+  const char *k;
+  json_t *x;
+  json_object_foreach(o, k, x) {
+    int sp = flow_species_of(k, strlen(k));
+    if (sp < 0)
+      continue;
+    if (json_is_null(x))
+      continue;
+    if (!json_is_number(x) || !isfinite(json_number_value(x))) {
+      char why[80];
+      snprintf(why, sizeof why, "%s must be a number", k);
+      reading_failed(j, index, why);
+      return 0;
+    }
+    v[sp] = json_number_value(x);
+    have[sp] = true;
+    nvalues++;
+  }
+  if (!nvalues) {
+    reading_failed(j, index, "no pollutant: give one of pm25, pm10, o3, no2, co, so2");
+    return 0;
+  }
+  for (int sp = 0; sp < SP_COUNT; sp++) {
+    if (!have[sp])
+      continue;
+    uint32_t id;
+    buf_reset(key);
+    buf_printf(key, "air_quality,station=%s %s", station, flow_species_name((enum flow_species)sp));
+    int rc = series_id(j->batch.f->series, key->data, &id);
+    if (!rc)
+      rc = batch_point(&j->batch, id, ts, v[sp]);
+    if (!rc)
+      rc = batch_reading(&j->batch, sp, station, strlen(station), region,
+                         region ? strlen(region) : 0);
+    if (rc)
+      return rc;
+  }
+  return 0;
+}
+
+static void readings_work(void *arg) {
+  struct readings_job *j = arg;
+  json_error_t jerr;
+  json_t *doc = json_loadb(j->batch.body, j->batch.len, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *list = json_object_get(doc, "readings");
+  if (!doc || !json_is_array(list)) {
+    j->status = 400;
+    snprintf(j->code, sizeof j->code, "INVALID_JSON");
+    if (!doc)
+      snprintf(j->message, sizeof j->message, "the body is not JSON: %s (line %d)", jerr.text,
+               jerr.line);
+    else
+      snprintf(j->message, sizeof j->message, "give {\"readings\": [ … ]}");
+    json_decref(doc);
+    return;
+  }
+  j->nreadings = json_array_size(list);
+  if (j->nreadings > MAX_READINGS) {
+    j->status = 413;
+    snprintf(j->code, sizeof j->code, "TOO_MANY_READINGS");
+    snprintf(j->message, sizeof j->message, "at most %d readings a request", MAX_READINGS);
+    json_decref(doc);
+    return;
+  }
+  int64_t now = (int64_t)clock_wall_ms() * 1000000;
+  struct buf key;
+  buf_init(&key, 4096);
+  size_t i;
+  json_t *o;
+  json_array_foreach(list, i, o) {
+    if ((j->rc = add_reading(j, i, o, now, &key)))
+      break;
+  }
+  buf_release(&key);
+  json_decref(doc);
+  if (!j->rc)
+    j->rc = batch_commit(&j->batch);
+}
+
+static void readings_done(struct http_req *r, void *arg) {
+  struct readings_job *j = arg;
+  if (!j->status && !j->rc)
+    metric_add(j->batch.f->points_written, (double)j->batch.npts);
+  if (!r->conn) {
+    /* the client left; what was written stays written */
+  } else if (j->status) {
+    http_reply_error(r, j->status, j->code, j->message, NULL);
+  } else if (j->rc) {
+    log_error(r->id, "cannot write readings", "error=\"%s\"", grove_strerror(j->rc));
+    http_reply_error(r, 503, "STORE_UNAVAILABLE", "readings were not written; retry", NULL);
+  } else if (j->nfailed) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "partial write: %zu of %zu readings failed; the others were written",
+             j->nfailed, j->nreadings);
+    http_reply_error(r, 400, "PARTIAL_WRITE", msg,
+                     json_pack("{s:I,s:I,s:I,s:O}", "readings", (json_int_t)j->nreadings,
+                               "failed_readings", (json_int_t)j->nfailed, "points_written",
+                               (json_int_t)j->batch.npts, "failed", j->batch.failed));
+  } else {
+    http_reply_data(r, 200,
+                    json_pack("{s:I,s:I}", "readings", (json_int_t)j->nreadings,
+                              "points_written", (json_int_t)j->batch.npts),
+                    NULL);
+  }
+  batch_release(&j->batch);
+  free(j);
+}
+
+static void handle_readings(struct http_req *r) {
+  struct flow *f = r->app;
+  if (!gate_require(f->ctx.gate, r, GATE_WRITE, NULL))
+    return;
+  const char *ct = http_header_get(r, "content-type");
+  if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+    http_reply_error(r, 415, "UNSUPPORTED_MEDIA_TYPE", "send application/json", NULL);
+    return;
+  }
+  struct readings_job *j = batch_job_new(r, f, sizeof *j);
+  if (!j)
+    return;
+  if (http_req_defer(r, readings_work, readings_done, j)) {
+    batch_release(&j->batch);
+    free(j);
+    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
+  }
+}
+
+int flow_ingest_routes(struct flow *f) {
+  static const struct route_def routes[] = {
+      {"POST", "/api/v1/write", handle_write},
+      {"POST", "/api/v1/flow/readings", handle_readings},
+  };
+  return router_add_all(f->ctx.router, routes, ARRAY_LEN(routes), f);
+}

@@ -1,0 +1,290 @@
+"""flow's live side over real sockets: JSON readings, stations on first
+sight and ahead of time, rolling AQI per station and region, alerts with
+hysteresis (stored, listed, pushed live), the 1-per-second live topics,
+range queries with step and aggregate, late readings, and a restart."""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+
+from grove import FAST_HASH, GROVE, Grove, WebSocket, eventually, main, stop_all
+
+g = None
+WRITE = READ = None
+MIN = 60 * 10**9
+# event time moves forward from test to test: the windows' watermark is shared
+CLOCK = [1_800_000_000 * 10**9 // (5 * MIN) * (5 * MIN)]
+
+
+def minutes(n):
+    """A fresh, 5-minute-aligned base time, n minutes from the last one."""
+    CLOCK[0] = (CLOCK[0] + (n + 10) * MIN) // (5 * MIN) * (5 * MIN)
+    return CLOCK[0]
+
+
+def key(grove, scopes):
+    out = subprocess.run([GROVE, "key", "add", "k-" + scopes, "--scopes", scopes, "--data-dir", grove.data_dir],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()[1]
+
+
+def start(*args, data_dir=None):
+    grove = Grove("--gate-refresh", "200ms", "--flow-window", "1m", "--flow-slide", "1m",
+                  "--flow-lateness", "0s", "--flow-partitions", "2", *FAST_HASH, *args, data_dir=data_dir)
+    w, r = key(grove, "write"), key(grove, "read")
+    eventually(lambda: grove.request("GET", "/auth/me", headers={"X-API-Key": r}).status == 200,
+               what="keys loaded")
+    return grove, w, r
+
+
+def setup():
+    global g, WRITE, READ
+    g, WRITE, READ = start()
+
+
+def readings(rows, grove=None, write_key=None):
+    return (grove or g).request("POST", "/api/v1/flow/readings", body=json.dumps({"readings": rows}).encode(),
+                                headers={"X-API-Key": write_key or WRITE, "Content-Type": "application/json"})
+
+
+def get(path, grove=None, read_key=None, status=200):
+    r = (grove or g).request("GET", path, headers={"X-API-Key": read_key or READ})
+    assert r.status == status, (r.status, r.body)
+    return r.json()["data"] if status == 200 else r.json()
+
+
+def pm25_aqi(c):
+    """EPA 2024 PM2.5 index (truncate to 0.1, interpolate, round half up)."""
+    c = int(c * 10 + 1e-9) / 10
+    table = [(0.0, 9.0, 0, 50), (9.1, 35.4, 51, 100), (35.5, 55.4, 101, 150),
+             (55.5, 125.4, 151, 200), (125.5, 225.4, 201, 300), (225.5, 325.4, 301, 500)]
+    for lo, hi, ilo, ihi in table:
+        if lo <= c <= hi:
+            return int((ihi - ilo) / (hi - lo) * (c - lo) + ilo + 0.5)
+    return 500
+
+
+def station(sid):
+    return get("/api/v1/flow/stations/" + sid)
+
+
+def test_readings_register_stations_on_first_sight():
+    t = minutes(2)
+    r = readings([{"station": "first-1", "region": "west", "time": t / 1e9, "pm25": 12.5, "no2": 20}])
+    assert r.status == 200, r.body
+    assert r.json()["data"] == {"readings": 1, "points_written": 2}
+    s = station("first-1")
+    assert s["region"] == "west" and s["name"] == "first-1"
+    assert s["pollutants"]["pm25"]["latest"] == 12.5
+    assert s["pollutants"]["no2"]["latest_time"] == t
+    assert s["aqi"] is None  # no window has closed yet
+    assert any(x["name"] == "west" for x in get("/api/v1/flow/regions"))
+    # the points are in the series store under a canonical key
+    pts = get("/api/v1/series/points?" + urllib.parse.urlencode({"series": "air_quality,station=first-1 pm25"}))
+    assert pts["points"] == [[t, 12.5]]
+
+
+def test_rolling_aqi_per_station_and_region():
+    t = minutes(3)
+    rows = []
+    for i in range(6):  # two stations, six readings each in one minute
+        rows.append({"station": "east-a", "region": "east", "time": (t + i * 10**10) / 1e9, "pm25": 20})
+        rows.append({"station": "east-b", "region": "east", "time": (t + i * 10**10) / 1e9, "pm25": 40})
+    assert readings(rows).status == 200
+    # a reading in the next minute closes the window
+    close = (t + MIN) / 1e9
+    assert readings([{"station": "east-a", "time": close, "pm25": 1},
+                     {"station": "east-b", "time": close, "pm25": 1}]).status == 200
+    a, b = station("east-a"), station("east-b")
+    assert a["aqi"] == pm25_aqi(20) == 71 and a["category"] == "Moderate", a
+    assert b["aqi"] == pm25_aqi(40) == 112 and b["category"] == "Unhealthy for Sensitive Groups", b
+    assert b["color"] == "#FF7E00" and b["dominant"] == "pm25"
+    assert a["window"] == {"start": t, "end": t + MIN}
+    assert a["pollutants"]["pm25"]["mean"] == 20 and a["pollutants"]["pm25"]["count"] == 6
+    region = get("/api/v1/flow/regions/east")
+    assert region["aqi"] == pm25_aqi(30) and region["stations"] == 2, region
+    snap = get("/api/v1/flow/snapshot")
+    assert {"east-a", "east-b"} <= {s["id"] for s in snap["stations"]}
+    assert "east" in {r["name"] for r in snap["regions"]}
+
+
+def test_alerts_have_hysteresis_and_go_live():
+    ws = WebSocket(g, "/api/v1/live?topic=flow/alerts")
+    assert ws.recv_json()["type"] == "subscribed"
+    t = minutes(7)
+    # means by minute: 9.0 Good, 9.1 Moderate (alert), 8.9 and 9.2 hover at
+    # the boundary (no alert), 5.0 clearly Good (alert); the sixth closes it
+    for i, v in enumerate([9.0, 9.1, 8.9, 9.2, 5.0, 5.0]):
+        r = readings([{"station": "hover", "region": "hills", "time": (t + i * MIN + 10**9) / 1e9, "pm25": v}])
+        assert r.status == 200, r.body
+    alerts = get("/api/v1/flow/alerts?subject=hover")
+    assert [(a["from"], a["to"]) for a in alerts] == [("Moderate", "Good"), ("Good", "Moderate")], alerts
+    assert alerts[1]["aqi"] == 51 and alerts[0]["aqi"] == 28 and alerts[0]["kind"] == "station"
+    assert alerts[0]["region"] == "hills" and alerts[0]["dominant"] == "pm25"
+    assert alerts[1]["window_end"] == t + 2 * MIN
+    assert len(get("/api/v1/flow/alerts?kind=region&subject=hills")) == 2
+    assert get("/api/v1/flow/alerts?kind=station&region=hills&limit=1")[0]["to"] == "Good"
+    pushed = []
+    while len(pushed) < 4:  # earlier tests' windows close too as event time moves on
+        m = ws.recv_json(timeout=5)["data"]
+        if m["subject"] in ("hover", "hills"):
+            pushed.append(m)
+    assert sorted((p["kind"], p["to"]) for p in pushed) == [
+        ("region", "Good"), ("region", "Moderate"), ("station", "Good"), ("station", "Moderate")], pushed
+    ws.close()
+    assert get("/api/v1/flow/alerts?kind=nope", status=400)["error_code"] == "INVALID_QUERY"
+    assert get("/api/v1/flow/alerts?limit=0", status=400)["error_code"] == "INVALID_QUERY"
+
+
+def test_live_topic_at_most_once_a_second_and_ends_current():
+    ws = WebSocket(g, "/api/v1/live?topic=flow/stations/busy")
+    assert ws.recv_json()["type"] == "subscribed"
+    got = []
+
+    def listen():  # stamps each update as it arrives
+        deadline = time.time() + 4
+        while time.time() < deadline:
+            try:
+                m = ws.recv_json(timeout=max(0.05, deadline - time.time()))
+            except Exception:  # noqa: BLE001 - no more messages
+                return
+            got.append((time.time(), m["data"]))
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    t = minutes(1)
+    for i in range(12):
+        assert readings([{"station": "busy", "time": (t + i * 10**9) / 1e9, "pm25": i}]).status == 200
+        time.sleep(0.1)
+    listener.join()
+    ws.close()
+    seen = [(round(at, 2), d["readings"]) for at, d in got]
+    assert 2 <= len(got) <= 3, seen
+    for (t0, _), (t1, _) in zip(got, got[1:]):
+        assert t1 - t0 >= 0.85, ("two updates within a second", seen)
+    # the last update carries the last reading, though it came inside a second
+    assert got[-1][1]["readings"] == 12 and got[-1][1]["pollutants"]["pm25"]["latest"] == 11, seen
+
+
+def test_range_with_step_and_aggregate():
+    t = minutes(10)
+    assert readings([{"station": "ranged", "time": (t + i * MIN) / 1e9, "pm25": i + 1} for i in range(10)]).status == 200
+    q = "/api/v1/flow/stations/ranged/range?pollutant=pm25&from=%d&to=%d" % (t, t + 10 * MIN)
+    r = get(q + "&step=5m")
+    assert r["points"] == [[t, 3], [t + 5 * MIN, 8]] and r["agg"] == "mean", r
+    assert r["series"] == "air_quality,station=ranged pm25" and r["step_ns"] == 5 * MIN
+    assert [v for _, v in get(q + "&step=5m&agg=max")["points"]] == [5, 10]
+    assert [v for _, v in get(q + "&step=5m&agg=count")["points"]] == [5, 5]
+    assert len(get(q + "&step=1m&agg=last")["points"]) == 10
+    assert get(q)["points"][0] == [t, 1]  # no step: raw points
+    # the same through the general series route, times as RFC 3339
+    frm = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t // 10**9))
+    r = get("/api/v1/series/range?" + urllib.parse.urlencode(
+        {"series": "air_quality,station=ranged pm25", "from": frm, "to": t + 10 * MIN, "step": "5m", "agg": "sum"}))
+    assert r["points"] == [[t, 15], [t + 5 * MIN, 40]], r
+    for bad in [q + "&step=0s", q + "&step=soon", q + "&agg=median",
+                "/api/v1/flow/stations/ranged/range?from=yesterday", "/api/v1/flow/stations/ranged/range?to=1&from=2"]:
+        assert get(bad, status=400)["error_code"] == "INVALID_QUERY", bad
+    assert get(q + "&step=1ms", status=400)["error_code"] == "TOO_MANY_BUCKETS"
+    assert get(q.replace("pm25", "ozone-ish") + "&step=1m", status=400)["error_code"] == "INVALID_QUERY"
+    assert get("/api/v1/flow/stations/nobody/range", status=404)["error_code"] == "NOT_FOUND"
+    # a pollutant the station never measured: empty, not an error
+    assert get(q.replace("pm25", "co"))["points"] == []
+
+
+def test_partial_readings_keep_the_good_ones():
+    t = minutes(1)
+    r = readings([{"station": "ok-1", "time": t / 1e9, "pm10": 30},
+                  {"station": "bad station", "pm25": 1},
+                  {"station": "ok-2", "time": "yesterday", "pm25": 1},
+                  {"station": "ok-3", "pm25": "high"},
+                  {"station": "ok-4", "temperature": 20},
+                  "not an object",
+                  {"station": "ok-5", "time": "2026-11-23T10:00:00.5+01:00", "so2": 3}])
+    assert r.status == 400, r.body
+    e = r.json()
+    assert e["error_code"] == "PARTIAL_WRITE"
+    assert e["details"]["readings"] == 7 and e["details"]["failed_readings"] == 5
+    assert [f["index"] for f in e["details"]["failed"]] == [1, 2, 3, 4, 5]
+    assert e["details"]["points_written"] == 2
+    assert station("ok-1")["pollutants"]["pm10"]["latest"] == 30
+    assert station("ok-5")["pollutants"]["so2"]["latest_time"] == 1795424400500000000
+    for body, code in [(b"{", "INVALID_JSON"), (b"[]", "INVALID_JSON"), (b'{"readings": 3}', "INVALID_JSON")]:
+        r = g.request("POST", "/api/v1/flow/readings", body=body,
+                      headers={"X-API-Key": WRITE, "Content-Type": "application/json"})
+        assert r.status == 400 and r.json()["error_code"] == code, r.body
+    r = g.request("POST", "/api/v1/flow/readings", body=b"{}", headers={"X-API-Key": READ})
+    assert r.status == 403, r.body
+    r = g.request("POST", "/api/v1/flow/readings", body=b"x", headers={"X-API-Key": WRITE, "Content-Type": "text/csv"})
+    assert r.status == 415, r.body
+
+
+def test_line_protocol_feeds_the_windows_too():
+    t = minutes(2)
+    body = "air,station=lp-1,region=docks pm25=50 %d\nair,station=lp-1,region=docks pm25=50 %d\n" % (t, t + MIN)
+    r = g.request("POST", "/api/v1/write", body=body.encode(), headers={"X-API-Key": WRITE})
+    assert r.status == 204, r.body
+    s = station("lp-1")
+    assert s["region"] == "docks" and s["aqi"] == pm25_aqi(50), s
+    r = get("/api/v1/flow/stations/lp-1/range?pollutant=pm25&from=%d&to=%d" % (t, t + 2 * MIN))
+    assert r["series"] == "air,region=docks,station=lp-1 pm25" and len(r["points"]) == 2
+
+
+def late_total():
+    body = g.request("GET", "/metrics").body.decode()
+    for line in body.splitlines():
+        if line.startswith("grove_flow_late_readings_total"):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_late_readings_are_counted_and_stored():
+    before = late_total()
+    t = minutes(0)
+    assert readings([{"station": "tardy", "time": t / 1e9, "pm25": 3}]).status == 200
+    old = t - 30 * MIN
+    assert readings([{"station": "tardy", "time": old / 1e9, "pm25": 99}]).status == 200
+    assert late_total() == before + 1
+    pts = get("/api/v1/series/points?" + urllib.parse.urlencode({"series": "air_quality,station=tardy pm25"}))
+    assert pts["points"] == [[old, 99], [t, 3]]
+
+
+def test_stations_ahead_of_time_survive_a_restart():
+    data_dir = os.path.join(tempfile.mkdtemp(prefix="grove-aqi-"), "data")
+    grove, w, r = start(data_dir=data_dir)
+    try:
+        h = {"X-API-Key": w, "Content-Type": "application/json"}
+        body = {"id": "harbour", "name": "Harbour Road", "region": "south", "lat": 51.5, "lon": -0.12}
+        resp = grove.request("POST", "/api/v1/flow/stations", body=json.dumps(body).encode(), headers=h)
+        assert resp.status == 200, resp.body
+        assert resp.json()["data"]["name"] == "Harbour Road"
+        for bad in [{"id": "a/b"}, {"id": "x", "lat": 91}, {"id": "x", "region": ""}, {"name": "no id"}]:
+            resp = grove.request("POST", "/api/v1/flow/stations", body=json.dumps(bad).encode(), headers=h)
+            assert resp.status == 400 and resp.json()["error_code"] == "INVALID_STATION", (bad, resp.body)
+        t = minutes(1)
+        # the registry's region wins over a reading's tag
+        assert readings([{"station": "harbour", "region": "north", "time": t / 1e9, "o3": 0.05}],
+                        grove=grove, write_key=w).status == 200
+        assert get("/api/v1/flow/stations/harbour", grove=grove, read_key=r)["region"] == "south"
+        grove.stop()
+        grove = Grove("--gate-refresh", "200ms", *FAST_HASH, data_dir=data_dir)
+        eventually(lambda: grove.request("GET", "/auth/me", headers={"X-API-Key": r}).status == 200,
+                   what="keys loaded after restart: " + grove.output())
+        s = get("/api/v1/flow/stations/harbour", grove=grove, read_key=r)
+        assert (s["name"], s["region"], s["lat"], s["lon"]) == ("Harbour Road", "south", 51.5, -0.12), s
+        rng = get("/api/v1/flow/stations/harbour/range?pollutant=o3&from=%d&to=%d" % (t, t + 1), grove=grove, read_key=r)
+        assert rng["points"] == [[t, 0.05]], rng
+        assert get("/api/v1/flow/stations/nowhere", grove=grove, read_key=r, status=404)["error_code"] == "NOT_FOUND"
+    finally:
+        stop_all(grove)
+        shutil.rmtree(os.path.dirname(data_dir), ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(globals())
