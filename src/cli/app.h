@@ -6,6 +6,7 @@
 #define GROVE_APP_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "core/config.h"
 #include "store/store.h"
@@ -40,6 +41,9 @@ struct grove_app {
    * is handed back to stop. */
   int (*start)(struct grove_ctx *ctx, void **state);
   void (*stop)(void *state);
+  /* `grove <name> …`: the app's own verbs (may be NULL), and their help. */
+  int (*command)(int argc, char **argv);
+  void (*command_help)(FILE *f);
 };
 
 extern const struct grove_app *const grove_apps[];

@@ -20,8 +20,17 @@ static void usage(FILE *f) {
           "  serve      run the server (grove serve --help lists every option)\n"
           "  user       add, list, disable users and set passwords (grove user --help)\n"
           "  key        add, list and revoke API keys for machines (grove key --help)\n"
+          "  flow       flow's tools: grove flow simulate (grove flow --help)\n"
           "  version    print the version and the libraries in use\n"
           "  help       show this help, or `grove help VERB` for a verb's\n");
+}
+
+/* The app whose name is `verb` and that has verbs of its own. */
+static const struct grove_app *app_verb(const char *verb) {
+  for (size_t i = 0; i < grove_napps; i++)
+    if (grove_apps[i]->command && strcmp(grove_apps[i]->name, verb) == 0)
+      return grove_apps[i];
+  return NULL;
 }
 
 static int cmd_version(void) {
@@ -43,6 +52,8 @@ int main(int argc, char **argv) {
       serve_help(stdout);
     else if (argc > 2 && (strcmp(argv[2], "user") == 0 || strcmp(argv[2], "key") == 0))
       admin_help(stdout);
+    else if (argc > 2 && app_verb(argv[2]))
+      app_verb(argv[2])->command_help(stdout);
     else if (argc > 2 && strcmp(argv[2], "version") == 0)
       printf("usage: grove version\n\nPrints Grove's version and those of its libraries.\n");
     else
@@ -53,6 +64,8 @@ int main(int argc, char **argv) {
     return cmd_serve(argc - 2, argv + 2);
   if (strcmp(verb, "user") == 0 || strcmp(verb, "key") == 0)
     return cmd_admin(verb, argc - 2, argv + 2);
+  if (app_verb(verb))
+    return app_verb(verb)->command(argc - 2, argv + 2);
   if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0)
     return cmd_version();
   fprintf(stderr, "grove: unknown verb '%s'\n\n", verb);

@@ -47,6 +47,7 @@ struct species_state {
   uint64_t count;
   double latest;
   int64_t latest_ns;  /* INT64_MIN: none yet */
+  uint32_t series1;   /* stations: the series it is stored in, + 1 (0: not known) */
 };
 
 struct entity {
@@ -480,9 +481,23 @@ static void outbox_release(struct outbox *ob) {
 
 /* ---- windows ------------------------------------------------------------------------ */
 
+/* Keys: kind ('S' or 'R'), then for stream keys the species digit, then
+ * the name (at most 64 bytes). Returns the key's length. */
+static size_t make_key(char *k, bool region, int species, const char *name) {
+  size_t at = 0, n = strlen(name);
+  k[at++] = region ? 'R' : 'S';
+  if (species >= 0)
+    k[at++] = (char)('0' + species);
+  if (n > 64)
+    n = 64;
+  memcpy(k + at, name, n);
+  k[at + n] = '\0';
+  return at + n;
+}
+
 static struct entity *entity_get(struct part *p, bool region, const char *name) {
   char k[68];
-  snprintf(k, sizeof k, "%c%s", region ? 'R' : 'S', name);
+  make_key(k, region, -1, name);
   struct entity *en = map_get(&p->ents, k);
   if (en)
     return en;
@@ -493,7 +508,7 @@ static struct entity *entity_get(struct part *p, bool region, const char *name) 
   en->window_end = INT64_MIN;
   en->aqi = en->dominant = en->category = -1;
   for (int i = 0; i < SP_COUNT; i++)
-    en->sp[i] = (struct species_state){NAN, INT64_MIN, 0, NAN, INT64_MIN};
+    en->sp[i] = (struct species_state){NAN, INT64_MIN, 0, NAN, INT64_MIN, 0};
   if (map_put(&p->ents, k, en, NULL)) {
     free(en);
     return NULL;
@@ -521,17 +536,19 @@ static void on_window(const struct window_result *r, void *arg) {
   }
 }
 
-static bool add_one(struct part *p, bool region, const char *name, const struct flow_reading *r,
+/* Adds a reading to an entity's window key; true when it was late. */
+static bool add_one(struct part *p, struct entity *en, const struct flow_reading *r,
                     uint64_t now) {
-  struct entity *en = entity_get(p, region, name);
-  if (!en)
-    return false;
   char key[80];
-  snprintf(key, sizeof key, "%c%c%s", region ? 'R' : 'S', '0' + (int)r->species, name);
+  make_key(key, en->region, (int)r->species, en->name);
   struct species_state *s = &en->sp[r->species];
   if (r->ts_ns >= s->latest_ns) {
     s->latest = r->value;
     s->latest_ns = r->ts_ns;
+  }
+  if (!en->region && s->series1 != r->series + 1) { /* where range queries look */
+    s->series1 = r->series + 1;
+    flow_engine_series_hint(p->e, en->name, r->species, r->series);
   }
   en->readings++;
   mark_changed(p, en);
@@ -562,22 +579,15 @@ size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size
       if (was_created && e->on_station)
         e->on_station(&created, e->arg);
       char k[68];
-      snprintf(k, sizeof k, "S%s", r[i].station);
+      make_key(k, false, -1, r[i].station);
       last_sp = stream_partition(k, e->nparts);
-      snprintf(k, sizeof k, "R%s", last_region);
+      make_key(k, true, -1, last_region);
       last_rp = stream_partition(k, e->nparts);
       last_station = r[i].station;
-      /* remember where this station's pollutant lives, for range queries */
     }
     regions[i] = last_region;
     where[2 * i] = (unsigned char)last_sp;
     where[2 * i + 1] = (unsigned char)last_rp;
-  }
-  /* series hints: one write lock for the batch, only for new pairs */
-  for (size_t i = 0; i < n; i++) {
-    uint32_t known;
-    if (!flow_engine_series_of(e, r[i].station, r[i].species, &known) || known != r[i].series)
-      flow_engine_series_hint(e, r[i].station, r[i].species, r[i].series);
   }
   size_t late = 0;
   struct outbox ob;
@@ -591,11 +601,20 @@ size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size
     struct part *p = &e->parts[pi];
     pthread_mutex_lock(&p->lock);
     uint64_t now = clock_mono_ns() / 1000000; /* under the lock: never behind a publish */
+    struct entity *st = NULL, *rg = NULL; /* readings come a station at a time */
     for (size_t i = 0; i < n; i++) {
-      if (where[2 * i] == pi && add_one(p, false, r[i].station, &r[i], now))
-        late++;
-      if (where[2 * i + 1] == pi)
-        add_one(p, true, regions[i], &r[i], now);
+      if (where[2 * i] == pi) {
+        if (!st || strcmp(st->name, r[i].station) != 0)
+          st = entity_get(p, false, r[i].station);
+        if (st && add_one(p, st, &r[i], now))
+          late++;
+      }
+      if (where[2 * i + 1] == pi) {
+        if (!rg || strcmp(rg->name, regions[i]) != 0)
+          rg = entity_get(p, true, regions[i]);
+        if (rg)
+          add_one(p, rg, &r[i], now);
+      }
     }
     settle(p, now, &ob);
     pthread_mutex_unlock(&p->lock);
@@ -689,7 +708,7 @@ static json_t *blank_json(struct flow_engine *e, bool region, const char *name) 
   en.window_end = INT64_MIN;
   en.aqi = en.dominant = en.category = -1;
   for (int i = 0; i < SP_COUNT; i++)
-    en.sp[i] = (struct species_state){NAN, INT64_MIN, 0, NAN, INT64_MIN};
+    en.sp[i] = (struct species_state){NAN, INT64_MIN, 0, NAN, INT64_MIN, 0};
   return entity_json(e, &en);
 }
 

@@ -249,6 +249,22 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
 
 static void flow_stop(void *state) { flow_free(state); }
 
+static void flow_command_help(FILE *f) {
+  fprintf(f, "usage: grove flow simulate [options]   (grove flow simulate --help)\n\n");
+  flow_simulate_help(f);
+}
+
+static int flow_command(int argc, char **argv) {
+  if (argc >= 1 && strcmp(argv[0], "simulate") == 0)
+    return flow_simulate(argc - 1, argv + 1);
+  if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "help") == 0)) {
+    flow_command_help(stdout);
+    return 0;
+  }
+  flow_command_help(stderr);
+  return 2;
+}
+
 const struct grove_app flow_app = {
     .name = "flow",
     .summary = "air quality (GreenFlow): readings, rolling AQI per station and region, alerts",
@@ -259,4 +275,6 @@ const struct grove_app flow_app = {
     .nmigrations = ARRAY_LEN(flow_migrations),
     .start = flow_start,
     .stop = flow_stop,
+    .command = flow_command,
+    .command_help = flow_command_help,
 };

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "apps/flow/engine.h"
 #include "cli/app.h"
@@ -35,6 +36,10 @@ struct flow {
 /* Routes of each file. */
 int flow_ingest_routes(struct flow *f);
 int flow_api_routes(struct flow *f);
+
+/* `grove flow simulate` (simulate.c). */
+int flow_simulate(int argc, char **argv);
+void flow_simulate_help(FILE *f);
 
 /* Station ids and region names: 1–64 of [A-Za-z0-9._~-] (they are parts
  * of topic paths). */

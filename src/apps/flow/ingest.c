@@ -177,12 +177,14 @@ struct write_job {
   const char *code;
   char message[160];
   struct lp_stats stats;
+  struct buf key;      /* scratch for series keys */
   int skipped;         /* string fields: not numeric series */
 };
 
-/* "measurement,k1=v1,k2=v2 field" with tags sorted, so the same series
- * always has the same key whatever order a writer lists its tags in. */
-static int series_key(const struct lp_point *p, const struct lp_field *f, struct buf *out) {
+/* "measurement,k1=v1,k2=v2 " with tags sorted, so the same series always
+ * has the same key whatever order a writer lists its tags in; each field's
+ * key is this and the field's name. */
+static int series_prefix(const struct lp_point *p, struct buf *out) {
   int order[LP_MAX_TAGS];
   for (int i = 0; i < p->ntags; i++)
     order[i] = i;
@@ -205,14 +207,12 @@ static int series_key(const struct lp_point *p, const struct lp_field *f, struct
     buf_putc(out, '=');
     buf_append(out, p->tag_values[order[i]].p, p->tag_values[order[i]].n);
   }
-  buf_putc(out, ' ');
-  return buf_append(out, f->key.p, f->key.n);
+  return buf_putc(out, ' ');
 }
 
 static int on_point(const struct lp_point *p, void *arg) {
   struct write_job *j = arg;
-  struct buf key;
-  buf_init(&key, 4096);
+  struct buf key = j->key; /* reused from point to point */
   const struct lp_str *station = NULL, *region = NULL;
   for (int i = 0; i < p->ntags; i++) {
     const struct lp_str *k = &p->tag_keys[i];
@@ -221,7 +221,8 @@ static int on_point(const struct lp_point *p, void *arg) {
     else if (k->n == 6 && memcmp(k->p, "region", 6) == 0)
       region = &p->tag_values[i];
   }
-  int rc = 0;
+  int rc = series_prefix(p, &key);
+  size_t prefix = key.len;
   for (int i = 0; i < p->nfields && !rc; i++) {
     const struct lp_field *fl = &p->fields[i];
     double v;
@@ -233,7 +234,8 @@ static int on_point(const struct lp_point *p, void *arg) {
     default: j->skipped++; continue;
     }
     uint32_t id;
-    if (series_key(p, fl, &key) || series_id(j->batch.f->series, key.data, &id)) {
+    key.len = prefix;
+    if (buf_append(&key, fl->key.p, fl->key.n) || series_id(j->batch.f->series, key.data, &id)) {
       j->skipped++;
       continue;
     }
@@ -243,7 +245,7 @@ static int on_point(const struct lp_point *p, void *arg) {
       rc = batch_reading(&j->batch, flow_species_of(fl->key.p, fl->key.n), station->p,
                          station->n, region ? region->p : NULL, region ? region->n : 0);
   }
-  buf_release(&key);
+  j->key = key;
   return rc;
 }
 
@@ -293,10 +295,12 @@ static int inflate_body(struct write_job *j) {
 
 static void write_work(void *arg) {
   struct write_job *j = arg;
+  buf_init(&j->key, 4096);
   j->rc = lp_parse(j->batch.body, j->batch.len, j->prec, (int64_t)clock_wall_ms() * 1000000, on_point,
                    on_error, j, &j->stats);
   if (!j->rc)
     j->rc = batch_commit(&j->batch);
+  buf_release(&j->key);
 }
 
 static void write_done(struct http_req *r, void *arg) {
