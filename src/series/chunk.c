@@ -2,6 +2,7 @@
 #include "series/chunk.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -91,6 +92,91 @@ static int64_t get_varbits(struct br *r) {
   return sign_extend(get_bits(r, bits), bits);
 }
 
+/* ---- scaled values: Rice codes of their differences --------------------------
+ * Version 2 stores scaled integers as differences (first order, or second
+ * order for smooth ramps, whichever is smaller), zigzagged and Rice coded
+ * with one parameter k for the chunk: q = z >> k in unary, then k bits.
+ * Sensor noise of a few units costs a few bits, where version 1's
+ * delta-of-delta with fixed widths cost 10 to 17. */
+
+#define RICE_ESCAPE 32 /* q this large: the value follows in 64 bits */
+
+static uint64_t zigzag(int64_t v) { return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63); }
+static int64_t unzigzag(uint64_t z) { return (int64_t)(z >> 1) ^ -(int64_t)(z & 1); }
+
+static void put_rice(struct bw *w, uint64_t z, int k) {
+  uint64_t q = z >> k;
+  if (q >= RICE_ESCAPE) {
+    put_bits(w, (1ULL << RICE_ESCAPE) - 1, RICE_ESCAPE);
+    put_bits(w, z, 64);
+    return;
+  }
+  put_bits(w, ((1ULL << q) - 1) << 1, (int)q + 1); /* q ones, a zero */
+  if (k)
+    put_bits(w, z & ((1ULL << k) - 1), k);
+}
+
+static uint64_t get_rice(struct br *r, int k) {
+  uint64_t q = 0;
+  while (q < RICE_ESCAPE && get_bits(r, 1))
+    q++;
+  if (q == RICE_ESCAPE)
+    return get_bits(r, 64);
+  return (q << k) | (k ? get_bits(r, k) : 0);
+}
+
+static uint64_t rice_cost(const uint64_t *z, size_t n, int k) {
+  uint64_t bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint64_t q = z[i] >> k;
+    bits += q >= RICE_ESCAPE ? RICE_ESCAPE + 64 : q + 1 + (uint64_t)k;
+  }
+  return bits;
+}
+
+/* The cheapest k near log2 of the mean. OUT: *cost. */
+static int rice_param(const uint64_t *z, size_t n, uint64_t *cost) {
+  long double sum = 0;
+  for (size_t i = 0; i < n; i++)
+    sum += z[i];
+  int k0 = 0;
+  for (long double m = n ? sum / n : 0; m >= 2 && k0 < 62; m /= 2)
+    k0++;
+  int best = k0;
+  *cost = UINT64_MAX;
+  for (int k = k0 > 0 ? k0 - 1 : 0; k <= k0 + 1 && k <= 62; k++) {
+    uint64_t c = rice_cost(z, n, k);
+    if (c < *cost) {
+      *cost = c;
+      best = k;
+    }
+  }
+  return best;
+}
+
+static void put_scaled(struct bw *w, const struct chunk_point *pts, size_t n, double scale) {
+  static _Thread_local uint64_t d1[CHUNK_MAX], d2[CHUNK_MAX];
+  int64_t pv = (int64_t)nearbyint(pts[0].value * scale), pd = 0;
+  for (size_t i = 1; i < n; i++) { /* wrapping: the decoder wraps the same way */
+    int64_t v = (int64_t)nearbyint(pts[i].value * scale);
+    int64_t d = (int64_t)((uint64_t)v - (uint64_t)pv);
+    d1[i - 1] = zigzag(d);
+    d2[i - 1] = zigzag((int64_t)((uint64_t)d - (uint64_t)pd));
+    pd = d;
+    pv = v;
+  }
+  uint64_t c1, c2;
+  int k1 = rice_param(d1, n - 1, &c1), k2 = rice_param(d2, n - 1, &c2);
+  bool second = c2 < c1;
+  int k = second ? k2 : k1;
+  const uint64_t *z = second ? d2 : d1;
+  put_bits(w, second, 1);
+  put_bits(w, (uint64_t)k, 6);
+  put_bits(w, (uint64_t)(int64_t)nearbyint(pts[0].value * scale), 64);
+  for (size_t i = 0; i + 1 < n; i++)
+    put_rice(w, z[i], k);
+}
+
 /* ---- encoding ---------------------------------------------------------------- */
 
 static const int64_t units[] = {1000000000, 1000000, 1000, 1};
@@ -132,8 +218,8 @@ int chunk_encode(const struct chunk_point *pts, size_t n, struct buf *out) {
   }
   int places = decimal_places(pts, n);
   struct bw w = {out, 0, 0, 0};
-  /* header: version 1, unit (2 bits), mode (1 bit), places (3 bits), count */
-  put_bits(&w, 1, 4);
+  /* header: version 2, unit (2 bits), mode (1 bit), places (3 bits), count */
+  put_bits(&w, 2, 4);
   put_bits(&w, (uint64_t)unit, 2);
   put_bits(&w, places >= 0, 1);
   put_bits(&w, places >= 0 ? (uint64_t)places : 0, 3);
@@ -151,15 +237,7 @@ int chunk_encode(const struct chunk_point *pts, size_t n, struct buf *out) {
   }
   /* values */
   if (places >= 0) {
-    double scale = pow(10, places);
-    int64_t pv = (int64_t)nearbyint(pts[0].value * scale), pd = 0;
-    put_bits(&w, (uint64_t)pv, 64);
-    for (size_t i = 1; i < n; i++) {
-      int64_t v = (int64_t)nearbyint(pts[i].value * scale), d = v - pv;
-      put_varbits(&w, (int64_t)((uint64_t)d - (uint64_t)pd));
-      pd = d;
-      pv = v;
-    }
+    put_scaled(&w, pts, n, pow(10, places));
   } else {
     uint64_t prevbits;
     memcpy(&prevbits, &pts[0].value, 8);
@@ -198,7 +276,8 @@ int chunk_encode(const struct chunk_point *pts, size_t n, struct buf *out) {
 
 int chunk_decode(const void *data, size_t len, struct chunk_point *pts, size_t *n) {
   struct br r = {data, len, 0, 0};
-  if (get_bits(&r, 4) != 1)
+  int version = (int)get_bits(&r, 4);
+  if (version != 1 && version != 2)
     return GROVE_EINVAL;
   int unit = (int)get_bits(&r, 2);
   int scaled = (int)get_bits(&r, 1);
@@ -218,7 +297,21 @@ int chunk_decode(const void *data, size_t len, struct chunk_point *pts, size_t *
       return GROVE_EINVAL;
     pts[i].ts_ns = t * u;
   }
-  if (scaled) {
+  if (scaled && version == 2) {
+    double scale = pow(10, places);
+    bool second = get_bits(&r, 1);
+    int k = (int)get_bits(&r, 6);
+    if (k > 62)
+      return GROVE_EINVAL;
+    int64_t v = (int64_t)get_bits(&r, 64), d = 0;
+    pts[0].value = (double)v / scale;
+    for (size_t i = 1; i < count && !r.err; i++) {
+      int64_t x = unzigzag(get_rice(&r, k));
+      d = second ? (int64_t)((uint64_t)d + (uint64_t)x) : x;
+      v = (int64_t)((uint64_t)v + (uint64_t)d);
+      pts[i].value = (double)v / scale;
+    }
+  } else if (scaled) { /* version 1: delta-of-delta in fixed widths */
     double scale = pow(10, places);
     int64_t v = (int64_t)get_bits(&r, 64), d = 0;
     pts[0].value = (double)v / scale;

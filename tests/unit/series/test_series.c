@@ -194,6 +194,35 @@ TEST(chunks_of_sensor_data_take_under_two_bytes_a_point) {
   CHECK(round_trip(1000) <= 1000 / 4 + 32);
 }
 
+TEST(noisy_sensor_chunks_take_under_two_bytes_a_point) {
+  /* a level with 8% noise on every reading, two decimals: the simulator's PM2.5 */
+  int64_t t = 1700000000LL * 1000000000LL;
+  for (int i = 0; i < 2000; i++) {
+    double u = ((double)(rnd() % 10000) + 0.5) / 10000, w = ((double)(rnd() % 10000) + 0.5) / 10000;
+    double noise = sqrt(-2 * log(u)) * cos(2 * M_PI * w);
+    in[i] = (struct chunk_point){t + (int64_t)i * 10000000000LL,
+                                 round(15 * (1 + 0.08 * noise) * 100) / 100};
+  }
+  size_t bytes = round_trip(2000);
+  fprintf(stderr, "  noisy chunk: %.2f bytes/point\n", (double)bytes / 2000);
+  CHECK((double)bytes / 2000 <= 2.0);
+}
+
+TEST(chunks_of_the_first_version_still_decode) {
+  /* written by version 1 (delta-of-delta values in fixed widths) */
+  static const unsigned char v1[] = {0x12, 0x80, 0x08, 0x00, 0x00, 0x00, 0x00, 0x77, 0x35,
+                                     0x94, 0x01, 0x0a, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                     0x01, 0x38, 0xb0, 0x09, 0x7b, 0xed, 0x4d, 0xdc, 0x10};
+  size_t n;
+  CHECK(chunk_decode(v1, sizeof v1, back, &n) == 0);
+  CHECK(n == 4);
+  const double want[] = {12.5, 13.25, 11.0, -2.75};
+  for (size_t i = 0; i < 4; i++) {
+    CHECK(back[i].ts_ns == 1000000000000000000LL + (int64_t)i * 10000000000LL);
+    CHECK(back[i].value == want[i]);
+  }
+}
+
 TEST(chunks_round_trip_any_doubles_and_times) {
   for (int round = 0; round < 50; round++) {
     size_t n = 1 + rnd() % CHUNK_MAX;
@@ -438,6 +467,8 @@ static const struct test tests[] = {
     T(store_keeps_order_last_write_wins_and_replays), T(concurrent_writers_share_commits), T(store_cuts_a_torn_log_tail),
     T(acknowledged_points_survive_kill_9),
     T(chunks_of_sensor_data_take_under_two_bytes_a_point),
+    T(noisy_sensor_chunks_take_under_two_bytes_a_point),
+    T(chunks_of_the_first_version_still_decode),
     T(chunks_round_trip_any_doubles_and_times), T(chunk_refuses_bad_input),
     T(parses_tags_fields_and_timestamp), T(escapes_in_names_and_strings),
     T(numbers_and_booleans), T(malformed_lines_say_why), T(precision_scales_timestamps),
