@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
@@ -81,14 +82,21 @@ struct batch {
 
 struct series {
   int wal;                 /* fd of series.wal */
-  sqlite3 *db;
-  pthread_mutex_t lock;    /* keys, heads, queue */
+  char wal_path[4096], old_path[4096]; /* series.wal, series.wal.old */
+  sqlite3 *db;             /* reads, under lock */
+  sqlite3 *wdb;            /* chunk writes, under flush_lock */
+  pthread_mutex_t lock;    /* keys, heads, frozen, queue */
+  pthread_mutex_t flush_lock; /* one flush at a time */
   pthread_cond_t work, idle;
   struct map ids;          /* key -> id (as uintptr_t) */
   char **keys;             /* id -> key */
-  uint32_t nkeys, logged;  /* keys [logged, nkeys) are not in the log yet */
+  uint32_t nkeys, capkeys, logged; /* keys [logged, nkeys) are not in the log yet */
   struct head *heads;      /* by id */
   size_t head_points;
+  /* Points on their way into chunks: the heads as they were when the log
+   * was set aside (series.wal.old), by id; reads still see them. */
+  struct head *frozen;
+  uint32_t nfrozen;
   struct batch *queue, *tail;
   bool busy, stop;
   pthread_t writer;
@@ -130,16 +138,16 @@ static void record(struct buf *b, char type, const struct buf *payload) {
 static int apply_key(struct series *s, uint32_t id, const char *key, size_t len);
 static int apply_points(struct series *s, const struct series_point *p, size_t n);
 
-/* Replays the log; cuts a torn or damaged tail. */
-static int replay(struct series *s) {
+/* Replays a log; cuts a torn or damaged tail. */
+static int replay(struct series *s, int wal) {
   struct stat st;
-  if (fstat(s->wal, &st) < 0)
+  if (fstat(wal, &st) < 0)
     return GROVE_EIO;
   size_t size = (size_t)st.st_size, off = 0;
   unsigned char *data = malloc(size ? size : 1);
   if (!data)
     return GROVE_ENOMEM;
-  if (pread(s->wal, data, size, 0) != (ssize_t)size) {
+  if (pread(wal, data, size, 0) != (ssize_t)size) {
     free(data);
     return GROVE_EIO;
   }
@@ -173,7 +181,7 @@ static int replay(struct series *s) {
   free(data);
   if (!rc && off < size) {
     log_warn(NULL, "series log has a torn tail, cut", "bytes=%zu", size - off);
-    if (ftruncate(s->wal, (off_t)off) < 0 || fsync(s->wal) < 0)
+    if (ftruncate(wal, (off_t)off) < 0 || fsync(wal) < 0)
       rc = GROVE_EIO;
   }
   s->logged = s->nkeys;
@@ -183,24 +191,26 @@ static int replay(struct series *s) {
 static int apply_key(struct series *s, uint32_t id, const char *key, size_t len) {
   if (len == 0 || len > KEY_MAX)
     return GROVE_EINVAL;
-  if (id >= s->nkeys) {
-    char **keys = realloc(s->keys, ((size_t)id + 1) * sizeof *keys);
-    struct head *heads = realloc(s->heads, ((size_t)id + 1) * sizeof *heads);
-    if (!keys || !heads) {
-      if (keys)
-        s->keys = keys;
-      if (heads)
-        s->heads = heads;
+  if (id >= s->capkeys) { /* grows by doubling: ids are dense */
+    uint32_t cap = s->capkeys ? s->capkeys : 64;
+    while (cap <= id)
+      cap *= 2;
+    char **keys = realloc(s->keys, (size_t)cap * sizeof *keys);
+    if (!keys)
       return GROVE_ENOMEM;
-    }
     s->keys = keys;
+    struct head *heads = realloc(s->heads, (size_t)cap * sizeof *heads);
+    if (!heads)
+      return GROVE_ENOMEM;
     s->heads = heads;
-    for (uint32_t i = s->nkeys; i <= id; i++) {
+    for (uint32_t i = s->capkeys; i < cap; i++) {
       s->keys[i] = NULL;
       s->heads[i] = (struct head){0};
     }
-    s->nkeys = id + 1;
+    s->capkeys = cap;
   }
+  if (id >= s->nkeys)
+    s->nkeys = id + 1;
   if (s->keys[id])
     return 0;
   s->keys[id] = strndup(key, len);
@@ -275,6 +285,7 @@ static void *writer_main(void *arg) {
       record(&out, 'K', &payload);
     }
     uint32_t logged = s->nkeys;
+    int wal = s->wal; /* a flush sets the log aside only while the writer is idle */
     pthread_mutex_unlock(&s->lock);
     for (struct batch *b = group; b; b = b->next) {
       buf_reset(&payload);
@@ -290,7 +301,7 @@ static void *writer_main(void *arg) {
     int rc = 0;
     size_t done = 0;
     while (done < out.len) {
-      ssize_t w = write(s->wal, out.data + done, out.len - done);
+      ssize_t w = write(wal, out.data + done, out.len - done);
       if (w < 0 && errno == EINTR)
         continue;
       if (w <= 0) {
@@ -299,7 +310,7 @@ static void *writer_main(void *arg) {
       }
       done += (size_t)w;
     }
-    if (!rc && fdatasync(s->wal) < 0)
+    if (!rc && fdatasync(wal) < 0)
       rc = GROVE_EIO;
     pthread_mutex_lock(&s->lock);
     if (!rc) {
@@ -407,6 +418,8 @@ static void *flusher_main(void *arg) {
     if (rc)
       log_error(NULL, "cannot move series points into chunks", "error=\"%s\"",
                 grove_strerror(rc));
+    else
+      malloc_trim(0); /* the heads just freed: give the memory back */
     pthread_mutex_lock(&s->lock);
   }
   pthread_mutex_unlock(&s->lock);
@@ -428,42 +441,57 @@ int series_autoflush(struct series *s, uint64_t interval_ms, size_t max_points) 
 
 /* ---- chunks --------------------------------------------------------------------- */
 
+/* fsyncs the directory holding path, so renames and new files in it last. */
+static void sync_dir(const char *path) {
+  char dir[4096];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash)
+    *slash = '\0';
+  int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    fsync(fd);
+    close(fd);
+  }
+}
+
 static int exec(sqlite3 *db, const char *sql) {
   return sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : GROVE_ESTORE;
 }
 
-int series_flush(struct series *s) {
-  pthread_mutex_lock(&s->lock);
-  while (s->busy || s->queue) /* the log must hold only what the head holds */
-    pthread_cond_wait(&s->idle, &s->lock);
-  int rc = exec(s->db, "BEGIN");
+/* Writes frozen heads into chunks, with the keys they name, in one
+ * transaction on the flush connection. Takes no store lock: appends and
+ * reads go on meanwhile. */
+static int write_chunks(struct series *s, const struct head *heads, uint32_t n,
+                        char *const *keys) {
+  int rc = exec(s->wdb, "BEGIN");
   sqlite3_stmt *ins = NULL, *key = NULL;
-  if (!rc && (sqlite3_prepare_v2(s->db, "INSERT INTO chunks (series, start_ns, end_ns, "
-                                        "points, data) VALUES (?, ?, ?, ?, ?)", -1, &ins,
+  if (!rc && (sqlite3_prepare_v2(s->wdb, "INSERT INTO chunks (series, start_ns, end_ns, "
+                                         "points, data) VALUES (?, ?, ?, ?, ?)", -1, &ins,
                                  NULL) != SQLITE_OK ||
-              sqlite3_prepare_v2(s->db, "INSERT OR IGNORE INTO series (id, key) VALUES (?, ?)",
+              sqlite3_prepare_v2(s->wdb, "INSERT OR IGNORE INTO series (id, key) VALUES (?, ?)",
                                  -1, &key, NULL) != SQLITE_OK))
     rc = GROVE_ESTORE;
   struct buf enc;
   buf_init(&enc, 0);
-  for (uint32_t id = 0; !rc && id < s->nkeys; id++) {
-    if (!s->keys[id])
+  for (uint32_t id = 0; !rc && id < n; id++) {
+    if (!keys[id])
       continue;
     sqlite3_bind_int64(key, 1, id);
-    sqlite3_bind_text(key, 2, s->keys[id], -1, SQLITE_STATIC);
+    sqlite3_bind_text(key, 2, keys[id], -1, SQLITE_STATIC);
     if (sqlite3_step(key) != SQLITE_DONE)
       rc = GROVE_ESTORE;
     sqlite3_reset(key);
-    struct head *h = &s->heads[id];
+    const struct head *h = &heads[id];
     for (size_t at = 0; !rc && at < h->n; at += CHUNK_MAX) {
-      size_t n = h->n - at < CHUNK_MAX ? h->n - at : CHUNK_MAX;
+      size_t k = h->n - at < CHUNK_MAX ? h->n - at : CHUNK_MAX;
       buf_reset(&enc);
-      if ((rc = chunk_encode(h->pts + at, n, &enc)))
+      if ((rc = chunk_encode(h->pts + at, k, &enc)))
         break;
       sqlite3_bind_int64(ins, 1, id);
       sqlite3_bind_int64(ins, 2, h->pts[at].ts_ns);
-      sqlite3_bind_int64(ins, 3, h->pts[at + n - 1].ts_ns);
-      sqlite3_bind_int64(ins, 4, (sqlite3_int64)n);
+      sqlite3_bind_int64(ins, 3, h->pts[at + k - 1].ts_ns);
+      sqlite3_bind_int64(ins, 4, (sqlite3_int64)k);
       sqlite3_bind_blob(ins, 5, enc.data, (int)enc.len, SQLITE_STATIC);
       if (sqlite3_step(ins) != SQLITE_DONE)
         rc = GROVE_ESTORE;
@@ -474,21 +502,81 @@ int series_flush(struct series *s) {
   sqlite3_finalize(ins);
   sqlite3_finalize(key);
   if (!rc)
-    rc = exec(s->db, "COMMIT");
-  if (rc) {
-    exec(s->db, "ROLLBACK");
-  } else {
-    /* the chunks are durable: the log and the head can go */
-    for (uint32_t id = 0; id < s->nkeys; id++) {
-      free(s->heads[id].pts);
-      s->heads[id] = (struct head){0};
-    }
-    s->head_points = 0;
-    if (ftruncate(s->wal, 0) < 0 || fsync(s->wal) < 0)
-      rc = GROVE_EIO;
-    /* keys are in the database now; the empty log needs none */
+    rc = exec(s->wdb, "COMMIT");
+  if (rc)
+    exec(s->wdb, "ROLLBACK");
+  return rc;
+}
+
+static void heads_free(struct head *h, uint32_t n) {
+  for (uint32_t i = 0; h && i < n; i++)
+    free(h[i].pts);
+  free(h);
+}
+
+/* Sets the log and the heads aside (under lock, the writer idle): new
+ * points go to a fresh log and fresh heads while these become chunks. */
+static int set_aside(struct series *s) {
+  struct head *fresh = calloc(s->capkeys ? s->capkeys : 1, sizeof *fresh);
+  if (!fresh)
+    return GROVE_ENOMEM;
+  if (rename(s->wal_path, s->old_path) < 0) {
+    free(fresh);
+    return GROVE_EIO;
   }
+  int fd = open(s->wal_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  if (fd < 0) {
+    rename(s->old_path, s->wal_path);
+    free(fresh);
+    return GROVE_EIO;
+  }
+  close(s->wal);
+  s->wal = fd;
+  sync_dir(s->wal_path); /* both names survive a crash from here */
+  s->frozen = s->heads;
+  s->nfrozen = s->nkeys;
+  s->heads = fresh;
+  s->head_points = 0;
+  return 0;
+}
+
+int series_flush(struct series *s) {
+  pthread_mutex_lock(&s->flush_lock);
+  pthread_mutex_lock(&s->lock);
+  /* the writer may be between taking a group and logging it: wait */
+  while (s->busy)
+    pthread_cond_wait(&s->idle, &s->lock);
+  int rc = 0;
+  if (!s->frozen) { /* else a failed flush left some: retry those first */
+    if (!s->head_points) {
+      pthread_mutex_unlock(&s->lock);
+      pthread_mutex_unlock(&s->flush_lock);
+      return 0;
+    }
+    rc = set_aside(s);
+  }
+  uint32_t n = s->nfrozen;
+  char **keys = rc ? NULL : malloc((n ? n : 1) * sizeof *keys);
+  if (keys)
+    memcpy(keys, s->keys, n * sizeof *keys); /* the strings stay; the array may move */
+  else if (!rc)
+    rc = GROVE_ENOMEM;
   pthread_mutex_unlock(&s->lock);
+  if (!rc)
+    rc = write_chunks(s, s->frozen, n, keys);
+  free(keys);
+  if (!rc) {
+    /* the chunks are durable: the old log and the frozen heads can go */
+    pthread_mutex_lock(&s->lock);
+    struct head *frozen = s->frozen;
+    s->frozen = NULL;
+    s->nfrozen = 0;
+    pthread_mutex_unlock(&s->lock);
+    heads_free(frozen, n);
+    if (unlink(s->old_path) < 0 && errno != ENOENT)
+      rc = GROVE_EIO;
+  }
+  pthread_mutex_unlock(&s->flush_lock);
   return rc;
 }
 
@@ -532,12 +620,13 @@ int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
     }
   }
   sqlite3_finalize(st);
-  if (!rc && id < s->nkeys) {
-    const struct head *h = &s->heads[id];
-    for (size_t i = 0; i < h->n && !rc; i++)
-      if (h->pts[i].ts_ns >= from && h->pts[i].ts_ns < to)
-        rc = head_put(&acc, h->pts[i].ts_ns, h->pts[i].value);
-  }
+  /* then what is on its way into chunks, then the head: newer wins */
+  const struct head *layers[2] = {id < s->nfrozen ? &s->frozen[id] : NULL,
+                                  id < s->nkeys ? &s->heads[id] : NULL};
+  for (int l = 0; l < 2 && !rc; l++)
+    for (size_t i = 0; layers[l] && i < layers[l]->n && !rc; i++)
+      if (layers[l]->pts[i].ts_ns >= from && layers[l]->pts[i].ts_ns < to)
+        rc = head_put(&acc, layers[l]->pts[i].ts_ns, layers[l]->pts[i].value);
   pthread_mutex_unlock(&s->lock);
   if (rc) {
     free(acc.pts);
@@ -569,14 +658,15 @@ static void series_free(struct series *s) {
   if (s->wal >= 0)
     close(s->wal);
   sqlite3_close(s->db);
-  for (uint32_t i = 0; i < s->nkeys; i++) {
+  sqlite3_close(s->wdb);
+  for (uint32_t i = 0; i < s->nkeys; i++)
     free(s->keys[i]);
-    free(s->heads[i].pts);
-  }
   free(s->keys);
-  free(s->heads);
+  heads_free(s->heads, s->nkeys);
+  heads_free(s->frozen, s->nfrozen);
   map_release(&s->ids);
   pthread_mutex_destroy(&s->lock);
+  pthread_mutex_destroy(&s->flush_lock);
   pthread_cond_destroy(&s->work);
   pthread_cond_destroy(&s->idle);
   pthread_cond_destroy(&s->flush_wake);
@@ -589,6 +679,7 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
     return GROVE_ENOMEM;
   s->wal = -1;
   pthread_mutex_init(&s->lock, NULL);
+  pthread_mutex_init(&s->flush_lock, NULL);
   pthread_cond_init(&s->work, NULL);
   pthread_cond_init(&s->idle, NULL);
   pthread_cond_init(&s->flush_wake, NULL);
@@ -609,20 +700,51 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
     rc = GROVE_ESTORE;
     goto fail;
   }
+  if (sqlite3_open(path, &s->wdb) != SQLITE_OK ||
+      exec(s->wdb, "PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000")) {
+    snprintf(err, errlen, "cannot open series database '%s' to write", path);
+    rc = GROVE_ESTORE;
+    goto fail;
+  }
   if ((rc = load_keys(s))) {
     snprintf(err, errlen, "cannot read series keys from '%s'", path);
     goto fail;
   }
-  snprintf(path, sizeof path, "%s/series.wal", dir);
-  s->wal = open(path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+  snprintf(s->wal_path, sizeof s->wal_path, "%s/series.wal", dir);
+  snprintf(s->old_path, sizeof s->old_path, "%s/series.wal.old", dir);
+  /* a log set aside by a flush that did not finish: its points first */
+  int old = open(s->old_path, O_RDWR | O_CLOEXEC);
+  if (old >= 0) {
+    rc = replay(s, old);
+    close(old);
+    if (rc) {
+      snprintf(err, errlen, "cannot replay series log '%s': %s", s->old_path, grove_strerror(rc));
+      goto fail;
+    }
+  }
+  s->wal = open(s->wal_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
   if (s->wal < 0) {
-    snprintf(err, errlen, "cannot open series log '%s': %s", path, strerror(errno));
+    snprintf(err, errlen, "cannot open series log '%s': %s", s->wal_path, strerror(errno));
     rc = GROVE_EIO;
     goto fail;
   }
-  if ((rc = replay(s))) {
-    snprintf(err, errlen, "cannot replay series log '%s': %s", path, grove_strerror(rc));
+  if ((rc = replay(s, s->wal))) {
+    snprintf(err, errlen, "cannot replay series log '%s': %s", s->wal_path, grove_strerror(rc));
     goto fail;
+  }
+  if (old >= 0) { /* finish that flush: both logs' points into chunks, then one empty log */
+    if ((rc = write_chunks(s, s->heads, s->nkeys, s->keys)) || ftruncate(s->wal, 0) < 0 ||
+        fsync(s->wal) < 0 || unlink(s->old_path) < 0) {
+      snprintf(err, errlen, "cannot move the logs' points into chunks: %s",
+               grove_strerror(rc ? rc : GROVE_EIO));
+      rc = rc ? rc : GROVE_EIO;
+      goto fail;
+    }
+    for (uint32_t i = 0; i < s->nkeys; i++) {
+      free(s->heads[i].pts);
+      s->heads[i] = (struct head){0};
+    }
+    s->head_points = 0;
   }
   pthread_create(&s->writer, NULL, writer_main, s);
   *out = s;

@@ -463,7 +463,87 @@ TEST(concurrent_writers_share_commits) {
   series_close(s);
 }
 
+struct flusher_arg {
+  struct series *s;
+  volatile int stop;
+  int flushes, fails;
+};
+
+static void *flush_often(void *arg) {
+  struct flusher_arg *f = arg;
+  while (!f->stop) {
+    f->fails += series_flush(f->s) != 0;
+    f->flushes++;
+  }
+  return NULL;
+}
+
+TEST(writes_go_on_while_points_move_into_chunks) {
+  char *dir = store_dir();
+  struct series *s = open_store(dir);
+  struct flusher_arg f = {s, 0, 0, 0};
+  pthread_t flusher, th[4];
+  struct appender ap[4];
+  pthread_create(&flusher, NULL, flush_often, &f);
+  for (int t = 0; t < 4; t++) {
+    char key[16];
+    snprintf(key, sizeof key, "f%d v", t);
+    ap[t] = (struct appender){s, 0, 0};
+    CHECK(series_id(s, key, &ap[t].id) == 0);
+    pthread_create(&th[t], NULL, append_many, &ap[t]);
+  }
+  for (int t = 0; t < 4; t++) {
+    pthread_join(th[t], NULL);
+    CHECK_EQ_INT(ap[t].fails, 0);
+  }
+  f.stop = 1;
+  pthread_join(flusher, NULL);
+  CHECK_EQ_INT(f.fails, 0);
+  CHECK(f.flushes > 1);
+  /* every point readable at every moment: chunks, set aside or head */
+  int64_t ts[100];
+  double v[100];
+  for (int i = 0; i < 100; i++) {
+    ts[i] = i;
+    v[i] = i * 0.5;
+  }
+  for (int t = 0; t < 4; t++)
+    expect(s, ap[t].id, ts, v, 100);
+  series_close(s);
+  s = open_store(dir);
+  for (int t = 0; t < 4; t++)
+    expect(s, ap[t].id, ts, v, 100);
+  series_close(s);
+}
+
+TEST(a_flush_cut_short_is_finished_at_open) {
+  char *dir = store_dir();
+  struct series *s = open_store(dir);
+  uint32_t a;
+  CHECK(series_id(s, "cut a", &a) == 0);
+  struct series_point p1[] = {{a, 10, 1}, {a, 20, 2}};
+  CHECK(series_append_sync(s, p1, 2) == 0);
+  series_close(s);
+  /* as if a flush set the log aside and the process died before its chunks committed */
+  char wal[128], old[128];
+  snprintf(wal, sizeof wal, "%s/series.wal", dir);
+  snprintf(old, sizeof old, "%s/series.wal.old", dir);
+  CHECK(rename(wal, old) == 0);
+  s = open_store(dir);
+  struct series_point p2[] = {{a, 20, 22}, {a, 30, 3}};
+  CHECK(series_append_sync(s, p2, 2) == 0);
+  series_close(s);
+  CHECK(access(old, F_OK) != 0); /* finished at the open before */
+  s = open_store(dir);
+  int64_t ts[] = {10, 20, 30};
+  double v[] = {1, 22, 3};
+  expect(s, a, ts, v, 3);
+  CHECK_EQ_INT(series_head_points(s), 2); /* the later ones, still in the log */
+  series_close(s);
+}
+
 static const struct test tests[] = {
+    T(writes_go_on_while_points_move_into_chunks), T(a_flush_cut_short_is_finished_at_open),
     T(store_keeps_order_last_write_wins_and_replays), T(concurrent_writers_share_commits), T(store_cuts_a_torn_log_tail),
     T(acknowledged_points_survive_kill_9),
     T(chunks_of_sensor_data_take_under_two_bytes_a_point),
