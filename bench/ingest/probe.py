@@ -1,7 +1,7 @@
 """How long a window result takes to reach its live topic after the point
 that closes its window: writes a reading for a probe station past every
-point so far, then, 1.1 s later as a sensor reporting every second or
-slower would, the reading that moves the watermark past that window's
+point so far, then, 1.1 s later (as a sensor reporting every second or
+slower would), the reading that moves the watermark past that window's
 end, and times from sending the second until the station's topic shows
 the closed window. (A topic publishes at most once a second, so a result
 that follows another update within the second waits for its slot.) Five
@@ -60,8 +60,7 @@ def main():
         t = (frontier // MIN + 60 * (k + 1)) * MIN + 10**9  # an hour on each time
         end = -(-t // SLIDE) * SLIDE                          # the first window holding t ends here
         for ts, last in ((t, False), (end + LATENESS, True)):
-            if last:
-                time.sleep(1.1)
+            time.sleep(1.1)  # a reading a second or slower, as sensors send
             row = {"station": "probe-1", "region": "probe", "time": ts / 1e9, "pm25": 20}
             sent = time.monotonic()
             status, body = request(port, "POST", "/api/v1/flow/readings", wkey,

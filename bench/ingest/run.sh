@@ -34,11 +34,11 @@ base_rss=$(rss "$gpid")
   --duration "${DURATION}s" --batch 5000 --connections 4 --faults false >"$work/sim.out"
 grove_pps=$(sed -n 's/.*points_per_second=\([0-9]*\).*/\1/p' "$work/sim.out")
 points=$(sed -n 's/^points=\([0-9]*\).*/\1/p' "$work/sim.out")
-load_rss=$(rss "$gpid")
 
 # a window result's way to its topic, after the load
 latency=$(python3 bench/ingest/probe.py "$port" "$wkey" "$rkey")
 sleep 4 # the points move into chunks (--series-flush 3s)
+load_rss=$(rss "$gpid") # what every active series keeps: key, window state, station
 disk=$(sqlite3 "$data/series/series.db" "SELECT printf('%.2f', 1.0 * sum(length(data)) / sum(points)) FROM chunks")
 
 # the peers: the same kind of points, raw, into SQLite and PostgreSQL
@@ -86,7 +86,7 @@ awk -v g="$grove_pps" -v p="$pg_pps" 'BEGIN {
   printf "ingest_vs_postgres_copy %.0f points/s %.0f %.2f (peer: PostgreSQL COPY of the same points)\n", g, p, g / p }'
 series=$((STATIONS * 6))
 awk -v a="$base_rss" -v b="$load_rss" -v n="$series" 'BEGIN {
-  printf "memory_per_active_series %.0f bytes - - (%d series, RSS %d → %d KiB; target <= 1024)\n", (b - a) * 1024 / n, n, a, b }'
+  printf "memory_per_active_series %.0f bytes - - (%d series, RSS %d → %d KiB once points are in chunks; target <= 1024)\n", (b - a) * 1024 / n, n, a, b }'
 echo "disk_bytes_per_point $disk bytes - - (compressed chunks; target <= 2)"
 echo "window_to_live_ms $latency"
 echo "(grove wrote $points points; the peers loaded $raw)"

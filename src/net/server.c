@@ -211,9 +211,12 @@ void conn_abort(struct http_conn *c) {
 
 static void on_linger_timeout(uv_timer_t *t) { conn_close(t->data); }
 
+/* Everything written has left: give the client LINGER_MS to close its side. */
 static void on_shutdown(uv_shutdown_t *req, int status) {
-  (void)status;
+  struct http_conn *c = req->data;
   free(req);
+  if (status != UV_ECANCELED && !c->closing)
+    conn_timer(c, LINGER_MS, on_linger_timeout);
 }
 
 void conn_close_gracefully(struct http_conn *c) {
@@ -221,6 +224,8 @@ void conn_close_gracefully(struct http_conn *c) {
     return;
   c->lingering = true;
   uv_shutdown_t *req = malloc(sizeof *req);
+  if (req)
+    req->data = c;
   if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
     free(req);
     conn_close(c);
@@ -230,7 +235,10 @@ void conn_close_gracefully(struct http_conn *c) {
     c->reading = true;
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
   }
-  conn_timer(c, LINGER_MS, on_linger_timeout);
+  /* a large answer may still be on its way: the linger starts once it has
+   * left (on_shutdown); a client that stops reading is cut off after the
+   * idle timeout */
+  conn_timer(c, c->lp->srv->cfg.idle_timeout_ms, on_linger_timeout);
 }
 
 void conn_timer(struct http_conn *c, uint64_t ms, uv_timer_cb cb) {

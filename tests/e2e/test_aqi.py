@@ -6,6 +6,7 @@ range queries with step and aggregate, late readings, and a restart."""
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -284,6 +285,31 @@ def test_stations_ahead_of_time_survive_a_restart():
     finally:
         stop_all(grove)
         shutil.rmtree(os.path.dirname(data_dir), ignore_errors=True)
+
+
+def test_a_large_answer_reaches_a_slow_reader_before_close():
+    t = minutes(0)
+    r = readings([{"station": "many-%05d" % i, "region": "crowd", "time": t / 1e9, "pm25": 5} for i in range(15000)])
+    assert r.status == 200, r.body
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32768)  # the answer cannot all wait in buffers
+    s.settimeout(20)
+    s.connect(("127.0.0.1", g.port))
+    s.sendall(("GET /api/v1/flow/stations HTTP/1.1\r\nHost: x\r\n"
+               "X-API-Key: %s\r\nConnection: close\r\n\r\n" % READ).encode())
+    time.sleep(3)  # longer than the server lingers after its last byte
+    chunks = []
+    while True:
+        c = s.recv(1 << 16)
+        if not c:
+            break
+        chunks.append(c)
+    s.close()
+    head, _, payload = b"".join(chunks).partition(b"\r\n\r\n")
+    assert b" 200 " in head.split(b"\r\n")[0], head
+    assert len(payload) > 4_000_000, len(payload)  # more than socket buffers hold
+    assert len(json.loads(payload)["data"]) >= 15000
+
 
 
 if __name__ == "__main__":

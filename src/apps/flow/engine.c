@@ -87,7 +87,7 @@ struct flow_engine {
   struct flow_engine_cfg cfg;
   struct hub *hub;
   flow_alert_fn on_alert;
-  flow_new_station_fn on_station;
+  flow_new_stations_fn on_stations;
   void *arg;
   unsigned nparts;
   struct part parts[MAX_PARTITIONS];
@@ -569,15 +569,25 @@ size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size
     free(regions);
     return 0;
   }
-  struct flow_station created;
+  struct flow_station *created = NULL; /* first seen in this batch */
+  size_t ncreated = 0, capcreated = 0;
   const char *last_station = NULL, *last_region = NULL;
   unsigned last_sp = 0, last_rp = 0;
   for (size_t i = 0; i < n; i++) {
     if (!last_station || strcmp(last_station, r[i].station) != 0) {
       bool was_created = false;
-      last_region = station_region(e, r[i].station, r[i].region, &created, &was_created);
-      if (was_created && e->on_station)
-        e->on_station(&created, e->arg);
+      struct flow_station st;
+      last_region = station_region(e, r[i].station, r[i].region, &st, &was_created);
+      if (was_created && ncreated == capcreated) {
+        capcreated = capcreated ? capcreated * 2 : 16;
+        struct flow_station *grown = realloc(created, capcreated * sizeof *grown);
+        if (grown)
+          created = grown;
+        else
+          capcreated = ncreated;
+      }
+      if (was_created && ncreated < capcreated)
+        created[ncreated++] = st;
       char k[68];
       make_key(k, false, -1, r[i].station);
       last_sp = stream_partition(k, e->nparts);
@@ -589,6 +599,9 @@ size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size
     where[2 * i] = (unsigned char)last_sp;
     where[2 * i + 1] = (unsigned char)last_rp;
   }
+  if (ncreated && e->on_stations)
+    e->on_stations(created, ncreated, e->arg);
+  free(created);
   size_t late = 0;
   struct outbox ob;
   outbox_init(&ob);
@@ -795,7 +808,7 @@ void flow_engine_stats(struct flow_engine *e, struct flow_engine_stats *out) {
 /* ---- life ----------------------------------------------------------------------------- */
 
 int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *cfg,
-                       struct hub *hub, flow_alert_fn on_alert, flow_new_station_fn on_station,
+                       struct hub *hub, flow_alert_fn on_alert, flow_new_stations_fn on_stations,
                        void *arg) {
   if (cfg->partitions < 1 || cfg->partitions > MAX_PARTITIONS || cfg->hysteresis < 0)
     return GROVE_EINVAL;
@@ -805,7 +818,7 @@ int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *c
   e->cfg = *cfg;
   e->hub = hub;
   e->on_alert = on_alert;
-  e->on_station = on_station;
+  e->on_stations = on_stations;
   e->arg = arg;
   e->nparts = cfg->partitions;
   pthread_rwlock_init(&e->dir_lock, NULL);

@@ -66,13 +66,13 @@ struct flow_engine_cfg {
 
 /* Called for each alert, on the thread that raised it, no lock held. */
 typedef void (*flow_alert_fn)(const struct flow_alert *a, void *arg);
-/* Called for each station first seen in readings, no lock held. */
-typedef void (*flow_new_station_fn)(const struct flow_station *st, void *arg);
+/* Called with the stations first seen in a batch of readings, no lock held. */
+typedef void (*flow_new_stations_fn)(const struct flow_station *st, size_t n, void *arg);
 
 struct flow_engine;
 
 int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *cfg,
-                       struct hub *hub, flow_alert_fn on_alert, flow_new_station_fn on_station,
+                       struct hub *hub, flow_alert_fn on_alert, flow_new_stations_fn on_stations,
                        void *arg);
 /* Stops the ticker and frees everything. NULL is fine. */
 void flow_engine_destroy(struct flow_engine *e);

@@ -44,33 +44,52 @@ static const struct store_migration flow_migrations[] = {
      NULL},
 };
 
-int flow_station_save(struct flow *f, const struct flow_station *st, bool ahead) {
-  char lat[32], lon[32], now[24];
-  snprintf(lat, sizeof lat, "%.7f", st->lat);
-  snprintf(lon, sizeof lon, "%.7f", st->lon);
-  snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
-  const char *params[] = {st->id, st->name, st->region, isfinite(st->lat) ? lat : NULL,
-                          isfinite(st->lon) ? lon : NULL, ahead ? "api" : "first-seen", now};
-  char err[256];
-  int rc = store_query(
-      f->ctx.store,
-      ahead ? "INSERT INTO flow_stations (id, name, region, lat, lon, source, created_at, updated_at)"
-              " VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS BIGINT), CAST($7 AS BIGINT))"
-              " ON CONFLICT (id) DO UPDATE SET name = excluded.name, region = excluded.region,"
-              " lat = excluded.lat, lon = excluded.lon, updated_at = excluded.updated_at"
-            : "INSERT INTO flow_stations (id, name, region, lat, lon, source, created_at, updated_at)"
-              " VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS BIGINT), CAST($7 AS BIGINT))"
-              " ON CONFLICT (id) DO NOTHING",
-      params, 7, NULL, err, sizeof err);
+static const char *const station_upsert =
+    "INSERT INTO flow_stations (id, name, region, lat, lon, source, created_at, updated_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS BIGINT), CAST($7 AS BIGINT))"
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, region = excluded.region,"
+    " lat = excluded.lat, lon = excluded.lon, updated_at = excluded.updated_at";
+static const char *const station_insert =
+    "INSERT INTO flow_stations (id, name, region, lat, lon, source, created_at, updated_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS BIGINT), CAST($7 AS BIGINT))"
+    " ON CONFLICT (id) DO NOTHING";
+
+/* Saves stations in one transaction: `ahead` from the API (updates what
+ * is there), else first seen (keeps what is there). */
+static int stations_save(struct flow *f, const struct flow_station *st, size_t n, bool ahead) {
+  struct store_conn *c;
+  int rc = store_acquire(f->ctx.store, &c);
   if (rc)
-    log_error(NULL, "cannot save station", "station=%s error=\"%s\"", st->id, err);
+    return rc;
+  char err[256] = "";
+  char now[24];
+  snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
+  rc = n > 1 ? store_begin(c) : 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    char lat[32], lon[32];
+    snprintf(lat, sizeof lat, "%.7f", st[i].lat);
+    snprintf(lon, sizeof lon, "%.7f", st[i].lon);
+    const char *params[] = {st[i].id, st[i].name, st[i].region,
+                            isfinite(st[i].lat) ? lat : NULL, isfinite(st[i].lon) ? lon : NULL,
+                            ahead ? "api" : "first-seen", now};
+    rc = store_exec(c, ahead ? station_upsert : station_insert, params, 7, NULL, err, sizeof err);
+  }
+  if (n > 1)
+    rc = rc ? (store_rollback(c), rc) : store_commit(c);
+  store_release(f->ctx.store, c);
+  if (rc)
+    log_error(NULL, "cannot save stations", "count=%zu error=\"%s\"", n, err);
   return rc;
 }
 
-static void on_new_station(const struct flow_station *st, void *arg) {
+int flow_station_save(struct flow *f, const struct flow_station *st, bool ahead) {
+  return stations_save(f, st, 1, ahead);
+}
+
+static void on_new_stations(const struct flow_station *st, size_t n, void *arg) {
   struct flow *f = arg;
-  metric_add(f->stations, 1);
-  flow_station_save(f, st, false);
+  metric_add(f->stations, (double)n);
+  stations_save(f, st, n, false);
 }
 
 static void on_alert(const struct flow_alert *a, void *arg) {
@@ -227,7 +246,7 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
                                           "Stations registered.", METRIC_GAUGE, ""));
   if ((rc = series_autoflush(f->series, f->cfg.flush_ms,
                              f->cfg.flush_points > 0 ? (size_t)f->cfg.flush_points : 0)) ||
-      (rc = flow_engine_create(&f->engine, &ec, ctx->hub, on_alert, on_new_station, f))) {
+      (rc = flow_engine_create(&f->engine, &ec, ctx->hub, on_alert, on_new_stations, f))) {
     if (rc == GROVE_EINVAL)
       log_error(NULL, "bad flow window options",
                 "hint=\"--flow-slide must divide into --flow-window, at most 4096 panes\"");
