@@ -21,6 +21,7 @@ const struct cfg_opt hub_cfg_opts[] = {
     O("live-max-message", CFG_SIZE, max_message, "64k", "largest WebSocket message a client may send; larger closes with 1009"),
     O("live-max-queue", CFG_SIZE, max_queue, "1m", "unsent bytes per subscriber; a slower client is disconnected"),
     O("live-history", CFG_INT, history, "100", "messages kept per topic for SSE Last-Event-ID resumption"),
+    O("live-history-bytes", CFG_SIZE, history_bytes, "64m", "memory for those messages in all; the oldest go first"),
     O("live-max-topics", CFG_INT, max_topics, "64", "topics one connection may subscribe to"),
     O("live-ping", CFG_MS, ping_ms, "30s", "WebSocket ping interval; a peer silent for two is closed"),
     O("live-heartbeat", CFG_MS, heartbeat_ms, "15s", "SSE heartbeat comment interval"),
@@ -38,6 +39,10 @@ struct hub_msg {
   char *topic;
   uv_buf_t ws;   /* complete WebSocket text frame */
   uv_buf_t sse;  /* complete SSE event */
+  /* history, under the hub's lock: every kept message by age, and its
+   * topic's messages by age */
+  struct hub_msg *older, *newer, *topic_next;
+  size_t size;
 };
 
 static void msg_unref(void *p) {
@@ -87,6 +92,8 @@ static struct hub_msg *msg_new(uint64_t id, const char *topic, const char *json,
   memcpy(p + sh, body.data, body.len);
   memcpy(p + sh + body.len, "\n\n", 2);
   m->sse = uv_buf_init(p, (unsigned)sse_len);
+  m->older = m->newer = m->topic_next = NULL;
+  m->size = sizeof *m + tl + ws_len + sse_len;
   buf_release(&body);
   return m;
 }
@@ -131,9 +138,10 @@ struct shard {
   bool running;
 };
 
+/* A topic's history, oldest first. */
 struct ring {
-  struct hub_msg **msgs;
-  int head, count;
+  struct hub_msg *head, *tail;
+  int count;
 };
 
 struct hub {
@@ -143,6 +151,8 @@ struct hub {
   pthread_mutex_t lock; /* ids, history, inboxes in order */
   uint64_t next_id;
   struct map history;   /* topic -> struct ring */
+  struct hub_msg *oldest, *newest; /* all kept messages by age */
+  size_t history_bytes;
   struct broker *broker;
   hub_control_fn control_fn;
   void *control_arg;
@@ -303,8 +313,29 @@ static struct shard *shard_of(struct hub *h, uv_loop_t *loop) {
 
 /* ---- publishing --------------------------------------------------------- */
 
+/* Drops the oldest message of a topic's history (it is the ring's head). */
+static void history_drop(struct hub *h, struct ring *r) {
+  struct hub_msg *m = r->head;
+  r->head = m->topic_next;
+  if (!r->head)
+    r->tail = NULL;
+  r->count--;
+  if (m->older)
+    m->older->newer = m->newer;
+  else
+    h->oldest = m->newer;
+  if (m->newer)
+    m->newer->older = m->older;
+  else
+    h->newest = m->older;
+  h->history_bytes -= m->size;
+  msg_unref(m);
+}
+
+/* Keeps m for resumption: at most --live-history a topic and
+ * --live-history-bytes in all, the oldest going first. */
 static void history_add(struct hub *h, struct hub_msg *m) {
-  if (h->cfg.history <= 0)
+  if (h->cfg.history <= 0 || m->size > h->cfg.history_bytes)
     return;
   struct ring *r = map_get(&h->history, m->topic);
   if (!r) {
@@ -312,25 +343,29 @@ static void history_add(struct hub *h, struct hub_msg *m) {
       metric_add(h->dropped_history, 1);
       return;
     }
-    r = calloc(1, sizeof *r);
-    if (!r || !(r->msgs = calloc((size_t)h->cfg.history, sizeof *r->msgs)) ||
-        map_put(&h->history, m->topic, r, NULL)) {
-      if (r)
-        free(r->msgs);
+    if (!(r = calloc(1, sizeof *r)) || map_put(&h->history, m->topic, r, NULL)) {
       free(r);
       return;
     }
   }
-  int cap = h->cfg.history;
-  int at = (r->head + r->count) % cap;
-  if (r->count == cap) {
-    msg_unref(r->msgs[r->head]);
-    r->head = (r->head + 1) % cap;
-    r->count--;
-    at = (r->head + r->count) % cap;
-  }
-  r->msgs[at] = msg_ref(m);
+  if (r->count == h->cfg.history)
+    history_drop(h, r);
+  while (h->oldest && h->history_bytes + m->size > h->cfg.history_bytes)
+    history_drop(h, map_get(&h->history, h->oldest->topic));
+  msg_ref(m);
+  if (r->tail)
+    r->tail->topic_next = m;
+  else
+    r->head = m;
+  r->tail = m;
   r->count++;
+  m->older = h->newest;
+  if (h->newest)
+    h->newest->newer = m;
+  else
+    h->oldest = m;
+  h->newest = m;
+  h->history_bytes += m->size;
 }
 
 int hub_deliver(struct hub *h, const char *topic, const char *json, size_t len, uint64_t *id) {
@@ -398,11 +433,9 @@ static void replay(struct hub *h, struct sub *s, const char *topic, uint64_t las
   int n = 0;
   pthread_mutex_lock(&h->lock);
   struct ring *r = map_get(&h->history, topic);
-  for (int i = 0; r && i < r->count && n < (int)ARRAY_LEN(found); i++) {
-    struct hub_msg *m = r->msgs[(r->head + i) % h->cfg.history];
+  for (struct hub_msg *m = r ? r->head : NULL; m && n < (int)ARRAY_LEN(found); m = m->topic_next)
     if (m->id > last_id)
       found[n++] = msg_ref(m);
-  }
   /* anything published from now on reaches the inbox after these */
   uint64_t upto = h->next_id - 1;
   pthread_mutex_unlock(&h->lock);
@@ -723,9 +756,8 @@ void hub_destroy(struct hub *h) {
   void *v;
   for (size_t it = 0; map_next(&h->history, &it, &k, &v);) {
     struct ring *r = v;
-    for (int i = 0; i < r->count; i++)
-      msg_unref(r->msgs[(r->head + i) % h->cfg.history]);
-    free(r->msgs);
+    while (r->head)
+      history_drop(h, r);
     free(r);
   }
   map_release(&h->history);

@@ -30,6 +30,7 @@ struct hub_cfg {
   uint64_t max_message;   /* WebSocket message from a client */
   uint64_t max_queue;     /* unsent bytes per subscriber */
   int history;            /* messages kept per topic for resumption */
+  uint64_t history_bytes; /* and in all */
   int max_topics;         /* topics one connection may subscribe to */
   uint64_t ping_ms;       /* WebSocket ping interval */
   uint64_t heartbeat_ms;  /* SSE heartbeat interval */

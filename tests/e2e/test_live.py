@@ -245,6 +245,33 @@ def test_sse_stream_and_resume():
     es.close()
 
 
+def test_history_is_bounded_in_bytes_oldest_first():
+    g2 = Grove("--live-client-publish", "--live-history-bytes", "4k", "--rate-anonymous", "0")
+    try:
+        ids = [publish("quiet/a", {"pad": "x" * 300, "n": 0}, grove=g2)]
+        ids += [publish("busy/b", {"pad": "y" * 300, "n": i}, grove=g2) for i in range(1, 20)]
+        # about 1 KiB a message kept: the newest few stay, the quiet topic's old one went first
+        es = EventStream(g2, "topic=busy/b", last_event_id=ids[0])
+        got = []
+        es.s.settimeout(1)
+        try:
+            while True:
+                got.append(int(es.next_event(timeout=1)["id"]))
+        except (OSError, ConnectionError):
+            pass
+        es.close()
+        assert 1 <= len(got) <= 4 and got == ids[-len(got):], got
+        es = EventStream(g2, "topic=quiet/a", last_event_id=0)
+        try:
+            es.next_event(timeout=1)
+            raise AssertionError("the oldest message should have gone first")
+        except OSError:
+            pass
+        es.close()
+    finally:
+        g2.stop()
+
+
 def test_sse_heartbeat_and_errors():
     es = EventStream(g, "topic=hb")
     es.s.settimeout(3)

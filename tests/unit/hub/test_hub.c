@@ -6,7 +6,7 @@
 #include "hub/hub.h"
 
 static struct hub_cfg cfg = {.max_message = 1024, .max_queue = 1 << 20, .history = 3,
-                             .max_topics = 4, .ping_ms = 1000, .heartbeat_ms = 1000,
+                             .history_bytes = 1 << 20, .max_topics = 4, .ping_ms = 1000, .heartbeat_ms = 1000,
                              .broker = ""};
 
 TEST(topic_rules) {
