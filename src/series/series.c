@@ -91,6 +91,7 @@ struct series {
   struct map ids;          /* key -> id (as uintptr_t) */
   char **keys;             /* id -> key */
   uint32_t nkeys, capkeys, logged; /* keys [logged, nkeys) are not in the log yet */
+  uint32_t keys_saved;     /* keys [0, keys_saved) are in series.db (flush_lock) */
   struct head *heads;      /* by id */
   size_t head_points;
   /* Points on their way into chunks: the heads as they were when the log
@@ -462,49 +463,101 @@ static int exec(sqlite3 *db, const char *sql) {
 /* Writes frozen heads into chunks, with the keys they name, in one
  * transaction on the flush connection. Takes no store lock: appends and
  * reads go on meanwhile. */
+/* Writes one series' points as chunks. Points that all come after the
+ * series' newest chunk first fill that chunk up (read, decoded, written
+ * back), so a series written a few points a flush still gets full chunks. */
+static int put_series_chunks(sqlite3_stmt *last, sqlite3_stmt *ins, sqlite3_stmt *upd, uint32_t id,
+                             const struct chunk_point *pts, size_t n, struct buf *enc) {
+  static _Thread_local struct chunk_point merged[CHUNK_MAX];
+  int rc = 0;
+  size_t at = 0;
+  sqlite3_bind_int64(last, 1, id);
+  if (sqlite3_step(last) == SQLITE_ROW) {
+    sqlite3_int64 seq = sqlite3_column_int64(last, 0);
+    int64_t end = sqlite3_column_int64(last, 1);
+    size_t had = (size_t)sqlite3_column_int64(last, 2);
+    size_t k;
+    if (end < pts[0].ts_ns && had < CHUNK_MAX &&
+        chunk_decode(sqlite3_column_blob(last, 3), (size_t)sqlite3_column_bytes(last, 3), merged,
+                     &k) == 0 &&
+        k == had) {
+      size_t take = n < CHUNK_MAX - k ? n : CHUNK_MAX - k;
+      memcpy(merged + k, pts, take * sizeof *pts);
+      buf_reset(enc);
+      if (!(rc = chunk_encode(merged, k + take, enc))) {
+        sqlite3_bind_int64(upd, 1, merged[k + take - 1].ts_ns);
+        sqlite3_bind_int64(upd, 2, (sqlite3_int64)(k + take));
+        sqlite3_bind_blob(upd, 3, enc->data, (int)enc->len, SQLITE_STATIC);
+        sqlite3_bind_int64(upd, 4, seq);
+        if (sqlite3_step(upd) != SQLITE_DONE)
+          rc = GROVE_ESTORE;
+        sqlite3_reset(upd);
+        at = take;
+      }
+    }
+  }
+  sqlite3_reset(last);
+  for (; !rc && at < n; at += CHUNK_MAX) {
+    size_t k = n - at < CHUNK_MAX ? n - at : CHUNK_MAX;
+    buf_reset(enc);
+    if ((rc = chunk_encode(pts + at, k, enc)))
+      break;
+    sqlite3_bind_int64(ins, 1, id);
+    sqlite3_bind_int64(ins, 2, pts[at].ts_ns);
+    sqlite3_bind_int64(ins, 3, pts[at + k - 1].ts_ns);
+    sqlite3_bind_int64(ins, 4, (sqlite3_int64)k);
+    sqlite3_bind_blob(ins, 5, enc->data, (int)enc->len, SQLITE_STATIC);
+    if (sqlite3_step(ins) != SQLITE_DONE)
+      rc = GROVE_ESTORE;
+    sqlite3_reset(ins);
+  }
+  return rc;
+}
+
+/* Writes frozen heads into chunks, with the keys they name, in one
+ * transaction on the flush connection. Takes no store lock: appends and
+ * reads go on meanwhile. */
 static int write_chunks(struct series *s, const struct head *heads, uint32_t n,
                         char *const *keys) {
   int rc = exec(s->wdb, "BEGIN");
-  sqlite3_stmt *ins = NULL, *key = NULL;
+  sqlite3_stmt *ins = NULL, *key = NULL, *last = NULL, *upd = NULL;
   if (!rc && (sqlite3_prepare_v2(s->wdb, "INSERT INTO chunks (series, start_ns, end_ns, "
                                          "points, data) VALUES (?, ?, ?, ?, ?)", -1, &ins,
                                  NULL) != SQLITE_OK ||
               sqlite3_prepare_v2(s->wdb, "INSERT OR IGNORE INTO series (id, key) VALUES (?, ?)",
-                                 -1, &key, NULL) != SQLITE_OK))
+                                 -1, &key, NULL) != SQLITE_OK ||
+              sqlite3_prepare_v2(s->wdb, "SELECT seq, end_ns, points, data FROM chunks WHERE "
+                                         "series = ? ORDER BY end_ns DESC LIMIT 1", -1, &last,
+                                 NULL) != SQLITE_OK ||
+              sqlite3_prepare_v2(s->wdb, "UPDATE chunks SET end_ns = ?, points = ?, data = ? "
+                                         "WHERE seq = ?", -1, &upd, NULL) != SQLITE_OK))
     rc = GROVE_ESTORE;
   struct buf enc;
   buf_init(&enc, 0);
   for (uint32_t id = 0; !rc && id < n; id++) {
     if (!keys[id])
       continue;
-    sqlite3_bind_int64(key, 1, id);
-    sqlite3_bind_text(key, 2, keys[id], -1, SQLITE_STATIC);
-    if (sqlite3_step(key) != SQLITE_DONE)
-      rc = GROVE_ESTORE;
-    sqlite3_reset(key);
-    const struct head *h = &heads[id];
-    for (size_t at = 0; !rc && at < h->n; at += CHUNK_MAX) {
-      size_t k = h->n - at < CHUNK_MAX ? h->n - at : CHUNK_MAX;
-      buf_reset(&enc);
-      if ((rc = chunk_encode(h->pts + at, k, &enc)))
-        break;
-      sqlite3_bind_int64(ins, 1, id);
-      sqlite3_bind_int64(ins, 2, h->pts[at].ts_ns);
-      sqlite3_bind_int64(ins, 3, h->pts[at + k - 1].ts_ns);
-      sqlite3_bind_int64(ins, 4, (sqlite3_int64)k);
-      sqlite3_bind_blob(ins, 5, enc.data, (int)enc.len, SQLITE_STATIC);
-      if (sqlite3_step(ins) != SQLITE_DONE)
+    if (id >= s->keys_saved) {
+      sqlite3_bind_int64(key, 1, id);
+      sqlite3_bind_text(key, 2, keys[id], -1, SQLITE_STATIC);
+      if (sqlite3_step(key) != SQLITE_DONE)
         rc = GROVE_ESTORE;
-      sqlite3_reset(ins);
+      sqlite3_reset(key);
     }
+    if (!rc && heads[id].n)
+      rc = put_series_chunks(last, ins, upd, id, heads[id].pts, heads[id].n, &enc);
   }
   buf_release(&enc);
   sqlite3_finalize(ins);
   sqlite3_finalize(key);
+  sqlite3_finalize(last);
+  sqlite3_finalize(upd);
   if (!rc)
     rc = exec(s->wdb, "COMMIT");
   if (rc)
     exec(s->wdb, "ROLLBACK");
+  else if (n > s->keys_saved)
+    s->keys_saved = n;
   return rc;
 }
 
@@ -650,6 +703,7 @@ static int load_keys(struct series *s) {
     rc = apply_key(s, (uint32_t)sqlite3_column_int64(st, 0),
                    (const char *)sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1));
   sqlite3_finalize(st);
+  s->keys_saved = s->nkeys; /* ids are dense: every one below is saved */
   return rc;
 }
 

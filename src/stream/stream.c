@@ -9,10 +9,17 @@
 #include "core/error.h"
 #include "core/map.h"
 
+/* A pane's count and sum (16 bytes); min, max and last (32 more) are
+ * kept apart, only when asked for. The pane number is kept modulo 2^32:
+ * it only tells a slot's lap of the ring from another. */
 struct pane {
-  int64_t no;      /* pane number (start / pane_ns); INT64_MIN: empty */
-  uint64_t count;
-  double sum, min, max, last;
+  uint32_t no;
+  uint32_t count;  /* 0: empty */
+  double sum;
+};
+
+struct pane_ext {
+  double min, max, last;
   int64_t last_ns;
 };
 
@@ -86,14 +93,17 @@ void stream_destroy(struct stream *s) {
 }
 
 size_t stream_key_bytes(const struct stream *s) {
-  return sizeof(struct key_state) + (size_t)s->npanes * sizeof(struct pane);
+  return sizeof(struct key_state) +
+         (size_t)s->npanes * (sizeof(struct pane) + (s->cfg.sum_only ? 0 : sizeof(struct pane_ext)));
 }
 
-static struct pane *pane_at(struct stream *s, struct key_state *k, int64_t no) {
+static int64_t slot_of(struct stream *s, int64_t no) {
   int64_t i = no % s->npanes;
-  if (i < 0)
-    i += s->npanes;
-  return &k->panes[i];
+  return i < 0 ? i + s->npanes : i;
+}
+
+static struct pane_ext *ext_at(struct stream *s, struct key_state *k, int64_t slot) {
+  return (struct pane_ext *)(k->panes + s->npanes) + slot;
 }
 
 /* The first window start whose window holds pane `no`. */
@@ -113,18 +123,24 @@ static bool emit_closed(struct stream *s, const char *name, struct key_state *k)
                               -INFINITY, 0, 0, INT64_MIN};
     int64_t first = k->next_start / s->pane_ns;
     for (int i = 0; i < s->per_window; i++) {
-      struct pane *p = pane_at(s, k, first + i);
-      if (p->no != first + i || !p->count)
+      int64_t slot = slot_of(s, first + i);
+      struct pane *p = &k->panes[slot];
+      if (p->no != (uint32_t)(first + i) || !p->count)
         continue;
       r.count += p->count;
       r.sum += p->sum;
-      r.min = fmin(r.min, p->min);
-      r.max = fmax(r.max, p->max);
-      if (p->last_ns >= r.last_ns) {
-        r.last_ns = p->last_ns;
-        r.last = p->last;
+      if (s->cfg.sum_only)
+        continue;
+      struct pane_ext *x = ext_at(s, k, slot);
+      r.min = fmin(r.min, x->min);
+      r.max = fmax(r.max, x->max);
+      if (x->last_ns >= r.last_ns) {
+        r.last_ns = x->last_ns;
+        r.last = x->last;
       }
     }
+    if (s->cfg.sum_only)
+      r.min = r.max = r.last = NAN;
     if (r.count) {
       r.mean = r.sum / (double)r.count;
       s->emit(&r, s->arg);
@@ -173,27 +189,31 @@ int stream_add(struct stream *s, const char *key, int64_t ts, double value) {
       return GROVE_ENOMEM;
     k->next_start = INT64_MIN;
     k->newest_ns = INT64_MIN;
-    for (int i = 0; i < s->npanes; i++) {
-      k->panes[i].no = INT64_MIN;
-      k->panes[i].count = 0;
-    }
+    for (int i = 0; i < s->npanes; i++)
+      k->panes[i] = (struct pane){0, 0, 0};
     if (map_put(&s->keys, key, k, NULL)) {
       free(k);
       return GROVE_ENOMEM;
     }
   }
   int64_t no = floor_div(ts, s->pane_ns);
-  struct pane *p = pane_at(s, k, no);
-  if (p->no != no) { /* a pane from an older lap of the ring: reuse it */
-    *p = (struct pane){no, 0, 0, INFINITY, -INFINITY, 0, INT64_MIN};
+  int64_t slot = slot_of(s, no);
+  struct pane *p = &k->panes[slot];
+  struct pane_ext *x = s->cfg.sum_only ? NULL : ext_at(s, k, slot);
+  if (p->no != (uint32_t)no || !p->count) { /* empty, or from an older lap of the ring */
+    *p = (struct pane){(uint32_t)no, 0, 0};
+    if (x)
+      *x = (struct pane_ext){INFINITY, -INFINITY, 0, INT64_MIN};
   }
   p->count++;
   p->sum += value;
-  p->min = fmin(p->min, value);
-  p->max = fmax(p->max, value);
-  if (ts >= p->last_ns) {
-    p->last_ns = ts;
-    p->last = value;
+  if (x) {
+    x->min = fmin(x->min, value);
+    x->max = fmax(x->max, value);
+    if (ts >= x->last_ns) {
+      x->last_ns = ts;
+      x->last = value;
+    }
   }
   int64_t first = first_window_with(s, no * s->pane_ns);
   if (k->next_start == INT64_MIN || first < k->next_start)

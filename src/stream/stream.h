@@ -16,6 +16,7 @@
 #ifndef GROVE_STREAM_H
 #define GROVE_STREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,8 @@ struct stream_cfg {
   int64_t window_ns;
   int64_t slide_ns;     /* == window_ns for tumbling windows */
   int64_t lateness_ns;  /* how far behind the newest point may arrive */
+  bool sum_only;        /* keep count and sum only (mean): 16 bytes a pane, not 48;
+                         * results then have min, max and last NaN */
 };
 
 struct window_result {

@@ -81,6 +81,7 @@ struct part {
 struct dir_entry {
   struct flow_station st;     /* st.region unused: see region */
   const char *region;         /* interned, never freed before the engine */
+  uint32_t series1[SP_COUNT]; /* where each pollutant is stored, + 1 (0: none yet) */
 };
 
 struct flow_engine {
@@ -94,7 +95,6 @@ struct flow_engine {
   pthread_rwlock_t dir_lock;  /* stations, regions, series hints */
   struct map stations;        /* id -> struct dir_entry */
   struct map regions;         /* name -> interned name (the value is the key copy) */
-  struct map series;          /* "<id>\x1f<sp>" -> series id + 1 */
   pthread_mutex_t stats_lock;
   uint64_t alerts, published;
   pthread_t ticker;
@@ -194,28 +194,23 @@ static const char *station_region(struct flow_engine *e, const char *id, const c
   return region;
 }
 
-static void series_hint_key(char *out, size_t n, const char *station, enum flow_species sp) {
-  snprintf(out, n, "%s\x1f%d", station, (int)sp);
-}
-
 void flow_engine_series_hint(struct flow_engine *e, const char *station, enum flow_species sp,
                              uint32_t series) {
-  char k[80];
-  series_hint_key(k, sizeof k, station, sp);
   pthread_rwlock_wrlock(&e->dir_lock);
-  map_put(&e->series, k, (void *)(uintptr_t)(series + 1), NULL);
+  struct dir_entry *d = map_get(&e->stations, station);
+  if (d)
+    d->series1[sp] = series + 1;
   pthread_rwlock_unlock(&e->dir_lock);
 }
 
 bool flow_engine_series_of(struct flow_engine *e, const char *station, enum flow_species sp,
                            uint32_t *series) {
-  char k[80];
-  series_hint_key(k, sizeof k, station, sp);
   pthread_rwlock_rdlock(&e->dir_lock);
-  uintptr_t v = (uintptr_t)map_get(&e->series, k);
+  struct dir_entry *d = map_get(&e->stations, station);
+  uint32_t v = d ? d->series1[sp] : 0;
   pthread_rwlock_unlock(&e->dir_lock);
   if (v)
-    *series = (uint32_t)(v - 1);
+    *series = v - 1;
   return v != 0;
 }
 
@@ -827,8 +822,7 @@ int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *c
   pthread_cond_init(&e->tick_wake, NULL);
   map_init(&e->stations);
   map_init(&e->regions);
-  map_init(&e->series);
-  struct stream_cfg sc = {cfg->window_ns, cfg->slide_ns, cfg->lateness_ns};
+  struct stream_cfg sc = {cfg->window_ns, cfg->slide_ns, cfg->lateness_ns, true}; /* the AQI needs means */
   int rc = 0;
   for (unsigned i = 0; i < e->nparts; i++) {
     struct part *p = &e->parts[i];
@@ -848,7 +842,6 @@ int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *c
       stream_destroy(e->parts[i].stream);
     map_release(&e->stations);
     map_release(&e->regions);
-    map_release(&e->series);
     free(e);
     return rc;
   }
@@ -881,7 +874,6 @@ void flow_engine_destroy(struct flow_engine *e) {
     free(v);
   map_release(&e->stations);
   map_release(&e->regions);
-  map_release(&e->series);
   pthread_rwlock_destroy(&e->dir_lock);
   pthread_mutex_destroy(&e->stats_lock);
   pthread_mutex_destroy(&e->tick_lock);

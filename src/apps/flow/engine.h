@@ -86,8 +86,8 @@ bool flow_engine_station_get(struct flow_engine *e, const char *id, struct flow_
  * out of the windows). */
 size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size_t n);
 
-/* Remembers which series holds a station's pollutant (at start, from the
- * series store's keys). */
+/* Remembers which series holds a known station's pollutant (at start,
+ * from the series store's keys). */
 void flow_engine_series_hint(struct flow_engine *e, const char *station, enum flow_species sp,
                              uint32_t series);
 /* The series holding a station's pollutant; false when none is known. */

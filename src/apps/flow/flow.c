@@ -140,11 +140,18 @@ static int load_stations(struct flow *f) {
   return rc;
 }
 
-/* Stations whose readings are stored but who are not registered (a crash
- * between the two), found while reading series keys. */
+/* Which station and pollutant each stored series holds, read from the
+ * series keys at start: range queries find them, and stations whose
+ * readings are stored but who are not registered (a crash between the
+ * two) are registered. */
+struct known_series {
+  struct flow_station st;
+  int species;
+  uint32_t id;
+};
+
 struct hint_walk {
-  struct flow *f;
-  struct flow_station *missing;
+  struct known_series *found;
   size_t n, cap;
 };
 
@@ -162,43 +169,45 @@ static void hint_key(uint32_t id, const char *key, void *arg) {
   size_t n = strcspn(tag, ", ");
   if (!flow_name_valid(tag, n))
     return;
-  struct flow_station st;
-  memset(&st, 0, sizeof st);
-  memcpy(st.id, tag, n);
-  flow_engine_series_hint(w->f->engine, st.id, (enum flow_species)species, id);
+  if (w->n == w->cap) {
+    size_t cap = w->cap ? w->cap * 2 : 64;
+    struct known_series *m = realloc(w->found, cap * sizeof *m);
+    if (!m)
+      return;
+    w->found = m;
+    w->cap = cap;
+  }
+  struct known_series *k = &w->found[w->n++];
+  memset(k, 0, sizeof *k);
+  memcpy(k->st.id, tag, n);
+  k->species = species;
+  k->id = id;
   const char *rg = strstr(key, ",region=");
   if (rg && rg < sp) {
     rg += 8;
     size_t rn = strcspn(rg, ", ");
     if (flow_name_valid(rg, rn))
-      memcpy(st.region, rg, rn);
+      memcpy(k->st.region, rg, rn);
   }
-  if (w->n == w->cap) {
-    size_t cap = w->cap ? w->cap * 2 : 64;
-    struct flow_station *m = realloc(w->missing, cap * sizeof *m);
-    if (!m)
-      return;
-    w->missing = m;
-    w->cap = cap;
-  }
-  w->missing[w->n++] = st;
 }
 
 static void learn_series(struct flow *f) {
-  struct hint_walk w = {f, NULL, 0, 0};
+  struct hint_walk w = {NULL, 0, 0};
   series_each_key(f->series, hint_key, &w);
   for (size_t i = 0; i < w.n; i++) {
-    struct flow_station st = w.missing[i], known;
-    if (flow_engine_station_get(f->engine, st.id, &known))
-      continue;
-    snprintf(st.name, sizeof st.name, "%s", st.id);
-    if (!st.region[0])
-      snprintf(st.region, sizeof st.region, "unassigned");
-    st.lat = st.lon = NAN;
-    if (!flow_engine_station_put(f->engine, &st) && !flow_station_save(f, &st, false))
-      metric_add(f->stations, 1);
+    struct flow_station st = w.found[i].st, known;
+    if (!flow_engine_station_get(f->engine, st.id, &known)) {
+      snprintf(st.name, sizeof st.name, "%s", st.id);
+      if (!st.region[0])
+        snprintf(st.region, sizeof st.region, "unassigned");
+      st.lat = st.lon = NAN;
+      if (!flow_engine_station_put(f->engine, &st) && !flow_station_save(f, &st, false))
+        metric_add(f->stations, 1);
+    }
+    flow_engine_series_hint(f->engine, st.id, (enum flow_species)w.found[i].species,
+                            w.found[i].id);
   }
-  free(w.missing);
+  free(w.found);
 }
 
 static void flow_free(struct flow *f) {

@@ -8,6 +8,7 @@
 #include "series/series.h"
 
 #include <pthread.h>
+#include <sqlite3.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -542,8 +543,56 @@ TEST(a_flush_cut_short_is_finished_at_open) {
   series_close(s);
 }
 
+static long count_rows(const char *dir, const char *sql) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/series.db", dir);
+  sqlite3 *db;
+  sqlite3_stmt *st;
+  long n = -1;
+  if (sqlite3_open(path, &db) == SQLITE_OK && sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+    if (sqlite3_step(st) == SQLITE_ROW)
+      n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+  }
+  sqlite3_close(db);
+  return n;
+}
+
+TEST(a_few_points_a_flush_still_fill_whole_chunks) {
+  char *dir = store_dir();
+  struct series *s = open_store(dir);
+  uint32_t a;
+  CHECK(series_id(s, "slow a", &a) == 0);
+  int64_t ts[30];
+  double v[30];
+  for (int f = 0; f < 3; f++) {
+    for (int i = 0; i < 10; i++) {
+      int k = f * 10 + i;
+      ts[k] = k * 10;
+      v[k] = k;
+      struct series_point p = {a, ts[k], v[k]};
+      CHECK(series_append_sync(s, &p, 1) == 0);
+    }
+    CHECK(series_flush(s) == 0);
+  }
+  CHECK_EQ_INT(count_rows(dir, "SELECT count(*) FROM chunks"), 1);
+  CHECK_EQ_INT(count_rows(dir, "SELECT points FROM chunks"), 30);
+  expect(s, a, ts, v, 30);
+  /* a point older than the chunk's end goes into a chunk of its own; both are read */
+  struct series_point old = {a, 5, 0.5};
+  CHECK(series_append_sync(s, &old, 1) == 0);
+  CHECK(series_flush(s) == 0);
+  CHECK_EQ_INT(count_rows(dir, "SELECT count(*) FROM chunks"), 2);
+  struct chunk_point *pts;
+  size_t n;
+  CHECK(series_range(s, a, 0, 20, &pts, &n) == 0);
+  CHECK(n == 3 && pts[1].ts_ns == 5 && pts[1].value == 0.5);
+  free(pts);
+  series_close(s);
+}
+
 static const struct test tests[] = {
-    T(writes_go_on_while_points_move_into_chunks), T(a_flush_cut_short_is_finished_at_open),
+    T(writes_go_on_while_points_move_into_chunks), T(a_few_points_a_flush_still_fill_whole_chunks), T(a_flush_cut_short_is_finished_at_open),
     T(store_keeps_order_last_write_wins_and_replays), T(concurrent_writers_share_commits), T(store_cuts_a_torn_log_tail),
     T(acknowledged_points_survive_kill_9),
     T(chunks_of_sensor_data_take_under_two_bytes_a_point),

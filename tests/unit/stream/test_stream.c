@@ -28,7 +28,7 @@ TEST(tumbling_windows_basic) {
   static struct got g;
   g.n = 0;
   struct stream *s;
-  struct stream_cfg cfg = {60 * S, 60 * S, 30 * S};
+  struct stream_cfg cfg = {60 * S, 60 * S, 30 * S, false};
   CHECK(stream_create(&s, &cfg, collect, &g) == 0);
   CHECK_EQ_INT(stream_add(s, "a", 10 * S, 1), 0);
   CHECK_EQ_INT(stream_add(s, "a", 50 * S, 3), 0); /* watermark 20 s */
@@ -60,7 +60,7 @@ TEST(sliding_windows_and_idle_keys) {
   static struct got g;
   g.n = 0;
   struct stream *s;
-  struct stream_cfg cfg = {10 * S, 5 * S, 0};
+  struct stream_cfg cfg = {10 * S, 5 * S, 0, false};
   CHECK(stream_create(&s, &cfg, collect, &g) == 0);
   stream_add(s, "k", 7 * S, 1);  /* in [0,10) and [5,15) */
   stream_add(s, "k", 12 * S, 2); /* in [5,15) and [10,20) */
@@ -74,11 +74,11 @@ TEST(sliding_windows_and_idle_keys) {
   stream_destroy(s);
   /* the 10-minute AQI window sliding each minute, a minute of lateness:
    * a key (with its map slot and name) stays under a kilobyte */
-  struct stream_cfg aqi = {600 * S, 60 * S, 60 * S};
+  struct stream_cfg aqi = {600 * S, 60 * S, 60 * S, false};
   CHECK(stream_create(&s, &aqi, collect, &g) == 0);
   CHECK(stream_key_bytes(s) + sizeof(struct map_slot) + 32 <= 1024);
   stream_destroy(s);
-  struct stream_cfg bad = {10 * S, 20 * S, 0};
+  struct stream_cfg bad = {10 * S, 20 * S, 0, false};
   CHECK(stream_create(&s, &bad, collect, &g) != 0);
 }
 
@@ -99,7 +99,7 @@ static uint64_t next_rand(void) {
   return rng;
 }
 
-static void check_against_reference(int64_t window, int64_t slide, int64_t lateness) {
+static void check_against_reference(int64_t window, int64_t slide, int64_t lateness, bool sum_only) {
   enum { N = 3000, KEYS = 5 };
   static struct pt pts[N];
   static bool accepted[N];
@@ -116,7 +116,7 @@ static void check_against_reference(int64_t window, int64_t slide, int64_t laten
       pts[i] = pts[i - 1], pts[i].seq = i;
   }
   struct stream *s;
-  struct stream_cfg cfg = {window, slide, lateness};
+  struct stream_cfg cfg = {window, slide, lateness, sum_only};
   CHECK(stream_create(&s, &cfg, collect, &g) == 0);
   int64_t max_ts = INT64_MIN, late = 0;
   for (int i = 0; i < N; i++) {
@@ -174,6 +174,11 @@ static void check_against_reference(int64_t window, int64_t slide, int64_t laten
         CHECK(g.r[j].end_ns == a + window);
         CHECK(g.r[j].count == count);
         CHECK(fabs(g.r[j].sum - sum) < 1e-6);
+        CHECK(fabs(g.r[j].mean - sum / (double)count) < 1e-9);
+        if (sum_only) {
+          CHECK(isnan(g.r[j].min) && isnan(g.r[j].max) && isnan(g.r[j].last));
+          continue;
+        }
         CHECK(g.r[j].min == mn && g.r[j].max == mx);
         CHECK(g.r[j].last == last && g.r[j].last_ns == last_ts);
       }
@@ -186,9 +191,19 @@ static void check_against_reference(int64_t window, int64_t slide, int64_t laten
   stream_destroy(s);
 }
 
-TEST(tumbling_matches_reference) { check_against_reference(60 * S, 60 * S, 10 * S); }
-TEST(sliding_matches_reference) { check_against_reference(600 * S, 60 * S, 30 * S); }
-TEST(sliding_no_lateness_matches_reference) { check_against_reference(20 * S, 5 * S, 0); }
+TEST(tumbling_matches_reference) { check_against_reference(60 * S, 60 * S, 10 * S, false); }
+TEST(sliding_matches_reference) { check_against_reference(600 * S, 60 * S, 30 * S, false); }
+TEST(sliding_no_lateness_matches_reference) { check_against_reference(20 * S, 5 * S, 0, false); }
+TEST(sums_only_match_reference_in_a_third_of_the_memory) {
+  check_against_reference(600 * S, 60 * S, 30 * S, true);
+  struct stream *full, *lean;
+  struct stream_cfg a = {600 * S, 60 * S, 60 * S, false}, b = a;
+  b.sum_only = true;
+  CHECK(stream_create(&full, &a, collect, NULL) == 0 && stream_create(&lean, &b, collect, NULL) == 0);
+  CHECK(stream_key_bytes(lean) * 5 / 2 < stream_key_bytes(full));
+  stream_destroy(full);
+  stream_destroy(lean);
+}
 
 TEST(partitions_spread_keys) {
   int counts[4] = {0};
@@ -207,6 +222,7 @@ TEST(partitions_spread_keys) {
 static const struct test tests[] = {
     T(tumbling_windows_basic),      T(sliding_windows_and_idle_keys),
     T(tumbling_matches_reference),  T(sliding_matches_reference),
-    T(sliding_no_lateness_matches_reference), T(partitions_spread_keys),
+    T(sliding_no_lateness_matches_reference), T(sums_only_match_reference_in_a_third_of_the_memory),
+    T(partitions_spread_keys),
 };
 TEST_MAIN(tests)
