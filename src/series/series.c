@@ -20,16 +20,12 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "core/util.h"
+#include "series/internal.h"
 
 #define KEY_MAX 1024
 #define REC_HEADER 9 /* u32 length, u32 crc, u8 type */
 
 /* ---- the head: per series, points sorted by time ------------------------- */
-
-struct head {
-  struct chunk_point *pts;
-  size_t n, cap;
-};
 
 static int head_grow(struct head *h) {
   if (h->n < h->cap)
@@ -43,9 +39,9 @@ static int head_grow(struct head *h) {
   return 0;
 }
 
-/* Inserts keeping time order; an equal timestamp is replaced. Points that
- * come in order (the common case) are appended without a search. */
-static int head_put(struct head *h, int64_t ts, double v) {
+/* Points that come in order (the common case) are appended without a
+ * search. */
+int head_put(struct head *h, int64_t ts, double v, bool replace) {
   size_t at = h->n;
   if (h->n && h->pts[h->n - 1].ts_ns >= ts) {
     size_t lo = 0, hi = h->n;
@@ -57,7 +53,8 @@ static int head_put(struct head *h, int64_t ts, double v) {
         hi = mid;
     }
     if (lo < h->n && h->pts[lo].ts_ns == ts) {
-      h->pts[lo].value = v;
+      if (replace)
+        h->pts[lo].value = v;
       return 0;
     }
     at = lo;
@@ -92,6 +89,7 @@ struct series {
   char **keys;             /* id -> key */
   uint32_t nkeys, capkeys, logged; /* keys [logged, nkeys) are not in the log yet */
   uint32_t keys_saved;     /* keys [0, keys_saved) are in series.db (flush_lock) */
+  int64_t keep_ns[3];      /* retention of raw points, 1m and 1h rollups; 0: forever */
   struct head *heads;      /* by id */
   size_t head_points;
   /* Points on their way into chunks: the heads as they were when the log
@@ -226,7 +224,7 @@ static int apply_points(struct series *s, const struct series_point *p, size_t n
       return GROVE_EINVAL;
     struct head *h = &s->heads[p[i].id];
     size_t before = h->n;
-    int rc = head_put(h, p[i].ts_ns, p[i].value);
+    int rc = head_put(h, p[i].ts_ns, p[i].value, true);
     if (rc)
       return rc;
     s->head_points += h->n - before;
@@ -463,25 +461,45 @@ static int exec(sqlite3 *db, const char *sql) {
 /* Writes frozen heads into chunks, with the keys they name, in one
  * transaction on the flush connection. Takes no store lock: appends and
  * reads go on meanwhile. */
+/* Chunks never cross a CHUNK_SPAN boundary of time, so retention, which
+ * drops whole chunks, is that fine. */
+#define CHUNK_SPAN (2 * HOUR_NS)
+
+static int64_t chunk_span(int64_t ts) { return ts / CHUNK_SPAN - (ts % CHUNK_SPAN != 0 && ts < 0); }
+
+/* How many of the points (at most max) go in one chunk. */
+static size_t run_length(const struct chunk_point *pts, size_t n, size_t max) {
+  size_t k = 0;
+  int64_t span = chunk_span(pts[0].ts_ns);
+  while (k < n && k < max && chunk_span(pts[k].ts_ns) == span)
+    k++;
+  return k;
+}
+
 /* Writes one series' points as chunks. Points that all come after the
  * series' newest chunk first fill that chunk up (read, decoded, written
  * back), so a series written a few points a flush still gets full chunks. */
 static int put_series_chunks(sqlite3_stmt *last, sqlite3_stmt *ins, sqlite3_stmt *upd, uint32_t id,
-                             const struct chunk_point *pts, size_t n, struct buf *enc) {
+                             const struct chunk_point *pts, size_t n, struct buf *enc,
+                             int64_t *prev_end) {
   static _Thread_local struct chunk_point merged[CHUNK_MAX];
   int rc = 0;
   size_t at = 0;
+  *prev_end = INT64_MIN;
   sqlite3_bind_int64(last, 1, id);
   if (sqlite3_step(last) == SQLITE_ROW) {
     sqlite3_int64 seq = sqlite3_column_int64(last, 0);
     int64_t end = sqlite3_column_int64(last, 1);
+    *prev_end = end;
     size_t had = (size_t)sqlite3_column_int64(last, 2);
+    int64_t start = sqlite3_column_int64(last, 4);
     size_t k;
     if (end < pts[0].ts_ns && had < CHUNK_MAX &&
+        chunk_span(start) == chunk_span(pts[0].ts_ns) &&
         chunk_decode(sqlite3_column_blob(last, 3), (size_t)sqlite3_column_bytes(last, 3), merged,
                      &k) == 0 &&
         k == had) {
-      size_t take = n < CHUNK_MAX - k ? n : CHUNK_MAX - k;
+      size_t take = run_length(pts, n, CHUNK_MAX - k);
       memcpy(merged + k, pts, take * sizeof *pts);
       buf_reset(enc);
       if (!(rc = chunk_encode(merged, k + take, enc))) {
@@ -497,8 +515,8 @@ static int put_series_chunks(sqlite3_stmt *last, sqlite3_stmt *ins, sqlite3_stmt
     }
   }
   sqlite3_reset(last);
-  for (; !rc && at < n; at += CHUNK_MAX) {
-    size_t k = n - at < CHUNK_MAX ? n - at : CHUNK_MAX;
+  for (size_t k; !rc && at < n; at += k) {
+    k = run_length(pts + at, n - at, CHUNK_MAX);
     buf_reset(enc);
     if ((rc = chunk_encode(pts + at, k, enc)))
       break;
@@ -526,12 +544,15 @@ static int write_chunks(struct series *s, const struct head *heads, uint32_t n,
                                  NULL) != SQLITE_OK ||
               sqlite3_prepare_v2(s->wdb, "INSERT OR IGNORE INTO series (id, key) VALUES (?, ?)",
                                  -1, &key, NULL) != SQLITE_OK ||
-              sqlite3_prepare_v2(s->wdb, "SELECT seq, end_ns, points, data FROM chunks WHERE "
-                                         "series = ? ORDER BY end_ns DESC LIMIT 1", -1, &last,
+              sqlite3_prepare_v2(s->wdb, "SELECT seq, end_ns, points, data, start_ns FROM chunks "
+                                         "WHERE series = ? ORDER BY end_ns DESC LIMIT 1", -1, &last,
                                  NULL) != SQLITE_OK ||
               sqlite3_prepare_v2(s->wdb, "UPDATE chunks SET end_ns = ?, points = ?, data = ? "
                                          "WHERE seq = ?", -1, &upd, NULL) != SQLITE_OK))
     rc = GROVE_ESTORE;
+  struct rollups *roll = NULL;
+  if (!rc)
+    rc = rollups_prepare(s->wdb, &roll);
   struct buf enc;
   buf_init(&enc, 0);
   for (uint32_t id = 0; !rc && id < n; id++) {
@@ -544,20 +565,43 @@ static int write_chunks(struct series *s, const struct head *heads, uint32_t n,
         rc = GROVE_ESTORE;
       sqlite3_reset(key);
     }
-    if (!rc && heads[id].n)
-      rc = put_series_chunks(last, ins, upd, id, heads[id].pts, heads[id].n, &enc);
+    int64_t prev_end;
+    if (!rc && heads[id].n &&
+        !(rc = put_series_chunks(last, ins, upd, id, heads[id].pts, heads[id].n, &enc, &prev_end)))
+      rc = rollups_update(roll, id, heads[id].pts, heads[id].n, prev_end);
   }
   buf_release(&enc);
   sqlite3_finalize(ins);
   sqlite3_finalize(key);
   sqlite3_finalize(last);
   sqlite3_finalize(upd);
+  rollups_finish(roll);
   if (!rc)
     rc = exec(s->wdb, "COMMIT");
   if (rc)
     exec(s->wdb, "ROLLBACK");
   else if (n > s->keys_saved)
     s->keys_saved = n;
+  return rc;
+}
+
+/* Drops what is past its retention (under flush_lock). */
+static int expire(struct series *s) {
+  int64_t now = (int64_t)clock_wall_ms() * 1000000;
+  int rc = 0;
+  if (s->keep_ns[0]) {
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(s->wdb, "DELETE FROM chunks WHERE end_ns < ?", -1, &st, NULL) !=
+        SQLITE_OK)
+      return GROVE_ESTORE;
+    sqlite3_bind_int64(st, 1, now - s->keep_ns[0]);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : GROVE_ESTORE;
+    sqlite3_finalize(st);
+  }
+  if (!rc && s->keep_ns[1])
+    rc = rollups_expire(s->wdb, MINUTE_NS, now - s->keep_ns[1] - MINUTE_NS);
+  if (!rc && s->keep_ns[2])
+    rc = rollups_expire(s->wdb, HOUR_NS, now - s->keep_ns[2] - HOUR_NS);
   return rc;
 }
 
@@ -629,8 +673,18 @@ int series_flush(struct series *s) {
     if (unlink(s->old_path) < 0 && errno != ENOENT)
       rc = GROVE_EIO;
   }
+  if (!rc)
+    rc = expire(s);
   pthread_mutex_unlock(&s->flush_lock);
   return rc;
+}
+
+void series_retention(struct series *s, uint64_t raw_ms, uint64_t minute_ms, uint64_t hour_ms) {
+  pthread_mutex_lock(&s->flush_lock);
+  s->keep_ns[0] = (int64_t)raw_ms * 1000000;
+  s->keep_ns[1] = (int64_t)minute_ms * 1000000;
+  s->keep_ns[2] = (int64_t)hour_ms * 1000000;
+  pthread_mutex_unlock(&s->flush_lock);
 }
 
 size_t series_head_points(struct series *s) {
@@ -640,52 +694,61 @@ size_t series_head_points(struct series *s) {
   return n;
 }
 
-static int cmp_ts(const void *a, const void *b) {
-  const struct chunk_point *x = a, *y = b;
-  return x->ts_ns < y->ts_ns ? -1 : x->ts_ns > y->ts_ns;
+int read_chunks(sqlite3 *db, uint32_t id, int64_t from, int64_t to, struct head *acc) {
+  static _Thread_local struct chunk_point dec[CHUNK_MAX];
+  sqlite3_stmt *st = NULL;
+  /* newest write first: a timestamp keeps the first value it is given */
+  if (sqlite3_prepare_v2(db, "SELECT data FROM chunks WHERE series = ? AND end_ns >= ? AND "
+                             "start_ns < ? ORDER BY seq DESC", -1, &st, NULL) != SQLITE_OK)
+    return GROVE_ESTORE;
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int64(st, 2, from);
+  sqlite3_bind_int64(st, 3, to);
+  int rc = 0, step;
+  while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    size_t k;
+    if (chunk_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), dec, &k)) {
+      rc = GROVE_ESTORE;
+      break;
+    }
+    for (size_t i = 0; i < k && !rc; i++)
+      if (dec[i].ts_ns >= from && dec[i].ts_ns < to)
+        rc = head_put(acc, dec[i].ts_ns, dec[i].value, false);
+  }
+  if (!rc && step != SQLITE_DONE)
+    rc = GROVE_ESTORE;
+  sqlite3_finalize(st);
+  return rc;
 }
 
-int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
-                 struct chunk_point **out, size_t *n) {
-  struct head acc = {0}; /* LWW by insertion order: chunks oldest first, then the head */
-  static _Thread_local struct chunk_point dec[CHUNK_MAX];
+/* The points not in chunks yet (set aside, then the head: newer wins). */
+static int read_layers(struct series *s, uint32_t id, int64_t from, int64_t to,
+                       struct head *acc) {
   int rc = 0;
-  pthread_mutex_lock(&s->lock);
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(s->db, "SELECT data FROM chunks WHERE series = ? AND end_ns >= ? AND "
-                                "start_ns < ? ORDER BY seq", -1, &st, NULL) != SQLITE_OK)
-    rc = GROVE_ESTORE;
-  if (!rc) {
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, from);
-    sqlite3_bind_int64(st, 3, to);
-    int step;
-    while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-      size_t k;
-      if (chunk_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), dec,
-                       &k)) {
-        rc = GROVE_ESTORE;
-        break;
-      }
-      for (size_t i = 0; i < k && !rc; i++)
-        if (dec[i].ts_ns >= from && dec[i].ts_ns < to)
-          rc = head_put(&acc, dec[i].ts_ns, dec[i].value);
-    }
-  }
-  sqlite3_finalize(st);
-  /* then what is on its way into chunks, then the head: newer wins */
   const struct head *layers[2] = {id < s->nfrozen ? &s->frozen[id] : NULL,
                                   id < s->nkeys ? &s->heads[id] : NULL};
   for (int l = 0; l < 2 && !rc; l++)
     for (size_t i = 0; layers[l] && i < layers[l]->n && !rc; i++)
       if (layers[l]->pts[i].ts_ns >= from && layers[l]->pts[i].ts_ns < to)
-        rc = head_put(&acc, layers[l]->pts[i].ts_ns, layers[l]->pts[i].value);
+        rc = head_put(acc, layers[l]->pts[i].ts_ns, layers[l]->pts[i].value, true);
+  return rc;
+}
+
+int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
+                 struct chunk_point **out, size_t *n) {
+  /* Points in memory first, under the lock; then chunks without it (a
+   * flush committing meanwhile only adds points already read). At any
+   * instant every point is in memory or in committed chunks. */
+  struct head acc = {0};
+  pthread_mutex_lock(&s->lock);
+  int rc = read_layers(s, id, from, to, &acc);
   pthread_mutex_unlock(&s->lock);
+  if (!rc)
+    rc = read_chunks(s->db, id, from, to, &acc);
   if (rc) {
     free(acc.pts);
     return rc;
   }
-  (void)cmp_ts;
   *out = acc.pts;
   *n = acc.n;
   return 0;
@@ -704,6 +767,41 @@ static int load_keys(struct series *s) {
                    (const char *)sqlite3_column_text(st, 1), (size_t)sqlite3_column_bytes(st, 1));
   sqlite3_finalize(st);
   s->keys_saved = s->nkeys; /* ids are dense: every one below is saved */
+  return rc;
+}
+
+static bool exists(sqlite3 *db, const char *sql) {
+  sqlite3_stmt *st;
+  bool yes = false;
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+    yes = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+  }
+  return yes;
+}
+
+/* Chunks written before rollups existed get theirs, once. */
+static int backfill_rollups(struct series *s) {
+  if (exists(s->wdb, "SELECT EXISTS (SELECT 1 FROM rollups)") ||
+      !exists(s->wdb, "SELECT EXISTS (SELECT 1 FROM chunks)"))
+    return 0;
+  log_info(NULL, "computing rollups of existing chunks", "series=%u", s->nkeys);
+  struct rollups *r;
+  int rc = exec(s->wdb, "BEGIN");
+  if (!rc && (rc = rollups_prepare(s->wdb, &r)) == 0) {
+    for (uint32_t id = 0; !rc && id < s->nkeys; id++) {
+      struct head acc = {0};
+      rc = read_chunks(s->wdb, id, INT64_MIN, INT64_MAX, &acc);
+      if (!rc && acc.n)
+        rc = rollups_update(r, id, acc.pts, acc.n, INT64_MIN);
+      free(acc.pts);
+    }
+    rollups_finish(r);
+  }
+  if (!rc)
+    rc = exec(s->wdb, "COMMIT");
+  else
+    exec(s->wdb, "ROLLBACK");
   return rc;
 }
 
@@ -742,13 +840,19 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
   mkdir_p(dir, 0750); /* an error shows when the files cannot be opened */
   snprintf(path, sizeof path, "%s/series.db", dir);
   int rc = 0;
-  if (sqlite3_open(path, &s->db) != SQLITE_OK ||
+  if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                                        SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK ||
       exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                   "CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);"
                   "CREATE TABLE IF NOT EXISTS chunks (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
                   " series INTEGER NOT NULL, start_ns INTEGER NOT NULL, end_ns INTEGER NOT NULL,"
                   " points INTEGER NOT NULL, data BLOB NOT NULL);"
-                  "CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks (series, end_ns)")) {
+                  "CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks (series, end_ns);"
+                  "CREATE INDEX IF NOT EXISTS chunks_by_end ON chunks (end_ns);"
+                  "CREATE TABLE IF NOT EXISTS rollups (series INTEGER NOT NULL, res INTEGER NOT NULL,"
+                  " bucket INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,"
+                  " min REAL NOT NULL, max REAL NOT NULL, first REAL NOT NULL, last REAL NOT NULL,"
+                  " PRIMARY KEY (series, res, bucket)) WITHOUT ROWID")) {
     snprintf(err, errlen, "cannot open series database '%s': %s", path,
              s->db ? sqlite3_errmsg(s->db) : "out of memory");
     rc = GROVE_ESTORE;
@@ -762,6 +866,10 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
   }
   if ((rc = load_keys(s))) {
     snprintf(err, errlen, "cannot read series keys from '%s'", path);
+    goto fail;
+  }
+  if ((rc = backfill_rollups(s))) {
+    snprintf(err, errlen, "cannot compute rollups of '%s'", path);
     goto fail;
   }
   snprintf(s->wal_path, sizeof s->wal_path, "%s/series.wal", dir);
@@ -853,18 +961,14 @@ static int64_t floor_to(int64_t t, int64_t step) {
   return q * step;
 }
 
-int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
-                     size_t max_buckets, struct series_bucket **out, size_t *n) {
-  if (step <= 0 || to <= from)
-    return GROVE_EINVAL;
-  int64_t start = floor_to(from, step);
-  if ((uint64_t)(to - start) / (uint64_t)step >= max_buckets)
-    return GROVE_ETOOBIG;
-  struct chunk_point *pts;
-  size_t np;
-  int rc = series_range(s, id, from, to, &pts, &np);
-  if (rc)
-    return rc;
+static int64_t ceil_to(int64_t t, int64_t step) {
+  int64_t f = floor_to(t, step);
+  return f == t ? t : f + step;
+}
+
+/* Buckets of points, which come by time. */
+static int bucket_points(const struct chunk_point *pts, size_t np, int64_t step,
+                         struct series_bucket **out, size_t *n) {
   struct series_bucket *b = NULL;
   size_t nb = 0, cap = 0;
   for (size_t i = 0; i < np; i++) {
@@ -873,13 +977,12 @@ int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, in
     if (!nb || b[nb - 1].start_ns != bs) {
       if (nb == cap) {
         cap = cap ? cap * 2 : 64;
-        struct series_bucket *nbuf = realloc(b, cap * sizeof *b);
-        if (!nbuf) {
+        struct series_bucket *g = realloc(b, cap * sizeof *b);
+        if (!g) {
           free(b);
-          free(pts);
           return GROVE_ENOMEM;
         }
-        b = nbuf;
+        b = g;
       }
       b[nb++] = (struct series_bucket){bs, 0, 0, v, v, v, v};
     }
@@ -890,9 +993,118 @@ int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, in
       x->min = v;
     if (v > x->max)
       x->max = v;
-    x->last = v; /* points come by time */
+    x->last = v;
   }
+  *out = b;
+  *n = nb;
+  return 0;
+}
+
+static int cmp_bucket(const void *a, const void *b) {
+  const struct series_bucket *x = a, *y = b;
+  return x->start_ns < y->start_ns ? -1 : x->start_ns > y->start_ns;
+}
+
+/* Replaces (or adds) one bucket computed from the raw points. */
+static int fix_bucket(struct series *s, uint32_t id, int64_t start, int64_t step,
+                      struct series_bucket **b, size_t *nb, size_t *cap) {
+  struct chunk_point *pts;
+  size_t np;
+  int rc = series_range(s, id, start, start + step, &pts, &np);
+  if (rc)
+    return rc;
+  struct series_bucket *one = NULL;
+  size_t n1 = 0;
+  rc = bucket_points(pts, np, step, &one, &n1);
   free(pts);
+  if (rc)
+    return rc;
+  size_t at = 0;
+  while (at < *nb && (*b)[at].start_ns != start)
+    at++;
+  if (at == *nb && n1) {
+    if (*nb == *cap) {
+      *cap = *cap ? *cap * 2 : 16;
+      struct series_bucket *g = realloc(*b, *cap * sizeof *g);
+      if (!g) {
+        free(one);
+        return GROVE_ENOMEM;
+      }
+      *b = g;
+    }
+    (*nb)++;
+  }
+  if (n1)
+    (*b)[at] = one[0];
+  free(one);
+  return 0;
+}
+
+int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
+                     size_t max_buckets, struct series_bucket **out, size_t *n,
+                     const char **source) {
+  if (step <= 0 || to <= from)
+    return GROVE_EINVAL;
+  from = floor_to(from, step);
+  to = ceil_to(to, step);
+  if ((uint64_t)(to - from) / (uint64_t)step > max_buckets)
+    return GROVE_ETOOBIG;
+  if (step % MINUTE_NS) { /* finer than the rollups: the points themselves */
+    struct chunk_point *pts;
+    size_t np;
+    int rc = series_range(s, id, from, to, &pts, &np);
+    if (!rc) {
+      rc = bucket_points(pts, np, step, out, n);
+      free(pts);
+    }
+    if (source)
+      *source = "raw";
+    return rc;
+  }
+  int64_t res = step % HOUR_NS ? MINUTE_NS : HOUR_NS;
+  if (source)
+    *source = res == HOUR_NS ? "1h" : "1m";
+  struct series_bucket *b = NULL;
+  size_t nb = 0;
+  int rc = rollups_read(s->db, id, res, from, to, step, &b, &nb);
+  if (rc)
+    return rc;
+  /* points not in chunks yet are in no rollup: their buckets from the points */
+  int64_t *fix = NULL;
+  size_t nfix = 0;
+  pthread_mutex_lock(&s->lock);
+  const struct head *layers[2] = {id < s->nfrozen ? &s->frozen[id] : NULL,
+                                  id < s->nkeys ? &s->heads[id] : NULL};
+  for (int l = 0; l < 2 && !rc; l++)
+    for (size_t i = 0; layers[l] && i < layers[l]->n && !rc; i++) {
+      int64_t t = layers[l]->pts[i].ts_ns;
+      if (t < from || t >= to)
+        continue;
+      int64_t bs = floor_to(t, step);
+      bool seen = false;
+      for (size_t k = nfix; k-- > 0 && !seen;)
+        seen = fix[k] == bs;
+      if (seen)
+        continue;
+      int64_t *g = realloc(fix, (nfix + 1) * sizeof *g);
+      if (!g) {
+        rc = GROVE_ENOMEM;
+        break;
+      }
+      fix = g;
+      fix[nfix++] = bs;
+    }
+  pthread_mutex_unlock(&s->lock);
+  size_t cap = nb;
+  for (size_t i = 0; !rc && i < nfix; i++)
+    rc = fix_bucket(s, id, fix[i], step, &b, &nb, &cap);
+  free(fix);
+  if (rc) {
+    free(b);
+    return rc;
+  }
+  if (nfix)
+    qsort(b, nb, sizeof *b, cmp_bucket);
   *out = b;
   *n = nb;
   return 0;

@@ -52,9 +52,12 @@ int series_append_sync(struct series *s, const struct series_point *pts, size_t 
  * timestamp. OUT: *out (free it) and *n. */
 int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
                  struct chunk_point **out, size_t *n);
-/* Aggregates of consecutive buckets of `step` ns: bucket i covers
- * [start + i*step, start + (i+1)*step) where start is `from` rounded down
- * to a multiple of step. Only buckets holding points are returned. */
+/* Aggregates of consecutive buckets of `step` ns: from and to are rounded
+ * out to multiples of step, and bucket i covers [from + i*step,
+ * from + (i+1)*step). Only buckets holding points are returned. A step
+ * that is a whole number of minutes (hours) is answered from the 1-minute
+ * (1-hour) rollups, which outlive the raw points when retention says so;
+ * points not yet in chunks are counted from the points. */
 struct series_bucket {
   int64_t start_ns;
   uint64_t count;
@@ -66,9 +69,15 @@ enum series_agg { SERIES_MEAN, SERIES_MIN, SERIES_MAX, SERIES_SUM, SERIES_COUNT,
 int series_agg_parse(const char *name);
 double series_bucket_value(const struct series_bucket *b, enum series_agg agg);
 /* Buckets of series id in [from, to). At most max_buckets buckets may be
- * asked for: GROVE_ETOOBIG otherwise. OUT: *out (free it), *n. */
+ * asked for: GROVE_ETOOBIG otherwise. OUT: *out (free it), *n, *source
+ * (may be NULL): "raw", "1m" or "1h". */
 int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
-                     size_t max_buckets, struct series_bucket **out, size_t *n);
+                     size_t max_buckets, struct series_bucket **out, size_t *n,
+                     const char **source);
+
+/* How long raw points, 1-minute and 1-hour rollups are kept (0: forever),
+ * counted back from now; applied each time points move into chunks. */
+void series_retention(struct series *s, uint64_t raw_ms, uint64_t minute_ms, uint64_t hour_ms);
 
 /* Copies the key of series id into out. GROVE_ENOENT when there is none. */
 int series_key_of(struct series *s, uint32_t id, char *out, size_t n);

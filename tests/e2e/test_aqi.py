@@ -180,6 +180,8 @@ def test_range_with_step_and_aggregate():
     r = get(q + "&step=5m")
     assert r["points"] == [[t, 3], [t + 5 * MIN, 8]] and r["agg"] == "mean", r
     assert r["series"] == "air_quality,station=ranged pm25" and r["step_ns"] == 5 * MIN
+    assert r["source"] == "1m"  # whole minutes: from the rollups (and the points not in them yet)
+    assert get(q + "&step=30s")["source"] == "raw"
     assert [v for _, v in get(q + "&step=5m&agg=max")["points"]] == [5, 10]
     assert [v for _, v in get(q + "&step=5m&agg=count")["points"]] == [5, 5]
     assert len(get(q + "&step=1m&agg=last")["points"]) == 10

@@ -317,6 +317,7 @@ struct read_job {
   struct chunk_point *pts;
   struct series_bucket *buckets;
   size_t n;
+  const char *source;      /* buckets: "raw", "1m" or "1h" */
 };
 
 static void read_work(void *arg) {
@@ -334,7 +335,7 @@ static void read_work(void *arg) {
     return;
   if (j->step)
     j->rc = series_aggregate(j->f->series, id, j->from, j->to, j->step, MAX_BUCKETS,
-                             &j->buckets, &j->n);
+                             &j->buckets, &j->n, &j->source);
   else
     j->rc = series_range(j->f->series, id, j->from, j->to, &j->pts, &j->n);
 }
@@ -367,7 +368,8 @@ static void read_done(struct http_req *r, void *arg) {
     }
     if (j->step) {
       static const char *const aggs[] = {"mean", "min", "max", "sum", "count", "first", "last"};
-      buf_printf(&b, ",\"step_ns\":%lld,\"agg\":\"%s\"", (long long)j->step, aggs[j->agg]);
+      buf_printf(&b, ",\"step_ns\":%lld,\"agg\":\"%s\",\"source\":\"%s\"", (long long)j->step,
+                 aggs[j->agg], j->source ? j->source : "raw");
     }
     buf_puts(&b, ",\"points\":[");
     for (size_t i = 0; i < n; i++) {

@@ -21,6 +21,9 @@ static struct flow_cfg flow_cfg;
 static const struct cfg_opt flow_opts[] = {
     O("series-flush", CFG_MS, flush_ms, "10m", "how often points in memory are moved into compressed chunks"),
     O("series-flush-points", CFG_INT, flush_points, "1000000", "move points into chunks sooner once this many are in memory"),
+    O("series-retention", CFG_MS, keep_raw_ms, "0", "how long raw points are kept (whole 2-hour chunks go); 0: for ever"),
+    O("series-retention-1m", CFG_MS, keep_1m_ms, "0", "how long 1-minute rollups are kept; 0: for ever"),
+    O("series-retention-1h", CFG_MS, keep_1h_ms, "0", "how long 1-hour rollups are kept; 0: for ever"),
     O("flow-window", CFG_MS, window_ms, "10m", "length of the rolling AQI window"),
     O("flow-slide", CFG_MS, slide_ms, "1m", "how often the rolling window moves on (a new AQI each time)"),
     O("flow-lateness", CFG_MS, lateness_ms, "1m", "how far behind the newest reading a reading may arrive and still count"),
@@ -230,6 +233,7 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
     free(f);
     return rc;
   }
+  series_retention(f->series, f->cfg.keep_raw_ms, f->cfg.keep_1m_ms, f->cfg.keep_1h_ms);
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   struct flow_engine_cfg ec = {
       .window_ns = (int64_t)f->cfg.window_ms * 1000000,

@@ -22,7 +22,7 @@ struct flow_cfg {
   uint64_t window_ms, slide_ms, lateness_ms, publish_ms;
   int hysteresis;
   int partitions;
-  uint64_t retain_raw_ms, retain_1m_ms, retain_1h_ms;
+  uint64_t keep_raw_ms, keep_1m_ms, keep_1h_ms;
 };
 
 struct flow {

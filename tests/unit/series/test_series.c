@@ -10,7 +10,9 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <signal.h>
+#include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static char scratch[LP_MAX_LINE + 1];
@@ -591,7 +593,127 @@ TEST(a_few_points_a_flush_still_fill_whole_chunks) {
   series_close(s);
 }
 
+/* The buckets of raw points, as the reference. */
+static size_t reference_buckets(struct series *s, uint32_t id, int64_t from, int64_t to,
+                                int64_t step, struct series_bucket *out, size_t max) {
+  struct chunk_point *pts;
+  size_t np, nb = 0;
+  CHECK(series_range(s, id, from, to, &pts, &np) == 0);
+  for (size_t i = 0; i < np; i++) {
+    int64_t bs = pts[i].ts_ns / step * step;
+    double v = pts[i].value;
+    if (!nb || out[nb - 1].start_ns != bs) {
+      CHECK(nb < max);
+      out[nb++] = (struct series_bucket){bs, 0, 0, v, v, v, v};
+    }
+    struct series_bucket *b = &out[nb - 1];
+    b->count++;
+    b->sum += v;
+    b->min = fmin(b->min, v);
+    b->max = fmax(b->max, v);
+    b->last = v;
+  }
+  free(pts);
+  return nb;
+}
+
+static void rollups_match_points(struct series *s, uint32_t id, int64_t from, int64_t to) {
+  static struct series_bucket want[2000];
+  const int64_t steps[] = {60 * 1000000000LL, 300 * 1000000000LL, 3600 * 1000000000LL};
+  for (int k = 0; k < 3; k++) {
+    struct series_bucket *got;
+    size_t n;
+    const char *source;
+    CHECK(series_aggregate(s, id, from, to, steps[k], 100000, &got, &n, &source) == 0);
+    CHECK(strcmp(source, k == 2 ? "1h" : "1m") == 0);
+    size_t nw = reference_buckets(s, id, from, to, steps[k], want, 2000);
+    if (n != nw)
+      fprintf(stderr, "step %lld: %zu buckets, want %zu\n", (long long)steps[k], n, nw);
+    CHECK_EQ_INT(n, nw);
+    for (size_t i = 0; i < n; i++) {
+      CHECK(got[i].start_ns == want[i].start_ns && got[i].count == want[i].count);
+      CHECK(fabs(got[i].sum - want[i].sum) < 1e-6);
+      CHECK(got[i].min == want[i].min && got[i].max == want[i].max);
+      CHECK(got[i].first == want[i].first && got[i].last == want[i].last);
+    }
+    free(got);
+  }
+}
+
+TEST(rollups_agree_with_the_points_through_late_and_rewritten_ones) {
+  char *dir = store_dir();
+  struct series *s = open_store(dir);
+  uint32_t a;
+  CHECK(series_id(s, "roll a", &a) == 0);
+  int64_t t0 = 1800000000LL * 1000000000LL, t = t0;
+  for (int round = 0; round < 6; round++) {
+    struct series_point p[400];
+    for (int i = 0; i < 400; i++) {
+      t += (int64_t)(rnd() % 20) * 1000000000LL; /* ~10 s apart, 3 hours in all */
+      int64_t ts = t;
+      if (rnd() % 10 == 0) /* late: into a minute already summed, or onto a point (rewrite) */
+        ts = t0 + (int64_t)(rnd() % (uint64_t)(t - t0 + 1)) / 1000000000LL * 1000000000LL;
+      p[i] = (struct series_point){a, ts, (double)(rnd() % 1000) / 10};
+    }
+    CHECK(series_append_sync(s, p, 400) == 0);
+    if (round < 5)
+      CHECK(series_flush(s) == 0); /* the last round stays in memory */
+    rollups_match_points(s, a, t0 - 3600000000000LL, t + 3600000000000LL);
+  }
+  series_close(s);
+  s = open_store(dir);
+  rollups_match_points(s, a, t0, t + 1);
+  series_close(s);
+  /* chunks from before rollups existed get theirs at open */
+  CHECK(count_rows(dir, "SELECT count(*) FROM rollups") > 0);
+  char path[128];
+  snprintf(path, sizeof path, "%s/series.db", dir);
+  sqlite3 *db;
+  CHECK(sqlite3_open(path, &db) == SQLITE_OK);
+  CHECK(sqlite3_exec(db, "DELETE FROM rollups", NULL, NULL, NULL) == SQLITE_OK);
+  sqlite3_close(db);
+  s = open_store(dir);
+  rollups_match_points(s, a, t0, t + 1);
+  series_close(s);
+}
+
+TEST(retention_drops_points_before_their_rollups) {
+  char *dir = store_dir();
+  struct series *s = open_store(dir);
+  uint32_t a;
+  CHECK(series_id(s, "kept a", &a) == 0);
+  int64_t hour = 3600000000000LL, sec = 1000000000LL;
+  int64_t now = (int64_t)(time(NULL)) * sec, base = now / (2 * hour) * (2 * hour);
+  /* a point in each of four 2-hour chunk spans, the last one now's */
+  for (int k = 3; k >= 0; k--) {
+    struct series_point p = {a, base - k * 2 * hour + sec, k};
+    CHECK(series_append_sync(s, &p, 1) == 0);
+  }
+  uint64_t ago = (uint64_t)(now - base) / 1000000; /* ms since base */
+  /* raw: back to base - 3h; minutes: to base - 5h; hours: for ever */
+  series_retention(s, ago + 3 * 3600 * 1000, ago + 5 * 3600 * 1000, 0);
+  CHECK(series_flush(s) == 0);
+  struct chunk_point *pts;
+  size_t n;
+  CHECK(series_range(s, a, 0, INT64_MAX, &pts, &n) == 0);
+  CHECK_EQ_INT(n, 2);
+  CHECK(pts[0].ts_ns == base - 2 * hour + sec);
+  free(pts);
+  struct series_bucket *b;
+  const char *src;
+  CHECK(series_aggregate(s, a, base - 8 * hour, now + 1, 60 * sec, 100000, &b, &n, &src) == 0);
+  CHECK_EQ_INT(n, 3);
+  CHECK(b[0].start_ns == base - 4 * hour);
+  free(b);
+  CHECK(series_aggregate(s, a, base - 8 * hour, now + 1, hour, 100000, &b, &n, &src) == 0);
+  CHECK_EQ_INT(n, 4);
+  free(b);
+  series_close(s);
+}
+
 static const struct test tests[] = {
+    T(rollups_agree_with_the_points_through_late_and_rewritten_ones),
+    T(retention_drops_points_before_their_rollups),
     T(writes_go_on_while_points_move_into_chunks), T(a_few_points_a_flush_still_fill_whole_chunks), T(a_flush_cut_short_is_finished_at_open),
     T(store_keeps_order_last_write_wins_and_replays), T(concurrent_writers_share_commits), T(store_cuts_a_torn_log_tail),
     T(acknowledged_points_survive_kill_9),

@@ -1,0 +1,45 @@
+/* internal.h — what series.c and rollup.c share (series-internal). */
+#ifndef GROVE_SERIES_INTERNAL_H
+#define GROVE_SERIES_INTERNAL_H
+
+#include <sqlite3.h>
+#include <stdbool.h>
+
+#include "series/series.h"
+
+#define MINUTE_NS 60000000000LL
+#define HOUR_NS 3600000000000LL
+
+/* A series' points sorted by time. */
+struct head {
+  struct chunk_point *pts;
+  size_t n, cap;
+};
+
+/* Inserts keeping time order. An equal timestamp is replaced, or with
+ * `replace` false kept as it is (the point given is older news). */
+int head_put(struct head *h, int64_t ts, double v, bool replace);
+
+/* Adds the chunked points of series id in [from, to) to acc, the newest
+ * write of each timestamp, keeping timestamps acc has already. */
+int read_chunks(sqlite3 *db, uint32_t id, int64_t from, int64_t to, struct head *acc);
+
+/* Rollups: per series, 1-minute and 1-hour buckets (count, sum, min, max,
+ * first, last) in the `rollups` table, updated as points move into
+ * chunks. `prev_end` is the newest timestamp the series had in chunks
+ * before these points (INT64_MIN: none): points after it extend the
+ * rollups; points at or before it make their buckets be computed again
+ * from the chunks. */
+struct rollups;
+int rollups_prepare(sqlite3 *db, struct rollups **out);
+void rollups_finish(struct rollups *r);
+int rollups_update(struct rollups *r, uint32_t id, const struct chunk_point *pts, size_t n,
+                   int64_t prev_end);
+/* Buckets of `step` (a multiple of res) from the rollups of resolution res
+ * in [from, to), both multiples of step. OUT: *out (free it), *n. */
+int rollups_read(sqlite3 *db, uint32_t id, int64_t res, int64_t from, int64_t to, int64_t step,
+                 struct series_bucket **out, size_t *n);
+/* Deletes rollups older than `before` of resolution res. */
+int rollups_expire(sqlite3 *db, int64_t res, int64_t before);
+
+#endif

@@ -1,0 +1,256 @@
+/* rollup.c — 1-minute and 1-hour rollups of every series, kept as points
+ * move into chunks.
+ *
+ * Points newer than a series' chunks (the common case) extend its rollups:
+ * fresh minutes are summed from the points alone, and the minute the
+ * chunks ended in is merged with its row. A point at or before the end of
+ * the chunks may replace a value already counted (the last write wins), so
+ * its minute is computed again from the chunks, which by then hold it.
+ * Hours are summed from their minutes. Every update runs in the flush's
+ * transaction, so rollups and chunks never disagree. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "series/internal.h"
+
+struct rollups {
+  sqlite3 *db;
+  sqlite3_stmt *put, *get, *minutes;
+};
+
+static int64_t floor_to(int64_t t, int64_t step) {
+  int64_t q = t / step - (t % step != 0 && t < 0);
+  return q * step;
+}
+
+int rollups_prepare(sqlite3 *db, struct rollups **out) {
+  struct rollups *r = calloc(1, sizeof *r);
+  if (!r)
+    return GROVE_ENOMEM;
+  r->db = db;
+  if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO rollups (series, res, bucket, count, sum, "
+                             "min, max, first, last) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         -1, &r->put, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "SELECT count, sum, min, max, first, last FROM rollups WHERE "
+                             "series = ? AND res = ? AND bucket = ?", -1, &r->get,
+                         NULL) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, "SELECT bucket, count, sum, min, max, first, last FROM rollups "
+                             "WHERE series = ? AND res = ? AND bucket >= ? AND bucket < ? "
+                             "ORDER BY bucket", -1, &r->minutes, NULL) != SQLITE_OK) {
+    rollups_finish(r);
+    return GROVE_ESTORE;
+  }
+  *out = r;
+  return 0;
+}
+
+void rollups_finish(struct rollups *r) {
+  if (!r)
+    return;
+  sqlite3_finalize(r->put);
+  sqlite3_finalize(r->get);
+  sqlite3_finalize(r->minutes);
+  free(r);
+}
+
+static void add_point(struct series_bucket *b, double v) {
+  if (!b->count)
+    b->first = b->min = b->max = v;
+  b->count++;
+  b->sum += v;
+  b->min = fmin(b->min, v);
+  b->max = fmax(b->max, v);
+  b->last = v;
+}
+
+/* Folds a later bucket into b (b's points all come first). */
+static void add_bucket(struct series_bucket *b, const struct series_bucket *x) {
+  if (!x->count)
+    return;
+  if (!b->count) {
+    int64_t start = b->start_ns;
+    *b = *x;
+    b->start_ns = start;
+    return;
+  }
+  b->count += x->count;
+  b->sum += x->sum;
+  b->min = fmin(b->min, x->min);
+  b->max = fmax(b->max, x->max);
+  b->last = x->last;
+}
+
+static int put(struct rollups *r, uint32_t id, int64_t res, const struct series_bucket *b) {
+  sqlite3_bind_int64(r->put, 1, id);
+  sqlite3_bind_int64(r->put, 2, res / 1000000000);
+  sqlite3_bind_int64(r->put, 3, b->start_ns);
+  sqlite3_bind_int64(r->put, 4, (sqlite3_int64)b->count);
+  sqlite3_bind_double(r->put, 5, b->sum);
+  sqlite3_bind_double(r->put, 6, b->min);
+  sqlite3_bind_double(r->put, 7, b->max);
+  sqlite3_bind_double(r->put, 8, b->first);
+  sqlite3_bind_double(r->put, 9, b->last);
+  int rc = sqlite3_step(r->put) == SQLITE_DONE ? 0 : GROVE_ESTORE;
+  sqlite3_reset(r->put);
+  return rc;
+}
+
+static void row_bucket(sqlite3_stmt *st, int col, struct series_bucket *b) {
+  b->count = (uint64_t)sqlite3_column_int64(st, col);
+  b->sum = sqlite3_column_double(st, col + 1);
+  b->min = sqlite3_column_double(st, col + 2);
+  b->max = sqlite3_column_double(st, col + 3);
+  b->first = sqlite3_column_double(st, col + 4);
+  b->last = sqlite3_column_double(st, col + 5);
+}
+
+/* A minute computed again from the chunks. */
+static int recompute_minute(struct rollups *r, uint32_t id, int64_t minute) {
+  struct head acc = {0};
+  int rc = read_chunks(r->db, id, minute, minute + MINUTE_NS, &acc);
+  struct series_bucket b = {minute, 0, 0, 0, 0, 0, 0};
+  for (size_t i = 0; !rc && i < acc.n; i++)
+    add_point(&b, acc.pts[i].value);
+  free(acc.pts);
+  return rc ? rc : b.count ? put(r, id, MINUTE_NS, &b) : 0;
+}
+
+/* An hour summed from its minutes. */
+static int recompute_hour(struct rollups *r, uint32_t id, int64_t hour) {
+  struct series_bucket b = {hour, 0, 0, 0, 0, 0, 0}, m;
+  sqlite3_bind_int64(r->minutes, 1, id);
+  sqlite3_bind_int64(r->minutes, 2, MINUTE_NS / 1000000000);
+  sqlite3_bind_int64(r->minutes, 3, hour);
+  sqlite3_bind_int64(r->minutes, 4, hour + HOUR_NS);
+  int step;
+  while ((step = sqlite3_step(r->minutes)) == SQLITE_ROW) {
+    row_bucket(r->minutes, 1, &m);
+    add_bucket(&b, &m);
+  }
+  sqlite3_reset(r->minutes);
+  if (step != SQLITE_DONE)
+    return GROVE_ESTORE;
+  return b.count ? put(r, id, HOUR_NS, &b) : 0;
+}
+
+/* Hours touched by one update, to sum once each at its end. */
+struct hours {
+  int64_t *h;
+  size_t n, cap;
+};
+
+static int touch_hour(struct hours *t, int64_t minute) {
+  int64_t h = floor_to(minute, HOUR_NS);
+  if (t->n && t->h[t->n - 1] == h)
+    return 0;
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 8;
+    int64_t *g = realloc(t->h, cap * sizeof *g);
+    if (!g)
+      return GROVE_ENOMEM;
+    t->h = g;
+    t->cap = cap;
+  }
+  t->h[t->n++] = h;
+  return 0;
+}
+
+int rollups_update(struct rollups *r, uint32_t id, const struct chunk_point *pts, size_t n,
+                   int64_t prev_end) {
+  struct hours touched = {NULL, 0, 0};
+  int rc = 0;
+  size_t j = 0;
+  int64_t last = INT64_MIN;
+  /* points at or before what the chunks had: their minutes again, whole
+   * (the chunks hold this flush's points already) */
+  for (; !rc && j < n && prev_end != INT64_MIN && pts[j].ts_ns <= prev_end; j++) {
+    int64_t m = floor_to(pts[j].ts_ns, MINUTE_NS);
+    if (m != last && !(rc = recompute_minute(r, id, m)))
+      rc = touch_hour(&touched, m);
+    last = m;
+  }
+  /* newer points extend the rollups, minute by minute */
+  while (!rc && j < n) {
+    int64_t m = floor_to(pts[j].ts_ns, MINUTE_NS);
+    if (m == last) { /* computed whole just now, these points with it */
+      while (j < n && pts[j].ts_ns < m + MINUTE_NS)
+        j++;
+      continue;
+    }
+    struct series_bucket b = {m, 0, 0, 0, 0, 0, 0};
+    if (prev_end != INT64_MIN && m == floor_to(prev_end, MINUTE_NS)) {
+      sqlite3_bind_int64(r->get, 1, id);
+      sqlite3_bind_int64(r->get, 2, MINUTE_NS / 1000000000);
+      sqlite3_bind_int64(r->get, 3, m);
+      if (sqlite3_step(r->get) == SQLITE_ROW)
+        row_bucket(r->get, 0, &b);
+      sqlite3_reset(r->get);
+    }
+    for (; j < n && pts[j].ts_ns < m + MINUTE_NS; j++)
+      add_point(&b, pts[j].value);
+    if (!(rc = put(r, id, MINUTE_NS, &b)))
+      rc = touch_hour(&touched, m);
+  }
+  for (size_t i = 0; !rc && i < touched.n; i++)
+    rc = recompute_hour(r, id, touched.h[i]);
+  free(touched.h);
+  return rc;
+}
+
+int rollups_read(sqlite3 *db, uint32_t id, int64_t res, int64_t from, int64_t to, int64_t step,
+                 struct series_bucket **out, size_t *n) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db, "SELECT bucket, count, sum, min, max, first, last FROM rollups "
+                             "WHERE series = ? AND res = ? AND bucket >= ? AND bucket < ? "
+                             "ORDER BY bucket", -1, &st, NULL) != SQLITE_OK)
+    return GROVE_ESTORE;
+  sqlite3_bind_int64(st, 1, id);
+  sqlite3_bind_int64(st, 2, res / 1000000000);
+  sqlite3_bind_int64(st, 3, from);
+  sqlite3_bind_int64(st, 4, to);
+  struct series_bucket *b = NULL, row;
+  size_t nb = 0, cap = 0;
+  int rc = 0, step_rc;
+  while ((step_rc = sqlite3_step(st)) == SQLITE_ROW) {
+    row.start_ns = sqlite3_column_int64(st, 0);
+    row_bucket(st, 1, &row);
+    int64_t bs = floor_to(row.start_ns, step);
+    if (!nb || b[nb - 1].start_ns != bs) {
+      if (nb == cap) {
+        cap = cap ? cap * 2 : 64;
+        struct series_bucket *g = realloc(b, cap * sizeof *g);
+        if (!g) {
+          rc = GROVE_ENOMEM;
+          break;
+        }
+        b = g;
+      }
+      b[nb++] = (struct series_bucket){bs, 0, 0, 0, 0, 0, 0};
+    }
+    add_bucket(&b[nb - 1], &row);
+  }
+  if (!rc && step_rc != SQLITE_DONE)
+    rc = GROVE_ESTORE;
+  sqlite3_finalize(st);
+  if (rc) {
+    free(b);
+    return rc;
+  }
+  *out = b;
+  *n = nb;
+  return 0;
+}
+
+int rollups_expire(sqlite3 *db, int64_t res, int64_t before) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(db, "DELETE FROM rollups WHERE res = ? AND bucket < ?", -1, &st,
+                         NULL) != SQLITE_OK)
+    return GROVE_ESTORE;
+  sqlite3_bind_int64(st, 1, res / 1000000000);
+  sqlite3_bind_int64(st, 2, before);
+  int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : GROVE_ESTORE;
+  sqlite3_finalize(st);
+  return rc;
+}
