@@ -115,6 +115,35 @@ def test_rolling_aqi_per_station_and_region():
     assert "east" in {r["name"] for r in snap["regions"]}
 
 
+def ask(question, status=200):
+    r = g.request("POST", "/api/v1/flow/ask", body=json.dumps({"question": question}).encode(),
+                  headers={"X-API-Key": READ, "Content-Type": "application/json"})
+    assert r.status == status, r.body
+    return r.json()["data"] if status == 200 else r.json()
+
+
+def test_ask_answers_from_the_snapshot():
+    a = ask("Is it safe to go running in East today?")
+    assert a["grounded"] is True and a["model"] is None
+    assert "Region east: AQI %d, Moderate" % pm25_aqi(30) in a["answer"], a
+    assert "Unusually sensitive people" in a["answer"]  # the EPA's advice for Moderate
+    assert a["sources"][0] == {"kind": "region", "name": "east", "aqi": pm25_aqi(30), "category": "Moderate",
+                               "window": get("/api/v1/flow/regions/east")["window"]}
+    a = ask("what's the pm2.5 at east-a?")
+    assert "Station east-a: AQI 71" in a["answer"] and "PM2.5 20.0 µg/m³" in a["answer"], a
+    a = ask("how is ozone at east-b")
+    assert "ozone is not measured there" in a["answer"], a
+    # no place named: the city, worst first, from the same numbers the snapshot has
+    a = ask("Where is the air worst right now?")
+    snap = get("/api/v1/flow/snapshot")
+    worst_region = max((r for r in snap["regions"] if r["aqi"] is not None), key=lambda r: r["aqi"])
+    assert a["sources"][0]["name"] == worst_region["name"], (a, worst_region)
+    worst_station = max((s for s in snap["stations"] if s["aqi"] is not None), key=lambda s: s["aqi"])
+    assert "The highest single station is %s at AQI %d" % (worst_station["name"], worst_station["aqi"]) in a["answer"], a
+    assert ask("", status=400)["error_code"] == "INVALID_QUESTION"
+    assert ask("x" * 1001, status=400)["error_code"] == "INVALID_QUESTION"
+
+
 def test_alerts_have_hysteresis_and_go_live():
     ws = WebSocket(g, "/api/v1/live?topic=flow/alerts")
     assert ws.recv_json()["type"] == "subscribed"

@@ -271,7 +271,7 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
     return rc;
   }
   learn_series(f);
-  if ((rc = flow_ingest_routes(f)) || (rc = flow_api_routes(f))) {
+  if ((rc = flow_ingest_routes(f)) || (rc = flow_api_routes(f)) || (rc = flow_ask_routes(f))) {
     flow_free(f);
     return rc;
   }

@@ -36,6 +36,7 @@ struct flow {
 /* Routes of each file. */
 int flow_ingest_routes(struct flow *f);
 int flow_api_routes(struct flow *f);
+int flow_ask_routes(struct flow *f);
 
 /* `grove flow simulate` (simulate.c). */
 int flow_simulate(int argc, char **argv);
