@@ -28,14 +28,19 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   echo "== fuzz (${FUZZ_SECONDS}s per target)"
   cmake -S . -B build-fuzz -DGROVE_FUZZ=ON -DCMAKE_C_COMPILER=clang >/dev/null
-  cmake --build build-fuzz -j "$JOBS" --target fuzz_http fuzz_ws fuzz_lineproto fuzz_chunk fuzz_wal
-  for t in http ws lineproto chunk wal; do
+  cmake --build build-fuzz -j "$JOBS" --target fuzz_http fuzz_ws fuzz_lineproto fuzz_chunk fuzz_wal fuzz_time
+  for t in http ws lineproto chunk wal time; do
     work=$(mktemp -d)
     dict=""
     [ -f "tests/fuzz/$t.dict" ] && dict="-dict=tests/fuzz/$t.dict"
     # shellcheck disable=SC2086
-    "build-fuzz/tests/fuzz/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
-      -artifact_prefix="$work/" $dict "$work" "tests/fuzz/corpus/$t" 2>&1 | tail -3
+    if ! "build-fuzz/tests/fuzz/fuzz_$t" -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 \
+      -artifact_prefix="$work/" $dict "$work" "tests/fuzz/corpus/$t" >"$work/log" 2>&1; then
+      tail -40 "$work/log"
+      echo "fuzz_$t found a crash; the input is in $work" >&2
+      exit 1
+    fi
+    tail -3 "$work/log"
     rm -rf "$work"
   done
 fi

@@ -268,6 +268,31 @@ def test_line_protocol_feeds_the_windows_too():
     assert r["series"] == "air,region=docks,station=lp-1 pm25" and len(r["points"]) == 2
 
 
+def test_simulated_city_with_faults():
+    t = minutes(0)
+    start = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t // 10**9 + 60))
+    out = subprocess.run([GROVE, "flow", "simulate", "--url", "http://127.0.0.1:%d" % g.port, "--key", WRITE,
+                          "--stations", "24", "--regions", "3", "--ticks", "60", "--duration", "0",
+                          "--start", start, "--batch", "100", "--seed", "7"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    got = dict(kv.split("=") for kv in out.stdout.split())
+    assert int(got["http_errors"]) == 0 and int(got["lines_failed"]) > 0, got  # malformed lines refused
+    assert int(got["points"]) > 24 * 60 * 6 * 0.9, got
+    snap = get("/api/v1/flow/snapshot")
+    sim = [s for s in snap["stations"] if s["id"].startswith("st-00")]
+    assert len(sim) == 24 and {s["region"] for s in sim} == {"r00", "r01", "r02"}
+    assert all(s["aqi"] is not None for s in sim)  # ten minutes of readings: windows closed
+    CLOCK[0] += 20 * MIN  # past the city's event time
+    # the same seed writes the same city, another seed another
+    a, b, c = (subprocess.run([GROVE, "flow", "simulate", "--print", "--stations", "5", "--ticks", "20",
+                               "--start", start, "--seed", seed], capture_output=True, timeout=30).stdout
+               for seed in ("3", "3", "4"))
+    assert a == b and a != c and a.count(b"\n") >= 95
+    bad = subprocess.run([GROVE, "flow", "simulate", "--stations", "0"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--stations" in bad.stderr
+
+
 def late_total():
     body = g.request("GET", "/metrics").body.decode()
     for line in body.splitlines():

@@ -329,8 +329,9 @@ static int send_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-/* Reads one response: status, and the body into out. */
-static int read_response(int fd, struct buf *in, int *status, struct buf *out) {
+/* Reads one response: status, Retry-After (seconds, 0 when absent), and
+ * the body into out. */
+static int read_response(int fd, struct buf *in, int *status, long *retry_after, struct buf *out) {
   char *end;
   while (!(in->len && (end = memmem(in->data, in->len, "\r\n\r\n", 4)))) {
     if (buf_reserve(in, 4096))
@@ -348,6 +349,8 @@ static int read_response(int fd, struct buf *in, int *status, struct buf *out) {
     cl = memmem(in->data, head, "\r\ncontent-length:", 17);
   if (cl)
     clen = atol(cl + 17);
+  const char *ra = memmem(in->data, head, "\r\nRetry-After:", 14);
+  *retry_after = ra ? atol(ra + 14) : 0;
   while (in->len < head + (size_t)clen) {
     if (buf_reserve(in, 4096))
       return -1;
@@ -383,7 +386,13 @@ static void *sender_main(void *arg) {
     pthread_cond_signal(&s->room);
     pthread_mutex_unlock(&s->lock);
     int status = 0;
-    for (int attempt = 0; attempt < 2; attempt++) { /* once more on a fresh connection */
+    long retry_after = 0;
+    for (int attempt = 0; attempt < 20; attempt++) {
+      if (status == 429 || status == 503) { /* limited or busy: wait as told, then again */
+        long secs = retry_after;
+        struct timespec ts = {secs > 0 ? (secs > 5 ? 5 : secs) : 0, secs > 0 ? 0 : 100000000L};
+        nanosleep(&ts, NULL);
+      }
       if (fd < 0 && (fd = connect_to(s)) < 0)
         break;
       buf_reset(&req);
@@ -394,11 +403,16 @@ static void *sender_main(void *arg) {
                  s->cfg->key, s->cfg->key[0] ? "\r\n" : "");
       buf_reset(&in);
       if (!send_all(fd, req.data, req.len) && !send_all(fd, b.data, b.len) &&
-          !read_response(fd, &in, &status, &resp))
+          !read_response(fd, &in, &status, &retry_after, &resp)) {
+        if (status == 429 || status == 503)
+          continue;
         break;
-      close(fd);
+      }
+      close(fd); /* once more on a fresh connection */
       fd = -1;
-      status = 0;
+      status = attempt ? -1 : 0;
+      if (status)
+        break;
     }
     long failed = 0;
     if (status == 400 && resp.len && strstr(resp.data, "PARTIAL_WRITE")) {
