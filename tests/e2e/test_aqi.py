@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.parse
 
-from grove import FAST_HASH, GROVE, Grove, WebSocket, eventually, main, stop_all
+from grove import FAST_HASH, GROVE, Grove, Postgres, WebSocket, eventually, main, stop_all
 
 g = None
 WRITE = READ = None
@@ -28,9 +28,9 @@ def minutes(n):
     return CLOCK[0]
 
 
-def key(grove, scopes):
-    out = subprocess.run([GROVE, "key", "add", "k-" + scopes, "--scopes", scopes, "--data-dir", grove.data_dir],
-                         capture_output=True, text=True)
+def key(grove, scopes, *store):
+    out = subprocess.run([GROVE, "key", "add", "k-" + scopes, "--scopes", scopes, "--data-dir", grove.data_dir,
+                          *store], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     return out.stdout.split()[1]
 
@@ -38,7 +38,8 @@ def key(grove, scopes):
 def start(*args, data_dir=None):
     grove = Grove("--gate-refresh", "200ms", "--flow-window", "1m", "--flow-slide", "1m",
                   "--flow-lateness", "0s", "--flow-partitions", "2", *FAST_HASH, *args, data_dir=data_dir)
-    w, r = key(grove, "write"), key(grove, "read")
+    store = args[args.index("--store"):args.index("--store") + 2] if "--store" in args else []
+    w, r = key(grove, "write", *store), key(grove, "read", *store)
     eventually(lambda: grove.request("GET", "/auth/me", headers={"X-API-Key": r}).status == 200,
                what="keys loaded")
     return grove, w, r
@@ -366,6 +367,35 @@ def test_a_large_answer_reaches_a_slow_reader_before_close():
     assert len(payload) > 4_000_000, len(payload)  # more than socket buffers hold
     assert len(json.loads(payload)["data"]) >= 15000
 
+
+
+def test_flow_on_postgresql():
+    pg = Postgres()
+    grove = None
+    try:
+        grove, w, r = start("--store", pg.url)
+        h = {"X-API-Key": w, "Content-Type": "application/json"}
+        body = {"id": "pg-1", "name": "Depot", "region": "pgland", "lat": 48.1, "lon": 11.5}
+        assert grove.request("POST", "/api/v1/flow/stations", body=json.dumps(body).encode(), headers=h).status == 200
+        t = minutes(3)
+        for i, v in enumerate([5.0, 40.0, 40.0]):  # Good, then Unhealthy for Sensitive Groups
+            resp = readings([{"station": "pg-1", "time": (t + i * MIN) / 1e9, "pm25": v}], grove=grove, write_key=w)
+            assert resp.status == 200, resp.body
+        s = get("/api/v1/flow/stations/pg-1", grove=grove, read_key=r)
+        assert s["category"] == "Unhealthy for Sensitive Groups" and s["region"] == "pgland", s
+        alerts = get("/api/v1/flow/alerts?subject=pg-1&since=0", grove=grove, read_key=r)
+        assert [(a["from"], a["to"]) for a in alerts] == [("Good", "Unhealthy for Sensitive Groups")], alerts
+        readings([{"station": "pg-2", "region": "pgland", "time": t / 1e9, "pm10": 10}], grove=grove, write_key=w)
+        assert pg.psql("SELECT count(*) FROM flow_stations") == "2"
+        assert pg.psql("SELECT source FROM flow_stations WHERE id = 'pg-2'") == "first-seen"
+        assert pg.psql("SELECT to_category FROM flow_alerts WHERE subject = 'pg-1' AND kind = 'station'") == "2"
+        grove.stop()
+        grove = Grove("--store", pg.url, "--gate-refresh", "200ms", *FAST_HASH)
+        eventually(lambda: grove.request("GET", "/auth/me", headers={"X-API-Key": r}).status == 200, what="keys")
+        s = get("/api/v1/flow/stations/pg-1", grove=grove, read_key=r)
+        assert (s["name"], s["lat"], s["lon"]) == ("Depot", 48.1, 11.5), s
+    finally:
+        stop_all(grove, pg)
 
 
 if __name__ == "__main__":
