@@ -15,6 +15,7 @@ struct router;
 struct hub;
 struct gate;
 struct metrics;
+struct llm_cfg;
 
 /* What the platform hands every app. Owned by serve; valid from start to
  * stop. */
@@ -26,6 +27,7 @@ struct grove_ctx {
   struct router *router;
   const char *version;
   const char *data_dir;    /* where apps keep local files */
+  const struct llm_cfg *llm; /* a model backend, if llm_enabled() */
 };
 
 struct grove_app {

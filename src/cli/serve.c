@@ -14,6 +14,7 @@
 #include "core/util.h"
 #include "gate/gate.h"
 #include "hub/hub.h"
+#include "llm/llm.h"
 #include "net/http.h"
 #include "net/static.h"
 #include "store/store.h"
@@ -36,6 +37,7 @@ struct serve_cfg {
   struct store_cfg store;
   struct hub_cfg hub;
   struct gate_cfg gate;
+  struct llm_cfg llm;
 };
 
 #define MAX_SECTIONS 16
@@ -47,6 +49,7 @@ static size_t sections(struct serve_cfg *c, struct cfg_section *s) {
   s[n++] = (struct cfg_section){"store", store_cfg_opts, store_cfg_nopts, &c->store};
   s[n++] = (struct cfg_section){"live", hub_cfg_opts, hub_cfg_nopts, &c->hub};
   s[n++] = (struct cfg_section){"gate", gate_cfg_opts, gate_cfg_nopts, &c->gate};
+  s[n++] = (struct cfg_section){"llm", llm_cfg_opts, llm_cfg_nopts, &c->llm};
   for (size_t i = 0; i < grove_napps && n < MAX_SECTIONS; i++)
     if (grove_apps[i]->nopts)
       s[n++] = (struct cfg_section){grove_apps[i]->name, grove_apps[i]->opts,
@@ -222,7 +225,7 @@ int cmd_serve(int argc, char **argv) {
     goto out;
   struct grove_ctx ctx = {store,  hub,           gate,
                           metrics, router, GROVE_VERSION,
-                          c.store.data_dir && *c.store.data_dir ? c.store.data_dir : "."};
+                          c.store.data_dir && *c.store.data_dir ? c.store.data_dir : ".", &c.llm};
   for (; started < grove_napps; started++) {
     int e = grove_apps[started]->start(&ctx, &states[started]);
     if (e) {

@@ -4,7 +4,11 @@
  * the data: the stations and regions the question names (or the city when
  * it names none), the pollutant it asks about, who is worst or best, and
  * the EPA's advice for the category — each figure with the window it
- * comes from, listed in `sources`. */
+ * comes from, listed in `sources`. With a model (--llm-url), the same
+ * snapshot — the regions, the stations named and the worst twenty — is
+ * the model's only context, and its answer is returned, or streamed on the
+ * live topic flow/answers/{id} when the request says "stream": true; the
+ * grounded answer stands in when the model cannot be reached. */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,7 +19,14 @@
 #include "apps/flow/flow.h"
 #include "core/buf.h"
 #include "core/util.h"
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "core/error.h"
+#include "core/log.h"
 #include "gate/gate.h"
+#include "hub/hub.h"
+#include "llm/llm.h"
 #include "net/http.h"
 
 #define MAX_QUESTION 1000
@@ -259,6 +270,168 @@ static json_t *answer(const char *question, json_t *stations, json_t *regions) {
   return out;
 }
 
+/* ---- with a model ---------------------------------------------------------------------- */
+
+#define MAX_STREAMS 4          /* model answers streaming at once */
+#define CONTEXT_STATIONS 20    /* the worst stations the model is shown */
+
+static const char system_prompt[] =
+    "You answer questions about the air quality right now. Use only the JSON snapshot in the "
+    "user's message: regions and stations with their US EPA AQI, category, dominant pollutant, "
+    "the end of the 10-minute window it is from (Unix ns) and pollutant means (PM in ug/m3, O3 "
+    "and CO in ppm, NO2 and SO2 in ppb). Name the stations or regions and the AQI you rely on. "
+    "If the snapshot does not hold the answer, say so. Give health advice in the EPA's terms. "
+    "Be brief.";
+
+static atomic_int streams;
+
+/* An entity as the model sees it: the figures, nothing else. */
+static json_t *brief(json_t *e) {
+  json_t *o = json_object();
+  static const char *const keep[] = {"id", "name", "region", "aqi", "category", "dominant",
+                                     "stations"};
+  for (size_t i = 0; i < ARRAY_LEN(keep); i++) {
+    json_t *v = json_object_get(e, keep[i]);
+    if (v && !json_is_null(v))
+      json_object_set(o, keep[i], v);
+  }
+  json_t *w = json_object_get(json_object_get(e, "window"), "end");
+  if (w)
+    json_object_set(o, "window_end", w);
+  json_t *means = json_object();
+  const char *k;
+  json_t *p;
+  json_object_foreach(json_object_get(e, "pollutants"), k, p) {
+    json_t *m = json_object_get(p, "mean");
+    if (json_is_number(m))
+      json_object_set(means, k, m);
+  }
+  json_object_set_new(o, "means", means);
+  return o;
+}
+
+/* The model's context: every region, the stations the question names and
+ * the worst CONTEXT_STATIONS. */
+static char *context_of(json_t *stations, json_t *regions, json_t *sources) {
+  json_t *ctx = json_object(), *rs = json_array(), *ss = json_array();
+  size_t i, n = json_array_size(stations);
+  json_t *e;
+  json_array_foreach(regions, i, e) json_array_append_new(rs, brief(e));
+  json_t **sorted = malloc((n ? n : 1) * sizeof *sorted);
+  size_t ns = 0;
+  json_array_foreach(stations, i, e) if (sorted) sorted[ns++] = e;
+  if (sorted)
+    qsort(sorted, ns, sizeof *sorted, cmp_aqi_desc);
+  for (i = 0; sorted && i < ns; i++) {
+    bool named = false;
+    size_t j;
+    json_t *src;
+    json_array_foreach(sources, j, src) named |= json_equal(json_object_get(src, "id"), json_object_get(sorted[i], "id"));
+    if (named || (i < CONTEXT_STATIONS && aqi_of(sorted[i]) >= 0))
+      json_array_append_new(ss, brief(sorted[i]));
+  }
+  free(sorted);
+  json_object_set_new(ctx, "time", json_integer((json_int_t)clock_wall_ms() * 1000000));
+  json_object_set_new(ctx, "regions", rs);
+  json_object_set_new(ctx, "stations", ss);
+  json_object_set_new(ctx, "stations_in_all", json_integer((json_int_t)n));
+  char *text = json_dumps(ctx, JSON_COMPACT);
+  json_decref(ctx);
+  return text;
+}
+
+struct ask_job {
+  struct flow *f;
+  char *question, *context;
+  json_t *grounded;      /* the answer from the data, and its sources */
+  bool stream;
+  char id[33], topic[64];
+  struct buf answer, pending;
+  uint64_t last_pub_ms;
+  int rc;
+  char err[256];
+};
+
+static void ask_job_free(struct ask_job *j) {
+  free(j->question);
+  free(j->context);
+  json_decref(j->grounded);
+  buf_release(&j->answer);
+  buf_release(&j->pending);
+  free(j);
+}
+
+static void publish_piece(struct ask_job *j, json_t *msg) {
+  char *text = json_dumps(msg, JSON_COMPACT);
+  json_decref(msg);
+  if (text && j->f->ctx.hub)
+    hub_publish(j->f->ctx.hub, j->topic, text, strlen(text), NULL);
+  free(text);
+}
+
+/* Model text as it comes: kept, and on the topic every 100 ms at most. */
+static int on_delta(const char *text, size_t len, void *arg) {
+  struct ask_job *j = arg;
+  buf_append(&j->answer, text, len);
+  if (!j->stream)
+    return 0;
+  buf_append(&j->pending, text, len);
+  uint64_t now = clock_mono_ns() / 1000000;
+  if (now - j->last_pub_ms >= 100) {
+    publish_piece(j, json_pack("{s:s,s:s%}", "type", "delta", "text", j->pending.data,
+                               j->pending.len));
+    buf_reset(&j->pending);
+    j->last_pub_ms = now;
+  }
+  return 0;
+}
+
+static void ask_model(void *arg) {
+  struct ask_job *j = arg;
+  struct buf u;
+  buf_init(&u, 0);
+  buf_printf(&u, "Snapshot: %s\n\nQuestion: %s", j->context, j->question);
+  j->rc = llm_chat(j->f->ctx.llm, system_prompt, u.data, on_delta, j, j->err, sizeof j->err);
+  buf_release(&u);
+  if (j->rc)
+    log_warn(NULL, "model did not answer; the answer from the data stands in", "error=\"%s\"",
+             j->err);
+}
+
+/* The reply: the model's answer, or the grounded one when it failed. */
+static json_t *ask_result(struct ask_job *j) {
+  json_t *out = json_deep_copy(j->grounded);
+  if (!j->rc) {
+    json_object_set_new(out, "answer", json_stringn(j->answer.data ? j->answer.data : "", j->answer.len));
+    json_object_set_new(out, "grounded", json_false());
+    json_object_set_new(out, "model", json_string(j->f->ctx.llm->model));
+  } else {
+    json_object_set_new(out, "model_error", json_string(j->err));
+  }
+  return out;
+}
+
+static void ask_done(struct http_req *r, void *arg) {
+  struct ask_job *j = arg;
+  if (r->conn)
+    http_reply_data(r, 200, ask_result(j), NULL);
+  ask_job_free(j);
+}
+
+static void *ask_stream_main(void *arg) {
+  struct ask_job *j = arg;
+  ask_model(j);
+  if (j->pending.len)
+    publish_piece(j, json_pack("{s:s,s:s%}", "type", "delta", "text", j->pending.data,
+                               j->pending.len));
+  json_t *done = ask_result(j);
+  json_object_set_new(done, "type", json_string("done"));
+  publish_piece(j, done);
+  ask_job_free(j);
+  atomic_fetch_sub(&streams, 1);
+  return NULL;
+}
+
 static void handle_ask(struct http_req *r) {
   struct flow *f = r->app;
   if (!gate_require(f->ctx.gate, r, GATE_READ, NULL))
@@ -267,9 +440,11 @@ static void handle_ask(struct http_req *r) {
   if (!body)
     return;
   const char *q = json_string_value(json_object_get(body, "question"));
-  if (!q || !*q || strlen(q) > MAX_QUESTION) {
+  json_t *stream = json_object_get(body, "stream");
+  if (!q || !*q || strlen(q) > MAX_QUESTION || (stream && !json_is_boolean(stream))) {
     json_decref(body);
-    http_reply_error(r, 400, "INVALID_QUESTION", "give {\"question\": \"…\"} of 1 to 1000 bytes",
+    http_reply_error(r, 400, "INVALID_QUESTION",
+                     "give {\"question\": \"…\"} of 1 to 1000 bytes (and \"stream\": true or false)",
                      NULL);
     return;
   }
@@ -278,10 +453,62 @@ static void handle_ask(struct http_req *r) {
   json_t *a = answer(q, stations, regions);
   json_object_set_new(a, "question", json_string(q));
   json_object_set_new(a, "snapshot_time", json_integer((json_int_t)clock_wall_ms() * 1000000));
+  struct ask_job *j = NULL;
+  if (llm_enabled(f->ctx.llm) && (j = calloc(1, sizeof *j))) {
+    j->f = f;
+    j->question = strdup(q);
+    j->context = context_of(stations, regions, json_object_get(a, "sources"));
+    j->grounded = json_incref(a);
+    j->stream = json_is_true(stream);
+    buf_init(&j->answer, 0);
+    buf_init(&j->pending, 0);
+  }
   json_decref(stations);
   json_decref(regions);
   json_decref(body);
-  http_reply_data(r, 200, a, NULL);
+  if (!j) { /* no model: the answer from the data */
+    http_reply_data(r, 200, a, NULL);
+    return;
+  }
+  json_decref(a);
+  if (!j->question || !j->context) {
+    ask_job_free(j);
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return;
+  }
+  if (!j->stream) {
+    if (http_req_defer(r, ask_model, ask_done, j)) {
+      ask_job_free(j);
+      http_reply_error(r, 503, "BUSY", "server is busy", NULL);
+    }
+    return;
+  }
+  id_hex(j->id, sizeof j->id);
+  snprintf(j->topic, sizeof j->topic, "flow/answers/%s", j->id);
+  json_t *accepted = json_pack("{s:s,s:s}", "id", j->id, "topic", j->topic); /* j is the thread's */
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  if (atomic_fetch_add(&streams, 1) >= MAX_STREAMS ||
+      pthread_create(&t, &attr, ask_stream_main, j)) {
+    atomic_fetch_sub(&streams, 1);
+    pthread_attr_destroy(&attr);
+    ask_job_free(j);
+    json_decref(accepted);
+    http_reply_error(r, 503, "BUSY", "the model is answering as many questions as it may; retry",
+                     NULL);
+    return;
+  }
+  pthread_attr_destroy(&attr);
+  http_reply_data(r, 202, accepted, NULL);
+}
+
+void flow_ask_drain(void) {
+  for (int i = 0; i < 6000 && atomic_load(&streams) > 0; i++) { /* a minute at most */
+    struct timespec ts = {0, 10000000};
+    nanosleep(&ts, NULL);
+  }
 }
 
 int flow_ask_routes(struct flow *f) {

@@ -214,6 +214,7 @@ static void learn_series(struct flow *f) {
 }
 
 static void flow_free(struct flow *f) {
+  flow_ask_drain();
   flow_engine_destroy(f->engine);
   series_close(f->series);
   free(f);

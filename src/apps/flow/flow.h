@@ -37,6 +37,8 @@ struct flow {
 int flow_ingest_routes(struct flow *f);
 int flow_api_routes(struct flow *f);
 int flow_ask_routes(struct flow *f);
+/* Waits for model answers still streaming (at stop). */
+void flow_ask_drain(void);
 
 /* `grove flow simulate` (simulate.c). */
 int flow_simulate(int argc, char **argv);

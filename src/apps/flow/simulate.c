@@ -14,9 +14,6 @@
  * server refused. */
 #include <errno.h>
 #include <math.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -287,7 +284,7 @@ struct body {
 
 struct sender {
   struct sim_cfg *cfg;
-  char host[256], port[8], path_prefix[64];
+  char host[256], port[8], path_prefix[128];
   pthread_mutex_t lock;
   pthread_cond_t more, room;
   struct body *queue;
@@ -299,34 +296,8 @@ struct sender {
 };
 
 static int connect_to(struct sender *s) {
-  struct addrinfo hints = {0}, *ai;
-  hints.ai_socktype = SOCK_STREAM;
-  if (getaddrinfo(s->host, s->port, &hints, &ai))
-    return -1;
-  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd >= 0 && connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-    close(fd);
-    fd = -1;
-  }
-  freeaddrinfo(ai);
-  if (fd >= 0) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  }
-  return fd;
-}
-
-static int send_all(int fd, const char *p, size_t n) {
-  while (n) {
-    ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
+  char err[256];
+  return tcp_dial(s->host, s->port, 30000, err, sizeof err);
 }
 
 /* Reads one response: status, Retry-After (seconds, 0 when absent), and
@@ -441,27 +412,6 @@ static void *sender_main(void *arg) {
   return NULL;
 }
 
-static int parse_url(struct sender *s, const char *url) {
-  if (strncmp(url, "http://", 7) != 0)
-    return -1;
-  const char *h = url + 7, *slash = strchr(h, '/'), *colon = strchr(h, ':');
-  size_t hlen = slash ? (size_t)(slash - h) : strlen(h);
-  if (colon && (!slash || colon < slash)) {
-    snprintf(s->port, sizeof s->port, "%.*s", (int)(hlen - (size_t)(colon - h) - 1), colon + 1);
-    hlen = (size_t)(colon - h);
-  } else {
-    snprintf(s->port, sizeof s->port, "80");
-  }
-  if (!hlen || hlen >= sizeof s->host)
-    return -1;
-  snprintf(s->host, sizeof s->host, "%.*s", (int)hlen, h);
-  snprintf(s->path_prefix, sizeof s->path_prefix, "%s", slash && slash[1] ? slash : "");
-  size_t pl = strlen(s->path_prefix);
-  if (pl && s->path_prefix[pl - 1] == '/')
-    s->path_prefix[pl - 1] = '\0';
-  return 0;
-}
-
 int flow_simulate(int argc, char **argv) {
   struct sim_cfg cfg;
   memset(&cfg, 0, sizeof cfg);
@@ -502,7 +452,7 @@ int flow_simulate(int argc, char **argv) {
   struct sender s;
   memset(&s, 0, sizeof s);
   s.cfg = &cfg;
-  if (!bad && !cfg.print && parse_url(&s, cfg.url))
+  if (!bad && !cfg.print && http_url_parse(cfg.url, s.host, s.port, s.path_prefix))
     bad = "--url must be http://host[:port][/prefix]";
   if (bad) {
     fprintf(stderr, "grove flow simulate: %s\n", bad);
