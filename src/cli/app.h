@@ -28,6 +28,7 @@ struct grove_ctx {
   const char *version;
   const char *data_dir;    /* where apps keep local files */
   const struct llm_cfg *llm; /* a model backend, if llm_enabled() */
+  const char *store_url;   /* --store as given ("sqlite", "postgres://…") */
 };
 
 struct grove_app {

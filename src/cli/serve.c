@@ -225,7 +225,8 @@ int cmd_serve(int argc, char **argv) {
     goto out;
   struct grove_ctx ctx = {store,  hub,           gate,
                           metrics, router, GROVE_VERSION,
-                          c.store.data_dir && *c.store.data_dir ? c.store.data_dir : ".", &c.llm};
+                          c.store.data_dir && *c.store.data_dir ? c.store.data_dir : ".", &c.llm,
+                          c.store.url};
   for (; started < grove_napps; started++) {
     int e = grove_apps[started]->start(&ctx, &states[started]);
     if (e) {

@@ -42,4 +42,25 @@ int rollups_read(sqlite3 *db, uint32_t id, int64_t res, int64_t from, int64_t to
 /* Deletes rollups older than `before` of resolution res. */
 int rollups_expire(sqlite3 *db, int64_t res, int64_t before);
 
+/* PostgreSQL (pgseries.c): points, keys and rollups there. */
+struct pgseries;
+int pgs_open(struct pgseries **out, const char *url, char *err, size_t errlen);
+void pgs_close(struct pgseries *p);
+int pgs_load_keys(struct pgseries *p, int (*fn)(uint32_t id, const char *key, size_t len, void *arg),
+                  void *arg);
+/* The id of a key, made when `create` (GROVE_ENOENT when absent otherwise). */
+int pgs_key_id(struct pgseries *p, const char *key, bool create, uint32_t *id);
+/* One group commit: a COPY, committed. Points before keep_after are not kept. */
+int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int64_t keep_after);
+int pgs_range(struct pgseries *p, uint32_t id, int64_t from, int64_t to, struct head *acc);
+int pgs_buckets_raw(struct pgseries *p, uint32_t id, int64_t from, int64_t to, int64_t step,
+                    struct series_bucket **out, size_t *n);
+int pgs_rollups_read(struct pgseries *p, uint32_t id, int64_t res, int64_t from, int64_t to,
+                     int64_t step, struct series_bucket **out, size_t *n);
+/* Rolls up these minutes (sorted here) and their hours from the points. */
+int pgs_rollup(struct pgseries *p, int64_t *minutes, size_t n);
+/* Drops days of points ending before raw_before and rollups before the
+ * others (INT64_MIN: keep). */
+int pgs_expire(struct pgseries *p, int64_t raw_before, int64_t minute_before, int64_t hour_before);
+
 #endif

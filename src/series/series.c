@@ -90,6 +90,11 @@ struct series {
   uint32_t nkeys, capkeys, logged; /* keys [logged, nkeys) are not in the log yet */
   uint32_t keys_saved;     /* keys [0, keys_saved) are in series.db (flush_lock) */
   int64_t keep_ns[3];      /* retention of raw points, 1m and 1h rollups; 0: forever */
+  /* PostgreSQL mode: points go there at once; minutes written since the
+   * last rollup pass (under lock) */
+  struct pgseries *pg;
+  int64_t *touched;
+  size_t ntouched, captouched;
   struct head *heads;      /* by id */
   size_t head_points;
   /* Points on their way into chunks: the heads as they were when the log
@@ -241,6 +246,12 @@ int series_id(struct series *s, const char *key, uint32_t *id) {
   int rc = 0;
   if (v) {
     *id = (uint32_t)(v - 1);
+  } else if (s->pg) { /* ids come from PostgreSQL, shared by every instance */
+    pthread_mutex_unlock(&s->lock);
+    rc = pgs_key_id(s->pg, key, true, id);
+    pthread_mutex_lock(&s->lock);
+    if (!rc)
+      rc = apply_key(s, *id, key, len);
   } else {
     *id = s->nkeys;
     rc = apply_key(s, s->nkeys, key, len); /* logged with the next batch */
@@ -253,6 +264,18 @@ int series_find(struct series *s, const char *key, uint32_t *id) {
   pthread_mutex_lock(&s->lock);
   uintptr_t v = (uintptr_t)map_get(&s->ids, key);
   pthread_mutex_unlock(&s->lock);
+  if (!v && s->pg) { /* another instance may have made it */
+    size_t len = strlen(key);
+    if (len == 0 || len > KEY_MAX)
+      return GROVE_ENOENT;
+    int rc = pgs_key_id(s->pg, key, false, id);
+    if (!rc) {
+      pthread_mutex_lock(&s->lock);
+      rc = apply_key(s, *id, key, len);
+      pthread_mutex_unlock(&s->lock);
+    }
+    return rc;
+  }
   if (!v)
     return GROVE_ENOENT;
   *id = (uint32_t)(v - 1);
@@ -260,6 +283,60 @@ int series_find(struct series *s, const char *key, uint32_t *id) {
 }
 
 /* ---- the writer: group commit ------------------------------------------------ */
+
+/* Remembers a minute written since the last rollup pass (under lock). */
+static void touch(struct series *s, int64_t ts) {
+  int64_t m = ts / MINUTE_NS * MINUTE_NS - (ts % MINUTE_NS < 0 ? MINUTE_NS : 0);
+  for (size_t i = s->ntouched, k = 0; i-- > 0 && k < 4; k++) /* the common case: the same few */
+    if (s->touched[i] == m)
+      return;
+  if (s->ntouched == s->captouched) {
+    size_t cap = s->captouched ? s->captouched * 2 : 64;
+    int64_t *t = realloc(s->touched, cap * sizeof *t);
+    if (!t)
+      return; /* that minute's rollup is then computed at query time from the points */
+    s->touched = t;
+    s->captouched = cap;
+  }
+  s->touched[s->ntouched++] = m;
+}
+
+/* A group commit in PostgreSQL mode: one COPY, then every batch told. */
+static void write_group_pg(struct series *s, struct batch *group) {
+  size_t n = 0;
+  for (struct batch *b = group; b; b = b->next)
+    n += b->n;
+  struct series_point *all = malloc((n ? n : 1) * sizeof *all);
+  int rc = all ? 0 : GROVE_ENOMEM;
+  size_t at = 0;
+  for (struct batch *b = group; all && b; b = b->next) {
+    memcpy(all + at, b->pts, b->n * sizeof *all);
+    at += b->n;
+  }
+  pthread_mutex_lock(&s->flush_lock);
+  int64_t keep_after = s->keep_ns[0] ? (int64_t)clock_wall_ms() * 1000000 - s->keep_ns[0]
+                                     : INT64_MIN;
+  pthread_mutex_unlock(&s->flush_lock);
+  if (!rc)
+    rc = pgs_write(s->pg, all, n, keep_after);
+  if (!rc) {
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < n; i++)
+      touch(s, all[i].ts_ns);
+    pthread_mutex_unlock(&s->lock);
+  } else {
+    log_error(NULL, "cannot write series points to PostgreSQL", "error=\"%s\"",
+              grove_strerror(rc));
+  }
+  free(all);
+  while (group) {
+    struct batch *next = group->next;
+    if (group->done)
+      group->done(rc, group->arg);
+    free(group);
+    group = next;
+  }
+}
 
 static void *writer_main(void *arg) {
   struct series *s = arg;
@@ -275,6 +352,14 @@ static void *writer_main(void *arg) {
     struct batch *group = s->queue;
     s->queue = s->tail = NULL;
     s->busy = true;
+    if (s->pg) {
+      pthread_mutex_unlock(&s->lock);
+      write_group_pg(s, group);
+      pthread_mutex_lock(&s->lock);
+      s->busy = false;
+      pthread_cond_broadcast(&s->idle);
+      continue;
+    }
     /* new keys first, then every batch of the group, in one write */
     buf_reset(&out);
     for (uint32_t id = s->logged; id < s->nkeys; id++) {
@@ -637,7 +722,36 @@ static int set_aside(struct series *s) {
   return 0;
 }
 
+/* PostgreSQL mode's flush: the minutes written since the last one rolled
+ * up, then retention. */
+static int flush_pg(struct series *s) {
+  pthread_mutex_lock(&s->flush_lock);
+  pthread_mutex_lock(&s->lock);
+  int64_t *minutes = s->touched;
+  size_t n = s->ntouched;
+  s->touched = NULL;
+  s->ntouched = s->captouched = 0;
+  pthread_mutex_unlock(&s->lock);
+  int rc = n ? pgs_rollup(s->pg, minutes, n) : 0;
+  if (rc) { /* again next time */
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < n; i++)
+      touch(s, minutes[i]);
+    pthread_mutex_unlock(&s->lock);
+  }
+  free(minutes);
+  int64_t now = (int64_t)clock_wall_ms() * 1000000;
+  if (!rc && (s->keep_ns[0] || s->keep_ns[1] || s->keep_ns[2]))
+    rc = pgs_expire(s->pg, s->keep_ns[0] ? now - s->keep_ns[0] : INT64_MIN,
+                    s->keep_ns[1] ? now - s->keep_ns[1] - MINUTE_NS : INT64_MIN,
+                    s->keep_ns[2] ? now - s->keep_ns[2] - HOUR_NS : INT64_MIN);
+  pthread_mutex_unlock(&s->flush_lock);
+  return rc;
+}
+
 int series_flush(struct series *s) {
+  if (s->pg)
+    return flush_pg(s);
   pthread_mutex_lock(&s->flush_lock);
   pthread_mutex_lock(&s->lock);
   /* the writer may be between taking a group and logging it: wait */
@@ -688,7 +802,7 @@ void series_retention(struct series *s, uint64_t raw_ms, uint64_t minute_ms, uin
 }
 
 size_t series_head_points(struct series *s) {
-  pthread_mutex_lock(&s->lock);
+  pthread_mutex_lock(&s->lock); /* 0 in PostgreSQL mode: no points wait in memory */
   size_t n = s->head_points;
   pthread_mutex_unlock(&s->lock);
   return n;
@@ -740,11 +854,16 @@ int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
    * flush committing meanwhile only adds points already read). At any
    * instant every point is in memory or in committed chunks. */
   struct head acc = {0};
-  pthread_mutex_lock(&s->lock);
-  int rc = read_layers(s, id, from, to, &acc);
-  pthread_mutex_unlock(&s->lock);
-  if (!rc)
-    rc = read_chunks(s->db, id, from, to, &acc);
+  int rc;
+  if (s->pg) {
+    rc = pgs_range(s->pg, id, from, to, &acc);
+  } else {
+    pthread_mutex_lock(&s->lock);
+    rc = read_layers(s, id, from, to, &acc);
+    pthread_mutex_unlock(&s->lock);
+    if (!rc)
+      rc = read_chunks(s->db, id, from, to, &acc);
+  }
   if (rc) {
     free(acc.pts);
     return rc;
@@ -811,6 +930,8 @@ static void series_free(struct series *s) {
     close(s->wal);
   sqlite3_close(s->db);
   sqlite3_close(s->wdb);
+  pgs_close(s->pg);
+  free(s->touched);
   for (uint32_t i = 0; i < s->nkeys; i++)
     free(s->keys[i]);
   free(s->keys);
@@ -914,6 +1035,34 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
 fail:
   series_free(s);
   return rc;
+}
+
+static int apply_loaded_key(uint32_t id, const char *key, size_t len, void *arg) {
+  return apply_key(arg, id, key, len);
+}
+
+int series_open_pg(struct series **out, const char *url, char *err, size_t errlen) {
+  struct series *s = calloc(1, sizeof *s);
+  if (!s)
+    return GROVE_ENOMEM;
+  s->wal = -1;
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_mutex_init(&s->flush_lock, NULL);
+  pthread_cond_init(&s->work, NULL);
+  pthread_cond_init(&s->idle, NULL);
+  pthread_cond_init(&s->flush_wake, NULL);
+  map_init(&s->ids);
+  int rc = pgs_open(&s->pg, url, err, errlen);
+  if (!rc && (rc = pgs_load_keys(s->pg, apply_loaded_key, s)))
+    snprintf(err, errlen, "cannot read series keys from PostgreSQL");
+  if (rc) {
+    series_free(s);
+    return rc;
+  }
+  s->logged = s->nkeys;
+  pthread_create(&s->writer, NULL, writer_main, s);
+  *out = s;
+  return 0;
 }
 
 void series_close(struct series *s) {
@@ -1040,6 +1189,85 @@ static int fix_bucket(struct series *s, uint32_t id, int64_t start, int64_t step
   return 0;
 }
 
+/* PostgreSQL mode: buckets by PostgreSQL, from the rollups for whole
+ * minutes or hours, and from the points for buckets written to since the
+ * last rollup pass. */
+static int aggregate_pg(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
+                        struct series_bucket **out, size_t *n, const char **source) {
+  if (step % MINUTE_NS) {
+    if (source)
+      *source = "raw";
+    return pgs_buckets_raw(s->pg, id, from, to, step, out, n);
+  }
+  int64_t res = step % HOUR_NS ? MINUTE_NS : HOUR_NS;
+  if (source)
+    *source = res == HOUR_NS ? "1h" : "1m";
+  struct series_bucket *b = NULL;
+  size_t nb = 0;
+  int rc = pgs_rollups_read(s->pg, id, res, from, to, step, &b, &nb);
+  if (rc)
+    return rc;
+  /* the step buckets holding minutes not rolled up yet */
+  int64_t *fix = NULL;
+  size_t nfix = 0;
+  pthread_mutex_lock(&s->lock);
+  for (size_t i = 0; i < s->ntouched && !rc; i++) {
+    int64_t m = s->touched[i];
+    if (m + MINUTE_NS <= from || m >= to)
+      continue;
+    int64_t bs = floor_to(m < from ? from : m, step);
+    bool seen = false;
+    for (size_t k = 0; k < nfix && !seen; k++)
+      seen = fix[k] == bs;
+    if (seen)
+      continue;
+    int64_t *g = realloc(fix, (nfix + 1) * sizeof *g);
+    if (!g) {
+      rc = GROVE_ENOMEM;
+      break;
+    }
+    fix = g;
+    fix[nfix++] = bs;
+  }
+  pthread_mutex_unlock(&s->lock);
+  size_t cap = nb;
+  for (size_t i = 0; !rc && i < nfix; i++) {
+    struct series_bucket *one = NULL;
+    size_t n1 = 0;
+    if ((rc = pgs_buckets_raw(s->pg, id, fix[i], fix[i] + step, step, &one, &n1)))
+      break;
+    size_t at = 0;
+    while (at < nb && b[at].start_ns != fix[i])
+      at++;
+    if (at == nb && n1) {
+      if (nb == cap) {
+        cap = cap ? cap * 2 : 16;
+        struct series_bucket *g = realloc(b, cap * sizeof *g);
+        if (!g) {
+          free(one);
+          rc = GROVE_ENOMEM;
+          break;
+        }
+        b = g;
+      }
+      nb++;
+    }
+    if (n1)
+      b[at] = one[0];
+    free(one);
+  }
+  free(fix);
+  if (rc) {
+    free(b);
+    return rc;
+  }
+  if (nfix)
+    qsort(b, nb, sizeof *b, cmp_bucket);
+  *out = b;
+  *n = nb;
+  return 0;
+}
+
 int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
                      size_t max_buckets, struct series_bucket **out, size_t *n,
                      const char **source) {
@@ -1049,6 +1277,8 @@ int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, in
   to = ceil_to(to, step);
   if ((uint64_t)(to - from) / (uint64_t)step > max_buckets)
     return GROVE_ETOOBIG;
+  if (s->pg)
+    return aggregate_pg(s, id, from, to, step, out, n, source);
   if (step % MINUTE_NS) { /* finer than the rollups: the points themselves */
     struct chunk_point *pts;
     size_t np;

@@ -30,6 +30,10 @@ struct series_point {
 
 /* Opens (creating) the store in dir: series.wal and series.db. */
 int series_open(struct series **out, const char *dir, char *err, size_t errlen);
+/* Opens the store on PostgreSQL (postgres://…): points, keys and rollups
+ * live there, shared by every instance; an acknowledged point is committed
+ * in PostgreSQL (one COPY a group commit); nothing waits in memory. */
+int series_open_pg(struct series **out, const char *url, char *err, size_t errlen);
 /* Finishes queued writes and closes. NULL is fine. */
 void series_close(struct series *s);
 /* The id of a series key, made when new (kept durable with the next

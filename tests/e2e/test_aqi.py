@@ -389,11 +389,21 @@ def test_flow_on_postgresql():
         assert pg.psql("SELECT count(*) FROM flow_stations") == "2"
         assert pg.psql("SELECT source FROM flow_stations WHERE id = 'pg-2'") == "first-seen"
         assert pg.psql("SELECT to_category FROM flow_alerts WHERE subject = 'pg-1' AND kind = 'station'") == "2"
+        # the points themselves are in PostgreSQL, in day partitions, committed before the answer
+        assert pg.psql("SELECT count(*) FROM series_points") == "4"
+        assert int(pg.psql("SELECT count(*) FROM pg_inherits i JOIN pg_class t ON t.oid = i.inhparent "
+                           "WHERE t.relname = 'series_points'")) >= 1
+        rng = get("/api/v1/flow/stations/pg-1/range?pollutant=pm25&from=%d&to=%d&step=1m&agg=max" % (t, t + 3 * MIN),
+                  grove=grove, read_key=r)
+        assert [v for _, v in rng["points"]] == [5, 40, 40] and rng["source"] == "1m", rng
         grove.stop()
         grove = Grove("--store", pg.url, "--gate-refresh", "200ms", *FAST_HASH)
         eventually(lambda: grove.request("GET", "/auth/me", headers={"X-API-Key": r}).status == 200, what="keys")
         s = get("/api/v1/flow/stations/pg-1", grove=grove, read_key=r)
         assert (s["name"], s["lat"], s["lon"]) == ("Depot", 48.1, 11.5), s
+        rng = get("/api/v1/flow/stations/pg-1/range?pollutant=pm25&from=%d&to=%d" % (t, t + 3 * MIN),
+                  grove=grove, read_key=r)
+        assert [v for _, v in rng["points"]] == [5, 40, 40], rng
     finally:
         stop_all(grove, pg)
 

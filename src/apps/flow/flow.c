@@ -228,7 +228,10 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
   f->cfg = flow_cfg;
   char dir[4096], err[256];
   snprintf(dir, sizeof dir, "%s/series", ctx->data_dir);
-  int rc = series_open(&f->series, dir, err, sizeof err);
+  /* with PostgreSQL, the series live there too, shared by every instance */
+  bool pg = strcmp(store_driver_name(ctx->store), "postgres") == 0;
+  int rc = pg ? series_open_pg(&f->series, ctx->store_url, err, sizeof err)
+              : series_open(&f->series, dir, err, sizeof err);
   if (rc) {
     log_error(NULL, "cannot open the series store", "error=\"%s\"", err);
     free(f);

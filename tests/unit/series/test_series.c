@@ -8,6 +8,7 @@
 #include "series/series.h"
 
 #include <pthread.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <signal.h>
 #include <string.h>
@@ -711,7 +712,101 @@ TEST(retention_drops_points_before_their_rollups) {
   series_close(s);
 }
 
+/* ---- the same store on PostgreSQL (GROVE_TEST_STORE=postgres://…) ---------- */
+
+static struct series *open_pg(bool fresh) {
+  const char *url = getenv("GROVE_TEST_STORE");
+  if (!url) {
+    fprintf(stderr, "  (skipped: GROVE_TEST_STORE is not set)\n");
+    exit(0);
+  }
+  if (fresh) {
+    PGconn *c = PQconnectdb(url);
+    CHECK(PQstatus(c) == CONNECTION_OK);
+    PQclear(PQexec(c, "DROP TABLE IF EXISTS series_points, series_keys, series_rollups CASCADE;"
+                      "DROP SEQUENCE IF EXISTS series_groups"));
+    PQfinish(c);
+  }
+  struct series *s;
+  char err[256];
+  int rc = series_open_pg(&s, url, err, sizeof err);
+  if (rc)
+    fprintf(stderr, "series_open_pg: %s\n", err);
+  CHECK(rc == 0);
+  return s;
+}
+
+TEST(pg_points_are_shared_and_the_last_write_wins) {
+  struct series *s = open_pg(true), *other = open_pg(false);
+  uint32_t a, b, again;
+  CHECK(series_id(s, "air,station=s1 pm25", &a) == 0);
+  CHECK(series_id(s, "air,station=s2 pm25", &b) == 0);
+  CHECK(series_id(s, "air,station=s1 pm25", &again) == 0 && again == a && a != b);
+  struct series_point p1[] = {{a, 30, 3}, {a, 10, 1}, {b, 10, 100}, {a, 20, 2}, {a, 20, 21}};
+  CHECK(series_append_sync(s, p1, 5) == 0);
+  struct series_point p2[] = {{a, 20, 22}, {a, 40, 4}}; /* a later group wins too */
+  CHECK(series_append_sync(s, p2, 2) == 0);
+  int64_t ts[] = {10, 20, 30, 40};
+  double v[] = {1, 22, 3, 4};
+  expect(s, a, ts, v, 4);
+  CHECK_EQ_INT(series_head_points(s), 0); /* nothing waits in memory */
+  /* another instance: the same ids, the points at once */
+  CHECK(series_find(other, "air,station=s1 pm25", &again) == 0 && again == a);
+  CHECK(series_id(other, "air,station=s2 pm25", &again) == 0 && again == b);
+  expect(other, a, ts, v, 4);
+  CHECK_EQ_INT(series_find(other, "nobody x", &again), GROVE_ENOENT);
+  series_close(other);
+  series_close(s);
+  s = open_pg(false);
+  char key[64];
+  CHECK(series_key_of(s, b, key, sizeof key) == 0 && strcmp(key, "air,station=s2 pm25") == 0);
+  expect(s, a, ts, v, 4);
+  series_close(s);
+}
+
+TEST(pg_rollups_agree_with_the_points) {
+  struct series *s = open_pg(true);
+  uint32_t a;
+  CHECK(series_id(s, "roll a", &a) == 0);
+  int64_t t0 = 1800000000LL * 1000000000LL, t = t0;
+  for (int round = 0; round < 4; round++) {
+    struct series_point p[300];
+    for (int i = 0; i < 300; i++) {
+      t += (int64_t)(rnd() % 20) * 1000000000LL;
+      int64_t ts = t;
+      if (rnd() % 10 == 0)
+        ts = t0 + (int64_t)(rnd() % (uint64_t)(t - t0 + 1)) / 1000000000LL * 1000000000LL;
+      p[i] = (struct series_point){a, ts, (double)(rnd() % 1000) / 10};
+    }
+    CHECK(series_append_sync(s, p, 300) == 0);
+    if (round < 3)
+      CHECK(series_flush(s) == 0); /* the last round is not rolled up yet */
+    rollups_match_points(s, a, t0 - 3600000000000LL, t + 3600000000000LL);
+  }
+  series_close(s);
+}
+
+TEST(pg_retention_drops_whole_days) {
+  struct series *s = open_pg(true);
+  uint32_t a;
+  CHECK(series_id(s, "old a", &a) == 0);
+  int64_t day = 86400000000000LL, now = (int64_t)time(NULL) * 1000000000LL;
+  struct series_point p[] = {{a, now - 3 * day, 1}, {a, now - day, 2}, {a, now, 3}};
+  CHECK(series_append_sync(s, p, 3) == 0);
+  series_retention(s, 2 * 86400 * 1000, 0, 0);
+  CHECK(series_flush(s) == 0);
+  int64_t ts[] = {now - day, now};
+  double v[] = {2, 3};
+  expect(s, a, ts, v, 2);
+  struct series_point old = {a, now - 5 * day, 9}; /* past retention: not kept */
+  CHECK(series_append_sync(s, &old, 1) == 0);
+  expect(s, a, ts, v, 2);
+  series_close(s);
+}
+
 static const struct test tests[] = {
+    T(pg_points_are_shared_and_the_last_write_wins), T(pg_rollups_agree_with_the_points),
+    T(pg_retention_drops_whole_days),
     T(rollups_agree_with_the_points_through_late_and_rewritten_ones),
     T(retention_drops_points_before_their_rollups),
     T(writes_go_on_while_points_move_into_chunks), T(a_few_points_a_flush_still_fill_whole_chunks), T(a_flush_cut_short_is_finished_at_open),
