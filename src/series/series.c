@@ -1155,17 +1155,22 @@ static int cmp_bucket(const void *a, const void *b) {
 }
 
 /* Replaces (or adds) one bucket computed from the raw points. */
+/* Replaces (or adds) one bucket computed from the points themselves. */
 static int fix_bucket(struct series *s, uint32_t id, int64_t start, int64_t step,
                       struct series_bucket **b, size_t *nb, size_t *cap) {
-  struct chunk_point *pts;
-  size_t np;
-  int rc = series_range(s, id, start, start + step, &pts, &np);
-  if (rc)
-    return rc;
   struct series_bucket *one = NULL;
   size_t n1 = 0;
-  rc = bucket_points(pts, np, step, &one, &n1);
-  free(pts);
+  int rc;
+  if (s->pg) {
+    rc = pgs_buckets_raw(s->pg, id, start, start + step, step, &one, &n1);
+  } else {
+    struct chunk_point *pts;
+    size_t np;
+    if (!(rc = series_range(s, id, start, start + step, &pts, &np))) {
+      rc = bucket_points(pts, np, step, &one, &n1);
+      free(pts);
+    }
+  }
   if (rc)
     return rc;
   size_t at = 0;
@@ -1189,83 +1194,41 @@ static int fix_bucket(struct series *s, uint32_t id, int64_t start, int64_t step
   return 0;
 }
 
-/* PostgreSQL mode: buckets by PostgreSQL, from the rollups for whole
- * minutes or hours, and from the points for buckets written to since the
- * last rollup pass. */
-static int aggregate_pg(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
-                        struct series_bucket **out, size_t *n, const char **source) {
-  if (step % MINUTE_NS) {
-    if (source)
-      *source = "raw";
-    return pgs_buckets_raw(s->pg, id, from, to, step, out, n);
-  }
-  int64_t res = step % HOUR_NS ? MINUTE_NS : HOUR_NS;
-  if (source)
-    *source = res == HOUR_NS ? "1h" : "1m";
-  struct series_bucket *b = NULL;
-  size_t nb = 0;
-  int rc = pgs_rollups_read(s->pg, id, res, from, to, step, &b, &nb);
-  if (rc)
-    return rc;
-  /* the step buckets holding minutes not rolled up yet */
-  int64_t *fix = NULL;
-  size_t nfix = 0;
-  pthread_mutex_lock(&s->lock);
-  for (size_t i = 0; i < s->ntouched && !rc; i++) {
-    int64_t m = s->touched[i];
-    if (m + MINUTE_NS <= from || m >= to)
-      continue;
-    int64_t bs = floor_to(m < from ? from : m, step);
-    bool seen = false;
-    for (size_t k = 0; k < nfix && !seen; k++)
-      seen = fix[k] == bs;
-    if (seen)
-      continue;
-    int64_t *g = realloc(fix, (nfix + 1) * sizeof *g);
-    if (!g) {
-      rc = GROVE_ENOMEM;
-      break;
-    }
-    fix = g;
-    fix[nfix++] = bs;
-  }
-  pthread_mutex_unlock(&s->lock);
-  size_t cap = nb;
-  for (size_t i = 0; !rc && i < nfix; i++) {
-    struct series_bucket *one = NULL;
-    size_t n1 = 0;
-    if ((rc = pgs_buckets_raw(s->pg, id, fix[i], fix[i] + step, step, &one, &n1)))
-      break;
-    size_t at = 0;
-    while (at < nb && b[at].start_ns != fix[i])
-      at++;
-    if (at == nb && n1) {
-      if (nb == cap) {
-        cap = cap ? cap * 2 : 16;
-        struct series_bucket *g = realloc(b, cap * sizeof *g);
-        if (!g) {
-          free(one);
-          rc = GROVE_ENOMEM;
-          break;
-        }
-        b = g;
-      }
-      nb++;
-    }
-    if (n1)
-      b[at] = one[0];
-    free(one);
-  }
-  free(fix);
-  if (rc) {
-    free(b);
-    return rc;
-  }
-  if (nfix)
-    qsort(b, nb, sizeof *b, cmp_bucket);
-  *out = b;
-  *n = nb;
+/* Adds a step bucket to the set to fix, once. */
+static int fix_add(int64_t **fix, size_t *nfix, int64_t bs) {
+  for (size_t k = *nfix; k-- > 0;)
+    if ((*fix)[k] == bs)
+      return 0;
+  int64_t *g = realloc(*fix, (*nfix + 1) * sizeof *g);
+  if (!g)
+    return GROVE_ENOMEM;
+  *fix = g;
+  g[(*nfix)++] = bs;
   return 0;
+}
+
+/* The buckets that points not in the rollups yet fall in (under lock):
+ * points in memory, or in PostgreSQL mode minutes not rolled up. */
+static int unrolled_buckets(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
+                            int64_t **fix, size_t *nfix) {
+  int rc = 0;
+  if (s->pg) {
+    for (size_t i = 0; i < s->ntouched && !rc; i++) {
+      int64_t m = s->touched[i];
+      if (m + MINUTE_NS > from && m < to)
+        rc = fix_add(fix, nfix, floor_to(m < from ? from : m, step));
+    }
+    return rc;
+  }
+  const struct head *layers[2] = {id < s->nfrozen ? &s->frozen[id] : NULL,
+                                  id < s->nkeys ? &s->heads[id] : NULL};
+  for (int l = 0; l < 2 && !rc; l++)
+    for (size_t i = 0; layers[l] && i < layers[l]->n && !rc; i++) {
+      int64_t t = layers[l]->pts[i].ts_ns;
+      if (t >= from && t < to)
+        rc = fix_add(fix, nfix, floor_to(t, step));
+    }
+  return rc;
 }
 
 int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
@@ -1277,9 +1240,11 @@ int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, in
   to = ceil_to(to, step);
   if ((uint64_t)(to - from) / (uint64_t)step > max_buckets)
     return GROVE_ETOOBIG;
-  if (s->pg)
-    return aggregate_pg(s, id, from, to, step, out, n, source);
   if (step % MINUTE_NS) { /* finer than the rollups: the points themselves */
+    if (source)
+      *source = "raw";
+    if (s->pg)
+      return pgs_buckets_raw(s->pg, id, from, to, step, out, n);
     struct chunk_point *pts;
     size_t np;
     int rc = series_range(s, id, from, to, &pts, &np);
@@ -1287,8 +1252,6 @@ int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, in
       rc = bucket_points(pts, np, step, out, n);
       free(pts);
     }
-    if (source)
-      *source = "raw";
     return rc;
   }
   int64_t res = step % HOUR_NS ? MINUTE_NS : HOUR_NS;
@@ -1296,34 +1259,14 @@ int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, in
     *source = res == HOUR_NS ? "1h" : "1m";
   struct series_bucket *b = NULL;
   size_t nb = 0;
-  int rc = rollups_read(s->db, id, res, from, to, step, &b, &nb);
+  int rc = s->pg ? pgs_rollups_read(s->pg, id, res, from, to, step, &b, &nb)
+                 : rollups_read(s->db, id, res, from, to, step, &b, &nb);
   if (rc)
     return rc;
-  /* points not in chunks yet are in no rollup: their buckets from the points */
   int64_t *fix = NULL;
   size_t nfix = 0;
   pthread_mutex_lock(&s->lock);
-  const struct head *layers[2] = {id < s->nfrozen ? &s->frozen[id] : NULL,
-                                  id < s->nkeys ? &s->heads[id] : NULL};
-  for (int l = 0; l < 2 && !rc; l++)
-    for (size_t i = 0; layers[l] && i < layers[l]->n && !rc; i++) {
-      int64_t t = layers[l]->pts[i].ts_ns;
-      if (t < from || t >= to)
-        continue;
-      int64_t bs = floor_to(t, step);
-      bool seen = false;
-      for (size_t k = nfix; k-- > 0 && !seen;)
-        seen = fix[k] == bs;
-      if (seen)
-        continue;
-      int64_t *g = realloc(fix, (nfix + 1) * sizeof *g);
-      if (!g) {
-        rc = GROVE_ENOMEM;
-        break;
-      }
-      fix = g;
-      fix[nfix++] = bs;
-    }
+  rc = unrolled_buckets(s, id, from, to, step, &fix, &nfix);
   pthread_mutex_unlock(&s->lock);
   size_t cap = nb;
   for (size_t i = 0; !rc && i < nfix; i++)
