@@ -7,7 +7,9 @@
 # transaction) and into PostgreSQL (COPY) measured in the same run. Then
 # resident memory per active series, bytes per point on disk, and how long
 # a window result takes to reach its live topic after its last point.
-# Targets: >= 1,000,000 points/s embedded; <= 1 KiB per active series;
+# The same end to end with the series in PostgreSQL (--store postgres://…).
+# Targets: >= 1,000,000 points/s embedded, >= 300,000 with PostgreSQL;
+# <= 1 KiB per active series;
 # window result on its topic <= 1 s after its last point.
 #   DURATION=10 STATIONS=2000
 . "$(dirname "$0")/../lib.sh"
@@ -100,6 +102,23 @@ t0=$(date +%s.%N)
 psql -h "$work/sock" -p "$pgport" -U postgres -q -c "\\copy points FROM '$work/points.csv' CSV"
 t1=$(date +%s.%N)
 pg_pps=$(awk -v n="$raw" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+
+# grove with the series in that PostgreSQL: every group commit a COPY
+pgurl="postgres:///postgres?host=$work/sock&port=$pgport&user=postgres"
+gdata="$work/pgdata"
+pwkey=$(./build/grove key add bench-w --scopes write --data-dir "$gdata" --store "$pgurl" | cut -d' ' -f2)
+gport=$(free_port)
+./build/grove serve --listen "127.0.0.1:$gport" --threads 2 --access-log false --log-level warn \
+  --data-dir "$gdata" --store "$pgurl" --web-root "" --rate-global 0 --rate-key 0 &
+ppid=$!
+pids="$pids $ppid"
+wait_http "http://127.0.0.1:$gport/health"
+sleep 2.5
+./build/grove flow simulate --url "http://127.0.0.1:$gport" --key "$pwkey" --stations "$STATIONS" \
+  --duration "${DURATION}s" --batch 5000 --connections 4 --faults false >"$work/simpg.out"
+grove_pg_pps=$(sed -n 's/.*points_per_second=\([0-9]*\).*/\1/p' "$work/simpg.out")
+kill "$ppid"
+wait "$ppid" 2>/dev/null || true
 runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null
 
 echo "name value unit peer_value ratio"
@@ -107,6 +126,8 @@ awk -v g="$grove_pps" -v s="$sqlite_pps" 'BEGIN {
   printf "ingest_points_per_second %.0f points/s %.0f %.2f (peer: raw SQLite insert of the same points; target >= 1,000,000)\n", g, s, g / s }'
 awk -v g="$grove_pps" -v p="$pg_pps" 'BEGIN {
   printf "ingest_vs_postgres_copy %.0f points/s %.0f %.2f (peer: PostgreSQL COPY of the same points)\n", g, p, g / p }'
+awk -v g="$grove_pg_pps" -v p="$pg_pps" 'BEGIN {
+  printf "ingest_postgres_points_per_second %.0f points/s %.0f %.2f (series in PostgreSQL, a COPY each group commit; peer: psql COPY of the same points; target >= 300,000)\n", g, p, g / p }'
 awk -v a="$small_rss" -v b="$large_rss" 'BEGIN {
   printf "memory_per_active_series %.0f bytes - - (RSS %d KiB with 180,000 series, %d KiB with 360,000; target <= 1024)\n", (b - a) * 1024 / 180000, a, b }'
 echo "disk_bytes_per_point $disk bytes - - (compressed chunks; target <= 2)"

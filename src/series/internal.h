@@ -50,6 +50,8 @@ int pgs_load_keys(struct pgseries *p, int (*fn)(uint32_t id, const char *key, si
                   void *arg);
 /* The id of a key, made when `create` (GROVE_ENOENT when absent otherwise). */
 int pgs_key_id(struct pgseries *p, const char *key, bool create, uint32_t *id);
+/* The ids of many keys, made where missing: two round trips in all. */
+int pgs_key_ids(struct pgseries *p, const char *const *keys, size_t n, uint32_t *ids);
 /* One group commit: a COPY, committed. Points before keep_after are not kept. */
 int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int64_t keep_after);
 int pgs_range(struct pgseries *p, uint32_t id, int64_t from, int64_t to, struct head *acc);

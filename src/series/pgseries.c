@@ -188,7 +188,62 @@ int pgs_key_id(struct pgseries *p, const char *key, bool create, uint32_t *id) {
   return rc;
 }
 
+int pgs_key_ids(struct pgseries *p, const char *const *keys, size_t n, uint32_t *ids) {
+  /* one text[] literal: {"k1","k2"} with quotes and backslashes escaped */
+  struct buf arr;
+  buf_init(&arr, 0);
+  buf_putc(&arr, '{');
+  for (size_t i = 0; i < n; i++) {
+    buf_puts(&arr, i ? ",\"" : "\"");
+    for (const char *c = keys[i]; *c; c++) {
+      if (*c == '"' || *c == '\\')
+        buf_putc(&arr, '\\');
+      buf_putc(&arr, *c);
+    }
+    buf_putc(&arr, '"');
+  }
+  if (buf_putc(&arr, '}')) {
+    buf_release(&arr);
+    return GROVE_ENOMEM;
+  }
+  const char *params[] = {arr.data};
+  pthread_mutex_lock(&p->key_lock);
+  if (PQstatus(p->keys) != CONNECTION_OK)
+    PQreset(p->keys);
+  PGresult *r = query(p->keys, "INSERT INTO series_keys (key) SELECT unnest($1::text[]) "
+                               "ON CONFLICT (key) DO NOTHING", 1, params);
+  int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : GROVE_ESTORE;
+  PQclear(r);
+  struct map found;
+  map_init(&found);
+  if (!rc) {
+    r = query(p->keys, "SELECT id, key FROM series_keys WHERE key = ANY($1::text[])", 1, params);
+    rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : GROVE_ESTORE;
+    for (int row = 0; !rc && row < PQntuples(r); row++)
+      rc = map_put(&found, PQgetvalue(r, row, 1),
+                   (void *)(uintptr_t)(strtoul(PQgetvalue(r, row, 0), NULL, 10) + 1), NULL);
+    PQclear(r);
+  }
+  pthread_mutex_unlock(&p->key_lock);
+  for (size_t i = 0; !rc && i < n; i++) {
+    uintptr_t v = (uintptr_t)map_get(&found, keys[i]);
+    if (!v)
+      rc = GROVE_ESTORE;
+    else
+      ids[i] = (uint32_t)(v - 1);
+  }
+  map_release(&found);
+  buf_release(&arr);
+  return rc;
+}
+
 /* ---- writing ----------------------------------------------------------------------- */
+
+static unsigned char *put_be(unsigned char *w, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; i--)
+    *w++ = (unsigned char)(v >> (8 * i));
+  return w;
+}
 
 static int64_t floor_to(int64_t t, int64_t step) {
   int64_t q = t / step - (t % step != 0 && t < 0);
@@ -287,21 +342,32 @@ int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int6
     PQclear(r);
   }
   if (!rc) {
-    r = PQexec(p->writer, "COPY series_points (series, ts, value, seq) FROM STDIN");
+    r = PQexec(p->writer, "COPY series_points (series, ts, value, seq) FROM STDIN (FORMAT binary)");
     rc = PQresultStatus(r) == PGRES_COPY_IN ? 0 : GROVE_ESTORE;
     PQclear(r);
   }
+  /* binary rows: field count, then each field's length and big-endian bytes */
+  uint64_t group = strtoull(seq, NULL, 10);
   struct buf b;
   buf_init(&b, 0);
+  static const char header[19] = "PGCOPY\n\377\r\n\0\0\0\0\0\0\0\0\0";
+  buf_append(&b, header, sizeof header);
   for (size_t i = 0; !rc && i < m; i++) {
-    if (isnan(sorted[i].value))
-      buf_printf(&b, "%u\t%lld\tNaN\t%s\n", sorted[i].id, (long long)sorted[i].ts_ns, seq);
-    else if (isinf(sorted[i].value))
-      buf_printf(&b, "%u\t%lld\t%sInfinity\t%s\n", sorted[i].id, (long long)sorted[i].ts_ns,
-                 sorted[i].value < 0 ? "-" : "", seq);
-    else
-      buf_printf(&b, "%u\t%lld\t%.17g\t%s\n", sorted[i].id, (long long)sorted[i].ts_ns,
-                 sorted[i].value, seq);
+    unsigned char row[2 + 4 + 4 + 4 + 8 + 4 + 8 + 4 + 8], *w = row;
+    uint64_t bits;
+    memcpy(&bits, &sorted[i].value, 8);
+    w = put_be(w, 4, 2);
+    w = put_be(w, 4, 4);
+    w = put_be(w, sorted[i].id, 4);
+    w = put_be(w, 8, 4);
+    w = put_be(w, (uint64_t)sorted[i].ts_ns, 8);
+    w = put_be(w, 8, 4);
+    w = put_be(w, bits, 8);
+    w = put_be(w, 8, 4);
+    w = put_be(w, group, 8);
+    buf_append(&b, row, (size_t)(w - row));
+    if (i + 1 == m)
+      buf_append(&b, "\377\377", 2); /* the trailer: -1 fields */
     if (b.len >= (1u << 20) || i + 1 == m) {
       if (PQputCopyData(p->writer, b.data, (int)b.len) != 1)
         rc = GROVE_ESTORE;

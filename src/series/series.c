@@ -260,6 +260,48 @@ int series_id(struct series *s, const char *key, uint32_t *id) {
   return rc;
 }
 
+int series_ids(struct series *s, const char *const *keys, size_t n, uint32_t *ids) {
+  if (!s->pg) {
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+      rc = series_id(s, keys[i], &ids[i]);
+    return rc;
+  }
+  const char **missing = malloc((n ? n : 1) * sizeof *missing);
+  size_t *where = malloc((n ? n : 1) * sizeof *where);
+  uint32_t *got = malloc((n ? n : 1) * sizeof *got);
+  int rc = missing && where && got ? 0 : GROVE_ENOMEM;
+  size_t nm = 0;
+  pthread_mutex_lock(&s->lock);
+  for (size_t i = 0; !rc && i < n; i++) {
+    size_t len = strlen(keys[i]);
+    if (len == 0 || len > KEY_MAX) {
+      rc = GROVE_EINVAL;
+      break;
+    }
+    uintptr_t v = (uintptr_t)map_get(&s->ids, keys[i]);
+    if (v) {
+      ids[i] = (uint32_t)(v - 1);
+    } else {
+      missing[nm] = keys[i];
+      where[nm++] = i;
+    }
+  }
+  pthread_mutex_unlock(&s->lock);
+  if (!rc && nm && !(rc = pgs_key_ids(s->pg, missing, nm, got))) {
+    pthread_mutex_lock(&s->lock);
+    for (size_t k = 0; k < nm && !rc; k++) {
+      ids[where[k]] = got[k];
+      rc = apply_key(s, got[k], missing[k], strlen(missing[k]));
+    }
+    pthread_mutex_unlock(&s->lock);
+  }
+  free(missing);
+  free(where);
+  free(got);
+  return rc;
+}
+
 int series_find(struct series *s, const char *key, uint32_t *id) {
   pthread_mutex_lock(&s->lock);
   uintptr_t v = (uintptr_t)map_get(&s->ids, key);

@@ -52,8 +52,10 @@ struct batch {
   char *body;              /* owned: the request's, or inflated */
   size_t len;
   json_t *failed;          /* what was refused, as the answer lists it */
-  struct series_point *pts;
+  struct series_point *pts; /* ids are filled in by batch_resolve */
   size_t npts, cap;
+  struct buf keys;          /* each point's series key, NUL-ended */
+  size_t *key_at;
   struct pending_reading *rd;
   size_t nrd, caprd;
   struct buf names;
@@ -63,6 +65,7 @@ struct batch {
 static void batch_init(struct batch *b) {
   memset(b, 0, sizeof *b);
   buf_init(&b->names, 0);
+  buf_init(&b->keys, 0);
   b->last_station = b->last_region = UINT32_MAX;
 }
 
@@ -70,6 +73,8 @@ static void batch_release(struct batch *b) {
   json_decref(b->failed);
   free(b->body);
   free(b->pts);
+  free(b->key_at);
+  buf_release(&b->keys);
   free(b->rd);
   buf_release(&b->names);
 }
@@ -96,17 +101,47 @@ static void *batch_job_new(struct http_req *r, struct flow *f, size_t size) {
   return b;
 }
 
-static int batch_point(struct batch *b, uint32_t id, int64_t ts, double v) {
+#define KEY_MAX 1024
+
+/* A point of the series `key`; its id is found for the whole batch at
+ * once (batch_resolve). Returns 0, 1 for a key too long (not kept), or
+ * GROVE_ENOMEM. */
+static int batch_point(struct batch *b, const char *key, size_t len, int64_t ts, double v) {
+  if (len == 0 || len > KEY_MAX)
+    return 1;
   if (b->npts == b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 1024;
     struct series_point *np = realloc(b->pts, cap * sizeof *np);
-    if (!np)
+    size_t *ka = np ? realloc(b->key_at, cap * sizeof *ka) : NULL;
+    if (np)
+      b->pts = np;
+    if (!ka)
       return GROVE_ENOMEM;
-    b->pts = np;
+    b->key_at = ka;
     b->cap = cap;
   }
-  b->pts[b->npts++] = (struct series_point){id, ts, v};
+  b->key_at[b->npts] = b->keys.len;
+  if (buf_append(&b->keys, key, len) || buf_putc(&b->keys, '\0'))
+    return GROVE_ENOMEM;
+  b->pts[b->npts++] = (struct series_point){0, ts, v};
   return 0;
+}
+
+/* Every point's series id, in one call (one round trip to PostgreSQL for
+ * the keys it has not seen). */
+static int batch_resolve(struct batch *b) {
+  const char **keys = malloc((b->npts ? b->npts : 1) * sizeof *keys);
+  uint32_t *ids = malloc((b->npts ? b->npts : 1) * sizeof *ids);
+  int rc = keys && ids ? 0 : GROVE_ENOMEM;
+  for (size_t i = 0; !rc && i < b->npts; i++)
+    keys[i] = b->keys.data + b->key_at[i];
+  if (!rc)
+    rc = series_ids(b->f->series, keys, b->npts, ids);
+  for (size_t i = 0; !rc && i < b->npts; i++)
+    b->pts[i].id = ids[i];
+  free(keys);
+  free(ids);
+  return rc;
 }
 
 /* A name in the arena, reusing the previous one when it is the same. */
@@ -147,7 +182,9 @@ static int batch_commit(struct batch *b) {
   struct flow *f = b->f;
   if (!b->npts)
     return 0;
-  int rc = series_append_sync(f->series, b->pts, b->npts);
+  int rc = batch_resolve(b);
+  if (!rc)
+    rc = series_append_sync(f->series, b->pts, b->npts);
   if (rc || !b->nrd)
     return rc;
   struct flow_reading *r = malloc(b->nrd * sizeof *r);
@@ -233,13 +270,15 @@ static int on_point(const struct lp_point *p, void *arg) {
     case LP_BOOL: v = fl->v.b; break;
     default: j->skipped++; continue;
     }
-    uint32_t id;
     key.len = prefix;
-    if (buf_append(&key, fl->key.p, fl->key.n) || series_id(j->batch.f->series, key.data, &id)) {
-      j->skipped++;
+    if (buf_append(&key, fl->key.p, fl->key.n))
+      rc = GROVE_ENOMEM;
+    else if ((rc = batch_point(&j->batch, key.data, key.len, p->ts_ns, v)) == 1) {
+      j->skipped++; /* a key over 1 KiB */
+      rc = 0;
       continue;
     }
-    if ((rc = batch_point(&j->batch, id, p->ts_ns, v)))
+    if (rc)
       break;
     if (station)
       rc = batch_reading(&j->batch, flow_species_of(fl->key.p, fl->key.n), station->p,
@@ -458,12 +497,9 @@ static int add_reading(struct readings_job *j, size_t index, json_t *o, int64_t 
   for (int sp = 0; sp < SP_COUNT; sp++) {
     if (!have[sp])
       continue;
-    uint32_t id;
     buf_reset(key);
     buf_printf(key, "air_quality,station=%s %s", station, flow_species_name((enum flow_species)sp));
-    int rc = series_id(j->batch.f->series, key->data, &id);
-    if (!rc)
-      rc = batch_point(&j->batch, id, ts, v[sp]);
+    int rc = batch_point(&j->batch, key->data, key->len, ts, v[sp]);
     if (!rc)
       rc = batch_reading(&j->batch, sp, station, strlen(station), region,
                          region ? strlen(region) : 0);
