@@ -44,9 +44,9 @@ const char *flow_species_name(enum flow_species sp) { return species_names[sp]; 
 struct species_state {
   double mean;        /* of the newest window holding this pollutant */
   int64_t window_end; /* INT64_MIN: none yet */
-  uint64_t count;
   double latest;
   int64_t latest_ns;  /* INT64_MIN: none yet */
+  uint32_t count;     /* readings in that window */
   uint32_t series1;   /* stations: the series it is stored in, + 1 (0: not known) */
 };
 
@@ -78,9 +78,12 @@ struct part {
   uint64_t windows;
 };
 
+/* A station in the directory (its id is the map key). Kept small: there
+ * may be hundreds of thousands. */
 struct dir_entry {
-  struct flow_station st;     /* st.region unused: see region */
+  char *name;                 /* NULL: the id */
   const char *region;         /* interned, never freed before the engine */
+  double lat, lon;            /* NaN when unknown */
   uint32_t series1[SP_COUNT]; /* where each pollutant is stored, + 1 (0: none yet) */
 };
 
@@ -144,24 +147,29 @@ int flow_engine_station_put(struct flow_engine *e, const struct flow_station *st
       goto out;
     }
   }
-  d->st = *st;
-  d->st.region[0] = '\0';
+  free(d->name);
+  d->name = st->name[0] && strcmp(st->name, st->id) ? strdup(st->name) : NULL;
+  d->lat = st->lat;
+  d->lon = st->lon;
   d->region = intern_region(e, st->region[0] ? st->region : "unassigned");
 out:
   pthread_rwlock_unlock(&e->dir_lock);
   return rc;
 }
 
-static void station_copy(const struct dir_entry *d, struct flow_station *out) {
-  *out = d->st;
+static void station_copy(const char *id, const struct dir_entry *d, struct flow_station *out) {
+  put_str(out->id, sizeof out->id, id);
+  put_str(out->name, sizeof out->name, d->name ? d->name : id);
   put_str(out->region, sizeof out->region, d->region);
+  out->lat = d->lat;
+  out->lon = d->lon;
 }
 
 bool flow_engine_station_get(struct flow_engine *e, const char *id, struct flow_station *out) {
   pthread_rwlock_rdlock(&e->dir_lock);
   struct dir_entry *d = map_get(&e->stations, id);
   if (d)
-    station_copy(d, out);
+    station_copy(id, d, out);
   pthread_rwlock_unlock(&e->dir_lock);
   return d != NULL;
 }
@@ -179,12 +187,10 @@ static const char *station_region(struct flow_engine *e, const char *id, const c
   if ((d = map_get(&e->stations, id))) {
     region = d->region;
   } else if ((d = calloc(1, sizeof *d)) && !map_put(&e->stations, id, d, NULL)) {
-    put_str(d->st.id, sizeof d->st.id, id);
-    put_str(d->st.name, sizeof d->st.name, id);
-    d->st.lat = d->st.lon = NAN;
+    d->lat = d->lon = NAN;
     d->region = intern_region(e, tag && *tag ? tag : "unassigned");
     region = d->region;
-    station_copy(d, created);
+    station_copy(id, d, created);
     *was_created = true;
   } else {
     free(d);
@@ -315,10 +321,10 @@ static json_t *entity_json(struct flow_engine *e, const struct entity *en) {
     pthread_rwlock_rdlock(&e->dir_lock);
     struct dir_entry *d = map_get(&e->stations, en->name);
     if (d) {
-      json_object_set_new(o, "name", json_string(d->st.name));
+      json_object_set_new(o, "name", json_string(d->name ? d->name : en->name));
       json_object_set_new(o, "region", json_string(d->region));
-      json_object_set_new(o, "lat", real_or_null(d->st.lat));
-      json_object_set_new(o, "lon", real_or_null(d->st.lon));
+      json_object_set_new(o, "lat", real_or_null(d->lat));
+      json_object_set_new(o, "lon", real_or_null(d->lon));
     }
     pthread_rwlock_unlock(&e->dir_lock);
   }
@@ -503,7 +509,7 @@ static struct entity *entity_get(struct part *p, bool region, const char *name) 
   en->window_end = INT64_MIN;
   en->aqi = en->dominant = en->category = -1;
   for (int i = 0; i < SP_COUNT; i++)
-    en->sp[i] = (struct species_state){NAN, INT64_MIN, 0, NAN, INT64_MIN, 0};
+    en->sp[i] = (struct species_state){NAN, INT64_MIN, NAN, INT64_MIN, 0, 0};
   if (map_put(&p->ents, k, en, NULL)) {
     free(en);
     return NULL;
@@ -519,7 +525,7 @@ static void on_window(const struct window_result *r, void *arg) {
     return;
   int sp = r->key[1] - '0';
   en->sp[sp].mean = r->mean;
-  en->sp[sp].count = r->count;
+  en->sp[sp].count = r->count > UINT32_MAX ? UINT32_MAX : (uint32_t)r->count;
   en->sp[sp].window_end = r->end_ns;
   if (r->end_ns > en->window_end)
     en->window_end = r->end_ns;
@@ -716,7 +722,7 @@ static json_t *blank_json(struct flow_engine *e, bool region, const char *name) 
   en.window_end = INT64_MIN;
   en.aqi = en.dominant = en.category = -1;
   for (int i = 0; i < SP_COUNT; i++)
-    en.sp[i] = (struct species_state){NAN, INT64_MIN, 0, NAN, INT64_MIN, 0};
+    en.sp[i] = (struct species_state){NAN, INT64_MIN, NAN, INT64_MIN, 0, 0};
   return entity_json(e, &en);
 }
 
@@ -868,8 +874,10 @@ void flow_engine_destroy(struct flow_engine *e) {
     free(p->pending);
     pthread_mutex_destroy(&p->lock);
   }
-  for (size_t it = 0; map_next(&e->stations, &it, &k, &v);)
+  for (size_t it = 0; map_next(&e->stations, &it, &k, &v);) {
+    free(((struct dir_entry *)v)->name);
     free(v);
+  }
   for (size_t it = 0; map_next(&e->regions, &it, &k, &v);)
     free(v);
   map_release(&e->stations);
