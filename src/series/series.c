@@ -260,6 +260,16 @@ int series_id(struct series *s, const char *key, uint32_t *id) {
   return rc;
 }
 
+int series_cached(struct series *s, const char *key, uint32_t *id) {
+  pthread_mutex_lock(&s->lock);
+  uintptr_t v = (uintptr_t)map_get(&s->ids, key);
+  pthread_mutex_unlock(&s->lock);
+  if (!v)
+    return GROVE_ENOENT;
+  *id = (uint32_t)(v - 1);
+  return 0;
+}
+
 int series_ids(struct series *s, const char *const *keys, size_t n, uint32_t *ids) {
   if (!s->pg) {
     int rc = 0;

@@ -40,6 +40,10 @@ void series_close(struct series *s);
  * append). Keys are at most 1024 bytes. */
 int series_id(struct series *s, const char *key, uint32_t *id);
 
+/* The id of a key this process knows already (no database asked);
+ * GROVE_ENOENT otherwise. */
+int series_cached(struct series *s, const char *key, uint32_t *id);
+
 /* The ids of many keys at once (made when new): with PostgreSQL, the keys
  * not known here cost two round trips in all, not two each. */
 int series_ids(struct series *s, const char *const *keys, size_t n, uint32_t *ids);

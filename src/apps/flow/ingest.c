@@ -52,10 +52,13 @@ struct batch {
   char *body;              /* owned: the request's, or inflated */
   size_t len;
   json_t *failed;          /* what was refused, as the answer lists it */
-  struct series_point *pts; /* ids are filled in by batch_resolve */
+  struct series_point *pts;
   size_t npts, cap;
-  struct buf keys;          /* each point's series key, NUL-ended */
-  size_t *key_at;
+  /* points whose series this process has not seen: their keys, NUL-ended,
+   * and which point each is for (batch_resolve finds their ids) */
+  struct buf keys;
+  size_t *key_at, *key_point;
+  size_t nkeys, capkeys;
   struct pending_reading *rd;
   size_t nrd, caprd;
   struct buf names;
@@ -74,6 +77,7 @@ static void batch_release(struct batch *b) {
   free(b->body);
   free(b->pts);
   free(b->key_at);
+  free(b->key_point);
   buf_release(&b->keys);
   free(b->rd);
   buf_release(&b->names);
@@ -103,42 +107,56 @@ static void *batch_job_new(struct http_req *r, struct flow *f, size_t size) {
 
 #define KEY_MAX 1024
 
-/* A point of the series `key`; its id is found for the whole batch at
- * once (batch_resolve). Returns 0, 1 for a key too long (not kept), or
- * GROVE_ENOMEM. */
+/* A point of the series `key`. A series this process knows gets its id
+ * now; the others are found for the whole batch at once (batch_resolve).
+ * Returns 0, 1 for a key too long (not kept), or GROVE_ENOMEM. */
 static int batch_point(struct batch *b, const char *key, size_t len, int64_t ts, double v) {
   if (len == 0 || len > KEY_MAX)
     return 1;
   if (b->npts == b->cap) {
     size_t cap = b->cap ? b->cap * 2 : 1024;
     struct series_point *np = realloc(b->pts, cap * sizeof *np);
-    size_t *ka = np ? realloc(b->key_at, cap * sizeof *ka) : NULL;
-    if (np)
-      b->pts = np;
-    if (!ka)
+    if (!np)
       return GROVE_ENOMEM;
-    b->key_at = ka;
+    b->pts = np;
     b->cap = cap;
   }
-  b->key_at[b->npts] = b->keys.len;
-  if (buf_append(&b->keys, key, len) || buf_putc(&b->keys, '\0'))
-    return GROVE_ENOMEM;
-  b->pts[b->npts++] = (struct series_point){0, ts, v};
+  uint32_t id = 0;
+  if (series_cached(b->f->series, key, &id)) {
+    if (b->nkeys == b->capkeys) {
+      size_t cap = b->capkeys ? b->capkeys * 2 : 256;
+      size_t *ka = realloc(b->key_at, cap * sizeof *ka);
+      if (ka)
+        b->key_at = ka;
+      size_t *kp = ka ? realloc(b->key_point, cap * sizeof *kp) : NULL;
+      if (!kp)
+        return GROVE_ENOMEM;
+      b->key_point = kp;
+      b->capkeys = cap;
+    }
+    b->key_at[b->nkeys] = b->keys.len;
+    b->key_point[b->nkeys++] = b->npts;
+    if (buf_append(&b->keys, key, len) || buf_putc(&b->keys, '\0'))
+      return GROVE_ENOMEM;
+  }
+  b->pts[b->npts++] = (struct series_point){id, ts, v};
   return 0;
 }
 
-/* Every point's series id, in one call (one round trip to PostgreSQL for
- * the keys it has not seen). */
+/* The ids of the series new to this process, in one call (one round trip
+ * to PostgreSQL). */
 static int batch_resolve(struct batch *b) {
-  const char **keys = malloc((b->npts ? b->npts : 1) * sizeof *keys);
-  uint32_t *ids = malloc((b->npts ? b->npts : 1) * sizeof *ids);
+  if (!b->nkeys)
+    return 0;
+  const char **keys = malloc(b->nkeys * sizeof *keys);
+  uint32_t *ids = malloc(b->nkeys * sizeof *ids);
   int rc = keys && ids ? 0 : GROVE_ENOMEM;
-  for (size_t i = 0; !rc && i < b->npts; i++)
+  for (size_t i = 0; !rc && i < b->nkeys; i++)
     keys[i] = b->keys.data + b->key_at[i];
   if (!rc)
-    rc = series_ids(b->f->series, keys, b->npts, ids);
-  for (size_t i = 0; !rc && i < b->npts; i++)
-    b->pts[i].id = ids[i];
+    rc = series_ids(b->f->series, keys, b->nkeys, ids);
+  for (size_t i = 0; !rc && i < b->nkeys; i++)
+    b->pts[b->key_point[i]].id = ids[i];
   free(keys);
   free(ids);
   return rc;
