@@ -369,6 +369,29 @@ def test_a_large_answer_reaches_a_slow_reader_before_close():
 
 
 
+def test_a_restart_warms_the_windows_from_stored_readings():
+    data_dir = os.path.join(tempfile.mkdtemp(prefix="grove-warm-"), "data")
+    grove, w, r = start(data_dir=data_dir)
+    try:
+        now = time.time_ns() // MIN * MIN
+        rows = [{"station": "warm-1", "region": "hearth", "time": (now - k * MIN + 10**9) / 1e9, "pm25": 40}
+                for k in range(5, -1, -1)]
+        assert readings(rows, grove=grove, write_key=w).status == 200
+        before = get("/api/v1/flow/stations/warm-1", grove=grove, read_key=r)
+        assert before["aqi"] == pm25_aqi(40), before
+        grove.stop()
+        grove = Grove("--gate-refresh", "200ms", "--flow-window", "1m", "--flow-slide", "1m",
+                      "--flow-lateness", "0s", *FAST_HASH, data_dir=data_dir)
+        eventually(lambda: grove.request("GET", "/auth/me", headers={"X-API-Key": r}).status == 200, what="keys")
+        after = get("/api/v1/flow/stations/warm-1", grove=grove, read_key=r)
+        assert after["aqi"] == pm25_aqi(40) and after["region"] == "hearth", after
+        assert get("/api/v1/flow/regions/hearth", grove=grove, read_key=r)["aqi"] == pm25_aqi(40)
+        assert "windows warmed from stored readings" in grove.output()
+    finally:
+        stop_all(grove)
+        shutil.rmtree(os.path.dirname(data_dir), ignore_errors=True)
+
+
 def test_flow_on_postgresql():
     pg = Postgres()
     grove = None
