@@ -154,8 +154,11 @@ struct hub {
   struct hub_msg *oldest, *newest; /* all kept messages by age */
   size_t history_bytes;
   struct broker *broker;
-  hub_control_fn control_fn;
-  void *control_arg;
+  struct {
+    hub_control_fn fn;
+    void *arg;
+  } listeners[8];
+  int nlisteners;
   struct metric *subscribers, *published, *delivered, *slow, *dropped_history;
 };
 
@@ -770,8 +773,10 @@ bool hub_has_broker(const struct hub *h) { return h->broker != NULL; }
 
 void hub_control_listen(struct hub *h, hub_control_fn fn, void *arg) {
   pthread_mutex_lock(&h->lock);
-  h->control_arg = arg;
-  h->control_fn = fn;
+  if (h->nlisteners < (int)ARRAY_LEN(h->listeners)) {
+    h->listeners[h->nlisteners].fn = fn;
+    h->listeners[h->nlisteners++].arg = arg;
+  }
   pthread_mutex_unlock(&h->lock);
 }
 
@@ -783,11 +788,10 @@ void hub_control_send(struct hub *h, const char *kind, const char *payload, size
 
 void hub_control_dispatch(struct hub *h, const char *kind, const char *payload, size_t len) {
   pthread_mutex_lock(&h->lock);
-  hub_control_fn fn = h->control_fn;
-  void *arg = h->control_arg;
-  pthread_mutex_unlock(&h->lock);
-  if (fn)
-    fn(kind, payload, len, arg);
+  int n = h->nlisteners;
+  pthread_mutex_unlock(&h->lock); /* listeners are only added, before serving */
+  for (int i = 0; i < n; i++)
+    h->listeners[i].fn(kind, payload, len, h->listeners[i].arg);
 }
 
 bool hub_broker_ok(struct hub *h, char *err, size_t errlen) {

@@ -67,6 +67,8 @@ bool hub_has_broker(const struct hub *h);
  * its version key ("<del_key>:v") incremented with it. Control messages
  * wait while Redis is away and go out when it is back. */
 typedef void (*hub_control_fn)(const char *kind, const char *payload, size_t len, void *arg);
+/* Adds a listener (up to 8, before serving); each sees every kind and
+ * keeps its own. */
 void hub_control_listen(struct hub *h, hub_control_fn fn, void *arg);
 void hub_control_send(struct hub *h, const char *kind, const char *payload, size_t len,
                       const char *del_key);

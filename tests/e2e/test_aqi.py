@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.parse
 
-from grove import FAST_HASH, GROVE, Grove, Postgres, WebSocket, eventually, main, stop_all
+from grove import FAST_HASH, GROVE, Grove, Postgres, Redis, WebSocket, eventually, main, stop_all
 
 g = None
 WRITE = READ = None
@@ -429,6 +429,36 @@ def test_flow_on_postgresql():
         assert [v for _, v in rng["points"]] == [5, 40, 40], rng
     finally:
         stop_all(grove, pg)
+
+
+def test_stations_reach_other_instances():
+    pg, redis = Postgres(), Redis()
+    a = b = None
+    try:
+        a, w, r = start("--store", pg.url, "--broker", redis.url)
+        b = Grove("--store", pg.url, "--broker", redis.url, "--gate-refresh", "200ms", *FAST_HASH)
+        eventually(lambda: b.request("GET", "/auth/me", headers={"X-API-Key": r}).status == 200, what="keys")
+        eventually(lambda: b.get_json("/ready")[0] == 200, what="b's broker")
+        h = {"X-API-Key": w, "Content-Type": "application/json"}
+        body = {"id": "twin", "name": "Twin Towers", "region": "docklands", "lat": 1.5, "lon": 2.5}
+        assert a.request("POST", "/api/v1/flow/stations", body=json.dumps(body).encode(), headers=h).status == 200
+        eventually(lambda: b.request("GET", "/api/v1/flow/stations/twin", headers={"X-API-Key": r}).status == 200,
+                   what="the station on the other instance")
+        s = get("/api/v1/flow/stations/twin", grove=b, read_key=r)
+        assert (s["name"], s["region"], s["lat"]) == ("Twin Towers", "docklands", 1.5), s
+        # first seen on b: a learns it too, with b's region
+        t = minutes(1)
+        assert readings([{"station": "seen-on-b", "region": "west", "time": t / 1e9, "pm25": 3}],
+                        grove=b, write_key=w).status == 200
+        eventually(lambda: a.request("GET", "/api/v1/flow/stations/seen-on-b",
+                                     headers={"X-API-Key": r}).status == 200, what="first sight elsewhere")
+        assert get("/api/v1/flow/stations/seen-on-b", grove=a, read_key=r)["region"] == "west"
+        # and the points are in the one PostgreSQL both use
+        pts = get("/api/v1/series/points?" + urllib.parse.urlencode({"series": "air_quality,station=seen-on-b pm25"}),
+                  grove=a, read_key=r)
+        assert pts["points"] == [[t, 3]]
+    finally:
+        stop_all(a, b, redis, pg)
 
 
 if __name__ == "__main__":

@@ -143,6 +143,8 @@ static void station_work(void *arg) {
   j->rc = flow_station_save(j->f, &j->st, true);
   if (!j->rc)
     j->rc = flow_engine_station_put(j->f->engine, &j->st);
+  if (!j->rc)
+    flow_station_announce(j->f, &j->st, true);
 }
 
 static void station_done(struct http_req *r, void *arg) {

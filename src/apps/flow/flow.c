@@ -3,6 +3,7 @@
  * series store, and station readings feed the engine (engine.c), whose
  * rolling AQI, alerts and live topics api.c and ask.c serve. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "hub/hub.h"
 #include "net/http.h"
 
 static struct flow_cfg flow_cfg;
@@ -89,10 +91,64 @@ int flow_station_save(struct flow *f, const struct flow_station *st, bool ahead)
   return stations_save(f, st, 1, ahead);
 }
 
+/* ---- stations between instances ------------------------------------------------------
+ * With a broker, a station registered or updated on one instance reaches
+ * the others' directories as a control message: updates from the API
+ * always, first sightings only where the station is not known yet. */
+
+static struct {
+  pthread_mutex_t lock;
+  struct flow *f;        /* NULL once stopped */
+} station_sync = {PTHREAD_MUTEX_INITIALIZER, NULL};
+
+void flow_station_announce(struct flow *f, const struct flow_station *st, bool ahead) {
+  if (!f->ctx.hub || !hub_has_broker(f->ctx.hub))
+    return;
+  json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:o,s:b}", "id", st->id, "name", st->name, "region",
+                        st->region, "lat", isfinite(st->lat) ? json_real(st->lat) : json_null(),
+                        "lon", isfinite(st->lon) ? json_real(st->lon) : json_null(), "ahead",
+                        ahead);
+  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (text)
+    hub_control_send(f->ctx.hub, "flow.station", text, strlen(text), NULL);
+  free(text);
+}
+
+static void on_station_message(const char *kind, const char *payload, size_t len, void *arg) {
+  (void)arg;
+  if (strcmp(kind, "flow.station") != 0)
+    return;
+  json_t *o = json_loadb(payload, len, 0, NULL);
+  const char *id = json_string_value(json_object_get(o, "id"));
+  const char *name = json_string_value(json_object_get(o, "name"));
+  const char *region = json_string_value(json_object_get(o, "region"));
+  if (id && name && region && flow_name_valid(id, strlen(id)) &&
+      flow_name_valid(region, strlen(region))) {
+    struct flow_station st, known;
+    memset(&st, 0, sizeof st);
+    snprintf(st.id, sizeof st.id, "%s", id);
+    snprintf(st.name, sizeof st.name, "%s", name);
+    snprintf(st.region, sizeof st.region, "%s", region);
+    json_t *lat = json_object_get(o, "lat"), *lon = json_object_get(o, "lon");
+    st.lat = json_is_number(lat) ? json_number_value(lat) : NAN;
+    st.lon = json_is_number(lon) ? json_number_value(lon) : NAN;
+    pthread_mutex_lock(&station_sync.lock);
+    struct flow *f = station_sync.f;
+    if (f && (json_is_true(json_object_get(o, "ahead")) ||
+              !flow_engine_station_get(f->engine, st.id, &known)))
+      flow_engine_station_put(f->engine, &st);
+    pthread_mutex_unlock(&station_sync.lock);
+  }
+  json_decref(o);
+}
+
 static void on_new_stations(const struct flow_station *st, size_t n, void *arg) {
   struct flow *f = arg;
   metric_add(f->stations, (double)n);
   stations_save(f, st, n, false);
+  for (size_t i = 0; i < n; i++)
+    flow_station_announce(f, &st[i], false);
 }
 
 static void on_alert(const struct flow_alert *a, void *arg) {
@@ -260,6 +316,10 @@ static void learn_series(struct flow *f) {
 }
 
 static void flow_free(struct flow *f) {
+  pthread_mutex_lock(&station_sync.lock);
+  if (station_sync.f == f)
+    station_sync.f = NULL;
+  pthread_mutex_unlock(&station_sync.lock);
   flow_ask_drain();
   flow_engine_destroy(f->engine);
   series_close(f->series);
@@ -321,6 +381,12 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
     return rc;
   }
   learn_series(f);
+  pthread_mutex_lock(&station_sync.lock);
+  bool listening = station_sync.f != NULL;
+  station_sync.f = f;
+  pthread_mutex_unlock(&station_sync.lock);
+  if (ctx->hub && !listening)
+    hub_control_listen(ctx->hub, on_station_message, NULL);
   if ((rc = flow_ingest_routes(f)) || (rc = flow_api_routes(f)) || (rc = flow_ask_routes(f))) {
     flow_free(f);
     return rc;

@@ -52,6 +52,9 @@ bool flow_name_valid(const char *s, size_t n);
  * `ahead`: from the API (updates), else first sight (keeps what is there). */
 int flow_station_save(struct flow *f, const struct flow_station *st, bool ahead);
 
+/* Tells other instances (through the broker) about a station. */
+void flow_station_announce(struct flow *f, const struct flow_station *st, bool ahead);
+
 /* Parses an int64 query parameter; true when absent (default kept) or
  * valid. */
 bool flow_int64_param(struct http_req *r, const char *name, int64_t *out);
