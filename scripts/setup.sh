@@ -7,7 +7,7 @@ set -eu
 BUILD="build-essential cmake pkg-config
  libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsqlite3-dev
  libpq-dev libhiredis-dev libssl-dev zlib1g-dev libargon2-dev"
-TEST="clang libclang-rt-14-dev postgresql redis-server sqlite3 python3 python3-yaml curl"
+TEST="clang libclang-rt-14-dev postgresql redis-server sqlite3 python3 python3-yaml curl chromium nodejs npm"
 BENCH="wrk nginx-light"
 
 want="$BUILD"
@@ -20,10 +20,22 @@ esac
 
 missing=""
 for p in $want; do
+  # node and npm may come from elsewhere (NodeSource bundles npm): a command is enough
+  case "$p" in nodejs | npm) command -v "${p%js}" >/dev/null 2>&1 && continue ;; esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
     missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+browser_deps() {
+  # the browser tests' driver, from npm (pinned in tests/browser/package-lock.json)
+  [ "${1:-build}" = build ] && return 0
+  [ -d tests/browser/node_modules/playwright-core ] ||
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+}
+cd "$(dirname "$0")/.."
+if [ -z "$missing" ]; then
+  browser_deps "${1:-build}"
+  exit 0
+fi
 
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -37,3 +49,4 @@ for svc in postgresql redis-server nginx; do
     $SUDO service "$svc" stop >/dev/null 2>&1 || true
   fi
 done
+browser_deps "${1:-build}"

@@ -4,10 +4,20 @@
 // WebSocket shared by the pages.
 'use strict';
 
+// Storage can be refused (private modes, opaque origins): then a session
+// lasts as long as the page.
+function storage(kind) {
+  try { const s = window[kind]; s.getItem('x'); return s; } catch (e) {
+    const m = new Map();
+    return { getItem: (k) => m.get(k) ?? null, setItem: (k, v) => m.set(k, String(v)), removeItem: (k) => m.delete(k) };
+  }
+}
+const session = storage('sessionStorage'), local = storage('localStorage');
+
 const grove = {
   pages: {},
-  token: sessionStorage.getItem('grove.access'),
-  refresh: localStorage.getItem('grove.refresh'),
+  token: session.getItem('grove.access'),
+  refresh: local.getItem('grove.refresh'),
 };
 
 grove.api = async function (path, options = {}) {
@@ -35,16 +45,17 @@ grove.renew = async function () {
 grove.remember = function (tokens) {
   grove.token = tokens.access_token;
   grove.refresh = tokens.refresh_token;
-  sessionStorage.setItem('grove.access', grove.token);
-  localStorage.setItem('grove.refresh', grove.refresh);
+  session.setItem('grove.access', grove.token);
+  local.setItem('grove.refresh', grove.refresh);
   grove.live.reconnect();
 };
 
 grove.signedOut = function () {
   grove.token = grove.refresh = null;
-  sessionStorage.removeItem('grove.access');
-  localStorage.removeItem('grove.refresh');
-  show();
+  session.removeItem('grove.access');
+  local.removeItem('grove.refresh');
+  if (location.hash.startsWith('#/status')) location.hash = '#/flow'; /* shows the sign-in */
+  else show();
 };
 
 // ---- live topics: one WebSocket, subscriptions kept across reconnects
@@ -144,11 +155,11 @@ function theme(dark) {
 }
 
 document.addEventListener('DOMContentLoaded', () => {
-  const saved = localStorage.getItem('grove.theme');
+  const saved = local.getItem('grove.theme');
   theme(saved ? saved === 'dark' : matchMedia('(prefers-color-scheme: dark)').matches);
   document.getElementById('theme').addEventListener('click', () => {
     const dark = document.documentElement.dataset.theme !== 'dark';
-    localStorage.setItem('grove.theme', dark ? 'dark' : 'light');
+    local.setItem('grove.theme', dark ? 'dark' : 'light');
     theme(dark);
   });
   document.getElementById('logout').addEventListener('click', async () => {

@@ -69,6 +69,8 @@
     g.stroke();
   }
 
+  grove.chart = { draw }; // for bench/console
+
   grove.pages.flow = async function (root) {
     const stations = new Map(), regions = new Map();
     let chartStation = null, refresh = null;
