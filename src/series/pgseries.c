@@ -440,22 +440,20 @@ static int rows_to_buckets(PGresult *r, struct series_bucket **out, size_t *n) {
 /* step-aligned bucket of ts in SQL, floor division for negative times too */
 #define BUCKET(col, step) col " - mod(mod(" col ", " step ") + " step ", " step ")"
 
-int pgs_buckets_raw(struct pgseries *p, uint32_t id, int64_t from, int64_t to, int64_t step,
-                    struct series_bucket **out, size_t *n) {
-  char a[16], b[24], c[24], d[24];
+/* Buckets from a query on a reader: $1 series, $2 from, $3 to, $4 step,
+ * $5 the rollups' resolution in seconds (unused by queries of points). */
+static int read_buckets(struct pgseries *p, const char *sql, uint32_t id, int64_t from,
+                        int64_t to, int64_t step, int64_t res, struct series_bucket **out,
+                        size_t *n) {
+  char a[16], b[24], c[24], d[24], e[24];
   snprintf(a, sizeof a, "%u", id);
   i64(b, sizeof b, from);
   i64(c, sizeof c, to);
   i64(d, sizeof d, step);
-  const char *params[] = {a, b, c, d};
+  i64(e, sizeof e, res / 1000000000);
+  const char *params[] = {a, b, c, d, e};
   int i = reader_take(p);
-  PGresult *r = query(
-      p->readers[i],
-      "SELECT " BUCKET("ts", "$4::bigint") " AS bucket, count(*), sum(value), min(value), "
-      "max(value), (array_agg(value ORDER BY ts))[1], (array_agg(value ORDER BY ts DESC))[1] "
-      "FROM (SELECT DISTINCT ON (ts) ts, value FROM series_points WHERE series = $1 AND ts >= $2 "
-      "AND ts < $3 ORDER BY ts, seq DESC) p GROUP BY bucket ORDER BY bucket",
-      4, params);
+  PGresult *r = query(p->readers[i], sql, res ? 5 : 4, params);
   int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? rows_to_buckets(r, out, n) : GROVE_ESTORE;
   if (rc == GROVE_ESTORE)
     log_error(NULL, "cannot read series buckets", "error=\"%s\"", PQresultErrorMessage(r));
@@ -464,27 +462,26 @@ int pgs_buckets_raw(struct pgseries *p, uint32_t id, int64_t from, int64_t to, i
   return rc;
 }
 
+int pgs_buckets_raw(struct pgseries *p, uint32_t id, int64_t from, int64_t to, int64_t step,
+                    struct series_bucket **out, size_t *n) {
+  return read_buckets(
+      p,
+      "SELECT " BUCKET("ts", "$4::bigint") " AS bucket, count(*), sum(value), min(value), "
+      "max(value), (array_agg(value ORDER BY ts))[1], (array_agg(value ORDER BY ts DESC))[1] "
+      "FROM (SELECT DISTINCT ON (ts) ts, value FROM series_points WHERE series = $1 AND ts >= $2 "
+      "AND ts < $3 ORDER BY ts, seq DESC) p GROUP BY bucket ORDER BY bucket",
+      id, from, to, step, 0, out, n);
+}
+
 int pgs_rollups_read(struct pgseries *p, uint32_t id, int64_t res, int64_t from, int64_t to,
                      int64_t step, struct series_bucket **out, size_t *n) {
-  char a[16], b[24], c[24], d[24], e[16];
-  snprintf(a, sizeof a, "%u", id);
-  i64(b, sizeof b, from);
-  i64(c, sizeof c, to);
-  i64(d, sizeof d, step);
-  snprintf(e, sizeof e, "%lld", (long long)(res / 1000000000));
-  const char *params[] = {a, b, c, d, e};
-  int i = reader_take(p);
-  PGresult *r = query(
-      p->readers[i],
+  return read_buckets(
+      p,
       "SELECT " BUCKET("bucket", "$4::bigint") " AS b, sum(count), sum(sum), min(min), max(max), "
       "(array_agg(first ORDER BY bucket))[1], (array_agg(last ORDER BY bucket DESC))[1] "
       "FROM series_rollups WHERE series = $1 AND res = $5 AND bucket >= $2 AND bucket < $3 "
       "GROUP BY b ORDER BY b",
-      5, params);
-  int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? rows_to_buckets(r, out, n) : GROVE_ESTORE;
-  PQclear(r);
-  reader_give(p, i);
-  return rc;
+      id, from, to, step, res, out, n);
 }
 
 /* ---- rollups and retention -------------------------------------------------------------- */

@@ -89,7 +89,8 @@ struct series {
   char **keys;             /* id -> key */
   uint32_t nkeys, capkeys, logged; /* keys [logged, nkeys) are not in the log yet */
   uint32_t keys_saved;     /* keys [0, keys_saved) are in series.db (flush_lock) */
-  int64_t keep_ns[3];      /* retention of raw points, 1m and 1h rollups; 0: forever */
+  int64_t keep_ns[3];      /* retention of raw points, 1m and 1h rollups; 0: forever
+                            * (set under both locks, read under either) */
   /* PostgreSQL mode: points go there at once; minutes written since the
    * last rollup pass (under lock) */
   struct pgseries *pg;
@@ -336,6 +337,17 @@ int series_find(struct series *s, const char *key, uint32_t *id) {
 
 /* ---- the writer: group commit ------------------------------------------------ */
 
+/* Tells every batch of a group how its write went, and frees them. */
+static void tell_group(struct batch *group, int rc) {
+  while (group) {
+    struct batch *next = group->next;
+    if (group->done)
+      group->done(rc, group->arg);
+    free(group);
+    group = next;
+  }
+}
+
 /* Remembers a minute written since the last rollup pass (under lock). */
 static void touch(struct series *s, int64_t ts) {
   int64_t m = ts / MINUTE_NS * MINUTE_NS - (ts % MINUTE_NS < 0 ? MINUTE_NS : 0);
@@ -365,10 +377,10 @@ static void write_group_pg(struct series *s, struct batch *group) {
     memcpy(all + at, b->pts, b->n * sizeof *all);
     at += b->n;
   }
-  pthread_mutex_lock(&s->flush_lock);
+  pthread_mutex_lock(&s->lock); /* not flush_lock: a rollup pass holds that for seconds */
   int64_t keep_after = s->keep_ns[0] ? (int64_t)clock_wall_ms() * 1000000 - s->keep_ns[0]
                                      : INT64_MIN;
-  pthread_mutex_unlock(&s->flush_lock);
+  pthread_mutex_unlock(&s->lock);
   if (!rc)
     rc = pgs_write(s->pg, all, n, keep_after);
   if (!rc) {
@@ -381,13 +393,7 @@ static void write_group_pg(struct series *s, struct batch *group) {
               grove_strerror(rc));
   }
   free(all);
-  while (group) {
-    struct batch *next = group->next;
-    if (group->done)
-      group->done(rc, group->arg);
-    free(group);
-    group = next;
-  }
+  tell_group(group, rc);
 }
 
 static void *writer_main(void *arg) {
@@ -460,13 +466,7 @@ static void *writer_main(void *arg) {
     pthread_mutex_unlock(&s->lock);
     if (rc)
       log_error(NULL, "cannot write the series log", "error=\"%s\"", grove_strerror(rc));
-    while (group) {
-      struct batch *next = group->next;
-      if (group->done)
-        group->done(rc, group->arg);
-      free(group);
-      group = next;
-    }
+    tell_group(group, rc);
     pthread_mutex_lock(&s->lock);
     s->busy = false;
     pthread_cond_broadcast(&s->idle);
@@ -847,9 +847,11 @@ int series_flush(struct series *s) {
 
 void series_retention(struct series *s, uint64_t raw_ms, uint64_t minute_ms, uint64_t hour_ms) {
   pthread_mutex_lock(&s->flush_lock);
+  pthread_mutex_lock(&s->lock);
   s->keep_ns[0] = (int64_t)raw_ms * 1000000;
   s->keep_ns[1] = (int64_t)minute_ms * 1000000;
   s->keep_ns[2] = (int64_t)hour_ms * 1000000;
+  pthread_mutex_unlock(&s->lock);
   pthread_mutex_unlock(&s->flush_lock);
 }
 
@@ -887,12 +889,19 @@ int read_chunks(sqlite3 *db, uint32_t id, int64_t from, int64_t to, struct head 
   return rc;
 }
 
+/* A series' points in memory, older first: set aside by a flush, then
+ * the head (under lock; NULL where there are none). */
+static void memory_layers(const struct series *s, uint32_t id, const struct head *layers[2]) {
+  layers[0] = id < s->nfrozen ? &s->frozen[id] : NULL;
+  layers[1] = id < s->nkeys ? &s->heads[id] : NULL;
+}
+
 /* The points not in chunks yet (set aside, then the head: newer wins). */
 static int read_layers(struct series *s, uint32_t id, int64_t from, int64_t to,
                        struct head *acc) {
   int rc = 0;
-  const struct head *layers[2] = {id < s->nfrozen ? &s->frozen[id] : NULL,
-                                  id < s->nkeys ? &s->heads[id] : NULL};
+  const struct head *layers[2];
+  memory_layers(s, id, layers);
   for (int l = 0; l < 2 && !rc; l++)
     for (size_t i = 0; layers[l] && i < layers[l]->n && !rc; i++)
       if (layers[l]->pts[i].ts_ns >= from && layers[l]->pts[i].ts_ns < to)
@@ -998,10 +1007,11 @@ static void series_free(struct series *s) {
   free(s);
 }
 
-int series_open(struct series **out, const char *dir, char *err, size_t errlen) {
+/* An empty store, its locks made; series_free undoes it. */
+static struct series *series_new(void) {
   struct series *s = calloc(1, sizeof *s);
   if (!s)
-    return GROVE_ENOMEM;
+    return NULL;
   s->wal = -1;
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->flush_lock, NULL);
@@ -1009,6 +1019,13 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
   pthread_cond_init(&s->idle, NULL);
   pthread_cond_init(&s->flush_wake, NULL);
   map_init(&s->ids);
+  return s;
+}
+
+int series_open(struct series **out, const char *dir, char *err, size_t errlen) {
+  struct series *s = series_new();
+  if (!s)
+    return GROVE_ENOMEM;
   char path[4096];
   mkdir_p(dir, 0750); /* an error shows when the files cannot be opened */
   snprintf(path, sizeof path, "%s/series.db", dir);
@@ -1094,16 +1111,9 @@ static int apply_loaded_key(uint32_t id, const char *key, size_t len, void *arg)
 }
 
 int series_open_pg(struct series **out, const char *url, char *err, size_t errlen) {
-  struct series *s = calloc(1, sizeof *s);
+  struct series *s = series_new();
   if (!s)
     return GROVE_ENOMEM;
-  s->wal = -1;
-  pthread_mutex_init(&s->lock, NULL);
-  pthread_mutex_init(&s->flush_lock, NULL);
-  pthread_cond_init(&s->work, NULL);
-  pthread_cond_init(&s->idle, NULL);
-  pthread_cond_init(&s->flush_wake, NULL);
-  map_init(&s->ids);
   int rc = pgs_open(&s->pg, url, err, errlen);
   if (!rc && (rc = pgs_load_keys(s->pg, apply_loaded_key, s)))
     snprintf(err, errlen, "cannot read series keys from PostgreSQL");
@@ -1272,8 +1282,8 @@ static int unrolled_buckets(struct series *s, uint32_t id, int64_t from, int64_t
     }
     return rc;
   }
-  const struct head *layers[2] = {id < s->nfrozen ? &s->frozen[id] : NULL,
-                                  id < s->nkeys ? &s->heads[id] : NULL};
+  const struct head *layers[2];
+  memory_layers(s, id, layers);
   for (int l = 0; l < 2 && !rc; l++)
     for (size_t i = 0; layers[l] && i < layers[l]->n && !rc; i++) {
       int64_t t = layers[l]->pts[i].ts_ns;

@@ -39,22 +39,9 @@ static bool query_has(const struct http_req *r, const char *name) {
   return false;
 }
 
-bool flow_int64_param(struct http_req *r, const char *name, int64_t *out) {
-  char v[32];
-  if (!query_has(r, name))
-    return true;
-  if (http_query_get(r, name, 0, v, sizeof v) <= 0)
-    return false;
-  char *end;
-  long long x = strtoll(v, &end, 10);
-  if (*end)
-    return false;
-  *out = x;
-  return true;
-}
-
-/* Unix nanoseconds or RFC 3339. */
-static bool time_param(struct http_req *r, const char *name, int64_t *out) {
+/* A query parameter as a Unix time in ns, or (rfc3339) RFC 3339 too. True
+ * when absent (out kept) or valid. */
+static bool number_param(struct http_req *r, const char *name, bool rfc3339, int64_t *out) {
   char v[64];
   if (!query_has(r, name))
     return true;
@@ -66,7 +53,16 @@ static bool time_param(struct http_req *r, const char *name, int64_t *out) {
     *out = x;
     return true;
   }
-  return rfc3339_parse(v, out);
+  return rfc3339 && rfc3339_parse(v, out);
+}
+
+bool flow_int64_param(struct http_req *r, const char *name, int64_t *out) {
+  return number_param(r, name, false, out);
+}
+
+/* Unix nanoseconds or RFC 3339. */
+static bool time_param(struct http_req *r, const char *name, int64_t *out) {
+  return number_param(r, name, true, out);
 }
 
 static bool want(struct flow *f, struct http_req *r, unsigned scope) {

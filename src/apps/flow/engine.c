@@ -116,7 +116,6 @@ struct outbox {
 /* ---- the station directory ----------------------------------------------------- */
 
 static const char *intern_region(struct flow_engine *e, const char *name) {
-  const char *k;
   void *v;
   if ((v = map_get(&e->regions, name)))
     return v;
@@ -125,7 +124,6 @@ static const char *intern_region(struct flow_engine *e, const char *name) {
     free(copy);
     return "unassigned";
   }
-  (void)k;
   return copy;
 }
 

@@ -263,7 +263,7 @@ static void warm_start(struct flow *f, const struct known_series *found, size_t 
   int64_t now = (int64_t)clock_wall_ms() * 1000000;
   int64_t from = now - (int64_t)(f->cfg.window_ms + f->cfg.lateness_ms + f->cfg.slide_ms) * 1000000;
   struct flow_reading *r = NULL;
-  size_t nr = 0, cap = 0, replayed = 0;
+  size_t nr = 0, cap = 0;
   for (size_t i = 0; i < n; i++) {
     struct chunk_point *pts;
     size_t np;
@@ -281,16 +281,13 @@ static void warm_start(struct flow *f, const struct known_series *found, size_t 
                                       pts[k].ts_ns, pts[k].value, found[i].id};
     }
     free(pts);
-    /* readings go in by time across stations, as they came: flush per
-     * station would push the watermark past the next station's points */
   }
   if (nr) {
     /* by time, so the watermark moves as it did when they arrived */
     qsort(r, nr, sizeof *r, cmp_reading_time);
     for (size_t at = 0; at < nr; at += 50000)
       flow_engine_add(f->engine, r + at, nr - at < 50000 ? nr - at : 50000);
-    replayed = nr;
-    log_info(NULL, "windows warmed from stored readings", "readings=%zu", replayed);
+    log_info(NULL, "windows warmed from stored readings", "readings=%zu", nr);
   }
   free(r);
 }

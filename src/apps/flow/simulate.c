@@ -300,18 +300,24 @@ static int connect_to(struct sender *s) {
   return tcp_dial(s->host, s->port, 30000, err, sizeof err);
 }
 
+/* Reads what the server has sent next into in. Returns 0 or -1. */
+static int recv_more(int fd, struct buf *in) {
+  if (buf_reserve(in, 4096))
+    return -1;
+  ssize_t r = recv(fd, in->data + in->len, in->cap - in->len - 1, 0);
+  if (r <= 0)
+    return -1;
+  in->len += (size_t)r;
+  return 0;
+}
+
 /* Reads one response: status, Retry-After (seconds, 0 when absent), and
  * the body into out. */
 static int read_response(int fd, struct buf *in, int *status, long *retry_after, struct buf *out) {
   char *end;
-  while (!(in->len && (end = memmem(in->data, in->len, "\r\n\r\n", 4)))) {
-    if (buf_reserve(in, 4096))
+  while (!(in->len && (end = memmem(in->data, in->len, "\r\n\r\n", 4))))
+    if (recv_more(fd, in))
       return -1;
-    ssize_t r = recv(fd, in->data + in->len, in->cap - in->len - 1, 0);
-    if (r <= 0)
-      return -1;
-    in->len += (size_t)r;
-  }
   size_t head = (size_t)(end - in->data) + 4;
   *status = atoi(in->data + 9);
   long clen = 0;
@@ -322,14 +328,9 @@ static int read_response(int fd, struct buf *in, int *status, long *retry_after,
     clen = atol(cl + 17);
   const char *ra = memmem(in->data, head, "\r\nRetry-After:", 14);
   *retry_after = ra ? atol(ra + 14) : 0;
-  while (in->len < head + (size_t)clen) {
-    if (buf_reserve(in, 4096))
+  while (in->len < head + (size_t)clen)
+    if (recv_more(fd, in))
       return -1;
-    ssize_t r = recv(fd, in->data + in->len, in->cap - in->len - 1, 0);
-    if (r <= 0)
-      return -1;
-    in->len += (size_t)r;
-  }
   buf_reset(out);
   buf_append(out, in->data + head, (size_t)clen);
   buf_consume(in, head + (size_t)clen);

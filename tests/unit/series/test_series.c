@@ -444,22 +444,32 @@ static void *append_many(void *arg) {
   return NULL;
 }
 
+/* n threads appending 100 points each to series "<prefix><i> v". */
+static void start_appenders(struct series *s, const char *prefix, int n, pthread_t *th,
+                            struct appender *ap) {
+  for (int t = 0; t < n; t++) {
+    char key[16];
+    snprintf(key, sizeof key, "%s%d v", prefix, t);
+    ap[t] = (struct appender){s, 0, 0};
+    CHECK(series_id(s, key, &ap[t].id) == 0);
+    pthread_create(&th[t], NULL, append_many, &ap[t]);
+  }
+}
+
+static void join_appenders(int n, pthread_t *th, struct appender *ap) {
+  for (int t = 0; t < n; t++) {
+    pthread_join(th[t], NULL);
+    CHECK_EQ_INT(ap[t].fails, 0);
+  }
+}
+
 TEST(concurrent_writers_share_commits) {
   char *dir = store_dir();
   struct series *s = open_store(dir);
   pthread_t th[8];
   struct appender ap[8];
-  for (int t = 0; t < 8; t++) {
-    char key[16];
-    snprintf(key, sizeof key, "w%d v", t);
-    ap[t] = (struct appender){s, 0, 0};
-    CHECK(series_id(s, key, &ap[t].id) == 0);
-    pthread_create(&th[t], NULL, append_many, &ap[t]);
-  }
-  for (int t = 0; t < 8; t++) {
-    pthread_join(th[t], NULL);
-    CHECK_EQ_INT(ap[t].fails, 0);
-  }
+  start_appenders(s, "w", 8, th, ap);
+  join_appenders(8, th, ap);
   CHECK_EQ_INT(series_head_points(s), 800);
   series_close(s);
   s = open_store(dir);
@@ -489,17 +499,8 @@ TEST(writes_go_on_while_points_move_into_chunks) {
   pthread_t flusher, th[4];
   struct appender ap[4];
   pthread_create(&flusher, NULL, flush_often, &f);
-  for (int t = 0; t < 4; t++) {
-    char key[16];
-    snprintf(key, sizeof key, "f%d v", t);
-    ap[t] = (struct appender){s, 0, 0};
-    CHECK(series_id(s, key, &ap[t].id) == 0);
-    pthread_create(&th[t], NULL, append_many, &ap[t]);
-  }
-  for (int t = 0; t < 4; t++) {
-    pthread_join(th[t], NULL);
-    CHECK_EQ_INT(ap[t].fails, 0);
-  }
+  start_appenders(s, "f", 4, th, ap);
+  join_appenders(4, th, ap);
   f.stop = 1;
   pthread_join(flusher, NULL);
   CHECK_EQ_INT(f.fails, 0);
@@ -618,6 +619,21 @@ static size_t reference_buckets(struct series *s, uint32_t id, int64_t from, int
   return nb;
 }
 
+/* n points about 10 s apart from *t on, one in ten late (into a minute
+ * already summed, or onto a point: a rewrite) back to t0. */
+static void append_round(struct series *s, uint32_t id, int64_t t0, int64_t *t, int n) {
+  struct series_point p[400];
+  CHECK(n <= 400);
+  for (int i = 0; i < n; i++) {
+    *t += (int64_t)(rnd() % 20) * 1000000000LL;
+    int64_t ts = *t;
+    if (rnd() % 10 == 0)
+      ts = t0 + (int64_t)(rnd() % (uint64_t)(*t - t0 + 1)) / 1000000000LL * 1000000000LL;
+    p[i] = (struct series_point){id, ts, (double)(rnd() % 1000) / 10};
+  }
+  CHECK(series_append_sync(s, p, (size_t)n) == 0);
+}
+
 static void rollups_match_points(struct series *s, uint32_t id, int64_t from, int64_t to) {
   static struct series_bucket want[2000];
   const int64_t steps[] = {60 * 1000000000LL, 300 * 1000000000LL, 3600 * 1000000000LL};
@@ -648,15 +664,7 @@ TEST(rollups_agree_with_the_points_through_late_and_rewritten_ones) {
   CHECK(series_id(s, "roll a", &a) == 0);
   int64_t t0 = 1800000000LL * 1000000000LL, t = t0;
   for (int round = 0; round < 6; round++) {
-    struct series_point p[400];
-    for (int i = 0; i < 400; i++) {
-      t += (int64_t)(rnd() % 20) * 1000000000LL; /* ~10 s apart, 3 hours in all */
-      int64_t ts = t;
-      if (rnd() % 10 == 0) /* late: into a minute already summed, or onto a point (rewrite) */
-        ts = t0 + (int64_t)(rnd() % (uint64_t)(t - t0 + 1)) / 1000000000LL * 1000000000LL;
-      p[i] = (struct series_point){a, ts, (double)(rnd() % 1000) / 10};
-    }
-    CHECK(series_append_sync(s, p, 400) == 0);
+    append_round(s, a, t0, &t, 400);
     if (round < 5)
       CHECK(series_flush(s) == 0); /* the last round stays in memory */
     rollups_match_points(s, a, t0 - 3600000000000LL, t + 3600000000000LL);
@@ -770,15 +778,7 @@ TEST(pg_rollups_agree_with_the_points) {
   CHECK(series_id(s, "roll a", &a) == 0);
   int64_t t0 = 1800000000LL * 1000000000LL, t = t0;
   for (int round = 0; round < 4; round++) {
-    struct series_point p[300];
-    for (int i = 0; i < 300; i++) {
-      t += (int64_t)(rnd() % 20) * 1000000000LL;
-      int64_t ts = t;
-      if (rnd() % 10 == 0)
-        ts = t0 + (int64_t)(rnd() % (uint64_t)(t - t0 + 1)) / 1000000000LL * 1000000000LL;
-      p[i] = (struct series_point){a, ts, (double)(rnd() % 1000) / 10};
-    }
-    CHECK(series_append_sync(s, p, 300) == 0);
+    append_round(s, a, t0, &t, 300);
     if (round < 3)
       CHECK(series_flush(s) == 0); /* the last round is not rolled up yet */
     rollups_match_points(s, a, t0 - 3600000000000LL, t + 3600000000000LL);
