@@ -1,7 +1,10 @@
-/* admin.c — `grove user` and `grove key`: manage users and API keys on the
- * database a server uses (the same --store and --data-dir options), with
- * or without a server running. Passwords are read from standard input,
- * never from the command line. */
+/* admin.c — `grove user`, `grove key` and `grove audit`: manage users and
+ * API keys and read the audit log on the database a server uses (the same
+ * --store and --data-dir options), with or without a server running.
+ * Passwords are read from standard input, never from the command line.
+ * Everything printed that a user may have written (names, emails, key
+ * names, audit targets, errors quoting them) goes through core/text.h, so
+ * it cannot forge a row or drive the terminal. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +14,7 @@
 #include "cli/cli.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "gate/gate.h"
 #include "store/store.h"
@@ -21,6 +25,7 @@ struct admin_cfg {
   char *name;
   char *role;
   char *scopes;
+  int limit;
 };
 
 #define O(name, type, field, def, help) {name, type, offsetof(struct admin_cfg, field), def, help}
@@ -28,6 +33,7 @@ static const struct cfg_opt admin_opts[] = {
     O("name", CFG_STR, name, "", "user add: the user's display name"),
     O("role", CFG_STR, role, "member", "user add: admin or member"),
     O("scopes", CFG_STR, scopes, "read", "key add: read, write, admin (comma-separated)"),
+    O("limit", CFG_INT, limit, "100", "audit list: how many entries, newest first (1 to 1000)"),
 };
 #undef O
 
@@ -39,15 +45,19 @@ static void usage(FILE *f) {
           "       grove user disable EMAIL | enable EMAIL\n"
           "       grove key add NAME [--scopes read,write,admin]\n"
           "       grove key list\n"
-          "       grove key revoke ID\n\n"
+          "       grove key revoke ID\n"
+          "       grove audit list [--limit N]\n\n"
           "Manages users and API keys in the database that grove serve uses: pass the\n"
           "same --store and --data-dir (or GROVE_STORE, GROVE_DATA_DIR, --config).\n"
           "Passwords are read from standard input (a prompt without echo on a\n"
-          "terminal). A new key is printed once; only its hash is kept.\n\n"
+          "terminal). A new key is printed once; only its hash is kept. Lists are\n"
+          "tab-separated; in them control, bidi and invisible characters that users\n"
+          "wrote are shown escaped (\\t, \\n, \\x1b, \\u202e; a backslash as \\\\).\n\n"
           "options:\n"
           "  --name NAME            user add: display name\n"
           "  --role ROLE            user add: admin or member (default: member)\n"
           "  --scopes LIST          key add: read, write, admin (default: read)\n"
+          "  --limit N              audit list: entries, newest first (default: 100)\n"
           "  --store, --data-dir, --config   as for grove serve\n");
 }
 
@@ -74,6 +84,8 @@ static int read_password(char *out, size_t n) {
   return 0;
 }
 
+/* A tab-separated table; cells are escaped (a TAB or LF in a name would
+ * otherwise make a row of its own). */
 static void print_list(json_t *list, const char *const *cols) {
   size_t i;
   json_t *row;
@@ -83,17 +95,26 @@ static void print_list(json_t *list, const char *const *cols) {
   json_array_foreach(list, i, row) {
     for (int c = 0; cols[c]; c++) {
       json_t *v = json_object_get(row, cols[c]);
+      if (c)
+        putchar('\t');
       if (json_is_string(v))
-        printf("%s%s", c ? "\t" : "", json_string_value(v));
+        text_fputs(json_string_value(v), stdout);
       else if (json_is_integer(v))
-        printf("%s%lld", c ? "\t" : "", (long long)json_integer_value(v));
+        printf("%lld", (long long)json_integer_value(v));
       else if (json_is_boolean(v))
-        printf("%s%s", c ? "\t" : "", json_is_true(v) ? "yes" : "no");
+        fputs(json_is_true(v) ? "yes" : "no", stdout);
       else
-        printf("%s-", c ? "\t" : "");
+        putchar('-');
     }
     putchar('\n');
   }
+}
+
+/* "grove VERB: ERR" on stderr, the error escaped (it may quote input). */
+static void fail(const char *what, const char *verb, const char *err) {
+  fprintf(stderr, "grove %s%s%s: ", what, verb ? " " : "", verb ? verb : "");
+  text_fputs(err, stderr);
+  fputc('\n', stderr);
 }
 
 int cmd_admin(const char *what, int argc, char **argv) {
@@ -116,11 +137,12 @@ int cmd_admin(const char *what, int argc, char **argv) {
   struct store *st = NULL;
   log_setup(LOG_WARN, false, 2);
   if (cfg_load(secs, ARRAY_LEN(secs), argc - skip, argv + skip, err, sizeof err)) {
-    fprintf(stderr, "grove %s: %s\n", what, err);
+    fail(what, NULL, err);
     goto out;
   }
   bool is_user = strcmp(what, "user") == 0;
-  bool needs_arg = strcmp(verb, "list") != 0;
+  bool is_audit = strcmp(what, "audit") == 0;
+  bool needs_arg = !is_audit && strcmp(verb, "list") != 0;
   if (needs_arg && !arg) {
     fprintf(stderr, "grove %s %s: missing %s\n", what, verb,
             is_user ? "EMAIL" : strcmp(verb, "add") == 0 ? "NAME" : "ID");
@@ -128,7 +150,7 @@ int cmd_admin(const char *what, int argc, char **argv) {
   }
   if (store_open(&st, &c.store, err, sizeof err) ||
       store_migrate(st, "gate", gate_migrations, gate_nmigrations, NULL, err, sizeof err)) {
-    fprintf(stderr, "grove %s: %s\n", what, err);
+    fail(what, NULL, err);
     rc = 1;
     goto out;
   }
@@ -143,7 +165,7 @@ int cmd_admin(const char *what, int argc, char **argv) {
     int e = gate_user_create(st, &c.gate, arg, c.name, pw, c.role, id, err, sizeof err);
     explicit_bzero(pw, sizeof pw);
     if (e) {
-      fprintf(stderr, "grove user add: %s\n", err);
+      fail("user", "add", err);
       goto out;
     }
     gate_audit(st, "cli", "user.create", id, "ok", "local", "-");
@@ -156,22 +178,41 @@ int cmd_admin(const char *what, int argc, char **argv) {
     int e = gate_user_set_password(st, &c.gate, arg, pw, err, sizeof err);
     explicit_bzero(pw, sizeof pw);
     if (e) {
-      fprintf(stderr, "grove user passwd: %s\n", err);
+      fail("user", "passwd", err);
       goto out;
     }
     gate_audit(st, "cli", "user.passwd", arg, "ok", "local", "-");
   } else if (is_user && (strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0)) {
     bool off = strcmp(verb, "disable") == 0;
     if (gate_user_set_disabled(st, arg, off, err, sizeof err)) {
-      fprintf(stderr, "grove user %s: %s\n", verb, err);
+      fail("user", verb, err);
       goto out;
     }
     gate_audit(st, "cli", off ? "user.disable" : "user.enable", arg, "ok", "local", "-");
+  } else if (is_audit && strcmp(verb, "list") == 0) {
+    json_t *list = NULL;
+    if (c.limit < 1 || c.limit > 1000) {
+      fprintf(stderr, "grove audit list: --limit must be 1 to 1000\n");
+      goto out;
+    }
+    if (gate_audit_list(st, c.limit, 0, &list, err, sizeof err)) {
+      fail("audit", "list", err);
+      goto out;
+    }
+    static const char *const acols[] = {"id", "at", "actor", "action", "target", "outcome",
+                                        "ip", "request_id", NULL};
+    print_list(list, acols);
+    json_decref(list);
+  } else if (is_audit) {
+    fprintf(stderr, "grove audit: unknown command '%s'\n\n", verb);
+    usage(stderr);
+    rc = 2;
+    goto out;
   } else if (strcmp(verb, "list") == 0) {
     json_t *list = NULL;
     if ((is_user ? gate_user_list(st, &list, err, sizeof err)
                  : gate_key_list(st, &list, err, sizeof err))) {
-      fprintf(stderr, "grove %s list: %s\n", what, err);
+      fail(what, "list", err);
       goto out;
     }
     static const char *const ucols[] = {"id", "email", "name", "role", "disabled", NULL};
@@ -187,7 +228,7 @@ int cmd_admin(const char *what, int argc, char **argv) {
       goto out;
     }
     if (gate_key_create(st, arg, scopes, "cli", key, id, err, sizeof err)) {
-      fprintf(stderr, "grove key add: %s\n", err);
+      fail("key", "add", err);
       goto out;
     }
     gate_audit(st, "cli", "key.create", id, "ok", "local", "-");
@@ -196,7 +237,7 @@ int cmd_admin(const char *what, int argc, char **argv) {
     explicit_bzero(key, sizeof key);
   } else if (!is_user && strcmp(verb, "revoke") == 0) {
     if (gate_key_revoke(st, arg, err, sizeof err)) {
-      fprintf(stderr, "grove key revoke: %s\n", err);
+      fail("key", "revoke", err);
       goto out;
     }
     gate_audit(st, "cli", "key.revoke", arg, "ok", "local", "-");

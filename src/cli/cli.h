@@ -8,7 +8,8 @@
 
 int cmd_serve(int argc, char **argv);
 void serve_help(FILE *f);
-/* `grove user …` and `grove key …` (what is "user" or "key"). */
+/* `grove user …`, `grove key …` and `grove audit …` (what is "user",
+ * "key" or "audit"). */
 int cmd_admin(const char *what, int argc, char **argv);
 void admin_help(FILE *f);
 

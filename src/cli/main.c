@@ -20,6 +20,7 @@ static void usage(FILE *f) {
           "  serve      run the server (grove serve --help lists every option)\n"
           "  user       add, list, disable users and set passwords (grove user --help)\n"
           "  key        add, list and revoke API keys for machines (grove key --help)\n"
+          "  audit      read the audit log: grove audit list (grove audit --help)\n"
           "  flow       flow's tools: grove flow simulate (grove flow --help)\n"
           "  version    print the version and the libraries in use\n"
           "  help       show this help, or `grove help VERB` for a verb's\n");
@@ -50,7 +51,8 @@ int main(int argc, char **argv) {
   if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0) {
     if (argc > 2 && strcmp(argv[2], "serve") == 0)
       serve_help(stdout);
-    else if (argc > 2 && (strcmp(argv[2], "user") == 0 || strcmp(argv[2], "key") == 0))
+    else if (argc > 2 && (strcmp(argv[2], "user") == 0 || strcmp(argv[2], "key") == 0 ||
+                         strcmp(argv[2], "audit") == 0))
       admin_help(stdout);
     else if (argc > 2 && app_verb(argv[2]))
       app_verb(argv[2])->command_help(stdout);
@@ -62,7 +64,7 @@ int main(int argc, char **argv) {
   }
   if (strcmp(verb, "serve") == 0)
     return cmd_serve(argc - 2, argv + 2);
-  if (strcmp(verb, "user") == 0 || strcmp(verb, "key") == 0)
+  if (strcmp(verb, "user") == 0 || strcmp(verb, "key") == 0 || strcmp(verb, "audit") == 0)
     return cmd_admin(verb, argc - 2, argv + 2);
   if (app_verb(verb))
     return app_verb(verb)->command(argc - 2, argv + 2);

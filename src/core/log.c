@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/buf.h"
+#include "core/text.h"
 
 static enum log_level min_level = LOG_INFO;
 static bool as_json;
@@ -98,12 +99,18 @@ void log_write(enum log_level lvl, const char *rid, const char *msg,
     }
     buf_puts(&line, "}\n");
   } else {
+    /* values may hold user text: one entry stays one visible line */
     put_ts(&line);
-    buf_printf(&line, " %s %s", names[lvl], msg);
-    if (kv.len)
-      buf_printf(&line, " %s", kv.data);
-    if (rid)
-      buf_printf(&line, " req=%s", rid);
+    buf_printf(&line, " %s ", names[lvl]);
+    text_escape(&line, msg, strlen(msg));
+    if (kv.len) {
+      buf_putc(&line, ' ');
+      text_escape(&line, kv.data, kv.len);
+    }
+    if (rid) {
+      buf_puts(&line, " req=");
+      text_escape(&line, rid, strlen(rid));
+    }
     buf_putc(&line, '\n');
   }
   if (line.len) {

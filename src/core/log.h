@@ -6,7 +6,10 @@
  * JSON:  {"ts":"…","level":"info","msg":"request done","method":"GET",
  *         "status":"200","req":"ab12"}
  * Values holding spaces are written as key="a b". `rid` (the request id) may
- * be NULL. Each line is written with one write(2), so lines from several
+ * be NULL. Text lines escape control, bidi and invisible characters in the
+ * message, the values and the request id (core/text.h), so user text cannot
+ * forge a line or hide what it says; JSON lines carry the exact text, JSON
+ * escaped. Each line is written with one write(2), so lines from several
  * threads never interleave. Never logs secrets: callers pass none. */
 #ifndef GROVE_LOG_H
 #define GROVE_LOG_H

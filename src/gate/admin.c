@@ -104,6 +104,34 @@ void gate_audit(struct store *st, const char *actor, const char *action, const c
     log_error(request_id, "cannot write the audit log", "action=%s error=\"%s\"", action, err);
 }
 
+int gate_audit_list(struct store *st, long limit, long long before, json_t **out, char *err,
+                    size_t errlen) {
+  char lim[24], bef[24];
+  snprintf(lim, sizeof lim, "%ld", limit);
+  snprintf(bef, sizeof bef, "%lld", before > 0 ? before : (long long)1 << 62);
+  const char *p[] = {bef, lim};
+  struct store_rows *rows;
+  int rc = store_query(st, "SELECT id, at, actor, action, target, outcome, ip, request_id "
+                           "FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2",
+                       p, 2, &rows, err, errlen);
+  if (rc)
+    return rc;
+  json_t *a = json_array();
+  for (int i = 0; i < rows->nrows; i++)
+    json_array_append_new(
+        a, json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s}", "id",
+                     (json_int_t)atoll(store_rows_get(rows, i, "id")), "at",
+                     (json_int_t)atoll(store_rows_get(rows, i, "at")), "actor",
+                     store_rows_get(rows, i, "actor"), "action",
+                     store_rows_get(rows, i, "action"), "target",
+                     store_rows_get(rows, i, "target"), "outcome",
+                     store_rows_get(rows, i, "outcome"), "ip", store_rows_get(rows, i, "ip"),
+                     "request_id", store_rows_get(rows, i, "request_id")));
+  store_rows_free(rows);
+  *out = a;
+  return 0;
+}
+
 /* ---- handlers ------------------------------------------------------------ */
 
 enum admin_op { KEY_CREATE, KEY_LIST, KEY_REVOKE, USER_LIST, AUDIT_LIST };
@@ -124,28 +152,7 @@ struct admin_job {
 };
 
 static void audit_list(struct admin_job *j) {
-  char lim[24], before[24];
-  snprintf(lim, sizeof lim, "%ld", j->limit);
-  snprintf(before, sizeof before, "%lld", j->before > 0 ? j->before : (long long)1 << 62);
-  const char *p[] = {before, lim};
-  struct store_rows *rows;
-  j->rc = store_query(j->g->store, "SELECT id, at, actor, action, target, outcome, ip, request_id "
-                                   "FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2",
-                      p, 2, &rows, j->err, sizeof j->err);
-  if (j->rc)
-    return;
-  j->list = json_array();
-  for (int i = 0; i < rows->nrows; i++)
-    json_array_append_new(
-        j->list,
-        json_pack("{s:I,s:I,s:s,s:s,s:s,s:s,s:s,s:s}", "id",
-                  (json_int_t)atoll(store_rows_get(rows, i, "id")), "at",
-                  (json_int_t)atoll(store_rows_get(rows, i, "at")), "actor",
-                  store_rows_get(rows, i, "actor"), "action", store_rows_get(rows, i, "action"),
-                  "target", store_rows_get(rows, i, "target"), "outcome",
-                  store_rows_get(rows, i, "outcome"), "ip", store_rows_get(rows, i, "ip"),
-                  "request_id", store_rows_get(rows, i, "request_id")));
-  store_rows_free(rows);
+  j->rc = gate_audit_list(j->g->store, j->limit, j->before, &j->list, j->err, sizeof j->err);
 }
 
 static void admin_work(void *arg) {

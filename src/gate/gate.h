@@ -123,6 +123,12 @@ int gate_device_create(struct gate *g, const char *id, const char *name, const c
                        const char *by, char out_id[72], char key[48], char *err,
                        size_t errlen);
 int gate_key_revoke(struct store *st, const char *id, char *err, size_t errlen);
+/* The newest `limit` audit entries with id < before (0: from the newest),
+ * newest first. OUT: *out a JSON array of {id, at, actor, action, target,
+ * outcome, ip, request_id} with the stored text exactly (the caller owns
+ * it); escape it before showing it to a person (core/text.h). */
+int gate_audit_list(struct store *st, long limit, long long before, json_t **out, char *err,
+                    size_t errlen);
 /* Appends to the audit log; never fails its caller (errors are logged). */
 void gate_audit(struct store *st, const char *actor, const char *action, const char *target,
                 const char *outcome, const char *ip, const char *request_id);

@@ -27,6 +27,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/text.h"
 #include "core/util.h"
 
 struct sim_cfg {
@@ -534,8 +535,11 @@ int flow_simulate(int argc, char **argv) {
            "points_per_second=%.0f\n",
            s.points_sent, s.requests, s.lines_failed, s.http_errors, secs,
            secs > 0 ? (double)s.points_sent / secs : 0);
-    if (s.first_error[0])
-      fprintf(stderr, "grove flow simulate: first error: %s\n", s.first_error);
+    if (s.first_error[0]) { /* the server's answer may echo what it was sent */
+      fprintf(stderr, "grove flow simulate: first error: ");
+      text_fputs(s.first_error, stderr);
+      fputc('\n', stderr);
+    }
     rc = s.http_errors ? 1 : 0;
   }
 out:

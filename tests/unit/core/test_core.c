@@ -9,6 +9,7 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "core/metrics.h"
+#include "core/text.h"
 #include "core/util.h"
 
 TEST(buf_grows_and_stays_terminated) {
@@ -237,6 +238,61 @@ TEST(log_json_lines_carry_fields_and_request_id) {
   CHECK(!strstr(buf, "hidden"));
 }
 
+static void check_escape(const char *in, const char *want) {
+  struct buf b;
+  buf_init(&b, 0);
+  CHECK(text_escape(&b, in, strlen(in)) == 0);
+  CHECK_EQ_STR(b.len ? b.data : "", want);
+  buf_release(&b);
+}
+
+TEST(text_escape_spells_out_controls_and_bidi) {
+  /* the issue's inputs: a TAB and LF that forge a table row, an ESC
+   * sequence, a right-to-left override that reverses an email */
+  check_escape("eve\tadmin\nroot", "eve\\tadmin\\nroot");
+  check_escape("\x1b[2J\x1b]0;pwned\x07", "\\x1b[2J\\x1b]0;pwned\\x07");
+  check_escape("\xe2\x80\xaemoc.elpmaxe@nimda", "\\u202emoc.elpmaxe@nimda");
+  check_escape("a\rb\x7f\x01", "a\\rb\\x7f\\x01");
+  /* every bidi control (UAX #9), zero-width and separator characters */
+  check_escape("\xd8\x9c\xe2\x80\x8e\xe2\x80\x8f\xe2\x80\xaa\xe2\x81\xa6\xe2\x81\xa9",
+               "\\u061c\\u200e\\u200f\\u202a\\u2066\\u2069");
+  check_escape("a\xe2\x80\x8b" "b\xef\xbb\xbf\xe2\x80\xa8\xe2\x80\xa9\xc2\xad",
+               "a\\u200bb\\ufeff\\u2028\\u2029\\u00ad");
+  check_escape("\xc2\x85\xc2\x9b", "\\u0085\\u009b"); /* C1: NEL, CSI */
+  /* a backslash is doubled, so "\\n" typed by a user stays distinct */
+  check_escape("a\\nb", "a\\\\nb");
+  /* bytes that are not UTF-8: overlong, surrogate, cut, past U+10FFFF */
+  check_escape("\xc0\xaf\xed\xa0\x80\xe2\x80", "\\xc0\\xaf\\xed\\xa0\\x80\\xe2\\x80");
+  check_escape("\xf4\x90\x80\x80", "\\xf4\\x90\\x80\\x80");
+  /* letters of every script and printable ASCII pass unchanged */
+  check_escape("\xc3\x89lodie \xce\xb1\xce\xb2 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8c\xb3 <a&b>",
+               "\xc3\x89lodie \xce\xb1\xce\xb2 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x8c\xb3 <a&b>");
+  check_escape("", "");
+  char small[8];
+  CHECK_EQ_STR(text_escape_to(small, sizeof small, "ab\tcdef"), "ab\\tcde");
+  CHECK_EQ_STR(text_escape_to(small, sizeof small, "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9"),
+               "\xc3\xa9\xc3\xa9\xc3\xa9"); /* cut between characters */
+}
+
+TEST(log_text_lines_escape_user_text_and_json_keeps_it) {
+  int p[2];
+  CHECK(pipe(p) == 0);
+  log_setup(LOG_INFO, false, p[1]);
+  log_info("r\n1", "login", "email=\"%s\"", "\xe2\x80\xaemoc.elpmaxe@nimda\n2026 error forged");
+  log_setup(LOG_INFO, true, p[1]);
+  log_info(NULL, "login", "email=\"%s\"", "\xe2\x80\xaex\ty");
+  close(p[1]);
+  char buf[2048] = {0};
+  size_t got = 0;
+  ssize_t n;
+  while ((n = read(p[0], buf + got, sizeof buf - 1 - got)) > 0)
+    got += (size_t)n;
+  char *nl = strchr(buf, '\n');
+  CHECK(nl && strchr(nl + 1, '\n') && !strchr(strchr(nl + 1, '\n') + 1, '\n')); /* 2 lines */
+  CHECK(strstr(buf, " info login email=\"\\u202emoc.elpmaxe@nimda\\n2026 error forged\" req=r\\n1\n"));
+  CHECK(strstr(nl + 1, "\"email\":\"\xe2\x80\xaex\\ty\"")); /* JSON: exact, JSON-escaped */
+}
+
 static const struct test tests[] = {
     T(buf_grows_and_stays_terminated), T(buf_refuses_past_its_maximum_and_keeps_contents),
     T(buf_json_escape_escapes_controls), T(config_defaults_file_env_flags_in_order),
@@ -244,5 +300,6 @@ static const struct test tests[] = {
     T(map_put_get_delete_and_grow), T(metrics_render_prometheus_text),
     T(util_percent_decoding), T(util_header_tokens), T(util_base64_sha1_websocket_accept),
     T(redis_urls), T(errors_have_names_and_messages), T(log_json_lines_carry_fields_and_request_id),
+    T(text_escape_spells_out_controls_and_bidi), T(log_text_lines_escape_user_text_and_json_keeps_it),
 };
 TEST_MAIN(tests)
