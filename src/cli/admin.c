@@ -48,7 +48,10 @@ static void usage(FILE *f) {
           "       grove key revoke ID\n"
           "       grove audit list [--limit N]\n\n"
           "Manages users and API keys in the database that grove serve uses: pass the\n"
-          "same --store and --data-dir (or GROVE_STORE, GROVE_DATA_DIR, --config).\n"
+          "same --store and --data-dir (or GROVE_STORE, GROVE_DATA_DIR, --config);\n"
+          "without them it is ./data/grove.db. The database used is named on standard\n"
+          "error. A server may keep running: these verbs wait for its write lock (up\n"
+          "to --store-busy-timeout) and picks up new users and keys without a restart.\n"
           "Passwords are read from standard input (a prompt without echo on a\n"
           "terminal). A new key is printed once; only its hash is kept. Lists are\n"
           "tab-separated; in them control, bidi and invisible characters that users\n"
@@ -154,6 +157,10 @@ int cmd_admin(const char *what, int argc, char **argv) {
     rc = 1;
     goto out;
   }
+  /* on stderr: scripts read the key or id from stdout */
+  fprintf(stderr, "grove %s: using %s database '%s'%s\n", what, store_driver_name(st),
+          store_display_name(st),
+          store_created(st) ? " (a new file: pass --data-dir or --store to use another)" : "");
   rc = 1;
   char pw[1100];
   if (is_user && strcmp(verb, "add") == 0) {

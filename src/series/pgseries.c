@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/map.h"
 #include "series/internal.h"
+#include "store/store.h"
 
 #define DAY_NS 86400000000000LL
 #define READERS 2
@@ -50,6 +51,21 @@ static const char schema[] =
     " min double precision NOT NULL, max double precision NOT NULL,"
     " first double precision NOT NULL, last double precision NOT NULL,"
     " PRIMARY KEY (series, res, bucket))";
+
+/* Runs schema SQL (tables, partitions) in a transaction holding the
+ * advisory lock every Grove instance takes for schema changes, so
+ * instances started together do not race on CREATE … IF NOT EXISTS
+ * (which is not atomic in PostgreSQL: the loser fails with a duplicate
+ * key in pg_type). */
+static int run(PGconn *c, const char *sql, char *err, size_t errlen);
+static int run_locked(PGconn *c, const char *sql, char *err, size_t errlen) {
+  int rc = run(c, "BEGIN; SELECT pg_advisory_xact_lock(" STORE_PG_SCHEMA_LOCK ")", err, errlen);
+  if (rc)
+    return rc;
+  if ((rc = run(c, sql, err, errlen)) || (rc = run(c, "COMMIT", err, errlen)))
+    run(c, "ROLLBACK", NULL, 0);
+  return rc;
+}
 
 static PGconn *connect_to(const char *url, char *err, size_t errlen) {
   PGconn *c = PQconnectdb(url);
@@ -90,8 +106,7 @@ int pgs_open(struct pgseries **out, const char *url, char *err, size_t errlen) {
   for (int i = 0; !rc && i < READERS; i++)
     if (!(p->readers[i] = connect_to(url, err, errlen)))
       rc = GROVE_EUNAVAIL;
-  /* instances starting at once may race to make the tables: once more */
-  if (!rc && run(p->writer, schema, err, errlen) && run(p->writer, schema, err, errlen))
+  if (!rc && run_locked(p->writer, schema, err, errlen))
     rc = GROVE_ESTORE;
   if (rc) {
     pgs_close(p);
@@ -269,7 +284,7 @@ static int ensure_days(struct pgseries *p, const struct series_point *pts, size_
              "(%lld)",
              name, (long long)(day * DAY_NS), (long long)((day + 1) * DAY_NS));
     char err[256];
-    if (run(p->writer, sql, err, sizeof err) && run(p->writer, sql, err, sizeof err)) {
+    if (run_locked(p->writer, sql, err, sizeof err)) {
       log_error(NULL, "cannot make a series partition", "partition=%s error=\"%s\"", name, err);
       return GROVE_ESTORE;
     }
@@ -564,7 +579,7 @@ int pgs_expire(struct pgseries *p, int64_t raw_before, int64_t minute_before, in
         continue;
       char sql[96];
       snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", name);
-      if (run(c, sql, NULL, 0))
+      if (run_locked(c, sql, NULL, 0))
         rc = GROVE_ESTORE;
     }
     PQclear(r);

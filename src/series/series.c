@@ -1032,6 +1032,7 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
   int rc = 0;
   if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                         SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK ||
+      sqlite3_busy_timeout(s->db, 10000) != SQLITE_OK || /* as s->wdb: wait for the lock */
       exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
                   "CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);"
                   "CREATE TABLE IF NOT EXISTS chunks (seq INTEGER PRIMARY KEY AUTOINCREMENT,"

@@ -16,6 +16,11 @@ struct store_driver {
   int (*script)(void *conn, const char *sql, char *err, size_t errlen);
   /* true when the connection is broken and must be replaced */
   bool (*broken)(void *conn);
+  /* Starts a transaction that will write (store_begin). */
+  const char *begin_sql;
+  /* Starts a transaction that holds the schema lock until it ends: only
+   * one connection of any process may hold it at a time; others wait. */
+  const char *migrate_sql;
 };
 
 extern const struct store_driver store_sqlite_driver;

@@ -119,4 +119,8 @@ const struct store_driver store_postgres_driver = {
     .exec = pg_exec,
     .script = pg_script,
     .broken = pg_broken,
+    .begin_sql = "BEGIN",
+    /* a transaction-level advisory lock: released by COMMIT or ROLLBACK,
+     * and by PostgreSQL when the session dies */
+    .migrate_sql = "BEGIN; SELECT pg_advisory_xact_lock(" STORE_PG_SCHEMA_LOCK ")",
 };

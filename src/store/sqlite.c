@@ -1,13 +1,39 @@
 /* sqlite.c — the embedded store driver: one SQLite file in WAL mode.
  * Readers run beside one writer; a writer waits up to the busy timeout
  * for the lock. synchronous=FULL: a committed transaction survives a
- * crash of the process or of the machine. */
+ * crash of the process or of the machine.
+ *
+ * Several processes may open the same file at once (`grove serve` and
+ * `grove key add` started together on an empty data dir): every
+ * connection has the busy timeout, switching a new file to WAL retries
+ * until the same deadline (SQLite answers that pragma SQLITE_BUSY without
+ * calling the busy handler), and transactions begin IMMEDIATE so that a
+ * read followed by a write waits for the lock instead of failing with
+ * SQLITE_BUSY (a deferred transaction cannot wait when it upgrades:
+ * https://www.sqlite.org/lang_transaction.html). */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/util.h"
 #include "store/driver.h"
+
+/* PRAGMA journal_mode=WAL takes an exclusive lock on a file still in
+ * rollback mode and fails at once when another connection holds any lock:
+ * retried every 5 ms until timeout_ms. WAL is persistent, so a file
+ * already in WAL mode answers at once. */
+static int set_wal(sqlite3 *db, unsigned long long timeout_ms, char **msg) {
+  uint64_t deadline = clock_mono_ns() + timeout_ms * 1000000ull;
+  for (;;) {
+    int rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, msg);
+    if ((rc != SQLITE_BUSY && rc != SQLITE_LOCKED) || clock_mono_ns() >= deadline)
+      return rc;
+    sqlite3_free(*msg);
+    *msg = NULL;
+    sqlite3_sleep(5);
+  }
+}
 
 static int sq_connect(const char *target, const struct store_cfg *cfg, void **out, char *err,
                       size_t errlen) {
@@ -21,13 +47,21 @@ static int sq_connect(const char *target, const struct store_cfg *cfg, void **ou
     sqlite3_close(db);
     return GROVE_ESTORE;
   }
-  sqlite3_busy_timeout(db, (int)cfg->busy_timeout_ms);
+  unsigned long long timeout = cfg->busy_timeout_ms > 0x7fffffff ? 0x7fffffff
+                                                                  : cfg->busy_timeout_ms;
+  sqlite3_busy_timeout(db, (int)timeout);
   char *msg = NULL;
-  rc = sqlite3_exec(db,
-                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-                    NULL, NULL, &msg);
+  rc = set_wal(db, timeout, &msg);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;", NULL, NULL, &msg);
   if (rc != SQLITE_OK) {
-    snprintf(err, errlen, "cannot set up database '%s': %s", target, msg ? msg : "?");
+    if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED)
+      snprintf(err, errlen,
+               "cannot set up database '%s': another process held its lock for more than the "
+               "busy timeout (%llu ms, --store-busy-timeout)",
+               target, timeout);
+    else
+      snprintf(err, errlen, "cannot set up database '%s': %s", target, msg ? msg : "?");
     sqlite3_free(msg);
     sqlite3_close(db);
     return GROVE_ESTORE;
@@ -108,7 +142,7 @@ static int sq_script(void *conn, const char *sql, char *err, size_t errlen) {
     if (err)
       snprintf(err, errlen, "%s", msg ? msg : sqlite3_errstr(rc));
     sqlite3_free(msg);
-    return rc == SQLITE_BUSY ? GROVE_EBUSY : GROVE_ESTORE;
+    return rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? GROVE_EBUSY : GROVE_ESTORE;
   }
   return 0;
 }
@@ -125,4 +159,6 @@ const struct store_driver store_sqlite_driver = {
     .exec = sq_exec,
     .script = sq_script,
     .broken = sq_broken,
+    .begin_sql = "BEGIN IMMEDIATE",
+    .migrate_sql = "BEGIN IMMEDIATE",
 };

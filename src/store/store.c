@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -25,12 +26,15 @@ struct store_conn {
   struct store_conn *next;
   const struct store_driver *drv;
   void *db;
+  unsigned long long busy_timeout_ms; /* for the message when it ran out */
 };
 
 struct store {
   const struct store_driver *drv;
   struct store_cfg cfg;
   char *target;
+  char *display;  /* target for people: an absolute path, a URL without password */
+  bool created;   /* SQLite: the file did not exist before store_open */
   pthread_mutex_t lock;
   pthread_cond_t cond;
   struct store_conn *idle;
@@ -42,6 +46,7 @@ static int new_conn(struct store *s, struct store_conn **out, char *err, size_t 
   if (!c)
     return GROVE_ENOMEM;
   c->drv = s->drv;
+  c->busy_timeout_ms = s->cfg.busy_timeout_ms;
   int rc = s->drv->connect(s->target, &s->cfg, &c->db, err, errlen);
   if (rc) {
     free(c);
@@ -49,6 +54,29 @@ static int new_conn(struct store *s, struct store_conn **out, char *err, size_t 
   }
   *out = c;
   return 0;
+}
+
+/* What people are shown: SQLite's file as an absolute path (the default
+ * one is relative to the working directory); PostgreSQL's URL with the
+ * password cut out ("postgres://user@host/db"). */
+static char *display_name(const struct store_driver *drv, const char *target) {
+  char *out = NULL;
+  if (drv == &store_sqlite_driver) {
+    if (target[0] == '/')
+      return strdup(target);
+    char cwd[4096];
+    if (!getcwd(cwd, sizeof cwd))
+      return strdup(target);
+    return asprintf(&out, "%s/%s", cwd, target[0] == '.' && target[1] == '/' ? target + 2 : target) < 0
+               ? NULL
+               : out;
+  }
+  const char *scheme = strstr(target, "://");
+  const char *at = strrchr(target, '@');
+  const char *colon = scheme ? strchr(scheme + 3, ':') : NULL;
+  if (!scheme || !at || !colon || colon > at)
+    return strdup(target);
+  return asprintf(&out, "%.*s@%s", (int)(colon - target), target, at + 1) < 0 ? NULL : out;
 }
 
 int store_open(struct store **out, const struct store_cfg *cfg, char *err, size_t errlen) {
@@ -85,10 +113,12 @@ int store_open(struct store **out, const struct store_cfg *cfg, char *err, size_
     rc = GROVE_ECONFIG;
     goto fail;
   }
-  if (!s->target) {
+  if (!s->target || !(s->display = display_name(s->drv, s->target))) {
     rc = GROVE_ENOMEM;
     goto fail;
   }
+  struct stat sb;
+  s->created = s->drv == &store_sqlite_driver && stat(s->target, &sb) != 0;
   struct store_conn *c;
   if ((rc = new_conn(s, &c, err, errlen)))
     goto fail;
@@ -99,6 +129,7 @@ int store_open(struct store **out, const struct store_cfg *cfg, char *err, size_
   return 0;
 fail:
   free(s->target);
+  free(s->display);
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->cond);
   free(s);
@@ -118,10 +149,13 @@ void store_close(struct store *s) {
   pthread_mutex_destroy(&s->lock);
   pthread_cond_destroy(&s->cond);
   free(s->target);
+  free(s->display);
   free(s);
 }
 
 const char *store_driver_name(const struct store *s) { return s->drv->name; }
+const char *store_display_name(const struct store *s) { return s->display; }
+bool store_created(const struct store *s) { return s->created; }
 
 int store_acquire(struct store *s, struct store_conn **out) {
   pthread_mutex_lock(&s->lock);
@@ -167,18 +201,29 @@ void store_release(struct store *s, struct store_conn *c) {
   pthread_mutex_unlock(&s->lock);
 }
 
+/* A lock that stayed taken past the busy timeout: says so in words. */
+static int busy_message(const struct store_conn *c, int rc, char *err, size_t errlen) {
+  if (rc == GROVE_EBUSY && err && errlen)
+    snprintf(err, errlen,
+             "database is locked: another process held its write lock for more than the busy "
+             "timeout (%llu ms, --store-busy-timeout)",
+             c->busy_timeout_ms);
+  return rc;
+}
+
 int store_exec(struct store_conn *c, const char *sql, const char *const *params, int nparams,
                struct store_rows **rows, char *err, size_t errlen) {
   if (rows)
     *rows = NULL;
-  return c->drv->exec(c->db, sql, params, nparams, rows, err, errlen);
+  return busy_message(c, c->drv->exec(c->db, sql, params, nparams, rows, err, errlen), err,
+                      errlen);
 }
 
 int store_exec_script(struct store_conn *c, const char *sql, char *err, size_t errlen) {
-  return c->drv->script(c->db, sql, err, errlen);
+  return busy_message(c, c->drv->script(c->db, sql, err, errlen), err, errlen);
 }
 
-int store_begin(struct store_conn *c) { return store_exec_script(c, "BEGIN", NULL, 0); }
+int store_begin(struct store_conn *c) { return store_exec_script(c, c->drv->begin_sql, NULL, 0); }
 int store_commit(struct store_conn *c) { return store_exec_script(c, "COMMIT", NULL, 0); }
 int store_rollback(struct store_conn *c) { return store_exec_script(c, "ROLLBACK", NULL, 0); }
 
@@ -208,10 +253,26 @@ static const char migrations_table[] =
     " module TEXT NOT NULL, version INTEGER NOT NULL, name TEXT NOT NULL,"
     " applied_at TEXT NOT NULL, PRIMARY KEY (module, version))";
 
+/* The step of m[] that comes next after `current`: the lowest version
+ * above it (NULL when none is left). */
+static const struct store_migration *next_step(const struct store_migration *m, size_t n,
+                                               int current) {
+  const struct store_migration *best = NULL;
+  for (size_t i = 0; i < n; i++)
+    if (m[i].version > current && (!best || m[i].version < best->version))
+      best = &m[i];
+  return best;
+}
+
+/* Each step runs in a transaction that holds the schema lock (SQLite's
+ * write lock taken at BEGIN IMMEDIATE; PostgreSQL's advisory lock), and
+ * reads the module's version under that lock: another process migrating
+ * the same database at the same time makes this one wait, after which it
+ * finds the step done and goes on. The migrations table itself is made
+ * under the lock too (CREATE TABLE IF NOT EXISTS races in PostgreSQL). */
 int store_migrate(struct store *s, const char *module, const struct store_migration *m,
                   size_t n, int *applied, char *err, size_t errlen) {
   struct store_conn *c;
-  struct store_rows *rows = NULL;
   int done = 0;
   if (applied)
     *applied = 0;
@@ -220,28 +281,37 @@ int store_migrate(struct store *s, const char *module, const struct store_migrat
     snprintf(err, errlen, "no database connection");
     return rc;
   }
-  if ((rc = store_exec_script(c, migrations_table, err, errlen)))
-    goto out;
-  const char *p[] = {module};
-  if ((rc = store_exec(c, "SELECT COALESCE(MAX(version), 0) AS v FROM grove_migrations "
-                          "WHERE module = $1",
-                       p, 1, &rows, err, errlen)))
-    goto out;
-  int current = atoi(store_rows_get(rows, 0, "v") ? store_rows_get(rows, 0, "v") : "0");
-  store_rows_free(rows);
-  for (size_t i = 0; i < n; i++) {
-    if (m[i].version <= current)
-      continue;
-    const char *sql = strcmp(s->drv->name, "postgres") == 0 && m[i].pg ? m[i].pg : m[i].sql;
-    char ver[16], when[32];
-    snprintf(ver, sizeof ver, "%d", m[i].version);
-    snprintf(when, sizeof when, "%llu", (unsigned long long)clock_wall_ms());
-    const char *rp[] = {module, ver, m[i].name, when};
-    if ((rc = store_begin(c))) {
-      snprintf(err, errlen, "cannot begin a transaction");
-      goto out;
-    }
+  for (;;) {
     char e2[512] = "";
+    const char *what = "cannot take the schema lock";
+    const struct store_migration *step = NULL;
+    struct store_rows *rows = NULL;
+    if ((rc = store_exec_script(c, s->drv->migrate_sql, e2, sizeof e2)))
+      goto step_failed;
+    what = "cannot make the migrations table";
+    if ((rc = store_exec_script(c, migrations_table, e2, sizeof e2)))
+      goto rollback;
+    what = "cannot read the schema version";
+    const char *p[] = {module};
+    if ((rc = store_exec(c, "SELECT COALESCE(MAX(version), 0) AS v FROM grove_migrations "
+                            "WHERE module = $1",
+                         p, 1, &rows, e2, sizeof e2)))
+      goto rollback;
+    const char *v = store_rows_get(rows, 0, "v");
+    int current = v ? atoi(v) : 0;
+    store_rows_free(rows);
+    if (!(step = next_step(m, n, current))) {
+      what = "cannot end the schema transaction";
+      if ((rc = store_commit(c)))
+        goto rollback;
+      break;
+    }
+    const char *sql = strcmp(s->drv->name, "postgres") == 0 && step->pg ? step->pg : step->sql;
+    char ver[16], when[32];
+    snprintf(ver, sizeof ver, "%d", step->version);
+    snprintf(when, sizeof when, "%llu", (unsigned long long)clock_wall_ms());
+    const char *rp[] = {module, ver, step->name, when};
+    what = "migration failed";
     rc = store_exec_script(c, sql, e2, sizeof e2);
     if (!rc)
       rc = store_exec(c, "INSERT INTO grove_migrations (module, version, name, applied_at) "
@@ -249,18 +319,22 @@ int store_migrate(struct store *s, const char *module, const struct store_migrat
                       rp, 4, NULL, e2, sizeof e2);
     if (!rc)
       rc = store_commit(c);
-    if (rc) {
-      store_rollback(c);
-      snprintf(err, errlen, "migration %s/%d '%s' failed: %s", module, m[i].version, m[i].name,
-               e2);
-      goto out;
-    }
+    if (rc)
+      goto rollback;
     log_info(NULL, "migration applied", "module=%s version=%d name=\"%s\"", module,
-             m[i].version, m[i].name);
-    current = m[i].version;
+             step->version, step->name);
     done++;
+    continue;
+  rollback:
+    store_rollback(c);
+  step_failed:
+    if (step)
+      snprintf(err, errlen, "migration %s/%d '%s' failed: %s", module, step->version, step->name,
+               e2);
+    else
+      snprintf(err, errlen, "%s for '%s': %s", what, module, e2);
+    break;
   }
-out:
   store_release(s, c);
   if (applied)
     *applied = done;

@@ -54,8 +54,18 @@ struct store_migration {
 int store_open(struct store **out, const struct store_cfg *cfg, char *err, size_t errlen);
 void store_close(struct store *s);
 const char *store_driver_name(const struct store *s);
+/* The database as people should be told of it: SQLite's file as an
+ * absolute path, PostgreSQL's URL without its password. Owned by s. */
+const char *store_display_name(const struct store *s);
+/* True when store_open made a new SQLite file (it did not exist). */
+bool store_created(const struct store *s);
 
-/* Takes a connection from the pool (waits for one). */
+/* Takes a connection from the pool (waits for one).
+ * Errors of the calls below: GROVE_EBUSY when SQLite's lock stayed taken
+ * by another process past the busy timeout (err says so), GROVE_EEXIST on
+ * a constraint violation, GROVE_EUNAVAIL when PostgreSQL went away,
+ * GROVE_ESTORE otherwise. store_begin starts a write transaction (SQLite:
+ * BEGIN IMMEDIATE, so it waits for the lock up front). */
 int store_acquire(struct store *s, struct store_conn **out);
 void store_release(struct store *s, struct store_conn *c);
 
@@ -76,10 +86,21 @@ int store_query(struct store *s, const char *sql, const char *const *params, int
 
 /* Applies the module's migrations not yet applied, in version order, each
  * in its own transaction together with its record in grove_migrations.
+ * Safe to run from several processes at once on the same database: each
+ * step holds the schema lock (SQLite's write lock; PostgreSQL's advisory
+ * lock STORE_PG_SCHEMA_LOCK) and re-reads the version under it, so one
+ * process applies a step and the others wait, then skip it.
  * Returns 0, or the error of the first that failed (later ones are not
  * tried; earlier ones stay). OUT: *applied (may be NULL) how many ran. */
 int store_migrate(struct store *s, const char *module, const struct store_migration *m,
                   size_t n, int *applied, char *err, size_t errlen);
+/* The PostgreSQL advisory lock (a bigint key, "grove" in ASCII) that every
+ * schema change of every Grove instance holds for its transaction
+ * (pg_advisory_xact_lock), so instances started together on a fresh
+ * database make each table once: store_migrate and the series store's
+ * tables and partitions take it. */
+#define STORE_PG_SCHEMA_LOCK "444234493541"
+
 /* Checks that the database answers (SELECT 1). */
 int store_ping(struct store *s, char *err, size_t errlen);
 

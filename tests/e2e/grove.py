@@ -33,17 +33,25 @@ def free_port():
 class Grove:
     """A `grove serve` process on 127.0.0.1 and a port of its choosing."""
 
-    def __init__(self, *args, env=None, data_dir=None):
+    def __init__(self, *args, env=None, data_dir=None, wait=True, web_root=None, cwd=None,
+                 binary=None):
+        """Starts grove and, unless wait is False, waits until it listens
+        (then call wait_listening() yourself: several can start at once)."""
         self.tmp = tempfile.mkdtemp(prefix="grove-e2e-")
         self.data_dir = data_dir or os.path.join(self.tmp, "data")
-        cmd = [GROVE, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir,
-               "--web-root", os.path.join(ROOT, "web")] + list(args)
+        web = [] if web_root is False else ["--web-root", web_root or os.path.join(ROOT, "web")]
+        cmd = [binary or GROVE, "serve", "--listen", "127.0.0.1:0", "--data-dir", self.data_dir] \
+            + web + list(args)
         e = dict(os.environ)
         e.update(env or {})
         self.log_path = os.path.join(self.tmp, "grove.log")
         self.log = open(self.log_path, "w+b")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=e)
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=e, cwd=cwd)
         self.port = None
+        if wait:
+            self.wait_listening()
+
+    def wait_listening(self):
         deadline = time.time() + 20
         while time.time() < deadline:
             m = re.search(rb'listening.*port[=":]+(\d+)', open(self.log_path, "rb").read())
@@ -90,7 +98,11 @@ class Grove:
 
     def stop(self):
         """Stops grove with SIGTERM; fails when it did not exit cleanly or a
-        sanitizer (ASan, UBSan, LeakSanitizer) reported anything."""
+        sanitizer (ASan, UBSan, LeakSanitizer) reported anything. A second
+        call does nothing."""
+        if getattr(self, "_stopped", False):
+            return
+        self._stopped = True
         hung = False
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -351,8 +363,8 @@ class Postgres:
             cmd = ["runuser", "-u", "postgres", "--"] + cmd
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def psql(self, sql):
-        out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "grove", "-d", "postgres",
+    def psql(self, sql, db="postgres"):
+        out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "grove", "-d", db,
                               "-At", "-c", sql], check=True, capture_output=True, text=True)
         return out.stdout.strip()
 

@@ -51,6 +51,35 @@ def test_postgres_store_end_to_end():
         pg.stop()
 
 
+def test_instances_started_together_on_a_fresh_database():
+    """Issue 10.4: several instances started at once on a fresh database
+    all come up (migrations and the series tables are made once, under an
+    advisory lock; the others wait and go on). Every round must pass."""
+    pg = Postgres()
+    try:
+        for rnd in range(3):
+            db = "fresh%d" % rnd
+            pg.psql("CREATE DATABASE %s" % db)
+            url = pg.url.rsplit("/", 1)[0] + "/" + db
+            gs = [Grove("--store", url, "--store-pool", "2", wait=False) for _ in range(4)]
+            try:
+                for g in gs:
+                    g.wait_listening()
+                for g in gs:
+                    st, body = g.get_json("/ready")
+                    assert st == 200, body
+                out = "".join(g.output() for g in gs)
+                assert "duplicate key" not in out and "error" not in out, out[-4000:]
+                # each step applied by exactly one instance
+                applied = pg.psql("SELECT count(*) FROM grove_migrations", db)
+                assert out.count("migration applied") == int(applied), out[-4000:]
+            finally:
+                for g in gs:
+                    g.stop()
+    finally:
+        pg.stop()
+
+
 def test_postgres_down_makes_ready_fail_then_recover():
     pg = Postgres()
     try:

@@ -89,5 +89,50 @@ def test_config_file_env_and_flags():
     assert out.returncode == 2 and "cannot open config file" in out.stderr
 
 
+def test_serve_and_key_add_at_once_on_an_empty_data_dir():
+    """Issue 9.14: `grove serve &` and `grove key add` started together on
+    an empty data dir both succeed (migrations and first writes wait for
+    SQLite's lock); every round must pass, whatever order they run in."""
+    for rnd in range(15):
+        d = tempfile.mkdtemp(prefix="grove-first-")
+        data = os.path.join(d, "data")
+        g = Grove("--data-dir", data, wait=False)
+        keys = [subprocess.Popen([GROVE, "key", "add", "k%d" % i, "--data-dir", data],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for i in range(2)]
+        try:
+            for k in keys:
+                out, err = k.communicate(timeout=30)
+                assert k.returncode == 0, (rnd, err)
+                assert out.startswith("key_"), out  # stdout holds the id and key only
+                assert "using sqlite database '%s/grove.db'" % data in err, err
+            g.wait_listening()
+            assert g.request("GET", "/ready").status == 200
+            assert "error" not in g.output(), g.output()
+        finally:
+            g.stop()
+        listed = grove("key", "list", "--data-dir", data).stdout
+        assert "\tk0\t" in listed and "\tk1\t" in listed, listed
+
+
+def test_key_add_names_the_database_it_used():
+    """Without --data-dir, `grove key add` uses ./data/grove.db and says so
+    on stderr (stdout stays the id and the key)."""
+    d = tempfile.mkdtemp(prefix="grove-cwd-")
+    e = dict(os.environ)
+    for k in ("GROVE_DATA_DIR", "GROVE_STORE", "GROVE_CONFIG"):
+        e.pop(k, None)
+    out = subprocess.run([GROVE, "key", "add", "here"], cwd=d, capture_output=True, text=True,
+                         timeout=20, env=e)
+    assert out.returncode == 0, out.stderr
+    path = os.path.join(os.path.realpath(d), "data", "grove.db")
+    assert "using sqlite database '%s' (a new file" % path in out.stderr, out.stderr
+    assert len(out.stdout.split()) == 2 and out.stdout.startswith("key_"), out.stdout
+    again = subprocess.run([GROVE, "key", "list"], cwd=d, capture_output=True, text=True,
+                           timeout=20, env=e)
+    assert "using sqlite database '%s'\n" % path in again.stderr, again.stderr
+    assert "\there\t" in again.stdout
+
+
 if __name__ == "__main__":
     main(globals())

@@ -2,10 +2,12 @@
  * GROVE_TEST_STORE (a postgres:// URL from the test run), or a fresh
  * SQLite file when unset. Each test gets its own tables. */
 #include <pthread.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../test.h"
 #include "core/error.h"
+#include "core/util.h"
 #include "store/store.h"
 
 static char dir[64];
@@ -211,10 +213,99 @@ TEST(bad_urls_fail_with_a_message) {
   CHECK(!strstr(err, "secret")); /* credentials are not echoed */
 }
 
+/* One process of processes_migrate_one_database_at_once: waits on the
+ * pipe until the parent lets every process go, then opens the store,
+ * migrates and writes. Exits 0, or 1 with the error on stderr. */
+static void migrate_child(int gate, const char *url, const char *data_dir) {
+  static const struct store_migration steps[] = {
+      {1, "items", "CREATE TABLE t_items (id INTEGER PRIMARY KEY, name TEXT)", NULL},
+      {2, "other", "CREATE TABLE t_other (id INTEGER)", NULL},
+      {3, "seed", "INSERT INTO t_other VALUES (1)", NULL},
+  };
+  char b, err[512] = "";
+  if (read(gate, &b, 1) < 0)
+    _exit(2);
+  struct store_cfg cfg = {.url = (char *)url, .data_dir = (char *)data_dir, .pool = 2,
+                          .busy_timeout_ms = 20000};
+  struct store *s;
+  int rc = store_open(&s, &cfg, err, sizeof err);
+  if (!rc) {
+    rc = store_migrate(s, "race", steps, ARRAY_LEN(steps), NULL, err, sizeof err);
+    char id[16];
+    snprintf(id, sizeof id, "%d", (int)getpid());
+    const char *p[] = {id};
+    if (!rc) /* a first write, right after the others' migrations */
+      rc = store_query(s, "INSERT INTO t_items (id, name) VALUES ($1, 'first')", p, 1, NULL, err,
+                       sizeof err);
+    store_close(s);
+  }
+  if (rc)
+    fprintf(stderr, "child %d: %s\n", (int)getpid(), err);
+  _exit(rc ? 1 : 0);
+}
+
+/* Issue 9.14 and 10.4: processes started together on a fresh database
+ * (serve and `grove key add`, or several instances on PostgreSQL) all
+ * migrate it; each step runs once, and none fails with "database is
+ * locked" or a duplicate pg_type row. The processes are held at a pipe
+ * and let go together; every round must pass, whatever the order. */
+TEST(processes_migrate_one_database_at_once) {
+  const char *url = getenv("GROVE_TEST_STORE");
+  enum { ROUNDS = 8, PROCS = 6 };
+  char base[64];
+  snprintf(base, sizeof base, "/tmp/grove-race-XXXXXX");
+  CHECK(mkdtemp(base));
+  for (int round = 0; round < ROUNDS; round++) {
+    char data_dir[128], err[256];
+    snprintf(data_dir, sizeof data_dir, "%s/r%d", base, round); /* not made yet */
+    if (url) { /* one server for all rounds: start each from no tables */
+      struct store *s = open_store();
+      store_close(s);
+    }
+    int gate[2];
+    CHECK(pipe(gate) == 0);
+    pid_t pids[PROCS];
+    for (int i = 0; i < PROCS; i++) {
+      pids[i] = fork();
+      CHECK(pids[i] >= 0);
+      if (pids[i] == 0) {
+        close(gate[1]);
+        migrate_child(gate[0], url ? url : "sqlite", data_dir);
+      }
+    }
+    close(gate[0]);
+    close(gate[1]); /* every child's read returns now */
+    for (int i = 0; i < PROCS; i++) {
+      int status;
+      CHECK(waitpid(pids[i], &status, 0) == pids[i]);
+      CHECK(WIFEXITED(status));
+      CHECK_EQ_INT(WEXITSTATUS(status), 0);
+    }
+    struct store_cfg cfg = {.url = (char *)(url ? url : "sqlite"), .data_dir = data_dir,
+                            .pool = 1, .busy_timeout_ms = 5000};
+    struct store *s;
+    struct store_rows *rows;
+    CHECK(store_open(&s, &cfg, err, sizeof err) == 0);
+    CHECK(store_query(s, "SELECT COUNT(*) AS n FROM grove_migrations WHERE module = 'race'", NULL,
+                      0, &rows, err, sizeof err) == 0);
+    CHECK_EQ_STR(store_rows_get(rows, 0, "n"), "3");
+    store_rows_free(rows);
+    CHECK(store_query(s, "SELECT COUNT(*) AS n FROM t_other", NULL, 0, &rows, err, sizeof err) ==
+          0);
+    CHECK_EQ_STR(store_rows_get(rows, 0, "n"), "1"); /* the seed step ran once */
+    store_rows_free(rows);
+    CHECK(store_query(s, "SELECT COUNT(*) AS n FROM t_items", NULL, 0, &rows, err, sizeof err) ==
+          0);
+    CHECK_EQ_INT(atoi(store_rows_get(rows, 0, "n")), PROCS);
+    store_rows_free(rows);
+    store_close(s);
+  }
+}
+
 static const struct test tests[] = {
     T(exec_params_and_rows),          T(errors_are_reported),
     T(migrations_apply_once_in_order), T(failed_migration_rolls_back_entirely),
     T(pool_serves_concurrent_writers), T(transactions_roll_back),
-    T(bad_urls_fail_with_a_message),
+    T(bad_urls_fail_with_a_message),   T(processes_migrate_one_database_at_once),
 };
 TEST_MAIN(tests)
