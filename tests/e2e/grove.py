@@ -197,11 +197,12 @@ def closed_by_peer(s, timeout=5):
 # ---- WebSocket client ------------------------------------------------------
 
 class WebSocket:
-    def __init__(self, grove, path="/api/v1/live", timeout=5):
+    def __init__(self, grove, path="/api/v1/live", timeout=5, headers=None):
         self.s = grove.connect(timeout)
         key = base64.b64encode(os.urandom(16)).decode()
+        extra = "".join("%s: %s\r\n" % kv for kv in (headers or {}).items())
         self.s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path, key)).encode())
+                        "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n%s\r\n" % (path, key, extra)).encode())
         r = read_response(self.s, head_only=True)
         self.response = r
         self.buf = r.rest
@@ -292,9 +293,10 @@ def close_code(payload):
 # ---- SSE client ------------------------------------------------------------
 
 class EventStream:
-    def __init__(self, grove, query, last_event_id=None, timeout=5):
+    def __init__(self, grove, query, last_event_id=None, timeout=5, headers=None):
         self.s = grove.connect(timeout)
         extra = "Last-Event-ID: %s\r\n" % last_event_id if last_event_id is not None else ""
+        extra += "".join("%s: %s\r\n" % kv for kv in (headers or {}).items())
         self.s.sendall(("GET /api/v1/live/sse?%s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n%s\r\n"
                         % (query, extra)).encode())
         r = read_response(self.s, head_only=True)

@@ -13,7 +13,8 @@ import threading
 import time
 import urllib.parse
 
-from grove import FAST_HASH, GROVE, Grove, Postgres, Redis, WebSocket, eventually, main, stop_all
+from grove import (FAST_HASH, GROVE, EventStream, Grove, Postgres, Redis, WebSocket, eventually, main,
+                   stop_all)
 
 g = None
 WRITE = READ = None
@@ -80,7 +81,7 @@ def test_readings_register_stations_on_first_sight():
     t = minutes(2)
     r = readings([{"station": "first-1", "region": "west", "time": t / 1e9, "pm25": 12.5, "no2": 20}])
     assert r.status == 200, r.body
-    assert r.json()["data"] == {"readings": 1, "points_written": 2}
+    assert r.json()["data"] == {"readings": 1, "points_written": 2, "late": 0}
     s = station("first-1")
     assert s["region"] == "west" and s["name"] == "first-1"
     assert s["pollutants"]["pm25"]["latest"] == 12.5
@@ -294,6 +295,92 @@ def test_simulated_city_with_faults():
     assert bad.returncode == 2 and "--stations" in bad.stderr
 
 
+class Topics:
+    """Last event per topic, read from a WebSocket and an SSE stream at once."""
+
+    def __init__(self, grove, read_key, topics):
+        self.last = {"ws": {}, "sse": {}}
+        self.alerts = {}
+        self.ws = WebSocket(grove, headers={"X-API-Key": read_key})
+        for t in topics:
+            self.ws.send({"op": "subscribe", "topic": t})
+            assert self.ws.recv_json() == {"type": "subscribed", "topic": t}
+        self.sse = EventStream(grove, "&".join("topic=" + t for t in topics), headers={"X-API-Key": read_key})
+        assert self.sse.response.status == 200
+
+    def drain(self, quiet=0.3):
+        """Reads what has arrived (until each stream is quiet a moment)."""
+        for name, read in (("ws", lambda: self.ws.recv_json(timeout=quiet)),
+                           ("sse", lambda: self.sse.next_event(timeout=quiet)["data"])):
+            while True:
+                try:
+                    m = read()
+                except (socket.timeout, TimeoutError):
+                    break
+                if m.get("type") != "message":
+                    continue
+                self.last[name][m["topic"]] = m["data"]
+                if m["topic"] == "flow/alerts" and name == "ws":
+                    self.alerts[m["data"]["id"]] = m["data"]
+
+    def close(self):
+        self.ws.close()
+        self.sse.close()
+
+
+def test_live_topics_end_where_the_api_does_across_a_simulated_run():
+    """A simulated city (with its faults) against a server of short windows,
+    then half of it goes quiet while the other half goes on: the quiet
+    stations' last windows are closed by the others' readings, not by
+    their own. Each time, every station's and region's topic ends with what
+    the API answers, over WebSocket and SSE alike, and flow/alerts carried
+    exactly the alerts the API lists."""
+    # lateness longer than a run: windows close by readings, not by the idle clock
+    grove, w, r = start("--flow-window", "10s", "--flow-slide", "5s", "--flow-lateness", "30s",
+                        "--flow-partitions", "3")
+    topics = ["flow/stations/st-%04d" % i for i in range(8)] + ["flow/regions/r%02d" % i for i in range(2)]
+    live = Topics(grove, r, topics + ["flow/alerts"])
+    t0 = time.time() - 1200
+
+    def simulate(stations, start_s):
+        out = subprocess.run([GROVE, "flow", "simulate", "--url", "http://127.0.0.1:%d" % grove.port, "--key", w,
+                              "--stations", str(stations), "--regions", "2", "--interval", "2s", "--ticks", "90",
+                              "--duration", "0", "--start",
+                              time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start_s)),
+                              "--batch", "40", "--seed", "11"], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+
+    def api(topic):
+        kind, name = topic.split("/")[1:]
+        return get("/api/v1/flow/%s/%s" % (kind, name), grove=grove, read_key=r)
+
+    def agree():
+        live.drain()
+        want = {t: api(t) for t in topics}
+        if any(want[t]["window"] is None for t in topics):
+            return False
+        bad = [(k, t) for k in ("ws", "sse") for t in topics if live.last[k].get(t) != want[t]]
+        return want if not bad else False
+
+    try:
+        simulate(8, t0)
+        before = eventually(agree, timeout=30, interval=0.2, what="live topics agree with the API")
+        simulate(4, t0 + 180)  # st-0004..st-0007 say nothing more
+        after = eventually(agree, timeout=30, interval=0.2, what="live topics agree with the API again")
+        for i in range(4, 8):  # their last windows closed after their last reading
+            t = "flow/stations/st-%04d" % i
+            assert after[t]["window"] != before[t]["window"] and after[t]["readings"] == before[t]["readings"], t
+        for t in topics:
+            assert live.last["ws"][t]["aqi"] is not None, t
+        listed = get("/api/v1/flow/alerts?limit=1000", grove=grove, read_key=r)
+        assert listed, "the simulated city raised no alerts"
+        eventually(lambda: live.drain() or live.alerts == {a["id"]: a for a in listed},
+                   what="flow/alerts carried what the API lists")
+    finally:
+        live.close()
+        grove.stop()
+
+
 def late_total():
     body = g.request("GET", "/metrics").body.decode()
     for line in body.splitlines():
@@ -307,10 +394,25 @@ def test_late_readings_are_counted_and_stored():
     t = minutes(0)
     assert readings([{"station": "tardy", "time": t / 1e9, "pm25": 3}]).status == 200
     old = t - 30 * MIN
-    assert readings([{"station": "tardy", "time": old / 1e9, "pm25": 99}]).status == 200
-    assert late_total() == before + 1
+    r = readings([{"station": "tardy", "time": old / 1e9, "pm25": 99, "pm10": 5},
+                  {"station": "tardy", "time": t / 1e9, "pm25": 4}])
+    assert r.status == 200 and r.json()["data"] == {"readings": 2, "points_written": 3, "late": 2}, r.body
+    assert late_total() == before + 2
     pts = get("/api/v1/series/points?" + urllib.parse.urlencode({"series": "air_quality,station=tardy pm25"}))
-    assert pts["points"] == [[old, 99], [t, 3]]
+    assert pts["points"] == [[old, 99], [t, 4]]
+    # a partial write says how many of the written ones were late
+    r = readings([{"station": "tardy", "time": old / 1e9, "co": 1}, {"station": "bad station", "co": 1}])
+    assert r.status == 400 and r.json()["details"]["late"] == 1 and r.json()["details"]["points_written"] == 1
+    # line protocol answers 204 (as InfluxDB): the count is a header
+    body = "air,station=tardy pm25=7 %d\nair,station=tardy pm25=8 %d\n" % (old, t)
+    r = g.request("POST", "/api/v1/write", body=body.encode(), headers={"X-API-Key": WRITE})
+    assert r.status == 204 and r.header("x-grove-late-points") == "1", (r.status, r.headers)
+    r = g.request("POST", "/api/v1/write", body=b"air,station=tardy pm25=9 %d\n" % (t + 1),
+                  headers={"X-API-Key": WRITE})
+    assert r.status == 204 and r.header("x-grove-late-points") == "0", (r.status, r.headers)
+    r = g.request("POST", "/api/v1/write", body=b"air,station=tardy pm25=9 %d\nbad line\n" % old,
+                  headers={"X-API-Key": WRITE})
+    assert r.status == 400 and r.json()["details"]["late"] == 1, r.body
 
 
 def test_stations_ahead_of_time_survive_a_restart():

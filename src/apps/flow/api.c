@@ -254,7 +254,8 @@ static void alerts_done(struct http_req *r, void *arg) {
         const struct store_rows *w = j->rows;
         json_array_append_new(
             list,
-            json_pack("{s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:s,s:I,s:I}", "id", store_rows_get(w, i, "id"),
+            json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:I,s:s,s:I,s:I}", "type", "alert", "id",
+                      store_rows_get(w, i, "id"),
                       "kind", store_rows_get(w, i, "kind"), "subject",
                       store_rows_get(w, i, "subject"), "region", store_rows_get(w, i, "region"),
                       "from", category_or_null(store_rows_get(w, i, "from_category")), "to",

@@ -67,12 +67,24 @@ struct aqi_result aqi_of(enum aqi_pollutant p, double c) {
       return r;
     }
   }
-  if (p == AQI_O3_8H) /* above 0.200 ppm the 1-hour table applies */
+  if (p == AQI_O3_8H) {
+    /* TAD table 5, footnote 2: 8-hour values do not define indexes of 301
+     * and above (those come from 1-hour values). Above 0.200 ppm the
+     * 8-hour index stays at its table's top, 300, so that it never falls
+     * as the concentration rises; aqi_ozone() takes the 1-hour table too. */
+    r.index = last->ihi;
+    r.category = aqi_category_of(r.index);
     return r;
+  }
   r.index = last->ihi;
   r.beyond = true;
   r.category = AQI_HAZARDOUS;
   return r;
+}
+
+struct aqi_result aqi_ozone(double ppm) {
+  struct aqi_result a = aqi_of(AQI_O3_8H, ppm), b = aqi_of(AQI_O3_1H, ppm);
+  return b.index > a.index ? b : a;
 }
 
 struct aqi_result aqi_overall(const double conc[AQI_NPOLLUTANTS], enum aqi_pollutant *dominant) {

@@ -6,10 +6,17 @@
  * table (PM2.5 and CO to 0.1, PM10, SO2 and NO2 to whole numbers, ozone to
  * 0.001 ppm), then placed in its segment and interpolated linearly,
  * rounding to the nearest integer. Units: µg/m³ for PM, ppm for O3 and CO,
- * ppb for SO2 and NO2. Ozone has two tables: 8-hour averages up to 0.200
- * ppm, 1-hour values from 0.125 ppm; when both are known the higher index
- * counts. SO2 at 305 ppb and above uses the 24-hour table. Concentrations
- * past the top of a table give 500 with `beyond` set ("Beyond the AQI"). */
+ * ppb for SO2 and NO2. Ozone has two tables (TAD table 5 and its
+ * footnotes): 8-hour averages up to 0.200 ppm, 1-hour values from 0.125
+ * ppm; when both are known the higher index counts. 8-hour values do not
+ * define indexes of 301 and above, so an 8-hour value above 0.200 ppm
+ * gives 300 (the top of its table) and the 1-hour table gives the rest.
+ * SO2 at 305 ppb and above uses the 24-hour table. Concentrations past the
+ * top of a table give 500 with `beyond` set ("Beyond the AQI").
+ *
+ * Invariants (tests/unit/flow): for every pollutant the index never falls
+ * as the concentration rises, and a result's category is always
+ * aqi_category_of(its index). Pure functions; thread-safe. */
 #ifndef GROVE_AQI_H
 #define GROVE_AQI_H
 
@@ -31,6 +38,11 @@ struct aqi_result {
 /* The index of one pollutant. Negative or NaN concentrations, and 1-hour
  * ozone below 0.125 ppm, give index -1. */
 struct aqi_result aqi_of(enum aqi_pollutant p, double concentration);
+
+/* The index of an ozone average (ppm) whose length is neither known to be
+ * 8 hours nor 1 hour (a rolling window): the higher of the two tables, as
+ * the TAD does where both are calculated. Never falls as ppm rises. */
+struct aqi_result aqi_ozone(double ppm);
 
 /* Overall AQI of several readings: the highest index, and which pollutant
  * set it. conc[p] is NaN for pollutants not measured. OUT: *dominant

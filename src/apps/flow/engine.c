@@ -58,11 +58,16 @@ struct entity {
   int aqi;                     /* -1: none yet */
   bool beyond;
   int dominant;                /* species, -1 none */
-  int category;                /* with hysteresis; -1 none yet */
+  int category;                /* for alerts, with hysteresis; -1 none yet (what
+                                * is shown is always aqi_category_of(aqi)) */
   uint64_t readings;
   uint64_t last_pub_ms;
+  uint64_t seen_mono, seen_wall; /* when its last reading arrived (ms); 0: never */
   bool dirty, changed, pending;
+  bool stale;                  /* silent for cfg.stale_ms */
+  bool in_fresh;
   struct entity *next_dirty;
+  struct entity *fresh_prev, *fresh_next; /* not stale: by seen_mono, oldest first */
 };
 
 struct part {
@@ -74,6 +79,10 @@ struct part {
   size_t npending, cappending;
   int64_t max_ts;             /* newest event time here, and when it came */
   uint64_t max_wall_ms;
+  struct entity *fresh_head, *fresh_tail; /* entities heard from and not stale */
+  /* taken before `lock` is dropped and held while an outbox is handed on,
+   * so updates leave in the order they were staged */
+  pthread_mutex_t out_lock;
   struct flow_engine *e;
   uint64_t windows;
 };
@@ -82,9 +91,17 @@ struct part {
  * may be hundreds of thousands. */
 struct dir_entry {
   char *name;                 /* NULL: the id */
-  const char *region;         /* interned, never freed before the engine */
+  const char *region;         /* interned (struct region_dir's name), never freed
+                               * before the engine */
   double lat, lon;            /* NaN when unknown */
   uint32_t series1[SP_COUNT]; /* where each pollutant is stored, + 1 (0: none yet) */
+  bool stale;                 /* mirrors the station entity's, for the counts */
+};
+
+/* A region in the directory: how many stations it has, how many stale. */
+struct region_dir {
+  size_t stations, stale;
+  char name[];
 };
 
 struct flow_engine {
@@ -97,7 +114,7 @@ struct flow_engine {
   struct part parts[MAX_PARTITIONS];
   pthread_rwlock_t dir_lock;  /* stations, regions, series hints */
   struct map stations;        /* id -> struct dir_entry */
-  struct map regions;         /* name -> interned name (the value is the key copy) */
+  struct map regions;         /* name -> struct region_dir */
   pthread_mutex_t stats_lock;
   uint64_t alerts, published;
   pthread_t ticker;
@@ -111,29 +128,67 @@ struct outbox {
   struct buf topics;       /* NUL-separated topic, then JSON text, pairs */
   struct flow_alert *alerts;
   size_t nalerts, capalerts;
+  struct buf touch;        /* entity keys ("R<name>", "S<id>"), NUL-separated, whose
+                            * topics must be published again (counts changed) */
 };
+
+static uint64_t now_mono(const struct flow_engine *e) {
+  return e->cfg.env.mono_ms ? e->cfg.env.mono_ms(e->cfg.env.arg) : clock_mono_ns() / 1000000;
+}
+
+static uint64_t now_wall(const struct flow_engine *e) {
+  return e->cfg.env.wall_ms ? e->cfg.env.wall_ms(e->cfg.env.arg) : clock_wall_ms();
+}
 
 /* ---- the station directory ----------------------------------------------------- */
 
-static const char *intern_region(struct flow_engine *e, const char *name) {
-  void *v;
-  if ((v = map_get(&e->regions, name)))
-    return v;
-  char *copy = strdup(name);
-  if (!copy || map_put(&e->regions, name, copy, NULL)) {
-    free(copy);
-    return "unassigned";
+/* The region's directory entry, made on first use (NULL: out of memory).
+ * Under dir_lock (write). */
+static struct region_dir *region_dir_get(struct flow_engine *e, const char *name) {
+  struct region_dir *r = map_get(&e->regions, name);
+  if (r)
+    return r;
+  size_t n = strlen(name) + 1;
+  if (!(r = calloc(1, sizeof *r + n)))
+    return NULL;
+  memcpy(r->name, name, n);
+  if (map_put(&e->regions, name, r, NULL)) {
+    free(r);
+    return NULL;
   }
-  return copy;
+  return r;
+}
+
+/* Moves a station into a region's counts (from `from`, NULL: new). Under
+ * dir_lock (write). Returns the interned name. */
+static const char *region_join(struct flow_engine *e, struct dir_entry *d, const char *name) {
+  struct region_dir *to = region_dir_get(e, name);
+  if (!to && !(to = region_dir_get(e, "unassigned")))
+    return d->region ? d->region : "unassigned";
+  if (d->region) {
+    struct region_dir *from = map_get(&e->regions, d->region);
+    if (from == to)
+      return to->name;
+    if (from) {
+      from->stations--;
+      from->stale -= d->stale;
+    }
+  }
+  to->stations++;
+  to->stale += d->stale;
+  return to->name;
 }
 
 static void put_str(char *dst, size_t cap, const char *src) {
   snprintf(dst, cap, "%s", src ? src : "");
 }
 
+static void touch(struct flow_engine *e, bool region, const char *name);
+
 int flow_engine_station_put(struct flow_engine *e, const struct flow_station *st) {
   if (!st->id[0])
     return GROVE_EINVAL;
+  char old_region[65] = "";
   pthread_rwlock_wrlock(&e->dir_lock);
   struct dir_entry *d = map_get(&e->stations, st->id);
   int rc = 0;
@@ -145,14 +200,26 @@ int flow_engine_station_put(struct flow_engine *e, const struct flow_station *st
       goto out;
     }
   }
+  put_str(old_region, sizeof old_region, d->region);
   free(d->name);
   d->name = st->name[0] && strcmp(st->name, st->id) ? strdup(st->name) : NULL;
   d->lat = st->lat;
   d->lon = st->lon;
-  d->region = intern_region(e, st->region[0] ? st->region : "unassigned");
+  d->region = region_join(e, d, st->region[0] ? st->region : "unassigned");
+  char new_region[65];
+  put_str(new_region, sizeof new_region, d->region);
 out:
   pthread_rwlock_unlock(&e->dir_lock);
-  return rc;
+  if (rc)
+    return rc;
+  /* what the station's topic shows changed, and the regions' counts may have */
+  touch(e, false, st->id);
+  if (strcmp(old_region, new_region) != 0) {
+    if (old_region[0])
+      touch(e, true, old_region);
+    touch(e, true, new_region);
+  }
+  return 0;
 }
 
 static void station_copy(const char *id, const struct dir_entry *d, struct flow_station *out) {
@@ -186,7 +253,7 @@ static const char *station_region(struct flow_engine *e, const char *id, const c
     region = d->region;
   } else if ((d = calloc(1, sizeof *d)) && !map_put(&e->stations, id, d, NULL)) {
     d->lat = d->lon = NAN;
-    d->region = intern_region(e, tag && *tag ? tag : "unassigned");
+    d->region = region_join(e, d, tag && *tag ? tag : "unassigned");
     region = d->region;
     station_copy(id, d, created);
     *was_created = true;
@@ -225,15 +292,10 @@ static const int category_floor[] = {0, 51, 101, 151, 201, 301};
 static struct aqi_result species_aqi(enum flow_species sp, double c, enum aqi_pollutant *which) {
   static const enum aqi_pollutant map[SP_COUNT] = {AQI_PM25, AQI_PM10, AQI_O3_8H,
                                                    AQI_NO2,  AQI_CO,   AQI_SO2};
-  struct aqi_result r = aqi_of(map[sp], c);
   if (which)
     *which = map[sp];
-  if (sp == SP_O3) { /* a short average is compared with both ozone tables */
-    struct aqi_result h = aqi_of(AQI_O3_1H, c);
-    if (h.index > r.index)
-      r = h;
-  }
-  return r;
+  /* a window's ozone mean is neither an 8-hour nor a 1-hour value: both tables */
+  return sp == SP_O3 ? aqi_ozone(c) : aqi_of(map[sp], c);
 }
 
 json_t *flow_category_json(int category) {
@@ -269,8 +331,10 @@ static void raise_alert(struct part *p, struct entity *en, int from, int to, str
   a->aqi = en->aqi;
   put_str(a->dominant, sizeof a->dominant, en->dominant >= 0 ? species_names[en->dominant] : "");
   a->window_end_ns = en->window_end;
-  a->at_ms = clock_wall_ms();
+  a->at_ms = now_wall(p->e);
 }
+
+static void mark_changed(struct part *p, struct entity *en);
 
 /* Recomputes an entity's AQI from the pollutants of its newest window. */
 static void assess(struct part *p, struct entity *en, struct outbox *ob) {
@@ -290,7 +354,9 @@ static void assess(struct part *p, struct entity *en, struct outbox *ob) {
   en->aqi = best;
   en->dominant = dominant;
   en->beyond = beyond;
-  en->changed = true;
+  /* a new window is news even when no reading follows it (a station gone
+   * quiet): its topic must end with what the API answers */
+  mark_changed(p, en);
   if (best < 0)
     return;
   int raw = (int)aqi_category_of(best), cat = en->category;
@@ -314,6 +380,11 @@ static json_t *entity_json(struct flow_engine *e, const struct entity *en) {
   json_object_set_new(o, "type", json_string(en->region ? "region" : "station"));
   if (en->region) {
     json_object_set_new(o, "name", json_string(en->name));
+    pthread_rwlock_rdlock(&e->dir_lock);
+    struct region_dir *r = map_get(&e->regions, en->name);
+    json_object_set_new(o, "stations", json_integer(r ? (json_int_t)r->stations : 0));
+    json_object_set_new(o, "stale_stations", json_integer(r ? (json_int_t)r->stale : 0));
+    pthread_rwlock_unlock(&e->dir_lock);
   } else {
     json_object_set_new(o, "id", json_string(en->name));
     pthread_rwlock_rdlock(&e->dir_lock);
@@ -326,11 +397,14 @@ static json_t *entity_json(struct flow_engine *e, const struct entity *en) {
     }
     pthread_rwlock_unlock(&e->dir_lock);
   }
+  /* the category shown is always the number's own; hysteresis (en->category)
+   * is only for alerts */
+  int shown = en->aqi >= 0 ? (int)aqi_category_of(en->aqi) : -1;
   json_object_set_new(o, "aqi", en->aqi >= 0 ? json_integer(en->aqi) : json_null());
-  json_object_set_new(o, "category", flow_category_json(en->category));
-  json_object_set_new(o, "level", en->category >= 0 ? json_integer(en->category) : json_null());
-  json_object_set_new(o, "color", en->category >= 0
-                                      ? json_string(aqi_category_color((enum aqi_category)en->category))
+  json_object_set_new(o, "category", flow_category_json(shown));
+  json_object_set_new(o, "level", shown >= 0 ? json_integer(shown) : json_null());
+  json_object_set_new(o, "color", shown >= 0
+                                      ? json_string(aqi_category_color((enum aqi_category)shown))
                                       : json_null());
   json_object_set_new(o, "dominant", en->dominant >= 0 ? json_string(species_names[en->dominant])
                                                       : json_null());
@@ -361,6 +435,9 @@ static json_t *entity_json(struct flow_engine *e, const struct entity *en) {
   }
   json_object_set_new(o, "pollutants", pol);
   json_object_set_new(o, "readings", json_integer((json_int_t)en->readings));
+  json_object_set_new(o, "stale", json_boolean(en->stale));
+  json_object_set_new(o, "last_seen", en->seen_wall ? json_integer((json_int_t)en->seen_wall * 1000000)
+                                                    : json_null());
   return o;
 }
 
@@ -426,39 +503,46 @@ static void mark_changed(struct part *p, struct entity *en) {
   en->pending = true;
 }
 
-/* Hands what was staged to the hub and the alert callback. */
+static void publish(struct flow_engine *e, const char *topic, const char *json, size_t len,
+                    uint64_t *published) {
+  int rc = 0;
+  if (e->cfg.env.publish)
+    e->cfg.env.publish(topic, json, len, e->cfg.env.arg);
+  else if (e->hub)
+    rc = hub_publish(e->hub, topic, json, len, NULL);
+  else
+    return;
+  if (!rc && published)
+    (*published)++;
+}
+
+/* Hands what was staged to the hub and the alert callback: alerts first,
+ * so that the last event on an entity's topic is always its state. */
 static void deliver(struct flow_engine *e, struct outbox *ob) {
   uint64_t published = 0;
+  for (size_t i = 0; i < ob->nalerts; i++) {
+    const struct flow_alert *a = &ob->alerts[i];
+    if (e->on_alert)
+      e->on_alert(a, e->arg);
+    json_t *o = flow_alert_json(a);
+    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (text) {
+      char topic[96];
+      snprintf(topic, sizeof topic, "flow/%s/%s", strcmp(a->kind, "region") ? "stations" : "regions",
+               a->subject);
+      publish(e, topic, text, strlen(text), NULL);
+      publish(e, "flow/alerts", text, strlen(text), NULL);
+      free(text);
+    }
+  }
   for (size_t at = 0; at < ob->topics.len;) {
     const char *topic = ob->topics.data + at;
     at += strlen(topic) + 1;
     const char *json = ob->topics.data + at;
     size_t len = strlen(json);
     at += len + 1;
-    if (e->hub && !hub_publish(e->hub, topic, json, len, NULL))
-      published++;
-  }
-  for (size_t i = 0; i < ob->nalerts; i++) {
-    const struct flow_alert *a = &ob->alerts[i];
-    if (e->on_alert)
-      e->on_alert(a, e->arg);
-    if (e->hub) {
-      json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:i,s:s,s:I,s:I}", "type", "alert", "id",
-                            a->id, "kind", a->kind, "subject", a->subject, "region", a->region,
-                            "from", flow_category_json(a->from), "to", flow_category_json(a->to),
-                            "aqi", a->aqi, "dominant", a->dominant, "window_end",
-                            (json_int_t)a->window_end_ns, "at", (json_int_t)a->at_ms);
-      char *text = json_dumps(o, JSON_COMPACT);
-      json_decref(o);
-      if (text) {
-        char topic[96];
-        snprintf(topic, sizeof topic, "flow/%s/%s", strcmp(a->kind, "region") ? "stations" : "regions",
-                 a->subject);
-        hub_publish(e->hub, topic, text, strlen(text), NULL);
-        hub_publish(e->hub, "flow/alerts", text, strlen(text), NULL);
-        free(text);
-      }
-    }
+    publish(e, topic, json, len, &published);
   }
   pthread_mutex_lock(&e->stats_lock);
   e->published += published;
@@ -468,13 +552,54 @@ static void deliver(struct flow_engine *e, struct outbox *ob) {
   ob->nalerts = 0;
 }
 
+json_t *flow_alert_json(const struct flow_alert *a) {
+  return json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:i,s:s,s:I,s:I}", "type", "alert", "id", a->id,
+                   "kind", a->kind, "subject", a->subject, "region", a->region, "from",
+                   flow_category_json(a->from), "to", flow_category_json(a->to), "aqi", a->aqi,
+                   "dominant", a->dominant, "window_end", (json_int_t)a->window_end_ns, "at",
+                   (json_int_t)a->at_ms);
+}
+
+static size_t make_key(char *k, bool region, int species, const char *name);
+
+/* Marks an entity's topic for publishing again, if it has one (its
+ * partition publishes it when it next settles). No lock held. */
+static void touch(struct flow_engine *e, bool region, const char *name) {
+  char k[68];
+  make_key(k, region, -1, name);
+  struct part *p = &e->parts[stream_partition(k, e->nparts)];
+  pthread_mutex_lock(&p->lock);
+  struct entity *en = map_get(&p->ents, k);
+  if (en)
+    mark_changed(p, en);
+  pthread_mutex_unlock(&p->lock);
+}
+
+/* Called with p->lock held, which it drops: hands the outbox on in the
+ * order partitions staged it (the next thread to settle p delivers after
+ * this one), then touches what it names. */
+static void flush(struct flow_engine *e, struct part *p, struct outbox *ob) {
+  pthread_mutex_lock(&p->out_lock);
+  pthread_mutex_unlock(&p->lock);
+  deliver(e, ob);
+  pthread_mutex_unlock(&p->out_lock);
+  for (size_t at = 0; at < ob->touch.len;) {
+    const char *k = ob->touch.data + at;
+    at += strlen(k) + 1;
+    touch(e, k[0] == 'R', k + 1);
+  }
+  buf_reset(&ob->touch);
+}
+
 static void outbox_init(struct outbox *ob) {
   memset(ob, 0, sizeof *ob);
   buf_init(&ob->topics, 0);
+  buf_init(&ob->touch, 0);
 }
 
 static void outbox_release(struct outbox *ob) {
   buf_release(&ob->topics);
+  buf_release(&ob->touch);
   free(ob->alerts);
 }
 
@@ -535,9 +660,76 @@ static void on_window(const struct window_result *r, void *arg) {
   }
 }
 
+/* ---- staleness ------------------------------------------------------------------
+ * Entities heard from and not stale sit in their partition's fresh list,
+ * oldest arrival first: a reading moves its entity to the tail (O(1)), and
+ * the ticker turns stale those at the head silent for cfg.stale_ms. */
+
+static void fresh_unlink(struct part *p, struct entity *en) {
+  if (!en->in_fresh)
+    return;
+  if (en->fresh_prev)
+    en->fresh_prev->fresh_next = en->fresh_next;
+  else
+    p->fresh_head = en->fresh_next;
+  if (en->fresh_next)
+    en->fresh_next->fresh_prev = en->fresh_prev;
+  else
+    p->fresh_tail = en->fresh_prev;
+  en->fresh_prev = en->fresh_next = NULL;
+  en->in_fresh = false;
+}
+
+static void fresh_push(struct part *p, struct entity *en) {
+  en->fresh_prev = p->fresh_tail;
+  en->fresh_next = NULL;
+  if (p->fresh_tail)
+    p->fresh_tail->fresh_next = en;
+  else
+    p->fresh_head = en;
+  p->fresh_tail = en;
+  en->in_fresh = true;
+}
+
+/* A station turned stale or fresh: its region's count follows, and the
+ * region's topic is published again. Called under p->lock. */
+static void station_staleness(struct part *p, struct entity *en, struct outbox *ob) {
+  struct flow_engine *e = p->e;
+  char region[65] = "";
+  pthread_rwlock_wrlock(&e->dir_lock);
+  struct dir_entry *d = map_get(&e->stations, en->name);
+  if (d && d->stale != en->stale) {
+    d->stale = en->stale;
+    struct region_dir *r = map_get(&e->regions, d->region);
+    if (r) {
+      r->stale = en->stale ? r->stale + 1 : r->stale - 1;
+      put_str(region, sizeof region, r->name);
+    }
+  }
+  pthread_rwlock_unlock(&e->dir_lock);
+  if (region[0]) {
+    char k[68];
+    size_t n = make_key(k, true, -1, region);
+    buf_append(&ob->touch, k, n + 1);
+  }
+}
+
+/* Entities silent for cfg.stale_ms turn stale (and their topics say so). */
+static void find_stale(struct part *p, uint64_t now, struct outbox *ob) {
+  uint64_t after = p->e->cfg.stale_ms;
+  while (after && p->fresh_head && now - p->fresh_head->seen_mono >= after) {
+    struct entity *en = p->fresh_head;
+    fresh_unlink(p, en);
+    en->stale = true;
+    mark_changed(p, en);
+    if (!en->region)
+      station_staleness(p, en, ob);
+  }
+}
+
 /* Adds a reading to an entity's window key; true when it was late. */
 static bool add_one(struct part *p, struct entity *en, const struct flow_reading *r,
-                    uint64_t now) {
+                    uint64_t now, uint64_t wall, struct outbox *ob) {
   char key[80];
   make_key(key, en->region, (int)r->species, en->name);
   struct species_state *s = &en->sp[r->species];
@@ -550,6 +742,17 @@ static bool add_one(struct part *p, struct entity *en, const struct flow_reading
     flow_engine_series_hint(p->e, en->name, r->species, r->series);
   }
   en->readings++;
+  en->seen_mono = now;
+  en->seen_wall = wall;
+  if (p->fresh_tail != en) { /* readings come a station at a time */
+    fresh_unlink(p, en);
+    fresh_push(p, en);
+  }
+  if (en->stale) {
+    en->stale = false;
+    if (!en->region)
+      station_staleness(p, en, ob);
+  }
   mark_changed(p, en);
   if (r->ts_ns > p->max_ts) {
     p->max_ts = r->ts_ns;
@@ -612,25 +815,25 @@ size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size
       continue;
     struct part *p = &e->parts[pi];
     pthread_mutex_lock(&p->lock);
-    uint64_t now = clock_mono_ns() / 1000000; /* under the lock: never behind a publish */
+    uint64_t now = now_mono(e); /* under the lock: never behind a publish */
+    uint64_t wall = now_wall(e);
     struct entity *st = NULL, *rg = NULL; /* readings come a station at a time */
     for (size_t i = 0; i < n; i++) {
       if (where[2 * i] == pi) {
         if (!st || strcmp(st->name, r[i].station) != 0)
           st = entity_get(p, false, r[i].station);
-        if (st && add_one(p, st, &r[i], now))
+        if (st && add_one(p, st, &r[i], now, wall, &ob))
           late++;
       }
       if (where[2 * i + 1] == pi) {
         if (!rg || strcmp(rg->name, regions[i]) != 0)
           rg = entity_get(p, true, regions[i]);
         if (rg)
-          add_one(p, rg, &r[i], now);
+          add_one(p, rg, &r[i], now, wall, &ob);
       }
     }
     settle(p, now, &ob);
-    pthread_mutex_unlock(&p->lock);
-    deliver(e, &ob);
+    flush(e, p, &ob);
   }
   outbox_release(&ob);
   free(where);
@@ -649,14 +852,14 @@ void flow_engine_tick(struct flow_engine *e) {
   for (unsigned pi = 0; pi < e->nparts; pi++) {
     struct part *p = &e->parts[pi];
     pthread_mutex_lock(&p->lock);
-    uint64_t now = clock_mono_ns() / 1000000;
+    uint64_t now = now_mono(e);
     /* sensors gone quiet: event time moves on with the wall clock */
     if (p->max_ts != INT64_MIN && now - p->max_wall_ms >= idle_ms)
       stream_advance(p->stream,
                      p->max_ts + (int64_t)(now - p->max_wall_ms) * 1000000 - e->cfg.lateness_ns);
+    find_stale(p, now, &ob);
     settle(p, now, &ob);
-    pthread_mutex_unlock(&p->lock);
-    deliver(e, &ob);
+    flush(e, p, &ob);
   }
   outbox_release(&ob);
 }
@@ -759,19 +962,6 @@ static json_t *entities_json(struct flow_engine *e, bool region, const char *onl
   }
   free(names);
   map_release(&seen);
-  if (region) { /* how many stations each region has */
-    pthread_rwlock_rdlock(&e->dir_lock);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o) {
-      const char *name = json_string_value(json_object_get(o, "name"));
-      json_int_t count = 0;
-      for (size_t it = 0; map_next(&e->stations, &it, &k, &v);)
-        count += strcmp(((struct dir_entry *)v)->region, name) == 0;
-      json_object_set_new(o, "stations", json_integer(count));
-    }
-    pthread_rwlock_unlock(&e->dir_lock);
-  }
   return sorted(arr);
 }
 
@@ -831,13 +1021,14 @@ int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *c
   for (unsigned i = 0; i < e->nparts; i++) {
     struct part *p = &e->parts[i];
     pthread_mutex_init(&p->lock, NULL);
+    pthread_mutex_init(&p->out_lock, NULL);
     map_init(&p->ents);
     p->e = e;
     p->max_ts = INT64_MIN;
     if (!rc)
       rc = stream_create(&p->stream, &sc, on_window, p);
   }
-  if (!rc && pthread_create(&e->ticker, NULL, ticker_main, e))
+  if (!rc && !cfg->env.no_ticker && pthread_create(&e->ticker, NULL, ticker_main, e))
     rc = GROVE_ENOMEM;
   if (rc) {
     e->stop = true; /* no ticker to join */
@@ -860,7 +1051,8 @@ void flow_engine_destroy(struct flow_engine *e) {
   e->stop = true;
   pthread_cond_signal(&e->tick_wake);
   pthread_mutex_unlock(&e->tick_lock);
-  pthread_join(e->ticker, NULL);
+  if (!e->cfg.env.no_ticker)
+    pthread_join(e->ticker, NULL);
   const char *k;
   void *v;
   for (unsigned i = 0; i < e->nparts; i++) {
@@ -871,6 +1063,7 @@ void flow_engine_destroy(struct flow_engine *e) {
     map_release(&p->ents);
     free(p->pending);
     pthread_mutex_destroy(&p->lock);
+    pthread_mutex_destroy(&p->out_lock);
   }
   for (size_t it = 0; map_next(&e->stations, &it, &k, &v);) {
     free(((struct dir_entry *)v)->name);

@@ -57,11 +57,27 @@ struct flow_alert {
   uint64_t at_ms;         /* wall clock when raised */
 };
 
+/* Where the engine reads the time and sends its live updates. serve
+ * leaves all of it zero (the system clocks, the hub, a ticker thread);
+ * tests inject a clock they move by hand, catch what is published, and
+ * call flow_engine_tick() themselves. */
+struct flow_engine_env {
+  uint64_t (*mono_ms)(void *arg);  /* monotonic ms: throttles, idle, staleness */
+  uint64_t (*wall_ms)(void *arg);  /* Unix ms: last_seen, alerts' `at` */
+  /* called for each live update instead of hub_publish, no engine lock held */
+  void (*publish)(const char *topic, const char *json, size_t len, void *arg);
+  void *arg;
+  bool no_ticker;
+};
+
 struct flow_engine_cfg {
   int64_t window_ns, slide_ns, lateness_ns;
   int hysteresis;         /* AQI points below a category's floor before falling out */
   unsigned partitions;
   uint64_t publish_ms;    /* at most one live update per topic this often */
+  uint64_t stale_ms;      /* wall-clock silence before a station or region is
+                           * stale (no reading arrived); 0: never */
+  struct flow_engine_env env;
 };
 
 /* Called for each alert, on the thread that raised it, no lock held. */
@@ -113,5 +129,8 @@ void flow_engine_stats(struct flow_engine *e, struct flow_engine_stats *out);
 
 /* "Good", "Moderate", … for categories 0..5 with their colours. */
 json_t *flow_category_json(int category);
+/* An alert as flow/alerts carries it and GET /api/v1/flow/alerts lists it
+ * ({"type":"alert","id",…}); new reference, NULL on no memory. */
+json_t *flow_alert_json(const struct flow_alert *a);
 
 #endif

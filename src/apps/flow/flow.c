@@ -32,6 +32,7 @@ static const struct cfg_opt flow_opts[] = {
     O("flow-publish-interval", CFG_MS, publish_ms, "1s", "at most one live update per station or region topic this often"),
     O("flow-alert-hysteresis", CFG_INT, hysteresis, "5", "AQI points below a category's floor before an alert says it is over"),
     O("flow-partitions", CFG_INT, partitions, "0", "window partitions (worker threads update them at once); 0: one per CPU"),
+    O("flow-stale-after", CFG_MS, stale_ms, "15m", "wall-clock silence after which a station (or a region) is shown stale; 0: never"),
 };
 #undef O
 
@@ -350,7 +351,12 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
       .partitions = f->cfg.partitions > 0 ? (unsigned)f->cfg.partitions
                                           : (unsigned)(cpus > 0 ? (cpus > 64 ? 64 : cpus) : 1),
       .publish_ms = f->cfg.publish_ms,
+      .stale_ms = f->cfg.stale_ms,
   };
+  if (f->cfg.stale_ms && f->cfg.stale_ms < f->cfg.window_ms)
+    log_warn(NULL, "stale stations may still weigh in their regions' AQI",
+             "hint=\"--flow-stale-after is shorter than --flow-window: a stale station's last "
+             "readings stay in its region's window until they leave it\"");
   f->points_written = metric_get(metrics_family(ctx->metrics, "grove_series_points_written_total",
                                                 "Points written durably to the series store.",
                                                 METRIC_COUNTER, ""));

@@ -19,7 +19,7 @@ struct metric;
 struct flow_cfg {
   uint64_t flush_ms;
   int flush_points;
-  uint64_t window_ms, slide_ms, lateness_ms, publish_ms;
+  uint64_t window_ms, slide_ms, lateness_ms, publish_ms, stale_ms;
   int hysteresis;
   int partitions;
   uint64_t keep_raw_ms, keep_1m_ms, keep_1h_ms;

@@ -63,6 +63,7 @@ struct batch {
   size_t nrd, caprd;
   struct buf names;
   uint32_t last_station, last_region;
+  size_t late;             /* readings stored but older than their windows' watermark */
 };
 
 static void batch_init(struct batch *b) {
@@ -216,6 +217,7 @@ static int batch_commit(struct batch *b) {
                                  (enum flow_species)p->species, pt->ts_ns, pt->value, pt->id};
   }
   size_t late = flow_engine_add(f->engine, r, b->nrd);
+  b->late = late;
   if (late)
     metric_add(f->late, (double)late);
   free(r);
@@ -377,10 +379,15 @@ static void write_done(struct http_req *r, void *arg) {
     snprintf(msg, sizeof msg, "partial write: %d of %d lines failed; the others were written",
              j->stats.errors, j->stats.lines);
     http_reply_error(r, 400, "PARTIAL_WRITE", msg,
-                     json_pack("{s:i,s:i,s:I,s:O}", "lines", j->stats.lines, "failed_lines",
+                     json_pack("{s:i,s:i,s:I,s:I,s:O}", "lines", j->stats.lines, "failed_lines",
                                j->stats.errors, "points_written", (json_int_t)j->batch.npts,
-                               "failed", j->batch.failed));
+                               "late", (json_int_t)j->batch.late, "failed", j->batch.failed));
   } else {
+    /* 204 has no body (InfluxDB clients expect it): the late count goes in
+     * a header */
+    char late[24];
+    snprintf(late, sizeof late, "%zu", j->batch.late);
+    http_res_header(r, "X-Grove-Late-Points", late);
     http_reply(r, 204, NULL, NULL, 0);
   }
   batch_release(&j->batch);
@@ -582,13 +589,15 @@ static void readings_done(struct http_req *r, void *arg) {
     snprintf(msg, sizeof msg, "partial write: %zu of %zu readings failed; the others were written",
              j->nfailed, j->nreadings);
     http_reply_error(r, 400, "PARTIAL_WRITE", msg,
-                     json_pack("{s:I,s:I,s:I,s:O}", "readings", (json_int_t)j->nreadings,
+                     json_pack("{s:I,s:I,s:I,s:I,s:O}", "readings", (json_int_t)j->nreadings,
                                "failed_readings", (json_int_t)j->nfailed, "points_written",
-                               (json_int_t)j->batch.npts, "failed", j->batch.failed));
+                               (json_int_t)j->batch.npts, "late", (json_int_t)j->batch.late,
+                               "failed", j->batch.failed));
   } else {
     http_reply_data(r, 200,
-                    json_pack("{s:I,s:I}", "readings", (json_int_t)j->nreadings,
-                              "points_written", (json_int_t)j->batch.npts),
+                    json_pack("{s:I,s:I,s:I}", "readings", (json_int_t)j->nreadings,
+                              "points_written", (json_int_t)j->batch.npts, "late",
+                              (json_int_t)j->batch.late),
                     NULL);
   }
   batch_release(&j->batch);
