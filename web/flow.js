@@ -10,14 +10,20 @@
   const RANGES = { '1h': [3600, '10s'], '6h': [6 * 3600, '1m'], '24h': [86400, '5m'], '7d': [7 * 86400, '1h'] };
   const MAX_LIVE_STATIONS = 50; // topics a connection may hold: the rest refresh every 30 s
 
-  function aqiText(e) { return e.aqi == null ? 'no AQI yet' : `AQI ${e.aqi} · ${e.category}`; }
+  function aqiText(e) {
+    const t = e.aqi == null ? 'no AQI yet' : `AQI ${e.aqi} · ${e.category}`;
+    return e.stale ? t + ' (stale: no reading lately)' : t;
+  }
 
+  // A stale station (silent for --flow-stale-after) keeps its last AQI,
+  // greyed and labelled.
   function tile(s, open) {
-    const b = el('button', { type: 'button', class: 'tile', 'data-level': s.level ?? '',
+    const b = el('button', { type: 'button', class: 'tile' + (s.stale ? ' stale' : ''), 'data-level': s.level ?? '',
       'data-station': s.id, style: `background:${s.color || 'var(--card)'}`,
       'aria-label': `${s.name}, ${aqiText(s)}, region ${s.region}. Open its chart.`, onclick: () => open(s.id) },
     el('span', { class: 'name' }, s.name), el('span', { class: 'aqi' }, s.aqi ?? '–'),
-    el('small', {}, s.category || 'no AQI yet'), el('small', {}, s.region));
+    el('small', {}, s.category || 'no AQI yet'), el('small', {}, s.region),
+    s.stale ? el('small', { class: 'stale-label' }, 'stale') : null);
     if (s.color == null) b.style.color = 'var(--fg)';
     return b;
   }
@@ -26,7 +32,8 @@
     return el('tr', { 'data-region': r.name }, el('th', { scope: 'row' }, r.name),
       el('td', {}, r.aqi ?? '–'),
       el('td', {}, r.color ? el('span', { class: 'swatch', style: `background:${r.color}` }) : null, r.category || 'no AQI yet'),
-      el('td', {}, r.dominant ? POLLUTANTS[r.dominant] : '–'), el('td', {}, r.stations));
+      el('td', {}, r.dominant ? POLLUTANTS[r.dominant] : '–'),
+      el('td', {}, r.stale_stations ? `${r.stations} (${r.stale_stations} stale)` : r.stations));
   }
 
   function alertItem(a) {
