@@ -67,6 +67,8 @@ static const char *password_problem(const char *pw) {
 
 /* ---- shared blocking operations ----------------------------------------- */
 
+static int tx_end(struct store *st, struct store_conn *c, int rc);
+
 int gate_user_create(struct store *st, const struct gate_cfg *cfg, const char *email,
                      const char *name, const char *password, const char *role, char id[40],
                      char *err, size_t errlen) {
@@ -133,21 +135,33 @@ int gate_user_set_password(struct store *st, const struct gate_cfg *cfg, const c
   }
   if (hash_password(cfg, password, hash, sizeof hash))
     return GROVE_ENOMEM;
-  const char *p[] = {hash, mail};
-  struct store_rows *rows;
-  int rc = store_query(st, "UPDATE users SET password_hash = $1 WHERE email = $2", p, 2, &rows,
-                       err, errlen);
+  /* the new password and the end of every session in one transaction that
+   * locks the sessions' rows, so no refresh in flight outlives it */
+  struct store_conn *c;
+  if (store_acquire(st, &c)) {
+    snprintf(err, errlen, "no database connection");
+    return GROVE_ESTORE;
+  }
+  const char *p[] = {hash, mail}, *q[] = {now_text(), mail};
+  struct store_rows *rows = NULL;
+  int rc = store_begin(c);
+  if (!rc)
+    rc = store_exec(c, "UPDATE users SET password_hash = $1 WHERE email = $2", p, 2, &rows, err,
+                    errlen);
   if (!rc && rows->changes == 0) {
     snprintf(err, errlen, "no user with email '%s'", mail);
     rc = GROVE_ENOENT;
   }
   store_rows_free(rows);
-  if (!rc) { /* a new password ends every session */
-    const char *q[] = {now_text(), mail};
-    store_query(st, "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND "
-                    "user_id = (SELECT id FROM users WHERE email = $2)", q, 2, NULL, err, errlen);
-  }
-  return rc;
+  if (!rc)
+    rc = store_exec(c, "UPDATE sessions SET revoked_at = $1 WHERE revoked_at IS NULL AND "
+                       "user_id = (SELECT id FROM users WHERE email = $2)", q, 2, NULL, err,
+                    errlen);
+  if (!rc)
+    rc = store_exec(c, "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND "
+                       "user_id = (SELECT id FROM users WHERE email = $2)", q, 2, NULL, err,
+                    errlen);
+  return tx_end(st, c, rc);
 }
 
 int gate_user_set_disabled(struct store *st, const char *email, bool disabled, char *err,
@@ -189,26 +203,78 @@ static void fail(struct auth_job *j, int status, const char *code, const char *m
   snprintf(j->message, sizeof j->message, "%s", msg);
 }
 
-/* Adds a refresh token to family j->sid (a new family when empty) and signs
- * an access token. */
-static int issue(struct auth_job *j) {
-  struct gate *g = j->g;
-  char hex[49], hash[65], now[24], exp[24], err[256];
-  if (!j->sid[0]) {
-    char s[25];
-    rand_hex(s, sizeof s);
-    snprintf(j->sid, sizeof j->sid, "ses_%s", s);
-  }
+/* ---- session rows --------------------------------------------------------
+ *
+ * A session (a refresh-token family) has one row in `sessions`. Whatever
+ * changes a session's tokens -- a rotation, a logout, a reuse detection, a
+ * new password -- runs in one write transaction that first locks the
+ * session's row (an UPDATE on it: PostgreSQL waits for the row lock and then
+ * sees the latest committed row; SQLite's BEGIN IMMEDIATE holds the whole
+ * database's write lock) and only then reads and writes tokens. So a
+ * refresh and a logout of one session are ordered: either the logout comes
+ * first and the refresh finds the session revoked, or the refresh commits
+ * its new token first and the logout, reading the family after the lock,
+ * revokes that token too. */
+
+/* Ends a transaction begun with store_begin: commits when `ok` (0 or
+ * the commit's error), else rolls back (and returns `rc`). */
+static int tx_end(struct store *st, struct store_conn *c, int rc) {
+  if (!rc)
+    rc = store_commit(c);
+  if (rc)
+    store_rollback(c);
+  store_release(st, c);
+  return rc;
+}
+
+/* Makes j->refresh and adds it to session j->sid on c (inside the caller's
+ * transaction). */
+static int add_token(struct store_conn *c, struct auth_job *j, char *err, size_t errlen) {
+  char hex[49], hash[65], now[24], exp[24];
   rand_hex(hex, sizeof hex);
   snprintf(j->refresh, sizeof j->refresh, "grt_%s", hex);
   sha256_hex(j->refresh, strlen(j->refresh), hash);
-  uint64_t t = clock_wall_ms();
+  uint64_t t = clock_wall_ms(), e;
+  if (__builtin_add_overflow(t, j->g->cfg.refresh_ttl_ms, &e))
+    e = UINT64_MAX / 2;
   snprintf(now, sizeof now, "%llu", (unsigned long long)t);
-  snprintf(exp, sizeof exp, "%llu", (unsigned long long)(t + g->cfg.refresh_ttl_ms));
+  snprintf(exp, sizeof exp, "%llu", (unsigned long long)e);
   const char *p[] = {hash, j->sid, j->user_id, now, exp};
-  int rc = store_query(g->store, "INSERT INTO refresh_tokens (hash, family, user_id, created_at, "
-                                 "expires_at) VALUES ($1, $2, $3, $4, $5)", p, 5, NULL, err,
-                       sizeof err);
+  return store_exec(c, "INSERT INTO refresh_tokens (hash, family, user_id, created_at, "
+                       "expires_at) VALUES ($1, $2, $3, $4, $5)", p, 5, NULL, err, errlen);
+}
+
+/* Revokes session `sid` and every token of it, on c inside the caller's
+ * transaction (the session row first: it is the lock). */
+static int revoke_session(struct store_conn *c, const char *sid, char *err, size_t errlen) {
+  const char *p[] = {now_text(), sid};
+  int rc = store_exec(c, "UPDATE sessions SET revoked_at = $1 WHERE id = $2 AND revoked_at IS "
+                         "NULL", p, 2, NULL, err, errlen);
+  if (!rc)
+    rc = store_exec(c, "UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND "
+                       "revoked_at IS NULL", p, 2, NULL, err, errlen);
+  return rc;
+}
+
+/* Starts a new session for j->user_id with its first refresh token, and
+ * signs an access token; on error answers 503 in j. */
+static int start_session(struct auth_job *j) {
+  struct gate *g = j->g;
+  char s[25], err[256] = "no database connection";
+  rand_hex(s, sizeof s);
+  snprintf(j->sid, sizeof j->sid, "ses_%s", s);
+  struct store_conn *c;
+  int rc = store_acquire(g->store, &c);
+  if (!rc) {
+    const char *p[] = {j->sid, j->user_id, now_text()};
+    rc = store_begin(c);
+    if (!rc)
+      rc = store_exec(c, "INSERT INTO sessions (id, user_id, created_at) VALUES ($1, $2, $3)",
+                      p, 3, NULL, err, sizeof err);
+    if (!rc)
+      rc = add_token(c, j, err, sizeof err);
+    rc = tx_end(g->store, c, rc);
+  }
   if (!rc)
     rc = gate_sign_access(g, j->user_id, j->role, j->sid, j->access, sizeof j->access);
   if (rc) {
@@ -233,7 +299,7 @@ static void do_register(struct auth_job *j) {
     email_normalize(j->email, j->mail_out, sizeof j->mail_out);
     snprintf(j->name_out, sizeof j->name_out, "%s", j->name);
     snprintf(j->role, sizeof j->role, "member");
-    if (!issue(j))
+    if (!start_session(j))
       j->status = 201;
   }
   gate_audit(j->g->store, j->status == 201 ? j->user_id : "-", "user.register", j->mail_out[0] ? j->mail_out : "-",
@@ -273,7 +339,7 @@ static void do_login(struct auth_job *j) {
   snprintf(j->role, sizeof j->role, "%s", store_rows_get(rows, 0, "role"));
   snprintf(j->name_out, sizeof j->name_out, "%s", store_rows_get(rows, 0, "name"));
   snprintf(j->mail_out, sizeof j->mail_out, "%s", mail);
-  if (!issue(j))
+  if (!start_session(j))
     j->status = 200;
 out:
   store_rows_free(rows);
@@ -281,33 +347,47 @@ out:
              j->status == 200 ? "ok" : j->code, j->ip, j->rid);
 }
 
-static void revoke_family(struct gate *g, const char *family) {
-  char err[256];
-  const char *p[] = {now_text(), family};
-  store_query(g->store, "UPDATE refresh_tokens SET revoked_at = $1 WHERE family = $2 AND "
-                        "revoked_at IS NULL", p, 2, NULL, err, sizeof err);
-  gate_reload(g); /* this instance refuses the session's access tokens at once */
-}
-
+/* Exchanges a refresh token for new ones, in one transaction that holds
+ * the session's lock (see "session rows" above). */
 static void do_refresh(struct auth_job *j) {
-  char hash[65], err[256];
+  struct gate *g = j->g;
+  char hash[65], err[256] = "no database connection";
   struct store_rows *rows = NULL;
+  struct store_conn *c = NULL;
+  bool reused = false;
+  int rc = store_acquire(g->store, &c);
+  if (rc)
+    c = NULL;
   sha256_hex(j->token, strlen(j->token), hash);
   const char *p[] = {hash};
-  int rc = store_query(j->g->store,
-                       "SELECT t.family, t.user_id, t.expires_at, t.used_at, t.revoked_at, "
-                       "u.role, u.disabled, u.email, u.name FROM refresh_tokens t "
-                       "JOIN users u ON u.id = t.user_id WHERE t.hash = $1",
-                       p, 1, &rows, err, sizeof err);
-  if (rc) {
-    fail(j, 503, "STORE_UNAVAILABLE", "cannot refresh now; try again");
-    goto out;
-  }
+  if (!rc)
+    rc = store_begin(c);
+  /* the lock first: a no-op UPDATE of the session's row */
+  if (!rc)
+    rc = store_exec(c, "UPDATE sessions SET revoked_at = revoked_at WHERE id = (SELECT family "
+                       "FROM refresh_tokens WHERE hash = $1) RETURNING id, revoked_at",
+                    p, 1, &rows, err, sizeof err);
+  if (rc)
+    goto store_failed;
   if (rows->nrows == 0) {
     fail(j, 401, "INVALID_TOKEN", "refresh token is not valid");
     goto out;
   }
-  snprintf(j->sid, sizeof j->sid, "%s", store_rows_get(rows, 0, "family"));
+  snprintf(j->sid, sizeof j->sid, "%s", store_rows_get(rows, 0, "id"));
+  bool revoked = store_rows_get(rows, 0, "revoked_at") != NULL;
+  store_rows_free(rows);
+  rows = NULL;
+  if (revoked) {
+    fail(j, 401, "TOKEN_REVOKED", "this session has ended; sign in again");
+    goto out;
+  }
+  rc = store_exec(c, "SELECT t.user_id, t.expires_at, t.used_at, t.revoked_at, u.role, "
+                     "u.disabled, u.email, u.name FROM refresh_tokens t JOIN users u ON "
+                     "u.id = t.user_id WHERE t.hash = $1", p, 1, &rows, err, sizeof err);
+  if (rc || rows->nrows != 1) {
+    rc = rc ? rc : GROVE_ESTORE;
+    goto store_failed;
+  }
   snprintf(j->user_id, sizeof j->user_id, "%s", store_rows_get(rows, 0, "user_id"));
   if (store_rows_get(rows, 0, "revoked_at")) {
     fail(j, 401, "TOKEN_REVOKED", "this session has ended; sign in again");
@@ -316,7 +396,9 @@ static void do_refresh(struct auth_job *j) {
   if (store_rows_get(rows, 0, "used_at")) {
     /* A token already exchanged is back: it was stolen, or a client is
      * confused. Either way the session cannot be trusted. */
-    revoke_family(j->g, j->sid);
+    if ((rc = revoke_session(c, j->sid, err, sizeof err)))
+      goto store_failed;
+    reused = true;
     log_warn(j->rid, "refresh token reused, session revoked", "session=%s user=%s", j->sid,
              j->user_id);
     fail(j, 401, "TOKEN_REUSED", "refresh token was already used; the session is revoked");
@@ -330,50 +412,93 @@ static void do_refresh(struct auth_job *j) {
     fail(j, 403, "USER_DISABLED", "this account is disabled");
     goto out;
   }
-  /* one use: only the request that flips used_at may go on */
-  const char *q[] = {now_text(), hash};
-  struct store_rows *upd = NULL;
-  rc = store_query(j->g->store, "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND "
-                                "used_at IS NULL", q, 2, &upd, err, sizeof err);
-  long long changed = upd ? upd->changes : 0;
-  store_rows_free(upd);
-  if (rc || changed != 1) {
-    if (!rc)
-      revoke_family(j->g, j->sid);
-    fail(j, 401, "TOKEN_REUSED", "refresh token was already used; the session is revoked");
-    goto out;
-  }
   snprintf(j->role, sizeof j->role, "%s", store_rows_get(rows, 0, "role"));
   snprintf(j->mail_out, sizeof j->mail_out, "%s", store_rows_get(rows, 0, "email"));
   snprintf(j->name_out, sizeof j->name_out, "%s", store_rows_get(rows, 0, "name"));
-  if (!issue(j))
-    j->status = 200;
+  store_rows_free(rows);
+  rows = NULL;
+  const char *q[] = {now_text(), hash};
+  rc = store_exec(c, "UPDATE refresh_tokens SET used_at = $1 WHERE hash = $2 AND used_at IS "
+                     "NULL AND revoked_at IS NULL", q, 2, &rows, err, sizeof err);
+  if (!rc && rows->changes != 1)
+    rc = GROVE_ESTORE; /* cannot happen under the lock */
+  if (!rc)
+    rc = add_token(c, j, err, sizeof err);
+  if (rc)
+    goto store_failed;
+  rc = tx_end(g->store, c, 0);
+  c = NULL;
+  if (!rc)
+    rc = gate_sign_access(g, j->user_id, j->role, j->sid, j->access, sizeof j->access);
+  if (rc)
+    goto store_failed;
+  j->status = 200;
+  goto out;
+store_failed:
+  log_error(j->rid, "cannot refresh a session", "error=\"%s\"", err);
+  fail(j, 503, "STORE_UNAVAILABLE", "cannot refresh now; try again");
+  reused = false;
+  if (c) {
+    tx_end(g->store, c, rc ? rc : GROVE_ESTORE);
+    c = NULL;
+  }
 out:
   store_rows_free(rows);
-  gate_audit(j->g->store, j->user_id[0] ? j->user_id : "-", "session.refresh",
+  if (c && tx_end(g->store, c, 0) && reused) {
+    log_error(j->rid, "cannot revoke a reused session", "session=%s", j->sid);
+    fail(j, 503, "STORE_UNAVAILABLE", "cannot refresh now; try again");
+    reused = false;
+  }
+  if (reused)
+    gate_reload(g); /* this instance refuses the session's access tokens at once */
+  gate_audit(g->store, j->user_id[0] ? j->user_id : "-", "session.refresh",
              j->sid[0] ? j->sid : "-", j->status == 200 ? "ok" : j->code, j->ip, j->rid);
 }
 
+/* Revokes the session of a refresh token (or j->sid, from an access
+ * token) and all its tokens, holding the session's lock: a refresh of it
+ * either ran before (and its new token is revoked here) or will find it
+ * revoked. */
 static void do_logout(struct auth_job *j) {
-  if (j->token[0]) {
-    char hash[65], err[256];
-    struct store_rows *rows = NULL;
+  struct gate *g = j->g;
+  char hash[65] = "", err[256] = "no database connection";
+  struct store_rows *rows = NULL;
+  struct store_conn *c = NULL;
+  int rc = store_acquire(g->store, &c);
+  if (rc)
+    c = NULL;
+  if (j->token[0])
     sha256_hex(j->token, strlen(j->token), hash);
-    const char *p[] = {hash};
-    if (store_query(j->g->store, "SELECT family, user_id FROM refresh_tokens WHERE hash = $1", p,
-                    1, &rows, err, sizeof err) == 0 && rows->nrows == 1) {
-      snprintf(j->sid, sizeof j->sid, "%s", store_rows_get(rows, 0, "family"));
-      snprintf(j->user_id, sizeof j->user_id, "%s", store_rows_get(rows, 0, "user_id"));
-    }
-    store_rows_free(rows);
+  const char *p[] = {j->token[0] ? hash : j->sid};
+  if (!rc)
+    rc = store_begin(c);
+  if (!rc)
+    rc = store_exec(c, j->token[0] ? "UPDATE sessions SET revoked_at = revoked_at WHERE id = "
+                                     "(SELECT family FROM refresh_tokens WHERE hash = $1) "
+                                     "RETURNING id, user_id"
+                                   : "UPDATE sessions SET revoked_at = revoked_at WHERE id = "
+                                     "$1 RETURNING id, user_id",
+                    p, 1, &rows, err, sizeof err);
+  if (!rc && rows->nrows == 1) {
+    snprintf(j->sid, sizeof j->sid, "%s", store_rows_get(rows, 0, "id"));
+    snprintf(j->user_id, sizeof j->user_id, "%s", store_rows_get(rows, 0, "user_id"));
+    rc = revoke_session(c, j->sid, err, sizeof err);
+  } else if (!rc) {
+    j->sid[0] = '\0';
   }
-  if (!j->sid[0]) {
+  store_rows_free(rows);
+  if (c)
+    rc = tx_end(g->store, c, rc);
+  if (rc) {
+    log_error(j->rid, "cannot end a session", "error=\"%s\"", err);
+    fail(j, 503, "STORE_UNAVAILABLE", "cannot sign out now; try again");
+  } else if (!j->sid[0]) {
     fail(j, 401, "INVALID_TOKEN", "give the session's refresh token or access token");
   } else {
-    revoke_family(j->g, j->sid);
+    gate_reload(g); /* this instance refuses the session's access tokens at once */
     j->status = 200;
   }
-  gate_audit(j->g->store, j->user_id[0] ? j->user_id : "-", "session.logout",
+  gate_audit(g->store, j->user_id[0] ? j->user_id : "-", "session.logout",
              j->sid[0] ? j->sid : "-", j->status == 200 ? "ok" : j->code, j->ip, j->rid);
 }
 

@@ -67,6 +67,17 @@ const struct store_migration gate_migrations[] = {
      " created_by TEXT NOT NULL, created_at BIGINT NOT NULL);"
      "ALTER TABLE api_keys ADD COLUMN device_id TEXT REFERENCES devices(id)",
      NULL},
+    /* One row per session (token family): the row every rotation and every
+     * revocation locks first, so a refresh racing a logout is ordered (see
+     * auth.c). A family with a revoked token was revoked as a whole. */
+    {6, "sessions",
+     "CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id TEXT NOT NULL REFERENCES users(id),"
+     " created_at BIGINT NOT NULL, revoked_at BIGINT);"
+     "CREATE INDEX sessions_user ON sessions (user_id);"
+     "INSERT INTO sessions (id, user_id, created_at, revoked_at)"
+     " SELECT family, MIN(user_id), MIN(created_at), MAX(revoked_at) FROM refresh_tokens"
+     " GROUP BY family",
+     NULL},
 };
 const size_t gate_nmigrations = ARRAY_LEN(gate_migrations);
 

@@ -23,7 +23,7 @@ def cli(grove, *args, stdin=None):
 
 def setup():
     global g
-    g = Grove("--gate-refresh", "300ms", *FAST)
+    g = Grove("--gate-refresh", "300ms", "--rate-anonymous", "0", "--rate-key", "0", *FAST)
 
 
 def post(path, body, token=None, grove=None):
@@ -84,6 +84,61 @@ def test_text_log_lines_escape_what_users_sent():
     assert "\\u202egpj.exe" in line[0], line
     log = g.output()
     assert RLO not in log and "\x1b" not in log
+
+
+# ---- 10.2: a refresh racing a logout ------------------------------------------
+
+def raw_post(path, body):
+    data = json.dumps(body).encode()
+    return ("POST %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            "Content-Length: %d\r\n\r\n" % (path, len(data))).encode() + data
+
+
+def race_refresh_and_logout(grove, email, trials):
+    """Sends /auth/refresh and /auth/logout with the same refresh token at
+    once, `trials` times; after both answered, either the refresh lost or
+    everything it produced is refused."""
+    from grove import read_response
+    register(email, grove=grove)
+    won = 0
+    for i in range(trials):
+        r = post("/auth/login", {"email": email, "password": PASSWORD}, grove=grove)
+        assert r.status == 200, r.body
+        tok = r.json()["data"]["refresh_token"]
+        a, b = grove.connect(), grove.connect()
+        reqs = [raw_post("/auth/refresh", {"refresh_token": tok}), raw_post("/auth/logout", {"refresh_token": tok})]
+        if i % 2:
+            a, b = b, a  # either may go first
+        a.sendall(reqs[0])
+        b.sendall(reqs[1])
+        ref, out = read_response(a), read_response(b)
+        a.close()
+        b.close()
+        assert out.status == 200, out.body
+        assert ref.status in (200, 401), ref.body
+        if ref.status == 200:
+            won += 1
+            new = ref.json()["data"]
+            again = post("/auth/refresh", {"refresh_token": new["refresh_token"]}, grove=grove)
+            assert again.status == 401 and again.json()["error_code"] == "TOKEN_REVOKED", again.body
+            assert get("/auth/me", new["access_token"], grove=grove).status == 401
+        else:
+            assert ref.json()["error_code"] == "TOKEN_REVOKED", ref.body
+    return won
+
+
+def test_refresh_racing_logout_never_outlives_it_on_sqlite():
+    race_refresh_and_logout(g, "racer@example.com", 40)
+
+
+def test_refresh_racing_logout_never_outlives_it_on_postgres():
+    pg = Postgres()
+    srv = None
+    try:
+        srv = Grove("--store", pg.url, "--rate-anonymous", "0", "--rate-key", "0", *FAST)
+        race_refresh_and_logout(srv, "racer@example.com", 40)
+    finally:
+        stop_all(srv, pg)
 
 
 _admin = None
