@@ -32,6 +32,9 @@ const struct cfg_opt gate_cfg_opts[] = {
     O("cache-ttl", CFG_MS, cache_ttl_ms, "5m", "how long a cached read stays in this process (0: no in-process tier)"),
     O("cache-redis-ttl", CFG_MS, cache_redis_ttl_ms, "1h", "how long a cached read stays in Redis, with a broker (0: no Redis tier)"),
     O("cache-entries", CFG_INT, cache_entries, "10000", "entries per cache kept in this process (least recently used go first)"),
+    O("auth-hash-threads", CFG_INT, hash_threads, "2", "password hashes (sign-in, registration) running at once, on threads of their own"),
+    O("auth-hash-queue", CFG_INT, hash_queue, "16", "password hashes waiting for a thread; sign-ins past it are refused with 503 AUTH_BUSY"),
+    O("auth-hash-hold", CFG_STR, hash_hold, "", "tests only: while this file exists, password hashes wait before they start (empty: off)"),
     O("rate-classes", CFG_STR, rate_classes, "truck=50/m,warehouse=200/m,office=500/m,sensor=60/m,agent=120/m", "device types and their request rates"),
 };
 #undef O
@@ -652,6 +655,11 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
     rc = limiter_create(&g->limiter);
   if (!rc && (rc = gate_reload(g)))
     snprintf(err, errlen, "cannot load credentials");
+  if (!rc && (rc = hash_pool_create(&g->hashing, cfg->hash_threads, cfg->hash_queue,
+                                    cfg->hash_hold, m)))
+    snprintf(err, errlen, "cannot start %d password hashing threads with a queue of %d: "
+             "--auth-hash-threads must be 1 to 256 and --auth-hash-queue 0 to 1000000",
+             cfg->hash_threads, cfg->hash_queue);
   g->cfg.jwt_secret = NULL;   /* not kept: the config owns it */
   g->cfg.cors_origins = NULL;
   if (rc) {
@@ -695,6 +703,7 @@ void gate_destroy(struct gate *g) {
     pthread_join(g->thread, NULL);
     flush_used(g);
   }
+  hash_pool_destroy(g->hashing);
   view_free(g->view);
   cache_destroy_all(g);
   limiter_destroy(g->limiter);

@@ -46,6 +46,9 @@ struct gate_cfg {
   uint64_t cache_ttl_ms;       /* in-process tier; 0 = off */
   uint64_t cache_redis_ttl_ms; /* Redis tier (with a broker); 0 = off */
   int cache_entries;           /* per cache, in-process */
+  int hash_threads;            /* password hashes running at once */
+  int hash_queue;              /* password hashes waiting; more are refused (503) */
+  char *hash_hold;             /* tests: while this file exists hashes wait; "" off */
 };
 
 extern const struct cfg_opt gate_cfg_opts[];

@@ -143,6 +143,10 @@ typedef enum http_next (*http_before)(struct http_req *r, void *arg);
  * with r. */
 void http_req_hold(struct http_req *r);
 bool http_req_release(struct http_req *r);
+/* True when r's client has gone: it closed its side or reset the
+ * connection, or the connection is closing. Work queued for r may then be
+ * dropped (its answer would not be read). Loop thread only. */
+bool http_req_gone(const struct http_req *r);
 /* Routes a held request the before-hook let through. */
 void http_req_continue(struct http_req *r);
 void router_before(struct router *r, http_before fn, void *arg);

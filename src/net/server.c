@@ -524,6 +524,10 @@ bool http_req_release(struct http_req *r) {
   return false;
 }
 
+bool http_req_gone(const struct http_req *r) {
+  return !r->conn || r->conn->closing || r->conn->peer_eof;
+}
+
 void http_req_continue(struct http_req *r) {
   struct http_conn *c = r->conn;
   if (c->closing || !c->hs || !c->busy)
