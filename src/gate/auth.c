@@ -216,8 +216,8 @@ static void fail(struct auth_job *j, int status, const char *code, const char *m
  * its new token first and the logout, reading the family after the lock,
  * revokes that token too. */
 
-/* Ends a transaction begun with store_begin: commits when `ok` (0 or
- * the commit's error), else rolls back (and returns `rc`). */
+/* Ends a transaction begun with store_begin: commits when rc is 0 (then
+ * returns the commit's error, if any), else rolls back and returns rc. */
 static int tx_end(struct store *st, struct store_conn *c, int rc) {
   if (!rc)
     rc = store_commit(c);
