@@ -105,10 +105,46 @@ char *buf_detach(struct buf *b, size_t *len) {
   return p;
 }
 
+size_t utf8_seq_len(const char *s, size_t n) {
+  const unsigned char *p = (const unsigned char *)s;
+  if (n == 0)
+    return 0;
+  unsigned c = p[0], cp, min;
+  size_t len;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xc2 && c <= 0xdf)
+    len = 2, min = 0x80, cp = c & 0x1f;
+  else if (c >= 0xe0 && c <= 0xef)
+    len = 3, min = 0x800, cp = c & 0x0f;
+  else if (c >= 0xf0 && c <= 0xf4)
+    len = 4, min = 0x10000, cp = c & 0x07;
+  else
+    return 0;
+  if (n < len)
+    return 0;
+  for (size_t i = 1; i < len; i++) {
+    if ((p[i] & 0xc0) != 0x80)
+      return 0;
+    cp = cp << 6 | (p[i] & 0x3f);
+  }
+  if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    return 0;
+  return len;
+}
+
 int buf_json_escape(struct buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)s[i];
+    if (c >= 0x80) {
+      size_t len = utf8_seq_len(s + i, n - i);
+      int rc = len ? buf_append(b, s + i, len) : buf_append(b, "\\ufffd", 6);
+      if (rc)
+        return rc;
+      i += len ? len - 1 : 0;
+      continue;
+    }
     char esc[7];
     const char *out = NULL;
     size_t olen = 2;

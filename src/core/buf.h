@@ -37,7 +37,13 @@ void buf_consume(struct buf *b, size_t n);
 /* Hands the memory to the caller (who frees it) and re-inits the buffer.
  * OUT: *len the length. Never returns NULL: an empty buffer yields "". */
 char *buf_detach(struct buf *b, size_t *len);
-/* Appends s with JSON string escaping (no surrounding quotes). */
+/* Appends s with JSON string escaping (no surrounding quotes). Bytes that
+ * are not valid UTF-8 are written as U+FFFD, so the JSON is always valid
+ * (RFC 8259 §8.1). */
 int buf_json_escape(struct buf *b, const char *s, size_t n);
+/* The length of the valid UTF-8 sequence s starts with (1 to 4; RFC 3629:
+ * no overlong forms, surrogates or code points past U+10FFFF), or 0 when
+ * s[0..n) does not start with one (n == 0 included). */
+size_t utf8_seq_len(const char *s, size_t n);
 
 #endif

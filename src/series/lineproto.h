@@ -3,15 +3,31 @@
  *   weather,station=s1,region=north pm25=12.5,ok=true,count=3i,note="a b" 1700000000000000000
  *
  * measurement[,tag=value…] field=value[,field=value…] [timestamp]
- * Commas, spaces and '=' in names are escaped with a backslash; string
- * fields are double-quoted with '"' and '\' escaped. Field values are
- * floats (12.5, 1e3, -4), integers (3i), unsigned integers (3u), booleans
- * (t, T, true, True, TRUE, f, F, false, False, FALSE) or strings. A missing
- * timestamp means "now"; timestamps are read in the request's precision
- * (ns, us, ms, s) and kept in nanoseconds. Blank lines and lines starting
- * with '#' are skipped. A body is parsed line by line: good lines are
- * handed on, bad ones are reported with their number and the reason, as
- * InfluxDB does, so a collector's batch is never lost for one bad line.
+ *
+ * The rules are InfluxDB's, as its parser applies them (models/points.go
+ * of InfluxDB 1.x/2.x; docs: "Line protocol" reference), error messages
+ * included:
+ * - a byte is escaped when a backslash comes before it; in measurements
+ *   `\,` `\ ` `\=` `\"` stand for the byte, in tag keys, tag values and
+ *   field keys `\,` `\ ` `\=` do; any other backslash is kept as it is
+ *   (`C:\` stays `C:\`, and `C:\,host=srv` is one tag value holding a
+ *   comma and an unescaped '=': "invalid tag format");
+ * - names and string values are valid UTF-8, or the line is refused;
+ * - tag keys are unique ("duplicate tags"); `time` is not a tag or field
+ *   key, `_measurement` and `_field` are not tag keys;
+ * - field values: floats ([-]digits[.digits][e[+-]digits], no NaN or
+ *   Inf), integers (3i, int64), unsigned integers (3u, uint64), booleans
+ *   (t, T, true, True, TRUE, f, F, false, False, FALSE), strings in double
+ *   quotes with `\"` and `\\` escaped (a string may span lines);
+ * - spaces (and tabs) may repeat between sections; after the timestamp
+ *   only spaces; a CR before the LF ends the line too (the one leniency:
+ *   Windows writers).
+ * A missing timestamp means "now"; timestamps are read in the request's
+ * precision (ns, us, ms, s) and kept in nanoseconds. Blank lines and
+ * lines starting with '#' are skipped. A body is parsed line by line:
+ * good lines are handed on, bad ones are reported with their number and
+ * the reason, as InfluxDB does, so a collector's batch is never lost for
+ * one bad line.
  *
  * Names and strings point into a scratch buffer owned by the parser and
  * are valid until the next line. */
@@ -53,6 +69,10 @@ struct lp_point {
   struct lp_field fields[LP_MAX_FIELDS];
   int nfields;
   int64_t ts_ns;
+  /* set by lp_parse for on_point: the line's number (1-based) and text */
+  int line;
+  const char *text;
+  size_t text_len;
 };
 
 /* Parses "ns", "us", "ms", "s" (also "n", "u", "µs"…); returns 0 or -1. */
@@ -62,6 +82,16 @@ int lp_precision_parse(const char *s, enum lp_precision *out);
  * reason in err ("invalid field format", …). `scratch` needs len bytes. */
 int lp_parse_line(const char *line, size_t len, enum lp_precision prec, int64_t now_ns,
                   char *scratch, struct lp_point *p, char *err, size_t errlen);
+
+/* Parses "measurement[,tag=value…] fieldkey" (a series named in line
+ * protocol's escaping, as the series routes take it): the tags in
+ * p->tag_*, the field key in p->fields[0].key. Errors as lp_parse_line. */
+int lp_parse_key(const char *text, size_t len, char *scratch, struct lp_point *p, char *err,
+                 size_t errlen);
+
+/* Whether s[0..n) is valid UTF-8 (RFC 3629: no overlong forms, no
+ * surrogates, nothing past U+10FFFF). */
+bool lp_utf8_valid(const char *s, size_t n);
 
 /* Called for each good point; returns 0 to go on, nonzero to stop. */
 typedef int (*lp_point_fn)(const struct lp_point *p, void *arg);

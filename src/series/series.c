@@ -21,8 +21,9 @@
 #include "core/map.h"
 #include "core/util.h"
 #include "series/internal.h"
+#include "series/key.h"
 
-#define KEY_MAX 1024
+#define KEY_MAX SERIES_KEY_MAX
 #define REC_HEADER 9 /* u32 length, u32 crc, u8 type */
 
 /* ---- the head: per series, points sorted by time ------------------------- */
@@ -141,6 +142,7 @@ static void record(struct buf *b, char type, const struct buf *payload) {
 }
 
 static int apply_key(struct series *s, uint32_t id, const char *key, size_t len);
+static int migrate_keys(struct series *s, char *err, size_t errlen);
 static int apply_points(struct series *s, const struct series_point *p, size_t n);
 
 /* Replays a log; cuts a torn or damaged tail. */
@@ -1099,12 +1101,151 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
     }
     s->head_points = 0;
   }
+  if ((rc = migrate_keys(s, err, errlen)))
+    goto fail;
   pthread_create(&s->writer, NULL, writer_main, s);
   *out = s;
   return 0;
 fail:
   series_free(s);
   return rc;
+}
+
+/* ---- key format ------------------------------------------------------------------ */
+
+/* The keys of this process in the format of key.h: each key of format 0
+ * converted (series_key_from_legacy), the map rebuilt. OUT: *changed (may
+ * be NULL) how many keys changed. Under no lock: only at open. */
+static int convert_keys(struct series *s, char ***out, size_t *changed) {
+  char **fresh = calloc(s->nkeys ? s->nkeys : 1, sizeof *fresh);
+  struct buf b;
+  buf_init(&b, 0);
+  int rc = fresh ? 0 : GROVE_ENOMEM;
+  size_t n = 0;
+  for (uint32_t id = 0; !rc && id < s->nkeys; id++) {
+    if (!s->keys[id])
+      continue;
+    if (!(rc = series_key_from_legacy(&b, s->keys[id], strlen(s->keys[id]))) &&
+        !(fresh[id] = strdup(b.data)))
+      rc = GROVE_ENOMEM;
+    if (!rc && strcmp(fresh[id], s->keys[id]) != 0)
+      n++;
+  }
+  buf_release(&b);
+  if (rc && fresh) {
+    for (uint32_t id = 0; id < s->nkeys; id++)
+      free(fresh[id]);
+    free(fresh);
+    fresh = NULL;
+  }
+  *out = fresh;
+  if (changed)
+    *changed = n;
+  return rc;
+}
+
+/* Puts the converted keys in place of the old ones (frees those). */
+static int adopt_keys(struct series *s, char **fresh) {
+  struct map ids;
+  map_init(&ids);
+  int rc = 0;
+  for (uint32_t id = 0; !rc && id < s->nkeys; id++)
+    if (fresh[id])
+      rc = map_put(&ids, fresh[id], (void *)(uintptr_t)(id + 1), NULL);
+  if (!rc && ids.len != s->ids.len)
+    rc = GROVE_EINVAL; /* two keys became one: cannot happen (key.h) */
+  if (rc) {
+    map_release(&ids);
+    return rc;
+  }
+  map_release(&s->ids);
+  s->ids = ids;
+  for (uint32_t id = 0; id < s->nkeys; id++) {
+    free(s->keys[id]);
+    s->keys[id] = fresh[id];
+  }
+  free(fresh);
+  return 0;
+}
+
+/* series.db's user_version says the keys' format: 0 as first written,
+ * SERIES_KEY_FORMAT as key.h writes them. Keys of format 0 (in series.db
+ * and in the replayed logs) are converted and saved, with the version, in
+ * one transaction; the logs' key records are then older news (every id
+ * they name is in series.db). */
+#define SERIES_KEY_FORMAT 1
+
+static int migrate_keys(struct series *s, char *err, size_t errlen) {
+  sqlite3_stmt *st = NULL;
+  int version = -1;
+  if (sqlite3_prepare_v2(s->wdb, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    version = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  if (version < 0 || version > SERIES_KEY_FORMAT) {
+    snprintf(err, errlen, "series keys are in format %d, newer than this grove (%d)", version,
+             SERIES_KEY_FORMAT);
+    return GROVE_ESTORE;
+  }
+  if (version == SERIES_KEY_FORMAT)
+    return 0;
+  char **fresh;
+  size_t changed;
+  int rc = convert_keys(s, &fresh, &changed);
+  if (rc)
+    return rc;
+  sqlite3_stmt *upd = NULL, *ins = NULL;
+  rc = exec(s->wdb, "BEGIN IMMEDIATE") ||
+               sqlite3_prepare_v2(s->wdb, "UPDATE series SET key = ? WHERE id = ?", -1, &upd,
+                                  NULL) != SQLITE_OK ||
+               sqlite3_prepare_v2(s->wdb, "INSERT OR REPLACE INTO series (id, key) VALUES (?, ?)",
+                                  -1, &ins, NULL) != SQLITE_OK
+           ? GROVE_ESTORE
+           : 0;
+  /* two passes, so that no key is briefly held by two ids (UNIQUE) */
+  for (int pass = 0; pass < 2 && !rc; pass++)
+    for (uint32_t id = 0; id < s->keys_saved && !rc; id++) {
+      if (!fresh[id] || strcmp(fresh[id], s->keys[id]) == 0)
+        continue;
+      char tmp[32];
+      snprintf(tmp, sizeof tmp, "\x01moving %u", id); /* not a key of either format */
+      sqlite3_bind_text(upd, 1, pass ? fresh[id] : tmp, -1, SQLITE_TRANSIENT);
+      sqlite3_bind_int64(upd, 2, id);
+      if (sqlite3_step(upd) != SQLITE_DONE)
+        rc = GROVE_ESTORE;
+      sqlite3_reset(upd);
+    }
+  for (uint32_t id = s->keys_saved; id < s->nkeys && !rc; id++) {
+    if (!fresh[id])
+      continue;
+    sqlite3_bind_int64(ins, 1, id);
+    sqlite3_bind_text(ins, 2, fresh[id], -1, SQLITE_STATIC);
+    if (sqlite3_step(ins) != SQLITE_DONE)
+      rc = GROVE_ESTORE;
+    sqlite3_reset(ins);
+  }
+  sqlite3_finalize(upd);
+  sqlite3_finalize(ins);
+  char sql[64];
+  snprintf(sql, sizeof sql, "PRAGMA user_version = %d", SERIES_KEY_FORMAT);
+  if (!rc && (exec(s->wdb, sql) || exec(s->wdb, "COMMIT")))
+    rc = GROVE_ESTORE;
+  if (rc) {
+    snprintf(err, errlen, "cannot convert series keys to format %d: %s", SERIES_KEY_FORMAT,
+             sqlite3_errmsg(s->wdb));
+    exec(s->wdb, "ROLLBACK");
+    for (uint32_t id = 0; id < s->nkeys; id++)
+      free(fresh[id]);
+    free(fresh);
+    return rc;
+  }
+  if ((rc = adopt_keys(s, fresh)))
+    return rc;
+  s->keys_saved = s->nkeys;
+  if (s->nkeys)
+    log_info(NULL, "series keys converted to the escaped format", "series=%u changed=%zu",
+             s->nkeys, changed);
+  return 0;
 }
 
 static int apply_loaded_key(uint32_t id, const char *key, size_t len, void *arg) {

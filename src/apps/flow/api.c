@@ -21,6 +21,8 @@
 #include "core/util.h"
 #include "gate/gate.h"
 #include "net/http.h"
+#include "series/key.h"
+#include "series/lineproto.h"
 #include "store/store.h"
 
 #define MAX_POINTS_READ 100000
@@ -307,7 +309,7 @@ static void handle_alerts(struct http_req *r) {
 
 struct read_job {
   struct flow *f;
-  char key[1100];
+  char key[SERIES_KEY_MAX + 1];
   char station[72];
   int species;             /* -1: a series by key */
   int64_t from, to, step;  /* step 0: raw points */
@@ -424,6 +426,40 @@ static bool read_params(struct http_req *r, struct read_job *j, bool bucketed, b
   return true;
 }
 
+/* The series parameter names a series in line protocol's escaping
+ * (`cpu,host=web\ 1 usage`: tag host = "web 1", field usage); key (of
+ * size n) is rewritten in place as the store's key (series/key.h). */
+static bool series_param(char *key, size_t n, char *why, size_t whylen) {
+  size_t len = strlen(key);
+  struct lp_point *p = malloc(sizeof *p);
+  char *scratch = malloc(len + 1);
+  struct buf b;
+  buf_init(&b, SERIES_KEY_MAX);
+  bool ok = p && scratch;
+  char err[64] = "";
+  if (ok && lp_parse_key(key, len, scratch, p, err, sizeof err)) {
+    snprintf(why, whylen, "series: %s", err);
+    ok = false;
+  } else if (ok) {
+    struct series_key k = {.measurement = p->measurement, .field = p->fields[0].key,
+                           .ntags = p->ntags};
+    memcpy(k.tag_keys, p->tag_keys, (size_t)p->ntags * sizeof *k.tag_keys);
+    memcpy(k.tag_values, p->tag_values, (size_t)p->ntags * sizeof *k.tag_values);
+    if (series_key_encode(&b, &k) || b.len >= n) {
+      snprintf(why, whylen, "series: not a series key");
+      ok = false;
+    } else {
+      memcpy(key, b.data, b.len + 1);
+    }
+  } else {
+    snprintf(why, whylen, "server is out of memory");
+  }
+  buf_release(&b);
+  free(scratch);
+  free(p);
+  return ok;
+}
+
 static void handle_series(struct http_req *r, bool bucketed) {
   struct flow *f = r->app;
   if (!want(f, r, GATE_READ))
@@ -434,7 +470,9 @@ static void handle_series(struct http_req *r, bool bucketed) {
   j->f = f;
   j->species = -1;
   const char *bad = "give series=KEY (\"measurement,tag=value field\")";
+  char why[96] = "";
   if (http_query_get(r, "series", 0, j->key, sizeof j->key) <= 0 ||
+      (!series_param(j->key, sizeof j->key, why, sizeof why) && (bad = why)) ||
       !read_params(r, j, bucketed, false, &bad) || (bucketed && !j->step && (bad = "give step"))) {
     free(j);
     http_reply_error(r, 400, "INVALID_QUERY", bad, NULL);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "apps/flow/flow.h"
+#include "series/key.h"
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -220,19 +221,18 @@ struct hint_walk {
   size_t n, cap;
 };
 
-/* "measurement,tag=v,station=ID,… field": which station and pollutant. */
+/* A key with a `station` tag and a pollutant field: which station and
+ * pollutant (and region, when tagged). */
 static void hint_key(uint32_t id, const char *key, void *arg) {
   struct hint_walk *w = arg;
-  const char *sp = strrchr(key, ' ');
-  if (!sp)
+  size_t len = strlen(key);
+  char scratch[SERIES_KEY_MAX];
+  struct series_key k;
+  if (len > sizeof scratch || series_key_decode(key, len, scratch, &k))
     return;
-  int species = flow_species_of(sp + 1, strlen(sp + 1));
-  const char *tag = strstr(key, ",station=");
-  if (species < 0 || !tag || tag > sp)
-    return;
-  tag += 9;
-  size_t n = strcspn(tag, ", ");
-  if (!flow_name_valid(tag, n))
+  int species = flow_species_of(k.field.p, k.field.n);
+  const struct lp_str *st = series_key_tag(&k, "station"), *rg = series_key_tag(&k, "region");
+  if (species < 0 || !st || !flow_name_valid(st->p, st->n))
     return;
   if (w->n == w->cap) {
     size_t cap = w->cap ? w->cap * 2 : 64;
@@ -242,18 +242,13 @@ static void hint_key(uint32_t id, const char *key, void *arg) {
     w->found = m;
     w->cap = cap;
   }
-  struct known_series *k = &w->found[w->n++];
-  memset(k, 0, sizeof *k);
-  memcpy(k->st.id, tag, n);
-  k->species = species;
-  k->id = id;
-  const char *rg = strstr(key, ",region=");
-  if (rg && rg < sp) {
-    rg += 8;
-    size_t rn = strcspn(rg, ", ");
-    if (flow_name_valid(rg, rn))
-      memcpy(k->st.region, rg, rn);
-  }
+  struct known_series *ks = &w->found[w->n++];
+  memset(ks, 0, sizeof *ks);
+  memcpy(ks->st.id, st->p, st->n);
+  ks->species = species;
+  ks->id = id;
+  if (rg && flow_name_valid(rg->p, rg->n))
+    memcpy(ks->st.region, rg->p, rg->n);
 }
 
 /* After a restart, the readings of the last window and its lateness go

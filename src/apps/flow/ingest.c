@@ -19,6 +19,7 @@
 #include "core/util.h"
 #include "gate/gate.h"
 #include "net/http.h"
+#include "series/key.h"
 #include "series/lineproto.h"
 
 #define MAX_INFLATED (64u * 1024 * 1024)
@@ -106,7 +107,7 @@ static void *batch_job_new(struct http_req *r, struct flow *f, size_t size) {
   return b;
 }
 
-#define KEY_MAX 1024
+#define KEY_MAX SERIES_KEY_MAX
 
 /* A point of the series `key`. A series this process knows gets its id
  * now; the others are found for the whole batch at once (batch_resolve).
@@ -236,37 +237,31 @@ struct write_job {
   struct lp_stats stats;
   struct buf key;      /* scratch for series keys */
   int skipped;         /* string fields: not numeric series */
+  int refused;         /* lines parsed but not kept (on_point) */
 };
 
-/* "measurement,k1=v1,k2=v2 " with tags sorted, so the same series always
- * has the same key whatever order a writer lists its tags in; each field's
- * key is this and the field's name. */
-static int series_prefix(const struct lp_point *p, struct buf *out) {
-  int order[LP_MAX_TAGS];
-  for (int i = 0; i < p->ntags; i++)
-    order[i] = i;
-  for (int i = 1; i < p->ntags; i++) /* insertion sort: a few tags */
-    for (int j = i; j > 0; j--) {
-      const struct lp_str *a = &p->tag_keys[order[j - 1]], *b = &p->tag_keys[order[j]];
-      size_t m = a->n < b->n ? a->n : b->n;
-      int c = memcmp(a->p, b->p, m);
-      if (c < 0 || (c == 0 && a->n <= b->n))
-        break;
-      int t = order[j];
-      order[j] = order[j - 1];
-      order[j - 1] = t;
-    }
-  buf_reset(out);
-  buf_append(out, p->measurement.p, p->measurement.n);
-  for (int i = 0; i < p->ntags; i++) {
-    buf_putc(out, ',');
-    buf_append(out, p->tag_keys[order[i]].p, p->tag_keys[order[i]].n);
-    buf_putc(out, '=');
-    buf_append(out, p->tag_values[order[i]].p, p->tag_values[order[i]].n);
-  }
-  return buf_putc(out, ' ');
+/* A line refused after parsing (its points taken back): listed and
+ * counted like a line the parser refused. */
+static void on_error(int line, const char *text, size_t len, const char *why, void *arg);
+
+struct mark {
+  size_t npts, nkeys, keys_len, nrd;
+};
+
+static struct mark batch_mark(const struct batch *b) {
+  return (struct mark){b->npts, b->nkeys, b->keys.len, b->nrd};
 }
 
+static void batch_undo(struct batch *b, struct mark m) {
+  b->npts = m.npts;
+  b->nkeys = m.nkeys;
+  b->keys.len = m.keys_len;
+  b->nrd = m.nrd;
+}
+
+/* Each numeric field of a line is a point of the series
+ * "measurement,tags field" (series/key.h); a line is kept whole or not at
+ * all. */
 static int on_point(const struct lp_point *p, void *arg) {
   struct write_job *j = arg;
   struct buf key = j->key; /* reused from point to point */
@@ -278,9 +273,17 @@ static int on_point(const struct lp_point *p, void *arg) {
     else if (k->n == 6 && memcmp(k->p, "region", 6) == 0)
       region = &p->tag_values[i];
   }
-  int rc = series_prefix(p, &key);
-  size_t prefix = key.len;
-  for (int i = 0; i < p->nfields && !rc; i++) {
+  struct series_key sk;
+  sk.measurement = p->measurement;
+  sk.ntags = p->ntags;
+  memcpy(sk.tag_keys, p->tag_keys, (size_t)p->ntags * sizeof *sk.tag_keys);
+  memcpy(sk.tag_values, p->tag_values, (size_t)p->ntags * sizeof *sk.tag_values);
+  struct mark m = batch_mark(&j->batch);
+  const char *why = NULL;
+  buf_reset(&key);
+  int rc = series_key_put_series(&key, &sk);
+  size_t prefix = key.len, numeric = 0;
+  for (int i = 0; i < p->nfields && !rc && !why; i++) {
     const struct lp_field *fl = &p->fields[i];
     double v;
     switch (fl->type) {
@@ -290,30 +293,58 @@ static int on_point(const struct lp_point *p, void *arg) {
     case LP_BOOL: v = fl->v.b; break;
     default: j->skipped++; continue;
     }
+    numeric++;
     key.len = prefix;
-    if (buf_append(&key, fl->key.p, fl->key.n))
-      rc = GROVE_ENOMEM;
-    else if ((rc = batch_point(&j->batch, key.data, key.len, p->ts_ns, v)) == 1) {
-      j->skipped++; /* a key over 1 KiB */
-      rc = 0;
-      continue;
-    }
-    if (rc)
+    if ((rc = series_key_put_field(&key, fl->key.p, fl->key.n)))
       break;
-    if (station)
+    if ((rc = batch_point(&j->batch, key.data, key.len, p->ts_ns, v)) == 1) {
+      why = "series key is too long: measurement, tags and field over 4096 bytes";
+      rc = 0;
+      break;
+    }
+    if (!rc && station)
       rc = batch_reading(&j->batch, flow_species_of(fl->key.p, fl->key.n), station->p,
                          station->n, region ? region->p : NULL, region ? region->n : 0);
   }
+  if (rc == GROVE_ETOOBIG || rc == GROVE_EINVAL) {
+    why = rc == GROVE_ETOOBIG ? "series key is too long: measurement, tags and field over 4096 bytes"
+                              : "invalid series key";
+    rc = 0;
+  }
+  if (!rc && !why && !numeric)
+    why = "no numeric field: string fields are not stored";
+  if (why) {
+    batch_undo(&j->batch, m);
+    j->refused++;
+    on_error(p->line, p->text, p->text_len, why, j);
+  }
   j->key = key;
   return rc;
+}
+
+/* The first bytes of a line as a JSON string: cut at a character, bytes
+ * that are not UTF-8 shown as U+FFFD (the answer must be valid JSON
+ * whatever the line held). */
+static json_t *line_text(const char *text, size_t len) {
+  struct buf b;
+  buf_init(&b, 0);
+  for (size_t i = 0, n; i < len && b.len < 120; i += n) {
+    n = utf8_seq_len(text + i, len - i);
+    if (n ? buf_append(&b, text + i, n) : buf_append(&b, "\xef\xbf\xbd", 3))
+      break;
+    n = n ? n : 1;
+  }
+  json_t *s = json_stringn(b.data ? b.data : "", b.len);
+  buf_release(&b);
+  return s;
 }
 
 static void on_error(int line, const char *text, size_t len, const char *why, void *arg) {
   struct write_job *j = arg;
   if (json_array_size(j->batch.failed) >= MAX_REPORTED)
     return;
-  json_array_append_new(j->batch.failed, json_pack("{s:i,s:s,s:s%}", "line", line, "error", why,
-                                             "text", text, len > 120 ? (size_t)120 : len));
+  json_array_append_new(j->batch.failed, json_pack("{s:i,s:s,s:o}", "line", line, "error", why,
+                                                   "text", line_text(text, len)));
 }
 
 static int inflate_body(struct write_job *j) {
@@ -357,6 +388,8 @@ static void write_work(void *arg) {
   buf_init(&j->key, 4096);
   j->rc = lp_parse(j->batch.body, j->batch.len, j->prec, (int64_t)clock_wall_ms() * 1000000, on_point,
                    on_error, j, &j->stats);
+  j->stats.points -= j->refused;
+  j->stats.errors += j->refused;
   if (!j->rc)
     j->rc = batch_commit(&j->batch);
   buf_release(&j->key);
@@ -522,9 +555,15 @@ static int add_reading(struct readings_job *j, size_t index, json_t *o, int64_t 
   for (int sp = 0; sp < SP_COUNT; sp++) {
     if (!have[sp])
       continue;
-    buf_reset(key);
-    buf_printf(key, "air_quality,station=%s %s", station, flow_species_name((enum flow_species)sp));
-    int rc = batch_point(&j->batch, key->data, key->len, ts, v[sp]);
+    const char *field = flow_species_name((enum flow_species)sp);
+    struct series_key sk = {.measurement = {"air_quality", 11},
+                            .field = {field, strlen(field)},
+                            .ntags = 1,
+                            .tag_keys = {{"station", 7}},
+                            .tag_values = {{station, strlen(station)}}};
+    int rc = series_key_encode(key, &sk);
+    if (!rc)
+      rc = batch_point(&j->batch, key->data, key->len, ts, v[sp]);
     if (!rc)
       rc = batch_reading(&j->batch, sp, station, strlen(station), region,
                          region ? strlen(region) : 0);

@@ -75,15 +75,15 @@ TEST(malformed_lines_say_why) {
       {"m,t= v=1", "missing tag value"},
       {"m v=", "missing field value"},
       {"m v=1x", "invalid number"},
-      {"m v=inf", "invalid number"},
+      {"m v=inf", "invalid boolean"},
       {"m v=NaN", "invalid number"},
       {"m v=1.2.3.4e", "invalid number"},
-      {"m v=abci", "invalid integer"},
-      {"m v=-3u", "unsigned integer is negative"},
+      {"m v=abci", "invalid boolean"},
+      {"m v=-3u", "invalid number: an unsigned integer is not negative"},
       {"m v=99999999999999999999i", "integer out of range"},
       {"m v=\"open", "unbalanced quotes"},
-      {"m v=1 12x", "invalid timestamp"},
-      {"m v=1 1 2", "invalid timestamp"},
+      {"m v=1 12x", "bad timestamp"},
+      {"m v=1 1 2", "point is invalid: more after the timestamp"},
       {",t=1 v=1", "missing measurement"},
       {"m v=1,", "invalid field format"},
   };
@@ -731,7 +731,7 @@ static struct series *open_pg(bool fresh) {
   if (fresh) {
     PGconn *c = PQconnectdb(url);
     CHECK(PQstatus(c) == CONNECTION_OK);
-    PQclear(PQexec(c, "DROP TABLE IF EXISTS series_points, series_keys, series_rollups CASCADE;"
+    PQclear(PQexec(c, "DROP TABLE IF EXISTS series_points, series_keys, series_rollups, series_meta CASCADE;"
                       "DROP SEQUENCE IF EXISTS series_groups"));
     PQfinish(c);
   }

@@ -1,0 +1,184 @@
+"""Line protocol as InfluxDB reads it, and series identity, over real
+sockets: series that must not collide, the series parameter's escaping,
+invalid UTF-8 refused per line, answers that are always valid JSON
+(fuzzed writes read back), string-only lines said to be refused."""
+
+import json
+import random
+import re
+import urllib.parse
+
+from grove import FAST_HASH, GROVE, Grove, eventually, main
+import subprocess
+
+g = None
+WRITE = READ = None
+
+
+def key(g, scopes):
+    out = subprocess.run([GROVE, "key", "add", "k-" + scopes, "--scopes", scopes, "--data-dir", g.data_dir],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()[1]
+
+
+def setup():
+    global g, WRITE, READ
+    g = Grove("--gate-refresh", "200ms", "--rate-key", "0", "--rate-global", "0", *FAST_HASH)
+    WRITE, READ = key(g, "write"), key(g, "read")
+    eventually(lambda: g.request("GET", "/auth/me", headers={"X-API-Key": WRITE}).status == 200,
+               what="keys loaded")
+
+
+def write(body, query=""):
+    return g.request("POST", "/api/v1/write" + query, body=body, headers={"X-API-Key": WRITE})
+
+
+def strict_json(r):
+    """The body as JSON, refusing anything that is not valid UTF-8."""
+    return json.loads(r.body.decode("utf-8", errors="strict"))
+
+
+def series(name, path="points", **q):
+    q["series"] = name
+    r = g.request("GET", "/api/v1/series/%s?%s" % (path, urllib.parse.urlencode(q)),
+                  headers={"X-API-Key": READ})
+    return r.status, strict_json(r)
+
+
+def points(name):
+    status, doc = series(name)
+    assert status == 200, doc
+    return doc["data"]["points"]
+
+
+def test_escaped_measurement_and_tags_do_not_collide():
+    assert write(b"collide\\,a=x v=1 1000").status == 204
+    assert write(b"collide,a=x v=2 1000").status == 204
+    assert points("collide\\,a=x v") == [[1000, 1]]  # the measurement "collide,a=x"
+    assert points("collide,a=x v") == [[1000, 2]]  # the measurement "collide", tag a=x
+    assert write(b"coll,a=x\\,b\\=y v=1 7").status == 204
+    assert write(b"coll,a=x,b=y v=3 7").status == 204
+    assert points("coll,a=x\\,b\\=y v") == [[7, 1]]  # one tag a = "x,b=y"
+    assert points("coll,a=x,b=y v") == [[7, 3]]  # two tags
+    assert points("coll,b=y,a=x v") == [[7, 3]]  # any tag order names the same series
+
+
+def test_series_parameter_reads_line_protocol_escaping():
+    assert write(b"cpu,host=web\\ 1 usage=42 5").status == 204
+    status, doc = series("cpu,host=web\\ 1 usage")
+    assert status == 200 and doc["data"]["points"] == [[5, 42]]
+    assert doc["data"]["series"] == "cpu,host=web\\ 1 usage"
+    status, doc = series("cpu,host=web 1 usage")  # an unescaped space inside the field key
+    assert status == 400 and "invalid field key" in doc["message"]
+    status, doc = series("cpu,host=web\\ 1 usage", path="range", step="1s", **{"from": 0, "to": 10**9})
+    assert status == 200 and doc["data"]["points"] == [[0, 42]]
+    status, doc = series("cpu,host")
+    assert status == 400 and doc["error_code"] == "INVALID_QUERY" and "missing tag value" in doc["message"]
+
+
+def test_windows_path_tags():
+    # InfluxDB refuses an unescaped '=' inside a tag value: the comma after
+    # C:\ is escaped, so "C:\,host=srv" is one value, and it holds '='
+    r = write(b"win,instance=C:\\,host=srv v=1 1\nwin,host=srv,instance=C: v=2 1\n")
+    assert r.status == 400
+    d = strict_json(r)["details"]
+    assert [f["line"] for f in d["failed"]] == [1] and d["failed"][0]["error"] == "invalid tag format"
+    assert points("win,host=srv,instance=C: v") == [[1, 2]]
+    # a backslash before anything else is kept: the path tag is C:\Program Files
+    assert write(b"disk,path=C:\\Program\\ Files used=3 1").status == 204
+    assert points("disk,path=C:\\Program\\ Files used") == [[1, 3]]
+
+
+def test_invalid_utf8_is_refused_per_line():
+    r = write(b"ok\xff v=1 1\nok v=2 1\ncpu,host=a\xc0\xaf v=1\ncpu \xe2\x82=1\ncpu s=\"\xed\xa0\x80\"\n")
+    assert r.status == 400
+    e = strict_json(r)
+    d = e["details"]
+    assert e["error_code"] == "PARTIAL_WRITE" and d["failed_lines"] == 4 and d["points_written"] == 1
+    assert [f["line"] for f in d["failed"]] == [1, 3, 4, 5]
+    assert [f["error"] for f in d["failed"]] == [
+        "invalid UTF-8 in the measurement", "invalid UTF-8 in a tag", "invalid UTF-8 in a field key",
+        "invalid UTF-8 in a string field"]
+    assert d["failed"][0]["text"] == "ok\ufffd v=1 1"
+    assert points("ok v") == [[1, 2]]
+
+
+def test_string_only_lines_say_they_are_not_stored():
+    r = write(b"log msg=\"hello\" 1\nlog msg=\"x\",n=1i 1\n")
+    assert r.status == 400
+    d = strict_json(r)["details"]
+    assert d["failed_lines"] == 1 and d["points_written"] == 1
+    assert d["failed"] == [{"line": 1, "error": "no numeric field: string fields are not stored",
+                            "text": "log msg=\"hello\" 1"}]
+    assert points("log n") == [[1, 1]]
+
+
+def test_fuzzed_writes_answer_and_read_back_valid_json():
+    rnd = random.Random(20261129)
+    pieces = [b",", b"=", b"\\", b" ", b"\"", b"a", b"z", b"\xc3\xa9", b"\xff", b"\xe2\x82", b"\xed\xa0\x80",
+              b"\x00", b"\x01", b"\t", b"#", b"\xf0\x9f\x8c\xb3", b"1", b"i", b"\r"]
+
+    def name():
+        return b"".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 6)))
+
+    good = [b",", b"=", b" ", b"\"", b"a", b"z", b"\xc3\xa9", b"\xf0\x9f\x8c\xb3", b"'", b"1"]
+
+    def escaped_name():
+        raw = b"".join(rnd.choice(good) for _ in range(rnd.randint(1, 6)))
+        for c in (b",", b"=", b" "):
+            raw = raw.replace(c, b"\\" + c)
+        return raw if raw[:1] not in (b"#",) else b"x" + raw
+
+    written = []
+    for round_ in range(120):
+        lines = []
+        for _ in range(12):
+            if rnd.random() < 0.5:  # a line made of pieces
+                lines.append(name() + b"," + name() + b"=" + name() + b" " + name() + b"=" + name())
+            else:  # a good line with odd names
+                m, t, v, f = escaped_name(), escaped_name(), escaped_name(), escaped_name()
+                lines.append(b"%s,%s=%s %s=%d %d" % (m, t, v, f, rnd.randint(0, 99), round_))
+        r = write(b"\n".join(lines))
+        assert r.status in (204, 400), r.status
+        if r.status == 400:
+            e = strict_json(r)
+            d = e["details"]
+            assert e["error_code"] == "PARTIAL_WRITE"
+            assert d["failed_lines"] > 0 and len(d["failed"]) == min(d["failed_lines"], 20), d
+            failed = {f["line"] for f in d["failed"]}
+        else:
+            failed = set()
+        # a line after an open quote may be inside that string (a string
+        # field may span lines, as InfluxDB reads them), and a backslash
+        # escapes the newline after it: such lines are not checked
+        quote_before = False
+        for i, l in enumerate(lines, 1):
+            if i not in failed and not quote_before:
+                written.append(l)
+            quote_before = quote_before or b"\"" in l or l.endswith(b"\\")
+    # the series good lines made read back, named as they were written
+    checked = 0
+    unescaped = re.compile(rb"(?<!\\)[ =]")
+    for line in written:
+        if any(c in line for c in (b"\r", b"\t", b"\x00")) or line[:1] in (b"#", b" "):
+            continue
+        space = unescaped.search(line, 0)
+        while space and space.group() != b" ":
+            space = unescaped.search(line, space.end())
+        head, rest = line[:space.start()], line[space.end():]
+        fkey = rest[:unescaped.search(rest).start()]
+        status, doc = series((head + b" " + fkey).decode("utf-8"))
+        assert status == 200 and doc["data"]["points"], (line, doc)
+        checked += 1
+    assert checked > 40, checked
+    for path in ("/api/v1/flow/snapshot", "/api/v1/flow/stations", "/metrics"):
+        r = g.request("GET", path, headers={"X-API-Key": READ})
+        if path != "/metrics":
+            strict_json(r)
+        else:
+            r.body.decode("utf-8", errors="strict")
+
+
+if __name__ == "__main__":
+    main(globals())
