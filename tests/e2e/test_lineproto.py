@@ -26,8 +26,8 @@ def setup():
     global g, WRITE, READ
     g = Grove("--gate-refresh", "200ms", "--rate-key", "0", "--rate-global", "0", *FAST_HASH)
     WRITE, READ = key(g, "write"), key(g, "read")
-    eventually(lambda: g.request("GET", "/auth/me", headers={"X-API-Key": WRITE}).status == 200,
-               what="keys loaded")
+    eventually(lambda: all(g.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200
+                           for k in (WRITE, READ)), what="keys loaded")
 
 
 def write(body, query=""):
