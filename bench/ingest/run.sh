@@ -11,9 +11,13 @@
 # Targets: >= 1,000,000 points/s embedded, >= 300,000 with PostgreSQL;
 # <= 1 KiB per active series;
 # window result on its topic <= 1 s after its last point.
-#   DURATION=10 STATIONS=2000
+# Then reads: one series of READ_POINTS points read back over HTTP a page
+# (100,000) at a time, embedded and with PostgreSQL, beside SQLite and
+# PostgreSQL handing out the peers' points (a full scan to /dev/null).
+#   DURATION=10 STATIONS=2000 READ_POINTS=1000000
 . "$(dirname "$0")/../lib.sh"
 STATIONS=${STATIONS:-2000}
+READ_POINTS=${READ_POINTS:-1000000}
 work=$(mktemp -d)
 chmod 755 "$work"
 port=$(free_port)
@@ -40,6 +44,8 @@ points=$(sed -n 's/^points=\([0-9]*\).*/\1/p' "$work/sim.out")
 latency=$(python3 bench/ingest/probe.py "$port" "$wkey" "$rkey")
 sleep 4 # the points move into chunks (--series-flush 3s)
 disk=$(sqlite3 "$data/series/series.db" "SELECT printf('%.2f', 1.0 * sum(length(data)) / sum(points)) FROM chunks")
+# reading one long series back (written, then in chunks after 4 s)
+read_pps=$(python3 bench/ingest/reads.py "$port" "$wkey" "$rkey" "$READ_POINTS" 4 | cut -d' ' -f1)
 kill "$gpid"
 
 # memory per active series: resident memory of a grove holding 30,000 and
@@ -88,6 +94,10 @@ sqlite3 "$work/raw.db" "PRAGMA journal_mode=WAL" "PRAGMA synchronous=FULL" \
   ".mode csv" ".import $work/points.csv points" >/dev/null
 t1=$(date +%s.%N)
 sqlite_pps=$(awk -v n="$raw" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+t0=$(date +%s.%N)
+sqlite3 "$work/raw.db" "SELECT ts, value FROM points ORDER BY rowid" >/dev/null
+t1=$(date +%s.%N)
+sqlite_read_pps=$(awk -v n="$raw" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
 
 pgbin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 pgport=$(free_port)
@@ -103,11 +113,16 @@ t0=$(date +%s.%N)
 psql -h "$work/sock" -p "$pgport" -U postgres -q -c "\\copy points FROM '$work/points.csv' CSV"
 t1=$(date +%s.%N)
 pg_pps=$(awk -v n="$raw" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
+t0=$(date +%s.%N)
+psql -h "$work/sock" -p "$pgport" -U postgres -q -c "\\copy (SELECT ts, value FROM points) TO '/dev/null'"
+t1=$(date +%s.%N)
+pg_read_pps=$(awk -v n="$raw" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')
 
 # grove with the series in that PostgreSQL: every group commit a COPY
 pgurl="postgres:///postgres?host=$work/sock&port=$pgport&user=postgres"
 gdata="$work/pgdata"
 pwkey=$(./build/grove key add bench-w --scopes write --data-dir "$gdata" --store "$pgurl" | cut -d' ' -f2)
+prkey=$(./build/grove key add bench-r --scopes read --data-dir "$gdata" --store "$pgurl" | cut -d' ' -f2)
 gport=$(free_port)
 ./build/grove serve --listen "127.0.0.1:$gport" --threads 2 --access-log false --log-level warn \
   --data-dir "$gdata" --store "$pgurl" --web-root "" --rate-global 0 --rate-key 0 &
@@ -118,6 +133,7 @@ sleep 2.5
 ./build/grove flow simulate --url "http://127.0.0.1:$gport" --key "$pwkey" --stations "$STATIONS" \
   --duration "${DURATION}s" --batch 5000 --connections 4 --faults false >"$work/simpg.out"
 grove_pg_pps=$(sed -n 's/.*points_per_second=\([0-9]*\).*/\1/p' "$work/simpg.out")
+read_pg_pps=$(python3 bench/ingest/reads.py "$gport" "$pwkey" "$prkey" "$READ_POINTS" 0 | cut -d' ' -f1)
 kill "$ppid"
 wait "$ppid" 2>/dev/null || true
 runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/pg" -m fast stop >/dev/null
@@ -131,6 +147,10 @@ awk -v g="$grove_pg_pps" -v p="$pg_pps" 'BEGIN {
   printf "ingest_postgres_points_per_second %.0f points/s %.0f %.2f (series in PostgreSQL, a COPY each group commit; peer: psql COPY of the same points; target >= 300,000)\n", g, p, g / p }'
 awk -v a="$small_rss" -v b="$large_rss" 'BEGIN {
   printf "memory_per_active_series %.0f bytes - - (RSS %d KiB with 180,000 series, %d KiB with 360,000; target <= 1024)\n", (b - a) * 1024 / 180000, a, b }'
+awk -v g="$read_pps" -v s="$sqlite_read_pps" -v n="$READ_POINTS" 'BEGIN {
+  printf "read_points_per_second %.0f points/s %.0f %.2f (one series of %d points over HTTP, pages of 100,000; peer: sqlite3 scanning the raw points to /dev/null)\n", g, s, g / s, n }'
+awk -v g="$read_pg_pps" -v p="$pg_read_pps" -v n="$READ_POINTS" 'BEGIN {
+  printf "read_postgres_points_per_second %.0f points/s %.0f %.2f (series in PostgreSQL, one series of %d points over HTTP; peer: psql COPY of the raw points to /dev/null)\n", g, p, g / p, n }'
 echo "disk_bytes_per_point $disk bytes - - (compressed chunks; target <= 2)"
 echo "window_to_live_ms $latency"
 echo "(grove wrote $points points; the peers loaded $raw)"

@@ -16,6 +16,7 @@ struct hub;
 struct gate;
 struct metrics;
 struct llm_cfg;
+struct health;
 
 /* What the platform hands every app. Owned by serve; valid from start to
  * stop. */
@@ -29,6 +30,7 @@ struct grove_ctx {
   const char *data_dir;    /* where apps keep local files */
   const struct llm_cfg *llm; /* a model backend, if llm_enabled() */
   const char *store_url;   /* --store as given ("sqlite", "postgres://…") */
+  struct health *health;   /* readiness checks /ready runs (core/health.h) */
 };
 
 struct grove_app {

@@ -1,5 +1,7 @@
 /* ops.c — operations endpoints: /health (liveness), /ready (every
- * configured backend answers) and /metrics (Prometheus text format). */
+ * configured backend answers, and no component reports trouble through
+ * core/health.h, such as a full disk under the series store) and /metrics
+ * (Prometheus text format). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +9,7 @@
 
 #include "cli/app.h"
 #include "core/error.h"
+#include "core/health.h"
 #include "core/metrics.h"
 #include "core/util.h"
 #include "gate/gate.h"
@@ -37,13 +40,29 @@ struct ready_job {
   char broker_err[256];
   bool limits_ok;
   const char *limits_mode;
+  json_t *components; /* {name: {ok, error?}} of the health checks */
+  json_t *failing;    /* names of those that fail */
 };
+
+static void add_component(const char *name, int rc, const char *why, void *arg) {
+  struct ready_job *j = arg;
+  json_t *c = json_pack("{s:b}", "ok", rc == 0);
+  if (rc) {
+    json_object_set_new(c, "error", json_string(why));
+    json_array_append_new(j->failing, json_string(name));
+  }
+  json_object_set_new(j->components, name, c);
+}
 
 static void ready_work(void *arg) {
   struct ready_job *j = arg;
   j->store_rc = store_ping(j->o->ctx.store, j->store_err, sizeof j->store_err);
   j->broker_ok = hub_broker_ok(j->o->ctx.hub, j->broker_err, sizeof j->broker_err);
   j->limits_ok = j->o->ctx.gate ? gate_limits_shared(j->o->ctx.gate, &j->limits_mode) : true;
+  j->components = json_object();
+  j->failing = json_array();
+  if (j->o->ctx.health)
+    health_run(j->o->ctx.health, add_component, j);
 }
 
 static void ready_done(struct http_req *r, void *arg) {
@@ -64,6 +83,7 @@ static void ready_done(struct http_req *r, void *arg) {
     if (j->o->ctx.gate)
       json_object_set_new(checks, "rate_limits",
                           json_pack("{s:b,s:s}", "ok", j->limits_ok, "mode", j->limits_mode));
+    json_object_update(checks, j->components);
     json_t *downs = json_array();
     if (j->store_rc)
       json_array_append_new(downs, json_string("store"));
@@ -71,10 +91,16 @@ static void ready_done(struct http_req *r, void *arg) {
       json_array_append_new(downs, json_string("broker"));
     if (!j->limits_ok)
       json_array_append_new(downs, json_string("rate_limits"));
+    json_array_extend(downs, j->failing);
     const char *down = json_array_size(downs) ? json_string_value(json_array_get(downs, 0)) : NULL;
     if (down) {
-      char msg[64];
-      snprintf(msg, sizeof msg, "backend '%s' is down", down);
+      char msg[512];
+      json_t *c = json_object_get(j->components, down);
+      if (c)
+        snprintf(msg, sizeof msg, "component '%.60s' is in trouble: %.400s", down,
+                 json_string_value(json_object_get(c, "error")));
+      else
+        snprintf(msg, sizeof msg, "backend '%s' is down", down);
       json_t *d = json_pack("{s:o,s:O}", "checks", checks, "down", downs);
       http_res_header(r, "Retry-After", "5");
       http_reply_error(r, 503, "NOT_READY", msg, d);
@@ -83,6 +109,8 @@ static void ready_done(struct http_req *r, void *arg) {
     }
     json_decref(downs);
   }
+  json_decref(j->components);
+  json_decref(j->failing);
   free(j);
 }
 

@@ -9,6 +9,7 @@
 
 #include "cli/cli.h"
 #include "core/error.h"
+#include "core/health.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/util.h"
@@ -173,12 +174,13 @@ int cmd_serve(int argc, char **argv) {
   struct gate *gate = NULL;
   struct http_server *srv = NULL;
   struct static_root *web = NULL;
+  struct health *health = NULL;
   void *states[32] = {0};
   size_t started = 0;
   pthread_t sig_thread;
   bool sig_started = false;
 
-  if (metrics_create(&metrics) || router_create(&router, metrics))
+  if (metrics_create(&metrics) || router_create(&router, metrics) || health_create(&health))
     goto out;
   if (store_open(&store, &c.store, err, sizeof err)) {
     log_error(NULL, "cannot open store", "error=\"%s\"", err);
@@ -226,7 +228,7 @@ int cmd_serve(int argc, char **argv) {
   struct grove_ctx ctx = {store,  hub,           gate,
                           metrics, router, GROVE_VERSION,
                           c.store.data_dir && *c.store.data_dir ? c.store.data_dir : ".", &c.llm,
-                          c.store.url};
+                          c.store.url,   health};
   for (; started < grove_napps; started++) {
     int e = grove_apps[started]->start(&ctx, &states[started]);
     if (e) {
@@ -262,6 +264,7 @@ out:
   store_close(store);
   router_destroy(router);
   metrics_destroy(metrics);
+  health_destroy(health);
   cfg_release(secs, nsec);
   return rc;
 }

@@ -4,11 +4,24 @@
 
 #include <sqlite3.h>
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "series/series.h"
 
 #define MINUTE_NS 60000000000LL
 #define HOUR_NS 3600000000000LL
+
+/* The system calls the series log is written with. Tests replace them to
+ * make a chosen write or sync fail or write short (fault injection);
+ * production never changes them. Process-wide: set before series_open,
+ * not while a store writes. */
+struct series_io {
+  ssize_t (*write)(int fd, const void *buf, size_t n);
+  int (*fdatasync)(int fd);
+  int (*ftruncate)(int fd, off_t len);
+  int (*fsync)(int fd);
+};
+extern struct series_io series_io;
 
 /* A series' points sorted by time. */
 struct head {
@@ -20,9 +33,32 @@ struct head {
  * `replace` false kept as it is (the point given is older news). */
 int head_put(struct head *h, int64_t ts, double v, bool replace);
 
-/* Adds the chunked points of series id in [from, to) to acc, the newest
- * write of each timestamp, keeping timestamps acc has already. */
-int read_chunks(sqlite3 *db, uint32_t id, int64_t from, int64_t to, struct head *acc);
+/* Chunks span at most this much time from their first point to their
+ * last (they never cross a 2-hour boundary; a database made before that
+ * rule records its widest in series_meta): a chunk holding time t starts
+ * after t - width. */
+#define CHUNK_SPAN (2 * HOUR_NS)
+
+/* Reading (read.c): sorted runs merged by time, the newest write of each
+ * timestamp winning. `mem` are runs in memory (sorted, each newer than
+ * the chunks and than the runs before it); the chunks of series id come
+ * from db (NULL: none). fn gets each point of [from, to) in time order
+ * and returns 0 to go on, 1 to stop, or a negative error that the read
+ * returns. Work (points decoded, copied and compared) is added to *work
+ * (may be NULL): tests use it to prove reads are linear. */
+struct merge_src {
+  const struct chunk_point *pts;
+  size_t n;
+};
+typedef int (*merge_fn)(int64_t ts, double value, void *arg);
+int merge_read(sqlite3 *db, uint32_t id, int64_t from, int64_t to, int64_t width,
+               const struct merge_src *mem, size_t nmem, merge_fn fn, void *arg,
+               uint64_t *work);
+
+/* Appends the chunked points of series id in [from, to) to acc (empty),
+ * the newest write of each timestamp, in time order. */
+int read_chunks(sqlite3 *db, uint32_t id, int64_t from, int64_t to, int64_t width,
+                struct head *acc);
 
 /* Rollups: per series, 1-minute and 1-hour buckets (count, sum, min, max,
  * first, last) in the `rollups` table, updated as points move into
@@ -31,7 +67,7 @@ int read_chunks(sqlite3 *db, uint32_t id, int64_t from, int64_t to, struct head 
  * rollups; points at or before it make their buckets be computed again
  * from the chunks. */
 struct rollups;
-int rollups_prepare(sqlite3 *db, struct rollups **out);
+int rollups_prepare(sqlite3 *db, int64_t width, struct rollups **out);
 void rollups_finish(struct rollups *r);
 int rollups_update(struct rollups *r, uint32_t id, const struct chunk_point *pts, size_t n,
                    int64_t prev_end);
@@ -52,9 +88,14 @@ int pgs_load_keys(struct pgseries *p, int (*fn)(uint32_t id, const char *key, si
 int pgs_key_id(struct pgseries *p, const char *key, bool create, uint32_t *id);
 /* The ids of many keys, made where missing: two round trips in all. */
 int pgs_key_ids(struct pgseries *p, const char *const *keys, size_t n, uint32_t *ids);
-/* One group commit: a COPY, committed. Points before keep_after are not kept. */
-int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int64_t keep_after);
-int pgs_range(struct pgseries *p, uint32_t id, int64_t from, int64_t to, struct head *acc);
+/* One group commit: a COPY, committed. Points before keep_after are not
+ * kept. On error, why (whylen bytes) says what PostgreSQL answered. */
+int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int64_t keep_after,
+              char *why, size_t whylen);
+/* At most limit points (by time, the last write of each) appended to acc;
+ * *more and *next as series_read's. */
+int pgs_range(struct pgseries *p, uint32_t id, int64_t from, int64_t to, size_t limit,
+              struct head *acc, bool *more, int64_t *next);
 int pgs_buckets_raw(struct pgseries *p, uint32_t id, int64_t from, int64_t to, int64_t step,
                     struct series_bucket **out, size_t *n);
 int pgs_rollups_read(struct pgseries *p, uint32_t id, int64_t res, int64_t from, int64_t to,

@@ -381,7 +381,15 @@ static int cmp_arrival(const void *a, const void *b) {
   return x->at < y->at ? -1 : x->at > y->at;
 }
 
-int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int64_t keep_after) {
+/* The connection's last error, one line, into why. */
+static void conn_error(PGconn *c, char *why, size_t n) {
+  snprintf(why, n, "%s", PQerrorMessage(c));
+  why[strcspn(why, "\n")] = '\0';
+}
+
+int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int64_t keep_after,
+              char *why, size_t whylen) {
+  *why = '\0';
   if (!n)
     return 0;
   if (PQstatus(p->writer) != CONNECTION_OK) {
@@ -396,6 +404,7 @@ int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int6
   if (!a || !sorted) {
     free(a);
     free(sorted);
+    snprintf(why, whylen, "out of memory");
     return GROVE_ENOMEM;
   }
   for (size_t i = 0; i < n; i++)
@@ -476,10 +485,16 @@ int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int6
       PQclear(r);
     }
   }
+  if (rc)
+    conn_error(p->writer, why, whylen);
   r = PQexec(p->writer, rc ? "ROLLBACK" : "COMMIT");
-  if (!rc && PQresultStatus(r) != PGRES_COMMAND_OK)
+  if (!rc && PQresultStatus(r) != PGRES_COMMAND_OK) {
     rc = GROVE_ESTORE;
+    conn_error(p->writer, why, whylen);
+  }
   PQclear(r);
+  if (rc && !*why)
+    snprintf(why, whylen, "%s", grove_strerror(rc));
   return rc;
 }
 
@@ -487,21 +502,32 @@ int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int6
 
 static void i64(char *out, size_t n, int64_t v) { snprintf(out, n, "%lld", (long long)v); }
 
-int pgs_range(struct pgseries *p, uint32_t id, int64_t from, int64_t to, struct head *acc) {
-  char a[16], b[24], c[24];
+int pgs_range(struct pgseries *p, uint32_t id, int64_t from, int64_t to, size_t limit,
+              struct head *acc, bool *more, int64_t *next) {
+  char a[16], b[24], c[24], d[24];
   snprintf(a, sizeof a, "%u", id);
   i64(b, sizeof b, from);
   i64(c, sizeof c, to);
-  const char *params[] = {a, b, c};
+  /* one more than asked: whether more remain (NULL: no limit) */
+  snprintf(d, sizeof d, "%llu", (unsigned long long)limit + 1);
+  const char *params[] = {a, b, c, limit < (size_t)INT64_MAX ? d : NULL};
   int i = reader_take(p);
+  /* in time order, so every point appends; the index on (series, ts)
+   * lets LIMIT stop the scan */
   PGresult *r = query(p->readers[i],
                       "SELECT DISTINCT ON (ts) ts, value FROM series_points WHERE series = $1 AND "
-                      "ts >= $2 AND ts < $3 ORDER BY ts, seq DESC",
-                      3, params);
+                      "ts >= $2 AND ts < $3 ORDER BY ts, seq DESC LIMIT $4::bigint",
+                      4, params);
   int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : GROVE_ESTORE;
   if (rc)
     log_error(NULL, "cannot read series points", "error=\"%s\"", PQresultErrorMessage(r));
-  for (int row = 0; !rc && row < PQntuples(r); row++)
+  int rows = rc ? 0 : PQntuples(r);
+  *more = (size_t)rows > limit;
+  if (*more) {
+    *next = atoll(PQgetvalue(r, rows - 1, 0));
+    rows--;
+  }
+  for (int row = 0; !rc && row < rows; row++)
     rc = head_put(acc, atoll(PQgetvalue(r, row, 0)), strtod(PQgetvalue(r, row, 1), NULL), true);
   PQclear(r);
   reader_give(p, i);

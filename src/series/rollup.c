@@ -17,6 +17,7 @@
 
 struct rollups {
   sqlite3 *db;
+  int64_t width; /* of the widest chunk (read_chunks) */
   sqlite3_stmt *put, *get, *minutes;
 };
 
@@ -25,11 +26,12 @@ static int64_t floor_to(int64_t t, int64_t step) {
   return q * step;
 }
 
-int rollups_prepare(sqlite3 *db, struct rollups **out) {
+int rollups_prepare(sqlite3 *db, int64_t width, struct rollups **out) {
   struct rollups *r = calloc(1, sizeof *r);
   if (!r)
     return GROVE_ENOMEM;
   r->db = db;
+  r->width = width;
   if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO rollups (series, res, bucket, count, sum, "
                              "min, max, first, last) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          -1, &r->put, NULL) != SQLITE_OK ||
@@ -109,7 +111,7 @@ static void row_bucket(sqlite3_stmt *st, int col, struct series_bucket *b) {
 /* A minute computed again from the chunks. */
 static int recompute_minute(struct rollups *r, uint32_t id, int64_t minute) {
   struct head acc = {0};
-  int rc = read_chunks(r->db, id, minute, minute + MINUTE_NS, &acc);
+  int rc = read_chunks(r->db, id, minute, minute + MINUTE_NS, r->width, &acc);
   struct series_bucket b = {minute, 0, 0, 0, 0, 0, 0};
   for (size_t i = 0; !rc && i < acc.n; i++)
     add_point(&b, acc.pts[i].value);

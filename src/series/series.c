@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -78,8 +79,19 @@ struct batch {
   struct series_point pts[];
 };
 
+/* Where the store's durable writes stand, for series_health: the last
+ * error of each path, cleared by its next success (under lock). */
+enum trouble_path { TROUBLE_LOG, TROUBLE_CHUNKS, TROUBLE_N };
+
 struct series {
   int wal;                 /* fd of series.wal */
+  off_t wal_end;           /* the end of its last good record (the writer's;
+                            * a flush sets it while the writer is idle) */
+  bool wal_dirty;          /* bytes past wal_end not cut yet: no append
+                            * until they are (under lock) */
+  char trouble[TROUBLE_N][640]; /* "" or what went wrong (under lock) */
+  int64_t chunk_width;     /* no chunk spans more (set at open) */
+  uint64_t read_work;      /* points decoded, copied and compared by reads (atomic) */
   char wal_path[4096], old_path[4096]; /* series.wal, series.wal.old */
   sqlite3 *db;             /* reads, under lock */
   sqlite3 *wdb;            /* chunk writes, under flush_lock */
@@ -114,6 +126,35 @@ struct series {
   pthread_cond_t flush_wake;
 };
 
+/* snprintf for messages that name a path: cut short if they must be. */
+__attribute__((format(printf, 3, 4))) static void say(char *out, size_t n, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(out, n, fmt, ap);
+  va_end(ap);
+}
+
+static ssize_t sys_write(int fd, const void *buf, size_t n) { return write(fd, buf, n); }
+
+struct series_io series_io = {sys_write, fdatasync, ftruncate, fsync};
+
+/* Notes (why non-NULL) or clears (why NULL) trouble on one write path
+ * (under lock); logged once as it starts and once as it ends. */
+static void trouble_set(struct series *s, enum trouble_path path, const char *why) {
+  static const char *const names[] = {"series log", "series chunks"};
+  const char *name = s->pg && path == TROUBLE_LOG ? "series points in PostgreSQL" : names[path];
+  char *t = s->trouble[path];
+  if (!why) {
+    if (*t)
+      log_info(NULL, "series writes work again", "path=\"%s\"", name);
+    *t = '\0';
+    return;
+  }
+  if (!*t)
+    log_error(NULL, "series writes fail", "path=\"%s\" error=\"%s\"", name, why);
+  snprintf(t, sizeof s->trouble[path], "%s: %s", name, why);
+}
+
 static void put32(struct buf *b, uint32_t v) {
   unsigned char x[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16),
                         (unsigned char)(v >> 24)};
@@ -145,8 +186,9 @@ static int apply_key(struct series *s, uint32_t id, const char *key, size_t len)
 static int migrate_keys(struct series *s, char *err, size_t errlen);
 static int apply_points(struct series *s, const struct series_point *p, size_t n);
 
-/* Replays a log; cuts a torn or damaged tail. */
-static int replay(struct series *s, int wal) {
+/* Replays a log; cuts a torn or damaged tail. OUT: *end (may be NULL),
+ * where its last good record ends. */
+static int replay(struct series *s, int wal, off_t *end) {
   struct stat st;
   if (fstat(wal, &st) < 0)
     return GROVE_EIO;
@@ -192,6 +234,8 @@ static int replay(struct series *s, int wal) {
       rc = GROVE_EIO;
   }
   s->logged = s->nkeys;
+  if (end)
+    *end = (off_t)off;
   return rc;
 }
 
@@ -383,19 +427,54 @@ static void write_group_pg(struct series *s, struct batch *group) {
   int64_t keep_after = s->keep_ns[0] ? (int64_t)clock_wall_ms() * 1000000 - s->keep_ns[0]
                                      : INT64_MIN;
   pthread_mutex_unlock(&s->lock);
+  char why[512] = "out of memory";
   if (!rc)
-    rc = pgs_write(s->pg, all, n, keep_after);
+    rc = pgs_write(s->pg, all, n, keep_after, why, sizeof why);
+  pthread_mutex_lock(&s->lock);
   if (!rc) {
-    pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < n; i++)
       touch(s, all[i].ts_ns);
-    pthread_mutex_unlock(&s->lock);
+    trouble_set(s, TROUBLE_LOG, NULL);
   } else {
-    log_error(NULL, "cannot write series points to PostgreSQL", "error=\"%s\"",
-              grove_strerror(rc));
+    trouble_set(s, TROUBLE_LOG, why);
   }
+  pthread_mutex_unlock(&s->lock);
   free(all);
   tell_group(group, rc);
+}
+
+/* Appends a group's records to the log and syncs them. On error, why
+ * says what failed; the log may then hold part of them. */
+static int wal_write(struct series *s, int wal, const struct buf *out, char *why, size_t n) {
+  size_t done = 0;
+  while (done < out->len) {
+    ssize_t w = series_io.write(wal, out->data + done, out->len - done);
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0) {
+      say(why, n, "cannot write '%s': %s", s->wal_path,
+               w < 0 ? strerror(errno) : "nothing written");
+      return GROVE_EIO;
+    }
+    done += (size_t)w;
+  }
+  if (series_io.fdatasync(wal) < 0) {
+    say(why, n, "cannot sync '%s': %s", s->wal_path, strerror(errno));
+    return GROVE_EIO;
+  }
+  return 0;
+}
+
+/* Cuts the log back to the end of its last good record, durably. Returns
+ * 0, or GROVE_EIO with what failed added to why (after a "; " when it
+ * says something already). */
+static int cut_log(struct series *s, int wal, off_t end, char *why, size_t n) {
+  if (series_io.ftruncate(wal, end) == 0 && series_io.fsync(wal) == 0)
+    return 0;
+  size_t l = strlen(why);
+  say(why + l, n - l, "%scannot cut '%s' back to its last good record: %s", l ? "; " : "",
+      s->wal_path, strerror(errno));
+  return GROVE_EIO;
 }
 
 static void *writer_main(void *arg) {
@@ -430,6 +509,8 @@ static void *writer_main(void *arg) {
     }
     uint32_t logged = s->nkeys;
     int wal = s->wal; /* a flush sets the log aside only while the writer is idle */
+    off_t end = s->wal_end;
+    bool dirty = s->wal_dirty;
     pthread_mutex_unlock(&s->lock);
     for (struct batch *b = group; b; b = b->next) {
       buf_reset(&payload);
@@ -442,32 +523,32 @@ static void *writer_main(void *arg) {
       }
       record(&out, 'P', &payload);
     }
+    /* Nothing is appended after bytes a failed write left: they are cut
+     * first, and while they cannot be, writes are refused. */
+    char why[512] = "";
     int rc = 0;
-    size_t done = 0;
-    while (done < out.len) {
-      ssize_t w = write(wal, out.data + done, out.len - done);
-      if (w < 0 && errno == EINTR)
-        continue;
-      if (w <= 0) {
-        rc = GROVE_EIO;
-        break;
-      }
-      done += (size_t)w;
-    }
-    if (!rc && fdatasync(wal) < 0)
+    if (dirty && !cut_log(s, wal, end, why, sizeof why))
+      dirty = false;
+    if (dirty) {
       rc = GROVE_EIO;
+    } else if ((rc = wal_write(s, wal, &out, why, sizeof why))) {
+      dirty = cut_log(s, wal, end, why, sizeof why) != 0;
+    }
     pthread_mutex_lock(&s->lock);
+    s->wal_dirty = dirty;
     if (!rc) {
+      s->wal_end = end + (off_t)out.len;
       s->logged = logged;
+      trouble_set(s, TROUBLE_LOG, NULL);
       for (struct batch *b = group; b; b = b->next)
         if (apply_points(s, b->pts, b->n))
           rc = GROVE_ENOMEM;
       if (s->flushing && s->head_points >= s->flush_points)
         pthread_cond_signal(&s->flush_wake);
+    } else {
+      trouble_set(s, TROUBLE_LOG, why);
     }
     pthread_mutex_unlock(&s->lock);
-    if (rc)
-      log_error(NULL, "cannot write the series log", "error=\"%s\"", grove_strerror(rc));
     tell_group(group, rc);
     pthread_mutex_lock(&s->lock);
     s->busy = false;
@@ -538,6 +619,7 @@ int series_append_sync(struct series *s, const struct series_point *pts, size_t 
 
 static void *flusher_main(void *arg) {
   struct series *s = arg;
+  bool failed = false;
   pthread_mutex_lock(&s->lock);
   while (!s->stop) {
     struct timespec ts;
@@ -545,18 +627,17 @@ static void *flusher_main(void *arg) {
     uint64_t ns = (uint64_t)ts.tv_nsec + (s->flush_ms % 1000) * 1000000ULL;
     ts.tv_sec += (time_t)(s->flush_ms / 1000 + ns / 1000000000ULL);
     ts.tv_nsec = (long)(ns % 1000000000ULL);
-    if (s->head_points < s->flush_points)
+    /* after a failure, the next try waits its interval whatever the head holds */
+    if (failed || s->head_points < s->flush_points)
       pthread_cond_timedwait(&s->flush_wake, &s->lock, &ts);
     if (s->stop)
       break;
-    if (!s->head_points)
+    if (!s->head_points && !s->frozen)
       continue;
     pthread_mutex_unlock(&s->lock);
-    int rc = series_flush(s);
-    if (rc)
-      log_error(NULL, "cannot move series points into chunks", "error=\"%s\"",
-                grove_strerror(rc));
-    else
+    int rc = series_flush(s); /* an error is logged once, with its path, as trouble */
+    failed = rc != 0;
+    if (!rc)
       malloc_trim(0); /* the heads just freed: give the memory back */
     pthread_mutex_lock(&s->lock);
   }
@@ -579,18 +660,22 @@ int series_autoflush(struct series *s, uint64_t interval_ms, size_t max_points) 
 
 /* ---- chunks --------------------------------------------------------------------- */
 
-/* fsyncs the directory holding path, so renames and new files in it last. */
-static void sync_dir(const char *path) {
+/* fsyncs the directory holding path, so renames and new files in it
+ * last. Returns 0 or -1 (errno set). */
+static int sync_dir(const char *path) {
   char dir[4096];
   snprintf(dir, sizeof dir, "%s", path);
   char *slash = strrchr(dir, '/');
   if (slash)
     *slash = '\0';
   int fd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    fsync(fd);
-    close(fd);
-  }
+  if (fd < 0)
+    return -1;
+  int rc = series_io.fsync(fd);
+  int e = errno;
+  close(fd);
+  errno = e;
+  return rc;
 }
 
 static int exec(sqlite3 *db, const char *sql) {
@@ -602,8 +687,6 @@ static int exec(sqlite3 *db, const char *sql) {
  * reads go on meanwhile. */
 /* Chunks never cross a CHUNK_SPAN boundary of time, so retention, which
  * drops whole chunks, is that fine. */
-#define CHUNK_SPAN (2 * HOUR_NS)
-
 static int64_t chunk_span(int64_t ts) { return ts / CHUNK_SPAN - (ts % CHUNK_SPAN != 0 && ts < 0); }
 
 /* How many of the points (at most max) go in one chunk. */
@@ -671,11 +754,26 @@ static int put_series_chunks(sqlite3_stmt *last, sqlite3_stmt *ins, sqlite3_stmt
   return rc;
 }
 
+/* Why a write of chunks failed: SQLite's word for it (SQLITE_FULL: "database
+ * or disk is full"), or ours. */
+static void chunk_error(struct series *s, int rc, char *why, size_t n) {
+  if (rc == GROVE_ESTORE)
+    say(why, n, "cannot write chunks to '%s': %s", sqlite3_db_filename(s->wdb, "main"),
+             sqlite3_errmsg(s->wdb));
+  else
+    say(why, n, "cannot write chunks: %s", grove_strerror(rc));
+}
+
 /* Writes frozen heads into chunks, with the keys they name, in one
  * transaction on the flush connection. Takes no store lock: appends and
- * reads go on meanwhile. */
+ * reads go on meanwhile. On error, why says what failed and nothing was
+ * written. */
 static int write_chunks(struct series *s, const struct head *heads, uint32_t n,
-                        char *const *keys) {
+                        char *const *keys, char *why, size_t whylen) {
+  /* a transaction a failed COMMIT left open (SQLite may keep it after
+   * SQLITE_FULL) is rolled back first */
+  if (!sqlite3_get_autocommit(s->wdb))
+    exec(s->wdb, "ROLLBACK");
   int rc = exec(s->wdb, "BEGIN");
   sqlite3_stmt *ins = NULL, *key = NULL, *last = NULL, *upd = NULL;
   if (!rc && (sqlite3_prepare_v2(s->wdb, "INSERT INTO chunks (series, start_ns, end_ns, "
@@ -691,7 +789,7 @@ static int write_chunks(struct series *s, const struct head *heads, uint32_t n,
     rc = GROVE_ESTORE;
   struct rollups *roll = NULL;
   if (!rc)
-    rc = rollups_prepare(s->wdb, &roll);
+    rc = rollups_prepare(s->wdb, s->chunk_width, &roll);
   struct buf enc;
   buf_init(&enc, 0);
   for (uint32_t id = 0; !rc && id < n; id++) {
@@ -709,14 +807,16 @@ static int write_chunks(struct series *s, const struct head *heads, uint32_t n,
         !(rc = put_series_chunks(last, ins, upd, id, heads[id].pts, heads[id].n, &enc, &prev_end)))
       rc = rollups_update(roll, id, heads[id].pts, heads[id].n, prev_end);
   }
+  if (rc)
+    chunk_error(s, rc, why, whylen);
   buf_release(&enc);
   sqlite3_finalize(ins);
   sqlite3_finalize(key);
   sqlite3_finalize(last);
   sqlite3_finalize(upd);
   rollups_finish(roll);
-  if (!rc)
-    rc = exec(s->wdb, "COMMIT");
+  if (!rc && (rc = exec(s->wdb, "COMMIT")))
+    chunk_error(s, rc, why, whylen);
   if (rc)
     exec(s->wdb, "ROLLBACK");
   else if (n > s->keys_saved)
@@ -751,24 +851,39 @@ static void heads_free(struct head *h, uint32_t n) {
 }
 
 /* Sets the log and the heads aside (under lock, the writer idle): new
- * points go to a fresh log and fresh heads while these become chunks. */
-static int set_aside(struct series *s) {
+ * points go to a fresh log and fresh heads while these become chunks. A
+ * log a failed write left bytes in is cut first. On error, why says what
+ * failed and nothing changed. */
+static int set_aside(struct series *s, char *why, size_t n) {
+  if (s->wal_dirty) {
+    *why = '\0';
+    if (cut_log(s, s->wal, s->wal_end, why, n))
+      return GROVE_EIO;
+    s->wal_dirty = false;
+  }
   struct head *fresh = calloc(s->capkeys ? s->capkeys : 1, sizeof *fresh);
-  if (!fresh)
+  if (!fresh) {
+    snprintf(why, n, "out of memory");
     return GROVE_ENOMEM;
+  }
   if (rename(s->wal_path, s->old_path) < 0) {
+    say(why, n, "cannot rename '%s': %s", s->wal_path, strerror(errno));
     free(fresh);
     return GROVE_EIO;
   }
   int fd = open(s->wal_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-  if (fd < 0) {
-    rename(s->old_path, s->wal_path);
+  if (fd < 0 || sync_dir(s->wal_path) < 0) { /* both names must survive a crash */
+    say(why, n, "cannot %s '%s': %s", fd < 0 ? "create" : "sync the folder of",
+             s->wal_path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    rename(s->old_path, s->wal_path); /* the fresh log, empty, goes */
     free(fresh);
     return GROVE_EIO;
   }
   close(s->wal);
   s->wal = fd;
-  sync_dir(s->wal_path); /* both names survive a crash from here */
+  s->wal_end = 0;
   s->frozen = s->heads;
   s->nfrozen = s->nkeys;
   s->heads = fresh;
@@ -812,13 +927,14 @@ int series_flush(struct series *s) {
   while (s->busy)
     pthread_cond_wait(&s->idle, &s->lock);
   int rc = 0;
+  char why[640] = "";
   if (!s->frozen) { /* else a failed flush left some: retry those first */
     if (!s->head_points) {
       pthread_mutex_unlock(&s->lock);
       pthread_mutex_unlock(&s->flush_lock);
       return 0;
     }
-    rc = set_aside(s);
+    rc = set_aside(s, why, sizeof why);
   }
   uint32_t n = s->nfrozen;
   char **keys = rc ? NULL : malloc((n ? n : 1) * sizeof *keys);
@@ -828,7 +944,7 @@ int series_flush(struct series *s) {
     rc = GROVE_ENOMEM;
   pthread_mutex_unlock(&s->lock);
   if (!rc)
-    rc = write_chunks(s, s->frozen, n, keys);
+    rc = write_chunks(s, s->frozen, n, keys, why, sizeof why);
   free(keys);
   if (!rc) {
     /* the chunks are durable: the old log and the frozen heads can go */
@@ -838,12 +954,36 @@ int series_flush(struct series *s) {
     s->nfrozen = 0;
     pthread_mutex_unlock(&s->lock);
     heads_free(frozen, n);
-    if (unlink(s->old_path) < 0 && errno != ENOENT)
+    if (unlink(s->old_path) < 0 && errno != ENOENT) {
+      say(why, sizeof why, "cannot remove '%s': %s", s->old_path, strerror(errno));
       rc = GROVE_EIO;
+    }
   }
-  if (!rc)
-    rc = expire(s);
+  if (!rc && (rc = expire(s)))
+    chunk_error(s, rc, why, sizeof why);
+  pthread_mutex_lock(&s->lock);
+  trouble_set(s, TROUBLE_CHUNKS, rc ? why : NULL);
+  pthread_mutex_unlock(&s->lock);
   pthread_mutex_unlock(&s->flush_lock);
+  return rc;
+}
+
+int series_health(struct series *s, char *why, size_t n) {
+  pthread_mutex_lock(&s->lock);
+  int rc = 0;
+  *why = '\0';
+  for (int p = 0; p < TROUBLE_N; p++) {
+    if (!s->trouble[p][0])
+      continue;
+    size_t l = strlen(why);
+    snprintf(why + l, n - l, "%s%s", l ? "; " : "", s->trouble[p]);
+    rc = GROVE_EIO;
+  }
+  if (rc && s->wal_dirty) {
+    size_t l = strlen(why);
+    snprintf(why + l, n - l, "; writes are refused until the log is cut");
+  }
+  pthread_mutex_unlock(&s->lock);
   return rc;
 }
 
@@ -864,33 +1004,6 @@ size_t series_head_points(struct series *s) {
   return n;
 }
 
-int read_chunks(sqlite3 *db, uint32_t id, int64_t from, int64_t to, struct head *acc) {
-  static _Thread_local struct chunk_point dec[CHUNK_MAX];
-  sqlite3_stmt *st = NULL;
-  /* newest write first: a timestamp keeps the first value it is given */
-  if (sqlite3_prepare_v2(db, "SELECT data FROM chunks WHERE series = ? AND end_ns >= ? AND "
-                             "start_ns < ? ORDER BY seq DESC", -1, &st, NULL) != SQLITE_OK)
-    return GROVE_ESTORE;
-  sqlite3_bind_int64(st, 1, id);
-  sqlite3_bind_int64(st, 2, from);
-  sqlite3_bind_int64(st, 3, to);
-  int rc = 0, step;
-  while (!rc && (step = sqlite3_step(st)) == SQLITE_ROW) {
-    size_t k;
-    if (chunk_decode(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), dec, &k)) {
-      rc = GROVE_ESTORE;
-      break;
-    }
-    for (size_t i = 0; i < k && !rc; i++)
-      if (dec[i].ts_ns >= from && dec[i].ts_ns < to)
-        rc = head_put(acc, dec[i].ts_ns, dec[i].value, false);
-  }
-  if (!rc && step != SQLITE_DONE)
-    rc = GROVE_ESTORE;
-  sqlite3_finalize(st);
-  return rc;
-}
-
 /* A series' points in memory, older first: set aside by a flush, then
  * the head (under lock; NULL where there are none). */
 static void memory_layers(const struct series *s, uint32_t id, const struct head *layers[2]) {
@@ -898,42 +1011,119 @@ static void memory_layers(const struct series *s, uint32_t id, const struct head
   layers[1] = id < s->nkeys ? &s->heads[id] : NULL;
 }
 
-/* The points not in chunks yet (set aside, then the head: newer wins). */
-static int read_layers(struct series *s, uint32_t id, int64_t from, int64_t to,
-                       struct head *acc) {
-  int rc = 0;
+/* Copies of the points in memory in [from, to), at most `limit` of each
+ * layer (no read needs more), taken under the lock. OUT: mem[0..2]. */
+static int copy_layers(struct series *s, uint32_t id, int64_t from, int64_t to, size_t limit,
+                       struct merge_src mem[2]) {
   const struct head *layers[2];
+  int rc = 0;
+  pthread_mutex_lock(&s->lock);
   memory_layers(s, id, layers);
-  for (int l = 0; l < 2 && !rc; l++)
-    for (size_t i = 0; layers[l] && i < layers[l]->n && !rc; i++)
-      if (layers[l]->pts[i].ts_ns >= from && layers[l]->pts[i].ts_ns < to)
-        rc = head_put(acc, layers[l]->pts[i].ts_ns, layers[l]->pts[i].value, true);
+  for (int l = 0; l < 2; l++) {
+    mem[l] = (struct merge_src){NULL, 0};
+    if (!layers[l] || !layers[l]->n || rc)
+      continue;
+    const struct chunk_point *p = layers[l]->pts;
+    size_t lo = 0, hi = layers[l]->n, n = layers[l]->n;
+    while (lo < hi) { /* the first at or after from */
+      size_t mid = lo + (hi - lo) / 2;
+      if (p[mid].ts_ns < from)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    size_t end = lo;
+    while (end < n && end - lo < limit && p[end].ts_ns < to)
+      end++;
+    if (end == lo)
+      continue;
+    struct chunk_point *c = malloc((end - lo) * sizeof *c);
+    if (!c) {
+      rc = GROVE_ENOMEM;
+      continue;
+    }
+    memcpy(c, p + lo, (end - lo) * sizeof *c);
+    mem[l] = (struct merge_src){c, end - lo};
+  }
+  pthread_mutex_unlock(&s->lock);
   return rc;
+}
+
+/* Every point of [from, to) to fn, in time order: memory, then chunks,
+ * merged (the points in memory are copied first, under the lock; a flush
+ * committing meanwhile only adds to the chunks points already copied, so
+ * every point is seen). `limit`: fn stops the read by then. */
+static int read_points(struct series *s, uint32_t id, int64_t from, int64_t to, size_t limit,
+                       merge_fn fn, void *arg) {
+  struct merge_src mem[2];
+  int rc = copy_layers(s, id, from, to, limit, mem);
+  uint64_t work = 0;
+  if (!rc)
+    rc = merge_read(s->db, id, from, to, s->chunk_width, mem, 2, fn, arg, &work);
+  __atomic_add_fetch(&s->read_work, work, __ATOMIC_RELAXED);
+  free((void *)mem[0].pts);
+  free((void *)mem[1].pts);
+  return rc;
+}
+
+struct collect {
+  struct head acc;
+  size_t limit;
+  bool more;
+  int64_t next;
+};
+
+static int collect_point(int64_t ts, double v, void *arg) {
+  struct collect *c = arg;
+  if (c->acc.n == c->limit) { /* one past the limit: where to go on */
+    c->more = true;
+    c->next = ts;
+    return 1;
+  }
+  if (c->acc.n == c->acc.cap) {
+    size_t cap = c->acc.cap ? c->acc.cap * 2 : 64;
+    struct chunk_point *g = realloc(c->acc.pts, cap * sizeof *g);
+    if (!g)
+      return GROVE_ENOMEM;
+    c->acc.pts = g;
+    c->acc.cap = cap;
+  }
+  c->acc.pts[c->acc.n++] = (struct chunk_point){ts, v};
+  return 0;
+}
+
+int series_read(struct series *s, uint32_t id, int64_t from, int64_t to, size_t limit,
+                struct chunk_point **out, size_t *n, bool *more, int64_t *next) {
+  if (!limit)
+    return GROVE_EINVAL;
+  struct collect c = {{NULL, 0, 0}, limit, false, 0};
+  int rc;
+  if (s->pg) {
+    rc = pgs_range(s->pg, id, from, to, limit, &c.acc, &c.more, &c.next);
+  } else {
+    size_t want = limit == SIZE_MAX ? limit : limit + 1;
+    rc = read_points(s, id, from, to, want, collect_point, &c);
+  }
+  if (rc) {
+    free(c.acc.pts);
+    return rc;
+  }
+  *out = c.acc.pts;
+  *n = c.acc.n;
+  if (more)
+    *more = c.more;
+  if (next)
+    *next = c.more ? c.next : 0;
+  return 0;
 }
 
 int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
                  struct chunk_point **out, size_t *n) {
-  /* Points in memory first, under the lock; then chunks without it (a
-   * flush committing meanwhile only adds points already read). At any
-   * instant every point is in memory or in committed chunks. */
-  struct head acc = {0};
-  int rc;
-  if (s->pg) {
-    rc = pgs_range(s->pg, id, from, to, &acc);
-  } else {
-    pthread_mutex_lock(&s->lock);
-    rc = read_layers(s, id, from, to, &acc);
-    pthread_mutex_unlock(&s->lock);
-    if (!rc)
-      rc = read_chunks(s->db, id, from, to, &acc);
-  }
-  if (rc) {
-    free(acc.pts);
-    return rc;
-  }
-  *out = acc.pts;
-  *n = acc.n;
-  return 0;
+  return series_read(s, id, from, to, SIZE_MAX, out, n, NULL, NULL);
+}
+
+uint64_t series_read_work(struct series *s) {
+  return __atomic_load_n(&s->read_work, __ATOMIC_RELAXED);
 }
 
 /* ---- life ------------------------------------------------------------------------ */
@@ -950,6 +1140,33 @@ static int load_keys(struct series *s) {
   sqlite3_finalize(st);
   s->keys_saved = s->nkeys; /* ids are dense: every one below is saved */
   return rc;
+}
+
+/* How much time the widest chunk spans: CHUNK_SPAN, or for a database
+ * with chunks from before chunks kept within spans, their widest, found
+ * once (a scan) and kept in series_meta. Reads start that far before. */
+static int load_width(struct series *s) {
+  sqlite3_stmt *st;
+  if (sqlite3_prepare_v2(s->db, "SELECT value FROM series_meta WHERE key = 'chunk_width'", -1,
+                         &st, NULL) != SQLITE_OK)
+    return GROVE_ESTORE;
+  int step = sqlite3_step(st);
+  if (step == SQLITE_ROW)
+    s->chunk_width = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  if (step == SQLITE_ROW)
+    return 0;
+  if (step != SQLITE_DONE ||
+      sqlite3_prepare_v2(s->db, "INSERT INTO series_meta (key, value) SELECT 'chunk_width', "
+                                "max(?, coalesce(max(end_ns - start_ns), 0)) FROM chunks",
+                         -1, &st, NULL) != SQLITE_OK)
+    return GROVE_ESTORE;
+  sqlite3_bind_int64(st, 1, CHUNK_SPAN);
+  step = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (step != SQLITE_DONE)
+    return GROVE_ESTORE;
+  return load_width(s);
 }
 
 static bool exists(sqlite3 *db, const char *sql) {
@@ -970,10 +1187,10 @@ static int backfill_rollups(struct series *s) {
   log_info(NULL, "computing rollups of existing chunks", "series=%u", s->nkeys);
   struct rollups *r;
   int rc = exec(s->wdb, "BEGIN");
-  if (!rc && (rc = rollups_prepare(s->wdb, &r)) == 0) {
+  if (!rc && (rc = rollups_prepare(s->wdb, s->chunk_width, &r)) == 0) {
     for (uint32_t id = 0; !rc && id < s->nkeys; id++) {
       struct head acc = {0};
-      rc = read_chunks(s->wdb, id, INT64_MIN, INT64_MAX, &acc);
+      rc = read_chunks(s->wdb, id, INT64_MIN, INT64_MAX, s->chunk_width, &acc);
       if (!rc && acc.n)
         rc = rollups_update(r, id, acc.pts, acc.n, INT64_MIN);
       free(acc.pts);
@@ -1042,6 +1259,8 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
                   " points INTEGER NOT NULL, data BLOB NOT NULL);"
                   "CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks (series, end_ns);"
                   "CREATE INDEX IF NOT EXISTS chunks_by_end ON chunks (end_ns);"
+                  "CREATE INDEX IF NOT EXISTS chunks_by_start ON chunks (series, start_ns);"
+                  "CREATE TABLE IF NOT EXISTS series_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
                   "CREATE TABLE IF NOT EXISTS rollups (series INTEGER NOT NULL, res INTEGER NOT NULL,"
                   " bucket INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,"
                   " min REAL NOT NULL, max REAL NOT NULL, first REAL NOT NULL, last REAL NOT NULL,"
@@ -1057,6 +1276,10 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
     rc = GROVE_ESTORE;
     goto fail;
   }
+  if ((rc = load_width(s))) {
+    snprintf(err, errlen, "cannot read the chunks' width from '%s': %s", path, sqlite3_errmsg(s->db));
+    goto fail;
+  }
   if ((rc = load_keys(s))) {
     snprintf(err, errlen, "cannot read series keys from '%s'", path);
     goto fail;
@@ -1070,7 +1293,7 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
   /* a log set aside by a flush that did not finish: its points first */
   int old = open(s->old_path, O_RDWR | O_CLOEXEC);
   if (old >= 0) {
-    rc = replay(s, old);
+    rc = replay(s, old, NULL);
     close(old);
     if (rc) {
       snprintf(err, errlen, "cannot replay series log '%s': %s", s->old_path, grove_strerror(rc));
@@ -1083,15 +1306,17 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
     rc = GROVE_EIO;
     goto fail;
   }
-  if ((rc = replay(s, s->wal))) {
+  if ((rc = replay(s, s->wal, &s->wal_end))) {
     snprintf(err, errlen, "cannot replay series log '%s': %s", s->wal_path, grove_strerror(rc));
     goto fail;
   }
   if (old >= 0) { /* finish that flush: both logs' points into chunks, then one empty log */
-    if ((rc = write_chunks(s, s->heads, s->nkeys, s->keys)) || ftruncate(s->wal, 0) < 0 ||
+    char why[640];
+    if ((rc = write_chunks(s, s->heads, s->nkeys, s->keys, why, sizeof why)) ||
+        ftruncate(s->wal, 0) < 0 ||
         fsync(s->wal) < 0 || unlink(s->old_path) < 0) {
       snprintf(err, errlen, "cannot move the logs' points into chunks: %s",
-               grove_strerror(rc ? rc : GROVE_EIO));
+               rc ? why : strerror(errno));
       rc = rc ? rc : GROVE_EIO;
       goto fail;
     }
@@ -1100,6 +1325,7 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
       s->heads[i] = (struct head){0};
     }
     s->head_points = 0;
+    s->wal_end = 0;
   }
   if ((rc = migrate_keys(s, err, errlen)))
     goto fail;
@@ -1319,120 +1545,170 @@ static int64_t ceil_to(int64_t t, int64_t step) {
   return f == t ? t : f + step;
 }
 
-/* Buckets of points, which come by time. */
-static int bucket_points(const struct chunk_point *pts, size_t np, int64_t step,
-                         struct series_bucket **out, size_t *n) {
-  struct series_bucket *b = NULL;
-  size_t nb = 0, cap = 0;
-  for (size_t i = 0; i < np; i++) {
-    int64_t bs = floor_to(pts[i].ts_ns, step);
-    double v = pts[i].value;
-    if (!nb || b[nb - 1].start_ns != bs) {
-      if (nb == cap) {
-        cap = cap ? cap * 2 : 64;
-        struct series_bucket *g = realloc(b, cap * sizeof *b);
-        if (!g) {
-          free(b);
-          return GROVE_ENOMEM;
-        }
-        b = g;
-      }
-      b[nb++] = (struct series_bucket){bs, 0, 0, v, v, v, v};
-    }
-    struct series_bucket *x = &b[nb - 1];
-    x->count++;
-    x->sum += v;
-    if (v < x->min)
-      x->min = v;
-    if (v > x->max)
-      x->max = v;
-    x->last = v;
-  }
-  *out = b;
-  *n = nb;
-  return 0;
-}
+/* Buckets of `step` made from points that come by time. */
+struct bucketer {
+  struct series_bucket *b;
+  size_t n, cap;
+  int64_t step;
+};
 
-static int cmp_bucket(const void *a, const void *b) {
-  const struct series_bucket *x = a, *y = b;
-  return x->start_ns < y->start_ns ? -1 : x->start_ns > y->start_ns;
-}
-
-/* Replaces (or adds) one bucket computed from the raw points. */
-/* Replaces (or adds) one bucket computed from the points themselves. */
-static int fix_bucket(struct series *s, uint32_t id, int64_t start, int64_t step,
-                      struct series_bucket **b, size_t *nb, size_t *cap) {
-  struct series_bucket *one = NULL;
-  size_t n1 = 0;
-  int rc;
-  if (s->pg) {
-    rc = pgs_buckets_raw(s->pg, id, start, start + step, step, &one, &n1);
-  } else {
-    struct chunk_point *pts;
-    size_t np;
-    if (!(rc = series_range(s, id, start, start + step, &pts, &np))) {
-      rc = bucket_points(pts, np, step, &one, &n1);
-      free(pts);
-    }
-  }
-  if (rc)
-    return rc;
-  size_t at = 0;
-  while (at < *nb && (*b)[at].start_ns != start)
-    at++;
-  if (at == *nb && n1) {
-    if (*nb == *cap) {
-      *cap = *cap ? *cap * 2 : 16;
-      struct series_bucket *g = realloc(*b, *cap * sizeof *g);
-      if (!g) {
-        free(one);
+static int bucket_point(int64_t ts, double v, void *arg) {
+  struct bucketer *k = arg;
+  int64_t bs = floor_to(ts, k->step);
+  if (!k->n || k->b[k->n - 1].start_ns != bs) {
+    if (k->n == k->cap) {
+      size_t cap = k->cap ? k->cap * 2 : 64;
+      struct series_bucket *g = realloc(k->b, cap * sizeof *g);
+      if (!g)
         return GROVE_ENOMEM;
-      }
-      *b = g;
+      k->b = g;
+      k->cap = cap;
     }
-    (*nb)++;
+    k->b[k->n++] = (struct series_bucket){bs, 0, 0, v, v, v, v};
   }
-  if (n1)
-    (*b)[at] = one[0];
-  free(one);
+  struct series_bucket *x = &k->b[k->n - 1];
+  x->count++;
+  x->sum += v;
+  if (v < x->min)
+    x->min = v;
+  if (v > x->max)
+    x->max = v;
+  x->last = v;
   return 0;
 }
 
-/* Adds a step bucket to the set to fix, once. */
-static int fix_add(int64_t **fix, size_t *nfix, int64_t bs) {
-  for (size_t k = *nfix; k-- > 0;)
-    if ((*fix)[k] == bs)
-      return 0;
-  int64_t *g = realloc(*fix, (*nfix + 1) * sizeof *g);
-  if (!g)
-    return GROVE_ENOMEM;
-  *fix = g;
-  g[(*nfix)++] = bs;
+/* Buckets of the points themselves in [from, to) added to k, in one pass. */
+static int raw_buckets(struct series *s, uint32_t id, int64_t from, int64_t to,
+                       struct bucketer *k) {
+  if (!s->pg)
+    return read_points(s, id, from, to, SIZE_MAX, bucket_point, k);
+  struct series_bucket *b = NULL;
+  size_t n = 0;
+  int rc = pgs_buckets_raw(s->pg, id, from, to, k->step, &b, &n);
+  for (size_t i = 0; !rc && i < n; i++) {
+    if (k->n == k->cap) {
+      size_t cap = k->cap ? k->cap * 2 : 64;
+      struct series_bucket *g = realloc(k->b, cap * sizeof *g);
+      if (!g) {
+        rc = GROVE_ENOMEM;
+        break;
+      }
+      k->b = g;
+      k->cap = cap;
+    }
+    k->b[k->n++] = b[i];
+  }
+  free(b);
+  return rc;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+  int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Adds a bucket start to a list. */
+static int fix_add(int64_t **fix, size_t *nfix, size_t *cap, int64_t bs) {
+  if (*nfix == *cap) {
+    size_t c = *cap ? *cap * 2 : 16;
+    int64_t *g = realloc(*fix, c * sizeof *g);
+    if (!g)
+      return GROVE_ENOMEM;
+    *fix = g;
+    *cap = c;
+  }
+  (*fix)[(*nfix)++] = bs;
   return 0;
 }
 
-/* The buckets that points not in the rollups yet fall in (under lock):
- * points in memory, or in PostgreSQL mode minutes not rolled up. */
+/* The buckets that points not in the rollups yet fall in (under lock),
+ * sorted, each once: points in memory, or in PostgreSQL mode minutes not
+ * rolled up. A layer costs a search per bucket, not a look at each point. */
 static int unrolled_buckets(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
                             int64_t **fix, size_t *nfix) {
   int rc = 0;
+  size_t cap = 0;
   if (s->pg) {
     for (size_t i = 0; i < s->ntouched && !rc; i++) {
       int64_t m = s->touched[i];
       if (m + MINUTE_NS > from && m < to)
-        rc = fix_add(fix, nfix, floor_to(m < from ? from : m, step));
+        rc = fix_add(fix, nfix, &cap, floor_to(m < from ? from : m, step));
     }
+  } else {
+    const struct head *layers[2];
+    memory_layers(s, id, layers);
+    for (int l = 0; l < 2 && !rc; l++) {
+      const struct head *h = layers[l];
+      size_t i = 0;
+      int64_t at = from;
+      while (h && !rc) {
+        size_t lo = i, hi = h->n; /* the first point at or after `at` */
+        while (lo < hi) {
+          size_t mid = lo + (hi - lo) / 2;
+          if (h->pts[mid].ts_ns < at)
+            lo = mid + 1;
+          else
+            hi = mid;
+        }
+        if ((i = lo) == h->n || h->pts[i].ts_ns >= to)
+          break;
+        int64_t bs = floor_to(h->pts[i].ts_ns, step);
+        rc = fix_add(fix, nfix, &cap, bs);
+        if (__builtin_add_overflow(bs, step, &at))
+          break;
+      }
+    }
+  }
+  if (rc || !*nfix)
+    return rc;
+  qsort(*fix, *nfix, sizeof **fix, cmp_i64);
+  size_t u = 1;
+  for (size_t i = 1; i < *nfix; i++)
+    if ((*fix)[i] != (*fix)[u - 1])
+      (*fix)[u++] = (*fix)[i];
+  *nfix = u;
+  return 0;
+}
+
+/* The rollups' buckets with those in `fix` (sorted) computed again from
+ * the points: one raw read per run of consecutive buckets, then one merge
+ * of the two sorted lists. */
+static int fix_buckets(struct series *s, uint32_t id, int64_t step, const int64_t *fix,
+                       size_t nfix, struct series_bucket **b, size_t *nb) {
+  struct bucketer raw = {NULL, 0, 0, step};
+  int rc = 0;
+  for (size_t i = 0; !rc && i < nfix;) {
+    size_t j = i + 1;
+    while (j < nfix && fix[j] - fix[j - 1] == step)
+      j++;
+    int64_t end;
+    if (__builtin_add_overflow(fix[j - 1], step, &end))
+      end = INT64_MAX;
+    rc = raw_buckets(s, id, fix[i], end, &raw);
+    i = j;
+  }
+  struct series_bucket *out = rc ? NULL : malloc((*nb + raw.n + 1) * sizeof *out);
+  if (!rc && !out)
+    rc = GROVE_ENOMEM;
+  if (rc) {
+    free(raw.b);
     return rc;
   }
-  const struct head *layers[2];
-  memory_layers(s, id, layers);
-  for (int l = 0; l < 2 && !rc; l++)
-    for (size_t i = 0; layers[l] && i < layers[l]->n && !rc; i++) {
-      int64_t t = layers[l]->pts[i].ts_ns;
-      if (t >= from && t < to)
-        rc = fix_add(fix, nfix, floor_to(t, step));
+  size_t i = 0, j = 0, n = 0;
+  while (i < *nb || j < raw.n) {
+    if (j == raw.n || (i < *nb && (*b)[i].start_ns < raw.b[j].start_ns)) {
+      out[n++] = (*b)[i++];
+    } else {
+      if (i < *nb && (*b)[i].start_ns == raw.b[j].start_ns)
+        i++; /* the points' bucket replaces the rollups' */
+      out[n++] = raw.b[j++];
     }
-  return rc;
+  }
+  free(raw.b);
+  free(*b);
+  *b = out;
+  *nb = n;
+  return 0;
 }
 
 int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
@@ -1447,16 +1723,15 @@ int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, in
   if (step % MINUTE_NS) { /* finer than the rollups: the points themselves */
     if (source)
       *source = "raw";
-    if (s->pg)
-      return pgs_buckets_raw(s->pg, id, from, to, step, out, n);
-    struct chunk_point *pts;
-    size_t np;
-    int rc = series_range(s, id, from, to, &pts, &np);
-    if (!rc) {
-      rc = bucket_points(pts, np, step, out, n);
-      free(pts);
+    struct bucketer k = {NULL, 0, 0, step};
+    int rc = raw_buckets(s, id, from, to, &k);
+    if (rc) {
+      free(k.b);
+      return rc;
     }
-    return rc;
+    *out = k.b;
+    *n = k.n;
+    return 0;
   }
   int64_t res = step % HOUR_NS ? MINUTE_NS : HOUR_NS;
   if (source)
@@ -1472,16 +1747,13 @@ int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, in
   pthread_mutex_lock(&s->lock);
   rc = unrolled_buckets(s, id, from, to, step, &fix, &nfix);
   pthread_mutex_unlock(&s->lock);
-  size_t cap = nb;
-  for (size_t i = 0; !rc && i < nfix; i++)
-    rc = fix_bucket(s, id, fix[i], step, &b, &nb, &cap);
+  if (!rc && nfix)
+    rc = fix_buckets(s, id, step, fix, nfix, &b, &nb);
   free(fix);
   if (rc) {
     free(b);
     return rc;
   }
-  if (nfix)
-    qsort(b, nb, sizeof *b, cmp_bucket);
   *out = b;
   *n = nb;
   return 0;

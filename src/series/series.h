@@ -15,6 +15,7 @@
 #ifndef GROVE_SERIES_H
 #define GROVE_SERIES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -60,10 +61,20 @@ int series_append(struct series *s, const struct series_point *pts, size_t n,
 /* Appends and waits until durable. */
 int series_append_sync(struct series *s, const struct series_point *pts, size_t n);
 
-/* Points of series id in [from, to), by time, the last write of each
- * timestamp. OUT: *out (free it) and *n. */
+/* At most `limit` (>= 1) points of series id in [from, to), by time, the
+ * last write of each timestamp. Costs O(points returned): the chunks are
+ * read in time order and decoded only as far as the answer goes. OUT:
+ * *out (free it), *n; *more (may be NULL) whether points remain in the
+ * range, and then *next (may be NULL) the timestamp of the first of them,
+ * to pass as `from` to go on. GROVE_EINVAL for a limit of 0. */
+int series_read(struct series *s, uint32_t id, int64_t from, int64_t to, size_t limit,
+                struct chunk_point **out, size_t *n, bool *more, int64_t *next);
+/* Every point of series id in [from, to): series_read without a limit. */
 int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
                  struct chunk_point **out, size_t *n);
+/* Points decoded, copied and compared by this store's reads so far (for
+ * tests: a read's work is proportional to the points it returns). */
+uint64_t series_read_work(struct series *s);
 /* Aggregates of consecutive buckets of `step` ns: from and to are rounded
  * out to multiples of step, and bucket i covers [from + i*step,
  * from + (i+1)*step). Only buckets holding points are returned. A step
@@ -98,6 +109,20 @@ int series_key_of(struct series *s, uint32_t id, char *out, size_t n);
  * back into the store). */
 void series_each_key(struct series *s, void (*fn)(uint32_t id, const char *key, void *arg),
                      void *arg);
+
+/* Disk trouble, for readiness probes: 0 when the last write on every
+ * durable path went well (the log's group commit, the flush into chunks
+ * and rollups, or with PostgreSQL its COPY); otherwise GROVE_EIO, and why
+ * (n bytes) names each failing path and the system's or database's word
+ * for it ("series log: cannot write '…/series.wal': No space left on
+ * device"). Clears by itself once that path's next write succeeds.
+ *
+ * A failed log write or sync is cut back to the end of the last good
+ * record (ftruncate, then fsync) before anything else is appended; while
+ * that cut itself fails, every append is refused (GROVE_EIO) and retried
+ * first. So a failure never leaves bytes that a restart would take for a
+ * torn tail and cut, with acknowledged points after them. Thread-safe. */
+int series_health(struct series *s, char *why, size_t n);
 
 /* Moves the head into chunks and empties the log. */
 int series_flush(struct series *s);

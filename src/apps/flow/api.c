@@ -6,7 +6,7 @@
  *   GET  /api/v1/flow/stations/{id}/range      ?pollutant&from&to&step&agg
  *   GET  /api/v1/flow/regions, /api/v1/flow/regions/{name}
  *   GET  /api/v1/flow/alerts                   ?kind&subject&region&since&limit
- *   GET  /api/v1/series/points                 raw points of any series
+ *   GET  /api/v1/series/points                 raw points of any series, a page at a time
  *   GET  /api/v1/series/range                  buckets of any series
  * Times are Unix nanoseconds or RFC 3339; steps are durations (10s, 1m). */
 #include <math.h>
@@ -25,7 +25,6 @@
 #include "series/lineproto.h"
 #include "store/store.h"
 
-#define MAX_POINTS_READ 100000
 #define MAX_BUCKETS 100000
 
 /* Whether the query names `name` at all (a value too long to copy is
@@ -315,6 +314,9 @@ struct read_job {
   int64_t from, to, step;  /* step 0: raw points */
   int agg;
   int rc;
+  size_t limit;            /* raw points: at most this many */
+  bool more;               /* raw points: more remain, from `next` on */
+  int64_t next;
   struct chunk_point *pts;
   struct series_bucket *buckets;
   size_t n;
@@ -338,7 +340,8 @@ static void read_work(void *arg) {
     j->rc = series_aggregate(j->f->series, id, j->from, j->to, j->step, MAX_BUCKETS,
                              &j->buckets, &j->n, &j->source);
   else
-    j->rc = series_range(j->f->series, id, j->from, j->to, &j->pts, &j->n);
+    j->rc = series_read(j->f->series, id, j->from, j->to, j->limit, &j->pts, &j->n, &j->more,
+                        &j->next);
 }
 
 static void read_done(struct http_req *r, void *arg) {
@@ -350,7 +353,7 @@ static void read_done(struct http_req *r, void *arg) {
   } else if (j->rc && j->rc != GROVE_ENOENT) {
     http_reply_error(r, 503, "STORE_UNAVAILABLE", "cannot read points now; try again", NULL);
   } else {
-    size_t n = j->n > MAX_POINTS_READ ? MAX_POINTS_READ : j->n;
+    size_t n = j->n;
     struct buf b;
     buf_init(&b, 0);
     buf_puts(&b, "{");
@@ -381,8 +384,15 @@ static void read_done(struct http_req *r, void *arg) {
         buf_printf(&b, "%s[%lld,%.17g]", i ? "," : "", (long long)j->pts[i].ts_ns,
                    j->pts[i].value);
     }
-    buf_printf(&b, "],\"truncated\":%s}", j->n > n ? "true" : "false");
-    http_reply_raw(r, 200, b.data, b.len, NULL);
+    buf_printf(&b, "],\"truncated\":%s}", j->more ? "true" : "false");
+    /* raw points come a page at a time: `next` is the `from` of the next */
+    char meta[96] = "";
+    if (!j->step && j->more)
+      snprintf(meta, sizeof meta, "{\"count\":%zu,\"limit\":%zu,\"next\":%lld}", n, j->limit,
+               (long long)j->next);
+    else if (!j->step)
+      snprintf(meta, sizeof meta, "{\"count\":%zu,\"limit\":%zu}", n, j->limit);
+    http_reply_raw(r, 200, b.data, b.len, meta[0] ? meta : NULL);
     buf_release(&b);
   }
   free(j->pts);
@@ -403,6 +413,15 @@ static bool read_params(struct http_req *r, struct read_job *j, bool bucketed, b
     *bad = "from and to are Unix nanoseconds or RFC 3339";
     return false;
   }
+  /* raw points: a page of `limit` (the store's default, at most its max) */
+  int64_t limit = j->f->cfg.read_points;
+  if (!flow_int64_param(r, "limit", &limit) || limit < 1 || limit > j->f->cfg.read_max) {
+    static _Thread_local char msg[96];
+    snprintf(msg, sizeof msg, "limit is a number of points, 1 to %d", j->f->cfg.read_max);
+    *bad = msg;
+    return false;
+  }
+  j->limit = (size_t)limit;
   if (!bucketed)
     return true;
   char v[32];

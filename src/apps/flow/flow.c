@@ -12,6 +12,7 @@
 #include "apps/flow/flow.h"
 #include "series/key.h"
 #include "core/error.h"
+#include "core/health.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/util.h"
@@ -27,6 +28,8 @@ static const struct cfg_opt flow_opts[] = {
     O("series-retention", CFG_MS, keep_raw_ms, "0", "how long raw points are kept (whole 2-hour chunks go); 0: for ever"),
     O("series-retention-1m", CFG_MS, keep_1m_ms, "0", "how long 1-minute rollups are kept; 0: for ever"),
     O("series-retention-1h", CFG_MS, keep_1h_ms, "0", "how long 1-hour rollups are kept; 0: for ever"),
+    O("series-read-points", CFG_INT, read_points, "10000", "raw points one answer holds when the request gives no limit (the rest follow from metadata.next)"),
+    O("series-read-max", CFG_INT, read_max, "100000", "the most raw points one answer may hold (the largest limit a request may ask)"),
     O("flow-window", CFG_MS, window_ms, "10m", "length of the rolling AQI window"),
     O("flow-slide", CFG_MS, slide_ms, "1m", "how often the rolling window moves on (a new AQI each time)"),
     O("flow-lateness", CFG_MS, lateness_ms, "1m", "how far behind the newest reading a reading may arrive and still count"),
@@ -308,7 +311,14 @@ static void learn_series(struct flow *f) {
   free(w.found);
 }
 
+/* /ready's check: the series store's disk trouble (core/health.h). */
+static int series_check(void *arg, char *why, size_t n) {
+  struct flow *f = arg;
+  return series_health(f->series, why, n);
+}
+
 static void flow_free(struct flow *f) {
+  health_remove(f->ctx.health, series_check, f);
   pthread_mutex_lock(&station_sync.lock);
   if (station_sync.f == f)
     station_sync.f = NULL;
@@ -325,6 +335,13 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
     return GROVE_ENOMEM;
   f->ctx = *ctx;
   f->cfg = flow_cfg;
+  if (f->cfg.read_max < 1 || f->cfg.read_points < 1 || f->cfg.read_points > f->cfg.read_max) {
+    log_error(NULL, "bad series read limits",
+              "hint=\"--series-read-points must be 1 to --series-read-max\" points=%d max=%d",
+              f->cfg.read_points, f->cfg.read_max);
+    free(f);
+    return GROVE_ECONFIG;
+  }
   char dir[4096], err[256];
   snprintf(dir, sizeof dir, "%s/series", ctx->data_dir);
   /* with PostgreSQL, the series live there too, shared by every instance */
@@ -337,6 +354,11 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
     return rc;
   }
   series_retention(f->series, f->cfg.keep_raw_ms, f->cfg.keep_1m_ms, f->cfg.keep_1h_ms);
+  if (ctx->health && (rc = health_add(ctx->health, "series", series_check, f))) {
+    series_close(f->series);
+    free(f);
+    return rc;
+  }
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   struct flow_engine_cfg ec = {
       .window_ns = (int64_t)f->cfg.window_ms * 1000000,

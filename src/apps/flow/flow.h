@@ -23,6 +23,7 @@ struct flow_cfg {
   int hysteresis;
   int partitions;
   uint64_t keep_raw_ms, keep_1m_ms, keep_1h_ms;
+  int read_points, read_max; /* raw points an answer holds by default, at most */
 };
 
 struct flow {

@@ -1,0 +1,136 @@
+"""A full disk under a real grove: the data dir on a small tmpfs is filled
+until writes are refused (503, and /ready says which component and why),
+space is freed, more writes are acknowledged, grove is killed with
+SIGKILL and started again, and every acknowledged point must be there
+once. Mounting a tmpfs needs root (CI runs as root); otherwise the test
+says why it is skipped."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import urllib.parse
+
+from grove import FAST_HASH, GROVE, Grove, eventually, run
+
+SERIES = "disk,host=full v"
+
+
+def key(data_dir, scopes):
+    out = subprocess.run([GROVE, "key", "add", "k-" + scopes, "--scopes", scopes, "--data-dir", data_dir],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()[1]
+
+
+def read_all(g, k):
+    """Every point of SERIES, page by page (metadata.next is the next from)."""
+    pts, frm = [], None
+    while True:
+        q = {"series": SERIES}
+        if frm is not None:
+            q["from"] = frm
+        r = g.request("GET", "/api/v1/series/points?" + urllib.parse.urlencode(q), headers={"X-API-Key": k})
+        assert r.status == 200, r.body
+        body = r.json()
+        pts += body["data"]["points"]
+        frm = (body.get("metadata") or {}).get("next")
+        if frm is None:
+            return pts
+
+
+def fill(mnt, leave):
+    """A file that leaves about `leave` bytes free on the mount."""
+    st = os.statvfs(mnt)
+    free = st.f_bavail * st.f_frsize
+    path = os.path.join(mnt, "filler")
+    with open(path, "wb") as f:
+        f.write(b"\0" * max(0, free - leave))
+    return path
+
+
+def test_a_full_disk_loses_no_acknowledged_point():
+    if os.geteuid() != 0:
+        print("  (skipped: mounting a small tmpfs needs root; CI runs as root)")
+        return
+    tmp = tempfile.mkdtemp(prefix="grove-full-")
+    mnt = os.path.join(tmp, "mnt")
+    os.mkdir(mnt)
+    m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "grove-full", mnt], capture_output=True, text=True)
+    if m.returncode != 0:
+        shutil.rmtree(tmp)
+        print("  (skipped: cannot mount a tmpfs here: %s)" % m.stderr.strip())
+        return
+    g = g2 = None
+    try:
+        data = os.path.join(mnt, "data")
+        k = key(data, "read,write")
+        g = Grove(*FAST_HASH, "--series-flush", "1s", data_dir=data)
+        h = {"X-API-Key": k}
+        eventually(lambda: g.request("GET", "/auth/me", headers=h).status == 200, what="key loaded")
+        acked, refused = [], 0
+        n = [0]
+
+        def batch():
+            """A batch of 500 points at fresh timestamps; True when acknowledged."""
+            i = n[0]
+            n[0] += 1
+            body = "".join("disk,host=full v=%d %d\n" % (i * 500 + j, (i * 500 + j) * 1000)
+                           for j in range(500)).encode()
+            r = g.request("POST", "/api/v1/write", body=body, headers=h)
+            assert r.status in (204, 503), (r.status, r.body)
+            if r.status == 204:
+                acked.append(i)
+            return r.status == 204
+
+        assert batch()
+        filler = fill(mnt, 64 * 1024)
+        # until the disk is full: refused, and /ready says why
+        for _ in range(400):
+            if not batch():
+                refused += 1
+                break
+        assert refused, "the disk never filled"
+        status, ready = g.get_json("/ready")
+        assert status == 503, ready
+        series = ready["details"]["checks"]["series"]
+        assert series["ok"] is False and "No space left on device" in series["error"], series
+        assert "series" in ready["details"]["down"] and "series" in ready["message"], ready
+        for _ in range(5):  # more writes on the full disk: each answered, none half-written
+            batch()
+        # space again: writes are acknowledged, /ready recovers by itself
+        os.unlink(filler)
+        eventually(batch, what="a write acknowledged after space was freed")
+        for _ in range(20):
+            assert batch()
+        eventually(lambda: g.request("GET", "/ready").status == 200, timeout=20, what="/ready back to 200")
+        g.proc.send_signal(signal.SIGKILL)
+        g.proc.wait()
+        g2 = Grove(*FAST_HASH, data_dir=data)
+        got = read_all(g2, k)
+        have = {p[0] for p in got}
+        assert len(have) == len(got), "a point came back twice"
+        for i in acked:
+            for j in range(500):
+                assert (i * 500 + j) * 1000 in have, "acknowledged batch %d lost point %d" % (i, j)
+        for p in got:
+            assert p[1] == p[0] // 1000, p
+        assert "torn tail" not in g2.output(), g2.output()[-2000:]
+    finally:
+        for x in (g, g2):
+            if x is None:
+                continue
+            if x.proc.poll() is None:
+                x.proc.kill()
+                x.proc.wait()
+            x.log.close()
+            shutil.rmtree(x.tmp, ignore_errors=True)
+        subprocess.run(["umount", mnt])
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    run([test_a_full_disk_loses_no_acknowledged_point])
+    sys.exit(0)
