@@ -118,6 +118,8 @@ def test_a_full_disk_loses_no_acknowledged_point():
         for p in got:
             assert p[1] == p[0] // 1000, p
         assert "torn tail" not in g2.output(), g2.output()[-2000:]
+        x, g2 = g2, None
+        x.stop()  # cleanly, and no sanitizer report
     finally:
         for x in (g, g2):
             if x is None:

@@ -6,6 +6,7 @@
 #include "core/buf.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/health.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "core/metrics.h"
@@ -293,7 +294,56 @@ TEST(log_text_lines_escape_user_text_and_json_keeps_it) {
   CHECK(strstr(nl + 1, "\"email\":\"\xe2\x80\xaex\\ty\"")); /* JSON: exact, JSON-escaped */
 }
 
+static int check_state(void *arg, char *why, size_t n) {
+  const char *trouble = arg;
+  if (!*trouble)
+    return 0;
+  snprintf(why, n, "%s", trouble);
+  return GROVE_EIO;
+}
+
+struct seen {
+  char names[4][16];
+  int rc[4];
+  char why[4][64];
+  int n;
+};
+
+static void note(const char *name, int rc, const char *why, void *arg) {
+  struct seen *s = arg;
+  snprintf(s->names[s->n], sizeof s->names[0], "%s", name);
+  snprintf(s->why[s->n], sizeof s->why[0], "%s", why);
+  s->rc[s->n++] = rc;
+}
+
+TEST(health_checks_report_trouble_until_it_clears) {
+  struct health *h;
+  CHECK(health_create(&h) == 0);
+  char disk[64] = "", other[64] = "";
+  CHECK(health_add(h, "series", check_state, disk) == 0);
+  CHECK(health_add(h, "other", check_state, other) == 0);
+  CHECK_EQ_INT(health_add(h, "", check_state, disk), GROVE_EINVAL);
+  struct seen s = {0};
+  CHECK_EQ_INT(health_run(h, note, &s), 0);
+  CHECK_EQ_INT(s.n, 2);
+  CHECK_EQ_STR(s.names[0], "series");
+  CHECK(s.rc[0] == 0 && s.why[0][0] == '\0');
+  snprintf(disk, sizeof disk, "series log: no space");
+  memset(&s, 0, sizeof s);
+  CHECK_EQ_INT(health_run(h, note, &s), 1);
+  CHECK(s.rc[0] == GROVE_EIO);
+  CHECK_EQ_STR(s.why[0], "series log: no space");
+  disk[0] = '\0'; /* recovered: healthy at the next run, nobody told */
+  health_remove(h, check_state, other);
+  memset(&s, 0, sizeof s);
+  CHECK_EQ_INT(health_run(h, note, &s), 0);
+  CHECK_EQ_INT(s.n, 1);
+  health_destroy(h);
+  health_destroy(NULL);
+}
+
 static const struct test tests[] = {
+    T(health_checks_report_trouble_until_it_clears),
     T(buf_grows_and_stays_terminated), T(buf_refuses_past_its_maximum_and_keeps_contents),
     T(buf_json_escape_escapes_controls), T(config_defaults_file_env_flags_in_order),
     T(config_rejects_unknown_and_bad_values), T(config_parsers),
