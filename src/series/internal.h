@@ -100,8 +100,9 @@ int pgs_buckets_raw(struct pgseries *p, uint32_t id, int64_t from, int64_t to, i
                     struct series_bucket **out, size_t *n);
 int pgs_rollups_read(struct pgseries *p, uint32_t id, int64_t res, int64_t from, int64_t to,
                      int64_t step, struct series_bucket **out, size_t *n);
-/* Rolls up these minutes (sorted here) and their hours from the points. */
-int pgs_rollup(struct pgseries *p, int64_t *minutes, size_t n);
+/* Rolls up these minutes (sorted here) and their hours from the points.
+ * On error, why (whylen bytes) says what PostgreSQL answered. */
+int pgs_rollup(struct pgseries *p, int64_t *minutes, size_t n, char *why, size_t whylen);
 /* Drops days of points ending before raw_before and rollups before the
  * others (INT64_MIN: keep). */
 int pgs_expire(struct pgseries *p, int64_t raw_before, int64_t minute_before, int64_t hour_before);

@@ -234,6 +234,19 @@ static PGresult *query(PGconn *c, const char *sql, int n, const char *const *par
   return PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
 }
 
+/* A read: a connection that PostgreSQL dropped (a restart) looks fine
+ * until its next query fails; then it is made again and the read tried
+ * once more. */
+static PGresult *read_query(PGconn *c, const char *sql, int n, const char *const *params) {
+  PGresult *r = query(c, sql, n, params);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK && PQstatus(c) != CONNECTION_OK) {
+    PQclear(r);
+    PQreset(c);
+    r = query(c, sql, n, params);
+  }
+  return r;
+}
+
 /* ---- keys -------------------------------------------------------------------------- */
 
 int pgs_load_keys(struct pgseries *p, int (*fn)(uint32_t id, const char *key, size_t len, void *arg),
@@ -514,7 +527,7 @@ int pgs_range(struct pgseries *p, uint32_t id, int64_t from, int64_t to, size_t 
   int i = reader_take(p);
   /* in time order, so every point appends; the index on (series, ts)
    * lets LIMIT stop the scan */
-  PGresult *r = query(p->readers[i],
+  PGresult *r = read_query(p->readers[i],
                       "SELECT DISTINCT ON (ts) ts, value FROM series_points WHERE series = $1 AND "
                       "ts >= $2 AND ts < $3 ORDER BY ts, seq DESC LIMIT $4::bigint",
                       4, params);
@@ -568,7 +581,7 @@ static int read_buckets(struct pgseries *p, const char *sql, uint32_t id, int64_
   i64(e, sizeof e, res / 1000000000);
   const char *params[] = {a, b, c, d, e};
   int i = reader_take(p);
-  PGresult *r = query(p->readers[i], sql, res ? 5 : 4, params);
+  PGresult *r = read_query(p->readers[i], sql, res ? 5 : 4, params);
   int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? rows_to_buckets(r, out, n) : GROVE_ESTORE;
   if (rc == GROVE_ESTORE)
     log_error(NULL, "cannot read series buckets", "error=\"%s\"", PQresultErrorMessage(r));
@@ -601,7 +614,7 @@ int pgs_rollups_read(struct pgseries *p, uint32_t id, int64_t res, int64_t from,
 
 /* ---- rollups and retention -------------------------------------------------------------- */
 
-static int rollup_range(PGconn *c, int64_t from, int64_t to) {
+static int rollup_range(PGconn *c, int64_t from, int64_t to, char *why, size_t whylen) {
   char a[24], b[24], h1[24], h2[24];
   i64(a, sizeof a, from);
   i64(b, sizeof b, to);
@@ -621,7 +634,7 @@ static int rollup_range(PGconn *c, int64_t from, int64_t to) {
       2, pm);
   int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : GROVE_ESTORE;
   if (rc)
-    log_error(NULL, "cannot roll series up", "error=\"%s\"", PQresultErrorMessage(r));
+    conn_error(c, why, whylen);
   PQclear(r);
   if (rc)
     return rc;
@@ -636,7 +649,7 @@ static int rollup_range(PGconn *c, int64_t from, int64_t to) {
             2, ph);
   rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : GROVE_ESTORE;
   if (rc)
-    log_error(NULL, "cannot roll series up", "error=\"%s\"", PQresultErrorMessage(r));
+    conn_error(c, why, whylen);
   PQclear(r);
   return rc;
 }
@@ -646,7 +659,7 @@ static int cmp_i64(const void *a, const void *b) {
   return x < y ? -1 : x > y;
 }
 
-int pgs_rollup(struct pgseries *p, int64_t *minutes, size_t n) {
+int pgs_rollup(struct pgseries *p, int64_t *minutes, size_t n, char *why, size_t whylen) {
   qsort(minutes, n, sizeof *minutes, cmp_i64);
   int i = reader_take(p);
   int rc = 0;
@@ -654,7 +667,7 @@ int pgs_rollup(struct pgseries *p, int64_t *minutes, size_t n) {
     size_t end = at + 1;
     while (end < n && minutes[end] <= minutes[end - 1] + MINUTE_NS)
       end++;
-    rc = rollup_range(p->readers[i], minutes[at], minutes[end - 1] + MINUTE_NS);
+    rc = rollup_range(p->readers[i], minutes[at], minutes[end - 1] + MINUTE_NS, why, whylen);
     at = end;
   }
   reader_give(p, i);

@@ -142,7 +142,9 @@ struct series_io series_io = {sys_write, fdatasync, ftruncate, fsync};
  * (under lock); logged once as it starts and once as it ends. */
 static void trouble_set(struct series *s, enum trouble_path path, const char *why) {
   static const char *const names[] = {"series log", "series chunks"};
-  const char *name = s->pg && path == TROUBLE_LOG ? "series points in PostgreSQL" : names[path];
+  static const char *const pg_names[] = {"series points in PostgreSQL",
+                                         "series rollups in PostgreSQL"};
+  const char *name = s->pg ? pg_names[path] : names[path];
   char *t = s->trouble[path];
   if (!why) {
     if (*t)
@@ -617,22 +619,28 @@ int series_append_sync(struct series *s, const struct series_point *pts, size_t 
 
 /* ---- autoflush ------------------------------------------------------------------- */
 
+/* How soon a failed flush is tried again (at most its interval). */
+#define FLUSH_RETRY_MS 5000
+
 static void *flusher_main(void *arg) {
   struct series *s = arg;
   bool failed = false;
   pthread_mutex_lock(&s->lock);
   while (!s->stop) {
+    /* after a failure, the next try comes sooner than the interval (the
+     * disk may have room again), but waits whatever the head holds */
+    uint64_t wait = failed && s->flush_ms > FLUSH_RETRY_MS ? FLUSH_RETRY_MS : s->flush_ms;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (s->flush_ms % 1000) * 1000000ULL;
-    ts.tv_sec += (time_t)(s->flush_ms / 1000 + ns / 1000000000ULL);
+    uint64_t ns = (uint64_t)ts.tv_nsec + (wait % 1000) * 1000000ULL;
+    ts.tv_sec += (time_t)(wait / 1000 + ns / 1000000000ULL);
     ts.tv_nsec = (long)(ns % 1000000000ULL);
-    /* after a failure, the next try waits its interval whatever the head holds */
     if (failed || s->head_points < s->flush_points)
       pthread_cond_timedwait(&s->flush_wake, &s->lock, &ts);
     if (s->stop)
       break;
-    if (!s->head_points && !s->frozen)
+    /* PostgreSQL mode: minutes to roll up; else points in memory */
+    if (s->pg ? !s->ntouched : !s->head_points && !s->frozen)
       continue;
     pthread_mutex_unlock(&s->lock);
     int rc = series_flush(s); /* an error is logged once, with its path, as trouble */
@@ -901,7 +909,8 @@ static int flush_pg(struct series *s) {
   s->touched = NULL;
   s->ntouched = s->captouched = 0;
   pthread_mutex_unlock(&s->lock);
-  int rc = n ? pgs_rollup(s->pg, minutes, n) : 0;
+  char why[512] = "";
+  int rc = n ? pgs_rollup(s->pg, minutes, n, why, sizeof why) : 0;
   if (rc) { /* again next time */
     pthread_mutex_lock(&s->lock);
     for (size_t i = 0; i < n; i++)
@@ -910,10 +919,14 @@ static int flush_pg(struct series *s) {
   }
   free(minutes);
   int64_t now = (int64_t)clock_wall_ms() * 1000000;
-  if (!rc && (s->keep_ns[0] || s->keep_ns[1] || s->keep_ns[2]))
-    rc = pgs_expire(s->pg, s->keep_ns[0] ? now - s->keep_ns[0] : INT64_MIN,
-                    s->keep_ns[1] ? now - s->keep_ns[1] - MINUTE_NS : INT64_MIN,
-                    s->keep_ns[2] ? now - s->keep_ns[2] - HOUR_NS : INT64_MIN);
+  if (!rc && (s->keep_ns[0] || s->keep_ns[1] || s->keep_ns[2]) &&
+      (rc = pgs_expire(s->pg, s->keep_ns[0] ? now - s->keep_ns[0] : INT64_MIN,
+                       s->keep_ns[1] ? now - s->keep_ns[1] - MINUTE_NS : INT64_MIN,
+                       s->keep_ns[2] ? now - s->keep_ns[2] - HOUR_NS : INT64_MIN)))
+    say(why, sizeof why, "cannot drop points past retention: %s", grove_strerror(rc));
+  pthread_mutex_lock(&s->lock);
+  trouble_set(s, TROUBLE_CHUNKS, rc ? why : NULL);
+  pthread_mutex_unlock(&s->lock);
   pthread_mutex_unlock(&s->flush_lock);
   return rc;
 }

@@ -13,7 +13,7 @@ import sys
 import tempfile
 import urllib.parse
 
-from grove import FAST_HASH, GROVE, Grove, eventually, run
+from grove import FAST_HASH, GROVE, Grove, Postgres, eventually, run, stop_all
 
 SERIES = "disk,host=full v"
 
@@ -133,6 +133,36 @@ def test_a_full_disk_loses_no_acknowledged_point():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def test_postgresql_trouble_shows_on_ready_and_clears():
+    """With the series in PostgreSQL, a COPY that fails (the server gone)
+    is refused and named on /ready; once PostgreSQL is back the next
+    write works and /ready clears by itself."""
+    pg = Postgres()
+    g = None
+    try:
+        g = Grove("--store", pg.url, "--gate-refresh", "200ms", *FAST_HASH)
+        k = subprocess.run([GROVE, "key", "add", "rw", "--scopes", "read,write", "--data-dir", g.data_dir,
+                            "--store", pg.url], capture_output=True, text=True).stdout.split()[1]
+        h = {"X-API-Key": k}
+        eventually(lambda: g.request("GET", "/auth/me", headers=h).status == 200, what="key loaded")
+        assert g.request("POST", "/api/v1/write", body=b"pgdisk v=1 1000\n", headers=h).status == 204
+        pg.halt()
+        r = g.request("POST", "/api/v1/write", body=b"pgdisk v=2 2000\n", headers=h)
+        assert r.status == 503, r.body
+        status, ready = g.get_json("/ready")
+        assert status == 503 and ready["details"]["checks"]["series"]["ok"] is False, ready
+        assert "series points in PostgreSQL" in ready["details"]["checks"]["series"]["error"], ready
+        pg.resume()
+        eventually(lambda: g.request("POST", "/api/v1/write", body=b"pgdisk v=3 3000\n", headers=h).status == 204,
+                   what="a write after PostgreSQL came back")
+        eventually(lambda: g.request("GET", "/ready").status == 200, what="/ready back to 200")
+        r = g.request("GET", "/api/v1/series/points?series=pgdisk%20v", headers=h)
+        assert r.status == 200, (r.status, r.body)
+        assert [p[0] for p in r.json()["data"]["points"]] == [1000, 3000], r.body
+    finally:
+        stop_all(g, pg)
+
+
 if __name__ == "__main__":
-    run([test_a_full_disk_loses_no_acknowledged_point])
+    run([test_a_full_disk_loses_no_acknowledged_point, test_postgresql_trouble_shows_on_ready_and_clears])
     sys.exit(0)
