@@ -34,12 +34,19 @@ grove.api = async function (path, options = {}) {
   return body.data;
 };
 
-grove.renew = async function () {
-  const r = await fetch('/auth/refresh', { method: 'POST', headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ refresh_token: grove.refresh }) });
-  if (!r.ok) return false;
-  grove.remember((await r.json()).data);
-  return true;
+// One renewal at a time: a refresh token is good for one use, and a second
+// use revokes the session (the API helper and the live socket may both ask).
+grove.renew = function () {
+  if (!grove.renewing) {
+    grove.renewing = (async () => {
+      const r = await fetch('/auth/refresh', { method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ refresh_token: grove.refresh }) });
+      if (!r.ok) return false;
+      grove.remember((await r.json()).data);
+      return true;
+    })().finally(() => { grove.renewing = null; });
+  }
+  return grove.renewing;
 };
 
 grove.remember = function (tokens) {
@@ -77,11 +84,19 @@ grove.live = {
     this.ws = new WebSocket(proto + '//' + location.host + '/api/v1/live');
     this.ws.onopen = () => {
       this.backoff = 500;
+      // app topics need the session's credential; a browser cannot send it
+      // as a header on a WebSocket, so it goes first, as a message
+      if (grove.token) this.ws.send(JSON.stringify({ op: 'auth', token: grove.token }));
       for (const topic of this.handlers.keys()) this.ws.send(JSON.stringify({ op: 'subscribe', topic }));
       document.dispatchEvent(new CustomEvent('grove-live', { detail: true }));
     };
     this.ws.onmessage = (e) => {
       const m = JSON.parse(e.data);
+      // the access token expired: renew it (which reconnects this socket)
+      if (m.type === 'error' && m.status === 401 && grove.refresh) {
+        grove.renew();
+        return;
+      }
       if (m.type !== 'message') return;
       const fn = this.handlers.get(m.topic);
       if (fn) fn(m.data);

@@ -218,6 +218,7 @@ int cmd_serve(int argc, char **argv) {
   ha.hub = hub;
   ha.gate = gate;
   gate_attach_hub(gate, hub);
+  hub_attach_gate(hub, gate);
   if (c.hub.broker && *c.hub.broker &&
       gate_share(gate, c.hub.broker, http_server_threads(srv), err, sizeof err)) {
     log_error(NULL, "cannot share rate limits", "error=\"%s\"", err);

@@ -311,9 +311,18 @@ int gate_identify(struct gate *g, struct http_req *r, struct gate_principal *out
   return r->auth_state > 0 ? 0 : GROVE_EPERM;
 }
 
+static int identify_credential(struct gate *g, const char *cred, struct gate_principal *out);
+
 static int identify(struct gate *g, struct http_req *r, struct gate_principal *out) {
+  return identify_credential(g, bearer(r), out);
+}
+
+int gate_check_credential(struct gate *g, const char *credential, struct gate_principal *out) {
+  return identify_credential(g, credential, out);
+}
+
+static int identify_credential(struct gate *g, const char *cred, struct gate_principal *out) {
   memset(out, 0, sizeof *out);
-  const char *cred = bearer(r);
   if (!cred || !*cred)
     return GROVE_EPERM;
   int rc = GROVE_EPERM;

@@ -96,6 +96,10 @@ bool gate_limits_shared(struct gate *g, const char **mode);
 /* Who sent r: 0 and *out, or GROVE_EPERM when no valid credential was
  * given (a missing one included). */
 int gate_identify(struct gate *g, struct http_req *r, struct gate_principal *out);
+/* The same for a credential given some other way (an access token or an
+ * API key sent in a WebSocket message): 0 and *out, or GROVE_EPERM.
+ * Thread-safe; answers from memory. */
+int gate_check_credential(struct gate *g, const char *credential, struct gate_principal *out);
 /* For handlers: true when r carries a credential with every scope in
  * `scopes`; otherwise answers 401 (no or bad credential) or 403 (missing
  * scope) and returns false. */

@@ -13,6 +13,7 @@
 #include "core/map.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "gate/gate.h"
 #include "hub/internal.h"
 #include "net/http.h"
 
@@ -25,7 +26,7 @@ const struct cfg_opt hub_cfg_opts[] = {
     O("live-max-topics", CFG_INT, max_topics, "64", "topics one connection may subscribe to"),
     O("live-ping", CFG_MS, ping_ms, "30s", "WebSocket ping interval; a peer silent for two is closed"),
     O("live-heartbeat", CFG_MS, heartbeat_ms, "15s", "SSE heartbeat comment interval"),
-    O("live-client-publish", CFG_BOOL, client_publish, "false", "let clients publish: POST /api/v1/live/{topic} and {\"op\":\"publish\"} over WebSocket"),
+    O("live-client-publish", CFG_BOOL, client_publish, "false", "let clients publish: POST /api/v1/live/{topic} and {\"op\":\"publish\"} over WebSocket (never on apps' topics: flow/, relay/, matrix/, notes/, jobs/)"),
     O("broker", CFG_STR, broker, "", "redis://host:port to share live topics between instances (empty: in-process)"),
 };
 #undef O
@@ -125,6 +126,7 @@ struct sub {
   struct link *links;
   int ntopics;
   uint64_t replayed_upto; /* SSE: live messages up to this id were replayed */
+  unsigned scopes;        /* of the credential it showed (GATE_*), 0: none */
 };
 
 struct shard {
@@ -154,6 +156,7 @@ struct hub {
   struct hub_msg *oldest, *newest; /* all kept messages by age */
   size_t history_bytes;
   struct broker *broker;
+  struct gate *gate;    /* identifies subscribers to reserved topics; may be NULL */
   struct {
     hub_control_fn fn;
     void *arg;
@@ -184,6 +187,37 @@ bool hub_topic_valid(const char *t) {
     }
   }
   return true;
+}
+
+/* ---- topics apps publish ------------------------------------------------
+ * One row per app prefix: the prefix (a whole first segment) and the
+ * scope its REST reads need. Clients never publish under these. */
+static const struct {
+  const char *prefix;
+  unsigned read_scope;
+} reserved[] = {
+    {"flow", GATE_READ}, {"relay", GATE_READ}, {"matrix", GATE_READ},
+    {"notes", GATE_READ}, {"jobs", GATE_READ},
+};
+
+unsigned hub_topic_read_scope(const char *topic) {
+  for (size_t i = 0; i < ARRAY_LEN(reserved); i++) {
+    size_t n = strlen(reserved[i].prefix);
+    /* without regard to case: "FLOW/alerts" must not pass for a client topic */
+    if (strncasecmp(topic, reserved[i].prefix, n) == 0 && (topic[n] == '/' || topic[n] == '\0'))
+      return reserved[i].read_scope;
+  }
+  return 0;
+}
+
+bool hub_topic_client_publishable(const char *topic) { return hub_topic_read_scope(topic) == 0; }
+
+void hub_attach_gate(struct hub *h, struct gate *g) { h->gate = g; }
+
+/* Whether a subscriber may read a topic. */
+static bool sub_may_read(const struct sub *s, const char *topic) {
+  unsigned need = hub_topic_read_scope(topic);
+  return !need || (s->scopes & need) == need;
 }
 
 /* ---- delivery on a loop ------------------------------------------------- */
@@ -466,6 +500,45 @@ static void ws_reply(struct ws *ws, const char *type, const char *topic, const c
   json_decref(j);
 }
 
+/* An error as the envelope's fields: {"type":"error","topic",
+ * "status","error_code","message"}. */
+static void ws_error(struct ws *ws, const char *topic, int status, const char *code,
+                     const char *message) {
+  json_t *j = json_pack("{s:s,s:i,s:s,s:s}", "type", "error", "status", status, "error_code", code,
+                        "message", message);
+  if (topic)
+    json_object_set_new(j, "topic", json_string(topic));
+  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  if (s)
+    ws_send_text(ws, s, strlen(s));
+  free(s);
+  json_decref(j);
+}
+
+/* Refuses a reserved topic to a subscriber without the scope: 401 when it
+ * showed no credential, 403 when its credential lacks the scope. */
+static void ws_refuse_read(struct ws *ws, const struct sub *s, const char *topic) {
+  if (!s->scopes)
+    ws_error(ws, topic, 401, "UNAUTHORIZED",
+             "this topic needs a credential: send {\"op\":\"auth\",\"token\":…} or connect with "
+             "Authorization: Bearer … or X-API-Key");
+  else
+    ws_error(ws, topic, 403, "FORBIDDEN", "credential lacks the scope this topic needs");
+}
+
+/* {"op":"auth","token":…}: a browser cannot set headers on a WebSocket. */
+static void ws_auth(struct ws *ws, struct sub *s, json_t *j) {
+  struct hub *h = s->sh->hub;
+  const char *token = json_string_value(json_object_get(j, "token"));
+  struct gate_principal p;
+  if (!token || !h->gate || gate_check_credential(h->gate, token, &p)) {
+    ws_error(ws, NULL, 401, "UNAUTHORIZED", "credential is not valid, expired or revoked");
+    return;
+  }
+  s->scopes = p.scopes;
+  ws_reply(ws, "authenticated", NULL, NULL);
+}
+
 static void on_ws_message(struct ws *ws, bool text, const uint8_t *data, size_t len) {
   struct sub *s = ws_user(ws);
   struct hub *h = s->sh->hub;
@@ -481,8 +554,12 @@ static void on_ws_message(struct ws *ws, bool text, const uint8_t *data, size_t 
     ws_reply(ws, "error", NULL, j ? "missing \"op\"" : "message is not valid JSON");
   } else if (strcmp(op, "ping") == 0) {
     ws_reply(ws, "pong", NULL, NULL);
+  } else if (strcmp(op, "auth") == 0) {
+    ws_auth(ws, s, j);
   } else if (!topic || !hub_topic_valid(topic)) {
     ws_reply(ws, "error", topic, "missing or invalid \"topic\"");
+  } else if (strcmp(op, "subscribe") == 0 && !sub_may_read(s, topic)) {
+    ws_refuse_read(ws, s, topic);
   } else if (strcmp(op, "subscribe") == 0) {
     int rc = sub_add(s, topic);
     ws_reply(ws, rc ? "error" : "subscribed", topic,
@@ -492,7 +569,9 @@ static void on_ws_message(struct ws *ws, bool text, const uint8_t *data, size_t 
     ws_reply(ws, "unsubscribed", topic, NULL);
   } else if (strcmp(op, "publish") == 0) {
     json_t *d = json_object_get(j, "data");
-    if (!h->cfg.client_publish) {
+    if (!hub_topic_client_publishable(topic)) {
+      ws_error(ws, topic, 403, "TOPIC_RESERVED", "an app publishes on this topic; clients cannot");
+    } else if (!h->cfg.client_publish) {
       ws_reply(ws, "error", topic, "publishing from clients is disabled");
     } else if (!d) {
       ws_reply(ws, "error", topic, "missing \"data\"");
@@ -503,7 +582,7 @@ static void on_ws_message(struct ws *ws, bool text, const uint8_t *data, size_t 
       ws_reply(ws, rc ? "error" : "published", topic, rc ? "cannot publish" : NULL);
     }
   } else {
-    ws_reply(ws, "error", NULL, "unknown \"op\"; use subscribe, unsubscribe, publish or ping");
+    ws_reply(ws, "error", NULL, "unknown \"op\"; use auth, subscribe, unsubscribe, publish or ping");
   }
   json_decref(j);
 }
@@ -527,7 +606,25 @@ static struct sub *sub_new(struct hub *h, struct http_req *r) {
     return NULL;
   }
   s->sh = sh;
+  struct gate_principal p;
+  if (h->gate && gate_identify(h->gate, r, &p) == 0)
+    s->scopes = p.scopes;
   return s;
+}
+
+/* Answers 401/403 (as the apps' REST reads do) and returns false when one
+ * of the topics is reserved and r's credential lacks its scope. */
+static bool may_read_all(struct hub *h, struct http_req *r, char topics[][257], int n) {
+  unsigned need = 0;
+  for (int i = 0; i < n; i++)
+    need |= hub_topic_read_scope(topics[i]);
+  if (!need)
+    return true;
+  if (!h->gate) {
+    http_reply_error(r, 403, "FORBIDDEN", "app topics need the gate, which is not running", NULL);
+    return false;
+  }
+  return gate_require(h->gate, r, need, NULL);
 }
 
 /* Collects ?topic= values; answers 400 and returns -1 on a bad one. */
@@ -557,7 +654,7 @@ static void handle_ws(struct http_req *r) {
   struct hub *h = r->app;
   char topics[16][257];
   int n = query_topics(h, r, topics, 16);
-  if (n < 0)
+  if (n < 0 || !may_read_all(h, r, topics, n))
     return;
   struct sub *s = sub_new(h, r);
   if (!s)
@@ -587,6 +684,9 @@ static void handle_sse(struct http_req *r) {
     http_reply_error(r, 400, "MISSING_TOPIC", "give at least one ?topic=", NULL);
     return;
   }
+  /* before anything is replayed: history is read as the topic is */
+  if (!may_read_all(h, r, topics, n))
+    return;
   uint64_t last_id = 0;
   bool resume = false;
   const char *lei = http_header_get(r, "last-event-id");
@@ -629,6 +729,11 @@ static void handle_publish(struct http_req *r) {
   if (!topic || !hub_topic_valid(topic)) {
     http_reply_error(r, 400, "INVALID_TOPIC",
                      "topics are paths of letters, digits and -_.:@ between slashes", NULL);
+    return;
+  }
+  if (!hub_topic_client_publishable(topic)) {
+    http_reply_error(r, 403, "TOPIC_RESERVED", "an app publishes on this topic; clients cannot",
+                     json_pack("{s:s}", "topic", topic));
     return;
   }
   const char *ct = http_header_get(r, "content-type");

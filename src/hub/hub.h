@@ -55,6 +55,22 @@ void hub_loop_stop(struct hub *h, int index);
  * NULL) the event id given to it. */
 int hub_publish(struct hub *h, const char *topic, const char *json, size_t len, uint64_t *id);
 bool hub_topic_valid(const char *topic);
+
+/* Topics apps publish. Until per-topic rules come, a small table in hub.c
+ * reserves prefixes for the apps (flow/, relay/, matrix/, notes/, jobs/,
+ * matched without regard to case): no client may publish on them, and
+ * subscribing to them or replaying their history needs a credential with
+ * the scope the app's REST reads need (for all of them now: read).
+ * Returns that scope (gate's GATE_* bits), or 0 for a topic any client may
+ * use. */
+unsigned hub_topic_read_scope(const char *topic);
+bool hub_topic_client_publishable(const char *topic);
+/* Who may subscribe to the reserved topics: the gate identifies the
+ * credential of the subscribing request (Authorization: Bearer …,
+ * X-API-Key) or of a WebSocket's {"op":"auth","token":…}. Without a gate,
+ * reserved topics are refused to every client. Call before serving. */
+struct gate;
+void hub_attach_gate(struct hub *h, struct gate *g);
 /* Broker state for /ready: true when there is no broker or it is up. */
 bool hub_broker_ok(struct hub *h, char *err, size_t errlen);
 bool hub_has_broker(const struct hub *h);

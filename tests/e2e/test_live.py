@@ -4,9 +4,10 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import time
 
-from grove import (EventStream, Grove, WebSocket, close_code, closed_by_peer, eventually, main,
+from grove import (GROVE, EventStream, Grove, WebSocket, close_code, closed_by_peer, eventually, main,
                    read_response, run)
 
 g = None
@@ -17,7 +18,7 @@ def setup():
     # publishing is anonymous here and fast: the per-address limit is not what this tests
     g = Grove("--live-client-publish", "--live-max-message", "4k", "--live-max-queue", "256k",
               "--live-ping", "1s", "--live-heartbeat", "500ms", "--threads", "2",
-              "--rate-anonymous", "0")
+              "--rate-anonymous", "0", "--gate-refresh", "200ms")
 
 
 def publish(topic, data, grove=None):
@@ -33,11 +34,11 @@ def subscribed(ws, topic):
 
 
 def test_handshake_and_subscribe_by_query():
-    ws = WebSocket(g, "/api/v1/live?topic=flow/stations/1")
-    subscribed(ws, "flow/stations/1")
-    mid = publish("flow/stations/1", {"aqi": 42})
+    ws = WebSocket(g, "/api/v1/live?topic=demo/stations/1")
+    subscribed(ws, "demo/stations/1")
+    mid = publish("demo/stations/1", {"aqi": 42})
     m = ws.recv_json()
-    assert m == {"type": "message", "topic": "flow/stations/1", "id": mid, "data": {"aqi": 42}}, m
+    assert m == {"type": "message", "topic": "demo/stations/1", "id": mid, "data": {"aqi": 42}}, m
     ws.close()
 
 
@@ -307,6 +308,122 @@ def test_publish_disabled_by_default():
         assert ws.recv_json()["type"] == "error"
     finally:
         g2.stop()
+
+
+# ---- topics apps publish ----------------------------------------------------
+
+APP_TOPICS = ["flow/alerts", "flow/stations/st-1", "FLOW/alerts", "Flow/regions/x", "flow", "relay/devices/7",
+              "matrix/hosts/h1", "notes/n", "jobs/42"]
+
+
+def key(scopes):
+    out = subprocess.run([GROVE, "key", "add", "live-" + scopes, "--scopes", scopes, "--data-dir", g.data_dir],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    k = out.stdout.split()[1]
+    eventually(lambda: g.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200, what="key loaded")
+    return k
+
+
+def reading(write_key, station, value):
+    r = g.request("POST", "/api/v1/flow/readings", headers={"X-API-Key": write_key, "Content-Type": "application/json"},
+                  body=json.dumps({"readings": [{"station": station, "region": "live-test", "pm25": value}]}).encode())
+    assert r.status == 200, r.body
+
+
+def test_clients_cannot_publish_on_app_topics():
+    # even with --live-client-publish, and with a credential
+    w = key("read,write,admin")
+    for t in APP_TOPICS:
+        for h in ({}, {"X-API-Key": w}):
+            r = g.request("POST", "/api/v1/live/" + t, body=b'{"type":"alert","aqi":500}',
+                          headers=dict(h, **{"Content-Type": "application/json"}))
+            assert r.status == 403, (t, r.status, r.body)
+            e = r.json()
+            assert e["status"] == "error" and e["error_code"] == "TOPIC_RESERVED", e
+    ws = WebSocket(g, headers={"X-API-Key": w})
+    for t in APP_TOPICS:
+        ws.send({"op": "publish", "topic": t, "data": {"type": "alert", "aqi": 500}})
+        m = ws.recv_json()
+        assert m["type"] == "error" and m["status"] == 403 and m["error_code"] == "TOPIC_RESERVED", (t, m)
+    ws.close()
+    # topics that only look alike stay open to clients
+    for t in ("flowers/rose", "demo/flow/alerts", "jobsite/1", "demo/hello"):
+        publish(t, {"ok": True})
+
+
+def test_app_topics_need_the_apps_read_credential_over_sse():
+    w, rd, wo = key("write"), key("read"), None
+    reading(w, "sse-live", 12)
+    upgrade = {"Accept": "text/event-stream"}
+    for q in ("topic=flow/alerts", "topic=flow/stations/sse-live", "topic=demo/a&topic=flow/stations/sse-live",
+              "topic=FLOW/stations/sse-live", "topic=jobs/1"):
+        # refused before anything is replayed: as GET /api/v1/flow/alerts answers 401
+        for lei in (None, 0):
+            es = EventStream(g, q, last_event_id=lei)
+            assert es.response.status == 401, (q, es.response.status)
+            es.close()
+        r = g.request("GET", "/api/v1/live/sse?" + q, headers=dict(upgrade, **{"Last-Event-ID": "0"}))
+        assert r.status == 401 and r.json()["error_code"] == "UNAUTHORIZED", (q, r.body)
+        r = g.request("GET", "/api/v1/live/sse?" + q, headers=dict(upgrade, **{"X-API-Key": w}))
+        assert r.status == 403 and r.json()["error_code"] == "FORBIDDEN", (q, r.body)  # no read scope
+    assert g.request("GET", "/api/v1/flow/alerts").status == 401
+    # with the read credential: the station's update is replayed, then live ones come
+    es = EventStream(g, "topic=flow/stations/sse-live", last_event_id=0, headers={"X-API-Key": rd})
+    assert es.response.status == 200
+    ev = es.next_event()
+    assert ev["data"]["topic"] == "flow/stations/sse-live" and ev["data"]["data"]["id"] == "sse-live", ev
+    reading(w, "sse-live", 13)
+    while True:  # the live update carries the new reading
+        d = es.next_event()["data"]["data"]
+        if d["readings"] == 2:
+            break
+    es.close()
+    es = EventStream(g, "topic=flow/stations/sse-live", headers={"Authorization": "Bearer " + rd})
+    assert es.response.status == 200
+    es.close()
+
+
+def test_app_topics_need_the_apps_read_credential_over_websocket():
+    w, rd = key("write"), key("read")
+    ws_headers = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+                  "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    # subscribing at connect: refused before the upgrade, as the REST read is
+    r = g.request("GET", "/api/v1/live?topic=flow/alerts", headers=ws_headers)
+    assert r.status == 401 and r.json()["error_code"] == "UNAUTHORIZED", (r.status, r.body)
+    r = g.request("GET", "/api/v1/live?topic=flow/alerts", headers=dict(ws_headers, **{"X-API-Key": w}))
+    assert r.status == 403, (r.status, r.body)
+    # subscribing by message, without a credential, with a bad one, with one lacking the scope
+    ws = WebSocket(g)
+    for t in APP_TOPICS:
+        ws.send({"op": "subscribe", "topic": t})
+        m = ws.recv_json()
+        assert m["type"] == "error" and m["status"] == 401 and m["error_code"] == "UNAUTHORIZED", (t, m)
+    ws.send({"op": "auth", "token": "grv_not_a_key"})
+    m = ws.recv_json()
+    assert m["type"] == "error" and m["status"] == 401, m
+    ws.send({"op": "auth", "token": w})
+    assert ws.recv_json() == {"type": "authenticated"}
+    ws.send({"op": "subscribe", "topic": "flow/stations/ws-live"})
+    m = ws.recv_json()
+    assert m["type"] == "error" and m["status"] == 403 and m["error_code"] == "FORBIDDEN", m
+    # a read key (as the console's signed-in session does with its access token)
+    ws.send({"op": "auth", "token": rd})
+    assert ws.recv_json() == {"type": "authenticated"}
+    ws.send({"op": "subscribe", "topic": "flow/stations/ws-live"})
+    subscribed(ws, "flow/stations/ws-live")
+    reading(w, "ws-live", 5)
+    m = ws.recv_json()
+    assert m["type"] == "message" and m["data"]["id"] == "ws-live", m
+    ws.close()
+    # a credential on the upgrade request does as well
+    ws = WebSocket(g, "/api/v1/live?topic=flow/stations/ws-live", headers={"X-API-Key": rd})
+    subscribed(ws, "flow/stations/ws-live")
+    ws.close()
+    # client topics need nothing
+    ws = WebSocket(g, "/api/v1/live?topic=demo/open")
+    subscribed(ws, "demo/open")
+    ws.close()
 
 
 if __name__ == "__main__":

@@ -123,7 +123,9 @@ def test_openai_compatible_answer_streams_on_a_topic():
         assert r.status == 202, r.body
         topic = r.json()["data"]["topic"]
         assert topic.startswith("flow/answers/")
-        es = EventStream(grove, "topic=" + topic, last_event_id=0)  # what went out before is replayed
+        # an app's topic: read with the app's credential; what went out before is replayed
+        assert EventStream(grove, "topic=" + topic, last_event_id=0).response.status == 401
+        es = EventStream(grove, "topic=" + topic, last_event_id=0, headers={"X-API-Key": k})
         text = ""
         while True:
             m = es.next_event(timeout=10)["data"]["data"]

@@ -3,6 +3,7 @@
 #include "../test.h"
 #include "core/error.h"
 #include "core/metrics.h"
+#include "gate/gate.h"
 #include "hub/hub.h"
 
 static struct hub_cfg cfg = {.max_message = 1024, .max_queue = 1 << 20, .history = 3,
@@ -68,8 +69,25 @@ TEST(broker_down_is_reported_not_fatal) {
   hub_destroy(h);
 }
 
+TEST(app_topics_are_reserved) {
+  /* every app's prefix, as a whole first segment, whatever its case */
+  const char *reserved[] = {"flow", "flow/alerts", "flow/stations/42", "FLOW/alerts", "Flow/x",
+                            "relay/devices/7", "matrix/hosts/h", "notes/1", "jobs/9", "jobs"};
+  for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
+    CHECK_EQ_INT(hub_topic_read_scope(reserved[i]), GATE_READ);
+    CHECK(!hub_topic_client_publishable(reserved[i]));
+  }
+  const char *open_topics[] = {"demo/hello", "flowers/rose", "demo/flow/alerts", "jobsite", "relays/x",
+                               "notes2/a", "a"};
+  for (size_t i = 0; i < sizeof open_topics / sizeof open_topics[0]; i++) {
+    CHECK_EQ_INT(hub_topic_read_scope(open_topics[i]), 0);
+    CHECK(hub_topic_client_publishable(open_topics[i]));
+  }
+}
+
 static const struct test tests[] = {
     T(topic_rules),
+    T(app_topics_are_reserved),
     T(publish_numbers_messages_in_order),
     T(bad_broker_url_is_refused),
     T(broker_down_is_reported_not_fatal),
