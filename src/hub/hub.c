@@ -22,7 +22,8 @@ const struct cfg_opt hub_cfg_opts[] = {
     O("live-max-message", CFG_SIZE, max_message, "64k", "largest WebSocket message a client may send; larger closes with 1009"),
     O("live-max-queue", CFG_SIZE, max_queue, "1m", "unsent bytes per subscriber; a slower client is disconnected"),
     O("live-history", CFG_INT, history, "100", "messages kept per topic for SSE Last-Event-ID resumption"),
-    O("live-history-bytes", CFG_SIZE, history_bytes, "64m", "memory for those messages in all; the oldest go first"),
+    O("live-history-bytes", CFG_SIZE, history_bytes, "64m", "memory for those messages in all, topics' own included; the oldest go first"),
+    O("live-history-idle", CFG_MS, history_idle_ms, "10m", "a topic with no publish for this long and no subscriber loses its history; 0: kept until the bytes are needed"),
     O("live-max-topics", CFG_INT, max_topics, "64", "topics one connection may subscribe to"),
     O("live-ping", CFG_MS, ping_ms, "30s", "WebSocket ping interval; a peer silent for two is closed"),
     O("live-heartbeat", CFG_MS, heartbeat_ms, "15s", "SSE heartbeat comment interval"),
@@ -140,10 +141,19 @@ struct shard {
   bool running;
 };
 
-/* A topic's history, oldest first. */
+/* A topic's history, oldest first, and how many loops have subscribers
+ * to it. Kept while it holds messages or has subscribers; freed when it
+ * has neither, or when the topic has been idle (no publish) for
+ * --live-history-idle with no subscriber. Its own bytes count toward
+ * --live-history-bytes beside its messages'. */
 struct ring {
   struct hub_msg *head, *tail;
   int count;
+  int subscribed;             /* loops with a subscriber to the topic */
+  uint64_t idle_since;        /* ms (hub clock): last publish, or last check */
+  struct ring *lru_prev, *lru_next; /* by idle_since, oldest first */
+  size_t size;                /* this struct and its name */
+  char topic[];
 };
 
 struct hub {
@@ -154,7 +164,11 @@ struct hub {
   uint64_t next_id;
   struct map history;   /* topic -> struct ring */
   struct hub_msg *oldest, *newest; /* all kept messages by age */
-  size_t history_bytes;
+  struct ring *lru_head, *lru_tail; /* rings by idle_since, oldest first */
+  size_t history_bytes; /* messages and rings */
+  uint64_t next_sweep;  /* ms (hub clock) */
+  uint64_t (*clock_ms)(void *arg);
+  void *clock_arg;
   struct broker *broker;
   struct gate *gate;    /* identifies subscribers to reserved topics; may be NULL */
   struct {
@@ -162,10 +176,8 @@ struct hub {
     void *arg;
   } listeners[8];
   int nlisteners;
-  struct metric *subscribers, *published, *delivered, *slow, *dropped_history;
+  struct metric *subscribers, *published, *delivered, *slow, *history_topics, *history_size;
 };
-
-static const size_t MAX_HISTORY_TOPICS = 10000;
 
 bool hub_topic_valid(const char *t) {
   size_t n = strlen(t);
@@ -267,6 +279,8 @@ static void on_inbox(uv_async_t *a) {
   free(msgs);
 }
 
+static void history_subscribed(struct hub *h, const char *topic, int delta);
+
 static int sub_add(struct sub *s, const char *name) {
   struct shard *sh = s->sh;
   for (struct link *l = s->links; l; l = l->sub_next)
@@ -295,6 +309,8 @@ static int sub_add(struct sub *s, const char *name) {
   l->next = t->head;
   if (t->head)
     t->head->prev = l;
+  else /* the loop's first subscriber: the topic's history is kept for it */
+    history_subscribed(sh->hub, name, 1);
   t->head = l;
   l->sub_next = s->links;
   s->links = l;
@@ -311,6 +327,7 @@ static void unlink_one(struct shard *sh, struct link *l) {
   if (l->next)
     l->next->prev = l->prev;
   if (!t->head) {
+    history_subscribed(sh->hub, t->name, -1);
     map_del(&sh->topics, t->name);
     free(t);
   }
@@ -350,6 +367,58 @@ static struct shard *shard_of(struct hub *h, uv_loop_t *loop) {
 
 /* ---- publishing --------------------------------------------------------- */
 
+static uint64_t hub_now(const struct hub *h) {
+  return h->clock_ms ? h->clock_ms(h->clock_arg) : clock_mono_ns() / 1000000;
+}
+
+static void lru_unlink(struct hub *h, struct ring *r) {
+  if (r->lru_prev)
+    r->lru_prev->lru_next = r->lru_next;
+  else
+    h->lru_head = r->lru_next;
+  if (r->lru_next)
+    r->lru_next->lru_prev = r->lru_prev;
+  else
+    h->lru_tail = r->lru_prev;
+  r->lru_prev = r->lru_next = NULL;
+}
+
+static void lru_push(struct hub *h, struct ring *r, uint64_t now) {
+  r->idle_since = now;
+  r->lru_prev = h->lru_tail;
+  r->lru_next = NULL;
+  if (h->lru_tail)
+    h->lru_tail->lru_next = r;
+  else
+    h->lru_head = r;
+  h->lru_tail = r;
+}
+
+static void history_gauges(struct hub *h) {
+  metric_set(h->history_topics, (double)h->history.len);
+  metric_set(h->history_size, (double)h->history_bytes);
+}
+
+/* A topic's ring, made when `create` (NULL: none, or no memory). Under
+ * the hub's lock. */
+static struct ring *ring_get(struct hub *h, const char *topic, bool create) {
+  struct ring *r = map_get(&h->history, topic);
+  if (r || !create)
+    return r;
+  size_t n = strlen(topic) + 1;
+  if (!(r = calloc(1, sizeof *r + n)))
+    return NULL;
+  memcpy(r->topic, topic, n);
+  r->size = sizeof *r + 2 * n + 32; /* and the map's copy of the name and its slot */
+  if (map_put(&h->history, topic, r, NULL)) {
+    free(r);
+    return NULL;
+  }
+  lru_push(h, r, hub_now(h));
+  h->history_bytes += r->size;
+  return r;
+}
+
 /* Drops the oldest message of a topic's history (it is the ring's head). */
 static void history_drop(struct hub *h, struct ring *r) {
   struct hub_msg *m = r->head;
@@ -369,26 +438,59 @@ static void history_drop(struct hub *h, struct ring *r) {
   msg_unref(m);
 }
 
-/* Keeps m for resumption: at most --live-history a topic and
- * --live-history-bytes in all, the oldest going first. */
-static void history_add(struct hub *h, struct hub_msg *m) {
-  if (h->cfg.history <= 0 || m->size > h->cfg.history_bytes)
+static void ring_free(struct hub *h, struct ring *r) {
+  while (r->head)
+    history_drop(h, r);
+  lru_unlink(h, r);
+  map_del(&h->history, r->topic);
+  h->history_bytes -= r->size;
+  free(r);
+}
+
+/* Frees a ring that holds nothing and that nobody subscribes to. */
+static void ring_release_if_unused(struct hub *h, struct ring *r) {
+  if (r && !r->count && !r->subscribed)
+    ring_free(h, r);
+}
+
+/* Frees the histories of topics idle for --live-history-idle that no one
+ * subscribes to; an idle topic with subscribers is looked at again after
+ * another idle period. At most once a second, under the hub's lock. */
+static void history_sweep(struct hub *h, uint64_t now) {
+  uint64_t idle = h->cfg.history_idle_ms;
+  if (!idle || now < h->next_sweep)
     return;
-  struct ring *r = map_get(&h->history, m->topic);
-  if (!r) {
-    if (h->history.len >= MAX_HISTORY_TOPICS) {
-      metric_add(h->dropped_history, 1);
-      return;
-    }
-    if (!(r = calloc(1, sizeof *r)) || map_put(&h->history, m->topic, r, NULL)) {
-      free(r);
-      return;
+  h->next_sweep = now + 1000;
+  while (h->lru_head && now - h->lru_head->idle_since >= idle) {
+    struct ring *r = h->lru_head;
+    if (r->subscribed) {
+      lru_unlink(h, r);
+      lru_push(h, r, now);
+    } else {
+      ring_free(h, r);
     }
   }
+}
+
+/* Keeps m for resumption: at most --live-history a topic and
+ * --live-history-bytes in all (rings included), the oldest going first
+ * and rings left empty with them. */
+static void history_add(struct hub *h, struct hub_msg *m) {
+  uint64_t now = hub_now(h);
+  history_sweep(h, now);
+  if (h->cfg.history <= 0 || m->size > h->cfg.history_bytes)
+    return;
+  struct ring *r = ring_get(h, m->topic, true);
+  if (!r)
+    return;
   if (r->count == h->cfg.history)
     history_drop(h, r);
-  while (h->oldest && h->history_bytes + m->size > h->cfg.history_bytes)
-    history_drop(h, map_get(&h->history, h->oldest->topic));
+  while (h->oldest && h->history_bytes + m->size > h->cfg.history_bytes) {
+    struct ring *victim = map_get(&h->history, h->oldest->topic);
+    history_drop(h, victim);
+    if (victim != r)
+      ring_release_if_unused(h, victim);
+  }
   msg_ref(m);
   if (r->tail)
     r->tail->topic_next = m;
@@ -403,6 +505,42 @@ static void history_add(struct hub *h, struct hub_msg *m) {
     h->oldest = m;
   h->newest = m;
   h->history_bytes += m->size;
+  lru_unlink(h, r);
+  lru_push(h, r, now);
+}
+
+/* A loop's first subscriber to a topic came (+1) or its last went (-1). */
+static void history_subscribed(struct hub *h, const char *topic, int delta) {
+  pthread_mutex_lock(&h->lock);
+  struct ring *r = ring_get(h, topic, delta > 0);
+  if (r) {
+    r->subscribed += delta;
+    ring_release_if_unused(h, r);
+  }
+  history_gauges(h);
+  pthread_mutex_unlock(&h->lock);
+}
+
+size_t hub_history_after(struct hub *h, const char *topic, uint64_t last_id) {
+  size_t n = 0;
+  pthread_mutex_lock(&h->lock);
+  struct ring *r = map_get(&h->history, topic);
+  for (struct hub_msg *m = r ? r->head : NULL; m; m = m->topic_next)
+    n += m->id > last_id;
+  pthread_mutex_unlock(&h->lock);
+  return n;
+}
+
+void hub_history_stats(struct hub *h, size_t *topics, size_t *bytes) {
+  pthread_mutex_lock(&h->lock);
+  *topics = h->history.len;
+  *bytes = h->history_bytes;
+  pthread_mutex_unlock(&h->lock);
+}
+
+void hub_set_clock(struct hub *h, uint64_t (*mono_ms)(void *arg), void *arg) {
+  h->clock_ms = mono_ms;
+  h->clock_arg = arg;
 }
 
 int hub_deliver(struct hub *h, const char *topic, const char *json, size_t len, uint64_t *id) {
@@ -414,6 +552,7 @@ int hub_deliver(struct hub *h, const char *topic, const char *json, size_t len, 
     return GROVE_ENOMEM;
   }
   history_add(h, m);
+  history_gauges(h);
   for (int i = 0; i < h->nshards; i++) {
     struct shard *sh = &h->shards[i];
     pthread_mutex_lock(&sh->lock);
@@ -827,9 +966,12 @@ int hub_create(struct hub **out, const struct hub_cfg *cfg, int nloops, struct m
     h->slow = metric_get(metrics_family(m, "grove_live_slow_consumers_total",
                                         "Subscribers disconnected because they could not keep up.",
                                         METRIC_COUNTER, ""));
-    h->dropped_history = metric_get(metrics_family(
-        m, "grove_live_history_skipped_total",
-        "Messages not kept for resumption because the topic limit was reached.", METRIC_COUNTER, ""));
+    h->history_topics = metric_get(metrics_family(
+        m, "grove_live_history_topics", "Topics with a resumption history (or subscribers).",
+        METRIC_GAUGE, ""));
+    h->history_size = metric_get(metrics_family(
+        m, "grove_live_history_bytes", "Memory held by resumption histories (--live-history-bytes).",
+        METRIC_GAUGE, ""));
   }
   if (cfg->broker && *cfg->broker) {
     char err[256];
@@ -860,14 +1002,8 @@ void hub_destroy(struct hub *h) {
     free(sh->inbox);
     pthread_mutex_destroy(&sh->lock);
   }
-  const char *k;
-  void *v;
-  for (size_t it = 0; map_next(&h->history, &it, &k, &v);) {
-    struct ring *r = v;
-    while (r->head)
-      history_drop(h, r);
-    free(r);
-  }
+  while (h->lru_head)
+    ring_free(h, h->lru_head);
   map_release(&h->history);
   pthread_mutex_destroy(&h->lock);
   free(h->shards);

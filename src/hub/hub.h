@@ -30,7 +30,9 @@ struct hub_cfg {
   uint64_t max_message;   /* WebSocket message from a client */
   uint64_t max_queue;     /* unsent bytes per subscriber */
   int history;            /* messages kept per topic for resumption */
-  uint64_t history_bytes; /* and in all */
+  uint64_t history_bytes; /* and in all, each topic's own bytes included */
+  uint64_t history_idle_ms; /* a topic idle this long with no subscriber loses
+                             * its history; 0: only the bytes bound it */
   int max_topics;         /* topics one connection may subscribe to */
   uint64_t ping_ms;       /* WebSocket ping interval */
   uint64_t heartbeat_ms;  /* SSE heartbeat interval */
@@ -71,6 +73,17 @@ bool hub_topic_client_publishable(const char *topic);
  * reserved topics are refused to every client. Call before serving. */
 struct gate;
 void hub_attach_gate(struct hub *h, struct gate *g);
+/* Resumption history. A topic's history lives while it holds messages or
+ * has subscribers; the oldest messages go first when --live-history-bytes
+ * is reached (rings left empty go with them), and a topic idle for
+ * --live-history-idle with no subscriber loses its history. How many
+ * messages a client resuming after `last_id` would be sent: */
+size_t hub_history_after(struct hub *h, const char *topic, uint64_t last_id);
+/* Topics with a history (or subscribers) and the bytes they hold. */
+void hub_history_stats(struct hub *h, size_t *topics, size_t *bytes);
+/* For tests: the monotonic clock (ms) the idle rule reads. */
+void hub_set_clock(struct hub *h, uint64_t (*mono_ms)(void *arg), void *arg);
+
 /* Broker state for /ready: true when there is no broker or it is up. */
 bool hub_broker_ok(struct hub *h, char *err, size_t errlen);
 bool hub_has_broker(const struct hub *h);

@@ -310,6 +310,59 @@ def test_publish_disabled_by_default():
         g2.stop()
 
 
+def resumed(grove, topic, last_event_id=0):
+    """The ids a client resuming on `topic` is sent: the replay comes at
+    once, before the first heartbeat."""
+    es = EventStream(grove, "topic=" + topic, last_event_id=last_event_id)
+    data = es.buf
+    es.s.settimeout(5)
+    while b"heartbeat" not in data:
+        data += es.s.recv(65536)
+    es.close()
+    head = data[:data.index(b"heartbeat")]
+    return [int(line[4:]) for line in head.split(b"\n") if line.startswith(b"id: ")]
+
+
+def test_history_outlives_topic_churn_and_idle_topics_go():
+    g2 = Grove("--live-client-publish", "--live-history-bytes", "1m", "--live-history-idle", "1s",
+               "--live-heartbeat", "300ms", "--rate-anonymous", "0")
+    try:
+        # many distinct topics over time (more than the 10,000 that once filled the table)
+        ws = WebSocket(g2)
+        for start in range(0, 12000, 500):
+            for i in range(start, start + 500):
+                ws.send({"op": "publish", "topic": "churn/%d" % i, "data": {"n": i}})
+            for i in range(500):
+                assert ws.recv_json()["type"] == "published"
+        # a new topic still resumes, and the bytes stay within --live-history-bytes
+        fresh = publish("fresh/one", {"n": 1}, grove=g2)
+        assert resumed(g2, "fresh/one") == [fresh]
+        body = g2.request("GET", "/metrics").body.decode()
+        held = [float(l.split()[-1]) for l in body.splitlines() if l.startswith("grove_live_history_bytes ")]
+        assert held and 0 < held[0] <= 1024 * 1024, held
+        # idle topics with no subscriber lose their history; one with a subscriber keeps it
+        keeper = WebSocket(g2, "/api/v1/live?topic=keep/me")
+        subscribed(keeper, "keep/me")
+        kept = publish("keep/me", {"n": 1}, grove=g2)
+        dropped = publish("drop/me", {"n": 1}, grove=g2)
+        assert resumed(g2, "drop/me") == [dropped]
+
+        def drop_gone():
+            publish("tick/%d" % time.time_ns(), {}, grove=g2)  # histories are swept as publishes come
+            return resumed(g2, "drop/me") == []
+        eventually(drop_gone, timeout=15, interval=0.2, what="an idle topic's history freed")
+        assert resumed(g2, "keep/me") == [kept]
+        keeper.close()
+
+        def keep_gone():
+            publish("tick/%d" % time.time_ns(), {}, grove=g2)
+            return resumed(g2, "keep/me") == []
+        eventually(keep_gone, timeout=15, interval=0.2, what="freed once its subscriber left")
+        ws.close()
+    finally:
+        g2.stop()
+
+
 # ---- topics apps publish ----------------------------------------------------
 
 APP_TOPICS = ["flow/alerts", "flow/stations/st-1", "FLOW/alerts", "Flow/regions/x", "flow", "relay/devices/7",

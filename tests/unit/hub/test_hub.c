@@ -85,8 +85,74 @@ TEST(app_topics_are_reserved) {
   }
 }
 
+static uint64_t fake_ms = 1000000;
+static uint64_t fake_clock(void *arg) {
+  (void)arg;
+  return fake_ms;
+}
+
+TEST(history_survives_topic_churn_within_its_bytes) {
+  /* many distinct topics over time: each keeps its history while the
+   * bytes allow, the oldest go first, and a new topic always resumes */
+  struct hub *h;
+  struct hub_cfg c = cfg;
+  c.history_bytes = 256 * 1024;
+  CHECK(hub_create(&h, &c, 0, NULL) == 0);
+  char topic[64], json[64];
+  uint64_t first = 0, id = 0;
+  for (int i = 0; i < 30000; i++) {
+    snprintf(topic, sizeof topic, "churn/%d", i);
+    int n = snprintf(json, sizeof json, "{\"n\":%d}", i);
+    CHECK(hub_publish(h, topic, json, (size_t)n, &id) == 0);
+    if (!i)
+      first = id;
+    size_t topics, bytes;
+    hub_history_stats(h, &topics, &bytes);
+    CHECK(bytes <= c.history_bytes);
+  }
+  size_t topics, bytes;
+  hub_history_stats(h, &topics, &bytes);
+  CHECK(topics > 100 && topics < 30000); /* the bytes bound them, not a count */
+  CHECK_EQ_INT(hub_history_after(h, "churn/0", 0), 0);       /* the oldest went */
+  CHECK_EQ_INT(hub_history_after(h, "churn/29999", first), 1); /* the newest stayed */
+  CHECK(hub_publish(h, "fresh/topic", "{}", 2, &id) == 0);
+  CHECK_EQ_INT(hub_history_after(h, "fresh/topic", 0), 1);
+  CHECK_EQ_INT(hub_history_after(h, "fresh/topic", id), 0);
+  hub_destroy(h);
+}
+
+TEST(idle_topics_lose_their_history) {
+  struct hub *h;
+  struct hub_cfg c = cfg;
+  c.history_idle_ms = 60000;
+  CHECK(hub_create(&h, &c, 0, NULL) == 0);
+  hub_set_clock(h, fake_clock, NULL);
+  CHECK(hub_publish(h, "idle/a", "1", 1, NULL) == 0);
+  fake_ms += 30000;
+  CHECK(hub_publish(h, "idle/b", "1", 1, NULL) == 0);
+  fake_ms += 30000; /* a: a minute idle; b: half that */
+  CHECK(hub_publish(h, "idle/c", "1", 1, NULL) == 0);
+  CHECK_EQ_INT(hub_history_after(h, "idle/a", 0), 0);
+  CHECK_EQ_INT(hub_history_after(h, "idle/b", 0), 1);
+  size_t topics, bytes;
+  hub_history_stats(h, &topics, &bytes);
+  CHECK_EQ_INT(topics, 2);
+  fake_ms += 20000;
+  CHECK(hub_publish(h, "idle/b", "2", 1, NULL) == 0); /* b kept busy: both stay */
+  CHECK_EQ_INT(hub_history_after(h, "idle/b", 0), 2);
+  fake_ms += 50000; /* c: 70 s idle; b: 50 s */
+  CHECK(hub_publish(h, "idle/d", "1", 1, NULL) == 0);
+  CHECK_EQ_INT(hub_history_after(h, "idle/b", 0), 2);
+  CHECK_EQ_INT(hub_history_after(h, "idle/c", 0), 0);
+  hub_history_stats(h, &topics, &bytes);
+  CHECK_EQ_INT(topics, 2); /* b and d */
+  hub_destroy(h);
+}
+
 static const struct test tests[] = {
     T(topic_rules),
+    T(history_survives_topic_churn_within_its_bytes),
+    T(idle_topics_lose_their_history),
     T(app_topics_are_reserved),
     T(publish_numbers_messages_in_order),
     T(bad_broker_url_is_refused),
