@@ -53,7 +53,7 @@ def main():
     assert status == 200, body
     frontier = max([s["pollutants"][p]["latest_time"] or 0 for s in json.loads(body)["data"]["stations"]
                     for p in s["pollutants"]] + [time.time_ns()])
-    ws = WebSocket(Server(port), "/api/v1/live?topic=flow/stations/probe-1")
+    ws = WebSocket(Server(port), "/api/v1/live?topic=flow/stations/probe-1", headers={"X-API-Key": rkey})
     assert ws.recv_json()["type"] == "subscribed"
     took = []
     for k in range(5):

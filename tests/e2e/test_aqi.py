@@ -147,7 +147,7 @@ def test_ask_answers_from_the_snapshot():
 
 
 def test_alerts_have_hysteresis_and_go_live():
-    ws = WebSocket(g, "/api/v1/live?topic=flow/alerts")
+    ws = WebSocket(g, "/api/v1/live?topic=flow/alerts", headers={"X-API-Key": READ})
     assert ws.recv_json()["type"] == "subscribed"
     t = minutes(7)
     # means by minute: 9.0 Good, 9.1 Moderate (alert), 8.9 and 9.2 hover at
@@ -175,7 +175,7 @@ def test_alerts_have_hysteresis_and_go_live():
 
 
 def test_live_topic_at_most_once_a_second_and_ends_current():
-    ws = WebSocket(g, "/api/v1/live?topic=flow/stations/busy")
+    ws = WebSocket(g, "/api/v1/live?topic=flow/stations/busy", headers={"X-API-Key": READ})
     assert ws.recv_json()["type"] == "subscribed"
     got = []
 
@@ -378,6 +378,50 @@ def test_live_topics_end_where_the_api_does_across_a_simulated_run():
                    what="flow/alerts carried what the API lists")
     finally:
         live.close()
+        grove.stop()
+
+
+def test_a_silent_station_turns_stale_everywhere():
+    """--flow-stale-after of wall-clock silence: the API, the station's
+    topic, its region's count and the grounded answer all say so; a reading
+    brings it back."""
+    grove, w, r = start("--flow-stale-after", "1s", "--flow-window", "2s", "--flow-slide", "1s")
+    try:
+        ws = WebSocket(grove, "/api/v1/live?topic=flow/stations/hushed&topic=flow/regions/quietly",
+                       headers={"X-API-Key": r})
+        for _ in range(2):
+            assert ws.recv_json()["type"] == "subscribed"
+        t = time.time() - 30
+        assert readings([{"station": "hushed", "region": "quietly", "time": t, "pm25": 40},
+                         {"station": "hushed", "region": "quietly", "time": t + 5, "pm25": 40}],
+                        grove=grove, write_key=w).status == 200
+        s = get("/api/v1/flow/stations/hushed", grove=grove, read_key=r)
+        assert s["stale"] is False and isinstance(s["last_seen"], int), s
+        last = {}
+
+        def stale_everywhere():
+            while True:
+                try:
+                    m = ws.recv_json(timeout=0.2)
+                except (socket.timeout, TimeoutError):
+                    break
+                if m.get("type") == "message":
+                    last[m["topic"]] = m["data"]
+            st = get("/api/v1/flow/stations/hushed", grove=grove, read_key=r)
+            rg = get("/api/v1/flow/regions/quietly", grove=grove, read_key=r)
+            return (st["stale"] and rg["stale"] and rg["stale_stations"] == 1 and st["aqi"] is not None
+                    and last.get("flow/stations/hushed") == st and last.get("flow/regions/quietly") == rg)
+        eventually(stale_everywhere, timeout=15, interval=0.1, what="stale in the API and on the topics")
+        st = get("/api/v1/flow/stations/hushed", grove=grove, read_key=r)
+        assert st["last_seen"] == s["last_seen"] and st["aqi"] == pm25_aqi(40), (s, st)  # its last AQI kept
+        a = grove.request("POST", "/api/v1/flow/ask", body=b'{"question":"how is the air at hushed?"}',
+                          headers={"X-API-Key": r, "Content-Type": "application/json"}).json()["data"]
+        assert "stale" in a["answer"], a
+        assert readings([{"station": "hushed", "time": t + 6, "pm25": 40}], grove=grove, write_key=w).status == 200
+        st = get("/api/v1/flow/stations/hushed", grove=grove, read_key=r)
+        assert st["stale"] is False and st["last_seen"] > s["last_seen"], st
+        ws.close()
+    finally:
         grove.stop()
 
 

@@ -122,15 +122,15 @@ def test_two_instances_share_topics_through_redis():
             st, body = g.get_json("/ready")
             assert body["data"]["checks"]["broker"] == {"ok": True}
             assert body["data"]["checks"]["rate_limits"] == {"ok": True, "mode": "shared"}
-        wa = WebSocket(a, "/api/v1/live?topic=relay/devices/7")
-        wb = WebSocket(b, "/api/v1/live?topic=relay/devices/7")
+        wa = WebSocket(a, "/api/v1/live?topic=demo/devices/7")
+        wb = WebSocket(b, "/api/v1/live?topic=demo/devices/7")
         wa.recv_json(), wb.recv_json()  # subscribed
         time.sleep(0.2)
-        publish(b, "relay/devices/7", {"event": "ResponseReady", "n": 1})
+        publish(b, "demo/devices/7", {"event": "ResponseReady", "n": 1})
         for ws in (wa, wb):
             m = next_message(ws)
             assert m["data"] == {"event": "ResponseReady", "n": 1}
-        publish(a, "relay/devices/7", {"n": 2})
+        publish(a, "demo/devices/7", {"n": 2})
         assert next_message(wb)["data"] == {"n": 2}
         assert next_message(wa)["data"] == {"n": 2}  # once, not twice
         wa.send({"op": "ping"})
@@ -144,7 +144,7 @@ def test_two_instances_share_topics_through_redis():
         body = a.request("GET", "/ready").json()
         assert body["details"]["checks"]["rate_limits"]["mode"] == "local (redis unavailable)"
         assert body["details"]["checks"]["broker"]["ok"] is False
-        publish(a, "relay/devices/7", {"n": 3})
+        publish(a, "demo/devices/7", {"n": 3})
         assert next_message(wa)["data"] == {"n": 3}
         metrics = a.request("GET", "/metrics").body.decode()
         assert "grove_broker_up 0" in metrics
@@ -154,7 +154,7 @@ def test_two_instances_share_topics_through_redis():
         for g in (a, b):
             eventually(lambda: g.request("GET", "/ready").status == 200, timeout=15, what="broker back")
         time.sleep(0.3)
-        publish(a, "relay/devices/7", {"n": 4})
+        publish(a, "demo/devices/7", {"n": 4})
         assert next_message(wb, 10)["data"] == {"n": 4}
         wa.close()
         wb.close()

@@ -145,6 +145,8 @@ static void describe(struct buf *b, json_t *e, const char *kind, int sp) {
   window_text(e, when, sizeof when);
   buf_printf(b, "%s %s: AQI %d, %s, mostly %s (%s)", kind, label, aqi,
              json_string_value(json_object_get(e, "category")), dominant_label(e), when);
+  if (json_is_true(json_object_get(e, "stale")))
+    buf_puts(b, ", stale: no reading has come lately");
   if (sp >= 0) {
     json_t *p = json_object_get(json_object_get(e, "pollutants"), flow_species_name(sp));
     json_t *mean = json_object_get(p, "mean"), *idx = json_object_get(p, "aqi");
@@ -295,6 +297,12 @@ static json_t *brief(json_t *e) {
     if (v && !json_is_null(v))
       json_object_set(o, keep[i], v);
   }
+  /* only when they say something: a stale figure is an old one */
+  if (json_is_true(json_object_get(e, "stale")))
+    json_object_set_new(o, "stale", json_true());
+  json_t *ss = json_object_get(e, "stale_stations");
+  if (json_integer_value(ss) > 0)
+    json_object_set(o, "stale_stations", ss);
   json_t *w = json_object_get(json_object_get(e, "window"), "end");
   if (w)
     json_object_set(o, "window_end", w);
