@@ -157,6 +157,7 @@ int cmd_admin(const char *what, int argc, char **argv) {
     rc = 1;
     goto out;
   }
+  gate_identifiers_upgrade(st);
   /* on stderr: scripts read the key or id from stdout */
   fprintf(stderr, "grove %s: using %s database '%s'%s\n", what, store_driver_name(st),
           store_display_name(st),

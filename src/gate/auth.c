@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/text.h"
 #include "core/util.h"
 #include "gate/internal.h"
 
@@ -34,26 +35,55 @@ static bool password_ok(const char *encoded, const char *pw) {
 
 /* ---- validation ---------------------------------------------------------- */
 
-/* Lower-cases and checks an address: one '@', something either side, no
- * spaces or controls, at most 254 bytes. */
-static bool email_normalize(const char *in, char *out, size_t n) {
-  size_t len = strlen(in);
-  if (len < 3 || len > 254 || len >= n)
-    return false;
-  int at = -1;
-  for (size_t i = 0; i < len; i++) {
-    unsigned char c = (unsigned char)in[i];
-    if (c <= ' ' || c == 0x7f || c == '"' || c == '<' || c == '>')
-      return false;
-    if (c == '@') {
-      if (at >= 0)
-        return false;
-      at = (int)i;
-    }
-    out[i] = (char)tolower(c);
+/* The form earlier versions stored: ASCII letters lower-cased, nothing
+ * else changed. Accounts the upgrade could not bring to the prepared form
+ * (gate_identifiers_upgrade) are still found by it. */
+static void legacy_form(const char *in, char *out, size_t n) {
+  size_t i = 0;
+  for (; in[i] && i + 1 < n; i++)
+    out[i] = (char)tolower((unsigned char)in[i]);
+  out[i] = '\0';
+}
+
+/* Finds the user an email names: an account the upgrade left as stored
+ * (no skeleton) whose email is exactly the legacy form of what was typed,
+ * else the account of the prepared form. OUT: *rows (columns `cols`; no
+ * row when none), prepared (may be NULL; "" when the email cannot be
+ * prepared). */
+static int user_find(struct store *st, const char *email, const char *cols,
+                     struct store_rows **rows, char prepared[256], char *err, size_t errlen) {
+  char mail[256], legacy[256], why[160], sql[256];
+  bool valid = gate_email_prepare(email, mail, sizeof mail, why, sizeof why) == 0;
+  legacy_form(email, legacy, sizeof legacy);
+  if (prepared)
+    snprintf(prepared, 256, "%s", valid ? mail : "");
+  snprintf(sql, sizeof sql, "SELECT %s FROM users WHERE email = $1 AND email_skeleton IS NULL",
+           cols);
+  const char *q[] = {legacy};
+  int rc = store_query(st, sql, q, 1, rows, err, errlen);
+  if (rc || (*rows)->nrows > 0 || !valid)
+    return rc;
+  store_rows_free(*rows);
+  *rows = NULL;
+  snprintf(sql, sizeof sql, "SELECT %s FROM users WHERE email = $1", cols);
+  const char *p[] = {mail};
+  return store_query(st, sql, p, 1, rows, err, errlen);
+}
+
+/* A user's id by email; GROVE_ENOENT (err says so) when none. */
+static int user_id_of(struct store *st, const char *email, char id[40], char *err,
+                      size_t errlen) {
+  struct store_rows *rows;
+  int rc = user_find(st, email, "id", &rows, NULL, err, errlen);
+  if (!rc && rows->nrows == 0) {
+    char shown[300];
+    snprintf(err, errlen, "no user with email '%s'", text_escape_to(shown, sizeof shown, email));
+    rc = GROVE_ENOENT;
   }
-  out[len] = '\0';
-  return at > 0 && (size_t)at < len - 1;
+  if (!rc)
+    snprintf(id, 40, "%s", store_rows_get(rows, 0, "id"));
+  store_rows_free(rows);
+  return rc;
 }
 
 static const char *password_problem(const char *pw) {
@@ -72,14 +102,16 @@ static int tx_end(struct store *st, struct store_conn *c, int rc);
 int gate_user_create(struct store *st, const struct gate_cfg *cfg, const char *email,
                      const char *name, const char *password, const char *role, char id[40],
                      char *err, size_t errlen) {
-  char mail[256];
-  if (!email_normalize(email, mail, sizeof mail)) {
-    snprintf(err, errlen, "'%s' is not an email address", email);
+  char mail[256], skel[1024], why[200];
+  if (gate_email_prepare(email, mail, sizeof mail, why, sizeof why) ||
+      gate_email_skeleton(mail, skel, sizeof skel, why, sizeof why)) {
+    snprintf(err, errlen, "%s", why);
     return GROVE_EINVAL;
   }
-  const char *why = password_problem(password);
-  if (why) {
-    snprintf(err, errlen, "%s", why);
+  why[0] = '\0';
+  const char *bad = password_problem(password);
+  if (bad) {
+    snprintf(err, errlen, "%s", bad);
     return GROVE_EINVAL;
   }
   if (strcmp(role, "admin") != 0 && strcmp(role, "member") != 0) {
@@ -94,11 +126,12 @@ int gate_user_create(struct store *st, const struct gate_cfg *cfg, const char *e
   rand_hex(hex, sizeof hex);
   snprintf(id, 40, "usr_%s", hex);
   snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
-  const char *p[] = {id, mail, name ? name : "", hash, role, now};
-  int rc = store_query(st, "INSERT INTO users (id, email, name, password_hash, role, created_at) "
-                           "VALUES ($1, $2, $3, $4, $5, $6)", p, 6, NULL, err, errlen);
+  const char *p[] = {id, mail, skel, name ? name : "", hash, role, now};
+  int rc = store_query(st, "INSERT INTO users (id, email, email_skeleton, name, password_hash, "
+                           "role, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                       p, 7, NULL, err, errlen);
   if (rc == GROVE_EEXIST)
-    snprintf(err, errlen, "a user with email '%s' exists", mail);
+    snprintf(err, errlen, "a user with email '%s', or one that looks the same, exists", mail);
   return rc;
 }
 
@@ -128,11 +161,10 @@ int gate_user_set_password(struct store *st, const struct gate_cfg *cfg, const c
     snprintf(err, errlen, "%s", why);
     return GROVE_EINVAL;
   }
-  char mail[256], hash[256];
-  if (!email_normalize(email, mail, sizeof mail)) {
-    snprintf(err, errlen, "'%s' is not an email address", email);
-    return GROVE_EINVAL;
-  }
+  char uid[40], hash[256];
+  int rc = user_id_of(st, email, uid, err, errlen);
+  if (rc)
+    return rc;
   if (hash_password(cfg, password, hash, sizeof hash))
     return GROVE_ENOMEM;
   /* the new password and the end of every session in one transaction that
@@ -142,41 +174,37 @@ int gate_user_set_password(struct store *st, const struct gate_cfg *cfg, const c
     snprintf(err, errlen, "no database connection");
     return GROVE_ESTORE;
   }
-  const char *p[] = {hash, mail}, *q[] = {now_text(), mail};
+  const char *p[] = {hash, uid}, *q[] = {now_text(), uid};
   struct store_rows *rows = NULL;
-  int rc = store_begin(c);
+  rc = store_begin(c);
   if (!rc)
-    rc = store_exec(c, "UPDATE users SET password_hash = $1 WHERE email = $2", p, 2, &rows, err,
+    rc = store_exec(c, "UPDATE users SET password_hash = $1 WHERE id = $2", p, 2, &rows, err,
                     errlen);
   if (!rc && rows->changes == 0) {
-    snprintf(err, errlen, "no user with email '%s'", mail);
+    snprintf(err, errlen, "no user '%s'", uid);
     rc = GROVE_ENOENT;
   }
   store_rows_free(rows);
   if (!rc)
     rc = store_exec(c, "UPDATE sessions SET revoked_at = $1 WHERE revoked_at IS NULL AND "
-                       "user_id = (SELECT id FROM users WHERE email = $2)", q, 2, NULL, err,
-                    errlen);
+                       "user_id = $2", q, 2, NULL, err, errlen);
   if (!rc)
     rc = store_exec(c, "UPDATE refresh_tokens SET revoked_at = $1 WHERE revoked_at IS NULL AND "
-                       "user_id = (SELECT id FROM users WHERE email = $2)", q, 2, NULL, err,
-                    errlen);
+                       "user_id = $2", q, 2, NULL, err, errlen);
   return tx_end(st, c, rc);
 }
 
 int gate_user_set_disabled(struct store *st, const char *email, bool disabled, char *err,
                            size_t errlen) {
-  char mail[256];
-  if (!email_normalize(email, mail, sizeof mail)) {
-    snprintf(err, errlen, "'%s' is not an email address", email);
-    return GROVE_EINVAL;
-  }
-  const char *p[] = {disabled ? "1" : "0", mail};
+  char uid[40];
+  int rc = user_id_of(st, email, uid, err, errlen);
+  if (rc)
+    return rc;
+  const char *p[] = {disabled ? "1" : "0", uid};
   struct store_rows *rows;
-  int rc = store_query(st, "UPDATE users SET disabled = $1 WHERE email = $2", p, 2, &rows, err,
-                       errlen);
+  rc = store_query(st, "UPDATE users SET disabled = $1 WHERE id = $2", p, 2, &rows, err, errlen);
   if (!rc && rows->changes == 0) {
-    snprintf(err, errlen, "no user with email '%s'", mail);
+    snprintf(err, errlen, "no user '%s'", uid);
     rc = GROVE_ENOENT;
   }
   store_rows_free(rows);
@@ -296,24 +324,23 @@ static void do_register(struct auth_job *j) {
     log_error(j->rid, "cannot register user", "error=\"%s\"", err);
     fail(j, 503, "STORE_UNAVAILABLE", "cannot register now; try again");
   } else {
-    email_normalize(j->email, j->mail_out, sizeof j->mail_out);
+    char why[160];
+    gate_email_prepare(j->email, j->mail_out, sizeof j->mail_out, why, sizeof why);
     snprintf(j->name_out, sizeof j->name_out, "%s", j->name);
     snprintf(j->role, sizeof j->role, "member");
     if (!start_session(j))
       j->status = 201;
   }
-  gate_audit(j->g->store, j->status == 201 ? j->user_id : "-", "user.register", j->mail_out[0] ? j->mail_out : "-",
+  gate_audit(j->g->store, j->status == 201 ? j->user_id : "-", "user.register",
+             j->mail_out[0] ? j->mail_out : j->email,
              j->status == 201 ? "ok" : j->code, j->ip, j->rid);
 }
 
 static void do_login(struct auth_job *j) {
   char mail[256], err[256];
   struct store_rows *rows = NULL;
-  bool valid = email_normalize(j->email, mail, sizeof mail);
-  const char *p[] = {mail};
-  int rc = valid ? store_query(j->g->store, "SELECT id, name, role, disabled, password_hash FROM "
-                                            "users WHERE email = $1", p, 1, &rows, err, sizeof err)
-                 : 0;
+  int rc = user_find(j->g->store, j->email, "id, email, name, role, disabled, password_hash",
+                     &rows, mail, err, sizeof err);
   if (rc) {
     log_error(j->rid, "cannot look up user", "error=\"%s\"", err);
     fail(j, 503, "STORE_UNAVAILABLE", "cannot sign in now; try again");
@@ -338,12 +365,14 @@ static void do_login(struct auth_job *j) {
   }
   snprintf(j->role, sizeof j->role, "%s", store_rows_get(rows, 0, "role"));
   snprintf(j->name_out, sizeof j->name_out, "%s", store_rows_get(rows, 0, "name"));
-  snprintf(j->mail_out, sizeof j->mail_out, "%s", mail);
+  snprintf(j->mail_out, sizeof j->mail_out, "%s", store_rows_get(rows, 0, "email"));
   if (!start_session(j))
     j->status = 200;
 out:
   store_rows_free(rows);
-  gate_audit(j->g->store, j->user_id[0] ? j->user_id : "-", "user.login", valid ? mail : "-",
+  /* the target as typed when it cannot be prepared: escaped when shown */
+  gate_audit(j->g->store, j->user_id[0] ? j->user_id : "-", "user.login",
+             mail[0] ? mail : j->email,
              j->status == 200 ? "ok" : j->code, j->ip, j->rid);
 }
 
@@ -613,10 +642,12 @@ static void handle_register(struct http_req *r) {
             field(r, b, "password", true, j->password, sizeof j->password) &&
             field(r, b, "name", false, j->name, 201);
   json_decref(b);
-  char mail[256];
+  char mail[256], skel[1024], problem[200];
   const char *why = ok ? password_problem(j->password) : NULL;
-  if (ok && !email_normalize(j->email, mail, sizeof mail))
-    why = "email is not an email address";
+  if (ok && !why &&
+      (gate_email_prepare(j->email, mail, sizeof mail, problem, sizeof problem) ||
+       gate_email_skeleton(mail, skel, sizeof skel, problem, sizeof problem)))
+    why = problem;
   if (ok && why)
     http_reply_error(r, 400, "INVALID_INPUT", why, NULL);
   if (!ok || why) {

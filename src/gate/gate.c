@@ -81,6 +81,13 @@ const struct store_migration gate_migrations[] = {
      " SELECT family, MIN(user_id), MIN(created_at), MAX(revoked_at) FROM refresh_tokens"
      " GROUP BY family",
      NULL},
+    /* Emails as prepared identifiers (ident.c): the confusable skeleton, one
+     * account per look. Stored emails are brought to the prepared form by
+     * gate_identifiers_upgrade (ICU is needed, so not in SQL). */
+    {7, "email_skeleton",
+     "ALTER TABLE users ADD COLUMN email_skeleton TEXT;"
+     "CREATE UNIQUE INDEX users_email_skeleton ON users (email_skeleton)",
+     NULL},
 };
 const size_t gate_nmigrations = ARRAY_LEN(gate_migrations);
 
@@ -662,6 +669,8 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
     rc = parse_rates(g, cfg, err, errlen);
   if (!rc)
     rc = limiter_create(&g->limiter);
+  if (!rc)
+    gate_identifiers_upgrade(st);
   if (!rc && (rc = gate_reload(g)))
     snprintf(err, errlen, "cannot load credentials");
   if (!rc && (rc = hash_pool_create(&g->hashing, cfg->hash_threads, cfg->hash_queue,

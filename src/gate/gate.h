@@ -112,6 +112,24 @@ bool gate_require(struct gate *g, struct http_req *r, unsigned scopes,
 unsigned gate_scopes_parse(const char *csv);
 void gate_scopes_format(unsigned scopes, char *out, size_t n);
 
+/* Prepares an email as an account identifier (RFC 8265 UsernameCaseMapped
+ * with NFKC_Casefold; the rules are in ident.c): refuses invisible,
+ * control and bidi characters, maps width, case and compatibility forms,
+ * and allows only letters, marks and digits outside ASCII. OUT: out (the
+ * form stored and compared; at most 254 bytes + NUL, so outlen >= 255).
+ * Returns 0, or GROVE_EINVAL with `why` saying what is wrong. */
+int gate_email_prepare(const char *in, char *out, size_t outlen, char *why, size_t whylen);
+/* The UTS #39 confusable skeleton of a prepared email (accounts whose
+ * skeletons match look the same), or GROVE_EINVAL when its local part or
+ * domain mixes scripts that look alike. outlen: 1024 is always enough. */
+int gate_email_skeleton(const char *prepared, char *out, size_t outlen, char *why,
+                        size_t whylen);
+/* Brings emails stored by earlier versions to the prepared form (and
+ * gives them skeletons); one that would then collide with another
+ * account, or that cannot be prepared, is left as stored and logged (it
+ * still signs in as typed before). Blocking; run after the migrations. */
+void gate_identifiers_upgrade(struct store *st);
+
 int gate_user_create(struct store *st, const struct gate_cfg *cfg, const char *email,
                      const char *name, const char *password, const char *role,
                      char id[40], char *err, size_t errlen);

@@ -211,6 +211,135 @@ def test_hash_pool_options_are_checked():
         assert opt in help, opt
 
 
+# ---- 10.8: account names that look the same --------------------------------------
+
+def login(email, password=PASSWORD, grove=None):
+    return post("/auth/login", {"email": email, "password": password}, grove=grove)
+
+
+def test_case_folding_is_unicode_aware():
+    d = register("ÉLODIE@example.com")
+    assert d["user"]["email"] == "élodie@example.com"
+    r = login("élodie@example.com")
+    assert r.status == 200 and r.json()["data"]["user"]["id"] == d["user"]["id"], r.body
+    assert login("Élodie@Example.COM").status == 200
+    r = post("/auth/register", {"email": "élodie@example.com", "password": PASSWORD})
+    assert r.status == 409 and r.json()["error_code"] == "EMAIL_TAKEN", r.body
+    # full case folding: ß is ss
+    d = register("Straße@example.com")
+    assert login("STRASSE@example.com").json()["data"]["user"]["id"] == d["user"]["id"]
+
+
+def test_nfd_and_nfc_are_one_account():
+    nfd, nfc = "zoe\u0301@example.com", "zo\u00e9@example.com"
+    d = register(nfd)
+    assert d["user"]["email"] == nfc
+    r = login(nfc)
+    assert r.status == 200 and r.json()["data"]["user"]["id"] == d["user"]["id"], r.body
+    assert post("/auth/register", {"email": nfc, "password": PASSWORD}).status == 409
+
+
+def test_full_width_and_kelvin_sign_map_to_the_plain_account():
+    admin = register("admin@example.com")
+    kevin = register("kevin@example.com")
+    for spoof, owner in (("\uff21\uff24\uff2d\uff29\uff2e@example.com", admin),  # ＡＤＭＩＮ
+                         ("\uff41dmin\uff20example.com", admin),                  # ａdmin＠
+                         ("\u212aevin@example.com", kevin)):                       # Kelvin sign
+        r = post("/auth/register", {"email": spoof, "password": PASSWORD})
+        assert r.status == 409, (spoof, r.body)
+        r = login(spoof)
+        assert r.status == 200 and r.json()["data"]["user"]["id"] == owner["user"]["id"], (spoof, r.body)
+
+
+def test_invisible_control_and_bidi_characters_are_refused():
+    for bad in ("ad\u200bmin@example.com",       # zero-width space
+                "ad\u00admin@example.com",       # soft hyphen
+                "admin\u2060@example.com",       # word joiner
+                "\ufeffadmin@example.com",       # BOM
+                "\u202emoc.elpmaxe@nimda",       # right-to-left override
+                "admin\u200e@example.com",       # left-to-right mark
+                "ad\u0085min@example.com",       # C1 control
+                "ad min@example.com",            # space
+                "ad\u3000min@example.com",       # ideographic space
+                "snow\u2603@example.com"):       # a symbol
+        r = post("/auth/register", {"email": bad, "password": PASSWORD})
+        assert r.status == 400 and r.json()["error_code"] == "INVALID_INPUT", (bad, r.body)
+        assert login(bad).status == 401, bad
+    r = post("/auth/register", {"email": "ad\u200bmin@example.com", "password": PASSWORD})
+    assert "U+200B" in r.json()["message"]
+
+
+def test_look_alikes_of_an_account_are_refused():
+    register("billing@example.com")
+    for spoof in ("b\u0131lling@example.com",    # dotless ı
+                  "bi1ling@example.com"):        # digit one for l
+        r = post("/auth/register", {"email": spoof, "password": PASSWORD})
+        assert r.status == 409 and r.json()["error_code"] == "EMAIL_TAKEN", (spoof, r.body)
+    assert login("b\u0131lling@example.com").status == 401
+    # Latin mixed with Cyrillic in one part is refused; one script is fine
+    r = post("/auth/register", {"email": "p\u0430ypal@example.com", "password": PASSWORD})
+    assert r.status == 400, r.body
+    assert register("\u0438\u0432\u0430\u043d@example.com")["user"]["email"] == "\u0438\u0432\u0430\u043d@example.com"
+
+
+def test_cli_uses_the_same_identifiers():
+    out = cli(g, "user", "add", "\uff2f\uff30\uff33@example.com", "--role", "admin", stdin=PASSWORD + "\n")
+    assert out.returncode == 0, out.stderr
+    assert login("ops@example.com").status == 200
+    out = cli(g, "user", "add", "o\u200bps@example.com", stdin=PASSWORD + "\n")
+    assert out.returncode == 1 and "U+200B" in out.stderr
+    out = cli(g, "user", "disable", "OPS@example.com")
+    assert out.returncode == 0, out.stderr
+    r = eventually(lambda: login("ops@example.com").status == 403 or None, what="disabled")
+    assert cli(g, "user", "enable", "\uff4fps@example.com").returncode == 0
+
+
+def test_stored_emails_are_upgraded_without_merging_accounts():
+    import sqlite3
+    import tempfile
+    data = tempfile.mkdtemp(prefix="grove-ident-")
+    srv = Grove("--rate-anonymous", "0", *FAST, data_dir=data)
+    try:
+        ids = {}
+        for email, pw in (("old1@example.com", "password one"), ("old2@example.com", "password two"),
+                          ("zoe@example.com", "password three"), ("inv@example.com", "password four")):
+            ids[email] = register(email, password=pw, grove=srv)["user"]["id"]
+        srv.stop()
+        # as earlier versions stored them: ASCII letters lower-cased only
+        db = sqlite3.connect(os.path.join(data, "grove.db"))
+        for email, stored in (("old1@example.com", "\u00c9lodie@example.com"),
+                              ("old2@example.com", "\u00e9lodie@example.com"),
+                              ("zoe@example.com", "zo\u00cb@example.com"),
+                              ("inv@example.com", "in\u200bv@example.com")):
+            db.execute("UPDATE users SET email = ?, email_skeleton = NULL WHERE id = ?", (stored, ids[email]))
+        db.commit()
+        db.close()
+        srv = Grove("--rate-anonymous", "0", *FAST, data_dir=data)
+        # upgraded: any spelling reaches it
+        r = login("ZO\u00cb@example.com", "password three", grove=srv)
+        assert r.status == 200 and r.json()["data"]["user"]["email"] == "zo\u00eb@example.com", r.body
+        assert login("zoe\u0308@example.com", "password three", grove=srv).status == 200
+        # two accounts that now look the same are not merged: the newer keeps
+        # the prepared form, the older stays as stored, and both sign in
+        assert login("\u00e9lodie@example.com", "password two", grove=srv).status == 200
+        r = login("\u00c9lodie@example.com", "password one", grove=srv)
+        assert r.status == 200 and r.json()["data"]["user"]["id"] == ids["old1@example.com"], r.body
+        # one that cannot be prepared signs in as stored
+        assert login("in\u200bv@example.com", "password four", grove=srv).status == 200
+        log = srv.output()
+        assert "stored email left as it is" in log and "other_user=%s" % ids["old2@example.com"] in log, log
+        assert "in\\u200bv@example.com" in log  # escaped in the text log
+        db = sqlite3.connect(os.path.join(data, "grove.db"))
+        rows = dict(db.execute("SELECT id, email FROM users").fetchall())
+        db.close()
+        assert rows[ids["zoe@example.com"]] == "zo\u00eb@example.com"
+        assert rows[ids["old1@example.com"]] == "\u00c9lodie@example.com"
+    finally:
+        stop_all(srv)
+        import shutil
+        shutil.rmtree(data, ignore_errors=True)
+
+
 _admin = None
 
 

@@ -1,6 +1,7 @@
 /* test_gate.c — tokens and scopes without a server (flows over HTTP are
  * in tests/e2e/test_gate.py). */
 #include "../test.h"
+#include "core/error.h"
 #include "gate/gate.h"
 #include "gate/jwt.h"
 #include "gate/ratelimit.h"
@@ -114,9 +115,75 @@ TEST(buckets_allow_burst_then_rate) {
   CHECK(rate_parse("5/d", &r) != 0 && rate_parse("x/s", &r) != 0 && rate_parse("-1/s", &r) != 0);
 }
 
+static void prepared_as(const char *in, const char *want) {
+  char out[256], why[200];
+  int rc = gate_email_prepare(in, out, sizeof out, why, sizeof why);
+  if (rc)
+    fprintf(stderr, "'%s' refused: %s\n", in, why);
+  CHECK(rc == 0);
+  CHECK_EQ_STR(out, want);
+}
+
+static void refused(const char *in, const char *why_has) {
+  char out[256], why[200], skel[1024];
+  int rc = gate_email_prepare(in, out, sizeof out, why, sizeof why);
+  if (!rc)
+    rc = gate_email_skeleton(out, skel, sizeof skel, why, sizeof why);
+  CHECK_EQ_INT(rc, GROVE_EINVAL);
+  CHECK(strstr(why, why_has));
+}
+
+static void looks_like(const char *a, const char *b) {
+  char pa[256], pb[256], sa[1024], sb[1024], why[200];
+  CHECK(gate_email_prepare(a, pa, sizeof pa, why, sizeof why) == 0);
+  CHECK(gate_email_prepare(b, pb, sizeof pb, why, sizeof why) == 0);
+  CHECK(gate_email_skeleton(pa, sa, sizeof sa, why, sizeof why) == 0);
+  CHECK(gate_email_skeleton(pb, sb, sizeof sb, why, sizeof why) == 0);
+  CHECK_EQ_STR(sa, sb);
+}
+
+TEST(emails_fold_case_width_and_normalisation_form) {
+  prepared_as("\xc3\x89LODIE@example.com", "\xc3\xa9lodie@example.com");     /* ÉLODIE */
+  prepared_as("e\xcc\x81lodie@example.com", "\xc3\xa9lodie@example.com");     /* NFD é */
+  prepared_as("\xef\xbc\xa1\xef\xbc\xa4\xef\xbc\xad\xef\xbc\xa9\xef\xbc\xae@example.com",
+              "admin@example.com");                                         /* ＡＤＭＩＮ */
+  prepared_as("\xe2\x84\xaa" "evin@example.com", "kevin@example.com");      /* Kelvin sign */
+  prepared_as("a\xef\xbc\xa0" "b.com", "a@b.com");                              /* full-width @ */
+  prepared_as("Stra\xc3\x9f" "e@Example.COM", "strasse@example.com");       /* ß: full fold */
+  prepared_as("a+b.c_d-e@example.com", "a+b.c_d-e@example.com");
+  prepared_as("\xd0\x98\xd0\xb2\xd0\xb0\xd0\xbd@example.com",
+              "\xd0\xb8\xd0\xb2\xd0\xb0\xd0\xbd@example.com");             /* Иван */
+}
+
+TEST(emails_with_invisible_control_or_bidi_characters_are_refused) {
+  refused("ad\xe2\x80\x8bmin@example.com", "U+200B");  /* zero-width space */
+  refused("ad\xc2\xadmin@example.com", "U+00AD");       /* soft hyphen */
+  refused("\xe2\x80\xaemoc.elpmaxe@nimda", "U+202E");   /* right-to-left override */
+  refused("a\xe2\x81\xa6" "b@example.com", "U+2066");   /* left-to-right isolate */
+  refused("a\xd8\x9c" "b@example.com", "U+061C");        /* Arabic letter mark */
+  refused("ad\xc2\x85min@example.com", "U+0085");       /* C1 control */
+  refused("ad\tmin@example.com", "U+0009");
+  refused("\xef\xbb\xbf" "admin@example.com", "U+FEFF");  /* BOM */
+  refused("ad\xee\x80\x80min@example.com", "U+E000");   /* private use */
+  refused("snow\xe2\x98\x83@example.com", "U+2603");    /* a symbol */
+  refused("ad\xffmin@example.com", "UTF-8");
+  refused("a@b@example.com", "one '@'");
+  refused("@example.com", "one '@'");
+  refused("p\xd0\xb0ypal@example.com", "mixes scripts"); /* Cyrillic а in Latin */
+}
+
+TEST(look_alike_emails_share_a_skeleton) {
+  looks_like("adm\xc4\xb1n@example.com", "admin@example.com");  /* dotless ı */
+  looks_like("bi1ling@example.com", "billing@example.com");
+  looks_like("rnary@example.com", "mary@example.com");
+}
+
 static const struct test tests[] = {
     T(buckets_allow_burst_then_rate),
     T(jwt_round_trip), T(jwt_refuses_expired_wrong_key_and_tampering), T(jwt_refuses_alg_none),
     T(base64url), T(scopes_parse_and_format),
+    T(emails_fold_case_width_and_normalisation_form),
+    T(emails_with_invisible_control_or_bidi_characters_are_refused),
+    T(look_alike_emails_share_a_skeleton),
 };
 TEST_MAIN(tests)
