@@ -294,15 +294,73 @@ int gate_sign_access(struct gate *g, const char *user, const char *role, const c
   return jwt_sign(g->key, sizeof g->key, &c, out, n) < 0 ? GROVE_ETOOBIG : 0;
 }
 
-static const char *bearer(struct http_req *r) {
+/* Standard base64 (RFC 4648 §4, padding optional) into out; the length,
+ * or -1 when it is not base64 or does not fit (out keeps a NUL). */
+static long b64_decode(const char *in, size_t n, char *out, size_t outlen) {
+  size_t o = 0;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = in[i];
+    int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+            : c >= 'a' && c <= 'z' ? c - 'a' + 26
+            : c >= '0' && c <= '9' ? c - '0' + 52
+            : c == '+'             ? 62
+            : c == '/'             ? 63
+                                   : -1;
+    if (c == '=')
+      break;
+    if (v < 0)
+      return -1;
+    acc = acc << 6 | (uint32_t)v;
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      if (o + 1 >= outlen)
+        return -1;
+      out[o++] = (char)(acc >> bits);
+    }
+  }
+  out[o] = '\0';
+  return (long)o;
+}
+
+/* The credential a request carries, in the forms clients send it:
+ * - Authorization: Bearer <token> (Grove: a JWT or an API key);
+ * - Authorization: Token <key> (InfluxDB 2.x clients; "user:key", as
+ *   InfluxDB 1.8's 2.x-compatible API takes it, gives the key);
+ * - Authorization: Basic base64(user:key) (InfluxDB 1.x clients: the
+ *   password is the key);
+ * - X-API-Key: <key>;
+ * - the query parameter p (with u) on InfluxDB 1.x's /write and /query,
+ *   the only routes where a credential may travel in the URL.
+ * NULL when none; otherwise the credential, in `out` (n bytes) or in the
+ * request. */
+static const char *credential(struct http_req *r, char *out, size_t n) {
   const char *a = http_header_get(r, "authorization");
-  if (a && strncasecmp(a, "Bearer ", 7) == 0) {
-    a += 7;
+  if (a && (strncasecmp(a, "Bearer ", 7) == 0 || strncasecmp(a, "Token ", 6) == 0)) {
+    bool token = (a[0] | 0x20) == 't';
+    a += token ? 6 : 7;
     while (*a == ' ')
       a++;
-    return a;
+    const char *colon = token ? strchr(a, ':') : NULL;
+    return colon ? colon + 1 : a;
   }
-  return http_header_get(r, "x-api-key");
+  if (a && strncasecmp(a, "Basic ", 6) == 0) {
+    for (a += 6; *a == ' ';)
+      a++;
+    char *colon;
+    if (b64_decode(a, strcspn(a, " "), out, n) < 0 || !(colon = strchr(out, ':')))
+      return NULL;
+    return colon + 1;
+  }
+  const char *k = http_header_get(r, "x-api-key");
+  if (k)
+    return k;
+  if ((strcmp(r->path, "/write") == 0 || strcmp(r->path, "/query") == 0) &&
+      http_query_get(r, "p", 0, out, n) > 0)
+    return out;
+  return NULL;
 }
 
 _Static_assert(sizeof(struct gate_principal) <= sizeof(((struct http_req *)0)->auth),
@@ -321,7 +379,8 @@ int gate_identify(struct gate *g, struct http_req *r, struct gate_principal *out
 static int identify_credential(struct gate *g, const char *cred, struct gate_principal *out);
 
 static int identify(struct gate *g, struct http_req *r, struct gate_principal *out) {
-  return identify_credential(g, bearer(r), out);
+  char room[256];
+  return identify_credential(g, credential(r, room, sizeof room), out);
 }
 
 int gate_check_credential(struct gate *g, const char *credential, struct gate_principal *out) {
@@ -375,9 +434,10 @@ bool gate_require(struct gate *g, struct http_req *r, unsigned scopes,
   if (!out)
     out = &tmp;
   if (gate_identify(g, r, out)) {
+    char room[256];
     http_res_header(r, "WWW-Authenticate", "Bearer");
     http_reply_error(r, 401, "UNAUTHORIZED",
-                     bearer(r) ? "credential is not valid, expired or revoked"
+                     credential(r, room, sizeof room) ? "credential is not valid, expired or revoked"
                                : "sign in or send an API key: Authorization: Bearer …",
                      NULL);
     return false;

@@ -407,7 +407,8 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
   pthread_mutex_unlock(&station_sync.lock);
   if (ctx->hub && !listening)
     hub_control_listen(ctx->hub, on_station_message, NULL);
-  if ((rc = flow_ingest_routes(f)) || (rc = flow_api_routes(f)) || (rc = flow_ask_routes(f))) {
+  if ((rc = flow_ingest_routes(f)) || (rc = flow_influx_routes(f)) || (rc = flow_api_routes(f)) ||
+      (rc = flow_ask_routes(f))) {
     flow_free(f);
     return rc;
   }

@@ -9,8 +9,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <jansson.h>
+
 #include "apps/flow/engine.h"
 #include "cli/app.h"
+#include "series/lineproto.h"
 #include "series/series.h"
 
 struct http_req;
@@ -36,6 +39,7 @@ struct flow {
 
 /* Routes of each file. */
 int flow_ingest_routes(struct flow *f);
+int flow_influx_routes(struct flow *f);
 int flow_api_routes(struct flow *f);
 int flow_ask_routes(struct flow *f);
 /* Waits for model answers still streaming (at stop). */
@@ -55,6 +59,25 @@ int flow_station_save(struct flow *f, const struct flow_station *st, bool ahead)
 
 /* Tells other instances (through the broker) about a station. */
 void flow_station_announce(struct flow *f, const struct flow_station *st, bool ahead);
+
+/* Which API a line protocol write came through, so that it answers as
+ * that API's clients read answers: Grove's envelope alone, or with
+ * InfluxDB's fields beside it ("error" as 1.x writes it, "code" and
+ * "message" as 2.x does; influx.c). */
+enum flow_write_api { FLOW_WRITE_GROVE, FLOW_WRITE_INFLUX };
+
+/* Writes r's line protocol body (gzip or not) in precision prec, the
+ * credential checked already: answers 204 once the points are durable,
+ * or an error in the API's shape (ingest.c). */
+void flow_write_start(struct http_req *r, struct flow *f, enum lp_precision prec,
+                      enum flow_write_api api);
+
+/* An error answer in the API's shape: Grove's envelope (code, message,
+ * details; steals details), and for InfluxDB clients also "error" and
+ * "code" (InfluxDB 2.x's code for the status: "invalid", "unauthorized",
+ * …) and the X-Influxdb-Error header (influx.c). */
+void flow_reply_error(struct http_req *r, enum flow_write_api api, int status, const char *code,
+                      const char *message, json_t *details);
 
 /* Parses an int64 query parameter; true when absent (default kept) or
  * valid. */

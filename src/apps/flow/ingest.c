@@ -230,6 +230,8 @@ static int batch_commit(struct batch *b) {
 struct write_job {
   struct batch batch;  /* first: batch_job_new makes both */
   enum lp_precision prec;
+  enum flow_write_api api;
+  char first_failed[200]; /* InfluxDB's "unable to parse '…': why" of the first */
   int rc;
   int status;
   const char *code;
@@ -341,6 +343,12 @@ static json_t *line_text(const char *text, size_t len) {
 
 static void on_error(int line, const char *text, size_t len, const char *why, void *arg) {
   struct write_job *j = arg;
+  if (!j->first_failed[0]) {
+    json_t *t = line_text(text, len);
+    snprintf(j->first_failed, sizeof j->first_failed, "unable to parse '%s': %s (line %d)",
+             json_string_value(t) ? json_string_value(t) : "", why, line);
+    json_decref(t);
+  }
   if (json_array_size(j->batch.failed) >= MAX_REPORTED)
     return;
   json_array_append_new(j->batch.failed, json_pack("{s:i,s:s,s:o}", "line", line, "error", why,
@@ -406,12 +414,15 @@ static void write_done(struct http_req *r, void *arg) {
     /* the client left; what was written stays written */
   } else if (j->rc) {
     log_error(r->id, "cannot write points", "error=\"%s\"", grove_strerror(j->rc));
-    http_reply_error(r, 503, "STORE_UNAVAILABLE", "points were not written; retry", NULL);
+    flow_reply_error(r, j->api, 503, "STORE_UNAVAILABLE", "points were not written; retry", NULL);
   } else if (j->stats.errors) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "partial write: %d of %d lines failed; the others were written",
-             j->stats.errors, j->stats.lines);
-    http_reply_error(r, 400, "PARTIAL_WRITE", msg,
+    char msg[400];
+    if (j->api == FLOW_WRITE_INFLUX) /* as InfluxDB says it: Telegraf looks for "partial write" */
+      snprintf(msg, sizeof msg, "partial write: %s dropped=%d", j->first_failed, j->stats.errors);
+    else
+      snprintf(msg, sizeof msg, "partial write: %d of %d lines failed; the others were written",
+               j->stats.errors, j->stats.lines);
+    flow_reply_error(r, j->api, 400, "PARTIAL_WRITE", msg,
                      json_pack("{s:i,s:i,s:I,s:I,s:O}", "lines", j->stats.lines, "failed_lines",
                                j->stats.errors, "points_written", (json_int_t)j->batch.npts,
                                "late", (json_int_t)j->batch.late, "failed", j->batch.failed));
@@ -438,32 +449,38 @@ static void handle_write(struct http_req *r) {
     http_reply_error(r, 400, "INVALID_PRECISION", "precision must be ns, us, ms or s", NULL);
     return;
   }
+  flow_write_start(r, f, prec, FLOW_WRITE_GROVE);
+}
+
+void flow_write_start(struct http_req *r, struct flow *f, enum lp_precision prec,
+                      enum flow_write_api api) {
   const char *enc = http_header_get(r, "content-encoding");
   if (enc && strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "identity") != 0) {
-    http_reply_error(r, 415, "UNSUPPORTED_ENCODING", "Content-Encoding must be gzip or identity",
-                     NULL);
+    flow_reply_error(r, api, 415, "UNSUPPORTED_ENCODING",
+                     "Content-Encoding must be gzip or identity", NULL);
     return;
   }
   struct write_job *j = batch_job_new(r, f, sizeof *j);
   if (!j)
     return;
   j->prec = prec;
+  j->api = api;
   if (enc && strcasecmp(enc, "gzip") == 0) {
     int rc = inflate_body(j);
     if (rc) {
       batch_release(&j->batch);
       free(j);
       if (rc == GROVE_ETOOBIG)
-        http_reply_error(r, 413, "BODY_TOO_LARGE", "the inflated body is over 64 MiB", NULL);
+        flow_reply_error(r, api, 413, "BODY_TOO_LARGE", "the inflated body is over 64 MiB", NULL);
       else
-        http_reply_error(r, 400, "BAD_GZIP", "the body is not valid gzip", NULL);
+        flow_reply_error(r, api, 400, "BAD_GZIP", "the body is not valid gzip", NULL);
       return;
     }
   }
   if (http_req_defer(r, write_work, write_done, j)) {
     batch_release(&j->batch);
     free(j);
-    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
+    flow_reply_error(r, api, 503, "BUSY", "server is busy", NULL);
   }
 }
 
