@@ -4,8 +4,12 @@ invalid UTF-8 refused per line, answers that are always valid JSON
 (fuzzed writes read back), string-only lines said to be refused."""
 
 import json
+import os
 import random
 import re
+import shutil
+import signal
+import time
 import urllib.parse
 
 from grove import FAST_HASH, GROVE, Grove, eventually, main
@@ -178,6 +182,84 @@ def test_fuzzed_writes_answer_and_read_back_valid_json():
             strict_json(r)
         else:
             r.body.decode("utf-8", errors="strict")
+
+
+def station_range(grove, station, key, pollutant="pm25"):
+    now = time.time_ns()
+    r = grove.request("GET", "/api/v1/flow/stations/%s/range?pollutant=%s&from=%d&to=%d"
+                      % (station, pollutant, now - 3600 * 10**9, now + 60 * 10**9),
+                      headers={"X-API-Key": key})
+    assert r.status == 200, r.body
+    return strict_json(r)["data"]
+
+
+def test_a_station_is_one_history_whatever_route_or_tags():
+    now = time.time_ns() // 10**9 * 10**9
+    t = [now - (40 - i) * 10**9 for i in range(5)]
+    # the docs' st-001 examples: line protocol with a region tag, JSON without one
+    assert write(b"air_quality,station=st-001,region=north pm25=12.4,pm10=20,no2=18i %d" % t[0]).status == 204
+    r = g.request("POST", "/api/v1/flow/readings", headers={"X-API-Key": WRITE, "Content-Type": "application/json"},
+                  body=json.dumps({"readings": [{"station": "st-001", "region": "north",
+                                                 "time": t[1] / 1e9, "pm25": 13.1}]}).encode())
+    assert r.status == 200, r.body
+    # Telegraf's global host tag, another measurement, an alias of pm25
+    assert write(b"air_quality,host=gw-7,region=north,station=st-001 pm25=14 %d" % t[2]).status == 204
+    assert write(b"aq,station=st-001 pm2_5=15 %d" % t[3]).status == 204
+    r = g.request("POST", "/api/v1/flow/readings", headers={"X-API-Key": WRITE, "Content-Type": "application/json"},
+                  body=json.dumps({"readings": [{"station": "st-001", "time": t[4] / 1e9, "pm25": 16}]}).encode())
+    assert r.status == 200, r.body
+    d = station_range(g, "st-001", READ)
+    assert d["series"] == "air_quality,station=st-001 pm25"
+    assert d["points"] == [[t[0], 12.4], [t[1], 13.1], [t[2], 14], [t[3], 15], [t[4], 16]], d
+    assert points("air_quality,station=st-001 pm25") == d["points"]
+    assert [p[1] for p in station_range(g, "st-001", READ, "no2")["points"]] == [18]
+    # a field that is no pollutant keeps the line's own series
+    assert write(b"air_quality,station=st-001,region=north temp=21.5 %d" % t[0]).status == 204
+    assert points("air_quality,region=north,station=st-001 temp") == [[t[0], 21.5]]
+
+
+def test_split_histories_of_earlier_versions_are_merged_once():
+    g2 = Grove("--series-flush", "200ms", *FAST_HASH)
+    try:
+        k = key(g2, "read,write")
+        eventually(lambda: g2.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+                   what="key loaded")
+        now = time.time_ns() // 10**9 * 10**9
+        t1, t2 = now - 30 * 10**9, now - 20 * 10**9
+        body = b"air_quality,station=st-9 pm25=1 %d\nholder,station=st-9 v=2 %d\n" % (t1, t2)
+        assert g2.request("POST", "/api/v1/write", body=body, headers={"X-API-Key": k}).status == 204
+        eventually(lambda: os.path.getsize(os.path.join(g2.data_dir, "series", "series.wal")) == 0,
+                   what="log emptied into chunks")
+        data_dir = g2.data_dir
+    finally:  # stopped, its data dir kept (g2.stop() would remove it)
+        g2.proc.send_signal(signal.SIGTERM)
+        g2.proc.wait(15)
+        g2.log.close()
+    # as an earlier version left it: the region-tagged line protocol series and
+    # the JSON series of one station
+    db = os.path.join(data_dir, "series", "series.db")
+    out = subprocess.run(["sqlite3", db,
+                          "UPDATE series SET key = 'air_quality,region=north,station=st-9 pm25' "
+                          "WHERE key = 'air_quality,station=st-9 pm25';"
+                          "UPDATE series SET key = 'air_quality,station=st-9 pm25' WHERE key = 'holder,station=st-9 v'"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    for round_ in range(2):
+        g3 = Grove(*FAST_HASH, data_dir=data_dir)
+        try:
+            eventually(lambda: g3.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+                       what="key loaded")
+            d = station_range(g3, "st-9", k)
+            assert d["points"] == [[t1, 1], [t2, 2]], d
+            # the old series stays readable under its own name
+            r = g3.request("GET", "/api/v1/series/points?" + urllib.parse.urlencode(
+                {"series": "air_quality,region=north,station=st-9 pm25"}), headers={"X-API-Key": k})
+            assert strict_json(r)["data"]["points"] == [[t1, 1]]
+            merged = "station readings merged" in g3.output()
+            assert merged == (round_ == 0), g3.output()[-2000:]
+        finally:
+            g3.stop()
+    shutil.rmtree(g2.tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

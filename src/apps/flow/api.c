@@ -326,14 +326,18 @@ struct read_job {
 static void read_work(void *arg) {
   struct read_job *j = arg;
   uint32_t id;
-  if (j->species >= 0) {
-    j->rc = flow_engine_series_of(j->f->engine, j->station, (enum flow_species)j->species, &id)
-                ? series_key_of(j->f->series, id, j->key, sizeof j->key)
-                : GROVE_ENOENT;
-  } else {
-    /* an unknown key reads as empty, without making it */
-    j->rc = series_find(j->f->series, j->key, &id);
+  if (j->species >= 0) { /* the station's one series (flow_station_key) */
+    struct buf key;
+    buf_init(&key, sizeof j->key - 1);
+    j->rc = flow_station_key(&key, j->station, strlen(j->station), (enum flow_species)j->species);
+    if (!j->rc)
+      memcpy(j->key, key.data, key.len + 1);
+    buf_release(&key);
+    if (j->rc)
+      return;
   }
+  /* an unknown key reads as empty, without making it */
+  j->rc = series_find(j->f->series, j->key, &id);
   if (j->rc)
     return;
   if (j->step)

@@ -10,14 +10,15 @@
 #include <unistd.h>
 
 #include "apps/flow/flow.h"
-#include "series/key.h"
 #include "core/error.h"
 #include "core/health.h"
 #include "core/log.h"
+#include "core/map.h"
 #include "core/metrics.h"
 #include "core/util.h"
 #include "hub/hub.h"
 #include "net/http.h"
+#include "series/key.h"
 
 static struct flow_cfg flow_cfg;
 
@@ -52,6 +53,8 @@ static const struct store_migration flow_migrations[] = {
      "CREATE INDEX flow_alerts_by_time ON flow_alerts (at);"
      "CREATE INDEX flow_alerts_by_subject ON flow_alerts (subject, at)",
      NULL},
+    {2, "series whose readings were merged into their station's series",
+     "CREATE TABLE flow_series_merged (series BIGINT PRIMARY KEY, at BIGINT NOT NULL)", NULL},
 };
 
 static const char *const station_upsert =
@@ -217,6 +220,7 @@ struct known_series {
   struct flow_station st;
   int species;
   uint32_t id;
+  bool canonical; /* the station's own series (flow_station_key) */
 };
 
 struct hint_walk {
@@ -235,8 +239,9 @@ static void hint_key(uint32_t id, const char *key, void *arg) {
     return;
   int species = flow_species_of(k.field.p, k.field.n);
   const struct lp_str *st = series_key_tag(&k, "station"), *rg = series_key_tag(&k, "region");
-  if (species < 0 || !st || !flow_name_valid(st->p, st->n))
-    return;
+  if (species < 0 || !st || !flow_name_valid(st->p, st->n) ||
+      (rg && !flow_name_valid(rg->p, rg->n)))
+    return; /* not a station reading (ingest.c stores those as any point) */
   if (w->n == w->cap) {
     size_t cap = w->cap ? w->cap * 2 : 64;
     struct known_series *m = realloc(w->found, cap * sizeof *m);
@@ -250,8 +255,122 @@ static void hint_key(uint32_t id, const char *key, void *arg) {
   memcpy(ks->st.id, st->p, st->n);
   ks->species = species;
   ks->id = id;
+  const char *name = flow_species_name((enum flow_species)species);
+  ks->canonical = k.ntags == 1 && k.measurement.n == 11 &&
+                  memcmp(k.measurement.p, "air_quality", 11) == 0 &&
+                  k.field.n == strlen(name) && memcmp(k.field.p, name, k.field.n) == 0;
   if (rg && flow_name_valid(rg->p, rg->n))
     memcpy(ks->st.region, rg->p, rg->n);
+}
+
+/* Readings of one station used to land in several series (a region or
+ * other tags on line protocol, none on JSON readings). Each such series is
+ * merged once into the station's own series — its points copied where
+ * that series has none at the same time — and remembered in
+ * flow_series_merged, so the station's history reads as one. It stays
+ * readable under its own key. Points only in rollups (past raw
+ * retention) are not copied. Returns the number of points copied. */
+static size_t merge_one(struct flow *f, const struct known_series *ks, uint32_t into) {
+  struct chunk_point *old = NULL, *have = NULL;
+  size_t nold = 0, nhave = 0, copied = 0;
+  if (series_range(f->series, ks->id, INT64_MIN, INT64_MAX, &old, &nold) ||
+      series_range(f->series, into, INT64_MIN, INT64_MAX, &have, &nhave)) {
+    free(old);
+    return 0;
+  }
+  struct series_point *batch = malloc(50000 * sizeof *batch);
+  size_t nb = 0, h = 0;
+  int rc = batch ? 0 : GROVE_ENOMEM;
+  for (size_t i = 0; i < nold && !rc; i++) {
+    while (h < nhave && have[h].ts_ns < old[i].ts_ns)
+      h++;
+    if (h < nhave && have[h].ts_ns == old[i].ts_ns)
+      continue; /* the station's own series has this moment already */
+    batch[nb++] = (struct series_point){into, old[i].ts_ns, old[i].value};
+    if (nb == 50000 || i + 1 == nold) {
+      rc = series_append_sync(f->series, batch, nb);
+      copied += rc ? 0 : nb;
+      nb = 0;
+    }
+  }
+  if (!rc && nb)
+    rc = series_append_sync(f->series, batch, nb), copied += rc ? 0 : nb;
+  free(batch);
+  free(old);
+  free(have);
+  if (!rc) {
+    char id[24], at[24];
+    snprintf(id, sizeof id, "%u", ks->id);
+    snprintf(at, sizeof at, "%llu", (unsigned long long)clock_wall_ms());
+    const char *params[] = {id, at};
+    char err[256];
+    struct store_rows *rows = NULL;
+    if (store_query(f->ctx.store,
+                    "INSERT INTO flow_series_merged (series, at) VALUES (CAST($1 AS BIGINT),"
+                    " CAST($2 AS BIGINT)) ON CONFLICT (series) DO NOTHING",
+                    params, 2, &rows, err, sizeof err))
+      log_error(NULL, "cannot remember a merged series", "series=%u error=\"%s\"", ks->id, err);
+    store_rows_free(rows);
+  } else {
+    log_error(NULL, "cannot merge a series into its station's", "series=%u error=\"%s\"", ks->id,
+              grove_strerror(rc));
+  }
+  return copied;
+}
+
+/* Points every station's found series at its own series, merging the
+ * others into it (merge_one); found is left holding the stations' own
+ * series only. */
+static void merge_histories(struct flow *f, struct hint_walk *w) {
+  struct store_rows *rows = NULL;
+  char err[256];
+  struct map merged;
+  map_init(&merged);
+  if (store_query(f->ctx.store, "SELECT series FROM flow_series_merged", NULL, 0, &rows, err,
+                  sizeof err) == 0)
+    for (int i = 0; i < rows->nrows; i++)
+      map_put(&merged, store_rows_get(rows, i, "series"), (void *)1, NULL);
+  store_rows_free(rows);
+  struct buf key;
+  buf_init(&key, 0);
+  size_t kept = 0, copied = 0, series = 0;
+  for (size_t i = 0; i < w->n; i++) {
+    struct known_series ks = w->found[i];
+    if (!ks.canonical) {
+      char id[24];
+      snprintf(id, sizeof id, "%u", ks.id);
+      uint32_t into;
+      if (!map_get(&merged, id) &&
+          !flow_station_key(&key, ks.st.id, strlen(ks.st.id), (enum flow_species)ks.species) &&
+          !series_id(f->series, key.data, &into)) {
+        copied += merge_one(f, &ks, into);
+        series++;
+      }
+      /* the station's own series stands for it (made by the merge, or there) */
+      if (flow_station_key(&key, ks.st.id, strlen(ks.st.id), (enum flow_species)ks.species) ||
+          series_find(f->series, key.data, &ks.id))
+        continue;
+      ks.canonical = true;
+    }
+    bool dup = false; /* one entry per station and pollutant */
+    for (size_t k = 0; k < kept && !dup; k++)
+      dup = w->found[k].id == ks.id;
+    if (!dup) {
+      struct flow_station st = ks.st;
+      if (!st.region[0]) /* a region learnt from another series of the station */
+        for (size_t k = 0; k < w->n; k++)
+          if (!strcmp(w->found[k].st.id, st.id) && w->found[k].st.region[0])
+            memcpy(st.region, w->found[k].st.region, sizeof st.region);
+      ks.st = st;
+      w->found[kept++] = ks;
+    }
+  }
+  if (series)
+    log_info(NULL, "station readings merged into their stations' series",
+             "series=%zu points=%zu", series, copied);
+  w->n = kept;
+  buf_release(&key);
+  map_release(&merged);
 }
 
 /* After a restart, the readings of the last window and its lateness go
@@ -294,6 +413,7 @@ static void warm_start(struct flow *f, const struct known_series *found, size_t 
 static void learn_series(struct flow *f) {
   struct hint_walk w = {NULL, 0, 0};
   series_each_key(f->series, hint_key, &w);
+  merge_histories(f, &w);
   for (size_t i = 0; i < w.n; i++) {
     struct flow_station st = w.found[i].st, known;
     if (!flow_engine_station_get(f->engine, st.id, &known)) {

@@ -16,6 +16,7 @@
 #include "series/lineproto.h"
 #include "series/series.h"
 
+struct buf;
 struct http_req;
 struct metric;
 
@@ -78,6 +79,12 @@ void flow_write_start(struct http_req *r, struct flow *f, enum lp_precision prec
  * …) and the X-Influxdb-Error header (influx.c). */
 void flow_reply_error(struct http_req *r, enum flow_write_api api, int status, const char *code,
                       const char *message, json_t *details);
+
+/* The series of a station's readings of pollutant sp,
+ * "air_quality,station=ID pollutant", whatever route, measurement or
+ * other tags brought them (ingest.c): a station's readings are one
+ * history. Resets key. GROVE_EINVAL for a station id that is not one. */
+int flow_station_key(struct buf *key, const char *station, size_t n, enum flow_species sp);
 
 /* Parses an int64 query parameter; true when absent (default kept) or
  * valid. */

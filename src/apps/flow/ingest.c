@@ -38,6 +38,18 @@ bool flow_name_valid(const char *s, size_t n) {
   return true;
 }
 
+int flow_station_key(struct buf *key, const char *station, size_t n, enum flow_species sp) {
+  if (!flow_name_valid(station, n))
+    return GROVE_EINVAL;
+  const char *field = flow_species_name(sp);
+  struct series_key sk = {.measurement = {"air_quality", 11},
+                          .field = {field, strlen(field)},
+                          .ntags = 1,
+                          .tag_keys = {{"station", 7}},
+                          .tag_values = {{station, n}}};
+  return series_key_encode(key, &sk);
+}
+
 /* ---- a batch of points on its way in ---------------------------------------- */
 
 /* A point that is also a station reading; strings are offsets in `names`
@@ -238,6 +250,7 @@ struct write_job {
   char message[160];
   struct lp_stats stats;
   struct buf key;      /* scratch for series keys */
+  struct buf station_key; /* scratch for station readings' keys */
   int skipped;         /* string fields: not numeric series */
   int refused;         /* lines parsed but not kept (on_point) */
 };
@@ -296,17 +309,31 @@ static int on_point(const struct lp_point *p, void *arg) {
     default: j->skipped++; continue;
     }
     numeric++;
-    key.len = prefix;
-    if ((rc = series_key_put_field(&key, fl->key.p, fl->key.n)))
-      break;
-    if ((rc = batch_point(&j->batch, key.data, key.len, p->ts_ns, v)) == 1) {
+    int sp = station ? flow_species_of(fl->key.p, fl->key.n) : -1;
+    bool reading = sp >= 0 && flow_name_valid(station->p, station->n) &&
+                   (!region || flow_name_valid(region->p, region->n));
+    const char *k = key.data;
+    size_t kn;
+    if (reading) { /* the station's one series, whatever else the line says */
+      if ((rc = flow_station_key(&j->station_key, station->p, station->n, (enum flow_species)sp)))
+        break;
+      k = j->station_key.data;
+      kn = j->station_key.len;
+    } else {
+      key.len = prefix;
+      if ((rc = series_key_put_field(&key, fl->key.p, fl->key.n)))
+        break;
+      k = key.data;
+      kn = key.len;
+    }
+    if ((rc = batch_point(&j->batch, k, kn, p->ts_ns, v)) == 1) {
       why = "series key is too long: measurement, tags and field over 4096 bytes";
       rc = 0;
       break;
     }
-    if (!rc && station)
-      rc = batch_reading(&j->batch, flow_species_of(fl->key.p, fl->key.n), station->p,
-                         station->n, region ? region->p : NULL, region ? region->n : 0);
+    if (!rc && reading)
+      rc = batch_reading(&j->batch, sp, station->p, station->n, region ? region->p : NULL,
+                         region ? region->n : 0);
   }
   if (rc == GROVE_ETOOBIG || rc == GROVE_EINVAL) {
     why = rc == GROVE_ETOOBIG ? "series key is too long: measurement, tags and field over 4096 bytes"
@@ -394,6 +421,7 @@ static int inflate_body(struct write_job *j) {
 static void write_work(void *arg) {
   struct write_job *j = arg;
   buf_init(&j->key, 4096);
+  buf_init(&j->station_key, 4096);
   j->rc = lp_parse(j->batch.body, j->batch.len, j->prec, (int64_t)clock_wall_ms() * 1000000, on_point,
                    on_error, j, &j->stats);
   j->stats.points -= j->refused;
@@ -401,6 +429,7 @@ static void write_work(void *arg) {
   if (!j->rc)
     j->rc = batch_commit(&j->batch);
   buf_release(&j->key);
+  buf_release(&j->station_key);
 }
 
 static void write_done(struct http_req *r, void *arg) {
@@ -572,13 +601,7 @@ static int add_reading(struct readings_job *j, size_t index, json_t *o, int64_t 
   for (int sp = 0; sp < SP_COUNT; sp++) {
     if (!have[sp])
       continue;
-    const char *field = flow_species_name((enum flow_species)sp);
-    struct series_key sk = {.measurement = {"air_quality", 11},
-                            .field = {field, strlen(field)},
-                            .ntags = 1,
-                            .tag_keys = {{"station", 7}},
-                            .tag_values = {{station, strlen(station)}}};
-    int rc = series_key_encode(key, &sk);
+    int rc = flow_station_key(key, station, strlen(station), (enum flow_species)sp);
     if (!rc)
       rc = batch_point(&j->batch, key->data, key->len, ts, v[sp]);
     if (!rc)
