@@ -26,7 +26,7 @@ const struct cfg_opt gate_cfg_opts[] = {
     O("gate-refresh", CFG_MS, refresh_ms, "2s", "how often API keys, disabled users and revoked sessions are reloaded"),
     O("argon2-memory", CFG_INT, argon2_memory_kib, "19456", "argon2id memory per password hash, KiB"),
     O("argon2-passes", CFG_INT, argon2_passes, "2", "argon2id passes per password hash"),
-    O("rate-global", CFG_STR, rate_global, "1000/s", "requests the instance takes, all callers together (0: no limit)"),
+    O("rate-global", CFG_STR, rate_global, "1000/s", "requests this instance takes, all callers together, counted after each caller's own limit; per instance, also with a broker (0: no limit)"),
     O("rate-key", CFG_STR, rate_key, "100/s", "requests per API key and per signed-in user (0: no limit)"),
     O("rate-anonymous", CFG_STR, rate_anonymous, "50/s", "requests per client address without a credential (0: no limit)"),
     O("cache-ttl", CFG_MS, cache_ttl_ms, "5m", "how long a cached read stays in this process (0: no in-process tier)"),
@@ -519,15 +519,11 @@ static enum http_next refuse(struct http_req *r, const char *policy, const struc
   return HTTP_ANSWERED;
 }
 
-/* The buckets a request takes from: the instance's, then the caller's
- * (its device's class when its key is bound to one, else its key or user,
- * else its address). Unlimited ones are left out. */
-int gate_buckets(struct gate *g, struct http_req *r, struct bucket_ref *out) {
-  int n = 0;
-  if (g->global.per_s > 0)
-    out[n++] = (struct bucket_ref){"global", "global", &g->global, g->limited_global};
+/* The caller's own bucket: its device's class when its key is bound to
+ * one, else its key or user, else its address. False when that policy is
+ * unlimited. */
+bool gate_own_bucket(struct gate *g, struct http_req *r, struct bucket_ref *b) {
   struct gate_principal who;
-  struct bucket_ref *b = &out[n];
   if (gate_identify(g, r, &who) == 0) {
     const struct rate_class *cls = who.device[0] ? gate_class(g, who.device_type) : NULL;
     if (cls) {
@@ -545,44 +541,51 @@ int gate_buckets(struct gate *g, struct http_req *r, struct bucket_ref *out) {
                              .refused = g->limited_anon};
     snprintf(b->name, sizeof b->name, "a:%s", ip);
   }
-  if (b->rate->per_s > 0)
-    n++;
-  return n;
+  return b->rate->per_s > 0;
 }
 
-enum http_next gate_decide(struct http_req *r, const struct bucket_ref *b, int n, int denied,
+enum http_next gate_refuse(struct http_req *r, const struct bucket_ref *b,
                            const struct limit_result *res) {
-  if (denied >= 0)
-    return refuse(r, b[denied].policy, b[denied].rate, &res[denied], b[denied].refused);
-  /* the caller's own policy (the last bucket) is the one worth stating */
-  if (n > 0 && strcmp(b[n - 1].policy, "global") != 0)
-    limit_headers(r, b[n - 1].policy, b[n - 1].rate, &res[n - 1]);
+  return refuse(r, b->policy, b->rate, res, b->refused);
+}
+
+enum http_next gate_take_global(struct gate *g, struct http_req *r, const struct bucket_ref *own,
+                                const struct limit_result *own_res, bool shared) {
+  if (g->global.per_s > 0) {
+    struct limit_result res;
+    fast_bucket_take(&g->global_bucket, &g->global, clock_mono_ns(), &res);
+    if (!res.allowed) {
+      /* refused by the instance: the caller's own token goes back */
+      if (own && shared)
+        gate_shared_refund(g, r, own);
+      else if (own)
+        limiter_refund(g->limiter, own->name, own->rate);
+      return refuse(r, "global", &g->global, &res, g->limited_global);
+    }
+  }
+  if (own) /* the caller's own policy is the one worth stating */
+    limit_headers(r, own->policy, own->rate, own_res);
   return HTTP_CONTINUE;
 }
 
+/* The caller's bucket first, the instance's only when the caller's let the
+ * request through: a flood refused by its own bucket costs nobody else a
+ * token (issue: one anonymous client got keyed clients refused). */
 static enum http_next limit(struct gate *g, struct http_req *r) {
-  struct bucket_ref b[2];
-  int n = gate_buckets(g, r, b);
-  if (n == 0)
-    return HTTP_CONTINUE;
-  if (gate_shared_take(g, r, b, n))
+  struct bucket_ref own;
+  if (!gate_own_bucket(g, r, &own))
+    return gate_take_global(g, r, NULL, NULL, false);
+  if (gate_shared_take(g, r, &own))
     return HTTP_HELD; /* Redis decides; the answer continues or refuses r */
-  return gate_local_take(g, r, b, n);
+  return gate_local_take(g, r, &own);
 }
 
-enum http_next gate_local_take(struct gate *g, struct http_req *r, const struct bucket_ref *b,
-                               int n) {
-  uint64_t now = clock_mono_ns();
-  struct limit_result res[2];
-  for (int i = 0; i < n; i++) {
-    if (b[i].rate == &g->global)
-      fast_bucket_take(&g->global_bucket, b[i].rate, now, &res[i]);
-    else
-      limiter_take(g->limiter, b[i].name, b[i].rate, now, &res[i]);
-    if (!res[i].allowed)
-      return gate_decide(r, b, n, i, res);
-  }
-  return gate_decide(r, b, n, -1, res);
+enum http_next gate_local_take(struct gate *g, struct http_req *r, const struct bucket_ref *own) {
+  struct limit_result res;
+  limiter_take(g->limiter, own->name, own->rate, clock_mono_ns(), &res);
+  if (!res.allowed)
+    return gate_refuse(r, own, &res);
+  return gate_take_global(g, r, own, &res, false);
 }
 
 static enum http_next before(struct http_req *r, void *arg) {
@@ -594,11 +597,14 @@ static enum http_next before(struct http_req *r, void *arg) {
       "Content-Security-Policy: default-src 'self'; connect-src 'self' ws: wss:; "
       "img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'\r\n";
   http_res_header_lines(r, security, sizeof security - 1);
+  /* with CORS on, every answer's headers depend on Origin (present,
+   * allowed, refused or absent): a shared cache must key on it */
+  if (g->cors_any || (g->cors && g->cors[0]))
+    http_res_vary(r, "Origin");
   const char *origin = http_header_get(r, "origin");
   if (!origin || !origin_allowed(g, origin)) /* no CORS headers: the browser hides the answer */
     return exempt(r->path) ? HTTP_CONTINUE : limit(g, r);
   http_res_header(r, "Access-Control-Allow-Origin", g->cors_any ? "*" : origin);
-  http_res_header(r, "Vary", "Origin");
   http_res_header(r, "Access-Control-Expose-Headers",
                   "X-Request-Id, Retry-After, RateLimit, RateLimit-Policy");
   if (strcmp(r->method, "OPTIONS") == 0 && http_header_get(r, "access-control-request-method")) {

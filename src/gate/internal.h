@@ -69,23 +69,33 @@ void cache_destroy_all(struct gate *g);
 
 const struct rate_class *gate_class(const struct gate *g, const char *type);
 
-/* One bucket a request takes a token from. */
+/* The bucket of a request's caller (its own policy). */
 struct bucket_ref {
-  char name[96];          /* "global", "k:key_…", "d:truck-17", "a:10.0.0.1" */
-  const char *policy;     /* global | key | user | device | anonymous */
+  char name[96];          /* "k:key_…", "u:usr_…", "d:truck-17", "a:10.0.0.1" */
+  const char *policy;     /* key | user | device | anonymous */
   const struct rate *rate;
   struct metric *refused;
 };
-int gate_buckets(struct gate *g, struct http_req *r, struct bucket_ref *out);
-/* Applies a decision: 429 for bucket `denied` (-1: none) or the RateLimit
- * headers of the caller's bucket. */
-enum http_next gate_decide(struct http_req *r, const struct bucket_ref *b, int n, int denied,
+/* Fills b with the caller's bucket; false when its policy is unlimited. */
+bool gate_own_bucket(struct gate *g, struct http_req *r, struct bucket_ref *b);
+/* Answers 429 for bucket b. */
+enum http_next gate_refuse(struct http_req *r, const struct bucket_ref *b,
                            const struct limit_result *res);
-enum http_next gate_local_take(struct gate *g, struct http_req *r, const struct bucket_ref *b,
-                               int n);
-/* shared.c: asks Redis, when this loop has it, and returns true (the request
- * is held until the answer); false to decide locally. */
-bool gate_shared_take(struct gate *g, struct http_req *r, const struct bucket_ref *b, int n);
+/* After the caller's own bucket let r through (own NULL: unlimited): takes
+ * from the instance's bucket (--rate-global, always local: it protects this
+ * instance). Refused there, the caller's token is given back (in Redis when
+ * `shared`) and r answered 429; else the caller's RateLimit headers are
+ * added and HTTP_CONTINUE returned. */
+enum http_next gate_take_global(struct gate *g, struct http_req *r, const struct bucket_ref *own,
+                                const struct limit_result *own_res, bool shared);
+/* The caller's bucket decided in this process, then the instance's. */
+enum http_next gate_local_take(struct gate *g, struct http_req *r, const struct bucket_ref *own);
+/* shared.c: asks Redis about the caller's bucket, when this loop has it,
+ * and returns true (the request is held until the answer); false to
+ * decide locally. */
+bool gate_shared_take(struct gate *g, struct http_req *r, const struct bucket_ref *own);
+/* Gives one token back to the caller's bucket in Redis (fire and forget). */
+void gate_shared_refund(struct gate *g, struct http_req *r, const struct bucket_ref *own);
 /* This loop's Redis connection (a redisAsyncContext) when it is up. */
 void *gate_redis(struct gate *g, uv_loop_t *loop);
 /* Inserts a key on c (inside the caller's transaction); device may be NULL. */

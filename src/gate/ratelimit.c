@@ -123,6 +123,20 @@ void limiter_take(struct limiter *l, const char *key, const struct rate *r, uint
   pthread_mutex_unlock(&l->stripe[s].lock);
 }
 
+void limiter_refund(struct limiter *l, const char *key, const struct rate *r) {
+  if (r->per_s <= 0)
+    return;
+  unsigned s = (unsigned)(hash_bytes(key, strlen(key)) % STRIPES);
+  pthread_mutex_lock(&l->stripe[s].lock);
+  struct bucket *b = map_get(&l->stripe[s].buckets, key);
+  if (b) {
+    b->tokens += 1;
+    if (b->tokens > b->burst)
+      b->tokens = b->burst;
+  }
+  pthread_mutex_unlock(&l->stripe[s].lock);
+}
+
 size_t limiter_sweep(struct limiter *l, uint64_t now_ns) {
   size_t left = 0;
   for (int i = 0; i < STRIPES; i++) {

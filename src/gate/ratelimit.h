@@ -38,6 +38,10 @@ void limiter_destroy(struct limiter *l);
 /* Takes one token from the bucket named key at time now_ns. */
 void limiter_take(struct limiter *l, const char *key, const struct rate *r, uint64_t now_ns,
                   struct limit_result *out);
+/* Gives one token back to the bucket named key (a request it let through
+ * was refused by a later bucket), never above its burst. A bucket that is
+ * gone (swept: full) stays gone. */
+void limiter_refund(struct limiter *l, const char *key, const struct rate *r);
 /* One bucket shared by every thread without a lock (GCRA: the bucket is
  * the "theoretical arrival time" of the next request, moved with one CAS),
  * for the instance-wide limit every request takes from. */

@@ -1,13 +1,21 @@
 /* shared.c — rate limits shared by every instance through Redis.
  *
  * Each event loop keeps one asynchronous Redis connection. A decision is
- * one EVAL of a Lua script that refills and takes from all of a request's
- * buckets atomically, on Redis's clock: one round trip, and N instances
- * enforce one limit (EVALSHA: the script is loaded first on every new
- * connection). The request is held meanwhile. Without Redis (not
- * connected, gone, or slower than WATCHDOG_MS) the decision is made with
- * the local buckets, counted in grove_rate_limit_fallbacks_total; the
- * connection is retried every second. */
+ * one EVAL of a Lua script that refills and takes from the caller's bucket
+ * on Redis's clock: one round trip, and N instances enforce one limit
+ * (EVALSHA: the script is loaded first on every new connection). The
+ * request is held meanwhile. The instance's own bucket (--rate-global) is
+ * never in Redis: it protects one instance and is taken locally after the
+ * caller's (gate.c).
+ *
+ * Without Redis (never connected, gone, a connect that never completes, or
+ * slower than WATCHDOG_MS) the decision is made with the local buckets,
+ * counted in grove_rate_limit_fallbacks_total. The connection is retried
+ * by itself from any of those states, with backoff from RETRY_MIN_MS to
+ * RETRY_MAX_MS. A connection that is up is pinged every PING_MS; no answer
+ * within PING_TIMEOUT_MS (a hung Redis: stopped, or a network that drops
+ * packets) counts as gone, so /ready notices within about
+ * PING_MS + PING_TIMEOUT_MS. */
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -21,8 +29,12 @@
 #include "gate/internal.h"
 #include <hiredis/adapters/libuv.h>
 
-#define WATCHDOG_MS 300
-#define RETRY_MS 1000
+#define WATCHDOG_MS 300      /* a decision pending this long: Redis is too slow */
+#define CONNECT_TIMEOUT_MS 1000 /* a connect not done by then is given up */
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 2000
+#define PING_MS 500
+#define PING_TIMEOUT_MS 1000
 
 /* KEYS: buckets; ARGV: per bucket rate per ms, burst, ttl ms.
  * Returns {denied (1-based, 0 = none), then per bucket remaining,
@@ -35,7 +47,7 @@ static const char script[] =
     "  local per, burst = tonumber(ARGV[3*i-2]), tonumber(ARGV[3*i-1])\n"
     "  local b = redis.call('HMGET', KEYS[i], 't', 'ts')\n"
     "  local x, ts = tonumber(b[1]), tonumber(b[2])\n"
-    "  if x == nil then x, ts = burst, now end\n"
+    "  if x == nil or ts == nil then x, ts = burst, now end\n"
     "  x = math.min(burst, x + math.max(0, now - ts) * per)\n"
     "  tk[i] = x\n"
     "  if x < 1 and denied == 0 then denied = i end\n"
@@ -52,23 +64,28 @@ static const char script[] =
     "end\n"
     "return out\n";
 
+static const char refund_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HINCRBYFLOAT', KEYS[1], 't', 1) end";
+
 static char script_sha[41]; /* SHA-1 of the script, for EVALSHA */
 
 struct shared_loop {
   struct gate *g;
   uv_loop_t *loop;
-  redisAsyncContext *ac;
+  redisAsyncContext *ac;  /* connecting or connected; NULL: none */
   bool up, stopping;
   uv_timer_t timer;
   int pending;
-  uint64_t progress_ms, last_try_ms;
+  uint64_t progress_ms, last_try_ms, retry_ms;
+  uint64_t ping_sent_ms;  /* 0: no PING outstanding */
+  uint64_t last_ping_ms;
+  uint64_t epoch;         /* bumped on every new context: stale PONGs are ignored */
 };
 
 struct decision {
   struct shared_loop *sl;
   struct http_req *r;
-  struct bucket_ref b[2];
-  int n;
+  struct bucket_ref own;
 };
 
 static void count_up(struct gate *g) {
@@ -81,11 +98,16 @@ static void count_up(struct gate *g) {
 
 static void on_connect(const redisAsyncContext *ac, int status) {
   struct shared_loop *sl = ac->data;
+  if (sl->ac != ac)
+    return; /* a context this loop already gave up on */
   if (status != REDIS_OK) {
     sl->ac = NULL; /* hiredis frees it */
     sl->up = false;
   } else {
     sl->up = true;
+    sl->retry_ms = RETRY_MIN_MS;
+    sl->ping_sent_ms = 0;
+    sl->last_ping_ms = clock_mono_ns() / 1000000;
     log_info(NULL, "rate limits shared through redis", "loop=%d",
              (int)(sl - sl->g->shared));
   }
@@ -95,6 +117,8 @@ static void on_connect(const redisAsyncContext *ac, int status) {
 static void on_disconnect(const redisAsyncContext *ac, int status) {
   struct shared_loop *sl = ac->data;
   (void)status;
+  if (sl->ac != ac)
+    return;
   sl->ac = NULL;
   if (sl->up && !sl->stopping)
     log_warn(NULL, "redis for rate limits is gone; limiting locally", "loop=%d",
@@ -103,9 +127,28 @@ static void on_disconnect(const redisAsyncContext *ac, int status) {
   count_up(sl->g);
 }
 
+/* Gives up on the current context (hung, slow or never connected): its
+ * pending callbacks run with no reply and fall back to local decisions. */
+static void drop_context(struct shared_loop *sl, const char *why) {
+  redisAsyncContext *ac = sl->ac;
+  if (!ac)
+    return;
+  if (sl->up && why)
+    log_warn(NULL, "redis for rate limits is not answering; limiting locally",
+             "loop=%d reason=%s pending=%d", (int)(sl - sl->g->shared), why, sl->pending);
+  sl->ac = NULL;
+  sl->up = false;
+  sl->ping_sent_ms = 0;
+  count_up(sl->g);
+  redisAsyncFree(ac);
+}
+
+static uint64_t now_ms(void) { return clock_mono_ns() / 1000000; }
+
 static void try_connect(struct shared_loop *sl) {
   struct gate *g = sl->g;
-  sl->last_try_ms = clock_wall_ms();
+  sl->last_try_ms = now_ms();
+  sl->epoch++;
   redisAsyncContext *ac = redisAsyncConnect(g->redis_host, g->redis_port);
   if (!ac)
     return;
@@ -118,6 +161,7 @@ static void try_connect(struct shared_loop *sl) {
     redisAsyncFree(ac);
     return;
   }
+  sl->ac = ac;
   redisAsyncSetConnectCallback(ac, on_connect);
   redisAsyncSetDisconnectCallback(ac, on_disconnect);
   if (g->redis_password[0])
@@ -125,21 +169,38 @@ static void try_connect(struct shared_loop *sl) {
   /* commands on one connection run in order: every EVALSHA after this
    * finds the script, so a decision stays one short round trip */
   redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", script);
-  sl->ac = ac;
+}
+
+static void on_pong(redisAsyncContext *ac, void *reply, void *arg) {
+  struct shared_loop *sl = ac->data;
+  redisReply *rep = reply;
+  if (!rep || sl->ac != ac || (uint64_t)(uintptr_t)arg != sl->epoch)
+    return;
+  sl->ping_sent_ms = 0;
+  sl->progress_ms = now_ms();
 }
 
 static void on_tick(uv_timer_t *t) {
   struct shared_loop *sl = t->data;
-  uint64_t now = clock_wall_ms();
-  if (!sl->ac && !sl->stopping && now - sl->last_try_ms >= RETRY_MS)
+  uint64_t now = now_ms();
+  if (sl->stopping)
+    return;
+  if (sl->ac && !sl->up && now - sl->last_try_ms >= CONNECT_TIMEOUT_MS)
+    /* hiredis's libuv adapter drops a failed connect's error on the floor:
+     * without this the context would wait for ever */
+    drop_context(sl, NULL);
+  else if (sl->ac && sl->pending > 0 && now - sl->progress_ms > WATCHDOG_MS)
+    drop_context(sl, "slow");
+  else if (sl->ac && sl->up && sl->ping_sent_ms && now - sl->ping_sent_ms > PING_TIMEOUT_MS)
+    drop_context(sl, "ping");
+  else if (sl->ac && sl->up && !sl->ping_sent_ms && now - sl->last_ping_ms >= PING_MS) {
+    sl->last_ping_ms = now;
+    if (redisAsyncCommand(sl->ac, on_pong, (void *)(uintptr_t)sl->epoch, "PING") == REDIS_OK)
+      sl->ping_sent_ms = now;
+  }
+  if (!sl->ac && now - sl->last_try_ms >= sl->retry_ms) {
+    sl->retry_ms = sl->retry_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : sl->retry_ms * 2;
     try_connect(sl);
-  else if (sl->ac && sl->pending > 0 && now - sl->progress_ms > WATCHDOG_MS) {
-    log_warn(NULL, "redis for rate limits is not answering; limiting locally", "pending=%d",
-             sl->pending);
-    redisAsyncFree(sl->ac); /* pending decisions fall back to local; retried later */
-    sl->ac = NULL;
-    sl->up = false;
-    count_up(sl->g);
   }
 }
 
@@ -149,45 +210,47 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *arg) {
   redisReply *rep = reply;
   (void)ac;
   sl->pending--;
-  sl->progress_ms = clock_wall_ms();
+  sl->progress_ms = now_ms();
   struct http_req *r = d->r;
   if (!http_req_release(r)) { /* the client left */
     free(d);
     return;
   }
   enum http_next next;
-  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 1 + 3 * (size_t)d->n) {
+  if (!rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 4) {
     if (rep && rep->type == REDIS_REPLY_ERROR) {
       log_warn(r->id, "rate limit script failed; limiting locally", "error=\"%s\"", rep->str);
       if (strncmp(rep->str, "NOSCRIPT", 8) == 0 && sl->ac) /* flushed: load it again */
         redisAsyncCommand(sl->ac, NULL, NULL, "SCRIPT LOAD %s", script);
     }
     metric_add(sl->g->shared_fallbacks, 1);
-    next = gate_local_take(sl->g, r, d->b, d->n);
+    next = gate_local_take(sl->g, r, &d->own);
   } else {
-    struct limit_result res[2];
-    int denied = (int)rep->element[0]->integer - 1;
-    for (int i = 0; i < d->n; i++) {
-      res[i].remaining = (long)rep->element[1 + 3 * i]->integer;
-      res[i].reset_s = (long)rep->element[2 + 3 * i]->integer;
-      res[i].retry_after_s = (long)rep->element[3 + 3 * i]->integer;
-      res[i].allowed = denied < 0;
-    }
-    next = gate_decide(r, d->b, d->n, denied, res);
+    struct limit_result res;
+    res.allowed = rep->element[0]->integer == 0;
+    res.remaining = (long)rep->element[1]->integer;
+    res.reset_s = (long)rep->element[2]->integer;
+    res.retry_after_s = (long)rep->element[3]->integer;
+    next = res.allowed ? gate_take_global(sl->g, r, &d->own, &res, true)
+                       : gate_refuse(r, &d->own, &res);
   }
   free(d);
   if (next == HTTP_CONTINUE)
     http_req_continue(r);
 }
 
-bool gate_shared_take(struct gate *g, struct http_req *r, const struct bucket_ref *b, int n) {
-  if (!g->nshared)
-    return false;
+static struct shared_loop *loop_of(struct gate *g, struct http_req *r) {
   uv_loop_t *loop = http_req_loop(r);
-  struct shared_loop *sl = NULL;
   for (int i = 0; i < g->nshared; i++)
     if (g->shared[i].loop == loop)
-      sl = &g->shared[i];
+      return &g->shared[i];
+  return NULL;
+}
+
+bool gate_shared_take(struct gate *g, struct http_req *r, const struct bucket_ref *own) {
+  if (!g->nshared)
+    return false;
+  struct shared_loop *sl = loop_of(g, r);
   if (!sl || !sl->up || !sl->ac) {
     metric_add(g->shared_fallbacks, 1);
     return false;
@@ -197,41 +260,38 @@ bool gate_shared_take(struct gate *g, struct http_req *r, const struct bucket_re
     return false;
   d->sl = sl;
   d->r = r;
-  d->n = n;
-  memcpy(d->b, b, (size_t)n * sizeof *b);
-  /* EVAL script numkeys key… (rate burst ttl)… */
-  const char *argv[3 + 2 + 6];
-  size_t lens[3 + 2 + 6];
-  char keys[2][112], args[6][32], nk[4];
-  int argc = 0;
-  argv[argc++] = "EVALSHA";
-  argv[argc++] = script_sha;
-  snprintf(nk, sizeof nk, "%d", n);
-  argv[argc++] = nk;
-  for (int i = 0; i < n; i++) {
-    snprintf(keys[i], sizeof keys[i], "grove:rl:%s", b[i].name);
-    argv[argc++] = keys[i];
-  }
-  for (int i = 0; i < n; i++) {
-    double ttl = b[i].rate->burst / b[i].rate->per_s * 1000 + 1000;
-    snprintf(args[3 * i], sizeof args[0], "%.9g", b[i].rate->per_s / 1000);
-    snprintf(args[3 * i + 1], sizeof args[0], "%.9g", b[i].rate->burst);
-    snprintf(args[3 * i + 2], sizeof args[0], "%.0f", ttl);
-    for (int k = 0; k < 3; k++)
-      argv[argc++] = args[3 * i + k];
-  }
-  for (int i = 0; i < argc; i++)
+  d->own = *own;
+  /* EVALSHA sha 1 key rate burst ttl */
+  char key[112], per[32], burst[32], ttl[32];
+  snprintf(key, sizeof key, "grove:rl:%s", own->name);
+  snprintf(per, sizeof per, "%.9g", own->rate->per_s / 1000);
+  snprintf(burst, sizeof burst, "%.9g", own->rate->burst);
+  snprintf(ttl, sizeof ttl, "%.0f", own->rate->burst / own->rate->per_s * 1000 + 1000);
+  const char *argv[] = {"EVALSHA", script_sha, "1", key, per, burst, ttl};
+  size_t lens[ARRAY_LEN(argv)];
+  for (size_t i = 0; i < ARRAY_LEN(argv); i++)
     lens[i] = strlen(argv[i]);
   http_req_hold(r);
-  if (redisAsyncCommandArgv(sl->ac, on_reply, d, argc, argv, lens) != REDIS_OK) {
+  if (redisAsyncCommandArgv(sl->ac, on_reply, d, (int)ARRAY_LEN(argv), argv, lens) != REDIS_OK) {
     http_req_release(r);
     free(d);
     metric_add(g->shared_fallbacks, 1);
     return false;
   }
   if (sl->pending++ == 0)
-    sl->progress_ms = clock_wall_ms();
+    sl->progress_ms = now_ms();
   return true;
+}
+
+void gate_shared_refund(struct gate *g, struct http_req *r, const struct bucket_ref *own) {
+  struct shared_loop *sl = loop_of(g, r);
+  if (!sl || !sl->up || !sl->ac)
+    return;
+  char key[112];
+  snprintf(key, sizeof key, "grove:rl:%s", own->name);
+  /* a bucket that expired meanwhile is full: nothing to give back; the
+   * script caps the bucket at its burst on the next take */
+  redisAsyncCommand(sl->ac, NULL, NULL, "EVAL %s 1 %s", refund_script, key);
 }
 
 int gate_share(struct gate *g, const char *url, int nloops, char *err, size_t errlen) {
@@ -259,6 +319,7 @@ void gate_loop_start(struct gate *g, uv_loop_t *loop, int index) {
     return;
   struct shared_loop *sl = &g->shared[index];
   sl->loop = loop;
+  sl->retry_ms = RETRY_MIN_MS;
   uv_timer_init(loop, &sl->timer);
   sl->timer.data = sl;
   uv_timer_start(&sl->timer, on_tick, 100, 100);
@@ -272,9 +333,11 @@ void gate_loop_stop(struct gate *g, int index) {
   struct shared_loop *sl = &g->shared[index];
   sl->stopping = true;
   uv_close((uv_handle_t *)&sl->timer, NULL);
-  if (sl->ac)
-    redisAsyncFree(sl->ac); /* runs the disconnect callback, closes its poll handle */
+  redisAsyncContext *ac = sl->ac;
   sl->ac = NULL;
+  sl->up = false;
+  if (ac)
+    redisAsyncFree(ac); /* runs pending callbacks, closes its poll handle */
 }
 
 bool gate_limits_shared(struct gate *g, const char **mode) {

@@ -21,6 +21,7 @@ struct http_state {
   struct http_in in;
   struct http_req req;
   struct buf res_headers; /* extra "Name: value\r\n" lines */
+  char vary[128];         /* Vary tokens, comma-separated: sent as one header */
   struct buf route_path;  /* scratch copy of the path for parameters */
   struct route *route;
   uint64_t start_ns;

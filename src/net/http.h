@@ -98,6 +98,10 @@ void http_req_peer(const struct http_req *r, char *out, size_t n);
 
 /* Adds a response header; name and value are copied. */
 void http_res_header(struct http_req *r, const char *name, const char *value);
+/* Adds a token to the answer's one Vary header (RFC 9110 §12.5.5): every
+ * Vary given here or through http_res_header is merged, each token once,
+ * so "Vary: Origin, Accept-Encoding" is sent as one well-formed header. */
+void http_res_vary(struct http_req *r, const char *token);
 /* Adds trusted, pre-formatted "Name: value\r\n" lines (constant headers). */
 void http_res_header_lines(struct http_req *r, const char *lines, size_t len);
 /* Sends status, content type and body (copied). Finishes the request. */

@@ -1,5 +1,6 @@
 /* response.c — building and sending answers: status line, headers, the
  * response envelope, gzip, request helpers and the access log. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -116,6 +117,40 @@ json_t *http_req_json(struct http_req *r) {
 
 /* ---- headers ------------------------------------------------------------ */
 
+/* Adds each comma-separated token of v to the request's Vary list once
+ * (tokens compare case-insensitively, RFC 9110 §12.5.5). A token that
+ * does not fit makes the answer "Vary: *": uncacheable, never wrong. */
+static void vary_add(struct http_state *hs, const char *v) {
+  while (*v) {
+    while (*v == ' ' || *v == '\t' || *v == ',')
+      v++;
+    size_t n = strcspn(v, ", \t");
+    if (!n)
+      break;
+    bool have = false;
+    for (const char *p = hs->vary; *p && !have;) {
+      size_t m = strcspn(p, ",");
+      have = (m == n && strncasecmp(p, v, n) == 0) || (m == 1 && *p == '*');
+      p += m + (p[m] == ',');
+    }
+    size_t len = strlen(hs->vary);
+    if (!have && len + n + 2 < sizeof hs->vary) {
+      if (len)
+        hs->vary[len++] = ',';
+      memcpy(hs->vary + len, v, n);
+      hs->vary[len + n] = '\0';
+    } else if (!have) {
+      snprintf(hs->vary, sizeof hs->vary, "*");
+    }
+    v += n;
+  }
+}
+
+void http_res_vary(struct http_req *r, const char *token) {
+  if (r->conn && r->conn->hs && !strpbrk(token, "\r\n"))
+    vary_add(r->conn->hs, token);
+}
+
 void http_res_header(struct http_req *r, const char *name, const char *value) {
   struct http_conn *c = r->conn;
   if (!c || !c->hs)
@@ -123,6 +158,10 @@ void http_res_header(struct http_req *r, const char *name, const char *value) {
   /* header injection: values with CR or LF are dropped */
   if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
     return;
+  if (strcasecmp(name, "vary") == 0) { /* merged into one header */
+    vary_add(c->hs, value);
+    return;
+  }
   struct buf *b = &c->hs->res_headers;
   buf_puts(b, name);
   buf_append(b, ": ", 2);
@@ -204,7 +243,8 @@ void http_reply(struct http_req *r, int status, const char *ctype, const void *b
       compressible(ctype) && gzip_buf(body, len, &gz) == 0 && gz.len < len) {
     body = gz.data;
     len = gz.len;
-    PUT_LIT(&hs->res_headers, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
+    PUT_LIT(&hs->res_headers, "Content-Encoding: gzip\r\n");
+    vary_add(hs, "Accept-Encoding");
   }
   if (lp->stopping)
     c->close_after = true;
@@ -237,6 +277,16 @@ void http_reply(struct http_req *r, int status, const char *ctype, const void *b
   PUT_LIT(out, "\r\n");
   if (hs->res_headers.len)
     buf_append(out, hs->res_headers.data, hs->res_headers.len);
+  if (hs->vary[0]) {
+    PUT_LIT(out, "Vary: ");
+    for (const char *p = hs->vary; *p; p++) { /* "a,b" -> "a, b" */
+      if (*p == ',')
+        PUT_LIT(out, ", ");
+      else
+        buf_putc(out, *p);
+    }
+    PUT_LIT(out, "\r\n");
+  }
   if (c->close_after)
     PUT_LIT(out, "Connection: close\r\n\r\n");
   else
@@ -331,6 +381,7 @@ void http_send_error_raw(struct http_conn *c, int status, const char *code,
   hs->route = router_unmatched(c->lp->srv->router);
   hs->start_ns = clock_mono_ns();
   buf_reset(&hs->res_headers);
+  hs->vary[0] = '\0';
   c->busy = true;
   c->close_after = true;
   log_info(r->id, "bad request", "status=%d code=%s", status, code);

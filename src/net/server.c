@@ -454,6 +454,7 @@ static void dispatch(struct http_conn *c) {
   r->conn = c;
   hs->start_ns = clock_mono_ns();
   buf_reset(&hs->res_headers);
+  hs->vary[0] = '\0';
   uv_timer_stop(&c->timer);
   int bad = http_in_request(&hs->in, r);
   set_request_id(r);

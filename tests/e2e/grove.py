@@ -130,6 +130,12 @@ class Response:
     def header(self, name):
         return self.headers.get(name.lower())
 
+    def header_all(self, name):
+        """Every line of header `name`, in order (read_response keeps them)."""
+        n = name.lower()
+        return [v.strip() for k, _, v in (line.partition(":") for line in getattr(self, "head_lines", []))
+                if k.strip().lower() == n]
+
     def json(self):
         return json.loads(self.body)
 
@@ -151,6 +157,7 @@ def read_response(s, buf=b"", head_only=False):
     parts = lines[0].split(" ", 2)
     status = int(parts[1])
     headers = {}
+    head_lines = lines[1:]
     for line in lines[1:]:
         k, _, v = line.partition(":")
         headers[k.strip().lower()] = v.strip()
@@ -158,6 +165,7 @@ def read_response(s, buf=b"", head_only=False):
     if head_only or status in (100, 101, 204, 304):
         r = Response(status, parts[2] if len(parts) > 2 else "", headers, b"")
         r.rest = rest
+        r.head_lines = head_lines
         return r
     if "content-length" in headers:
         n = int(headers["content-length"])
@@ -178,6 +186,7 @@ def read_response(s, buf=b"", head_only=False):
         body = gzip.decompress(body)
     r = Response(status, parts[2] if len(parts) > 2 else "", headers, body)
     r.rest = rest
+    r.head_lines = head_lines
     return r
 
 

@@ -90,5 +90,61 @@ def test_redis_tier_and_invalidation_on_every_instance():
         stop_all(a, b, redis)
 
 
+def vary_tokens(r):
+    """The answer's Vary tokens; fails unless they come as one header."""
+    lines = r.header_all("vary")
+    assert len(lines) <= 1, lines
+    return [t.strip() for t in lines[0].split(",")] if lines else []
+
+
+def test_vary_origin_on_every_answer_when_cors_is_on():
+    # a shared cache must not hand an answer made without CORS headers (no
+    # Origin, or a refused one) to an allowed origin, or the reverse
+    g = Grove("--cors-origins", "https://console.example", *FAST)
+    try:
+        for path in ("/", "/app.js", "/api/v1/devices", "/health", "/nope"):
+            for origin in (None, "https://console.example", "https://evil.example"):
+                h = {"Origin": origin} if origin else {}
+                r = g.request("GET", path, headers=h)
+                assert vary_tokens(r) == ["Origin"], (path, origin, r.head_lines)
+                allowed = r.header("access-control-allow-origin")
+                assert allowed == ("https://console.example" if origin == "https://console.example" else None)
+                if path == "/app.js":
+                    assert "max-age" in r.header("cache-control")
+            # merged with Accept-Encoding into one header when compressed
+            r = g.request("GET", path, headers={"Accept-Encoding": "gzip", "Origin": "https://evil.example"})
+            if r.header("content-encoding") == "gzip":
+                assert sorted(vary_tokens(r)) == ["Accept-Encoding", "Origin"], r.head_lines
+            else:
+                assert vary_tokens(r) == ["Origin"], r.head_lines
+        r = g.request("GET", "/app.js", headers={"Accept-Encoding": "gzip"})
+        assert r.header("content-encoding") == "gzip" and r.header_all("vary") == ["Origin, Accept-Encoding"]
+        # a preflight and a 304 say it too
+        r = g.request("OPTIONS", "/api/v1/devices", headers={"Origin": "https://console.example",
+                                                             "Access-Control-Request-Method": "GET"})
+        assert r.status == 204 and vary_tokens(r) == ["Origin"]
+        etag = g.request("GET", "/app.js").header("etag")
+        r = g.request("GET", "/app.js", headers={"If-None-Match": etag})
+        assert r.status == 304 and vary_tokens(r) == ["Origin"], r.head_lines
+    finally:
+        g.stop()
+    # "*" still depends on Origin: no Origin, no CORS header
+    g = Grove("--cors-origins", "*", *FAST)
+    try:
+        r = g.request("GET", "/app.js")
+        assert r.header("access-control-allow-origin") is None and vary_tokens(r) == ["Origin"]
+    finally:
+        g.stop()
+    # without CORS nothing depends on Origin
+    g = Grove(*FAST)
+    try:
+        r = g.request("GET", "/app.js", headers={"Origin": "https://console.example"})
+        assert vary_tokens(r) == [], r.head_lines
+        r = g.request("GET", "/app.js", headers={"Accept-Encoding": "gzip"})
+        assert r.header_all("vary") == ["Accept-Encoding"]
+    finally:
+        g.stop()
+
+
 if __name__ == "__main__":
     main(globals())

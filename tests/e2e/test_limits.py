@@ -3,6 +3,7 @@ under concurrency, the 429 answer and its headers, device classes."""
 
 import json
 import re
+import shutil
 import subprocess
 import threading
 import time
@@ -69,6 +70,69 @@ def test_global_bucket_sheds_load():
         assert g.request("GET", "/metrics").status == 200
     finally:
         g.stop()
+
+
+def add_key(data_dir, name="k"):
+    out = subprocess.run([GROVE, "key", "add", name, "--scopes", "read", "--data-dir", data_dir],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()[1]
+
+
+def test_refused_flood_costs_others_nothing():
+    # one anonymous address floods: its own bucket refuses it, and a refused
+    # request must not take the instance's token, so a key sending its whole
+    # budget in the middle of the flood is never refused
+    import tempfile
+    data = tempfile.mkdtemp(prefix="grove-e2e-data-")
+    key = add_key(data)  # known from the first view: no polling
+    g = Grove("--rate-global", "30/m", "--rate-anonymous", "5/m", "--rate-key", "10/m", "--threads", "2",
+              *FAST, data_dir=data)
+    try:
+        flood = []
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def flooder():
+            while not stop.is_set():
+                s = g.request("GET", "/api/v1/devices").status
+                with lock:
+                    flood.append(s)
+        threads = [threading.Thread(target=flooder) for _ in range(4)]
+        [t.start() for t in threads]
+        eventually(lambda: len(flood) >= 100, what="flood under way")
+        mine = []
+        for _ in range(10):  # the key's exact budget, interleaved with the flood
+            n = len(flood)
+            eventually(lambda: len(flood) >= n + 20, what="more flood")
+            mine.append(g.request("GET", "/auth/me", headers={"X-API-Key": key}).status)
+        stop.set()
+        [t.join() for t in threads]
+        assert mine == [200] * 10, mine
+        assert flood.count(429) >= len(flood) - 10, flood  # the flood itself was refused
+        assert g.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 429  # budget spent
+        m = g.request("GET", "/metrics").body.decode()
+        assert 'grove_rate_limited_total{policy="global"} 0' in m, m
+    finally:
+        g.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_global_refusal_gives_the_callers_token_back():
+    import tempfile
+    data = tempfile.mkdtemp(prefix="grove-e2e-data-")
+    key = add_key(data)
+    g = Grove("--rate-global", "3/m", "--rate-key", "5/m", *FAST, data_dir=data)
+    try:
+        statuses = [g.request("GET", "/auth/me", headers={"X-API-Key": key}).status for _ in range(5)]
+        assert statuses == [200, 200, 200, 429, 429], statuses
+        r = g.request("GET", "/auth/me", headers={"X-API-Key": key})
+        assert r.json()["details"]["policy"] == "global"
+        m = g.request("GET", "/metrics").body.decode()
+        assert 'grove_rate_limited_total{policy="key"} 0' in m
+    finally:
+        g.stop()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def test_anonymous_per_address():
