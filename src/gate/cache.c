@@ -18,6 +18,7 @@
 #include "hub/hub.h"
 
 #define KEY_MAX 200
+#define INVALIDATE_WAIT_MS 1000 /* a write waits this long for Redis to drop the key */
 
 struct entry {
   struct entry *prev, *next; /* LRU: head is the most recent */
@@ -78,8 +79,15 @@ static void drop(struct cache *c, struct entry *e) {
   free(e);
 }
 
+/* The local tier is trusted only while other instances' invalidations can
+ * reach this one (no broker, or subscribed): one sent while this instance
+ * was not listening is lost to it. */
+static bool local_trusted(const struct cache *c) { return !c->g->hub || hub_control_live(c->g->hub); }
+
 /* Copies the live value of key into out; false when absent or expired. */
 static bool local_get(struct cache *c, const char *key, struct buf *out) {
+  if (!local_trusted(c))
+    return false;
   pthread_mutex_lock(&c->lock);
   struct entry *e = map_get(&c->index, key);
   bool hit = false;
@@ -97,7 +105,7 @@ static bool local_get(struct cache *c, const char *key, struct buf *out) {
 static void local_put(struct cache *c, const char *key, const char *val, size_t len,
                       uint64_t generation) {
   const struct gate_cfg *cfg = &c->g->cfg;
-  if (!cfg->cache_ttl_ms || cfg->cache_entries <= 0)
+  if (!cfg->cache_ttl_ms || cfg->cache_entries <= 0 || !local_trusted(c))
     return;
   size_t kl = strlen(key) + 1;
   struct entry *e = malloc(sizeof *e + len + kl);
@@ -130,12 +138,19 @@ static void local_put(struct cache *c, const char *key, const char *val, size_t 
   pthread_mutex_unlock(&c->lock);
 }
 
+/* Drops key (every key when NULL) and moves the generation on, so that no
+ * load begun before this fills the tier afterwards. */
 static void local_forget(struct cache *c, const char *key) {
   pthread_mutex_lock(&c->lock);
   atomic_fetch_add(&c->generation, 1);
-  struct entry *e = map_get(&c->index, key);
-  if (e)
-    drop(c, e);
+  if (key) {
+    struct entry *e = map_get(&c->index, key);
+    if (e)
+      drop(c, e);
+  } else {
+    while (c->head)
+      drop(c, c->head);
+  }
   pthread_mutex_unlock(&c->lock);
 }
 
@@ -275,12 +290,33 @@ void cache_invalidate(struct cache *c, const char *key) {
   char msg[KEY_MAX + 40], rkey[KEY_MAX + 64];
   int n = snprintf(msg, sizeof msg, "%s\t%s", c->name, key);
   snprintf(rkey, sizeof rkey, "grove:cache:%s:%s", c->name, key);
-  hub_control_send(c->g->hub, "cache", msg, (size_t)n, rkey);
+  /* Redis drops the key (and moves its version on) before the write is
+   * answered, ahead of any live messages queued for the broker */
+  int rc = hub_control_send_sync(c->g->hub, "cache", msg, (size_t)n, rkey, INVALIDATE_WAIT_MS);
+  if (rc)
+    log_warn(NULL, "cache invalidation not in redis yet; it goes out when redis answers",
+             "cache=%s error=\"%s\"", c->name, grove_strerror(rc));
+  /* a read of this instance that found the old value in Redis before it
+   * was dropped must not keep it */
+  local_forget(c, key);
 }
 
-/* A write on another instance: "name\tkey". */
+/* Control messages from other instances (on the broker's thread): a write
+ * elsewhere ("cache", "name\tkey"), a change to credentials
+ * (GATE_VIEW_CHANGED), or a new subscription after which anything missed
+ * meanwhile must be forgotten (HUB_CONTROL_RESYNC). */
 void cache_on_control(const char *kind, const char *payload, size_t len, void *arg) {
   struct gate *g = arg;
+  if (strcmp(kind, HUB_CONTROL_RESYNC) == 0) {
+    for (struct cache *c = g->caches; c; c = c->next)
+      local_forget(c, NULL);
+    gate_changed(g);
+    return;
+  }
+  if (strcmp(kind, GATE_VIEW_CHANGED) == 0) {
+    gate_changed(g);
+    return;
+  }
   if (strcmp(kind, "cache") != 0)
     return;
   const char *tab = memchr(payload, '\t', len);

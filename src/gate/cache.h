@@ -7,8 +7,14 @@
  * cache_get. Hit ratios per cache are in /metrics. Thread-safe.
  *
  * A load that started before an invalidation of the same cache does not
- * fill the cache with what it read (a generation check), so a stale value
- * is never cached after a write. */
+ * fill the cache with what it read (a generation check in memory, a
+ * version check in Redis), so a stale value is never promoted into a tier
+ * after a write. The instance that writes answers only after its own
+ * memory and Redis dropped the entry (read-your-writes); other instances
+ * drop theirs when the control message arrives. The memory tier is not
+ * used while this instance is not subscribed to the broker, and is emptied
+ * each time it subscribes again, since invalidations sent meanwhile never
+ * reached it. */
 #ifndef GROVE_CACHE_H
 #define GROVE_CACHE_H
 
@@ -33,6 +39,11 @@ typedef void (*cache_reply_fn)(struct http_req *r, int rc, const char *val, size
 struct cache *cache_create(struct gate *g, const char *name);
 void cache_get(struct cache *c, struct http_req *r, const char *key, cache_load_fn load,
                cache_reply_fn reply, void *arg);
+/* After a write to key's source (blocking: worker threads). The entry
+ * leaves this process at once; with a broker, Redis drops it and moves
+ * its version on before this returns (waiting up to a second: if Redis
+ * does not answer by then the deletion stays queued and goes out when it
+ * does), and a control message makes every other instance drop it. */
 void cache_invalidate(struct cache *c, const char *key);
 
 #endif

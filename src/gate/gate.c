@@ -196,7 +196,8 @@ static void flush_used(struct gate *g) {
   map_release(&used);
 }
 
-int gate_reload(struct gate *g) {
+/* Reads the view from the database and swaps it in. */
+static int view_load(struct gate *g) {
   struct gate_view *v = calloc(1, sizeof *v);
   if (!v)
     return GROVE_ENOMEM;
@@ -257,6 +258,14 @@ int gate_reload(struct gate *g) {
   return 0;
 }
 
+int gate_reload(struct gate *g) {
+  int rc = view_load(g);
+  /* other instances reload at once rather than within --gate-refresh */
+  if (g->hub)
+    hub_control_send(g->hub, GATE_VIEW_CHANGED, "", 0, NULL);
+  return rc;
+}
+
 static void *reload_thread(void *arg) {
   struct gate *g = arg;
   pthread_mutex_lock(&g->lock);
@@ -273,7 +282,7 @@ static void *reload_thread(void *arg) {
     g->reload_now = false;
     pthread_mutex_unlock(&g->lock);
     flush_used(g);
-    gate_reload(g);
+    view_load(g);
     limiter_sweep(g->limiter, clock_mono_ns());
     pthread_mutex_lock(&g->lock);
   }
@@ -737,7 +746,7 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
     rc = limiter_create(&g->limiter);
   if (!rc)
     gate_identifiers_upgrade(st);
-  if (!rc && (rc = gate_reload(g)))
+  if (!rc && (rc = view_load(g)))
     snprintf(err, errlen, "cannot load credentials");
   if (!rc && (rc = hash_pool_create(&g->hashing, cfg->hash_threads, cfg->hash_queue,
                                     cfg->hash_hold, m)))

@@ -103,8 +103,11 @@ int gate_key_insert(struct store_conn *c, const char *name, unsigned scopes, con
                     const char *device, char key[48], char id[24], char *err, size_t errlen);
 int gate_device_routes(struct gate *g, struct router *r);
 
-/* Reloads the view now (blocking; worker threads and start). */
+/* After a change to keys, users or sessions: reloads the view now
+ * (blocking; worker threads) and tells the other instances to reload
+ * theirs (a GATE_VIEW_CHANGED control message). */
 int gate_reload(struct gate *g);
+#define GATE_VIEW_CHANGED "gate.view"
 /* Asks the reload thread to reload soon (after a change made here). */
 void gate_changed(struct gate *g);
 /* Signs an access token for the user and session. */

@@ -88,6 +88,8 @@ struct decision {
   struct bucket_ref own;
 };
 
+static uint64_t now_ms(void) { return clock_mono_ns() / 1000000; }
+
 static void count_up(struct gate *g) {
   int up = 0;
   for (int i = 0; i < g->nshared; i++)
@@ -103,14 +105,28 @@ static void on_connect(const redisAsyncContext *ac, int status) {
   if (status != REDIS_OK) {
     sl->ac = NULL; /* hiredis frees it */
     sl->up = false;
-  } else {
-    sl->up = true;
-    sl->retry_ms = RETRY_MIN_MS;
-    sl->ping_sent_ms = 0;
-    sl->last_ping_ms = clock_mono_ns() / 1000000;
-    log_info(NULL, "rate limits shared through redis", "loop=%d",
-             (int)(sl - sl->g->shared));
+    count_up(sl->g);
   }
+  /* connected is not up yet: a stopped Redis still completes TCP
+   * handshakes; on_loaded decides */
+}
+
+/* The script is loaded: Redis itself answered on this connection. */
+static void on_loaded(redisAsyncContext *ac, void *reply, void *arg) {
+  struct shared_loop *sl = ac->data;
+  redisReply *rep = reply;
+  if (!rep || sl->ac != ac || (uint64_t)(uintptr_t)arg != sl->epoch)
+    return;
+  if (rep->type == REDIS_REPLY_ERROR) {
+    log_warn(NULL, "cannot load the rate limit script", "error=\"%s\"", rep->str);
+    return; /* not up: the connect deadline gives up on it and retries */
+  }
+  sl->up = true;
+  sl->retry_ms = RETRY_MIN_MS;
+  sl->ping_sent_ms = 0;
+  sl->last_ping_ms = now_ms();
+  sl->progress_ms = now_ms();
+  log_info(NULL, "rate limits shared through redis", "loop=%d", (int)(sl - sl->g->shared));
   count_up(sl->g);
 }
 
@@ -143,8 +159,6 @@ static void drop_context(struct shared_loop *sl, const char *why) {
   redisAsyncFree(ac);
 }
 
-static uint64_t now_ms(void) { return clock_mono_ns() / 1000000; }
-
 static void try_connect(struct shared_loop *sl) {
   struct gate *g = sl->g;
   sl->last_try_ms = now_ms();
@@ -168,7 +182,7 @@ static void try_connect(struct shared_loop *sl) {
     redisAsyncCommand(ac, NULL, NULL, "AUTH %s", g->redis_password);
   /* commands on one connection run in order: every EVALSHA after this
    * finds the script, so a decision stays one short round trip */
-  redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", script);
+  redisAsyncCommand(ac, on_loaded, (void *)(uintptr_t)sl->epoch, "SCRIPT LOAD %s", script);
 }
 
 static void on_pong(redisAsyncContext *ac, void *reply, void *arg) {

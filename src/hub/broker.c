@@ -1,13 +1,22 @@
 /* broker.c — Redis pub/sub between Grove instances.
  *
  * Two threads, each with its own blocking connection, neither on an event
- * loop: the publisher drains a bounded queue into PUBLISH (and pings when
- * idle so /ready knows the broker's state), the subscriber reads messages
- * on one channel and delivers those of other instances. Both reconnect
- * with backoff. While Redis is away, local delivery goes on; messages for
- * other instances are dropped and counted. */
+ * loop: the publisher drains two bounded queues into PUBLISH, control
+ * messages (cache invalidations) before live ones, and pings when idle;
+ * the subscriber reads messages on two channels and delivers those of
+ * other instances, pinging when nothing comes. Both reconnect by
+ * themselves with backoff (100 ms to 2 s) from any state: never connected,
+ * connect failed, dropped, or hung. Every command and every silence has a
+ * deadline (IO_TIMEOUT_MS, SILENCE_MS), so a Redis that stops answering
+ * (SIGSTOP, a black-holed network) is seen as down within about 2.5 s and
+ * /ready says so. While Redis is away, local delivery goes on; live
+ * messages for other instances are dropped and counted, control messages
+ * wait. Each time the subscription comes up, listeners get a
+ * HUB_CONTROL_RESYNC message: what was published while this instance was
+ * not subscribed is lost to it, so caches drop what they hold. */
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -25,14 +34,27 @@
 
 #define CHANNEL "grove:live"
 #define CONTROL "grove:control"
-#define QUEUE_MAX 10000
+#define QUEUE_MAX 10000     /* per queue */
+#define IO_TIMEOUT_MS 1000  /* connect, and each command of the publisher */
+#define PING_MS 500         /* the subscriber pings after this much silence */
+#define SILENCE_MS 2000     /* no byte from Redis for this long: hung */
+
+struct waiter {
+  bool done; /* under the broker's lock */
+};
 
 struct out_msg {
   struct out_msg *next;
-  bool control;        /* on grove:control, not grove:live */
-  const char *del_key; /* a Redis key to delete before publishing, or NULL */
+  bool control;          /* on grove:control, not grove:live */
+  const char *del_key;   /* a Redis key to delete before publishing, or NULL */
+  struct waiter *waiter; /* broker_control_sync's caller, or NULL (under lock) */
   size_t len;
   char data[]; /* "instance\ttopic\tjson" */
+};
+
+struct queue {
+  struct out_msg *head, *tail;
+  size_t n;
 };
 
 struct broker {
@@ -44,8 +66,8 @@ struct broker {
   pthread_t pub_thread, sub_thread;
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  struct out_msg *head, *tail;
-  size_t queued;
+  pthread_cond_t done_cond; /* a synchronous control message went out */
+  struct queue ctl, live;   /* control first */
   bool stop;
   _Atomic bool pub_up, sub_up;
   redisContext *sub_ctx; /* under lock: stop shuts its socket */
@@ -66,10 +88,16 @@ static void update_up(struct broker *b) {
 }
 
 static redisContext *connect_redis(struct broker *b) {
-  struct timeval tv = {2, 0};
+  struct timeval tv = {IO_TIMEOUT_MS / 1000, (IO_TIMEOUT_MS % 1000) * 1000};
   redisContext *c = redisConnectWithTimeout(b->host, b->port, tv);
   if (!c || c->err) {
     set_error(b, "cannot connect", c);
+    redisFree(c);
+    return NULL;
+  }
+  /* every command has a deadline: a hung Redis is an error, not a hang */
+  if (redisSetTimeout(c, tv) != REDIS_OK) {
+    set_error(b, "cannot set timeout", c);
     redisFree(c);
     return NULL;
   }
@@ -82,6 +110,16 @@ static redisContext *connect_redis(struct broker *b) {
       redisFree(c);
       return NULL;
     }
+  }
+  /* a stopped Redis still completes TCP handshakes (the kernel does): a
+   * connection counts only once Redis itself has answered */
+  redisReply *r = redisCommand(c, "PING");
+  bool ok = r && !c->err && r->type != REDIS_REPLY_ERROR;
+  freeReplyObject(r);
+  if (!ok) {
+    set_error(b, "no answer to ping", c);
+    redisFree(c);
+    return NULL;
   }
   return c;
 }
@@ -102,6 +140,43 @@ static bool nap(struct broker *b, int ms) {
   bool stop = b->stop;
   pthread_mutex_unlock(&b->lock);
   return stop;
+}
+
+static struct out_msg *queue_pop(struct queue *q) {
+  struct out_msg *m = q->head;
+  if (m) {
+    q->head = m->next;
+    if (!q->head)
+      q->tail = NULL;
+    q->n--;
+    m->next = NULL;
+  }
+  return m;
+}
+
+static void queue_push(struct queue *q, struct out_msg *m) {
+  m->next = NULL;
+  if (q->tail)
+    q->tail->next = m;
+  else
+    q->head = m;
+  q->tail = m;
+  q->n++;
+}
+
+static void queue_free(struct queue *q) {
+  struct out_msg *m;
+  while ((m = queue_pop(q)))
+    free(m);
+}
+
+/* Under the lock: a synchronous sender learns its message went out. */
+static void signal_done(struct broker *b, struct out_msg *m) {
+  if (m->waiter) {
+    m->waiter->done = true;
+    m->waiter = NULL;
+    pthread_cond_broadcast(&b->done_cond);
+  }
 }
 
 static void *pub_main(void *arg) {
@@ -125,7 +200,7 @@ static void *pub_main(void *arg) {
       log_info(NULL, "broker connected", "host=%s port=%d role=publish", b->host, b->port);
     }
     pthread_mutex_lock(&b->lock);
-    if (!b->head && !b->stop) {
+    if (!b->ctl.head && !b->live.head && !b->stop) {
       struct timespec ts;
       clock_gettime(CLOCK_REALTIME, &ts);
       ts.tv_sec += 1;
@@ -135,13 +210,10 @@ static void *pub_main(void *arg) {
       pthread_mutex_unlock(&b->lock);
       break;
     }
-    struct out_msg *m = b->head;
-    if (m) {
-      b->head = m->next;
-      if (!b->head)
-        b->tail = NULL;
-      b->queued--;
-    }
+    /* invalidations first: a write waits on them, live messages do not */
+    struct out_msg *m = queue_pop(&b->ctl);
+    if (!m)
+      m = queue_pop(&b->live);
     pthread_mutex_unlock(&b->lock);
     redisReply *r = NULL;
     if (m && m->del_key) {
@@ -157,19 +229,22 @@ static void *pub_main(void *arg) {
     if (!c->err)
       r = m ? redisCommand(c, "PUBLISH %s %b", m->control ? CONTROL : CHANNEL, m->data, m->len)
             : redisCommand(c, "PING");
-    if ((!r || c->err) && m && m->control) {
+    bool failed = !r || c->err;
+    pthread_mutex_lock(&b->lock);
+    if (m && !failed) {
+      signal_done(b, m);
+    } else if (m && m->control) {
       /* an invalidation must not be lost: put it back for the next connection */
-      pthread_mutex_lock(&b->lock);
-      m->next = b->head;
-      b->head = m;
-      if (!b->tail)
-        b->tail = m;
-      b->queued++;
-      pthread_mutex_unlock(&b->lock);
+      m->next = b->ctl.head;
+      b->ctl.head = m;
+      if (!b->ctl.tail)
+        b->ctl.tail = m;
+      b->ctl.n++;
       m = NULL;
     }
+    pthread_mutex_unlock(&b->lock);
     free(m);
-    if (!r || c->err) {
+    if (failed) {
       set_error(b, "publish failed", c);
       log_warn(NULL, "broker connection lost", "role=publish error=\"%s\"",
                c->err ? c->errstr : "?");
@@ -209,6 +284,55 @@ static void handle_message(struct broker *b, bool control, const char *data, siz
     return;
   metric_add(b->received, 1);
   hub_deliver(b->hub, topic, t2 + 1, len - (size_t)(t2 + 1 - data), NULL);
+}
+
+/* Reads what the subscription sends until it breaks, goes silent for
+ * SILENCE_MS (pinging after PING_MS of silence) or the broker stops.
+ * Returns why it ended (NULL: stopping). */
+static const char *read_subscription(struct broker *b, redisContext *c) {
+  uint64_t heard = clock_mono_ns() / 1000000, pinged = 0;
+  for (;;) {
+    void *reply = NULL;
+    if (redisGetReplyFromReader(c, &reply) != REDIS_OK)
+      return c->errstr;
+    if (reply) {
+      redisReply *r = reply;
+      if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+          r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "message") == 0 &&
+          r->element[1]->type == REDIS_REPLY_STRING && r->element[2]->type == REDIS_REPLY_STRING)
+        handle_message(b, strcmp(r->element[1]->str, CONTROL) == 0, r->element[2]->str,
+                       r->element[2]->len);
+      freeReplyObject(r);
+      continue;
+    }
+    pthread_mutex_lock(&b->lock);
+    bool stop = b->stop;
+    pthread_mutex_unlock(&b->lock);
+    if (stop)
+      return NULL;
+    uint64_t now = clock_mono_ns() / 1000000;
+    if (now - heard >= SILENCE_MS)
+      return "no answer to ping";
+    if (now - heard >= PING_MS && now - pinged >= PING_MS) {
+      /* allowed while subscribed; answered ["pong", ""] */
+      int done = 0;
+      if (redisAppendCommand(c, "PING") != REDIS_OK)
+        return c->errstr;
+      while (!done)
+        if (redisBufferWrite(c, &done) != REDIS_OK)
+          return c->errstr;
+      pinged = now;
+    }
+    struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+    int n = poll(&pfd, 1, 100);
+    if (n < 0 && errno != EINTR)
+      return strerror(errno);
+    if (n > 0) {
+      if (redisBufferRead(c) != REDIS_OK)
+        return c->errstr;
+      heard = clock_mono_ns() / 1000000;
+    }
+  }
 }
 
 static void *sub_main(void *arg) {
@@ -261,31 +385,23 @@ static void *sub_main(void *arg) {
     atomic_store(&b->sub_up, true);
     update_up(b);
     log_info(NULL, "broker connected", "host=%s port=%d role=subscribe", b->host, b->port);
-    for (;;) {
-      redisReply *r = NULL;
-      if (redisGetReply(c, (void **)&r) != REDIS_OK) {
-        freeReplyObject(r);
-        break;
-      }
-      if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-          r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "message") == 0 &&
-          r->element[1]->type == REDIS_REPLY_STRING && r->element[2]->type == REDIS_REPLY_STRING)
-        handle_message(b, strcmp(r->element[1]->str, CONTROL) == 0, r->element[2]->str,
-                       r->element[2]->len);
-      freeReplyObject(r);
-    }
+    /* messages sent while this instance was not subscribed never came:
+     * whoever keeps copies of shared state drops them now */
+    hub_control_dispatch(b->hub, HUB_CONTROL_RESYNC, "", 0);
+    const char *why = read_subscription(b, c);
+    atomic_store(&b->sub_up, false);
+    update_up(b);
     pthread_mutex_lock(&b->lock);
     b->sub_ctx = NULL;
     stop = b->stop;
+    if (!stop)
+      snprintf(b->last_error, sizeof b->last_error, "subscription lost: %s", why ? why : "?");
     pthread_mutex_unlock(&b->lock);
     if (!stop) {
-      set_error(b, "subscription lost", c);
-      log_warn(NULL, "broker connection lost", "role=subscribe error=\"%s\"",
-               c->err ? c->errstr : "?");
+      metric_add(b->errors, 1);
+      log_warn(NULL, "broker connection lost", "role=subscribe error=\"%s\"", why ? why : "?");
     }
     redisFree(c);
-    atomic_store(&b->sub_up, false);
-    update_up(b);
   }
   return NULL;
 }
@@ -304,6 +420,7 @@ int broker_start(struct broker **out, const char *url, struct hub *h, struct met
   rand_hex(b->instance, sizeof b->instance);
   pthread_mutex_init(&b->lock, NULL);
   pthread_cond_init(&b->cond, NULL);
+  pthread_cond_init(&b->done_cond, NULL);
   if (m) {
     b->up = metric_get(metrics_family(m, "grove_broker_up", "1 when the Redis broker is connected.",
                                       METRIC_GAUGE, ""));
@@ -335,27 +452,23 @@ void broker_stop(struct broker *b) {
   pthread_mutex_unlock(&b->lock);
   pthread_join(b->pub_thread, NULL);
   pthread_join(b->sub_thread, NULL);
-  struct out_msg *m = b->head;
-  while (m) {
-    struct out_msg *n = m->next;
-    free(m);
-    m = n;
-  }
+  queue_free(&b->ctl);
+  queue_free(&b->live);
   pthread_mutex_destroy(&b->lock);
   pthread_cond_destroy(&b->cond);
+  pthread_cond_destroy(&b->done_cond);
   free(b);
 }
 
-static void enqueue(struct broker *b, bool control, const char *topic, const char *json,
-                    size_t len, const char *del_key) {
+static struct out_msg *make_msg(struct broker *b, bool control, const char *topic,
+                               const char *json, size_t len, const char *del_key) {
   size_t il = strlen(b->instance), tl = strlen(topic), dl = del_key ? strlen(del_key) + 1 : 0;
   struct out_msg *m = malloc(sizeof *m + il + tl + len + 2 + dl);
-  if (!m) {
-    metric_add(b->dropped, 1);
-    return;
-  }
+  if (!m)
+    return NULL;
   m->next = NULL;
   m->control = control;
+  m->waiter = NULL;
   m->len = il + tl + len + 2;
   memcpy(m->data, b->instance, il);
   m->data[il] = '\t';
@@ -367,21 +480,17 @@ static void enqueue(struct broker *b, bool control, const char *topic, const cha
     memcpy(m->data + m->len, del_key, dl);
     m->del_key = m->data + m->len;
   }
-  pthread_mutex_lock(&b->lock);
-  if (b->queued >= QUEUE_MAX) {
-    pthread_mutex_unlock(&b->lock);
-    free(m);
-    metric_add(b->dropped, 1);
-    return;
-  }
-  if (b->tail)
-    b->tail->next = m;
-  else
-    b->head = m;
-  b->tail = m;
-  b->queued++;
+  return m;
+}
+
+/* Queues m (under the lock); false when its queue is full (m not taken). */
+static bool enqueue_locked(struct broker *b, struct out_msg *m) {
+  struct queue *q = m->control ? &b->ctl : &b->live;
+  if (q->n >= QUEUE_MAX)
+    return false;
+  queue_push(q, m);
   pthread_cond_broadcast(&b->cond); /* the subscriber may be napping on it too */
-  pthread_mutex_unlock(&b->lock);
+  return true;
 }
 
 void broker_publish(struct broker *b, const char *topic, const char *json, size_t len) {
@@ -389,13 +498,62 @@ void broker_publish(struct broker *b, const char *topic, const char *json, size_
     metric_add(b->dropped, 1);
     return;
   }
-  enqueue(b, false, topic, json, len, NULL);
+  struct out_msg *m = make_msg(b, false, topic, json, len, NULL);
+  pthread_mutex_lock(&b->lock);
+  bool ok = m && enqueue_locked(b, m);
+  pthread_mutex_unlock(&b->lock);
+  if (!ok) {
+    free(m);
+    metric_add(b->dropped, 1);
+  }
 }
 
 void broker_control(struct broker *b, const char *kind, const char *payload, size_t len,
                     const char *del_key) {
-  enqueue(b, true, kind, payload, len, del_key); /* kept while Redis is away */
+  broker_control_sync(b, kind, payload, len, del_key, 0); /* kept while Redis is away */
 }
+
+int broker_control_sync(struct broker *b, const char *kind, const char *payload, size_t len,
+                        const char *del_key, unsigned timeout_ms) {
+  struct out_msg *m = make_msg(b, true, kind, payload, len, del_key);
+  struct waiter w = {false};
+  if (!m) {
+    metric_add(b->dropped, 1);
+    return GROVE_ENOMEM;
+  }
+  pthread_mutex_lock(&b->lock);
+  bool wait = timeout_ms > 0 && atomic_load(&b->pub_up);
+  if (wait)
+    m->waiter = &w;
+  if (!enqueue_locked(b, m)) {
+    pthread_mutex_unlock(&b->lock);
+    free(m);
+    metric_add(b->dropped, 1);
+    return GROVE_EBUSY;
+  }
+  if (!wait) {
+    pthread_mutex_unlock(&b->lock);
+    return timeout_ms ? GROVE_EUNAVAIL : 0;
+  }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  uint64_t ns = (uint64_t)ts.tv_nsec + (uint64_t)(timeout_ms % 1000) * 1000000ULL;
+  ts.tv_sec += (time_t)(timeout_ms / 1000 + ns / 1000000000ULL);
+  ts.tv_nsec = (long)(ns % 1000000000ULL);
+  while (!w.done && !b->stop)
+    if (pthread_cond_timedwait(&b->done_cond, &b->lock, &ts) == ETIMEDOUT)
+      break;
+  int rc = w.done ? 0 : GROVE_ETIMEOUT;
+  if (!w.done) {
+    /* still queued or in flight: it goes out later, without us (m lives
+     * until the publisher has sent it, which it tells under this lock) */
+    m->waiter = NULL;
+  }
+  pthread_mutex_unlock(&b->lock);
+  return rc;
+}
+
+bool broker_subscribed(struct broker *b) { return atomic_load(&b->sub_up); }
 
 bool broker_ok(struct broker *b, char *err, size_t errlen) {
   bool ok = atomic_load(&b->pub_up) && atomic_load(&b->sub_up);

@@ -1027,6 +1027,13 @@ void hub_control_send(struct hub *h, const char *kind, const char *payload, size
     broker_control(h->broker, kind, payload, len, del_key);
 }
 
+int hub_control_send_sync(struct hub *h, const char *kind, const char *payload, size_t len,
+                          const char *del_key, unsigned timeout_ms) {
+  return h->broker ? broker_control_sync(h->broker, kind, payload, len, del_key, timeout_ms) : 0;
+}
+
+bool hub_control_live(struct hub *h) { return !h->broker || broker_subscribed(h->broker); }
+
 void hub_control_dispatch(struct hub *h, const char *kind, const char *payload, size_t len) {
   pthread_mutex_lock(&h->lock);
   int n = h->nlisteners;

@@ -101,5 +101,21 @@ typedef void (*hub_control_fn)(const char *kind, const char *payload, size_t len
 void hub_control_listen(struct hub *h, hub_control_fn fn, void *arg);
 void hub_control_send(struct hub *h, const char *kind, const char *payload, size_t len,
                       const char *del_key);
+/* hub_control_send for a write that must not be acknowledged before Redis
+ * has dropped del_key: control messages go out before live ones, and this
+ * waits up to timeout_ms for it (blocking: worker threads only). Returns 0
+ * when done or when there is no broker; GROVE_EUNAVAIL or GROVE_ETIMEOUT
+ * when Redis did not take it in time (it stays queued and goes out when
+ * Redis is back). */
+int hub_control_send_sync(struct hub *h, const char *kind, const char *payload, size_t len,
+                          const char *del_key, unsigned timeout_ms);
+/* The kind listeners get, with an empty payload, each time this instance
+ * (re)subscribes to the broker: messages sent while it was not subscribed
+ * were lost to it, so copies of shared state must be dropped. */
+#define HUB_CONTROL_RESYNC "grove.resync"
+/* True when control messages from other instances reach this one now: no
+ * broker, or its subscription is up. While false, state that control
+ * messages keep fresh (caches) must not be trusted. Lock-free. */
+bool hub_control_live(struct hub *h);
 
 #endif

@@ -19,6 +19,16 @@ bool broker_ok(struct broker *b, char *err, size_t errlen);
  * none is lost; del_key, when given, is deleted in Redis first. */
 void broker_control(struct broker *b, const char *kind, const char *payload, size_t len,
                     const char *del_key);
+/* The same, waiting up to timeout_ms (0: not at all) until del_key is
+ * deleted in Redis and the message published. Returns 0 when it was,
+ * GROVE_EUNAVAIL when the publisher is not connected (queued for later),
+ * GROVE_ETIMEOUT when it was not done in time (still queued or in flight:
+ * it goes out later), GROVE_EBUSY (queue full) or GROVE_ENOMEM. Blocks:
+ * worker threads only. */
+int broker_control_sync(struct broker *b, const char *kind, const char *payload, size_t len,
+                        const char *del_key, unsigned timeout_ms);
+/* True while the subscription is up. */
+bool broker_subscribed(struct broker *b);
 /* Hands a control message from another instance to the listener. */
 void hub_control_dispatch(struct hub *h, const char *kind, const char *payload, size_t len);
 

@@ -230,5 +230,165 @@ def test_two_instances_enforce_one_limit_through_redis():
         stop_all(a, b, redis)
 
 
+def ready_state(g):
+    """(status, sorted down list) of /ready; a hung answer is a failure."""
+    r = g.request("GET", "/ready", timeout=5)
+    return r.status, sorted(r.json().get("details", {}).get("down", []))
+
+
+def test_redis_outages_recover_by_themselves():
+    # grove starts before Redis, then Redis is killed, stopped, hung and
+    # restarted under load: every connection comes back by itself, /ready
+    # follows within deadlines, and no request waits on a dead Redis
+    import signal as sig
+    import subprocess
+    import threading
+    from grove import FAST_HASH, GROVE, free_port
+    port = free_port()
+    url = "redis://127.0.0.1:%d" % port
+    a = b = redis = None
+    stop = threading.Event()
+    slow = []
+    threads = []
+    try:
+        a = Grove("--broker", url, "--gate-refresh", "200ms", "--rate-anonymous", "0", *FAST_HASH)
+        b = Grove("--broker", url, "--gate-refresh", "200ms", "--rate-anonymous", "0", *FAST_HASH,
+                  data_dir=a.data_dir)
+        for g in (a, b):
+            assert ready_state(g) == (503, ["broker", "rate_limits"]), ready_state(g)
+        redis = Redis(port)  # comes up after grove did
+        for g in (a, b):
+            eventually(lambda: ready_state(g) == (200, []), timeout=15, what="first connect")
+        out = subprocess.run([GROVE, "key", "add", "load", "--scopes", "read", "--data-dir", a.data_dir],
+                             capture_output=True, text=True, check=True)
+        key = out.stdout.split()[1]
+        eventually(lambda: all(g.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200 for g in (a, b)),
+                   what="key known")
+
+        def load(g):
+            while not stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    st = g.request("GET", "/auth/me", headers={"X-API-Key": key}, timeout=10).status
+                except OSError as e:
+                    st = repr(e)
+                if time.monotonic() - t0 > 3 or st not in (200, 429):
+                    slow.append((st, time.monotonic() - t0))
+        threads = [threading.Thread(target=load, args=(g,)) for g in (a, b, a, b)]
+        [t.start() for t in threads]
+
+        def outage(how, back):
+            how()
+            for g in (a, b):
+                eventually(lambda: ready_state(g) == (503, ["broker", "rate_limits"]), timeout=10,
+                           what="down noticed after " + how.__name__)
+            back()
+            for g in (a, b):
+                eventually(lambda: ready_state(g) == (200, []), timeout=15, what="back after " + how.__name__)
+                st, body = g.get_json("/ready")
+                assert body["data"]["checks"]["rate_limits"] == {"ok": True, "mode": "shared"}
+
+        def kill():
+            redis.kill()
+
+        def term():
+            redis.proc.terminate()
+            redis.proc.wait()
+
+        def hang():
+            redis.proc.send_signal(sig.SIGSTOP)
+
+        def resume():
+            redis.proc.send_signal(sig.SIGCONT)
+
+        outage(kill, redis.start)
+        outage(term, redis.start)
+        outage(hang, resume)
+        outage(hang, resume)
+        m = a.request("GET", "/metrics").body.decode()
+        assert "grove_broker_up 1" in m and "grove_rate_limit_shared 1" in m
+        stop.set()
+        [t.join() for t in threads]
+        assert not slow, slow
+
+        # the limits are shared again: one key, one bucket across both
+        subprocess.run(["redis-cli", "-p", str(port), "FLUSHALL"], check=True, capture_output=True)
+        a2 = Grove("--broker", url, "--rate-key", "10/m", *FAST_HASH, data_dir=a.data_dir)
+        b2 = Grove("--broker", url, "--rate-key", "10/m", *FAST_HASH, data_dir=a.data_dir)
+        try:
+            for g in (a2, b2):
+                eventually(lambda: ready_state(g) == (200, []), timeout=15, what="shared")
+            ok = sum(g.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200
+                     for g in (a2, b2) * 10)
+            assert ok == 10, ok
+        finally:
+            stop_all(a2, b2)
+    finally:
+        stop.set()
+        [t.join() for t in threads]
+        stop_all(a, b, redis)
+
+
+def test_no_invalidation_is_missed_across_an_outage():
+    # b holds a device in memory; Redis hangs; a deletes the device: b must
+    # not go on serving it from memory, during the outage or after
+    import signal as sig
+    from grove import FAST_HASH, admin_headers
+    redis = Redis()
+    a = b = None
+    try:
+        a = Grove("--broker", redis.url, "--gate-refresh", "200ms", *FAST_HASH)
+        b = Grove("--broker", redis.url, "--gate-refresh", "200ms", *FAST_HASH, data_dir=a.data_dir)
+        for g in (a, b):
+            eventually(lambda: ready_state(g) == (200, []), timeout=15, what="up")
+        auth = admin_headers(a)
+        eventually(lambda: b.request("GET", "/auth/me", headers=auth).status == 200, what="b knows the session")
+        for rnd, (how, back) in enumerate([(sig.SIGSTOP, sig.SIGCONT), (sig.SIGKILL, None)]):
+            dev = "t-%d" % rnd
+            assert a.request("POST", "/api/v1/devices", body=json.dumps({"id": dev, "name": "T", "type": "truck"}).encode(),
+                             headers=auth).status == 201
+            for _ in range(3):  # in b's memory
+                assert b.request("GET", "/api/v1/devices/" + dev, headers=auth).status == 200
+            redis.proc.send_signal(how)
+            if how == sig.SIGKILL:
+                redis.proc.wait()
+            for g in (a, b):
+                eventually(lambda: ready_state(g)[0] == 503, timeout=10, what="outage noticed")
+            assert a.request("DELETE", "/api/v1/devices/" + dev, headers=auth).status == 200
+            assert b.request("GET", "/api/v1/devices/" + dev, headers=auth).status == 404
+            if back:
+                redis.proc.send_signal(back)
+            else:
+                redis.start()
+            for g in (a, b):
+                eventually(lambda: ready_state(g) == (200, []), timeout=15, what="back")
+            eventually(lambda: b.request("GET", "/api/v1/devices/" + dev, headers=auth).status == 404,
+                       timeout=5, what="gone on b")
+            assert [b.request("GET", "/api/v1/devices/" + dev, headers=auth).status for _ in range(5)] == [404] * 5
+    finally:
+        stop_all(a, b, redis)
+
+
+def test_rate_global_is_per_instance_with_a_broker():
+    # --rate-global protects one instance: with a broker each instance
+    # still takes its own quota (as --help says), not one for the cluster
+    from grove import FAST_HASH
+    redis = Redis()
+    a = b = None
+    try:
+        opts = ["--broker", redis.url, "--rate-global", "10/m", "--rate-anonymous", "0"] + FAST_HASH
+        a = Grove(*opts)
+        b = Grove(*opts, data_dir=a.data_dir)
+        for g in (a, b):
+            eventually(lambda: ready_state(g) == (200, []), timeout=15, what="up")
+        counts = {}
+        for name, g in (("a", a), ("b", b)):
+            statuses = [g.request("GET", "/api/v1/devices").status for _ in range(25)]
+            counts[name] = (statuses.count(401), statuses.count(429))
+        assert counts == {"a": (10, 15), "b": (10, 15)}, counts
+    finally:
+        stop_all(a, b, redis)
+
+
 if __name__ == "__main__":
     main(globals())

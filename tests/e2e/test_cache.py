@@ -5,7 +5,11 @@ import json
 import re
 import subprocess
 
-from grove import FAST_HASH, Grove, Redis, admin_headers, eventually, run, main, stop_all
+import threading
+import time
+
+from grove import (ADMIN_PASSWORD, FAST_HASH, GROVE, Grove, Postgres, Redis, admin_headers, eventually,
+                   run, main, stop_all)
 
 FAST = FAST_HASH
 
@@ -88,6 +92,99 @@ def test_redis_tier_and_invalidation_on_every_instance():
                               capture_output=True, text=True).stdout.strip() == "0"
     finally:
         stop_all(a, b, redis)
+
+
+def pg_admin(pg, g):
+    """An admin made with the CLI on PostgreSQL, signed in on g."""
+    subprocess.run([GROVE, "user", "add", "root@example.com", "--role", "admin", "--store", pg.url] + FAST,
+                   input=ADMIN_PASSWORD + "\n", capture_output=True, text=True, timeout=30, check=True)
+    r = g.request("POST", "/auth/login", body=json.dumps({"email": "root@example.com",
+                                                          "password": ADMIN_PASSWORD}).encode(),
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 200, r.body
+    return {"Authorization": "Bearer " + r.json()["data"]["access_token"], "Content-Type": "application/json"}
+
+
+def backlog(g, stop, topic="load/backlog"):
+    """Keeps the broker's publish queue on g busy with large live messages."""
+    body = json.dumps({"pad": "x" * 16000}).encode()
+    while not stop.is_set():
+        g.request("POST", "/api/v1/live/" + topic, body=body, headers={"Content-Type": "application/json"})
+
+
+def test_a_write_is_never_followed_by_an_older_value():
+    # two instances on PostgreSQL + Redis; each round fills both caches,
+    # loads the writer's broker queue with live messages and deletes the
+    # device on one instance while readers hammer both: on the writer no
+    # read started after the answer sees the device; on the other, once it
+    # answered 404 it never answers 200 again
+    pg, redis = Postgres(), Redis()
+    a = b = None
+    opts = ["--store", pg.url, "--broker", redis.url, "--live-client-publish", "--rate-global", "0",
+            "--rate-anonymous", "0", "--rate-key", "0", "--gate-refresh", "1h", "--threads", "2"] + FAST
+    try:
+        a = Grove(*opts)
+        b = Grove(*opts)
+        for g in (a, b):
+            eventually(lambda: g.request("GET", "/ready").status == 200, what="ready")
+        auth = pg_admin(pg, a)
+        eventually(lambda: b.request("GET", "/auth/me", headers=auth).status == 200, what="b knows the session")
+        for rnd in range(6):
+            dev = "d-%d" % rnd
+            writer, other = (a, b) if rnd % 2 == 0 else (b, a)
+            assert writer.request("POST", "/api/v1/devices", body=json.dumps({"id": dev, "name": "n", "type": "truck"}).encode(),
+                                  headers=auth).status == 201
+            for g in (a, b):  # both memories and Redis hold it
+                eventually(lambda: g.request("GET", "/api/v1/devices/" + dev, headers=auth).status == 200,
+                           what="device readable")
+                assert g.request("GET", "/api/v1/devices/" + dev, headers=auth).status == 200
+            seen = []
+            lock = threading.Lock()
+            stop = threading.Event()
+
+            def reader(g):
+                while not stop.is_set():
+                    t0 = time.monotonic()
+                    st = g.request("GET", "/api/v1/devices/" + dev, headers=auth).status
+                    with lock:
+                        seen.append((g, t0, time.monotonic(), st))
+            threads = [threading.Thread(target=backlog, args=(writer, stop)) for _ in range(3)]
+            threads += [threading.Thread(target=reader, args=(g,)) for g in (a, b, a, b)]
+            [t.start() for t in threads]
+            try:
+                eventually(lambda: len(seen) >= 20, what="readers under way")
+                assert writer.request("DELETE", "/api/v1/devices/" + dev, headers=auth).status == 200
+                acked = time.monotonic()
+                assert writer.request("GET", "/api/v1/devices/" + dev, headers=auth).status == 404
+                eventually(lambda: other.request("GET", "/api/v1/devices/" + dev, headers=auth).status == 404,
+                           timeout=5, what="the other instance drops it")
+                settled = time.monotonic()
+                n = len(seen)
+                eventually(lambda: len(seen) >= n + 20, what="more reads")
+            finally:
+                stop.set()
+                [t.join() for t in threads]
+            stale = [(g is a, t0 - acked, st) for g, t0, _, st in seen if g is writer and t0 > acked and st != 404]
+            assert not stale, ("writer served a deleted device", rnd, stale)
+            stale = [(t0 - settled, st) for g, t0, _, st in seen if g is other and t0 > settled and st != 404]
+            assert not stale, ("other instance went back to the deleted device", rnd, stale)
+            assert all(st in (200, 404) for _, _, _, st in seen), set(st for _, _, _, st in seen)
+        # credentials too: a revoked key and a closed session stop at once on
+        # the writer, and on the other instance long before --gate-refresh
+        r = a.request("POST", "/api/v1/keys", body=json.dumps({"name": "k", "scopes": ["read"]}).encode(), headers=auth)
+        key, kid = r.json()["data"]["key"], r.json()["data"]["id"]
+        eventually(lambda: b.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200,
+                   timeout=5, what="new key known to b")
+        assert a.request("DELETE", "/api/v1/keys/" + kid, headers=auth).status == 200
+        assert a.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 401
+        eventually(lambda: b.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 401,
+                   timeout=5, what="revoked key refused on b")
+        assert b.request("POST", "/auth/logout", headers=auth).status in (200, 204)
+        assert b.request("GET", "/auth/me", headers=auth).status == 401
+        eventually(lambda: a.request("GET", "/auth/me", headers=auth).status == 401,
+                   timeout=5, what="closed session refused on a")
+    finally:
+        stop_all(a, b, redis, pg)
 
 
 def vary_tokens(r):
