@@ -9,7 +9,15 @@
  * pollutant, the AQI is recomputed from the pollutants of that window, and
  * a category change past the hysteresis margin makes an alert.
  *
- * Stations are known ahead (flow_engine_station_put) or on first sight. */
+ * Stations are known ahead (flow_engine_station_put) or on first sight.
+ *
+ * Invariant: every change of what an entity's object shows (a reading, a
+ * window closing, staleness, the directory) is published on its topic, in
+ * the order it happened, so a topic's last event is what
+ * flow_engine_stations_json / _regions_json give once the publish interval
+ * has passed. The category shown is always aqi_category_of(aqi); hysteresis
+ * only decides alerts. An entity silent for cfg.stale_ms (wall clock, as
+ * env.mono_ms reads it) is stale until its next reading. */
 #ifndef GROVE_FLOW_ENGINE_H
 #define GROVE_FLOW_ENGINE_H
 
