@@ -96,6 +96,8 @@ int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int6
  * *more and *next as series_read's. */
 int pgs_range(struct pgseries *p, uint32_t id, int64_t from, int64_t to, size_t limit,
               struct head *acc, bool *more, int64_t *next);
+/* Its query ($1 series, $2 from, $3 to, $4 limit + 1): tests read its plan. */
+extern const char pgs_range_sql[];
 int pgs_buckets_raw(struct pgseries *p, uint32_t id, int64_t from, int64_t to, int64_t step,
                     struct series_bucket **out, size_t *n);
 int pgs_rollups_read(struct pgseries *p, uint32_t id, int64_t res, int64_t from, int64_t to,

@@ -48,7 +48,11 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS series_meta (name text PRIMARY KEY, value text NOT NULL);"
     "CREATE TABLE IF NOT EXISTS series_points (series integer NOT NULL, ts bigint NOT NULL, "
     "value double precision NOT NULL, seq bigint NOT NULL) PARTITION BY RANGE (ts);"
-    "CREATE INDEX IF NOT EXISTS series_points_by_series ON series_points (series, ts);"
+    /* in the order reads want (by time, the newest write first), so a
+     * page of points stops the index scan once it is full */
+    "CREATE INDEX IF NOT EXISTS series_points_by_series_ts_seq ON series_points "
+    "(series, ts, seq DESC);"
+    "DROP INDEX IF EXISTS series_points_by_series;"
     "CREATE SEQUENCE IF NOT EXISTS series_groups;"
     "CREATE TABLE IF NOT EXISTS series_rollups (series integer NOT NULL, res integer NOT NULL,"
     " bucket bigint NOT NULL, count bigint NOT NULL, sum double precision NOT NULL,"
@@ -515,6 +519,11 @@ int pgs_write(struct pgseries *p, const struct series_point *pts, size_t n, int6
 
 static void i64(char *out, size_t n, int64_t v) { snprintf(out, n, "%lld", (long long)v); }
 
+/* In time order, so every point appends; the index on (series, ts, seq
+ * DESC) gives rows in that order, so LIMIT stops the scan. */
+const char pgs_range_sql[] = "SELECT DISTINCT ON (ts) ts, value FROM series_points WHERE series = "
+                             "$1 AND ts >= $2 AND ts < $3 ORDER BY ts, seq DESC LIMIT $4::bigint";
+
 int pgs_range(struct pgseries *p, uint32_t id, int64_t from, int64_t to, size_t limit,
               struct head *acc, bool *more, int64_t *next) {
   char a[16], b[24], c[24], d[24];
@@ -525,12 +534,7 @@ int pgs_range(struct pgseries *p, uint32_t id, int64_t from, int64_t to, size_t 
   snprintf(d, sizeof d, "%llu", (unsigned long long)limit + 1);
   const char *params[] = {a, b, c, limit < (size_t)INT64_MAX ? d : NULL};
   int i = reader_take(p);
-  /* in time order, so every point appends; the index on (series, ts)
-   * lets LIMIT stop the scan */
-  PGresult *r = read_query(p->readers[i],
-                      "SELECT DISTINCT ON (ts) ts, value FROM series_points WHERE series = $1 AND "
-                      "ts >= $2 AND ts < $3 ORDER BY ts, seq DESC LIMIT $4::bigint",
-                      4, params);
+  PGresult *r = read_query(p->readers[i], pgs_range_sql, 4, params);
   int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : GROVE_ESTORE;
   if (rc)
     log_error(NULL, "cannot read series points", "error=\"%s\"", PQresultErrorMessage(r));

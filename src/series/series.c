@@ -1160,7 +1160,7 @@ static int load_keys(struct series *s) {
  * once (a scan) and kept in series_meta. Reads start that far before. */
 static int load_width(struct series *s) {
   sqlite3_stmt *st;
-  if (sqlite3_prepare_v2(s->db, "SELECT value FROM series_meta WHERE key = 'chunk_width'", -1,
+  if (sqlite3_prepare_v2(s->db, "SELECT value FROM series_meta WHERE name = 'chunk_width'", -1,
                          &st, NULL) != SQLITE_OK)
     return GROVE_ESTORE;
   int step = sqlite3_step(st);
@@ -1170,7 +1170,7 @@ static int load_width(struct series *s) {
   if (step == SQLITE_ROW)
     return 0;
   if (step != SQLITE_DONE ||
-      sqlite3_prepare_v2(s->db, "INSERT INTO series_meta (key, value) SELECT 'chunk_width', "
+      sqlite3_prepare_v2(s->db, "INSERT INTO series_meta (name, value) SELECT 'chunk_width', "
                                 "max(?, coalesce(max(end_ns - start_ns), 0)) FROM chunks",
                          -1, &st, NULL) != SQLITE_OK)
     return GROVE_ESTORE;
@@ -1273,7 +1273,7 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
                   "CREATE INDEX IF NOT EXISTS chunks_by_series ON chunks (series, end_ns);"
                   "CREATE INDEX IF NOT EXISTS chunks_by_end ON chunks (end_ns);"
                   "CREATE INDEX IF NOT EXISTS chunks_by_start ON chunks (series, start_ns);"
-                  "CREATE TABLE IF NOT EXISTS series_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+                  "CREATE TABLE IF NOT EXISTS series_meta (name TEXT PRIMARY KEY, value NOT NULL);"
                   "CREATE TABLE IF NOT EXISTS rollups (series INTEGER NOT NULL, res INTEGER NOT NULL,"
                   " bucket INTEGER NOT NULL, count INTEGER NOT NULL, sum REAL NOT NULL,"
                   " min REAL NOT NULL, max REAL NOT NULL, first REAL NOT NULL, last REAL NOT NULL,"

@@ -8,7 +8,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+#include <stdlib.h>
+
 #include "core/error.h"
+#include "series/internal.h"
 #include "series/series.h"
 
 #define SEC 1000000000LL
@@ -196,7 +200,85 @@ TEST(raw_buckets_read_each_point_once) {
   series_close(s);
 }
 
+/* ---- PostgreSQL (GROVE_TEST_STORE=postgres://…) ------------------------------ */
+
+/* Rows PostgreSQL reads from series_points for one page: the scans'
+ * actual rows in EXPLAIN ANALYZE of the store's own query. */
+static long pg_rows_read(PGconn *c, uint32_t id, int64_t from, size_t limit) {
+  char a[16], b[24], d[24], sql[1024];
+  snprintf(a, sizeof a, "%u", id);
+  snprintf(b, sizeof b, "%lld", (long long)from);
+  snprintf(d, sizeof d, "%zu", limit + 1);
+  const char *params[] = {a, b, "9223372036854775807", d};
+  snprintf(sql, sizeof sql, "EXPLAIN (ANALYZE, FORMAT TEXT) %s", pgs_range_sql);
+  PGresult *r = PQexecParams(c, sql, 4, NULL, params, NULL, NULL, 0);
+  CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+  long rows = 0;
+  bool sorted = false;
+  for (int i = 0; i < PQntuples(r); i++) {
+    const char *line = PQgetvalue(r, i, 0), *sort = strstr(line, "Sort  ");
+    bool scan = strstr(line, "Scan") && strstr(line, " on series_points");
+    const char *actual = strstr(line, "actual time=");
+    sorted |= sort != NULL;
+    if (scan && actual) {
+      const char *rw = strstr(actual, "rows=");
+      rows += rw ? atol(rw + 5) : 0;
+    }
+  }
+  if (sorted || !rows) /* a sort reads every row first */
+    for (int i = 0; i < PQntuples(r); i++)
+      fprintf(stderr, "  %s\n", PQgetvalue(r, i, 0));
+  PQclear(r);
+  CHECK(!sorted);
+  return rows;
+}
+
+TEST(pg_a_page_reads_its_rows_not_the_series) {
+  const char *url = getenv("GROVE_TEST_STORE");
+  if (!url) {
+    fprintf(stderr, "  (skipped: GROVE_TEST_STORE is not set)\n");
+    return;
+  }
+  PGconn *c = PQconnectdb(url);
+  CHECK(PQstatus(c) == CONNECTION_OK);
+  PQclear(PQexec(c, "DROP TABLE IF EXISTS series_points, series_keys, series_rollups, series_meta "
+                    "CASCADE; DROP SEQUENCE IF EXISTS series_groups"));
+  struct series *s;
+  char err[256];
+  CHECK(series_open_pg(&s, url, err, sizeof err) == 0);
+  uint32_t a;
+  CHECK(series_id(s, "pgpage v", &a) == 0);
+  const size_t n = 200000;
+  struct series_point *p = malloc(20000 * sizeof *p);
+  for (size_t at = 0; at < n; at += 20000) {
+    for (size_t i = 0; i < 20000; i++)
+      p[i] = (struct series_point){a, (int64_t)(at + i) * SEC, (double)(at + i)};
+    CHECK(series_append_sync(s, p, 20000) == 0);
+  }
+  free(p);
+  PQclear(PQexec(c, "ANALYZE series_points"));
+  /* a page of 1,000 at the start, the middle and near the end */
+  const int64_t starts[] = {0, 100000 * SEC, 198000 * SEC};
+  for (size_t k = 0; k < 3; k++) {
+    long rows = pg_rows_read(c, a, starts[k], 1000);
+    fprintf(stderr, "  page at %lld s: %ld rows read\n", (long long)(starts[k] / SEC), rows);
+    CHECK(rows >= 1001 && rows <= 2 * 1001);
+    struct chunk_point *pts;
+    size_t got;
+    bool more;
+    int64_t next;
+    CHECK(series_read(s, a, starts[k], INT64_MAX, 1000, &pts, &got, &more, &next) == 0);
+    CHECK_EQ_INT(got, 1000);
+    CHECK(pts[0].ts_ns == starts[k] && pts[999].value == (double)(starts[k] / SEC + 999));
+    CHECK(more && next == starts[k] + 1000 * SEC);
+    free(pts);
+  }
+  series_close(s);
+  PQfinish(c);
+}
+
 static const struct test tests[] = {
+    T(pg_a_page_reads_its_rows_not_the_series),
     T(reading_twice_the_points_costs_twice_the_work),
     T(a_page_costs_its_points_not_the_series_length),
     T(pages_through_overlapping_writes_get_every_point_once),
