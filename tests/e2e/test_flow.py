@@ -109,7 +109,10 @@ def test_points_move_into_chunks_and_stay_readable():
         body = "".join("c,s=1 v=%d %d\n" % (i, i) for i in range(5000)).encode()
         assert g2.request("POST", "/api/v1/write", body=body, headers={"X-API-Key": k}).status == 204
         db = os.path.join(g2.data_dir, "series", "series.db")
-        eventually(lambda: os.path.getsize(os.path.join(g2.data_dir, "series", "series.wal")) == 0,
+        # the log is set aside (and a fresh one empty) before the chunks
+        # commit: wait for the set-aside log to go, which comes after
+        eventually(lambda: os.path.getsize(os.path.join(g2.data_dir, "series", "series.wal")) == 0
+                   and not os.path.exists(os.path.join(g2.data_dir, "series", "series.wal.old")),
                    what="log emptied into chunks")
         out = subprocess.run(["sqlite3", db, "SELECT count(*), sum(points) FROM chunks"],
                              capture_output=True, text=True).stdout.strip()
