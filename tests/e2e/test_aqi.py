@@ -458,6 +458,10 @@ def test_late_readings_are_counted_and_stored():
     r = g.request("POST", "/api/v1/write", body=b"air,station=tardy pm25=9 %d\nbad line\n" % old,
                   headers={"X-API-Key": WRITE})
     assert r.status == 400 and r.json()["details"]["late"] == 1, r.body
+    # and so do InfluxDB's own routes
+    r = g.request("POST", "/api/v2/write?org=city&bucket=air", body=b"air,station=tardy pm25=9 %d\n" % old,
+                  headers={"Authorization": "Token " + WRITE})
+    assert r.status == 204 and r.header("x-grove-late-points") == "1", (r.status, r.headers)
 
 
 def test_stations_ahead_of_time_survive_a_restart():
