@@ -29,6 +29,7 @@ const struct cfg_opt gate_cfg_opts[] = {
     O("rate-global", CFG_STR, rate_global, "1000/s", "requests this instance takes, all callers together, counted after each caller's own limit; per instance, also with a broker (0: no limit)"),
     O("rate-key", CFG_STR, rate_key, "100/s", "requests per API key and per signed-in user (0: no limit)"),
     O("rate-anonymous", CFG_STR, rate_anonymous, "50/s", "requests per client address without a credential (0: no limit)"),
+    O("key-lookups", CFG_STR, key_lookups, "20/s", "database lookups this instance makes for API keys it does not know yet, so a new key works at once (0: none; absent keys are remembered for --gate-refresh)"),
     O("cache-ttl", CFG_MS, cache_ttl_ms, "5m", "how long a cached read stays in this process (0: no in-process tier)"),
     O("cache-redis-ttl", CFG_MS, cache_redis_ttl_ms, "1h", "how long a cached read stays in Redis, with a broker (0: no Redis tier)"),
     O("cache-entries", CFG_INT, cache_entries, "10000", "entries per cache kept in this process (least recently used go first)"),
@@ -253,6 +254,7 @@ static int view_load(struct gate *g) {
   pthread_mutex_lock(&g->lock);
   struct gate_view *old = g->view;
   g->view = v;
+  g->view_gen++;
   pthread_mutex_unlock(&g->lock);
   view_free(old);
   return 0;
@@ -597,6 +599,120 @@ enum http_next gate_local_take(struct gate *g, struct http_req *r, const struct 
   return gate_take_global(g, r, own, &res, false);
 }
 
+/* ---- keys the view does not hold yet ----------------------------------- */
+
+/* A key made a moment ago (`grove key add`, another instance) is not in
+ * the view until the next reload: it is looked up once in the database
+ * before it is refused. Lookups are bounded twice, so random keys cannot
+ * turn into database load: a key found absent is remembered for
+ * --gate-refresh (KEY_MISSES_MAX at most; the whole memory is dropped when
+ * full), and lookups take a token from an instance-wide bucket
+ * (--key-lookups); without one the key is refused as before. */
+#define KEY_MISSES_MAX 4096
+
+struct key_lookup {
+  struct gate *g;
+  char hash[65];
+  uint64_t gen;
+  int rc;
+  bool found;
+  struct key_rec rec;
+};
+
+static void key_lookup_work(void *arg) {
+  struct key_lookup *lk = arg;
+  char err[256];
+  struct store_rows *rows = NULL;
+  const char *p[] = {lk->hash};
+  lk->rc = store_query(lk->g->store, "SELECT k.id, k.scopes, k.device_id, d.type FROM api_keys k "
+                                     "LEFT JOIN devices d ON d.id = k.device_id "
+                                     "WHERE k.hash = $1 AND k.revoked_at IS NULL",
+                       p, 1, &rows, err, sizeof err);
+  if (!lk->rc && rows->nrows > 0) {
+    const char *dev = store_rows_get(rows, 0, "device_id"), *type = store_rows_get(rows, 0, "type");
+    lk->found = true;
+    snprintf(lk->rec.id, sizeof lk->rec.id, "%s", store_rows_get(rows, 0, "id"));
+    snprintf(lk->rec.device, sizeof lk->rec.device, "%s", dev ? dev : "");
+    snprintf(lk->rec.device_type, sizeof lk->rec.device_type, "%s", type ? type : "");
+    lk->rec.scopes = gate_scopes_parse(store_rows_get(rows, 0, "scopes"));
+  } else if (lk->rc) {
+    log_warn(NULL, "cannot look up an api key", "error=\"%s\"", err);
+  }
+  store_rows_free(rows);
+}
+
+static enum http_next limit(struct gate *g, struct http_req *r);
+
+static void key_lookup_done(struct http_req *r, void *arg) {
+  struct key_lookup *lk = arg;
+  struct gate *g = lk->g;
+  pthread_mutex_lock(&g->lock);
+  if (lk->rc == 0 && lk->found) {
+    /* a view swapped in meanwhile was read after the lookup began, or
+     * holds a revocation made since: it decides */
+    struct key_rec *k = g->view && g->view_gen == lk->gen ? malloc(sizeof *k) : NULL;
+    if (k) {
+      *k = lk->rec;
+      if (map_put(&g->view->keys, lk->hash, k, NULL))
+        free(k);
+    }
+  } else if (lk->rc == 0) {
+    if (g->key_misses.len >= KEY_MISSES_MAX) {
+      map_release(&g->key_misses);
+      map_init(&g->key_misses);
+    }
+    uint64_t ttl = g->cfg.refresh_ms ? g->cfg.refresh_ms : 1000;
+    map_put(&g->key_misses, lk->hash, (void *)(uintptr_t)(clock_wall_ms() + ttl), NULL);
+  }
+  pthread_mutex_unlock(&g->lock);
+  if (lk->rc == 0)
+    metric_add(lk->found ? g->lookup_found : g->lookup_missing, 1);
+  free(lk);
+  if (!r->conn)
+    return; /* the client left */
+  if (limit(g, r) == HTTP_CONTINUE)
+    http_req_continue(r);
+}
+
+/* True when r is held while its key is looked up (then the lookup's end
+ * goes on with r); false to go on now. */
+static bool key_lookup(struct gate *g, struct http_req *r) {
+  char room[256];
+  const char *cred = credential(r, room, sizeof room);
+  if (r->auth_state || !cred || strncmp(cred, "grv_", 4) != 0 || strlen(cred) > 128 ||
+      g->lookup_rate.per_s <= 0)
+    return false;
+  struct key_lookup *lk = calloc(1, sizeof *lk);
+  if (!lk)
+    return false;
+  lk->g = g;
+  sha256_hex(cred, strlen(cred), lk->hash);
+  uint64_t now = clock_wall_ms();
+  pthread_mutex_lock(&g->lock);
+  bool known = g->view && map_get(&g->view->keys, lk->hash);
+  void *miss = map_get(&g->key_misses, lk->hash);
+  if (miss && (uint64_t)(uintptr_t)miss <= now) {
+    map_del(&g->key_misses, lk->hash);
+    miss = NULL;
+  }
+  lk->gen = g->view_gen;
+  pthread_mutex_unlock(&g->lock);
+  struct limit_result res;
+  if (!known && !miss)
+    fast_bucket_take(&g->lookup_bucket, &g->lookup_rate, clock_mono_ns(), &res);
+  if (known || miss || !res.allowed) {
+    if (!known && !miss)
+      metric_add(g->lookup_skipped, 1);
+    free(lk);
+    return false;
+  }
+  if (http_req_defer(r, key_lookup_work, key_lookup_done, lk)) {
+    free(lk);
+    return false;
+  }
+  return true;
+}
+
 static enum http_next before(struct http_req *r, void *arg) {
   struct gate *g = arg;
   static const char security[] =
@@ -612,7 +728,7 @@ static enum http_next before(struct http_req *r, void *arg) {
     http_res_vary(r, "Origin");
   const char *origin = http_header_get(r, "origin");
   if (!origin || !origin_allowed(g, origin)) /* no CORS headers: the browser hides the answer */
-    return exempt(r->path) ? HTTP_CONTINUE : limit(g, r);
+    return exempt(r->path) ? HTTP_CONTINUE : key_lookup(g, r) ? HTTP_HELD : limit(g, r);
   http_res_header(r, "Access-Control-Allow-Origin", g->cors_any ? "*" : origin);
   http_res_header(r, "Access-Control-Expose-Headers",
                   "X-Request-Id, Retry-After, RateLimit, RateLimit-Policy");
@@ -624,7 +740,7 @@ static enum http_next before(struct http_req *r, void *arg) {
     http_reply(r, 204, NULL, NULL, 0);
     return HTTP_ANSWERED;
   }
-  return exempt(r->path) ? HTTP_CONTINUE : limit(g, r);
+  return exempt(r->path) ? HTTP_CONTINUE : key_lookup(g, r) ? HTTP_HELD : limit(g, r);
 }
 
 /* ---- life ---------------------------------------------------------------- */
@@ -687,10 +803,10 @@ static int parse_origins(struct gate *g) {
 }
 
 static int parse_rates(struct gate *g, const struct gate_cfg *cfg, char *err, size_t errlen) {
-  const char *names[] = {"--rate-global", "--rate-key", "--rate-anonymous"};
-  const char *vals[] = {cfg->rate_global, cfg->rate_key, cfg->rate_anonymous};
-  struct rate *dst[] = {&g->global, &g->per_key, &g->anonymous};
-  for (int i = 0; i < 3; i++)
+  const char *names[] = {"--rate-global", "--rate-key", "--rate-anonymous", "--key-lookups"};
+  const char *vals[] = {cfg->rate_global, cfg->rate_key, cfg->rate_anonymous, cfg->key_lookups};
+  struct rate *dst[] = {&g->global, &g->per_key, &g->anonymous, &g->lookup_rate};
+  for (int i = 0; i < 4; i++)
     if (rate_parse(vals[i], dst[i])) {
       snprintf(err, errlen, "bad rate '%s' for '%s': use N/s, N/m, N/h or 0", vals[i] ? vals[i] : "",
                names[i]);
@@ -735,6 +851,7 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
   pthread_mutex_init(&g->lock, NULL);
   pthread_cond_init(&g->wake, NULL);
   map_init(&g->used);
+  map_init(&g->key_misses);
   g->cfg.cors_origins = cfg->cors_origins;
   g->cfg.jwt_secret = cfg->jwt_secret;
   int rc = load_signing_key(g, err, errlen);
@@ -772,6 +889,13 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
     g->limited_key = metric_get(f, "key");
     g->limited_device = metric_get(f, "device");
     g->limited_anon = metric_get(f, "anonymous");
+    f = metrics_family(m, "grove_key_lookups_total",
+                       "API keys not in the credential view, by what happened: looked up and "
+                       "found, looked up and missing, or refused unlooked (lookup budget spent).",
+                       METRIC_COUNTER, "result");
+    g->lookup_found = metric_get(f, "found");
+    g->lookup_missing = metric_get(f, "missing");
+    g->lookup_skipped = metric_get(f, "skipped");
     g->shared_gauge = metric_get(metrics_family(
         m, "grove_rate_limit_shared", "1 when rate limits are shared through Redis, 0 when local.",
         METRIC_GAUGE, ""));
@@ -802,6 +926,7 @@ void gate_destroy(struct gate *g) {
   limiter_destroy(g->limiter);
   free(g->shared);
   map_release(&g->used);
+  map_release(&g->key_misses);
   for (char **o = g->cors; o && *o; o++)
     free(*o);
   free(g->cors);

@@ -6,8 +6,10 @@
  * database: access tokens are HS256 JWTs checked in memory, and API keys,
  * disabled users and revoked sessions are held in a view of the database
  * reloaded in the background every --gate-refresh (and at once after a
- * change made here). Another instance's change is seen within that
- * interval.
+ * change made here, or, with a broker, on another instance). A key the
+ * view does not hold yet is looked up once in the database before it is
+ * refused (on the worker pool; bounded by --key-lookups and a memory of
+ * absent keys kept for --gate-refresh).
  *
  * Invariants: passwords are stored only as argon2id hashes, refresh tokens
  * and API keys only as SHA-256 hashes; no secret is ever logged; a refresh
@@ -42,6 +44,7 @@ struct gate_cfg {
   char *rate_global;           /* "1000/s": the whole instance */
   char *rate_key;              /* per API key and per signed-in user */
   char *rate_anonymous;        /* per client address without a credential */
+  char *key_lookups;           /* database lookups of keys not in the view ("20/s") */
   char *rate_classes;          /* device type=rate, comma-separated */
   uint64_t cache_ttl_ms;       /* in-process tier; 0 = off */
   uint64_t cache_redis_ttl_ms; /* Redis tier (with a broker); 0 = off */

@@ -36,6 +36,11 @@ struct gate {
   pthread_mutex_t lock;  /* view, used */
   struct gate_view *view;
   struct map used;       /* key id -> last use (ms), to write back */
+  uint64_t view_gen;     /* moves on with every view swapped in */
+  struct map key_misses; /* sha256 hex -> (void *)expiry ms: looked up, absent */
+  struct rate lookup_rate;
+  struct fast_bucket lookup_bucket; /* database lookups of unknown keys */
+  struct metric *lookup_found, *lookup_missing, *lookup_skipped;
   pthread_t thread;
   pthread_cond_t wake;
   bool stop, reload_now, thread_started;

@@ -187,6 +187,46 @@ def test_a_write_is_never_followed_by_an_older_value():
         stop_all(a, b, redis, pg)
 
 
+def lookups(g):
+    text = g.request("GET", "/metrics").body.decode()
+    return {m.group(1): float(m.group(2))
+            for m in re.finditer(r'^grove_key_lookups_total\{result="(\w+)"\} (\S+)$', text, re.M)}
+
+
+def test_a_new_key_works_at_once():
+    # the credential view reloads every --gate-refresh (an hour here): a key
+    # made behind the server's back is looked up once before it is refused
+    g = Grove("--gate-refresh", "1h", "--rate-anonymous", "0", *FAST)
+    try:
+        assert g.request("GET", "/auth/me", headers={"X-API-Key": "grv_" + "0" * 41}).status == 401
+        out = subprocess.run([GROVE, "key", "add", "fresh", "--scopes", "read", "--data-dir", g.data_dir],
+                             capture_output=True, text=True, timeout=30, check=True)
+        key = out.stdout.split()[1]
+        r = g.request("GET", "/auth/me", headers={"X-API-Key": key})
+        assert r.status == 200, r.body
+        assert g.request("GET", "/auth/me", headers={"Authorization": "Bearer " + key}).status == 200
+        assert lookups(g) == {"found": 1, "missing": 1, "skipped": 0}, lookups(g)  # then from memory
+        # an unknown key is looked up once, then remembered as absent
+        for _ in range(20):
+            assert g.request("GET", "/auth/me", headers={"X-API-Key": "grv_" + "1" * 41}).status == 401
+        assert lookups(g) == {"found": 1, "missing": 2, "skipped": 0}, lookups(g)
+    finally:
+        g.stop()
+    # random keys cannot turn into database load: lookups take from a budget
+    g = Grove("--key-lookups", "5/m", "--rate-anonymous", "0", *FAST)
+    try:
+        start = time.monotonic()
+        statuses = [g.request("GET", "/auth/me", headers={"X-API-Key": "grv_%041d" % i}).status for i in range(30)]
+        elapsed = time.monotonic() - start
+        assert statuses == [401] * 30
+        n = lookups(g)
+        budget = 5 + int(elapsed / 12) + 1  # a token every 12 s
+        assert n["found"] + n["missing"] <= budget and n["skipped"] >= 30 - budget, (n, elapsed)
+        assert n["found"] + n["missing"] + n["skipped"] == 30, n
+    finally:
+        g.stop()
+
+
 def vary_tokens(r):
     """The answer's Vary tokens; fails unless they come as one header."""
     lines = r.header_all("vary")
