@@ -254,14 +254,11 @@ static void deliver(struct shard *sh, struct hub_msg *m) {
   struct topic *t = map_get(&sh->topics, m->topic);
   if (!t)
     return;
-  struct link *l = t->head;
-  while (l) {
-    /* a send may close this subscriber (slow consumer), which unlinks it:
-     * take the next link first. Only the current subscriber can go. */
-    struct link *next = l->next;
+  /* A send may close a subscriber (slow consumer, failed write): closing
+   * is deferred, so the subscriber stays linked and valid until the
+   * connection's close callback, and its later sends are refused. */
+  for (struct link *l = t->head; l; l = l->next)
     sub_send(l->sub, m);
-    l = next;
-  }
 }
 
 static void on_inbox(uv_async_t *a) {
@@ -551,6 +548,14 @@ int hub_deliver(struct hub *h, const char *topic, const char *json, size_t len, 
     pthread_mutex_unlock(&h->lock);
     return GROVE_ENOMEM;
   }
+  if (m->ws.len > h->cfg.max_queue || m->sse.len > h->cfg.max_queue) {
+    /* no subscriber could ever take it: each would be cut on delivery
+     * and again on every resumption */
+    h->next_id--;
+    pthread_mutex_unlock(&h->lock);
+    msg_unref(m);
+    return GROVE_ETOOBIG;
+  }
   history_add(h, m);
   history_gauges(h);
   for (int i = 0; i < h->nshards; i++) {
@@ -603,8 +608,10 @@ int hub_publish(struct hub *h, const char *topic, const char *json, size_t len, 
   return rc;
 }
 
-/* Sends an SSE subscriber what it missed after last_id. */
-static void replay(struct hub *h, struct sub *s, const char *topic, uint64_t last_id) {
+/* Sends an SSE subscriber what it missed after last_id. Returns false
+ * once the subscriber is cut (its queue overflowed or a write failed):
+ * then nothing more is sent to it. */
+static bool replay(struct hub *h, struct sub *s, const char *topic, uint64_t last_id) {
   struct hub_msg *found[512];
   int n = 0;
   pthread_mutex_lock(&h->lock);
@@ -615,13 +622,18 @@ static void replay(struct hub *h, struct sub *s, const char *topic, uint64_t las
   /* anything published from now on reaches the inbox after these */
   uint64_t upto = h->next_id - 1;
   pthread_mutex_unlock(&h->lock);
-  for (int i = 0; i < n; i++) {
-    if (sse_send_shared(s->u.sse, &found[i]->sse, msg_unref, found[i]))
-      for (i++; i < n; i++)
-        msg_unref(found[i]);
+  int i = 0;
+  while (i < n) {
+    struct hub_msg *m = found[i++];
+    if (sse_send_shared(s->u.sse, &m->sse, msg_unref, m) || !sse_is_open(s->u.sse))
+      break;
   }
+  bool open = i == n && sse_is_open(s->u.sse);
+  while (i < n)
+    msg_unref(found[i++]);
   if (upto > s->replayed_upto)
     s->replayed_upto = upto;
+  return open;
 }
 
 /* ---- WebSocket protocol -------------------------------------------------- */
@@ -718,7 +730,10 @@ static void on_ws_message(struct ws *ws, bool text, const uint8_t *data, size_t 
       char *txt = json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
       int rc = txt ? hub_publish(h, topic, txt, strlen(txt), NULL) : GROVE_ENOMEM;
       free(txt);
-      ws_reply(ws, rc ? "error" : "published", topic, rc ? "cannot publish" : NULL);
+      ws_reply(ws, rc ? "error" : "published", topic,
+               rc == GROVE_ETOOBIG ? "message is larger than a subscriber's send queue (--live-max-queue)"
+               : rc                ? "cannot publish"
+                                   : NULL);
     }
   } else {
     ws_reply(ws, "error", NULL, "unknown \"op\"; use auth, subscribe, unsubscribe, publish or ping");
@@ -808,7 +823,7 @@ static void handle_ws(struct http_req *r) {
   }
   s->u.ws = ws;
   metric_add(h->subscribers, 1);
-  for (int i = 0; i < n; i++)
+  for (int i = 0; i < n && ws_is_open(ws); i++)
     if (sub_add(s, topics[i]) == 0)
       ws_reply(ws, "subscribed", topics[i], NULL);
 }
@@ -852,8 +867,8 @@ static void handle_sse(struct http_req *r) {
   for (int i = 0; i < n; i++)
     sub_add(s, topics[i]);
   if (resume)
-    for (int i = 0; i < n; i++)
-      replay(h, s, topics[i], last_id);
+    for (int i = 0; i < n && replay(h, s, topics[i], last_id); i++)
+      ;
 }
 
 /* POST /api/v1/live/{topic...}: publishes the JSON body on the topic. */
@@ -892,6 +907,12 @@ static void handle_publish(struct http_req *r) {
   uint64_t id = 0;
   int rc = txt ? hub_publish(h, topic, txt, strlen(txt), &id) : GROVE_ENOMEM;
   free(txt);
+  if (rc == GROVE_ETOOBIG) {
+    http_reply_error(r, 413, "MESSAGE_TOO_LARGE",
+                     "message is larger than a subscriber's send queue (--live-max-queue)",
+                     json_pack("{s:I}", "max_queue", (json_int_t)h->cfg.max_queue));
+    return;
+  }
   if (rc) {
     http_reply_error(r, 503, "OUT_OF_MEMORY", "cannot publish", NULL);
     return;

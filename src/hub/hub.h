@@ -53,8 +53,11 @@ void hub_loop_start(struct hub *h, uv_loop_t *loop, int index);
 void hub_loop_stop(struct hub *h, int index);
 
 /* Publishes a JSON value (text) on a topic. Thread-safe. Returns 0,
- * GROVE_EINVAL for a bad topic or JSON, GROVE_ENOMEM. OUT: *id (may be
- * NULL) the event id given to it. */
+ * GROVE_EINVAL for a bad topic or JSON, GROVE_ETOOBIG when the framed
+ * message (WebSocket frame or SSE event) is larger than a subscriber's
+ * send queue (--live-max-queue: no subscriber could take it, so it is
+ * neither delivered nor kept), GROVE_ENOMEM. OUT: *id (may be NULL) the
+ * event id given to it. */
 int hub_publish(struct hub *h, const char *topic, const char *json, size_t len, uint64_t *id);
 bool hub_topic_valid(const char *topic);
 

@@ -38,6 +38,7 @@ struct loop_ctx {
   int index;
   struct http_conn *conns;  /* doubly linked list of open connections */
   size_t nconns;
+  size_t nclosing;          /* closed, handles not yet released */
   bool stopping;
   bool finished;
   uint64_t date_sec;
@@ -82,12 +83,23 @@ struct http_server {
   struct metric *accepted;
 };
 
+/* Fault injection for tests and fuzzing (as SQLite's test hooks): when
+ * set, it is asked before each write on any loop and a true answer makes
+ * the write fail as on a reset socket. NULL in production. */
+extern bool (*conn_fault_write)(void);
+
 /* Writes bytes (copied, or taken when `release` is set) in order after
- * everything queued before. Returns 0 or GROVE_ECLOSED. */
+ * everything queued before. Returns 0 or GROVE_ECLOSED (the connection is
+ * then closing; see conn_close). */
 int conn_write(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
                void (*release)(void *), void *owner);
 size_t conn_queued(const struct http_conn *c);
-/* Closes now (abortive for HTTP with unread input is avoided by lingering). */
+/* Starts closing now (abortive for HTTP with unread input is avoided by
+ * lingering). Deferred: c, its ws or sse and their users stay valid until
+ * libuv's close callback, after the current callback has returned; from
+ * now on c->closing is set and every write answers GROVE_ECLOSED. Any
+ * loop that sends must check c->closing (or the send's result) after each
+ * send and stop. */
 void conn_close(struct http_conn *c);
 /* Shuts the write side after queued data, reads and drops the rest for a
  * moment, then closes: lets the client read an error answer. */

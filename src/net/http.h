@@ -171,11 +171,19 @@ void router_each(const struct router *r,
 
 /* ---- upgrades: WebSocket and Server-Sent Events ------------------------ */
 
+/* Closing is deferred (as libuv's handles): when a send fails, a client
+ * is too slow or a close is asked for, the ws or sse and its user stay
+ * valid until the current callback has returned and the connection's
+ * handles are closed; only then does on_close run. Meanwhile every send
+ * answers GROVE_ECLOSED, and *_is_open says false: a loop that sends
+ * (fan-out, replay, replies inside on_message) checks it after each send
+ * and stops. */
 struct ws;
 struct ws_cbs {
   /* A complete text or binary message. */
   void (*on_message)(struct ws *ws, bool text, const uint8_t *data, size_t len);
-  /* The connection is gone; ws is freed after this returns. */
+  /* The connection is gone, from libuv's close callback (never inside a
+   * send or on_message); ws is freed after this returns. */
   void (*on_close)(struct ws *ws, uint16_t code);
 };
 
@@ -203,9 +211,12 @@ int ws_send_shared(struct ws *ws, const uv_buf_t *frame,
  * hdr (up to 10 bytes). Returns the header length. */
 size_t ws_frame_header(uint8_t *hdr, size_t len);
 void ws_close(struct ws *ws, uint16_t code, const char *reason);
+/* false once the WebSocket is closing (its sends are then refused). */
+bool ws_is_open(const struct ws *ws);
 
 struct sse;
 struct sse_cbs {
+  /* From libuv's close callback, as ws_cbs.on_close; s is freed after. */
   void (*on_close)(struct sse *s);
 };
 /* Answers 200 text/event-stream and keeps the connection open. */
@@ -217,6 +228,8 @@ int sse_send_shared(struct sse *s, const uv_buf_t *ev, void (*release)(void *),
                     void *owner);
 int sse_send(struct sse *s, const char *text, size_t len);
 void sse_close(struct sse *s);
+/* false once the stream is closing (its sends are then refused). */
+bool sse_is_open(const struct sse *s);
 
 /* ---- the server -------------------------------------------------------- */
 

@@ -70,6 +70,8 @@ static void after_write(uv_write_t *w, int status) {
     conn_close(c);
 }
 
+bool (*conn_fault_write)(void);
+
 size_t conn_queued(const struct http_conn *c) {
   return uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
 }
@@ -79,6 +81,12 @@ int conn_write(struct http_conn *c, const uv_buf_t *bufs, unsigned n,
   if (c->closing || c->lingering) {
     if (release)
       release(owner);
+    return GROVE_ECLOSED;
+  }
+  if (conn_fault_write && conn_fault_write()) {
+    if (release)
+      release(owner);
+    conn_close(c);
     return GROVE_ECLOSED;
   }
   size_t total = 0;
@@ -165,11 +173,21 @@ static void conn_free(struct http_conn *c) {
 
 static void loop_maybe_finish(struct loop_ctx *lp);
 
+/* The last handle is closed: libuv runs this from its close phase, never
+ * inside another callback of this connection, so nothing up the stack
+ * still uses the upgraded protocol's state (a WebSocket's wslay context
+ * inside wslay_event_recv, a subscriber inside a replay loop). Only here
+ * is it torn down. */
 static void on_handle_closed(uv_handle_t *h) {
   struct http_conn *c = h->data;
   if (--c->handles_open > 0)
     return;
   struct loop_ctx *lp = c->lp;
+  if (c->kind == CONN_WS)
+    ws_on_conn_close(c);
+  else if (c->kind == CONN_SSE)
+    sse_on_conn_close(c);
+  lp->nclosing--;
   if (c->works == 0)
     conn_free(c);
   /* else freed when the last deferred work comes back */
@@ -189,11 +207,11 @@ void conn_close(struct http_conn *c) {
     c->next->prev = c->prev;
   c->prev = c->next = NULL;
   lp->nconns--;
+  lp->nclosing++;
   metric_add(lp->srv->open_conns, -1);
-  if (c->kind == CONN_WS)
-    ws_on_conn_close(c);
-  else if (c->kind == CONN_SSE)
-    sse_on_conn_close(c);
+  /* Closing is deferred: the connection, its WebSocket or event stream and
+   * the hub's subscriber stay valid until on_handle_closed; meanwhile every
+   * send on them answers GROVE_ECLOSED, so a loop that sends stops. */
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
@@ -636,6 +654,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->handles_open = 2;
   if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
     c->closing = true;
+    lp->nclosing++;
     uv_close((uv_handle_t *)&c->timer, on_handle_closed);
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
     return;
@@ -752,7 +771,7 @@ static void on_stop_timer(uv_timer_t *t) {
 }
 
 static void loop_maybe_finish(struct loop_ctx *lp) {
-  if (!lp->stopping || lp->nconns || lp->finished)
+  if (!lp->stopping || lp->nconns || lp->nclosing || lp->finished)
     return;
   lp->finished = true;
   if (lp->srv->hooks.loop_stop)

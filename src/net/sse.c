@@ -24,6 +24,8 @@ void *sse_user(const struct sse *s) { return s->user; }
 
 static void on_heartbeat(uv_timer_t *t) {
   struct http_conn *c = t->data;
+  if (c->closing)
+    return;
   static const char hb[] = ": heartbeat\n\n";
   sse_send(c->up.sse, hb, sizeof hb - 1);
   if (!c->closing)
@@ -93,6 +95,9 @@ int sse_send_shared(struct sse *s, const uv_buf_t *ev, void (*release)(void *), 
 
 void sse_close(struct sse *s) { conn_close(s->c); }
 
+bool sse_is_open(const struct sse *s) { return !s->c->closing && !s->c->lingering; }
+
+/* Called from the connection's close callback only (see conn_close). */
 void sse_on_conn_close(struct http_conn *c) {
   struct sse *s = c->up.sse;
   if (!s)

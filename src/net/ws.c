@@ -46,6 +46,11 @@ struct ws {
   uint64_t last_recv_ms;
   uint16_t close_code;
   bool closing;
+  /* the close frame being received: its payload (at most 125 bytes, as
+   * for every control frame) gathered to check its code */
+  bool in_close;
+  uint8_t close_len;
+  uint8_t close_buf[125];
   char rid[24];
 };
 
@@ -125,6 +130,16 @@ static void scan(struct ws_scan *sc, const uint8_t *p, size_t n) {
 
 static const struct wslay_event_callbacks callbacks;
 
+/* Close codes a peer may send (RFC 6455 §7.4.1 and the IANA "WebSocket
+ * Close Code Number Registry": 1012 service restart, 1013 try again later
+ * and 1014 bad gateway were registered after the RFC; 1004-1006 and 1015
+ * must never be sent; 1016-2999 are reserved; 3000-4999 are for libraries
+ * and applications). */
+static bool close_code_valid(uint16_t code) {
+  return (code >= 1000 && code <= 1014 && code != 1004 && code != 1005 && code != 1006) ||
+         (code >= 3000 && code <= 4999);
+}
+
 static int ctx_need(struct ws *ws) {
   if (ws->ctx)
     return 0;
@@ -151,6 +166,11 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
                        void *user) {
   struct ws *ws = user;
   (void)flags;
+  if (ws->c && ws->c->closing) {
+    /* a reply failed and closed the connection: read no further frames */
+    wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+    return -1;
+  }
   if (!ws->rd_len) {
     wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
     return -1;
@@ -181,11 +201,66 @@ static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t 
   return (ssize_t)len;
 }
 
+/* wslay echoes a close frame's code after checking it with its own table,
+ * which lacks 1012-1014, and echoes a one-byte payload (no room for a
+ * code) as an empty close. Grove looks at the close frame first and
+ * queues the answer RFC 6455 §5.5.1 and §7.4 ask for; wslay's own answer
+ * then finds a close already queued and is dropped. */
+static void on_frame_start(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_start_arg *a, void *user) {
+  struct ws *ws = user;
+  ws->in_close = a->opcode == WSLAY_CONNECTION_CLOSE;
+  ws->close_len = 0;
+  if (ws->in_close && a->payload_length == 0) { /* no code: answer a normal close */
+    wslay_event_queue_close(ctx, 1000, NULL, 0);
+  } else if (ws->in_close && a->payload_length == 1) {
+    static const char why[] = "close frame payload of one byte";
+    wslay_event_queue_close(ctx, 1002, (const uint8_t *)why, sizeof why - 1);
+    if (!ws->close_code)
+      ws->close_code = 1002;
+  }
+}
+
+static void on_frame_chunk(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_frame_recv_chunk_arg *a, void *user) {
+  struct ws *ws = user;
+  (void)ctx;
+  if (!ws->in_close)
+    return;
+  size_t room = sizeof ws->close_buf - ws->close_len;
+  size_t n = a->data_length < room ? a->data_length : room;
+  memcpy(ws->close_buf + ws->close_len, a->data, n);
+  ws->close_len = (uint8_t)(ws->close_len + n);
+}
+
+static void on_frame_end(wslay_event_context_ptr ctx, void *user) {
+  struct ws *ws = user;
+  if (!ws->in_close || ws->close_len < 2)
+    return;
+  ws->in_close = false;
+  uint16_t code = (uint16_t)(ws->close_buf[0] << 8 | ws->close_buf[1]);
+  if (!close_code_valid(code)) {
+    static const char why[] = "invalid close code";
+    wslay_event_queue_close(ctx, 1002, (const uint8_t *)why, sizeof why - 1);
+    if (!ws->close_code)
+      ws->close_code = 1002;
+    return;
+  }
+  if (code >= 1012 && code <= 1014) { /* valid, but not to wslay: echo it here */
+    wslay_event_queue_close(ctx, code, ws->close_buf + 2, ws->close_len - 2u);
+    if (!ws->close_code)
+      ws->close_code = code;
+  }
+}
+
 static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
                    void *user) {
   struct ws *ws = user;
+  if (ws->c && ws->c->closing)
+    return;
   if (a->opcode == WSLAY_CONNECTION_CLOSE) {
-    ws->close_code = a->status_code ? a->status_code : 1005;
+    if (!ws->close_code)
+      ws->close_code = a->status_code ? a->status_code : 1005;
     return;
   }
   if (a->opcode != WSLAY_TEXT_FRAME && a->opcode != WSLAY_BINARY_FRAME)
@@ -203,12 +278,42 @@ static void on_msg(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_
 }
 
 static const struct wslay_event_callbacks callbacks = {
-    .recv_callback = recv_cb, .send_callback = send_cb, .on_msg_recv_callback = on_msg};
+    .recv_callback = recv_cb,
+    .send_callback = send_cb,
+    .on_frame_recv_start_callback = on_frame_start,
+    .on_frame_recv_chunk_callback = on_frame_chunk,
+    .on_frame_recv_end_callback = on_frame_end,
+    .on_msg_recv_callback = on_msg};
+
+/* The peer broke framing in a way wslay reports only as a failed read (a
+ * control frame longer than 125 bytes or fragmented, a bad length): wslay
+ * then has an empty close queued. Fail the connection with 1002 instead
+ * (RFC 6455 §7.1.7), written directly unless a close went out already. */
+static void fail_protocol(struct ws *ws) {
+  static const uint8_t frame[] = {0x88, 0x02, 0x03, 0xea}; /* close 1002 */
+  if (ws->ctx && wslay_event_get_close_sent(ws->ctx))
+    return;
+  if (!ws->close_code)
+    ws->close_code = 1002;
+  if (!ws->c) {
+    buf_append(ws->out, frame, sizeof frame);
+    return;
+  }
+  uv_buf_t b = uv_buf_init((char *)frame, sizeof frame);
+  conn_write(ws->c, &b, 1, NULL, NULL);
+}
 
 /* ---- driving ------------------------------------------------------------ */
 
 static void on_close_timeout(uv_timer_t *t) { conn_close(t->data); }
 static void on_abort_timeout(uv_timer_t *t) { conn_abort(t->data); }
+
+/* A close wslay sent by itself (1002, 1007, 1009 for a bad frame) is the
+ * code the connection ends with. */
+static void note_close_sent(struct ws *ws) {
+  if (!ws->close_code && wslay_event_get_close_sent(ws->ctx))
+    ws->close_code = wslay_event_get_status_code_sent(ws->ctx);
+}
 
 /* Sends what wslay queued; closes the connection when both sides are done. */
 static void pump(struct ws *ws) {
@@ -216,7 +321,9 @@ static void pump(struct ws *ws) {
   if (!ws->ctx)
     return;
   if (!c) {
-    if (wslay_event_send(ws->ctx) < 0 ||
+    int rc = wslay_event_send(ws->ctx);
+    note_close_sent(ws);
+    if (rc < 0 ||
         (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)))
       ws->closing = true;
     return;
@@ -227,6 +334,7 @@ static void pump(struct ws *ws) {
     conn_close(c);
     return;
   }
+  note_close_sent(ws);
   if (!wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx)) {
     ws->closing = true;
     conn_close_gracefully(c);
@@ -241,7 +349,7 @@ static void pump(struct ws *ws) {
 static void on_ping_timer(uv_timer_t *t) {
   struct http_conn *c = t->data;
   struct ws *ws = c->up.ws;
-  if (ws->closing)
+  if (c->closing || ws->closing)
     return;
   uint64_t now = clock_wall_ms();
   if (now - ws->last_recv_ms > 2 * ws->cfg.ping_interval_ms) {
@@ -266,8 +374,20 @@ void ws_on_read(struct http_conn *c, const char *data, size_t n) {
   }
   ws->rd = (const uint8_t *)data;
   ws->rd_len = n;
-  if (wslay_event_recv(ws->ctx) < 0) {
+  /* A reply sent from inside wslay_event_recv may fail and close c: ws
+   * and its context stay valid (closing is deferred to the close
+   * callback), recv_cb then ends the read, and nothing more is done. */
+  if (c->closing) {
     conn_close(c);
+    return;
+  }
+  if (wslay_event_recv(ws->ctx) < 0) {
+    ws->rd_len = 0;
+    if (!c->closing) {
+      fail_protocol(ws);
+      ws->closing = true;
+      conn_close_gracefully(c);
+    }
     return;
   }
   ws->rd_len = 0;
@@ -277,6 +397,7 @@ void ws_on_read(struct http_conn *c, const char *data, size_t n) {
     ctx_maybe_free(ws);
 }
 
+/* Called from the connection's close callback only (see conn_close). */
 void ws_on_conn_close(struct http_conn *c) {
   struct ws *ws = c->up.ws;
   if (!ws)
@@ -292,6 +413,10 @@ void ws_on_conn_close(struct http_conn *c) {
 void ws_on_shutdown(struct http_conn *c) {
   if (c->up.ws)
     ws_close(c->up.ws, 1001, "server is shutting down");
+}
+
+bool ws_is_open(const struct ws *ws) {
+  return !ws->closing && (!ws->c || !ws->c->closing);
 }
 
 void ws_close(struct ws *ws, uint16_t code, const char *reason) {
@@ -392,14 +517,20 @@ bool ws_codec_feed(struct ws *ws, const void *data, size_t n) {
     return false;
   ws->rd = data;
   ws->rd_len = n;
-  if (wslay_event_recv(ws->ctx) < 0)
+  if (wslay_event_recv(ws->ctx) < 0) {
+    ws->rd_len = 0;
+    fail_protocol(ws);
     ws->closing = true;
+    return false;
+  }
   ws->rd_len = 0;
   scan(&ws->scan, data, n);
-  if (!ws->closing)
+  if (!ws->closing) {
     pump(ws);
-  else
+  } else {
     wslay_event_send(ws->ctx);
+    note_close_sent(ws);
+  }
   bool open = !ws->closing || wslay_event_want_read(ws->ctx);
   ctx_maybe_free(ws);
   return open;
@@ -489,6 +620,7 @@ struct ws *ws_accept(struct http_req *r, const struct ws_cfg *cfg, const struct 
   conn_upgrade(c, CONN_WS);
   /* Bytes that came with the upgrade request are read on the next loop
    * turn, once the caller has its ws in hand. */
-  uv_timer_start(&c->timer, on_first_turn, 0, 0);
+  if (!c->closing)
+    uv_timer_start(&c->timer, on_first_turn, 0, 0);
   return ws;
 }

@@ -479,5 +479,160 @@ def test_app_topics_need_the_apps_read_credential_over_websocket():
     ws.close()
 
 
+def reset(sock):
+    """Closes with RST (SO_LINGER 0): unread data and the connection dropped at once."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def test_pings_in_one_write_then_reset_do_not_crash():
+    # issue 10.1a: the replies fail on the reset socket while wslay is still
+    # reading the frames; the connection must not be freed under it
+    frames = b"".join(WebSocket.frame(1, b'{"op":"ping"}') for _ in range(400))
+    for _ in range(5):
+        ws = WebSocket(g)
+        ws.s.sendall(frames)
+        reset(ws.s)
+    for _ in range(5):  # also mid-frame: a reset after half a frame
+        ws = WebSocket(g, "/api/v1/live?topic=reset/mid")
+        ws.s.sendall(frames + WebSocket.frame(1, b'{"op":"ping"}' * 50)[:300])
+        reset(ws.s)
+    assert g.request("GET", "/health").status == 200
+    ws = WebSocket(g)
+    ws.send({"op": "ping"})
+    assert ws.recv_json() == {"type": "pong"}
+    ws.close()
+
+
+def test_publish_larger_than_a_subscriber_queue_is_413():
+    # issue 10.1b: g's --live-max-queue is 256k; a message no subscriber can
+    # take is refused, so a resume can never meet it
+    big = {"blob": "b" * (300 * 1024)}
+    r = g.request("POST", "/api/v1/live/big/one", body=json.dumps(big).encode(),
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 413 and r.json()["error_code"] == "MESSAGE_TOO_LARGE", (r.status, r.body)
+    ws = WebSocket(g)
+    ws.send({"op": "publish", "topic": "big/one", "data": 1})  # the WebSocket op says so too
+    assert ws.recv_json()["type"] == "published"
+    es = EventStream(g, "topic=big/one", last_event_id=0)
+    assert es.response.status == 200
+    ev = es.next_event()  # only the small one was kept
+    assert ev["data"]["data"] == 1, ev
+    es.close()
+    ws.close()
+    assert g.request("GET", "/health").status == 200
+
+
+def test_sse_resume_over_the_queue_cuts_the_client_and_stops():
+    # issue 10.1b, second form: 16 topics x 100 x 12 KB, each message within
+    # limits, replayed to one client whose queue (default 1m) cannot hold them
+    g2 = Grove("--live-client-publish", "--rate-anonymous", "0", "--rate-global", "0", "--threads", "1")
+    try:
+        s = g2.connect(30)
+        pad = "p" * (12 * 1024)
+        topics = ["many/t%d" % i for i in range(16)]
+        for t in topics:
+            for i in range(100):
+                body = json.dumps({"i": i, "pad": pad}).encode()
+                s.sendall(("POST /api/v1/live/%s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           "Content-Length: %d\r\n\r\n" % (t, len(body))).encode() + body)
+                r = read_response(s)
+                assert r.status == 202, r.body
+        s.close()
+        for _ in range(3):
+            es = EventStream(g2, "&".join("topic=" + t for t in topics), last_event_id=0)
+            es.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            assert closed_by_peer(es.s, 20), "the client should have been cut"
+            es.close()
+        # and one that reads keeps up with a single topic's 1.2 MB history in
+        # pieces: it is cut, resumes from the last id it got, and gets further
+        last, seen = 0, 0
+        for _ in range(200):
+            es = EventStream(g2, "topic=many/t0", last_event_id=last)
+            try:
+                while True:
+                    ev = es.next_event(timeout=2)
+                    last = int(ev["id"])
+                    seen = ev["data"]["data"]["i"]
+                    if seen == 99:
+                        break
+            except (OSError, ConnectionError):
+                pass
+            es.close()
+            if seen == 99:
+                break
+        assert seen == 99, seen
+        assert g2.request("GET", "/health").status == 200
+    finally:
+        g2.stop()
+
+
+# Autobahn testsuite section 7 (close handling), each case over a real socket:
+# (case, frames sent in one write, replies expected before the close (JSON
+# "type"s), close codes accepted in answer). Autobahn's 7.1.6 sends 256 KiB;
+# here a message near g's --live-max-message (4k) does the same job.
+F = WebSocket.frame
+CODE = lambda c, reason=b"": F(8, struct.pack("!H", c) + reason)  # noqa: E731
+PING_TEXT = b'{"op":"ping"}'
+CLOSE_CASES = [
+    ("7.1.1 message then close", [F(1, PING_TEXT), CODE(1000)], ["pong"], {1000}),
+    ("7.1.2 two closes", [CODE(1000), CODE(1000)], [], {1000}),
+    ("7.1.3 ping after close", [CODE(1000), F(9, b"out of band ping")], [], {1000}),
+    ("7.1.4 text after close", [CODE(1000), F(1, PING_TEXT)], [], {1000}),
+    ("7.1.5 close between fragments",
+     [F(1, b'{"op":', fin=False), CODE(1000), F(0, b'"ping"}')], [], {1000}),
+    ("7.1.6 big message, close, ping", [F(1, b"x" * 4000), CODE(1000), F(9, b"p")], ["error"], {1000}),
+    ("7.3.1 close without payload", [F(8, b"")], [], {1000}),
+    ("7.3.2 close payload of one byte", [F(8, b"\x03")], [], {1002}),
+    ("7.3.3 close 1000", [CODE(1000)], [], {1000}),
+    ("7.3.4 close 1000 with reason", [CODE(1000, b"Hello World!")], [], {1000}),
+    ("7.3.5 close with 123-byte reason", [CODE(1000, b"*" * 123)], [], {1000}),
+    ("7.3.6 close with 124-byte reason", [CODE(1000, b"*" * 124)], [], {1002}),
+    ("7.5.1 close reason not UTF-8", [CODE(1000, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80")],
+     [], {1007}),
+] + [("7.7 valid code %d" % c, [CODE(c)], [], {c})
+     for c in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014,
+               3000, 3999, 4000, 4999)] + [
+    ("7.9 invalid code %d" % c, [CODE(c)], [], {1002})
+    for c in (0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999)] + [
+    ("7.13.1 code 5000", [CODE(5000)], [], {1002}),
+    ("7.13.2 code 65535", [CODE(65535)], [], {1002}),
+]
+
+
+def test_close_handling_autobahn_section_7():
+    failures = []
+    for name, frames, replies, codes in CLOSE_CASES:
+        ws = WebSocket(g)
+        ws.send_raw(b"".join(frames))
+        got, code = [], None
+        try:
+            while True:
+                op, p = ws.recv_frame(timeout=5)
+                if op == 8:
+                    code = close_code(p)
+                    break
+                if op == 1:
+                    got.append(json.loads(p)["type"])
+                elif op != 10:
+                    got.append("opcode %d" % op)
+        except (OSError, ConnectionError) as e:
+            got.append("no close: %s" % e)
+        after = b""
+        ws.s.settimeout(5)
+        try:
+            while True:  # nothing after the close, then the server's EOF
+                chunk = ws.s.recv(65536)
+                if not chunk:
+                    break
+                after += chunk
+        except OSError:
+            pass
+        ws.close()
+        if code not in codes or got != replies or after:
+            failures.append("%s: close %r replies %r after %r" % (name, code, got, after[:20]))
+    assert not failures, "\n".join(failures)
+
+
 if __name__ == "__main__":
     main(globals())

@@ -286,6 +286,47 @@ TEST(ws_rejects_oversize_unmasked_and_bad_utf8) {
   buf_release(&out);
 }
 
+/* RFC 6455 §5.5.1, §7.4: the answer to a client's close frame, by its
+ * payload (Autobahn 7.3.x, 7.7.x, 7.9.x, 7.13.x); 0 expects no code. */
+TEST(ws_close_codes_are_checked) {
+  static const struct {
+    const char *payload;
+    size_t len;
+    uint16_t answer, seen;
+  } cases[] = {
+      {"", 0, 1000, 1005},             /* no code: a normal close back */
+      {"\x03", 1, 1002, 1002},         /* one byte cannot hold a code */
+      {"\x03\xe8", 2, 1000, 1000},     {"\x03\xf4", 2, 1012, 1012}, /* 1012-1014 registered */
+      {"\x03\xf6", 2, 1014, 1014},     {"\x0f\xa0", 2, 4000, 4000},
+      {"\x03\xed", 2, 1002, 1002},     /* 1005 must not be sent */
+      {"\x03\xf7", 2, 1002, 1002},     /* 1015 neither */
+      {"\x07\xd0", 2, 1002, 1002},     /* 2000 reserved */
+      {"\x13\x88", 2, 1002, 1002},     /* 5000 out of range */
+      {"\x03\xe8\xff", 3, 1007, 1007}, /* a reason that is not UTF-8 */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    struct got g = {0};
+    struct buf out;
+    struct ws *ws = codec(&g, &out, 100);
+    uint8_t f[64];
+    size_t n = client_frame(f, 1, 8, cases[i].payload, cases[i].len);
+    CHECK(!ws_codec_feed(ws, f, n));
+    CHECK_EQ_INT(close_sent(&out), cases[i].answer);
+    CHECK_EQ_INT(ws_codec_close_code(ws), cases[i].seen);
+    ws_codec_destroy(ws);
+    buf_release(&out);
+  }
+  /* a control frame over 125 bytes fails the connection with 1002 */
+  struct got g = {0};
+  struct buf out;
+  struct ws *ws = codec(&g, &out, 1000);
+  uint8_t big[] = {0x88, 0xfe, 0x00, 0x7e, 0, 0, 0, 0};
+  CHECK(!ws_codec_feed(ws, big, sizeof big));
+  CHECK_EQ_INT(close_sent(&out), 1002);
+  ws_codec_destroy(ws);
+  buf_release(&out);
+}
+
 TEST(utf8_validation) {
   CHECK(utf8_valid((const uint8_t *)"plain", 5));
   CHECK(utf8_valid((const uint8_t *)"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 9));
@@ -353,6 +394,6 @@ static const struct test tests[] = {
     T(parse_headers_split_across_reads), T(parse_chunked_body), T(parse_limits_have_statuses),
     T(parse_malformed_requests), T(parse_expect_continue_flag), T(parse_bad_target),
     T(router_params_methods_and_rest), T(ws_fragments_ping_and_close),
-    T(ws_rejects_oversize_unmasked_and_bad_utf8), T(utf8_validation), T(ws_frame_header_lengths),
+    T(ws_rejects_oversize_unmasked_and_bad_utf8), T(ws_close_codes_are_checked), T(utf8_validation), T(ws_frame_header_lengths),
 };
 TEST_MAIN(tests)
