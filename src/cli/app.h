@@ -54,6 +54,11 @@ struct grove_app {
 extern const struct grove_app *const grove_apps[];
 extern const size_t grove_napps;
 
+/* The release; CMakeLists.txt reads it from here for packages. */
 #define GROVE_VERSION "0.1.0"
+/* The source revision built from: a git commit ("1a2b3c4d5e6f", with
+ * "-dirty" when the tree had changes), the REVISION given to cmake, or
+ * "unknown". A static string. */
+const char *grove_revision(void);
 
 #endif

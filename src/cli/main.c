@@ -23,7 +23,9 @@ static void usage(FILE *f) {
           "  audit      read the audit log: grove audit list (grove audit --help)\n"
           "  flow       flow's tools: grove flow simulate (grove flow --help)\n"
           "  version    print the version and the libraries in use\n"
-          "  help       show this help, or `grove help VERB` for a verb's\n");
+          "  help       show this help; grove help VERB shows a verb's own\n\n"
+          "Every verb takes --help. Options also come from GROVE_* variables and a\n"
+          "config file (--config FILE); grove serve --help lists them all.\n");
 }
 
 /* The app whose name is `verb` and that has verbs of its own. */
@@ -34,8 +36,14 @@ static const struct grove_app *app_verb(const char *verb) {
   return NULL;
 }
 
+static void version_help(FILE *f) {
+  fprintf(f, "usage: grove version\n\n"
+             "Prints Grove's version, the source revision it was built from and the\n"
+             "versions of its libraries.\n");
+}
+
 static int cmd_version(void) {
-  printf("grove %s\n", GROVE_VERSION);
+  printf("grove %s (revision %s)\n", GROVE_VERSION, grove_revision());
   printf("libuv %s, sqlite %s, libpq %d, hiredis %d.%d.%d, jansson %s, wslay %s, zlib %s\n",
          uv_version_string(), sqlite3_libversion(), PQlibVersion(), HIREDIS_MAJOR,
          HIREDIS_MINOR, HIREDIS_PATCH, JANSSON_VERSION, WSLAY_VERSION, zlibVersion());
@@ -57,8 +65,12 @@ int main(int argc, char **argv) {
     else if (argc > 2 && app_verb(argv[2]))
       app_verb(argv[2])->command_help(stdout);
     else if (argc > 2 && strcmp(argv[2], "version") == 0)
-      printf("usage: grove version\n\nPrints Grove's version and those of its libraries.\n");
-    else
+      version_help(stdout);
+    else if (argc > 2 && strcmp(argv[2], "help") != 0) {
+      fprintf(stderr, "grove: unknown verb '%s'\n\n", argv[2]);
+      usage(stderr);
+      return 2;
+    } else
       usage(stdout);
     return 0;
   }
@@ -68,8 +80,13 @@ int main(int argc, char **argv) {
     return cmd_admin(verb, argc - 2, argv + 2);
   if (app_verb(verb))
     return app_verb(verb)->command(argc - 2, argv + 2);
-  if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0)
+  if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0) {
+    if (argc > 2 && (strcmp(argv[2], "--help") == 0 || strcmp(argv[2], "-h") == 0)) {
+      version_help(stdout);
+      return 0;
+    }
     return cmd_version();
+  }
   fprintf(stderr, "grove: unknown verb '%s'\n\n", verb);
   usage(stderr);
   return 2;

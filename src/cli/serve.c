@@ -180,7 +180,9 @@ int cmd_serve(int argc, char **argv) {
   pthread_t sig_thread;
   bool sig_started = false;
 
-  if (metrics_create(&metrics) || router_create(&router, metrics) || health_create(&health))
+  if (metrics_create(&metrics) || metrics_add_process(metrics) ||
+      metrics_add_build_info(metrics, "grove", GROVE_VERSION, grove_revision()) ||
+      router_create(&router, metrics) || health_create(&health))
     goto out;
   if (store_open(&store, &c.store, err, sizeof err)) {
     log_error(NULL, "cannot open store", "error=\"%s\"", err);

@@ -1,6 +1,8 @@
-/* metrics.c — Prometheus metrics registry. */
+/* metrics.c — Prometheus metrics registry, and the process_* metrics
+ * every Prometheus client library exports. */
 #include "core/metrics.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -8,8 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "core/error.h"
+#include "core/jsonout.h"
 
 #define MAX_LABELS 6
 #define MAX_BUCKETS 24
@@ -39,9 +44,17 @@ struct metric_family {
   struct metric *children;
 };
 
+#define MAX_COLLECTORS 8
+
 struct metrics {
   pthread_mutex_t lock;
   struct metric_family *families, **tail;
+  struct {
+    metrics_collect_fn fn;
+    void *arg;
+  } collectors[MAX_COLLECTORS];
+  int ncollectors;
+  struct process_metrics *process;
 };
 
 int metrics_create(struct metrics **out) {
@@ -74,6 +87,7 @@ static void family_free(struct metric_family *f) {
 void metrics_destroy(struct metrics *m) {
   if (!m)
     return;
+  free(m->process);
   struct metric_family *f = m->families;
   while (f) {
     struct metric_family *n = f->next;
@@ -235,13 +249,20 @@ double metric_value(const struct metric *c) { return c ? from_bits(atomic_load(&
 
 uint64_t metric_count(const struct metric *c) { return c ? atomic_load(&c->count) : 0; }
 
+/* Values in shortest round-trip form, as Prometheus' own clients write
+ * them (Go's strconv 'g', -1): a start time in seconds keeps its
+ * fraction, a large counter all its digits. */
 static void put_num(struct buf *b, double v) {
   if (isinf(v))
     buf_puts(b, v > 0 ? "+Inf" : "-Inf");
+  else if (isnan(v))
+    buf_puts(b, "NaN");
   else if (v == floor(v) && fabs(v) < 1e15)
     buf_printf(b, "%.0f", v);
-  else
-    buf_printf(b, "%.9g", v);
+  else {
+    char num[JSONOUT_DOUBLE_MAX];
+    buf_append(b, num, jsonout_double(num, v));
+  }
 }
 
 static void put_escaped(struct buf *b, const char *s) {
@@ -272,8 +293,24 @@ static void put_labels(struct buf *b, const struct metric *c, const char *le) {
   buf_putc(b, '}');
 }
 
+int metrics_on_render(struct metrics *m, metrics_collect_fn fn, void *arg) {
+  pthread_mutex_lock(&m->lock);
+  int rc = m->ncollectors < MAX_COLLECTORS ? 0 : GROVE_ETOOBIG;
+  if (!rc) {
+    m->collectors[m->ncollectors].fn = fn;
+    m->collectors[m->ncollectors++].arg = arg;
+  }
+  pthread_mutex_unlock(&m->lock);
+  return rc;
+}
+
 int metrics_render(struct metrics *m, struct buf *out) {
   static const char *const types[] = {"counter", "gauge", "histogram"};
+  pthread_mutex_lock(&m->lock);
+  int nc = m->ncollectors;
+  pthread_mutex_unlock(&m->lock);
+  for (int i = 0; i < nc; i++) /* set once, before any render: read without the lock */
+    m->collectors[i].fn(m->collectors[i].arg);
   pthread_mutex_lock(&m->lock);
   for (struct metric_family *f = m->families; f; f = f->next) {
     buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", f->name, f->help, f->name, types[f->type]);
@@ -311,4 +348,146 @@ int metrics_render(struct metrics *m, struct buf *out) {
   }
   pthread_mutex_unlock(&m->lock);
   return out->len && out->max && out->len >= out->max ? GROVE_ETOOBIG : 0;
+}
+
+/* ---- process metrics ------------------------------------------------------ */
+
+/* The families Prometheus client libraries export for the process
+ * (client_golang's process_collector, prometheus_client's
+ * ProcessCollector), read from procfs(5) at each render. */
+struct process_metrics {
+  struct metric *cpu, *rss, *vsize, *open_fds, *max_fds, *start;
+};
+
+/* /proc/self/stat fields 14-15 (utime, stime, in clock ticks), 22
+ * (starttime, ticks after boot), 23 (vsize, bytes), 24 (rss, pages).
+ * The command name (field 2) may hold spaces and parentheses: fields are
+ * counted after its last ')'. */
+struct proc_stat {
+  unsigned long long utime, stime, starttime, vsize, rss;
+};
+
+static int read_proc_stat(struct proc_stat *ps) {
+  char text[1024];
+  FILE *f = fopen("/proc/self/stat", "r");
+  if (!f)
+    return GROVE_EIO;
+  size_t n = fread(text, 1, sizeof text - 1, f);
+  fclose(f);
+  text[n] = '\0';
+  char *p = strrchr(text, ')');
+  if (!p)
+    return GROVE_EIO;
+  unsigned long long v[22] = {0}; /* fields 3 … 24 */
+  int k = 0;
+  for (p++; k < 22; k++) {
+    while (*p == ' ')
+      p++;
+    if (!*p)
+      return GROVE_EIO;
+    if (k == 0) /* field 3, the state: a letter */
+      p++;
+    else
+      v[k] = strtoull(p, &p, 10);
+  }
+  ps->utime = v[11];
+  ps->stime = v[12];
+  ps->starttime = v[19];
+  ps->vsize = v[20];
+  ps->rss = v[21];
+  return 0;
+}
+
+/* Seconds since the epoch when the machine booted ("btime" in /proc/stat). */
+static double boot_time(void) {
+  FILE *f = fopen("/proc/stat", "r");
+  char line[256];
+  double t = 0;
+  while (f && fgets(line, sizeof line, f))
+    if (strncmp(line, "btime ", 6) == 0) {
+      t = strtod(line + 6, NULL);
+      break;
+    }
+  if (f)
+    fclose(f);
+  return t;
+}
+
+static void collect_process(void *arg) {
+  struct process_metrics *pm = arg;
+  struct proc_stat ps;
+  double ticks = (double)sysconf(_SC_CLK_TCK);
+  if (read_proc_stat(&ps) == 0 && ticks > 0) {
+    metric_set(pm->cpu, (double)(ps.utime + ps.stime) / ticks);
+    metric_set(pm->vsize, (double)ps.vsize);
+    metric_set(pm->rss, (double)ps.rss * (double)sysconf(_SC_PAGESIZE));
+  }
+  DIR *d = opendir("/proc/self/fd");
+  if (d) {
+    long n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+      if (e->d_name[0] != '.')
+        n++;
+    closedir(d);
+    metric_set(pm->open_fds, (double)(n - 1)); /* less the one opendir holds */
+  }
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+    metric_set(pm->max_fds, rl.rlim_cur == RLIM_INFINITY ? INFINITY : (double)rl.rlim_cur);
+}
+
+static struct metric *process_gauge(struct metrics *m, const char *name, const char *help,
+                                    enum metric_type type) {
+  struct metric_family *f = metrics_family(m, name, help, type, "");
+  return f ? metric_get(f) : NULL;
+}
+
+int metrics_add_process(struct metrics *m) {
+  if (m->process)
+    return 0;
+  struct process_metrics *pm = calloc(1, sizeof *pm);
+  if (!pm)
+    return GROVE_ENOMEM;
+  pm->cpu = process_gauge(m, "process_cpu_seconds_total",
+                          "Total user and system CPU time spent in seconds.", METRIC_COUNTER);
+  pm->open_fds = process_gauge(m, "process_open_fds", "Number of open file descriptors.",
+                               METRIC_GAUGE);
+  pm->max_fds = process_gauge(m, "process_max_fds", "Maximum number of open file descriptors.",
+                              METRIC_GAUGE);
+  pm->vsize = process_gauge(m, "process_virtual_memory_bytes", "Virtual memory size in bytes.",
+                            METRIC_GAUGE);
+  pm->rss = process_gauge(m, "process_resident_memory_bytes", "Resident memory size in bytes.",
+                          METRIC_GAUGE);
+  pm->start = process_gauge(m, "process_start_time_seconds",
+                            "Start time of the process since unix epoch in seconds.",
+                            METRIC_GAUGE);
+  if (!pm->cpu || !pm->open_fds || !pm->max_fds || !pm->vsize || !pm->rss || !pm->start) {
+    free(pm);
+    return GROVE_ENOMEM;
+  }
+  struct proc_stat ps;
+  double ticks = (double)sysconf(_SC_CLK_TCK);
+  if (read_proc_stat(&ps) == 0 && ticks > 0)
+    metric_set(pm->start, boot_time() + (double)ps.starttime / ticks);
+  int rc = metrics_on_render(m, collect_process, pm);
+  if (rc) {
+    free(pm);
+    return rc;
+  }
+  m->process = pm;
+  return 0;
+}
+
+int metrics_add_build_info(struct metrics *m, const char *prefix, const char *version,
+                           const char *revision) {
+  char name[128];
+  snprintf(name, sizeof name, "%s_build_info", prefix);
+  struct metric_family *f = metrics_family(
+      m, name, "A metric with a constant '1' value labeled by the version and source revision.",
+      METRIC_GAUGE, "version,revision");
+  struct metric *c = f ? metric_get(f, version, revision) : NULL;
+  if (!c)
+    return GROVE_ENOMEM;
+  metric_set(c, 1);
+  return 0;
 }

@@ -45,6 +45,28 @@ void metric_observe(struct metric *c, double v); /* histogram */
 double metric_value(const struct metric *c);   /* counter/gauge; tests */
 uint64_t metric_count(const struct metric *c); /* histogram observations */
 
+/* A function run at the start of every metrics_render, before any family
+ * is written, to set gauges read from elsewhere (procfs). Register before
+ * the first render (at start); at most 8. Returns 0 or GROVE_ETOOBIG. */
+typedef void (*metrics_collect_fn)(void *arg);
+int metrics_on_render(struct metrics *m, metrics_collect_fn fn, void *arg);
+
+/* Adds the process metrics that Prometheus client libraries export, with
+ * their names, types and units (client_golang's process collector):
+ * process_cpu_seconds_total (user + system CPU, seconds),
+ * process_resident_memory_bytes, process_virtual_memory_bytes,
+ * process_open_fds, process_max_fds (RLIMIT_NOFILE's soft limit) and
+ * process_start_time_seconds (since the Unix epoch). Read from
+ * /proc/self/stat, /proc/self/fd and /proc/stat (Linux) at each render;
+ * a file that cannot be read leaves the last value. Once per registry;
+ * returns 0 or GROVE_ENOMEM. */
+int metrics_add_process(struct metrics *m);
+
+/* Adds `<prefix>_build_info{version,revision} 1` (the convention of
+ * Prometheus' own *_build_info). Returns 0 or GROVE_ENOMEM. */
+int metrics_add_build_info(struct metrics *m, const char *prefix, const char *version,
+                           const char *revision);
+
 /* Appends the exposition text of every family. */
 int metrics_render(struct metrics *m, struct buf *out);
 

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/jsonout.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "gate/cache.h"
@@ -289,7 +290,7 @@ static int load_device(struct store *st, const char *id, void *arg, struct buf *
     return GROVE_ENOENT;
   }
   json_t *d = device_json(rows, 0);
-  char *txt = json_dumps(d, JSON_COMPACT);
+  char *txt = jsonout_dumps(d, JSON_COMPACT);
   json_decref(d);
   store_rows_free(rows);
   rc = txt ? buf_puts(out, txt) : GROVE_ENOMEM;

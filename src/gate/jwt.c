@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "core/jsonout.h"
 #include "core/util.h"
 
 size_t b64url_encode(const unsigned char *in, size_t n, char *out) {
@@ -69,7 +70,7 @@ int jwt_sign(const unsigned char *key, size_t keylen, const struct jwt_claims *c
              size_t outlen) {
   json_t *p = json_pack("{s:s,s:s,s:s,s:I,s:I}", "sub", c->sub, "role", c->role, "sid", c->sid,
                         "iat", (json_int_t)c->iat, "exp", (json_int_t)c->exp);
-  char *ps = p ? json_dumps(p, JSON_COMPACT) : NULL;
+  char *ps = p ? jsonout_dumps(p, JSON_COMPACT) : NULL;
   json_decref(p);
   if (!ps)
     return -1;

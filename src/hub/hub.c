@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "core/error.h"
+#include "core/jsonout.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "core/metrics.h"
@@ -594,7 +595,7 @@ int hub_publish(struct hub *h, const char *topic, const char *json, size_t len, 
     json_t *j = json_loadb(json, len, JSON_DECODE_ANY, NULL);
     if (!j)
       return GROVE_EINVAL;
-    compact = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+    compact = jsonout_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(j);
     if (!compact)
       return GROVE_ENOMEM;
@@ -644,7 +645,7 @@ static void ws_reply(struct ws *ws, const char *type, const char *topic, const c
     json_object_set_new(j, "topic", json_string(topic));
   if (message)
     json_object_set_new(j, "message", json_string(message));
-  char *s = json_dumps(j, JSON_COMPACT);
+  char *s = jsonout_dumps(j, JSON_COMPACT);
   if (s)
     ws_send_text(ws, s, strlen(s));
   free(s);
@@ -727,7 +728,7 @@ static void on_ws_message(struct ws *ws, bool text, const uint8_t *data, size_t 
     } else if (!d) {
       ws_reply(ws, "error", topic, "missing \"data\"");
     } else {
-      char *txt = json_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
+      char *txt = jsonout_dumps(d, JSON_COMPACT | JSON_ENCODE_ANY);
       int rc = txt ? hub_publish(h, topic, txt, strlen(txt), NULL) : GROVE_ENOMEM;
       free(txt);
       ws_reply(ws, rc ? "error" : "published", topic,
@@ -902,7 +903,7 @@ static void handle_publish(struct http_req *r) {
                      json_pack("{s:s,s:i}", "error", e.text, "position", e.position));
     return;
   }
-  char *txt = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+  char *txt = jsonout_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
   json_decref(j);
   uint64_t id = 0;
   int rc = txt ? hub_publish(h, topic, txt, strlen(txt), &id) : GROVE_ENOMEM;

@@ -15,6 +15,7 @@
 
 #include "core/buf.h"
 #include "core/error.h"
+#include "core/jsonout.h"
 #include "core/util.h"
 
 #define MAX_LINE (1u << 20)
@@ -181,7 +182,7 @@ int llm_chat(const struct llm_cfg *c, const char *system, const char *user, llm_
   json_t *req = json_pack("{s:s,s:[{s:s,s:s},{s:s,s:s}],s:b}", "model", c->model, "messages",
                           "role", "system", "content", system, "role", "user", "content", user,
                           "stream", 1);
-  char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+  char *body = req ? jsonout_dumps(req, JSON_COMPACT) : NULL;
   json_decref(req);
   if (!body) {
     snprintf(err, errlen, "out of memory");

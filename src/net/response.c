@@ -7,6 +7,7 @@
 #include <zlib.h>
 
 #include "core/error.h"
+#include "core/jsonout.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "net/conn.h"
@@ -210,6 +211,13 @@ void http_finish(struct http_req *r, int status) {
   struct http_state *hs = c->hs;
   struct loop_ctx *lp = c->lp;
   double secs = (double)(clock_mono_ns() - hs->start_ns) / 1e9;
+  /* the static fallback takes every GET no route wanted: only a file
+   * actually served (or revalidated) counts as "static", the rest (404s
+   * of probes and typos) as unmatched, as requests of no route do */
+  if (hs->route == router_fallback_route(lp->srv->router) && status != 200 && status != 304) {
+    hs->route = router_unmatched(lp->srv->router);
+    r->route = hs->route->pattern;
+  }
   route_count(lp->srv->router, hs->route, status, secs);
   if (lp->srv->cfg.access_log && log_enabled(LOG_INFO)) {
     /* the path is the client's: no quotes or control bytes reach the log */
@@ -302,8 +310,8 @@ void http_reply(struct http_req *r, int status, const char *ctype, const void *b
 }
 
 void http_reply_data(struct http_req *r, int status, json_t *data, json_t *meta) {
-  char *d = json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
-  char *m = meta ? json_dumps(meta, JSON_COMPACT) : NULL;
+  char *d = jsonout_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+  char *m = meta ? jsonout_dumps(meta, JSON_COMPACT) : NULL;
   json_decref(data);
   json_decref(meta);
   if (!d || (meta && !m))
@@ -351,7 +359,7 @@ void http_reply_error(struct http_req *r, int status, const char *code,
                       const char *message, json_t *details) {
   json_t *env = json_pack("{s:s,s:s,s:s,s:o}", "status", "error", "error_code", code,
                           "message", message, "details", details ? details : json_object());
-  char *s = env ? json_dumps(env, JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
+  char *s = env ? jsonout_dumps(env, JSON_COMPACT) : NULL;
   json_decref(env);
   if (!s) {
     http_reply(r, status, "application/json", "{\"status\":\"error\"}", 18);

@@ -21,6 +21,42 @@ def test_help_lists_verbs():
             assert "  %s " % verb in out.stdout
 
 
+def unfinished_paragraphs(text):
+    """Prose paragraphs of a help text (not usage lines, not tables) whose
+    last line does not end a sentence."""
+    bad = []
+    for para in text.split("\n\n"):
+        lines = [l for l in para.split("\n") if l.strip()]
+        if not lines or lines[0].startswith((" ", "usage:")) or lines[0].endswith(":"):
+            continue
+        if not lines[-1].rstrip().endswith((".", ")", ":")):
+            bad.append(lines[-1])
+    return bad
+
+
+def test_every_verb_has_finished_help():
+    """Issue 9.17: `grove --help` ended mid-sentence. Every verb listed
+    answers --help and `grove help VERB` with a help that ends its
+    sentences and ends with a newline."""
+    import re
+    top = grove("--help").stdout
+    assert not unfinished_paragraphs(top), unfinished_paragraphs(top)
+    assert top.endswith(".\n"), top[-200:]
+    verbs = re.findall(r"^  (\w+) ", top.split("verbs:", 1)[1], re.M)
+    assert {"serve", "user", "key", "flow", "version", "help"} <= set(verbs), verbs
+    for verb in verbs:
+        if verb == "help":
+            continue
+        a = grove("help", verb)
+        b = grove(verb, "--help")
+        assert a.returncode == 0 and b.returncode == 0, (verb, a.stderr, b.stderr)
+        assert a.stdout.startswith("usage: ") and a.stdout.endswith("\n"), (verb, a.stdout[:200])
+        assert b.stdout == a.stdout, verb
+        assert not unfinished_paragraphs(a.stdout), (verb, unfinished_paragraphs(a.stdout))
+    out = grove("help", "frobnicate")
+    assert out.returncode == 2 and "unknown verb 'frobnicate'" in out.stderr
+
+
 def test_serve_help_documents_every_option():
     out = grove("serve", "--help")
     assert out.returncode == 0

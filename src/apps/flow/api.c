@@ -17,6 +17,7 @@
 #include "apps/flow/flow.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/jsonout.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "gate/gate.h"
@@ -381,12 +382,14 @@ static void read_done(struct http_req *r, void *arg) {
     }
     buf_puts(&b, ",\"points\":[");
     for (size_t i = 0; i < n; i++) {
-      if (j->step)
-        buf_printf(&b, "%s[%lld,%.17g]", i ? "," : "", (long long)j->buckets[i].start_ns,
-                   series_bucket_value(&j->buckets[i], (enum series_agg)j->agg));
-      else
-        buf_printf(&b, "%s[%lld,%.17g]", i ? "," : "", (long long)j->pts[i].ts_ns,
-                   j->pts[i].value);
+      char num[JSONOUT_DOUBLE_MAX]; /* shortest round-trip form, as every JSON answer */
+      if (j->step) {
+        jsonout_double(num, series_bucket_value(&j->buckets[i], (enum series_agg)j->agg));
+        buf_printf(&b, "%s[%lld,%s]", i ? "," : "", (long long)j->buckets[i].start_ns, num);
+      } else {
+        jsonout_double(num, j->pts[i].value);
+        buf_printf(&b, "%s[%lld,%s]", i ? "," : "", (long long)j->pts[i].ts_ns, num);
+      }
     }
     buf_printf(&b, "],\"truncated\":%s}", j->more ? "true" : "false");
     /* raw points come a page at a time: `next` is the `from` of the next */

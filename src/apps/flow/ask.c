@@ -18,6 +18,7 @@
 
 #include "apps/flow/flow.h"
 #include "core/buf.h"
+#include "core/jsonout.h"
 #include "core/util.h"
 #include <pthread.h>
 #include <stdatomic.h>
@@ -343,7 +344,7 @@ static char *context_of(json_t *stations, json_t *regions, json_t *sources) {
   json_object_set_new(ctx, "regions", rs);
   json_object_set_new(ctx, "stations", ss);
   json_object_set_new(ctx, "stations_in_all", json_integer((json_int_t)n));
-  char *text = json_dumps(ctx, JSON_COMPACT);
+  char *text = jsonout_dumps(ctx, JSON_COMPACT);
   json_decref(ctx);
   return text;
 }
@@ -370,7 +371,7 @@ static void ask_job_free(struct ask_job *j) {
 }
 
 static void publish_piece(struct ask_job *j, json_t *msg) {
-  char *text = json_dumps(msg, JSON_COMPACT);
+  char *text = jsonout_dumps(msg, JSON_COMPACT);
   json_decref(msg);
   if (text && j->f->ctx.hub)
     hub_publish(j->f->ctx.hub, j->topic, text, strlen(text), NULL);

@@ -13,6 +13,7 @@
 #include "apps/flow/aqi.h"
 #include "core/buf.h"
 #include "core/error.h"
+#include "core/jsonout.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "core/util.h"
@@ -450,7 +451,7 @@ static void stage_publish(struct part *p, struct entity *en, uint64_t now, struc
   char topic[96];
   topic_of(en, topic, sizeof topic);
   json_t *o = entity_json(p->e, en);
-  char *text = json_dumps(o, JSON_COMPACT);
+  char *text = jsonout_dumps(o, JSON_COMPACT);
   json_decref(o);
   if (text) {
     buf_append(&ob->topics, topic, strlen(topic) + 1);
@@ -525,7 +526,7 @@ static void deliver(struct flow_engine *e, struct outbox *ob) {
     if (e->on_alert)
       e->on_alert(a, e->arg);
     json_t *o = flow_alert_json(a);
-    char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    char *text = o ? jsonout_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (text) {
       char topic[96];

@@ -12,6 +12,7 @@
 #include "apps/flow/flow.h"
 #include "core/error.h"
 #include "core/health.h"
+#include "core/jsonout.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "core/metrics.h"
@@ -116,7 +117,7 @@ void flow_station_announce(struct flow *f, const struct flow_station *st, bool a
                         st->region, "lat", isfinite(st->lat) ? json_real(st->lat) : json_null(),
                         "lon", isfinite(st->lon) ? json_real(st->lon) : json_null(), "ahead",
                         ahead);
-  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  char *text = o ? jsonout_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
   if (text)
     hub_control_send(f->ctx.hub, "flow.station", text, strlen(text), NULL);
@@ -539,7 +540,9 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
 static void flow_stop(void *state) { flow_free(state); }
 
 static void flow_command_help(FILE *f) {
-  fprintf(f, "usage: grove flow simulate [options]   (grove flow simulate --help)\n\n");
+  fprintf(f, "usage: grove flow VERB [options]\n\n"
+             "flow's tools:\n"
+             "  simulate   write a simulated city of air-quality stations to a grove\n\n");
   flow_simulate_help(f);
 }
 

@@ -1,5 +1,6 @@
 /* test_core.c — buffers, config, map, metrics, logging, helpers. */
 #include <fcntl.h>
+#include <math.h>
 #include <unistd.h>
 
 #include "../test.h"
@@ -7,6 +8,7 @@
 #include "core/config.h"
 #include "core/error.h"
 #include "core/health.h"
+#include "core/jsonout.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "core/metrics.h"
@@ -170,6 +172,115 @@ TEST(metrics_render_prometheus_text) {
   CHECK(strstr(b.data, "t_seconds_bucket{le=\"+Inf\"} 3\n"));
   CHECK(strstr(b.data, "t_seconds_sum 13.5\n"));
   CHECK(strstr(b.data, "t_seconds_count 3\n"));
+  buf_release(&b);
+  metrics_destroy(m);
+}
+
+/* Issue 9.17: 17.4 was written "17.399999999999999". */
+TEST(jsonout_double_is_shortest_round_trip) {
+  static const struct {
+    double v;
+    const char *text;
+  } cases[] = {
+      {17.4, "17.4"},
+      {0.1 + 0.2, "0.30000000000000004"},
+      {100, "100"},
+      {-0.0, "-0"},
+      {1e-7, "1e-07"},
+      {123456789012345678.0, "1.2345678901234568e+17"},
+      {1.7976931348623157e308, "1.7976931348623157e+308"},
+      {4.9406564584124654e-324, "5e-324"}, /* the smallest subnormal */
+      {2.2250738585072014e-308, "2.2250738585072014e-308"},
+      {2.5e-8, "2.5e-08"},
+  };
+  char out[JSONOUT_DOUBLE_MAX];
+  for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+    size_t n = jsonout_double(out, cases[i].v);
+    CHECK_EQ_STR(out, cases[i].text);
+    CHECK_EQ_INT(n, strlen(cases[i].text));
+  }
+  jsonout_double(out, NAN);
+  CHECK_EQ_STR(out, "null");
+  jsonout_double(out, -INFINITY);
+  CHECK_EQ_STR(out, "null");
+}
+
+/* Property over random bit patterns: what is written reads back as the
+ * same double, and one digit fewer would not. */
+TEST(jsonout_double_round_trips_random_doubles) {
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  char out[JSONOUT_DOUBLE_MAX], fewer[400];
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+    double v;
+    memcpy(&v, &x, sizeof v);
+    if (!isfinite(v))
+      continue;
+    jsonout_double(out, v);
+    CHECK(strtod(out, NULL) == v);
+    int digits = 0, zeros = 0; /* significant: first to last digit that is not 0 */
+    for (const char *p = out; *p && *p != 'e'; p++) {
+      if (*p < '0' || *p > '9')
+        continue;
+      if (*p == '0') {
+        zeros += digits > 0;
+      } else {
+        digits += zeros + 1;
+        zeros = 0;
+      }
+    }
+    if (digits > 1) {
+      snprintf(fewer, sizeof fewer, "%.*g", digits - 1, v);
+      CHECK(strtod(fewer, NULL) != v);
+    }
+  }
+}
+
+TEST(jsonout_dumps_shortens_reals_and_nothing_else) {
+  json_t *j = json_pack("{s:f,s:s,s:i,s:f,s:[f,f],s:f}", "a", 17.4, "s",
+                        "1.0000000000000001 \"17.399999999999999\" \\", "i", 3, "r", 2.0, "arr",
+                        0.1, -1e-7, "big", 1e300);
+  char *text = jsonout_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+  CHECK_EQ_STR(text, "{\"a\":17.4,\"s\":\"1.0000000000000001 \\\"17.399999999999999\\\" "
+                     "\\\\\",\"i\":3,\"r\":2.0,\"arr\":[0.1,-1e-07],\"big\":1e+300}");
+  free(text);
+  json_decref(j);
+  text = jsonout_dumps(json_real(0.30000000000000004), JSON_ENCODE_ANY);
+  CHECK_EQ_STR(text, "0.30000000000000004");
+  free(text);
+}
+
+/* Issue 9.17: process_* as Prometheus client libraries define them, and
+ * grove_build_info. */
+TEST(metrics_process_and_build_info) {
+  struct metrics *m;
+  CHECK(metrics_create(&m) == 0);
+  CHECK(metrics_add_process(m) == 0);
+  CHECK(metrics_add_process(m) == 0); /* once is enough */
+  CHECK(metrics_add_build_info(m, "grove", "0.1.0", "abc123") == 0);
+  int fd = open("/dev/null", O_RDONLY); /* one more open descriptor to see */
+  CHECK(fd >= 0);
+  struct buf b;
+  buf_init(&b, 0);
+  metrics_render(m, &b);
+  CHECK(strstr(b.data, "# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total "));
+  CHECK(strstr(b.data, "# TYPE process_resident_memory_bytes gauge\n"));
+  CHECK(strstr(b.data, "grove_build_info{version=\"0.1.0\",revision=\"abc123\"} 1\n"));
+  const char *p = strstr(b.data, "\nprocess_open_fds ");
+  CHECK(p);
+  long open_fds = atol(p + 18);
+  CHECK(open_fds >= 4); /* stdin, stdout, stderr, /dev/null */
+  p = strstr(b.data, "\nprocess_max_fds ");
+  CHECK(p && atol(p + 17) >= open_fds);
+  p = strstr(b.data, "\nprocess_resident_memory_bytes ");
+  CHECK(p && atof(p + 31) > 100000);
+  p = strstr(b.data, "\nprocess_virtual_memory_bytes ");
+  CHECK(p && atof(p + 30) >= 100000);
+  p = strstr(b.data, "\nprocess_start_time_seconds ");
+  CHECK(p);
+  double start = atof(p + 28), now = (double)clock_wall_ms() / 1000;
+  CHECK(start > now - 600 && start <= now + 1); /* this process began moments ago */
+  close(fd);
   buf_release(&b);
   metrics_destroy(m);
 }
@@ -348,6 +459,8 @@ static const struct test tests[] = {
     T(buf_json_escape_escapes_controls), T(config_defaults_file_env_flags_in_order),
     T(config_rejects_unknown_and_bad_values), T(config_parsers),
     T(map_put_get_delete_and_grow), T(metrics_render_prometheus_text),
+    T(jsonout_double_is_shortest_round_trip), T(jsonout_double_round_trips_random_doubles),
+    T(jsonout_dumps_shortens_reals_and_nothing_else), T(metrics_process_and_build_info),
     T(util_percent_decoding), T(util_header_tokens), T(util_base64_sha1_websocket_accept),
     T(redis_urls), T(errors_have_names_and_messages), T(log_json_lines_carry_fields_and_request_id),
     T(text_escape_spells_out_controls_and_bidi), T(log_text_lines_escape_user_text_and_json_keeps_it),
