@@ -660,7 +660,7 @@ static void ws_error(struct ws *ws, const char *topic, int status, const char *c
                         "message", message);
   if (topic)
     json_object_set_new(j, "topic", json_string(topic));
-  char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+  char *s = j ? jsonout_dumps(j, JSON_COMPACT) : NULL;
   if (s)
     ws_send_text(ws, s, strlen(s));
   free(s);

@@ -99,6 +99,21 @@ def test_json_numbers_are_shortest_round_trip():
     assert b"99999999" not in r.body and b"00000001" not in r.body, r.body
 
 
+def test_every_json_writer_uses_the_one_helper():
+    """Every JSON Grove writes goes through core/jsonout (shortest reals):
+    jansson's json_dump* and fixed %.17g formats are not used elsewhere."""
+    found = []
+    for base, _, files in os.walk(os.path.join(ROOT, "src")):
+        for f in files:
+            path = os.path.join(base, f)
+            if not f.endswith((".c", ".h")) or os.path.relpath(path, ROOT) in (os.path.join("src", "core", "jsonout.c"), os.path.join("src", "core", "jsonout.h")):
+                continue
+            for n, line in enumerate(open(path, encoding="utf-8"), 1):
+                if re.search(r"\bjson_dump[sbf]?(_file|_callback)?\(|%\.1[5-7]g", line):
+                    found.append("%s:%d: %s" % (os.path.relpath(path, ROOT), n, line.strip()))
+    assert not found, "\n".join(found)
+
+
 def test_run_sh_says_when_grove_is_ready():
     """Issue 9.17: README's `curl /ready` right after `./scripts/run.sh &`
     failed on a first run (the build comes first). run.sh says when grove
