@@ -26,6 +26,7 @@
 
 #include "apps/flow/flow.h"
 #include "core/error.h"
+#include "core/jsonout.h"
 #include "core/util.h"
 #include "gate/gate.h"
 #include "net/http.h"
@@ -66,7 +67,7 @@ void flow_reply_error(struct http_req *r, enum flow_write_api api, int status, c
   json_t *env = json_pack("{s:s,s:s,s:s,s:o,s:s,s:s}", "status", "error", "error_code", code,
                           "message", message, "details", details ? details : json_object(),
                           "error", message, "code", influx_code(status));
-  char *body = env ? json_dumps(env, JSON_COMPACT) : NULL;
+  char *body = env ? jsonout_dumps(env, JSON_COMPACT) : NULL;
   json_decref(env);
   /* the header holds one line: the message without control bytes */
   char hdr[256];
