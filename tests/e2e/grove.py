@@ -51,8 +51,8 @@ class Grove:
         if wait:
             self.wait_listening()
 
-    def wait_listening(self):
-        deadline = time.time() + 20
+    def wait_listening(self, timeout=20):
+        deadline = time.time() + timeout
         while time.time() < deadline:
             m = re.search(rb'listening.*port[=":]+(\d+)', open(self.log_path, "rb").read())
             if m:
