@@ -1325,20 +1325,36 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
   }
   if (old >= 0) { /* finish that flush: both logs' points into chunks, then one empty log */
     char why[640];
-    if ((rc = write_chunks(s, s->heads, s->nkeys, s->keys, why, sizeof why)) ||
-        ftruncate(s->wal, 0) < 0 ||
-        fsync(s->wal) < 0 || unlink(s->old_path) < 0) {
-      snprintf(err, errlen, "cannot move the logs' points into chunks: %s",
-               rc ? why : strerror(errno));
-      rc = rc ? rc : GROVE_EIO;
+    if ((rc = write_chunks(s, s->heads, s->nkeys, s->keys, why, sizeof why))) {
+      /* No room for chunks (a disk still full): start anyway, the points
+       * of both logs waiting set aside as after a failed flush, both
+       * logs kept until a flush succeeds. (The current log's records
+       * then stay in it too; replayed again they rewrite the same
+       * values, and later records of it still come after them.) */
+      struct head *fresh = calloc(s->capkeys ? s->capkeys : 1, sizeof *fresh);
+      if (!fresh) {
+        snprintf(err, errlen, "cannot move the logs' points into chunks: out of memory");
+        rc = GROVE_ENOMEM;
+        goto fail;
+      }
+      trouble_set(s, TROUBLE_CHUNKS, why);
+      s->frozen = s->heads;
+      s->nfrozen = s->nkeys;
+      s->heads = fresh;
+      s->head_points = 0;
+      rc = 0;
+    } else if (ftruncate(s->wal, 0) < 0 || fsync(s->wal) < 0 || unlink(s->old_path) < 0) {
+      snprintf(err, errlen, "cannot empty the series logs: %s", strerror(errno));
+      rc = GROVE_EIO;
       goto fail;
+    } else {
+      for (uint32_t i = 0; i < s->nkeys; i++) {
+        free(s->heads[i].pts);
+        s->heads[i] = (struct head){0};
+      }
+      s->head_points = 0;
+      s->wal_end = 0;
     }
-    for (uint32_t i = 0; i < s->nkeys; i++) {
-      free(s->heads[i].pts);
-      s->heads[i] = (struct head){0};
-    }
-    s->head_points = 0;
-    s->wal_end = 0;
   }
   if ((rc = migrate_keys(s, err, errlen)))
     goto fail;

@@ -41,17 +41,25 @@ def read_all(g, k):
             return pts
 
 
-def fill(mnt, leave):
-    """A file that leaves about `leave` bytes free on the mount."""
+def fill(mnt, leave, name="filler"):
+    """A file that leaves about `leave` bytes free on the mount (0: none,
+    written until the disk refuses)."""
     st = os.statvfs(mnt)
     free = st.f_bavail * st.f_frsize
-    path = os.path.join(mnt, "filler")
-    with open(path, "wb") as f:
+    path = os.path.join(mnt, name)
+    with open(path, "wb", buffering=0) as f:
         f.write(b"\0" * max(0, free - leave))
+        if not leave:
+            try:
+                while True:
+                    f.write(b"\0" * 4096)
+            except OSError:
+                pass
     return path
 
 
-def test_a_full_disk_loses_no_acknowledged_point():
+def full_disk(*flush, restart_full=False):
+    """The scenario with these flush options; see the module's doc."""
     if os.geteuid() != 0:
         print("  (skipped: mounting a small tmpfs needs root; CI runs as root)")
         return
@@ -67,7 +75,7 @@ def test_a_full_disk_loses_no_acknowledged_point():
     try:
         data = os.path.join(mnt, "data")
         k = key(data, "read,write")
-        g = Grove(*FAST_HASH, "--series-flush", "1s", data_dir=data)
+        g = Grove(*FAST_HASH, *flush, data_dir=data)
         h = {"X-API-Key": k}
         eventually(lambda: g.request("GET", "/auth/me", headers=h).status == 200, what="key loaded")
         acked, refused = [], 0
@@ -100,8 +108,39 @@ def test_a_full_disk_loses_no_acknowledged_point():
         assert "series" in ready["details"]["down"] and "series" in ready["message"], ready
         for _ in range(5):  # more writes on the full disk: each answered, none half-written
             batch()
+        fillers = [filler]
+        if restart_full:
+            # Points acknowledged, then not a byte left: their flush (every
+            # second) cannot move them into chunks, and they wait set aside.
+            # (Should a flush slip in between the answer and the last byte,
+            # there is nothing left to move: room is made and it goes again.)
+            def chunks_refused():
+                if os.path.exists(os.path.join(mnt, "filler2")):
+                    os.unlink(os.path.join(mnt, "filler2"))
+                assert eventually(batch, what="a write acknowledged")
+                fill(mnt, 0, "filler2")
+                try:
+                    return eventually(lambda: "series chunks" in (
+                        g.get_json("/ready")[1].get("details", {}).get("checks", {}).get("series", {})
+                        .get("error") or ""), timeout=4, what="/ready naming the chunks")
+                except AssertionError:
+                    return False
+            os.unlink(filler)
+            fillers = [os.path.join(mnt, "filler2")]
+            eventually(chunks_refused, timeout=60, interval=0, what="a flush refused for lack of room")
+            g.proc.send_signal(signal.SIGKILL)
+            g.proc.wait()
+            assert os.path.exists(os.path.join(data, "series", "series.wal.old"))  # points set aside
+            x, g = g, Grove(*FAST_HASH, *flush, data_dir=data)
+            x.log.close()
+            shutil.rmtree(x.tmp, ignore_errors=True)
+            status, ready = g.get_json("/ready")
+            assert status == 503 and "series chunks" in ready["details"]["checks"]["series"]["error"], ready
+            got = {p[0] for p in read_all(g, k)}
+            assert all((i * 500 + j) * 1000 in got for i in acked for j in range(500))
         # space again: writes are acknowledged, /ready recovers by itself
-        os.unlink(filler)
+        for f in fillers:
+            os.unlink(f)
         eventually(batch, what="a write acknowledged after space was freed")
         for _ in range(20):
             assert batch()
@@ -131,6 +170,24 @@ def test_a_full_disk_loses_no_acknowledged_point():
             shutil.rmtree(x.tmp, ignore_errors=True)
         subprocess.run(["umount", mnt])
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_a_full_disk_loses_no_acknowledged_point():
+    """Points move into chunks every second: the chunks' writes meet the
+    full disk too."""
+    full_disk("--series-flush", "1s")
+
+
+def test_a_full_disk_loses_nothing_with_the_default_flush():
+    """The default flush (10 minutes): everything waits in the log."""
+    full_disk()
+
+
+def test_a_restart_on_a_still_full_disk():
+    """Killed while the disk is full and points wait set aside (their
+    flush refused): grove starts again on the full disk, says why on
+    /ready, and once there is room moves them and clears."""
+    full_disk("--series-flush", "1s", restart_full=True)
 
 
 def test_postgresql_trouble_shows_on_ready_and_clears():
@@ -164,5 +221,6 @@ def test_postgresql_trouble_shows_on_ready_and_clears():
 
 
 if __name__ == "__main__":
-    run([test_a_full_disk_loses_no_acknowledged_point, test_postgresql_trouble_shows_on_ready_and_clears])
+    run([test_a_full_disk_loses_no_acknowledged_point, test_a_full_disk_loses_nothing_with_the_default_flush,
+         test_a_restart_on_a_still_full_disk, test_postgresql_trouble_shows_on_ready_and_clears])
     sys.exit(0)
