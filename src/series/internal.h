@@ -109,4 +109,20 @@ int pgs_rollup(struct pgseries *p, int64_t *minutes, size_t n, char *why, size_t
  * others (INT64_MIN: keep). */
 int pgs_expire(struct pgseries *p, int64_t raw_before, int64_t minute_before, int64_t hour_before);
 
+/* Field types by key (types.c): a map in memory over series_types in
+ * series.db (its own connection) or in PostgreSQL. Thread-safe. */
+struct stypes;
+int stypes_open_sqlite(struct stypes **out, const char *path, char *err, size_t errlen);
+int stypes_open_pg(struct stypes **out, struct pgseries *pg, char *err, size_t errlen);
+void stypes_close(struct stypes *t);
+uint8_t stypes_cached(struct stypes *t, const char *key);
+int stypes_claim(struct stypes *t, const char *const *keys, const uint8_t *types, size_t n,
+                 uint8_t *got);
+/* PostgreSQL's side (pgseries.c): every recorded type; and a claim (insert
+ * where missing, then read what each key has). */
+int pgs_types_load(struct pgseries *p, int (*fn)(const char *key, uint8_t type, void *arg),
+                   void *arg);
+int pgs_types_claim(struct pgseries *p, const char *const *keys, const uint8_t *types, size_t n,
+                    int (*fn)(const char *key, uint8_t type, void *arg), void *arg);
+
 #endif

@@ -5,12 +5,23 @@
 
 #include "core/error.h"
 
-static int put_escaped(struct buf *out, const char *p, size_t n, const char *special) {
-  if (n == 0 || memchr(p, '\0', n))
+/* Which bytes get a backslash: bit 1 in measurements, bit 2 in tag keys,
+ * tag values and field keys; bit 4 marks NUL (refused). */
+static const unsigned char escapes[256] = {
+    [0] = 4, ['\\'] = 3, [','] = 3, [' '] = 3, ['='] = 2,
+};
+
+static int put_escaped(struct buf *out, const char *p, size_t n, unsigned char kind) {
+  if (n == 0)
     return GROVE_EINVAL;
   size_t run = 0; /* bytes kept as they are, appended in one go */
   for (size_t i = 0; i < n; i++) {
-    if (!strchr(special, p[i]))
+    unsigned char c = escapes[(unsigned char)p[i]];
+    if (!c)
+      continue;
+    if (c & 4)
+      return GROVE_EINVAL;
+    if (!(c & kind))
       continue;
     int rc = buf_append(out, p + run, i - run);
     if (!rc)
@@ -24,6 +35,8 @@ static int put_escaped(struct buf *out, const char *p, size_t n, const char *spe
 
 #define MEASUREMENT_SPECIAL "\\, "
 #define NAME_SPECIAL "\\,= "
+#define IN_MEASUREMENT 1
+#define IN_NAME 2
 
 static int cmp_str(const struct lp_str *a, const struct lp_str *b) {
   size_t m = a->n < b->n ? a->n : b->n;
@@ -48,18 +61,18 @@ int series_key_put_series(struct buf *out, const struct series_key *k) {
       order[j] = order[j - 1];
       order[j - 1] = t;
     }
-  int rc = put_escaped(out, k->measurement.p, k->measurement.n, MEASUREMENT_SPECIAL);
+  int rc = put_escaped(out, k->measurement.p, k->measurement.n, IN_MEASUREMENT);
   for (int i = 0; i < k->ntags && !rc; i++) {
     const struct lp_str *tk = &k->tag_keys[order[i]], *tv = &k->tag_values[order[i]];
-    if (!(rc = buf_putc(out, ',')) && !(rc = put_escaped(out, tk->p, tk->n, NAME_SPECIAL)) &&
+    if (!(rc = buf_putc(out, ',')) && !(rc = put_escaped(out, tk->p, tk->n, IN_NAME)) &&
         !(rc = buf_putc(out, '=')))
-      rc = put_escaped(out, tv->p, tv->n, NAME_SPECIAL);
+      rc = put_escaped(out, tv->p, tv->n, IN_NAME);
   }
   return rc ? rc : buf_putc(out, ' ');
 }
 
 int series_key_put_field(struct buf *out, const char *field, size_t n) {
-  return put_escaped(out, field, n, NAME_SPECIAL);
+  return put_escaped(out, field, n, IN_NAME);
 }
 
 int series_key_encode(struct buf *out, const struct series_key *k) {

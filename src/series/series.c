@@ -107,6 +107,7 @@ struct series {
   /* PostgreSQL mode: points go there at once; minutes written since the
    * last rollup pass (under lock) */
   struct pgseries *pg;
+  struct stypes *types;    /* field types by key (types.c) */
   int64_t *touched;
   size_t ntouched, captouched;
   struct head *heads;      /* by id */
@@ -359,6 +360,15 @@ int series_ids(struct series *s, const char *const *keys, size_t n, uint32_t *id
   free(where);
   free(got);
   return rc;
+}
+
+enum series_type series_type_cached(struct series *s, const char *key) {
+  return (enum series_type)stypes_cached(s->types, key);
+}
+
+int series_types_claim(struct series *s, const char *const *keys, const uint8_t *types,
+                       size_t n, uint8_t *got) {
+  return stypes_claim(s->types, keys, types, n, got);
 }
 
 int series_find(struct series *s, const char *key, uint32_t *id) {
@@ -1223,6 +1233,7 @@ static void series_free(struct series *s) {
     close(s->wal);
   sqlite3_close(s->db);
   sqlite3_close(s->wdb);
+  stypes_close(s->types);
   pgs_close(s->pg);
   free(s->touched);
   for (uint32_t i = 0; i < s->nkeys; i++)
@@ -1356,7 +1367,8 @@ int series_open(struct series **out, const char *dir, char *err, size_t errlen) 
       s->wal_end = 0;
     }
   }
-  if ((rc = migrate_keys(s, err, errlen)))
+  if ((rc = migrate_keys(s, err, errlen)) ||
+      (rc = stypes_open_sqlite(&s->types, path, err, errlen)))
     goto fail;
   pthread_create(&s->writer, NULL, writer_main, s);
   *out = s;
@@ -1514,6 +1526,8 @@ int series_open_pg(struct series **out, const char *url, char *err, size_t errle
   int rc = pgs_open(&s->pg, url, err, errlen);
   if (!rc && (rc = pgs_load_keys(s->pg, apply_loaded_key, s)))
     snprintf(err, errlen, "cannot read series keys from PostgreSQL");
+  if (!rc)
+    rc = stypes_open_pg(&s->types, s->pg, err, errlen);
   if (rc) {
     series_free(s);
     return rc;

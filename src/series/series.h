@@ -49,6 +49,32 @@ int series_cached(struct series *s, const char *key, uint32_t *id);
  * not known here cost two round trips in all, not two each. */
 int series_ids(struct series *s, const char *const *keys, size_t n, uint32_t *ids);
 
+/* ---- field types ---------------------------------------------------------------
+ * A series remembers the type of the field that first wrote it, as
+ * InfluxDB does ("field type conflict"): a float series refuses integers
+ * and strings, and so on. Types are kept by key, durably (series.db's
+ * series_types, PostgreSQL's series_types, shared by every instance), and
+ * also for series of strings, which hold no points. */
+enum series_type {
+  SERIES_TYPE_NONE = 0, /* none recorded */
+  SERIES_TYPE_FLOAT,
+  SERIES_TYPE_INT,
+  SERIES_TYPE_UINT,
+  SERIES_TYPE_BOOL,
+  SERIES_TYPE_STRING,
+};
+/* "float", "integer", "unsigned", "boolean", "string" (InfluxDB's words). */
+const char *series_type_name(enum series_type t);
+/* The type recorded for key as this process knows it (no database
+ * asked); SERIES_TYPE_NONE when none is known here. */
+enum series_type series_type_cached(struct series *s, const char *key);
+/* Records types[i] for each keys[i] that has none, durably, and tells the
+ * type each key has now (got[i]: types[i], or what another writer recorded
+ * first, maybe in another instance). One transaction (two round trips
+ * with PostgreSQL). Returns 0 or an error (then got is not filled). */
+int series_types_claim(struct series *s, const char *const *keys, const uint8_t *types,
+                       size_t n, uint8_t *got);
+
 /* The id of an existing key; GROVE_ENOENT when there is none. */
 int series_find(struct series *s, const char *key, uint32_t *id);
 

@@ -96,7 +96,8 @@ def test_partial_write_keeps_good_lines_and_says_which_failed():
     assert d["lines"] == 5 and d["failed_lines"] == 3 and d["points_written"] == 2
     assert [f["line"] for f in d["failed"]] == [2, 4, 5]
     assert d["failed"][0]["error"] == "missing field value"
-    assert d["failed"][2]["error"] == "no numeric field: string fields are not stored"
+    assert d["failed"][2]["error"] == ('field type conflict: input field "v" on measurement "p" is type '
+                                       'string, already exists as type float')
     assert points("p,s=1 v") == [[1, 1], [3, 3]]
 
 

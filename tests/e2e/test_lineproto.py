@@ -12,7 +12,7 @@ import signal
 import time
 import urllib.parse
 
-from grove import FAST_HASH, GROVE, Grove, eventually, main
+from grove import FAST_HASH, GROVE, Grove, Postgres, eventually, main
 import subprocess
 
 g = None
@@ -182,6 +182,103 @@ def test_fuzzed_writes_answer_and_read_back_valid_json():
             strict_json(r)
         else:
             r.body.decode("utf-8", errors="strict")
+
+
+def conflict(field, meas, is_, was):
+    return 'field type conflict: input field "%s" on measurement "%s" is type %s, already exists as type %s' % (
+        field, meas, is_, was)
+
+
+def test_a_field_keeps_its_type_as_influxdb_says():
+    assert write(b"ft,h=a v=1.5,w=1i 1").status == 204
+    # float -> string, float -> integer, integer -> float: refused, the whole line
+    r = write(b'ft,h=a v="x" 2\nft,h=a v=2i,x=9 3\nft,h=a w=2.5 4\nft,h=a v=3 5\nft,h=a u=1u 6\nft,h=a u=2i 7\n')
+    assert r.status == 400
+    d = strict_json(r)["details"]
+    assert [f["line"] for f in d["failed"]] == [1, 2, 3, 6], d
+    assert [f["error"] for f in d["failed"]] == [
+        conflict("v", "ft", "string", "float"), conflict("v", "ft", "integer", "float"),
+        conflict("w", "ft", "float", "integer"), conflict("u", "ft", "integer", "unsigned")]
+    assert points("ft,h=a v") == [[1, 1.5], [5, 3]]
+    assert points("ft,h=a x") == []  # the refused line kept nothing
+    # booleans and strings keep theirs too; a string series is remembered though not stored
+    assert write(b"ft,h=b ok=true 1").status == 204
+    assert write(b'ft,h=b s="hello",n=1 1').status == 204
+    r = write(b"ft,h=b ok=1 2\nft,h=b s=2 2\n")
+    d = strict_json(r)["details"]
+    assert [f["error"] for f in d["failed"]] == [conflict("ok", "ft", "float", "boolean"),
+                                                 conflict("s", "ft", "float", "string")]
+    # within one request, the first line decides
+    r = write(b"ft2 v=1 1\nft2 v=2i 2\n")
+    assert [f["line"] for f in strict_json(r)["details"]["failed"]] == [2]
+    # a station's readings are concentrations: any number type, any route
+    assert write(b"air_quality,station=typed no2=18i %d" % (time.time_ns() - 10**9)).status == 204
+    r = g.request("POST", "/api/v1/flow/readings", headers={"X-API-Key": WRITE, "Content-Type": "application/json"},
+                  body=json.dumps({"readings": [{"station": "typed", "no2": 18.5}]}).encode())
+    assert r.status == 200, r.body
+
+
+def test_field_types_survive_a_restart():
+    g2 = Grove(*FAST_HASH)
+    try:
+        k = key(g2, "read,write")
+        eventually(lambda: g2.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+                   what="key loaded")
+        r = g2.request("POST", "/api/v1/write", body=b'keep v=1 1\nkeep s="a",n=1 1\n', headers={"X-API-Key": k})
+        assert r.status == 204, r.body
+        data_dir = g2.data_dir
+    finally:
+        g2.proc.send_signal(signal.SIGTERM)
+        g2.proc.wait(15)
+        g2.log.close()
+    g3 = Grove(*FAST_HASH, data_dir=data_dir)
+    try:
+        eventually(lambda: g3.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+                   what="key loaded")
+        r = g3.request("POST", "/api/v1/write", body=b"keep v=2i 2\nkeep s=1 2\nkeep v=3 3\n",
+                       headers={"X-API-Key": k})
+        d = strict_json(r)["details"]
+        assert [f["error"] for f in d["failed"]] == [conflict("v", "keep", "integer", "float"),
+                                                     conflict("s", "keep", "float", "string")], d
+    finally:
+        g3.stop()
+    shutil.rmtree(g2.tmp, ignore_errors=True)
+
+
+def test_instances_agree_on_field_types():
+    """Two instances on one PostgreSQL: the second has not seen the type the
+    first recorded; its claim finds it and its line is refused whole."""
+    pg = Postgres()
+    try:
+        a = Grove("--store", pg.url, "--gate-refresh", "200ms", *FAST_HASH)
+        b = Grove("--store", pg.url, "--gate-refresh", "200ms", *FAST_HASH)
+        try:
+            out = subprocess.run([GROVE, "key", "add", "pg", "--scopes", "read,write", "--store", pg.url,
+                                  "--data-dir", a.data_dir], capture_output=True, text=True)
+            assert out.returncode == 0, out.stderr
+            k = out.stdout.split()[1]
+            for x in (a, b):
+                eventually(lambda: x.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+                           what="key loaded")
+            r = a.request("POST", "/api/v1/write", body=b"shared,h=1 v=1.5 1", headers={"X-API-Key": k})
+            assert r.status == 204, r.body
+            r = b.request("POST", "/api/v1/write", body=b"shared,h=1 v=2i,w=1 2\nshared,h=1 v=3 3\n",
+                          headers={"X-API-Key": k})
+            assert r.status == 400, r.body
+            d = strict_json(r)["details"]
+            assert [(f["line"], f["error"]) for f in d["failed"]] == [
+                (1, conflict("v", "shared", "integer", "float"))], d
+            r = b.request("GET", "/api/v1/series/points?" + urllib.parse.urlencode({"series": "shared,h=1 v"}),
+                          headers={"X-API-Key": k})
+            assert strict_json(r)["data"]["points"] == [[1, 1.5], [3, 3]]
+            r = b.request("GET", "/api/v1/series/points?" + urllib.parse.urlencode({"series": "shared,h=1 w"}),
+                          headers={"X-API-Key": k})
+            assert strict_json(r)["data"]["points"] == []
+        finally:
+            a.stop()
+            b.stop()
+    finally:
+        pg.stop()
 
 
 def station_range(grove, station, key, pollutant="pm25"):

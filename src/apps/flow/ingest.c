@@ -15,6 +15,7 @@
 #include "apps/flow/flow.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/map.h"
 #include "core/metrics.h"
 #include "core/util.h"
 #include "gate/gate.h"
@@ -250,7 +251,9 @@ struct write_job {
   char message[160];
   struct lp_stats stats;
   struct buf key;      /* scratch for series keys */
-  struct buf station_key; /* scratch for station readings' keys */
+  struct buf station_key; /* scratch for a station reading's key */
+  struct buf line_keys; /* the keys of a line's fields, NUL-ended */
+  struct map pending;   /* key -> type this request gives series that had none */
   int skipped;         /* string fields: not numeric series */
   int refused;         /* lines parsed but not kept (on_point) */
 };
@@ -274,12 +277,33 @@ static void batch_undo(struct batch *b, struct mark m) {
   b->nrd = m.nrd;
 }
 
-/* Each numeric field of a line is a point of the series
- * "measurement,tags field" (series/key.h); a line is kept whole or not at
- * all. */
+/* The field type a value is written as (series.h). */
+static uint8_t type_of(enum lp_type t) {
+  switch (t) {
+  case LP_FLOAT: return SERIES_TYPE_FLOAT;
+  case LP_INT: return SERIES_TYPE_INT;
+  case LP_UINT: return SERIES_TYPE_UINT;
+  case LP_BOOL: return SERIES_TYPE_BOOL;
+  default: return SERIES_TYPE_STRING;
+  }
+}
+
+/* The type key has for this request: recorded (the store), or given by
+ * an earlier line of this request (pending); SERIES_TYPE_NONE otherwise. */
+static uint8_t known_type(struct write_job *j, const char *key) {
+  uint8_t t = (uint8_t)series_type_cached(j->batch.f->series, key);
+  return t ? t : (uint8_t)(uintptr_t)map_get(&j->pending, key);
+}
+
+/* Each field of a line is a point of the series "measurement,tags field"
+ * (series/key.h), and a station reading is a point of its station's
+ * series (flow_station_key). A series keeps the type of its first field
+ * (InfluxDB's "field type conflict"): station series excepted, whose
+ * readings are all concentrations. String fields are not stored, but
+ * their type is kept. A line is kept whole or not at all. */
 static int on_point(const struct lp_point *p, void *arg) {
   struct write_job *j = arg;
-  struct buf key = j->key; /* reused from point to point */
+  struct buf *key = &j->key, *lk = &j->line_keys;
   const struct lp_str *station = NULL, *region = NULL;
   for (int i = 0; i < p->ntags; i++) {
     const struct lp_str *k = &p->tag_keys[i];
@@ -288,52 +312,61 @@ static int on_point(const struct lp_point *p, void *arg) {
     else if (k->n == 6 && memcmp(k->p, "region", 6) == 0)
       region = &p->tag_values[i];
   }
+  bool station_ok = station && flow_name_valid(station->p, station->n) &&
+                    (!region || flow_name_valid(region->p, region->n));
   struct series_key sk;
   sk.measurement = p->measurement;
   sk.ntags = p->ntags;
   memcpy(sk.tag_keys, p->tag_keys, (size_t)p->ntags * sizeof *sk.tag_keys);
   memcpy(sk.tag_values, p->tag_values, (size_t)p->ntags * sizeof *sk.tag_values);
-  struct mark m = batch_mark(&j->batch);
   const char *why = NULL;
-  buf_reset(&key);
-  int rc = series_key_put_series(&key, &sk);
-  size_t prefix = key.len, numeric = 0;
+  char conflict[300];
+  buf_reset(lk);
+  int rc = 0;
+  size_t prefix = 0, numeric = 0, station_prefix = 0; /* 0: not made yet */
+  /* first every field's key and type, checked before anything is kept:
+   * keys NUL-ended one after another in line_keys */
+  size_t at[LP_MAX_FIELDS];
+  int species[LP_MAX_FIELDS];
   for (int i = 0; i < p->nfields && !rc && !why; i++) {
     const struct lp_field *fl = &p->fields[i];
-    double v;
-    switch (fl->type) {
-    case LP_FLOAT: v = fl->v.f; break;
-    case LP_INT: v = (double)fl->v.i; break;
-    case LP_UINT: v = (double)fl->v.u; break;
-    case LP_BOOL: v = fl->v.b; break;
-    default: j->skipped++; continue;
+    uint8_t t = type_of(fl->type);
+    species[i] = t != SERIES_TYPE_STRING && station_ok ? flow_species_of(fl->key.p, fl->key.n) : -1;
+    numeric += t != SERIES_TYPE_STRING;
+    at[i] = lk->len;
+    if (species[i] >= 0) { /* the station's one series, whatever else the line says */
+      const char *name = flow_species_name((enum flow_species)species[i]);
+      struct buf *sk2 = &j->station_key;
+      if (!station_prefix) { /* once a line: "air_quality,station=ID " */
+        if ((rc = flow_station_key(sk2, station->p, station->n, (enum flow_species)species[i])))
+          break;
+        station_prefix = sk2->len - strlen(name);
+      }
+      sk2->len = station_prefix;
+      if (!(rc = buf_puts(sk2, name)))
+        rc = buf_append(lk, sk2->data, sk2->len + 1);
+      continue;
     }
-    numeric++;
-    int sp = station ? flow_species_of(fl->key.p, fl->key.n) : -1;
-    bool reading = sp >= 0 && flow_name_valid(station->p, station->n) &&
-                   (!region || flow_name_valid(region->p, region->n));
-    const char *k = key.data;
-    size_t kn;
-    if (reading) { /* the station's one series, whatever else the line says */
-      if ((rc = flow_station_key(&j->station_key, station->p, station->n, (enum flow_species)sp)))
+    if (!prefix) { /* once a line: "measurement,tags " */
+      buf_reset(key);
+      if ((rc = series_key_put_series(key, &sk)))
         break;
-      k = j->station_key.data;
-      kn = j->station_key.len;
-    } else {
-      key.len = prefix;
-      if ((rc = series_key_put_field(&key, fl->key.p, fl->key.n)))
-        break;
-      k = key.data;
-      kn = key.len;
+      prefix = key->len;
     }
-    if ((rc = batch_point(&j->batch, k, kn, p->ts_ns, v)) == 1) {
-      why = "series key is too long: measurement, tags and field over 4096 bytes";
-      rc = 0;
+    key->len = prefix;
+    if ((rc = series_key_put_field(key, fl->key.p, fl->key.n)) ||
+        (rc = buf_append(lk, key->data, key->len + 1)))
       break;
+    uint8_t have = known_type(j, key->data);
+    if (have && have != t) {
+      snprintf(conflict, sizeof conflict,
+               "field type conflict: input field \"%.*s\" on measurement \"%.*s\" is type %s, "
+               "already exists as type %s",
+               (int)(fl->key.n > 64 ? 64 : fl->key.n), fl->key.p,
+               (int)(p->measurement.n > 64 ? 64 : p->measurement.n), p->measurement.p,
+               series_type_name((enum series_type)t), series_type_name((enum series_type)have));
+      why = conflict;
     }
-    if (!rc && reading)
-      rc = batch_reading(&j->batch, sp, station->p, station->n, region ? region->p : NULL,
-                         region ? region->n : 0);
   }
   if (rc == GROVE_ETOOBIG || rc == GROVE_EINVAL) {
     why = rc == GROVE_ETOOBIG ? "series key is too long: measurement, tags and field over 4096 bytes"
@@ -342,12 +375,38 @@ static int on_point(const struct lp_point *p, void *arg) {
   }
   if (!rc && !why && !numeric)
     why = "no numeric field: string fields are not stored";
+  /* then the points, and the types this line gives series that had none */
+  struct mark m = batch_mark(&j->batch);
+  for (int i = 0; i < p->nfields && !rc && !why; i++) {
+    const struct lp_field *fl = &p->fields[i];
+    const char *k = lk->data + at[i];
+    size_t kn = strlen(k);
+    uint8_t t = type_of(fl->type);
+    if (species[i] < 0 && !known_type(j, k) &&
+        (rc = map_put(&j->pending, k, (void *)(uintptr_t)t, NULL)))
+      break;
+    if (t == SERIES_TYPE_STRING) {
+      j->skipped++;
+      continue;
+    }
+    double v = fl->type == LP_FLOAT  ? fl->v.f
+               : fl->type == LP_INT  ? (double)fl->v.i
+               : fl->type == LP_UINT ? (double)fl->v.u
+                                     : (double)fl->v.b;
+    if ((rc = batch_point(&j->batch, k, kn, p->ts_ns, v)) == 1) {
+      why = "series key is too long: measurement, tags and field over 4096 bytes";
+      rc = 0;
+      break;
+    }
+    if (!rc && species[i] >= 0)
+      rc = batch_reading(&j->batch, species[i], station->p, station->n, region ? region->p : NULL,
+                         region ? region->n : 0);
+  }
   if (why) {
     batch_undo(&j->batch, m);
     j->refused++;
     on_error(p->line, p->text, p->text_len, why, j);
   }
-  j->key = key;
   return rc;
 }
 
@@ -418,18 +477,73 @@ static int inflate_body(struct write_job *j) {
   return 0;
 }
 
+/* Back to before the parse (to parse again). */
+static void write_reset(struct write_job *j) {
+  struct batch *b = &j->batch;
+  b->npts = b->nkeys = b->nrd = 0;
+  buf_reset(&b->keys);
+  buf_reset(&b->names);
+  b->last_station = b->last_region = UINT32_MAX;
+  json_array_clear(b->failed);
+  j->refused = j->skipped = 0;
+  j->first_failed[0] = '\0';
+  map_release(&j->pending);
+  map_init(&j->pending);
+}
+
+/* Records the types this request gives new series. OUT: *raced when
+ * another writer recorded a different type first. */
+static int claim_types(struct write_job *j, bool *raced) {
+  size_t n = j->pending.len, i = 0;
+  *raced = false;
+  if (!n)
+    return 0;
+  const char **keys = malloc(n * sizeof *keys);
+  uint8_t *types = malloc(n), *got = malloc(n);
+  int rc = keys && types && got ? 0 : GROVE_ENOMEM;
+  const char *k;
+  void *v;
+  for (size_t it = 0; !rc && map_next(&j->pending, &it, &k, &v);) {
+    keys[i] = k;
+    types[i++] = (uint8_t)(uintptr_t)v;
+  }
+  if (!rc)
+    rc = series_types_claim(j->batch.f->series, keys, types, n, got);
+  for (size_t x = 0; !rc && x < n; x++)
+    *raced |= got[x] != types[x];
+  free(keys);
+  free(types);
+  free(got);
+  return rc;
+}
+
 static void write_work(void *arg) {
   struct write_job *j = arg;
   buf_init(&j->key, 4096);
   buf_init(&j->station_key, 4096);
-  j->rc = lp_parse(j->batch.body, j->batch.len, j->prec, (int64_t)clock_wall_ms() * 1000000, on_point,
-                   on_error, j, &j->stats);
+  buf_init(&j->line_keys, 0);
+  map_init(&j->pending);
+  /* a type another writer recorded first, between this parse and the
+   * claim: parse again, knowing it, so its lines are refused whole */
+  for (int round = 0; round < 3; round++) {
+    j->rc = lp_parse(j->batch.body, j->batch.len, j->prec, (int64_t)clock_wall_ms() * 1000000,
+                     on_point, on_error, j, &j->stats);
+    bool raced = false;
+    if (!j->rc)
+      j->rc = claim_types(j, &raced);
+    if (j->rc || !raced)
+      break;
+    write_reset(j);
+    j->rc = round == 2 ? GROVE_EBUSY : 0;
+  }
   j->stats.points -= j->refused;
   j->stats.errors += j->refused;
   if (!j->rc)
     j->rc = batch_commit(&j->batch);
   buf_release(&j->key);
   buf_release(&j->station_key);
+  buf_release(&j->line_keys);
+  map_release(&j->pending);
 }
 
 static void write_done(struct http_req *r, void *arg) {

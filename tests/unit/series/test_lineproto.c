@@ -540,7 +540,79 @@ TEST(a_pg_store_of_the_first_format_keeps_its_series) {
   }
 }
 
+/* ---- field types ------------------------------------------------------------------------ */
+
+static void types_are_claimed_once(struct series *s, struct series *other, void (*reopen)(struct series **)) {
+  const char *keys[] = {"m v", "m s", "m v"};
+  uint8_t want[] = {SERIES_TYPE_FLOAT, SERIES_TYPE_STRING, SERIES_TYPE_INT}, got[3];
+  CHECK_EQ_INT(series_type_cached(s, "m v"), SERIES_TYPE_NONE);
+  CHECK(series_types_claim(s, keys, want, 3, got) == 0);
+  /* the first claim of a key wins, even within one call */
+  CHECK(got[0] == SERIES_TYPE_FLOAT && got[1] == SERIES_TYPE_STRING && got[2] == SERIES_TYPE_FLOAT);
+  CHECK_EQ_INT(series_type_cached(s, "m v"), SERIES_TYPE_FLOAT);
+  /* another writer that has not seen it is told */
+  if (other) {
+    CHECK_EQ_INT(series_type_cached(other, "m v"), SERIES_TYPE_NONE);
+    uint8_t b = SERIES_TYPE_BOOL, g;
+    CHECK(series_types_claim(other, keys, &b, 1, &g) == 0 && g == SERIES_TYPE_FLOAT);
+    CHECK_EQ_INT(series_type_cached(other, "m v"), SERIES_TYPE_FLOAT);
+  }
+  reopen(&s);
+  CHECK_EQ_INT(series_type_cached(s, "m v"), SERIES_TYPE_FLOAT);
+  CHECK_EQ_INT(series_type_cached(s, "m s"), SERIES_TYPE_STRING);
+  uint8_t i = SERIES_TYPE_INT, g;
+  CHECK(series_types_claim(s, keys, &i, 1, &g) == 0 && g == SERIES_TYPE_FLOAT);
+  CHECK_EQ_STR(series_type_name(SERIES_TYPE_UINT), "unsigned");
+  series_close(s);
+}
+
+static char types_dir[32];
+
+static void reopen_sqlite(struct series **s) {
+  char err[256];
+  series_close(*s);
+  CHECK(series_open(s, types_dir, err, sizeof err) == 0);
+}
+
+TEST(field_types_are_kept_by_key_across_opens) {
+  snprintf(types_dir, sizeof types_dir, "/tmp/grove-types-XXXXXX");
+  CHECK(mkdtemp(types_dir));
+  struct series *s;
+  char err[256];
+  CHECK(series_open(&s, types_dir, err, sizeof err) == 0);
+  types_are_claimed_once(s, NULL, reopen_sqlite);
+  char cmd[64];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", types_dir);
+  CHECK(system(cmd) == 0);
+}
+
+static void reopen_pg(struct series **s) {
+  char err[256];
+  series_close(*s);
+  CHECK(series_open_pg(s, getenv("GROVE_TEST_STORE"), err, sizeof err) == 0);
+}
+
+TEST(pg_field_types_are_shared_by_instances) {
+  const char *url = getenv("GROVE_TEST_STORE");
+  if (!url) {
+    fprintf(stderr, "  (skipped: GROVE_TEST_STORE is not set)\n");
+    return;
+  }
+  PGconn *c = PQconnectdb(url);
+  CHECK(PQstatus(c) == CONNECTION_OK);
+  PQclear(PQexec(c, "DROP TABLE IF EXISTS series_types"));
+  PQfinish(c);
+  struct series *a, *b;
+  char err[256];
+  CHECK(series_open_pg(&a, url, err, sizeof err) == 0);
+  CHECK(series_open_pg(&b, url, err, sizeof err) == 0);
+  types_are_claimed_once(a, b, reopen_pg);
+  series_close(b);
+}
+
 static const struct test tests[] = {
+    T(field_types_are_kept_by_key_across_opens),
+    T(pg_field_types_are_shared_by_instances),
     T(lines_read_as_influxdb_reads_them),
     T(a_string_field_may_hold_a_newline),
     T(the_series_parameter_is_line_protocol_escaped),
