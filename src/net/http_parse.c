@@ -1,6 +1,9 @@
-/* http_parse.c — HTTP/1.1 request reader on http-parser, with limits. */
+/* http_parse.c — HTTP/1.1 request reader on http-parser, with limits and
+ * the message-syntax rules of RFC 9112 (and RFC 9110's for fields) that
+ * http-parser leaves to its user or is lenient about. */
 #include "net/http_parse.h"
 
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -18,6 +21,206 @@ static int fail(struct http_in *in, int status, const char *code, const char *ms
     in->err_msg = msg;
   }
   return -1;
+}
+
+/* ---- RFC 9112 grammar -------------------------------------------------- */
+
+/* tchar (RFC 9110 §5.6.2) */
+static bool tchar(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+/* request-line = method SP request-target SP HTTP-version (RFC 9112 §3),
+ * with exactly one SP between them. */
+static int check_request_line(struct http_in *in) {
+  const char *s = in->line.data;
+  size_t n = in->line.len, i = 0;
+  while (i < n && tchar((unsigned char)s[i]))
+    i++;
+  size_t mlen = i;
+  if (mlen == 0)
+    return fail(in, 400, "BAD_METHOD", "request method is not valid");
+  if (i == n || s[i] != ' ')
+    return fail(in, 400, "BAD_REQUEST", "request line is not 'method target version'");
+  size_t t0 = ++i;
+  while (i < n && (unsigned char)s[i] > ' ' && s[i] != 0x7f)
+    i++;
+  if (i == t0)
+    return fail(in, 400, "BAD_TARGET", "request target is missing (one space between parts)");
+  if (memchr(s + t0, '#', i - t0))
+    return fail(in, 400, "BAD_TARGET", "request target must not hold a fragment ('#')");
+  if (i == n || s[i] != ' ')
+    return fail(in, 400, "BAD_REQUEST", "request line is not 'method target version'");
+  i++;
+  /* HTTP-version = "HTTP" "/" DIGIT "." DIGIT, case-sensitive (§2.3) */
+  if (n - i != 8 || memcmp(s + i, "HTTP/", 5) != 0 || s[i + 5] < '0' || s[i + 5] > '9' ||
+      s[i + 6] != '.' || s[i + 7] < '0' || s[i + 7] > '9')
+    return fail(in, 400, "BAD_VERSION", "HTTP version is not valid");
+  if (s[i + 5] != '1')
+    return fail(in, 505, "HTTP_VERSION_NOT_SUPPORTED", "only HTTP/1.x is served");
+  if (mlen == 7 && memcmp(s, "CONNECT", 7) == 0)
+    return fail(in, 501, "NOT_IMPLEMENTED", "CONNECT is not implemented: Grove is not a proxy");
+  return 0;
+}
+
+/* Watches the head's raw bytes up to the empty line that ends it: keeps
+ * and checks the request line (empty lines before it are skipped, §2.2),
+ * refuses a bare CR (§2.2), NUL (RFC 9110 §5.5) and a header line that
+ * starts with whitespace: obs-fold (§5.2) or whitespace before the first
+ * field (§2.2). Returns 0 or -1 (in->err_* set). */
+static int scan_head(struct http_in *in, const char *data, size_t len) {
+  for (size_t i = 0; i < len && !in->head_done; i++) {
+    char c = data[i];
+    if (in->after_cr) {
+      in->after_cr = false;
+      if (c != '\n')
+        return fail(in, 400, "BAD_REQUEST", "CR not followed by LF in the request head");
+    } else if (c == '\r') {
+      in->after_cr = true;
+      continue;
+    }
+    if (c == '\0')
+      return fail(in, 400, "BAD_REQUEST", "NUL in the request head");
+    if (!in->line_done) {
+      if (c == '\n') {
+        if (in->line.len == 0)
+          continue; /* an empty line before the request line */
+        in->line_done = true;
+        if (check_request_line(in))
+          return -1;
+      } else if (buf_putc(&in->line, c)) {
+        return fail(in, 414, "URI_TOO_LONG", "request target is too long");
+      }
+      continue;
+    }
+    if (c == '\n') {
+      in->head_done = in->field_len == 0;
+      in->field_len = 0;
+    } else {
+      if (in->field_len == 0 && (c == ' ' || c == '\t'))
+        return fail(in, 400, "BAD_HEADER",
+                    "header line starts with whitespace (obs-fold is not accepted)");
+      in->field_len++;
+    }
+  }
+  return 0;
+}
+
+/* Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): an
+ * IP-literal in brackets, or a reg-name / IPv4 address; empty is allowed. */
+static bool host_valid(const char *v) {
+  const char *p = v;
+  if (*p == '[') {
+    p++;
+    while (*p && (isxdigit((unsigned char)*p) || *p == ':' || *p == '.'))
+      p++;
+    if (*p != ']' || p == v + 1)
+      return false;
+    p++;
+  } else {
+    while (*p && *p != ':') {
+      unsigned char c = (unsigned char)*p;
+      bool unreserved = isalnum(c) || strchr("-._~", c);
+      bool sub_delim = strchr("!$&'()*+,;=", c) != NULL;
+      if (c == '%') {
+        if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]))
+          return false;
+        p += 3;
+        continue;
+      }
+      if (!unreserved && !sub_delim)
+        return false;
+      p++;
+    }
+  }
+  if (*p == ':')
+    for (p++; *p; p++)
+      if (!isdigit((unsigned char)*p))
+        return false;
+  return *p == '\0';
+}
+
+static const char *hname(const struct http_in *in, int i) { return in->head.data + in->offs[2 * i]; }
+static const char *hvalue(const struct http_in *in, int i) {
+  return in->head.data + in->offs[2 * i + 1];
+}
+
+/* Transfer-Encoding and Content-Length (RFC 9112 §6.1, §6.3). Codings
+ * are read from every Transfer-Encoding line in order. */
+static int check_framing(struct http_in *in, const http_parser *p) {
+  bool te = false, cl = false, chunked_last = false;
+  int chunked = 0;
+  bool other = false;
+  for (int i = 0; i < in->nheaders; i++) {
+    if (strcasecmp(hname(in, i), "content-length") == 0)
+      cl = true;
+    if (strcasecmp(hname(in, i), "transfer-encoding") != 0)
+      continue;
+    te = true;
+    const char *v = hvalue(in, i);
+    while (*v) {
+      while (*v == ' ' || *v == '\t' || *v == ',')
+        v++;
+      if (!*v)
+        break;
+      const char *end = v;
+      while (*end && *end != ',')
+        end++;
+      size_t n = strcspn(v, ",; \t");
+      if (n > (size_t)(end - v))
+        n = (size_t)(end - v);
+      bool is_chunked = n == 7 && strncasecmp(v, "chunked", 7) == 0;
+      chunked += is_chunked;
+      other |= !is_chunked;
+      chunked_last = is_chunked;
+      v = end;
+    }
+  }
+  if (!te)
+    return 0;
+  if (p->http_major == 1 && p->http_minor == 0)
+    return fail(in, 400, "BAD_TRANSFER_ENCODING", "Transfer-Encoding is not allowed in HTTP/1.0");
+  if (cl)
+    return fail(in, 400, "BAD_TRANSFER_ENCODING",
+                "Content-Length and Transfer-Encoding must not be sent together");
+  if (!chunked_last || chunked > 1)
+    return fail(in, 400, "BAD_TRANSFER_ENCODING",
+                "chunked must be the last transfer coding, and only once");
+  if (other)
+    return fail(in, 501, "UNSUPPORTED_TRANSFER_ENCODING",
+                "only the chunked transfer coding is implemented");
+  return 0;
+}
+
+/* Field names are tokens, values hold no control characters but HTAB
+ * (RFC 9110 §5.1, §5.5), and HTTP/1.1 has exactly one valid Host (RFC
+ * 9112 §3.2). */
+static int check_fields(struct http_in *in, const http_parser *p) {
+  int hosts = 0;
+  const char *host = NULL;
+  for (int i = 0; i < in->nheaders; i++) {
+    const char *name = hname(in, i);
+    if (!*name)
+      return fail(in, 400, "BAD_HEADER", "header name is empty");
+    for (const char *c = name; *c; c++)
+      if (!tchar((unsigned char)*c))
+        return fail(in, 400, "BAD_HEADER", "header name is not a token (no space before ':')");
+    for (const unsigned char *c = (const unsigned char *)hvalue(in, i); *c; c++)
+      if ((*c < ' ' && *c != '\t') || *c == 0x7f)
+        return fail(in, 400, "BAD_HEADER", "header value holds a control character");
+    if (strcasecmp(name, "host") == 0) {
+      hosts++;
+      host = hvalue(in, i);
+    }
+  }
+  if (hosts > 1)
+    return fail(in, 400, "BAD_HOST", "more than one Host header");
+  if (hosts == 0 && (p->http_major > 1 || p->http_minor >= 1))
+    return fail(in, 400, "BAD_HOST", "an HTTP/1.1 request needs a Host header");
+  if (host && !host_valid(host))
+    return fail(in, 400, "BAD_HOST", "Host is not a valid host[:port]");
+  return 0;
 }
 
 static int on_message_begin(http_parser *p) {
@@ -86,15 +289,17 @@ static int on_headers_complete(http_parser *p) {
   in->headers_done = true;
   if (p->http_major != 1)
     return fail(in, 505, "HTTP_VERSION_NOT_SUPPORTED", "only HTTP/1.x is served");
+  if (check_fields(in, p) || check_framing(in, p))
+    return -1;
   bool has_len = (p->flags & F_CONTENTLENGTH) != 0;
   if (has_len && p->content_length > in->cfg->max_body)
     return fail(in, 413, "BODY_TOO_LARGE", "request body is too large");
-  for (int i = 0; i < in->nheaders; i++) {
-    const char *name = in->head.data + in->offs[2 * i];
-    if (strcasecmp(name, "expect") != 0)
+  /* Expect came with HTTP/1.1: an HTTP/1.0 request's is ignored, and no
+   * 1xx goes to an HTTP/1.0 client (RFC 9110 §10.1.1, §15.2) */
+  for (int i = 0; i < in->nheaders && p->http_minor >= 1; i++) {
+    if (strcasecmp(hname(in, i), "expect") != 0)
       continue;
-    const char *v = in->head.data + in->offs[2 * i + 1];
-    if (strcasecmp(v, "100-continue") != 0)
+    if (strcasecmp(hvalue(in, i), "100-continue") != 0)
       return fail(in, 417, "EXPECTATION_FAILED", "only 'Expect: 100-continue' is supported");
     in->want_continue = true;
   }
@@ -131,11 +336,13 @@ void http_in_init(struct http_in *in, const struct http_cfg *cfg) {
   in->parser.data = in;
   buf_init(&in->head, cfg->max_url + cfg->max_header + 2 * (size_t)cfg->max_headers + 2);
   buf_init(&in->body, cfg->max_body);
+  buf_init(&in->line, cfg->max_url + 32); /* method, spaces, version */
 }
 
 void http_in_release(struct http_in *in) {
   buf_release(&in->head);
   buf_release(&in->body);
+  buf_release(&in->line);
   free(in->offs);
   free(in->hdrs);
   in->offs = NULL;
@@ -151,6 +358,11 @@ static void reset_fields(struct http_in *in) {
     buf_release(&in->body);
   buf_reset(&in->head);
   buf_reset(&in->body);
+  if (in->line.cap > 1024)
+    buf_release(&in->line);
+  buf_reset(&in->line);
+  in->field_len = 0;
+  in->line_done = in->head_done = in->after_cr = false;
   in->nheaders = 0;
   in->url_len = in->header_bytes = 0;
   in->in_value = in->started = in->headers_done = in->complete = false;
@@ -168,19 +380,32 @@ static int map_parser_error(struct http_in *in) {
   switch (e) {
   case HPE_HEADER_OVERFLOW:
     return fail(in, 431, "HEADERS_TOO_LARGE", "request headers are too large");
-  case HPE_INVALID_METHOD:
+  case HPE_INVALID_METHOD: {
+    /* a well-formed method http-parser does not know (RFC 9110 §9.1) */
+    size_t i = 0;
+    while (i < in->line.len && tchar((unsigned char)in->line.data[i]))
+      i++;
+    if (i > 0 && (i == in->line.len || in->line.data[i] == ' '))
+      return fail(in, 501, "NOT_IMPLEMENTED", "request method is not implemented");
     return fail(in, 400, "BAD_METHOD", "request method is not valid");
+  }
   case HPE_INVALID_VERSION:
     return fail(in, 400, "BAD_VERSION", "HTTP version is not valid");
   case HPE_INVALID_URL:
     return fail(in, 400, "BAD_TARGET", "request target is not valid");
-  case HPE_INVALID_CONTENT_LENGTH:
   case HPE_UNEXPECTED_CONTENT_LENGTH:
+    if (check_framing(in, &in->parser))
+      return -1;
+    return fail(in, 400, "BAD_CONTENT_LENGTH", "Content-Length is not valid");
+  case HPE_INVALID_CONTENT_LENGTH:
     return fail(in, 400, "BAD_CONTENT_LENGTH", "Content-Length is not valid");
   case HPE_INVALID_CHUNK_SIZE:
     return fail(in, 400, "BAD_CHUNK", "chunked body is not valid");
   case HPE_INVALID_TRANSFER_ENCODING:
-    return fail(in, 501, "BAD_TRANSFER_ENCODING", "transfer encoding is not supported");
+    /* http-parser stops here before Grove's own checks: give their answer */
+    if (check_framing(in, &in->parser))
+      return -1;
+    return fail(in, 400, "BAD_TRANSFER_ENCODING", "Transfer-Encoding is not valid");
   default:
     return fail(in, 400, "BAD_REQUEST", http_errno_description(e));
   }
@@ -189,7 +414,7 @@ static int map_parser_error(struct http_in *in) {
 size_t http_in_feed(struct http_in *in, const char *data, size_t len,
                     enum http_in_state *state) {
   *state = HTTP_IN_MORE;
-  if (in->err_status) {
+  if (in->err_status || (!in->head_done && scan_head(in, data, len))) {
     *state = HTTP_IN_ERROR;
     return 0;
   }

@@ -24,6 +24,13 @@ struct http_in {
   size_t url_len, header_bytes;
   bool in_value, started, headers_done, complete;
   bool want_continue;    /* Expect: 100-continue and body acceptable */
+  /* The raw head as it arrives, checked before http-parser reads it
+   * (which is lenient where RFC 9112 is strict): the request line is
+   * kept until its end to check its grammar; header lines are watched
+   * for obs-fold and stray whitespace, bare CR and NUL. */
+  struct buf line;
+  size_t field_len;      /* bytes of the current header line */
+  bool line_done, head_done, after_cr;
   int err_status;        /* when HTTP_IN_ERROR */
   const char *err_code;
   const char *err_msg;
@@ -35,7 +42,15 @@ void http_in_init(struct http_in *in, const struct http_cfg *cfg);
 void http_in_release(struct http_in *in);
 /* Parses up to len bytes. OUT: *state. Returns the bytes consumed; on
  * HTTP_IN_REQUEST the rest belongs to the next request (or, after an
- * upgrade, to the new protocol). */
+ * upgrade, to the new protocol). HTTP_IN_ERROR carries the status RFC
+ * 9112/9110 ask for: 400 for a bad request line, target, header line,
+ * Host (missing, repeated or invalid in HTTP/1.1, §3.2) or framing
+ * (Content-Length with Transfer-Encoding, chunked not last or twice,
+ * Transfer-Encoding in HTTP/1.0: §6.1, §6.3), 501 for a method or a
+ * transfer coding Grove does not implement, 505 for a major version
+ * other than 1, 417 for an expectation other than 100-continue, 413,
+ * 414 and 431 for the limits. The connection is closed after any of
+ * these answers. */
 size_t http_in_feed(struct http_in *in, const char *data, size_t len,
                     enum http_in_state *state);
 /* Fills the parsed fields of r (method, path, query, headers, body).

@@ -504,6 +504,11 @@ static void route_request(struct http_conn *c) {
   struct http_server *srv = c->lp->srv;
   char allow[128];
   struct route *route = NULL;
+  if (strcmp(r->path, "*") == 0) { /* OPTIONS *: the server as a whole (RFC 9110 §9.3.7) */
+    http_res_header(r, "Allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
+    http_reply(r, 204, NULL, NULL, 0);
+    return;
+  }
   enum route_match m = router_match(srv->router, r->method, hs->route_path.data, r, &route,
                                     allow, sizeof allow);
   if (m == ROUTE_FOUND) {

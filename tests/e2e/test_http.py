@@ -382,5 +382,163 @@ def test_port_in_use_fails_clearly():
     assert "cannot listen" in out.stderr
 
 
+# RFC 9112 and RFC 9110 MUSTs (and SHOULDs) for a server, as data: (what,
+# raw request, status expected, whether the server must close after it).
+# None for the close flag: either is fine.
+H = b"Host: x\r\n"
+CHUNKED_BODY = b"7\r\n{\"a\":1}\r\n0\r\n\r\n"
+FRAMING_CASES = [
+    # request line and request-target forms (RFC 9112 §3)
+    ("origin-form", b"GET /health HTTP/1.1\r\n" + H + b"\r\n", 200, False),
+    ("absolute-form (§3.2.2: MUST accept)", b"GET http://x/health HTTP/1.1\r\n" + H + b"\r\n", 200, False),
+    ("absolute-form wins over Host", b"GET http://example.com/health HTTP/1.1\r\nHost: other\r\n\r\n", 200, False),
+    ("asterisk-form is for OPTIONS only", b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400, None),
+    ("asterisk-form with OPTIONS", b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n", 204, False),
+    ("authority-form is for CONNECT only", b"GET x:80 HTTP/1.1\r\n" + H + b"\r\n", 400, True),
+    ("CONNECT is not implemented", b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 501, True),
+    ("target without a slash", b"GET health HTTP/1.1\r\n" + H + b"\r\n", 400, True),
+    ("fragment in the target", b"GET /health#top HTTP/1.1\r\n" + H + b"\r\n", 400, True),
+    ("space inside the target", b"GET /hea lth HTTP/1.1\r\n" + H + b"\r\n", 400, True),
+    ("two spaces after the method", b"GET  /health HTTP/1.1\r\n" + H + b"\r\n", 400, True),
+    ("tab instead of a space", b"GET\t/health HTTP/1.1\r\n" + H + b"\r\n", 400, True),
+    ("a fourth request-line word", b"GET /health HTTP/1.1 x\r\n" + H + b"\r\n", 400, True),
+    ("no version", b"GET /health\r\n" + H + b"\r\n", 400, True),
+    ("version is case-sensitive", b"GET /health http/1.1\r\n" + H + b"\r\n", 400, True),
+    ("HTTP/2.0 over HTTP/1 framing", b"GET /health HTTP/2.0\r\n" + H + b"\r\n", 505, True),
+    ("a later HTTP/1 minor is served as 1.1", b"GET /health HTTP/1.2\r\n" + H + b"\r\n", 200, None),
+    ("unknown method (RFC 9110 §9.1)", b"FOO /health HTTP/1.1\r\n" + H + b"\r\n", 501, True),
+    ("methods are case-sensitive", b"get /health HTTP/1.1\r\n" + H + b"\r\n", 501, True),
+    ("empty lines before the request line (§2.2)", b"\r\n\r\nGET /health HTTP/1.1\r\n" + H + b"\r\n", 200, False),
+    # Host (§3.2)
+    ("no Host in HTTP/1.1", b"GET /health HTTP/1.1\r\n\r\n", 400, True),
+    ("two Host lines", b"GET /health HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400, True),
+    ("two equal Host lines", b"GET /health HTTP/1.1\r\nHost: x\r\nHost: x\r\n\r\n", 400, True),
+    ("a list in Host", b"GET /health HTTP/1.1\r\nHost: x, y\r\n\r\n", 400, True),
+    ("Host: a b@c", b"GET /health HTTP/1.1\r\nHost: a b@c\r\n\r\n", 400, True),
+    ("userinfo in Host", b"GET /health HTTP/1.1\r\nHost: u@x\r\n\r\n", 400, True),
+    ("port that is not a number", b"GET /health HTTP/1.1\r\nHost: x:8o\r\n\r\n", 400, True),
+    ("unbracketed IPv6 in Host", b"GET /health HTTP/1.1\r\nHost: ::1\r\n\r\n", 400, True),
+    ("Host with a port", b"GET /health HTTP/1.1\r\nHost: x.example:8080\r\n\r\n", 200, False),
+    ("Host as an IPv6 literal", b"GET /health HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n", 200, False),
+    ("empty Host (allowed)", b"GET /health HTTP/1.1\r\nHost:\r\n\r\n", 200, False),
+    ("HTTP/1.0 needs no Host", b"GET /health HTTP/1.0\r\n\r\n", 200, True),
+    ("HTTP/1.0 with two Host lines", b"GET /health HTTP/1.0\r\nHost: x\r\nHost: y\r\n\r\n", 400, True),
+    # field syntax (§5)
+    ("whitespace before the colon (§5.1)", b"GET /health HTTP/1.1\r\nHost : x\r\n\r\n", 400, True),
+    ("obs-fold (§5.2)", b"GET /health HTTP/1.1\r\n" + H + b"X-A: a\r\n b\r\n\r\n", 400, True),
+    ("whitespace before the first field (§2.2)", b"GET /health HTTP/1.1\r\n X-A: a\r\n" + H + b"\r\n", 400, True),
+    ("NUL in a field value (RFC 9110 §5.5)", b"GET /health HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n", 400, True),
+    ("bare CR in a field value", b"GET /health HTTP/1.1\r\n" + H + b"X-A: a\rb\r\n\r\n", 400, True),
+    ("field name that is not a token", b"GET /health HTTP/1.1\r\n" + H + b"X(A): 1\r\n\r\n", 400, True),
+    # message body length (§6)
+    ("Content-Length and Transfer-Encoding (§6.1)",
+     b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+     + CHUNKED_BODY, 400, True),
+    ("chunked not the final coding (§6.3)",
+     b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, gzip\r\n\r\n" + CHUNKED_BODY,
+     400, True),
+    ("a coding Grove does not do (§6.1: 501)",
+     b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n" + CHUNKED_BODY,
+     501, True),
+    ("the same in two lines",
+     b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+     + CHUNKED_BODY, 501, True),
+    ("chunked twice", b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, chunked\r\n\r\n"
+     + CHUNKED_BODY, 400, True),
+    ("a coding without chunked", b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip\r\n\r\n",
+     400, True),
+    ("Transfer-Encoding in HTTP/1.0 (§6.1)",
+     b"POST /api/v1/live/t HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n" + CHUNKED_BODY, 400, True),
+    ("chunk extensions and trailer fields are read",
+     b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+     b"7;ext=1\r\n{\"a\":1}\r\n0\r\nX-Trailer: t\r\n\r\n", 202, False),
+    ("chunk size that is not hex", b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+     400, True),
+    ("two different Content-Length lines", b"POST /api/v1/live/t HTTP/1.1\r\n" + H
+     + b"Content-Length: 7\r\nContent-Length: 8\r\n\r\n{\"a\":1} ", 400, True),
+    ("a Content-Length list", b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Content-Length: 7, 8\r\n\r\n{\"a\":1}",
+     400, True),
+    ("signed Content-Length", b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Content-Length: +7\r\n\r\n{\"a\":1}",
+     400, True),
+    ("negative Content-Length", b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Content-Length: -1\r\n\r\n", 400, True),
+    ("Content-Length past 64 bits", b"POST /api/v1/live/t HTTP/1.1\r\n" + H
+     + b"Content-Length: 99999999999999999999999\r\n\r\n", 400, True),
+    # expectations (RFC 9110 §10.1.1)
+    ("unknown expectation", b"POST /api/v1/live/t HTTP/1.1\r\n" + H + b"Expect: magic\r\nContent-Length: 0\r\n\r\n",
+     417, True),
+]
+
+
+def exchange(raw):
+    """Sends raw bytes on a new connection; returns (status, closed after)."""
+    s = g.connect()
+    s.sendall(raw)
+    try:
+        r = read_response(s)
+    except (OSError, ConnectionError) as e:
+        s.close()
+        return "no answer (%s)" % e, True
+    closed = closed_by_peer(s, 0.3)
+    s.close()
+    return r.status, closed
+
+
+def test_rfc9112_framing_table():
+    failures = []
+    for what, raw, status, close in FRAMING_CASES:
+        got, closed = exchange(raw)
+        if got != status or (close is not None and closed != close):
+            failures.append("%s: %r (closed %s), want %d (closed %s)" % (what, got, closed, status, close))
+    assert not failures, "\n".join(failures)
+
+
+def test_expect_100_continue_is_ignored_in_http10():
+    # RFC 9110 §10.1.1: a 100-continue expectation in HTTP/1.0 is ignored,
+    # and no 1xx goes to an HTTP/1.0 client (§15.2)
+    s = g.connect()
+    s.sendall(b"POST /api/v1/live/t HTTP/1.0\r\nContent-Type: application/json\r\n"
+              b"Expect: 100-continue\r\nContent-Length: 7\r\n\r\n")
+    s.settimeout(0.5)
+    try:
+        early = s.recv(100)
+    except socket.timeout:
+        early = b""
+    assert early == b"", early
+    s.sendall(b'{"a":1}')
+    r = read_response(s)
+    assert r.status == 202, r.status
+    assert closed_by_peer(s)
+
+
+def test_connection_close_ends_the_connection_after_its_answer():
+    # RFC 9112 §9.6: nothing after a request with "close" is read or answered
+    s = g.connect()
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+              b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    r = read_response(s)
+    assert r.status == 200 and r.header("connection") == "close", r.headers
+    assert r.rest == b"" and closed_by_peer(s), r.rest
+
+
+def test_head_answers_the_get_length_without_a_body():
+    # RFC 9110 §9.3.2: HEAD's header fields as GET's, no content
+    get = g.request("GET", "/health")
+    s = g.connect()
+    s.sendall(b"HEAD /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    head = read_response(s, head_only=True)
+    assert head.status == 200 and head.header("content-length") == get.header("content-length")
+    nxt = read_response(s, head.rest)  # no body bytes in between, or this would not parse
+    assert nxt.status == 200 and nxt.header("connection") == "close"
+    s.close()
+
+
+def test_no_content_answers_carry_no_length():
+    # RFC 9110 §8.6: no Content-Length in a 204
+    s = g.connect()
+    s.sendall(b"OPTIONS /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    r = read_response(s)
+    assert r.status == 204 and r.header("content-length") is None, r.headers
+
+
 if __name__ == "__main__":
     main(globals())

@@ -45,11 +45,11 @@ TEST(parse_simple_request) {
 TEST(parse_stops_after_each_pipelined_request) {
   struct http_in in;
   http_in_init(&in, &cfg);
-  const char *two = "GET /1 HTTP/1.1\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc";
+  const char *two = "GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc";
   enum http_in_state st;
   size_t used = http_in_feed(&in, two, strlen(two), &st);
   CHECK_EQ_INT(st, HTTP_IN_REQUEST);
-  CHECK_EQ_INT(used, 19);
+  CHECK_EQ_INT(used, 28);
   struct http_req r = {0};
   http_in_request(&in, &r);
   CHECK_EQ_STR(r.path, "/1");
@@ -67,7 +67,7 @@ TEST(parse_stops_after_each_pipelined_request) {
 TEST(parse_headers_split_across_reads) {
   struct http_in in;
   http_in_init(&in, &cfg);
-  const char *req = "GET / HTTP/1.1\r\nLong-Name: some value\r\nB: 2\r\n\r\n";
+  const char *req = "GET / HTTP/1.1\r\nHost: h\r\nLong-Name: some value\r\nB: 2\r\n\r\n";
   enum http_in_state st = HTTP_IN_MORE;
   for (size_t i = 0; i < strlen(req); i++) {
     size_t u = http_in_feed(&in, req + i, 1, &st);
@@ -85,7 +85,7 @@ TEST(parse_chunked_body) {
   struct http_in in;
   http_in_init(&in, &cfg);
   size_t used;
-  const char *req = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
+  const char *req = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
   CHECK_EQ_INT(feed_all(&in, req, &used), HTTP_IN_REQUEST);
   struct http_req r = {0};
   http_in_request(&in, &r);
@@ -108,32 +108,63 @@ static void expect_error(const char *req, int status) {
 
 TEST(parse_limits_have_statuses) {
   char big[600];
-  snprintf(big, sizeof big, "GET /%0100d HTTP/1.1\r\n\r\n", 0);
+  snprintf(big, sizeof big, "GET /%0100d HTTP/1.1\r\nHost: h\r\n\r\n", 0);
   expect_error(big, 414);
-  snprintf(big, sizeof big, "GET / HTTP/1.1\r\nX: %0300d\r\n\r\n", 0);
+  snprintf(big, sizeof big, "GET / HTTP/1.1\r\nHost: h\r\nX: %0300d\r\n\r\n", 0);
   expect_error(big, 431);
-  expect_error("GET / HTTP/1.1\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n", 431);
-  expect_error("POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n", 413);
+  expect_error("GET / HTTP/1.1\r\nHost: h\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\n\r\n", 431);
+  expect_error("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 101\r\n\r\n", 413);
   char chunked[300];
-  snprintf(chunked, sizeof chunked, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+  snprintf(chunked, sizeof chunked, "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
            "65\r\n%0101d\r\n", 0);
   expect_error(chunked, 413);
 }
 
 TEST(parse_malformed_requests) {
   expect_error("BLAH\r\n\r\n", 400);
-  expect_error("GET / HTTP/1.1\r\nNo colon here\r\n\r\n", 400);
-  expect_error("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400);
-  expect_error("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400);
-  expect_error("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400);
-  expect_error("POST / HTTP/1.1\r\nExpect: x\r\nContent-Length: 1\r\n\r\n", 417);
+  expect_error("GET / HTTP/1.1\r\nHost: h\r\nNo colon here\r\n\r\n", 400);
+  expect_error("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n", 400);
+  expect_error("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400);
+  expect_error("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400);
+  expect_error("POST / HTTP/1.1\r\nHost: h\r\nExpect: x\r\nContent-Length: 1\r\n\r\n", 417);
+}
+
+/* RFC 9112 §2.2, §3, §3.2, §5, §6 and RFC 9110 §9.1 (the e2e table in
+ * tests/e2e/test_http.py has the same cases over sockets). */
+TEST(parse_rfc9112_rules) {
+  expect_error("GET / HTTP/1.1\r\n\r\n", 400);                        /* no Host */
+  expect_error("GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400);  /* two */
+  expect_error("GET / HTTP/1.1\r\nHost: a b@c\r\n\r\n", 400);
+  expect_error("GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400);           /* space before ':' */
+  expect_error("GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n", 400); /* obs-fold */
+  expect_error("GET / HTTP/1.1\r\nHost: a\rX: 1\r\n\r\n", 400);      /* bare CR */
+  expect_error("GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+  expect_error("GET /#f HTTP/1.1\r\nHost: a\r\n\r\n", 400);
+  expect_error("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505);
+  expect_error("FOO / HTTP/1.1\r\nHost: a\r\n\r\n", 501);
+  expect_error("CONNECT a:1 HTTP/1.1\r\nHost: a:1\r\n\r\n", 501);
+  expect_error("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501);
+  expect_error("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", 400);
+  expect_error("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+               "Content-Length: 1\r\n\r\n", 400);
+  expect_error("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400);
+  struct http_in in;
+  size_t used;
+  http_in_init(&in, &cfg); /* HTTP/1.0 needs no Host; its Expect is ignored */
+  CHECK_EQ_INT(feed_all(&in, "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+                        &used), HTTP_IN_MORE);
+  CHECK(!in.want_continue);
+  http_in_release(&in);
+  http_in_init(&in, &cfg); /* empty lines before the request line are skipped */
+  CHECK_EQ_INT(feed_all(&in, "\r\n\r\nGET / HTTP/1.1\r\nHost: [::1]:80\r\n\r\n", &used), HTTP_IN_REQUEST);
+  http_in_release(&in);
 }
 
 TEST(parse_expect_continue_flag) {
   struct http_in in;
   http_in_init(&in, &cfg);
   size_t used;
-  CHECK_EQ_INT(feed_all(&in, "POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", &used),
+  CHECK_EQ_INT(feed_all(&in, "POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n", &used),
                HTTP_IN_MORE);
   CHECK(in.want_continue);
   http_in_release(&in);
@@ -143,7 +174,7 @@ TEST(parse_bad_target) {
   struct http_in in;
   http_in_init(&in, &cfg);
   size_t used;
-  CHECK_EQ_INT(feed_all(&in, "GET /a%zz HTTP/1.1\r\n\r\n", &used), HTTP_IN_REQUEST);
+  CHECK_EQ_INT(feed_all(&in, "GET /a%zz HTTP/1.1\r\nHost: h\r\n\r\n", &used), HTTP_IN_REQUEST);
   struct http_req r = {0};
   CHECK_EQ_INT(http_in_request(&in, &r), 400);
   http_in_release(&in);
@@ -392,7 +423,7 @@ static const struct test tests[] = {
     T(ws_context_is_kept_inside_frames_and_messages),
     T(parse_simple_request), T(parse_stops_after_each_pipelined_request),
     T(parse_headers_split_across_reads), T(parse_chunked_body), T(parse_limits_have_statuses),
-    T(parse_malformed_requests), T(parse_expect_continue_flag), T(parse_bad_target),
+    T(parse_malformed_requests), T(parse_rfc9112_rules), T(parse_expect_continue_flag), T(parse_bad_target),
     T(router_params_methods_and_rest), T(ws_fragments_ping_and_close),
     T(ws_rejects_oversize_unmasked_and_bad_utf8), T(ws_close_codes_are_checked), T(utf8_validation), T(ws_frame_header_lengths),
 };
