@@ -22,6 +22,7 @@ const struct cfg_opt gate_cfg_opts[] = {
     O("access-ttl", CFG_MS, access_ttl_ms, "15m", "lifetime of an access token"),
     O("refresh-ttl", CFG_MS, refresh_ttl_ms, "30d", "lifetime of a refresh token (and of a session left unused)"),
     O("registration", CFG_BOOL, registration, "true", "let anyone register with POST /auth/register"),
+    O("trusted-proxies", CFG_STR, trusted_proxies, "", "reverse proxies whose X-Forwarded-For names the client, for limits, access logs and the audit: comma-separated addresses or CIDRs, IPv4 or IPv6 (empty: none; the socket's peer is the client)"),
     O("cors-origins", CFG_STR, cors_origins, "", "origins allowed to call the API from a browser: comma-separated, * for any, empty for none"),
     O("gate-refresh", CFG_MS, refresh_ms, "2s", "how often API keys, disabled users and revoked sessions are reloaded"),
     O("argon2-memory", CFG_INT, argon2_memory_kib, "19456", "argon2id memory per password hash, KiB"),
@@ -713,8 +714,25 @@ static bool key_lookup(struct gate *g, struct http_req *r) {
   return true;
 }
 
+/* Behind a trusted proxy, the client is the one it names (proxy.h). */
+static void forwarded_client(struct gate *g, struct http_req *r) {
+  const char *lines[16];
+  int n = 0;
+  for (int i = 0; i < r->nheaders && n < (int)ARRAY_LEN(lines); i++)
+    if (strcasecmp(r->headers[i].name, "x-forwarded-for") == 0)
+      lines[n++] = r->headers[i].value;
+  if (!n)
+    return;
+  char peer[64], client[64];
+  http_req_socket_peer(r, peer, sizeof peer);
+  if (proxy_client(g->trusted, g->ntrusted, peer, lines, n, client, sizeof client))
+    http_req_set_client(r, client);
+}
+
 static enum http_next before(struct http_req *r, void *arg) {
   struct gate *g = arg;
+  if (g->ntrusted)
+    forwarded_client(g, r);
   static const char security[] =
       "X-Content-Type-Options: nosniff\r\n"
       "X-Frame-Options: DENY\r\n"
@@ -856,6 +874,10 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
   g->cfg.jwt_secret = cfg->jwt_secret;
   int rc = load_signing_key(g, err, errlen);
   if (!rc)
+    rc = proxy_cidrs_parse(cfg->trusted_proxies, &g->trusted, &g->ntrusted, err, errlen);
+  if (rc == GROVE_EINVAL)
+    rc = GROVE_ECONFIG;
+  if (!rc)
     rc = parse_origins(g);
   if (!rc)
     rc = parse_rates(g, cfg, err, errlen);
@@ -927,6 +949,7 @@ void gate_destroy(struct gate *g) {
   free(g->shared);
   map_release(&g->used);
   map_release(&g->key_misses);
+  free(g->trusted);
   for (char **o = g->cors; o && *o; o++)
     free(*o);
   free(g->cors);

@@ -45,6 +45,7 @@ struct gate_cfg {
   char *rate_key;              /* per API key and per signed-in user */
   char *rate_anonymous;        /* per client address without a credential */
   char *key_lookups;           /* database lookups of keys not in the view ("20/s") */
+  char *trusted_proxies;       /* CIDRs whose X-Forwarded-For is believed; "" none */
   char *rate_classes;          /* device type=rate, comma-separated */
   uint64_t cache_ttl_ms;       /* in-process tier; 0 = off */
   uint64_t cache_redis_ttl_ms; /* Redis tier (with a broker); 0 = off */

@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "core/map.h"
+#include "gate/proxy.h"
 #include "gate/ratelimit.h"
 #include "gate/gate.h"
 #include "net/http.h"
@@ -44,6 +45,8 @@ struct gate {
   pthread_t thread;
   pthread_cond_t wake;
   bool stop, reload_now, thread_started;
+  struct cidr *trusted;  /* --trusted-proxies */
+  int ntrusted;
   char **cors;           /* allowed origins; NULL-terminated */
   bool cors_any;
   struct metric *auth_ok, *auth_fail;

@@ -69,6 +69,7 @@ struct http_conn {
   bool peer_eof;
   bool close_after;        /* close once the response is written */
   bool reading;
+  char peer[48];           /* the socket's peer as text, "" until first asked */
 };
 
 struct http_server {

@@ -78,6 +78,7 @@ struct http_req {
    * (net never reads it): handlers then ask without checking twice. */
   _Alignas(8) unsigned char auth[192];
   int auth_state;            /* 0 not checked, 1 known, -1 no valid credential */
+  char client[48];           /* the client's address when a trusted proxy named it, or "" */
 };
 
 const char *http_header_get(const struct http_req *r, const char *name);
@@ -91,8 +92,15 @@ long http_query_get(const struct http_req *r, const char *name, int nth,
  * 415 for a wrong content type) and returns NULL: the handler just returns. */
 json_t *http_req_json(struct http_req *r);
 uv_loop_t *http_req_loop(const struct http_req *r);
-/* The client's address as text ("127.0.0.1"); "-" when unknown. */
+/* The client's address as text ("127.0.0.1"); "-" when unknown: the one
+ * a trusted proxy forwarded (http_req_set_client), else the socket's
+ * peer. Limits, access logs and the audit use this. */
 void http_req_peer(const struct http_req *r, char *out, size_t n);
+/* The socket's peer, whatever a proxy said ("-" when unknown). */
+void http_req_socket_peer(const struct http_req *r, char *out, size_t n);
+/* Sets the client's address for the rest of r (the gate, after checking
+ * that the peer is a trusted proxy). Copied; at most 47 bytes. */
+void http_req_set_client(struct http_req *r, const char *addr);
 
 /* ---- responses --------------------------------------------------------- */
 

@@ -227,8 +227,10 @@ void http_finish(struct http_req *r, int status) {
     for (; p[i] && i < sizeof path - 1; i++)
       path[i] = (unsigned char)p[i] < 0x20 || p[i] == '"' || p[i] == 0x7f ? '?' : p[i];
     path[i] = '\0';
-    log_info(r->id, "request", "method=%s path=\"%s\" route=\"%s\" status=%d ms=%.2f",
-             r->method, path, r->route ? r->route : "-", status, secs * 1000);
+    char client[64];
+    http_req_peer(r, client, sizeof client);
+    log_info(r->id, "request", "method=%s path=\"%s\" route=\"%s\" status=%d ms=%.2f client=%s",
+             r->method, path, r->route ? r->route : "-", status, secs * 1000, client);
   }
   conn_dispatch_done(c);
 }

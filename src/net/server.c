@@ -617,15 +617,34 @@ int http_req_defer(struct http_req *r, http_work_fn work, http_done_fn done, voi
 }
 
 void http_req_peer(const struct http_req *r, char *out, size_t n) {
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
+  if (r->client[0])
+    snprintf(out, n, "%s", r->client);
+  else
+    http_req_socket_peer(r, out, n);
+}
+
+void http_req_set_client(struct http_req *r, const char *addr) {
+  snprintf(r->client, sizeof r->client, "%s", addr);
+}
+
+void http_req_socket_peer(const struct http_req *r, char *out, size_t n) {
+  struct http_conn *c = r->conn;
   snprintf(out, n, "-");
-  if (!r->conn || uv_tcp_getpeername(&r->conn->tcp, (struct sockaddr *)&ss, &len) != 0)
+  if (!c)
     return;
-  if (ss.ss_family == AF_INET)
-    uv_ip4_name((struct sockaddr_in *)&ss, out, n);
-  else if (ss.ss_family == AF_INET6)
-    uv_ip6_name((struct sockaddr_in6 *)&ss, out, n);
+  if (!c->peer[0]) { /* asked once per connection: the access log asks on every request */
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
+      return;
+    if (ss.ss_family == AF_INET)
+      uv_ip4_name((struct sockaddr_in *)&ss, c->peer, sizeof c->peer);
+    else if (ss.ss_family == AF_INET6)
+      uv_ip6_name((struct sockaddr_in6 *)&ss, c->peer, sizeof c->peer);
+    else
+      return;
+  }
+  snprintf(out, n, "%s", c->peer);
 }
 
 uv_loop_t *http_req_loop(const struct http_req *r) {

@@ -422,6 +422,71 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Nginx:
+    """nginx (Debian's nginx-light) on a loopback port in front of grove
+    instances, run with deploy/nginx.conf as shipped: only its upstream
+    servers and listen address are replaced."""
+
+    def __init__(self, *grove_ports):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="grove-nginx-")
+        shipped = open(os.path.join(ROOT, "deploy", "nginx.conf")).read()
+        upstream = "".join("    server 127.0.0.1:%d;\n" % p for p in grove_ports)
+        conf, n = re.subn(r"(?m)^\s*server \d+\.\d+\.\d+\.\d+:\d+[^;]*;\n", "", shipped)
+        assert n >= 1, "deploy/nginx.conf: no upstream servers found"
+        conf = conf.replace("least_conn;\n", "least_conn;\n" + upstream, 1)
+        conf, n = re.subn(r"listen 80;", "listen 127.0.0.1:%d;" % self.port, conf)
+        assert n == 1, "deploy/nginx.conf: no 'listen 80;'"
+        d = self.dir
+        temps = "".join("    %s_temp_path %s/%s;\n" % (t, d, t) for t in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        self.conf = os.path.join(d, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write("error_log %s/error.log;\npid %s/nginx.pid;\nevents {}\nhttp {\n    access_log %s/access.log;\n%s%s}\n"
+                    % (d, d, d, temps, conf))
+        binary = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not os.path.exists(binary):
+            raise RuntimeError("nginx not found: run scripts/setup.sh test")
+        self.proc = subprocess.Popen([binary, "-p", d, "-c", self.conf, "-g", "daemon off; master_process off;"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        log = open(os.path.join(d, "error.log")).read() if os.path.exists(os.path.join(d, "error.log")) else ""
+        self.stop()
+        raise RuntimeError("nginx did not start:\n" + log)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def request_from(source, port, method, path, body=None, headers=None, timeout=10):
+    """One HTTP/1.1 request to 127.0.0.1:port from the loopback address
+    `source` (127.0.0.2, 127.0.0.3…: distinct clients on one machine)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
+    h = {"Host": "127.0.0.1", "Connection": "close"}
+    h.update(headers or {})
+    if body is not None:
+        h["Content-Length"] = str(len(body))
+    raw = "%s %s HTTP/1.1\r\n" % (method, path) + "".join("%s: %s\r\n" % kv for kv in h.items()) + "\r\n"
+    s.sendall(raw.encode() + (body or b""))
+    r = read_response(s)
+    s.close()
+    return r
+
+
 FAST_HASH = ["--argon2-memory", "8192", "--argon2-passes", "1"]  # test speed, not strength
 ADMIN_PASSWORD = "correct horse battery"
 

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from grove import FAST_HASH, GROVE, Grove, admin_headers, eventually, run, main
+from grove import FAST_HASH, GROVE, Grove, admin_headers, eventually, run, main, stop_all
 
 FAST = FAST_HASH
 
@@ -133,6 +133,49 @@ def test_global_refusal_gives_the_callers_token_back():
     finally:
         g.stop()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_clients_behind_the_shipped_nginx():
+    # deploy/nginx.conf names the client in X-Forwarded-For and grove
+    # believes it only from --trusted-proxies: two clients behind nginx get
+    # their own buckets, the audit and the access log their own addresses,
+    # and a header a client wrote itself (through nginx or not) is ignored
+    from grove import Nginx, request_from
+    g = Grove("--trusted-proxies", "127.0.0.1/32, ::1", "--rate-anonymous", "3/h", *FAST)
+    ng = None
+    try:
+        ng = Nginx(g.port)
+
+        def via(src, method="GET", path="/api/v1/devices", **kw):
+            return request_from(src, ng.port, method, path, **kw)
+        assert [via("127.0.0.2").status for _ in range(4)] == [401, 401, 401, 429]
+        r = via("127.0.0.2")
+        assert r.status == 429 and r.json()["details"]["policy"] == "anonymous"
+        assert via("127.0.0.3").status == 401  # a bucket of its own, not nginx's
+        # a client's own X-Forwarded-For, through nginx or straight to grove
+        assert via("127.0.0.2", headers={"X-Forwarded-For": "203.0.113.7"}).status == 429
+        assert request_from("127.0.0.2", g.port, "GET", "/api/v1/devices",
+                            headers={"X-Forwarded-For": "203.0.113.8"}).status == 429
+        # the audit records the client, not nginx
+        r = via("127.0.0.3", "POST", "/auth/login", body=b'{"email":"nobody@example.com","password":"wrong password"}',
+                headers={"Content-Type": "application/json"})
+        assert r.status == 401, r.body
+        auth = admin_headers(g)  # straight from 127.0.0.1: a proxy naming nobody is itself
+        audit = g.request("GET", "/api/v1/audit", headers=auth).json()["data"]
+        logins = [(e["outcome"], e["ip"]) for e in audit if e["action"] == "user.login"]
+        assert ("ok", "127.0.0.1") in logins and any(ip == "127.0.0.3" for o, ip in logins if o != "ok"), logins
+        out = g.output()
+        assert "client=127.0.0.2" in out and "client=127.0.0.3" in out
+        assert "client=203.0.113" not in out
+    finally:
+        stop_all(g, ng)
+
+
+def test_bad_trusted_proxies_fail_at_start():
+    for bad in ("10.0.0.0/33", "nginx.internal", "::/200"):
+        out = subprocess.run([GROVE, "serve", "--listen", "127.0.0.1:0", "--data-dir", "/tmp/grove-bad-proxy",
+                              "--trusted-proxies", bad], capture_output=True, text=True, timeout=20)
+        assert out.returncode != 0 and "--trusted-proxies" in out.stderr, (bad, out.stderr)
 
 
 def test_anonymous_per_address():

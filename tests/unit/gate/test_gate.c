@@ -4,6 +4,7 @@
 #include "core/error.h"
 #include "gate/gate.h"
 #include "gate/jwt.h"
+#include "gate/proxy.h"
 #include "gate/ratelimit.h"
 
 static const unsigned char key[32] = "0123456789abcdef0123456789abcdef";
@@ -178,6 +179,89 @@ TEST(look_alike_emails_share_a_skeleton) {
   looks_like("rnary@example.com", "mary@example.com");
 }
 
+/* ---- trusted proxies ------------------------------------------------------ */
+
+static struct cidr *cidrs(const char *s, int *n) {
+  struct cidr *c;
+  char err[128];
+  CHECK_EQ_INT(proxy_cidrs_parse(s, &c, n, err, sizeof err), 0);
+  return c;
+}
+
+TEST(trusted_proxy_cidrs_parse_and_match) {
+  int n;
+  struct cidr *c = cidrs("10.0.0.0/8, 192.168.1.7 ,2001:db8::/32,::1", &n);
+  CHECK_EQ_INT(n, 4);
+  CHECK(proxy_trusted(c, n, "10.200.3.4"));
+  CHECK(!proxy_trusted(c, n, "11.0.0.1"));
+  CHECK(proxy_trusted(c, n, "192.168.1.7"));
+  CHECK(!proxy_trusted(c, n, "192.168.1.8"));
+  CHECK(proxy_trusted(c, n, "2001:db8:ffff::1"));
+  CHECK(!proxy_trusted(c, n, "2001:db9::1"));
+  CHECK(proxy_trusted(c, n, "::1"));
+  CHECK(proxy_trusted(c, n, "::ffff:10.1.2.3")); /* IPv4-mapped compares as IPv4 */
+  CHECK(!proxy_trusted(c, n, "not an address"));
+  free(c);
+  c = cidrs("172.16.0.0/12,fe80::/10", &n);
+  CHECK(proxy_trusted(c, n, "172.31.255.255") && !proxy_trusted(c, n, "172.32.0.0"));
+  CHECK(proxy_trusted(c, n, "febf::1") && !proxy_trusted(c, n, "fec0::1"));
+  free(c);
+  c = cidrs("0.0.0.0/0", &n);
+  CHECK(proxy_trusted(c, n, "8.8.8.8") && !proxy_trusted(c, n, "::2"));
+  free(c);
+  c = cidrs("", &n);
+  CHECK(c == NULL && n == 0);
+  char err[128];
+  const char *bad[] = {"10.0.0.0/33", "::/129", "10.0.0.0/", "10.0.0/8", "host.example", "1.2.3.4/-1",
+                       "1.2.3.4/8x", "1.2.3.4/ 8"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    CHECK_EQ_INT(proxy_cidrs_parse(bad[i], &c, &n, err, sizeof err), GROVE_EINVAL);
+    CHECK(strstr(err, "--trusted-proxies") != NULL);
+  }
+}
+
+static const char *client_of(const struct cidr *c, int n, const char *peer, const char *xff) {
+  static char out[64];
+  const char *lines[] = {xff};
+  return proxy_client(c, n, peer, lines, xff ? 1 : 0, out, sizeof out) ? out : "(peer)";
+}
+
+TEST(forwarded_client_is_the_rightmost_untrusted_address) {
+  int n;
+  struct cidr *c = cidrs("127.0.0.1,10.0.0.0/8,2001:db8::/32", &n);
+  /* the proxy appended its client */
+  CHECK_EQ_STR(client_of(c, n, "127.0.0.1", "203.0.113.9"), "203.0.113.9");
+  /* whatever the client claimed sits to the left and is not believed */
+  CHECK_EQ_STR(client_of(c, n, "127.0.0.1", "6.6.6.6, 203.0.113.9"), "203.0.113.9");
+  /* trusted hops are skipped, recursively */
+  CHECK_EQ_STR(client_of(c, n, "127.0.0.1", "198.51.100.1, 10.1.1.1,10.2.2.2"), "198.51.100.1");
+  /* all trusted: the leftmost */
+  CHECK_EQ_STR(client_of(c, n, "127.0.0.1", "10.1.1.1, 10.2.2.2"), "10.1.1.1");
+  /* a peer that is not trusted has no say */
+  CHECK_EQ_STR(client_of(c, n, "203.0.113.9", "1.2.3.4"), "(peer)");
+  CHECK_EQ_STR(client_of(c, n, "::ffff:127.0.0.1", "1.2.3.4"), "1.2.3.4");
+  /* IPv6, with brackets and ports; canonical text out */
+  CHECK_EQ_STR(client_of(c, n, "2001:db8::5", "2001:DB8:0:0:0:0:0:77, [2001:db8::6]:443"), "2001:db8::77");
+  CHECK_EQ_STR(client_of(c, n, "127.0.0.1", "[2a00:1450::1]:5000"), "2a00:1450::1");
+  CHECK_EQ_STR(client_of(c, n, "127.0.0.1", "192.0.2.1:1234"), "192.0.2.1");
+  /* garbage stops the walk at the trusted hop that passed it on */
+  CHECK_EQ_STR(client_of(c, n, "127.0.0.1", "1.2.3.4, unknown, 10.0.0.9"), "10.0.0.9");
+  CHECK_EQ_STR(client_of(c, n, "127.0.0.1", "unknown"), "(peer)");
+  CHECK_EQ_STR(client_of(c, n, "127.0.0.1", " , ,"), "(peer)");
+  CHECK_EQ_STR(client_of(c, n, "127.0.0.1", NULL), "(peer)");
+  /* several header lines are one list, in order */
+  const char *lines[] = {"6.6.6.6", "198.51.100.4, 10.0.0.1"};
+  char out[64];
+  CHECK(proxy_client(c, n, "127.0.0.1", lines, 2, out, sizeof out));
+  CHECK_EQ_STR(out, "198.51.100.4");
+  const char *lines2[] = {"198.51.100.4", "10.0.0.1"};
+  CHECK(proxy_client(c, n, "127.0.0.1", lines2, 2, out, sizeof out));
+  CHECK_EQ_STR(out, "198.51.100.4");
+  free(c);
+  /* none trusted: nobody is believed */
+  CHECK_EQ_STR(client_of(NULL, 0, "127.0.0.1", "1.2.3.4"), "(peer)");
+}
+
 static const struct test tests[] = {
     T(buckets_allow_burst_then_rate),
     T(jwt_round_trip), T(jwt_refuses_expired_wrong_key_and_tampering), T(jwt_refuses_alg_none),
@@ -185,5 +269,6 @@ static const struct test tests[] = {
     T(emails_fold_case_width_and_normalisation_form),
     T(emails_with_invisible_control_or_bidi_characters_are_refused),
     T(look_alike_emails_share_a_skeleton),
+    T(trusted_proxy_cidrs_parse_and_match), T(forwarded_client_is_the_rightmost_untrusted_address),
 };
 TEST_MAIN(tests)
