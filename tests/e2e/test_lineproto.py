@@ -106,6 +106,11 @@ def test_invalid_utf8_is_refused_per_line():
         "invalid UTF-8 in a string field"]
     assert d["failed"][0]["text"] == "ok\ufffd v=1 1"
     assert points("ok v") == [[1, 2]]
+    # the text of a failed line is cut at 120 bytes, never inside a character
+    r = write(b"cut,t=" + b"a" * 113 + "\u00e9\u00e9\u00e9".encode() + b" v=")
+    d = strict_json(r)["details"]
+    assert d["failed"][0]["error"] == "missing field value"
+    assert d["failed"][0]["text"].startswith("cut,t=" + "a" * 113 + "\u00e9")
 
 
 def test_string_only_lines_say_they_are_not_stored():
