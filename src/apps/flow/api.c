@@ -495,7 +495,7 @@ static void handle_series(struct http_req *r, bool bucketed) {
     return;
   j->f = f;
   j->species = -1;
-  const char *bad = "give series=KEY (\"measurement,tag=value field\")";
+  const char *bad = "give series=KEY: \"measurement,tag=value field\" in line protocol escaping";
   char why[96] = "";
   if (http_query_get(r, "series", 0, j->key, sizeof j->key) <= 0 ||
       (!series_param(j->key, sizeof j->key, why, sizeof why) && (bad = why)) ||
