@@ -79,7 +79,7 @@ def add_key(data_dir, name="k"):
     return out.stdout.split()[1]
 
 
-def test_refused_flood_costs_others_nothing():
+def refused_flood_costs_others_nothing(extra):
     # one anonymous address floods: its own bucket refuses it, and a refused
     # request must not take the instance's token, so a key sending its whole
     # budget in the middle of the flood is never refused
@@ -87,8 +87,10 @@ def test_refused_flood_costs_others_nothing():
     data = tempfile.mkdtemp(prefix="grove-e2e-data-")
     key = add_key(data)  # known from the first view: no polling
     g = Grove("--rate-global", "30/m", "--rate-anonymous", "5/m", "--rate-key", "10/m", "--threads", "2",
-              *FAST, data_dir=data)
+              *FAST, *extra, data_dir=data)
     try:
+        if extra:
+            eventually(lambda: g.request("GET", "/ready").status == 200, what="limits in redis")
         flood = []
         lock = threading.Lock()
         stop = threading.Event()
@@ -118,12 +120,14 @@ def test_refused_flood_costs_others_nothing():
         shutil.rmtree(data, ignore_errors=True)
 
 
-def test_global_refusal_gives_the_callers_token_back():
+def global_refusal_gives_the_callers_token_back(extra):
     import tempfile
     data = tempfile.mkdtemp(prefix="grove-e2e-data-")
     key = add_key(data)
-    g = Grove("--rate-global", "3/m", "--rate-key", "5/m", *FAST, data_dir=data)
+    g = Grove("--rate-global", "3/m", "--rate-key", "5/m", *FAST, *extra, data_dir=data)
     try:
+        if extra:
+            eventually(lambda: g.request("GET", "/ready").status == 200, what="limits in redis")
         statuses = [g.request("GET", "/auth/me", headers={"X-API-Key": key}).status for _ in range(5)]
         assert statuses == [200, 200, 200, 429, 429], statuses
         r = g.request("GET", "/auth/me", headers={"X-API-Key": key})
@@ -133,6 +137,24 @@ def test_global_refusal_gives_the_callers_token_back():
     finally:
         g.stop()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def test_refused_flood_costs_others_nothing():
+    refused_flood_costs_others_nothing([])
+
+
+def test_global_refusal_gives_the_callers_token_back():
+    global_refusal_gives_the_callers_token_back([])
+
+
+def test_the_same_with_the_callers_buckets_in_redis():
+    from grove import Redis
+    redis = Redis()
+    try:
+        refused_flood_costs_others_nothing(["--broker", redis.url])
+        global_refusal_gives_the_callers_token_back(["--broker", redis.url])
+    finally:
+        redis.stop()
 
 
 def test_clients_behind_the_shipped_nginx():
