@@ -477,17 +477,49 @@ TEST(concurrent_writers_share_commits) {
   series_close(s);
 }
 
+/* A flusher that counts its passes, and appenders that wait for a pass to
+ * end after each of their quarters: so flushes and appends interleave
+ * however the threads are scheduled (no "it ran often enough"). */
 struct flusher_arg {
   struct series *s;
-  volatile int stop;
+  pthread_mutex_t lock;
+  pthread_cond_t passed;
+  bool stop;
   int flushes, fails;
 };
 
 static void *flush_often(void *arg) {
   struct flusher_arg *f = arg;
+  pthread_mutex_lock(&f->lock);
   while (!f->stop) {
-    f->fails += series_flush(f->s) != 0;
+    pthread_mutex_unlock(&f->lock);
+    int rc = series_flush(f->s);
+    pthread_mutex_lock(&f->lock);
+    f->fails += rc != 0;
     f->flushes++;
+    pthread_cond_broadcast(&f->passed);
+  }
+  pthread_mutex_unlock(&f->lock);
+  return NULL;
+}
+
+struct paced_appender {
+  struct appender a;
+  struct flusher_arg *f;
+};
+
+static void *append_paced(void *arg) {
+  struct paced_appender *p = arg;
+  for (int i = 0; i < 100; i++) {
+    struct series_point one = {p->a.id, i, i * 0.5};
+    p->a.fails += series_append_sync(p->a.s, &one, 1) != 0;
+    if (i % 25 != 24)
+      continue;
+    /* a whole flush pass begun after this append: wait for two to end */
+    pthread_mutex_lock(&p->f->lock);
+    for (int until = p->f->flushes + 2; p->f->flushes < until;)
+      pthread_cond_wait(&p->f->passed, &p->f->lock);
+    pthread_mutex_unlock(&p->f->lock);
   }
   return NULL;
 }
@@ -495,16 +527,30 @@ static void *flush_often(void *arg) {
 TEST(writes_go_on_while_points_move_into_chunks) {
   char *dir = store_dir();
   struct series *s = open_store(dir);
-  struct flusher_arg f = {s, 0, 0, 0};
+  struct flusher_arg f = {.s = s};
+  pthread_mutex_init(&f.lock, NULL);
+  pthread_cond_init(&f.passed, NULL);
   pthread_t flusher, th[4];
-  struct appender ap[4];
+  struct paced_appender ap[4];
   pthread_create(&flusher, NULL, flush_often, &f);
-  start_appenders(s, "f", 4, th, ap);
-  join_appenders(4, th, ap);
-  f.stop = 1;
+  for (int t = 0; t < 4; t++) {
+    char key[16];
+    snprintf(key, sizeof key, "f%d v", t);
+    ap[t] = (struct paced_appender){{s, 0, 0}, &f};
+    CHECK(series_id(s, key, &ap[t].a.id) == 0);
+    pthread_create(&th[t], NULL, append_paced, &ap[t]);
+  }
+  for (int t = 0; t < 4; t++) {
+    pthread_join(th[t], NULL);
+    CHECK_EQ_INT(ap[t].a.fails, 0);
+  }
+  pthread_mutex_lock(&f.lock);
+  f.stop = true;
+  pthread_mutex_unlock(&f.lock);
   pthread_join(flusher, NULL);
   CHECK_EQ_INT(f.fails, 0);
-  CHECK(f.flushes > 1);
+  /* each appender saw at least two passes end after each of its quarters */
+  CHECK(f.flushes >= 8);
   /* every point readable at every moment: chunks, set aside or head */
   int64_t ts[100];
   double v[100];
@@ -513,11 +559,11 @@ TEST(writes_go_on_while_points_move_into_chunks) {
     v[i] = i * 0.5;
   }
   for (int t = 0; t < 4; t++)
-    expect(s, ap[t].id, ts, v, 100);
+    expect(s, ap[t].a.id, ts, v, 100);
   series_close(s);
   s = open_store(dir);
   for (int t = 0; t < 4; t++)
-    expect(s, ap[t].id, ts, v, 100);
+    expect(s, ap[t].a.id, ts, v, 100);
   series_close(s);
 }
 
