@@ -28,7 +28,7 @@ pids=""
 trap 'kill $pids 2>/dev/null; sleep 0.5; rm -rf "$work"' EXIT INT TERM
 
 ./build/grove serve --listen "127.0.0.1:$port" --threads 2 --access-log false --log-level warn \
-  --data-dir "$data" --web-root "" --rate-global 0 --rate-key 0 --series-flush 3s &
+  --data-dir "$data" --web-root "" --rate-global 0 --rate-key 0 --series-flush 3s --flow-max-ahead 0 &
 gpid=$!
 pids="$gpid"
 wait_http "http://127.0.0.1:$port/health"
@@ -36,7 +36,7 @@ sleep 2.5 # the keys are seen within --gate-refresh
 rss() { awk '/VmRSS/ { print $2 }' "/proc/$1/status"; }
 
 ./build/grove flow simulate --url "http://127.0.0.1:$port" --key "$wkey" --stations "$STATIONS" \
-  --duration "${DURATION}s" --batch 5000 --connections 4 --faults false >"$work/sim.out"
+  --duration "${DURATION}s" --batch 5000 --connections 4 --faults false --fast >"$work/sim.out"
 grove_pps=$(sed -n 's/.*points_per_second=\([0-9]*\).*/\1/p' "$work/sim.out")
 points=$(sed -n 's/^points=\([0-9]*\).*/\1/p' "$work/sim.out")
 
@@ -57,12 +57,12 @@ city_rss() {
   k=$(./build/grove key add m --scopes write --data-dir "$d" | cut -d' ' -f2)
   p=$(free_port)
   ./build/grove serve --listen "127.0.0.1:$p" --threads 2 --access-log false --log-level warn \
-    --data-dir "$d" --web-root "" --rate-global 0 --rate-key 0 --series-flush 2s &
+    --data-dir "$d" --web-root "" --rate-global 0 --rate-key 0 --series-flush 2s --flow-max-ahead 0 &
   mpid=$!
   wait_http "http://127.0.0.1:$p/health"
   sleep 2.5
   ./build/grove flow simulate --url "http://127.0.0.1:$p" --key "$k" --stations "$1" --ticks 20 \
-    --duration 0 --batch 5000 --connections 2 --faults false >/dev/null
+    --duration 0 --batch 5000 --connections 2 --faults false --fast >/dev/null
   # the least of a sample a second for 15 s: once the last points are in
   # chunks (a flush of 7 million points takes a few seconds), nothing waits
   # in memory
@@ -74,7 +74,7 @@ small_rss=$(city_rss 30000)
 large_rss=$(city_rss 60000)
 
 # the peers: the same kind of points, raw, into SQLite and PostgreSQL
-./build/grove flow simulate --print --stations "$STATIONS" --ticks 100 --faults false 2>/dev/null |
+./build/grove flow simulate --print --stations "$STATIONS" --ticks 100 --faults false --fast 2>/dev/null |
   python3 -c '
 import sys
 ids = {}
@@ -125,13 +125,13 @@ pwkey=$(./build/grove key add bench-w --scopes write --data-dir "$gdata" --store
 prkey=$(./build/grove key add bench-r --scopes read --data-dir "$gdata" --store "$pgurl" | cut -d' ' -f2)
 gport=$(free_port)
 ./build/grove serve --listen "127.0.0.1:$gport" --threads 2 --access-log false --log-level warn \
-  --data-dir "$gdata" --store "$pgurl" --web-root "" --rate-global 0 --rate-key 0 &
+  --data-dir "$gdata" --store "$pgurl" --web-root "" --rate-global 0 --rate-key 0 --flow-max-ahead 0 &
 ppid=$!
 pids="$pids $ppid"
 wait_http "http://127.0.0.1:$gport/health"
 sleep 2.5
 ./build/grove flow simulate --url "http://127.0.0.1:$gport" --key "$pwkey" --stations "$STATIONS" \
-  --duration "${DURATION}s" --batch 5000 --connections 4 --faults false >"$work/simpg.out"
+  --duration "${DURATION}s" --batch 5000 --connections 4 --faults false --fast >"$work/simpg.out"
 grove_pg_pps=$(sed -n 's/.*points_per_second=\([0-9]*\).*/\1/p' "$work/simpg.out")
 read_pg_pps=$(python3 bench/ingest/reads.py "$gport" "$pwkey" "$prkey" "$READ_POINTS" 0 | cut -d' ' -f1)
 kill "$ppid"

@@ -19,9 +19,10 @@ static const struct cfg_opt *find(struct cfg_section *secs, size_t nsec,
   return NULL;
 }
 
+/* A number with a unit, at most max once scaled. */
 static int parse_scaled(const char *s, uint64_t *out,
                         const char *const *units, const uint64_t *scale,
-                        size_t nunits) {
+                        size_t nunits, double max) {
   char *end;
   errno = 0;
   if (!s || !*s || *s == '-')
@@ -40,7 +41,7 @@ static int parse_scaled(const char *s, uint64_t *out,
   if (!mul)
     return GROVE_EINVAL;
   double r = v * (double)mul;
-  if (r > 1.8e19)
+  if (!(r <= max)) /* NaN too */
     return GROVE_EINVAL;
   *out = (uint64_t)r;
   return 0;
@@ -50,13 +51,16 @@ int cfg_parse_size(const char *s, uint64_t *out) {
   static const char *const u[] = {"", "b", "k", "kb", "kib", "m", "mb", "mib", "g", "gb", "gib"};
   static const uint64_t k = 1024;
   static const uint64_t m[] = {1, 1, k, k, k, k * k, k * k, k * k, k * k * k, k * k * k, k * k * k};
-  return parse_scaled(s, out, u, m, sizeof m / sizeof m[0]);
+  return parse_scaled(s, out, u, m, sizeof m / sizeof m[0], 1.8e19);
 }
 
 int cfg_parse_ms(const char *s, uint64_t *out) {
   static const char *const u[] = {"", "ms", "s", "m", "h", "d"};
   static const uint64_t m[] = {1, 1, 1000, 60000, 3600000, 86400000};
-  return parse_scaled(s, out, u, m, sizeof m / sizeof m[0]);
+  /* in nanoseconds it fits an int64 (a time difference): (int64_t)ms * 1000000
+   * never overflows; 9223372036853 ms is about 292 years (the double is
+   * rounded down from INT64_MAX / 1000000) */
+  return parse_scaled(s, out, u, m, sizeof m / sizeof m[0], 9223372036853.0);
 }
 
 int cfg_parse_bool(const char *s, bool *out) {

@@ -8,7 +8,9 @@
  *
  * Values: CFG_STR (strings owned by the config; cfg_release frees them),
  * CFG_INT, CFG_BOOL (true/false/1/0/yes/no/on/off), CFG_SIZE (bytes with an
- * optional k, m or g suffix), CFG_MS (milliseconds; accepts ms, s, m, h, d). */
+ * optional k, m or g suffix), CFG_MS (milliseconds; accepts ms, s, m, h, d;
+ * at most 9223372036853 ms, about 292 years, so that the duration in
+ * nanoseconds fits an int64). */
 #ifndef GROVE_CONFIG_H
 #define GROVE_CONFIG_H
 

@@ -20,7 +20,8 @@
   X(UNAVAIL,  "service unavailable")                                    \
   X(STORE,    "database error")                                         \
   X(CONFIG,   "bad configuration")                                      \
-  X(PERM,     "permission denied")
+  X(PERM,     "permission denied")                                      \
+  X(RANGE,    "out of range")
 
 enum grove_err {
   GROVE_OK = 0,

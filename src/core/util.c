@@ -218,25 +218,93 @@ int mkdir_p(const char *path, unsigned mode) {
 }
 
 /* RFC 3339: 2026-11-23T10:00:00Z, with optional fraction and offset. */
-bool rfc3339_parse(const char *s, int64_t *ns) {
-  struct tm tm;
-  memset(&tm, 0, sizeof tm);
-  int n = 0;
-  if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
-             &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &n) != 6 || n != 19)
-    return false;
-  if (tm.tm_mon < 1 || tm.tm_mon > 12 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
-      tm.tm_min > 59 || tm.tm_sec > 60)
-    return false;
-  tm.tm_year -= 1900;
-  tm.tm_mon -= 1;
+/* ---- times ---------------------------------------------------------------- */
+
+int time_add(int64_t a, int64_t b, int64_t *out) {
+  int64_t r;
+  if (__builtin_add_overflow(a, b, &r))
+    return GROVE_ERANGE;
+  *out = r;
+  return 0;
+}
+
+int time_sub(int64_t a, int64_t b, int64_t *out) {
+  int64_t r;
+  if (__builtin_sub_overflow(a, b, &r))
+    return GROVE_ERANGE;
+  *out = r;
+  return 0;
+}
+
+int time_mul(int64_t a, int64_t b, int64_t *out) {
+  int64_t r;
+  if (__builtin_mul_overflow(a, b, &r))
+    return GROVE_ERANGE;
+  *out = r;
+  return 0;
+}
+
+int64_t time_floor_div(int64_t a, int64_t b) {
+  /* b > 0, so a / b never overflows (only INT64_MIN / -1 can) */
+  return a / b - (a % b != 0 && a < 0);
+}
+
+int time_floor(int64_t t, int64_t step, int64_t *out) {
+  return time_mul(time_floor_div(t, step), step, out);
+}
+
+int time_ceil(int64_t t, int64_t step, int64_t *out) {
+  if (t % step == 0) {
+    *out = t;
+    return 0;
+  }
+  return time_mul(time_floor_div(t, step) + 1, step, out); /* the quotient + 1 fits */
+}
+
+/* Reads exactly n digits. */
+static bool digits(const char *s, int n, int *out) {
+  int v = 0;
+  for (int i = 0; i < n; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return false;
+    v = v * 10 + (s[i] - '0');
+  }
+  *out = v;
+  return true;
+}
+
+/* Days from 1970-01-01 to y-m-d in the proleptic Gregorian calendar
+ * (Howard Hinnant's days_from_civil, "chrono-Compatible Low-Level Date
+ * Algorithms"). y is 0..9999 here: no overflow. */
+static int64_t days_from_civil(int64_t y, int m, int d) {
+  y -= m <= 2;
+  int64_t era = (y >= 0 ? y : y - 399) / 400;
+  int64_t yoe = y - era * 400;
+  int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+  int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+  return era * 146097 + doe - 719468;
+}
+
+int time_parse_rfc3339(const char *s, int64_t *ns) {
+  static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  int y, mo, d, h, mi, sec;
+  /* YYYY-MM-DDThh:mm:ss: NUL stops each check before any read past it */
+  if (!s || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+      !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+      !digits(s + 11, 2, &h) || s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' ||
+      !digits(s + 17, 2, &sec))
+    return GROVE_EINVAL;
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 ||
+      mi > 59 || sec > 60)
+    return GROVE_EINVAL;
   const char *p = s + 19;
   int64_t frac = 0;
   if (*p == '.') {
-    int64_t scale = 100000000;
     p++;
     if (*p < '0' || *p > '9')
-      return false;
+      return GROVE_EINVAL;
+    int64_t scale = 100000000;
     for (; *p >= '0' && *p <= '9'; p++) {
       frac += (*p - '0') * scale;
       scale /= 10;
@@ -246,20 +314,30 @@ bool rfc3339_parse(const char *s, int64_t *ns) {
   if (*p == 'Z' || *p == 'z') {
     p++;
   } else if (*p == '+' || *p == '-') {
-    int hh, mm, m = 0;
-    if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &m) != 2 || m != 5 || hh > 23 || mm > 59)
-      return false;
-    off = (hh * 3600 + mm * 60) * (*p == '-' ? -1 : 1);
+    int oh, om;
+    if (!digits(p + 1, 2, &oh) || p[3] != ':' || !digits(p + 4, 2, &om) || oh > 23 || om > 59)
+      return GROVE_EINVAL;
+    off = (oh * 3600 + om * 60) * (*p == '-' ? -1 : 1);
     p += 6;
   } else {
-    return false;
+    return GROVE_EINVAL;
   }
   if (*p)
-    return false;
-  time_t t = timegm(&tm);
-  *ns = ((int64_t)t - off) * 1000000000 + frac;
-  return true;
+    return GROVE_EINVAL;
+  /* seconds fit easily (|secs| < 2^39 for years 0..9999); nanoseconds may not */
+  int64_t secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - off;
+  int64_t t;
+  if (secs < 0 && frac) { /* -9223372037 s + 0.854775806 s fits, -9223372037 s alone not */
+    secs++;
+    frac -= 1000000000;
+  }
+  if (time_mul(secs, 1000000000, &t) || time_add(t, frac, &t) || !time_valid(t))
+    return GROVE_ERANGE;
+  *ns = t;
+  return 0;
 }
+
+bool rfc3339_parse(const char *s, int64_t *ns) { return time_parse_rfc3339(s, ns) == 0; }
 
 int http_url_parse(const char *url, char host[256], char port[8], char prefix[128]) {
   if (strncmp(url, "http://", 7) != 0)

@@ -23,6 +23,16 @@ struct series_io {
 };
 extern struct series_io series_io;
 
+/* Rollups cover the whole hours inside int64, [ROLLUP_MIN_NS,
+ * ROLLUP_END_NS): there every minute and hour, start and end, is an int64.
+ * Points in the partial first and last hours of the time range (before
+ * 1677-09-21T01:00Z, from 2262-04-11T23:00Z) are kept and read raw but
+ * never rolled up; an aggregate reaching there computes those buckets from
+ * the points (series_aggregate). ±(INT64_MAX / HOUR_NS) * HOUR_NS. */
+#define ROLLUP_MIN_NS (-9223369200000000000LL)
+#define ROLLUP_END_NS 9223369200000000000LL
+static inline bool rollup_covers(int64_t ts) { return ts >= ROLLUP_MIN_NS && ts < ROLLUP_END_NS; }
+
 /* A series' points sorted by time. */
 struct head {
   struct chunk_point *pts;

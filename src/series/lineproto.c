@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/util.h"
+
 int lp_precision_parse(const char *s, enum lp_precision *out) {
   if (!s || !*s || !strcmp(s, "ns") || !strcmp(s, "n"))
     *out = LP_NS;
@@ -18,6 +20,10 @@ int lp_precision_parse(const char *s, enum lp_precision *out) {
     *out = LP_MS;
   else if (!strcmp(s, "s"))
     *out = LP_S;
+  else if (!strcmp(s, "m"))
+    *out = LP_M;
+  else if (!strcmp(s, "h"))
+    *out = LP_H;
   else
     return -1;
   return 0;
@@ -284,6 +290,38 @@ int lp_parse_key(const char *text, size_t len, char *scratch, struct lp_point *p
   return 0;
 }
 
+/* The timestamp [s, end): an optional '-' and decimal digits (InfluxDB's
+ * scanTime), in units of prec, scaled to nanoseconds with checked
+ * arithmetic. Out of range (InfluxDB's SafeCalcTime): the value, scaled,
+ * is not in [TIME_MIN_NS, TIME_MAX_NS]. */
+static int parse_time(const char *s, const char *end, enum lp_precision prec, int64_t *out,
+                      char *err, size_t errlen) {
+  static const int64_t scale[] = {1, 1000, 1000000, 1000000000, 60000000000, 3600000000000};
+  static const char *const unit[] = {"ns", "us", "ms", "s", "m", "h"};
+  bool neg = s < end && *s == '-';
+  s += neg;
+  if (s == end)
+    return fail(err, errlen, "bad timestamp");
+  int64_t v = 0;
+  bool over = false;
+  for (; s < end; s++) {
+    if (*s < '0' || *s > '9')
+      return fail(err, errlen, "bad timestamp");
+    /* built negative: INT64_MIN has no positive twin */
+    over = over || __builtin_mul_overflow(v, 10, &v) || __builtin_sub_overflow(v, *s - '0', &v);
+  }
+  if (!over && !neg)
+    over = __builtin_mul_overflow(v, -1, &v);
+  if (over || __builtin_mul_overflow(v, scale[prec], &v) || !time_valid(v)) {
+    char why[80];
+    snprintf(why, sizeof why, "timestamp out of range at precision %s: 1677-09-21..2262-04-11",
+             unit[prec]);
+    return fail(err, errlen, why);
+  }
+  *out = v;
+  return 0;
+}
+
 int lp_parse_line(const char *line, size_t len, enum lp_precision prec, int64_t now_ns,
                   char *scratch, struct lp_point *p, char *err, size_t errlen) {
   struct cur c = {line, line + len, scratch};
@@ -323,32 +361,12 @@ int lp_parse_line(const char *line, size_t len, enum lp_precision prec, int64_t 
   const char *ts = c.s;
   while (c.s < c.end && *c.s != ' ')
     c.s++;
-  size_t tn = (size_t)(c.s - ts);
+  const char *te = c.s;
   while (c.s < c.end && *c.s == ' ')
     c.s++;
   if (c.s != c.end)
     return fail(err, errlen, "point is invalid: more after the timestamp");
-  char tmp[32];
-  if (tn == 0 || tn >= sizeof tmp)
-    return fail(err, errlen, "bad timestamp");
-  memcpy(tmp, ts, tn);
-  tmp[tn] = '\0';
-  if (tn == 1 && tmp[0] == '-')
-    return fail(err, errlen, "bad timestamp");
-  for (size_t i = tmp[0] == '-' ? 1 : 0; i < tn; i++)
-    if (tmp[i] < '0' || tmp[i] > '9')
-      return fail(err, errlen, "bad timestamp");
-  char *e;
-  errno = 0;
-  long long v = strtoll(tmp, &e, 10);
-  if (*e || errno == ERANGE)
-    return fail(err, errlen, "timestamp out of range");
-  static const int64_t scale[] = {1, 1000, 1000000, 1000000000};
-  int64_t m = scale[prec];
-  if (v > INT64_MAX / m || v < INT64_MIN / m)
-    return fail(err, errlen, "timestamp out of range");
-  p->ts_ns = (int64_t)v * m;
-  return 0;
+  return parse_time(ts, te, prec, &p->ts_ns, err, errlen);
 }
 
 /* The end of the line that starts at p: the next newline that is not

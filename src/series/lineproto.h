@@ -23,7 +23,10 @@
  *   only spaces; a CR before the LF ends the line too (the one leniency:
  *   Windows writers).
  * A missing timestamp means "now"; timestamps are read in the request's
- * precision (ns, us, ms, s) and kept in nanoseconds. Blank lines and
+ * precision (ns, us, ms, s, m, h: InfluxDB v1's set) and kept in
+ * nanoseconds; one that is, scaled, outside [TIME_MIN_NS, TIME_MAX_NS]
+ * (core/util.h) is a bad line ("timestamp out of range at precision …",
+ * InfluxDB's SafeCalcTime rule). Blank lines and
  * lines starting with '#' are skipped. A body is parsed line by line:
  * good lines are handed on, bad ones are reported with their number and
  * the reason, as InfluxDB does, so a collector's batch is never lost for
@@ -42,7 +45,7 @@
 #define LP_MAX_FIELDS 128
 #define LP_MAX_LINE (64 * 1024)
 
-enum lp_precision { LP_NS, LP_US, LP_MS, LP_S };
+enum lp_precision { LP_NS, LP_US, LP_MS, LP_S, LP_M, LP_H };
 enum lp_type { LP_FLOAT, LP_INT, LP_UINT, LP_BOOL, LP_STRING };
 
 struct lp_str {
@@ -75,7 +78,8 @@ struct lp_point {
   size_t text_len;
 };
 
-/* Parses "ns", "us", "ms", "s" (also "n", "u", "µs"…); returns 0 or -1. */
+/* Parses "ns", "us", "ms", "s", "m", "h" (also "n", "u", "µs", and ""
+ * for ns); returns 0 or -1. */
 int lp_precision_parse(const char *s, enum lp_precision *out);
 
 /* Parses one line (no newline). Returns 0 with *p filled, or -1 with a

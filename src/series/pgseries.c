@@ -23,6 +23,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/map.h"
+#include "core/util.h"
 #include "series/internal.h"
 #include "series/key.h"
 #include "store/store.h"
@@ -407,16 +408,15 @@ static unsigned char *put_be(unsigned char *w, uint64_t v, int bytes) {
   return w;
 }
 
-static int64_t floor_to(int64_t t, int64_t step) {
-  int64_t q = t / step - (t % step != 0 && t < 0);
-  return q * step;
-}
+/* t's bucket start; callers keep t inside the rollups' range, where it is
+ * an int64. */
+static int64_t floor_to(int64_t t, int64_t step) { return time_floor_div(t, step) * step; }
 
 /* Makes the day partitions these points need (outside the COPY's transaction). */
 static int ensure_days(struct pgseries *p, const struct series_point *pts, size_t n) {
   int64_t last = INT64_MIN;
   for (size_t i = 0; i < n; i++) {
-    int64_t day = floor_to(pts[i].ts_ns, DAY_NS) / DAY_NS;
+    int64_t day = time_floor_div(pts[i].ts_ns, DAY_NS);
     if (day == last)
       continue;
     last = day;
@@ -425,11 +425,16 @@ static int ensure_days(struct pgseries *p, const struct series_point *pts, size_
              (long long)(day < 0 ? -day : day));
     if (map_get(&p->days, name))
       continue;
-    char sql[256];
+    /* the first and last days of the time range are cut by int64's ends */
+    char sql[256], lo[24] = "MINVALUE", hi[24] = "MAXVALUE";
+    int64_t t;
+    if (!time_mul(day, DAY_NS, &t))
+      snprintf(lo, sizeof lo, "%lld", (long long)t);
+    if (!time_mul(day + 1, DAY_NS, &t))
+      snprintf(hi, sizeof hi, "%lld", (long long)t);
     snprintf(sql, sizeof sql,
-             "CREATE TABLE IF NOT EXISTS %s PARTITION OF series_points FOR VALUES FROM (%lld) TO "
-             "(%lld)",
-             name, (long long)(day * DAY_NS), (long long)((day + 1) * DAY_NS));
+             "CREATE TABLE IF NOT EXISTS %s PARTITION OF series_points FOR VALUES FROM (%s) TO (%s)",
+             name, lo, hi);
     char err[256];
     if (run_locked(p->writer, sql, err, sizeof err)) {
       log_error(NULL, "cannot make a series partition", "partition=%s error=\"%s\"", name, err);
@@ -625,8 +630,14 @@ static int rows_to_buckets(PGresult *r, struct series_bucket **out, size_t *n) {
   return 0;
 }
 
-/* step-aligned bucket of ts in SQL, floor division for negative times too */
-#define BUCKET(col, step) col " - mod(mod(" col ", " step ") + " step ", " step ")"
+/* step-aligned bucket of ts in SQL, floor division for negative times too;
+ * no intermediate leaves bigint (PostgreSQL would fail the query): ts minus
+ * its remainder is a truncation toward zero, and one step less for a
+ * negative remainder is the floor, which the caller's range keeps inside
+ * bigint (series_aggregate) */
+#define BUCKET(col, step)                                                                 \
+  "(" col " - mod(" col ", " step ") - CASE WHEN mod(" col ", " step ") < 0 THEN " step \
+  " ELSE 0 END)"
 
 /* Buckets from a query on a reader: $1 series, $2 from, $3 to, $4 step,
  * $5 the rollups' resolution in seconds (unused by queries of points). */
@@ -748,7 +759,8 @@ int pgs_expire(struct pgseries *p, int64_t raw_before, int64_t minute_before, in
       if (strncmp(name, "series_points_", 14) != 0 || (name[14] != 'd' && name[14] != 'm'))
         continue;
       day = atoll(name + 15) * (name[14] == 'm' ? -1 : 1);
-      if ((day + 1) * DAY_NS > raw_before)
+      int64_t end;
+      if (time_mul(day + 1, DAY_NS, &end) || end > raw_before)
         continue;
       char sql[96];
       snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", name);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/util.h"
 #include "series/internal.h"
 
 struct rollups {
@@ -21,10 +22,9 @@ struct rollups {
   sqlite3_stmt *put, *get, *minutes;
 };
 
-static int64_t floor_to(int64_t t, int64_t step) {
-  int64_t q = t / step - (t % step != 0 && t < 0);
-  return q * step;
-}
+/* t's bucket start; callers keep t inside the rollups' range (or at or
+ * after a bucket start that fits), where it is an int64. */
+static int64_t floor_to(int64_t t, int64_t step) { return time_floor_div(t, step) * step; }
 
 int rollups_prepare(sqlite3 *db, int64_t width, struct rollups **out) {
   struct rollups *r = calloc(1, sizeof *r);
@@ -165,6 +165,14 @@ int rollups_update(struct rollups *r, uint32_t id, const struct chunk_point *pts
   int rc = 0;
   size_t j = 0;
   int64_t last = INT64_MIN;
+  /* only points inside the rollups' range (pts come by time) */
+  while (j < n && !rollup_covers(pts[j].ts_ns))
+    j++;
+  while (n > j && !rollup_covers(pts[n - 1].ts_ns))
+    n--;
+  /* a chunk end past the range: every point in range is at or before it */
+  if (prev_end != INT64_MIN && prev_end >= ROLLUP_END_NS)
+    prev_end = ROLLUP_END_NS - 1;
   /* points at or before what the chunks had: their minutes again, whole
    * (the chunks hold this flush's points already) */
   for (; !rc && j < n && prev_end != INT64_MIN && pts[j].ts_ns <= prev_end; j++) {
@@ -182,7 +190,7 @@ int rollups_update(struct rollups *r, uint32_t id, const struct chunk_point *pts
       continue;
     }
     struct series_bucket b = {m, 0, 0, 0, 0, 0, 0};
-    if (prev_end != INT64_MIN && m == floor_to(prev_end, MINUTE_NS)) {
+    if (prev_end != INT64_MIN && rollup_covers(prev_end) && m == floor_to(prev_end, MINUTE_NS)) {
       sqlite3_bind_int64(r->get, 1, id);
       sqlite3_bind_int64(r->get, 2, MINUTE_NS / 1000000000);
       sqlite3_bind_int64(r->get, 3, m);

@@ -406,9 +406,21 @@ static void tell_group(struct batch *group, int rc) {
   }
 }
 
-/* Remembers a minute written since the last rollup pass (under lock). */
+/* The retention cut-off now - keep - extra; INT64_MIN (nothing to drop)
+ * when that is before any time. */
+static int64_t keep_cutoff(int64_t keep, int64_t extra) {
+  int64_t t;
+  if (time_sub((int64_t)clock_wall_ms() * 1000000, keep, &t) || time_sub(t, extra, &t))
+    return INT64_MIN;
+  return t;
+}
+
+/* Remembers a minute written since the last rollup pass (under lock).
+ * Points outside the rollups' range have no minute to remember. */
 static void touch(struct series *s, int64_t ts) {
-  int64_t m = ts / MINUTE_NS * MINUTE_NS - (ts % MINUTE_NS < 0 ? MINUTE_NS : 0);
+  if (!rollup_covers(ts))
+    return;
+  int64_t m = time_floor_div(ts, MINUTE_NS) * MINUTE_NS; /* in range: fits */
   for (size_t i = s->ntouched, k = 0; i-- > 0 && k < 4; k++) /* the common case: the same few */
     if (s->touched[i] == m)
       return;
@@ -436,8 +448,7 @@ static void write_group_pg(struct series *s, struct batch *group) {
     at += b->n;
   }
   pthread_mutex_lock(&s->lock); /* not flush_lock: a rollup pass holds that for seconds */
-  int64_t keep_after = s->keep_ns[0] ? (int64_t)clock_wall_ms() * 1000000 - s->keep_ns[0]
-                                     : INT64_MIN;
+  int64_t keep_after = s->keep_ns[0] ? keep_cutoff(s->keep_ns[0], 0) : INT64_MIN;
   pthread_mutex_unlock(&s->lock);
   char why[512] = "out of memory";
   if (!rc)
@@ -844,21 +855,20 @@ static int write_chunks(struct series *s, const struct head *heads, uint32_t n,
 
 /* Drops what is past its retention (under flush_lock). */
 static int expire(struct series *s) {
-  int64_t now = (int64_t)clock_wall_ms() * 1000000;
   int rc = 0;
   if (s->keep_ns[0]) {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->wdb, "DELETE FROM chunks WHERE end_ns < ?", -1, &st, NULL) !=
         SQLITE_OK)
       return GROVE_ESTORE;
-    sqlite3_bind_int64(st, 1, now - s->keep_ns[0]);
+    sqlite3_bind_int64(st, 1, keep_cutoff(s->keep_ns[0], 0));
     rc = sqlite3_step(st) == SQLITE_DONE ? 0 : GROVE_ESTORE;
     sqlite3_finalize(st);
   }
   if (!rc && s->keep_ns[1])
-    rc = rollups_expire(s->wdb, MINUTE_NS, now - s->keep_ns[1] - MINUTE_NS);
+    rc = rollups_expire(s->wdb, MINUTE_NS, keep_cutoff(s->keep_ns[1], MINUTE_NS));
   if (!rc && s->keep_ns[2])
-    rc = rollups_expire(s->wdb, HOUR_NS, now - s->keep_ns[2] - HOUR_NS);
+    rc = rollups_expire(s->wdb, HOUR_NS, keep_cutoff(s->keep_ns[2], HOUR_NS));
   return rc;
 }
 
@@ -928,11 +938,10 @@ static int flush_pg(struct series *s) {
     pthread_mutex_unlock(&s->lock);
   }
   free(minutes);
-  int64_t now = (int64_t)clock_wall_ms() * 1000000;
   if (!rc && (s->keep_ns[0] || s->keep_ns[1] || s->keep_ns[2]) &&
-      (rc = pgs_expire(s->pg, s->keep_ns[0] ? now - s->keep_ns[0] : INT64_MIN,
-                       s->keep_ns[1] ? now - s->keep_ns[1] - MINUTE_NS : INT64_MIN,
-                       s->keep_ns[2] ? now - s->keep_ns[2] - HOUR_NS : INT64_MIN)))
+      (rc = pgs_expire(s->pg, s->keep_ns[0] ? keep_cutoff(s->keep_ns[0], 0) : INT64_MIN,
+                       s->keep_ns[1] ? keep_cutoff(s->keep_ns[1], MINUTE_NS) : INT64_MIN,
+                       s->keep_ns[2] ? keep_cutoff(s->keep_ns[2], HOUR_NS) : INT64_MIN)))
     say(why, sizeof why, "cannot drop points past retention: %s", grove_strerror(rc));
   pthread_mutex_lock(&s->lock);
   trouble_set(s, TROUBLE_CHUNKS, rc ? why : NULL);
@@ -1013,9 +1022,9 @@ int series_health(struct series *s, char *why, size_t n) {
 void series_retention(struct series *s, uint64_t raw_ms, uint64_t minute_ms, uint64_t hour_ms) {
   pthread_mutex_lock(&s->flush_lock);
   pthread_mutex_lock(&s->lock);
-  s->keep_ns[0] = (int64_t)raw_ms * 1000000;
-  s->keep_ns[1] = (int64_t)minute_ms * 1000000;
-  s->keep_ns[2] = (int64_t)hour_ms * 1000000;
+  const uint64_t ms[3] = {raw_ms, minute_ms, hour_ms};
+  for (int i = 0; i < 3; i++) /* past 292 years: as good as for ever, and no overflow */
+    s->keep_ns[i] = ms[i] > (uint64_t)INT64_MAX / 1000000 ? INT64_MAX : (int64_t)ms[i] * 1000000;
   pthread_mutex_unlock(&s->lock);
   pthread_mutex_unlock(&s->flush_lock);
 }
@@ -1578,15 +1587,8 @@ double series_bucket_value(const struct series_bucket *b, enum series_agg agg) {
   return 0;
 }
 
-static int64_t floor_to(int64_t t, int64_t step) {
-  int64_t q = t / step - (t % step != 0 && t < 0);
-  return q * step;
-}
-
-static int64_t ceil_to(int64_t t, int64_t step) {
-  int64_t f = floor_to(t, step);
-  return f == t ? t : f + step;
-}
+/* t's bucket start: callers pass a t at or after a bucket start that fits */
+static int64_t floor_to(int64_t t, int64_t step) { return time_floor_div(t, step) * step; }
 
 /* Buckets of `step` made from points that come by time. */
 struct bucketer {
@@ -1722,7 +1724,8 @@ static int fix_buckets(struct series *s, uint32_t id, int64_t step, const int64_
   int rc = 0;
   for (size_t i = 0; !rc && i < nfix;) {
     size_t j = i + 1;
-    while (j < nfix && fix[j] - fix[j - 1] == step)
+    int64_t next; /* (buckets far apart: their difference may not be an int64) */
+    while (j < nfix && !__builtin_add_overflow(fix[j - 1], step, &next) && next == fix[j])
       j++;
     int64_t end;
     if (__builtin_add_overflow(fix[j - 1], step, &end))
@@ -1754,14 +1757,59 @@ static int fix_buckets(struct series *s, uint32_t id, int64_t step, const int64_
   return 0;
 }
 
+/* Adds to `fix` (sorted, each once) the buckets that points outside the
+ * rollups' range fall in: read raw (almost always none: the first and last
+ * hours of the time range). */
+static int edge_buckets(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
+                        int64_t **fix, size_t *nfix) {
+  const int64_t edges[2][2] = {{from, to < ROLLUP_MIN_NS ? to : ROLLUP_MIN_NS},
+                               {from > ROLLUP_END_NS ? from : ROLLUP_END_NS, to}};
+  size_t cap = *nfix, had = *nfix;
+  int rc = 0;
+  for (int e = 0; e < 2 && !rc; e++) {
+    if (edges[e][0] >= edges[e][1])
+      continue;
+    struct chunk_point *pts;
+    size_t np;
+    if ((rc = series_range(s, id, edges[e][0], edges[e][1], &pts, &np)))
+      break;
+    for (size_t i = 0; i < np && !rc; i++)
+      rc = fix_add(fix, nfix, &cap, floor_to(pts[i].ts_ns, step));
+    free(pts);
+  }
+  if (rc || *nfix == had)
+    return rc;
+  qsort(*fix, *nfix, sizeof **fix, cmp_i64);
+  size_t u = 1;
+  for (size_t i = 1; i < *nfix; i++)
+    if ((*fix)[i] != (*fix)[u - 1])
+      (*fix)[u++] = (*fix)[i];
+  *nfix = u;
+  return 0;
+}
+
 int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, int64_t step,
                      size_t max_buckets, struct series_bucket **out, size_t *n,
                      const char **source) {
   if (step <= 0 || to <= from)
     return GROVE_EINVAL;
-  from = floor_to(from, step);
-  to = ceil_to(to, step);
-  if ((uint64_t)(to - from) / (uint64_t)step > max_buckets)
+  /* buckets are the multiples of step whose whole span lies in
+   * [TIME_MIN_NS, INT64_MAX]: from rounds down (up when down is not an
+   * int64), to up (down likewise); points outside are in no bucket */
+  if (from < TIME_MIN_NS)
+    from = TIME_MIN_NS;
+  if (time_floor(from, step, &from) && time_ceil(from, step, &from))
+    from = INT64_MAX;
+  if (time_ceil(to, step, &to) && time_floor(to, step, &to))
+    to = INT64_MIN;
+  if (to <= from) {
+    if (source)
+      *source = "raw";
+    *out = NULL;
+    *n = 0;
+    return 0;
+  }
+  if (((uint64_t)to - (uint64_t)from) / (uint64_t)step > max_buckets)
     return GROVE_ETOOBIG;
   if (step % MINUTE_NS) { /* finer than the rollups: the points themselves */
     if (source)
@@ -1790,6 +1838,8 @@ int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, in
   pthread_mutex_lock(&s->lock);
   rc = unrolled_buckets(s, id, from, to, step, &fix, &nfix);
   pthread_mutex_unlock(&s->lock);
+  if (!rc)
+    rc = edge_buckets(s, id, from, to, step, &fix, &nfix);
   if (!rc && nfix)
     rc = fix_buckets(s, id, step, fix, nfix, &b, &nb);
   free(fix);

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from grove import FAST_HASH, GROVE, EventStream, Grove, eventually, free_port, main, stop_all
 
 MIN = 60 * 10**9
-T0 = 1_810_000_020 * 10**9  # a whole minute
+T0 = (time.time_ns() // 10**9 - 2 * 86400) // 60 * 60 * 10**9  # a whole minute, two days back (not ahead of the clock)
 WORDS = ["The air ", "in east ", "is Moderate ", "(AQI 90)."]
 
 

@@ -58,7 +58,7 @@ static void on_error(int line, const char *text, size_t len, const char *why, vo
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (size < 1)
     return 0;
-  enum lp_precision prec = (enum lp_precision)(data[0] % 4);
+  enum lp_precision prec = (enum lp_precision)(data[0] % (LP_H + 1));
   struct lp_stats st;
   lp_parse((const char *)data + 1, size - 1, prec, 1, on_point, on_error, NULL, &st);
   return 0;

@@ -10,6 +10,7 @@
  *   GET  /api/v1/series/range                  buckets of any series
  * Times are Unix nanoseconds or RFC 3339; steps are durations (10s, 1m). */
 #include <math.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,11 +51,10 @@ static bool number_param(struct http_req *r, const char *name, bool rfc3339, int
   if (http_query_get(r, name, 0, v, sizeof v) <= 0)
     return false;
   char *end;
+  errno = 0;
   long long x = strtoll(v, &end, 10);
-  if (!*end) {
-    *out = x;
-    return true;
-  }
+  if (!*end)
+    return errno != ERANGE && ((*out = x), true); /* past int64: refused, not clamped */
   return rfc3339 && rfc3339_parse(v, out);
 }
 
@@ -417,7 +417,8 @@ static bool read_params(struct http_req *r, struct read_job *j, bool bucketed, b
     j->from = j->to - 3600LL * 1000000000;
   }
   if (!time_param(r, "from", &j->from) || !time_param(r, "to", &j->to)) {
-    *bad = "from and to are Unix nanoseconds or RFC 3339";
+    *bad = "from and to are Unix nanoseconds (int64) or RFC 3339 times from 1677-09-21 to "
+           "2262-04-11";
     return false;
   }
   /* raw points: a page of `limit` (the store's default, at most its max) */

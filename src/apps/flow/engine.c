@@ -1,5 +1,19 @@
 /* engine.c — partitions of keyed windows, entities with their AQI and
- * hysteresis, and throttled publishing. */
+ * hysteresis, and throttled publishing.
+ *
+ * Event time and the wall clock. A partition's watermark serves every
+ * station and region whose keys hash to it, so it must not follow one
+ * writer's clock: each stream is given the wall clock with every reading
+ * (stream_add_at) and cfg.ahead_ns as its bound. A reading later than
+ * now + ahead is stored (the caller wrote it before) but is in no window
+ * and moves nothing (counted as ahead); the others move the watermark to
+ * at most now - lateness. We chose this over a watermark per key because
+ * region keys mix many stations, so a per-key watermark would still let
+ * one station's clock make its region's other stations late; bounded by
+ * the wall clock, an honest reading (within `lateness` of the wall clock)
+ * is never late whatever another station's clock says, and a fast clock
+ * delays only its own station's windows. When readings stop, the ticker
+ * moves the watermark on with the wall clock (never past it either). */
 #include "apps/flow/engine.h"
 
 #include <math.h>
@@ -84,6 +98,7 @@ struct part {
   /* taken before `lock` is dropped and held while an outbox is handed on,
    * so updates leave in the order they were staged */
   pthread_mutex_t out_lock;
+  uint64_t ahead;             /* station readings refused as ahead of the wall clock */
   struct flow_engine *e;
   uint64_t windows;
 };
@@ -728,13 +743,29 @@ static void find_stale(struct part *p, uint64_t now, struct outbox *ob) {
   }
 }
 
-/* Adds a reading to an entity's window key; true when it was late. */
-static bool add_one(struct part *p, struct entity *en, const struct flow_reading *r,
-                    uint64_t now, uint64_t wall, struct outbox *ob) {
+/* The wall clock in Unix ns, for event time: the injected one (tests, ms)
+ * or CLOCK_REALTIME. */
+static int64_t wall_ns(const struct flow_engine *e) {
+  if (e->cfg.env.wall_ms)
+    return (int64_t)e->cfg.env.wall_ms(e->cfg.env.arg) * 1000000;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Adds a reading to an entity's window key: STREAM_ADDED, STREAM_LATE or
+ * STREAM_AHEAD. A reading ahead of the wall clock (`clock`, Unix ns) says
+ * the entity is alive but changes neither its latest value nor any
+ * window. */
+static int add_one(struct part *p, struct entity *en, const struct flow_reading *r,
+                   uint64_t now, uint64_t wall, int64_t clock, struct outbox *ob) {
   char key[80];
   make_key(key, en->region, (int)r->species, en->name);
+  int rc = stream_add_at(p->stream, key, r->ts_ns, r->value, clock);
+  if (rc < 0) /* its windows are beyond int64: ahead or behind everything */
+    rc = r->ts_ns > clock ? STREAM_AHEAD : STREAM_LATE;
   struct species_state *s = &en->sp[r->species];
-  if (r->ts_ns >= s->latest_ns) {
+  if (rc != STREAM_AHEAD && r->ts_ns >= s->latest_ns) {
     s->latest = r->value;
     s->latest_ns = r->ts_ns;
   }
@@ -755,14 +786,17 @@ static bool add_one(struct part *p, struct entity *en, const struct flow_reading
       station_staleness(p, en, ob);
   }
   mark_changed(p, en);
-  if (r->ts_ns > p->max_ts) {
+  if (rc == STREAM_ADDED && r->ts_ns > p->max_ts) {
     p->max_ts = r->ts_ns;
     p->max_wall_ms = now;
   }
-  return stream_add(p->stream, key, r->ts_ns, r->value) == 1;
+  return rc;
 }
 
-size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size_t n) {
+size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size_t n,
+                       size_t *ahead_out) {
+  if (ahead_out)
+    *ahead_out = 0;
   if (!n)
     return 0;
   unsigned char *where = malloc(2 * n); /* partition of the station key, of the region key */
@@ -805,7 +839,7 @@ size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size
   if (ncreated && e->on_stations)
     e->on_stations(created, ncreated, e->arg);
   free(created);
-  size_t late = 0;
+  size_t late = 0, ahead = 0;
   struct outbox ob;
   outbox_init(&ob);
   for (unsigned pi = 0; pi < e->nparts; pi++) {
@@ -818,19 +852,22 @@ size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size
     pthread_mutex_lock(&p->lock);
     uint64_t now = now_mono(e); /* under the lock: never behind a publish */
     uint64_t wall = now_wall(e);
+    int64_t clock = wall_ns(e);
     struct entity *st = NULL, *rg = NULL; /* readings come a station at a time */
     for (size_t i = 0; i < n; i++) {
       if (where[2 * i] == pi) {
         if (!st || strcmp(st->name, r[i].station) != 0)
           st = entity_get(p, false, r[i].station);
-        if (st && add_one(p, st, &r[i], now, wall, &ob))
-          late++;
+        int rc = st ? add_one(p, st, &r[i], now, wall, clock, &ob) : STREAM_ADDED;
+        late += rc == STREAM_LATE;
+        ahead += rc == STREAM_AHEAD;
+        p->ahead += rc == STREAM_AHEAD;
       }
       if (where[2 * i + 1] == pi) {
         if (!rg || strcmp(rg->name, regions[i]) != 0)
           rg = entity_get(p, true, regions[i]);
         if (rg)
-          add_one(p, rg, &r[i], now, wall, &ob);
+          add_one(p, rg, &r[i], now, wall, clock, &ob);
       }
     }
     settle(p, now, &ob);
@@ -839,6 +876,8 @@ size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size
   outbox_release(&ob);
   free(where);
   free(regions);
+  if (ahead_out)
+    *ahead_out = ahead;
   return late;
 }
 
@@ -854,10 +893,18 @@ void flow_engine_tick(struct flow_engine *e) {
     struct part *p = &e->parts[pi];
     pthread_mutex_lock(&p->lock);
     uint64_t now = now_mono(e);
-    /* sensors gone quiet: event time moves on with the wall clock */
-    if (p->max_ts != INT64_MIN && now - p->max_wall_ms >= idle_ms)
-      stream_advance(p->stream,
-                     p->max_ts + (int64_t)(now - p->max_wall_ms) * 1000000 - e->cfg.lateness_ns);
+    int64_t clock = wall_ns(e);
+    /* sensors gone quiet: event time moves on with the wall clock (and,
+     * bounded, never past it) */
+    if (p->max_ts != INT64_MIN && now - p->max_wall_ms >= idle_ms) {
+      int64_t wm;
+      if (time_add(p->max_ts, (int64_t)(now - p->max_wall_ms) * 1000000, &wm))
+        wm = INT64_MAX;
+      if (e->cfg.ahead_ns > 0 && wm > clock)
+        wm = clock;
+      if (!time_sub(wm, e->cfg.lateness_ns, &wm))
+        stream_advance(p->stream, wm);
+    }
     find_stale(p, now, &ob);
     settle(p, now, &ob);
     flush(e, p, &ob);
@@ -980,6 +1027,7 @@ void flow_engine_stats(struct flow_engine *e, struct flow_engine_stats *out) {
     struct part *p = &e->parts[pi];
     pthread_mutex_lock(&p->lock);
     out->late += stream_late(p->stream);
+    out->ahead += p->ahead;
     out->windows += p->windows;
     out->keys += stream_keys(p->stream);
     out->key_bytes = stream_key_bytes(p->stream);
@@ -1017,7 +1065,8 @@ int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *c
   pthread_cond_init(&e->tick_wake, NULL);
   map_init(&e->stations);
   map_init(&e->regions);
-  struct stream_cfg sc = {cfg->window_ns, cfg->slide_ns, cfg->lateness_ns, true}; /* the AQI needs means */
+  struct stream_cfg sc = {cfg->window_ns, cfg->slide_ns, cfg->lateness_ns, true, /* the AQI needs means */
+                          cfg->ahead_ns};
   int rc = 0;
   for (unsigned i = 0; i < e->nparts; i++) {
     struct part *p = &e->parts[i];

@@ -71,7 +71,8 @@ struct flow_alert {
  * call flow_engine_tick() themselves. */
 struct flow_engine_env {
   uint64_t (*mono_ms)(void *arg);  /* monotonic ms: throttles, idle, staleness */
-  uint64_t (*wall_ms)(void *arg);  /* Unix ms: last_seen, alerts' `at` */
+  uint64_t (*wall_ms)(void *arg);  /* Unix ms: last_seen, alerts' `at`, and the clock
+                                    * event time is bounded by (ahead_ns) */
   /* called for each live update instead of hub_publish, no engine lock held */
   void (*publish)(const char *topic, const char *json, size_t len, void *arg);
   void *arg;
@@ -80,6 +81,9 @@ struct flow_engine_env {
 
 struct flow_engine_cfg {
   int64_t window_ns, slide_ns, lateness_ns;
+  int64_t ahead_ns;       /* a reading later than the wall clock (env.wall_ms) + this
+                           * is in no window and moves no watermark; 0: no bound
+                           * (see engine.c) */
   int hysteresis;         /* AQI points below a category's floor before falling out */
   unsigned partitions;
   uint64_t publish_ms;    /* at most one live update per topic this often */
@@ -107,8 +111,11 @@ int flow_engine_station_put(struct flow_engine *e, const struct flow_station *st
 bool flow_engine_station_get(struct flow_engine *e, const char *id, struct flow_station *out);
 
 /* Adds readings that are durable already. Returns how many were late (left
- * out of the windows). */
-size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size_t n);
+ * out of the windows: older than the watermark); *ahead (may be NULL) gets
+ * how many were ahead of the wall clock by more than cfg.ahead_ns (left
+ * out too, and moving nothing). */
+size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size_t n,
+                       size_t *ahead);
 
 /* Remembers which series holds a known station's pollutant (at start,
  * from the series store's keys). */
@@ -130,6 +137,7 @@ void flow_engine_tick(struct flow_engine *e);
 
 struct flow_engine_stats {
   uint64_t late, windows, alerts, published;
+  uint64_t ahead;         /* station readings ahead of the wall clock */
   size_t keys, stations, regions;
   size_t key_bytes;       /* one window key's state */
 };

@@ -35,6 +35,7 @@ static const struct cfg_opt flow_opts[] = {
     O("flow-window", CFG_MS, window_ms, "10m", "length of the rolling AQI window"),
     O("flow-slide", CFG_MS, slide_ms, "1m", "how often the rolling window moves on (a new AQI each time)"),
     O("flow-lateness", CFG_MS, lateness_ms, "1m", "how far behind the newest reading a reading may arrive and still count"),
+    O("flow-max-ahead", CFG_MS, ahead_ms, "5m", "a reading later than the server's clock by more than this is stored but left out of the AQI and moves no window; 0: no bound (event time alone, for replays)"),
     O("flow-publish-interval", CFG_MS, publish_ms, "1s", "at most one live update per station or region topic this often"),
     O("flow-alert-hysteresis", CFG_INT, hysteresis, "5", "AQI points below a category's floor before an alert says it is over"),
     O("flow-partitions", CFG_INT, partitions, "0", "window partitions (worker threads update them at once); 0: one per CPU"),
@@ -379,14 +380,19 @@ static void merge_histories(struct flow *f, struct hint_walk *w) {
  * at once rather than after a window of new readings. (Categories are set
  * again without alerts.) */
 static void warm_start(struct flow *f, const struct known_series *found, size_t n) {
-  int64_t now = (int64_t)clock_wall_ms() * 1000000;
-  int64_t from = now - (int64_t)(f->cfg.window_ms + f->cfg.lateness_ms + f->cfg.slide_ms) * 1000000;
+  int64_t now = (int64_t)clock_wall_ms() * 1000000, back, from, to;
+  /* each duration fits in int64 ns (cfg_parse_ms); their sum may not */
+  if (time_mul((int64_t)(f->cfg.window_ms + f->cfg.lateness_ms + f->cfg.slide_ms), 1000000, &back) ||
+      time_sub(now, back, &from))
+    from = TIME_MIN_NS;
+  if (time_add(now, 60000000000LL, &to))
+    to = INT64_MAX;
   struct flow_reading *r = NULL;
   size_t nr = 0, cap = 0;
   for (size_t i = 0; i < n; i++) {
     struct chunk_point *pts;
     size_t np;
-    if (series_range(f->series, found[i].id, from, now + 60000000000LL, &pts, &np))
+    if (series_range(f->series, found[i].id, from, to, &pts, &np))
       continue;
     for (size_t k = 0; k < np; k++) {
       if (nr == cap) {
@@ -405,7 +411,7 @@ static void warm_start(struct flow *f, const struct known_series *found, size_t 
     /* by time, so the watermark moves as it did when they arrived */
     qsort(r, nr, sizeof *r, cmp_reading_time);
     for (size_t at = 0; at < nr; at += 50000)
-      flow_engine_add(f->engine, r + at, nr - at < 50000 ? nr - at : 50000);
+      flow_engine_add(f->engine, r + at, nr - at < 50000 ? nr - at : 50000, NULL);
     log_info(NULL, "windows warmed from stored readings", "readings=%zu", nr);
   }
   free(r);
@@ -485,6 +491,7 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
       .window_ns = (int64_t)f->cfg.window_ms * 1000000,
       .slide_ns = (int64_t)f->cfg.slide_ms * 1000000,
       .lateness_ns = (int64_t)f->cfg.lateness_ms * 1000000,
+      .ahead_ns = (int64_t)f->cfg.ahead_ms * 1000000,
       .hysteresis = f->cfg.hysteresis,
       .partitions = f->cfg.partitions > 0 ? (unsigned)f->cfg.partitions
                                           : (unsigned)(cpus > 0 ? (cpus > 64 ? 64 : cpus) : 1),
@@ -504,6 +511,9 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
   f->late = metric_get(metrics_family(ctx->metrics, "grove_flow_late_readings_total",
                                       "Readings older than the watermark: stored, left out of the AQI windows.",
                                       METRIC_COUNTER, ""));
+  f->ahead = metric_get(metrics_family(ctx->metrics, "grove_flow_ahead_readings_total",
+                                       "Readings later than the server's clock by more than --flow-max-ahead: stored, left out of the AQI windows, moving no watermark.",
+                                       METRIC_COUNTER, ""));
   f->alerts = metric_get(metrics_family(ctx->metrics, "grove_flow_alerts_total",
                                         "AQI category changes alerted.", METRIC_COUNTER, ""));
   f->stations = metric_get(metrics_family(ctx->metrics, "grove_flow_stations",
@@ -513,7 +523,8 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
       (rc = flow_engine_create(&f->engine, &ec, ctx->hub, on_alert, on_new_stations, f))) {
     if (rc == GROVE_EINVAL)
       log_error(NULL, "bad flow window options",
-                "hint=\"--flow-slide must divide into --flow-window, at most 4096 panes\"");
+                "hint=\"--flow-window at most 4096 panes of gcd(--flow-window, --flow-slide), and "
+                "(window + slide + --flow-lateness + --flow-max-ahead) at most 8190 panes\"");
     flow_free(f);
     return rc;
   }

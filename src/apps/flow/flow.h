@@ -24,6 +24,7 @@ struct flow_cfg {
   uint64_t flush_ms;
   int flush_points;
   uint64_t window_ms, slide_ms, lateness_ms, publish_ms, stale_ms;
+  uint64_t ahead_ms;      /* --flow-max-ahead; 0: no bound */
   int hysteresis;
   int partitions;
   uint64_t keep_raw_ms, keep_1m_ms, keep_1h_ms;
@@ -36,6 +37,7 @@ struct flow {
   struct series *series;
   struct flow_engine *engine;
   struct metric *points_written, *lines_failed, *late, *alerts, *stations;
+  struct metric *ahead;   /* readings ahead of the wall clock */
 };
 
 /* Routes of each file. */

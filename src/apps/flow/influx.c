@@ -1,7 +1,7 @@
 /* influx.c — InfluxDB's write API, so that Telegraf and InfluxDB clients
  * configured for InfluxDB write to Grove unchanged:
  *
- *   POST /write?db=…[&rp=…][&precision=n|u|ms|s][&u=…&p=KEY]       (1.x)
+ *   POST /write?db=…[&rp=…][&precision=n|u|ms|s|m|h][&u=…&p=KEY]   (1.x)
  *   POST /api/v2/write?org=…&bucket=…[&precision=ns|us|ms|s]        (2.x)
  *   GET|HEAD /ping                                                  (both)
  *
@@ -105,7 +105,7 @@ static bool influx_auth(struct flow *f, struct http_req *r) {
 }
 
 /* Precision as each API names it: 1.x as the parser reads it
- * (lp_precision_parse: n, u, ms, s, ns, us, µs); 2.x ns, us, ms, s. */
+ * (lp_precision_parse: n, u, ms, s, m, h, ns, us, µs); 2.x ns, us, ms, s. */
 static bool influx_precision(struct http_req *r, bool v2, enum lp_precision *prec) {
   char p[64] = "";
   if (http_query_get(r, "precision", 0, p, sizeof p) < 0)
@@ -132,7 +132,7 @@ static void handle_write_v1(struct http_req *r) {
   }
   if (!influx_precision(r, false, &prec)) {
     flow_reply_error(r, FLOW_WRITE_INFLUX, 400, "INVALID_PRECISION",
-                     "invalid precision: n, u, ms or s", NULL);
+                     "invalid precision: n, u, ms, s, m or h", NULL);
     return;
   }
   flow_write_start(r, f, prec, FLOW_WRITE_INFLUX);

@@ -78,6 +78,7 @@ struct batch {
   struct buf names;
   uint32_t last_station, last_region;
   size_t late;             /* readings stored but older than their windows' watermark */
+  size_t ahead;            /* readings ahead of the server's clock (flow_engine_add) */
 };
 
 static void batch_init(struct batch *b) {
@@ -230,10 +231,12 @@ static int batch_commit(struct batch *b) {
                                  p->region == UINT32_MAX ? NULL : b->names.data + p->region,
                                  (enum flow_species)p->species, pt->ts_ns, pt->value, pt->id};
   }
-  size_t late = flow_engine_add(f->engine, r, b->nrd);
+  size_t late = flow_engine_add(f->engine, r, b->nrd, &b->ahead);
   b->late = late;
   if (late)
     metric_add(f->late, (double)late);
+  if (b->ahead)
+    metric_add(f->ahead, (double)b->ahead);
   free(r);
   return 0;
 }
@@ -566,15 +569,19 @@ static void write_done(struct http_req *r, void *arg) {
       snprintf(msg, sizeof msg, "partial write: %d of %d lines failed; the others were written",
                j->stats.errors, j->stats.lines);
     flow_reply_error(r, j->api, 400, "PARTIAL_WRITE", msg,
-                     json_pack("{s:i,s:i,s:I,s:I,s:O}", "lines", j->stats.lines, "failed_lines",
+                     json_pack("{s:i,s:i,s:I,s:I,s:I,s:O}", "lines", j->stats.lines, "failed_lines",
                                j->stats.errors, "points_written", (json_int_t)j->batch.npts,
-                               "late", (json_int_t)j->batch.late, "failed", j->batch.failed));
+                               "late", (json_int_t)j->batch.late, "ahead", (json_int_t)j->batch.ahead,
+                               "failed", j->batch.failed));
   } else {
     /* 204 has no body (InfluxDB clients expect it): the late count goes in
-     * a header */
-    char late[24];
+     * a header, and so does the count of readings too far ahead of the
+     * server's clock (stored, not in the AQI) */
+    char late[24], ahead[24];
     snprintf(late, sizeof late, "%zu", j->batch.late);
     http_res_header(r, "X-Grove-Late-Points", late);
+    snprintf(ahead, sizeof ahead, "%zu", j->batch.ahead);
+    http_res_header(r, "X-Grove-Ahead-Points", ahead);
     http_reply(r, 204, NULL, NULL, 0);
   }
   batch_release(&j->batch);
@@ -589,7 +596,7 @@ static void handle_write(struct http_req *r) {
   enum lp_precision prec;
   http_query_get(r, "precision", 0, prec_s, sizeof prec_s); /* absent: nanoseconds */
   if (lp_precision_parse(prec_s, &prec)) {
-    http_reply_error(r, 400, "INVALID_PRECISION", "precision must be ns, us, ms or s", NULL);
+    http_reply_error(r, 400, "INVALID_PRECISION", "precision must be ns, us, ms, s, m or h", NULL);
     return;
   }
   flow_write_start(r, f, prec, FLOW_WRITE_GROVE);
@@ -635,6 +642,7 @@ void flow_write_start(struct http_req *r, struct flow *f, enum lp_precision prec
  * "air_quality,station=ID pollutant". */
 
 #define MAX_READINGS 100000
+#define TIME_OUT_OF_RANGE "time is outside 1677-09-21T00:12:43.145224194Z..2262-04-11T23:47:16.854775806Z"
 
 struct readings_job {
   struct batch batch;  /* first: batch_job_new makes both */
@@ -672,17 +680,19 @@ static int add_reading(struct readings_job *j, size_t index, json_t *o, int64_t 
   int64_t ts = now_ns;
   json_t *t = json_object_get(o, "time");
   if (json_is_string(t)) {
-    if (!rfc3339_parse(json_string_value(t), &ts)) {
-      reading_failed(j, index, "time must be RFC 3339 (2026-11-23T10:00:00Z) or Unix seconds");
+    int rc = time_parse_rfc3339(json_string_value(t), &ts);
+    if (rc) {
+      reading_failed(j, index, rc == GROVE_ERANGE ? TIME_OUT_OF_RANGE
+                                                  : "time must be RFC 3339 (2026-11-23T10:00:00Z) or Unix seconds");
       return 0;
     }
   } else if (json_is_number(t)) {
-    double sec = json_number_value(t);
-    if (!(sec > -9.2e9 && sec < 9.2e9)) {
-      reading_failed(j, index, "time is out of range");
+    /* below 2^63 (as a double) the rounding cannot overflow; then InfluxDB's range */
+    double ns = json_number_value(t) * 1e9;
+    if (!(fabs(ns) < 9223372036854775807.0) || !time_valid(ts = (int64_t)llround(ns))) {
+      reading_failed(j, index, TIME_OUT_OF_RANGE);
       return 0;
     }
-    ts = (int64_t)llround(sec * 1e9);
   } else if (t && !json_is_null(t)) {
     reading_failed(j, index, "time must be RFC 3339 (2026-11-23T10:00:00Z) or Unix seconds");
     return 0;
@@ -782,15 +792,16 @@ static void readings_done(struct http_req *r, void *arg) {
     snprintf(msg, sizeof msg, "partial write: %zu of %zu readings failed; the others were written",
              j->nfailed, j->nreadings);
     http_reply_error(r, 400, "PARTIAL_WRITE", msg,
-                     json_pack("{s:I,s:I,s:I,s:I,s:O}", "readings", (json_int_t)j->nreadings,
+                     json_pack("{s:I,s:I,s:I,s:I,s:I,s:O}", "readings", (json_int_t)j->nreadings,
                                "failed_readings", (json_int_t)j->nfailed, "points_written",
                                (json_int_t)j->batch.npts, "late", (json_int_t)j->batch.late,
+                               "ahead", (json_int_t)j->batch.ahead,
                                "failed", j->batch.failed));
   } else {
     http_reply_data(r, 200,
-                    json_pack("{s:I,s:I,s:I}", "readings", (json_int_t)j->nreadings,
+                    json_pack("{s:I,s:I,s:I,s:I}", "readings", (json_int_t)j->nreadings,
                               "points_written", (json_int_t)j->batch.npts, "late",
-                              (json_int_t)j->batch.late),
+                              (json_int_t)j->batch.late, "ahead", (json_int_t)j->batch.ahead),
                     NULL);
   }
   batch_release(&j->batch);

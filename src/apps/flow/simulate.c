@@ -11,7 +11,15 @@
  *
  * One thread generates line protocol into request bodies, in event-time
  * order; --connections threads post them (keep-alive) and count what the
- * server refused. */
+ * server refused.
+ *
+ * Real time by default: a tick is written once the wall clock reaches its
+ * event time (ticks already past, from a --start in the past, go at once),
+ * so a simulated city never writes readings from the future, which a
+ * server would leave out of the AQI (--flow-max-ahead) and which, without
+ * that bound, would make real stations' readings late. --fast writes as
+ * fast as --rate and the server allow, event time running ahead of the
+ * clock: for load tests and replays into a server of its own. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -44,6 +52,7 @@ struct sim_cfg {
   bool faults;
   int seed;
   bool print;             /* write the lines to standard output instead */
+  bool fast;              /* event time may run ahead of the wall clock */
 };
 
 #define O(name, type, field, def, help) {name, type, offsetof(struct sim_cfg, field), def, help}
@@ -62,6 +71,7 @@ static const struct cfg_opt sim_opts[] = {
     O("faults", CFG_BOOL, faults, "true", "sensor faults and late, duplicate, out-of-order and malformed lines"),
     O("seed", CFG_INT, seed, "1", "random seed: the same seed makes the same city and stream"),
     O("print", CFG_BOOL, print, "false", "write the line protocol to standard output instead of sending it"),
+    O("fast", CFG_BOOL, fast, "false", "faster than real time: event time runs ahead of the clock as fast as --rate and the server allow (by default a reading is sent once the clock reaches its time)"),
 };
 #undef O
 
@@ -127,6 +137,7 @@ struct city {
   int64_t t0, t;           /* event time: first and current tick */
   int64_t tick;
   int next;                /* next station in this tick */
+  bool ended;              /* the next tick is past the end of the time range */
 };
 
 static void city_init(struct city *c, struct sim_cfg *cfg, int64_t t0) {
@@ -231,18 +242,22 @@ static int city_line(struct city *c, int i, int64_t t, struct buf *b) {
   return SP_COUNT;
 }
 
-/* Fills a body with up to `lines` lines; returns the points in it. */
-static long city_body(struct city *c, int lines, struct buf *b) {
+/* Fills a body with up to `lines` lines, stopping before a tick whose
+ * event time is after `until`; returns the points in it. */
+static long city_body(struct city *c, int lines, struct buf *b, int64_t until) {
   long points = 0;
   bool faults = c->cfg->faults;
   size_t prev_start = 0, prev_end = 0;
   for (int n = 0; n < lines; n++) {
+    if (c->next == 0 && (c->ended || c->t > until))
+      break;
     if (c->next == 0)
       city_weather(c);
     size_t start = b->len;
     int64_t t = c->t;
-    if (faults && rng_unit(&c->rng) < 0.005) /* late: a buffer flushed after a gap */
-      t -= (int64_t)(5 + rng_next(&c->rng) % 15) * 60 * 1000000000LL;
+    if (faults && rng_unit(&c->rng) < 0.005 && /* late: a buffer flushed after a gap */
+        time_sub(t, (int64_t)(5 + rng_next(&c->rng) % 15) * 60 * 1000000000LL, &t))
+      t = c->t;
     points += city_line(c, c->next, t, b);
     double u = faults ? rng_unit(&c->rng) : 1;
     if (u < 0.003 && b->len > start) { /* duplicated: a retry after a lost answer */
@@ -267,7 +282,9 @@ static long city_body(struct city *c, int lines, struct buf *b) {
     if (++c->next == c->cfg->stations) {
       c->next = 0;
       c->tick++;
-      c->t = c->t0 + c->tick * (int64_t)c->cfg->interval_ms * 1000000;
+      int64_t step; /* interval_ms fits int64 ns (cfg_parse_ms); tick × it may not */
+      c->ended = time_mul(c->tick, (int64_t)c->cfg->interval_ms * 1000000, &step) ||
+                 time_add(c->t0, step, &c->t) || !time_valid(c->t);
       if (c->cfg->ticks && c->tick >= c->cfg->ticks)
         break;
     }
@@ -475,6 +492,11 @@ int flow_simulate(int argc, char **argv) {
   if (!cfg.print)
     for (int i = 0; i < cfg.connections; i++)
       pthread_create(&threads[i], NULL, sender_main, &s);
+  fprintf(stderr, cfg.fast ? "grove flow simulate: faster than real time: event time runs ahead "
+                            "of the clock (a server leaves readings more than --flow-max-ahead "
+                            "ahead out of the AQI)\n"
+                          : "grove flow simulate: real time: each reading is sent once the clock "
+                            "reaches its event time (--fast to run ahead)\n");
   uint64_t began = clock_mono_ns();
   long generated = 0;
   for (;;) {
@@ -500,7 +522,19 @@ int flow_simulate(int argc, char **argv) {
     }
     struct buf b;
     buf_init(&b, 0);
-    long points = city_body(&c, lines, &b);
+    int64_t wall = (int64_t)clock_wall_ms() * 1000000;
+    long points = city_body(&c, lines, &b, cfg.fast ? INT64_MAX : wall);
+    if (!b.len) {
+      buf_release(&b);
+      if (c.ended)
+        break;
+      /* real time: the next tick is due later; wait (100 ms at most, so
+       * --duration is seen) */
+      int64_t wait_ns = c.t - wall < 100000000 ? c.t - wall : 100000000;
+      struct timespec ts = {0, (long)(wait_ns > 0 ? wait_ns : 1000000)};
+      nanosleep(&ts, NULL);
+      continue;
+    }
     generated += points;
     if (cfg.print) {
       fwrite(b.data, 1, b.len, stdout);

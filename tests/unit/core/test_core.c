@@ -453,6 +453,102 @@ TEST(health_checks_report_trouble_until_it_clears) {
   health_destroy(NULL);
 }
 
+/* ---- times -------------------------------------------------------------------- */
+
+static const int64_t time_extremes[] = {INT64_MIN, INT64_MIN + 1, INT64_MIN + 2, -1000000000,
+                                        -1, 0, 1, 1000000000, INT64_MAX - 2, INT64_MAX - 1,
+                                        INT64_MAX};
+
+/* Every checked helper agrees with 128-bit arithmetic on the extremes:
+ * the exact result when it is an int64, GROVE_ERANGE (out untouched)
+ * otherwise. */
+TEST(time_arithmetic_is_checked_on_the_extremes) {
+  size_t n = sizeof time_extremes / sizeof time_extremes[0];
+  for (size_t i = 0; i < n; i++)
+    for (size_t j = 0; j < n; j++) {
+      int64_t a = time_extremes[i], b = time_extremes[j], out = 42;
+      __int128 sum = (__int128)a + b, dif = (__int128)a - b, prod = (__int128)a * b;
+      bool sum_fits = sum >= INT64_MIN && sum <= INT64_MAX;
+      CHECK_EQ_INT(time_add(a, b, &out), sum_fits ? 0 : GROVE_ERANGE);
+      CHECK(out == (sum_fits ? (int64_t)sum : 42));
+      out = 42;
+      bool dif_fits = dif >= INT64_MIN && dif <= INT64_MAX;
+      CHECK_EQ_INT(time_sub(a, b, &out), dif_fits ? 0 : GROVE_ERANGE);
+      CHECK(out == (dif_fits ? (int64_t)dif : 42));
+      out = 42;
+      bool prod_fits = prod >= INT64_MIN && prod <= INT64_MAX;
+      CHECK_EQ_INT(time_mul(a, b, &out), prod_fits ? 0 : GROVE_ERANGE);
+      CHECK(out == (prod_fits ? (int64_t)prod : 42));
+      if (b <= 0)
+        continue;
+      /* floor and ceil to a step: the true multiple, or a refusal */
+      __int128 q = a / b - (a % b != 0 && a < 0);
+      __int128 fl = q * b, ce = fl == a ? fl : fl + b;
+      CHECK(time_floor_div(a, b) == (int64_t)q);
+      out = 42;
+      CHECK_EQ_INT(time_floor(a, b, &out), fl >= INT64_MIN ? 0 : GROVE_ERANGE);
+      CHECK(out == (fl >= INT64_MIN ? (int64_t)fl : 42));
+      out = 42;
+      CHECK_EQ_INT(time_ceil(a, b, &out), ce <= INT64_MAX && ce >= INT64_MIN ? 0 : GROVE_ERANGE);
+    }
+  CHECK(time_valid(TIME_MIN_NS) && time_valid(TIME_MAX_NS) && time_valid(0));
+  CHECK(!time_valid(INT64_MIN) && !time_valid(INT64_MIN + 1) && !time_valid(INT64_MAX));
+  CHECK(time_clamp(INT64_MIN) == TIME_MIN_NS && time_clamp(INT64_MAX) == TIME_MAX_NS);
+}
+
+TEST(rfc3339_times_in_range_and_out) {
+  int64_t t = 0;
+  CHECK_EQ_INT(time_parse_rfc3339("2026-11-23T10:00:00Z", &t), 0);
+  CHECK(t == 1795428000000000000LL);
+  CHECK_EQ_INT(time_parse_rfc3339("2026-11-23t10:00:00.5+01:30", &t), 0);
+  CHECK(t == 1795428000000000000LL - 5400000000000LL + 500000000);
+  CHECK_EQ_INT(time_parse_rfc3339("1969-12-31 23:59:59.999999999999z", &t), 0);
+  CHECK(t == -1);
+  /* the edges of InfluxDB's range, and one nanosecond past them */
+  CHECK_EQ_INT(time_parse_rfc3339("1677-09-21T00:12:43.145224194Z", &t), 0);
+  CHECK(t == TIME_MIN_NS);
+  CHECK_EQ_INT(time_parse_rfc3339("2262-04-11T23:47:16.854775806Z", &t), 0);
+  CHECK(t == TIME_MAX_NS);
+  CHECK_EQ_INT(time_parse_rfc3339("1677-09-21T00:12:43.145224193Z", &t), GROVE_ERANGE);
+  CHECK_EQ_INT(time_parse_rfc3339("2262-04-11T23:47:16.854775807Z", &t), GROVE_ERANGE);
+  /* the fuzz seed that overflowed, and the far ends of four digits */
+  CHECK_EQ_INT(time_parse_rfc3339("5026-11-23T10:00:00z", &t), GROVE_ERANGE);
+  CHECK_EQ_INT(time_parse_rfc3339("9999-12-31T23:59:60.999999999-23:59", &t), GROVE_ERANGE);
+  CHECK_EQ_INT(time_parse_rfc3339("0000-01-01T00:00:00+23:59", &t), GROVE_ERANGE);
+  CHECK(!rfc3339_parse("5026-11-23T10:00:00z", &t));
+  /* not RFC 3339 */
+  static const char *const bad[] = {
+      "",  "2026-11-23",  "2026-11-23T10:00:00",  "2026-02-30T10:00:00Z",
+      "2025-02-29T00:00:00Z", "2026-13-01T00:00:00Z", "2026-11-23T24:00:00Z",
+      "+026-11-23T10:00:00Z", " 2026-11-23T10:00:00Z", "2026-11-23T10:00:00.Z",
+      "2026-11-23T10:00:00+1:00", "2026-11-23T10:00:00Zjunk", "2026-1-23T10:00:00Z",
+      "-2026-11-23T10:00:00Z", "2026-11-23T10:0 :00Z",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    if (time_parse_rfc3339(bad[i], &t) != GROVE_EINVAL)
+      fprintf(stderr, "accepted '%s'\n", bad[i]);
+    CHECK_EQ_INT(time_parse_rfc3339(bad[i], &t), GROVE_EINVAL);
+  }
+  CHECK_EQ_INT(time_parse_rfc3339("2024-02-29T00:00:00Z", &t), 0); /* a leap day */
+  CHECK_EQ_INT(time_parse_rfc3339("2016-12-31T23:59:60Z", &t), 0); /* a leap second */
+  CHECK(t == 1483228800000000000LL);
+}
+
+/* Durations fit an int64 in nanoseconds, so no caller's (int64_t)ms *
+ * 1000000 can overflow. */
+TEST(config_durations_fit_nanoseconds) {
+  uint64_t v;
+  CHECK(cfg_parse_ms("292y", &v) != 0);
+  CHECK(cfg_parse_ms("106000d", &v) == 0 && (int64_t)v * 1000000 / 1000000 == (int64_t)v);
+  CHECK(cfg_parse_ms("107000d", &v) != 0);
+  CHECK(cfg_parse_ms("9223372036853", &v) == 0 && v == 9223372036853ULL);
+  CHECK(cfg_parse_ms("9223372036855", &v) != 0);
+  CHECK(cfg_parse_ms("1e300h", &v) != 0);
+  CHECK(cfg_parse_ms("nan", &v) != 0);
+  CHECK(cfg_parse_ms("inf", &v) != 0);
+  CHECK(cfg_parse_size("16g", &v) == 0 && v == 16ULL << 30); /* sizes keep their range */
+}
+
 static const struct test tests[] = {
     T(health_checks_report_trouble_until_it_clears),
     T(buf_grows_and_stays_terminated), T(buf_refuses_past_its_maximum_and_keeps_contents),
@@ -464,5 +560,7 @@ static const struct test tests[] = {
     T(util_percent_decoding), T(util_header_tokens), T(util_base64_sha1_websocket_accept),
     T(redis_urls), T(errors_have_names_and_messages), T(log_json_lines_carry_fields_and_request_id),
     T(text_escape_spells_out_controls_and_bidi), T(log_text_lines_escape_user_text_and_json_keeps_it),
+    T(time_arithmetic_is_checked_on_the_extremes), T(rfc3339_times_in_range_and_out),
+    T(config_durations_fit_nanoseconds),
 };
 TEST_MAIN(tests)

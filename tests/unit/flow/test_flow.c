@@ -251,7 +251,7 @@ static struct flow_engine *engine(uint64_t stale_ms) {
 static void add(struct flow_engine *e, const char *station, const char *region, int64_t ts,
                 double pm25) {
   struct flow_reading r = {station, region, SP_PM25, ts, pm25, 7};
-  flow_engine_add(e, &r, 1);
+  flow_engine_add(e, &r, 1, NULL);
 }
 
 /* Lets the throttle's slots come and every partition settle. */

@@ -150,7 +150,9 @@ static const struct {
     {"cpu v=1 -", "!bad timestamp"},
     {"cpu v=1 1.5", "!bad timestamp"},
     {"cpu v=1 1 2", "!point is invalid: more after the timestamp"},
-    {"cpu v=1 99999999999999999999", "!timestamp out of range"},
+    {"cpu v=1 99999999999999999999", "!timestamp out of range at precision ns: 1677-09-21..2262-04-11"},
+    {"cpu v=1 9223372036854775807", "!timestamp out of range at precision ns: 1677-09-21..2262-04-11"},
+    {"cpu v=1 -9223372036854775806", "cpu v=f1 @-9223372036854775806"},
     /* UTF-8: names and strings are Unicode */
     {"caf\xc3\xa9,city=Z\xc3\xbcrich \xe2\x82\xac=1", "caf\xc3\xa9,city=Z\xc3\xbcrich \xe2\x82\xac=f1 @42"},
     {"ok\xff v=1", "!invalid UTF-8 in the measurement"},

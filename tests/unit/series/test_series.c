@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "core/error.h"
+#include "core/util.h"
 #include "series/chunk.h"
 #include "series/lineproto.h"
 #include "series/series.h"
@@ -102,11 +103,64 @@ TEST(precision_scales_timestamps) {
   enum lp_precision p;
   CHECK(lp_precision_parse("ms", &p) == 0 && p == LP_MS);
   CHECK(lp_precision_parse("s", &p) == 0 && p == LP_S);
-  CHECK(lp_precision_parse("h", &p) != 0);
+  CHECK(lp_precision_parse("m", &p) == 0 && p == LP_M); /* InfluxDB v1's minutes and hours */
+  CHECK(lp_precision_parse("h", &p) == 0 && p == LP_H);
+  CHECK(lp_precision_parse("d", &p) != 0);
   CHECK(lp_parse_line("m v=1 1700000000", 16, LP_S, 0, scratch, &pt, err, 64) == 0);
   CHECK(pt.ts_ns == 1700000000000000000LL);
+  CHECK(lp_parse_line("m v=1 28333333", 14, LP_M, 0, scratch, &pt, err, 64) == 0);
+  CHECK(pt.ts_ns == 28333333 * 60000000000LL);
+  CHECK(lp_parse_line("m v=1 -472222", 13, LP_H, 0, scratch, &pt, err, 64) == 0);
+  CHECK(pt.ts_ns == -472222 * 3600000000000LL);
   CHECK(lp_parse_line("m v=1 9223372036854775", 22, LP_S, 0, scratch, &pt, err, 64) != 0);
-  CHECK_EQ_STR(err, "timestamp out of range");
+  CHECK_EQ_STR(err, "timestamp out of range at precision s: 1677-09-21..2262-04-11");
+  CHECK(lp_parse_line("m v=1 +5", 8, LP_S, 0, scratch, &pt, err, 64) != 0); /* as InfluxDB */
+  CHECK_EQ_STR(err, "bad timestamp");
+  CHECK(lp_parse_line("m v=1 -", 7, LP_S, 0, scratch, &pt, err, 64) != 0);
+  CHECK_EQ_STR(err, "bad timestamp");
+}
+
+/* Each precision's edges: the largest and smallest timestamps that scale
+ * into [TIME_MIN_NS, TIME_MAX_NS] are kept exactly; one more (or int64's
+ * ends, or past them) is a bad line saying which precision. */
+TEST(timestamps_out_of_range_are_refused_at_every_precision) {
+  static const struct {
+    enum lp_precision p;
+    const char *name;
+    int64_t scale;
+  } precs[] = {{LP_NS, "ns", 1},          {LP_US, "us", 1000},        {LP_MS, "ms", 1000000},
+               {LP_S, "s", 1000000000},   {LP_M, "m", 60000000000LL}, {LP_H, "h", 3600000000000LL}};
+  char err[64], line[96], want[80];
+  for (size_t i = 0; i < sizeof precs / sizeof precs[0]; i++) {
+    int64_t hi = TIME_MAX_NS / precs[i].scale, lo = TIME_MIN_NS / precs[i].scale;
+    const struct {
+      const char *text;
+      int64_t v;
+      bool ok;
+    } cases[] = {
+        {NULL, hi, true},  {NULL, lo, true},   {NULL, 0, true},
+        {NULL, -1, true},  {NULL, 1, true},    {NULL, INT64_MAX, false},
+        {NULL, INT64_MIN, false}, {"9223372036854775808", 0, false},
+        {"-9223372036854775809", 0, false}, {"99999999999999999999999", 0, false},
+        {NULL, hi + 1, false},
+        {NULL, lo - 1, false},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+      int n = cases[c].text ? snprintf(line, sizeof line, "m v=1 %s", cases[c].text)
+                            : snprintf(line, sizeof line, "m v=1 %lld", (long long)cases[c].v);
+      int rc = lp_parse_line(line, (size_t)n, precs[i].p, 0, scratch, &pt, err, sizeof err);
+      if (cases[c].ok) {
+        CHECK_EQ_INT(rc, 0);
+        CHECK(pt.ts_ns == cases[c].v * precs[i].scale);
+        CHECK(time_valid(pt.ts_ns));
+      } else {
+        CHECK(rc != 0);
+        snprintf(want, sizeof want, "timestamp out of range at precision %s: 1677-09-21..2262-04-11",
+                 precs[i].name);
+        CHECK_EQ_STR(err, want);
+      }
+    }
+  }
 }
 
 struct seen {
@@ -146,6 +200,22 @@ TEST(body_keeps_good_lines_and_reports_bad_ones) {
   CHECK_EQ_INT(st.errors, 1);
   CHECK_EQ_INT(s.first_bad, 4);
   CHECK_EQ_STR(s.why, "missing field value");
+}
+
+/* The issue's lines in one body: each extreme is a per-line error saying
+ * why; the good line is kept. */
+TEST(extreme_timestamps_are_per_line_errors) {
+  struct seen s = {0, 0, 0, ""};
+  struct lp_stats st;
+  const char *body = "air_quality,station=max-1,region=rmax pm25=10 9223372036854775807\n"
+                     "air_quality,station=ok,region=r pm25=10 1700000000000000000\n"
+                     "air_quality,station=min-1,region=rmin pm25=10 -9223372036854775808\n";
+  CHECK(lp_parse(body, strlen(body), LP_NS, 0, on_point, on_error, &s, &st) == 0);
+  CHECK_EQ_INT(st.lines, 3);
+  CHECK_EQ_INT(st.points, 1);
+  CHECK_EQ_INT(st.errors, 2);
+  CHECK_EQ_INT(s.first_bad, 1);
+  CHECK_EQ_STR(s.why, "timestamp out of range at precision ns: 1677-09-21..2262-04-11");
 }
 
 /* ---- chunks ---- */
@@ -850,9 +920,136 @@ TEST(pg_retention_drops_whole_days) {
   series_close(s);
 }
 
+
+/* ---- extreme times ------------------------------------------------------------- */
+
+#define MIN_NS 60000000000LL
+#define HOUR 3600000000000LL
+
+/* Points at the ends of the time range, the rollups' edges and 0. */
+static const int64_t extreme_ts[] = {
+    TIME_MIN_NS,       TIME_MIN_NS + 1,         -9223369200000000001LL, -9223369200000000000LL,
+    -MIN_NS,           -1,                      0,                      1,
+    MIN_NS,            9223369199999999999LL,   9223369200000000000LL,  TIME_MAX_NS - 1,
+    TIME_MAX_NS,
+};
+#define NEXTREME (sizeof extreme_ts / sizeof extreme_ts[0])
+
+/* What series_aggregate must give: each point whose step bucket (a
+ * multiple of step) starts and ends inside int64 and inside the asked
+ * range rounded out, counted in it. By 128-bit arithmetic. */
+static void aggregate_matches(struct series *s, uint32_t id, int64_t from, int64_t to,
+                              int64_t step) {
+  struct series_bucket *b = NULL;
+  size_t nb = 0;
+  int rc = series_aggregate(s, id, from, to, step, 1000000, &b, &nb, NULL);
+  if (rc == GROVE_ETOOBIG)
+    return; /* the range is legitimately too fine for one answer */
+  CHECK_EQ_INT(rc, 0);
+  __int128 lo = from < TIME_MIN_NS ? TIME_MIN_NS : from, st = step;
+  __int128 flo = (lo >= 0 ? lo / st : -((-lo + st - 1) / st)) * st; /* floor */
+  if (flo < INT64_MIN)
+    flo += st;
+  __int128 hi = to, fhi = (hi >= 0 ? (hi + st - 1) / st : -((-hi) / st)) * st; /* ceil */
+  if (fhi > INT64_MAX)
+    fhi -= st;
+  size_t want = 0;
+  for (size_t i = 0; i < NEXTREME; i++) {
+    __int128 t = extreme_ts[i];
+    __int128 bs = (t >= 0 ? t / st : -((-t + st - 1) / st)) * st;
+    if (bs < flo || bs + st > fhi) /* from and to are rounded out to the step */
+      continue;
+    bool found = false;
+    for (size_t k = 0; k < nb; k++)
+      if (b[k].start_ns == (int64_t)bs) {
+        found = true;
+        CHECK(b[k].count >= 1);
+      }
+    if (!found)
+      fprintf(stderr, "step %lld: no bucket for %lld\n", (long long)step, (long long)t);
+    CHECK(found);
+    want++;
+  }
+  uint64_t total = 0;
+  for (size_t k = 0; k < nb; k++) {
+    CHECK(k == 0 || b[k].start_ns > b[k - 1].start_ns);
+    CHECK((__int128)b[k].start_ns + step <= INT64_MAX);
+    total += b[k].count;
+  }
+  if (total != want)
+    fprintf(stderr, "from %lld to %lld step %lld: %llu points in buckets, want %zu\n",
+            (long long)from, (long long)to, (long long)step, (unsigned long long)total, want);
+  CHECK_EQ_INT(total, want);
+  free(b);
+}
+
+static void extremes_round_trip(struct series *s) {
+  uint32_t id;
+  CHECK(series_id(s, "extreme v", &id) == 0);
+  struct series_point p[NEXTREME];
+  double v[NEXTREME];
+  for (size_t i = 0; i < NEXTREME; i++) {
+    p[i] = (struct series_point){id, extreme_ts[i], (double)i};
+    v[i] = (double)i;
+  }
+  CHECK(series_append_sync(s, p, NEXTREME) == 0);
+  static const int64_t steps[] = {1000000000LL, 7000000000LL, MIN_NS, HOUR, 86400000000000LL,
+                                  1000000 * HOUR, INT64_MAX / 3, INT64_MAX - 1, INT64_MAX};
+  for (int pass = 0; pass < 2; pass++) { /* in memory, then in chunks and rollups */
+    expect(s, id, extreme_ts, v, NEXTREME);
+    for (size_t k = 0; k < sizeof steps / sizeof steps[0]; k++) {
+      aggregate_matches(s, id, INT64_MIN, INT64_MAX, steps[k]);
+      for (size_t i = 0; i < NEXTREME; i++) { /* around each extreme */
+        int64_t t = extreme_ts[i], a, z;
+        if (time_sub(t, 5 * MIN_NS, &a))
+          a = INT64_MIN;
+        if (time_add(t, 5 * MIN_NS, &z))
+          z = INT64_MAX;
+        aggregate_matches(s, id, a, z, steps[k]);
+        aggregate_matches(s, id, t, t + (t < INT64_MAX), steps[k]);
+      }
+    }
+    CHECK(series_flush(s) == 0);
+  }
+  /* retention of ~292 years and more: the cut-off (now - 292 y, in 1734)
+   * is computed without wrapping; what is after it stays */
+  series_retention(s, UINT64_MAX, UINT64_MAX / 2, 9223372036853ULL);
+  CHECK(series_flush(s) == 0);
+  struct chunk_point *pts;
+  size_t got;
+  CHECK(series_range(s, id, 0, INT64_MAX, &pts, &got) == 0);
+  CHECK_EQ_INT(got, 7); /* 0 and every time after it */
+  free(pts);
+  series_retention(s, 0, 0, 0);
+}
+
+TEST(extreme_times_are_stored_read_and_bucketed_without_overflow) {
+  char *dir = store_dir();
+  struct series *s = open_store(dir);
+  extremes_round_trip(s);
+  series_close(s);
+  s = open_store(dir); /* and again from the chunks */
+  uint32_t id;
+  CHECK(series_find(s, "extreme v", &id) == 0);
+  struct chunk_point *pts;
+  size_t got;
+  CHECK(series_range(s, id, 0, INT64_MAX, &pts, &got) == 0);
+  CHECK_EQ_INT(got, 7);
+  CHECK(pts[6].ts_ns == TIME_MAX_NS);
+  free(pts);
+  series_close(s);
+}
+
+TEST(pg_extreme_times_are_stored_read_and_bucketed_without_overflow) {
+  struct series *s = open_pg(true);
+  extremes_round_trip(s);
+  series_close(s);
+}
+
 static const struct test tests[] = {
     T(pg_points_are_shared_and_the_last_write_wins), T(pg_rollups_agree_with_the_points),
-    T(pg_retention_drops_whole_days),
+    T(pg_retention_drops_whole_days), T(pg_extreme_times_are_stored_read_and_bucketed_without_overflow),
+    T(extreme_times_are_stored_read_and_bucketed_without_overflow),
     T(rollups_agree_with_the_points_through_late_and_rewritten_ones),
     T(retention_drops_points_before_their_rollups),
     T(writes_go_on_while_points_move_into_chunks), T(a_few_points_a_flush_still_fill_whole_chunks), T(a_flush_cut_short_is_finished_at_open),
@@ -863,7 +1060,8 @@ static const struct test tests[] = {
     T(chunks_of_the_first_version_still_decode),
     T(chunks_round_trip_any_doubles_and_times), T(chunk_refuses_bad_input),
     T(parses_tags_fields_and_timestamp), T(escapes_in_names_and_strings),
-    T(numbers_and_booleans), T(malformed_lines_say_why), T(precision_scales_timestamps),
+    T(numbers_and_booleans), T(malformed_lines_say_why), T(precision_scales_timestamps), T(timestamps_out_of_range_are_refused_at_every_precision),
+    T(extreme_timestamps_are_per_line_errors),
     T(body_keeps_good_lines_and_reports_bad_ones),
 };
 TEST_MAIN(tests)
