@@ -203,8 +203,10 @@ def test_bad_trusted_proxies_fail_at_start():
 def test_anonymous_per_address():
     g = Grove("--rate-anonymous", "5/s", *FAST)
     try:
+        began = time.time()
         statuses = hammer(g, 12, "/api/v1/devices")
-        assert statuses.count(429) == 7, statuses
+        refilled = int((time.time() - began) * 5)  # a busy machine may stretch the burst
+        assert 7 - refilled <= statuses.count(429) <= 7, (statuses, refilled)
         r = g.request("GET", "/api/v1/devices")
         assert r.header("ratelimit-policy") == '"anonymous";q=5;w=1'
         time.sleep(1.1)  # refilled
