@@ -213,6 +213,12 @@ def test_a_field_keeps_its_type_as_influxdb_says():
     d = strict_json(r)["details"]
     assert [f["error"] for f in d["failed"]] == [conflict("ok", "ft", "float", "boolean"),
                                                  conflict("s", "ft", "float", "string")]
+    # a long name in the message is cut at a character, and the line still listed
+    name = "a" + "\u00e9" * 40  # byte 64 falls inside a character
+    assert write(("ft3 %s=1 1" % name).encode()).status == 204
+    r = write(("ft3 %s=1i 2" % name).encode())
+    d = strict_json(r)["details"]
+    assert d["failed_lines"] == 1 and d["failed"][0]["error"] == conflict("a" + "\u00e9" * 31, "ft3", "integer", "float")
     # within one request, the first line decides
     r = write(b"ft2 v=1 1\nft2 v=2i 2\n")
     assert [f["line"] for f in strict_json(r)["details"]["failed"]] == [2]

@@ -280,6 +280,16 @@ static void batch_undo(struct batch *b, struct mark m) {
   b->nrd = m.nrd;
 }
 
+/* How many of s's n bytes fit in max without cutting a character (s is
+ * valid UTF-8: the parser checked it). */
+static size_t utf8_cut(const char *s, size_t n, size_t max) {
+  if (n <= max)
+    return n;
+  while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
+    max--;
+  return max;
+}
+
 /* The field type a value is written as (series.h). */
 static uint8_t type_of(enum lp_type t) {
   switch (t) {
@@ -365,8 +375,8 @@ static int on_point(const struct lp_point *p, void *arg) {
       snprintf(conflict, sizeof conflict,
                "field type conflict: input field \"%.*s\" on measurement \"%.*s\" is type %s, "
                "already exists as type %s",
-               (int)(fl->key.n > 64 ? 64 : fl->key.n), fl->key.p,
-               (int)(p->measurement.n > 64 ? 64 : p->measurement.n), p->measurement.p,
+               (int)utf8_cut(fl->key.p, fl->key.n, 64), fl->key.p,
+               (int)utf8_cut(p->measurement.p, p->measurement.n, 64), p->measurement.p,
                series_type_name((enum series_type)t), series_type_name((enum series_type)have));
       why = conflict;
     }
@@ -440,8 +450,10 @@ static void on_error(int line, const char *text, size_t len, const char *why, vo
   }
   if (json_array_size(j->batch.failed) >= MAX_REPORTED)
     return;
-  json_array_append_new(j->batch.failed, json_pack("{s:i,s:s,s:o}", "line", line, "error", why,
-                                                   "text", line_text(text, len)));
+  json_t *e = json_pack("{s:i,s:s,s:o}", "line", line, "error", why, "text", line_text(text, len));
+  if (!e) /* a reason that is not UTF-8 (cannot happen): the line is listed all the same */
+    e = json_pack("{s:i,s:s,s:o}", "line", line, "error", "refused", "text", line_text(text, len));
+  json_array_append_new(j->batch.failed, e);
 }
 
 static int inflate_body(struct write_job *j) {
