@@ -28,7 +28,7 @@ def key(g, scopes):
 
 def setup():
     global g, WRITE, READ
-    g = Grove("--gate-refresh", "200ms", *FAST_HASH)
+    g = Grove("--gate-refresh", "200ms", "--rate-key", "0", "--rate-global", "0", *FAST_HASH)
     WRITE, READ = key(g, "write"), key(g, "read")
     eventually(lambda: all(g.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200
                            for k in (WRITE, READ)), what="keys loaded")
@@ -169,6 +169,18 @@ def test_errors_in_the_shape_clients_read():
     assert e["details"]["failed"][0]["line"] == 2 and e["details"]["points_written"] == 2
     assert r.header("X-Influxdb-Error") == e["error"]
     assert points("pw v") == [[1, 1], [3, 3]]
+    # the InfluxDB message, cut to fit, is still valid UTF-8 (and the answer JSON)
+    for pad in range(2):  # every byte offset a cut can fall at
+        for n in range(20, 61):
+            name = ("a" * pad + "\u00e9" * n).encode()
+            meas = b"ft9%d%d" % (pad, n)
+            assert g.request("POST", "/write?db=x", body=b"%s %s=1 1" % (meas, name), headers=h).status == 204
+            r = g.request("POST", "/write?db=x", body=b"%s %s=1i 2" % (meas, name), headers=h)
+            assert r.status == 400
+            e = json.loads(r.body.decode("utf-8"))
+            assert e["error"].startswith("partial write: unable to parse '%s " % meas.decode()), e
+            assert e["error"].endswith("dropped=1") and r.header("X-Influxdb-Error")
+            assert e["code"] == "invalid" and e["details"]["failed"][0]["line"] == 1
     # influxdb-client reads code and message
     r = g.request("POST", "/api/v2/write?org=o&bucket=b", body=b"ok\xff v=1", headers=h)
     assert r.status == 400

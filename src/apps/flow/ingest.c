@@ -247,7 +247,8 @@ struct write_job {
   struct batch batch;  /* first: batch_job_new makes both */
   enum lp_precision prec;
   enum flow_write_api api;
-  char first_failed[200]; /* InfluxDB's "unable to parse '…': why" of the first */
+  char first_failed[200]; /* InfluxDB's "unable to parse '…': why" of the first,
+                           * cut at a character; fits in write_done's msg */
   int rc;
   int status;
   const char *code;
@@ -288,6 +289,17 @@ static size_t utf8_cut(const char *s, size_t n, size_t max) {
   while (max > 0 && ((unsigned char)s[max] & 0xc0) == 0x80)
     max--;
   return max;
+}
+
+/* Ends s (valid UTF-8 but maybe cut by snprintf) before a character the
+ * cut left incomplete. */
+static void utf8_trim(char *s) {
+  size_t n = strlen(s);
+  for (size_t i = 0, l; i < n; i += l)
+    if (!(l = utf8_seq_len(s + i, n - i))) {
+      s[i] = '\0';
+      return;
+    }
 }
 
 /* The field type a value is written as (series.h). */
@@ -447,6 +459,7 @@ static void on_error(int line, const char *text, size_t len, const char *why, vo
     snprintf(j->first_failed, sizeof j->first_failed, "unable to parse '%s': %s (line %d)",
              json_string_value(t) ? json_string_value(t) : "", why, line);
     json_decref(t);
+    utf8_trim(j->first_failed);
   }
   if (json_array_size(j->batch.failed) >= MAX_REPORTED)
     return;
