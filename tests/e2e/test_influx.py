@@ -135,6 +135,17 @@ def test_python_influxdb_1x_client():
                   headers={"Authorization": "Token " + WRITE})
     assert r.status == 204, r.body
     assert points("v1,src=token v") == [[T, 5]]
+    # write_points(…, time_precision="m" or "h"): minutes and hours since the epoch
+    for precision, unit in (("m", 60 * 10**9), ("h", 3600 * 10**9)):
+        ts = T // unit
+        r = g.request("POST", "/write?db=air&precision=" + precision,
+                      body=b"v1,src=%s v=6 %d" % (precision.encode(), ts),
+                      headers={"Authorization": basic("grove", WRITE)})
+        assert r.status == 204, (precision, r.body)
+        assert points("v1,src=%s v" % precision) == [[ts * unit, 6]]
+    r = g.request("POST", "/write?db=air&precision=h", body=b"v1,src=far v=7 2562048",  # past 2262 in hours
+                  headers={"Authorization": basic("grove", WRITE)})
+    assert r.status == 400 and "timestamp out of range at precision h" in r.json()["error"], r.body
 
 
 def test_credentials_refused_as_influxdb_refuses_them():
@@ -189,7 +200,7 @@ def test_errors_in_the_shape_clients_read():
     for path, code, msg in (("/write", "invalid", "database is required"),
                             ("/api/v2/write?org=o", "invalid", "bucket is required"),
                             ("/api/v2/write?bucket=b", "invalid", "organization is required"),
-                            ("/write?db=x&precision=fortnight", "invalid", "invalid precision"),
+                            ("/write?db=x&precision=fortnight", "invalid", "invalid precision: n, u, ms, s, m or h"),
                             ("/api/v2/write?org=o&bucket=b&precision=h", "invalid", "invalid precision")):
         r = g.request("POST", path, body=b"m v=1", headers=h)
         assert r.status == 400, (path, r.body)
