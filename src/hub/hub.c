@@ -896,6 +896,8 @@ static void handle_publish(struct http_req *r) {
     http_reply_error(r, 415, "UNSUPPORTED_MEDIA_TYPE", "body must be application/json", NULL);
     return;
   }
+  if (!http_req_body(r, 0))
+    return;
   json_error_t e;
   json_t *j = json_loadb(r->body, r->body_len, JSON_DECODE_ANY, &e);
   if (!j) {

@@ -23,6 +23,7 @@ struct http_state {
   struct buf res_headers; /* extra "Name: value\r\n" lines */
   char vary[128];         /* Vary tokens, comma-separated: sent as one header */
   struct buf route_path;  /* scratch copy of the path for parameters */
+  struct buf body_dec;    /* the body with its Content-Encoding undone */
   struct route *route;
   uint64_t start_ns;
   bool continue_sent;

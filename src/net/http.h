@@ -65,8 +65,10 @@ struct http_req {
   const char *route;         /* the matched route pattern, or "unmatched" */
   struct http_header *headers;
   int nheaders;
-  const char *body;          /* NUL-terminated for convenience */
+  const char *body;          /* NUL-terminated for convenience; as sent until
+                                decoded by http_req_body / http_req_decode */
   size_t body_len;
+  bool body_decoded;         /* Content-Encoding undone (or there was none) */
   const char *param_names[HTTP_MAX_PARAMS];
   const char *param_values[HTTP_MAX_PARAMS];
   int nparams;
@@ -88,8 +90,39 @@ const char *http_param(const struct http_req *r, const char *name);
  * absent, malformed or longer than outlen-1. */
 long http_query_get(const struct http_req *r, const char *name, int nth,
                     char *out, size_t outlen);
-/* The request body parsed as a JSON object. On failure answers 400 (or
- * 415 for a wrong content type) and returns NULL: the handler just returns. */
+/* ---- request bodies: Content-Encoding (RFC 9110 §8.4) ------------------
+ * Every route that reads a body reads it through http_req_body (or
+ * http_req_decode, or http_req_json which calls it): gzip (all members,
+ * as `gzip -d` and Go's gzip reader), x-gzip, deflate (zlib or raw) and
+ * identity are undone in the reverse of the order applied; others are
+ * 415 UNSUPPORTED_ENCODING (with Accept-Encoding naming what is taken).
+ * Corrupt or truncated input, or bytes after the last gzip member that do
+ * not start another, are 400 BAD_GZIP (BAD_DEFLATE); a decoded body over
+ * `max` bytes is 413 BODY_TOO_LARGE. Decoding runs on the caller's thread
+ * (the request's loop) and is bounded by `max`. */
+struct http_body_error {
+  int status;          /* 400, 413, 415 or 503; 0 when there was none */
+  const char *code;    /* "BAD_GZIP", … (static) */
+  const char *message; /* static */
+};
+/* Decodes r->body in place of the sent one: afterwards r->body and
+ * r->body_len are the decoded bytes (NUL-ended), owned by the request
+ * until it is answered. A second call does nothing. `max` 0 means
+ * --max-body. Returns 0, or a negative GROVE_E* code with *err filled (and
+ * nothing answered: for routes that answer in their own format). */
+int http_req_decode(struct http_req *r, size_t max, struct http_body_error *err);
+/* As http_req_decode, answering the error envelope on failure: returns
+ * false then, and the handler just returns. */
+bool http_req_body(struct http_req *r, size_t max);
+/* The decoder itself, on memory (tests, fuzzing): `encoding` is a
+ * Content-Encoding value (NULL: none). Writes the result to out (reset
+ * first; scratch holds an intermediate coding). Returns 0 or a GROVE_E*
+ * code with *err filled. */
+int http_body_decode(const char *encoding, const void *in, size_t n, size_t max,
+                     struct buf *out, struct buf *scratch, struct http_body_error *err);
+/* The request body (decoded as above) parsed as a JSON object. On failure
+ * answers 400 (415 for a wrong content type or content coding, 413 when
+ * too large) and returns NULL: the handler just returns. */
 json_t *http_req_json(struct http_req *r);
 uv_loop_t *http_req_loop(const struct http_req *r);
 /* The client's address as text ("127.0.0.1"); "-" when unknown: the one

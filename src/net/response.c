@@ -104,6 +104,8 @@ json_t *http_req_json(struct http_req *r) {
     http_reply_error(r, 415, "UNSUPPORTED_MEDIA_TYPE", "body must be application/json", NULL);
     return NULL;
   }
+  if (!http_req_body(r, 0))
+    return NULL;
   json_error_t e;
   json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &e);
   if (!j || !json_is_object(j)) {

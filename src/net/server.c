@@ -165,6 +165,7 @@ static void conn_free(struct http_conn *c) {
     http_in_release(&c->hs->in);
     buf_release(&c->hs->res_headers);
     buf_release(&c->hs->route_path);
+    buf_release(&c->hs->body_dec);
     free(c->hs);
   }
   buf_release(&c->pending);
@@ -352,6 +353,9 @@ int conn_dispatch_done(struct http_conn *c) {
   }
   if (c->kind == CONN_HTTP) {
     http_in_next(&c->hs->in);
+    if (c->hs->body_dec.cap > 64 * 1024)
+      buf_release(&c->hs->body_dec);
+    buf_reset(&c->hs->body_dec);
     c->hs->continue_sent = false;
     if (!c->dispatching)
       drain_pending(c);
@@ -671,6 +675,7 @@ static void on_connection(uv_stream_t *server, int status) {
   http_in_init(&hs->in, &lp->srv->cfg);
   buf_init(&hs->res_headers, 64 * 1024);
   buf_init(&hs->route_path, 0);
+  buf_init(&hs->body_dec, 0);
   buf_init(&c->pending, 0);
   uv_tcp_init(&lp->loop, &c->tcp);
   uv_timer_init(&lp->loop, &c->timer);
@@ -701,6 +706,7 @@ void conn_upgrade(struct http_conn *c, enum conn_kind kind) {
   http_in_release(&c->hs->in);
   buf_release(&c->hs->res_headers);
   buf_release(&c->hs->route_path);
+  buf_release(&c->hs->body_dec);
   free(c->hs);
   c->hs = NULL;
   c->busy = false;

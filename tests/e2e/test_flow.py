@@ -86,6 +86,26 @@ def test_gzip_bodies():
     assert r.status == 415
 
 
+def test_every_gzip_member_is_read_and_garbage_refused():
+    # issue 9.6: concatenated members, as gzip -d and Go's gzip reader read them
+    body = gzip.compress(b"multi,k=a v=1 1000\n") + gzip.compress(b"multi,k=a v=2 2000\n")
+    r = write(body, headers={"Content-Encoding": "gzip"})
+    assert r.status == 204, r.body
+    assert points("multi,k=a v") == [[1000, 1], [2000, 2]]
+    r = write(gzip.compress(b"multi,k=a v=3 3000\n") + b"garbage", headers={"Content-Encoding": "gzip"})
+    assert r.status == 400 and r.json()["error_code"] == "BAD_GZIP", (r.status, r.body)
+    assert points("multi,k=a v") == [[1000, 1], [2000, 2]]  # nothing of it kept
+    # the JSON readings route honours Content-Encoding too
+    rows = json.dumps({"readings": [{"station": "gz-1", "region": "west", "pm25": 9.5}]}).encode()
+    r = g.request("POST", "/api/v1/flow/readings", body=gzip.compress(rows),
+                  headers={"X-API-Key": WRITE, "Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert r.status == 200, r.body
+    r = g.request("POST", "/api/v1/flow/readings", body=rows,
+                  headers={"X-API-Key": WRITE, "Content-Type": "application/json", "Content-Encoding": "br"})
+    assert r.status == 415 and r.json()["error_code"] == "UNSUPPORTED_ENCODING", (r.status, r.body)
+    assert "gzip" in r.header("accept-encoding")
+
+
 def test_partial_write_keeps_good_lines_and_says_which_failed():
     body = b"p,s=1 v=1 1\np,s=1 v= 2\np,s=1 v=3 3\nbad line\np,s=1 v=\"text\" 4\n"
     r = write(body)

@@ -10,7 +10,6 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
-#include <zlib.h>
 
 #include "apps/flow/flow.h"
 #include "core/error.h"
@@ -469,42 +468,6 @@ static void on_error(int line, const char *text, size_t len, const char *why, vo
   json_array_append_new(j->batch.failed, e);
 }
 
-static int inflate_body(struct write_job *j) {
-  z_stream z;
-  memset(&z, 0, sizeof z);
-  if (inflateInit2(&z, 15 + 32) != Z_OK)
-    return GROVE_ENOMEM;
-  struct buf out;
-  buf_init(&out, MAX_INFLATED);
-  z.next_in = (Bytef *)j->batch.body;
-  z.avail_in = (uInt)j->batch.len;
-  int zr = Z_OK, rc = 0;
-  while (zr != Z_STREAM_END) {
-    if ((rc = buf_reserve(&out, 64 * 1024)))
-      break;
-    z.next_out = (Bytef *)out.data + out.len;
-    z.avail_out = (uInt)(out.cap - out.len - 1);
-    zr = inflate(&z, Z_NO_FLUSH);
-    out.len = out.cap - 1 - z.avail_out;
-    if (zr != Z_OK && zr != Z_STREAM_END) {
-      rc = GROVE_EINVAL;
-      break;
-    }
-    if (zr == Z_OK && z.avail_in == 0 && z.avail_out != 0) {
-      rc = GROVE_EINVAL; /* truncated */
-      break;
-    }
-  }
-  inflateEnd(&z);
-  if (rc) {
-    buf_release(&out);
-    return rc;
-  }
-  free(j->batch.body);
-  j->batch.body = buf_detach(&out, &j->batch.len);
-  return 0;
-}
-
 /* Back to before the parse (to parse again). */
 static void write_reset(struct write_job *j) {
   struct batch *b = &j->batch;
@@ -629,10 +592,9 @@ static void handle_write(struct http_req *r) {
 
 void flow_write_start(struct http_req *r, struct flow *f, enum lp_precision prec,
                       enum flow_write_api api) {
-  const char *enc = http_header_get(r, "content-encoding");
-  if (enc && strcasecmp(enc, "gzip") != 0 && strcasecmp(enc, "identity") != 0) {
-    flow_reply_error(r, api, 415, "UNSUPPORTED_ENCODING",
-                     "Content-Encoding must be gzip or identity", NULL);
+  struct http_body_error err; /* Content-Encoding, answered in this API's format */
+  if (http_req_decode(r, MAX_INFLATED, &err)) {
+    flow_reply_error(r, api, err.status, err.code, err.message, NULL);
     return;
   }
   struct write_job *j = batch_job_new(r, f, sizeof *j);
@@ -640,18 +602,6 @@ void flow_write_start(struct http_req *r, struct flow *f, enum lp_precision prec
     return;
   j->prec = prec;
   j->api = api;
-  if (enc && strcasecmp(enc, "gzip") == 0) {
-    int rc = inflate_body(j);
-    if (rc) {
-      batch_release(&j->batch);
-      free(j);
-      if (rc == GROVE_ETOOBIG)
-        flow_reply_error(r, api, 413, "BODY_TOO_LARGE", "the inflated body is over 64 MiB", NULL);
-      else
-        flow_reply_error(r, api, 400, "BAD_GZIP", "the body is not valid gzip", NULL);
-      return;
-    }
-  }
   if (http_req_defer(r, write_work, write_done, j)) {
     batch_release(&j->batch);
     free(j);
@@ -842,6 +792,8 @@ static void handle_readings(struct http_req *r) {
     http_reply_error(r, 415, "UNSUPPORTED_MEDIA_TYPE", "send application/json", NULL);
     return;
   }
+  if (!http_req_body(r, MAX_INFLATED))
+    return;
   struct readings_job *j = batch_job_new(r, f, sizeof *j);
   if (!j)
     return;

@@ -1,6 +1,7 @@
 /* test_net.c — the request reader, the router and the WebSocket codec,
  * without sockets. */
 #include <wslay/wslay.h>
+#include <zlib.h>
 
 #include "../test.h"
 #include "core/error.h"
@@ -178,6 +179,108 @@ TEST(parse_bad_target) {
   struct http_req r = {0};
   CHECK_EQ_INT(http_in_request(&in, &r), 400);
   http_in_release(&in);
+}
+
+/* ---- Content-Encoding ---- */
+
+/* text compressed as one gzip member (window 15+16), zlib (15) or raw
+ * deflate (-15), appended to out */
+static void squeeze(struct buf *out, const char *text, int window) {
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  deflateInit2(&z, 6, Z_DEFLATED, window, 8, Z_DEFAULT_STRATEGY);
+  size_t bound = deflateBound(&z, strlen(text));
+  buf_reserve(out, bound + 1);
+  z.next_in = (Bytef *)text;
+  z.avail_in = (uInt)strlen(text);
+  z.next_out = (Bytef *)out->data + out->len;
+  z.avail_out = (uInt)bound;
+  deflate(&z, Z_FINISH);
+  out->len += z.total_out;
+  deflateEnd(&z);
+}
+
+static int decode(const char *enc, const struct buf *in, size_t max, struct buf *out,
+                  struct http_body_error *err) {
+  struct buf scratch;
+  buf_init(&scratch, 0);
+  int rc = http_body_decode(enc, in->data, in->len, max, out, &scratch, err);
+  buf_release(&scratch);
+  return rc;
+}
+
+TEST(body_gzip_members_all_decoded) {
+  struct buf in, out;
+  struct http_body_error err;
+  buf_init(&in, 0);
+  buf_init(&out, 0);
+  squeeze(&in, "multi,k=a v=1 1000\n", 15 + 16);
+  squeeze(&in, "multi,k=a v=2 2000\n", 15 + 16);
+  CHECK_EQ_INT(decode("gzip", &in, 1000, &out, &err), 0);
+  CHECK_EQ_STR(out.data, "multi,k=a v=1 1000\nmulti,k=a v=2 2000\n");
+  CHECK_EQ_INT(decode("x-gzip", &in, 1000, &out, &err), 0);
+  /* garbage after a member, and a member cut short, are errors */
+  size_t whole = in.len;
+  buf_append(&in, "garbage", 7);
+  CHECK(decode("gzip", &in, 1000, &out, &err) != 0);
+  CHECK_EQ_INT(err.status, 400);
+  CHECK_EQ_STR(err.code, "BAD_GZIP");
+  in.len = whole - 3;
+  CHECK(decode("gzip", &in, 1000, &out, &err) != 0);
+  CHECK_EQ_INT(err.status, 400);
+  in.len = whole;
+  /* over the limit once decoded */
+  CHECK(decode("gzip", &in, 20, &out, &err) != 0);
+  CHECK_EQ_INT(err.status, 413);
+  CHECK_EQ_INT(decode("gzip", &in, 40, &out, &err), 0); /* exactly the size */
+  buf_release(&in);
+  buf_release(&out);
+}
+
+TEST(body_codings_deflate_chains_and_unknown) {
+  struct buf in, out, twice;
+  struct http_body_error err;
+  buf_init(&in, 0);
+  buf_init(&out, 0);
+  buf_init(&twice, 0);
+  squeeze(&in, "{\"a\":1}", 15); /* zlib, as RFC 9110 §8.4.1.2 has it */
+  CHECK_EQ_INT(decode("deflate", &in, 100, &out, &err), 0);
+  CHECK_EQ_STR(out.data, "{\"a\":1}");
+  buf_reset(&in);
+  squeeze(&in, "{\"a\":2}", -15); /* raw deflate, as some clients send */
+  CHECK_EQ_INT(decode("Deflate", &in, 100, &out, &err), 0);
+  CHECK_EQ_STR(out.data, "{\"a\":2}");
+  /* "gzip, deflate": deflated last, so inflated first */
+  buf_reset(&in);
+  squeeze(&in, "chained", 15 + 16);
+  char *gz = malloc(in.len + 1);
+  memcpy(gz, in.data, in.len);
+  gz[in.len] = '\0';
+  size_t gzlen = in.len;
+  z_stream z;
+  memset(&z, 0, sizeof z);
+  deflateInit2(&z, 6, Z_DEFLATED, 15, 8, Z_DEFAULT_STRATEGY);
+  buf_reserve(&twice, deflateBound(&z, gzlen) + 1);
+  z.next_in = (Bytef *)gz;
+  z.avail_in = (uInt)gzlen;
+  z.next_out = (Bytef *)twice.data;
+  z.avail_out = (uInt)twice.cap;
+  deflate(&z, Z_FINISH);
+  twice.len = z.total_out;
+  deflateEnd(&z);
+  free(gz);
+  CHECK_EQ_INT(decode("gzip, deflate", &twice, 100, &out, &err), 0);
+  CHECK_EQ_STR(out.data, "chained");
+  CHECK_EQ_INT(decode("identity", &twice, 1000, &out, &err), 0);
+  CHECK_EQ_INT(out.len, twice.len);
+  CHECK(decode("br", &twice, 1000, &out, &err) != 0);
+  CHECK_EQ_INT(err.status, 415);
+  CHECK_EQ_STR(err.code, "UNSUPPORTED_ENCODING");
+  CHECK(decode("gzip, compress", &twice, 1000, &out, &err) != 0);
+  CHECK_EQ_INT(err.status, 415);
+  buf_release(&in);
+  buf_release(&out);
+  buf_release(&twice);
 }
 
 static void h1(struct http_req *r) { (void)r; }
@@ -425,6 +528,7 @@ static const struct test tests[] = {
     T(parse_headers_split_across_reads), T(parse_chunked_body), T(parse_limits_have_statuses),
     T(parse_malformed_requests), T(parse_rfc9112_rules), T(parse_expect_continue_flag), T(parse_bad_target),
     T(router_params_methods_and_rest), T(ws_fragments_ping_and_close),
-    T(ws_rejects_oversize_unmasked_and_bad_utf8), T(ws_close_codes_are_checked), T(utf8_validation), T(ws_frame_header_lengths),
+    T(ws_rejects_oversize_unmasked_and_bad_utf8), T(ws_close_codes_are_checked), T(utf8_validation), T(body_gzip_members_all_decoded),
+    T(body_codings_deflate_chains_and_unknown), T(ws_frame_header_lengths),
 };
 TEST_MAIN(tests)
