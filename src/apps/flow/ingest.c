@@ -62,7 +62,7 @@ struct pending_reading {
 
 struct batch {
   struct flow *f;
-  char *body;              /* owned: the request's, or inflated */
+  char *body;              /* owned: a copy of the (decoded) request body */
   size_t len;
   json_t *failed;          /* what was refused, as the answer lists it */
   struct series_point *pts;
