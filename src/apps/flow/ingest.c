@@ -352,6 +352,7 @@ static int on_point(const struct lp_point *p, void *arg) {
    * keys NUL-ended one after another in line_keys */
   size_t at[LP_MAX_FIELDS];
   int species[LP_MAX_FIELDS];
+  uint8_t had[LP_MAX_FIELDS]; /* the type each series has already (NONE: new) */
   for (int i = 0; i < p->nfields && !rc && !why; i++) {
     const struct lp_field *fl = &p->fields[i];
     uint8_t t = type_of(fl->type);
@@ -381,7 +382,7 @@ static int on_point(const struct lp_point *p, void *arg) {
     if ((rc = series_key_put_field(key, fl->key.p, fl->key.n)) ||
         (rc = buf_append(lk, key->data, key->len + 1)))
       break;
-    uint8_t have = known_type(j, key->data);
+    uint8_t have = had[i] = known_type(j, key->data);
     if (have && have != t) {
       snprintf(conflict, sizeof conflict,
                "field type conflict: input field \"%.*s\" on measurement \"%.*s\" is type %s, "
@@ -406,8 +407,7 @@ static int on_point(const struct lp_point *p, void *arg) {
     const char *k = lk->data + at[i];
     size_t kn = strlen(k);
     uint8_t t = type_of(fl->type);
-    if (species[i] < 0 && !known_type(j, k) &&
-        (rc = map_put(&j->pending, k, (void *)(uintptr_t)t, NULL)))
+    if (species[i] < 0 && !had[i] && (rc = map_put(&j->pending, k, (void *)(uintptr_t)t, NULL)))
       break;
     if (t == SERIES_TYPE_STRING) {
       j->skipped++;

@@ -847,7 +847,7 @@ static struct series *open_pg(bool fresh) {
   if (fresh) {
     PGconn *c = PQconnectdb(url);
     CHECK(PQstatus(c) == CONNECTION_OK);
-    PQclear(PQexec(c, "DROP TABLE IF EXISTS series_points, series_keys, series_rollups, series_meta CASCADE;"
+    PQclear(PQexec(c, "DROP TABLE IF EXISTS series_points, series_keys, series_rollups, series_meta, series_types CASCADE;"
                       "DROP SEQUENCE IF EXISTS series_groups"));
     PQfinish(c);
   }
