@@ -326,20 +326,28 @@ static size_t merge_one(struct flow *f, const struct known_series *ks, uint32_t 
 static void merge_histories(struct flow *f, struct hint_walk *w) {
   struct store_rows *rows = NULL;
   char err[256];
-  struct map merged;
+  struct map merged, regions, seen; /* merged series; a region by station; entries kept */
   map_init(&merged);
+  map_init(&regions);
+  map_init(&seen);
   if (store_query(f->ctx.store, "SELECT series FROM flow_series_merged", NULL, 0, &rows, err,
                   sizeof err) == 0)
     for (int i = 0; i < rows->nrows; i++)
       map_put(&merged, store_rows_get(rows, i, "series"), (void *)1, NULL);
   store_rows_free(rows);
+  for (size_t i = 0; i < w->n; i++) /* a region learnt from any series of the station */
+    if (w->found[i].st.region[0] && !map_get(&regions, w->found[i].st.id)) {
+      char *rg = strdup(w->found[i].st.region); /* found[] is rewritten below */
+      if (rg && map_put(&regions, w->found[i].st.id, rg, NULL))
+        free(rg);
+    }
   struct buf key;
   buf_init(&key, 0);
   size_t kept = 0, copied = 0, series = 0;
   for (size_t i = 0; i < w->n; i++) {
     struct known_series ks = w->found[i];
+    char id[24];
     if (!ks.canonical) {
-      char id[24];
       snprintf(id, sizeof id, "%u", ks.id);
       uint32_t into;
       if (!map_get(&merged, id) &&
@@ -354,25 +362,27 @@ static void merge_histories(struct flow *f, struct hint_walk *w) {
         continue;
       ks.canonical = true;
     }
-    bool dup = false; /* one entry per station and pollutant */
-    for (size_t k = 0; k < kept && !dup; k++)
-      dup = w->found[k].id == ks.id;
-    if (!dup) {
-      struct flow_station st = ks.st;
-      if (!st.region[0]) /* a region learnt from another series of the station */
-        for (size_t k = 0; k < w->n; k++)
-          if (!strcmp(w->found[k].st.id, st.id) && w->found[k].st.region[0])
-            memcpy(st.region, w->found[k].st.region, sizeof st.region);
-      ks.st = st;
-      w->found[kept++] = ks;
-    }
+    snprintf(id, sizeof id, "%u", ks.id);
+    if (map_get(&seen, id)) /* one entry per station and pollutant */
+      continue;
+    map_put(&seen, id, (void *)1, NULL);
+    const char *rg = ks.st.region[0] ? NULL : map_get(&regions, ks.st.id);
+    if (rg)
+      snprintf(ks.st.region, sizeof ks.st.region, "%s", rg);
+    w->found[kept++] = ks; /* kept <= i: entries not yet read stay */
   }
   if (series)
     log_info(NULL, "station readings merged into their stations' series",
              "series=%zu points=%zu", series, copied);
   w->n = kept;
   buf_release(&key);
+  const char *k;
+  void *v;
+  for (size_t it = 0; map_next(&regions, &it, &k, &v);)
+    free(v);
   map_release(&merged);
+  map_release(&regions);
+  map_release(&seen);
 }
 
 /* After a restart, the readings of the last window and its lateness go
