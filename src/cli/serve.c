@@ -1,11 +1,13 @@
 /* serve.c — `grove serve`: loads the configuration, opens the store,
  * applies migrations, starts the hub and every app, serves HTTP until
  * SIGTERM or SIGINT, then shuts down in reverse order. */
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/error.h"
@@ -127,6 +129,61 @@ static int record_meta(struct store *st) {
   return rc;
 }
 
+/* Where the web console is when --web-root is "auto" (its default). These
+ * come from CMake: GROVE_WEB_FROM_BINDIR, the installed console relative
+ * to the installed binary ("../share/grove/web" with GNUInstallDirs'
+ * defaults); GROVE_WEB_INSTALL_DIR, the same as an absolute path under the
+ * prefix; GROVE_WEB_SOURCE_DIR, the checkout's web/ the binary was built
+ * from. */
+#ifndef GROVE_WEB_FROM_BINDIR
+#define GROVE_WEB_FROM_BINDIR "../share/grove/web"
+#endif
+#ifndef GROVE_WEB_INSTALL_DIR
+#define GROVE_WEB_INSTALL_DIR "/usr/local/share/grove/web"
+#endif
+#ifndef GROVE_WEB_SOURCE_DIR
+#define GROVE_WEB_SOURCE_DIR "web"
+#endif
+
+static bool has_console(const char *dir) {
+  char index[4200];
+  snprintf(index, sizeof index, "%s/index.html", dir);
+  return access(index, R_OK) == 0;
+}
+
+/* The first folder holding the console's index.html, in this order:
+ * 1. beside an installed binary: <dir of /proc/self/exe>/GROVE_WEB_FROM_BINDIR
+ *    (so a tree installed under any prefix or DESTDIR, or unpacked from the
+ *    .deb, serves its own console);
+ * 2. ./web in the working directory (a checkout, as before);
+ * 3. the source tree's web/ (a build-tree binary started elsewhere);
+ * 4. GROVE_WEB_INSTALL_DIR (a binary copied away from its prefix).
+ * Returns out (an absolute or ./ path), or NULL when none has it. */
+static const char *find_web_root(char *out, size_t n) {
+  char exe[4096];
+  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (len > 0) {
+    exe[len] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash) {
+      *slash = '\0';
+      int w = snprintf(out, n, "%s/%s", exe, GROVE_WEB_FROM_BINDIR);
+      char real[PATH_MAX];
+      if (w > 0 && (size_t)w < n && has_console(out) && realpath(out, real)) {
+        snprintf(out, n, "%s", real);
+        return out;
+      }
+    }
+  }
+  static const char *const others[] = {"web", GROVE_WEB_SOURCE_DIR, GROVE_WEB_INSTALL_DIR};
+  for (size_t i = 0; i < ARRAY_LEN(others); i++)
+    if (has_console(others[i])) {
+      snprintf(out, n, "%s", others[i]);
+      return out;
+    }
+  return NULL;
+}
+
 static void log_route(const char *method, const char *pattern, void *arg) {
   (void)arg;
   log_debug(NULL, "route", "method=%s pattern=%s", method, pattern);
@@ -226,7 +283,18 @@ int cmd_serve(int argc, char **argv) {
     log_error(NULL, "cannot share rate limits", "error=\"%s\"", err);
     goto out;
   }
-  if (static_create(&web, router, c.http.web_root))
+  char web_dir[4096];
+  const char *web_root = c.http.web_root;
+  if (web_root && strcmp(web_root, "auto") == 0) {
+    web_root = find_web_root(web_dir, sizeof web_dir);
+    if (web_root)
+      log_info(NULL, "web console", "root=\"%s\"", web_root);
+    else
+      log_warn(NULL, "no web console found: / answers 404",
+               "looked_in=\"%s, ./web, %s\" hint=\"pass --web-root DIR\"",
+               GROVE_WEB_INSTALL_DIR, GROVE_WEB_SOURCE_DIR);
+  }
+  if (static_create(&web, router, web_root))
     goto out;
   struct grove_ctx ctx = {store,  hub,           gate,
                           metrics, router, GROVE_VERSION,

@@ -41,7 +41,7 @@ struct http_cfg {
   uint64_t body_timeout_ms;   /* to receive the body once headers are in -> 408 */
   uint64_t idle_timeout_ms;   /* keep-alive connection with no request: closed */
   uint64_t gzip_min;     /* compress responses at least this big; 0 = never */
-  char *web_root;        /* static files; "" = none */
+  char *web_root;        /* static files; "" = none; "auto": found by grove serve */
   uint64_t shutdown_timeout_ms;
   bool access_log;
 };

@@ -42,7 +42,7 @@ const struct cfg_opt http_cfg_opts[] = {
     O("body-timeout", CFG_MS, body_timeout_ms, "60s", "time to send the body after the headers; slower is answered 408"),
     O("idle-timeout", CFG_MS, idle_timeout_ms, "75s", "keep-alive connection with no request is closed after this"),
     O("gzip-min", CFG_SIZE, gzip_min, "1k", "gzip responses at least this big when the client accepts it (0: never)"),
-    O("web-root", CFG_STR, web_root, "web", "folder of the web console's static files (empty: none)"),
+    O("web-root", CFG_STR, web_root, "auto", "folder of the web console's static files; auto: the installed console, else ./web, else the source tree's; empty: none"),
     O("shutdown-timeout", CFG_MS, shutdown_timeout_ms, "10s", "on SIGTERM, time allowed for in-flight requests"),
     O("access-log", CFG_BOOL, access_log, "true", "log one line per request"),
 };
