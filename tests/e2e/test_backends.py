@@ -4,9 +4,11 @@ Redis, through a Redis outage and back."""
 
 import json
 import re
+import subprocess
+import threading
 import time
 
-from grove import Grove, Postgres, Redis, WebSocket, eventually, run, main, stop_all
+from grove import GROVE, Grove, Postgres, Redis, WebSocket, eventually, run, main, stop_all
 
 
 def publish(grove, topic, data):
@@ -73,6 +75,31 @@ def test_instances_started_together_on_a_fresh_database():
                 # each step applied by exactly one instance
                 applied = pg.psql("SELECT count(*) FROM grove_migrations", db)
                 assert out.count("migration applied") == int(applied), out[-4000:]
+                # the first points of a new day, on every instance at once: one
+                # makes the day's partition, the others wait for it (same lock)
+                key = subprocess.run([GROVE, "key", "add", "w", "--scopes", "read,write", "--store", url],
+                                     capture_output=True, text=True, timeout=30)
+                assert key.returncode == 0, key.stderr
+                key = key.stdout.split()[1]
+                for g in gs:
+                    eventually(lambda g=g: g.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200,
+                               what="key seen by every instance")
+                day = 1700000000 * 10**9 + rnd * 86400 * 10**9
+                go = threading.Barrier(len(gs))
+                answers = [None] * len(gs)
+
+                def write(i):
+                    go.wait()
+                    answers[i] = gs[i].request("POST", "/api/v1/write", headers={"X-API-Key": key},
+                                               body=b"race,i=%d v=%d %d\n" % (i, i, day + i))
+                threads = [threading.Thread(target=write, args=(i,)) for i in range(len(gs))]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                assert [a.status for a in answers] == [204] * len(gs), [a.body for a in answers]
+                assert pg.psql("SELECT count(*) FROM series_points", db) == str(len(gs))
+                assert "cannot make a series partition" not in "".join(g.output() for g in gs)
             finally:
                 for g in gs:
                     g.stop()
