@@ -25,11 +25,22 @@ static int fail(struct http_in *in, int status, const char *code, const char *ms
 
 /* ---- RFC 9112 grammar -------------------------------------------------- */
 
-/* tchar (RFC 9110 §5.6.2) */
-static bool tchar(unsigned char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-         (c && strchr("!#$%&'*+-.^_`|~", c));
-}
+/* tchar (RFC 9110 §5.6.2): ALPHA, DIGIT and !#$%&'*+-.^_`|~ */
+static const bool TCHAR[256] = {
+    ['!'] = 1, ['#'] = 1, ['$'] = 1, ['%'] = 1, ['&'] = 1, ['\''] = 1, ['*'] = 1, ['+'] = 1,
+    ['-'] = 1, ['.'] = 1, ['^'] = 1, ['_'] = 1, ['`'] = 1, ['|'] = 1, ['~'] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
+static inline bool tchar(unsigned char c) { return TCHAR[c]; }
 
 /* request-line = method SP request-target SP HTTP-version (RFC 9112 §3),
  * with exactly one SP between them. */
@@ -68,44 +79,69 @@ static int check_request_line(struct http_in *in) {
  * and checks the request line (empty lines before it are skipped, §2.2),
  * refuses a bare CR (§2.2), NUL (RFC 9110 §5.5) and a header line that
  * starts with whitespace: obs-fold (§5.2) or whitespace before the first
- * field (§2.2). Returns 0 or -1 (in->err_* set). */
+ * field (§2.2). Works a line at a time (memchr), since every request
+ * passes here. Returns 0 or -1 (in->err_* set). */
 static int scan_head(struct http_in *in, const char *data, size_t len) {
-  for (size_t i = 0; i < len && !in->head_done; i++) {
-    char c = data[i];
-    if (in->after_cr) {
+  size_t i = 0;
+  while (i < len && !in->head_done) {
+    if (in->after_cr) { /* a CR ended the previous piece */
       in->after_cr = false;
-      if (c != '\n')
+      if (data[i] != '\n')
         return fail(in, 400, "BAD_REQUEST", "CR not followed by LF in the request head");
-    } else if (c == '\r') {
-      in->after_cr = true;
-      continue;
     }
-    if (c == '\0')
+    const char *lf = memchr(data + i, '\n', len - i);
+    size_t end = lf ? (size_t)(lf - data) : len; /* the line's bytes: [i, end) */
+    size_t n = end - i;
+    const char *p = data + i;
+    const char *cr = memchr(p, '\r', n);
+    if (cr) {
+      if (cr + 1 != p + n) /* a CR must end the line */
+        return fail(in, 400, "BAD_REQUEST", "CR not followed by LF in the request head");
+      n--;
+      if (!lf)
+        in->after_cr = true;
+    }
+    if (memchr(p, '\0', n))
       return fail(in, 400, "BAD_REQUEST", "NUL in the request head");
     if (!in->line_done) {
-      if (c == '\n') {
-        if (in->line.len == 0)
-          continue; /* an empty line before the request line */
+      if (n && buf_append(&in->line, p, n))
+        return fail(in, 414, "URI_TOO_LONG", "request target is too long");
+      if (lf && in->line.len) { /* (an empty line before the request line is skipped) */
         in->line_done = true;
         if (check_request_line(in))
           return -1;
-      } else if (buf_putc(&in->line, c)) {
-        return fail(in, 414, "URI_TOO_LONG", "request target is too long");
       }
-      continue;
-    }
-    if (c == '\n') {
-      in->head_done = in->field_len == 0;
-      in->field_len = 0;
     } else {
-      if (in->field_len == 0 && (c == ' ' || c == '\t'))
+      if (in->field_len == 0 && n && (p[0] == ' ' || p[0] == '\t'))
         return fail(in, 400, "BAD_HEADER",
                     "header line starts with whitespace (obs-fold is not accepted)");
-      in->field_len++;
+      in->field_len += n;
+      if (lf) {
+        in->head_done = in->field_len == 0;
+        in->field_len = 0;
+      }
     }
+    i = lf ? end + 1 : len;
   }
   return 0;
 }
+
+/* reg-name bytes (RFC 3986 §3.2.2): unreserved and sub-delims; '%' is
+ * checked apart */
+static const bool REGNAME[256] = {
+    ['-'] = 1, ['.'] = 1, ['_'] = 1, ['~'] = 1, ['!'] = 1, ['$'] = 1, ['&'] = 1, ['\''] = 1,
+    ['('] = 1, [')'] = 1, ['*'] = 1, ['+'] = 1, [','] = 1, [';'] = 1, ['='] = 1,
+    ['0'] = 1, ['1'] = 1, ['2'] = 1, ['3'] = 1, ['4'] = 1, ['5'] = 1, ['6'] = 1, ['7'] = 1,
+    ['8'] = 1, ['9'] = 1,
+    ['A'] = 1, ['B'] = 1, ['C'] = 1, ['D'] = 1, ['E'] = 1, ['F'] = 1, ['G'] = 1, ['H'] = 1,
+    ['I'] = 1, ['J'] = 1, ['K'] = 1, ['L'] = 1, ['M'] = 1, ['N'] = 1, ['O'] = 1, ['P'] = 1,
+    ['Q'] = 1, ['R'] = 1, ['S'] = 1, ['T'] = 1, ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1,
+    ['Y'] = 1, ['Z'] = 1,
+    ['a'] = 1, ['b'] = 1, ['c'] = 1, ['d'] = 1, ['e'] = 1, ['f'] = 1, ['g'] = 1, ['h'] = 1,
+    ['i'] = 1, ['j'] = 1, ['k'] = 1, ['l'] = 1, ['m'] = 1, ['n'] = 1, ['o'] = 1, ['p'] = 1,
+    ['q'] = 1, ['r'] = 1, ['s'] = 1, ['t'] = 1, ['u'] = 1, ['v'] = 1, ['w'] = 1, ['x'] = 1,
+    ['y'] = 1, ['z'] = 1,
+};
 
 /* Host = uri-host [ ":" port ] (RFC 9110 §7.2, RFC 3986 §3.2.2): an
  * IP-literal in brackets, or a reg-name / IPv4 address; empty is allowed. */
@@ -120,23 +156,20 @@ static bool host_valid(const char *v) {
     p++;
   } else {
     while (*p && *p != ':') {
-      unsigned char c = (unsigned char)*p;
-      bool unreserved = isalnum(c) || strchr("-._~", c);
-      bool sub_delim = strchr("!$&'()*+,;=", c) != NULL;
-      if (c == '%') {
+      if (*p == '%') {
         if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]))
           return false;
         p += 3;
         continue;
       }
-      if (!unreserved && !sub_delim)
+      if (!REGNAME[(unsigned char)*p])
         return false;
       p++;
     }
   }
   if (*p == ':')
     for (p++; *p; p++)
-      if (!isdigit((unsigned char)*p))
+      if (*p < '0' || *p > '9')
         return false;
   return *p == '\0';
 }
@@ -146,16 +179,35 @@ static const char *hvalue(const struct http_in *in, int i) {
   return in->head.data + in->offs[2 * i + 1];
 }
 
+/* The fields the framing rules look at, told apart by length first: every
+ * request passes here. */
+enum field_kind { F_OTHER, F_HOST, F_EXPECT, F_CLEN, F_TENC };
+
+static enum field_kind field_kind(const char *name, size_t len) {
+  switch (len) {
+  case 4:
+    return strncasecmp(name, "host", 4) == 0 ? F_HOST : F_OTHER;
+  case 6:
+    return strncasecmp(name, "expect", 6) == 0 ? F_EXPECT : F_OTHER;
+  case 14:
+    return strncasecmp(name, "content-length", 14) == 0 ? F_CLEN : F_OTHER;
+  case 17:
+    return strncasecmp(name, "transfer-encoding", 17) == 0 ? F_TENC : F_OTHER;
+  default:
+    return F_OTHER;
+  }
+}
+
 /* Transfer-Encoding and Content-Length (RFC 9112 §6.1, §6.3). Codings
  * are read from every Transfer-Encoding line in order. */
 static int check_framing(struct http_in *in, const http_parser *p) {
-  bool te = false, cl = false, chunked_last = false;
+  bool te = false, cl = false, chunked_last = false, other = false;
   int chunked = 0;
-  bool other = false;
   for (int i = 0; i < in->nheaders; i++) {
-    if (strcasecmp(hname(in, i), "content-length") == 0)
-      cl = true;
-    if (strcasecmp(hname(in, i), "transfer-encoding") != 0)
+    const char *name = hname(in, i);
+    enum field_kind k = field_kind(name, strlen(name));
+    cl |= k == F_CLEN;
+    if (k != F_TENC)
       continue;
     te = true;
     const char *v = hvalue(in, i);
@@ -193,25 +245,36 @@ static int check_framing(struct http_in *in, const http_parser *p) {
   return 0;
 }
 
-/* Field names are tokens, values hold no control characters but HTAB
- * (RFC 9110 §5.1, §5.5), and HTTP/1.1 has exactly one valid Host (RFC
- * 9112 §3.2). */
+/* Field names are tokens (http-parser lets a space through: "Host : x"),
+ * HTTP/1.1 has exactly one valid Host (RFC 9112
+ * §3.2), then the framing rules; Expect is read last (RFC 9110 §10.1.1:
+ * an HTTP/1.0 request's is ignored, and no 1xx goes to an HTTP/1.0
+ * client, §15.2). */
 static int check_fields(struct http_in *in, const http_parser *p) {
   int hosts = 0;
   const char *host = NULL;
+  bool framing = false, expect = false;
   for (int i = 0; i < in->nheaders; i++) {
     const char *name = hname(in, i);
-    if (!*name)
-      return fail(in, 400, "BAD_HEADER", "header name is empty");
-    for (const char *c = name; *c; c++)
-      if (!tchar((unsigned char)*c))
-        return fail(in, 400, "BAD_HEADER", "header name is not a token (no space before ':')");
-    for (const unsigned char *c = (const unsigned char *)hvalue(in, i); *c; c++)
-      if ((*c < ' ' && *c != '\t') || *c == 0x7f)
-        return fail(in, 400, "BAD_HEADER", "header value holds a control character");
-    if (strcasecmp(name, "host") == 0) {
+    size_t n = 0;
+    while (tchar((unsigned char)name[n]))
+      n++;
+    if (n == 0 || name[n])
+      return fail(in, 400, "BAD_HEADER", "header name is not a token (no space before ':')");
+    switch (field_kind(name, n)) {
+    case F_HOST:
       hosts++;
       host = hvalue(in, i);
+      break;
+    case F_CLEN:
+    case F_TENC:
+      framing = true;
+      break;
+    case F_EXPECT:
+      expect = true;
+      break;
+    case F_OTHER:
+      break;
     }
   }
   if (hosts > 1)
@@ -220,6 +283,16 @@ static int check_fields(struct http_in *in, const http_parser *p) {
     return fail(in, 400, "BAD_HOST", "an HTTP/1.1 request needs a Host header");
   if (host && !host_valid(host))
     return fail(in, 400, "BAD_HOST", "Host is not a valid host[:port]");
+  if (framing && check_framing(in, p))
+    return -1;
+  for (int i = 0; expect && p->http_minor >= 1 && i < in->nheaders; i++) {
+    const char *name = hname(in, i);
+    if (field_kind(name, strlen(name)) != F_EXPECT)
+      continue;
+    if (strcasecmp(hvalue(in, i), "100-continue") != 0)
+      return fail(in, 417, "EXPECTATION_FAILED", "only 'Expect: 100-continue' is supported");
+    in->want_continue = true;
+  }
   return 0;
 }
 
@@ -289,19 +362,12 @@ static int on_headers_complete(http_parser *p) {
   in->headers_done = true;
   if (p->http_major != 1)
     return fail(in, 505, "HTTP_VERSION_NOT_SUPPORTED", "only HTTP/1.x is served");
-  if (check_fields(in, p) || check_framing(in, p))
-    return -1;
   bool has_len = (p->flags & F_CONTENTLENGTH) != 0;
-  if (has_len && p->content_length > in->cfg->max_body)
+  if (check_fields(in, p))
+    return -1;
+  if (has_len && p->content_length > in->cfg->max_body) {
+    in->want_continue = false;
     return fail(in, 413, "BODY_TOO_LARGE", "request body is too large");
-  /* Expect came with HTTP/1.1: an HTTP/1.0 request's is ignored, and no
-   * 1xx goes to an HTTP/1.0 client (RFC 9110 §10.1.1, §15.2) */
-  for (int i = 0; i < in->nheaders && p->http_minor >= 1; i++) {
-    if (strcasecmp(hname(in, i), "expect") != 0)
-      continue;
-    if (strcasecmp(hvalue(in, i), "100-continue") != 0)
-      return fail(in, 417, "EXPECTATION_FAILED", "only 'Expect: 100-continue' is supported");
-    in->want_continue = true;
   }
   return 0;
 }

@@ -385,7 +385,8 @@ static void process(struct http_conn *c, const char *data, size_t n) {
       static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
       uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
       hs->continue_sent = true;
-      conn_write(c, &b, 1, NULL, NULL);
+      if (conn_write(c, &b, 1, NULL, NULL))
+        return; /* the client is gone: nothing of its request is handled */
     }
     if (st == HTTP_IN_ERROR) {
       http_send_error_raw(c, hs->in.err_status, hs->in.err_code, hs->in.err_msg, NULL);

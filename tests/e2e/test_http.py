@@ -429,6 +429,7 @@ FRAMING_CASES = [
     ("whitespace before the first field (§2.2)", b"GET /health HTTP/1.1\r\n X-A: a\r\n" + H + b"\r\n", 400, True),
     ("NUL in a field value (RFC 9110 §5.5)", b"GET /health HTTP/1.1\r\n" + H + b"X-A: a\x00b\r\n\r\n", 400, True),
     ("bare CR in a field value", b"GET /health HTTP/1.1\r\n" + H + b"X-A: a\rb\r\n\r\n", 400, True),
+    ("a control character in a field value", b"GET /health HTTP/1.1\r\n" + H + b"X-A: a\x01b\r\n\r\n", 400, True),
     ("field name that is not a token", b"GET /health HTTP/1.1\r\n" + H + b"X(A): 1\r\n\r\n", 400, True),
     # message body length (§6)
     ("Content-Length and Transfer-Encoding (§6.1)",
