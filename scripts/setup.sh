@@ -6,7 +6,8 @@ set -eu
 
 BUILD="build-essential cmake pkg-config
  libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsqlite3-dev
- libpq-dev libhiredis-dev libssl-dev zlib1g-dev libargon2-dev libicu-dev"
+ libpq-dev libhiredis-dev libssl-dev zlib1g-dev libargon2-dev libicu-dev
+ libcurl4-openssl-dev"
 TEST="clang libclang-rt-14-dev postgresql redis-server nginx-light sqlite3 python3 python3-yaml curl chromium nodejs npm"
 BENCH="wrk nginx-light"
 
