@@ -155,6 +155,8 @@ static void read_netdev(const char *root, struct host_snap *s) {
   }
 }
 
+static int cmp_name(const void *a, const void *b) { return strcmp(a, b); }
+
 /* Top-level zones (intel-rapl:N, the packages; AMD's kernels use the same
  * names) and their "dram" subzones. psys, where present, covers the
  * packages too, so it is left out to count nothing twice. */
@@ -171,7 +173,7 @@ static void read_rapl(const char *root, struct host_snap *s) {
     snprintf(names[n++], sizeof(names[0]), "%.63s", e->d_name);
   }
   closedir(d);
-  qsort(names, n, sizeof(names[0]), (int (*)(const void *, const void *))strcmp);
+  if (n) qsort(names, n, sizeof(names[0]), cmp_name);
   for (size_t i = 0; i < n && s->nrapl < HOST_MAX_RAPL; i++) {
     char rel[512], text[128], zname[64];
     int colons = 0;

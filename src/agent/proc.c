@@ -206,7 +206,7 @@ int proc_scan(const char *root, struct proc_table *t, uint64_t elapsed_core_tick
     }
     pids[npids++] = atoi(e->d_name);
   }
-  qsort(pids, npids, sizeof(*pids), cmp_int);
+  if (npids) qsort(pids, npids, sizeof(*pids), cmp_int);
   out = malloc((npids ? npids : 1) * sizeof(*out));
   if (!out) goto out;
   char text[128];
@@ -280,6 +280,6 @@ static int cmp_measure(const void *a, const void *b, void *arg) {
 size_t proc_top(const struct proc_table *t, enum proc_order order, size_t top, size_t *idx) {
   for (size_t i = 0; i < t->n; i++) idx[i] = i;
   struct sort_ctx c = {t, order};
-  qsort_r(idx, t->n, sizeof(*idx), cmp_measure, &c);
+  if (t->n) qsort_r(idx, t->n, sizeof(*idx), cmp_measure, &c);
   return top && top < t->n ? top : t->n;
 }

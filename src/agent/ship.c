@@ -128,7 +128,7 @@ static int scan_spool(struct ship *s) {
     if (seq >= s->next_seq) s->next_seq = seq + 1;
   }
   closedir(d);
-  qsort(s->batches, s->n, sizeof(*s->batches), cmp_batch);
+  if (s->n) qsort(s->batches, s->n, sizeof(*s->batches), cmp_batch);
   return rc;
 }
 
