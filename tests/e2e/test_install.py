@@ -53,6 +53,10 @@ def test_install_into_a_destdir_serves_its_console_from_slash():
         unit = open(os.path.join(root, "lib/systemd/system/grove.service")).read()
         assert "\nExecStart=%s/bin/grove serve\n" % prefix in unit, unit  # the path without DESTDIR
         assert "@" not in unit.split("[Unit]", 1)[1]
+        assert os.access(os.path.join(root, "bin/grove-agent"), os.X_OK)
+        agent_unit = open(os.path.join(root, "lib/systemd/system/grove-agent.service")).read()
+        assert "\nExecStart=%s/bin/grove-agent " % prefix in agent_unit, agent_unit
+        assert "@" not in agent_unit.split("[Unit]", 1)[1]
         assert "AGPL-3.0-or-later" in open(os.path.join(root, "share/doc/grove/copyright")).read()
         # the example config is one grove reads
         conf = os.path.join(root, "share/grove/grove.conf")
