@@ -159,6 +159,8 @@ static const struct {
     {"cpu,host=a\xc0\xaf v=1", "!invalid UTF-8 in a tag"},
     {"cpu,h\xed\xa0\x80=a v=1", "!invalid UTF-8 in a tag"},
     {"cpu v\xf8=1", "!invalid UTF-8 in a field key"},
+    {"cpu,h=\xf4\x90\x80\x80 v=1", "!invalid UTF-8 in a tag"}, /* past U+10FFFF */
+    {"cpu,h=\xf4\x8f\xbf\xbf v=1", "cpu,h=\xf4\x8f\xbf\xbf v=f1 @42"}, /* U+10FFFF itself */
     {"cpu v=\"\xe2\x82\"", "!invalid UTF-8 in a string field"},
 };
 
