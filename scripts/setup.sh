@@ -7,7 +7,7 @@ set -eu
 BUILD="build-essential cmake pkg-config
  libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsqlite3-dev
  libpq-dev libhiredis-dev libssl-dev zlib1g-dev libargon2-dev libicu-dev
- libcurl4-openssl-dev"
+ libcurl4-openssl-dev libjs-chart.js"
 TEST="clang libclang-rt-14-dev postgresql redis-server nginx-light sqlite3 python3 python3-yaml curl chromium nodejs npm"
 BENCH="wrk nginx-light"
 
@@ -27,9 +27,10 @@ for p in $want; do
     missing="$missing $p"
 done
 browser_deps() {
-  # the browser tests' driver, from npm (pinned in tests/browser/package-lock.json)
+  # the browser tests' driver and axe-core's audits, from npm (pinned in
+  # tests/browser/package-lock.json)
   [ "${1:-build}" = build ] && return 0
-  [ -d tests/browser/node_modules/playwright-core ] ||
+  [ -d tests/browser/node_modules/playwright-core ] && [ -d tests/browser/node_modules/axe-core ] ||
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 }
 cd "$(dirname "$0")/.."

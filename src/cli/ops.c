@@ -1,7 +1,8 @@
 /* ops.c — operations endpoints: /health (liveness), /ready (every
  * configured backend answers, and no component reports trouble through
- * core/health.h, such as a full disk under the series store) and /metrics
- * (Prometheus text format). */
+ * core/health.h, such as a full disk under the series store), /metrics
+ * (Prometheus text format) and /api/v1/apps (the apps this instance runs,
+ * from the app table, for the console's navigation). */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,6 +137,21 @@ static void handle_metrics(struct http_req *r) {
   buf_release(&b);
 }
 
+/* The apps of grove_apps[] in start order: {"name","summary"} each. The
+ * table is fixed at build time, so the answer is too. */
+static void handle_apps(struct http_req *r) {
+  json_t *list = json_array();
+  for (size_t i = 0; list && i < grove_napps; i++)
+    json_array_append_new(list, json_pack("{s:s,s:s}", "name", grove_apps[i]->name, "summary",
+                                          grove_apps[i]->summary ? grove_apps[i]->summary : ""));
+  if (!list) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return;
+  }
+  json_t *meta = json_pack("{s:I}", "count", (json_int_t)json_array_size(list));
+  http_reply_data(r, 200, list, meta);
+}
+
 static int ops_start(struct grove_ctx *ctx, void **state) {
   struct ops *o = calloc(1, sizeof *o);
   if (!o)
@@ -146,6 +162,7 @@ static int ops_start(struct grove_ctx *ctx, void **state) {
       {"GET", "/health", handle_health},
       {"GET", "/ready", handle_ready},
       {"GET", "/metrics", handle_metrics},
+      {"GET", "/api/v1/apps", handle_apps},
   };
   int rc = router_add_all(ctx->router, routes, ARRAY_LEN(routes), o);
   if (rc) {

@@ -1,4 +1,5 @@
-/* static.c — files of the web console from the web root, with ETag,
+/* static.c — files of the web console from the web root, and Debian's
+ * packaged JavaScript libraries under /javascript/, with ETag,
  * Last-Modified and Cache-Control. Files are read on the worker pool. */
 #include <errno.h>
 #include <fcntl.h>
@@ -14,6 +15,13 @@
 #include "net/static.h"
 
 #define STATIC_MAX (32u * 1024 * 1024)
+
+/* Where Debian's libjs-* packages put their files (javascript-common serves
+ * the same folder at /javascript/ for Apache); CMake's GROVE_JAVASCRIPT_DIR. */
+#ifndef GROVE_JAVASCRIPT_DIR
+#define GROVE_JAVASCRIPT_DIR "/usr/share/javascript"
+#endif
+#define JS_PREFIX "/javascript/"
 
 struct static_root {
   char dir[PATH_MAX];
@@ -128,8 +136,13 @@ static void handle(struct http_req *r) {
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     return;
   }
+  const char *dir = root->dir;
+  if (strncmp(p, JS_PREFIX, sizeof JS_PREFIX - 1) == 0) {
+    dir = GROVE_JAVASCRIPT_DIR;
+    p += sizeof JS_PREFIX - 2; /* keeps the slash */
+  }
   size_t pl = strlen(p);
-  int n = snprintf(j->path, sizeof j->path, "%s", root->dir);
+  int n = snprintf(j->path, sizeof j->path, "%s", dir);
   if (n < 0 || (size_t)n + pl + 11 >= sizeof j->path) {
     free(j);
     http_reply_error(r, 414, "URI_TOO_LONG", "path is too long", NULL);

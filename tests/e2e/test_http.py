@@ -334,6 +334,25 @@ def test_static_traversal_refused():
         assert r.status == 404, (p, r.status)
 
 
+def test_packaged_javascript_served():
+    # Debian's libjs-chart.js (scripts/setup.sh), served at /javascript/ for the console's charts
+    r = g.request("GET", "/javascript/chart.js/chart.min.js")
+    assert r.status == 200, r.status
+    assert r.header("content-type").startswith("text/javascript")
+    assert b"Chart.js v3" in r.body[:200] and r.header("etag")
+    for p in ("/javascript/../../etc/passwd", "/javascript/%2e%2e/%2e%2e/etc/passwd", "/javascript/chart.js/../../../etc/passwd",
+              "/javascript/nothing-here.js"):
+        assert g.request("GET", p).status == 404, p
+
+
+def test_apps_lists_the_app_table():
+    # no credential: the console's navigation asks before sign-in
+    st, body = g.get_json("/api/v1/apps")
+    assert st == 200, body
+    assert [a["name"] for a in body["data"]] == ["ops", "flow"], body
+    assert all(a["summary"] for a in body["data"]) and body["metadata"]["count"] == 2
+
+
 def test_options_lists_methods():
     r = g.request("OPTIONS", "/health")
     assert r.status == 204 and "GET" in r.header("allow")
