@@ -29,6 +29,10 @@ def serves_console_from(binary, web, cwd="/", extra=()):
         assert r.status == 200, (r.status, g.output()[-2000:])
         assert r.body == open(os.path.join(web, "index.html"), "rb").read()
         assert g.request("GET", "/app.js").status == 200
+        assert g.request("GET", "/flow.js").status == 200
+        # the console's charts: Debian's libjs-chart.js (a dependency of the .deb), served at /javascript/
+        r = g.request("GET", "/javascript/chart.js/chart.min.js")
+        assert r.status == 200 and b"Chart.js" in r.body[:200], r.status
         assert 'web console root="%s"' % os.path.realpath(web) in g.output(), g.output()[-2000:]
     finally:
         g.stop()
@@ -85,7 +89,7 @@ def test_deb_has_its_dependencies_and_serves_its_console():
             return subprocess.run(["dpkg-deb", "-f", deb, name], capture_output=True, text=True).stdout.strip()
         depends = field("Depends")
         # the runtime packages of every library grove links, found by dpkg-shlibdeps
-        for pkg in ("adduser", "libc6", "libuv1", "libjansson4", "libsqlite3-0", "libpq5", "libhiredis0.14",
+        for pkg in ("adduser", "libjs-chart.js", "libc6", "libuv1", "libjansson4", "libsqlite3-0", "libpq5", "libhiredis0.14",
                     "libwslay1", "libhttp-parser2.9", "libssl3", "zlib1g", "libargon2-1"):
             assert re.search(r"(^|, )%s( \(|,|$)" % re.escape(pkg), depends), (pkg, depends)
         assert "-dev" not in depends, depends
