@@ -565,6 +565,9 @@
     function putStation(s) {
       const old = stations.get(s.id);
       if (old && JSON.stringify(old) === JSON.stringify(s)) return; // a refresh that brings nothing new
+      // a state older than the one shown (a topic's message overtaken by
+      // its alert, or a refresh answered before it) does not go back in time
+      if (old && old.window && s.window && s.window.end < old.window.end) return;
       stations.set(s.id, s);
       renderTile(s);
       if (old && old.category !== s.category && s.category && !s.stale && old.aqi != null)
@@ -579,6 +582,8 @@
       else if (compare.includes(s.id)) chartSoon();
     }
     function putRegion(r) {
+      const old = regions.get(r.name);
+      if (old && old.window && r.window && r.window.end < old.window.end) return;
       regions.set(r.name, r);
       renderRegion(r);
     }
