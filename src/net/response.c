@@ -301,6 +301,10 @@ void http_reply(struct http_req *r, int status, const char *ctype, const void *b
   }
   if (c->close_after)
     PUT_LIT(out, "Connection: close\r\n\r\n");
+  else if (hs->in.parser.http_minor == 0)
+    /* an HTTP/1.0 client that asked to keep the connection is told it is
+     * kept (RFC 9112 §9.3, Appendix C.2.2) */
+    PUT_LIT(out, "Connection: keep-alive\r\n\r\n");
   else
     PUT_LIT(out, "\r\n");
   if (!no_body && !r->head && len)

@@ -121,6 +121,18 @@ def test_http10_closes_without_keep_alive():
     assert closed_by_peer(s)
 
 
+def test_http10_keep_alive_is_kept_and_said():
+    # RFC 9112 §9.3: HTTP/1.0 persists only with "keep-alive", which the answer confirms
+    s = g.connect()
+    s.sendall(b"GET /health HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    r = read_response(s)
+    assert r.status == 200 and r.header("connection") == "keep-alive", r.headers
+    s.sendall(b"GET /health HTTP/1.0\r\n\r\n")  # the next one without it closes
+    r = read_response(s, r.rest)
+    assert r.status == 200 and r.header("connection") == "close", r.headers
+    assert closed_by_peer(s)
+
+
 def test_chunked_request_body():
     s = g.connect()
     body = b'{"n": 1, "text": "' + b"x" * 3000 + b'"}'
