@@ -155,7 +155,7 @@ static void trouble_set(struct series *s, enum trouble_path path, const char *wh
   }
   if (!*t)
     log_error(NULL, "series writes fail", "path=\"%s\" error=\"%s\"", name, why);
-  snprintf(t, sizeof s->trouble[path], "%s: %s", name, why);
+  say(t, sizeof s->trouble[path], "%s: %s", name, why);
 }
 
 static void put32(struct buf *b, uint32_t v) {
