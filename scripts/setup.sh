@@ -9,7 +9,7 @@ BUILD="build-essential cmake pkg-config
  libpq-dev libhiredis-dev libssl-dev zlib1g-dev libargon2-dev libicu-dev
  libcurl4-openssl-dev libjs-chart.js"
 TEST="clang libclang-rt-14-dev postgresql redis-server nginx-light sqlite3 python3 python3-yaml curl chromium nodejs npm"
-BENCH="wrk nginx-light"
+BENCH="wrk nginx-light prometheus-node-exporter netdata"
 
 want="$BUILD"
 case "${1:-build}" in
