@@ -765,7 +765,15 @@ static int add_one(struct part *p, struct entity *en, const struct flow_reading 
   if (rc < 0) /* its windows are beyond int64: ahead or behind everything */
     rc = r->ts_ns > clock ? STREAM_AHEAD : STREAM_LATE;
   struct species_state *s = &en->sp[r->species];
-  if (rc != STREAM_AHEAD && r->ts_ns >= s->latest_ns) {
+  /* the latest reading, by event time; with a bound, a time past the clock
+   * counts as the clock's, so a fast station (inside the bound) cannot hold
+   * a region's latest value against its honest stations */
+  int64_t at = r->ts_ns, held = s->latest_ns;
+  if (p->e->cfg.ahead_ns > 0) {
+    at = at < clock ? at : clock;
+    held = held < clock ? held : clock;
+  }
+  if (rc != STREAM_AHEAD && at >= held) {
     s->latest = r->value;
     s->latest_ns = r->ts_ns;
   }

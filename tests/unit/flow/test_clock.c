@@ -109,6 +109,11 @@ TEST(a_fast_station_clock_hurts_only_itself) {
   CHECK_EQ_INT(late, 0);
   CHECK(window_end(e, "honest", NULL) != INT64_MIN);
   CHECK(window_end(e, "fast", NULL) == INT64_MIN); /* not due before the wall clock */
+  /* nor does it hold its region's latest reading: the honest one is newer */
+  json_t *rg = flow_engine_regions_json(e, "r");
+  json_t *pm = json_object_get(json_object_get(json_object_get(json_array_get(rg, 0), "pollutants"), "pm25"), "latest");
+  CHECK(json_is_number(pm) && json_number_value(pm) == 12);
+  json_decref(rg);
   atomic_store(&fake_now, t0 + 6 * 60 * S);
   flow_engine_tick(e); /* quiet: the watermark follows the wall clock, not past it */
   CHECK(window_end(e, "fast", NULL) != INT64_MIN);
