@@ -65,8 +65,11 @@ class Receiver:
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
     def stop(self):
+        if self.srv is None:
+            return
         self.srv.shutdown()
         self.srv.server_close()
+        self.srv = None
 
     def count(self):
         with self.lock:
@@ -92,6 +95,12 @@ class Agent:
     def stop(self):
         self.p.terminate()
         assert self.p.wait(timeout=10) == 0, self.logs()
+
+    def ensure_stopped(self):
+        """For finally blocks: no agent outlives its test, whatever failed."""
+        if self.p.poll() is None:
+            self.p.kill()
+            self.p.wait()
 
 
 def spooled(spool):
@@ -152,6 +161,7 @@ def test_batches_arrive_gzip_with_key_in_order():
         eventually(lambda: not spooled(spool), what="spool emptied")
         assert KEY not in a.logs()  # never logged
     finally:
+        a.ensure_stopped()
         r.stop()
         shutil.rmtree(spool)
 
@@ -184,6 +194,7 @@ def test_spool_survives_outage_and_kill9_in_order_without_repeats():
         assert len({b["agent_id"] for _, b, _ in r.batches}) == 1
         assert "cannot reach server" in a.logs()
     finally:
+        a.ensure_stopped()
         r.stop()
         shutil.rmtree(spool)
 
@@ -204,6 +215,7 @@ def test_spool_is_bounded_and_drops_the_oldest():
         seqs = check_order(r.batches)
         assert seqs[0] >= first_kept, (seqs, first_kept)
     finally:
+        a.ensure_stopped()
         r.stop()
         shutil.rmtree(spool)
 
@@ -227,6 +239,7 @@ def test_503_is_retried_and_4xx_dropped():
         check_order(r.batches)
         assert "server refused batch: dropped" in a.logs()
     finally:
+        a.ensure_stopped()
         r.stop()
         shutil.rmtree(spool)
 

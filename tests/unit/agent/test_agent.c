@@ -29,11 +29,11 @@ static void rmroot(void) {
   if (system(cmd) != 0) fprintf(stderr, "cannot remove '%s'\n", root);
 }
 
-/* A fresh fixture tree, removed when the test's process exits. */
+/* A fresh fixture tree; each test that makes one removes it last
+ * (rmroot), as the runner ends a test's process with _exit. */
 static void mkroot(void) {
   snprintf(root, sizeof(root), "/tmp/grove-agent-test-XXXXXX");
   CHECK(mkdtemp(root) != NULL);
-  atexit(rmroot);
 }
 
 /* Writes root/rel (folders made). */
@@ -155,6 +155,7 @@ TEST(host_cpu_steal_memory_and_devices_from_fixture) {
   free(r.core_pct);
   host_snap_release(&a);
   host_snap_release(&b);
+  rmroot();
 }
 
 TEST(host_without_proc_stat_is_an_error) {
@@ -163,6 +164,7 @@ TEST(host_without_proc_stat_is_an_error) {
   host_snap_init(&a);
   CHECK_EQ_INT(host_read(root, &a), GROVE_EIO);
   host_snap_release(&a);
+  rmroot();
 }
 
 static void put_rapl(const char *zone, const char *name, unsigned long long uj, unsigned long long max) {
@@ -205,6 +207,7 @@ TEST(rapl_zones_sum_packages_and_dram_across_a_wrap) {
   free(r.core_pct);
   host_snap_release(&a);
   host_snap_release(&b);
+  rmroot();
 }
 
 TEST(vm_detection_from_dmi_and_cpuinfo) {
@@ -229,6 +232,7 @@ TEST(vm_detection_from_dmi_and_cpuinfo) {
   host_identify(root, &id);
   CHECK(id.vm);
   CHECK_EQ_STR(id.instance_type, "");
+  rmroot();
 }
 
 /* ---- processes */
@@ -255,6 +259,7 @@ TEST(proc_fields_comm_with_parens_user_and_container) {
   CHECK_EQ_INT(strlen(p->container_id), 64);
   CHECK(strstr(p->cgroup, "docker-") != NULL);
   proc_table_release(&t);
+  rmroot();
 }
 
 TEST(proc_cpu_percent_from_tick_deltas) {
@@ -271,6 +276,7 @@ TEST(proc_cpu_percent_from_tick_deltas) {
   CHECK(fabs(t.procs[0].cpu_pct - 75.0) < 1e-9);
   CHECK_EQ_INT(t.procs[1].delta_ticks, 0);
   proc_table_release(&t);
+  rmroot();
 }
 
 TEST(proc_pid_reuse_is_a_new_process) {
@@ -292,6 +298,7 @@ TEST(proc_pid_reuse_is_a_new_process) {
   CHECK_EQ_INT(proc_scan(root, &t, 100), 0);
   CHECK_EQ_INT(t.procs[0].delta_ticks, 10);
   proc_table_release(&t);
+  rmroot();
 }
 
 TEST(proc_vanishing_mid_read_is_left_out) {
@@ -312,6 +319,7 @@ TEST(proc_vanishing_mid_read_is_left_out) {
   CHECK_EQ_INT(t.procs[0].pid, 1);
   CHECK_EQ_INT(t.procs[1].pid, 4);
   proc_table_release(&t);
+  rmroot();
 }
 
 TEST(proc_two_thousand_processes_and_top_n) {
@@ -335,6 +343,7 @@ TEST(proc_two_thousand_processes_and_top_n) {
   CHECK_EQ_INT(proc_top(&t, PROC_BY_CPU, 0, idx), 2000);
   free(idx);
   proc_table_release(&t);
+  rmroot();
 }
 
 /* ---- NVML */
@@ -502,6 +511,7 @@ TEST(sample_payload_has_the_seed_shape) {
   json_decref(j);
   buf_release(&b);
   sampler_destroy(s);
+  rmroot();
 }
 
 /* ---- the spool */
@@ -559,6 +569,7 @@ TEST(spool_is_bounded_drops_oldest_and_numbers_survive_restart) {
   CHECK_EQ_INT(ship_open(&s, &cfg, err, sizeof(err)), 0);
   CHECK_EQ_INT(ship_next_seq(s), 11);
   ship_close(s);
+  rmroot();
 }
 
 static const struct test tests[] = {
