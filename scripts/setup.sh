@@ -30,8 +30,10 @@ browser_deps() {
   # the browser tests' driver and axe-core's audits, from npm (pinned in
   # tests/browser/package-lock.json)
   [ "${1:-build}" = build ] && return 0
-  [ -d tests/browser/node_modules/playwright-core ] && [ -d tests/browser/node_modules/axe-core ] ||
-    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+  # installed again whenever the lock changed since the last install
+  cmp -s tests/browser/package-lock.json tests/browser/node_modules/.installed-lock 2>/dev/null ||
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error &&
+      cp package-lock.json node_modules/.installed-lock)
 }
 cd "$(dirname "$0")/.."
 if [ -z "$missing" ]; then

@@ -1,6 +1,7 @@
 /* test_agent.c — grove-agent: collectors against fixture procfs/sysfs
  * trees written by each test, NVML through a fake library loaded by the
  * same dlopen path, power attribution, the payload and the spool. */
+#include <dirent.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -517,12 +518,13 @@ TEST(sample_payload_has_the_seed_shape) {
 /* ---- the spool */
 
 static size_t count_batches(const char *dir) {
-  char cmd[512];
-  snprintf(cmd, sizeof(cmd), "ls %s | grep -c 'json.gz$'", dir);
-  FILE *f = popen(cmd, "r");
-  size_t n = 0;
-  if (fscanf(f, "%zu", &n) != 1) n = 0;
-  pclose(f);
+  DIR *d = opendir(dir);
+  CHECK(d != NULL);
+  size_t n = 0, len;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    if ((len = strlen(e->d_name)) > 8 && strcmp(e->d_name + len - 8, ".json.gz") == 0)
+      n++;
+  closedir(d);
   return n;
 }
 
