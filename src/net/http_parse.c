@@ -71,7 +71,7 @@ static int check_request_line(struct http_in *in) {
   if (s[i + 5] != '1')
     return fail(in, 505, "HTTP_VERSION_NOT_SUPPORTED", "only HTTP/1.x is served");
   if (mlen == 7 && memcmp(s, "CONNECT", 7) == 0)
-    return fail(in, 501, "NOT_IMPLEMENTED", "CONNECT is not implemented: Grove is not a proxy");
+    return fail(in, 501, "NOT_IMPLEMENTED", "CONNECT is refused: Grove is not a proxy");
   return 0;
 }
 
@@ -452,7 +452,7 @@ static int map_parser_error(struct http_in *in) {
     while (i < in->line.len && tchar((unsigned char)in->line.data[i]))
       i++;
     if (i > 0 && (i == in->line.len || in->line.data[i] == ' '))
-      return fail(in, 501, "NOT_IMPLEMENTED", "request method is not implemented");
+      return fail(in, 501, "NOT_IMPLEMENTED", "request method is unknown to this server");
     return fail(in, 400, "BAD_METHOD", "request method is not valid");
   }
   case HPE_INVALID_VERSION:

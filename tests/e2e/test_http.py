@@ -426,7 +426,7 @@ FRAMING_CASES = [
     ("asterisk-form is for OPTIONS only", b"GET * HTTP/1.1\r\n" + H + b"\r\n", 400, None),
     ("asterisk-form with OPTIONS", b"OPTIONS * HTTP/1.1\r\n" + H + b"\r\n", 204, False),
     ("authority-form is for CONNECT only", b"GET x:80 HTTP/1.1\r\n" + H + b"\r\n", 400, True),
-    ("CONNECT is not implemented", b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 501, True),
+    ("CONNECT is refused", b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 501, True),
     ("target without a slash", b"GET health HTTP/1.1\r\n" + H + b"\r\n", 400, True),
     ("fragment in the target", b"GET /health#top HTTP/1.1\r\n" + H + b"\r\n", 400, True),
     ("space inside the target", b"GET /hea lth HTTP/1.1\r\n" + H + b"\r\n", 400, True),
