@@ -399,6 +399,15 @@ int gate_check_credential(struct gate *g, const char *credential, struct gate_pr
   return identify_credential(g, credential, out);
 }
 
+int gate_request_credential(struct http_req *r, char *out, size_t n) {
+  char room[256];
+  const char *c = credential(r, room, sizeof room);
+  if (!c || !*c || strlen(c) >= n)
+    return GROVE_EPERM;
+  memcpy(out, c, strlen(c) + 1);
+  return 0;
+}
+
 static int identify_credential(struct gate *g, const char *cred, struct gate_principal *out) {
   memset(out, 0, sizeof *out);
   if (!cred || !*cred)

@@ -104,6 +104,12 @@ int gate_identify(struct gate *g, struct http_req *r, struct gate_principal *out
  * API key sent in a WebSocket message): 0 and *out, or GROVE_EPERM.
  * Thread-safe; answers from memory. */
 int gate_check_credential(struct gate *g, const char *credential, struct gate_principal *out);
+/* Copies the credential r shows (access token or API key, whatever header
+ * or query form carried it) into out (n bytes, NUL-terminated), so that a
+ * long-lived connection can check it again later with
+ * gate_check_credential(). Returns 0, or GROVE_EPERM when r shows none or
+ * it does not fit. Touches no gate state; thread-safe. */
+int gate_request_credential(struct http_req *r, char *out, size_t n);
 /* For handlers: true when r carries a credential with every scope in
  * `scopes`; otherwise answers 401 (no or bad credential) or 403 (missing
  * scope) and returns false. */

@@ -129,6 +129,8 @@ struct sub {
   int ntopics;
   uint64_t replayed_upto; /* SSE: live messages up to this id were replayed */
   unsigned scopes;        /* of the credential it showed (GATE_*), 0: none */
+  char *credential;       /* owned: the credential it showed, checked again at
+                             each subscribe (a logout or revocation then counts) */
 };
 
 struct shard {
@@ -353,7 +355,25 @@ static void sub_free(struct sub *s) {
     l = n;
   }
   metric_add(s->sh->hub->subscribers, -1);
+  free(s->credential);
   free(s);
+}
+
+/* Keeps c as the credential s shows from now on (NULL: none). */
+static void sub_set_credential(struct sub *s, const char *c) {
+  free(s->credential);
+  s->credential = c ? strdup(c) : NULL;
+}
+
+/* Checks s's credential again (it may have been revoked, or its session
+ * logged out, since it was shown): its scopes now, 0 when it no longer
+ * holds. */
+static void sub_recheck(struct sub *s) {
+  struct hub *h = s->sh->hub;
+  struct gate_principal p;
+  s->scopes = s->credential && h->gate && gate_check_credential(h->gate, s->credential, &p) == 0
+                  ? p.scopes
+                  : 0;
 }
 
 static struct shard *shard_of(struct hub *h, uv_loop_t *loop) {
@@ -670,7 +690,9 @@ static void ws_error(struct ws *ws, const char *topic, int status, const char *c
 /* Refuses a reserved topic to a subscriber without the scope: 401 when it
  * showed no credential, 403 when its credential lacks the scope. */
 static void ws_refuse_read(struct ws *ws, const struct sub *s, const char *topic) {
-  if (!s->scopes)
+  if (!s->scopes && s->credential)
+    ws_error(ws, topic, 401, "UNAUTHORIZED", "credential is not valid, expired or revoked");
+  else if (!s->scopes)
     ws_error(ws, topic, 401, "UNAUTHORIZED",
              "this topic needs a credential: send {\"op\":\"auth\",\"token\":…} or connect with "
              "Authorization: Bearer … or X-API-Key");
@@ -688,6 +710,7 @@ static void ws_auth(struct ws *ws, struct sub *s, json_t *j) {
     return;
   }
   s->scopes = p.scopes;
+  sub_set_credential(s, token);
   ws_reply(ws, "authenticated", NULL, NULL);
 }
 
@@ -702,6 +725,8 @@ static void on_ws_message(struct ws *ws, bool text, const uint8_t *data, size_t 
   json_t *j = json_loadb((const char *)data, len, 0, &e);
   const char *op = j ? json_string_value(json_object_get(j, "op")) : NULL;
   const char *topic = j ? json_string_value(json_object_get(j, "topic")) : NULL;
+  if (op && strcmp(op, "subscribe") == 0)
+    sub_recheck(s); /* the credential may have been revoked since it was shown */
   if (!op) {
     ws_reply(ws, "error", NULL, j ? "missing \"op\"" : "message is not valid JSON");
   } else if (strcmp(op, "ping") == 0) {
@@ -762,8 +787,12 @@ static struct sub *sub_new(struct hub *h, struct http_req *r) {
   }
   s->sh = sh;
   struct gate_principal p;
-  if (h->gate && gate_identify(h->gate, r, &p) == 0)
+  char cred[256];
+  if (h->gate && gate_identify(h->gate, r, &p) == 0) {
     s->scopes = p.scopes;
+    if (gate_request_credential(r, cred, sizeof cred) == 0)
+      sub_set_credential(s, cred);
+  }
   return s;
 }
 

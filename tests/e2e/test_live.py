@@ -479,6 +479,45 @@ def test_app_topics_need_the_apps_read_credential_over_websocket():
     ws.close()
 
 
+def test_a_revoked_credential_subscribes_no_more():
+    """A WebSocket's credential is checked again at each subscribe: a key
+    revoked, or a session logged out, after it was shown reads no more app
+    topics on that connection."""
+    out = subprocess.run([GROVE, "key", "add", "live-revoked", "--scopes", "read", "--data-dir", g.data_dir],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    kid, k = out.stdout.split()[:2]
+    eventually(lambda: g.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200, what="key loaded")
+    ws = WebSocket(g, "/api/v1/live", headers={"X-API-Key": k})
+    ws.send({"op": "subscribe", "topic": "flow/stations/rv-1"})
+    subscribed(ws, "flow/stations/rv-1")
+    out = subprocess.run([GROVE, "key", "revoke", kid, "--data-dir", g.data_dir], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    eventually(lambda: g.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 401, what="key revoked")
+    ws.send({"op": "subscribe", "topic": "flow/stations/rv-2"})
+    m = ws.recv_json()
+    assert m["type"] == "error" and m["status"] == 401 and m["topic"] == "flow/stations/rv-2", m
+    ws.close()
+    # an access token whose session logged out
+    r = g.request("POST", "/auth/register", headers={"Content-Type": "application/json"},
+                  body=json.dumps({"email": "live-logout@example.com", "password": "correct horse battery"}).encode())
+    assert r.status in (200, 201), r.body
+    d = r.json()["data"]
+    ws = WebSocket(g)
+    ws.send({"op": "auth", "token": d["access_token"]})
+    assert ws.recv_json() == {"type": "authenticated"}
+    ws.send({"op": "subscribe", "topic": "flow/stations/rv-3"})
+    subscribed(ws, "flow/stations/rv-3")
+    bearer = {"Authorization": "Bearer " + d["access_token"], "Content-Type": "application/json"}
+    r = g.request("POST", "/auth/logout", headers=bearer, body=json.dumps({"refresh_token": d["refresh_token"]}).encode())
+    assert r.status == 200, r.body
+    eventually(lambda: g.request("GET", "/auth/me", headers=bearer).status == 401, what="session logged out")
+    ws.send({"op": "subscribe", "topic": "flow/stations/rv-4"})
+    m = ws.recv_json()
+    assert m["type"] == "error" and m["status"] == 401, m
+    ws.close()
+
+
 def reset(sock):
     """Closes with RST (SO_LINGER 0): unread data and the connection dropped at once."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
