@@ -318,10 +318,21 @@ static int add_bytes(struct http_in *in, const char *at, size_t len) {
   return 0;
 }
 
+/* Drops the whitespace that ends the current header value: RFC 9112 §5
+ * makes trailing OWS no part of a field value (http-parser keeps it). */
+static void trim_value(struct http_in *in) {
+  size_t start = in->offs[2 * (in->nheaders - 1) + 1];
+  while (in->head.len > start && (in->head.data[in->head.len - 1] == ' ' ||
+                                  in->head.data[in->head.len - 1] == '\t'))
+    in->head.len--;
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t len) {
   struct http_in *in = IN(p);
   if (in->nheaders == 0 || in->in_value) {
     /* a new header starts: close the previous value (or the url) */
+    if (in->nheaders && in->in_value)
+      trim_value(in);
     if (buf_putc(&in->head, '\0'))
       return fail(in, 431, "HEADERS_TOO_LARGE", "request headers are too large");
     if (in->nheaders >= in->cfg->max_headers)
@@ -355,6 +366,8 @@ static int on_header_value(http_parser *p, const char *at, size_t len) {
 
 static int on_headers_complete(http_parser *p) {
   struct http_in *in = IN(p);
+  if (in->nheaders && in->in_value)
+    trim_value(in);
   if (buf_putc(&in->head, '\0'))
     return fail(in, 431, "HEADERS_TOO_LARGE", "request headers are too large");
   if (in->nheaders && !in->in_value) /* a name with no value callback */

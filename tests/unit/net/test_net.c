@@ -161,6 +161,22 @@ TEST(parse_rfc9112_rules) {
   http_in_release(&in);
 }
 
+TEST(header_values_lose_trailing_whitespace) {
+  /* RFC 9112 §5: OWS around a field value is not part of it */
+  struct http_in in;
+  http_in_init(&in, &cfg);
+  size_t used;
+  const char *req = "GET / HTTP/1.1\r\nHost: x \r\nX-API-Key: k\t \r\nX-Empty:  \r\nX-Last: v\t\r\n\r\n";
+  CHECK_EQ_INT(feed_all(&in, req, &used), HTTP_IN_REQUEST);
+  struct http_req r = {0};
+  CHECK_EQ_INT(http_in_request(&in, &r), 0);
+  CHECK_EQ_STR(http_header_get(&r, "host"), "x");
+  CHECK_EQ_STR(http_header_get(&r, "x-api-key"), "k");
+  CHECK_EQ_STR(http_header_get(&r, "x-empty"), "");
+  CHECK_EQ_STR(http_header_get(&r, "x-last"), "v");
+  http_in_release(&in);
+}
+
 TEST(parse_expect_continue_flag) {
   struct http_in in;
   http_in_init(&in, &cfg);
@@ -526,7 +542,7 @@ static const struct test tests[] = {
     T(ws_context_is_kept_inside_frames_and_messages),
     T(parse_simple_request), T(parse_stops_after_each_pipelined_request),
     T(parse_headers_split_across_reads), T(parse_chunked_body), T(parse_limits_have_statuses),
-    T(parse_malformed_requests), T(parse_rfc9112_rules), T(parse_expect_continue_flag), T(parse_bad_target),
+    T(parse_malformed_requests), T(parse_rfc9112_rules), T(header_values_lose_trailing_whitespace), T(parse_expect_continue_flag), T(parse_bad_target),
     T(router_params_methods_and_rest), T(ws_fragments_ping_and_close),
     T(ws_rejects_oversize_unmasked_and_bad_utf8), T(ws_close_codes_are_checked), T(utf8_validation), T(body_gzip_members_all_decoded),
     T(body_codings_deflate_chains_and_unknown), T(ws_frame_header_lengths),
