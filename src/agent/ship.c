@@ -349,7 +349,10 @@ size_t ship_flush(struct ship *s, size_t max) {
       sent++;
       continue;
     }
-    if (status >= 400 && status < 500 && status != 429 && status != 408) {
+    /* 4xx: the server will never take this batch, except 408 and 429 (later,
+     * it says) and 404 (no push route there yet: a server without the matrix
+     * app, or one being upgraded), which keep it in the bounded spool. */
+    if (status >= 400 && status < 500 && status != 429 && status != 408 && status != 404) {
       log_error(NULL, "server refused batch: dropped", "seq=%llu status=%ld",
                 (unsigned long long)seq, status);
       unlink(path);
