@@ -447,9 +447,7 @@ static void write_group_pg(struct series *s, struct batch *group) {
     memcpy(all + at, b->pts, b->n * sizeof *all);
     at += b->n;
   }
-  pthread_mutex_lock(&s->lock); /* not flush_lock: a rollup pass holds that for seconds */
-  int64_t keep_after = s->keep_ns[0] ? keep_cutoff(s->keep_ns[0], 0) : INT64_MIN;
-  pthread_mutex_unlock(&s->lock);
+  int64_t keep_after = series_oldest_kept(s);
   char why[512] = "out of memory";
   if (!rc)
     rc = pgs_write(s->pg, all, n, keep_after, why, sizeof why);
@@ -1017,6 +1015,13 @@ int series_health(struct series *s, char *why, size_t n) {
   }
   pthread_mutex_unlock(&s->lock);
   return rc;
+}
+
+int64_t series_oldest_kept(struct series *s) {
+  pthread_mutex_lock(&s->lock); /* not flush_lock: a rollup pass holds that for seconds */
+  int64_t t = s->keep_ns[0] ? keep_cutoff(s->keep_ns[0], 0) : INT64_MIN;
+  pthread_mutex_unlock(&s->lock);
+  return t;
 }
 
 void series_retention(struct series *s, uint64_t raw_ms, uint64_t minute_ms, uint64_t hour_ms) {

@@ -128,6 +128,12 @@ int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, in
  * counted back from now; applied each time points move into chunks. */
 void series_retention(struct series *s, uint64_t raw_ms, uint64_t minute_ms, uint64_t hour_ms);
 
+/* The oldest time (ns) a raw point may have and still be kept: now minus
+ * the raw retention, INT64_MIN when raw points are kept for ever. Writers
+ * refuse older points rather than acknowledge what the next flush drops
+ * (InfluxDB: "points beyond retention policy"). Thread-safe. */
+int64_t series_oldest_kept(struct series *s);
+
 /* Copies the key of series id into out. GROVE_ENOENT when there is none. */
 int series_key_of(struct series *s, uint32_t id, char *out, size_t n);
 

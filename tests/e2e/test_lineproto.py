@@ -370,5 +370,38 @@ def test_split_histories_of_earlier_versions_are_merged_once():
     shutil.rmtree(g2.tmp, ignore_errors=True)
 
 
+def test_points_past_retention_are_refused_not_acknowledged():
+    """A point older than the raw retention was answered 204, readable, and
+    gone at the next flush: it is refused per line (JSON readings per
+    reading), as InfluxDB refuses points beyond its retention policy."""
+    g2 = Grove("--series-retention", "1h", "--series-flush", "200ms", *FAST_HASH)
+    try:
+        k = key(g2, "read,write")
+        eventually(lambda: g2.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+                   what="key loaded")
+        now = time.time_ns()
+        body = b"ret,k=a v=1 1000\nret,k=a v=2 %d\n" % now
+        r = g2.request("POST", "/api/v1/write", body=body, headers={"X-API-Key": k})
+        assert r.status == 400, r.body
+        d = r.json()["details"]
+        assert d["points_written"] == 1 and [f["line"] for f in d["failed"]] == [1], d
+        assert "retention" in d["failed"][0]["error"], d
+        r = g2.request("POST", "/write?db=x&p=" + k, body=b"ret,k=b v=1 %d" % (now - 2 * 3600 * 10**9))
+        assert r.status == 400 and b"retention" in r.body, r.body
+        r = g2.request("POST", "/api/v1/flow/readings", headers={"X-API-Key": k, "Content-Type": "application/json"},
+                       body=json.dumps({"readings": [{"station": "ret-1", "pm25": 5, "time": "2000-01-01T00:00:00Z"},
+                                                     {"station": "ret-1", "pm25": 6}]}).encode())
+        assert r.status == 400 and r.json()["error_code"] == "PARTIAL_WRITE", r.body
+        d = r.json()["details"]
+        assert [f["index"] for f in d["failed"]] == [0] and "retention" in d["failed"][0]["error"], d
+        # what was acknowledged stays, through flushes
+        eventually(lambda: os.path.getsize(os.path.join(g2.data_dir, "series", "series.wal")) == 0,
+                   what="log emptied into chunks")
+        r = g2.request("GET", "/api/v1/series/points?series=ret,k%3Da%20v&start=0", headers={"X-API-Key": k})
+        assert r.status == 200 and r.json()["data"]["points"] == [[now, 2]], r.body
+    finally:
+        g2.stop()
+
+
 if __name__ == "__main__":
     main(globals())

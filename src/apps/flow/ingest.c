@@ -24,6 +24,9 @@
 
 #define MAX_INFLATED (64u * 1024 * 1024)
 #define MAX_REPORTED 20 /* failed lines listed in an answer */
+/* InfluxDB refuses such points ("points beyond retention policy dropped=N")
+ * rather than acknowledge what the next flush would drop. */
+#define PAST_RETENTION "point is older than the raw retention (--series-retention): it would not be kept"
 #define MAX_POINTS_READ 100000
 
 bool flow_name_valid(const char *s, size_t n) {
@@ -62,6 +65,7 @@ struct pending_reading {
 
 struct batch {
   struct flow *f;
+  int64_t oldest;          /* points before this are past raw retention: refused */
   char *body;              /* owned: a copy of the (decoded) request body */
   size_t len;
   json_t *failed;          /* what was refused, as the answer lists it */
@@ -400,6 +404,8 @@ static int on_point(const struct lp_point *p, void *arg) {
   }
   if (!rc && !why && !numeric)
     why = "no numeric field: string fields are not stored";
+  if (!rc && !why && p->ts_ns < j->batch.oldest)
+    why = PAST_RETENTION;
   /* then the points, and the types this line gives series that had none */
   struct mark m = batch_mark(&j->batch);
   for (int i = 0; i < p->nfields && !rc && !why; i++) {
@@ -516,6 +522,7 @@ static void write_work(void *arg) {
   map_init(&j->pending);
   /* a type another writer recorded first, between this parse and the
    * claim: parse again, knowing it, so its lines are refused whole */
+  j->batch.oldest = series_oldest_kept(j->batch.f->series);
   for (int round = 0; round < 3; round++) {
     j->rc = lp_parse(j->batch.body, j->batch.len, j->prec, (int64_t)clock_wall_ms() * 1000000,
                      on_point, on_error, j, &j->stats);
@@ -672,6 +679,10 @@ static int add_reading(struct readings_job *j, size_t index, json_t *o, int64_t 
     reading_failed(j, index, "time must be RFC 3339 (2026-11-23T10:00:00Z) or Unix seconds");
     return 0;
   }
+  if (ts < j->batch.oldest) {
+    reading_failed(j, index, PAST_RETENTION);
+    return 0;
+  }
   double v[SP_COUNT];
   bool have[SP_COUNT] = {false};
   int nvalues = 0;
@@ -737,6 +748,7 @@ static void readings_work(void *arg) {
     return;
   }
   int64_t now = (int64_t)clock_wall_ms() * 1000000;
+  j->batch.oldest = series_oldest_kept(j->batch.f->series);
   struct buf key;
   buf_init(&key, 4096);
   size_t i;
