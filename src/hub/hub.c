@@ -359,6 +359,12 @@ static void sub_free(struct sub *s) {
   free(s);
 }
 
+/* Frees a subscriber whose connection never started (not yet counted). */
+static void sub_discard(struct sub *s) {
+  free(s->credential);
+  free(s);
+}
+
 /* Keeps c as the credential s shows from now on (NULL: none). */
 static void sub_set_credential(struct sub *s, const char *c) {
   free(s->credential);
@@ -829,7 +835,11 @@ static int query_topics(struct hub *h, struct http_req *r, char topics[][257], i
       http_reply_error(r, 400, "TOO_MANY_TOPICS", "too many topics for one connection", NULL);
       return -1;
     }
-    memcpy(topics[n++], t, (size_t)l + 1);
+    bool seen = false; /* a topic named twice is one subscription (and one replay) */
+    for (int k = 0; k < n && !seen; k++)
+      seen = strcmp(topics[k], t) == 0;
+    if (!seen)
+      memcpy(topics[n++], t, (size_t)l + 1);
   }
   return n;
 }
@@ -848,7 +858,7 @@ static void handle_ws(struct http_req *r) {
   static const struct ws_cbs cbs = {on_ws_message, on_ws_close};
   struct ws *ws = ws_accept(r, &wc, &cbs, s);
   if (!ws) {
-    free(s);
+    sub_discard(s);
     return;
   }
   s->u.ws = ws;
@@ -871,6 +881,11 @@ static void handle_sse(struct http_req *r) {
   /* before anything is replayed: history is read as the topic is */
   if (!may_read_all(h, r, topics, n))
     return;
+  if (r->head) { /* what a GET would start, without the stream (RFC 9110 §9.3.2) */
+    http_res_header(r, "Cache-Control", "no-cache");
+    http_reply(r, 200, "text/event-stream", NULL, 0);
+    return;
+  }
   uint64_t last_id = 0;
   bool resume = false;
   const char *lei = http_header_get(r, "last-event-id");
@@ -889,7 +904,7 @@ static void handle_sse(struct http_req *r) {
   static const struct sse_cbs cbs = {on_sse_close};
   struct sse *sse = sse_start(r, &cbs, s, h->cfg.max_queue, h->cfg.heartbeat_ms);
   if (!sse) {
-    free(s);
+    sub_discard(s);
     return;
   }
   s->u.sse = sse;

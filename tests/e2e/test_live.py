@@ -273,6 +273,36 @@ def test_history_is_bounded_in_bytes_oldest_first():
         g2.stop()
 
 
+def test_a_topic_named_twice_is_replayed_once():
+    ida = publish("dup/a", {"n": 1})
+    idb = publish("dup/a", {"n": 2})
+    es = EventStream(g, "topic=dup/a&topic=dup/a", last_event_id=ida - 1)
+    got = [int(es.next_event()["id"]) for _ in range(2)]
+    assert got == [ida, idb], got
+    idc = publish("dup/a", {"n": 3})
+    assert int(es.next_event()["id"]) == idc  # not a second copy of idb
+    es.close()
+
+
+def test_head_on_the_event_stream_sends_no_stream():
+    publish("head/a", {"n": 1})
+    s = g.connect(5)
+    s.sendall(b"HEAD /api/v1/live/sse?topic=head/a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 0\r\n\r\n"
+              b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    deadline = time.time() + 5
+    while data.count(b"HTTP/1.1 ") < 2 and time.time() < deadline:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    head, rest = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head, data
+    # nothing of a stream follows: the next bytes are the next answer
+    assert rest.startswith(b"HTTP/1.1 200"), data
+
+
 def test_sse_heartbeat_and_errors():
     es = EventStream(g, "topic=hb")
     es.s.settimeout(3)
