@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "series/internal.h"
 #include "series/series.h"
+#include "store.h"
 
 /* ---- faults in the log's system calls ---------------------------------------- */
 
@@ -150,23 +151,6 @@ static void full_vfs_install(void) {
 }
 
 /* ---- helpers ------------------------------------------------------------------- */
-
-static char *store_dir(void) {
-  static char dir[64];
-  snprintf(dir, sizeof dir, "/tmp/grove-durable-XXXXXX");
-  CHECK(mkdtemp(dir));
-  return dir;
-}
-
-static struct series *open_store(const char *dir) {
-  struct series *s;
-  char err[256];
-  int rc = series_open(&s, dir, err, sizeof err);
-  if (rc)
-    fprintf(stderr, "series_open: %s\n", err);
-  CHECK(rc == 0);
-  return s;
-}
 
 static int put(struct series *s, uint32_t id, int64_t ts, double v) {
   struct series_point p = {id, ts, v};

@@ -14,25 +14,9 @@
 #include "core/error.h"
 #include "series/internal.h"
 #include "series/series.h"
+#include "store.h"
 
 #define SEC 1000000000LL
-
-static char *store_dir(void) {
-  static char dir[64];
-  snprintf(dir, sizeof dir, "/tmp/grove-reads-XXXXXX");
-  CHECK(mkdtemp(dir));
-  return dir;
-}
-
-static struct series *open_store(const char *dir) {
-  struct series *s;
-  char err[256];
-  int rc = series_open(&s, dir, err, sizeof err);
-  if (rc)
-    fprintf(stderr, "series_open: %s\n", err);
-  CHECK(rc == 0);
-  return s;
-}
 
 /* n points a second apart from t0, value i, written in batches of 5,000
  * with a flush after each: chunks as ingestion makes them, the newest

@@ -7,6 +7,7 @@
 #include "series/chunk.h"
 #include "series/lineproto.h"
 #include "series/series.h"
+#include "store.h"
 
 #include <pthread.h>
 #include <libpq-fe.h>
@@ -342,23 +343,6 @@ TEST(chunk_refuses_bad_input) {
 }
 
 /* ---- the store ---- */
-
-static char *store_dir(void) {
-  static char dir[64];
-  snprintf(dir, sizeof dir, "/tmp/grove-series-XXXXXX");
-  CHECK(mkdtemp(dir));
-  return dir;
-}
-
-static struct series *open_store(const char *dir) {
-  struct series *s;
-  char err[256];
-  int rc = series_open(&s, dir, err, sizeof err);
-  if (rc)
-    fprintf(stderr, "series_open: %s\n", err);
-  CHECK(rc == 0);
-  return s;
-}
 
 static void expect(struct series *s, uint32_t id, const int64_t *ts, const double *v, size_t n) {
   struct chunk_point *pts;
