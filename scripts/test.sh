@@ -28,8 +28,10 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 if [ "$FUZZ_SECONDS" -gt 0 ]; then
   echo "== fuzz (${FUZZ_SECONDS}s per target)"
   cmake -S . -B build-fuzz -DGROVE_FUZZ=ON -DCMAKE_C_COMPILER=clang >/dev/null
-  cmake --build build-fuzz -j "$JOBS" --target fuzz_http fuzz_ws fuzz_lineproto fuzz_chunk fuzz_wal fuzz_time fuzz_ident fuzz_conn
-  for t in http ws lineproto chunk wal time ident conn; do
+  cmake --build build-fuzz -j "$JOBS" --target fuzzers
+  for src in tests/fuzz/fuzz_*.c; do
+    t=$(basename "$src" .c)
+    t=${t#fuzz_}
     work=$(mktemp -d)
     dict=""
     [ -f "tests/fuzz/$t.dict" ] && dict="-dict=tests/fuzz/$t.dict"

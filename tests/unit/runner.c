@@ -32,6 +32,14 @@ static int run_one(const struct test *t, int timeout_s) {
   return 1;
 }
 
+/* "name" is that test; "prefix*" every test whose name starts so. */
+static int names_match(const char *want, const char *name) {
+  size_t n = strlen(want);
+  if (n && want[n - 1] == '*')
+    return strncmp(want, name, n - 1) == 0;
+  return strcmp(want, name) == 0;
+}
+
 int test_main(int argc, char **argv, const struct test *tests, size_t n) {
   int failed = 0, ran = 0;
   const char *to = getenv("GROVE_TEST_TIMEOUT");
@@ -40,7 +48,7 @@ int test_main(int argc, char **argv, const struct test *tests, size_t n) {
     if (argc > 1) {
       int want = 0;
       for (int k = 1; k < argc; k++)
-        want |= strcmp(argv[k], tests[i].name) == 0;
+        want |= names_match(argv[k], tests[i].name);
       if (!want)
         continue;
     }

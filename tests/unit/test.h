@@ -2,7 +2,8 @@
  *
  * Each test is a function registered in its file's list; the runner forks
  * one process per test with a timeout, so a crash or a hang fails that
- * test alone. `test_x [name…]` runs only the tests named. */
+ * test alone. `test_x [name…]` runs only the tests named ("pg_*": those
+ * whose name starts with pg_). */
 #ifndef GROVE_TEST_H
 #define GROVE_TEST_H
 

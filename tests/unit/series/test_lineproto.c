@@ -510,7 +510,7 @@ TEST(a_store_of_the_first_format_keeps_its_series) {
 
 /* The same on PostgreSQL (GROVE_TEST_STORE=postgres://…): a key table of
  * the first format, converted by the first instance that opens it. */
-TEST(a_pg_store_of_the_first_format_keeps_its_series) {
+TEST(pg_a_store_of_the_first_format_keeps_its_series) {
   const char *url = getenv("GROVE_TEST_STORE");
   if (!url) {
     fprintf(stderr, "  (skipped: GROVE_TEST_STORE is not set)\n");
@@ -625,6 +625,6 @@ static const struct test tests[] = {
     T(first_format_keys_convert_as_they_were_meant),
     T(first_format_keys_never_merge),
     T(a_store_of_the_first_format_keeps_its_series),
-    T(a_pg_store_of_the_first_format_keeps_its_series),
+    T(pg_a_store_of_the_first_format_keeps_its_series),
 };
 TEST_MAIN(tests)
