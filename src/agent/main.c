@@ -11,6 +11,8 @@
 
 #include <curl/curl.h>
 
+#include "agent/expo.h"
+#include "agent/listen.h"
 #include "agent/sample.h"
 #include "agent/ship.h"
 #include "core/buf.h"
@@ -20,7 +22,7 @@
 #include "core/util.h"
 
 struct agent_cfg {
-  char *server, *key, *spool, *root, *nvml, *top_by, *agent_id, *ca_file, *log_level;
+  char *server, *key, *spool, *root, *nvml, *top_by, *agent_id, *ca_file, *log_level, *listen;
   uint64_t interval_ms, timeout_ms, spool_max;
   long long top, cpu_idle_w, gpu_idle_w, cpu_tdp_w;
   bool once, no_gpu, log_json;
@@ -28,7 +30,8 @@ struct agent_cfg {
 
 #define O(n, t, f, d, h) {n, t, offsetof(struct agent_cfg, f), d, h}
 static const struct cfg_opt agent_opts[] = {
-    O("server", CFG_STR, server, "", "Grove server URL (http:// or https://); empty: spool only"),
+    O("server", CFG_STR, server, "", "Grove server URL (http:// or https://); empty: spool only, or scrape only with --listen"),
+    O("listen", CFG_STR, listen, "", "serve the latest sample for a Prometheus scrape at http://ADDR/metrics (\"127.0.0.1:9101\", \":9101\"); empty: off"),
     O("key", CFG_STR, key, "", "API key sent as X-API-Key (prefer the file or GROVE_KEY to a flag)"),
     O("interval", CFG_MS, interval_ms, "5s", "time between samples"),
     O("timeout", CFG_MS, timeout_ms, "10s", "limit for one request to the server"),
@@ -82,8 +85,10 @@ int main(int argc, char **argv) {
   int status = 2;
   struct sampler *smp = NULL;
   struct ship *shp = NULL;
-  struct buf out;
+  struct listener *lis = NULL;
+  struct buf out, page;
   buf_init(&out, 0);
+  buf_init(&page, 0);
   if (cfg_load(&sec, 1, argc - 1, argv + 1, err, sizeof(err)) != 0) {
     fprintf(stderr, "grove-agent: %s (see --help)\n", err);
     goto done;
@@ -104,7 +109,10 @@ int main(int argc, char **argv) {
     fprintf(stderr, "grove-agent: '--interval' below 100ms\n");
     goto done;
   }
-  if (!cfg.once && !*cfg.server)
+  /* Ship (push, or spool while there is no server) unless the agent only
+   * serves scrapes. */
+  bool shipping = *cfg.server || !*cfg.listen;
+  if (!cfg.once && !*cfg.server && shipping)
     log_warn(NULL, "no server given: samples only spool", "spool=%s", cfg.spool);
   sc.power.cpu_idle_w = (double)cfg.cpu_idle_w;
   sc.power.gpu_idle_w = (double)cfg.gpu_idle_w;
@@ -114,7 +122,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "grove-agent: cannot initialise libcurl\n");
     goto done;
   }
-  if (!cfg.once) {
+  if (!cfg.once && shipping) {
     struct ship_cfg shc = {.server = cfg.server, .key = cfg.key, .spool_dir = cfg.spool,
                            .spool_max = cfg.spool_max, .timeout_ms = cfg.timeout_ms,
                            .ca_file = cfg.ca_file, .agent_id = cfg.agent_id};
@@ -124,7 +132,7 @@ int main(int argc, char **argv) {
     }
     sc.agent_id = ship_agent_id(shp);
   } else {
-    sc.agent_id = *cfg.agent_id ? cfg.agent_id : "once";
+    sc.agent_id = *cfg.agent_id ? cfg.agent_id : cfg.once ? "once" : "scrape";
   }
   int rc = sampler_create(&smp, &sc);
   if (rc < 0) {
@@ -135,7 +143,7 @@ int main(int argc, char **argv) {
   if (cfg.once) {
     sleep_ms(cfg.interval_ms < 1000 ? cfg.interval_ms : 1000); /* rates need an interval */
     double el = (double)(clock_mono_ns() - first_ns) / 1e9;
-    rc = sampler_take(smp, el, (int64_t)clock_wall_ms(), 0, &out);
+    rc = sampler_take(smp, el, (int64_t)clock_wall_ms(), 0, &out, NULL);
     if (rc == 0) {
       fwrite(out.data, 1, out.len, stdout);
       fputc('\n', stdout);
@@ -144,6 +152,14 @@ int main(int argc, char **argv) {
       log_error(NULL, "cannot take a sample", "error=\"%s\"", grove_strerror(rc));
     }
     goto done;
+  }
+  if (*cfg.listen) {
+    if (listener_start(&lis, cfg.listen, err, sizeof(err)) != 0) {
+      log_error(NULL, "cannot serve scrapes", "error=\"%s\"", err);
+      goto done;
+    }
+    log_info(NULL, "serving metrics for scrapes", "listen=%s port=%d path=/metrics", cfg.listen,
+             listener_port(lis));
   }
   if (sampler_rapl_denied(smp))
     log_warn(NULL, "cannot read RAPL energy counters: CPU power is estimated",
@@ -158,6 +174,7 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
   uint64_t last_ns = first_ns, next_ns = first_ns;
+  struct expo_agent self = {.shipping = shipping};
   while (!stopping) {
     next_ns += cfg.interval_ms * 1000000ULL;
     uint64_t now = clock_mono_ns();
@@ -168,25 +185,41 @@ int main(int argc, char **argv) {
     double el = (double)(now - last_ns) / 1e9;
     last_ns = now;
     buf_reset(&out);
-    rc = sampler_take(smp, el, (int64_t)clock_wall_ms(), ship_next_seq(shp), &out);
+    buf_reset(&page);
+    rc = sampler_take(smp, el, (int64_t)clock_wall_ms(), shp ? ship_next_seq(shp) : 0, &out,
+                      lis ? &page : NULL);
     if (rc < 0) {
+      self.sample_errors++;
       log_error(NULL, "cannot take a sample", "error=\"%s\"", grove_strerror(rc));
       continue;
     }
-    rc = ship_enqueue(shp, out.data, out.len);
-    if (rc < 0) log_error(NULL, "cannot spool a batch: sample lost", "error=\"%s\"", grove_strerror(rc));
-    ship_flush(shp, 1000);
+    self.samples++;
+    if (shp) {
+      rc = ship_enqueue(shp, out.data, out.len);
+      if (rc < 0) log_error(NULL, "cannot spool a batch: sample lost", "error=\"%s\"", grove_strerror(rc));
+      ship_flush(shp, 1000);
+    }
+    if (lis) {
+      struct ship_stats now_st = {0};
+      if (shp) ship_get_stats(shp, &now_st);
+      self.sent = now_st.sent, self.dropped = now_st.dropped, self.rejected = now_st.rejected;
+      self.failures = now_st.failures, self.spooled_batches = now_st.spooled_batches;
+      self.spooled_bytes = now_st.spooled_bytes;
+      if (expo_agent(&page, &self) == 0) listener_publish(lis, &page);
+    }
   }
-  struct ship_stats st;
-  ship_get_stats(shp, &st);
+  struct ship_stats st = {0};
+  if (shp) ship_get_stats(shp, &st);
   log_info(NULL, "agent stopped", "sent=%llu spooled=%llu dropped=%llu rejected=%llu",
            (unsigned long long)st.sent, (unsigned long long)st.spooled_batches,
            (unsigned long long)st.dropped, (unsigned long long)st.rejected);
   status = 0;
 done:
+  listener_stop(lis);
   sampler_destroy(smp);
   ship_close(shp);
   buf_release(&out);
+  buf_release(&page);
   cfg_release(&sec, 1);
   curl_global_cleanup();
   return status;

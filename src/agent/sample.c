@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "agent/expo.h"
 #include "agent/gpu.h"
 #include "agent/host.h"
 #include "agent/report.h"
@@ -60,7 +61,8 @@ void sampler_destroy(struct sampler *s) {
 bool sampler_rapl_denied(const struct sampler *s) { return s->snaps[s->cur].rapl_denied; }
 bool sampler_has_gpu(const struct sampler *s) { return s->gpu && s->ngpus > 0; }
 
-int sampler_take(struct sampler *s, double elapsed_s, int64_t time_ms, uint64_t seq, struct buf *out) {
+int sampler_take(struct sampler *s, double elapsed_s, int64_t time_ms, uint64_t seq, struct buf *out,
+                 struct buf *expo) {
   struct host_snap *prev = &s->snaps[s->cur], *cur = &s->snaps[!s->cur];
   int rc = host_read(s->cfg.root, cur);
   if (rc < 0) return rc;
@@ -89,6 +91,7 @@ int sampler_take(struct sampler *s, double elapsed_s, int64_t time_ms, uint64_t 
       .idx = s->idx, .nidx = k, .gpus = s->gpus, .ngpus = s->ngpus, .power = &pw,
   };
   rc = report_json(out, &in);
+  if (rc == 0 && expo) rc = expo_sample(expo, &in);
 out:
   free(r.core_pct);
   return rc;

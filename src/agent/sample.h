@@ -31,11 +31,13 @@ struct sampler;
  * unreadable) or GROVE_ENOMEM. A missing NVML is not an error. */
 int sampler_create(struct sampler **out, const struct sampler_cfg *cfg);
 void sampler_destroy(struct sampler *s); /* NULL is fine */
-/* Reads again and appends one payload (report.h) to out. elapsed_s:
- * seconds since the previous reading (> 0; the caller's monotonic clock,
- * or a test's); time_ms: the sample's wall time. Returns 0 or a GROVE_E*
- * code (out then holds a partial object: reset it). */
-int sampler_take(struct sampler *s, double elapsed_s, int64_t time_ms, uint64_t seq, struct buf *out);
+/* Reads again and appends one payload (report.h) to out and, when expo
+ * is not NULL, the same sample's Prometheus exposition (expo.h) to expo.
+ * elapsed_s: seconds since the previous reading (> 0; the caller's
+ * monotonic clock, or a test's); time_ms: the sample's wall time. Returns
+ * 0 or a GROVE_E* code (out and expo then hold partial text: reset them). */
+int sampler_take(struct sampler *s, double elapsed_s, int64_t time_ms, uint64_t seq, struct buf *out,
+                 struct buf *expo);
 /* Did a RAPL zone exist but refuse to be read (no root)? */
 bool sampler_rapl_denied(const struct sampler *s);
 /* Were GPUs found through NVML? */

@@ -141,7 +141,8 @@ def test_help_names_every_option():
     out = subprocess.run([AGENT, "--help"], capture_output=True, text=True)
     assert out.returncode == 0
     for opt in ("--server", "--key", "--interval", "--spool", "--spool-max", "--top", "--top-by", "--root",
-                "--nvml", "--no-gpu", "--cpu-idle-watts", "--cpu-tdp-watts", "--once", "--agent-id"):
+                "--nvml", "--no-gpu", "--cpu-idle-watts", "--cpu-tdp-watts", "--once", "--agent-id",
+                "--listen"):
         assert opt in out.stdout, opt
     bad = subprocess.run([AGENT, "--nope"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown option '--nope'" in bad.stderr, bad.stderr
@@ -242,6 +243,107 @@ def test_503_is_retried_and_4xx_dropped():
     finally:
         a.ensure_stopped()
         r.stop()
+        shutil.rmtree(spool)
+
+
+# Prometheus' own parser (Debian python3-prometheus-client) reads the page
+# in Debian's python, which has it whatever python runs this file.
+PARSE = r"""
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = {}
+for fam in text_string_to_metric_families(sys.stdin.read()):
+    out[fam.name] = {"type": fam.type,
+                     "samples": [[s.name, s.labels, s.value] for s in fam.samples]}
+print(json.dumps(out))
+"""
+
+
+def scrape(port, method="GET"):
+    import http.client
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request(method, "/metrics" if method != "X" else "/other")
+        r = c.getresponse()
+        return r.status, dict(r.getheaders()), r.read().decode()
+    finally:
+        c.close()
+
+
+def listen_port(agent):
+    import re
+    m = re.search(r"serving metrics for scrapes .*port=(\d+)", agent.logs())
+    return int(m.group(1)) if m else None
+
+
+def test_listen_serves_the_samples_for_a_prometheus_scrape():
+    port, spool = free_port(), tempfile.mkdtemp()
+    r = Receiver(port)
+    r.start()
+    a = Agent(port, spool, "--listen", "127.0.0.1:0")
+    try:
+        eventually(lambda: listen_port(a), what="the scrape port in the log")
+        lp = listen_port(a)
+        eventually(lambda: scrape(lp)[0] == 200 and r.count() >= 1, timeout=20,
+                   what="a page and a batch")
+        status, headers, page = scrape(lp)
+        assert headers["Content-Type"].startswith("text/plain; version=0.0.4"), headers
+        parsed = subprocess.run(["/usr/bin/python3", "-c", PARSE], input=page, capture_output=True,
+                                text=True, timeout=30)
+        assert parsed.returncode == 0, parsed.stderr
+        fams = json.loads(parsed.stdout)
+        # the parser strips _total from counter families
+        assert fams["grove_agent_cpu_seconds"]["type"] == "counter"
+        modes = {s[1]["mode"] for s in fams["grove_agent_cpu_seconds"]["samples"]}
+        assert {"user", "system", "idle", "steal"} <= modes, modes
+        for f in ("grove_agent_memory_total_bytes", "grove_agent_power_watts",
+                  "grove_agent_process_resident_memory_bytes", "grove_agent_info",
+                  "grove_agent_batches_sent", "grove_agent_sample_timestamp_seconds"):
+            assert fams[f]["samples"], f
+        procs = fams["grove_agent_process_resident_memory_bytes"]["samples"]
+        assert 1 <= len(procs) <= 3, procs  # --top 3 bounds the series
+        # the page follows the samples
+        first = fams["grove_agent_samples"]["samples"][0][2]
+
+        def later():
+            out = subprocess.run(["/usr/bin/python3", "-c", PARSE], input=scrape(lp)[2],
+                                 capture_output=True, text=True, timeout=30)
+            return json.loads(out.stdout)["grove_agent_samples"]["samples"][0][2] > first
+        eventually(later, what="a newer sample on the page")
+        st, _, body = scrape(lp, "HEAD")
+        assert st == 200 and body == ""
+        st, h, _ = scrape(lp, "POST")
+        assert st == 405 and h["Allow"] == "GET, HEAD", (st, h)
+        assert scrape(lp, "X")[0] == 404
+        a.stop()
+    finally:
+        a.ensure_stopped()
+        r.stop()
+        shutil.rmtree(spool)
+
+
+def test_listen_alone_spools_nothing_and_a_taken_port_is_an_error():
+    spool = tempfile.mkdtemp()
+    p = subprocess.Popen([AGENT, "--listen", "127.0.0.1:0", "--interval", "200ms", "--no-gpu",
+                          "--spool", spool], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        import re
+        line = p.stderr.readline().decode()
+        while "serving metrics" not in line:
+            assert line, "agent exited before serving"
+            line = p.stderr.readline().decode()
+        lp = int(re.search(r"port=(\d+)", line).group(1))
+        eventually(lambda: scrape(lp)[0] == 200, what="a page")
+        assert not spooled(spool)  # scrape-only: no batches kept
+        taken = subprocess.run([AGENT, "--listen", "127.0.0.1:%d" % lp, "--no-gpu", "--spool", spool],
+                               capture_output=True, text=True, timeout=30)
+        assert taken.returncode != 0 and "cannot listen on" in taken.stderr, taken.stderr
+        bad = subprocess.run([AGENT, "--listen", "127.0.0.1", "--no-gpu", "--spool", spool],
+                             capture_output=True, text=True, timeout=30)
+        assert bad.returncode != 0 and "has no port" in bad.stderr, bad.stderr
+    finally:
+        p.kill()
+        p.wait()
         shutil.rmtree(spool)
 
 

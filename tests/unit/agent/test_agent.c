@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../test.h"
+#include "agent/expo.h"
 #include "agent/gpu.h"
 #include "agent/host.h"
 #include "agent/power.h"
@@ -482,7 +483,7 @@ TEST(sample_payload_has_the_seed_shape) {
   put_rapl("intel-rapl:0", "package-0", 1000000 + 250000000ULL, 262143328850ULL); /* 250 J */
   struct buf b;
   buf_init(&b, 0);
-  CHECK_EQ_INT(sampler_take(s, 5.0, 1700000000123LL, 7, &b), 0);
+  CHECK_EQ_INT(sampler_take(s, 5.0, 1700000000123LL, 7, &b, NULL), 0);
   json_error_t je;
   json_t *j = json_loads(b.data, 0, &je);
   CHECK(j != NULL);
@@ -511,6 +512,99 @@ TEST(sample_payload_has_the_seed_shape) {
   CHECK(json_is_false(json_object_get(json_object_get(m, "power"), "cpu_estimated")));
   json_decref(j);
   buf_release(&b);
+  sampler_destroy(s);
+  rmroot();
+}
+
+/* ---- the Prometheus exposition (--listen) */
+
+/* Every line of an exposition is a "# HELP"/"# TYPE" comment or
+ * name{label="value",…} value, with only \\ \" \n escapes in values and a
+ * number strtod reads whole (text format 0.0.4). Returns the samples. */
+static size_t check_exposition(const char *page) {
+  size_t samples = 0;
+  for (const char *l = page; *l;) {
+    const char *nl = strchr(l, '\n');
+    CHECK(nl != NULL); /* every line ends with \n */
+    if (*l == '#') {
+      CHECK(strncmp(l, "# HELP ", 7) == 0 || strncmp(l, "# TYPE ", 7) == 0);
+      l = nl + 1;
+      continue;
+    }
+    const char *p = l;
+    CHECK(*p == '_' || *p == ':' || ((*p | 32) >= 'a' && (*p | 32) <= 'z'));
+    while (*p == '_' || *p == ':' || ((*p | 32) >= 'a' && (*p | 32) <= 'z') || (*p >= '0' && *p <= '9'))
+      p++;
+    if (*p == '{') {
+      p++;
+      while (*p != '}') {
+        while (*p == '_' || ((*p | 32) >= 'a' && (*p | 32) <= 'z') || (*p >= '0' && *p <= '9')) p++;
+        CHECK(p[0] == '=' && p[1] == '"');
+        for (p += 2; *p != '"'; p++) {
+          CHECK(*p != '\n' && *p != '\0');
+          if (*p == '\\') {
+            p++;
+            CHECK(*p == '\\' || *p == '"' || *p == 'n');
+          }
+        }
+        p++;
+        if (*p == ',') p++;
+      }
+      p++;
+    }
+    CHECK(*p == ' ');
+    char *end;
+    strtod(p + 1, &end);
+    CHECK(end == nl);
+    samples++;
+    l = nl + 1;
+  }
+  return samples;
+}
+
+TEST(exposition_label_values_are_escaped_and_utf8) {
+  struct buf b;
+  buf_init(&b, 0);
+  const char in[] = "a\\b\"c\nd\x01\xff\xc3\xa9";
+  CHECK_EQ_INT(expo_label_value(&b, in, sizeof in - 1), 0);
+  CHECK_EQ_STR(b.data, "a\\\\b\\\"c\\nd\xef\xbf\xbd\xef\xbf\xbd\xc3\xa9");
+  buf_release(&b);
+}
+
+TEST(exposition_of_a_sample_parses_and_matches_the_payload) {
+  mkroot();
+  put_base();
+  put_rapl("intel-rapl:0", "package-0", 1000000, 262143328850ULL);
+  put_proc(100, "we\"ir\\d\xff", 10, 0, 1, 1000, 1000);
+  put_proc(200, "nginx", 10, 0, 1, 10, 0);
+  struct sampler_cfg cfg = {.root = root, .nvml_path = FAKE_NVML_PATH, .order = PROC_BY_CPU,
+                            .agent_id = "a1", .power = {.cpu_idle_w = 10, .gpu_idle_w = 0}};
+  struct sampler *s;
+  CHECK_EQ_INT(sampler_create(&s, &cfg), 0);
+  put_stat(1600, 9300, 0);
+  put_proc(100, "we\"ir\\d\xff", 60, 0, 1, 1000, 1000);
+  put_rapl("intel-rapl:0", "package-0", 1000000 + 250000000ULL, 262143328850ULL); /* 250 J */
+  struct buf json, page;
+  buf_init(&json, 0);
+  buf_init(&page, 0);
+  CHECK_EQ_INT(sampler_take(s, 5.0, 1700000000123LL, 7, &json, &page), 0);
+  struct expo_agent self = {.sent = 3, .samples = 4, .shipping = 1};
+  CHECK_EQ_INT(expo_agent(&page, &self), 0);
+  CHECK(check_exposition(page.data) > 40);
+  /* the payload's figures, in base units */
+  CHECK(strstr(page.data, "\ngrove_agent_rapl_energy_joules_total{zone=\"package-0\"} 251\n"));
+  CHECK(strstr(page.data, "\ngrove_agent_power_watts{component=\"cpu\",part=\"active\"} 40\n"));
+  CHECK(strstr(page.data, "\ngrove_agent_gpu_utilization_ratio{gpu=\"0\","));
+  CHECK(strstr(page.data, "\ngrove_agent_process_cpu_seconds_total{pid=\"100\",name=\"we\\\"ir\\\\d"
+                          "\xef\xbf\xbd\",user=\"alice\"} 0.6\n"));
+  CHECK(strstr(page.data, "\ngrove_agent_process_resident_memory_bytes{pid=\"200\""));
+  CHECK(strstr(page.data, "\ngrove_agent_sample_timestamp_seconds 1700000000.123\n"));
+  CHECK(strstr(page.data, "\ngrove_agent_batches_sent_total 3\n"));
+  /* counters are named _total and typed counter */
+  CHECK(strstr(page.data, "# TYPE grove_agent_cpu_seconds_total counter\n"));
+  CHECK(strstr(page.data, "# TYPE grove_agent_process_resident_memory_bytes gauge\n"));
+  buf_release(&json);
+  buf_release(&page);
   sampler_destroy(s);
   rmroot();
 }
@@ -581,6 +675,8 @@ static const struct test tests[] = {
     T(rapl_zones_sum_packages_and_dram_across_a_wrap),
     T(vm_detection_from_dmi_and_cpuinfo),
     T(proc_fields_comm_with_parens_user_and_container),
+    T(exposition_label_values_are_escaped_and_utf8),
+    T(exposition_of_a_sample_parses_and_matches_the_payload),
     T(proc_cpu_percent_from_tick_deltas),
     T(proc_pid_reuse_is_a_new_process),
     T(proc_vanishing_mid_read_is_left_out),
