@@ -18,12 +18,6 @@ const session = storage('sessionStorage'), local = storage('localStorage');
 
 const grove = {
   pages: {},
-  // pages by app: an app's page shows only while the instance runs the app,
-  // and its script (if any) is fetched only then
-  appPages: {
-    flow: { page: 'flow', title: 'Air quality', script: '/flow.js' },
-    ops: { page: 'status', title: 'Status' },
-  },
   token: session.getItem('grove.access'),
   refresh: local.getItem('grove.refresh'),
 };
@@ -69,7 +63,10 @@ grove.signedOut = function () {
   grove.token = grove.refresh = null;
   session.removeItem('grove.access');
   local.removeItem('grove.refresh');
-  if (location.hash.startsWith('#/status')) location.hash = '#/flow'; /* shows the sign-in */
+  if (location.hash.startsWith('#/status')) { /* another page shows the sign-in */
+    const other = (apps || []).find((p) => p.page !== 'status');
+    location.hash = other ? '#/' + other.page : '#/';
+  }
   else show();
 };
 
@@ -285,13 +282,15 @@ grove.pages.status = async (root) => {
     grove.el('thead', {}, grove.el('tr', {}, grove.el('th', {}, 'backend'), grove.el('th', {}, 'state'))), tbody));
 };
 
-// The navigation: one link per running app that has a page here.
+// The navigation: one link per running app that has a page, as each app's
+// table declares it (GET /api/v1/apps: page, title and the page's script,
+// fetched only when the instance runs the app).
 let apps = null;
 async function loadApps() {
   const r = await fetch('/api/v1/apps');
   const list = r.ok ? (await r.json()).data : [];
-  const running = new Set(list.map((a) => a.name));
-  apps = Object.entries(grove.appPages).filter(([name]) => running.has(name)).map(([, p]) => p);
+  apps = list.filter((a) => a.page).map((a) => a.page);
+  apps.sort((a, b) => (a.page === 'status') - (b.page === 'status')); /* the shell's own page last */
   const nav = document.getElementById('apps');
   nav.replaceChildren(...apps.map((p) => grove.el('a', { href: '#/' + p.page, 'data-page': p.page }, p.title)));
   await Promise.all(apps.filter((p) => p.script).map((p) => grove.script(p.script)));

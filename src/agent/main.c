@@ -28,30 +28,28 @@ struct agent_cfg {
   bool once, no_gpu, log_json;
 };
 
-#define O(n, t, f, d, h) {n, t, offsetof(struct agent_cfg, f), d, h}
 static const struct cfg_opt agent_opts[] = {
-    O("server", CFG_STR, server, "", "Grove server URL (http:// or https://); empty: spool only, or scrape only with --listen"),
-    O("listen", CFG_STR, listen, "", "serve the latest sample for a Prometheus scrape at http://ADDR/metrics (\"127.0.0.1:9101\", \":9101\"); empty: off"),
-    O("key", CFG_STR, key, "", "API key sent as X-API-Key (prefer the file or GROVE_KEY to a flag)"),
-    O("interval", CFG_MS, interval_ms, "5s", "time between samples"),
-    O("timeout", CFG_MS, timeout_ms, "10s", "limit for one request to the server"),
-    O("spool", CFG_STR, spool, "/var/lib/grove-agent/spool", "folder for batches not yet sent"),
-    O("spool-max", CFG_SIZE, spool_max, "64m", "spool bound in bytes: the oldest batches are dropped past it"),
-    O("top", CFG_INT, top, "0", "processes per sample: 0 every process, else the top N"),
-    O("top-by", CFG_STR, top_by, "cpu", "measure for --top: cpu, memory, power or io"),
-    O("root", CFG_STR, root, "/", "root under which proc/ and sys/ are read (tests, containers)"),
-    O("nvml", CFG_STR, nvml, "libnvidia-ml.so.1", "NVML library for GPU metrics (absent: no GPU metrics)"),
-    O("no-gpu", CFG_BOOL, no_gpu, "false", "do not load NVML"),
-    O("cpu-idle-watts", CFG_INT, cpu_idle_w, "-1", "CPU idle power in W; -1: the lowest measured"),
-    O("gpu-idle-watts", CFG_INT, gpu_idle_w, "-1", "idle power of each GPU in W; -1: the lowest measured"),
-    O("cpu-tdp-watts", CFG_INT, cpu_tdp_w, "0", "CPU package power at full load for the estimate without RAPL; 0: 3.5 W a vCPU"),
-    O("agent-id", CFG_STR, agent_id, "", "this agent's id in Idempotency-Key; empty: made once, kept in the spool"),
-    O("ca-file", CFG_STR, ca_file, "", "CA bundle for https (empty: the system's)"),
-    O("once", CFG_BOOL, once, "false", "print one sample as JSON on stdout and exit"),
-    O("log-level", CFG_STR, log_level, "info", "debug, info, warn or error"),
-    O("log-json", CFG_BOOL, log_json, "false", "log one JSON object a line"),
+    CFG_OPT(struct agent_cfg, "server", CFG_STR, server, "", "Grove server URL (http:// or https://); empty: spool only, or scrape only with --listen"),
+    CFG_OPT(struct agent_cfg, "listen", CFG_STR, listen, "", "serve the latest sample for a Prometheus scrape at http://ADDR/metrics (\"127.0.0.1:9101\", \":9101\"); empty: off"),
+    CFG_OPT(struct agent_cfg, "key", CFG_STR, key, "", "API key sent as X-API-Key (prefer the file or GROVE_KEY to a flag)"),
+    CFG_OPT(struct agent_cfg, "interval", CFG_MS, interval_ms, "5s", "time between samples"),
+    CFG_OPT(struct agent_cfg, "timeout", CFG_MS, timeout_ms, "10s", "limit for one request to the server"),
+    CFG_OPT(struct agent_cfg, "spool", CFG_STR, spool, "/var/lib/grove-agent/spool", "folder for batches not yet sent"),
+    CFG_OPT(struct agent_cfg, "spool-max", CFG_SIZE, spool_max, "64m", "spool bound in bytes: the oldest batches are dropped past it"),
+    CFG_OPT(struct agent_cfg, "top", CFG_INT, top, "0", "processes per sample: 0 every process, else the top N"),
+    CFG_OPT(struct agent_cfg, "top-by", CFG_STR, top_by, "cpu", "measure for --top: cpu, memory, power or io"),
+    CFG_OPT(struct agent_cfg, "root", CFG_STR, root, "/", "root under which proc/ and sys/ are read (tests, containers)"),
+    CFG_OPT(struct agent_cfg, "nvml", CFG_STR, nvml, "libnvidia-ml.so.1", "NVML library for GPU metrics (absent: no GPU metrics)"),
+    CFG_OPT(struct agent_cfg, "no-gpu", CFG_BOOL, no_gpu, "false", "do not load NVML"),
+    CFG_OPT(struct agent_cfg, "cpu-idle-watts", CFG_INT, cpu_idle_w, "-1", "CPU idle power in W; -1: the lowest measured"),
+    CFG_OPT(struct agent_cfg, "gpu-idle-watts", CFG_INT, gpu_idle_w, "-1", "idle power of each GPU in W; -1: the lowest measured"),
+    CFG_OPT(struct agent_cfg, "cpu-tdp-watts", CFG_INT, cpu_tdp_w, "0", "CPU package power at full load for the estimate without RAPL; 0: 3.5 W a vCPU"),
+    CFG_OPT(struct agent_cfg, "agent-id", CFG_STR, agent_id, "", "this agent's id in Idempotency-Key; empty: made once, kept in the spool"),
+    CFG_OPT(struct agent_cfg, "ca-file", CFG_STR, ca_file, "", "CA bundle for https (empty: the system's)"),
+    CFG_OPT(struct agent_cfg, "once", CFG_BOOL, once, "false", "print one sample as JSON on stdout and exit"),
+    CFG_OPT(struct agent_cfg, "log-level", CFG_STR, log_level, "info", "debug, info, warn or error"),
+    CFG_OPT(struct agent_cfg, "log-json", CFG_BOOL, log_json, "false", "log one JSON object a line"),
 };
-#undef O
 
 static volatile sig_atomic_t stopping;
 static void on_signal(int sig) { (void)sig; stopping = 1; }

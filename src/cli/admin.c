@@ -28,14 +28,12 @@ struct admin_cfg {
   int limit;
 };
 
-#define O(name, type, field, def, help) {name, type, offsetof(struct admin_cfg, field), def, help}
 static const struct cfg_opt admin_opts[] = {
-    O("name", CFG_STR, name, "", "user add: the user's display name"),
-    O("role", CFG_STR, role, "member", "user add: admin or member"),
-    O("scopes", CFG_STR, scopes, "read", "key add: read, write, admin (comma-separated)"),
-    O("limit", CFG_INT, limit, "100", "audit list: how many entries, newest first (1 to 1000)"),
+    CFG_OPT(struct admin_cfg, "name", CFG_STR, name, "", "user add: the user's display name"),
+    CFG_OPT(struct admin_cfg, "role", CFG_STR, role, "member", "user add: admin or member"),
+    CFG_OPT(struct admin_cfg, "scopes", CFG_STR, scopes, "read", "key add: read, write, admin (comma-separated)"),
+    CFG_OPT(struct admin_cfg, "limit", CFG_INT, limit, "100", "audit list: how many entries, newest first (1 to 1000)"),
 };
-#undef O
 
 static void usage(FILE *f) {
   fprintf(f,

@@ -4,7 +4,7 @@
 
 #include <stdio.h>
 
-#include "cli/app.h"
+#include "app/app.h"
 
 int cmd_serve(int argc, char **argv);
 void serve_help(FILE *f);

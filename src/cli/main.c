@@ -11,21 +11,27 @@
 
 #include "cli/cli.h"
 
+/* Apps' verbs come from the app table (app.h); grove serve --help lists
+ * the apps with their summaries. */
 static void usage(FILE *f) {
   fprintf(f,
           "usage: grove <verb> [options]\n\n"
-          "Grove: real-time air quality (flow), device requests (relay), AI workload\n"
-          "monitoring (matrix) and study notes (notes) in one program.\n\n"
+          "Grove: several apps in one program, on one HTTP API with a live hub\n"
+          "(grove serve --help lists them).\n\n"
           "verbs:\n"
           "  serve      run the server (grove serve --help lists every option)\n"
           "  user       add, list, disable users and set passwords (grove user --help)\n"
           "  key        add, list and revoke API keys for machines (grove key --help)\n"
-          "  audit      read the audit log: grove audit list (grove audit --help)\n"
-          "  flow       flow's tools: grove flow simulate (grove flow --help)\n"
-          "  version    print the version and the libraries in use\n"
-          "  help       show this help; grove help VERB shows a verb's own\n\n"
-          "Every verb takes --help. Options also come from GROVE_* variables and a\n"
-          "config file (--config FILE); grove serve --help lists them all.\n");
+          "  audit      read the audit log: grove audit list (grove audit --help)\n");
+  for (size_t i = 0; i < grove_napps; i++)
+    if (grove_apps[i]->command)
+      fprintf(f, "  %-10s %s (grove %s --help)\n", grove_apps[i]->name,
+              grove_apps[i]->verbs ? grove_apps[i]->verbs : "the app's own verbs",
+              grove_apps[i]->name);
+  fprintf(f, "  version    print the version and the libraries in use\n"
+             "  help       show this help; grove help VERB shows a verb's own\n\n"
+             "Every verb takes --help. Options also come from GROVE_* variables and a\n"
+             "config file (--config FILE); grove serve --help lists them all.\n");
 }
 
 /* The app whose name is `verb` and that has verbs of its own. */

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli/app.h"
+#include "app/app.h"
 #include "core/error.h"
 #include "core/health.h"
 #include "core/metrics.h"
@@ -137,13 +137,19 @@ static void handle_metrics(struct http_req *r) {
   buf_release(&b);
 }
 
-/* The apps of grove_apps[] in start order: {"name","summary"} each. The
- * table is fixed at build time, so the answer is too. */
+/* The apps of grove_apps[] in start order: {"name","summary","page"}
+ * each, page being {"page","title","script"} or null (app.h's struct
+ * app_page). The table is fixed at build time, so the answer is too. */
 static void handle_apps(struct http_req *r) {
   json_t *list = json_array();
-  for (size_t i = 0; list && i < grove_napps; i++)
-    json_array_append_new(list, json_pack("{s:s,s:s}", "name", grove_apps[i]->name, "summary",
-                                          grove_apps[i]->summary ? grove_apps[i]->summary : ""));
+  for (size_t i = 0; list && i < grove_napps; i++) {
+    const struct grove_app *a = grove_apps[i];
+    json_t *page = a->page ? json_pack("{s:s,s:s,s:s?}", "page", a->page->page, "title",
+                                       a->page->title, "script", a->page->script)
+                           : json_null();
+    json_array_append_new(list, json_pack("{s:s,s:s,s:o}", "name", a->name, "summary",
+                                          a->summary ? a->summary : "", "page", page));
+  }
   if (!list) {
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     return;
@@ -158,17 +164,6 @@ static int ops_start(struct grove_ctx *ctx, void **state) {
     return GROVE_ENOMEM;
   o->ctx = *ctx;
   o->started_ms = clock_wall_ms();
-  static const struct route_def routes[] = {
-      {"GET", "/health", handle_health},
-      {"GET", "/ready", handle_ready},
-      {"GET", "/metrics", handle_metrics},
-      {"GET", "/api/v1/apps", handle_apps},
-  };
-  int rc = router_add_all(ctx->router, routes, ARRAY_LEN(routes), o);
-  if (rc) {
-    free(o);
-    return rc;
-  }
   *state = o;
   return 0;
 }
@@ -182,11 +177,23 @@ static const struct store_migration ops_migrations[] = {
      "CREATE TABLE IF NOT EXISTS grove_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", NULL},
 };
 
+/* Probes and scrapes must work without a credential, and so must the
+ * console's list of apps (it draws the navigation before signing in). */
+static const struct route_def ops_routes[] = {
+    {"GET", "/health", handle_health, .anonymous = true},
+    {"GET", "/ready", handle_ready, .anonymous = true},
+    {"GET", "/metrics", handle_metrics, .anonymous = true},
+    {"GET", "/api/v1/apps", handle_apps, .anonymous = true},
+};
+
 const struct grove_app ops_app = {
     .name = "ops",
     .summary = "health, readiness and Prometheus metrics",
     .migrations = ops_migrations,
     .nmigrations = sizeof ops_migrations / sizeof ops_migrations[0],
+    .routes = ops_routes,
+    .nroutes = ARRAY_LEN(ops_routes),
+    .page = &(const struct app_page){"status", "Status", NULL},
     .start = ops_start,
     .stop = ops_stop,
 };

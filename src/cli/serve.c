@@ -27,12 +27,10 @@ struct core_cfg {
   char *log_format;
 };
 
-#define O(name, type, field, def, help) {name, type, offsetof(struct core_cfg, field), def, help}
 static const struct cfg_opt core_opts[] = {
-    O("log-level", CFG_STR, log_level, "info", "debug, info, warn, error or off"),
-    O("log-format", CFG_STR, log_format, "text", "text or json (one object a line)"),
+    CFG_OPT(struct core_cfg, "log-level", CFG_STR, log_level, "info", "debug, info, warn, error or off"),
+    CFG_OPT(struct core_cfg, "log-format", CFG_STR, log_format, "text", "text or json (one object a line)"),
 };
-#undef O
 
 struct serve_cfg {
   struct core_cfg core;
@@ -184,9 +182,12 @@ static const char *find_web_root(char *out, size_t n) {
   return NULL;
 }
 
-static void log_route(const char *method, const char *pattern, void *arg) {
+static void log_route(const char *owner, const struct route_def *d, void *arg) {
   (void)arg;
-  log_debug(NULL, "route", "method=%s pattern=%s", method, pattern);
+  char scopes[32] = "";
+  gate_scopes_format(d->scopes, scopes, sizeof scopes);
+  log_debug(NULL, "route", "method=%s pattern=%s owner=%s access=%s", d->method, d->pattern,
+            owner, d->anonymous ? "anonymous" : *scopes ? scopes : "signed-in");
 }
 
 int cmd_serve(int argc, char **argv) {
@@ -263,8 +264,10 @@ int cmd_serve(int argc, char **argv) {
     log_error(NULL, "cannot start the gate", "error=\"%s\"", err);
     goto out;
   }
-  if (gate_routes(gate, router))
+  if (gate_routes(gate, router, err, sizeof err)) {
+    log_error(NULL, "cannot start the gate", "error=\"%s\"", err);
     goto out;
+  }
   struct hooks_arg ha = {0};
   struct http_server_hooks hooks = {on_loop_start, on_loop_stop, &ha};
   if ((rc = http_server_create(&srv, &c.http, router, metrics, &hooks))) {
@@ -272,8 +275,12 @@ int cmd_serve(int argc, char **argv) {
     goto out;
   }
   rc = 1;
-  if (hub_create(&hub, &c.hub, http_server_threads(srv), metrics) || hub_routes(hub, router))
+  if (hub_create(&hub, &c.hub, http_server_threads(srv), metrics))
     goto out;
+  if (hub_routes(hub, router, err, sizeof err)) {
+    log_error(NULL, "cannot start the live hub", "error=\"%s\"", err);
+    goto out;
+  }
   ha.hub = hub;
   ha.gate = gate;
   gate_attach_hub(gate, hub);
@@ -301,10 +308,16 @@ int cmd_serve(int argc, char **argv) {
                           c.store.data_dir && *c.store.data_dir ? c.store.data_dir : ".", &c.llm,
                           c.store.url,   health};
   for (; started < grove_napps; started++) {
-    int e = grove_apps[started]->start(&ctx, &states[started]);
+    const struct grove_app *a = grove_apps[started];
+    int e = a->start(&ctx, &states[started]);
     if (e) {
-      log_error(NULL, "cannot start app", "app=%s error=\"%s\"", grove_apps[started]->name,
-                grove_strerror(e));
+      log_error(NULL, "cannot start app", "app=%s error=\"%s\"", a->name, grove_strerror(e));
+      goto out;
+    }
+    if (router_add_all(router, a->name, a->routes, a->nroutes, states[started], err,
+                       sizeof err)) {
+      started++; /* stopped below with the others */
+      log_error(NULL, "cannot start app", "app=%s error=\"%s\"", a->name, err);
       goto out;
     }
   }

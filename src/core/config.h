@@ -29,6 +29,12 @@ struct cfg_opt {
   const char *help;
 };
 
+/* One row of a module's option table: CFG_OPT(struct flow_cfg, "flow-window",
+ * CFG_MS, window_ms, "10m", "help…") sets field window_ms of struct
+ * flow_cfg. */
+#define CFG_OPT(type, name, kind, field, def, help)                                  \
+  { (name), (kind), offsetof(type, field), (def), (help) }
+
 struct cfg_section {
   const char *module;          /* heading in --help and docs */
   const struct cfg_opt *opts;

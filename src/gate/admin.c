@@ -219,9 +219,7 @@ static void admin_done(struct http_req *r, void *arg) {
 
 static struct admin_job *admin_job(struct http_req *r, enum admin_op op) {
   struct gate *g = r->app;
-  struct gate_principal who;
-  if (!gate_require(g, r, GATE_ADMIN, &who))
-    return NULL;
+  const struct gate_principal *caller = gate_caller(r);
   struct admin_job *j = calloc(1, sizeof *j);
   if (!j) {
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
@@ -229,7 +227,7 @@ static struct admin_job *admin_job(struct http_req *r, enum admin_op op) {
   }
   j->g = g;
   j->op = op;
-  j->who = who;
+  j->who = *caller;
   http_req_peer(r, j->ip, sizeof j->ip);
   memcpy(j->rid, r->id, sizeof j->rid);
   return j;
@@ -328,13 +326,13 @@ static void handle_audit(struct http_req *r) {
   run(r, j);
 }
 
-int gate_admin_routes(struct gate *g, struct router *r) {
+int gate_admin_routes(struct gate *g, struct router *r, char *err, size_t errlen) {
   static const struct route_def routes[] = {
-      {"POST", "/api/v1/keys", handle_key_create},
-      {"GET", "/api/v1/keys", handle_key_list},
-      {"DELETE", "/api/v1/keys/{id}", handle_key_revoke},
-      {"GET", "/api/v1/users", handle_user_list},
-      {"GET", "/api/v1/audit", handle_audit},
+      {"POST", "/api/v1/keys", handle_key_create, .scopes = GATE_ADMIN},
+      {"GET", "/api/v1/keys", handle_key_list, .scopes = GATE_ADMIN},
+      {"DELETE", "/api/v1/keys/{id}", handle_key_revoke, .scopes = GATE_ADMIN},
+      {"GET", "/api/v1/users", handle_user_list, .scopes = GATE_ADMIN},
+      {"GET", "/api/v1/audit", handle_audit, .scopes = GATE_ADMIN},
   };
-  return router_add_all(r, routes, ARRAY_LEN(routes), g);
+  return router_add_all(r, "gate", routes, ARRAY_LEN(routes), g, err, errlen);
 }

@@ -723,23 +723,23 @@ static void handle_logout(struct http_req *r) {
  * building a JSON tree. Ids, roles and scopes hold no characters JSON
  * must escape. */
 static void handle_me(struct http_req *r) {
-  struct gate_principal who;
-  if (!gate_require(r->app, r, 0, &who))
-    return;
+  const struct gate_principal *who = gate_caller(r);
   char scopes[32], body[320];
-  gate_scopes_format(who.scopes, scopes, sizeof scopes);
+  gate_scopes_format(who->scopes, scopes, sizeof scopes);
   int n = snprintf(body, sizeof body, "{\"kind\":\"%s\",\"id\":\"%s\",\"role\":\"%s\","
-                   "\"scopes\":\"%s\"%s%s%s}", who.user ? "user" : "api_key", who.id, who.role,
-                   scopes, who.user ? ",\"session\":\"" : "", who.user ? who.sid : "",
-                   who.user ? "\"" : "");
+                   "\"scopes\":\"%s\"%s%s%s}", who->user ? "user" : "api_key", who->id, who->role,
+                   scopes, who->user ? ",\"session\":\"" : "", who->user ? who->sid : "",
+                   who->user ? "\"" : "");
   http_reply_raw(r, 200, body, (size_t)n, NULL);
 }
 
-int gate_auth_routes(struct gate *g, struct router *r) {
+int gate_auth_routes(struct gate *g, struct router *r, char *err, size_t errlen) {
   static const struct route_def routes[] = {
-      {"POST", "/auth/register", handle_register}, {"POST", "/auth/login", handle_login},
-      {"POST", "/auth/refresh", handle_refresh},   {"POST", "/auth/logout", handle_logout},
-      {"GET", "/auth/me", handle_me},
+      {"POST", "/auth/register", handle_register, .anonymous = true},
+      {"POST", "/auth/login", handle_login, .anonymous = true},
+      {"POST", "/auth/refresh", handle_refresh, .anonymous = true},
+      {"POST", "/auth/logout", handle_logout, .anonymous = true}, /* a refresh token is enough */
+      {"GET", "/auth/me", handle_me, .scopes = GATE_SIGNED_IN},
   };
-  return router_add_all(r, routes, ARRAY_LEN(routes), g);
+  return router_add_all(r, "gate", routes, ARRAY_LEN(routes), g, err, errlen);
 }

@@ -214,13 +214,8 @@ static void dev_done(struct http_req *r, void *arg) {
   free(j);
 }
 
-static void dev_start(struct http_req *r, enum dev_op op, unsigned scope, json_t *body) {
+static void dev_start(struct http_req *r, enum dev_op op, json_t *body) {
   struct gate *g = r->app;
-  struct gate_principal who;
-  if (!gate_require(g, r, scope, &who)) {
-    json_decref(body);
-    return;
-  }
   struct dev_job *j = calloc(1, sizeof *j);
   if (!j) {
     json_decref(body);
@@ -229,7 +224,7 @@ static void dev_start(struct http_req *r, enum dev_op op, unsigned scope, json_t
   }
   j->g = g;
   j->op = op;
-  j->who = who;
+  j->who = *gate_caller(r);
   http_req_peer(r, j->ip, sizeof j->ip);
   memcpy(j->rid, r->id, sizeof j->rid);
   const char *id = http_param(r, "id");
@@ -266,14 +261,11 @@ static void dev_start(struct http_req *r, enum dev_op op, unsigned scope, json_t
 }
 
 static void handle_create(struct http_req *r) {
-  struct gate_principal who;
-  if (!gate_require(r->app, r, GATE_ADMIN, &who))
-    return;
   json_t *b = gate_body(r);
   if (b)
-    dev_start(r, DEV_CREATE, GATE_ADMIN, b);
+    dev_start(r, DEV_CREATE, b);
 }
-static void handle_list(struct http_req *r) { dev_start(r, DEV_LIST, GATE_READ, NULL); }
+static void handle_list(struct http_req *r) { dev_start(r, DEV_LIST, NULL); }
 /* GET /api/v1/devices/{id} reads through the "devices" cache: devices are
  * read far more often (every request of theirs) than written. */
 static int load_device(struct store *st, const char *id, void *arg, struct buf *out) {
@@ -310,20 +302,18 @@ static void device_reply(struct http_req *r, int rc, const char *val, size_t len
 
 static void handle_get(struct http_req *r) {
   struct gate *g = r->app;
-  if (!gate_require(g, r, GATE_READ, NULL))
-    return;
   cache_get(g->devices, r, http_param(r, "id"), load_device, device_reply, NULL);
 }
-static void handle_delete(struct http_req *r) { dev_start(r, DEV_DELETE, GATE_ADMIN, NULL); }
+static void handle_delete(struct http_req *r) { dev_start(r, DEV_DELETE, NULL); }
 
-int gate_device_routes(struct gate *g, struct router *r) {
+int gate_device_routes(struct gate *g, struct router *r, char *err, size_t errlen) {
   if (!g->devices && !(g->devices = cache_create(g, "devices")))
     return GROVE_ENOMEM;
   static const struct route_def routes[] = {
-      {"POST", "/api/v1/devices", handle_create},
-      {"GET", "/api/v1/devices", handle_list},
-      {"GET", "/api/v1/devices/{id}", handle_get},
-      {"DELETE", "/api/v1/devices/{id}", handle_delete},
+      {"POST", "/api/v1/devices", handle_create, .scopes = GATE_ADMIN},
+      {"GET", "/api/v1/devices", handle_list, .scopes = GATE_READ},
+      {"GET", "/api/v1/devices/{id}", handle_get, .scopes = GATE_READ},
+      {"DELETE", "/api/v1/devices/{id}", handle_delete, .scopes = GATE_ADMIN},
   };
-  return router_add_all(r, routes, ARRAY_LEN(routes), g);
+  return router_add_all(r, "gate", routes, ARRAY_LEN(routes), g, err, errlen);
 }

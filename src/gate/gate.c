@@ -16,30 +16,28 @@
 #include "gate/jwt.h"
 #include "hub/hub.h"
 
-#define O(name, type, field, def, help) {name, type, offsetof(struct gate_cfg, field), def, help}
 const struct cfg_opt gate_cfg_opts[] = {
-    O("jwt-secret", CFG_STR, jwt_secret, "", "key that signs access tokens (empty: one is made and kept in the database)"),
-    O("access-ttl", CFG_MS, access_ttl_ms, "15m", "lifetime of an access token"),
-    O("refresh-ttl", CFG_MS, refresh_ttl_ms, "30d", "lifetime of a refresh token (and of a session left unused)"),
-    O("registration", CFG_BOOL, registration, "true", "let anyone register with POST /auth/register"),
-    O("trusted-proxies", CFG_STR, trusted_proxies, "", "reverse proxies whose X-Forwarded-For names the client, for limits, access logs and the audit: comma-separated addresses or CIDRs, IPv4 or IPv6 (empty: none; the socket's peer is the client)"),
-    O("cors-origins", CFG_STR, cors_origins, "", "origins allowed to call the API from a browser: comma-separated, * for any, empty for none"),
-    O("gate-refresh", CFG_MS, refresh_ms, "2s", "how often API keys, disabled users and revoked sessions are reloaded"),
-    O("argon2-memory", CFG_INT, argon2_memory_kib, "19456", "argon2id memory per password hash, KiB"),
-    O("argon2-passes", CFG_INT, argon2_passes, "2", "argon2id passes per password hash"),
-    O("rate-global", CFG_STR, rate_global, "1000/s", "requests this instance takes, all callers together, counted after each caller's own limit; per instance, also with a broker (0: no limit)"),
-    O("rate-key", CFG_STR, rate_key, "100/s", "requests per API key and per signed-in user (0: no limit)"),
-    O("rate-anonymous", CFG_STR, rate_anonymous, "50/s", "requests per client address without a credential (0: no limit)"),
-    O("key-lookups", CFG_STR, key_lookups, "20/s", "database lookups this instance makes for API keys it does not know yet, so a new key works at once (0: none; absent keys are remembered for --gate-refresh)"),
-    O("cache-ttl", CFG_MS, cache_ttl_ms, "5m", "how long a cached read stays in this process (0: no in-process tier)"),
-    O("cache-redis-ttl", CFG_MS, cache_redis_ttl_ms, "1h", "how long a cached read stays in Redis, with a broker (0: no Redis tier)"),
-    O("cache-entries", CFG_INT, cache_entries, "10000", "entries per cache kept in this process (least recently used go first)"),
-    O("auth-hash-threads", CFG_INT, hash_threads, "2", "password hashes (sign-in, registration) running at once, on threads of their own"),
-    O("auth-hash-queue", CFG_INT, hash_queue, "16", "password hashes waiting for a thread; sign-ins past it are refused with 503 AUTH_BUSY"),
-    O("auth-hash-hold", CFG_STR, hash_hold, "", "tests only: while this file exists, password hashes wait before they start (empty: off)"),
-    O("rate-classes", CFG_STR, rate_classes, "truck=50/m,warehouse=200/m,office=500/m,sensor=60/m,agent=120/m", "device types and their request rates"),
+    CFG_OPT(struct gate_cfg, "jwt-secret", CFG_STR, jwt_secret, "", "key that signs access tokens (empty: one is made and kept in the database)"),
+    CFG_OPT(struct gate_cfg, "access-ttl", CFG_MS, access_ttl_ms, "15m", "lifetime of an access token"),
+    CFG_OPT(struct gate_cfg, "refresh-ttl", CFG_MS, refresh_ttl_ms, "30d", "lifetime of a refresh token (and of a session left unused)"),
+    CFG_OPT(struct gate_cfg, "registration", CFG_BOOL, registration, "true", "let anyone register with POST /auth/register"),
+    CFG_OPT(struct gate_cfg, "trusted-proxies", CFG_STR, trusted_proxies, "", "reverse proxies whose X-Forwarded-For names the client, for limits, access logs and the audit: comma-separated addresses or CIDRs, IPv4 or IPv6 (empty: none; the socket's peer is the client)"),
+    CFG_OPT(struct gate_cfg, "cors-origins", CFG_STR, cors_origins, "", "origins allowed to call the API from a browser: comma-separated, * for any, empty for none"),
+    CFG_OPT(struct gate_cfg, "gate-refresh", CFG_MS, refresh_ms, "2s", "how often API keys, disabled users and revoked sessions are reloaded"),
+    CFG_OPT(struct gate_cfg, "argon2-memory", CFG_INT, argon2_memory_kib, "19456", "argon2id memory per password hash, KiB"),
+    CFG_OPT(struct gate_cfg, "argon2-passes", CFG_INT, argon2_passes, "2", "argon2id passes per password hash"),
+    CFG_OPT(struct gate_cfg, "rate-global", CFG_STR, rate_global, "1000/s", "requests this instance takes, all callers together, counted after each caller's own limit; per instance, also with a broker (0: no limit)"),
+    CFG_OPT(struct gate_cfg, "rate-key", CFG_STR, rate_key, "100/s", "requests per API key and per signed-in user (0: no limit)"),
+    CFG_OPT(struct gate_cfg, "rate-anonymous", CFG_STR, rate_anonymous, "50/s", "requests per client address without a credential (0: no limit)"),
+    CFG_OPT(struct gate_cfg, "key-lookups", CFG_STR, key_lookups, "20/s", "database lookups this instance makes for API keys it does not know yet, so a new key works at once (0: none; absent keys are remembered for --gate-refresh)"),
+    CFG_OPT(struct gate_cfg, "cache-ttl", CFG_MS, cache_ttl_ms, "5m", "how long a cached read stays in this process (0: no in-process tier)"),
+    CFG_OPT(struct gate_cfg, "cache-redis-ttl", CFG_MS, cache_redis_ttl_ms, "1h", "how long a cached read stays in Redis, with a broker (0: no Redis tier)"),
+    CFG_OPT(struct gate_cfg, "cache-entries", CFG_INT, cache_entries, "10000", "entries per cache kept in this process (least recently used go first)"),
+    CFG_OPT(struct gate_cfg, "auth-hash-threads", CFG_INT, hash_threads, "2", "password hashes (sign-in, registration) running at once, on threads of their own"),
+    CFG_OPT(struct gate_cfg, "auth-hash-queue", CFG_INT, hash_queue, "16", "password hashes waiting for a thread; sign-ins past it are refused with 503 AUTH_BUSY"),
+    CFG_OPT(struct gate_cfg, "auth-hash-hold", CFG_STR, hash_hold, "", "tests only: while this file exists, password hashes wait before they start (empty: off)"),
+    CFG_OPT(struct gate_cfg, "rate-classes", CFG_STR, rate_classes, "truck=50/m,warehouse=200/m,office=500/m,sensor=60/m,agent=120/m", "device types and their request rates"),
 };
-#undef O
 const size_t gate_cfg_nopts = ARRAY_LEN(gate_cfg_opts);
 
 const struct store_migration gate_migrations[] = {
@@ -449,27 +447,54 @@ static int identify_credential(struct gate *g, const char *cred, struct gate_pri
   return rc;
 }
 
+/* Whether r's caller holds every scope in `scopes`: true, or false with
+ * why filled (401 without a valid credential, 403 without a scope). */
+static bool check_access(struct gate *g, struct http_req *r, unsigned scopes,
+                         struct http_refusal *why) {
+  if (r->auth_state == 0)
+    r->auth_state = identify(g, r, (struct gate_principal *)r->auth) ? -1 : 1;
+  if (r->auth_state < 0) {
+    char room[256];
+    why->status = 401;
+    why->code = "UNAUTHORIZED";
+    why->challenge = "Bearer";
+    why->message = credential(r, room, sizeof room)
+                       ? "credential is not valid, expired or revoked"
+                       : "sign in or send an API key: Authorization: Bearer …";
+    return false;
+  }
+  if ((((const struct gate_principal *)r->auth)->scopes & scopes) != scopes) {
+    why->status = 403;
+    why->code = "FORBIDDEN";
+    why->message = "credential lacks a scope this route needs";
+    gate_scopes_format(scopes, why->needs, sizeof why->needs);
+    return false;
+  }
+  return true;
+}
+
+/* The router's authorizer (http.h): every route not declared anonymous
+ * passes here before its handler runs. */
+static bool authorize(struct http_req *r, unsigned scopes, struct http_refusal *why, void *arg) {
+  return check_access(arg, r, scopes, why);
+}
+
+const struct gate_principal *gate_caller(const struct http_req *r) {
+  return r->auth_state > 0 ? (const struct gate_principal *)r->auth : NULL;
+}
+
 bool gate_require(struct gate *g, struct http_req *r, unsigned scopes,
                   struct gate_principal *out) {
-  struct gate_principal tmp;
-  if (!out)
-    out = &tmp;
-  if (gate_identify(g, r, out)) {
-    char room[256];
-    http_res_header(r, "WWW-Authenticate", "Bearer");
-    http_reply_error(r, 401, "UNAUTHORIZED",
-                     credential(r, room, sizeof room) ? "credential is not valid, expired or revoked"
-                               : "sign in or send an API key: Authorization: Bearer …",
-                     NULL);
+  struct http_refusal why = {0};
+  if (!check_access(g, r, scopes, &why)) {
+    if (why.challenge)
+      http_res_header(r, "WWW-Authenticate", why.challenge);
+    http_reply_error(r, why.status, why.code, why.message,
+                     why.needs[0] ? json_pack("{s:s}", "needs", why.needs) : NULL);
     return false;
   }
-  if ((out->scopes & scopes) != scopes) {
-    char need[32];
-    gate_scopes_format(scopes, need, sizeof need);
-    http_reply_error(r, 403, "FORBIDDEN", "credential lacks a scope this route needs",
-                     json_pack("{s:s}", "needs", need));
-    return false;
-  }
+  if (out)
+    memcpy(out, r->auth, sizeof *out);
   return true;
 }
 
@@ -967,13 +992,16 @@ void gate_destroy(struct gate *g) {
   free(g);
 }
 
-int gate_routes(struct gate *g, struct router *r) {
-  router_before(r, before, g);
-  int rc = gate_auth_routes(g, r);
+int gate_routes(struct gate *g, struct router *r, char *err, size_t errlen) {
+  int rc = router_before(r, "gate", before, g, err, errlen);
   if (!rc)
-    rc = gate_admin_routes(g, r);
+    rc = router_authorizer(r, "gate", authorize, g, err, errlen);
   if (!rc)
-    rc = gate_device_routes(g, r);
+    rc = gate_auth_routes(g, r, err, errlen);
+  if (!rc)
+    rc = gate_admin_routes(g, r, err, errlen);
+  if (!rc)
+    rc = gate_device_routes(g, r, err, errlen);
   return rc;
 }
 

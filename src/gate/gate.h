@@ -61,6 +61,7 @@ extern const struct store_migration gate_migrations[];
 extern const size_t gate_nmigrations;
 
 enum gate_scope {
+  GATE_SIGNED_IN = 0, /* a route's scopes: any valid credential will do */
   GATE_READ = 1,   /* read data */
   GATE_WRITE = 2,  /* write telemetry and requests */
   GATE_ADMIN = 4,  /* manage users, keys, devices; read the audit log */
@@ -80,9 +81,13 @@ struct gate_principal {
 int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
                 struct metrics *m, char *err, size_t errlen);
 void gate_destroy(struct gate *g);
-/* Adds the /auth routes, the admin routes, and the hook that sets security and
- * CORS headers on every answer. */
-int gate_routes(struct gate *g, struct router *r);
+/* Adds the /auth routes, the admin routes, the hook that sets security and
+ * CORS headers on every answer (and applies rate limits), and the router's
+ * authorizer: every route not declared anonymous is checked here against
+ * its declared scopes before its handler runs (401 without a valid
+ * credential, 403 without a scope). Returns 0 or a GROVE_E* code with err
+ * saying what (a second before-hook or authorizer, a duplicate route). */
+int gate_routes(struct gate *g, struct router *r, char *err, size_t errlen);
 
 /* Shares rate limits with every instance through Redis (the broker):
  * one connection per event loop. Call after gate_create, before the loops
@@ -110,9 +115,16 @@ int gate_check_credential(struct gate *g, const char *credential, struct gate_pr
  * gate_check_credential(). Returns 0, or GROVE_EPERM when r shows none or
  * it does not fit. Touches no gate state; thread-safe. */
 int gate_request_credential(struct http_req *r, char *out, size_t n);
-/* For handlers: true when r carries a credential with every scope in
- * `scopes`; otherwise answers 401 (no or bad credential) or 403 (missing
- * scope) and returns false. */
+/* Who called r, as the router's check found them before the handler ran:
+ * on every route not declared anonymous this is the caller (never NULL
+ * there). NULL when no valid credential was checked (anonymous routes
+ * that did not ask: use gate_identify). Owned by r; valid until r is
+ * answered. Loop thread only. */
+const struct gate_principal *gate_caller(const struct http_req *r);
+/* For checks a route's declaration cannot make (one handler, two scopes):
+ * true when r carries a credential with every scope in `scopes`;
+ * otherwise answers 401 (no or bad credential) or 403 (missing scope) and
+ * returns false. out may be NULL. */
 bool gate_require(struct gate *g, struct http_req *r, unsigned scopes,
                   struct gate_principal *out);
 

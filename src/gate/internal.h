@@ -109,7 +109,7 @@ void *gate_redis(struct gate *g, uv_loop_t *loop);
 /* Inserts a key on c (inside the caller's transaction); device may be NULL. */
 int gate_key_insert(struct store_conn *c, const char *name, unsigned scopes, const char *by,
                     const char *device, char key[48], char id[24], char *err, size_t errlen);
-int gate_device_routes(struct gate *g, struct router *r);
+int gate_device_routes(struct gate *g, struct router *r, char *err, size_t errlen);
 
 /* After a change to keys, users or sessions: reloads the view now
  * (blocking; worker threads) and tells the other instances to reload
@@ -145,7 +145,7 @@ int hash_pool_submit(struct hash_pool *p, struct http_req *r, hash_work_fn work,
                      hash_done_fn done, void *arg);
 
 /* auth.c / admin.c */
-int gate_auth_routes(struct gate *g, struct router *r);
-int gate_admin_routes(struct gate *g, struct router *r);
+int gate_auth_routes(struct gate *g, struct router *r, char *err, size_t errlen);
+int gate_admin_routes(struct gate *g, struct router *r, char *err, size_t errlen);
 
 #endif

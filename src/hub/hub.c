@@ -18,20 +18,18 @@
 #include "hub/internal.h"
 #include "net/http.h"
 
-#define O(name, type, field, def, help) {name, type, offsetof(struct hub_cfg, field), def, help}
 const struct cfg_opt hub_cfg_opts[] = {
-    O("live-max-message", CFG_SIZE, max_message, "64k", "largest WebSocket message a client may send; larger closes with 1009"),
-    O("live-max-queue", CFG_SIZE, max_queue, "1m", "unsent bytes per subscriber; a slower client is disconnected"),
-    O("live-history", CFG_INT, history, "100", "messages kept per topic for SSE Last-Event-ID resumption"),
-    O("live-history-bytes", CFG_SIZE, history_bytes, "64m", "memory for those messages in all, topics' own included; the oldest go first"),
-    O("live-history-idle", CFG_MS, history_idle_ms, "10m", "a topic with no publish for this long and no subscriber loses its history; 0: kept until the bytes are needed"),
-    O("live-max-topics", CFG_INT, max_topics, "64", "topics one connection may subscribe to"),
-    O("live-ping", CFG_MS, ping_ms, "30s", "WebSocket ping interval; a peer silent for two is closed"),
-    O("live-heartbeat", CFG_MS, heartbeat_ms, "15s", "SSE heartbeat comment interval"),
-    O("live-client-publish", CFG_BOOL, client_publish, "false", "let clients publish: POST /api/v1/live/{topic} and {\"op\":\"publish\"} over WebSocket (never on apps' topics: flow/, relay/, matrix/, notes/, jobs/)"),
-    O("broker", CFG_STR, broker, "", "redis://host:port to share live topics between instances (empty: in-process)"),
+    CFG_OPT(struct hub_cfg, "live-max-message", CFG_SIZE, max_message, "64k", "largest WebSocket message a client may send; larger closes with 1009"),
+    CFG_OPT(struct hub_cfg, "live-max-queue", CFG_SIZE, max_queue, "1m", "unsent bytes per subscriber; a slower client is disconnected"),
+    CFG_OPT(struct hub_cfg, "live-history", CFG_INT, history, "100", "messages kept per topic for SSE Last-Event-ID resumption"),
+    CFG_OPT(struct hub_cfg, "live-history-bytes", CFG_SIZE, history_bytes, "64m", "memory for those messages in all, topics' own included; the oldest go first"),
+    CFG_OPT(struct hub_cfg, "live-history-idle", CFG_MS, history_idle_ms, "10m", "a topic with no publish for this long and no subscriber loses its history; 0: kept until the bytes are needed"),
+    CFG_OPT(struct hub_cfg, "live-max-topics", CFG_INT, max_topics, "64", "topics one connection may subscribe to"),
+    CFG_OPT(struct hub_cfg, "live-ping", CFG_MS, ping_ms, "30s", "WebSocket ping interval; a peer silent for two is closed"),
+    CFG_OPT(struct hub_cfg, "live-heartbeat", CFG_MS, heartbeat_ms, "15s", "SSE heartbeat comment interval"),
+    CFG_OPT(struct hub_cfg, "live-client-publish", CFG_BOOL, client_publish, "false", "let clients publish: POST /api/v1/live/{topic} and {\"op\":\"publish\"} over WebSocket (never on apps' topics: flow/, relay/, matrix/, notes/, jobs/)"),
+    CFG_OPT(struct hub_cfg, "broker", CFG_STR, broker, "", "redis://host:port to share live topics between instances (empty: in-process)"),
 };
-#undef O
 const size_t hub_cfg_nopts = ARRAY_LEN(hub_cfg_opts);
 
 /* ---- messages ----------------------------------------------------------- */
@@ -967,13 +965,15 @@ static void handle_publish(struct http_req *r) {
   http_reply_data(r, 202, json_pack("{s:s,s:I}", "topic", topic, "id", (json_int_t)id), NULL);
 }
 
-int hub_routes(struct hub *h, struct router *r) {
+int hub_routes(struct hub *h, struct router *r, char *err, size_t errlen) {
+  /* anyone may connect: access is decided per topic, before the upgrade
+   * for the topics the request names and at each subscribe after */
   static const struct route_def routes[] = {
-      {"GET", "/api/v1/live", handle_ws},
-      {"GET", "/api/v1/live/sse", handle_sse},
-      {"POST", "/api/v1/live/{topic...}", handle_publish},
+      {"GET", "/api/v1/live", handle_ws, .anonymous = true},
+      {"GET", "/api/v1/live/sse", handle_sse, .anonymous = true},
+      {"POST", "/api/v1/live/{topic...}", handle_publish, .anonymous = true},
   };
-  return router_add_all(r, routes, ARRAY_LEN(routes), h);
+  return router_add_all(r, "hub", routes, ARRAY_LEN(routes), h, err, errlen);
 }
 
 /* ---- life --------------------------------------------------------------- */

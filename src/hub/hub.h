@@ -46,8 +46,10 @@ extern const size_t hub_cfg_nopts;
 int hub_create(struct hub **out, const struct hub_cfg *cfg, int nloops, struct metrics *m);
 /* Stops the broker threads and frees everything; loops must be stopped. */
 void hub_destroy(struct hub *h);
-/* Adds GET /api/v1/live and GET /api/v1/live/sse. */
-int hub_routes(struct hub *h, struct router *r);
+/* Adds GET /api/v1/live, GET /api/v1/live/sse and POST /api/v1/live/{topic}
+ * (anonymous routes: access is per topic). Returns 0 or a GROVE_E* code
+ * with err saying why (a route declared twice). */
+int hub_routes(struct hub *h, struct router *r, char *err, size_t errlen);
 /* Server hooks: attach and detach a loop (on that loop's thread). */
 void hub_loop_start(struct hub *h, uv_loop_t *loop, int index);
 void hub_loop_stop(struct hub *h, int index);

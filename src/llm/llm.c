@@ -20,15 +20,13 @@
 
 #define MAX_LINE (1u << 20)
 
-#define O(name, type, field, def, help) {name, type, offsetof(struct llm_cfg, field), def, help}
 const struct cfg_opt llm_cfg_opts[] = {
-    O("llm-url", CFG_STR, url, "", "a model server, http://host:port (empty: answers are built from the data alone)"),
-    O("llm-api", CFG_STR, api, "ollama", "its dialect: ollama (/api/chat) or openai (/v1/chat/completions)"),
-    O("llm-model", CFG_STR, model, "llama3.2", "the model to ask"),
-    O("llm-key", CFG_STR, key, "", "bearer token for the model server, if it wants one"),
-    O("llm-timeout", CFG_MS, timeout_ms, "60s", "longest a whole answer may take"),
+    CFG_OPT(struct llm_cfg, "llm-url", CFG_STR, url, "", "a model server, http://host:port (empty: answers are built from the data alone)"),
+    CFG_OPT(struct llm_cfg, "llm-api", CFG_STR, api, "ollama", "its dialect: ollama (/api/chat) or openai (/v1/chat/completions)"),
+    CFG_OPT(struct llm_cfg, "llm-model", CFG_STR, model, "llama3.2", "the model to ask"),
+    CFG_OPT(struct llm_cfg, "llm-key", CFG_STR, key, "", "bearer token for the model server, if it wants one"),
+    CFG_OPT(struct llm_cfg, "llm-timeout", CFG_MS, timeout_ms, "60s", "longest a whole answer may take"),
 };
-#undef O
 const size_t llm_cfg_nopts = ARRAY_LEN(llm_cfg_opts);
 
 bool llm_enabled(const struct llm_cfg *c) { return c && c->url && c->url[0]; }

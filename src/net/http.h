@@ -171,12 +171,62 @@ int http_req_defer(struct http_req *r, http_work_fn work, http_done_fn done, voi
 
 typedef void (*http_handler)(struct http_req *r);
 
-/* Patterns are literal segments and {name} parameters:
- * "/api/v1/things/{id}". A final "{name...}" matches the rest of the path. */
+/* ---- who may call a route ----------------------------------------------
+ * Every route declares its access with it (struct route_def): the scopes
+ * its caller's credential must hold, or that anonymous callers may use it.
+ * The router asks its authorizer (the gate installs it) before the
+ * handler runs, so no handler can forget the check: a route that is not
+ * anonymous is never run without a valid credential holding its scopes.
+ * Without an authorizer such routes answer 500 (closed, not open). */
+struct http_refusal {
+  int status;            /* 401 (no or bad credential) or 403 (missing scope) */
+  const char *code;      /* "UNAUTHORIZED" or "FORBIDDEN" (static) */
+  const char *message;   /* for a person (static) */
+  const char *challenge; /* 401: the WWW-Authenticate scheme ("Bearer"), else NULL */
+  char needs[32];        /* 403: the scopes the route needs ("read,write"), else "" */
+};
+/* Decides whether r's caller may use a route needing `scopes` (bits the
+ * authorizer defines; 0: any valid credential). Returns true to run the
+ * handler (the caller's identity is then kept in r for it), or false with
+ * *why filled and nothing answered. Runs on r's loop; must not block. */
+typedef bool (*http_authorize)(struct http_req *r, unsigned scopes, struct http_refusal *why,
+                               void *arg);
+/* Answers a refusal in a route's own format (InfluxDB's, say); routes
+ * without one get the error envelope, with WWW-Authenticate on a 401. */
+typedef void (*http_refuse)(struct http_req *r, const struct http_refusal *why);
+
+/* A route: method, pattern and handler, with its access. Patterns are
+ * literal segments and {name} parameters: "/api/v1/things/{id}"; a final
+ * "{name...}" matches the rest of the path. A zeroed access part is the
+ * safe one: any valid credential. */
+struct route_def {
+  const char *method;
+  const char *pattern;
+  http_handler fn;
+  unsigned scopes;    /* every scope the caller needs (the gate's GATE_* bits) */
+  bool anonymous;     /* anyone may call it, with or without a credential (and
+                       * unchecked: the handler asks who calls if it cares);
+                       * scopes must then be 0 */
+  http_refuse refuse; /* may be NULL: the error envelope */
+};
+
 int router_create(struct router **out, struct metrics *metrics);
 void router_destroy(struct router *r);
-int router_add(struct router *r, const char *method, const char *pattern,
-               http_handler fn, void *app);
+/* Adds one route for `owner` (a module or app name, static, named in
+ * errors). Returns 0; GROVE_EINVAL for a pattern not starting with '/' or
+ * an anonymous route with scopes; GROVE_EEXIST when the same method and
+ * pattern (parameter names aside) is already routed; GROVE_ENOMEM. On
+ * error, err (may be NULL) says which, naming both owners. */
+int router_add(struct router *r, const char *owner, const struct route_def *def, void *app,
+               char *err, size_t errlen);
+/* A module's routes as one table, added in order; stops at the first
+ * error (the routes before it stay). `app` is each handler's r->app. */
+int router_add_all(struct router *r, const char *owner, const struct route_def *defs, size_t n,
+                   void *app, char *err, size_t errlen);
+/* Installs the authorizer (once: a second is GROVE_EEXIST, with err
+ * naming both owners). */
+int router_authorizer(struct router *r, const char *owner, http_authorize fn, void *arg,
+                      char *err, size_t errlen);
 /* A hook run on every request before routing (security headers, CORS,
  * rate limits): it may add headers and go on, answer, or hold the request
  * while it asks something (Redis) and later either answer or call
@@ -194,20 +244,16 @@ bool http_req_release(struct http_req *r);
 bool http_req_gone(const struct http_req *r);
 /* Routes a held request the before-hook let through. */
 void http_req_continue(struct http_req *r);
-void router_before(struct router *r, http_before fn, void *arg);
-/* A module's routes as one table, added in order; stops at the first
- * error. */
-struct route_def {
-  const char *method;
-  const char *pattern;
-  http_handler fn;
-};
-int router_add_all(struct router *r, const struct route_def *defs, size_t n, void *app);
+/* Installs the before-hook (once: a second is GROVE_EEXIST, with err
+ * naming both owners). */
+int router_before(struct router *r, const char *owner, http_before fn, void *arg, char *err,
+                  size_t errlen);
 /* Handler for GET/HEAD paths that no route matches (static files). */
 void router_fallback(struct router *r, http_handler fn, void *app);
-/* Visits every route (for the OpenAPI check and --help). */
+/* Visits every route in the order added (for the OpenAPI check and the
+ * debug log): its method, pattern and declaration. */
 void router_each(const struct router *r,
-                 void (*fn)(const char *method, const char *pattern, void *arg),
+                 void (*fn)(const char *owner, const struct route_def *def, void *arg),
                  void *arg);
 
 /* ---- upgrades: WebSocket and Server-Sent Events ------------------------ */

@@ -1,6 +1,7 @@
 /* router.c — method + path routing with {param} segments. */
 #include "net/router.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,10 @@ struct router {
   struct metric_family *requests, *latency;
   http_before before;
   void *before_arg;
+  const char *before_owner;
+  http_authorize authorize;
+  void *authorize_arg;
+  const char *authorize_owner;
 };
 
 static void param_name(const char *pat, int idx, char *out, size_t outlen);
@@ -73,54 +78,155 @@ void router_destroy(struct router *rt) {
   free(rt);
 }
 
-int router_add(struct router *rt, const char *method, const char *pattern,
-               http_handler fn, void *app) {
-  if (!pattern || pattern[0] != '/')
+/* Whether two patterns route the same requests: equal but for the names
+ * of their parameters ("/things/{id}" and "/things/{name}"). */
+static bool same_pattern(const char *a, const char *b) {
+  while (*a && *b) {
+    if (*a == '{' && *b == '{') {
+      const char *ea = strchr(a, '}'), *eb = strchr(b, '}');
+      if (!ea || !eb)
+        return false;
+      bool ra = ea - a > 4 && strncmp(ea - 3, "...", 3) == 0;
+      bool rb = eb - b > 4 && strncmp(eb - 3, "...", 3) == 0;
+      if (ra != rb)
+        return false;
+      a = ea + 1;
+      b = eb + 1;
+      continue;
+    }
+    if (*a++ != *b++)
+      return false;
+  }
+  return *a == *b;
+}
+
+int router_add(struct router *rt, const char *owner, const struct route_def *def, void *app,
+               char *err, size_t errlen) {
+  char none[1];
+  if (!err || !errlen) {
+    err = none;
+    errlen = sizeof none;
+  }
+  if (!owner)
+    owner = "?";
+  if (!def->method || !def->fn || !def->pattern || def->pattern[0] != '/' ||
+      (def->anonymous && def->scopes)) {
+    snprintf(err, errlen, "route '%s %s' of '%s' is malformed: %s", def->method ? def->method : "",
+             def->pattern ? def->pattern : "", owner,
+             def->anonymous && def->scopes ? "an anonymous route needs no scopes"
+                                           : "it needs a method, a handler and a path from /");
     return GROVE_EINVAL;
+  }
+  for (size_t i = 0; i < rt->n; i++)
+    if (strcmp(rt->routes[i]->method, def->method) == 0 &&
+        same_pattern(rt->routes[i]->pattern, def->pattern)) {
+      snprintf(err, errlen, "route '%s %s' is declared twice: by '%s' ('%s') and by '%s'",
+               def->method, def->pattern, rt->routes[i]->owner, rt->routes[i]->pattern, owner);
+      return GROVE_EEXIST;
+    }
   if (rt->n == rt->cap) {
     size_t cap = rt->cap ? rt->cap * 2 : 16;
     struct route **p = realloc(rt->routes, cap * sizeof *p);
     if (!p)
-      return GROVE_ENOMEM;
+      goto nomem;
     rt->routes = p;
     rt->cap = cap;
   }
   struct route *r = calloc(1, sizeof *r);
   if (!r)
-    return GROVE_ENOMEM;
-  r->method = strdup(method);
-  r->pattern = strdup(pattern);
+    goto nomem;
+  r->method = strdup(def->method);
+  r->pattern = strdup(def->pattern);
   if (!r->method || !r->pattern) {
     route_free(r);
-    return GROVE_ENOMEM;
+    goto nomem;
   }
-  r->fn = fn;
+  r->fn = def->fn;
   r->app = app;
+  r->owner = owner;
+  r->scopes = def->scopes;
+  r->anonymous = def->anonymous;
+  r->refuse = def->refuse;
   for (const char *p = r->pattern; (p = strchr(p, '{')) && r->nparams < HTTP_MAX_PARAMS; p++) {
     char name[64];
     param_name(r->pattern, r->nparams, name, sizeof name);
     if (!(r->param_names[r->nparams++] = strdup(name))) {
       route_free(r);
-      return GROVE_ENOMEM;
+      goto nomem;
     }
   }
   route_init_metrics(rt, r);
   rt->routes[rt->n++] = r;
   return 0;
+nomem:
+  snprintf(err, errlen, "out of memory adding route '%s %s'", def->method, def->pattern);
+  return GROVE_ENOMEM;
 }
 
-int router_add_all(struct router *rt, const struct route_def *defs, size_t n, void *app) {
+int router_add_all(struct router *rt, const char *owner, const struct route_def *defs, size_t n,
+                   void *app, char *err, size_t errlen) {
   for (size_t i = 0; i < n; i++) {
-    int rc = router_add(rt, defs[i].method, defs[i].pattern, defs[i].fn, app);
+    int rc = router_add(rt, owner, &defs[i], app, err, errlen);
     if (rc)
       return rc;
   }
   return 0;
 }
 
-void router_before(struct router *rt, http_before fn, void *arg) {
-  rt->before = fn;
-  rt->before_arg = arg;
+/* A hook installed once: a second is refused, naming both. */
+static int install_once(const char *what, const char **have, const char *owner, char *err,
+                        size_t errlen) {
+  if (*have) {
+    if (err && errlen)
+      snprintf(err, errlen, "a second %s: '%s' has one, '%s' asked for another", what, *have,
+               owner ? owner : "?");
+    return GROVE_EEXIST;
+  }
+  *have = owner ? owner : "?";
+  return 0;
+}
+
+int router_before(struct router *rt, const char *owner, http_before fn, void *arg, char *err,
+                  size_t errlen) {
+  int rc = install_once("before-hook", &rt->before_owner, owner, err, errlen);
+  if (!rc) {
+    rt->before = fn;
+    rt->before_arg = arg;
+  }
+  return rc;
+}
+
+int router_authorizer(struct router *rt, const char *owner, http_authorize fn, void *arg,
+                      char *err, size_t errlen) {
+  int rc = install_once("authorizer", &rt->authorize_owner, owner, err, errlen);
+  if (!rc) {
+    rt->authorize = fn;
+    rt->authorize_arg = arg;
+  }
+  return rc;
+}
+
+bool router_authorize(struct router *rt, const struct route *route, struct http_req *r) {
+  if (route->anonymous)
+    return true;
+  struct http_refusal why = {0};
+  if (!rt->authorize) {
+    http_reply_error(r, 500, "NO_AUTHORIZER",
+                     "this route needs a credential and nothing here can check one", NULL);
+    return false;
+  }
+  if (rt->authorize(r, route->scopes, &why, rt->authorize_arg))
+    return true;
+  if (route->refuse) {
+    route->refuse(r, &why);
+    return false;
+  }
+  if (why.status == 401 && why.challenge)
+    http_res_header(r, "WWW-Authenticate", why.challenge);
+  http_reply_error(r, why.status ? why.status : 403, why.code ? why.code : "FORBIDDEN",
+                   why.message ? why.message : "not allowed",
+                   why.needs[0] ? json_pack("{s:s}", "needs", why.needs) : NULL);
+  return false;
 }
 
 enum http_next router_run_before(struct router *rt, struct http_req *r) {
@@ -133,9 +239,13 @@ void router_fallback(struct router *rt, http_handler fn, void *app) {
 }
 
 void router_each(const struct router *rt,
-                 void (*fn)(const char *method, const char *pattern, void *arg), void *arg) {
-  for (size_t i = 0; i < rt->n; i++)
-    fn(rt->routes[i]->method, rt->routes[i]->pattern, arg);
+                 void (*fn)(const char *owner, const struct route_def *def, void *arg),
+                 void *arg) {
+  for (size_t i = 0; i < rt->n; i++) {
+    const struct route *r = rt->routes[i];
+    struct route_def d = {r->method, r->pattern, r->fn, r->scopes, r->anonymous, r->refuse};
+    fn(r->owner, &d, arg);
+  }
 }
 
 struct route *router_unmatched(struct router *rt) { return &rt->unmatched; }

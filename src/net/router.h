@@ -11,6 +11,10 @@ struct route {
   char *pattern;
   http_handler fn;
   void *app;
+  const char *owner;     /* who added it (static) */
+  unsigned scopes;       /* access, as declared (struct route_def) */
+  bool anonymous;
+  http_refuse refuse;
   char *param_names[HTTP_MAX_PARAMS];
   int nparams;
   struct metric *_Atomic by_status[600]; /* request counters, made on first use */
@@ -26,6 +30,10 @@ enum route_match { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD };
 enum route_match router_match(struct router *rt, const char *method, char *path,
                               struct http_req *r, struct route **out,
                               char *allow, size_t allowlen);
+/* Checks r's caller against route's declared access through the
+ * authorizer: true to run the handler; false once r is answered (401, 403,
+ * or 500 when the route needs a credential and there is no authorizer). */
+bool router_authorize(struct router *rt, const struct route *route, struct http_req *r);
 /* Runs the before-hook. */
 enum http_next router_run_before(struct router *rt, struct http_req *r);
 /* The pseudo-routes used for metrics of unmatched and fallback requests. */

@@ -30,23 +30,21 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
 /* ------------------------------------------------------------------------ */
 /* options */
 
-#define O(name, type, field, def, help) {name, type, offsetof(struct http_cfg, field), def, help}
 const struct cfg_opt http_cfg_opts[] = {
-    O("listen", CFG_STR, listen, "127.0.0.1:8080", "address and port to serve HTTP on"),
-    O("threads", CFG_INT, threads, "0", "event loops (0: one per core)"),
-    O("max-url", CFG_SIZE, max_url, "8k", "longest request target; longer is answered 414"),
-    O("max-header", CFG_SIZE, max_header, "16k", "bytes of request headers; more is answered 431"),
-    O("max-headers", CFG_INT, max_headers, "100", "number of request headers; more is answered 431"),
-    O("max-body", CFG_SIZE, max_body, "8m", "request body size; more is answered 413"),
-    O("header-timeout", CFG_MS, header_timeout_ms, "10s", "time to send request line and headers; slower is answered 408"),
-    O("body-timeout", CFG_MS, body_timeout_ms, "60s", "time to send the body after the headers; slower is answered 408"),
-    O("idle-timeout", CFG_MS, idle_timeout_ms, "75s", "keep-alive connection with no request is closed after this"),
-    O("gzip-min", CFG_SIZE, gzip_min, "1k", "gzip responses at least this big when the client accepts it (0: never)"),
-    O("web-root", CFG_STR, web_root, "auto", "folder of the web console's static files; auto: the installed console, else ./web, else the source tree's; empty: none"),
-    O("shutdown-timeout", CFG_MS, shutdown_timeout_ms, "10s", "on SIGTERM, time allowed for in-flight requests"),
-    O("access-log", CFG_BOOL, access_log, "true", "log one line per request"),
+    CFG_OPT(struct http_cfg, "listen", CFG_STR, listen, "127.0.0.1:8080", "address and port to serve HTTP on"),
+    CFG_OPT(struct http_cfg, "threads", CFG_INT, threads, "0", "event loops (0: one per core)"),
+    CFG_OPT(struct http_cfg, "max-url", CFG_SIZE, max_url, "8k", "longest request target; longer is answered 414"),
+    CFG_OPT(struct http_cfg, "max-header", CFG_SIZE, max_header, "16k", "bytes of request headers; more is answered 431"),
+    CFG_OPT(struct http_cfg, "max-headers", CFG_INT, max_headers, "100", "number of request headers; more is answered 431"),
+    CFG_OPT(struct http_cfg, "max-body", CFG_SIZE, max_body, "8m", "request body size; more is answered 413"),
+    CFG_OPT(struct http_cfg, "header-timeout", CFG_MS, header_timeout_ms, "10s", "time to send request line and headers; slower is answered 408"),
+    CFG_OPT(struct http_cfg, "body-timeout", CFG_MS, body_timeout_ms, "60s", "time to send the body after the headers; slower is answered 408"),
+    CFG_OPT(struct http_cfg, "idle-timeout", CFG_MS, idle_timeout_ms, "75s", "keep-alive connection with no request is closed after this"),
+    CFG_OPT(struct http_cfg, "gzip-min", CFG_SIZE, gzip_min, "1k", "gzip responses at least this big when the client accepts it (0: never)"),
+    CFG_OPT(struct http_cfg, "web-root", CFG_STR, web_root, "auto", "folder of the web console's static files; auto: the installed console, else ./web, else the source tree's; empty: none"),
+    CFG_OPT(struct http_cfg, "shutdown-timeout", CFG_MS, shutdown_timeout_ms, "10s", "on SIGTERM, time allowed for in-flight requests"),
+    CFG_OPT(struct http_cfg, "access-log", CFG_BOOL, access_log, "true", "log one line per request"),
 };
-#undef O
 const size_t http_cfg_nopts = ARRAY_LEN(http_cfg_opts);
 
 /* ------------------------------------------------------------------------ */
@@ -520,7 +518,8 @@ static void route_request(struct http_conn *c) {
     hs->route = route;
     r->route = route->pattern;
     r->app = route->app;
-    route->fn(r);
+    if (router_authorize(srv->router, route, r))
+      route->fn(r);
   } else if (m == ROUTE_BAD_METHOD) {
     if (strcmp(r->method, "OPTIONS") == 0) {
       http_res_header(r, "Allow", allow);

@@ -12,14 +12,12 @@
 #include "core/util.h"
 #include "store/driver.h"
 
-#define O(name, type, field, def, help) {name, type, offsetof(struct store_cfg, field), def, help}
 const struct cfg_opt store_cfg_opts[] = {
-    O("store", CFG_STR, url, "sqlite", "database: sqlite, sqlite:PATH or postgres://user@host:port/db"),
-    O("data-dir", CFG_STR, data_dir, "data", "folder for the SQLite file and other local data"),
-    O("store-pool", CFG_INT, pool, "8", "database connections at most"),
-    O("store-busy-timeout", CFG_MS, busy_timeout_ms, "5s", "SQLite: how long a writer waits for the lock"),
+    CFG_OPT(struct store_cfg, "store", CFG_STR, url, "sqlite", "database: sqlite, sqlite:PATH or postgres://user@host:port/db"),
+    CFG_OPT(struct store_cfg, "data-dir", CFG_STR, data_dir, "data", "folder for the SQLite file and other local data"),
+    CFG_OPT(struct store_cfg, "store-pool", CFG_INT, pool, "8", "database connections at most"),
+    CFG_OPT(struct store_cfg, "store-busy-timeout", CFG_MS, busy_timeout_ms, "5s", "SQLite: how long a writer waits for the lock"),
 };
-#undef O
 const size_t store_cfg_nopts = ARRAY_LEN(store_cfg_opts);
 
 struct store_conn {

@@ -67,10 +67,6 @@ static bool time_param(struct http_req *r, const char *name, int64_t *out) {
   return number_param(r, name, true, out);
 }
 
-static bool want(struct flow *f, struct http_req *r, unsigned scope) {
-  return gate_require(f->ctx.gate, r, scope, NULL);
-}
-
 /* A zeroed job, or NULL after answering 503. */
 static void *job_new(struct http_req *r, size_t size) {
   void *j = calloc(1, size);
@@ -89,10 +85,8 @@ static void job_start(struct http_req *r, http_work_fn work, http_done_fn done, 
 
 /* ---- live state --------------------------------------------------------------------- */
 
-static void handle_snapshot(struct http_req *r) {
+void flow_handle_snapshot(struct http_req *r) {
   struct flow *f = r->app;
-  if (!want(f, r, GATE_READ))
-    return;
   http_reply_data(r, 200,
                   json_pack("{s:I,s:o,s:o}", "time", (json_int_t)clock_wall_ms() * 1000000,
                             "stations", flow_engine_stations_json(f->engine, NULL), "regions",
@@ -118,15 +112,13 @@ static void reply_entities(struct http_req *r, struct flow *f, bool region, cons
 }
 
 static void handle_entities(struct http_req *r, bool region, const char *param) {
-  struct flow *f = r->app;
-  if (want(f, r, GATE_READ))
-    reply_entities(r, f, region, param ? http_param(r, param) : NULL);
+  reply_entities(r, r->app, region, param ? http_param(r, param) : NULL);
 }
 
-static void handle_stations(struct http_req *r) { handle_entities(r, false, NULL); }
-static void handle_station(struct http_req *r) { handle_entities(r, false, "id"); }
-static void handle_regions(struct http_req *r) { handle_entities(r, true, NULL); }
-static void handle_region(struct http_req *r) { handle_entities(r, true, "name"); }
+void flow_handle_stations(struct http_req *r) { handle_entities(r, false, NULL); }
+void flow_handle_station(struct http_req *r) { handle_entities(r, false, "id"); }
+void flow_handle_regions(struct http_req *r) { handle_entities(r, true, NULL); }
+void flow_handle_region(struct http_req *r) { handle_entities(r, true, "name"); }
 
 /* ---- POST /api/v1/flow/stations ----------------------------------------------------- */
 
@@ -168,10 +160,8 @@ static bool coordinate(json_t *o, const char *name, double lim, double *out) {
   return *out >= -lim && *out <= lim;
 }
 
-static void handle_station_put(struct http_req *r) {
+void flow_handle_station_put(struct http_req *r) {
   struct flow *f = r->app;
-  if (!want(f, r, GATE_WRITE))
-    return;
   json_t *o = http_req_json(r);
   if (!o)
     return;
@@ -275,10 +265,8 @@ static void alerts_done(struct http_req *r, void *arg) {
   free(j);
 }
 
-static void handle_alerts(struct http_req *r) {
+void flow_handle_alerts(struct http_req *r) {
   struct flow *f = r->app;
-  if (!want(f, r, GATE_READ))
-    return;
   struct alerts_job *j = job_new(r, sizeof *j);
   if (!j)
     return;
@@ -489,8 +477,6 @@ static bool series_param(char *key, size_t n, char *why, size_t whylen) {
 
 static void handle_series(struct http_req *r, bool bucketed) {
   struct flow *f = r->app;
-  if (!want(f, r, GATE_READ))
-    return;
   struct read_job *j = job_new(r, sizeof *j);
   if (!j)
     return;
@@ -508,13 +494,11 @@ static void handle_series(struct http_req *r, bool bucketed) {
   job_start(r, read_work, read_done, j);
 }
 
-static void handle_points(struct http_req *r) { handle_series(r, false); }
-static void handle_range(struct http_req *r) { handle_series(r, true); }
+void flow_handle_points(struct http_req *r) { handle_series(r, false); }
+void flow_handle_range(struct http_req *r) { handle_series(r, true); }
 
-static void handle_station_range(struct http_req *r) {
+void flow_handle_station_range(struct http_req *r) {
   struct flow *f = r->app;
-  if (!want(f, r, GATE_READ))
-    return;
   struct flow_station st;
   const char *id = http_param(r, "id");
   if (!flow_engine_station_get(f->engine, id, &st)) {
@@ -537,20 +521,4 @@ static void handle_station_range(struct http_req *r) {
     return;
   }
   job_start(r, read_work, read_done, j);
-}
-
-int flow_api_routes(struct flow *f) {
-  static const struct route_def routes[] = {
-      {"GET", "/api/v1/flow/snapshot", handle_snapshot},
-      {"GET", "/api/v1/flow/stations", handle_stations},
-      {"POST", "/api/v1/flow/stations", handle_station_put},
-      {"GET", "/api/v1/flow/stations/{id}", handle_station},
-      {"GET", "/api/v1/flow/stations/{id}/range", handle_station_range},
-      {"GET", "/api/v1/flow/regions", handle_regions},
-      {"GET", "/api/v1/flow/regions/{name}", handle_region},
-      {"GET", "/api/v1/flow/alerts", handle_alerts},
-      {"GET", "/api/v1/series/points", handle_points},
-      {"GET", "/api/v1/series/range", handle_range},
-  };
-  return router_add_all(f->ctx.router, routes, ARRAY_LEN(routes), f);
 }

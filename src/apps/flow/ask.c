@@ -441,10 +441,8 @@ static void *ask_stream_main(void *arg) {
   return NULL;
 }
 
-static void handle_ask(struct http_req *r) {
+void flow_handle_ask(struct http_req *r) {
   struct flow *f = r->app;
-  if (!gate_require(f->ctx.gate, r, GATE_READ, NULL))
-    return;
   json_t *body = http_req_json(r);
   if (!body)
     return;
@@ -518,8 +516,4 @@ void flow_ask_drain(void) {
     struct timespec ts = {0, 10000000};
     nanosleep(&ts, NULL);
   }
-}
-
-int flow_ask_routes(struct flow *f) {
-  return router_add(f->ctx.router, "POST", "/api/v1/flow/ask", handle_ask, f);
 }

@@ -17,31 +17,30 @@
 #include "core/map.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "gate/gate.h"
 #include "hub/hub.h"
 #include "net/http.h"
 #include "series/key.h"
 
 static struct flow_cfg flow_cfg;
 
-#define O(name, type, field, def, help) {name, type, offsetof(struct flow_cfg, field), def, help}
 static const struct cfg_opt flow_opts[] = {
-    O("series-flush", CFG_MS, flush_ms, "10m", "how often points in memory are moved into compressed chunks"),
-    O("series-flush-points", CFG_INT, flush_points, "1000000", "move points into chunks sooner once this many are in memory"),
-    O("series-retention", CFG_MS, keep_raw_ms, "0", "how long raw points are kept (whole 2-hour chunks go); 0: for ever"),
-    O("series-retention-1m", CFG_MS, keep_1m_ms, "0", "how long 1-minute rollups are kept; 0: for ever"),
-    O("series-retention-1h", CFG_MS, keep_1h_ms, "0", "how long 1-hour rollups are kept; 0: for ever"),
-    O("series-read-points", CFG_INT, read_points, "10000", "raw points one answer holds when the request gives no limit (the rest follow from metadata.next)"),
-    O("series-read-max", CFG_INT, read_max, "100000", "the most raw points one answer may hold (the largest limit a request may ask)"),
-    O("flow-window", CFG_MS, window_ms, "10m", "length of the rolling AQI window"),
-    O("flow-slide", CFG_MS, slide_ms, "1m", "how often the rolling window moves on (a new AQI each time)"),
-    O("flow-lateness", CFG_MS, lateness_ms, "1m", "how far behind the newest reading a reading may arrive and still count"),
-    O("flow-max-ahead", CFG_MS, ahead_ms, "5m", "a reading later than the server's clock by more than this is stored but left out of the AQI and moves no window; 0: no bound (event time alone, for replays)"),
-    O("flow-publish-interval", CFG_MS, publish_ms, "1s", "at most one live update per station or region topic this often"),
-    O("flow-alert-hysteresis", CFG_INT, hysteresis, "5", "AQI points below a category's floor before an alert says it is over"),
-    O("flow-partitions", CFG_INT, partitions, "0", "window partitions (worker threads update them at once); 0: one per CPU"),
-    O("flow-stale-after", CFG_MS, stale_ms, "15m", "wall-clock silence after which a station (or a region) is shown stale; 0: never"),
+    CFG_OPT(struct flow_cfg, "series-flush", CFG_MS, flush_ms, "10m", "how often points in memory are moved into compressed chunks"),
+    CFG_OPT(struct flow_cfg, "series-flush-points", CFG_INT, flush_points, "1000000", "move points into chunks sooner once this many are in memory"),
+    CFG_OPT(struct flow_cfg, "series-retention", CFG_MS, keep_raw_ms, "0", "how long raw points are kept (whole 2-hour chunks go); 0: for ever"),
+    CFG_OPT(struct flow_cfg, "series-retention-1m", CFG_MS, keep_1m_ms, "0", "how long 1-minute rollups are kept; 0: for ever"),
+    CFG_OPT(struct flow_cfg, "series-retention-1h", CFG_MS, keep_1h_ms, "0", "how long 1-hour rollups are kept; 0: for ever"),
+    CFG_OPT(struct flow_cfg, "series-read-points", CFG_INT, read_points, "10000", "raw points one answer holds when the request gives no limit (the rest follow from metadata.next)"),
+    CFG_OPT(struct flow_cfg, "series-read-max", CFG_INT, read_max, "100000", "the most raw points one answer may hold (the largest limit a request may ask)"),
+    CFG_OPT(struct flow_cfg, "flow-window", CFG_MS, window_ms, "10m", "length of the rolling AQI window"),
+    CFG_OPT(struct flow_cfg, "flow-slide", CFG_MS, slide_ms, "1m", "how often the rolling window moves on (a new AQI each time)"),
+    CFG_OPT(struct flow_cfg, "flow-lateness", CFG_MS, lateness_ms, "1m", "how far behind the newest reading a reading may arrive and still count"),
+    CFG_OPT(struct flow_cfg, "flow-max-ahead", CFG_MS, ahead_ms, "5m", "a reading later than the server's clock by more than this is stored but left out of the AQI and moves no window; 0: no bound (event time alone, for replays)"),
+    CFG_OPT(struct flow_cfg, "flow-publish-interval", CFG_MS, publish_ms, "1s", "at most one live update per station or region topic this often"),
+    CFG_OPT(struct flow_cfg, "flow-alert-hysteresis", CFG_INT, hysteresis, "5", "AQI points below a category's floor before an alert says it is over"),
+    CFG_OPT(struct flow_cfg, "flow-partitions", CFG_INT, partitions, "0", "window partitions (worker threads update them at once); 0: one per CPU"),
+    CFG_OPT(struct flow_cfg, "flow-stale-after", CFG_MS, stale_ms, "15m", "wall-clock silence after which a station (or a region) is shown stale; 0: never"),
 };
-#undef O
 
 static const struct store_migration flow_migrations[] = {
     {1, "stations and alerts",
@@ -549,11 +548,6 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
   pthread_mutex_unlock(&station_sync.lock);
   if (ctx->hub && !listening)
     hub_control_listen(ctx->hub, on_station_message, NULL);
-  if ((rc = flow_ingest_routes(f)) || (rc = flow_influx_routes(f)) || (rc = flow_api_routes(f)) ||
-      (rc = flow_ask_routes(f))) {
-    flow_free(f);
-    return rc;
-  }
   *state = f;
   return 0;
 }
@@ -578,6 +572,29 @@ static int flow_command(int argc, char **argv) {
   return 2;
 }
 
+/* Every route flow serves, with who may call it: writes need the write
+ * scope, reads the read scope; InfluxDB's /ping is open (its clients call
+ * it first, without a credential). */
+static const struct route_def flow_routes[] = {
+    {"POST", "/api/v1/write", flow_handle_write, .scopes = GATE_WRITE},
+    {"POST", "/api/v1/flow/readings", flow_handle_readings, .scopes = GATE_WRITE},
+    {"POST", "/write", flow_handle_write_v1, .scopes = GATE_WRITE, .refuse = flow_influx_refuse},
+    {"POST", "/api/v2/write", flow_handle_write_v2, .scopes = GATE_WRITE,
+     .refuse = flow_influx_refuse},
+    {"GET", "/ping", flow_handle_ping, .anonymous = true},
+    {"GET", "/api/v1/flow/snapshot", flow_handle_snapshot, .scopes = GATE_READ},
+    {"GET", "/api/v1/flow/stations", flow_handle_stations, .scopes = GATE_READ},
+    {"POST", "/api/v1/flow/stations", flow_handle_station_put, .scopes = GATE_WRITE},
+    {"GET", "/api/v1/flow/stations/{id}", flow_handle_station, .scopes = GATE_READ},
+    {"GET", "/api/v1/flow/stations/{id}/range", flow_handle_station_range, .scopes = GATE_READ},
+    {"GET", "/api/v1/flow/regions", flow_handle_regions, .scopes = GATE_READ},
+    {"GET", "/api/v1/flow/regions/{name}", flow_handle_region, .scopes = GATE_READ},
+    {"GET", "/api/v1/flow/alerts", flow_handle_alerts, .scopes = GATE_READ},
+    {"GET", "/api/v1/series/points", flow_handle_points, .scopes = GATE_READ},
+    {"GET", "/api/v1/series/range", flow_handle_range, .scopes = GATE_READ},
+    {"POST", "/api/v1/flow/ask", flow_handle_ask, .scopes = GATE_READ},
+};
+
 const struct grove_app flow_app = {
     .name = "flow",
     .summary = "air quality (GreenFlow): readings, rolling AQI per station and region, alerts",
@@ -586,8 +603,12 @@ const struct grove_app flow_app = {
     .cfg = &flow_cfg,
     .migrations = flow_migrations,
     .nmigrations = ARRAY_LEN(flow_migrations),
+    .routes = flow_routes,
+    .nroutes = ARRAY_LEN(flow_routes),
+    .page = &(const struct app_page){"flow", "Air quality", "/flow.js"},
     .start = flow_start,
     .stop = flow_stop,
     .command = flow_command,
+    .verbs = "flow's tools: grove flow simulate",
     .command_help = flow_command_help,
 };

@@ -12,7 +12,7 @@
 #include <jansson.h>
 
 #include "apps/flow/engine.h"
-#include "cli/app.h"
+#include "app/app.h"
 #include "series/lineproto.h"
 #include "series/series.h"
 
@@ -40,11 +40,29 @@ struct flow {
   struct metric *ahead;   /* readings ahead of the wall clock */
 };
 
-/* Routes of each file. */
-int flow_ingest_routes(struct flow *f);
-int flow_influx_routes(struct flow *f);
-int flow_api_routes(struct flow *f);
-int flow_ask_routes(struct flow *f);
+/* Route handlers, declared with their access in flow.c's app table
+ * (r->app is the struct flow). ingest.c: */
+void flow_handle_write(struct http_req *r);
+void flow_handle_readings(struct http_req *r);
+/* influx.c (and refusals in InfluxDB's shape): */
+void flow_handle_write_v1(struct http_req *r);
+void flow_handle_write_v2(struct http_req *r);
+void flow_handle_ping(struct http_req *r);
+struct http_refusal;
+void flow_influx_refuse(struct http_req *r, const struct http_refusal *why);
+/* api.c: */
+void flow_handle_snapshot(struct http_req *r);
+void flow_handle_stations(struct http_req *r);
+void flow_handle_station_put(struct http_req *r);
+void flow_handle_station(struct http_req *r);
+void flow_handle_station_range(struct http_req *r);
+void flow_handle_regions(struct http_req *r);
+void flow_handle_region(struct http_req *r);
+void flow_handle_alerts(struct http_req *r);
+void flow_handle_points(struct http_req *r);
+void flow_handle_range(struct http_req *r);
+/* ask.c: */
+void flow_handle_ask(struct http_req *r);
 /* Waits for model answers still streaming (at stop). */
 void flow_ask_drain(void);
 

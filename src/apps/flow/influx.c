@@ -84,24 +84,20 @@ void flow_reply_error(struct http_req *r, enum flow_write_api api, int status, c
   free(body);
 }
 
-/* The caller's key must carry the write scope; 401 and 403 as InfluxDB
- * answers them otherwise. */
-static bool influx_auth(struct flow *f, struct http_req *r) {
-  struct gate_principal who;
-  if (gate_identify(f->ctx.gate, r, &who)) {
+/* Refusals of the write routes' declared write scope, as InfluxDB answers
+ * them (its clients read "code" and "message"). */
+void flow_influx_refuse(struct http_req *r, const struct http_refusal *why) {
+  influx_headers(r);
+  if (why->status == 401) {
     http_res_header(r, "WWW-Authenticate", "Token");
     flow_reply_error(r, FLOW_WRITE_INFLUX, 401, "UNAUTHORIZED",
                      "authorization failed: send a Grove API key with the write scope as the "
                      "token (Authorization: Token KEY) or the password",
                      NULL);
-    return false;
-  }
-  if (!(who.scopes & GATE_WRITE)) {
-    flow_reply_error(r, FLOW_WRITE_INFLUX, 403, "FORBIDDEN",
+  } else {
+    flow_reply_error(r, FLOW_WRITE_INFLUX, why->status, why->code,
                      "insufficient permissions for write: the key lacks the write scope", NULL);
-    return false;
   }
-  return true;
 }
 
 /* Precision as each API names it: 1.x as the parser reads it
@@ -120,11 +116,9 @@ static bool has_param(struct http_req *r, const char *name) {
   return http_query_get(r, name, 0, v, sizeof v) > 0;
 }
 
-static void handle_write_v1(struct http_req *r) {
+void flow_handle_write_v1(struct http_req *r) {
   struct flow *f = r->app;
   influx_headers(r);
-  if (!influx_auth(f, r))
-    return;
   enum lp_precision prec;
   if (!has_param(r, "db")) {
     flow_reply_error(r, FLOW_WRITE_INFLUX, 400, "INVALID_QUERY", "database is required", NULL);
@@ -138,11 +132,9 @@ static void handle_write_v1(struct http_req *r) {
   flow_write_start(r, f, prec, FLOW_WRITE_INFLUX);
 }
 
-static void handle_write_v2(struct http_req *r) {
+void flow_handle_write_v2(struct http_req *r) {
   struct flow *f = r->app;
   influx_headers(r);
-  if (!influx_auth(f, r))
-    return;
   enum lp_precision prec;
   if (!has_param(r, "bucket")) {
     flow_reply_error(r, FLOW_WRITE_INFLUX, 400, "INVALID_QUERY", "bucket is required", NULL);
@@ -162,7 +154,7 @@ static void handle_write_v2(struct http_req *r) {
 }
 
 /* Clients call it first to see the server is there (no credential). */
-static void handle_ping(struct http_req *r) {
+void flow_handle_ping(struct http_req *r) {
   influx_headers(r);
   char verbose[8];
   if (http_query_get(r, "verbose", 0, verbose, sizeof verbose) > 0 &&
@@ -172,13 +164,4 @@ static void handle_ping(struct http_req *r) {
     return;
   }
   http_reply(r, 204, NULL, NULL, 0);
-}
-
-int flow_influx_routes(struct flow *f) {
-  static const struct route_def routes[] = {
-      {"POST", "/write", handle_write_v1},
-      {"POST", "/api/v2/write", handle_write_v2},
-      {"GET", "/ping", handle_ping},
-  };
-  return router_add_all(f->ctx.router, routes, ARRAY_LEN(routes), f);
 }

@@ -583,10 +583,8 @@ static void write_done(struct http_req *r, void *arg) {
   free(j);
 }
 
-static void handle_write(struct http_req *r) {
+void flow_handle_write(struct http_req *r) {
   struct flow *f = r->app;
-  if (!gate_require(f->ctx.gate, r, GATE_WRITE, NULL))
-    return;
   char prec_s[32] = "";
   enum lp_precision prec;
   http_query_get(r, "precision", 0, prec_s, sizeof prec_s); /* absent: nanoseconds */
@@ -795,10 +793,8 @@ static void readings_done(struct http_req *r, void *arg) {
   free(j);
 }
 
-static void handle_readings(struct http_req *r) {
+void flow_handle_readings(struct http_req *r) {
   struct flow *f = r->app;
-  if (!gate_require(f->ctx.gate, r, GATE_WRITE, NULL))
-    return;
   const char *ct = http_header_get(r, "content-type");
   if (ct && strncasecmp(ct, "application/json", 16) != 0) {
     http_reply_error(r, 415, "UNSUPPORTED_MEDIA_TYPE", "send application/json", NULL);
@@ -814,12 +810,4 @@ static void handle_readings(struct http_req *r) {
     free(j);
     http_reply_error(r, 503, "BUSY", "server is busy", NULL);
   }
-}
-
-int flow_ingest_routes(struct flow *f) {
-  static const struct route_def routes[] = {
-      {"POST", "/api/v1/write", handle_write},
-      {"POST", "/api/v1/flow/readings", handle_readings},
-  };
-  return router_add_all(f->ctx.router, routes, ARRAY_LEN(routes), f);
 }

@@ -55,25 +55,23 @@ struct sim_cfg {
   bool fast;              /* event time may run ahead of the wall clock */
 };
 
-#define O(name, type, field, def, help) {name, type, offsetof(struct sim_cfg, field), def, help}
 static const struct cfg_opt sim_opts[] = {
-    O("url", CFG_STR, url, "http://127.0.0.1:8080", "the grove to write to"),
-    O("key", CFG_STR, key, "", "an API key with the write scope (or GROVE_KEY)"),
-    O("stations", CFG_INT, stations, "50", "stations in the city"),
-    O("regions", CFG_INT, regions, "4", "regions they are spread over"),
-    O("interval", CFG_MS, interval_ms, "10s", "event time between two readings of a station"),
-    O("rate", CFG_INT, rate, "0", "points a second (6 a reading); 0: as fast as the server takes them"),
-    O("duration", CFG_MS, duration_ms, "10s", "how long to write (wall clock); 0: until --ticks"),
-    O("ticks", CFG_INT, ticks, "0", "readings per station, then stop; 0: until --duration"),
-    O("start", CFG_STR, start, "now", "event time of the first readings: now or RFC 3339"),
-    O("connections", CFG_INT, connections, "2", "HTTP connections writing at once"),
-    O("batch", CFG_INT, batch, "1000", "lines a request"),
-    O("faults", CFG_BOOL, faults, "true", "sensor faults and late, duplicate, out-of-order and malformed lines"),
-    O("seed", CFG_INT, seed, "1", "random seed: the same seed makes the same city and stream"),
-    O("print", CFG_BOOL, print, "false", "write the line protocol to standard output instead of sending it"),
-    O("fast", CFG_BOOL, fast, "false", "faster than real time: event time runs ahead of the clock as fast as --rate and the server allow (by default a reading is sent once the clock reaches its time)"),
+    CFG_OPT(struct sim_cfg, "url", CFG_STR, url, "http://127.0.0.1:8080", "the grove to write to"),
+    CFG_OPT(struct sim_cfg, "key", CFG_STR, key, "", "an API key with the write scope (or GROVE_KEY)"),
+    CFG_OPT(struct sim_cfg, "stations", CFG_INT, stations, "50", "stations in the city"),
+    CFG_OPT(struct sim_cfg, "regions", CFG_INT, regions, "4", "regions they are spread over"),
+    CFG_OPT(struct sim_cfg, "interval", CFG_MS, interval_ms, "10s", "event time between two readings of a station"),
+    CFG_OPT(struct sim_cfg, "rate", CFG_INT, rate, "0", "points a second (6 a reading); 0: as fast as the server takes them"),
+    CFG_OPT(struct sim_cfg, "duration", CFG_MS, duration_ms, "10s", "how long to write (wall clock); 0: until --ticks"),
+    CFG_OPT(struct sim_cfg, "ticks", CFG_INT, ticks, "0", "readings per station, then stop; 0: until --duration"),
+    CFG_OPT(struct sim_cfg, "start", CFG_STR, start, "now", "event time of the first readings: now or RFC 3339"),
+    CFG_OPT(struct sim_cfg, "connections", CFG_INT, connections, "2", "HTTP connections writing at once"),
+    CFG_OPT(struct sim_cfg, "batch", CFG_INT, batch, "1000", "lines a request"),
+    CFG_OPT(struct sim_cfg, "faults", CFG_BOOL, faults, "true", "sensor faults and late, duplicate, out-of-order and malformed lines"),
+    CFG_OPT(struct sim_cfg, "seed", CFG_INT, seed, "1", "random seed: the same seed makes the same city and stream"),
+    CFG_OPT(struct sim_cfg, "print", CFG_BOOL, print, "false", "write the line protocol to standard output instead of sending it"),
+    CFG_OPT(struct sim_cfg, "fast", CFG_BOOL, fast, "false", "faster than real time: event time runs ahead of the clock as fast as --rate and the server allow (by default a reading is sent once the clock reaches its time)"),
 };
-#undef O
 
 void flow_simulate_help(FILE *f) {
   struct sim_cfg c;

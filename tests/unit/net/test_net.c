@@ -301,20 +301,25 @@ TEST(body_codings_deflate_chains_and_unknown) {
 
 static void h1(struct http_req *r) { (void)r; }
 static void h2(struct http_req *r) { (void)r; }
-static void collect(const char *m, const char *p, void *arg) {
-  (void)m;
-  (void)p;
+static void collect(const char *owner, const struct route_def *d, void *arg) {
+  (void)owner;
+  (void)d;
   (*(int *)arg)++;
+}
+
+static int add(struct router *rt, const char *method, const char *pattern, http_handler fn) {
+  struct route_def d = {method, pattern, fn, .anonymous = true};
+  return router_add(rt, "test", &d, NULL, NULL, 0);
 }
 
 TEST(router_params_methods_and_rest) {
   struct router *rt;
   CHECK(router_create(&rt, NULL) == 0);
-  CHECK(router_add(rt, "GET", "/things/{id}", h1, NULL) == 0);
-  CHECK(router_add(rt, "DELETE", "/things/{id}", h2, NULL) == 0);
-  CHECK(router_add(rt, "GET", "/a/{x}/b/{y}", h2, NULL) == 0);
-  CHECK(router_add(rt, "POST", "/files/{path...}", h1, NULL) == 0);
-  CHECK(router_add(rt, "GET", "bad", h1, NULL) == GROVE_EINVAL);
+  CHECK(add(rt, "GET", "/things/{id}", h1) == 0);
+  CHECK(add(rt, "DELETE", "/things/{id}", h2) == 0);
+  CHECK(add(rt, "GET", "/a/{x}/b/{y}", h2) == 0);
+  CHECK(add(rt, "POST", "/files/{path...}", h1) == 0);
+  CHECK(add(rt, "GET", "bad", h1) == GROVE_EINVAL);
   struct http_req r = {0};
   struct route *route;
   char allow[64], path[64];
@@ -339,6 +344,57 @@ TEST(router_params_methods_and_rest) {
   int n = 0;
   router_each(rt, collect, &n);
   CHECK_EQ_INT(n, 4);
+  router_destroy(rt);
+}
+
+/* A route declared twice (same method, same pattern but for parameter
+ * names) is refused, naming both owners; other methods and patterns are not
+ * the same route. */
+TEST(router_refuses_a_route_declared_twice) {
+  struct router *rt;
+  char err[256] = "";
+  CHECK(router_create(&rt, NULL) == 0);
+  struct route_def a = {"GET", "/things/{id}", h1, .scopes = 1};
+  struct route_def b = {"GET", "/things/{name}", h2, .scopes = 2};
+  struct route_def c = {"POST", "/things/{id}", h2, .scopes = 2};
+  struct route_def d = {"GET", "/things/{id...}", h2, .scopes = 2};
+  CHECK_EQ_INT(router_add(rt, "alpha", &a, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(router_add(rt, "beta", &b, NULL, err, sizeof err), GROVE_EEXIST);
+  CHECK(strstr(err, "'alpha'") && strstr(err, "'beta'") && strstr(err, "GET /things/{name}"));
+  CHECK_EQ_INT(router_add(rt, "beta", &c, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(router_add(rt, "beta", &d, NULL, err, sizeof err), 0);
+  /* an anonymous route with scopes says two things at once */
+  struct route_def e = {"GET", "/open", h1, .scopes = 1, .anonymous = true};
+  CHECK_EQ_INT(router_add(rt, "gamma", &e, NULL, err, sizeof err), GROVE_EINVAL);
+  router_destroy(rt);
+}
+
+static enum http_next before_a(struct http_req *r, void *arg) {
+  (void)r;
+  (void)arg;
+  return HTTP_CONTINUE;
+}
+
+static bool allow_all(struct http_req *r, unsigned scopes, struct http_refusal *why, void *arg) {
+  (void)r;
+  (void)scopes;
+  (void)why;
+  (void)arg;
+  return true;
+}
+
+/* A second before-hook or authorizer would silently replace the first:
+ * refused, naming both. */
+TEST(router_refuses_a_second_hook) {
+  struct router *rt;
+  char err[256] = "";
+  CHECK(router_create(&rt, NULL) == 0);
+  CHECK_EQ_INT(router_before(rt, "gate", before_a, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(router_before(rt, "other", before_a, NULL, err, sizeof err), GROVE_EEXIST);
+  CHECK(strstr(err, "before-hook") && strstr(err, "'gate'") && strstr(err, "'other'"));
+  CHECK_EQ_INT(router_authorizer(rt, "gate", allow_all, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(router_authorizer(rt, "other", allow_all, NULL, err, sizeof err), GROVE_EEXIST);
+  CHECK(strstr(err, "authorizer") && strstr(err, "'gate'") && strstr(err, "'other'"));
   router_destroy(rt);
 }
 
@@ -543,7 +599,8 @@ static const struct test tests[] = {
     T(parse_simple_request), T(parse_stops_after_each_pipelined_request),
     T(parse_headers_split_across_reads), T(parse_chunked_body), T(parse_limits_have_statuses),
     T(parse_malformed_requests), T(parse_rfc9112_rules), T(header_values_lose_trailing_whitespace), T(parse_expect_continue_flag), T(parse_bad_target),
-    T(router_params_methods_and_rest), T(ws_fragments_ping_and_close),
+    T(router_params_methods_and_rest), T(router_refuses_a_route_declared_twice),
+    T(router_refuses_a_second_hook), T(ws_fragments_ping_and_close),
     T(ws_rejects_oversize_unmasked_and_bad_utf8), T(ws_close_codes_are_checked), T(utf8_validation), T(body_gzip_members_all_decoded),
     T(body_codings_deflate_chains_and_unknown), T(ws_frame_header_lengths),
 };

@@ -1,5 +1,7 @@
-/* apps.c — the table of apps `grove serve` runs, in start order. */
-#include "cli/app.h"
+/* apps.c — the table of apps `grove serve` runs, in start order: one line
+ * per app. --help, the console's pages and the routes come from each
+ * app's own table (app.h). */
+#include "app/app.h"
 
 extern const struct grove_app ops_app;
 extern const struct grove_app flow_app;

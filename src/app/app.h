@@ -1,0 +1,101 @@
+/* app.h — the app contract: how an app plugs into `grove serve`, one
+ * table per app, like nginx's module table. Adding an app is one folder
+ * under src/apps/ and one line in grove_apps[] (src/app/apps.c); serve,
+ * gate, hub and the other apps do not change.
+ *
+ * What an app declares (docs/writing-an-app.md walks through flow's):
+ *   name, summary    its name (first segment of its topics, its section of
+ *                    `grove serve --help`) and the line `grove --help` shows
+ *   opts, cfg        its options (core/config.h), filled before start
+ *   migrations       its tables (store/store.h); applied after the
+ *                    platform's, so they may reference users or devices
+ *   routes           every HTTP route with its access: the scopes its
+ *                    caller needs, or that anonymous callers may use it;
+ *                    the platform checks credentials before the handler runs
+ *   page             the console page that shows it (may be absent)
+ *   start, stop      its life; start returns the state handed to its
+ *                    handlers (r->app) and to stop
+ *   command, verbs   `grove <name> …`: its own verbs and their help line
+ * Jobs (durable background work) are not declared here yet: they come
+ * with the jobs module.
+ *
+ * serve checks the tables at start: two routes with the same method and
+ * pattern, or two options with the same name, anywhere in the process,
+ * are an error naming both sides. */
+#ifndef GROVE_APP_H
+#define GROVE_APP_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "core/config.h"
+#include "net/http.h"
+#include "store/store.h"
+
+struct router;
+struct hub;
+struct gate;
+struct metrics;
+struct llm_cfg;
+struct health;
+
+/* What the platform hands every app. Owned by serve; valid from start to
+ * stop. */
+struct grove_ctx {
+  struct store *store;
+  struct hub *hub;
+  struct gate *gate;       /* handlers: gate_caller(r) is who called */
+  struct metrics *metrics;
+  struct router *router;
+  const char *version;
+  const char *data_dir;    /* where apps keep local files */
+  const struct llm_cfg *llm; /* a model backend, if llm_enabled() */
+  const char *store_url;   /* --store as given ("sqlite", "postgres://…") */
+  struct health *health;   /* readiness checks /ready runs (core/health.h) */
+};
+
+/* The console page of an app: the console's navigation shows it while the
+ * instance runs the app (GET /api/v1/apps lists it). */
+struct app_page {
+  const char *page;   /* the page's name in the console's address: #/<page> */
+  const char *title;  /* the navigation link's text */
+  const char *script; /* the page's script under web/ ("/flow.js"), or NULL */
+};
+
+struct grove_app {
+  const char *name;
+  const char *summary;                 /* one line for --help and the console */
+  const struct cfg_opt *opts;          /* may be NULL */
+  size_t nopts;
+  void *cfg;                           /* the struct opts point into */
+  const struct store_migration *migrations;
+  size_t nmigrations;
+  /* Routes, added by serve after start returns, each handler getting the
+   * app's state as r->app. Access is checked before a handler runs, as
+   * declared (net/http.h, struct route_def). */
+  const struct route_def *routes;
+  size_t nroutes;
+  const struct app_page *page;         /* may be NULL: no console page */
+  /* Starts background work. Returns 0 or an error (serve then stops).
+   * *state is the app's own (its handlers' r->app, and stop's argument). */
+  int (*start)(struct grove_ctx *ctx, void **state);
+  void (*stop)(void *state);
+  /* `grove <name> …`: the app's own verbs (may be NULL), the line
+   * `grove --help` shows for them, and their full help. */
+  int (*command)(int argc, char **argv);
+  const char *verbs;                   /* "flow's tools: grove flow simulate" */
+  void (*command_help)(FILE *f);
+};
+
+/* Every app `grove serve` runs, in start order (src/app/apps.c). */
+extern const struct grove_app *const grove_apps[];
+extern const size_t grove_napps;
+
+/* The release; CMakeLists.txt reads it from here for packages. */
+#define GROVE_VERSION "0.1.0"
+/* The source revision built from: a git commit ("1a2b3c4d5e6f", with
+ * "-dirty" when the tree had changes), the REVISION given to cmake, or
+ * "unknown". A static string. */
+const char *grove_revision(void);
+
+#endif
