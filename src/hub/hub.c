@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "core/jsonout.h"
 #include "core/log.h"
@@ -171,6 +172,7 @@ struct hub {
   uint64_t (*clock_ms)(void *arg);
   void *clock_arg;
   struct broker *broker;
+  struct coalescer *coalesce; /* hub_publish_coalesced's slots (coalesce.c) */
   struct gate *gate;    /* identifies subscribers to reserved topics; may be NULL */
   struct {
     hub_control_fn fn;
@@ -389,7 +391,9 @@ static struct shard *shard_of(struct hub *h, uv_loop_t *loop) {
 
 /* ---- publishing --------------------------------------------------------- */
 
-static uint64_t hub_now(const struct hub *h) {
+struct coalescer *hub_coalescer(struct hub *h) { return h->coalesce; }
+
+uint64_t hub_now(const struct hub *h) {
   return h->clock_ms ? h->clock_ms(h->clock_arg) : clock_mono_ns() / 1000000;
 }
 
@@ -587,15 +591,7 @@ int hub_deliver(struct hub *h, const char *topic, const char *json, size_t len, 
     struct shard *sh = &h->shards[i];
     pthread_mutex_lock(&sh->lock);
     if (sh->running) {
-      if (sh->ninbox == sh->capinbox) {
-        size_t cap = sh->capinbox ? sh->capinbox * 2 : 16;
-        struct hub_msg **p = realloc(sh->inbox, cap * sizeof *p);
-        if (p) {
-          sh->inbox = p;
-          sh->capinbox = cap;
-        }
-      }
-      if (sh->ninbox < sh->capinbox) {
+      if (!ARRAY_GROW(sh->inbox, sh->capinbox, sh->ninbox + 1, 16, ARRAY_NOMAX)) {
         sh->inbox[sh->ninbox++] = msg_ref(m);
         uv_async_send(&sh->async);
       }
@@ -1041,6 +1037,10 @@ int hub_create(struct hub **out, const struct hub_cfg *cfg, int nloops, struct m
         m, "grove_live_history_bytes", "Memory held by resumption histories (--live-history-bytes).",
         METRIC_GAUGE, ""));
   }
+  if (coalescer_create(&h->coalesce, h)) {
+    hub_destroy(h);
+    return GROVE_ENOMEM;
+  }
   if (cfg->broker && *cfg->broker) {
     char err[256];
     int rc = broker_start(&h->broker, cfg->broker, h, m, err, sizeof err);
@@ -1057,6 +1057,7 @@ int hub_create(struct hub **out, const struct hub_cfg *cfg, int nloops, struct m
 void hub_destroy(struct hub *h) {
   if (!h)
     return;
+  coalescer_destroy(h->coalesce); /* its flusher publishes: before the rest */
   broker_stop(h->broker);
   for (int i = 0; i < h->nshards; i++) {
     struct shard *sh = &h->shards[i];

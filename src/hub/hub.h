@@ -63,6 +63,26 @@ void hub_loop_stop(struct hub *h, int index);
 int hub_publish(struct hub *h, const char *topic, const char *json, size_t len, uint64_t *id);
 bool hub_topic_valid(const char *topic);
 
+/* Coalesced (throttled) publishing, for state that changes faster than
+ * anyone needs to see it (a station's AQI, a host's load): at most one
+ * message per topic every min_interval_ms, and the newest payload always
+ * goes out. A publish on a topic whose last coalesced message is older
+ * than the interval goes out at once (as hub_publish); one inside the
+ * interval waits, replacing whatever waited before it, and the hub's
+ * flusher thread publishes it when the interval has passed. So a topic's
+ * last message is always the last payload given, at most one interval
+ * late. The interval is the hub clock's (hub_set_clock). json is copied.
+ * Thread-safe. Returns 0 (published or waiting), GROVE_EINVAL for a bad
+ * topic, GROVE_ENOMEM, or what hub_publish returns when it went out at
+ * once; min_interval_ms 0 is hub_publish. Payloads that wait are checked
+ * when they go out: a bad one is dropped then. */
+int hub_publish_coalesced(struct hub *h, const char *topic, const char *json, size_t len,
+                          uint64_t min_interval_ms);
+/* Publishes the waiting payloads whose interval has passed, now (the
+ * flusher does it by itself; for tests moving the hub clock by hand).
+ * Returns ms until the next one is due, 0 when nothing waits. */
+uint64_t hub_coalesced_flush(struct hub *h);
+
 /* Topics apps publish. Until per-topic rules come, a small table in hub.c
  * reserves prefixes for the apps (flow/, relay/, matrix/, notes/, jobs/,
  * matched without regard to case): no client may publish on them, and

@@ -1,19 +1,16 @@
-/* engine.c — partitions of keyed windows, entities with their AQI and
- * hysteresis, and throttled publishing.
+/* engine.c — flow's AQI on the platform's stream engine (src/stream):
+ * stations and regions with their pollutants, AQI and hysteresis, kept
+ * beside the engine's partitions and under their locks, and live updates.
  *
- * Event time and the wall clock. A partition's watermark serves every
- * station and region whose keys hash to it, so it must not follow one
- * writer's clock: each stream is given the wall clock with every reading
- * (stream_add_at) and cfg.ahead_ns as its bound. A reading later than
- * now + ahead is stored (the caller wrote it before) but is in no window
- * and moves nothing (counted as ahead); the others move the watermark to
- * at most now - lateness. We chose this over a watermark per key because
- * region keys mix many stations, so a per-key watermark would still let
- * one station's clock make its region's other stations late; bounded by
- * the wall clock, an honest reading (within `lateness` of the wall clock)
- * is never late whatever another station's clock says, and a fast clock
- * delays only its own station's windows. When readings stop, the ticker
- * moves the watermark on with the wall clock (never past it either). */
+ * Event time and the wall clock. The engine bounds every partition's
+ * watermark by the wall clock (cfg.ahead_ns; see stream.h). A reading
+ * later than now + ahead is stored (the caller wrote it before) but is in
+ * no window and moves nothing (counted as ahead). We chose this over a
+ * watermark per key because region keys mix many stations, so a per-key
+ * watermark would still let one station's clock make its region's other
+ * stations late; bounded by the wall clock, an honest reading (within
+ * `lateness` of the wall clock) is never late whatever another station's
+ * clock says, and a fast clock delays only its own station's windows. */
 #include "apps/flow/engine.h"
 
 #include <math.h>
@@ -25,6 +22,7 @@
 #include <time.h>
 
 #include "apps/flow/aqi.h"
+#include "core/array.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/jsonout.h"
@@ -34,7 +32,6 @@
 #include "hub/hub.h"
 #include "stream/stream.h"
 
-#define MAX_PARTITIONS 64
 #define TICK_MS 50
 
 static const char *const species_names[SP_COUNT] = {"pm25", "pm10", "o3", "no2", "co", "so2"};
@@ -85,22 +82,16 @@ struct entity {
   struct entity *fresh_prev, *fresh_next; /* not stale: by seen_mono, oldest first */
 };
 
+/* Flow's state of one partition of the stream engine, under its lock. */
 struct part {
-  pthread_mutex_t lock;
-  struct stream *stream;
+  unsigned index;
   struct map ents;            /* "S<id>" / "R<name>" -> struct entity */
   struct entity *dirty;       /* windows closed: AQI to recompute */
   struct entity **pending;    /* changed, waiting for their publish slot */
   size_t npending, cappending;
-  int64_t max_ts;             /* newest event time here, and when it came */
-  uint64_t max_wall_ms;
   struct entity *fresh_head, *fresh_tail; /* entities heard from and not stale */
-  /* taken before `lock` is dropped and held while an outbox is handed on,
-   * so updates leave in the order they were staged */
-  pthread_mutex_t out_lock;
   uint64_t ahead;             /* station readings refused as ahead of the wall clock */
   struct flow_engine *e;
-  uint64_t windows;
 };
 
 /* A station in the directory (its id is the map key). Kept small: there
@@ -127,16 +118,13 @@ struct flow_engine {
   flow_new_stations_fn on_stations;
   void *arg;
   unsigned nparts;
-  struct part parts[MAX_PARTITIONS];
+  struct stream_engine *se;
+  struct part parts[STREAM_MAX_PARTITIONS];
   pthread_rwlock_t dir_lock;  /* stations, regions, series hints */
   struct map stations;        /* id -> struct dir_entry */
   struct map regions;         /* name -> struct region_dir */
   pthread_mutex_t stats_lock;
   uint64_t alerts, published;
-  pthread_t ticker;
-  pthread_mutex_t tick_lock;
-  pthread_cond_t tick_wake;
-  bool stop;
 };
 
 /* What a partition leaves to do once its lock is dropped. */
@@ -148,12 +136,8 @@ struct outbox {
                             * topics must be published again (counts changed) */
 };
 
-static uint64_t now_mono(const struct flow_engine *e) {
-  return e->cfg.env.mono_ms ? e->cfg.env.mono_ms(e->cfg.env.arg) : clock_mono_ns() / 1000000;
-}
-
 static uint64_t now_wall(const struct flow_engine *e) {
-  return e->cfg.env.wall_ms ? e->cfg.env.wall_ms(e->cfg.env.arg) : clock_wall_ms();
+  return (uint64_t)(stream_engine_wall_ns(e->se) / 1000000);
 }
 
 /* ---- the station directory ----------------------------------------------------- */
@@ -321,14 +305,8 @@ json_t *flow_category_json(int category) {
 }
 
 static void raise_alert(struct part *p, struct entity *en, int from, int to, struct outbox *ob) {
-  if (ob->nalerts == ob->capalerts) {
-    size_t cap = ob->capalerts ? ob->capalerts * 2 : 8;
-    struct flow_alert *a = realloc(ob->alerts, cap * sizeof *a);
-    if (!a)
-      return;
-    ob->alerts = a;
-    ob->capalerts = cap;
-  }
+  if (ARRAY_GROW(ob->alerts, ob->capalerts, ob->nalerts + 1, 8, ARRAY_NOMAX))
+    return;
   struct flow_alert *a = &ob->alerts[ob->nalerts++];
   memset(a, 0, sizeof *a);
   id_hex(a->id, sizeof a->id);
@@ -507,23 +485,23 @@ static void mark_changed(struct part *p, struct entity *en) {
   en->changed = true;
   if (en->pending)
     return;
-  if (p->npending == p->cappending) {
-    size_t cap = p->cappending ? p->cappending * 2 : 64;
-    struct entity **a = realloc(p->pending, cap * sizeof *a);
-    if (!a)
-      return;
-    p->pending = a;
-    p->cappending = cap;
-  }
+  if (ARRAY_GROW(p->pending, p->cappending, p->npending + 1, 64, ARRAY_NOMAX))
+    return;
   p->pending[p->npending++] = en;
   en->pending = true;
 }
 
+/* Alerts go out as they come; an entity's state (`published` not NULL)
+ * through the hub's coalescing, at most once a publish interval a topic,
+ * the newest always last. The engine renders an entity at most that often
+ * too (settle), since rendering is what costs. */
 static void publish(struct flow_engine *e, const char *topic, const char *json, size_t len,
                     uint64_t *published) {
   int rc = 0;
   if (e->cfg.env.publish)
     e->cfg.env.publish(topic, json, len, e->cfg.env.arg);
+  else if (e->hub && published)
+    rc = hub_publish_coalesced(e->hub, topic, json, len, e->cfg.publish_ms);
   else if (e->hub)
     rc = hub_publish(e->hub, topic, json, len, NULL);
   else
@@ -583,22 +561,30 @@ static size_t make_key(char *k, bool region, int species, const char *name);
 static void touch(struct flow_engine *e, bool region, const char *name) {
   char k[68];
   make_key(k, region, -1, name);
-  struct part *p = &e->parts[stream_partition(k, e->nparts)];
-  pthread_mutex_lock(&p->lock);
+  struct part *p = &e->parts[stream_engine_partition(e->se, k)];
+  stream_engine_lock(e->se, p->index);
   struct entity *en = map_get(&p->ents, k);
   if (en)
     mark_changed(p, en);
-  pthread_mutex_unlock(&p->lock);
+  stream_engine_unlock(e->se, p->index);
 }
 
-/* Called with p->lock held, which it drops: hands the outbox on in the
- * order partitions staged it (the next thread to settle p delivers after
- * this one), then touches what it names. */
+struct delivery {
+  struct flow_engine *e;
+  struct outbox *ob;
+};
+
+static void deliver_cb(void *ctx) {
+  struct delivery *d = ctx;
+  deliver(d->e, d->ob);
+}
+
+/* Called with p's partition locked, which it drops: hands the outbox on
+ * in the order partitions staged it (the next thread to settle p delivers
+ * after this one), then touches what it names. */
 static void flush(struct flow_engine *e, struct part *p, struct outbox *ob) {
-  pthread_mutex_lock(&p->out_lock);
-  pthread_mutex_unlock(&p->lock);
-  deliver(e, ob);
-  pthread_mutex_unlock(&p->out_lock);
+  struct delivery d = {e, ob};
+  stream_engine_handoff(e->se, p->index, deliver_cb, &d);
   for (size_t at = 0; at < ob->touch.len;) {
     const char *k = ob->touch.data + at;
     at += strlen(k) + 1;
@@ -657,8 +643,9 @@ static struct entity *entity_get(struct part *p, bool region, const char *name) 
 }
 
 /* Stream keys: kind ('S' or 'R'), species digit, name. */
-static void on_window(const struct window_result *r, void *arg) {
-  struct part *p = arg;
+static void on_window(const struct window_result *r, unsigned part, void *arg) {
+  struct flow_engine *e = arg;
+  struct part *p = &e->parts[part];
   struct entity *en = entity_get(p, r->key[0] == 'R', r->key + 2);
   if (!en)
     return;
@@ -668,7 +655,6 @@ static void on_window(const struct window_result *r, void *arg) {
   en->sp[sp].window_end = r->end_ns;
   if (r->end_ns > en->window_end)
     en->window_end = r->end_ns;
-  p->windows++;
   if (!en->dirty) {
     en->dirty = true;
     en->next_dirty = p->dirty;
@@ -743,16 +729,6 @@ static void find_stale(struct part *p, uint64_t now, struct outbox *ob) {
   }
 }
 
-/* The wall clock in Unix ns, for event time: the injected one (tests, ms)
- * or CLOCK_REALTIME. */
-static int64_t wall_ns(const struct flow_engine *e) {
-  if (e->cfg.env.wall_ms)
-    return (int64_t)e->cfg.env.wall_ms(e->cfg.env.arg) * 1000000;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /* Adds a reading to an entity's window key: STREAM_ADDED, STREAM_LATE or
  * STREAM_AHEAD. A reading ahead of the wall clock (`clock`, Unix ns) says
  * the entity is alive but changes neither its latest value nor any
@@ -761,9 +737,7 @@ static int add_one(struct part *p, struct entity *en, const struct flow_reading 
                    uint64_t now, uint64_t wall, int64_t clock, struct outbox *ob) {
   char key[80];
   make_key(key, en->region, (int)r->species, en->name);
-  int rc = stream_add_at(p->stream, key, r->ts_ns, r->value, clock);
-  if (rc < 0) /* its windows are beyond int64: ahead or behind everything */
-    rc = r->ts_ns > clock ? STREAM_AHEAD : STREAM_LATE;
+  int rc = stream_engine_add(p->e->se, p->index, key, r->ts_ns, r->value, now, clock);
   struct species_state *s = &en->sp[r->species];
   /* the latest reading, by event time; with a bound, a time past the clock
    * counts as the clock's, so a fast station (inside the bound) cannot hold
@@ -794,10 +768,6 @@ static int add_one(struct part *p, struct entity *en, const struct flow_reading 
       station_staleness(p, en, ob);
   }
   mark_changed(p, en);
-  if (rc == STREAM_ADDED && r->ts_ns > p->max_ts) {
-    p->max_ts = r->ts_ns;
-    p->max_wall_ms = now;
-  }
   return rc;
 }
 
@@ -823,21 +793,13 @@ size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size
       bool was_created = false;
       struct flow_station st;
       last_region = station_region(e, r[i].station, r[i].region, &st, &was_created);
-      if (was_created && ncreated == capcreated) {
-        capcreated = capcreated ? capcreated * 2 : 16;
-        struct flow_station *grown = realloc(created, capcreated * sizeof *grown);
-        if (grown)
-          created = grown;
-        else
-          capcreated = ncreated;
-      }
-      if (was_created && ncreated < capcreated)
+      if (was_created && !ARRAY_GROW(created, capcreated, ncreated + 1, 16, n))
         created[ncreated++] = st;
       char k[68];
       make_key(k, false, -1, r[i].station);
-      last_sp = stream_partition(k, e->nparts);
+      last_sp = stream_engine_partition(e->se, k);
       make_key(k, true, -1, last_region);
-      last_rp = stream_partition(k, e->nparts);
+      last_rp = stream_engine_partition(e->se, k);
       last_station = r[i].station;
     }
     regions[i] = last_region;
@@ -857,10 +819,10 @@ size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size
     if (!any)
       continue;
     struct part *p = &e->parts[pi];
-    pthread_mutex_lock(&p->lock);
-    uint64_t now = now_mono(e); /* under the lock: never behind a publish */
-    uint64_t wall = now_wall(e);
-    int64_t clock = wall_ns(e);
+    stream_engine_lock(e->se, pi);
+    uint64_t now = stream_engine_mono_ms(e->se); /* under the lock: never behind a publish */
+    int64_t clock = stream_engine_wall_ns(e->se);
+    uint64_t wall = (uint64_t)(clock / 1000000);
     struct entity *st = NULL, *rg = NULL; /* readings come a station at a time */
     for (size_t i = 0; i < n; i++) {
       if (where[2 * i] == pi) {
@@ -891,56 +853,21 @@ size_t flow_engine_add(struct flow_engine *e, const struct flow_reading *r, size
 
 /* ---- time --------------------------------------------------------------------------- */
 
-void flow_engine_tick(struct flow_engine *e) {
-  uint64_t idle_ms = (uint64_t)(e->cfg.lateness_ns / 1000000);
-  if (idle_ms < 1000)
-    idle_ms = 1000;
+/* The engine's tick, for each partition after its watermark step (which
+ * closed the windows of quiet keys): staleness and the live updates due. */
+static void part_tick(struct stream_engine *se, unsigned part, uint64_t now, void *arg) {
+  (void)se;
+  struct flow_engine *e = arg;
+  struct part *p = &e->parts[part];
   struct outbox ob;
   outbox_init(&ob);
-  for (unsigned pi = 0; pi < e->nparts; pi++) {
-    struct part *p = &e->parts[pi];
-    pthread_mutex_lock(&p->lock);
-    uint64_t now = now_mono(e);
-    int64_t clock = wall_ns(e);
-    /* sensors gone quiet: event time moves on with the wall clock (and,
-     * bounded, never past it) */
-    if (p->max_ts != INT64_MIN && now - p->max_wall_ms >= idle_ms) {
-      int64_t wm;
-      if (time_add(p->max_ts, (int64_t)(now - p->max_wall_ms) * 1000000, &wm))
-        wm = INT64_MAX;
-      if (e->cfg.ahead_ns > 0 && wm > clock)
-        wm = clock;
-      if (!time_sub(wm, e->cfg.lateness_ns, &wm))
-        stream_advance(p->stream, wm);
-    }
-    find_stale(p, now, &ob);
-    settle(p, now, &ob);
-    flush(e, p, &ob);
-  }
+  find_stale(p, now, &ob);
+  settle(p, now, &ob);
+  flush(e, p, &ob);
   outbox_release(&ob);
 }
 
-static void *ticker_main(void *arg) {
-  struct flow_engine *e = arg;
-  pthread_mutex_lock(&e->tick_lock);
-  while (!e->stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += TICK_MS * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&e->tick_wake, &e->tick_lock, &ts);
-    if (e->stop)
-      break;
-    pthread_mutex_unlock(&e->tick_lock);
-    flow_engine_tick(e);
-    pthread_mutex_lock(&e->tick_lock);
-  }
-  pthread_mutex_unlock(&e->tick_lock);
-  return NULL;
-}
+void flow_engine_tick(struct flow_engine *e) { stream_engine_tick(e->se); }
 
 /* ---- reading the state -------------------------------------------------------------- */
 
@@ -989,7 +916,7 @@ static json_t *entities_json(struct flow_engine *e, bool region, const char *onl
   map_init(&seen);
   for (unsigned pi = 0; pi < e->nparts; pi++) {
     struct part *p = &e->parts[pi];
-    pthread_mutex_lock(&p->lock);
+    stream_engine_lock(e->se, pi);
     const char *k;
     void *v;
     for (size_t it = 0; map_next(&p->ents, &it, &k, &v);) {
@@ -999,7 +926,7 @@ static json_t *entities_json(struct flow_engine *e, bool region, const char *onl
       json_array_append_new(arr, entity_json(e, en));
       map_put(&seen, en->name, en, NULL);
     }
-    pthread_mutex_unlock(&p->lock);
+    stream_engine_unlock(e->se, pi);
   }
   /* registered, not heard from yet */
   pthread_rwlock_rdlock(&e->dir_lock);
@@ -1031,15 +958,16 @@ json_t *flow_engine_regions_json(struct flow_engine *e, const char *only) {
 
 void flow_engine_stats(struct flow_engine *e, struct flow_engine_stats *out) {
   memset(out, 0, sizeof *out);
+  struct stream_engine_stats ss;
+  stream_engine_stats(e->se, &ss);
+  out->late = ss.late;
+  out->windows = ss.windows;
+  out->keys = ss.keys;
+  out->key_bytes = ss.key_bytes;
   for (unsigned pi = 0; pi < e->nparts; pi++) {
-    struct part *p = &e->parts[pi];
-    pthread_mutex_lock(&p->lock);
-    out->late += stream_late(p->stream);
-    out->ahead += p->ahead;
-    out->windows += p->windows;
-    out->keys += stream_keys(p->stream);
-    out->key_bytes = stream_key_bytes(p->stream);
-    pthread_mutex_unlock(&p->lock);
+    stream_engine_lock(e->se, pi);
+    out->ahead += e->parts[pi].ahead;
+    stream_engine_unlock(e->se, pi);
   }
   pthread_rwlock_rdlock(&e->dir_lock);
   out->stations = e->stations.len;
@@ -1056,7 +984,7 @@ void flow_engine_stats(struct flow_engine *e, struct flow_engine_stats *out) {
 int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *cfg,
                        struct hub *hub, flow_alert_fn on_alert, flow_new_stations_fn on_stations,
                        void *arg) {
-  if (cfg->partitions < 1 || cfg->partitions > MAX_PARTITIONS || cfg->hysteresis < 0)
+  if (cfg->partitions < 1 || cfg->partitions > STREAM_MAX_PARTITIONS || cfg->hysteresis < 0)
     return GROVE_EINVAL;
   struct flow_engine *e = calloc(1, sizeof *e);
   if (!e)
@@ -1069,33 +997,33 @@ int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *c
   e->nparts = cfg->partitions;
   pthread_rwlock_init(&e->dir_lock, NULL);
   pthread_mutex_init(&e->stats_lock, NULL);
-  pthread_mutex_init(&e->tick_lock, NULL);
-  pthread_cond_init(&e->tick_wake, NULL);
   map_init(&e->stations);
   map_init(&e->regions);
-  struct stream_cfg sc = {cfg->window_ns, cfg->slide_ns, cfg->lateness_ns, true, /* the AQI needs means */
-                          cfg->ahead_ns};
-  int rc = 0;
   for (unsigned i = 0; i < e->nparts; i++) {
     struct part *p = &e->parts[i];
-    pthread_mutex_init(&p->lock, NULL);
-    pthread_mutex_init(&p->out_lock, NULL);
+    p->index = i;
     map_init(&p->ents);
     p->e = e;
-    p->max_ts = INT64_MIN;
-    if (!rc)
-      rc = stream_create(&p->stream, &sc, on_window, p);
   }
-  if (!rc && !cfg->env.no_ticker && pthread_create(&e->ticker, NULL, ticker_main, e))
-    rc = GROVE_ENOMEM;
+  /* sensors gone quiet for a second (or the lateness, if longer): event
+   * time moves on with the wall clock */
+  uint64_t idle_ms = (uint64_t)(cfg->lateness_ns / 1000000);
+  struct stream_engine_cfg sc = {
+      .window = {cfg->window_ns, cfg->slide_ns, cfg->lateness_ns, true, /* the AQI needs means */
+                 cfg->ahead_ns},
+      .partitions = cfg->partitions,
+      .tick_ms = cfg->env.no_ticker ? 0 : TICK_MS,
+      .idle_ms = idle_ms < 1000 ? 1000 : idle_ms,
+      .mono_ms = cfg->env.mono_ms,
+      .wall_ms = cfg->env.wall_ms,
+      .clock_arg = cfg->env.arg,
+      .emit = on_window,
+      .tick = part_tick,
+      .arg = e,
+  };
+  int rc = stream_engine_create(&e->se, &sc);
   if (rc) {
-    e->stop = true; /* no ticker to join */
-    e->nparts = cfg->partitions;
-    for (unsigned i = 0; i < e->nparts; i++)
-      stream_destroy(e->parts[i].stream);
-    map_release(&e->stations);
-    map_release(&e->regions);
-    free(e);
+    flow_engine_destroy(e);
     return rc;
   }
   *out = e;
@@ -1105,23 +1033,15 @@ int flow_engine_create(struct flow_engine **out, const struct flow_engine_cfg *c
 void flow_engine_destroy(struct flow_engine *e) {
   if (!e)
     return;
-  pthread_mutex_lock(&e->tick_lock);
-  e->stop = true;
-  pthread_cond_signal(&e->tick_wake);
-  pthread_mutex_unlock(&e->tick_lock);
-  if (!e->cfg.env.no_ticker)
-    pthread_join(e->ticker, NULL);
+  stream_engine_destroy(e->se); /* the ticker first */
   const char *k;
   void *v;
   for (unsigned i = 0; i < e->nparts; i++) {
     struct part *p = &e->parts[i];
-    stream_destroy(p->stream);
     for (size_t it = 0; map_next(&p->ents, &it, &k, &v);)
       free(v);
     map_release(&p->ents);
     free(p->pending);
-    pthread_mutex_destroy(&p->lock);
-    pthread_mutex_destroy(&p->out_lock);
   }
   for (size_t it = 0; map_next(&e->stations, &it, &k, &v);) {
     free(((struct dir_entry *)v)->name);
@@ -1133,7 +1053,5 @@ void flow_engine_destroy(struct flow_engine *e) {
   map_release(&e->regions);
   pthread_rwlock_destroy(&e->dir_lock);
   pthread_mutex_destroy(&e->stats_lock);
-  pthread_mutex_destroy(&e->tick_lock);
-  pthread_cond_destroy(&e->tick_wake);
   free(e);
 }

@@ -1,10 +1,14 @@
 /* engine.h — flow's live state: stations and regions, their rolling AQI,
- * alerts with hysteresis, and live updates at most once a second a topic.
+ * alerts with hysteresis, and live updates at most once a second a topic
+ * (the hub's coalesced publishing).
  *
  * Readings (station, pollutant, time, value) go into keyed sliding windows
- * (src/stream): one key per station and pollutant and one per region and
- * pollutant. Keys are spread over partitions, each with its own lock and
- * stream, so worker threads update different partitions at once. When a
+ * on the platform's stream engine (src/stream): one key per station and
+ * pollutant and one per region and pollutant. Keys are spread over the
+ * engine's partitions, each with its own lock, so worker threads update
+ * different partitions at once; flow keeps its entities beside each
+ * partition, under the same lock, and the engine's ticker closes the
+ * windows of stations gone quiet. When a
  * window closes, its mean becomes the entity's concentration for that
  * pollutant, the AQI is recomputed from the pollutants of that window, and
  * a category change past the hysteresis margin makes an alert.
@@ -73,7 +77,7 @@ struct flow_engine_env {
   uint64_t (*mono_ms)(void *arg);  /* monotonic ms: throttles, idle, staleness */
   uint64_t (*wall_ms)(void *arg);  /* Unix ms: last_seen, alerts' `at`, and the clock
                                     * event time is bounded by (ahead_ns) */
-  /* called for each live update instead of hub_publish, no engine lock held */
+  /* called for each live update instead of the hub, no engine lock held */
   void (*publish)(const char *topic, const char *json, size_t len, void *arg);
   void *arg;
   bool no_ticker;
