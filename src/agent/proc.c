@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent/host.h"
+#include "core/array.h"
 #include "core/error.h"
 
 void proc_table_init(struct proc_table *t) {
@@ -198,12 +199,7 @@ int proc_scan(const char *root, struct proc_table *t, uint64_t elapsed_core_tick
   struct dirent *e;
   while ((e = readdir(d))) {
     if (!isdigit((unsigned char)e->d_name[0])) continue;
-    if (npids == cap) {
-      size_t nc = cap ? cap * 2 : 512;
-      int *np = realloc(pids, nc * sizeof(*np));
-      if (!np) goto out;
-      pids = np, cap = nc;
-    }
+    if (ARRAY_GROW(pids, cap, npids + 1, 512, ARRAY_NOMAX)) goto out;
     pids[npids++] = atoi(e->d_name);
   }
   if (npids) qsort(pids, npids, sizeof(*pids), cmp_int);

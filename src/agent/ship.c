@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "core/array.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -87,12 +88,8 @@ static int cmp_batch(const void *a, const void *b) {
 }
 
 static int push_batch(struct ship *s, uint64_t seq, uint64_t size) {
-  if (s->n == s->cap) {
-    size_t nc = s->cap ? s->cap * 2 : 64;
-    struct batch *nb = realloc(s->batches, nc * sizeof(*nb));
-    if (!nb) return GROVE_ENOMEM;
-    s->batches = nb, s->cap = nc;
-  }
+  int rc = ARRAY_GROW(s->batches, s->cap, s->n + 1, 64, ARRAY_NOMAX);
+  if (rc) return rc;
   s->batches[s->n++] = (struct batch){seq, size};
   s->st.spooled_bytes += size;
   s->st.spooled_batches = s->n;

@@ -1,4 +1,5 @@
 /* health.c — a list of readiness checks under one lock. */
+#include "core/array.h"
 #include "core/health.h"
 
 #include <pthread.h>
@@ -41,15 +42,7 @@ int health_add(struct health *h, const char *name, health_fn fn, void *arg) {
   if (!len || len >= sizeof h->checks[0].name || !fn)
     return GROVE_EINVAL;
   pthread_mutex_lock(&h->lock);
-  int rc = 0;
-  if (h->n == h->cap) {
-    size_t cap = h->cap ? h->cap * 2 : 8;
-    struct check *c = realloc(h->checks, cap * sizeof *c);
-    if (!c)
-      rc = GROVE_ENOMEM;
-    else
-      h->checks = c, h->cap = cap;
-  }
+  int rc = ARRAY_GROW(h->checks, h->cap, h->n + 1, 8, ARRAY_NOMAX);
   if (!rc) {
     struct check *c = &h->checks[h->n++];
     memcpy(c->name, name, len + 1);

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/periodic.h"
 #include "core/util.h"
 #include "gate/internal.h"
 #include "gate/jwt.h"
@@ -267,28 +268,14 @@ int gate_reload(struct gate *g) {
   return rc;
 }
 
-static void *reload_thread(void *arg) {
+/* Every --gate-refresh, or at once after gate_changed: write back key
+ * uses, reload the credential view, sweep idle rate-limit buckets. */
+static uint64_t refresh(void *arg) {
   struct gate *g = arg;
-  pthread_mutex_lock(&g->lock);
-  while (!g->stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (g->cfg.refresh_ms % 1000) * 1000000ULL;
-    ts.tv_sec += (time_t)(g->cfg.refresh_ms / 1000 + ns / 1000000000ULL);
-    ts.tv_nsec = (long)(ns % 1000000000ULL);
-    if (!g->reload_now)
-      pthread_cond_timedwait(&g->wake, &g->lock, &ts);
-    if (g->stop)
-      break;
-    g->reload_now = false;
-    pthread_mutex_unlock(&g->lock);
-    flush_used(g);
-    view_load(g);
-    limiter_sweep(g->limiter, clock_mono_ns());
-    pthread_mutex_lock(&g->lock);
-  }
-  pthread_mutex_unlock(&g->lock);
-  return NULL;
+  flush_used(g);
+  view_load(g);
+  limiter_sweep(g->limiter, clock_mono_ns());
+  return 0;
 }
 
 /* ---- identity ------------------------------------------------------------ */
@@ -901,7 +888,6 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
   g->cfg.cors_origins = NULL;
   g->store = st;
   pthread_mutex_init(&g->lock, NULL);
-  pthread_cond_init(&g->wake, NULL);
   map_init(&g->used);
   map_init(&g->key_misses);
   g->cfg.cors_origins = cfg->cors_origins;
@@ -959,8 +945,11 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
         m, "grove_rate_limit_fallbacks_total",
         "Rate limit decisions made locally because Redis was unavailable.", METRIC_COUNTER, ""));
   }
-  pthread_create(&g->thread, NULL, reload_thread, g);
-  g->thread_started = true;
+  if ((rc = periodic_start(&g->refresher, g->cfg.refresh_ms ? g->cfg.refresh_ms : 1, refresh,
+                          g))) {
+    gate_destroy(g);
+    return rc;
+  }
   *out = g;
   return 0;
 }
@@ -968,12 +957,8 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
 void gate_destroy(struct gate *g) {
   if (!g)
     return;
-  if (g->thread_started) {
-    pthread_mutex_lock(&g->lock);
-    g->stop = true;
-    pthread_cond_signal(&g->wake);
-    pthread_mutex_unlock(&g->lock);
-    pthread_join(g->thread, NULL);
+  if (g->refresher) {
+    periodic_stop(g->refresher);
     flush_used(g);
   }
   hash_pool_destroy(g->hashing);
@@ -988,7 +973,6 @@ void gate_destroy(struct gate *g) {
     free(*o);
   free(g->cors);
   pthread_mutex_destroy(&g->lock);
-  pthread_cond_destroy(&g->wake);
   free(g);
 }
 
@@ -1010,9 +994,4 @@ void gate_attach_hub(struct gate *g, struct hub *hub) {
   hub_control_listen(hub, cache_on_control, g);
 }
 
-void gate_changed(struct gate *g) {
-  pthread_mutex_lock(&g->lock);
-  g->reload_now = true;
-  pthread_cond_signal(&g->wake);
-  pthread_mutex_unlock(&g->lock);
-}
+void gate_changed(struct gate *g) { periodic_wake(g->refresher); }

@@ -42,9 +42,7 @@ struct gate {
   struct rate lookup_rate;
   struct fast_bucket lookup_bucket; /* database lookups of unknown keys */
   struct metric *lookup_found, *lookup_missing, *lookup_skipped;
-  pthread_t thread;
-  pthread_cond_t wake;
-  bool stop, reload_now, thread_started;
+  struct periodic *refresher; /* --gate-refresh: reload, write back, sweep */
   struct cidr *trusted;  /* --trusted-proxies */
   int ntrusted;
   char **cors;           /* allowed origins; NULL-terminated */

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "core/metrics.h"
 
@@ -124,14 +125,8 @@ int router_add(struct router *rt, const char *owner, const struct route_def *def
                def->method, def->pattern, rt->routes[i]->owner, rt->routes[i]->pattern, owner);
       return GROVE_EEXIST;
     }
-  if (rt->n == rt->cap) {
-    size_t cap = rt->cap ? rt->cap * 2 : 16;
-    struct route **p = realloc(rt->routes, cap * sizeof *p);
-    if (!p)
-      goto nomem;
-    rt->routes = p;
-    rt->cap = cap;
-  }
+  if (ARRAY_GROW(rt->routes, rt->cap, rt->n + 1, 16, ARRAY_NOMAX))
+    goto nomem;
   struct route *r = calloc(1, sizeof *r);
   if (!r)
     goto nomem;
