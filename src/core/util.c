@@ -6,11 +6,7 @@
 #include <ctype.h>
 #include <unistd.h>
 #include <sys/time.h>
-#include <sys/socket.h>
 #include <stdio.h>
-#include <netinet/tcp.h>
-#include <netinet/in.h>
-#include <netdb.h>
 #include <errno.h>
 #include <sys/stat.h>
 #include <stdlib.h>
@@ -338,70 +334,3 @@ int time_parse_rfc3339(const char *s, int64_t *ns) {
 }
 
 bool rfc3339_parse(const char *s, int64_t *ns) { return time_parse_rfc3339(s, ns) == 0; }
-
-int http_url_parse(const char *url, char host[256], char port[8], char prefix[128]) {
-  if (strncmp(url, "http://", 7) != 0)
-    return GROVE_EINVAL;
-  const char *h = url + 7, *slash = strchr(h, '/'), *colon = strchr(h, ':');
-  size_t hlen = slash ? (size_t)(slash - h) : strlen(h);
-  snprintf(port, 8, "80");
-  if (colon && (!slash || colon < slash)) {
-    size_t plen = hlen - (size_t)(colon - h) - 1;
-    if (!plen || plen >= 8)
-      return GROVE_EINVAL;
-    snprintf(port, 8, "%.*s", (int)plen, colon + 1);
-    hlen = (size_t)(colon - h);
-  }
-  if (!hlen || hlen >= 256)
-    return GROVE_EINVAL;
-  snprintf(host, 256, "%.*s", (int)hlen, h);
-  snprintf(prefix, 128, "%s", slash ? slash : "");
-  size_t pl = strlen(prefix);
-  while (pl && prefix[pl - 1] == '/')
-    prefix[--pl] = '\0';
-  return 0;
-}
-
-int tcp_dial(const char *host, const char *port, uint64_t timeout_ms, char *err, size_t errlen) {
-  struct addrinfo hints = {0}, *ai;
-  hints.ai_socktype = SOCK_STREAM;
-  int gai = getaddrinfo(host, port, &hints, &ai);
-  if (gai) {
-    snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(gai));
-    return -1;
-  }
-  int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd >= 0) {
-    if (timeout_ms) {
-      struct timeval tv = {(time_t)(timeout_ms / 1000), (suseconds_t)(timeout_ms % 1000) * 1000};
-      setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-      setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    }
-    if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-      snprintf(err, errlen, "cannot connect to %s:%s: %s", host, port, strerror(errno));
-      close(fd);
-      fd = -1;
-    } else {
-      int one = 1;
-      setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-  } else {
-    snprintf(err, errlen, "cannot make a socket: %s", strerror(errno));
-  }
-  freeaddrinfo(ai);
-  return fd;
-}
-
-int send_all(int fd, const void *p, size_t n) {
-  const char *c = p;
-  while (n) {
-    ssize_t w = send(fd, c, n, MSG_NOSIGNAL);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return -1;
-    c += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}

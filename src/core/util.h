@@ -74,14 +74,6 @@ int redis_url_parse(const char *url, char *host, size_t hostlen, int *port, char
 /* Makes a folder and its missing parents. Returns 0 or -1 (errno set). */
 int mkdir_p(const char *path, unsigned mode);
 
-/* "http://host[:port][/prefix]" into its parts (port "80" when absent,
- * prefix without a trailing slash, maybe ""). Returns 0 or GROVE_EINVAL. */
-int http_url_parse(const char *url, char host[256], char port[8], char prefix[128]);
-/* A blocking TCP connection with send and receive timeouts (0: none).
- * Returns the fd, or -1 with err saying why. */
-int tcp_dial(const char *host, const char *port, uint64_t timeout_ms, char *err, size_t errlen);
-/* Writes all n bytes (no SIGPIPE). Returns 0 or -1. */
-int send_all(int fd, const void *p, size_t n);
 /* Constant-time comparison of two byte strings. */
 bool ct_equal(const void *a, size_t an, const void *b, size_t bn);
 

@@ -10,8 +10,9 @@
  * lines — what collectors really send.
  *
  * One thread generates line protocol into request bodies, in event-time
- * order; --connections threads post them (keep-alive) and count what the
- * server refused.
+ * order; --connections threads post them (keep-alive, through the
+ * outbound client, net/client.h: http or https) and count what the server
+ * refused.
  *
  * Real time by default: a tick is written once the wall clock reaches its
  * event time (ticks already past, from a --start in the past, go at once),
@@ -27,9 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "apps/flow/flow.h"
 #include "core/buf.h"
@@ -37,6 +36,7 @@
 #include "core/error.h"
 #include "core/text.h"
 #include "core/util.h"
+#include "net/client.h"
 
 struct sim_cfg {
   char *url;
@@ -53,10 +53,12 @@ struct sim_cfg {
   int seed;
   bool print;             /* write the lines to standard output instead */
   bool fast;              /* event time may run ahead of the wall clock */
+  char *ca_file;          /* PEM CAs for an https --url; "": the system's */
 };
 
 static const struct cfg_opt sim_opts[] = {
-    CFG_OPT(struct sim_cfg, "url", CFG_STR, url, "http://127.0.0.1:8080", "the grove to write to"),
+    CFG_OPT(struct sim_cfg, "url", CFG_STR, url, "http://127.0.0.1:8080", "the grove to write to (http:// or https://)"),
+    CFG_OPT(struct sim_cfg, "ca-file", CFG_STR, ca_file, "", "PEM file of the CAs to trust for an https --url (empty: the system's)"),
     CFG_OPT(struct sim_cfg, "key", CFG_STR, key, "", "an API key with the write scope (or GROVE_KEY)"),
     CFG_OPT(struct sim_cfg, "stations", CFG_INT, stations, "50", "stations in the city"),
     CFG_OPT(struct sim_cfg, "regions", CFG_INT, regions, "4", "regions they are spread over"),
@@ -300,7 +302,7 @@ struct body {
 
 struct sender {
   struct sim_cfg *cfg;
-  char host[256], port[8], path_prefix[128];
+  char url[1200];           /* {--url}/api/v1/write */
   pthread_mutex_t lock;
   pthread_cond_t more, room;
   struct body *queue;
@@ -311,55 +313,17 @@ struct sender {
   char first_error[256];
 };
 
-static int connect_to(struct sender *s) {
-  char err[256];
-  return tcp_dial(s->host, s->port, 30000, err, sizeof err);
-}
-
-/* Reads what the server has sent next into in. Returns 0 or -1. */
-static int recv_more(int fd, struct buf *in) {
-  if (buf_reserve(in, 4096))
-    return -1;
-  ssize_t r = recv(fd, in->data + in->len, in->cap - in->len - 1, 0);
-  if (r <= 0)
-    return -1;
-  in->len += (size_t)r;
-  return 0;
-}
-
-/* Reads one response: status, Retry-After (seconds, 0 when absent), and
- * the body into out. */
-static int read_response(int fd, struct buf *in, int *status, long *retry_after, struct buf *out) {
-  char *end;
-  while (!(in->len && (end = memmem(in->data, in->len, "\r\n\r\n", 4))))
-    if (recv_more(fd, in))
-      return -1;
-  size_t head = (size_t)(end - in->data) + 4;
-  *status = atoi(in->data + 9);
-  long clen = 0;
-  const char *cl = memmem(in->data, head, "\r\nContent-Length:", 17);
-  if (!cl)
-    cl = memmem(in->data, head, "\r\ncontent-length:", 17);
-  if (cl)
-    clen = atol(cl + 17);
-  const char *ra = memmem(in->data, head, "\r\nRetry-After:", 14);
-  *retry_after = ra ? atol(ra + 14) : 0;
-  while (in->len < head + (size_t)clen)
-    if (recv_more(fd, in))
-      return -1;
-  buf_reset(out);
-  buf_append(out, in->data + head, (size_t)clen);
-  buf_consume(in, head + (size_t)clen);
-  return 0;
-}
-
 static void *sender_main(void *arg) {
   struct sender *s = arg;
-  struct buf in, resp, req;
-  buf_init(&in, 0);
-  buf_init(&resp, 0);
-  buf_init(&req, 0);
-  int fd = -1;
+  struct http_client *client = NULL;
+  char key_header[300], err[512];
+  snprintf(key_header, sizeof key_header, "X-API-Key: %s", s->cfg->key);
+  const char *headers[] = {"Content-Type: text/plain", s->cfg->key[0] ? key_header : NULL, NULL};
+  if (http_client_create(&client)) {
+    pthread_mutex_lock(&s->lock);
+    snprintf(s->first_error, sizeof s->first_error, "out of memory");
+    pthread_mutex_unlock(&s->lock);
+  }
   for (;;) {
     pthread_mutex_lock(&s->lock);
     while (!s->count && !s->done)
@@ -373,59 +337,46 @@ static void *sender_main(void *arg) {
     s->count--;
     pthread_cond_signal(&s->room);
     pthread_mutex_unlock(&s->lock);
-    int status = 0;
-    long retry_after = 0;
-    for (int attempt = 0; attempt < 20; attempt++) {
-      if (status == 429 || status == 503) { /* limited or busy: wait as told, then again */
-        long secs = retry_after;
+    struct http_client_res res = {0};
+    int rc = client ? 0 : GROVE_ENOMEM;
+    err[0] = '\0';
+    for (int attempt = 0; client && attempt < 20; attempt++) {
+      if (res.status == 429 || res.status == 503) { /* limited or busy: wait as told, then again */
+        long secs = res.retry_after_s;
         struct timespec ts = {secs > 0 ? (secs > 5 ? 5 : secs) : 0, secs > 0 ? 0 : 100000000L};
         nanosleep(&ts, NULL);
       }
-      if (fd < 0 && (fd = connect_to(s)) < 0)
-        break;
-      buf_reset(&req);
-      buf_printf(&req,
-                 "POST %s/api/v1/write HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: text/plain\r\n"
-                 "Content-Length: %zu\r\n%s%s%s\r\n",
-                 s->path_prefix, s->host, s->port, b.len, s->cfg->key[0] ? "X-API-Key: " : "",
-                 s->cfg->key, s->cfg->key[0] ? "\r\n" : "");
-      buf_reset(&in);
-      if (!send_all(fd, req.data, req.len) && !send_all(fd, b.data, b.len) &&
-          !read_response(fd, &in, &status, &retry_after, &resp)) {
-        if (status == 429 || status == 503)
-          continue;
-        break;
-      }
-      close(fd); /* once more on a fresh connection */
-      fd = -1;
-      status = attempt ? -1 : 0;
-      if (status)
+      http_client_res_release(&res);
+      struct http_client_req q = {.method = "POST", .url = s->url, .headers = headers,
+                                  .body = b.data, .body_len = b.len, .timeout_ms = 30000,
+                                  .max_response = 1u << 20, .ca_file = s->cfg->ca_file};
+      rc = http_client_request(client, &q, &res, err, sizeof err);
+      if (rc || (res.status != 429 && res.status != 503))
         break;
     }
     long failed = 0;
-    if (status == 400 && resp.len && strstr(resp.data, "PARTIAL_WRITE")) {
-      const char *f = strstr(resp.data, "\"failed_lines\":");
+    if (!rc && res.status == 400 && res.body.len && strstr(res.body.data, "PARTIAL_WRITE")) {
+      const char *f = strstr(res.body.data, "\"failed_lines\":");
       failed = f ? atol(f + 15) : 0;
     }
     pthread_mutex_lock(&s->lock);
     s->requests++;
-    if (status == 204 || (status == 400 && failed)) {
+    if (!rc && (res.status == 204 || (res.status == 400 && failed))) {
       s->points_sent += b.points;
       s->lines_failed += failed;
     } else {
       s->http_errors++;
-      if (!s->first_error[0])
-        snprintf(s->first_error, sizeof s->first_error, "HTTP %d %.200s", status,
-                 resp.len ? resp.data : "(no answer)");
+      if (!s->first_error[0] && rc)
+        snprintf(s->first_error, sizeof s->first_error, "%s", err);
+      else if (!s->first_error[0])
+        snprintf(s->first_error, sizeof s->first_error, "HTTP %ld %.200s", res.status,
+                 res.body.len ? res.body.data : "(no answer)");
     }
     pthread_mutex_unlock(&s->lock);
+    http_client_res_release(&res);
     free(b.data);
   }
-  if (fd >= 0)
-    close(fd);
-  buf_release(&in);
-  buf_release(&resp);
-  buf_release(&req);
+  http_client_destroy(client);
   return NULL;
 }
 
@@ -469,8 +420,13 @@ int flow_simulate(int argc, char **argv) {
   struct sender s;
   memset(&s, 0, sizeof s);
   s.cfg = &cfg;
-  if (!bad && !cfg.print && http_url_parse(cfg.url, s.host, s.port, s.path_prefix))
-    bad = "--url must be http://host[:port][/prefix]";
+  size_t ulen = strlen(cfg.url);
+  while (ulen && cfg.url[ulen - 1] == '/')
+    ulen--;
+  if (!bad && !cfg.print &&
+      (http_client_url_check(cfg.url) || ulen + sizeof "/api/v1/write" > sizeof s.url))
+    bad = "--url must be http(s)://host[:port][/prefix]";
+  snprintf(s.url, sizeof s.url, "%.*s/api/v1/write", (int)ulen, cfg.url);
   if (bad) {
     fprintf(stderr, "grove flow simulate: %s\n", bad);
     cfg_release(&sec, 1);
