@@ -122,10 +122,8 @@ static void handle_ready(struct http_req *r) {
     return;
   }
   j->o = r->app;
-  if (http_req_defer(r, ready_work, ready_done, j)) {
+  if (http_req_defer(r, HTTP_POOL_STORE, ready_work, ready_done, j))
     free(j);
-    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
-  }
 }
 
 static void handle_metrics(struct http_req *r) {

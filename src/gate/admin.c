@@ -234,10 +234,8 @@ static struct admin_job *admin_job(struct http_req *r, enum admin_op op) {
 }
 
 static void run(struct http_req *r, struct admin_job *j) {
-  if (http_req_defer(r, admin_work, admin_done, j)) {
+  if (http_req_defer(r, HTTP_POOL_STORE, admin_work, admin_done, j))
     free(j);
-    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
-  }
 }
 
 static void handle_key_create(struct http_req *r) {

@@ -1,6 +1,6 @@
 /* auth.c — users and sessions: POST /auth/register, /auth/login,
  * /auth/refresh, /auth/logout, GET /auth/me, and the user operations the
- * CLI shares. Password hashing and the database run on the worker pool. */
+ * CLI shares. Password hashing runs on the CPU pool, the database on the store pool. */
 #include <argon2.h>
 #include <ctype.h>
 #include <stdio.h>
@@ -583,35 +583,18 @@ static bool field(struct http_req *r, json_t *body, const char *name, bool requi
   return true;
 }
 
-/* A job of the hash pool: dropped (ran false) when its client went away. */
-static void auth_hashed(struct http_req *r, void *arg, bool ran) {
-  struct auth_job *j = arg;
-  if (!ran)
-    fail(j, 503, "AUTH_BUSY", "the sign-in was dropped: its client went away");
-  auth_done(r, arg);
-}
-
-/* Registrations and sign-ins hash a password: they go to the hash pool,
- * and when it is full they are refused now rather than queued without
- * bound. Refreshes and logouts go to the worker pool. */
+/* Registrations and sign-ins hash a password: they go to the CPU pool
+ * (when it is full they are refused now, 503 BUSY, rather than queued
+ * without bound; a queued one whose client left is dropped unhashed).
+ * Refreshes and logouts go to the store pool. */
 static void start(struct http_req *r, struct auth_job *j) {
   j->g = r->app;
   http_req_peer(r, j->ip, sizeof j->ip);
   memcpy(j->rid, r->id, sizeof j->rid);
   bool hashes = j->kind == REGISTER || j->kind == LOGIN;
-  int rc = hashes ? hash_pool_submit(j->g->hashing, r, auth_work, auth_hashed, j)
-                  : http_req_defer(r, auth_work, auth_done, j);
-  if (!rc)
-    return;
-  explicit_bzero(j, sizeof *j);
-  free(j);
-  if (rc == GROVE_EBUSY && hashes) {
-    http_res_header(r, "Retry-After", "1");
-    http_reply_error(r, 503, "AUTH_BUSY",
-                     "too many sign-ins are being checked now; retry after the time given",
-                     json_pack("{s:i}", "retry_after_s", 1));
-  } else {
-    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
+  if (http_req_defer(r, hashes ? HTTP_POOL_CPU : HTTP_POOL_STORE, auth_work, auth_done, j)) {
+    explicit_bzero(j, sizeof *j);
+    free(j);
   }
 }
 

@@ -215,8 +215,10 @@ static void load_done(struct http_req *r, void *arg) {
 }
 
 static void from_database(struct lookup *lk) {
-  if (http_req_defer(lk->r, load_work, load_done, lk)) {
-    lk->rc = GROVE_EBUSY;
+  if (http_req_defer(lk->r, HTTP_POOL_STORE, load_work, load_done, lk)) {
+    struct http_req gone = {0}; /* answered 503: the reply has nothing to say */
+    lk->r = &gone;
+    lk->rc = GROVE_ECLOSED;
     finish(lk);
   }
 }

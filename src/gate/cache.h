@@ -28,10 +28,12 @@ struct cache;
 struct gate;
 struct store;
 
-/* Runs on the worker pool: fills out with the value of key. Returns 0,
+/* Runs on the store pool: fills out with the value of key. Returns 0,
  * GROVE_ENOENT (nothing cached) or another error. */
 typedef int (*cache_load_fn)(struct store *st, const char *key, void *arg, struct buf *out);
-/* Runs on the request's loop with the outcome (val is NULL unless rc is 0). */
+/* Runs on the request's loop with the outcome (val is NULL unless rc is 0).
+ * GROVE_ECLOSED: r is gone or already answered (503 BUSY when the store
+ * pool was full): answer nothing, only free arg. */
 typedef void (*cache_reply_fn)(struct http_req *r, int rc, const char *val, size_t len,
                                void *arg);
 

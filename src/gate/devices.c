@@ -254,10 +254,8 @@ static void dev_start(struct http_req *r, enum dev_op op, json_t *body) {
       return;
     }
   }
-  if (http_req_defer(r, dev_work, dev_done, j)) {
+  if (http_req_defer(r, HTTP_POOL_STORE, dev_work, dev_done, j))
     free(j);
-    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
-  }
 }
 
 static void handle_create(struct http_req *r) {

@@ -34,9 +34,6 @@ const struct cfg_opt gate_cfg_opts[] = {
     CFG_OPT(struct gate_cfg, "cache-ttl", CFG_MS, cache_ttl_ms, "5m", "how long a cached read stays in this process (0: no in-process tier)"),
     CFG_OPT(struct gate_cfg, "cache-redis-ttl", CFG_MS, cache_redis_ttl_ms, "1h", "how long a cached read stays in Redis, with a broker (0: no Redis tier)"),
     CFG_OPT(struct gate_cfg, "cache-entries", CFG_INT, cache_entries, "10000", "entries per cache kept in this process (least recently used go first)"),
-    CFG_OPT(struct gate_cfg, "auth-hash-threads", CFG_INT, hash_threads, "2", "password hashes (sign-in, registration) running at once, on threads of their own"),
-    CFG_OPT(struct gate_cfg, "auth-hash-queue", CFG_INT, hash_queue, "16", "password hashes waiting for a thread; sign-ins past it are refused with 503 AUTH_BUSY"),
-    CFG_OPT(struct gate_cfg, "auth-hash-hold", CFG_STR, hash_hold, "", "tests only: while this file exists, password hashes wait before they start (empty: off)"),
     CFG_OPT(struct gate_cfg, "rate-classes", CFG_STR, rate_classes, "truck=50/m,warehouse=200/m,office=500/m,sensor=60/m,agent=120/m", "device types and their request rates"),
 };
 const size_t gate_cfg_nopts = ARRAY_LEN(gate_cfg_opts);
@@ -696,17 +693,18 @@ static void key_lookup_done(struct http_req *r, void *arg) {
     http_req_continue(r);
 }
 
-/* True when r is held while its key is looked up (then the lookup's end
- * goes on with r); false to go on now. */
-static bool key_lookup(struct gate *g, struct http_req *r) {
+/* HTTP_HELD while r's key is looked up (then the lookup's end goes on
+ * with r); HTTP_ANSWERED when the store pool was full (503 answered);
+ * HTTP_CONTINUE to go on now. */
+static enum http_next key_lookup(struct gate *g, struct http_req *r) {
   char room[256];
   const char *cred = credential(r, room, sizeof room);
   if (r->auth_state || !cred || strncmp(cred, "grv_", 4) != 0 || strlen(cred) > 128 ||
       g->lookup_rate.per_s <= 0)
-    return false;
+    return HTTP_CONTINUE;
   struct key_lookup *lk = calloc(1, sizeof *lk);
   if (!lk)
-    return false;
+    return HTTP_CONTINUE;
   lk->g = g;
   sha256_hex(cred, strlen(cred), lk->hash);
   uint64_t now = clock_wall_ms();
@@ -726,13 +724,19 @@ static bool key_lookup(struct gate *g, struct http_req *r) {
     if (!known && !miss)
       metric_add(g->lookup_skipped, 1);
     free(lk);
-    return false;
+    return HTTP_CONTINUE;
   }
-  if (http_req_defer(r, key_lookup_work, key_lookup_done, lk)) {
+  if (http_req_defer(r, HTTP_POOL_STORE, key_lookup_work, key_lookup_done, lk)) {
     free(lk);
-    return false;
+    return HTTP_ANSWERED;
   }
-  return true;
+  return HTTP_HELD;
+}
+
+/* The key lookup, or the rate limit at once. */
+static enum http_next lookup_or_limit(struct gate *g, struct http_req *r) {
+  enum http_next n = key_lookup(g, r);
+  return n != HTTP_CONTINUE ? n : limit(g, r);
 }
 
 /* Behind a trusted proxy, the client is the one it names (proxy.h). */
@@ -767,7 +771,7 @@ static enum http_next before(struct http_req *r, void *arg) {
     http_res_vary(r, "Origin");
   const char *origin = http_header_get(r, "origin");
   if (!origin || !origin_allowed(g, origin)) /* no CORS headers: the browser hides the answer */
-    return exempt(r->path) ? HTTP_CONTINUE : key_lookup(g, r) ? HTTP_HELD : limit(g, r);
+    return exempt(r->path) ? HTTP_CONTINUE : lookup_or_limit(g, r);
   http_res_header(r, "Access-Control-Allow-Origin", g->cors_any ? "*" : origin);
   http_res_header(r, "Access-Control-Expose-Headers",
                   "X-Request-Id, Retry-After, RateLimit, RateLimit-Policy");
@@ -779,7 +783,7 @@ static enum http_next before(struct http_req *r, void *arg) {
     http_reply(r, 204, NULL, NULL, 0);
     return HTTP_ANSWERED;
   }
-  return exempt(r->path) ? HTTP_CONTINUE : key_lookup(g, r) ? HTTP_HELD : limit(g, r);
+  return exempt(r->path) ? HTTP_CONTINUE : lookup_or_limit(g, r);
 }
 
 /* ---- life ---------------------------------------------------------------- */
@@ -907,11 +911,6 @@ int gate_create(struct gate **out, const struct gate_cfg *cfg, struct store *st,
     gate_identifiers_upgrade(st);
   if (!rc && (rc = view_load(g)))
     snprintf(err, errlen, "cannot load credentials");
-  if (!rc && (rc = hash_pool_create(&g->hashing, cfg->hash_threads, cfg->hash_queue,
-                                    cfg->hash_hold, m)))
-    snprintf(err, errlen, "cannot start %d password hashing threads with a queue of %d: "
-             "--auth-hash-threads must be 1 to 256 and --auth-hash-queue 0 to 1000000",
-             cfg->hash_threads, cfg->hash_queue);
   g->cfg.jwt_secret = NULL;   /* not kept: the config owns it */
   g->cfg.cors_origins = NULL;
   if (rc) {
@@ -961,7 +960,6 @@ void gate_destroy(struct gate *g) {
     periodic_stop(g->refresher);
     flush_used(g);
   }
-  hash_pool_destroy(g->hashing);
   view_free(g->view);
   cache_destroy_all(g);
   limiter_destroy(g->limiter);

@@ -8,7 +8,7 @@
  * reloaded in the background every --gate-refresh (and at once after a
  * change made here, or, with a broker, on another instance). A key the
  * view does not hold yet is looked up once in the database before it is
- * refused (on the worker pool; bounded by --key-lookups and a memory of
+ * refused (on the store pool; bounded by --key-lookups and a memory of
  * absent keys kept for --gate-refresh).
  *
  * Invariants: passwords are stored only as argon2id hashes, refresh tokens
@@ -50,9 +50,6 @@ struct gate_cfg {
   uint64_t cache_ttl_ms;       /* in-process tier; 0 = off */
   uint64_t cache_redis_ttl_ms; /* Redis tier (with a broker); 0 = off */
   int cache_entries;           /* per cache, in-process */
-  int hash_threads;            /* password hashes running at once */
-  int hash_queue;              /* password hashes waiting; more are refused (503) */
-  char *hash_hold;             /* tests: while this file exists hashes wait; "" off */
 };
 
 extern const struct cfg_opt gate_cfg_opts[];

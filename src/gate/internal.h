@@ -66,8 +66,6 @@ struct gate {
   struct cache *devices;
   struct hub *hub;
   struct metrics *metrics;
-  /* hashpool.c */
-  struct hash_pool *hashing;
 };
 
 void cache_on_control(const char *kind, const char *payload, size_t len, void *arg);
@@ -124,23 +122,6 @@ void sha256_hex(const void *data, size_t n, char out[65]);
 const char *now_text(void);
 /* The JSON body of a request as an object, or an answer and NULL. */
 json_t *gate_body(struct http_req *r);
-
-/* hashpool.c: password hashing on threads of its own with a bounded queue
- * (see the file's comment). work runs on a pool thread; done on r's loop,
- * with ran false when the job was dropped because its client went away
- * (then r may be a blank request whose answer goes nowhere). */
-struct hash_pool;
-typedef void (*hash_work_fn)(void *arg);
-typedef void (*hash_done_fn)(struct http_req *r, void *arg, bool ran);
-int hash_pool_create(struct hash_pool **out, int threads, int queue, const char *hold_path,
-                     struct metrics *m);
-void hash_pool_destroy(struct hash_pool *p); /* after every loop stopped */
-void hash_pool_loop_start(struct hash_pool *p, uv_loop_t *loop, int index);
-void hash_pool_loop_stop(struct hash_pool *p, int index);
-/* Queues work for r (held until done runs). GROVE_EBUSY when every thread
- * is busy and the queue is full: answer 503 at once. */
-int hash_pool_submit(struct hash_pool *p, struct http_req *r, hash_work_fn work,
-                     hash_done_fn done, void *arg);
 
 /* auth.c / admin.c */
 int gate_auth_routes(struct gate *g, struct router *r, char *err, size_t errlen);

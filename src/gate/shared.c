@@ -328,7 +328,6 @@ int gate_share(struct gate *g, const char *url, int nloops, char *err, size_t er
 }
 
 void gate_loop_start(struct gate *g, uv_loop_t *loop, int index) {
-  hash_pool_loop_start(g->hashing, loop, index);
   if (index >= g->nshared)
     return;
   struct shared_loop *sl = &g->shared[index];
@@ -341,7 +340,6 @@ void gate_loop_start(struct gate *g, uv_loop_t *loop, int index) {
 }
 
 void gate_loop_stop(struct gate *g, int index) {
-  hash_pool_loop_stop(g->hashing, index);
   if (index >= g->nshared)
     return;
   struct shared_loop *sl = &g->shared[index];

@@ -3,6 +3,7 @@
  * InfluxDB and Telegraf use), x-gzip (§8.4.1.3), deflate (zlib, or a raw
  * deflate stream as some clients send) and identity, in the order they
  * were applied. Anything else is 415 UNSUPPORTED_ENCODING. */
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <zlib.h>
@@ -173,24 +174,115 @@ int http_body_decode(const char *encoding, const void *in, size_t n, size_t max,
   return 0;
 }
 
-/* ---- on a request ------------------------------------------------------- */
+/* ---- on a request -------------------------------------------------------
+ * The server decodes before the handler runs (body_decode_first): on the
+ * loop while the result stays under INLINE_MAX, else again on the CPU
+ * pool up to --max-body-decoded, so inflating a large body never holds a
+ * loop. The outcome waits in the request's state; http_req_decode hands
+ * it over with the route's own maximum. */
+
+#define INLINE_MAX (1u << 20)
+
+/* The outcome of a decode into the request's state. */
+static void decoded(struct http_conn *c, int rc, const struct http_body_error *err) {
+  struct http_state *hs = c->hs;
+  struct http_req *r = &hs->req;
+  if (rc) {
+    hs->dec_rc = rc;
+    hs->dec_err = *err;
+    return;
+  }
+  r->body = hs->body_dec.data ? hs->body_dec.data : "";
+  r->body_len = hs->body_dec.len;
+  r->body_decoded = true;
+  hs->predecoded = true;
+}
+
+struct decode_job {
+  struct http_conn *c;
+  void (*then)(struct http_conn *c);
+  const char *enc;          /* the request's header: stable while it is handled */
+  const char *in;
+  size_t n, max;
+  struct buf *out;          /* the request's body_dec: only this job touches it meanwhile */
+  int rc;
+  struct http_body_error err;
+};
+
+static void decode_work(void *arg) {
+  struct decode_job *j = arg;
+  struct buf scratch;
+  buf_init(&scratch, 0);
+  j->rc = http_body_decode(j->enc, j->in, j->n, j->max, j->out, &scratch, &j->err);
+  buf_release(&scratch);
+}
+
+static void decode_done(struct http_req *r, void *arg) {
+  struct decode_job *j = arg;
+  if (r->conn) {
+    decoded(j->c, j->rc, &j->err);
+    j->then(j->c);
+  }
+  free(j);
+}
+
+bool body_decode_first(struct http_conn *c, void (*then)(struct http_conn *c)) {
+  struct http_state *hs = c->hs;
+  struct http_req *r = &hs->req;
+  const char *enc = http_header_get(r, "content-encoding");
+  if (!enc || !r->body_len || r->body_decoded)
+    return false;
+  size_t max = c->lp->srv->cfg.max_body_decoded;
+  struct http_body_error err;
+  struct buf scratch;
+  buf_init(&scratch, 0);
+  int rc = http_body_decode(enc, r->body, r->body_len, max < INLINE_MAX ? max : INLINE_MAX,
+                            &hs->body_dec, &scratch, &err);
+  buf_release(&scratch);
+  if (rc != GROVE_ETOOBIG || max <= INLINE_MAX) {
+    decoded(c, rc, &err);
+    return false;
+  }
+  /* larger than the loop may inflate: again on the CPU pool */
+  struct decode_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    decoded(c, GROVE_ENOMEM,
+            &(struct http_body_error){503, "OUT_OF_MEMORY", "server is out of memory"});
+    return false;
+  }
+  *j = (struct decode_job){c, then, enc, r->body, r->body_len, max, &hs->body_dec, 0, {0}};
+  if (http_req_defer(r, HTTP_POOL_CPU, decode_work, decode_done, j))
+    free(j); /* answered 503 */
+  return true;
+}
 
 int http_req_decode(struct http_req *r, size_t max, struct http_body_error *err) {
   set_err(err, 0, NULL, NULL);
   struct http_conn *c = r->conn;
-  if (r->body_decoded)
-    return 0;
-  const char *enc = http_header_get(r, "content-encoding");
-  if (!enc) {
-    r->body_decoded = true;
-    return 0;
-  }
   if (!c || !c->hs) {
+    if (r->body_decoded)
+      return 0;
     set_err(err, 503, "UNAVAILABLE", "the request is gone");
     return GROVE_ECLOSED;
   }
   if (!max)
     max = c->lp->srv->cfg.max_body;
+  if (c->hs->dec_rc) {
+    *err = c->hs->dec_err;
+    return c->hs->dec_rc;
+  }
+  if (r->body_decoded) {
+    if (c->hs->predecoded && r->body_len > max) {
+      set_err(err, 413, "BODY_TOO_LARGE", "the decoded request body is too large");
+      return GROVE_ETOOBIG;
+    }
+    return 0;
+  }
+  const char *enc = http_header_get(r, "content-encoding");
+  if (!enc) {
+    r->body_decoded = true;
+    return 0;
+  }
   struct buf scratch;
   buf_init(&scratch, 0);
   int rc = http_body_decode(enc, r->body, r->body_len, max, &c->hs->body_dec, &scratch, err);
@@ -202,7 +294,6 @@ int http_req_decode(struct http_req *r, size_t max, struct http_body_error *err)
   r->body_decoded = true;
   return 0;
 }
-
 bool http_req_body(struct http_req *r, size_t max) {
   struct http_body_error err;
   if (http_req_decode(r, max, &err) == 0)

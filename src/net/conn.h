@@ -8,10 +8,14 @@
 #ifndef GROVE_CONN_H
 #define GROVE_CONN_H
 
+#include <pthread.h>
+
 #include "net/http.h"
 #include "net/http_parse.h"
 
 struct route;
+struct pool;
+struct defer;
 struct ws;
 struct sse;
 
@@ -24,6 +28,9 @@ struct http_state {
   char vary[128];         /* Vary tokens, comma-separated: sent as one header */
   struct buf route_path;  /* scratch copy of the path for parameters */
   struct buf body_dec;    /* the body with its Content-Encoding undone */
+  int dec_rc;             /* the server's decode failed (body.c): its code */
+  struct http_body_error dec_err; /* …and answer, for http_req_decode */
+  bool predecoded;        /* the body was decoded before the handler ran */
   struct route *route;
   uint64_t start_ns;
   bool continue_sent;
@@ -46,6 +53,11 @@ struct loop_ctx {
   char date[40];            /* "Date: …\r\n" cached per second */
   size_t date_len;
   struct buf out;           /* responses are built here, then written */
+  /* pool jobs of this loop's requests (server.c) */
+  uv_async_t pool_async;    /* a pool thread finished one: hand it back */
+  pthread_mutex_t pool_mu;
+  struct defer *done_jobs;  /* handed back, newest first; under pool_mu */
+  int jobs;                 /* queued or running, not yet handed back */
   char readbuf[64 * 1024];  /* shared by every read on this loop */
 };
 
@@ -63,6 +75,7 @@ struct http_conn {
   } up;
   int handles_open;        /* tcp + timer */
   int works;               /* deferred work in flight */
+  struct defer *jobs;      /* its pool jobs in flight (dropped if it goes) */
   bool busy;               /* a request is being handled */
   bool dispatching;        /* inside the handler call */
   bool closing;
@@ -83,6 +96,7 @@ struct http_server {
   int port;
   struct metric *open_conns;
   struct metric *accepted;
+  struct pool *pools[HTTP_POOLS];
 };
 
 /* Fault injection for tests and fuzzing (as SQLite's test hooks): when
@@ -130,6 +144,11 @@ uint16_t ws_codec_close_code(const struct ws *ws);
 bool ws_codec_idle(const struct ws *ws);
 void ws_codec_destroy(struct ws *ws);
 bool utf8_valid(const uint8_t *s, size_t n);
+
+/* body.c: decodes r's body before its handler runs (see http.h). Returns
+ * true when that went to the CPU pool: `then` runs the handler once it is
+ * done (or the request was answered 503); false to run the handler now. */
+bool body_decode_first(struct http_conn *c, void (*then)(struct http_conn *c));
 
 /* response.c */
 void http_finish(struct http_req *r, int status);

@@ -3,7 +3,7 @@
  * One libuv loop per thread, each with its own SO_REUSEPORT listener, so
  * the kernel spreads connections across cores. A connection lives on one
  * loop for its whole life; handlers run on that loop and must not block
- * (blocking work goes to the worker pool, see http_req_defer).
+ * (blocking work goes to one of the server's pools, see http_req_defer).
  *
  * A handler answers with exactly one http_reply* call, now or later on the
  * same loop. Requests on one connection are answered in order: while one
@@ -44,6 +44,12 @@ struct http_cfg {
   char *web_root;        /* static files; "" = none; "auto": found by grove serve */
   uint64_t shutdown_timeout_ms;
   bool access_log;
+  uint64_t max_body_decoded; /* bytes a Content-Encoding may inflate a body to */
+  /* the pools (http_req_defer): threads, and jobs that may wait for one */
+  int pool_store_threads, pool_store_queue;
+  int pool_cpu_threads, pool_cpu_queue;
+  int pool_wait_threads, pool_wait_queue;
+  char *pool_cpu_hold;   /* tests: while this file exists cpu jobs wait; "" off */
 };
 
 extern const struct cfg_opt http_cfg_opts[];
@@ -98,8 +104,11 @@ long http_query_get(const struct http_req *r, const char *name, int nth,
  * 415 UNSUPPORTED_ENCODING (with Accept-Encoding naming what is taken).
  * Corrupt or truncated input, or bytes after the last gzip member that do
  * not start another, are 400 BAD_GZIP (BAD_DEFLATE); a decoded body over
- * `max` bytes is 413 BODY_TOO_LARGE. Decoding runs on the caller's thread
- * (the request's loop) and is bounded by `max`. */
+ * `max` bytes (and never more than --max-body-decoded) is 413
+ * BODY_TOO_LARGE. The server decodes before the handler runs: a body that
+ * inflates to at most 1 MiB on the loop, a larger one on the CPU pool
+ * (then the handler runs once it is done; 503 BUSY when that pool is
+ * full), so these calls only hand over the outcome. */
 struct http_body_error {
   int status;          /* 400, 413, 415 or 503; 0 when there was none */
   const char *code;    /* "BAD_GZIP", … (static) */
@@ -160,12 +169,40 @@ void http_reply_error(struct http_req *r, int status, const char *code,
                       const char *message, json_t *details);
 const char *http_status_text(int status);
 
-/* Runs work(arg) on the worker pool, then done(r, arg) back on the
- * request's loop. If the client went away meanwhile, done still runs and
- * its reply is dropped. Returns 0 or a GROVE_E* code (then nothing runs). */
+/* ---- work off the loop --------------------------------------------------
+ * Blocking work runs on one of the server's three pools, each with its own
+ * threads and a bounded queue, so one kind of work that fills its pool
+ * cannot hold up another (docs/platform.md, "Work off the loop"):
+ *   HTTP_POOL_STORE  short store work: database reads and writes, the
+ *                    group-commit wait of a write, file reads
+ *                    (--pool-store-threads, --pool-store-queue)
+ *   HTTP_POOL_CPU    CPU-heavy work: password hashing (argon2), large
+ *                    Content-Encoding inflates (--pool-cpu-*)
+ *   HTTP_POOL_WAIT   long waits on other servers: model answers, streamed
+ *                    answers (--pool-wait-*)
+ * A job of the cpu or wait pool whose client goes away (closes or resets
+ * its connection) before it starts is dropped: done runs with a request
+ * whose conn is NULL. */
+enum http_pool { HTTP_POOL_STORE, HTTP_POOL_CPU, HTTP_POOL_WAIT };
+#define HTTP_POOLS 3
+
+/* Runs work(arg) on `pool`, then done(r, arg) back on the request's loop.
+ * If the client went away meanwhile, done still runs with r->conn NULL and
+ * must only free arg. Returns 0, or a GROVE_E* code when nothing was
+ * queued: the request is then answered already (503 BUSY with
+ * Retry-After: 1 and details {"pool","retry_after_s"} when the pool's
+ * queue is full, 503 OUT_OF_MEMORY; nothing when the connection is
+ * closing) and the caller frees arg and returns. */
 typedef void (*http_work_fn)(void *arg);
 typedef void (*http_done_fn)(struct http_req *r, void *arg);
-int http_req_defer(struct http_req *r, http_work_fn work, http_done_fn done, void *arg);
+int http_req_defer(struct http_req *r, enum http_pool pool, http_work_fn work,
+                   http_done_fn done, void *arg);
+/* Runs work(arg) on `pool`, tied to no request (a streamed answer that
+ * goes on after r is answered): work owns arg and frees it. The server
+ * waits for such jobs when it stops (http_server_run returns after
+ * them). Returns 0 (the caller answers r), or a GROVE_E* code with r
+ * answered as http_req_defer does (the caller frees arg). */
+int http_req_spawn(struct http_req *r, enum http_pool pool, http_work_fn work, void *arg);
 
 /* ---- routing ----------------------------------------------------------- */
 
@@ -332,7 +369,8 @@ struct http_server_hooks {
 int http_server_create(struct http_server **out, const struct http_cfg *cfg,
                        struct router *router, struct metrics *metrics,
                        const struct http_server_hooks *hooks);
-/* Runs the loops until http_server_stop; blocks the calling thread. */
+/* Runs the loops until http_server_stop; blocks the calling thread. Then
+ * waits for the pools' jobs still running (http_req_spawn's). */
 int http_server_run(struct http_server *s);
 /* Thread- and signal-safe: stops accepting, finishes in-flight requests,
  * closes idle and upgraded connections, then http_server_run returns. */

@@ -18,12 +18,14 @@
 #include "core/metrics.h"
 #include "core/util.h"
 #include "net/conn.h"
+#include "net/pool.h"
 #include "net/router.h"
 
 #define LINGER_MS 2000
 #define PENDING_MAX (256 * 1024) /* read no more while a request is handled */
 
 static void process(struct http_conn *c, const char *data, size_t n);
+static void conn_cancel_jobs(struct http_conn *c);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b);
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b);
 
@@ -44,6 +46,14 @@ const struct cfg_opt http_cfg_opts[] = {
     CFG_OPT(struct http_cfg, "web-root", CFG_STR, web_root, "auto", "folder of the web console's static files; auto: the installed console, else ./web, else the source tree's; empty: none"),
     CFG_OPT(struct http_cfg, "shutdown-timeout", CFG_MS, shutdown_timeout_ms, "10s", "on SIGTERM, time allowed for in-flight requests"),
     CFG_OPT(struct http_cfg, "access-log", CFG_BOOL, access_log, "true", "log one line per request"),
+    CFG_OPT(struct http_cfg, "max-body-decoded", CFG_SIZE, max_body_decoded, "64m", "largest a request body may inflate to through its Content-Encoding (a route may take less: --max-body for most); more is answered 413"),
+    CFG_OPT(struct http_cfg, "pool-store-threads", CFG_INT, pool_store_threads, "4", "threads for short store work: database calls, the wait for a write's fsync, file reads"),
+    CFG_OPT(struct http_cfg, "pool-store-queue", CFG_INT, pool_store_queue, "1024", "store jobs that may wait for a thread; more are answered 503 BUSY with Retry-After"),
+    CFG_OPT(struct http_cfg, "pool-cpu-threads", CFG_INT, pool_cpu_threads, "2", "threads for CPU-heavy work: password hashing (argon2), inflating large request bodies"),
+    CFG_OPT(struct http_cfg, "pool-cpu-queue", CFG_INT, pool_cpu_queue, "16", "CPU jobs that may wait for a thread; more are answered 503 BUSY with Retry-After"),
+    CFG_OPT(struct http_cfg, "pool-wait-threads", CFG_INT, pool_wait_threads, "8", "threads for long waits on other servers: model answers, streamed answers"),
+    CFG_OPT(struct http_cfg, "pool-wait-queue", CFG_INT, pool_wait_queue, "16", "long waits that may wait for a thread; more are answered 503 BUSY with Retry-After"),
+    CFG_OPT(struct http_cfg, "pool-cpu-hold", CFG_STR, pool_cpu_hold, "", "tests only: while this file exists, jobs of the cpu pool wait before they start (empty: off)"),
 };
 const size_t http_cfg_nopts = ARRAY_LEN(http_cfg_opts);
 
@@ -197,6 +207,7 @@ void conn_close(struct http_conn *c) {
   if (c->closing)
     return;
   c->closing = true;
+  conn_cancel_jobs(c);
   struct loop_ctx *lp = c->lp;
   if (c->prev)
     c->prev->next = c->next;
@@ -428,8 +439,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     uv_read_stop(s);
     c->reading = false;
     c->peer_eof = true;
-    if (c->kind == CONN_HTTP && c->busy)
+    if (c->kind == CONN_HTTP && c->busy) {
+      conn_cancel_jobs(c); /* a job not started yet is dropped */
       return; /* answer, then close */
+    }
     conn_close(c);
     return;
   }
@@ -476,6 +489,8 @@ static void dispatch(struct http_conn *c) {
   hs->start_ns = clock_mono_ns();
   buf_reset(&hs->res_headers);
   hs->vary[0] = '\0';
+  hs->dec_rc = 0;
+  hs->predecoded = false;
   uv_timer_stop(&c->timer);
   int bad = http_in_request(&hs->in, r);
   set_request_id(r);
@@ -500,6 +515,16 @@ out:
   c->dispatching = false;
 }
 
+/* Runs the matched route's handler once the CPU pool decoded the body. */
+static void run_handler(struct http_conn *c) {
+  bool outer = c->dispatching;
+  c->dispatching = true;
+  c->hs->route->fn(&c->hs->req);
+  c->dispatching = outer;
+  if (!outer && !c->busy && !c->closing)
+    drain_pending(c);
+}
+
 /* The routing half of dispatch: after the before-hook let r through. */
 static void route_request(struct http_conn *c) {
   struct http_state *hs = c->hs;
@@ -518,7 +543,7 @@ static void route_request(struct http_conn *c) {
     hs->route = route;
     r->route = route->pattern;
     r->app = route->app;
-    if (router_authorize(srv->router, route, r))
+    if (router_authorize(srv->router, route, r) && !body_decode_first(c, run_handler))
       route->fn(r);
   } else if (m == ROUTE_BAD_METHOD) {
     if (strcmp(r->method, "OPTIONS") == 0) {
@@ -571,24 +596,61 @@ void http_req_continue(struct http_req *r) {
 /* ------------------------------------------------------------------------ */
 /* deferred work */
 
+/* A job of a pool for a request (c set) or for no request (spawned). It
+ * stays on its connection's list until handed back, so a client that goes
+ * can drop it while it is still queued. */
 struct defer {
-  uv_work_t w;
+  struct pool_job job;          /* first: the pool's view */
+  struct defer *fnext;          /* the loop's finished list, under pool_mu */
+  struct defer *cprev, *cnext;  /* the connection's jobs (loop thread) */
+  struct loop_ctx *lp;          /* NULL: spawned */
   struct http_conn *c;
+  struct pool *pool;
+  bool droppable;               /* cpu and wait jobs: dropped when the client goes */
+  bool ran;
   http_work_fn work;
   http_done_fn done;
   void *arg;
 };
 
-static void defer_work(uv_work_t *w) {
-  struct defer *d = (struct defer *)w;
-  d->work(d->arg);
+/* Hands d back to its loop (any thread). Once on the list the loop may
+ * free d: nothing here touches it after. */
+static void defer_hand_back(struct defer *d) {
+  struct loop_ctx *lp = d->lp;
+  pthread_mutex_lock(&lp->pool_mu);
+  d->fnext = lp->done_jobs;
+  lp->done_jobs = d;
+  uv_async_send(&lp->pool_async);
+  pthread_mutex_unlock(&lp->pool_mu);
 }
 
-static void defer_after(uv_work_t *w, int status) {
-  struct defer *d = (struct defer *)w;
+static void defer_run(struct pool_job *j, bool cancelled) {
+  struct defer *d = (struct defer *)j;
+  if (!cancelled) {
+    d->work(d->arg);
+    d->ran = true;
+  }
+  if (!d->lp) { /* spawned: the work owned its argument */
+    free(d);
+    return;
+  }
+  defer_hand_back(d);
+}
+
+/* On the loop: the job is back (done, or dropped before it ran). */
+static void defer_complete(struct defer *d) {
   struct http_conn *c = d->c;
-  (void)status;
+  struct loop_ctx *lp = d->lp;
+  if (d->cprev)
+    d->cprev->cnext = d->cnext;
+  else
+    c->jobs = d->cnext;
+  if (d->cnext)
+    d->cnext->cprev = d->cprev;
   c->works--;
+  lp->jobs--;
+  if (!d->ran && !c->closing)
+    conn_close(c); /* dropped because the client went: nothing to answer */
   if (c->closing) {
     /* the client went away: let done clean up; its reply is dropped */
     struct http_req gone = {0};
@@ -599,25 +661,93 @@ static void defer_after(uv_work_t *w, int status) {
     d->done(&c->hs->req, d->arg);
   }
   free(d);
+  if (lp->stopping)
+    loop_maybe_finish(lp);
 }
 
-int http_req_defer(struct http_req *r, http_work_fn work, http_done_fn done, void *arg) {
+static void on_pool_done(uv_async_t *a) {
+  struct loop_ctx *lp = a->data;
+  pthread_mutex_lock(&lp->pool_mu);
+  struct defer *list = lp->done_jobs, *fifo = NULL;
+  lp->done_jobs = NULL;
+  pthread_mutex_unlock(&lp->pool_mu);
+  while (list) { /* the list is newest first: hand back in the order finished */
+    struct defer *next = list->fnext;
+    list->fnext = fifo;
+    fifo = list;
+    list = next;
+  }
+  while (fifo) {
+    struct defer *next = fifo->fnext;
+    defer_complete(fifo);
+    fifo = next;
+  }
+}
+
+/* The client went away (closed, reset, or half-closed while its request
+ * waits): its queued cpu and wait jobs leave their pools unrun and come
+ * back through the loop's list, never inside this call. */
+static void conn_cancel_jobs(struct http_conn *c) {
+  for (struct defer *d = c->jobs; d; d = d->cnext)
+    if (d->droppable && pool_cancel(d->pool, &d->job))
+      defer_hand_back(d);
+}
+
+static void answer_busy(struct http_req *r, struct pool *p) {
+  char msg[128];
+  snprintf(msg, sizeof msg, "the server's %s pool is full; retry after the time given",
+           pool_name(p));
+  http_res_header(r, "Retry-After", "1");
+  http_reply_error(r, 503, "BUSY", msg,
+                   json_pack("{s:s,s:i}", "pool", pool_name(p), "retry_after_s", 1));
+}
+
+static int defer_start(struct http_req *r, enum http_pool pool, http_work_fn work,
+                       http_done_fn done, void *arg, bool spawn) {
   struct http_conn *c = r->conn;
   if (!c || c->closing)
     return GROVE_ECLOSED;
-  struct defer *d = malloc(sizeof *d);
-  if (!d)
+  struct pool *p = c->lp->srv->pools[pool];
+  struct defer *d = calloc(1, sizeof *d);
+  if (!d) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     return GROVE_ENOMEM;
-  d->c = c;
+  }
+  d->job.run = defer_run;
+  d->pool = p;
   d->work = work;
   d->done = done;
   d->arg = arg;
-  if (uv_queue_work(&c->lp->loop, &d->w, defer_work, defer_after) < 0) {
+  d->droppable = pool != HTTP_POOL_STORE;
+  if (!spawn) {
+    d->lp = c->lp;
+    d->c = c;
+  }
+  if (pool_submit(p, &d->job)) {
     free(d);
+    answer_busy(r, p);
     return GROVE_EBUSY;
   }
+  if (spawn)
+    return 0; /* d is the pool's now */
+  /* on the loop thread: a pool thread can hand d back only to this loop,
+   * which reads these after this callback returns */
+  d->cnext = c->jobs;
+  if (c->jobs)
+    c->jobs->cprev = d;
+  c->jobs = d;
   c->works++;
+  c->lp->jobs++;
   return 0;
+}
+
+int http_req_defer(struct http_req *r, enum http_pool pool, http_work_fn work, http_done_fn done,
+                   void *arg) {
+  return defer_start(r, pool, work, done, arg, false);
+}
+
+int http_req_spawn(struct http_req *r, enum http_pool pool, http_work_fn work, void *arg) {
+  return defer_start(r, pool, work, NULL, arg, true);
 }
 
 void http_req_peer(const struct http_req *r, char *out, size_t n) {
@@ -801,9 +931,10 @@ static void on_stop_timer(uv_timer_t *t) {
 }
 
 static void loop_maybe_finish(struct loop_ctx *lp) {
-  if (!lp->stopping || lp->nconns || lp->nclosing || lp->finished)
+  if (!lp->stopping || lp->nconns || lp->nclosing || lp->jobs || lp->finished)
     return;
   lp->finished = true;
+  uv_close((uv_handle_t *)&lp->pool_async, NULL);
   if (lp->srv->hooks.loop_stop)
     lp->srv->hooks.loop_stop(&lp->loop, lp->index, lp->srv->hooks.arg);
   uv_close((uv_handle_t *)&lp->stop_async, NULL);
@@ -901,11 +1032,16 @@ int http_server_create(struct http_server **out, const struct http_cfg *cfg,
     lp->stop_async.data = lp;
     uv_timer_init(&lp->loop, &lp->stop_timer);
     lp->stop_timer.data = lp;
+    uv_async_init(&lp->loop, &lp->pool_async, on_pool_done);
+    lp->pool_async.data = lp;
+    pthread_mutex_init(&lp->pool_mu, NULL);
     if ((rc = open_listener(lp, &ss, &s->port))) {
       log_error(NULL, "cannot listen", "listen=%s error=\"%s\"", cfg->listen,
                 rc == GROVE_EBUSY ? "address in use" : strerror(errno));
       uv_close((uv_handle_t *)&lp->stop_async, NULL);
       uv_close((uv_handle_t *)&lp->stop_timer, NULL);
+      uv_close((uv_handle_t *)&lp->pool_async, NULL);
+      pthread_mutex_destroy(&lp->pool_mu);
       uv_run(&lp->loop, UV_RUN_DEFAULT);
       uv_loop_close(&lp->loop);
       free(lp);
@@ -914,6 +1050,18 @@ int http_server_create(struct http_server **out, const struct http_cfg *cfg,
       break;
     }
   }
+  const struct pool_cfg pools[HTTP_POOLS] = {
+      [HTTP_POOL_STORE] = {"store", cfg->pool_store_threads, cfg->pool_store_queue, NULL},
+      [HTTP_POOL_CPU] = {"cpu", cfg->pool_cpu_threads, cfg->pool_cpu_queue, cfg->pool_cpu_hold},
+      [HTTP_POOL_WAIT] = {"wait", cfg->pool_wait_threads, cfg->pool_wait_queue, NULL},
+  };
+  for (int i = 0; i < HTTP_POOLS && !rc; i++)
+    if ((rc = pool_create(&s->pools[i], &pools[i], metrics)))
+      log_error(NULL, "cannot start a worker pool",
+                "pool=%s threads=%d queue=%d error=\"%s\"", pools[i].name, pools[i].threads,
+                pools[i].queue,
+                rc == GROVE_EINVAL ? "--pool-*-threads must be 1 to 1024 and --pool-*-queue 0 to 1000000"
+                                   : "out of memory");
   if (rc) {
     http_server_destroy(s);
     return rc;
@@ -933,6 +1081,11 @@ int http_server_run(struct http_server *s) {
   loop_thread(s->loops[0]);
   for (int i = 1; i < s->nloops; i++)
     uv_thread_join(&s->loops[i]->thread);
+  /* every request's job came back before its loop ended; spawned ones
+   * (streamed answers) may still run: the apps stop after them */
+  for (int i = 0; i < HTTP_POOLS; i++)
+    if (s->pools[i])
+      pool_drain(s->pools[i]);
   return 0;
 }
 
@@ -961,8 +1114,11 @@ void http_server_destroy(struct http_server *s) {
     uv_run(&lp->loop, UV_RUN_DEFAULT);
     uv_loop_close(&lp->loop);
     buf_release(&lp->out);
+    pthread_mutex_destroy(&lp->pool_mu);
     free(lp);
   }
   free(s->loops);
+  for (int i = 0; i < HTTP_POOLS; i++)
+    pool_destroy(s->pools[i]);
   free(s);
 }

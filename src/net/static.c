@@ -1,6 +1,6 @@
 /* static.c — files of the web console from the web root, and Debian's
  * packaged JavaScript libraries under /javascript/, with ETag,
- * Last-Modified and Cache-Control. Files are read on the worker pool. */
+ * Last-Modified and Cache-Control. Files are read on the store pool. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -151,10 +151,8 @@ static void handle(struct http_req *r) {
   memcpy(j->path + n, p, pl + 1);
   if (pl && p[pl - 1] == '/')
     strcat(j->path, "index.html");
-  if (http_req_defer(r, read_file, file_done, j)) {
+  if (http_req_defer(r, HTTP_POOL_STORE, read_file, file_done, j))
     free(j);
-    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
-  }
 }
 
 int static_create(struct static_root **out, struct router *rt, const char *dir) {

@@ -4,7 +4,7 @@
  * "postgres" (libpq) implement struct store_driver; --store picks one
  * ("sqlite", "sqlite:/path/file.db" or "postgres://…"). Connections come
  * from a pool; every call blocks, so callers on an event loop run them on
- * the worker pool (http_req_defer). Thread-safe.
+ * the store pool (http_req_defer(r, HTTP_POOL_STORE, …)). Thread-safe.
  *
  * SQL uses PostgreSQL's $1, $2 … placeholders for both drivers; values go
  * in and come out as text (NULL for SQL NULL). */

@@ -143,58 +143,61 @@ def test_refresh_racing_logout_never_outlives_it_on_postgres():
 
 # ---- 10.7: password hashing cannot starve the rest ------------------------------
 
-def metric(grove, name):
+def metric(grove, name, pool=None):
     import re
     body = grove.request("GET", "/metrics").body.decode()
-    m = re.search(r"^%s(?:\{\})? ([0-9.e+-]+)$" % re.escape(name), body, re.M)
+    labels = r'\{pool="%s"\}' % pool if pool else r"(?:\{\})?"
+    m = re.search(r"^%s%s ([0-9.e+-]+)$" % (re.escape(name), labels), body, re.M)
     return float(m.group(1)) if m else None
 
 
-def test_a_full_hash_queue_refuses_sign_ins_while_reads_are_answered():
+def test_a_full_cpu_pool_refuses_sign_ins_while_reads_are_answered():
     import tempfile
     from grove import read_response
     hold = tempfile.NamedTemporaryFile(prefix="grove-hold-", delete=False)
     hold.close()
-    srv = Grove("--auth-hash-threads", "1", "--auth-hash-queue", "1", "--auth-hash-hold", hold.name,
+    srv = Grove("--pool-cpu-threads", "1", "--pool-cpu-queue", "1", "--pool-cpu-hold", hold.name,
                 "--rate-anonymous", "0", "--rate-key", "0", *FAST)
+    cpu = lambda name: metric(srv, name, "cpu")
     try:
         out = cli(srv, "key", "add", "ops", "--scopes", "read,admin")
         assert out.returncode == 0, out.stderr
         key = out.stdout.split()[1]
         keys = lambda: srv.request("GET", "/api/v1/keys", headers={"Authorization": "Bearer " + key})
         eventually(lambda: keys().status == 200, what="the new key seen by the server")
+        assert cpu("grove_pool_threads") == 1 and metric(srv, "grove_pool_threads", "store") == 4
         login = raw_post("/auth/login", {"email": "nobody@example.com", "password": "wrong password"})
         a = srv.connect(timeout=30)
         a.sendall(login)
-        eventually(lambda: metric(srv, "grove_auth_hash_running") == 1, what="first hash running")
+        eventually(lambda: cpu("grove_pool_active") == 1, what="first hash running")
         b = srv.connect(timeout=30)
         b.sendall(login)
-        eventually(lambda: metric(srv, "grove_auth_hash_queued") == 1, what="second hash queued")
+        eventually(lambda: cpu("grove_pool_queued") == 1, what="second hash queued")
         # the pool and its queue are full: the next sign-in is refused at once
         for body in ({"email": "x@example.com", "password": "wrong password"},
                      {"email": "new@example.com", "password": PASSWORD}):
             r = post("/auth/login" if "x@" in body["email"] else "/auth/register", body, grove=srv)
-            assert r.status == 503 and r.json()["error_code"] == "AUTH_BUSY", r.body
-            assert r.header("Retry-After") == "1" and r.json()["details"]["retry_after_s"] == 1
+            assert r.status == 503 and r.json()["error_code"] == "BUSY", r.body
+            assert r.header("Retry-After") == "1" and r.json()["details"] == {"pool": "cpu", "retry_after_s": 1}
         # meanwhile readiness, a database read and a refresh are answered
         assert srv.request("GET", "/ready").status == 200
         r = keys()
         assert r.status == 200 and r.json()["data"][0]["name"] == "ops", r.body
         assert post("/auth/refresh", {"refresh_token": "grt_" + "0" * 48}, grove=srv).status == 401
         assert srv.request("GET", "/health").status == 200
-        # ...while both sign-ins are still waiting on the hash pool
-        assert metric(srv, "grove_auth_hash_running") == 1 and metric(srv, "grove_auth_hash_queued") == 1
-        assert metric(srv, "grove_auth_hash_refused_total") == 2
+        # ...while both sign-ins are still waiting on the cpu pool
+        assert cpu("grove_pool_active") == 1 and cpu("grove_pool_queued") == 1
+        assert cpu("grove_pool_refused_total") == 2
         # a queued sign-in whose client left is dropped, never hashed
         b.close()
-        eventually(lambda: metric(srv, "grove_auth_hash_dropped_total") == 1, what="queued hash dropped")
-        assert metric(srv, "grove_auth_hash_queued") == 0
+        eventually(lambda: cpu("grove_pool_cancelled_total") == 1, what="queued hash dropped")
+        assert cpu("grove_pool_queued") == 0
         # let the held hash go: the first sign-in gets its real answer
         os.unlink(hold.name)
         r = read_response(a)
         a.close()
         assert r.status == 401 and r.json()["error_code"] == "INVALID_CREDENTIALS", r.body
-        eventually(lambda: metric(srv, "grove_auth_hash_running") == 0, what="pool idle")
+        eventually(lambda: cpu("grove_pool_active") == 0, what="pool idle")
         assert post("/auth/register", {"email": "new@example.com", "password": PASSWORD}, grove=srv).status == 201
     finally:
         if os.path.exists(hold.name):
@@ -202,13 +205,20 @@ def test_a_full_hash_queue_refuses_sign_ins_while_reads_are_answered():
         stop_all(srv)
 
 
-def test_hash_pool_options_are_checked():
-    out = subprocess.run([GROVE, "serve", "--auth-hash-threads", "0", "--listen", "127.0.0.1:0",
-                          "--data-dir", "/nonexistent/x"], capture_output=True, text=True, timeout=20)
-    assert out.returncode != 0
+def test_pool_options_are_checked():
+    for opt, value in (("--pool-cpu-threads", "0"), ("--pool-store-queue", "-1"), ("--pool-wait-threads", "5000")):
+        out = subprocess.run([GROVE, "serve", opt, value, "--listen", "127.0.0.1:0",
+                              "--data-dir", tempfile_dir()], capture_output=True, text=True, timeout=20)
+        assert out.returncode != 0 and "cannot start a worker pool" in out.stderr, (opt, out.stderr)
     help = subprocess.run([GROVE, "serve", "--help"], capture_output=True, text=True).stdout
-    for opt in ("--auth-hash-threads", "--auth-hash-queue", "--auth-hash-hold"):
+    for opt in ("--pool-store-threads", "--pool-store-queue", "--pool-cpu-threads", "--pool-cpu-queue",
+                "--pool-wait-threads", "--pool-wait-queue", "--pool-cpu-hold", "--max-body-decoded"):
         assert opt in help, opt
+
+
+def tempfile_dir():
+    import tempfile
+    return tempfile.mkdtemp(prefix="grove-pools-")
 
 
 # ---- 10.8: account names that look the same --------------------------------------

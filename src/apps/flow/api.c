@@ -75,12 +75,10 @@ static void *job_new(struct http_req *r, size_t size) {
   return j;
 }
 
-/* Runs a job on the worker pool; frees it and answers 503 when it cannot. */
+/* Runs a job on the store pool; frees it when it cannot (503 answered). */
 static void job_start(struct http_req *r, http_work_fn work, http_done_fn done, void *j) {
-  if (http_req_defer(r, work, done, j)) {
+  if (http_req_defer(r, HTTP_POOL_STORE, work, done, j))
     free(j);
-    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
-  }
 }
 
 /* ---- live state --------------------------------------------------------------------- */

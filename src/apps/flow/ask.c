@@ -20,8 +20,6 @@
 #include "core/buf.h"
 #include "core/jsonout.h"
 #include "core/util.h"
-#include <pthread.h>
-#include <stdatomic.h>
 
 #include "core/error.h"
 #include "core/log.h"
@@ -275,7 +273,6 @@ static json_t *answer(const char *question, json_t *stations, json_t *regions) {
 
 /* ---- with a model ---------------------------------------------------------------------- */
 
-#define MAX_STREAMS 4          /* model answers streaming at once */
 #define CONTEXT_STATIONS 20    /* the worst stations the model is shown */
 
 static const char system_prompt[] =
@@ -285,8 +282,6 @@ static const char system_prompt[] =
     "and CO in ppm, NO2 and SO2 in ppb). Name the stations or regions and the AQI you rely on. "
     "If the snapshot does not hold the answer, say so. Give health advice in the EPA's terms. "
     "Be brief.";
-
-static atomic_int streams;
 
 /* An entity as the model sees it: the figures, nothing else. */
 static json_t *brief(json_t *e) {
@@ -427,7 +422,9 @@ static void ask_done(struct http_req *r, void *arg) {
   ask_job_free(j);
 }
 
-static void *ask_stream_main(void *arg) {
+/* A streamed answer, on the wait pool after its request was answered 202;
+ * the server waits for it before the apps stop. */
+static void ask_stream(void *arg) {
   struct ask_job *j = arg;
   ask_model(j);
   if (j->pending.len)
@@ -437,8 +434,6 @@ static void *ask_stream_main(void *arg) {
   json_object_set_new(done, "type", json_string("done"));
   publish_piece(j, done);
   ask_job_free(j);
-  atomic_fetch_sub(&streams, 1);
-  return NULL;
 }
 
 void flow_handle_ask(struct http_req *r) {
@@ -484,36 +479,17 @@ void flow_handle_ask(struct http_req *r) {
     return;
   }
   if (!j->stream) {
-    if (http_req_defer(r, ask_model, ask_done, j)) {
+    if (http_req_defer(r, HTTP_POOL_WAIT, ask_model, ask_done, j))
       ask_job_free(j);
-      http_reply_error(r, 503, "BUSY", "server is busy", NULL);
-    }
     return;
   }
   id_hex(j->id, sizeof j->id);
   snprintf(j->topic, sizeof j->topic, "flow/answers/%s", j->id);
-  json_t *accepted = json_pack("{s:s,s:s}", "id", j->id, "topic", j->topic); /* j is the thread's */
-  pthread_t t;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  if (atomic_fetch_add(&streams, 1) >= MAX_STREAMS ||
-      pthread_create(&t, &attr, ask_stream_main, j)) {
-    atomic_fetch_sub(&streams, 1);
-    pthread_attr_destroy(&attr);
+  json_t *accepted = json_pack("{s:s,s:s}", "id", j->id, "topic", j->topic); /* j is the pool's */
+  if (http_req_spawn(r, HTTP_POOL_WAIT, ask_stream, j)) {
     ask_job_free(j);
     json_decref(accepted);
-    http_reply_error(r, 503, "BUSY", "the model is answering as many questions as it may; retry",
-                     NULL);
     return;
   }
-  pthread_attr_destroy(&attr);
   http_reply_data(r, 202, accepted, NULL);
-}
-
-void flow_ask_drain(void) {
-  for (int i = 0; i < 6000 && atomic_load(&streams) > 0; i++) { /* a minute at most */
-    struct timespec ts = {0, 10000000};
-    nanosleep(&ts, NULL);
-  }
 }

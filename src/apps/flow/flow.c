@@ -459,7 +459,6 @@ static void flow_free(struct flow *f) {
   if (station_sync.f == f)
     station_sync.f = NULL;
   pthread_mutex_unlock(&station_sync.lock);
-  flow_ask_drain();
   flow_engine_destroy(f->engine);
   series_close(f->series);
   free(f);

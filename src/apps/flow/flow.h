@@ -63,8 +63,6 @@ void flow_handle_points(struct http_req *r);
 void flow_handle_range(struct http_req *r);
 /* ask.c: */
 void flow_handle_ask(struct http_req *r);
-/* Waits for model answers still streaming (at stop). */
-void flow_ask_drain(void);
 
 /* `grove flow simulate` (simulate.c). */
 int flow_simulate(int argc, char **argv);

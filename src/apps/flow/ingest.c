@@ -607,10 +607,9 @@ void flow_write_start(struct http_req *r, struct flow *f, enum lp_precision prec
     return;
   j->prec = prec;
   j->api = api;
-  if (http_req_defer(r, write_work, write_done, j)) {
+  if (http_req_defer(r, HTTP_POOL_STORE, write_work, write_done, j)) {
     batch_release(&j->batch);
     free(j);
-    flow_reply_error(r, api, 503, "BUSY", "server is busy", NULL);
   }
 }
 
@@ -805,9 +804,8 @@ void flow_handle_readings(struct http_req *r) {
   struct readings_job *j = batch_job_new(r, f, sizeof *j);
   if (!j)
     return;
-  if (http_req_defer(r, readings_work, readings_done, j)) {
+  if (http_req_defer(r, HTTP_POOL_STORE, readings_work, readings_done, j)) {
     batch_release(&j->batch);
     free(j);
-    http_reply_error(r, 503, "BUSY", "server is busy", NULL);
   }
 }
