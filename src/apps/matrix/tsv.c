@@ -1,0 +1,219 @@
+/* tsv.c — the matrix app's reader of tab-separated data files (tsv.h). */
+#include "apps/matrix/tsv.h"
+
+#include "core/error.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MX_FILE_MAX (4u << 20)
+#define MX_COLS_MAX 32
+
+void mx_seterr(char *err, size_t errlen, const char *fmt, ...) {
+  if (!err || !errlen) return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+}
+
+/* ---- one file ------------------------------------------------------------- */
+
+static int read_file(const char *path, char **out, char *err, size_t errlen) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    mx_seterr(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return GROVE_EIO;
+  }
+  char *buf = malloc(MX_FILE_MAX + 1);
+  if (!buf) {
+    fclose(f);
+    return GROVE_ENOMEM;
+  }
+  size_t n = fread(buf, 1, MX_FILE_MAX + 1, f);
+  int bad = ferror(f);
+  fclose(f);
+  if (bad) {
+    free(buf);
+    mx_seterr(err, errlen, "cannot read '%s'", path);
+    return GROVE_EIO;
+  }
+  if (n > MX_FILE_MAX) {
+    free(buf);
+    mx_seterr(err, errlen, "data file '%s' is larger than %u bytes", path, MX_FILE_MAX);
+    return GROVE_EINVAL;
+  }
+  buf[n] = 0;
+  *out = buf;
+  return 0;
+}
+
+/* Splits line (modified in place) at tabs into cells; returns the count or
+ * -1 when there are more than max. */
+static int split_tabs(char *line, char **cells, int max) {
+  int n = 0;
+  for (char *p = line;;) {
+    if (n == max) return -1;
+    cells[n++] = p;
+    char *t = strchr(p, '\t');
+    if (!t) break;
+    *t = 0;
+    p = t + 1;
+  }
+  return n;
+}
+
+void mx_tsv_free_row(void *row, const struct mx_col *cols, size_t ncols) {
+  for (size_t i = 0; i < ncols; i++)
+    if (cols[i].type == C_DUP) free(*(char **)((char *)row + cols[i].off));
+}
+
+static int parse_cell(void *row, const struct mx_col *c, const char *cell, char *err, size_t errlen,
+                      const char *file, int line) {
+  char *dst = (char *)row + c->off;
+  if (!*cell && c->required) {
+    mx_seterr(err, errlen, "empty required cell in '%s': line=%d column='%s'", file, line, c->name);
+    return GROVE_EINVAL;
+  }
+  switch (c->type) {
+  case C_STR:
+    if (strlen(cell) >= c->size) {
+      mx_seterr(err, errlen, "cell too long in '%s': line=%d column='%s'", file, line, c->name);
+      return GROVE_EINVAL;
+    }
+    strcpy(dst, cell);
+    return 0;
+  case C_DUP: {
+    char *s = strdup(cell);
+    if (!s) return GROVE_ENOMEM;
+    *(char **)dst = s;
+    return 0;
+  }
+  case C_NUM: {
+    double v = NAN;
+    if (*cell) {
+      char *end;
+      errno = 0;
+      v = strtod(cell, &end);
+      if (errno || *end || !isfinite(v) || v < 0) {
+        mx_seterr(err, errlen, "bad number '%s' in '%s': line=%d column='%s'", cell, file, line,
+               c->name);
+        return GROVE_EINVAL;
+      }
+    }
+    *(double *)dst = v;
+    return 0;
+  }
+  case C_INT: {
+    long v = 0;
+    if (*cell) {
+      char *end;
+      errno = 0;
+      v = strtol(cell, &end, 10);
+      if (errno || *end || v < 0 || v > 100000000) {
+        mx_seterr(err, errlen, "bad integer '%s' in '%s': line=%d column='%s'", cell, file, line,
+               c->name);
+        return GROVE_EINVAL;
+      }
+    }
+    *(int *)dst = (int)v;
+    return 0;
+  }
+  }
+  return GROVE_EINVAL;
+}
+
+/* Reads dir/file into a new array of rows of rowsize bytes described by
+ * cols. On success *rows and *nrows are set (rows may be NULL when the
+ * file has only its header). */
+int mx_tsv_load(const char *dir, const char *file, const struct mx_col *cols, size_t ncols,
+                      size_t rowsize, void **rows, size_t *nrows, char *err, size_t errlen) {
+  char path[4096];
+  if ((size_t)snprintf(path, sizeof(path), "%s%s%s", dir ? dir : "", dir ? "/" : "", file) >=
+      sizeof(path)) {
+    mx_seterr(err, errlen, "file name too long: '%s'", file);
+    return GROVE_EINVAL;
+  }
+  char *text = NULL;
+  int rc = read_file(path, &text, err, errlen);
+  if (rc) return rc;
+
+  char *arr = NULL;
+  size_t n = 0, cap = 0;
+  int where[MX_COLS_MAX];
+  char *cells[MX_COLS_MAX];
+  int ncells_hdr = 0, lineno = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    lineno++;
+    size_t len = strlen(line);
+    if (len && line[len - 1] == '\r') line[len - 1] = 0;
+    if (!*line) continue;
+    int nc = split_tabs(line, cells, MX_COLS_MAX);
+    if (nc < 0) {
+      mx_seterr(err, errlen, "too many columns in '%s': line=%d", path, lineno);
+      rc = GROVE_EINVAL;
+      goto out;
+    }
+    if (!ncells_hdr) { /* the header */
+      ncells_hdr = nc;
+      for (size_t i = 0; i < ncols; i++) {
+        where[i] = -1;
+        for (int k = 0; k < nc; k++)
+          if (!strcmp(cells[k], cols[i].name)) where[i] = k;
+        if (where[i] < 0 && cols[i].required) {
+          mx_seterr(err, errlen, "missing column '%s' in '%s'", cols[i].name, path);
+          rc = GROVE_EINVAL;
+          goto out;
+        }
+      }
+      continue;
+    }
+    if (nc != ncells_hdr) {
+      mx_seterr(err, errlen, "line has %d cells, header has %d, in '%s': line=%d", nc, ncells_hdr,
+             path, lineno);
+      rc = GROVE_EINVAL;
+      goto out;
+    }
+    if (n == cap) {
+      size_t ncap = cap ? cap * 2 : 16;
+      char *grown = realloc(arr, ncap * rowsize);
+      if (!grown) {
+        rc = GROVE_ENOMEM;
+        goto out;
+      }
+      arr = grown;
+      cap = ncap;
+    }
+    void *row = arr + n * rowsize;
+    memset(row, 0, rowsize);
+    for (size_t i = 0; i < ncols; i++) {
+      rc = parse_cell(row, &cols[i], where[i] >= 0 ? cells[where[i]] : "", err, errlen, path,
+                      lineno);
+      if (rc) {
+        mx_tsv_free_row(row, cols, ncols);
+        goto out;
+      }
+    }
+    n++;
+  }
+  if (!ncells_hdr) {
+    mx_seterr(err, errlen, "data file '%s' has no header line", path);
+    rc = GROVE_EINVAL;
+  }
+out:
+  free(text);
+  if (rc) {
+    for (size_t i = 0; i < n; i++) mx_tsv_free_row(arr + i * rowsize, cols, ncols);
+    free(arr);
+    return rc;
+  }
+  *rows = arr;
+  *nrows = n;
+  return 0;
+}
+

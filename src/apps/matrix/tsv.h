@@ -1,0 +1,36 @@
+/* tsv.h — internal to the matrix app: reads a tab-separated file whose
+ * header names its columns into an array of row structs, each column
+ * described by where its value goes (catalog.c's files, calibrate.c's).
+ * Empty cells: "" for strings, NAN for numbers, 0 for integers; numbers
+ * are finite and not negative. Pure, any thread. */
+#ifndef GROVE_MATRIX_TSV_H
+#define GROVE_MATRIX_TSV_H
+
+#include <stddef.h>
+
+enum mx_col_type { C_STR, C_DUP, C_NUM, C_INT };
+
+struct mx_col {
+  const char *name;
+  enum mx_col_type type;
+  size_t off, size;   /* size: the char array's size for C_STR; C_DUP: a malloc'ed char * */
+  int required;       /* the column must exist and its cells must not be empty */
+};
+
+#define S(st, f, req) {#f, C_STR, offsetof(struct st, f), sizeof(((struct st *)0)->f), req}
+#define D(st, f, req) {#f, C_DUP, offsetof(struct st, f), 0, req}
+#define N(st, f, req) {#f, C_NUM, offsetof(struct st, f), 0, req}
+#define I(st, f, req) {#f, C_INT, offsetof(struct st, f), 0, req}
+
+/* Reads dir/file (dir NULL: file is the path) into a new array of rows of
+ * rowsize bytes: *rows (malloc'ed, NULL when the file has only its header)
+ * and *nrows. Returns 0, GROVE_ENOMEM, GROVE_EIO or GROVE_EINVAL with err
+ * naming the file, line and column. Files over 4 MiB are refused. */
+int mx_tsv_load(const char *dir, const char *file, const struct mx_col *cols, size_t ncols,
+                size_t rowsize, void **rows, size_t *nrows, char *err, size_t errlen);
+/* Frees a row's C_DUP strings (not the row). */
+void mx_tsv_free_row(void *row, const struct mx_col *cols, size_t ncols);
+void mx_seterr(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif
