@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/real.h"
 
 int expo_label_value(struct buf *b, const char *s, size_t n) {
   int rc = 0;
@@ -48,12 +49,8 @@ static int line(struct buf *b, const char *name, const char *const *labels, doub
     if (rc == 0) rc = buf_putc(b, '}');
   }
   if (rc) return rc;
-  if (isnan(v)) return buf_puts(b, " NaN\n");
-  if (isinf(v)) return buf_puts(b, v > 0 ? " +Inf\n" : " -Inf\n");
-  /* the shortest of 15 or 17 significant digits that reads back as v */
-  char num[40];
-  snprintf(num, sizeof num, "%.15g", v);
-  if (strtod(num, NULL) != v) snprintf(num, sizeof num, "%.17g", v);
+  char num[REAL_SHORTEST_MAX];
+  real_shortest(num, v);
   return buf_printf(b, " %s\n", num);
 }
 

@@ -3,6 +3,7 @@
  * exactly as they are), then each real it wrote with 17 digits is
  * rewritten: a copy that only shortens numbers outside strings. */
 #include "core/jsonout.h"
+#include "core/real.h"
 
 #include <float.h>
 #include <math.h>
@@ -10,27 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The shortest of %.15g, %.16g, %.17g that reads back as v. A normal
- * double has 53 bits (more than 15.9 decimal digits), so when a decimal of
- * k <= 15 digits reads back as v, rounding v to 15 digits gives that
- * decimal followed by zeros, which %g drops: 15 gives the shortest form
- * whenever one of 15 digits or fewer exists; 17 always round-trips
- * (IEEE 754-2008 §5.12.2). Subnormals are searched from one digit up. */
 size_t jsonout_double(char out[JSONOUT_DOUBLE_MAX], double v) {
   if (!isfinite(v)) {
     memcpy(out, "null", 5);
     return 4;
   }
-  int n = 0;
-  /* subnormals carry fewer than 53 bits: their shortest form may be
-   * shorter than 15 digits without %.15g showing it (5e-324) */
-  int first = v != 0 && fabs(v) < DBL_MIN ? 1 : 15;
-  for (int prec = first; prec <= 17; prec++) {
-    n = snprintf(out, JSONOUT_DOUBLE_MAX, "%.*g", prec, v);
-    if (prec == 17 || strtod(out, NULL) == v)
-      break;
-  }
-  return (size_t)n;
+  return real_shortest(out, v);
 }
 
 /* A number token of jansson's output that is a real: it has a fraction

@@ -18,7 +18,7 @@
 #include <stddef.h>
 
 /* Room for any number jsonout_double writes, with its NUL. */
-#define JSONOUT_DOUBLE_MAX 32
+#define JSONOUT_DOUBLE_MAX 32 /* = REAL_SHORTEST_MAX (core/real.h) */
 
 /* Writes v in shortest round-trip form into out (JSONOUT_DOUBLE_MAX bytes)
  * and returns its length. Integral values print without a fraction

@@ -102,13 +102,14 @@ def test_json_numbers_are_shortest_round_trip():
 
 
 def test_every_json_writer_uses_the_one_helper():
-    """Every JSON Grove writes goes through core/jsonout (shortest reals):
-    jansson's json_dump* and fixed %.17g formats are not used elsewhere."""
+    """Every JSON Grove writes goes through core/jsonout, and every real any
+    text format writes through core/real (shortest round-trip): jansson's
+    json_dump* and fixed %.17g formats are not used elsewhere."""
     found = []
     for base, _, files in os.walk(os.path.join(ROOT, "src")):
         for f in files:
             path = os.path.join(base, f)
-            if not f.endswith((".c", ".h")) or os.path.relpath(path, ROOT) in (os.path.join("src", "core", "jsonout.c"), os.path.join("src", "core", "jsonout.h")):
+            if not f.endswith((".c", ".h")) or os.path.relpath(path, ROOT) in [os.path.join("src", "core", f) for f in ("jsonout.c", "jsonout.h", "real.c", "real.h")]:
                 continue
             for n, line in enumerate(open(path, encoding="utf-8"), 1):
                 if re.search(r"\bjson_dump[sbf]?(_file|_callback)?\(|%\.1[5-7]g", line):

@@ -9,6 +9,7 @@
 #include "core/error.h"
 #include "core/health.h"
 #include "core/jsonout.h"
+#include "core/real.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "core/metrics.h"
@@ -203,6 +204,16 @@ TEST(jsonout_double_is_shortest_round_trip) {
   CHECK_EQ_STR(out, "null");
   jsonout_double(out, -INFINITY);
   CHECK_EQ_STR(out, "null");
+  /* the same writer outside JSON spells the non-finite values out */
+  char r[REAL_SHORTEST_MAX];
+  CHECK_EQ_INT(real_shortest(r, 17.4), 4);
+  CHECK_EQ_STR(r, "17.4");
+  real_shortest(r, NAN);
+  CHECK_EQ_STR(r, "NaN");
+  real_shortest(r, INFINITY);
+  CHECK_EQ_STR(r, "+Inf");
+  real_shortest(r, -INFINITY);
+  CHECK_EQ_STR(r, "-Inf");
 }
 
 /* Property over random bit patterns: what is written reads back as the
