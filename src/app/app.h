@@ -52,6 +52,7 @@ struct grove_ctx {
   const struct llm_cfg *llm; /* a model backend, if llm_enabled() */
   const char *store_url;   /* --store as given ("sqlite", "postgres://…") */
   struct health *health;   /* readiness checks /ready runs (core/health.h) */
+  unsigned roles;          /* what this process runs: ROLE_* bits (app/roles.h) */
 };
 
 /* The console page of an app: the console's navigation shows it while the
@@ -75,6 +76,9 @@ struct grove_app {
    * declared (net/http.h, struct route_def). */
   const struct route_def *routes;
   size_t nroutes;
+  /* The roles (app/roles.h) whose processes serve these routes; 0: api.
+   * start runs in every role and reads ctx->roles for the rest. */
+  unsigned route_roles;
   const struct app_page *page;         /* may be NULL: no console page */
   /* Starts background work. Returns 0 or an error (serve then stops).
    * *state is the app's own (its handlers' r->app, and stop's argument). */

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "app/app.h"
+#include "app/roles.h"
 #include "core/error.h"
 #include "core/health.h"
 #include "core/metrics.h"
@@ -66,6 +67,15 @@ static void ready_work(void *arg) {
     health_run(j->o->ctx.health, add_component, j);
 }
 
+/* The roles this process runs, as /ready lists them: ["api","worker"]. */
+static json_t *roles_json(unsigned roles) {
+  json_t *a = json_array();
+  for (unsigned i = 0; i < ROLE_COUNT; i++)
+    if (roles & (1u << i))
+      json_array_append_new(a, json_string(role_name(i)));
+  return a;
+}
+
 static void ready_done(struct http_req *r, void *arg) {
   struct ready_job *j = arg;
   if (r->conn) {
@@ -102,11 +112,13 @@ static void ready_done(struct http_req *r, void *arg) {
                  json_string_value(json_object_get(c, "error")));
       else
         snprintf(msg, sizeof msg, "backend '%s' is down", down);
-      json_t *d = json_pack("{s:o,s:O}", "checks", checks, "down", downs);
+      json_t *d = json_pack("{s:o,s:O,s:o}", "checks", checks, "down", downs, "roles",
+                            roles_json(j->o->ctx.roles));
       http_res_header(r, "Retry-After", "5");
       http_reply_error(r, 503, "NOT_READY", msg, d);
     } else {
-      http_reply_data(r, 200, json_pack("{s:s,s:o}", "state", "ready", "checks", checks), NULL);
+      http_reply_data(r, 200, json_pack("{s:s,s:o,s:o}", "state", "ready", "roles",
+                                        roles_json(j->o->ctx.roles), "checks", checks), NULL);
     }
     json_decref(downs);
   }
@@ -162,6 +174,11 @@ static int ops_start(struct grove_ctx *ctx, void **state) {
     return GROVE_ENOMEM;
   o->ctx = *ctx;
   o->started_ms = clock_wall_ms();
+  struct metric_family *f = !ctx->metrics ? NULL : metrics_family(ctx->metrics, "grove_role",
+                                           "1 for each role this process runs (--role), 0 for the others.",
+                                           METRIC_GAUGE, "role");
+  for (unsigned i = 0; f && i < ROLE_COUNT; i++)
+    metric_set(metric_get(f, role_name(i)), ctx->roles & (1u << i) ? 1 : 0);
   *state = o;
   return 0;
 }
@@ -191,6 +208,7 @@ const struct grove_app ops_app = {
     .nmigrations = sizeof ops_migrations / sizeof ops_migrations[0],
     .routes = ops_routes,
     .nroutes = ARRAY_LEN(ops_routes),
+    .route_roles = ROLE_ALL, /* probes and scrapes reach every process */
     .page = &(const struct app_page){"status", "Status", NULL},
     .start = ops_start,
     .stop = ops_stop,

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "app/roles.h"
 #include "cli/cli.h"
 #include "core/error.h"
 #include "core/health.h"
@@ -25,11 +26,13 @@
 struct core_cfg {
   char *log_level;
   char *log_format;
+  char *role;
 };
 
 static const struct cfg_opt core_opts[] = {
     CFG_OPT(struct core_cfg, "log-level", CFG_STR, log_level, "info", "debug, info, warn, error or off"),
     CFG_OPT(struct core_cfg, "log-format", CFG_STR, log_format, "text", "text or json (one object a line)"),
+    CFG_OPT(struct core_cfg, "role", CFG_STR, role, "all", "what this process runs: all, or a comma list of api (HTTP routes, live hub), worker (background work: retention, flushes), stream (flow's windows and alerts); see docs/operations.md"),
 };
 
 struct serve_cfg {
@@ -214,6 +217,14 @@ int cmd_serve(int argc, char **argv) {
     return 2;
   }
   log_setup((enum log_level)lvl, strcmp(c.core.log_format, "json") == 0, 2);
+  unsigned roles;
+  if (role_parse(c.core.role, &roles, err, sizeof err) ||
+      role_check(roles, c.store.url && strncmp(c.store.url, "postgres", 8) == 0,
+                 c.hub.broker && *c.hub.broker, err, sizeof err)) {
+    fprintf(stderr, "grove serve: %s\n", err);
+    cfg_release(secs, nsec);
+    return 2;
+  }
   signal(SIGPIPE, SIG_IGN);
 
   /* Every thread made from here on inherits the blocked signals; one
@@ -264,7 +275,7 @@ int cmd_serve(int argc, char **argv) {
     log_error(NULL, "cannot start the gate", "error=\"%s\"", err);
     goto out;
   }
-  if (gate_routes(gate, router, err, sizeof err)) {
+  if ((roles & ROLE_API) && gate_routes(gate, router, err, sizeof err)) {
     log_error(NULL, "cannot start the gate", "error=\"%s\"", err);
     goto out;
   }
@@ -277,7 +288,7 @@ int cmd_serve(int argc, char **argv) {
   rc = 1;
   if (hub_create(&hub, &c.hub, http_server_threads(srv), metrics))
     goto out;
-  if (hub_routes(hub, router, err, sizeof err)) {
+  if ((roles & ROLE_API) && hub_routes(hub, router, err, sizeof err)) {
     log_error(NULL, "cannot start the live hub", "error=\"%s\"", err);
     goto out;
   }
@@ -301,12 +312,12 @@ int cmd_serve(int argc, char **argv) {
                "looked_in=\"%s, ./web, %s\" hint=\"pass --web-root DIR\"",
                GROVE_WEB_INSTALL_DIR, GROVE_WEB_SOURCE_DIR);
   }
-  if (static_create(&web, router, web_root))
+  if (static_create(&web, router, roles & ROLE_API ? web_root : NULL))
     goto out;
   struct grove_ctx ctx = {store,  hub,           gate,
                           metrics, router, GROVE_VERSION,
                           c.store.data_dir && *c.store.data_dir ? c.store.data_dir : ".", &c.llm,
-                          c.store.url,   health};
+                          c.store.url,   health, roles};
   for (; started < grove_napps; started++) {
     const struct grove_app *a = grove_apps[started];
     int e = a->start(&ctx, &states[started]);
@@ -314,7 +325,8 @@ int cmd_serve(int argc, char **argv) {
       log_error(NULL, "cannot start app", "app=%s error=\"%s\"", a->name, grove_strerror(e));
       goto out;
     }
-    if (router_add_all(router, a->name, a->routes, a->nroutes, states[started], err,
+    if ((roles & (a->route_roles ? a->route_roles : ROLE_API)) &&
+        router_add_all(router, a->name, a->routes, a->nroutes, states[started], err,
                        sizeof err)) {
       started++; /* stopped below with the others */
       log_error(NULL, "cannot start app", "app=%s error=\"%s\"", a->name, err);
@@ -325,9 +337,11 @@ int cmd_serve(int argc, char **argv) {
   sc.srv = srv;
   pthread_create(&sig_thread, NULL, signal_thread, &sc);
   sig_started = true;
-  log_info(NULL, "listening", "addr=%s port=%d threads=%d store=%s broker=%s", c.http.listen,
-           http_server_port(srv), http_server_threads(srv), store_driver_name(store),
-           c.hub.broker && *c.hub.broker ? "redis" : "none");
+  char role_set[32];
+  role_format(roles, role_set, sizeof role_set);
+  log_info(NULL, "listening", "addr=%s port=%d threads=%d store=%s broker=%s role=%s",
+           c.http.listen, http_server_port(srv), http_server_threads(srv),
+           store_driver_name(store), c.hub.broker && *c.hub.broker ? "redis" : "none", role_set);
   http_server_run(srv);
   log_info(NULL, "stopped", NULL);
   rc = 0;

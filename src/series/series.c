@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/map.h"
+#include "core/periodic.h"
 #include "core/util.h"
 #include "series/internal.h"
 #include "series/key.h"
@@ -102,6 +103,7 @@ struct series {
   char **keys;             /* id -> key */
   uint32_t nkeys, capkeys, logged; /* keys [logged, nkeys) are not in the log yet */
   uint32_t keys_saved;     /* keys [0, keys_saved) are in series.db (flush_lock) */
+  bool keep_elsewhere;     /* series_retention_elsewhere: flushes drop nothing */
   int64_t keep_ns[3];      /* retention of raw points, 1m and 1h rollups; 0: forever
                             * (set under both locks, read under either) */
   /* PostgreSQL mode: points go there at once; minutes written since the
@@ -120,11 +122,10 @@ struct series {
   bool busy, stop;
   pthread_t writer;
   /* autoflush */
-  pthread_t flusher;
+  struct periodic *flusher;
   bool flushing;
   uint64_t flush_ms;
   size_t flush_points;
-  pthread_cond_t flush_wake;
 };
 
 /* snprintf for messages that name a path: cut short if they must be. */
@@ -565,7 +566,7 @@ static void *writer_main(void *arg) {
         if (apply_points(s, b->pts, b->n))
           rc = GROVE_ENOMEM;
       if (s->flushing && s->head_points >= s->flush_points)
-        pthread_cond_signal(&s->flush_wake);
+        periodic_wake(s->flusher);
     } else {
       trouble_set(s, TROUBLE_LOG, why);
     }
@@ -641,35 +642,25 @@ int series_append_sync(struct series *s, const struct series_point *pts, size_t 
 /* How soon a failed flush is tried again (at most its interval). */
 #define FLUSH_RETRY_MS 5000
 
-static void *flusher_main(void *arg) {
+/* Each --series-flush (sooner when the head is full, or after a failure):
+ * points in memory into chunks, or in PostgreSQL mode the minutes written
+ * rolled up; then retention, unless another process applies it. */
+static uint64_t flusher_run(void *arg) {
   struct series *s = arg;
-  bool failed = false;
   pthread_mutex_lock(&s->lock);
-  while (!s->stop) {
-    /* after a failure, the next try comes sooner than the interval (the
-     * disk may have room again), but waits whatever the head holds */
-    uint64_t wait = failed && s->flush_ms > FLUSH_RETRY_MS ? FLUSH_RETRY_MS : s->flush_ms;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + (wait % 1000) * 1000000ULL;
-    ts.tv_sec += (time_t)(wait / 1000 + ns / 1000000000ULL);
-    ts.tv_nsec = (long)(ns % 1000000000ULL);
-    if (failed || s->head_points < s->flush_points)
-      pthread_cond_timedwait(&s->flush_wake, &s->lock, &ts);
-    if (s->stop)
-      break;
-    /* PostgreSQL mode: minutes to roll up; else points in memory */
-    if (s->pg ? !s->ntouched : !s->head_points && !s->frozen)
-      continue;
-    pthread_mutex_unlock(&s->lock);
-    int rc = series_flush(s); /* an error is logged once, with its path, as trouble */
-    failed = rc != 0;
-    if (!rc)
-      malloc_trim(0); /* the heads just freed: give the memory back */
-    pthread_mutex_lock(&s->lock);
-  }
+  bool keeps = !s->keep_elsewhere && (s->keep_ns[0] || s->keep_ns[1] || s->keep_ns[2]);
+  bool idle = s->pg ? !s->ntouched && !keeps : !s->head_points && !s->frozen;
   pthread_mutex_unlock(&s->lock);
-  return NULL;
+  if (idle)
+    return 0;
+  int rc = series_flush(s); /* an error is logged once, with its path, as trouble */
+  if (rc) /* the next try comes sooner (the disk may have room again) */
+    return s->flush_ms > FLUSH_RETRY_MS ? FLUSH_RETRY_MS : 0;
+  malloc_trim(0); /* the heads just freed: give the memory back */
+  pthread_mutex_lock(&s->lock);
+  bool full = s->head_points >= s->flush_points;
+  pthread_mutex_unlock(&s->lock);
+  return full ? 1 : 0;
 }
 
 int series_autoflush(struct series *s, uint64_t interval_ms, size_t max_points) {
@@ -680,9 +671,10 @@ int series_autoflush(struct series *s, uint64_t interval_ms, size_t max_points) 
   }
   s->flush_ms = interval_ms ? interval_ms : 600000;
   s->flush_points = max_points ? max_points : (size_t)-1;
-  s->flushing = true;
+  int rc = periodic_start(&s->flusher, s->flush_ms, flusher_run, s);
+  s->flushing = rc == 0;
   pthread_mutex_unlock(&s->lock);
-  return pthread_create(&s->flusher, NULL, flusher_main, s) ? GROVE_ENOMEM : 0;
+  return rc;
 }
 
 /* ---- chunks --------------------------------------------------------------------- */
@@ -854,6 +846,8 @@ static int write_chunks(struct series *s, const struct head *heads, uint32_t n,
 /* Drops what is past its retention (under flush_lock). */
 static int expire(struct series *s) {
   int rc = 0;
+  if (s->keep_elsewhere)
+    return 0;
   if (s->keep_ns[0]) {
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->wdb, "DELETE FROM chunks WHERE end_ns < ?", -1, &st, NULL) !=
@@ -936,7 +930,7 @@ static int flush_pg(struct series *s) {
     pthread_mutex_unlock(&s->lock);
   }
   free(minutes);
-  if (!rc && (s->keep_ns[0] || s->keep_ns[1] || s->keep_ns[2]) &&
+  if (!rc && !s->keep_elsewhere && (s->keep_ns[0] || s->keep_ns[1] || s->keep_ns[2]) &&
       (rc = pgs_expire(s->pg, s->keep_ns[0] ? keep_cutoff(s->keep_ns[0], 0) : INT64_MIN,
                        s->keep_ns[1] ? keep_cutoff(s->keep_ns[1], MINUTE_NS) : INT64_MIN,
                        s->keep_ns[2] ? keep_cutoff(s->keep_ns[2], HOUR_NS) : INT64_MIN)))
@@ -1030,6 +1024,14 @@ void series_retention(struct series *s, uint64_t raw_ms, uint64_t minute_ms, uin
   const uint64_t ms[3] = {raw_ms, minute_ms, hour_ms};
   for (int i = 0; i < 3; i++) /* past 292 years: as good as for ever, and no overflow */
     s->keep_ns[i] = ms[i] > (uint64_t)INT64_MAX / 1000000 ? INT64_MAX : (int64_t)ms[i] * 1000000;
+  pthread_mutex_unlock(&s->lock);
+  pthread_mutex_unlock(&s->flush_lock);
+}
+
+void series_retention_elsewhere(struct series *s) {
+  pthread_mutex_lock(&s->flush_lock);
+  pthread_mutex_lock(&s->lock);
+  s->keep_elsewhere = true;
   pthread_mutex_unlock(&s->lock);
   pthread_mutex_unlock(&s->flush_lock);
 }
@@ -1260,7 +1262,6 @@ static void series_free(struct series *s) {
   pthread_mutex_destroy(&s->flush_lock);
   pthread_cond_destroy(&s->work);
   pthread_cond_destroy(&s->idle);
-  pthread_cond_destroy(&s->flush_wake);
   free(s);
 }
 
@@ -1274,7 +1275,6 @@ static struct series *series_new(void) {
   pthread_mutex_init(&s->flush_lock, NULL);
   pthread_cond_init(&s->work, NULL);
   pthread_cond_init(&s->idle, NULL);
-  pthread_cond_init(&s->flush_wake, NULL);
   map_init(&s->ids);
   return s;
 }
@@ -1555,14 +1555,11 @@ int series_open_pg(struct series **out, const char *url, char *err, size_t errle
 void series_close(struct series *s) {
   if (!s)
     return;
+  periodic_stop(s->flusher); /* a flush in progress ends first */
   pthread_mutex_lock(&s->lock);
   s->stop = true;
   pthread_cond_signal(&s->work);
-  pthread_cond_signal(&s->flush_wake);
-  bool flushing = s->flushing;
   pthread_mutex_unlock(&s->lock);
-  if (flushing)
-    pthread_join(s->flusher, NULL);
   pthread_join(s->writer, NULL);
   series_free(s);
 }

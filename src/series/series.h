@@ -127,6 +127,10 @@ int series_aggregate(struct series *s, uint32_t id, int64_t from, int64_t to, in
 /* How long raw points, 1-minute and 1-hour rollups are kept (0: forever),
  * counted back from now; applied each time points move into chunks. */
 void series_retention(struct series *s, uint64_t raw_ms, uint64_t minute_ms, uint64_t hour_ms);
+/* Retention is another process's work (a `--role worker` instance on the
+ * same PostgreSQL): flushes here drop nothing; the cut-off still refuses
+ * writes (series_keep_after). Thread-safe. */
+void series_retention_elsewhere(struct series *s);
 
 /* The oldest time (ns) a raw point may have and still be kept: now minus
  * the raw retention, INT64_MIN when raw points are kept for ever. Writers

@@ -443,7 +443,8 @@ static void learn_series(struct flow *f) {
     flow_engine_series_hint(f->engine, st.id, (enum flow_species)w.found[i].species,
                             w.found[i].id);
   }
-  warm_start(f, w.found, w.n);
+  if (f->ctx.roles & ROLE_STREAM)
+    warm_start(f, w.found, w.n);
   free(w.found);
 }
 
@@ -489,6 +490,8 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
     return rc;
   }
   series_retention(f->series, f->cfg.keep_raw_ms, f->cfg.keep_1m_ms, f->cfg.keep_1h_ms);
+  if (!(ctx->roles & ROLE_WORKER)) /* a worker instance drops what is past retention */
+    series_retention_elsewhere(f->series);
   if (ctx->health && (rc = health_add(ctx->health, "series", series_check, f))) {
     series_close(f->series);
     free(f);
@@ -505,6 +508,7 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
                                           : (unsigned)(cpus > 0 ? (cpus > 64 ? 64 : cpus) : 1),
       .publish_ms = f->cfg.publish_ms,
       .stale_ms = f->cfg.stale_ms,
+      .env = {.no_ticker = !(ctx->roles & ROLE_STREAM)}, /* no stream processing: no windows */
   };
   if (f->cfg.stale_ms && f->cfg.stale_ms < f->cfg.window_ms)
     log_warn(NULL, "stale stations may still weigh in their regions' AQI",
@@ -528,13 +532,18 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
                                           "Stations registered.", METRIC_GAUGE, ""));
   if ((rc = series_autoflush(f->series, f->cfg.flush_ms,
                              f->cfg.flush_points > 0 ? (size_t)f->cfg.flush_points : 0)) ||
-      (rc = flow_engine_create(&f->engine, &ec, ctx->hub, on_alert, on_new_stations, f))) {
+      ((ctx->roles & ROLE_API) &&
+       (rc = flow_engine_create(&f->engine, &ec, ctx->hub, on_alert, on_new_stations, f)))) {
     if (rc == GROVE_EINVAL)
       log_error(NULL, "bad flow window options",
                 "hint=\"--flow-window at most 4096 panes of gcd(--flow-window, --flow-slide), and "
                 "(window + slide + --flow-lateness + --flow-max-ahead) at most 8190 panes\"");
     flow_free(f);
     return rc;
+  }
+  if (!(ctx->roles & ROLE_API)) { /* a worker: the series store's background work only */
+    *state = f;
+    return 0;
   }
   if ((rc = load_stations(f))) {
     flow_free(f);

@@ -13,6 +13,7 @@
 
 #include "apps/flow/engine.h"
 #include "app/app.h"
+#include "app/roles.h"
 #include "series/lineproto.h"
 #include "series/series.h"
 
