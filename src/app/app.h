@@ -38,6 +38,7 @@ struct gate;
 struct metrics;
 struct llm_cfg;
 struct health;
+struct telemetry;
 
 /* What the platform hands every app. Owned by serve; valid from start to
  * stop. */
@@ -53,6 +54,8 @@ struct grove_ctx {
   const char *store_url;   /* --store as given ("sqlite", "postgres://…") */
   struct health *health;   /* readiness checks /ready runs (core/health.h) */
   unsigned roles;          /* what this process runs: ROLE_* bits (app/roles.h) */
+  struct telemetry *telemetry; /* the series store and the write path: apps add
+                                * consumers at start (telemetry/telemetry.h) */
 };
 
 /* The console page of an app: the console's navigation shows it while the

@@ -22,6 +22,7 @@
 #include "net/http.h"
 #include "net/static.h"
 #include "store/store.h"
+#include "telemetry/telemetry.h"
 
 struct core_cfg {
   char *log_level;
@@ -42,6 +43,7 @@ struct serve_cfg {
   struct hub_cfg hub;
   struct gate_cfg gate;
   struct llm_cfg llm;
+  struct telemetry_cfg telemetry;
 };
 
 #define MAX_SECTIONS 16
@@ -54,6 +56,8 @@ static size_t sections(struct serve_cfg *c, struct cfg_section *s) {
   s[n++] = (struct cfg_section){"live", hub_cfg_opts, hub_cfg_nopts, &c->hub};
   s[n++] = (struct cfg_section){"gate", gate_cfg_opts, gate_cfg_nopts, &c->gate};
   s[n++] = (struct cfg_section){"llm", llm_cfg_opts, llm_cfg_nopts, &c->llm};
+  s[n++] = (struct cfg_section){"telemetry", telemetry_cfg_opts, telemetry_cfg_nopts,
+                                &c->telemetry};
   for (size_t i = 0; i < grove_napps && n < MAX_SECTIONS; i++)
     if (grove_apps[i]->nopts)
       s[n++] = (struct cfg_section){grove_apps[i]->name, grove_apps[i]->opts,
@@ -244,6 +248,7 @@ int cmd_serve(int argc, char **argv) {
   struct http_server *srv = NULL;
   struct static_root *web = NULL;
   struct health *health = NULL;
+  struct telemetry *telemetry = NULL;
   void *states[32] = {0};
   size_t started = 0;
   pthread_t sig_thread;
@@ -314,10 +319,18 @@ int cmd_serve(int argc, char **argv) {
   }
   if (static_create(&web, router, roles & ROLE_API ? web_root : NULL))
     goto out;
+  const char *data_dir = c.store.data_dir && *c.store.data_dir ? c.store.data_dir : ".";
+  struct telemetry_env tenv = {store, c.store.url, data_dir, metrics, health,
+                               !(roles & ROLE_WORKER)};
+  if (telemetry_open(&telemetry, &c.telemetry, &tenv, err, sizeof err) ||
+      ((roles & ROLE_API) && telemetry_routes(telemetry, router, err, sizeof err))) {
+    log_error(NULL, "cannot start telemetry", "error=\"%s\"", err);
+    goto out;
+  }
   struct grove_ctx ctx = {store,  hub,           gate,
                           metrics, router, GROVE_VERSION,
-                          c.store.data_dir && *c.store.data_dir ? c.store.data_dir : ".", &c.llm,
-                          c.store.url,   health, roles};
+                          data_dir, &c.llm,
+                          c.store.url,   health, roles, telemetry};
   for (; started < grove_napps; started++) {
     const struct grove_app *a = grove_apps[started];
     int e = a->start(&ctx, &states[started]);
@@ -356,6 +369,7 @@ out:
       grove_apps[started]->stop(states[started]);
   }
   http_server_destroy(srv);
+  telemetry_close(telemetry);
   hub_destroy(hub);
   gate_destroy(gate);
   static_destroy(web);

@@ -6,11 +6,10 @@
  *   GET  /api/v1/flow/stations/{id}/range      ?pollutant&from&to&step&agg
  *   GET  /api/v1/flow/regions, /api/v1/flow/regions/{name}
  *   GET  /api/v1/flow/alerts                   ?kind&subject&region&since&limit
- *   GET  /api/v1/series/points                 raw points of any series, a page at a time
- *   GET  /api/v1/series/range                  buckets of any series
- * Times are Unix nanoseconds or RFC 3339; steps are durations (10s, 1m). */
+ * Times are Unix nanoseconds or RFC 3339; steps are durations (10s, 1m).
+ * (Any series reads through telemetry's GET /api/v1/series/points and
+ * /range; a station's range answers as they do.) */
 #include <math.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,48 +22,10 @@
 #include "core/util.h"
 #include "gate/gate.h"
 #include "net/http.h"
-#include "series/key.h"
-#include "series/lineproto.h"
 #include "store/store.h"
 
-#define MAX_BUCKETS 100000
-
-/* Whether the query names `name` at all (a value too long to copy is
- * there, and wrong). */
-static bool query_has(const struct http_req *r, const char *name) {
-  size_t n = strlen(name);
-  for (const char *q = r->query; q && *q;) {
-    if (strncmp(q, name, n) == 0 && (q[n] == '=' || q[n] == '&' || !q[n]))
-      return true;
-    q = strchr(q, '&');
-    q = q ? q + 1 : NULL;
-  }
-  return false;
-}
-
-/* A query parameter as a Unix time in ns, or (rfc3339) RFC 3339 too. True
- * when absent (out kept) or valid. */
-static bool number_param(struct http_req *r, const char *name, bool rfc3339, int64_t *out) {
-  char v[64];
-  if (!query_has(r, name))
-    return true;
-  if (http_query_get(r, name, 0, v, sizeof v) <= 0)
-    return false;
-  char *end;
-  errno = 0;
-  long long x = strtoll(v, &end, 10);
-  if (!*end)
-    return errno != ERANGE && ((*out = x), true); /* past int64: refused, not clamped */
-  return rfc3339 && rfc3339_parse(v, out);
-}
-
 bool flow_int64_param(struct http_req *r, const char *name, int64_t *out) {
-  return number_param(r, name, false, out);
-}
-
-/* Unix nanoseconds or RFC 3339. */
-static bool time_param(struct http_req *r, const char *name, int64_t *out) {
-  return number_param(r, name, true, out);
+  return telemetry_param_int64(r, name, false, out);
 }
 
 /* A zeroed job, or NULL after answering 503. */
@@ -206,6 +167,7 @@ struct alerts_job {
 
 static void alerts_work(void *arg) {
   struct alerts_job *j = arg;
+  flow_writer_sync(j->f->writer); /* every alert raised before this request */
   char sql[512];
   const char *params[5];
   int n = 0;
@@ -291,209 +253,7 @@ void flow_handle_alerts(struct http_req *r) {
   job_start(r, alerts_work, alerts_done, j);
 }
 
-/* ---- series: raw points and buckets ------------------------------------------------- */
-
-struct read_job {
-  struct flow *f;
-  char key[SERIES_KEY_MAX + 1];
-  char station[72];
-  int species;             /* -1: a series by key */
-  int64_t from, to, step;  /* step 0: raw points */
-  int agg;
-  int rc;
-  size_t limit;            /* raw points: at most this many */
-  bool more;               /* raw points: more remain, from `next` on */
-  int64_t next;
-  struct chunk_point *pts;
-  struct series_bucket *buckets;
-  size_t n;
-  const char *source;      /* buckets: "raw", "1m" or "1h" */
-};
-
-static void read_work(void *arg) {
-  struct read_job *j = arg;
-  uint32_t id;
-  if (j->species >= 0) { /* the station's one series (flow_station_key) */
-    struct buf key;
-    buf_init(&key, sizeof j->key - 1);
-    j->rc = flow_station_key(&key, j->station, strlen(j->station), (enum flow_species)j->species);
-    if (!j->rc)
-      memcpy(j->key, key.data, key.len + 1);
-    buf_release(&key);
-    if (j->rc)
-      return;
-  }
-  /* an unknown key reads as empty, without making it */
-  j->rc = series_find(j->f->series, j->key, &id);
-  if (j->rc)
-    return;
-  if (j->step)
-    j->rc = series_aggregate(j->f->series, id, j->from, j->to, j->step, MAX_BUCKETS,
-                             &j->buckets, &j->n, &j->source);
-  else
-    j->rc = series_read(j->f->series, id, j->from, j->to, j->limit, &j->pts, &j->n, &j->more,
-                        &j->next);
-}
-
-static void read_done(struct http_req *r, void *arg) {
-  struct read_job *j = arg;
-  if (!r->conn) {
-  } else if (j->rc == GROVE_ETOOBIG) {
-    http_reply_error(r, 400, "TOO_MANY_BUCKETS", "from, to and step ask for over 100000 buckets",
-                     NULL);
-  } else if (j->rc && j->rc != GROVE_ENOENT) {
-    http_reply_error(r, 503, "STORE_UNAVAILABLE", "cannot read points now; try again", NULL);
-  } else {
-    size_t n = j->n;
-    struct buf b;
-    buf_init(&b, 0);
-    buf_puts(&b, "{");
-    if (j->species >= 0) {
-      buf_puts(&b, "\"station\":\"");
-      buf_json_escape(&b, j->station, strlen(j->station));
-      buf_printf(&b, "\",\"pollutant\":\"%s\",", flow_species_name((enum flow_species)j->species));
-    }
-    buf_puts(&b, "\"series\":");
-    if (j->rc == GROVE_ENOENT && j->species >= 0) {
-      buf_puts(&b, "null");
-    } else {
-      buf_putc(&b, '"');
-      buf_json_escape(&b, j->key, strlen(j->key));
-      buf_putc(&b, '"');
-    }
-    if (j->step) {
-      static const char *const aggs[] = {"mean", "min", "max", "sum", "count", "first", "last"};
-      buf_printf(&b, ",\"step_ns\":%lld,\"agg\":\"%s\",\"source\":\"%s\"", (long long)j->step,
-                 aggs[j->agg], j->source ? j->source : "raw");
-    }
-    buf_puts(&b, ",\"points\":[");
-    for (size_t i = 0; i < n; i++) {
-      char num[JSONOUT_DOUBLE_MAX]; /* shortest round-trip form, as every JSON answer */
-      if (j->step) {
-        jsonout_double(num, series_bucket_value(&j->buckets[i], (enum series_agg)j->agg));
-        buf_printf(&b, "%s[%lld,%s]", i ? "," : "", (long long)j->buckets[i].start_ns, num);
-      } else {
-        jsonout_double(num, j->pts[i].value);
-        buf_printf(&b, "%s[%lld,%s]", i ? "," : "", (long long)j->pts[i].ts_ns, num);
-      }
-    }
-    buf_printf(&b, "],\"truncated\":%s}", j->more ? "true" : "false");
-    /* raw points come a page at a time: `next` is the `from` of the next */
-    char meta[96] = "";
-    if (!j->step && j->more)
-      snprintf(meta, sizeof meta, "{\"count\":%zu,\"limit\":%zu,\"next\":%lld}", n, j->limit,
-               (long long)j->next);
-    else if (!j->step)
-      snprintf(meta, sizeof meta, "{\"count\":%zu,\"limit\":%zu}", n, j->limit);
-    http_reply_raw(r, 200, b.data, b.len, meta[0] ? meta : NULL);
-    buf_release(&b);
-  }
-  free(j->pts);
-  free(j->buckets);
-  free(j);
-}
-
-/* from, to, step and agg; `bucketed`: step and agg allowed (range). */
-static bool read_params(struct http_req *r, struct read_job *j, bool bucketed, bool recent,
-                        const char **bad) {
-  j->from = INT64_MIN;
-  j->to = INT64_MAX;
-  if (recent) { /* the last hour unless told */
-    j->to = (int64_t)clock_wall_ms() * 1000000 + 1;
-    j->from = j->to - 3600LL * 1000000000;
-  }
-  if (!time_param(r, "from", &j->from) || !time_param(r, "to", &j->to)) {
-    *bad = "from and to are Unix nanoseconds (int64) or RFC 3339 times from 1677-09-21 to "
-           "2262-04-11";
-    return false;
-  }
-  /* raw points: a page of `limit` (the store's default, at most its max) */
-  int64_t limit = j->f->cfg.read_points;
-  if (!flow_int64_param(r, "limit", &limit) || limit < 1 || limit > j->f->cfg.read_max) {
-    static _Thread_local char msg[96];
-    snprintf(msg, sizeof msg, "limit is a number of points, 1 to %d", j->f->cfg.read_max);
-    *bad = msg;
-    return false;
-  }
-  j->limit = (size_t)limit;
-  if (!bucketed)
-    return true;
-  char v[32];
-  if (http_query_get(r, "step", 0, v, sizeof v) >= 0) {
-    uint64_t ms;
-    if (cfg_parse_ms(v, &ms) || !ms || ms > 366ULL * 86400000) {
-      *bad = "step is a duration: 10s, 1m, 1h";
-      return false;
-    }
-    j->step = (int64_t)ms * 1000000;
-  }
-  j->agg = SERIES_MEAN;
-  if (http_query_get(r, "agg", 0, v, sizeof v) >= 0 && (j->agg = series_agg_parse(v)) < 0) {
-    *bad = "agg is mean, min, max, sum, count, first or last";
-    return false;
-  }
-  if (j->to <= j->from) {
-    *bad = "to must be after from";
-    return false;
-  }
-  return true;
-}
-
-/* The series parameter names a series in line protocol's escaping
- * (`cpu,host=web\ 1 usage`: tag host = "web 1", field usage); key (of
- * size n) is rewritten in place as the store's key (series/key.h). */
-static bool series_param(char *key, size_t n, char *why, size_t whylen) {
-  size_t len = strlen(key);
-  struct lp_point *p = malloc(sizeof *p);
-  char *scratch = malloc(len + 1);
-  struct buf b;
-  buf_init(&b, SERIES_KEY_MAX);
-  bool ok = p && scratch;
-  char err[64] = "";
-  if (ok && lp_parse_key(key, len, scratch, p, err, sizeof err)) {
-    snprintf(why, whylen, "series: %s", err);
-    ok = false;
-  } else if (ok) {
-    struct series_key k = {.measurement = p->measurement, .field = p->fields[0].key,
-                           .ntags = p->ntags};
-    memcpy(k.tag_keys, p->tag_keys, (size_t)p->ntags * sizeof *k.tag_keys);
-    memcpy(k.tag_values, p->tag_values, (size_t)p->ntags * sizeof *k.tag_values);
-    if (series_key_encode(&b, &k) || b.len >= n) {
-      snprintf(why, whylen, "series: not a series key");
-      ok = false;
-    } else {
-      memcpy(key, b.data, b.len + 1);
-    }
-  } else {
-    snprintf(why, whylen, "server is out of memory");
-  }
-  buf_release(&b);
-  free(scratch);
-  free(p);
-  return ok;
-}
-
-static void handle_series(struct http_req *r, bool bucketed) {
-  struct flow *f = r->app;
-  struct read_job *j = job_new(r, sizeof *j);
-  if (!j)
-    return;
-  j->f = f;
-  j->species = -1;
-  const char *bad = "give series=KEY: \"measurement,tag=value field\" in line protocol escaping";
-  char why[96] = "";
-  if (http_query_get(r, "series", 0, j->key, sizeof j->key) <= 0 ||
-      (!series_param(j->key, sizeof j->key, why, sizeof why) && (bad = why)) ||
-      !read_params(r, j, bucketed, false, &bad) || (bucketed && !j->step && (bad = "give step"))) {
-    free(j);
-    http_reply_error(r, 400, "INVALID_QUERY", bad, NULL);
-    return;
-  }
-  job_start(r, read_work, read_done, j);
-}
-
-void flow_handle_points(struct http_req *r) { handle_series(r, false); }
-void flow_handle_range(struct http_req *r) { handle_series(r, true); }
+/* ---- a station's readings ------------------------------------------------------------ */
 
 void flow_handle_station_range(struct http_req *r) {
   struct flow *f = r->app;
@@ -503,20 +263,30 @@ void flow_handle_station_range(struct http_req *r) {
     http_reply_error(r, 404, "NOT_FOUND", "no such station", NULL);
     return;
   }
-  struct read_job *j = job_new(r, sizeof *j);
-  if (!j)
-    return;
-  j->f = f;
-  snprintf(j->station, sizeof j->station, "%s", id);
   char pol[16] = "pm25";
-  const char *bad = NULL;
   http_query_get(r, "pollutant", 0, pol, sizeof pol);
-  if ((j->species = flow_species_of(pol, strlen(pol))) < 0)
-    bad = "pollutant is pm25, pm10, o3, no2, co or so2";
-  if (bad || !read_params(r, j, true, true, &bad)) {
-    free(j);
-    http_reply_error(r, 400, "INVALID_QUERY", bad, NULL);
+  int species = flow_species_of(pol, strlen(pol));
+  if (species < 0) {
+    http_reply_error(r, 400, "INVALID_QUERY", "pollutant is pm25, pm10, o3, no2, co or so2", NULL);
     return;
   }
-  job_start(r, read_work, read_done, j);
+  /* the station's one series (flow_station_key); "series": null when it
+   * has none yet */
+  struct buf key, head;
+  buf_init(&key, 0);
+  buf_init(&head, 0);
+  int rc = flow_station_key(&key, id, strlen(id), (enum flow_species)species);
+  if (!rc && (buf_puts(&head, "\"station\":\"") || buf_json_escape(&head, id, strlen(id)) ||
+              buf_printf(&head, "\",\"pollutant\":\"%s\",",
+                         flow_species_name((enum flow_species)species))))
+    rc = GROVE_ENOMEM;
+  if (rc) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+  } else {
+    struct telemetry_read how = {.buckets = true, .last_hour = true, .missing_null = true,
+                                 .head = head.data};
+    telemetry_read_reply(f->telemetry, r, key.data, &how);
+  }
+  buf_release(&key);
+  buf_release(&head);
 }

@@ -1,7 +1,8 @@
 /* flow.c — GreenFlow AI (seed 000) as a Grove app: its options, its
- * tables, and start/stop. Points come in through ingest.c, are kept by the
- * series store, and station readings feed the engine (engine.c), whose
- * rolling AQI, alerts and live topics api.c and ask.c serve. */
+ * tables, and start/stop. Points come in through telemetry, which keeps
+ * them in the series store and hands flow the station readings
+ * (ingest.c), which feed the engine (engine.c), whose rolling AQI, alerts
+ * and live topics api.c and ask.c serve. */
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -11,7 +12,6 @@
 
 #include "apps/flow/flow.h"
 #include "core/error.h"
-#include "core/health.h"
 #include "core/jsonout.h"
 #include "core/log.h"
 #include "core/map.h"
@@ -20,18 +20,10 @@
 #include "gate/gate.h"
 #include "hub/hub.h"
 #include "net/http.h"
-#include "series/key.h"
 
 static struct flow_cfg flow_cfg;
 
 static const struct cfg_opt flow_opts[] = {
-    CFG_OPT(struct flow_cfg, "series-flush", CFG_MS, flush_ms, "10m", "how often points in memory are moved into compressed chunks"),
-    CFG_OPT(struct flow_cfg, "series-flush-points", CFG_INT, flush_points, "1000000", "move points into chunks sooner once this many are in memory"),
-    CFG_OPT(struct flow_cfg, "series-retention", CFG_MS, keep_raw_ms, "0", "how long raw points are kept (whole 2-hour chunks go); 0: for ever"),
-    CFG_OPT(struct flow_cfg, "series-retention-1m", CFG_MS, keep_1m_ms, "0", "how long 1-minute rollups are kept; 0: for ever"),
-    CFG_OPT(struct flow_cfg, "series-retention-1h", CFG_MS, keep_1h_ms, "0", "how long 1-hour rollups are kept; 0: for ever"),
-    CFG_OPT(struct flow_cfg, "series-read-points", CFG_INT, read_points, "10000", "raw points one answer holds when the request gives no limit (the rest follow from metadata.next)"),
-    CFG_OPT(struct flow_cfg, "series-read-max", CFG_INT, read_max, "100000", "the most raw points one answer may hold (the largest limit a request may ask)"),
     CFG_OPT(struct flow_cfg, "flow-window", CFG_MS, window_ms, "10m", "length of the rolling AQI window"),
     CFG_OPT(struct flow_cfg, "flow-slide", CFG_MS, slide_ms, "1m", "how often the rolling window moves on (a new AQI each time)"),
     CFG_OPT(struct flow_cfg, "flow-lateness", CFG_MS, lateness_ms, "1m", "how far behind the newest reading a reading may arrive and still count"),
@@ -68,36 +60,29 @@ static const char *const station_insert =
     " VALUES ($1, $2, $3, $4, $5, $6, CAST($7 AS BIGINT), CAST($7 AS BIGINT))"
     " ON CONFLICT (id) DO NOTHING";
 
-/* Saves stations in one transaction: `ahead` from the API (updates what
- * is there), else first seen (keeps what is there). */
-static int stations_save(struct flow *f, const struct flow_station *st, size_t n, bool ahead) {
+int flow_station_exec(struct store_conn *c, const struct flow_station *st, bool ahead, char *err,
+                      size_t n) {
+  char now[24], lat[32], lon[32];
+  snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
+  snprintf(lat, sizeof lat, "%.7f", st->lat);
+  snprintf(lon, sizeof lon, "%.7f", st->lon);
+  const char *params[] = {st->id, st->name, st->region,
+                          isfinite(st->lat) ? lat : NULL, isfinite(st->lon) ? lon : NULL,
+                          ahead ? "api" : "first-seen", now};
+  return store_exec(c, ahead ? station_upsert : station_insert, params, 7, NULL, err, n);
+}
+
+int flow_station_save(struct flow *f, const struct flow_station *st, bool ahead) {
   struct store_conn *c;
   int rc = store_acquire(f->ctx.store, &c);
   if (rc)
     return rc;
   char err[256] = "";
-  char now[24];
-  snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
-  rc = n > 1 ? store_begin(c) : 0;
-  for (size_t i = 0; i < n && !rc; i++) {
-    char lat[32], lon[32];
-    snprintf(lat, sizeof lat, "%.7f", st[i].lat);
-    snprintf(lon, sizeof lon, "%.7f", st[i].lon);
-    const char *params[] = {st[i].id, st[i].name, st[i].region,
-                            isfinite(st[i].lat) ? lat : NULL, isfinite(st[i].lon) ? lon : NULL,
-                            ahead ? "api" : "first-seen", now};
-    rc = store_exec(c, ahead ? station_upsert : station_insert, params, 7, NULL, err, sizeof err);
-  }
-  if (n > 1)
-    rc = rc ? (store_rollback(c), rc) : store_commit(c);
+  rc = flow_station_exec(c, st, ahead, err, sizeof err);
   store_release(f->ctx.store, c);
   if (rc)
-    log_error(NULL, "cannot save stations", "count=%zu error=\"%s\"", n, err);
+    log_error(NULL, "cannot save a station", "station=%s error=\"%s\"", st->id, err);
   return rc;
-}
-
-int flow_station_save(struct flow *f, const struct flow_station *st, bool ahead) {
-  return stations_save(f, st, 1, ahead);
 }
 
 /* ---- stations between instances ------------------------------------------------------
@@ -152,33 +137,23 @@ static void on_station_message(const char *kind, const char *payload, size_t len
   json_decref(o);
 }
 
+/* Stations first seen in a write (on its worker thread, before it is
+ * acknowledged): queued for the background writer, announced. */
 static void on_new_stations(const struct flow_station *st, size_t n, void *arg) {
   struct flow *f = arg;
   metric_add(f->stations, (double)n);
-  stations_save(f, st, n, false);
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
+    flow_writer_station(f->writer, &st[i]);
     flow_station_announce(f, &st[i], false);
+  }
 }
 
+/* An alert (on the engine's ticker thread): queued for the background
+ * writer. */
 static void on_alert(const struct flow_alert *a, void *arg) {
   struct flow *f = arg;
   metric_add(f->alerts, 1);
-  char from[8], to[8], aqi[16], end[24], at[24];
-  snprintf(from, sizeof from, "%d", a->from);
-  snprintf(to, sizeof to, "%d", a->to);
-  snprintf(aqi, sizeof aqi, "%d", a->aqi);
-  snprintf(end, sizeof end, "%lld", (long long)a->window_end_ns);
-  snprintf(at, sizeof at, "%llu", (unsigned long long)a->at_ms);
-  const char *params[] = {a->id, a->kind, a->subject, a->region, from, to, aqi, a->dominant,
-                          end, at};
-  char err[256];
-  if (store_query(f->ctx.store,
-                  "INSERT INTO flow_alerts (id, kind, subject, region, from_category, to_category,"
-                  " aqi, dominant, window_end, at) VALUES ($1, $2, $3, $4, CAST($5 AS INTEGER),"
-                  " CAST($6 AS INTEGER), CAST($7 AS INTEGER), $8, CAST($9 AS BIGINT),"
-                  " CAST($10 AS BIGINT))",
-                  params, 10, NULL, err, sizeof err))
-    log_error(NULL, "cannot save alert", "subject=%s error=\"%s\"", a->subject, err);
+  flow_writer_alert(f->writer, a);
   log_info(NULL, "air quality alert", "kind=%s subject=%s aqi=%d category=%d", a->kind,
            a->subject, a->aqi, a->to);
 }
@@ -234,15 +209,16 @@ struct hint_walk {
 static void hint_key(uint32_t id, const char *key, void *arg) {
   struct hint_walk *w = arg;
   size_t len = strlen(key);
-  char scratch[SERIES_KEY_MAX];
-  struct series_key k;
-  if (len > sizeof scratch || series_key_decode(key, len, scratch, &k))
+  char scratch[4096];
+  struct telemetry_key k;
+  if (len > sizeof scratch || telemetry_key_decode(key, len, scratch, &k))
     return;
   int species = flow_species_of(k.field.p, k.field.n);
-  const struct lp_str *st = series_key_tag(&k, "station"), *rg = series_key_tag(&k, "region");
+  const struct telemetry_str *st = telemetry_tag_get(k.tags, k.ntags, "station"),
+                             *rg = telemetry_tag_get(k.tags, k.ntags, "region");
   if (species < 0 || !st || !flow_name_valid(st->p, st->n) ||
       (rg && !flow_name_valid(rg->p, rg->n)))
-    return; /* not a station reading (ingest.c stores those as any point) */
+    return; /* not a station reading (telemetry stores those as any point) */
   if (w->n == w->cap) {
     size_t cap = w->cap ? w->cap * 2 : 64;
     struct known_series *m = realloc(w->found, cap * sizeof *m);
@@ -448,20 +424,13 @@ static void learn_series(struct flow *f) {
   free(w.found);
 }
 
-/* /ready's check: the series store's disk trouble (core/health.h). */
-static int series_check(void *arg, char *why, size_t n) {
-  struct flow *f = arg;
-  return series_health(f->series, why, n);
-}
-
 static void flow_free(struct flow *f) {
-  health_remove(f->ctx.health, series_check, f);
   pthread_mutex_lock(&station_sync.lock);
   if (station_sync.f == f)
     station_sync.f = NULL;
   pthread_mutex_unlock(&station_sync.lock);
-  flow_engine_destroy(f->engine);
-  series_close(f->series);
+  flow_engine_destroy(f->engine); /* no more alerts or stations after this */
+  flow_writer_stop(f->writer);    /* writes what is queued */
   free(f);
 }
 
@@ -471,29 +440,10 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
     return GROVE_ENOMEM;
   f->ctx = *ctx;
   f->cfg = flow_cfg;
-  if (f->cfg.read_max < 1 || f->cfg.read_points < 1 || f->cfg.read_points > f->cfg.read_max) {
-    log_error(NULL, "bad series read limits",
-              "hint=\"--series-read-points must be 1 to --series-read-max\" points=%d max=%d",
-              f->cfg.read_points, f->cfg.read_max);
-    free(f);
-    return GROVE_ECONFIG;
-  }
-  char dir[4096], err[256];
-  snprintf(dir, sizeof dir, "%s/series", ctx->data_dir);
-  /* with PostgreSQL, the series live there too, shared by every instance */
-  bool pg = strcmp(store_driver_name(ctx->store), "postgres") == 0;
-  int rc = pg ? series_open_pg(&f->series, ctx->store_url, err, sizeof err)
-              : series_open(&f->series, dir, err, sizeof err);
+  f->telemetry = ctx->telemetry;
+  f->series = telemetry_series(ctx->telemetry);
+  int rc = flow_writer_start(&f->writer, ctx->store, ctx->metrics, FLOW_WRITER_MAX);
   if (rc) {
-    log_error(NULL, "cannot open the series store", "error=\"%s\"", err);
-    free(f);
-    return rc;
-  }
-  series_retention(f->series, f->cfg.keep_raw_ms, f->cfg.keep_1m_ms, f->cfg.keep_1h_ms);
-  if (!(ctx->roles & ROLE_WORKER)) /* a worker instance drops what is past retention */
-    series_retention_elsewhere(f->series);
-  if (ctx->health && (rc = health_add(ctx->health, "series", series_check, f))) {
-    series_close(f->series);
     free(f);
     return rc;
   }
@@ -514,12 +464,6 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
     log_warn(NULL, "stale stations may still weigh in their regions' AQI",
              "hint=\"--flow-stale-after is shorter than --flow-window: a stale station's last "
              "readings stay in its region's window until they leave it\"");
-  f->points_written = metric_get(metrics_family(ctx->metrics, "grove_series_points_written_total",
-                                                "Points written durably to the series store.",
-                                                METRIC_COUNTER, ""));
-  f->lines_failed = metric_get(metrics_family(ctx->metrics, "grove_ingest_lines_failed_total",
-                                              "Line protocol lines refused as malformed.",
-                                              METRIC_COUNTER, ""));
   f->late = metric_get(metrics_family(ctx->metrics, "grove_flow_late_readings_total",
                                       "Readings older than the watermark: stored, left out of the AQI windows.",
                                       METRIC_COUNTER, ""));
@@ -530,10 +474,8 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
                                         "AQI category changes alerted.", METRIC_COUNTER, ""));
   f->stations = metric_get(metrics_family(ctx->metrics, "grove_flow_stations",
                                           "Stations registered.", METRIC_GAUGE, ""));
-  if ((rc = series_autoflush(f->series, f->cfg.flush_ms,
-                             f->cfg.flush_points > 0 ? (size_t)f->cfg.flush_points : 0)) ||
-      ((ctx->roles & ROLE_API) &&
-       (rc = flow_engine_create(&f->engine, &ec, ctx->hub, on_alert, on_new_stations, f)))) {
+  if ((ctx->roles & ROLE_API) &&
+      (rc = flow_engine_create(&f->engine, &ec, ctx->hub, on_alert, on_new_stations, f))) {
     if (rc == GROVE_EINVAL)
       log_error(NULL, "bad flow window options",
                 "hint=\"--flow-window at most 4096 panes of gcd(--flow-window, --flow-slide), and "
@@ -541,7 +483,7 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
     flow_free(f);
     return rc;
   }
-  if (!(ctx->roles & ROLE_API)) { /* a worker: the series store's background work only */
+  if (!(ctx->roles & ROLE_API)) { /* a worker: telemetry's background work only */
     *state = f;
     return 0;
   }
@@ -556,6 +498,10 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
   pthread_mutex_unlock(&station_sync.lock);
   if (ctx->hub && !listening)
     hub_control_listen(ctx->hub, on_station_message, NULL);
+  if ((rc = flow_consume(f))) {
+    flow_free(f);
+    return rc;
+  }
   *state = f;
   return 0;
 }
@@ -581,15 +527,10 @@ static int flow_command(int argc, char **argv) {
 }
 
 /* Every route flow serves, with who may call it: writes need the write
- * scope, reads the read scope; InfluxDB's /ping is open (its clients call
- * it first, without a credential). */
+ * scope, reads the read scope. (Line protocol, InfluxDB's paths and the
+ * generic series reads are telemetry's routes.) */
 static const struct route_def flow_routes[] = {
-    {"POST", "/api/v1/write", flow_handle_write, .scopes = GATE_WRITE},
     {"POST", "/api/v1/flow/readings", flow_handle_readings, .scopes = GATE_WRITE},
-    {"POST", "/write", flow_handle_write_v1, .scopes = GATE_WRITE, .refuse = flow_influx_refuse},
-    {"POST", "/api/v2/write", flow_handle_write_v2, .scopes = GATE_WRITE,
-     .refuse = flow_influx_refuse},
-    {"GET", "/ping", flow_handle_ping, .anonymous = true},
     {"GET", "/api/v1/flow/snapshot", flow_handle_snapshot, .scopes = GATE_READ},
     {"GET", "/api/v1/flow/stations", flow_handle_stations, .scopes = GATE_READ},
     {"POST", "/api/v1/flow/stations", flow_handle_station_put, .scopes = GATE_WRITE},
@@ -598,8 +539,6 @@ static const struct route_def flow_routes[] = {
     {"GET", "/api/v1/flow/regions", flow_handle_regions, .scopes = GATE_READ},
     {"GET", "/api/v1/flow/regions/{name}", flow_handle_region, .scopes = GATE_READ},
     {"GET", "/api/v1/flow/alerts", flow_handle_alerts, .scopes = GATE_READ},
-    {"GET", "/api/v1/series/points", flow_handle_points, .scopes = GATE_READ},
-    {"GET", "/api/v1/series/range", flow_handle_range, .scopes = GATE_READ},
     {"POST", "/api/v1/flow/ask", flow_handle_ask, .scopes = GATE_READ},
 };
 

@@ -24,12 +24,12 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "apps/flow/flow.h"
 #include "core/error.h"
 #include "core/jsonout.h"
 #include "core/util.h"
 #include "gate/gate.h"
 #include "net/http.h"
+#include "telemetry/internal.h"
 
 /* The InfluxDB version Grove answers as: 1.8 is the release that serves
  * both the 1.x API and 2.x's /api/v2/write. */
@@ -58,9 +58,9 @@ static const char *influx_code(int status) {
 }
 
 /* (The handlers set the version headers before anything is answered.) */
-void flow_reply_error(struct http_req *r, enum flow_write_api api, int status, const char *code,
+void telemetry_reply_error(struct http_req *r, enum telemetry_api api, int status, const char *code,
                       const char *message, json_t *details) {
-  if (api == FLOW_WRITE_GROVE) {
+  if (api == TELEMETRY_API_GROVE) {
     http_reply_error(r, status, code, message, details);
     return;
   }
@@ -86,16 +86,16 @@ void flow_reply_error(struct http_req *r, enum flow_write_api api, int status, c
 
 /* Refusals of the write routes' declared write scope, as InfluxDB answers
  * them (its clients read "code" and "message"). */
-void flow_influx_refuse(struct http_req *r, const struct http_refusal *why) {
+void telemetry_influx_refuse(struct http_req *r, const struct http_refusal *why) {
   influx_headers(r);
   if (why->status == 401) {
     http_res_header(r, "WWW-Authenticate", "Token");
-    flow_reply_error(r, FLOW_WRITE_INFLUX, 401, "UNAUTHORIZED",
+    telemetry_reply_error(r, TELEMETRY_API_INFLUX, 401, "UNAUTHORIZED",
                      "authorization failed: send a Grove API key with the write scope as the "
                      "token (Authorization: Token KEY) or the password",
                      NULL);
   } else {
-    flow_reply_error(r, FLOW_WRITE_INFLUX, why->status, why->code,
+    telemetry_reply_error(r, TELEMETRY_API_INFLUX, why->status, why->code,
                      "insufficient permissions for write: the key lacks the write scope", NULL);
   }
 }
@@ -116,45 +116,45 @@ static bool has_param(struct http_req *r, const char *name) {
   return http_query_get(r, name, 0, v, sizeof v) > 0;
 }
 
-void flow_handle_write_v1(struct http_req *r) {
-  struct flow *f = r->app;
+void telemetry_handle_write_v1(struct http_req *r) {
+  struct telemetry *t = r->app;
   influx_headers(r);
   enum lp_precision prec;
   if (!has_param(r, "db")) {
-    flow_reply_error(r, FLOW_WRITE_INFLUX, 400, "INVALID_QUERY", "database is required", NULL);
+    telemetry_reply_error(r, TELEMETRY_API_INFLUX, 400, "INVALID_QUERY", "database is required", NULL);
     return;
   }
   if (!influx_precision(r, false, &prec)) {
-    flow_reply_error(r, FLOW_WRITE_INFLUX, 400, "INVALID_PRECISION",
+    telemetry_reply_error(r, TELEMETRY_API_INFLUX, 400, "INVALID_PRECISION",
                      "invalid precision: n, u, ms, s, m or h", NULL);
     return;
   }
-  flow_write_start(r, f, prec, FLOW_WRITE_INFLUX);
+  telemetry_write_start(r, t, prec, TELEMETRY_API_INFLUX);
 }
 
-void flow_handle_write_v2(struct http_req *r) {
-  struct flow *f = r->app;
+void telemetry_handle_write_v2(struct http_req *r) {
+  struct telemetry *t = r->app;
   influx_headers(r);
   enum lp_precision prec;
   if (!has_param(r, "bucket")) {
-    flow_reply_error(r, FLOW_WRITE_INFLUX, 400, "INVALID_QUERY", "bucket is required", NULL);
+    telemetry_reply_error(r, TELEMETRY_API_INFLUX, 400, "INVALID_QUERY", "bucket is required", NULL);
     return;
   }
   if (!has_param(r, "org") && !has_param(r, "orgID")) {
-    flow_reply_error(r, FLOW_WRITE_INFLUX, 400, "INVALID_QUERY", "organization is required",
+    telemetry_reply_error(r, TELEMETRY_API_INFLUX, 400, "INVALID_QUERY", "organization is required",
                      NULL);
     return;
   }
   if (!influx_precision(r, true, &prec)) {
-    flow_reply_error(r, FLOW_WRITE_INFLUX, 400, "INVALID_PRECISION",
+    telemetry_reply_error(r, TELEMETRY_API_INFLUX, 400, "INVALID_PRECISION",
                      "invalid precision: ns, us, ms or s", NULL);
     return;
   }
-  flow_write_start(r, f, prec, FLOW_WRITE_INFLUX);
+  telemetry_write_start(r, t, prec, TELEMETRY_API_INFLUX);
 }
 
 /* Clients call it first to see the server is there (no credential). */
-void flow_handle_ping(struct http_req *r) {
+void telemetry_handle_ping(struct http_req *r) {
   influx_headers(r);
   char verbose[8];
   if (http_query_get(r, "verbose", 0, verbose, sizeof verbose) > 0 &&
