@@ -5,9 +5,11 @@
 
 extern const struct grove_app ops_app;
 extern const struct grove_app flow_app;
+extern const struct grove_app matrix_app;
 
 const struct grove_app *const grove_apps[] = {
     &ops_app,
     &flow_app,
+    &matrix_app,
 };
 const size_t grove_napps = sizeof grove_apps / sizeof grove_apps[0];

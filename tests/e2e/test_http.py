@@ -361,8 +361,8 @@ def test_apps_lists_the_app_table():
     # no credential: the console's navigation asks before sign-in
     st, body = g.get_json("/api/v1/apps")
     assert st == 200, body
-    assert [a["name"] for a in body["data"]] == ["ops", "flow"], body
-    assert all(a["summary"] for a in body["data"]) and body["metadata"]["count"] == 2
+    assert [a["name"] for a in body["data"]] == ["ops", "flow", "matrix"], body
+    assert all(a["summary"] for a in body["data"]) and body["metadata"]["count"] == 3
 
 
 def test_options_lists_methods():

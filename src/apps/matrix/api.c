@@ -1,0 +1,857 @@
+/* api.c — matrix's routes: the performance simulation (seed 003 §6.1.2,
+ * POST /api/model/simulate-performance) and the catalogue reads
+ * (GET /api/hardware-specs, /api/model/get-model-data, /api/cost-models).
+ *
+ * A simulation is parsed on the loop and computed on the worker pool: the
+ * first one also fits the model's factors (matrix_factors), which takes
+ * about a second. Every default a request leaves out is named in the
+ * answer's data.assumptions (docs/matrix.md lists them). */
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apps/matrix/matrix.h"
+#include "apps/matrix/simulate.h"
+#include "core/error.h"
+#include "core/util.h"
+#include "net/http.h"
+
+/* Hours in a month, for a monthly budget (365 × 24 / 12). */
+#define HOURS_PER_MONTH 730.0
+/* Tokens per parameter when a training request names none (Hoffmann et
+ * al. 2022, "Training Compute-Optimal Large Language Models"). */
+#define CHINCHILLA_TOKENS_PER_PARAM 20.0
+/* Default region when no instance of the hardware is catalogued. */
+#define DEFAULT_PROVIDER "onprem"
+#define DEFAULT_REGION "us-virginia"
+
+static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+static json_t *str_or_null(const char *s) { return s && *s ? json_string(s) : json_null(); }
+
+/* ---- catalogue rows as JSON ------------------------------------------------ */
+
+static json_t *aliases_json(const char *aliases) {
+  json_t *a = json_array();
+  for (const char *p = aliases ? aliases : ""; *p;) {
+    size_t n = strcspn(p, ",");
+    if (n) json_array_append_new(a, json_stringn(p, n));
+    p += n;
+    if (*p == ',') p++;
+  }
+  return a;
+}
+
+static json_t *instance_json(const struct mx_instance *in, size_t id) {
+  return json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:o,s:o,s:i,s:s}", "id", (json_int_t)id,
+                   "hardware_type", in->hardware, "provider", in->provider, "region", in->region,
+                   "instance", in->instance, "gpu_count", in->gpu_count, "cost_per_hour",
+                   num(in->usd_per_hour), "cost_per_gpu_hour",
+                   num(in->usd_per_hour / in->gpu_count), "year", in->year, "source", in->source);
+}
+
+static json_t *region_json(const struct mx_region *g) {
+  return json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "provider", g->provider,
+                   "region", g->region, "location", g->location, "electricity_usd_per_kwh",
+                   num(g->electricity_usd_per_kwh), "electricity_year",
+                   g->electricity_year ? json_integer(g->electricity_year) : json_null(),
+                   "electricity_source", str_or_null(g->electricity_source), "carbon_g_per_kwh",
+                   num(g->carbon_g_per_kwh), "carbon_year",
+                   g->carbon_year ? json_integer(g->carbon_year) : json_null(), "carbon_source",
+                   str_or_null(g->carbon_source), "pue", num(g->pue), "pue_year",
+                   g->pue_year ? json_integer(g->pue_year) : json_null(), "pue_source",
+                   str_or_null(g->pue_source));
+}
+
+/* hardware_specs of seed §5.1.1: specifications, performance_metrics,
+ * cost_data. */
+static json_t *hardware_json(const struct mx_catalog *c, const struct mx_hw *h) {
+  json_t *inst = json_array();
+  for (size_t i = 0; i < c->n_instances; i++)
+    if (mx_catalog_hw(c, c->instances[i].hardware) == h)
+      json_array_append_new(inst, instance_json(&c->instances[i], i + 1));
+  json_t *spec = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "memory_gb", num(h->memory_gb),
+                           "memory_bandwidth_gbs", num(h->memory_bw_gbs), "interconnect",
+                           str_or_null(h->link), "interconnect_gbs", num(h->link_gbs), "pcie_gbs",
+                           num(h->pcie_gbs), "tdp_w", num(h->tdp_w), "idle_w", num(h->idle_w),
+                           "cpu_cores", num(h->cpu_cores));
+  json_t *perf = json_pack("{s:o,s:o,s:o,s:o,s:o,s:b}", "fp32_tflops", num(h->fp32_tflops),
+                           "fp16_tflops", num(h->fp16_tflops), "bf16_tflops", num(h->bf16_tflops),
+                           "fp8_tflops", num(h->fp8_tflops), "int8_tops", num(h->int8_tops),
+                           "dense", 1);
+  return json_pack("{s:I,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:{s:o},s:i,s:s}", "id",
+                   (json_int_t)(h - c->hw + 1), "hardware_name", h->name, "kind", h->kind,
+                   "vendor", h->vendor, "family", h->family, "aliases", aliases_json(h->aliases),
+                   "specifications", spec, "performance_metrics", perf, "cost_data", "instances",
+                   inst, "year", h->year, "source", h->source);
+}
+
+/* model_info of seed §5.1.1, with the shapes the model uses. */
+static json_t *model_json(const struct mx_model *m, long id) {
+  int enc = !strcmp(m->architecture, "encoder");
+  json_t *arch = json_pack("{s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:i}", "num_layers", m->layers,
+                           "hidden_size", m->hidden, "num_attention_heads", m->heads,
+                           "num_key_value_heads", m->kv_heads, "head_dim", m->head_dim,
+                           "intermediate_size", m->intermediate, "vocab_size", m->vocab,
+                           "num_experts", m->experts, "experts_per_token", m->experts_per_token,
+                           "max_context", m->max_context);
+  return json_pack("{s:o,s:s,s:s,s:o,s:o,s:o,s:s,s:s,s:s,s:o,s:o,s:o}", "id",
+                   id > 0 ? json_integer(id) : json_null(), "model_name", m->name, "family",
+                   m->family, "total_parameters_millions", num(m->params_b * 1e3),
+                   "active_parameters_millions", num(m->active_params_b * 1e3),
+                   /* 16-bit weights, decimal MB */
+                   "model_size_mb", num(m->params_b * 1e9 * 2 / 1e6), "precision", "FP16",
+                   "architecture_type", m->architecture, "task_type",
+                   enc ? "encoding" : "text-generation", "architecture", arch, "year",
+                   m->year ? json_integer(m->year) : json_null(), "source",
+                   str_or_null(m->source));
+}
+
+/* The app's state, or NULL after answering 503 when no catalogue was
+ * found at start (--matrix-data auto found none). */
+static struct matrix *state(struct http_req *r) {
+  struct matrix *m = r->app;
+  if (!m->cat) {
+    http_reply_error(r, 503, "CATALOGUE_UNAVAILABLE",
+                     "matrix's catalogues were not found at start (see --matrix-data)", NULL);
+    return NULL;
+  }
+  return m;
+}
+
+static void reply_list(struct http_req *r, json_t *list) {
+  if (!list) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return;
+  }
+  http_reply_data(r, 200, list, json_pack("{s:I}", "count", (json_int_t)json_array_size(list)));
+}
+
+void matrix_handle_hardware_list(struct http_req *r) {
+  struct matrix *m = state(r);
+  if (!m) return;
+  json_t *list = json_array();
+  for (size_t i = 0; list && i < m->cat->n_hw; i++)
+    json_array_append_new(list, hardware_json(m->cat, &m->cat->hw[i]));
+  reply_list(r, list);
+}
+
+void matrix_handle_hardware(struct http_req *r) {
+  struct matrix *m = state(r);
+  if (!m) return;
+  const struct mx_hw *h = mx_catalog_hw(m->cat, http_param(r, "name"));
+  if (!h) {
+    http_reply_error(r, 404, "NOT_FOUND", "no such hardware in the catalogue", NULL);
+    return;
+  }
+  http_reply_data(r, 200, hardware_json(m->cat, h), NULL);
+}
+
+void matrix_handle_models(struct http_req *r) {
+  struct matrix *m = state(r);
+  if (!m) return;
+  char name[MX_NAME_MAX * 2];
+  if (http_query_get(r, "model_name", 0, name, sizeof name) >= 0) {
+    const struct mx_model *md = mx_catalog_model(m->cat, name);
+    if (!md) {
+      http_reply_error(r, 404, "NOT_FOUND", "no such model in the catalogue", NULL);
+      return;
+    }
+    http_reply_data(r, 200, model_json(md, md - m->cat->models + 1), NULL);
+    return;
+  }
+  json_t *list = json_array();
+  for (size_t i = 0; list && i < m->cat->n_models; i++)
+    json_array_append_new(list, model_json(&m->cat->models[i], (long)i + 1));
+  reply_list(r, list);
+}
+
+void matrix_handle_cost_models(struct http_req *r) {
+  struct matrix *m = state(r);
+  if (!m) return;
+  char prov[32], reg[64], hw[MX_NAME_MAX * 2];
+  int has_p = http_query_get(r, "provider", 0, prov, sizeof prov) >= 0;
+  int has_r = http_query_get(r, "region", 0, reg, sizeof reg) >= 0;
+  int has_h = http_query_get(r, "hardware", 0, hw, sizeof hw) >= 0;
+  const struct mx_hw *want = has_h ? mx_catalog_hw(m->cat, hw) : NULL;
+  json_t *list = json_array();
+  for (size_t i = 0; list && i < m->cat->n_instances; i++) {
+    const struct mx_instance *in = &m->cat->instances[i];
+    if ((has_p && !mx_name_eq(in->provider, prov)) || (has_r && !mx_name_eq(in->region, reg)) ||
+        (has_h && mx_catalog_hw(m->cat, in->hardware) != want))
+      continue;
+    json_t *row = instance_json(in, i + 1);
+    const struct mx_region *g = mx_catalog_region(m->cat, in->provider, in->region);
+    json_object_set_new(row, "region_data", g ? region_json(g) : json_null());
+    json_array_append_new(list, row);
+  }
+  reply_list(r, list);
+}
+
+void matrix_handle_regions(struct http_req *r) {
+  struct matrix *m = state(r);
+  if (!m) return;
+  json_t *list = json_array();
+  for (size_t i = 0; list && i < m->cat->n_regions; i++)
+    json_array_append_new(list, region_json(&m->cat->regions[i]));
+  reply_list(r, list);
+}
+
+/* ---- the simulation request ------------------------------------------------ */
+
+struct sim_req {
+  int training;
+  const struct mx_model *model;
+  struct mx_model custom;        /* a model given by its shapes */
+  enum mx_precision precision, kv_precision;
+  const struct mx_hw *hw;        /* NULL: every catalogue GPU */
+  const struct mx_region *region;/* NULL: the instance's, else the default */
+  char provider[16];
+  long gpu_count, tp, pp;        /* 0: not given */
+  long batch, input_len, output_len;
+  int batch_given, output_given, input_given;
+  double tokens;
+  long seq_len, global_batch, micro_batch, zero_stage;
+  enum mx_recompute recompute;
+  int flash;
+  double max_latency_ms, min_qps, budget;  /* NAN: no requirement */
+  json_t *assumptions;
+};
+
+struct sim_job {
+  struct matrix *m;
+  json_t *body;                  /* the request (owned) */
+  struct sim_req q;
+  json_t *data, *meta;           /* the answer, or: */
+  int status;
+  const char *code;
+  char message[300];
+  json_t *details;
+};
+
+static int bad(struct sim_job *j, int status, const char *code, json_t *details, const char *fmt,
+               ...) __attribute__((format(printf, 5, 6)));
+static int bad(struct sim_job *j, int status, const char *code, json_t *details, const char *fmt,
+               ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(j->message, sizeof j->message, fmt, ap);
+  va_end(ap);
+  j->status = status;
+  j->code = code;
+  j->details = details;
+  return -1;
+}
+
+/* The first of the names present in o, or NULL. */
+static json_t *field(json_t *o, const char *a, const char *b, const char **name) {
+  json_t *v = json_object_get(o, a);
+  *name = a;
+  if (!v && b) {
+    v = json_object_get(o, b);
+    *name = b;
+  }
+  return json_is_null(v) ? NULL : v;
+}
+
+/* An integer field in [lo, hi]: 0 absent, 1 present (*out set), −1 bad. */
+static int get_int(struct sim_job *j, json_t *o, const char *a, const char *b, long lo, long hi,
+                   long *out) {
+  const char *name;
+  json_t *v = field(o, a, b, &name);
+  if (!v) return 0;
+  double d = json_is_integer(v) ? (double)json_integer_value(v) : json_is_real(v) ? json_real_value(v) : NAN;
+  if (!(d == floor(d)) || d < lo || d > hi)
+    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
+               "field '%s' must be an integer in %ld..%ld", name, lo, hi);
+  *out = (long)d;
+  return 1;
+}
+
+static int get_num(struct sim_job *j, json_t *o, const char *a, double lo, double hi,
+                   double *out) {
+  const char *name;
+  json_t *v = field(o, a, NULL, &name);
+  if (!v) return 0;
+  if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi))
+    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
+               "field '%s' must be a number in %g..%g", name, lo, hi);
+  *out = json_number_value(v);
+  return 1;
+}
+
+static int get_str(struct sim_job *j, json_t *o, const char *a, const char *b, const char **out) {
+  const char *name;
+  json_t *v = field(o, a, b, &name);
+  if (!v) return 0;
+  if (!json_is_string(v) || json_string_length(v) > 200)
+    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
+               "field '%s' must be a string of at most 200 bytes", name);
+  *out = json_string_value(v);
+  return 1;
+}
+
+static void assume(struct sim_req *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void assume(struct sim_req *q, const char *fmt, ...) {
+  char line[300];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  json_array_append_new(q->assumptions, json_string(line));
+}
+
+/* A model not in the catalogue, from the shapes the request gives. */
+static int custom_model(struct sim_job *j, const char *name) {
+  struct sim_req *q = &j->q;
+  struct mx_model *m = &q->custom;
+  json_t *o = j->body;
+  double params = NAN;
+  long layers = 0, hidden = 0, heads = 0, kvh = 0, hd = 0, inter = 0, vocab = 0, ctx = 0;
+  if (get_num(j, o, "parameters_millions", 0.001, 1e8, &params) < 0 ||
+      get_int(j, o, "num_layers", NULL, 1, 100000, &layers) < 0 ||
+      get_int(j, o, "hidden_size", NULL, 1, 10000000, &hidden) < 0 ||
+      get_int(j, o, "num_attention_heads", NULL, 1, 100000, &heads) < 0 ||
+      get_int(j, o, "num_key_value_heads", NULL, 1, 100000, &kvh) < 0 ||
+      get_int(j, o, "head_dim", NULL, 1, 100000, &hd) < 0 ||
+      get_int(j, o, "intermediate_size", NULL, 1, 100000000, &inter) < 0 ||
+      get_int(j, o, "vocab_size", NULL, 1, 100000000, &vocab) < 0 ||
+      get_int(j, o, "max_context", NULL, 1, MX_LEN_MAX, &ctx) < 0)
+    return -1;
+  json_t *missing = json_array();
+  if (!isfinite(params)) json_array_append_new(missing, json_string("parameters_millions"));
+  if (!layers) json_array_append_new(missing, json_string("num_layers"));
+  if (!hidden) json_array_append_new(missing, json_string("hidden_size"));
+  if (!heads) json_array_append_new(missing, json_string("num_attention_heads"));
+  if (json_array_size(missing)) {
+    /* the seed's INVALID_MODEL_SPECS: what is missing, and the catalogue
+     * model nearest in size as a suggestion */
+    const struct mx_model *near = NULL;
+    for (size_t i = 0; isfinite(params) && i < j->m->cat->n_models; i++) {
+      const struct mx_model *c = &j->m->cat->models[i];
+      if (!near || fabs(log(c->params_b * 1e3 / params)) < fabs(log(near->params_b * 1e3 / params)))
+        near = c;
+    }
+    json_t *names = json_array();
+    for (size_t i = 0; i < j->m->cat->n_models; i++)
+      json_array_append_new(names, json_string(j->m->cat->models[i].name));
+    json_t *sugg = near ? json_pack("{s:s,s:o}", "model_name", near->name, "catalogue", names)
+                        : json_pack("{s:o}", "catalogue", names);
+    return bad(j, 422, "INVALID_MODEL_SPECS",
+               json_pack("{s:o,s:o}", "missing_fields", missing, "suggested_values", sugg),
+               "model '%s' is not in the catalogue and its specifications are incomplete",
+               name ? name : "");
+  }
+  json_decref(missing);
+  memset(m, 0, sizeof *m);
+  snprintf(m->name, sizeof m->name, "%s", name ? name : "custom");
+  const char *arch = "decoder";
+  if (get_str(j, o, "architecture_type", NULL, &arch) < 0) return -1;
+  snprintf(m->architecture, sizeof m->architecture, "%s",
+           !strcasecmp(arch, "encoder") ? "encoder" : "decoder");
+  snprintf(m->family, sizeof m->family, "custom");
+  m->params_b = m->active_params_b = params / 1e3;
+  m->layers = (int)layers;
+  m->hidden = (int)hidden;
+  m->heads = (int)heads;
+  m->kv_heads = (int)(kvh ? kvh : heads);
+  m->head_dim = (int)(hd ? hd : hidden / heads);
+  m->intermediate = (int)(inter ? inter : 4 * hidden);
+  m->vocab = (int)vocab;
+  m->max_context = (int)(ctx ? ctx : MX_LEN_MAX);
+  if (m->kv_heads > m->heads || m->head_dim < 1)
+    return bad(j, 400, "VALIDATION_ERROR", NULL,
+               "num_key_value_heads must not exceed num_attention_heads");
+  if (!hd) assume(q, "head_dim = hidden_size / num_attention_heads = %d", m->head_dim);
+  if (!inter) assume(q, "intermediate_size = 4 × hidden_size = %d", m->intermediate);
+  q->model = m;
+  return 0;
+}
+
+static int parse(struct sim_job *j) {
+  struct sim_req *q = &j->q;
+  json_t *o = j->body;
+  const struct mx_catalog *c = j->m->cat;
+  q->assumptions = json_array();
+  q->max_latency_ms = q->min_qps = q->budget = NAN;
+
+  const char *s = NULL;
+  if (get_str(j, o, "task_type", NULL, &s) < 0) return -1;
+  if (s && strcasecmp(s, "inference") && strcasecmp(s, "training"))
+    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "task_type"),
+               "task_type must be Inference or Training");
+  q->training = s && !strcasecmp(s, "training");
+  if (!s) assume(q, "task_type = Inference");
+
+  const char *name = NULL;
+  if (get_str(j, o, "model_name", "model", &name) < 0) return -1;
+  q->model = name ? mx_catalog_model(c, name) : NULL;
+  if (!q->model && custom_model(j, name) < 0) return -1;
+
+  s = NULL;
+  if (get_str(j, o, "precision", NULL, &s) < 0) return -1;
+  q->precision = q->training ? MX_BF16 : MX_FP16;
+  if (s && mx_precision_parse(s, &q->precision))
+    return bad(j, 400, "INVALID_PRECISION", json_pack("{s:s}", "field", "precision"),
+               "precision must be FP32, FP16, BF16, FP8, INT8 or INT4");
+  if (!s) assume(q, "precision = %s", mx_precision_name(q->precision));
+  q->kv_precision = q->precision == MX_FP8 ? MX_FP8 : q->precision == MX_FP32 ? MX_FP32 : MX_FP16;
+  s = NULL;
+  if (get_str(j, o, "kv_precision", NULL, &s) < 0) return -1;
+  if (s && (mx_precision_parse(s, &q->kv_precision) || q->kv_precision == MX_INT4))
+    return bad(j, 400, "INVALID_PRECISION", json_pack("{s:s}", "field", "kv_precision"),
+               "kv_precision must be FP32, FP16, BF16, FP8 or INT8");
+
+  s = NULL;
+  if (get_str(j, o, "hardware", "hardware_name", &s) < 0) return -1;
+  if (s) {
+    char hw[256];
+    snprintf(hw, sizeof hw, "%s", s);
+    char *plus = strchr(hw, '+'); /* "L4 + Intel(R) Xeon": the GPU */
+    if (plus) *plus = 0;
+    q->hw = mx_catalog_hw(c, hw);
+    if (!q->hw) {
+      json_t *known = json_array();
+      for (size_t i = 0; i < c->n_hw; i++) json_array_append_new(known, json_string(c->hw[i].name));
+      return bad(j, 400, "UNKNOWN_HARDWARE", json_pack("{s:o}", "known", known),
+                 "hardware '%s' is not in the catalogue", s);
+    }
+  }
+  const char *prov = NULL, *reg = NULL;
+  if (get_str(j, o, "provider", NULL, &prov) < 0 || get_str(j, o, "region", NULL, &reg) < 0)
+    return -1;
+  snprintf(q->provider, sizeof q->provider, "%s", prov ? prov : "");
+  if (reg) {
+    q->region = mx_catalog_region(c, prov, reg);
+    if (!q->region)
+      return bad(j, 400, "UNKNOWN_REGION", NULL, "region '%s' is not in the catalogue", reg);
+  }
+
+  if (get_int(j, o, "gpu_count", NULL, 1, MX_GPUS_MAX, &q->gpu_count) < 0 ||
+      get_int(j, o, "tensor_parallel", NULL, 1, MX_GPUS_MAX, &q->tp) < 0 ||
+      get_int(j, o, "pipeline_parallel", NULL, 1, MX_GPUS_MAX, &q->pp) < 0)
+    return -1;
+  if (q->gpu_count && q->tp && q->pp && q->tp * q->pp != q->gpu_count && !q->training)
+    return bad(j, 400, "VALIDATION_ERROR", NULL,
+               "gpu_count must be tensor_parallel × pipeline_parallel for inference");
+
+  int enc = !strcmp(q->model->architecture, "encoder");
+  int rc;
+  if ((rc = get_int(j, o, "batch_size", NULL, 0, MX_BATCH_MAX, &q->batch)) < 0) return -1;
+  q->batch_given = rc;
+  if ((rc = get_int(j, o, "input_length", "input_len", 1, MX_LEN_MAX, &q->input_len)) < 0)
+    return -1;
+  q->input_given = rc;
+  if ((rc = get_int(j, o, "output_length", "output_len", 0, MX_LEN_MAX, &q->output_len)) < 0)
+    return -1;
+  q->output_given = rc;
+  if (!q->training) {
+    if (!q->batch_given) {
+      q->batch = 1;
+      assume(q, "batch_size = 1");
+    }
+    if (!q->output_given) {
+      q->output_len = enc ? 0 : q->model->max_context >= 256 ? 128 : q->model->max_context / 2;
+      assume(q, "output_length = %ld", q->output_len);
+    }
+    if (!q->input_given) {
+      long room = q->model->max_context - q->output_len;
+      q->input_len = room < 512 ? room : 512;
+      if (q->input_len < 1)
+        return bad(j, 400, "VALIDATION_ERROR", NULL, "output_length leaves no room for input");
+      assume(q, "input_length = %ld", q->input_len);
+    }
+  }
+
+  double tokens = NAN;
+  if (get_num(j, o, "training_tokens", 1, 1e16, &tokens) < 0 ||
+      get_int(j, o, "sequence_length", NULL, 1, MX_LEN_MAX, &q->seq_len) < 0 ||
+      get_int(j, o, "global_batch_size", NULL, 1, MX_BATCH_MAX, &q->global_batch) < 0 ||
+      get_int(j, o, "micro_batch_size", NULL, 1, MX_BATCH_MAX, &q->micro_batch) < 0 ||
+      get_int(j, o, "zero_stage", NULL, 0, 3, &q->zero_stage) < 0)
+    return -1;
+  if (q->training) {
+    if (!isfinite(tokens)) {
+      tokens = CHINCHILLA_TOKENS_PER_PARAM * q->model->params_b * 1e9;
+      assume(q, "training_tokens = 20 × parameters = %.4g (Hoffmann et al. 2022)", tokens);
+    }
+    if (!q->seq_len) {
+      q->seq_len = 2048;
+      assume(q, "sequence_length = 2048");
+    }
+    if (!q->micro_batch) {
+      q->micro_batch = 1;
+      assume(q, "micro_batch_size = 1");
+    }
+    if (!json_object_get(o, "zero_stage")) {
+      q->zero_stage = 3;
+      assume(q, "zero_stage = 3 (fully sharded)");
+    }
+  }
+  q->tokens = tokens;
+  s = NULL;
+  if (get_str(j, o, "recompute", NULL, &s) < 0) return -1;
+  q->recompute = MX_RECOMPUTE_NONE;
+  if (s) {
+    if (!strcasecmp(s, "full")) q->recompute = MX_RECOMPUTE_FULL;
+    else if (!strcasecmp(s, "selective")) q->recompute = MX_RECOMPUTE_SELECTIVE;
+    else if (strcasecmp(s, "none"))
+      return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "recompute"),
+                 "recompute must be none, selective or full");
+  }
+  json_t *fa = json_object_get(o, "flash_attention");
+  if (fa && !json_is_boolean(fa))
+    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "flash_attention"),
+               "flash_attention must be true or false");
+  q->flash = !fa || json_is_true(fa);
+
+  json_t *pr = json_object_get(o, "performance_requirements");
+  if (pr && !json_is_object(pr) && !json_is_null(pr))
+    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "performance_requirements"),
+               "performance_requirements must be an object");
+  if (json_is_object(pr) &&
+      (get_num(j, pr, "max_latency_ms", 0, 1e12, &q->max_latency_ms) < 0 ||
+       get_num(j, pr, "min_throughput_qps", 0, 1e12, &q->min_qps) < 0 ||
+       get_num(j, pr, "budget_limit", 0, 1e15, &q->budget) < 0))
+    return -1;
+  return 0;
+}
+
+/* ---- one configuration ---------------------------------------------------- */
+
+struct costing {
+  struct mx_rate rate;
+  const struct mx_instance *inst;
+  const struct mx_region *region;
+};
+
+static void cost_for(const struct sim_job *j, const struct mx_hw *hw, int gpus, double u,
+                     struct costing *c) {
+  const struct sim_req *q = &j->q;
+  const struct mx_catalog *cat = j->m->cat;
+  const char *prov = *q->provider ? q->provider : NULL;
+  c->inst = mx_catalog_instance(cat, hw->name, q->region ? q->region->provider : prov,
+                                q->region ? q->region->region : NULL);
+  c->region = q->region;
+  if (!c->region && c->inst) c->region = mx_catalog_region(cat, c->inst->provider, c->inst->region);
+  if (!c->region) c->region = mx_catalog_region(cat, DEFAULT_PROVIDER, DEFAULT_REGION);
+  mx_rate(hw, gpus, u, c->region, c->inst, &c->rate);
+}
+
+/* The cost part of an answer for `hours` of running (per 1,000
+ * inferences, or one training run). */
+static json_t *cost_json(const struct costing *c, double hours, int training) {
+  const struct mx_rate *rt = &c->rate;
+  json_t *o = json_pack(
+      "{s:o,s:o,s:o,s:i,s:o,s:o,s:o,s:o,s:o,s:o,s:s}", "provider",
+      str_or_null(c->region ? c->region->provider : NULL), "region",
+      str_or_null(c->region ? c->region->region : NULL), "instance",
+      str_or_null(c->inst ? c->inst->instance : NULL), "instances", rt->instances,
+      "cost_per_hour", num(rt->usd_per_hour), "gpu_power_w", num(rt->gpu_power_w), "pue",
+      rt->pue_known ? num(c->region->pue) : json_null(), "electricity_usd_per_kwh",
+      num(c->region ? c->region->electricity_usd_per_kwh : NAN), "carbon_g_per_kwh",
+      num(c->region ? c->region->carbon_g_per_kwh : NAN), "energy_cost_per_hour",
+      num(rt->energy_usd_per_hour), "basis",
+      c->inst ? "instance price" : "electricity only (hardware not counted)");
+  if (training) {
+    json_object_set_new(o, "cost_per_run", num(rt->usd_per_hour * hours));
+    json_object_set_new(o, "energy_kwh", num(rt->facility_kw * hours));
+    json_object_set_new(o, "carbon_kg", num(rt->gco2_per_hour * hours / 1000));
+  } else {
+    json_object_set_new(o, "cost_per_1000_inferences", num(rt->usd_per_hour * hours));
+    json_object_set_new(o, "energy_kwh_per_1000_inferences", num(rt->facility_kw * hours));
+    json_object_set_new(o, "carbon_g_per_1000_inferences", num(rt->gco2_per_hour * hours));
+  }
+  return o;
+}
+
+static json_t *band(double x, double sigma) {
+  return json_pack("[o,o]", num(x * exp(-sigma)), num(x * exp(sigma)));
+}
+
+/* Simulates one inference configuration: a new configuration object, or
+ * NULL with *why set (the simulator's refusal). */
+static json_t *inference_config(struct sim_job *j, const struct mx_factors *f,
+                                const struct mx_hw *hw, int tp, int pp, int *code, char *why,
+                                size_t whylen) {
+  const struct sim_req *q = &j->q;
+  struct mx_infer_in in = {.model = q->model, .hw = hw, .tp = tp, .pp = pp,
+                           .batch = (int)q->batch, .input_len = (int)q->input_len,
+                           .output_len = (int)q->output_len, .precision = q->precision,
+                           .kv_precision = q->kv_precision};
+  struct mx_infer_out o;
+  *code = mx_simulate_inference(&in, f, &o, why, whylen);
+  if (*code) return NULL;
+  struct costing c;
+  cost_for(j, hw, tp * pp, o.utilisation, &c);
+  double hours = 1000 / o.requests_per_s / 3600;
+  double sg = f->sigma_inference;
+  json_t *unmet = json_array();
+  if (!o.fits) json_array_append_new(unmet, json_string("does not fit in memory"));
+  if (isfinite(q->max_latency_ms) && o.e2e_s * 1e3 > q->max_latency_ms)
+    json_array_append_new(unmet, json_string("latency above max_latency_ms"));
+  if (isfinite(q->min_qps) && o.requests_per_s < q->min_qps)
+    json_array_append_new(unmet, json_string("throughput below min_throughput_qps"));
+  if (isfinite(q->budget) && !(c.rate.usd_per_hour * HOURS_PER_MONTH <= q->budget))
+    json_array_append_new(unmet, json_string("monthly cost above budget_limit (or unknown)"));
+  json_t *perf = json_pack(
+      "{s:o,s:o,s:o,s:o,s:o,s:o,s:s,s:s,s:o}", "time_to_first_token_ms", num(o.ttft_s * 1e3),
+      "time_per_output_token_ms", num(o.tpot_s * 1e3), "latency_ms", num(o.e2e_s * 1e3),
+      "throughput_tokens_per_s", num(o.tokens_per_s), "throughput_qps", num(o.requests_per_s),
+      "utilisation", num(o.utilisation), "prefill_bound", o.prefill_bound, "decode_bound",
+      o.decode_bound, "interconnect_ms", num(o.comm_s * 1e3));
+  json_t *mem = json_pack("{s:o,s:o,s:b,s:o,s:o,s:o}", "per_gpu_gb", num(o.mem_per_gpu_gb),
+                          "available_per_gpu_gb", num(o.mem_available_gb), "fits", o.fits,
+                          "weights_gb", num(o.mem_weights_gb), "kv_cache_gb", num(o.mem_kv_gb),
+                          "activations_gb", num(o.mem_activations_gb));
+  json_t *unc = json_pack("{s:o,s:o,s:o,s:o}", "sigma", num(sg), "time_to_first_token_ms",
+                          band(o.ttft_s * 1e3, sg), "latency_ms", band(o.e2e_s * 1e3, sg),
+                          "throughput_qps", band(o.requests_per_s, sg));
+  return json_pack("{s:s,s:i,s:i,s:i,s:i,s:o,s:o,s:o,s:o,s:b,s:o}", "hardware", hw->name,
+                   "gpu_count", tp * pp, "tensor_parallel", tp, "pipeline_parallel", pp,
+                   "batch_size", o.batch, "performance_metrics", perf, "memory", mem,
+                   "cost_analysis", cost_json(&c, hours, 0), "uncertainty", unc,
+                   "meets_requirements", json_array_size(unmet) == 0, "unmet", unmet);
+}
+
+static json_t *training_config(struct sim_job *j, const struct mx_factors *f,
+                               const struct mx_hw *hw, int gpus, int tp, int pp, int *code,
+                               char *why, size_t whylen) {
+  const struct sim_req *q = &j->q;
+  int dp = gpus / (tp * pp);
+  long gb = q->global_batch;
+  if (!gb || dp < 1) { /* 1,024 sequences, rounded up to what the layout needs */
+    long unit = q->micro_batch * (dp > 0 ? dp : 1);
+    gb = (1024 + unit - 1) / unit * unit;
+  }
+  struct mx_train_in in = {.model = q->model, .hw = hw, .gpus = gpus, .tp = tp, .pp = pp,
+                           .precision = q->precision, .seq_len = (int)q->seq_len,
+                           .micro_batch = (int)q->micro_batch, .global_batch = (int)gb,
+                           .tokens = q->tokens, .zero_stage = (int)q->zero_stage,
+                           .recompute = q->recompute, .flash_attention = q->flash};
+  struct mx_train_out o;
+  *code = mx_simulate_training(&in, f, &o, why, whylen);
+  if (*code) return NULL;
+  struct costing c;
+  cost_for(j, hw, gpus, o.utilisation, &c);
+  double hours = o.time_s / 3600, sg = f->sigma_training;
+  json_t *unmet = json_array();
+  if (!o.fits) json_array_append_new(unmet, json_string("does not fit in memory"));
+  if (isfinite(q->budget) && !(c.rate.usd_per_hour * hours <= q->budget))
+    json_array_append_new(unmet, json_string("run cost above budget_limit (or unknown)"));
+  json_t *perf = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "training_time_hours",
+                           num(hours), "tokens_per_s_per_gpu", num(o.tokens_per_s_per_gpu), "mfu",
+                           num(o.mfu), "steps", num(o.steps), "model_flops_per_token",
+                           num(o.model_flops_per_token), "hardware_flops_per_token",
+                           num(o.hw_flops_per_token), "pipeline_bubble", num(o.bubble),
+                           "interconnect_hours", num(o.comm_s / 3600));
+  json_t *mem = json_pack("{s:o,s:o,s:b,s:o,s:o,s:o,s:o,s:i}", "per_gpu_gb",
+                          num(o.mem_per_gpu_gb), "available_per_gpu_gb", num(o.mem_available_gb),
+                          "fits", o.fits, "weights_gb", num(o.mem_weights_gb), "gradients_gb",
+                          num(o.mem_gradients_gb), "optimizer_gb", num(o.mem_optimizer_gb),
+                          "activations_gb", num(o.mem_activations_gb), "zero_stage",
+                          (int)q->zero_stage);
+  json_t *unc = json_pack("{s:o,s:o}", "sigma", num(sg), "training_time_hours", band(hours, sg));
+  return json_pack("{s:s,s:i,s:i,s:i,s:i,s:I,s:o,s:o,s:o,s:o,s:b,s:o}", "hardware", hw->name,
+                   "gpu_count", gpus, "tensor_parallel", tp, "pipeline_parallel", pp,
+                   "data_parallel", dp, "global_batch_size", (json_int_t)gb,
+                   "performance_metrics", perf, "memory", mem, "cost_analysis",
+                   cost_json(&c, hours, 1), "uncertainty", unc, "meets_requirements",
+                   json_array_size(unmet) == 0, "unmet", unmet);
+}
+
+/* Runs the request over its configurations: the named hardware, or every
+ * catalogue GPU; the named GPU count, or (inference) 1, 2, 4 and 8. */
+static int simulate(struct sim_job *j, const struct mx_factors *f) {
+  struct sim_req *q = &j->q;
+  const struct mx_catalog *cat = j->m->cat;
+  json_t *configs = json_array(), *excluded = json_array();
+  static const int counts[] = {1, 2, 4, 8};
+  int single = q->hw && (q->gpu_count || q->tp);
+  int last_code = 0;
+  char why[300] = "";
+  if (!q->hw) assume(q, "hardware: every catalogue GPU");
+  for (size_t h = 0; h < cat->n_hw; h++) {
+    const struct mx_hw *hw = &cat->hw[h];
+    if (q->hw ? hw != q->hw : strcmp(hw->kind, "gpu") != 0) continue;
+    for (size_t k = 0; k < ARRAY_LEN(counts); k++) {
+      long gpus = q->gpu_count ? q->gpu_count
+                  : q->training ? 8
+                  : q->tp ? q->tp * (q->pp ? q->pp : 1)
+                  : counts[k];
+      long pp = q->pp ? q->pp : 1;
+      long tp = q->tp ? q->tp : q->training ? 1 : gpus / pp;
+      int code;
+      json_t *cfg = q->training ? training_config(j, f, hw, (int)gpus, (int)tp, (int)pp, &code,
+                                                  why, sizeof why)
+                                : tp * pp == gpus
+                                    ? inference_config(j, f, hw, (int)tp, (int)pp, &code, why,
+                                                       sizeof why)
+                                    : (code = GROVE_EINVAL,
+                                       snprintf(why, sizeof why,
+                                                "gpu_count is not a multiple of pipeline_parallel"),
+                                       NULL);
+      if (cfg) {
+        json_array_append_new(configs, cfg);
+        /* with the hardware named and no count: the smallest count that fits */
+        if (q->hw && !q->gpu_count && !q->tp && !q->training &&
+            json_is_true(json_object_get(json_object_get(cfg, "memory"), "fits")))
+          break;
+      } else {
+        last_code = code;
+        json_array_append_new(excluded, json_pack("{s:s,s:i,s:s}", "hardware", hw->name,
+                                                  "gpu_count", (int)gpus, "reason", why));
+      }
+      if (q->gpu_count || q->training || q->tp) break;
+    }
+  }
+  if (q->hw && !q->gpu_count && !q->tp && !q->training)
+    assume(q, "gpu_count: the smallest of 1, 2, 4, 8 that fits (tensor parallel)");
+  if (q->training && !q->gpu_count) assume(q, "gpu_count = 8 (data parallel)");
+  if (!json_array_size(configs)) {
+    json_decref(configs);
+    json_t *details = json_pack("{s:o}", "excluded", excluded);
+    if (single || q->hw)
+      return bad(j, last_code == GROVE_ERANGE ? 422 : 400,
+                 last_code == GROVE_ERANGE ? "UNSUPPORTED_HARDWARE" : "INVALID_WORKLOAD", details,
+                 "%s", why);
+    return bad(j, 422, "NO_CONFIGURATION", details,
+               "no catalogue configuration can run this workload");
+  }
+  /* recommendations: the configurations meeting the requirements, cheapest
+   * first (per 1,000 inferences or per run), unknown costs last */
+  const char *cost_key = q->training ? "cost_per_run" : "cost_per_1000_inferences";
+  json_t *recs = json_array();
+  size_t n = json_array_size(configs);
+  int *used = calloc(n ? n : 1, sizeof(int));
+  for (size_t round = 0; used && round < n; round++) {
+    long best = -1;
+    double best_cost = INFINITY;
+    for (size_t i = 0; i < n; i++) {
+      json_t *c = json_array_get(configs, i);
+      if (used[i] || !json_is_true(json_object_get(c, "meets_requirements"))) continue;
+      json_t *cv = json_object_get(json_object_get(c, "cost_analysis"), cost_key);
+      double v = json_is_number(cv) ? json_number_value(cv) : INFINITY;
+      if (best < 0 || v < best_cost) {
+        best = (long)i;
+        best_cost = v;
+      }
+    }
+    if (best < 0) break;
+    used[best] = 1;
+    json_t *c = json_array_get(configs, (size_t)best);
+    json_array_append_new(recs, json_pack("{s:O,s:O,s:O}", "hardware",
+                                          json_object_get(c, "hardware"), "gpu_count",
+                                          json_object_get(c, "gpu_count"), cost_key,
+                                          json_object_get(json_object_get(c, "cost_analysis"),
+                                                          cost_key)));
+  }
+  free(used);
+  /* the seed's top-level figures: those of the first recommendation, else
+   * of the first configuration */
+  json_t *top = json_array_get(configs, 0);
+  if (json_array_size(recs)) {
+    json_t *r0 = json_array_get(recs, 0);
+    for (size_t i = 0; i < n; i++) {
+      json_t *c = json_array_get(configs, i);
+      if (json_equal(json_object_get(c, "hardware"), json_object_get(r0, "hardware")) &&
+          json_equal(json_object_get(c, "gpu_count"), json_object_get(r0, "gpu_count"))) {
+        top = c;
+        break;
+      }
+    }
+  }
+  json_t *workload = q->training
+      ? json_pack("{s:s,s:o,s:I,s:I,s:I,s:s,s:b}", "precision", mx_precision_name(q->precision),
+                  "training_tokens", num(q->tokens), "sequence_length", (json_int_t)q->seq_len,
+                  "micro_batch_size", (json_int_t)q->micro_batch, "zero_stage",
+                  (json_int_t)q->zero_stage, "recompute",
+                  q->recompute == MX_RECOMPUTE_FULL ? "full"
+                  : q->recompute == MX_RECOMPUTE_SELECTIVE ? "selective" : "none",
+                  "flash_attention", q->flash)
+      : json_pack("{s:s,s:s,s:I,s:I,s:I}", "precision", mx_precision_name(q->precision),
+                  "kv_precision", mx_precision_name(q->kv_precision), "batch_size",
+                  (json_int_t)q->batch, "input_length", (json_int_t)q->input_len,
+                  "output_length", (json_int_t)q->output_len);
+  long mid = q->model >= cat->models && q->model < cat->models + cat->n_models
+                 ? q->model - cat->models + 1 : 0;
+  j->data = json_pack("{s:s,s:o,s:o,s:O,s:O,s:o,s:o,s:o,s:O}", "task_type",
+                      q->training ? "Training" : "Inference", "model", model_json(q->model, mid),
+                      "workload", workload, "performance_metrics",
+                      json_object_get(top, "performance_metrics"), "cost_analysis",
+                      json_object_get(top, "cost_analysis"), "recommendations", recs,
+                      "configurations", configs, "excluded", excluded, "assumptions",
+                      q->assumptions);
+  return j->data ? 0 : bad(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+}
+
+static void sim_work(void *arg) {
+  struct sim_job *j = arg;
+  struct mx_factors f;
+  double loo_inf, loo_tr;
+  char err[256] = "";
+  if (matrix_factors(j->m, &f, &loo_inf, &loo_tr, err, sizeof err)) {
+    bad(j, 503, "MODEL_UNAVAILABLE", NULL, "the performance model could not be fitted: %s", err);
+    return;
+  }
+  if (simulate(j, &f) == 0) {
+    double loo = j->q.training ? loo_tr : loo_inf;
+    j->meta = json_pack(
+        "{s:s,s:o,s:o,s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}}", "model_version",
+        "matrix-analytical-1", "confidence_score", num(1 - loo / 100), "loo_mape_percent",
+        num(loo), "factors", "prefill_eff", num(f.prefill_eff), "prefill_eff_8bit",
+        num(f.prefill_eff_8bit), "decode_bw_eff", num(f.decode_bw_eff), "comm_eff",
+        num(f.comm_eff), "overhead_ms", num(f.overhead_s * 1e3), "train_eff", num(f.train_eff),
+        "train_hopper", num(f.train_hopper), "train_8bit", num(f.train_8bit));
+  }
+}
+
+static void sim_free(struct sim_job *j) {
+  json_decref(j->body);
+  json_decref(j->q.assumptions);
+  json_decref(j->data);
+  json_decref(j->meta);
+  json_decref(j->details);
+  free(j);
+}
+
+static void sim_done(struct http_req *r, void *arg) {
+  struct sim_job *j = arg;
+  if (!r->conn) { /* the client went away */
+    sim_free(j);
+    return;
+  }
+  if (j->data) {
+    http_reply_data(r, 200, j->data, j->meta);
+    j->data = j->meta = NULL;
+  } else {
+    http_reply_error(r, j->status ? j->status : 500, j->code ? j->code : "INTERNAL",
+                     j->message, j->details);
+    j->details = NULL;
+  }
+  sim_free(j);
+}
+
+void matrix_handle_simulate(struct http_req *r) {
+  struct matrix *m = state(r);
+  if (!m) return;
+  json_t *body = http_req_json(r);
+  if (!body) return;
+  struct sim_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    json_decref(body);
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return;
+  }
+  j->m = m;
+  j->body = body;
+  if (parse(j) < 0) {
+    sim_done(r, j);
+    return;
+  }
+  /* a CPU-bound computation (the first also fits the model) */
+  if (http_req_defer(r, HTTP_POOL_CPU, sim_work, sim_done, j))
+    sim_free(j); /* answered already (503) */
+}

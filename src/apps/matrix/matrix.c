@@ -1,0 +1,261 @@
+/* matrix.c — GreenMatrix (seed 003) as a Grove app: its option, its
+ * catalogues, the fit of the performance model's factors, `grove matrix
+ * calibrate`, and its table. The routes are in api.c; the model in
+ * simulate.c (docs/matrix.md). */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "apps/matrix/matrix.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "gate/gate.h"
+
+/* Where the catalogues are when --matrix-data is "auto", from CMake as for
+ * the console (serve.c): installed beside the binary, the source tree's
+ * data/matrix, the install prefix's. */
+#ifndef GROVE_MATRIX_FROM_BINDIR
+#define GROVE_MATRIX_FROM_BINDIR "../share/grove/matrix"
+#endif
+#ifndef GROVE_MATRIX_SOURCE_DIR
+#define GROVE_MATRIX_SOURCE_DIR "data/matrix"
+#endif
+#ifndef GROVE_MATRIX_INSTALL_DIR
+#define GROVE_MATRIX_INSTALL_DIR "/usr/local/share/grove/matrix"
+#endif
+
+static struct matrix_cfg matrix_cfg;
+
+static const struct cfg_opt matrix_opts[] = {
+    CFG_OPT(struct matrix_cfg, "matrix-data", CFG_STR, data, "auto", "folder of matrix's catalogues and calibration (hardware.tsv, models.tsv, instances.tsv, regions.tsv, calibration.tsv); auto: installed beside grove, else ./data/matrix, else the source tree's"),
+};
+
+static int has_catalogue(const char *dir) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/hardware.tsv", dir);
+  return access(path, R_OK) == 0;
+}
+
+int matrix_find_data(const char *want, char *out, size_t n) {
+  if (want && strcmp(want, "auto") != 0) {
+    if ((size_t)snprintf(out, n, "%s", want) >= n) return GROVE_EINVAL;
+    return has_catalogue(out) ? 0 : GROVE_ENOENT;
+  }
+  char exe[PATH_MAX];
+  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  char *slash = len > 0 ? (exe[len] = '\0', strrchr(exe, '/')) : NULL;
+  if (slash) {
+    *slash = '\0';
+    char cand[PATH_MAX + 64], real[PATH_MAX];
+    snprintf(cand, sizeof cand, "%s/%s", exe, GROVE_MATRIX_FROM_BINDIR);
+    if (has_catalogue(cand) && realpath(cand, real) && strlen(real) < n) {
+      strcpy(out, real);
+      return 0;
+    }
+  }
+  static const char *const others[] = {"data/matrix", GROVE_MATRIX_SOURCE_DIR,
+                                       GROVE_MATRIX_INSTALL_DIR};
+  for (size_t i = 0; i < ARRAY_LEN(others); i++)
+    if (has_catalogue(others[i]) && strlen(others[i]) < n) {
+      strcpy(out, others[i]);
+      return 0;
+    }
+  return GROVE_ENOENT;
+}
+
+/* Fits on dir's calibration.tsv with catalogue c. */
+static int fit_on(const struct mx_catalog *c, const char *dir, struct mx_fit *fit,
+                  struct mx_calib *cal, char *err, size_t errlen) {
+  char path[4200];
+  snprintf(path, sizeof path, "%s/calibration.tsv", dir);
+  int rc = mx_calib_load(cal, path, err, errlen);
+  if (rc) return rc;
+  rc = mx_calibrate(c, cal, fit, err, errlen);
+  if (rc) mx_calib_release(cal);
+  return rc;
+}
+
+int matrix_factors(struct matrix *m, struct mx_factors *out, double *loo_inference,
+                   double *loo_training, char *err, size_t errlen) {
+  pthread_mutex_lock(&m->mu);
+  if (!m->fitted) {
+    struct mx_calib cal = {0};
+    struct mx_fit fit;
+    uint64_t t0 = clock_mono_ns();
+    int rc = fit_on(m->cat, m->data_dir, &fit, &cal, m->fit_err, sizeof m->fit_err);
+    if (rc) {
+      m->fitted = rc;
+      log_error(NULL, "cannot fit matrix's performance model", "dir=\"%s\" error=\"%s\"",
+                m->data_dir, m->fit_err);
+    } else {
+      m->fitted = 1;
+      m->factors = fit.factors;
+      m->loo_inference = fit.loo_mape_inference;
+      m->loo_training = fit.loo_mape_training;
+      log_info(NULL, "matrix's performance model fitted",
+               "rows=%zu loo_mape_inference=%.2f loo_mape_training=%.2f ms=%llu", cal.n,
+               fit.loo_mape_inference, fit.loo_mape_training,
+               (unsigned long long)((clock_mono_ns() - t0) / 1000000));
+      mx_fit_release(&fit);
+      mx_calib_release(&cal);
+    }
+  }
+  int rc = m->fitted < 0 ? m->fitted : 0;
+  if (rc) {
+    snprintf(err, errlen, "%s", m->fit_err);
+  } else {
+    *out = m->factors;
+    *loo_inference = m->loo_inference;
+    *loo_training = m->loo_training;
+  }
+  pthread_mutex_unlock(&m->mu);
+  return rc;
+}
+
+static int matrix_start(struct grove_ctx *ctx, void **state) {
+  struct matrix *m = calloc(1, sizeof *m);
+  if (!m) return GROVE_ENOMEM;
+  m->ctx = *ctx;
+  pthread_mutex_init(&m->mu, NULL);
+  char err[512] = "";
+  const char *want = matrix_cfg.data ? matrix_cfg.data : "auto";
+  int rc = matrix_find_data(want, m->data_dir, sizeof m->data_dir);
+  if (rc && !strcmp(want, "auto")) {
+    /* a binary away from its data still serves everything else; matrix's
+     * routes answer 503 CATALOGUE_UNAVAILABLE */
+    log_warn(NULL, "matrix's catalogues not found: its routes answer 503",
+             "matrix-data=\"auto\" source=\"%s\"", GROVE_MATRIX_SOURCE_DIR);
+    *state = m;
+    return 0;
+  }
+  if (rc) {
+    log_error(NULL, "cannot find matrix's catalogues", "matrix-data=\"%s\"", want);
+    goto fail;
+  }
+  rc = mx_catalog_load(&m->cat, m->data_dir, err, sizeof err);
+  if (rc) {
+    log_error(NULL, "cannot load matrix's catalogues", "error=\"%s\"", err);
+    goto fail;
+  }
+  log_info(NULL, "matrix catalogues loaded", "dir=\"%s\" hardware=%zu models=%zu instances=%zu "
+           "regions=%zu", m->data_dir, m->cat->n_hw, m->cat->n_models, m->cat->n_instances,
+           m->cat->n_regions);
+  *state = m;
+  return 0;
+fail:
+  pthread_mutex_destroy(&m->mu);
+  free(m);
+  return rc;
+}
+
+static void matrix_stop(void *state) {
+  struct matrix *m = state;
+  if (!m) return;
+  mx_catalog_free(m->cat);
+  pthread_mutex_destroy(&m->mu);
+  free(m);
+}
+
+/* ---- grove matrix calibrate ------------------------------------------------ */
+
+static void matrix_command_help(FILE *f) {
+  fprintf(f, "usage: grove matrix calibrate [--data DIR] [--rows]\n\n"
+             "matrix's tools:\n"
+             "  calibrate  fit the performance model's efficiency factors on DIR/calibration.tsv\n"
+             "             and print them with the leave-one-out cross-validated error\n"
+             "             (docs/matrix.md); the same file gives the same figures\n\n"
+             "  --data DIR  the catalogue folder (default: as --matrix-data auto)\n"
+             "  --rows      also print each row: measured, fitted, held out\n");
+}
+
+static int calibrate_verb(int argc, char **argv) {
+  const char *want = "auto";
+  int rows = 0;
+  for (int i = 0; i < argc; i++) {
+    if (!strcmp(argv[i], "--data") && i + 1 < argc) want = argv[++i];
+    else if (!strcmp(argv[i], "--rows")) rows = 1;
+    else {
+      fprintf(stderr, "grove matrix calibrate: unknown argument '%s'\n", argv[i]);
+      matrix_command_help(stderr);
+      return 2;
+    }
+  }
+  char dir[4096], err[512] = "";
+  if (matrix_find_data(want, dir, sizeof dir)) {
+    fprintf(stderr, "grove matrix calibrate: no catalogue in '%s'\n", want);
+    return 1;
+  }
+  struct mx_catalog *c = NULL;
+  struct mx_calib cal = {0};
+  struct mx_fit fit;
+  if (mx_catalog_load(&c, dir, err, sizeof err) || fit_on(c, dir, &fit, &cal, err, sizeof err)) {
+    fprintf(stderr, "grove matrix calibrate: %s\n", err);
+    mx_catalog_free(c);
+    return 1;
+  }
+  const struct mx_factors *f = &fit.factors;
+  printf("calibration   %s/calibration.tsv (%zu inference rows, %zu training rows)\n", dir,
+         fit.n_inference, fit.n_training);
+  printf("factors       prefill_eff %.4f  prefill_eff_8bit %.4f  decode_bw_eff %.4f  comm_eff "
+         "%.4f  overhead_ms %.3f\n              train_eff %.4f  train_hopper %.4f  train_8bit "
+         "%.4f\n",
+         f->prefill_eff, f->prefill_eff_8bit, f->decode_bw_eff, f->comm_eff, f->overhead_s * 1e3,
+         f->train_eff, f->train_hopper, f->train_8bit);
+  printf("inference     MAPE %.2f %% in sample, %.2f %% leave-one-out (seed: < 10 %%); "
+         "sigma %.4f\n",
+         fit.mape_inference, fit.loo_mape_inference, f->sigma_inference);
+  printf("training      MAPE %.2f %% in sample, %.2f %% leave-one-out (seed: < 15 %%); "
+         "sigma %.4f\n",
+         fit.mape_training, fit.loo_mape_training, f->sigma_training);
+  for (size_t i = 0; rows && i < cal.n; i++) {
+    const struct mx_calib_row *r = &cal.rows[i];
+    printf("line %-3d %-24s %-15s x%-3d %-5s %-28s measured %10.1f  fitted %10.1f (%+6.1f %%)  "
+           "held out %10.1f (%+6.1f %%)\n",
+           r->line, r->model, r->gpu, r->count, mx_precision_name(r->precision), r->metric_name,
+           r->value, fit.pred[i], (fit.pred[i] / r->value - 1) * 100, fit.loo_pred[i],
+           (fit.loo_pred[i] / r->value - 1) * 100);
+  }
+  mx_fit_release(&fit);
+  mx_calib_release(&cal);
+  mx_catalog_free(c);
+  return 0;
+}
+
+static int matrix_command(int argc, char **argv) {
+  if (argc >= 1 && strcmp(argv[0], "calibrate") == 0) return calibrate_verb(argc - 1, argv + 1);
+  if (argc >= 1 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "help") == 0)) {
+    matrix_command_help(stdout);
+    return 0;
+  }
+  matrix_command_help(stderr);
+  return 2;
+}
+
+/* Every route matrix serves: the model and catalogue reads need the read
+ * scope (they are computations over public figures, but they cost CPU). */
+static const struct route_def matrix_routes[] = {
+    {"POST", "/api/model/simulate-performance", matrix_handle_simulate, .scopes = GATE_READ},
+    {"GET", "/api/model/get-model-data", matrix_handle_models, .scopes = GATE_READ},
+    {"GET", "/api/hardware-specs", matrix_handle_hardware_list, .scopes = GATE_READ},
+    {"GET", "/api/hardware-specs/{name}", matrix_handle_hardware, .scopes = GATE_READ},
+    {"GET", "/api/cost-models", matrix_handle_cost_models, .scopes = GATE_READ},
+    {"GET", "/api/cost-models/regions", matrix_handle_regions, .scopes = GATE_READ},
+};
+
+const struct grove_app matrix_app = {
+    .name = "matrix",
+    .summary = "AI workloads (GreenMatrix): hardware and model catalogues, performance simulation",
+    .opts = matrix_opts,
+    .nopts = ARRAY_LEN(matrix_opts),
+    .cfg = &matrix_cfg,
+    .routes = matrix_routes,
+    .nroutes = ARRAY_LEN(matrix_routes),
+    .start = matrix_start,
+    .stop = matrix_stop,
+    .command = matrix_command,
+    .verbs = "matrix's tools: grove matrix calibrate",
+    .command_help = matrix_command_help,
+};

@@ -1,0 +1,219 @@
+"""matrix over real sockets: the seed's simulate-performance payload
+verbatim, catalogue models and hardware, training, refusals, the catalogue
+reads, and `grove matrix calibrate`."""
+
+import json
+import subprocess
+
+from grove import FAST_HASH, GROVE, Grove, eventually, main
+
+g = None
+READ = None
+
+# GreenMatrix §6.1.2, as written
+SEED = {
+    "model_name": "BERT-Large",
+    "framework": "PyTorch",
+    "task_type": "Inference",
+    "parameters_millions": 340,
+    "model_size_mb": 1340,
+    "precision": "FP32",
+    "architecture_type": "transformer",
+    "performance_requirements": {
+        "max_latency_ms": 100,
+        "min_throughput_qps": 10,
+        "budget_limit": 1000,
+    },
+}
+
+
+def setup():
+    global g, READ
+    g = Grove("--gate-refresh", "200ms", *FAST_HASH)
+    out = subprocess.run([GROVE, "key", "add", "k-read", "--scopes", "read", "--data-dir", g.data_dir],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    READ = out.stdout.split()[1]
+    eventually(lambda: g.request("GET", "/auth/me", headers={"X-API-Key": READ}).status == 200,
+               what="key loaded")
+
+
+def post(body, key=None):
+    return g.request("POST", "/api/model/simulate-performance", body=json.dumps(body).encode(),
+                     headers={"X-API-Key": key or READ, "Content-Type": "application/json"},
+                     timeout=60)
+
+
+def get(path, key=None):
+    return g.request("GET", path, headers={"X-API-Key": key or READ} if key != "" else {})
+
+
+def test_seed_payload_covers_every_catalogue_gpu():
+    r = post(SEED)
+    assert r.status == 200, r.body
+    body = r.json()
+    assert body["status"] == "success"
+    d = body["data"]
+    assert d["model"]["model_name"] == "BERT-Large"
+    assert d["workload"]["precision"] == "FP32" and d["workload"]["output_length"] == 0
+    configs = d["configurations"]
+    hardware = {c["hardware"] for c in configs}
+    assert {"A100-SXM4-80GB", "H100-SXM5-80GB", "L4", "T4", "MI300X"} <= hardware, hardware
+    for c in configs:
+        pm = c["performance_metrics"]
+        assert pm["latency_ms"] > 0 and pm["throughput_qps"] > 0
+        lo, hi = c["uncertainty"]["latency_ms"]
+        assert lo < pm["latency_ms"] < hi
+        assert c["memory"]["fits"] is True  # 340M parameters fit anywhere
+    # the A10G publishes no peak: excluded with the reason
+    assert any(e["hardware"] == "A10G" and "peak" in e["reason"] for e in d["excluded"]), d["excluded"]
+    # recommendations meet all three requirements, cheapest first
+    recs = d["recommendations"]
+    assert recs, "a 340M encoder meets 100 ms / 10 qps / $1000 a month somewhere"
+    costs = [x["cost_per_1000_inferences"] for x in recs]
+    assert costs == sorted(costs)
+    assert d["performance_metrics"] and d["cost_analysis"]
+    assert "hardware: every catalogue GPU" in d["assumptions"]
+    meta = body["metadata"]
+    assert 0 < meta["confidence_score"] < 1 and meta["model_version"]
+    assert "processing_time_ms" in meta
+
+
+def test_named_hardware_picks_the_smallest_count_that_fits():
+    r = post({"model_name": "Llama-2-70B", "hardware": "H100 SXM", "precision": "FP16",
+              "input_length": 1024, "output_length": 256, "batch_size": 8})
+    assert r.status == 200, r.body
+    configs = r.json()["data"]["configurations"]
+    # 138 GB of FP16 weights: one 80 GB GPU does not hold them, two do
+    assert [c["gpu_count"] for c in configs] == [1, 2], configs
+    assert [c["memory"]["fits"] for c in configs] == [False, True]
+    assert configs[0]["unmet"] == ["does not fit in memory"]
+    c = configs[-1]
+    assert c["tensor_parallel"] == 2 and c["memory"]["weights_gb"] == 68.98
+    pm = c["performance_metrics"]
+    assert pm["time_to_first_token_ms"] < pm["latency_ms"]
+    assert pm["interconnect_ms"] > 0
+    cost = c["cost_analysis"]
+    assert cost["instance"] == "p5.48xlarge" and cost["provider"] == "aws"
+    assert cost["cost_per_1000_inferences"] > 0 and cost["carbon_g_per_1000_inferences"] > 0
+
+
+def test_seed_hardware_id_and_longer_outputs():
+    base = {"model_name": "Llama-3.1-8B", "hardware": "L4 + Intel(R) Xeon", "gpu_count": 1,
+            "precision": "FP8", "batch_size": 4, "input_length": 256}
+    lat = []
+    for out in (16, 128, 512):
+        r = post(dict(base, output_length=out))
+        assert r.status == 200, r.body
+        c = r.json()["data"]["configurations"]
+        assert len(c) == 1 and c[0]["hardware"] == "L4"
+        lat.append(c[0]["performance_metrics"]["latency_ms"])
+    assert lat == sorted(lat), lat
+
+
+def test_training_run():
+    r = post({"model_name": "Llama-2-7B", "task_type": "Training", "hardware": "A100-80GB",
+              "gpu_count": 64, "training_tokens": 2e12, "sequence_length": 4096,
+              "global_batch_size": 1024, "zero_stage": 1, "recompute": "full"})
+    assert r.status == 200, r.body
+    d = r.json()["data"]
+    c = d["configurations"][0]
+    pm = c["performance_metrics"]
+    # 6·N·D over 64 A100s at well under their peak: thousands of hours
+    ideal = 6 * 6.74e9 * 2e12 / (64 * 312e12) / 3600
+    assert ideal < pm["training_time_hours"] < 3 * ideal, pm
+    assert 0.2 < pm["mfu"] < 0.8
+    mem = c["memory"]
+    assert mem["zero_stage"] == 1 and mem["fits"] is True
+    assert c["cost_analysis"]["cost_per_run"] > 0 and c["cost_analysis"]["energy_kwh"] > 0
+    assert c["data_parallel"] == 64
+
+
+def test_custom_model_by_shapes_and_incomplete_specs():
+    r = post({"model_name": "my-encoder", "parameters_millions": 110, "num_layers": 12,
+              "hidden_size": 768, "num_attention_heads": 12, "vocab_size": 30522,
+              "architecture_type": "encoder", "hardware": "T4", "gpu_count": 1,
+              "input_length": 128})
+    assert r.status == 200, r.body
+    d = r.json()["data"]
+    assert d["model"]["model_name"] == "my-encoder"
+    assert any("head_dim" in a for a in d["assumptions"])
+    r = post({"model_name": "GPT-3.5-Turbo", "parameters_millions": 20000})
+    assert r.status == 422, r.body
+    e = r.json()
+    assert e["status"] == "error" and e["error_code"] == "INVALID_MODEL_SPECS"
+    assert "num_layers" in e["details"]["missing_fields"]
+    assert e["details"]["suggested_values"]["model_name"]
+
+
+def test_bad_requests_are_refused():
+    cases = [
+        ({"model_name": "Llama-2-7B", "hardware": "TPU v9"}, 400, "UNKNOWN_HARDWARE"),
+        ({"model_name": "Llama-2-7B", "batch_size": -1}, 400, "VALIDATION_ERROR"),
+        ({"model_name": "Llama-2-7B", "batch_size": "many"}, 400, "VALIDATION_ERROR"),
+        ({"model_name": "Llama-2-7B", "precision": "FP7"}, 400, "INVALID_PRECISION"),
+        ({"model_name": "Llama-2-7B", "task_type": "Dreaming"}, 400, "VALIDATION_ERROR"),
+        ({"model_name": "Llama-2-7B", "region": "mars-1"}, 400, "UNKNOWN_REGION"),
+        ({"model_name": "Llama-2-7B", "hardware": "A100", "gpu_count": 1, "precision": "FP8"},
+         422, "UNSUPPORTED_HARDWARE"),
+        ({"model_name": "Llama-2-7B", "hardware": "A100", "gpu_count": 3}, 400, "INVALID_WORKLOAD"),
+        ({"model_name": "Llama-2-7B", "input_length": 5000}, 422, "NO_CONFIGURATION"),
+        ({"model_name": "Llama-2-7B", "performance_requirements": 5}, 400, "VALIDATION_ERROR"),
+    ]
+    for body, status, code in cases:
+        r = post(body)
+        assert r.status == status, (body, r.status, r.body)
+        assert r.json()["error_code"] == code, (body, r.body)
+    r = g.request("POST", "/api/model/simulate-performance", body=b"{not json",
+                  headers={"X-API-Key": READ, "Content-Type": "application/json"})
+    assert r.status == 400, r.body
+    r = g.request("POST", "/api/model/simulate-performance", body=json.dumps(SEED).encode(),
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 401, r.body
+
+
+def test_catalogue_reads():
+    r = get("/api/hardware-specs")
+    assert r.status == 200, r.body
+    hw = r.json()["data"]
+    assert len(hw) == r.json()["metadata"]["count"] >= 14
+    h100 = [h for h in hw if h["hardware_name"] == "H100-SXM5-80GB"][0]
+    assert h100["performance_metrics"]["fp16_tflops"] == 989.5
+    assert h100["specifications"]["idle_w"] is None and h100["source"]
+    assert any(i["instance"] == "p5.48xlarge" for i in h100["cost_data"]["instances"])
+    r = get("/api/hardware-specs/mi300x")
+    assert r.status == 200 and r.json()["data"]["specifications"]["memory_gb"] == 192
+    assert get("/api/hardware-specs/nope").status == 404
+    r = get("/api/model/get-model-data")
+    assert r.status == 200, r.body
+    models = {m["model_name"]: m for m in r.json()["data"]}
+    assert models["Mixtral-8x7B"]["architecture_type"] == "moe"
+    assert models["Llama-2-70B"]["architecture"]["num_key_value_heads"] == 8
+    r = get("/api/model/get-model-data?model_name=Llama-3.3-70B-Instruct")
+    assert r.status == 200 and r.json()["data"]["model_name"] == "Llama-3.1-70B"
+    r = get("/api/cost-models?provider=aws&hardware=L4")
+    assert r.status == 200, r.body
+    rows = r.json()["data"]
+    assert [x["instance"] for x in rows] == ["g6.xlarge"]
+    assert rows[0]["region_data"]["pue"] == 1.15
+    r = get("/api/cost-models/regions")
+    assert r.status == 200 and all(x["carbon_source"] for x in r.json()["data"])
+    assert get("/api/hardware-specs", key="").status == 401
+
+
+def test_calibrate_verb_is_reproducible():
+    outs = [subprocess.run([GROVE, "matrix", "calibrate"], capture_output=True, text=True)
+            for _ in range(2)]
+    for o in outs:
+        assert o.returncode == 0, o.stderr
+        assert "leave-one-out" in o.stdout and "prefill_eff" in o.stdout
+    assert outs[0].stdout == outs[1].stdout
+    o = subprocess.run([GROVE, "matrix", "calibrate", "--data", "/nonexistent"],
+                       capture_output=True, text=True)
+    assert o.returncode == 1 and "no catalogue" in o.stderr
+    o = subprocess.run([GROVE, "--help"], capture_output=True, text=True)
+    assert "grove matrix calibrate" in o.stdout + o.stderr
+
+
+if __name__ == "__main__":
+    main(globals())
