@@ -53,5 +53,9 @@ static inline int array_grow_(void *arrp, size_t *cap, size_t need, size_t elem,
 
 #define ARRAY_GROW(arr, cap, need, first, max)                                                  \
   array_grow_(&(arr), &(cap), (need), sizeof *(arr), (first), (max))
+/* The same for elements whose size is known only at run time (`elem`
+ * bytes each; arr a char * or void *). */
+#define ARRAY_GROW_SIZED(arr, cap, need, elem, first, max)                                      \
+  array_grow_(&(arr), &(cap), (need), (elem), (first), (max))
 
 #endif

@@ -1,6 +1,7 @@
 /* tsv.c — the matrix app's reader of tab-separated data files (tsv.h). */
 #include "apps/matrix/tsv.h"
 
+#include "core/array.h"
 #include "core/error.h"
 
 #include <errno.h>
@@ -179,16 +180,8 @@ int mx_tsv_load(const char *dir, const char *file, const struct mx_col *cols, si
       rc = GROVE_EINVAL;
       goto out;
     }
-    if (n == cap) {
-      size_t ncap = cap ? cap * 2 : 16;
-      char *grown = realloc(arr, ncap * rowsize);
-      if (!grown) {
-        rc = GROVE_ENOMEM;
-        goto out;
-      }
-      arr = grown;
-      cap = ncap;
-    }
+    if ((rc = ARRAY_GROW_SIZED(arr, cap, n + 1, rowsize, 16, ARRAY_NOMAX)))
+      goto out;
     void *row = arr + n * rowsize;
     memset(row, 0, rowsize);
     for (size_t i = 0; i < ncols; i++) {

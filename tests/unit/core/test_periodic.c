@@ -111,9 +111,21 @@ TEST(array_refuses_sizes_that_overflow) {
   CHECK(a == NULL && cap == 0);
 }
 
+TEST(array_grows_elements_sized_at_run_time) {
+  char *rows = NULL;
+  size_t cap = 0, rowsize = 24;
+  CHECK(ARRAY_GROW_SIZED(rows, cap, 3, rowsize, 2, 10) == 0);
+  CHECK_EQ_INT(cap, 4);
+  memset(rows, 7, 4 * rowsize); /* all of it is there */
+  CHECK(ARRAY_GROW_SIZED(rows, cap, 11, rowsize, 2, 10) == GROVE_ETOOBIG);
+  CHECK_EQ_INT(cap, 4);
+  free(rows);
+}
+
 static const struct test tests[] = {
     T(periodic_runs_at_its_interval_until_stopped), T(periodic_wake_runs_before_a_long_interval),
     T(periodic_function_sets_the_next_wait), T(periodic_wake_during_a_run_is_kept),
     T(array_grows_by_doubling_up_to_its_maximum), T(array_refuses_sizes_that_overflow),
+    T(array_grows_elements_sized_at_run_time),
 };
 TEST_MAIN(tests)
