@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "apps/flow/flow.h"
+#include "core/array.h"
 #include "core/error.h"
 #include "core/jsonout.h"
 #include "core/log.h"
@@ -219,14 +220,8 @@ static void hint_key(uint32_t id, const char *key, void *arg) {
   if (species < 0 || !st || !flow_name_valid(st->p, st->n) ||
       (rg && !flow_name_valid(rg->p, rg->n)))
     return; /* not a station reading (telemetry stores those as any point) */
-  if (w->n == w->cap) {
-    size_t cap = w->cap ? w->cap * 2 : 64;
-    struct known_series *m = realloc(w->found, cap * sizeof *m);
-    if (!m)
-      return;
-    w->found = m;
-    w->cap = cap;
-  }
+  if (ARRAY_GROW(w->found, w->cap, w->n + 1, 64, ARRAY_NOMAX))
+    return;
   struct known_series *ks = &w->found[w->n++];
   memset(ks, 0, sizeof *ks);
   memcpy(ks->st.id, st->p, st->n);
@@ -380,13 +375,8 @@ static void warm_start(struct flow *f, const struct known_series *found, size_t 
     if (series_range(f->series, found[i].id, from, to, &pts, &np))
       continue;
     for (size_t k = 0; k < np; k++) {
-      if (nr == cap) {
-        cap = cap ? cap * 2 : 4096;
-        struct flow_reading *g = realloc(r, cap * sizeof *g);
-        if (!g)
-          break;
-        r = g;
-      }
+      if (ARRAY_GROW(r, cap, nr + 1, 4096, ARRAY_NOMAX))
+        break; /* the windows warm with what fits */
       r[nr++] = (struct flow_reading){found[i].st.id, NULL, (enum flow_species)found[i].species,
                                       pts[k].ts_ns, pts[k].value, found[i].id};
     }
