@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -85,6 +86,7 @@ struct batch {
 enum trouble_path { TROUBLE_LOG, TROUBLE_CHUNKS, TROUBLE_N };
 
 struct series {
+  int lock_fd;             /* the directory's LOCK file, flock'ed; -1: none */
   int wal;                 /* fd of series.wal */
   off_t wal_end;           /* the end of its last good record (the writer's;
                             * a flush sets it while the writer is idle) */
@@ -1247,6 +1249,8 @@ static int backfill_rollups(struct series *s) {
 static void series_free(struct series *s) {
   if (s->wal >= 0)
     close(s->wal);
+  if (s->lock_fd >= 0)
+    close(s->lock_fd); /* releases the lock */
   sqlite3_close(s->db);
   sqlite3_close(s->wdb);
   stypes_close(s->types);
@@ -1271,6 +1275,7 @@ static struct series *series_new(void) {
   if (!s)
     return NULL;
   s->wal = -1;
+  s->lock_fd = -1;
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->flush_lock, NULL);
   pthread_cond_init(&s->work, NULL);
@@ -1279,14 +1284,53 @@ static struct series *series_new(void) {
   return s;
 }
 
+/* Takes the directory's LOCK file (flock, exclusive, not waiting) and
+ * writes this process' id in it. The kernel drops the lock when the file
+ * is closed or the process dies (kill -9 too): there is never a stale
+ * lock to clean up. The fd is close-on-exec, so children that exec do not
+ * hold it. */
+static int lock_dir(struct series *s, const char *dir, char *err, size_t errlen) {
+  char path[4096];
+  say(path, sizeof path, "%s/LOCK", dir);
+  s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+  if (s->lock_fd < 0) {
+    say(err, errlen, "cannot open '%s': %s", path, strerror(errno));
+    return GROVE_EIO;
+  }
+  if (flock(s->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+    int e = errno;
+    if (e != EWOULDBLOCK) {
+      say(err, errlen, "cannot lock '%s': %s", path, strerror(e));
+      return GROVE_EIO;
+    }
+    char pid[24] = "";
+    ssize_t n = pread(s->lock_fd, pid, sizeof pid - 1, 0);
+    long holder = n > 0 ? strtol(pid, NULL, 10) : 0;
+    if (holder > 0)
+      say(err, errlen, "series directory '%s' is in use by another process (pid %ld)", dir,
+          holder);
+    else
+      say(err, errlen, "series directory '%s' is in use by another process", dir);
+    return GROVE_EBUSY;
+  }
+  char pid[24];
+  int len = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  /* the pid is for the message above only: failing to write it is no error */
+  if (ftruncate(s->lock_fd, 0) == 0 && pwrite(s->lock_fd, pid, (size_t)len, 0) < 0)
+    log_warn(NULL, "cannot write the series lock's pid", "path=\"%s\"", path);
+  return 0;
+}
+
 int series_open(struct series **out, const char *dir, char *err, size_t errlen) {
   struct series *s = series_new();
   if (!s)
     return GROVE_ENOMEM;
   char path[4096];
   mkdir_p(dir, 0750); /* an error shows when the files cannot be opened */
+  int rc = lock_dir(s, dir, err, errlen);
+  if (rc)
+    goto fail;
   snprintf(path, sizeof path, "%s/series.db", dir);
-  int rc = 0;
   if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
                                         SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK ||
       sqlite3_busy_timeout(s->db, 10000) != SQLITE_OK || /* as s->wdb: wait for the lock */

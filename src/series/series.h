@@ -29,7 +29,13 @@ struct series_point {
   double value;
 };
 
-/* Opens (creating) the store in dir: series.wal and series.db. */
+/* Opens (creating) the store in dir: series.wal and series.db. One
+ * process at a time: the store holds an exclusive lock (flock) on
+ * dir/LOCK until series_close, and the kernel drops it if the process
+ * dies. Another open of dir, from any process (this one too), fails with
+ * GROVE_EBUSY and err saying "series directory '<dir>' is in use by
+ * another process (pid <holder>)" (the pid when the holder wrote it). On
+ * error err (errlen bytes) says why. */
 int series_open(struct series **out, const char *dir, char *err, size_t errlen);
 /* Opens the store on PostgreSQL (postgres://…): points, keys and rollups
  * live there, shared by every instance; an acknowledged point is committed

@@ -502,6 +502,13 @@ def admin_headers(grove, email="root@example.com"):
     return {"Authorization": "Bearer " + r.json()["data"]["access_token"], "Content-Type": "application/json"}
 
 
+def shared_store(grove):
+    """Options for another grove that shares grove's SQLite database (users,
+    keys, devices: WAL mode serves both processes) with a data dir of its
+    own: a data dir's series store serves one process at a time."""
+    return ["--store", "sqlite:" + os.path.join(grove.data_dir, "grove.db")]
+
+
 def stop_all(*servers):
     """Stops every grove, PostgreSQL and Redis given (None is skipped), all
     of them even when one fails; then raises the first failure."""

@@ -8,7 +8,7 @@ import subprocess
 import threading
 import time
 
-from grove import GROVE, Grove, Postgres, Redis, WebSocket, eventually, run, main, stop_all
+from grove import GROVE, Grove, Postgres, Redis, WebSocket, eventually, run, main, shared_store, stop_all
 
 
 def publish(grove, topic, data):
@@ -199,7 +199,7 @@ def test_two_instances_enforce_one_limit_through_redis():
         a = Grove("--broker", redis.url, "--rate-key", "20/m", "--gate-refresh", "200ms")
         # b shares a's database (SQLite in WAL mode serves both processes) and Redis
         b = Grove("--broker", redis.url, "--rate-key", "20/m", "--gate-refresh", "200ms",
-                  data_dir=a.data_dir)
+                  *shared_store(a))
         out = subprocess.run([GROVE, "key", "add", "shared", "--scopes", "read", "--data-dir", a.data_dir],
                              capture_output=True, text=True)
         key = out.stdout.split()[1]
@@ -280,7 +280,7 @@ def test_redis_outages_recover_by_themselves():
     try:
         a = Grove("--broker", url, "--gate-refresh", "200ms", "--rate-anonymous", "0", *FAST_HASH)
         b = Grove("--broker", url, "--gate-refresh", "200ms", "--rate-anonymous", "0", *FAST_HASH,
-                  data_dir=a.data_dir)
+                  *shared_store(a))
         for g in (a, b):
             assert ready_state(g) == (503, ["broker", "rate_limits"]), ready_state(g)
         redis = Redis(port)  # comes up after grove did
@@ -340,8 +340,8 @@ def test_redis_outages_recover_by_themselves():
 
         # the limits are shared again: one key, one bucket across both
         subprocess.run(["redis-cli", "-p", str(port), "FLUSHALL"], check=True, capture_output=True)
-        a2 = Grove("--broker", url, "--rate-key", "10/m", *FAST_HASH, data_dir=a.data_dir)
-        b2 = Grove("--broker", url, "--rate-key", "10/m", *FAST_HASH, data_dir=a.data_dir)
+        a2 = Grove("--broker", url, "--rate-key", "10/m", *FAST_HASH, *shared_store(a))
+        b2 = Grove("--broker", url, "--rate-key", "10/m", *FAST_HASH, *shared_store(a))
         try:
             for g in (a2, b2):
                 eventually(lambda: ready_state(g) == (200, []), timeout=15, what="shared")
@@ -365,7 +365,7 @@ def test_no_invalidation_is_missed_across_an_outage():
     a = b = None
     try:
         a = Grove("--broker", redis.url, "--gate-refresh", "200ms", *FAST_HASH)
-        b = Grove("--broker", redis.url, "--gate-refresh", "200ms", *FAST_HASH, data_dir=a.data_dir)
+        b = Grove("--broker", redis.url, "--gate-refresh", "200ms", *FAST_HASH, *shared_store(a))
         for g in (a, b):
             eventually(lambda: ready_state(g) == (200, []), timeout=15, what="up")
         auth = admin_headers(a)
@@ -405,7 +405,7 @@ def test_rate_global_is_per_instance_with_a_broker():
     try:
         opts = ["--broker", redis.url, "--rate-global", "10/m", "--rate-anonymous", "0"] + FAST_HASH
         a = Grove(*opts)
-        b = Grove(*opts, data_dir=a.data_dir)
+        b = Grove(*opts, *shared_store(a))
         for g in (a, b):
             eventually(lambda: ready_state(g) == (200, []), timeout=15, what="up")
         counts = {}

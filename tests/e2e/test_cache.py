@@ -9,7 +9,7 @@ import threading
 import time
 
 from grove import (ADMIN_PASSWORD, FAST_HASH, GROVE, Grove, Postgres, Redis, admin_headers, eventually,
-                   run, main, stop_all)
+                   run, main, shared_store, stop_all)
 
 FAST = FAST_HASH
 
@@ -68,7 +68,7 @@ def test_redis_tier_and_invalidation_on_every_instance():
     a = b = None
     try:
         a = Grove("--broker", redis.url, "--gate-refresh", "200ms", *FAST)
-        b = Grove("--broker", redis.url, "--gate-refresh", "200ms", *FAST, data_dir=a.data_dir)
+        b = Grove("--broker", redis.url, "--gate-refresh", "200ms", *FAST, *shared_store(a))
         for g in (a, b):
             eventually(lambda: g.request("GET", "/ready").status == 200, what="redis up")
         auth = admin(a)
