@@ -1,5 +1,5 @@
-/* rollup.c — 1-minute and 1-hour rollups of every series, kept as points
- * move into chunks.
+/* sqlite_rollup.c — the SQLite backend's 1-minute and 1-hour rollups of
+ * every series, kept as points move into chunks.
  *
  * Points newer than a series' chunks (the common case) extend its rollups:
  * fresh minutes are summed from the points alone, and the minute the
@@ -22,9 +22,6 @@ struct rollups {
   sqlite3_stmt *put, *get, *minutes;
 };
 
-/* t's bucket start; callers keep t inside the rollups' range (or at or
- * after a bucket start that fits), where it is an int64. */
-static int64_t floor_to(int64_t t, int64_t step) { return time_floor_div(t, step) * step; }
 
 int rollups_prepare(sqlite3 *db, int64_t width, struct rollups **out) {
   struct rollups *r = calloc(1, sizeof *r);

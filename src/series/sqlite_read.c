@@ -1,6 +1,6 @@
-/* read.c — reading a series: one pass that merges its sorted runs of
- * points (each chunk, the points set aside by a flush, the head) by time,
- * the newest write of each timestamp winning.
+/* sqlite_read.c — the SQLite backend reading a series: one pass that
+ * merges its sorted runs of points (each chunk, the points set aside by a
+ * flush, the head) by time, the newest write of each timestamp winning.
  *
  * Chunks come from SQLite in order of their first timestamp and are
  * decoded only once the merge reaches that timestamp, so a read that
@@ -104,19 +104,6 @@ static void advance_top(struct merge *m) {
     sift_down(m, 0);
 }
 
-/* The first index of pts (sorted) at or after from. */
-static size_t lower_bound(const struct chunk_point *pts, size_t n, int64_t from) {
-  size_t lo = 0, hi = n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (pts[mid].ts_ns < from)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
-}
-
 /* Decodes the chunk on the statement's row into a run from `from` on. */
 static int load_chunk(struct merge *m, sqlite3_stmt *st, int64_t from) {
   struct chunk_point *buf = m->nspare ? m->spare[--m->nspare] : malloc(CHUNK_MAX * sizeof *buf);
@@ -128,7 +115,7 @@ static int load_chunk(struct merge *m, sqlite3_stmt *st, int64_t from) {
     return GROVE_ESTORE;
   }
   m->work += k;
-  size_t at = lower_bound(buf, k, from);
+  size_t at = points_lower_bound(buf, 0, k, from);
   if (at == k) {
     give_back(m, buf);
     return 0;
@@ -146,7 +133,7 @@ int merge_read(sqlite3 *db, uint32_t id, int64_t from, int64_t to, int64_t width
   sqlite3_stmt *st = NULL;
   int rc = 0, step = SQLITE_DONE;
   for (size_t i = 0; !rc && i < nmem; i++) {
-    size_t at = lower_bound(mem[i].pts, mem[i].n, from);
+    size_t at = points_lower_bound(mem[i].pts, 0, mem[i].n, from);
     m.work += mem[i].n - at;
     if (at < mem[i].n) /* above every chunk; later sources above earlier */
       rc = push(&m, (struct run){mem[i].pts, at, mem[i].n, INT64_MAX - (int64_t)(nmem - i), NULL});
@@ -227,4 +214,49 @@ static int append_point(int64_t ts, double v, void *arg) {
 int read_chunks(sqlite3 *db, uint32_t id, int64_t from, int64_t to, int64_t width,
                 struct head *acc) {
   return merge_read(db, id, from, to, width, NULL, 0, append_point, acc, NULL);
+}
+
+/* ---- a store's reads: the head's layers merged with the chunks -------------------- */
+
+/* The points in memory are copied first, under the lock; a flush
+ * committing meanwhile only adds to the chunks points already copied, so
+ * every point is seen. */
+int read_points(struct series *s, sqlite3 *db, int64_t width, uint32_t id, int64_t from,
+                int64_t to, size_t limit, merge_fn fn, void *arg) {
+  struct merge_src mem[2];
+  int rc = heads_copy(s, id, from, to, limit, mem);
+  uint64_t work = 0;
+  if (!rc)
+    rc = merge_read(db, id, from, to, width, mem, 2, fn, arg, &work);
+  __atomic_add_fetch(&s->read_work, work, __ATOMIC_RELAXED);
+  free((void *)mem[0].pts);
+  free((void *)mem[1].pts);
+  return rc;
+}
+
+struct collect {
+  struct head *acc;
+  size_t limit;
+  bool more;
+  int64_t next;
+};
+
+static int collect_point(int64_t ts, double v, void *arg) {
+  struct collect *c = arg;
+  if (c->acc->n == c->limit) { /* one past the limit: where to go on */
+    c->more = true;
+    c->next = ts;
+    return 1;
+  }
+  return append_point(ts, v, c->acc);
+}
+
+int read_collect(struct series *s, sqlite3 *db, int64_t width, uint32_t id, int64_t from,
+                 int64_t to, size_t limit, struct head *acc, bool *more, int64_t *next) {
+  struct collect c = {acc, limit, false, 0};
+  size_t want = limit == SIZE_MAX ? limit : limit + 1;
+  int rc = read_points(s, db, width, id, from, to, want, collect_point, &c);
+  *more = c.more;
+  *next = c.next;
+  return rc;
 }
