@@ -154,7 +154,7 @@ static int rice_param(const uint64_t *z, size_t n, uint64_t *cost) {
   return best;
 }
 
-static void put_scaled(struct bw *w, const struct chunk_point *pts, size_t n, double scale) {
+static void put_scaled(struct bw *w, const struct series_sample *pts, size_t n, double scale) {
   static _Thread_local uint64_t d1[CHUNK_MAX], d2[CHUNK_MAX];
   int64_t pv = (int64_t)nearbyint(pts[0].value * scale), pd = 0;
   for (size_t i = 1; i < n; i++) { /* wrapping: the decoder wraps the same way */
@@ -182,7 +182,7 @@ static void put_scaled(struct bw *w, const struct chunk_point *pts, size_t n, do
 static const int64_t units[] = {1000000000, 1000000, 1000, 1};
 
 /* The power of ten (0..6) that makes every value an integer, or -1. */
-static int decimal_places(const struct chunk_point *pts, size_t n) {
+static int decimal_places(const struct series_sample *pts, size_t n) {
   for (int k = 0; k <= 6; k++) {
     double scale = pow(10, k);
     size_t i = 0;
@@ -200,7 +200,7 @@ static int decimal_places(const struct chunk_point *pts, size_t n) {
   return -1;
 }
 
-int chunk_encode(const struct chunk_point *pts, size_t n, struct buf *out) {
+int chunk_encode(const struct series_sample *pts, size_t n, struct buf *out) {
   if (n == 0 || n > CHUNK_MAX)
     return GROVE_EINVAL;
   for (size_t i = 1; i < n; i++)
@@ -274,7 +274,7 @@ int chunk_encode(const struct chunk_point *pts, size_t n, struct buf *out) {
   return w.err;
 }
 
-int chunk_decode(const void *data, size_t len, struct chunk_point *pts, size_t *n) {
+int chunk_decode(const void *data, size_t len, struct series_sample *pts, size_t *n) {
   struct br r = {data, len, 0, 0};
   int version = (int)get_bits(&r, 4);
   if (version != 1 && version != 2)

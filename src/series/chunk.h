@@ -16,19 +16,15 @@
 #include <stdint.h>
 
 #include "core/buf.h"
+#include "series/series.h" /* struct series_sample */
 
 #define CHUNK_MAX 4096
 
-struct chunk_point {
-  int64_t ts_ns;
-  double value;
-};
-
 /* Appends the encoding of n points (sorted by ts, n <= CHUNK_MAX) to out.
  * Returns 0, GROVE_EINVAL (unsorted or too many) or GROVE_ENOMEM. */
-int chunk_encode(const struct chunk_point *pts, size_t n, struct buf *out);
+int chunk_encode(const struct series_sample *pts, size_t n, struct buf *out);
 /* Decodes a chunk into pts (room for CHUNK_MAX). OUT: *n. Returns 0 or
  * GROVE_EINVAL for bytes that are not a chunk. */
-int chunk_decode(const void *data, size_t len, struct chunk_point *pts, size_t *n);
+int chunk_decode(const void *data, size_t len, struct series_sample *pts, size_t *n);
 
 #endif

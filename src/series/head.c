@@ -12,7 +12,7 @@ static int head_grow(struct head *h) {
   if (h->n < h->cap)
     return 0;
   size_t cap = h->cap ? h->cap * 2 : 16;
-  struct chunk_point *p = realloc(h->pts, cap * sizeof *p);
+  struct series_sample *p = realloc(h->pts, cap * sizeof *p);
   if (!p)
     return GROVE_ENOMEM;
   h->pts = p;
@@ -20,7 +20,7 @@ static int head_grow(struct head *h) {
   return 0;
 }
 
-size_t points_lower_bound(const struct chunk_point *pts, size_t lo, size_t n, int64_t ts) {
+size_t points_lower_bound(const struct series_sample *pts, size_t lo, size_t n, int64_t ts) {
   size_t hi = n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -48,7 +48,7 @@ int head_put(struct head *h, int64_t ts, double v, bool replace) {
   if (head_grow(h))
     return GROVE_ENOMEM;
   memmove(h->pts + at + 1, h->pts + at, (h->n - at) * sizeof *h->pts);
-  h->pts[at] = (struct chunk_point){ts, v};
+  h->pts[at] = (struct series_sample){ts, v};
   h->n++;
   return 0;
 }
@@ -118,13 +118,13 @@ int heads_copy(struct series *s, uint32_t id, int64_t from, int64_t to, size_t l
     mem[l] = (struct merge_src){NULL, 0};
     if (!layers[l] || !layers[l]->n || rc)
       continue;
-    const struct chunk_point *p = layers[l]->pts;
+    const struct series_sample *p = layers[l]->pts;
     size_t n = layers[l]->n, lo = points_lower_bound(p, 0, n, from), end = lo;
     while (end < n && end - lo < limit && p[end].ts_ns < to)
       end++;
     if (end == lo)
       continue;
-    struct chunk_point *c = malloc((end - lo) * sizeof *c);
+    struct series_sample *c = malloc((end - lo) * sizeof *c);
     if (!c) {
       rc = GROVE_ENOMEM;
       continue;

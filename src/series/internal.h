@@ -84,7 +84,7 @@ struct batch {
 
 /* A series' points sorted by time. */
 struct head {
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t n, cap;
 };
 
@@ -269,7 +269,7 @@ void stypes_close(struct stypes *t);
 
 /* The first index of pts (sorted by time) at or after ts, searching
  * [lo, n): a binary search. */
-size_t points_lower_bound(const struct chunk_point *pts, size_t lo, size_t n, int64_t ts);
+size_t points_lower_bound(const struct series_sample *pts, size_t lo, size_t n, int64_t ts);
 /* Inserts keeping time order. An equal timestamp is replaced, or with
  * `replace` false kept as it is (the point given is older news). */
 int head_put(struct head *h, int64_t ts, double v, bool replace);
@@ -288,7 +288,7 @@ bool heads_pending(struct series *s);
 /* Copies of a series' points in memory in [from, to), older layer first,
  * at most `limit` of each (taken under the lock). OUT: mem[0..2]. */
 struct merge_src {
-  const struct chunk_point *pts;
+  const struct series_sample *pts;
   size_t n;
 };
 int heads_copy(struct series *s, uint32_t id, int64_t from, int64_t to, size_t limit,
@@ -374,7 +374,7 @@ int read_collect(struct series *s, sqlite3 *db, int64_t width, uint32_t id, int6
 struct rollups;
 int rollups_prepare(sqlite3 *db, int64_t width, struct rollups **out);
 void rollups_finish(struct rollups *r);
-int rollups_update(struct rollups *r, uint32_t id, const struct chunk_point *pts, size_t n,
+int rollups_update(struct rollups *r, uint32_t id, const struct series_sample *pts, size_t n,
                    int64_t prev_end);
 /* Buckets of `step` (a multiple of res) from the rollups of resolution res
  * in [from, to), both multiples of step. OUT: *out (free it), *n. */

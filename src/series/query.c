@@ -11,7 +11,7 @@
 #include "series/internal.h"
 
 int series_read(struct series *s, uint32_t id, int64_t from, int64_t to, size_t limit,
-                struct chunk_point **out, size_t *n, bool *more, int64_t *next) {
+                struct series_sample **out, size_t *n, bool *more, int64_t *next) {
   if (!limit)
     return GROVE_EINVAL;
   struct head acc = {0};
@@ -32,7 +32,7 @@ int series_read(struct series *s, uint32_t id, int64_t from, int64_t to, size_t 
 }
 
 int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
-                 struct chunk_point **out, size_t *n) {
+                 struct series_sample **out, size_t *n) {
   return series_read(s, id, from, to, SIZE_MAX, out, n, NULL, NULL);
 }
 
@@ -181,7 +181,7 @@ static int edge_buckets(struct series *s, uint32_t id, int64_t from, int64_t to,
   for (int e = 0; e < 2 && !rc; e++) {
     if (edges[e][0] >= edges[e][1])
       continue;
-    struct chunk_point *pts;
+    struct series_sample *pts;
     size_t np;
     if ((rc = series_range(s, id, edges[e][0], edges[e][1], &pts, &np)))
       break;

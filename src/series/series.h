@@ -19,12 +19,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "series/chunk.h"
-
 struct series;
 
+/* A point to write: its series' id (series_id), time (ns) and value. */
 struct series_point {
   uint32_t id;
+  int64_t ts_ns;
+  double value;
+};
+
+/* A point of one series as reads return it: time (ns) and value. */
+struct series_sample {
   int64_t ts_ns;
   double value;
 };
@@ -100,10 +105,10 @@ int series_append_sync(struct series *s, const struct series_point *pts, size_t 
  * range, and then *next (may be NULL) the timestamp of the first of them,
  * to pass as `from` to go on. GROVE_EINVAL for a limit of 0. */
 int series_read(struct series *s, uint32_t id, int64_t from, int64_t to, size_t limit,
-                struct chunk_point **out, size_t *n, bool *more, int64_t *next);
+                struct series_sample **out, size_t *n, bool *more, int64_t *next);
 /* Every point of series id in [from, to): series_read without a limit. */
 int series_range(struct series *s, uint32_t id, int64_t from, int64_t to,
-                 struct chunk_point **out, size_t *n);
+                 struct series_sample **out, size_t *n);
 /* Points decoded, copied and compared by this store's reads so far (for
  * tests: a read's work is proportional to the points it returns). */
 uint64_t series_read_work(struct series *s);

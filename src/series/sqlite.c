@@ -49,7 +49,7 @@ static int exec(sqlite3 *db, const char *sql) {
 static int64_t chunk_span(int64_t ts) { return ts / CHUNK_SPAN - (ts % CHUNK_SPAN != 0 && ts < 0); }
 
 /* How many of the points (at most max) go in one chunk. */
-static size_t run_length(const struct chunk_point *pts, size_t n, size_t max) {
+static size_t run_length(const struct series_sample *pts, size_t n, size_t max) {
   size_t k = 0;
   int64_t span = chunk_span(pts[0].ts_ns);
   while (k < n && k < max && chunk_span(pts[k].ts_ns) == span)
@@ -61,9 +61,9 @@ static size_t run_length(const struct chunk_point *pts, size_t n, size_t max) {
  * series' newest chunk first fill that chunk up (read, decoded, written
  * back), so a series written a few points a flush still gets full chunks. */
 static int put_series_chunks(sqlite3_stmt *last, sqlite3_stmt *ins, sqlite3_stmt *upd, uint32_t id,
-                             const struct chunk_point *pts, size_t n, struct buf *enc,
+                             const struct series_sample *pts, size_t n, struct buf *enc,
                              int64_t *prev_end) {
-  static _Thread_local struct chunk_point merged[CHUNK_MAX];
+  static _Thread_local struct series_sample merged[CHUNK_MAX];
   int rc = 0;
   size_t at = 0;
   *prev_end = INT64_MIN;

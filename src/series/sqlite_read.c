@@ -16,16 +16,16 @@
 #include "series/internal.h"
 
 struct run {
-  const struct chunk_point *pts;
+  const struct series_sample *pts;
   size_t at, n;
   int64_t prio;              /* higher: newer; wins on equal timestamps */
-  struct chunk_point *own;   /* a decoded chunk (room for CHUNK_MAX), or NULL */
+  struct series_sample *own;   /* a decoded chunk (room for CHUNK_MAX), or NULL */
 };
 
 struct merge {
   struct run *heap;
   size_t n, cap;
-  struct chunk_point **spare; /* decode buffers free for reuse */
+  struct series_sample **spare; /* decode buffers free for reuse */
   size_t nspare, capspare;
   uint64_t work;
 };
@@ -77,12 +77,12 @@ static int push(struct merge *m, struct run r) {
   return 0;
 }
 
-static void give_back(struct merge *m, struct chunk_point *buf) {
+static void give_back(struct merge *m, struct series_sample *buf) {
   if (!buf)
     return;
   if (m->nspare == m->capspare) {
     size_t cap = m->capspare ? m->capspare * 2 : 4;
-    struct chunk_point **g = realloc(m->spare, cap * sizeof *g);
+    struct series_sample **g = realloc(m->spare, cap * sizeof *g);
     if (!g) {
       free(buf);
       return;
@@ -106,7 +106,7 @@ static void advance_top(struct merge *m) {
 
 /* Decodes the chunk on the statement's row into a run from `from` on. */
 static int load_chunk(struct merge *m, sqlite3_stmt *st, int64_t from) {
-  struct chunk_point *buf = m->nspare ? m->spare[--m->nspare] : malloc(CHUNK_MAX * sizeof *buf);
+  struct series_sample *buf = m->nspare ? m->spare[--m->nspare] : malloc(CHUNK_MAX * sizeof *buf);
   if (!buf)
     return GROVE_ENOMEM;
   size_t k;
@@ -171,7 +171,7 @@ int merge_read(sqlite3 *db, uint32_t id, int64_t from, int64_t to, int64_t width
     }
     if (!m.n)
       break;
-    struct chunk_point p = m.heap[0].pts[m.heap[0].at];
+    struct series_sample p = m.heap[0].pts[m.heap[0].at];
     if (p.ts_ns >= to)
       break;
     /* the newest write of p.ts_ns is on top; the older ones go */
@@ -201,13 +201,13 @@ static int append_point(int64_t ts, double v, void *arg) {
   struct head *acc = arg;
   if (acc->n == acc->cap) {
     size_t cap = acc->cap ? acc->cap * 2 : 64;
-    struct chunk_point *g = realloc(acc->pts, cap * sizeof *g);
+    struct series_sample *g = realloc(acc->pts, cap * sizeof *g);
     if (!g)
       return GROVE_ENOMEM;
     acc->pts = g;
     acc->cap = cap;
   }
-  acc->pts[acc->n++] = (struct chunk_point){ts, v};
+  acc->pts[acc->n++] = (struct series_sample){ts, v};
   return 0;
 }
 

@@ -156,7 +156,7 @@ static int touch_hour(struct hours *t, int64_t minute) {
   return 0;
 }
 
-int rollups_update(struct rollups *r, uint32_t id, const struct chunk_point *pts, size_t n,
+int rollups_update(struct rollups *r, uint32_t id, const struct series_sample *pts, size_t n,
                    int64_t prev_end) {
   struct hours touched = {NULL, 0, 0};
   int rc = 0;

@@ -58,7 +58,7 @@ struct read_job {
   size_t limit;            /* raw points: at most this many */
   bool more;               /* raw points: more remain, from `next` on */
   int64_t next;
-  struct chunk_point *pts;
+  struct series_sample *pts;
   struct series_bucket *buckets;
   size_t n;
   const char *source;      /* buckets: "raw", "1m" or "1h" */

@@ -6,7 +6,7 @@
 
 #include "series/chunk.h"
 
-static struct chunk_point pts[CHUNK_MAX], back[CHUNK_MAX];
+static struct series_sample pts[CHUNK_MAX], back[CHUNK_MAX];
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   size_t n;

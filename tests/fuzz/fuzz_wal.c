@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct series *s;
   char err[256];
   if (series_open(&s, dir, err, sizeof err) == 0) {
-    struct chunk_point *pts;
+    struct series_sample *pts;
     size_t n;
     if (series_range(s, 0, INT64_MIN, INT64_MAX, &pts, &n) == 0)
       free(pts);

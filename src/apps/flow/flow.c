@@ -243,7 +243,7 @@ static void hint_key(uint32_t id, const char *key, void *arg) {
  * readable under its own key. Points only in rollups (past raw
  * retention) are not copied. Returns the number of points copied. */
 static size_t merge_one(struct flow *f, const struct known_series *ks, uint32_t into) {
-  struct chunk_point *old = NULL, *have = NULL;
+  struct series_sample *old = NULL, *have = NULL;
   size_t nold = 0, nhave = 0, copied = 0;
   if (series_range(f->series, ks->id, INT64_MIN, INT64_MAX, &old, &nold) ||
       series_range(f->series, into, INT64_MIN, INT64_MAX, &have, &nhave)) {
@@ -370,7 +370,7 @@ static void warm_start(struct flow *f, const struct known_series *found, size_t 
   struct flow_reading *r = NULL;
   size_t nr = 0, cap = 0;
   for (size_t i = 0; i < n; i++) {
-    struct chunk_point *pts;
+    struct series_sample *pts;
     size_t np;
     if (series_range(f->series, found[i].id, from, to, &pts, &np))
       continue;

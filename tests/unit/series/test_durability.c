@@ -159,7 +159,7 @@ static int put(struct series *s, uint32_t id, int64_t ts, double v) {
 
 /* The series holds exactly these timestamps, each with value ts / 10. */
 static void holds(struct series *s, uint32_t id, const int64_t *ts, size_t n) {
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t got;
   CHECK(series_range(s, id, INT64_MIN, INT64_MAX, &pts, &got) == 0);
   if (got != n)
@@ -440,7 +440,7 @@ TEST(a_restart_on_a_full_disk_opens_with_the_points_waiting) {
   s = open_store(dir); /* again, still full: nothing lost, doubled or reordered */
   int64_t four[] = {10, 20, 30, 40};
   holds(s, a, four, 4);
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t n;
   CHECK(series_range(s, b, INT64_MIN, INT64_MAX, &pts, &n) == 0);
   CHECK(n == 2 && pts[0].value == 1.0 && pts[1].value == 9.0);

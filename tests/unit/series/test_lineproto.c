@@ -491,7 +491,7 @@ TEST(a_store_of_the_first_format_keeps_its_series) {
     CHECK(series_find(s, "m,a=x,b=y v", &got) == 0 && got == c); /* as the old key read */
     CHECK(series_find(s, "cpu,path=C:\\\\ x", &got) == 0 && got == 3);
     CHECK_EQ_INT(series_find(s, "m,host=web 1 usage", &got), GROVE_ENOENT);
-    struct chunk_point *pts;
+    struct series_sample *pts;
     size_t n;
     CHECK(series_range(s, a, 0, 100, &pts, &n) == 0 && n == 1 && pts[0].value == 1);
     free(pts);

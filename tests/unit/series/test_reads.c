@@ -37,7 +37,7 @@ static void fill(struct series *s, uint32_t id, int64_t t0, size_t n) {
 /* The work one full read of series id does; checks it returns n points. */
 static uint64_t read_work(struct series *s, uint32_t id, size_t n) {
   uint64_t before = series_read_work(s);
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t got;
   CHECK(series_range(s, id, INT64_MIN, INT64_MAX, &pts, &got) == 0);
   CHECK_EQ_INT(got, n);
@@ -80,7 +80,7 @@ TEST(a_page_costs_its_points_not_the_series_length) {
   const int64_t starts[] = {0, 50000 * SEC, 150000 * SEC, 199500 * SEC};
   for (size_t k = 0; k < 4; k++) {
     uint64_t before = series_read_work(s);
-    struct chunk_point *pts;
+    struct series_sample *pts;
     size_t got;
     bool more;
     int64_t next;
@@ -123,7 +123,7 @@ TEST(pages_through_overlapping_writes_get_every_point_once) {
     p[np++] = (struct series_point){a, (int64_t)i * SEC, 0.5 + (double)i};
   CHECK(series_append_sync(s, p, np) == 0);
   free(p);
-  struct chunk_point *all;
+  struct series_sample *all;
   size_t nall;
   CHECK(series_range(s, a, INT64_MIN, INT64_MAX, &all, &nall) == 0);
   size_t extra = 0;
@@ -140,7 +140,7 @@ TEST(pages_through_overlapping_writes_get_every_point_once) {
   size_t seen = 0;
   int64_t from = INT64_MIN;
   for (;;) {
-    struct chunk_point *pts;
+    struct series_sample *pts;
     size_t got;
     bool more;
     int64_t next;
@@ -247,7 +247,7 @@ TEST(pg_a_page_reads_its_rows_not_the_series) {
     long rows = pg_rows_read(c, a, starts[k], 1000);
     fprintf(stderr, "  page at %lld s: %ld rows read\n", (long long)(starts[k] / SEC), rows);
     CHECK(rows >= 1001 && rows <= 2 * 1001);
-    struct chunk_point *pts;
+    struct series_sample *pts;
     size_t got;
     bool more;
     int64_t next;

@@ -221,7 +221,7 @@ TEST(extreme_timestamps_are_per_line_errors) {
 
 /* ---- chunks ---- */
 
-static struct chunk_point in[CHUNK_MAX], back[CHUNK_MAX];
+static struct series_sample in[CHUNK_MAX], back[CHUNK_MAX];
 
 static uint64_t rs = 2463534242ULL;
 static uint64_t rnd(void) {
@@ -258,14 +258,14 @@ TEST(chunks_of_sensor_data_take_under_two_bytes_a_point) {
     v += ((int)(rnd() % 5) - 2) / 10.0;
     if (v < 0)
       v = 0;
-    in[i] = (struct chunk_point){t, round(v * 10) / 10};
+    in[i] = (struct series_sample){t, round(v * 10) / 10};
   }
   size_t bytes = round_trip(720);
   fprintf(stderr, "  sensor chunk: %.2f bytes/point\n", (double)bytes / 720);
   CHECK((double)bytes / 720 <= 2.0);
   /* a perfectly regular gauge: two bits a point (one for time, one for value) */
   for (int i = 0; i < 1000; i++)
-    in[i] = (struct chunk_point){(int64_t)i * 60000000000LL, 50};
+    in[i] = (struct series_sample){(int64_t)i * 60000000000LL, 50};
   CHECK(round_trip(1000) <= 1000 / 4 + 32);
 }
 
@@ -275,7 +275,7 @@ TEST(noisy_sensor_chunks_take_under_two_bytes_a_point) {
   for (int i = 0; i < 2000; i++) {
     double u = ((double)(rnd() % 10000) + 0.5) / 10000, w = ((double)(rnd() % 10000) + 0.5) / 10000;
     double noise = sqrt(-2 * log(u)) * cos(2 * M_PI * w);
-    in[i] = (struct chunk_point){t + (int64_t)i * 10000000000LL,
+    in[i] = (struct series_sample){t + (int64_t)i * 10000000000LL,
                                  round(15 * (1 + 0.08 * noise) * 100) / 100};
   }
   size_t bytes = round_trip(2000);
@@ -311,24 +311,24 @@ TEST(chunks_round_trip_any_doubles_and_times) {
         v = (double)(int64_t)(rnd() % 100000) / 100.0; /* decimals */
       if (round % 5 == 1 && i % 7 == 0)
         v = i % 2 ? INFINITY : -0.0;
-      in[i] = (struct chunk_point){t, v};
+      in[i] = (struct series_sample){t, v};
     }
     round_trip(n);
   }
-  in[0] = (struct chunk_point){INT64_MIN, 1};
-  in[1] = (struct chunk_point){INT64_MAX, 2};
+  in[0] = (struct series_sample){INT64_MIN, 1};
+  in[1] = (struct series_sample){INT64_MAX, 2};
   round_trip(2);
 }
 
 TEST(chunk_refuses_bad_input) {
   struct buf b;
   buf_init(&b, 0);
-  in[0] = (struct chunk_point){2, 1};
-  in[1] = (struct chunk_point){1, 1};
+  in[0] = (struct series_sample){2, 1};
+  in[1] = (struct series_sample){1, 1};
   CHECK_EQ_INT(chunk_encode(in, 2, &b), GROVE_EINVAL); /* unsorted */
   CHECK_EQ_INT(chunk_encode(in, 0, &b), GROVE_EINVAL);
   for (int i = 0; i < 100; i++)
-    in[i] = (struct chunk_point){(int64_t)i * 1000, i * 0.5};
+    in[i] = (struct series_sample){(int64_t)i * 1000, i * 0.5};
   CHECK(chunk_encode(in, 100, &b) == 0);
   size_t n;
   for (size_t cut = 0; cut < b.len; cut++) /* every truncation is refused */
@@ -345,7 +345,7 @@ TEST(chunk_refuses_bad_input) {
 /* ---- the store ---- */
 
 static void expect(struct series *s, uint32_t id, const int64_t *ts, const double *v, size_t n) {
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t got;
   CHECK(series_range(s, id, INT64_MIN, INT64_MAX, &pts, &got) == 0);
   if (got != n)
@@ -393,7 +393,7 @@ TEST(store_keeps_order_last_write_wins_and_replays) {
   int64_t tsb[] = {10};
   double vb[] = {100};
   expect(s, b, tsb, vb, 1);
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t n;
   CHECK(series_range(s, a, 20, 40, &pts, &n) == 0 && n == 2 && pts[0].ts_ns == 20);
   free(pts);
@@ -466,7 +466,7 @@ TEST(acknowledged_points_survive_kill_9) {
     uint32_t id;
     snprintf(key, sizeof key, "m,k=%d v", k);
     CHECK(series_id(s, key, &id) == 0);
-    struct chunk_point *pts;
+    struct series_sample *pts;
     size_t n;
     CHECK(series_range(s, id, INT64_MIN, INT64_MAX, &pts, &n) == 0);
     /* every acknowledged batch is there, each point once */
@@ -687,7 +687,7 @@ TEST(a_few_points_a_flush_still_fill_whole_chunks) {
   CHECK(series_append_sync(s, &old, 1) == 0);
   CHECK(series_flush(s) == 0);
   CHECK_EQ_INT(count_rows(dir, "SELECT count(*) FROM chunks"), 2);
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t n;
   CHECK(series_range(s, a, 0, 20, &pts, &n) == 0);
   CHECK(n == 3 && pts[1].ts_ns == 5 && pts[1].value == 0.5);
@@ -698,7 +698,7 @@ TEST(a_few_points_a_flush_still_fill_whole_chunks) {
 /* The buckets of raw points, as the reference. */
 static size_t reference_buckets(struct series *s, uint32_t id, int64_t from, int64_t to,
                                 int64_t step, struct series_bucket *out, size_t max) {
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t np, nb = 0;
   CHECK(series_range(s, id, from, to, &pts, &np) == 0);
   for (size_t i = 0; i < np; i++) {
@@ -802,7 +802,7 @@ TEST(retention_drops_points_before_their_rollups) {
   /* raw: back to base - 3h; minutes: to base - 5h; hours: for ever */
   series_retention(s, ago + 3 * 3600 * 1000, ago + 5 * 3600 * 1000, 0);
   CHECK(series_flush(s) == 0);
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t n;
   CHECK(series_range(s, a, 0, INT64_MAX, &pts, &n) == 0);
   CHECK_EQ_INT(n, 2);
@@ -999,7 +999,7 @@ static void extremes_round_trip(struct series *s) {
    * is computed without wrapping; what is after it stays */
   series_retention(s, UINT64_MAX, UINT64_MAX / 2, 9223372036853ULL);
   CHECK(series_flush(s) == 0);
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t got;
   CHECK(series_range(s, id, 0, INT64_MAX, &pts, &got) == 0);
   CHECK_EQ_INT(got, 7); /* 0 and every time after it */
@@ -1015,7 +1015,7 @@ TEST(extreme_times_are_stored_read_and_bucketed_without_overflow) {
   s = open_store(dir); /* and again from the chunks */
   uint32_t id;
   CHECK(series_find(s, "extreme v", &id) == 0);
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t got;
   CHECK(series_range(s, id, 0, INT64_MAX, &pts, &got) == 0);
   CHECK_EQ_INT(got, 7);

@@ -158,7 +158,7 @@ TEST(each_consumer_gets_only_the_points_it_wants_once_stored) {
   /* a point no one consumes is stored all the same */
   uint32_t id;
   CHECK_EQ_INT(series_find(telemetry_series(t), "disk,host=h1 free", &id), 0);
-  struct chunk_point *pts;
+  struct series_sample *pts;
   size_t n;
   CHECK_EQ_INT(series_range(telemetry_series(t), id, INT64_MIN, INT64_MAX, &pts, &n), 0);
   CHECK(n == 1 && pts[0].ts_ns == 1000 && pts[0].value == 7);
