@@ -1,14 +1,18 @@
 """matrix over real sockets: the seed's simulate-performance payload
 verbatim, catalogue models and hardware, training, refusals, the catalogue
-reads, and `grove matrix calibrate`."""
+reads, admins' edits of the catalogue (kept across a restart), and
+`grove matrix calibrate`."""
 
 import json
+import os
+import shutil
 import subprocess
+import tempfile
 
 from grove import FAST_HASH, GROVE, Grove, eventually, main
 
 g = None
-READ = None
+READ = ADMIN = None
 
 # GreenMatrix §6.1.2, as written
 SEED = {
@@ -27,15 +31,21 @@ SEED = {
 }
 
 
-def setup():
-    global g, READ
-    g = Grove("--gate-refresh", "200ms", *FAST_HASH)
-    out = subprocess.run([GROVE, "key", "add", "k-read", "--scopes", "read", "--data-dir", g.data_dir],
+def key(grove, name, scopes):
+    out = subprocess.run([GROVE, "key", "add", name, "--scopes", scopes, "--data-dir", grove.data_dir],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    READ = out.stdout.split()[1]
-    eventually(lambda: g.request("GET", "/auth/me", headers={"X-API-Key": READ}).status == 200,
+    k = out.stdout.split()[1]
+    eventually(lambda: grove.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
                what="key loaded")
+    return k
+
+
+def setup():
+    global g, READ, ADMIN
+    g = Grove("--gate-refresh", "200ms", *FAST_HASH)
+    READ = key(g, "k-read", "read")
+    ADMIN = key(g, "k-admin", "read,admin")
 
 
 def post(body, key=None):
@@ -199,6 +209,101 @@ def test_catalogue_reads():
     r = get("/api/cost-models/regions")
     assert r.status == 200 and all(x["carbon_source"] for x in r.json()["data"])
     assert get("/api/hardware-specs", key="").status == 401
+
+
+def edit(method, path, body=None, key=None, grove=None):
+    data = json.dumps(body).encode() if body is not None else None
+    h = {"X-API-Key": key or ADMIN}
+    if data is not None:
+        h["Content-Type"] = "application/json"
+    return (grove or g).request(method, "/api/v1/matrix/catalogue/" + path, body=data, headers=h)
+
+
+# a made-up GPU for the test (not a catalogue figure)
+TEST_GPU = {"kind": "gpu", "vendor": "Test", "family": "test", "memory_gb": 48,
+            "memory_bw_gbs": 1000, "fp16_tflops": 100, "bf16_tflops": 100, "link": "pcie",
+            "link_gbs": 64, "pcie_gbs": 64, "tdp_w": 300, "year": 2025, "source": "e2e test"}
+
+
+def test_admins_edit_the_catalogue():
+    r = edit("PUT", "hardware/Test-GPU-48", TEST_GPU)
+    assert r.status == 200, r.body
+    assert r.json()["data"]["hardware_name"] == "Test-GPU-48"
+    r = get("/api/hardware-specs/test_gpu_48")
+    assert r.status == 200 and r.json()["data"]["specifications"]["memory_bandwidth_gbs"] == 1000
+    sim = {"model_name": "Llama-2-7B", "hardware": "Test-GPU-48", "gpu_count": 1,
+           "output_length": 512}
+    r = post(sim)
+    assert r.status == 200, r.body
+    c = r.json()["data"]["configurations"][0]
+    assert c["cost_analysis"]["basis"].startswith("electricity")  # no instance of it
+    before = c["performance_metrics"]["time_per_output_token_ms"]
+    # replaced: the next simulation decodes on the new bandwidth
+    r = edit("PUT", "hardware/Test-GPU-48", dict(TEST_GPU, memory_bw_gbs=2000))
+    assert r.status == 200, r.body
+    r = post(sim)
+    assert r.status == 200, r.body
+    after = r.json()["data"]["configurations"][0]["performance_metrics"]["time_per_output_token_ms"]
+    assert after < before * 0.75, (before, after)
+    # refusals: unknown column, a kind that is not gpu/cpu, the read scope
+    r = edit("PUT", "hardware/Test-GPU-48", dict(TEST_GPU, flops=1))
+    assert r.status == 400 and r.json()["error_code"] == "INVALID_CATALOGUE_ROW", r.body
+    r = edit("PUT", "hardware/Test-GPU-48", dict(TEST_GPU, kind="tpu"))
+    assert r.status == 400 and "kind" in r.json()["message"], r.body
+    r = edit("PUT", "hardware/Test-GPU-48", dict(TEST_GPU, source="a\tb"))
+    assert r.status == 400, r.body
+    assert edit("PUT", "hardware/Test-GPU-48", TEST_GPU, key=READ).status == 403
+    # an instance needs catalogue hardware; hardware an instance names stays
+    inst = {"hardware": "Test-GPU-48", "gpu_count": 4, "usd_per_hour": 9.5, "year": 2025,
+            "source": "e2e test"}
+    r = edit("PUT", "instances/aws/us-east-1/test.4xlarge", inst)
+    assert r.status == 200 and r.json()["data"]["cost_per_gpu_hour"] == 2.375, r.body
+    r = edit("PUT", "instances/aws/us-east-1/bad.xlarge", dict(inst, hardware="TPU-v9"))
+    assert r.status == 400, r.body
+    r = edit("DELETE", "hardware/Test-GPU-48")
+    assert r.status == 400 and "unknown hardware" in r.json()["message"], r.body
+    assert edit("DELETE", "instances/aws/us-east-1/test.4xlarge").status == 200
+    assert edit("DELETE", "hardware/Test-GPU-48").status == 200
+    assert get("/api/hardware-specs/Test-GPU-48").status == 404
+    assert edit("DELETE", "hardware/Test-GPU-48").status == 404
+    # models too
+    model = {"family": "test", "architecture": "decoder", "params_b": 1.1, "layers": 22,
+             "hidden": 2048, "heads": 32, "kv_heads": 4, "head_dim": 64, "intermediate": 5632,
+             "vocab": 32000, "max_context": 2048, "year": 2025, "source": "e2e test"}
+    r = edit("PUT", "models/Test-1B", model)
+    assert r.status == 200 and r.json()["data"]["architecture"]["num_layers"] == 22, r.body
+    r = edit("PUT", "models/Test-1B", dict(model, kv_heads=64))
+    assert r.status == 400 and "inconsistent" in r.json()["message"], r.body
+
+
+def test_edits_survive_a_restart():
+    tmp = tempfile.mkdtemp(prefix="grove-matrix-")
+    data_dir = os.path.join(tmp, "data")
+    try:
+        g2 = Grove(*FAST_HASH, data_dir=data_dir)
+        try:
+            k = key(g2, "k-admin", "read,admin")
+            region = {"location": "test", "electricity_usd_per_kwh": 0.2,
+                      "electricity_year": 2025, "electricity_source": "e2e test",
+                      "carbon_g_per_kwh": 10, "carbon_year": 2025, "carbon_source": "e2e test",
+                      "pue": 1.2, "pue_year": 2025, "pue_source": "e2e test"}
+            r = edit("PUT", "regions/onprem/test-1", region, key=k, grove=g2)
+            assert r.status == 200, r.body
+            assert edit("DELETE", "regions/aws/eu-west-3", key=k, grove=g2).status == 200
+        finally:
+            g2.stop()
+        g3 = Grove(*FAST_HASH, data_dir=data_dir)
+        try:
+            eventually(lambda: g3.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+                       what="key loaded")
+            r = g3.request("GET", "/api/cost-models/regions", headers={"X-API-Key": k})
+            assert r.status == 200, r.body
+            regions = {(x["provider"], x["region"]) for x in r.json()["data"]}
+            assert ("onprem", "test-1") in regions and ("aws", "eu-west-3") not in regions
+        finally:
+            g3.stop()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_calibrate_verb_is_reproducible():

@@ -109,16 +109,15 @@ static json_t *model_json(const struct mx_model *m, long id) {
                    str_or_null(m->source));
 }
 
-/* The app's state, or NULL after answering 503 when no catalogue was
- * found at start (--matrix-data auto found none). */
-static struct matrix *state(struct http_req *r) {
-  struct matrix *m = r->app;
-  if (!m->cat) {
+/* The current catalogue, with a reference the handler gives back with
+ * matrix_cat_put; or NULL after answering 503 when no catalogue was found
+ * at start (--matrix-data auto found none). */
+static struct matrix_cat *cat_of(struct http_req *r) {
+  struct matrix_cat *c = matrix_cat_get(r->app);
+  if (!c)
     http_reply_error(r, 503, "CATALOGUE_UNAVAILABLE",
                      "matrix's catalogues were not found at start (see --matrix-data)", NULL);
-    return NULL;
-  }
-  return m;
+  return c;
 }
 
 static void reply_list(struct http_req *r, json_t *list) {
@@ -130,73 +129,86 @@ static void reply_list(struct http_req *r, json_t *list) {
 }
 
 void matrix_handle_hardware_list(struct http_req *r) {
-  struct matrix *m = state(r);
-  if (!m) return;
+  struct matrix_cat *mc = cat_of(r);
+  if (!mc) return;
+  const struct mx_catalog *cat = mc->cat;
   json_t *list = json_array();
-  for (size_t i = 0; list && i < m->cat->n_hw; i++)
-    json_array_append_new(list, hardware_json(m->cat, &m->cat->hw[i]));
+  for (size_t i = 0; list && i < cat->n_hw; i++)
+    json_array_append_new(list, hardware_json(cat, &cat->hw[i]));
   reply_list(r, list);
+  matrix_cat_put(r->app, mc);
 }
 
 void matrix_handle_hardware(struct http_req *r) {
-  struct matrix *m = state(r);
-  if (!m) return;
-  const struct mx_hw *h = mx_catalog_hw(m->cat, http_param(r, "name"));
+  struct matrix_cat *mc = cat_of(r);
+  if (!mc) return;
+  const struct mx_catalog *cat = mc->cat;
+  const struct mx_hw *h = mx_catalog_hw(cat, http_param(r, "name"));
   if (!h) {
     http_reply_error(r, 404, "NOT_FOUND", "no such hardware in the catalogue", NULL);
+    matrix_cat_put(r->app, mc);
     return;
   }
-  http_reply_data(r, 200, hardware_json(m->cat, h), NULL);
+  http_reply_data(r, 200, hardware_json(cat, h), NULL);
+  matrix_cat_put(r->app, mc);
 }
 
 void matrix_handle_models(struct http_req *r) {
-  struct matrix *m = state(r);
-  if (!m) return;
+  struct matrix_cat *mc = cat_of(r);
+  if (!mc) return;
+  const struct mx_catalog *cat = mc->cat;
   char name[MX_NAME_MAX * 2];
   if (http_query_get(r, "model_name", 0, name, sizeof name) >= 0) {
-    const struct mx_model *md = mx_catalog_model(m->cat, name);
+    const struct mx_model *md = mx_catalog_model(cat, name);
     if (!md) {
       http_reply_error(r, 404, "NOT_FOUND", "no such model in the catalogue", NULL);
+      matrix_cat_put(r->app, mc);
       return;
     }
-    http_reply_data(r, 200, model_json(md, md - m->cat->models + 1), NULL);
+    http_reply_data(r, 200, model_json(md, md - cat->models + 1), NULL);
+    matrix_cat_put(r->app, mc);
     return;
   }
   json_t *list = json_array();
-  for (size_t i = 0; list && i < m->cat->n_models; i++)
-    json_array_append_new(list, model_json(&m->cat->models[i], (long)i + 1));
+  for (size_t i = 0; list && i < cat->n_models; i++)
+    json_array_append_new(list, model_json(&cat->models[i], (long)i + 1));
   reply_list(r, list);
+  matrix_cat_put(r->app, mc);
 }
 
 void matrix_handle_cost_models(struct http_req *r) {
-  struct matrix *m = state(r);
-  if (!m) return;
+  struct matrix_cat *mc = cat_of(r);
+  if (!mc) return;
+  const struct mx_catalog *cat = mc->cat;
   char prov[32], reg[64], hw[MX_NAME_MAX * 2];
   int has_p = http_query_get(r, "provider", 0, prov, sizeof prov) >= 0;
   int has_r = http_query_get(r, "region", 0, reg, sizeof reg) >= 0;
   int has_h = http_query_get(r, "hardware", 0, hw, sizeof hw) >= 0;
-  const struct mx_hw *want = has_h ? mx_catalog_hw(m->cat, hw) : NULL;
+  const struct mx_hw *want = has_h ? mx_catalog_hw(cat, hw) : NULL;
   json_t *list = json_array();
-  for (size_t i = 0; list && i < m->cat->n_instances; i++) {
-    const struct mx_instance *in = &m->cat->instances[i];
+  for (size_t i = 0; list && i < cat->n_instances; i++) {
+    const struct mx_instance *in = &cat->instances[i];
     if ((has_p && !mx_name_eq(in->provider, prov)) || (has_r && !mx_name_eq(in->region, reg)) ||
-        (has_h && mx_catalog_hw(m->cat, in->hardware) != want))
+        (has_h && mx_catalog_hw(cat, in->hardware) != want))
       continue;
     json_t *row = instance_json(in, i + 1);
-    const struct mx_region *g = mx_catalog_region(m->cat, in->provider, in->region);
+    const struct mx_region *g = mx_catalog_region(cat, in->provider, in->region);
     json_object_set_new(row, "region_data", g ? region_json(g) : json_null());
     json_array_append_new(list, row);
   }
   reply_list(r, list);
+  matrix_cat_put(r->app, mc);
 }
 
 void matrix_handle_regions(struct http_req *r) {
-  struct matrix *m = state(r);
-  if (!m) return;
+  struct matrix_cat *mc = cat_of(r);
+  if (!mc) return;
+  const struct mx_catalog *cat = mc->cat;
   json_t *list = json_array();
-  for (size_t i = 0; list && i < m->cat->n_regions; i++)
-    json_array_append_new(list, region_json(&m->cat->regions[i]));
+  for (size_t i = 0; list && i < cat->n_regions; i++)
+    json_array_append_new(list, region_json(&cat->regions[i]));
   reply_list(r, list);
+  matrix_cat_put(r->app, mc);
 }
 
 /* ---- the simulation request ------------------------------------------------ */
@@ -222,6 +234,8 @@ struct sim_req {
 
 struct sim_job {
   struct matrix *m;
+  struct matrix_cat *mc;         /* the catalogue version used (a reference) */
+  const struct mx_catalog *cat;  /* mc->cat */
   json_t *body;                  /* the request (owned) */
   struct sim_req q;
   json_t *data, *meta;           /* the answer, or: */
@@ -329,14 +343,14 @@ static int custom_model(struct sim_job *j, const char *name) {
     /* the seed's INVALID_MODEL_SPECS: what is missing, and the catalogue
      * model nearest in size as a suggestion */
     const struct mx_model *near = NULL;
-    for (size_t i = 0; isfinite(params) && i < j->m->cat->n_models; i++) {
-      const struct mx_model *c = &j->m->cat->models[i];
+    for (size_t i = 0; isfinite(params) && i < j->cat->n_models; i++) {
+      const struct mx_model *c = &j->cat->models[i];
       if (!near || fabs(log(c->params_b * 1e3 / params)) < fabs(log(near->params_b * 1e3 / params)))
         near = c;
     }
     json_t *names = json_array();
-    for (size_t i = 0; i < j->m->cat->n_models; i++)
-      json_array_append_new(names, json_string(j->m->cat->models[i].name));
+    for (size_t i = 0; i < j->cat->n_models; i++)
+      json_array_append_new(names, json_string(j->cat->models[i].name));
     json_t *sugg = near ? json_pack("{s:s,s:o}", "model_name", near->name, "catalogue", names)
                         : json_pack("{s:o}", "catalogue", names);
     return bad(j, 422, "INVALID_MODEL_SPECS",
@@ -373,7 +387,7 @@ static int custom_model(struct sim_job *j, const char *name) {
 static int parse(struct sim_job *j) {
   struct sim_req *q = &j->q;
   json_t *o = j->body;
-  const struct mx_catalog *c = j->m->cat;
+  const struct mx_catalog *c = j->cat;
   q->assumptions = json_array();
   q->max_latency_ms = q->min_qps = q->budget = NAN;
 
@@ -530,7 +544,7 @@ struct costing {
 static void cost_for(const struct sim_job *j, const struct mx_hw *hw, int gpus, double u,
                      struct costing *c) {
   const struct sim_req *q = &j->q;
-  const struct mx_catalog *cat = j->m->cat;
+  const struct mx_catalog *cat = j->cat;
   const char *prov = *q->provider ? q->provider : NULL;
   c->inst = mx_catalog_instance(cat, hw->name, q->region ? q->region->provider : prov,
                                 q->region ? q->region->region : NULL);
@@ -666,7 +680,7 @@ static json_t *training_config(struct sim_job *j, const struct mx_factors *f,
  * catalogue GPU; the named GPU count, or (inference) 1, 2, 4 and 8. */
 static int simulate(struct sim_job *j, const struct mx_factors *f) {
   struct sim_req *q = &j->q;
-  const struct mx_catalog *cat = j->m->cat;
+  const struct mx_catalog *cat = j->cat;
   json_t *configs = json_array(), *excluded = json_array();
   static const int counts[] = {1, 2, 4, 8};
   int single = q->hw && (q->gpu_count || q->tp);
@@ -792,7 +806,7 @@ static void sim_work(void *arg) {
   struct mx_factors f;
   double loo_inf, loo_tr;
   char err[256] = "";
-  if (matrix_factors(j->m, &f, &loo_inf, &loo_tr, err, sizeof err)) {
+  if (matrix_factors(j->mc, &f, &loo_inf, &loo_tr, err, sizeof err)) {
     bad(j, 503, "MODEL_UNAVAILABLE", NULL, "the performance model could not be fitted: %s", err);
     return;
   }
@@ -809,6 +823,7 @@ static void sim_work(void *arg) {
 }
 
 static void sim_free(struct sim_job *j) {
+  matrix_cat_put(j->m, j->mc);
   json_decref(j->body);
   json_decref(j->q.assumptions);
   json_decref(j->data);
@@ -835,17 +850,23 @@ static void sim_done(struct http_req *r, void *arg) {
 }
 
 void matrix_handle_simulate(struct http_req *r) {
-  struct matrix *m = state(r);
-  if (!m) return;
   json_t *body = http_req_json(r);
   if (!body) return;
+  struct matrix_cat *mc = cat_of(r);
+  if (!mc) {
+    json_decref(body);
+    return;
+  }
   struct sim_job *j = calloc(1, sizeof *j);
   if (!j) {
     json_decref(body);
+    matrix_cat_put(r->app, mc);
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     return;
   }
-  j->m = m;
+  j->m = r->app;
+  j->mc = mc;
+  j->cat = mc->cat;
   j->body = body;
   if (parse(j) < 0) {
     sim_done(r, j);
@@ -855,3 +876,139 @@ void matrix_handle_simulate(struct http_req *r) {
   if (http_req_defer(r, HTTP_POOL_CPU, sim_work, sim_done, j))
     sim_free(j); /* answered already (503) */
 }
+
+/* ---- admins' edits of the catalogue ---------------------------------------- */
+
+struct edit_job {
+  struct matrix *m;
+  enum mx_table table;
+  const char *parts[3];          /* the key's parts, from the path */
+  char key[MX_KEY_MAX];
+  char *line;                    /* NULL: delete */
+  int rc;
+  char err[512];
+};
+
+static void edit_work(void *arg) {
+  struct edit_job *j = arg;
+  j->rc = matrix_edit(j->m, j->table, j->key, j->line, j->err, sizeof j->err);
+}
+
+static void edit_free(struct edit_job *j) {
+  for (int i = 0; i < 3; i++) free((char *)j->parts[i]);
+  free(j->line);
+  free(j);
+}
+
+/* The edited row as the read routes show it, from the new catalogue. */
+static json_t *edited_row(const struct mx_catalog *c, const struct edit_job *j) {
+  switch (j->table) {
+  case MX_T_HARDWARE: {
+    const struct mx_hw *h = mx_catalog_hw(c, j->parts[0]);
+    return h ? hardware_json(c, h) : NULL;
+  }
+  case MX_T_MODELS: {
+    const struct mx_model *md = mx_catalog_model(c, j->parts[0]);
+    return md ? model_json(md, md - c->models + 1) : NULL;
+  }
+  case MX_T_INSTANCES:
+    for (size_t i = 0; i < c->n_instances; i++) {
+      const struct mx_instance *in = &c->instances[i];
+      if (mx_name_eq(in->provider, j->parts[0]) && mx_name_eq(in->region, j->parts[1]) &&
+          mx_name_eq(in->instance, j->parts[2]))
+        return instance_json(in, i + 1);
+    }
+    return NULL;
+  case MX_T_REGIONS: {
+    const struct mx_region *g = mx_catalog_region(c, j->parts[0], j->parts[1]);
+    return g ? region_json(g) : NULL;
+  }
+  default:
+    return NULL;
+  }
+}
+
+static void edit_done(struct http_req *r, void *arg) {
+  struct edit_job *j = arg;
+  if (!r->conn) { /* the client went away; the edit stands */
+    edit_free(j);
+    return;
+  }
+  if (j->rc == GROVE_ENOENT) {
+    http_reply_error(r, 404, "NOT_FOUND", j->err, NULL);
+  } else if (j->rc == GROVE_EINVAL) {
+    http_reply_error(r, 400, "INVALID_CATALOGUE_ROW", j->err,
+                     json_pack("{s:s}", "table", mx_table_file(j->table)));
+  } else if (j->rc) {
+    http_reply_error(r, 503, "STORE_UNAVAILABLE", "the edit could not be recorded", NULL);
+  } else if (!j->line) {
+    http_reply_data(r, 200, json_pack("{s:s,s:s,s:b}", "table", mx_table_file(j->table), "key",
+                                      j->key, "deleted", 1), NULL);
+  } else {
+    struct matrix_cat *mc = matrix_cat_get(j->m);
+    json_t *row = mc ? edited_row(mc->cat, j) : NULL;
+    matrix_cat_put(j->m, mc);
+    http_reply_data(r, 200, row ? row : json_null(), NULL);
+  }
+  edit_free(j);
+}
+
+/* PUT (a row as a JSON object of the table's columns) or DELETE of one
+ * row; the key comes from the path. */
+static void handle_edit(struct http_req *r, enum mx_table t, int del) {
+  static const char *const params[MX_T_N][3] = {
+    {"name"}, {"name"}, {"provider", "region", "instance"}, {"provider", "region"},
+  };
+  struct matrix *m = r->app;
+  struct matrix_cat *mc = cat_of(r);
+  if (!mc) return;
+  matrix_cat_put(m, mc);
+  json_t *body = NULL;
+  if (!del && !(body = http_req_json(r))) return;
+  struct edit_job *j = calloc(1, sizeof *j);
+  int bad_key = !j;
+  for (int i = 0; j && i < mx_edits_key_parts(t); i++) {
+    const char *v = http_param(r, params[t][i]);
+    j->parts[i] = v ? strdup(v) : NULL;
+    bad_key |= !j->parts[i];
+  }
+  if (!j) {
+    json_decref(body);
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return;
+  }
+  j->m = m;
+  j->table = t;
+  if (bad_key || mx_edits_key(t, j->parts, j->key)) {
+    http_reply_error(r, 400, "INVALID_KEY", "the row's name (or provider, region, instance) "
+                     "needs letters or digits", NULL);
+    goto fail;
+  }
+  if (body) {
+    /* the shipped headers never change after start: no lock needed */
+    int rc = mx_edits_line(&m->edits, t, j->parts, body, &j->line, j->err, sizeof j->err);
+    if (rc) {
+      if (rc == GROVE_EINVAL)
+        http_reply_error(r, 400, "INVALID_CATALOGUE_ROW", j->err,
+                         json_pack("{s:s}", "table", mx_table_file(t)));
+      else
+        http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+      goto fail;
+    }
+  }
+  json_decref(body);
+  if (http_req_defer(r, HTTP_POOL_STORE, edit_work, edit_done, j)) edit_free(j);
+  return;
+fail:
+  json_decref(body);
+  edit_free(j);
+}
+
+void matrix_handle_put_hardware(struct http_req *r) { handle_edit(r, MX_T_HARDWARE, 0); }
+void matrix_handle_delete_hardware(struct http_req *r) { handle_edit(r, MX_T_HARDWARE, 1); }
+void matrix_handle_put_model(struct http_req *r) { handle_edit(r, MX_T_MODELS, 0); }
+void matrix_handle_delete_model(struct http_req *r) { handle_edit(r, MX_T_MODELS, 1); }
+void matrix_handle_put_instance(struct http_req *r) { handle_edit(r, MX_T_INSTANCES, 0); }
+void matrix_handle_delete_instance(struct http_req *r) { handle_edit(r, MX_T_INSTANCES, 1); }
+void matrix_handle_put_region(struct http_req *r) { handle_edit(r, MX_T_REGIONS, 0); }
+void matrix_handle_delete_region(struct http_req *r) { handle_edit(r, MX_T_REGIONS, 1); }

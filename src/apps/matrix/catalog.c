@@ -153,24 +153,33 @@ static int check(const struct mx_catalog *c, char *err, size_t errlen) {
   return 0;
 }
 
-int mx_catalog_load(struct mx_catalog **out, const char *dir, char *err, size_t errlen) {
+const char *mx_table_file(enum mx_table t) {
+  static const char *const files[MX_T_N] = {"hardware.tsv", "models.tsv", "instances.tsv",
+                                            "regions.tsv"};
+  return (unsigned)t < MX_T_N ? files[t] : "?";
+}
+
+int mx_catalog_parse(struct mx_catalog **out, const char *const texts[MX_T_N], char *err,
+                     size_t errlen) {
   struct mx_catalog *c = calloc(1, sizeof(*c));
   if (!c) return GROVE_ENOMEM;
   void *p;
-  int rc = mx_tsv_load(dir, "hardware.tsv", hw_cols, ARRAY_N(hw_cols), sizeof(struct mx_hw), &p,
-                      &c->n_hw, err, errlen);
+  int rc = mx_tsv_parse(mx_table_file(MX_T_HARDWARE), texts[MX_T_HARDWARE], hw_cols,
+                        ARRAY_N(hw_cols), sizeof(struct mx_hw), &p, &c->n_hw, err, errlen);
   if (rc) goto fail;
   c->hw = p;
-  rc = mx_tsv_load(dir, "models.tsv", model_cols, ARRAY_N(model_cols), sizeof(struct mx_model), &p,
-                  &c->n_models, err, errlen);
+  rc = mx_tsv_parse(mx_table_file(MX_T_MODELS), texts[MX_T_MODELS], model_cols,
+                    ARRAY_N(model_cols), sizeof(struct mx_model), &p, &c->n_models, err, errlen);
   if (rc) goto fail;
   c->models = p;
-  rc = mx_tsv_load(dir, "instances.tsv", inst_cols, ARRAY_N(inst_cols),
-                  sizeof(struct mx_instance), &p, &c->n_instances, err, errlen);
+  rc = mx_tsv_parse(mx_table_file(MX_T_INSTANCES), texts[MX_T_INSTANCES], inst_cols,
+                    ARRAY_N(inst_cols), sizeof(struct mx_instance), &p, &c->n_instances, err,
+                    errlen);
   if (rc) goto fail;
   c->instances = p;
-  rc = mx_tsv_load(dir, "regions.tsv", region_cols, ARRAY_N(region_cols), sizeof(struct mx_region),
-                  &p, &c->n_regions, err, errlen);
+  rc = mx_tsv_parse(mx_table_file(MX_T_REGIONS), texts[MX_T_REGIONS], region_cols,
+                    ARRAY_N(region_cols), sizeof(struct mx_region), &p, &c->n_regions, err,
+                    errlen);
   if (rc) goto fail;
   c->regions = p;
   rc = check(c, err, errlen);
@@ -179,6 +188,27 @@ int mx_catalog_load(struct mx_catalog **out, const char *dir, char *err, size_t 
   return 0;
 fail:
   mx_catalog_free(c);
+  return rc;
+}
+
+int mx_catalog_read(char *texts[MX_T_N], const char *dir, char *err, size_t errlen) {
+  memset(texts, 0, sizeof(char *) * MX_T_N);
+  for (int t = 0; t < MX_T_N; t++) {
+    int rc = mx_tsv_read(dir, mx_table_file((enum mx_table)t), &texts[t], err, errlen);
+    if (rc) {
+      for (int k = 0; k < t; k++) free(texts[k]);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+int mx_catalog_load(struct mx_catalog **out, const char *dir, char *err, size_t errlen) {
+  char *texts[MX_T_N];
+  int rc = mx_catalog_read(texts, dir, err, errlen);
+  if (rc) return rc;
+  rc = mx_catalog_parse(out, (const char *const *)texts, err, errlen);
+  for (int t = 0; t < MX_T_N; t++) free(texts[t]);
   return rc;
 }
 

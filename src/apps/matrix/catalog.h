@@ -88,6 +88,11 @@ struct mx_catalog {
   struct mx_region *regions;    size_t n_regions;
 };
 
+/* The four files, in this order. */
+enum mx_table { MX_T_HARDWARE, MX_T_MODELS, MX_T_INSTANCES, MX_T_REGIONS, MX_T_N };
+/* "hardware.tsv", "models.tsv", "instances.tsv", "regions.tsv". */
+const char *mx_table_file(enum mx_table t);
+
 /* Reads the four files from dir into *out (owned by the caller, freed
  * with mx_catalog_free). Returns 0, GROVE_ENOMEM, GROVE_EIO (a file
  * cannot be read) or GROVE_EINVAL (a malformed file: a missing column, a
@@ -95,6 +100,12 @@ struct mx_catalog {
  * err then says which file, line and column, and *out is untouched. */
 int mx_catalog_load(struct mx_catalog **out, const char *dir, char *err, size_t errlen);
 void mx_catalog_free(struct mx_catalog *c);          /* NULL is fine */
+/* The two halves of mx_catalog_load: the files' texts (texts[t] new, the
+ * caller frees each), and a catalogue from such texts (not modified),
+ * with the same errors. */
+int mx_catalog_read(char *texts[MX_T_N], const char *dir, char *err, size_t errlen);
+int mx_catalog_parse(struct mx_catalog **out, const char *const texts[MX_T_N], char *err,
+                     size_t errlen);
 
 /* Lookups by name or alias (see above); NULL when absent. */
 const struct mx_hw *mx_catalog_hw(const struct mx_catalog *c, const char *name);

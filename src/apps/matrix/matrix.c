@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "store/store.h"
 #include "gate/gate.h"
 
 /* Where the catalogues are when --matrix-data is "auto", from CMake as for
@@ -78,23 +79,23 @@ static int fit_on(const struct mx_catalog *c, const char *dir, struct mx_fit *fi
   return rc;
 }
 
-int matrix_factors(struct matrix *m, struct mx_factors *out, double *loo_inference,
+int matrix_factors(struct matrix_cat *c, struct mx_factors *out, double *loo_inference,
                    double *loo_training, char *err, size_t errlen) {
-  pthread_mutex_lock(&m->mu);
-  if (!m->fitted) {
+  pthread_mutex_lock(&c->fit_mu);
+  if (!c->fitted) {
     struct mx_calib cal = {0};
     struct mx_fit fit;
     uint64_t t0 = clock_mono_ns();
-    int rc = fit_on(m->cat, m->data_dir, &fit, &cal, m->fit_err, sizeof m->fit_err);
+    int rc = fit_on(c->cat, c->data_dir, &fit, &cal, c->fit_err, sizeof c->fit_err);
     if (rc) {
-      m->fitted = rc;
+      c->fitted = rc;
       log_error(NULL, "cannot fit matrix's performance model", "dir=\"%s\" error=\"%s\"",
-                m->data_dir, m->fit_err);
+                c->data_dir, c->fit_err);
     } else {
-      m->fitted = 1;
-      m->factors = fit.factors;
-      m->loo_inference = fit.loo_mape_inference;
-      m->loo_training = fit.loo_mape_training;
+      c->fitted = 1;
+      c->factors = fit.factors;
+      c->loo_inference = fit.loo_mape_inference;
+      c->loo_training = fit.loo_mape_training;
       log_info(NULL, "matrix's performance model fitted",
                "rows=%zu loo_mape_inference=%.2f loo_mape_training=%.2f ms=%llu", cal.n,
                fit.loo_mape_inference, fit.loo_mape_training,
@@ -103,16 +104,151 @@ int matrix_factors(struct matrix *m, struct mx_factors *out, double *loo_inferen
       mx_calib_release(&cal);
     }
   }
-  int rc = m->fitted < 0 ? m->fitted : 0;
+  int rc = c->fitted < 0 ? c->fitted : 0;
   if (rc) {
-    snprintf(err, errlen, "%s", m->fit_err);
+    snprintf(err, errlen, "%s", c->fit_err);
   } else {
-    *out = m->factors;
-    *loo_inference = m->loo_inference;
-    *loo_training = m->loo_training;
+    *out = c->factors;
+    *loo_inference = c->loo_inference;
+    *loo_training = c->loo_training;
   }
-  pthread_mutex_unlock(&m->mu);
+  pthread_mutex_unlock(&c->fit_mu);
   return rc;
+}
+
+/* ---- catalogue versions ---------------------------------------------------- */
+
+static struct matrix_cat *cat_new(struct matrix *m, struct mx_catalog *cat) {
+  struct matrix_cat *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->cat = cat;
+  c->data_dir = m->data_dir;
+  c->refs = 1;
+  pthread_mutex_init(&c->fit_mu, NULL);
+  return c;
+}
+
+static void cat_free(struct matrix_cat *c) {
+  mx_catalog_free(c->cat);
+  pthread_mutex_destroy(&c->fit_mu);
+  free(c);
+}
+
+struct matrix_cat *matrix_cat_get(struct matrix *m) {
+  pthread_mutex_lock(&m->mu);
+  struct matrix_cat *c = m->cur;
+  if (c) c->refs++;
+  pthread_mutex_unlock(&m->mu);
+  return c;
+}
+
+void matrix_cat_put(struct matrix *m, struct matrix_cat *c) {
+  if (!c) return;
+  pthread_mutex_lock(&m->mu);
+  int last = --c->refs == 0;
+  pthread_mutex_unlock(&m->mu);
+  if (last) cat_free(c);
+}
+
+/* Makes cat the current version (taking it). */
+static int cat_install(struct matrix *m, struct mx_catalog *cat) {
+  struct matrix_cat *c = cat_new(m, cat);
+  if (!c) {
+    mx_catalog_free(cat);
+    return GROVE_ENOMEM;
+  }
+  pthread_mutex_lock(&m->mu);
+  struct matrix_cat *old = m->cur;
+  m->cur = c;
+  pthread_mutex_unlock(&m->mu);
+  matrix_cat_put(m, old);
+  return 0;
+}
+
+/* ---- admins' edits --------------------------------------------------------- */
+
+/* Every edit an admin made, newest last per row; line NULL: deleted. */
+static const struct store_migration matrix_migrations[] = {
+    {1, "catalogue edits",
+     "CREATE TABLE matrix_catalogue_edits (tbl TEXT NOT NULL, key TEXT NOT NULL, line TEXT,"
+     " at BIGINT NOT NULL, PRIMARY KEY (tbl, key))",
+     NULL},
+};
+
+static const char *const edit_upsert =
+    "INSERT INTO matrix_catalogue_edits (tbl, key, line, at) VALUES ($1, $2, $3, CAST($4 AS BIGINT))"
+    " ON CONFLICT (tbl, key) DO UPDATE SET line = excluded.line, at = excluded.at";
+
+int matrix_edit(struct matrix *m, enum mx_table t, const char *key, const char *line, char *err,
+                size_t errlen) {
+  pthread_mutex_lock(&m->edit_mu);
+  char *old = NULL;
+  int had = 0, rc;
+  struct mx_catalog *cat = NULL;
+  if (!line && !mx_edits_has(&m->edits, t, key)) {
+    snprintf(err, errlen, "no row '%s' in %s", key, mx_table_file(t));
+    rc = GROVE_ENOENT;
+    goto out;
+  }
+  rc = mx_edits_set(&m->edits, t, key, line, &old, &had);
+  if (rc) goto out;
+  rc = mx_edits_build(&m->edits, &cat, err, errlen);
+  if (!rc) {
+    char now[24];
+    snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
+    const char *params[] = {mx_table_file(t), key, line, now};
+    rc = store_query(m->ctx.store, edit_upsert, params, 4, NULL, err, errlen);
+  }
+  if (rc) {
+    mx_catalog_free(cat);
+    mx_edits_undo(&m->edits, t, key, old, had);
+    goto out;
+  }
+  free(old);
+  rc = cat_install(m, cat);
+  if (!rc)
+    log_info(NULL, "matrix catalogue edited", "table=\"%s\" key=\"%s\" deleted=%s",
+             mx_table_file(t), key, line ? "false" : "true");
+out:
+  pthread_mutex_unlock(&m->edit_mu);
+  return rc;
+}
+
+/* Applies the edits kept in the store over the shipped files; an edit
+ * that no longer fits the shipped files (after an upgrade, say) is
+ * skipped with an error in the log. */
+static int load_edits(struct matrix *m) {
+  struct store_rows *rows = NULL;
+  char err[512] = "";
+  int rc = store_query(m->ctx.store,
+                       "SELECT tbl, key, line FROM matrix_catalogue_edits ORDER BY at, tbl, key",
+                       NULL, 0, &rows, err, sizeof err);
+  if (rc) {
+    log_error(NULL, "cannot read matrix's catalogue edits", "error=\"%s\"", err);
+    return rc;
+  }
+  for (int i = 0; i < rows->nrows; i++) {
+    const char *tbl = store_rows_get(rows, i, "tbl"), *key = store_rows_get(rows, i, "key");
+    const char *line = store_rows_get(rows, i, "line");
+    int t;
+    for (t = 0; t < MX_T_N; t++)
+      if (tbl && !strcmp(tbl, mx_table_file((enum mx_table)t))) break;
+    if (t == MX_T_N || !key) continue;
+    char *old = NULL;
+    int had = 0;
+    struct mx_catalog *cat = NULL;
+    if (mx_edits_set(&m->edits, (enum mx_table)t, key, line, &old, &had)) continue;
+    if (mx_edits_build(&m->edits, &cat, err, sizeof err)) {
+      log_error(NULL, "matrix catalogue edit skipped", "table=\"%s\" key=\"%s\" error=\"%s\"",
+                tbl, key, err);
+      mx_edits_undo(&m->edits, (enum mx_table)t, key, old, had);
+      continue;
+    }
+    mx_catalog_free(cat);
+    free(old);
+  }
+  store_rows_free(rows);
+  return 0;
 }
 
 static int matrix_start(struct grove_ctx *ctx, void **state) {
@@ -120,6 +256,7 @@ static int matrix_start(struct grove_ctx *ctx, void **state) {
   if (!m) return GROVE_ENOMEM;
   m->ctx = *ctx;
   pthread_mutex_init(&m->mu, NULL);
+  pthread_mutex_init(&m->edit_mu, NULL);
   char err[512] = "";
   const char *want = matrix_cfg.data ? matrix_cfg.data : "auto";
   int rc = matrix_find_data(want, m->data_dir, sizeof m->data_dir);
@@ -135,18 +272,26 @@ static int matrix_start(struct grove_ctx *ctx, void **state) {
     log_error(NULL, "cannot find matrix's catalogues", "matrix-data=\"%s\"", want);
     goto fail;
   }
-  rc = mx_catalog_load(&m->cat, m->data_dir, err, sizeof err);
+  struct mx_catalog *cat = NULL;
+  rc = mx_edits_init(&m->edits, m->data_dir, err, sizeof err);
+  if (!rc) rc = load_edits(m);
+  if (!rc) rc = mx_edits_build(&m->edits, &cat, err, sizeof err);
+  if (!rc) rc = cat_install(m, cat);
   if (rc) {
     log_error(NULL, "cannot load matrix's catalogues", "error=\"%s\"", err);
     goto fail;
   }
-  log_info(NULL, "matrix catalogues loaded", "dir=\"%s\" hardware=%zu models=%zu instances=%zu "
-           "regions=%zu", m->data_dir, m->cat->n_hw, m->cat->n_models, m->cat->n_instances,
-           m->cat->n_regions);
+  log_info(NULL, "matrix catalogues loaded",
+           "dir=\"%s\" hardware=%zu models=%zu instances=%zu regions=%zu edits=%zu",
+           m->data_dir, m->cur->cat->n_hw, m->cur->cat->n_models, m->cur->cat->n_instances,
+           m->cur->cat->n_regions, m->edits.n);
   *state = m;
   return 0;
 fail:
+  mx_edits_release(&m->edits);
+  matrix_cat_put(m, m->cur);
   pthread_mutex_destroy(&m->mu);
+  pthread_mutex_destroy(&m->edit_mu);
   free(m);
   return rc;
 }
@@ -154,8 +299,10 @@ fail:
 static void matrix_stop(void *state) {
   struct matrix *m = state;
   if (!m) return;
-  mx_catalog_free(m->cat);
+  matrix_cat_put(m, m->cur);
+  mx_edits_release(&m->edits);
   pthread_mutex_destroy(&m->mu);
+  pthread_mutex_destroy(&m->edit_mu);
   free(m);
 }
 
@@ -235,7 +382,8 @@ static int matrix_command(int argc, char **argv) {
 }
 
 /* Every route matrix serves: the model and catalogue reads need the read
- * scope (they are computations over public figures, but they cost CPU). */
+ * scope (they are computations over public figures, but they cost CPU);
+ * changing the catalogue needs the admin scope. */
 static const struct route_def matrix_routes[] = {
     {"POST", "/api/model/simulate-performance", matrix_handle_simulate, .scopes = GATE_READ},
     {"GET", "/api/model/get-model-data", matrix_handle_models, .scopes = GATE_READ},
@@ -243,6 +391,22 @@ static const struct route_def matrix_routes[] = {
     {"GET", "/api/hardware-specs/{name}", matrix_handle_hardware, .scopes = GATE_READ},
     {"GET", "/api/cost-models", matrix_handle_cost_models, .scopes = GATE_READ},
     {"GET", "/api/cost-models/regions", matrix_handle_regions, .scopes = GATE_READ},
+    {"PUT", "/api/v1/matrix/catalogue/hardware/{name}", matrix_handle_put_hardware,
+     .scopes = GATE_ADMIN},
+    {"DELETE", "/api/v1/matrix/catalogue/hardware/{name}", matrix_handle_delete_hardware,
+     .scopes = GATE_ADMIN},
+    {"PUT", "/api/v1/matrix/catalogue/models/{name}", matrix_handle_put_model,
+     .scopes = GATE_ADMIN},
+    {"DELETE", "/api/v1/matrix/catalogue/models/{name}", matrix_handle_delete_model,
+     .scopes = GATE_ADMIN},
+    {"PUT", "/api/v1/matrix/catalogue/instances/{provider}/{region}/{instance}",
+     matrix_handle_put_instance, .scopes = GATE_ADMIN},
+    {"DELETE", "/api/v1/matrix/catalogue/instances/{provider}/{region}/{instance}",
+     matrix_handle_delete_instance, .scopes = GATE_ADMIN},
+    {"PUT", "/api/v1/matrix/catalogue/regions/{provider}/{region}", matrix_handle_put_region,
+     .scopes = GATE_ADMIN},
+    {"DELETE", "/api/v1/matrix/catalogue/regions/{provider}/{region}",
+     matrix_handle_delete_region, .scopes = GATE_ADMIN},
 };
 
 const struct grove_app matrix_app = {
@@ -251,6 +415,8 @@ const struct grove_app matrix_app = {
     .opts = matrix_opts,
     .nopts = ARRAY_LEN(matrix_opts),
     .cfg = &matrix_cfg,
+    .migrations = matrix_migrations,
+    .nmigrations = ARRAY_LEN(matrix_migrations),
     .routes = matrix_routes,
     .nroutes = ARRAY_LEN(matrix_routes),
     .start = matrix_start,

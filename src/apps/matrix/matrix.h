@@ -1,9 +1,10 @@
 /* matrix.h — GreenMatrix (seed 003) as a Grove app: the catalogues and the
  * performance model behind its routes (internal to src/apps/matrix/).
  *
- * State: the catalogues, loaded at start and read-only after; the fitted
- * factors, computed once, off the event loop, by the first request that
- * needs them (the fit takes about a second), under `mu`. */
+ * State: the catalogue in versions (struct matrix_cat): the shipped files
+ * with the admins' edits (kept in the store) applied, read-only once
+ * built; the factors fitted on a version, computed once, off the event
+ * loop, by the first request that needs them (about a second). */
 #ifndef GROVE_MATRIX_H
 #define GROVE_MATRIX_H
 
@@ -12,27 +13,54 @@
 #include "app/app.h"
 #include "apps/matrix/calibrate.h"
 #include "apps/matrix/catalog.h"
+#include "apps/matrix/edits.h"
 
 struct matrix_cfg {
   char *data;          /* --matrix-data: the catalogue folder, or "auto" */
 };
 
-struct matrix {
-  struct grove_ctx ctx;
-  char data_dir[4096];
+/* One version of the catalogue, with the factors fitted on it: requests
+ * hold a reference for as long as they use it; an admin's edit installs a
+ * new version (the old one goes with its last reference). */
+struct matrix_cat {
   struct mx_catalog *cat;
-  pthread_mutex_t mu;
-  int fitted;          /* under mu: 0 not yet, 1 done, <0 the fit's error */
+  const char *data_dir;         /* its calibration.tsv: the app's data_dir */
+  int refs;                     /* under matrix.mu */
+  pthread_mutex_t fit_mu;       /* held while fitting (about a second) */
+  int fitted;                   /* under fit_mu: 0 not yet, 1 done, <0 the fit's error */
   char fit_err[256];
   struct mx_factors factors;
   double loo_inference, loo_training; /* leave-one-out MAPE, % */
 };
 
-/* The fitted factors (fitting them first if no one has): blocks for the
- * fit, so never call it on the loop. Returns 0, or the fit's error with
- * err filled. Thread-safe. */
-int matrix_factors(struct matrix *m, struct mx_factors *out, double *loo_inference,
+struct matrix {
+  struct grove_ctx ctx;
+  char data_dir[4096];
+  pthread_mutex_t mu;           /* guards cur and every version's refs */
+  struct matrix_cat *cur;       /* NULL: no catalogue was found */
+  pthread_mutex_t edit_mu;      /* one edit at a time */
+  struct mx_edits edits;        /* under edit_mu */
+};
+
+/* The current catalogue with a reference taken, or NULL when there is
+ * none; give it back with matrix_cat_put. Thread-safe, never blocks long. */
+struct matrix_cat *matrix_cat_get(struct matrix *m);
+void matrix_cat_put(struct matrix *m, struct matrix_cat *c);   /* NULL is fine */
+
+/* The factors fitted on c's catalogue (fitting them first if no one has):
+ * blocks for the fit, so never call it on the loop. Returns 0, or the
+ * fit's error with err filled. Thread-safe. */
+int matrix_factors(struct matrix_cat *c, struct mx_factors *out, double *loo_inference,
                    double *loo_training, char *err, size_t errlen);
+
+/* An admin's edit: sets table t's row `key` to `line` (NULL: deletes it),
+ * checks the whole catalogue, records the edit in the store, then makes
+ * the new catalogue current. Blocks (store): never on the loop. Returns 0;
+ * GROVE_ENOENT (deleting a row that is not there); GROVE_EINVAL (the
+ * catalogue would be inconsistent: err says why; nothing changed); the
+ * store's error (nothing changed). */
+int matrix_edit(struct matrix *m, enum mx_table t, const char *key, const char *line, char *err,
+                size_t errlen);
 
 /* Finds the catalogue folder for `want` ("auto": installed beside the
  * binary, ./data/matrix, the source tree's, the install prefix's). Returns
@@ -46,5 +74,13 @@ void matrix_handle_hardware(struct http_req *r);
 void matrix_handle_models(struct http_req *r);
 void matrix_handle_cost_models(struct http_req *r);
 void matrix_handle_regions(struct http_req *r);
+void matrix_handle_put_hardware(struct http_req *r);
+void matrix_handle_delete_hardware(struct http_req *r);
+void matrix_handle_put_model(struct http_req *r);
+void matrix_handle_delete_model(struct http_req *r);
+void matrix_handle_put_instance(struct http_req *r);
+void matrix_handle_delete_instance(struct http_req *r);
+void matrix_handle_put_region(struct http_req *r);
+void matrix_handle_delete_region(struct http_req *r);
 
 #endif

@@ -53,9 +53,7 @@ static int read_file(const char *path, char **out, char *err, size_t errlen) {
   return 0;
 }
 
-/* Splits line (modified in place) at tabs into cells; returns the count or
- * -1 when there are more than max. */
-static int split_tabs(char *line, char **cells, int max) {
+int mx_tsv_split(char *line, char **cells, int max) {
   int n = 0;
   for (char *p = line;;) {
     if (n == max) return -1;
@@ -128,21 +126,31 @@ static int parse_cell(void *row, const struct mx_col *c, const char *cell, char 
   return GROVE_EINVAL;
 }
 
-/* Reads dir/file into a new array of rows of rowsize bytes described by
- * cols. On success *rows and *nrows are set (rows may be NULL when the
- * file has only its header). */
-int mx_tsv_load(const char *dir, const char *file, const struct mx_col *cols, size_t ncols,
-                      size_t rowsize, void **rows, size_t *nrows, char *err, size_t errlen) {
+int mx_tsv_read(const char *dir, const char *file, char **text, char *err, size_t errlen) {
   char path[4096];
   if ((size_t)snprintf(path, sizeof(path), "%s%s%s", dir ? dir : "", dir ? "/" : "", file) >=
       sizeof(path)) {
     mx_seterr(err, errlen, "file name too long: '%s'", file);
     return GROVE_EINVAL;
   }
-  char *text = NULL;
-  int rc = read_file(path, &text, err, errlen);
-  if (rc) return rc;
+  return read_file(path, text, err, errlen);
+}
 
+int mx_tsv_load(const char *dir, const char *file, const struct mx_col *cols, size_t ncols,
+                size_t rowsize, void **rows, size_t *nrows, char *err, size_t errlen) {
+  char *text = NULL;
+  int rc = mx_tsv_read(dir, file, &text, err, errlen);
+  if (rc) return rc;
+  rc = mx_tsv_parse(file, text, cols, ncols, rowsize, rows, nrows, err, errlen);
+  free(text);
+  return rc;
+}
+
+int mx_tsv_parse(const char *path, const char *orig, const struct mx_col *cols, size_t ncols,
+                 size_t rowsize, void **rows, size_t *nrows, char *err, size_t errlen) {
+  int rc = 0;
+  char *text = strdup(orig);
+  if (!text) return GROVE_ENOMEM;
   char *arr = NULL;
   size_t n = 0, cap = 0;
   int where[MX_COLS_MAX];
@@ -154,7 +162,7 @@ int mx_tsv_load(const char *dir, const char *file, const struct mx_col *cols, si
     size_t len = strlen(line);
     if (len && line[len - 1] == '\r') line[len - 1] = 0;
     if (!*line) continue;
-    int nc = split_tabs(line, cells, MX_COLS_MAX);
+    int nc = mx_tsv_split(line, cells, MX_COLS_MAX);
     if (nc < 0) {
       mx_seterr(err, errlen, "too many columns in '%s': line=%d", path, lineno);
       rc = GROVE_EINVAL;

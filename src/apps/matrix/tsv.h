@@ -28,6 +28,15 @@ struct mx_col {
  * naming the file, line and column. Files over 4 MiB are refused. */
 int mx_tsv_load(const char *dir, const char *file, const struct mx_col *cols, size_t ncols,
                 size_t rowsize, void **rows, size_t *nrows, char *err, size_t errlen);
+/* The two halves of mx_tsv_load: reading dir/file (at most 4 MiB) into a
+ * new NUL-ended *text (free() it), and parsing such a text (not modified;
+ * `name` names it in messages). */
+int mx_tsv_read(const char *dir, const char *file, char **text, char *err, size_t errlen);
+int mx_tsv_parse(const char *name, const char *text, const struct mx_col *cols, size_t ncols,
+                 size_t rowsize, void **rows, size_t *nrows, char *err, size_t errlen);
+/* Splits line (modified in place) at tabs into cells; returns the count,
+ * or −1 when there are more than max. */
+int mx_tsv_split(char *line, char **cells, int max);
 /* Frees a row's C_DUP strings (not the row). */
 void mx_tsv_free_row(void *row, const struct mx_col *cols, size_t ncols);
 void mx_seterr(char *err, size_t errlen, const char *fmt, ...)
