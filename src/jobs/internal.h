@@ -1,0 +1,79 @@
+/* internal.h — what the files of src/jobs/ share: the queue's state.
+ * queue.c keeps the store side (tables, group commit, leases), worker.c
+ * the dispatcher and the worker threads, api.c the HTTP routes. */
+#ifndef GROVE_JOBS_INTERNAL_H
+#define GROVE_JOBS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "jobs/jobs.h"
+
+#define JOBS_MAX_QUEUES 32
+
+struct jobs_type_entry {
+  struct jobs_type t;   /* strings point into the app's static table */
+  void *arg;
+  int max_attempts;     /* resolved */
+};
+
+struct jobs_queue_stat {
+  char name[32];
+  int priority;
+  int limit;            /* running at most in this process */
+  int running;          /* under jobs->wlock */
+  struct metric *enqueued, *started, *succeeded, *failed, *dead, *depth, *wait, *run;
+};
+
+struct pool;
+struct jobs_pending; /* an enqueue waiting for its commit (queue.c) */
+struct jobs_slot;    /* a worker thread's job (worker.c) */
+
+struct jobs {
+  struct jobs_cfg cfg;
+  struct store *st;
+  struct hub *hub;
+  struct metrics *m;
+  bool pg;                       /* SKIP LOCKED is spoken */
+  struct jobs_clock clock;
+
+  struct jobs_type_entry *types;
+  size_t ntypes, captypes;
+  struct jobs_queue_stat queues[JOBS_MAX_QUEUES];
+  int nqueues;
+  int default_limit;
+
+  /* group commit */
+  pthread_mutex_t glock;
+  pthread_cond_t gwake, gdone;
+  struct jobs_pending *ghead, *gtail;
+  bool gclosing;
+  pthread_t committer;
+  bool committer_started;
+
+  /* workers (worker.c) */
+  pthread_mutex_t wlock;
+  pthread_cond_t wwake;
+  bool wstarted, wstopping, wstopped;
+  bool wpending;                 /* a wake not yet seen by the dispatcher */
+  bool workers_left;             /* handlers outlived jobs_stop: j is not freed */
+  struct pool *pool;
+  atomic_bool stopping;          /* handlers' jobs_check */
+  pthread_t dispatcher;
+  struct jobs_slot *slots;
+  int nslots;
+  char worker_name[96];
+};
+
+int64_t jobs_now(struct jobs *j);
+/* The queue's stats entry, made on first use (NULL when full). */
+struct jobs_queue_stat *jobs_queue_stat(struct jobs *j, const char *queue);
+const struct jobs_type_entry *jobs_type_find(const struct jobs *j, const char *type);
+/* Wakes the dispatcher (an enqueue landed, a slot freed). */
+void jobs_wake(struct jobs *j);
+/* Publishes the job's state on jobs/{id} (no-op without a hub). */
+void jobs_publish(struct jobs *j, const char *id, const char *state, int pct, const char *msg);
+/* Updates the per-queue depth gauges from the store. */
+void jobs_update_depth(struct jobs *j);
+
+#endif

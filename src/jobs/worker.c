@@ -1,0 +1,363 @@
+/* worker.c — the workers: one dispatcher thread claims runnable jobs,
+ * highest priority queue first and each queue up to its concurrency
+ * limit, and hands each to a worker thread (a net/pool.h pool with one
+ * thread per slot), where the type's handler runs. The dispatcher also
+ * renews the leases of running jobs (every third of --jobs-lease: the
+ * heartbeat, so a handler never has to), passes on cancels it learns of
+ * while renewing, and settles expired leases of any instance (the
+ * reaper). Handlers learn of cancels, lost leases and shutdown through
+ * jobs_check() and jobs_progress(). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "jobs/internal.h"
+#include "net/pool.h"
+
+struct jobs_run {
+  struct jobs *j;
+  struct jobs_claim c;
+  const struct jobs_type_entry *te;
+  atomic_bool cancel; /* a cancel was asked */
+  atomic_bool lost;   /* the lease is no longer ours: nothing will be recorded */
+  char *result;
+  char error[512];
+};
+
+struct jobs_slot {
+  struct pool_job pj;
+  struct jobs *j;
+  struct jobs_queue_stat *q;
+  bool busy;          /* under wlock */
+  int64_t next_renew; /* dispatcher's */
+  int64_t started_ms;
+  struct jobs_run run;
+};
+
+void jobs_wake(struct jobs *j) {
+  pthread_mutex_lock(&j->wlock);
+  j->wpending = true;
+  pthread_cond_broadcast(&j->wwake);
+  pthread_mutex_unlock(&j->wlock);
+}
+
+/* ---- inside a handler --------------------------------------------------- */
+
+const char *jobs_run_id(const struct jobs_run *run) { return run->c.id; }
+const char *jobs_run_type(const struct jobs_run *run) { return run->c.type; }
+const char *jobs_run_owner(const struct jobs_run *run) { return run->c.owner; }
+const char *jobs_run_payload(const struct jobs_run *run) { return run->c.payload; }
+int jobs_run_attempt(const struct jobs_run *run) { return run->c.attempt; }
+
+bool jobs_check(struct jobs_run *run) {
+  return atomic_load(&run->cancel) || atomic_load(&run->lost) || atomic_load(&run->j->stopping);
+}
+
+int jobs_progress(struct jobs_run *run, int pct, const char *msg) {
+  bool cancel = false;
+  int rc = jobs_report(run->j, run->c.id, run->c.token, pct, msg, &cancel);
+  if (rc == GROVE_EPERM)
+    atomic_store(&run->lost, true);
+  if (cancel)
+    atomic_store(&run->cancel, true);
+  return jobs_check(run) ? GROVE_ECLOSED : 0;
+}
+
+int jobs_result(struct jobs_run *run, const char *json) {
+  char *copy = json ? strdup(json) : NULL;
+  if (json && !copy)
+    return GROVE_ENOMEM;
+  free(run->result);
+  run->result = copy;
+  return 0;
+}
+
+void jobs_error(struct jobs_run *run, const char *msg) {
+  snprintf(run->error, sizeof run->error, "%s", msg ? msg : "");
+}
+
+/* ---- a worker thread ---------------------------------------------------- */
+
+/* Records the outcome of the attempt through the fence. */
+static void record(struct jobs *j, struct jobs_run *run, enum jobs_outcome o) {
+  const struct jobs_claim *c = &run->c;
+  int rc;
+  const char *what;
+  if (atomic_load(&run->cancel) && o != JOBS_DONE) {
+    what = "cancelled";
+    rc = jobs_finish_cancelled(j, c);
+  } else if (atomic_load(&j->stopping) && o != JOBS_DONE) {
+    what = "handed back";
+    rc = jobs_hand_back(j, c);
+  } else if (o == JOBS_DONE) {
+    what = "succeeded";
+    rc = jobs_complete(j, c, run->result);
+  } else {
+    what = o == JOBS_PERMANENT ? "failed permanently" : "failed";
+    rc = jobs_fail(j, c, run->error[0] ? run->error : "the handler failed",
+                   o == JOBS_PERMANENT, NULL);
+  }
+  if (rc == GROVE_EPERM)
+    log_warn(NULL, "job outcome refused: the lease was lost to another attempt",
+             "id=%s type=%s attempt=%d token=%lld outcome=\"%s\"", c->id, c->type, c->attempt,
+             (long long)c->token, what);
+  else if (rc)
+    log_error(NULL, "cannot record a job's outcome; its lease will expire",
+              "id=%s error=\"%s\"", c->id, grove_strerror(rc));
+}
+
+static void slot_run(struct pool_job *pj, bool cancelled) {
+  struct jobs_slot *s = (struct jobs_slot *)pj;
+  struct jobs *j = s->j;
+  struct jobs_run *run = &s->run;
+  (void)cancelled; /* slots are never cancelled in the pool */
+  if (!run->te) {
+    jobs_fail(j, &run->c, "no handler for this job type in this process", true, NULL);
+  } else {
+    enum jobs_outcome o = run->te->t.handler(run, run->te->arg);
+    if (o != JOBS_DONE && o != JOBS_RETRY && o != JOBS_PERMANENT)
+      o = JOBS_RETRY;
+    record(j, run, o);
+  }
+  free(run->result);
+  run->result = NULL;
+  jobs_claim_release(&run->c);
+  pthread_mutex_lock(&j->wlock);
+  s->busy = false;
+  s->q->running--;
+  j->wpending = true;
+  pthread_cond_broadcast(&j->wwake);
+  pthread_mutex_unlock(&j->wlock);
+}
+
+/* ---- the dispatcher ----------------------------------------------------- */
+
+static int by_priority(const void *a, const void *b) {
+  const struct jobs_queue_stat *x = *(struct jobs_queue_stat *const *)a;
+  const struct jobs_queue_stat *y = *(struct jobs_queue_stat *const *)b;
+  return x->priority - y->priority;
+}
+
+static struct jobs_slot *free_slot(struct jobs *j) {
+  for (int i = 0; i < j->nslots; i++)
+    if (!j->slots[i].busy)
+      return &j->slots[i];
+  return NULL;
+}
+
+/* Renews the leases that are due; a refused renewal marks the run lost. */
+static void renew_due(struct jobs *j, int64_t now) {
+  int64_t every = (int64_t)j->cfg.lease_ms / 3;
+  for (int i = 0; i < j->nslots; i++) {
+    struct jobs_slot *s = &j->slots[i];
+    char id[JOBS_ID_LEN];
+    int64_t token;
+    pthread_mutex_lock(&j->wlock);
+    bool due = s->busy && now >= s->next_renew;
+    if (due) {
+      memcpy(id, s->run.c.id, sizeof id);
+      token = s->run.c.token;
+      s->next_renew = now + every;
+    }
+    pthread_mutex_unlock(&j->wlock);
+    if (!due)
+      continue;
+    bool cancel = false;
+    int rc = jobs_renew(j, id, token, &cancel);
+    pthread_mutex_lock(&j->wlock);
+    if (s->busy && s->run.c.token == token && strcmp(s->run.c.id, id) == 0) {
+      if (rc == GROVE_EPERM)
+        atomic_store(&s->run.lost, true);
+      if (cancel)
+        atomic_store(&s->run.cancel, true);
+    }
+    pthread_mutex_unlock(&j->wlock);
+  }
+}
+
+/* Claims for every queue with room, highest priority first. */
+static void claim_all(struct jobs *j, int64_t now) {
+  struct jobs_queue_stat *order[JOBS_MAX_QUEUES];
+  int n = j->nqueues;
+  for (int i = 0; i < n; i++)
+    order[i] = &j->queues[i];
+  qsort(order, (size_t)n, sizeof order[0], by_priority);
+  for (int i = 0; i < n && !atomic_load(&j->stopping); i++) {
+    struct jobs_queue_stat *q = order[i];
+    for (;;) {
+      pthread_mutex_lock(&j->wlock);
+      struct jobs_slot *s = q->running < q->limit ? free_slot(j) : NULL;
+      pthread_mutex_unlock(&j->wlock);
+      if (!s || atomic_load(&j->stopping))
+        break;
+      struct jobs_claim c;
+      if (jobs_claim(j, q->name, j->worker_name, &c))
+        break; /* none runnable (or the store failed: the next tick tries again) */
+      pthread_mutex_lock(&j->wlock);
+      memset(&s->run, 0, sizeof s->run);
+      s->run.j = j;
+      s->run.c = c;
+      s->run.te = jobs_type_find(j, c.type);
+      s->q = q;
+      s->busy = true;
+      s->started_ms = now;
+      s->next_renew = now + (int64_t)j->cfg.lease_ms / 3;
+      q->running++;
+      pthread_mutex_unlock(&j->wlock);
+      s->pj.run = slot_run;
+      if (pool_submit(j->pool, &s->pj)) { /* cannot happen: a thread per slot */
+        jobs_hand_back(j, &s->run.c);
+        jobs_claim_release(&s->run.c);
+        pthread_mutex_lock(&j->wlock);
+        s->busy = false;
+        q->running--;
+        pthread_mutex_unlock(&j->wlock);
+        break;
+      }
+    }
+  }
+}
+
+static void *dispatch(void *arg) {
+  struct jobs *j = arg;
+  int64_t next_reap = 0;
+  int64_t reap_every = (int64_t)j->cfg.lease_ms / 4;
+  if (reap_every > 1000)
+    reap_every = 1000;
+  for (;;) {
+    pthread_mutex_lock(&j->wlock);
+    bool stop = j->wstopping;
+    pthread_mutex_unlock(&j->wlock);
+    if (stop)
+      break;
+    int64_t now = jobs_now(j);
+    if (now >= next_reap) {
+      jobs_reap(j, NULL);
+      jobs_update_depth(j);
+      next_reap = now + reap_every;
+    }
+    renew_due(j, now);
+    claim_all(j, now);
+    /* sleep until woken, or poll_ms (at most the next renewal) */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t wait_ms = j->cfg.poll_ms;
+    if ((uint64_t)reap_every < wait_ms)
+      wait_ms = (uint64_t)reap_every;
+    if (j->cfg.lease_ms / 3 < wait_ms)
+      wait_ms = j->cfg.lease_ms / 3;
+    ts.tv_sec += (time_t)(wait_ms / 1000);
+    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&j->wlock);
+    while (!j->wpending && !j->wstopping)
+      if (pthread_cond_timedwait(&j->wwake, &j->wlock, &ts) == ETIMEDOUT)
+        break;
+    j->wpending = false;
+    pthread_mutex_unlock(&j->wlock);
+  }
+  return NULL;
+}
+
+int jobs_start(struct jobs *j) {
+  if (!j->cfg.workers || j->wstarted)
+    return 0;
+  int n = 0;
+  for (int i = 0; i < j->nqueues; i++)
+    n += j->queues[i].limit;
+  j->slots = calloc((size_t)n, sizeof *j->slots);
+  if (!j->slots)
+    return GROVE_ENOMEM;
+  j->nslots = n;
+  for (int i = 0; i < n; i++)
+    j->slots[i].j = j;
+  char host[64] = "host";
+  gethostname(host, sizeof host - 1);
+  snprintf(j->worker_name, sizeof j->worker_name, "%s:%d", host, (int)getpid());
+  struct pool_cfg pc = {.name = "jobs", .threads = n, .queue = n};
+  int rc = pool_create(&j->pool, &pc, j->m);
+  if (rc) {
+    free(j->slots);
+    j->slots = NULL;
+    return rc;
+  }
+  if (pthread_create(&j->dispatcher, NULL, dispatch, j)) {
+    pool_destroy(j->pool);
+    j->pool = NULL;
+    free(j->slots);
+    j->slots = NULL;
+    return GROVE_ENOMEM;
+  }
+  j->wstarted = true;
+  log_info(NULL, "job workers started", "worker=%s slots=%d", j->worker_name, n);
+  return 0;
+}
+
+static int busy_count(struct jobs *j) {
+  int n = 0;
+  for (int i = 0; i < j->nslots; i++)
+    n += j->slots[i].busy;
+  return n;
+}
+
+void jobs_stop(struct jobs *j, uint64_t timeout_ms) {
+  if (!j->wstarted || j->wstopped)
+    return;
+  j->wstopped = true;
+  atomic_store(&j->stopping, true);
+  pthread_mutex_lock(&j->wlock);
+  j->wstopping = true;
+  pthread_cond_broadcast(&j->wwake);
+  pthread_mutex_unlock(&j->wlock);
+  pthread_join(j->dispatcher, NULL);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += (time_t)(timeout_ms / 1000);
+  ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&j->wlock);
+  while (busy_count(j) > 0)
+    if (pthread_cond_timedwait(&j->wwake, &j->wlock, &ts) == ETIMEDOUT)
+      break;
+  int left = busy_count(j);
+  pthread_mutex_unlock(&j->wlock);
+  if (left == 0) {
+    pool_destroy(j->pool);
+    j->pool = NULL;
+    free(j->slots);
+    j->slots = NULL;
+    j->nslots = 0;
+    return;
+  }
+  /* Handlers that did not return in time: their jobs go back to the queue
+   * now (another worker may take them at once; the fence refuses these
+   * attempts' late outcomes). Their threads and slots are left to the
+   * process's exit. */
+  for (int i = 0; i < j->nslots; i++) {
+    struct jobs_slot *s = &j->slots[i];
+    pthread_mutex_lock(&j->wlock);
+    bool busy = s->busy;
+    struct jobs_claim c = s->run.c;
+    pthread_mutex_unlock(&j->wlock);
+    if (!busy)
+      continue;
+    atomic_store(&s->run.lost, true);
+    c.payload = NULL;
+    int rc = jobs_hand_back(j, &c);
+    log_warn(NULL, "job handler did not stop in time; its job is handed back",
+             "id=%s type=%s handed_back=%s", c.id, c.type, rc ? "no" : "yes");
+  }
+  j->workers_left = true;
+}
