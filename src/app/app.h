@@ -16,8 +16,8 @@
  *   start, stop      its life; start returns the state handed to its
  *                    handlers (r->app) and to stop
  *   command, verbs   `grove <name> …`: its own verbs and their help line
- * Jobs (durable background work) are not declared here yet: they come
- * with the jobs module.
+ *   jobs             its job types (jobs/jobs.h): durable background work run
+ *                    by the worker role, each handler getting the app's state
  *
  * serve checks the tables at start: two routes with the same method and
  * pattern, or two options with the same name, anywhere in the process,
@@ -39,6 +39,8 @@ struct metrics;
 struct llm_cfg;
 struct health;
 struct telemetry;
+struct jobs;
+struct jobs_type;
 
 /* What the platform hands every app. Owned by serve; valid from start to
  * stop. */
@@ -56,6 +58,7 @@ struct grove_ctx {
   unsigned roles;          /* what this process runs: ROLE_* bits (app/roles.h) */
   struct telemetry *telemetry; /* the series store and the write path: apps add
                                 * consumers at start (telemetry/telemetry.h) */
+  struct jobs *jobs;       /* the job queue: jobs_enqueue (jobs/jobs.h) */
 };
 
 /* The console page of an app: the console's navigation shows it while the
@@ -83,6 +86,10 @@ struct grove_app {
    * start runs in every role and reads ctx->roles for the rest. */
   unsigned route_roles;
   const struct app_page *page;         /* may be NULL: no console page */
+  /* Job types, registered after start returns; each handler's argument is
+   * the app's state. Workers run them in the worker role. May be NULL. */
+  const struct jobs_type *jobs;
+  size_t njobs;
   /* Starts background work. Returns 0 or an error (serve then stops).
    * *state is the app's own (its handlers' r->app, and stop's argument). */
   int (*start)(struct grove_ctx *ctx, void **state);

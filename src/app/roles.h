@@ -6,7 +6,8 @@
  *           (the ops routes, /health /ready /metrics, run in every role);
  *   worker  background work that is not on the write path nor stream
  *           processing: today the series store's retention (and, on the
- *           embedded store, its flushes and rollups); jobs come later;
+ *           embedded store, its flushes and rollups) and the job
+ *           workers (jobs/jobs.h);
  *   stream  stream processing: flow's windows, AQI, alerts and live
  *           updates.
  * Each app reads ctx->roles (app.h) at start and runs its part.

@@ -88,7 +88,7 @@ static int read_password(char *out, size_t n) {
 
 /* A tab-separated table; cells are escaped (a TAB or LF in a name would
  * otherwise make a row of its own). */
-static void print_list(json_t *list, const char *const *cols) {
+void cli_print_list(json_t *list, const char *const *cols) {
   size_t i;
   json_t *row;
   for (int c = 0; cols[c]; c++)
@@ -103,6 +103,8 @@ static void print_list(json_t *list, const char *const *cols) {
         text_fputs(json_string_value(v), stdout);
       else if (json_is_integer(v))
         printf("%lld", (long long)json_integer_value(v));
+      else if (json_is_real(v))
+        printf("%.3f", json_real_value(v));
       else if (json_is_boolean(v))
         fputs(json_is_true(v) ? "yes" : "no", stdout);
       else
@@ -208,7 +210,7 @@ int cmd_admin(const char *what, int argc, char **argv) {
     }
     static const char *const acols[] = {"id", "at", "actor", "action", "target", "outcome",
                                         "ip", "request_id", NULL};
-    print_list(list, acols);
+    cli_print_list(list, acols);
     json_decref(list);
   } else if (is_audit) {
     fprintf(stderr, "grove audit: unknown command '%s'\n\n", verb);
@@ -225,7 +227,7 @@ int cmd_admin(const char *what, int argc, char **argv) {
     static const char *const ucols[] = {"id", "email", "name", "role", "disabled", NULL};
     static const char *const kcols[] = {"id", "name", "prefix", "scopes", "last_used_at",
                                         "revoked_at", NULL};
-    print_list(list, is_user ? ucols : kcols);
+    cli_print_list(list, is_user ? ucols : kcols);
     json_decref(list);
   } else if (!is_user && strcmp(verb, "add") == 0) {
     unsigned scopes = gate_scopes_parse(c.scopes);

@@ -22,7 +22,8 @@ static void usage(FILE *f) {
           "  serve      run the server (grove serve --help lists every option)\n"
           "  user       add, list, disable users and set passwords (grove user --help)\n"
           "  key        add, list and revoke API keys for machines (grove key --help)\n"
-          "  audit      read the audit log: grove audit list (grove audit --help)\n");
+          "  audit      read the audit log: grove audit list (grove audit --help)\n"
+          "  jobs       queues, dead letters, retry and cancel jobs (grove jobs --help)\n");
   for (size_t i = 0; i < grove_napps; i++)
     if (grove_apps[i]->command)
       fprintf(f, "  %-10s %s (grove %s --help)\n", grove_apps[i]->name,
@@ -68,6 +69,8 @@ int main(int argc, char **argv) {
     else if (argc > 2 && (strcmp(argv[2], "user") == 0 || strcmp(argv[2], "key") == 0 ||
                          strcmp(argv[2], "audit") == 0))
       admin_help(stdout);
+    else if (argc > 2 && strcmp(argv[2], "jobs") == 0)
+      jobs_help(stdout);
     else if (argc > 2 && app_verb(argv[2]))
       app_verb(argv[2])->command_help(stdout);
     else if (argc > 2 && strcmp(argv[2], "version") == 0)
@@ -84,6 +87,8 @@ int main(int argc, char **argv) {
     return cmd_serve(argc - 2, argv + 2);
   if (strcmp(verb, "user") == 0 || strcmp(verb, "key") == 0 || strcmp(verb, "audit") == 0)
     return cmd_admin(verb, argc - 2, argv + 2);
+  if (strcmp(verb, "jobs") == 0)
+    return cmd_jobs(argc - 2, argv + 2);
   if (app_verb(verb))
     return app_verb(verb)->command(argc - 2, argv + 2);
   if (strcmp(verb, "version") == 0 || strcmp(verb, "--version") == 0) {

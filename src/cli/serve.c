@@ -18,6 +18,7 @@
 #include "core/util.h"
 #include "gate/gate.h"
 #include "hub/hub.h"
+#include "jobs/jobs.h"
 #include "llm/llm.h"
 #include "net/http.h"
 #include "net/static.h"
@@ -44,6 +45,7 @@ struct serve_cfg {
   struct gate_cfg gate;
   struct llm_cfg llm;
   struct telemetry_cfg telemetry;
+  struct jobs_cfg jobs;
 };
 
 #define MAX_SECTIONS 16
@@ -58,6 +60,7 @@ static size_t sections(struct serve_cfg *c, struct cfg_section *s) {
   s[n++] = (struct cfg_section){"llm", llm_cfg_opts, llm_cfg_nopts, &c->llm};
   s[n++] = (struct cfg_section){"telemetry", telemetry_cfg_opts, telemetry_cfg_nopts,
                                 &c->telemetry};
+  s[n++] = (struct cfg_section){"jobs", jobs_cfg_opts, jobs_cfg_nopts, &c->jobs};
   for (size_t i = 0; i < grove_napps && n < MAX_SECTIONS; i++)
     if (grove_apps[i]->nopts)
       s[n++] = (struct cfg_section){grove_apps[i]->name, grove_apps[i]->opts,
@@ -86,6 +89,8 @@ void serve_help(FILE *f) {
 struct signal_ctx {
   sigset_t set;
   struct http_server *srv;
+  struct jobs *jobs;
+  uint64_t timeout_ms;
 };
 
 static void *signal_thread(void *arg) {
@@ -96,6 +101,7 @@ static void *signal_thread(void *arg) {
       return NULL; /* serve is ending on its own */
     log_info(NULL, "shutting down", "signal=%s", sig == SIGTERM ? "TERM" : "INT");
     http_server_stop(sc->srv);
+    jobs_stop(sc->jobs, sc->timeout_ms); /* beside the HTTP side's own wait */
   }
   return NULL;
 }
@@ -249,6 +255,7 @@ int cmd_serve(int argc, char **argv) {
   struct static_root *web = NULL;
   struct health *health = NULL;
   struct telemetry *telemetry = NULL;
+  struct jobs *jobs = NULL;
   void *states[32] = {0};
   size_t started = 0;
   pthread_t sig_thread;
@@ -274,6 +281,10 @@ int cmd_serve(int argc, char **argv) {
     log_error(NULL, "cannot migrate database", "app=gate error=\"%s\"", err);
     goto out;
   }
+  if (store_migrate(store, "jobs", jobs_migrations, jobs_nmigrations, NULL, err, sizeof err)) {
+    log_error(NULL, "cannot migrate database", "app=jobs error=\"%s\"", err);
+    goto out;
+  }
   if (record_meta(store))
     goto out;
   if (gate_create(&gate, &c.gate, store, metrics, err, sizeof err)) {
@@ -295,6 +306,12 @@ int cmd_serve(int argc, char **argv) {
     goto out;
   if ((roles & ROLE_API) && hub_routes(hub, router, err, sizeof err)) {
     log_error(NULL, "cannot start the live hub", "error=\"%s\"", err);
+    goto out;
+  }
+  c.jobs.workers = c.jobs.workers && (roles & ROLE_WORKER);
+  if (jobs_create(&jobs, &c.jobs, store, hub, metrics, err, sizeof err) ||
+      ((roles & ROLE_API) && jobs_routes(jobs, router, err, sizeof err))) {
+    log_error(NULL, "cannot start the job queue", "error=\"%s\"", err);
     goto out;
   }
   ha.hub = hub;
@@ -330,7 +347,7 @@ int cmd_serve(int argc, char **argv) {
   struct grove_ctx ctx = {store,  hub,           gate,
                           metrics, router, GROVE_VERSION,
                           data_dir, &c.llm,
-                          c.store.url,   health, roles, telemetry};
+                          c.store.url,   health, roles, telemetry, jobs};
   for (; started < grove_napps; started++) {
     const struct grove_app *a = grove_apps[started];
     int e = a->start(&ctx, &states[started]);
@@ -345,9 +362,18 @@ int cmd_serve(int argc, char **argv) {
       log_error(NULL, "cannot start app", "app=%s error=\"%s\"", a->name, err);
       goto out;
     }
+    if (a->njobs && jobs_register(jobs, a->jobs, a->njobs, states[started], err, sizeof err)) {
+      started++;
+      log_error(NULL, "cannot start app", "app=%s error=\"%s\"", a->name, err);
+      goto out;
+    }
   }
+  if (jobs_start(jobs))
+    goto out;
   router_each(router, log_route, NULL);
   sc.srv = srv;
+  sc.jobs = jobs;
+  sc.timeout_ms = c.http.shutdown_timeout_ms;
   pthread_create(&sig_thread, NULL, signal_thread, &sc);
   sig_started = true;
   char role_set[32];
@@ -363,6 +389,8 @@ out:
     pthread_kill(sig_thread, SIGUSR2);
     pthread_join(sig_thread, NULL);
   }
+  if (jobs) /* handlers use the apps' state: they stop first */
+    jobs_stop(jobs, c.http.shutdown_timeout_ms);
   while (started > 0) {
     started--;
     if (grove_apps[started]->stop)
@@ -370,6 +398,7 @@ out:
   }
   http_server_destroy(srv);
   telemetry_close(telemetry);
+  jobs_destroy(jobs);
   hub_destroy(hub);
   gate_destroy(gate);
   static_destroy(web);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/jsonout.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "gate/gate.h"
@@ -256,7 +257,7 @@ static void h_enqueue(struct http_req *r) {
                                                                     : hidem);
       c->has_idem = true;
     }
-    c->payload = payload ? json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("{}");
+    c->payload = payload ? jsonout_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : strdup("{}");
     if (!c->payload)
       bad = "payload: cannot be encoded";
   }

@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "core/jsonout.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/util.h"
@@ -507,7 +508,7 @@ int jobs_create(struct jobs **out, const struct jobs_cfg *cfg, struct store *st,
   }
   /* jobs.noop: succeeds at once with no result. What the queue costs by
    * itself (bench/jobs) and a check that workers run, with no app. */
-  static const struct jobs_type noop = {"jobs.noop", "default", noop_handler, 1};
+  static const struct jobs_type noop = {"jobs.noop", "default", noop_handler, 0};
   jobs_register(j, &noop, 1, NULL, err, errlen);
   /* the seed's queues always show, even before an app uses them */
   jobs_queue_stat(j, "ocr");
@@ -999,7 +1000,7 @@ void jobs_publish(struct jobs *j, const char *id, const char *state, int pct, co
     json_object_set_new(o, "progress", json_integer(pct));
   if (msg)
     json_object_set_new(o, "message", json_string(msg));
-  char *text = json_dumps(o, JSON_COMPACT);
+  char *text = jsonout_dumps(o, JSON_COMPACT);
   json_decref(o);
   if (text) {
     hub_publish(j->hub, topic, text, strlen(text), NULL);

@@ -224,6 +224,19 @@ static void claim_all(struct jobs *j, int64_t now) {
   }
 }
 
+/* Now + ms on CLOCK_REALTIME (pthread_cond_timedwait's clock). */
+static struct timespec deadline(uint64_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += (time_t)(ms / 1000);
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  return ts;
+}
+
 static void *dispatch(void *arg) {
   struct jobs *j = arg;
   int64_t next_reap = 0;
@@ -245,19 +258,12 @@ static void *dispatch(void *arg) {
     renew_due(j, now);
     claim_all(j, now);
     /* sleep until woken, or poll_ms (at most the next renewal) */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     uint64_t wait_ms = j->cfg.poll_ms;
     if ((uint64_t)reap_every < wait_ms)
       wait_ms = (uint64_t)reap_every;
     if (j->cfg.lease_ms / 3 < wait_ms)
       wait_ms = j->cfg.lease_ms / 3;
-    ts.tv_sec += (time_t)(wait_ms / 1000);
-    ts.tv_nsec += (long)(wait_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
+    struct timespec ts = deadline(wait_ms);
     pthread_mutex_lock(&j->wlock);
     while (!j->wpending && !j->wstopping)
       if (pthread_cond_timedwait(&j->wwake, &j->wlock, &ts) == ETIMEDOUT)
@@ -319,14 +325,7 @@ void jobs_stop(struct jobs *j, uint64_t timeout_ms) {
   pthread_cond_broadcast(&j->wwake);
   pthread_mutex_unlock(&j->wlock);
   pthread_join(j->dispatcher, NULL);
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += (time_t)(timeout_ms / 1000);
-  ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  struct timespec ts = deadline(timeout_ms);
   pthread_mutex_lock(&j->wlock);
   while (busy_count(j) > 0)
     if (pthread_cond_timedwait(&j->wwake, &j->wlock, &ts) == ETIMEDOUT)
