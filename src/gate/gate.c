@@ -672,8 +672,10 @@ static void key_lookup_done(struct http_req *r, void *arg) {
     struct key_rec *k = g->view && g->view_gen == lk->gen ? malloc(sizeof *k) : NULL;
     if (k) {
       *k = lk->rec;
-      if (map_put(&g->view->keys, lk->hash, k, NULL))
+      void *old = NULL; /* two lookups of one new key both land here */
+      if (map_put(&g->view->keys, lk->hash, k, &old))
         free(k);
+      free(old);
     }
   } else if (lk->rc == 0) {
     if (g->key_misses.len >= KEY_MISSES_MAX) {
