@@ -194,8 +194,10 @@ grove.live = {
       if (ws !== this.ws) return;
       this.lastHeard = Date.now();
       const m = JSON.parse(e.data);
-      // the access token expired: renew it (which reconnects this socket)
-      if (m.type === 'error' && m.status === 401 && grove.refresh) {
+      // the access token expired (refused at a subscribe, or the server
+      // ended subscriptions it allowed): renew it, which reconnects this
+      // socket and subscribes again
+      if ((m.type === 'error' || m.type === 'unsubscribed') && m.status === 401 && grove.refresh) {
         grove.renew();
         return;
       }

@@ -12,6 +12,10 @@
  *   routes           every HTTP route with its access: the scopes its
  *                    caller needs, or that anonymous callers may use it;
  *                    the platform checks credentials before the handler runs
+ *   topics           its live topics (under "<name>/") with who may read
+ *                    and who may publish on each prefix: anyone, any
+ *                    signed-in caller with scopes, the owner of the
+ *                    resource, or nobody (hub/hub.h)
  *   page             the console page that shows it (may be absent)
  *   start, stop      its life; start returns the state handed to its
  *                    handlers (r->app) and to stop
@@ -20,7 +24,8 @@
  *                    by the worker role, each handler getting the app's state
  *
  * serve checks the tables at start: two routes with the same method and
- * pattern, or two options with the same name, anywhere in the process,
+ * pattern, two rules for one topic prefix, two options with the same
+ * name, anywhere in the process, or a topic outside the app's namespace,
  * are an error naming both sides. */
 #ifndef GROVE_APP_H
 #define GROVE_APP_H
@@ -29,6 +34,7 @@
 #include <stdio.h>
 
 #include "core/config.h"
+#include "hub/hub.h"
 #include "net/http.h"
 #include "store/store.h"
 
@@ -85,6 +91,10 @@ struct grove_app {
   /* The roles (app/roles.h) whose processes serve these routes; 0: api.
    * start runs in every role and reads ctx->roles for the rest. */
   unsigned route_roles;
+  /* Live topic rules, registered by serve after start with the app's
+   * state (for owns()). Prefixes start with "<name>/". */
+  const struct hub_topic_rule *topics;
+  size_t ntopics;
   const struct app_page *page;         /* may be NULL: no console page */
   /* Job types, registered after start returns; each handler's argument is
    * the app's state. Workers run them in the worker role. May be NULL. */

@@ -195,6 +195,19 @@ static const char *find_web_root(char *out, size_t n) {
   return NULL;
 }
 
+/* Registers an app's topic rules: each prefix under the app's own name. */
+static int app_topics(struct hub *hub, const struct grove_app *a, void *state, char *err,
+                      size_t errlen) {
+  size_t n = strlen(a->name);
+  for (size_t i = 0; i < a->ntopics; i++)
+    if (strncmp(a->topics[i].prefix, a->name, n) != 0 || a->topics[i].prefix[n] != '/') {
+      snprintf(err, errlen, "topic prefix '%s' of '%s' is outside its namespace '%s/'",
+               a->topics[i].prefix, a->name, a->name);
+      return GROVE_EINVAL;
+    }
+  return hub_topics_add(hub, a->name, a->topics, a->ntopics, state, err, errlen);
+}
+
 static void log_route(const char *owner, const struct route_def *d, void *arg) {
   (void)arg;
   char scopes[32] = "";
@@ -355,9 +368,10 @@ int cmd_serve(int argc, char **argv) {
       log_error(NULL, "cannot start app", "app=%s error=\"%s\"", a->name, grove_strerror(e));
       goto out;
     }
-    if ((roles & (a->route_roles ? a->route_roles : ROLE_API)) &&
-        router_add_all(router, a->name, a->routes, a->nroutes, states[started], err,
-                       sizeof err)) {
+    if (((roles & (a->route_roles ? a->route_roles : ROLE_API)) &&
+         router_add_all(router, a->name, a->routes, a->nroutes, states[started], err,
+                        sizeof err)) ||
+        app_topics(hub, a, states[started], err, sizeof err)) {
       started++; /* stopped below with the others */
       log_error(NULL, "cannot start app", "app=%s error=\"%s\"", a->name, err);
       goto out;

@@ -381,6 +381,13 @@ int gate_check_credential(struct gate *g, const char *credential, struct gate_pr
   return identify_credential(g, credential, out);
 }
 
+uint64_t gate_view_generation(struct gate *g) {
+  pthread_mutex_lock(&g->lock);
+  uint64_t gen = g->view_gen;
+  pthread_mutex_unlock(&g->lock);
+  return gen;
+}
+
 int gate_request_credential(struct http_req *r, char *out, size_t n) {
   char room[256];
   const char *c = credential(r, room, sizeof room);
@@ -423,6 +430,7 @@ static int identify_credential(struct gate *g, const char *cred, struct gate_pri
         snprintf(out->role, sizeof out->role, "%s", c.role);
         snprintf(out->sid, sizeof out->sid, "%s", c.sid);
         out->scopes = role_scopes(c.role);
+        out->expires_ms = c.exp * 1000;
         rc = 0;
       }
     }

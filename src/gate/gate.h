@@ -72,6 +72,7 @@ struct gate_principal {
   char device[40];    /* keys bound to a device: its id, else "" */
   char device_type[24];
   unsigned scopes;
+  int64_t expires_ms; /* users: when the access token expires (Unix ms); keys: 0 (never) */
 };
 
 /* Loads (or makes) the signing key and the first view; blocking. */
@@ -106,6 +107,11 @@ int gate_identify(struct gate *g, struct http_req *r, struct gate_principal *out
  * API key sent in a WebSocket message): 0 and *out, or GROVE_EPERM.
  * Thread-safe; answers from memory. */
 int gate_check_credential(struct gate *g, const char *credential, struct gate_principal *out);
+/* A number that moves on each time the gate's view of credentials is
+ * reloaded (a key revoked, a session logged out, a user disabled, or the
+ * periodic --gate-refresh): a long-lived holder of a checked credential
+ * (a live subscription) checks it again when this moved. Thread-safe. */
+uint64_t gate_view_generation(struct gate *g);
 /* Copies the credential r shows (access token or API key, whatever header
  * or query form carried it) into out (n bytes, NUL-terminated), so that a
  * long-lived connection can check it again later with

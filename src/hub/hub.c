@@ -127,9 +127,12 @@ struct sub {
   struct link *links;
   int ntopics;
   uint64_t replayed_upto; /* SSE: live messages up to this id were replayed */
-  unsigned scopes;        /* of the credential it showed (GATE_*), 0: none */
+  struct gate_principal *who; /* owned: who its credential names while it holds;
+                                 NULL: anonymous (or it no longer holds) */
   char *credential;       /* owned: the credential it showed, checked again at
-                             each subscribe (a logout or revocation then counts) */
+                             each subscribe, when it expires and when the
+                             gate's view changes */
+  struct sub *cred_prev, *cred_next; /* in its shard's list of subs with a who */
 };
 
 struct shard {
@@ -141,6 +144,17 @@ struct shard {
   size_t ninbox, capinbox;
   struct map topics; /* name -> struct topic */
   bool running;
+  uv_timer_t recheck;  /* once a second: credentials that expired or changed */
+  struct sub *creds;   /* subscribers whose credential holds (who != NULL) */
+  uint64_t view_gen;   /* the gate's view generation last checked against */
+};
+
+/* A topic rule as registered (hub_topics_add). */
+struct rule {
+  struct hub_topic_rule r; /* read already resolved from read_anyone */
+  const char *owner;
+  void *state;
+  size_t plen;
 };
 
 /* A topic's history, oldest first, and how many loops have subscribers
@@ -173,7 +187,9 @@ struct hub {
   void *clock_arg;
   struct broker *broker;
   struct coalescer *coalesce; /* hub_publish_coalesced's slots (coalesce.c) */
-  struct gate *gate;    /* identifies subscribers to reserved topics; may be NULL */
+  struct gate *gate;    /* identifies clients; may be NULL */
+  struct rule *rules;   /* topic rules, fixed once serving */
+  size_t nrules, caprules;
   struct {
     hub_control_fn fn;
     void *arg;
@@ -204,35 +220,153 @@ bool hub_topic_valid(const char *t) {
   return true;
 }
 
-/* ---- topics apps publish ------------------------------------------------
- * One row per app prefix: the prefix (a whole first segment) and the
- * scope its REST reads need. Clients never publish under these. */
-static const struct {
-  const char *prefix;
-  unsigned read_scope;
-} reserved[] = {
-    {"flow", GATE_READ}, {"relay", GATE_READ}, {"matrix", GATE_READ},
-    {"notes", GATE_READ}, {"jobs", GATE_READ},
-};
+/* ---- who may read and publish (hub.h) -----------------------------------
+ * Namespaces kept for the modules still to come, so that no client takes
+ * their topics before they declare rules; an app's own namespace is
+ * reserved by its rules. */
+static const char *const future[] = {"relay", "matrix", "notes", "jobs"};
 
-unsigned hub_topic_read_scope(const char *topic) {
-  for (size_t i = 0; i < ARRAY_LEN(reserved); i++) {
-    size_t n = strlen(reserved[i].prefix);
-    /* without regard to case: "FLOW/alerts" must not pass for a client topic */
-    if (strncasecmp(topic, reserved[i].prefix, n) == 0 && (topic[n] == '/' || topic[n] == '\0'))
-      return reserved[i].read_scope;
+/* Whether `topic` starts with `prefix` at a segment boundary, without
+ * regard to case. */
+static bool prefix_matches(const char *topic, const char *prefix, size_t plen) {
+  return strncasecmp(topic, prefix, plen) == 0 &&
+         (prefix[plen - 1] == '/' || topic[plen] == '\0' || topic[plen] == '/');
+}
+
+/* The rule of the longest prefix matching topic, or NULL. */
+static const struct rule *rule_of(const struct hub *h, const char *topic) {
+  const struct rule *best = NULL;
+  for (size_t i = 0; i < h->nrules; i++)
+    if ((!best || h->rules[i].plen > best->plen) &&
+        prefix_matches(topic, h->rules[i].r.prefix, h->rules[i].plen))
+      best = &h->rules[i];
+  return best;
+}
+
+/* Whether topic's first segment is a namespace some rule (or a module to
+ * come) holds. */
+static bool reserved_namespace(const struct hub *h, const char *topic) {
+  size_t n = strcspn(topic, "/");
+  for (size_t i = 0; i < ARRAY_LEN(future); i++)
+    if (strlen(future[i]) == n && strncasecmp(topic, future[i], n) == 0)
+      return true;
+  for (size_t i = 0; i < h->nrules; i++) {
+    const char *p = h->rules[i].r.prefix;
+    if (strcspn(p, "/") == n && strncasecmp(topic, p, n) == 0)
+      return true;
+  }
+  return false;
+}
+
+int hub_topics_add(struct hub *h, const char *owner, const struct hub_topic_rule *rules,
+                   size_t n, void *state, char *err, size_t errlen) {
+  char none[1];
+  if (!err || !errlen) {
+    err = none;
+    errlen = sizeof none;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *p = rules[i].prefix;
+    size_t plen = p ? strlen(p) : 0;
+    char base[258];
+    bool ok = plen > 0 && plen <= 256;
+    if (ok) { /* "relay/devices/" is valid when "relay/devices" is */
+      memcpy(base, p, plen + 1);
+      if (base[plen - 1] == '/')
+        base[plen - 1] = '\0';
+      ok = hub_topic_valid(base);
+    }
+    if (!ok) {
+      snprintf(err, errlen, "topic prefix '%s' of '%s' is not a topic path", p ? p : "", owner);
+      return GROVE_EINVAL;
+    }
+    for (size_t k = 0; k < h->nrules; k++)
+      if (h->rules[k].plen == plen && strncasecmp(h->rules[k].r.prefix, p, plen) == 0) {
+        snprintf(err, errlen, "topic prefix '%s' is declared twice: by '%s' and by '%s'", p,
+                 h->rules[k].owner, owner);
+        return GROVE_EEXIST;
+      }
+    if (ARRAY_GROW(h->rules, h->caprules, h->nrules + 1, 16, ARRAY_NOMAX)) {
+      snprintf(err, errlen, "out of memory");
+      return GROVE_ENOMEM;
+    }
+    struct rule *r = &h->rules[h->nrules++];
+    r->r = rules[i];
+    if (r->r.read_anyone && *r->r.read_anyone)
+      r->r.read = HUB_ANYONE;
+    r->owner = owner;
+    r->state = state;
+    r->plen = plen;
   }
   return 0;
 }
 
-bool hub_topic_client_publishable(const char *topic) { return hub_topic_read_scope(topic) == 0; }
+/* The default owner rule: the id is the caller's device (a key bound to
+ * one) or the caller's own user id. */
+static bool owns_default(const struct gate_principal *who, const char *id, size_t n) {
+  const char *mine = who->user ? who->id : who->device;
+  return *mine && strlen(mine) == n && strncmp(mine, id, n) == 0;
+}
+
+int hub_topic_check(struct hub *h, const struct gate_principal *who, const char *topic,
+                    bool publish, const char **code, const char **why) {
+  const struct rule *r = rule_of(h, topic);
+  enum hub_who need;
+  unsigned scopes;
+  if (r) {
+    need = publish ? r->r.publish : r->r.read;
+    scopes = publish ? r->r.publish_scopes : r->r.read_scopes;
+  } else if (reserved_namespace(h, topic)) {
+    need = publish ? HUB_NOBODY : HUB_SIGNED_IN;
+    scopes = publish ? 0 : GATE_READ;
+  } else if (publish && !h->cfg.client_publish) {
+    *code = "PUBLISH_DISABLED";
+    *why = "publishing from clients is disabled (--live-client-publish)";
+    return 403;
+  } else {
+    return 0;
+  }
+  if (need == HUB_ANYONE)
+    return 0;
+  if (need == HUB_NOBODY) {
+    *code = publish ? "TOPIC_RESERVED" : "FORBIDDEN";
+    *why = publish ? "an app publishes on this topic; clients cannot"
+                   : "no client may read this topic";
+    return 403;
+  }
+  if (!who) {
+    *code = "UNAUTHORIZED";
+    *why = "this topic needs a credential: send {\"op\":\"auth\",\"token\":…} or connect with "
+           "Authorization: Bearer … or X-API-Key";
+    return 401;
+  }
+  if ((who->scopes & scopes) != scopes) {
+    *code = "FORBIDDEN";
+    *why = "credential lacks the scope this topic needs";
+    return 403;
+  }
+  if (need == HUB_OWNER && !(who->scopes & GATE_ADMIN)) {
+    const char *id = topic + r->plen + (r->r.prefix[r->plen - 1] != '/' && topic[r->plen] == '/');
+    size_t n = strcspn(id, "/");
+    char one[257];
+    memcpy(one, id, n);
+    one[n] = '\0';
+    if (!n || !(r->r.owns ? r->r.owns(r->state, who, one) : owns_default(who, id, n))) {
+      *code = "NOT_OWNER";
+      *why = "this topic belongs to another user or device";
+      return 403;
+    }
+  }
+  return 0;
+}
 
 void hub_attach_gate(struct hub *h, struct gate *g) { h->gate = g; }
 
-/* Whether a subscriber may read a topic. */
-static bool sub_may_read(const struct sub *s, const char *topic) {
-  unsigned need = hub_topic_read_scope(topic);
-  return !need || (s->scopes & need) == need;
+/* Whether a subscriber may read a topic now. */
+static bool sub_may_read(struct sub *s, const char *topic, int *status, const char **code,
+                         const char **why) {
+  *status = hub_topic_check(s->sh->hub, s->who, topic, false, code, why);
+  return *status == 0;
 }
 
 /* ---- delivery on a loop ------------------------------------------------- */
@@ -280,6 +414,7 @@ static void on_inbox(uv_async_t *a) {
 }
 
 static void history_subscribed(struct hub *h, const char *topic, int delta);
+static void sub_set_who(struct sub *s, const struct gate_principal *p);
 
 static int sub_add(struct sub *s, const char *name) {
   struct shard *sh = s->sh;
@@ -355,12 +490,14 @@ static void sub_free(struct sub *s) {
     l = n;
   }
   metric_add(s->sh->hub->subscribers, -1);
+  sub_set_who(s, NULL);
   free(s->credential);
   free(s);
 }
 
 /* Frees a subscriber whose connection never started (not yet counted). */
 static void sub_discard(struct sub *s) {
+  sub_set_who(s, NULL);
   free(s->credential);
   free(s);
 }
@@ -371,15 +508,44 @@ static void sub_set_credential(struct sub *s, const char *c) {
   s->credential = c ? strdup(c) : NULL;
 }
 
-/* Checks s's credential again (it may have been revoked, or its session
- * logged out, since it was shown): its scopes now, 0 when it no longer
- * holds. */
+/* Sets who s's credential names (NULL: none holds), keeping the shard's
+ * list of subscribers to check again. */
+static void sub_set_who(struct sub *s, const struct gate_principal *p) {
+  struct shard *sh = s->sh;
+  if (!p) {
+    if (!s->who)
+      return;
+    if (s->cred_prev)
+      s->cred_prev->cred_next = s->cred_next;
+    else
+      sh->creds = s->cred_next;
+    if (s->cred_next)
+      s->cred_next->cred_prev = s->cred_prev;
+    s->cred_prev = s->cred_next = NULL;
+    free(s->who);
+    s->who = NULL;
+    return;
+  }
+  if (!s->who) {
+    if (!(s->who = malloc(sizeof *s->who)))
+      return; /* treated as anonymous */
+    s->cred_prev = NULL;
+    s->cred_next = sh->creds;
+    if (sh->creds)
+      sh->creds->cred_prev = s;
+    sh->creds = s;
+  }
+  *s->who = *p;
+}
+
+/* Checks s's credential again (it may have expired, been revoked, or its
+ * session logged out since it was shown): s->who is who it names now, or
+ * NULL when it no longer holds. */
 static void sub_recheck(struct sub *s) {
   struct hub *h = s->sh->hub;
   struct gate_principal p;
-  s->scopes = s->credential && h->gate && gate_check_credential(h->gate, s->credential, &p) == 0
-                  ? p.scopes
-                  : 0;
+  bool ok = s->credential && h->gate && gate_check_credential(h->gate, s->credential, &p) == 0;
+  sub_set_who(s, ok ? &p : NULL);
 }
 
 static struct shard *shard_of(struct hub *h, uv_loop_t *loop) {
@@ -687,20 +853,18 @@ static void ws_error(struct ws *ws, const char *topic, int status, const char *c
   json_decref(j);
 }
 
-/* Refuses a reserved topic to a subscriber without the scope: 401 when it
- * showed no credential, 403 when its credential lacks the scope. */
-static void ws_refuse_read(struct ws *ws, const struct sub *s, const char *topic) {
-  if (!s->scopes && s->credential)
-    ws_error(ws, topic, 401, "UNAUTHORIZED", "credential is not valid, expired or revoked");
-  else if (!s->scopes)
-    ws_error(ws, topic, 401, "UNAUTHORIZED",
-             "this topic needs a credential: send {\"op\":\"auth\",\"token\":…} or connect with "
-             "Authorization: Bearer … or X-API-Key");
-  else
-    ws_error(ws, topic, 403, "FORBIDDEN", "credential lacks the scope this topic needs");
+/* Refuses a topic: 401 when the subscriber has no credential that holds
+ * (saying so when it showed one), 403 when the rule refuses it. */
+static void ws_refuse(struct ws *ws, const struct sub *s, const char *topic, int status,
+                      const char *code, const char *why) {
+  if (status == 401 && s->credential)
+    why = "credential is not valid, expired or revoked";
+  ws_error(ws, topic, status, code, why);
 }
 
-/* {"op":"auth","token":…}: a browser cannot set headers on a WebSocket. */
+/* {"op":"auth","token":…}: a browser cannot set headers on a WebSocket.
+ * Also how a client renews a credential about to expire without losing
+ * its subscriptions. */
 static void ws_auth(struct ws *ws, struct sub *s, json_t *j) {
   struct hub *h = s->sh->hub;
   const char *token = json_string_value(json_object_get(j, "token"));
@@ -709,8 +873,8 @@ static void ws_auth(struct ws *ws, struct sub *s, json_t *j) {
     ws_error(ws, NULL, 401, "UNAUTHORIZED", "credential is not valid, expired or revoked");
     return;
   }
-  s->scopes = p.scopes;
   sub_set_credential(s, token);
+  sub_set_who(s, &p);
   ws_reply(ws, "authenticated", NULL, NULL);
 }
 
@@ -725,6 +889,8 @@ static void on_ws_message(struct ws *ws, bool text, const uint8_t *data, size_t 
   json_t *j = json_loadb((const char *)data, len, 0, &e);
   const char *op = j ? json_string_value(json_object_get(j, "op")) : NULL;
   const char *topic = j ? json_string_value(json_object_get(j, "topic")) : NULL;
+  int status;
+  const char *code, *why;
   if (op && strcmp(op, "subscribe") == 0)
     sub_recheck(s); /* the credential may have been revoked since it was shown */
   if (!op) {
@@ -735,8 +901,8 @@ static void on_ws_message(struct ws *ws, bool text, const uint8_t *data, size_t 
     ws_auth(ws, s, j);
   } else if (!topic || !hub_topic_valid(topic)) {
     ws_reply(ws, "error", topic, "missing or invalid \"topic\"");
-  } else if (strcmp(op, "subscribe") == 0 && !sub_may_read(s, topic)) {
-    ws_refuse_read(ws, s, topic);
+  } else if (strcmp(op, "subscribe") == 0 && !sub_may_read(s, topic, &status, &code, &why)) {
+    ws_refuse(ws, s, topic, status, code, why);
   } else if (strcmp(op, "subscribe") == 0) {
     int rc = sub_add(s, topic);
     ws_reply(ws, rc ? "error" : "subscribed", topic,
@@ -746,10 +912,9 @@ static void on_ws_message(struct ws *ws, bool text, const uint8_t *data, size_t 
     ws_reply(ws, "unsubscribed", topic, NULL);
   } else if (strcmp(op, "publish") == 0) {
     json_t *d = json_object_get(j, "data");
-    if (!hub_topic_client_publishable(topic)) {
-      ws_error(ws, topic, 403, "TOPIC_RESERVED", "an app publishes on this topic; clients cannot");
-    } else if (!h->cfg.client_publish) {
-      ws_reply(ws, "error", topic, "publishing from clients is disabled");
+    sub_recheck(s);
+    if ((status = hub_topic_check(h, s->who, topic, true, &code, &why))) {
+      ws_refuse(ws, s, topic, status, code, why);
     } else if (!d) {
       ws_reply(ws, "error", topic, "missing \"data\"");
     } else {
@@ -788,27 +953,47 @@ static struct sub *sub_new(struct hub *h, struct http_req *r) {
   s->sh = sh;
   struct gate_principal p;
   char cred[256];
-  if (h->gate && gate_identify(h->gate, r, &p) == 0) {
-    s->scopes = p.scopes;
-    if (gate_request_credential(r, cred, sizeof cred) == 0)
-      sub_set_credential(s, cred);
+  if (h->gate && gate_identify(h->gate, r, &p) == 0 &&
+      gate_request_credential(r, cred, sizeof cred) == 0) {
+    sub_set_credential(s, cred);
+    sub_set_who(s, &p);
   }
   return s;
 }
 
-/* Answers 401/403 (as the apps' REST reads do) and returns false when one
- * of the topics is reserved and r's credential lacks its scope. */
-static bool may_read_all(struct hub *h, struct http_req *r, char topics[][257], int n) {
-  unsigned need = 0;
-  for (int i = 0; i < n; i++)
-    need |= hub_topic_read_scope(topics[i]);
-  if (!need)
-    return true;
-  if (!h->gate) {
-    http_reply_error(r, 403, "FORBIDDEN", "app topics need the gate, which is not running", NULL);
-    return false;
+/* r's caller, or NULL when it shows no valid credential. */
+static const struct gate_principal *caller_of(struct hub *h, struct http_req *r,
+                                              struct gate_principal *room) {
+  return h->gate && gate_identify(h->gate, r, room) == 0 ? room : NULL;
+}
+
+/* Answers a topic refusal as the error envelope, with WWW-Authenticate
+ * on a 401, and the topic in details. */
+static void http_refuse_topic(struct http_req *r, const char *topic, int status, const char *code,
+                              const char *why) {
+  if (status == 401) {
+    char room[256];
+    http_res_header(r, "WWW-Authenticate", "Bearer");
+    if (gate_request_credential(r, room, sizeof room) == 0) /* one was shown */
+      why = "credential is not valid, expired or revoked";
   }
-  return gate_require(h->gate, r, need, NULL);
+  http_reply_error(r, status, code, why, json_pack("{s:s}", "topic", topic));
+}
+
+/* Answers 401/403 before the upgrade (as the apps' REST reads do) and
+ * returns false when r's caller may not read one of the topics. */
+static bool may_read_all(struct hub *h, struct http_req *r, char topics[][257], int n) {
+  struct gate_principal room;
+  const struct gate_principal *who = caller_of(h, r, &room);
+  for (int i = 0; i < n; i++) {
+    const char *code, *why;
+    int status = hub_topic_check(h, who, topics[i], false, &code, &why);
+    if (status) {
+      http_refuse_topic(r, topics[i], status, code, why);
+      return false;
+    }
+  }
+  return true;
 }
 
 /* Collects ?topic= values; answers 400 and returns -1 on a bad one. */
@@ -914,19 +1099,16 @@ static void handle_sse(struct http_req *r) {
 static void handle_publish(struct http_req *r) {
   struct hub *h = r->app;
   const char *topic = http_param(r, "topic");
-  if (!h->cfg.client_publish) {
-    http_reply_error(r, 403, "PUBLISH_DISABLED",
-                     "publishing from clients is disabled (--live-client-publish)", NULL);
-    return;
-  }
   if (!topic || !hub_topic_valid(topic)) {
     http_reply_error(r, 400, "INVALID_TOPIC",
                      "topics are paths of letters, digits and -_.:@ between slashes", NULL);
     return;
   }
-  if (!hub_topic_client_publishable(topic)) {
-    http_reply_error(r, 403, "TOPIC_RESERVED", "an app publishes on this topic; clients cannot",
-                     json_pack("{s:s}", "topic", topic));
+  struct gate_principal room;
+  const char *code, *why;
+  int status = hub_topic_check(h, caller_of(h, r, &room), topic, true, &code, &why);
+  if (status) {
+    http_refuse_topic(r, topic, status, code, why);
     return;
   }
   const char *ct = http_header_get(r, "content-type");
@@ -972,6 +1154,70 @@ int hub_routes(struct hub *h, struct router *r, char *err, size_t errlen) {
   return router_add_all(r, "hub", routes, ARRAY_LEN(routes), h, err, errlen);
 }
 
+/* ---- credentials that stop holding ---------------------------------------
+ * Once a second each loop looks at its subscribers with a credential:
+ * those whose access token has expired, and all of them when the gate's
+ * view changed (revocations, logouts, disabled users), are checked again.
+ * One that no longer holds loses the subscriptions that needed it. */
+
+/* Ends s's subscriptions that its lost credential allowed: a WebSocket is
+ * told for each ("unsubscribed", with the reason) and keeps the rest; an
+ * SSE stream (which cannot sign in again) is closed with a last "error"
+ * event. */
+static void sub_lost(struct sub *s, bool expired) {
+  struct hub *h = s->sh->hub;
+  const char *code = expired ? "CREDENTIAL_EXPIRED" : "CREDENTIAL_REVOKED";
+  const char *why = expired ? "the credential expired: sign in again (or send {\"op\":\"auth\"} "
+                              "with a fresh token) and subscribe again"
+                            : "the credential was revoked, logged out or disabled";
+  bool ended = false;
+  for (struct link *l = s->links, *next; l; l = next) {
+    next = l->sub_next;
+    const char *c, *w;
+    if (hub_topic_check(h, NULL, l->t->name, false, &c, &w) == 0)
+      continue;
+    if (s->kind == SUB_WS) {
+      json_t *j = json_pack("{s:s,s:s,s:i,s:s,s:s}", "type", "unsubscribed", "topic", l->t->name,
+                            "status", 401, "error_code", code, "message", why);
+      char *txt = j ? jsonout_dumps(j, JSON_COMPACT) : NULL;
+      if (txt && ws_is_open(s->u.ws))
+        ws_send_text(s->u.ws, txt, strlen(txt));
+      free(txt);
+      json_decref(j);
+    }
+    sub_remove(s, l->t->name);
+    ended = true;
+  }
+  if (ended && s->kind == SUB_SSE && sse_is_open(s->u.sse)) {
+    char ev[512];
+    int n = snprintf(ev, sizeof ev,
+                     "event: error\ndata: {\"status\":401,\"error_code\":\"%s\",\"message\":\"%s\"}\n\n",
+                     code, expired ? "the credential expired" : "the credential was revoked");
+    sse_send(s->u.sse, ev, (size_t)n);
+    sse_close(s->u.sse);
+  }
+}
+
+static void on_recheck(uv_timer_t *t) {
+  struct shard *sh = t->data;
+  struct hub *h = sh->hub;
+  if (!h->gate || !sh->creds)
+    return;
+  uint64_t gen = gate_view_generation(h->gate);
+  bool changed = gen != sh->view_gen;
+  sh->view_gen = gen;
+  int64_t now = (int64_t)clock_wall_ms();
+  for (struct sub *s = sh->creds, *next; s; s = next) {
+    next = s->cred_next;
+    bool expired = s->who->expires_ms && now >= s->who->expires_ms;
+    if (!expired && !changed)
+      continue;
+    sub_recheck(s); /* unlinks s from the list when it no longer holds */
+    if (!s->who)
+      sub_lost(s, expired);
+  }
+}
+
 /* ---- life --------------------------------------------------------------- */
 
 void hub_loop_start(struct hub *h, uv_loop_t *loop, int index) {
@@ -979,6 +1225,10 @@ void hub_loop_start(struct hub *h, uv_loop_t *loop, int index) {
   sh->loop = loop;
   uv_async_init(loop, &sh->async, on_inbox);
   sh->async.data = sh;
+  uv_timer_init(loop, &sh->recheck);
+  sh->recheck.data = sh;
+  uv_timer_start(&sh->recheck, on_recheck, 1000, 1000);
+  uv_unref((uv_handle_t *)&sh->recheck); /* keeps no loop alive */
   pthread_mutex_lock(&sh->lock);
   sh->running = true;
   pthread_mutex_unlock(&sh->lock);
@@ -995,6 +1245,7 @@ void hub_loop_stop(struct hub *h, int index) {
   sh->ninbox = sh->capinbox = 0;
   pthread_mutex_unlock(&sh->lock);
   uv_close((uv_handle_t *)&sh->async, NULL);
+  uv_close((uv_handle_t *)&sh->recheck, NULL);
 }
 
 int hub_create(struct hub **out, const struct hub_cfg *cfg, int nloops, struct metrics *m) {
@@ -1075,6 +1326,7 @@ void hub_destroy(struct hub *h) {
     ring_free(h, h->lru_head);
   map_release(&h->history);
   pthread_mutex_destroy(&h->lock);
+  free(h->rules);
   free(h->shards);
   free(h);
 }

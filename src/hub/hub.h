@@ -83,20 +83,61 @@ int hub_publish_coalesced(struct hub *h, const char *topic, const char *json, si
  * Returns ms until the next one is due, 0 when nothing waits. */
 uint64_t hub_coalesced_flush(struct hub *h);
 
-/* Topics apps publish. Until per-topic rules come, a small table in hub.c
- * reserves prefixes for the apps (flow/, relay/, matrix/, notes/, jobs/,
- * matched without regard to case): no client may publish on them, and
- * subscribing to them or replaying their history needs a credential with
- * the scope the app's REST reads need (for all of them now: read).
- * Returns that scope (gate's GATE_* bits), or 0 for a topic any client may
- * use. */
-unsigned hub_topic_read_scope(const char *topic);
-bool hub_topic_client_publishable(const char *topic);
-/* Who may subscribe to the reserved topics: the gate identifies the
- * credential of the subscribing request (Authorization: Bearer …,
- * X-API-Key) or of a WebSocket's {"op":"auth","token":…}. Without a gate,
- * reserved topics are refused to every client. Call before serving. */
+/* ---- who may read and publish: per-prefix topic rules -------------------
+ * Apps (and platform modules) declare rules for their topics; the hub asks
+ * the gate who a client is (the subscribing request's credential:
+ * Authorization: Bearer …, X-API-Key, or a WebSocket's
+ * {"op":"auth","token":…}) and applies the rule of the longest prefix
+ * that matches, compared without regard to case ("FLOW/alerts" is
+ * flow's). It does so on every subscribe (WebSocket and SSE, the topics
+ * of the upgrade request included: 401/403 before the upgrade), before a
+ * resumed SSE replays history, and on every publish from a client.
+ * A live subscription does not outlive its credential: when an access
+ * token expires, or the gate's view changes (a key revoked, a session
+ * logged out, a user disabled) and the credential no longer holds,
+ * subscriptions that needed it end (WebSocket: an "unsubscribed" message
+ * with the reason for each; SSE: the stream closes), within a second.
+ *
+ * A topic no rule matches is a client topic: anyone reads it, and anyone
+ * publishes on it when --live-client-publish is on; except that under a
+ * reserved namespace (the first segment of any rule's prefix, and those
+ * the hub keeps for modules still to come: relay, matrix, notes, jobs) it
+ * needs the read scope to read and no client publishes on it. */
 struct gate;
+struct gate_principal;
+enum hub_who {
+  HUB_NOBODY = 0, /* no client (the server alone publishes) */
+  HUB_ANYONE,     /* anonymous clients too */
+  HUB_SIGNED_IN,  /* a valid credential holding the rule's scopes */
+  HUB_OWNER,      /* a valid credential holding the scopes that owns the
+                   * topic's resource (see owns), or holds the admin scope */
+};
+struct hub_topic_rule {
+  const char *prefix;         /* "relay/devices/": the topics starting with it */
+  enum hub_who read, publish;
+  unsigned read_scopes, publish_scopes; /* gate's GATE_* bits */
+  /* HUB_OWNER: whether `who` owns resource `id` (the topic's segment after
+   * the prefix, "7" in relay/devices/7). NULL: the id must be the device
+   * of a key bound to a device, or a user's own id. Called on a loop
+   * thread with the state given to hub_topics_add; answers from memory. */
+  bool (*owns)(void *state, const struct gate_principal *who, const char *id);
+  /* When set and true at hub_topics_add: read is HUB_ANYONE instead (an
+   * app's switch, such as --flow-public). */
+  const bool *read_anyone;
+};
+/* Adds rules for `owner` (an app or module name, static, named in
+ * errors). Before serving. Returns 0, or GROVE_EEXIST when a prefix
+ * already has a rule (err names both owners), GROVE_EINVAL for a prefix
+ * that is not a valid topic start, GROVE_ENOMEM. */
+int hub_topics_add(struct hub *h, const char *owner, const struct hub_topic_rule *rules,
+                   size_t n, void *state, char *err, size_t errlen);
+/* What `who` (NULL: anonymous) may do on a topic: 0 when allowed, else
+ * the HTTP status of the refusal (401: sign in; 403: not allowed) with
+ * *code and *why (static) saying why. */
+int hub_topic_check(struct hub *h, const struct gate_principal *who, const char *topic,
+                    bool publish, const char **code, const char **why);
+/* The gate that identifies clients. Without one, topics that need a
+ * credential are refused to every client. Call before serving. */
 void hub_attach_gate(struct hub *h, struct gate *g);
 /* Resumption history. A topic's history lives while it holds messages or
  * has subscribers; the oldest messages go first when --live-history-bytes

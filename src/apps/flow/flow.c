@@ -32,6 +32,7 @@ static const struct cfg_opt flow_opts[] = {
     CFG_OPT(struct flow_cfg, "flow-publish-interval", CFG_MS, publish_ms, "1s", "at most one live update per station or region topic this often"),
     CFG_OPT(struct flow_cfg, "flow-alert-hysteresis", CFG_INT, hysteresis, "5", "AQI points below a category's floor before an alert says it is over"),
     CFG_OPT(struct flow_cfg, "flow-partitions", CFG_INT, partitions, "0", "window partitions (worker threads update them at once); 0: one per CPU"),
+    CFG_OPT(struct flow_cfg, "flow-public", CFG_BOOL, public_topics, "false", "let anyone read flow's live topics (flow/…) without signing in; off: signed-in users and keys with the read scope"),
     CFG_OPT(struct flow_cfg, "flow-stale-after", CFG_MS, stale_ms, "15m", "wall-clock silence after which a station (or a region) is shown stale; 0: never"),
 };
 
@@ -532,6 +533,14 @@ static const struct route_def flow_routes[] = {
     {"POST", "/api/v1/flow/ask", flow_handle_ask, .scopes = GATE_READ},
 };
 
+/* flow's live topics: stations, regions, alerts and streamed answers.
+ * Readers need the read scope, as the REST reads do, unless --flow-public
+ * opens them to anyone; only flow publishes on them. */
+static const struct hub_topic_rule flow_topics[] = {
+    {.prefix = "flow/", .read = HUB_SIGNED_IN, .read_scopes = GATE_READ, .publish = HUB_NOBODY,
+     .read_anyone = &flow_cfg.public_topics},
+};
+
 const struct grove_app flow_app = {
     .name = "flow",
     .summary = "air quality (GreenFlow): readings, rolling AQI per station and region, alerts",
@@ -542,6 +551,8 @@ const struct grove_app flow_app = {
     .nmigrations = ARRAY_LEN(flow_migrations),
     .routes = flow_routes,
     .nroutes = ARRAY_LEN(flow_routes),
+    .topics = flow_topics,
+    .ntopics = ARRAY_LEN(flow_topics),
     .page = &(const struct app_page){"flow", "Air quality", "/flow.js"},
     .start = flow_start,
     .stop = flow_stop,

@@ -28,6 +28,7 @@ struct flow_cfg {
   uint64_t ahead_ms;      /* --flow-max-ahead; 0: no bound */
   int hysteresis;
   int partitions;
+  bool public_topics;        /* --flow-public: anyone reads flow's live topics */
 };
 
 struct flow {

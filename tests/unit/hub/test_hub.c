@@ -69,20 +69,118 @@ TEST(broker_down_is_reported_not_fatal) {
   hub_destroy(h);
 }
 
+/* The allowed answer (0) or the refusal's status of who on topic. */
+static int check(struct hub *h, const struct gate_principal *who, const char *topic, bool publish,
+                 const char **code) {
+  const char *why;
+  *code = "";
+  return hub_topic_check(h, who, topic, publish, code, &why);
+}
+
+static bool owns_even(void *state, const struct gate_principal *who, const char *id) {
+  (void)who;
+  CHECK(state == (void *)&cfg);
+  return strlen(id) % 2 == 0;
+}
+
 TEST(app_topics_are_reserved) {
-  /* every app's prefix, as a whole first segment, whatever its case */
+  struct hub *h;
+  CHECK(hub_create(&h, &cfg, 0, NULL) == 0);
+  static const struct hub_topic_rule flow[] = {{"flow/", HUB_SIGNED_IN, HUB_NOBODY, GATE_READ, 0, NULL, NULL}};
+  CHECK(hub_topics_add(h, "flow", flow, 1, NULL, NULL, 0) == 0);
+  struct gate_principal reader = {.user = true, .id = "usr_1", .scopes = GATE_READ};
+  const char *code;
+  /* an app's prefix and the namespaces kept for modules to come, as a
+   * whole first segment, whatever its case */
   const char *reserved[] = {"flow", "flow/alerts", "flow/stations/42", "FLOW/alerts", "Flow/x",
                             "relay/devices/7", "matrix/hosts/h", "notes/1", "jobs/9", "jobs"};
   for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++) {
-    CHECK_EQ_INT(hub_topic_read_scope(reserved[i]), GATE_READ);
-    CHECK(!hub_topic_client_publishable(reserved[i]));
+    CHECK_EQ_INT(check(h, NULL, reserved[i], false, &code), 401);
+    CHECK_EQ_INT(check(h, &reader, reserved[i], false, &code), 0);
+    CHECK_EQ_INT(check(h, &reader, reserved[i], true, &code), 403);
+    CHECK_EQ_STR(code, "TOPIC_RESERVED");
   }
   const char *open_topics[] = {"demo/hello", "flowers/rose", "demo/flow/alerts", "jobsite", "relays/x",
                                "notes2/a", "a"};
   for (size_t i = 0; i < sizeof open_topics / sizeof open_topics[0]; i++) {
-    CHECK_EQ_INT(hub_topic_read_scope(open_topics[i]), 0);
-    CHECK(hub_topic_client_publishable(open_topics[i]));
+    CHECK_EQ_INT(check(h, NULL, open_topics[i], false, &code), 0);
+    CHECK_EQ_INT(check(h, NULL, open_topics[i], true, &code), 403); /* --live-client-publish off */
+    CHECK_EQ_STR(code, "PUBLISH_DISABLED");
   }
+  hub_destroy(h);
+  struct hub_cfg c = cfg;
+  c.client_publish = true;
+  CHECK(hub_create(&h, &c, 0, NULL) == 0);
+  CHECK_EQ_INT(check(h, NULL, "demo/hello", true, &code), 0);
+  CHECK_EQ_INT(check(h, NULL, "jobs/1", true, &code), 403);
+  hub_destroy(h);
+}
+
+/* Each kind of rule: anyone, signed in with a scope, the owner of the
+ * resource (by default a device its own, a user their own; or the app's
+ * owns()), nobody; the longest prefix wins; a read switch (--flow-public). */
+TEST(topic_rules_decide_who_reads_and_publishes) {
+  struct hub *h;
+  CHECK(hub_create(&h, &cfg, 0, NULL) == 0);
+  static bool open_reads = true;
+  static const struct hub_topic_rule rules[] = {
+      {"app/", HUB_SIGNED_IN, HUB_NOBODY, GATE_READ, 0, NULL, NULL},
+      {"app/devices/", HUB_OWNER, HUB_OWNER, GATE_SIGNED_IN, GATE_WRITE, NULL, NULL},
+      {"app/users/", HUB_OWNER, HUB_NOBODY, GATE_READ, 0, NULL, NULL},
+      {"app/public/", HUB_ANYONE, HUB_SIGNED_IN, 0, GATE_WRITE, NULL, NULL},
+      {"app/even/", HUB_OWNER, HUB_NOBODY, 0, 0, owns_even, NULL},
+      {"app/switch/", HUB_SIGNED_IN, HUB_NOBODY, GATE_READ, 0, NULL, &open_reads},
+  };
+  CHECK(hub_topics_add(h, "app", rules, sizeof rules / sizeof rules[0], &cfg, NULL, 0) == 0);
+  struct gate_principal alice = {.user = true, .id = "usr_a", .scopes = GATE_READ | GATE_WRITE};
+  struct gate_principal bob = {.user = true, .id = "usr_b", .scopes = GATE_READ | GATE_WRITE};
+  struct gate_principal truck = {.id = "key_1", .device = "truck-7", .scopes = GATE_WRITE};
+  struct gate_principal writer = {.id = "key_2", .scopes = GATE_WRITE};
+  struct gate_principal admin = {.user = true, .id = "usr_z", .scopes = GATE_READ | GATE_ADMIN};
+  const char *code;
+  CHECK_EQ_INT(check(h, NULL, "app/x", false, &code), 401);
+  CHECK_EQ_INT(check(h, &writer, "app/x", false, &code), 403);
+  CHECK_EQ_STR(code, "FORBIDDEN");
+  CHECK_EQ_INT(check(h, &alice, "app/x", false, &code), 0);
+  /* a device its own */
+  CHECK_EQ_INT(check(h, &truck, "app/devices/truck-7", false, &code), 0);
+  CHECK_EQ_INT(check(h, &truck, "app/devices/truck-7/responses", true, &code), 0);
+  CHECK_EQ_INT(check(h, &truck, "app/devices/truck-8", false, &code), 403);
+  CHECK_EQ_STR(code, "NOT_OWNER");
+  CHECK_EQ_INT(check(h, &alice, "app/devices/truck-7", false, &code), 403);
+  CHECK_EQ_INT(check(h, NULL, "app/devices/truck-7", false, &code), 401);
+  CHECK_EQ_INT(check(h, &admin, "app/devices/truck-7", false, &code), 0);
+  /* a user their own */
+  CHECK_EQ_INT(check(h, &alice, "app/users/usr_a", false, &code), 0);
+  CHECK_EQ_INT(check(h, &bob, "app/users/usr_a", false, &code), 403);
+  CHECK_EQ_INT(check(h, &alice, "app/users/usr_a", true, &code), 403);
+  CHECK_EQ_INT(check(h, &alice, "APP/Users/usr_a", false, &code), 0); /* case: same rule */
+  /* anyone reads; writers publish */
+  CHECK_EQ_INT(check(h, NULL, "app/public/news", false, &code), 0);
+  CHECK_EQ_INT(check(h, NULL, "app/public/news", true, &code), 401);
+  CHECK_EQ_INT(check(h, &writer, "app/public/news", true, &code), 0);
+  /* the app decides who owns */
+  CHECK_EQ_INT(check(h, &bob, "app/even/ab", false, &code), 0);
+  CHECK_EQ_INT(check(h, &bob, "app/even/abc", false, &code), 403);
+  /* a read switch on at start */
+  CHECK_EQ_INT(check(h, NULL, "app/switch/x", false, &code), 0);
+  hub_destroy(h);
+}
+
+/* Two rules for one prefix would leave one silently unused: refused,
+ * naming both owners; a prefix that is no topic path is refused too. */
+TEST(topic_rules_refuse_a_prefix_declared_twice) {
+  struct hub *h;
+  char err[256] = "";
+  CHECK(hub_create(&h, &cfg, 0, NULL) == 0);
+  static const struct hub_topic_rule a[] = {{"app/things/", HUB_ANYONE, HUB_NOBODY, 0, 0, NULL, NULL}};
+  static const struct hub_topic_rule b[] = {{"APP/things/", HUB_SIGNED_IN, HUB_NOBODY, 0, 0, NULL, NULL}};
+  static const struct hub_topic_rule bad[] = {{"app//x/", HUB_ANYONE, HUB_NOBODY, 0, 0, NULL, NULL}};
+  CHECK_EQ_INT(hub_topics_add(h, "alpha", a, 1, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(hub_topics_add(h, "beta", b, 1, NULL, err, sizeof err), GROVE_EEXIST);
+  CHECK(strstr(err, "'alpha'") && strstr(err, "'beta'"));
+  CHECK_EQ_INT(hub_topics_add(h, "beta", bad, 1, NULL, err, sizeof err), GROVE_EINVAL);
+  hub_destroy(h);
 }
 
 static uint64_t fake_ms = 1000000;
@@ -154,6 +252,8 @@ static const struct test tests[] = {
     T(history_survives_topic_churn_within_its_bytes),
     T(idle_topics_lose_their_history),
     T(app_topics_are_reserved),
+    T(topic_rules_decide_who_reads_and_publishes),
+    T(topic_rules_refuse_a_prefix_declared_twice),
     T(publish_numbers_messages_in_order),
     T(bad_broker_url_is_refused),
     T(broker_down_is_reported_not_fatal),
