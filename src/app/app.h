@@ -111,6 +111,12 @@ struct grove_app {
   void (*command_help)(FILE *f);
 };
 
+/* Checks a's table against the contract: a name, a start, topic prefixes
+ * under "<name>/", and every table its migrations create named
+ * "<name>_…". Returns 0, or GROVE_EINVAL with err (may be NULL) naming the
+ * app and what is wrong. serve checks every app before it opens anything. */
+int app_check(const struct grove_app *a, char *err, size_t errlen);
+
 /* Every app `grove serve` runs, in start order (src/app/apps.c). */
 extern const struct grove_app *const grove_apps[];
 extern const size_t grove_napps;

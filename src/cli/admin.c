@@ -153,6 +153,7 @@ int cmd_admin(const char *what, int argc, char **argv) {
     goto out;
   }
   if (store_open(&st, &c.store, err, sizeof err) ||
+      store_prepare(st, GROVE_VERSION, err, sizeof err) ||
       store_migrate(st, "gate", gate_migrations, gate_nmigrations, NULL, err, sizeof err)) {
     fail(what, NULL, err);
     rc = 1;

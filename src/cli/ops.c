@@ -185,13 +185,6 @@ static int ops_start(struct grove_ctx *ctx, void **state) {
 
 static void ops_stop(void *state) { free(state); }
 
-/* grove_meta records facts about the database itself: when it was made
- * and which Grove version last opened it. */
-static const struct store_migration ops_migrations[] = {
-    {1, "grove_meta",
-     "CREATE TABLE IF NOT EXISTS grove_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", NULL},
-};
-
 /* Probes and scrapes must work without a credential, and so must the
  * console's list of apps (it draws the navigation before signing in). */
 static const struct route_def ops_routes[] = {
@@ -204,8 +197,6 @@ static const struct route_def ops_routes[] = {
 const struct grove_app ops_app = {
     .name = "ops",
     .summary = "health, readiness and Prometheus metrics",
-    .migrations = ops_migrations,
-    .nmigrations = sizeof ops_migrations / sizeof ops_migrations[0],
     .routes = ops_routes,
     .nroutes = ARRAY_LEN(ops_routes),
     .route_roles = ROLE_ALL, /* probes and scrapes reach every process */

@@ -50,28 +50,59 @@ struct serve_cfg {
 
 #define MAX_SECTIONS 16
 
-static size_t sections(struct serve_cfg *c, struct cfg_section *s) {
-  size_t n = 0;
-  s[n++] = (struct cfg_section){"core", core_opts, ARRAY_LEN(core_opts), &c->core};
-  s[n++] = (struct cfg_section){"http", http_cfg_opts, http_cfg_nopts, &c->http};
-  s[n++] = (struct cfg_section){"store", store_cfg_opts, store_cfg_nopts, &c->store};
-  s[n++] = (struct cfg_section){"live", hub_cfg_opts, hub_cfg_nopts, &c->hub};
-  s[n++] = (struct cfg_section){"gate", gate_cfg_opts, gate_cfg_nopts, &c->gate};
-  s[n++] = (struct cfg_section){"llm", llm_cfg_opts, llm_cfg_nopts, &c->llm};
-  s[n++] = (struct cfg_section){"telemetry", telemetry_cfg_opts, telemetry_cfg_nopts,
-                                &c->telemetry};
-  s[n++] = (struct cfg_section){"jobs", jobs_cfg_opts, jobs_cfg_nopts, &c->jobs};
-  for (size_t i = 0; i < grove_napps && n < MAX_SECTIONS; i++)
-    if (grove_apps[i]->nopts)
-      s[n++] = (struct cfg_section){grove_apps[i]->name, grove_apps[i]->opts,
-                                    grove_apps[i]->nopts, grove_apps[i]->cfg};
-  return n;
+#define MAX_APPS 32
+
+/* Every app's table against the contract, and their number. */
+static int check_apps(char *err, size_t errlen) {
+  if (grove_napps > MAX_APPS) {
+    snprintf(err, errlen, "too many apps (at most %d): '%s' comes after '%s'", MAX_APPS,
+             grove_apps[MAX_APPS]->name, grove_apps[MAX_APPS - 1]->name);
+    return GROVE_ETOOBIG;
+  }
+  for (size_t i = 0; i < grove_napps; i++)
+    if (app_check(grove_apps[i], err, errlen))
+      return GROVE_EINVAL;
+  return 0;
+}
+
+/* The option sections: the platform's, then each app's. OUT: *n. Returns
+ * 0, or GROVE_ETOOBIG (err says which did not fit; none is dropped). */
+static int sections(struct serve_cfg *c, struct cfg_section *s, size_t *n, char *err,
+                    size_t errlen) {
+  const struct cfg_section platform[] = {
+      {"core", core_opts, ARRAY_LEN(core_opts), &c->core},
+      {"http", http_cfg_opts, http_cfg_nopts, &c->http},
+      {"store", store_cfg_opts, store_cfg_nopts, &c->store},
+      {"live", hub_cfg_opts, hub_cfg_nopts, &c->hub},
+      {"gate", gate_cfg_opts, gate_cfg_nopts, &c->gate},
+      {"llm", llm_cfg_opts, llm_cfg_nopts, &c->llm},
+      {"telemetry", telemetry_cfg_opts, telemetry_cfg_nopts, &c->telemetry},
+      {"jobs", jobs_cfg_opts, jobs_cfg_nopts, &c->jobs},
+  };
+  *n = 0;
+  for (size_t i = 0; i < ARRAY_LEN(platform); i++)
+    if (cfg_section_add(s, n, MAX_SECTIONS, platform[i], err, errlen))
+      return GROVE_ETOOBIG;
+  for (size_t i = 0; i < grove_napps; i++) {
+    const struct grove_app *a = grove_apps[i];
+    if (a->nopts && cfg_section_add(s, n, MAX_SECTIONS,
+                                    (struct cfg_section){a->name, a->opts, a->nopts, a->cfg},
+                                    err, errlen))
+      return GROVE_ETOOBIG;
+  }
+  return 0;
 }
 
 void serve_help(FILE *f) {
   struct serve_cfg c;
   struct cfg_section s[MAX_SECTIONS];
+  size_t n;
+  char err[256];
   memset(&c, 0, sizeof c);
+  if (sections(&c, s, &n, err, sizeof err) || cfg_check(s, n, err, sizeof err)) {
+    fprintf(stderr, "grove serve: %s\n", err);
+    return;
+  }
   fprintf(f,
           "usage: grove serve [options]\n\n"
           "Runs Grove: the HTTP API, the live hub and every app, on the embedded\n"
@@ -80,7 +111,7 @@ void serve_help(FILE *f) {
           "win. SIGTERM or SIGINT finishes in-flight requests and exits.\n\n"
           "  --config FILE          GROVE_CONFIG             read options from FILE\n"
           "  --help                                          show this help\n");
-  cfg_print_help(f, s, sections(&c, s));
+  cfg_print_help(f, s, n);
   fprintf(f, "\napps:\n");
   for (size_t i = 0; i < grove_napps; i++)
     fprintf(f, "  %-10s %s\n", grove_apps[i]->name, grove_apps[i]->summary);
@@ -122,22 +153,6 @@ static void on_loop_stop(uv_loop_t *loop, int index, void *arg) {
   (void)loop;
   gate_loop_stop(h->gate, index);
   hub_loop_stop(h->hub, index);
-}
-
-static int record_meta(struct store *st) {
-  char err[256], now[32];
-  snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
-  const char *created[] = {"created_at", now};
-  const char *version[] = {"version", GROVE_VERSION};
-  int rc = store_query(st, "INSERT INTO grove_meta (key, value) VALUES ($1, $2) "
-                           "ON CONFLICT (key) DO NOTHING", created, 2, NULL, err, sizeof err);
-  if (!rc)
-    rc = store_query(st, "INSERT INTO grove_meta (key, value) VALUES ($1, $2) "
-                         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                     version, 2, NULL, err, sizeof err);
-  if (rc)
-    log_error(NULL, "cannot record database facts", "error=\"%s\"", err);
-  return rc;
 }
 
 /* Where the web console is when --web-root is "auto" (its default). These
@@ -195,19 +210,6 @@ static const char *find_web_root(char *out, size_t n) {
   return NULL;
 }
 
-/* Registers an app's topic rules: each prefix under the app's own name. */
-static int app_topics(struct hub *hub, const struct grove_app *a, void *state, char *err,
-                      size_t errlen) {
-  size_t n = strlen(a->name);
-  for (size_t i = 0; i < a->ntopics; i++)
-    if (strncmp(a->topics[i].prefix, a->name, n) != 0 || a->topics[i].prefix[n] != '/') {
-      snprintf(err, errlen, "topic prefix '%s' of '%s' is outside its namespace '%s/'",
-               a->topics[i].prefix, a->name, a->name);
-      return GROVE_EINVAL;
-    }
-  return hub_topics_add(hub, a->name, a->topics, a->ntopics, state, err, errlen);
-}
-
 static void log_route(const char *owner, const struct route_def *d, void *arg) {
   (void)arg;
   char scopes[32] = "";
@@ -225,10 +227,11 @@ int cmd_serve(int argc, char **argv) {
   struct serve_cfg c;
   struct cfg_section secs[MAX_SECTIONS];
   memset(&c, 0, sizeof c);
-  size_t nsec = sections(&c, secs);
+  size_t nsec = 0;
   char err[512];
   int rc = 1, lvl;
-  if (cfg_load(secs, nsec, argc, argv, err, sizeof err)) {
+  if (sections(&c, secs, &nsec, err, sizeof err) || check_apps(err, sizeof err) ||
+      cfg_load(secs, nsec, argc, argv, err, sizeof err)) {
     fprintf(stderr, "grove serve: %s (see grove serve --help)\n", err);
     cfg_release(secs, nsec);
     return 2;
@@ -269,7 +272,7 @@ int cmd_serve(int argc, char **argv) {
   struct health *health = NULL;
   struct telemetry *telemetry = NULL;
   struct jobs *jobs = NULL;
-  void *states[32] = {0};
+  void *states[MAX_APPS] = {0};
   size_t started = 0;
   pthread_t sig_thread;
   bool sig_started = false;
@@ -282,6 +285,20 @@ int cmd_serve(int argc, char **argv) {
     log_error(NULL, "cannot open store", "error=\"%s\"", err);
     goto out;
   }
+  /* the platform's tables first (the store's own, the gate's, the job
+   * queue's), so that an app's may reference users or devices */
+  if (store_prepare(store, GROVE_VERSION, err, sizeof err)) {
+    log_error(NULL, "cannot migrate database", "module=store error=\"%s\"", err);
+    goto out;
+  }
+  if (store_migrate(store, "gate", gate_migrations, gate_nmigrations, NULL, err, sizeof err)) {
+    log_error(NULL, "cannot migrate database", "module=gate error=\"%s\"", err);
+    goto out;
+  }
+  if (store_migrate(store, "jobs", jobs_migrations, jobs_nmigrations, NULL, err, sizeof err)) {
+    log_error(NULL, "cannot migrate database", "module=jobs error=\"%s\"", err);
+    goto out;
+  }
   for (size_t i = 0; i < grove_napps; i++) {
     const struct grove_app *a = grove_apps[i];
     if (a->nmigrations &&
@@ -290,16 +307,6 @@ int cmd_serve(int argc, char **argv) {
       goto out;
     }
   }
-  if (store_migrate(store, "gate", gate_migrations, gate_nmigrations, NULL, err, sizeof err)) {
-    log_error(NULL, "cannot migrate database", "app=gate error=\"%s\"", err);
-    goto out;
-  }
-  if (store_migrate(store, "jobs", jobs_migrations, jobs_nmigrations, NULL, err, sizeof err)) {
-    log_error(NULL, "cannot migrate database", "app=jobs error=\"%s\"", err);
-    goto out;
-  }
-  if (record_meta(store))
-    goto out;
   if (gate_create(&gate, &c.gate, store, metrics, err, sizeof err)) {
     log_error(NULL, "cannot start the gate", "error=\"%s\"", err);
     goto out;
@@ -329,7 +336,10 @@ int cmd_serve(int argc, char **argv) {
   }
   ha.hub = hub;
   ha.gate = gate;
-  gate_attach_hub(gate, hub);
+  if (gate_attach_hub(gate, hub, err, sizeof err)) {
+    log_error(NULL, "cannot start the gate", "error=\"%s\"", err);
+    goto out;
+  }
   hub_attach_gate(hub, gate);
   if (c.hub.broker && *c.hub.broker &&
       gate_share(gate, c.hub.broker, http_server_threads(srv), err, sizeof err)) {
@@ -371,7 +381,8 @@ int cmd_serve(int argc, char **argv) {
     if (((roles & (a->route_roles ? a->route_roles : ROLE_API)) &&
          router_add_all(router, a->name, a->routes, a->nroutes, states[started], err,
                         sizeof err)) ||
-        app_topics(hub, a, states[started], err, sizeof err)) {
+        hub_topics_add(hub, a->name, a->topics, a->ntopics, states[started], err,
+                       sizeof err)) {
       started++; /* stopped below with the others */
       log_error(NULL, "cannot start app", "app=%s error=\"%s\"", a->name, err);
       goto out;

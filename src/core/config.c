@@ -173,6 +173,33 @@ static void env_name(const char *opt, char *out, size_t n) {
   out[i] = '\0';
 }
 
+int cfg_check(const struct cfg_section *secs, size_t nsec, char *err, size_t errlen) {
+  /* a handful of sections of a few dozen options: pairs are cheap */
+  for (size_t i = 0; i < nsec; i++)
+    for (size_t j = 0; j < secs[i].n; j++)
+      for (size_t k = i; k < nsec; k++)
+        for (size_t l = k == i ? j + 1 : 0; l < secs[k].n; l++)
+          if (strcmp(secs[i].opts[j].name, secs[k].opts[l].name) == 0) {
+            if (err && errlen)
+              snprintf(err, errlen, "option '--%s' is declared twice: by '%s' and by '%s'",
+                       secs[i].opts[j].name, secs[i].module, secs[k].module);
+            return GROVE_EEXIST;
+          }
+  return 0;
+}
+
+int cfg_section_add(struct cfg_section *secs, size_t *nsec, size_t max, struct cfg_section s,
+                    char *err, size_t errlen) {
+  if (*nsec >= max) {
+    if (err && errlen)
+      snprintf(err, errlen, "too many option sections (at most %zu): '%s' comes after '%s'", max,
+               s.module, *nsec ? secs[*nsec - 1].module : "");
+    return GROVE_ETOOBIG;
+  }
+  secs[(*nsec)++] = s;
+  return 0;
+}
+
 int cfg_load(struct cfg_section *secs, size_t nsec, int argc, char **argv,
              char *err, size_t errlen) {
   char dummy[8];
@@ -181,6 +208,8 @@ int cfg_load(struct cfg_section *secs, size_t nsec, int argc, char **argv,
     errlen = sizeof dummy;
   }
   err[0] = '\0';
+  if (cfg_check(secs, nsec, err, errlen))
+    return GROVE_ECONFIG;
   for (size_t i = 0; i < nsec; i++)
     for (size_t j = 0; j < secs[i].n; j++) {
       const struct cfg_opt *o = &secs[i].opts[j];

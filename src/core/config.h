@@ -42,7 +42,17 @@ struct cfg_section {
   void *base;                  /* the module's config struct */
 };
 
-/* Fills every section from the sources above. Flags not known to any
+/* Refuses a table that would silently shadow one option with another:
+ * the same name in two places (one section or two). Returns 0, or
+ * GROVE_EEXIST with err (may be NULL) naming the option and both
+ * sections. cfg_load runs it first. */
+int cfg_check(const struct cfg_section *secs, size_t nsec, char *err, size_t errlen);
+/* Appends s to secs (*nsec of them, room for max): GROVE_ETOOBIG, with
+ * err naming s and the last one that fits, when there is no room (a
+ * section is never dropped). */
+int cfg_section_add(struct cfg_section *secs, size_t *nsec, size_t max, struct cfg_section s,
+                    char *err, size_t errlen);
+/* Fills every section from the sources above (after cfg_check). Flags not known to any
  * section are an error unless `rest` is given: then the remaining
  * arguments (those not starting with "--") are stored there, in order.
  * OUT: err (may be NULL) a message for the user, e.g.

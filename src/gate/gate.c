@@ -997,9 +997,9 @@ int gate_routes(struct gate *g, struct router *r, char *err, size_t errlen) {
   return rc;
 }
 
-void gate_attach_hub(struct gate *g, struct hub *hub) {
+int gate_attach_hub(struct gate *g, struct hub *hub, char *err, size_t errlen) {
   g->hub = hub;
-  hub_control_listen(hub, cache_on_control, g);
+  return hub_control_listen(hub, "gate", cache_on_control, g, err, errlen);
 }
 
 void gate_changed(struct gate *g) { periodic_wake(g->refresher); }

@@ -91,8 +91,9 @@ int gate_routes(struct gate *g, struct router *r, char *err, size_t errlen);
  * one connection per event loop. Call after gate_create, before the loops
  * start. */
 int gate_share(struct gate *g, const char *redis_url, int nloops, char *err, size_t errlen);
-/* Lets caches tell other instances about writes (hub control messages). */
-void gate_attach_hub(struct gate *g, struct hub *hub);
+/* Lets caches tell other instances about writes (hub control messages).
+ * Returns 0, or hub_control_listen's error with err saying why. */
+int gate_attach_hub(struct gate *g, struct hub *hub, char *err, size_t errlen);
 /* Server hooks: attach and detach a loop (on that loop's thread). */
 void gate_loop_start(struct gate *g, uv_loop_t *loop, int index);
 void gate_loop_stop(struct gate *g, int index);

@@ -193,6 +193,7 @@ struct hub {
   struct {
     hub_control_fn fn;
     void *arg;
+    const char *owner;
   } listeners[8];
   int nlisteners;
   struct metric *subscribers, *published, *delivered, *slow, *history_topics, *history_size;
@@ -1333,13 +1334,23 @@ void hub_destroy(struct hub *h) {
 
 bool hub_has_broker(const struct hub *h) { return h->broker != NULL; }
 
-void hub_control_listen(struct hub *h, hub_control_fn fn, void *arg) {
+int hub_control_listen(struct hub *h, const char *owner, hub_control_fn fn, void *arg,
+                       char *err, size_t errlen) {
+  int rc = 0;
   pthread_mutex_lock(&h->lock);
   if (h->nlisteners < (int)ARRAY_LEN(h->listeners)) {
     h->listeners[h->nlisteners].fn = fn;
+    h->listeners[h->nlisteners].owner = owner;
     h->listeners[h->nlisteners++].arg = arg;
+  } else {
+    if (err && errlen)
+      snprintf(err, errlen, "too many control listeners (at most %zu): '%s' comes after '%s'",
+               ARRAY_LEN(h->listeners), owner ? owner : "?",
+               h->listeners[h->nlisteners - 1].owner ? h->listeners[h->nlisteners - 1].owner : "?");
+    rc = GROVE_ETOOBIG;
   }
   pthread_mutex_unlock(&h->lock);
+  return rc;
 }
 
 void hub_control_send(struct hub *h, const char *kind, const char *payload, size_t len,

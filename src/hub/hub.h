@@ -162,9 +162,12 @@ bool hub_has_broker(const struct hub *h);
  * its version key ("<del_key>:v") incremented with it. Control messages
  * wait while Redis is away and go out when it is back. */
 typedef void (*hub_control_fn)(const char *kind, const char *payload, size_t len, void *arg);
-/* Adds a listener (up to 8, before serving); each sees every kind and
- * keeps its own. */
-void hub_control_listen(struct hub *h, hub_control_fn fn, void *arg);
+/* Adds a listener for `owner` (a module or app name, static), before
+ * serving; each sees every kind and keeps its own. Returns 0, or
+ * GROVE_ETOOBIG past 8 listeners (none is dropped: err, which may be NULL,
+ * names the owner refused and the last one taken). */
+int hub_control_listen(struct hub *h, const char *owner, hub_control_fn fn, void *arg,
+                       char *err, size_t errlen);
 void hub_control_send(struct hub *h, const char *kind, const char *payload, size_t len,
                       const char *del_key);
 /* hub_control_send for a write that must not be acknowledged before Redis

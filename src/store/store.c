@@ -338,3 +338,27 @@ int store_migrate(struct store *s, const char *module, const struct store_migrat
     *applied = done;
   return rc;
 }
+
+/* ---- the store's own tables ---------------------------------------------- */
+
+static const struct store_migration store_migrations[] = {
+    {1, "grove_meta",
+     "CREATE TABLE IF NOT EXISTS grove_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)", NULL},
+};
+
+int store_prepare(struct store *s, const char *version, char *err, size_t errlen) {
+  int rc = store_migrate(s, "store", store_migrations,
+                         sizeof store_migrations / sizeof store_migrations[0], NULL, err, errlen);
+  char now[32];
+  snprintf(now, sizeof now, "%llu", (unsigned long long)clock_wall_ms());
+  const char *created[] = {"created_at", now};
+  const char *ver[] = {"version", version};
+  if (!rc)
+    rc = store_query(s, "INSERT INTO grove_meta (key, value) VALUES ($1, $2) "
+                        "ON CONFLICT (key) DO NOTHING", created, 2, NULL, err, errlen);
+  if (!rc)
+    rc = store_query(s, "INSERT INTO grove_meta (key, value) VALUES ($1, $2) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                     ver, 2, NULL, err, errlen);
+  return rc;
+}

@@ -94,6 +94,11 @@ int store_query(struct store *s, const char *sql, const char *const *params, int
  * tried; earlier ones stay). OUT: *applied (may be NULL) how many ran. */
 int store_migrate(struct store *s, const char *module, const struct store_migration *m,
                   size_t n, int *applied, char *err, size_t errlen);
+/* The store's own tables, before any module's: grove_meta, facts about
+ * the database itself (key TEXT PRIMARY KEY, value TEXT): when it was made
+ * (created_at, Unix ms, kept) and which Grove version last opened it
+ * (version, given here). Blocking. Returns 0 or a GROVE_E* code with err. */
+int store_prepare(struct store *s, const char *version, char *err, size_t errlen);
 /* The PostgreSQL advisory lock (a bigint key, "grove" in ASCII) that every
  * schema change of every Grove instance holds for its transaction
  * (pg_advisory_xact_lock), so instances started together on a fresh

@@ -34,7 +34,7 @@ def test_postgres_store_end_to_end():
             st, body = g.get_json("/ready")
             assert st == 200, body
             assert body["data"]["checks"]["store"] == {"ok": True, "driver": "postgres"}
-            assert pg.psql("SELECT version FROM grove_migrations WHERE module = 'ops'") == "1"
+            assert pg.psql("SELECT version FROM grove_migrations WHERE module = 'store'") == "1"
             applied = pg.psql("SELECT count(*) FROM grove_migrations")
             assert pg.psql("SELECT value FROM grove_meta WHERE key = 'version'") == "0.1.0"
             for _ in range(20):

@@ -487,8 +487,13 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
   bool listening = station_sync.f != NULL;
   station_sync.f = f;
   pthread_mutex_unlock(&station_sync.lock);
-  if (ctx->hub && !listening)
-    hub_control_listen(ctx->hub, on_station_message, NULL);
+  char err[256];
+  if (ctx->hub && !listening &&
+      (rc = hub_control_listen(ctx->hub, "flow", on_station_message, NULL, err, sizeof err))) {
+    log_error(NULL, "cannot start flow", "error=\"%s\"", err);
+    flow_free(f);
+    return rc;
+  }
   if ((rc = flow_consume(f))) {
     flow_free(f);
     return rc;

@@ -58,11 +58,12 @@ struct cfg_t {
   bool flag;
   uint64_t size, ms;
 };
-#define O(nm, ty, f, d, h) {nm, ty, offsetof(struct cfg_t, f), d, h}
 static const struct cfg_opt opts[] = {
-    O("name", CFG_STR, name, "def", "a name"),     O("count", CFG_INT, n, "1", "a count"),
-    O("flag", CFG_BOOL, flag, "false", "a flag"),  O("size", CFG_SIZE, size, "1k", "a size"),
-    O("wait", CFG_MS, ms, "2s", "a duration"),
+    CFG_OPT(struct cfg_t, "name", CFG_STR, name, "def", "a name"),
+    CFG_OPT(struct cfg_t, "count", CFG_INT, n, "1", "a count"),
+    CFG_OPT(struct cfg_t, "flag", CFG_BOOL, flag, "false", "a flag"),
+    CFG_OPT(struct cfg_t, "size", CFG_SIZE, size, "1k", "a size"),
+    CFG_OPT(struct cfg_t, "wait", CFG_MS, ms, "2s", "a duration"),
 };
 
 TEST(config_defaults_file_env_flags_in_order) {
@@ -108,6 +109,40 @@ TEST(config_rejects_unknown_and_bad_values) {
   CHECK_EQ_INT(cfg_load(&s, 1, 1, a4, err, sizeof err), GROVE_ECONFIG);
   CHECK(strstr(err, "missing value"));
   cfg_release(&s, 1);
+}
+
+/* An option named twice, in two sections or one, would leave one of them
+ * silently unset: refused at load, naming both sections. */
+TEST(config_refuses_an_option_declared_twice) {
+  struct cfg_t a = {0}, b = {0};
+  static const struct cfg_opt other[] = {
+      CFG_OPT(struct cfg_t, "other", CFG_INT, n, "1", "another"),
+      CFG_OPT(struct cfg_t, "count", CFG_INT, n, "2", "a count again"),
+  };
+  struct cfg_section secs[] = {{"alpha", opts, 5, &a}, {"beta", other, 2, &b}};
+  char err[160] = "";
+  CHECK_EQ_INT(cfg_check(secs, 1, err, sizeof err), 0);
+  CHECK_EQ_INT(cfg_check(secs, 2, err, sizeof err), GROVE_EEXIST);
+  CHECK_EQ_STR(err, "option '--count' is declared twice: by 'alpha' and by 'beta'");
+  char *none[] = {};
+  CHECK_EQ_INT(cfg_load(secs, 2, 0, none, err, sizeof err), GROVE_ECONFIG);
+  CHECK(strstr(err, "'--count'"));
+  struct cfg_section one = {"gamma", other, 1, &b}, same[] = {one, one};
+  CHECK_EQ_INT(cfg_check(same, 2, err, sizeof err), GROVE_EEXIST);
+}
+
+/* Sections past the table's room are refused, not dropped. */
+TEST(config_refuses_a_section_past_its_cap) {
+  struct cfg_t a = {0};
+  struct cfg_section secs[2];
+  size_t n = 0;
+  char err[160] = "";
+  CHECK_EQ_INT(cfg_section_add(secs, &n, 2, (struct cfg_section){"one", opts, 5, &a}, err, sizeof err), 0);
+  CHECK_EQ_INT(cfg_section_add(secs, &n, 2, (struct cfg_section){"two", opts, 5, &a}, err, sizeof err), 0);
+  CHECK_EQ_INT(cfg_section_add(secs, &n, 2, (struct cfg_section){"three", opts, 5, &a}, err, sizeof err),
+               GROVE_ETOOBIG);
+  CHECK_EQ_INT(n, 2);
+  CHECK(strstr(err, "'three'") && strstr(err, "'two'") && strstr(err, "at most 2"));
 }
 
 TEST(config_parsers) {
@@ -564,7 +599,8 @@ static const struct test tests[] = {
     T(health_checks_report_trouble_until_it_clears),
     T(buf_grows_and_stays_terminated), T(buf_refuses_past_its_maximum_and_keeps_contents),
     T(buf_json_escape_escapes_controls), T(config_defaults_file_env_flags_in_order),
-    T(config_rejects_unknown_and_bad_values), T(config_parsers),
+    T(config_rejects_unknown_and_bad_values), T(config_refuses_an_option_declared_twice),
+    T(config_refuses_a_section_past_its_cap), T(config_parsers),
     T(map_put_get_delete_and_grow), T(metrics_render_prometheus_text),
     T(jsonout_double_is_shortest_round_trip), T(jsonout_double_round_trips_random_doubles),
     T(jsonout_dumps_shortens_reals_and_nothing_else), T(metrics_process_and_build_info),

@@ -183,6 +183,27 @@ TEST(topic_rules_refuse_a_prefix_declared_twice) {
   hub_destroy(h);
 }
 
+static void listener(const char *kind, const char *payload, size_t len, void *arg) {
+  (void)kind;
+  (void)payload;
+  (void)len;
+  (void)arg;
+}
+
+/* Control listeners past the fixed cap are refused, naming both, not
+ * dropped. */
+TEST(control_listeners_past_the_cap_are_refused) {
+  struct hub *h;
+  char err[200] = "";
+  CHECK(hub_create(&h, &cfg, 0, NULL) == 0);
+  static const char *names[] = {"l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"};
+  for (int i = 0; i < 8; i++)
+    CHECK_EQ_INT(hub_control_listen(h, names[i], listener, NULL, err, sizeof err), 0);
+  CHECK_EQ_INT(hub_control_listen(h, "ninth", listener, NULL, err, sizeof err), GROVE_ETOOBIG);
+  CHECK(strstr(err, "'ninth'") && strstr(err, "'l7'") && strstr(err, "at most 8"));
+  hub_destroy(h);
+}
+
 static uint64_t fake_ms = 1000000;
 static uint64_t fake_clock(void *arg) {
   (void)arg;
@@ -254,6 +275,7 @@ static const struct test tests[] = {
     T(app_topics_are_reserved),
     T(topic_rules_decide_who_reads_and_publishes),
     T(topic_rules_refuse_a_prefix_declared_twice),
+    T(control_listeners_past_the_cap_are_refused),
     T(publish_numbers_messages_in_order),
     T(bad_broker_url_is_refused),
     T(broker_down_is_reported_not_fatal),
