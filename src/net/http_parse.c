@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "core/util.h"
 
@@ -337,14 +338,9 @@ static int on_header_field(http_parser *p, const char *at, size_t len) {
       return fail(in, 431, "HEADERS_TOO_LARGE", "request headers are too large");
     if (in->nheaders >= in->cfg->max_headers)
       return fail(in, 431, "TOO_MANY_HEADERS", "request has too many headers");
-    if (in->nheaders == in->offs_cap) {
-      int cap = in->offs_cap ? in->offs_cap * 2 : 16;
-      uint32_t *o = realloc(in->offs, sizeof(*o) * 2 * (size_t)cap);
-      if (!o)
-        return fail(in, 503, "OUT_OF_MEMORY", "server is out of memory");
-      in->offs = o;
-      in->offs_cap = cap;
-    }
+    if (ARRAY_GROW_SIZED(in->offs, in->offs_cap, (size_t)in->nheaders + 1, 2 * sizeof *in->offs,
+                         16, (size_t)in->cfg->max_headers))
+      return fail(in, 503, "OUT_OF_MEMORY", "server is out of memory");
     in->offs[2 * in->nheaders] = (uint32_t)in->head.len;
     in->offs[2 * in->nheaders + 1] = 0;
     in->nheaders++;
@@ -520,7 +516,7 @@ int http_in_request(struct http_in *in, struct http_req *r) {
   r->method = http_method_str((enum http_method)p->method);
   r->head = p->method == HTTP_HEAD;
   if (in->nheaders + 1 > in->hdrs_cap) {
-    int cap = in->offs_cap + 1;
+    int cap = (int)in->offs_cap + 1;
     struct http_header *h = realloc(in->hdrs, (size_t)cap * sizeof *h);
     if (!h)
       return 503;

@@ -20,7 +20,7 @@ struct http_in {
   struct buf body;
   uint32_t *offs;        /* per header: offset of name, offset of value */
   int nheaders;
-  int offs_cap;
+  size_t offs_cap;       /* headers offs has room for */
   size_t url_len, header_bytes;
   bool in_value, started, headers_done, complete;
   bool want_continue;    /* Expect: 100-continue and body acceptable */

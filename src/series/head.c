@@ -5,19 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "series/internal.h"
 
 static int head_grow(struct head *h) {
-  if (h->n < h->cap)
-    return 0;
-  size_t cap = h->cap ? h->cap * 2 : 16;
-  struct series_sample *p = realloc(h->pts, cap * sizeof *p);
-  if (!p)
-    return GROVE_ENOMEM;
-  h->pts = p;
-  h->cap = cap;
-  return 0;
+  return ARRAY_GROW(h->pts, h->cap, h->n + 1, 16, ARRAY_NOMAX) ? GROVE_ENOMEM : 0;
 }
 
 size_t points_lower_bound(const struct series_sample *pts, size_t lo, size_t n, int64_t ts) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "series/internal.h"
 #include "series/key.h"
@@ -15,22 +16,16 @@ int keys_apply(struct series *s, uint32_t id, const char *key, size_t len) {
   if (len == 0 || len > SERIES_KEY_MAX)
     return GROVE_EINVAL;
   if (id >= s->capkeys) { /* grows by doubling: ids are dense */
-    uint32_t cap = s->capkeys ? s->capkeys : 64;
-    while (cap <= id)
-      cap *= 2;
-    char **keys = realloc(s->keys, (size_t)cap * sizeof *keys);
-    if (!keys)
-      return GROVE_ENOMEM;
-    s->keys = keys;
-    struct head *heads = realloc(s->heads, (size_t)cap * sizeof *heads);
-    if (!heads)
-      return GROVE_ENOMEM;
-    s->heads = heads;
-    for (uint32_t i = s->capkeys; i < cap; i++) {
+    /* both from the same capacity to the same need: the same new one */
+    size_t kcap = s->capkeys, hcap = s->capkeys;
+    int rc = ARRAY_GROW(s->keys, kcap, (size_t)id + 1, 64, UINT32_MAX);
+    if (rc || (rc = ARRAY_GROW(s->heads, hcap, kcap, 64, UINT32_MAX)))
+      return rc;
+    for (size_t i = s->capkeys; i < kcap; i++) {
       s->keys[i] = NULL;
       s->heads[i] = (struct head){0};
     }
-    s->capkeys = cap;
+    s->capkeys = (uint32_t)kcap;
   }
   if (id >= s->nkeys)
     s->nkeys = id + 1;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/buf.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -846,14 +847,8 @@ static void touch(struct pgseries *p, int64_t ts) {
   for (size_t i = p->ntouched, k = 0; i-- > 0 && k < 4; k++) /* the common case: the same few */
     if (p->touched[i] == m)
       return;
-  if (p->ntouched == p->captouched) {
-    size_t cap = p->captouched ? p->captouched * 2 : 64;
-    int64_t *t = realloc(p->touched, cap * sizeof *t);
-    if (!t)
-      return; /* that minute's rollup is then computed at query time from the points */
-    p->touched = t;
-    p->captouched = cap;
-  }
+  if (ARRAY_GROW(p->touched, p->captouched, p->ntouched + 1, 64, ARRAY_NOMAX))
+    return; /* that minute's rollup is then computed at query time from the points */
   p->touched[p->ntouched++] = m;
 }
 

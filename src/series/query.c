@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "series/internal.h"
@@ -66,14 +67,8 @@ double series_bucket_value(const struct series_bucket *b, enum series_agg agg) {
 }
 
 int bucketer_add(struct bucketer *k, const struct series_bucket *b) {
-  if (k->n == k->cap) {
-    size_t cap = k->cap ? k->cap * 2 : 64;
-    struct series_bucket *g = realloc(k->b, cap * sizeof *g);
-    if (!g)
-      return GROVE_ENOMEM;
-    k->b = g;
-    k->cap = cap;
-  }
+  if (ARRAY_GROW(k->b, k->cap, k->n + 1, 64, ARRAY_NOMAX))
+    return GROVE_ENOMEM;
   k->b[k->n++] = *b;
   return 0;
 }
@@ -98,14 +93,8 @@ int bucketer_point(int64_t ts, double v, void *arg) {
 }
 
 int starts_add(struct starts *l, int64_t bs) {
-  if (l->n == l->cap) {
-    size_t c = l->cap ? l->cap * 2 : 16;
-    int64_t *g = realloc(l->v, c * sizeof *g);
-    if (!g)
-      return GROVE_ENOMEM;
-    l->v = g;
-    l->cap = c;
-  }
+  if (ARRAY_GROW(l->v, l->cap, l->n + 1, 16, ARRAY_NOMAX))
+    return GROVE_ENOMEM;
   l->v[l->n++] = bs;
   return 0;
 }

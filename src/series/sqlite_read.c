@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "series/internal.h"
 
@@ -54,14 +55,8 @@ static void sift_down(struct merge *m, size_t i) {
 }
 
 static int push(struct merge *m, struct run r) {
-  if (m->n == m->cap) {
-    size_t cap = m->cap ? m->cap * 2 : 8;
-    struct run *g = realloc(m->heap, cap * sizeof *g);
-    if (!g)
-      return GROVE_ENOMEM;
-    m->heap = g;
-    m->cap = cap;
-  }
+  if (ARRAY_GROW(m->heap, m->cap, m->n + 1, 8, ARRAY_NOMAX))
+    return GROVE_ENOMEM;
   size_t i = m->n++;
   m->heap[i] = r;
   while (i > 0) {
@@ -80,15 +75,9 @@ static int push(struct merge *m, struct run r) {
 static void give_back(struct merge *m, struct series_sample *buf) {
   if (!buf)
     return;
-  if (m->nspare == m->capspare) {
-    size_t cap = m->capspare ? m->capspare * 2 : 4;
-    struct series_sample **g = realloc(m->spare, cap * sizeof *g);
-    if (!g) {
-      free(buf);
-      return;
-    }
-    m->spare = g;
-    m->capspare = cap;
+  if (ARRAY_GROW(m->spare, m->capspare, m->nspare + 1, 4, ARRAY_NOMAX)) {
+    free(buf);
+    return;
   }
   m->spare[m->nspare++] = buf;
 }
@@ -199,14 +188,8 @@ int merge_read(sqlite3 *db, uint32_t id, int64_t from, int64_t to, int64_t width
 
 static int append_point(int64_t ts, double v, void *arg) {
   struct head *acc = arg;
-  if (acc->n == acc->cap) {
-    size_t cap = acc->cap ? acc->cap * 2 : 64;
-    struct series_sample *g = realloc(acc->pts, cap * sizeof *g);
-    if (!g)
-      return GROVE_ENOMEM;
-    acc->pts = g;
-    acc->cap = cap;
-  }
+  if (ARRAY_GROW(acc->pts, acc->cap, acc->n + 1, 64, ARRAY_NOMAX))
+    return GROVE_ENOMEM;
   acc->pts[acc->n++] = (struct series_sample){ts, v};
   return 0;
 }

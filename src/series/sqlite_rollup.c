@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "series/internal.h"
@@ -144,14 +145,8 @@ static int touch_hour(struct hours *t, int64_t minute) {
   int64_t h = floor_to(minute, HOUR_NS);
   if (t->n && t->h[t->n - 1] == h)
     return 0;
-  if (t->n == t->cap) {
-    size_t cap = t->cap ? t->cap * 2 : 8;
-    int64_t *g = realloc(t->h, cap * sizeof *g);
-    if (!g)
-      return GROVE_ENOMEM;
-    t->h = g;
-    t->cap = cap;
-  }
+  if (ARRAY_GROW(t->h, t->cap, t->n + 1, 8, ARRAY_NOMAX))
+    return GROVE_ENOMEM;
   t->h[t->n++] = h;
   return 0;
 }
@@ -225,14 +220,9 @@ int rollups_read(sqlite3 *db, uint32_t id, int64_t res, int64_t from, int64_t to
     row_bucket(st, 1, &row);
     int64_t bs = floor_to(row.start_ns, step);
     if (!nb || b[nb - 1].start_ns != bs) {
-      if (nb == cap) {
-        cap = cap ? cap * 2 : 64;
-        struct series_bucket *g = realloc(b, cap * sizeof *g);
-        if (!g) {
-          rc = GROVE_ENOMEM;
-          break;
-        }
-        b = g;
+      if (ARRAY_GROW(b, cap, nb + 1, 64, ARRAY_NOMAX)) {
+        rc = GROVE_ENOMEM;
+        break;
       }
       b[nb++] = (struct series_bucket){bs, 0, 0, 0, 0, 0, 0};
     }
