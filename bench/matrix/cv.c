@@ -33,10 +33,10 @@ int main(int argc, char **argv) {
     }
     const struct mx_factors *f = &fit.factors;
     printf("# factors: prefill_eff %.4f prefill_eff_8bit %.4f decode_bw_eff %.4f comm_eff %.4f "
-           "overhead_ms %.4f train_eff %.4f train_hopper %.4f train_8bit %.4f sigma_inference "
+           "overhead_ms %.4f comm_latency_us %.2f train_eff %.4f train_hopper %.4f train_8bit %.4f sigma_inference "
            "%.4f sigma_training %.4f\n",
            f->prefill_eff, f->prefill_eff_8bit, f->decode_bw_eff, f->comm_eff,
-           f->overhead_s * 1000, f->train_eff, f->train_hopper, f->train_8bit,
+           f->overhead_s * 1000, f->comm_latency_s * 1e6, f->train_eff, f->train_hopper, f->train_8bit,
            f->sigma_inference, f->sigma_training);
   }
   printf("name value unit peer_value ratio\n");

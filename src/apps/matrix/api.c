@@ -276,7 +276,9 @@ static int get_int(struct sim_job *j, json_t *o, const char *a, const char *b, l
   const char *name;
   json_t *v = field(o, a, b, &name);
   if (!v) return 0;
-  double d = json_is_integer(v) ? (double)json_integer_value(v) : json_is_real(v) ? json_real_value(v) : NAN;
+  double d = json_is_integer(v) ? (double)json_integer_value(v)
+             : json_is_real(v)  ? json_real_value(v)
+                                : NAN;
   if (!(d == floor(d)) || d < lo || d > hi)
     return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
                "field '%s' must be an integer in %ld..%ld", name, lo, hi);
@@ -813,11 +815,12 @@ static void sim_work(void *arg) {
   if (simulate(j, &f) == 0) {
     double loo = j->q.training ? loo_tr : loo_inf;
     j->meta = json_pack(
-        "{s:s,s:o,s:o,s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}}", "model_version",
+        "{s:s,s:o,s:o,s:{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}}", "model_version",
         "matrix-analytical-1", "confidence_score", num(1 - loo / 100), "loo_mape_percent",
         num(loo), "factors", "prefill_eff", num(f.prefill_eff), "prefill_eff_8bit",
         num(f.prefill_eff_8bit), "decode_bw_eff", num(f.decode_bw_eff), "comm_eff",
-        num(f.comm_eff), "overhead_ms", num(f.overhead_s * 1e3), "train_eff", num(f.train_eff),
+        num(f.comm_eff), "overhead_ms", num(f.overhead_s * 1e3), "comm_latency_us",
+        num(f.comm_latency_s * 1e6), "train_eff", num(f.train_eff),
         "train_hopper", num(f.train_hopper), "train_8bit", num(f.train_8bit));
   }
 }

@@ -155,7 +155,7 @@ int mx_calib_predict(const struct mx_catalog *c, const struct mx_calib_row *r,
 
 /* ---- the fit --------------------------------------------------------------- */
 
-#define P_MAX 5
+#define P_MAX 6
 #define LM_ITERS 100
 #define RIDGE 1e-4   /* pulls each log factor weakly toward its start */
 
@@ -182,6 +182,7 @@ static void factors_of(const struct problem *pb, const double *th, struct mx_fac
     f->decode_bw_eff = exp(th[2]);
     f->comm_eff = exp(th[3]);
     f->overhead_s = exp(th[4]);
+    f->comm_latency_s = exp(th[5]);
   }
 }
 
@@ -194,9 +195,9 @@ static void setup(struct problem *pb, int training) {
     memcpy(pb->start, s, sizeof(s));
     memcpy(pb->capped, cap, sizeof(cap));
   } else {
-    const double s[] = {log(0.5), log(0.5), log(0.8), log(0.5), log(1e-3)};
-    static const int cap[] = {1, 1, 1, 1, 0};
-    pb->np = 5;
+    const double s[] = {log(0.5), log(0.5), log(0.8), log(0.5), log(1e-3), log(1e-5)};
+    static const int cap[] = {1, 1, 1, 1, 0, 0};
+    pb->np = 6;
     memcpy(pb->start, s, sizeof(s));
     memcpy(pb->capped, cap, sizeof(cap));
   }
@@ -408,6 +409,7 @@ int mx_calibrate(const struct mx_catalog *c, const struct mx_calib *cal, struct 
       out->factors.decode_bw_eff = f.decode_bw_eff;
       out->factors.comm_eff = f.comm_eff;
       out->factors.overhead_s = f.overhead_s;
+      out->factors.comm_latency_s = f.comm_latency_s;
       out->factors.sigma_inference = sigma;
     }
   }

@@ -4,9 +4,9 @@
  *
  * The fit: least squares on log(predicted / measured) over the rows of a
  * kind (inference rows fit prefill_eff, prefill_eff_8bit, decode_bw_eff,
- * comm_eff and overhead_s; training rows fit train_eff, train_hopper and
- * train_8bit), by Levenberg–Marquardt on the logs of the factors, the
- * efficiencies kept ≤ 1, from fixed starting values: the same file gives
+ * comm_eff, overhead_s and comm_latency_s; training rows fit train_eff,
+ * train_hopper and train_8bit), by Levenberg–Marquardt on the logs of the
+ * factors, the efficiencies kept ≤ 1, from fixed starting values: the same file gives
  * the same factors, bit for bit, on the same build. Each row is predicted
  * once by the fit on all rows and once by a fit on the others (leave one
  * out); the mean absolute percentage errors of both are reported, and the

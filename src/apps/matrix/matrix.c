@@ -176,7 +176,8 @@ static const struct store_migration matrix_migrations[] = {
 };
 
 static const char *const edit_upsert =
-    "INSERT INTO matrix_catalogue_edits (tbl, key, line, at) VALUES ($1, $2, $3, CAST($4 AS BIGINT))"
+    "INSERT INTO matrix_catalogue_edits (tbl, key, line, at)"
+    " VALUES ($1, $2, $3, CAST($4 AS BIGINT))"
     " ON CONFLICT (tbl, key) DO UPDATE SET line = excluded.line, at = excluded.at";
 
 int matrix_edit(struct matrix *m, enum mx_table t, const char *key, const char *line, char *err,
@@ -347,10 +348,10 @@ static int calibrate_verb(int argc, char **argv) {
   printf("calibration   %s/calibration.tsv (%zu inference rows, %zu training rows)\n", dir,
          fit.n_inference, fit.n_training);
   printf("factors       prefill_eff %.4f  prefill_eff_8bit %.4f  decode_bw_eff %.4f  comm_eff "
-         "%.4f  overhead_ms %.3f\n              train_eff %.4f  train_hopper %.4f  train_8bit "
-         "%.4f\n",
+         "%.4f\n              overhead_ms %.3f  comm_latency_us %.2f\n              train_eff "
+         "%.4f  train_hopper %.4f  train_8bit %.4f\n",
          f->prefill_eff, f->prefill_eff_8bit, f->decode_bw_eff, f->comm_eff, f->overhead_s * 1e3,
-         f->train_eff, f->train_hopper, f->train_8bit);
+         f->comm_latency_s * 1e6, f->train_eff, f->train_hopper, f->train_8bit);
   printf("inference     MAPE %.2f %% in sample, %.2f %% leave-one-out (seed: < 10 %%); "
          "sigma %.4f\n",
          fit.mape_inference, fit.loo_mape_inference, f->sigma_inference);

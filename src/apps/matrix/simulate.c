@@ -84,9 +84,9 @@ static double link_bw(const struct mx_hw *hw) {
 }
 
 /* Ring all-reduce of msg bytes over n GPUs. */
-static double allreduce_s(double msg, int n, double bw, double eff) {
+static double allreduce_s(double msg, int n, double bw, double eff, double latency) {
   if (n <= 1) return 0;
-  return 2.0 * (n - 1) / n * msg / (bw * eff);
+  return 2.0 * (n - 1) / n * msg / (bw * eff) + latency;
 }
 
 /* ---- inference ------------------------------------------------------------ */
@@ -154,7 +154,8 @@ static double forward(const struct env *e, double B, double tokens, double flops
   double ta_c = flops_att / c_rate, ta_m = kv_read / m_rate;
   double t_lin = tc > tm ? tc : tm, t_att = ta_c > ta_m ? ta_c : ta_m;
   double msg = B * tokens * m->hidden * act_bytes(in->precision);
-  double tcomm = 2.0 * m->layers * allreduce_s(msg, in->tp, e->link, e->f->comm_eff);
+  double tcomm = 2.0 * m->layers *
+                 allreduce_s(msg, in->tp, e->link, e->f->comm_eff, e->f->comm_latency_s);
   if (in->pp > 1) tcomm += (in->pp - 1) * msg / (e->link * e->f->comm_eff);
   *flops += fl + flops_att;
   *comm += tcomm;
@@ -356,7 +357,8 @@ int mx_simulate_training(const struct mx_train_in *in, const struct mx_factors *
   /* TP: 2 all-reduces per layer forward, 2 backward, per micro-batch;
    * each GPU's share of the layers is L/pp */
   double msg = in->micro_batch * S * h * act_bytes(in->precision);
-  double per_micro = 4 * (L / in->pp) * allreduce_s(msg, in->tp, link, f->comm_eff);
+  double per_micro =
+      4 * (L / in->pp) * allreduce_s(msg, in->tp, link, f->comm_eff, f->comm_latency_s);
   out->comm_s = out->steps * m_micro * per_micro;
   out->time_s = compute * (1 + out->bubble) + out->comm_s;
   out->tokens_per_s_per_gpu = in->tokens / out->time_s / in->gpus;
@@ -395,7 +397,9 @@ void mx_rate(const struct mx_hw *hw, int gpus, double u, const struct mx_region 
   if (u < 0) u = 0;
   if (u > 1) u = 1;
   double tdp = hw->tdp_w;
-  out->gpu_power_w = !(tdp > 0) ? NAN : isnan(hw->idle_w) ? tdp : hw->idle_w + (tdp - hw->idle_w) * u;
+  out->gpu_power_w = !(tdp > 0)          ? NAN
+                     : isnan(hw->idle_w) ? tdp
+                                         : hw->idle_w + (tdp - hw->idle_w) * u;
   out->it_kw = out->gpu_power_w * gpus / 1000;
   out->pue_known = region && region->pue > 0;
   out->facility_kw = out->it_kw * (out->pue_known ? region->pue : 1);

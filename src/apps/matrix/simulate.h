@@ -15,7 +15,8 @@
  *            integrated over the output in MX_DECODE_SEGMENTS pieces.
  *   TP       Megatron-LM layout (Shoeybi et al. 2019): two all-reduces per layer
  *            per forward, each a ring all-reduce of M = B·tokens·hidden·bytes_act:
- *            2·(tp−1)/tp · M / (link_bw/2 · e_comm)  (Patarasuk & Yuan 2009)
+ *            2·(tp−1)/tp · M / (link_bw/2 · e_comm) + t_latency  (Patarasuk & Yuan 2009;
+ *            the α–β cost model of Thakur et al. 2005)
  *   PP       layers split over pp stages: latency is the sum of the stages plus
  *            (pp−1) activation transfers; pp batches in flight multiply throughput.
  *   MoE      FLOPs use the active parameters; a step reads the shared weights and
@@ -86,6 +87,7 @@ struct mx_factors {
   double prefill_eff_8bit; /* achieved fraction of the FP8/INT8 peak */
   double decode_bw_eff;    /* achieved fraction of memory bandwidth */
   double comm_eff;         /* achieved fraction of one direction of the link */
+  double comm_latency_s;   /* fixed seconds per all-reduce (launch, synchronisation) */
   double overhead_s;       /* fixed seconds per forward pass (launch, sampling) */
   double train_eff;        /* hardware FLOPs utilisation in training */
   double train_hopper;     /* multiplier on train_eff on Hopper GPUs */
