@@ -153,8 +153,9 @@ static bool str_is(const char *s, const char *p, size_t n) {
 
 const struct telemetry_str *telemetry_tag_get(const struct telemetry_tag *tags, int ntags,
                                               const char *key) {
+  size_t n = strlen(key);
   for (int i = 0; i < ntags; i++)
-    if (str_is(key, tags[i].key.p, tags[i].key.n))
+    if (tags[i].key.n == n && memcmp(tags[i].key.p, key, n) == 0)
       return &tags[i].value;
   return NULL;
 }

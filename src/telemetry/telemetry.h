@@ -108,7 +108,9 @@ struct telemetry_tag {
  * booleans are given as doubles (as they are stored). The strings and the
  * tags (in the order the writer gave them) belong to the write: valid for
  * the duration of the callback they are handed to. In a batch callback
- * every string is also NUL-ended (p[n] == '\0'); in series_key it is not. */
+ * every string is also NUL-ended (p[n] == '\0'); in series_key it is not.
+ * In a batch the points of one line share its `tags` pointer (a consumer
+ * may read a line's tags once); lines with tags never share one. */
 struct telemetry_point {
   struct telemetry_str measurement, field;
   const struct telemetry_tag *tags;
@@ -149,16 +151,18 @@ struct telemetry_consumer {
    * the whole write (503). The first consumer (in order of telemetry_consume) to
    * return 1 decides. p->series is 0 here. */
   int (*series_key)(const struct telemetry_point *p, struct buf *key, void *arg);
-  /* Called once per accepted write that holds matching points, with all
-   * of them (n >= 1, in the order written), after they are durable and
-   * before the writer is answered, on the writer's worker thread (several
-   * writes may call it at once). It must not block on I/O; it may add to
-   * *verdict (zeroed per consumer). */
+  /* Called for each accepted write that holds matching points, with all
+   * of them in the order written, in one or more calls of at most
+   * TELEMETRY_BATCH_MAX points (1 <= n), after they are durable and before
+   * the writer is answered, on the writer's worker thread (several writes
+   * may call it at once). It must not block on I/O; it may add to
+   * *verdict (zeroed for each call; the calls' verdicts are summed). */
   void (*batch)(const struct telemetry_point *pts, size_t n, struct telemetry_verdict *verdict,
                 void *arg);
   void *arg;
 };
 #define TELEMETRY_MAX_CONSUMERS 16
+#define TELEMETRY_BATCH_MAX 1024 /* points handed to one batch call at most */
 
 /* Registers a consumer (copied; c->name, c->measurements and c->tag must
  * outlive t). Before the server serves. Returns 0, GROVE_EEXIST for a name

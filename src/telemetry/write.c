@@ -237,15 +237,17 @@ static int match_point(struct job *j, const struct lp_point *p, const struct lp_
   return 0;
 }
 
-/* Hands each consumer the points it wants (the points are durable). */
+/* Hands each consumer the points it wants (the points are durable), at
+ * most TELEMETRY_BATCH_MAX a call: one small array, reused. */
 static void dispatch(struct job *j) {
   struct telemetry *t = j->t;
   if (!j->nmp)
     return;
   size_t nc = atomic_load_explicit(&t->nconsumers, memory_order_acquire);
+  size_t cap = j->nmp < TELEMETRY_BATCH_MAX ? j->nmp : TELEMETRY_BATCH_MAX;
   struct telemetry_tag *tags = malloc((j->nmt ? j->nmt : 1) * sizeof *tags);
-  struct telemetry_point *all = malloc(j->nmp * sizeof *all), *some = NULL;
-  if (!tags || !all) {
+  struct telemetry_point *pts = malloc(cap * sizeof *pts);
+  if (!tags || !pts) {
     /* the points are stored; only the consumers' views miss them */
     log_error(NULL, "cannot hand points to consumers", "points=%zu error=\"%s\"", j->nmp,
               grove_strerror(GROVE_ENOMEM));
@@ -254,43 +256,41 @@ static void dispatch(struct job *j) {
   const char *a = j->arena.data;
   for (size_t i = 0; i < j->nmt; i++)
     tags[i] = (struct telemetry_tag){{a + j->mt[i].k, j->mt[i].kn}, {a + j->mt[i].v, j->mt[i].vn}};
-  uint32_t any = 0, every = UINT32_MAX;
-  for (size_t i = 0; i < j->nmp; i++) {
-    const struct mpoint *m = &j->mp[i];
-    const struct mline *l = &j->ml[m->line];
-    const struct series_point *pt = &j->pts[m->point];
-    all[i] = (struct telemetry_point){{a + l->meas, l->meas_n}, {a + m->field, m->field_n},
-                                      tags + l->tag_at, (int)l->ntags, pt->ts_ns, pt->value,
-                                      pt->id};
-    any |= m->mask;
-    every &= m->mask;
-  }
+  uint32_t any = 0;
+  for (size_t i = 0; i < j->nmp; i++)
+    any |= j->mp[i].mask;
   for (size_t c = 0; c < nc; c++) {
     uint32_t bit = 1u << c;
     const struct telemetry_consumer *co = &t->consumers[c];
-    struct telemetry_verdict v = {0, 0};
     if (!(any & bit))
       continue;
-    if (every & bit) {
-      co->batch(all, j->nmp, &v, co->arg);
-    } else {
-      size_t n = 0;
-      if (!some && !(some = malloc(j->nmp * sizeof *some))) {
-        log_error(NULL, "cannot hand points to a consumer", "consumer=%s error=\"%s\"", co->name,
-                  grove_strerror(GROVE_ENOMEM));
+    size_t n = 0;
+    for (size_t i = 0; i < j->nmp; i++) {
+      const struct mpoint *m = &j->mp[i];
+      if (!(m->mask & bit))
         continue;
+      const struct mline *l = &j->ml[m->line];
+      const struct series_point *pt = &j->pts[m->point];
+      pts[n++] = (struct telemetry_point){{a + l->meas, l->meas_n}, {a + m->field, m->field_n},
+                                         tags + l->tag_at, (int)l->ntags, pt->ts_ns, pt->value,
+                                         pt->id};
+      if (n == cap || i + 1 == j->nmp) {
+        struct telemetry_verdict v = {0, 0};
+        co->batch(pts, n, &v, co->arg);
+        j->verdict.late += v.late;
+        j->verdict.ahead += v.ahead;
+        n = 0;
       }
-      for (size_t i = 0; i < j->nmp; i++)
-        if (j->mp[i].mask & bit)
-          some[n++] = all[i];
-      co->batch(some, n, &v, co->arg);
     }
-    j->verdict.late += v.late;
-    j->verdict.ahead += v.ahead;
+    if (n) { /* the last matching point was not the write's last */
+      struct telemetry_verdict v = {0, 0};
+      co->batch(pts, n, &v, co->arg);
+      j->verdict.late += v.late;
+      j->verdict.ahead += v.ahead;
+    }
   }
 out:
-  free(some);
-  free(all);
+  free(pts);
   free(tags);
 }
 

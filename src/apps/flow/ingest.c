@@ -41,12 +41,15 @@ bool flow_name_valid(const char *s, size_t n) {
 int flow_station_key(struct buf *key, const char *station, size_t n, enum flow_species sp) {
   if (!flow_name_valid(station, n))
     return GROVE_EINVAL;
-  const char *field = flow_species_name(sp);
-  struct telemetry_key k = {.measurement = {"air_quality", 11},
-                            .field = {field, strlen(field)},
-                            .tags = {{{"station", 7}, {station, n}}},
-                            .ntags = 1};
-  return telemetry_key_encode(key, &k);
+  /* telemetry_key_encode's bytes, written directly (every write of a
+   * station reading makes one): a valid id and a pollutant's name hold
+   * nothing a key escapes */
+  buf_reset(key);
+  int rc;
+  if ((rc = buf_append(key, "air_quality,station=", 20)) || (rc = buf_append(key, station, n)) ||
+      (rc = buf_putc(key, ' ')) || (rc = buf_puts(key, flow_species_name(sp))))
+    return rc;
+  return 0;
 }
 
 /* ---- the consumer ------------------------------------------------------------------ */
@@ -74,7 +77,9 @@ static int station_series_key(const struct telemetry_point *p, struct buf *key, 
   return rc ? rc : 1;
 }
 
-/* The readings of one write, durable already: into the windows. */
+/* The readings of one write, durable already: into the windows. Points
+ * of one line share its tags (the same pointer): its station is read
+ * once a line. */
 static void on_readings(const struct telemetry_point *pts, size_t n, struct telemetry_verdict *v,
                         void *arg) {
   struct flow *f = arg;
@@ -87,13 +92,21 @@ static void on_readings(const struct telemetry_point *pts, size_t n, struct tele
     return; /* the points are stored; only the live view misses them */
   }
   size_t nr = 0;
+  const struct telemetry_tag *line = NULL;
+  const struct telemetry_str *st = NULL, *region = NULL;
   for (size_t i = 0; i < n; i++) {
-    int species;
-    const struct telemetry_str *region, *st = reading_of(&pts[i], &species, &region);
-    if (st) /* the strings of a batch are NUL-ended */
+    const struct telemetry_point *p = &pts[i];
+    if (p->tags != line || !line) { /* a new line: its station and region */
+      line = p->tags;
+      st = telemetry_tag_get(p->tags, p->ntags, "station");
+      region = telemetry_tag_get(p->tags, p->ntags, "region");
+      if (!st || !flow_name_valid(st->p, st->n) || (region && !flow_name_valid(region->p, region->n)))
+        st = NULL; /* stored, but not a station reading the AQI can use */
+    }
+    int species = st ? flow_species_of(p->field.p, p->field.n) : -1;
+    if (species >= 0) /* the strings of a batch are NUL-ended */
       r[nr++] = (struct flow_reading){st->p, region ? region->p : NULL,
-                                      (enum flow_species)species, pts[i].ts_ns, pts[i].value,
-                                      pts[i].series};
+                                      (enum flow_species)species, p->ts_ns, p->value, p->series};
   }
   if (nr) {
     v->late = flow_engine_add(f->engine, r, nr, &v->ahead);

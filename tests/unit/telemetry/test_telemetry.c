@@ -31,7 +31,7 @@ static struct telemetry *open_with(uint64_t keep_raw_ms) {
 /* What a consumer was handed: points copied out (their strings too). */
 struct seen {
   int calls;
-  size_t n;
+  size_t n, total;
   char meas[16][64], field[16][64], tags[16][128];
   double value[16];
   uint32_t series[16];
@@ -48,7 +48,8 @@ static void on_batch(const struct telemetry_point *pts, size_t n, struct telemet
                      void *arg) {
   struct seen *s = arg;
   s->calls++;
-  CHECK(n >= 1);
+  CHECK(n >= 1 && n <= TELEMETRY_BATCH_MAX);
+  s->total += n;
   for (size_t i = 0; i < n && s->n < 16; i++, s->n++) {
     copy_str(s->meas[s->n], sizeof s->meas[0], pts[i].measurement);
     copy_str(s->field[s->n], sizeof s->field[0], pts[i].field);
@@ -255,6 +256,25 @@ TEST(refused_lines_reach_no_consumer_and_verdicts_add_up) {
   telemetry_close(t);
 }
 
+TEST(a_large_write_comes_in_calls_of_at_most_the_batch_max) {
+  struct telemetry *t = open_with(0);
+  struct seen s = {.late = 1};
+  struct telemetry_consumer c = {.name = "flow", .tag = "station", .batch = on_batch, .arg = &s};
+  CHECK(telemetry_consume(t, &c) == 0);
+  struct buf body;
+  buf_init(&body, 0);
+  for (int i = 0; i < 1500; i++) /* 3,000 matching points among 1,500 others */
+    buf_printf(&body, "air,station=s%d a=%d,b=2 %d\nother,x=1 v=1 %d\n", i % 10, i, i + 1, i + 1);
+  struct telemetry_result res;
+  CHECK_EQ_INT(telemetry_write_lp(t, body.data, body.len, LP_NS, &res, NULL), 0);
+  CHECK_EQ_INT(res.points, 4500);
+  CHECK_EQ_INT(s.total, 3000);
+  CHECK_EQ_INT(s.calls, 3); /* 1024 + 1024 + 952 */
+  CHECK_EQ_INT(res.verdict.late, 3); /* one a call, summed */
+  buf_release(&body);
+  telemetry_close(t);
+}
+
 struct refusals {
   size_t n, index[8];
   char why[8][160];
@@ -335,6 +355,7 @@ static const struct test tests[] = {
     T(a_write_no_consumer_wants_calls_no_one),
     T(series_key_stores_a_field_where_the_consumer_says_without_type_checks),
     T(refused_lines_reach_no_consumer_and_verdicts_add_up),
+    T(a_large_write_comes_in_calls_of_at_most_the_batch_max),
     T(app_lines_go_the_same_way_and_bad_ones_are_refused_by_index),
     T(keys_encode_and_decode_in_telemetry_types),
 };
