@@ -2,6 +2,7 @@
 #include "apps/matrix/edits.h"
 
 #include "apps/matrix/tsv.h"
+#include "core/array.h"
 #include "core/error.h"
 #include "core/real.h"
 
@@ -169,15 +170,9 @@ int mx_edits_set(struct mx_edits *e, enum mx_table t, const char *key, const cha
     return 0;
   }
   if (old) *old = NULL;
-  if (e->n == e->cap) {
-    size_t cap = e->cap ? e->cap * 2 : 8;
-    struct mx_edit *grown = realloc(e->e, cap * sizeof(*grown));
-    if (!grown) {
-      free(dup);
-      return GROVE_ENOMEM;
-    }
-    e->e = grown;
-    e->cap = cap;
+  if (ARRAY_GROW(e->e, e->cap, e->n + 1, 8, ARRAY_NOMAX)) {
+    free(dup);
+    return GROVE_ENOMEM;
   }
   x = &e->e[e->n++];
   x->table = t;
