@@ -20,6 +20,11 @@ def serve_fails(*args):
     return p.returncode, p.stderr
 
 
+def ready(g):
+    st, body = g.get_json("/ready")
+    return body if st == 200 else None
+
+
 def role_gauges(g):
     text = g.request("GET", "/metrics").body.decode()
     return {m.group(1): m.group(2) for m in re.finditer(r'^grove_role\{role="(\w+)"\} (\d)', text, re.M)}
@@ -59,8 +64,8 @@ def test_api_and_worker_instances_share_postgres_and_redis():
         # the api keeps raw points for ever; the worker's retention is a day,
         # so only the worker can drop the points below
         api = Grove("--role", "api", *common)
-        st, body = api.get_json("/ready")
-        assert st == 200, body
+        # ready once its Redis connections are up
+        body = eventually(lambda: ready(api), what="the api ready")
         assert body["data"]["roles"] == ["api"], body
         assert role_gauges(api) == {"api": "1", "worker": "0", "stream": "0"}
 
@@ -80,8 +85,7 @@ def test_api_and_worker_instances_share_postgres_and_redis():
         # the worker comes once they are stored (its first flush drops them)
         worker = Grove("--role", "worker", "--series-retention", "1d", "--series-flush", "1s",
                        *common)
-        st, body = worker.get_json("/ready")
-        assert st == 200, body
+        body = eventually(lambda: ready(worker), what="the worker ready")
         assert body["data"]["roles"] == ["worker"], body
         assert role_gauges(worker) == {"api": "0", "worker": "1", "stream": "0"}
         assert worker.request("POST", "/api/v1/write", headers=hdr, body=lines).status == 404
