@@ -117,23 +117,33 @@ struct topic {
 
 enum sub_kind { SUB_WS, SUB_SSE };
 
+/* Small: an idle subscriber costs its connection and this (bench/http). */
 struct sub {
   struct shard *sh;
   enum sub_kind kind;
+  int ntopics;
   union {
     struct ws *ws;
     struct sse *sse;
   } u;
   struct link *links;
-  int ntopics;
   uint64_t replayed_upto; /* SSE: live messages up to this id were replayed */
-  struct gate_principal *who; /* owned: who its credential names while it holds;
-                                 NULL: anonymous (or it no longer holds) */
+  struct gate_principal *who; /* owned: who its credential names while it holds
+                                 (the start of a struct sub_cred); NULL:
+                                 anonymous, or it no longer holds */
   char *credential;       /* owned: the credential it showed, checked again at
                              each subscribe, when it expires and when the
                              gate's view changes */
-  struct sub *cred_prev, *cred_next; /* in its shard's list of subs with a who */
 };
+
+/* What a subscriber with a credential holds besides: who it names, and
+ * its place in its shard's list of subscribers to check again (anonymous
+ * subscribers pay for none of it). */
+struct sub_cred {
+  struct gate_principal who; /* first: sub->who points here */
+  struct sub *prev, *next;
+};
+#define SUB_CRED(s) ((struct sub_cred *)(void *)(s)->who)
 
 struct shard {
   struct hub *hub;
@@ -514,27 +524,29 @@ static void sub_set_credential(struct sub *s, const char *c) {
 static void sub_set_who(struct sub *s, const struct gate_principal *p) {
   struct shard *sh = s->sh;
   if (!p) {
-    if (!s->who)
+    struct sub_cred *c = SUB_CRED(s);
+    if (!c)
       return;
-    if (s->cred_prev)
-      s->cred_prev->cred_next = s->cred_next;
+    if (c->prev)
+      SUB_CRED(c->prev)->next = c->next;
     else
-      sh->creds = s->cred_next;
-    if (s->cred_next)
-      s->cred_next->cred_prev = s->cred_prev;
-    s->cred_prev = s->cred_next = NULL;
-    free(s->who);
+      sh->creds = c->next;
+    if (c->next)
+      SUB_CRED(c->next)->prev = c->prev;
+    free(c);
     s->who = NULL;
     return;
   }
   if (!s->who) {
-    if (!(s->who = malloc(sizeof *s->who)))
+    struct sub_cred *c = malloc(sizeof *c);
+    if (!c)
       return; /* treated as anonymous */
-    s->cred_prev = NULL;
-    s->cred_next = sh->creds;
+    c->prev = NULL;
+    c->next = sh->creds;
     if (sh->creds)
-      sh->creds->cred_prev = s;
+      SUB_CRED(sh->creds)->prev = s;
     sh->creds = s;
+    s->who = &c->who;
   }
   *s->who = *p;
 }
@@ -1209,7 +1221,7 @@ static void on_recheck(uv_timer_t *t) {
   sh->view_gen = gen;
   int64_t now = (int64_t)clock_wall_ms();
   for (struct sub *s = sh->creds, *next; s; s = next) {
-    next = s->cred_next;
+    next = SUB_CRED(s)->next;
     bool expired = s->who->expires_ms && now >= s->who->expires_ms;
     if (!expired && !changed)
       continue;
