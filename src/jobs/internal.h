@@ -22,6 +22,7 @@ struct jobs_queue_stat {
   int priority;
   int limit;            /* running at most in this process */
   int running;          /* under jobs->wlock */
+  bool handled;         /* a registered type runs in it: workers claim from it */
   struct metric *enqueued, *started, *succeeded, *failed, *dead, *depth, *wait, *run;
 };
 
@@ -61,6 +62,7 @@ struct jobs {
   atomic_bool stopping;          /* handlers' jobs_check */
   pthread_t dispatcher;
   struct jobs_slot *slots;
+  struct jobs_claim *claims;     /* the dispatcher's batch (nslots) */
   int nslots;
   char worker_name[96];
 };

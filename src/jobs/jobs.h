@@ -9,9 +9,9 @@
  *
  * Invariants:
  * - An enqueue that returned 0 is committed (group commit: concurrent
- *   enqueues share one transaction, and each caller returns only after
- *   it committed; SQLite runs with synchronous=FULL), so it survives
- *   kill -9.
+ *   enqueues, and the writes that end attempts, share one transaction,
+ *   and each caller returns only after it committed; SQLite runs with
+ *   synchronous=FULL), so it survives kill -9.
  * - A job is held by at most one attempt at a time: a claim takes a lease
  *   (until lease_until, Unix ms) and a fencing token, which grows by one
  *   with every claim of that job. Renewal, progress, completion and
@@ -167,6 +167,13 @@ void jobs_claim_release(struct jobs_claim *c);
  * `worker` (a name for people). Returns 0 with *out filled, GROVE_ENOENT
  * when none is runnable, or the store's error. */
 int jobs_claim(struct jobs *j, const char *queue, const char *worker, struct jobs_claim *out);
+/* Claims up to max (≥ 1) runnable jobs of `queue` in one statement (one
+ * transaction). OUT: out[0..*n-1] (each released by the caller). Returns
+ * 0 (*n may be less than asked, and 0 when memory ran out: those leases
+ * expire and are retried), GROVE_ENOENT when none is runnable,
+ * GROVE_EINVAL, or the store's error. */
+int jobs_claim_batch(struct jobs *j, const char *queue, const char *worker, int max,
+                     struct jobs_claim *out, int *n);
 /* Extends the lease to now + --jobs-lease. OUT: *cancel (may be NULL)
  * true when a cancel was asked. Returns 0, GROVE_EPERM (the token is not
  * the job's current running attempt: stop), or the store's error. */

@@ -60,8 +60,18 @@ static const char JOBS_V1[] =
     "CREATE INDEX jobs_jobs_ready ON jobs_jobs (queue, state, run_at);"
     "CREATE INDEX jobs_jobs_lease ON jobs_jobs (state, lease_until)";
 
+/* Claims read runnable jobs of a queue in run_at order and stop at their
+ * LIMIT: an index over exactly those rows, in that order, keeps a claim's
+ * cost flat however many jobs have finished or wait. */
+static const char JOBS_V2[] =
+    "DROP INDEX jobs_jobs_ready;"
+    "CREATE INDEX jobs_jobs_runnable ON jobs_jobs (queue, run_at, created_at, id) "
+    "WHERE state IN ('queued', 'failed');"
+    "CREATE INDEX jobs_jobs_state ON jobs_jobs (state, queue)";
+
 const struct store_migration jobs_migrations[] = {
     {1, "jobs_jobs", JOBS_V1, NULL},
+    {2, "jobs_jobs_runnable", JOBS_V2, NULL},
 };
 const size_t jobs_nmigrations = ARRAY_LEN(jobs_migrations);
 
@@ -136,8 +146,12 @@ static void copy(char *dst, size_t n, const char *src) { snprintf(dst, n, "%s", 
 
 /* Runs sql with params on a pooled connection; *changes (may be NULL) the
  * rows it changed. */
-static int exec(struct jobs *j, const char *sql, const char *const *p, int n,
-                struct store_rows **rows, long long *changes) {
+static int submit_write(struct jobs *j, const char *sql, const char *const *params, int n,
+                        struct store_rows **rows, long long *changed);
+
+/* Runs sql on a pooled connection now. */
+static int exec_direct(struct jobs *j, const char *sql, const char *const *p, int n,
+                       struct store_rows **rows, long long *changes) {
   char err[256];
   struct store_rows *r = NULL;
   int rc = store_query(j->st, sql, p, n, &r, err, sizeof err);
@@ -152,6 +166,18 @@ static int exec(struct jobs *j, const char *sql, const char *const *p, int n,
   else
     store_rows_free(r);
   return 0;
+}
+
+/* Runs sql with params. Reads go straight to a pooled connection; so do
+ * writes on PostgreSQL. On SQLite writes go through the committer, so
+ * that in this process one thread writes (no lock waits between the
+ * queue's own writers) and concurrent writes share a commit. *changes
+ * (may be NULL) the rows it changed. */
+static int exec(struct jobs *j, const char *sql, const char *const *p, int n,
+                struct store_rows **rows, long long *changes) {
+  if (strncmp(sql, "SELECT", 6) != 0)
+    return submit_write(j, sql, p, n, rows, changes);
+  return exec_direct(j, sql, p, n, rows, changes);
 }
 
 /* ---- queues and types --------------------------------------------------- */
@@ -221,7 +247,8 @@ int jobs_register(struct jobs *j, const struct jobs_type *types, size_t n, void 
       snprintf(err, errlen, "job type '%s' registered twice", t->type);
       return GROVE_EEXIST;
     }
-    if (!jobs_queue_stat(j, t->queue)) {
+    struct jobs_queue_stat *q = jobs_queue_stat(j, t->queue);
+    if (!q) {
       snprintf(err, errlen, "too many job queues (at most %d)", JOBS_MAX_QUEUES);
       return GROVE_EINVAL;
     }
@@ -233,6 +260,7 @@ int jobs_register(struct jobs *j, const struct jobs_type *types, size_t n, void 
       j->types = nt;
       j->captypes = cap;
     }
+    q->handled = true;
     j->types[j->ntypes++] = (struct jobs_type_entry){
         *t, arg, t->max_attempts > 0 ? t->max_attempts : j->cfg.max_attempts};
   }
@@ -274,8 +302,20 @@ static int parse_concurrency(struct jobs *j, const char *spec, char *err, size_t
 
 /* ---- group commit ------------------------------------------------------- */
 
+/* A write waiting for the next group commit: an enqueue (apply =
+ * insert_one) or a fenced UPDATE ending an attempt (apply = apply_write).
+ * Lives on its caller's stack; the caller waits until done. */
 struct jobs_pending {
   struct jobs_pending *next;
+  int (*apply)(struct jobs *j, struct store_conn *c, struct jobs_pending *p);
+  /* writes */
+  const char *sql;
+  const char *const *params;
+  int nparams;
+  long long changed;
+  bool want_rows;
+  struct store_rows *rows;
+  /* enqueues */
   const struct jobs_new *nj;
   const struct jobs_type_entry *te;
   char *id;
@@ -341,8 +381,25 @@ static int insert_one(struct jobs *j, struct store_conn *c, struct jobs_pending 
   return rc;
 }
 
-/* Commits a batch in one transaction; when that fails, each job alone, so
- * that one bad job fails only its own enqueue. */
+static int apply_write(struct jobs *j, struct store_conn *c, struct jobs_pending *p) {
+  (void)j;
+  struct store_rows *r = NULL;
+  store_rows_free(p->rows); /* a batch that failed is tried again one by one */
+  p->rows = NULL;
+  int rc = store_exec(c, p->sql, p->params, p->nparams, &r, p->err, sizeof p->err);
+  if (!rc) {
+    p->changed = r->changes;
+    if (p->want_rows)
+      p->rows = r;
+    else
+      store_rows_free(r);
+  }
+  return rc;
+}
+
+/* Commits a batch in one transaction; when that fails, each write alone,
+ * so that one bad write fails only its own caller. A fenced UPDATE that
+ * changes no row is not a failure: its caller reads `changed`. */
 static void commit_batch(struct jobs *j, struct jobs_pending *batch) {
   struct store_conn *c = NULL;
   int rc = store_acquire(j->st, &c);
@@ -350,7 +407,7 @@ static void commit_batch(struct jobs *j, struct jobs_pending *batch) {
   if (!rc && together) {
     rc = store_begin(c);
     for (struct jobs_pending *p = batch; !rc && p; p = p->next)
-      rc = insert_one(j, c, p);
+      rc = p->apply(j, c, p);
     if (!rc)
       rc = store_commit(c);
     else
@@ -371,7 +428,7 @@ static void commit_batch(struct jobs *j, struct jobs_pending *batch) {
       p->err[0] = '\0';
       p->rc = store_begin(c);
       if (!p->rc)
-        p->rc = insert_one(j, c, p);
+        p->rc = p->apply(j, c, p);
       if (!p->rc)
         p->rc = store_commit(c);
       else
@@ -384,7 +441,7 @@ static void commit_batch(struct jobs *j, struct jobs_pending *batch) {
   if (c)
     store_release(j->st, c);
   for (struct jobs_pending *p = batch; p; p = p->next)
-    if (!p->rc && !p->existed) {
+    if (!p->rc && p->nj && !p->existed) {
       const struct jobs_queue_stat *q = jobs_queue_stat(j, p->te->t.queue);
       if (q)
         count(q->enqueued);
@@ -420,6 +477,54 @@ static void *committer(void *arg) {
   return NULL;
 }
 
+/* Hands p to the committer and waits for its commit. Returns p->rc, or
+ * GROVE_ECLOSED when the queue is stopping (nothing written). */
+static int submit(struct jobs *j, struct jobs_pending *p) {
+  pthread_mutex_lock(&j->glock);
+  if (j->gclosing) {
+    pthread_mutex_unlock(&j->glock);
+    snprintf(p->err, sizeof p->err, "the job queue is stopping");
+    return p->rc = GROVE_ECLOSED;
+  }
+  if (j->gtail)
+    j->gtail->next = p;
+  else
+    j->ghead = p;
+  j->gtail = p;
+  pthread_cond_signal(&j->gwake);
+  while (!p->done)
+    pthread_cond_wait(&j->gdone, &j->glock);
+  pthread_mutex_unlock(&j->glock);
+  return p->rc;
+}
+
+/* A write committed with others. OUT: *rows (may be NULL: not wanted;
+ * RETURNING's rows), *changed (may be NULL) the rows it changed. */
+static int submit_write(struct jobs *j, const char *sql, const char *const *params, int n,
+                        struct store_rows **rows, long long *changed) {
+  if (j->pg) { /* PostgreSQL takes concurrent writers without lock waits */
+    return exec_direct(j, sql, params, n, rows, changed);
+  }
+  struct jobs_pending p = {.apply = apply_write, .sql = sql, .params = params, .nparams = n,
+                           .want_rows = rows != NULL};
+  int rc = submit(j, &p);
+  if (rc) {
+    log_error(NULL, "jobs: database error", "error=\"%s\"", p.err);
+    store_rows_free(p.rows);
+    return rc;
+  }
+  if (changed)
+    *changed = p.changed;
+  if (rows)
+    *rows = p.rows;
+  return 0;
+}
+
+static int write_grouped(struct jobs *j, const char *sql, const char *const *params, int n,
+                         long long *changed) {
+  return submit_write(j, sql, params, n, NULL, changed);
+}
+
 int jobs_enqueue(struct jobs *j, const struct jobs_new *nj, char id[JOBS_ID_LEN],
                  bool *existed, char *err, size_t errlen) {
   const struct jobs_type_entry *te = nj->type ? jobs_type_find(j, nj->type) : NULL;
@@ -444,23 +549,8 @@ int jobs_enqueue(struct jobs *j, const struct jobs_new *nj, char id[JOBS_ID_LEN]
     }
     json_decref(v);
   }
-  struct jobs_pending p = {.nj = nj, .te = te, .id = id};
-  pthread_mutex_lock(&j->glock);
-  if (j->gclosing) {
-    pthread_mutex_unlock(&j->glock);
-    snprintf(err, errlen, "the job queue is stopping");
-    return GROVE_ECLOSED;
-  }
-  if (j->gtail)
-    j->gtail->next = &p;
-  else
-    j->ghead = &p;
-  j->gtail = &p;
-  pthread_cond_signal(&j->gwake);
-  while (!p.done)
-    pthread_cond_wait(&j->gdone, &j->glock);
-  pthread_mutex_unlock(&j->glock);
-  if (p.rc) {
+  struct jobs_pending p = {.apply = insert_one, .nj = nj, .te = te, .id = id};
+  if (submit(j, &p)) {
     snprintf(err, errlen, "%s", p.err[0] ? p.err : grove_strerror(p.rc));
     return p.rc;
   }
@@ -559,7 +649,11 @@ void jobs_claim_release(struct jobs_claim *c) {
   }
 }
 
-int jobs_claim(struct jobs *j, const char *queue, const char *worker, struct jobs_claim *out) {
+int jobs_claim_batch(struct jobs *j, const char *queue, const char *worker, int max,
+                     struct jobs_claim *out, int *n) {
+  *n = 0;
+  if (max < 1)
+    return GROVE_EINVAL;
   char now[24], until[24];
   int64_t t = jobs_now(j);
   I64(now, t);
@@ -567,42 +661,48 @@ int jobs_claim(struct jobs *j, const char *queue, const char *worker, struct job
   char sql[768];
   snprintf(sql, sizeof sql,
            "UPDATE jobs_jobs SET state = 'running', attempts = attempts + 1, token = token + 1, "
-           "lease_until = $3, worker = $4, started_at = $2 WHERE id = (SELECT id FROM jobs_jobs "
+           "lease_until = $3, worker = $4, started_at = $2 WHERE id IN (SELECT id FROM jobs_jobs "
            "WHERE queue = $1 AND state IN ('queued', 'failed') AND run_at <= $2 "
-           "ORDER BY run_at, created_at, id LIMIT 1%s) AND state IN ('queued', 'failed') "
+           "ORDER BY run_at, created_at, id LIMIT %d%s) "
            "RETURNING id, type, queue, owner, payload, attempts, max_attempts, token, run_at",
-           j->pg ? " FOR UPDATE SKIP LOCKED" : "");
+           max, j->pg ? " FOR UPDATE SKIP LOCKED" : "");
   const char *p[] = {queue, now, until, worker};
   struct store_rows *r = NULL;
   int rc = exec(j, sql, p, 4, &r, NULL);
   if (rc)
     return rc;
-  if (r->nrows == 0) {
-    store_rows_free(r);
-    return GROVE_ENOENT;
+  for (int i = 0; i < r->nrows && *n < max; i++) {
+    struct jobs_claim *c = &out[*n];
+    memset(c, 0, sizeof *c);
+    const char *payload = store_rows_get(r, i, "payload");
+    if (!(c->payload = strdup(payload ? payload : "{}")))
+      continue; /* out of memory: its lease expires and it is retried */
+    copy(c->id, sizeof c->id, store_rows_get(r, i, "id"));
+    copy(c->type, sizeof c->type, store_rows_get(r, i, "type"));
+    copy(c->queue, sizeof c->queue, store_rows_get(r, i, "queue"));
+    copy(c->owner, sizeof c->owner, store_rows_get(r, i, "owner"));
+    c->attempt = (int)row_ll(r, i, "attempts");
+    c->max_attempts = (int)row_ll(r, i, "max_attempts");
+    c->token = row_ll(r, i, "token");
+    c->ready_ms = row_ll(r, i, "run_at");
+    c->lease_until_ms = t + (int64_t)j->cfg.lease_ms;
+    struct jobs_queue_stat *q = jobs_queue_stat(j, c->queue);
+    if (q) {
+      count(q->started);
+      if (q->wait)
+        metric_observe(q->wait, (double)(t > c->ready_ms ? t - c->ready_ms : 0) / 1000.0);
+    }
+    (*n)++;
   }
-  memset(out, 0, sizeof *out);
-  copy(out->id, sizeof out->id, store_rows_get(r, 0, "id"));
-  copy(out->type, sizeof out->type, store_rows_get(r, 0, "type"));
-  copy(out->queue, sizeof out->queue, store_rows_get(r, 0, "queue"));
-  copy(out->owner, sizeof out->owner, store_rows_get(r, 0, "owner"));
-  const char *payload = store_rows_get(r, 0, "payload");
-  out->payload = strdup(payload ? payload : "{}");
-  out->attempt = (int)row_ll(r, 0, "attempts");
-  out->max_attempts = (int)row_ll(r, 0, "max_attempts");
-  out->token = row_ll(r, 0, "token");
-  out->ready_ms = row_ll(r, 0, "run_at");
-  out->lease_until_ms = t + (int64_t)j->cfg.lease_ms;
+  rc = r->nrows ? 0 : GROVE_ENOENT;
   store_rows_free(r);
-  if (!out->payload)
-    return GROVE_ENOMEM; /* the lease expires and the job is retried */
-  struct jobs_queue_stat *q = jobs_queue_stat(j, out->queue);
-  if (q) {
-    count(q->started);
-    if (q->wait)
-      metric_observe(q->wait, (double)(t > out->ready_ms ? t - out->ready_ms : 0) / 1000.0);
-  }
-  return 0;
+  return rc;
+}
+
+int jobs_claim(struct jobs *j, const char *queue, const char *worker, struct jobs_claim *out) {
+  int n = 0;
+  int rc = jobs_claim_batch(j, queue, worker, 1, out, &n);
+  return rc ? rc : n ? 0 : GROVE_ENOMEM;
 }
 
 static int renew(struct jobs *j, const char *id, int64_t token, const int *pct, const char *msg,
@@ -665,11 +765,11 @@ int jobs_complete(struct jobs *j, const struct jobs_claim *c, const char *result
   I64(now, jobs_now(j));
   const char *p[] = {c->id, tok, result, now};
   long long changed = 0;
-  int rc = exec(j,
-                "UPDATE jobs_jobs SET state = 'succeeded', result = $3, finished_at = $4, "
-                "lease_until = NULL, progress = 100, error = NULL WHERE id = $1 AND token = $2 "
-                "AND state = 'running'",
-                p, 4, NULL, &changed);
+  int rc = write_grouped(j,
+                         "UPDATE jobs_jobs SET state = 'succeeded', result = $3, finished_at = $4, "
+                         "lease_until = NULL, progress = 100, error = NULL WHERE id = $1 AND "
+                         "token = $2 AND state = 'running'",
+                         p, 4, &changed);
   if (rc)
     return rc;
   if (changed != 1)
@@ -706,7 +806,7 @@ static int settle(struct jobs *j, const char *id, const char *queue, int64_t tok
            "state = 'running'%s",
            expired ? " AND lease_until < $7" : "");
   long long changed = 0;
-  int rc = exec(j, sql, p, expired ? 7 : 6, NULL, &changed);
+  int rc = write_grouped(j, sql, p, expired ? 7 : 6, &changed);
   if (rc)
     return rc;
   if (changed != 1)
@@ -745,11 +845,11 @@ int jobs_hand_back(struct jobs *j, const struct jobs_claim *c) {
   I64(now, jobs_now(j));
   const char *p[] = {c->id, tok, now};
   long long changed = 0;
-  int rc = exec(j,
-                "UPDATE jobs_jobs SET state = 'queued', attempts = attempts - 1, run_at = $3, "
-                "lease_until = NULL, worker = NULL WHERE id = $1 AND token = $2 AND "
-                "state = 'running'",
-                p, 3, NULL, &changed);
+  int rc = write_grouped(j,
+                         "UPDATE jobs_jobs SET state = 'queued', attempts = attempts - 1, "
+                         "run_at = $3, lease_until = NULL, worker = NULL WHERE id = $1 AND "
+                         "token = $2 AND state = 'running'",
+                         p, 3, &changed);
   if (rc)
     return rc;
   if (changed != 1)

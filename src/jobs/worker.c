@@ -181,29 +181,42 @@ static void renew_due(struct jobs *j, int64_t now) {
   }
 }
 
-/* Claims for every queue with room, highest priority first. */
+/* Claims for every queue with room and a handler here, highest priority
+ * first, as many as it has room for in one statement. */
 static void claim_all(struct jobs *j, int64_t now) {
   struct jobs_queue_stat *order[JOBS_MAX_QUEUES];
-  int n = j->nqueues;
-  for (int i = 0; i < n; i++)
-    order[i] = &j->queues[i];
+  int n = 0;
+  for (int i = 0; i < j->nqueues; i++)
+    if (j->queues[i].handled)
+      order[n++] = &j->queues[i];
   qsort(order, (size_t)n, sizeof order[0], by_priority);
   for (int i = 0; i < n && !atomic_load(&j->stopping); i++) {
     struct jobs_queue_stat *q = order[i];
-    for (;;) {
+    pthread_mutex_lock(&j->wlock);
+    int room = q->limit - q->running, idle = 0;
+    for (int k = 0; k < j->nslots; k++)
+      idle += !j->slots[k].busy;
+    pthread_mutex_unlock(&j->wlock);
+    if (room > idle)
+      room = idle;
+    if (room <= 0)
+      continue;
+    int got = 0;
+    if (jobs_claim_batch(j, q->name, j->worker_name, room, j->claims, &got))
+      continue; /* none runnable (or the store failed: the next tick tries again) */
+    for (int c = 0; c < got; c++) {
       pthread_mutex_lock(&j->wlock);
-      struct jobs_slot *s = q->running < q->limit ? free_slot(j) : NULL;
-      pthread_mutex_unlock(&j->wlock);
-      if (!s || atomic_load(&j->stopping))
-        break;
-      struct jobs_claim c;
-      if (jobs_claim(j, q->name, j->worker_name, &c))
-        break; /* none runnable (or the store failed: the next tick tries again) */
-      pthread_mutex_lock(&j->wlock);
+      struct jobs_slot *s = free_slot(j);
+      if (!s) { /* cannot happen: room <= idle slots, and only this thread fills them */
+        pthread_mutex_unlock(&j->wlock);
+        jobs_hand_back(j, &j->claims[c]);
+        jobs_claim_release(&j->claims[c]);
+        continue;
+      }
       memset(&s->run, 0, sizeof s->run);
       s->run.j = j;
-      s->run.c = c;
-      s->run.te = jobs_type_find(j, c.type);
+      s->run.c = j->claims[c];
+      s->run.te = jobs_type_find(j, s->run.c.type);
       s->q = q;
       s->busy = true;
       s->started_ms = now;
@@ -218,7 +231,6 @@ static void claim_all(struct jobs *j, int64_t now) {
         s->busy = false;
         q->running--;
         pthread_mutex_unlock(&j->wlock);
-        break;
       }
     }
   }
@@ -279,10 +291,18 @@ int jobs_start(struct jobs *j) {
     return 0;
   int n = 0;
   for (int i = 0; i < j->nqueues; i++)
-    n += j->queues[i].limit;
+    n += j->queues[i].handled ? j->queues[i].limit : 0;
+  if (n == 0)
+    return 0; /* no job type here */
   j->slots = calloc((size_t)n, sizeof *j->slots);
-  if (!j->slots)
+  j->claims = calloc((size_t)n, sizeof *j->claims);
+  if (!j->slots || !j->claims) {
+    free(j->slots);
+    free(j->claims);
+    j->slots = NULL;
+    j->claims = NULL;
     return GROVE_ENOMEM;
+  }
   j->nslots = n;
   for (int i = 0; i < n; i++)
     j->slots[i].j = j;
@@ -291,17 +311,18 @@ int jobs_start(struct jobs *j) {
   snprintf(j->worker_name, sizeof j->worker_name, "%s:%d", host, (int)getpid());
   struct pool_cfg pc = {.name = "jobs", .threads = n, .queue = n};
   int rc = pool_create(&j->pool, &pc, j->m);
-  if (rc) {
-    free(j->slots);
-    j->slots = NULL;
-    return rc;
-  }
-  if (pthread_create(&j->dispatcher, NULL, dispatch, j)) {
+  if (!rc && pthread_create(&j->dispatcher, NULL, dispatch, j)) {
     pool_destroy(j->pool);
+    rc = GROVE_ENOMEM;
+  }
+  if (rc) {
     j->pool = NULL;
     free(j->slots);
+    free(j->claims);
     j->slots = NULL;
-    return GROVE_ENOMEM;
+    j->claims = NULL;
+    j->nslots = 0;
+    return rc;
   }
   j->wstarted = true;
   log_info(NULL, "job workers started", "worker=%s slots=%d", j->worker_name, n);
@@ -336,7 +357,9 @@ void jobs_stop(struct jobs *j, uint64_t timeout_ms) {
     pool_destroy(j->pool);
     j->pool = NULL;
     free(j->slots);
+    free(j->claims);
     j->slots = NULL;
+    j->claims = NULL;
     j->nslots = 0;
     return;
   }

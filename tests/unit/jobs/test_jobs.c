@@ -251,6 +251,36 @@ TEST(claim_takes_a_lease_and_a_growing_token) {
   store_close(s);
 }
 
+TEST(a_batch_claim_takes_the_oldest_runnable_jobs_once) {
+  struct store *s = open_store();
+  struct jobs *j = open_jobs(s, false, true);
+  char ids[5][JOBS_ID_LEN];
+  for (int i = 0; i < 5; i++) {
+    enqueue(j, "t.ok", "u1", NULL, ids[i], NULL);
+    atomic_fetch_add(&now_ms, 1); /* distinct run_at: a known order */
+  }
+  struct jobs_claim c[8];
+  int n = 0;
+  CHECK(jobs_claim_batch(j, "ocr", "w", 3, c, &n) == 0);
+  CHECK_EQ_INT(n, 3);
+  bool seen[5] = {0};
+  for (int i = 0; i < n; i++) {
+    CHECK_EQ_INT(c[i].token, 1);
+    for (int k = 0; k < 5; k++)
+      if (strcmp(c[i].id, ids[k]) == 0)
+        seen[k] = true;
+  }
+  CHECK(seen[0] && seen[1] && seen[2] && !seen[3] && !seen[4]);
+  int m = 0;
+  CHECK(jobs_claim_batch(j, "ocr", "w", 8, c + 3, &m) == 0);
+  CHECK_EQ_INT(m, 2);
+  CHECK(jobs_claim_batch(j, "ocr", "w", 8, c + 5, &m) == GROVE_ENOENT);
+  for (int i = 0; i < 5; i++)
+    jobs_claim_release(&c[i]);
+  jobs_destroy(j);
+  store_close(s);
+}
+
 /* Celery's failure: a job outliving its visibility timeout runs twice.
  * Here a worker that keeps renewing keeps the job however long it runs. */
 TEST(a_renewing_worker_keeps_its_job_past_many_lease_lengths) {
@@ -571,6 +601,7 @@ static const struct test tests[] = {
     T(idempotency_key_gives_the_same_job),
     T(concurrent_enqueues_commit_together_and_all_land),
     T(claim_takes_a_lease_and_a_growing_token),
+    T(a_batch_claim_takes_the_oldest_runnable_jobs_once),
     T(a_renewing_worker_keeps_its_job_past_many_lease_lengths),
     T(a_stale_worker_is_fenced_off_after_its_lease_expired),
     T(an_expired_lease_nobody_took_can_still_be_renewed),
