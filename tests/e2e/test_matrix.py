@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import tempfile
 
-from grove import FAST_HASH, GROVE, Grove, eventually, main
+from grove import FAST_HASH, GROVE, Grove, Postgres, eventually, main
 
 g = None
 READ = ADMIN = None
@@ -304,6 +304,40 @@ def test_edits_survive_a_restart():
             g3.stop()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_edits_on_postgres():
+    """The same edits, kept in PostgreSQL: the upsert replaces, a second
+    instance sees them when it starts."""
+    pg = Postgres()
+    a = b = None
+    try:
+        a = Grove("--store", pg.url, "--gate-refresh", "200ms", *FAST_HASH)
+        out = subprocess.run([GROVE, "key", "add", "k-admin", "--scopes", "read,admin", "--store",
+                              pg.url], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, out.stderr
+        k = out.stdout.split()[1]
+        eventually(lambda: a.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+                   what="key loaded")
+        inst = {"hardware": "L4", "gpu_count": 1, "usd_per_hour": 0.5, "year": 2025,
+                "source": "e2e test"}
+        for price in (0.5, 0.75):
+            r = edit("PUT", "instances/gcp/us-central1/test-l4", dict(inst, usd_per_hour=price),
+                     key=k, grove=a)
+            assert r.status == 200, r.body
+        b = Grove("--store", pg.url, *FAST_HASH)
+        eventually(lambda: b.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+                   what="key loaded")
+        r = b.request("GET", "/api/cost-models?instance=x&hardware=L4&provider=gcp",
+                      headers={"X-API-Key": k})
+        assert r.status == 200, r.body
+        prices = {x["instance"]: x["cost_per_hour"] for x in r.json()["data"]}
+        assert prices.get("test-l4") == 0.75, prices
+    finally:
+        for x in (a, b):
+            if x is not None:
+                x.stop()
+        pg.stop()
 
 
 def test_calibrate_verb_is_reproducible():
