@@ -1,9 +1,9 @@
 /* cv.c — bench/matrix's fit report: fits the simulator on
- * data/matrix/calibration.tsv and prints the leave-one-out cross-validated
+ * src/apps/matrix/data/calibration.tsv and prints the leave-one-out cross-validated
  * error beside the seed's thresholds (< 10 % inference, < 15 % training),
  * one `name value unit peer_value ratio` line each; with -v, each row's
  * measured, fitted and held-out figures first.
- * Usage: cv [-v] [data-dir]   (default data/matrix) */
+ * Usage: cv [-v] [data-dir]   (default src/apps/matrix/data) */
 #include "apps/matrix/calibrate.h"
 
 #include <math.h>
@@ -12,7 +12,7 @@
 
 int main(int argc, char **argv) {
   int verbose = argc > 1 && !strcmp(argv[1], "-v");
-  const char *dir = argc > 1 + verbose ? argv[1 + verbose] : "data/matrix";
+  const char *dir = argc > 1 + verbose ? argv[1 + verbose] : "src/apps/matrix/data";
   char err[512] = "", path[4096];
   struct mx_catalog *c = NULL;
   struct mx_calib cal = {0};

@@ -1,5 +1,5 @@
 /* calibrate.h — fits the simulator's efficiency factors (simulate.h) on
- * published measurements (data/matrix/calibration.tsv) and reports the
+ * published measurements (src/apps/matrix/data/calibration.tsv) and reports the
  * leave-one-out cross-validated error.
  *
  * The fit: least squares on log(predicted / measured) over the rows of a

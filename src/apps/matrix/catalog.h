@@ -1,6 +1,6 @@
 /* catalog.h — matrix's catalogues: hardware (GPUs and CPUs), models,
  * cloud instances and regions, read from the tab-separated files of
- * data/matrix/ (hardware.tsv, models.tsv, instances.tsv, regions.tsv).
+ * src/apps/matrix/data/ (hardware.tsv, models.tsv, instances.tsv, regions.tsv).
  *
  * Each file starts with a header line naming its columns; columns are
  * found by name, so their order is free and unknown columns are kept out.

@@ -17,12 +17,12 @@
 
 /* Where the catalogues are when --matrix-data is "auto", from CMake as for
  * the console (serve.c): installed beside the binary, the source tree's
- * data/matrix, the install prefix's. */
+ * src/apps/matrix/data, the install prefix's. */
 #ifndef GROVE_MATRIX_FROM_BINDIR
 #define GROVE_MATRIX_FROM_BINDIR "../share/grove/matrix"
 #endif
 #ifndef GROVE_MATRIX_SOURCE_DIR
-#define GROVE_MATRIX_SOURCE_DIR "data/matrix"
+#define GROVE_MATRIX_SOURCE_DIR "src/apps/matrix/data"
 #endif
 #ifndef GROVE_MATRIX_INSTALL_DIR
 #define GROVE_MATRIX_INSTALL_DIR "/usr/local/share/grove/matrix"
@@ -31,7 +31,7 @@
 static struct matrix_cfg matrix_cfg;
 
 static const struct cfg_opt matrix_opts[] = {
-    CFG_OPT(struct matrix_cfg, "matrix-data", CFG_STR, data, "auto", "folder of matrix's catalogues and calibration (hardware.tsv, models.tsv, instances.tsv, regions.tsv, calibration.tsv); auto: installed beside grove, else ./data/matrix, else the source tree's"),
+    CFG_OPT(struct matrix_cfg, "matrix-data", CFG_STR, data, "auto", "folder of matrix's catalogues and calibration (hardware.tsv, models.tsv, instances.tsv, regions.tsv, calibration.tsv); auto: installed beside grove, else ./src/apps/matrix/data (a checkout), else the source tree's"),
 };
 
 static int has_catalogue(const char *dir) {
@@ -57,7 +57,7 @@ int matrix_find_data(const char *want, char *out, size_t n) {
       return 0;
     }
   }
-  static const char *const others[] = {"data/matrix", GROVE_MATRIX_SOURCE_DIR,
+  static const char *const others[] = {"src/apps/matrix/data", GROVE_MATRIX_SOURCE_DIR,
                                        GROVE_MATRIX_INSTALL_DIR};
   for (size_t i = 0; i < ARRAY_LEN(others); i++)
     if (has_catalogue(others[i]) && strlen(others[i]) < n) {

@@ -63,7 +63,7 @@ int matrix_edit(struct matrix *m, enum mx_table t, const char *key, const char *
                 size_t errlen);
 
 /* Finds the catalogue folder for `want` ("auto": installed beside the
- * binary, ./data/matrix, the source tree's, the install prefix's). Returns
+ * binary, ./src/apps/matrix/data, the source tree's, the install prefix's). Returns
  * 0 with out filled, or GROVE_ENOENT. */
 int matrix_find_data(const char *want, char *out, size_t n);
 

@@ -8,7 +8,7 @@
 #include "apps/matrix/catalog.h"
 #include "core/error.h"
 
-#define DATA GROVE_SOURCE_DIR "/data/matrix"
+#define DATA GROVE_SOURCE_DIR "/src/apps/matrix/data"
 
 TEST(shipped_catalogues_load_and_names_match_loosely) {
   char err[256] = "";

@@ -5,7 +5,7 @@
 #include "apps/matrix/edits.h"
 #include "core/error.h"
 
-#define DATA GROVE_SOURCE_DIR "/data/matrix"
+#define DATA GROVE_SOURCE_DIR "/src/apps/matrix/data"
 
 static void init(struct mx_edits *e) {
   char err[256] = "";

@@ -7,7 +7,7 @@
 #include "apps/matrix/simulate.h"
 #include "core/error.h"
 
-#define DATA GROVE_SOURCE_DIR "/data/matrix"
+#define DATA GROVE_SOURCE_DIR "/src/apps/matrix/data"
 
 static struct mx_catalog *cat(void) {
   char err[256];
