@@ -36,6 +36,7 @@ struct jobs {
   struct hub *hub;
   struct metrics *m;
   bool pg;                       /* SKIP LOCKED is spoken */
+  unsigned char id_key[32];      /* signs task ids with their owner (jobs_meta) */
   struct jobs_clock clock;
 
   struct jobs_type_entry *types;

@@ -108,8 +108,11 @@ int jobs_queue_priority(const char *queue);
 
 /* Opens the queue on st (migrated). hub (may be NULL) receives progress
  * on "jobs/{id}"; m (may be NULL) the jobs metrics. Starts the group
- * commit thread; workers start with jobs_start. On error, *out is NULL,
- * err says why: GROVE_EINVAL (a bad --jobs-concurrency), GROVE_ENOMEM. */
+ * commit thread; workers start with jobs_start. With a hub, adds the rule
+ * of the topics jobs/{id}: read by the task's owner (jobs_owns) or an
+ * admin, published by the server only. On error, *out is NULL, err says
+ * why: GROVE_EINVAL (a bad --jobs-concurrency), GROVE_ENOMEM, the store's
+ * error (reading the task id key), or the hub's (a second rule for jobs/). */
 int jobs_create(struct jobs **out, const struct jobs_cfg *cfg, struct store *st,
                 struct hub *hub, struct metrics *m, char *err, size_t errlen);
 /* Stops workers (jobs_stop with no wait) and frees. NULL is fine. */
@@ -211,6 +214,10 @@ uint64_t jobs_backoff_ms(uint64_t base_ms, uint64_t max_ms, int attempt, uint64_
  * RFC 3339, null when not yet). OUT: *out (caller's ref). Returns 0,
  * GROVE_ENOENT, or the store's error. */
 int jobs_get(struct jobs *j, const char *id, json_t **out);
+/* Whether `owner` (a user or key id) owns task `id`: a task id carries a
+ * tag signed with a key kept in the database (jobs_meta), so this needs no
+ * lookup and holds on every instance. Pure; any thread. */
+bool jobs_owns(const struct jobs *j, const char *owner, const char *id);
 /* Asks to cancel: a queued or failed job is cancelled at once; a running
  * one is marked and its handler stops at its next check. `owner` (NULL:
  * any) must own it. OUT: *state the state after. Returns 0, GROVE_ENOENT

@@ -13,11 +13,15 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "core/error.h"
 #include "core/jsonout.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/util.h"
+#include "gate/gate.h"
 #include "hub/hub.h"
 #include "jobs/internal.h"
 
@@ -69,9 +73,14 @@ static const char JOBS_V2[] =
     "WHERE state IN ('queued', 'failed');"
     "CREATE INDEX jobs_jobs_state ON jobs_jobs (state, queue)";
 
+/* The key that binds task ids to their owners (jobs_owns), shared by
+ * every instance on the database. */
+static const char JOBS_V3[] = "CREATE TABLE jobs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
+
 const struct store_migration jobs_migrations[] = {
     {1, "jobs_jobs", JOBS_V1, NULL},
     {2, "jobs_jobs_runnable", JOBS_V2, NULL},
+    {3, "jobs_meta", JOBS_V3, NULL},
 };
 const size_t jobs_nmigrations = ARRAY_LEN(jobs_migrations);
 
@@ -325,6 +334,60 @@ struct jobs_pending {
   char err[256];
 };
 
+/* A task id: 16 random hex characters, then 16 of HMAC-SHA256(id_key,
+ * random ":" owner), so that whether a caller owns a task is known from
+ * the id alone, on any instance, with no lookup (the hub's topic rule for
+ * jobs/{id} answers from memory). */
+static void owner_tag(const struct jobs *j, const char *rnd, const char *owner, char out[17]) {
+  unsigned char mac[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  char msg[160];
+  int n = snprintf(msg, sizeof msg, "%.16s:%s", rnd, owner);
+  HMAC(EVP_sha256(), j->id_key, sizeof j->id_key, (const unsigned char *)msg,
+       (size_t)(n < (int)sizeof msg ? n : (int)sizeof msg - 1), mac, &len);
+  for (int i = 0; i < 8; i++)
+    snprintf(out + 2 * i, 3, "%02x", mac[i]);
+}
+
+static void make_id(const struct jobs *j, const char *owner, char id[JOBS_ID_LEN]) {
+  id_hex(id, 17);
+  owner_tag(j, id, owner, id + 16);
+}
+
+bool jobs_owns(const struct jobs *j, const char *owner, const char *id) {
+  if (!owner || !id || strlen(id) != JOBS_ID_LEN - 1)
+    return false;
+  char tag[17];
+  owner_tag(j, id, owner, tag);
+  return ct_equal(tag, 16, id + 16, 16);
+}
+
+/* Loads the id key, made once per database. */
+static int load_id_key(struct jobs *j, char *err, size_t errlen) {
+  char fresh[65];
+  rand_hex(fresh, sizeof fresh);
+  const char *p[] = {"id_key", fresh};
+  struct store_rows *r = NULL;
+  int rc = store_query(j->st, "INSERT INTO jobs_meta (key, value) VALUES ($1, $2) "
+                              "ON CONFLICT (key) DO NOTHING", p, 2, NULL, err, errlen);
+  if (!rc)
+    rc = store_query(j->st, "SELECT value FROM jobs_meta WHERE key = $1", p, 1, &r, err, errlen);
+  if (!rc) {
+    const char *v = r->nrows ? r->values[0] : NULL;
+    if (!v || strlen(v) != 64) {
+      snprintf(err, errlen, "jobs_meta holds no usable id key");
+      rc = GROVE_ESTORE;
+    } else {
+      for (int i = 0; i < 32; i++) {
+        char byte[3] = {v[2 * i], v[2 * i + 1], 0};
+        j->id_key[i] = (unsigned char)strtoul(byte, NULL, 16);
+      }
+    }
+  }
+  store_rows_free(r);
+  return rc;
+}
+
 /* Inserts one job in the open transaction of c. */
 static int insert_one(struct jobs *j, struct store_conn *c, struct jobs_pending *p) {
   const struct jobs_new *nj = p->nj;
@@ -345,7 +408,7 @@ static int insert_one(struct jobs *j, struct store_conn *c, struct jobs_pending 
     store_rows_free(rows);
   }
   char id[JOBS_ID_LEN], max[16], run_at[24], now[24];
-  id_hex(id, sizeof id);
+  make_id(j, nj->owner, id);
   int64_t t = jobs_now(j);
   I64(now, t);
   I64(run_at, nj->run_at_ms > 0 ? nj->run_at_ms : t);
@@ -560,6 +623,10 @@ int jobs_enqueue(struct jobs *j, const struct jobs_new *nj, char id[JOBS_ID_LEN]
   return 0;
 }
 
+static bool topic_owns(void *state, const struct gate_principal *who, const char *id) {
+  return jobs_owns(state, who->id, id);
+}
+
 static enum jobs_outcome noop_handler(struct jobs_run *run, void *arg) {
   (void)run;
   (void)arg;
@@ -592,6 +659,14 @@ int jobs_create(struct jobs **out, const struct jobs_cfg *cfg, struct store *st,
   j->pg = strcmp(store_driver_name(st), "postgres") == 0;
   jobs_set_clock(j, &(struct jobs_clock){0});
   int rc = parse_concurrency(j, cfg->concurrency ? cfg->concurrency : "", err, errlen);
+  if (!rc)
+    rc = load_id_key(j, err, errlen);
+  if (!rc && hub) {
+    /* jobs/{id}: its owner (or an admin) reads it; only the server publishes */
+    static const struct hub_topic_rule rule = {"jobs/", HUB_OWNER, HUB_NOBODY, GATE_READ, 0,
+                                               topic_owns, NULL};
+    rc = hub_topics_add(hub, "jobs", &rule, 1, j, err, errlen);
+  }
   if (rc) {
     free(j);
     return rc;

@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from grove import GROVE, Grove, Postgres, eventually, main, stop_all
+from grove import GROVE, EventStream, Grove, Postgres, eventually, main, stop_all
 
 g = None
 ADMIN = None
@@ -61,6 +61,22 @@ def test_a_noop_job_runs_and_its_task_says_so():
     d = task(g, ADMIN, tid).json()["data"]
     assert d["progress"]["percent"] == 100 and d["attempts"] == 1 and d["error"] is None, d
     assert d["queue"] == "default" and d["type"] == "jobs.noop" and d["finished_at"], d
+
+
+def test_progress_topic_is_its_owners_alone():
+    """jobs/{id} is read by the task's owner (or an admin), no one else."""
+    r = enqueue(g, ADMIN, {"type": "jobs.noop", "run_at": "2100-01-01T00:00:00Z"})
+    tid = r.json()["data"]["task_id"]
+    es = EventStream(g, "topic=jobs/" + tid, headers={"X-API-Key": READER})
+    assert es.response.status == 403, es.response.status
+    es.close()
+    es = EventStream(g, "topic=jobs/" + tid, headers={"X-API-Key": ADMIN})
+    assert es.response.status == 200, es.response.status
+    r = g.request("DELETE", "/tasks/" + tid, headers={"X-API-Key": ADMIN})
+    assert r.status == 200, r.body
+    ev = es.next_event()
+    assert ev["data"]["topic"] == "jobs/" + tid and ev["data"]["data"]["state"] == "cancelled", ev
+    es.close()
 
 
 def test_the_same_idempotency_key_gives_the_same_job():

@@ -41,6 +41,7 @@ static struct store *open_store(void) {
   CHECK(rc == 0);
   /* a clean slate on a shared server */
   store_query(s, "DROP TABLE IF EXISTS jobs_jobs", NULL, 0, NULL, err, sizeof err);
+  store_query(s, "DROP TABLE IF EXISTS jobs_meta", NULL, 0, NULL, err, sizeof err);
   store_query(s, "DELETE FROM grove_migrations WHERE module = 'jobs'", NULL, 0, NULL, err,
               sizeof err);
   rc = store_migrate(s, "jobs", jobs_migrations, jobs_nmigrations, NULL, err, sizeof err);
@@ -140,6 +141,10 @@ TEST(enqueue_then_get) {
   enqueue(j, "t.ok", "u1", NULL, id, &existed);
   CHECK(!existed);
   CHECK_EQ_INT(strlen(id), 32);
+  /* the id carries its owner: known without a lookup */
+  CHECK(jobs_owns(j, "u1", id));
+  CHECK(!jobs_owns(j, "u2", id));
+  CHECK(!jobs_owns(j, "u1", "0123456789abcdef0123456789abcdef"));
   json_t *o = NULL;
   CHECK(jobs_get(j, id, &o) == 0);
   CHECK_EQ_STR(json_string_value(json_object_get(o, "state")), "queued");
