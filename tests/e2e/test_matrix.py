@@ -169,6 +169,18 @@ def test_bad_requests_are_refused():
         ({"model_name": "Llama-2-7B", "hardware": "A100", "gpu_count": 3}, 400, "INVALID_WORKLOAD"),
         ({"model_name": "Llama-2-7B", "input_length": 5000}, 422, "NO_CONFIGURATION"),
         ({"model_name": "Llama-2-7B", "performance_requirements": 5}, 400, "VALIDATION_ERROR"),
+        # the model's own fields are checked for a catalogue model too (it
+        # does not use them), never passed over
+        (dict(SEED, parameters_millions="abc"), 400, "VALIDATION_ERROR"),
+        (dict(SEED, parameters_millions=-1), 400, "VALIDATION_ERROR"),
+        (dict(SEED, model_size_mb=[]), 400, "VALIDATION_ERROR"),
+        (dict(SEED, num_layers=0), 400, "VALIDATION_ERROR"),
+        (dict(SEED, hidden_size=1e308), 400, "VALIDATION_ERROR"),
+        (dict(SEED, framework={}), 400, "VALIDATION_ERROR"),
+        (dict(SEED, architecture_type=1), 400, "VALIDATION_ERROR"),
+        ({"model_name": "custom-x", "parameters_millions": 100, "num_layers": 4,
+          "hidden_size": 512, "num_attention_heads": 8, "num_key_value_heads": 3},
+         400, "VALIDATION_ERROR"),
     ]
     for body, status, code in cases:
         r = post(body)
@@ -252,6 +264,13 @@ def test_admins_edit_the_catalogue():
     assert r.status == 400 and "kind" in r.json()["message"], r.body
     r = edit("PUT", "hardware/Test-GPU-48", dict(TEST_GPU, source="a\tb"))
     assert r.status == 400, r.body
+    # numbers are plain decimals up to 1e8: nothing computed from a row
+    # overflows into a null or infinite figure
+    for bad in (1e308, "0x50", " 80", "inf", -1):
+        r = edit("PUT", "hardware/Test-GPU-48", dict(TEST_GPU, memory_gb=bad))
+        assert r.status == 400 and r.json()["error_code"] == "INVALID_CATALOGUE_ROW", (bad, r.body)
+    r = edit("PUT", "regions/aws/test-1", {"location": "Test", "pue": 0.5})
+    assert r.status == 400 and "PUE" in r.json()["message"], r.body
     assert edit("PUT", "hardware/Test-GPU-48", TEST_GPU, key=READ).status == 403
     # an instance needs catalogue hardware; hardware an instance names stays
     inst = {"hardware": "Test-GPU-48", "gpu_count": 4, "usd_per_hour": 9.5, "year": 2025,
@@ -274,6 +293,10 @@ def test_admins_edit_the_catalogue():
     assert r.status == 200 and r.json()["data"]["architecture"]["num_layers"] == 22, r.body
     r = edit("PUT", "models/Test-1B", dict(model, kv_heads=64))
     assert r.status == 400 and "inconsistent" in r.json()["message"], r.body
+    r = edit("PUT", "models/Test-1B", dict(model, kv_heads=5))  # 32 heads in 5 groups
+    assert r.status == 400 and "inconsistent" in r.json()["message"], r.body
+    r = edit("PUT", "models/Test-1B", dict(model, params_b=1e308))
+    assert r.status == 400 and r.json()["error_code"] == "INVALID_CATALOGUE_ROW", r.body
 
 
 def test_edits_survive_a_restart():

@@ -319,23 +319,41 @@ static void assume(struct sim_req *q, const char *fmt, ...) {
   json_array_append_new(q->assumptions, json_string(line));
 }
 
+/* The model's own fields of the payload. Each is checked whether or not
+ * it is used (a catalogue model ignores them): a wrong one is refused,
+ * never passed over. */
+struct specs {
+  double params, size_mb;
+  long layers, hidden, heads, kvh, hd, inter, vocab, ctx;
+  const char *arch, *framework;
+};
+
+static int model_specs(struct sim_job *j, struct specs *p) {
+  json_t *o = j->body;
+  *p = (struct specs){.params = NAN, .size_mb = NAN, .arch = "decoder"};
+  if (get_num(j, o, "parameters_millions", 0.001, 1e8, &p->params) < 0 ||
+      get_num(j, o, "model_size_mb", 0.001, 1e12, &p->size_mb) < 0 ||
+      get_int(j, o, "num_layers", NULL, 1, 100000, &p->layers) < 0 ||
+      get_int(j, o, "hidden_size", NULL, 1, 10000000, &p->hidden) < 0 ||
+      get_int(j, o, "num_attention_heads", NULL, 1, 100000, &p->heads) < 0 ||
+      get_int(j, o, "num_key_value_heads", NULL, 1, 100000, &p->kvh) < 0 ||
+      get_int(j, o, "head_dim", NULL, 1, 100000, &p->hd) < 0 ||
+      get_int(j, o, "intermediate_size", NULL, 1, 100000000, &p->inter) < 0 ||
+      get_int(j, o, "vocab_size", NULL, 1, 100000000, &p->vocab) < 0 ||
+      get_int(j, o, "max_context", NULL, 1, MX_LEN_MAX, &p->ctx) < 0 ||
+      get_str(j, o, "architecture_type", NULL, &p->arch) < 0 ||
+      get_str(j, o, "framework", NULL, &p->framework) < 0)
+    return -1;
+  return 0;
+}
+
 /* A model not in the catalogue, from the shapes the request gives. */
-static int custom_model(struct sim_job *j, const char *name) {
+static int custom_model(struct sim_job *j, const char *name, const struct specs *p) {
   struct sim_req *q = &j->q;
   struct mx_model *m = &q->custom;
-  json_t *o = j->body;
-  double params = NAN;
-  long layers = 0, hidden = 0, heads = 0, kvh = 0, hd = 0, inter = 0, vocab = 0, ctx = 0;
-  if (get_num(j, o, "parameters_millions", 0.001, 1e8, &params) < 0 ||
-      get_int(j, o, "num_layers", NULL, 1, 100000, &layers) < 0 ||
-      get_int(j, o, "hidden_size", NULL, 1, 10000000, &hidden) < 0 ||
-      get_int(j, o, "num_attention_heads", NULL, 1, 100000, &heads) < 0 ||
-      get_int(j, o, "num_key_value_heads", NULL, 1, 100000, &kvh) < 0 ||
-      get_int(j, o, "head_dim", NULL, 1, 100000, &hd) < 0 ||
-      get_int(j, o, "intermediate_size", NULL, 1, 100000000, &inter) < 0 ||
-      get_int(j, o, "vocab_size", NULL, 1, 100000000, &vocab) < 0 ||
-      get_int(j, o, "max_context", NULL, 1, MX_LEN_MAX, &ctx) < 0)
-    return -1;
+  double params = p->params;
+  long layers = p->layers, hidden = p->hidden, heads = p->heads, kvh = p->kvh, hd = p->hd,
+       inter = p->inter, vocab = p->vocab, ctx = p->ctx;
   json_t *missing = json_array();
   if (!isfinite(params)) json_array_append_new(missing, json_string("parameters_millions"));
   if (!layers) json_array_append_new(missing, json_string("num_layers"));
@@ -363,8 +381,7 @@ static int custom_model(struct sim_job *j, const char *name) {
   json_decref(missing);
   memset(m, 0, sizeof *m);
   snprintf(m->name, sizeof m->name, "%s", name ? name : "custom");
-  const char *arch = "decoder";
-  if (get_str(j, o, "architecture_type", NULL, &arch) < 0) return -1;
+  const char *arch = p->arch;
   snprintf(m->architecture, sizeof m->architecture, "%s",
            !strcasecmp(arch, "encoder") ? "encoder" : "decoder");
   snprintf(m->family, sizeof m->family, "custom");
@@ -377,9 +394,9 @@ static int custom_model(struct sim_job *j, const char *name) {
   m->intermediate = (int)(inter ? inter : 4 * hidden);
   m->vocab = (int)vocab;
   m->max_context = (int)(ctx ? ctx : MX_LEN_MAX);
-  if (m->kv_heads > m->heads || m->head_dim < 1)
+  if (m->kv_heads > m->heads || m->heads % m->kv_heads || m->head_dim < 1)
     return bad(j, 400, "VALIDATION_ERROR", NULL,
-               "num_key_value_heads must not exceed num_attention_heads");
+               "num_key_value_heads must divide num_attention_heads");
   if (!hd) assume(q, "head_dim = hidden_size / num_attention_heads = %d", m->head_dim);
   if (!inter) assume(q, "intermediate_size = 4 × hidden_size = %d", m->intermediate);
   q->model = m;
@@ -403,8 +420,10 @@ static int parse(struct sim_job *j) {
 
   const char *name = NULL;
   if (get_str(j, o, "model_name", "model", &name) < 0) return -1;
+  struct specs specs;
+  if (model_specs(j, &specs) < 0) return -1;
   q->model = name ? mx_catalog_model(c, name) : NULL;
-  if (!q->model && custom_model(j, name) < 0) return -1;
+  if (!q->model && custom_model(j, name, &specs) < 0) return -1;
 
   s = NULL;
   if (get_str(j, o, "precision", NULL, &s) < 0) return -1;

@@ -130,7 +130,8 @@ static int check(const struct mx_catalog *c, char *err, size_t errlen) {
     }
     if (isnan(m->active_params_b)) m->active_params_b = m->params_b;
     if (m->layers < 1 || m->hidden < 1 || m->heads < 1 || m->kv_heads < 1 || m->head_dim < 1 ||
-        m->kv_heads > m->heads || m->params_b <= 0 || m->active_params_b > m->params_b ||
+        m->kv_heads > m->heads || m->heads % m->kv_heads || m->params_b <= 0 ||
+        m->active_params_b > m->params_b ||
         (moe && (m->experts < 2 || m->experts_per_token < 1 ||
                  m->experts_per_token >= m->experts))) {
       mx_seterr(err, errlen, "model '%s' has inconsistent shapes", m->name);
@@ -141,6 +142,13 @@ static int check(const struct mx_catalog *c, char *err, size_t errlen) {
         mx_seterr(err, errlen, "model '%s' is listed twice", m->name);
         return GROVE_EINVAL;
       }
+  }
+  for (size_t i = 0; i < c->n_regions; i++) {
+    const struct mx_region *r = &c->regions[i];
+    if (!isnan(r->pue) && r->pue < 1) {
+      mx_seterr(err, errlen, "region '%s/%s' has a PUE below 1", r->provider, r->region);
+      return GROVE_EINVAL;
+    }
   }
   for (size_t i = 0; i < c->n_instances; i++) {
     const struct mx_instance *in = &c->instances[i];

@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,8 +98,13 @@ static int parse_cell(void *row, const struct mx_col *c, const char *cell, char 
     if (*cell) {
       char *end;
       errno = 0;
-      v = strtod(cell, &end);
-      if (errno || *end || !isfinite(v) || v < 0) {
+      /* plain decimal only: strtod would also take " 80", "0x50" and "inf" */
+      bool plain = (*cell >= '0' && *cell <= '9') || *cell == '.';
+      for (const char *q = cell; plain && *q; q++)
+        plain = (*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E' || *q == '+' ||
+                *q == '-';
+      v = plain ? strtod(cell, &end) : NAN;
+      if (!plain || errno || *end || !isfinite(v) || v < 0 || v > MX_TSV_MAX) {
         mx_seterr(err, errlen, "bad number '%s' in '%s': line=%d column='%s'", cell, file, line,
                c->name);
         return GROVE_EINVAL;
@@ -113,7 +119,7 @@ static int parse_cell(void *row, const struct mx_col *c, const char *cell, char 
       char *end;
       errno = 0;
       v = strtol(cell, &end, 10);
-      if (errno || *end || v < 0 || v > 100000000) {
+      if (errno || *end || *cell < '0' || *cell > '9' || v < 0 || v > MX_TSV_MAX) {
         mx_seterr(err, errlen, "bad integer '%s' in '%s': line=%d column='%s'", cell, file, line,
                c->name);
         return GROVE_EINVAL;

@@ -2,11 +2,15 @@
  * header names its columns into an array of row structs, each column
  * described by where its value goes (catalog.c's files, calibrate.c's).
  * Empty cells: "" for strings, NAN for numbers, 0 for integers; numbers
- * are finite and not negative. Pure, any thread. */
+ * and integers are plain decimals (no sign, spaces, hex or "inf") in
+ * 0..MX_TSV_MAX, so that nothing computed from a row overflows. Pure, any
+ * thread. */
 #ifndef GROVE_MATRIX_TSV_H
 #define GROVE_MATRIX_TSV_H
 
 #include <stddef.h>
+
+#define MX_TSV_MAX 1e8 /* the largest number or integer a cell may hold */
 
 enum mx_col_type { C_STR, C_DUP, C_NUM, C_INT };
 
