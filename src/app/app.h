@@ -47,6 +47,7 @@ struct health;
 struct telemetry;
 struct jobs;
 struct jobs_type;
+struct broker;
 
 /* What the platform hands every app. Owned by serve; valid from start to
  * stop. */
@@ -65,6 +66,7 @@ struct grove_ctx {
   struct telemetry *telemetry; /* the series store and the write path: apps add
                                 * consumers at start (telemetry/telemetry.h) */
   struct jobs *jobs;       /* the job queue: jobs_enqueue (jobs/jobs.h) */
+  struct broker *broker;   /* other instances (broker/broker.h); NULL without --broker */
 };
 
 /* The console page of an app: the console's navigation shows it while the

@@ -15,7 +15,6 @@
 #include "core/metrics.h"
 #include "core/util.h"
 #include "gate/gate.h"
-#include "hub/hub.h"
 #include "net/http.h"
 
 struct ops {
@@ -38,8 +37,6 @@ struct ready_job {
   struct ops *o;
   int store_rc;
   char store_err[256];
-  bool broker_ok;
-  char broker_err[256];
   bool limits_ok;
   const char *limits_mode;
   json_t *components; /* {name: {ok, error?}} of the health checks */
@@ -59,7 +56,6 @@ static void add_component(const char *name, int rc, const char *why, void *arg) 
 static void ready_work(void *arg) {
   struct ready_job *j = arg;
   j->store_rc = store_ping(j->o->ctx.store, j->store_err, sizeof j->store_err);
-  j->broker_ok = hub_broker_ok(j->o->ctx.hub, j->broker_err, sizeof j->broker_err);
   j->limits_ok = j->o->ctx.gate ? gate_limits_shared(j->o->ctx.gate, &j->limits_mode) : true;
   j->components = json_object();
   j->failing = json_array();
@@ -85,12 +81,6 @@ static void ready_done(struct http_req *r, void *arg) {
     if (j->store_rc)
       json_object_set_new(st, "error", json_string(j->store_err));
     json_object_set_new(checks, "store", st);
-    if (hub_has_broker(j->o->ctx.hub)) {
-      json_t *b = json_pack("{s:b}", "ok", j->broker_ok);
-      if (!j->broker_ok)
-        json_object_set_new(b, "error", json_string(j->broker_err));
-      json_object_set_new(checks, "broker", b);
-    }
     if (j->o->ctx.gate)
       json_object_set_new(checks, "rate_limits",
                           json_pack("{s:b,s:s}", "ok", j->limits_ok, "mode", j->limits_mode));
@@ -98,11 +88,10 @@ static void ready_done(struct http_req *r, void *arg) {
     json_t *downs = json_array();
     if (j->store_rc)
       json_array_append_new(downs, json_string("store"));
-    if (!j->broker_ok)
-      json_array_append_new(downs, json_string("broker"));
+    /* components first: the broker's trouble is why limits are local */
+    json_array_extend(downs, j->failing);
     if (!j->limits_ok)
       json_array_append_new(downs, json_string("rate_limits"));
-    json_array_extend(downs, j->failing);
     const char *down = json_array_size(downs) ? json_string_value(json_array_get(downs, 0)) : NULL;
     if (down) {
       char msg[512];

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "app/roles.h"
+#include "broker/broker.h"
 #include "cli/cli.h"
 #include "core/error.h"
 #include "core/health.h"
@@ -41,6 +42,7 @@ struct serve_cfg {
   struct core_cfg core;
   struct http_cfg http;
   struct store_cfg store;
+  struct broker_cfg broker;
   struct hub_cfg hub;
   struct gate_cfg gate;
   struct llm_cfg llm;
@@ -73,6 +75,7 @@ static int sections(struct serve_cfg *c, struct cfg_section *s, size_t *n, char 
       {"core", core_opts, ARRAY_LEN(core_opts), &c->core},
       {"http", http_cfg_opts, http_cfg_nopts, &c->http},
       {"store", store_cfg_opts, store_cfg_nopts, &c->store},
+      {"broker", broker_cfg_opts, broker_cfg_nopts, &c->broker},
       {"live", hub_cfg_opts, hub_cfg_nopts, &c->hub},
       {"gate", gate_cfg_opts, gate_cfg_nopts, &c->gate},
       {"llm", llm_cfg_opts, llm_cfg_nopts, &c->llm},
@@ -139,20 +142,22 @@ static void *signal_thread(void *arg) {
 
 struct hooks_arg {
   struct hub *hub;
-  struct gate *gate;
+  struct broker *broker; /* NULL: none */
 };
 
 static void on_loop_start(uv_loop_t *loop, int index, void *arg) {
   struct hooks_arg *h = arg;
+  if (h->broker)
+    broker_loop_start(h->broker, loop, index);
   hub_loop_start(h->hub, loop, index);
-  gate_loop_start(h->gate, loop, index);
 }
 
 static void on_loop_stop(uv_loop_t *loop, int index, void *arg) {
   struct hooks_arg *h = arg;
   (void)loop;
-  gate_loop_stop(h->gate, index);
   hub_loop_stop(h->hub, index);
+  if (h->broker)
+    broker_loop_stop(h->broker, index);
 }
 
 /* Where the web console is when --web-root is "auto" (its default). These
@@ -246,7 +251,7 @@ int cmd_serve(int argc, char **argv) {
   unsigned roles;
   if (role_parse(c.core.role, &roles, err, sizeof err) ||
       role_check(roles, c.store.url && strncmp(c.store.url, "postgres", 8) == 0,
-                 c.hub.broker && *c.hub.broker, err, sizeof err)) {
+                 broker_configured(&c.broker), err, sizeof err)) {
     fprintf(stderr, "grove serve: %s\n", err);
     cfg_release(secs, nsec);
     return 2;
@@ -267,6 +272,7 @@ int cmd_serve(int argc, char **argv) {
   struct store *store = NULL;
   struct hub *hub = NULL;
   struct gate *gate = NULL;
+  struct broker *broker = NULL;
   struct http_server *srv = NULL;
   struct static_root *web = NULL;
   struct health *health = NULL;
@@ -335,16 +341,21 @@ int cmd_serve(int argc, char **argv) {
     goto out;
   }
   ha.hub = hub;
-  ha.gate = gate;
-  if (gate_attach_hub(gate, hub, err, sizeof err)) {
-    log_error(NULL, "cannot start the gate", "error=\"%s\"", err);
-    goto out;
-  }
   hub_attach_gate(hub, gate);
-  if (c.hub.broker && *c.hub.broker &&
-      gate_share(gate, c.hub.broker, http_server_threads(srv), err, sizeof err)) {
-    log_error(NULL, "cannot share rate limits", "error=\"%s\"", err);
-    goto out;
+  /* the gate and the hub reach other instances through the broker; neither
+   * knows the other */
+  if (broker_configured(&c.broker)) {
+    int e = broker_create(&broker, &c.broker, http_server_threads(srv), metrics, health, err,
+                          sizeof err);
+    if (!e && (e = hub_attach_broker(hub, broker)))
+      snprintf(err, sizeof err, "cannot share live topics: %s", grove_strerror(e));
+    else if (!e)
+      e = gate_attach_broker(gate, broker, err, sizeof err);
+    if (e) {
+      log_error(NULL, "cannot start the broker", "error=\"%s\"", err);
+      goto out;
+    }
+    ha.broker = broker;
   }
   char web_dir[4096];
   const char *web_root = c.http.web_root;
@@ -370,7 +381,7 @@ int cmd_serve(int argc, char **argv) {
   struct grove_ctx ctx = {store,  hub,           gate,
                           metrics, router, GROVE_VERSION,
                           data_dir, &c.llm,
-                          c.store.url,   health, roles, telemetry, jobs};
+                          c.store.url,   health, roles, telemetry, jobs, broker};
   for (; started < grove_napps; started++) {
     const struct grove_app *a = grove_apps[started];
     int e = a->start(&ctx, &states[started]);
@@ -393,6 +404,11 @@ int cmd_serve(int argc, char **argv) {
       goto out;
     }
   }
+  int be = broker ? broker_start(broker) : 0; /* after the apps subscribed their channels */
+  if (be) {
+    log_error(NULL, "cannot start the broker", "error=\"%s\"", grove_strerror(be));
+    goto out;
+  }
   if (jobs_start(jobs))
     goto out;
   router_each(router, log_route, NULL);
@@ -405,7 +421,7 @@ int cmd_serve(int argc, char **argv) {
   role_format(roles, role_set, sizeof role_set);
   log_info(NULL, "listening", "addr=%s port=%d threads=%d store=%s broker=%s role=%s",
            c.http.listen, http_server_port(srv), http_server_threads(srv),
-           store_driver_name(store), c.hub.broker && *c.hub.broker ? "redis" : "none", role_set);
+           store_driver_name(store), broker ? "redis" : "none", role_set);
   http_server_run(srv);
   log_info(NULL, "stopped", NULL);
   rc = 0;
@@ -422,10 +438,12 @@ out:
       grove_apps[started]->stop(states[started]);
   }
   http_server_destroy(srv);
+  broker_stop(broker); /* its threads deliver into the hub and the gate */
   telemetry_close(telemetry);
   jobs_destroy(jobs);
-  hub_destroy(hub);
+  hub_destroy(hub);    /* its coalescer publishes through the broker */
   gate_destroy(gate);
+  broker_destroy(broker);
   static_destroy(web);
   store_close(store);
   router_destroy(router);

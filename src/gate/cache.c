@@ -1,8 +1,6 @@
 /* cache.c — three-tier read-through caches. */
 #include "gate/cache.h"
 
-#include <hiredis/async.h>
-#include <hiredis/hiredis.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -15,7 +13,7 @@
 #include "core/metrics.h"
 #include "core/util.h"
 #include "gate/internal.h"
-#include "hub/hub.h"
+#include "broker/broker.h"
 
 #define KEY_MAX 200
 #define INVALIDATE_WAIT_MS 1000 /* a write waits this long for Redis to drop the key */
@@ -41,13 +39,6 @@ struct cache {
   struct metric *hit_local, *hit_redis, *miss, *ratio;
 };
 
-/* Lua: a value and its version, in one round trip. */
-static const char get_script[] = "return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2])}";
-/* Lua: store the value only if the version is the one seen before loading. */
-static const char fill_script[] =
-    "local v = redis.call('GET', KEYS[2]) or ''\n"
-    "if v == ARGV[1] then redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) return 1 end\n"
-    "return 0\n";
 
 /* ---- the local tier ------------------------------------------------------ */
 
@@ -82,7 +73,9 @@ static void drop(struct cache *c, struct entry *e) {
 /* The local tier is trusted only while other instances' invalidations can
  * reach this one (no broker, or subscribed): one sent while this instance
  * was not listening is lost to it. */
-static bool local_trusted(const struct cache *c) { return !c->g->hub || hub_control_live(c->g->hub); }
+static bool local_trusted(const struct cache *c) {
+  return !c->g->broker || broker_control_live(c->g->broker);
+}
 
 /* Copies the live value of key into out; false when absent or expired. */
 static bool local_get(struct cache *c, const char *key, struct buf *out) {
@@ -201,14 +194,9 @@ static void load_done(struct http_req *r, void *arg) {
   }
   if (lk->rc == 0) {
     local_put(c, lk->key, lk->val.data ? lk->val.data : "", lk->val.len, lk->generation);
-    redisAsyncContext *ac = lk->redis_seen ? gate_redis(c->g, http_req_loop(r)) : NULL;
-    if (ac) {
-      char ttl[24];
-      snprintf(ttl, sizeof ttl, "%llu", (unsigned long long)c->g->cfg.cache_redis_ttl_ms);
-      redisAsyncCommand(ac, NULL, NULL, "EVAL %s 2 %s %s:v %s %b %s", fill_script,
-                        lk->redis_key, lk->redis_key, lk->version,
-                        lk->val.data ? lk->val.data : "", lk->val.len, ttl);
-    }
+    if (lk->redis_seen) /* fills only if no write came since the version was read */
+      broker_set(c->g->broker, http_req_loop(r), lk->redis_key, lk->val.data ? lk->val.data : "",
+                 lk->val.len, c->g->cfg.cache_redis_ttl_ms, lk->version);
   }
   count(c, c->miss);
   finish(lk);
@@ -223,10 +211,8 @@ static void from_database(struct lookup *lk) {
   }
 }
 
-static void on_redis_get(redisAsyncContext *ac, void *reply, void *arg) {
+static void on_redis_get(int rc, const char *val, size_t len, const char *version, void *arg) {
   struct lookup *lk = arg;
-  redisReply *rep = reply;
-  (void)ac;
   if (!http_req_release(lk->r)) {
     lk->rc = GROVE_ECLOSED;
     struct http_req gone = {0};
@@ -234,13 +220,11 @@ static void on_redis_get(redisAsyncContext *ac, void *reply, void *arg) {
     finish(lk);
     return;
   }
-  if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
-    redisReply *v = rep->element[0], *ver = rep->element[1];
+  if (rc == 0 || rc == GROVE_ENOENT) {
     lk->redis_seen = true;
-    if (ver->type == REDIS_REPLY_STRING)
-      snprintf(lk->version, sizeof lk->version, "%.*s", (int)ver->len, ver->str);
-    if (v->type == REDIS_REPLY_STRING && buf_append(&lk->val, v->str, v->len) == 0) {
-      local_put(lk->c, lk->key, v->str, v->len, lk->generation);
+    snprintf(lk->version, sizeof lk->version, "%s", version);
+    if (rc == 0 && buf_append(&lk->val, val, len) == 0) {
+      local_put(lk->c, lk->key, val, len, lk->generation);
       count(lk->c, lk->c->hit_redis);
       lk->rc = 0;
       finish(lk);
@@ -272,11 +256,9 @@ void cache_get(struct cache *c, struct http_req *r, const char *key, cache_load_
     return;
   }
   snprintf(lk->redis_key, sizeof lk->redis_key, "grove:cache:%s:%s", c->name, key);
-  redisAsyncContext *ac = c->g->cfg.cache_redis_ttl_ms ? gate_redis(c->g, http_req_loop(r)) : NULL;
-  if (ac) {
+  if (c->g->broker && c->g->cfg.cache_redis_ttl_ms) {
     http_req_hold(r);
-    if (redisAsyncCommand(ac, on_redis_get, lk, "EVAL %s 2 %s %s:v", get_script, lk->redis_key,
-                          lk->redis_key) == REDIS_OK)
+    if (broker_get(c->g->broker, http_req_loop(r), lk->redis_key, on_redis_get, lk) == 0)
       return;
     http_req_release(r);
   }
@@ -287,14 +269,14 @@ void cache_get(struct cache *c, struct http_req *r, const char *key, cache_load_
 
 void cache_invalidate(struct cache *c, const char *key) {
   local_forget(c, key);
-  if (!c->g->hub)
+  if (!c->g->broker)
     return;
   char msg[KEY_MAX + 40], rkey[KEY_MAX + 64];
   int n = snprintf(msg, sizeof msg, "%s\t%s", c->name, key);
   snprintf(rkey, sizeof rkey, "grove:cache:%s:%s", c->name, key);
   /* Redis drops the key (and moves its version on) before the write is
    * answered, ahead of any live messages queued for the broker */
-  int rc = hub_control_send_sync(c->g->hub, "cache", msg, (size_t)n, rkey, INVALIDATE_WAIT_MS);
+  int rc = broker_control_send(c->g->broker, "cache", msg, (size_t)n, rkey, INVALIDATE_WAIT_MS);
   if (rc)
     log_warn(NULL, "cache invalidation not in redis yet; it goes out when redis answers",
              "cache=%s error=\"%s\"", c->name, grove_strerror(rc));
@@ -306,10 +288,10 @@ void cache_invalidate(struct cache *c, const char *key) {
 /* Control messages from other instances (on the broker's thread): a write
  * elsewhere ("cache", "name\tkey"), a change to credentials
  * (GATE_VIEW_CHANGED), or a new subscription after which anything missed
- * meanwhile must be forgotten (HUB_CONTROL_RESYNC). */
+ * meanwhile must be forgotten (BROKER_RESYNC). */
 void cache_on_control(const char *kind, const char *payload, size_t len, void *arg) {
   struct gate *g = arg;
-  if (strcmp(kind, HUB_CONTROL_RESYNC) == 0) {
+  if (strcmp(kind, BROKER_RESYNC) == 0) {
     for (struct cache *c = g->caches; c; c = c->next)
       local_forget(c, NULL);
     gate_changed(g);

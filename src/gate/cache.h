@@ -2,7 +2,7 @@
  * process's memory (LRU with a TTL, --cache-ttl), Redis (--cache-redis-ttl,
  * when there is a broker), then the database through the caller's loader.
  * A write calls cache_invalidate: the entry leaves this process, Redis and,
- * through the hub's control messages, every other instance. Values are
+ * through the broker's control messages, every other instance. Values are
  * bytes (JSON text as a rule). Read endpoints opt in by answering through
  * cache_get. Hit ratios per cache are in /metrics. Thread-safe.
  *

@@ -15,7 +15,7 @@
 #include "core/util.h"
 #include "gate/internal.h"
 #include "gate/jwt.h"
-#include "hub/hub.h"
+#include "broker/broker.h"
 
 const struct cfg_opt gate_cfg_opts[] = {
     CFG_OPT(struct gate_cfg, "jwt-secret", CFG_STR, jwt_secret, "", "key that signs access tokens (empty: one is made and kept in the database)"),
@@ -260,8 +260,8 @@ static int view_load(struct gate *g) {
 int gate_reload(struct gate *g) {
   int rc = view_load(g);
   /* other instances reload at once rather than within --gate-refresh */
-  if (g->hub)
-    hub_control_send(g->hub, GATE_VIEW_CHANGED, "", 0, NULL);
+  if (g->broker)
+    broker_control_send(g->broker, GATE_VIEW_CHANGED, "", 0, NULL, 0);
   return rc;
 }
 
@@ -973,7 +973,6 @@ void gate_destroy(struct gate *g) {
   view_free(g->view);
   cache_destroy_all(g);
   limiter_destroy(g->limiter);
-  free(g->shared);
   map_release(&g->used);
   map_release(&g->key_misses);
   free(g->trusted);
@@ -995,11 +994,6 @@ int gate_routes(struct gate *g, struct router *r, char *err, size_t errlen) {
   if (!rc)
     rc = gate_device_routes(g, r, err, errlen);
   return rc;
-}
-
-int gate_attach_hub(struct gate *g, struct hub *hub, char *err, size_t errlen) {
-  g->hub = hub;
-  return hub_control_listen(hub, "gate", cache_on_control, g, err, errlen);
 }
 
 void gate_changed(struct gate *g) { periodic_wake(g->refresher); }

@@ -27,7 +27,7 @@
 #include "store/store.h"
 
 struct gate;
-struct hub;
+struct broker;
 struct router;
 struct metrics;
 struct http_req;
@@ -87,16 +87,13 @@ void gate_destroy(struct gate *g);
  * saying what (a second before-hook or authorizer, a duplicate route). */
 int gate_routes(struct gate *g, struct router *r, char *err, size_t errlen);
 
-/* Shares rate limits with every instance through Redis (the broker):
- * one connection per event loop. Call after gate_create, before the loops
- * start. */
-int gate_share(struct gate *g, const char *redis_url, int nloops, char *err, size_t errlen);
-/* Lets caches tell other instances about writes (hub control messages).
- * Returns 0, or hub_control_listen's error with err saying why. */
-int gate_attach_hub(struct gate *g, struct hub *hub, char *err, size_t errlen);
-/* Server hooks: attach and detach a loop (on that loop's thread). */
-void gate_loop_start(struct gate *g, uv_loop_t *loop, int index);
-void gate_loop_stop(struct gate *g, int index);
+/* Makes the broker (broker/broker.h) the gate's way to other instances:
+ * callers' rate-limit buckets live in Redis (decided on each loop's
+ * broker connection), caches get their Redis tier and tell other
+ * instances about writes, and changes to credentials reach their views
+ * at once (control messages). Call after gate_create, before serving.
+ * Returns 0, or broker_control_listen's error with err saying why. */
+int gate_attach_broker(struct gate *g, struct broker *b, char *err, size_t errlen);
 /* How limits are kept now: "local" (no broker), "shared", or local
  * because Redis is unavailable (then false). */
 bool gate_limits_shared(struct gate *g, const char **mode);

@@ -54,17 +54,12 @@ struct gate {
   struct rate_class classes[16];
   int nclasses;
   struct metric *limited_global, *limited_key, *limited_device, *limited_anon;
-  /* shared.c */
-  struct shared_loop *shared;
-  int nshared;
-  _Atomic int shared_up;
-  char redis_host[256], redis_password[128];
-  int redis_port;
+  /* shared.c: rate limits and the cache's Redis tier through the broker */
+  struct broker *broker; /* NULL: none */
   struct metric *shared_gauge, *shared_fallbacks;
   /* cache.c */
   struct cache *caches;
   struct cache *devices;
-  struct hub *hub;
   struct metrics *metrics;
 };
 
@@ -94,14 +89,12 @@ enum http_next gate_take_global(struct gate *g, struct http_req *r, const struct
                                 const struct limit_result *own_res, bool shared);
 /* The caller's bucket decided in this process, then the instance's. */
 enum http_next gate_local_take(struct gate *g, struct http_req *r, const struct bucket_ref *own);
-/* shared.c: asks Redis about the caller's bucket, when this loop has it,
- * and returns true (the request is held until the answer); false to
- * decide locally. */
+/* shared.c: asks Redis about the caller's bucket, when there is a broker
+ * and this loop's connection is up, and returns true (the request is held
+ * until the answer); false to decide locally. */
 bool gate_shared_take(struct gate *g, struct http_req *r, const struct bucket_ref *own);
 /* Gives one token back to the caller's bucket in Redis (fire and forget). */
 void gate_shared_refund(struct gate *g, struct http_req *r, const struct bucket_ref *own);
-/* This loop's Redis connection (a redisAsyncContext) when it is up. */
-void *gate_redis(struct gate *g, uv_loop_t *loop);
 /* Inserts a key on c (inside the caller's transaction); device may be NULL. */
 int gate_key_insert(struct store_conn *c, const char *name, unsigned scopes, const char *by,
                     const char *device, char key[48], char id[24], char *err, size_t errlen);

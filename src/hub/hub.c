@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include "core/array.h"
+#include "broker/broker.h"
 #include "core/error.h"
 #include "core/jsonout.h"
 #include "core/log.h"
@@ -29,7 +30,6 @@ const struct cfg_opt hub_cfg_opts[] = {
     CFG_OPT(struct hub_cfg, "live-ping", CFG_MS, ping_ms, "30s", "WebSocket ping interval; a peer silent for two is closed"),
     CFG_OPT(struct hub_cfg, "live-heartbeat", CFG_MS, heartbeat_ms, "15s", "SSE heartbeat comment interval"),
     CFG_OPT(struct hub_cfg, "live-client-publish", CFG_BOOL, client_publish, "false", "let clients publish: POST /api/v1/live/{topic} and {\"op\":\"publish\"} over WebSocket (never on apps' topics: flow/, relay/, matrix/, notes/, jobs/)"),
-    CFG_OPT(struct hub_cfg, "broker", CFG_STR, broker, "", "redis://host:port to share live topics between instances (empty: in-process)"),
 };
 const size_t hub_cfg_nopts = ARRAY_LEN(hub_cfg_opts);
 
@@ -200,12 +200,6 @@ struct hub {
   struct gate *gate;    /* identifies clients; may be NULL */
   struct rule *rules;   /* topic rules, fixed once serving */
   size_t nrules, caprules;
-  struct {
-    hub_control_fn fn;
-    void *arg;
-    const char *owner;
-  } listeners[8];
-  int nlisteners;
   struct metric *subscribers, *published, *delivered, *slow, *history_topics, *history_size;
 };
 
@@ -785,6 +779,48 @@ int hub_deliver(struct hub *h, const char *topic, const char *json, size_t len, 
   return 0;
 }
 
+/* ---- between instances --------------------------------------------------
+ * On the broker's channel a message is "topic\tjson"; the broker drops it
+ * while Redis is away (the local delivery has happened already). */
+
+#define LIVE_CHANNEL "grove:live"
+
+static void share(struct hub *h, const char *topic, const char *json, size_t len) {
+  char small[4096];
+  size_t tl = strlen(topic), n = tl + 1 + len;
+  char *msg = n <= sizeof small ? small : malloc(n);
+  if (!msg)
+    return;
+  memcpy(msg, topic, tl);
+  msg[tl] = '\t';
+  memcpy(msg + tl + 1, json, len);
+  broker_publish(h->broker, LIVE_CHANNEL, msg, n);
+  if (msg != small)
+    free(msg);
+}
+
+/* From another instance, on the broker's subscriber thread. */
+static void on_shared(const char *channel, const char *msg, size_t len, void *arg) {
+  struct hub *h = arg;
+  (void)channel;
+  const char *tab = memchr(msg, '\t', len);
+  char topic[300];
+  size_t tl = tab ? (size_t)(tab - msg) : 0;
+  if (!tab || tl >= sizeof topic)
+    return;
+  memcpy(topic, msg, tl);
+  topic[tl] = '\0';
+  if (hub_topic_valid(topic))
+    hub_deliver(h, topic, tab + 1, len - tl - 1, NULL);
+}
+
+int hub_attach_broker(struct hub *h, struct broker *b) {
+  int rc = broker_subscribe(b, LIVE_CHANNEL, on_shared, h);
+  if (!rc)
+    h->broker = b;
+  return rc;
+}
+
 int hub_publish(struct hub *h, const char *topic, const char *json, size_t len, uint64_t *id) {
   if (!hub_topic_valid(topic))
     return GROVE_EINVAL;
@@ -803,7 +839,7 @@ int hub_publish(struct hub *h, const char *topic, const char *json, size_t len, 
   }
   int rc = hub_deliver(h, topic, json, len, id);
   if (!rc && h->broker)
-    broker_publish(h->broker, topic, json, len);
+    share(h, topic, json, len);
   free(compact);
   return rc;
 }
@@ -1266,7 +1302,6 @@ int hub_create(struct hub **out, const struct hub_cfg *cfg, int nloops, struct m
   if (!h)
     return GROVE_ENOMEM;
   h->cfg = *cfg;
-  h->cfg.broker = NULL;
   h->nshards = nloops;
   h->shards = calloc((size_t)nloops, sizeof *h->shards);
   if (!h->shards) {
@@ -1305,15 +1340,6 @@ int hub_create(struct hub **out, const struct hub_cfg *cfg, int nloops, struct m
     hub_destroy(h);
     return GROVE_ENOMEM;
   }
-  if (cfg->broker && *cfg->broker) {
-    char err[256];
-    int rc = broker_start(&h->broker, cfg->broker, h, m, err, sizeof err);
-    if (rc) {
-      log_error(NULL, "cannot start broker", "broker=%s error=\"%s\"", cfg->broker, err);
-      hub_destroy(h);
-      return rc;
-    }
-  }
   *out = h;
   return 0;
 }
@@ -1322,7 +1348,6 @@ void hub_destroy(struct hub *h) {
   if (!h)
     return;
   coalescer_destroy(h->coalesce); /* its flusher publishes: before the rest */
-  broker_stop(h->broker);
   for (int i = 0; i < h->nshards; i++) {
     struct shard *sh = &h->shards[i];
     const char *k;
@@ -1344,48 +1369,3 @@ void hub_destroy(struct hub *h) {
   free(h);
 }
 
-bool hub_has_broker(const struct hub *h) { return h->broker != NULL; }
-
-int hub_control_listen(struct hub *h, const char *owner, hub_control_fn fn, void *arg,
-                       char *err, size_t errlen) {
-  int rc = 0;
-  pthread_mutex_lock(&h->lock);
-  if (h->nlisteners < (int)ARRAY_LEN(h->listeners)) {
-    h->listeners[h->nlisteners].fn = fn;
-    h->listeners[h->nlisteners].owner = owner;
-    h->listeners[h->nlisteners++].arg = arg;
-  } else {
-    if (err && errlen)
-      snprintf(err, errlen, "too many control listeners (at most %zu): '%s' comes after '%s'",
-               ARRAY_LEN(h->listeners), owner ? owner : "?",
-               h->listeners[h->nlisteners - 1].owner ? h->listeners[h->nlisteners - 1].owner : "?");
-    rc = GROVE_ETOOBIG;
-  }
-  pthread_mutex_unlock(&h->lock);
-  return rc;
-}
-
-void hub_control_send(struct hub *h, const char *kind, const char *payload, size_t len,
-                      const char *del_key) {
-  if (h->broker)
-    broker_control(h->broker, kind, payload, len, del_key);
-}
-
-int hub_control_send_sync(struct hub *h, const char *kind, const char *payload, size_t len,
-                          const char *del_key, unsigned timeout_ms) {
-  return h->broker ? broker_control_sync(h->broker, kind, payload, len, del_key, timeout_ms) : 0;
-}
-
-bool hub_control_live(struct hub *h) { return !h->broker || broker_subscribed(h->broker); }
-
-void hub_control_dispatch(struct hub *h, const char *kind, const char *payload, size_t len) {
-  pthread_mutex_lock(&h->lock);
-  int n = h->nlisteners;
-  pthread_mutex_unlock(&h->lock); /* listeners are only added, before serving */
-  for (int i = 0; i < n; i++)
-    h->listeners[i].fn(kind, payload, len, h->listeners[i].arg);
-}
-
-bool hub_broker_ok(struct hub *h, char *err, size_t errlen) {
-  return h->broker ? broker_ok(h->broker, err, errlen) : true;
-}

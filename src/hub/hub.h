@@ -9,9 +9,9 @@
  * passes its limit is disconnected; the hub's memory does not grow with
  * a slow client.
  *
- * With a broker (redis://…), publishes also go to Redis pub/sub and
- * messages from other instances are delivered here. If Redis goes away,
- * local delivery continues and /ready reports the broker down. */
+ * With a broker (broker/broker.h), publishes also go to the other
+ * instances (Redis channel "grove:live") and theirs are delivered here.
+ * If Redis goes away, local delivery continues; the broker reports it. */
 #ifndef GROVE_HUB_H
 #define GROVE_HUB_H
 
@@ -37,14 +37,13 @@ struct hub_cfg {
   uint64_t ping_ms;       /* WebSocket ping interval */
   uint64_t heartbeat_ms;  /* SSE heartbeat interval */
   bool client_publish;    /* allow {"op":"publish"} from clients */
-  char *broker;           /* "" or redis://host:port */
 };
 
 extern const struct cfg_opt hub_cfg_opts[];
 extern const size_t hub_cfg_nopts;
 
 int hub_create(struct hub **out, const struct hub_cfg *cfg, int nloops, struct metrics *m);
-/* Stops the broker threads and frees everything; loops must be stopped. */
+/* Frees everything; loops must be stopped. */
 void hub_destroy(struct hub *h);
 /* Adds GET /api/v1/live, GET /api/v1/live/sse and POST /api/v1/live/{topic}
  * (anonymous routes: access is per topic). Returns 0 or a GROVE_E* code
@@ -150,41 +149,11 @@ void hub_history_stats(struct hub *h, size_t *topics, size_t *bytes);
 /* For tests: the monotonic clock (ms) the idle rule reads. */
 void hub_set_clock(struct hub *h, uint64_t (*mono_ms)(void *arg), void *arg);
 
-/* Broker state for /ready: true when there is no broker or it is up. */
-bool hub_broker_ok(struct hub *h, char *err, size_t errlen);
-bool hub_has_broker(const struct hub *h);
-
-/* Control messages between instances, which no client sees (cache
- * invalidations): `kind` names the listener's topic, payload is text.
- * With a broker they reach every other instance's listener (on the
- * broker's thread); without one, nothing leaves this process. `del_key`
- * (may be NULL) is a Redis key deleted before the message goes out, and
- * its version key ("<del_key>:v") incremented with it. Control messages
- * wait while Redis is away and go out when it is back. */
-typedef void (*hub_control_fn)(const char *kind, const char *payload, size_t len, void *arg);
-/* Adds a listener for `owner` (a module or app name, static), before
- * serving; each sees every kind and keeps its own. Returns 0, or
- * GROVE_ETOOBIG past 8 listeners (none is dropped: err, which may be NULL,
- * names the owner refused and the last one taken). */
-int hub_control_listen(struct hub *h, const char *owner, hub_control_fn fn, void *arg,
-                       char *err, size_t errlen);
-void hub_control_send(struct hub *h, const char *kind, const char *payload, size_t len,
-                      const char *del_key);
-/* hub_control_send for a write that must not be acknowledged before Redis
- * has dropped del_key: control messages go out before live ones, and this
- * waits up to timeout_ms for it (blocking: worker threads only). Returns 0
- * when done or when there is no broker; GROVE_EUNAVAIL or GROVE_ETIMEOUT
- * when Redis did not take it in time (it stays queued and goes out when
- * Redis is back). */
-int hub_control_send_sync(struct hub *h, const char *kind, const char *payload, size_t len,
-                          const char *del_key, unsigned timeout_ms);
-/* The kind listeners get, with an empty payload, each time this instance
- * (re)subscribes to the broker: messages sent while it was not subscribed
- * were lost to it, so copies of shared state must be dropped. */
-#define HUB_CONTROL_RESYNC "grove.resync"
-/* True when control messages from other instances reach this one now: no
- * broker, or its subscription is up. While false, state that control
- * messages keep fresh (caches) must not be trusted. Lock-free. */
-bool hub_control_live(struct hub *h);
+/* Shares topics with other instances through the broker: every publish
+ * here also goes to them, and theirs are delivered here (from the
+ * broker's subscriber thread). Call once, before broker_start. Returns 0
+ * or the broker's error (broker_subscribe). */
+struct broker;
+int hub_attach_broker(struct hub *h, struct broker *b);
 
 #endif

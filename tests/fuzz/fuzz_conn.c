@@ -78,7 +78,7 @@ static void start(void) {
   static struct hub_cfg hcfg = {.max_message = 4096, .max_queue = 32 * 1024, .history = 16,
                                 .history_bytes = 512 * 1024, .max_topics = 8,
                                 .ping_ms = 60000, .heartbeat_ms = 60000,
-                                .client_publish = true, .broker = ""};
+                                .client_publish = true};
   signal(SIGPIPE, SIG_IGN); /* as grove serve: a reset peer is an error code */
   log_setup(LOG_ERROR, false, 2);
   struct metrics *m;

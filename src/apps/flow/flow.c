@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "apps/flow/flow.h"
+#include "broker/broker.h"
 #include "core/array.h"
 #include "core/error.h"
 #include "core/jsonout.h"
@@ -98,7 +99,7 @@ static struct {
 } station_sync = {PTHREAD_MUTEX_INITIALIZER, NULL};
 
 void flow_station_announce(struct flow *f, const struct flow_station *st, bool ahead) {
-  if (!f->ctx.hub || !hub_has_broker(f->ctx.hub))
+  if (!f->ctx.broker)
     return;
   json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:o,s:b}", "id", st->id, "name", st->name, "region",
                         st->region, "lat", isfinite(st->lat) ? json_real(st->lat) : json_null(),
@@ -107,7 +108,7 @@ void flow_station_announce(struct flow *f, const struct flow_station *st, bool a
   char *text = o ? jsonout_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
   if (text)
-    hub_control_send(f->ctx.hub, "flow.station", text, strlen(text), NULL);
+    broker_control_send(f->ctx.broker, "flow.station", text, strlen(text), NULL, 0);
   free(text);
 }
 
@@ -488,8 +489,8 @@ static int flow_start(struct grove_ctx *ctx, void **state) {
   station_sync.f = f;
   pthread_mutex_unlock(&station_sync.lock);
   char err[256];
-  if (ctx->hub && !listening &&
-      (rc = hub_control_listen(ctx->hub, "flow", on_station_message, NULL, err, sizeof err))) {
+  if (ctx->broker && !listening &&
+      (rc = broker_control_listen(ctx->broker, "flow", on_station_message, NULL, err, sizeof err))) {
     log_error(NULL, "cannot start flow", "error=\"%s\"", err);
     flow_free(f);
     return rc;

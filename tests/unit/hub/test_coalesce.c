@@ -9,7 +9,7 @@
 
 static struct hub_cfg cfg = {.max_message = 1024, .max_queue = 1 << 20, .history = 100,
                              .history_bytes = 1 << 20, .max_topics = 4, .ping_ms = 1000,
-                             .heartbeat_ms = 1000, .broker = ""};
+                             .heartbeat_ms = 1000};
 
 static uint64_t fake_ms = 1000000;
 static uint64_t fake_clock(void *arg) {

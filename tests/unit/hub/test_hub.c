@@ -7,8 +7,7 @@
 #include "hub/hub.h"
 
 static struct hub_cfg cfg = {.max_message = 1024, .max_queue = 1 << 20, .history = 3,
-                             .history_bytes = 1 << 20, .max_topics = 4, .ping_ms = 1000, .heartbeat_ms = 1000,
-                             .broker = ""};
+                             .history_bytes = 1 << 20, .max_topics = 4, .ping_ms = 1000, .heartbeat_ms = 1000};
 
 TEST(topic_rules) {
   CHECK(hub_topic_valid("flow/stations/42"));
@@ -44,29 +43,8 @@ TEST(publish_numbers_messages_in_order) {
   CHECK_EQ_INT(hub_publish(h, "t/1", "{\n broken", 9, NULL), GROVE_EINVAL);
   for (int i = 0; i < 10; i++)
     CHECK(hub_publish(h, "t/1", "1", 1, NULL) == 0); /* history stays bounded */
-  CHECK(hub_broker_ok(h, NULL, 0));
-  CHECK(!hub_has_broker(h));
   hub_destroy(h);
   metrics_destroy(m);
-}
-
-TEST(bad_broker_url_is_refused) {
-  struct hub *h;
-  struct hub_cfg c = cfg;
-  c.broker = "http://nope";
-  CHECK_EQ_INT(hub_create(&h, &c, 1, NULL), GROVE_ECONFIG);
-}
-
-TEST(broker_down_is_reported_not_fatal) {
-  struct hub *h;
-  struct hub_cfg c = cfg;
-  c.broker = "redis://127.0.0.1:1";
-  CHECK(hub_create(&h, &c, 1, NULL) == 0);
-  char err[200];
-  CHECK(!hub_broker_ok(h, err, sizeof err));
-  CHECK(err[0]);
-  CHECK(hub_publish(h, "t", "1", 1, NULL) == 0); /* local delivery goes on */
-  hub_destroy(h);
 }
 
 /* The allowed answer (0) or the refusal's status of who on topic. */
@@ -183,27 +161,6 @@ TEST(topic_rules_refuse_a_prefix_declared_twice) {
   hub_destroy(h);
 }
 
-static void listener(const char *kind, const char *payload, size_t len, void *arg) {
-  (void)kind;
-  (void)payload;
-  (void)len;
-  (void)arg;
-}
-
-/* Control listeners past the fixed cap are refused, naming both, not
- * dropped. */
-TEST(control_listeners_past_the_cap_are_refused) {
-  struct hub *h;
-  char err[200] = "";
-  CHECK(hub_create(&h, &cfg, 0, NULL) == 0);
-  static const char *names[] = {"l0", "l1", "l2", "l3", "l4", "l5", "l6", "l7"};
-  for (int i = 0; i < 8; i++)
-    CHECK_EQ_INT(hub_control_listen(h, names[i], listener, NULL, err, sizeof err), 0);
-  CHECK_EQ_INT(hub_control_listen(h, "ninth", listener, NULL, err, sizeof err), GROVE_ETOOBIG);
-  CHECK(strstr(err, "'ninth'") && strstr(err, "'l7'") && strstr(err, "at most 8"));
-  hub_destroy(h);
-}
-
 static uint64_t fake_ms = 1000000;
 static uint64_t fake_clock(void *arg) {
   (void)arg;
@@ -275,9 +232,6 @@ static const struct test tests[] = {
     T(app_topics_are_reserved),
     T(topic_rules_decide_who_reads_and_publishes),
     T(topic_rules_refuse_a_prefix_declared_twice),
-    T(control_listeners_past_the_cap_are_refused),
     T(publish_numbers_messages_in_order),
-    T(bad_broker_url_is_refused),
-    T(broker_down_is_reported_not_fatal),
 };
 TEST_MAIN(tests)
