@@ -224,6 +224,54 @@ void script_prepare(struct broker_script *s) {
   memcpy(s->sha, hex, sizeof hex);
 }
 
+int pool_call(struct broker *b, int argc, const char **argv, size_t *lens,
+              const struct broker_script *s, unsigned wait_ms, redisReply **out) {
+  *out = NULL;
+  redisContext *c;
+  bool reused;
+  redisReply *r;
+  int rc;
+  struct timeval io = {IO_TIMEOUT_MS / 1000, (IO_TIMEOUT_MS % 1000) * 1000};
+  struct timeval longer = {(IO_TIMEOUT_MS + wait_ms) / 1000, ((IO_TIMEOUT_MS + wait_ms) % 1000) * 1000};
+  for (int attempt = 0;; attempt++) {
+    if ((rc = pool_take(b, &c, &reused)))
+      return rc;
+    if (wait_ms)
+      redisSetTimeout(c, longer);
+    r = redisCommandArgv(c, argc, argv, lens);
+    if (s && r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
+      /* flushed or restarted: EVAL runs it and loads it again */
+      freeReplyObject(r);
+      argv[0] = "EVAL";
+      argv[1] = s->source;
+      lens[0] = 4;
+      lens[1] = strlen(s->source);
+      r = redisCommandArgv(c, argc, argv, lens);
+    }
+    if (wait_ms && !c->err)
+      redisSetTimeout(c, io);
+    if (r && !c->err)
+      break;
+    bool timed_out = c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
+    if (!c->err)
+      c->err = REDIS_ERR_OTHER;
+    freeReplyObject(r);
+    pool_give(b, c);
+    /* an idle connection may have died with a Redis restarted meanwhile:
+     * one more try on a new one (not after a timeout: the command may
+     * have run) */
+    if (timed_out || !reused || attempt > 0)
+      return timed_out ? GROVE_ETIMEOUT : GROVE_EUNAVAIL;
+  }
+  if (r->type == REDIS_REPLY_ERROR) {
+    count_command_error(b);
+    rc = GROVE_EIO;
+  }
+  pool_give(b, c);
+  *out = r;
+  return rc;
+}
+
 int broker_eval_sync(struct broker *b, struct broker_script *s, int nkeys,
                      const char *const *keys, int nargs, const char *const *args,
                      redisReply **out) {
@@ -245,43 +293,7 @@ int broker_eval_sync(struct broker *b, struct broker_script *s, int nkeys,
     argv[argc++] = args[i];
   for (int i = 0; i < argc; i++)
     lens[i] = strlen(argv[i]);
-  redisContext *c;
-  bool reused;
-  redisReply *r;
-  int rc;
-  for (int attempt = 0;; attempt++) {
-    if ((rc = pool_take(b, &c, &reused)))
-      return rc;
-    r = redisCommandArgv(c, argc, argv, lens);
-    if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
-      /* flushed or restarted: EVAL runs it and loads it again */
-      freeReplyObject(r);
-      argv[0] = "EVAL";
-      argv[1] = s->source;
-      lens[0] = 4;
-      lens[1] = strlen(s->source);
-      r = redisCommandArgv(c, argc, argv, lens);
-    }
-    if (r && !c->err)
-      break;
-    bool timed_out = c->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
-    if (!c->err)
-      c->err = REDIS_ERR_OTHER;
-    freeReplyObject(r);
-    pool_give(b, c);
-    /* an idle connection may have died with a Redis restarted meanwhile:
-     * one more try on a new one (not after a timeout: the command may
-     * have run) */
-    if (timed_out || !reused || attempt > 0)
-      return timed_out ? GROVE_ETIMEOUT : GROVE_EUNAVAIL;
-  }
-  if (r->type == REDIS_REPLY_ERROR) {
-    count_command_error(b);
-    rc = GROVE_EIO;
-  }
-  pool_give(b, c);
-  *out = r;
-  return rc;
+  return pool_call(b, argc, argv, lens, s, 0, out);
 }
 
 /* ---- life ---------------------------------------------------------------------- */

@@ -1,5 +1,6 @@
 /* broker.h — the one Redis client: pub/sub between instances, control
- * messages, scripts, values with a TTL, and leases with fencing tokens.
+ * messages, scripts, values with a TTL, leases with fencing tokens, and
+ * streams with consumer groups.
  *
  * One struct broker per process, made from --broker redis://… (the
  * "broker" config section); without that option there is no broker and
@@ -11,7 +12,7 @@
  *     adapter), for calls a request waits on without blocking its loop
  *     (rate-limit scripts, the cache's Redis tier);
  *   - a small pool of blocking connections for worker threads (leases,
- *     broker_eval_sync).
+ *     streams, broker_eval_sync).
  * Every connection comes back by itself after any failure (refused,
  * dropped, a connect that never completes, a Redis that stops answering)
  * through one reconnect policy: capped exponential backoff with jitter,
@@ -232,5 +233,47 @@ int broker_lease_renew(struct broker *b, const struct broker_lease *l, uint64_t 
 /* Gives l up. Returns 0, GROVE_EPERM when l was not held any more, or
  * Redis's codes. */
 int broker_lease_release(struct broker *b, const struct broker_lease *l);
+
+/* ---- streams -----------------------------------------------------------------
+ * A durable, ordered log per name with consumer groups (Redis Streams),
+ * for work several instances share: an entry added once is read by one
+ * consumer of a group, stays pending until that consumer acknowledges
+ * it, and is claimed by another consumer when it stays pending (its
+ * consumer died) longer than the claimer's min_idle_ms. So delivery is at
+ * least once: a consumer makes its work idempotent or fences it (leases).
+ * An entry is one payload (bytes); ids are Redis's ("1700000000000-0",
+ * time then sequence, increasing). In Redis: "grove:stream:<name>".
+ * Blocking: worker threads only. Names (stream, group, consumer) are at
+ * most 127 bytes. */
+#define BROKER_ID_MAX 48
+/* Called for each entry read or claimed, in id order; data is valid
+ * during the call only. */
+typedef void (*broker_entry_fn)(const char *id, const char *data, size_t len, void *arg);
+/* Appends data; keeps about the newest `maxlen` entries (0: all). OUT:
+ * id (may be NULL) the entry's id. Returns 0 or Redis's codes. */
+int broker_stream_add(struct broker *b, const char *stream, const void *data, size_t len,
+                      uint64_t maxlen, char id[BROKER_ID_MAX]);
+/* Makes the group (reading from the stream's start) and the stream if
+ * missing; a group that exists is left as it is. Returns 0 or Redis's
+ * codes. */
+int broker_stream_group(struct broker *b, const char *stream, const char *group);
+/* Reads up to `count` (1..1000) entries no consumer of the group has been
+ * given yet, as `consumer`, waiting up to block_ms (at most 30000; 0: do
+ * not wait) for one to come. Returns how many were handed to fn (0 when
+ * none came), GROVE_ENOENT when the group does not exist, or Redis's
+ * codes. */
+int broker_stream_read(struct broker *b, const char *stream, const char *group,
+                       const char *consumer, int count, unsigned block_ms, broker_entry_fn fn,
+                       void *arg);
+/* Acknowledges an entry: it leaves the group's pending list. Returns 0,
+ * GROVE_ENOENT when it was not pending, or Redis's codes. */
+int broker_stream_ack(struct broker *b, const char *stream, const char *group, const char *id);
+/* Takes over, as `consumer`, up to `count` entries pending in the group
+ * for at least min_idle_ms (XAUTOCLAIM from the start), handing each to
+ * fn; entries deleted from the stream meanwhile are dropped from the
+ * pending list. Returns how many were handed to fn, or Redis's codes. */
+int broker_stream_claim(struct broker *b, const char *stream, const char *group,
+                        const char *consumer, uint64_t min_idle_ms, int count,
+                        broker_entry_fn fn, void *arg);
 
 #endif

@@ -1,7 +1,7 @@
 /* internal.h — broker-internal state shared by broker.c (life, the
  * reconnect policy, blocking connections, the pool, health and metrics),
  * pubsub.c (the publisher and subscriber threads), loop.c (one
- * asynchronous connection per event loop) and lease.c. */
+ * asynchronous connection per event loop), lease.c and streams.c. */
 #ifndef GROVE_BROKER_INTERNAL_H
 #define GROVE_BROKER_INTERNAL_H
 
@@ -121,6 +121,13 @@ void count_command_error(struct broker *b);
 /* A blocking connection on which Redis has answered (AUTH, PING), every
  * command with a deadline; NULL and *why on failure. */
 redisContext *connect_blocking(struct broker *b, char *why, size_t n);
+
+/* One command on a pooled blocking connection (worker threads): argv
+ * may be rewritten (EVALSHA to EVAL after NOSCRIPT when s is given).
+ * wait_ms: how long the command itself may block in Redis (XREADGROUP
+ * BLOCK), added to the deadline. Returns broker_eval_sync's codes. */
+int pool_call(struct broker *b, int argc, const char **argv, size_t *lens,
+              const struct broker_script *s, unsigned wait_ms, redisReply **out);
 
 /* pubsub.c */
 int pubsub_start(struct broker *b);

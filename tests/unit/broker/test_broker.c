@@ -9,6 +9,7 @@
 #include <hiredis/hiredis.h>
 #include <netinet/in.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <stdatomic.h>
@@ -514,6 +515,93 @@ TEST(redis_values_keep_no_stale_fill) {
   broker_destroy(b);
 }
 
+/* ---- streams --------------------------------------------------------------------------- */
+
+struct got {
+  int n;
+  char ids[8][BROKER_ID_MAX];
+  char data[8][32];
+};
+
+static void on_entry(const char *id, const char *data, size_t len, void *arg) {
+  struct got *g = arg;
+  if (g->n < 8) {
+    snprintf(g->ids[g->n], BROKER_ID_MAX, "%s", id);
+    snprintf(g->data[g->n], sizeof g->data[0], "%.*s", (int)len, data);
+  }
+  g->n++;
+}
+
+struct claim {
+  struct broker *b;
+  const char *stream;
+  struct got got;
+};
+
+static bool claimed_two(void *arg) {
+  struct claim *c = arg;
+  memset(&c->got, 0, sizeof c->got);
+  return broker_stream_claim(c->b, c->stream, "workers", "c2", 50, 10, on_entry, &c->got) == 2;
+}
+
+struct late_add {
+  struct broker *b;
+  const char *stream;
+};
+
+static void *add_later(void *arg) {
+  struct late_add *l = arg;
+  CHECK(broker_stream_add(l->b, l->stream, "late", 4, 0, NULL) == 0);
+  return NULL;
+}
+
+TEST(redis_streams_deliver_once_per_group_and_claim_the_abandoned) {
+  const char *url = getenv("GROVE_TEST_REDIS");
+  if (!url)
+    return;
+  struct broker *b = make(url, 0, NULL);
+  char stream[64];
+  unique(stream, sizeof stream, "jobs");
+  CHECK(broker_stream_group(b, stream, "workers") == 0);
+  CHECK(broker_stream_group(b, stream, "workers") == 0); /* made before: fine */
+  char ids[3][BROKER_ID_MAX];
+  const char *payloads[] = {"one", "two", "three"};
+  for (int i = 0; i < 3; i++)
+    CHECK(broker_stream_add(b, stream, payloads[i], strlen(payloads[i]), 1000, ids[i]) == 0);
+  CHECK(strcmp(ids[0], ids[1]) != 0);
+  /* each entry goes to one consumer of the group */
+  struct got c1 = {0}, c2 = {0};
+  CHECK_EQ_INT(broker_stream_read(b, stream, "workers", "c1", 2, 0, on_entry, &c1), 2);
+  CHECK_EQ_INT(broker_stream_read(b, stream, "workers", "c2", 10, 0, on_entry, &c2), 1);
+  CHECK_EQ_STR(c1.data[0], "one");
+  CHECK_EQ_STR(c1.data[1], "two");
+  CHECK_EQ_STR(c1.ids[0], ids[0]);
+  CHECK_EQ_STR(c2.data[0], "three");
+  CHECK_EQ_INT(broker_stream_read(b, stream, "workers", "c2", 10, 0, on_entry, &c2), 0);
+  CHECK(broker_stream_ack(b, stream, "workers", c2.ids[0]) == 0);
+  CHECK_EQ_INT(broker_stream_ack(b, stream, "workers", c2.ids[0]), GROVE_ENOENT);
+  /* c1 stops without acknowledging: its entries are claimed once they
+   * have been pending long enough, not before */
+  struct got none = {0};
+  CHECK_EQ_INT(broker_stream_claim(b, stream, "workers", "c2", 3600000, 10, on_entry, &none), 0);
+  struct claim cl = {b, stream, {0}};
+  CHECK(wait_for(claimed_two, &cl));
+  CHECK_EQ_STR(cl.got.data[0], "one");
+  CHECK(broker_stream_ack(b, stream, "workers", cl.got.ids[0]) == 0);
+  CHECK(broker_stream_ack(b, stream, "workers", cl.got.ids[1]) == 0);
+  /* a blocking read gets an entry added while (or before) it waits */
+  struct late_add la = {b, stream};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, add_later, &la) == 0);
+  struct got c3 = {0};
+  CHECK_EQ_INT(broker_stream_read(b, stream, "workers", "c3", 1, 10000, on_entry, &c3), 1);
+  pthread_join(t, NULL);
+  CHECK_EQ_STR(c3.data[0], "late");
+  CHECK_EQ_INT(broker_stream_read(b, stream, "nobody", "c1", 1, 0, on_entry, &c3), GROVE_ENOENT);
+  CHECK_EQ_INT(broker_stream_read(b, stream, "workers", "c1", 0, 0, on_entry, &c3), GROVE_EINVAL);
+  broker_destroy(b);
+}
+
 /* ---- reconnecting --------------------------------------------------------------------- */
 
 static int free_port(void) {
@@ -652,6 +740,7 @@ static const struct test tests[] = {
     T(redis_control_messages_carry_kind_payload_and_deletions),
     T(redis_scripts_survive_script_flush),
     T(redis_values_keep_no_stale_fill),
+    T(redis_streams_deliver_once_per_group_and_claim_the_abandoned),
     T(redis_everything_reconnects_after_a_restart),
 };
 
