@@ -240,8 +240,16 @@ static const char *read_subscription(struct broker *b, redisContext *c) {
     if (stopping(b))
       return NULL;
     uint64_t now = now_ms();
-    if (now - heard >= SILENCE_MS)
-      return "no answer to ping";
+    if (now - heard >= SILENCE_MS) {
+      /* an answer that came while this thread was not looking counts */
+      struct pollfd last = {.fd = c->fd, .events = POLLIN};
+      if (poll(&last, 1, 0) <= 0)
+        return "no answer to ping";
+      if (redisBufferRead(c) != REDIS_OK)
+        return c->errstr;
+      heard = now;
+      continue;
+    }
     if (now - heard >= PING_MS && now - pinged >= PING_MS) {
       /* allowed while subscribed; answered ["pong", ""] */
       int done = 0;
