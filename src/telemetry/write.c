@@ -625,8 +625,9 @@ static void write_done(struct http_req *r, void *arg) {
     if (j->api == TELEMETRY_API_INFLUX) /* as InfluxDB says it: Telegraf looks for "partial write" */
       snprintf(msg, sizeof msg, "partial write: %s dropped=%d", j->first_failed, j->stats.errors);
     else
-      snprintf(msg, sizeof msg, "partial write: %d of %d lines failed; the others were written",
-               j->stats.errors, j->stats.lines);
+      snprintf(msg, sizeof msg, "partial write: %d of %d lines failed; %s", j->stats.errors,
+               j->stats.lines,
+               j->stats.errors < j->stats.lines ? "the others were written" : "none was written");
     telemetry_reply_error(
         r, j->api, 400, "PARTIAL_WRITE", msg,
         json_pack("{s:i,s:i,s:I,s:I,s:I,s:O}", "lines", j->stats.lines, "failed_lines",

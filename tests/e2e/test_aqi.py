@@ -255,6 +255,9 @@ def test_partial_readings_keep_the_good_ones():
     assert e["details"]["points_written"] == 2
     assert station("ok-1")["pollutants"]["pm10"]["latest"] == 30
     assert station("ok-5")["pollutants"]["so2"]["latest_time"] == 1795424400500000000
+    r = readings([{"station": "bad station", "pm25": 1}, "not an object"])
+    assert r.status == 400 and r.json()["details"]["points_written"] == 0, r.body
+    assert r.json()["message"] == "partial write: 2 of 2 readings failed; none was written", r.body
     for body, code in [(b"{", "INVALID_JSON"), (b"[]", "INVALID_JSON"), (b'{"readings": 3}', "INVALID_JSON")]:
         r = g.request("POST", "/api/v1/flow/readings", body=body,
                       headers={"X-API-Key": WRITE, "Content-Type": "application/json"})

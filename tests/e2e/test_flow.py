@@ -119,6 +119,11 @@ def test_partial_write_keeps_good_lines_and_says_which_failed():
     assert d["failed"][2]["error"] == ('field type conflict: input field "v" on measurement "p" is type '
                                        'string, already exists as type float')
     assert points("p,s=1 v") == [[1, 1], [3, 3]]
+    assert e["message"].endswith("the others were written"), e
+    # when every line fails, the message does not say others were written
+    r = write(b"bad line\nalso bad\n")
+    assert r.status == 400 and r.json()["details"]["points_written"] == 0, r.body
+    assert r.json()["message"] == "partial write: 2 of 2 lines failed; none was written", r.body
 
 
 def test_points_move_into_chunks_and_stay_readable():

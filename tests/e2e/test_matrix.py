@@ -272,6 +272,10 @@ def test_admins_edit_the_catalogue():
     r = edit("PUT", "regions/aws/test-1", {"location": "Test", "pue": 0.5})
     assert r.status == 400 and "PUE" in r.json()["message"], r.body
     assert edit("PUT", "hardware/Test-GPU-48", TEST_GPU, key=READ).status == 403
+    # a name that is too long is told so, not that it lacks letters
+    r = edit("PUT", "hardware/" + "x" * 500, TEST_GPU)
+    assert r.status == 400 and r.json()["error_code"] == "INVALID_KEY", r.body
+    assert "at most 199" in r.json()["message"], r.body
     # an instance needs catalogue hardware; hardware an instance names stays
     inst = {"hardware": "Test-GPU-48", "gpu_count": 4, "usd_per_hour": 9.5, "year": 2025,
             "source": "e2e test"}

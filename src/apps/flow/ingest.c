@@ -321,8 +321,9 @@ static void readings_done(struct http_req *r, void *arg) {
     http_reply_error(r, 503, "STORE_UNAVAILABLE", "readings were not written; retry", NULL);
   } else if (j->nfailed) {
     char msg[160];
-    snprintf(msg, sizeof msg, "partial write: %zu of %zu readings failed; the others were written",
-             j->nfailed, j->nreadings);
+    snprintf(msg, sizeof msg, "partial write: %zu of %zu readings failed; %s", j->nfailed,
+             j->nreadings,
+             j->nfailed < j->nreadings ? "the others were written" : "none was written");
     http_reply_error(r, 400, "PARTIAL_WRITE", msg,
                      json_pack("{s:I,s:I,s:I,s:I,s:I,s:O}", "readings", (json_int_t)j->nreadings,
                                "failed_readings", (json_int_t)j->nfailed, "points_written",

@@ -1002,8 +1002,12 @@ static void handle_edit(struct http_req *r, enum mx_table t, int del) {
   j->m = m;
   j->table = t;
   if (bad_key || mx_edits_key(t, j->parts, j->key)) {
-    http_reply_error(r, 400, "INVALID_KEY", "the row's name (or provider, region, instance) "
-                     "needs letters or digits", NULL);
+    char msg[160];
+    snprintf(msg, sizeof msg,
+             "the row's name (or provider, region, instance) needs letters or digits, at most "
+             "%d of them in all",
+             MX_KEY_MAX - 1 - (mx_edits_key_parts(t) - 1));
+    http_reply_error(r, 400, "INVALID_KEY", msg, NULL);
     goto fail;
   }
   if (body) {
