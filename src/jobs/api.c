@@ -235,7 +235,23 @@ static void h_enqueue(struct http_req *r) {
   json_t *type = json_object_get(b, "type"), *payload = json_object_get(b, "payload");
   json_t *idem = json_object_get(b, "idempotency_key"), *at = json_object_get(b, "run_at");
   const char *hidem = http_header_get(r, "Idempotency-Key");
-  if (!json_is_string(type) || json_string_length(type) == 0 || json_string_length(type) >= 64)
+  /* a field the route does not know (priority, max_attempts, queue …) is
+   * refused, not ignored: those belong to the job type, set by its app */
+  char unknown[128];
+  const char *key;
+  json_t *v;
+  json_object_foreach(b, key, v) {
+    if (strcmp(key, "type") && strcmp(key, "payload") && strcmp(key, "idempotency_key") &&
+        strcmp(key, "run_at")) {
+      snprintf(unknown, sizeof unknown,
+               "unknown field '%.40s' (type, payload, idempotency_key, run_at)", key);
+      bad = unknown;
+      break;
+    }
+  }
+  if (bad)
+    ; /* said above */
+  else if (!json_is_string(type) || json_string_length(type) == 0 || json_string_length(type) >= 64)
     bad = "type: a job type's name is required";
   else if (idem && !json_is_null(idem) &&
            (!json_is_string(idem) || json_string_length(idem) == 0 ||

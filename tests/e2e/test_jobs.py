@@ -92,6 +92,10 @@ def test_bad_input_and_other_owners_get_the_error_envelope():
     assert r.status == 400 and r.json()["error_code"] == "INVALID_INPUT", r.body
     r = enqueue(g, ADMIN, {"type": "jobs.noop", "run_at": "yesterday"})
     assert r.status == 400, r.body
+    # settings the route does not take are refused, not silently ignored
+    for extra in ({"priority": 9}, {"max_attempts": 1}, {"queue": "ocr"}):
+        r = enqueue(g, ADMIN, dict({"type": "jobs.noop"}, **extra))
+        assert r.status == 400 and "unknown field '%s'" % list(extra)[0] in r.json()["message"], r.body
     r = enqueue(g, READER, {"type": "jobs.noop"})
     assert r.status == 403, r.body
     r = enqueue(g, ADMIN, {"type": "jobs.noop"})

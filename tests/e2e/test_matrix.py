@@ -301,6 +301,11 @@ def test_admins_edit_the_catalogue():
     assert r.status == 400 and "inconsistent" in r.json()["message"], r.body
     r = edit("PUT", "models/Test-1B", dict(model, params_b=1e308))
     assert r.status == 400 and r.json()["error_code"] == "INVALID_CATALOGUE_ROW", r.body
+    # a context too short to hold one token in and one out is the row's fault,
+    # refused at the edit rather than blamed on a later simulation
+    for ctx in (0, 1):
+        r = edit("PUT", "models/Test-1B", dict(model, max_context=ctx))
+        assert r.status == 400 and "max_context" in r.json()["message"], r.body
 
 
 def test_edits_survive_a_restart():

@@ -137,6 +137,11 @@ static int check(const struct mx_catalog *c, char *err, size_t errlen) {
       mx_seterr(err, errlen, "model '%s' has inconsistent shapes", m->name);
       return GROVE_EINVAL;
     }
+    if (m->max_context < 2) { /* one token in, one out */
+      mx_seterr(err, errlen, "model '%s' has max_context %d (at least 2 tokens)", m->name,
+                m->max_context);
+      return GROVE_EINVAL;
+    }
     for (size_t k = 0; k < i; k++)
       if (mx_name_eq(c->models[k].name, m->name)) {
         mx_seterr(err, errlen, "model '%s' is listed twice", m->name);
