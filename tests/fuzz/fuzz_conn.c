@@ -74,7 +74,9 @@ static void start(void) {
       .listen = "127.0.0.1:0", .threads = 1, .max_url = 1024, .max_header = 4096,
       .max_headers = 32, .max_body = 64 * 1024, .header_timeout_ms = 60000,
       .body_timeout_ms = 60000, .idle_timeout_ms = 60000, .gzip_min = 256, .web_root = "",
-      .shutdown_timeout_ms = 1000, .access_log = false};
+      .shutdown_timeout_ms = 1000, .access_log = false, .max_body_decoded = 256 * 1024,
+      .pool_store_threads = 1, .pool_store_queue = 64, .pool_cpu_threads = 1,
+      .pool_cpu_queue = 16, .pool_wait_threads = 1, .pool_wait_queue = 16, .pool_cpu_hold = ""};
   static struct hub_cfg hcfg = {.max_message = 4096, .max_queue = 32 * 1024, .history = 16,
                                 .history_bytes = 512 * 1024, .max_topics = 8,
                                 .ping_ms = 60000, .heartbeat_ms = 60000,
@@ -83,12 +85,17 @@ static void start(void) {
   log_setup(LOG_ERROR, false, 2);
   struct metrics *m;
   struct router *rt;
+  char err[256];
   if (metrics_create(&m) || router_create(&rt, m) || hub_create(&hub, &hcfg, 1, m) ||
-      hub_routes(hub, rt))
+      hub_routes(hub, rt, err, sizeof err)) {
+    fprintf(stderr, "fuzz_conn: cannot set up the hub: %s\n", err);
     abort();
+  }
   struct http_server_hooks hooks = {loop_start, loop_stop, NULL};
-  if (http_server_create(&srv, &cfg, rt, m, &hooks))
+  if (http_server_create(&srv, &cfg, rt, m, &hooks)) {
+    fprintf(stderr, "fuzz_conn: cannot start the server\n");
     abort();
+  }
   port = http_server_port(srv);
   open_conns = metric_get(metrics_family(m, "grove_http_connections", "", METRIC_GAUGE, ""));
   conn_fault_write = fault;
