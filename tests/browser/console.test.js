@@ -105,9 +105,10 @@ const expectedOrder = CITY.slice().sort((a, b) => b[5] - a[5]).map((c) => c[0]);
     check(JSON.stringify(nav) === '["Air quality","Status"]', 'the navigation shows the running apps only: ' + nav);
     check(await page.getAttribute('nav a[data-page=flow]', 'aria-current') === 'page', 'navigation marks the page');
     const apps = await (await fetch(url + '/api/v1/apps')).json();
-    /* the table is src/app/apps.c: one `&<name>_app,` line per app, in order */
-    const table = fs.readFileSync(path.join(__dirname, '..', '..', 'src', 'app', 'apps.c'), 'utf8').split('grove_apps[] = {')[1];
-    const appNames = [...table.matchAll(/^\s*&(\w+)_app,/gm)].map((m) => m[1]);
+    /* the table is src/app/apps.c: `&<name>_app` entries, in order */
+    const table = fs.readFileSync(path.join(__dirname, '..', '..', 'src', 'app', 'apps.c'), 'utf8')
+      .split('grove_apps[] = {')[1].split('}')[0];
+    const appNames = [...table.matchAll(/&(\w+)_app\b/g)].map((m) => m[1]);
     check(appNames.length >= 2 && apps.data.map((a) => a.name).join() === appNames.join(), 'GET /api/v1/apps lists the app table');
     check((await page.textContent(tile('web-1') + ' .aqi')) === '–', 'a station without a closed window shows no AQI');
     await page.waitForSelector('#connection[data-state=online]');
