@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../test.h"
+#include "../store_fixture.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "jobs/jobs.h"
@@ -28,23 +29,14 @@ static uint64_t fake_random(void *arg) {
 }
 
 static struct store *open_store(void) {
-  const char *url = getenv("GROVE_TEST_STORE");
-  snprintf(dir, sizeof dir, "/tmp/grove-jobs-XXXXXX");
-  CHECK(mkdtemp(dir));
-  struct store_cfg cfg = {.url = (char *)(url ? url : "sqlite"), .data_dir = dir, .pool = 8,
-                          .busy_timeout_ms = 5000};
-  struct store *s;
+  struct store *s = fixture_store_open(dir, sizeof dir, "/tmp/grove-jobs-XXXXXX", 8);
   char err[256];
-  int rc = store_open(&s, &cfg, err, sizeof err);
-  if (rc)
-    fprintf(stderr, "store_open: %s\n", err);
-  CHECK(rc == 0);
   /* a clean slate on a shared server */
   store_query(s, "DROP TABLE IF EXISTS jobs_jobs", NULL, 0, NULL, err, sizeof err);
   store_query(s, "DROP TABLE IF EXISTS jobs_meta", NULL, 0, NULL, err, sizeof err);
   store_query(s, "DELETE FROM grove_migrations WHERE module = 'jobs'", NULL, 0, NULL, err,
               sizeof err);
-  rc = store_migrate(s, "jobs", jobs_migrations, jobs_nmigrations, NULL, err, sizeof err);
+  int rc = store_migrate(s, "jobs", jobs_migrations, jobs_nmigrations, NULL, err, sizeof err);
   if (rc)
     fprintf(stderr, "migrate: %s\n", err);
   CHECK(rc == 0);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../test.h"
+#include "../store_fixture.h"
 #include "core/error.h"
 #include "core/util.h"
 #include "store/store.h"
@@ -13,17 +14,8 @@
 static char dir[64];
 
 static struct store *open_store(void) {
-  const char *url = getenv("GROVE_TEST_STORE");
-  snprintf(dir, sizeof dir, "/tmp/grove-store-XXXXXX");
-  CHECK(mkdtemp(dir));
-  struct store_cfg cfg = {.url = (char *)(url ? url : "sqlite"), .data_dir = dir, .pool = 4,
-                          .busy_timeout_ms = 5000};
-  struct store *s;
+  struct store *s = fixture_store_open(dir, sizeof dir, "/tmp/grove-store-XXXXXX", 4);
   char err[256];
-  int rc = store_open(&s, &cfg, err, sizeof err);
-  if (rc)
-    fprintf(stderr, "store_open: %s\n", err);
-  CHECK(rc == 0);
   /* a clean slate for every test on a shared server */
   store_query(s, "DROP TABLE IF EXISTS t_items", NULL, 0, NULL, err, sizeof err);
   store_query(s, "DROP TABLE IF EXISTS t_other", NULL, 0, NULL, err, sizeof err);
