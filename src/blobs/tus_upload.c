@@ -1,0 +1,690 @@
+/* tus_upload.c — the state of resumable uploads: one data file per upload
+ * under <data dir>/uploads/ and its record in the store (tus_uploads), a
+ * write lock with a lease and a fencing token per record, the durable
+ * offset (fsync before commit), concatenation and the expiry sweep. Every
+ * call blocks (files and store): run them on the store pool. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blobs/tus.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/util.h"
+
+const struct cfg_opt tus_cfg_opts[] = {
+    CFG_OPT(struct tus_cfg, "upload-expiry", CFG_MS, expiry_ms, "24h", "an unfinished resumable (tus) upload is removed this long after its last write (Upload-Expires)"),
+    CFG_OPT(struct tus_cfg, "upload-sweep", CFG_MS, sweep_ms, "1m", "how often expired resumable uploads are looked for"),
+    CFG_OPT(struct tus_cfg, "upload-lock", CFG_MS, lock_ms, "30s", "lease of the lock a PATCH holds on its upload (renewed while bytes arrive); a crashed writer's lock frees after it"),
+    CFG_OPT(struct tus_cfg, "upload-checkpoint", CFG_SIZE, checkpoint, "8m", "bytes a PATCH receives between fsyncs of its upload's offset: what a crash may lose of it"),
+};
+const size_t tus_cfg_nopts = ARRAY_LEN(tus_cfg_opts);
+
+/* kind: 'plain', 'partial', 'final'. expires_at: Unix ms, the record and
+ * its data go after it. blob: the blob a finished upload became. The lock:
+ * lock_holder (an instance id) with lock_until (Unix ms) and lock_token
+ * (grows with every take: the fencing token). */
+static const char TUS_V1[] =
+    "CREATE TABLE tus_uploads ("
+    " id TEXT PRIMARY KEY,"
+    " owner TEXT NOT NULL,"
+    " kind TEXT NOT NULL,"
+    " length BIGINT NOT NULL,"
+    " upload_offset BIGINT NOT NULL DEFAULT 0,"
+    " metadata TEXT,"
+    " parts TEXT,"
+    " created_at BIGINT NOT NULL,"
+    " expires_at BIGINT NOT NULL,"
+    " blob_id TEXT,"
+    " lock_holder TEXT,"
+    " lock_until BIGINT,"
+    " lock_token BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX tus_uploads_expires ON tus_uploads (expires_at)";
+
+const struct store_migration tus_migrations[] = {
+    {1, "tus_uploads", TUS_V1, NULL},
+};
+const size_t tus_nmigrations = ARRAY_LEN(tus_migrations);
+
+struct tus {
+  struct tus_cfg cfg;
+  struct store *st;
+  char dir[PATH_MAX];      /* <data dir>/uploads */
+  char instance[TUS_ID_LEN]; /* this data directory's instance id: the lock holder */
+  int64_t (*now_ms)(void *arg);
+  void *now_arg;
+};
+
+struct tus_write {
+  struct tus *t;
+  char id[TUS_ID_LEN];
+  char token[24];          /* the fencing token, as text */
+  int fd;
+  uint64_t length;
+  uint64_t durable;        /* committed offset */
+  uint64_t offset;         /* written so far */
+  bool locked;
+};
+
+static int64_t wall_ms(void *arg) {
+  (void)arg;
+  return (int64_t)clock_wall_ms();
+}
+
+static int64_t now(const struct tus *t) { return t->now_ms(t->now_arg); }
+
+const struct tus_cfg *tus_config(const struct tus *t) { return &t->cfg; }
+
+void tus_set_clock(struct tus *t, int64_t (*now_ms)(void *arg), void *arg) {
+  t->now_ms = now_ms ? now_ms : wall_ms;
+  t->now_arg = arg;
+}
+
+void tus_data_path(const struct tus *t, const char *id, char *out, size_t n) {
+  int w = snprintf(out, n, "%s/%.*s", t->dir, TUS_ID_LEN - 1, id);
+  (void)w; /* tus_open keeps dir short enough for any n >= PATH_MAX */
+}
+
+void tus_upload_release(struct tus_upload *u) {
+  if (!u)
+    return;
+  free(u->metadata);
+  free(u->parts);
+  u->metadata = NULL;
+  u->parts = NULL;
+}
+
+static void dec(int64_t v, char out[24]) { snprintf(out, 24, "%" PRId64, v); }
+
+static int64_t col_i64(const struct store_rows *r, int row, const char *col) {
+  const char *v = store_rows_get(r, row, col);
+  return v ? strtoll(v, NULL, 10) : 0;
+}
+
+static int query(struct tus *t, const char *sql, const char *const *p, int n,
+                 struct store_rows **rows) {
+  char err[256];
+  int rc = store_query(t->st, sql, p, n, rows, err, sizeof err);
+  if (rc)
+    log_error(NULL, "tus: store call failed", "error=\"%s\"", err);
+  return rc;
+}
+
+/* fsync of a folder, so that a file made or renamed in it stays. */
+static int sync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return GROVE_EIO;
+  int rc = fsync(fd) ? GROVE_EIO : 0;
+  close(fd);
+  return rc;
+}
+
+static const char COLS[] = "id, owner, kind, length, upload_offset, metadata, parts, created_at, "
+                           "expires_at, blob_id, lock_holder, lock_until, lock_token";
+
+static void row_to_upload(const struct store_rows *r, int i, struct tus_upload *u) {
+  memset(u, 0, sizeof *u);
+  snprintf(u->id, sizeof u->id, "%s", store_rows_get(r, i, "id"));
+  snprintf(u->owner, sizeof u->owner, "%s", store_rows_get(r, i, "owner"));
+  const char *kind = store_rows_get(r, i, "kind");
+  u->kind = strcmp(kind, "partial") == 0 ? TUS_PARTIAL
+            : strcmp(kind, "final") == 0 ? TUS_FINAL
+                                         : TUS_PLAIN;
+  u->length = (uint64_t)col_i64(r, i, "length");
+  u->offset = (uint64_t)col_i64(r, i, "upload_offset");
+  const char *m = store_rows_get(r, i, "metadata");
+  u->metadata = m ? strdup(m) : NULL;
+  const char *p = store_rows_get(r, i, "parts");
+  u->parts = p ? strdup(p) : NULL;
+  u->created_ms = col_i64(r, i, "created_at");
+  u->expires_ms = col_i64(r, i, "expires_at");
+  const char *b = store_rows_get(r, i, "blob_id");
+  snprintf(u->blob, sizeof u->blob, "%s", b ? b : "");
+}
+
+static const char *kind_name(enum tus_kind k) {
+  return k == TUS_PARTIAL ? "partial" : k == TUS_FINAL ? "final" : "plain";
+}
+
+/* ---- life --------------------------------------------------------------------- */
+
+static int instance_id(struct tus *t, char *err, size_t errlen) {
+  char path[PATH_MAX + 16];
+  snprintf(path, sizeof path, "%s/.instance", t->dir);
+  FILE *f = fopen(path, "r");
+  if (f) {
+    char buf[64] = "";
+    bool ok = fgets(buf, sizeof buf, f) != NULL;
+    fclose(f);
+    buf[strcspn(buf, "\n")] = '\0';
+    if (ok && tus_id_valid(buf)) {
+      memcpy(t->instance, buf, TUS_ID_LEN);
+      return 0;
+    }
+  }
+  rand_hex(t->instance, sizeof t->instance);
+  char tmp[PATH_MAX + 32];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0 || write(fd, t->instance, TUS_ID_LEN - 1) != TUS_ID_LEN - 1 || fsync(fd) ||
+      rename(tmp, path) || sync_dir(t->dir)) {
+    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    return GROVE_EIO;
+  }
+  close(fd);
+  return 0;
+}
+
+int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, const char *data_dir,
+             char *err, size_t errlen) {
+  *out = NULL;
+  struct tus *t = calloc(1, sizeof *t);
+  if (!t)
+    return GROVE_ENOMEM;
+  t->cfg = *cfg;
+  if (!t->cfg.lock_ms)
+    t->cfg.lock_ms = 30000;
+  if (!t->cfg.checkpoint)
+    t->cfg.checkpoint = 8u << 20;
+  t->st = st;
+  t->now_ms = wall_ms;
+  int n = snprintf(t->dir, sizeof t->dir, "%s/uploads", data_dir && *data_dir ? data_dir : ".");
+  if (n < 0 || (size_t)n >= sizeof t->dir - TUS_ID_LEN - 8) {
+    snprintf(err, errlen, "data directory path is too long");
+    free(t);
+    return GROVE_EINVAL;
+  }
+  if (mkdir_p(t->dir, 0700)) {
+    snprintf(err, errlen, "cannot make '%s': %s", t->dir, strerror(errno));
+    free(t);
+    return GROVE_EIO;
+  }
+  int rc = instance_id(t, err, errlen);
+  if (rc) {
+    free(t);
+    return rc;
+  }
+  /* this data directory is one process's (the data-dir lock): locks it
+   * holds are an earlier life's, dead */
+  const char *p[] = {t->instance};
+  char qerr[256];
+  rc = store_query(st, "UPDATE tus_uploads SET lock_holder = NULL, lock_until = NULL "
+                       "WHERE lock_holder = $1",
+                   p, 1, NULL, qerr, sizeof qerr);
+  if (rc) {
+    snprintf(err, errlen, "cannot free old upload locks: %s", qerr);
+    free(t);
+    return rc;
+  }
+  *out = t;
+  return 0;
+}
+
+void tus_close(struct tus *t) { free(t); }
+
+/* ---- records --------------------------------------------------------------------- */
+
+int tus_create(struct tus *t, const struct tus_new *nu, struct tus_upload *u) {
+  char id[TUS_ID_LEN], len[24], created[24], expires[24];
+  rand_hex(id, sizeof id);
+  int64_t at = now(t);
+  dec((int64_t)nu->length, len);
+  dec(at, created);
+  dec(at + (int64_t)t->cfg.expiry_ms, expires);
+  /* the record first: a data file never exists without one (the sweep
+   * takes such files for leftovers) */
+  const char *p[] = {id, nu->owner, kind_name(nu->kind), len, nu->metadata, created, expires};
+  int rc = query(t, "INSERT INTO tus_uploads (id, owner, kind, length, metadata, created_at, "
+                    "expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 p, 7, NULL);
+  if (rc)
+    return rc;
+  char path[PATH_MAX + 64];
+  tus_data_path(t, id, path, sizeof path);
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0 || fsync(fd) || sync_dir(t->dir)) {
+    log_error(NULL, "tus: cannot make data file", "path=\"%s\" error=\"%s\"", path,
+              strerror(errno));
+    if (fd >= 0)
+      close(fd);
+    unlink(path);
+    const char *d[] = {id};
+    query(t, "DELETE FROM tus_uploads WHERE id = $1", d, 1, NULL);
+    return GROVE_EIO;
+  }
+  close(fd);
+  memset(u, 0, sizeof *u);
+  memcpy(u->id, id, sizeof id);
+  snprintf(u->owner, sizeof u->owner, "%s", nu->owner);
+  u->kind = nu->kind;
+  u->length = nu->length;
+  u->metadata = nu->metadata ? strdup(nu->metadata) : NULL;
+  u->created_ms = at;
+  u->expires_ms = at + (int64_t)t->cfg.expiry_ms;
+  return 0;
+}
+
+/* The record of id as it is (no owner or expiry check). */
+static int read_record(struct tus *t, const char *id, struct tus_upload *u, char *holder,
+                       int64_t *lock_until) {
+  char sql[256];
+  snprintf(sql, sizeof sql, "SELECT %s FROM tus_uploads WHERE id = $1", COLS);
+  const char *p[] = {id};
+  struct store_rows *r = NULL;
+  int rc = query(t, sql, p, 1, &r);
+  if (rc)
+    return rc;
+  if (r->nrows == 0) {
+    store_rows_free(r);
+    return GROVE_ENOENT;
+  }
+  row_to_upload(r, 0, u);
+  if (holder) {
+    const char *h = store_rows_get(r, 0, "lock_holder");
+    snprintf(holder, TUS_ID_LEN, "%s", h ? h : "");
+  }
+  if (lock_until)
+    *lock_until = col_i64(r, 0, "lock_until");
+  store_rows_free(r);
+  return 0;
+}
+
+int tus_get(struct tus *t, const char *id, const char *owner, struct tus_upload *u) {
+  memset(u, 0, sizeof *u);
+  if (!tus_id_valid(id))
+    return GROVE_ENOENT;
+  int rc = read_record(t, id, u, NULL, NULL);
+  if (rc)
+    return rc;
+  if ((owner && strcmp(u->owner, owner) != 0) || u->expires_ms <= now(t)) {
+    tus_upload_release(u);
+    return GROVE_ENOENT;
+  }
+  return 0;
+}
+
+/* ---- writing ------------------------------------------------------------------------ */
+
+int tus_lock(struct tus *t, const char *id, const char *owner, struct tus_write **out,
+             struct tus_upload *uout) {
+  *out = NULL;
+  struct tus_upload u;
+  int rc = tus_get(t, id, owner, &u);
+  if (rc)
+    return rc;
+  if (u.kind == TUS_FINAL || u.offset >= u.length) {
+    if (uout)
+      *uout = u;
+    else
+      tus_upload_release(&u);
+    return GROVE_EEXIST;
+  }
+  char at[24], until[24];
+  int64_t n = now(t);
+  dec(n, at);
+  dec(n + (int64_t)t->cfg.lock_ms, until);
+  const char *p[] = {id, t->instance, until, at};
+  struct store_rows *r = NULL;
+  rc = query(t, "UPDATE tus_uploads SET lock_holder = $2, lock_until = $3, "
+                "lock_token = lock_token + 1 "
+                "WHERE id = $1 AND (lock_holder IS NULL OR lock_until < $4)",
+             p, 4, &r);
+  if (rc)
+    goto fail;
+  long long changed = r->changes;
+  store_rows_free(r);
+  if (changed == 0) {
+    rc = GROVE_EBUSY;
+    goto fail;
+  }
+  /* ours now: the token and offset as the take left them */
+  tus_upload_release(&u);
+  const char *q[] = {id};
+  rc = query(t, "SELECT upload_offset, lock_token FROM tus_uploads WHERE id = $1", q, 1, &r);
+  if (rc)
+    goto fail_unlocked;
+  if (r->nrows == 0) {
+    store_rows_free(r);
+    rc = GROVE_ENOENT;
+    goto fail_unlocked;
+  }
+  struct tus_write *w = calloc(1, sizeof *w);
+  if (!w) {
+    store_rows_free(r);
+    rc = GROVE_ENOMEM;
+    goto fail_unlocked;
+  }
+  w->t = t;
+  w->fd = -1;
+  memcpy(w->id, id, TUS_ID_LEN);
+  snprintf(w->token, sizeof w->token, "%s", store_rows_get(r, 0, "lock_token"));
+  w->durable = w->offset = (uint64_t)col_i64(r, 0, "upload_offset");
+  store_rows_free(r);
+  w->locked = true;
+  rc = tus_get(t, id, owner, &u); /* the record for the caller, under the lock */
+  if (rc) {
+    tus_unlock(w);
+    return rc;
+  }
+  w->length = u.length;
+  char path[PATH_MAX + 64];
+  tus_data_path(t, id, path, sizeof path);
+  /* bytes past the durable offset were never acknowledged: cut them */
+  w->fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+  struct stat sb;
+  bool ok = w->fd >= 0 && fstat(w->fd, &sb) == 0;
+  if (ok && (uint64_t)sb.st_size < w->durable) {
+    ok = false; /* shorter than what was acknowledged: lost, never padded */
+    errno = EIO;
+  }
+  if (ok && (uint64_t)sb.st_size > w->durable)
+    ok = ftruncate(w->fd, (off_t)w->durable) == 0;
+  if (!ok) {
+    log_error(NULL, "tus: cannot open data file", "path=\"%s\" error=\"%s\"", path,
+              strerror(errno));
+    tus_upload_release(&u);
+    tus_unlock(w);
+    return GROVE_EIO;
+  }
+  if (uout)
+    *uout = u;
+  else
+    tus_upload_release(&u);
+  *out = w;
+  return 0;
+fail:
+  tus_upload_release(&u);
+  return rc;
+fail_unlocked: {
+  /* took the lock, then failed: give it back */
+  const char *d[] = {id, t->instance};
+  query(t, "UPDATE tus_uploads SET lock_holder = NULL, lock_until = NULL "
+           "WHERE id = $1 AND lock_holder = $2",
+        d, 2, NULL);
+  return rc;
+}
+}
+
+uint64_t tus_write_offset(const struct tus_write *w) { return w->offset; }
+uint64_t tus_write_durable(const struct tus_write *w) { return w->durable; }
+
+int tus_write(struct tus_write *w, const void *data, size_t n) {
+  if (n > w->length - w->offset)
+    return GROVE_ETOOBIG;
+  const char *p = data;
+  while (n > 0) {
+    ssize_t k = pwrite(w->fd, p, n, (off_t)w->offset);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      log_error(NULL, "tus: cannot write data file", "id=%s error=\"%s\"", w->id,
+                strerror(errno));
+      return GROVE_EIO;
+    }
+    p += k;
+    n -= (size_t)k;
+    w->offset += (uint64_t)k;
+  }
+  return 0;
+}
+
+int tus_checkpoint(struct tus_write *w) {
+  if (!w->locked)
+    return GROVE_EPERM;
+  if (w->offset != w->durable && fdatasync(w->fd)) {
+    log_error(NULL, "tus: cannot sync data file", "id=%s error=\"%s\"", w->id, strerror(errno));
+    return GROVE_EIO;
+  }
+  struct tus *t = w->t;
+  char off[24], until[24], expires[24];
+  int64_t n = now(t);
+  dec((int64_t)w->offset, off);
+  dec(n + (int64_t)t->cfg.lock_ms, until);
+  dec(n + (int64_t)t->cfg.expiry_ms, expires);
+  const char *p[] = {w->id, off, until, expires, w->token, t->instance};
+  struct store_rows *r = NULL;
+  int rc = query(t, "UPDATE tus_uploads SET upload_offset = $2, lock_until = $3, "
+                    "expires_at = $4 WHERE id = $1 AND lock_token = $5 AND lock_holder = $6",
+                 p, 6, &r);
+  if (rc)
+    return rc;
+  long long changed = r->changes;
+  store_rows_free(r);
+  if (changed == 0) {
+    w->locked = false; /* taken over (or deleted): this writer may do nothing more */
+    return GROVE_EPERM;
+  }
+  w->durable = w->offset;
+  return 0;
+}
+
+int tus_discard(struct tus_write *w) {
+  if (ftruncate(w->fd, (off_t)w->durable))
+    return GROVE_EIO;
+  w->offset = w->durable;
+  return 0;
+}
+
+void tus_unlock(struct tus_write *w) {
+  if (!w)
+    return;
+  if (w->fd >= 0) {
+    if (w->offset != w->durable && ftruncate(w->fd, (off_t)w->durable))
+      log_warn(NULL, "tus: cannot cut data file", "id=%s error=\"%s\"", w->id, strerror(errno));
+    close(w->fd);
+  }
+  if (w->locked) {
+    const char *p[] = {w->id, w->token, w->t->instance};
+    query(w->t, "UPDATE tus_uploads SET lock_holder = NULL, lock_until = NULL "
+                "WHERE id = $1 AND lock_token = $2 AND lock_holder = $3",
+          p, 3, NULL);
+  }
+  free(w);
+}
+
+int tus_finish(struct tus *t, const char *id, const char *blob) {
+  /* the record stays (HEAD still answers for it) for one more expiry */
+  char expires[24];
+  dec(now(t) + (int64_t)t->cfg.expiry_ms, expires);
+  const char *p[] = {id, blob, expires};
+  struct store_rows *r = NULL;
+  int rc = query(t, "UPDATE tus_uploads SET blob_id = $2, expires_at = $3 WHERE id = $1", p, 3, &r);
+  if (rc)
+    return rc;
+  rc = r->changes ? 0 : GROVE_ENOENT;
+  store_rows_free(r);
+  return rc;
+}
+
+/* ---- concatenation ------------------------------------------------------------------ */
+
+static int copy_into(int out, const char *path, uint64_t len) {
+  int in = open(path, O_RDONLY | O_CLOEXEC);
+  if (in < 0)
+    return GROVE_EIO;
+  int rc = 0;
+  while (len > 0) {
+    ssize_t k = copy_file_range(in, NULL, out, NULL, len > (1u << 30) ? (1u << 30) : len, 0);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      rc = GROVE_EIO; /* short: the part is not as long as its record */
+      break;
+    }
+    len -= (uint64_t)k;
+  }
+  close(in);
+  return rc;
+}
+
+int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_LEN], int n,
+                     const char *metadata, struct tus_upload *u, int *bad) {
+  *bad = -1;
+  uint64_t total = 0;
+  size_t plen = 0;
+  for (int i = 0; i < n; i++) {
+    struct tus_upload part;
+    int rc = tus_get(t, ids[i], owner, &part);
+    if (rc) {
+      *bad = i;
+      return rc;
+    }
+    bool ok = part.kind == TUS_PARTIAL && part.offset == part.length;
+    tus_upload_release(&part);
+    if (!ok) {
+      *bad = i;
+      return GROVE_EINVAL;
+    }
+    if (__builtin_add_overflow(total, part.length, &total) ||
+        (t->cfg.max_size && total > t->cfg.max_size) || total > INT64_MAX)
+      return GROVE_ETOOBIG;
+    plen += TUS_ID_LEN;
+  }
+  char *parts = malloc(plen + 1);
+  if (!parts)
+    return GROVE_ENOMEM;
+  parts[0] = '\0';
+  for (int i = 0; i < n; i++) {
+    if (i)
+      strcat(parts, " ");
+    strcat(parts, ids[i]);
+  }
+  /* the record first (offset 0: unfinished until the bytes are in), then
+   * the bytes, fsync'd, then the offset */
+  struct tus_new nu = {owner, TUS_FINAL, total, metadata};
+  int rc = tus_create(t, &nu, u);
+  if (rc) {
+    free(parts);
+    return rc;
+  }
+  u->parts = parts;
+  char path[PATH_MAX + 64];
+  tus_data_path(t, u->id, path, sizeof path);
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    rc = GROVE_EIO;
+    goto fail;
+  }
+  for (int i = 0; i < n && !rc; i++) {
+    struct tus_upload part;
+    char ppath[PATH_MAX + 64];
+    if ((rc = tus_get(t, ids[i], owner, &part))) {
+      *bad = i;
+      break;
+    }
+    tus_data_path(t, ids[i], ppath, sizeof ppath);
+    rc = copy_into(fd, ppath, part.length);
+    tus_upload_release(&part);
+  }
+  if (!rc && fsync(fd))
+    rc = GROVE_EIO;
+  close(fd);
+  if (rc)
+    goto fail;
+  char off[24];
+  dec((int64_t)total, off);
+  const char *p[] = {u->id, off, parts};
+  if ((rc = query(t, "UPDATE tus_uploads SET upload_offset = $2, parts = $3 WHERE id = $1", p, 3,
+                  NULL)))
+    goto fail;
+  u->offset = total;
+  return 0;
+fail:
+  if (rc == GROVE_EIO)
+    log_error(NULL, "tus: cannot concatenate", "id=%s error=\"%s\"", u->id, strerror(errno));
+  tus_delete(t, u->id, owner);
+  tus_upload_release(u);
+  return rc;
+}
+
+/* ---- removal ----------------------------------------------------------------------- */
+
+static int remove_upload(struct tus *t, const char *id, const char *owner, bool expired_only,
+                         bool *removed) {
+  char at[24];
+  dec(now(t), at);
+  const char *p[] = {id, at, owner};
+  struct store_rows *r = NULL;
+  int rc = query(t,
+                 expired_only
+                     ? "DELETE FROM tus_uploads WHERE id = $1 AND expires_at <= $2 "
+                       "AND (lock_holder IS NULL OR lock_until < $2)"
+                     : "DELETE FROM tus_uploads WHERE id = $1 AND owner = $3 "
+                       "AND (lock_holder IS NULL OR lock_until < $2)",
+                 p, expired_only ? 2 : 3, &r);
+  if (rc)
+    return rc;
+  *removed = r->changes > 0;
+  store_rows_free(r);
+  if (*removed) {
+    char path[PATH_MAX + 64];
+    tus_data_path(t, id, path, sizeof path);
+    if (unlink(path) && errno != ENOENT)
+      log_warn(NULL, "tus: cannot remove data file", "path=\"%s\" error=\"%s\"", path,
+               strerror(errno));
+  }
+  return 0;
+}
+
+int tus_delete(struct tus *t, const char *id, const char *owner) {
+  struct tus_upload u;
+  int rc = tus_get(t, id, owner, &u);
+  if (rc)
+    return rc;
+  tus_upload_release(&u);
+  bool removed;
+  if ((rc = remove_upload(t, id, owner, false, &removed)))
+    return rc;
+  return removed ? 0 : GROVE_EBUSY;
+}
+
+int tus_sweep(struct tus *t, int *count) {
+  int removed_n = 0;
+  char at[24];
+  dec(now(t), at);
+  const char *p[] = {at};
+  struct store_rows *r = NULL;
+  int rc = query(t, "SELECT id FROM tus_uploads WHERE expires_at <= $1 LIMIT 1000", p, 1, &r);
+  if (rc)
+    return rc;
+  for (int i = 0; i < r->nrows; i++) {
+    bool removed = false;
+    if (remove_upload(t, store_rows_get(r, i, "id"), NULL, true, &removed) == 0 && removed)
+      removed_n++;
+  }
+  store_rows_free(r);
+  /* data files whose record is gone (a crash between the two removals) */
+  DIR *d = opendir(t->dir);
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d))) {
+      if (!tus_id_valid(e->d_name))
+        continue;
+      const char *q[] = {e->d_name};
+      if (query(t, "SELECT 1 FROM tus_uploads WHERE id = $1", q, 1, &r))
+        break;
+      int rows = r->nrows;
+      store_rows_free(r);
+      if (rows == 0) {
+        char path[PATH_MAX + 64];
+        tus_data_path(t, e->d_name, path, sizeof path);
+        if (unlink(path) == 0)
+          removed_n++;
+      }
+    }
+    closedir(d);
+  }
+  if (count)
+    *count = removed_n;
+  return 0;
+}
