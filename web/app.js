@@ -32,8 +32,14 @@ grove.api = async function (path, options = {}) {
   }
   if (r.status === 401) { grove.signedOut(); throw new Error('signed out'); }
   const body = r.status === 204 ? {} : await r.json();
-  if (!r.ok) throw new Error(body.message || r.statusText);
-  return body.data;
+  if (!r.ok) {
+    // the error envelope: its message, and its code and details for pages
+    // that say more (which fields are missing, what was excluded)
+    const e = new Error(body.message || r.statusText);
+    Object.assign(e, { status: r.status, code: body.error_code, details: body.details });
+    throw e;
+  }
+  return options.whole ? body : body.data; /* whole: with the envelope's metadata */
 };
 
 // One renewal at a time: a refresh token is good for one use, and a second

@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/console — the console's figures (issue #11): the first load
-# (index.html, style.css, app.js, flow.js as grove sends them gzip'ed) and
+# (index.html, style.css, app.js and the running apps' scripts, flow.js and
+# matrix.js, as grove sends them gzip'ed) and
 # what the first chart adds (Chart.js), beside the 200 KB budget; a chart of
 # 10,000 points drawn in Chromium by the console's chart (Chart.js) beside
 # uPlot (npm) drawing the same points in the same browser; and the page's
@@ -27,7 +28,7 @@ trap 'kill $pid 2>/dev/null; sleep 0.3; rm -rf "$work"' EXIT INT TERM
 wait_http "$url/health"
 gz() { curl -s -H 'Accept-Encoding: gzip' "$url$1" | wc -c; }
 bytes=0
-for f in / /style.css /app.js /flow.js; do bytes=$((bytes + $(gz $f))); done
+for f in / /style.css /app.js /flow.js /matrix.js; do bytes=$((bytes + $(gz $f))); done
 lib=$(gz /javascript/chart.js/chart.min.js)
 set -- $(GROVE_URL=$url node bench/console/chart.js)
 draw=$1 uplot=$2

@@ -420,6 +420,7 @@ const struct grove_app matrix_app = {
     .nmigrations = ARRAY_LEN(matrix_migrations),
     .routes = matrix_routes,
     .nroutes = ARRAY_LEN(matrix_routes),
+    .page = &(const struct app_page){"matrix", "AI workloads", "/matrix.js"},
     .start = matrix_start,
     .stop = matrix_stop,
     .command = matrix_command,
