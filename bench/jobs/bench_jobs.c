@@ -10,7 +10,10 @@
  *                         (started_at − created_at, ms resolution) of a
  *                         second, unsaturated phase: one producer enqueueing
  *                         2,000 jobs one after another while workers idle
- * usage: bench_jobs LABEL STORE_URL DATA_DIR JOBS PRODUCERS SLOTS */
+ * Producers enqueue BATCH jobs per call (jobs_enqueue_batch: one commit,
+ * acknowledged after it), as a broker client publishes in batches and
+ * waits for their confirms.
+ * usage: bench_jobs LABEL STORE_URL DATA_DIR JOBS PRODUCERS SLOTS [BATCH] */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,18 +30,26 @@ struct producer {
   struct jobs *j;
   const char *owner;
   int n;
+  int batch; /* jobs per jobs_enqueue_batch call */
   int failed;
 };
 
 static void *produce(void *arg) {
   struct producer *p = arg;
-  char id[JOBS_ID_LEN], err[256];
-  struct jobs_new nj = {"jobs.noop", "{}", p->owner, NULL, 0};
-  for (int i = 0; i < p->n; i++)
-    if (jobs_enqueue(p->j, &nj, id, NULL, err, sizeof err)) {
+  char err[256];
+  struct jobs_new *nj = calloc((size_t)p->batch, sizeof *nj);
+  char(*ids)[JOBS_ID_LEN] = calloc((size_t)p->batch, sizeof *ids);
+  for (int i = 0; nj && ids && i < p->batch; i++)
+    nj[i] = (struct jobs_new){"jobs.noop", "{}", p->owner, NULL, 0};
+  for (int i = 0; nj && ids && i < p->n; i += p->batch) {
+    int n = p->n - i < p->batch ? p->n - i : p->batch;
+    if (jobs_enqueue_batch(p->j, nj, (size_t)n, ids, NULL, err, sizeof err)) {
       fprintf(stderr, "enqueue: %s\n", err);
-      p->failed++;
+      p->failed += n;
     }
+  }
+  free(nj);
+  free(ids);
   return NULL;
 }
 
@@ -61,12 +72,15 @@ static int cmp_ll(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 7) {
-    fprintf(stderr, "usage: bench_jobs LABEL STORE_URL DATA_DIR JOBS PRODUCERS SLOTS\n");
+  if (argc != 7 && argc != 8) {
+    fprintf(stderr, "usage: bench_jobs LABEL STORE_URL DATA_DIR JOBS PRODUCERS SLOTS [BATCH]\n");
     return 2;
   }
   const char *label = argv[1];
   int total = atoi(argv[4]), np = atoi(argv[5]), slots = atoi(argv[6]);
+  int batch = argc == 8 ? atoi(argv[7]) : 1;
+  if (batch < 1 || batch > JOBS_BATCH_MAX)
+    batch = 1;
   log_setup(LOG_WARN, false, 2);
   struct store_cfg sc = {.url = argv[2], .data_dir = argv[3], .pool = np + slots + 4,
                          .busy_timeout_ms = 30000};
@@ -94,6 +108,7 @@ int main(int argc, char **argv) {
     ps[i].j = j;
     ps[i].owner = "bench";
     ps[i].n = total / np + (i < total % np);
+    ps[i].batch = batch;
     pthread_create(&th[i], NULL, produce, &ps[i]);
   }
   int failed = 0;
@@ -106,7 +121,7 @@ int main(int argc, char **argv) {
     usleep(50000);
   double t_done = now_s();
   /* latency: unsaturated, one enqueue at a time */
-  struct producer one = {j, "bench-lat", 2000, 0};
+  struct producer one = {j, "bench-lat", 2000, 1, 0};
   produce(&one);
   while (count_succeeded(st) < before + total - failed + one.n - one.failed)
     usleep(50000);

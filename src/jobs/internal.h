@@ -27,6 +27,7 @@ struct jobs_queue_stat {
 };
 
 struct pool;
+struct periodic;
 struct jobs_pending; /* an enqueue waiting for its commit (queue.c) */
 struct jobs_slot;    /* a worker thread's job (worker.c) */
 
@@ -47,21 +48,23 @@ struct jobs {
 
   /* group commit */
   pthread_mutex_t glock;
-  pthread_cond_t gwake, gdone;
+  pthread_cond_t gwake, gdone;   /* gdone: gasync fell to 0 */
   struct jobs_pending *ghead, *gtail;
+  int gasync;                    /* async completions queued or committing */
   bool gclosing;
   pthread_t committer;
   bool committer_started;
 
   /* workers (worker.c) */
   pthread_mutex_t wlock;
-  pthread_cond_t wwake;
-  bool wstarted, wstopping, wstopped;
-  bool wpending;                 /* a wake not yet seen by the dispatcher */
+  pthread_cond_t wwake;          /* a slot freed (jobs_stop waits on it) */
+  bool wstarted, wstopped;
   bool workers_left;             /* handlers outlived jobs_stop: j is not freed */
   struct pool *pool;
   atomic_bool stopping;          /* handlers' jobs_check */
-  pthread_t dispatcher;
+  struct periodic *dispatcher;   /* under wlock: jobs_wake reads it */
+  struct periodic *sweeper;      /* retention (jobs_sweep) */
+  int64_t next_reap;             /* the dispatcher's */
   struct jobs_slot *slots;
   struct jobs_claim *claims;     /* the dispatcher's batch (nslots) */
   int nslots;
@@ -72,6 +75,13 @@ int64_t jobs_now(struct jobs *j);
 /* The queue's stats entry, made on first use (NULL when full). */
 struct jobs_queue_stat *jobs_queue_stat(struct jobs *j, const char *queue);
 const struct jobs_type_entry *jobs_type_find(const struct jobs *j, const char *type);
+/* Records c succeeded with result (owned: freed here) in the next group
+ * commit without waiting for it; the committer then counts, publishes,
+ * or logs a refusal by the fence. Returns 0 (queued), GROVE_ECLOSED
+ * (stopping: nothing recorded) or GROVE_ENOMEM. */
+int jobs_complete_async(struct jobs *j, const struct jobs_claim *c, char *result);
+/* Waits until every async completion queued so far is committed. */
+void jobs_drain(struct jobs *j);
 /* Wakes the dispatcher (an enqueue landed, a slot freed). */
 void jobs_wake(struct jobs *j);
 /* Publishes the job's state on jobs/{id} (no-op without a hub). */

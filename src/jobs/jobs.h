@@ -67,7 +67,10 @@ struct jobs_cfg {
   int max_attempts;         /* --jobs-max-attempts: for types that give none */
   char *concurrency;        /* --jobs-concurrency: "queue=N,…" (running jobs per
                              * queue in this process; "default" for the rest) */
-  int batch;                /* --jobs-batch: enqueues committed together at most */
+  int batch;                /* --jobs-batch: jobs and writes committed together at most */
+  uint64_t retention_ms;    /* --jobs-retention: succeeded and cancelled jobs
+                             * are deleted this long after they finished
+                             * (0: kept); dead ones are kept */
   bool workers;             /* --jobs-workers: run handlers in this process */
 };
 
@@ -149,6 +152,14 @@ struct jobs_new {
  * says which), GROVE_ECLOSED (shutting down), or the store's error. */
 int jobs_enqueue(struct jobs *j, const struct jobs_new *nj, char id[JOBS_ID_LEN],
                  bool *existed, char *err, size_t errlen);
+#define JOBS_BATCH_MAX 4096
+/* Adds nj[0..n-1] (n 1 to JOBS_BATCH_MAX) in one transaction and returns
+ * once it is committed: all of them or none (a bad job fails the batch
+ * before anything is written; err names its index). OUT: ids[i],
+ * existed[i] (existed may be NULL) as jobs_enqueue's. Returns as
+ * jobs_enqueue. The caller keeps nj. */
+int jobs_enqueue_batch(struct jobs *j, const struct jobs_new *nj, size_t n,
+                       char (*ids)[JOBS_ID_LEN], bool *existed, char *err, size_t errlen);
 
 /* ---- leases (blocking; the workers use these, and so may other runtimes) */
 
@@ -208,6 +219,14 @@ uint64_t jobs_backoff_ms(uint64_t base_ms, uint64_t max_ms, int attempt, uint64_
 
 /* ---- reading and managing (blocking) ------------------------------------ */
 
+/* Retention: deletes succeeded and cancelled jobs that finished more than
+ * --jobs-retention ago (by the jobs clock), at most 1,000 per statement
+ * until none is left; dead, queued, failed and running jobs stay. Runs
+ * every minute after jobs_start (any role), and may be called directly.
+ * OUT: *n (may be NULL) how many were deleted. Returns 0 (nothing to do
+ * when retention is 0), or the store's error. */
+int jobs_sweep(struct jobs *j, long long *n);
+
 /* The job as {"task_id","type","queue","state","progress":{"percent",
  * "message"},"attempts","max_attempts","owner","created_at","run_at",
  * "started_at","finished_at","result","error","cancel_requested"} (times
@@ -235,8 +254,8 @@ int jobs_dead(struct jobs *j, int limit, json_t **out);
 
 /* ---- workers ------------------------------------------------------------ */
 
-/* Starts the dispatcher and the worker threads (one per concurrency slot)
- * when --jobs-workers is on; otherwise does nothing. Returns 0 or a
+/* Starts the retention sweep, and the dispatcher and the worker threads
+ * (one per concurrency slot) when --jobs-workers is on. Returns 0 or a
  * GROVE_E* code. */
 int jobs_start(struct jobs *j);
 /* Graceful stop: no new claims; running handlers see jobs_check() true

@@ -32,7 +32,8 @@ const struct cfg_opt jobs_cfg_opts[] = {
     CFG_OPT(struct jobs_cfg, "jobs-backoff-max", CFG_MS, backoff_max_ms, "10m", "largest retry delay"),
     CFG_OPT(struct jobs_cfg, "jobs-max-attempts", CFG_INT, max_attempts, "5", "attempts of a job whose type sets none, then it is dead"),
     CFG_OPT(struct jobs_cfg, "jobs-concurrency", CFG_STR, concurrency, "ocr=2,ai=2,generation=4,default=4", "running jobs per queue in this process: queue=N,…"),
-    CFG_OPT(struct jobs_cfg, "jobs-batch", CFG_INT, batch, "256", "enqueues committed in one transaction at most"),
+    CFG_OPT(struct jobs_cfg, "jobs-batch", CFG_INT, batch, "1024", "jobs and writes committed in one transaction at most (group commit)"),
+    CFG_OPT(struct jobs_cfg, "jobs-retention", CFG_MS, retention_ms, "7d", "succeeded and cancelled jobs are deleted this long after they finished (0: kept; dead jobs are kept)"),
     CFG_OPT(struct jobs_cfg, "jobs-workers", CFG_BOOL, workers, "true", "run job handlers in this process"),
 };
 const size_t jobs_cfg_nopts = ARRAY_LEN(jobs_cfg_opts);
@@ -77,10 +78,16 @@ static const char JOBS_V2[] =
  * every instance on the database. */
 static const char JOBS_V3[] = "CREATE TABLE jobs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)";
 
+/* Retention deletes finished jobs oldest first: an index over exactly
+ * those it may delete. */
+static const char JOBS_V4[] = "CREATE INDEX jobs_jobs_finished ON jobs_jobs (finished_at) "
+                              "WHERE state IN ('succeeded', 'cancelled')";
+
 const struct store_migration jobs_migrations[] = {
     {1, "jobs_jobs", JOBS_V1, NULL},
     {2, "jobs_jobs_runnable", JOBS_V2, NULL},
     {3, "jobs_meta", JOBS_V3, NULL},
+    {4, "jobs_jobs_finished", JOBS_V4, NULL},
 };
 const size_t jobs_nmigrations = ARRAY_LEN(jobs_migrations);
 
@@ -309,26 +316,58 @@ static int parse_concurrency(struct jobs *j, const char *spec, char *err, size_t
   return 0;
 }
 
+static void observe_run(struct jobs *j, const struct jobs_claim *c, struct metric *counter) {
+  struct jobs_queue_stat *q = jobs_queue_stat(j, c->queue);
+  if (!q)
+    return;
+  count(counter);
+  int64_t started = c->lease_until_ms - (int64_t)j->cfg.lease_ms;
+  int64_t now = jobs_now(j);
+  if (q->run)
+    metric_observe(q->run, (double)(now > started ? now - started : 0) / 1000.0);
+}
+
+/* What a recorded success does besides its row: counts, the run-time
+ * histogram and the live event. */
+static void succeeded(struct jobs *j, const struct jobs_claim *c) {
+  struct jobs_queue_stat *q = jobs_queue_stat(j, c->queue);
+  observe_run(j, c, q ? q->succeeded : NULL);
+  jobs_publish(j, c->id, "succeeded", 100, NULL);
+}
+
 /* ---- group commit ------------------------------------------------------- */
 
-/* A write waiting for the next group commit: an enqueue (apply =
- * insert_one) or a fenced UPDATE ending an attempt (apply = apply_write).
- * Lives on its caller's stack; the caller waits until done. */
+/* A write waiting for the next group commit, of one of three kinds:
+ * - P_ENQUEUE: n new jobs (inserted many rows to a statement);
+ * - P_SUCCEED: a fenced completion (many to one UPDATE … FROM VALUES);
+ * - P_WRITE: any other statement (claims, renewals, failures), alone.
+ * A synchronous one lives on its caller's stack and the caller waits on
+ * its cv until done; an async one (a worker's completion) is on the heap
+ * and the committer finishes and frees it. */
+enum pending_kind { P_ENQUEUE, P_SUCCEED, P_WRITE };
+
 struct jobs_pending {
   struct jobs_pending *next;
-  int (*apply)(struct jobs *j, struct store_conn *c, struct jobs_pending *p);
-  /* writes */
+  enum pending_kind kind;
+  bool async;
+  pthread_cond_t cv;
+  /* P_WRITE */
   const char *sql;
   const char *const *params;
   int nparams;
-  long long changed;
   bool want_rows;
   struct store_rows *rows;
-  /* enqueues */
+  long long changed; /* P_WRITE and P_SUCCEED */
+  /* P_ENQUEUE */
   const struct jobs_new *nj;
-  const struct jobs_type_entry *te;
-  char *id;
-  bool existed;
+  const struct jobs_type_entry **te;
+  size_t n;
+  char (*ids)[JOBS_ID_LEN];
+  bool *existed;
+  /* P_SUCCEED: the attempt (payload NULL) and its result (owned when async) */
+  struct jobs_claim c;
+  char *result;
+  struct jobs_pending *later; /* a second completion of an id in one batch */
   bool done;
   int rc;
   char err[256];
@@ -388,32 +427,41 @@ static int load_id_key(struct jobs *j, char *err, size_t errlen) {
   return rc;
 }
 
-/* Inserts one job in the open transaction of c. */
-static int insert_one(struct jobs *j, struct store_conn *c, struct jobs_pending *p) {
-  const struct jobs_new *nj = p->nj;
+/* Rows of one multi-row statement at most: 64 enqueues are 449 bound
+ * values, under both SQLite's and PostgreSQL's limits. */
+#define MULTI_ROWS 64
+
+struct enq_row {
+  struct jobs_pending *p;
+  size_t i;
+};
+
+/* Inserts job i of p alone, with its idempotency key, in the open
+ * transaction of c: the same owner and key give the row already there. */
+static int insert_keyed(struct jobs *j, struct store_conn *c, struct jobs_pending *p, size_t i) {
+  const struct jobs_new *nj = &p->nj[i];
+  const struct jobs_type_entry *te = p->te[i];
+  char *out = p->ids[i];
   struct store_rows *rows = NULL;
-  int rc;
-  if (nj->idem_key) {
-    const char *q[] = {nj->owner, nj->idem_key};
-    rc = store_exec(c, "SELECT id FROM jobs_jobs WHERE owner = $1 AND idem_key = $2", q, 2,
-                    &rows, p->err, sizeof p->err);
-    if (rc)
-      return rc;
-    if (rows->nrows) {
-      copy(p->id, JOBS_ID_LEN, rows->values[0]);
-      p->existed = true;
-      store_rows_free(rows);
-      return 0;
-    }
+  const char *q[] = {nj->owner, nj->idem_key};
+  int rc = store_exec(c, "SELECT id FROM jobs_jobs WHERE owner = $1 AND idem_key = $2", q, 2,
+                      &rows, p->err, sizeof p->err);
+  if (rc)
+    return rc;
+  if (rows->nrows) {
+    copy(out, JOBS_ID_LEN, rows->values[0]);
+    p->existed[i] = true;
     store_rows_free(rows);
+    return 0;
   }
+  store_rows_free(rows);
   char id[JOBS_ID_LEN], max[16], run_at[24], now[24];
   make_id(j, nj->owner, id);
   int64_t t = jobs_now(j);
   I64(now, t);
   I64(run_at, nj->run_at_ms > 0 ? nj->run_at_ms : t);
-  I64(max, p->te->max_attempts);
-  const char *v[] = {id, p->te->t.queue, nj->type, nj->owner, nj->idem_key,
+  I64(max, te->max_attempts);
+  const char *v[] = {id, te->t.queue, nj->type, nj->owner, nj->idem_key,
                      nj->payload ? nj->payload : "{}", max, run_at, now};
   rc = store_exec(c,
                   "INSERT INTO jobs_jobs (id, queue, type, owner, idem_key, payload, state, "
@@ -425,30 +473,99 @@ static int insert_one(struct jobs *j, struct store_conn *c, struct jobs_pending 
   long long changed = rows->changes;
   store_rows_free(rows);
   if (changed == 1) {
-    copy(p->id, JOBS_ID_LEN, id);
+    copy(out, JOBS_ID_LEN, id);
     return 0;
   }
   /* another instance committed the same key meanwhile */
-  const char *q[] = {nj->owner, nj->idem_key ? nj->idem_key : ""};
   rc = store_exec(c, "SELECT id FROM jobs_jobs WHERE owner = $1 AND idem_key = $2", q, 2, &rows,
                   p->err, sizeof p->err);
   if (rc)
     return rc;
   rc = rows->nrows ? 0 : GROVE_ESTORE;
   if (!rc) {
-    copy(p->id, JOBS_ID_LEN, rows->values[0]);
-    p->existed = true;
+    copy(out, JOBS_ID_LEN, rows->values[0]);
+    p->existed[i] = true;
   } else
     snprintf(p->err, sizeof p->err, "job neither inserted nor found");
   store_rows_free(rows);
   return rc;
 }
 
-static int apply_write(struct jobs *j, struct store_conn *c, struct jobs_pending *p) {
-  (void)j;
+/* Inserts jobs without idempotency keys, n (≤ MULTI_ROWS) in one INSERT. */
+static int insert_rows(struct jobs *j, struct store_conn *c, const struct enq_row *rows, int n) {
+  char sql[160 + MULTI_ROWS * 64];
+  const char *params[1 + MULTI_ROWS * 7];
+  char nums[MULTI_ROWS][2][24], now[24];
+  int64_t t = jobs_now(j);
+  I64(now, t);
+  params[0] = now;
+  size_t len = (size_t)snprintf(sql, sizeof sql,
+                                "INSERT INTO jobs_jobs (id, queue, type, owner, payload, state, "
+                                "max_attempts, run_at, created_at) VALUES ");
+  for (int k = 0; k < n; k++) {
+    struct jobs_pending *p = rows[k].p;
+    size_t i = rows[k].i;
+    const struct jobs_new *nj = &p->nj[i];
+    make_id(j, nj->owner, p->ids[i]);
+    I64(nums[k][0], p->te[i]->max_attempts);
+    I64(nums[k][1], nj->run_at_ms > 0 ? nj->run_at_ms : t);
+    const char **v = &params[1 + k * 7];
+    v[0] = p->ids[i];
+    v[1] = p->te[i]->t.queue;
+    v[2] = nj->type;
+    v[3] = nj->owner;
+    v[4] = nj->payload ? nj->payload : "{}";
+    v[5] = nums[k][0];
+    v[6] = nums[k][1];
+    int b = 2 + k * 7;
+    len += (size_t)snprintf(sql + len, sizeof sql - len,
+                            "%s($%d, $%d, $%d, $%d, $%d, 'queued', $%d, $%d, $1)", k ? ", " : "",
+                            b, b + 1, b + 2, b + 3, b + 4, b + 5, b + 6);
+  }
+  struct jobs_pending *first = rows[0].p;
+  return store_exec(c, sql, params, 1 + n * 7, NULL, first->err, sizeof first->err);
+}
+
+/* Records n (≤ MULTI_ROWS) attempts succeeded in one fenced UPDATE, each
+ * with its own id and token; sets each one's `changed` (0: fenced). The
+ * ids are distinct (the caller makes sure). */
+static int succeed_rows(struct jobs *j, struct store_conn *c, struct jobs_pending **ps, int n) {
+  char sql[320 + MULTI_ROWS * 48];
+  const char *params[1 + MULTI_ROWS * 3];
+  char toks[MULTI_ROWS][24], now[24];
+  I64(now, jobs_now(j));
+  params[0] = now;
+  size_t len = (size_t)snprintf(sql, sizeof sql,
+                                "UPDATE jobs_jobs SET state = 'succeeded', result = v.column3, "
+                                "finished_at = $1, lease_until = NULL, progress = 100, "
+                                "error = NULL FROM (VALUES ");
+  for (int k = 0; k < n; k++) {
+    I64(toks[k], ps[k]->c.token);
+    params[1 + k * 3] = ps[k]->c.id;
+    params[2 + k * 3] = toks[k];
+    params[3 + k * 3] = ps[k]->result;
+    ps[k]->changed = 0;
+    int b = 2 + k * 3;
+    len += (size_t)snprintf(sql + len, sizeof sql - len, "%s($%d, CAST($%d AS BIGINT), $%d)",
+                            k ? ", " : "", b, b + 1, b + 2);
+  }
+  snprintf(sql + len, sizeof sql - len,
+           ") AS v WHERE id = v.column1 AND token = v.column2 AND state = 'running' "
+           "RETURNING id");
   struct store_rows *r = NULL;
-  store_rows_free(p->rows); /* a batch that failed is tried again one by one */
-  p->rows = NULL;
+  int rc = store_exec(c, sql, params, 1 + n * 3, &r, ps[0]->err, sizeof ps[0]->err);
+  if (rc)
+    return rc;
+  for (int i = 0; i < r->nrows; i++)
+    for (int k = 0; k < n; k++)
+      if (strcmp(ps[k]->c.id, r->values[i]) == 0)
+        ps[k]->changed = 1;
+  store_rows_free(r);
+  return 0;
+}
+
+static int apply_write(struct store_conn *c, struct jobs_pending *p) {
+  struct store_rows *r = NULL;
   int rc = store_exec(c, p->sql, p->params, p->nparams, &r, p->err, sizeof p->err);
   if (!rc) {
     p->changed = r->changes;
@@ -460,6 +577,85 @@ static int apply_write(struct jobs *j, struct store_conn *c, struct jobs_pending
   return rc;
 }
 
+/* Applies a list of writes in the open transaction of c: new jobs first
+ * (those without a key many to a statement, then the keyed ones one by
+ * one, in order), then completions many to a statement, then the other
+ * writes in the order they came. */
+static int apply_all(struct jobs *j, struct store_conn *c, struct jobs_pending *list) {
+  struct enq_row rows[MULTI_ROWS];
+  struct jobs_pending *done[MULTI_ROWS];
+  int n = 0, rc = 0;
+  for (struct jobs_pending *p = list; !rc && p; p = p->next)
+    for (size_t i = 0; p->kind == P_ENQUEUE && !rc && i < p->n; i++) {
+      if (p->nj[i].idem_key)
+        continue;
+      rows[n++] = (struct enq_row){p, i};
+      if (n == MULTI_ROWS) {
+        rc = insert_rows(j, c, rows, n);
+        n = 0;
+      }
+    }
+  if (!rc && n)
+    rc = insert_rows(j, c, rows, n);
+  for (struct jobs_pending *p = list; !rc && p; p = p->next)
+    for (size_t i = 0; p->kind == P_ENQUEUE && !rc && i < p->n; i++)
+      if (p->nj[i].idem_key)
+        rc = insert_keyed(j, c, p, i);
+  /* completions: a second completion of the same id in one statement
+   * would read as changed too, so it waits for the next statement */
+  struct jobs_pending *rest = NULL, **rest_tail = &rest;
+  n = 0;
+  for (struct jobs_pending *p = list; !rc && p; p = p->next) {
+    if (p->kind != P_SUCCEED)
+      continue;
+    bool dup = false;
+    for (int k = 0; k < n && !dup; k++)
+      dup = strcmp(done[k]->c.id, p->c.id) == 0;
+    if (dup) {
+      *rest_tail = p;
+      rest_tail = &p->later;
+      continue;
+    }
+    done[n++] = p;
+    if (n == MULTI_ROWS) {
+      rc = succeed_rows(j, c, done, n);
+      n = 0;
+    }
+  }
+  if (!rc && n)
+    rc = succeed_rows(j, c, done, n);
+  *rest_tail = NULL;
+  for (struct jobs_pending *p = rest; !rc && p; p = p->later)
+    rc = succeed_rows(j, c, &p, 1);
+  for (struct jobs_pending *p = list; !rc && p; p = p->next)
+    if (p->kind == P_WRITE)
+      rc = apply_write(c, p);
+  return rc;
+}
+
+/* One transaction over list: 0 when it committed. */
+static int run_tx(struct jobs *j, struct store_conn *c, struct jobs_pending *list) {
+  for (struct jobs_pending *p = list; p; p = p->next) {
+    p->err[0] = '\0';
+    p->changed = 0;
+    if (p->kind == P_WRITE) {
+      store_rows_free(p->rows);
+      p->rows = NULL;
+    }
+    for (size_t i = 0; p->kind == P_ENQUEUE && i < p->n; i++)
+      p->existed[i] = false;
+  }
+  int rc = store_begin(c);
+  if (rc)
+    return rc;
+  rc = apply_all(j, c, list);
+  if (!rc)
+    rc = store_commit(c);
+  else
+    store_rollback(c);
+  return rc;
+}
+
 /* Commits a batch in one transaction; when that fails, each write alone,
  * so that one bad write fails only its own caller. A fenced UPDATE that
  * changes no row is not a failure: its caller reads `changed`. */
@@ -468,47 +664,51 @@ static void commit_batch(struct jobs *j, struct jobs_pending *batch) {
   int rc = store_acquire(j->st, &c);
   bool together = batch->next != NULL;
   if (!rc && together) {
-    rc = store_begin(c);
-    for (struct jobs_pending *p = batch; !rc && p; p = p->next)
-      rc = p->apply(j, c, p);
+    rc = run_tx(j, c, batch);
     if (!rc)
-      rc = store_commit(c);
-    else
-      store_rollback(c);
-    if (rc) {
       for (struct jobs_pending *p = batch; p; p = p->next)
-        p->existed = false;
-    }
+        p->rc = 0;
   }
   if (rc || !together) {
-    /* one by one */
     for (struct jobs_pending *p = batch; p; p = p->next) {
       if (!c) {
         p->rc = rc;
         snprintf(p->err, sizeof p->err, "no database connection: %s", grove_strerror(rc));
         continue;
       }
-      p->err[0] = '\0';
-      p->rc = store_begin(c);
-      if (!p->rc)
-        p->rc = p->apply(j, c, p);
-      if (!p->rc)
-        p->rc = store_commit(c);
-      else
-        store_rollback(c);
+      struct jobs_pending *next = p->next;
+      p->next = NULL;
+      p->rc = run_tx(j, c, p);
+      p->next = next;
     }
-  } else {
-    for (struct jobs_pending *p = batch; p; p = p->next)
-      p->rc = 0;
   }
   if (c)
     store_release(j->st, c);
-  for (struct jobs_pending *p = batch; p; p = p->next)
-    if (!p->rc && p->nj && !p->existed) {
-      const struct jobs_queue_stat *q = jobs_queue_stat(j, p->te->t.queue);
+}
+
+/* After the commit: counts new jobs, and finishes async completions (the
+ * metrics and live event of a success, a log line for a fenced one). */
+static void finish(struct jobs *j, struct jobs_pending *p) {
+  if (p->rc == 0 && p->kind == P_ENQUEUE) {
+    for (size_t i = 0; i < p->n; i++) {
+      if (p->existed[i])
+        continue;
+      const struct jobs_queue_stat *q = jobs_queue_stat(j, p->te[i]->t.queue);
       if (q)
         count(q->enqueued);
     }
+  }
+  if (!p->async)
+    return;
+  if (p->rc)
+    log_error(NULL, "cannot record a job's outcome; its lease will expire",
+              "id=%s error=\"%s\"", p->c.id, p->err[0] ? p->err : grove_strerror(p->rc));
+  else if (p->changed != 1)
+    log_warn(NULL, "job outcome refused: the lease was lost to another attempt",
+             "id=%s type=%s attempt=%d token=%lld outcome=\"succeeded\"", p->c.id, p->c.type,
+             p->c.attempt, (long long)p->c.token);
+  else
+    succeeded(j, &p->c);
 }
 
 static void *committer(void *arg) {
@@ -519,29 +719,48 @@ static void *committer(void *arg) {
       pthread_cond_wait(&j->gwake, &j->glock);
     if (!j->ghead)
       break;
+    /* up to --jobs-batch jobs and writes */
     struct jobs_pending *batch = j->ghead, *last = batch;
-    for (int n = 1; n < j->cfg.batch && last->next; n++)
+    size_t weight = batch->kind == P_ENQUEUE ? batch->n : 1;
+    while (last->next && weight < (size_t)j->cfg.batch) {
       last = last->next;
+      weight += last->kind == P_ENQUEUE ? last->n : 1;
+    }
     j->ghead = last->next;
     if (!j->ghead)
       j->gtail = NULL;
     last->next = NULL;
     pthread_mutex_unlock(&j->glock);
     commit_batch(j, batch);
-    pthread_mutex_lock(&j->glock);
-    for (struct jobs_pending *p = batch; p;) {
-      struct jobs_pending *next = p->next;
-      p->done = true;
-      p = next;
+    int nasync = 0;
+    for (struct jobs_pending *p = batch; p; p = p->next) {
+      finish(j, p);
+      nasync += p->async;
     }
-    pthread_cond_broadcast(&j->gdone);
+    pthread_mutex_lock(&j->glock);
+    for (struct jobs_pending *p = batch, *next; p; p = next) {
+      next = p->next;
+      if (p->async) {
+        free(p->result);
+        free(p);
+      } else {
+        p->done = true;
+        pthread_cond_signal(&p->cv);
+      }
+    }
+    if (nasync) {
+      j->gasync -= nasync;
+      if (!j->gasync)
+        pthread_cond_broadcast(&j->gdone);
+    }
   }
   pthread_mutex_unlock(&j->glock);
   return NULL;
 }
 
-/* Hands p to the committer and waits for its commit. Returns p->rc, or
- * GROVE_ECLOSED when the queue is stopping (nothing written). */
+/* Queues p for the committer; a synchronous p is waited for. Returns
+ * p->rc (0 for an async p: queued), or GROVE_ECLOSED when the queue is
+ * stopping (nothing written; an async p stays the caller's). */
 static int submit(struct jobs *j, struct jobs_pending *p) {
   pthread_mutex_lock(&j->glock);
   if (j->gclosing) {
@@ -549,16 +768,31 @@ static int submit(struct jobs *j, struct jobs_pending *p) {
     snprintf(p->err, sizeof p->err, "the job queue is stopping");
     return p->rc = GROVE_ECLOSED;
   }
+  p->next = NULL;
   if (j->gtail)
     j->gtail->next = p;
   else
     j->ghead = p;
   j->gtail = p;
   pthread_cond_signal(&j->gwake);
+  if (p->async) {
+    j->gasync++;
+    pthread_mutex_unlock(&j->glock);
+    return 0;
+  }
+  pthread_cond_init(&p->cv, NULL);
   while (!p->done)
+    pthread_cond_wait(&p->cv, &j->glock);
+  pthread_mutex_unlock(&j->glock);
+  pthread_cond_destroy(&p->cv);
+  return p->rc;
+}
+
+void jobs_drain(struct jobs *j) {
+  pthread_mutex_lock(&j->glock);
+  while (j->gasync > 0)
     pthread_cond_wait(&j->gdone, &j->glock);
   pthread_mutex_unlock(&j->glock);
-  return p->rc;
 }
 
 /* A write committed with others. OUT: *rows (may be NULL: not wanted;
@@ -568,7 +802,7 @@ static int submit_write(struct jobs *j, const char *sql, const char *const *para
   if (j->pg) { /* PostgreSQL takes concurrent writers without lock waits */
     return exec_direct(j, sql, params, n, rows, changed);
   }
-  struct jobs_pending p = {.apply = apply_write, .sql = sql, .params = params, .nparams = n,
+  struct jobs_pending p = {.kind = P_WRITE, .sql = sql, .params = params, .nparams = n,
                            .want_rows = rows != NULL};
   int rc = submit(j, &p);
   if (rc) {
@@ -588,39 +822,67 @@ static int write_grouped(struct jobs *j, const char *sql, const char *const *par
   return submit_write(j, sql, params, n, NULL, changed);
 }
 
+int jobs_enqueue_batch(struct jobs *j, const struct jobs_new *nj, size_t n,
+                       char (*ids)[JOBS_ID_LEN], bool *existed, char *err, size_t errlen) {
+  if (n < 1 || n > JOBS_BATCH_MAX) {
+    snprintf(err, errlen, "a batch holds 1 to %d jobs", JOBS_BATCH_MAX);
+    return GROVE_EINVAL;
+  }
+  const struct jobs_type_entry **te = malloc(n * sizeof *te);
+  bool *ex = existed ? existed : calloc(n, sizeof *ex);
+  if (!te || !ex) {
+    free(te);
+    if (!existed)
+      free(ex);
+    snprintf(err, errlen, "out of memory");
+    return GROVE_ENOMEM;
+  }
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc; i++) {
+    char where[32] = ""; /* which job of a batch */
+    if (n > 1)
+      snprintf(where, sizeof where, " (job %zu)", i);
+    te[i] = nj[i].type ? jobs_type_find(j, nj[i].type) : NULL;
+    rc = GROVE_EINVAL;
+    if (!te[i])
+      snprintf(err, errlen, "unknown job type '%s'%s", nj[i].type ? nj[i].type : "", where);
+    else if (!nj[i].owner || !*nj[i].owner || strlen(nj[i].owner) >= 64)
+      snprintf(err, errlen, "a job needs an owner (< 64 bytes)%s", where);
+    else if (nj[i].idem_key && (!*nj[i].idem_key || strlen(nj[i].idem_key) > 255))
+      snprintf(err, errlen, "an idempotency key is 1 to 255 bytes%s", where);
+    else
+      rc = 0;
+    if (!rc && nj[i].payload) {
+      json_error_t je;
+      json_t *v = json_loads(nj[i].payload, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+      if (!v) {
+        snprintf(err, errlen, "payload is not JSON%s: %s", where, je.text);
+        rc = GROVE_EINVAL;
+      }
+      json_decref(v);
+    }
+  }
+  if (!rc) {
+    struct jobs_pending p = {.kind = P_ENQUEUE, .nj = nj, .te = te, .n = n, .ids = ids,
+                             .existed = ex};
+    if ((rc = submit(j, &p)))
+      snprintf(err, errlen, "%s", p.err[0] ? p.err : grove_strerror(p.rc));
+  }
+  free(te);
+  if (!existed)
+    free(ex);
+  if (!rc)
+    jobs_wake(j);
+  return rc;
+}
+
 int jobs_enqueue(struct jobs *j, const struct jobs_new *nj, char id[JOBS_ID_LEN],
                  bool *existed, char *err, size_t errlen) {
-  const struct jobs_type_entry *te = nj->type ? jobs_type_find(j, nj->type) : NULL;
-  if (!te) {
-    snprintf(err, errlen, "unknown job type '%s'", nj->type ? nj->type : "");
-    return GROVE_EINVAL;
-  }
-  if (!nj->owner || !*nj->owner || strlen(nj->owner) >= 64) {
-    snprintf(err, errlen, "a job needs an owner (< 64 bytes)");
-    return GROVE_EINVAL;
-  }
-  if (nj->idem_key && (!*nj->idem_key || strlen(nj->idem_key) > 255)) {
-    snprintf(err, errlen, "an idempotency key is 1 to 255 bytes");
-    return GROVE_EINVAL;
-  }
-  if (nj->payload) {
-    json_error_t je;
-    json_t *v = json_loads(nj->payload, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
-    if (!v) {
-      snprintf(err, errlen, "payload is not JSON: %s", je.text);
-      return GROVE_EINVAL;
-    }
-    json_decref(v);
-  }
-  struct jobs_pending p = {.apply = insert_one, .nj = nj, .te = te, .id = id};
-  if (submit(j, &p)) {
-    snprintf(err, errlen, "%s", p.err[0] ? p.err : grove_strerror(p.rc));
-    return p.rc;
-  }
-  if (existed)
-    *existed = p.existed;
-  jobs_wake(j);
-  return 0;
+  bool ex = false;
+  int rc = jobs_enqueue_batch(j, nj, 1, (char (*)[JOBS_ID_LEN])id, &ex, err, errlen);
+  if (!rc && existed)
+    *existed = ex;
+  return rc;
 }
 
 static bool topic_owns(void *state, const struct gate_principal *who, const char *id) {
@@ -823,36 +1085,37 @@ int jobs_report(struct jobs *j, const char *id, int64_t token, int pct, const ch
   return rc;
 }
 
-static void observe_run(struct jobs *j, const struct jobs_claim *c, struct metric *counter) {
-  struct jobs_queue_stat *q = jobs_queue_stat(j, c->queue);
-  if (!q)
-    return;
-  count(counter);
-  int64_t started = c->lease_until_ms - (int64_t)j->cfg.lease_ms;
-  int64_t now = jobs_now(j);
-  if (q->run)
-    metric_observe(q->run, (double)(now > started ? now - started : 0) / 1000.0);
+int jobs_complete(struct jobs *j, const struct jobs_claim *c, const char *result) {
+  struct jobs_pending p = {.kind = P_SUCCEED, .c = *c, .result = (char *)result};
+  p.c.payload = NULL;
+  int rc = submit(j, &p);
+  if (rc) {
+    log_error(NULL, "jobs: database error", "error=\"%s\"", p.err);
+    return rc;
+  }
+  if (p.changed != 1)
+    return GROVE_EPERM;
+  succeeded(j, c);
+  return 0;
 }
 
-int jobs_complete(struct jobs *j, const struct jobs_claim *c, const char *result) {
-  char tok[24], now[24];
-  I64(tok, c->token);
-  I64(now, jobs_now(j));
-  const char *p[] = {c->id, tok, result, now};
-  long long changed = 0;
-  int rc = write_grouped(j,
-                         "UPDATE jobs_jobs SET state = 'succeeded', result = $3, finished_at = $4, "
-                         "lease_until = NULL, progress = 100, error = NULL WHERE id = $1 AND "
-                         "token = $2 AND state = 'running'",
-                         p, 4, &changed);
-  if (rc)
-    return rc;
-  if (changed != 1)
-    return GROVE_EPERM;
-  struct jobs_queue_stat *q = jobs_queue_stat(j, c->queue);
-  observe_run(j, c, q ? q->succeeded : NULL);
-  jobs_publish(j, c->id, "succeeded", 100, NULL);
-  return 0;
+int jobs_complete_async(struct jobs *j, const struct jobs_claim *c, char *result) {
+  struct jobs_pending *p = calloc(1, sizeof *p);
+  if (!p) {
+    free(result);
+    return GROVE_ENOMEM;
+  }
+  p->kind = P_SUCCEED;
+  p->async = true;
+  p->c = *c;
+  p->c.payload = NULL;
+  p->result = result;
+  int rc = submit(j, p);
+  if (rc) {
+    free(result);
+    free(p);
+  }
+  return rc;
 }
 
 /* Ends a running attempt as failed/dead/cancelled. `expired` adds the
@@ -964,6 +1227,29 @@ int jobs_reap(struct jobs *j, int *n) {
 }
 
 /* ---- reading and managing ----------------------------------------------- */
+
+int jobs_sweep(struct jobs *j, long long *n) {
+  if (n)
+    *n = 0;
+  if (!j->cfg.retention_ms)
+    return 0;
+  char cut[24];
+  I64(cut, jobs_now(j) - (int64_t)j->cfg.retention_ms);
+  const char *p[] = {cut};
+  for (;;) {
+    long long changed = 0;
+    int rc = exec(j,
+                  "DELETE FROM jobs_jobs WHERE id IN (SELECT id FROM jobs_jobs WHERE state IN "
+                  "('succeeded', 'cancelled') AND finished_at < $1 LIMIT 1000)",
+                  p, 1, NULL, &changed);
+    if (rc)
+      return rc;
+    if (n)
+      *n += changed;
+    if (changed < 1000)
+      return 0;
+  }
+}
 
 static json_t *time_json(const char *ms) {
   if (!ms)

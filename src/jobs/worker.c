@@ -1,7 +1,13 @@
-/* worker.c — the workers: one dispatcher thread claims runnable jobs,
- * highest priority queue first and each queue up to its concurrency
- * limit, and hands each to a worker thread (a net/pool.h pool with one
- * thread per slot), where the type's handler runs. The dispatcher also
+/* worker.c — the workers: one dispatcher (a core/periodic.h thread, woken
+ * at once by an enqueue here or a slot that frees, else every --jobs-poll)
+ * claims runnable jobs, highest priority queue first and each queue up to
+ * its concurrency limit, as many as have room in one statement, and hands
+ * each to a worker thread (a net/pool.h pool with one thread per slot),
+ * where the type's handler runs. A success is recorded in the next group
+ * commit without holding the slot (jobs_complete_async), so a slot takes
+ * its next job while the last one's row is being committed, and the
+ * completions of many slots share one statement and one commit. The
+ * dispatcher also
  * renews the leases of running jobs (every third of --jobs-lease: the
  * heartbeat, so a handler never has to), passes on cancels it learns of
  * while renewing, and settles expired leases of any instance (the
@@ -16,6 +22,7 @@
 
 #include "core/error.h"
 #include "core/log.h"
+#include "core/periodic.h"
 #include "core/util.h"
 #include "jobs/internal.h"
 #include "net/pool.h"
@@ -42,8 +49,8 @@ struct jobs_slot {
 
 void jobs_wake(struct jobs *j) {
   pthread_mutex_lock(&j->wlock);
-  j->wpending = true;
-  pthread_cond_broadcast(&j->wwake);
+  if (j->dispatcher)
+    periodic_wake(j->dispatcher);
   pthread_mutex_unlock(&j->wlock);
 }
 
@@ -96,8 +103,13 @@ static void record(struct jobs *j, struct jobs_run *run, enum jobs_outcome o) {
     what = "handed back";
     rc = jobs_hand_back(j, c);
   } else if (o == JOBS_DONE) {
-    what = "succeeded";
-    rc = jobs_complete(j, c, run->result);
+    /* recorded by the committer, which logs a refusal; the slot is free */
+    rc = jobs_complete_async(j, c, run->result);
+    run->result = NULL;
+    if (rc)
+      log_error(NULL, "cannot record a job's outcome; its lease will expire",
+                "id=%s error=\"%s\"", c->id, grove_strerror(rc));
+    return;
   } else {
     what = o == JOBS_PERMANENT ? "failed permanently" : "failed";
     rc = jobs_fail(j, c, run->error[0] ? run->error : "the handler failed",
@@ -131,8 +143,9 @@ static void slot_run(struct pool_job *pj, bool cancelled) {
   pthread_mutex_lock(&j->wlock);
   s->busy = false;
   s->q->running--;
-  j->wpending = true;
-  pthread_cond_broadcast(&j->wwake);
+  if (j->dispatcher)
+    periodic_wake(j->dispatcher);
+  pthread_cond_broadcast(&j->wwake); /* jobs_stop waits for slots */
   pthread_mutex_unlock(&j->wlock);
 }
 
@@ -249,46 +262,59 @@ static struct timespec deadline(uint64_t ms) {
   return ts;
 }
 
-static void *dispatch(void *arg) {
+/* One pass of the dispatcher: reap and refresh the depth gauges (about
+ * every second), renew due leases, claim. Returns the wait until the next
+ * pass unless woken: --jobs-poll, at most a reap period and a third of a
+ * lease. */
+static uint64_t dispatch(void *arg) {
   struct jobs *j = arg;
-  int64_t next_reap = 0;
   int64_t reap_every = (int64_t)j->cfg.lease_ms / 4;
   if (reap_every > 1000)
     reap_every = 1000;
-  for (;;) {
-    pthread_mutex_lock(&j->wlock);
-    bool stop = j->wstopping;
-    pthread_mutex_unlock(&j->wlock);
-    if (stop)
-      break;
-    int64_t now = jobs_now(j);
-    if (now >= next_reap) {
-      jobs_reap(j, NULL);
-      jobs_update_depth(j);
-      next_reap = now + reap_every;
-    }
-    renew_due(j, now);
-    claim_all(j, now);
-    /* sleep until woken, or poll_ms (at most the next renewal) */
-    uint64_t wait_ms = j->cfg.poll_ms;
-    if ((uint64_t)reap_every < wait_ms)
-      wait_ms = (uint64_t)reap_every;
-    if (j->cfg.lease_ms / 3 < wait_ms)
-      wait_ms = j->cfg.lease_ms / 3;
-    struct timespec ts = deadline(wait_ms);
-    pthread_mutex_lock(&j->wlock);
-    while (!j->wpending && !j->wstopping)
-      if (pthread_cond_timedwait(&j->wwake, &j->wlock, &ts) == ETIMEDOUT)
-        break;
-    j->wpending = false;
-    pthread_mutex_unlock(&j->wlock);
+  uint64_t wait_ms = j->cfg.poll_ms;
+  if ((uint64_t)reap_every < wait_ms)
+    wait_ms = (uint64_t)reap_every;
+  if (j->cfg.lease_ms / 3 < wait_ms)
+    wait_ms = j->cfg.lease_ms / 3;
+  if (atomic_load(&j->stopping))
+    return wait_ms;
+  int64_t now = jobs_now(j);
+  if (now >= j->next_reap) {
+    jobs_reap(j, NULL);
+    jobs_update_depth(j);
+    j->next_reap = now + reap_every;
   }
-  return NULL;
+  renew_due(j, now);
+  claim_all(j, now);
+  return wait_ms ? wait_ms : 1;
 }
 
+/* Retention, every minute. */
+static uint64_t sweep(void *arg) {
+  struct jobs *j = arg;
+  long long n = 0;
+  int rc = jobs_sweep(j, &n);
+  if (rc)
+    log_warn(NULL, "jobs retention sweep failed", "error=\"%s\"", grove_strerror(rc));
+  else if (n)
+    log_info(NULL, "finished jobs past retention deleted", "jobs=%lld", n);
+  return 0;
+}
+
+static int start_workers(struct jobs *j);
+
 int jobs_start(struct jobs *j) {
-  if (!j->cfg.workers || j->wstarted)
+  if (j->wstarted)
     return 0;
+  if (j->cfg.retention_ms && !j->sweeper) {
+    int rc = periodic_start(&j->sweeper, 60000, sweep, j);
+    if (rc)
+      return rc;
+  }
+  return j->cfg.workers ? start_workers(j) : 0;
+}
+
+static int start_workers(struct jobs *j) {
   int n = 0;
   for (int i = 0; i < j->nqueues; i++)
     n += j->queues[i].handled ? j->queues[i].limit : 0;
@@ -311,10 +337,12 @@ int jobs_start(struct jobs *j) {
   snprintf(j->worker_name, sizeof j->worker_name, "%s:%d", host, (int)getpid());
   struct pool_cfg pc = {.name = "jobs", .threads = n, .queue = n};
   int rc = pool_create(&j->pool, &pc, j->m);
-  if (!rc && pthread_create(&j->dispatcher, NULL, dispatch, j)) {
+  struct periodic *d = NULL;
+  if (!rc && (rc = periodic_start(&d, 1, dispatch, j)))
     pool_destroy(j->pool);
-    rc = GROVE_ENOMEM;
-  }
+  pthread_mutex_lock(&j->wlock);
+  j->dispatcher = d;
+  pthread_mutex_unlock(&j->wlock);
   if (rc) {
     j->pool = NULL;
     free(j->slots);
@@ -337,15 +365,17 @@ static int busy_count(struct jobs *j) {
 }
 
 void jobs_stop(struct jobs *j, uint64_t timeout_ms) {
+  periodic_stop(j->sweeper);
+  j->sweeper = NULL;
   if (!j->wstarted || j->wstopped)
     return;
   j->wstopped = true;
   atomic_store(&j->stopping, true);
   pthread_mutex_lock(&j->wlock);
-  j->wstopping = true;
-  pthread_cond_broadcast(&j->wwake);
+  struct periodic *d = j->dispatcher;
+  j->dispatcher = NULL;
   pthread_mutex_unlock(&j->wlock);
-  pthread_join(j->dispatcher, NULL);
+  periodic_stop(d);
   struct timespec ts = deadline(timeout_ms);
   pthread_mutex_lock(&j->wlock);
   while (busy_count(j) > 0)
@@ -353,6 +383,7 @@ void jobs_stop(struct jobs *j, uint64_t timeout_ms) {
       break;
   int left = busy_count(j);
   pthread_mutex_unlock(&j->wlock);
+  jobs_drain(j); /* the successes already returned are committed */
   if (left == 0) {
     pool_destroy(j->pool);
     j->pool = NULL;

@@ -79,11 +79,13 @@ static const struct jobs_type types[] = {
     {"t.long", "generation", h_long, 3},
 };
 
+static uint64_t retention_ms; /* --jobs-retention of the next open_jobs */
+
 static struct jobs *open_jobs(struct store *s, bool workers, bool fake_clock) {
   struct jobs_cfg cfg = {.lease_ms = 30000, .poll_ms = 20, .backoff_base_ms = 1000,
                          .backoff_max_ms = 60000, .max_attempts = 5,
                          .concurrency = "ocr=2,ai=2,generation=2,default=2", .batch = 64,
-                         .workers = workers};
+                         .retention_ms = retention_ms, .workers = workers};
   struct jobs *j;
   char err[256];
   int rc = jobs_create(&j, &cfg, s, NULL, NULL, err, sizeof err);
@@ -592,6 +594,126 @@ TEST(stop_hands_running_jobs_back_without_counting_the_attempt) {
   store_close(s);
 }
 
+/* ---- batches and retention ---------------------------------------------- */
+
+static long long count_jobs(struct store *s) {
+  struct store_rows *r = NULL;
+  char err[256];
+  CHECK(store_query(s, "SELECT COUNT(*) AS n FROM jobs_jobs", NULL, 0, &r, err, sizeof err) == 0);
+  long long n = strtoll(store_rows_get(r, 0, "n"), NULL, 10);
+  store_rows_free(r);
+  return n;
+}
+
+TEST(a_batch_enqueue_commits_all_or_none) {
+  struct store *s = open_store();
+  struct jobs *j = open_jobs(s, false, true);
+  char ids[3][JOBS_ID_LEN], err[256];
+  bool existed[3];
+  struct jobs_new ok[3] = {{"t.ok", "{\"n\":1}", "u1", NULL, 0},
+                           {"t.fail", NULL, "u1", "k1", 0},
+                           {"t.ok", "{\"n\":3}", "u1", "k1", 0}};
+  CHECK(jobs_enqueue_batch(j, ok, 3, ids, existed, err, sizeof err) == 0);
+  CHECK(!existed[0] && !existed[1] && existed[2]); /* the same key twice: one job */
+  CHECK_EQ_STR(ids[1], ids[2]);
+  CHECK(strcmp(ids[0], ids[1]) != 0);
+  CHECK_EQ_STR(state_of(j, ids[0]), "queued");
+  CHECK_EQ_INT(count_jobs(s), 2);
+  struct jobs_new bad[2] = {{"t.ok", NULL, "u1", NULL, 0}, {"t.nope", NULL, "u1", NULL, 0}};
+  CHECK(jobs_enqueue_batch(j, bad, 2, ids, NULL, err, sizeof err) == GROVE_EINVAL);
+  CHECK(strstr(err, "job 1") != NULL);
+  CHECK_EQ_INT(count_jobs(s), 2); /* nothing of it written */
+  CHECK(jobs_enqueue_batch(j, bad, 0, ids, NULL, err, sizeof err) == GROVE_EINVAL);
+  jobs_destroy(j);
+  store_close(s);
+}
+
+struct completer {
+  struct jobs *j;
+  struct jobs_claim *c;
+  int rc;
+};
+
+static void *complete_one(void *arg) {
+  struct completer *k = arg;
+  k->rc = jobs_complete(k->j, k->c, "{}");
+  return NULL;
+}
+
+/* Completions arriving together share a statement; the fence still holds
+ * for each: a stale attempt among them is refused, the others land. */
+TEST(concurrent_completions_are_fenced_one_by_one) {
+  struct store *s = open_store();
+  struct jobs *j = open_jobs(s, false, true);
+  enum { N = 24 };
+  struct jobs_claim c[N + 1];
+  struct completer k[N + 1];
+  pthread_t th[N + 1];
+  char id[JOBS_ID_LEN];
+  for (int i = 0; i < N; i++)
+    enqueue(j, "t.ok", "u1", NULL, id, NULL);
+  int n = 0;
+  CHECK(jobs_claim_batch(j, "ocr", "w1", N, c, &n) == 0);
+  CHECK_EQ_INT(n, N);
+  CHECK(jobs_complete(j, &c[0], NULL) == 0);
+  c[N] = c[0]; /* the same attempt again: stale now */
+  c[N].payload = NULL;
+  for (int i = 1; i <= N; i++) {
+    k[i] = (struct completer){j, &c[i], -1};
+    pthread_create(&th[i], NULL, complete_one, &k[i]);
+  }
+  for (int i = 1; i <= N; i++)
+    pthread_join(th[i], NULL);
+  for (int i = 1; i < N; i++) {
+    CHECK_EQ_INT(k[i].rc, 0);
+    CHECK_EQ_STR(state_of(j, c[i].id), "succeeded");
+  }
+  CHECK_EQ_INT(k[N].rc, GROVE_EPERM);
+  for (int i = 0; i < N; i++)
+    jobs_claim_release(&c[i]);
+  jobs_destroy(j);
+  store_close(s);
+}
+
+TEST(retention_deletes_finished_jobs_after_their_time_and_keeps_dead_ones) {
+  retention_ms = 3600000;
+  struct store *s = open_store();
+  struct jobs *j = open_jobs(s, false, true);
+  retention_ms = 0;
+  char done[JOBS_ID_LEN], cancelled[JOBS_ID_LEN], dead[JOBS_ID_LEN], queued[JOBS_ID_LEN];
+  enqueue(j, "t.ok", "u1", NULL, done, NULL);
+  enqueue(j, "t.fail", "u1", NULL, dead, NULL);
+  struct jobs_claim c;
+  CHECK(jobs_claim(j, "ocr", "w1", &c) == 0);
+  CHECK(jobs_complete(j, &c, NULL) == 0);
+  jobs_claim_release(&c);
+  CHECK(jobs_claim(j, "ai", "w1", &c) == 0);
+  CHECK(jobs_fail(j, &c, "broken", true, NULL) == 0);
+  jobs_claim_release(&c);
+  enqueue(j, "t.ok", "u1", NULL, cancelled, NULL);
+  enum jobs_state st;
+  CHECK(jobs_cancel(j, cancelled, NULL, &st) == 0);
+  enqueue(j, "t.ok", "u1", NULL, queued, NULL);
+  long long n = -1;
+  atomic_fetch_add(&now_ms, 3600000 - 1); /* not yet */
+  CHECK(jobs_sweep(j, &n) == 0);
+  CHECK_EQ_INT(n, 0);
+  atomic_fetch_add(&now_ms, 2);
+  CHECK(jobs_sweep(j, &n) == 0);
+  CHECK_EQ_INT(n, 2);
+  json_t *o = NULL;
+  CHECK(jobs_get(j, done, &o) == GROVE_ENOENT);
+  CHECK(jobs_get(j, cancelled, &o) == GROVE_ENOENT);
+  CHECK_EQ_STR(state_of(j, dead), "dead");     /* kept for admins */
+  CHECK_EQ_STR(state_of(j, queued), "queued"); /* not finished */
+  atomic_fetch_add(&now_ms, 365LL * 86400000);
+  CHECK(jobs_sweep(j, &n) == 0);
+  CHECK_EQ_INT(n, 0);
+  CHECK(jobs_retry(j, dead) == 0); /* dead stays until an admin acts */
+  jobs_destroy(j);
+  store_close(s);
+}
+
 static const struct test tests[] = {
     T(enqueue_then_get),
     T(enqueue_refuses_bad_input),
@@ -611,6 +733,9 @@ static const struct test tests[] = {
     T(workers_run_handlers_and_record_results),
     T(cancel_reaches_a_running_handler),
     T(stop_hands_running_jobs_back_without_counting_the_attempt),
+    T(a_batch_enqueue_commits_all_or_none),
+    T(concurrent_completions_are_fenced_one_by_one),
+    T(retention_deletes_finished_jobs_after_their_time_and_keeps_dead_ones),
 };
 
 TEST_MAIN(tests)
