@@ -9,7 +9,7 @@ BUILD="build-essential cmake pkg-config
  libpq-dev libhiredis-dev libssl-dev zlib1g-dev libargon2-dev libicu-dev
  libcurl4-openssl-dev libmicrohttpd-dev libjs-chart.js"
 TEST="clang libclang-rt-14-dev postgresql redis-server nginx-light sqlite3 python3 python3-yaml python3-prometheus-client curl chromium nodejs npm"
-BENCH="wrk nginx-light prometheus-node-exporter netdata"
+BENCH="wrk nginx-light prometheus-node-exporter netdata rabbitmq-server librabbitmq-dev"
 
 want="$BUILD"
 case "${1:-build}" in
@@ -48,7 +48,7 @@ $SUDO apt-get update -q
 # shellcheck disable=SC2086
 $SUDO apt-get install -y -q --no-install-recommends $missing
 # the packaged servers start themselves on install; the tests start their own
-for svc in postgresql redis-server nginx; do
+for svc in postgresql redis-server nginx rabbitmq-server; do
   if command -v service >/dev/null 2>&1; then
     $SUDO service "$svc" stop >/dev/null 2>&1 || true
   fi

@@ -13,7 +13,6 @@
 
 #include "cli/cli.h"
 #include "core/error.h"
-#include "core/log.h"
 #include "core/text.h"
 #include "core/util.h"
 #include "gate/gate.h"
@@ -114,21 +113,176 @@ void cli_print_list(json_t *list, const char *const *cols) {
   }
 }
 
-/* "grove VERB: ERR" on stderr, the error escaped (it may quote input). */
-static void fail(const char *what, const char *verb, const char *err) {
-  fprintf(stderr, "grove %s%s%s: ", what, verb ? " " : "", verb ? verb : "");
-  text_fputs(err, stderr);
-  fputc('\n', stderr);
+static int admin_open(struct store *st, void *cfg, void **state, char *err, size_t errlen) {
+  (void)cfg;
+  (void)state;
+  int rc = store_prepare(st, GROVE_VERSION, err, errlen);
+  if (!rc)
+    rc = store_migrate(st, "gate", gate_migrations, gate_nmigrations, NULL, err, errlen);
+  if (!rc)
+    gate_identifiers_upgrade(st);
+  return rc;
 }
 
-int cmd_admin(const char *what, int argc, char **argv) {
-  if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-    usage(argc < 1 ? stderr : stdout);
-    return argc < 1 ? 2 : 0;
+/* ---- user --------------------------------------------------------------- */
+
+static int user_add(const struct cli_verb_ctx *x, void *cfg) {
+  struct admin_cfg *c = cfg;
+  char pw[1100], id[40], err[512];
+  if (read_password(pw, sizeof pw)) {
+    fprintf(stderr, "grove user add: no password on standard input\n");
+    return 1;
   }
-  const char *verb = argv[0];
-  const char *arg = argc > 1 && strncmp(argv[1], "--", 2) != 0 ? argv[1] : NULL;
-  int skip = arg ? 2 : 1;
+  int e = gate_user_create(x->st, &c->gate, x->arg, c->name, pw, c->role, id, err, sizeof err);
+  explicit_bzero(pw, sizeof pw);
+  if (e) {
+    cli_fail("user", "add", err);
+    return 1;
+  }
+  gate_audit(x->st, "cli", "user.create", id, "ok", "local", "-");
+  printf("%s\n", id);
+  return 0;
+}
+
+static int user_passwd(const struct cli_verb_ctx *x, void *cfg) {
+  struct admin_cfg *c = cfg;
+  char pw[1100], err[512];
+  if (read_password(pw, sizeof pw)) {
+    fprintf(stderr, "grove user passwd: no password on standard input\n");
+    return 1;
+  }
+  int e = gate_user_set_password(x->st, &c->gate, x->arg, pw, err, sizeof err);
+  explicit_bzero(pw, sizeof pw);
+  if (e) {
+    cli_fail("user", "passwd", err);
+    return 1;
+  }
+  gate_audit(x->st, "cli", "user.passwd", x->arg, "ok", "local", "-");
+  return 0;
+}
+
+static int user_set_disabled(const struct cli_verb_ctx *x, void *cfg) {
+  (void)cfg;
+  char err[512];
+  bool off = strcmp(x->verb, "disable") == 0;
+  if (gate_user_set_disabled(x->st, x->arg, off, err, sizeof err)) {
+    cli_fail("user", x->verb, err);
+    return 1;
+  }
+  gate_audit(x->st, "cli", off ? "user.disable" : "user.enable", x->arg, "ok", "local", "-");
+  return 0;
+}
+
+static int user_list(const struct cli_verb_ctx *x, void *cfg) {
+  (void)cfg;
+  char err[512];
+  json_t *list = NULL;
+  if (gate_user_list(x->st, &list, err, sizeof err)) {
+    cli_fail("user", "list", err);
+    return 1;
+  }
+  static const char *const cols[] = {"id", "email", "name", "role", "disabled", NULL};
+  cli_print_list(list, cols);
+  json_decref(list);
+  return 0;
+}
+
+/* ---- key ---------------------------------------------------------------- */
+
+static int key_add(const struct cli_verb_ctx *x, void *cfg) {
+  struct admin_cfg *c = cfg;
+  char key[48], id[24], err[512];
+  unsigned scopes = gate_scopes_parse(c->scopes);
+  if (!scopes) {
+    fprintf(stderr, "grove key add: bad --scopes '%s': use read, write, admin\n", c->scopes);
+    return 1;
+  }
+  if (gate_key_create(x->st, x->arg, scopes, "cli", key, id, err, sizeof err)) {
+    cli_fail("key", "add", err);
+    return 1;
+  }
+  gate_audit(x->st, "cli", "key.create", id, "ok", "local", "-");
+  printf("%s %s\n", id, key);
+  fprintf(stderr, "the key is shown once; keep it now\n");
+  explicit_bzero(key, sizeof key);
+  return 0;
+}
+
+static int key_list(const struct cli_verb_ctx *x, void *cfg) {
+  (void)cfg;
+  char err[512];
+  json_t *list = NULL;
+  if (gate_key_list(x->st, &list, err, sizeof err)) {
+    cli_fail("key", "list", err);
+    return 1;
+  }
+  static const char *const cols[] = {"id", "name", "prefix", "scopes", "last_used_at",
+                                     "revoked_at", NULL};
+  cli_print_list(list, cols);
+  json_decref(list);
+  return 0;
+}
+
+static int key_revoke(const struct cli_verb_ctx *x, void *cfg) {
+  (void)cfg;
+  char err[512];
+  if (gate_key_revoke(x->st, x->arg, err, sizeof err)) {
+    cli_fail("key", "revoke", err);
+    return 1;
+  }
+  gate_audit(x->st, "cli", "key.revoke", x->arg, "ok", "local", "-");
+  return 0;
+}
+
+/* ---- audit -------------------------------------------------------------- */
+
+static int audit_list(const struct cli_verb_ctx *x, void *cfg) {
+  struct admin_cfg *c = cfg;
+  char err[512];
+  json_t *list = NULL;
+  if (c->limit < 1 || c->limit > 1000) {
+    fprintf(stderr, "grove audit list: --limit must be 1 to 1000\n");
+    return 1;
+  }
+  if (gate_audit_list(x->st, c->limit, 0, &list, err, sizeof err)) {
+    cli_fail("audit", "list", err);
+    return 1;
+  }
+  static const char *const cols[] = {"id", "at", "actor", "action", "target", "outcome",
+                                     "ip", "request_id", NULL};
+  cli_print_list(list, cols);
+  json_decref(list);
+  return 0;
+}
+
+static const struct cli_verb user_verbs[] = {
+    {"add", "EMAIL", user_add},
+    {"list", NULL, user_list},
+    {"passwd", "EMAIL", user_passwd},
+    {"disable", "EMAIL", user_set_disabled},
+    {"enable", "EMAIL", user_set_disabled},
+    {NULL, NULL, NULL},
+};
+static const struct cli_verb key_verbs[] = {
+    {"add", "NAME", key_add},
+    {"list", NULL, key_list},
+    {"revoke", "ID", key_revoke},
+    {NULL, NULL, NULL},
+};
+static const struct cli_verb audit_verbs[] = {
+    {"list", NULL, audit_list},
+    {NULL, NULL, NULL},
+};
+
+int cmd_admin(const char *what, int argc, char **argv) {
+  static const struct cli_noun nouns[] = {
+      {"user", user_verbs, usage, admin_open, NULL},
+      {"key", key_verbs, usage, admin_open, NULL},
+      {"audit", audit_verbs, usage, admin_open, NULL},
+  };
+  const struct cli_noun *n = &nouns[0];
+  while (n < nouns + ARRAY_LEN(nouns) - 1 && strcmp(n->noun, what) != 0)
+    n++;
   struct admin_cfg c;
   memset(&c, 0, sizeof c);
   struct cfg_section secs[] = {
@@ -136,130 +290,5 @@ int cmd_admin(const char *what, int argc, char **argv) {
       {"gate", gate_cfg_opts, gate_cfg_nopts, &c.gate},
       {"admin", admin_opts, ARRAY_LEN(admin_opts), &c},
   };
-  char err[512];
-  int rc = 2;
-  struct store *st = NULL;
-  log_setup(LOG_WARN, false, 2);
-  if (cfg_load(secs, ARRAY_LEN(secs), argc - skip, argv + skip, err, sizeof err)) {
-    fail(what, NULL, err);
-    goto out;
-  }
-  bool is_user = strcmp(what, "user") == 0;
-  bool is_audit = strcmp(what, "audit") == 0;
-  bool needs_arg = !is_audit && strcmp(verb, "list") != 0;
-  if (needs_arg && !arg) {
-    fprintf(stderr, "grove %s %s: missing %s\n", what, verb,
-            is_user ? "EMAIL" : strcmp(verb, "add") == 0 ? "NAME" : "ID");
-    goto out;
-  }
-  if (store_open(&st, &c.store, err, sizeof err) ||
-      store_prepare(st, GROVE_VERSION, err, sizeof err) ||
-      store_migrate(st, "gate", gate_migrations, gate_nmigrations, NULL, err, sizeof err)) {
-    fail(what, NULL, err);
-    rc = 1;
-    goto out;
-  }
-  gate_identifiers_upgrade(st);
-  /* on stderr: scripts read the key or id from stdout */
-  fprintf(stderr, "grove %s: using %s database '%s'%s\n", what, store_driver_name(st),
-          store_display_name(st),
-          store_created(st) ? " (a new file: pass --data-dir or --store to use another)" : "");
-  rc = 1;
-  char pw[1100];
-  if (is_user && strcmp(verb, "add") == 0) {
-    char id[40];
-    if (read_password(pw, sizeof pw)) {
-      fprintf(stderr, "grove user add: no password on standard input\n");
-      goto out;
-    }
-    int e = gate_user_create(st, &c.gate, arg, c.name, pw, c.role, id, err, sizeof err);
-    explicit_bzero(pw, sizeof pw);
-    if (e) {
-      fail("user", "add", err);
-      goto out;
-    }
-    gate_audit(st, "cli", "user.create", id, "ok", "local", "-");
-    printf("%s\n", id);
-  } else if (is_user && strcmp(verb, "passwd") == 0) {
-    if (read_password(pw, sizeof pw)) {
-      fprintf(stderr, "grove user passwd: no password on standard input\n");
-      goto out;
-    }
-    int e = gate_user_set_password(st, &c.gate, arg, pw, err, sizeof err);
-    explicit_bzero(pw, sizeof pw);
-    if (e) {
-      fail("user", "passwd", err);
-      goto out;
-    }
-    gate_audit(st, "cli", "user.passwd", arg, "ok", "local", "-");
-  } else if (is_user && (strcmp(verb, "disable") == 0 || strcmp(verb, "enable") == 0)) {
-    bool off = strcmp(verb, "disable") == 0;
-    if (gate_user_set_disabled(st, arg, off, err, sizeof err)) {
-      fail("user", verb, err);
-      goto out;
-    }
-    gate_audit(st, "cli", off ? "user.disable" : "user.enable", arg, "ok", "local", "-");
-  } else if (is_audit && strcmp(verb, "list") == 0) {
-    json_t *list = NULL;
-    if (c.limit < 1 || c.limit > 1000) {
-      fprintf(stderr, "grove audit list: --limit must be 1 to 1000\n");
-      goto out;
-    }
-    if (gate_audit_list(st, c.limit, 0, &list, err, sizeof err)) {
-      fail("audit", "list", err);
-      goto out;
-    }
-    static const char *const acols[] = {"id", "at", "actor", "action", "target", "outcome",
-                                        "ip", "request_id", NULL};
-    cli_print_list(list, acols);
-    json_decref(list);
-  } else if (is_audit) {
-    fprintf(stderr, "grove audit: unknown command '%s'\n\n", verb);
-    usage(stderr);
-    rc = 2;
-    goto out;
-  } else if (strcmp(verb, "list") == 0) {
-    json_t *list = NULL;
-    if ((is_user ? gate_user_list(st, &list, err, sizeof err)
-                 : gate_key_list(st, &list, err, sizeof err))) {
-      fail(what, "list", err);
-      goto out;
-    }
-    static const char *const ucols[] = {"id", "email", "name", "role", "disabled", NULL};
-    static const char *const kcols[] = {"id", "name", "prefix", "scopes", "last_used_at",
-                                        "revoked_at", NULL};
-    cli_print_list(list, is_user ? ucols : kcols);
-    json_decref(list);
-  } else if (!is_user && strcmp(verb, "add") == 0) {
-    unsigned scopes = gate_scopes_parse(c.scopes);
-    char key[48], id[24];
-    if (!scopes) {
-      fprintf(stderr, "grove key add: bad --scopes '%s': use read, write, admin\n", c.scopes);
-      goto out;
-    }
-    if (gate_key_create(st, arg, scopes, "cli", key, id, err, sizeof err)) {
-      fail("key", "add", err);
-      goto out;
-    }
-    gate_audit(st, "cli", "key.create", id, "ok", "local", "-");
-    printf("%s %s\n", id, key);
-    fprintf(stderr, "the key is shown once; keep it now\n");
-    explicit_bzero(key, sizeof key);
-  } else if (!is_user && strcmp(verb, "revoke") == 0) {
-    if (gate_key_revoke(st, arg, err, sizeof err)) {
-      fail("key", "revoke", err);
-      goto out;
-    }
-    gate_audit(st, "cli", "key.revoke", arg, "ok", "local", "-");
-  } else {
-    fprintf(stderr, "grove %s: unknown command '%s'\n\n", what, verb);
-    usage(stderr);
-    rc = 2;
-    goto out;
-  }
-  rc = 0;
-out:
-  store_close(st);
-  cfg_release(secs, ARRAY_LEN(secs));
-  return rc;
+  return cli_verbs_run(n, secs, ARRAY_LEN(secs), &c.store, &c, argc, argv);
 }

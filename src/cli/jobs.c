@@ -9,8 +9,6 @@
 #include "cli/cli.h"
 #include "core/error.h"
 #include "core/jsonout.h"
-#include "core/log.h"
-#include "core/text.h"
 #include "core/util.h"
 #include "jobs/jobs.h"
 #include "store/store.h"
@@ -47,115 +45,109 @@ void jobs_help(FILE *f) {
           "  --store, --data-dir, --config   as for grove serve\n");
 }
 
-static void fail(const char *verb, const char *msg) {
-  fprintf(stderr, "grove jobs %s: ", verb);
-  text_fputs(msg, stderr);
-  fputc('\n', stderr);
+static int jobs_open(struct store *st, void *cfg, void **state, char *err, size_t errlen) {
+  (void)cfg;
+  struct jobs_cfg jc = {.lease_ms = 30000, .poll_ms = 200, .backoff_base_ms = 1000,
+                        .backoff_max_ms = 600000, .max_attempts = 5, .concurrency = "",
+                        .batch = 1, .workers = false};
+  struct jobs *j = NULL;
+  int rc = store_migrate(st, "jobs", jobs_migrations, jobs_nmigrations, NULL, err, errlen);
+  if (!rc)
+    rc = jobs_create(&j, &jc, st, NULL, NULL, err, errlen);
+  *state = j;
+  return rc;
 }
 
-int cmd_jobs(int argc, char **argv) {
-  if (argc < 1 || strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0) {
-    jobs_help(argc < 1 ? stderr : stdout);
-    return argc < 1 ? 2 : 0;
+static void jobs_close(void *state) { jobs_destroy(state); }
+
+/* The exit status of a jobs_* error: "no such job" and the rest. */
+static int failed(const struct cli_verb_ctx *x, int e) {
+  cli_fail(x->noun, x->verb, e == GROVE_ENOENT ? "no such job" : grove_strerror(e));
+  return 1;
+}
+
+static int v_queues(const struct cli_verb_ctx *x, void *cfg) {
+  (void)cfg;
+  json_t *list = NULL;
+  int e = jobs_queues(x->state, &list);
+  if (e)
+    return failed(x, e);
+  static const char *const cols[] = {"queue", "priority", "depth", "oldest_age_s",
+                                     "running", "dead", NULL};
+  cli_print_list(list, cols);
+  json_decref(list);
+  return 0;
+}
+
+static int v_dead(const struct cli_verb_ctx *x, void *cfg) {
+  const struct jobs_cli_cfg *c = cfg;
+  if (c->limit < 1 || c->limit > 1000) {
+    fprintf(stderr, "grove jobs dead: --limit must be 1 to 1000\n");
+    return 2;
   }
-  const char *verb = argv[0];
-  const char *arg = argc > 1 && strncmp(argv[1], "--", 2) != 0 ? argv[1] : NULL;
-  int skip = arg ? 2 : 1;
+  json_t *list = NULL;
+  int e = jobs_dead(x->state, c->limit, &list);
+  if (e)
+    return failed(x, e);
+  static const char *const cols[] = {"task_id", "type", "queue", "owner", "attempts",
+                                     "finished_at", "error", NULL};
+  cli_print_list(list, cols);
+  json_decref(list);
+  return 0;
+}
+
+static int v_retry(const struct cli_verb_ctx *x, void *cfg) {
+  (void)cfg;
+  int e = jobs_retry(x->state, x->arg);
+  if (e == GROVE_EEXIST) {
+    cli_fail(x->noun, x->verb, "only dead or cancelled jobs are retried");
+    return 1;
+  }
+  return e ? failed(x, e) : 0;
+}
+
+static int v_cancel(const struct cli_verb_ctx *x, void *cfg) {
+  (void)cfg;
+  enum jobs_state state;
+  int e = jobs_cancel(x->state, x->arg, NULL, &state);
+  if (e == GROVE_EEXIST) {
+    fprintf(stderr, "grove jobs cancel: the job has finished already (%s)\n",
+            jobs_state_name(state));
+    return 1;
+  }
+  if (e)
+    return failed(x, e);
+  printf("%s\n", state == JOBS_RUNNING ? "cancel requested: the handler stops at its next check"
+                                       : "cancelled");
+  return 0;
+}
+
+static int v_show(const struct cli_verb_ctx *x, void *cfg) {
+  (void)cfg;
+  json_t *o = NULL;
+  int e = jobs_get(x->state, x->arg, &o);
+  if (e)
+    return failed(x, e);
+  char *text = jsonout_dumps(o, JSON_INDENT(2) | JSON_ENSURE_ASCII);
+  if (text)
+    printf("%s\n", text);
+  free(text);
+  json_decref(o);
+  return text ? 0 : 1;
+}
+
+static const struct cli_verb jobs_verbs[] = {
+    {"queues", NULL, v_queues}, {"dead", NULL, v_dead},   {"retry", "ID", v_retry},
+    {"cancel", "ID", v_cancel}, {"show", "ID", v_show},   {NULL, NULL, NULL},
+};
+
+int cmd_jobs(int argc, char **argv) {
+  static const struct cli_noun noun = {"jobs", jobs_verbs, jobs_help, jobs_open, jobs_close};
   struct jobs_cli_cfg c;
   memset(&c, 0, sizeof c);
   struct cfg_section secs[] = {
       {"store", store_cfg_opts, store_cfg_nopts, &c.store},
       {"jobs", jobs_cli_opts, ARRAY_LEN(jobs_cli_opts), &c},
   };
-  char err[512];
-  int rc = 2;
-  struct store *st = NULL;
-  struct jobs *j = NULL;
-  log_setup(LOG_WARN, false, 2);
-  bool needs_id = strcmp(verb, "retry") == 0 || strcmp(verb, "cancel") == 0 ||
-                  strcmp(verb, "show") == 0;
-  if (!needs_id && strcmp(verb, "queues") != 0 && strcmp(verb, "dead") != 0) {
-    fprintf(stderr, "grove jobs: unknown command '%s'\n\n", verb);
-    jobs_help(stderr);
-    return 2;
-  }
-  if (cfg_load(secs, ARRAY_LEN(secs), argc - skip, argv + skip, err, sizeof err)) {
-    fail(verb, err);
-    goto out;
-  }
-  if (needs_id && !arg) {
-    fprintf(stderr, "grove jobs %s: missing ID\n", verb);
-    goto out;
-  }
-  if (c.limit < 1 || c.limit > 1000) {
-    fprintf(stderr, "grove jobs dead: --limit must be 1 to 1000\n");
-    goto out;
-  }
-  rc = 1;
-  struct jobs_cfg jc = {.lease_ms = 30000, .poll_ms = 200, .backoff_base_ms = 1000,
-                        .backoff_max_ms = 600000, .max_attempts = 5, .concurrency = "",
-                        .batch = 1, .workers = false};
-  if (store_open(&st, &c.store, err, sizeof err) ||
-      store_migrate(st, "jobs", jobs_migrations, jobs_nmigrations, NULL, err, sizeof err) ||
-      jobs_create(&j, &jc, st, NULL, NULL, err, sizeof err)) {
-    fail(verb, err);
-    goto out;
-  }
-  fprintf(stderr, "grove jobs: using %s database '%s'\n", store_driver_name(st),
-          store_display_name(st));
-  json_t *list = NULL;
-  int e = 0;
-  enum jobs_state state;
-  if (strcmp(verb, "queues") == 0) {
-    if (!(e = jobs_queues(j, &list))) {
-      static const char *const cols[] = {"queue", "priority", "depth", "oldest_age_s",
-                                         "running", "dead", NULL};
-      cli_print_list(list, cols);
-    }
-  } else if (strcmp(verb, "dead") == 0) {
-    if (!(e = jobs_dead(j, c.limit, &list))) {
-      static const char *const cols[] = {"task_id", "type", "queue", "owner", "attempts",
-                                         "finished_at", "error", NULL};
-      cli_print_list(list, cols);
-    }
-  } else if (strcmp(verb, "retry") == 0) {
-    e = jobs_retry(j, arg);
-    if (e == GROVE_EEXIST) {
-      fail(verb, "only dead or cancelled jobs are retried");
-      goto out;
-    }
-  } else if (strcmp(verb, "cancel") == 0) {
-    e = jobs_cancel(j, arg, NULL, &state);
-    if (e == GROVE_EEXIST) {
-      fprintf(stderr, "grove jobs cancel: the job has finished already (%s)\n",
-              jobs_state_name(state));
-      goto out;
-    }
-    if (!e)
-      printf("%s\n", state == JOBS_RUNNING ? "cancel requested: the handler stops at its "
-                                             "next check"
-                                           : "cancelled");
-  } else {
-    if (!(e = jobs_get(j, arg, &list))) {
-      char *text = jsonout_dumps(list, JSON_INDENT(2) | JSON_ENSURE_ASCII);
-      if (text)
-        printf("%s\n", text);
-      free(text);
-    }
-  }
-  json_decref(list);
-  if (e == GROVE_ENOENT) {
-    fail(verb, "no such job");
-    goto out;
-  }
-  if (e) {
-    fail(verb, grove_strerror(e));
-    goto out;
-  }
-  rc = 0;
-out:
-  jobs_destroy(j);
-  store_close(st);
-  cfg_release(secs, ARRAY_LEN(secs));
-  return rc;
+  return cli_verbs_run(&noun, secs, ARRAY_LEN(secs), &c.store, &c, argc, argv);
 }
