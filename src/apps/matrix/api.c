@@ -45,11 +45,12 @@ static json_t *aliases_json(const char *aliases) {
 }
 
 static json_t *instance_json(const struct mx_instance *in, size_t id) {
-  return json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:o,s:o,s:i,s:s}", "id", (json_int_t)id,
+  return json_pack("{s:I,s:s,s:s,s:s,s:s,s:i,s:o,s:o,s:o,s:o,s:i,s:s}", "id", (json_int_t)id,
                    "hardware_type", in->hardware, "provider", in->provider, "region", in->region,
-                   "instance", in->instance, "gpu_count", in->gpu_count, "cost_per_hour",
-                   num(in->usd_per_hour), "cost_per_gpu_hour",
-                   num(in->usd_per_hour / in->gpu_count), "year", in->year, "source", in->source);
+                   "instance", in->instance, "gpu_count", in->gpu_count, "vcpus", num(in->vcpus),
+                   "memory_gib", num(in->memory_gib), "cost_per_hour", num(in->usd_per_hour),
+                   "cost_per_gpu_hour", num(in->usd_per_hour / in->gpu_count), "year", in->year,
+                   "source", in->source);
 }
 
 static json_t *region_json(const struct mx_region *g) {

@@ -32,7 +32,8 @@ static const struct mx_col model_cols[] = {
 static const struct mx_col inst_cols[] = {
   S(mx_instance, provider, 1), S(mx_instance, region, 1), S(mx_instance, instance, 1),
   S(mx_instance, hardware, 1), I(mx_instance, gpu_count, 1), N(mx_instance, usd_per_hour, 1),
-  I(mx_instance, year, 1), D(mx_instance, source, 1),
+  I(mx_instance, year, 1), D(mx_instance, source, 1), N(mx_instance, vcpus, 0),
+  N(mx_instance, memory_gib, 0),
 };
 static const struct mx_col region_cols[] = {
   S(mx_region, provider, 1), S(mx_region, region, 1), S(mx_region, location, 1),

@@ -64,6 +64,7 @@ struct mx_instance {
   char hardware[MX_NAME_MAX];         /* a hardware row's name */
   int gpu_count;
   double usd_per_hour;
+  double vcpus, memory_gib;           /* the instance's shape; NAN where not catalogued */
   int year;
   char *source;
 };

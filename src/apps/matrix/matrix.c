@@ -392,6 +392,7 @@ static const struct route_def matrix_routes[] = {
     {"GET", "/api/hardware-specs/{name}", matrix_handle_hardware, .scopes = GATE_READ},
     {"GET", "/api/cost-models", matrix_handle_cost_models, .scopes = GATE_READ},
     {"GET", "/api/cost-models/regions", matrix_handle_regions, .scopes = GATE_READ},
+    {"POST", "/api/costs/process-summary", matrix_handle_process_summary, .scopes = GATE_READ},
     {"PUT", "/api/v1/matrix/catalogue/hardware/{name}", matrix_handle_put_hardware,
      .scopes = GATE_ADMIN},
     {"DELETE", "/api/v1/matrix/catalogue/hardware/{name}", matrix_handle_delete_hardware,

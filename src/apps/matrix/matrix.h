@@ -82,5 +82,7 @@ void matrix_handle_put_instance(struct http_req *r);
 void matrix_handle_delete_instance(struct http_req *r);
 void matrix_handle_put_region(struct http_req *r);
 void matrix_handle_delete_region(struct http_req *r);
+/* The cost, energy and carbon routes (costs.c). */
+void matrix_handle_process_summary(struct http_req *r);
 
 #endif

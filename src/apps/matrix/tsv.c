@@ -188,7 +188,10 @@ int mx_tsv_parse(const char *path, const char *orig, const struct mx_col *cols, 
       }
       continue;
     }
-    if (nc != ncells_hdr) {
+    /* a row short of the header's last cells reads them as empty: a line
+     * an admin's edit kept from before columns were added still parses
+     * (a required column left empty is refused below) */
+    if (nc > ncells_hdr) {
       mx_seterr(err, errlen, "line has %d cells, header has %d, in '%s': line=%d", nc, ncells_hdr,
              path, lineno);
       rc = GROVE_EINVAL;
@@ -199,7 +202,8 @@ int mx_tsv_parse(const char *path, const char *orig, const struct mx_col *cols, 
     void *row = arr + n * rowsize;
     memset(row, 0, rowsize);
     for (size_t i = 0; i < ncols; i++) {
-      rc = parse_cell(row, &cols[i], where[i] >= 0 ? cells[where[i]] : "", err, errlen, path,
+      rc = parse_cell(row, &cols[i], where[i] >= 0 && where[i] < nc ? cells[where[i]] : "", err,
+                      errlen, path,
                       lineno);
       if (rc) {
         mx_tsv_free_row(row, cols, ncols);

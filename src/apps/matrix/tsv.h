@@ -1,6 +1,8 @@
 /* tsv.h — internal to the matrix app: reads a tab-separated file whose
  * header names its columns into an array of row structs, each column
  * described by where its value goes (catalog.c's files, calibrate.c's).
+ * A row with fewer cells than the header reads the missing last ones as
+ * empty (rows kept from before a column was added); more is an error.
  * Empty cells: "" for strings, NAN for numbers, 0 for integers; numbers
  * and integers are plain decimals (no sign, spaces, hex or "inf") in
  * 0..MX_TSV_MAX, so that nothing computed from a row overflows. Pure, any

@@ -1,0 +1,238 @@
+"""matrix's cost, energy and carbon routes over real sockets
+(docs/matrix.md "Cost, energy and carbon"): POST /api/costs/process-summary
+over series written with the seed's table names through POST /api/v1/write,
+checked against figures computed by hand; the period's boundaries, a
+process that appears mid-period, a process without power data (modelled,
+estimated), the idle remainder; GET /api/recommendations/cross-region;
+GET /api/cost-models with the simulator's cost per 1,000 inferences; bad
+input answered with the seed's error envelope."""
+
+import json
+import subprocess
+
+from grove import FAST_HASH, GROVE, Grove, eventually, main
+
+g = None
+READ = WRITE = None
+
+T0 = 1705312800 * 10**9  # 2024-01-15T10:00:00Z
+S = 10**9
+
+
+def key(grove, name, scopes):
+    out = subprocess.run([GROVE, "key", "add", name, "--scopes", scopes, "--data-dir", grove.data_dir],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    k = out.stdout.split()[1]
+    eventually(lambda: grove.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+               what="key loaded")
+    return k
+
+
+def write(lines):
+    r = g.request("POST", "/api/v1/write", body=("\n".join(lines) + "\n").encode(),
+                  headers={"X-API-Key": WRITE})
+    assert r.status == 204, (r.status, r.body)
+
+
+def setup():
+    global g, READ, WRITE
+    g = Grove("--gate-refresh", "200ms", *FAST_HASH)
+    READ = key(g, "k-read", "read")
+    WRITE = key(g, "k-write", "write")
+    lines = []
+    # host h1 every 10 s from T0 to T0+70 s: 500 W, 50 % CPU. The samples at
+    # T0 (covering (T0-10 s, T0]) and T0+70 s (covering (T0+60, T0+70]) lie
+    # outside [T0, T0+60 s) and must count for nothing.
+    for i in range(0, 8):
+        lines.append("host_overall_metrics,host=h1 total_power_consumption=500,total_cpu_usage=50 %d"
+                     % (T0 + i * 10 * S))
+    # trainer (pid 100) through the period: 4 cores, 1 GPU, 16 GiB, 300 W
+    for i in range(1, 7):
+        lines.append("host_process_metrics,host=h1,process=trainer,pid=100 cpu_usage_percent=400,"
+                     "gpu_utilization_percent=100,memory_usage_mb=16384,power_consumption_watts=300 %d"
+                     % (T0 + i * 10 * S))
+    # server (pid 200) appears at T0+40 s: 1 core, 1 GiB, 50 W
+    for i in range(4, 7):
+        lines.append("host_process_metrics,host=h1,process=server,pid=200 cpu_usage_percent=100,"
+                     "gpu_utilization_percent=0,memory_usage_mb=1024,power_consumption_watts=50 %d"
+                     % (T0 + i * 10 * S))
+    # etl (pid 300): 2 cores, no power series
+    for i in range(1, 7):
+        lines.append("host_process_metrics,host=h1,process=etl,pid=300 cpu_usage_percent=200 %d"
+                     % (T0 + i * 10 * S))
+    # another host's process, and a VM's process: not h1's
+    lines.append("host_process_metrics,host=h2,process=trainer,pid=100 cpu_usage_percent=800 %d"
+                 % (T0 + 30 * S))
+    lines.append("vm_process_metrics,host=h1,vm=vm-1,process=web,pid=7 cpu_usage_percent=100,"
+                 "power_consumption_watts=20 %d" % (T0 + 30 * S))
+    write(lines)
+
+
+def post(body, k=None, path="/api/costs/process-summary"):
+    return g.request("POST", path, body=json.dumps(body).encode(),
+                     headers={"X-API-Key": k or READ, "Content-Type": "application/json"}, timeout=30)
+
+
+def get(path, k=None):
+    return g.request("GET", path, headers={"X-API-Key": k or READ}, timeout=60)
+
+
+def near(a, b, rel=1e-6):
+    return a is not None and abs(a - b) <= rel * abs(b) + 1e-12
+
+
+OWN = {"from": "2024-01-15T10:00:00Z", "to": "2024-01-15T10:01:00Z", "host": "h1",
+       "provider": "onprem", "region": "us-virginia", "cost_per_hour": 10, "vcpus": 32,
+       "memory_gib": 256, "gpu_count": 2, "hardware": "A100-SXM4-80GB"}
+
+
+def summary(body):
+    r = post(body)
+    assert r.status == 200, (r.status, r.body)
+    b = r.json()
+    assert b["status"] == "success"
+    return b["data"]
+
+
+def by_name(d):
+    return {p["process_name"]: p for p in d["processes"]}
+
+
+def test_process_costs_match_hand_computation():
+    d = summary(OWN)
+    assert d["period"] == {"from": "2024-01-15T10:00:00Z", "to": "2024-01-15T10:01:00Z",
+                           "hours": 1 / 60}
+    pr = d["pricing"]
+    # OpenCost's split of 10 USD/h by 32 vCPU x 0.031611 = 1.011552,
+    # 256 GiB x 0.004237 = 1.084672, 2 GPU x 0.95 = 1.9 (sum 3.996224)
+    assert near(pr["split"]["cpu_per_hour"], 2.5312695)    # 10 x 1.011552 / 3.996224
+    assert near(pr["split"]["gpu_per_hour"], 4.7544882)    # 10 x 1.9 / 3.996224
+    assert near(pr["split"]["ram_per_hour"], 2.7142422)    # 10 x 1.084672 / 3.996224
+    assert pr["electricity_billed"] is True and pr["pue"] == 1.58
+    p = by_name(d)
+    assert set(p) == {"trainer", "server", "etl"}, p.keys()  # not h2's, not vm-1's
+    t = p["trainer"]
+    assert t["pid"] == "100" and t["power_source"] == "measured" and t["estimated"] is False
+    assert near(t["cpu_core_hours"], 240 / 3600) and near(t["gpu_hours"], 60 / 3600)
+    # cpu: 2.5312695 x 240 core-s / (32 x 3600) = 0.00527348
+    assert near(t["cost"]["cpu"], 0.00527348, 1e-5)
+    # gpu: 4.7544882 x 60 GPU-s / (2 x 3600) = 0.03962074
+    assert near(t["cost"]["gpu"], 0.03962074, 1e-5)
+    # ram: 2.7142422 x 16 GiB x 60 s / (256 x 3600) = 0.00282734
+    assert near(t["cost"]["ram"], 0.00282734, 1e-5)
+    # energy: 300 W x 60 s = 18,000 J = 0.005 kWh; x PUE 1.58 = 0.0079 kWh
+    assert near(t["it_energy_kwh"], 0.005) and near(t["energy_kwh"], 0.0079)
+    # electricity: 0.0079 x 0.0895 = 0.00070705; carbon 0.0079 x 366 = 2.8914 g
+    assert near(t["cost"]["electricity"], 0.00070705) and near(t["carbon_gco2e"], 2.8914)
+    assert near(t["cost"]["total"], 0.04842860, 1e-5)
+
+
+def test_a_process_that_appears_mid_period_is_costed_from_its_first_interval():
+    s = by_name(summary(OWN))["server"]
+    # first sample at T0+40 s covers (T0+30, T0+40] (its own 10 s spacing):
+    # 30 s in all
+    assert s["first_seen"] == "2024-01-15T10:00:30Z" and s["last_seen"] == "2024-01-15T10:01:00Z"
+    assert near(s["hours"], 30 / 3600)
+    # 50 W x 30 s = 1,500 J = 0.000416667 kWh; x 1.58 = 0.000658333 kWh
+    assert near(s["energy_kwh"], 0.000658333, 1e-5)
+    # cpu 2.5312695 x 30 / (32 x 3600) = 0.00065918; ram 2.7142422 x 30 / (256 x 3600) = 0.00008835
+    assert near(s["cost"]["cpu"], 0.00065918, 1e-4) and near(s["cost"]["ram"], 0.00008835, 1e-4)
+    assert s["cost"]["gpu"] == 0
+
+
+def test_a_process_without_power_data_is_modelled_and_marked_estimated():
+    e = by_name(summary(OWN))["etl"]
+    assert e["power_source"] == "modelled" and e["estimated"] is True
+    # Cloud Carbon Footprint per vCPU: (3.5 - 0.74) W x 120 core-s = 331.2 J
+    # = 0.000092 kWh; x 1.58 = 0.00014536 kWh; x 366 = 0.05320176 g
+    assert near(e["it_energy_kwh"], 0.000092) and near(e["carbon_gco2e"], 0.05320176)
+
+
+def test_idle_is_the_host_less_its_processes():
+    d = summary(OWN)
+    idle, tot = d["idle"], d["totals"]
+    assert idle["name"] == "__idle__"
+    # host energy 500 W x 60 s = 30,000 J; processes 18,000 + 1,500 + 331.2
+    # = 19,831.2 J; idle 10,168.8 J = 0.00282467 kWh
+    assert near(idle["it_energy_kwh"], 0.00282467, 1e-5)
+    # gpu: 4.7544882 / 60 h - 0.03962074 (trainer) = 0.03962074
+    assert near(idle["cost"]["gpu"], 0.03962074, 1e-5)
+    # the host's whole cost: 10 USD/h x 1/60 h + 30,000 J = 0.00833333 kWh
+    # x 1.58 x 0.0895 = 0.16666667 + 0.00117842 = 0.16784508, allocated + idle
+    assert near(tot["cost"]["total"], 0.16784508, 1e-6)
+    assert near(tot["allocated_cost"] + tot["idle_cost"], tot["cost"]["total"], 1e-9)
+    assert near(tot["host_hours"], 1 / 60) and tot["host_power"] == "measured"
+
+
+def test_period_boundaries_cut_intervals():
+    # [T0+15 s, T0+45 s): trainer's samples at 20, 30, 40 count whole, the one
+    # at 50 covers (40, 50] of which 40-45 counts: 5 + 10 + 10 + 5 = 30 s
+    d = summary(dict(OWN, **{"from": T0 + 15 * S, "to": T0 + 45 * S}))
+    t = by_name(d)["trainer"]
+    assert near(t["hours"], 30 / 3600) and near(t["it_energy_kwh"], 300 * 30 / 3.6e6)
+    assert t["first_seen"] == "2024-01-15T10:00:15Z" and t["last_seen"] == "2024-01-15T10:00:45Z"
+    # server's first interval (30, 40] is cut at... nothing: it starts after 15 s
+    assert near(by_name(d)["server"]["hours"], 15 / 3600)  # (30, 40] + (40, 45)
+
+
+def test_trapezoid_integration():
+    # instantaneous readings: trainer's 300 W is flat from 10 s to 60 s: 50 s
+    t = by_name(summary(dict(OWN, integration="trapezoid")))["trainer"]
+    assert near(t["it_energy_kwh"], 300 * 50 / 3.6e6) and near(t["hours"], 50 / 3600)
+
+
+def test_a_cloud_instance_prices_the_host_and_not_its_electricity():
+    d = summary({"from": "2024-01-15T10:00:00Z", "to": "2024-01-15T10:01:00Z", "host": "h1",
+                 "instance_type": "p4d.24xlarge"})
+    pr = d["pricing"]
+    assert pr["provider"] == "aws" and pr["region"] == "us-east-1" and pr["cost_per_hour"] == 32.7726
+    assert pr["vcpus"] == 96 and pr["memory_gib"] == 1152 and pr["gpu_count"] == 8
+    assert pr["electricity_billed"] is False
+    # 96 vCPU x 0.031611 = 3.034656, 1,152 GiB x 0.004237 = 4.881024, 8 GPU x
+    # 0.95 = 7.6 (sum 15.51568): GPU 32.7726 x 7.6 / 15.51568 = 16.0529065
+    assert near(pr["split"]["gpu_per_hour"], 16.0529065) and near(pr["split"]["cpu_per_hour"], 6.4098749)
+    t = by_name(d)["trainer"]
+    assert t["cost"]["electricity"] == 0 and t["electricity_value"] > 0
+    # the host's cost is its price over the hour's sixtieth: 32.7726 / 60
+    assert near(d["totals"]["cost"]["total"], 32.7726 / 60, 1e-9)
+
+
+def test_one_process_and_a_vm():
+    d = summary(dict(OWN, process="etl"))
+    assert [p["process_name"] for p in d["processes"]] == ["etl"]
+    v = summary({"from": T0, "to": T0 + 60 * S, "vm": "vm-1", "region": "us-east-1",
+                 "provider": "aws"})
+    assert [p["process_name"] for p in v["processes"]] == ["web"]
+    assert v["scope"] == {"source_type": "vm", "vm": "vm-1"}
+
+
+def test_bad_input_gets_the_error_envelope():
+    cases = [
+        ({"to": "2024-01-15T10:01:00Z", "host": "h1", "region": "us-east-1"}, 400, "VALIDATION_ERROR"),
+        (dict(OWN, to="2024-01-15T09:00:00Z"), 400, "INVALID_PERIOD"),
+        (dict(OWN, vm="v"), 400, "VALIDATION_ERROR"),
+        ({k: v for k, v in OWN.items() if k not in ("region", "provider")}, 400, "VALIDATION_ERROR"),
+        (dict(OWN, region="mars-1"), 400, "UNKNOWN_REGION"),
+        (dict(OWN, hardware="Z9000"), 400, "UNKNOWN_HARDWARE"),
+        (dict(OWN, instance_type="x1.nope"), 400, "UNKNOWN_INSTANCE"),
+        (dict(OWN, cost_per_hour=-1), 400, "VALIDATION_ERROR"),
+        (dict(OWN, integration="simpson"), 400, "VALIDATION_ERROR"),
+        (dict(OWN, host="nobody"), 404, "NO_DATA"),
+    ]
+    for body, status, code in cases:
+        r = post(body)
+        assert r.status == status, (body, r.status, r.body)
+        b = r.json()
+        assert b["status"] == "error" and b["error_code"] == code, (body, b)
+        assert b["message"] and "details" in b, b
+    r = g.request("POST", "/api/costs/process-summary", body=b"{nope",
+                  headers={"X-API-Key": READ, "Content-Type": "application/json"})
+    assert r.status == 400 and r.json()["status"] == "error"
+    r = g.request("POST", "/api/costs/process-summary", body=json.dumps(OWN).encode(),
+                  headers={"Content-Type": "application/json"})
+    assert r.status == 401
+
+
+if __name__ == "__main__":
+    main(globals())
