@@ -234,5 +234,108 @@ def test_bad_input_gets_the_error_envelope():
     assert r.status == 401
 
 
+def cross(q, status=200):
+    r = get("/api/recommendations/cross-region?" + q)
+    assert r.status == status, (r.status, r.body)
+    return r.json()
+
+
+def test_cross_region_ranks_instances_by_cost_and_every_region_by_carbon():
+    d = cross("hardware=A100-SXM4-40GB&gpu_count=8&hours=10&provider=aws&region=us-east-1")["data"]
+    w = d["workload"]
+    assert w["basis"] == "instance" and w["it_power_w"] == 3200  # 8 x 400 W TDP
+    # cost: us-east-1 one p4d.24xlarge (8 GPUs) x 32.7726 x 10 h = 327.726;
+    # us-central1 eight a2-highgpu-1g x 3.673385 x 10 h = 293.8708
+    assert [(x["provider"], x["region"]) for x in d["ranked_by_cost"]] == \
+        [("gcp", "us-central1"), ("aws", "us-east-1")]
+    first = d["ranked_by_cost"][0]
+    assert near(first["cost"], 293.8708) and first["current"] is False
+    # saving: 327.726 - 293.8708 = 33.8552, 10.33 %
+    assert near(first["saving"]["absolute"], 33.8552) and near(first["saving"]["percent"], 10.3304, 1e-4)
+    assert d["current"]["provider"] == "aws" and near(d["current"]["cost"], 327.726)
+    # carbon: 3.2 kW x 10 h = 32 kWh; aws eu-west-3 x PUE 1.15 x 56 g = 2,060.8 g,
+    # the least; us-east-1 x 1.15 x 366 = 13,468.8 g; saving 11,408 g
+    g0 = d["ranked_by_carbon"][0]
+    assert (g0["provider"], g0["region"]) == ("aws", "eu-west-3") and near(g0["carbon_gco2e"], 2060.8)
+    assert near(g0["saving"]["absolute"], 11408) and near(d["current"]["carbon_gco2e"], 13468.8)
+    assert len(d["ranked_by_carbon"]) == len(d["regions"])
+    assert {x["region"] for x in d["not_ranked_by_cost"]} >= {"eu-west-3", "us-virginia"}
+
+
+def test_cross_region_of_a_power_figure_is_priced_by_electricity():
+    d = cross("power_w=1000&hours=100&provider=onprem&region=us-virginia")["data"]
+    assert d["workload"]["basis"] == "electricity"
+    # 1 kW x 100 h = 100 kWh IT; aws us-east-1: x 1.15 x 0.0895 = 10.2925 USD,
+    # the cheapest; onprem us-virginia: x 1.58 x 0.0895 = 14.141 USD
+    c0 = d["ranked_by_cost"][0]
+    assert (c0["provider"], c0["region"]) == ("aws", "us-east-1") and near(c0["cost"], 10.2925)
+    assert near(d["current"]["cost"], 14.141) and near(c0["saving"]["absolute"], 3.8485)
+    # no electricity price for the European regions: ranked by carbon only
+    assert "eu-central-1" in {x["region"] for x in d["not_ranked_by_cost"]}
+    assert "eu-central-1" in {x["region"] for x in d["ranked_by_carbon"]}
+
+
+def test_cross_region_of_an_instance_type():
+    d = cross("instance_type=g6.xlarge")["data"]
+    assert d["workload"]["hardware"] == "L4" and d["current"]["region"] == "us-east-1"
+    # g6.xlarge 0.8048 x 730 h = 587.504; g2-standard-4 0.706832 x 730 = 515.98736
+    assert near(d["ranked_by_cost"][0]["cost"], 515.98736)
+
+
+def test_cross_region_bad_input():
+    for q, status, code in [("", 400, "VALIDATION_ERROR"), ("hardware=Z9000", 400, "UNKNOWN_HARDWARE"),
+                            ("power_w=-5", 400, "VALIDATION_ERROR"),
+                            ("power_w=100&hours=abc", 400, "VALIDATION_ERROR"),
+                            ("power_w=100&region=mars", 400, "UNKNOWN_REGION"),
+                            ("instance_type=x1.nope", 400, "UNKNOWN_INSTANCE"),
+                            ("power_w=100&basis=barter", 400, "VALIDATION_ERROR")]:
+        b = cross(q, status)
+        assert b["status"] == "error" and b["error_code"] == code and "details" in b, (q, b)
+
+
+def test_cost_models_carry_the_simulators_cost_per_1000_inferences_and_rating():
+    r = get("/api/cost-models")
+    assert r.status == 200, r.body
+    b = r.json()
+    rows = b["data"]
+    assert b["metadata"]["workload"] == {"model_name": "Llama-3.1-8B", "precision": "FP16",
+                                         "batch_size": 1, "input_length": 512, "output_length": 128}
+    assert len(rows) == b["metadata"]["count"] == 12
+    graded = [x for x in rows if x["energy_efficiency_rating"]]
+    for x in graded:
+        inf = x["inference"]
+        # cost per 1,000 = price per hour x 1,000 / (requests/s x 3,600)
+        assert near(x["cost_per_1000_inferences"], x["cost_per_hour"] * 1000 / (inf["throughput_qps"] * 3600))
+        e = x["energy_efficiency_rating"]
+        assert near(e["inferences_per_kwh"], 1000 / x["energy_per_1000_inferences_kwh"])
+        assert 0 < e["score"] <= 100 and e["grade"] in "ABCDE"
+        assert x["inference"]["replicas"] * x["inference"]["tensor_parallel"] == x["gpu_count"]
+    assert max(x["energy_efficiency_rating"]["score"] for x in graded) == 100
+    # the A10G publishes no peak: no figures, and why
+    a10g = [x for x in rows if x["hardware_type"] == "A10G"]
+    assert a10g and a10g[0]["cost_per_1000_inferences"] is None and "excluded" in a10g[0]["inference"]
+    # the filters keep working, and the rating stays against the whole catalogue
+    l4 = get("/api/cost-models?hardware=L4").json()["data"]
+    assert {x["instance"] for x in l4} == {"g6.xlarge", "g2-standard-4"}
+    same = {x["instance"]: x["energy_efficiency_rating"]["score"] for x in graded}
+    assert all(near(x["energy_efficiency_rating"]["score"], same[x["instance"]]) for x in l4)
+    assert [x["region"] for x in get("/api/cost-models?provider=gcp").json()["data"]] == \
+        ["us-central1", "us-central1"]
+    one = get("/api/cost-models/1").json()["data"]
+    assert one["id"] == 1 and one["instance"] == rows[0]["instance"]
+    assert get("/api/cost-models/regions").json()["metadata"]["count"] == 13
+
+
+def test_cost_models_bad_input():
+    for path, status, code in [("/api/cost-models/999", 404, "NOT_FOUND"),
+                               ("/api/cost-models/abc", 404, "NOT_FOUND"),
+                               ("/api/cost-models?model_name=Nope-1B", 400, "UNKNOWN_MODEL"),
+                               ("/api/cost-models?precision=FP3", 400, "INVALID_PRECISION"),
+                               ("/api/cost-models?batch_size=0", 400, "VALIDATION_ERROR")]:
+        r = get(path)
+        assert r.status == status, (path, r.status, r.body)
+        assert r.json()["error_code"] == code, (path, r.body)
+
+
 if __name__ == "__main__":
     main(globals())

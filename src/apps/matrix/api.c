@@ -1,6 +1,7 @@
 /* api.c — matrix's routes: the performance simulation (seed 003 §6.1.2,
  * POST /api/model/simulate-performance) and the catalogue reads
- * (GET /api/hardware-specs, /api/model/get-model-data, /api/cost-models).
+ * (GET /api/hardware-specs, /api/model/get-model-data,
+ * /api/cost-models/regions; /api/cost-models itself is costs.c's).
  *
  * A simulation is parsed on the loop and computed on the worker pool: the
  * first one also fits the model's factors (matrix_factors), which takes
@@ -65,6 +66,12 @@ static json_t *region_json(const struct mx_region *g) {
                    g->pue_year ? json_integer(g->pue_year) : json_null(), "pue_source",
                    str_or_null(g->pue_source));
 }
+
+json_t *matrix_instance_json(const struct mx_instance *in, size_t id) {
+  return instance_json(in, id);
+}
+
+json_t *matrix_region_json(const struct mx_region *g) { return region_json(g); }
 
 /* hardware_specs of seed §5.1.1: specifications, performance_metrics,
  * cost_data. */
@@ -173,30 +180,6 @@ void matrix_handle_models(struct http_req *r) {
   json_t *list = json_array();
   for (size_t i = 0; list && i < cat->n_models; i++)
     json_array_append_new(list, model_json(&cat->models[i], (long)i + 1));
-  reply_list(r, list);
-  matrix_cat_put(r->app, mc);
-}
-
-void matrix_handle_cost_models(struct http_req *r) {
-  struct matrix_cat *mc = cat_of(r);
-  if (!mc) return;
-  const struct mx_catalog *cat = mc->cat;
-  char prov[32], reg[64], hw[MX_NAME_MAX * 2];
-  int has_p = http_query_get(r, "provider", 0, prov, sizeof prov) >= 0;
-  int has_r = http_query_get(r, "region", 0, reg, sizeof reg) >= 0;
-  int has_h = http_query_get(r, "hardware", 0, hw, sizeof hw) >= 0;
-  const struct mx_hw *want = has_h ? mx_catalog_hw(cat, hw) : NULL;
-  json_t *list = json_array();
-  for (size_t i = 0; list && i < cat->n_instances; i++) {
-    const struct mx_instance *in = &cat->instances[i];
-    if ((has_p && !mx_name_eq(in->provider, prov)) || (has_r && !mx_name_eq(in->region, reg)) ||
-        (has_h && mx_catalog_hw(cat, in->hardware) != want))
-      continue;
-    json_t *row = instance_json(in, i + 1);
-    const struct mx_region *g = mx_catalog_region(cat, in->provider, in->region);
-    json_object_set_new(row, "region_data", g ? region_json(g) : json_null());
-    json_array_append_new(list, row);
-  }
   reply_list(r, list);
   matrix_cat_put(r->app, mc);
 }

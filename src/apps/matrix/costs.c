@@ -3,6 +3,9 @@
  *        carbon over a period on a host or VM, from the series the agents
  *        push (host_overall_metrics, host_process_metrics,
  *        vm_process_metrics), with the host's idle remainder as "__idle__"
+ *   GET /api/recommendations/cross-region   the same workload's cost and
+ *        carbon in every catalogue region, ranked, with the saving against
+ *        the current region
  * The arithmetic is finops.c's; docs/matrix.md "Cost, energy and carbon"
  * states it. A summary reads the series store on the store pool. */
 #include <math.h>
@@ -14,6 +17,7 @@
 
 #include "apps/matrix/finops.h"
 #include "apps/matrix/matrix.h"
+#include "apps/matrix/simulate.h"
 #include "core/array.h"
 #include "core/buf.h"
 #include "core/error.h"
@@ -50,6 +54,30 @@ static json_t *time_json(int64_t ns) {
   size_t n = strftime(s, sizeof s, "%Y-%m-%dT%H:%M:%S", &tm);
   snprintf(s + n, sizeof s - n, frac ? ".%09ldZ" : "Z", frac);
   return json_string(s);
+}
+
+/* The current catalogue with a reference, or NULL once r is answered 503. */
+static struct matrix_cat *cat_or_503(struct http_req *r) {
+  struct matrix_cat *mc = matrix_cat_get(r->app);
+  if (!mc)
+    http_reply_error(r, 503, "CATALOGUE_UNAVAILABLE",
+                     "matrix's catalogues were not found at start (see --matrix-data)", NULL);
+  return mc;
+}
+
+/* Answers a job's request: data (taken, with meta, taken) or the error
+ * (details taken); nothing when the client went away. */
+static void reply_job(struct http_req *r, json_t **data, json_t **meta, int status,
+                      const char *code, const char *message, json_t **details) {
+  if (!r->conn) return;
+  if (*data) {
+    http_reply_data(r, 200, *data, *meta);
+    *data = *meta = NULL;
+  } else {
+    http_reply_error(r, status ? status : 500, code ? code : "INTERNAL", message,
+                     details ? *details : NULL);
+    if (details) *details = NULL;
+  }
 }
 
 /* ---- the request ------------------------------------------------------------------ */
@@ -703,16 +731,9 @@ static void ps_free(struct ps_job *j) {
 
 static void ps_done(struct http_req *r, void *arg) {
   struct ps_job *j = arg;
-  if (r->conn) {
-    if (j->data) {
-      http_reply_data(r, 200, j->data, json_pack("{s:s}", "model_version", "matrix-finops-1"));
-      j->data = NULL;
-    } else {
-      http_reply_error(r, j->status ? j->status : 500, j->code ? j->code : "INTERNAL", j->message,
-                       j->details);
-      j->details = NULL;
-    }
-  }
+  json_t *meta = j->data ? json_pack("{s:s}", "model_version", "matrix-finops-1") : NULL;
+  reply_job(r, &j->data, &meta, j->status, j->code, j->message, &j->details);
+  json_decref(meta);
   ps_free(j);
 }
 
@@ -720,11 +741,9 @@ void matrix_handle_process_summary(struct http_req *r) {
   struct matrix *m = r->app;
   json_t *body = http_req_json(r);
   if (!body) return;
-  struct matrix_cat *mc = matrix_cat_get(m);
+  struct matrix_cat *mc = cat_or_503(r);
   if (!mc) {
     json_decref(body);
-    http_reply_error(r, 503, "CATALOGUE_UNAVAILABLE",
-                     "matrix's catalogues were not found at start (see --matrix-data)", NULL);
     return;
   }
   struct ps_job *j = calloc(1, sizeof *j);
@@ -749,4 +768,482 @@ void matrix_handle_process_summary(struct http_req *r) {
     return;
   }
   if (http_req_defer(r, HTTP_POOL_STORE, ps_work, ps_done, j)) ps_free(j);
+}
+
+/* ---- GET /api/recommendations/cross-region ----------------------------------------- */
+
+/* Hours when a request names none: a month (365 × 24 / 12). */
+#define CR_DEFAULT_HOURS 730.0
+
+/* A query parameter as a number in [lo, hi]: 0 absent, 1 present, −1 bad
+ * (answered). */
+static int query_num(struct http_req *r, const char *name, double lo, double hi, double *out) {
+  char v[64];
+  if (http_query_get(r, name, 0, v, sizeof v) < 0) return 0;
+  char *end;
+  double x = strtod(v, &end);
+  if (!*v || *end || !(x >= lo && x <= hi)) {
+    char msg[160];
+    snprintf(msg, sizeof msg, "query parameter '%s' must be a number in %g..%g", name, lo, hi);
+    http_reply_error(r, 400, "VALIDATION_ERROR", msg, json_pack("{s:s}", "field", name));
+    return -1;
+  }
+  *out = x;
+  return 1;
+}
+
+/* One region's figures for the workload. */
+struct cr_row {
+  const struct mx_region *g;
+  const struct mx_instance *inst;  /* instance basis: the region's cheapest per GPU */
+  int instances;
+  double it_kw, facility_kwh, energy_usd, gco2e, cost;
+  const char *why;                 /* not ranked by cost: why */
+};
+
+static int cmp_rows_cost(const void *a, const void *b) {
+  const struct cr_row *x = *(const struct cr_row *const *)a, *y = *(const struct cr_row *const *)b;
+  return (x->cost > y->cost) - (x->cost < y->cost);
+}
+
+static int cmp_rows_carbon(const void *a, const void *b) {
+  const struct cr_row *x = *(const struct cr_row *const *)a, *y = *(const struct cr_row *const *)b;
+  return (x->gco2e > y->gco2e) - (x->gco2e < y->gco2e);
+}
+
+static json_t *cr_saving(double cur, double v) {
+  return json_pack("{s:o,s:o}", "absolute", num(cur - v),
+                   "percent", num(cur > 0 ? 100 * (cur - v) / cur : NAN));
+}
+
+void matrix_handle_cross_region(struct http_req *r) {
+  struct matrix *m = r->app;
+  struct matrix_cat *mc = cat_or_503(r);
+  if (!mc) return;
+  const struct mx_catalog *cat = mc->cat;
+  char hwname[MX_NAME_MAX * 2] = "", itype[MX_NAME_MAX * 2] = "", prov[32] = "", reg[64] = "",
+       basis_s[16] = "";
+  int has_hw = http_query_get(r, "hardware", 0, hwname, sizeof hwname) > 0;
+  int has_it = http_query_get(r, "instance_type", 0, itype, sizeof itype) > 0;
+  int has_p = http_query_get(r, "provider", 0, prov, sizeof prov) > 0;
+  int has_r = http_query_get(r, "region", 0, reg, sizeof reg) > 0;
+  int has_b = http_query_get(r, "basis", 0, basis_s, sizeof basis_s) > 0;
+  double gpus = 0, hours = CR_DEFAULT_HOURS, power_w = NAN, util = 1;
+  int has_gpus, has_power;
+  struct cr_row *rows = NULL, **by = NULL;
+  json_t *data = NULL;
+  if ((has_gpus = query_num(r, "gpu_count", 1, MX_GPUS_MAX, &gpus)) < 0 ||
+      query_num(r, "hours", 1e-6, 876000, &hours) < 0 ||
+      (has_power = query_num(r, "power_w", 1e-6, 1e9, &power_w)) < 0 ||
+      query_num(r, "utilization", 0, 1, &util) < 0)
+    goto out;
+  const struct mx_hw *hw = NULL;
+  const struct mx_instance *cur_inst = NULL;
+  const struct mx_region *cur = NULL;
+  if (has_it) {
+    for (size_t i = 0; i < cat->n_instances && !cur_inst; i++) {
+      const struct mx_instance *in = &cat->instances[i];
+      if (mx_name_eq(in->instance, itype) && (!has_p || mx_name_eq(in->provider, prov)) &&
+          (!has_r || mx_name_eq(in->region, reg)))
+        cur_inst = in;
+    }
+    if (!cur_inst) {
+      http_reply_error(r, 400, "UNKNOWN_INSTANCE", "instance type is not in the catalogue",
+                       json_pack("{s:s}", "instance_type", itype));
+      goto out;
+    }
+    hw = mx_catalog_hw(cat, cur_inst->hardware);
+    if (!has_gpus) gpus = cur_inst->gpu_count;
+    cur = mx_catalog_region(cat, cur_inst->provider, cur_inst->region);
+  }
+  if (has_hw) {
+    hw = mx_catalog_hw(cat, hwname);
+    if (!hw) {
+      http_reply_error(r, 400, "UNKNOWN_HARDWARE", "hardware is not in the catalogue",
+                       json_pack("{s:s}", "hardware", hwname));
+      goto out;
+    }
+  }
+  if (!hw && !has_power) {
+    http_reply_error(r, 400, "VALIDATION_ERROR",
+                     "name the workload: hardware (and gpu_count), instance_type, or power_w",
+                     json_pack("{s:[s,s,s]}", "one_of", "hardware", "instance_type", "power_w"));
+    goto out;
+  }
+  if (!gpus) gpus = 1;
+  if (gpus != floor(gpus)) {
+    http_reply_error(r, 400, "VALIDATION_ERROR", "gpu_count must be a whole number",
+                     json_pack("{s:s}", "field", "gpu_count"));
+    goto out;
+  }
+  if (has_r && !cur_inst) {
+    cur = mx_catalog_region(cat, has_p ? prov : NULL, reg);
+    if (!cur) {
+      http_reply_error(r, 400, "UNKNOWN_REGION", "region is not in the catalogue",
+                       json_pack("{s:s}", "region", reg));
+      goto out;
+    }
+  }
+  /* the basis: instance prices where the hardware is rented, else energy */
+  int instance_basis = hw && !has_power;
+  if (instance_basis) {
+    int any = 0;
+    for (size_t i = 0; i < cat->n_instances && !any; i++)
+      any = mx_catalog_hw(cat, cat->instances[i].hardware) == hw;
+    instance_basis = any;
+  }
+  if (has_b) {
+    if (!strcmp(basis_s, "instance") && hw) instance_basis = 1;
+    else if (!strcmp(basis_s, "electricity")) instance_basis = 0;
+    else {
+      http_reply_error(r, 400, "VALIDATION_ERROR",
+                       "basis must be 'instance' (with hardware) or 'electricity'",
+                       json_pack("{s:s}", "field", "basis"));
+      goto out;
+    }
+  }
+  /* the workload's IT power: given, or its GPUs at TDP scaled as the
+   * simulator's energy model does (mx_rate) */
+  double it_kw = NAN;
+  if (has_power) {
+    it_kw = power_w / 1000;
+  } else {
+    struct mx_rate rt;
+    mx_rate(hw, (int)gpus, util, NULL, NULL, &rt);
+    it_kw = rt.it_kw;
+  }
+  size_t n = cat->n_regions;
+  rows = calloc(n ? n : 1, sizeof *rows);
+  by = calloc(n ? n : 1, sizeof *by);
+  if (!rows || !by) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    goto out;
+  }
+  struct cr_row *cur_row = NULL;
+  for (size_t i = 0; i < n; i++) {
+    struct cr_row *w = &rows[i];
+    const struct mx_region *g = &cat->regions[i];
+    w->g = g;
+    double pue = isfinite(g->pue) && g->pue >= 1 ? g->pue : 1;
+    w->it_kw = it_kw;
+    w->facility_kwh = it_kw * pue * hours;
+    w->energy_usd = w->facility_kwh * g->electricity_usd_per_kwh;
+    w->gco2e = w->facility_kwh * g->carbon_g_per_kwh;
+    w->cost = NAN;
+    if (instance_basis) {
+      w->inst = mx_catalog_instance(cat, hw->name, g->provider, g->region);
+      if (w->inst) {
+        w->instances = ((int)gpus + w->inst->gpu_count - 1) / w->inst->gpu_count;
+        w->cost = w->instances * w->inst->usd_per_hour * hours;
+      } else {
+        w->why = "no catalogued instance of the hardware in the region";
+      }
+    } else {
+      w->cost = w->energy_usd;
+      if (!isfinite(w->cost)) w->why = "no electricity price for the region";
+    }
+    if (g == cur) cur_row = w;
+  }
+  double cur_cost = cur_row ? cur_row->cost : NAN, cur_g = cur_row ? cur_row->gco2e : NAN;
+  json_t *regions = json_array(), *by_cost = json_array(), *by_carbon = json_array(),
+         *unranked = json_array();
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (isfinite(rows[i].cost)) by[k++] = &rows[i];
+  qsort(by, k, sizeof *by, cmp_rows_cost);
+  for (size_t i = 0; i < k; i++)
+    json_array_append_new(by_cost, json_pack("{s:i,s:s,s:s,s:o,s:o,s:b}", "rank", (int)i + 1,
+                                             "provider", by[i]->g->provider, "region",
+                                             by[i]->g->region, "cost", num(by[i]->cost),
+                                             "saving", cr_saving(cur_cost, by[i]->cost),
+                                             "current", by[i] == cur_row));
+  k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (isfinite(rows[i].gco2e)) by[k++] = &rows[i];
+  qsort(by, k, sizeof *by, cmp_rows_carbon);
+  for (size_t i = 0; i < k; i++)
+    json_array_append_new(by_carbon, json_pack("{s:i,s:s,s:s,s:o,s:o,s:b}", "rank", (int)i + 1,
+                                               "provider", by[i]->g->provider, "region",
+                                               by[i]->g->region, "carbon_gco2e",
+                                               num(by[i]->gco2e), "saving",
+                                               cr_saving(cur_g, by[i]->gco2e), "current",
+                                               by[i] == cur_row));
+  for (size_t i = 0; i < n; i++) {
+    const struct cr_row *w = &rows[i];
+    json_t *o = json_pack(
+        "{s:s,s:s,s:s,s:b,s:o,s:i,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "provider",
+        w->g->provider, "region", w->g->region, "location", w->g->location, "current",
+        w == cur_row, "instance", w->inst ? json_string(w->inst->instance) : json_null(),
+        "instances", w->instances, "cost_per_hour",
+        num(w->inst ? w->instances * w->inst->usd_per_hour : w->cost / hours), "cost",
+        num(w->cost), "energy_kwh", num(w->facility_kwh), "energy_cost", num(w->energy_usd),
+        "carbon_gco2e", num(w->gco2e), "electricity_usd_per_kwh",
+        num(w->g->electricity_usd_per_kwh), "carbon_g_per_kwh", num(w->g->carbon_g_per_kwh),
+        "pue", num(w->g->pue), "cost_saving", cr_saving(cur_cost, w->cost), "carbon_saving",
+        cr_saving(cur_g, w->gco2e));
+    json_array_append_new(regions, o);
+    if (w->why)
+      json_array_append_new(unranked, json_pack("{s:s,s:s,s:s}", "provider", w->g->provider,
+                                                "region", w->g->region, "reason", w->why));
+  }
+  json_t *workload = json_pack(
+      "{s:o,s:o,s:i,s:o,s:o,s:o,s:s}", "hardware", hw ? json_string(hw->name) : json_null(),
+      "instance_type", cur_inst ? json_string(cur_inst->instance) : json_null(), "gpu_count",
+      (int)gpus, "utilization", has_power ? json_null() : num(util), "it_power_w",
+      num(it_kw * 1000), "hours", num(hours), "basis",
+      instance_basis ? "instance" : "electricity");
+  json_t *current = cur_row ? json_pack("{s:s,s:s,s:o,s:o}", "provider", cur_row->g->provider,
+                                        "region", cur_row->g->region, "cost", num(cur_cost),
+                                        "carbon_gco2e", num(cur_g))
+                            : json_null();
+  data = json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "workload", workload, "current", current,
+                   "ranked_by_cost", by_cost, "ranked_by_carbon", by_carbon, "regions", regions,
+                   "not_ranked_by_cost", unranked);
+  if (!data)
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+  else
+    http_reply_data(r, 200, data, json_pack("{s:I}", "count", (json_int_t)n));
+out:
+  free(rows);
+  free(by);
+  matrix_cat_put(m, mc);
+}
+
+/* ---- GET /api/cost-models, /api/cost-models/{id} ------------------------------------
+ * Seed 003's cost_models (hardware_type, region, cost_per_hour,
+ * cost_per_1000_inferences, energy_efficiency_rating): each catalogue
+ * instance with its region's figures and, from the simulator, what 1,000
+ * inferences of a reference workload cost, take and emit on it. The
+ * simulation needs the fitted factors (the first one fits them, about a
+ * second): it runs on the CPU pool. */
+
+#define CM_MODEL "Llama-3.1-8B"
+
+struct cm_job {
+  struct matrix *m;
+  struct matrix_cat *mc;
+  long id;                        /* > 0: only this row (1-based) */
+  char prov[32], reg[64], hw[MX_NAME_MAX * 2];
+  int has_p, has_r, has_h;
+  const struct mx_model *model;
+  enum mx_precision precision;
+  long batch, input_len, output_len;
+  json_t *data, *meta;            /* the answer, or: */
+  int status;
+  const char *code;
+  char message[300];
+};
+
+/* One instance serving the workload: the smallest tensor-parallel group
+ * of 1, 2, 4, 8 (dividing its GPUs) that holds the model, as many replicas
+ * as its GPUs make. */
+struct cm_fig {
+  int ok;
+  char why[200];
+  int tp, replicas;
+  double qps, latency_s, usd_per_1000, kwh_per_1000, g_per_1000, inf_per_kwh;
+};
+
+static void cm_simulate(const struct cm_job *j, const struct mx_factors *f,
+                        const struct mx_instance *in, struct cm_fig *out) {
+  const struct mx_catalog *cat = j->mc->cat;
+  const struct mx_hw *hw = mx_catalog_hw(cat, in->hardware);
+  memset(out, 0, sizeof *out);
+  static const int tps[] = {1, 2, 4, 8};
+  int rc = GROVE_EINVAL;
+  struct mx_infer_out o;
+  snprintf(out->why, sizeof out->why, "the model does not fit in %d GPUs", in->gpu_count);
+  for (size_t k = 0; k < ARRAY_LEN(tps) && tps[k] <= in->gpu_count; k++) {
+    if (in->gpu_count % tps[k]) continue;
+    struct mx_infer_in q = {.model = j->model, .hw = hw, .tp = tps[k], .pp = 1,
+                            .batch = (int)j->batch, .input_len = (int)j->input_len,
+                            .output_len = (int)j->output_len, .precision = j->precision,
+                            .kv_precision = j->precision == MX_FP8 ? MX_FP8 : MX_FP16};
+    rc = mx_simulate_inference(&q, f, &o, out->why, sizeof out->why);
+    if (rc) break; /* refused (no published peak): larger groups are refused too */
+    if (o.fits) {
+      out->tp = tps[k];
+      break;
+    }
+  }
+  if (!out->tp) return;
+  out->replicas = in->gpu_count / out->tp;
+  out->qps = o.requests_per_s * out->replicas;
+  out->latency_s = o.e2e_s;
+  const struct mx_region *g = mx_catalog_region(cat, in->provider, in->region);
+  struct mx_rate rt;
+  mx_rate(hw, in->gpu_count, o.utilisation, g, in, &rt);
+  double hours = 1000 / out->qps / 3600;
+  out->usd_per_1000 = in->usd_per_hour * hours;
+  out->kwh_per_1000 = rt.facility_kw * hours;
+  out->g_per_1000 = rt.gco2_per_hour * hours;
+  out->inf_per_kwh = out->kwh_per_1000 > 0 ? 1000 / out->kwh_per_1000 : NAN;
+  out->ok = isfinite(out->usd_per_1000);
+  if (!out->ok) snprintf(out->why, sizeof out->why, "no cost figure");
+}
+
+static void cm_work(void *arg) {
+  struct cm_job *j = arg;
+  const struct mx_catalog *cat = j->mc->cat;
+  struct mx_factors f;
+  double loo_inf, loo_tr;
+  char err[256] = "";
+  if (matrix_factors(j->mc, &f, &loo_inf, &loo_tr, err, sizeof err)) {
+    j->status = 503;
+    j->code = "MODEL_UNAVAILABLE";
+    snprintf(j->message, sizeof j->message, "the performance model could not be fitted: %s", err);
+    return;
+  }
+  size_t n = cat->n_instances;
+  struct cm_fig *figs = calloc(n ? n : 1, sizeof *figs);
+  if (!figs) goto oom;
+  double best = 0;
+  for (size_t i = 0; i < n; i++) {
+    cm_simulate(j, &f, &cat->instances[i], &figs[i]);
+    if (figs[i].ok && figs[i].inf_per_kwh > best) best = figs[i].inf_per_kwh;
+  }
+  const struct mx_hw *want = j->has_h ? mx_catalog_hw(cat, j->hw) : NULL;
+  json_t *list = json_array();
+  for (size_t i = 0; list && i < n; i++) {
+    const struct mx_instance *in = &cat->instances[i];
+    if ((j->id > 0 && (size_t)j->id != i + 1) ||
+        (j->has_p && !mx_name_eq(in->provider, j->prov)) ||
+        (j->has_r && !mx_name_eq(in->region, j->reg)) ||
+        (j->has_h && mx_catalog_hw(cat, in->hardware) != want))
+      continue;
+    json_t *row = matrix_instance_json(in, i + 1);
+    const struct mx_region *g = mx_catalog_region(cat, in->provider, in->region);
+    json_object_set_new(row, "region_data", g ? matrix_region_json(g) : json_null());
+    const struct cm_fig *x = &figs[i];
+    double score = x->ok && best > 0 ? 100 * x->inf_per_kwh / best : NAN;
+    json_object_set_new(row, "cost_per_1000_inferences", num(x->ok ? x->usd_per_1000 : NAN));
+    json_object_set_new(row, "energy_per_1000_inferences_kwh",
+                        num(x->ok ? x->kwh_per_1000 : NAN));
+    json_object_set_new(row, "carbon_per_1000_inferences_g", num(x->ok ? x->g_per_1000 : NAN));
+    json_object_set_new(
+        row, "energy_efficiency_rating",
+        x->ok ? json_pack("{s:o,s:s,s:o}", "score", num(score), "grade",
+                          mx_efficiency_grade(score), "inferences_per_kwh", num(x->inf_per_kwh))
+              : json_null());
+    json_object_set_new(
+        row, "inference",
+        x->ok ? json_pack("{s:i,s:i,s:o,s:o}", "tensor_parallel", x->tp, "replicas", x->replicas,
+                          "throughput_qps", num(x->qps), "latency_ms", num(x->latency_s * 1e3))
+              : json_pack("{s:s}", "excluded", x->why));
+    json_array_append_new(list, row);
+  }
+  free(figs);
+  if (!list) goto oom;
+  if (j->id > 0) {
+    if (!json_array_size(list)) {
+      json_decref(list);
+      j->status = 404;
+      j->code = "NOT_FOUND";
+      snprintf(j->message, sizeof j->message, "no cost model %ld", j->id);
+      return;
+    }
+    j->data = json_incref(json_array_get(list, 0));
+    json_decref(list);
+  } else {
+    j->data = list;
+  }
+  j->meta = json_pack(
+      "{s:I,s:{s:s,s:s,s:I,s:I,s:I},s:s,s:s}", "count",
+      (json_int_t)(json_is_array(j->data) ? json_array_size(j->data) : 1), "workload",
+      "model_name", j->model->name, "precision", mx_precision_name(j->precision), "batch_size",
+      (json_int_t)j->batch, "input_length", (json_int_t)j->input_len, "output_length",
+      (json_int_t)j->output_len, "model_version", "matrix-analytical-1",
+      "energy_efficiency_rating",
+      "score = 100 × inferences per facility kWh / the best catalogue instance's for this "
+      "workload; grade A ≥ 80, B ≥ 60, C ≥ 40, D ≥ 20, E below");
+  return;
+oom:
+  j->status = 503;
+  j->code = "OUT_OF_MEMORY";
+  snprintf(j->message, sizeof j->message, "server is out of memory");
+}
+
+static void cm_free(struct cm_job *j) {
+  matrix_cat_put(j->m, j->mc);
+  json_decref(j->data);
+  json_decref(j->meta);
+  free(j);
+}
+
+static void cm_done(struct http_req *r, void *arg) {
+  struct cm_job *j = arg;
+  reply_job(r, &j->data, &j->meta, j->status, j->code, j->message, NULL);
+  cm_free(j);
+}
+
+/* Reads an integer query parameter in [lo, hi] into *out: false once r is
+ * answered (400). */
+static bool query_long(struct http_req *r, const char *name, long lo, long hi, long *out) {
+  double v;
+  int rc = query_num(r, name, (double)lo, (double)hi, &v);
+  if (rc < 0) return false;
+  if (rc && v != floor(v)) {
+    http_reply_error(r, 400, "VALIDATION_ERROR", "query parameter must be a whole number",
+                     json_pack("{s:s}", "field", name));
+    return false;
+  }
+  if (rc) *out = (long)v;
+  return true;
+}
+
+static void cost_models(struct http_req *r, long id) {
+  struct matrix *m = r->app;
+  struct matrix_cat *mc = cat_or_503(r);
+  if (!mc) return;
+  struct cm_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    matrix_cat_put(m, mc);
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return;
+  }
+  j->m = m;
+  j->mc = mc;
+  j->id = id;
+  j->has_p = http_query_get(r, "provider", 0, j->prov, sizeof j->prov) >= 0;
+  j->has_r = http_query_get(r, "region", 0, j->reg, sizeof j->reg) >= 0;
+  j->has_h = http_query_get(r, "hardware", 0, j->hw, sizeof j->hw) >= 0;
+  char model[MX_NAME_MAX * 2] = CM_MODEL, prec[32] = "FP16";
+  http_query_get(r, "model_name", 0, model, sizeof model);
+  http_query_get(r, "precision", 0, prec, sizeof prec);
+  j->model = mx_catalog_model(mc->cat, model);
+  j->batch = 1;
+  j->input_len = 512;
+  j->output_len = 128;
+  if (!j->model) {
+    http_reply_error(r, 400, "UNKNOWN_MODEL", "model_name is not in the model catalogue",
+                     json_pack("{s:s}", "model_name", model));
+    goto fail;
+  }
+  if (!strcmp(j->model->architecture, "encoder")) j->output_len = 0;
+  if (mx_precision_parse(prec, &j->precision)) {
+    http_reply_error(r, 400, "INVALID_PRECISION", "precision must be FP32, FP16, BF16, FP8, INT8 or INT4",
+                     json_pack("{s:s}", "precision", prec));
+    goto fail;
+  }
+  if (!query_long(r, "batch_size", 1, MX_BATCH_MAX, &j->batch) ||
+      !query_long(r, "input_length", 1, MX_LEN_MAX, &j->input_len) ||
+      !query_long(r, "output_length", 0, MX_LEN_MAX, &j->output_len))
+    goto fail;
+  if (http_req_defer(r, HTTP_POOL_CPU, cm_work, cm_done, j)) cm_free(j);
+  return;
+fail:
+  cm_free(j);
+}
+
+void matrix_handle_cost_models(struct http_req *r) { cost_models(r, 0); }
+
+void matrix_handle_cost_model(struct http_req *r) {
+  const char *s = http_param(r, "id");
+  char *end;
+  long id = s ? strtol(s, &end, 10) : 0;
+  if (!s || !*s || *end || id < 1 || id > 1000000) {
+    http_reply_error(r, 404, "NOT_FOUND", "no such cost model", NULL);
+    return;
+  }
+  cost_models(r, id);
 }

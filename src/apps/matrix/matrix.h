@@ -72,7 +72,6 @@ void matrix_handle_simulate(struct http_req *r);
 void matrix_handle_hardware_list(struct http_req *r);
 void matrix_handle_hardware(struct http_req *r);
 void matrix_handle_models(struct http_req *r);
-void matrix_handle_cost_models(struct http_req *r);
 void matrix_handle_regions(struct http_req *r);
 void matrix_handle_put_hardware(struct http_req *r);
 void matrix_handle_delete_hardware(struct http_req *r);
@@ -84,5 +83,11 @@ void matrix_handle_put_region(struct http_req *r);
 void matrix_handle_delete_region(struct http_req *r);
 /* The cost, energy and carbon routes (costs.c). */
 void matrix_handle_process_summary(struct http_req *r);
+void matrix_handle_cross_region(struct http_req *r);
+void matrix_handle_cost_models(struct http_req *r);
+void matrix_handle_cost_model(struct http_req *r);
+/* Catalogue rows as the read routes show them (api.c): new objects. */
+json_t *matrix_instance_json(const struct mx_instance *in, size_t id);
+json_t *matrix_region_json(const struct mx_region *g);
 
 #endif
