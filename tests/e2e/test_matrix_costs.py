@@ -66,6 +66,11 @@ def setup():
                  % (T0 + 30 * S))
     lines.append("vm_process_metrics,host=h1,vm=vm-1,process=web,pid=7 cpu_usage_percent=100,"
                  "power_consumption_watts=20 %d" % (T0 + 30 * S))
+    # a host whose name needs escaping in line protocol, and a prefix of it
+    lines.append("host_process_metrics,host=rack\\ 1\\,a\\=b,process=odd,pid=1 cpu_usage_percent=100 %d"
+                 % (T0 + 30 * S))
+    lines.append("host_process_metrics,host=rack,process=other,pid=2 cpu_usage_percent=100 %d"
+                 % (T0 + 30 * S))
     write(lines)
 
 
@@ -205,6 +210,9 @@ def test_one_process_and_a_vm():
                  "provider": "aws"})
     assert [p["process_name"] for p in v["processes"]] == ["web"]
     assert v["scope"] == {"source_type": "vm", "vm": "vm-1"}
+    odd = summary(dict(OWN, host="rack 1,a=b"))
+    assert [p["process_name"] for p in odd["processes"]] == ["odd"]
+    assert [p["process_name"] for p in summary(dict(OWN, host="rack"))["processes"]] == ["other"]
 
 
 def test_bad_input_gets_the_error_envelope():

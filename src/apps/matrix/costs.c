@@ -328,8 +328,28 @@ struct ps_walk {
   struct ps_series *s;
   size_t n, cap;
   const char *proc_measurement;
+  char needle[SERIES_KEY_MAX]; /* ",host=<scope>" (or vm) as keys escape it */
   int rc;
 };
+
+/* The scope's tag as it appears in a key (series/key.h's escaping of tag
+ * values: '\\', ',', '=' and ' ' take a backslash): a cheap test, under the
+ * store's lock, that keeps other hosts' series out before decoding. */
+static void walk_needle(struct ps_walk *w, const char *tag, const char *value) {
+  size_t n = (size_t)snprintf(w->needle, sizeof w->needle, ",%s=", tag);
+  for (const char *p = value; *p && n + 3 < sizeof w->needle; p++) {
+    if (*p == '\\' || *p == ',' || *p == '=' || *p == ' ') w->needle[n++] = '\\';
+    w->needle[n++] = *p;
+  }
+  w->needle[n] = '\0';
+}
+
+static int has_tag(const char *key, const char *needle) {
+  size_t n = strlen(needle);
+  for (const char *p = strstr(key, needle); p; p = strstr(p + 1, needle))
+    if (p[n] == ',' || p[n] == ' ') return 1;
+  return 0;
+}
 
 static int has_prefix(const char *key, const char *m) {
   size_t n = strlen(m);
@@ -342,6 +362,7 @@ static void walk_key(uint32_t id, const char *key, void *arg) {
   if (w->rc) return;
   int overall = has_prefix(key, M_HOST);
   if (!overall && !has_prefix(key, w->proc_measurement)) return;
+  if (!has_tag(key, w->needle)) return;
   if ((w->rc = ARRAY_GROW(w->s, w->cap, w->n + 1, 64, MAX_SERIES))) return;
   char *k = strdup(key);
   if (!k) {
@@ -545,6 +566,7 @@ static int cmp_time(const void *a, const void *b) {
 
 static int summarise(struct ps_job *j) {
   struct ps_walk w = {.proc_measurement = j->vm ? M_VM_PROC : M_HOST_PROC};
+  walk_needle(&w, j->vm ? "vm" : "host", j->scope);
   series_each_key(j->series, walk_key, &w);
   size_t n = w.n;
   struct ps_series *s = w.s;
@@ -591,10 +613,13 @@ static int summarise(struct ps_job *j) {
       mx_integrate(pts, np, j->from, j->to, &j->icfg, &in);
       add_field(into, s[k].field, &in, s[k].overall);
       if (!s[k].overall && !strcmp(s[k].field, "cpu_usage_percent") && np) {
-        if (!ARRAY_GROW(all, capall, nall + np, 1024, MAX_POINTS)) {
-          memcpy(all + nall, pts, np * sizeof *pts);
-          nall += np;
+        if (ARRAY_GROW(all, capall, nall + np, 1024, MAX_POINTS)) {
+          free(pts);
+          rc = bad(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+          goto out;
         }
+        memcpy(all + nall, pts, np * sizeof *pts);
+        nall += np;
       }
       free(pts);
     }
