@@ -32,6 +32,12 @@ static struct matrix_cfg matrix_cfg;
 
 static const struct cfg_opt matrix_opts[] = {
     CFG_OPT(struct matrix_cfg, "matrix-data", CFG_STR, data, "auto", "folder of matrix's catalogues and calibration (hardware.tsv, models.tsv, instances.tsv, regions.tsv, calibration.tsv); auto: installed beside grove, else ./src/apps/matrix/data (a checkout), else the source tree's"),
+    CFG_OPT(struct matrix_cfg, "matrix-max-processes-per-host", CFG_INT, metrics.max_processes, "4096", "live processes a host or VM may have in matrix's current state; a push past it stores the rest and answers 422 TOO_MANY_PROCESSES; 0: no cap"),
+    CFG_OPT(struct matrix_cfg, "matrix-process-expiry", CFG_MS, metrics.expiry_ms, "5m", "a process (or GPU) not seen in a sample for this long is gone from matrix's current state"),
+    CFG_OPT(struct matrix_cfg, "matrix-idempotency-keep", CFG_MS, metrics.idem_keep_ms, "24h", "how long a push's Idempotency-Key and its answer are remembered"),
+    CFG_OPT(struct matrix_cfg, "matrix-idempotency-max", CFG_INT, metrics.idem_max, "1000000", "idempotency keys remembered at most (the oldest go first); 0: no bound but time"),
+    CFG_OPT(struct matrix_cfg, "matrix-max-ahead", CFG_MS, metrics.max_ahead_ms, "5m", "a pushed sample whose timestamp is later than the server's clock by more than this is refused"),
+    CFG_OPT(struct matrix_cfg, "matrix-publish-interval", CFG_MS, metrics.publish_ms, "1s", "at most one live update per matrix/hosts/{id} or matrix/vms/{id} topic this often"),
 };
 
 static int has_catalogue(const char *dir) {
@@ -173,6 +179,7 @@ static const struct store_migration matrix_migrations[] = {
      "CREATE TABLE matrix_catalogue_edits (tbl TEXT NOT NULL, key TEXT NOT NULL, line TEXT,"
      " at BIGINT NOT NULL, PRIMARY KEY (tbl, key))",
      NULL},
+    MATRIX_METRICS_MIGRATIONS,
 };
 
 static const char *const edit_upsert =
@@ -256,11 +263,17 @@ static int matrix_start(struct grove_ctx *ctx, void **state) {
   struct matrix *m = calloc(1, sizeof *m);
   if (!m) return GROVE_ENOMEM;
   m->ctx = *ctx;
+  m->mcfg = matrix_cfg.metrics;
   pthread_mutex_init(&m->mu, NULL);
   pthread_mutex_init(&m->edit_mu, NULL);
   char err[512] = "";
+  int rc = matrix_metrics_start(m);
+  if (rc) {
+    log_error(NULL, "cannot start matrix's monitoring", "error=\"%s\"", grove_strerror(rc));
+    goto fail;
+  }
   const char *want = matrix_cfg.data ? matrix_cfg.data : "auto";
-  int rc = matrix_find_data(want, m->data_dir, sizeof m->data_dir);
+  rc = matrix_find_data(want, m->data_dir, sizeof m->data_dir);
   if (rc && !strcmp(want, "auto")) {
     /* a binary away from its data still serves everything else; matrix's
      * routes answer 503 CATALOGUE_UNAVAILABLE */
@@ -289,6 +302,7 @@ static int matrix_start(struct grove_ctx *ctx, void **state) {
   *state = m;
   return 0;
 fail:
+  matrix_metrics_stop(m);
   mx_edits_release(&m->edits);
   matrix_cat_put(m, m->cur);
   pthread_mutex_destroy(&m->mu);
@@ -300,6 +314,7 @@ fail:
 static void matrix_stop(void *state) {
   struct matrix *m = state;
   if (!m) return;
+  matrix_metrics_stop(m);
   matrix_cat_put(m, m->cur);
   mx_edits_release(&m->edits);
   pthread_mutex_destroy(&m->mu);
@@ -386,6 +401,7 @@ static int matrix_command(int argc, char **argv) {
  * scope (they are computations over public figures, but they cost CPU);
  * changing the catalogue needs the admin scope. */
 static const struct route_def matrix_routes[] = {
+    {"POST", "/api/monitoring/push-metrics", matrix_handle_push, .scopes = GATE_WRITE},
     {"POST", "/api/model/simulate-performance", matrix_handle_simulate, .scopes = GATE_READ},
     {"GET", "/api/model/get-model-data", matrix_handle_models, .scopes = GATE_READ},
     {"GET", "/api/hardware-specs", matrix_handle_hardware_list, .scopes = GATE_READ},
@@ -413,9 +429,16 @@ static const struct route_def matrix_routes[] = {
      matrix_handle_delete_region, .scopes = GATE_ADMIN},
 };
 
+/* A host's or VM's latest sample, published on each push (coalesced):
+ * any signed-in caller with the read scope may follow it. */
+static const struct hub_topic_rule matrix_topics[] = {
+    {"matrix/hosts/", HUB_SIGNED_IN, HUB_NOBODY, GATE_READ, 0, NULL, NULL},
+    {"matrix/vms/", HUB_SIGNED_IN, HUB_NOBODY, GATE_READ, 0, NULL, NULL},
+};
+
 const struct grove_app matrix_app = {
     .name = "matrix",
-    .summary = "AI workloads (GreenMatrix): hardware and model catalogues, performance simulation",
+    .summary = "AI workloads (GreenMatrix): host, VM and process monitoring, hardware and model catalogues, performance simulation",
     .opts = matrix_opts,
     .nopts = ARRAY_LEN(matrix_opts),
     .cfg = &matrix_cfg,
@@ -424,6 +447,8 @@ const struct grove_app matrix_app = {
     .routes = matrix_routes,
     .nroutes = ARRAY_LEN(matrix_routes),
     .page = &(const struct app_page){"matrix", "AI workloads", "/matrix.js"},
+    .topics = matrix_topics,
+    .ntopics = ARRAY_LEN(matrix_topics),
     .start = matrix_start,
     .stop = matrix_stop,
     .command = matrix_command,

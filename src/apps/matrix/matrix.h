@@ -14,9 +14,11 @@
 #include "apps/matrix/calibrate.h"
 #include "apps/matrix/catalog.h"
 #include "apps/matrix/edits.h"
+#include "apps/matrix/metrics.h"
 
 struct matrix_cfg {
   char *data;          /* --matrix-data: the catalogue folder, or "auto" */
+  struct matrix_metrics_cfg metrics; /* monitoring's options (metrics.h) */
 };
 
 /* One version of the catalogue, with the factors fitted on it: requests
@@ -40,6 +42,9 @@ struct matrix {
   struct matrix_cat *cur;       /* NULL: no catalogue was found */
   pthread_mutex_t edit_mu;      /* one edit at a time */
   struct mx_edits edits;        /* under edit_mu */
+  struct matrix_metrics_cfg mcfg; /* monitoring (metrics.h) */
+  struct periodic *sweeper;     /* expired processes, old idempotency keys */
+  struct matrix_telegraf *telegraf; /* Telegraf's lines into the same views (telegraf.c) */
 };
 
 /* The current catalogue with a reference taken, or NULL when there is

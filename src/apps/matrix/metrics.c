@@ -1,0 +1,863 @@
+/* metrics.c — POST /api/monitoring/push-metrics and the write of a batch
+ * of samples (metrics.h): the cap of processes per host, the series
+ * through telemetry's write path, the current state in the store, the
+ * idempotency keys and the live topics.
+ *
+ * One push, on a store-pool thread:
+ *   claim the Idempotency-Key (if given) → parse the whole body (push.c;
+ *   any error refuses it all) → per sample, the host's live processes
+ *   (the cap) → telemetry_write of the lines (durable) → the current
+ *   state in one transaction → live topics → the answer, recorded under
+ *   the key. */
+#include "apps/matrix/metrics.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "apps/matrix/matrix.h"
+#include "core/array.h"
+#include "core/error.h"
+#include "core/log.h"
+#include "core/map.h"
+#include "core/periodic.h"
+#include "core/util.h"
+#include "gate/gate.h"
+#include "hub/hub.h"
+#include "net/http.h"
+#include "telemetry/telemetry.h"
+
+#define MAX_INFLATED (64u * 1024 * 1024) /* a push body, decoded */
+#define MAX_IDEM_KEY 255
+#define CLAIM_STALE_MS 60000 /* a claimed key with no answer after this: its push died */
+#define ROWS_PER_STATEMENT 400
+
+/* ---- tables -------------------------------------------------------------------- */
+
+#define NUM " DOUBLE PRECISION"
+const char matrix_metrics_sql[] =
+     "CREATE TABLE matrix_hosts (kind TEXT NOT NULL, name TEXT NOT NULL, host TEXT NOT NULL,"
+     " ts BIGINT NOT NULL, seen BIGINT NOT NULL, agent_id TEXT, seq BIGINT, hypervisor TEXT,"
+     " instance_type TEXT, cpu_model TEXT, total_cpu_usage" NUM ", total_memory_usage" NUM ","
+     " total_gpu_usage" NUM ", total_power_consumption" NUM ", system_load_average" NUM ","
+     " metrics TEXT, PRIMARY KEY (kind, name));"
+     "CREATE TABLE matrix_processes (kind TEXT NOT NULL, host TEXT NOT NULL, pid BIGINT NOT NULL,"
+     " process TEXT NOT NULL, ts BIGINT NOT NULL, seen BIGINT NOT NULL, ppid BIGINT,"
+     " command TEXT, user_name TEXT, cgroup TEXT, container_id TEXT, cpu_usage_percent" NUM ","
+     " memory_usage_mb" NUM ", gpu_utilization_percent" NUM ", power_consumption_watts" NUM ","
+     " io_operations" NUM ", network_usage_mbps" NUM ", rss_bytes" NUM ", threads" NUM ","
+     " gpu_memory_bytes" NUM ", io_read_bytes" NUM ", io_write_bytes" NUM ","
+     " cost_per_hour" NUM ", PRIMARY KEY (kind, host, pid, process));"
+     "CREATE INDEX matrix_processes_seen ON matrix_processes (seen);"
+     "CREATE TABLE matrix_gpus (kind TEXT NOT NULL, host TEXT NOT NULL, gpu INTEGER NOT NULL,"
+     " name TEXT, ts BIGINT NOT NULL, seen BIGINT NOT NULL, utilization_percent" NUM ","
+     " memory_utilization_percent" NUM ", memory_total_bytes" NUM ", memory_used_bytes" NUM ","
+     " power_watts" NUM ", energy_millijoules" NUM ", temperature_celsius" NUM ","
+     " PRIMARY KEY (kind, host, gpu));"
+     "CREATE INDEX matrix_gpus_seen ON matrix_gpus (seen);"
+     "CREATE TABLE matrix_push_keys (key TEXT PRIMARY KEY, body_sha256 TEXT NOT NULL,"
+     " at BIGINT NOT NULL, status INTEGER NOT NULL, answer TEXT);"
+     "CREATE INDEX matrix_push_keys_at ON matrix_push_keys (at)";
+
+uint64_t matrix_now_ms(void) { return clock_wall_ms(); }
+
+/* ---- statements with many parameters ------------------------------------------- */
+
+/* SQL text and its parameters (texts in one buffer, NULL for SQL NULL). */
+struct sqlb {
+  struct buf sql, vals;
+  size_t *off;               /* offset in vals, or SIZE_MAX: NULL */
+  size_t n, cap;
+  const char **params;
+  int rc;
+};
+
+static void sqlb_init(struct sqlb *q) {
+  memset(q, 0, sizeof *q);
+  buf_init(&q->sql, 0);
+  buf_init(&q->vals, 0);
+}
+static void sqlb_reset(struct sqlb *q) {
+  buf_reset(&q->sql);
+  buf_reset(&q->vals);
+  q->n = 0;
+  q->rc = 0;
+}
+static void sqlb_release(struct sqlb *q) {
+  buf_release(&q->sql);
+  buf_release(&q->vals);
+  free(q->off);
+  free(q->params);
+}
+static void sqlb_sql(struct sqlb *q, const char *s) {
+  if (!q->rc) q->rc = buf_puts(&q->sql, s);
+}
+/* Adds a parameter: writes "$n" (in a CAST to `type` when not NULL) into
+ * the SQL. */
+static void sqlb_param(struct sqlb *q, const char *v, const char *type) {
+  if (q->rc) return;
+  if ((q->rc = ARRAY_GROW(q->off, q->cap, q->n + 1, 64, ARRAY_NOMAX))) return;
+  size_t at = SIZE_MAX;
+  if (v) {
+    at = q->vals.len;
+    if ((q->rc = buf_append(&q->vals, v, strlen(v) + 1))) return;
+  }
+  q->off[q->n++] = at;
+  q->rc = type ? buf_printf(&q->sql, "CAST($%zu AS %s)", q->n, type)
+               : buf_printf(&q->sql, "$%zu", q->n);
+}
+static void sqlb_num(struct sqlb *q, double v, bool have) {
+  char t[32];
+  if (have) snprintf(t, sizeof t, "%.17g", v);
+  sqlb_param(q, have && isfinite(v) ? t : NULL, "DOUBLE PRECISION");
+}
+static void sqlb_int(struct sqlb *q, int64_t v, bool have) {
+  char t[24];
+  snprintf(t, sizeof t, "%" PRId64, v);
+  sqlb_param(q, have ? t : NULL, "BIGINT");
+}
+static int sqlb_exec(struct sqlb *q, struct store_conn *c, struct store_rows **rows, char *err,
+                     size_t errlen) {
+  if (q->rc) return q->rc;
+  free(q->params);
+  if (!(q->params = malloc((q->n ? q->n : 1) * sizeof *q->params))) return GROVE_ENOMEM;
+  for (size_t i = 0; i < q->n; i++)
+    q->params[i] = q->off[i] == SIZE_MAX ? NULL : q->vals.data + q->off[i];
+  return store_exec(c, q->sql.data, q->params, (int)q->n, rows, err, errlen);
+}
+
+/* ---- the cap -------------------------------------------------------------------- */
+
+/* "pid\tname": a process's identity in a map. */
+static void proc_key(char *out, size_t n, int64_t pid, const char *name) {
+  snprintf(out, n, "%" PRId64 "\t%s", pid, name);
+}
+
+/* Which of s's processes to keep: the ones the host has live already, and
+ * new ones while the host stays within the cap. Duplicates in s (same pid
+ * and name) keep the last. Fills keep[], counts into *a. */
+static int check_cap(struct matrix *m, struct store_conn *c, const struct mx_sample *s,
+                     bool cap, bool *keep, struct mx_applied *a, char *err, size_t errlen) {
+  struct map seen;
+  map_init(&seen);
+  char k[MX_MAX_NAME + 32];
+  int rc = 0;
+  size_t live = 0;
+  int max = m->mcfg.max_processes;
+  if (cap && max > 0) {
+    struct sqlb q;
+    sqlb_init(&q);
+    sqlb_sql(&q, "SELECT pid, process FROM matrix_processes WHERE kind = ");
+    sqlb_param(&q, s->vm ? "vm" : "host", NULL);
+    sqlb_sql(&q, " AND host = ");
+    sqlb_param(&q, s->vm ? s->vm_name : s->host, NULL);
+    sqlb_sql(&q, " AND seen >= ");
+    sqlb_int(&q, (int64_t)(matrix_now_ms() - m->mcfg.expiry_ms), true);
+    struct store_rows *rows = NULL;
+    rc = sqlb_exec(&q, c, &rows, err, errlen);
+    sqlb_release(&q);
+    if (rc) goto out;
+    for (int i = 0; i < rows->nrows && !rc; i++) {
+      const char *pid = rows->values[i * rows->ncols], *name = rows->values[i * rows->ncols + 1];
+      snprintf(k, sizeof k, "%s\t%s", pid ? pid : "-1", name ? name : "");
+      rc = map_put(&seen, k, (void *)1, NULL);
+    }
+    live = (size_t)rows->nrows;
+    store_rows_free(rows);
+    if (rc) goto out;
+  }
+  /* the last of duplicates wins: walk backwards */
+  for (size_t i = s->nprocs; i-- > 0;) {
+    const struct mx_proc *p = &s->procs[i];
+    proc_key(k, sizeof k, p->pid, p->name);
+    void *v = map_get(&seen, k);
+    if (v == (void *)2) { /* a later duplicate is kept */
+      keep[i] = false;
+      continue;
+    }
+    if (!v && cap && max > 0 && live >= (size_t)max) {
+      keep[i] = false;
+      if (!a->cap_host) {
+        a->cap_host = s->vm ? s->vm_name : s->host;
+        a->cap_live = live;
+      }
+      if (a->nrefused_listed < MX_REFUSED_LISTED) {
+        a->refused_pid[a->nrefused_listed] = p->pid;
+        a->refused_name[a->nrefused_listed++] = p->name;
+      }
+      a->refused_procs++;
+      continue;
+    }
+    if (!v) live++;
+    keep[i] = true;
+    a->accepted_procs++;
+    if ((rc = map_put(&seen, k, (void *)2, NULL))) goto out;
+  }
+out:
+  map_release(&seen);
+  return rc;
+}
+
+/* ---- the current state ---------------------------------------------------------- */
+
+static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
+
+/* The host-level figures but the five with their own columns, GPUs,
+ * disks, networks and cores, as the `metrics` column's JSON (NULL when
+ * the sample has none of them: the row keeps its last). */
+static char *host_json(const struct mx_sample *s) {
+  json_t *o = json_object();
+  for (int i = MX_H_LOAD5; i < MX_H_N; i++)
+    if (s->hhave & (1u << i))
+      json_object_set_new(o, mx_hfield_names[i],
+                          i == MX_H_CPU_ESTIMATED ? json_boolean(s->h[i] != 0) : jnum(s->h[i]));
+  if (s->ndisks || s->nnets) {
+    for (int d = 0; d < 2; d++) {
+      json_t *a = json_array();
+      size_t n = d ? s->nnets : s->ndisks;
+      for (size_t i = 0; i < n; i++) {
+        const struct mx_dev *x = d ? &s->nets[i] : &s->disks[i];
+        json_t *e = json_pack("{s:s}", "name", x->name);
+        for (int f = 0; f < MX_D_N; f++)
+          if (x->have & (1u << f))
+            json_object_set_new(e, (d ? mx_net_field_names : mx_disk_field_names)[f], jnum(x->v[f]));
+        json_array_append_new(a, e);
+      }
+      json_object_set_new(o, d ? "networks" : "disks", a);
+    }
+  }
+  if (s->ncores) {
+    json_t *a = json_array();
+    for (size_t i = 0; i < s->ncores; i++) json_array_append_new(a, jnum(s->cores[i]));
+    json_object_set_new(o, "cpu_cores_percent", a);
+  }
+  char *text = json_object_size(o) ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  return text;
+}
+
+static const char *const host_cols[] = {"total_cpu_usage", "total_memory_usage",
+                                        "total_gpu_usage", "total_power_consumption",
+                                        "system_load_average"};
+
+static void upsert_host(struct sqlb *q, const struct mx_sample *s, int64_t seen, const char *js) {
+  sqlb_sql(q, "INSERT INTO matrix_hosts (kind, name, host, ts, seen, agent_id, seq, hypervisor,"
+              " instance_type, cpu_model, total_cpu_usage, total_memory_usage, total_gpu_usage,"
+              " total_power_consumption, system_load_average, metrics) VALUES (");
+  sqlb_param(q, s->vm ? "vm" : "host", NULL);
+  sqlb_sql(q, ",");
+  sqlb_param(q, s->vm ? s->vm_name : s->host, NULL);
+  sqlb_sql(q, ",");
+  sqlb_param(q, s->host, NULL);
+  sqlb_sql(q, ",");
+  sqlb_int(q, s->ts_ns, true);
+  sqlb_sql(q, ",");
+  sqlb_int(q, seen, true);
+  sqlb_sql(q, ",");
+  sqlb_param(q, s->agent_id, NULL);
+  sqlb_sql(q, ",");
+  sqlb_int(q, (int64_t)s->seq, s->has_seq);
+  sqlb_sql(q, ",");
+  sqlb_param(q, s->hypervisor, NULL);
+  sqlb_sql(q, ",");
+  sqlb_param(q, s->instance_type, NULL);
+  sqlb_sql(q, ",");
+  sqlb_param(q, s->cpu_model, NULL);
+  for (int i = 0; i < 5; i++) { /* MX_H_CPU … MX_H_LOAD1 */
+    sqlb_sql(q, ",");
+    sqlb_num(q, s->h[i], s->hhave & (1u << i));
+  }
+  sqlb_sql(q, ",");
+  sqlb_param(q, js, NULL);
+  sqlb_sql(q, ") ON CONFLICT (kind, name) DO UPDATE SET host = excluded.host, ts = excluded.ts,"
+              " seen = excluded.seen");
+  static const char *const keep[] = {"agent_id", "seq", "hypervisor", "instance_type",
+                                     "cpu_model", "metrics"};
+  char t[160];
+  for (size_t i = 0; i < ARRAY_LEN(keep); i++) {
+    snprintf(t, sizeof t, ", %s = COALESCE(excluded.%s, matrix_hosts.%s)", keep[i], keep[i],
+             keep[i]);
+    sqlb_sql(q, t);
+  }
+  for (size_t i = 0; i < ARRAY_LEN(host_cols); i++) {
+    snprintf(t, sizeof t, ", %s = COALESCE(excluded.%s, matrix_hosts.%s)", host_cols[i],
+             host_cols[i], host_cols[i]);
+    sqlb_sql(q, t);
+  }
+  sqlb_sql(q, " WHERE matrix_hosts.ts <= excluded.ts");
+}
+
+static void upsert_procs_head(struct sqlb *q) {
+  sqlb_sql(q, "INSERT INTO matrix_processes (kind, host, pid, process, ts, seen, ppid, command,"
+              " user_name, cgroup, container_id");
+  for (int f = 0; f < MX_P_N; f++) {
+    sqlb_sql(q, ", ");
+    sqlb_sql(q, mx_pfield_names[f]);
+  }
+  sqlb_sql(q, ") VALUES ");
+}
+
+static void upsert_procs_tail(struct sqlb *q) {
+  sqlb_sql(q, " ON CONFLICT (kind, host, pid, process) DO UPDATE SET ts = excluded.ts,"
+              " seen = excluded.seen, ppid = excluded.ppid, command = excluded.command,"
+              " user_name = excluded.user_name, cgroup = excluded.cgroup,"
+              " container_id = excluded.container_id");
+  char t[160];
+  for (int f = 0; f < MX_P_N; f++) {
+    snprintf(t, sizeof t, ", %s = excluded.%s", mx_pfield_names[f], mx_pfield_names[f]);
+    sqlb_sql(q, t);
+  }
+  sqlb_sql(q, " WHERE matrix_processes.ts <= excluded.ts");
+}
+
+static void proc_row(struct sqlb *q, const struct mx_sample *s, const struct mx_proc *p,
+                     int64_t seen) {
+  sqlb_sql(q, "(");
+  sqlb_param(q, s->vm ? "vm" : "host", NULL);
+  sqlb_sql(q, ",");
+  sqlb_param(q, s->vm ? s->vm_name : s->host, NULL);
+  sqlb_sql(q, ",");
+  sqlb_int(q, p->pid, true);
+  sqlb_sql(q, ",");
+  sqlb_param(q, p->name, NULL);
+  sqlb_sql(q, ",");
+  sqlb_int(q, s->ts_ns, true);
+  sqlb_sql(q, ",");
+  sqlb_int(q, seen, true);
+  sqlb_sql(q, ",");
+  sqlb_int(q, p->ppid, p->ppid >= 0);
+  const char *texts[] = {p->command, p->user, p->cgroup, p->container_id};
+  for (size_t i = 0; i < ARRAY_LEN(texts); i++) {
+    sqlb_sql(q, ",");
+    sqlb_param(q, texts[i], NULL);
+  }
+  for (int f = 0; f < MX_P_N; f++) {
+    sqlb_sql(q, ",");
+    sqlb_num(q, p->v[f], p->have & (1u << f));
+  }
+  sqlb_sql(q, ")");
+}
+
+static void upsert_gpus(struct sqlb *q, const struct mx_sample *s, int64_t seen) {
+  sqlb_sql(q, "INSERT INTO matrix_gpus (kind, host, gpu, name, ts, seen");
+  for (int f = 0; f < MX_G_N; f++) {
+    sqlb_sql(q, ", ");
+    sqlb_sql(q, mx_gfield_names[f]);
+  }
+  sqlb_sql(q, ") VALUES ");
+  for (size_t i = 0; i < s->ngpus; i++) {
+    const struct mx_gpu *g = &s->gpus[i];
+    sqlb_sql(q, i ? ",(" : "(");
+    sqlb_param(q, s->vm ? "vm" : "host", NULL);
+    sqlb_sql(q, ",");
+    sqlb_param(q, s->vm ? s->vm_name : s->host, NULL);
+    sqlb_sql(q, ",");
+    sqlb_int(q, g->index, true);
+    sqlb_sql(q, ",");
+    sqlb_param(q, g->name, NULL);
+    sqlb_sql(q, ",");
+    sqlb_int(q, s->ts_ns, true);
+    sqlb_sql(q, ",");
+    sqlb_int(q, seen, true);
+    for (int f = 0; f < MX_G_N; f++) {
+      sqlb_sql(q, ",");
+      sqlb_num(q, g->v[f], g->have & (1u << f));
+    }
+    sqlb_sql(q, ")");
+  }
+  sqlb_sql(q, " ON CONFLICT (kind, host, gpu) DO UPDATE SET ts = excluded.ts,"
+              " seen = excluded.seen, name = COALESCE(excluded.name, matrix_gpus.name)");
+  char t[160];
+  for (int f = 0; f < MX_G_N; f++) {
+    snprintf(t, sizeof t, ", %s = COALESCE(excluded.%s, matrix_gpus.%s)", mx_gfield_names[f],
+             mx_gfield_names[f], mx_gfield_names[f]);
+    sqlb_sql(q, t);
+  }
+  sqlb_sql(q, " WHERE matrix_gpus.ts <= excluded.ts");
+}
+
+/* One sample's current state, inside the caller's transaction. GPUs with
+ * the same index twice keep the last. */
+static int write_state(struct store_conn *c, const struct mx_sample *s, const bool *keep,
+                       int64_t seen, char *err, size_t errlen) {
+  struct sqlb q;
+  sqlb_init(&q);
+  char *js = host_json(s);
+  upsert_host(&q, s, seen, js);
+  int rc = sqlb_exec(&q, c, NULL, err, errlen);
+  free(js);
+  for (size_t i = 0; !rc && i < s->nprocs;) {
+    sqlb_reset(&q);
+    upsert_procs_head(&q);
+    size_t rows = 0;
+    for (; i < s->nprocs && rows < ROWS_PER_STATEMENT; i++) {
+      if (!keep[i]) continue;
+      if (rows++) sqlb_sql(&q, ",");
+      proc_row(&q, s, &s->procs[i], seen);
+    }
+    if (!rows) break;
+    upsert_procs_tail(&q);
+    rc = sqlb_exec(&q, c, NULL, err, errlen);
+  }
+  if (!rc && s->ngpus) {
+    /* one row per index: the last of duplicates */
+    struct mx_sample one = *s;
+    struct mx_gpu uniq[64];
+    size_t nu = 0;
+    for (size_t i = s->ngpus; i-- > 0 && nu < ARRAY_LEN(uniq);) {
+      bool dup = false;
+      for (size_t j = 0; j < nu; j++) dup |= uniq[j].index == s->gpus[i].index;
+      if (!dup) uniq[nu++] = s->gpus[i];
+    }
+    one.gpus = uniq;
+    one.ngpus = nu;
+    sqlb_reset(&q);
+    upsert_gpus(&q, &one, seen);
+    rc = sqlb_exec(&q, c, NULL, err, errlen);
+  }
+  sqlb_release(&q);
+  return rc;
+}
+
+/* ---- live topics ---------------------------------------------------------------- */
+
+static void publish(struct matrix *m, const struct mx_sample *s, const bool *keep) {
+  const char *id = s->vm ? s->vm_name : s->host;
+  char topic[300];
+  snprintf(topic, sizeof topic, "matrix/%s/%s", s->vm ? "vms" : "hosts", id);
+  if (!hub_topic_valid(topic)) return; /* a name a topic cannot hold: no live view */
+  json_t *mt = json_object();
+  for (int i = 0; i < MX_H_N; i++)
+    if (s->hhave & (1u << i)) json_object_set_new(mt, mx_hfield_names[i], jnum(s->h[i]));
+  /* the five busiest processes by CPU */
+  size_t top[5], ntop = 0;
+  for (size_t i = 0; i < s->nprocs; i++) {
+    if (keep && !keep[i]) continue;
+    double v = s->procs[i].v[MX_P_CPU];
+    size_t at = ntop < 5 ? ntop++ : 5;
+    while (at > 0 && s->procs[top[at - 1]].v[MX_P_CPU] < v) {
+      if (at < 5) top[at] = top[at - 1];
+      at--;
+    }
+    if (at < 5) top[at] = i;
+  }
+  json_t *tp = json_array();
+  for (size_t i = 0; i < ntop; i++) {
+    const struct mx_proc *p = &s->procs[top[i]];
+    json_t *e = json_pack("{s:s,s:o}", "process_name", p->name, "pid",
+                          p->pid >= 0 ? json_integer(p->pid) : json_null());
+    for (int f = 0; f < 4; f++)
+      if (p->have & (1u << f)) json_object_set_new(e, mx_pfield_names[f], jnum(p->v[f]));
+    json_array_append_new(tp, e);
+  }
+  char ts[40];
+  time_t secs = (time_t)time_floor_div(s->ts_ns, 1000000000);
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:o}", "source_type", s->vm ? "vm" : "host",
+                        "id", id, "timestamp", ts, "metrics", mt, "processes",
+                        (json_int_t)s->nprocs, "gpus", (json_int_t)s->ngpus, "top_processes", tp);
+  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  if (text) hub_publish_coalesced(m->ctx.hub, topic, text, strlen(text), m->mcfg.publish_ms);
+  free(text);
+}
+
+/* ---- a batch -------------------------------------------------------------------- */
+
+static void line_refused(size_t index, const char *why, void *arg) {
+  struct mx_applied *a = arg;
+  (void)index;
+  if (!a->refused_lines++) snprintf(a->refused_why, sizeof a->refused_why, "%s", why);
+}
+
+int matrix_metrics_write(struct matrix *m, struct mx_batch *b, bool cap, struct mx_applied *a,
+                         char *err, size_t errlen) {
+  memset(a, 0, sizeof *a);
+  bool **keep = calloc(b->n ? b->n : 1, sizeof *keep);
+  struct mx_lines lines = {0};
+  struct store_conn *c = NULL;
+  int rc = keep ? 0 : GROVE_ENOMEM;
+  if (!rc) rc = store_acquire(m->ctx.store, &c);
+  for (size_t i = 0; !rc && i < b->n; i++) {
+    const struct mx_sample *s = &b->s[i];
+    if (!(keep[i] = malloc((s->nprocs ? s->nprocs : 1) * sizeof **keep))) rc = GROVE_ENOMEM;
+    else if (s->nprocs) rc = check_cap(m, c, s, cap, keep[i], a, err, errlen);
+    if (!rc) rc = mx_lines_add(&lines, s, keep[i]);
+  }
+  if (c) store_release(m->ctx.store, c), c = NULL;
+  if (rc) {
+    if (rc == GROVE_ENOMEM) snprintf(err, errlen, "out of memory");
+    goto out;
+  }
+  mx_lines_finish(&lines);
+  struct telemetry_result res = {0};
+  if (lines.n) {
+    rc = telemetry_write(m->ctx.telemetry, lines.lines, lines.n, line_refused, a, &res);
+    if (rc) {
+      snprintf(err, errlen, "cannot write the series: %s", grove_strerror(rc));
+      goto out;
+    }
+  }
+  a->points = res.points;
+  /* the current state, newest wins, one transaction */
+  int64_t seen = (int64_t)matrix_now_ms();
+  if ((rc = store_acquire(m->ctx.store, &c)) || (rc = store_begin(c))) {
+    snprintf(err, errlen, "cannot write the current state: %s", grove_strerror(rc));
+    goto out;
+  }
+  for (size_t i = 0; !rc && i < b->n; i++) rc = write_state(c, &b->s[i], keep[i], seen, err, errlen);
+  if (!rc) rc = store_commit(c);
+  else store_rollback(c);
+  if (rc) goto out;
+  for (size_t i = 0; i < b->n; i++) publish(m, &b->s[i], keep[i]);
+out:
+  if (c) store_release(m->ctx.store, c);
+  for (size_t i = 0; keep && i < b->n; i++) free(keep[i]);
+  free(keep);
+  mx_lines_release(&lines);
+  return rc;
+}
+
+/* ---- idempotency keys ----------------------------------------------------------- */
+
+enum claim { CLAIM_OURS, CLAIM_DONE, CLAIM_BUSY, CLAIM_REUSED };
+
+/* Claims key for a body hashed `hash`: ours (go on), done (its answer in
+ * *status and *answer, malloc'ed), busy (another push holds it), reused
+ * (the key came with another body). */
+static int claim_key(struct store *st, const char *key, const char *hash, enum claim *out,
+                     int *status, char **answer, char *err, size_t errlen) {
+  char now[24], stale[24];
+  uint64_t t = matrix_now_ms();
+  snprintf(now, sizeof now, "%" PRIu64, t);
+  snprintf(stale, sizeof stale, "%" PRIu64, t - CLAIM_STALE_MS);
+  struct store_rows *rows = NULL;
+  const char *p1[] = {key, hash, now};
+  int rc = store_query(st,
+                       "INSERT INTO matrix_push_keys (key, body_sha256, at, status)"
+                       " VALUES ($1, $2, CAST($3 AS BIGINT), 0) ON CONFLICT (key) DO NOTHING",
+                       p1, 3, &rows, err, errlen);
+  if (rc) return rc;
+  long long changed = rows->changes;
+  store_rows_free(rows);
+  if (changed > 0) {
+    *out = CLAIM_OURS;
+    return 0;
+  }
+  const char *p2[] = {key};
+  rows = NULL;
+  rc = store_query(st, "SELECT body_sha256, status, answer, at FROM matrix_push_keys WHERE key = $1",
+                   p2, 1, &rows, err, errlen);
+  if (rc) return rc;
+  if (rows->nrows == 0) { /* pruned meanwhile: try once more */
+    store_rows_free(rows);
+    return claim_key(st, key, hash, out, status, answer, err, errlen);
+  }
+  const char *h = store_rows_get(rows, 0, "body_sha256"), *s = store_rows_get(rows, 0, "status");
+  const char *ans = store_rows_get(rows, 0, "answer"), *at = store_rows_get(rows, 0, "at");
+  if (!h || strcmp(h, hash)) {
+    *out = CLAIM_REUSED;
+  } else if (s && atoi(s) > 0 && ans) {
+    *out = CLAIM_DONE;
+    *status = atoi(s);
+    *answer = strdup(ans);
+    if (!*answer) rc = GROVE_ENOMEM;
+  } else if (at && strtoll(at, NULL, 10) < (long long)(t - CLAIM_STALE_MS)) {
+    /* a claim whose push died (a crash): take it over */
+    const char *p3[] = {key, now, at};
+    struct store_rows *r3 = NULL;
+    rc = store_query(st,
+                     "UPDATE matrix_push_keys SET at = CAST($2 AS BIGINT) WHERE key = $1"
+                     " AND status = 0 AND at = CAST($3 AS BIGINT)",
+                     p3, 3, &r3, err, errlen);
+    *out = !rc && r3 && r3->changes > 0 ? CLAIM_OURS : CLAIM_BUSY;
+    store_rows_free(r3);
+  } else {
+    *out = CLAIM_BUSY;
+  }
+  store_rows_free(rows);
+  return rc;
+}
+
+static void key_answer(struct store *st, const char *key, int status, const char *answer) {
+  char s[16], err[256] = "";
+  snprintf(s, sizeof s, "%d", status);
+  const char *p[] = {key, s, answer};
+  int rc = store_query(st, "UPDATE matrix_push_keys SET status = CAST($2 AS INTEGER), answer = $3"
+                           " WHERE key = $1",
+                       p, 3, NULL, err, sizeof err);
+  if (rc) log_error(NULL, "cannot record a push's answer", "error=\"%s\"", err);
+}
+
+static void key_forget(struct store *st, const char *key) {
+  char err[256] = "";
+  const char *p[] = {key};
+  if (store_query(st, "DELETE FROM matrix_push_keys WHERE key = $1 AND status = 0", p, 1, NULL,
+                  err, sizeof err))
+    log_error(NULL, "cannot release an idempotency key", "error=\"%s\"", err);
+}
+
+/* ---- the sweep ------------------------------------------------------------------ */
+
+static uint64_t sweep(void *arg) {
+  struct matrix *m = arg;
+  char cut[24], keys[24], max[24], err[256] = "";
+  uint64_t now = matrix_now_ms();
+  snprintf(cut, sizeof cut, "%" PRIu64, now - m->mcfg.expiry_ms);
+  snprintf(keys, sizeof keys, "%" PRIu64, now - m->mcfg.idem_keep_ms);
+  snprintf(max, sizeof max, "%d", m->mcfg.idem_max > 0 ? m->mcfg.idem_max - 1 : 0);
+  static const char *const sql[] = {
+      "DELETE FROM matrix_processes WHERE seen < CAST($1 AS BIGINT)",
+      "DELETE FROM matrix_gpus WHERE seen < CAST($1 AS BIGINT)",
+      "DELETE FROM matrix_push_keys WHERE at < CAST($1 AS BIGINT) AND status > 0",
+      /* past --matrix-idempotency-max keys, the oldest go */
+      "DELETE FROM matrix_push_keys WHERE status > 0 AND at < (SELECT at FROM matrix_push_keys"
+      " ORDER BY at DESC LIMIT 1 OFFSET CAST($1 AS INTEGER))",
+  };
+  const char *arg1[] = {cut, cut, keys, max};
+  for (size_t i = 0; i < ARRAY_LEN(sql); i++) {
+    if (i == 3 && m->mcfg.idem_max <= 0) break;
+    const char *p[] = {arg1[i]};
+    if (store_query(m->ctx.store, sql[i], p, 1, NULL, err, sizeof err)) {
+      log_warn(NULL, "matrix sweep failed", "error=\"%s\"", err);
+      break;
+    }
+  }
+  uint64_t every = m->mcfg.expiry_ms / 4;
+  return every < 250 ? 250 : every > 60000 ? 60000 : every;
+}
+
+int matrix_metrics_start(struct matrix *m) {
+  return periodic_start(&m->sweeper, 1000, sweep, m);
+}
+
+void matrix_metrics_stop(struct matrix *m) {
+  periodic_stop(m->sweeper);
+  m->sweeper = NULL;
+}
+
+/* ---- POST /api/monitoring/push-metrics ----------------------------------------- */
+
+struct push_job {
+  struct matrix *m;
+  char *body;
+  size_t len;
+  char key[MAX_IDEM_KEY + 48]; /* "<caller id>:<Idempotency-Key>", or "" */
+  char shown_key[MAX_IDEM_KEY + 1];
+  char default_host[48];
+  /* the answer */
+  int status;
+  char *answer;              /* {"data":…,"metadata":…} or {"error_code":…,"message":…,"details":…} */
+  bool replayed;
+};
+
+static void job_free(struct push_job *j) {
+  free(j->body);
+  free(j->answer);
+  free(j);
+}
+
+/* Sets the answer as the error envelope's members. */
+static void answer_error(struct push_job *j, int status, const char *code, const char *message,
+                         json_t *details) {
+  json_t *o = json_pack("{s:s,s:s,s:o}", "error_code", code, "message", message, "details",
+                        details ? details : json_object());
+  j->status = status;
+  free(j->answer);
+  j->answer = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+}
+
+static json_t *ignored_json(const struct mx_batch *b) {
+  json_t *a = json_array();
+  for (size_t i = 0; i < b->nignored_names; i++) json_array_append_new(a, json_string(b->ignored_names[i]));
+  return a;
+}
+
+static void push_work(void *arg) {
+  struct push_job *j = arg;
+  struct matrix *m = j->m;
+  char err[512] = "";
+  bool claimed = false;
+  if (j->key[0]) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned mdlen = 0;
+    char hash[2 * EVP_MAX_MD_SIZE + 1];
+    EVP_Digest(j->body, j->len, md, &mdlen, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < mdlen; i++) snprintf(hash + 2 * i, 3, "%02x", md[i]);
+    enum claim cl;
+    int status = 0;
+    char *ans = NULL;
+    int rc = claim_key(m->ctx.store, j->key, hash, &cl, &status, &ans, err, sizeof err);
+    if (rc) {
+      log_error(NULL, "cannot check an idempotency key", "error=\"%s\"", err);
+      answer_error(j, 503, "STORE_UNAVAILABLE", "the push was not stored; retry", NULL);
+      return;
+    }
+    if (cl == CLAIM_DONE) {
+      j->status = status;
+      j->answer = ans;
+      j->replayed = true;
+      return;
+    }
+    if (cl == CLAIM_REUSED) {
+      answer_error(j, 422, "IDEMPOTENCY_KEY_REUSED",
+                   "this Idempotency-Key was used with another body; use a new key", NULL);
+      return;
+    }
+    if (cl == CLAIM_BUSY) {
+      answer_error(j, 409, "IDEMPOTENCY_KEY_IN_USE",
+                   "a push with this Idempotency-Key is being processed", NULL);
+      return;
+    }
+    claimed = true;
+  }
+  struct mx_batch b;
+  struct mx_push_error pe;
+  struct mx_push_limits lim = {
+      .now_ns = (int64_t)matrix_now_ms() * 1000000,
+      .max_ahead_ns = (int64_t)m->mcfg.max_ahead_ms * 1000000,
+      .oldest_ns = telemetry_oldest_kept(m->ctx.telemetry),
+      .default_host = j->default_host[0] ? j->default_host : NULL,
+  };
+  int rc = mx_push_parse(j->body, j->len, &lim, &b, &pe);
+  if (rc) {
+    json_t *d = pe.path[0] ? json_pack("{s:s}", "path", pe.path) : NULL;
+    answer_error(j, pe.status, pe.code, pe.message, d);
+    if (claimed && pe.status >= 500) key_forget(m->ctx.store, j->key), claimed = false;
+    goto record;
+  }
+  struct mx_applied a;
+  rc = matrix_metrics_write(m, &b, true, &a, err, sizeof err);
+  if (rc) {
+    log_error(NULL, "cannot store pushed metrics", "error=\"%s\"", err);
+    answer_error(j, 503, "STORE_UNAVAILABLE", "the push was not stored; retry", NULL);
+    if (claimed) key_forget(m->ctx.store, j->key), claimed = false;
+    mx_batch_release(&b);
+    return;
+  }
+  json_t *data = json_pack("{s:I,s:I,s:I,s:I,s:I}", "samples", (json_int_t)b.n, "processes",
+                           (json_int_t)b.processes, "accepted_processes",
+                           (json_int_t)a.accepted_procs, "refused_processes",
+                           (json_int_t)a.refused_procs, "points_written", (json_int_t)a.points);
+  if (a.refused_procs) {
+    char msg[256];
+    snprintf(msg, sizeof msg,
+             "host '%.80s' is at its cap of %d live processes (--matrix-max-processes-per-host):"
+             " %zu new processes were refused; the rest of the push was stored",
+             a.cap_host, m->mcfg.max_processes, a.refused_procs);
+    json_t *list = json_array();
+    for (size_t i = 0; i < a.nrefused_listed; i++)
+      json_array_append_new(list, json_pack("{s:o,s:s}", "pid",
+                                            a.refused_pid[i] >= 0 ? json_integer(a.refused_pid[i])
+                                                                  : json_null(),
+                                            "process_name", a.refused_name[i]));
+    json_object_set_new(data, "host", json_string(a.cap_host));
+    json_object_set_new(data, "max_processes_per_host", json_integer(m->mcfg.max_processes));
+    json_object_set_new(data, "live_processes", json_integer((json_int_t)a.cap_live));
+    json_object_set_new(data, "refused", list);
+    answer_error(j, 422, "TOO_MANY_PROCESSES", msg, data);
+  } else if (a.refused_lines) {
+    char msg[256];
+    snprintf(msg, sizeof msg, "partial write: %zu series lines were refused (%s); the others were stored",
+             a.refused_lines, a.refused_why);
+    json_object_set_new(data, "refused_lines", json_integer((json_int_t)a.refused_lines));
+    answer_error(j, 400, "PARTIAL_WRITE", msg, data);
+  } else {
+    json_t *meta = json_pack("{s:I,s:o}", "ignored_fields", (json_int_t)b.ignored,
+                             "ignored_field_names", ignored_json(&b));
+    if (j->shown_key[0]) json_object_set_new(meta, "idempotency_key", json_string(j->shown_key));
+    json_t *o = json_pack("{s:o,s:o}", "data", data, "metadata", meta);
+    j->status = 200;
+    j->answer = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+  }
+  mx_batch_release(&b);
+record:
+  if (claimed) {
+    if (j->answer) key_answer(m->ctx.store, j->key, j->status, j->answer);
+    else key_forget(m->ctx.store, j->key);
+  }
+}
+
+static void push_done(struct http_req *r, void *arg) {
+  struct push_job *j = arg;
+  if (!r->conn) goto out;
+  if (j->replayed) http_res_header(r, "Idempotent-Replayed", "true");
+  json_t *o = j->answer ? json_loads(j->answer, 0, NULL) : NULL;
+  if (!o) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+  } else if (j->status < 300) {
+    json_t *meta = json_incref(json_object_get(o, "metadata"));
+    if (j->replayed && meta) json_object_set_new(meta, "replayed", json_true());
+    http_reply_data(r, j->status, json_incref(json_object_get(o, "data")), meta);
+  } else {
+    http_reply_error(r, j->status, json_string_value(json_object_get(o, "error_code")),
+                     json_string_value(json_object_get(o, "message")),
+                     json_incref(json_object_get(o, "details")));
+  }
+  json_decref(o);
+out:
+  job_free(j);
+}
+
+/* The Idempotency-Key: a token or a quoted string (the IETF draft's
+ * sf-string), 1 to 255 visible ASCII characters. */
+static bool idem_key(const char *v, char *out, size_t n) {
+  size_t len = strlen(v);
+  if (len >= 2 && v[0] == '"' && v[len - 1] == '"') v++, len -= 2;
+  if (len == 0 || len > MAX_IDEM_KEY || len >= n) return false;
+  for (size_t i = 0; i < len; i++)
+    if (v[i] < 0x21 || v[i] > 0x7e || v[i] == '"') return false;
+  memcpy(out, v, len);
+  out[len] = '\0';
+  return true;
+}
+
+void matrix_handle_push(struct http_req *r) {
+  struct matrix *m = r->app;
+  const char *ct = http_header_get(r, "content-type");
+  if (ct && strncasecmp(ct, "application/json", 16) != 0) {
+    http_reply_error(r, 415, "UNSUPPORTED_MEDIA_TYPE", "send application/json", NULL);
+    return;
+  }
+  struct push_job *j = calloc(1, sizeof *j);
+  if (!j) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return;
+  }
+  const char *ik = http_header_get(r, "Idempotency-Key");
+  if (ik && !idem_key(ik, j->shown_key, sizeof j->shown_key)) {
+    free(j);
+    http_reply_error(r, 400, "INVALID_IDEMPOTENCY_KEY",
+                     "Idempotency-Key must be 1 to 255 visible ASCII characters", NULL);
+    return;
+  }
+  if (!http_req_body(r, MAX_INFLATED)) {
+    free(j);
+    return;
+  }
+  const struct gate_principal *who = gate_caller(r);
+  if (j->shown_key[0])
+    snprintf(j->key, sizeof j->key, "%s:%s", who ? who->id : "-", j->shown_key);
+  /* a sample naming no host stands for the caller: its device, else its key or user */
+  if (who) snprintf(j->default_host, sizeof j->default_host, "%s", who->device[0] ? who->device : who->id);
+  j->m = m;
+  j->len = r->body_len;
+  if (!(j->body = malloc(r->body_len + 1))) {
+    job_free(j);
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return;
+  }
+  memcpy(j->body, r->body, r->body_len);
+  j->body[j->len] = '\0';
+  if (http_req_defer(r, HTTP_POOL_STORE, push_work, push_done, j)) job_free(j);
+}

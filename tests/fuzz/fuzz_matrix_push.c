@@ -1,0 +1,46 @@
+/* fuzz_matrix_push.c — matrix's push-metrics payload parser (push.h): any
+ * bytes give a batch or a refusal with a status, a code and a message,
+ * never a read past the body, a leak or undefined behaviour (UBSan is
+ * fatal in the fuzz build). A batch holds what the limits allow, every
+ * sample has a host, and its series lines are well formed. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "apps/matrix/push.h"
+#include "core/error.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  const struct mx_push_limits lim = {1795975200000000000LL, 300000000000LL, INT64_MIN,
+                                     size & 1 ? "caller" : NULL};
+  struct mx_batch b;
+  struct mx_push_error e;
+  int rc = mx_push_parse((const char *)data, size, &lim, &b, &e);
+  if (rc) {
+    if (rc != GROVE_EINVAL && rc != GROVE_ENOMEM) abort();
+    if (!e.code || !e.message[0] || (e.status != 400 && e.status != 413 && e.status != 503))
+      abort();
+    if (b.n || b.s) abort();
+    return 0;
+  }
+  if (b.n == 0 || b.n > MX_MAX_SAMPLES || b.processes > MX_MAX_PROCESSES) abort();
+  struct mx_lines l = {0};
+  for (size_t i = 0; i < b.n; i++) {
+    const struct mx_sample *s = &b.s[i];
+    if (!s->host || !s->host[0] || (s->vm && !s->vm_name) || s->ts_ns > lim.now_ns + lim.max_ahead_ns)
+      abort();
+    for (size_t k = 0; k < s->nprocs; k++)
+      if (!s->procs[k].name || !s->procs[k].name[0]) abort();
+    if (mx_lines_add(&l, s, NULL)) abort();
+  }
+  mx_lines_finish(&l);
+  for (size_t i = 0; i < l.n; i++) {
+    const struct telemetry_line *ln = &l.lines[i];
+    if (ln->nfields < 1 || ln->ntags < 1) abort();
+    for (int t = 0; t < ln->ntags; t++)
+      if (!ln->tags[t].value.n || strlen(ln->tags[t].value.p) != ln->tags[t].value.n) abort();
+  }
+  mx_lines_release(&l);
+  mx_batch_release(&b);
+  return 0;
+}

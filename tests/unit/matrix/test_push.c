@@ -1,0 +1,341 @@
+/* test_push.c — the push-metrics payload parser: seed 003 §6.1.2's
+ * example verbatim, grove-agent's payload (every field lands somewhere),
+ * arrays of samples, and malformed, oversized and hostile bodies refused
+ * whole with a status, a code and the path of what is wrong; then the
+ * series a sample becomes. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../test.h"
+#include "apps/matrix/push.h"
+#include "core/error.h"
+
+#define NOW 1795975200000000000LL /* 2026-11-29T18:00:00Z */
+
+static const struct mx_push_limits LIM = {NOW, 300000000000LL, INT64_MIN, "key-7"};
+
+/* GreenMatrix §6.1.2, as written (its "[...]" made an empty list) */
+static const char *SEED =
+    "{\n  \"timestamp\": \"2024-01-15T10:30:00Z\",\n  \"source_type\": \"host\",\n"
+    "  \"metrics\": {\n    \"cpu_usage\": 65.5,\n    \"memory_usage\": 78.2,\n"
+    "    \"gpu_utilization\": 45.8,\n    \"power_consumption\": 250.5,\n"
+    "    \"processes\": []\n  }\n}";
+
+/* what src/agent/report.c writes for a VM with one GPU, one disk, one
+ * network interface, two cores and two processes */
+static const char *AGENT =
+    "{\"timestamp\":\"2026-11-29T13:00:00.250Z\",\"source_type\":\"vm\",\"agent_id\":\"ag-1\","
+    "\"seq\":42,\"hostname\":\"web-1\",\"vm_name\":\"web-1\",\"hypervisor\":\"KVM\","
+    "\"instance_type\":\"g5.xlarge\",\"cpu_model\":\"AMD EPYC 7R32\",\"metrics\":{"
+    "\"cpu_usage\":12.500,\"memory_usage\":40.000,\"gpu_utilization\":30.000,"
+    "\"power_consumption\":120.000,\"total_cpu_usage\":12.500,\"total_memory_usage\":40.000,"
+    "\"total_gpu_usage\":30.000,\"total_power_consumption\":120.000,"
+    "\"system_load_average\":0.500,\"load_average\":[0.50,0.40,0.30],"
+    "\"cpu_steal_percent\":0.100,\"cpu_iowait_percent\":0.200,"
+    "\"cpu_cores_percent\":[10.000,15.000],\"memory_total_bytes\":16000000000,"
+    "\"memory_available_bytes\":9600000000,\"swap_total_bytes\":0,\"swap_free_bytes\":0,"
+    "\"disks\":[{\"name\":\"nvme0n1\",\"reads_per_s\":1.000,\"writes_per_s\":2.000,"
+    "\"read_bytes_per_s\":4096.0,\"write_bytes_per_s\":8192.0}],"
+    "\"networks\":[{\"name\":\"eth0\",\"rx_bytes_per_s\":1000.0,\"tx_bytes_per_s\":2000.0,"
+    "\"rx_packets_per_s\":3.000,\"tx_packets_per_s\":4.000}],\"network_usage_mbps\":0.024,"
+    "\"gpus\":[{\"index\":0,\"name\":\"NVIDIA A10G\",\"utilization_percent\":30.0,"
+    "\"memory_utilization_percent\":20.0,\"memory_total_bytes\":24000000000,"
+    "\"memory_used_bytes\":4800000000,\"power_watts\":60.000,\"energy_millijoules\":123456}],"
+    "\"power\":{\"cpu_estimated\":true,\"cpu_watts\":60.000,\"cpu_idle_watts\":20.000,"
+    "\"cpu_active_watts\":40.000,\"gpu_watts\":60.000,\"gpu_idle_watts\":15.000,"
+    "\"gpu_active_watts\":45.000,\"unattributed_watts\":1.000},\"process_count\":97,"
+    "\"processes\":[{\"pid\":4242,\"ppid\":1,\"process_name\":\"python3\",\"command\":"
+    "\"python3 serve.py\",\"user\":\"ml\",\"cgroup\":\"/system.slice/x.service\","
+    "\"container_id\":\"abc\",\"cpu_usage_percent\":80.000,\"memory_usage_mb\":512.000,"
+    "\"rss_bytes\":536870912,\"threads\":12,\"gpu_utilization_percent\":30.000,"
+    "\"gpu_memory_bytes\":4800000000,\"power_consumption_watts\":75.000,\"io_operations\":10,"
+    "\"io_read_bytes\":1000,\"io_write_bytes\":2000},{\"pid\":1,\"ppid\":0,"
+    "\"process_name\":\"systemd\",\"command\":\"/sbin/init\",\"user\":\"root\",\"cgroup\":\"/\","
+    "\"cpu_usage_percent\":0.100,\"memory_usage_mb\":12.000,\"rss_bytes\":12582912,"
+    "\"threads\":1,\"gpu_utilization_percent\":0.000,\"gpu_memory_bytes\":0,"
+    "\"power_consumption_watts\":0.050}]}}";
+
+static int parse(const char *body, struct mx_batch *b, struct mx_push_error *e) {
+  return mx_push_parse(body, strlen(body), &LIM, b, e);
+}
+
+TEST(seed_example_is_taken_verbatim) {
+  struct mx_batch b;
+  struct mx_push_error e;
+  CHECK_EQ_INT(parse(SEED, &b, &e), 0);
+  CHECK(b.n == 1);
+  const struct mx_sample *s = &b.s[0];
+  CHECK(!s->vm);
+  CHECK_EQ_STR(s->host, "key-7"); /* no host named: the caller stands for it */
+  CHECK(s->ts_ns == 1705314600000000000LL);
+  CHECK(s->h[MX_H_CPU] == 65.5 && s->h[MX_H_MEM] == 78.2 && s->h[MX_H_GPU] == 45.8 &&
+        s->h[MX_H_POWER] == 250.5);
+  CHECK(s->hhave == 0xf);
+  CHECK(s->nprocs == 0 && b.ignored == 0);
+  mx_batch_release(&b);
+}
+
+TEST(agent_payload_lands_everywhere) {
+  struct mx_batch b;
+  struct mx_push_error e;
+  CHECK_EQ_INT(parse(AGENT, &b, &e), 0);
+  const struct mx_sample *s = &b.s[0];
+  CHECK(s->vm);
+  CHECK_EQ_STR(s->host, "web-1");
+  CHECK_EQ_STR(s->vm_name, "web-1");
+  CHECK_EQ_STR(s->agent_id, "ag-1");
+  CHECK(s->has_seq && s->seq == 42);
+  CHECK_EQ_STR(s->hypervisor, "KVM");
+  CHECK_EQ_STR(s->instance_type, "g5.xlarge");
+  CHECK_EQ_STR(s->cpu_model, "AMD EPYC 7R32");
+  CHECK(s->ts_ns == 1795957200250000000LL);
+  /* every host-level figure the agent sends */
+  CHECK_EQ_INT((int)s->hhave, (int)((1u << MX_H_N) - 1));
+  CHECK(s->h[MX_H_LOAD5] == 0.4 && s->h[MX_H_LOAD15] == 0.3 && s->h[MX_H_CPU_ESTIMATED] == 1);
+  CHECK(s->h[MX_H_PROC_COUNT] == 97 && s->h[MX_H_UNATTR_W] == 1);
+  CHECK(s->ncores == 2 && s->cores[1] == 15);
+  CHECK(s->ndisks == 1 && s->disks[0].have == 0xf && !strcmp(s->disks[0].name, "nvme0n1"));
+  CHECK(s->nnets == 1 && s->nets[0].have == 0xf && !strcmp(s->nets[0].name, "eth0"));
+  CHECK(s->ngpus == 1 && !strcmp(s->gpus[0].name, "NVIDIA A10G"));
+  CHECK(s->gpus[0].v[MX_G_ENERGY] == 123456 && s->gpus[0].v[MX_G_POWER] == 60);
+  CHECK(s->nprocs == 2);
+  const struct mx_proc *p = &s->procs[0];
+  CHECK(p->pid == 4242 && p->ppid == 1);
+  CHECK_EQ_STR(p->name, "python3");
+  CHECK_EQ_STR(p->command, "python3 serve.py");
+  CHECK_EQ_STR(p->user, "ml");
+  CHECK_EQ_STR(p->cgroup, "/system.slice/x.service");
+  CHECK_EQ_STR(p->container_id, "abc");
+  /* every process figure but network and cost (the agent measures neither) */
+  uint32_t want = ((1u << MX_P_N) - 1) & ~(1u << MX_P_NET) & ~(1u << MX_P_COST);
+  CHECK_EQ_INT((int)p->have, (int)want);
+  CHECK(p->v[MX_P_GPU_MEM] == 4800000000.0 && p->v[MX_P_IO_OPS] == 10);
+  CHECK(!s->procs[1].container_id);
+  CHECK_EQ_INT((int)b.ignored, 0);
+  mx_batch_release(&b);
+}
+
+TEST(arrays_of_samples_and_aliases) {
+  struct mx_batch b;
+  struct mx_push_error e;
+  CHECK_EQ_INT(parse("[{\"hostname\":\"a\",\"timestamp\":1700000000.5,\"metrics\":{\"cpu_usage\":1,"
+                     "\"total_cpu_usage\":2}},{\"source_type\":\"vm\",\"vm_name\":\"v\","
+                     "\"processes\":[{\"name\":\"x\",\"cpu_usage\":3,\"rss_bytes\":2097152,"
+                     "\"colour\":\"red\"}],\"shoe_size\":9}]",
+                     &b, &e),
+               0);
+  CHECK(b.n == 2 && b.processes == 1);
+  CHECK(b.s[0].h[MX_H_CPU] == 2); /* the canonical name wins over its alias */
+  CHECK(b.s[0].ts_ns == 1700000000500000000LL);
+  CHECK(b.s[1].vm && !strcmp(b.s[1].vm_name, "v") && !strcmp(b.s[1].host, "v"));
+  CHECK(b.s[1].ts_ns == NOW);
+  const struct mx_proc *p = &b.s[1].procs[0];
+  CHECK(p->pid == -1 && !strcmp(p->name, "x") && p->v[MX_P_CPU] == 3);
+  CHECK(p->v[MX_P_MEM_MB] == 2); /* from rss_bytes */
+  CHECK(b.ignored == 2 && b.nignored_names == 2);
+  mx_batch_release(&b);
+}
+
+/* One bad thing anywhere refuses the body whole. */
+static void refused(const char *body, int status, const char *code, const char *path) {
+  struct mx_batch b;
+  struct mx_push_error e;
+  int rc = parse(body, &b, &e);
+  if (rc != GROVE_EINVAL || e.status != status || strcmp(e.code, code) ||
+      (path && strcmp(e.path, path))) {
+    fprintf(stderr, "body %.120s: rc %d status %d code %s path '%s' message '%s'\n", body, rc,
+            e.status, e.code ? e.code : "-", e.path, e.message);
+    CHECK(0);
+  }
+  CHECK(b.n == 0 && b.s == NULL);
+  CHECK(e.message[0]);
+}
+
+TEST(malformed_bodies_are_refused_whole) {
+  refused("", 400, "INVALID_JSON", NULL);
+  refused("{\"metrics\":", 400, "INVALID_JSON", NULL);
+  refused("42", 400, "INVALID_JSON", NULL);
+  refused("[]", 400, "INVALID_PAYLOAD", "");
+  refused("[1]", 400, "INVALID_PAYLOAD", "[0]");
+  refused("{\"hostname\":\"a\"}", 400, "INVALID_PAYLOAD", "metrics");
+  refused("{\"hostname\":\"a\",\"metrics\":[]}", 400, "INVALID_PAYLOAD", "metrics");
+  refused("{\"hostname\":\"a\",\"source_type\":\"VM\",\"metrics\":{}}", 400, "INVALID_PAYLOAD",
+          "source_type");
+  refused("{\"hostname\":\"a\",\"metrics\":{\"cpu_usage\":\"high\"}}", 400, "INVALID_PAYLOAD",
+          "metrics.cpu_usage");
+  refused("{\"hostname\":\"a\",\"timestamp\":\"yesterday\",\"metrics\":{}}", 400,
+          "INVALID_PAYLOAD", "timestamp");
+  refused("{\"hostname\":\"a\",\"timestamp\":1e300,\"metrics\":{}}", 400, "INVALID_PAYLOAD",
+          "timestamp");
+  refused("[{\"hostname\":\"a\",\"metrics\":{}},{\"hostname\":\"b\",\"metrics\":{\"processes\":"
+          "[{\"pid\":1},{\"pid\":-4}]}}]",
+          400, "INVALID_PAYLOAD", "[1].metrics.processes[1].pid");
+  refused("{\"hostname\":\"a\",\"metrics\":{\"processes\":[{\"cpu_usage_percent\":1}]}}", 400,
+          "INVALID_PAYLOAD", "metrics.processes[0]");
+  refused("{\"hostname\":\"a\",\"metrics\":{\"gpus\":[{\"index\":99999}]}}", 400,
+          "INVALID_PAYLOAD", "metrics.gpus[0].index");
+  refused("{\"hostname\":\"a\",\"metrics\":{\"disks\":[{\"reads_per_s\":1}]}}", 400,
+          "INVALID_PAYLOAD", "metrics.disks[0].name");
+  refused("{\"hostname\":\"a\",\"metrics\":{\"processes\":[]},\"processes\":[]}", 400,
+          "INVALID_PAYLOAD", "processes");
+  refused("{\"hostname\":\"a\",\"hostname\":\"b\",\"metrics\":{}}", 400, "INVALID_JSON", NULL);
+}
+
+TEST(hostile_names_and_times_are_refused) {
+  refused("{\"hostname\":\"a\\nb\",\"metrics\":{}}", 400, "INVALID_PAYLOAD", "hostname");
+  refused("{\"hostname\":\"a\\u0000b\",\"metrics\":{}}", 400, "INVALID_JSON", NULL);
+  refused("{\"hostname\":\"\",\"metrics\":{}}", 400, "INVALID_PAYLOAD", "hostname");
+  char big[400];
+  snprintf(big, sizeof big, "{\"hostname\":\"%0300d\",\"metrics\":{}}", 0);
+  refused(big, 400, "INVALID_PAYLOAD", "hostname");
+  /* later than the clock allows */
+  refused("{\"hostname\":\"a\",\"timestamp\":\"2030-01-01T00:00:00Z\",\"metrics\":{}}", 400,
+          "INVALID_PAYLOAD", "timestamp");
+  refused("{\"hostname\":\"a\",\"metrics\":{},\"seq\":-1}", 400, "INVALID_PAYLOAD", "seq");
+  refused("{\"hostname\":\"a\",\"metrics\":{},\"seq\":99999999999999999999999}", 400,
+          "INVALID_JSON", NULL);
+  /* no host and no caller to stand for it */
+  struct mx_push_limits lim = LIM;
+  lim.default_host = NULL;
+  struct mx_batch b;
+  struct mx_push_error e;
+  CHECK_EQ_INT(mx_push_parse(SEED, strlen(SEED), &lim, &b, &e), GROVE_EINVAL);
+  CHECK_EQ_STR(e.path, "hostname");
+  /* past retention */
+  lim = LIM;
+  lim.oldest_ns = NOW - 1000;
+  CHECK_EQ_INT(mx_push_parse(SEED, strlen(SEED), &lim, &b, &e), GROVE_EINVAL);
+  CHECK_EQ_STR(e.path, "timestamp");
+}
+
+TEST(oversized_bodies_are_413) {
+  size_t n = MX_MAX_SAMPLES + 1;
+  char *body = malloc(n * 40 + 8);
+  size_t at = 0;
+  body[at++] = '[';
+  for (size_t i = 0; i < n; i++)
+    at += (size_t)sprintf(body + at, "%s{\"hostname\":\"h\",\"metrics\":{}}", i ? "," : "");
+  body[at++] = ']';
+  body[at] = '\0';
+  refused(body, 413, "TOO_MANY_SAMPLES", "");
+  free(body);
+  n = MX_MAX_PROCESSES + 1;
+  body = malloc(n * 12 + 64);
+  at = (size_t)sprintf(body, "{\"hostname\":\"h\",\"processes\":[");
+  for (size_t i = 0; i < n; i++) at += (size_t)sprintf(body + at, "%s{\"pid\":1}", i ? "," : "");
+  strcpy(body + at, "]}");
+  refused(body, 413, "TOO_MANY_PROCESSES", "processes");
+  free(body);
+}
+
+TEST(process_texts_are_cut_and_cleaned) {
+  size_t n = MX_MAX_TEXT + 100;
+  char *body = malloc(n + 200);
+  int at = sprintf(body, "{\"hostname\":\"h\",\"processes\":[{\"pid\":3,\"process_name\":"
+                         "\"a\\tb\",\"command\":\"");
+  for (size_t i = 0; i < n; i++) body[at++] = 'x';
+  strcpy(body + at, "\"}]}");
+  struct mx_batch b;
+  struct mx_push_error e;
+  CHECK_EQ_INT(parse(body, &b, &e), 0);
+  CHECK_EQ_STR(b.s[0].procs[0].name, "a?b");
+  CHECK(strlen(b.s[0].procs[0].command) == MX_MAX_TEXT);
+  mx_batch_release(&b);
+  free(body);
+}
+
+static const struct telemetry_line *find(const struct mx_lines *l, const char *m, int nth) {
+  for (size_t i = 0; i < l->n; i++)
+    if (!strcmp(l->lines[i].measurement.p, m) && nth-- == 0) return &l->lines[i];
+  return NULL;
+}
+
+static const char *tagv(const struct telemetry_line *ln, const char *k) {
+  const struct telemetry_str *v = telemetry_tag_get(ln->tags, ln->ntags, k);
+  static char out[64];
+  if (!v) return NULL;
+  snprintf(out, sizeof out, "%.*s", (int)v->n, v->p);
+  return out;
+}
+
+static double fieldv(const struct telemetry_line *ln, const char *k) {
+  for (int i = 0; i < ln->nfields; i++)
+    if (!strcmp(ln->fields[i].key.p, k)) return ln->fields[i].value;
+  return NAN;
+}
+
+TEST(samples_become_the_seed_tables) {
+  struct mx_batch b;
+  struct mx_push_error e;
+  CHECK_EQ_INT(parse(AGENT, &b, &e), 0);
+  struct mx_lines l = {0};
+  bool keep[2] = {true, false};
+  CHECK_EQ_INT(mx_lines_add(&l, &b.s[0], keep), 0);
+  mx_lines_finish(&l);
+  /* host + GPU + disk + network + 2 cores + 1 kept process */
+  CHECK_EQ_INT((int)l.n, 7);
+  const struct telemetry_line *h = find(&l, "host_overall_metrics", 0);
+  CHECK(h && !strcmp(tagv(h, "host"), "web-1") && !strcmp(tagv(h, "vm"), "web-1"));
+  CHECK(fieldv(h, "total_cpu_usage") == 12.5 && fieldv(h, "total_power_consumption") == 120);
+  CHECK(fieldv(h, "system_load_average") == 0.5 && fieldv(h, "cpu_power_estimated") == 1);
+  CHECK_EQ_INT(h->nfields, MX_H_N);
+  const struct telemetry_line *p = find(&l, "vm_process_metrics", 0);
+  CHECK(p && !strcmp(tagv(p, "vm"), "web-1") && !strcmp(tagv(p, "pid"), "4242"));
+  CHECK(!strcmp(tagv(p, "process"), "python3") && !tagv(p, "host"));
+  CHECK(fieldv(p, "cpu_usage_percent") == 80 && fieldv(p, "memory_usage_mb") == 512);
+  CHECK(fieldv(p, "power_consumption_watts") == 75 && fieldv(p, "io_operations") == 10);
+  CHECK(!find(&l, "vm_process_metrics", 1)); /* systemd was not kept */
+  const struct telemetry_line *g = find(&l, "host_gpu_metrics", 0);
+  CHECK(g && !strcmp(tagv(g, "gpu"), "0") && fieldv(g, "utilization_percent") == 30);
+  const struct telemetry_line *c = find(&l, "host_cpu_core_metrics", 1);
+  CHECK(c && !strcmp(tagv(c, "core"), "1") && fieldv(c, "usage_percent") == 15);
+  CHECK(find(&l, "host_disk_metrics", 0) && find(&l, "host_network_metrics", 0));
+  CHECK(!strcmp(tagv(find(&l, "host_network_metrics", 0), "interface"), "eth0"));
+  for (size_t i = 0; i < l.n; i++) CHECK(l.lines[i].ts_ns == b.s[0].ts_ns);
+  mx_lines_release(&l);
+  mx_batch_release(&b);
+}
+
+TEST(host_processes_are_host_process_metrics) {
+  struct mx_batch b;
+  struct mx_push_error e;
+  /* many samples: the arrays grow and the lines still point right */
+  char body[16384];
+  int at = sprintf(body, "[");
+  for (int i = 0; i < 50; i++)
+    at += sprintf(body + at, "%s{\"hostname\":\"h%d\",\"metrics\":{\"cpu_usage\":%d,\"processes\":"
+                             "[{\"pid\":%d,\"process_name\":\"p\",\"cpu_usage_percent\":%d}]}}",
+                  i ? "," : "", i, i, 1000 + i, i);
+  strcpy(body + at, "]");
+  CHECK_EQ_INT(parse(body, &b, &e), 0);
+  struct mx_lines l = {0};
+  for (size_t i = 0; i < b.n; i++) CHECK_EQ_INT(mx_lines_add(&l, &b.s[i], NULL), 0);
+  mx_lines_finish(&l);
+  CHECK_EQ_INT((int)l.n, 100);
+  for (int i = 0; i < 50; i++) {
+    const struct telemetry_line *p = find(&l, "host_process_metrics", i);
+    char want[16];
+    snprintf(want, sizeof want, "h%d", i);
+    CHECK(p && !strcmp(tagv(p, "host"), want));
+    snprintf(want, sizeof want, "%d", 1000 + i);
+    CHECK(!strcmp(tagv(p, "pid"), want) && fieldv(p, "cpu_usage_percent") == i);
+  }
+  mx_lines_release(&l);
+  mx_batch_release(&b);
+}
+
+static const struct test tests[] = {
+    T(seed_example_is_taken_verbatim),
+    T(agent_payload_lands_everywhere),
+    T(arrays_of_samples_and_aliases),
+    T(malformed_bodies_are_refused_whole),
+    T(hostile_names_and_times_are_refused),
+    T(oversized_bodies_are_413),
+    T(process_texts_are_cut_and_cleaned),
+    T(samples_become_the_seed_tables),
+    T(host_processes_are_host_process_metrics),
+};
+TEST_MAIN(tests)
