@@ -13,7 +13,7 @@ import tempfile
 import time
 import urllib.parse
 
-from grove import ROOT, Grove, eventually, main
+from grove import ROOT, EventStream, Grove, eventually, main
 from test_matrix import key
 
 AGENT = os.environ.get("GROVE_AGENT_BIN", os.path.join(ROOT, "build", "grove-agent"))
@@ -64,8 +64,8 @@ def get(path, grove=None, key=None):
     return r.json()["data"]
 
 
-def points(series, grove=None):
-    return get("/api/v1/series/points?" + urllib.parse.urlencode({"series": series}), grove)["points"]
+def points(series, grove=None, key=None):
+    return get("/api/v1/series/points?" + urllib.parse.urlencode({"series": series}), grove, key)["points"]
 
 
 def agent_sample(host, ts=None, procs=None, vm=False, gpus=None):
@@ -254,6 +254,166 @@ def test_real_agent_pushes_and_is_read_back():
     r = push(once)
     body = ok(r)
     assert body["metadata"]["ignored_fields"] == 0, body
+
+
+def test_monitoring_reads_every_route():
+    ok(push(agent_sample("node-r", procs=[proc(11, "trainer", 90.0, mem=4000.0, power=200.0, gpu=95.0),
+                                          proc(12, "sidecar", 2.0, mem=50.0, power=1.0)])))
+    ok(push(agent_sample("vm-r", vm=True, procs=[proc(21, "java", 40.0, mem=2048.0)])))
+    hosts = {h["host_name"]: h for h in get("/api/host-process-metrics/hosts")}
+    h = hosts["node-r"]
+    assert h["total_cpu_usage"] == 20.0 and h["total_power_consumption"] == 150.0, h
+    assert h["cpu_model"] == "Test CPU" and h["live_processes"] == 2 and h["stale"] is False, h
+    assert h["metrics"]["cpu_idle_power_watts"] == 40.0 and h["metrics"]["disks"][0]["name"] == "sda", h
+    assert h["gpus"][0]["name"] == "NVIDIA L4" and h["gpus"][0]["power_watts"] == 30.0, h
+    assert "vm-r" not in hosts
+    one = get("/api/host-process-metrics/hosts?host=node-r")
+    assert [x["host_name"] for x in one] == ["node-r"]
+    latest = get("/api/host-process-metrics/latest?host=node-r")
+    assert [p["process_name"] for p in latest] == ["trainer", "sidecar"], latest
+    t = latest[0]
+    assert t["pid"] == 11 and t["command"] == "trainer --serve" and t["user"] == "svc", t
+    assert t["memory_usage_mb"] == 4000.0 and t["io_write_bytes"] == 8192.0, t
+    for by, first in (("cpu", "trainer"), ("memory", "trainer"), ("gpu", "trainer"), ("power", "trainer")):
+        top = get("/api/host-process-metrics/top?by=%s&limit=1&host=node-r" % by)
+        assert len(top) == 1 and top[0]["process_name"] == first, (by, top)
+    top = get("/api/host-process-metrics/top?by=cpu&limit=1000")
+    cpus = [p["cpu_usage_percent"] for p in top]
+    assert cpus == sorted(cpus, reverse=True) and 90.0 in cpus, cpus
+    # VMs
+    snap = get("/api/v1/metrics/vm-snapshot")
+    vms = {v["vm_name"]: v for v in snap}
+    assert vms["vm-r"]["source_type"] == "vm" and vms["vm-r"]["hypervisor"] == "KVM", snap
+    assert get("/api/vm-process-metrics/vms?vm_name=vm-r")[0]["vm_name"] == "vm-r"
+    vp = get("/api/vm-process-metrics/latest?vm_name=vm-r")
+    assert [p["process_name"] for p in vp] == ["java"] and vp[0]["vm_name"] == "vm-r", vp
+    assert get("/api/vm-process-metrics/top?by=memory&vm_name=vm-r")[0]["memory_usage_mb"] == 2048.0
+    # ranges with a step, for a process and for the host
+    r = get("/api/host-process-metrics/range?host=node-r&process=trainer&pid=11&metric=power_consumption_watts&step=1m")
+    assert r["series"] == "host_process_metrics,host=node-r,pid=11,process=trainer power_consumption_watts", r
+    assert r["points"] and r["points"][-1][1] == 200.0, r
+    r = get("/api/host-process-metrics/range?host=node-r&metric=total_power_consumption")
+    assert r["points"][-1][1] == 150.0, r
+    r = get("/api/vm-process-metrics/range?vm_name=vm-r&process=java&pid=21")
+    assert r["metric"] == "cpu_usage_percent" and r["points"][-1][1] == 40.0, r
+    r = get("/api/vm-process-metrics/range?vm_name=vm-r&metric=total_memory_usage")
+    assert r["points"][-1][1] == 30.0, r
+    # the dashboard's aggregates
+    d = get("/api/dashboard/overview")
+    assert d["hosts"]["reporting"] >= 1 and d["vms"]["reporting"] >= 1, d
+    assert d["gpus"]["count"] >= 2 and d["power"]["total_watts_now"] >= 300.0, d
+    assert d["processes"]["live"] >= 3, d
+    # refusals
+    for path, code in (("/api/host-process-metrics/top?by=disk", "INVALID_QUERY"),
+                       ("/api/host-process-metrics/top?limit=0", "INVALID_QUERY"),
+                       ("/api/host-process-metrics/range?metric=total_cpu_usage", "INVALID_QUERY"),
+                       ("/api/host-process-metrics/range?host=node-r&metric=nope", "INVALID_QUERY"),
+                       ("/api/host-process-metrics/range?host=node-r&process=trainer", "INVALID_QUERY"),
+                       ("/api/host-process-metrics/range?host=node-r&pid=x1&process=a", "INVALID_QUERY")):
+        r = g.request("GET", path, headers={"X-API-Key": READ})
+        assert r.status == 400 and r.json()["error_code"] == code, (path, r.body)
+    assert g.request("GET", "/api/dashboard/overview").status == 401
+
+
+def test_live_topic_gets_each_push():
+    es = EventStream(g, "topic=matrix/hosts/node-live", headers={"X-API-Key": READ})
+    try:
+        assert es.response.status == 200, es.response.status
+        ok(push(agent_sample("node-live", procs=[proc(3, "busy", 77.0), proc(4, "idle", 1.0)])))
+        ev = es.next_event(timeout=10)
+        d = ev["data"].get("data", ev["data"])
+        assert d["id"] == "node-live" and d["source_type"] == "host", d
+        assert d["metrics"]["total_cpu_usage"] == 20.0 and d["processes"] == 2, d
+        assert d["top_processes"][0]["process_name"] == "busy", d
+    finally:
+        es.close()
+    anon = EventStream(g, "topic=matrix/vms/x")
+    assert anon.response.status == 401
+    anon.close()
+
+
+def write_lines(lines, grove=None, key=None):
+    r = (grove or g).request("POST", "/api/v1/write", body="\n".join(lines).encode(),
+                             headers={"X-API-Key": key or WRITE})
+    assert r.status == 204, r.body
+
+
+def test_telegraf_lines_feed_the_same_views():
+    """Lines as Telegraf's plugins write them (field sets from their READMEs)."""
+    ns = time.time_ns() // 10**9 * 10**9
+    write_lines([
+        "cpu,cpu=cpu-total,host=tele-1 usage_guest=0,usage_idle=87.5,usage_iowait=0.5,usage_irq=0,"
+        "usage_nice=0,usage_softirq=0.2,usage_steal=0.1,usage_system=4.1,usage_user=7.6 %d" % ns,
+        "cpu,cpu=cpu0,host=tele-1 usage_idle=80,usage_user=20 %d" % ns,
+        "cpu,cpu=cpu1,host=tele-1 usage_idle=95,usage_user=5 %d" % ns,
+        "mem,host=tele-1 active=3000000000i,available=9000000000i,available_percent=56.25,"
+        "buffered=100i,cached=200i,free=8000000000i,inactive=1i,slab=1i,total=16000000000i,"
+        "used=7000000000i,used_percent=43.75,swap_total=2000000000i,swap_free=1500000000i %d" % ns,
+        "system,host=tele-1 load1=1.25,load15=0.75,load5=1,n_cpus=2i,n_users=1i %d" % ns,
+        "procstat,host=tele-1,pidfile=/var/run/nginx.pid,process_name=nginx,user=www-data "
+        "cpu_time_user=0.14,cpu_usage=12.5,memory_rss=104857600i,memory_vms=4i,num_threads=4i,"
+        "pid=1234i,read_bytes=4096i,read_count=3i,write_bytes=8192i,write_count=2i %d" % ns,
+        "procstat,host=tele-1,pid=77,process_name=redis-server cpu_usage=3,memory_rss=1048576i %d" % ns,
+        "nvidia_smi,compute_mode=Default,host=tele-1,index=0,name=GeForce\\ GTX\\ 1070,pstate=P2,"
+        "uuid=GPU-823bc202-6279-6f2c-d729-868a30f14d96 fan_speed=100i,memory_free=7563i,"
+        "memory_total=8112i,memory_used=549i,power_draw=120.5,temperature_gpu=53i,"
+        "utilization_gpu=100i,utilization_memory=90i %d" % ns,
+        "powerstat_package,host=tele-1,package_id=0 current_dram_power_consumption_watts=2.96,"
+        "current_power_consumption_watts=10.92,thermal_design_power_watts=125 %d" % ns,
+    ])
+
+    def host():
+        hs = get("/api/host-process-metrics/hosts?host=tele-1")
+        return hs[0] if hs and hs[0]["live_processes"] == 2 and hs[0]["gpus"] else None
+    h = eventually(host, what="Telegraf lines in matrix's state")
+    assert h["total_cpu_usage"] == 12.5 and h["total_memory_usage"] == 43.75, h
+    assert h["total_gpu_usage"] == 100.0 and h["system_load_average"] == 1.25, h
+    assert abs(h["total_power_consumption"] - (10.92 + 2.96 + 120.5)) < 1e-9, h
+    assert h["metrics"]["cpu_cores_percent"] == [20.0, 5.0], h
+    assert h["gpus"][0]["name"] == "GeForce GTX 1070" and h["gpus"][0]["memory_used_bytes"] == 549 * 1048576, h
+    procs = {p["process_name"]: p for p in get("/api/host-process-metrics/latest?host=tele-1")}
+    assert procs["nginx"]["pid"] == 1234 and procs["nginx"]["memory_usage_mb"] == 100.0, procs
+    assert procs["nginx"]["user"] == "www-data" and procs["nginx"]["io_read_bytes"] == 4096.0, procs
+    assert procs["redis-server"]["pid"] == 77, procs
+    # the same series a push writes, and Telegraf's own stay as written
+    assert points("host_overall_metrics,host=tele-1 total_cpu_usage") == [[ns, 12.5]]
+    assert points("host_process_metrics,host=tele-1,pid=1234,process=nginx cpu_usage_percent") == [[ns, 12.5]]
+    assert points("host_gpu_metrics,gpu=0,host=tele-1 power_watts") == [[ns, 120.5]]
+    assert points("cpu,cpu=cpu-total,host=tele-1 usage_idle") == [[ns, 87.5]]
+
+
+def test_cap_of_processes_per_host_and_expiry():
+    b = Grove("--gate-refresh", "200ms", "--matrix-max-processes-per-host", "2",
+              "--matrix-process-expiry", "1s", web_root=False)
+    try:
+        w = key(b, "k-w", "write")
+        rk = key(b, "k-r", "read")
+        r = push(agent_sample("capped", procs=[proc(1, "a", 1.0), proc(2, "b", 2.0), proc(3, "c", 3.0)]),
+                 key=w, grove=b)
+        assert r.status == 422, r.body
+        e = r.json()
+        assert e["status"] == "error" and e["error_code"] == "TOO_MANY_PROCESSES", e
+        d = e["details"]
+        assert d["accepted_processes"] == 2 and d["refused_processes"] == 1, d
+        assert d["max_processes_per_host"] == 2 and d["host"] == "capped", d
+        assert d["refused"] == [{"pid": 1, "process_name": "a"}], d
+        # what was accepted stays: the host, and two processes
+        live = get("/api/host-process-metrics/latest?host=capped", grove=b, key=rk)
+        assert sorted(p["process_name"] for p in live) == ["b", "c"], live
+        assert points("host_process_metrics,host=capped,pid=3,process=c cpu_usage_percent", b, rk)
+        assert not points("host_process_metrics,host=capped,pid=1,process=a cpu_usage_percent", b, rk)
+        # known processes go on being taken; b alone now: c expires, then a new one fits
+        def c_gone():
+            ok(push(agent_sample("capped", procs=[proc(2, "b", 2.5)]), key=w, grove=b))
+            names = [p["process_name"] for p in get("/api/host-process-metrics/latest?host=capped",
+                                                    grove=b, key=rk)]
+            return names == ["b"]
+        eventually(c_gone, timeout=15, what="process c expired")
+        ok(push(agent_sample("capped", procs=[proc(2, "b", 2.5), proc(9, "new", 1.0)]), key=w, grove=b))
+        live = get("/api/host-process-metrics/latest?host=capped", grove=b, key=rk)
+        assert sorted(p["process_name"] for p in live) == ["b", "new"], live
+    finally:
+        b.stop()
 
 
 if __name__ == "__main__":

@@ -402,6 +402,16 @@ static int matrix_command(int argc, char **argv) {
  * changing the catalogue needs the admin scope. */
 static const struct route_def matrix_routes[] = {
     {"POST", "/api/monitoring/push-metrics", matrix_handle_push, .scopes = GATE_WRITE},
+    {"GET", "/api/v1/metrics/vm-snapshot", matrix_handle_vm_snapshot, .scopes = GATE_READ},
+    {"GET", "/api/host-process-metrics/hosts", matrix_handle_host_list, .scopes = GATE_READ},
+    {"GET", "/api/host-process-metrics/latest", matrix_handle_host_latest, .scopes = GATE_READ},
+    {"GET", "/api/host-process-metrics/top", matrix_handle_host_top, .scopes = GATE_READ},
+    {"GET", "/api/host-process-metrics/range", matrix_handle_host_range, .scopes = GATE_READ},
+    {"GET", "/api/vm-process-metrics/vms", matrix_handle_vm_list, .scopes = GATE_READ},
+    {"GET", "/api/vm-process-metrics/latest", matrix_handle_vm_latest, .scopes = GATE_READ},
+    {"GET", "/api/vm-process-metrics/top", matrix_handle_vm_top, .scopes = GATE_READ},
+    {"GET", "/api/vm-process-metrics/range", matrix_handle_vm_range, .scopes = GATE_READ},
+    {"GET", "/api/dashboard/overview", matrix_handle_dashboard, .scopes = GATE_READ},
     {"POST", "/api/model/simulate-performance", matrix_handle_simulate, .scopes = GATE_READ},
     {"GET", "/api/model/get-model-data", matrix_handle_models, .scopes = GATE_READ},
     {"GET", "/api/hardware-specs", matrix_handle_hardware_list, .scopes = GATE_READ},

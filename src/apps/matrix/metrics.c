@@ -24,6 +24,7 @@
 #include "apps/matrix/matrix.h"
 #include "core/array.h"
 #include "core/error.h"
+#include "core/jsonout.h"
 #include "core/log.h"
 #include "core/map.h"
 #include "core/periodic.h"
@@ -113,8 +114,8 @@ static void sqlb_param(struct sqlb *q, const char *v, const char *type) {
                : buf_printf(&q->sql, "$%zu", q->n);
 }
 static void sqlb_num(struct sqlb *q, double v, bool have) {
-  char t[32];
-  if (have) snprintf(t, sizeof t, "%.17g", v);
+  char t[JSONOUT_DOUBLE_MAX];
+  if (have) jsonout_double(t, v);
   sqlb_param(q, have && isfinite(v) ? t : NULL, "DOUBLE PRECISION");
 }
 static void sqlb_int(struct sqlb *q, int64_t v, bool have) {
@@ -237,7 +238,7 @@ static char *host_json(const struct mx_sample *s) {
     for (size_t i = 0; i < s->ncores; i++) json_array_append_new(a, jnum(s->cores[i]));
     json_object_set_new(o, "cpu_cores_percent", a);
   }
-  char *text = json_object_size(o) ? json_dumps(o, JSON_COMPACT) : NULL;
+  char *text = json_object_size(o) ? jsonout_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
   return text;
 }
@@ -464,7 +465,7 @@ static void publish(struct matrix *m, const struct mx_sample *s, const bool *kee
   json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:o}", "source_type", s->vm ? "vm" : "host",
                         "id", id, "timestamp", ts, "metrics", mt, "processes",
                         (json_int_t)s->nprocs, "gpus", (json_int_t)s->ngpus, "top_processes", tp);
-  char *text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  char *text = o ? jsonout_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
   if (text) hub_publish_coalesced(m->ctx.hub, topic, text, strlen(text), m->mcfg.publish_ms);
   free(text);
@@ -619,8 +620,8 @@ static uint64_t sweep(void *arg) {
       "DELETE FROM matrix_gpus WHERE seen < CAST($1 AS BIGINT)",
       "DELETE FROM matrix_push_keys WHERE at < CAST($1 AS BIGINT) AND status > 0",
       /* past --matrix-idempotency-max keys, the oldest go */
-      "DELETE FROM matrix_push_keys WHERE status > 0 AND at < (SELECT at FROM matrix_push_keys"
-      " ORDER BY at DESC LIMIT 1 OFFSET CAST($1 AS INTEGER))",
+      ("DELETE FROM matrix_push_keys WHERE status > 0 AND at < (SELECT at FROM matrix_push_keys"
+       " ORDER BY at DESC LIMIT 1 OFFSET CAST($1 AS INTEGER))"),
   };
   const char *arg1[] = {cut, cut, keys, max};
   for (size_t i = 0; i < ARRAY_LEN(sql); i++) {
@@ -636,10 +637,12 @@ static uint64_t sweep(void *arg) {
 }
 
 int matrix_metrics_start(struct matrix *m) {
-  return periodic_start(&m->sweeper, 1000, sweep, m);
+  int rc = periodic_start(&m->sweeper, 1000, sweep, m);
+  return rc ? rc : matrix_telegraf_start(m);
 }
 
 void matrix_metrics_stop(struct matrix *m) {
+  matrix_telegraf_stop(m);
   periodic_stop(m->sweeper);
   m->sweeper = NULL;
 }
@@ -672,7 +675,7 @@ static void answer_error(struct push_job *j, int status, const char *code, const
                         details ? details : json_object());
   j->status = status;
   free(j->answer);
-  j->answer = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  j->answer = o ? jsonout_dumps(o, JSON_COMPACT) : NULL;
   json_decref(o);
 }
 
@@ -777,7 +780,7 @@ static void push_work(void *arg) {
     if (j->shown_key[0]) json_object_set_new(meta, "idempotency_key", json_string(j->shown_key));
     json_t *o = json_pack("{s:o,s:o}", "data", data, "metadata", meta);
     j->status = 200;
-    j->answer = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    j->answer = o ? jsonout_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
   }
   mx_batch_release(&b);

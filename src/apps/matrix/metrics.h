@@ -83,14 +83,10 @@ void matrix_handle_host_list(struct http_req *r);
 void matrix_handle_host_latest(struct http_req *r);
 void matrix_handle_host_top(struct http_req *r);
 void matrix_handle_host_range(struct http_req *r);
-void matrix_handle_host_process(struct http_req *r);
-void matrix_handle_host_process_range(struct http_req *r);
 void matrix_handle_vm_list(struct http_req *r);
 void matrix_handle_vm_latest(struct http_req *r);
 void matrix_handle_vm_top(struct http_req *r);
 void matrix_handle_vm_range(struct http_req *r);
-void matrix_handle_vm_process(struct http_req *r);
-void matrix_handle_vm_process_range(struct http_req *r);
 void matrix_handle_dashboard(struct http_req *r);
 
 #endif
