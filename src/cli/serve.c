@@ -351,6 +351,9 @@ int cmd_serve(int argc, char **argv) {
       snprintf(err, sizeof err, "cannot share live topics: %s", grove_strerror(e));
     else if (!e)
       e = gate_attach_broker(gate, broker, err, sizeof err);
+    if (!e && (e = jobs_attach_broker(jobs, broker)))
+      snprintf(err, sizeof err, "cannot wake other instances' job workers: %s",
+               grove_strerror(e));
     if (e) {
       log_error(NULL, "cannot start the broker", "error=\"%s\"", err);
       goto out;

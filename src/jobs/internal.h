@@ -36,6 +36,7 @@ struct jobs {
   struct store *st;
   struct hub *hub;
   struct metrics *m;
+  struct broker *broker;         /* NULL: no other instance to wake */
   bool pg;                       /* SKIP LOCKED is spoken */
   unsigned char id_key[32];      /* signs task ids with their owner (jobs_meta) */
   struct jobs_clock clock;

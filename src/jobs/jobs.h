@@ -42,6 +42,7 @@
 
 struct jobs;
 struct jobs_run;
+struct broker;
 struct hub;
 struct metrics;
 struct router;
@@ -118,6 +119,13 @@ int jobs_queue_priority(const char *queue);
  * error (reading the task id key), or the hub's (a second rule for jobs/). */
 int jobs_create(struct jobs **out, const struct jobs_cfg *cfg, struct store *st,
                 struct hub *hub, struct metrics *m, char *err, size_t errlen);
+/* Wakes the workers of every instance when jobs land, not only this
+ * one's: after each group commit that added jobs, a message on the
+ * broker channel "grove:jobs" (at most once: an instance that misses it
+ * finds the jobs at its next --jobs-poll), and a message from another
+ * instance wakes this one's dispatcher. Before broker_start and
+ * jobs_start. Returns 0 or broker_subscribe's error. */
+int jobs_attach_broker(struct jobs *j, struct broker *b);
 /* Stops workers (jobs_stop with no wait) and frees. NULL is fine. */
 void jobs_destroy(struct jobs *j);
 

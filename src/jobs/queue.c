@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "broker/broker.h"
 #include "core/error.h"
 #include "core/jsonout.h"
 #include "core/log.h"
@@ -711,6 +712,22 @@ static void finish(struct jobs *j, struct jobs_pending *p) {
     succeeded(j, &p->c);
 }
 
+#define JOBS_CHANNEL "grove:jobs"
+
+static void on_jobs_landed(const char *channel, const char *msg, size_t len, void *arg) {
+  (void)channel;
+  (void)msg;
+  (void)len;
+  jobs_wake(arg);
+}
+
+int jobs_attach_broker(struct jobs *j, struct broker *b) {
+  int rc = broker_subscribe(b, JOBS_CHANNEL, on_jobs_landed, j);
+  if (!rc)
+    j->broker = b;
+  return rc;
+}
+
 static void *committer(void *arg) {
   struct jobs *j = arg;
   pthread_mutex_lock(&j->glock);
@@ -733,10 +750,14 @@ static void *committer(void *arg) {
     pthread_mutex_unlock(&j->glock);
     commit_batch(j, batch);
     int nasync = 0;
+    bool added = false;
     for (struct jobs_pending *p = batch; p; p = p->next) {
       finish(j, p);
       nasync += p->async;
+      added |= p->kind == P_ENQUEUE && p->rc == 0;
     }
+    if (added && j->broker) /* the other instances' workers */
+      broker_publish(j->broker, JOBS_CHANNEL, "1", 1);
     pthread_mutex_lock(&j->glock);
     for (struct jobs_pending *p = batch, *next; p; p = next) {
       next = p->next;

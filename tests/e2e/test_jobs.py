@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from grove import GROVE, EventStream, Grove, Postgres, eventually, main, stop_all
+from grove import GROVE, EventStream, Grove, Postgres, Redis, eventually, main, stop_all
 
 g = None
 ADMIN = None
@@ -231,11 +231,13 @@ def counter(srv, name):
 
 
 def test_two_instances_on_postgres_complete_each_job_exactly_once():
-    pg = Postgres()
+    # with a broker: each instance's enqueues wake the other's workers
+    pg, redis = Postgres(), Redis()
     a = b = None
     try:
-        a = Grove("--store", pg.url, "--jobs-lease", "2s", "--jobs-concurrency", "default=8", *NOLIMIT)
-        b = Grove("--store", pg.url, "--jobs-lease", "2s", "--jobs-concurrency", "default=8", *NOLIMIT)
+        shared = ["--store", pg.url, "--broker", redis.url, "--jobs-lease", "2s"]
+        a = Grove(*shared, "--jobs-concurrency", "default=8", *NOLIMIT)
+        b = Grove(*shared, "--jobs-concurrency", "default=8", *NOLIMIT)
         k = key("read,write,admin", "--store", pg.url)
         ids = []
         lock = threading.Lock()
@@ -263,7 +265,28 @@ def test_two_instances_on_postgres_complete_each_job_exactly_once():
         # either instance answers for any job
         assert state(a, k, ids[-1]) == "succeeded" and state(b, k, ids[0]) == "succeeded"
     finally:
-        stop_all(a, b, pg)
+        stop_all(a, b, pg, redis)
+
+
+def test_an_api_instance_wakes_a_worker_instance_through_the_broker():
+    # b runs the workers, a only takes requests; a's enqueues reach b's
+    # dispatcher as broker messages
+    pg, redis = Postgres(), Redis()
+    a = b = None
+    try:
+        shared = ["--store", pg.url, "--broker", redis.url, *NOLIMIT]
+        a = Grove(*shared, "--role", "api")
+        b = Grove(*shared, "--role", "worker")
+        k = key("read,write,admin", "--store", pg.url)
+        for i in range(20):
+            r = enqueue(a, k, {"type": "jobs.noop"})
+            assert r.status == 201, r.body
+            tid = r.json()["data"]["task_id"]
+            eventually(lambda: state(a, k, tid) == "succeeded", timeout=30, what="job %d to succeed" % i)
+        assert counter(b, "grove_jobs_succeeded_total") == 20
+        assert counter(a, "grove_jobs_succeeded_total") == 0
+    finally:
+        stop_all(a, b, pg, redis)
 
 
 if __name__ == "__main__":
