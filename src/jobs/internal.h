@@ -23,6 +23,10 @@ struct jobs_queue_stat {
   int limit;            /* running at most in this process */
   int running;          /* under jobs->wlock */
   bool handled;         /* a registered type runs in it: workers claim from it */
+  /* prefetch (worker.c, under jobs->wlock): claimed jobs waiting for a
+   * slot of this queue, oldest first, a ring of rcap (2 × limit) */
+  struct jobs_ready *ready;
+  int rhead, nready, rcap;
   struct metric *enqueued, *started, *succeeded, *failed, *dead, *depth, *wait, *run;
 };
 
@@ -30,6 +34,7 @@ struct pool;
 struct periodic;
 struct jobs_pending; /* an enqueue waiting for its commit (queue.c) */
 struct jobs_slot;    /* a worker thread's job (worker.c) */
+struct jobs_ready;   /* a prefetched claim (worker.c) */
 
 struct jobs {
   struct jobs_cfg cfg;
@@ -67,7 +72,7 @@ struct jobs {
   struct periodic *sweeper;      /* retention (jobs_sweep) */
   int64_t next_reap;             /* the dispatcher's */
   struct jobs_slot *slots;
-  struct jobs_claim *claims;     /* the dispatcher's batch (nslots) */
+  struct jobs_claim *claims;     /* the dispatcher's batch (2 × nslots) */
   int nslots;
   char worker_name[96];
 };

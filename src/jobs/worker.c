@@ -1,13 +1,15 @@
 /* worker.c — the workers: one dispatcher (a core/periodic.h thread, woken
- * at once by an enqueue here or a slot that frees, else every --jobs-poll)
- * claims runnable jobs, highest priority queue first and each queue up to
- * its concurrency limit, as many as have room in one statement, and hands
- * each to a worker thread (a net/pool.h pool with one thread per slot),
- * where the type's handler runs. A success is recorded in the next group
- * commit without holding the slot (jobs_complete_async), so a slot takes
- * its next job while the last one's row is being committed, and the
- * completions of many slots share one statement and one commit. The
- * dispatcher also
+ * at once by an enqueue here or elsewhere, a slot that frees or a prefetch
+ * running low, else every --jobs-poll) claims runnable jobs, highest
+ * priority queue first, as many as have room in one statement, and hands
+ * them to worker threads (a net/pool.h pool with one thread per slot),
+ * where the type's handler runs; each queue runs at most its concurrency
+ * limit at once. It claims up to that limit again ahead (the prefetch), so
+ * a slot that finishes takes its next job from memory at once while the
+ * dispatcher claims more: no commit and no thread switch between two jobs
+ * of a busy queue. A success is recorded in the next group commit without
+ * holding the slot (jobs_complete_async), so the completions of many slots
+ * share one statement and one commit. The dispatcher also
  * renews the leases of running jobs (every third of --jobs-lease: the
  * heartbeat, so a handler never has to), passes on cancels it learns of
  * while renewing, and settles expired leases of any instance (the
@@ -35,6 +37,18 @@ struct jobs_run {
   atomic_bool lost;   /* the lease is no longer ours: nothing will be recorded */
   char *result;
   char error[512];
+};
+
+/* Slots the dispatcher starts per queue and pass at most (the rest at the
+ * next pass, which a started slot's end brings). */
+#define JOBS_MAX_SLOTS_START 256
+
+/* A claim waiting in a queue's prefetch: its lease is renewed like a
+ * running one's; a cancel learnt meanwhile ends it without a run. */
+struct jobs_ready {
+  struct jobs_claim c;
+  int64_t next_renew;
+  bool cancel;
 };
 
 struct jobs_slot {
@@ -124,29 +138,60 @@ static void record(struct jobs *j, struct jobs_run *run, enum jobs_outcome o) {
               "id=%s error=\"%s\"", c->id, grove_strerror(rc));
 }
 
+/* Moves the oldest prefetched claim of q into slot s (under wlock). */
+static void take_ready(struct jobs *j, struct jobs_slot *s, struct jobs_queue_stat *q,
+                       int64_t now) {
+  struct jobs_ready *r = &q->ready[q->rhead];
+  q->rhead = (q->rhead + 1) % q->rcap;
+  q->nready--;
+  memset(&s->run, 0, sizeof s->run);
+  s->run.j = j;
+  s->run.c = r->c;
+  s->run.te = jobs_type_find(j, r->c.type);
+  atomic_store(&s->run.cancel, r->cancel);
+  s->q = q;
+  s->started_ms = now;
+  s->next_renew = r->next_renew;
+}
+
+/* Runs the slot's job, then the next prefetched ones of its queue while
+ * there are any, then frees the slot. */
 static void slot_run(struct pool_job *pj, bool cancelled) {
   struct jobs_slot *s = (struct jobs_slot *)pj;
   struct jobs *j = s->j;
   struct jobs_run *run = &s->run;
   (void)cancelled; /* slots are never cancelled in the pool */
-  if (!run->te) {
-    jobs_fail(j, &run->c, "no handler for this job type in this process", true, NULL);
-  } else {
-    enum jobs_outcome o = run->te->t.handler(run, run->te->arg);
-    if (o != JOBS_DONE && o != JOBS_RETRY && o != JOBS_PERMANENT)
-      o = JOBS_RETRY;
-    record(j, run, o);
+  for (;;) {
+    if (!run->te) {
+      jobs_fail(j, &run->c, "no handler for this job type in this process", true, NULL);
+    } else if (atomic_load(&run->cancel)) {
+      record(j, run, JOBS_RETRY); /* cancelled while it waited: recorded, not run */
+    } else {
+      enum jobs_outcome o = run->te->t.handler(run, run->te->arg);
+      if (o != JOBS_DONE && o != JOBS_RETRY && o != JOBS_PERMANENT)
+        o = JOBS_RETRY;
+      record(j, run, o);
+    }
+    free(run->result);
+    run->result = NULL;
+    jobs_claim_release(&run->c);
+    pthread_mutex_lock(&j->wlock);
+    struct jobs_queue_stat *q = s->q;
+    if (q->nready > 0 && !atomic_load(&j->stopping)) {
+      take_ready(j, s, q, jobs_now(j));
+      if (q->nready <= q->rcap / 4 && j->dispatcher) /* claim more meanwhile */
+        periodic_wake(j->dispatcher);
+      pthread_mutex_unlock(&j->wlock);
+      continue;
+    }
+    s->busy = false;
+    q->running--;
+    if (j->dispatcher)
+      periodic_wake(j->dispatcher);
+    pthread_cond_broadcast(&j->wwake); /* jobs_stop waits for slots */
+    pthread_mutex_unlock(&j->wlock);
+    return;
   }
-  free(run->result);
-  run->result = NULL;
-  jobs_claim_release(&run->c);
-  pthread_mutex_lock(&j->wlock);
-  s->busy = false;
-  s->q->running--;
-  if (j->dispatcher)
-    periodic_wake(j->dispatcher);
-  pthread_cond_broadcast(&j->wwake); /* jobs_stop waits for slots */
-  pthread_mutex_unlock(&j->wlock);
 }
 
 /* ---- the dispatcher ----------------------------------------------------- */
@@ -164,31 +209,65 @@ static struct jobs_slot *free_slot(struct jobs *j) {
   return NULL;
 }
 
-/* Renews the leases that are due; a refused renewal marks the run lost. */
+/* Renews the leases that are due, of running and prefetched claims: a
+ * refused renewal marks a run lost and drops a prefetched claim (the
+ * reaper took it); a cancel learnt is passed on. */
 static void renew_due(struct jobs *j, int64_t now) {
   int64_t every = (int64_t)j->cfg.lease_ms / 3;
-  for (int i = 0; i < j->nslots; i++) {
-    struct jobs_slot *s = &j->slots[i];
+  for (;;) {
     char id[JOBS_ID_LEN];
-    int64_t token;
+    int64_t token = 0;
+    bool due = false;
     pthread_mutex_lock(&j->wlock);
-    bool due = s->busy && now >= s->next_renew;
-    if (due) {
-      memcpy(id, s->run.c.id, sizeof id);
-      token = s->run.c.token;
-      s->next_renew = now + every;
+    for (int i = 0; i < j->nslots && !due; i++) {
+      struct jobs_slot *s = &j->slots[i];
+      if ((due = s->busy && now >= s->next_renew)) {
+        memcpy(id, s->run.c.id, sizeof id);
+        token = s->run.c.token;
+        s->next_renew = now + every;
+      }
+    }
+    for (int k = 0; k < j->nqueues && !due; k++) {
+      struct jobs_queue_stat *q = &j->queues[k];
+      for (int i = 0; i < q->nready && !due; i++) {
+        struct jobs_ready *r = &q->ready[(q->rhead + i) % q->rcap];
+        if ((due = now >= r->next_renew)) {
+          memcpy(id, r->c.id, sizeof id);
+          token = r->c.token;
+          r->next_renew = now + every;
+        }
+      }
     }
     pthread_mutex_unlock(&j->wlock);
     if (!due)
-      continue;
+      return;
     bool cancel = false;
     int rc = jobs_renew(j, id, token, &cancel);
     pthread_mutex_lock(&j->wlock);
-    if (s->busy && s->run.c.token == token && strcmp(s->run.c.id, id) == 0) {
-      if (rc == GROVE_EPERM)
-        atomic_store(&s->run.lost, true);
-      if (cancel)
-        atomic_store(&s->run.cancel, true);
+    for (int i = 0; i < j->nslots; i++) {
+      struct jobs_slot *s = &j->slots[i];
+      if (s->busy && s->run.c.token == token && strcmp(s->run.c.id, id) == 0) {
+        if (rc == GROVE_EPERM)
+          atomic_store(&s->run.lost, true);
+        if (cancel)
+          atomic_store(&s->run.cancel, true);
+      }
+    }
+    for (int k = 0; k < j->nqueues; k++) {
+      struct jobs_queue_stat *q = &j->queues[k];
+      for (int i = 0; i < q->nready; i++) {
+        struct jobs_ready *r = &q->ready[(q->rhead + i) % q->rcap];
+        if (r->c.token != token || strcmp(r->c.id, id) != 0)
+          continue;
+        r->cancel |= cancel;
+        if (rc == GROVE_EPERM) { /* lost: out of the ring, the rest moved up */
+          jobs_claim_release(&r->c);
+          for (int m = i; m + 1 < q->nready; m++)
+            q->ready[(q->rhead + m) % q->rcap] = q->ready[(q->rhead + m + 1) % q->rcap];
+          q->nready--;
+        }
+        break;
+      }
     }
     pthread_mutex_unlock(&j->wlock);
   }
@@ -203,49 +282,36 @@ static void claim_all(struct jobs *j, int64_t now) {
     if (j->queues[i].handled)
       order[n++] = &j->queues[i];
   qsort(order, (size_t)n, sizeof order[0], by_priority);
+  int64_t renew_at = now + (int64_t)j->cfg.lease_ms / 3;
   for (int i = 0; i < n && !atomic_load(&j->stopping); i++) {
     struct jobs_queue_stat *q = order[i];
+    /* room: a running slot and a prefetched job for each of the limit */
     pthread_mutex_lock(&j->wlock);
-    int room = q->limit - q->running, idle = 0;
-    for (int k = 0; k < j->nslots; k++)
-      idle += !j->slots[k].busy;
+    int room = q->limit + q->rcap / 2 - q->running - q->nready;
     pthread_mutex_unlock(&j->wlock);
-    if (room > idle)
-      room = idle;
-    if (room <= 0)
-      continue;
     int got = 0;
-    if (jobs_claim_batch(j, q->name, j->worker_name, room, j->claims, &got))
-      continue; /* none runnable (or the store failed: the next tick tries again) */
+    if (room > 0 && jobs_claim_batch(j, q->name, j->worker_name, room, j->claims, &got))
+      got = 0; /* none runnable (or the store failed: the next pass tries again) */
+    /* into the ring, then into every slot the queue may still fill */
+    struct jobs_slot *start[JOBS_MAX_SLOTS_START];
+    int nstart = 0;
+    pthread_mutex_lock(&j->wlock);
     for (int c = 0; c < got; c++) {
-      pthread_mutex_lock(&j->wlock);
-      struct jobs_slot *s = free_slot(j);
-      if (!s) { /* cannot happen: room <= idle slots, and only this thread fills them */
-        pthread_mutex_unlock(&j->wlock);
-        jobs_hand_back(j, &j->claims[c]);
-        jobs_claim_release(&j->claims[c]);
-        continue;
-      }
-      memset(&s->run, 0, sizeof s->run);
-      s->run.j = j;
-      s->run.c = j->claims[c];
-      s->run.te = jobs_type_find(j, s->run.c.type);
-      s->q = q;
-      s->busy = true;
-      s->started_ms = now;
-      s->next_renew = now + (int64_t)j->cfg.lease_ms / 3;
-      q->running++;
-      pthread_mutex_unlock(&j->wlock);
-      s->pj.run = slot_run;
-      if (pool_submit(j->pool, &s->pj)) { /* cannot happen: a thread per slot */
-        jobs_hand_back(j, &s->run.c);
-        jobs_claim_release(&s->run.c);
-        pthread_mutex_lock(&j->wlock);
-        s->busy = false;
-        q->running--;
-        pthread_mutex_unlock(&j->wlock);
-      }
+      struct jobs_ready *r = &q->ready[(q->rhead + q->nready) % q->rcap];
+      *r = (struct jobs_ready){j->claims[c], renew_at, false};
+      q->nready++; /* room kept it within rcap: only this thread adds */
     }
+    while (q->nready > 0 && q->running < q->limit && nstart < JOBS_MAX_SLOTS_START) {
+      struct jobs_slot *s = free_slot(j); /* there is one: Σ limits slots */
+      s->busy = true;
+      q->running++;
+      take_ready(j, s, q, now);
+      s->pj.run = slot_run;
+      start[nstart++] = s;
+    }
+    pthread_mutex_unlock(&j->wlock);
+    for (int k = 0; k < nstart; k++)
+      pool_submit(j->pool, &start[k]->pj); /* a thread per slot: never full */
   }
 }
 
@@ -303,6 +369,37 @@ static uint64_t sweep(void *arg) {
 
 static int start_workers(struct jobs *j);
 
+static void free_rings(struct jobs *j) {
+  for (int i = 0; i < j->nqueues; i++) {
+    free(j->queues[i].ready);
+    j->queues[i].ready = NULL;
+    j->queues[i].rcap = j->queues[i].nready = 0;
+  }
+}
+
+/* Hands every prefetched claim back (queued again, the attempt not
+ * counted): stopping. */
+static void hand_back_ready(struct jobs *j) {
+  for (int k = 0; k < j->nqueues; k++) {
+    struct jobs_queue_stat *q = &j->queues[k];
+    for (;;) {
+      pthread_mutex_lock(&j->wlock);
+      if (!q->nready) {
+        pthread_mutex_unlock(&j->wlock);
+        break;
+      }
+      struct jobs_claim c = q->ready[q->rhead].c;
+      q->rhead = (q->rhead + 1) % q->rcap;
+      q->nready--;
+      pthread_mutex_unlock(&j->wlock);
+      if (jobs_hand_back(j, &c))
+        log_warn(NULL, "cannot hand a prefetched job back; its lease will expire", "id=%s",
+                 c.id);
+      jobs_claim_release(&c);
+    }
+  }
+}
+
 int jobs_start(struct jobs *j) {
   if (j->wstarted)
     return 0;
@@ -321,8 +418,18 @@ static int start_workers(struct jobs *j) {
   if (n == 0)
     return 0; /* no job type here */
   j->slots = calloc((size_t)n, sizeof *j->slots);
-  j->claims = calloc((size_t)n, sizeof *j->claims);
-  if (!j->slots || !j->claims) {
+  j->claims = calloc((size_t)n * 2, sizeof *j->claims);
+  bool ok = j->slots && j->claims;
+  for (int i = 0; ok && i < j->nqueues; i++) {
+    struct jobs_queue_stat *q = &j->queues[i];
+    if (!q->handled)
+      continue;
+    q->rcap = 2 * q->limit;
+    q->rhead = q->nready = 0;
+    ok = (q->ready = calloc((size_t)q->rcap, sizeof *q->ready)) != NULL;
+  }
+  if (!ok) {
+    free_rings(j);
     free(j->slots);
     free(j->claims);
     j->slots = NULL;
@@ -345,6 +452,7 @@ static int start_workers(struct jobs *j) {
   pthread_mutex_unlock(&j->wlock);
   if (rc) {
     j->pool = NULL;
+    free_rings(j);
     free(j->slots);
     free(j->claims);
     j->slots = NULL;
@@ -383,10 +491,12 @@ void jobs_stop(struct jobs *j, uint64_t timeout_ms) {
       break;
   int left = busy_count(j);
   pthread_mutex_unlock(&j->wlock);
-  jobs_drain(j); /* the successes already returned are committed */
+  hand_back_ready(j); /* slots take no more: stopping */
+  jobs_drain(j);      /* the successes already returned are committed */
   if (left == 0) {
     pool_destroy(j->pool);
     j->pool = NULL;
+    free_rings(j);
     free(j->slots);
     free(j->claims);
     j->slots = NULL;

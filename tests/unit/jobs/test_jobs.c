@@ -534,6 +534,17 @@ TEST(queue_stats_count_depth_running_and_dead) {
 
 /* ---- workers (real time; waits for conditions) -------------------------- */
 
+static long long count_state(struct store *s, const char *state) {
+  struct store_rows *r = NULL;
+  char err[256];
+  const char *p[] = {state};
+  CHECK(store_query(s, "SELECT COUNT(*) AS n FROM jobs_jobs WHERE state = $1", p, 1, &r, err,
+                    sizeof err) == 0);
+  long long n = strtoll(store_rows_get(r, 0, "n"), NULL, 10);
+  store_rows_free(r);
+  return n;
+}
+
 static void wait_state(struct jobs *j, const char *id, const char *want) {
   for (int i = 0; i < 5000; i++) {
     if (strcmp(state_of(j, id), want) == 0)
@@ -590,6 +601,30 @@ TEST(stop_hands_running_jobs_back_without_counting_the_attempt) {
   jobs_stop(j, 5000); /* h_long sees jobs_check() and returns */
   CHECK_EQ_STR(state_of(j, id), "queued");
   CHECK_EQ_INT(field_int(j, id, "attempts"), 0);
+  jobs_destroy(j);
+  store_close(s);
+}
+
+/* A queue runs at most its limit at once (generation=2) and claims as
+ * many again ahead; on stop the running and the prefetched jobs all go
+ * back, none of their attempts counted. */
+TEST(workers_run_the_limit_prefetch_as_many_and_hand_all_back_on_stop) {
+  struct store *s = open_store();
+  struct jobs *j = open_jobs(s, true, false);
+  atomic_store(&runs, 0);
+  CHECK(jobs_start(j) == 0);
+  char ids[7][JOBS_ID_LEN];
+  for (int i = 0; i < 7; i++)
+    enqueue(j, "t.long", "u1", NULL, ids[i], NULL);
+  for (int k = 0; k < 5000 && count_state(s, "running") < 4; k++)
+    usleep(2000);
+  CHECK_EQ_INT(count_state(s, "running"), 4); /* 2 running, 2 claimed ahead */
+  CHECK_EQ_INT(count_state(s, "queued"), 3);
+  CHECK(atomic_load(&runs) <= 2);
+  jobs_stop(j, 5000);
+  CHECK_EQ_INT(count_state(s, "queued"), 7);
+  for (int i = 0; i < 7; i++)
+    CHECK_EQ_INT(field_int(j, ids[i], "attempts"), 0);
   jobs_destroy(j);
   store_close(s);
 }
@@ -733,6 +768,7 @@ static const struct test tests[] = {
     T(workers_run_handlers_and_record_results),
     T(cancel_reaches_a_running_handler),
     T(stop_hands_running_jobs_back_without_counting_the_attempt),
+    T(workers_run_the_limit_prefetch_as_many_and_hand_all_back_on_stop),
     T(a_batch_enqueue_commits_all_or_none),
     T(concurrent_completions_are_fenced_one_by_one),
     T(retention_deletes_finished_jobs_after_their_time_and_keeps_dead_ones),
