@@ -213,6 +213,7 @@ struct sim_req {
   enum mx_recompute recompute;
   int flash;
   double max_latency_ms, min_qps, budget;  /* NAN: no requirement */
+  int every;                     /* every catalogue configuration (recommend.c) */
   json_t *assumptions;
 };
 
@@ -425,6 +426,15 @@ static int parse(struct sim_job *j) {
 
   s = NULL;
   if (get_str(j, o, "hardware", "hardware_name", &s) < 0) return -1;
+  if (q->every) {
+    static const char *const fixed[] = {"hardware", "hardware_name", "gpu_count",
+                                        "tensor_parallel", "pipeline_parallel"};
+    for (size_t i = 0; i < ARRAY_LEN(fixed); i++)
+      if (json_object_get(o, fixed[i]))
+        return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", fixed[i]),
+                   "field '%s' does not apply: every catalogue configuration is ranked",
+                   fixed[i]);
+  }
   if (s) {
     char hw[256];
     snprintf(hw, sizeof hw, "%s", s);
@@ -688,6 +698,11 @@ static int simulate(struct sim_job *j, const struct mx_factors *f) {
   const struct mx_catalog *cat = j->cat;
   json_t *configs = json_array(), *excluded = json_array();
   static const int counts[] = {1, 2, 4, 8};
+  /* ranking every configuration (recommend.c): training over 8 to 512
+   * GPUs, data parallel */
+  static const int train_counts[] = {8, 16, 32, 64, 128, 256, 512};
+  const int *cnt = q->every && q->training ? train_counts : counts;
+  size_t ncnt = q->every && q->training ? ARRAY_LEN(train_counts) : ARRAY_LEN(counts);
   int single = q->hw && (q->gpu_count || q->tp);
   int last_code = 0;
   char why[300] = "";
@@ -695,11 +710,11 @@ static int simulate(struct sim_job *j, const struct mx_factors *f) {
   for (size_t h = 0; h < cat->n_hw; h++) {
     const struct mx_hw *hw = &cat->hw[h];
     if (q->hw ? hw != q->hw : strcmp(hw->kind, "gpu") != 0) continue;
-    for (size_t k = 0; k < ARRAY_LEN(counts); k++) {
+    for (size_t k = 0; k < ncnt; k++) {
       long gpus = q->gpu_count ? q->gpu_count
-                  : q->training ? 8
+                  : q->training && !q->every ? 8
                   : q->tp ? q->tp * (q->pp ? q->pp : 1)
-                  : counts[k];
+                  : cnt[k];
       long pp = q->pp ? q->pp : 1;
       long tp = q->tp ? q->tp : q->training ? 1 : gpus / pp;
       int code;
@@ -723,12 +738,14 @@ static int simulate(struct sim_job *j, const struct mx_factors *f) {
         json_array_append_new(excluded, json_pack("{s:s,s:i,s:s}", "hardware", hw->name,
                                                   "gpu_count", (int)gpus, "reason", why));
       }
-      if (q->gpu_count || q->training || q->tp) break;
+      if (q->gpu_count || (q->training && !q->every) || q->tp) break;
     }
   }
   if (q->hw && !q->gpu_count && !q->tp && !q->training)
     assume(q, "gpu_count: the smallest of 1, 2, 4, 8 that fits (tensor parallel)");
-  if (q->training && !q->gpu_count) assume(q, "gpu_count = 8 (data parallel)");
+  if (q->training && !q->gpu_count)
+    assume(q, q->every ? "gpu_count: 8, 16, 32, 64, 128, 256 and 512 (data parallel)"
+                       : "gpu_count = 8 (data parallel)");
   if (!json_array_size(configs)) {
     json_decref(configs);
     json_t *details = json_pack("{s:o}", "excluded", excluded);
@@ -853,6 +870,42 @@ static void sim_done(struct http_req *r, void *arg) {
     j->details = NULL;
   }
   sim_free(j);
+}
+
+int matrix_simulate_json(struct matrix *m, struct matrix_cat *mc, json_t *body, int every,
+                         json_t **data, json_t **meta, struct matrix_fail *fail) {
+  struct sim_job *j = calloc(1, sizeof *j);
+  *data = *meta = NULL;
+  memset(fail, 0, sizeof *fail);
+  if (!j) {
+    fail->status = 503;
+    fail->code = "OUT_OF_MEMORY";
+    snprintf(fail->message, sizeof fail->message, "server is out of memory");
+    return -1;
+  }
+  j->m = m;
+  j->cat = mc->cat;
+  j->body = json_incref(body);
+  j->q.every = every;
+  if (parse(j) == 0) {
+    j->mc = mc;
+    sim_work(j);
+    j->mc = NULL; /* the caller's reference */
+  }
+  int rc = j->data ? 0 : -1;
+  if (rc) {
+    fail->status = j->status ? j->status : 500;
+    fail->code = j->code ? j->code : "INTERNAL";
+    snprintf(fail->message, sizeof fail->message, "%s", j->message);
+    fail->details = j->details;
+    j->details = NULL;
+  } else {
+    *data = j->data;
+    *meta = j->meta;
+    j->data = j->meta = NULL;
+  }
+  sim_free(j);
+  return rc;
 }
 
 void matrix_handle_simulate(struct http_req *r) {

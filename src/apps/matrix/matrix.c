@@ -414,6 +414,8 @@ static const struct route_def matrix_routes[] = {
     {"GET", "/api/dashboard/overview", matrix_handle_dashboard, .scopes = GATE_READ},
     {"POST", "/api/model/simulate-performance", matrix_handle_simulate, .scopes = GATE_READ},
     {"GET", "/api/model/get-model-data", matrix_handle_models, .scopes = GATE_READ},
+    {"POST", "/api/model/recommend-hardware", matrix_handle_recommend_hardware,
+     .scopes = GATE_READ},
     {"GET", "/api/hardware-specs", matrix_handle_hardware_list, .scopes = GATE_READ},
     {"GET", "/api/hardware-specs/{name}", matrix_handle_hardware, .scopes = GATE_READ},
     {"GET", "/api/cost-models", matrix_handle_cost_models, .scopes = GATE_READ},

@@ -72,6 +72,25 @@ int matrix_edit(struct matrix *m, enum mx_table t, const char *key, const char *
  * 0 with out filled, or GROVE_ENOENT. */
 int matrix_find_data(const char *want, char *out, size_t n);
 
+/* Why a request was refused: the error envelope's status, error_code,
+ * message and details (owned: NULL or a new reference). */
+struct matrix_fail {
+  int status;
+  const char *code;             /* static */
+  char message[300];
+  json_t *details;
+};
+
+/* Runs a simulation request (the seed's simulate-performance payload,
+ * body not changed) on mc's catalogue with its fitted factors: with
+ * `every`, over every catalogue configuration (GPU × 1, 2, 4, 8 tensor
+ * parallel; training 8…512 data parallel), refusing hardware, gpu_count,
+ * tensor_parallel and pipeline_parallel. Blocks for the first fit: never
+ * on the loop. Returns 0 with *data and *meta new (simulate-performance's
+ * answer), or -1 with *fail filled (api.c). */
+int matrix_simulate_json(struct matrix *m, struct matrix_cat *mc, json_t *body, int every,
+                         json_t **data, json_t **meta, struct matrix_fail *fail);
+
 /* The routes (api.c). */
 void matrix_handle_simulate(struct http_req *r);
 void matrix_handle_hardware_list(struct http_req *r);
@@ -94,5 +113,7 @@ void matrix_handle_cost_model(struct http_req *r);
 /* Catalogue rows as the read routes show them (api.c): new objects. */
 json_t *matrix_instance_json(const struct mx_instance *in, size_t id);
 json_t *matrix_region_json(const struct mx_region *g);
+/* The recommendation routes (recommend.c). */
+void matrix_handle_recommend_hardware(struct http_req *r);
 
 #endif

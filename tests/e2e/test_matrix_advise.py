@@ -1,0 +1,223 @@
+"""matrix's recommendations over real sockets: recommend-hardware (every
+catalogue configuration ranked against the seed's performance_requirements),
+post-deployment-optimization (the seed's label sets, every label reached)
+and optimization-recommendation (method and precision); the seed's example
+payloads verbatim, properties of the ranking, and the seed's error
+envelope for bad input."""
+
+import json
+import subprocess
+
+from grove import FAST_HASH, GROVE, Grove, eventually, main
+
+g = None
+READ = None
+
+# GreenMatrix §6.1.2, as written
+SEED_SIMULATE = {
+    "model_name": "BERT-Large",
+    "framework": "PyTorch",
+    "task_type": "Inference",
+    "parameters_millions": 340,
+    "model_size_mb": 1340,
+    "precision": "FP32",
+    "architecture_type": "transformer",
+    "performance_requirements": {
+        "max_latency_ms": 100,
+        "min_throughput_qps": 10,
+        "budget_limit": 1000,
+    },
+}
+
+SEED_POST_DEPLOYMENT = {
+    "model_name": "GPT-3.5-Turbo",
+    "current_hardware_id": "L4 + Intel(R) Xeon",
+    "deployment_type": "bare-metal",
+    "gpu_utilization": 75,
+    "gpu_memory_usage": 80,
+    "cpu_utilization": 65,
+    "cpu_memory_usage": 70,
+    "current_performance": {
+        "latency_ms": 150,
+        "cost_per_1000": 0.05,
+    },
+}
+
+REASONS = {"DOES_NOT_FIT", "TOO_SLOW", "TOO_LITTLE_THROUGHPUT", "OVER_BUDGET", "COST_UNKNOWN",
+           "NOT_SIMULABLE"}
+
+
+def setup():
+    global g, READ
+    g = Grove("--gate-refresh", "200ms", *FAST_HASH)
+    out = subprocess.run([GROVE, "key", "add", "k-read", "--scopes", "read", "--data-dir",
+                          g.data_dir], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    READ = out.stdout.split()[1]
+    eventually(lambda: g.request("GET", "/auth/me", headers={"X-API-Key": READ}).status == 200,
+               what="key loaded")
+
+
+def post(path, body, raw=None):
+    return g.request("POST", path, body=raw if raw is not None else json.dumps(body).encode(),
+                     headers={"X-API-Key": READ, "Content-Type": "application/json"}, timeout=60)
+
+
+def recommend(body):
+    return post("/api/model/recommend-hardware", body)
+
+
+def options(d):
+    return {(x["hardware"], x["gpu_count"]) for x in d["recommendations"]}
+
+
+def error_envelope(r, status, code):
+    assert r.status == status, (r.status, r.body)
+    b = r.json()
+    assert b["status"] == "error" and b["error_code"] == code, b
+    assert isinstance(b["message"], str) and b["message"]
+    assert isinstance(b["details"], dict)
+    return b
+
+
+# ---- recommend-hardware --------------------------------------------------
+
+def test_recommend_seed_payload_ranks_every_configuration():
+    r = recommend(SEED_SIMULATE)
+    assert r.status == 200, r.body
+    body = r.json()
+    assert body["status"] == "success"
+    d = body["data"]
+    assert d["model"]["model_name"] == "BERT-Large" and d["rank_by"] == "cost"
+    assert d["performance_requirements"] == {"max_latency_ms": 100, "min_throughput_qps": 10,
+                                             "budget_limit": 1000, "budget_period": "month"}
+    recs, excl = d["recommendations"], d["excluded"]
+    assert recs, "a 340M encoder meets 100 ms / 10 qps / $1000 a month somewhere"
+    # every catalogue GPU at 1, 2, 4 and 8: ranked or excluded, nothing lost
+    assert d["considered"] == len(recs) + len(excl) and d["recommended"] == len(recs)
+    seen = options(d) | {(x["hardware"], x["gpu_count"]) for x in excl}
+    for gpu in ("A100-SXM4-80GB", "H100-SXM5-80GB", "L4", "T4", "MI300X", "A10G"):
+        assert {(gpu, n) for n in (1, 2, 4, 8)} <= seen, gpu
+    assert [x["rank"] for x in recs] == list(range(1, len(recs) + 1))
+    for x in recs:
+        pm, cost = x["performance_metrics"], x["cost_analysis"]
+        assert pm["latency_ms"] <= 100 and pm["throughput_qps"] >= 10
+        assert cost["cost_per_hour"] * 730 <= 1000
+        assert x["memory"]["fits"] is True
+        m = x["monthly"]
+        assert m["hours"] == 730 and m["cost_usd"] <= 1000 and m["carbon_kg"] > 0
+        assert cost["carbon_g_per_1000_inferences"] > 0 and cost["energy_kwh_per_1000_inferences"] > 0
+    # cheapest first among those priced by an instance, then the electricity-only ones
+    tiers = [0 if x["cost_analysis"]["instance"] else 1 for x in recs]
+    assert tiers == sorted(tiers), tiers
+    for t in (0, 1):
+        costs = [x["cost_analysis"]["cost_per_1000_inferences"] for x, k in zip(recs, tiers) if k == t]
+        assert costs == sorted(costs)
+    # each exclusion says why, with a code
+    for x in excl:
+        assert x["reasons"] and all(y["code"] in REASONS and y["message"] for y in x["reasons"]), x
+    assert any(x["hardware"] == "A10G" and x["reasons"][0]["code"] == "NOT_SIMULABLE" for x in excl)
+    assert any(y["code"] == "OVER_BUDGET" for x in excl for y in x["reasons"])
+    # the seed's envelope: the first recommendation's figures at the top
+    assert d["performance_metrics"] == recs[0]["performance_metrics"]
+    assert d["cost_analysis"] == recs[0]["cost_analysis"]
+    meta = body["metadata"]
+    assert 0 < meta["confidence_score"] < 1 and "processing_time_ms" in meta
+
+
+def test_recommend_nothing_meets_an_impossible_requirement():
+    r = recommend(dict(SEED_SIMULATE, performance_requirements={"max_latency_ms": 0.001}))
+    assert r.status == 200, r.body
+    d = r.json()["data"]
+    assert d["recommendations"] == [] and d["recommended"] == 0
+    assert d["performance_metrics"] is None and d["cost_analysis"] is None
+    assert d["excluded"] and len(d["excluded"]) == d["considered"]
+    for x in d["excluded"]:
+        codes = {y["code"] for y in x["reasons"]}
+        assert codes & {"TOO_SLOW", "NOT_SIMULABLE"}, x
+
+
+def test_recommend_tighter_latency_never_adds_options():
+    prev = None
+    for lat in (10000, 200, 50, 20, 10, 5, 1):
+        body = dict(SEED_SIMULATE, performance_requirements={"max_latency_ms": lat})
+        r = recommend(body)
+        assert r.status == 200, r.body
+        now = options(r.json()["data"])
+        if prev is not None:
+            assert now <= prev, (lat, now - prev)
+        prev = now
+    # and a larger budget never removes any
+    prev = None
+    for budget in (100, 1000, 10000, 1e6):
+        r = recommend(dict(SEED_SIMULATE, performance_requirements={"budget_limit": budget}))
+        now = options(r.json()["data"])
+        if prev is not None:
+            assert prev <= now, budget
+        prev = now
+
+
+def test_recommend_rank_by_each_figure():
+    keys = {
+        "latency": lambda x: x["performance_metrics"]["latency_ms"],
+        "throughput": lambda x: -x["performance_metrics"]["throughput_qps"],
+        "energy": lambda x: x["cost_analysis"]["energy_kwh_per_1000_inferences"],
+        "carbon": lambda x: x["cost_analysis"]["carbon_g_per_1000_inferences"],
+    }
+    for by, key in keys.items():
+        r = recommend({"model_name": "Llama-3.1-8B", "rank_by": by,
+                       "performance_requirements": {"max_latency_ms": 5000}})
+        assert r.status == 200, r.body
+        d = r.json()["data"]
+        assert d["rank_by"] == by and d["recommendations"]
+        vals = [key(x) for x in d["recommendations"]]
+        assert vals == sorted(vals), (by, vals)
+
+
+def test_recommend_region_sets_cost_and_carbon():
+    r = recommend({"model_name": "Llama-3.1-8B", "provider": "aws", "region": "eu-west-3"})
+    assert r.status == 200, r.body
+    recs = r.json()["data"]["recommendations"]
+    assert recs
+    for x in recs:
+        c = x["cost_analysis"]
+        assert c["provider"] == "aws" and c["region"] == "eu-west-3"
+        # carbon = facility energy (IT × PUE) × the region's intensity
+        assert abs(c["carbon_g_per_1000_inferences"]
+                   - c["energy_kwh_per_1000_inferences"] * c["carbon_g_per_kwh"]) \
+            <= 1e-6 * c["carbon_g_per_1000_inferences"]
+        assert c["pue"] == 1.15
+
+
+def test_recommend_training_over_data_parallel_counts():
+    r = recommend({"model_name": "Llama-2-7B", "task_type": "Training", "training_tokens": 1e11,
+                   "performance_requirements": {"budget_limit": 500000}})
+    assert r.status == 200, r.body
+    d = r.json()["data"]
+    assert d["performance_requirements"]["budget_period"] == "run"
+    counts = {x["gpu_count"] for x in d["recommendations"]} | {x["gpu_count"] for x in d["excluded"]}
+    assert counts == {8, 16, 32, 64, 128, 256, 512}, counts
+    for x in d["recommendations"]:
+        assert x["cost_analysis"]["cost_per_run"] <= 500000 and "monthly" not in x
+    costs = [x["cost_analysis"]["cost_per_run"] for x in d["recommendations"]
+             if x["cost_analysis"]["instance"]]
+    assert costs == sorted(costs)
+
+
+def test_recommend_bad_input_gets_the_error_envelope():
+    b = error_envelope(recommend({}), 422, "INVALID_MODEL_SPECS")
+    assert "parameters_millions" in b["details"]["missing_fields"]
+    b = error_envelope(recommend({"model_name": "no-such-model", "parameters_millions": 100}),
+                       422, "INVALID_MODEL_SPECS")
+    assert b["details"]["missing_fields"] == ["num_layers", "hidden_size", "num_attention_heads"]
+    error_envelope(recommend(dict(SEED_SIMULATE, hardware="L4")), 400, "VALIDATION_ERROR")
+    error_envelope(recommend(dict(SEED_SIMULATE, rank_by="vibes")), 400, "VALIDATION_ERROR")
+    error_envelope(recommend(dict(SEED_SIMULATE, precision="FP7")), 400, "INVALID_PRECISION")
+    error_envelope(recommend(dict(SEED_SIMULATE, performance_requirements={"max_latency_ms": "x"})),
+                   400, "VALIDATION_ERROR")
+    error_envelope(post("/api/model/recommend-hardware", None, raw=b"{not json"), 400,
+                   "INVALID_JSON")
+
+
+if __name__ == "__main__":
+    main(globals())
