@@ -219,5 +219,202 @@ def test_recommend_bad_input_gets_the_error_envelope():
                    "INVALID_JSON")
 
 
+# ---- post-deployment-optimization ----------------------------------------
+
+def deploy(body):
+    return post("/api/deployment/post-deployment-optimization", body)
+
+
+def gpus():
+    r = g.request("GET", "/api/hardware-specs", headers={"X-API-Key": READ})
+    return {h["hardware_name"] for h in r.json()["data"] if h["kind"] == "gpu"}
+
+
+def test_post_deployment_seed_payload_maintains_the_l4():
+    r = deploy(SEED_POST_DEPLOYMENT)
+    assert r.status == 200, r.body
+    d = r.json()["data"]
+    # 80 % of the L4's memory is at the 80 % target, 75 % busy under it; the one
+    # cheaper GPU (T4) has 16 GB, too little for the 19.2 GB in use
+    assert d["recommendation"] == "MAINTAIN" and d["action"] == "maintain", d
+    assert d["deployment_type"] == "bare-metal" and d["current"]["hardware"] == "L4"
+    assert d["basis"] == "memory bandwidth"  # GPT-3.5-Turbo is not in the catalogue
+    assert d["expected"]["latency_ms"] == 150 and d["expected"]["monthly_saving_usd"] == 0
+    t4 = [a for a in d["alternatives"] if a["hardware"] == "T4"][0]
+    assert t4["projected_gpu_memory_usage"] == 80 * 24 / 16 and t4["within_target"] is False
+    assert d["reasons"] and d["thresholds"] == {"target_utilization_percent": 80, "tolerance": 0.1}
+
+
+def test_post_deployment_saturated_gpu_upgrades():
+    r = deploy(dict(SEED_POST_DEPLOYMENT, gpu_utilization=98, gpu_memory_usage=95))
+    assert r.status == 200, r.body
+    d = r.json()["data"]
+    assert d["recommendation"].startswith("Upgrade to "), d
+    to = d["recommendation"][len("Upgrade to "):]
+    assert to in gpus() and to == d["target"]["hardware"] and to != "L4"
+    assert d["expected"]["gpu_utilization"] <= 80 and d["expected"]["gpu_memory_usage"] <= 80
+    assert d["expected"]["latency_ms"] < 150 and d["target"]["speed_ratio"] > 1
+
+
+def test_post_deployment_idle_h100_downgrades_by_simulation():
+    r = deploy({"model_name": "Llama-3.1-8B", "current_hardware_id": "H100 SXM",
+                "deployment_type": "bare-metal", "gpu_utilization": 10, "gpu_memory_usage": 15,
+                "current_performance": {"latency_ms": 900, "cost_per_1000": 0.4}})
+    assert r.status == 200, r.body
+    d = r.json()["data"]
+    assert d["basis"] == "simulated"
+    assert d["recommendation"].startswith("Downgrade to "), d
+    to = d["recommendation"][len("Downgrade to "):]
+    assert to in gpus() and d["target"]["speed_ratio"] < 1
+    e = d["expected"]
+    assert e["monthly_saving_usd"] > 0 and e["cost_per_1000"] < 0.4 and e["latency_ms"] > 900
+    assert e["gpu_utilization"] <= 80 and e["gpu_memory_usage"] <= 80
+
+
+def test_post_deployment_cpu_bound_host_maintains():
+    r = deploy(dict(SEED_POST_DEPLOYMENT, gpu_utilization=30, cpu_utilization=99))
+    d = r.json()["data"]
+    assert d["recommendation"] == "MAINTAIN"
+    assert any("CPU" in x for x in d["reasons"]), d["reasons"]
+
+
+def test_post_deployment_vm_labels():
+    vm = {"model_name": "GPT-3.5-Turbo", "deployment_type": "vm", "current_hardware_id": "L4",
+          "cpu_utilization": 95, "cpu_memory_usage": 50, "gpu_utilization": 60,
+          "gpu_memory_usage": 55, "instance_count": 2,
+          "current_performance": {"latency_ms": 150, "cost_per_1000": 0.05}}
+    d = deploy(vm).json()["data"]
+    # 95 / 80 = 1.19: ceil(2 × 1.19) = 3
+    assert d["recommendation"] == "SCALE_OUT" and d["recommended_instances"] == 3, d
+    assert d["driver"] == "cpu_utilization" and d["expected"]["monthly_cost_change_usd"] > 0
+    d = deploy(dict(vm, cpu_utilization=20, cpu_memory_usage=20, gpu_utilization=15,
+                    gpu_memory_usage=20, instance_count=4)).json()["data"]
+    assert d["recommendation"] == "SCALE_IN" and d["recommended_instances"] == 1, d
+    assert d["expected"]["monthly_cost_change_usd"] < 0
+    d = deploy(dict(vm, cpu_utilization=78)).json()["data"]
+    assert d["recommendation"] == "MAINTAIN" and d["recommended_instances"] == 2, d
+    # the seed's payload as a VM: one VM, within tolerance
+    d = deploy(dict(SEED_POST_DEPLOYMENT, deployment_type="vm")).json()["data"]
+    assert d["recommendation"] == "MAINTAIN" and d["current_instances"] == 1
+
+
+def test_post_deployment_bad_input_gets_the_error_envelope():
+    b = error_envelope(deploy({}), 400, "MISSING_FIELDS")
+    assert b["details"]["missing_fields"] == ["deployment_type"]
+    body = dict(SEED_POST_DEPLOYMENT)
+    del body["current_hardware_id"]
+    b = error_envelope(deploy(body), 400, "MISSING_FIELDS")
+    assert b["details"]["missing_fields"] == ["current_hardware_id"]
+    b = error_envelope(deploy({"deployment_type": "vm"}), 400, "MISSING_FIELDS")
+    assert "cpu_utilization" in b["details"]["missing_fields"]
+    error_envelope(deploy(dict(SEED_POST_DEPLOYMENT, deployment_type="k8s")), 400,
+                   "VALIDATION_ERROR")
+    b = error_envelope(deploy(dict(SEED_POST_DEPLOYMENT, gpu_utilization=150)), 400,
+                       "VALIDATION_ERROR")
+    assert b["details"]["field"] == "gpu_utilization"
+    b = error_envelope(deploy(dict(SEED_POST_DEPLOYMENT, current_hardware_id="TPU v5")), 400,
+                       "UNKNOWN_HARDWARE")
+    assert "L4" in b["details"]["known"]
+    error_envelope(deploy(dict(SEED_POST_DEPLOYMENT, current_performance=[1])), 400,
+                   "VALIDATION_ERROR")
+
+
+# ---- optimization-recommendation -----------------------------------------
+
+def optimize(body):
+    return post("/api/model/optimization-recommendation", body)
+
+
+def test_optimization_quantizes_a_decoder_within_the_tolerance():
+    base = {"model_name": "Llama-3.1-8B", "hardware": "L4", "precision": "FP16"}
+    d = optimize(base).json()["data"]
+    assert d["method"] == "quantization" and d["precision"] == "INT8", d["recommendation"]
+    assert d["accuracy_tolerance"] == "moderate"
+    rec = d["recommendation"]
+    assert rec["change"] is True and "Dettmers" in rec["accuracy_risk"]["evidence"]
+    e = rec["predicted_effect"]
+    assert e["memory_ratio"] < 0.7 and e["latency_ratio"] < 1 and e["cost_ratio"] < 1
+    names = [x["precision"] for x in d["precisions"]]
+    assert names == ["FP32", "FP16", "INT8", "INT4"]
+    fp16 = d["precisions"][1]["effect"]
+    assert fp16["memory_ratio"] == 1 and fp16["latency_ratio"] == 1
+    for x in d["precisions"]:
+        assert x["accuracy_risk"]["level"] and x["accuracy_risk"]["evidence"]
+    d = optimize(dict(base, accuracy_tolerance="relaxed")).json()["data"]
+    assert d["precision"] == "INT4" and "GPTQ" in d["recommendation"]["accuracy_risk"]["evidence"]
+    d = optimize(dict(base, precision="FP32", accuracy_tolerance="strict")).json()["data"]
+    assert d["precision"] == "FP16" and d["method"] == "quantization"
+    # already at the best precision allowed, memory-bound decode: nothing to change
+    d = optimize(dict(base, accuracy_tolerance="strict")).json()["data"]
+    assert d["precision"] == "FP16" and d["method"] == "quantization"
+    assert d["recommendation"]["change"] is False
+
+
+def test_optimization_prunes_a_compute_bound_encoder():
+    d = optimize({"model_name": "BERT-Large", "hardware": "A100-80GB", "precision": "FP16",
+                  "accuracy_tolerance": "strict", "batch_size": 32}).json()["data"]
+    assert d["workload"] == {"compute_bound": True, "sparse_tensor_cores": True}
+    assert d["method"] == "pruning" and d["precision"] == "FP16", d["recommendation"]
+    e = d["recommendation"]["predicted_effect"]
+    assert e["latency_ratio"] < 1 and e["memory_ratio"] < 1
+    assert "SparseGPT" in d["recommendation"]["accuracy_risk"]["evidence"]
+
+
+def test_optimization_distils_when_nothing_meets():
+    d = optimize({"model_name": "Llama-3.1-70B", "hardware": "L4", "gpu_count": 8,
+                  "accuracy_tolerance": "none", "precision": "FP32",
+                  "performance_requirements": {"max_latency_ms": 50}}).json()["data"]
+    assert d["method"] == "distillation" and d["precision"] == "FP32", d["recommendation"]
+    assert "Llama-3.1-8B" in d["smaller_models_in_family"]
+    assert "DistilBERT" in d["recommendation"]["accuracy_risk"]["evidence"]
+    assert d["recommendation"]["predicted_effect"]["latency_ratio"] < 1
+
+
+def test_optimization_every_label_is_reachable():
+    seen_m, seen_p = set(), set()
+    cases = [
+        {"model_name": "Llama-3.1-8B", "hardware": "L4"},
+        {"model_name": "Llama-3.1-8B", "hardware": "L4", "accuracy_tolerance": "relaxed"},
+        {"model_name": "Llama-3.1-8B", "hardware": "L4", "precision": "FP32",
+         "accuracy_tolerance": "strict"},
+        {"model_name": "Llama-3.1-8B", "hardware": "L4", "accuracy_tolerance": "none"},
+        {"model_name": "BERT-Large", "hardware": "A100-80GB", "accuracy_tolerance": "strict",
+         "batch_size": 32},
+        {"model_name": "Llama-3.1-70B", "hardware": "L4", "gpu_count": 8,
+         "performance_requirements": {"max_latency_ms": 50}},
+    ]
+    for c in cases:
+        r = optimize(c)
+        assert r.status == 200, r.body
+        d = r.json()["data"]
+        seen_m.add(d["method"])
+        seen_p.add(d["precision"])
+    assert seen_m == {"quantization", "pruning", "distillation"}, seen_m
+    assert seen_p == {"FP32", "FP16", "INT8", "INT4"}, seen_p
+
+
+def test_optimization_bad_input_gets_the_error_envelope():
+    b = error_envelope(optimize({}), 422, "INVALID_MODEL_SPECS")
+    assert "parameters_millions" in b["details"]["missing_fields"]
+    error_envelope(optimize({"model_name": "Llama-3.1-8B", "precision": "FP7"}), 400,
+                   "INVALID_PRECISION")
+    error_envelope(optimize({"model_name": "Llama-3.1-8B", "accuracy_tolerance": "yolo"}), 400,
+                   "VALIDATION_ERROR")
+    error_envelope(optimize({"model_name": "Llama-3.1-8B", "hardware": "TPU"}), 400,
+                   "UNKNOWN_HARDWARE")
+
+
+def test_get_model_data_has_every_model_info_field():
+    r = g.request("GET", "/api/model/get-model-data", headers={"X-API-Key": READ})
+    assert r.status == 200, r.body
+    # seed §5.1.1 model_info, and parameters_millions of its ER diagram
+    fields = {"id", "model_name", "framework", "total_parameters_millions", "parameters_millions",
+              "model_size_mb", "architecture_type", "precision", "task_type"}
+    for m in r.json()["data"]:
+        assert fields <= set(m), fields - set(m)
+        assert m["framework"] == "PyTorch" and m["id"] > 0
+        assert m["parameters_millions"] == m["total_parameters_millions"] > 0
+
+
 if __name__ == "__main__":
     main(globals())

@@ -309,8 +309,10 @@ enum mx_precision mx_opt_precision_sim(enum mx_opt_precision p) {
 int mx_opt_decide(const struct mx_opt_eval ev[MX_OPT_N], enum mx_opt_precision current,
                   enum mx_tolerance tol, int sparse_ok, enum mx_opt_precision *precision,
                   enum mx_method *method, int *change) {
-  int floor = tol == MX_TOL_STRICT ? MX_OPT_FP16 : tol == MX_TOL_MODERATE ? MX_OPT_INT8
-                                                                          : MX_OPT_INT4;
+  int floor = tol == MX_TOL_NONE       ? MX_OPT_FP32
+              : tol == MX_TOL_STRICT   ? MX_OPT_FP16
+              : tol == MX_TOL_MODERATE ? MX_OPT_INT8
+                                       : MX_OPT_INT4;
   int best = -1, least = -1;
   for (int p = 0; p <= floor; p++) {
     if (!ev[p].simulated) continue;

@@ -117,9 +117,9 @@ const char *mx_opt_precision_name(enum mx_opt_precision p);
 /* The simulator's precision for a label. */
 enum mx_precision mx_opt_precision_sim(enum mx_opt_precision p);
 
-/* How much accuracy the caller may give up: strict keeps 16-bit or more,
- * moderate allows INT8, relaxed INT4. */
-enum mx_tolerance { MX_TOL_STRICT, MX_TOL_MODERATE, MX_TOL_RELAXED };
+/* How much accuracy the caller may give up: none keeps FP32, strict
+ * 16-bit or more, moderate allows INT8, relaxed INT4. */
+enum mx_tolerance { MX_TOL_NONE, MX_TOL_STRICT, MX_TOL_MODERATE, MX_TOL_RELAXED };
 
 /* One precision as simulated on the deployment's hardware. */
 struct mx_opt_eval {
@@ -133,7 +133,8 @@ struct mx_opt_eval {
  *    one meeting every requirement at the lowest cost (ties: the more
  *    precise); none meets: the least precise allowed;
  *  - method: none meets → distillation (a smaller model is needed); the
- *    precision differs from the current one → quantization (to it);
+ *    precision differs from the current one → quantization (to it, from
+ *    the original checkpoint when it is the more precise);
  *    otherwise → pruning when sparse_ok (the workload is compute-bound on
  *    a GPU with 2:4 sparse tensor cores), else quantization at the current
  *    precision with *change = 0 (nothing to change).

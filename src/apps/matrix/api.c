@@ -105,9 +105,13 @@ static json_t *model_json(const struct mx_model *m, long id) {
                            "intermediate_size", m->intermediate, "vocab_size", m->vocab,
                            "num_experts", m->experts, "experts_per_token", m->experts_per_token,
                            "max_context", m->max_context);
-  return json_pack("{s:o,s:s,s:s,s:o,s:o,s:o,s:s,s:s,s:s,s:o,s:o,s:o}", "id",
+  /* every catalogued model is published as a PyTorch checkpoint (Hugging
+   * Face transformers; a model given by its shapes: unknown);
+   * parameters_millions is the seed's ER name of total_parameters_millions */
+  return json_pack("{s:o,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:s,s:s,s:s,s:o,s:o,s:o}", "id",
                    id > 0 ? json_integer(id) : json_null(), "model_name", m->name, "family",
-                   m->family, "total_parameters_millions", num(m->params_b * 1e3),
+                   m->family, "framework", id > 0 ? json_string("PyTorch") : json_null(), "parameters_millions",
+                   num(m->params_b * 1e3), "total_parameters_millions", num(m->params_b * 1e3),
                    "active_parameters_millions", num(m->active_params_b * 1e3),
                    /* 16-bit weights, decimal MB */
                    "model_size_mb", num(m->params_b * 1e9 * 2 / 1e6), "precision", "FP16",

@@ -115,5 +115,7 @@ json_t *matrix_instance_json(const struct mx_instance *in, size_t id);
 json_t *matrix_region_json(const struct mx_region *g);
 /* The recommendation routes (recommend.c). */
 void matrix_handle_recommend_hardware(struct http_req *r);
+void matrix_handle_post_deployment(struct http_req *r);
+void matrix_handle_optimization(struct http_req *r);
 
 #endif

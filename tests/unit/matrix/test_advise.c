@@ -208,6 +208,11 @@ TEST(optimisation_picks_precision_and_method) {
   struct mx_opt_eval no8[MX_OPT_N] = {{1, 1, 1, 4}, {1, 1, 1, 2}, {0, 0, 0, NAN}, {1, 1, 1, 1}};
   CHECK(mx_opt_decide(no8, MX_OPT_FP32, MX_TOL_MODERATE, 0, &p, &m, &change) == 0);
   CHECK(p == MX_OPT_FP16);
+  /* no accuracy to give up: FP32, from a 16-bit deployment too */
+  CHECK(mx_opt_decide(all, MX_OPT_FP16, MX_TOL_NONE, 0, &p, &m, &change) == 0);
+  CHECK(p == MX_OPT_FP32 && m == MX_QUANTIZATION && change);
+  CHECK(mx_opt_decide(none, MX_OPT_FP32, MX_TOL_NONE, 0, &p, &m, &change) == 0);
+  CHECK(p == MX_OPT_FP32 && m == MX_DISTILLATION);
   struct mx_opt_eval nothing[MX_OPT_N] = {{0}, {0}, {0}, {0}};
   CHECK(mx_opt_decide(nothing, MX_OPT_FP16, MX_TOL_RELAXED, 0, &p, &m, &change) == -1);
 }
