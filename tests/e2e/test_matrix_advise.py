@@ -271,6 +271,21 @@ def test_post_deployment_idle_h100_downgrades_by_simulation():
     assert e["gpu_utilization"] <= 80 and e["gpu_memory_usage"] <= 80
 
 
+def test_post_deployment_keeps_to_a_latency_ceiling():
+    body = {"model_name": "Llama-3.1-8B", "current_hardware_id": "H100 SXM",
+            "deployment_type": "bare-metal", "gpu_utilization": 10, "gpu_memory_usage": 15,
+            "current_performance": {"latency_ms": 900, "cost_per_1000": 0.4}}
+    free = deploy(body).json()["data"]
+    capped = deploy(dict(body, performance_requirements={"max_latency_ms": 1500})).json()["data"]
+    assert capped["recommendation"].startswith("Downgrade to "), capped
+    assert capped["expected"]["latency_ms"] <= 1500 < free["expected"]["latency_ms"]
+    assert capped["target"]["hardware"] != free["target"]["hardware"]
+    assert any(not a["within_latency"] for a in capped["alternatives"])
+    # a ceiling below today's latency leaves only faster GPUs, none cheaper: MAINTAIN
+    d = deploy(dict(body, performance_requirements={"max_latency_ms": 100})).json()["data"]
+    assert d["recommendation"] == "MAINTAIN", d
+
+
 def test_post_deployment_cpu_bound_host_maintains():
     r = deploy(dict(SEED_POST_DEPLOYMENT, gpu_utilization=30, cpu_utilization=99))
     d = r.json()["data"]

@@ -228,7 +228,7 @@ int mx_vm_decide(const struct mx_usage *u, int instances, enum mx_action *action
 
 /* Does option o keep both projected GPU figures at or under the target? */
 static int within(const struct mx_gpu_option *o) {
-  return o->fits && !(o->projected_gpu_util > MX_TARGET_UTIL) &&
+  return o->fits && o->allowed && !(o->projected_gpu_util > MX_TARGET_UTIL) &&
          !(o->projected_gpu_mem > MX_TARGET_UTIL);
 }
 
@@ -265,7 +265,7 @@ int mx_bm_decide(const struct mx_usage *u, struct mx_gpu_option *opts, size_t n,
         pick = (long)i;
     if (pick < 0) { /* nothing is enough: the fastest that fits */
       for (size_t i = 0; i < n; i++)
-        if (i != cur && opts[i].fits && opts[i].speed > 1 &&
+        if (i != cur && opts[i].fits && opts[i].allowed && opts[i].speed > 1 &&
             !(opts[i].projected_gpu_mem > 100) &&
             (pick < 0 || opts[i].speed > opts[pick].speed))
           pick = (long)i;

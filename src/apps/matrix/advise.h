@@ -87,11 +87,13 @@ struct mx_gpu_option {
   double memory_gb;        /* per GPU */
   double usd_per_gpu_hour; /* cheapest catalogued instance, per GPU; NAN: none */
   int fits;                /* the model fits (the simulator), or 1 when not known */
+  int allowed;             /* 0: ruled out by the caller (e.g. too slow for its latency ceiling) */
   /* filled by mx_bm_decide: */
   double projected_gpu_util, projected_gpu_mem;
 };
 
 /* Decides Upgrade/MAINTAIN/Downgrade from GPU utilisation and memory:
+ * Only options with `allowed` set are moved to.
  *  - GPU ratio > 1 + MX_TOLERANCE (overloaded): the cheapest option that
  *    brings both projected figures to ≤ MX_TARGET_UTIL (unpriced options
  *    after priced ones, then the tightest fit); none does: the fastest that

@@ -233,6 +233,7 @@ struct pd_req {
   struct mx_usage u;
   double gpus, instances;        /* GPUs per host (bare metal), VMs */
   double latency_ms, cost_per_1000;   /* current_performance; NAN */
+  double max_latency_ms;         /* performance_requirements: a ceiling; NAN */
   const char *provider, *region;
   json_t *assumptions;
 };
@@ -242,7 +243,8 @@ static int pd_parse(struct rec_job *j, struct pd_req *q) {
   json_t *missing = json_array();
   const char *type = NULL, *hwid = NULL;
   *q = (struct pd_req){.u = {NAN, NAN, NAN, NAN}, .gpus = 1, .instances = 1,
-                       .latency_ms = NAN, .cost_per_1000 = NAN, .assumptions = json_array()};
+                       .latency_ms = NAN, .cost_per_1000 = NAN, .max_latency_ms = NAN,
+                       .assumptions = json_array()};
   if (str_field(j, o, "deployment_type", &type) < 0 ||
       str_field(j, o, "model_name", &q->model_name) < 0 ||
       str_field(j, o, "current_hardware_id", &hwid) < 0 ||
@@ -259,13 +261,19 @@ static int pd_parse(struct rec_job *j, struct pd_req *q) {
     goto bad;
   }
   json_t *cp = json_object_get(o, "current_performance");
-  if (cp && !json_is_null(cp) && !json_is_object(cp)) {
-    fail(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "current_performance"),
-         "current_performance must be an object");
-    goto bad;
+  json_t *pr = json_object_get(o, "performance_requirements");
+  const char *objs[] = {"current_performance", "performance_requirements"};
+  for (size_t i = 0; i < ARRAY_LEN(objs); i++) {
+    json_t *v = json_object_get(o, objs[i]);
+    if (v && !json_is_null(v) && !json_is_object(v)) {
+      fail(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", objs[i]),
+           "field '%s' must be an object", objs[i]);
+      goto bad;
+    }
   }
   if (num_field(j, cp, "latency_ms", 0, 1e12, &q->latency_ms) < 0 ||
-      num_field(j, cp, "cost_per_1000", 0, 1e12, &q->cost_per_1000) < 0)
+      num_field(j, cp, "cost_per_1000", 0, 1e12, &q->cost_per_1000) < 0 ||
+      num_field(j, pr, "max_latency_ms", 0, 1e12, &q->max_latency_ms) < 0)
     goto bad;
   if (type && !strcasecmp(type, "bare-metal")) q->vm = 0;
   else if (type && !strcasecmp(type, "vm")) q->vm = 1;
@@ -332,7 +340,7 @@ static size_t pd_options(struct rec_job *j, const struct pd_req *q, const struct
     if (strcmp(h->kind, "gpu") || !isfinite(h->memory_gb) || !isfinite(h->memory_bw_gbs))
       continue;
     struct mx_gpu_option *x = &opts[n];
-    *x = (struct mx_gpu_option){.hw = h, .memory_gb = h->memory_gb, .fits = 1,
+    *x = (struct mx_gpu_option){.hw = h, .memory_gb = h->memory_gb, .fits = 1, .allowed = 1,
                                 .usd_per_gpu_hour = gpu_hour_price(c, h, q->provider, q->region)};
     if (isfinite(t_cur)) {
       in.hw = h;
@@ -346,19 +354,24 @@ static size_t pd_options(struct rec_job *j, const struct pd_req *q, const struct
       *cur = n;
       x->speed = 1;
     }
+    /* the caller's latency ceiling, on the current latency scaled by speed */
+    if (isfinite(q->max_latency_ms) && isfinite(q->latency_ms) &&
+        q->latency_ms / x->speed > q->max_latency_ms)
+      x->allowed = 0;
     n++;
   }
   return n;
 }
 
-static json_t *option_json(const struct mx_gpu_option *x) {
+static json_t *option_json(const struct mx_gpu_option *x, double latency_ms) {
   int within = x->fits && !(x->projected_gpu_util > MX_TARGET_UTIL) &&
                !(x->projected_gpu_mem > MX_TARGET_UTIL);
-  return json_pack("{s:s,s:f,s:b,s:o,s:o,s:o,s:o,s:b}", "hardware", x->hw->name, "speed_ratio",
-                   x->speed, "model_fits", x->fits, "projected_gpu_utilization",
+  return json_pack("{s:s,s:f,s:b,s:o,s:o,s:o,s:o,s:o,s:b,s:b}", "hardware", x->hw->name,
+                   "speed_ratio", x->speed, "model_fits", x->fits, "projected_gpu_utilization",
                    num(x->projected_gpu_util), "projected_gpu_memory_usage",
-                   num(x->projected_gpu_mem), "cost_per_gpu_hour", num(x->usd_per_gpu_hour),
-                   "memory_gb", num(x->memory_gb), "within_target", within);
+                   num(x->projected_gpu_mem), "projected_latency_ms", num(latency_ms / x->speed),
+                   "cost_per_gpu_hour", num(x->usd_per_gpu_hour), "memory_gb",
+                   num(x->memory_gb), "within_target", within, "within_latency", x->allowed);
 }
 
 static void pd_bare_metal(struct rec_job *j, struct pd_req *q, const struct mx_factors *f) {
@@ -405,7 +418,7 @@ static void pd_bare_metal(struct rec_job *j, struct pd_req *q, const struct mx_f
     json_array_append_new(reasons,
                           json_string(isfinite(cx->usd_per_gpu_hour)
                                           ? "no cheaper catalogue GPU keeps the load within the "
-                                            "target"
+                                            "target (and the latency ceiling, when given)"
                                           : "no price is catalogued for the current GPU, so no "
                                             "saving can be shown"));
   else {
@@ -429,7 +442,7 @@ static void pd_bare_metal(struct rec_job *j, struct pd_req *q, const struct mx_f
       num(act == MX_MAINTAIN ? 0 : dprice * q->gpus * 730), "monthly_saving_usd",
       num(act == MX_MAINTAIN ? 0 : -dprice * q->gpus * 730));
   json_t *alts = json_array();
-  for (size_t i = 0; i < n; i++) json_array_append_new(alts, option_json(&opts[i]));
+  for (size_t i = 0; i < n; i++) json_array_append_new(alts, option_json(&opts[i], q->latency_ms));
   if (!strcmp(basis, "memory bandwidth"))
     json_array_append_new(q->assumptions,
                           json_string("model not in the catalogue: GPUs compared by memory "

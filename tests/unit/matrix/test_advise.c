@@ -139,10 +139,10 @@ TEST(vm_labels_follow_the_hpa_rule) {
 static void gpus(struct mx_gpu_option o[4]) {
   static const struct mx_hw h[4] = {{.name = "cur"}, {.name = "big"}, {.name = "small"},
                                     {.name = "free"}};
-  o[0] = (struct mx_gpu_option){&h[0], 1.0, 24, 0.8, 1, 0, 0};
-  o[1] = (struct mx_gpu_option){&h[1], 6.0, 80, 4.0, 1, 0, 0};
-  o[2] = (struct mx_gpu_option){&h[2], 0.9, 16, 0.5, 1, 0, 0};
-  o[3] = (struct mx_gpu_option){&h[3], 8.0, 192, NAN, 1, 0, 0};
+  o[0] = (struct mx_gpu_option){&h[0], 1.0, 24, 0.8, 1, 1, 0, 0};
+  o[1] = (struct mx_gpu_option){&h[1], 6.0, 80, 4.0, 1, 1, 0, 0};
+  o[2] = (struct mx_gpu_option){&h[2], 0.9, 16, 0.5, 1, 1, 0, 0};
+  o[3] = (struct mx_gpu_option){&h[3], 8.0, 192, NAN, 1, 1, 0, 0};
 }
 
 TEST(bare_metal_labels_upgrade_maintain_downgrade) {
@@ -167,6 +167,11 @@ TEST(bare_metal_labels_upgrade_maintain_downgrade) {
   gpus(o);
   CHECK(mx_bm_decide(&idle, o, 4, 0, &a, &pick, &short_of) == 0);
   CHECK(a == MX_DOWNGRADE && pick == 2);
+  /* the caller's latency ceiling rules the slower GPU out */
+  gpus(o);
+  o[2].allowed = 0;
+  CHECK(mx_bm_decide(&idle, o, 4, 0, &a, &pick, &short_of) == 0);
+  CHECK(a == MX_MAINTAIN && pick == 0);
   /* CPU-bound: a GPU will not help */
   struct mx_usage cpu = {.gpu_util = 40, .gpu_mem = 60, .cpu_util = 99, .cpu_mem = 50};
   gpus(o);
