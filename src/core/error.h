@@ -21,7 +21,9 @@
   X(STORE,    "database error")                                         \
   X(CONFIG,   "bad configuration")                                      \
   X(PERM,     "permission denied")                                      \
-  X(RANGE,    "out of range")
+  X(RANGE,    "out of range")                                          \
+  X(NOSPC,    "no space left on device")                                \
+  X(QUOTA,    "quota exceeded")
 
 enum grove_err {
   GROVE_OK = 0,

@@ -288,12 +288,12 @@ static void h_enqueue(struct http_req *r) {
 }
 
 static const struct route_def routes[] = {
-    {"GET", "/tasks/{task_id}", h_get, GATE_SIGNED_IN, false, NULL},
-    {"DELETE", "/tasks/{task_id}", h_cancel, GATE_SIGNED_IN, false, NULL},
-    {"GET", "/api/v1/jobs/queues", h_queues, GATE_ADMIN, false, NULL},
-    {"GET", "/api/v1/jobs/dead", h_dead, GATE_ADMIN, false, NULL},
-    {"POST", "/api/v1/jobs/{task_id}/retry", h_retry, GATE_ADMIN, false, NULL},
-    {"POST", "/api/v1/jobs", h_enqueue, GATE_ADMIN, false, NULL},
+    {"GET", "/tasks/{task_id}", h_get, GATE_SIGNED_IN, false, NULL, false, 0},
+    {"DELETE", "/tasks/{task_id}", h_cancel, GATE_SIGNED_IN, false, NULL, false, 0},
+    {"GET", "/api/v1/jobs/queues", h_queues, GATE_ADMIN, false, NULL, false, 0},
+    {"GET", "/api/v1/jobs/dead", h_dead, GATE_ADMIN, false, NULL, false, 0},
+    {"POST", "/api/v1/jobs/{task_id}/retry", h_retry, GATE_ADMIN, false, NULL, false, 0},
+    {"POST", "/api/v1/jobs", h_enqueue, GATE_ADMIN, false, NULL, false, 0},
 };
 
 int jobs_routes(struct jobs *j, struct router *r, char *err, size_t errlen) {

@@ -34,6 +34,23 @@ struct http_state {
   struct route *route;
   uint64_t start_ns;
   bool continue_sent;
+  /* A streamed request body (routes with stream_body; server.c). Reset
+   * when the request is done. */
+  struct {
+    bool on;              /* routed at its headers: the body waits for the handler */
+    bool attached;        /* http_req_stream was called */
+    bool paused;          /* on_data asked to pause */
+    bool ended;           /* on_end ran, or the answer ended the stream */
+    uint64_t max, received;
+    struct http_body_cbs cbs;
+    void *arg;
+  } stream;
+  /* A streamed answer (http_reply_start; response.c). */
+  struct {
+    bool on;
+    int status;
+    uint64_t len, sent;
+  } out;
 };
 
 struct loop_ctx {
@@ -149,6 +166,10 @@ bool utf8_valid(const uint8_t *s, size_t n);
  * true when that went to the CPU pool: `then` runs the handler once it is
  * done (or the request was answered 503); false to run the handler now. */
 bool body_decode_first(struct http_conn *c, void (*then)(struct http_conn *c));
+
+/* server.c: a streamed request's stream is over (on_end now, if it was
+ * attached and not ended). */
+void stream_end(struct http_conn *c, int err);
 
 /* response.c */
 void http_finish(struct http_req *r, int status);

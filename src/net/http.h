@@ -37,6 +37,7 @@ struct http_cfg {
   uint64_t max_header;   /* bytes of all header lines -> 431 */
   int max_headers;       /* header count -> 431 */
   uint64_t max_body;     /* bytes -> 413 */
+  uint64_t max_upload;   /* bytes of a streamed body (routes with stream_body) -> 413 */
   uint64_t header_timeout_ms; /* to receive request line + headers -> 408 */
   uint64_t body_timeout_ms;   /* to receive the body once headers are in -> 408 */
   uint64_t idle_timeout_ms;   /* keep-alive connection with no request: closed */
@@ -169,6 +170,89 @@ void http_reply_error(struct http_req *r, int status, const char *code,
                       const char *message, json_t *details);
 const char *http_status_text(int status);
 
+/* ---- streamed request bodies -------------------------------------------
+ * A route declared with .stream_body (struct route_def) is routed as soon
+ * as its headers are in: the before-hook, the access check and the
+ * handler run before any of its body is read, and the server holds none
+ * of it. The handler takes the body with http_req_stream as it arrives,
+ * in pieces (the transfer coding undone; any Content-Encoding is left as
+ * sent), with backpressure: a consumer that is behind (a write on a pool)
+ * pauses the stream and the server stops reading the socket until it
+ * resumes, so a connection holds at most one read (64 KiB) and the
+ * server's pending bound (256 KiB) of an upload, whatever its size.
+ * Until the handler calls http_req_stream nothing of the body is read
+ * (and a client that sent Expect: 100-continue gets its 100 only then),
+ * so a handler may first ask the store (quotas) and refuse cheaply.
+ *
+ * Limits: the route's max_body (0: --max-upload). A Content-Length over
+ * it is answered 413 BODY_TOO_LARGE before the handler runs; a chunked
+ * body that passes it ends the stream with GROVE_ETOOBIG. A client that
+ * sends nothing for --body-timeout while the stream reads ends it with
+ * GROVE_ETIMEOUT (a paused stream has no timer: the wait is the
+ * server's). A client that closes or resets its connection before the
+ * body is complete (a Content-Length it does not keep to, say) ends it
+ * with GROVE_ECLOSED. An answer given before the body is complete (a
+ * refusal) closes the connection after it (Connection: close). */
+
+/* on_data's answers */
+#define HTTP_BODY_MORE 0   /* go on */
+#define HTTP_BODY_PAUSE 1  /* stop reading until http_req_stream_resume */
+
+struct http_body_cbs {
+  /* A piece of the body (len ≥ 1), valid only during the call: the
+   * consumer copies what it keeps. Returns HTTP_BODY_MORE, or
+   * HTTP_BODY_PAUSE: no more on_data until http_req_stream_resume. */
+  int (*on_data)(struct http_req *r, const char *data, size_t len, void *arg);
+  /* The body ended: err 0 when it is complete (every byte was given to
+   * on_data); GROVE_ETOOBIG (over the limit), GROVE_ETIMEOUT (the client
+   * stalled) or GROVE_ECLOSED (the client went away). Runs exactly once
+   * per attached stream, unless the handler answers first (answering ends
+   * the stream: no callback runs after it). On ETOOBIG and ETIMEDOUT the
+   * server answers 413 / 408 with the error envelope if on_end did not
+   * answer; on ECLOSED r's connection is closing (answers go nowhere), and
+   * on_end may run from the connection's close callback. */
+  void (*on_end)(struct http_req *r, int err, void *arg);
+};
+/* Attaches the consumer to r's body (a route with .stream_body; once).
+ * Callbacks run on r's loop, possibly before this returns (bytes already
+ * read; on_end(0) at once for an empty body). Returns 0, GROVE_EINVAL (not
+ * a streamed route, or attached already) or GROVE_ECLOSED (the client is
+ * gone: no callback will run). */
+int http_req_stream(struct http_req *r, const struct http_body_cbs *cbs, void *arg);
+/* Resumes a stream paused by on_data. Callbacks may run before it
+ * returns. Does nothing when the stream is not paused or r is gone. */
+void http_req_stream_resume(struct http_req *r);
+/* Bytes of the body given to on_data so far. */
+uint64_t http_req_stream_received(const struct http_req *r);
+/* The body's declared length (Content-Length), or -1 when it is chunked
+ * or unknown. */
+int64_t http_req_content_length(const struct http_req *r);
+
+/* ---- streamed answers ----------------------------------------------------
+ * An answer whose body is sent in pieces as it is produced (a file read
+ * from disk): http_reply_start sends the status line and headers with
+ * Content-Length `len`, then http_reply_write queues pieces that must add
+ * up to exactly `len`, then http_reply_end finishes the request (the next
+ * one on the connection may start while the last pieces are still on
+ * their way). The consumer paces itself with release callbacks: each
+ * piece's release runs once the socket took it (or the connection went),
+ * so a producer keeps at most a few pieces queued. A client that takes
+ * nothing for --idle-timeout while pieces wait is disconnected. HEAD
+ * requests get the headers only: http_reply_start finishes them. */
+/* Sends status and headers. Returns 0 (go on with writes), 1 when the
+ * answer is complete already (HEAD, or len 0: nothing more to send), or
+ * GROVE_ECLOSED (the client is gone). */
+int http_reply_start(struct http_req *r, int status, const char *ctype, uint64_t len);
+/* Queues n bytes, taken by reference: release(owner) runs once they are
+ * written or dropped (possibly before this returns). Returns 0 or
+ * GROVE_ECLOSED (release has run; stop). */
+int http_reply_write(struct http_req *r, const void *data, size_t n, void (*release)(void *),
+                     void *owner);
+/* Finishes a started answer: the request is done (r must not be used
+ * after). If fewer bytes than announced were written the connection is
+ * closed, so the client sees a short body rather than a wrong one. */
+void http_reply_end(struct http_req *r);
+
 /* ---- work off the loop --------------------------------------------------
  * Blocking work runs on one of the server's three pools, each with its own
  * threads and a bounded queue, so one kind of work that fills its pool
@@ -245,6 +329,10 @@ struct route_def {
                        * unchecked: the handler asks who calls if it cares);
                        * scopes must then be 0 */
   http_refuse refuse; /* may be NULL: the error envelope */
+  /* The body is streamed to the handler (http_req_stream) instead of
+   * being held whole in memory; max_body is its limit (0: --max-upload). */
+  bool stream_body;
+  uint64_t max_body;
 };
 
 int router_create(struct router **out, struct metrics *metrics);

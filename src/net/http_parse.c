@@ -374,6 +374,12 @@ static int on_headers_complete(http_parser *p) {
   bool has_len = (p->flags & F_CONTENTLENGTH) != 0;
   if (check_fields(in, p))
     return -1;
+  in->body_max = in->cfg->max_body;
+  in->has_body = (has_len && p->content_length > 0) || (p->flags & F_CHUNKED);
+  if (in->stop_at_headers && in->has_body && !p->upgrade) {
+    http_parser_pause(p, 1); /* the server chooses how the body is read */
+    return 0;
+  }
   if (has_len && p->content_length > in->cfg->max_body) {
     in->want_continue = false;
     return fail(in, 413, "BODY_TOO_LARGE", "request body is too large");
@@ -383,7 +389,12 @@ static int on_headers_complete(http_parser *p) {
 
 static int on_body(http_parser *p, const char *at, size_t len) {
   struct http_in *in = IN(p);
-  if (in->body.len + len > in->cfg->max_body || buf_append(&in->body, at, len))
+  if (in->sink) {
+    if (in->sink(in->sink_arg, at, len))
+      http_parser_pause(p, 1);
+    return 0;
+  }
+  if (in->body.len + len > in->body_max || buf_append(&in->body, at, len))
     return fail(in, 413, "BODY_TOO_LARGE", "request body is too large");
   return 0;
 }
@@ -442,6 +453,21 @@ static void reset_fields(struct http_in *in) {
   in->url_len = in->header_bytes = 0;
   in->in_value = in->started = in->headers_done = in->complete = false;
   in->want_continue = false;
+  in->has_body = in->body_chosen = false;
+  in->sink = NULL;
+  in->sink_arg = NULL;
+}
+
+void http_in_body(struct http_in *in, uint64_t max, http_in_sink sink, void *arg) {
+  in->body_chosen = true;
+  in->body_max = max;
+  in->sink = sink;
+  in->sink_arg = arg;
+}
+
+void http_in_resume(struct http_in *in) {
+  if (HTTP_PARSER_ERRNO(&in->parser) == HPE_PAUSED)
+    http_parser_pause(&in->parser, 0);
 }
 
 void http_in_next(struct http_in *in) {
@@ -497,6 +523,9 @@ size_t http_in_feed(struct http_in *in, const char *data, size_t len,
   enum http_errno e = HTTP_PARSER_ERRNO(&in->parser);
   if (in->err_status) {
     *state = HTTP_IN_ERROR;
+  } else if (e == HPE_PAUSED && in->headers_done && in->has_body && in->stop_at_headers &&
+             !in->body_chosen) {
+    *state = HTTP_IN_HEADERS;
   } else if (in->complete) {
     *state = HTTP_IN_REQUEST;
   } else if (e != HPE_OK && e != HPE_PAUSED) {
@@ -509,6 +538,46 @@ size_t http_in_feed(struct http_in *in, const char *data, size_t len,
     *state = HTTP_IN_REQUEST;
   }
   return n;
+}
+
+/* The request target, in place: origin-form only ("/path?query");
+ * absolute-form is accepted for proxies' sake by skipping scheme and
+ * authority. OUT: *path (decoded) and *query (raw, without '?') point
+ * into url. Returns 0 or 400. */
+static int split_target(char *url, bool options, const char **path, const char **query) {
+  size_t scheme = strncasecmp(url, "http://", 7) == 0 ? 7 : strncasecmp(url, "https://", 8) == 0 ? 8 : 0;
+  if (scheme) {
+    char *s = strchr(url + scheme, '/');
+    if (!s) { /* "http://host" means "/": write it over the scheme */
+      url[0] = '/';
+      url[1] = '\0';
+    } else {
+      url = s;
+    }
+  }
+  if (url[0] != '/') {
+    if (strcmp(url, "*") == 0 && options) {
+      *path = "*";
+      *query = "";
+      return 0;
+    }
+    return 400;
+  }
+  char *q = strchr(url, '?');
+  char *hash = strchr(url, '#');
+  if (hash)
+    *hash = '\0';
+  if (q) {
+    *q = '\0';
+    *query = q + 1;
+  } else {
+    *query = "";
+  }
+  long n = pct_decode(url, strlen(url), false);
+  if (n < 0)
+    return 400;
+  *path = url;
+  return 0;
 }
 
 int http_in_request(struct http_in *in, struct http_req *r) {
@@ -531,43 +600,26 @@ int http_in_request(struct http_in *in, struct http_req *r) {
   r->nheaders = in->nheaders;
   r->body = in->body.data ? in->body.data : "";
   r->body_len = in->body.len;
-  /* target: origin-form only ("/path?query"); absolute-form is accepted
-   * for proxies' sake by skipping scheme and authority. */
   static char empty[1];
-  char *url = in->head.data ? in->head.data : empty;
-  size_t scheme = strncasecmp(url, "http://", 7) == 0 ? 7 : strncasecmp(url, "https://", 8) == 0 ? 8 : 0;
-  if (scheme) {
-    char *s = strchr(url + scheme, '/');
-    if (!s) { /* "http://host" means "/": write it over the scheme */
-      url[0] = '/';
-      url[1] = '\0';
-    } else {
-      url = s;
-    }
-  }
-  if (url[0] != '/') {
-    if (strcmp(url, "*") == 0 && p->method == HTTP_OPTIONS) {
-      r->path = "*";
-      r->query = "";
-      return 0;
-    }
-    return 400;
-  }
-  char *q = strchr(url, '?');
-  char *hash = strchr(url, '#');
-  if (hash)
-    *hash = '\0';
-  if (q) {
-    *q = '\0';
-    r->query = q + 1;
-  } else {
-    r->query = "";
-  }
-  long n = pct_decode(url, strlen(url), false);
-  if (n < 0)
-    return 400;
-  r->path = url;
+  return split_target(in->head.data ? in->head.data : empty, p->method == HTTP_OPTIONS,
+                      &r->path, &r->query);
+}
+
+int http_in_peek_path(const struct http_in *in, char *out, size_t n) {
+  const char *url = in->head.data ? in->head.data : "";
+  size_t len = strlen(url);
+  if (len + 2 > n) /* room for "http://host" becoming "/" */
+    return -1;
+  memcpy(out, url, len + 1);
+  const char *path, *query;
+  if (split_target(out, in->parser.method == HTTP_OPTIONS, &path, &query))
+    return -1;
+  memmove(out, path, strlen(path) + 1);
   return 0;
+}
+
+const char *http_in_method(const struct http_in *in) {
+  return http_method_str((enum http_method)in->parser.method);
 }
 
 bool http_in_keep_alive(const struct http_in *in) {

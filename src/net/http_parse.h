@@ -11,7 +11,14 @@
 
 #include "net/http.h"
 
-enum http_in_state { HTTP_IN_MORE, HTTP_IN_REQUEST, HTTP_IN_ERROR };
+/* HTTP_IN_HEADERS: only with stop_at_headers, for a request with a body:
+ * its headers are in and the parser waits (http_in_body) before reading
+ * the body. */
+enum http_in_state { HTTP_IN_MORE, HTTP_IN_REQUEST, HTTP_IN_ERROR, HTTP_IN_HEADERS };
+
+/* Where a streamed body goes: each piece, in order. Returns 0 to go on,
+ * 1 to pause the parser after this piece (http_in_resume goes on). */
+typedef int (*http_in_sink)(void *arg, const char *at, size_t len);
 
 struct http_in {
   http_parser parser;
@@ -36,6 +43,15 @@ struct http_in {
   const char *err_msg;
   struct http_header *hdrs; /* built at completion */
   int hdrs_cap;
+  /* The server's choices for the body: stop at the headers of a request
+   * with one (HTTP_IN_HEADERS), then buffer it up to body_max, or hand it
+   * to sink as it comes. */
+  bool stop_at_headers;
+  bool has_body;         /* Content-Length > 0 or chunked */
+  bool body_chosen;      /* http_in_body was called for this request */
+  uint64_t body_max;
+  http_in_sink sink;
+  void *sink_arg;
 };
 
 void http_in_init(struct http_in *in, const struct http_cfg *cfg);
@@ -58,6 +74,18 @@ size_t http_in_feed(struct http_in *in, const char *data, size_t len,
 int http_in_request(struct http_in *in, struct http_req *r);
 bool http_in_keep_alive(const struct http_in *in);
 bool http_in_upgrade(const struct http_in *in);
+/* After HTTP_IN_HEADERS: how to read this request's body: buffered up to
+ * max bytes (413 past it), or given to sink (NULL: buffered). The caller
+ * then resumes the parser with http_in_resume. */
+void http_in_body(struct http_in *in, uint64_t max, http_in_sink sink, void *arg);
+/* Lets a paused parser (at the headers, or paused by the sink) go on. */
+void http_in_resume(struct http_in *in);
+/* The request target's path, decoded (as http_in_request makes it), into
+ * out without touching the parsed request. Returns 0, or -1 when it is
+ * malformed or longer than n-1. Valid from HTTP_IN_HEADERS on. */
+int http_in_peek_path(const struct http_in *in, char *out, size_t n);
+/* The method's name ("PUT"). */
+const char *http_in_method(const struct http_in *in);
 /* Readies for the next request on the same connection. */
 void http_in_next(struct http_in *in);
 

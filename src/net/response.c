@@ -239,34 +239,22 @@ void http_finish(struct http_req *r, int status) {
 
 #define PUT_LIT(b, s) buf_append((b), (s), sizeof(s) - 1)
 
-void http_reply(struct http_req *r, int status, const char *ctype, const void *body,
-                size_t len) {
+/* Builds the status line and headers into the loop's scratch buffer
+ * (reset first), with room for `extra` more bytes of body. */
+static struct buf *build_head(struct http_req *r, int status, const char *ctype, uint64_t len,
+                              bool no_body, size_t extra) {
   struct http_conn *c = r->conn;
-  if (!c || c->closing || !c->hs || !c->busy)
-    return; /* the client is gone, or an answer was already sent */
   struct http_state *hs = c->hs;
   struct loop_ctx *lp = c->lp;
-  struct buf gz;
-  buf_init(&gz, 0);
-  bool no_body = status == 204 || status == 304 || status < 200;
-  const char *ae = http_header_get(r, "accept-encoding");
-  uint64_t gmin = lp->srv->cfg.gzip_min;
-  if (!no_body && gmin && len >= gmin && ae && header_has_token(ae, "gzip") &&
-      compressible(ctype) && gzip_buf(body, len, &gz) == 0 && gz.len < len) {
-    body = gz.data;
-    len = gz.len;
-    PUT_LIT(&hs->res_headers, "Content-Encoding: gzip\r\n");
-    vary_add(hs, "Accept-Encoding");
-  }
   if (lp->stopping)
     c->close_after = true;
-  /* The answer is built in the loop's scratch buffer and written at once;
-   * only what the socket does not take is copied. */
+  if (hs->stream.on && !hs->in.complete)
+    c->close_after = true; /* the rest of the body is not read: no next request */
   struct buf *out = &lp->out;
   char num[24];
   const char *text = http_status_text(status);
   buf_reset(out);
-  buf_reserve(out, 256 + hs->res_headers.len + (r->head ? 0 : len));
+  buf_reserve(out, 256 + hs->res_headers.len + extra);
   PUT_LIT(out, "HTTP/1.1 ");
   buf_append(out, num, u64_to_dec((uint64_t)status, num));
   buf_putc(out, ' ');
@@ -307,13 +295,96 @@ void http_reply(struct http_req *r, int status, const char *ctype, const void *b
     PUT_LIT(out, "Connection: keep-alive\r\n\r\n");
   else
     PUT_LIT(out, "\r\n");
+  return out;
+}
+
+/* Writes the scratch buffer and lets it shrink after a big answer. */
+static int send_scratch(struct http_conn *c, struct buf *out) {
+  uv_buf_t b = uv_buf_init(out->data, (unsigned)out->len);
+  int rc = conn_write(c, &b, 1, NULL, NULL);
+  if (out->cap > 1024 * 1024)
+    buf_release(out); /* keep the scratch buffer small between big answers */
+  return rc;
+}
+
+void http_reply(struct http_req *r, int status, const char *ctype, const void *body,
+                size_t len) {
+  struct http_conn *c = r->conn;
+  if (!c || c->closing || !c->hs || !c->busy || c->hs->out.on)
+    return; /* the client is gone, or an answer was already sent */
+  struct http_state *hs = c->hs;
+  struct loop_ctx *lp = c->lp;
+  struct buf gz;
+  buf_init(&gz, 0);
+  bool no_body = status == 204 || status == 304 || status < 200;
+  const char *ae = http_header_get(r, "accept-encoding");
+  uint64_t gmin = lp->srv->cfg.gzip_min;
+  if (!no_body && gmin && len >= gmin && ae && header_has_token(ae, "gzip") &&
+      compressible(ctype) && gzip_buf(body, len, &gz) == 0 && gz.len < len) {
+    body = gz.data;
+    len = gz.len;
+    PUT_LIT(&hs->res_headers, "Content-Encoding: gzip\r\n");
+    vary_add(hs, "Accept-Encoding");
+  }
+  /* The answer is built in the loop's scratch buffer and written at once;
+   * only what the socket does not take is copied. */
+  struct buf *out = build_head(r, status, ctype, len, no_body, r->head ? 0 : len);
   if (!no_body && !r->head && len)
     buf_append(out, body, len);
   buf_release(&gz);
-  uv_buf_t b = uv_buf_init(out->data, (unsigned)out->len);
-  conn_write(c, &b, 1, NULL, NULL);
-  if (out->cap > 1024 * 1024)
-    buf_release(out); /* keep the scratch buffer small between big answers */
+  send_scratch(c, out);
+  http_finish(r, status);
+}
+
+/* ---- streamed answers ---------------------------------------------------- */
+
+static void on_send_stall(uv_timer_t *t) { conn_abort(t->data); }
+
+int http_reply_start(struct http_req *r, int status, const char *ctype, uint64_t len) {
+  struct http_conn *c = r->conn;
+  if (!c || c->closing || !c->hs || !c->busy || c->hs->out.on)
+    return GROVE_ECLOSED;
+  struct http_state *hs = c->hs;
+  struct buf *out = build_head(r, status, ctype, len, false, 0);
+  if (send_scratch(c, out))
+    return GROVE_ECLOSED;
+  if (r->head || len == 0) {
+    http_finish(r, status);
+    return 1;
+  }
+  hs->out.on = true;
+  hs->out.status = status;
+  hs->out.len = len;
+  hs->out.sent = 0;
+  return 0;
+}
+
+int http_reply_write(struct http_req *r, const void *data, size_t n, void (*release)(void *),
+                     void *owner) {
+  struct http_conn *c = r->conn;
+  if (!c || c->closing || !c->hs || !c->hs->out.on || c->hs->out.sent + n > c->hs->out.len) {
+    if (release)
+      release(owner);
+    return GROVE_ECLOSED;
+  }
+  c->hs->out.sent += n;
+  uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+  if (conn_write(c, &b, 1, release, owner))
+    return GROVE_ECLOSED;
+  /* a client that takes nothing for this long is let go */
+  if (conn_queued(c))
+    conn_timer(c, c->lp->srv->cfg.idle_timeout_ms, on_send_stall);
+  return 0;
+}
+
+void http_reply_end(struct http_req *r) {
+  struct http_conn *c = r->conn;
+  if (!c || c->closing || !c->hs || !c->hs->out.on)
+    return;
+  struct http_state *hs = c->hs;
+  if (hs->out.sent != hs->out.len)
+    c->close_after = true; /* a short body: the client must see it end early */
+  int status = hs->out.status;
   http_finish(r, status);
 }
 

@@ -142,6 +142,8 @@ int router_add(struct router *rt, const char *owner, const struct route_def *def
   r->scopes = def->scopes;
   r->anonymous = def->anonymous;
   r->refuse = def->refuse;
+  r->stream_body = def->stream_body;
+  r->max_body = def->max_body;
   for (const char *p = r->pattern; (p = strchr(p, '{')) && r->nparams < HTTP_MAX_PARAMS; p++) {
     char name[64];
     param_name(r->pattern, r->nparams, name, sizeof name);
@@ -238,7 +240,8 @@ void router_each(const struct router *rt,
                  void *arg) {
   for (size_t i = 0; i < rt->n; i++) {
     const struct route *r = rt->routes[i];
-    struct route_def d = {r->method, r->pattern, r->fn, r->scopes, r->anonymous, r->refuse};
+    struct route_def d = {r->method, r->pattern, r->fn, r->scopes, r->anonymous, r->refuse,
+                          r->stream_body, r->max_body};
     fn(r->owner, &d, arg);
   }
 }
@@ -337,6 +340,16 @@ enum route_match router_match(struct router *rt, const char *method, char *path,
     return ROUTE_FOUND;
   }
   return path_known ? ROUTE_BAD_METHOD : ROUTE_NOT_FOUND;
+}
+
+bool router_streams(struct router *rt, const char *method, char *path, uint64_t *max) {
+  struct http_req scratch;
+  struct route *route = NULL;
+  if (router_match(rt, method, path, &scratch, &route, NULL, 0) != ROUTE_FOUND ||
+      !route->stream_body)
+    return false;
+  *max = route->max_body;
+  return true;
 }
 
 void route_count(struct router *rt, struct route *r, int status, double seconds) {

@@ -15,6 +15,8 @@ struct route {
   unsigned scopes;       /* access, as declared (struct route_def) */
   bool anonymous;
   http_refuse refuse;
+  bool stream_body;      /* the body goes to the handler as it comes */
+  uint64_t max_body;     /* its limit; 0: --max-upload */
   char *param_names[HTTP_MAX_PARAMS];
   int nparams;
   struct metric *_Atomic by_status[600]; /* request counters, made on first use */
@@ -30,6 +32,10 @@ enum route_match { ROUTE_FOUND, ROUTE_NOT_FOUND, ROUTE_BAD_METHOD };
 enum route_match router_match(struct router *rt, const char *method, char *path,
                               struct http_req *r, struct route **out,
                               char *allow, size_t allowlen);
+/* Whether method and path go to a route whose body is streamed. OUT:
+ * *max its limit (0: --max-upload). `path` is a scratch copy, cut in
+ * place. */
+bool router_streams(struct router *rt, const char *method, char *path, uint64_t *max);
 /* Checks r's caller against route's declared access through the
  * authorizer: true to run the handler; false once r is answered (401, 403,
  * or 500 when the route needs a credential and there is no authorizer). */

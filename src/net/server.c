@@ -39,6 +39,7 @@ const struct cfg_opt http_cfg_opts[] = {
     CFG_OPT(struct http_cfg, "max-header", CFG_SIZE, max_header, "16k", "bytes of request headers; more is answered 431"),
     CFG_OPT(struct http_cfg, "max-headers", CFG_INT, max_headers, "100", "number of request headers; more is answered 431"),
     CFG_OPT(struct http_cfg, "max-body", CFG_SIZE, max_body, "8m", "request body size; more is answered 413"),
+    CFG_OPT(struct http_cfg, "max-upload", CFG_SIZE, max_upload, "1g", "body size of an upload route (streamed to disk, never held in memory); more is answered 413"),
     CFG_OPT(struct http_cfg, "header-timeout", CFG_MS, header_timeout_ms, "10s", "time to send request line and headers; slower is answered 408"),
     CFG_OPT(struct http_cfg, "body-timeout", CFG_MS, body_timeout_ms, "60s", "time to send the body after the headers; slower is answered 408"),
     CFG_OPT(struct http_cfg, "idle-timeout", CFG_MS, idle_timeout_ms, "75s", "keep-alive connection with no request is closed after this"),
@@ -192,6 +193,8 @@ static void on_handle_closed(uv_handle_t *h) {
   if (--c->handles_open > 0)
     return;
   struct loop_ctx *lp = c->lp;
+  if (c->kind == CONN_HTTP && c->hs)
+    stream_end(c, GROVE_ECLOSED); /* a body cut short: its consumer lets go */
   if (c->kind == CONN_WS)
     ws_on_conn_close(c);
   else if (c->kind == CONN_SSE)
@@ -306,11 +309,28 @@ static void on_idle_timeout(uv_timer_t *t) {
     conn_close(c);
 }
 
+static bool stream_reading(const struct http_conn *c) {
+  const struct http_state *hs = c->hs;
+  return hs && hs->stream.on && hs->stream.attached && !hs->stream.paused && !hs->stream.ended;
+}
+
+static void on_stream_timeout(uv_timer_t *t) {
+  struct http_conn *c = t->data;
+  if (stream_reading(c))
+    stream_end(c, GROVE_ETIMEOUT);
+}
+
 /* Sets the timer that fits the parser's state: waiting for headers, for a
- * body, or idle between requests. */
+ * body, or idle between requests. A streamed body's timer runs only while
+ * the server reads it (a paused stream waits on the server, not on the
+ * client). */
 static void arm_read_timer(struct http_conn *c, bool fresh) {
   const struct http_cfg *cfg = &c->lp->srv->cfg;
   struct http_in *in = &c->hs->in;
+  if (c->busy && c->hs->stream.on) {
+    conn_timer(c, stream_reading(c) ? cfg->body_timeout_ms : 0, on_stream_timeout);
+    return;
+  }
   if (in->headers_done)
     conn_timer(c, cfg->body_timeout_ms, on_header_timeout);
   else if (in->started || fresh)
@@ -354,6 +374,10 @@ static void drain_pending(struct http_conn *c) {
 int conn_dispatch_done(struct http_conn *c) {
   /* called by response.c when a request is finished */
   c->busy = false;
+  if (c->hs) { /* the answer ended any streamed body: no callback runs after it */
+    memset(&c->hs->stream, 0, sizeof c->hs->stream);
+    memset(&c->hs->out, 0, sizeof c->hs->out);
+  }
   if (c->closing)
     return 0;
   if (c->close_after) {
@@ -372,17 +396,87 @@ int conn_dispatch_done(struct http_conn *c) {
   return 0;
 }
 
+static int send_continue(struct http_conn *c) {
+  static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+  uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
+  c->hs->continue_sent = true;
+  return conn_write(c, &b, 1, NULL, NULL);
+}
+
+/* A streamed body's piece, from the parser (http_in_sink). Returns 1 to
+ * pause the parser: the consumer asked, answered, or the limit passed. */
+static int stream_sink(void *arg, const char *at, size_t len) {
+  struct http_conn *c = arg;
+  struct http_state *hs = c->hs;
+  if (!stream_reading(c) || !c->busy || c->closing)
+    return 1;
+  if (hs->stream.received + len > hs->stream.max) {
+    stream_end(c, GROVE_ETOOBIG);
+    return 1;
+  }
+  hs->stream.received += len;
+  int rc = hs->stream.cbs.on_data(&hs->req, at, len, hs->stream.arg);
+  if (rc == HTTP_BODY_PAUSE && c->hs && c->busy && !hs->stream.ended)
+    hs->stream.paused = true;
+  return stream_reading(c) && c->busy ? 0 : 1;
+}
+
+/* The headers of a request with a body are in: choose how its body is
+ * read. A streamed route is dispatched now (its body waits for the
+ * handler, http_req_stream); any other reads its body into memory as
+ * before. Returns 0 to go on reading, -1 when the request was refused
+ * (413) or the connection is gone. */
+static int headers_in(struct http_conn *c) {
+  struct http_state *hs = c->hs;
+  struct http_in *in = &hs->in;
+  const struct http_cfg *cfg = &c->lp->srv->cfg;
+  uint64_t max = cfg->max_body, rmax = 0;
+  bool streams = false;
+  buf_reset(&hs->route_path);
+  size_t need = (in->head.data ? strlen(in->head.data) : 0) + 2;
+  if (!buf_reserve(&hs->route_path, need) &&
+      http_in_peek_path(in, hs->route_path.data, hs->route_path.cap) == 0)
+    streams = router_streams(c->lp->srv->router, http_in_method(in), hs->route_path.data, &rmax);
+  if (streams)
+    max = rmax ? rmax : cfg->max_upload;
+  if ((in->parser.flags & F_CONTENTLENGTH) && in->parser.content_length > max) {
+    in->want_continue = false;
+    http_send_error_raw(c, 413, "BODY_TOO_LARGE", "request body is too large", NULL);
+    return -1;
+  }
+  if (!streams) {
+    http_in_body(in, max, NULL, NULL);
+    http_in_resume(in);
+    if (in->want_continue && !hs->continue_sent && send_continue(c))
+      return -1; /* the client is gone: nothing of its request is handled */
+    return 0;
+  }
+  http_in_body(in, max, stream_sink, c); /* the parser stays paused until attached */
+  memset(&hs->stream, 0, sizeof hs->stream);
+  hs->stream.on = true;
+  hs->stream.max = max;
+  c->busy = true;
+  dispatch(c);
+  return c->closing ? -1 : 0;
+}
+
 static void process(struct http_conn *c, const char *data, size_t n) {
-  while (!c->closing && c->kind == CONN_HTTP && !c->close_after) {
-    if (c->busy) {
+  while (!c->closing && c->kind == CONN_HTTP && (!c->close_after || stream_reading(c))) {
+    if (c->busy && !stream_reading(c)) {
       if (n && buf_append(&c->pending, data, n)) {
         conn_close(c);
         return;
       }
-      if (c->pending.len > PENDING_MAX && c->reading) {
+      /* a streamed body waiting for its consumer: read no more now, so
+       * that at most this piece is held (and an end of input is seen only
+       * after the body before it) */
+      bool waiting_body = c->hs->stream.on && !c->hs->in.complete;
+      if ((c->pending.len > PENDING_MAX || (waiting_body && c->pending.len)) && c->reading) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->reading = false;
       }
+      if (waiting_body)
+        arm_read_timer(c, false);
       return;
     }
     if (n == 0)
@@ -390,24 +484,43 @@ static void process(struct http_conn *c, const char *data, size_t n) {
     struct http_state *hs = c->hs;
     enum http_in_state st;
     size_t used = http_in_feed(&hs->in, data, n, &st);
-    if (hs->in.want_continue && !hs->continue_sent && st == HTTP_IN_MORE) {
-      static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-      uv_buf_t b = uv_buf_init((char *)cont, sizeof cont - 1);
-      hs->continue_sent = true;
-      if (conn_write(c, &b, 1, NULL, NULL))
+    if (hs->in.want_continue && !hs->continue_sent && st == HTTP_IN_MORE && !hs->stream.on) {
+      if (send_continue(c))
         return; /* the client is gone: nothing of its request is handled */
     }
     if (st == HTTP_IN_ERROR) {
+      if (hs->stream.on && c->busy) { /* a bad chunk in a streamed body */
+        stream_end(c, GROVE_EPROTO);
+        if (c->busy && !c->closing)
+          http_reply_error(&hs->req, hs->in.err_status, hs->in.err_code, hs->in.err_msg, NULL);
+        return;
+      }
       http_send_error_raw(c, hs->in.err_status, hs->in.err_code, hs->in.err_msg, NULL);
       return;
     }
     data += used;
     n -= used;
+    if (st == HTTP_IN_HEADERS) {
+      if (headers_in(c))
+        return;
+      continue;
+    }
     if (st == HTTP_IN_MORE) {
+      if (n && used) /* a streamed body paused: the rest waits */
+        continue;
+      if (n) { /* paused with nothing taken: keep the bytes */
+        if (buf_append(&c->pending, data, n))
+          conn_close(c);
+        return;
+      }
       arm_read_timer(c, false);
       return;
     }
     /* a complete request */
+    if (hs->stream.on) { /* its streamed body is complete */
+      stream_end(c, 0);
+      continue;
+    }
     bool upgrade = http_in_upgrade(&hs->in);
     c->busy = true;
     if (upgrade && n) {
@@ -439,6 +552,10 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
     uv_read_stop(s);
     c->reading = false;
     c->peer_eof = true;
+    if (c->kind == CONN_HTTP && c->busy && c->hs->stream.on && !c->hs->in.complete) {
+      conn_close(c); /* its body can never be complete: on_end(ECLOSED) follows */
+      return;
+    }
     if (c->kind == CONN_HTTP && c->busy) {
       conn_cancel_jobs(c); /* a job not started yet is dropped */
       return; /* answer, then close */
@@ -591,6 +708,104 @@ void http_req_continue(struct http_req *r) {
   c->dispatching = outer;
   if (!outer && !c->busy && !c->closing)
     drain_pending(c);
+}
+
+/* ------------------------------------------------------------------------ */
+/* streamed request bodies */
+
+void stream_end(struct http_conn *c, int err) {
+  struct http_state *hs = c->hs;
+  if (!hs || !hs->stream.attached || hs->stream.ended)
+    return;
+  hs->stream.ended = true;
+  if (!c->closing)
+    uv_timer_stop(&c->timer);
+  bool outer = c->dispatching;
+  c->dispatching = true;
+  hs->stream.cbs.on_end(&hs->req, err, hs->stream.arg);
+  c->dispatching = outer;
+  if (c->closing || !c->busy)
+    return;
+  if (err == GROVE_ETOOBIG)
+    http_reply_error(&hs->req, 413, "BODY_TOO_LARGE", "request body is too large",
+                     json_pack("{s:I}", "max_bytes", (json_int_t)hs->stream.max));
+  else if (err == GROVE_ETIMEOUT)
+    http_reply_error(&hs->req, 408, "REQUEST_TIMEOUT", "request body was not received in time",
+                     NULL);
+}
+
+/* Feeds what waits of a stream that may read again, then reads the
+ * socket. */
+static void stream_pump(struct http_conn *c) {
+  http_in_resume(&c->hs->in);
+  bool outer = c->dispatching;
+  c->dispatching = true;
+  if (c->pending.len) {
+    struct buf b = c->pending;
+    buf_init(&c->pending, 0);
+    process(c, b.data, b.len);
+    buf_release(&b);
+  }
+  c->dispatching = outer;
+  if (c->closing || c->kind != CONN_HTTP)
+    return;
+  if (!c->busy) { /* answered meanwhile */
+    if (!outer)
+      drain_pending(c);
+    return;
+  }
+  if (stream_reading(c) && !c->pending.len && !c->reading && !c->lingering && !c->peer_eof) {
+    c->reading = true;
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+  }
+  arm_read_timer(c, false);
+}
+
+int http_req_stream(struct http_req *r, const struct http_body_cbs *cbs, void *arg) {
+  struct http_conn *c = r->conn;
+  if (!c || c->closing || !c->hs)
+    return GROVE_ECLOSED;
+  struct http_state *hs = c->hs;
+  if (!c->busy || r != &hs->req || !hs->route || !hs->route->stream_body ||
+      hs->stream.attached || !cbs || !cbs->on_data || !cbs->on_end)
+    return GROVE_EINVAL;
+  if (!hs->stream.on) { /* no body at all: it is complete now */
+    hs->stream.attached = hs->stream.ended = true;
+    cbs->on_end(r, 0, arg);
+    return 0;
+  }
+  if (hs->in.want_continue && !hs->continue_sent && send_continue(c))
+    return GROVE_ECLOSED;
+  hs->stream.attached = true;
+  hs->stream.cbs = *cbs;
+  hs->stream.arg = arg;
+  stream_pump(c);
+  return 0;
+}
+
+void http_req_stream_resume(struct http_req *r) {
+  struct http_conn *c = r->conn;
+  if (!c || c->closing || !c->hs || r != &c->hs->req || !c->hs->stream.paused)
+    return;
+  c->hs->stream.paused = false;
+  if (!c->hs->stream.ended)
+    stream_pump(c);
+}
+
+uint64_t http_req_stream_received(const struct http_req *r) {
+  return r->conn && r->conn->hs ? r->conn->hs->stream.received : 0;
+}
+
+int64_t http_req_content_length(const struct http_req *r) {
+  const char *v = http_header_get(r, "content-length");
+  if (!v || http_header_get(r, "transfer-encoding"))
+    return -1;
+  char *end;
+  errno = 0;
+  unsigned long long n = strtoull(v, &end, 10);
+  if (end == v || *end || errno || n > INT64_MAX)
+    return -1;
+  return (int64_t)n;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -803,6 +1018,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->lp = lp;
   c->hs = hs;
   http_in_init(&hs->in, &lp->srv->cfg);
+  hs->in.stop_at_headers = true;
   buf_init(&hs->res_headers, 64 * 1024);
   buf_init(&hs->route_path, 0);
   buf_init(&hs->body_dec, 0);
