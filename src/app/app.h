@@ -48,6 +48,7 @@ struct telemetry;
 struct jobs;
 struct jobs_type;
 struct broker;
+struct blobs;
 
 /* What the platform hands every app. Owned by serve; valid from start to
  * stop. */
@@ -67,6 +68,7 @@ struct grove_ctx {
                                 * consumers at start (telemetry/telemetry.h) */
   struct jobs *jobs;       /* the job queue: jobs_enqueue (jobs/jobs.h) */
   struct broker *broker;   /* other instances (broker/broker.h); NULL without --broker */
+  struct blobs *blobs;     /* the file store (blobs/blobs.h) */
 };
 
 /* The console page of an app: the console's navigation shows it while the

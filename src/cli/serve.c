@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "app/roles.h"
+#include "blobs/blobs.h"
 #include "broker/broker.h"
 #include "cli/cli.h"
 #include "core/error.h"
@@ -48,6 +49,7 @@ struct serve_cfg {
   struct llm_cfg llm;
   struct telemetry_cfg telemetry;
   struct jobs_cfg jobs;
+  struct blobs_cfg blobs;
 };
 
 #define MAX_SECTIONS 16
@@ -81,6 +83,7 @@ static int sections(struct serve_cfg *c, struct cfg_section *s, size_t *n, char 
       {"llm", llm_cfg_opts, llm_cfg_nopts, &c->llm},
       {"telemetry", telemetry_cfg_opts, telemetry_cfg_nopts, &c->telemetry},
       {"jobs", jobs_cfg_opts, jobs_cfg_nopts, &c->jobs},
+      {"blobs", blobs_cfg_opts, blobs_cfg_nopts, &c->blobs},
   };
   *n = 0;
   for (size_t i = 0; i < ARRAY_LEN(platform); i++)
@@ -278,6 +281,7 @@ int cmd_serve(int argc, char **argv) {
   struct health *health = NULL;
   struct telemetry *telemetry = NULL;
   struct jobs *jobs = NULL;
+  struct blobs *blobs = NULL;
   void *states[MAX_APPS] = {0};
   size_t started = 0;
   pthread_t sig_thread;
@@ -303,6 +307,10 @@ int cmd_serve(int argc, char **argv) {
   }
   if (store_migrate(store, "jobs", jobs_migrations, jobs_nmigrations, NULL, err, sizeof err)) {
     log_error(NULL, "cannot migrate database", "module=jobs error=\"%s\"", err);
+    goto out;
+  }
+  if (store_migrate(store, "blobs", blobs_migrations, blobs_nmigrations, NULL, err, sizeof err)) {
+    log_error(NULL, "cannot migrate database", "module=blobs error=\"%s\"", err);
     goto out;
   }
   for (size_t i = 0; i < grove_napps; i++) {
@@ -381,10 +389,16 @@ int cmd_serve(int argc, char **argv) {
     log_error(NULL, "cannot start telemetry", "error=\"%s\"", err);
     goto out;
   }
+  struct blobs_env benv = {store, data_dir, c.http.max_upload, metrics};
+  if (blobs_open(&blobs, &c.blobs, &benv, err, sizeof err) ||
+      ((roles & ROLE_API) && blobs_routes(blobs, router, err, sizeof err))) {
+    log_error(NULL, "cannot start the blob store", "error=\"%s\"", err);
+    goto out;
+  }
   struct grove_ctx ctx = {store,  hub,           gate,
                           metrics, router, GROVE_VERSION,
                           data_dir, &c.llm,
-                          c.store.url,   health, roles, telemetry, jobs, broker};
+                          c.store.url,   health, roles, telemetry, jobs, broker, blobs};
   for (; started < grove_napps; started++) {
     const struct grove_app *a = grove_apps[started];
     int e = a->start(&ctx, &states[started]);
@@ -444,6 +458,7 @@ out:
   broker_stop(broker); /* its threads deliver into the hub and the gate */
   telemetry_close(telemetry);
   jobs_destroy(jobs);
+  blobs_close(blobs);  /* after the server: no request uses it any more */
   hub_destroy(hub);    /* its coalescer publishes through the broker */
   gate_destroy(gate);
   broker_destroy(broker);

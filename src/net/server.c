@@ -461,7 +461,10 @@ static int headers_in(struct http_conn *c) {
 }
 
 static void process(struct http_conn *c, const char *data, size_t n) {
-  while (!c->closing && c->kind == CONN_HTTP && (!c->close_after || stream_reading(c))) {
+  /* (a request that closes the connection after it, still has its
+   * streamed body to read) */
+  while (!c->closing && c->kind == CONN_HTTP &&
+         (!c->close_after || (c->hs->stream.on && !c->hs->in.complete))) {
     if (c->busy && !stream_reading(c)) {
       if (n && buf_append(&c->pending, data, n)) {
         conn_close(c);

@@ -1,0 +1,76 @@
+/* internal.h — the blob store's own parts (blobs-internal): the storage
+ * backend table and the store's state.
+ *
+ * A backend keeps bytes by content address (the SHA-256 in lowercase
+ * hex) and knows nothing of owners, names or counts: those are the
+ * metadata's (blobs.c). Every call blocks; every call may run on any
+ * thread, several at once (the store serialises what touches one content
+ * address, see blobs.c "locks"). A second backend (S3, a shared
+ * filesystem) is one more table of these hooks; callers do not change. */
+#ifndef GROVE_BLOBS_INTERNAL_H
+#define GROVE_BLOBS_INTERNAL_H
+
+#include <pthread.h>
+
+#include "blobs/blobs.h"
+
+struct blobs_ops {
+  const char *name; /* --blobs-backend */
+  /* Opens the backend rooted at `root` (made if missing). OUT: *be.
+   * GROVE_EIO with err. */
+  int (*open)(const char *root, void **be, char *err, size_t errlen);
+  void (*close)(void *be);
+  /* A temporary object to write an upload into, gone when discarded or
+   * installed. OUT: *tmp. GROVE_EIO, GROVE_ENOSPC. */
+  int (*tmp_create)(void *be, void **tmp);
+  /* Appends n bytes. GROVE_ENOSPC, GROVE_EIO. */
+  int (*tmp_write)(void *tmp, const void *data, size_t n);
+  /* Makes the bytes written durable. */
+  int (*tmp_sync)(void *tmp);
+  void (*tmp_discard)(void *tmp);
+  /* Makes tmp (synced) the content `sha`; tmp is consumed whatever the
+   * result. OUT: *created true when the content was not stored before
+   * (else the existing bytes stay and tmp's are dropped). */
+  int (*tmp_install)(void *be, void *tmp, const char *sha, bool *created);
+  /* The same for the file at path, linked when it can be, else copied;
+   * path stays (the caller removes it once the blob is recorded).
+   * GROVE_ENOENT, GROVE_EIO. */
+  int (*file_install)(void *be, const char *path, const char *sha, bool *created);
+  /* Removes the content's bytes (absent already is fine). */
+  int (*remove)(void *be, const char *sha);
+  /* Opens the content for reading. OUT: *rd, *size. GROVE_ENOENT. */
+  int (*open_read)(void *be, const char *sha, void **rd, uint64_t *size);
+  int (*read_at)(void *rd, uint64_t off, void *buf, size_t n, size_t *got);
+  void (*close_read)(void *rd);
+  /* Removes every temporary object, and every content for which
+   * keep(sha) says false (bytes a crash left unreferenced). OUT:
+   * *removed (may be NULL). keep returns -1 when it cannot tell: the
+   * sweep stops with that error. */
+  int (*sweep)(void *be, int (*keep)(const char *sha, void *arg), void *arg, int *removed);
+  /* A folder on the same filesystem for files that become blobs (NULL:
+   * none); the backend never cleans it. */
+  const char *(*spool_dir)(void *be);
+};
+
+extern const struct blobs_ops blobs_local_ops;
+
+#define BLOBS_LOCKS 64
+
+struct blobs {
+  struct store *store;
+  const struct blobs_ops *ops;
+  void *be;
+  uint64_t max_size;
+  uint64_t quota_bytes;
+  int64_t quota_files;
+  /* What touches one content address (install + metadata commit, or
+   * metadata delete + remove) holds its stripe, so a delete cannot remove
+   * bytes an upload of the same content has just found there. */
+  pthread_mutex_t locks[BLOBS_LOCKS];
+  struct metric *uploads, *upload_bytes, *deduped, *deletes, *freed_bytes;
+};
+
+/* Whether s is 64 lowercase hex characters. */
+bool blobs_sha_valid(const char *s);
+
+#endif
