@@ -23,7 +23,7 @@
 #include "net/http.h"
 
 #define CHUNK (1u << 20)          /* an upload's write to disk */
-#define FILL_CAP (CHUNK + (64u << 10)) /* a full buffer takes one more read */
+#define FILL_CAP (CHUNK + (256u << 10)) /* a full buffer takes one more piece */
 #define PIECE (256u << 10)        /* a download's read from disk */
 
 /* ---- errors -------------------------------------------------------------- */
@@ -177,8 +177,17 @@ static void start_write(struct http_req *r, struct upload *u) {
 
 static int on_data(struct http_req *r, const char *data, size_t len, void *arg) {
   struct upload *u = arg;
-  if (u->gone || len > FILL_CAP - u->fill_len)
-    return HTTP_BODY_PAUSE; /* (never past FILL_CAP: a full buffer pauses) */
+  if (u->gone)
+    return HTTP_BODY_PAUSE;
+  if (len > FILL_CAP - u->fill_len) {
+    /* cannot happen: a full buffer pauses the stream, and the server hands
+     * over at most one read (64 KiB) after that; refuse rather than lose
+     * bytes */
+    log_error(u->rid, "blobs: upload buffer overrun", "have=%zu piece=%zu", u->fill_len, len);
+    upload_answer_rc(r, u, GROVE_EIO);
+    upload_settle(u);
+    return HTTP_BODY_PAUSE;
+  }
   memcpy(u->fill + u->fill_len, data, len);
   u->fill_len += len;
   if (u->fill_len < CHUNK)

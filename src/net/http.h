@@ -205,12 +205,13 @@ struct http_body_cbs {
   int (*on_data)(struct http_req *r, const char *data, size_t len, void *arg);
   /* The body ended: err 0 when it is complete (every byte was given to
    * on_data); GROVE_ETOOBIG (over the limit), GROVE_ETIMEOUT (the client
-   * stalled) or GROVE_ECLOSED (the client went away). Runs exactly once
-   * per attached stream, unless the handler answers first (answering ends
-   * the stream: no callback runs after it). On ETOOBIG and ETIMEDOUT the
-   * server answers 413 / 408 with the error envelope if on_end did not
-   * answer; on ECLOSED r's connection is closing (answers go nowhere), and
-   * on_end may run from the connection's close callback. */
+   * stalled), GROVE_EPROTO (malformed chunked framing) or GROVE_ECLOSED
+   * (the client went away). Runs exactly once per attached stream, unless
+   * the handler answers first (answering ends the stream: no callback
+   * runs after it). On ETOOBIG, ETIMEOUT and EPROTO the server answers
+   * 413 / 408 / 400 with the error envelope if on_end did not answer; on
+   * ECLOSED r's connection is closing (answers go nowhere), and on_end may
+   * run from the connection's close callback. */
   void (*on_end)(struct http_req *r, int err, void *arg);
 };
 /* Attaches the consumer to r's body (a route with .stream_body; once).

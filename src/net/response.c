@@ -371,9 +371,9 @@ int http_reply_write(struct http_req *r, const void *data, size_t n, void (*rele
   uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
   if (conn_write(c, &b, 1, release, owner))
     return GROVE_ECLOSED;
-  /* a client that takes nothing for this long is let go */
-  if (conn_queued(c))
-    conn_timer(c, c->lp->srv->cfg.idle_timeout_ms, on_send_stall);
+  /* a piece is written only once the one before was taken: progress.
+   * A client that takes nothing for this long is let go. */
+  conn_timer(c, c->lp->srv->cfg.idle_timeout_ms, on_send_stall);
   return 0;
 }
 

@@ -1,0 +1,120 @@
+#!/bin/sh
+# bench/upload — MiB/s of one large upload sent as a single stream to
+# grove (POST /api/v1/blobs: streamed to disk, SHA-256 on the way, fsync
+# before the answer) beside nginx receiving the same file with WebDAV PUT
+# (nginx-light's dav module: body to a temporary file, then renamed), in
+# the same run on the same machine, both writing under BENCH_DIR. Each
+# side's stored copy is checked against the file's SHA-256, and each
+# server's peak resident memory (VmHWM) is printed: it must not grow with
+# the file (grove holds two 1 MiB buffers per upload).
+# Target (issue 13): grove >= 0.8x nginx's MiB/s, memory flat.
+# Prints one line per figure: name value unit peer_value ratio.
+#   SIZE_MIB=1024 RUNS=3 BENCH_DIR=/dev/shm (a tmpfs: the servers' own
+#   cost, not the disk's; on a disk grove's fsync bounds its figure)
+. "$(dirname "$0")/../lib.sh"
+SIZE_MIB=${SIZE_MIB:-1024}
+RUNS=${RUNS:-3}
+if [ -z "${BENCH_DIR:-}" ]; then
+  if [ -d /dev/shm ]; then BENCH_DIR=/dev/shm; else BENCH_DIR=${TMPDIR:-/tmp}; fi
+fi
+work=$(mktemp -d "$BENCH_DIR/grove-bench-upload-XXXXXX")
+chmod 755 "$work"
+gport=$(free_port)
+nport=$(free_port)
+
+./build/grove serve --listen "127.0.0.1:$gport" --threads 2 --access-log false \
+  --log-level warn --data-dir "$work/data" --web-root "" --max-upload 64g \
+  --rate-global 0 --rate-key 0 &
+gpid=$!
+cleanup() {
+  kill "$gpid" 2>/dev/null || true
+  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  sleep 0.5
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+wait_http "http://127.0.0.1:$gport/health"
+key=$(./build/grove key add bench --scopes read,write --data-dir "$work/data" 2>/dev/null | awk '{print $2}')
+
+mkdir -p "$work/www" "$work/nginx-body"
+cat > "$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx-body;
+  client_max_body_size 64g;
+  server {
+    listen 127.0.0.1:$nport;
+    location / {
+      root $work/www;
+      dav_methods PUT DELETE;
+      create_full_put_path on;
+    }
+  }
+}
+CONF
+nginx -p "$work" -c "$work/nginx.conf"
+for _ in $(seq 100); do [ -f "$work/nginx.pid" ] && break; sleep 0.05; done
+npid=$(cat "$work/nginx.pid")
+# master and worker: the worker receives the body
+nworker=$(pgrep -P "$npid" | head -1)
+
+# the file: random bytes, made once
+dd if=/dev/urandom of="$work/file" bs=1M count="$SIZE_MIB" status=none
+sha=$(sha256sum "$work/file" | cut -d' ' -f1)
+
+hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+
+# One upload: prints MiB/s from curl's own timing (request sent to answer
+# read, connection included).
+put_grove() {
+  out=$(curl -s -X POST -H "X-API-Key: $key" -H "Expect:" -H "Content-Type: application/octet-stream" \
+    --data-binary "@$work/file" -w '\n%{http_code} %{time_total}' \
+    "http://127.0.0.1:$gport/api/v1/blobs?name=bench.bin")
+  code=$(echo "$out" | tail -1 | cut -d' ' -f1)
+  t=$(echo "$out" | tail -1 | cut -d' ' -f2)
+  got=$(echo "$out" | head -1 | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d["sha256"], d["id"])')
+  [ "$code" = 201 ] || { echo "grove answered $code" >&2; exit 1; }
+  [ "${got%% *}" = "$sha" ] || { echo "grove stored a different SHA-256" >&2; exit 1; }
+  # the bytes on disk are the file's (checked once, outside the timing)
+  ondisk=$(find "$work/data/blobs" -name "$sha" | head -1)
+  [ "$(sha256sum "$ondisk" | cut -d' ' -f1)" = "$sha" ] || { echo "grove's file differs" >&2; exit 1; }
+  # delete it, so the next run stores the bytes again (no deduplication)
+  curl -s -o /dev/null -X DELETE -H "X-API-Key: $key" "http://127.0.0.1:$gport/api/v1/blobs/${got#* }"
+  python3 -c "print('%.1f' % ($SIZE_MIB / $t))"
+}
+put_nginx() {
+  out=$(curl -s -o /dev/null -T "$work/file" -H "Expect:" -w '%{http_code} %{time_total}' \
+    "http://127.0.0.1:$nport/bench.bin")
+  code=${out% *}
+  t=${out#* }
+  case $code in 201|204) ;; *) echo "nginx answered $code" >&2; exit 1 ;; esac
+  [ "$(sha256sum "$work/www/bench.bin" | cut -d' ' -f1)" = "$sha" ] || { echo "nginx's file differs" >&2; exit 1; }
+  rm -f "$work/www/bench.bin"
+  python3 -c "print('%.1f' % ($SIZE_MIB / $t))"
+}
+
+gbase=$(hwm "$gpid")
+nbase=$(hwm "$nworker")
+gbest=0
+nbest=0
+i=0
+while [ "$i" -lt "$RUNS" ]; do
+  g=$(put_grove)
+  n=$(put_nginx)
+  gbest=$(python3 -c "print(max($gbest, $g))")
+  nbest=$(python3 -c "print(max($nbest, $n))")
+  i=$((i + 1))
+done
+ghwm=$(hwm "$gpid")
+nhwm=$(hwm "$nworker")
+
+ratio=$(python3 -c "print('%.2f' % ($gbest / $nbest))")
+echo "upload_single_stream_${SIZE_MIB}MiB $gbest MiB/s $nbest $ratio"
+echo "upload_peak_rss_grove_before_after $gbase/$ghwm KiB - -"
+echo "upload_peak_rss_nginx_before_after $nbase/$nhwm KiB - -"
+echo "upload_peak_rss_growth $((ghwm - gbase)) KiB $((nhwm - nbase)) -"
+echo "# best of $RUNS runs each, SHA-256 of every stored copy checked; files under $BENCH_DIR" >&2
