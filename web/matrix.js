@@ -84,23 +84,23 @@
       return {
         indexAxis: 'y', animation: false, responsive: true, maintainAspectRatio: false,
         scales: {
-          x: { beginAtZero: true, ticks: { color: fg, callback: (v) => num(v) }, grid: { color: grid },
+          x: { beginAtZero: true, stacked: !!o.stacked, ticks: { color: fg, callback: (v) => num(v) }, grid: { color: grid },
             title: { display: true, text: o.unit, color: fg } },
-          y: { ticks: { color: fg, autoSkip: false }, grid: { display: false } },
+          y: { stacked: !!o.stacked, ticks: { color: fg, autoSkip: false }, grid: { display: false } },
         },
         plugins: {
           legend: { display: true, labels: { color: fg } },
           tooltip: { callbacks: {
             label: (it) => {
-              const r = it.raw;
-              return Array.isArray(r) ? `${it.dataset.label}: ${num(r[0])}–${num(r[1])} ${o.unit}`
-                : `${it.dataset.label}: ${num(r)} ${o.unit}`;
+              const r = it.raw, f = (v) => (o.unit === 'US$' ? usd(v) : `${num(v)} ${o.unit}`);
+              return Array.isArray(r) ? `${it.dataset.label}: ${f(r[0])}–${f(r[1])}` : `${it.dataset.label}: ${f(r)}`;
             },
           } },
         },
       };
     }
     return {
+      canvas,
       set(o) {
         last = o;
         const data = { labels: o.labels, datasets: o.datasets };
@@ -113,258 +113,304 @@
   }
 
   // ================================================================
-  // Workload optimizer: simulate
+  // Workload optimizer: simulate, then recommend
   // ================================================================
   const PRECISIONS = ['FP32', 'FP16', 'BF16', 'FP8', 'INT8', 'INT4'];
-  // what the chart can compare, per task: [key, label, unit, value(c), band(c)]
+  // measures a chart compares, per task: [key, label, unit, value(c), band(c)]
   const INFER_METRICS = [
     ['latency', 'End-to-end latency', 'ms', (c) => c.performance_metrics.latency_ms, (c) => c.uncertainty && c.uncertainty.latency_ms],
     ['ttft', 'Time to first token', 'ms', (c) => c.performance_metrics.time_to_first_token_ms, (c) => c.uncertainty && c.uncertainty.time_to_first_token_ms],
-    ['qps', 'Throughput', 'requests/s', (c) => c.performance_metrics.throughput_qps, (c) => c.uncertainty && c.uncertainty.throughput_qps],
+    ['throughput', 'Throughput', 'requests/s', (c) => c.performance_metrics.throughput_qps, (c) => c.uncertainty && c.uncertainty.throughput_qps],
     ['cost', 'Cost per 1,000 inferences', 'US$', (c) => c.cost_analysis.cost_per_1000_inferences, () => null],
     ['energy', 'Energy per 1,000 inferences', 'kWh', (c) => c.cost_analysis.energy_kwh_per_1000_inferences, () => null],
+    ['carbon', 'Carbon per 1,000 inferences', 'g CO₂e', (c) => c.cost_analysis.carbon_g_per_1000_inferences, () => null],
   ];
   const TRAIN_METRICS = [
-    ['time', 'Training time', 'hours', (c) => c.performance_metrics.training_time_hours, (c) => c.uncertainty && c.uncertainty.training_time_hours],
+    ['latency', 'Training time', 'hours', (c) => c.performance_metrics.training_time_hours, (c) => c.uncertainty && c.uncertainty.training_time_hours],
     ['cost', 'Cost per run', 'US$', (c) => c.cost_analysis.cost_per_run, () => null],
     ['energy', 'Energy per run', 'kWh', (c) => c.cost_analysis.energy_kwh, () => null],
-    ['tokens', 'Tokens per second per GPU', 'tokens/s', (c) => c.performance_metrics.tokens_per_s_per_gpu, () => null],
+    ['carbon', 'Carbon per run', 'kg CO₂e', (c) => c.cost_analysis.carbon_kg, () => null],
+    ['throughput', 'Tokens per second per GPU', 'tokens/s', (c) => c.performance_metrics.tokens_per_s_per_gpu, () => null],
   ];
-  const LOWER_IS_BETTER = new Set(['latency', 'ttft', 'cost', 'energy', 'time']);
+  const LOWER_IS_BETTER = new Set(['latency', 'ttft', 'cost', 'energy', 'carbon']);
   const CHART_MAX = 20;
   const configName = (c) => `${c.hardware} × ${c.gpu_count}`;
 
-  async function optimizer(root, ctx) {
-    root.append(el('h2', {}, 'Simulate a workload'),
-      el('p', { class: 'muted' }, 'An analytical model of inference (prefill and decode) and training on catalogue hardware, ' +
-        'with efficiency factors fitted on published measurements (docs/matrix.md). Leave a field empty for its default.'));
-    const status = loading('Loading the model and hardware catalogues…');
-    root.append(status);
-    let models, hardware, regions;
-    try {
-      [models, hardware, regions] = await Promise.all([grove.api('/api/model/get-model-data'),
-        grove.api('/api/hardware-specs'), grove.api('/api/cost-models/regions')]);
-    } catch (e) {
-      status.replaceWith(errorNode(e, 'Cannot load the catalogues'));
-      return;
-    }
-    const gpus = hardware.filter((h) => h.kind === 'gpu');
-    if (!models.length || !gpus.length) {
-      status.replaceWith(el('p', { class: 'empty' }, !models.length
-        ? 'The model catalogue is empty: an administrator adds models with PUT /api/v1/matrix/catalogue/models/{name}.'
-        : 'The hardware catalogue has no GPU: an administrator adds one with PUT /api/v1/matrix/catalogue/hardware/{name}.'));
-      return;
-    }
-    status.remove();
-
-    // ---- the form
+  // The workload's fields, shared by the simulate and recommend forms:
+  // kind 'simulate' adds hardware, GPU count and parallelism (which
+  // recommend-hardware refuses), 'recommend' the measure to rank by.
+  // Returns {form, submit, payload()}; an empty field is not sent, so the
+  // server's documented default applies.
+  function workloadForm(kind, cats) {
+    const simulate = kind === 'simulate';
     const task = select('task_type', [['Inference', 'Inference'], ['Training', 'Training']]);
-    const model = select('model_name', models.map((m) => [m.model_name,
+    const model = select('model_name', cats.models.map((m) => [m.model_name,
       `${m.model_name} (${num((m.total_parameters_millions || 0) / 1000)} B, ${m.architecture_type})`]));
-    const hw = select('hardware', [['', 'Every catalogue GPU (1, 2, 4, 8)'], ...gpus.map((h) =>
-      [h.hardware_name, `${h.hardware_name} (${num(h.specifications.memory_gb)} GB, ${h.vendor})`])]);
-    const count = number('gpu_count', { min: 1, max: 1024, step: 1, placeholder: 'smallest that fits' });
     const precision = select('precision', [['', 'Default (FP16; BF16 for training)'], ...PRECISIONS]);
-    const batch = number('batch_size', { min: 0, step: 1, placeholder: '1' });
-    const input = number('input_length', { min: 1, step: 1, placeholder: '512' });
-    const output = number('output_length', { min: 0, step: 1, placeholder: '128' });
-    const inferSet = el('fieldset', {}, el('legend', {}, 'Inference'),
-      field('Batch size', batch, '0: the largest batch memory holds'),
-      field('Input length (tokens)', input), field('Output length (tokens)', output));
-    const tokens = number('training_tokens', { min: 1, step: 1, placeholder: '20 × parameters' });
-    const seq = number('sequence_length', { min: 1, step: 1, placeholder: '2048' });
-    const gbatch = number('global_batch_size', { min: 1, step: 1, placeholder: '1024' });
-    const mbatch = number('micro_batch_size', { min: 1, step: 1, placeholder: '1' });
-    const zero = select('zero_stage', [['', 'Default (3)'], '0', '1', '2', '3']);
+    const top = [field('Task', task), field('Model', model)];
+    const hw = simulate && select('hardware', [['', 'Every catalogue GPU (1, 2, 4, 8)'], ...cats.gpus.map((h) =>
+      [h.hardware_name, `${h.hardware_name} (${num(h.specifications.memory_gb)} GB, ${h.vendor})`])]);
+    const count = simulate && number('gpu_count', { min: 1, max: 1024, step: 1, placeholder: 'smallest that fits' });
+    if (simulate) top.push(field('Hardware', hw), field('GPUs', count, 'empty: the smallest of 1, 2, 4, 8 that fits'));
+    top.push(field('Precision', precision));
+    const rank = !simulate && select('rank_by', [['', 'Cost (default)'], ['latency', 'Latency (training time)'],
+      ['throughput', 'Throughput'], ['energy', 'Energy'], ['carbon', 'Carbon']]);
+    if (!simulate) top.push(field('Rank by', rank));
+    const n = {
+      batch_size: number('batch_size', { min: 0, step: 1, placeholder: '1' }),
+      input_length: number('input_length', { min: 1, step: 1, placeholder: '512' }),
+      output_length: number('output_length', { min: 0, step: 1, placeholder: '128' }),
+      training_tokens: number('training_tokens', { min: 1, step: 1, placeholder: '20 × parameters' }),
+      sequence_length: number('sequence_length', { min: 1, step: 1, placeholder: '2048' }),
+      global_batch_size: number('global_batch_size', { min: 1, step: 1, placeholder: '1024' }),
+      micro_batch_size: number('micro_batch_size', { min: 1, step: 1, placeholder: '1' }),
+      zero_stage: select('zero_stage', [['', 'Default (3)'], '0', '1', '2', '3']),
+      tensor_parallel: simulate && number('tensor_parallel', { min: 1, step: 1, placeholder: '1' }),
+      pipeline_parallel: simulate && number('pipeline_parallel', { min: 1, step: 1, placeholder: '1' }),
+      max_latency_ms: number('max_latency_ms', { min: 0, step: 'any' }),
+      min_throughput_qps: number('min_throughput_qps', { min: 0, step: 'any' }),
+      budget_limit: number('budget_limit', { min: 0, step: 'any' }),
+    };
     const recompute = select('recompute', [['', 'Default (none)'], 'none', 'selective', 'full']);
+    const inferSet = el('fieldset', {}, el('legend', {}, 'Inference'),
+      field('Batch size', n.batch_size, '0: the largest batch memory holds'),
+      field('Input length (tokens)', n.input_length), field('Output length (tokens)', n.output_length));
     const trainSet = el('fieldset', { hidden: true }, el('legend', {}, 'Training'),
-      field('Training tokens', tokens), field('Sequence length (tokens)', seq),
-      field('Global batch (sequences per step)', gbatch), field('Micro-batch per GPU', mbatch),
-      field('ZeRO stage', zero), field('Activation recomputation', recompute));
-    const tp = number('tensor_parallel', { min: 1, step: 1, placeholder: '1' });
-    const pp = number('pipeline_parallel', { min: 1, step: 1, placeholder: '1' });
-    const region = select('region', [['', 'Cheapest catalogued instance'], ...regions.map((r) =>
-      [`${r.provider}/${r.region}`, `${r.provider} ${r.region} (${r.location})`])]);
-    const advanced = el('details', { class: 'advanced' }, el('summary', {}, 'Advanced: parallelism and region'),
-      el('div', { class: 'form-grid' }, field('Tensor parallel (GPUs)', tp), field('Pipeline parallel (stages)', pp),
-        field('Region', region, 'prices, electricity, carbon intensity and PUE')));
-    const maxLatency = number('max_latency_ms', { min: 0, step: 'any' });
-    const minQps = number('min_throughput_qps', { min: 0, step: 'any' });
-    const budget = number('budget_limit', { min: 0, step: 'any' });
+      field('Training tokens', n.training_tokens), field('Sequence length (tokens)', n.sequence_length),
+      field('Global batch (sequences per step)', n.global_batch_size), field('Micro-batch per GPU', n.micro_batch_size),
+      field('ZeRO stage', n.zero_stage), field('Activation recomputation', recompute));
+    const region = select('region', [['', simulate ? 'Cheapest catalogued instance' : 'Each GPU\'s cheapest catalogued instance'],
+      ...cats.regions.map((r) => [`${r.provider}/${r.region}`, `${r.provider} ${r.region} (${r.location})`])]);
     const budgetHint = el('span', {}, 'US$ per month (730 h)');
-    const reqSet = el('fieldset', {}, el('legend', {}, 'Requirements (optional)'),
-      field('Maximum latency (ms)', maxLatency), field('Minimum throughput (requests/s)', minQps),
-      field('Budget (US$)', budget), el('small', { class: 'muted' }, 'Budget: ', budgetHint));
-    const submit = el('button', { type: 'submit', class: 'primary' }, 'Simulate');
-    const form = el('form', { class: 'mx-form', 'aria-label': 'Simulate a workload', novalidate: true },
-      el('div', { class: 'form-grid' }, field('Task', task), field('Model', model), field('Hardware', hw),
-        field('GPUs', count, 'empty: the smallest of 1, 2, 4, 8 that fits'), field('Precision', precision)),
-      inferSet, trainSet, reqSet, advanced, el('div', { class: 'controls' }, submit));
-    const results = el('section', { class: 'results', 'aria-label': 'Simulation results', 'aria-live': 'polite' },
-      el('p', { class: 'muted empty' }, 'Choose a model and press Simulate: the results and a chart comparing configurations appear here.'));
-    root.append(form, results);
-
+    const reqSet = el('fieldset', {}, el('legend', {}, simulate ? 'Requirements (optional)' : 'Requirements'),
+      field('Maximum latency (ms)', n.max_latency_ms), field('Minimum throughput (requests/s)', n.min_throughput_qps),
+      field('Budget (US$)', n.budget_limit), el('small', { class: 'muted' }, 'Budget: ', budgetHint));
+    const advanced = el('details', { class: 'advanced' }, el('summary', {}, simulate ? 'Advanced: parallelism and region' : 'Advanced: region'),
+      el('div', { class: 'form-grid' }, simulate ? field('Tensor parallel (GPUs)', n.tensor_parallel) : null,
+        simulate ? field('Pipeline parallel (stages)', n.pipeline_parallel) : null,
+        field('Region', region, 'prices, electricity, carbon intensity and PUE')));
+    const submit = el('button', { type: 'submit', class: 'primary' }, simulate ? 'Simulate' : 'Recommend hardware');
+    const form = el('form', { id: 'mx-' + kind, class: 'mx-form', 'aria-label': simulate ? 'Simulate a workload' : 'Recommend hardware', novalidate: true },
+      el('div', { class: 'form-grid' }, ...top), inferSet, trainSet, reqSet, advanced, el('div', { class: 'controls' }, submit));
     task.addEventListener('change', () => {
       const training = task.value === 'Training';
       inferSet.hidden = training;
       trainSet.hidden = !training;
       text(budgetHint, training ? 'US$ per training run' : 'US$ per month (730 h)');
-      attr(maxLatency, 'disabled', training);
-      attr(minQps, 'disabled', training);
+      attr(n.max_latency_ms, 'disabled', training);
+      attr(n.min_throughput_qps, 'disabled', training);
     });
-
+    const INFER = ['batch_size', 'input_length', 'output_length'];
+    const TRAIN = ['training_tokens', 'sequence_length', 'global_batch_size', 'micro_batch_size', 'zero_stage'];
     function payload() {
+      const training = task.value === 'Training';
       const p = { task_type: task.value, model_name: model.value };
-      const put = (k, input) => { if (input.value !== '') p[k] = Number(input.value); };
-      if (hw.value) p.hardware = hw.value;
-      put('gpu_count', count);
+      const put = (k) => { if (n[k] && n[k].value !== '') p[k] = Number(n[k].value); };
+      if (simulate && hw.value) p.hardware = hw.value;
+      if (simulate && count.value !== '') p.gpu_count = Number(count.value);
       if (precision.value) p.precision = precision.value;
-      if (task.value === 'Inference') { put('batch_size', batch); put('input_length', input); put('output_length', output); } else {
-        put('training_tokens', tokens); put('sequence_length', seq); put('global_batch_size', gbatch); put('micro_batch_size', mbatch);
-        put('zero_stage', zero);
-        if (recompute.value) p.recompute = recompute.value;
-      }
-      put('tensor_parallel', tp);
-      put('pipeline_parallel', pp);
+      if (rank && rank.value) p.rank_by = rank.value;
+      (training ? TRAIN : INFER).forEach(put);
+      if (training && recompute.value) p.recompute = recompute.value;
+      put('tensor_parallel');
+      put('pipeline_parallel');
       if (region.value) [p.provider, p.region] = region.value.split('/');
       const req = {};
-      if (task.value === 'Inference') {
-        if (maxLatency.value !== '') req.max_latency_ms = Number(maxLatency.value);
-        if (minQps.value !== '') req.min_throughput_qps = Number(minQps.value);
-      }
-      if (budget.value !== '') req.budget_limit = Number(budget.value);
+      for (const k of training ? ['budget_limit'] : ['max_latency_ms', 'min_throughput_qps', 'budget_limit'])
+        if (n[k].value !== '') req[k] = Number(n[k].value);
       if (Object.keys(req).length) p.performance_requirements = req;
       return p;
     }
+    return { form, submit, payload };
+  }
 
+  // A form's submission: "…ing" while it runs (the button disabled, the
+  // results aria-busy), the answer shown by show(body), or the error's
+  // envelope. A newer submission wins over an older answer.
+  function submitting(f, results, route, working, show, what) {
     let asked = 0;
-    form.addEventListener('submit', async (e) => {
+    f.form.addEventListener('submit', async (e) => {
       e.preventDefault();
       const mine = ++asked;
-      submit.disabled = true;
+      f.submit.disabled = true;
       attr(results, 'aria-busy', 'true');
-      results.replaceChildren(loading('Simulating…'));
+      results.replaceChildren(loading(working));
       try {
-        const body = await grove.api('/api/model/simulate-performance', { method: 'POST', body: JSON.stringify(payload()), whole: true });
-        if (mine !== asked) return;
-        showResults(body.data, body.metadata || {});
-        grove.announce(`Simulated ${body.data.configurations.length} configuration${body.data.configurations.length === 1 ? '' : 's'}.`);
+        const body = await grove.api(route, { method: 'POST', body: JSON.stringify(f.payload()), whole: true });
+        if (mine === asked) show(body);
       } catch (err) {
-        if (mine === asked && err.message !== 'signed out') results.replaceChildren(errorNode(err, 'Cannot simulate'));
+        if (mine === asked && err.message !== 'signed out') results.replaceChildren(errorNode(err, what));
       } finally {
-        if (mine === asked) { submit.disabled = false; attr(results, 'aria-busy', null); }
+        if (mine === asked) { f.submit.disabled = false; attr(results, 'aria-busy', null); }
       }
     });
+  }
 
-    // ---- the answer
+  // A bar chart of configurations by a measure, in the order given (the
+  // first CHART_MAX), under a "Compare by" picker; charts is the view's
+  // list (recoloured with the theme, destroyed when it is left).
+  function compareChart(list, metrics, charts, opts) {
+    const by = select('compare', metrics.map((m) => [m[0], `${m[1]} (${m[2]})`]), opts.initial);
+    const canvas = el('canvas', { role: 'img' });
+    const box = el('div', { class: 'chart-box' }, canvas);
+    const note = el('p', { class: 'muted' });
     let chart = null;
-    function showResults(d, meta) {
-      if (chart) { chart.destroy(); chart = null; }
+    async function draw() {
+      const m = metrics.find((x) => x[0] === by.value);
+      const rows = opts.order(list.filter((c) => m[3](c) != null), m).slice(0, CHART_MAX);
+      text(note, opts.note(rows, m));
+      box.hidden = !rows.length;
+      if (!rows.length) return;
+      try { await grove.chart.load(); } catch (err) {
+        text(note, 'Charts are not available: this server has no Chart.js (libjs-chart.js). The table below has every figure.');
+        box.hidden = true;
+        return;
+      }
+      box.style.height = Math.max(160, 26 * rows.length + 80) + 'px'; // CSSOM: the CSP refuses style attributes
+      const datasets = [{ label: m[1], data: rows.map((c) => m[3](c)), backgroundColor: COLORS[0], borderColor: COLORS[0] }];
+      if (rows.some((c) => m[4](c)))
+        datasets.push({ label: 'Likely range', data: rows.map((c) => m[4](c) || null), backgroundColor: COLORS[0] + '55', borderColor: COLORS[0] });
+      if (!chart) { chart = barChart(canvas); charts.push(chart); }
+      chart.set({ labels: rows.map(configName), datasets, unit: m[2] });
+      attr(canvas, 'aria-label', `${m[1]} in ${m[2]} by configuration: ` +
+        rows.slice(0, 5).map((c) => `${configName(c)} ${num(m[3](c))}`).join(', ') + (rows.length > 5 ? ', …' : ''));
+    }
+    by.addEventListener('change', draw);
+    draw();
+    return el('div', { class: 'compare' }, el('div', { class: 'controls' }, field('Compare by', by)), box, note);
+  }
+
+  // The figures of one configuration, with units and uncertainty bands.
+  function figures(c, training, labelledby) {
+    const pm = c.performance_metrics, mem = c.memory, cost = c.cost_analysis, u = c.uncertainty || {};
+    const fits = el('div', { class: 'stat', 'data-figure': 'fits' }, el('dt', {}, 'Fits in memory'),
+      el('dd', { class: mem.fits ? 'ok' : 'down' }, mem.fits ? 'yes' : 'no: needs more memory per GPU'));
+    const memory = figure('Memory per GPU', mem.per_gpu_gb, `GB of ${num(mem.available_per_gpu_gb)}`, null, { key: 'memory' });
+    const stats = el('dl', { class: 'stats', 'aria-labelledby': labelledby });
+    if (!training) {
+      stats.append(
+        figure('Time to first token', pm.time_to_first_token_ms, 'ms', u.time_to_first_token_ms, { key: 'ttft' }),
+        figure('Time per output token', pm.time_per_output_token_ms, 'ms', null, { key: 'tpot' }),
+        figure('End-to-end latency', pm.latency_ms, 'ms', u.latency_ms, { key: 'latency' }),
+        figure('Throughput', pm.throughput_tokens_per_s, 'tokens/s', null, { key: 'tokens' }),
+        figure('Requests', pm.throughput_qps, 'per s', u.throughput_qps, { key: 'qps' }),
+        memory, fits,
+        figure('Cost per 1,000 inferences', cost.cost_per_1000_inferences, '', null, { key: 'cost', format: usd }),
+        figure('Energy per 1,000 inferences', cost.energy_kwh_per_1000_inferences, 'kWh', null, { key: 'energy' }),
+        figure('Carbon per 1,000 inferences', cost.carbon_g_per_1000_inferences, 'g CO₂e', null, { key: 'carbon' }));
+      if (c.monthly)
+        stats.append(figure('Cost per month', c.monthly.cost_usd, '', null, { key: 'monthly-cost', format: usd }),
+          figure('Carbon per month', c.monthly.carbon_kg, 'kg CO₂e', null, { key: 'monthly-carbon' }));
+    } else {
+      stats.append(
+        figure('Training time', pm.training_time_hours, 'hours', u.training_time_hours, { key: 'time' }),
+        figure('Tokens per second per GPU', pm.tokens_per_s_per_gpu, 'tokens/s', null, { key: 'tokens' }),
+        figure('Model FLOPS utilisation', pm.mfu, '', null, { key: 'mfu', format: pct }),
+        figure('Steps', pm.steps, '', null, { key: 'steps' }),
+        memory, fits,
+        figure('Cost per run', cost.cost_per_run, '', null, { key: 'cost', format: usd }),
+        figure('Energy per run', cost.energy_kwh, 'kWh', null, { key: 'energy' }),
+        figure('Carbon per run', cost.carbon_kg, 'kg CO₂e', null, { key: 'carbon' }));
+    }
+    return stats;
+  }
+  const where = (cost) => `${cost.provider} ${cost.region} ${cost.instance || ''} at ${usd(cost.cost_per_hour)}/h (${cost.basis})`;
+  function calibration(meta, u) {
+    const sigma = u && u.sigma != null ? ` "Likely" is the band [x·e^−σ, x·e^σ], σ = ${num(u.sigma)}, from the calibration's held-out errors.` : '';
+    return el('p', { class: 'muted' }, `Model ${meta.model_version || ''}` +
+      (meta.loo_mape_percent != null ? `, leave-one-out error ${num(meta.loo_mape_percent)} %.` : '.') + sigma);
+  }
+
+  async function optimizer(root, ctx) {
+    const status = loading('Loading the model and hardware catalogues…');
+    root.append(el('h2', {}, 'Simulate a workload'),
+      el('p', { class: 'muted' }, 'An analytical model of inference (prefill and decode) and training on catalogue hardware, ' +
+        'with efficiency factors fitted on published measurements (docs/matrix.md). Leave a field empty for its default.'), status);
+    let cats;
+    try {
+      const [models, hardware, regions] = await Promise.all([grove.api('/api/model/get-model-data'),
+        grove.api('/api/hardware-specs'), grove.api('/api/cost-models/regions')]);
+      cats = { models, gpus: hardware.filter((h) => h.kind === 'gpu'), regions };
+    } catch (e) {
+      status.replaceWith(errorNode(e, 'Cannot load the catalogues'));
+      return;
+    }
+    if (!cats.models.length || !cats.gpus.length) {
+      status.replaceWith(el('p', { class: 'empty' }, !cats.models.length
+        ? 'The model catalogue is empty: an administrator adds models with PUT /api/v1/matrix/catalogue/models/{name}.'
+        : 'The hardware catalogue has no GPU: an administrator adds one with PUT /api/v1/matrix/catalogue/hardware/{name}.'));
+      return;
+    }
+    status.remove();
+    const charts = [];
+    ctx.onTheme = () => charts.forEach((c) => c.recolour());
+    ctx.leave = () => charts.forEach((c) => c.destroy());
+    // the charts of answers no longer shown (replaced by "…ing" or a newer answer)
+    const forget = () => {
+      for (let i = charts.length - 1; i >= 0; i--)
+        if (!charts[i].canvas.isConnected) { charts[i].destroy(); charts.splice(i, 1); }
+    };
+
+    // ---- simulate
+    const sim = workloadForm('simulate', cats);
+    const simResults = el('section', { id: 'mx-simulate-results', class: 'results', 'aria-label': 'Simulation results', 'aria-live': 'polite' },
+      el('p', { class: 'muted empty' }, 'Choose a model and press Simulate: the results and a chart comparing configurations appear here.'));
+    root.append(sim.form, simResults);
+    submitting(sim, simResults, '/api/model/simulate-performance', 'Simulating…', (body) => {
+      forget();
+      showSimulation(body.data, body.metadata || {});
+      const n = body.data.configurations.length;
+      grove.announce(`Simulated ${n} configuration${n === 1 ? '' : 's'}.`);
+    }, 'Cannot simulate');
+
+    function showSimulation(d, meta) {
       const training = d.task_type === 'Training';
       const configs = d.configurations || [];
       if (!configs.length) {
-        results.replaceChildren(el('p', { class: 'empty' }, 'No configuration could be simulated.'), excludedList(d.excluded));
+        simResults.replaceChildren(el('p', { class: 'empty' }, 'No configuration could be simulated.'), excludedList(d.excluded));
         return;
       }
       // the summary is the first recommendation's (cheapest that meets the
       // requirements), else the first configuration's: as the server chose
       const rec = (d.recommendations || [])[0];
       const best = (rec && configs.find((c) => c.hardware === rec.hardware && c.gpu_count === rec.gpu_count)) || configs[0];
-      const pm = best.performance_metrics, mem = best.memory, cost = best.cost_analysis, u = best.uncertainty || {};
-      const heading = el('h3', { id: 'mx-best' }, `${rec ? 'Cheapest that meets the requirements' : 'First configuration'}: ${configName(best)}`);
-      const sub = el('p', { class: 'muted' }, `${d.model.model_name}, ${(d.workload && d.workload.precision) || ''}` +
-        (training ? '' : `, batch ${best.batch_size}, ${d.workload.input_length} tokens in, ${d.workload.output_length} out`) +
-        ` · ${cost.provider} ${cost.region} ${cost.instance || ''} at ${usd(cost.cost_per_hour)}/h (${cost.basis})`);
-      const fits = el('div', { class: 'stat', 'data-figure': 'fits' }, el('dt', {}, 'Fits in memory'),
-        el('dd', { class: mem.fits ? 'ok' : 'down' }, mem.fits ? 'yes' : 'no: needs more memory per GPU'));
-      const stats = el('dl', { class: 'stats', 'aria-labelledby': 'mx-best' });
-      if (!training) {
-        stats.append(
-          figure('Time to first token', pm.time_to_first_token_ms, 'ms', u.time_to_first_token_ms, { key: 'ttft' }),
-          figure('Time per output token', pm.time_per_output_token_ms, 'ms', null, { key: 'tpot' }),
-          figure('End-to-end latency', pm.latency_ms, 'ms', u.latency_ms, { key: 'latency' }),
-          figure('Throughput', pm.throughput_tokens_per_s, 'tokens/s', null, { key: 'tokens' }),
-          figure('Requests', pm.throughput_qps, 'per s', u.throughput_qps, { key: 'qps' }),
-          figure('Memory per GPU', mem.per_gpu_gb, `GB of ${num(mem.available_per_gpu_gb)}`, null, { key: 'memory' }), fits,
-          figure('Cost per 1,000 inferences', cost.cost_per_1000_inferences, '', null, { key: 'cost', format: usd }),
-          figure('Energy per 1,000 inferences', cost.energy_kwh_per_1000_inferences, 'kWh', null, { key: 'energy' }),
-          figure('Carbon per 1,000 inferences', cost.carbon_g_per_1000_inferences, 'g CO₂e', null, { key: 'carbon' }));
-      } else {
-        stats.append(
-          figure('Training time', pm.training_time_hours, 'hours', u.training_time_hours, { key: 'time' }),
-          figure('Tokens per second per GPU', pm.tokens_per_s_per_gpu, 'tokens/s', null, { key: 'tokens' }),
-          figure('Model FLOPS utilisation', pm.mfu, '', null, { key: 'mfu', format: pct }),
-          figure('Steps', pm.steps, '', null, { key: 'steps' }),
-          figure('Memory per GPU', mem.per_gpu_gb, `GB of ${num(mem.available_per_gpu_gb)}`, null, { key: 'memory' }), fits,
-          figure('Cost per run', cost.cost_per_run, '', null, { key: 'cost', format: usd }),
-          figure('Energy per run', cost.energy_kwh, 'kWh', null, { key: 'energy' }),
-          figure('Carbon per run', cost.carbon_kg, 'kg CO₂e', null, { key: 'carbon' }));
-      }
-      const sigma = u.sigma != null ? ` "Likely" is the band [x·e^−σ, x·e^σ], σ = ${num(u.sigma)}, from the calibration's held-out errors.` : '';
-      const conf = el('p', { class: 'muted' }, `Model ${meta.model_version || ''}` +
-        (meta.loo_mape_percent != null ? `, leave-one-out error ${num(meta.loo_mape_percent)} %.` : '.') + sigma);
-
-      // the chart and the table compare every configuration
       const metrics = training ? TRAIN_METRICS : INFER_METRICS;
-      const by = select('compare', metrics.map((m) => [m[0], `${m[1]} (${m[2]})`]));
-      const canvas = el('canvas', { role: 'img' });
-      const box = el('div', { class: 'chart-box' }, canvas);
-      const chartNote = el('p', { class: 'muted' });
-      const table = configTable(configs, training);
-      results.replaceChildren(heading, sub, stats, conf,
+      const fitting = configs.filter((c) => c.memory.fits).length;
+      simResults.replaceChildren(
+        el('h3', { id: 'mx-best' }, `${rec ? 'Cheapest that meets the requirements' : 'First configuration'}: ${configName(best)}`),
+        el('p', { class: 'muted' }, `${d.model.model_name}, ${(d.workload && d.workload.precision) || ''}` +
+          (training ? '' : `, batch ${best.batch_size}, ${d.workload.input_length} tokens in, ${d.workload.output_length} out`) +
+          ` · ${where(best.cost_analysis)}`),
+        figures(best, training, 'mx-best'), calibration(meta, best.uncertainty),
         el('h3', {}, 'Configurations compared'),
-        el('div', { class: 'controls' }, field('Compare by', by)), box, chartNote,
-        el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Every configuration simulated' }, table),
+        compareChart(configs.filter((c) => c.memory.fits), metrics, charts, {
+          order: (rows, m) => rows.sort((a, b) => (LOWER_IS_BETTER.has(m[0]) ? m[3](a) - m[3](b) : m[3](b) - m[3](a))),
+          note: (rows, m) => (rows.length ? `${rows.length === fitting ? 'Every' : `The best ${rows.length} of ${fitting}`} configuration${fitting === 1 ? '' : 's'} that fit${fitting === 1 ? 's' : ''}, ` +
+            `${LOWER_IS_BETTER.has(m[0]) ? 'lowest' : 'highest'} first.` : 'No configuration fits in memory: nothing to compare.'),
+        }),
+        el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Every configuration simulated' }, configTable(configs, training)),
         excludedList(d.excluded), assumptionsList(d.assumptions));
-      async function draw() {
-        const m = metrics.find((x) => x[0] === by.value);
-        const rows = configs.filter((c) => c.memory.fits && m[3](c) != null)
-          .sort((a, b) => (LOWER_IS_BETTER.has(m[0]) ? m[3](a) - m[3](b) : m[3](b) - m[3](a))).slice(0, CHART_MAX);
-        const fitting = configs.filter((c) => c.memory.fits).length;
-        text(chartNote, rows.length ? `${rows.length === fitting ? 'Every' : `The best ${rows.length} of ${fitting}`} configuration${fitting === 1 ? '' : 's'} that fit${fitting === 1 ? 's' : ''}, ` +
-          `${LOWER_IS_BETTER.has(m[0]) ? 'lowest' : 'highest'} first.` : 'No configuration fits in memory: nothing to compare.');
-        box.hidden = !rows.length;
-        if (!rows.length) return;
-        try { await grove.chart.load(); } catch (err) {
-          text(chartNote, 'Charts are not available: this server has no Chart.js (libjs-chart.js). The table below has every figure.');
-          box.hidden = true;
-          return;
-        }
-        box.style.height = Math.max(160, 26 * rows.length + 80) + 'px'; // CSSOM: the CSP refuses style attributes
-        const datasets = [{ label: m[1], data: rows.map((c) => m[3](c)), backgroundColor: COLORS[0], borderColor: COLORS[0] }];
-        if (rows.some((c) => m[4](c)))
-          datasets.push({ label: 'Likely range', data: rows.map((c) => m[4](c) || null), backgroundColor: COLORS[0] + '55', borderColor: COLORS[0] });
-        if (!chart) chart = barChart(canvas);
-        chart.set({ labels: rows.map(configName), datasets, unit: m[2] });
-        canvas.dataset.labels = JSON.stringify(rows.map(configName));
-        attr(canvas, 'aria-label', `${m[1]} in ${m[2]} by configuration: ` +
-          rows.slice(0, 5).map((c) => `${configName(c)} ${num(m[3](c))}`).join(', ') + (rows.length > 5 ? ', …' : ''));
-      }
-      by.addEventListener('change', draw);
-      draw();
     }
-    ctx.onTheme = () => { if (chart) chart.recolour(); };
-    ctx.leave = () => { if (chart) chart.destroy(); };
+  }
 
-    function configTable(configs, training) {
-      const head = training
-        ? ['Hardware', 'GPUs', 'TP × PP × DP', 'Training time (h)', 'Tokens/s per GPU', 'MFU', 'Memory per GPU (GB)', 'Cost per run', 'Energy (kWh)', 'Requirements']
-        : ['Hardware', 'GPUs', 'TP × PP', 'Batch', 'TTFT (ms)', 'TPOT (ms)', 'Latency (ms)', 'Requests/s', 'Memory per GPU (GB)', 'Cost per 1,000', 'Energy per 1,000 (kWh)', 'Requirements'];
-      const tbody = el('tbody');
-      for (const c of configs) {
-        const pm = c.performance_metrics, ca = c.cost_analysis, m = c.memory;
-        const memCell = el('td', { class: m.fits ? '' : 'down' }, `${num(m.per_gpu_gb)} of ${num(m.available_per_gpu_gb)}${m.fits ? '' : ' (does not fit)'}`);
-        const req = el('td', { class: c.meets_requirements ? 'ok' : 'down' }, c.meets_requirements ? 'met' : (c.unmet || []).join('; ') || 'not met');
-        const cells = training
-          ? [`${c.tensor_parallel} × ${c.pipeline_parallel} × ${c.data_parallel}`, num(pm.training_time_hours), num(pm.tokens_per_s_per_gpu), pct(pm.mfu), memCell, usd(ca.cost_per_run), num(ca.energy_kwh), req]
-          : [`${c.tensor_parallel} × ${c.pipeline_parallel}`, num(c.batch_size), num(pm.time_to_first_token_ms), num(pm.time_per_output_token_ms),
-            num(pm.latency_ms), num(pm.throughput_qps), memCell, usd(ca.cost_per_1000_inferences), num(ca.energy_kwh_per_1000_inferences), req];
-        tbody.append(el('tr', { 'data-config': configName(c) }, el('th', { scope: 'row' }, c.hardware), el('td', {}, num(c.gpu_count)),
-          ...cells.map((x) => (x.nodeType ? x : el('td', {}, x)))));
-      }
-      return el('table', { class: 'configs' }, el('caption', { class: 'sr-only' }, 'Every configuration simulated'),
-        el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { scope: 'col' }, h)))), tbody);
+  function configTable(configs, training) {
+    const head = training
+      ? ['Hardware', 'GPUs', 'TP × PP × DP', 'Training time (h)', 'Tokens/s per GPU', 'MFU', 'Memory per GPU (GB)', 'Cost per run', 'Energy (kWh)', 'Requirements']
+      : ['Hardware', 'GPUs', 'TP × PP', 'Batch', 'TTFT (ms)', 'TPOT (ms)', 'Latency (ms)', 'Requests/s', 'Memory per GPU (GB)', 'Cost per 1,000', 'Energy per 1,000 (kWh)', 'Requirements'];
+    const tbody = el('tbody');
+    for (const c of configs) {
+      const pm = c.performance_metrics, ca = c.cost_analysis, m = c.memory;
+      const memCell = el('td', { class: m.fits ? '' : 'down' }, `${num(m.per_gpu_gb)} of ${num(m.available_per_gpu_gb)}${m.fits ? '' : ' (does not fit)'}`);
+      const req = el('td', { class: c.meets_requirements ? 'ok' : 'down' }, c.meets_requirements ? 'met' : (c.unmet || []).join('; ') || 'not met');
+      const cells = training
+        ? [`${c.tensor_parallel} × ${c.pipeline_parallel} × ${c.data_parallel}`, num(pm.training_time_hours), num(pm.tokens_per_s_per_gpu), pct(pm.mfu), memCell, usd(ca.cost_per_run), num(ca.energy_kwh), req]
+        : [`${c.tensor_parallel} × ${c.pipeline_parallel}`, num(c.batch_size), num(pm.time_to_first_token_ms), num(pm.time_per_output_token_ms),
+          num(pm.latency_ms), num(pm.throughput_qps), memCell, usd(ca.cost_per_1000_inferences), num(ca.energy_kwh_per_1000_inferences), req];
+      tbody.append(el('tr', { 'data-config': configName(c) }, el('th', { scope: 'row' }, c.hardware), el('td', {}, num(c.gpu_count)),
+        ...cells.map((x) => (x.nodeType ? x : el('td', {}, x)))));
     }
+    return el('table', { class: 'configs' }, el('caption', { class: 'sr-only' }, 'Every configuration simulated'),
+      el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { scope: 'col' }, h)))), tbody);
   }
 
   function excludedList(excluded) {
@@ -378,11 +424,131 @@
       el('ul', {}, ...list.map((a) => el('li', {}, a))));
   }
 
+  // ---------------- cost management (docs/matrix.md "Cost, energy and carbon")
+  async function costs(root, ctx) {
+    const status = loading('Loading the cost catalogue…');
+    root.append(status);
+    let cats;
+    try {
+      const [regions, instances, hardware] = await Promise.all([grove.api('/api/cost-models/regions'), grove.api('/api/cost-models'),
+        grove.api('/api/hardware-specs')]);
+      cats = { gpus: hardware.filter((h) => h.kind === 'gpu'),
+        regionOptions: regions.map((r) => [`${r.provider}/${r.region}`, `${r.provider} ${r.region} (${r.location})`]),
+        instanceOptions: [...new Set(instances.map((i) => i.instance))].sort().map((i) => [i, i]) };
+    } catch (e) {
+      status.replaceWith(errorNode(e, 'Cannot load the cost catalogue'));
+      return;
+    }
+    status.remove();
+    const charts = [];
+    ctx.onTheme = () => charts.forEach((c) => c.recolour());
+    ctx.leave = () => charts.forEach((c) => c.destroy());
+    // the charts of answers no longer shown
+    const forget = () => { for (let i = charts.length - 1; i >= 0; i--) if (!charts[i].canvas.isConnected) { charts[i].destroy(); charts.splice(i, 1); } };
+    costsByRegion(root, cats, charts, forget);
+  }
+
+  // by region: GET /api/recommendations/cross-region, the same workload elsewhere
+  function costsByRegion(root, cats, charts, forget) {
+    const { gpus, regionOptions, instanceOptions } = cats;
+    const hw = select('hardware', [['', 'From the instance type'], ...gpus.map((h) => [h.hardware_name, h.hardware_name])]);
+    const count = number('gpu_count', { min: 1, step: 1, placeholder: '1' });
+    const inst = select('instance_type', [['', 'None'], ...instanceOptions]);
+    const hours = number('hours', { min: 0, step: 'any', placeholder: '730 (a month)' });
+    const util = number('utilization', { min: 0, max: 1, step: 'any', placeholder: '1' });
+    const current = select('region', [['', 'The instance\'s region'], ...regionOptions]);
+    const submit = el('button', { type: 'submit', class: 'primary' }, 'Compare regions');
+    const form = el('form', { id: 'mx-regions', class: 'mx-form', 'aria-label': 'Cost by region', novalidate: true },
+      el('div', { class: 'form-grid' }, field('GPU', hw), field('GPUs', count), field('Or instance type', inst),
+        field('Hours', hours), field('GPU utilisation (0–1)', util), field('Current region', current)), el('div', { class: 'controls' }, submit));
+    const regResults = el('section', { id: 'mx-regions-results', class: 'results', 'aria-label': 'Cost by region', 'aria-live': 'polite' },
+      el('p', { class: 'muted empty' }, 'Name a GPU (and how many) or an instance type: its cost and carbon in every catalogue region appear here, ranked.'));
+    root.append(el('h2', {}, 'Cost by region'), form, regResults);
+    let asked = 0;
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      const mine = ++asked;
+      const q = new URLSearchParams();
+      if (hw.value) q.set('hardware', hw.value);
+      if (count.value !== '') q.set('gpu_count', count.value);
+      if (inst.value) q.set('instance_type', inst.value);
+      if (hours.value !== '') q.set('hours', hours.value);
+      if (util.value !== '') q.set('utilization', util.value);
+      if (current.value) { const [p, r] = current.value.split('/'); q.set('provider', p); q.set('region', r); }
+      submit.disabled = true;
+      attr(regResults, 'aria-busy', 'true');
+      regResults.replaceChildren(loading('Comparing every region…'));
+      try {
+        const d = await grove.api('/api/recommendations/cross-region?' + q);
+        if (mine === asked) { forget(); showRegions(d); }
+      } catch (err) {
+        if (mine === asked && err.message !== 'signed out') regResults.replaceChildren(errorNode(err, 'Cannot compare regions'));
+      } finally {
+        if (mine === asked) { submit.disabled = false; attr(regResults, 'aria-busy', null); }
+      }
+    });
+
+    function showRegions(d) {
+      const w = d.workload, cur = d.current;
+      const byCost = d.ranked_by_cost || [], byCarbon = d.ranked_by_carbon || [];
+      const detail = new Map((d.regions || []).map((r) => [`${r.provider}/${r.region}`, r]));
+      const name = (r) => `${r.provider} ${r.region}`;
+      const parts = [el('p', { class: 'summary' }, `${w.hardware || w.instance_type || 'The workload'}${w.gpu_count ? ' × ' + w.gpu_count : ''}, ${num(w.hours)} h at ` +
+        `${num((w.utilization ?? 1) * 100)} % utilisation (${num(w.it_power_w)} W IT power), priced by ${w.basis}` +
+        (cur ? ` · now in ${cur.provider} ${cur.region}: ${usd(cur.cost)}, ${num(cur.carbon_gco2e / 1000)} kg CO₂e` : ''))];
+      if (!byCost.length && !byCarbon.length) parts.push(el('p', { class: 'empty' }, 'No region could be ranked.'));
+      const chartOf = (list, value, unit, label) => {
+        const canvas = el('canvas', { role: 'img', 'aria-label': `${label} by region: ` + list.slice(0, 5).map((r) => `${name(r)} ${num(value(r))}`).join(', ') });
+        const box = el('div', { class: 'chart-box' }, canvas);
+        box.style.height = Math.max(160, 26 * list.length + 80) + 'px';
+        grove.chart.load().then(() => {
+          if (!canvas.isConnected) return;
+          const c = barChart(canvas);
+          c.set({ labels: list.map((r) => name(r) + (r.current ? ' (current)' : '')), unit, datasets: [{ label, data: list.map(value),
+            backgroundColor: list.map((r) => (r.current ? COLORS[3] : COLORS[0])), borderColor: COLORS[0] }] });
+          charts.push(c);
+        }).catch(() => box.replaceWith(el('p', { class: 'muted' }, 'Charts are not available: this server has no Chart.js (libjs-chart.js).')));
+        return box;
+      };
+      const saving = (s, f) => (s == null || s.absolute == null ? '–' : `${f(s.absolute)} (${num(s.percent)} %)`);
+      if (byCost.length) {
+        const tbody = el('tbody');
+        for (const r of byCost) {
+          const x = detail.get(`${r.provider}/${r.region}`) || {};
+          tbody.append(el('tr', { 'data-region': `${r.provider}/${r.region}`, class: r.current ? 'current' : null }, el('td', {}, num(r.rank)),
+            el('th', { scope: 'row' }, name(r) + (r.current ? ' (current)' : '')), el('td', {}, x.location || '–'), el('td', {}, x.instance ? `${x.instances} × ${x.instance}` : '–'),
+            el('td', { 'data-key': 'cost', 'data-value': r.cost }, usd(r.cost)), el('td', {}, saving(r.saving, usd)),
+            el('td', {}, num(x.energy_kwh)), el('td', {}, x.carbon_gco2e == null ? '–' : num(x.carbon_gco2e / 1000))));
+        }
+        parts.push(el('h3', {}, 'Cheapest first'), chartOf(byCost, (r) => r.cost, 'US$', 'Cost'),
+          el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Regions by cost' },
+            el('table', { class: 'configs by-cost' }, el('caption', { class: 'sr-only' }, 'Regions by cost, cheapest first'),
+              el('thead', {}, el('tr', {}, ...['Rank', 'Region', 'Location', 'Instances', 'Cost', 'Saving', 'Energy (kWh)', 'Carbon (kg CO₂e)'].map((h) => el('th', { scope: 'col' }, h)))), tbody)));
+      }
+      if (byCarbon.length) {
+        const tbody = el('tbody');
+        for (const r of byCarbon)
+          tbody.append(el('tr', { 'data-region': `${r.provider}/${r.region}`, class: r.current ? 'current' : null }, el('td', {}, num(r.rank)),
+            el('th', { scope: 'row' }, name(r) + (r.current ? ' (current)' : '')), el('td', { 'data-key': 'carbon', 'data-value': r.carbon_gco2e }, num(r.carbon_gco2e / 1000)),
+            el('td', {}, saving(r.saving && { absolute: r.saving.absolute == null ? null : r.saving.absolute / 1000, percent: r.saving.percent }, num))));
+        parts.push(el('h3', {}, 'Least carbon first'), chartOf(byCarbon, (r) => r.carbon_gco2e / 1000, 'kg CO₂e', 'Carbon'),
+          el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Regions by carbon' },
+            el('table', { class: 'configs by-carbon' }, el('caption', { class: 'sr-only' }, 'Regions by carbon, least first'),
+              el('thead', {}, el('tr', {}, ...['Rank', 'Region', 'Carbon (kg CO₂e)', 'Saving (kg CO₂e)'].map((h) => el('th', { scope: 'col' }, h)))), tbody)));
+      }
+      if ((d.not_ranked_by_cost || []).length)
+        parts.push(el('details', { class: 'excluded' }, el('summary', {}, `Not ranked by cost: ${d.not_ranked_by_cost.length} region${d.not_ranked_by_cost.length === 1 ? '' : 's'}, and why`),
+          el('ul', {}, ...d.not_ranked_by_cost.map((r) => el('li', {}, el('strong', {}, name(r)), ': ', r.reason)))));
+      regResults.replaceChildren(...parts);
+    }
+  }
+
   // ================================================================
   // The page: a tab per view, the view at #/matrix/<view>
   // ================================================================
   const VIEWS = [
     { id: 'optimizer', title: 'Workload optimizer', show: optimizer },
+    { id: 'costs', title: 'Cost management', show: costs },
   ];
 
   grove.pages.matrix = async function (root) {

@@ -6,7 +6,8 @@
 // uncertainty band, the chart comparing configurations (order, axis unit,
 // tooltip), the table and the excluded configurations, the loading, empty
 // and error states (the error envelope's message), training, the tabs and
-// the address, the keyboard, dark mode and a 375 px phone.
+// the address, the keyboard, dark mode and a 375 px phone; cost
+// management by region (the rankings by cost and carbon, their charts).
 // Run by tests/e2e/test_console_matrix.py, which starts grove and passes:
 //   GROVE_URL GROVE_EMAIL GROVE_PASSWORD ARTIFACTS CHROMIUM
 'use strict';
@@ -43,29 +44,30 @@ async function audit(page, what) {
     (bad.length ? ': ' + JSON.stringify(bad.map((v) => [v.id, v.help, v.nodes.slice(0, 3).map((n) => n.target.join(' '))])) : ''));
 }
 
-// Submits the optimizer's form and returns [the payload the page sent,
-// the server's whole answer].
-async function simulate(page) {
+// Submits the form #<form> and returns [the payload the page sent, the
+// server's whole answer, its status].
+async function submitForm(page, form, route) {
   const [req] = await Promise.all([
-    page.waitForRequest((r) => r.url().endsWith('/api/model/simulate-performance') && r.method() === 'POST'),
-    page.click('form.mx-form button[type=submit]'),
+    page.waitForRequest((r) => r.url().endsWith(route) && r.method() === 'POST'),
+    page.click(`#${form} button[type=submit]`),
   ]);
   const res = await req.response();
   const body = await res.json();
-  await page.waitForFunction(() => !document.querySelector('.results').hasAttribute('aria-busy'));
+  await page.waitForFunction((id) => !document.querySelector(id).hasAttribute('aria-busy'), `#${form}-results`);
   return [JSON.parse(req.postData()), body, res.status()];
 }
+const simulate = (page) => submitForm(page, 'mx-simulate', '/api/model/simulate-performance');
 
-// The figure tile `key`: its data-value, its shown number and its band.
-function figure(page, key) {
-  return page.$eval(`.stat[data-figure="${key}"]`, (s) => {
+// The figure tile `key` in scope: its data-value, its shown number and its band.
+function figure(page, key, scope) {
+  return page.$eval(`${scope} .stat[data-figure="${key}"]`, (s) => {
     const band = s.querySelector('.band');
     return { value: s.querySelector('dd').dataset.value, shown: s.querySelector('.figure').textContent,
       low: band && band.dataset.low, high: band && band.dataset.high, band: band && band.textContent };
   });
 }
-async function checkFigure(page, key, value, fmt, band, what) {
-  const f = await figure(page, key);
+async function checkFigure(page, key, value, fmt, band, what, scope = '#mx-simulate-results') {
+  const f = await figure(page, key, scope);
   check(Number(f.value) === value && f.shown === (fmt || num)(value),
     `${what}: ${f.shown} is the server's ${value}`);
   if (band) {
@@ -74,11 +76,42 @@ async function checkFigure(page, key, value, fmt, band, what) {
   }
 }
 
+let expectErrors = false; // while a test provokes refusals, the browser's log of them is expected
+
+async function costByRegionView(page, api) {
+  await page.click('[role=tab][data-view=costs]');
+  await page.waitForSelector('#mx-regions');
+  check(/Name a GPU/.test(await page.textContent('#mx-regions-results')), 'before a comparison the region results say what to do (empty state)');
+  const gpu = (await api('/api/hardware-specs')).find((h) => /H100-SXM/.test(h.hardware_name));
+  await page.selectOption('#mx-regions select[name=hardware]', gpu.hardware_name);
+  await page.fill('#mx-regions input[name=gpu_count]', '8');
+  await page.selectOption('#mx-regions select[name=region]', 'aws/us-east-1');
+  const [req] = await Promise.all([page.waitForRequest((r) => r.url().includes('/api/recommendations/cross-region')), page.click('#mx-regions button[type=submit]')]);
+  const cr = await (await req.response()).json();
+  await page.waitForFunction(() => !document.querySelector('#mx-regions-results').hasAttribute('aria-busy'));
+  const q = new URL(req.url()).searchParams;
+  check(q.get('hardware') === gpu.hardware_name && q.get('gpu_count') === '8' && q.get('provider') === 'aws' && q.get('region') === 'us-east-1', 'the region form asks for ' + q);
+  const byCost = await page.$$eval('#mx-regions-results table.by-cost tbody tr', (trs) => trs.map((tr) => [tr.dataset.region, tr.querySelector('[data-key=cost]').dataset.value]));
+  check(JSON.stringify(byCost) === JSON.stringify(cr.data.ranked_by_cost.map((r) => [`${r.provider}/${r.region}`, String(r.cost)])), `regions by cost are the server's ranking (${byCost.length})`);
+  const byCarbon = await page.$$eval('#mx-regions-results table.by-carbon tbody tr', (trs) => trs.map((tr) => tr.dataset.region));
+  check(JSON.stringify(byCarbon) === JSON.stringify(cr.data.ranked_by_carbon.map((r) => `${r.provider}/${r.region}`)), `regions by carbon are the server's ranking, ${byCarbon[0]} first`);
+  check((await page.textContent('#mx-regions-results .summary')).includes(`now in aws us-east-1: ${usd(cr.data.current.cost)}`), 'the current region\'s cost is said');
+  const carbonChart = await page.evaluate(() => { const cs = document.querySelectorAll('#mx-regions-results canvas'); const c = Chart.getChart(cs[cs.length - 1]);
+    return c && [c.data.labels[0], c.data.datasets[0].data[0], c.options.scales.x.title.text]; });
+  const c0 = cr.data.ranked_by_carbon[0];
+  check(carbonChart && carbonChart[0].startsWith(`${c0.provider} ${c0.region}`) && carbonChart[1] === c0.carbon_gco2e / 1000 && carbonChart[2] === 'kg CO₂e',
+    `the carbon chart starts with the cleanest region, in kg CO₂e: ${carbonChart && carbonChart.join(' ')}`);
+  await audit(page, 'cost by region');
+  await page.screenshot({ path: path.join(artifacts, 'matrix-costs.png'), fullPage: true });
+  await page.setViewportSize({ width: 375, height: 812 });
+  check(await page.waitForFunction(() => document.documentElement.scrollWidth <= 375, null, { timeout: 5000 }).then(() => true, () => false), 'cost management fits 375 px');
+  await page.setViewportSize({ width: 1280, height: 900 });
+}
+
 (async () => {
   fs.mkdirSync(artifacts, { recursive: true });
   const browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
   const errors = [];
-  let expectErrors = false;
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 }, locale: 'en-US' });
     page.setDefaultTimeout(30000);
@@ -94,22 +127,22 @@ async function checkFigure(page, key, value, fmt, band, what) {
     await page.fill('input[name=email]', process.env.GROVE_EMAIL);
     await page.fill('input[name=password]', process.env.GROVE_PASSWORD);
     await page.click('#login button[type=submit]');
-    await page.waitForSelector('form.mx-form');
+    await page.waitForSelector('#mx-simulate');
     const token = await page.evaluate(() => grove.token);
     const api = async (p) => (await (await fetch(url + p, { headers: { Authorization: 'Bearer ' + token } })).json()).data;
     check(await page.getAttribute('nav a[data-page=matrix]', 'aria-current') === 'page', 'the navigation has the AI-workloads page, from the app table');
     check(await page.evaluate(() => location.hash) === '#/matrix/optimizer', 'the address names the view: #/matrix/optimizer');
     check(await page.getAttribute('[role=tab][data-view=optimizer]', 'aria-selected') === 'true', 'the workload optimizer is the selected tab');
-    check(/Choose a model/.test(await page.textContent('.results')), 'before a simulation the results say what to do (empty state)');
+    check(/Choose a model/.test(await page.textContent('#mx-simulate-results')), 'before a simulation the results say what to do (empty state)');
 
     // ---- the pickers are the catalogues
     const models = await api('/api/model/get-model-data');
     const hardware = await api('/api/hardware-specs');
     const gpus = hardware.filter((h) => h.kind === 'gpu');
-    const modelOptions = await page.$$eval('select[name=model_name] option', (os) => os.map((o) => o.value));
+    const modelOptions = await page.$$eval('#mx-simulate select[name=model_name] option', (os) => os.map((o) => o.value));
     check(JSON.stringify(modelOptions) === JSON.stringify(models.map((m) => m.model_name)),
       `the model picker lists the ${models.length} catalogue models`);
-    const hwOptions = await page.$$eval('select[name=hardware] option', (os) => os.map((o) => o.value));
+    const hwOptions = await page.$$eval('#mx-simulate select[name=hardware] option', (os) => os.map((o) => o.value));
     check(JSON.stringify(hwOptions) === JSON.stringify(['', ...gpus.map((h) => h.hardware_name)]),
       `the hardware picker lists the ${gpus.length} catalogue GPUs and "every GPU"`);
     await audit(page, 'optimizer form');
@@ -118,23 +151,23 @@ async function checkFigure(page, key, value, fmt, band, what) {
     // figures are the answer's
     const model = models.find((m) => m.architecture_type === 'decoder') || models[0];
     const gpu = gpus.find((h) => /H100/.test(h.hardware_name)) || gpus[0];
-    await page.selectOption('select[name=model_name]', model.model_name);
-    await page.selectOption('select[name=hardware]', gpu.hardware_name);
-    await page.fill('input[name=gpu_count]', '2');
-    await page.fill('input[name=batch_size]', '8');
-    await page.fill('input[name=input_length]', '1024');
-    await page.fill('input[name=output_length]', '256');
-    await page.selectOption('select[name=precision]', 'FP16');
-    await page.click('.advanced summary');
-    await page.fill('input[name=tensor_parallel]', '2');
-    await page.fill('input[name=max_latency_ms]', '60000');
+    await page.selectOption('#mx-simulate select[name=model_name]', model.model_name);
+    await page.selectOption('#mx-simulate select[name=hardware]', gpu.hardware_name);
+    await page.fill('#mx-simulate input[name=gpu_count]', '2');
+    await page.fill('#mx-simulate input[name=batch_size]', '8');
+    await page.fill('#mx-simulate input[name=input_length]', '1024');
+    await page.fill('#mx-simulate input[name=output_length]', '256');
+    await page.selectOption('#mx-simulate select[name=precision]', 'FP16');
+    await page.click('#mx-simulate .advanced summary');
+    await page.fill('#mx-simulate input[name=tensor_parallel]', '2');
+    await page.fill('#mx-simulate input[name=max_latency_ms]', '60000');
     // the loading state: the answer is held until the page has shown it
     let release;
     const held = new Promise((r) => { release = r; });
     await page.route('**/api/model/simulate-performance', async (route) => { await held; await route.continue(); });
     const pending = simulate(page);
-    await page.waitForSelector('.results .loading');
-    check(await page.isDisabled('form.mx-form button[type=submit]') && await page.getAttribute('.results', 'aria-busy') === 'true',
+    await page.waitForSelector('#mx-simulate-results .loading');
+    check(await page.isDisabled('#mx-simulate button[type=submit]') && await page.getAttribute('#mx-simulate-results', 'aria-busy') === 'true',
       'while simulating: "Simulating…", the button disabled, the results busy');
     release();
     const [sent, answer] = await pending;
@@ -145,7 +178,7 @@ async function checkFigure(page, key, value, fmt, band, what) {
     'the form sends what it says: ' + JSON.stringify(sent));
     check(answer.status === 'success' && answer.data.configurations.length === 1, 'the server simulated one configuration');
     const c = answer.data.configurations[0], pm = c.performance_metrics, u = c.uncertainty;
-    await page.waitForSelector('.stats');
+    await page.waitForSelector('#mx-simulate-results .stats');
     check((await page.textContent('#mx-best')).includes(`${c.hardware} × ${c.gpu_count}`), 'the results name the configuration');
     await checkFigure(page, 'ttft', pm.time_to_first_token_ms, num, u.time_to_first_token_ms, 'time to first token');
     await checkFigure(page, 'tpot', pm.time_per_output_token_ms, num, null, 'time per output token');
@@ -153,42 +186,42 @@ async function checkFigure(page, key, value, fmt, band, what) {
     await checkFigure(page, 'tokens', pm.throughput_tokens_per_s, num, null, 'throughput (tokens/s)');
     await checkFigure(page, 'qps', pm.throughput_qps, num, u.throughput_qps, 'throughput (requests/s)');
     await checkFigure(page, 'memory', c.memory.per_gpu_gb, num, null, 'memory per GPU');
-    check((await page.textContent('.stat[data-figure=memory] dd')).includes(`GB of ${num(c.memory.available_per_gpu_gb)}`), 'memory is out of the GPU\'s own');
-    check((await page.textContent('.stat[data-figure=fits] dd')) === (c.memory.fits ? 'yes' : 'no: needs more memory per GPU'), 'whether it fits is the server\'s');
+    check((await page.textContent('#mx-simulate-results .stat[data-figure=memory] dd')).includes(`GB of ${num(c.memory.available_per_gpu_gb)}`), 'memory is out of the GPU\'s own');
+    check((await page.textContent('#mx-simulate-results .stat[data-figure=fits] dd')) === (c.memory.fits ? 'yes' : 'no: needs more memory per GPU'), 'whether it fits is the server\'s');
     await checkFigure(page, 'cost', c.cost_analysis.cost_per_1000_inferences, usd, null, 'cost per 1,000 inferences');
     await checkFigure(page, 'energy', c.cost_analysis.energy_kwh_per_1000_inferences, num, null, 'energy per 1,000 inferences');
     await checkFigure(page, 'carbon', c.cost_analysis.carbon_g_per_1000_inferences, num, null, 'carbon per 1,000 inferences');
-    check((await page.textContent('.results')).includes(`leave-one-out error ${num(answer.metadata.loo_mape_percent)} %`),
+    check((await page.textContent('#mx-simulate-results')).includes(`leave-one-out error ${num(answer.metadata.loo_mape_percent)} %`),
       'the calibration\'s held-out error is shown');
-    await page.waitForFunction(() => { const cv = document.querySelector('.results canvas'); return cv && window.Chart && Chart.getChart(cv); });
+    await page.waitForFunction(() => { const cv = document.querySelector('#mx-simulate-results canvas'); return cv && window.Chart && Chart.getChart(cv); });
     check(true, 'a chart compares the configurations (Chart.js)');
 
     // ---- every catalogue GPU: the chart orders them, the table has each
-    await page.selectOption('select[name=hardware]', '');
-    await page.fill('input[name=gpu_count]', '');
-    await page.fill('input[name=tensor_parallel]', '');
-    await page.fill('input[name=max_latency_ms]', '');
-    await page.selectOption('select[name=precision]', '');
+    await page.selectOption('#mx-simulate select[name=hardware]', '');
+    await page.fill('#mx-simulate input[name=gpu_count]', '');
+    await page.fill('#mx-simulate input[name=tensor_parallel]', '');
+    await page.fill('#mx-simulate input[name=max_latency_ms]', '');
+    await page.selectOption('#mx-simulate select[name=precision]', '');
     const [sent2, all] = await simulate(page);
     check(sent2.hardware === undefined && sent2.gpu_count === undefined && sent2.precision === undefined, 'empty fields are left to the server\'s defaults');
     const configs = all.data.configurations;
     check(configs.length > 1, `the server simulated ${configs.length} configurations`);
-    const rows = await page.$$eval('table.configs tbody tr', (trs) => trs.map((tr) => tr.dataset.config));
+    const rows = await page.$$eval('#mx-simulate-results table.configs tbody tr', (trs) => trs.map((tr) => tr.dataset.config));
     check(JSON.stringify(rows) === JSON.stringify(configs.map((x) => `${x.hardware} × ${x.gpu_count}`)), 'the table has one row per configuration, in the server\'s order');
-    const firstRow = await page.$$eval('table.configs tbody tr:first-child td', (tds) => tds.map((t) => t.textContent));
+    const firstRow = await page.$$eval('#mx-simulate-results table.configs tbody tr:first-child td', (tds) => tds.map((t) => t.textContent));
     check(firstRow[5] === num(configs[0].performance_metrics.latency_ms) && firstRow[8] === usd(configs[0].cost_analysis.cost_per_1000_inferences),
       `a row's latency and cost are the server's: ${firstRow[5]} ms, ${firstRow[8]}`);
     const excluded = all.data.excluded || [];
     if (excluded.length) {
-      await page.click('.excluded summary');
-      const items = await page.$$eval('.excluded li', (ls) => ls.map((l) => l.textContent));
+      await page.click('#mx-simulate-results .excluded summary');
+      const items = await page.$$eval('#mx-simulate-results .excluded li', (ls) => ls.map((l) => l.textContent));
       check(items.length === excluded.length && items[0] === `${excluded[0].hardware} × ${excluded[0].gpu_count}: ${excluded[0].reason}`,
         `the excluded configurations with the server's reasons: ${items[0]}`);
     }
     const fitting = configs.filter((x) => x.memory.fits);
     const byLatency = fitting.slice().sort((a, b) => a.performance_metrics.latency_ms - b.performance_metrics.latency_ms).slice(0, 20);
     const chartOf = () => page.evaluate(() => {
-      const ch = Chart.getChart(document.querySelector('.results canvas'));
+      const ch = Chart.getChart(document.querySelector('#mx-simulate-results canvas'));
       return { labels: ch.data.labels, values: ch.data.datasets[0].data, unit: ch.options.scales.x.title.text,
         legend: ch.options.plugins.legend.display, sets: ch.data.datasets.map((d) => d.label), n: ch.data.datasets.length };
     });
@@ -198,26 +231,26 @@ async function checkFigure(page, key, value, fmt, band, what) {
     `the chart ranks the fitting configurations by latency, fastest first (${ch.labels[0]}), on a ms axis`);
     check(ch.legend && ch.sets.includes('Likely range'), 'the chart has a legend and the uncertainty band: ' + ch.sets);
     // hover: the tooltip says the configuration, the value and the unit
-    await page.$eval('.results canvas', (cv) => cv.scrollIntoView({ block: 'center' }));
+    await page.$eval('#mx-simulate-results canvas', (cv) => cv.scrollIntoView({ block: 'center' }));
     const bar = await page.evaluate(() => {
-      const cv = document.querySelector('.results canvas'), r = cv.getBoundingClientRect();
+      const cv = document.querySelector('#mx-simulate-results canvas'), r = cv.getBoundingClientRect();
       const e = Chart.getChart(cv).getDatasetMeta(0).data[0];
       return { x: r.left + (e.x + e.base) / 2, y: r.top + e.y };
     });
     await page.mouse.move(bar.x, bar.y);
-    await page.waitForFunction(() => Chart.getChart(document.querySelector('.results canvas')).tooltip.getActiveElements().length > 0);
+    await page.waitForFunction(() => Chart.getChart(document.querySelector('#mx-simulate-results canvas')).tooltip.getActiveElements().length > 0);
     const tip = await page.evaluate(() => {
-      const t = Chart.getChart(document.querySelector('.results canvas')).tooltip;
+      const t = Chart.getChart(document.querySelector('#mx-simulate-results canvas')).tooltip;
       return { title: t.title.join(' '), body: t.body.map((b) => b.lines.join(' ')).join(' | ') };
     });
     check(tip.title === ch.labels[0] && tip.body.includes(`${num(byLatency[0].performance_metrics.latency_ms)} ms`),
       `hovering a bar tells its value with the unit: ${tip.title}: ${tip.body}`);
-    await page.selectOption('select[name=compare]', 'cost');
+    await page.selectOption('#mx-simulate-results select[name=compare]', 'cost');
     const byCost = fitting.slice().sort((a, b) => a.cost_analysis.cost_per_1000_inferences - b.cost_analysis.cost_per_1000_inferences).slice(0, 20);
     ch = await chartOf();
     check(ch.labels[0] === `${byCost[0].hardware} × ${byCost[0].gpu_count}` && ch.values[0] === byCost[0].cost_analysis.cost_per_1000_inferences &&
       ch.unit === 'US$' && ch.n === 1, `compared by cost, the cheapest first (${ch.labels[0]}), on a US$ axis`);
-    const label = await page.getAttribute('.results canvas', 'aria-label');
+    const label = await page.getAttribute('#mx-simulate-results canvas', 'aria-label');
     check(label.startsWith('Cost per 1,000 inferences in US$ by configuration: ' + ch.labels[0]), 'the chart has a text equivalent for screen readers');
     await audit(page, 'optimizer results');
     await page.screenshot({ path: path.join(artifacts, 'matrix-optimizer.png'), fullPage: true });
@@ -226,20 +259,20 @@ async function checkFigure(page, key, value, fmt, band, what) {
     expectErrors = true;
     const noFp8 = gpus.find((h) => h.performance_metrics.fp8_tflops == null);
     if (noFp8) {
-      await page.selectOption('select[name=hardware]', noFp8.hardware_name);
-      await page.selectOption('select[name=precision]', 'FP8');
+      await page.selectOption('#mx-simulate select[name=hardware]', noFp8.hardware_name);
+      await page.selectOption('#mx-simulate select[name=precision]', 'FP8');
       const [, refused, status] = await simulate(page);
       check(status >= 400 && refused.status === 'error', `the server refuses FP8 on ${noFp8.hardware_name}: ${status} ${refused.error_code}`);
-      const shown = await page.textContent('.results [role=alert]');
+      const shown = await page.textContent('#mx-simulate-results [role=alert]');
       check(shown.includes(refused.message), 'the error shows the envelope\'s message: ' + shown);
-      await page.selectOption('select[name=precision]', '');
+      await page.selectOption('#mx-simulate select[name=precision]', '');
     }
 
     // ---- training
-    await page.selectOption('select[name=task_type]', 'Training');
-    check(await page.isHidden('input[name=batch_size]') && await page.isVisible('input[name=sequence_length]'), 'training asks for training fields');
-    await page.selectOption('select[name=hardware]', gpu.hardware_name);
-    await page.fill('input[name=training_tokens]', '1000000000');
+    await page.selectOption('#mx-simulate select[name=task_type]', 'Training');
+    check(await page.isHidden('#mx-simulate input[name=batch_size]') && await page.isVisible('#mx-simulate input[name=sequence_length]'), 'training asks for training fields');
+    await page.selectOption('#mx-simulate select[name=hardware]', gpu.hardware_name);
+    await page.fill('#mx-simulate input[name=training_tokens]', '1000000000');
     const [sentT, train] = await simulate(page);
     check(sentT.task_type === 'Training' && sentT.training_tokens === 1e9 && sentT.batch_size === undefined, 'the training payload');
     const t = train.data.configurations[0];
@@ -248,23 +281,35 @@ async function checkFigure(page, key, value, fmt, band, what) {
     await checkFigure(page, 'energy', t.cost_analysis.energy_kwh, num, null, 'energy per run');
     expectErrors = false;
 
+
     // ---- keyboard, dark mode, phone width
     await page.focus('[role=tab][aria-selected=true]');
     await page.keyboard.press('End');
-    check(await page.evaluate(() => document.activeElement.getAttribute('aria-selected') === 'true'), 'tabs move with the keyboard');
+    await page.waitForFunction(() => /#\/matrix\/\w+$/.test(location.hash) && document.activeElement.getAttribute('aria-selected') === 'true');
+    const last = await page.evaluate(() => [document.activeElement.dataset.view, location.hash]);
+    await page.keyboard.press('Home');
+    await page.waitForFunction(() => location.hash === '#/matrix/optimizer' && document.activeElement.dataset.view === 'optimizer');
+    check(last[1] === '#/matrix/' + last[0], `tabs move with the keyboard (End: ${last[0]}, Home: optimizer), each at its address`);
+    await page.waitForSelector('#mx-simulate');
     await page.click('#theme');
     await audit(page, 'dark mode');
     await page.setViewportSize({ width: 375, height: 812 });
     await page.reload();
-    await page.waitForSelector('form.mx-form');
-    await page.selectOption('select[name=model_name]', model.model_name);
+    await page.waitForSelector('#mx-simulate');
+    await page.selectOption('#mx-simulate select[name=model_name]', model.model_name);
     await simulate(page);
-    await page.waitForSelector('.stats');
+    await page.waitForSelector('#mx-simulate-results .stats');
     check(await page.evaluate(() => document.documentElement.scrollWidth <= 375), 'nothing overflows at 375 px (the table scrolls in its own box)');
     await audit(page, '375 px, dark');
     await page.screenshot({ path: path.join(artifacts, 'matrix-optimizer-phone.png'), fullPage: true });
     await page.click('#theme');
     await page.setViewportSize({ width: 1280, height: 900 });
+
+    // ---- cost management
+    expectErrors = true; /* its error states are provoked */
+    await costByRegionView(page, api);
+    expectErrors = false;
+    await page.click('[role=tab][data-view=optimizer]');
 
     // ---- the catalogues failing or empty (answers forged in the browser:
     // a real server that refuses its catalogue cannot be asked for)
