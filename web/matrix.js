@@ -391,6 +391,7 @@
         el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Every configuration simulated' }, configTable(configs, training)),
         excludedList(d.excluded), assumptionsList(d.assumptions));
     }
+
   }
 
   function configTable(configs, training) {
@@ -424,19 +425,384 @@
       el('ul', {}, ...list.map((a) => el('li', {}, a))));
   }
 
+  // ================================================================
+  // Monitoring: the admin dashboard and the process monitor, from the
+  // agents' pushes (docs/matrix.md "Monitoring"), live through the topics
+  // matrix/hosts/{id} and matrix/vms/{id}
+  // ================================================================
+  const RANGES = { '1h': [3600, '1m', 'last hour'], '6h': [6 * 3600, '5m', 'last 6 hours'],
+    '24h': [86400, '15m', 'last 24 hours'], '7d': [7 * 86400, '1h', 'last 7 days'] };
+  const STEP_MS = { '1m': 6e4, '5m': 3e5, '15m': 9e5, '1h': 36e5 };
+  const MAX_TOPICS = 60; // a connection holds 64 (--live-max-topics)
+  const MAX_CHART_SERIES = 6;
+  const pctU = (v) => (v == null ? '–' : num(v) + ' %');
+  const watts = (v) => (v == null ? '–' : num(v) + ' W');
+  const mib = (v) => (v == null ? '–' : num(v) + ' MiB');
+  const gb = (bytes) => (bytes == null ? '–' : num(bytes / 1e9) + ' GB');
+  const msOf = (iso) => (iso == null ? null : Date.parse(iso));
+  const rangePicker = () => select('range', Object.entries(RANGES).map(([k, v]) => [k, v[2].replace(/^./, (c) => c.toUpperCase())]), '1h');
+
+  // a source (host or VM) as the routes name it
+  const SOURCES = {
+    host: { list: '/api/host-process-metrics/hosts', top: '/api/host-process-metrics/top', range: '/api/host-process-metrics/range',
+      param: 'host', topic: 'matrix/hosts/', idOf: (h) => h.host_name },
+    vm: { list: '/api/vm-process-metrics/vms', top: '/api/vm-process-metrics/top', range: '/api/vm-process-metrics/range',
+      param: 'vm_name', topic: 'matrix/vms/', idOf: (h) => h.vm_name },
+  };
+
+  // One series over [from, to) in steps: the host's (or VM's) own figure,
+  // or one process's (with process and pid).
+  async function series(kind, id, metric, from, to, step, proc) {
+    const s = SOURCES[kind];
+    let q = `${s.range}?${s.param}=${encodeURIComponent(id)}&metric=${metric}&from=${from * 1e6}&to=${to * 1e6}&step=${step}&agg=mean`;
+    if (proc) q += `&process=${encodeURIComponent(proc.process_name)}` + (proc.pid != null ? `&pid=${proc.pid}` : '');
+    return (await grove.api(q)).points;
+  }
+
+  // A time chart (flow's: linear time axis, local time ticks, gaps) that
+  // says when it is loading, empty or failed; registered in charts.
+  function timeChart(charts, label) {
+    const canvas = el('canvas', { role: 'img', 'aria-label': label });
+    const box = el('div', { class: 'chart-box' }, canvas);
+    const note = el('p', { class: 'muted' });
+    let chart = null;
+    const entry = { canvas, recolour: () => chart && chart.recolour(), destroy: () => { if (chart) chart.destroy(); chart = null; } };
+    charts.push(entry);
+    return {
+      node: el('div', { class: 'time-chart' }, box, note),
+      canvas,
+      // load: async () => [{label, points [[ns, v]]}], drawn from..to (ms)
+      async draw(o) {
+        if (!chart) text(note, 'Loading…');
+        let list;
+        try {
+          await grove.chart.load();
+          list = await o.load();
+        } catch (e) {
+          text(note, e.message.startsWith('cannot load') ? 'Charts are not available: this server has no Chart.js (libjs-chart.js).' : 'Cannot load the series: ' + e.message);
+          return;
+        }
+        if (!canvas.isConnected) return;
+        const n = list.reduce((k, s) => k + s.points.length, 0);
+        if (!chart) chart = grove.chart.chartOn(canvas);
+        chart.set({ from: o.from, to: o.to, unit: o.unit, format: o.format,
+          series: list.map((s, i) => ({ label: s.label, color: COLORS[i % COLORS.length], points: grove.chart.toXY(s.points, o.stepMs) })) });
+        canvas.dataset.points = String(n);
+        attr(canvas, 'aria-label', `${label}, ${o.words}: ` + (n ? list.map((s) => {
+          const last = s.points.length ? s.points[s.points.length - 1][1] : null;
+          return `${s.label} ${last == null ? 'no data' : 'latest ' + o.format(last)}`;
+        }).join('; ') : 'no data'));
+        text(note, n ? `${o.words}, one point per ${o.stepMs / 60000 >= 60 ? o.stepMs / 3600000 + ' h' : o.stepMs / 60000 + ' min'} (mean). Breaks in a line are times without samples.`
+          : `No samples in the ${o.words}.`);
+      },
+    };
+  }
+
+  // calls fn at most once per ms, the last call always honoured
+  function throttle(fn, ms) {
+    let timer = null, again = false;
+    const run = () => { timer = null; if (again) { again = false; timer = setTimeout(run, ms); fn(); } };
+    return () => { if (timer) { again = true; return; } fn(); timer = setTimeout(run, ms); };
+  }
+
+  const noAgents = () => el('p', { class: 'empty' }, 'No host or VM has reported yet: run grove-agent on them (docs/agent.md) ' +
+    'or push samples to POST /api/monitoring/push-metrics.');
+
+  // ---------------- the admin dashboard
+  async function dashboard(root, ctx) {
+    const status = loading('Loading hosts and VMs…');
+    root.append(el('h2', {}, 'Fleet now'), status);
+    let overview, hosts, vms;
+    const loadAll = () => Promise.all([grove.api('/api/dashboard/overview'), grove.api(SOURCES.host.list), grove.api(SOURCES.vm.list)]);
+    try { [overview, hosts, vms] = await loadAll(); } catch (e) {
+      status.replaceWith(errorNode(e, 'Cannot load the fleet'));
+      return;
+    }
+    if (!hosts.length && !vms.length) { status.replaceWith(noAgents()); return; }
+    status.remove();
+    const charts = [];
+    let ticker = null;
+    ctx.onTheme = () => charts.forEach((c) => c.recolour());
+    ctx.leave = () => { charts.forEach((c) => c.destroy()); clearInterval(ticker); };
+
+    // ---- tiles: the server's aggregates
+    const tiles = el('dl', { class: 'stats', id: 'mx-overview', 'aria-label': 'Fleet now' });
+    function renderOverview(o) {
+      const t = [
+        ['hosts', 'Hosts reporting', `${num(o.hosts.reporting)} of ${num(o.hosts.total)}`, o.hosts.reporting],
+        ['vms', 'VMs reporting', `${num(o.vms.reporting)} of ${num(o.vms.total)}`, o.vms.reporting],
+        ['processes', 'Live processes', num(o.processes.live), o.processes.live],
+        ['gpus', 'GPUs', num(o.gpus.count), o.gpus.count],
+        ['gpu-util', 'Mean GPU utilisation', pctU(o.gpus.mean_utilization_percent), o.gpus.mean_utilization_percent],
+        ['gpu-power', 'GPU power', watts(o.gpus.power_watts), o.gpus.power_watts],
+        ['power', 'Total power now', watts(o.power.total_watts_now), o.power.total_watts_now],
+        ['cpu', 'Mean CPU', pctU(o.mean_cpu_usage_percent), o.mean_cpu_usage_percent],
+      ];
+      if (!tiles.children.length)
+        for (const [k, label] of t) tiles.append(el('div', { class: 'stat', 'data-figure': k }, el('dt', {}, label), el('dd', {}, el('span', { class: 'figure' }))));
+      for (const [k, , shown, v] of t) {
+        const dd = tiles.querySelector(`[data-figure="${k}"] dd`);
+        attr(dd, 'data-value', v ?? '');
+        text(dd.firstChild, shown);
+      }
+    }
+    renderOverview(overview);
+
+    // ---- hosts and VMs: one row each, written in place by the live topics
+    const rows = new Map();
+    function sourceTable(kind, list, caption) {
+      const tbody = el('tbody');
+      const table = el('table', { class: 'configs', 'data-kind': kind }, el('caption', { class: 'sr-only' }, caption),
+        el('thead', {}, el('tr', {}, ...[kind === 'host' ? 'Host' : 'VM', 'State', 'CPU', 'Memory', 'GPU', 'Power', 'Processes', 'GPUs', 'Instance']
+          .map((h) => el('th', { scope: 'col' }, h)))), tbody);
+      for (const h of list) {
+        const id = SOURCES[kind].idOf(h);
+        const r = { tr: el('tr', { 'data-id': id }), state: el('span'), seen: grove.timeAgo(null, 'sample '),
+          cpu: el('td'), mem: el('td'), gpu: el('td'), power: el('td'), procs: el('td'), gpus: el('td'), inst: el('td') };
+        r.tr.append(el('th', { scope: 'row' }, id + (kind === 'vm' && h.host_name ? ` (on ${h.host_name})` : '')),
+          el('td', {}, r.state, ' ', r.seen), r.cpu, r.mem, r.gpu, r.power, r.procs, r.gpus, r.inst);
+        tbody.append(r.tr);
+        rows.set(kind + ':' + id, r);
+        renderRow(kind, id, h);
+      }
+      return el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': caption }, table);
+    }
+    function renderRow(kind, id, h) {
+      const r = rows.get(kind + ':' + id);
+      if (!r) return;
+      text(r.state, h.stale ? 'stale' : 'reporting');
+      attr(r.state, 'class', h.stale ? 'down' : 'ok');
+      grove.setAgo(r.seen, msOf(h.timestamp));
+      const cell = (td, v, f, key) => { text(td, f(v)); attr(td, 'data-value', v ?? ''); attr(td, 'data-key', key); };
+      cell(r.cpu, h.total_cpu_usage, pctU, 'cpu');
+      cell(r.mem, h.total_memory_usage, pctU, 'memory');
+      cell(r.gpu, h.total_gpu_usage, pctU, 'gpu');
+      cell(r.power, h.total_power_consumption, watts, 'power');
+      if (h.live_processes != null) cell(r.procs, h.live_processes, num, 'processes');
+      if (h.gpus != null) cell(r.gpus, Array.isArray(h.gpus) ? h.gpus.length : h.gpus, num, 'gpus');
+      if (h.instance_type !== undefined) text(r.inst, h.instance_type || '–');
+    }
+    const gpuBody = el('tbody');
+    function renderGpus() {
+      const all = [...hosts, ...vms].flatMap((h) => (h.gpus || []).map((g) => Object.assign({ owner: SOURCES[h.source_type === 'vm' ? 'vm' : 'host'].idOf(h) }, g)));
+      gpuBody.replaceChildren(...(all.length ? all.map((g) => el('tr', { 'data-gpu': `${g.owner}:${g.index}` },
+        el('th', { scope: 'row' }, `${g.owner} #${g.index}`), el('td', {}, g.name || '–'), el('td', {}, pctU(g.utilization_percent)),
+        el('td', {}, `${gb(g.memory_used_bytes)} of ${gb(g.memory_total_bytes)}`), el('td', {}, watts(g.power_watts)),
+        el('td', {}, g.temperature_celsius == null ? '–' : num(g.temperature_celsius) + ' °C')))
+        : [el('tr', {}, el('td', { colspan: 6 }, 'No GPU has reported.'))]));
+    }
+    renderGpus();
+    root.append(tiles,
+      el('h3', {}, 'Hosts'), hosts.length ? sourceTable('host', hosts, 'Hosts now') : el('p', { class: 'muted' }, 'No host has reported.'),
+      el('h3', {}, 'VMs'), vms.length ? sourceTable('vm', vms, 'VMs now') : el('p', { class: 'muted' }, 'No VM has reported.'),
+      el('h3', {}, 'GPUs'), el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'GPUs now' },
+        el('table', { class: 'configs gpus' }, el('caption', { class: 'sr-only' }, 'GPUs now'),
+          el('thead', {}, el('tr', {}, ...['GPU', 'Model', 'Utilisation', 'Memory', 'Power', 'Temperature'].map((h) => el('th', { scope: 'col' }, h)))), gpuBody)));
+
+    // ---- over time: power by host and VM, then one machine's utilisation
+    const range = rangePicker();
+    const machines = [...hosts.map((h) => ['host', h.host_name]), ...vms.map((v) => ['vm', v.vm_name])];
+    const which = select('machine', machines.map(([k, id]) => [`${k}:${id}`, `${k === 'host' ? 'Host' : 'VM'} ${id}`]));
+    const powerChart = timeChart(charts, 'Power by host and VM');
+    const utilChart = timeChart(charts, 'Utilisation');
+    root.append(el('h2', {}, 'Over time'), el('div', { class: 'controls' }, field('Range', range)),
+      el('h3', {}, 'Power (W)'), powerChart.node,
+      el('h3', {}, 'Utilisation (%)'), el('div', { class: 'controls' }, field('Machine', which)), utilChart.node);
+    function window_() {
+      const [secs, step, words] = RANGES[range.value];
+      const to = Date.now();
+      return { from: to - secs * 1000, to, step, stepMs: STEP_MS[step], words };
+    }
+    function drawPower() {
+      const w = window_();
+      const shown = machines.slice(0, MAX_CHART_SERIES);
+      return powerChart.draw(Object.assign(w, { unit: 'Power, W', format: watts,
+        load: () => Promise.all(shown.map(async ([k, id]) => ({ label: `${id}`, points: await series(k, id, 'total_power_consumption', w.from, w.to, w.step) }))) }));
+    }
+    function drawUtil() {
+      const w = window_();
+      const [k, id] = which.value.split(/:(.*)/s);
+      return utilChart.draw(Object.assign(w, { unit: 'Utilisation, %', format: pctU,
+        load: () => Promise.all([['CPU', 'total_cpu_usage'], ['Memory', 'total_memory_usage'], ['GPU', 'total_gpu_usage']]
+          .map(async ([label, m]) => ({ label, points: await series(k, id, m, w.from, w.to, w.step) }))) }));
+    }
+    range.addEventListener('change', () => { drawPower(); drawUtil(); });
+    which.addEventListener('change', drawUtil);
+    await Promise.all([drawPower(), drawUtil()]);
+
+    // ---- live: a topic's sample writes its row; the aggregates and the
+    // charts follow (at most every 2 s and 5 s)
+    const refreshOverview = throttle(() => grove.api('/api/dashboard/overview').then(renderOverview).catch(() => {}), 2000);
+    const refreshGpus = throttle(() => Promise.all([grove.api(SOURCES.host.list), grove.api(SOURCES.vm.list)])
+      .then(([h, v]) => { hosts = h; vms = v; renderGpus(); }).catch(() => {}), 5000);
+    const refreshCharts = throttle(() => { drawPower(); drawUtil(); }, 5000);
+    let topics = 0;
+    for (const [k, id] of machines) {
+      if (++topics > MAX_TOPICS) break;
+      grove.live.subscribe(SOURCES[k].topic + id, (m) => {
+        renderRow(k, id, Object.assign({ stale: false, timestamp: m.timestamp, live_processes: m.processes, gpus: m.gpus }, m.metrics));
+        refreshOverview();
+        refreshGpus();
+        refreshCharts();
+      });
+    }
+    // staleness is the server's word: the tables are read again every 30 s
+    ticker = setInterval(() => Promise.all([grove.api(SOURCES.host.list), grove.api(SOURCES.vm.list)]).then(([h, v]) => {
+      for (const x of h) renderRow('host', x.host_name, x);
+      for (const x of v) renderRow('vm', x.vm_name, x);
+    }).catch(() => {}), 30000);
+    const onLive = (e) => { if (e.detail.online && e.detail.resumed) { refreshOverview(); refreshCharts(); } };
+    document.addEventListener('grove-live', onLive);
+    const leave = ctx.leave;
+    ctx.leave = () => { leave(); document.removeEventListener('grove-live', onLive); };
+  }
+
+  // ---------------- the process monitor
+  const BY = [['cpu', 'CPU', 'cpu_usage_percent', pctU, 'CPU, % of one core'], ['memory', 'Memory', 'memory_usage_mb', mib, 'Memory, MiB'],
+    ['gpu', 'GPU', 'gpu_utilization_percent', pctU, 'GPU utilisation, %'], ['power', 'Power', 'power_consumption_watts', watts, 'Power, W']];
+  async function processes(root, ctx) {
+    const status = loading('Loading hosts and VMs…');
+    root.append(el('h2', {}, 'Top processes'), status);
+    let hosts, vms;
+    try { [hosts, vms] = await Promise.all([grove.api(SOURCES.host.list), grove.api(SOURCES.vm.list)]); } catch (e) {
+      status.replaceWith(errorNode(e, 'Cannot load hosts and VMs'));
+      return;
+    }
+    if (!hosts.length && !vms.length) { status.replaceWith(noAgents()); return; }
+    status.remove();
+    const charts = [];
+    ctx.onTheme = () => charts.forEach((c) => c.recolour());
+    ctx.leave = () => charts.forEach((c) => c.destroy());
+
+    const kind = select('kind', [...(hosts.length ? [['host', 'Host processes']] : []), ...(vms.length ? [['vm', 'VM processes']] : [])]);
+    const machine = select('machine', []);
+    const by = select('by', BY.map((b) => [b[0], b[1]]));
+    const limit = select('limit', ['10', '20', '50']);
+    const range = rangePicker();
+    function machines() {
+      const list = kind.value === 'vm' ? vms.map((v) => v.vm_name) : hosts.map((h) => h.host_name);
+      machine.replaceChildren(el('option', { value: '' }, kind.value === 'vm' ? 'Every VM' : 'Every host'), ...list.map((id) => el('option', { value: id }, id)));
+    }
+    machines();
+    const tableBox = el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Top processes' });
+    const chart = timeChart(charts, 'Top processes over time');
+    const detail = el('section', { id: 'mx-process', class: 'results', 'aria-label': 'Process detail', hidden: true });
+    root.append(el('div', { class: 'controls' }, field('Processes of', kind), field('On', machine), field('Top by', by), field('How many', limit), field('Range', range)),
+      tableBox, el('h3', {}, 'The top five over time'), chart.node, detail);
+
+    let top = [];
+    const col = () => BY.find((b) => b[0] === by.value);
+    async function loadTop() {
+      const s = SOURCES[kind.value];
+      const q = `${s.top}?by=${by.value}&limit=${limit.value}` + (machine.value ? `&${s.param}=${encodeURIComponent(machine.value)}` : '');
+      try { top = await grove.api(q); } catch (e) {
+        tableBox.replaceChildren(errorNode(e, 'Cannot load the top processes'));
+        return false;
+      }
+      renderTop();
+      return true;
+    }
+    function renderTop() {
+      const idOf = (p) => p.host_name || p.vm_name;
+      if (!top.length) { tableBox.replaceChildren(el('p', { class: 'empty' }, 'No live process.')); return; }
+      const tbody = el('tbody');
+      for (const p of top) {
+        const open = el('button', { type: 'button', class: 'link', 'aria-label': `${p.process_name} (pid ${p.pid ?? '–'}) on ${idOf(p)}: details` }, p.process_name);
+        open.addEventListener('click', () => showProcess(p, open));
+        const cells = [['cpu', p.cpu_usage_percent, pctU], ['memory', p.memory_usage_mb, mib], ['gpu', p.gpu_utilization_percent, pctU], ['power', p.power_consumption_watts, watts]]
+          .map(([k, v, f]) => el('td', { 'data-key': k, 'data-value': v ?? '', class: k === by.value ? 'sorted' : null }, f(v)));
+        tbody.append(el('tr', { 'data-process': `${idOf(p)}:${p.process_name}:${p.pid}` }, el('th', { scope: 'row' }, open),
+          el('td', {}, p.pid ?? '–'), el('td', {}, idOf(p)), el('td', {}, p.user || '–'), ...cells, el('td', {}, grove.timeAgo(msOf(p.timestamp)))));
+      }
+      const head = ['Process', 'PID', kind.value === 'vm' ? 'VM' : 'Host', 'User', 'CPU', 'Memory', 'GPU', 'Power', 'Sample'];
+      tableBox.replaceChildren(el('table', { class: 'configs top' }, el('caption', { class: 'sr-only' }, `Top processes by ${col()[1].toLowerCase()}`),
+        el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { scope: 'col', 'aria-sort': h === col()[1] ? 'descending' : null }, h)))), tbody));
+    }
+    function window_() {
+      const [secs, step, words] = RANGES[range.value];
+      const to = Date.now();
+      return { from: to - secs * 1000, to, step, stepMs: STEP_MS[step], words };
+    }
+    function drawTop() {
+      const w = window_(), c = col();
+      const five = top.slice(0, 5);
+      return chart.draw(Object.assign(w, { unit: c[4], format: c[3],
+        load: () => Promise.all(five.map(async (p) => ({ label: `${p.process_name} (${p.pid ?? '–'}, ${p.host_name || p.vm_name})`,
+          points: await series(kind.value, p.host_name || p.vm_name, c[2], w.from, w.to, w.step, p) }))) }));
+    }
+
+    // ---- one process: what it is and its figures over time
+    let shown = null, opener = null;
+    const detailCharts = {};
+    async function showProcess(p, from) {
+      shown = p;
+      opener = from;
+      const id = p.host_name || p.vm_name;
+      const facts = [['PID', p.pid], ['Parent PID', p.ppid], [kind.value === 'vm' ? 'VM' : 'Host', id], ['User', p.user], ['Command', p.command],
+        ['Container', p.container_id], ['Control group', p.cgroup], ['Threads', p.threads], ['Resident memory', p.rss_bytes == null ? null : gb(p.rss_bytes)],
+        ['GPU memory', p.gpu_memory_bytes == null ? null : gb(p.gpu_memory_bytes)], ['Cost per hour', p.cost_per_hour == null ? null : usd(p.cost_per_hour)]]
+        .filter(([, v]) => v != null && v !== '');
+      const close = el('button', { type: 'button' }, 'Close');
+      close.addEventListener('click', () => { detail.hidden = true; charts.filter((x) => detail.contains(x.canvas)).forEach((x) => x.destroy()); shown = null; if (opener) opener.focus(); });
+      for (const k of Object.keys(detailCharts)) delete detailCharts[k];
+      detailCharts.use = timeChart(charts, `${p.process_name}: CPU and GPU`);
+      detailCharts.power = timeChart(charts, `${p.process_name}: power`);
+      detailCharts.memory = timeChart(charts, `${p.process_name}: memory`);
+      detail.replaceChildren(el('div', { class: 'panel-head' }, el('h3', { id: 'mx-process-title', tabindex: '-1' }, `${p.process_name} on ${id}`), close),
+        el('dl', { class: 'facts' }, ...facts.flatMap(([k, v]) => [el('dt', {}, k), el('dd', {}, String(v))])),
+        el('dl', { class: 'stats' }, figure('CPU', p.cpu_usage_percent, '% of one core', null, { key: 'cpu' }),
+          figure('Memory', p.memory_usage_mb, 'MiB', null, { key: 'memory' }), figure('GPU', p.gpu_utilization_percent, '%', null, { key: 'gpu' }),
+          figure('Power', p.power_consumption_watts, 'W', null, { key: 'power' })),
+        el('h4', {}, 'CPU and GPU (%)'), detailCharts.use.node, el('h4', {}, 'Power (W)'), detailCharts.power.node,
+        el('h4', {}, 'Memory (MiB)'), detailCharts.memory.node);
+      detail.hidden = false;
+      detail.querySelector('h3').focus();
+      await drawDetail();
+    }
+    function drawDetail() {
+      if (!shown) return null;
+      const p = shown, id = p.host_name || p.vm_name, w = window_();
+      const one = (m) => series(kind.value, id, m, w.from, w.to, w.step, p);
+      return Promise.all([
+        detailCharts.use.draw(Object.assign({}, w, { unit: 'Utilisation, %', format: pctU,
+          load: async () => [{ label: 'CPU (% of one core)', points: await one('cpu_usage_percent') }, { label: 'GPU', points: await one('gpu_utilization_percent') }] })),
+        detailCharts.power.draw(Object.assign({}, w, { unit: 'Power, W', format: watts, load: async () => [{ label: 'Power', points: await one('power_consumption_watts') }] })),
+        detailCharts.memory.draw(Object.assign({}, w, { unit: 'Memory, MiB', format: mib, load: async () => [{ label: 'Memory', points: await one('memory_usage_mb') }] })),
+      ]);
+    }
+
+    async function reload() { if (await loadTop()) await drawTop(); }
+    kind.addEventListener('change', () => { machines(); subscribe(); reload(); });
+    for (const c of [machine, by, limit]) c.addEventListener('change', reload);
+    range.addEventListener('change', () => { drawTop(); drawDetail(); });
+    // live: a sample from a machine in view refreshes the table and charts
+    const refresh = throttle(() => { reload(); drawDetail(); }, 3000);
+    function subscribe() {
+      grove.live.unsubscribeAll();
+      const s = SOURCES[kind.value];
+      const ids = kind.value === 'vm' ? vms.map((v) => v.vm_name) : hosts.map((h) => h.host_name);
+      for (const id of ids.slice(0, MAX_TOPICS))
+        grove.live.subscribe(s.topic + id, () => { if (!machine.value || machine.value === id) refresh(); });
+    }
+    subscribe();
+    await reload();
+  }
+
   // ---------------- cost management (docs/matrix.md "Cost, energy and carbon")
+  const PERIODS = { '1h': [3600, 6, 'last hour'], '24h': [86400, 12, 'last 24 hours'], '7d': [7 * 86400, 7, 'last 7 days'],
+    '30d': [30 * 86400, 10, 'last 30 days'] };
   async function costs(root, ctx) {
-    const status = loading('Loading the cost catalogue…');
+    const status = loading('Loading hosts, VMs and the cost catalogue…');
     root.append(status);
     let cats;
     try {
-      const [regions, instances, hardware] = await Promise.all([grove.api('/api/cost-models/regions'), grove.api('/api/cost-models'),
-        grove.api('/api/hardware-specs')]);
-      cats = { gpus: hardware.filter((h) => h.kind === 'gpu'),
+      const [hosts, vms, regions, instances, hardware] = await Promise.all([grove.api(SOURCES.host.list), grove.api(SOURCES.vm.list),
+        grove.api('/api/cost-models/regions'), grove.api('/api/cost-models'), grove.api('/api/hardware-specs')]);
+      cats = { hosts, vms, gpus: hardware.filter((h) => h.kind === 'gpu'),
         regionOptions: regions.map((r) => [`${r.provider}/${r.region}`, `${r.provider} ${r.region} (${r.location})`]),
         instanceOptions: [...new Set(instances.map((i) => i.instance))].sort().map((i) => [i, i]) };
     } catch (e) {
-      status.replaceWith(errorNode(e, 'Cannot load the cost catalogue'));
+      status.replaceWith(errorNode(e, 'Cannot load hosts, VMs and the cost catalogue'));
       return;
     }
     status.remove();
@@ -445,7 +811,123 @@
     ctx.leave = () => charts.forEach((c) => c.destroy());
     // the charts of answers no longer shown
     const forget = () => { for (let i = charts.length - 1; i >= 0; i--) if (!charts[i].canvas.isConnected) { charts[i].destroy(); charts.splice(i, 1); } };
+    costsByProcess(root, cats, charts, forget);
     costsByRegion(root, cats, charts, forget);
+  }
+
+  // by process and period: POST /api/costs/process-summary
+  function costsByProcess(root, cats, charts, forget) {
+    const { hosts, vms, regionOptions, instanceOptions } = cats;
+    root.append(el('h2', {}, 'Cost by process and period'));
+    const machines = [...hosts.map((h) => ['host', h.host_name, h.instance_type]), ...vms.map((v) => ['vm', v.vm_name, v.instance_type])];
+    const procResults = el('section', { id: 'mx-costs-results', class: 'results', 'aria-label': 'Cost by process', 'aria-live': 'polite' });
+    if (!machines.length) {
+      root.append(noAgents());
+    } else {
+      const machine = select('machine', machines.map(([k, id]) => [`${k}:${id}`, `${k === 'host' ? 'Host' : 'VM'} ${id}`]));
+      const period = select('period', Object.entries(PERIODS).map(([k, v]) => [k, v[2].replace(/^./, (c) => c.toUpperCase())]), '24h');
+      const instance = select('instance_type', [['', 'None: priced by region'], ...instanceOptions]);
+      const region = select('region', [['', 'The instance\'s region'], ...regionOptions]);
+      const perHour = number('cost_per_hour', { min: 0, step: 'any', placeholder: 'the instance\'s price' });
+      const prefill = () => { const m = machines.find(([k, id]) => `${k}:${id}` === machine.value); instance.value = (m && m[2] && instanceOptions.some((o) => o[0] === m[2])) ? m[2] : ''; };
+      prefill();
+      machine.addEventListener('change', prefill);
+      const submit = el('button', { type: 'submit', class: 'primary' }, 'Show costs');
+      const form = el('form', { id: 'mx-costs', class: 'mx-form', 'aria-label': 'Cost by process', novalidate: true },
+        el('div', { class: 'form-grid' }, field('Host or VM', machine), field('Period', period),
+          field('Instance type', instance, 'prefilled from what the agent reports'), field('Region', region, 'needed without an instance type'),
+          field('Price per hour (US$)', perHour, 'optional: a negotiated price or owned hardware amortised')),
+        el('div', { class: 'controls' }, submit));
+      procResults.append(el('p', { class: 'muted empty' }, 'Choose a host or VM and a period: each process\'s cost, energy and carbon appear here, with the idle remainder.'));
+      root.append(form, procResults);
+      const body = (from, to) => {
+        const [k, id] = machine.value.split(/:(.*)/s);
+        const b = { from: new Date(from).toISOString(), to: new Date(to).toISOString(), [k === 'vm' ? 'vm' : 'host']: id };
+        if (instance.value) b.instance_type = instance.value;
+        if (region.value) [b.provider, b.region] = region.value.split('/');
+        if (perHour.value !== '') b.cost_per_hour = Number(perHour.value);
+        return b;
+      };
+      submitting({ form, submit, payload: () => { const [secs] = PERIODS[period.value]; const to = Date.now(); return body(to - secs * 1000, to); } },
+        procResults, '/api/costs/process-summary', 'Pricing every process…', (b) => {
+          forget();
+          showProcessCosts(b.data);
+          drawPeriods();
+        }, 'Cannot price the processes');
+
+      // the period in equal parts, each priced on its own: cost over time
+      const periodChart = timeChart(charts, 'Cost over the period');
+      async function drawPeriods() {
+        const [secs, parts, words] = PERIODS[period.value];
+        const to = Date.now(), from = to - secs * 1000, w = secs * 1000 / parts;
+        const box = el('div', {}, el('h3', {}, 'Over the period'), periodChart.node);
+        procResults.append(box);
+        await periodChart.draw({ from, to, unit: 'Cost, US$', format: usd, stepMs: w, words: `${words} in ${parts} parts`,
+          load: async () => {
+            const answers = await Promise.all(Array.from({ length: parts }, (_, i) =>
+              grove.api('/api/costs/process-summary', { method: 'POST', body: JSON.stringify(body(from + i * w, from + (i + 1) * w)) })
+                .catch((e) => { if (e.status === 404) return null; throw e; })));
+            const at = (i) => (from + (i + 1) * w) * 1e6;
+            return [{ label: 'Allocated to processes', points: answers.map((a, i) => [at(i), a ? a.totals.allocated_cost : null]) },
+              { label: 'Idle', points: answers.map((a, i) => [at(i), a ? a.totals.idle_cost : null]) }];
+          } });
+      }
+    }
+
+    function showProcessCosts(d) {
+      const t = d.totals, pr = d.pricing;
+      const idle = d.idle || {};
+      const stats = el('dl', { class: 'stats', 'aria-label': 'Totals over the period' },
+        figure('Cost', t.cost && t.cost.total, '', null, { key: 'cost', format: usd }),
+        figure('Allocated to processes', t.allocated_cost, '', null, { key: 'allocated', format: usd }),
+        figure('Idle', t.idle_cost, t.idle_percent == null ? '' : `(${num(t.idle_percent)} %)`, null, { key: 'idle', format: usd }),
+        figure('Energy', t.energy_kwh, 'kWh', null, { key: 'energy' }),
+        figure('Carbon', t.carbon_gco2e, 'g CO₂e', null, { key: 'carbon' }),
+        figure('Host hours', t.host_hours, '', null, { key: 'hours' }));
+      const where = el('p', { class: 'muted' }, `${d.scope.host || d.scope.vm}, ${num(d.period.hours)} h · ` +
+        `${pr.instance_type || 'no instance'} ${pr.provider || ''} ${pr.region || ''} at ${usd(pr.cost_per_hour)}/h (${pr.cost_per_hour_source || '–'})` +
+        ` · electricity ${usd(pr.electricity_usd_per_kwh)}/kWh${pr.electricity_billed ? '' : ' (in the price)'}, PUE ${num(pr.pue)}, ${num(pr.carbon_g_per_kwh)} g CO₂e/kWh · host power ${t.host_power}`);
+      const procs = d.processes || [];
+      const parts = [el('h3', {}, 'Totals'), stats, where];
+      if (!procs.length) parts.push(el('p', { class: 'empty' }, 'No process ran on it in the period: all of its cost is idle.'));
+      else {
+        // a stacked bar per process (CPU, GPU, memory, electricity) and the idle remainder
+        const rows = procs.slice(0, CHART_MAX);
+        const canvas = el('canvas', { role: 'img', 'aria-label': 'Cost by process: ' + rows.slice(0, 5).map((p) => `${p.process_name} ${usd(p.cost.total)}`).join(', ') +
+          (idle.cost ? `; idle ${usd(idle.cost.total)}` : '') });
+        const box = el('div', { class: 'chart-box' }, canvas);
+        box.style.height = Math.max(160, 26 * (rows.length + 1) + 90) + 'px';
+        parts.push(el('h3', {}, 'By process'), box);
+        grove.chart.load().then(() => {
+          if (!canvas.isConnected) return;
+          // the idle remainder is priced in the same parts (what no process used)
+          const labels = [...rows.map((p) => `${p.process_name} (${p.pid ?? '–'})`), 'Idle (unallocated)'];
+          const part = (k) => [...rows.map((p) => p.cost[k]), idle.cost ? idle.cost[k] : null];
+          const c = barChart(canvas);
+          c.set({ labels, unit: 'US$', stacked: true, datasets: [['cpu', 'CPU'], ['gpu', 'GPU'], ['ram', 'Memory'], ['electricity', 'Electricity']]
+            .map(([k, l], i) => ({ label: l, data: part(k), backgroundColor: COLORS[i], borderColor: COLORS[i] })) });
+          charts.push(c);
+        }).catch(() => box.replaceWith(el('p', { class: 'muted' }, 'Charts are not available: this server has no Chart.js (libjs-chart.js).')));
+        const tbody = el('tbody');
+        for (const p of procs)
+          tbody.append(el('tr', { 'data-process': `${p.process_name}:${p.pid}` }, el('th', { scope: 'row' }, p.process_name), el('td', {}, p.pid ?? '–'),
+            el('td', {}, num(p.hours)), el('td', {}, num(p.cpu_core_hours)), el('td', {}, num(p.gpu_hours)), el('td', {}, num(p.memory_gib_hours)),
+            el('td', {}, num(p.energy_kwh) + (p.estimated ? ' (modelled)' : '')), el('td', {}, num(p.carbon_gco2e)),
+            ...['cpu', 'gpu', 'ram', 'electricity'].map((k) => el('td', {}, usd(p.cost[k]))),
+            el('td', { 'data-key': 'total', 'data-value': p.cost.total ?? '' }, usd(p.cost.total)), el('td', {}, p.cost_share_percent == null ? '–' : num(p.cost_share_percent) + ' %')));
+        tbody.append(el('tr', { 'data-process': 'idle', class: 'idle' }, el('th', { scope: 'row' }, 'Idle (not used by any process)'), el('td', {}, '–'),
+          el('td', {}, '–'), el('td', {}, '–'), el('td', {}, '–'), el('td', {}, '–'), el('td', {}, num(idle.energy_kwh)), el('td', {}, num(idle.carbon_gco2e)),
+          ...['cpu', 'gpu', 'ram', 'electricity'].map((k) => el('td', {}, usd(idle.cost && idle.cost[k]))),
+          el('td', { 'data-key': 'total', 'data-value': idle.cost ? idle.cost.total : '' }, usd(idle.cost && idle.cost.total)), el('td', {}, t.idle_percent == null ? '–' : num(t.idle_percent) + ' %')));
+        parts.push(el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Cost by process' },
+          el('table', { class: 'configs costs' }, el('caption', { class: 'sr-only' }, 'Cost, energy and carbon by process, most costly first'),
+            el('thead', {}, el('tr', {}, ...['Process', 'PID', 'Hours', 'CPU core-hours', 'GPU hours', 'Memory GiB-hours', 'Energy (kWh)', 'Carbon (g CO₂e)',
+              'CPU', 'GPU', 'Memory', 'Electricity', 'Total', 'Share'].map((h) => el('th', { scope: 'col' }, h)))), tbody)));
+      }
+      parts.push(assumptionsList(d.assumptions));
+      procResults.replaceChildren(...parts.filter(Boolean));
+    }
+
   }
 
   // by region: GET /api/recommendations/cross-region, the same workload elsewhere
@@ -548,6 +1030,8 @@
   // ================================================================
   const VIEWS = [
     { id: 'optimizer', title: 'Workload optimizer', show: optimizer },
+    { id: 'dashboard', title: 'Admin dashboard', show: dashboard },
+    { id: 'processes', title: 'Process monitor', show: processes },
     { id: 'costs', title: 'Cost management', show: costs },
   ];
 

@@ -6,10 +6,16 @@
 // uncertainty band, the chart comparing configurations (order, axis unit,
 // tooltip), the table and the excluded configurations, the loading, empty
 // and error states (the error envelope's message), training, the tabs and
-// the address, the keyboard, dark mode and a 375 px phone; cost
-// management by region (the rankings by cost and carbon, their charts).
+// the address, the keyboard, dark mode and a 375 px phone. Then, with
+// hosts, a VM and processes pushed as an agent would: the admin dashboard
+// (aggregates, hosts, VMs, GPUs, power and utilisation over time, a
+// sample arriving live), the process monitor (top by CPU and power, the
+// top five over time, a process's detail, a new process reaching the top
+// live, VMs) and cost management (by process and period with the idle
+// remainder, the period in parts; by region, the rankings by cost and
+// carbon).
 // Run by tests/e2e/test_console_matrix.py, which starts grove and passes:
-//   GROVE_URL GROVE_EMAIL GROVE_PASSWORD ARTIFACTS CHROMIUM
+//   GROVE_URL GROVE_EMAIL GROVE_PASSWORD GROVE_WRITE_KEY ARTIFACTS CHROMIUM
 'use strict';
 
 const { chromium } = require('playwright-core');
@@ -78,6 +84,222 @@ async function checkFigure(page, key, value, fmt, band, what, scope = '#mx-simul
 
 let expectErrors = false; // while a test provokes refusals, the browser's log of them is expected
 
+// ---- monitoring: samples pushed as an agent would (a write key), then
+// read back by the test from the same routes the page reads
+async function push(samples) {
+  const r = await fetch(url + '/api/monitoring/push-metrics', { method: 'POST',
+    headers: { 'X-API-Key': process.env.GROVE_WRITE_KEY, 'Content-Type': 'application/json' }, body: JSON.stringify(samples) });
+  if (r.status !== 200) throw new Error('push refused: ' + (await r.text()));
+}
+const FLEET = [['gpu-a', 40], ['gpu-b', 70]];
+function sample(host, t, base, i, extra = {}) {
+  return Object.assign({ timestamp: t, source_type: 'host', hostname: host, instance_type: 'p4d.24xlarge',
+    metrics: { cpu_usage: base + i, memory_usage: 50 + i, gpu_utilization: 30 + 2 * i, power_consumption: 300 + 5 * i + base,
+      gpus: host === 'gpu-a' ? [{ index: 0, name: 'NVIDIA A100-SXM4-40GB', utilization_percent: 30 + 2 * i, power_watts: 200 + i,
+        memory_used_bytes: 1e10, memory_total_bytes: 4e10, temperature_celsius: 61 }] : [],
+      processes: ['python', 'trainer', 'nginx'].map((name, j) => ({ pid: 100 + j, process_name: name, user: 'svc-' + name,
+        command: `/usr/bin/${name} --serve`, cpu_usage_percent: 10 * j + i + base / 10, memory_usage_mb: 1000 * (j + 1) + i,
+        gpu_utilization_percent: 20 * j, power_consumption_watts: 50 + 10 * j + i })) } }, extra);
+}
+async function seedFleet() {
+  const now = Math.floor(Date.now() / 1000), out = [];
+  for (let i = 0; i < 10; i++) {
+    const t = now - 540 + 60 * i;
+    for (const [h, base] of FLEET) out.push(sample(h, t, base, i));
+    out.push({ timestamp: t, source_type: 'vm', hostname: 'gpu-a', vm_name: 'vm-1',
+      metrics: { cpu_usage: 20 + i, memory_usage: 30, power_consumption: 80 + i,
+        processes: [{ pid: 7, process_name: 'postgres', user: 'postgres', cpu_usage_percent: 5 + i, memory_usage_mb: 500 }] } });
+  }
+  await push(out);
+}
+// a chart's points (non-null) as [ms, value] and the server's as the same
+const chartPoints = (page, sel, i) => page.evaluate(([s, k]) => Chart.getChart(document.querySelector(s)).data.datasets[k].data
+  .filter((p) => p.y != null).map((p) => [p.x, p.y]), [sel, i]);
+const serverPoints = (pts) => pts.filter((p) => p[1] != null).map((p) => [p[0] / 1e6, p[1]]);
+
+async function dashboardView(page, api) {
+  await seedFleet();
+  await page.click('[role=tab][data-view=dashboard]');
+  await page.waitForSelector('#mx-overview .stat');
+  check(await page.evaluate(() => location.hash) === '#/matrix/dashboard', 'the dashboard has its address');
+  const o = await api('/api/dashboard/overview');
+  const tile = (k) => page.$eval(`#mx-overview [data-figure="${k}"] dd`, (d) => [d.dataset.value, d.textContent]);
+  check(JSON.stringify(await tile('hosts')) === JSON.stringify([String(o.hosts.reporting), `${num(o.hosts.reporting)} of ${num(o.hosts.total)}`]) &&
+    JSON.stringify(await tile('power')) === JSON.stringify([String(o.power.total_watts_now), `${num(o.power.total_watts_now)} W`]) &&
+    JSON.stringify(await tile('gpus')) === JSON.stringify([String(o.gpus.count), num(o.gpus.count)]) &&
+    JSON.stringify(await tile('processes')) === JSON.stringify([String(o.processes.live), num(o.processes.live)]) &&
+    (await tile('cpu'))[1] === `${num(o.mean_cpu_usage_percent)} %`,
+  `the tiles are the server's aggregates: ${o.hosts.reporting} hosts, ${o.power.total_watts_now} W, ${o.gpus.count} GPUs, ${o.processes.live} processes`);
+  const hosts = await api('/api/host-process-metrics/hosts');
+  const rows = await page.$$eval('table[data-kind=host] tbody tr', (trs) => trs.map((tr) => [tr.dataset.id,
+    tr.querySelector('[data-key=cpu]').dataset.value, tr.querySelector('[data-key=cpu]').textContent, tr.querySelector('[data-key=power]').textContent]));
+  check(JSON.stringify(rows) === JSON.stringify(hosts.map((h) => [h.host_name, String(h.total_cpu_usage), `${num(h.total_cpu_usage)} %`, `${num(h.total_power_consumption)} W`])),
+    'the hosts table is the server\'s hosts with their CPU and power: ' + rows.map((r) => r.join(' ')).join('; '));
+  const vms = await api('/api/v1/metrics/vm-snapshot');
+  check(JSON.stringify(await page.$$eval('table[data-kind=vm] tbody tr', (trs) => trs.map((tr) => tr.dataset.id))) === JSON.stringify(vms.map((v) => v.vm_name)),
+    'the VMs table is the server\'s snapshot');
+  const gpus = [...hosts, ...vms].reduce((n, h) => n + (h.gpus || []).length, 0);
+  check((await page.$$('table.gpus tbody tr[data-gpu]')).length === gpus, `the GPUs table has the ${gpus} GPUs reported`);
+  // power over time: one line per machine, the server's points
+  const power = '#mx-view .time-chart canvas';
+  await page.waitForFunction((s) => { const c = document.querySelector(s); return c && c.dataset.points; }, power);
+  const labels = await page.evaluate((s) => Chart.getChart(document.querySelector(s)).data.datasets.filter((d) => !d.dots).map((d) => d.label), power);
+  const to = Date.now() * 1e6, from = to - 3600e9;
+  const pa = await api(`/api/host-process-metrics/range?host=gpu-a&metric=total_power_consumption&from=${from}&to=${to}&step=1m&agg=mean`);
+  check(JSON.stringify(await chartPoints(page, power, labels.indexOf('gpu-a'))) === JSON.stringify(serverPoints(pa.points)) && pa.points.length >= 5,
+    `the power chart draws the server's ${pa.points.length} one-minute means for gpu-a`);
+  const axes = await page.evaluate((s) => { const c = Chart.getChart(document.querySelector(s)); return [c.options.scales.x.title.text, c.options.scales.y.title.text, c.options.plugins.legend.display]; }, power);
+  check(axes[0].startsWith('Time (') && axes[1] === 'Power, W' && axes[2] === true, 'its axes say time (with the zone) and W, with a legend: ' + axes.join(' | '));
+  await page.$eval(power, (c) => c.scrollIntoView({ block: 'center' }));
+  const pt = await page.evaluate((s) => { const cv = document.querySelector(s), r = cv.getBoundingClientRect(), c = Chart.getChart(cv);
+    const d = c.getDatasetMeta(0).data.filter((e) => !e.skip); const e = d[d.length - 1]; return { x: r.left + e.x, y: r.top + e.y }; }, power);
+  await page.mouse.move(pt.x, pt.y);
+  await page.waitForFunction((s) => Chart.getChart(document.querySelector(s)).tooltip.getActiveElements().length > 0, power);
+  const tip = await page.evaluate((s) => Chart.getChart(document.querySelector(s)).tooltip.body.map((b) => b.lines.join(' ')).join(' | '), power);
+  check(/ W\b/.test(tip), 'hovering tells the value in W: ' + tip);
+  await audit(page, 'dashboard');
+  await page.screenshot({ path: path.join(artifacts, 'matrix-dashboard.png'), fullPage: true });
+  // live: a new sample from gpu-a reaches its row, then the aggregates
+  await page.waitForSelector('#connection[data-state=online]');
+  await push([sample('gpu-a', Math.floor(Date.now() / 1000), 40, 0, { metrics: { cpu_usage: 77.7, memory_usage: 51, power_consumption: 1234.5, processes: [] } })]);
+  await page.waitForFunction(() => document.querySelector('table[data-kind=host] tr[data-id="gpu-a"] [data-key=cpu]').dataset.value === '77.7');
+  check((await page.textContent('table[data-kind=host] tr[data-id="gpu-a"] [data-key=power]')) === `${num(1234.5)} W`, 'a pushed sample reaches its host\'s row live (77.7 %, 1,234.5 W)');
+  const o2 = await api('/api/dashboard/overview');
+  await page.waitForFunction((v) => document.querySelector('#mx-overview [data-figure=power] dd').dataset.value === v, String(o2.power.total_watts_now));
+  check(true, `the total power follows live: ${o2.power.total_watts_now} W`);
+  // 375 px
+  await page.setViewportSize({ width: 375, height: 812 });
+  // charts follow the width on their next frame (Chart.js's ResizeObserver)
+  check(await page.waitForFunction(() => document.documentElement.scrollWidth <= 375, null, { timeout: 5000 }).then(() => true, () => false), 'the dashboard fits 375 px');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  // empty and failing (forged answers)
+  await page.route('**/api/host-process-metrics/hosts', (r) => r.fulfill({ json: { status: 'success', data: [] } }));
+  await page.route('**/api/vm-process-metrics/vms', (r) => r.fulfill({ json: { status: 'success', data: [] } }));
+  await page.click('[role=tab][data-view=optimizer]');
+  await page.click('[role=tab][data-view=dashboard]');
+  await page.waitForSelector('#mx-view .empty');
+  check(/No host or VM has reported yet/.test(await page.textContent('#mx-view .empty')), 'with no agent, the dashboard says how to add one');
+  await page.unroute('**/api/host-process-metrics/hosts');
+  await page.unroute('**/api/vm-process-metrics/vms');
+  await page.route('**/api/dashboard/overview', (r) => r.fulfill({ status: 503, json: { status: 'error', error_code: 'STORE_UNAVAILABLE', message: 'the store is not answering' } }));
+  await page.click('[role=tab][data-view=optimizer]');
+  await page.click('[role=tab][data-view=dashboard]');
+  await page.waitForSelector('#mx-view [role=alert]');
+  check((await page.textContent('#mx-view [role=alert]')).includes('the store is not answering'), 'a failing read shows the envelope\'s message');
+  await page.unroute('**/api/dashboard/overview');
+}
+
+async function processView(page, api) {
+  await page.click('[role=tab][data-view=processes]');
+  await page.waitForSelector('table.top tbody tr');
+  const key = (p) => `${p.host_name || p.vm_name}:${p.process_name}:${p.pid}`;
+  const rowsOf = () => page.$$eval('table.top tbody tr', (trs) => trs.map((tr) => tr.dataset.process));
+  let top = await api('/api/host-process-metrics/top?by=cpu&limit=10');
+  check(JSON.stringify(await rowsOf()) === JSON.stringify(top.map(key)), `the top processes by CPU are the server's: ${top.slice(0, 3).map(key).join(', ')}…`);
+  const cpu = await page.$eval('table.top tbody tr:first-child [data-key=cpu]', (td) => [td.dataset.value, td.textContent]);
+  check(cpu[0] === String(top[0].cpu_usage_percent) && cpu[1] === `${num(top[0].cpu_usage_percent)} %`, `its CPU is the server's: ${cpu[1]}`);
+  await Promise.all([page.waitForResponse((r) => r.url().includes('/top?by=power')), page.selectOption('select[name=by]', 'power')]);
+  top = await api('/api/host-process-metrics/top?by=power&limit=10');
+  await page.waitForFunction((k) => document.querySelector('table.top tbody tr').dataset.process === k, key(top[0]));
+  check(JSON.stringify(await rowsOf()) === JSON.stringify(top.map(key)), 'by power: the server\'s order');
+  // the five over time
+  const tc = '#mx-view > .time-chart canvas';
+  await page.waitForFunction((s) => { const c = document.querySelector(s); return c && Chart.getChart(c) && Chart.getChart(c).data.datasets.length; }, tc);
+  const to = Date.now() * 1e6, from = to - 3600e9, p0 = top[0];
+  const r0 = await api(`/api/host-process-metrics/range?host=${p0.host_name}&process=${p0.process_name}&pid=${p0.pid}&metric=power_consumption_watts&from=${from}&to=${to}&step=1m&agg=mean`);
+  await page.waitForFunction(([s, label]) => Chart.getChart(document.querySelector(s)).data.datasets[0].label === label, [tc, `${p0.process_name} (${p0.pid}, ${p0.host_name})`]);
+  check(JSON.stringify(await chartPoints(page, tc, 0)) === JSON.stringify(serverPoints(r0.points)) &&
+    (await page.evaluate((s) => Chart.getChart(document.querySelector(s)).options.scales.y.title.text, tc)) === 'Power, W',
+  `the chart draws the first process's power, the server's ${r0.points.length} means, in W`);
+  // one process
+  await page.click('table.top tbody tr:first-child th button');
+  await page.waitForSelector('#mx-process:not([hidden]) .stats');
+  check(await page.evaluate(() => document.activeElement.id === 'mx-process-title'), 'the detail takes focus');
+  const facts = await page.textContent('#mx-process .facts');
+  check((p0.command == null || facts.includes(p0.command)) && facts.includes(p0.user) && facts.includes(String(p0.pid)),
+    `the detail says its pid, command and user: ${p0.pid}, ${p0.command}, ${p0.user}`);
+  const pw = await page.$eval('#mx-process [data-figure=power] dd', (d) => d.dataset.value);
+  check(pw === String(p0.power_consumption_watts), 'its power is the server\'s');
+  const dc = '#mx-process .time-chart canvas';
+  await page.waitForFunction((s) => { const c = document.querySelector(s); return c && c.dataset.points; }, dc);
+  const cpuS = await api(`/api/host-process-metrics/range?host=${p0.host_name}&process=${p0.process_name}&pid=${p0.pid}&metric=cpu_usage_percent&from=${from}&to=${to}&step=1m&agg=mean`);
+  check(JSON.stringify(await chartPoints(page, dc, 0)) === JSON.stringify(serverPoints(cpuS.points)), 'its CPU chart is the server\'s series');
+  await audit(page, 'process monitor');
+  await page.screenshot({ path: path.join(artifacts, 'matrix-processes.png'), fullPage: true });
+  // live: a process that now draws the most power goes to the top
+  const hot = sample('gpu-b', Math.floor(Date.now() / 1000), 70, 9);
+  hot.metrics.processes.push({ pid: 999, process_name: 'hot-job', user: 'ml', cpu_usage_percent: 5, memory_usage_mb: 10, power_consumption_watts: 999 });
+  await push([hot]);
+  await page.waitForFunction(() => document.querySelector('table.top tbody tr').dataset.process === 'gpu-b:hot-job:999');
+  check(true, 'a process pushed with the most power reaches the top live');
+  // VMs
+  await Promise.all([page.waitForResponse((r) => r.url().includes('/api/vm-process-metrics/top')), page.selectOption('select[name=kind]', 'vm')]);
+  const vtop = await api('/api/vm-process-metrics/top?by=power&limit=10');
+  await page.waitForFunction((k) => { const tr = document.querySelector('table.top tbody tr'); return tr && tr.dataset.process === k; }, key(vtop[0]));
+  check(JSON.stringify(await rowsOf()) === JSON.stringify(vtop.map(key)), 'VM processes: the server\'s');
+  await page.setViewportSize({ width: 375, height: 812 });
+  // charts follow the width on their next frame (Chart.js's ResizeObserver)
+  check(await page.waitForFunction(() => document.documentElement.scrollWidth <= 375, null, { timeout: 5000 }).then(() => true, () => false), 'the process monitor fits 375 px');
+  await page.setViewportSize({ width: 1280, height: 900 });
+  await page.route('**/api/vm-process-metrics/top**', (r) => r.fulfill({ status: 503, json: { status: 'error', error_code: 'BUSY', message: 'too busy, retry' } }));
+  await page.selectOption('select[name=limit]', '20');
+  await page.waitForSelector('#mx-view [role=alert]');
+  check((await page.textContent('#mx-view [role=alert]')).includes('too busy, retry'), 'a failing read shows the envelope\'s message');
+  await page.unroute('**/api/vm-process-metrics/top**');
+}
+
+async function costByProcessView(page, api, post) {
+  await page.click('[role=tab][data-view=costs]');
+  await page.waitForSelector('#mx-costs');
+  check(/Choose a host or VM/.test(await page.textContent('#mx-costs-results')), 'before a query the cost results say what to do (empty state)');
+  const machines = await page.$$eval('#mx-costs select[name=machine] option', (os) => os.map((o) => o.value));
+  const hosts = await api('/api/host-process-metrics/hosts');
+  check(hosts.every((h) => machines.includes('host:' + h.host_name)), 'the host picker lists the reporting hosts');
+  await page.selectOption('#mx-costs select[name=machine]', 'host:gpu-a');
+  check(await page.inputValue('#mx-costs select[name=instance_type]') === 'p4d.24xlarge', 'the instance type is prefilled from what the agent reported');
+  await page.selectOption('#mx-costs select[name=period]', '1h');
+  const [sent, answer] = await submitForm(page, 'mx-costs', '/api/costs/process-summary');
+  check(sent.host === 'gpu-a' && sent.instance_type === 'p4d.24xlarge' && Date.parse(sent.to) - Date.parse(sent.from) === 3600e3,
+    'the form asks for gpu-a over the last hour on its instance: ' + JSON.stringify(sent));
+  const d = answer.data, t = d.totals;
+  await checkFigure(page, 'cost', t.cost.total, usd, null, 'the period\'s cost', '#mx-costs-results');
+  await checkFigure(page, 'allocated', t.allocated_cost, usd, null, 'allocated to processes', '#mx-costs-results');
+  await checkFigure(page, 'idle', t.idle_cost, usd, null, 'idle', '#mx-costs-results');
+  await checkFigure(page, 'energy', t.energy_kwh, num, null, 'energy', '#mx-costs-results');
+  await checkFigure(page, 'carbon', t.carbon_gco2e, num, null, 'carbon', '#mx-costs-results');
+  const rows = await page.$$eval('#mx-costs-results table.costs tbody tr', (trs) => trs.map((tr) => [tr.dataset.process, tr.querySelector('[data-key=total]').dataset.value]));
+  check(JSON.stringify(rows) === JSON.stringify([...d.processes.map((p) => [`${p.process_name}:${p.pid}`, String(p.cost.total)]), ['idle', String(d.idle.cost.total)]]),
+    `each process's cost is the server's, most costly first, then idle: ${rows.map((r) => r[0]).join(', ')}`);
+  const bars = '#mx-costs-results .chart-box canvas';
+  await page.waitForFunction((s) => { const c = document.querySelector(s); return c && Chart.getChart(c); }, bars);
+  const ch = await page.evaluate((s) => { const c = Chart.getChart(document.querySelector(s)); return { labels: c.data.labels, sets: c.data.datasets.map((x) => [x.label, x.data[0]]), stacked: c.options.scales.x.stacked }; }, bars);
+  check(ch.stacked && ch.labels[0] === `${d.processes[0].process_name} (${d.processes[0].pid})` && ch.labels[ch.labels.length - 1] === 'Idle (unallocated)' &&
+    ch.sets.find((x) => x[0] === 'GPU')[1] === d.processes[0].cost.gpu, 'the chart stacks each process\'s CPU, GPU, memory and electricity cost, idle last');
+  // over the period: each part priced on its own, by the page's own requests
+  const parts = new Map();
+  const onPart = async (r) => {
+    if (!r.url().endsWith('/api/costs/process-summary')) return;
+    const b = JSON.parse(r.request().postData());
+    const j = await r.json().catch(() => null);
+    parts.set(Date.parse(b.to), r.status() === 200 && j ? j.data.totals.allocated_cost : null);
+  };
+  page.on('response', onPart);
+  await page.selectOption('#mx-costs select[name=period]', '1h');
+  await submitForm(page, 'mx-costs', '/api/costs/process-summary');
+  const tc = '#mx-costs-results .time-chart canvas';
+  await page.waitForFunction((s) => { const c = document.querySelector(s); return c && c.dataset.points; }, tc);
+  page.off('response', onPart);
+  const pts = await chartPoints(page, tc, 0);
+  check(pts.length >= 1 && pts.every(([x, y]) => parts.get(Math.round(x)) === y),
+    `the period's chart draws the allocated cost of each part as the server priced it: ${pts.map(([x, y]) => `${new Date(x).toISOString().slice(11, 16)} ${usd(y)}`).join(', ')}`);
+  await audit(page, 'cost by process');
+  // an error: a VM priced nowhere (no instance, no region)
+  await page.selectOption('#mx-costs select[name=instance_type]', '');
+  const [, refused, st] = await submitForm(page, 'mx-costs', '/api/costs/process-summary');
+  check(st >= 400 && (await page.textContent('#mx-costs-results [role=alert]')).includes(refused.message), `priced nowhere: the envelope's message (${refused.message})`);
+
+}
+
 async function costByRegionView(page, api) {
   await page.click('[role=tab][data-view=costs]');
   await page.waitForSelector('#mx-regions');
@@ -130,6 +352,8 @@ async function costByRegionView(page, api) {
     await page.waitForSelector('#mx-simulate');
     const token = await page.evaluate(() => grove.token);
     const api = async (p) => (await (await fetch(url + p, { headers: { Authorization: 'Bearer ' + token } })).json()).data;
+    const post = async (p, b) => (await fetch(url + p, { method: 'POST', headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/json' },
+      body: JSON.stringify(b) })).json();
     check(await page.getAttribute('nav a[data-page=matrix]', 'aria-current') === 'page', 'the navigation has the AI-workloads page, from the app table');
     check(await page.evaluate(() => location.hash) === '#/matrix/optimizer', 'the address names the view: #/matrix/optimizer');
     check(await page.getAttribute('[role=tab][data-view=optimizer]', 'aria-selected') === 'true', 'the workload optimizer is the selected tab');
@@ -305,8 +529,11 @@ async function costByRegionView(page, api) {
     await page.click('#theme');
     await page.setViewportSize({ width: 1280, height: 900 });
 
-    // ---- cost management
-    expectErrors = true; /* its error states are provoked */
+    // ---- the monitoring views
+    expectErrors = true; /* their error states are provoked */
+    await dashboardView(page, api);
+    await processView(page, api);
+    await costByProcessView(page, api, post);
     await costByRegionView(page, api);
     expectErrors = false;
     await page.click('[role=tab][data-view=optimizer]');
