@@ -170,6 +170,27 @@ def test_idle_is_the_host_less_its_processes():
     assert near(tot["host_hours"], 1 / 60) and tot["host_power"] == "measured"
 
 
+def test_a_timeline_splits_the_period_into_steps():
+    d = summary(dict(OWN, step_s=30))
+    tl = d["timeline"]
+    assert [(b["from"], b["to"]) for b in tl] == [("2024-01-15T10:00:00Z", "2024-01-15T10:00:30Z"),
+                                                  ("2024-01-15T10:00:30Z", "2024-01-15T10:01:00Z")]
+    # each half: the host's 500 W x 30 s = 15,000 J = 0.00416667 kWh IT, x 1.58
+    for b in tl:
+        assert near(b["host_hours"], 30 / 3600) and near(b["energy_kwh"], 15000 / 3.6e6 * 1.58)
+    # the server ran only in the second half: its whole cost is the difference
+    server = by_name(d)["server"]["cost"]["total"]
+    assert near(tl[1]["allocated_cost"] - tl[0]["allocated_cost"], server, 1e-6)
+    # the steps add up to the period
+    assert near(sum(b["cost"]["total"] for b in tl), d["totals"]["cost"]["total"], 1e-9)
+    assert near(sum(b["carbon_gco2e"] for b in tl), d["totals"]["carbon_gco2e"], 1e-9)
+    assert summary(OWN)["timeline"] is None
+    r = post(dict(OWN, step_s=0.001))
+    assert r.status == 400 and r.json()["error_code"] == "VALIDATION_ERROR"
+    r = post(dict(OWN, **{"to": "2024-01-16T10:00:00Z", "step_s": 1}))
+    assert r.status == 400 and r.json()["error_code"] == "TOO_MANY_BUCKETS"
+
+
 def test_period_boundaries_cut_intervals():
     # [T0+15 s, T0+45 s): trainer's samples at 20, 30, 40 count whole, the one
     # at 50 covers (40, 50] of which 40-45 counts: 5 + 10 + 10 + 5 = 30 s

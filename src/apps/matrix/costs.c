@@ -36,6 +36,8 @@
 #define MAX_POINTS 4000000
 /* Series (process × field) one summary reads at most. */
 #define MAX_SERIES 200000
+/* Buckets a summary's timeline has at most. */
+#define MAX_BUCKETS 10000
 /* The longest period a summary covers: 400 days. */
 #define MAX_PERIOD_NS (400LL * 86400 * 1000000000LL)
 
@@ -100,6 +102,8 @@ struct ps_job {
   const char *price_source;
   struct mx_energy_rate rate;
   struct mx_integrate_cfg icfg;
+  int64_t step_ns;               /* > 0: a timeline of buckets of this length */
+  size_t nbuckets;
   json_t *assumptions;
   /* the answer, or an error */
   json_t *data;
@@ -306,6 +310,15 @@ static int parse(struct ps_job *j) {
   if (!strcmp(method, "step")) j->icfg.method = MX_INTEGRATE_STEP;
   else if (!strcmp(method, "trapezoid")) j->icfg.method = MX_INTEGRATE_TRAPEZOID;
   else return invalid(j, "integration", "'step' or 'trapezoid'");
+  double step_s = 0;
+  if (get_num(j, "step_s", 1, (double)MAX_PERIOD_NS / 1e9, &step_s) < 0) return -1;
+  if (step_s > 0) {
+    j->step_ns = (int64_t)(step_s * 1e9);
+    j->nbuckets = (size_t)((span + j->step_ns - 1) / j->step_ns);
+    if (j->nbuckets > MAX_BUCKETS)
+      return bad(j, 400, "TOO_MANY_BUCKETS", json_pack("{s:i}", "max_buckets", MAX_BUCKETS),
+                 "the period holds more than %d steps: ask for a longer step_s", MAX_BUCKETS);
+  }
   j->icfg.max_gap_ns = (int64_t)(gap_s * 1e9);
   j->icfg.interval_ns = (int64_t)(interval_s * 1e9);
   if (j->icfg.interval_ns > j->icfg.max_gap_ns) j->icfg.interval_ns = j->icfg.max_gap_ns;
@@ -564,6 +577,105 @@ static int cmp_time(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* ---- the timeline (step_s) ------------------------------------------------------------
+ * The same figures per bucket of the period. Costs and energy are linear
+ * in usage, so a bucket's allocated cost is that of the processes' summed
+ * usage in it; its idle is its host's less that (never below 0 in each
+ * bucket, so the buckets' idle may add up to more than the period's when
+ * processes claim more than the host somewhere). */
+enum { TL_AREA, TL_COVERED, TL_CPU, TL_GPU, TL_MEM, TL_ENERGY, TL_HOST_COV, TL_HOST_J,
+       TL_HOST_CPU, TL_HOST_GPU, TL_PROC_COV, TL_G_CPU, TL_G_GPU, TL_G_POWER, TL_N };
+
+struct ps_timeline {
+  size_t n;
+  double *v[TL_N];               /* n doubles each, in one allocation (v[0]) */
+  struct mx_buckets bk;          /* into v[TL_AREA], v[TL_COVERED] */
+};
+
+static int tl_init(struct ps_timeline *tl, const struct ps_job *j) {
+  memset(tl, 0, sizeof *tl);
+  if (!j->step_ns) return 0;
+  tl->n = j->nbuckets;
+  double *all = calloc(tl->n * TL_N, sizeof *all);
+  if (!all) return GROVE_ENOMEM;
+  for (int k = 0; k < TL_N; k++) tl->v[k] = all + (size_t)k * tl->n;
+  tl->bk = (struct mx_buckets){j->step_ns, tl->n, tl->v[TL_AREA], tl->v[TL_COVERED]};
+  return 0;
+}
+
+static void tl_zero(struct ps_timeline *tl, int a, int b) {
+  for (int k = a; tl->n && k <= b; k++) memset(tl->v[k], 0, tl->n * sizeof(double));
+}
+
+/* Adds the buckets of one series (in TL_AREA, TL_COVERED) by its field. */
+static void tl_add(struct ps_timeline *tl, const char *field, int overall) {
+  const double *a = tl->v[TL_AREA], *c = tl->v[TL_COVERED];
+  int to = -1;
+  double scale = 1;
+  if (overall) {
+    to = !strcmp(field, "total_power_consumption") ? TL_HOST_J
+         : !strcmp(field, "total_cpu_usage")       ? TL_HOST_CPU
+         : !strcmp(field, "total_gpu_usage")       ? TL_HOST_GPU : -1;
+    for (size_t k = 0; k < tl->n; k++)
+      if (c[k] > tl->v[TL_HOST_COV][k]) tl->v[TL_HOST_COV][k] = c[k];
+  } else if (!strcmp(field, "cpu_usage_percent")) {
+    to = TL_G_CPU, scale = 0.01;
+  } else if (!strcmp(field, "gpu_utilization_percent")) {
+    to = TL_G_GPU, scale = 0.01;
+  } else if (!strcmp(field, "memory_usage_mb")) {
+    to = TL_MEM, scale = 1.0 / 1024;
+  } else if (!strcmp(field, "power_consumption_watts")) {
+    to = TL_G_POWER;
+  }
+  for (size_t k = 0; to >= 0 && k < tl->n; k++) tl->v[to][k] += a[k] * scale;
+}
+
+/* A process's buckets done: its usage and energy into the totals. */
+static void tl_process(struct ps_timeline *tl, const struct ps_job *j, int measured) {
+  for (size_t k = 0; k < tl->n; k++) {
+    struct mx_usage u = {.cpu_core_s = tl->v[TL_G_CPU][k], .gpu_s = tl->v[TL_G_GPU][k]};
+    tl->v[TL_CPU][k] += u.cpu_core_s;
+    tl->v[TL_GPU][k] += u.gpu_s;
+    tl->v[TL_ENERGY][k] += measured ? tl->v[TL_G_POWER][k]
+                                    : mx_model_energy_j(&u, j->cpu_min_w, j->cpu_max_w,
+                                                        j->gpu ? j->gpu->tdp_w : NAN);
+  }
+}
+
+/* The timeline's buckets as JSON. host: whether the host's own series
+ * gave its time; power: "measured", "modelled" or "unknown". */
+static json_t *tl_json(const struct ps_timeline *tl, const struct ps_job *j, int host,
+                       const char *power) {
+  json_t *list = json_array();
+  for (size_t k = 0; list && k < tl->n; k++) {
+    int64_t from = j->from + (int64_t)k * j->step_ns;
+    int64_t to = k + 1 == tl->n ? j->to : from + j->step_ns;
+    double host_s = host ? tl->v[TL_HOST_COV][k] : tl->v[TL_PROC_COV][k], host_j = NAN;
+    if (!strcmp(power, "measured")) {
+      host_j = tl->v[TL_HOST_J][k];
+    } else if (!strcmp(power, "modelled")) {
+      struct mx_usage hu = {.cpu_core_s = tl->v[TL_HOST_CPU][k] / 100 * j->price.vcpus,
+                            .gpu_s = tl->v[TL_HOST_GPU][k] / 100 * j->price.gpus};
+      host_j = j->price.vcpus * j->cpu_min_w * host_s +
+               mx_model_energy_j(&hu, j->cpu_min_w, j->cpu_max_w, j->gpu ? j->gpu->tdp_w : NAN);
+    }
+    struct mx_usage u = {tl->v[TL_CPU][k], tl->v[TL_GPU][k], tl->v[TL_MEM][k],
+                         tl->v[TL_ENERGY][k]};
+    struct mx_cost alloc, idle, total;
+    mx_cost_of(&u, &j->price, &j->rate, &alloc);
+    mx_idle_of(host_s, host_j, &alloc, &j->price, &j->rate, &idle);
+    total = alloc;
+    mx_cost_add(&total, &idle);
+    json_array_append_new(
+        list, json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "from", time_json(from), "to",
+                        time_json(to), "host_hours", num(host_s / 3600), "energy_kwh",
+                        num(total.facility_kwh), "carbon_gco2e", num(total.gco2e), "cost",
+                        cost_json(&total), "allocated_cost", num(alloc.total), "idle_cost",
+                        num(idle.total)));
+  }
+  return list;
+}
+
 static int summarise(struct ps_job *j) {
   struct ps_walk w = {.proc_measurement = j->vm ? M_VM_PROC : M_HOST_PROC};
   walk_needle(&w, j->vm ? "vm" : "host", j->scope);
@@ -573,7 +685,12 @@ static int summarise(struct ps_job *j) {
   struct series_sample *all = NULL; /* every process sample's time, for the host's fallback */
   size_t nall = 0, capall = 0;
   json_t *procs = json_array();
+  struct ps_timeline tl;
   int rc = w.rc;
+  if (tl_init(&tl, j)) {
+    rc = bad(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+    goto out;
+  }
   if (rc == GROVE_ETOOBIG) {
     rc = bad(j, 422, "TOO_MANY_SERIES", NULL, "more than %d series to read: name a process",
              MAX_SERIES);
@@ -595,6 +712,7 @@ static int summarise(struct ps_job *j) {
     struct ps_group g = {.first = INT64_MIN, .last = INT64_MIN};
     struct ps_group *into = s[i].overall ? &host : &g;
     if (s[i].overall) host_groups++;
+    else tl_zero(&tl, TL_G_CPU, TL_G_POWER);
     for (size_t k = i; k < end; k++) {
       struct series_sample *pts = NULL;
       size_t np = 0;
@@ -610,8 +728,10 @@ static int summarise(struct ps_job *j) {
         goto out;
       }
       struct mx_integral in;
-      mx_integrate(pts, np, j->from, j->to, &j->icfg, &in);
+      tl_zero(&tl, TL_AREA, TL_COVERED);
+      mx_integrate(pts, np, j->from, j->to, &j->icfg, &in, tl.n ? &tl.bk : NULL);
       add_field(into, s[k].field, &in, s[k].overall);
+      tl_add(&tl, s[k].field, s[k].overall);
       if (!s[k].overall && !strcmp(s[k].field, "cpu_usage_percent") && np) {
         if (ARRAY_GROW(all, capall, nall + np, 1024, MAX_POINTS)) {
           free(pts);
@@ -628,6 +748,7 @@ static int summarise(struct ps_job *j) {
         g.u.energy_j = mx_model_energy_j(&g.u, j->cpu_min_w, j->cpu_max_w,
                                          j->gpu ? j->gpu->tdp_w : NAN);
       }
+      tl_process(&tl, j, g.has_power);
       struct mx_cost c;
       mx_cost_of(&g.u, &j->price, &j->rate, &c);
       mx_cost_add(&allocated, &c);
@@ -654,7 +775,9 @@ static int summarise(struct ps_job *j) {
     for (size_t k = 0; k < nall; k++)
       if (!u || all[u - 1].ts_ns != all[k].ts_ns) all[u++] = (struct series_sample){all[k].ts_ns, 1};
     struct mx_integral in;
-    mx_integrate(all, u, j->from, j->to, &j->icfg, &in);
+    tl_zero(&tl, TL_AREA, TL_COVERED);
+    mx_integrate(all, u, j->from, j->to, &j->icfg, &in, tl.n ? &tl.bk : NULL);
+    for (size_t k = 0; k < tl.n; k++) tl.v[TL_PROC_COV][k] = tl.v[TL_COVERED][k];
     host_s = in.covered_s;
     host_basis = "processes' samples (no host_overall_metrics)";
   }
@@ -729,15 +852,17 @@ static int summarise(struct ps_job *j) {
                             j->icfg.method == MX_INTEGRATE_STEP ? "step" : "trapezoid",
                             "max_gap_s", num((double)j->icfg.max_gap_ns / 1e9),
                             "sample_interval_s", num((double)j->icfg.interval_ns / 1e9));
-  j->data = json_pack("{s:{s:o,s:o,s:o},s:{s:s,s:s},s:o,s:o,s:o,s:o,s:o,s:O}", "period", "from",
+  json_t *timeline = tl.n ? tl_json(&tl, j, host.samples > 0, host_power) : json_null();
+  j->data = json_pack("{s:{s:o,s:o,s:o},s:{s:s,s:s},s:o,s:o,s:o,s:o,s:o,s:o,s:O}", "period", "from",
                       time_json(j->from), "to", time_json(j->to), "hours", num(period_h),
                       "scope", "source_type", j->vm ? "vm" : "host", j->vm ? "vm" : "host",
                       j->scope, "pricing", pricing, "integration", integ, "processes",
-                      json_incref(procs), "idle", idle_j, "totals", totals, "assumptions",
-                      j->assumptions);
+                      json_incref(procs), "idle", idle_j, "totals", totals, "timeline",
+                      timeline, "assumptions", j->assumptions);
   rc = j->data ? 0 : bad(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
 out:
   json_decref(procs);
+  free(tl.v[0]);
   free(all);
   series_free(s, n);
   return rc;

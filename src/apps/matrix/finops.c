@@ -36,17 +36,33 @@ int64_t mx_nominal_interval(const struct series_sample *s, size_t n, int64_t max
   return med;
 }
 
-/* Counts [a, b) (inside the period) as covered by one more sample; the
- * caller adds its area. */
-static void cover(struct mx_integral *out, int64_t a, int64_t b) {
+/* Counts the piece [a, b) of the period, where the value runs linearly
+ * from va to vb, as covered by one more sample: into out, and split at the
+ * bucket boundaries into bk (may be NULL). */
+static void piece(struct mx_integral *out, const struct mx_buckets *bk, int64_t from, int64_t a,
+                  int64_t b, double va, double vb) {
   if (out->first_ns == INT64_MIN || a < out->first_ns) out->first_ns = a;
   if (out->last_ns == INT64_MIN || b > out->last_ns) out->last_ns = b;
   out->covered_s += (double)(b - a) / NS_PER_S;
+  out->area += (va + vb) / 2 * (double)(b - a) / NS_PER_S;
   out->samples++;
+  if (!bk) return;
+  double span = (double)(b - a);
+  for (size_t k = (size_t)((a - from) / bk->step_ns); k < bk->n; k++) {
+    int64_t lo = from + (int64_t)k * bk->step_ns, hi; /* lo <= a piece's end: a time */
+    if (lo >= b) break;
+    if (__builtin_add_overflow(lo, bk->step_ns, &hi)) hi = INT64_MAX;
+    int64_t x = a > lo ? a : lo, y = b < hi ? b : hi;
+    double vx = va + (vb - va) * (double)(x - a) / span;
+    double vy = va + (vb - va) * (double)(y - a) / span;
+    bk->area[k] += (vx + vy) / 2 * (double)(y - x) / NS_PER_S;
+    bk->covered[k] += (double)(y - x) / NS_PER_S;
+  }
 }
 
 void mx_integrate(const struct series_sample *s, size_t n, int64_t from, int64_t to,
-                  const struct mx_integrate_cfg *cfg, struct mx_integral *out) {
+                  const struct mx_integrate_cfg *cfg, struct mx_integral *out,
+                  const struct mx_buckets *bk) {
   memset(out, 0, sizeof *out);
   out->first_ns = out->last_ns = INT64_MIN;
   if (to <= from) return;
@@ -60,11 +76,11 @@ void mx_integrate(const struct series_sample *s, size_t n, int64_t from, int64_t
     if (gap_before && s[i - 1].ts_ns < to && t > from) out->gaps++;
     if (cfg->method == MX_INTEGRATE_STEP) {
       /* (start, t]: from the previous sample, or one nominal interval */
-      int64_t start = i > 0 && !gap_before ? s[i - 1].ts_ns : t - nominal;
+      int64_t start;
+      if (i > 0 && !gap_before) start = s[i - 1].ts_ns;
+      else if (__builtin_sub_overflow(t, nominal, &start)) start = INT64_MIN;
       int64_t a = start > from ? start : from, b = t < to ? t : to;
-      if (b <= a) continue;
-      cover(out, a, b);
-      out->area += s[i].value * (double)(b - a) / NS_PER_S;
+      if (b > a) piece(out, bk, from, a, b, s[i].value, s[i].value);
     } else {
       if (i == 0 || gap_before) continue;
       int64_t t0 = s[i - 1].ts_ns;
@@ -73,10 +89,8 @@ void mx_integrate(const struct series_sample *s, size_t n, int64_t from, int64_t
       if (b <= a) continue;
       /* the line through the two samples, at the cut points */
       double span = (double)(t - t0);
-      double va = v0 + (v1 - v0) * (double)(a - t0) / span;
-      double vb = v0 + (v1 - v0) * (double)(b - t0) / span;
-      cover(out, a, b);
-      out->area += (va + vb) / 2 * (double)(b - a) / NS_PER_S;
+      piece(out, bk, from, a, b, v0 + (v1 - v0) * (double)(a - t0) / span,
+            v0 + (v1 - v0) * (double)(b - t0) / span);
     }
   }
 }

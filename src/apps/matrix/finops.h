@@ -65,12 +65,23 @@ struct mx_integral {
   size_t gaps;             /* gaps that overlap the period */
 };
 
+/* The period cut into n buckets [from + k·step, from + (k+1)·step) (the
+ * last one ends at `to`): what falls in bucket k is added to area[k] and
+ * covered[k] (n doubles each, the caller's, not zeroed here). */
+struct mx_buckets {
+  int64_t step_ns;         /* > 0 */
+  size_t n;                /* ceil((to - from) / step_ns) */
+  double *area, *covered;
+};
+
 /* Integrates s[0..n) (by time, strictly increasing: as series_read gives
- * them) over [from, to). Samples outside the period may be given (read
- * [from - max_gap, to + max_gap) so that the samples covering its edges
- * are there). OUT: *out. Never fails. */
+ * them) over [from, to), and into bk's buckets when bk is not NULL.
+ * Samples outside the period may be given (read [from - max_gap,
+ * to + max_gap) so that the samples covering its edges are there).
+ * OUT: *out. Never fails. */
 void mx_integrate(const struct series_sample *s, size_t n, int64_t from, int64_t to,
-                  const struct mx_integrate_cfg *cfg, struct mx_integral *out);
+                  const struct mx_integrate_cfg *cfg, struct mx_integral *out,
+                  const struct mx_buckets *bk);
 
 /* The median spacing of s's consecutive samples at most max_gap_ns apart,
  * or 0 when there is none. */

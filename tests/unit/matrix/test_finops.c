@@ -28,7 +28,7 @@ TEST(step_counts_each_sample_over_the_interval_that_ends_at_it) {
   struct series_sample s[16];
   size_t n = every10(s, 0, 70, 500);
   struct mx_integral in;
-  mx_integrate(s, n, 0, 60 * S, &STEP, &in);
+  mx_integrate(s, n, 0, 60 * S, &STEP, &in, NULL);
   /* the sample at 0 covers (−10, 0] and the one at 70 (60, 70]: outside
    * [0, 60); the six between cover 60 s: 500 W × 60 s = 30,000 J */
   CHECK(near(in.area, 30000, 1e-12));
@@ -42,14 +42,14 @@ TEST(step_cuts_intervals_at_the_period_boundaries) {
   struct series_sample s[16];
   size_t n = every10(s, 10, 60, 300);
   struct mx_integral in;
-  mx_integrate(s, n, 15 * S, 45 * S, &STEP, &in);
+  mx_integrate(s, n, 15 * S, 45 * S, &STEP, &in, NULL);
   /* (10, 20] gives 5 s, (20, 30] and (30, 40] 10 s each, (40, 50] 5 s:
    * 30 s × 300 W = 9,000 J */
   CHECK(near(in.area, 9000, 1e-12));
   CHECK(near(in.covered_s, 30, 1e-12));
   CHECK(in.first_ns == 15 * S && in.last_ns == 45 * S);
   /* an empty or reversed period counts nothing */
-  mx_integrate(s, n, 45 * S, 45 * S, &STEP, &in);
+  mx_integrate(s, n, 45 * S, 45 * S, &STEP, &in, NULL);
   CHECK(in.area == 0 && in.samples == 0 && in.first_ns == INT64_MIN);
 }
 
@@ -57,12 +57,12 @@ TEST(a_series_that_starts_mid_period_covers_one_interval_before_its_first_sample
   struct series_sample s[16];
   size_t n = every10(s, 40, 60, 50);
   struct mx_integral in;
-  mx_integrate(s, n, 0, 60 * S, &STEP, &in);
+  mx_integrate(s, n, 0, 60 * S, &STEP, &in, NULL);
   /* its own spacing is 10 s: (30, 40] + (40, 50] + (50, 60] = 30 s × 50 W */
   CHECK(near(in.area, 1500, 1e-12));
   CHECK(in.first_ns == 30 * S);
   /* one sample alone: the configured interval, 5 s: (35, 40] */
-  mx_integrate(s, 1, 0, 60 * S, &STEP, &in);
+  mx_integrate(s, 1, 0, 60 * S, &STEP, &in, NULL);
   CHECK(near(in.area, 250, 1e-12) && in.first_ns == 35 * S);
 }
 
@@ -70,11 +70,11 @@ TEST(a_gap_is_not_covered) {
   /* 0, 10, 20, then 400, 410: 380 s apart is over the 300 s maximum */
   struct series_sample s[] = {{0, 1}, {10 * S, 1}, {20 * S, 1}, {400 * S, 1}, {410 * S, 1}};
   struct mx_integral in;
-  mx_integrate(s, 5, 0, 500 * S, &STEP, &in);
+  mx_integrate(s, 5, 0, 500 * S, &STEP, &in, NULL);
   /* (0, 10] + (10, 20] + (390, 400] (one median spacing, 10 s) + (400, 410] */
   CHECK(near(in.covered_s, 40, 1e-12));
   CHECK_EQ_INT(in.gaps, 1);
-  mx_integrate(s, 5, 0, 500 * S, &TRAP, &in);
+  mx_integrate(s, 5, 0, 500 * S, &TRAP, &in, NULL);
   /* trapezoid: [0, 20] and [400, 410], nothing across the gap */
   CHECK(near(in.covered_s, 30, 1e-12));
   CHECK_EQ_INT(in.gaps, 1);
@@ -83,11 +83,32 @@ TEST(a_gap_is_not_covered) {
 TEST(trapezoid_interpolates_at_the_boundaries) {
   struct series_sample s[] = {{0, 0}, {10 * S, 100}, {20 * S, 100}};
   struct mx_integral in;
-  mx_integrate(s, 3, 5 * S, 25 * S, &TRAP, &in);
+  mx_integrate(s, 3, 5 * S, 25 * S, &TRAP, &in, NULL);
   /* [5, 10]: from 50 (interpolated) to 100, 75 × 5 = 375; [10, 20]: 1,000;
    * nothing after the last sample */
   CHECK(near(in.area, 1375, 1e-12));
   CHECK(near(in.covered_s, 15, 1e-12));
+}
+
+TEST(buckets_split_each_interval_at_their_boundaries) {
+  struct series_sample s[16];
+  size_t n = every10(s, 10, 60, 300);
+  double area[3] = {0}, cov[3] = {0};
+  struct mx_buckets bk = {25 * S, 3, area, cov};
+  struct mx_integral in;
+  mx_integrate(s, n, 0, 60 * S, &STEP, &in, &bk);
+  /* [0, 25), [25, 50), [50, 60): 25, 25 and 10 s of 300 W */
+  CHECK(near(area[0], 7500, 1e-12) && near(area[1], 7500, 1e-12) && near(area[2], 3000, 1e-12));
+  CHECK(near(cov[0], 25, 1e-12) && near(cov[1], 25, 1e-12) && near(cov[2], 10, 1e-12));
+  CHECK(near(in.area, 18000, 1e-12));
+  /* trapezoid, 0 → 100 over [0, 10] then flat, in 5 s buckets: 0 → 50 is
+   * 125, 50 → 100 is 375, then 500 and 500 */
+  struct series_sample t[] = {{0, 0}, {10 * S, 100}, {20 * S, 100}};
+  double a4[4] = {0}, c4[4] = {0};
+  struct mx_buckets b4 = {5 * S, 4, a4, c4};
+  mx_integrate(t, 3, 0, 20 * S, &TRAP, &in, &b4);
+  CHECK(near(a4[0], 125, 1e-12) && near(a4[1], 375, 1e-12) && near(a4[2], 500, 1e-12) &&
+        near(a4[3], 500, 1e-12));
 }
 
 TEST(nominal_interval_is_the_median_spacing) {
@@ -210,6 +231,7 @@ static const struct test tests[] = {
   T(a_series_that_starts_mid_period_covers_one_interval_before_its_first_sample),
   T(a_gap_is_not_covered),
   T(trapezoid_interpolates_at_the_boundaries),
+  T(buckets_split_each_interval_at_their_boundaries),
   T(nominal_interval_is_the_median_spacing),
   T(opencost_splits_the_host_price_in_the_default_ratio),
   T(a_process_pays_its_share_and_its_electricity),
