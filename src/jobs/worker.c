@@ -303,6 +303,8 @@ static void claim_all(struct jobs *j, int64_t now) {
     }
     while (q->nready > 0 && q->running < q->limit && nstart < JOBS_MAX_SLOTS_START) {
       struct jobs_slot *s = free_slot(j); /* there is one: Σ limits slots */
+      if (!s)
+        break;
       s->busy = true;
       q->running++;
       take_ready(j, s, q, now);
