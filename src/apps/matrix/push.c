@@ -233,6 +233,7 @@ static int integer_of(struct parse *p, const char *key, json_t *v, int64_t lo, i
 }
 
 static int array_of(struct parse *p, const char *key, json_t *v, size_t max, size_t *n) {
+  *n = 0;
   if (!json_is_array(v)) return fail(p, 400, "INVALID_PAYLOAD", key, "must be an array");
   *n = json_array_size(v);
   if (*n > max)
@@ -293,7 +294,7 @@ static int parse_gpu(struct parse *p, json_t *o, struct mx_gpu *g, size_t i) {
       if (rc < 0) return rc;
       continue;
     }
-    int64_t idx;
+    int64_t idx = 0;
     if (!strcmp(key, "index")) {
       if ((rc = integer_of(p, key, v, 0, MX_MAX_DEVICES - 1, &idx)) > 0) g->index = (int)idx;
     } else if (!strcmp(key, "name")) rc = text_of(p, key, v, MX_MAX_NAME, &g->name);
@@ -492,7 +493,7 @@ static int parse_sample(struct parse *p, json_t *o, struct mx_sample *s) {
     else if (!strcmp(key, "instance_type")) rc = text_of(p, key, v, MX_MAX_NAME, &s->instance_type);
     else if (!strcmp(key, "cpu_model")) rc = text_of(p, key, v, MX_MAX_NAME, &s->cpu_model);
     else if (!strcmp(key, "seq")) {
-      int64_t seq;
+      int64_t seq = 0;
       if ((rc = integer_of(p, key, v, 0, INT64_MAX, &seq)) > 0) {
         s->seq = (uint64_t)seq;
         s->has_seq = true;
