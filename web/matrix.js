@@ -135,6 +135,9 @@
   const LOWER_IS_BETTER = new Set(['latency', 'ttft', 'cost', 'energy', 'carbon']);
   const CHART_MAX = 20;
   const configName = (c) => `${c.hardware} × ${c.gpu_count}`;
+  // recommend-hardware's exclusion codes in words (docs/matrix.md)
+  const REASONS = { DOES_NOT_FIT: 'does not fit in memory', TOO_SLOW: 'too slow', TOO_LITTLE_THROUGHPUT: 'too little throughput',
+    OVER_BUDGET: 'over budget', COST_UNKNOWN: 'no known price', NOT_SIMULABLE: 'cannot be simulated' };
 
   // The workload's fields, shared by the simulate and recommend forms:
   // kind 'simulate' adds hardware, GPU count and parallelism (which
@@ -392,6 +395,46 @@
         excludedList(d.excluded), assumptionsList(d.assumptions));
     }
 
+    // ---- recommend
+    const recForm = workloadForm('recommend', cats);
+    const recResults = el('section', { id: 'mx-recommend-results', class: 'results', 'aria-label': 'Recommended hardware', 'aria-live': 'polite' },
+      el('p', { class: 'muted empty' }, 'Give the requirements and press Recommend hardware: every catalogue configuration is ranked here, with why the others are excluded.'));
+    root.append(el('h2', {}, 'Recommend hardware'),
+      el('p', { class: 'muted' }, 'Every catalogue GPU at 1, 2, 4 and 8 GPUs (training: 8 to 512, data parallel), simulated, ' +
+        'checked against the requirements and ranked.'), recForm.form, recResults);
+    submitting(recForm, recResults, '/api/model/recommend-hardware', 'Ranking every configuration…', (body) => {
+      forget();
+      showRecommendations(body.data, body.metadata || {});
+      grove.announce(`${body.data.recommended} of ${body.data.considered} configurations meet the requirements.`);
+    }, 'Cannot recommend hardware');
+
+    function showRecommendations(d, meta) {
+      const training = d.task_type === 'Training';
+      const recs = d.recommendations || [];
+      const metrics = training ? TRAIN_METRICS : INFER_METRICS;
+      const rankBy = d.rank_by || 'cost';
+      const m = metrics.find((x) => x[0] === rankBy) || metrics[0];
+      const req = d.performance_requirements || {};
+      const asked = [req.max_latency_ms != null ? `latency at most ${num(req.max_latency_ms)} ms` : null,
+        req.min_throughput_qps != null ? `at least ${num(req.min_throughput_qps)} requests/s` : null,
+        req.budget_limit != null ? `at most ${usd(req.budget_limit)} per ${req.budget_period || (training ? 'run' : 'month')}` : null].filter(Boolean);
+      const summary = el('p', { class: 'summary', 'data-recommended': d.recommended, 'data-considered': d.considered },
+        `${num(d.recommended)} of ${num(d.considered)} configurations meet ${asked.length ? asked.join(', ') : 'the (no) requirements'}; ranked by ${m[1].toLowerCase()}.`);
+      const parts = [summary];
+      if (!recs.length) {
+        parts.push(el('p', { class: 'empty' }, 'No configuration meets every requirement: see why each is excluded below, and loosen one.'));
+      } else {
+        const top = recs[0];
+        parts.push(el('h3', { id: 'mx-top' }, `1. ${configName(top)}`),
+          el('p', { class: 'muted' }, where(top.cost_analysis)), figures(top, training, 'mx-top'), calibration(meta, top.uncertainty),
+          el('h3', {}, 'Ranked'),
+          compareChart(recs, metrics, charts, { initial: m[0], order: (rows) => rows,
+            note: (rows) => `${rows.length === recs.length ? 'Every' : `The first ${rows.length} of ${recs.length}`} recommended configuration${recs.length === 1 ? '' : 's'}, in rank order.` }),
+          el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Recommended configurations, ranked' }, rankTable(recs, training)));
+      }
+      parts.push(reasonsTable(d.excluded || [], !recs.length), assumptionsList(d.assumptions));
+      recResults.replaceChildren(...parts.filter(Boolean));
+    }
   }
 
   function configTable(configs, training) {
@@ -414,6 +457,43 @@
       el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { scope: 'col' }, h)))), tbody);
   }
 
+  function rankTable(recs, training) {
+    const head = training
+      ? ['Rank', 'Hardware', 'GPUs', 'Where', 'Training time (h)', 'Cost per run', 'Energy (kWh)', 'Carbon (kg CO₂e)']
+      : ['Rank', 'Hardware', 'GPUs', 'Where', 'Latency (ms)', 'Requests/s', 'Cost per 1,000', 'Cost per month', 'Energy per 1,000 (kWh)', 'Carbon per 1,000 (g CO₂e)'];
+    const tbody = el('tbody');
+    for (const c of recs) {
+      const pm = c.performance_metrics, ca = c.cost_analysis;
+      const cells = training
+        ? [num(pm.training_time_hours), usd(ca.cost_per_run), num(ca.energy_kwh), num(ca.carbon_kg)]
+        : [num(pm.latency_ms), num(pm.throughput_qps), usd(ca.cost_per_1000_inferences), c.monthly ? usd(c.monthly.cost_usd) : '–',
+          num(ca.energy_kwh_per_1000_inferences), num(ca.carbon_g_per_1000_inferences)];
+      tbody.append(el('tr', { 'data-config': configName(c), 'data-rank': c.rank }, el('td', {}, num(c.rank)),
+        el('th', { scope: 'row' }, c.hardware), el('td', {}, num(c.gpu_count)),
+        el('td', {}, `${ca.provider} ${ca.region}${ca.instance ? ' ' + ca.instance : ''}`), ...cells.map((x) => el('td', {}, x))));
+    }
+    return el('table', { class: 'configs ranked' }, el('caption', { class: 'sr-only' }, 'Recommended configurations, best first'),
+      el('thead', {}, el('tr', {}, ...head.map((h) => el('th', { scope: 'col' }, h)))), tbody);
+  }
+
+  // recommend-hardware's excluded configurations: a count per reason, then
+  // each with every reason the server gave
+  function reasonsTable(excluded, open) {
+    if (!excluded.length) return null;
+    const counts = new Map();
+    for (const x of excluded) for (const r of x.reasons || []) counts.set(r.code, (counts.get(r.code) || 0) + 1);
+    const tbody = el('tbody');
+    for (const x of excluded)
+      tbody.append(el('tr', { 'data-config': configName(x) }, el('th', { scope: 'row' }, configName(x)),
+        el('td', {}, el('ul', { class: 'reasons' }, ...(x.reasons || []).map((r) =>
+          el('li', { 'data-code': r.code }, el('strong', {}, REASONS[r.code] || r.code), ': ', r.message))))));
+    return el('details', { class: 'excluded', open },
+      el('summary', {}, `Excluded: ${excluded.length} configuration${excluded.length === 1 ? '' : 's'} (` +
+        [...counts].map(([k, v]) => `${v} ${REASONS[k] || k}`).join(', ') + ')'),
+      el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Excluded configurations and why' },
+        el('table', {}, el('thead', {}, el('tr', {}, el('th', { scope: 'col' }, 'Configuration'), el('th', { scope: 'col' }, 'Why'))), tbody)));
+  }
+
   function excludedList(excluded) {
     if (!excluded || !excluded.length) return null;
     return el('details', { class: 'excluded' }, el('summary', {}, `Excluded: ${excluded.length} configuration${excluded.length === 1 ? '' : 's'}, and why`),
@@ -424,7 +504,6 @@
     return el('details', { class: 'assumptions' }, el('summary', {}, 'Defaults this answer assumed'),
       el('ul', {}, ...list.map((a) => el('li', {}, a))));
   }
-
   // ================================================================
   // Monitoring: the admin dashboard and the process monitor, from the
   // agents' pushes (docs/matrix.md "Monitoring"), live through the topics
@@ -567,7 +646,11 @@
       }
       return el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': caption }, table);
     }
+    // the latest of each machine (the live messages carry GPU counts, not the GPUs)
+    const latest = new Map();
     function renderRow(kind, id, h) {
+      const was = latest.get(kind + ':' + id) || {};
+      latest.set(kind + ':' + id, Object.assign({}, was, h, Array.isArray(h.gpus) ? {} : { gpus: was.gpus }));
       const r = rows.get(kind + ':' + id);
       if (!r) return;
       text(r.state, h.stale ? 'stale' : 'reporting');
@@ -655,6 +738,102 @@
     document.addEventListener('grove-live', onLive);
     const leave = ctx.leave;
     ctx.leave = () => { leave(); document.removeEventListener('grove-live', onLive); };
+    await adviceSection(root, hosts, vms, (k, id) => latest.get(k + ':' + id));
+  }
+
+  // ---- post-deployment advice (seed §4.1.3): a machine's live utilisation
+  // into POST /api/deployment/post-deployment-optimization
+  async function adviceSection(root, hosts, vms, now) {
+    let models, gpus;
+    try {
+      [models, gpus] = await Promise.all([grove.api('/api/model/get-model-data'), grove.api('/api/hardware-specs')]);
+    } catch (e) {
+      root.append(el('h2', {}, 'Deployment advice'), errorNode(e, 'Cannot load the catalogues'));
+      return;
+    }
+    gpus = gpus.filter((h) => h.kind === 'gpu');
+    const machines = [...hosts.map((h) => ['host', h.host_name, h]), ...vms.map((v) => ['vm', v.vm_name, v])];
+    const machine = select('machine', machines.map(([k, id]) => [`${k}:${id}`, `${k === 'host' ? 'Host' : 'VM'} ${id}`]));
+    const model = select('model_name', models.map((m) => m.model_name));
+    const hw = select('current_hardware_id', gpus.map((h) => h.hardware_name));
+    const type = select('deployment_type', [['bare-metal', 'Bare metal'], ['vm', 'VMs']]);
+    const n = { gpu_utilization: number('gpu_utilization', { min: 0, max: 100, step: 'any' }), gpu_memory_usage: number('gpu_memory_usage', { min: 0, max: 100, step: 'any' }),
+      cpu_utilization: number('cpu_utilization', { min: 0, max: 100, step: 'any' }), cpu_memory_usage: number('cpu_memory_usage', { min: 0, max: 100, step: 'any' }),
+      count: number('count', { min: 1, step: 1 }), latency_ms: number('latency_ms', { min: 0, step: 'any' }), cost_per_1000: number('cost_per_1000', { min: 0, step: 'any' }) };
+    const countLabel = el('span', {}, 'GPUs');
+    // the machine's latest sample fills the form: its GPU (matched to the
+    // catalogue by name or alias), utilisation and memory
+    function fill() {
+      const [k, id, first] = machines.find(([kk, i]) => `${kk}:${i}` === machine.value);
+      const h = now(k, id) || first;
+      type.value = k === 'vm' ? 'vm' : 'bare-metal';
+      text(countLabel, k === 'vm' ? 'VMs running it' : 'GPUs');
+      const g = (h.gpus || [])[0];
+      const name = g && g.name ? g.name.toLowerCase() : '';
+      const match = gpus.find((x) => [x.hardware_name, ...(x.aliases || [])].some((a) => name.includes(a.toLowerCase())));
+      if (match) hw.value = match.hardware_name;
+      const used = (h.gpus || []).reduce((a, x) => a + (x.memory_used_bytes || 0), 0), total = (h.gpus || []).reduce((a, x) => a + (x.memory_total_bytes || 0), 0);
+      const put = (inp, v) => { inp.value = v == null ? '' : String(Math.round(v * 10) / 10); };
+      put(n.gpu_utilization, h.total_gpu_usage);
+      put(n.gpu_memory_usage, total ? (100 * used) / total : null);
+      put(n.cpu_utilization, h.total_cpu_usage);
+      put(n.cpu_memory_usage, h.total_memory_usage);
+      n.count.value = k === 'vm' ? '1' : String(Math.max(1, (h.gpus || []).length));
+    }
+    const submit = el('button', { type: 'submit', class: 'primary' }, 'Advise');
+    const form = el('form', { id: 'mx-advice', class: 'mx-form', 'aria-label': 'Deployment advice', novalidate: true },
+      el('div', { class: 'form-grid' }, field('Machine', machine, 'fills in its latest utilisation'), field('Model served', model), field('Current GPU', hw),
+        field('Deployment', type), field(countLabel, n.count)),
+      el('fieldset', {}, el('legend', {}, 'Utilisation now (%)'), field('GPU', n.gpu_utilization), field('GPU memory', n.gpu_memory_usage),
+        field('CPU', n.cpu_utilization), field('Memory', n.cpu_memory_usage)),
+      el('fieldset', {}, el('legend', {}, 'Current performance (optional)'), field('Latency (ms)', n.latency_ms), field('Cost per 1,000 (US$)', n.cost_per_1000)),
+      el('div', { class: 'controls' }, submit));
+    const results = el('section', { id: 'mx-advice-results', class: 'results', 'aria-label': 'Deployment advice', 'aria-live': 'polite' },
+      el('p', { class: 'muted empty' }, 'Pick a machine and the model it serves: whether to keep, upgrade, downgrade or scale it appears here, with the reasons.'));
+    root.append(el('h2', {}, 'Deployment advice'), el('p', { class: 'muted' },
+      'Bare metal: upgrade, keep or downgrade the GPU; VMs: keep, scale in or scale out — from the measured utilisation against an 80 % target (docs/matrix.md).'), form, results);
+    machine.addEventListener('change', fill);
+    fill();
+    submitting({ form, submit, payload: () => {
+      const p = { model_name: model.value, current_hardware_id: hw.value, deployment_type: type.value };
+      for (const k of ['gpu_utilization', 'gpu_memory_usage', 'cpu_utilization', 'cpu_memory_usage']) if (n[k].value !== '') p[k] = Number(n[k].value);
+      if (n.count.value !== '') p[type.value === 'vm' ? 'instance_count' : 'gpu_count'] = Number(n.count.value);
+      const perf = {};
+      if (n.latency_ms.value !== '') perf.latency_ms = Number(n.latency_ms.value);
+      if (n.cost_per_1000.value !== '') perf.cost_per_1000 = Number(n.cost_per_1000.value);
+      if (Object.keys(perf).length) p.current_performance = perf;
+      return p;
+    } }, results, '/api/deployment/post-deployment-optimization', 'Weighing the deployment…', (b) => {
+      const d = b.data, e = d.expected || {};
+      const vm = d.deployment_type === 'vm';
+      const parts = [el('p', { class: 'verdict', id: 'mx-verdict', 'data-label': d.recommendation }, el('strong', {}, d.recommendation),
+        vm ? ` — from ${d.current_instances} to ${d.recommended_instances} VM${d.recommended_instances === 1 ? '' : 's'}` : d.target ? ` — ${d.current.hardware} → ${d.target.hardware}` : ''),
+      el('ul', { class: 'reasons' }, ...(d.reasons || []).map((r) => el('li', {}, r)))];
+      const stats = el('dl', { class: 'stats', 'aria-labelledby': 'mx-verdict' });
+      if (vm) {
+        const u = e.usage || {};
+        stats.append(figure('GPU utilisation after', u.gpu_utilization, '%', null, { key: 'gpu' }), figure('CPU after', u.cpu_utilization, '%', null, { key: 'cpu' }),
+          figure('Monthly cost change', e.monthly_cost_change_usd, '', null, { key: 'monthly', format: usd }));
+      } else {
+        stats.append(figure('GPU utilisation after', e.gpu_utilization, '%', null, { key: 'gpu' }), figure('GPU memory after', e.gpu_memory_usage, '%', null, { key: 'gpu-memory' }),
+          figure('Latency after', e.latency_ms, 'ms', null, { key: 'latency' }), figure('Monthly saving', e.monthly_saving_usd, '', null, { key: 'monthly', format: usd }));
+      }
+      parts.push(stats);
+      if (!vm && (d.alternatives || []).length) {
+        const tbody = el('tbody');
+        for (const a of d.alternatives)
+          tbody.append(el('tr', { 'data-hardware': a.hardware }, el('th', { scope: 'row' }, a.hardware), el('td', {}, num(a.speed_ratio)),
+            el('td', { class: a.model_fits ? '' : 'down' }, a.model_fits ? 'yes' : 'no'), el('td', {}, pctU(a.projected_gpu_utilization)),
+            el('td', {}, pctU(a.projected_gpu_memory_usage)), el('td', {}, a.cost_per_gpu_hour == null ? '–' : usd(a.cost_per_gpu_hour)),
+            el('td', { class: a.within_target ? 'ok' : '' }, a.within_target ? 'yes' : 'no')));
+        parts.push(el('details', { class: 'excluded' }, el('summary', {}, `Every catalogue GPU for this load (${d.alternatives.length})`),
+          el('div', { class: 'scroll', tabindex: '0', role: 'region', 'aria-label': 'Every catalogue GPU for this load' },
+            el('table', { class: 'configs alternatives' }, el('thead', {}, el('tr', {}, ...['GPU', 'Speed vs now', 'Model fits', 'Utilisation', 'Memory', 'Per GPU-hour', 'Within target']
+              .map((h) => el('th', { scope: 'col' }, h)))), tbody))));
+      }
+      parts.push(assumptionsList(d.assumptions));
+      results.replaceChildren(...parts.filter(Boolean));
+    }, 'Cannot advise');
   }
 
   // ---------------- the process monitor

@@ -4,16 +4,18 @@
 // made (never a number written here): the workload optimizer's pickers
 // against the catalogues, the form's payload, each result figure and its
 // uncertainty band, the chart comparing configurations (order, axis unit,
-// tooltip), the table and the excluded configurations, the loading, empty
-// and error states (the error envelope's message), training, the tabs and
-// the address, the keyboard, dark mode and a 375 px phone. Then, with
-// hosts, a VM and processes pushed as an agent would: the admin dashboard
-// (aggregates, hosts, VMs, GPUs, power and utilisation over time, a
-// sample arriving live), the process monitor (top by CPU and power, the
-// top five over time, a process's detail, a new process reaching the top
-// live, VMs) and cost management (by process and period with the idle
-// remainder, the period in parts; by region, the rankings by cost and
-// carbon).
+// tooltip), the table and the excluded configurations; recommendations
+// (the ranked table, the best's figures, the chart in rank order, the
+// excluded with their reasons, nothing meeting the requirements); the
+// loading, empty and error states (the error envelope's message),
+// training, the tabs and the address, the keyboard, dark mode and a 375 px
+// phone. Then, with hosts, a VM and processes pushed as an agent would:
+// the admin dashboard (aggregates, hosts, VMs, GPUs, power and utilisation
+// over time, a sample arriving live, deployment advice from a machine's
+// utilisation), the process monitor (top by CPU and power, the top five
+// over time, a process's detail, a new process reaching the top live, VMs)
+// and cost management (by process and period with the idle remainder, the
+// period in parts; by region, the rankings by cost and carbon).
 // Run by tests/e2e/test_console_matrix.py, which starts grove and passes:
 //   GROVE_URL GROVE_EMAIL GROVE_PASSWORD GROVE_WRITE_KEY ARTIFACTS CHROMIUM
 'use strict';
@@ -167,6 +169,27 @@ async function dashboardView(page, api) {
   const o2 = await api('/api/dashboard/overview');
   await page.waitForFunction((v) => document.querySelector('#mx-overview [data-figure=power] dd').dataset.value === v, String(o2.power.total_watts_now));
   check(true, `the total power follows live: ${o2.power.total_watts_now} W`);
+  // deployment advice from the machine's latest utilisation
+  await page.selectOption('#mx-advice select[name=machine]', 'host:gpu-b');
+  await page.selectOption('#mx-advice select[name=machine]', 'host:gpu-a');
+  const a = (await api('/api/host-process-metrics/hosts?host=gpu-a'))[0];
+  const round = (v) => String(Math.round(v * 10) / 10);
+  check(await page.inputValue('#mx-advice input[name=gpu_utilization]') === round(a.total_gpu_usage) &&
+    await page.inputValue('#mx-advice input[name=cpu_utilization]') === round(a.total_cpu_usage) &&
+    await page.inputValue('#mx-advice select[name=current_hardware_id]') === 'A100-SXM4-40GB',
+  `the advice form takes gpu-a's latest utilisation (GPU ${a.total_gpu_usage} %, CPU ${a.total_cpu_usage} %) and its GPU (A100-SXM4-40GB)`);
+  const [sentA, adv] = await submitForm(page, 'mx-advice', '/api/deployment/post-deployment-optimization');
+  check(sentA.deployment_type === 'bare-metal' && sentA.gpu_count === 1 && sentA.current_hardware_id === 'A100-SXM4-40GB', 'it asks about bare metal with one GPU');
+  check(await page.getAttribute('#mx-verdict', 'data-label') === adv.data.recommendation &&
+    (await page.textContent('#mx-advice-results .reasons')).includes(adv.data.reasons[0]),
+  `the advice is the server's: ${adv.data.recommendation}, because ${adv.data.reasons[0]}`);
+  if (adv.data.expected.monthly_saving_usd != null)
+    await checkFigure(page, 'monthly', adv.data.expected.monthly_saving_usd, usd, null, 'the monthly saving', '#mx-advice-results');
+  await page.selectOption('#mx-advice select[name=machine]', 'vm:vm-1');
+  const [sentV, advV] = await submitForm(page, 'mx-advice', '/api/deployment/post-deployment-optimization');
+  check(sentV.deployment_type === 'vm' && sentV.instance_count === 1 && ['MAINTAIN', 'SCALE_IN', 'SCALE_OUT'].includes(advV.data.recommendation) &&
+    await page.getAttribute('#mx-verdict', 'data-label') === advV.data.recommendation, `a VM gets the VM labels: ${advV.data.recommendation}`);
+  await audit(page, 'deployment advice');
   // 375 px
   await page.setViewportSize({ width: 375, height: 812 });
   // charts follow the width on their next frame (Chart.js's ResizeObserver)
@@ -246,6 +269,75 @@ async function processView(page, api) {
   await page.waitForSelector('#mx-view [role=alert]');
   check((await page.textContent('#mx-view [role=alert]')).includes('too busy, retry'), 'a failing read shows the envelope\'s message');
   await page.unroute('**/api/vm-process-metrics/top**');
+}
+
+async function recommendView(page, model, configs) {
+  // ---- recommend: requirements in, a ranked table and the excluded
+  // configurations with the server's reasons out. The latency asked for
+  // is the median of the simulation above, so some configurations meet
+  // it and some do not.
+  const R = '#mx-recommend-results';
+  check(/Give the requirements/.test(await page.textContent(R)), 'before a recommendation its results say what to do (empty state)');
+  const latencies = configs.map((x) => x.performance_metrics.latency_ms).sort((a, b) => a - b);
+  const median = Math.round(latencies[Math.floor(latencies.length / 2)]);
+  await page.selectOption('#mx-recommend select[name=model_name]', model.model_name);
+  await page.fill('#mx-recommend input[name=max_latency_ms]', String(median));
+  const [sentR, rec] = await submitForm(page, 'mx-recommend', '/api/model/recommend-hardware');
+  check(sentR.model_name === model.model_name && sentR.performance_requirements.max_latency_ms === median && sentR.hardware === undefined &&
+    sentR.gpu_count === undefined && sentR.rank_by === undefined, 'the recommend form sends the requirements, no hardware: ' + JSON.stringify(sentR));
+  const recs = rec.data.recommendations, excl = rec.data.excluded;
+  check(rec.status === 'success' && recs.length > 0 && excl.length > 0, `the server recommends ${recs.length} and excludes ${excl.length}`);
+  const summary = await page.textContent(R + ' .summary');
+  check(summary.startsWith(`${num(rec.data.recommended)} of ${num(rec.data.considered)} configurations meet latency at most ${num(median)} ms`) &&
+    summary.includes('ranked by cost'), 'the summary is the server\'s count and the requirement: ' + summary);
+  const ranked = await page.$$eval(R + ' table.ranked tbody tr', (trs) => trs.map((tr) => [tr.dataset.config, tr.dataset.rank]));
+  check(JSON.stringify(ranked) === JSON.stringify(recs.map((x) => [`${x.hardware} × ${x.gpu_count}`, String(x.rank)])),
+    `the ranked table is the server's ranking, best first (${ranked[0][0]})`);
+  const top = recs[0];
+  const topRow = await page.$$eval(R + ' table.ranked tbody tr:first-child td', (tds) => tds.map((t) => t.textContent));
+  check(topRow[3] === num(top.performance_metrics.latency_ms) && topRow[5] === usd(top.cost_analysis.cost_per_1000_inferences) &&
+    topRow[6] === usd(top.monthly.cost_usd), `the best's latency, cost per 1,000 and per month are the server's: ${topRow[3]} ms, ${topRow[5]}, ${topRow[6]}`);
+  check((await page.textContent('#mx-top')) === `1. ${top.hardware} × ${top.gpu_count}`, 'the best is named');
+  await checkFigure(page, 'latency', top.performance_metrics.latency_ms, num, top.uncertainty.latency_ms, 'the best\'s latency', R);
+  await checkFigure(page, 'cost', top.cost_analysis.cost_per_1000_inferences, usd, null, 'the best\'s cost per 1,000', R);
+  await checkFigure(page, 'monthly-cost', top.monthly.cost_usd, usd, null, 'the best\'s cost per month', R);
+  await checkFigure(page, 'carbon', top.cost_analysis.carbon_g_per_1000_inferences, num, null, 'the best\'s carbon per 1,000', R);
+  const recChart = () => page.evaluate((r) => {
+    const ch = Chart.getChart(document.querySelector(r + ' canvas'));
+    return { labels: ch.data.labels, values: ch.data.datasets[0].data, unit: ch.options.scales.x.title.text };
+  }, R);
+  await page.waitForFunction((r) => { const cv = document.querySelector(r + ' canvas'); return cv && Chart.getChart(cv); }, R);
+  let rc = await recChart();
+  check(JSON.stringify(rc.labels) === JSON.stringify(recs.slice(0, 20).map((x) => `${x.hardware} × ${x.gpu_count}`)) &&
+    rc.values[0] === top.cost_analysis.cost_per_1000_inferences && rc.unit === 'US$', 'the chart shows the ranking by cost, in US$');
+  const counts = {};
+  for (const x of excl) for (const r of x.reasons) counts[r.code] = (counts[r.code] || 0) + 1;
+  const exSummary = await page.textContent(R + ' .excluded summary');
+  check(exSummary.startsWith(`Excluded: ${excl.length} configurations`) && (!counts.TOO_SLOW || exSummary.includes(`${counts.TOO_SLOW} too slow`)),
+    'the excluded are counted by reason: ' + exSummary);
+  await page.click(R + ' .excluded summary');
+  const exRows = await page.$$eval(R + ' .excluded tbody tr', (trs) => trs.map((tr) => [tr.dataset.config, tr.querySelector('td').textContent]));
+  check(exRows.length === excl.length && exRows[0][0] === `${excl[0].hardware} × ${excl[0].gpu_count}` &&
+    excl[0].reasons.every((r) => exRows[0][1].includes(r.message)), `each excluded configuration with the server's reasons: ${exRows[0].join(': ')}`);
+  await audit(page, 'recommendations');
+  await page.screenshot({ path: path.join(artifacts, 'matrix-recommend.png'), fullPage: true });
+  // ranked by latency: the chart follows
+  await page.selectOption('#mx-recommend select[name=rank_by]', 'latency');
+  const [sentL, byLat] = await submitForm(page, 'mx-recommend', '/api/model/recommend-hardware');
+  rc = await recChart();
+  check(sentL.rank_by === 'latency' && rc.unit === 'ms' && rc.labels[0] === `${byLat.data.recommendations[0].hardware} × ${byLat.data.recommendations[0].gpu_count}` &&
+    rc.values[0] === byLat.data.recommendations[0].performance_metrics.latency_ms, `ranked by latency, the chart's first is the server's (${rc.labels[0]}), in ms`);
+  // a requirement nothing meets
+  await page.fill('#mx-recommend input[name=max_latency_ms]', '0.001');
+  const [, none] = await submitForm(page, 'mx-recommend', '/api/model/recommend-hardware');
+  check(none.data.recommendations.length === 0 && /No configuration meets every requirement/.test(await page.textContent(R + ' .empty')) &&
+    await page.getAttribute(R + ' .excluded', 'open') !== null, 'nothing meets the requirement: it says so, the reasons open');
+  // an input the server refuses: its envelope's message
+  expectErrors = true;
+  await page.fill('#mx-recommend input[name=batch_size]', '-1');
+  const [, bad, badStatus] = await submitForm(page, 'mx-recommend', '/api/model/recommend-hardware');
+  check(badStatus === 400 && (await page.textContent(R + ' [role=alert]')).includes(bad.message), 'a refused request shows the envelope\'s message: ' + bad.message);
+  expectErrors = false;
 }
 
 async function costByProcessView(page, api, post) {
@@ -505,6 +597,9 @@ async function costByRegionView(page, api) {
     await checkFigure(page, 'energy', t.cost_analysis.energy_kwh, num, null, 'energy per run');
     expectErrors = false;
 
+
+    // ---- recommend
+    await recommendView(page, model, configs);
 
     // ---- keyboard, dark mode, phone width
     await page.focus('[role=tab][aria-selected=true]');
