@@ -39,6 +39,7 @@ key=$(./build/grove key add bench --scopes read,write --data-dir "$work/data" 2>
 mkdir -p "$work/www" "$work/nginx-body"
 cat > "$work/nginx.conf" <<CONF
 worker_processes 1;
+master_process off;
 pid $work/nginx.pid;
 error_log $work/error.log warn;
 events { worker_connections 1024; }
@@ -58,9 +59,8 @@ http {
 CONF
 nginx -p "$work" -c "$work/nginx.conf"
 for _ in $(seq 100); do [ -f "$work/nginx.pid" ] && break; sleep 0.05; done
-npid=$(cat "$work/nginx.pid")
-# master and worker: the worker receives the body
-nworker=$(pgrep -P "$npid" | head -1)
+# one process (no master): the one that receives the body
+nworker=$(cat "$work/nginx.pid")
 
 # the file: random bytes, made once
 dd if=/dev/urandom of="$work/file" bs=1M count="$SIZE_MIB" status=none
@@ -72,7 +72,7 @@ hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 # read, connection included).
 put_grove() {
   out=$(curl -s -X POST -H "X-API-Key: $key" -H "Expect:" -H "Content-Type: application/octet-stream" \
-    --data-binary "@$work/file" -w '\n%{http_code} %{time_total}' \
+    -T "$work/file" -w '\n%{http_code} %{time_total}' \
     "http://127.0.0.1:$gport/api/v1/blobs?name=bench.bin")
   code=$(echo "$out" | tail -1 | cut -d' ' -f1)
   t=$(echo "$out" | tail -1 | cut -d' ' -f2)
