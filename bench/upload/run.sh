@@ -6,7 +6,7 @@
 # the same run on the same machine, both writing under BENCH_DIR. Each
 # side's stored copy is checked against the file's SHA-256, and each
 # server's peak resident memory (VmHWM) is printed: it must not grow with
-# the file (grove holds two 1 MiB buffers per upload).
+# the file (grove holds a ring of four 1 MiB buffers per upload).
 # Target (issue 13): grove >= 0.8x nginx's MiB/s, memory flat.
 # Prints one line per figure: name value unit peer_value ratio.
 #   SIZE_MIB=1024 RUNS=3 BENCH_DIR=/dev/shm (a tmpfs: the servers' own

@@ -4,10 +4,11 @@
  * is 404, as if absent); admins see every blob. Every store and disk call
  * runs on the store pool (http_req_defer).
  *
- * An upload holds two buffers of CHUNK bytes (and one read): the loop
- * fills one while a pool thread hashes and writes the other; when both
- * are full the stream is paused (the socket is not read) until the write
- * is done. A download keeps at most two pieces of PIECE bytes: one being
+ * An upload holds a ring of NBUF buffers of CHUNK bytes: the loop fills
+ * one while a pool thread hashes and writes the full ones to disk, one
+ * after another; when every buffer is full the stream is paused (the
+ * socket is not read) until a write is done. (Buffers are malloc'd whole
+ * but their pages are touched only as bytes arrive.) A download keeps at most two pieces of PIECE bytes: one being
  * read from disk while the other is on its way to the client. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,6 +25,7 @@
 
 #define CHUNK (1u << 20)          /* an upload's write to disk */
 #define FILL_CAP (CHUNK + (256u << 10)) /* a full buffer takes one more piece */
+#define NBUF 4                    /* an upload's buffers: one filling, the rest queued */
 #define PIECE (256u << 10)        /* a download's read from disk */
 
 /* ---- errors -------------------------------------------------------------- */
@@ -92,8 +94,10 @@ struct upload {
   char name[BLOBS_NAME_MAX + 1];
   char media_type[BLOBS_MEDIA_TYPE_MAX + 1];
   int64_t expected;        /* Content-Length, or -1 */
-  char *fill, *flush;      /* FILL_CAP each */
-  size_t fill_len, flush_len;
+  char *buf[NBUF];         /* FILL_CAP each: a ring */
+  size_t len[NBUF];
+  int head, full;          /* the oldest full buffer, and how many are full:
+                            * buf[(head + full) % NBUF] is the one filling */
   bool job;                /* a job of this upload is on the pool */
   bool attached;           /* the body stream is ours */
   bool stream_over;        /* on_end ran, or we answered: no callback will come */
@@ -107,8 +111,8 @@ struct upload {
 
 static void upload_free(struct upload *u) {
   blobs_writer_abort(u->w); /* a temporary file left: closed and removed */
-  free(u->fill);
-  free(u->flush);
+  for (int i = 0; i < NBUF; i++)
+    free(u->buf[i]);
   free(u);
 }
 
@@ -135,12 +139,13 @@ static void open_work(void *arg) {
 
 static void write_work(void *arg) {
   struct upload *u = arg;
-  u->rc = blobs_writer_write(u->w, u->flush, u->flush_len);
+  u->rc = blobs_writer_write(u->w, u->buf[u->head], u->len[u->head]);
 }
 
 static void commit_work(void *arg) {
   struct upload *u = arg;
-  u->rc = u->fill_len ? blobs_writer_write(u->w, u->fill, u->fill_len) : 0;
+  int f = (u->head + u->full) % NBUF; /* every full one is written: the last piece */
+  u->rc = u->len[f] ? blobs_writer_write(u->w, u->buf[f], u->len[f]) : 0;
   struct blobs_writer *w = u->w;
   u->w = NULL;
   if (u->rc) {
@@ -166,12 +171,8 @@ static int upload_job(struct http_req *r, struct upload *u, http_work_fn work, h
   return rc;
 }
 
+/* Writes the oldest full buffer. */
 static void start_write(struct http_req *r, struct upload *u) {
-  char *t = u->flush;
-  u->flush = u->fill;
-  u->flush_len = u->fill_len;
-  u->fill = t;
-  u->fill_len = 0;
   upload_job(r, u, write_work, write_done);
 }
 
@@ -179,28 +180,31 @@ static int on_data(struct http_req *r, const char *data, size_t len, void *arg) 
   struct upload *u = arg;
   if (u->gone)
     return HTTP_BODY_PAUSE;
-  if (len > FILL_CAP - u->fill_len) {
-    /* cannot happen: a full buffer pauses the stream, and the server hands
-     * over at most one read (64 KiB) after that; refuse rather than lose
-     * bytes */
-    log_error(u->rid, "blobs: upload buffer overrun", "have=%zu piece=%zu", u->fill_len, len);
+  int f = (u->head + u->full) % NBUF;
+  if (u->full == NBUF || len > FILL_CAP - u->len[f]) {
+    /* cannot happen: with every buffer full the stream is paused, and the
+     * server hands over at most one read (64 KiB) after a buffer fills;
+     * refuse rather than lose bytes */
+    log_error(u->rid, "blobs: upload buffer overrun", "have=%zu piece=%zu", u->len[f], len);
     upload_answer_rc(r, u, GROVE_EIO);
     upload_settle(u);
     return HTTP_BODY_PAUSE;
   }
-  memcpy(u->fill + u->fill_len, data, len);
-  u->fill_len += len;
-  if (u->fill_len < CHUNK)
+  memcpy(u->buf[f] + u->len[f], data, len);
+  u->len[f] += len;
+  if (u->len[f] < CHUNK)
     return HTTP_BODY_MORE;
+  u->full++; /* to the disk; the next buffer fills */
   if (!u->job) {
     start_write(r, u);
     if (u->gone) {
       upload_settle(u);
       return HTTP_BODY_PAUSE;
     }
-    return HTTP_BODY_MORE;
   }
-  u->paused = true; /* both buffers full: wait for the disk */
+  if (u->full < NBUF)
+    return HTTP_BODY_MORE;
+  u->paused = true; /* every buffer full: wait for the disk */
   return HTTP_BODY_PAUSE;
 }
 
@@ -218,7 +222,7 @@ static void on_end(struct http_req *r, int err, void *arg) {
   }
   u->stream_over = true;
   u->body_done = true;
-  if (!u->job && !u->gone)
+  if (!u->job && !u->gone) /* (a write in flight commits when the full ones are out) */
     start_commit(r, u);
   if (u->gone)
     upload_settle(u);
@@ -227,7 +231,9 @@ static void on_end(struct http_req *r, int err, void *arg) {
 static void write_done(struct http_req *r, void *arg) {
   struct upload *u = arg;
   u->job = false;
-  u->flush_len = 0;
+  u->len[u->head] = 0;
+  u->head = (u->head + 1) % NBUF;
+  u->full--;
   if (!r->conn || u->gone) {
     u->gone = true;
     upload_settle(u);
@@ -238,13 +244,13 @@ static void write_done(struct http_req *r, void *arg) {
     upload_settle(u);
     return;
   }
-  if (u->body_done) {
+  if (u->body_done && u->full == 0) {
     start_commit(r, u);
     if (u->gone)
       upload_settle(u);
     return;
   }
-  if (u->fill_len >= CHUNK) {
+  if (u->full > 0) {
     start_write(r, u);
     if (u->gone) {
       upload_settle(u);
@@ -332,10 +338,13 @@ static void h_upload(struct http_req *r) {
   }
   struct upload *u = calloc(1, sizeof *u);
   if (u) {
-    u->fill = malloc(FILL_CAP);
-    u->flush = malloc(FILL_CAP);
+    for (int i = 0; i < NBUF; i++)
+      u->buf[i] = malloc(FILL_CAP);
   }
-  if (!u || !u->fill || !u->flush) {
+  bool have = u != NULL;
+  for (int i = 0; have && i < NBUF; i++)
+    have = u->buf[i] != NULL;
+  if (!have) {
     if (u)
       upload_free(u);
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
