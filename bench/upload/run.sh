@@ -7,6 +7,7 @@
 # side's stored copy is checked against the file's SHA-256, and each
 # server's peak resident memory (VmHWM) is printed: it must not grow with
 # the file (grove holds a ring of four 1 MiB buffers per upload).
+# The same file also goes over tus 1.0 in 3 parallel parts (below).
 # Target (issue 13): grove >= 0.8x nginx's MiB/s, memory flat.
 # Prints one line per figure: name value unit peer_value ratio.
 #   SIZE_MIB=1024 RUNS=3 BENCH_DIR=/dev/shm (a tmpfs: the servers' own
@@ -97,16 +98,62 @@ put_nginx() {
   python3 -c "print('%.1f' % ($SIZE_MIB / $t))"
 }
 
+# The same file over tus 1.0 as tus-js-client's parallelUploads: 3 sends
+# it: three partial uploads (Upload-Concat: partial) PATCHed at once, then
+# the final upload made from them (copied in order, fsync'd, a blob). Timed
+# from the first POST to the final one's 201; the blob's SHA-256 checked.
+# The parts are cut once, outside the timing.
+split -n 3 -d "$work/file" "$work/part."
+tus_h="-H Tus-Resumable:1.0.0 -H X-API-Key:$key"
+put_tus() {
+  t0=$(date +%s.%N)
+  locs=""
+  for part in "$work"/part.??; do
+    # shellcheck disable=SC2086
+    loc=$(curl -s -D - -o /dev/null -X POST $tus_h -H "Upload-Concat: partial" \
+      -H "Upload-Length: $(stat -c %s "$part")" "http://127.0.0.1:$gport/api/v1/uploads" |
+      tr -d '\r' | awk -F': ' 'tolower($1) == "location" {print $2}')
+    [ -n "$loc" ] || { echo "grove did not create a tus upload" >&2; exit 1; }
+    locs="$locs $loc"
+    # shellcheck disable=SC2086
+    curl -s -o /dev/null -w '%{http_code}\n' -X PATCH -T "$part" $tus_h -H "Expect:" \
+      -H "Upload-Offset: 0" -H "Content-Type: application/offset+octet-stream" \
+      "http://127.0.0.1:$gport$loc" >"$part.code" &
+  done
+  wait
+  for part in "$work"/part.??; do
+    [ "$(cat "$part.code")" = 204 ] || { echo "grove answered a PATCH $(cat "$part.code")" >&2; exit 1; }
+  done
+  # shellcheck disable=SC2086
+  blob=$(curl -s -D - -o /dev/null -X POST $tus_h -H "Upload-Concat: final;${locs# }" \
+    "http://127.0.0.1:$gport/api/v1/uploads" | tr -d '\r' |
+    awk -F': ' 'tolower($1) == "upload-blob" {print $2}')
+  t1=$(date +%s.%N)
+  [ -n "$blob" ] || { echo "grove made no blob of the tus upload" >&2; exit 1; }
+  got=$(curl -s -H "X-API-Key: $key" "http://127.0.0.1:$gport/api/v1/blobs/$blob" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["sha256"])')
+  [ "$got" = "$sha" ] || { echo "grove's tus blob has a different SHA-256" >&2; exit 1; }
+  curl -s -o /dev/null -X DELETE -H "X-API-Key: $key" "http://127.0.0.1:$gport/api/v1/blobs/$blob"
+  for loc in $locs; do
+    # shellcheck disable=SC2086
+    curl -s -o /dev/null -X DELETE $tus_h "http://127.0.0.1:$gport$loc"
+  done
+  python3 -c "print('%.1f' % ($SIZE_MIB / ($t1 - $t0)))"
+}
+
 gbase=$(hwm "$gpid")
 nbase=$(hwm "$nworker")
 gbest=0
 nbest=0
+tbest=0
 i=0
 while [ "$i" -lt "$RUNS" ]; do
   g=$(put_grove)
   n=$(put_nginx)
+  tu=$(put_tus)
   gbest=$(python3 -c "print(max($gbest, $g))")
   nbest=$(python3 -c "print(max($nbest, $n))")
+  tbest=$(python3 -c "print(max($tbest, $tu))")
   i=$((i + 1))
 done
 ghwm=$(hwm "$gpid")
@@ -114,6 +161,7 @@ nhwm=$(hwm "$nworker")
 
 ratio=$(python3 -c "print('%.2f' % ($gbest / $nbest))")
 echo "upload_single_stream_${SIZE_MIB}MiB $gbest MiB/s $nbest $ratio"
+echo "upload_tus_3_parallel_parts_${SIZE_MIB}MiB $tbest MiB/s $nbest $(python3 -c "print('%.2f' % ($tbest / $nbest))")"
 echo "upload_peak_rss_grove_before_after $gbase/$ghwm KiB - -"
 echo "upload_peak_rss_nginx_before_after $nbase/$nhwm KiB - -"
 echo "upload_peak_rss_growth $((ghwm - gbase)) KiB $((nhwm - nbase)) -"

@@ -10,7 +10,7 @@
  *   header and the HTTP status to answer (400, 412, 413), never read past
  *   its NUL. Any thread.
  * - the upload state (tus_create … tus_sweep): a partial upload is a data
- *   file under <data dir>/uploads/ plus a record in the platform store
+ *   file in the blob store's spool directory plus a record in the platform store
  *   (table tus_uploads: offset, length, metadata, owner, expiry, the parts
  *   of a concatenation, and a write lock with a fencing token). Blocking:
  *   store and file calls, for the store pool.
@@ -176,12 +176,16 @@ struct tus_upload {
 void tus_upload_release(struct tus_upload *u);
 
 /* Opens the upload state: st migrated with tus_migrations, data files in
- * <data_dir>/uploads (made when missing). Frees the write locks that an
- * earlier life of this instance (same data directory) held. On error, *out
- * is NULL and err says why (GROVE_EIO: the folder; the store's error). */
-int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, const char *data_dir,
+ * `dir` (made when missing; the blob store's spool directory, so that a
+ * finished upload moves into the store without a copy). Frees the write
+ * locks that an earlier life of this instance (the same dir) held, and
+ * with cfg->sweep_ms starts the sweep of expired uploads (a thread).
+ * On error, *out is NULL and err says why (GROVE_EINVAL, GROVE_EIO: the
+ * folder; the store's error). */
+int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, const char *dir,
              char *err, size_t errlen);
-void tus_close(struct tus *t); /* NULL is fine */
+/* Stops the sweep and frees. NULL is fine. */
+void tus_close(struct tus *t);
 const struct tus_cfg *tus_config(const struct tus *t);
 /* The clock (Unix ms): tests set it; NULL restores the wall clock. */
 void tus_set_clock(struct tus *t, int64_t (*now_ms)(void *arg), void *arg);
@@ -208,9 +212,11 @@ int tus_get(struct tus *t, const char *id, const char *owner, struct tus_upload 
  * the store's error. The data file is cut back to the durable offset. */
 int tus_lock(struct tus *t, const char *id, const char *owner, struct tus_write **w,
              struct tus_upload *u);
-/* Appends n bytes at the writer's offset (not yet durable). Returns 0,
- * GROVE_ETOOBIG when they would pass Upload-Length (nothing written), or
- * GROVE_EIO. */
+/* Appends n bytes at the writer's offset (not yet durable), renewing the
+ * lease when a third of it has passed. Returns 0, GROVE_ETOOBIG when they
+ * would pass Upload-Length (nothing written), GROVE_EPERM when the lease
+ * is lost or about to lapse (nothing written: a writer stops a tenth of
+ * the lease before another may take it), or GROVE_EIO. */
 int tus_write(struct tus_write *w, const void *data, size_t n);
 /* Bytes written so far (durable or not) and durable. */
 uint64_t tus_write_offset(const struct tus_write *w);
@@ -220,7 +226,8 @@ uint64_t tus_write_durable(const struct tus_write *w);
  * offset is not moved), GROVE_EIO, or the store's error. */
 int tus_checkpoint(struct tus_write *w);
 /* Forgets the bytes written since the last checkpoint (a checksum that
- * did not match): cuts the file back. Returns 0 or GROVE_EIO. */
+ * did not match): cuts the file back. Returns 0, GROVE_EPERM (the lease
+ * is lost: the file is left to its new writer) or GROVE_EIO. */
 int tus_discard(struct tus_write *w);
 /* Ends the writer: frees the lock (when still held) and w. Bytes not
  * checkpointed are dropped. NULL is fine. */
@@ -251,5 +258,18 @@ int tus_delete(struct tus *t, const char *id, const char *owner);
  * with no record). OUT: *removed (may be NULL). Returns 0 or the store's
  * error. */
 int tus_sweep(struct tus *t, int *removed);
+
+/* ---- the routes ---------------------------------------------------------------- */
+
+struct tus_api;
+struct blobs;
+/* Adds the tus routes (owner "tus") to r: OPTIONS and POST /api/v1/uploads,
+ * HEAD, PATCH, DELETE and POST (X-HTTP-Method-Override)
+ * /api/v1/uploads/{upload_id}. Complete uploads become blobs of b.
+ * OUT: *out the routes' state, freed with tus_api_free after the server
+ * stopped. Returns 0, GROVE_ENOMEM, or the router's error with err. */
+int tus_routes(struct tus_api **out, struct tus *t, struct blobs *b, struct router *r,
+               char *err, size_t errlen);
+void tus_api_free(struct tus_api *a); /* NULL is fine */
 
 #endif

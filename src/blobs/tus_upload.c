@@ -1,8 +1,8 @@
 /* tus_upload.c — the state of resumable uploads: one data file per upload
- * under <data dir>/uploads/ and its record in the store (tus_uploads), a
- * write lock with a lease and a fencing token per record, the durable
- * offset (fsync before commit), concatenation and the expiry sweep. Every
- * call blocks (files and store): run them on the store pool. */
+ * in the blob store's spool directory and its record in the store
+ * (tus_uploads), a write lock with a lease and a fencing token per record,
+ * the durable offset (fsync before commit), concatenation and the expiry
+ * sweep. Every call blocks (files and store): run them off the loop. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,12 +17,13 @@
 #include "blobs/tus.h"
 #include "core/error.h"
 #include "core/log.h"
+#include "core/periodic.h"
 #include "core/util.h"
 
 const struct cfg_opt tus_cfg_opts[] = {
     CFG_OPT(struct tus_cfg, "upload-expiry", CFG_MS, expiry_ms, "24h", "an unfinished resumable (tus) upload is removed this long after its last write (Upload-Expires)"),
     CFG_OPT(struct tus_cfg, "upload-sweep", CFG_MS, sweep_ms, "1m", "how often expired resumable uploads are looked for"),
-    CFG_OPT(struct tus_cfg, "upload-lock", CFG_MS, lock_ms, "30s", "lease of the lock a PATCH holds on its upload (renewed while bytes arrive); a crashed writer's lock frees after it"),
+    CFG_OPT(struct tus_cfg, "upload-lock", CFG_MS, lock_ms, "90s", "lease of the lock a PATCH holds on its upload (renewed while bytes arrive; longer than --body-timeout); a crashed writer's lock frees after it"),
     CFG_OPT(struct tus_cfg, "upload-checkpoint", CFG_SIZE, checkpoint, "8m", "bytes a PATCH receives between fsyncs of its upload's offset: what a crash may lose of it"),
 };
 const size_t tus_cfg_nopts = ARRAY_LEN(tus_cfg_opts);
@@ -60,6 +61,7 @@ struct tus {
   char instance[TUS_ID_LEN]; /* this data directory's instance id: the lock holder */
   int64_t (*now_ms)(void *arg);
   void *now_arg;
+  struct periodic *sweeper; /* every sweep_ms, when set */
 };
 
 struct tus_write {
@@ -70,8 +72,11 @@ struct tus_write {
   uint64_t length;
   uint64_t durable;        /* committed offset */
   uint64_t offset;         /* written so far */
-  bool locked;
+  bool locked;             /* false once the lease is known lost */
+  int64_t lease_until;     /* Unix ms: as committed at the last take or renewal */
+  int64_t renew_at;        /* a write past this renews the lease first */
 };
+
 
 static int64_t wall_ms(void *arg) {
   (void)arg;
@@ -154,6 +159,58 @@ static const char *kind_name(enum tus_kind k) {
   return k == TUS_PARTIAL ? "partial" : k == TUS_FINAL ? "final" : "plain";
 }
 
+/* Whether w may still touch the file: its lease holds, with a tenth of it
+ * to spare against clocks that differ between instances. A writer stops
+ * before another can take its lease, so two never write one file. */
+static bool lease_held(struct tus_write *w) {
+  if (w->locked && now(w->t) >= w->lease_until - (int64_t)w->t->cfg.lock_ms / 10)
+    w->locked = false;
+  return w->locked;
+}
+
+static void leased(struct tus_write *w, int64_t at) {
+  w->lease_until = at + (int64_t)w->t->cfg.lock_ms;
+  w->renew_at = at + (int64_t)w->t->cfg.lock_ms / 3;
+}
+
+/* Runs an UPDATE of w's record fenced by its token: `set` assigns from
+ * $4 on ($1 the id, $2 the token, $3 the holder; vals are $4…). Returns
+ * 0, GROVE_EPERM when the token no longer holds the record (taken over or
+ * deleted: w may do nothing more), or the store's error. */
+static int fenced(struct tus_write *w, const char *set, const char *const *vals, int nvals) {
+  struct tus *t = w->t;
+  char sql[256];
+  snprintf(sql, sizeof sql,
+           "UPDATE tus_uploads SET %s WHERE id = $1 AND lock_token = $2 AND lock_holder = $3",
+           set);
+  const char *p[8] = {w->id, w->token, t->instance};
+  for (int i = 0; i < nvals && i < 5; i++)
+    p[3 + i] = vals[i];
+  struct store_rows *r = NULL;
+  int rc = query(t, sql, p, 3 + nvals, &r);
+  if (rc)
+    return rc;
+  long long changed = r->changes;
+  store_rows_free(r);
+  if (!changed) {
+    w->locked = false;
+    return GROVE_EPERM;
+  }
+  return 0;
+}
+
+/* Extends w's lease. */
+static int renew(struct tus_write *w) {
+  char until[24];
+  int64_t n = now(w->t);
+  dec(n + (int64_t)w->t->cfg.lock_ms, until);
+  const char *v[] = {until};
+  int rc = fenced(w, "lock_until = $4", v, 1);
+  if (!rc)
+    leased(w, n);
+  return rc;
+}
+
 /* ---- life --------------------------------------------------------------------- */
 
 static int instance_id(struct tus *t, char *err, size_t errlen) {
@@ -185,7 +242,15 @@ static int instance_id(struct tus *t, char *err, size_t errlen) {
   return 0;
 }
 
-int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, const char *data_dir,
+static uint64_t sweep_tick(void *arg) {
+  struct tus *t = arg;
+  int n = 0;
+  if (tus_sweep(t, &n) == 0 && n)
+    log_info(NULL, "expired uploads removed", "count=%d", n);
+  return 0;
+}
+
+int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, const char *dir,
              char *err, size_t errlen) {
   *out = NULL;
   struct tus *t = calloc(1, sizeof *t);
@@ -198,9 +263,9 @@ int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, cons
     t->cfg.checkpoint = 8u << 20;
   t->st = st;
   t->now_ms = wall_ms;
-  int n = snprintf(t->dir, sizeof t->dir, "%s/uploads", data_dir && *data_dir ? data_dir : ".");
-  if (n < 0 || (size_t)n >= sizeof t->dir - TUS_ID_LEN - 8) {
-    snprintf(err, errlen, "data directory path is too long");
+  int n = snprintf(t->dir, sizeof t->dir, "%s", dir);
+  if (!*dir || n < 0 || (size_t)n >= sizeof t->dir - TUS_ID_LEN - 8) {
+    snprintf(err, errlen, "bad or too long upload directory '%s'", dir);
     free(t);
     return GROVE_EINVAL;
   }
@@ -226,11 +291,21 @@ int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, cons
     free(t);
     return rc;
   }
+  if (t->cfg.sweep_ms && (rc = periodic_start(&t->sweeper, t->cfg.sweep_ms, sweep_tick, t))) {
+    snprintf(err, errlen, "cannot start the upload sweep: %s", grove_strerror(rc));
+    free(t);
+    return rc;
+  }
   *out = t;
   return 0;
 }
 
-void tus_close(struct tus *t) { free(t); }
+void tus_close(struct tus *t) {
+  if (!t)
+    return;
+  periodic_stop(t->sweeper);
+  free(t);
+}
 
 /* ---- records --------------------------------------------------------------------- */
 
@@ -371,6 +446,7 @@ int tus_lock(struct tus *t, const char *id, const char *owner, struct tus_write 
   w->durable = w->offset = (uint64_t)col_i64(r, 0, "upload_offset");
   store_rows_free(r);
   w->locked = true;
+  leased(w, n);
   rc = tus_get(t, id, owner, &u); /* the record for the caller, under the lock */
   if (rc) {
     tus_unlock(w);
@@ -421,6 +497,13 @@ uint64_t tus_write_durable(const struct tus_write *w) { return w->durable; }
 int tus_write(struct tus_write *w, const void *data, size_t n) {
   if (n > w->length - w->offset)
     return GROVE_ETOOBIG;
+  if (!lease_held(w))
+    return GROVE_EPERM;
+  if (now(w->t) >= w->renew_at) {
+    int rc = renew(w);
+    if (rc)
+      return rc;
+  }
   const char *p = data;
   while (n > 0) {
     ssize_t k = pwrite(w->fd, p, n, (off_t)w->offset);
@@ -439,7 +522,7 @@ int tus_write(struct tus_write *w, const void *data, size_t n) {
 }
 
 int tus_checkpoint(struct tus_write *w) {
-  if (!w->locked)
+  if (!lease_held(w))
     return GROVE_EPERM;
   if (w->offset != w->durable && fdatasync(w->fd)) {
     log_error(NULL, "tus: cannot sync data file", "id=%s error=\"%s\"", w->id, strerror(errno));
@@ -451,24 +534,18 @@ int tus_checkpoint(struct tus_write *w) {
   dec((int64_t)w->offset, off);
   dec(n + (int64_t)t->cfg.lock_ms, until);
   dec(n + (int64_t)t->cfg.expiry_ms, expires);
-  const char *p[] = {w->id, off, until, expires, w->token, t->instance};
-  struct store_rows *r = NULL;
-  int rc = query(t, "UPDATE tus_uploads SET upload_offset = $2, lock_until = $3, "
-                    "expires_at = $4 WHERE id = $1 AND lock_token = $5 AND lock_holder = $6",
-                 p, 6, &r);
+  const char *v[] = {off, until, expires};
+  int rc = fenced(w, "upload_offset = $4, lock_until = $5, expires_at = $6", v, 3);
   if (rc)
     return rc;
-  long long changed = r->changes;
-  store_rows_free(r);
-  if (changed == 0) {
-    w->locked = false; /* taken over (or deleted): this writer may do nothing more */
-    return GROVE_EPERM;
-  }
   w->durable = w->offset;
+  leased(w, n);
   return 0;
 }
 
 int tus_discard(struct tus_write *w) {
+  if (!lease_held(w)) /* the file may be another writer's now */
+    return GROVE_EPERM;
   if (ftruncate(w->fd, (off_t)w->durable))
     return GROVE_EIO;
   w->offset = w->durable;
@@ -479,16 +556,12 @@ void tus_unlock(struct tus_write *w) {
   if (!w)
     return;
   if (w->fd >= 0) {
-    if (w->offset != w->durable && ftruncate(w->fd, (off_t)w->durable))
+    if (w->offset != w->durable && lease_held(w) && ftruncate(w->fd, (off_t)w->durable))
       log_warn(NULL, "tus: cannot cut data file", "id=%s error=\"%s\"", w->id, strerror(errno));
     close(w->fd);
   }
-  if (w->locked) {
-    const char *p[] = {w->id, w->token, w->t->instance};
-    query(w->t, "UPDATE tus_uploads SET lock_holder = NULL, lock_until = NULL "
-                "WHERE id = $1 AND lock_token = $2 AND lock_holder = $3",
-          p, 3, NULL);
-  }
+  /* fenced: frees the lock only if this writer's token still holds it */
+  fenced(w, "lock_holder = NULL, lock_until = NULL", NULL, 0);
   free(w);
 }
 

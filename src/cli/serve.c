@@ -11,6 +11,7 @@
 
 #include "app/roles.h"
 #include "blobs/blobs.h"
+#include "blobs/tus.h"
 #include "broker/broker.h"
 #include "cli/cli.h"
 #include "core/error.h"
@@ -50,6 +51,7 @@ struct serve_cfg {
   struct telemetry_cfg telemetry;
   struct jobs_cfg jobs;
   struct blobs_cfg blobs;
+  struct tus_cfg tus;
 };
 
 #define MAX_SECTIONS 16
@@ -84,6 +86,7 @@ static int sections(struct serve_cfg *c, struct cfg_section *s, size_t *n, char 
       {"telemetry", telemetry_cfg_opts, telemetry_cfg_nopts, &c->telemetry},
       {"jobs", jobs_cfg_opts, jobs_cfg_nopts, &c->jobs},
       {"blobs", blobs_cfg_opts, blobs_cfg_nopts, &c->blobs},
+      {"uploads", tus_cfg_opts, tus_cfg_nopts, &c->tus},
   };
   *n = 0;
   for (size_t i = 0; i < ARRAY_LEN(platform); i++)
@@ -282,6 +285,8 @@ int cmd_serve(int argc, char **argv) {
   struct telemetry *telemetry = NULL;
   struct jobs *jobs = NULL;
   struct blobs *blobs = NULL;
+  struct tus *tus = NULL;
+  struct tus_api *tus_api = NULL;
   void *states[MAX_APPS] = {0};
   size_t started = 0;
   pthread_t sig_thread;
@@ -311,6 +316,10 @@ int cmd_serve(int argc, char **argv) {
   }
   if (store_migrate(store, "blobs", blobs_migrations, blobs_nmigrations, NULL, err, sizeof err)) {
     log_error(NULL, "cannot migrate database", "module=blobs error=\"%s\"", err);
+    goto out;
+  }
+  if (store_migrate(store, "tus", tus_migrations, tus_nmigrations, NULL, err, sizeof err)) {
+    log_error(NULL, "cannot migrate database", "module=tus error=\"%s\"", err);
     goto out;
   }
   for (size_t i = 0; i < grove_napps; i++) {
@@ -395,6 +404,15 @@ int cmd_serve(int argc, char **argv) {
     log_error(NULL, "cannot start the blob store", "error=\"%s\"", err);
     goto out;
   }
+  /* resumable uploads keep their partial files in the blob store's spool
+   * directory, so a finished one moves into the store without a copy */
+  c.tus.max_size = blobs_max_size(blobs);
+  if ((roles & ROLE_API) &&
+      (tus_open(&tus, &c.tus, store, blobs_spool_dir(blobs), err, sizeof err) ||
+       tus_routes(&tus_api, tus, blobs, router, err, sizeof err))) {
+    log_error(NULL, "cannot start resumable uploads", "error=\"%s\"", err);
+    goto out;
+  }
   struct grove_ctx ctx = {store,  hub,           gate,
                           metrics, router, GROVE_VERSION,
                           data_dir, &c.llm,
@@ -458,6 +476,8 @@ out:
   broker_stop(broker); /* its threads deliver into the hub and the gate */
   telemetry_close(telemetry);
   jobs_destroy(jobs);
+  tus_api_free(tus_api); /* after the server: its writes are done */
+  tus_close(tus);
   blobs_close(blobs);  /* after the server: no request uses it any more */
   hub_destroy(hub);    /* its coalescer publishes through the broker */
   gate_destroy(gate);

@@ -783,12 +783,20 @@ static enum http_next before(struct http_req *r, void *arg) {
   if (!origin || !origin_allowed(g, origin)) /* no CORS headers: the browser hides the answer */
     return exempt(r->path) ? HTTP_CONTINUE : lookup_or_limit(g, r);
   http_res_header(r, "Access-Control-Allow-Origin", g->cors_any ? "*" : origin);
+  /* with the headers of resumable uploads (tus 1.0.0) that tus-js-client
+   * reads and sends from a browser */
   http_res_header(r, "Access-Control-Expose-Headers",
-                  "X-Request-Id, Retry-After, RateLimit, RateLimit-Policy");
+                  "X-Request-Id, Retry-After, RateLimit, RateLimit-Policy, Location, "
+                  "Upload-Offset, Upload-Length, Upload-Metadata, Upload-Expires, "
+                  "Upload-Concat, Upload-Blob, Tus-Resumable, Tus-Version, Tus-Extension, "
+                  "Tus-Max-Size, Tus-Checksum-Algorithm");
   if (strcmp(r->method, "OPTIONS") == 0 && http_header_get(r, "access-control-request-method")) {
-    http_res_header(r, "Access-Control-Allow-Methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS");
+    http_res_header(r, "Access-Control-Allow-Methods",
+                    "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS");
     http_res_header(r, "Access-Control-Allow-Headers",
-                    "Authorization, Content-Type, X-API-Key, X-Request-Id, Last-Event-ID");
+                    "Authorization, Content-Type, X-API-Key, X-Request-Id, Last-Event-ID, "
+                    "Tus-Resumable, Upload-Offset, Upload-Length, Upload-Defer-Length, "
+                    "Upload-Metadata, Upload-Checksum, Upload-Concat, X-HTTP-Method-Override");
     http_res_header(r, "Access-Control-Max-Age", "600");
     http_reply(r, 204, NULL, NULL, 0);
     return HTTP_ANSWERED;

@@ -24,7 +24,7 @@ def spec_routes(path):
         if m:
             where = m.group(1)
             continue
-        m = re.match(r"^    (get|post|put|patch|delete):\s*$", line)
+        m = re.match(r"^    (get|head|options|post|put|patch|delete):\s*$", line)
         if m and where:
             routes.add((m.group(1).upper(), where))
     return routes

@@ -248,8 +248,9 @@ static struct store *open_store(bool fresh) {
 
 static struct tus *open_tus(struct store *s) {
   struct tus *t;
-  char err[256];
-  int rc = tus_open(&t, &cfg, s, dir, err, sizeof err);
+  char err[256], up[128];
+  snprintf(up, sizeof up, "%s/uploads", dir);
+  int rc = tus_open(&t, &cfg, s, up, err, sizeof err);
   if (rc)
     fprintf(stderr, "tus_open: %s\n", err);
   CHECK(rc == 0);
@@ -387,13 +388,23 @@ TEST(one_writer_at_a_time_with_fencing) {
   atomic_fetch_add(&now_ms, 2000);
   CHECK_EQ_INT(tus_lock(t, u.id, "alice", &w2, NULL), 0);
   CHECK_EQ_INT(tus_write_offset(w2), 4);
-  CHECK_EQ_INT(tus_write(w1, "bbbb", 4), 0);
+  CHECK_EQ_INT(tus_write(w1, "bbbb", 4), GROVE_EPERM); /* the stale writer touches nothing */
   CHECK_EQ_INT(tus_checkpoint(w1), GROVE_EPERM);
+  CHECK_EQ_INT(tus_discard(w1), GROVE_EPERM);
   tus_unlock(w1); /* must not free w2's lock */
   struct tus_write *w3;
   CHECK_EQ_INT(tus_lock(t, u.id, "alice", &w3, NULL), GROVE_EBUSY);
   CHECK_EQ_INT(tus_write(w2, "cccc", 4), 0);
   CHECK_EQ_INT(tus_checkpoint(w2), 0);
+  /* writes renew the lease: a slow client keeps its lock */
+  for (int i = 0; i < 5; i++) {
+    atomic_fetch_add(&now_ms, 4000);
+    CHECK_EQ_INT(tus_write(w2, "", 0), 0);
+  }
+  CHECK_EQ_INT(tus_lock(t, u.id, "alice", &w3, NULL), GROVE_EBUSY);
+  /* a writer stops a tenth of the lease before it lapses */
+  atomic_fetch_add(&now_ms, 9500);
+  CHECK_EQ_INT(tus_write(w2, "d", 1), GROVE_EPERM);
   tus_unlock(w2);
   CHECK_EQ_INT(tus_get(t, u.id, "alice", &g), 0);
   CHECK_EQ_INT(g.offset, 8);
@@ -547,7 +558,7 @@ TEST(expired_uploads_are_swept) {
   struct tus_write *w;
   CHECK_EQ_INT(tus_lock(t, v.id, "alice", &w, NULL), 0);
   CHECK_EQ_INT(tus_write(w, "c", 1), 0);
-  atomic_fetch_add(&now_ms, 9000);
+  atomic_fetch_add(&now_ms, 5000);
   CHECK_EQ_INT(tus_checkpoint(w), 0);
   tus_unlock(w);
   atomic_fetch_add(&now_ms, 59000);
