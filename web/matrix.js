@@ -571,7 +571,7 @@
           const last = s.points.length ? s.points[s.points.length - 1][1] : null;
           return `${s.label} ${last == null ? 'no data' : 'latest ' + o.format(last)}`;
         }).join('; ') : 'no data'));
-        text(note, n ? `${o.words}, one point per ${o.stepMs / 60000 >= 60 ? o.stepMs / 3600000 + ' h' : o.stepMs / 60000 + ' min'} (mean). Breaks in a line are times without samples.`
+        text(note, n ? `${o.words}, one point per ${o.stepMs / 60000 >= 60 ? o.stepMs / 3600000 + ' h' : o.stepMs / 60000 + ' min'} (${o.per || 'mean'}). Breaks in a line are times without samples.`
           : `No samples in the ${o.words}.`);
       },
     };
@@ -1027,29 +1027,29 @@
         if (perHour.value !== '') b.cost_per_hour = Number(perHour.value);
         return b;
       };
-      submitting({ form, submit, payload: () => { const [secs] = PERIODS[period.value]; const to = Date.now(); return body(to - secs * 1000, to); } },
-        procResults, '/api/costs/process-summary', 'Pricing every process…', (b) => {
-          forget();
-          showProcessCosts(b.data);
-          drawPeriods();
-        }, 'Cannot price the processes');
+      // the period also comes back in equal steps (timeline): cost over time
+      submitting({ form, submit, payload: () => {
+        const [secs, parts] = PERIODS[period.value];
+        const to = Date.now();
+        return Object.assign(body(to - secs * 1000, to), { step_s: secs / parts });
+      } }, procResults, '/api/costs/process-summary', 'Pricing every process…', (b) => {
+        forget();
+        showProcessCosts(b.data);
+        drawTimeline(b.data);
+      }, 'Cannot price the processes');
 
-      // the period in equal parts, each priced on its own: cost over time
       const periodChart = timeChart(charts, 'Cost over the period');
-      async function drawPeriods() {
-        const [secs, parts, words] = PERIODS[period.value];
-        const to = Date.now(), from = to - secs * 1000, w = secs * 1000 / parts;
-        const box = el('div', {}, el('h3', {}, 'Over the period'), periodChart.node);
-        procResults.append(box);
-        await periodChart.draw({ from, to, unit: 'Cost, US$', format: usd, stepMs: w, words: `${words} in ${parts} parts`,
-          load: async () => {
-            const answers = await Promise.all(Array.from({ length: parts }, (_, i) =>
-              grove.api('/api/costs/process-summary', { method: 'POST', body: JSON.stringify(body(from + i * w, from + (i + 1) * w)) })
-                .catch((e) => { if (e.status === 404) return null; throw e; })));
-            const at = (i) => (from + (i + 1) * w) * 1e6;
-            return [{ label: 'Allocated to processes', points: answers.map((a, i) => [at(i), a ? a.totals.allocated_cost : null]) },
-              { label: 'Idle', points: answers.map((a, i) => [at(i), a ? a.totals.idle_cost : null]) }];
-          } });
+      function drawTimeline(d) {
+        const steps = d.timeline || [];
+        if (!steps.length) return;
+        const [, parts, words] = PERIODS[period.value];
+        const from = Date.parse(d.period.from), to = Date.parse(d.period.to);
+        procResults.append(el('div', {}, el('h3', {}, 'Over the period'), periodChart.node));
+        // a step without a sample of the host is a gap, not a zero
+        const at = (x, v) => [Date.parse(x.to) * 1e6, x.host_hours ? v : null];
+        periodChart.draw({ from, to, unit: 'Cost, US$', format: usd, stepMs: (to - from) / parts, words: `${words} in ${parts} steps`, per: 'its cost',
+          load: async () => [{ label: 'Allocated to processes', points: steps.map((x) => at(x, x.allocated_cost)) },
+            { label: 'Idle', points: steps.map((x) => at(x, x.idle_cost)) }] });
       }
     }
 

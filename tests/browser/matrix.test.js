@@ -367,23 +367,15 @@ async function costByProcessView(page, api, post) {
   const ch = await page.evaluate((s) => { const c = Chart.getChart(document.querySelector(s)); return { labels: c.data.labels, sets: c.data.datasets.map((x) => [x.label, x.data[0]]), stacked: c.options.scales.x.stacked }; }, bars);
   check(ch.stacked && ch.labels[0] === `${d.processes[0].process_name} (${d.processes[0].pid})` && ch.labels[ch.labels.length - 1] === 'Idle (unallocated)' &&
     ch.sets.find((x) => x[0] === 'GPU')[1] === d.processes[0].cost.gpu, 'the chart stacks each process\'s CPU, GPU, memory and electricity cost, idle last');
-  // over the period: each part priced on its own, by the page's own requests
-  const parts = new Map();
-  const onPart = async (r) => {
-    if (!r.url().endsWith('/api/costs/process-summary')) return;
-    const b = JSON.parse(r.request().postData());
-    const j = await r.json().catch(() => null);
-    parts.set(Date.parse(b.to), r.status() === 200 && j ? j.data.totals.allocated_cost : null);
-  };
-  page.on('response', onPart);
+  // over the period: the answer's timeline, one step per ten minutes
   await page.selectOption('#mx-costs select[name=period]', '1h');
-  await submitForm(page, 'mx-costs', '/api/costs/process-summary');
+  const [sentT, withSteps] = await submitForm(page, 'mx-costs', '/api/costs/process-summary');
   const tc = '#mx-costs-results .time-chart canvas';
   await page.waitForFunction((s) => { const c = document.querySelector(s); return c && c.dataset.points; }, tc);
-  page.off('response', onPart);
+  const steps = new Map(withSteps.data.timeline.filter((x) => x.host_hours).map((x) => [Date.parse(x.to), x.allocated_cost]));
   const pts = await chartPoints(page, tc, 0);
-  check(pts.length >= 1 && pts.every(([x, y]) => parts.get(Math.round(x)) === y),
-    `the period's chart draws the allocated cost of each part as the server priced it: ${pts.map(([x, y]) => `${new Date(x).toISOString().slice(11, 16)} ${usd(y)}`).join(', ')}`);
+  check(sentT.step_s === 600 && pts.length === steps.size && pts.length >= 1 && pts.every(([x, y]) => steps.get(Math.round(x)) === y),
+    `the period's chart draws the allocated cost of each ten-minute step with samples, as the server priced it: ${pts.map(([x, y]) => `${new Date(x).toISOString().slice(11, 16)} ${usd(y)}`).join(', ')}`);
   await audit(page, 'cost by process');
   // an error: a VM priced nowhere (no instance, no region)
   await page.selectOption('#mx-costs select[name=instance_type]', '');
