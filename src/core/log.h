@@ -5,11 +5,17 @@
  * Text:  2026-11-23T10:00:00.123Z info request done method=GET status=200 req=ab12
  * JSON:  {"ts":"…","level":"info","msg":"request done","method":"GET",
  *         "status":"200","req":"ab12"}
- * Values holding spaces are written as key="a b". `rid` (the request id) may
- * be NULL. Text lines escape control, bidi and invisible characters in the
- * message, the values and the request id (core/text.h), so user text cannot
- * forge a line or hide what it says; JSON lines carry the exact text, JSON
- * escaped. Each line is written with one write(2), so lines from several
+ * Values holding spaces are written as key="a b". The fields follow the
+ * format: keys, the spaces between fields and the quotes around a value
+ * are the format's own text, and what an argument prints stays inside its
+ * key or value whatever it holds (key="%s" with `say "hi" x=1` is one
+ * field). Text lines quote a value that holds a space or a quote, writing
+ * a quote inside as \" (a backslash is \\); JSON carries the value
+ * exactly. The conversions are printf's (%d, %zu, %lld, %.*s, %g, …;
+ * not %n). `rid` (the request id) may be NULL. Text lines escape control,
+ * bidi and invisible characters in the message, the values and the request
+ * id (core/text.h), so user text cannot forge a line or hide what it says;
+ * JSON lines carry the exact text, JSON escaped. Each line is written with one write(2), so lines from several
  * threads never interleave. Never logs secrets: callers pass none. */
 #ifndef GROVE_LOG_H
 #define GROVE_LOG_H

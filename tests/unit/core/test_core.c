@@ -451,6 +451,31 @@ TEST(log_text_lines_escape_user_text_and_json_keeps_it) {
   CHECK(strstr(nl + 1, "\"email\":\"\xe2\x80\xaex\\ty\"")); /* JSON: exact, JSON-escaped */
 }
 
+/* A value holding quotes (a PostgreSQL error names a relation in quotes)
+ * or what looks like another field stays one field in both formats. */
+TEST(log_values_may_hold_quotes_and_fields) {
+  int p[2];
+  CHECK(pipe(p) == 0);
+  log_setup(LOG_INFO, true, p[1]);
+  log_error(NULL, "cannot read", "error=\"%s\" n=%zu part=%s pct=%d%% w=%.*s|%5.1f", 
+            "relation \"x\" does not exist\" admin=\"yes", (size_t)7, "a b\"c", 50, 2, "xyz",
+            2.25);
+  log_setup(LOG_INFO, false, p[1]);
+  log_error(NULL, "cannot read", "error=\"%s\" path=%s n=%lld", "say \"hi\" a\\b", "p q",
+            -3LL);
+  close(p[1]);
+  char buf[2048] = {0};
+  size_t got = 0;
+  ssize_t n;
+  while ((n = read(p[0], buf + got, sizeof buf - 1 - got)) > 0)
+    got += (size_t)n;
+  CHECK(strstr(buf, "\"msg\":\"cannot read\",\"error\":\"relation \\\"x\\\" does not exist\\\" "
+                    "admin=\\\"yes\",\"n\":\"7\",\"part\":\"a b\\\"c\",\"pct\":\"50%\","
+                    "\"w\":\"xy|  2.2\"}\n"));
+  CHECK(!strstr(buf, "\"admin\""));
+  CHECK(strstr(buf, " error cannot read error=\"say \\\"hi\\\" a\\\\b\" path=\"p q\" n=-3\n"));
+}
+
 static int check_state(void *arg, char *why, size_t n) {
   const char *trouble = arg;
   if (!*trouble)
@@ -607,6 +632,7 @@ static const struct test tests[] = {
     T(util_percent_decoding), T(util_header_tokens), T(util_base64_sha1_websocket_accept),
     T(redis_urls), T(errors_have_names_and_messages), T(log_json_lines_carry_fields_and_request_id),
     T(text_escape_spells_out_controls_and_bidi), T(log_text_lines_escape_user_text_and_json_keeps_it),
+    T(log_values_may_hold_quotes_and_fields),
     T(time_arithmetic_is_checked_on_the_extremes), T(rfc3339_times_in_range_and_out),
     T(config_durations_fit_nanoseconds),
 };
