@@ -43,6 +43,7 @@ struct router;
 struct metrics;
 struct health;
 struct http_req;
+struct json_t;
 
 /* ---- options (section "telemetry" of `grove serve --help`) ----------------------
  * --series-flush, --series-flush-points, --series-retention,
@@ -206,6 +207,18 @@ typedef void (*telemetry_refused_fn)(size_t index, const char *why, void *arg);
  * the store's error; then no consumer ran). */
 int telemetry_write(struct telemetry *t, const struct telemetry_line *lines, size_t n,
                     telemetry_refused_fn refused, void *arg, struct telemetry_result *res);
+
+/* The 400 PARTIAL_WRITE answer (the error envelope) of a write of `total`
+ * items (`items`: "lines", "readings") of which `nfailed` were refused,
+ * as POST /api/v1/write gives it, for an app's own write routes: message
+ * "partial write: F of N <items> failed; the others were written" (or
+ * "none was written"), details {"<items>": N, "failed_<items>": F,
+ * "points_written", "late", "ahead" (from res), "failed": failed}.
+ * `failed` is the JSON array saying which items failed and why (borrowed:
+ * the answer takes its own reference). Call on r's loop. */
+void telemetry_reply_partial(struct http_req *r, const char *items, size_t total,
+                             size_t nfailed, const struct telemetry_result *res,
+                             struct json_t *failed);
 
 /* ---- series keys ----------------------------------------------------------------
  * A series is a measurement, tags and one field; its key is

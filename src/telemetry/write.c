@@ -610,6 +610,32 @@ int telemetry_write_lp(struct telemetry *t, const char *body, size_t len, enum l
   return rc;
 }
 
+/* The PARTIAL_WRITE answer in the API's shape; InfluxDB's message names
+ * the first failed line (`first`) as InfluxDB says it: Telegraf looks for
+ * "partial write". */
+static void partial_reply(struct http_req *r, enum telemetry_api api, const char *items,
+                          size_t total, size_t nfailed, const struct telemetry_result *res,
+                          json_t *failed, const char *first) {
+  char msg[400], failed_items[48];
+  if (api == TELEMETRY_API_INFLUX)
+    snprintf(msg, sizeof msg, "partial write: %s dropped=%zu", first, nfailed);
+  else
+    snprintf(msg, sizeof msg, "partial write: %zu of %zu %s failed; %s", nfailed, total, items,
+             nfailed < total ? "the others were written" : "none was written");
+  snprintf(failed_items, sizeof failed_items, "failed_%s", items);
+  telemetry_reply_error(r, api, 400, "PARTIAL_WRITE", msg,
+                        json_pack("{s:I,s:I,s:I,s:I,s:I,s:O}", items, (json_int_t)total,
+                                  failed_items, (json_int_t)nfailed, "points_written",
+                                  (json_int_t)res->points, "late", (json_int_t)res->verdict.late,
+                                  "ahead", (json_int_t)res->verdict.ahead, "failed", failed));
+}
+
+void telemetry_reply_partial(struct http_req *r, const char *items, size_t total,
+                             size_t nfailed, const struct telemetry_result *res,
+                             json_t *failed) {
+  partial_reply(r, TELEMETRY_API_GROVE, items, total, nfailed, res, failed, NULL);
+}
+
 static void write_work(void *arg) { lp_work(arg); }
 
 static void write_done(struct http_req *r, void *arg) {
@@ -621,19 +647,10 @@ static void write_done(struct http_req *r, void *arg) {
     telemetry_reply_error(r, j->api, 503, "STORE_UNAVAILABLE", "points were not written; retry",
                           NULL);
   } else if (j->stats.errors) {
-    char msg[400];
-    if (j->api == TELEMETRY_API_INFLUX) /* as InfluxDB says it: Telegraf looks for "partial write" */
-      snprintf(msg, sizeof msg, "partial write: %s dropped=%d", j->first_failed, j->stats.errors);
-    else
-      snprintf(msg, sizeof msg, "partial write: %d of %d lines failed; %s", j->stats.errors,
-               j->stats.lines,
-               j->stats.errors < j->stats.lines ? "the others were written" : "none was written");
-    telemetry_reply_error(
-        r, j->api, 400, "PARTIAL_WRITE", msg,
-        json_pack("{s:i,s:i,s:I,s:I,s:I,s:O}", "lines", j->stats.lines, "failed_lines",
-                  j->stats.errors, "points_written", (json_int_t)j->npts, "late",
-                  (json_int_t)j->verdict.late, "ahead", (json_int_t)j->verdict.ahead, "failed",
-                  j->failed));
+    struct telemetry_result res = {.points = j->npts, .refused = (size_t)j->stats.errors,
+                                   .verdict = j->verdict};
+    partial_reply(r, j->api, "lines", (size_t)j->stats.lines, res.refused, &res, j->failed,
+                  j->first_failed);
   } else {
     /* 204 has no body (InfluxDB clients expect it): how many points the
      * consumers left out of their live views goes in headers — late

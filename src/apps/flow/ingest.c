@@ -320,16 +320,7 @@ static void readings_done(struct http_req *r, void *arg) {
     log_error(r->id, "cannot write readings", "error=\"%s\"", grove_strerror(j->rc));
     http_reply_error(r, 503, "STORE_UNAVAILABLE", "readings were not written; retry", NULL);
   } else if (j->nfailed) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "partial write: %zu of %zu readings failed; %s", j->nfailed,
-             j->nreadings,
-             j->nfailed < j->nreadings ? "the others were written" : "none was written");
-    http_reply_error(r, 400, "PARTIAL_WRITE", msg,
-                     json_pack("{s:I,s:I,s:I,s:I,s:I,s:O}", "readings", (json_int_t)j->nreadings,
-                               "failed_readings", (json_int_t)j->nfailed, "points_written",
-                               (json_int_t)j->res.points, "late",
-                               (json_int_t)j->res.verdict.late, "ahead",
-                               (json_int_t)j->res.verdict.ahead, "failed", j->failed));
+    telemetry_reply_partial(r, "readings", j->nreadings, j->nfailed, &j->res, j->failed);
   } else {
     http_reply_data(r, 200,
                     json_pack("{s:I,s:I,s:I,s:I}", "readings", (json_int_t)j->nreadings,
