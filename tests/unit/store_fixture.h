@@ -1,5 +1,5 @@
 /* store_fixture.h — a fresh platform store for a unit test: PostgreSQL
- * when GROVE_TEST_STORE names one (tests/e2e/with_postgres.py), else
+ * when GROVE_TEST_STORE names one (tests/e2e/with_service.py postgres), else
  * SQLite in a new folder made from `pattern` ("/tmp/grove-x-XXXXXX",
  * written into dir, n bytes). pool: connections. Fails the test when the
  * store cannot open; the caller drops its own tables for a clean slate. */

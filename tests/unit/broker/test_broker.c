@@ -1,7 +1,7 @@
 /* test_broker.c — the Redis client against a real redis-server.
  *
  * The redis_* tests need GROVE_TEST_REDIS (a redis:// URL of a server the
- * test run started: tests/e2e/with_redis.py, ctest's unit.broker.redis);
+ * test run started: tests/e2e/with_service.py redis, ctest's unit.broker.redis);
  * without it they pass without running. The reconnect test starts and
  * kills a redis-server of its own on a free loopback port. Nothing here
  * sleeps to make a point: every wait is for a condition, with a deadline. */
