@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/array.h"
 #include "core/error.h"
 #include "store/driver.h"
 
@@ -25,10 +26,10 @@ int rows_set_name(struct store_rows *r, int col, const char *name) {
 
 int rows_add(struct store_rows *r, const char *const *vals, const int *lens) {
   size_t at = (size_t)r->nrows * (size_t)r->ncols;
-  char **v = realloc(r->values, (at + (size_t)r->ncols + 1) * sizeof *v);
-  if (!v)
+  /* the answer's size bounds it (one more: never an empty allocation) */
+  if (ARRAY_GROW(r->values, r->cap, at + (size_t)r->ncols + 1, 64, ARRAY_NOMAX))
     return GROVE_ENOMEM;
-  r->values = v;
+  char **v = r->values;
   for (int i = 0; i < r->ncols; i++) {
     v[at + (size_t)i] = NULL;
     if (!vals[i])

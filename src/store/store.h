@@ -34,6 +34,7 @@ struct store_rows {
   int nrows, ncols;
   char **names;
   char **values;
+  size_t cap;        /* values allocated (grown by doubling) */
   long long changes; /* rows changed by INSERT/UPDATE/DELETE */
 };
 
