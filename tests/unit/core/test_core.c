@@ -1,5 +1,6 @@
 /* test_core.c — buffers, config, map, metrics, logging, helpers. */
 #include <fcntl.h>
+#include <float.h>
 #include <math.h>
 #include <unistd.h>
 
@@ -249,6 +250,61 @@ TEST(jsonout_double_is_shortest_round_trip) {
   CHECK_EQ_STR(r, "+Inf");
   real_shortest(r, -INFINITY);
   CHECK_EQ_STR(r, "-Inf");
+}
+
+/* The reference: %.15g, %.16g or %.17g, the first that reads back
+ * (subnormals from one digit up), as real_shortest wrote every number
+ * before it printed short decimals itself. */
+static void shortest_by_printf(char *out, double v) {
+  int first = v != 0 && fabs(v) < DBL_MIN ? 1 : 15;
+  for (int prec = first; prec <= 17; prec++) {
+    snprintf(out, REAL_SHORTEST_MAX, "%.*g", prec, v);
+    if (prec == 17 || strtod(out, NULL) == v)
+      break;
+  }
+}
+
+static void check_as_printf(double v) {
+  char got[REAL_SHORTEST_MAX], want[REAL_SHORTEST_MAX];
+  size_t n = real_shortest(got, v);
+  shortest_by_printf(want, v);
+  CHECK_EQ_STR(got, want);
+  CHECK_EQ_INT(n, strlen(want));
+}
+
+/* Readings with a few decimals are written without printf: the same text
+ * as printf's, byte for byte, on decimals of every length and at the
+ * edges of that path (1e-4, 1e15, 15 and 16 digits, nine decimals). */
+TEST(real_shortest_writes_decimals_as_printf_does) {
+  static const double p10[] = {1, 10, 100, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11};
+  for (int k = 0; k < (int)ARRAY_LEN(p10); k++)
+    for (long long i = -2000; i <= 2000; i++) {
+      check_as_printf((double)i / p10[k]);
+      check_as_printf((double)(i * 7919 + 123456789) / p10[k]);
+    }
+  static const double edges[] = {1e-4, 1e15, 999999999999999.0, 99999999999999.9,
+                                 123456789012345.0, 1234567890123456.0, 0.123456789,
+                                 0.1234567891, 12345.6789012345, 0.1 + 0.2, 1.0 / 3,
+                                 9.999999999e-5, 1e-5, 0.5, 2.5, 1e14, 4503599627370496.5,
+                                 0.0001234, 17.4, 23.45, 1013.25, 0, 9007199254740993.0};
+  for (size_t i = 0; i < ARRAY_LEN(edges); i++)
+    for (int sign = -1; sign <= 1; sign += 2) {
+      double v = sign * edges[i];
+      check_as_printf(v);
+      check_as_printf(nextafter(v, INFINITY));
+      check_as_printf(nextafter(v, -INFINITY));
+    }
+  uint64_t x = 0x2545f4914f6cdd1dull; /* random decimals of 1 to 17 digits */
+  for (int i = 0; i < 200000; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    int digits = 1 + (int)(x % 17), exp10 = (int)(x >> 8 & 31) - 12;
+    unsigned long long m = (x >> 16) % 100000000000000000ull, cut = 1;
+    for (int d = 0; d < digits; d++)
+      cut *= 10;
+    char text[48];
+    snprintf(text, sizeof text, "%llue%d", m % cut, exp10);
+    check_as_printf(strtod(text, NULL));
+  }
 }
 
 /* Property over random bit patterns: what is written reads back as the
@@ -628,6 +684,7 @@ static const struct test tests[] = {
     T(config_refuses_a_section_past_its_cap), T(config_parsers),
     T(map_put_get_delete_and_grow), T(metrics_render_prometheus_text),
     T(jsonout_double_is_shortest_round_trip), T(jsonout_double_round_trips_random_doubles),
+    T(real_shortest_writes_decimals_as_printf_does),
     T(jsonout_dumps_shortens_reals_and_nothing_else), T(metrics_process_and_build_info),
     T(util_percent_decoding), T(util_header_tokens), T(util_base64_sha1_websocket_accept),
     T(redis_urls), T(errors_have_names_and_messages), T(log_json_lines_carry_fields_and_request_id),
