@@ -86,6 +86,24 @@ static void read_work(void *arg) {
                         &j->next);
 }
 
+/* [ts,value] (after a comma unless first): the hot loop of a read, a
+ * page of up to --series-read-max points, so no printf; the value in its
+ * shortest round-trip form, as every JSON answer. */
+static void put_point(struct buf *b, size_t i, int64_t ts, double v) {
+  char p[2 + 1 + 20 + 1 + JSONOUT_DOUBLE_MAX + 1];
+  size_t n = 0;
+  if (i)
+    p[n++] = ',';
+  p[n++] = '[';
+  if (ts < 0)
+    p[n++] = '-';
+  n += u64_to_dec(ts < 0 ? 0 - (uint64_t)ts : (uint64_t)ts, p + n);
+  p[n++] = ',';
+  n += jsonout_double(p + n, v);
+  p[n++] = ']';
+  buf_append(b, p, n);
+}
+
 static void read_done(struct http_req *r, void *arg) {
   struct read_job *j = arg;
   if (!r->conn) {
@@ -115,15 +133,13 @@ static void read_done(struct http_req *r, void *arg) {
                  aggs[j->agg], j->source ? j->source : "raw");
     }
     buf_puts(&b, ",\"points\":[");
+    buf_reserve(&b, n * 32); /* a point is about 25 bytes: one allocation, mostly */
     for (size_t i = 0; i < n; i++) {
-      char num[JSONOUT_DOUBLE_MAX]; /* shortest round-trip form, as every JSON answer */
-      if (j->step) {
-        jsonout_double(num, series_bucket_value(&j->buckets[i], (enum series_agg)j->agg));
-        buf_printf(&b, "%s[%lld,%s]", i ? "," : "", (long long)j->buckets[i].start_ns, num);
-      } else {
-        jsonout_double(num, j->pts[i].value);
-        buf_printf(&b, "%s[%lld,%s]", i ? "," : "", (long long)j->pts[i].ts_ns, num);
-      }
+      if (j->step)
+        put_point(&b, i, j->buckets[i].start_ns,
+                  series_bucket_value(&j->buckets[i], (enum series_agg)j->agg));
+      else
+        put_point(&b, i, j->pts[i].ts_ns, j->pts[i].value);
     }
     buf_printf(&b, "],\"truncated\":%s}", j->more ? "true" : "false");
     /* raw points come a page at a time: `next` is the `from` of the next */
