@@ -9,7 +9,8 @@ BUILD="build-essential cmake pkg-config
  libpq-dev libhiredis-dev libssl-dev zlib1g-dev libargon2-dev libicu-dev
  libcurl4-openssl-dev libmicrohttpd-dev libjs-chart.js"
 TEST="clang libclang-rt-14-dev postgresql redis-server nginx-light sqlite3 python3 python3-yaml python3-prometheus-client curl chromium nodejs npm"
-BENCH="wrk nginx-light prometheus-node-exporter netdata rabbitmq-server librabbitmq-dev"
+BENCH="wrk nginx-light prometheus-node-exporter netdata rabbitmq-server librabbitmq-dev
+ python3-fastapi python3-uvicorn python3-sklearn python3-xgboost"
 
 want="$BUILD"
 case "${1:-build}" in
