@@ -171,7 +171,8 @@ typedef void (*broker_reply_fn)(int rc, const redisReply *reply, void *arg);
  * args[0..nargs) (NUL-terminated strings, copied). cb may be NULL (fire
  * and forget). Call on loop's thread. A command pending for
  * BROKER_LOOP_DEADLINE_MS with no answer on its connection gives the
- * connection up: its commands' callbacks get GROVE_EUNAVAIL, so a caller
+ * connection up (an answer already in the socket, unread because the loop
+ * itself was held up, is an answer, not a hung Redis): its commands' callbacks get GROVE_EUNAVAIL, so a caller
  * waits at most that long. Returns 0 (cb will run), GROVE_EUNAVAIL (no
  * connection up on this loop), GROVE_EINVAL, GROVE_ENOMEM. */
 #define BROKER_LOOP_DEADLINE_MS 300

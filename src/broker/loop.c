@@ -7,11 +7,14 @@
  * IO_TIMEOUT_MS is given up (the libuv adapter loses a failed connect's
  * error), a command pending BROKER_LOOP_DEADLINE_MS with no answer gives
  * the connection up (hung or too slow: callers fall back at once rather
- * than hold requests), an idle connection is pinged every PING_MS and
+ * than hold requests), unless the answer already waits in the socket (the
+ * loop itself was held up: libuv runs timers before it reads, so a loop
+ * that stalls past the deadline must not blame Redis), an idle connection is pinged every PING_MS and
  * given up when the answer takes PING_TIMEOUT_MS. Given up, its pending
  * commands' callbacks get GROVE_EUNAVAIL, and the broker's reconnect
  * policy says when to try again. */
 #include <hiredis/async.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +210,14 @@ static void on_pong(redisAsyncContext *ac, void *reply, void *arg) {
   lc->progress_ms = now_ms();
 }
 
+/* True when the connection's socket has bytes (or its end) waiting: an
+ * answer this loop has not read yet, because the loop was busy or not
+ * scheduled; its read comes after this tick. */
+static bool answer_waiting(const struct loop_conn *lc) {
+  struct pollfd p = {.fd = lc->ac->c.fd, .events = POLLIN};
+  return p.fd >= 0 && poll(&p, 1, 0) > 0;
+}
+
 static void on_tick(uv_timer_t *t) {
   struct loop_conn *lc = t->data;
   uint64_t now = now_ms();
@@ -215,10 +226,13 @@ static void on_tick(uv_timer_t *t) {
     return;
   if (lc->ac && !up && now - lc->connect_ms >= IO_TIMEOUT_MS)
     drop_context(lc, "connect timed out");
-  else if (lc->ac && lc->pending > 0 && now - lc->progress_ms > BROKER_LOOP_DEADLINE_MS)
-    drop_context(lc, "no answer in time");
-  else if (lc->ac && up && lc->ping_sent_ms && now - lc->ping_sent_ms > PING_TIMEOUT_MS)
-    drop_context(lc, "no answer to ping");
+  else if (lc->ac && lc->pending > 0 && now - lc->progress_ms > BROKER_LOOP_DEADLINE_MS) {
+    if (!answer_waiting(lc))
+      drop_context(lc, "no answer in time");
+  } else if (lc->ac && up && lc->ping_sent_ms && now - lc->ping_sent_ms > PING_TIMEOUT_MS) {
+    if (!answer_waiting(lc))
+      drop_context(lc, "no answer to ping");
+  }
   else if (lc->ac && up && !lc->ping_sent_ms && now - lc->last_ping_ms >= PING_MS) {
     lc->last_ping_ms = now;
     if (redisAsyncCommand(lc->ac, on_pong, (void *)(uintptr_t)lc->epoch, "PING") == REDIS_OK)

@@ -196,9 +196,11 @@ def test_two_instances_enforce_one_limit_through_redis():
     redis = Redis()
     a = b = None
     try:
-        a = Grove("--broker", redis.url, "--rate-key", "20/m", "--gate-refresh", "200ms")
+        # 20 an hour: no token comes back while the test runs (20/m gives
+        # one every 3 s, which a slow machine's 40 requests can outlast)
+        a = Grove("--broker", redis.url, "--rate-key", "20/h", "--gate-refresh", "200ms")
         # b shares a's database (SQLite in WAL mode serves both processes) and Redis
-        b = Grove("--broker", redis.url, "--rate-key", "20/m", "--gate-refresh", "200ms",
+        b = Grove("--broker", redis.url, "--rate-key", "20/h", "--gate-refresh", "200ms",
                   *shared_store(a))
         out = subprocess.run([GROVE, "key", "add", "shared", "--scopes", "read", "--data-dir", a.data_dir],
                              capture_output=True, text=True)
@@ -211,7 +213,10 @@ def test_two_instances_enforce_one_limit_through_redis():
                    what="key known to b")
         eventually(lambda: a.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200,
                    what="key known to a")
-        # 2 of 20 taken; 40 more at once, half on each instance: exactly 18 pass
+        # 2 of 20 taken; 40 more at once, half on each instance: exactly 18
+        # pass, and one more per decision Redis did not answer in time
+        # (made locally by design, docs/gate.md)
+        local = fallbacks(a) + fallbacks(b)
         statuses = []
         lock = threading.Lock()
 
@@ -222,9 +227,10 @@ def test_two_instances_enforce_one_limit_through_redis():
         threads = [threading.Thread(target=one, args=(a if i % 2 else b,)) for i in range(40)]
         [t.start() for t in threads]
         [t.join() for t in threads]
-        assert statuses.count(200) == 18 and statuses.count(429) == 22, statuses
+        local = fallbacks(a) + fallbacks(b) - local
+        assert 18 <= statuses.count(200) <= 18 + local and len(statuses) == 40, (statuses, local)
         r = a.request("GET", "/auth/me", headers={"X-API-Key": key})
-        assert r.status == 429 and r.header("ratelimit-policy") == '"key";q=20;w=60'
+        assert r.status == 429 and r.header("ratelimit-policy") == '"key";q=20;w=3600'
 
         # Redis stops: each instance limits on its own, and says so
         redis.kill()
@@ -233,16 +239,18 @@ def test_two_instances_enforce_one_limit_through_redis():
         assert a.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200  # local bucket
         m = a.request("GET", "/metrics").body.decode()
         assert "grove_rate_limit_shared 0" in m
-        assert float(re.search(r"^grove_rate_limit_fallbacks_total (\S+)$", m, re.M).group(1)) >= 1
+        assert fallbacks(a) >= 1
 
         # and shares again when it is back (its buckets were lost with it)
         redis.start()
         for g in (a, b):
             eventually(lambda: g.request("GET", "/ready").status == 200, timeout=15, what="shared again")
         assert "grove_rate_limit_shared 1" in a.request("GET", "/metrics").body.decode()
+        local = fallbacks(a) + fallbacks(b)
         ok = sum(g.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200
                  for g in (a, b, a, b, a, b) * 5)
-        assert ok == 20, ok
+        local = fallbacks(a) + fallbacks(b) - local
+        assert 20 <= ok <= 20 + local, (ok, local)
 
         # a Redis that hangs (stopped, not gone) does not hang requests
         import signal as sig
@@ -255,6 +263,12 @@ def test_two_instances_enforce_one_limit_through_redis():
             redis.proc.send_signal(sig.SIGCONT)
     finally:
         stop_all(a, b, redis)
+
+
+def fallbacks(g):
+    """grove_rate_limit_fallbacks_total of g: decisions made locally."""
+    m = g.request("GET", "/metrics").body.decode()
+    return float(re.search(r"^grove_rate_limit_fallbacks_total (\S+)$", m, re.M).group(1))
 
 
 def ready_state(g):
@@ -338,16 +352,21 @@ def test_redis_outages_recover_by_themselves():
         [t.join() for t in threads]
         assert not slow, slow
 
-        # the limits are shared again: one key, one bucket across both
+        # the limits are shared again: one key, one bucket across both. A
+        # bucket of 10 an hour gains no token while the test runs (10/m
+        # would give an 11th after 6 s on a slow machine); a decision Redis
+        # did not answer in time is local by design (docs/gate.md), so
+        # each counted fallback may admit one more
         subprocess.run(["redis-cli", "-p", str(port), "FLUSHALL"], check=True, capture_output=True)
-        a2 = Grove("--broker", url, "--rate-key", "10/m", *FAST_HASH, *shared_store(a))
-        b2 = Grove("--broker", url, "--rate-key", "10/m", *FAST_HASH, *shared_store(a))
+        a2 = Grove("--broker", url, "--rate-key", "10/h", *FAST_HASH, *shared_store(a))
+        b2 = Grove("--broker", url, "--rate-key", "10/h", *FAST_HASH, *shared_store(a))
         try:
             for g in (a2, b2):
                 eventually(lambda: ready_state(g) == (200, []), timeout=15, what="shared")
             ok = sum(g.request("GET", "/auth/me", headers={"X-API-Key": key}).status == 200
                      for g in (a2, b2) * 10)
-            assert ok == 10, ok
+            local = sum(fallbacks(g) for g in (a2, b2))
+            assert 10 <= ok <= 10 + local, (ok, local)
         finally:
             stop_all(a2, b2)
     finally:

@@ -474,6 +474,66 @@ TEST(redis_scripts_survive_script_flush) {
   metrics_destroy(m);
 }
 
+/* A loop held up past the deadline while Redis answers: the answer waits
+ * in the socket, and it is the answer the caller gets (libuv runs the
+ * deadline's timer before it reads; an unread answer is not a hung Redis,
+ * and a rate limit decided locally instead would admit twice). */
+static struct broker_script mark_script =
+    BROKER_SCRIPT("redis.call('SET', KEYS[1], ARGV[1]) return 7");
+
+struct stall {
+  redisContext *c;
+  const char *key;
+  bool done;
+};
+
+static bool key_set(void *arg) {
+  struct stall *st = arg;
+  return raw_int(st->c, "EXISTS %s", st->key) == 1;
+}
+
+/* Runs once, right after the poll phase that sent the script: the loop
+ * stops until Redis ran it, then past the deadline and a tick. */
+static void stall_loop(uv_check_t *h) {
+  struct stall *st = h->data;
+  CHECK(wait_for(key_set, st));
+  pause_ms(BROKER_LOOP_DEADLINE_MS + 300);
+  st->done = true;
+  uv_check_stop(h);
+}
+
+TEST(redis_answer_read_late_is_not_a_timeout) {
+  const char *url = getenv("GROVE_TEST_REDIS");
+  if (!url)
+    return;
+  struct broker *b = make(url, 1, NULL);
+  CHECK(broker_script_load(b, &mark_script) == 0); /* no NOSCRIPT round first */
+  uv_loop_t loop;
+  CHECK(uv_loop_init(&loop) == 0);
+  broker_loop_start(b, &loop, 0);
+  CHECK(spin_for(&loop, loop_up, b));
+  char key[64];
+  unique(key, sizeof key, "grove:test:late");
+  struct stall st = {raw(url), key, false};
+  uv_check_t check;
+  CHECK(uv_check_init(&loop, &check) == 0);
+  check.data = &st;
+  struct answer a = {0};
+  const char *keys[] = {key}, *args[] = {"1"};
+  CHECK(broker_eval(b, &loop, &mark_script, 1, keys, 1, args, on_reply, &a) == 0);
+  CHECK(uv_check_start(&check, stall_loop) == 0);
+  CHECK(spin_for(&loop, answered, &a));
+  CHECK(st.done);
+  CHECK_EQ_INT(a.rc, 0);
+  CHECK_EQ_INT(a.integer, 7);
+  CHECK(broker_loops_up(b));
+  raw_int(st.c, "DEL %s", key);
+  redisFree(st.c);
+  uv_close((uv_handle_t *)&check, NULL);
+  close_loop(&loop, b);
+  broker_destroy(b);
+}
+
 TEST(redis_values_keep_no_stale_fill) {
   const char *url = getenv("GROVE_TEST_REDIS");
   if (!url)
@@ -739,6 +799,7 @@ static const struct test tests[] = {
     T(redis_pubsub_reaches_other_instances_only),
     T(redis_control_messages_carry_kind_payload_and_deletions),
     T(redis_scripts_survive_script_flush),
+    T(redis_answer_read_late_is_not_a_timeout),
     T(redis_values_keep_no_stale_fill),
     T(redis_streams_deliver_once_per_group_and_claim_the_abandoned),
     T(redis_everything_reconnects_after_a_restart),
