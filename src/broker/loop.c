@@ -41,6 +41,7 @@ struct loop_conn {
   uint64_t ping_sent_ms; /* 0: no PING outstanding */
   uint64_t last_ping_ms;
   uint64_t epoch;        /* moves on with every new context: stale answers are ignored */
+  bool excused;          /* a deadline passed with an answer unread: once, until progress */
 };
 
 /* A command in flight. Scripts keep their arguments for a second try
@@ -176,6 +177,7 @@ static void try_connect(struct loop_conn *lc) {
   struct broker *b = lc->b;
   lc->connect_ms = now_ms();
   lc->epoch++;
+  lc->excused = false;
   redisAsyncContext *ac = redisAsyncConnect(b->host, b->port);
   if (!ac || ac->err) {
     link_down(b, &lc->link, ac ? ac->errstr : "out of memory");
@@ -208,14 +210,23 @@ static void on_pong(redisAsyncContext *ac, void *reply, void *arg) {
     return;
   lc->ping_sent_ms = 0;
   lc->progress_ms = now_ms();
+  lc->excused = false;
 }
 
-/* True when the connection's socket has bytes (or its end) waiting: an
+/* True when the connection's socket has bytes waiting, and no error: an
  * answer this loop has not read yet, because the loop was busy or not
- * scheduled; its read comes after this tick. */
-static bool answer_waiting(const struct loop_conn *lc) {
+ * scheduled; its read comes after this tick. Once only until an answer
+ * is read (progress): bytes that the read does not turn into an answer
+ * do not hold the deadline off again. An error or a hang-up is no excuse
+ * (the libuv adapter stops reading on one: only the deadline ends it). */
+static bool answer_waiting(struct loop_conn *lc) {
+  if (lc->excused)
+    return false;
   struct pollfd p = {.fd = lc->ac->c.fd, .events = POLLIN};
-  return p.fd >= 0 && poll(&p, 1, 0) > 0;
+  if (p.fd < 0 || poll(&p, 1, 0) != 1 || p.revents != POLLIN)
+    return false;
+  lc->excused = true;
+  return true;
 }
 
 static void on_tick(uv_timer_t *t) {
@@ -317,6 +328,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *arg) {
   redisReply *rep = reply;
   lc->pending--;
   lc->progress_ms = now_ms();
+  lc->excused = false;
   if (rep && rep->type == REDIS_REPLY_ERROR && q->script && !q->retried &&
       strncmp(rep->str, "NOSCRIPT", 8) == 0 && lc->ac == ac) {
     /* flushed, or a restarted Redis: EVAL runs it and loads it again */
@@ -344,8 +356,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *arg) {
 static int send_req(struct loop_conn *lc, struct req *q) {
   if (!lc->ac || redisAsyncCommandArgv(lc->ac, on_reply, q, q->argc, q->argv, q->lens) != REDIS_OK)
     return GROVE_EUNAVAIL;
-  if (lc->pending++ == 0)
+  if (lc->pending++ == 0) {
     lc->progress_ms = now_ms();
+    lc->excused = false;
+  }
   return 0;
 }
 
