@@ -94,6 +94,7 @@ struct upload {
   char name[BLOBS_NAME_MAX + 1];
   char media_type[BLOBS_MEDIA_TYPE_MAX + 1];
   int64_t expected;        /* Content-Length, or -1 */
+  uint64_t received;       /* body bytes taken so far (loop thread) */
   char *buf[NBUF];         /* FILL_CAP each: a ring */
   size_t len[NBUF];
   int head, full;          /* the oldest full buffer, and how many are full:
@@ -190,6 +191,15 @@ static int on_data(struct http_req *r, const char *data, size_t len, void *arg) 
     upload_settle(u);
     return HTTP_BODY_PAUSE;
   }
+  /* the quota is checked here, as bytes arrive, not when the disk takes
+   * them: so the first limit crossed (quota here, --max-upload in the
+   * server) answers, however far behind the writes are */
+  if (len > blobs_writer_room(u->w) - u->received) {
+    upload_answer_rc(r, u, GROVE_EQUOTA);
+    upload_settle(u);
+    return HTTP_BODY_PAUSE;
+  }
+  u->received += len;
   memcpy(u->buf[f] + u->len[f], data, len);
   u->len[f] += len;
   if (u->len[f] < CHUNK)

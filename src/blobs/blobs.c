@@ -570,6 +570,8 @@ int blobs_writer_write(struct blobs_writer *w, const void *data, size_t n) {
 
 uint64_t blobs_writer_size(const struct blobs_writer *w) { return w->size; }
 
+uint64_t blobs_writer_room(const struct blobs_writer *w) { return w->room; }
+
 void blobs_writer_abort(struct blobs_writer *w) {
   if (!w)
     return;

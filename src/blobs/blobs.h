@@ -154,8 +154,14 @@ int blobs_quota_check(const struct blobs_usage *u, uint64_t max_size, int64_t si
  * GROVE_ETOOBIG, GROVE_EQUOTA, GROVE_EIO or the store's error. */
 int blobs_writer_open(struct blobs *b, const char *owner, int64_t expected_size,
                       struct blobs_writer **out);
+/* Bytes the owner's quota left when w was opened (UINT64_MAX: no quota).
+ * Fixed for w's life; a caller that counts the body as it arrives (on
+ * the event loop) checks against it so that the first limit the bytes
+ * cross decides the answer, whatever the disk's pace. */
+uint64_t blobs_writer_room(const struct blobs_writer *w);
 /* Appends n bytes. Returns 0, GROVE_ETOOBIG (past --max-upload),
- * GROVE_ENOSPC (the disk is full) or GROVE_EIO; after an error only
+ * GROVE_EQUOTA (past blobs_writer_room), GROVE_ENOSPC (the disk is
+ * full) or GROVE_EIO; after an error only
  * blobs_writer_abort is allowed. */
 int blobs_writer_write(struct blobs_writer *w, const void *data, size_t n);
 uint64_t blobs_writer_size(const struct blobs_writer *w);

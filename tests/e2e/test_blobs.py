@@ -282,11 +282,13 @@ def test_same_content_is_stored_once_and_the_last_delete_frees_it():
 # ---- limits and quotas ---------------------------------------------------------
 
 def test_quotas_and_the_upload_limit():
-    q = Grove("--blobs-quota-bytes", "1m", "--blobs-quota-files", "3", "--max-upload", "2m", *NOLIMIT)
+    # --max-upload below the quota: whichever limit a body crosses first
+    # answers, so each refusal below has one right answer
+    q = Grove("--blobs-quota-bytes", "1m", "--blobs-quota-files", "3", "--max-upload", "700k", *NOLIMIT)
     try:
         k = key(q, "q", "read,write")
         # over --max-upload: 413 at the headers (Content-Length), and chunked
-        r = upload(q, k, pattern(4, 2 * 1024 * 1024 + 1))
+        r = upload(q, k, pattern(4, 700 * 1024 + 1))
         assert r.status == 413 and r.json()["error_code"] == "BODY_TOO_LARGE", r.body
         r, _ = stream_upload(q, k, 3 * 1024 * 1024, chunked=True, piece=100000)
         assert r.status == 413 and r.json()["error_code"] == "BODY_TOO_LARGE", r.body
@@ -295,12 +297,12 @@ def test_quotas_and_the_upload_limit():
         r = upload(q, k, pattern(6, 600 * 1024))
         assert r.status == 507 and r.json()["error_code"] == "QUOTA_EXCEEDED", r.body
         assert r.json()["details"]["quota_bytes"] == 1024 * 1024
-        # chunked: refused once it passes what is left
+        # chunked: refused once it passes what is left (424k, under --max-upload)
         r, _ = stream_upload(q, k, 600 * 1024, chunked=True, piece=50000)
-        assert r.status == 507, r.body
+        assert r.status == 507 and r.json()["error_code"] == "QUOTA_EXCEEDED", r.body
         # Expect: 100-continue is answered with the refusal, not 100
         s = q.connect(10)
-        s.sendall(("POST /api/v1/blobs HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\nContent-Length: 900000\r\n"
+        s.sendall(("POST /api/v1/blobs HTTP/1.1\r\nHost: x\r\nX-API-Key: %s\r\nContent-Length: 500000\r\n"
                    "Expect: 100-continue\r\n\r\n" % k).encode())
         r = read_response(s)
         assert r.status == 507, r.status
