@@ -13,7 +13,7 @@ import tempfile
 import time
 import urllib.parse
 
-from grove import ROOT, EventStream, Grove, eventually, main
+from grove import GROVE, ROOT, EventStream, Grove, Postgres, eventually, main
 from test_matrix import key
 
 AGENT = os.environ.get("GROVE_AGENT_BIN", os.path.join(ROOT, "build", "grove-agent"))
@@ -414,6 +414,50 @@ def test_cap_of_processes_per_host_and_expiry():
         assert sorted(p["process_name"] for p in live) == ["b", "new"], live
     finally:
         b.stop()
+
+
+def test_two_instances_on_postgres_share_state_and_keys():
+    """Scale-out: the current state and the idempotency keys live in
+    PostgreSQL, so a push to one instance is read, and its repeat refused,
+    on another."""
+    pg = Postgres()
+    a = b = None
+    try:
+        a = Grove("--store", pg.url, "--gate-refresh", "200ms", web_root=False)
+        b = Grove("--store", pg.url, "--gate-refresh", "200ms", web_root=False)
+        keys = []
+        for name, scopes in (("pg-w", "write"), ("pg-r", "read")):
+            out = subprocess.run([GROVE, "key", "add", name, "--scopes", scopes, "--store", pg.url],
+                                 capture_output=True, text=True, timeout=30)
+            assert out.returncode == 0, out.stderr
+            keys.append(out.stdout.split()[1])
+        w, rk = keys
+        for x in (a, b):
+            eventually(lambda: x.request("GET", "/auth/me", headers={"X-API-Key": rk}).status == 200,
+                       what="key loaded")
+            eventually(lambda: x.request("GET", "/auth/me", headers={"X-API-Key": w}).status == 200,
+                       what="key loaded")
+        s = agent_sample("pg-host", procs=[proc(1, "a", 5.0), proc(2, "b", 9.0), proc(2, "b", 10.0)])
+        first = push(s, key=w, grove=a, headers={"Idempotency-Key": "pg-1"}, gz=True)
+        d = ok(first)["data"]
+        assert d["accepted_processes"] == 2, d  # a duplicate keeps the last
+        again = push(s, key=w, grove=b, headers={"Idempotency-Key": "pg-1"}, gz=True)
+        assert ok(again)["data"] == d and again.header("Idempotent-Replayed") == "true"
+        hosts = get("/api/host-process-metrics/hosts?host=pg-host", grove=b, key=rk)
+        assert hosts[0]["live_processes"] == 2 and hosts[0]["gpus"][0]["name"] == "NVIDIA L4", hosts
+        top = get("/api/host-process-metrics/top?by=cpu&host=pg-host", grove=b, key=rk)
+        assert [p["process_name"] for p in top] == ["b", "a"] and top[0]["cpu_usage_percent"] == 10.0, top
+        ok(push(agent_sample("pg-vm", vm=True), key=w, grove=b))
+        assert get("/api/v1/metrics/vm-snapshot", grove=a, key=rk)[0]["vm_name"] == "pg-vm"
+        dash = get("/api/dashboard/overview", grove=a, key=rk)
+        assert dash["hosts"]["total"] == 1 and dash["vms"]["total"] == 1, dash
+        r = get("/api/host-process-metrics/range?host=pg-host&process=b&pid=2", grove=a, key=rk)
+        assert r["points"][-1][1] == 10.0, r
+    finally:
+        for x in (a, b):
+            if x is not None:
+                x.stop()
+        pg.stop()
 
 
 if __name__ == "__main__":

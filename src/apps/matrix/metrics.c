@@ -37,7 +37,7 @@
 #define MAX_INFLATED (64u * 1024 * 1024) /* a push body, decoded */
 #define MAX_IDEM_KEY 255
 #define CLAIM_STALE_MS 60000 /* a claimed key with no answer after this: its push died */
-#define ROWS_PER_STATEMENT 400
+#define ROWS_PER_STATEMENT 100 /* 5 parameters a row */
 
 /* ---- tables -------------------------------------------------------------------- */
 
@@ -113,15 +113,22 @@ static void sqlb_param(struct sqlb *q, const char *v, const char *type) {
   q->rc = type ? buf_printf(&q->sql, "CAST($%zu AS %s)", q->n, type)
                : buf_printf(&q->sql, "$%zu", q->n);
 }
+/* Numbers are written into the SQL as literals (formatted here, never a
+ * client's text): a statement of many rows then binds only its strings
+ * (SQLite's parser looks up each numbered parameter among those before
+ * it, so thousands of them cost quadratic time). */
+/* Writes "$n": a parameter added before, used again. */
+static void sqlb_ref(struct sqlb *q, size_t n) {
+  if (!q->rc) q->rc = buf_printf(&q->sql, "$%zu", n);
+}
 static void sqlb_num(struct sqlb *q, double v, bool have) {
   char t[JSONOUT_DOUBLE_MAX];
-  if (have) jsonout_double(t, v);
-  sqlb_param(q, have && isfinite(v) ? t : NULL, "DOUBLE PRECISION");
+  if (have && isfinite(v)) jsonout_double(t, v);
+  if (!q->rc) q->rc = buf_puts(&q->sql, have && isfinite(v) ? t : "NULL");
 }
 static void sqlb_int(struct sqlb *q, int64_t v, bool have) {
-  char t[24];
-  snprintf(t, sizeof t, "%" PRId64, v);
-  sqlb_param(q, have ? t : NULL, "BIGINT");
+  if (q->rc) return;
+  q->rc = have ? buf_printf(&q->sql, "%" PRId64, v) : buf_puts(&q->sql, "NULL");
 }
 static int sqlb_exec(struct sqlb *q, struct store_conn *c, struct store_rows **rows, char *err,
                      size_t errlen) {
@@ -317,12 +324,20 @@ static void upsert_procs_tail(struct sqlb *q) {
   sqlb_sql(q, " WHERE matrix_processes.ts <= excluded.ts");
 }
 
+/* A row of the statement: the first gives kind and host as $1 and $2,
+ * the others use them again. */
 static void proc_row(struct sqlb *q, const struct mx_sample *s, const struct mx_proc *p,
-                     int64_t seen) {
+                     int64_t seen, bool first) {
   sqlb_sql(q, "(");
-  sqlb_param(q, s->vm ? "vm" : "host", NULL);
-  sqlb_sql(q, ",");
-  sqlb_param(q, s->vm ? s->vm_name : s->host, NULL);
+  if (first) {
+    sqlb_param(q, s->vm ? "vm" : "host", NULL);
+    sqlb_sql(q, ",");
+    sqlb_param(q, s->vm ? s->vm_name : s->host, NULL);
+  } else {
+    sqlb_ref(q, 1);
+    sqlb_sql(q, ",");
+    sqlb_ref(q, 2);
+  }
   sqlb_sql(q, ",");
   sqlb_int(q, p->pid, true);
   sqlb_sql(q, ",");
@@ -399,8 +414,8 @@ static int write_state(struct store_conn *c, const struct mx_sample *s, const bo
     size_t rows = 0;
     for (; i < s->nprocs && rows < ROWS_PER_STATEMENT; i++) {
       if (!keep[i]) continue;
-      if (rows++) sqlb_sql(&q, ",");
-      proc_row(&q, s, &s->procs[i], seen);
+      if (rows) sqlb_sql(&q, ",");
+      proc_row(&q, s, &s->procs[i], seen, rows++ == 0);
     }
     if (!rows) break;
     upsert_procs_tail(&q);

@@ -389,7 +389,7 @@ static int parse_metrics(struct parse *p, json_t *m, struct mx_sample *s, uint32
       *procs = v;
     } else if (!strcmp(key, "load_average")) {
       double la[3];
-      size_t n;
+      size_t n = 0;
       if (parse_numbers(p, key, v, 3, la, &n)) return p->rc;
       static const int slot[3] = {MX_H_LOAD1, MX_H_LOAD5, MX_H_LOAD15};
       for (size_t i = 0; i < n; i++) {
@@ -400,7 +400,7 @@ static int parse_metrics(struct parse *p, json_t *m, struct mx_sample *s, uint32
       }
     } else if (!strcmp(key, "cpu_cores_percent")) {
       if (json_is_null(v)) continue;
-      size_t n;
+      size_t n = 0;
       if (array_of(p, key, v, MX_MAX_DEVICES, &n)) return p->rc;
       if (n && !(s->cores = malloc(n * sizeof *s->cores))) return p->rc = GROVE_ENOMEM;
       if (parse_numbers(p, key, v, MX_MAX_DEVICES, s->cores, &s->ncores)) return p->rc;
