@@ -70,7 +70,7 @@ struct jobs {
   atomic_bool stopping;          /* handlers' jobs_check */
   struct periodic *dispatcher;   /* under wlock: jobs_wake reads it */
   struct periodic *sweeper;      /* retention (jobs_sweep) */
-  int64_t next_reap;             /* the dispatcher's */
+  struct periodic *keeper;       /* reaping and depth gauges, every reap period */
   struct jobs_slot *slots;
   struct jobs_claim *claims;     /* the dispatcher's batch (2 × nslots) */
   int nslots;

@@ -255,7 +255,8 @@ int jobs_cancel(struct jobs *j, const char *id, const char *owner, enum jobs_sta
 int jobs_retry(struct jobs *j, const char *id);
 /* Per queue: [{"queue","priority","depth" (queued and failed),"oldest_age_s"
  * (of the runnable ones, 0 when none),"running","dead"}], every queue of a
- * registered type and every queue with jobs. */
+ * registered type and every queue with unfinished or dead jobs (finished ones
+ * are not counted: the scan covers only the state index's live part). */
 int jobs_queues(struct jobs *j, json_t **out);
 /* Dead jobs, newest first, at most limit (1–1000), as jobs_get's objects. */
 int jobs_dead(struct jobs *j, int limit, json_t **out);

@@ -1410,7 +1410,8 @@ int jobs_queues(struct jobs *j, json_t **out) {
                 "AS oldest, "
                 "SUM(CASE WHEN state = 'running' THEN 1 ELSE 0 END) AS running, "
                 "SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END) AS dead "
-                "FROM jobs_jobs GROUP BY queue",
+                "FROM jobs_jobs WHERE state IN ('queued', 'failed', 'running', 'dead') "
+                "GROUP BY queue",
                 p, 1, &r, NULL);
   if (rc)
     return rc;

@@ -330,31 +330,40 @@ static struct timespec deadline(uint64_t ms) {
   return ts;
 }
 
-/* One pass of the dispatcher: reap and refresh the depth gauges (about
- * every second), renew due leases, claim. Returns the wait until the next
- * pass unless woken: --jobs-poll, at most a reap period and a third of a
- * lease. */
+/* The reap period: about a second, at most a quarter of a lease. */
+static uint64_t reap_period(const struct jobs *j) {
+  uint64_t every = j->cfg.lease_ms / 4;
+  return every > 1000 ? 1000 : every ? every : 1;
+}
+
+/* One pass of the dispatcher: renew due leases, claim. Returns the wait
+ * until the next pass unless woken: --jobs-poll, at most a third of a
+ * lease. Reaping and the depth gauges are the keeper's (below): a scan
+ * of the table never stands between an enqueue and its start. */
 static uint64_t dispatch(void *arg) {
   struct jobs *j = arg;
-  int64_t reap_every = (int64_t)j->cfg.lease_ms / 4;
-  if (reap_every > 1000)
-    reap_every = 1000;
   uint64_t wait_ms = j->cfg.poll_ms;
-  if ((uint64_t)reap_every < wait_ms)
-    wait_ms = (uint64_t)reap_every;
   if (j->cfg.lease_ms / 3 < wait_ms)
     wait_ms = j->cfg.lease_ms / 3;
   if (atomic_load(&j->stopping))
     return wait_ms;
   int64_t now = jobs_now(j);
-  if (now >= j->next_reap) {
-    jobs_reap(j, NULL);
-    jobs_update_depth(j);
-    j->next_reap = now + reap_every;
-  }
   renew_due(j, now);
   claim_all(j, now);
   return wait_ms ? wait_ms : 1;
+}
+
+/* The keeper, every reap period: expired leases back to their queues (a
+ * job freed wakes the dispatcher), and the depth gauges refreshed. */
+static uint64_t keep(void *arg) {
+  struct jobs *j = arg;
+  if (atomic_load(&j->stopping))
+    return 0;
+  int n = 0;
+  if (!jobs_reap(j, &n) && n > 0)
+    jobs_wake(j);
+  jobs_update_depth(j);
+  return 0;
 }
 
 /* Retention, every minute. */
@@ -449,6 +458,13 @@ static int start_workers(struct jobs *j) {
   struct periodic *d = NULL;
   if (!rc && (rc = periodic_start(&d, 1, dispatch, j)))
     pool_destroy(j->pool);
+  if (!rc && (rc = periodic_start(&j->keeper, reap_period(j), keep, j))) {
+    periodic_stop(d);
+    d = NULL;
+    pool_destroy(j->pool);
+  }
+  if (!rc)
+    periodic_wake(j->keeper); /* leases a crash left behind: reaped at once */
   pthread_mutex_lock(&j->wlock);
   j->dispatcher = d;
   pthread_mutex_unlock(&j->wlock);
@@ -486,6 +502,8 @@ void jobs_stop(struct jobs *j, uint64_t timeout_ms) {
   j->dispatcher = NULL;
   pthread_mutex_unlock(&j->wlock);
   periodic_stop(d);
+  periodic_stop(j->keeper);
+  j->keeper = NULL;
   struct timespec ts = deadline(timeout_ms);
   pthread_mutex_lock(&j->wlock);
   while (busy_count(j) > 0)

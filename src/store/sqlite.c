@@ -73,30 +73,69 @@ static int sq_connect(const char *target, const struct store_cfg *cfg, void **ou
 
 static void sq_disconnect(void *conn) { sqlite3_close_v2(conn); }
 
-/* Copies sql with its $N placeholders written ?N (outside quotes): SQLite
- * numbers ?N parameters N, so values bind by position, where binding
- * $N by name costs a search of the statement's names per value (a
- * statement of many rows binds hundreds). OUT: *out, sql itself when it
- * has no '$', else a copy the caller frees. */
-static int numbered(const char *sql, char **out) {
+/* Rewrites sql's $N placeholders (outside quotes) as anonymous `?` and
+ * says which parameter each takes: SQLite looks a reused ?N up in a list
+ * of the statement's names, linearly, so a statement of many rows that
+ * repeats $1 in each costs the square of its length to prepare; an
+ * anonymous `?` is numbered without a look-up (sqlite3ExprAssignVarNumber,
+ * expr.c). A statement that already holds a `?` keeps ?N (numbered by
+ * position alike). OUT: *out, sql itself when it has no '$', else a copy
+ * the caller frees; *from, NULL or (with a copy in *out holding no ?N)
+ * from[k] = the 0-based parameter of the k-th placeholder, *nfrom of them,
+ * malloc'ed for the caller to free. */
+static int positional(const char *sql, char **out, int **from, int *nfrom) {
   *out = (char *)sql;
+  *from = NULL;
+  *nfrom = 0;
   if (!strchr(sql, '$'))
     return 0;
-  char *c = strdup(sql);
-  if (!c)
-    return GROVE_ENOMEM;
+  size_t n = strlen(sql), slots = 0;
+  bool anonymous = true;
   char quote = 0;
-  for (char *p = c; *p; p++) {
+  for (const char *p = sql; *p; p++) {
+    if (quote)
+      quote = *p == quote ? 0 : quote;
+    else if (*p == '\'' || *p == '"')
+      quote = *p;
+    else if (*p == '?')
+      anonymous = false;
+    else if (*p == '$')
+      slots++;
+  }
+  char *c = malloc(n + 1);
+  int *f = anonymous ? malloc((slots ? slots : 1) * sizeof *f) : NULL;
+  if (!c || (anonymous && !f)) {
+    free(c);
+    free(f);
+    return GROVE_ENOMEM;
+  }
+  char *w = c;
+  int k = 0;
+  quote = 0;
+  for (const char *p = sql; *p;) {
     if (quote) {
-      if (*p == quote)
-        quote = 0;
+      quote = *p == quote ? 0 : quote;
     } else if (*p == '\'' || *p == '"') {
       quote = *p;
     } else if (*p == '$' && p[1] >= '0' && p[1] <= '9') {
-      *p = '?';
+      if (!anonymous) {
+        *w++ = '?'; /* ?N: the digits follow as they are */
+        p++;
+        continue;
+      }
+      long v = 0;
+      for (p++; *p >= '0' && *p <= '9'; p++)
+        v = v < 100000 ? v * 10 + (*p - '0') : v;
+      *w++ = '?';
+      f[k++] = (int)v - 1; /* $0 or out of range: bound NULL */
+      continue;
     }
+    *w++ = *p++;
   }
+  *w = '\0';
   *out = c;
+  *from = f;
+  *nfrom = k;
   return 0;
 }
 
@@ -106,20 +145,29 @@ static int sq_exec(void *conn, const char *sql, const char *const *params, int n
   sqlite3_stmt *st = NULL;
   struct store_rows *r = NULL;
   char *text;
-  if (numbered(sql, &text))
+  int *from, nfrom;
+  if (positional(sql, &text, &from, &nfrom))
     goto nomem;
   int rc = sqlite3_prepare_v2(db, text, -1, &st, NULL);
   if (text != sql)
     free(text);
-  if (rc != SQLITE_OK)
+  if (rc != SQLITE_OK) {
+    free(from);
     goto fail;
-  int nbind = sqlite3_bind_parameter_count(st);
-  for (int i = 0; i < nparams && i < nbind; i++) {
-    rc = params[i] ? sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_TRANSIENT)
-                   : sqlite3_bind_null(st, i + 1);
-    if (rc != SQLITE_OK)
-      goto fail;
   }
+  int nbind = sqlite3_bind_parameter_count(st);
+  for (int i = 0; i < nbind; i++) {
+    int at = from ? (i < nfrom ? from[i] : -1) : i; /* which parameter */
+    const char *v = at >= 0 && at < nparams ? params[at] : NULL;
+    if (!from && at >= nparams)
+      break; /* unbound: NULL, as before */
+    rc = v ? sqlite3_bind_text(st, i + 1, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i + 1);
+    if (rc != SQLITE_OK) {
+      free(from);
+      goto fail;
+    }
+  }
+  free(from);
   int ncols = sqlite3_column_count(st);
   if (rows) {
     r = rows_new(ncols);

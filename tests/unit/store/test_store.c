@@ -55,6 +55,42 @@ TEST(exec_params_and_rows) {
   store_close(s);
 }
 
+/* A parameter used again in every row of a multi-row statement, others
+ * out of order, and '$N' and '?' inside literals (text, not
+ * placeholders). */
+TEST(parameters_reused_across_rows) {
+  struct store *s = open_store();
+  char err[256];
+  CHECK(store_query(s, "CREATE TABLE t_items (id INTEGER PRIMARY KEY, name TEXT, note TEXT)", NULL,
+                    0, NULL, err, sizeof err) == 0);
+  enum { ROWS = 300 };
+  char sql[ROWS * 40 + 128];
+  const char *params[1 + ROWS];
+  char ids[ROWS][12];
+  size_t len = (size_t)snprintf(sql, sizeof sql, "INSERT INTO t_items (id, name, note) VALUES ");
+  params[0] = "shared";
+  for (int i = 0; i < ROWS; i++) {
+    snprintf(ids[i], sizeof ids[i], "%d", i + 1);
+    params[1 + i] = ids[i];
+    len += (size_t)snprintf(sql + len, sizeof sql - len, "%s($%d, $1, '$%d ?')", i ? ", " : "",
+                            i + 2, i + 2);
+  }
+  CHECK(store_query(s, sql, params, 1 + ROWS, NULL, err, sizeof err) == 0);
+  struct store_rows *rows;
+  const char *q[] = {"shared", "$300 ?"};
+  CHECK(store_query(s, "SELECT COUNT(*) AS n, MAX(id) AS top FROM t_items WHERE name = $1", q, 1,
+                    &rows, err, sizeof err) == 0);
+  CHECK_EQ_STR(store_rows_get(rows, 0, "n"), "300");
+  CHECK_EQ_STR(store_rows_get(rows, 0, "top"), "300");
+  store_rows_free(rows);
+  CHECK(store_query(s, "SELECT id FROM t_items WHERE note = $2 AND name = $1", q, 2, &rows, err,
+                    sizeof err) == 0);
+  CHECK_EQ_INT(rows->nrows, 1);
+  CHECK_EQ_STR(store_rows_get(rows, 0, "id"), "299");
+  store_rows_free(rows);
+  store_close(s);
+}
+
 TEST(errors_are_reported) {
   struct store *s = open_store();
   char err[256] = "";
@@ -295,6 +331,7 @@ TEST(processes_migrate_one_database_at_once) {
 }
 
 static const struct test tests[] = {
+    T(parameters_reused_across_rows),
     T(exec_params_and_rows),          T(errors_are_reported),
     T(migrations_apply_once_in_order), T(failed_migration_rolls_back_entirely),
     T(pool_serves_concurrent_writers), T(transactions_roll_back),
