@@ -315,6 +315,33 @@ def test_monitoring_reads_every_route():
     assert g.request("GET", "/api/dashboard/overview").status == 401
 
 
+def test_vm_range_finds_the_series_of_the_host_that_pushed_it():
+    """A VM's overall series is tagged with the host its agent reported
+    (host=hv-a,vm=vm-moved), not host=<vm_name>: the range still reads it,
+    and after the VM moves to another host, that host's series."""
+    s = agent_sample("vm-moved", vm=True, ts=now_iso(-2), procs=[proc(31, "nginx", 12.0)])
+    s["hostname"] = "hv-a"
+    ok(push(s))
+    r = get("/api/vm-process-metrics/range?vm_name=vm-moved&metric=total_memory_usage")
+    assert r["series"] == "host_overall_metrics,host=hv-a,vm=vm-moved total_memory_usage", r
+    assert r["host_name"] == "hv-a" and [p[1] for p in r["points"]] == [30.0], r
+    r = get("/api/vm-process-metrics/range?vm_name=vm-moved&metric=total_cpu_usage&step=1m")
+    assert r["points"] and r["points"][-1][1] == 20.0, r
+    # its processes are keyed by the VM alone
+    r = get("/api/vm-process-metrics/range?vm_name=vm-moved&process=nginx&pid=31")
+    assert [p[1] for p in r["points"]] == [12.0], r
+    # migrated: the newer sample comes from hv-b
+    s = agent_sample("vm-moved", vm=True, ts=now_iso(-1))
+    s["hostname"] = "hv-b"
+    s["metrics"]["total_memory_usage"] = s["metrics"]["memory_usage"] = 55.0
+    ok(push(s))
+    r = get("/api/vm-process-metrics/range?vm_name=vm-moved&metric=total_memory_usage")
+    assert r["host_name"] == "hv-b" and [p[1] for p in r["points"]] == [55.0], r
+    # a VM never seen: an empty series, not an error
+    r = get("/api/vm-process-metrics/range?vm_name=vm-never&metric=total_memory_usage")
+    assert r["points"] == [], r
+
+
 def test_live_topic_gets_each_push():
     es = EventStream(g, "topic=matrix/hosts/node-live", headers={"X-API-Key": READ})
     try:

@@ -6,7 +6,8 @@
  *   GET /api/host-process-metrics/latest?host=       live processes (latest of each)
  *   GET /api/host-process-metrics/top?by=&limit=&host=   top-N by cpu|memory|gpu|power
  *   GET /api/host-process-metrics/range?host=&process=&pid=&metric=&from=&to=&step=&agg=
- *   GET /api/vm-process-metrics/…                    the same for VMs (vms, latest, top, range; vm=)
+ *   GET /api/vm-process-metrics/…                    the same for VMs (vms, latest, top, range; vm_name=);
+ *        a VM's own range reads the series of the host that pushed its latest sample
  *   GET /api/dashboard/overview                      hosts, VMs, processes, GPUs, power now
  *
  * Reads run on the store pool; each answers the seed's success envelope.
@@ -60,12 +61,17 @@ static void read_work(void *arg) {
                         j->np[i] < 0 ? j->nparams : j->np[i], &j->rows[i], j->err, sizeof j->err);
 }
 
+/* A read the store failed: logged, answered 503. */
+static void store_failed(struct http_req *r, const char *err) {
+  log_error(r->id, "cannot read matrix's state", "error=\"%s\"", err);
+  http_reply_error(r, 503, "STORE_UNAVAILABLE", "the store did not answer; retry", NULL);
+}
+
 static void read_done(struct http_req *r, void *arg) {
   struct read_job *j = arg;
   if (r->conn) {
     if (j->rc) {
-      log_error(r->id, "cannot read matrix's state", "error=\"%s\"", j->err);
-      http_reply_error(r, 503, "STORE_UNAVAILABLE", "the store did not answer; retry", NULL);
+      store_failed(r, j->err);
     } else {
       json_t *data = j->shape(j);
       json_t *meta = json_pack("{s:I}", "process_expiry_ms", (json_int_t)j->m->mcfg.expiry_ms);
@@ -329,6 +335,88 @@ void matrix_handle_host_top(struct http_req *r) { procs(r, "host", true); }
 void matrix_handle_vm_latest(struct http_req *r) { procs(r, "vm", false); }
 void matrix_handle_vm_top(struct http_req *r) { procs(r, "vm", true); }
 
+/* Reads one series and answers r: a process's (tag `who` = host or vm,
+ * then pid and process) or the overall one of a host (host=host) or of a
+ * VM (host=host, vm=vm: the host that pushed it). */
+static void range_reply(struct http_req *r, bool vm, const char *host, const char *vm_name,
+                        const char *process, const char *pid, const char *metric) {
+  bool proc = process != NULL;
+  struct telemetry_key k = {0};
+  const char *m = proc ? (vm ? "vm_process_metrics" : "host_process_metrics") : "host_overall_metrics";
+  k.measurement = (struct telemetry_str){m, strlen(m)};
+  k.field = (struct telemetry_str){metric, strlen(metric)};
+  if (proc) {
+    const char *who = vm ? vm_name : host;
+    k.tags[k.ntags++] = (struct telemetry_tag){{vm ? "vm" : "host", vm ? 2 : 4}, {who, strlen(who)}};
+    k.tags[k.ntags++] = (struct telemetry_tag){{"pid", 3}, {pid, strlen(pid)}};
+    k.tags[k.ntags++] = (struct telemetry_tag){{"process", 7}, {process, strlen(process)}};
+  } else {
+    k.tags[k.ntags++] = (struct telemetry_tag){{"host", 4}, {host, strlen(host)}};
+    if (vm) k.tags[k.ntags++] = (struct telemetry_tag){{"vm", 2}, {vm_name, strlen(vm_name)}};
+  }
+  struct buf key;
+  buf_init(&key, 8192);
+  if (telemetry_key_encode(&key, &k)) {
+    buf_release(&key);
+    http_reply_error(r, 400, "INVALID_QUERY", "no such series can exist", NULL);
+    return;
+  }
+  struct buf head;
+  buf_init(&head, 0);
+  buf_puts(&head, "\"metric\":\"");
+  buf_json_escape(&head, metric, strlen(metric));
+  buf_printf(&head, "\",\"measurement\":\"%s\",", m);
+  if (vm && !proc) { /* which host's series of the VM this is */
+    buf_puts(&head, "\"host_name\":\"");
+    buf_json_escape(&head, host, strlen(host));
+    buf_puts(&head, "\",");
+  }
+  struct telemetry_read how = {.buckets = true, .last_hour = true, .missing_null = false,
+                               .head = head.data};
+  telemetry_read_reply(r->app ? ((struct matrix *)r->app)->ctx.telemetry : NULL, r, key.data, &how);
+  buf_release(&head);
+  buf_release(&key);
+}
+
+/* A VM's overall series is tagged with the host that pushed it
+ * (host=<agent's hostname>,vm=<vm_name>), which need not be the VM's
+ * name. The read takes the host of the VM's latest sample (matrix_hosts,
+ * as vm-snapshot's host_name): after a VM moves, its chart goes on from
+ * the new host's series; the points pushed from an earlier host stay in
+ * that host's series (GET /api/v1/series/range with its key). A VM never
+ * seen reads as its own name's (empty) series. */
+struct vm_range {
+  struct matrix *m;
+  char vm[MX_MAX_NAME + 1], metric[64];
+  char *host;                /* the host of the latest sample, or NULL */
+  int rc;
+  char err[256];
+};
+
+static void vm_host_work(void *arg) {
+  struct vm_range *j = arg;
+  const char *params[] = {j->vm};
+  struct store_rows *rows = NULL;
+  j->rc = store_query(j->m->ctx.store, "SELECT host FROM matrix_hosts WHERE kind = 'vm' AND name = $1",
+                      params, 1, &rows, j->err, sizeof j->err);
+  const char *h = !j->rc && rows->nrows ? store_rows_get(rows, 0, "host") : NULL;
+  if (h && !(j->host = strdup(h))) j->rc = GROVE_ENOMEM, snprintf(j->err, sizeof j->err, "out of memory");
+  store_rows_free(rows);
+}
+
+static void vm_host_done(struct http_req *r, void *arg) {
+  struct vm_range *j = arg;
+  if (r->conn) {
+    if (j->rc) {
+      store_failed(r, j->err);
+    } else {
+      range_reply(r, true, j->host ? j->host : j->vm, j->vm, NULL, NULL, j->metric);
+    }
+  }
+  free(j->host);
+  free(j);
+}
+
 /* A series over time: a process's field (process and/or pid given) or the
  * host's (host_overall_metrics); metric defaults to the CPU one. */
 static void range(struct http_req *r, bool vm) {
@@ -364,35 +452,19 @@ static void range(struct http_req *r, bool vm) {
     http_reply_error(r, 400, "INVALID_QUERY", "a process is named by process and pid", NULL);
     return;
   }
-  struct telemetry_key k = {0};
-  const char *m = proc ? (vm ? "vm_process_metrics" : "host_process_metrics") : "host_overall_metrics";
-  k.measurement = (struct telemetry_str){m, strlen(m)};
-  k.field = (struct telemetry_str){metric, strlen(metric)};
-  if (proc) {
-    k.tags[k.ntags++] = (struct telemetry_tag){{vm ? "vm" : "host", vm ? 2 : 4}, {host, strlen(host)}};
-    k.tags[k.ntags++] = (struct telemetry_tag){{"pid", 3}, {pid, strlen(pid)}};
-    k.tags[k.ntags++] = (struct telemetry_tag){{"process", 7}, {process, strlen(process)}};
-  } else {
-    k.tags[k.ntags++] = (struct telemetry_tag){{"host", 4}, {host, strlen(host)}};
-    if (vm) k.tags[k.ntags++] = (struct telemetry_tag){{"vm", 2}, {host, strlen(host)}};
-  }
-  struct buf key;
-  buf_init(&key, 8192);
-  if (telemetry_key_encode(&key, &k)) {
-    buf_release(&key);
-    http_reply_error(r, 400, "INVALID_QUERY", "no such series can exist", NULL);
+  if (proc || !vm) {
+    range_reply(r, vm, host, host, proc ? process : NULL, pid, metric);
     return;
   }
-  struct buf head;
-  buf_init(&head, 0);
-  buf_puts(&head, "\"metric\":\"");
-  buf_json_escape(&head, metric, strlen(metric));
-  buf_printf(&head, "\",\"measurement\":\"%s\",", m);
-  struct telemetry_read how = {.buckets = true, .last_hour = true, .missing_null = false,
-                               .head = head.data};
-  telemetry_read_reply(r->app ? ((struct matrix *)r->app)->ctx.telemetry : NULL, r, key.data, &how);
-  buf_release(&head);
-  buf_release(&key);
+  struct vm_range *j = calloc(1, sizeof *j);
+  if (!j) {
+    http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
+    return;
+  }
+  j->m = r->app;
+  snprintf(j->vm, sizeof j->vm, "%s", host);
+  snprintf(j->metric, sizeof j->metric, "%s", metric);
+  if (http_req_defer(r, HTTP_POOL_STORE, vm_host_work, vm_host_done, j)) free(j);
 }
 
 void matrix_handle_host_range(struct http_req *r) { range(r, false); }
