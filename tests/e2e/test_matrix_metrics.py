@@ -233,19 +233,27 @@ def test_real_agent_pushes_and_is_read_back():
     try:
         once = json.loads(subprocess.run([AGENT, "--once", "--no-gpu", "--top", "5"],
                                          capture_output=True, text=True, check=True).stdout)
-        host = once.get("vm_name") or once["hostname"]
-        tags = "host=%s,vm=%s" % (host, host) if once["source_type"] == "vm" else "host=" + host
-        series = "host_overall_metrics,%s total_memory_usage" % tags
+        vm = once["source_type"] == "vm"
+        name = urllib.parse.quote(once.get("vm_name") or once["hostname"])
+        base = "/api/vm-process-metrics/%s?vm_name=" if vm else "/api/host-process-metrics/%s?host="
+        overall = base % "range" + name + "&metric=total_memory_usage"
 
         def pushed():
-            return len(points(series)) >= 2
+            return len(get(overall)["points"]) >= 2
         eventually(pushed, timeout=20, what="two samples pushed by the agent")
         # no batch stays in the spool (each was answered 2xx)
         eventually(lambda: not [f for f in os.listdir(spool) if f.endswith(".json.gz")],
                    what="spool emptied")
-        pm = "vm_process_metrics" if once["source_type"] == "vm" else "host_process_metrics"
-        del pm
-        assert 0 <= points(series)[-1][1] <= 100
+        assert 0 <= get(overall)["points"][-1][1] <= 100
+        # the processes it pushed read back from their own series
+        latest = get(base % "latest" + name)
+        assert latest and all(p["pid"] is not None for p in latest), latest
+        p0 = latest[0]
+        r = get(base % "range" + name + "&" + urllib.parse.urlencode(
+            {"process": p0["process_name"], "pid": p0["pid"], "metric": "memory_usage_mb"}))
+        pm = "vm_process_metrics" if vm else "host_process_metrics"
+        assert r["measurement"] == pm and r["series"].startswith(pm + ","), r
+        assert r["points"] and all(v >= 0 for _, v in r["points"]), (p0, r)
     finally:
         p.terminate()
         p.wait(timeout=10)
