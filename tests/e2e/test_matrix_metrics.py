@@ -417,6 +417,65 @@ def test_telegraf_lines_feed_the_same_views():
     assert points("cpu,cpu=cpu-total,host=tele-1 usage_idle") == [[ns, 87.5]]
 
 
+
+def procstat(host, pid, name, ts, created, reads, writes, disk=True, **extra):
+    """A procstat line as Telegraf writes it with pid_tag = true (the field
+    set of its README: cumulative counters since the process started)."""
+    f = {"child_major_faults": "0i", "child_minor_faults": "0i", "created_at": "%di" % created,
+         "cpu_time": "0i", "cpu_time_iowait": "0", "cpu_time_system": "616.98",
+         "cpu_time_user": "2564.81", "cpu_usage": "12.5", "involuntary_context_switches": "151496i",
+         "major_faults": "8609i", "memory_rss": "148643840i", "memory_swap": "0i",
+         "memory_usage": "1.78", "memory_vms": "1435688960i", "minor_faults": "1856550i",
+         "nice_priority": "20i", "num_fds": "11i", "num_threads": "18i", "ppid": "1i",
+         "read_bytes": "%di" % (reads * 1000), "read_count": "%di" % reads,
+         "voluntary_context_switches": "1058996i", "write_bytes": "%di" % (writes * 2000),
+         "write_count": "%di" % writes}
+    if disk:
+        f["disk_read_bytes"] = "%di" % (reads * 10)
+        f["disk_write_bytes"] = "%di" % (writes * 20)
+    f.update(extra)
+    return "procstat,host=%s,pid=%d,process_name=%s,user=root %s %d" % (
+        host, pid, name, ",".join("%s=%s" % kv for kv in sorted(f.items())), ts)
+
+
+def test_telegraf_procstat_counters_become_interval_figures():
+    """read_count + write_count are cumulative in procstat: io_operations is
+    the interval's difference per pid, a restart under the same pid counts
+    the new process from zero; the bytes stay cumulative, the storage ones."""
+    t0 = time.time_ns() // 10**10 * 10**10 - 60 * 10**9
+    s = 10**9
+    start = t0 - 3600 * s
+    write_lines([procstat("tele-c", 4242, "trainer", t0, start, 100, 50),
+                 procstat("tele-c", 4243, "loader", t0, start, 7, 1, disk=False)])
+    write_lines([procstat("tele-c", 4242, "trainer", t0 + 10 * s, start, 160, 70),
+                 procstat("tele-c", 4243, "loader", t0 + 10 * s, start, 9, 1, disk=False),
+                 # started between the collections: all its calls are the interval's
+                 procstat("tele-c", 5000, "worker", t0 + 10 * s, t0 + 4 * s, 30, 3)])
+    # trainer restarted under the same pid (created_at moved, counters from zero)
+    write_lines([procstat("tele-c", 4242, "trainer", t0 + 20 * s, t0 + 15 * s, 5, 2),
+                 procstat("tele-c", 4243, "loader", t0 + 20 * s, start, 9, 4, disk=False)])
+    # an older Telegraf without created_at: a count that went down is a restart
+    write_lines(["procstat,host=tele-c,pid=4243,process_name=loader cpu_usage=1,read_count=2i,"
+                 "write_count=1i,read_bytes=0i,write_bytes=0i %d" % (t0 + 30 * s)])
+
+    def ops(pid, name):
+        return points("host_process_metrics,host=tele-c,pid=%d,process=%s io_operations" % (pid, name))
+    trainer = eventually(lambda: len(ops(4242, "trainer")) == 2 and ops(4242, "trainer"),
+                         what="trainer's interval figures")
+    assert trainer == [[t0 + 10 * s, 80.0], [t0 + 20 * s, 7.0]], trainer
+    loader = eventually(lambda: len(ops(4243, "loader")) == 3 and ops(4243, "loader"),
+                        what="loader's interval figures")
+    assert loader == [[t0 + 10 * s, 2.0], [t0 + 20 * s, 3.0], [t0 + 30 * s, 3.0]], loader
+    assert ops(5000, "worker") == [[t0 + 10 * s, 33.0]]
+    # bytes: cumulative, disk_* (what reached storage) when sent, else read_bytes
+    rd = points("host_process_metrics,host=tele-c,pid=4242,process=trainer io_read_bytes")
+    assert rd == [[t0, 1000.0], [t0 + 10 * s, 1600.0], [t0 + 20 * s, 50.0]], rd
+    wr = points("host_process_metrics,host=tele-c,pid=4243,process=loader io_write_bytes")
+    assert wr == [[t0, 2000.0], [t0 + 10 * s, 2000.0], [t0 + 20 * s, 8000.0], [t0 + 30 * s, 0.0]], wr
+    procs = {p["pid"]: p for p in get("/api/host-process-metrics/latest?host=tele-c")}
+    assert procs[4242]["io_operations"] == 7.0 and procs[4242]["ppid"] == 1, procs[4242]
+    assert procs[4242]["io_write_bytes"] == 40.0, procs[4242]
+
 def test_cap_of_processes_per_host_and_expiry():
     b = Grove("--gate-refresh", "200ms", "--matrix-max-processes-per-host", "2",
               "--matrix-process-expiry", "1s", web_root=False)

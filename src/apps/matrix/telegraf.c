@@ -18,12 +18,21 @@
  * Field names are Telegraf's plugin READMEs': cpu (usage_idle, usage_iowait,
  * usage_steal; cpu=cpu-total, or cpuN for a core), mem (used_percent,
  * total, available, swap_total, swap_free), system (load1, load5, load15),
- * procstat (cpu_usage, memory_rss, num_threads, read_bytes, write_bytes;
- * tags process_name, pid (pid_tag = true) or the pid field, user),
+ * procstat (cpu_usage, memory_rss, num_threads, ppid, the cumulative
+ * read_bytes, write_bytes, disk_read_bytes, disk_write_bytes, read_count,
+ * write_count and created_at; tags process_name, pid (pid_tag = true) or
+ * the pid field, user),
  * nvidia_smi (utilization_gpu, utilization_memory, memory_total and
  * memory_used in MiB, power_draw, temperature_gpu; tags index, name),
  * powerstat_package (current_power_consumption_watts,
- * current_dram_power_consumption_watts; tag package_id). */
+ * current_dram_power_consumption_watts; tag package_id).
+ *
+ * procstat's counters are cumulative since the process started. The bytes
+ * stay cumulative (io_read_bytes and io_write_bytes are, in a push too);
+ * read_count + write_count become io_operations, the calls of the interval
+ * since the process's previous sample, as grove-agent counts them: the
+ * thread keeps each (host, pid)'s last counters in memory (counters(),
+ * below), so this instance must have seen the previous sample. */
 #include <inttypes.h>
 #include <stddef.h>
 #include <pthread.h>
@@ -41,8 +50,12 @@
 #include "telemetry/telemetry.h"
 
 #define QUEUE_MAX 1000000 /* lines waiting at most; more are left out (logged) */
+#define SWEEP_MS 60000    /* how often the thread forgets the counters of processes gone */
 
 enum kind { K_CPU_TOTAL, K_CPU_CORE, K_MEM, K_SYSTEM, K_PROC, K_GPU, K_POWER };
+/* procstat's cumulative fields a line may carry (tg_line.c). */
+enum counter { C_READ_BYTES, C_WRITE_BYTES, C_DISK_READ, C_DISK_WRITE, C_READS, C_WRITES,
+               C_CREATED, C_N };
 
 /* One Telegraf line as matrix keeps it until the thread writes it. */
 struct tg_line {
@@ -53,8 +66,22 @@ struct tg_line {
   char host[MX_MAX_NAME + 1];
   char name[MX_MAX_NAME + 1]; /* process or GPU name, or "" */
   char user[64];
+  int64_t ppid;              /* procstat: -1 when not given */
   double v[(int)MX_P_N > (int)MX_H_N ? (int)MX_P_N : (int)MX_H_N];
   uint32_t have;
+  double c[C_N];             /* procstat's counters as sent */
+  uint32_t chave;            /* bit i: c[i] given */
+};
+
+/* What the thread remembers of a process (key "host\tpid") or of a host's
+ * procstat collections (key "host"). */
+struct prev {
+  int64_t ts;                /* a process: its last sample; a host: its last collection */
+  int64_t ts_before;         /* a host: the collection before ts (0: none) */
+  double ops;                /* read_count + write_count at ts */
+  double created;            /* created_at at ts (ns) */
+  uint32_t chave;            /* which of them were given (1 << C_*) */
+  uint64_t seen_ms;          /* wall clock of the last update */
 };
 
 struct matrix_telegraf {
@@ -64,6 +91,8 @@ struct matrix_telegraf {
   struct tg_line *q;         /* under mu */
   size_t n, cap;
   uint64_t dropped;          /* under mu */
+  struct map prev;           /* struct prev *: the thread's alone */
+  uint64_t swept_ms;         /* the thread's */
 };
 
 static const char *const measurements[] = {"cpu", "mem", "system", "procstat", "nvidia_smi",
@@ -87,8 +116,9 @@ static void copy_str(char *out, size_t n, const struct telemetry_str *s) {
 /* Starts a line from its first point; false: not one matrix maps. */
 static bool line_start(struct tg_line *l, const struct telemetry_point *p) {
   memset(l, 0, offsetof(struct tg_line, v));
-  l->have = 0;
-  l->pid = -1;
+  l->have = l->chave = 0;
+  memset(l->c, 0, sizeof l->c);
+  l->pid = l->ppid = -1;
   l->ts = p->ts_ns;
   const struct telemetry_str *host = telemetry_tag_get(p->tags, p->ntags, "host");
   if (!host || !host->n || host->n > MX_MAX_NAME) return false;
@@ -185,9 +215,19 @@ static void line_field(struct tg_line *l, const struct telemetry_point *p) {
       set(l, MX_P_RSS, v);
       set(l, MX_P_MEM_MB, v / (1024.0 * 1024.0));
     } else if (is(f, "num_threads")) set(l, MX_P_THREADS, v);
-    else if (is(f, "read_bytes")) set(l, MX_P_IO_READ, v);
-    else if (is(f, "write_bytes")) set(l, MX_P_IO_WRITE, v);
     else if (is(f, "pid") && l->pid < 0 && v >= 0 && v <= INT32_MAX) l->pid = (int64_t)v;
+    else if (is(f, "ppid") && v >= 0 && v <= INT32_MAX) l->ppid = (int64_t)v;
+    else {
+      static const char *const names[C_N] = {"read_bytes", "write_bytes", "disk_read_bytes",
+                                             "disk_write_bytes", "read_count", "write_count",
+                                             "created_at"};
+      for (int c = 0; c < C_N; c++)
+        if (is(f, names[c]) && v >= 0) {
+          l->c[c] = v;
+          l->chave |= 1u << c;
+          break;
+        }
+    }
     break;
   case K_GPU:
     if (is(f, "utilization_gpu")) set(l, MX_G_UTIL, v);
@@ -225,7 +265,8 @@ static void on_points(const struct telemetry_point *pts, size_t n, struct teleme
   /* a process line needs a name or a pid */
   size_t k = 0;
   for (size_t i = 0; i < nl; i++)
-    if (lines[i].have && (lines[i].kind != K_PROC || lines[i].name[0] || lines[i].pid >= 0))
+    if ((lines[i].have || lines[i].chave) &&
+        (lines[i].kind != K_PROC || lines[i].name[0] || lines[i].pid >= 0))
       lines[k++] = lines[i];
   nl = k;
   if (nl) {
@@ -247,6 +288,81 @@ static void on_points(const struct telemetry_point *pts, size_t n, struct teleme
 }
 
 /* ---- the thread: lines → samples → matrix_metrics_write --------------------------- */
+
+/* The thread's record under key, made (zeroed) when new: *fresh says so.
+ * NULL when out of memory. */
+static struct prev *remember(struct matrix_telegraf *tg, const char *key, bool *fresh) {
+  struct prev *p = map_get(&tg->prev, key);
+  *fresh = !p;
+  if (!p && (!(p = calloc(1, sizeof *p)) || map_put(&tg->prev, key, p, NULL))) {
+    free(p);
+    return NULL;
+  }
+  return p;
+}
+
+#define OPS_BITS ((1u << C_READS) | (1u << C_WRITES))
+#define HAS(bits, c) (((bits) & (1u << (c))) != 0)
+
+/* A process line's figures from procstat's cumulative counters:
+ *  - io_read_bytes, io_write_bytes: disk_read_bytes / disk_write_bytes
+ *    (bytes that reached storage, /proc/PID/io read_bytes) when the line
+ *    has them; else read_bytes / write_bytes (Telegraf before it sent the
+ *    disk_* fields, when those were the storage bytes). Cumulative.
+ *  - io_operations: read_count + write_count (syscalls) since the previous
+ *    sample of the same (host, pid) this thread saw. A restart under the
+ *    same pid (created_at changed, or the count went down) counts the new
+ *    process's calls; so does a process first seen that started after the
+ *    host's previous collection. Otherwise (first sample, late line) the
+ *    figure is not given. */
+static void counters(struct matrix_telegraf *tg, struct tg_line *l, uint64_t now_ms) {
+  int rd = HAS(l->chave, C_DISK_READ) ? C_DISK_READ : C_READ_BYTES;
+  int wr = HAS(l->chave, C_DISK_WRITE) ? C_DISK_WRITE : C_WRITE_BYTES;
+  if (HAS(l->chave, rd)) set(l, MX_P_IO_READ, l->c[rd]);
+  if (HAS(l->chave, wr)) set(l, MX_P_IO_WRITE, l->c[wr]);
+  if (l->pid < 0) return;
+  bool fresh;
+  struct prev *h = remember(tg, l->host, &fresh);
+  if (!h) return;
+  if (l->ts > h->ts) h->ts_before = h->ts, h->ts = l->ts;
+  int64_t before = l->ts == h->ts ? h->ts_before : 0; /* the host's previous collection */
+  h->seen_ms = now_ms;
+  char key[MX_MAX_NAME + 24];
+  snprintf(key, sizeof key, "%s\t%" PRId64, l->host, l->pid);
+  struct prev *p = remember(tg, key, &fresh);
+  if (!p || (!fresh && l->ts <= p->ts)) return; /* late or repeated: neither figure nor record */
+  bool have_ops = (l->chave & OPS_BITS) == OPS_BITS, have_created = HAS(l->chave, C_CREATED);
+  double ops = l->c[C_READS] + l->c[C_WRITES], n = -1;
+  if (have_ops && !fresh) {
+    bool same = !have_created || !HAS(p->chave, C_CREATED) || l->c[C_CREATED] == p->created;
+    bool known = (p->chave & OPS_BITS) == OPS_BITS;
+    if (same && known && ops >= p->ops) n = ops - p->ops;
+    else if ((!same || (known && ops < p->ops)) &&
+             (!have_created || l->c[C_CREATED] >= (double)p->ts))
+      n = ops; /* restarted under the same pid since the previous sample */
+  } else if (have_ops && before > 0 && have_created && l->c[C_CREATED] >= (double)before) {
+    n = ops; /* new since the host's previous collection */
+  }
+  if (n >= 0) set(l, MX_P_IO_OPS, n);
+  p->ts = l->ts;
+  p->ops = ops;
+  p->created = l->c[C_CREATED];
+  p->chave = l->chave;
+  p->seen_ms = now_ms;
+}
+
+/* Forgets what the thread kept of processes and hosts not heard of for the
+ * process expiry (at least a minute). */
+static void sweep(struct matrix_telegraf *tg, uint64_t now_ms, bool all) {
+  uint64_t keep = tg->m->mcfg.expiry_ms > SWEEP_MS ? tg->m->mcfg.expiry_ms : SWEEP_MS;
+  const char *k;
+  void *v;
+  for (size_t it = 0; map_next(&tg->prev, &it, &k, &v);) {
+    struct prev *p = v;
+    if (all || now_ms - p->seen_ms > keep) free(map_del(&tg->prev, k));
+  }
+  tg->swept_ms = now_ms;
+}
 
 struct group {
   size_t sample;
@@ -305,7 +421,7 @@ static int to_batch(struct tg_line *q, size_t n, struct mx_batch *b) {
       break;
     case K_PROC: {
       struct mx_proc *p = &s->procs[s->nprocs++];
-      *p = (struct mx_proc){.pid = l->pid, .ppid = -1};
+      *p = (struct mx_proc){.pid = l->pid, .ppid = l->ppid};
       memcpy(p->v, l->v, sizeof p->v);
       p->have = l->have;
       char tmp[32];
@@ -367,7 +483,11 @@ static uint64_t drain(void *arg) {
   tg->q = NULL;
   tg->n = tg->cap = 0;
   pthread_mutex_unlock(&tg->mu);
+  uint64_t now = matrix_now_ms();
+  if (now - tg->swept_ms >= SWEEP_MS) sweep(tg, now, false);
   if (!n) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (q[i].kind == K_PROC) counters(tg, &q[i], now);
   struct mx_batch b;
   char err[512] = "";
   int rc = to_batch(q, n, &b);
@@ -394,6 +514,8 @@ int matrix_telegraf_start(struct matrix *m) {
   struct matrix_telegraf *tg = calloc(1, sizeof *tg);
   if (!tg) return GROVE_ENOMEM;
   tg->m = m;
+  map_init(&tg->prev);
+  tg->swept_ms = matrix_now_ms();
   pthread_mutex_init(&tg->mu, NULL);
   int rc = periodic_start(&tg->thread, 1000, drain, tg);
   if (!rc) {
@@ -421,6 +543,8 @@ void matrix_telegraf_stop(struct matrix *m) {
   if (!tg) return;
   periodic_stop(tg->thread); /* the last run has drained what came before the server stopped */
   drain(tg);
+  sweep(tg, matrix_now_ms(), true);
+  map_release(&tg->prev);
   pthread_mutex_destroy(&tg->mu);
   free(tg->q);
   free(tg);
