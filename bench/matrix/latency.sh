@@ -11,6 +11,23 @@
 # 4, 8; the peer the same 60). wrk (as bench/http) with CONNS connections
 # (default 1: latency, not queueing) for DURATION seconds after a warm-up;
 # grove on 2 event loops, the peer on 2 uvicorn workers.
+#
+# The peer is started by `peer.py` (uvicorn's own multi-process supervisor,
+# as `uvicorn --workers 2` runs it) and not by `uvicorn --workers 2` itself:
+# that binds its listening socket with proto 0, so asyncio never sets
+# TCP_NODELAY on the accepted connections (it checks for IPPROTO_TCP), and
+# on a keep-alive connection each answer's body, written after its
+# headers, waits on the client's delayed ACK: the peer then measured ~44 ms
+# p50 for both routes whatever they computed (48 ms here with 1 connection,
+# 20 req/s; strace shows the answer sent 5 ms after the request and the
+# next request 40-70 ms later). uvicorn's upstream fix binds with
+# IPPROTO_TCP (github.com/Kludex/uvicorn/issues/3149); peer.py does the
+# same, which is the peer at its best as its users run it: ~2 ms p50.
+# What is left of its time is its own: the scikit-learn pipeline and
+# XGBoost's predict (~1.2 ms a simulate call in-process), pydantic, h11
+# (Debian's uvicorn has no httptools) and the thread-pool hop of a sync
+# FastAPI route. wrk sends each request in one write; grove sets
+# TCP_NODELAY itself.
 # Targets (issue 14): simulate p99 <= 2 ms, recommend p99 <= 20 ms.
 # Prints name value unit peer_value ratio (ratio = ours / peer's).
 # On a shared machine the servers and wrk run at raised priority (PRIO,
@@ -31,8 +48,8 @@ nice -n "$PRIO" ./build/grove serve --listen "127.0.0.1:$gport" --threads 2 --ac
   --rate-anonymous 0 &
 gpid=$!
 # the Debian packages live in the system interpreter (not a pyenv or venv one)
-MATRIX_DATA=src/apps/matrix/data nice -n "$PRIO" ${PEER_PYTHON:-/usr/bin/python3} -m uvicorn peer:app --app-dir bench/matrix \
-  --host 127.0.0.1 --port "$pport" --workers 2 --log-level warning --no-access-log &
+MATRIX_DATA=src/apps/matrix/data nice -n "$PRIO" ${PEER_PYTHON:-/usr/bin/python3} bench/matrix/peer.py \
+  --host 127.0.0.1 --port "$pport" --workers 2 &
 ppid=$!
 cleanup() {
   kill "$gpid" "$ppid" 2>/dev/null || true

@@ -6,7 +6,16 @@ answered by a learned regressor, an scikit-learn preprocessing pipeline
 start on the same calibration set Grove fits its factors on
 (src/apps/matrix/data/calibration.tsv) and predicting per request.
 
-Served by uvicorn: `python3 -m uvicorn peer:app --app-dir bench/matrix`.
+Served by uvicorn's own multi-process supervisor, as `uvicorn --workers N`
+runs it, from `python3 bench/matrix/peer.py --port P --workers N` (below):
+the one difference is the listening socket, made with IPPROTO_TCP. uvicorn
+0.17 (Debian's) up to the current release binds it with proto 0 for
+--workers > 1 (and for gunicorn's worker); accepted sockets inherit that,
+and asyncio turns TCP_NODELAY on only for proto IPPROTO_TCP, so with Nagle
+on, each keep-alive answer's body (written after its headers) waits for the
+client's delayed ACK: ~40 ms a request on Linux
+(https://github.com/Kludex/uvicorn/issues/3149, fixed upstream by passing
+the proto). `--workers 1` is not affected (asyncio binds by getaddrinfo).
 MATRIX_DATA names the catalogue folder (default src/apps/matrix/data).
 The figures it answers are only as good as 29 training rows allow; the
 benchmark measures what answering costs, not its accuracy (bench/matrix/run.sh
@@ -187,3 +196,33 @@ def recommend(w: Workload):
                      "excluded": [{"hardware": c["hardware"], "gpu_count": c["gpu_count"]}
                                   for c in configs if c not in ok]},
             "metadata": {"model_version": "xgboost-peer"}}
+
+
+def serve():
+    """uvicorn --workers N with the listening socket made as uvicorn's
+    upstream fix makes it (the module docstring says why)."""
+    import argparse
+    import socket
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--workers", type=int, default=2)
+    a = ap.parse_args()
+    config = uvicorn.Config("peer:app", host=a.host, port=a.port, workers=a.workers,
+                            log_level="warning", access_log=False)
+    server = uvicorn.Server(config=config)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((a.host, a.port))
+    if a.workers > 1:
+        Multiprocess(config, target=server.run, sockets=[sock]).run()
+    else:
+        server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    serve()
