@@ -3,7 +3,8 @@ end to end: pre-built, gzip'ed agent-shaped samples (one a request, PROCS
 processes each, HOSTS hosts taking turns, every sample a new timestamp and
 Idempotency-Key) sent over CONNS keep-alive connections for DURATION
 seconds; each request answered 200 means its points are durable, the
-current state written and the live topic published. A first sample of
+current state taken (written behind within --matrix-state-flush) and the
+live topic published. A first sample of
 every host goes before the clock starts (its series are new: the steady
 state is hosts reporting again). Prints
 `process_samples_per_second=N points_per_second=M requests=R refused=F`."""

@@ -3,25 +3,14 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "core/error.h"
 
 static char tomb;
 #define MAP_TOMBSTONE (&tomb)
 
-uint64_t hash_bytes(const void *p, size_t n) {
-  /* FNV-1a, then a final mix so low bits are usable as an index. */
-  const unsigned char *s = p;
-  uint64_t h = 1469598103934665603ULL;
-  for (size_t i = 0; i < n; i++) {
-    h ^= s[i];
-    h *= 1099511628211ULL;
-  }
-  h ^= h >> 33;
-  h *= 0xff51afd7ed558ccdULL;
-  h ^= h >> 33;
-  return h;
-}
+uint64_t hash_bytes(const void *p, size_t n) { return XXH3_64bits(p, n); }
 
 void map_init(struct map *m) { memset(m, 0, sizeof *m); }
 

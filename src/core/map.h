@@ -33,6 +33,9 @@ void *map_del(struct map *m, const char *key);
 /* Iteration: for (size_t i = 0; map_next(m, &i, &k, &v);) */
 int map_next(const struct map *m, size_t *iter, const char **key, void **value);
 
+/* A 64-bit hash of n bytes at p: XXH3_64bits (libxxhash, xxhash.h), whose
+ * low bits are as good as its high ones (an index mask needs no mixing).
+ * Not for anything stored or compared across versions. Thread-safe. */
 uint64_t hash_bytes(const void *p, size_t n);
 
 #endif

@@ -18,8 +18,41 @@
 #include <time.h>
 
 #include "core/error.h"
+#include "core/map.h"
 #include "core/util.h"
 #include "store/driver.h"
+
+/* A connection: the database and its statement cache. A statement is
+ * kept prepared by its SQL text, so a write of the same shape (the same
+ * multi-row INSERT at the same row count) is parsed and planned once per
+ * connection, not once per call. The least recently used goes first;
+ * texts past CACHE_MAX_SQL bytes are not kept (their programs are large
+ * and rarely repeat). */
+#define CACHE_SLOTS 32
+#define CACHE_MAX_SQL (256 * 1024)
+
+struct cached {
+  char *sql;           /* the caller's text, NULL: a free slot */
+  size_t len;
+  uint64_t hash;
+  uint64_t used;       /* the tick of its last use */
+  sqlite3_stmt *st;
+  int *from;           /* positional()'s map, NULL: bound by position */
+  int nfrom;
+};
+
+struct conn {
+  sqlite3 *db;
+  uint64_t tick;
+  struct cached cache[CACHE_SLOTS];
+};
+
+static void cached_free(struct cached *c) {
+  sqlite3_finalize(c->st);
+  free(c->sql);
+  free(c->from);
+  memset(c, 0, sizeof *c);
+}
 
 /* PRAGMA journal_mode=WAL takes an exclusive lock on a file still in
  * rollback mode and fails at once when another connection holds any lock:
@@ -89,11 +122,24 @@ static int sq_connect(const char *target, const struct store_cfg *cfg, void **ou
     sqlite3_close(db);
     return GROVE_ESTORE;
   }
-  *out = db;
+  struct conn *c = calloc(1, sizeof *c);
+  if (!c) {
+    snprintf(err, errlen, "out of memory");
+    sqlite3_close(db);
+    return GROVE_ENOMEM;
+  }
+  c->db = db;
+  *out = c;
   return 0;
 }
 
-static void sq_disconnect(void *conn) { sqlite3_close_v2(conn); }
+static void sq_disconnect(void *conn) {
+  struct conn *c = conn;
+  for (int i = 0; i < CACHE_SLOTS; i++)
+    cached_free(&c->cache[i]);
+  sqlite3_close_v2(c->db);
+  free(c);
+}
 
 /* Rewrites sql's $N placeholders (outside quotes) as anonymous `?` and
  * says which parameter each takes: SQLite looks a reused ?N up in a list
@@ -161,35 +207,82 @@ static int positional(const char *sql, char **out, int **from, int *nfrom) {
   return 0;
 }
 
-static int sq_exec(void *conn, const char *sql, const char *const *params, int nparams,
-                   struct store_rows **rows, char *err, size_t errlen) {
-  sqlite3 *db = conn;
-  sqlite3_stmt *st = NULL;
-  struct store_rows *r = NULL;
+/* The prepared statement of sql: from the cache, or prepared now (and
+ * cached, evicting the least recently used). OUT: *out, the slot (reset
+ * and unbound, for this call only). Returns a SQLite code; on failure the
+ * message is the database's. */
+static int prepare(struct conn *c, const char *sql, struct cached **out) {
+  size_t len = strlen(sql);
+  uint64_t h = hash_bytes(sql, len);
+  struct cached *victim = &c->cache[0];
+  for (int i = 0; i < CACHE_SLOTS; i++) {
+    struct cached *e = &c->cache[i];
+    if (e->sql && e->hash == h && e->len == len && memcmp(e->sql, sql, len) == 0) {
+      e->used = ++c->tick;
+      *out = e;
+      return SQLITE_OK;
+    }
+    if (!e->sql ? victim->sql != NULL : (victim->sql && e->used < victim->used))
+      victim = e;
+  }
+  struct cached fresh = {.len = len, .hash = h};
   char *text;
-  int *from, nfrom;
-  if (positional(sql, &text, &from, &nfrom))
-    goto nomem;
-  int rc = sqlite3_prepare_v2(db, text, -1, &st, NULL);
+  if (positional(sql, &text, &fresh.from, &fresh.nfrom))
+    return SQLITE_NOMEM;
+  unsigned flags = len <= CACHE_MAX_SQL ? SQLITE_PREPARE_PERSISTENT : 0;
+  int rc = sqlite3_prepare_v3(c->db, text, -1, flags, &fresh.st, NULL);
   if (text != sql)
     free(text);
+  if (rc == SQLITE_OK && !fresh.st)
+    rc = SQLITE_MISUSE; /* only a comment or white space */
+  if (rc == SQLITE_OK && !(fresh.sql = malloc(len + 1)))
+    rc = SQLITE_NOMEM;
   if (rc != SQLITE_OK) {
-    free(from);
-    goto fail;
+    cached_free(&fresh);
+    return rc;
   }
+  memcpy(fresh.sql, sql, len + 1);
+  fresh.used = ++c->tick;
+  cached_free(victim);
+  *victim = fresh;
+  *out = victim;
+  return SQLITE_OK;
+}
+
+/* Puts a used statement back: reset (ending its read of the database)
+ * and unbound; a statement too large to keep, or one that failed, is
+ * dropped. */
+static void put_back(struct cached *e, bool failed) {
+  if (failed || e->len > CACHE_MAX_SQL) {
+    cached_free(e);
+    return;
+  }
+  sqlite3_reset(e->st);
+  sqlite3_clear_bindings(e->st);
+}
+
+static int sq_exec(void *conn, const char *sql, const char *const *params, int nparams,
+                   struct store_rows **rows, char *err, size_t errlen) {
+  struct conn *c = conn;
+  sqlite3 *db = c->db;
+  struct cached *e = NULL;
+  struct store_rows *r = NULL;
+  int rc = prepare(c, sql, &e);
+  if (rc == SQLITE_NOMEM)
+    goto nomem;
+  if (rc != SQLITE_OK)
+    goto fail;
+  sqlite3_stmt *st = e->st;
   int nbind = sqlite3_bind_parameter_count(st);
   for (int i = 0; i < nbind; i++) {
-    int at = from ? (i < nfrom ? from[i] : -1) : i; /* which parameter */
+    int at = e->from ? (i < e->nfrom ? e->from[i] : -1) : i; /* which parameter */
+    if (!e->from && at >= nparams)
+      break; /* unbound: NULL */
     const char *v = at >= 0 && at < nparams ? params[at] : NULL;
-    if (!from && at >= nparams)
-      break; /* unbound: NULL, as before */
     rc = v ? sqlite3_bind_text(st, i + 1, v, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i + 1);
-    if (rc != SQLITE_OK) {
-      free(from);
+    if (rc != SQLITE_OK)
       goto fail;
-    }
   }
-  free(from);
   int ncols = sqlite3_column_count(st);
   if (rows) {
     r = rows_new(ncols);
@@ -215,19 +308,21 @@ static int sq_exec(void *conn, const char *sql, const char *const *params, int n
     goto fail;
   if (r)
     r->changes = sqlite3_changes(db);
-  sqlite3_finalize(st);
+  put_back(e, false);
   if (rows)
     *rows = r;
   return 0;
 nomem:
   snprintf(err, errlen, "out of memory");
-  sqlite3_finalize(st);
+  if (e)
+    put_back(e, true);
   store_rows_free(r);
   return GROVE_ENOMEM;
 fail:
   if (err)
     snprintf(err, errlen, "%s", sqlite3_errmsg(db));
-  sqlite3_finalize(st);
+  if (e) /* a refusal or a busy lock leaves the statement good */
+    put_back(e, rc != SQLITE_BUSY && rc != SQLITE_LOCKED && rc != SQLITE_CONSTRAINT);
   store_rows_free(r);
   return rc == SQLITE_BUSY || rc == SQLITE_LOCKED ? GROVE_EBUSY
          : rc == SQLITE_CONSTRAINT                ? GROVE_EEXIST
@@ -236,7 +331,7 @@ fail:
 
 static int sq_script(void *conn, const char *sql, char *err, size_t errlen) {
   char *msg = NULL;
-  int rc = sqlite3_exec(conn, sql, NULL, NULL, &msg);
+  int rc = sqlite3_exec(((struct conn *)conn)->db, sql, NULL, NULL, &msg);
   if (rc != SQLITE_OK) {
     if (err)
       snprintf(err, errlen, "%s", msg ? msg : sqlite3_errstr(rc));

@@ -513,7 +513,8 @@ def test_cap_of_processes_per_host_and_expiry():
 def test_two_instances_on_postgres_share_state_and_keys():
     """Scale-out: the current state and the idempotency keys live in
     PostgreSQL, so a push to one instance is read, and its repeat refused,
-    on another."""
+    on another. The state is written behind (--matrix-state-flush, 1 s):
+    the instance pushed to sees it at once, another one after its flush."""
     pg = Postgres()
     a = b = None
     try:
@@ -537,12 +538,16 @@ def test_two_instances_on_postgres_share_state_and_keys():
         assert d["accepted_processes"] == 2, d  # a duplicate keeps the last
         again = push(s, key=w, grove=b, headers={"Idempotency-Key": "pg-1"}, gz=True)
         assert ok(again)["data"] == d and again.header("Idempotent-Replayed") == "true"
-        hosts = get("/api/host-process-metrics/hosts?host=pg-host", grove=b, key=rk)
+        hosts = eventually(lambda: get("/api/host-process-metrics/hosts?host=pg-host", grove=b, key=rk),
+                           what="a's flush of pg-host")
         assert hosts[0]["live_processes"] == 2 and hosts[0]["gpus"][0]["name"] == "NVIDIA L4", hosts
         top = get("/api/host-process-metrics/top?by=cpu&host=pg-host", grove=b, key=rk)
         assert [p["process_name"] for p in top] == ["b", "a"] and top[0]["cpu_usage_percent"] == 10.0, top
         ok(push(agent_sample("pg-vm", vm=True), key=w, grove=b))
-        assert get("/api/v1/metrics/vm-snapshot", grove=a, key=rk)[0]["vm_name"] == "pg-vm"
+        assert get("/api/v1/metrics/vm-snapshot", grove=b, key=rk)[0]["vm_name"] == "pg-vm"
+        snap = eventually(lambda: get("/api/v1/metrics/vm-snapshot", grove=a, key=rk),
+                          what="b's flush of pg-vm")
+        assert snap[0]["vm_name"] == "pg-vm", snap
         dash = get("/api/dashboard/overview", grove=a, key=rk)
         assert dash["hosts"]["total"] == 1 and dash["vms"]["total"] == 1, dash
         r = get("/api/host-process-metrics/range?host=pg-host&process=b&pid=2", grove=a, key=rk)

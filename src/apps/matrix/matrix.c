@@ -37,6 +37,7 @@ static const struct cfg_opt matrix_opts[] = {
     CFG_OPT(struct matrix_cfg, "matrix-idempotency-keep", CFG_MS, metrics.idem_keep_ms, "24h", "how long a push's Idempotency-Key and its answer are remembered"),
     CFG_OPT(struct matrix_cfg, "matrix-idempotency-max", CFG_INT, metrics.idem_max, "1000000", "idempotency keys remembered at most (the oldest go first); 0: no bound but time"),
     CFG_OPT(struct matrix_cfg, "matrix-max-ahead", CFG_MS, metrics.max_ahead_ms, "5m", "a pushed sample whose timestamp is later than the server's clock by more than this is refused"),
+    CFG_OPT(struct matrix_cfg, "matrix-state-flush", CFG_MS, metrics.state_flush_ms, "1s", "matrix's current state (latest per host, process, GPU) is written to the store this often, and before every read of it; a crash loses at most this much of it (the series are durable before a push is answered)"),
     CFG_OPT(struct matrix_cfg, "matrix-publish-interval", CFG_MS, metrics.publish_ms, "1s", "at most one live update per matrix/hosts/{id} or matrix/vms/{id} topic this often"),
 };
 

@@ -44,6 +44,7 @@ struct matrix {
   struct mx_edits edits;        /* under edit_mu */
   struct matrix_metrics_cfg mcfg; /* monitoring (metrics.h) */
   struct periodic *sweeper;     /* expired processes, old idempotency keys */
+  struct mx_state *state;       /* the current state, written behind (state.h) */
   struct matrix_telegraf *telegraf; /* Telegraf's lines into the same views (telegraf.c) */
 };
 

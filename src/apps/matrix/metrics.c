@@ -7,8 +7,8 @@
  *   claim the Idempotency-Key (if given) → parse the whole body (push.c;
  *   any error refuses it all) → per sample, the host's live processes
  *   (the cap) → telemetry_write of the lines (durable) → the current
- *   state in one transaction → live topics → the answer, recorded under
- *   the key. */
+ *   state, written behind (state.h) → live topics → the answer, recorded
+ *   under the key. */
 #include "apps/matrix/metrics.h"
 
 #include <inttypes.h>
@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "apps/matrix/matrix.h"
+#include "apps/matrix/state.h"
 #include "core/array.h"
 #include "core/error.h"
 #include "core/jsonout.h"
@@ -37,7 +38,6 @@
 #define MAX_INFLATED (64u * 1024 * 1024) /* a push body, decoded */
 #define MAX_IDEM_KEY 255
 #define CLAIM_STALE_MS 60000 /* a claimed key with no answer after this: its push died */
-#define ROWS_PER_STATEMENT 100 /* 5 parameters a row */
 
 /* ---- tables -------------------------------------------------------------------- */
 
@@ -68,78 +68,6 @@ const char matrix_metrics_sql[] =
 
 uint64_t matrix_now_ms(void) { return clock_wall_ms(); }
 
-/* ---- statements with many parameters ------------------------------------------- */
-
-/* SQL text and its parameters (texts in one buffer, NULL for SQL NULL). */
-struct sqlb {
-  struct buf sql, vals;
-  size_t *off;               /* offset in vals, or SIZE_MAX: NULL */
-  size_t n, cap;
-  const char **params;
-  int rc;
-};
-
-static void sqlb_init(struct sqlb *q) {
-  memset(q, 0, sizeof *q);
-  buf_init(&q->sql, 0);
-  buf_init(&q->vals, 0);
-}
-static void sqlb_reset(struct sqlb *q) {
-  buf_reset(&q->sql);
-  buf_reset(&q->vals);
-  q->n = 0;
-  q->rc = 0;
-}
-static void sqlb_release(struct sqlb *q) {
-  buf_release(&q->sql);
-  buf_release(&q->vals);
-  free(q->off);
-  free(q->params);
-}
-static void sqlb_sql(struct sqlb *q, const char *s) {
-  if (!q->rc) q->rc = buf_puts(&q->sql, s);
-}
-/* Adds a parameter: writes "$n" (in a CAST to `type` when not NULL) into
- * the SQL. */
-static void sqlb_param(struct sqlb *q, const char *v, const char *type) {
-  if (q->rc) return;
-  if ((q->rc = ARRAY_GROW(q->off, q->cap, q->n + 1, 64, ARRAY_NOMAX))) return;
-  size_t at = SIZE_MAX;
-  if (v) {
-    at = q->vals.len;
-    if ((q->rc = buf_append(&q->vals, v, strlen(v) + 1))) return;
-  }
-  q->off[q->n++] = at;
-  q->rc = type ? buf_printf(&q->sql, "CAST($%zu AS %s)", q->n, type)
-               : buf_printf(&q->sql, "$%zu", q->n);
-}
-/* Numbers are written into the SQL as literals (formatted here, never a
- * client's text): a statement of many rows then binds only its strings
- * (SQLite's parser looks up each numbered parameter among those before
- * it, so thousands of them cost quadratic time). */
-/* Writes "$n": a parameter added before, used again. */
-static void sqlb_ref(struct sqlb *q, size_t n) {
-  if (!q->rc) q->rc = buf_printf(&q->sql, "$%zu", n);
-}
-static void sqlb_num(struct sqlb *q, double v, bool have) {
-  char t[JSONOUT_DOUBLE_MAX];
-  if (have && isfinite(v)) jsonout_double(t, v);
-  if (!q->rc) q->rc = buf_puts(&q->sql, have && isfinite(v) ? t : "NULL");
-}
-static void sqlb_int(struct sqlb *q, int64_t v, bool have) {
-  if (q->rc) return;
-  q->rc = have ? buf_printf(&q->sql, "%" PRId64, v) : buf_puts(&q->sql, "NULL");
-}
-static int sqlb_exec(struct sqlb *q, struct store_conn *c, struct store_rows **rows, char *err,
-                     size_t errlen) {
-  if (q->rc) return q->rc;
-  free(q->params);
-  if (!(q->params = malloc((q->n ? q->n : 1) * sizeof *q->params))) return GROVE_ENOMEM;
-  for (size_t i = 0; i < q->n; i++)
-    q->params[i] = q->off[i] == SIZE_MAX ? NULL : q->vals.data + q->off[i];
-  return store_exec(c, q->sql.data, q->params, (int)q->n, rows, err, errlen);
-}
-
 /* ---- the cap -------------------------------------------------------------------- */
 
 /* "pid\tname": a process's identity in a map. */
@@ -159,25 +87,25 @@ static int check_cap(struct matrix *m, struct store_conn *c, const struct mx_sam
   size_t live = 0;
   int max = m->mcfg.max_processes;
   if (cap && max > 0) {
-    struct sqlb q;
-    sqlb_init(&q);
-    sqlb_sql(&q, "SELECT pid, process FROM matrix_processes WHERE kind = ");
-    sqlb_param(&q, s->vm ? "vm" : "host", NULL);
-    sqlb_sql(&q, " AND host = ");
-    sqlb_param(&q, s->vm ? s->vm_name : s->host, NULL);
-    sqlb_sql(&q, " AND seen >= ");
-    sqlb_int(&q, (int64_t)(matrix_now_ms() - m->mcfg.expiry_ms), true);
+    char since[24];
+    int64_t cut = (int64_t)(matrix_now_ms() - m->mcfg.expiry_ms);
+    snprintf(since, sizeof since, "%" PRId64, cut);
+    const char *p[] = {s->vm ? "vm" : "host", s->vm ? s->vm_name : s->host, since};
     struct store_rows *rows = NULL;
-    rc = sqlb_exec(&q, c, &rows, err, errlen);
-    sqlb_release(&q);
+    rc = store_exec(c,
+                    "SELECT pid, process FROM matrix_processes WHERE kind = $1 AND host = $2 AND"
+                    " seen >= CAST($3 AS BIGINT)",
+                    p, 3, &rows, err, errlen);
     if (rc) goto out;
     for (int i = 0; i < rows->nrows && !rc; i++) {
       const char *pid = rows->values[i * rows->ncols], *name = rows->values[i * rows->ncols + 1];
       snprintf(k, sizeof k, "%s\t%s", pid ? pid : "-1", name ? name : "");
       rc = map_put(&seen, k, (void *)1, NULL);
     }
-    live = (size_t)rows->nrows;
     store_rows_free(rows);
+    /* and those a flush has not written yet */
+    if (!rc) rc = mx_state_live(m->state, s->vm, s->vm ? s->vm_name : s->host, cut, &seen);
+    live = seen.len;
     if (rc) goto out;
   }
   /* the last of duplicates wins: walk backwards */
@@ -212,234 +140,7 @@ out:
   return rc;
 }
 
-/* ---- the current state ---------------------------------------------------------- */
-
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-
-/* The host-level figures but the five with their own columns, GPUs,
- * disks, networks and cores, as the `metrics` column's JSON (NULL when
- * the sample has none of them: the row keeps its last). */
-static char *host_json(const struct mx_sample *s) {
-  json_t *o = json_object();
-  for (int i = MX_H_LOAD5; i < MX_H_N; i++)
-    if (s->hhave & (1u << i))
-      json_object_set_new(o, mx_hfield_names[i],
-                          i == MX_H_CPU_ESTIMATED ? json_boolean(s->h[i] != 0) : jnum(s->h[i]));
-  if (s->ndisks || s->nnets) {
-    for (int d = 0; d < 2; d++) {
-      json_t *a = json_array();
-      size_t n = d ? s->nnets : s->ndisks;
-      for (size_t i = 0; i < n; i++) {
-        const struct mx_dev *x = d ? &s->nets[i] : &s->disks[i];
-        json_t *e = json_pack("{s:s}", "name", x->name);
-        for (int f = 0; f < MX_D_N; f++)
-          if (x->have & (1u << f))
-            json_object_set_new(e, (d ? mx_net_field_names : mx_disk_field_names)[f], jnum(x->v[f]));
-        json_array_append_new(a, e);
-      }
-      json_object_set_new(o, d ? "networks" : "disks", a);
-    }
-  }
-  if (s->ncores) {
-    json_t *a = json_array();
-    for (size_t i = 0; i < s->ncores; i++) json_array_append_new(a, jnum(s->cores[i]));
-    json_object_set_new(o, "cpu_cores_percent", a);
-  }
-  char *text = json_object_size(o) ? jsonout_dumps(o, JSON_COMPACT) : NULL;
-  json_decref(o);
-  return text;
-}
-
-static const char *const host_cols[] = {"total_cpu_usage", "total_memory_usage",
-                                        "total_gpu_usage", "total_power_consumption",
-                                        "system_load_average"};
-
-static void upsert_host(struct sqlb *q, const struct mx_sample *s, int64_t seen, const char *js) {
-  sqlb_sql(q, "INSERT INTO matrix_hosts (kind, name, host, ts, seen, agent_id, seq, hypervisor,"
-              " instance_type, cpu_model, total_cpu_usage, total_memory_usage, total_gpu_usage,"
-              " total_power_consumption, system_load_average, metrics) VALUES (");
-  sqlb_param(q, s->vm ? "vm" : "host", NULL);
-  sqlb_sql(q, ",");
-  sqlb_param(q, s->vm ? s->vm_name : s->host, NULL);
-  sqlb_sql(q, ",");
-  sqlb_param(q, s->host, NULL);
-  sqlb_sql(q, ",");
-  sqlb_int(q, s->ts_ns, true);
-  sqlb_sql(q, ",");
-  sqlb_int(q, seen, true);
-  sqlb_sql(q, ",");
-  sqlb_param(q, s->agent_id, NULL);
-  sqlb_sql(q, ",");
-  sqlb_int(q, (int64_t)s->seq, s->has_seq);
-  sqlb_sql(q, ",");
-  sqlb_param(q, s->hypervisor, NULL);
-  sqlb_sql(q, ",");
-  sqlb_param(q, s->instance_type, NULL);
-  sqlb_sql(q, ",");
-  sqlb_param(q, s->cpu_model, NULL);
-  for (int i = 0; i < 5; i++) { /* MX_H_CPU … MX_H_LOAD1 */
-    sqlb_sql(q, ",");
-    sqlb_num(q, s->h[i], s->hhave & (1u << i));
-  }
-  sqlb_sql(q, ",");
-  sqlb_param(q, js, NULL);
-  sqlb_sql(q, ") ON CONFLICT (kind, name) DO UPDATE SET host = excluded.host, ts = excluded.ts,"
-              " seen = excluded.seen");
-  static const char *const keep[] = {"agent_id", "seq", "hypervisor", "instance_type",
-                                     "cpu_model", "metrics"};
-  char t[160];
-  for (size_t i = 0; i < ARRAY_LEN(keep); i++) {
-    snprintf(t, sizeof t, ", %s = COALESCE(excluded.%s, matrix_hosts.%s)", keep[i], keep[i],
-             keep[i]);
-    sqlb_sql(q, t);
-  }
-  for (size_t i = 0; i < ARRAY_LEN(host_cols); i++) {
-    snprintf(t, sizeof t, ", %s = COALESCE(excluded.%s, matrix_hosts.%s)", host_cols[i],
-             host_cols[i], host_cols[i]);
-    sqlb_sql(q, t);
-  }
-  sqlb_sql(q, " WHERE matrix_hosts.ts <= excluded.ts");
-}
-
-static void upsert_procs_head(struct sqlb *q) {
-  sqlb_sql(q, "INSERT INTO matrix_processes (kind, host, pid, process, ts, seen, ppid, command,"
-              " user_name, cgroup, container_id");
-  for (int f = 0; f < MX_P_N; f++) {
-    sqlb_sql(q, ", ");
-    sqlb_sql(q, mx_pfield_names[f]);
-  }
-  sqlb_sql(q, ") VALUES ");
-}
-
-static void upsert_procs_tail(struct sqlb *q) {
-  sqlb_sql(q, " ON CONFLICT (kind, host, pid, process) DO UPDATE SET ts = excluded.ts,"
-              " seen = excluded.seen, ppid = excluded.ppid, command = excluded.command,"
-              " user_name = excluded.user_name, cgroup = excluded.cgroup,"
-              " container_id = excluded.container_id");
-  char t[160];
-  for (int f = 0; f < MX_P_N; f++) {
-    snprintf(t, sizeof t, ", %s = excluded.%s", mx_pfield_names[f], mx_pfield_names[f]);
-    sqlb_sql(q, t);
-  }
-  sqlb_sql(q, " WHERE matrix_processes.ts <= excluded.ts");
-}
-
-/* A row of the statement: the first gives kind and host as $1 and $2,
- * the others use them again. */
-static void proc_row(struct sqlb *q, const struct mx_sample *s, const struct mx_proc *p,
-                     int64_t seen, bool first) {
-  sqlb_sql(q, "(");
-  if (first) {
-    sqlb_param(q, s->vm ? "vm" : "host", NULL);
-    sqlb_sql(q, ",");
-    sqlb_param(q, s->vm ? s->vm_name : s->host, NULL);
-  } else {
-    sqlb_ref(q, 1);
-    sqlb_sql(q, ",");
-    sqlb_ref(q, 2);
-  }
-  sqlb_sql(q, ",");
-  sqlb_int(q, p->pid, true);
-  sqlb_sql(q, ",");
-  sqlb_param(q, p->name, NULL);
-  sqlb_sql(q, ",");
-  sqlb_int(q, s->ts_ns, true);
-  sqlb_sql(q, ",");
-  sqlb_int(q, seen, true);
-  sqlb_sql(q, ",");
-  sqlb_int(q, p->ppid, p->ppid >= 0);
-  const char *texts[] = {p->command, p->user, p->cgroup, p->container_id};
-  for (size_t i = 0; i < ARRAY_LEN(texts); i++) {
-    sqlb_sql(q, ",");
-    sqlb_param(q, texts[i], NULL);
-  }
-  for (int f = 0; f < MX_P_N; f++) {
-    sqlb_sql(q, ",");
-    sqlb_num(q, p->v[f], p->have & (1u << f));
-  }
-  sqlb_sql(q, ")");
-}
-
-static void upsert_gpus(struct sqlb *q, const struct mx_sample *s, int64_t seen) {
-  sqlb_sql(q, "INSERT INTO matrix_gpus (kind, host, gpu, name, ts, seen");
-  for (int f = 0; f < MX_G_N; f++) {
-    sqlb_sql(q, ", ");
-    sqlb_sql(q, mx_gfield_names[f]);
-  }
-  sqlb_sql(q, ") VALUES ");
-  for (size_t i = 0; i < s->ngpus; i++) {
-    const struct mx_gpu *g = &s->gpus[i];
-    sqlb_sql(q, i ? ",(" : "(");
-    sqlb_param(q, s->vm ? "vm" : "host", NULL);
-    sqlb_sql(q, ",");
-    sqlb_param(q, s->vm ? s->vm_name : s->host, NULL);
-    sqlb_sql(q, ",");
-    sqlb_int(q, g->index, true);
-    sqlb_sql(q, ",");
-    sqlb_param(q, g->name, NULL);
-    sqlb_sql(q, ",");
-    sqlb_int(q, s->ts_ns, true);
-    sqlb_sql(q, ",");
-    sqlb_int(q, seen, true);
-    for (int f = 0; f < MX_G_N; f++) {
-      sqlb_sql(q, ",");
-      sqlb_num(q, g->v[f], g->have & (1u << f));
-    }
-    sqlb_sql(q, ")");
-  }
-  sqlb_sql(q, " ON CONFLICT (kind, host, gpu) DO UPDATE SET ts = excluded.ts,"
-              " seen = excluded.seen, name = COALESCE(excluded.name, matrix_gpus.name)");
-  char t[160];
-  for (int f = 0; f < MX_G_N; f++) {
-    snprintf(t, sizeof t, ", %s = COALESCE(excluded.%s, matrix_gpus.%s)", mx_gfield_names[f],
-             mx_gfield_names[f], mx_gfield_names[f]);
-    sqlb_sql(q, t);
-  }
-  sqlb_sql(q, " WHERE matrix_gpus.ts <= excluded.ts");
-}
-
-/* One sample's current state, inside the caller's transaction. GPUs with
- * the same index twice keep the last. */
-static int write_state(struct store_conn *c, const struct mx_sample *s, const bool *keep,
-                       int64_t seen, char *err, size_t errlen) {
-  struct sqlb q;
-  sqlb_init(&q);
-  char *js = host_json(s);
-  upsert_host(&q, s, seen, js);
-  int rc = sqlb_exec(&q, c, NULL, err, errlen);
-  free(js);
-  for (size_t i = 0; !rc && i < s->nprocs;) {
-    sqlb_reset(&q);
-    upsert_procs_head(&q);
-    size_t rows = 0;
-    for (; i < s->nprocs && rows < ROWS_PER_STATEMENT; i++) {
-      if (!keep[i]) continue;
-      if (rows) sqlb_sql(&q, ",");
-      proc_row(&q, s, &s->procs[i], seen, rows++ == 0);
-    }
-    if (!rows) break;
-    upsert_procs_tail(&q);
-    rc = sqlb_exec(&q, c, NULL, err, errlen);
-  }
-  if (!rc && s->ngpus) {
-    /* one row per index: the last of duplicates */
-    struct mx_sample one = *s;
-    struct mx_gpu uniq[64];
-    size_t nu = 0;
-    for (size_t i = s->ngpus; i-- > 0 && nu < ARRAY_LEN(uniq);) {
-      bool dup = false;
-      for (size_t j = 0; j < nu; j++) dup |= uniq[j].index == s->gpus[i].index;
-      if (!dup) uniq[nu++] = s->gpus[i];
-    }
-    one.gpus = uniq;
-    one.ngpus = nu;
-    sqlb_reset(&q);
-    upsert_gpus(&q, &one, seen);
-    rc = sqlb_exec(&q, c, NULL, err, errlen);
-  }
-  sqlb_release(&q);
-  return rc;
-}
 
 /* ---- live topics ---------------------------------------------------------------- */
 
@@ -523,15 +224,11 @@ int matrix_metrics_write(struct matrix *m, struct mx_batch *b, bool cap, struct 
     }
   }
   a->points = res.points;
-  /* the current state, newest wins, one transaction */
+  /* the current state, written behind (state.h) */
   int64_t seen = (int64_t)matrix_now_ms();
-  if ((rc = store_acquire(m->ctx.store, &c)) || (rc = store_begin(c))) {
-    snprintf(err, errlen, "cannot write the current state: %s", grove_strerror(rc));
-    goto out;
-  }
-  for (size_t i = 0; !rc && i < b->n; i++) rc = write_state(c, &b->s[i], keep[i], seen, err, errlen);
-  if (!rc) rc = store_commit(c);
-  else store_rollback(c);
+  for (size_t i = 0; !rc && i < b->n; i++)
+    if ((rc = mx_state_put(m->state, &b->s[i], keep[i], seen, err, errlen)) == GROVE_ENOMEM)
+      snprintf(err, errlen, "out of memory");
   if (rc) goto out;
   for (size_t i = 0; i < b->n; i++) publish(m, &b->s[i], keep[i]);
 out:
@@ -652,7 +349,8 @@ static uint64_t sweep(void *arg) {
 }
 
 int matrix_metrics_start(struct matrix *m) {
-  int rc = periodic_start(&m->sweeper, 1000, sweep, m);
+  int rc = mx_state_open(&m->state, m->ctx.store, m->mcfg.state_flush_ms);
+  if (!rc) rc = periodic_start(&m->sweeper, 1000, sweep, m);
   return rc ? rc : matrix_telegraf_start(m);
 }
 
@@ -660,6 +358,12 @@ void matrix_metrics_stop(struct matrix *m) {
   matrix_telegraf_stop(m);
   periodic_stop(m->sweeper);
   m->sweeper = NULL;
+  mx_state_close(m->state); /* after the last writer: its final flush */
+  m->state = NULL;
+}
+
+int matrix_state_sync(struct matrix *m, char *err, size_t errlen) {
+  return m->state ? mx_state_flush(m->state, err, errlen) : 0;
 }
 
 /* ---- POST /api/monitoring/push-metrics ----------------------------------------- */

@@ -11,6 +11,9 @@
  *   matrix_gpus       (kind, host, gpu): the latest of each GPU
  *   matrix_push_keys  (key): the answers of pushes that carried an
  *                     Idempotency-Key, kept --matrix-idempotency-keep
+ * The three state tables are written behind (state.h): at most
+ * --matrix-state-flush after a push, and before every read through
+ * matrix_state_sync.
  * kind is "host" or "vm"; host is the host's or VM's name. A process (or
  * GPU) whose last sample is older than --matrix-process-expiry is gone:
  * reads leave it out and a sweep deletes it.
@@ -36,6 +39,7 @@ struct matrix_metrics_cfg {
   int idem_max;              /* --matrix-idempotency-max */
   uint64_t max_ahead_ms;     /* --matrix-max-ahead */
   uint64_t publish_ms;       /* --matrix-publish-interval */
+  uint64_t state_flush_ms;   /* --matrix-state-flush */
 };
 
 /* The tables above: one step of matrix's migrations (matrix.c's table). */
@@ -68,6 +72,12 @@ int matrix_metrics_write(struct matrix *m, struct mx_batch *b, bool cap, struct 
  * Telegraf consumer (telegraf.c). Returns 0 or a GROVE_E* code. */
 int matrix_metrics_start(struct matrix *m);
 void matrix_metrics_stop(struct matrix *m);
+
+/* Writes the current state still waiting (state.h) into the store: call
+ * before reading matrix_hosts, matrix_processes or matrix_gpus, so that
+ * every push answered before is seen. Blocks (store): a worker thread.
+ * Returns 0 or the store's error with err filled. */
+int matrix_state_sync(struct matrix *m, char *err, size_t errlen);
 
 /* The wall clock matrix's state uses (Unix ms). */
 uint64_t matrix_now_ms(void);

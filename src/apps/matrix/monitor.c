@@ -56,6 +56,7 @@ static void job_free(struct read_job *j) {
 
 static void read_work(void *arg) {
   struct read_job *j = arg;
+  j->rc = matrix_state_sync(j->m, j->err, sizeof j->err); /* every push answered before */
   for (int i = 0; i < 4 && j->sql[i] && !j->rc; i++)
     j->rc = store_query(j->m->ctx.store, j->sql[i], (const char *const *)j->params,
                         j->np[i] < 0 ? j->nparams : j->np[i], &j->rows[i], j->err, sizeof j->err);
