@@ -398,8 +398,10 @@ static void vm_host_work(void *arg) {
   struct vm_range *j = arg;
   const char *params[] = {j->vm};
   struct store_rows *rows = NULL;
-  j->rc = store_query(j->m->ctx.store, "SELECT host FROM matrix_hosts WHERE kind = 'vm' AND name = $1",
-                      params, 1, &rows, j->err, sizeof j->err);
+  j->rc = matrix_state_sync(j->m, j->err, sizeof j->err); /* every push answered before */
+  if (!j->rc)
+    j->rc = store_query(j->m->ctx.store, "SELECT host FROM matrix_hosts WHERE kind = 'vm' AND name = $1",
+                        params, 1, &rows, j->err, sizeof j->err);
   const char *h = !j->rc && rows->nrows ? store_rows_get(rows, 0, "host") : NULL;
   if (h && !(j->host = strdup(h))) j->rc = GROVE_ENOMEM, snprintf(j->err, sizeof j->err, "out of memory");
   store_rows_free(rows);
