@@ -382,8 +382,8 @@ def test_two_instances_on_postgres_cost_what_the_other_was_sent():
     host's series by walking series_each_key, which on PostgreSQL knows the
     keys loaded at open and those this process made or looked up since, so
     such an instance answers NO_DATA until it restarts. The fix belongs in
-    src/series (series_each_key loading the keys past the last id it knows
-    from series_keys); then b needs no restart below."""
+    src/series (series_each_key loading from series_keys the keys this
+    process does not know); then b needs no restart below."""
     pg = Postgres()
     a = b = None
     try:
