@@ -27,9 +27,14 @@
 size_t jsonout_double(char out[JSONOUT_DOUBLE_MAX], double v);
 
 /* json_dumps(j, flags) with every real in shortest round-trip form. Any
- * JSON_REAL_PRECISION in flags is ignored. Returns a string the caller
- * frees with free(), or NULL on allocation failure (or when jansson
- * refuses j, as json_dumps does). */
+ * JSON_REAL_PRECISION in flags is ignored. Compact text (JSON_COMPACT,
+ * with or without JSON_ENCODE_ANY: every answer and message) is written
+ * here directly, keys in insertion order and strings escaped as jansson
+ * escapes them, with no printf or strtod per real; other flags go through
+ * json_dumps with its reals rewritten. Returns a string the caller frees
+ * with free(), or NULL on allocation failure (or when jansson would refuse
+ * j: a string that is not UTF-8, a root that is not an object or array
+ * without JSON_ENCODE_ANY). */
 char *jsonout_dumps(const json_t *j, size_t flags);
 
 #endif

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apps/matrix/figures.h"
 #include "apps/matrix/matrix.h"
 #include "apps/matrix/simulate.h"
 #include "core/error.h"
@@ -866,6 +867,7 @@ static void sim_done(struct http_req *r, void *arg) {
     return;
   }
   if (j->data) {
+    mx_round_figures(j->data, MX_FIGURE_DIGITS); /* figures.h */
     http_reply_data(r, 200, j->data, j->meta);
     j->data = j->meta = NULL;
   } else {

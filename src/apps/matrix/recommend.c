@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "apps/matrix/advise.h"
+#include "apps/matrix/figures.h"
 #include "apps/matrix/matrix.h"
 #include "core/error.h"
 #include "core/util.h"
@@ -59,6 +60,7 @@ static void rec_done(struct http_req *r, void *arg) {
   struct rec_job *j = arg;
   if (r->conn) {
     if (j->data) {
+      mx_round_figures(j->data, MX_FIGURE_DIGITS); /* figures.h */
       http_reply_data(r, 200, j->data, j->meta);
       j->data = j->meta = NULL;
     } else {

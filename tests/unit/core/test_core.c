@@ -307,6 +307,91 @@ TEST(real_shortest_writes_decimals_as_printf_does) {
   }
 }
 
+/* A random tree (objects, arrays, strings with every control character
+ * and UTF-8, integers, reals of random bits and short decimals, the
+ * literals), depth at most `depth`. */
+static json_t *random_tree(uint64_t *x, int depth) {
+  *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
+  uint64_t r = *x;
+  int kind = depth > 0 ? (int)(r % 9) : 2 + (int)(r % 7);
+  switch (kind) {
+  case 0: case 1: {
+    json_t *c = kind ? json_array() : json_object();
+    int n = (int)(r >> 8 & 7);
+    for (int i = 0; i < n; i++) {
+      json_t *v = random_tree(x, depth - 1);
+      if (kind) {
+        json_array_append_new(c, v);
+      } else {
+        char k[24];
+        snprintf(k, sizeof k, "k\"%d\x01\xc3\xa9/%d", i, (int)(r >> 16 & 3));
+        json_object_set_new(c, k, v);
+      }
+    }
+    return c;
+  }
+  case 2: {
+    char t[40];
+    size_t n = (size_t)(r >> 8 & 31);
+    for (size_t i = 0; i < n; i++) {
+      uint64_t b = (r >> (i % 50)) ^ i * 0x9e37;
+      t[i] = (char)(b % 3 == 0 ? b % 0x20 : b % 3 == 1 ? 0x20 + b % 0x60 : '\\');
+    }
+    json_t *s = json_stringn(t, n);
+    return s ? s : json_string("\xe2\x82\xac\"\t");
+  }
+  case 3: return json_integer((json_int_t)r);
+  case 4: {
+    double v;
+    memcpy(&v, &r, sizeof v);
+    return json_real(isfinite(v) ? v : 0.5);
+  }
+  case 5: return json_real((double)(int64_t)(r % 2000001 - 1000000) / 1000.0);
+  case 6: return json_true();
+  case 7: return json_false();
+  default: return json_null();
+  }
+}
+
+/* The direct writer of compact text writes what jansson's text with its
+ * reals rewritten did (JSON_PRESERVE_ORDER, a flag with no effect in
+ * jansson 2.14, takes the rewriting path): the same document, byte for
+ * byte but for reals of 17 digits or an exponent, always written as
+ * jsonout_double writes them ("3e+34", "3.413804297869741e+16") where
+ * jansson's text was kept before when shorter ("3e34",
+ * "34138042978697408.0"). */
+TEST(jsonout_compact_writes_what_the_rewritten_dump_did) {
+  uint64_t x = 0x853c49e6748fea9bull;
+  for (int i = 0; i < 3000; i++) {
+    json_t *t = random_tree(&x, 4);
+    for (int any = 0; any < 2; any++) {
+      size_t f = JSON_COMPACT | (any ? JSON_ENCODE_ANY : 0);
+      char *direct = jsonout_dumps(t, f), *rewritten = jsonout_dumps(t, f | JSON_PRESERVE_ORDER);
+      CHECK((direct == NULL) == (rewritten == NULL));
+      if (direct) {
+        json_t *back = json_loads(direct, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+        CHECK(back && json_equal(back, t));
+        json_decref(back);
+        if (!strpbrk(rewritten, "eE") && !strpbrk(direct, "eE"))
+          CHECK_EQ_STR(direct, rewritten);
+      }
+      free(direct);
+      free(rewritten);
+    }
+    json_decref(t);
+  }
+  /* text that is not UTF-8 is refused by both */
+  json_t *bad = json_pack("{s:o}", "k", json_stringn_nocheck("\xff\xfe", 2));
+  CHECK(jsonout_dumps(bad, JSON_COMPACT) == NULL);
+  CHECK(jsonout_dumps(bad, JSON_COMPACT | JSON_PRESERVE_ORDER) == NULL);
+  json_decref(bad);
+  json_t *empty = json_pack("{s:[],s:{}}", "a", "o");
+  char *one = jsonout_dumps(empty, JSON_COMPACT);
+  CHECK_EQ_STR(one, "{\"a\":[],\"o\":{}}");
+  free(one);
+  json_decref(empty);
+}
+
 /* Property over random bit patterns: what is written reads back as the
  * same double, and one digit fewer would not. */
 TEST(jsonout_double_round_trips_random_doubles) {
@@ -677,6 +762,7 @@ TEST(config_durations_fit_nanoseconds) {
 }
 
 static const struct test tests[] = {
+    T(jsonout_compact_writes_what_the_rewritten_dump_did),
     T(health_checks_report_trouble_until_it_clears),
     T(buf_grows_and_stays_terminated), T(buf_refuses_past_its_maximum_and_keeps_contents),
     T(buf_json_escape_escapes_controls), T(config_defaults_file_env_flags_in_order),
