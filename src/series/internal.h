@@ -194,6 +194,10 @@ struct series_ops {
    * the registry (keys_apply) before it returns. Called without lock. */
   int (*key_ids)(struct series *s, const char *const *keys, size_t n, bool create,
                  uint32_t *ids);
+  /* Puts the keys other instances made since the last call into the
+   * registry (keys_apply, under s->lock), before series_each_key walks
+   * it. Called without lock. NULL: a backend only this process writes. */
+  int (*keys_refresh)(struct series *s);
   /* Field types: every recorded one to fn (once, at open); and a claim:
    * types[i] recorded for each keys[i] that has none, in one transaction,
    * then the type each key has to fn. */

@@ -9,6 +9,7 @@
 
 #include "core/array.h"
 #include "core/error.h"
+#include "core/log.h"
 #include "series/internal.h"
 #include "series/key.h"
 
@@ -114,6 +115,9 @@ int series_key_of(struct series *s, uint32_t id, char *out, size_t n) {
 
 void series_each_key(struct series *s, void (*fn)(uint32_t id, const char *key, void *arg),
                      void *arg) {
+  if (s->ops->keys_refresh && s->ops->keys_refresh(s))
+    log_warn(NULL, "cannot read other instances' series keys; the walk shows this one's",
+             "backend=%s", s->ops->name);
   pthread_mutex_lock(&s->lock);
   for (uint32_t id = 0; id < s->nkeys; id++)
     if (s->keys[id])

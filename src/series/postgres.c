@@ -45,6 +45,13 @@ struct pgseries {
   /* minutes written since the last rollup pass (under the store's lock) */
   int64_t *touched;
   size_t ntouched, captouched;
+  /* keys other instances made (pg_keys_refresh, under key_lock): every id
+   * below known_below is in the registry or will never be (a number the
+   * sequence gave to an insert that did not stay: ON CONFLICT DO NOTHING
+   * and rollbacks use them up); settled_max, the registry's size at
+   * settled_ms, is taken as settled a minute later */
+  uint32_t known_below, settled_max;
+  uint64_t settled_ms;
 };
 
 static void pgs_close(struct pgseries *p);
@@ -849,6 +856,46 @@ static int pg_key_ids(struct series *s, const char *const *keys, size_t n, bool 
   return rc;
 }
 
+/* How long an id below the registry's end may stay unseen before it is
+ * taken for a number no key will have: longer than any insert of
+ * series_keys stays uncommitted (they are single statements). */
+#define KEYS_SETTLE_MS 60000
+
+/* Loads the keys other instances made since this one last looked: the
+ * rows of series_keys from known_below on (an index range, usually
+ * empty), then moves known_below past what is now known or settled. */
+static int pg_keys_refresh(struct series *s) {
+  struct pgseries *p = s->be;
+  pthread_mutex_lock(&p->key_lock);
+  char from[16];
+  snprintf(from, sizeof from, "%u", p->known_below);
+  const char *params[] = {from};
+  if (PQstatus(p->keys) != CONNECTION_OK)
+    PQreset(p->keys);
+  PGresult *r = query(p->keys, "SELECT id, key FROM series_keys WHERE id >= $1 ORDER BY id", 1,
+                      params);
+  int rc = PQresultStatus(r) == PGRES_TUPLES_OK ? 0 : GROVE_ESTORE;
+  pthread_mutex_lock(&s->lock);
+  for (int row = 0; !rc && row < PQntuples(r); row++)
+    rc = keys_apply(s, (uint32_t)atol(PQgetvalue(r, row, 0)), PQgetvalue(r, row, 1),
+                    (size_t)PQgetlength(r, row, 1));
+  if (!rc) {
+    uint64_t now = clock_mono_ns() / 1000000;
+    if (now - p->settled_ms >= KEYS_SETTLE_MS) {
+      if (p->settled_ms && p->known_below < p->settled_max)
+        p->known_below = p->settled_max;
+      p->settled_max = s->nkeys;
+      p->settled_ms = now;
+    }
+    while (p->known_below < s->nkeys && s->keys[p->known_below])
+      p->known_below++;
+  }
+  pthread_mutex_unlock(&s->lock);
+  PQclear(r);
+  pthread_mutex_unlock(&p->key_lock);
+  return rc;
+}
+
 static int pg_types_load(struct series *s, types_fn fn, void *arg) {
   return pgs_types_load(s->be, fn, arg);
 }
@@ -981,6 +1028,7 @@ const struct series_ops series_postgres_ops = {
     .open = pg_open,
     .close = pg_close,
     .key_ids = pg_key_ids,
+    .keys_refresh = pg_keys_refresh,
     .types_load = pg_types_load,
     .types_claim = pg_types_claim,
     .commit = pg_commit,

@@ -153,7 +153,10 @@ int64_t series_oldest_kept(struct series *s);
 int series_key_of(struct series *s, uint32_t id, char *out, size_t n);
 
 /* Calls fn for every series key (under the store's lock: fn must not call
- * back into the store). */
+ * back into the store). On PostgreSQL the keys other instances made are
+ * read first (one indexed query from where this process last looked), so
+ * every key committed before the call is walked; blocks for that round
+ * trip (a failure is logged and the walk shows the keys known here). */
 void series_each_key(struct series *s, void (*fn)(uint32_t id, const char *key, void *arg),
                      void *arg);
 

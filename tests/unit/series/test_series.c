@@ -872,6 +872,39 @@ TEST(pg_points_are_shared_and_the_last_write_wins) {
   series_close(s);
 }
 
+static void count_key(uint32_t id, const char *key, void *arg) {
+  (void)id;
+  (void)key;
+  (*(int *)arg)++;
+}
+
+/* An instance open before another made keys walks them: series_each_key
+ * reads what it does not know, again after more come, and a number the
+ * sequence gave to an insert that did not stay (a conflict) is no hole
+ * the walk trips on. */
+TEST(pg_each_key_walks_the_keys_other_instances_made) {
+  struct series *s = open_pg(true), *other = open_pg(false);
+  int n = 0;
+  series_each_key(other, count_key, &n);
+  CHECK_EQ_INT(n, 0);
+  uint32_t id;
+  CHECK(series_id(s, "air,station=s1 pm25", &id) == 0);
+  CHECK(series_id(s, "air,station=s2 pm25", &id) == 0);
+  series_each_key(other, count_key, &n);
+  CHECK_EQ_INT(n, 2);
+  const char *keys[] = {"air,station=s1 pm25", "air,station=s3 pm25", "air,station=s4 pm25"};
+  uint32_t ids[3];
+  CHECK(series_ids(s, keys, 3, ids) == 0); /* s1 again: its insert is a conflict */
+  n = 0;
+  series_each_key(other, count_key, &n);
+  CHECK_EQ_INT(n, 4);
+  char key[64];
+  CHECK(series_key_of(other, ids[2], key, sizeof key) == 0);
+  CHECK_EQ_STR(key, "air,station=s4 pm25");
+  series_close(other);
+  series_close(s);
+}
+
 TEST(pg_rollups_agree_with_the_points) {
   struct series *s = open_pg(true);
   uint32_t a;
@@ -1031,7 +1064,8 @@ TEST(pg_extreme_times_are_stored_read_and_bucketed_without_overflow) {
 }
 
 static const struct test tests[] = {
-    T(pg_points_are_shared_and_the_last_write_wins), T(pg_rollups_agree_with_the_points),
+    T(pg_points_are_shared_and_the_last_write_wins),
+    T(pg_each_key_walks_the_keys_other_instances_made), T(pg_rollups_agree_with_the_points),
     T(pg_retention_drops_whole_days), T(pg_extreme_times_are_stored_read_and_bucketed_without_overflow),
     T(extreme_times_are_stored_read_and_bucketed_without_overflow),
     T(rollups_agree_with_the_points_through_late_and_rewritten_ones),
