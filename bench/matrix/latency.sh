@@ -23,10 +23,10 @@
 # next request 40-70 ms later). uvicorn's upstream fix binds with
 # IPPROTO_TCP (github.com/Kludex/uvicorn/issues/3149); peer.py does the
 # same, which is the peer at its best as its users run it: simulate 1.9 ms,
-# recommend 2.6 ms p50 on the 2-core development machine (DURATION=5), so
-# grove's simulate is ~7.5x faster and its recommend (the analytical model
-# for each of 60 configurations, 2.9-3.3 ms) slightly slower
-# (docs/matrix.md, "Latency of the recommendation routes").
+# recommend 2.6 ms p50 on the 2-core development machine (DURATION=5);
+# grove's simulate 0.07-0.08 ms and its recommend (the analytical model for
+# each of 60 configurations) 1.5 ms (docs/matrix.md, "Latency of the
+# recommendation routes").
 # What is left of its time is its own: the scikit-learn pipeline and
 # XGBoost's predict (~1.2 ms a simulate call in-process), pydantic, h11
 # (Debian's uvicorn has no httptools) and the thread-pool hop of a sync
