@@ -578,6 +578,25 @@ static int apply_write(struct store_conn *c, struct jobs_pending *p) {
   return rc;
 }
 
+/* The rows of the next statement when n wait: 64, 16, 4 or 1, so that
+ * statements come in four shapes whose texts repeat and the store
+ * prepares each once per connection (docs/platform.md, "Store"). */
+static int shape(int n) { return n >= MULTI_ROWS ? MULTI_ROWS : n >= 16 ? 16 : n >= 4 ? 4 : 1; }
+
+static int insert_shaped(struct jobs *j, struct store_conn *c, const struct enq_row *rows, int n) {
+  int rc = 0;
+  for (int at = 0, k; !rc && at < n; at += k)
+    rc = insert_rows(j, c, rows + at, k = shape(n - at));
+  return rc;
+}
+
+static int succeed_shaped(struct jobs *j, struct store_conn *c, struct jobs_pending **ps, int n) {
+  int rc = 0;
+  for (int at = 0, k; !rc && at < n; at += k)
+    rc = succeed_rows(j, c, ps + at, k = shape(n - at));
+  return rc;
+}
+
 /* Applies a list of writes in the open transaction of c: new jobs first
  * (those without a key many to a statement, then the keyed ones one by
  * one, in order), then completions many to a statement, then the other
@@ -597,7 +616,7 @@ static int apply_all(struct jobs *j, struct store_conn *c, struct jobs_pending *
       }
     }
   if (!rc && n)
-    rc = insert_rows(j, c, rows, n);
+    rc = insert_shaped(j, c, rows, n);
   for (struct jobs_pending *p = list; !rc && p; p = p->next)
     for (size_t i = 0; p->kind == P_ENQUEUE && !rc && i < p->n; i++)
       if (p->nj[i].idem_key)
@@ -624,7 +643,7 @@ static int apply_all(struct jobs *j, struct store_conn *c, struct jobs_pending *
     }
   }
   if (!rc && n)
-    rc = succeed_rows(j, c, done, n);
+    rc = succeed_shaped(j, c, done, n);
   *rest_tail = NULL;
   for (struct jobs_pending *p = rest; !rc && p; p = p->later)
     rc = succeed_rows(j, c, &p, 1);
@@ -1021,12 +1040,14 @@ int jobs_claim_batch(struct jobs *j, const char *queue, const char *worker, int 
            "UPDATE jobs_jobs SET state = 'running', attempts = attempts + 1, token = token + 1, "
            "lease_until = $3, worker = $4, started_at = $2 WHERE id IN (SELECT id FROM jobs_jobs "
            "WHERE queue = $1 AND state IN ('queued', 'failed') AND run_at <= $2 "
-           "ORDER BY run_at, created_at, id LIMIT %d%s) "
+           "ORDER BY run_at, created_at, id LIMIT CAST($5 AS INTEGER)%s) "
            "RETURNING id, type, queue, owner, payload, attempts, max_attempts, token, run_at",
-           max, j->pg ? " FOR UPDATE SKIP LOCKED" : "");
-  const char *p[] = {queue, now, until, worker};
+           j->pg ? " FOR UPDATE SKIP LOCKED" : "");
+  char lim[16];
+  snprintf(lim, sizeof lim, "%d", max);
+  const char *p[] = {queue, now, until, worker, lim};
   struct store_rows *r = NULL;
-  int rc = exec(j, sql, p, 4, &r, NULL);
+  int rc = exec(j, sql, p, 5, &r, NULL);
   if (rc)
     return rc;
   for (int i = 0; i < r->nrows && *n < max; i++) {
