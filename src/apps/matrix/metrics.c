@@ -229,6 +229,8 @@ int matrix_metrics_write(struct matrix *m, struct mx_batch *b, bool cap, struct 
   for (size_t i = 0; !rc && i < b->n; i++)
     if ((rc = mx_state_put(m->state, &b->s[i], keep[i], seen, err, errlen)) == GROVE_ENOMEM)
       snprintf(err, errlen, "out of memory");
+    /* GROVE_EBUSY: the store refuses the state and its bound is reached; the
+     * series are in (a retry rewrites the same points) */
   if (rc) goto out;
   for (size_t i = 0; i < b->n; i++) publish(m, &b->s[i], keep[i]);
 out:
@@ -349,7 +351,7 @@ static uint64_t sweep(void *arg) {
 }
 
 int matrix_metrics_start(struct matrix *m) {
-  int rc = mx_state_open(&m->state, m->ctx.store, m->mcfg.state_flush_ms);
+  int rc = mx_state_open(&m->state, m->ctx.store, m->mcfg.state_flush_ms, 0);
   if (!rc) rc = periodic_start(&m->sweeper, 1000, sweep, m);
   return rc ? rc : matrix_telegraf_start(m);
 }

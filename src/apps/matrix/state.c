@@ -58,9 +58,11 @@ struct phost {
 
 struct mx_state {
   struct store *st;
-  pthread_mutex_t lock;    /* hosts, rows */
+  pthread_mutex_t lock;    /* hosts, bytes */
   struct map hosts;        /* "h\t<name>" / "v\t<name>" -> struct phost * */
-  size_t rows;             /* pending rows of all three tables */
+  size_t bytes;            /* the pending rows' size, from above: what every put
+                            * brought, rows it replaced counted still */
+  size_t max_bytes;
   pthread_mutex_t flush_lock; /* one flush at a time */
   struct periodic *flusher;
 };
@@ -205,7 +207,23 @@ static struct phost *host_of(const struct mx_sample *s, const bool *keep, int64_
   return h;
 }
 
-static size_t rows_of(const struct phost *h) { return 1 + h->procs.len + h->ngpus; }
+static size_t len0(const char *t) { return t ? strlen(t) + 1 : 0; }
+
+/* What h holds in memory, about (strings, rows, the maps' slots). */
+static size_t host_bytes(const struct phost *h) {
+  size_t n = sizeof *h + len0(h->name) + len0(h->host) + len0(h->agent_id) +
+             len0(h->hypervisor) + len0(h->instance_type) + len0(h->cpu_model) +
+             len0(h->metrics) + h->procs.cap * sizeof(struct map_slot);
+  const char *k;
+  void *v;
+  for (size_t it = 0; map_next(&h->procs, &it, &k, &v);) {
+    const struct pproc *p = v;
+    n += sizeof *p + strlen(k) + 1 + len0(p->p.name) + len0(p->p.command) + len0(p->p.user) +
+         len0(p->p.cgroup) + len0(p->p.container_id);
+  }
+  for (size_t i = 0; i < h->ngpus; i++) n += sizeof h->gpus[i] + len0(h->gpus[i].g.name);
+  return n;
+}
 
 /* Applies src (which arrived after dst) onto dst, as the tables' upserts
  * would, one after the other: a row of an older timestamp changes
@@ -280,9 +298,8 @@ static void host_key(char *out, size_t n, bool vm, const char *name) {
 }
 
 /* Puts h (arrived last) into map (under the caller's lock): merged into
- * the host's pending rows, or added. Adds the rows gained to *rows.
- * Returns 0 or GROVE_ENOMEM. */
-static int host_put(struct map *hosts, struct phost *h, size_t *rows) {
+ * the host's pending rows, or added. Returns 0 or GROVE_ENOMEM. */
+static int host_put(struct map *hosts, struct phost *h) {
   char k[MX_MAX_NAME + 4];
   host_key(k, sizeof k, h->vm, h->name);
   struct phost *have = map_get(hosts, k);
@@ -291,13 +308,9 @@ static int host_put(struct map *hosts, struct phost *h, size_t *rows) {
       host_free(h);
       return GROVE_ENOMEM;
     }
-    *rows += rows_of(h);
     return 0;
   }
-  size_t gained = host_apply(have, h);
-  if (gained == SIZE_MAX) return GROVE_ENOMEM;
-  *rows += gained;
-  return 0;
+  return host_apply(have, h) == SIZE_MAX ? GROVE_ENOMEM : 0;
 }
 
 /* ---- statements ------------------------------------------------------------------ */
@@ -573,9 +586,9 @@ int mx_state_flush(struct mx_state *s, char *err, size_t errlen) {
   pthread_mutex_lock(&s->flush_lock);
   pthread_mutex_lock(&s->lock);
   struct map taken = s->hosts;
-  size_t rows = s->rows;
+  size_t bytes = s->bytes;
   map_init(&s->hosts);
-  s->rows = 0;
+  s->bytes = 0;
   pthread_mutex_unlock(&s->lock);
   int rc = 0;
   if (taken.len && (rc = write_all(s->st, &taken, err, errlen))) {
@@ -583,11 +596,11 @@ int mx_state_flush(struct mx_state *s, char *err, size_t errlen) {
     pthread_mutex_lock(&s->lock);
     struct map later = s->hosts;
     s->hosts = taken;
-    s->rows = rows;
+    s->bytes += bytes;
     const char *k;
     void *v;
     for (size_t it = 0; map_next(&later, &it, &k, &v);)
-      if (host_put(&s->hosts, v, &s->rows))
+      if (host_put(&s->hosts, v))
         log_error(NULL, "matrix state: out of memory merging a failed flush; a host's newest "
                         "state waits for its next push", "host=\"%s\"", k + 2);
     map_release(&later);
@@ -603,12 +616,21 @@ int mx_state_put(struct mx_state *s, const struct mx_sample *smp, const bool *ke
                  char *err, size_t errlen) {
   struct phost *h = host_of(smp, keep, seen);
   if (!h) return GROVE_ENOMEM;
+  size_t size = host_bytes(h);
   pthread_mutex_lock(&s->lock);
-  int rc = host_put(&s->hosts, h, &s->rows);
-  bool full = s->rows > MX_STATE_MAX_ROWS;
+  bool full = s->bytes + size > s->max_bytes;
   pthread_mutex_unlock(&s->lock);
-  if (!rc && full && mx_state_flush(s, err, errlen))
+  if (full && mx_state_flush(s, err, errlen))
     log_warn(NULL, "matrix state flush failed; its rows wait for the next", "error=\"%s\"", err);
+  pthread_mutex_lock(&s->lock);
+  int rc = s->bytes && s->bytes + size > s->max_bytes ? GROVE_EBUSY : host_put(&s->hosts, h);
+  if (!rc) s->bytes += size;
+  pthread_mutex_unlock(&s->lock);
+  if (rc == GROVE_EBUSY) {
+    host_free(h);
+    snprintf(err, errlen, "the current state waiting for the store is at its bound (%zu bytes)",
+             s->max_bytes);
+  }
   return rc;
 }
 
@@ -634,10 +656,11 @@ static uint64_t periodic_flush(void *arg) {
   return 0;
 }
 
-int mx_state_open(struct mx_state **out, struct store *st, uint64_t flush_ms) {
+int mx_state_open(struct mx_state **out, struct store *st, uint64_t flush_ms, size_t max_bytes) {
   struct mx_state *s = calloc(1, sizeof *s);
   if (!s) return GROVE_ENOMEM;
   s->st = st;
+  s->max_bytes = max_bytes ? max_bytes : MX_STATE_MAX_BYTES;
   pthread_mutex_init(&s->lock, NULL);
   pthread_mutex_init(&s->flush_lock, NULL);
   map_init(&s->hosts);

@@ -10,8 +10,10 @@
  * and a host pushing twice between flushes is written once. A flush runs
  * every --matrix-state-flush, before every read of the tables
  * (mx_state_flush: a reader sees every push answered before it), when
- * more than MX_STATE_MAX_ROWS rows wait (on the pushing thread: memory
- * stays bounded), and at stop.
+ * the rows waiting pass MX_STATE_MAX_BYTES (on the pushing thread), and
+ * at stop. Memory stays bounded: while the store refuses flushes and the
+ * bound is reached, a put is refused (the push answers 503 and its
+ * agent retries).
  *
  * Merging is what the tables' upserts do one after another: a row keeps
  * the newest sample by timestamp (a later push of an older timestamp
@@ -37,20 +39,23 @@
 struct map;
 struct mx_state;
 
-/* Rows waiting past which the pushing thread flushes itself. */
-#define MX_STATE_MAX_ROWS 200000
+/* Bytes of rows waiting (estimated from above) past which a put flushes
+ * first, and refuses when that fails: the default bound. */
+#define MX_STATE_MAX_BYTES (64u << 20)
 
 /* Opens the state over st (which must outlive it); flush_ms > 0 starts the
- * periodic flush. Returns 0 or GROVE_ENOMEM. */
-int mx_state_open(struct mx_state **out, struct store *st, uint64_t flush_ms);
+ * periodic flush; max_bytes: the bound (0: MX_STATE_MAX_BYTES). Returns 0
+ * or GROVE_ENOMEM. */
+int mx_state_open(struct mx_state **out, struct store *st, uint64_t flush_ms, size_t max_bytes);
 /* Stops the periodic flush, flushes what waits (errors logged), frees s.
  * NULL is fine. */
 void mx_state_close(struct mx_state *s);
 
 /* Takes sample smp's state (its processes where keep[i], NULL: all),
- * received at `seen` (Unix ms): copied, smp may go. Past
- * MX_STATE_MAX_ROWS waiting it flushes first (a failure is logged: the
- * rows wait; err is scratch). Returns 0 or GROVE_ENOMEM (nothing taken). */
+ * received at `seen` (Unix ms): copied, smp may go. Past the bound it
+ * flushes first (a failure is logged: the rows wait). Returns 0,
+ * GROVE_ENOMEM, or GROVE_EBUSY (the bound is reached and the store
+ * refused the flush; err says so): nothing taken on an error. */
 int mx_state_put(struct mx_state *s, const struct mx_sample *smp, const bool *keep, int64_t seen,
                  char *err, size_t errlen);
 

@@ -10,6 +10,7 @@
 #include "../test.h"
 #include "apps/matrix/metrics.h"
 #include "apps/matrix/state.h"
+#include "core/error.h"
 #include "core/map.h"
 
 static char dir[64];
@@ -102,7 +103,7 @@ static double num(struct store *s, const char *sql) {
 static void merges_like_the_upserts(bool flush_between) {
   struct store *s = open_store();
   struct mx_state *st;
-  CHECK(mx_state_open(&st, s, 0) == 0);
+  CHECK(mx_state_open(&st, s, 0, 0) == 0);
   struct fixture f;
   /* ts 2: everything given */
   sample(&f, 2, "X");
@@ -153,7 +154,7 @@ TEST(flushed_rows_merge_by_the_upserts) { merges_like_the_upserts(true); }
 TEST(a_refused_flush_keeps_its_rows_under_newer_ones) {
   struct store *s = open_store();
   struct mx_state *st;
-  CHECK(mx_state_open(&st, s, 0) == 0);
+  CHECK(mx_state_open(&st, s, 0, 0) == 0);
   struct fixture f;
   sample(&f, 5, "first");
   set_h(&f.s, MX_H_CPU, 10);
@@ -182,7 +183,7 @@ TEST(a_refused_flush_keeps_its_rows_under_newer_ones) {
 TEST(pending_processes_count_as_live_until_flushed) {
   struct store *s = open_store();
   struct mx_state *st;
-  CHECK(mx_state_open(&st, s, 0) == 0);
+  CHECK(mx_state_open(&st, s, 0, 0) == 0);
   struct fixture f;
   sample(&f, 1, NULL);
   f.s.nprocs = 2;
@@ -212,7 +213,7 @@ TEST(pending_processes_count_as_live_until_flushed) {
 TEST(many_hosts_flush_in_chunks_of_every_size) {
   struct store *s = open_store();
   struct mx_state *st;
-  CHECK(mx_state_open(&st, s, 0) == 0);
+  CHECK(mx_state_open(&st, s, 0, 0) == 0);
   /* 3 hosts × 137 processes: chunks of 100, 10 and 1 across hosts */
   struct mx_proc procs[137];
   char names[137][16];
@@ -237,10 +238,46 @@ TEST(many_hosts_flush_in_chunks_of_every_size) {
   store_close(s);
 }
 
+TEST(a_put_past_the_bound_is_refused_while_the_store_refuses) {
+  struct store *s = open_store();
+  struct mx_state *st;
+  CHECK(mx_state_open(&st, s, 0, 6000) == 0); /* bytes: two or three hosts' rows */
+  char err[256];
+  CHECK(store_query(s, "ALTER TABLE matrix_gpus RENAME TO matrix_gpus_away", NULL, 0, NULL, err,
+                    sizeof err) == 0);
+  struct fixture f;
+  int taken = 0, refused = 0;
+  char names[20][8];
+  for (int i = 0; i < 20; i++) {
+    sample(&f, 1, "model");
+    snprintf(names[i], sizeof names[i], "h%d", i);
+    f.s.host = names[i];
+    int rc = mx_state_put(st, &f.s, NULL, 1000, err, sizeof err);
+    CHECK(rc == 0 || rc == GROVE_EBUSY);
+    if (rc) {
+      refused++;
+      CHECK(strstr(err, "bound") != NULL);
+    } else {
+      taken++;
+    }
+  }
+  CHECK(taken >= 1 && refused >= 1);
+  CHECK(store_query(s, "ALTER TABLE matrix_gpus_away RENAME TO matrix_gpus", NULL, 0, NULL, err,
+                    sizeof err) == 0);
+  /* the store answers again: what was taken is written, and puts go on */
+  sample(&f, 2, NULL);
+  f.s.host = "late";
+  CHECK(mx_state_put(st, &f.s, NULL, 1000, err, sizeof err) == 0);
+  flush(st);
+  CHECK(num(s, "SELECT count(*) FROM matrix_hosts") == taken + 1);
+  mx_state_close(st);
+  store_close(s);
+}
+
 TEST(close_flushes_what_waits) {
   struct store *s = open_store();
   struct mx_state *st;
-  CHECK(mx_state_open(&st, s, 3600000) == 0); /* the periodic flush never comes first */
+  CHECK(mx_state_open(&st, s, 3600000, 0) == 0); /* the periodic flush never comes first */
   struct fixture f;
   sample(&f, 1, "Z");
   put(st, &f);
@@ -255,6 +292,7 @@ static const struct test tests[] = {
     T(a_refused_flush_keeps_its_rows_under_newer_ones),
     T(pending_processes_count_as_live_until_flushed),
     T(many_hosts_flush_in_chunks_of_every_size),
+    T(a_put_past_the_bound_is_refused_while_the_store_refuses),
     T(close_flushes_what_waits),
 };
 TEST_MAIN(tests)
