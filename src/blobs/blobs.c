@@ -13,10 +13,13 @@
  *           unreferenced bytes, removed at start.
  * The lock (one of BLOBS_LOCKS stripes by hash) keeps a delete from
  * removing bytes that an upload of the same content has just found. */
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -612,6 +615,77 @@ int blobs_writer_commit(struct blobs_writer *w, const struct blobs_new *nb,
   return 0;
 }
 
+/* SHA-256 and size of the file at path, read once (no copy kept). */
+static int hash_file(struct blobs *b, const char *path, char sha[BLOBS_SHA_LEN], uint64_t *size) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? GROVE_ENOENT : GROVE_EIO;
+  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  int rc = 0;
+  if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+    rc = GROVE_ENOMEM;
+  static _Thread_local char buf[1 << 20]; /* hashed while still in the cache */
+  uint64_t n = 0;
+  while (!rc) {
+    ssize_t k = read(fd, buf, sizeof buf);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      rc = k < 0 ? GROVE_EIO : 0;
+      break;
+    }
+    n += (uint64_t)k;
+    if (n > b->max_size)
+      rc = GROVE_ETOOBIG;
+    else if (EVP_DigestUpdate(md, buf, (size_t)k) != 1)
+      rc = GROVE_EIO;
+  }
+  close(fd);
+  unsigned char d[32];
+  unsigned dl = 0;
+  if (!rc && EVP_DigestFinal_ex(md, d, &dl) != 1)
+    rc = GROVE_EIO;
+  EVP_MD_CTX_free(md);
+  if (!rc) {
+    hex(d, dl, sha);
+    *size = n;
+  }
+  return rc;
+}
+
+int blobs_adopt_file(struct blobs *b, const char *path, const char *sha256, bool keep,
+                     const struct blobs_new *nb, struct blobs_info *out) {
+  struct blobs_info i;
+  memset(&i, 0, sizeof i);
+  int rc = fill_new(&i, nb);
+  if (rc)
+    return rc;
+  if (sha256) { /* the caller's hash of the bytes it wrote: only the size is read */
+    struct stat st;
+    if (!blobs_sha_valid(sha256))
+      return GROVE_EINVAL;
+    if (stat(path, &st) < 0)
+      return errno == ENOENT ? GROVE_ENOENT : GROVE_EIO;
+    if ((uint64_t)st.st_size > b->max_size)
+      return GROVE_ETOOBIG;
+    memcpy(i.sha256, sha256, BLOBS_SHA_LEN);
+    i.size = (uint64_t)st.st_size;
+  } else if ((rc = hash_file(b, path, i.sha256, &i.size))) {
+    return rc;
+  }
+  struct blobs_usage u;
+  if ((rc = blobs_usage(b, i.owner, &u)) ||
+      (rc = blobs_quota_check(&u, b->max_size, (int64_t)i.size)))
+    return rc;
+  if ((rc = record(b, NULL, path, &i)))
+    return rc;
+  if (!keep)
+    unlink(path); /* recorded: the store holds its own copy or link */
+  *out = i;
+  return 0;
+}
+
 int blobs_put_file(struct blobs *b, const char *path, const struct blobs_new *nb,
                    const char *sha256, struct blobs_info *out) {
   struct blobs_info i;
@@ -619,47 +693,13 @@ int blobs_put_file(struct blobs *b, const char *path, const struct blobs_new *nb
   int rc = fill_new(&i, nb);
   if (rc)
     return rc;
-  FILE *f = fopen(path, "rbe");
-  if (!f)
-    return GROVE_ENOENT;
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
-  if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
-    EVP_MD_CTX_free(md);
-    fclose(f);
-    return GROVE_ENOMEM;
-  }
-  static _Thread_local char buf[1 << 16];
-  size_t n;
-  uint64_t size = 0;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0 && !rc) {
-    size += n;
-    if (size > b->max_size)
-      rc = GROVE_ETOOBIG;
-    else if (EVP_DigestUpdate(md, buf, n) != 1)
-      rc = GROVE_EIO;
-  }
-  if (!rc && ferror(f))
-    rc = GROVE_EIO;
-  fclose(f);
-  unsigned char d[32];
-  unsigned dl = 0;
-  if (!rc && EVP_DigestFinal_ex(md, d, &dl) != 1)
-    rc = GROVE_EIO;
-  EVP_MD_CTX_free(md);
-  if (rc)
+  char got[BLOBS_SHA_LEN];
+  uint64_t size;
+  if ((rc = hash_file(b, path, got, &size)))
     return rc;
-  hex(d, dl, i.sha256);
-  i.size = size;
-  if (sha256 && strcmp(sha256, i.sha256) != 0)
+  if (sha256 && strcmp(sha256, got) != 0)
     return GROVE_EINVAL;
-  struct blobs_usage u;
-  if ((rc = blobs_usage(b, i.owner, &u)) || (rc = blobs_quota_check(&u, b->max_size, (int64_t)size)))
-    return rc;
-  if ((rc = record(b, NULL, path, &i)))
-    return rc;
-  unlink(path); /* recorded: the store holds its own copy or link */
-  *out = i;
-  return 0;
+  return blobs_adopt_file(b, path, got, false, nb, out);
 }
 
 /* ---- reading ------------------------------------------------------------- */

@@ -184,6 +184,19 @@ void blobs_writer_abort(struct blobs_writer *w);
 int blobs_put_file(struct blobs *b, const char *path, const struct blobs_new *nb,
                    const char *sha256, struct blobs_info *out);
 
+/* Makes the finished file at `path` a blob without reading it again when
+ * the caller knows its SHA-256: sha256 (lowercase hex) is the hash the
+ * caller computed from exactly the bytes it wrote to that file, and is
+ * trusted (the content address: a wrong one corrupts the store); NULL
+ * hashes the file here (one read, no copy). The file is linked into the
+ * store (a copy only across filesystems); with keep it stays at `path`
+ * too, and the caller must never write to it again (a link shares the
+ * bytes); without keep it is removed on success. On error `path` is left
+ * as it was. Blocking. Returns what blobs_put_file returns (GROVE_EINVAL
+ * also for a sha256 that is not 64 lowercase hex characters). */
+int blobs_adopt_file(struct blobs *b, const char *path, const char *sha256, bool keep,
+                     const struct blobs_new *nb, struct blobs_info *out);
+
 /* ---- reading a blob (blocking) ------------------------------------------ */
 
 /* Opens blob i's bytes. Returns 0, GROVE_ENOENT (the bytes are missing:

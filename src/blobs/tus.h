@@ -221,6 +221,12 @@ int tus_write(struct tus_write *w, const void *data, size_t n);
 /* Bytes written so far (durable or not) and durable. */
 uint64_t tus_write_offset(const struct tus_write *w);
 uint64_t tus_write_durable(const struct tus_write *w);
+/* The SHA-256 (lowercase hex, 64 characters and a NUL) of a plain upload
+ * that w has made complete (durable offset = Upload-Length), when this
+ * process hashed all of its bytes as they were written (by w or by
+ * earlier PATCHes of this process, which keep the state between them):
+ * true and out filled; else false (hash the file). */
+bool tus_write_sha256(const struct tus_write *w, char out[65]);
 /* Makes the bytes written so far durable: fsync, then commits the offset
  * and renews the lease. Returns 0, GROVE_EPERM (the lock was lost: the
  * offset is not moved), GROVE_EIO, or the store's error. */
@@ -236,18 +242,29 @@ void tus_unlock(struct tus_write *w);
 /* The path of an upload's data file (out needs 4096 bytes). */
 void tus_data_path(const struct tus *t, const char *id, char *out, size_t n);
 
-/* Records that a finished upload became blob `blob` (it no longer
- * expires). Returns 0, GROVE_ENOENT, or the store's error. */
+/* Records that a finished upload became blob `blob` (its offset is its
+ * length from then on; it is kept one more --upload-expiry for HEAD).
+ * Returns 0, GROVE_ENOENT, or the store's error. */
 int tus_finish(struct tus *t, const char *id, const char *blob);
 
+/* Where the bytes of a final concatenation go, when not into its own
+ * data file: called once a part, in the order named, with index i, the
+ * part's data file (finished: it never changes again) and its length.
+ * Returns 0, or an error that stops the concatenation (and is returned). */
+typedef int (*tus_part_fn)(void *arg, int i, const char *path, uint64_t length);
+
 /* Creates a final upload of `owner` from partial uploads ids[0..n) (each
- * the owner's, finished, not expired): its data file is their bytes in
- * order, fsync'd, then the record commits with offset = length. Returns
- * 0; GROVE_ENOENT (*bad names the part: none, another's or expired);
- * GROVE_EINVAL (*bad: not a partial upload, or not finished);
- * GROVE_ETOOBIG (their sum passes max_size); GROVE_EIO; the store's. */
+ * the owner's, finished, not expired). sink NULL: its data file is their
+ * bytes in order, fsync'd, then the record commits with offset = length.
+ * sink given: the parts go to sink(arg, …) in order instead, its data
+ * file stays empty and its offset 0 until tus_finish records the blob the
+ * caller made of them. Returns 0; GROVE_ENOENT (*bad names the part:
+ * none, another's or expired); GROVE_EINVAL (*bad: not a partial upload,
+ * or not finished); GROVE_ETOOBIG (their sum passes max_size);
+ * GROVE_EIO; sink's error; the store's. On error nothing is left. */
 int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_LEN], int n,
-                     const char *metadata, struct tus_upload *u, int *bad);
+                     const char *metadata, tus_part_fn sink, void *arg, struct tus_upload *u,
+                     int *bad);
 
 /* Termination: removes an upload of `owner` (its record, then its data
  * file). Returns 0, GROVE_ENOENT, GROVE_EBUSY (a writer holds it), or the

@@ -16,10 +16,13 @@
  * The work queue, not a request's pool job, carries these writes because
  * the last of them (keeping what arrived, freeing the lock) must run
  * after the client has gone and its request with it. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <uv.h>
@@ -225,30 +228,126 @@ static void blob_names(const char *metadata, char *name, size_t nn, char *type, 
   tus_metadata_release(&m);
 }
 
-/* Blocking (a job): hands the data file of c->u (complete, not partial) to
- * the blob store, owned by the upload's owner, named and typed from its
+/* Blocking: records on upload c->id that it became blob `info`. */
+static int finish_blob(struct call *c, const struct blobs_info *info) {
+  snprintf(c->u.blob, sizeof c->u.blob, "%s", info->id);
+  c->u.offset = c->u.length;
+  int rc = tus_finish(c->a->t, c->id, info->id);
+  if (rc)
+    log_error(c->rid, "tus: blob made but not recorded on its upload", "id=%s blob=%s", c->id,
+              info->id);
+  return rc;
+}
+
+/* Blocking (a job): hands the data file of c->u (complete, plain) to the
+ * blob store, owned by the upload's owner, named and typed from its
  * metadata, and records the blob on the upload. The file moves (the
- * uploads live in the store's spool directory). Returns 0 (c->u.blob
- * set), or the blob store's error (GROVE_EQUOTA, GROVE_ETOOBIG,
- * GROVE_ENOSPC, GROVE_EIO, the store's). */
-static int make_blob(struct call *c) {
-  struct tus *t = c->a->t;
+ * uploads live in the store's spool directory); sha256, when the writer
+ * hashed every byte as it came (tus_write_sha256), spares a second read.
+ * Returns 0 (c->u.blob set), or the blob store's error (GROVE_EQUOTA,
+ * GROVE_ETOOBIG, GROVE_ENOSPC, GROVE_EIO, the store's). */
+static int make_blob(struct call *c, const char *sha256) {
   char name[BLOBS_NAME_MAX + 1], type[BLOBS_MEDIA_TYPE_MAX + 1], path[4200];
   blob_names(c->u.metadata, name, sizeof name, type, sizeof type);
-  tus_data_path(t, c->id, path, sizeof path);
+  tus_data_path(c->a->t, c->id, path, sizeof path);
   struct blobs_new nb = {c->u.owner, name, type};
   struct blobs_info info;
-  int rc = blobs_put_file(c->a->b, path, &nb, NULL, &info);
+  int rc = blobs_adopt_file(c->a->b, path, sha256, false, &nb, &info);
   if (rc) {
     log_warn(c->rid, "tus: complete upload not stored as a blob", "id=%s error=\"%s\"", c->id,
              grove_strerror(rc));
     return rc;
   }
-  snprintf(c->u.blob, sizeof c->u.blob, "%s", info.id);
-  if ((rc = tus_finish(t, c->id, info.id)))
-    log_error(c->rid, "tus: blob made but not recorded on its upload", "id=%s blob=%s", c->id,
-              info.id);
+  return finish_blob(c, &info);
+}
+
+/* ---- concatenation: the parts go straight into a blob ----------------------------------
+ * One pass over the parts' files: each piece is read once, hashed and
+ * written by the blob writer while it is in the cache; the final upload
+ * keeps no copy of its own. A final of one part links that part's file
+ * into the store (hashed, never copied: a finished part never changes). */
+
+#define PART_PIECE (1u << 20) /* bytes of a part read at a time */
+
+struct concat_sink {
+  struct call *c;
+  struct blobs_new nb;
+  struct blobs_writer *w; /* several parts */
+  char *buf;              /* PART_PIECE bytes */
+  bool made;              /* one part: the blob is made (info) */
+  struct blobs_info info;
+};
+
+static int part_sink(void *arg, int i, const char *path, uint64_t length) {
+  struct concat_sink *cs = arg;
+  (void)i;
+  if (!cs->w) {
+    int rc = blobs_adopt_file(cs->c->a->b, path, NULL, true, &cs->nb, &cs->info);
+    cs->made = rc == 0;
+    return rc;
+  }
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return GROVE_EIO;
+  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  int rc = 0;
+  uint64_t off = 0;
+  while (!rc && off < length) {
+    size_t want = length - off < PART_PIECE ? (size_t)(length - off) : PART_PIECE;
+    ssize_t k = pread(fd, cs->buf, want, (off_t)off);
+    if (k < 0 && errno == EINTR)
+      continue;
+    if (k <= 0) {
+      rc = GROVE_EIO; /* the part is shorter than its record */
+      break;
+    }
+    rc = blobs_writer_write(cs->w, cs->buf, (size_t)k);
+    off += (uint64_t)k;
+  }
+  close(fd);
   return rc;
+}
+
+/* Blocking (a job): the final upload of c->concat's parts, made a blob. */
+static void concat_blob(struct call *c) {
+  struct tus *t = c->a->t;
+  struct blobs *b = c->a->b;
+  char name[BLOBS_NAME_MAX + 1], type[BLOBS_MEDIA_TYPE_MAX + 1];
+  blob_names(c->metadata, name, sizeof name, type, sizeof type);
+  struct concat_sink cs = {.c = c, .nb = {c->owner, name, type}};
+  if (c->concat.nparts > 1) {
+    if (!(cs.buf = malloc(PART_PIECE))) {
+      c->rc = GROVE_ENOMEM;
+      return;
+    }
+    if ((c->rc = blobs_writer_open(b, c->owner, -1, &cs.w))) {
+      free(cs.buf);
+      return;
+    }
+  }
+  c->rc = tus_concat_final(t, c->owner, (const char(*)[TUS_ID_LEN])c->concat.parts,
+                           c->concat.nparts, c->metadata, part_sink, &cs, &c->u, &c->bad);
+  free(cs.buf);
+  if (c->rc) {
+    blobs_writer_abort(cs.w);
+    if (cs.made)
+      blobs_delete(b, cs.info.id, c->owner);
+    return;
+  }
+  memcpy(c->id, c->u.id, TUS_ID_LEN);
+  if (cs.w) {
+    c->rc = blobs_writer_commit(cs.w, &cs.nb, &cs.info);
+    cs.made = c->rc == 0;
+  }
+  if (!c->rc)
+    c->rc = finish_blob(c, &cs.info);
+  if (c->rc) { /* the parts stay: the client may try again */
+    log_warn(c->rid, "tus: final upload not stored as a blob", "id=%s error=\"%s\"", c->id,
+             grove_strerror(c->rc));
+    if (cs.made)
+      blobs_delete(b, cs.info.id, c->owner);
+    tus_delete(t, c->id, c->owner);
+  }
 }
 
 /* ---- the body: batches written by jobs --------------------------------------------------- */
@@ -308,11 +407,13 @@ static void finish_body(struct call *c) {
       c->job_rc = rc;
   }
   c->u.offset = tus_write_durable(c->w);
+  char sha[65];
+  bool known = tus_write_sha256(c->w, sha);
   tus_unlock(c->w);
   c->w = NULL;
   if (!c->job_rc && !c->end_err && !c->sum_mismatch && c->u.offset == c->u.length &&
       c->u.kind == TUS_PLAIN)
-    c->job_rc = make_blob(c);
+    c->job_rc = make_blob(c, known ? sha : NULL);
   /* the upload's expiry moved with the checkpoint */
   struct tus_upload u;
   if (tus_get(t, c->id, NULL, &u) == 0) {
@@ -703,13 +804,7 @@ static void work_create(void *arg) {
   struct call *c = arg;
   struct tus *t = c->a->t;
   if (c->concat.final) {
-    c->rc = tus_concat_final(t, c->owner, (const char(*)[TUS_ID_LEN])c->concat.parts,
-                             c->concat.nparts, c->metadata, &c->u, &c->bad);
-    if (c->rc)
-      return;
-    memcpy(c->id, c->u.id, TUS_ID_LEN);
-    if ((c->rc = make_blob(c))) /* the parts stay: the client may try again */
-      tus_delete(t, c->id, c->owner);
+    concat_blob(c);
     return;
   }
   struct tus_new nu = {c->owner, c->concat.partial ? TUS_PARTIAL : TUS_PLAIN, c->length,
@@ -727,7 +822,7 @@ static void work_create(void *arg) {
     c->offset = 0;
     lock_for_body(c);
   } else if (c->length == 0 && nu.kind == TUS_PLAIN) {
-    c->rc = make_blob(c); /* complete at birth */
+    c->rc = make_blob(c, NULL); /* complete at birth */
   }
 }
 

@@ -2,7 +2,17 @@
  * in the blob store's spool directory and its record in the store
  * (tus_uploads), a write lock with a lease and a fencing token per record,
  * the durable offset (fsync before commit), concatenation and the expiry
- * sweep. Every call blocks (files and store): run them off the loop. */
+ * sweep. Every call blocks (files and store): run them off the loop.
+ *
+ * A plain upload is hashed (SHA-256) as its bytes are written, so the
+ * PATCH that completes it hands the blob store a known hash instead of a
+ * second read of the whole file. The state of that hash at the durable
+ * offset outlives a PATCH in memory (struct tus's `saved`, bounded): the
+ * next PATCH of the upload on this process continues it when the offset
+ * is still the one it covers; else (a restart, another instance wrote
+ * meanwhile, evicted) nothing is hashed and the blob store reads the file.
+ * The bytes below a durable offset never change, so a state that covers
+ * [0, offset) stays true for as long as the upload does. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <pthread.h>
 #include <unistd.h>
+
+#include <openssl/evp.h>
 
 #include "blobs/tus.h"
 #include "core/error.h"
@@ -54,6 +67,15 @@ const struct store_migration tus_migrations[] = {
 };
 const size_t tus_nmigrations = ARRAY_LEN(tus_migrations);
 
+#define SAVED_MAX 256 /* hash states kept between PATCHes */
+
+struct saved_hash {
+  char id[TUS_ID_LEN];
+  uint64_t offset;  /* md covers the bytes [0, offset) */
+  int64_t at;       /* when saved: the oldest goes first */
+  EVP_MD_CTX *md;
+};
+
 struct tus {
   struct tus_cfg cfg;
   struct store *st;
@@ -62,6 +84,9 @@ struct tus {
   int64_t (*now_ms)(void *arg);
   void *now_arg;
   struct periodic *sweeper; /* every sweep_ms, when set */
+  pthread_mutex_t saved_mu;
+  struct saved_hash saved[SAVED_MAX];
+  int nsaved;
 };
 
 struct tus_write {
@@ -75,6 +100,8 @@ struct tus_write {
   bool locked;             /* false once the lease is known lost */
   int64_t lease_until;     /* Unix ms: as committed at the last take or renewal */
   int64_t renew_at;        /* a write past this renews the lease first */
+  EVP_MD_CTX *md;          /* plain uploads: SHA-256 of [0, offset), or NULL */
+  EVP_MD_CTX *md_durable;  /* the same at [0, durable) (NULL with md) */
 };
 
 
@@ -211,6 +238,82 @@ static int renew(struct tus_write *w) {
   return rc;
 }
 
+/* ---- the running hash of a plain upload ------------------------------------------ */
+
+static void saved_drop_at(struct tus *t, int i) {
+  EVP_MD_CTX_free(t->saved[i].md);
+  t->saved[i] = t->saved[--t->nsaved];
+}
+
+/* Forgets the saved hash of id, if any. */
+static void saved_forget(struct tus *t, const char *id) {
+  pthread_mutex_lock(&t->saved_mu);
+  for (int i = 0; i < t->nsaved; i++)
+    if (strcmp(t->saved[i].id, id) == 0) {
+      saved_drop_at(t, i);
+      break;
+    }
+  pthread_mutex_unlock(&t->saved_mu);
+}
+
+/* Keeps md (the hash of id's bytes [0, offset)) for the next writer;
+ * takes it whatever happens. */
+static void saved_put(struct tus *t, const char *id, uint64_t offset, EVP_MD_CTX *md) {
+  pthread_mutex_lock(&t->saved_mu);
+  for (int i = 0; i < t->nsaved; i++)
+    if (strcmp(t->saved[i].id, id) == 0) {
+      saved_drop_at(t, i);
+      break;
+    }
+  if (t->nsaved == SAVED_MAX) { /* the oldest goes */
+    int old = 0;
+    for (int i = 1; i < t->nsaved; i++)
+      if (t->saved[i].at < t->saved[old].at)
+        old = i;
+    saved_drop_at(t, old);
+  }
+  struct saved_hash *h = &t->saved[t->nsaved++];
+  memcpy(h->id, id, TUS_ID_LEN);
+  h->offset = offset;
+  h->at = now(t);
+  h->md = md;
+  pthread_mutex_unlock(&t->saved_mu);
+}
+
+static void hash_stop(struct tus_write *w) {
+  EVP_MD_CTX_free(w->md);
+  EVP_MD_CTX_free(w->md_durable);
+  w->md = w->md_durable = NULL;
+}
+
+/* Starts w's running hash at its durable offset: fresh at 0, else the
+ * saved state when it covers exactly that prefix; else none. */
+static void hash_resume(struct tus_write *w) {
+  struct tus *t = w->t;
+  EVP_MD_CTX *md = NULL;
+  pthread_mutex_lock(&t->saved_mu);
+  for (int i = 0; i < t->nsaved; i++)
+    if (strcmp(t->saved[i].id, w->id) == 0) {
+      if (t->saved[i].offset == w->durable) {
+        md = t->saved[i].md;
+        t->saved[i].md = NULL;
+      }
+      saved_drop_at(t, i);
+      break;
+    }
+  pthread_mutex_unlock(&t->saved_mu);
+  if (!md && w->durable == 0 &&
+      (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)) {
+    EVP_MD_CTX_free(md);
+    md = NULL;
+  }
+  if (!md)
+    return;
+  w->md_durable = md;
+  if (!(w->md = EVP_MD_CTX_new()) || EVP_MD_CTX_copy_ex(w->md, md) != 1)
+    hash_stop(w);
+}
+
 /* ---- life --------------------------------------------------------------------- */
 
 static int instance_id(struct tus *t, char *err, size_t errlen) {
@@ -263,6 +366,7 @@ int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, cons
     t->cfg.checkpoint = 8u << 20;
   t->st = st;
   t->now_ms = wall_ms;
+  pthread_mutex_init(&t->saved_mu, NULL);
   int n = snprintf(t->dir, sizeof t->dir, "%s", dir);
   if (!*dir || n < 0 || (size_t)n >= sizeof t->dir - TUS_ID_LEN - 8) {
     snprintf(err, errlen, "bad or too long upload directory '%s'", dir);
@@ -304,6 +408,9 @@ void tus_close(struct tus *t) {
   if (!t)
     return;
   periodic_stop(t->sweeper);
+  while (t->nsaved)
+    saved_drop_at(t, 0);
+  pthread_mutex_destroy(&t->saved_mu);
   free(t);
 }
 
@@ -472,6 +579,8 @@ int tus_lock(struct tus *t, const char *id, const char *owner, struct tus_write 
     tus_unlock(w);
     return GROVE_EIO;
   }
+  if (u.kind == TUS_PLAIN)
+    hash_resume(w);
   if (uout)
     *uout = u;
   else
@@ -514,6 +623,8 @@ int tus_write(struct tus_write *w, const void *data, size_t n) {
                 strerror(errno));
       return GROVE_EIO;
     }
+    if (w->md && EVP_DigestUpdate(w->md, p, (size_t)k) != 1)
+      hash_stop(w);
     p += k;
     n -= (size_t)k;
     w->offset += (uint64_t)k;
@@ -539,8 +650,25 @@ int tus_checkpoint(struct tus_write *w) {
   if (rc)
     return rc;
   w->durable = w->offset;
+  if (w->md && EVP_MD_CTX_copy_ex(w->md_durable, w->md) != 1)
+    hash_stop(w);
   leased(w, n);
   return 0;
+}
+
+bool tus_write_sha256(const struct tus_write *w, char out[65]) {
+  if (!w->md_durable || w->durable != w->length)
+    return false;
+  EVP_MD_CTX *md = EVP_MD_CTX_new();
+  unsigned char d[EVP_MAX_MD_SIZE];
+  unsigned dl = 0;
+  bool ok = md && EVP_MD_CTX_copy_ex(md, w->md_durable) == 1 &&
+            EVP_DigestFinal_ex(md, d, &dl) == 1 && dl == 32;
+  EVP_MD_CTX_free(md);
+  if (ok)
+    for (unsigned i = 0; i < dl; i++)
+      snprintf(out + 2 * i, 3, "%02x", d[i]);
+  return ok;
 }
 
 int tus_discard(struct tus_write *w) {
@@ -549,6 +677,8 @@ int tus_discard(struct tus_write *w) {
   if (ftruncate(w->fd, (off_t)w->durable))
     return GROVE_EIO;
   w->offset = w->durable;
+  if (w->md && EVP_MD_CTX_copy_ex(w->md, w->md_durable) != 1)
+    hash_stop(w);
   return 0;
 }
 
@@ -562,6 +692,11 @@ void tus_unlock(struct tus_write *w) {
   }
   /* fenced: frees the lock only if this writer's token still holds it */
   fenced(w, "lock_holder = NULL, lock_until = NULL", NULL, 0);
+  if (w->md_durable && w->durable < w->length) { /* for the next PATCH */
+    saved_put(w->t, w->id, w->durable, w->md_durable);
+    w->md_durable = NULL;
+  }
+  hash_stop(w);
   free(w);
 }
 
@@ -571,7 +706,8 @@ int tus_finish(struct tus *t, const char *id, const char *blob) {
   dec(now(t) + (int64_t)t->cfg.expiry_ms, expires);
   const char *p[] = {id, blob, expires};
   struct store_rows *r = NULL;
-  int rc = query(t, "UPDATE tus_uploads SET blob_id = $2, expires_at = $3 WHERE id = $1", p, 3, &r);
+  int rc = query(t, "UPDATE tus_uploads SET blob_id = $2, expires_at = $3, "
+                    "upload_offset = length WHERE id = $1", p, 3, &r);
   if (rc)
     return rc;
   rc = r->changes ? 0 : GROVE_ENOENT;
@@ -601,7 +737,8 @@ static int copy_into(int out, const char *path, uint64_t len) {
 }
 
 int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_LEN], int n,
-                     const char *metadata, struct tus_upload *u, int *bad) {
+                     const char *metadata, tus_part_fn sink, void *arg, struct tus_upload *u,
+                     int *bad) {
   *bad = -1;
   uint64_t total = 0;
   size_t plen = 0;
@@ -643,8 +780,8 @@ int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_
   u->parts = parts;
   char path[PATH_MAX + 64];
   tus_data_path(t, u->id, path, sizeof path);
-  int fd = open(path, O_WRONLY | O_CLOEXEC);
-  if (fd < 0) {
+  int fd = sink ? -1 : open(path, O_WRONLY | O_CLOEXEC);
+  if (!sink && fd < 0) {
     rc = GROVE_EIO;
     goto fail;
   }
@@ -656,24 +793,26 @@ int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_
       break;
     }
     tus_data_path(t, ids[i], ppath, sizeof ppath);
-    rc = copy_into(fd, ppath, part.length);
+    rc = sink ? sink(arg, i, ppath, part.length) : copy_into(fd, ppath, part.length);
     tus_upload_release(&part);
   }
-  if (!rc && fsync(fd))
-    rc = GROVE_EIO;
-  close(fd);
+  if (!sink) {
+    if (!rc && fsync(fd))
+      rc = GROVE_EIO;
+    close(fd);
+  }
   if (rc)
     goto fail;
   char off[24];
-  dec((int64_t)total, off);
+  dec(sink ? 0 : (int64_t)total, off); /* with a sink, tus_finish moves it */
   const char *p[] = {u->id, off, parts};
   if ((rc = query(t, "UPDATE tus_uploads SET upload_offset = $2, parts = $3 WHERE id = $1", p, 3,
                   NULL)))
     goto fail;
-  u->offset = total;
+  u->offset = sink ? 0 : total;
   return 0;
 fail:
-  if (rc == GROVE_EIO)
+  if (rc == GROVE_EIO && !sink)
     log_error(NULL, "tus: cannot concatenate", "id=%s error=\"%s\"", u->id, strerror(errno));
   tus_delete(t, u->id, owner);
   tus_upload_release(u);
@@ -700,6 +839,7 @@ static int remove_upload(struct tus *t, const char *id, const char *owner, bool 
   *removed = r->changes > 0;
   store_rows_free(r);
   if (*removed) {
+    saved_forget(t, id);
     char path[PATH_MAX + 64];
     tus_data_path(t, id, path, sizeof path);
     if (unlink(path) && errno != ENOENT)

@@ -227,6 +227,39 @@ TEST(quotas_hold_at_commit_and_the_size_limit_while_writing) {
   store_close(s);
 }
 
+TEST(an_adopted_file_is_linked_and_may_stay) {
+  struct store *s = open_store();
+  struct blobs *b = open_blobs(s, 0, 0, 1 << 20);
+  char path[512];
+  snprintf(path, sizeof path, "%s/part", blobs_spool_dir(b));
+  FILE *f = fopen(path, "w");
+  CHECK(f);
+  fputs("hello world", f);
+  fclose(f);
+  struct blobs_new nb = {"gina", "kept.bin", NULL};
+  struct blobs_info i, j;
+  CHECK_EQ_INT(blobs_adopt_file(b, path, "not a hash", true, &nb, &i), GROVE_EINVAL);
+  /* kept: the file stays, and the store's copy is the same bytes (a link) */
+  CHECK_EQ_INT(blobs_adopt_file(b, path, NULL, true, &nb, &i), 0);
+  CHECK_EQ_STR(i.sha256, HELLO_SHA);
+  CHECK_EQ_INT(i.size, 11);
+  CHECK(access(path, F_OK) == 0);
+  struct stat st;
+  CHECK(stat(path, &st) == 0);
+  CHECK_EQ_INT(st.st_nlink, 2);
+  /* a known hash is taken as is; not kept: the file goes */
+  CHECK_EQ_INT(blobs_adopt_file(b, path, HELLO_SHA, false, &nb, &j), 0);
+  CHECK(access(path, F_OK) != 0);
+  CHECK_EQ_STR(j.sha256, HELLO_SHA);
+  CHECK_EQ_INT(j.size, 11);
+  CHECK_EQ_INT(blobs_delete(b, i.id, "gina"), 0);
+  CHECK(content_exists(HELLO_SHA));
+  CHECK_EQ_INT(blobs_delete(b, j.id, "gina"), 0);
+  CHECK(!content_exists(HELLO_SHA));
+  blobs_close(b);
+  store_close(s);
+}
+
 TEST(a_finished_file_is_moved_in_and_checked) {
   struct store *s = open_store();
   struct blobs *b = open_blobs(s, 0, 0, 1 << 20);
@@ -297,6 +330,7 @@ static const struct test tests[] = {
     T(dedup_counts_references_and_the_last_delete_frees_the_bytes),
     T(quotas_hold_at_commit_and_the_size_limit_while_writing),
     T(a_finished_file_is_moved_in_and_checked),
+    T(an_adopted_file_is_linked_and_may_stay),
     T(open_removes_what_a_crash_left),
 };
 TEST_MAIN(tests)

@@ -371,6 +371,50 @@ TEST(discard_forgets_the_chunk) {
   store_close(s);
 }
 
+TEST(running_hash_spans_patches_and_discards) {
+  struct store *s = open_store(true);
+  struct tus *t = open_tus(s);
+  struct tus_upload u, v;
+  make(t, "alice", TUS_PLAIN, 11, &u);
+  struct tus_write *w;
+  char sha[65];
+  /* three PATCHes, one chunk thrown away: the hash is of what counts */
+  CHECK_EQ_INT(tus_lock(t, u.id, "alice", &w, NULL), 0);
+  CHECK_EQ_INT(tus_write(w, "hello", 5), 0);
+  CHECK_EQ_INT(tus_checkpoint(w), 0);
+  CHECK(!tus_write_sha256(w, sha)); /* not complete */
+  tus_unlock(w);
+  CHECK_EQ_INT(tus_lock(t, u.id, "alice", &w, NULL), 0);
+  CHECK_EQ_INT(tus_write(w, " XXXXX", 6), 0);
+  CHECK_EQ_INT(tus_discard(w), 0);
+  CHECK_EQ_INT(tus_write(w, " wor", 4), 0);
+  CHECK_EQ_INT(tus_checkpoint(w), 0);
+  CHECK_EQ_INT(tus_write(w, "zz", 2), 0); /* never checkpointed: cut at unlock */
+  tus_unlock(w);
+  CHECK_EQ_INT(tus_lock(t, u.id, "alice", &w, NULL), 0);
+  CHECK_EQ_INT(tus_write_offset(w), 9);
+  CHECK_EQ_INT(tus_write(w, "ld", 2), 0);
+  CHECK(!tus_write_sha256(w, sha)); /* not durable yet */
+  CHECK_EQ_INT(tus_checkpoint(w), 0);
+  CHECK(tus_write_sha256(w, sha));
+  CHECK_EQ_STR(sha, "b94d27b9934d3e08a52e52d7da7dabfac484efe37a5380ee9088f7ace2efcde9");
+  tus_unlock(w);
+  /* a process that did not see the start cannot tell: the caller hashes */
+  make(t, "alice", TUS_PLAIN, 4, &v);
+  put(t, v.id, "alice", "ab");
+  tus_close(t);
+  t = open_tus(s);
+  CHECK_EQ_INT(tus_lock(t, v.id, "alice", &w, NULL), 0);
+  CHECK_EQ_INT(tus_write(w, "cd", 2), 0);
+  CHECK_EQ_INT(tus_checkpoint(w), 0);
+  CHECK(!tus_write_sha256(w, sha));
+  tus_unlock(w);
+  tus_upload_release(&u);
+  tus_upload_release(&v);
+  tus_close(t);
+  store_close(s);
+}
+
 TEST(one_writer_at_a_time_with_fencing) {
   struct store *s = open_store(true);
   struct tus *t = open_tus(s);
@@ -481,21 +525,21 @@ TEST(concatenation_follows_the_named_order) {
   memcpy(ids[2], c.id, TUS_ID_LEN);
   int bad;
   /* b unfinished */
-  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])ids, 3, NULL, &f, &bad),
+  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])ids, 3, NULL, NULL, NULL, &f, &bad),
                GROVE_EINVAL);
   CHECK_EQ_INT(bad, 1);
   put(t, b.id, "alice", "4567");
   /* another's parts */
-  CHECK_EQ_INT(tus_concat_final(t, "bob", (const char(*)[TUS_ID_LEN])ids, 3, NULL, &f, &bad),
+  CHECK_EQ_INT(tus_concat_final(t, "bob", (const char(*)[TUS_ID_LEN])ids, 3, NULL, NULL, NULL, &f, &bad),
                GROVE_ENOENT);
   CHECK_EQ_INT(bad, 0);
   /* not a partial upload */
   put(t, plain.id, "alice", "z");
   char one[1][TUS_ID_LEN];
   memcpy(one[0], plain.id, TUS_ID_LEN);
-  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])one, 1, NULL, &f, &bad),
+  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])one, 1, NULL, NULL, NULL, &f, &bad),
                GROVE_EINVAL);
-  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])ids, 3, "k dg==", &f, &bad),
+  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])ids, 3, "k dg==", NULL, NULL, &f, &bad),
                0);
   CHECK(f.kind == TUS_FINAL);
   CHECK_EQ_INT(f.length, 9);
@@ -587,6 +631,7 @@ static const struct test tests[] = {
     T(create_read_is_owner_only),
     T(checkpoint_makes_the_offset_durable),
     T(discard_forgets_the_chunk),
+    T(running_hash_spans_patches_and_discards),
     T(one_writer_at_a_time_with_fencing),
     T(offset_survives_a_killed_writer),
     T(concatenation_follows_the_named_order),
