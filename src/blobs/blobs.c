@@ -3,16 +3,19 @@
  *
  * Order of operations (docs/blobs.md, "Failure behaviour"):
  *   upload  write temp → fsync → hash → [lock content] install at the
- *           content address (fsync'd) → one transaction: quota, content
- *           reference, blob row → [unlock]. A crash before the commit
- *           leaves a temp file (removed at start) or unreferenced bytes
- *           (removed at start); never a blob without bytes.
+ *           content address (fsync'd) → [hold shared] one transaction:
+ *           quota, content reference, blob row → [release, unlock]. A
+ *           crash before the commit leaves a temp file (removed at start)
+ *           or unreferenced bytes (removed at start); never a blob
+ *           without bytes.
  *   delete  [lock content] one transaction: blob row, quota, reference
- *           (and the content row when it was the last) → remove the
- *           bytes if it was → [unlock]. A crash between leaves
- *           unreferenced bytes, removed at start.
- * The lock (one of BLOBS_LOCKS stripes by hash) keeps a delete from
- * removing bytes that an upload of the same content has just found. */
+ *           (and the content row when it was the last) → if it was:
+ *           [hold exclusive] no row names it again → remove the bytes
+ *           [release] → [unlock]. A crash between leaves unreferenced
+ *           bytes, removed at start.
+ * The lock (one of BLOBS_LOCKS stripes by hash) and the backend's hold
+ * (between processes sharing the backend) keep a delete from removing
+ * bytes that an upload of the same content has just found. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -36,6 +39,7 @@ const struct cfg_opt blobs_cfg_opts[] = {
     CFG_OPT(struct blobs_cfg, "blobs-dir", CFG_STR, dir, "", "folder of the local backend (empty: <data dir>/blobs)"),
     CFG_OPT(struct blobs_cfg, "blobs-quota-bytes", CFG_SIZE, quota_bytes, "0", "bytes of blobs one owner may keep (0: no limit); more is answered 507"),
     CFG_OPT(struct blobs_cfg, "blobs-quota-files", CFG_INT, quota_files, "0", "blobs one owner may keep (0: no limit); more is answered 507"),
+    CFG_OPT(struct blobs_cfg, "blobs-sweep-age", CFG_MS, sweep_age_ms, "1h", "bytes no blob names (a crash's leftovers) are removed at start once unchanged this long: another instance sharing --blobs-dir may be about to name them (0: at once)"),
 };
 const size_t blobs_cfg_nopts = ARRAY_LEN(blobs_cfg_opts);
 
@@ -198,18 +202,26 @@ int blobs_open(struct blobs **out, const struct blobs_cfg *cfg, const struct blo
   b->quota_files = cfg->quota_files;
   for (int i = 0; i < BLOBS_LOCKS; i++)
     pthread_mutex_init(&b->locks[i], NULL);
-  char root[4096];
+  char root[4096], idp[4096];
+  snprintf(idp, sizeof idp, "%s/blobs.instance",
+           env->data_dir && *env->data_dir ? env->data_dir : ".");
+  int rc = blobs_id_file(idp, b->instance, err, errlen);
+  if (rc) {
+    free(b);
+    return rc;
+  }
   if (cfg->dir && *cfg->dir)
     snprintf(root, sizeof root, "%s", cfg->dir);
   else
     snprintf(root, sizeof root, "%s/blobs", env->data_dir && *env->data_dir ? env->data_dir : ".");
-  int rc = ops->open(root, &b->be, err, errlen);
+  rc = ops->open(root, b->instance, &b->be, err, errlen);
   if (rc) {
     free(b);
     return rc;
   }
   int removed = 0;
-  if ((rc = ops->sweep(b->be, keep_content, b, &removed))) {
+  int64_t before = (int64_t)time(NULL) - (int64_t)(cfg->sweep_age_ms / 1000);
+  if ((rc = ops->sweep(b->be, keep_content, b, before, &removed))) {
     snprintf(err, errlen, "cannot check blob contents against the store");
     blobs_close(b);
     return rc;
@@ -247,6 +259,44 @@ void blobs_close(struct blobs *b) {
 }
 
 const char *blobs_spool_dir(const struct blobs *b) { return b->ops->spool_dir(b->be); }
+const char *blobs_instance(const struct blobs *b) { return b->instance; }
+
+int blobs_id_file(const char *path, char out[BLOBS_ID_LEN], char *err, size_t errlen) {
+  FILE *f = fopen(path, "re");
+  if (f) {
+    char buf[64] = "";
+    bool ok = fgets(buf, sizeof buf, f) != NULL;
+    fclose(f);
+    buf[strcspn(buf, "\n")] = '\0';
+    if (ok && strlen(buf) == BLOBS_ID_LEN - 1 && strspn(buf, "0123456789abcdef") == BLOBS_ID_LEN - 1) {
+      memcpy(out, buf, BLOBS_ID_LEN);
+      return 0;
+    }
+  }
+  rand_hex(out, BLOBS_ID_LEN);
+  char tmp[4200], dir[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash)
+    *slash = '\0';
+  if (slash && *dir)
+    mkdir_p(dir, 0700); /* the data directory, on a store that made none */
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  bool ok = fd >= 0 && write(fd, out, BLOBS_ID_LEN - 1) == BLOBS_ID_LEN - 1 && fsync(fd) == 0 &&
+            rename(tmp, path) == 0;
+  if (ok && slash) {
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ok = dfd >= 0 && fsync(dfd) == 0;
+    if (dfd >= 0)
+      close(dfd);
+  }
+  if (!ok)
+    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
+  if (fd >= 0)
+    close(fd);
+  return ok ? 0 : GROVE_EIO;
+}
 uint64_t blobs_max_size(const struct blobs *b) { return b->max_size; }
 
 /* ---- quotas ------------------------------------------------------------- */
@@ -412,20 +462,49 @@ out:
   return rc;
 }
 
+/* Removes the bytes of sha if no blob names them (checked while they are
+ * held exclusively: an upload on another instance that found them holds
+ * them shared until its blob is committed). Returns 0 (removed, named
+ * again, or gone already) or an error. */
+static int remove_unnamed(struct blobs *b, const char *sha) {
+  void *h = NULL;
+  int rc = b->ops->hold(b->be, sha, true, &h);
+  if (rc)
+    return rc == GROVE_ENOENT ? 0 : rc;
+  int keep = keep_content(sha, b);
+  rc = keep < 0 ? GROVE_ESTORE : keep ? 0 : b->ops->remove(b->be, sha);
+  b->ops->unhold(h);
+  return rc;
+}
+
 /* Installs the bytes (tmp, or the file at path) at the content address
- * and records blob i, under the content's lock. Frees tmp. */
+ * and records blob i, under the content's lock (this process's stripe,
+ * and the backend's hold against other processes). Frees tmp. */
 static int record(struct blobs *b, void *tmp, const char *path, struct blobs_info *i) {
   pthread_mutex_t *mu = lock_of(b, i->sha256);
   bool created = false, first = false;
+  void *h = NULL;
   pthread_mutex_lock(mu);
-  int rc = tmp ? b->ops->tmp_install(b->be, tmp, i->sha256, &created)
-               : b->ops->file_install(b->be, path, i->sha256, &created);
+  int rc;
+  for (int tries = 0;; tries++) {
+    rc = tmp ? b->ops->tmp_install(b->be, tmp, i->sha256, &created)
+             : b->ops->file_install(b->be, path, i->sha256, &created);
+    if (!rc)
+      rc = b->ops->hold(b->be, i->sha256, false, &h);
+    /* GROVE_ENOENT: another instance removed the bytes it found between
+     * the two: install them again */
+    if (rc != GROVE_ENOENT || tries == 3)
+      break;
+  }
   if (!rc) {
     rc = meta_insert(b, i, &first);
+    b->ops->unhold(h);
     if (rc && created)
-      b->ops->remove(b->be, i->sha256); /* nothing names these bytes */
+      remove_unnamed(b, i->sha256); /* nothing names these bytes */
   }
   pthread_mutex_unlock(mu);
+  if (tmp)
+    b->ops->tmp_discard(tmp); /* the content holds its own link */
   if (!rc) {
     metric_add(b->uploads, 1);
     metric_add(b->upload_bytes, (double)i->size);
@@ -493,7 +572,7 @@ int blobs_delete(struct blobs *b, const char *id, const char *owner) {
   /* committed: the blob is gone; its bytes go if no blob names them. A
    * crash here leaves them unreferenced, and the sweep at start removes
    * them. */
-  if (last && b->ops->remove(b->be, i.sha256))
+  if (last && remove_unnamed(b, i.sha256))
     log_warn(NULL, "blobs: cannot remove freed bytes (the next start removes them)",
              "sha256=%s", i.sha256);
   goto release;

@@ -54,6 +54,8 @@ struct blobs_cfg {
   char *dir;            /* --blobs-dir: "" = <data dir>/blobs */
   uint64_t quota_bytes; /* --blobs-quota-bytes: per owner; 0 = none */
   int quota_files;      /* --blobs-quota-files: per owner; 0 = none */
+  uint64_t sweep_age_ms; /* --blobs-sweep-age: unreferenced bytes older than this
+                          * go at start (0: all of them) */
 };
 
 extern const struct cfg_opt blobs_cfg_opts[];
@@ -89,6 +91,12 @@ void blobs_close(struct blobs *b);
  * never cleans it; blobs_put_file moves a file from it without copying.
  * Owned by b. */
 const char *blobs_spool_dir(const struct blobs *b);
+/* An id (32 lowercase hex characters) of this process's data directory,
+ * kept in <data dir>/blobs.instance: it names what this process alone
+ * owns in a blob folder that several instances may share (its temporary
+ * files; the locks of its resumable uploads), so that one instance's
+ * start never cleans up another's work. Owned by b. */
+const char *blobs_instance(const struct blobs *b);
 /* The largest blob (--max-upload). */
 uint64_t blobs_max_size(const struct blobs *b);
 

@@ -16,9 +16,11 @@
 
 struct blobs_ops {
   const char *name; /* --blobs-backend */
-  /* Opens the backend rooted at `root` (made if missing). OUT: *be.
-   * GROVE_EIO with err. */
-  int (*open)(const char *root, void **be, char *err, size_t errlen);
+  /* Opens the backend rooted at `root` (made if missing); `instance`
+   * (32 hex characters) names what this process alone owns in it when
+   * several share it (its temporary objects). OUT: *be. GROVE_EIO with
+   * err. */
+  int (*open)(const char *root, const char *instance, void **be, char *err, size_t errlen);
   void (*close)(void *be);
   /* A temporary object to write an upload into, gone when discarded or
    * installed. OUT: *tmp. GROVE_EIO, GROVE_ENOSPC. */
@@ -28,25 +30,38 @@ struct blobs_ops {
   /* Makes the bytes written durable. */
   int (*tmp_sync)(void *tmp);
   void (*tmp_discard)(void *tmp);
-  /* Makes tmp (synced) the content `sha`; tmp is consumed whatever the
-   * result. OUT: *created true when the content was not stored before
-   * (else the existing bytes stay and tmp's are dropped). */
+  /* Makes tmp (synced) the content `sha`; tmp stays (for another try)
+   * until tmp_discard. OUT: *created true when the content was not
+   * stored before (else the existing bytes stay). */
   int (*tmp_install)(void *be, void *tmp, const char *sha, bool *created);
   /* The same for the file at path, linked when it can be, else copied;
    * path stays (the caller removes it once the blob is recorded).
    * GROVE_ENOENT, GROVE_EIO. */
   int (*file_install)(void *be, const char *path, const char *sha, bool *created);
-  /* Removes the content's bytes (absent already is fine). */
+  /* Removes the content's bytes (absent already is fine). Callers hold
+   * it exclusively (hold). */
   int (*remove)(void *be, const char *sha);
+  /* Locks the content's bytes against every process sharing the
+   * backend: shared by an upload from finding or installing them through
+   * its commit, exclusive by a removal through its check of the metadata
+   * and its remove; so a delete on one instance never removes bytes an
+   * upload on another has just found and is recording. OUT: *h, for
+   * unhold. GROVE_ENOENT when the bytes are not there (removed
+   * meanwhile), GROVE_EIO. Blocks while the other kind is held. */
+  int (*hold)(void *be, const char *sha, bool exclusive, void **h);
+  void (*unhold)(void *h);
   /* Opens the content for reading. OUT: *rd, *size. GROVE_ENOENT. */
   int (*open_read)(void *be, const char *sha, void **rd, uint64_t *size);
   int (*read_at)(void *rd, uint64_t off, void *buf, size_t n, size_t *got);
   void (*close_read)(void *rd);
-  /* Removes every temporary object, and every content for which
-   * keep(sha) says false (bytes a crash left unreferenced). OUT:
+  /* Removes every temporary object of this instance, and every content
+   * for which keep(sha) says false (bytes a crash left unreferenced) that
+   * has not changed since `before` (Unix s: another instance sharing the
+   * backend may have just installed it and not yet committed). OUT:
    * *removed (may be NULL). keep returns -1 when it cannot tell: the
    * sweep stops with that error. */
-  int (*sweep)(void *be, int (*keep)(const char *sha, void *arg), void *arg, int *removed);
+  int (*sweep)(void *be, int (*keep)(const char *sha, void *arg), void *arg, int64_t before,
+               int *removed);
   /* A folder on the same filesystem for files that become blobs (NULL:
    * none); the backend never cleans it. */
   const char *(*spool_dir)(void *be);
@@ -67,10 +82,16 @@ struct blobs {
    * metadata delete + remove) holds its stripe, so a delete cannot remove
    * bytes an upload of the same content has just found there. */
   pthread_mutex_t locks[BLOBS_LOCKS];
+  char instance[BLOBS_ID_LEN]; /* blobs_instance */
   struct metric *uploads, *upload_bytes, *deduped, *deletes, *freed_bytes;
 };
 
 /* Whether s is 64 lowercase hex characters. */
 bool blobs_sha_valid(const char *s);
+
+/* Reads the id (32 lowercase hex characters) kept in the file at path,
+ * or makes one and writes it there (fsync'd, renamed into place). OUT:
+ * out. Returns 0 or GROVE_EIO with err. Blocking. */
+int blobs_id_file(const char *path, char out[BLOBS_ID_LEN], char *err, size_t errlen);
 
 #endif

@@ -2,7 +2,9 @@
  * the root, named by its hash and fanned out by its first two bytes
  * (root/ab/cd/abcd…), so no folder grows past 65,536 entries.
  *
- *   root/tmp/    uploads being written (emptied by the sweep at start)
+ *   root/tmp/<instance>/  uploads being written by one instance (emptied
+ *                by that instance's sweep at start: others sharing the
+ *                folder keep theirs)
  *   root/spool/  files that will become blobs (resumable uploads); kept
  *   root/xx/yy/  contents
  *
@@ -17,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,7 +31,7 @@
 
 #define WRITEBACK_STEP (8u << 20) /* start writeback every 8 MiB */
 #define ROOT_MAX 3072 /* a longer root is refused: every path below it fits PATH_MAX */
-#define DIR_MAX (ROOT_MAX + 16)
+#define DIR_MAX (ROOT_MAX + 64)
 
 struct local {
   char root[ROOT_MAX];
@@ -67,7 +71,8 @@ static void content_path(const struct local *l, const char *sha, char out[PATH_M
     snprintf(dir2, DIR_MAX, "%s/%.2s/%.2s", l->root, sha, sha + 2);
 }
 
-static int local_open(const char *root, void **be, char *err, size_t errlen) {
+static int local_open(const char *root, const char *instance, void **be, char *err,
+                      size_t errlen) {
   struct local *l = calloc(1, sizeof *l);
   if (!l)
     return GROVE_ENOMEM;
@@ -79,7 +84,7 @@ static int local_open(const char *root, void **be, char *err, size_t errlen) {
     return GROVE_EIO;
   }
   snprintf(l->root, sizeof l->root, "%s", root);
-  snprintf(l->tmp, sizeof l->tmp, "%s/tmp", root);
+  snprintf(l->tmp, sizeof l->tmp, "%s/tmp/%.32s", root, instance);
   snprintf(l->spool, sizeof l->spool, "%s/spool", root);
   if (mkdir_p(l->tmp, 0700) < 0 || mkdir_p(l->spool, 0700) < 0 || access(l->tmp, W_OK) < 0) {
     snprintf(err, errlen, "cannot write blob folder '%s': %s", root, strerror(errno));
@@ -176,9 +181,7 @@ static int place(struct local *l, const char *from, const char *sha, bool *creat
 
 static int local_tmp_install(void *be, void *tmp, const char *sha, bool *created) {
   struct local_tmp *t = tmp;
-  int rc = place(be, t->path, sha, created);
-  local_tmp_discard(t); /* the content holds its own link now */
-  return rc;
+  return place(be, t->path, sha, created);
 }
 
 static int local_file_install(void *be, const char *path, const char *sha, bool *created) {
@@ -204,8 +207,8 @@ static int local_file_install(void *be, const char *path, const char *sha, bool 
       if (!rc && n < 0)
         rc = GROVE_EIO;
       if (!rc && !(rc = local_tmp_sync(t)))
-        return close(fd), local_tmp_install(l, t, sha, created);
-      local_tmp_discard(t);
+        rc = local_tmp_install(l, t, sha, created);
+      local_tmp_discard(t); /* the content holds its own link */
     }
     close(fd);
     return rc;
@@ -221,6 +224,47 @@ static int local_remove(void *be, const char *sha) {
     return GROVE_EIO;
   fsync_dir(d2);
   return 0;
+}
+
+/* A flock(2) on the content file: it is per open file, so it works
+ * between threads and between processes sharing the folder alike. */
+static int lock_file(const char *p, int how, int *out) {
+  int fd = open(p, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? GROVE_ENOENT : GROVE_EIO;
+  int r;
+  do
+    r = flock(fd, how);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) {
+    int e = errno;
+    close(fd);
+    return e == EWOULDBLOCK ? GROVE_EBUSY : GROVE_EIO;
+  }
+  /* the path may have been removed (and made again) while this waited */
+  struct stat a, b;
+  if (fstat(fd, &a) < 0 || stat(p, &b) < 0 || a.st_ino != b.st_ino || a.st_dev != b.st_dev) {
+    close(fd);
+    return GROVE_ENOENT;
+  }
+  *out = fd;
+  return 0;
+}
+
+static int local_hold(void *be, const char *sha, bool exclusive, void **h) {
+  char p[PATH_MAX];
+  content_path(be, sha, p, NULL, NULL);
+  int fd;
+  int rc = lock_file(p, exclusive ? LOCK_EX : LOCK_SH, &fd);
+  if (rc)
+    return rc;
+  *h = (void *)(intptr_t)(fd + 1);
+  return 0;
+}
+
+static void local_unhold(void *h) {
+  if (h)
+    close((int)(intptr_t)h - 1); /* the lock goes with the last descriptor */
 }
 
 static int local_open_read(void *be, const char *sha, void **rd, uint64_t *size) {
@@ -268,7 +312,7 @@ static bool hex2(const char *s) {
 }
 
 static int local_sweep(void *be, int (*keep)(const char *sha, void *arg), void *arg,
-                       int *removed) {
+                       int64_t before, int *removed) {
   struct local *l = be;
   int n = 0, rc = 0;
   DIR *d = opendir(l->tmp);
@@ -304,11 +348,18 @@ static int local_sweep(void *be, int (*keep)(const char *sha, void *arg), void *
         if (f->d_name[0] == '.')
           continue;
         snprintf(p, sizeof p, "%s/%.255s", d2, f->d_name);
+        struct stat st;
+        if (stat(p, &st) == 0 && (int64_t)st.st_ctime > before)
+          continue; /* maybe another instance's, installed and not yet committed */
+        int fd = -1;
+        if (lock_file(p, LOCK_EX | LOCK_NB, &fd))
+          continue; /* held: an upload is recording it */
         int k = blobs_sha_valid(f->d_name) ? keep(f->d_name, arg) : 0;
         if (k < 0)
           rc = GROVE_ESTORE;
         else if (!k && unlink(p) == 0)
           n++;
+        close(fd);
       }
       if (leaf)
         closedir(leaf);
@@ -336,6 +387,8 @@ const struct blobs_ops blobs_local_ops = {
     .tmp_install = local_tmp_install,
     .file_install = local_file_install,
     .remove = local_remove,
+    .hold = local_hold,
+    .unhold = local_unhold,
     .open_read = local_open_read,
     .read_at = local_read_at,
     .close_read = local_close_read,

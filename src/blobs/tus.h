@@ -29,8 +29,9 @@
  * that grows with every take) and every offset it commits names its
  * token, so a writer whose lease lapsed and was taken over can no longer
  * move the offset (GROVE_EPERM). The lock is per instance and data
- * directory: a process that restarts on the same data directory frees
- * the locks its previous life held. */
+ * directory (several instances may share the blob folder, each with its
+ * own data directory): a process that restarts on the same data
+ * directory frees the locks its previous life held, and only those. */
 #ifndef GROVE_TUS_H
 #define GROVE_TUS_H
 
@@ -177,13 +178,15 @@ void tus_upload_release(struct tus_upload *u);
 
 /* Opens the upload state: st migrated with tus_migrations, data files in
  * `dir` (made when missing; the blob store's spool directory, so that a
- * finished upload moves into the store without a copy). Frees the write
+ * finished upload moves into the store without a copy). `instance` (32
+ * hex characters: blobs_instance) names this process as a lock holder;
+ * NULL keeps an id in dir/.instance, for a dir no other process uses. Frees the write
  * locks that an earlier life of this instance (the same dir) held, and
  * with cfg->sweep_ms starts the sweep of expired uploads (a thread).
  * On error, *out is NULL and err says why (GROVE_EINVAL, GROVE_EIO: the
  * folder; the store's error). */
 int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, const char *dir,
-             char *err, size_t errlen);
+             const char *instance, char *err, size_t errlen);
 /* Stops the sweep and frees. NULL is fine. */
 void tus_close(struct tus *t);
 const struct tus_cfg *tus_config(const struct tus *t);

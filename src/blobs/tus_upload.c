@@ -27,6 +27,7 @@
 
 #include <openssl/evp.h>
 
+#include "blobs/internal.h"
 #include "blobs/tus.h"
 #include "core/error.h"
 #include "core/log.h"
@@ -316,33 +317,18 @@ static void hash_resume(struct tus_write *w) {
 
 /* ---- life --------------------------------------------------------------------- */
 
-static int instance_id(struct tus *t, char *err, size_t errlen) {
+static int instance_id(struct tus *t, const char *instance, char *err, size_t errlen) {
+  if (instance) {
+    if (!tus_id_valid(instance)) {
+      snprintf(err, errlen, "bad upload instance id");
+      return GROVE_EINVAL;
+    }
+    memcpy(t->instance, instance, TUS_ID_LEN);
+    return 0;
+  }
   char path[PATH_MAX + 16];
   snprintf(path, sizeof path, "%s/.instance", t->dir);
-  FILE *f = fopen(path, "r");
-  if (f) {
-    char buf[64] = "";
-    bool ok = fgets(buf, sizeof buf, f) != NULL;
-    fclose(f);
-    buf[strcspn(buf, "\n")] = '\0';
-    if (ok && tus_id_valid(buf)) {
-      memcpy(t->instance, buf, TUS_ID_LEN);
-      return 0;
-    }
-  }
-  rand_hex(t->instance, sizeof t->instance);
-  char tmp[PATH_MAX + 32];
-  snprintf(tmp, sizeof tmp, "%s.tmp", path);
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0 || write(fd, t->instance, TUS_ID_LEN - 1) != TUS_ID_LEN - 1 || fsync(fd) ||
-      rename(tmp, path) || sync_dir(t->dir)) {
-    snprintf(err, errlen, "cannot write '%s': %s", path, strerror(errno));
-    if (fd >= 0)
-      close(fd);
-    return GROVE_EIO;
-  }
-  close(fd);
-  return 0;
+  return blobs_id_file(path, t->instance, err, errlen);
 }
 
 static uint64_t sweep_tick(void *arg) {
@@ -354,7 +340,7 @@ static uint64_t sweep_tick(void *arg) {
 }
 
 int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, const char *dir,
-             char *err, size_t errlen) {
+             const char *instance, char *err, size_t errlen) {
   *out = NULL;
   struct tus *t = calloc(1, sizeof *t);
   if (!t)
@@ -378,7 +364,7 @@ int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, cons
     free(t);
     return GROVE_EIO;
   }
-  int rc = instance_id(t, err, errlen);
+  int rc = instance_id(t, instance, err, errlen);
   if (rc) {
     free(t);
     return rc;

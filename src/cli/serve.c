@@ -408,7 +408,8 @@ int cmd_serve(int argc, char **argv) {
    * directory, so a finished one moves into the store without a copy */
   c.tus.max_size = blobs_max_size(blobs);
   if ((roles & ROLE_API) &&
-      (tus_open(&tus, &c.tus, store, blobs_spool_dir(blobs), err, sizeof err) ||
+      (tus_open(&tus, &c.tus, store, blobs_spool_dir(blobs), blobs_instance(blobs), err,
+                sizeof err) ||
        tus_routes(&tus_api, tus, blobs, router, err, sizeof err))) {
     log_error(NULL, "cannot start resumable uploads", "error=\"%s\"", err);
     goto out;

@@ -53,8 +53,14 @@ def content_files(srv):
     return sorted(out)
 
 
+def tmp_dir(srv):
+    """The folder of srv's own uploads in progress (tmp/<its data dir's id>)."""
+    mine = open(os.path.join(srv.data_dir, "blobs.instance")).read().strip()
+    return os.path.join(blob_dir(srv), "tmp", mine)
+
+
 def tmp_files(srv):
-    return os.listdir(os.path.join(blob_dir(srv), "tmp"))
+    return os.listdir(tmp_dir(srv))
 
 
 def upload(srv, k, data, name=None, ctype=None, headers=None):
@@ -419,7 +425,7 @@ def test_kill_9_during_an_upload_leaves_no_partial_blob():
                "Content-Length: 50000000\r\n\r\n" % k).encode())
     s.sendall(os.urandom(8 * 1024 * 1024))
     eventually(lambda: len(tmp_files(k9)) == 1 and os.path.getsize(
-        os.path.join(blob_dir(k9), "tmp", tmp_files(k9)[0])) > 0, what="bytes on disk")
+        os.path.join(tmp_dir(k9), tmp_files(k9)[0])) > 0, what="bytes on disk")
     k9.proc.send_signal(signal.SIGKILL)
     k9.proc.wait()
     k9._stopped = True  # killed: its folder goes below, after the restart

@@ -82,6 +82,21 @@ static int count_dir(const char *sub) {
   return n;
 }
 
+/* Files in this data directory's own temporary folder (tmp/<instance>). */
+static int tmp_count(void) {
+  char inst[64] = "", sub[128];
+  char p[512];
+  snprintf(p, sizeof p, "%s/blobs.instance", dir);
+  FILE *f = fopen(p, "r");
+  if (f) {
+    if (!fgets(inst, sizeof inst, f))
+      inst[0] = '\0';
+    fclose(f);
+  }
+  snprintf(sub, sizeof sub, "tmp/%.32s", inst);
+  return count_dir(sub);
+}
+
 static long long refs_of(struct store *s, const char *sha) {
   struct store_rows *r = NULL;
   const char *p[] = {sha};
@@ -148,7 +163,7 @@ TEST(dedup_counts_references_and_the_last_delete_frees_the_bytes) {
   CHECK_EQ_INT(put(b, "bob", "hello world", &c), 0);
   CHECK(strcmp(a.id, c.id) != 0);
   CHECK_EQ_INT(refs_of(s, HELLO_SHA), 2);
-  CHECK_EQ_INT(count_dir("tmp"), 0);
+  CHECK_EQ_INT(tmp_count(), 0);
   struct blobs_info got;
   CHECK_EQ_INT(blobs_get(b, a.id, &got), 0);
   CHECK_EQ_STR(got.sha256, HELLO_SHA);
@@ -194,7 +209,7 @@ TEST(quotas_hold_at_commit_and_the_size_limit_while_writing) {
   CHECK_EQ_INT(blobs_writer_commit(w1, &nb, &i), 0);
   CHECK_EQ_STR(i.media_type, "application/octet-stream");
   CHECK_EQ_INT(blobs_writer_commit(w2, &nb, &i), GROVE_EQUOTA);
-  CHECK_EQ_INT(count_dir("tmp"), 0);
+  CHECK_EQ_INT(tmp_count(), 0);
   /* nothing of the refused one is kept: only the first content's folder */
   CHECK_EQ_INT(refs_of(s, "bef57ec7f53a6d40beb640a780a639c83bc29ac8a9816f1fc6c5c6dcd93c4721"), 0);
   CHECK(!content_exists("bef57ec7f53a6d40beb640a780a639c83bc29ac8a9816f1fc6c5c6dcd93c4721"));
@@ -215,7 +230,7 @@ TEST(quotas_hold_at_commit_and_the_size_limit_while_writing) {
   CHECK_EQ_INT(blobs_writer_write(w1, "12345678", 8), 0);
   CHECK_EQ_INT(blobs_writer_write(w1, "9", 1), GROVE_ETOOBIG);
   blobs_writer_abort(w1);
-  CHECK_EQ_INT(count_dir("tmp"), 0);
+  CHECK_EQ_INT(tmp_count(), 0);
   blobs_close(b);
   /* a files quota */
   b = open_blobs(s, 0, 1, 100);
@@ -299,11 +314,23 @@ TEST(open_removes_what_a_crash_left) {
   blobs_close(b);
   /* an interrupted upload's temporary file, and bytes no blob references
    * (a crash between a delete's commit and its unlink) */
-  char p[512];
-  snprintf(p, sizeof p, "%s/tmp/0123abcd", root);
+  char p[512], inst[64] = "";
+  snprintf(p, sizeof p, "%s/blobs.instance", dir);
+  FILE *f = fopen(p, "r");
+  CHECK(f && fgets(inst, sizeof inst, f));
+  fclose(f);
+  snprintf(p, sizeof p, "%s/tmp/%.32s/0123abcd", root, inst);
   int fd = open(p, O_CREAT | O_WRONLY, 0600);
   CHECK(fd >= 0);
   CHECK(write(fd, "partial", 7) == 7);
+  close(fd);
+  /* another instance's upload in progress (a shared folder): not ours */
+  snprintf(p, sizeof p, "%s/tmp/ffffffffffffffffffffffffffffffff", root);
+  mkdir(p, 0700);
+  char theirs[512];
+  snprintf(theirs, sizeof theirs, "%s/tmp/ffffffffffffffffffffffffffffffff/4567", root);
+  fd = open(theirs, O_CREAT | O_WRONLY, 0600);
+  CHECK(fd >= 0);
   close(fd);
   const char *orphan = "aaaa000000000000000000000000000000000000000000000000000000000000";
   snprintf(p, sizeof p, "%s/aa", root);
@@ -315,7 +342,8 @@ TEST(open_removes_what_a_crash_left) {
   CHECK(fd >= 0);
   close(fd);
   b = open_blobs(s, 0, 0, 1 << 20);
-  CHECK_EQ_INT(count_dir("tmp"), 0);
+  CHECK_EQ_INT(tmp_count(), 0);
+  CHECK(access(theirs, F_OK) == 0);
   CHECK(!content_exists(orphan));
   CHECK(content_exists(HELLO_SHA)); /* referenced: kept */
   struct blobs_info got;

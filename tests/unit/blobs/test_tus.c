@@ -250,7 +250,7 @@ static struct tus *open_tus(struct store *s) {
   struct tus *t;
   char err[256], up[128];
   snprintf(up, sizeof up, "%s/uploads", dir);
-  int rc = tus_open(&t, &cfg, s, up, err, sizeof err);
+  int rc = tus_open(&t, &cfg, s, up, NULL, err, sizeof err);
   if (rc)
     fprintf(stderr, "tus_open: %s\n", err);
   CHECK(rc == 0);
