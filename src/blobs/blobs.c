@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -694,31 +695,34 @@ int blobs_writer_commit(struct blobs_writer *w, const struct blobs_new *nb,
   return 0;
 }
 
-/* SHA-256 and size of the file at path, read once (no copy kept). */
+#define HASH_WINDOW (8u << 20) /* bytes of a file mapped at a time to hash it */
+
+/* SHA-256 and size of the file at path, hashed straight from the page
+ * cache (mapped a window at a time: no copy, and the mapped pages do not
+ * add up in the resident set). */
 static int hash_file(struct blobs *b, const char *path, char sha[BLOBS_SHA_LEN], uint64_t *size) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return errno == ENOENT ? GROVE_ENOENT : GROVE_EIO;
-  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  EVP_MD_CTX *md = EVP_MD_CTX_new();
-  int rc = 0;
-  if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+  struct stat st;
+  EVP_MD_CTX *md = NULL;
+  int rc = fstat(fd, &st) < 0 ? GROVE_EIO : 0;
+  if (!rc && (uint64_t)st.st_size > b->max_size)
+    rc = GROVE_ETOOBIG;
+  if (!rc && (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1))
     rc = GROVE_ENOMEM;
-  static _Thread_local char buf[1 << 20]; /* hashed while still in the cache */
-  uint64_t n = 0;
-  while (!rc) {
-    ssize_t k = read(fd, buf, sizeof buf);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0) {
-      rc = k < 0 ? GROVE_EIO : 0;
+  uint64_t n = rc ? 0 : (uint64_t)st.st_size;
+  for (uint64_t at = 0; !rc && at < n; at += HASH_WINDOW) {
+    size_t len = n - at < HASH_WINDOW ? (size_t)(n - at) : HASH_WINDOW;
+    void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)at);
+    if (map == MAP_FAILED) {
+      rc = GROVE_EIO;
       break;
     }
-    n += (uint64_t)k;
-    if (n > b->max_size)
-      rc = GROVE_ETOOBIG;
-    else if (EVP_DigestUpdate(md, buf, (size_t)k) != 1)
+    madvise(map, len, MADV_WILLNEED);
+    if (EVP_DigestUpdate(md, map, len) != 1)
       rc = GROVE_EIO;
+    munmap(map, len);
   }
   close(fd);
   unsigned char d[32];

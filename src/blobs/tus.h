@@ -258,7 +258,10 @@ typedef int (*tus_part_fn)(void *arg, int i, const char *path, uint64_t length);
 
 /* Creates a final upload of `owner` from partial uploads ids[0..n) (each
  * the owner's, finished, not expired). sink NULL: its data file is their
- * bytes in order, fsync'd, then the record commits with offset = length.
+ * bytes in order, fsync'd, then the record commits with offset = length;
+ * with sha256 (65 bytes) not NULL, the same pass fills it with the
+ * SHA-256 of those bytes in lowercase hex (hashed from the page cache on
+ * this thread while another copies: one pass's time).
  * sink given: the parts go to sink(arg, …) in order instead, its data
  * file stays empty and its offset 0 until tus_finish records the blob the
  * caller made of them. Returns 0; GROVE_ENOENT (*bad names the part:
@@ -267,7 +270,7 @@ typedef int (*tus_part_fn)(void *arg, int i, const char *path, uint64_t length);
  * GROVE_EIO; sink's error; the store's. On error nothing is left. */
 int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_LEN], int n,
                      const char *metadata, tus_part_fn sink, void *arg, struct tus_upload *u,
-                     int *bad);
+                     int *bad, char *sha256);
 
 /* Termination: removes an upload of `owner` (its record, then its data
  * file). Returns 0, GROVE_ENOENT, GROVE_EBUSY (a writer holds it), or the

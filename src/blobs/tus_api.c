@@ -16,13 +16,10 @@
  * The work queue, not a request's pool job, carries these writes because
  * the last of them (keeping what arrived, freeing the lock) must run
  * after the client has gone and its request with it. */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <uv.h>
@@ -261,50 +258,27 @@ static int make_blob(struct call *c, const char *sha256) {
   return finish_blob(c, &info);
 }
 
-/* ---- concatenation: the parts go straight into a blob ----------------------------------
- * One pass over the parts' files: each piece is read once, hashed and
- * written by the blob writer while it is in the cache; the final upload
- * keeps no copy of its own. A final of one part links that part's file
- * into the store (hashed, never copied: a finished part never changes). */
+/* ---- concatenation ------------------------------------------------------------------
+ * Several parts are copied into the final upload's file (copy_file_range:
+ * a reflink where the filesystem has them) by one thread while this one
+ * hashes the same bytes from the page cache (tus_concat_final with a
+ * sha256), so the file is never read again: it moves into the store with
+ * that hash. A final of one part links that part's file into the store
+ * (hashed once, never copied: a finished part never changes again). */
 
-#define PART_PIECE (1u << 20) /* bytes of a part read at a time */
-
-struct concat_sink {
+struct one_part {
   struct call *c;
   struct blobs_new nb;
-  struct blobs_writer *w; /* several parts */
-  char *buf;              /* PART_PIECE bytes */
-  bool made;              /* one part: the blob is made (info) */
+  bool made; /* the blob is made (info) */
   struct blobs_info info;
 };
 
-static int part_sink(void *arg, int i, const char *path, uint64_t length) {
-  struct concat_sink *cs = arg;
+static int adopt_part(void *arg, int i, const char *path, uint64_t length) {
+  struct one_part *op = arg;
   (void)i;
-  if (!cs->w) {
-    int rc = blobs_adopt_file(cs->c->a->b, path, NULL, true, &cs->nb, &cs->info);
-    cs->made = rc == 0;
-    return rc;
-  }
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return GROVE_EIO;
-  posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-  int rc = 0;
-  uint64_t off = 0;
-  while (!rc && off < length) {
-    size_t want = length - off < PART_PIECE ? (size_t)(length - off) : PART_PIECE;
-    ssize_t k = pread(fd, cs->buf, want, (off_t)off);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0) {
-      rc = GROVE_EIO; /* the part is shorter than its record */
-      break;
-    }
-    rc = blobs_writer_write(cs->w, cs->buf, (size_t)k);
-    off += (uint64_t)k;
-  }
-  close(fd);
+  (void)length;
+  int rc = blobs_adopt_file(op->c->a->b, path, NULL, true, &op->nb, &op->info);
+  op->made = rc == 0;
   return rc;
 }
 
@@ -312,40 +286,32 @@ static int part_sink(void *arg, int i, const char *path, uint64_t length) {
 static void concat_blob(struct call *c) {
   struct tus *t = c->a->t;
   struct blobs *b = c->a->b;
-  char name[BLOBS_NAME_MAX + 1], type[BLOBS_MEDIA_TYPE_MAX + 1];
+  char name[BLOBS_NAME_MAX + 1], type[BLOBS_MEDIA_TYPE_MAX + 1], sha[65];
   blob_names(c->metadata, name, sizeof name, type, sizeof type);
-  struct concat_sink cs = {.c = c, .nb = {c->owner, name, type}};
-  if (c->concat.nparts > 1) {
-    if (!(cs.buf = malloc(PART_PIECE))) {
-      c->rc = GROVE_ENOMEM;
-      return;
-    }
-    if ((c->rc = blobs_writer_open(b, c->owner, -1, &cs.w))) {
-      free(cs.buf);
-      return;
-    }
-  }
+  struct one_part op = {.c = c, .nb = {c->owner, name, type}};
+  bool one = c->concat.nparts == 1;
   c->rc = tus_concat_final(t, c->owner, (const char(*)[TUS_ID_LEN])c->concat.parts,
-                           c->concat.nparts, c->metadata, part_sink, &cs, &c->u, &c->bad);
-  free(cs.buf);
+                           c->concat.nparts, c->metadata, one ? adopt_part : NULL, &op, &c->u,
+                           &c->bad, one ? NULL : sha);
   if (c->rc) {
-    blobs_writer_abort(cs.w);
-    if (cs.made)
-      blobs_delete(b, cs.info.id, c->owner);
+    if (op.made)
+      blobs_delete(b, op.info.id, c->owner);
     return;
   }
   memcpy(c->id, c->u.id, TUS_ID_LEN);
-  if (cs.w) {
-    c->rc = blobs_writer_commit(cs.w, &cs.nb, &cs.info);
-    cs.made = c->rc == 0;
+  if (!one) {
+    char path[4200];
+    tus_data_path(t, c->id, path, sizeof path);
+    c->rc = blobs_adopt_file(b, path, sha, false, &op.nb, &op.info);
+    op.made = c->rc == 0;
   }
   if (!c->rc)
-    c->rc = finish_blob(c, &cs.info);
+    c->rc = finish_blob(c, &op.info);
   if (c->rc) { /* the parts stay: the client may try again */
     log_warn(c->rid, "tus: final upload not stored as a blob", "id=%s error=\"%s\"", c->id,
              grove_strerror(c->rc));
-    if (cs.made)
-      blobs_delete(b, cs.info.id, c->owner);
+    if (op.made)
+      blobs_delete(b, op.info.id, c->owner);
     tus_delete(t, c->id, c->owner);
   }
 }

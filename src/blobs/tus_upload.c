@@ -21,8 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <pthread.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -703,29 +704,77 @@ int tus_finish(struct tus *t, const char *id, const char *blob) {
 
 /* ---- concatenation ------------------------------------------------------------------ */
 
-static int copy_into(int out, const char *path, uint64_t len) {
-  int in = open(path, O_RDONLY | O_CLOEXEC);
-  if (in < 0)
-    return GROVE_EIO;
-  int rc = 0;
+/* Appends len bytes of `in` (from its offset) to `out`: copy_file_range,
+ * a reflink where the filesystem has them, else a copy in the kernel. */
+static int copy_range(int in, int out, uint64_t len) {
   while (len > 0) {
     ssize_t k = copy_file_range(in, NULL, out, NULL, len > (1u << 30) ? (1u << 30) : len, 0);
     if (k < 0 && errno == EINTR)
       continue;
-    if (k <= 0) {
-      rc = GROVE_EIO; /* short: the part is not as long as its record */
-      break;
-    }
+    if (k <= 0)
+      return GROVE_EIO; /* short: the part is not as long as its record */
     len -= (uint64_t)k;
   }
+  return 0;
+}
+
+struct copy_job {
+  int in, out;
+  uint64_t len;
+  int rc;
+};
+
+static void *copy_main(void *arg) {
+  struct copy_job *j = arg;
+  j->rc = copy_range(j->in, j->out, j->len);
+  return NULL;
+}
+
+#define HASH_WINDOW (8u << 20) /* bytes of a part mapped at a time to hash it */
+
+/* Appends the part at path (len bytes) to out and, with md, hashes the
+ * same bytes: the copy runs on a thread of its own while this one hashes
+ * them straight from the page cache (mapped a window at a time, so the
+ * pages do not add up in the resident set), so the two take the time of
+ * the longer, not of both. */
+static int copy_into(int out, const char *path, uint64_t len, EVP_MD_CTX *md) {
+  int in = open(path, O_RDONLY | O_CLOEXEC);
+  if (in < 0)
+    return GROVE_EIO;
+  struct stat sb;
+  if (fstat(in, &sb) < 0 || (uint64_t)sb.st_size < len) {
+    close(in);
+    return GROVE_EIO;
+  }
+  struct copy_job j = {in, out, len, 0};
+  pthread_t th;
+  bool threaded = md && pthread_create(&th, NULL, copy_main, &j) == 0;
+  if (!threaded)
+    copy_main(&j);
+  int rc = 0;
+  for (uint64_t at = 0; md && !rc && at < len; at += HASH_WINDOW) {
+    size_t n = len - at < HASH_WINDOW ? (size_t)(len - at) : HASH_WINDOW;
+    void *map = mmap(NULL, n, PROT_READ, MAP_SHARED, in, (off_t)at);
+    if (map == MAP_FAILED) {
+      rc = GROVE_EIO;
+      break;
+    }
+    madvise(map, n, MADV_WILLNEED);
+    if (EVP_DigestUpdate(md, map, n) != 1)
+      rc = GROVE_EIO;
+    munmap(map, n);
+  }
+  if (threaded)
+    pthread_join(th, NULL);
   close(in);
-  return rc;
+  return rc ? rc : j.rc;
 }
 
 int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_LEN], int n,
                      const char *metadata, tus_part_fn sink, void *arg, struct tus_upload *u,
-                     int *bad) {
+                     int *bad, char *sha256) {
   *bad = -1;
+  EVP_MD_CTX *md = NULL;
   uint64_t total = 0;
   size_t plen = 0;
   for (int i = 0; i < n; i++) {
@@ -771,6 +820,12 @@ int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_
     rc = GROVE_EIO;
     goto fail;
   }
+  if (!sink && sha256 &&
+      (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)) {
+    rc = GROVE_ENOMEM;
+    close(fd);
+    goto fail;
+  }
   for (int i = 0; i < n && !rc; i++) {
     struct tus_upload part;
     char ppath[PATH_MAX + 64];
@@ -779,7 +834,7 @@ int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_
       break;
     }
     tus_data_path(t, ids[i], ppath, sizeof ppath);
-    rc = sink ? sink(arg, i, ppath, part.length) : copy_into(fd, ppath, part.length);
+    rc = sink ? sink(arg, i, ppath, part.length) : copy_into(fd, ppath, part.length, md);
     tus_upload_release(&part);
   }
   if (!sink) {
@@ -787,6 +842,16 @@ int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_
       rc = GROVE_EIO;
     close(fd);
   }
+  if (!rc && md) {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned dl = 0;
+    if (EVP_DigestFinal_ex(md, d, &dl) != 1 || dl != 32)
+      rc = GROVE_EIO;
+    for (unsigned i = 0; !rc && i < dl; i++)
+      snprintf(sha256 + 2 * i, 3, "%02x", d[i]);
+  }
+  EVP_MD_CTX_free(md);
+  md = NULL;
   if (rc)
     goto fail;
   char off[24];
@@ -798,6 +863,7 @@ int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_
   u->offset = sink ? 0 : total;
   return 0;
 fail:
+  EVP_MD_CTX_free(md);
   if (rc == GROVE_EIO && !sink)
     log_error(NULL, "tus: cannot concatenate", "id=%s error=\"%s\"", u->id, strerror(errno));
   tus_delete(t, u->id, owner);

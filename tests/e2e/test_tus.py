@@ -311,6 +311,15 @@ def test_concatenation_of_parts_sent_out_of_order_and_in_parallel():
     assert blob_sha(g, final) == hashlib.sha256(b"".join(parts)).hexdigest()
     # a final upload takes no PATCH
     assert patch(g, final, 0, b"x").status == 403
+    # a final of one part is that part (linked, not copied); the parts stay
+    # and may be named again
+    r = g.request("POST", "/api/v1/uploads", headers=h(Upload_Concat="final;" + locs[2]))
+    assert r.status == 201, (r.status, r.body)
+    assert blob_sha(g, r.header("Location")) == hashlib.sha256(parts[2]).hexdigest()
+    assert head(g, locs[2]).status == 200
+    r = g.request("POST", "/api/v1/uploads", headers=h(Upload_Concat="final;" + " ".join(locs)))
+    assert r.status == 201, (r.status, r.body)
+    assert blob_sha(g, r.header("Location")) == hashlib.sha256(b"".join(parts)).hexdigest()
 
 
 def test_expired_uploads_are_refused_then_swept():

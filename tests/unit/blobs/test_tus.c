@@ -525,22 +525,25 @@ TEST(concatenation_follows_the_named_order) {
   memcpy(ids[2], c.id, TUS_ID_LEN);
   int bad;
   /* b unfinished */
-  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])ids, 3, NULL, NULL, NULL, &f, &bad),
+  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])ids, 3, NULL, NULL, NULL, &f, &bad, NULL),
                GROVE_EINVAL);
   CHECK_EQ_INT(bad, 1);
   put(t, b.id, "alice", "4567");
   /* another's parts */
-  CHECK_EQ_INT(tus_concat_final(t, "bob", (const char(*)[TUS_ID_LEN])ids, 3, NULL, NULL, NULL, &f, &bad),
+  CHECK_EQ_INT(tus_concat_final(t, "bob", (const char(*)[TUS_ID_LEN])ids, 3, NULL, NULL, NULL, &f, &bad, NULL),
                GROVE_ENOENT);
   CHECK_EQ_INT(bad, 0);
   /* not a partial upload */
   put(t, plain.id, "alice", "z");
   char one[1][TUS_ID_LEN];
   memcpy(one[0], plain.id, TUS_ID_LEN);
-  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])one, 1, NULL, NULL, NULL, &f, &bad),
+  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])one, 1, NULL, NULL, NULL, &f, &bad, NULL),
                GROVE_EINVAL);
-  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])ids, 3, "k dg==", NULL, NULL, &f, &bad),
+  char fsha[65];
+  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])ids, 3, "k dg==", NULL,
+                                NULL, &f, &bad, fsha),
                0);
+  CHECK_EQ_STR(fsha, "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225");
   CHECK(f.kind == TUS_FINAL);
   CHECK_EQ_INT(f.length, 9);
   CHECK_EQ_INT(f.offset, 9);
