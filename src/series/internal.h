@@ -119,6 +119,9 @@ struct series {
   /* the key registry (keys.c) */
   struct map ids;          /* key -> id + 1 (as uintptr_t) */
   char **keys;             /* id -> key */
+  uint8_t *ktypes;         /* id -> its field type once this process saw it
+                            * (SERIES_TYPE_NONE: not yet; a recorded type never
+                            * changes), as many as capkeys */
   uint32_t nkeys, capkeys, logged; /* keys [logged, nkeys) are not in the log yet */
   struct stypes *types;    /* field types by key (types.c) */
   /* the head (head.c), by id, as many as capkeys */

@@ -18,13 +18,15 @@ int keys_apply(struct series *s, uint32_t id, const char *key, size_t len) {
     return GROVE_EINVAL;
   if (id >= s->capkeys) { /* grows by doubling: ids are dense */
     /* both from the same capacity to the same need: the same new one */
-    size_t kcap = s->capkeys, hcap = s->capkeys;
+    size_t kcap = s->capkeys, hcap = s->capkeys, tcap = s->capkeys;
     int rc = ARRAY_GROW(s->keys, kcap, (size_t)id + 1, 64, UINT32_MAX);
-    if (rc || (rc = ARRAY_GROW(s->heads, hcap, kcap, 64, UINT32_MAX)))
+    if (rc || (rc = ARRAY_GROW(s->heads, hcap, kcap, 64, UINT32_MAX)) ||
+        (rc = ARRAY_GROW(s->ktypes, tcap, kcap, 64, UINT32_MAX)))
       return rc;
     for (size_t i = s->capkeys; i < kcap; i++) {
       s->keys[i] = NULL;
       s->heads[i] = (struct head){0};
+      s->ktypes[i] = SERIES_TYPE_NONE;
     }
     s->capkeys = (uint32_t)kcap;
   }
@@ -57,6 +59,21 @@ int series_cached(struct series *s, const char *key, uint32_t *id) {
   int rc = lookup(s, key, id);
   pthread_mutex_unlock(&s->lock);
   return rc;
+}
+
+int series_cached_typed(struct series *s, const char *key, uint32_t *id, uint8_t *type) {
+  pthread_mutex_lock(&s->lock);
+  int rc = lookup(s, key, id);
+  *type = rc ? SERIES_TYPE_NONE : s->ktypes[*id];
+  pthread_mutex_unlock(&s->lock);
+  return rc;
+}
+
+void series_note_type(struct series *s, uint32_t id, uint8_t type) {
+  pthread_mutex_lock(&s->lock);
+  if (id < s->nkeys && s->keys[id])
+    s->ktypes[id] = type;
+  pthread_mutex_unlock(&s->lock);
 }
 
 int series_id(struct series *s, const char *key, uint32_t *id) {

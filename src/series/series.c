@@ -50,6 +50,7 @@ static void series_free(struct series *s) {
   for (uint32_t i = 0; i < s->nkeys; i++)
     free(s->keys[i]);
   free(s->keys);
+  free(s->ktypes);
   heads_free(s->heads, s->nkeys);
   heads_free(s->frozen, s->nfrozen);
   map_release(&s->ids);

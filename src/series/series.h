@@ -56,6 +56,15 @@ int series_id(struct series *s, const char *key, uint32_t *id);
  * GROVE_ENOENT otherwise. */
 int series_cached(struct series *s, const char *key, uint32_t *id);
 
+/* series_cached with the key's field type as this process noted it
+ * (series_note_type; SERIES_TYPE_NONE: not noted): one look-up where a
+ * writer needs both. */
+int series_cached_typed(struct series *s, const char *key, uint32_t *id, uint8_t *type);
+/* Notes the recorded field type of series id (series_types_claim's or
+ * series_type_cached's answer: a recorded type never changes), for
+ * series_cached_typed. An id not in the registry is ignored. */
+void series_note_type(struct series *s, uint32_t id, uint8_t type);
+
 /* The ids of many keys at once (made when new): with PostgreSQL, the keys
  * not known here cost two round trips in all, not two each. */
 int series_ids(struct series *s, const char *const *keys, size_t n, uint32_t *ids);

@@ -151,17 +151,19 @@ static void job_undo(struct job *j, struct mark m) {
   j->arena.len = m.arena_len;
 }
 
-/* A point of the series `key`. A series this process knows gets its id
- * now; the others are found for the whole write at once (job_resolve).
- * Returns 0, 1 for a key too long (not kept), or GROVE_ENOMEM. */
-static int job_point(struct job *j, const char *key, size_t len, int64_t ts, double v) {
+/* A point of the series `key`, whose id is `known` (UINT32_MAX: not
+ * looked up yet). A series this process knows gets its id now; the others
+ * are found for the whole write at once (job_resolve). Returns 0, 1 for a
+ * key too long (not kept), or GROVE_ENOMEM. */
+static int job_point(struct job *j, const char *key, size_t len, int64_t ts, double v,
+                     uint32_t known) {
   if (len == 0 || len > SERIES_KEY_MAX)
     return 1;
   /* (every array of a write is bounded by its body, at most 64 MiB) */
   if (ARRAY_GROW(j->pts, j->cap, j->npts + 1, 1024, ARRAY_NOMAX))
     return GROVE_ENOMEM;
-  uint32_t id = 0;
-  if (series_cached(j->t->series, key, &id)) {
+  uint32_t id = known;
+  if (known == UINT32_MAX && series_cached(j->t->series, key, &id)) {
     size_t cap = j->capkeys;
     if (ARRAY_GROW(j->key_at, cap, j->nkeys + 1, 256, ARRAY_NOMAX) ||
         ARRAY_GROW(j->key_point, j->capkeys, j->nkeys + 1, 256, ARRAY_NOMAX))
@@ -396,6 +398,7 @@ static int on_point(const struct lp_point *p, void *arg) {
   size_t at[LP_MAX_FIELDS];
   bool own[LP_MAX_FIELDS];    /* in a series a consumer named */
   uint8_t had[LP_MAX_FIELDS]; /* the type each series has already (NONE: new) */
+  uint32_t ids[LP_MAX_FIELDS]; /* the series' ids where known here, else UINT32_MAX */
   for (int i = 0; i < p->nfields && !rc && !why; i++) {
     const struct lp_field *fl = &p->fields[i];
     uint8_t ty = type_of(fl->type);
@@ -403,6 +406,7 @@ static int on_point(const struct lp_point *p, void *arg) {
     at[i] = lk->len;
     own[i] = false;
     had[i] = SERIES_TYPE_NONE;
+    ids[i] = UINT32_MAX;
     for (size_t c = 0; mask && ty != SERIES_TYPE_STRING && c < nc && !own[i] && !rc; c++) {
       const struct telemetry_consumer *co = &t->consumers[c];
       if (!(mask & (1u << c)) || !co->series_key)
@@ -429,7 +433,14 @@ static int on_point(const struct lp_point *p, void *arg) {
     if ((rc = series_key_put_field(key, fl->key.p, fl->key.n)) ||
         (rc = buf_append(lk, key->data, key->len + 1)))
       break;
-    uint8_t have = had[i] = known_type(j, key->data);
+    /* a series known here with its type noted: one look-up */
+    uint8_t have = SERIES_TYPE_NONE;
+    if (series_cached_typed(t->series, key->data, &ids[i], &have))
+      ids[i] = UINT32_MAX;
+    if (!have && (have = known_type(j, key->data)) && ids[i] != UINT32_MAX &&
+        series_type_cached(t->series, key->data) == have)
+      series_note_type(t->series, ids[i], have); /* recorded, not this write's pending */
+    had[i] = have;
     if (have && have != ty) {
       snprintf(conflict, sizeof conflict,
                "field type conflict: input field \"%.*s\" on measurement \"%.*s\" is type %s, "
@@ -460,7 +471,7 @@ static int on_point(const struct lp_point *p, void *arg) {
       break;
     if (ty == SERIES_TYPE_STRING)
       continue;
-    if ((rc = job_point(j, k, kn, p->ts_ns, value_of(fl))) == 1) {
+    if ((rc = job_point(j, k, kn, p->ts_ns, value_of(fl), own[i] ? UINT32_MAX : ids[i])) == 1) {
       why = KEY_TOO_LONG;
       rc = 0;
       break;
