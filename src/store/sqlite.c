@@ -19,6 +19,7 @@
 
 #include "core/error.h"
 #include "core/map.h"
+#include "core/real.h"
 #include "core/util.h"
 #include "store/driver.h"
 
@@ -297,7 +298,14 @@ static int sq_exec(void *conn, const char *sql, const char *const *params, int n
       continue;
     const char *vals[ncols ? ncols : 1];
     int lens[ncols ? ncols : 1];
+    char reals[ncols ? ncols : 1][REAL_SHORTEST_MAX];
     for (int i = 0; i < ncols; i++) {
+      if (sqlite3_column_type(st, i) == SQLITE_FLOAT) {
+        /* shortest round trip: SQLite's own text keeps 15 digits */
+        lens[i] = (int)real_shortest(reals[i], sqlite3_column_double(st, i));
+        vals[i] = reals[i];
+        continue;
+      }
       vals[i] = (const char *)sqlite3_column_text(st, i);
       lens[i] = sqlite3_column_bytes(st, i);
     }

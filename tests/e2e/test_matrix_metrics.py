@@ -476,6 +476,63 @@ def test_telegraf_procstat_counters_become_interval_figures():
     assert procs[4242]["io_operations"] == 7.0 and procs[4242]["ppid"] == 1, procs[4242]
     assert procs[4242]["io_write_bytes"] == 40.0, procs[4242]
 
+def test_concurrent_pushes_to_one_host_keep_its_cap():
+    """Pushes of one host at the same time, each bringing new processes,
+    while flushes of other hosts' state run: the host ends with exactly its
+    cap of live processes, and the answers accepted exactly that many."""
+    import threading
+    b = Grove("--gate-refresh", "200ms", "--matrix-max-processes-per-host", "50", web_root=False)
+    try:
+        w = key(b, "k-w", "write")
+        rk = key(b, "k-r", "read")
+        accepted = []
+        lock = threading.Lock()
+
+        def pusher(t):
+            for round_ in range(3):
+                procs = [proc(100000 * t + 100 * round_ + i, "p", 1.0) for i in range(20)]
+                r = push(agent_sample("cap-race", procs=procs), key=w, grove=b)
+                assert r.status in (200, 422), (r.status, r.body)
+                d = r.json()["data"] if r.status == 200 else r.json()["details"]
+                # and another host's state, so flushes are under way meanwhile
+                ok(push(agent_sample("other-%d-%d" % (t, round_), procs=procs), key=w, grove=b))
+                with lock:
+                    accepted.append(d["accepted_processes"])
+
+        threads = [threading.Thread(target=pusher, args=(t,)) for t in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        hosts = get("/api/host-process-metrics/hosts?host=cap-race", grove=b, key=rk)
+        assert hosts[0]["live_processes"] == 50, hosts
+        assert sum(accepted) == 50, accepted
+    finally:
+        b.stop()
+
+
+def test_state_keeps_every_digit_of_a_figure():
+    """The current state gives back the figures pushed, every digit (the
+    series do too), and the largest double is a figure, not a dropped key."""
+    b = Grove("--gate-refresh", "200ms", web_root=False)
+    try:
+        w = key(b, "k-w", "write")
+        rk = key(b, "k-r", "read")
+        s = agent_sample("digits")
+        s["metrics"]["total_cpu_usage"] = 0.30000000000000004
+        s["metrics"]["total_memory_usage"] = 1.2345678901234567
+        s["metrics"]["total_power_consumption"] = 1.7976931348623157e308
+        s["metrics"]["system_load_average"] = 2.2250738585072014e-308
+        ok(push(s, key=w, grove=b))
+        h = get("/api/host-process-metrics/hosts?host=digits", grove=b, key=rk)[0]
+        assert h["total_cpu_usage"] == 0.30000000000000004, h
+        assert h["total_memory_usage"] == 1.2345678901234567, h
+        assert h["total_power_consumption"] == 1.7976931348623157e308, h
+        assert h["system_load_average"] == 2.2250738585072014e-308, h
+    finally:
+        b.stop()
+
+
 def test_cap_of_processes_per_host_and_expiry():
     b = Grove("--gate-refresh", "200ms", "--matrix-max-processes-per-host", "2",
               "--matrix-process-expiry", "1s", web_root=False)

@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -91,6 +92,10 @@ static int check_cap(struct matrix *m, struct store_conn *c, const struct mx_sam
     int64_t cut = (int64_t)(matrix_now_ms() - m->mcfg.expiry_ms);
     snprintf(since, sizeof since, "%" PRId64, cut);
     const char *p[] = {s->vm ? "vm" : "host", s->vm ? s->vm_name : s->host, since};
+    /* the rows a flush has not committed yet, then the store's: in that
+     * order a row being flushed meanwhile is in one or the other */
+    rc = mx_state_live(m->state, s->vm, s->vm ? s->vm_name : s->host, cut, &seen);
+    if (rc) goto out;
     struct store_rows *rows = NULL;
     rc = store_exec(c,
                     "SELECT pid, process FROM matrix_processes WHERE kind = $1 AND host = $2 AND"
@@ -103,8 +108,6 @@ static int check_cap(struct matrix *m, struct store_conn *c, const struct mx_sam
       rc = map_put(&seen, k, (void *)1, NULL);
     }
     store_rows_free(rows);
-    /* and those a flush has not written yet */
-    if (!rc) rc = mx_state_live(m->state, s->vm, s->vm ? s->vm_name : s->host, cut, &seen);
     live = seen.len;
     if (rc) goto out;
   }
@@ -195,8 +198,44 @@ static void line_refused(size_t index, const char *why, void *arg) {
   if (!a->refused_lines++) snprintf(a->refused_why, sizeof a->refused_why, "%s", why);
 }
 
+static int metrics_write_locked(struct matrix *m, struct mx_batch *b, bool cap,
+                                struct mx_applied *a, char *err, size_t errlen);
+
+/* Pushes of one host are applied one at a time from the cap's count to
+ * the state's put, so two at once cannot both take the host's last free
+ * places (within this instance; across instances the cap is counted from
+ * the store and may be passed by what they push at the same moment). */
+#define HOST_STRIPES 64
+static pthread_mutex_t host_stripes[HOST_STRIPES] = {[0 ... HOST_STRIPES - 1] =
+                                                         PTHREAD_MUTEX_INITIALIZER};
+
+/* Marks in `use` the stripes of b's hosts; locks them in order. */
+static void stripes_lock(const struct mx_batch *b, bool *use) {
+  memset(use, 0, HOST_STRIPES * sizeof *use);
+  for (size_t i = 0; i < b->n; i++) {
+    const char *h = b->s[i].vm ? b->s[i].vm_name : b->s[i].host;
+    use[hash_bytes(h, strlen(h)) % HOST_STRIPES] = true;
+  }
+  for (int i = 0; i < HOST_STRIPES; i++)
+    if (use[i]) pthread_mutex_lock(&host_stripes[i]);
+}
+
+static void stripes_unlock(const bool *use) {
+  for (int i = HOST_STRIPES; i-- > 0;)
+    if (use[i]) pthread_mutex_unlock(&host_stripes[i]);
+}
+
 int matrix_metrics_write(struct matrix *m, struct mx_batch *b, bool cap, struct mx_applied *a,
                          char *err, size_t errlen) {
+  bool stripes[HOST_STRIPES];
+  stripes_lock(b, stripes);
+  int rc = metrics_write_locked(m, b, cap, a, err, errlen);
+  stripes_unlock(stripes);
+  return rc;
+}
+
+static int metrics_write_locked(struct matrix *m, struct mx_batch *b, bool cap,
+                                struct mx_applied *a, char *err, size_t errlen) {
   memset(a, 0, sizeof *a);
   bool **keep = calloc(b->n ? b->n : 1, sizeof *keep);
   struct mx_lines lines = {0};

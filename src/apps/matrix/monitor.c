@@ -15,6 +15,7 @@
  * host or VM is listed with `stale` true once its last sample is that old. */
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,7 +106,10 @@ static void run(struct http_req *r, struct read_job *j) {
 
 /* ---- rows as JSON ----------------------------------------------------------------- */
 
-static json_t *cell_num(const char *v) { return v ? json_real(strtod(v, NULL)) : json_null(); }
+static json_t *cell_num(const char *v) {
+  double x = v ? strtod(v, NULL) : NAN;
+  return isfinite(x) ? json_real(x) : json_null(); /* a key is never left out */
+}
 static json_t *cell_int(const char *v) { return v ? json_integer(strtoll(v, NULL, 10)) : json_null(); }
 static json_t *cell_str(const char *v) { return v ? json_string(v) : json_null(); }
 

@@ -63,6 +63,8 @@ struct mx_state {
   size_t bytes;            /* the pending rows' size, from above: what every put
                             * brought, rows it replaced counted still */
   size_t max_bytes;
+  struct map *flushing;    /* the rows a flush is writing (read-only meanwhile):
+                            * still waiting for mx_state_live */
   pthread_mutex_t flush_lock; /* one flush at a time */
   struct periodic *flusher;
 };
@@ -589,9 +591,13 @@ int mx_state_flush(struct mx_state *s, char *err, size_t errlen) {
   size_t bytes = s->bytes;
   map_init(&s->hosts);
   s->bytes = 0;
+  s->flushing = &taken;
   pthread_mutex_unlock(&s->lock);
-  int rc = 0;
-  if (taken.len && (rc = write_all(s->st, &taken, err, errlen))) {
+  int rc = taken.len ? write_all(s->st, &taken, err, errlen) : 0;
+  pthread_mutex_lock(&s->lock);
+  s->flushing = NULL; /* written (the store shows them), or merged back below */
+  pthread_mutex_unlock(&s->lock);
+  if (rc) {
     /* kept for the next flush: what arrived meanwhile goes on top */
     pthread_mutex_lock(&s->lock);
     struct map later = s->hosts;
@@ -639,11 +645,16 @@ int mx_state_live(struct mx_state *s, bool vm, const char *host, int64_t since, 
   host_key(k, sizeof k, vm, host);
   int rc = 0;
   pthread_mutex_lock(&s->lock);
-  struct phost *h = map_get(&s->hosts, k);
-  const char *pk;
-  void *v;
-  for (size_t it = 0; h && !rc && map_next(&h->procs, &it, &pk, &v);)
-    if (((struct pproc *)v)->seen >= since) rc = map_put(into, pk, (void *)1, NULL);
+  /* waiting, and being written by a flush (in neither the map nor the
+   * store's committed rows until it commits) */
+  struct map *maps[] = {&s->hosts, s->flushing};
+  for (size_t m = 0; m < 2 && !rc; m++) {
+    struct phost *h = maps[m] ? map_get(maps[m], k) : NULL;
+    const char *pk;
+    void *v;
+    for (size_t it = 0; h && !rc && map_next(&h->procs, &it, &pk, &v);)
+      if (((struct pproc *)v)->seen >= since) rc = map_put(into, pk, (void *)1, NULL);
+  }
   pthread_mutex_unlock(&s->lock);
   return rc;
 }

@@ -4,6 +4,9 @@
  * leaves out; processes are replaced whole), a flush the store refuses
  * keeps its rows, pending processes count as live. Run on SQLite, and on
  * PostgreSQL when GROVE_TEST_STORE names one (store_fixture.h). */
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #include "../store_fixture.h"
@@ -210,6 +213,58 @@ TEST(pending_processes_count_as_live_until_flushed) {
   store_close(s);
 }
 
+struct flusher {
+  struct mx_state *st;
+  atomic_bool started;
+  int rc;
+};
+
+static void *flush_thread(void *arg) {
+  struct flusher *f = arg;
+  char err[256];
+  atomic_store(&f->started, true);
+  f->rc = mx_state_flush(f->st, err, sizeof err);
+  return NULL;
+}
+
+/* While a flush writes (here held at its BEGIN by another writer), the
+ * rows it took are still live to the cap: in neither the waiting map nor
+ * the store's committed rows, they are counted from the flush's own. */
+TEST(rows_being_flushed_stay_live) {
+  struct store *s = open_store();
+  struct mx_state *st;
+  CHECK(mx_state_open(&st, s, 0, 0) == 0);
+  struct fixture f;
+  sample(&f, 1, NULL);
+  put(st, &f);
+  struct store_conn *c;
+  CHECK(store_acquire(s, &c) == 0);
+  CHECK(store_begin(c) == 0); /* holds the write lock: the flush waits for it */
+  char err[256];
+  const char *p[] = {"0"};
+  CHECK(store_exec(c, "UPDATE matrix_hosts SET seen = CAST($1 AS BIGINT)", p, 1, NULL, err,
+                   sizeof err) == 0);
+  struct flusher fl = {st, false, -1};
+  pthread_t t;
+  CHECK(pthread_create(&t, NULL, flush_thread, &fl) == 0);
+  while (!atomic_load(&fl.started))
+    sched_yield();
+  for (int i = 0; i < 3000; i++) { /* before, while and after it takes the rows */
+    struct map live;
+    map_init(&live);
+    CHECK(mx_state_live(st, false, "h1", 0, &live) == 0);
+    CHECK_EQ_INT(live.len, 1);
+    map_release(&live);
+  }
+  CHECK(store_commit(c) == 0);
+  store_release(s, c);
+  pthread_join(t, NULL);
+  CHECK(fl.rc == 0);
+  CHECK(num(s, "SELECT count(*) FROM matrix_processes") == 1);
+  mx_state_close(st);
+  store_close(s);
+}
+
 TEST(many_hosts_flush_in_chunks_of_every_size) {
   struct store *s = open_store();
   struct mx_state *st;
@@ -291,6 +346,7 @@ static const struct test tests[] = {
     T(flushed_rows_merge_by_the_upserts),
     T(a_refused_flush_keeps_its_rows_under_newer_ones),
     T(pending_processes_count_as_live_until_flushed),
+    T(rows_being_flushed_stay_live),
     T(many_hosts_flush_in_chunks_of_every_size),
     T(a_put_past_the_bound_is_refused_while_the_store_refuses),
     T(close_flushes_what_waits),
