@@ -251,17 +251,25 @@ static void h_enqueue(struct http_req *r) {
   }
   if (bad)
     ; /* said above */
-  else if (!json_is_string(type) || json_string_length(type) == 0 || json_string_length(type) >= 64)
+  else if (!json_is_string(type) || json_string_length(type) == 0)
     bad = "type: a job type's name is required";
+  else if (json_string_length(type) >= 64)
+    bad = "type: at most 63 characters";
   else if (idem && !json_is_null(idem) &&
            (!json_is_string(idem) || json_string_length(idem) == 0 ||
             json_string_length(idem) > 255))
     bad = "idempotency_key: 1 to 255 characters";
   else if (hidem && (!*hidem || strlen(hidem) > 255))
     bad = "Idempotency-Key: 1 to 255 characters";
+  else if (hidem && json_is_string(idem) && strcmp(hidem, json_string_value(idem)) != 0)
+    bad = "idempotency_key and the Idempotency-Key header differ: send one, or both the same";
   else if (at && !json_is_null(at)) {
     int64_t ns;
-    if (!json_is_string(at) || time_parse_rfc3339(json_string_value(at), &ns))
+    int e = json_is_string(at) ? time_parse_rfc3339(json_string_value(at), &ns) : GROVE_EINVAL;
+    if (e == GROVE_ERANGE)
+      bad = "run_at: outside the times a job can be scheduled at (1678 to 2262, nanoseconds "
+            "since 1970 in 64 bits)";
+    else if (e)
       bad = "run_at: an RFC 3339 time";
     else
       c->run_at_ms = ns / 1000000;

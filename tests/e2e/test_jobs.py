@@ -92,6 +92,14 @@ def test_bad_input_and_other_owners_get_the_error_envelope():
     assert r.status == 400 and r.json()["error_code"] == "INVALID_INPUT", r.body
     r = enqueue(g, ADMIN, {"type": "jobs.noop", "run_at": "yesterday"})
     assert r.status == 400, r.body
+    # each refusal names what is wrong
+    for body, why in (({"type": "x" * 64}, "at most 63"),
+                      ({"type": "jobs.noop", "run_at": "9999-12-31T23:59:59Z"}, "outside the times"),
+                      ({"type": "jobs.noop", "run_at": "0001-01-01T00:00:00Z"}, "outside the times")):
+        r = enqueue(g, ADMIN, body)
+        assert r.status == 400 and why in r.json()["message"], r.body
+    r = enqueue(g, ADMIN, {"type": "jobs.noop", "idempotency_key": "k2"}, headers={"Idempotency-Key": "k3"})
+    assert r.status == 400 and "differ" in r.json()["message"], r.body
     # settings the route does not take are refused, not silently ignored
     for extra in ({"priority": 9}, {"max_attempts": 1}, {"queue": "ocr"}):
         r = enqueue(g, ADMIN, dict({"type": "jobs.noop"}, **extra))
