@@ -229,25 +229,8 @@ struct sim_job {
   json_t *body;                  /* the request (owned) */
   struct sim_req q;
   json_t *data, *meta;           /* the answer, or: */
-  int status;
-  const char *code;
-  char message[300];
-  json_t *details;
+  struct mx_error err;
 };
-
-static int bad(struct sim_job *j, int status, const char *code, json_t *details, const char *fmt,
-               ...) __attribute__((format(printf, 5, 6)));
-static int bad(struct sim_job *j, int status, const char *code, json_t *details, const char *fmt,
-               ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(j->message, sizeof j->message, fmt, ap);
-  va_end(ap);
-  j->status = status;
-  j->code = code;
-  j->details = details;
-  return -1;
-}
 
 /* The first of the names present in o, or NULL. */
 static json_t *field(json_t *o, const char *a, const char *b, const char **name) {
@@ -270,8 +253,8 @@ static int get_int(struct sim_job *j, json_t *o, const char *a, const char *b, l
              : json_is_real(v)  ? json_real_value(v)
                                 : NAN;
   if (!(d == floor(d)) || d < lo || d > hi)
-    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
-               "field '%s' must be an integer in %ld..%ld", name, lo, hi);
+    return mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
+                        "field '%s' must be an integer in %ld..%ld", name, lo, hi);
   *out = (long)d;
   return 1;
 }
@@ -282,8 +265,8 @@ static int get_num(struct sim_job *j, json_t *o, const char *a, double lo, doubl
   json_t *v = field(o, a, NULL, &name);
   if (!v) return 0;
   if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi))
-    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
-               "field '%s' must be a number in %g..%g", name, lo, hi);
+    return mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
+                        "field '%s' must be a number in %g..%g", name, lo, hi);
   *out = json_number_value(v);
   return 1;
 }
@@ -293,8 +276,8 @@ static int get_str(struct sim_job *j, json_t *o, const char *a, const char *b, c
   json_t *v = field(o, a, b, &name);
   if (!v) return 0;
   if (!json_is_string(v) || json_string_length(v) > 200)
-    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
-               "field '%s' must be a string of at most 200 bytes", name);
+    return mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
+                        "field '%s' must be a string of at most 200 bytes", name);
   *out = json_string_value(v);
   return 1;
 }
@@ -363,10 +346,10 @@ static int custom_model(struct sim_job *j, const char *name, const struct specs 
       json_array_append_new(names, json_string(j->cat->models[i].name));
     json_t *sugg = near ? json_pack("{s:s,s:o}", "model_name", near->name, "catalogue", names)
                         : json_pack("{s:o}", "catalogue", names);
-    return bad(j, 422, "INVALID_MODEL_SPECS",
-               json_pack("{s:o,s:o}", "missing_fields", missing, "suggested_values", sugg),
-               "model '%s' is not in the catalogue and its specifications are incomplete",
-               name ? name : "");
+    return mx_error_set(&j->err, 422, "INVALID_MODEL_SPECS",
+                        json_pack("{s:o,s:o}", "missing_fields", missing, "suggested_values", sugg),
+                        "model '%s' is not in the catalogue and its specifications are incomplete",
+                        name ? name : "");
   }
   json_decref(missing);
   memset(m, 0, sizeof *m);
@@ -385,8 +368,8 @@ static int custom_model(struct sim_job *j, const char *name, const struct specs 
   m->vocab = (int)vocab;
   m->max_context = (int)(ctx ? ctx : MX_LEN_MAX);
   if (m->kv_heads > m->heads || m->heads % m->kv_heads || m->head_dim < 1)
-    return bad(j, 400, "VALIDATION_ERROR", NULL,
-               "num_key_value_heads must divide num_attention_heads");
+    return mx_error_set(&j->err, 400, "VALIDATION_ERROR", NULL,
+                        "num_key_value_heads must divide num_attention_heads");
   if (!hd) assume(q, "head_dim = hidden_size / num_attention_heads = %d", m->head_dim);
   if (!inter) assume(q, "intermediate_size = 4 × hidden_size = %d", m->intermediate);
   q->model = m;
@@ -403,8 +386,8 @@ static int parse(struct sim_job *j) {
   const char *s = NULL;
   if (get_str(j, o, "task_type", NULL, &s) < 0) return -1;
   if (s && strcasecmp(s, "inference") && strcasecmp(s, "training"))
-    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "task_type"),
-               "task_type must be Inference or Training");
+    return mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "task_type"),
+                        "task_type must be Inference or Training");
   q->training = s && !strcasecmp(s, "training");
   if (!s) assume(q, "task_type = Inference");
 
@@ -419,15 +402,16 @@ static int parse(struct sim_job *j) {
   if (get_str(j, o, "precision", NULL, &s) < 0) return -1;
   q->precision = q->training ? MX_BF16 : MX_FP16;
   if (s && mx_precision_parse(s, &q->precision))
-    return bad(j, 400, "INVALID_PRECISION", json_pack("{s:s}", "field", "precision"),
-               "precision must be FP32, FP16, BF16, FP8, INT8 or INT4");
+    return mx_error_set(&j->err, 400, "INVALID_PRECISION", json_pack("{s:s}", "field", "precision"),
+                        "precision must be FP32, FP16, BF16, FP8, INT8 or INT4");
   if (!s) assume(q, "precision = %s", mx_precision_name(q->precision));
   q->kv_precision = q->precision == MX_FP8 ? MX_FP8 : q->precision == MX_FP32 ? MX_FP32 : MX_FP16;
   s = NULL;
   if (get_str(j, o, "kv_precision", NULL, &s) < 0) return -1;
   if (s && (mx_precision_parse(s, &q->kv_precision) || q->kv_precision == MX_INT4))
-    return bad(j, 400, "INVALID_PRECISION", json_pack("{s:s}", "field", "kv_precision"),
-               "kv_precision must be FP32, FP16, BF16, FP8 or INT8");
+    return mx_error_set(&j->err, 400, "INVALID_PRECISION",
+                        json_pack("{s:s}", "field", "kv_precision"),
+                        "kv_precision must be FP32, FP16, BF16, FP8 or INT8");
 
   s = NULL;
   if (get_str(j, o, "hardware", "hardware_name", &s) < 0) return -1;
@@ -436,9 +420,9 @@ static int parse(struct sim_job *j) {
                                         "tensor_parallel", "pipeline_parallel"};
     for (size_t i = 0; i < ARRAY_LEN(fixed); i++)
       if (json_object_get(o, fixed[i]))
-        return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", fixed[i]),
-                   "field '%s' does not apply: every catalogue configuration is ranked",
-                   fixed[i]);
+        return mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", fixed[i]),
+                            "field '%s' does not apply: every catalogue configuration is ranked",
+                            fixed[i]);
   }
   if (s) {
     char hw[256];
@@ -449,8 +433,8 @@ static int parse(struct sim_job *j) {
     if (!q->hw) {
       json_t *known = json_array();
       for (size_t i = 0; i < c->n_hw; i++) json_array_append_new(known, json_string(c->hw[i].name));
-      return bad(j, 400, "UNKNOWN_HARDWARE", json_pack("{s:o}", "known", known),
-                 "hardware '%s' is not in the catalogue", s);
+      return mx_error_set(&j->err, 400, "UNKNOWN_HARDWARE", json_pack("{s:o}", "known", known),
+                          "hardware '%s' is not in the catalogue", s);
     }
   }
   const char *prov = NULL, *reg = NULL;
@@ -460,7 +444,8 @@ static int parse(struct sim_job *j) {
   if (reg) {
     q->region = mx_catalog_region(c, prov, reg);
     if (!q->region)
-      return bad(j, 400, "UNKNOWN_REGION", NULL, "region '%s' is not in the catalogue", reg);
+      return mx_error_set(&j->err, 400, "UNKNOWN_REGION", NULL,
+                          "region '%s' is not in the catalogue", reg);
   }
 
   if (get_int(j, o, "gpu_count", NULL, 1, MX_GPUS_MAX, &q->gpu_count) < 0 ||
@@ -468,8 +453,8 @@ static int parse(struct sim_job *j) {
       get_int(j, o, "pipeline_parallel", NULL, 1, MX_GPUS_MAX, &q->pp) < 0)
     return -1;
   if (q->gpu_count && q->tp && q->pp && q->tp * q->pp != q->gpu_count && !q->training)
-    return bad(j, 400, "VALIDATION_ERROR", NULL,
-               "gpu_count must be tensor_parallel × pipeline_parallel for inference");
+    return mx_error_set(&j->err, 400, "VALIDATION_ERROR", NULL,
+                        "gpu_count must be tensor_parallel × pipeline_parallel for inference");
 
   int enc = !strcmp(q->model->architecture, "encoder");
   int rc;
@@ -494,7 +479,8 @@ static int parse(struct sim_job *j) {
       long room = q->model->max_context - q->output_len;
       q->input_len = room < 512 ? room : 512;
       if (q->input_len < 1)
-        return bad(j, 400, "VALIDATION_ERROR", NULL, "output_length leaves no room for input");
+        return mx_error_set(&j->err, 400, "VALIDATION_ERROR", NULL,
+                            "output_length leaves no room for input");
       assume(q, "input_length = %ld", q->input_len);
     }
   }
@@ -532,19 +518,22 @@ static int parse(struct sim_job *j) {
     if (!strcasecmp(s, "full")) q->recompute = MX_RECOMPUTE_FULL;
     else if (!strcasecmp(s, "selective")) q->recompute = MX_RECOMPUTE_SELECTIVE;
     else if (strcasecmp(s, "none"))
-      return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "recompute"),
-                 "recompute must be none, selective or full");
+      return mx_error_set(&j->err, 400, "VALIDATION_ERROR",
+                          json_pack("{s:s}", "field", "recompute"),
+                          "recompute must be none, selective or full");
   }
   json_t *fa = json_object_get(o, "flash_attention");
   if (fa && !json_is_boolean(fa))
-    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "flash_attention"),
-               "flash_attention must be true or false");
+    return mx_error_set(&j->err, 400, "VALIDATION_ERROR",
+                        json_pack("{s:s}", "field", "flash_attention"),
+                        "flash_attention must be true or false");
   q->flash = !fa || json_is_true(fa);
 
   json_t *pr = json_object_get(o, "performance_requirements");
   if (pr && !json_is_object(pr) && !json_is_null(pr))
-    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "performance_requirements"),
-               "performance_requirements must be an object");
+    return mx_error_set(&j->err, 400, "VALIDATION_ERROR",
+                        json_pack("{s:s}", "field", "performance_requirements"),
+                        "performance_requirements must be an object");
   if (json_is_object(pr) &&
       (get_num(j, pr, "max_latency_ms", 0, 1e12, &q->max_latency_ms) < 0 ||
        get_num(j, pr, "min_throughput_qps", 0, 1e12, &q->min_qps) < 0 ||
@@ -755,11 +744,11 @@ static int simulate(struct sim_job *j, const struct mx_factors *f) {
     json_decref(configs);
     json_t *details = json_pack("{s:o}", "excluded", excluded);
     if (single || q->hw)
-      return bad(j, last_code == GROVE_ERANGE ? 422 : 400,
-                 last_code == GROVE_ERANGE ? "UNSUPPORTED_HARDWARE" : "INVALID_WORKLOAD", details,
-                 "%s", why);
-    return bad(j, 422, "NO_CONFIGURATION", details,
-               "no catalogue configuration can run this workload");
+      return mx_error_set(&j->err, last_code == GROVE_ERANGE ? 422 : 400,
+                          last_code == GROVE_ERANGE ? "UNSUPPORTED_HARDWARE" : "INVALID_WORKLOAD",
+                          details, "%s", why);
+    return mx_error_set(&j->err, 422, "NO_CONFIGURATION", details,
+                        "no catalogue configuration can run this workload");
   }
   /* recommendations: the configurations meeting the requirements, cheapest
    * first (per 1,000 inferences or per run), unknown costs last */
@@ -825,7 +814,7 @@ static int simulate(struct sim_job *j, const struct mx_factors *f) {
                       json_object_get(top, "cost_analysis"), "recommendations", recs,
                       "configurations", configs, "excluded", excluded, "assumptions",
                       q->assumptions);
-  return j->data ? 0 : bad(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+  return j->data ? 0 : mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
 }
 
 static void sim_work(void *arg) {
@@ -834,7 +823,8 @@ static void sim_work(void *arg) {
   double loo_inf, loo_tr;
   char err[256] = "";
   if (matrix_factors(j->mc, &f, &loo_inf, &loo_tr, err, sizeof err)) {
-    bad(j, 503, "MODEL_UNAVAILABLE", NULL, "the performance model could not be fitted: %s", err);
+    mx_error_set(&j->err, 503, "MODEL_UNAVAILABLE", NULL,
+                 "the performance model could not be fitted: %s", err);
     return;
   }
   if (simulate(j, &f) == 0) {
@@ -856,39 +846,22 @@ static void sim_free(struct sim_job *j) {
   json_decref(j->q.assumptions);
   json_decref(j->data);
   json_decref(j->meta);
-  json_decref(j->details);
+  mx_error_release(&j->err);
   free(j);
 }
 
 static void sim_done(struct http_req *r, void *arg) {
   struct sim_job *j = arg;
-  if (!r->conn) { /* the client went away */
-    sim_free(j);
-    return;
-  }
-  if (j->data) {
-    mx_round_figures(j->data, MX_FIGURE_DIGITS); /* figures.h */
-    http_reply_data(r, 200, j->data, j->meta);
-    j->data = j->meta = NULL;
-  } else {
-    http_reply_error(r, j->status ? j->status : 500, j->code ? j->code : "INTERNAL",
-                     j->message, j->details);
-    j->details = NULL;
-  }
+  if (r->conn && j->data) mx_round_figures(j->data, MX_FIGURE_DIGITS); /* figures.h */
+  mx_reply(r, &j->data, &j->meta, &j->err);
   sim_free(j);
 }
 
 int matrix_simulate_json(struct matrix *m, struct matrix_cat *mc, json_t *body, int every,
-                         json_t **data, json_t **meta, struct matrix_fail *fail) {
+                         json_t **data, json_t **meta, struct mx_error *err) {
   struct sim_job *j = calloc(1, sizeof *j);
   *data = *meta = NULL;
-  memset(fail, 0, sizeof *fail);
-  if (!j) {
-    fail->status = 503;
-    fail->code = "OUT_OF_MEMORY";
-    snprintf(fail->message, sizeof fail->message, "server is out of memory");
-    return -1;
-  }
+  if (!j) return mx_error_set(err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
   j->m = m;
   j->cat = mc->cat;
   j->body = json_incref(body);
@@ -900,11 +873,8 @@ int matrix_simulate_json(struct matrix *m, struct matrix_cat *mc, json_t *body, 
   }
   int rc = j->data ? 0 : -1;
   if (rc) {
-    fail->status = j->status ? j->status : 500;
-    fail->code = j->code ? j->code : "INTERNAL";
-    snprintf(fail->message, sizeof fail->message, "%s", j->message);
-    fail->details = j->details;
-    j->details = NULL;
+    if (!j->err.status) j->err.status = 500, j->err.code = "INTERNAL";
+    mx_error_move(err, &j->err);
   } else {
     *data = j->data;
     *meta = j->meta;

@@ -67,21 +67,6 @@ static struct matrix_cat *cat_or_503(struct http_req *r) {
   return mc;
 }
 
-/* Answers a job's request: data (taken, with meta, taken) or the error
- * (details taken); nothing when the client went away. */
-static void reply_job(struct http_req *r, json_t **data, json_t **meta, int status,
-                      const char *code, const char *message, json_t **details) {
-  if (!r->conn) return;
-  if (*data) {
-    http_reply_data(r, 200, *data, *meta);
-    *data = *meta = NULL;
-  } else {
-    http_reply_error(r, status ? status : 500, code ? code : "INTERNAL", message,
-                     details ? *details : NULL);
-    if (details) *details = NULL;
-  }
-}
-
 /* ---- the request ------------------------------------------------------------------ */
 
 struct ps_job {
@@ -107,26 +92,8 @@ struct ps_job {
   json_t *assumptions;
   /* the answer, or an error */
   json_t *data;
-  int status;
-  const char *code;
-  char message[300];
-  json_t *details;
+  struct mx_error err;
 };
-
-static int bad(struct ps_job *j, int status, const char *code, json_t *details, const char *fmt,
-               ...) __attribute__((format(printf, 5, 6)));
-static int bad(struct ps_job *j, int status, const char *code, json_t *details, const char *fmt,
-               ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(j->message, sizeof j->message, fmt, ap);
-  va_end(ap);
-  j->status = status;
-  j->code = code;
-  json_decref(j->details);
-  j->details = details;
-  return -1;
-}
 
 static void assume(struct ps_job *j, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void assume(struct ps_job *j, const char *fmt, ...) {
@@ -139,8 +106,8 @@ static void assume(struct ps_job *j, const char *fmt, ...) {
 }
 
 static int invalid(struct ps_job *j, const char *name, const char *what) {
-  return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name), "field '%s' must be %s",
-             name, what);
+  return mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
+                      "field '%s' must be %s", name, what);
 }
 
 /* A string field: 0 absent, 1 present (*out set), −1 bad. */
@@ -170,8 +137,9 @@ static int get_num(struct ps_job *j, const char *name, double lo, double hi, dou
 static int get_time(struct ps_job *j, const char *name, int64_t *out) {
   json_t *v = json_object_get(j->body, name);
   if (!v || json_is_null(v))
-    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:[s]}", "missing_fields", name),
-               "field '%s' is required (RFC 3339 or Unix nanoseconds)", name);
+    return mx_error_set(&j->err, 400, "VALIDATION_ERROR",
+                        json_pack("{s:[s]}", "missing_fields", name),
+                        "field '%s' is required (RFC 3339 or Unix nanoseconds)", name);
   if (json_is_string(v) && rfc3339_parse(json_string_value(v), out)) return 1;
   if (json_is_integer(v) && time_valid((int64_t)json_integer_value(v))) {
     *out = (int64_t)json_integer_value(v);
@@ -208,36 +176,41 @@ static int resolve_host(struct ps_job *j) {
           json_array_append_new(known, json_sprintf("%s/%s/%s", cat->instances[i].provider,
                                                     cat->instances[i].region,
                                                     cat->instances[i].instance));
-        return bad(j, 400, "UNKNOWN_INSTANCE", json_pack("{s:o}", "known", known),
-                   "instance type '%s' is not in the catalogue%s%s", itype,
-                   prov || reg ? " in " : "", reg ? reg : prov ? prov : "");
+        return mx_error_set(&j->err, 400, "UNKNOWN_INSTANCE", json_pack("{s:o}", "known", known),
+                            "instance type '%s' is not in the catalogue%s%s", itype,
+                            prov || reg ? " in " : "", reg ? reg : prov ? prov : "");
       }
-      return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:o}", "regions", regions),
-                 "instance type '%s' is catalogued in several regions: name the region", itype);
+      return mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:o}", "regions", regions),
+                          "instance type '%s' is catalogued in several regions: name the region",
+                          itype);
     }
     json_decref(regions);
   }
   if (reg) {
     j->region = mx_catalog_region(cat, prov, reg);
-    if (!j->region) return bad(j, 400, "UNKNOWN_REGION", NULL, "region '%s' is not in the catalogue", reg);
+    if (!j->region) return mx_error_set(&j->err, 400, "UNKNOWN_REGION", NULL,
+                                        "region '%s' is not in the catalogue", reg);
   } else if (j->inst) {
     j->region = mx_catalog_region(cat, j->inst->provider, j->inst->region);
   }
   if (!j->region)
-    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:[s]}", "missing_fields", "region"),
-               "name the region (with provider), or an instance_type the catalogue places");
+    return mx_error_set(&j->err, 400, "VALIDATION_ERROR",
+                        json_pack("{s:[s]}", "missing_fields", "region"),
+                        "name the region (with provider), or an instance_type the catalogue "
+                        "places");
   if (hw) {
     j->gpu = mx_catalog_hw(cat, hw);
     if (!j->gpu || strcmp(j->gpu->kind, "gpu"))
-      return bad(j, 400, "UNKNOWN_HARDWARE", NULL, "hardware '%s' is not a catalogue GPU", hw);
+      return mx_error_set(&j->err, 400, "UNKNOWN_HARDWARE", NULL,
+                          "hardware '%s' is not a catalogue GPU", hw);
   } else if (j->inst) {
     j->gpu = mx_catalog_hw(cat, j->inst->hardware);
   }
   if (cpu) {
     j->cpu = mx_catalog_hw(cat, cpu);
     if (!j->cpu || strcmp(j->cpu->kind, "cpu") || !(j->cpu->tdp_w > 0) || !(j->cpu->cpu_cores > 0))
-      return bad(j, 400, "UNKNOWN_HARDWARE", NULL,
-                 "cpu '%s' is not a catalogue CPU with a TDP and a core count", cpu);
+      return mx_error_set(&j->err, 400, "UNKNOWN_HARDWARE", NULL,
+                          "cpu '%s' is not a catalogue CPU with a TDP and a core count", cpu);
   }
   return 0;
 }
@@ -247,14 +220,15 @@ static int parse(struct ps_job *j) {
   if (get_time(j, "from", &j->from) < 0 || get_time(j, "to", &j->to) < 0) return -1;
   int64_t span;
   if (j->to <= j->from || time_sub(j->to, j->from, &span) || span > MAX_PERIOD_NS)
-    return bad(j, 400, "INVALID_PERIOD", NULL,
-               "'to' must be after 'from', at most 400 days later");
+    return mx_error_set(&j->err, 400, "INVALID_PERIOD", NULL,
+                        "'to' must be after 'from', at most 400 days later");
   if (get_str(j, "host", &host) < 0 || get_str(j, "vm", &vm) < 0 ||
       get_str(j, "process", &j->process) < 0)
     return -1;
   if (!host == !vm)
-    return bad(j, 400, "VALIDATION_ERROR", json_pack("{s:[s,s]}", "one_of", "host", "vm"),
-               "name exactly one of 'host' and 'vm'");
+    return mx_error_set(&j->err, 400, "VALIDATION_ERROR",
+                        json_pack("{s:[s,s]}", "one_of", "host", "vm"),
+                        "name exactly one of 'host' and 'vm'");
   j->vm = vm != NULL;
   j->scope = vm ? vm : host;
   if (resolve_host(j) < 0) return -1;
@@ -316,8 +290,10 @@ static int parse(struct ps_job *j) {
     j->step_ns = (int64_t)(step_s * 1e9);
     j->nbuckets = (size_t)((span + j->step_ns - 1) / j->step_ns);
     if (j->nbuckets > MAX_BUCKETS)
-      return bad(j, 400, "TOO_MANY_BUCKETS", json_pack("{s:i}", "max_buckets", MAX_BUCKETS),
-                 "the period holds more than %d steps: ask for a longer step_s", MAX_BUCKETS);
+      return mx_error_set(&j->err, 400, "TOO_MANY_BUCKETS",
+                          json_pack("{s:i}", "max_buckets", MAX_BUCKETS),
+                          "the period holds more than %d steps: ask for a longer step_s",
+                          MAX_BUCKETS);
   }
   j->icfg.max_gap_ns = (int64_t)(gap_s * 1e9);
   j->icfg.interval_ns = (int64_t)(interval_s * 1e9);
@@ -688,16 +664,16 @@ static int summarise(struct ps_job *j) {
   struct ps_timeline tl;
   int rc = w.rc;
   if (tl_init(&tl, j)) {
-    rc = bad(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+    rc = mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
     goto out;
   }
   if (rc == GROVE_ETOOBIG) {
-    rc = bad(j, 422, "TOO_MANY_SERIES", NULL, "more than %d series to read: name a process",
-             MAX_SERIES);
+    rc = mx_error_set(&j->err, 422, "TOO_MANY_SERIES", NULL,
+                      "more than %d series to read: name a process", MAX_SERIES);
     goto out;
   }
   if (rc || (rc = select_series(j, s, &n))) {
-    rc = bad(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+    rc = mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
     goto out;
   }
   if (n) qsort(s, n, sizeof *s, cmp_series);
@@ -718,13 +694,15 @@ static int summarise(struct ps_job *j) {
       size_t np = 0;
       rc = read_series(j, s[k].id, &budget, &pts, &np);
       if (rc == GROVE_ETOOBIG) {
-        rc = bad(j, 422, "TOO_MANY_POINTS", json_pack("{s:i}", "max_points", MAX_POINTS),
-                 "the period holds more than %d points: ask for a shorter one, or one process",
-                 MAX_POINTS);
+        rc = mx_error_set(&j->err, 422, "TOO_MANY_POINTS",
+                          json_pack("{s:i}", "max_points", MAX_POINTS),
+                          "the period holds more than %d points: ask for a shorter one, or one "
+                          "process",
+                          MAX_POINTS);
         goto out;
       }
       if (rc) {
-        rc = bad(j, 503, "STORE_UNAVAILABLE", NULL, "cannot read the series store");
+        rc = mx_error_set(&j->err, 503, "STORE_UNAVAILABLE", NULL, "cannot read the series store");
         goto out;
       }
       struct mx_integral in;
@@ -735,7 +713,7 @@ static int summarise(struct ps_job *j) {
       if (!s[k].overall && !strcmp(s[k].field, "cpu_usage_percent") && np) {
         if (ARRAY_GROW(all, capall, nall + np, 1024, MAX_POINTS)) {
           free(pts);
-          rc = bad(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+          rc = mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
           goto out;
         }
         memcpy(all + nall, pts, np * sizeof *pts);
@@ -758,11 +736,11 @@ static int summarise(struct ps_job *j) {
   }
 
   if (!host.samples && !json_array_size(procs)) {
-    rc = bad(j, 404, "NO_DATA",
-             json_pack("{s:s,s:s,s:[s,s]}", j->vm ? "vm" : "host", j->scope, "source_type",
-                       j->vm ? "vm" : "host", "measurements", M_HOST,
-                       j->vm ? M_VM_PROC : M_HOST_PROC),
-             "no samples of %s '%s' in the period", j->vm ? "vm" : "host", j->scope);
+    rc = mx_error_set(&j->err, 404, "NO_DATA",
+                      json_pack("{s:s,s:s,s:[s,s]}", j->vm ? "vm" : "host", j->scope,
+                                "source_type", j->vm ? "vm" : "host", "measurements", M_HOST,
+                                j->vm ? M_VM_PROC : M_HOST_PROC),
+                      "no samples of %s '%s' in the period", j->vm ? "vm" : "host", j->scope);
     goto out;
   }
 
@@ -807,7 +785,7 @@ static int summarise(struct ps_job *j) {
     size_t np = json_array_size(procs);
     json_t **v = calloc(np ? np : 1, sizeof *v);
     if (!v) {
-      rc = bad(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+      rc = mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
       goto out;
     }
     for (size_t k = 0; k < np; k++) v[k] = json_incref(json_array_get(procs, k));
@@ -859,7 +837,7 @@ static int summarise(struct ps_job *j) {
                       j->scope, "pricing", pricing, "integration", integ, "processes",
                       json_incref(procs), "idle", idle_j, "totals", totals, "timeline",
                       timeline, "assumptions", j->assumptions);
-  rc = j->data ? 0 : bad(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+  rc = j->data ? 0 : mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
 out:
   json_decref(procs);
   free(tl.v[0]);
@@ -875,14 +853,14 @@ static void ps_free(struct ps_job *j) {
   json_decref(j->body);
   json_decref(j->assumptions);
   json_decref(j->data);
-  json_decref(j->details);
+  mx_error_release(&j->err);
   free(j);
 }
 
 static void ps_done(struct http_req *r, void *arg) {
   struct ps_job *j = arg;
   json_t *meta = j->data ? json_pack("{s:s}", "model_version", "matrix-finops-1") : NULL;
-  reply_job(r, &j->data, &meta, j->status, j->code, j->message, &j->details);
+  mx_reply(r, &j->data, &meta, &j->err);
   json_decref(meta);
   ps_free(j);
 }
@@ -909,7 +887,7 @@ void matrix_handle_process_summary(struct http_req *r) {
   j->body = body;
   j->series = m->ctx.telemetry ? telemetry_series(m->ctx.telemetry) : NULL;
   if (!j->series) {
-    bad(j, 503, "SERIES_UNAVAILABLE", NULL, "this instance has no series store");
+    mx_error_set(&j->err, 503, "SERIES_UNAVAILABLE", NULL, "this instance has no series store");
     ps_done(r, j);
     return;
   }
@@ -1179,9 +1157,7 @@ struct cm_job {
   enum mx_precision precision;
   long batch, input_len, output_len;
   json_t *data, *meta;            /* the answer, or: */
-  int status;
-  const char *code;
-  char message[300];
+  struct mx_error err;
 };
 
 /* One instance serving the workload: the smallest tensor-parallel group
@@ -1239,9 +1215,8 @@ static void cm_work(void *arg) {
   double loo_inf, loo_tr;
   char err[256] = "";
   if (matrix_factors(j->mc, &f, &loo_inf, &loo_tr, err, sizeof err)) {
-    j->status = 503;
-    j->code = "MODEL_UNAVAILABLE";
-    snprintf(j->message, sizeof j->message, "the performance model could not be fitted: %s", err);
+    mx_error_set(&j->err, 503, "MODEL_UNAVAILABLE", NULL,
+                 "the performance model could not be fitted: %s", err);
     return;
   }
   size_t n = cat->n_instances;
@@ -1287,9 +1262,7 @@ static void cm_work(void *arg) {
   if (j->id > 0) {
     if (!json_array_size(list)) {
       json_decref(list);
-      j->status = 404;
-      j->code = "NOT_FOUND";
-      snprintf(j->message, sizeof j->message, "no cost model %ld", j->id);
+      mx_error_set(&j->err, 404, "NOT_FOUND", NULL, "no cost model %ld", j->id);
       return;
     }
     j->data = json_incref(json_array_get(list, 0));
@@ -1308,21 +1281,20 @@ static void cm_work(void *arg) {
       "workload; grade A ≥ 80, B ≥ 60, C ≥ 40, D ≥ 20, E below");
   return;
 oom:
-  j->status = 503;
-  j->code = "OUT_OF_MEMORY";
-  snprintf(j->message, sizeof j->message, "server is out of memory");
+  mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
 }
 
 static void cm_free(struct cm_job *j) {
   matrix_cat_put(j->m, j->mc);
   json_decref(j->data);
   json_decref(j->meta);
+  mx_error_release(&j->err);
   free(j);
 }
 
 static void cm_done(struct http_req *r, void *arg) {
   struct cm_job *j = arg;
-  reply_job(r, &j->data, &j->meta, j->status, j->code, j->message, NULL);
+  mx_reply(r, &j->data, &j->meta, &j->err);
   cm_free(j);
 }
 

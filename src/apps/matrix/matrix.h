@@ -73,14 +73,32 @@ int matrix_edit(struct matrix *m, enum mx_table t, const char *key, const char *
  * 0 with out filled, or GROVE_ENOENT. */
 int matrix_find_data(const char *want, char *out, size_t n);
 
-/* Why a request was refused: the error envelope's status, error_code,
- * message and details (owned: NULL or a new reference). */
-struct matrix_fail {
-  int status;
-  const char *code;             /* static */
+/* ---- a request job's error (error.c) ---------------------------------------------
+ * Why a request was refused: the error envelope's status, error_code,
+ * message and details. Embedded in a job and zeroed with it (status 0:
+ * none set); used by one thread at a time (the job's). */
+struct mx_error {
+  int status;                   /* HTTP status; 0 while none is set */
+  const char *code;             /* error_code (static) */
   char message[300];
-  json_t *details;
+  json_t *details;              /* owned: NULL or a reference */
 };
+
+/* Sets e: status, code and the message from fmt (cut at 299 bytes); takes
+ * details (may be NULL) and releases the one set before. Returns -1, so
+ * that a parser may `return mx_error_set(...)`. */
+int mx_error_set(struct mx_error *e, int status, const char *code, json_t *details,
+                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* Moves src's error into dst (releasing dst's details first); src is left
+ * zeroed. */
+void mx_error_move(struct mx_error *dst, struct mx_error *src);
+/* Releases e's details and zeroes it. */
+void mx_error_release(struct mx_error *e);
+/* Answers a job's request, on the loop; nothing when the client went away
+ * (r->conn NULL). With *data: 200 with *data and *meta (meta may be NULL),
+ * both taken (set to NULL). Otherwise e's error envelope, its details
+ * taken; 500 INTERNAL when e was never set. */
+void mx_reply(struct http_req *r, json_t **data, json_t **meta, struct mx_error *e);
 
 /* Runs a simulation request (the seed's simulate-performance payload,
  * body not changed) on mc's catalogue with its fitted factors: with
@@ -88,9 +106,9 @@ struct matrix_fail {
  * parallel; training 8…512 data parallel), refusing hardware, gpu_count,
  * tensor_parallel and pipeline_parallel. Blocks for the first fit: never
  * on the loop. Returns 0 with *data and *meta new (simulate-performance's
- * answer), or -1 with *fail filled (api.c). */
+ * answer), or -1 with *err set (api.c; err's earlier details released). */
 int matrix_simulate_json(struct matrix *m, struct matrix_cat *mc, json_t *body, int every,
-                         json_t **data, json_t **meta, struct matrix_fail *fail);
+                         json_t **data, json_t **meta, struct mx_error *err);
 
 /* The routes (api.c). */
 void matrix_handle_simulate(struct http_req *r);

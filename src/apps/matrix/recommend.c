@@ -11,7 +11,6 @@
  * first one after start also fits the model's factors). The decisions are
  * advise.c's; the figures the simulator's (api.c, simulate.c). */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,22 +27,8 @@ struct rec_job {
   struct matrix_cat *mc;         /* a reference, given back in rec_free */
   json_t *body;                  /* the request (owned) */
   json_t *data, *meta;           /* the answer, or: */
-  struct matrix_fail fail;
+  struct mx_error err;
 };
-
-static void fail(struct rec_job *j, int status, const char *code, json_t *details,
-                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void fail(struct rec_job *j, int status, const char *code, json_t *details,
-                 const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(j->fail.message, sizeof j->fail.message, fmt, ap);
-  va_end(ap);
-  j->fail.status = status;
-  j->fail.code = code;
-  json_decref(j->fail.details);
-  j->fail.details = details;
-}
 
 static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
@@ -52,24 +37,14 @@ static void rec_free(struct rec_job *j) {
   json_decref(j->body);
   json_decref(j->data);
   json_decref(j->meta);
-  json_decref(j->fail.details);
+  mx_error_release(&j->err);
   free(j);
 }
 
 static void rec_done(struct http_req *r, void *arg) {
   struct rec_job *j = arg;
-  if (r->conn) {
-    if (j->data) {
-      mx_round_figures(j->data, MX_FIGURE_DIGITS); /* figures.h */
-      http_reply_data(r, 200, j->data, j->meta);
-      j->data = j->meta = NULL;
-    } else {
-      http_reply_error(r, j->fail.status ? j->fail.status : 500,
-                       j->fail.code ? j->fail.code : "INTERNAL", j->fail.message,
-                       j->fail.details);
-      j->fail.details = NULL;
-    }
-  }
+  if (r->conn && j->data) mx_round_figures(j->data, MX_FIGURE_DIGITS); /* figures.h */
+  mx_reply(r, &j->data, &j->meta, &j->err);
   rec_free(j);
 }
 
@@ -116,12 +91,12 @@ static void recommend_work(void *arg) {
   json_t *rb = json_object_get(j->body, "rank_by");
   if (rb && !json_is_null(rb) &&
       (!json_is_string(rb) || mx_rank_by_parse(json_string_value(rb), &by))) {
-    fail(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "rank_by"),
-         "rank_by must be cost, latency, throughput, energy or carbon");
+    mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "rank_by"),
+                 "rank_by must be cost, latency, throughput, energy or carbon");
     return;
   }
   json_t *sim = NULL, *meta = NULL;
-  if (matrix_simulate_json(j->m, j->mc, j->body, 1, &sim, &meta, &j->fail)) return;
+  if (matrix_simulate_json(j->m, j->mc, j->body, 1, &sim, &meta, &j->err)) return;
   int training = !strcmp(json_string_value(json_object_get(sim, "task_type")), "Training");
   struct mx_requirements req;
   requirements(j->body, training, &req);
@@ -130,7 +105,7 @@ static void recommend_work(void *arg) {
                              json_object_get(sim, "excluded"), &req, by, &ranking, &excluded)) {
     json_decref(sim);
     json_decref(meta);
-    fail(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+    mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
     return;
   }
   json_t *first = json_array_get(ranking, 0);
@@ -157,7 +132,7 @@ static void recommend_work(void *arg) {
       "assumptions", assumptions);
   json_decref(sim);
   j->meta = meta;
-  if (!j->data) fail(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+  if (!j->data) mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
 }
 
 void matrix_handle_recommend_hardware(struct http_req *r) { rec_start(r, recommend_work); }
@@ -171,8 +146,8 @@ static int num_field(struct rec_job *j, json_t *o, const char *name, double lo, 
   json_t *v = json_object_get(o, name);
   if (!v || json_is_null(v)) return 0;
   if (!json_is_number(v) || !(json_number_value(v) >= lo && json_number_value(v) <= hi)) {
-    fail(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
-         "field '%s' must be a number in %g..%g", name, lo, hi);
+    mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
+                 "field '%s' must be a number in %g..%g", name, lo, hi);
     return -1;
   }
   *out = json_number_value(v);
@@ -183,8 +158,8 @@ static int str_field(struct rec_job *j, json_t *o, const char *name, const char 
   json_t *v = json_object_get(o, name);
   if (!v || json_is_null(v)) return 0;
   if (!json_is_string(v) || json_string_length(v) > 200) {
-    fail(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
-         "field '%s' must be a string of at most 200 bytes", name);
+    mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", name),
+                 "field '%s' must be a string of at most 200 bytes", name);
     return -1;
   }
   *out = json_string_value(v);
@@ -204,8 +179,9 @@ static const struct mx_hw *gpu_named(struct rec_job *j, const char *field, const
   json_t *known = json_array();
   for (size_t i = 0; i < c->n_hw; i++)
     if (!strcmp(c->hw[i].kind, "gpu")) json_array_append_new(known, json_string(c->hw[i].name));
-  fail(j, 400, "UNKNOWN_HARDWARE", json_pack("{s:s,s:o}", "field", field, "known", known),
-       "hardware '%s' is not a catalogue GPU", id);
+  mx_error_set(&j->err, 400, "UNKNOWN_HARDWARE",
+               json_pack("{s:s,s:o}", "field", field, "known", known),
+               "hardware '%s' is not a catalogue GPU", id);
   return NULL;
 }
 
@@ -259,7 +235,8 @@ static int pd_parse(struct rec_job *j, struct pd_req *q) {
       num_field(j, o, "instance_count", 1, 1e6, &q->instances) < 0)
     goto bad;
   if (q->gpus != floor(q->gpus) || q->instances != floor(q->instances)) {
-    fail(j, 400, "VALIDATION_ERROR", NULL, "gpu_count and instance_count must be integers");
+    mx_error_set(&j->err, 400, "VALIDATION_ERROR", NULL,
+                 "gpu_count and instance_count must be integers");
     goto bad;
   }
   json_t *cp = json_object_get(o, "current_performance");
@@ -268,8 +245,8 @@ static int pd_parse(struct rec_job *j, struct pd_req *q) {
   for (size_t i = 0; i < ARRAY_LEN(objs); i++) {
     json_t *v = json_object_get(o, objs[i]);
     if (v && !json_is_null(v) && !json_is_object(v)) {
-      fail(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", objs[i]),
-           "field '%s' must be an object", objs[i]);
+      mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", objs[i]),
+                   "field '%s' must be an object", objs[i]);
       goto bad;
     }
   }
@@ -280,8 +257,8 @@ static int pd_parse(struct rec_job *j, struct pd_req *q) {
   if (type && !strcasecmp(type, "bare-metal")) q->vm = 0;
   else if (type && !strcasecmp(type, "vm")) q->vm = 1;
   else if (type) {
-    fail(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "deployment_type"),
-         "deployment_type must be bare-metal or vm");
+    mx_error_set(&j->err, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "deployment_type"),
+                 "deployment_type must be bare-metal or vm");
     goto bad;
   }
   if (!type) json_array_append_new(missing, json_string("deployment_type"));
@@ -297,8 +274,8 @@ static int pd_parse(struct rec_job *j, struct pd_req *q) {
     for (size_t i = 0; i < ARRAY_LEN(pct_names); i++)
       json_array_append_new(missing, json_string(pct_names[i]));
   if (json_array_size(missing)) {
-    fail(j, 400, "MISSING_FIELDS", json_pack("{s:O}", "missing_fields", missing),
-         "the deployment is not fully described");
+    mx_error_set(&j->err, 400, "MISSING_FIELDS", json_pack("{s:O}", "missing_fields", missing),
+                 "the deployment is not fully described");
     goto bad;
   }
   json_decref(missing);
@@ -380,7 +357,7 @@ static void pd_bare_metal(struct rec_job *j, struct pd_req *q, const struct mx_f
   const struct mx_catalog *c = j->mc->cat;
   struct mx_gpu_option *opts = calloc(c->n_hw ? c->n_hw : 1, sizeof *opts);
   if (!opts) {
-    fail(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+    mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
     return;
   }
   size_t cur = SIZE_MAX, pick;
@@ -390,8 +367,8 @@ static void pd_bare_metal(struct rec_job *j, struct pd_req *q, const struct mx_f
   int short_of;
   if (cur == SIZE_MAX || mx_bm_decide(&q->u, opts, n, cur, &act, &pick, &short_of)) {
     free(opts);
-    fail(j, 422, "UNSUPPORTED_HARDWARE", NULL,
-         "the current GPU '%s' cannot be compared (no published figures)", q->hw->name);
+    mx_error_set(&j->err, 422, "UNSUPPORTED_HARDWARE", NULL,
+                 "the current GPU '%s' cannot be compared (no published figures)", q->hw->name);
     return;
   }
   const struct mx_gpu_option *cx = &opts[cur], *px = &opts[pick];
@@ -516,13 +493,13 @@ static void post_deployment_work(void *arg) {
     char err[256] = "";
     if (q.vm) pd_vm(j, &q);
     else if (matrix_factors(j->mc, &f, &li, &lt, err, sizeof err))
-      fail(j, 503, "MODEL_UNAVAILABLE", NULL, "the performance model could not be fitted: %s",
-           err);
+      mx_error_set(&j->err, 503, "MODEL_UNAVAILABLE", NULL,
+                   "the performance model could not be fitted: %s", err);
     else pd_bare_metal(j, &q, &f);
     if (j->data)
       j->meta = json_pack("{s:s}", "model_version", "matrix-rules-1");
-    else if (!j->fail.status)
-      fail(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+    else if (!j->err.status)
+      mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
   }
   json_decref(q.assumptions);
 }
@@ -574,7 +551,7 @@ static const struct risk method_risk[] = {
  * count that fits, or the count asked for); NULL with *code set when it
  * refused. */
 static json_t *simulate_one(struct rec_job *j, json_t *body, json_t **sim, json_t **meta,
-                            struct matrix_fail *why) {
+                            struct mx_error *why) {
   if (matrix_simulate_json(j->m, j->mc, body, 0, sim, meta, why)) return NULL;
   json_t *cf = json_object_get(*sim, "configurations");
   return json_array_get(cf, json_array_size(cf) - 1);
@@ -646,8 +623,8 @@ static void optimization_work(void *arg) {
     for (k = 0; k < MX_OPT_N && strcasecmp(s, mx_opt_precision_name(k)); k++) {}
     if (k == MX_OPT_N && !strcasecmp(s, "BF16")) k = MX_OPT_FP16;
     if (k == MX_OPT_N) {
-      fail(j, 400, "INVALID_PRECISION", json_pack("{s:s}", "field", "precision"),
-           "precision must be FP32, FP16 (or BF16), INT8 or INT4");
+      mx_error_set(&j->err, 400, "INVALID_PRECISION", json_pack("{s:s}", "field", "precision"),
+                   "precision must be FP32, FP16 (or BF16), INT8 or INT4");
       return;
     }
     cur = (enum mx_opt_precision)k;
@@ -659,8 +636,9 @@ static void optimization_work(void *arg) {
   else if (s && !strcasecmp(s, "strict")) tol = MX_TOL_STRICT;
   else if (s && !strcasecmp(s, "relaxed")) tol = MX_TOL_RELAXED;
   else if (s && strcasecmp(s, "moderate")) {
-    fail(j, 400, "VALIDATION_ERROR", json_pack("{s:s}", "field", "accuracy_tolerance"),
-         "accuracy_tolerance must be none, strict, moderate or relaxed");
+    mx_error_set(&j->err, 400, "VALIDATION_ERROR",
+                 json_pack("{s:s}", "field", "accuracy_tolerance"),
+                 "accuracy_tolerance must be none, strict, moderate or relaxed");
     return;
   }
   /* the hardware: hardware or current_hardware_id, else the documented default */
@@ -681,23 +659,22 @@ static void optimization_work(void *arg) {
   json_object_del(base, "task_type"); /* inference: what quantised models serve */
   /* each precision, as simulate answers it */
   struct mx_opt_eval ev[MX_OPT_N];
-  struct matrix_fail why;
-  memset(&why, 0, sizeof why);
+  struct mx_error why = {0};
   for (int p = 0; p < MX_OPT_N; p++) {
     json_t *b = json_deep_copy(base);
     if (!b) goto oom;
     json_object_set_new(b, "precision", json_string(mx_opt_precision_name(p)));
-    struct matrix_fail pf;
+    struct mx_error pf = {0};
     cfg[p] = simulate_one(j, b, &sims[p], &metas[p], &pf);
     json_decref(b);
     ev[p] = (struct mx_opt_eval){.simulated = cfg[p] != NULL};
     if (!cfg[p]) {
       if (pf.status != 422 || strcmp(pf.code, "UNSUPPORTED_HARDWARE")) {
         /* the request itself is wrong: say so, once */
-        why = pf;
+        mx_error_move(&why, &pf);
         break;
       }
-      json_decref(pf.details);
+      mx_error_release(&pf);
       continue;
     }
     json_t *cv = json_object_get(json_object_get(cfg[p], "cost_analysis"),
@@ -707,13 +684,13 @@ static void optimization_work(void *arg) {
     ev[p].cost = json_is_number(cv) ? json_number_value(cv) : NAN;
   }
   if (why.status) {
-    j->fail = why;
+    mx_error_move(&j->err, &why);
     goto out;
   }
   if (!cfg[cur]) {
-    fail(j, 422, "UNSUPPORTED_HARDWARE", NULL,
-         "the hardware cannot run the current precision %s (no published peak)",
-         mx_opt_precision_name(cur));
+    mx_error_set(&j->err, 422, "UNSUPPORTED_HARDWARE", NULL,
+                 "the hardware cannot run the current precision %s (no published peak)",
+                 mx_opt_precision_name(cur));
     goto out;
   }
   json_t *curc = cfg[cur];
@@ -730,8 +707,8 @@ static void optimization_work(void *arg) {
   enum mx_method method;
   int change;
   if (mx_opt_decide(ev, cur, tol, compute_bound && sparse_hw, &prec, &method, &change)) {
-    fail(j, 422, "UNSUPPORTED_HARDWARE", NULL,
-         "the hardware runs none of the precisions the tolerance allows");
+    mx_error_set(&j->err, 422, "UNSUPPORTED_HARDWARE", NULL,
+                 "the hardware runs none of the precisions the tolerance allows");
     goto out;
   }
   /* every precision with its effect against the current one */
@@ -779,10 +756,10 @@ static void optimization_work(void *arg) {
     int prune = method == MX_PRUNING;
     json_t *b = variant_body(base, md, 0.5, prune ? 1.0 : 0.5, prune ? "pruned" : "student",
                              mx_opt_precision_name(prec));
-    struct matrix_fail vf;
+    struct mx_error vf = {0};
     json_t *vc = b ? simulate_one(j, b, &extra_sim, &extra_meta, &vf) : NULL;
     json_decref(b);
-    if (!vc && b) json_decref(vf.details);
+    mx_error_release(&vf);
     effect = vc ? effect_json(vc, curc) : json_null();
     how = prune ? "an upper bound: half the parameters removed (2:4) with ideal sparse kernels; "
                   "measured speed-ups are lower"
@@ -815,7 +792,7 @@ static void optimization_work(void *arg) {
       assumptions);
   assumptions = NULL;
   j->meta = json_incref(metas[cur]);
-  if (!j->data) fail(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+  if (!j->data) mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
 out:
   json_decref(assumptions);
   json_decref(base);
@@ -827,7 +804,7 @@ out:
   }
   return;
 oom:
-  fail(j, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
+  mx_error_set(&j->err, 503, "OUT_OF_MEMORY", NULL, "server is out of memory");
   goto out;
 }
 
