@@ -837,16 +837,14 @@ static void h_list(struct http_req *r) {
   if (!c)
     return;
   char v[48];
-  c->limit = 100;
-  const char *bad = NULL;
-  if (http_query_get(r, "limit", 0, v, sizeof v) >= 0) {
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (!*v || *end || n < 1 || n > 1000)
-      bad = "limit must be 1 to 1000";
-    c->limit = (int)n;
+  long limit;
+  if (!http_query_limit(r, 100, 1000, &limit)) {
+    free(c);
+    return;
   }
-  if (!bad && http_query_get(r, "before", 0, v, sizeof v) >= 0) {
+  c->limit = (int)limit;
+  const char *bad = NULL;
+  if (http_query_get(r, "before", 0, v, sizeof v) >= 0) {
     if (strlen(v) != BLOBS_ID_LEN - 1 || strspn(v, "0123456789abcdef") != BLOBS_ID_LEN - 1)
       bad = "before must be a blob id";
     else

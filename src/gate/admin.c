@@ -298,16 +298,10 @@ static void handle_user_list(struct http_req *r) {
 
 static void handle_audit(struct http_req *r) {
   char v[24];
-  long limit = 100;
+  long limit;
   long long before = 0;
-  if (http_query_get(r, "limit", 0, v, sizeof v) >= 0) {
-    char *end;
-    limit = strtol(v, &end, 10);
-    if (*end || limit < 1 || limit > 1000) {
-      http_reply_error(r, 400, "INVALID_INPUT", "limit must be 1 to 1000", NULL);
-      return;
-    }
-  }
+  if (!http_query_limit(r, 100, 1000, &limit))
+    return;
   if (http_query_get(r, "before", 0, v, sizeof v) >= 0) {
     char *end;
     before = strtoll(v, &end, 10);

@@ -205,18 +205,12 @@ static void h_dead(struct http_req *r) {
   struct call *c = call_new(r, OP_DEAD);
   if (!c)
     return;
-  char v[16];
-  c->limit = 100;
-  if (http_query_get(r, "limit", 0, v, sizeof v) >= 0) {
-    char *end;
-    long n = strtol(v, &end, 10);
-    if (!*v || *end || n < 1 || n > 1000) {
-      free(c);
-      http_reply_error(r, 400, "INVALID_INPUT", "limit must be 1 to 1000", NULL);
-      return;
-    }
-    c->limit = (int)n;
+  long limit;
+  if (!http_query_limit(r, 100, 1000, &limit)) {
+    free(c);
+    return;
   }
+  c->limit = (int)limit;
   go(r, c);
 }
 

@@ -97,6 +97,15 @@ const char *http_param(const struct http_req *r, const char *name);
  * absent, malformed or longer than outlen-1. */
 long http_query_get(const struct http_req *r, const char *name, int nth,
                     char *out, size_t outlen);
+/* Query parameter `name` (the first) as a whole decimal number in
+ * [lo, hi]: true with *out set, or true with *out kept when it is absent;
+ * false when it is there and anything else (empty, not a number, past
+ * [lo, hi], over 31 bytes): the caller answers 400. */
+bool http_query_long(const struct http_req *r, const char *name, long lo, long hi, long *out);
+/* The paging parameter of a GET list, `limit`: *out is def when absent,
+ * else a whole number in 1..max. Otherwise answers 400 INVALID_INPUT
+ * "limit must be 1 to <max>" and returns false (the caller returns). */
+bool http_query_limit(struct http_req *r, long def, long max, long *out);
 /* ---- request bodies: Content-Encoding (RFC 9110 §8.4) ------------------
  * Every route that reads a body reads it through http_req_body (or
  * http_req_decode, or http_req_json which calls it): gzip (all members,

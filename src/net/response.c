@@ -1,5 +1,6 @@
 /* response.c — building and sending answers: status line, headers, the
  * response envelope, gzip, request helpers and the access log. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,8 +71,10 @@ const char *http_param(const struct http_req *r, const char *name) {
   return NULL;
 }
 
-long http_query_get(const struct http_req *r, const char *name, int nth,
-                    char *out, size_t outlen) {
+/* The raw (still escaped) value of the nth parameter `name`: true with *v
+ * and *vl (`a` alone is an empty value), false when there is none. */
+static bool query_find(const struct http_req *r, const char *name, int nth, const char **v,
+                       size_t *vl) {
   size_t nl = strlen(name);
   const char *p = r->query;
   while (p && *p) {
@@ -84,18 +87,52 @@ long http_query_get(const struct http_req *r, const char *name, int nth,
       memcpy(key, p, kl);
       long dk = pct_decode(key, kl, true);
       if (dk >= 0 && (size_t)dk == nl && memcmp(key, name, nl) == 0 && nth-- == 0) {
-        const char *v = eq ? eq + 1 : end;
-        size_t vl = (size_t)(end - v);
-        if (vl >= outlen)
-          return -1;
-        memcpy(out, v, vl);
-        out[vl] = '\0';
-        return pct_decode(out, vl, true);
+        *v = eq ? eq + 1 : end;
+        *vl = (size_t)(end - *v);
+        return true;
       }
     }
     p = *end ? end + 1 : end;
   }
-  return -1;
+  return false;
+}
+
+long http_query_get(const struct http_req *r, const char *name, int nth,
+                    char *out, size_t outlen) {
+  const char *v;
+  size_t vl;
+  if (!query_find(r, name, nth, &v, &vl) || vl >= outlen)
+    return -1;
+  memcpy(out, v, vl);
+  out[vl] = '\0';
+  return pct_decode(out, vl, true);
+}
+
+bool http_query_long(const struct http_req *r, const char *name, long lo, long hi, long *out) {
+  const char *raw;
+  size_t rl;
+  if (!query_find(r, name, 0, &raw, &rl))
+    return true;
+  char v[32];
+  if (http_query_get(r, name, 0, v, sizeof v) <= 0)
+    return false; /* empty, too long or badly escaped */
+  char *end;
+  errno = 0;
+  long n = strtol(v, &end, 10);
+  if (*end || errno == ERANGE || n < lo || n > hi)
+    return false;
+  *out = n;
+  return true;
+}
+
+bool http_query_limit(struct http_req *r, long def, long max, long *out) {
+  *out = def;
+  if (http_query_long(r, "limit", 1, max, out))
+    return true;
+  char msg[64];
+  snprintf(msg, sizeof msg, "limit must be 1 to %ld", max);
+  http_reply_error(r, 400, "INVALID_INPUT", msg, NULL);
+  return false;
 }
 
 json_t *http_req_json(struct http_req *r) {

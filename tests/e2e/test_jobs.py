@@ -146,7 +146,10 @@ def test_admins_see_queues_dead_letters_and_metrics():
     assert names["default"]["depth"] >= 1  # the scheduled one
     st, body = g.get_json("/api/v1/jobs/dead?limit=5", headers={"X-API-Key": ADMIN})
     assert st == 200 and body["data"] == [], body
-    assert g.request("GET", "/api/v1/jobs/dead?limit=0", headers={"X-API-Key": ADMIN}).status == 400
+    for bad in ("0", "1001", "x", "", "1" * 40):
+        r = g.request("GET", "/api/v1/jobs/dead?limit=" + bad, headers={"X-API-Key": ADMIN})
+        assert r.status == 400 and r.json()["error_code"] == "INVALID_INPUT", (bad, r.body)
+        assert r.json()["message"] == "limit must be 1 to 1000", r.body
     m = g.request("GET", "/metrics").body.decode()
     assert re.search(r'grove_jobs_enqueued_total\{queue="default"\} [1-9]', m), m[-3000:]
     assert re.search(r'grove_jobs_succeeded_total\{queue="default"\} [1-9]', m)

@@ -294,19 +294,15 @@ static const char *order_col(const char *by) {
 }
 
 static void procs(struct http_req *r, const char *kind, bool top) {
-  char host[MX_MAX_NAME + 1], by[16] = "cpu", lim[16] = "";
+  char host[MX_MAX_NAME + 1], by[16] = "cpu", lim[24];
   const char *hname = !strcmp(kind, "vm") ? "vm_name" : "host";
   if (!name_query(r, hname, host, sizeof host)) return;
   if (top && http_query_get(r, "by", 0, by, sizeof by) < -1) by[0] = '\0';
   const char *col = order_col(by);
   long limit = top ? 10 : 100000;
-  if (http_query_get(r, "limit", 0, lim, sizeof lim) >= 0) {
-    char *end;
-    limit = strtol(lim, &end, 10);
-    if (*end || limit < 1 || limit > (top ? TOP_MAX : 100000)) {
-      http_reply_error(r, 400, "INVALID_QUERY", top ? "limit must be 1 to 1000" : "limit must be 1 to 100000", NULL);
-      return;
-    }
+  if (!http_query_long(r, "limit", 1, top ? TOP_MAX : 100000, &limit)) {
+    http_reply_error(r, 400, "INVALID_QUERY", top ? "limit must be 1 to 1000" : "limit must be 1 to 100000", NULL);
+    return;
   }
   if (!col) {
     http_reply_error(r, 400, "INVALID_QUERY", "by must be cpu, memory, gpu or power", NULL);

@@ -43,6 +43,26 @@ TEST(parse_simple_request) {
   http_in_release(&in);
 }
 
+TEST(query_long_reads_a_whole_number_in_range_or_says_no) {
+  struct http_req r = {0};
+  long n = 7;
+  r.query = "limit=25&neg=-3&empty=&bare&word=2x&big=1001&long=00000000000000000000000000000000005"
+            "&huge=99999999999999999999&esc=%31%30";
+  CHECK(http_query_long(&r, "limit", 1, 1000, &n) && n == 25);
+  CHECK(http_query_long(&r, "neg", -5, 5, &n) && n == -3);
+  CHECK(http_query_long(&r, "esc", 1, 1000, &n) && n == 10);
+  n = 7;
+  CHECK(http_query_long(&r, "absent", 1, 1000, &n) && n == 7); /* absent: kept */
+  CHECK(!http_query_long(&r, "empty", 1, 1000, &n));
+  CHECK(!http_query_long(&r, "bare", 1, 1000, &n));
+  CHECK(!http_query_long(&r, "word", 1, 1000, &n));
+  CHECK(!http_query_long(&r, "big", 1, 1000, &n));
+  CHECK(!http_query_long(&r, "long", 1, 1000, &n)); /* too long to read is not absent */
+  CHECK(!http_query_long(&r, "huge", 1, 1000, &n));
+  CHECK(!http_query_long(&r, "neg", 1, 1000, &n));
+  CHECK(n == 7);
+}
+
 TEST(parse_stops_after_each_pipelined_request) {
   struct http_in in;
   http_in_init(&in, &cfg);
@@ -679,6 +699,7 @@ static const struct test tests[] = {
     T(parse_streamed_body_stops_at_headers_and_pauses),
     T(ws_context_is_kept_inside_frames_and_messages),
     T(parse_simple_request), T(parse_stops_after_each_pipelined_request),
+    T(query_long_reads_a_whole_number_in_range_or_says_no),
     T(parse_headers_split_across_reads), T(parse_chunked_body), T(parse_limits_have_statuses),
     T(parse_malformed_requests), T(parse_rfc9112_rules), T(header_values_lose_trailing_whitespace), T(parse_expect_continue_flag), T(parse_bad_target),
     T(router_params_methods_and_rest), T(router_refuses_a_route_declared_twice),
