@@ -1,6 +1,6 @@
 # bench/lib.sh — what every benchmark starts with (sourced, not run):
 # installs the bench packages, builds a release grove, and gives
-# free_port and wait_http.
+# free_port, wait_http, nginx_start and nginx_stop.
 set -eu
 cd "$(dirname "$0")/../.."
 ./scripts/setup.sh bench >/dev/null
@@ -19,4 +19,34 @@ wait_http() {
   for _ in $(seq 150); do curl -sf "$1" >/dev/null && return 0; sleep 0.1; done
   echo "no answer from $1" >&2
   return 1
+}
+
+# nginx_start DIR WORKERS CONNS: writes DIR/nginx.conf and starts nginx on
+# it, with its pid file, error log and temporary files in DIR, the body of
+# its `http { }` block read from stdin; returns once the pid file is there.
+# WORKERS worker processes under a master, or 0: one process and no master
+# (the one that serves, so its memory is the server's). CONNS is
+# worker_connections.
+nginx_start() {
+  if [ "$2" = 0 ]; then
+    _nginx_procs="worker_processes 1;
+master_process off;"
+  else
+    _nginx_procs="worker_processes $2;"
+  fi
+  {
+    printf '%s\npid %s/nginx.pid;\nerror_log %s/error.log warn;\n' "$_nginx_procs" "$1" "$1"
+    printf 'events { worker_connections %s; }\nhttp {\n' "$3"
+    cat
+    printf '}\n'
+  } >"$1/nginx.conf"
+  nginx -p "$1" -c "$1/nginx.conf"
+  for _ in $(seq 100); do [ -s "$1/nginx.pid" ] && return 0; sleep 0.05; done
+  echo "nginx did not start (see $1/error.log)" >&2
+  return 1
+}
+
+# nginx_stop DIR: stops the nginx that nginx_start started in DIR, if any.
+nginx_stop() {
+  [ -f "$1/nginx.pid" ] && kill "$(cat "$1/nginx.pid")" 2>/dev/null || true
 }

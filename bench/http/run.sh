@@ -25,7 +25,7 @@ nport=$(free_port)
 gpid=$!
 cleanup() {
   kill "$gpid" 2>/dev/null || true
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  nginx_stop "$work"
   sleep 0.5
   rm -rf "$work"
 }
@@ -34,12 +34,7 @@ wait_http "http://127.0.0.1:$gport/health"
 
 # nginx answers with the very bytes grove answers
 body=$(curl -s "http://127.0.0.1:$gport/health" | sed "s/'/\\\\'/g")
-cat > "$work/nginx.conf" <<CONF
-worker_processes 2;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 20000; }
-http {
+nginx_start "$work" 2 20000 <<CONF
   access_log off;
   keepalive_requests 1000000;
   keepalive_timeout 600s;
@@ -47,9 +42,7 @@ http {
     listen 127.0.0.1:$nport reuseport;
     location = /health { default_type application/json; return 200 '$body'; }
   }
-}
 CONF
-nginx -c "$work/nginx.conf" -p "$work"
 wait_http "http://127.0.0.1:$nport/health"
 
 run_wrk() { # url -> "rps p99_ms"

@@ -29,7 +29,7 @@ nport=$(free_port)
 gpid=$!
 cleanup() {
   kill "$gpid" 2>/dev/null || true
-  [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  nginx_stop "$work"
   sleep 0.5
   rm -rf "$work"
 }
@@ -38,13 +38,7 @@ wait_http "http://127.0.0.1:$gport/health"
 key=$(./build/grove key add bench --scopes read,write --data-dir "$work/data" 2>/dev/null | awk '{print $2}')
 
 mkdir -p "$work/www" "$work/nginx-body"
-cat > "$work/nginx.conf" <<CONF
-worker_processes 1;
-master_process off;
-pid $work/nginx.pid;
-error_log $work/error.log warn;
-events { worker_connections 1024; }
-http {
+nginx_start "$work" 0 1024 <<CONF
   access_log off;
   client_body_temp_path $work/nginx-body;
   client_max_body_size 64g;
@@ -56,10 +50,7 @@ http {
       create_full_put_path on;
     }
   }
-}
 CONF
-nginx -p "$work" -c "$work/nginx.conf"
-for _ in $(seq 100); do [ -f "$work/nginx.pid" ] && break; sleep 0.05; done
 # one process (no master): the one that receives the body
 nworker=$(cat "$work/nginx.pid")
 
