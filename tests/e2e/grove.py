@@ -491,6 +491,20 @@ FAST_HASH = ["--argon2-memory", "8192", "--argon2-passes", "1"]  # test speed, n
 ADMIN_PASSWORD = "correct horse battery"
 
 
+def add_key(grove, name, scopes, store=None):
+    """Adds an API key with `grove key add` on grove's data directory (or
+    on `store`, a database URL) and waits until grove accepts it; returns
+    the key."""
+    where = ["--store", store] if store else ["--data-dir", grove.data_dir]
+    out = subprocess.run([GROVE, "key", "add", name, "--scopes", scopes] + where,
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    k = out.stdout.split()[1]
+    eventually(lambda: grove.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+               what="key %s loaded" % name)
+    return k
+
+
 def admin_headers(grove, email="root@example.com"):
     """Makes an admin with `grove user add` on grove's database (once) and
     signs in; returns headers carrying the access token."""

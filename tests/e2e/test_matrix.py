@@ -9,43 +9,15 @@ import shutil
 import subprocess
 import tempfile
 
-from grove import FAST_HASH, GROVE, Grove, Postgres, eventually, main
+from grove import FAST_HASH, GROVE, Grove, Postgres, add_key, eventually, main
+from matrix_fixture import SEED_SIMULATE as SEED, start
 
 g = None
 READ = ADMIN = None
 
-# GreenMatrix §6.1.2, as written
-SEED = {
-    "model_name": "BERT-Large",
-    "framework": "PyTorch",
-    "task_type": "Inference",
-    "parameters_millions": 340,
-    "model_size_mb": 1340,
-    "precision": "FP32",
-    "architecture_type": "transformer",
-    "performance_requirements": {
-        "max_latency_ms": 100,
-        "min_throughput_qps": 10,
-        "budget_limit": 1000,
-    },
-}
-
-
-def key(grove, name, scopes):
-    out = subprocess.run([GROVE, "key", "add", name, "--scopes", scopes, "--data-dir", grove.data_dir],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    k = out.stdout.split()[1]
-    eventually(lambda: grove.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
-               what="key loaded")
-    return k
-
-
 def setup():
     global g, READ, ADMIN
-    g = Grove("--gate-refresh", "200ms", *FAST_HASH)
-    READ = key(g, "k-read", "read")
-    ADMIN = key(g, "k-admin", "read,admin")
+    g, READ, ADMIN = start(("k-read", "read"), ("k-admin", "read,admin"))
 
 
 def post(body, key=None):
@@ -314,7 +286,7 @@ def test_edits_survive_a_restart():
     try:
         g2 = Grove(*FAST_HASH, data_dir=data_dir)
         try:
-            k = key(g2, "k-admin", "read,admin")
+            k = add_key(g2, "k-admin", "read,admin")
             region = {"location": "test", "electricity_usd_per_kwh": 0.2,
                       "electricity_year": 2025, "electricity_source": "e2e test",
                       "carbon_g_per_kwh": 10, "carbon_year": 2025, "carbon_source": "e2e test",
@@ -345,12 +317,7 @@ def test_edits_on_postgres():
     a = b = None
     try:
         a = Grove("--store", pg.url, "--gate-refresh", "200ms", *FAST_HASH)
-        out = subprocess.run([GROVE, "key", "add", "k-admin", "--scopes", "read,admin", "--store",
-                              pg.url], capture_output=True, text=True, timeout=30)
-        assert out.returncode == 0, out.stderr
-        k = out.stdout.split()[1]
-        eventually(lambda: a.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
-                   what="key loaded")
+        k = add_key(a, "k-admin", "read,admin", store=pg.url)
         inst = {"hardware": "L4", "gpu_count": 1, "usd_per_hour": 0.5, "year": 2025,
                 "source": "e2e test"}
         for price in (0.5, 0.75):

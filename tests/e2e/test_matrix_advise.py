@@ -6,28 +6,12 @@ payloads verbatim, properties of the ranking, and the seed's error
 envelope for bad input."""
 
 import json
-import subprocess
 
-from grove import FAST_HASH, GROVE, Grove, eventually, main
+from grove import main
+from matrix_fixture import SEED_SIMULATE, start
 
 g = None
 READ = None
-
-# GreenMatrix §6.1.2, as written
-SEED_SIMULATE = {
-    "model_name": "BERT-Large",
-    "framework": "PyTorch",
-    "task_type": "Inference",
-    "parameters_millions": 340,
-    "model_size_mb": 1340,
-    "precision": "FP32",
-    "architecture_type": "transformer",
-    "performance_requirements": {
-        "max_latency_ms": 100,
-        "min_throughput_qps": 10,
-        "budget_limit": 1000,
-    },
-}
 
 SEED_POST_DEPLOYMENT = {
     "model_name": "GPT-3.5-Turbo",
@@ -49,13 +33,7 @@ REASONS = {"DOES_NOT_FIT", "TOO_SLOW", "TOO_LITTLE_THROUGHPUT", "OVER_BUDGET", "
 
 def setup():
     global g, READ
-    g = Grove("--gate-refresh", "200ms", *FAST_HASH)
-    out = subprocess.run([GROVE, "key", "add", "k-read", "--scopes", "read", "--data-dir",
-                          g.data_dir], capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    READ = out.stdout.split()[1]
-    eventually(lambda: g.request("GET", "/auth/me", headers={"X-API-Key": READ}).status == 200,
-               what="key loaded")
+    g, READ = start(("k-read", "read"))
 
 
 def post(path, body, raw=None):

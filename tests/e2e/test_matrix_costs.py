@@ -8,25 +8,15 @@ GET /api/cost-models with the simulator's cost per 1,000 inferences; bad
 input answered with the seed's error envelope."""
 
 import json
-import subprocess
 
-from grove import FAST_HASH, GROVE, Grove, Postgres, eventually, main
+from grove import FAST_HASH, Grove, Postgres, add_key, eventually, main
+from matrix_fixture import start
 
 g = None
 READ = WRITE = None
 
 T0 = 1705312800 * 10**9  # 2024-01-15T10:00:00Z
 S = 10**9
-
-
-def key(grove, name, scopes):
-    out = subprocess.run([GROVE, "key", "add", name, "--scopes", scopes, "--data-dir", grove.data_dir],
-                         capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr
-    k = out.stdout.split()[1]
-    eventually(lambda: grove.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
-               what="key loaded")
-    return k
 
 
 def write(lines):
@@ -72,9 +62,7 @@ def h1_lines():
 
 def setup():
     global g, READ, WRITE
-    g = Grove("--gate-refresh", "200ms", *FAST_HASH)
-    READ = key(g, "k-read", "read")
-    WRITE = key(g, "k-write", "write")
+    g, READ, WRITE = start(("k-read", "read"), ("k-write", "write"))
     write(h1_lines())
 
 
@@ -382,17 +370,12 @@ def test_two_instances_on_postgres_cost_what_the_other_was_sent():
     try:
         a = Grove("--store", pg.url, "--gate-refresh", "200ms", *FAST_HASH)
         b = Grove("--store", pg.url, "--gate-refresh", "200ms", *FAST_HASH)
-        keys = []
-        for name, scopes in (("pg-w", "write"), ("pg-r", "read")):
-            out = subprocess.run([GROVE, "key", "add", name, "--scopes", scopes, "--store", pg.url],
-                                 capture_output=True, text=True, timeout=30)
-            assert out.returncode == 0, out.stderr
-            keys.append(out.stdout.split()[1])
-        w, rk = keys
-        for x in (a, b):
-            for k in keys:
-                eventually(lambda: x.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
-                           what="key loaded")
+        w = add_key(a, "pg-w", "write", store=pg.url)
+        rk = add_key(a, "pg-r", "read", store=pg.url)
+        keys = [w, rk]
+        for k in keys:
+            eventually(lambda: b.request("GET", "/auth/me", headers={"X-API-Key": k}).status == 200,
+                       what="key loaded")
         r = a.request("POST", "/api/v1/write", body=("\n".join(h1_lines()) + "\n").encode(),
                       headers={"X-API-Key": w})
         assert r.status == 204, (r.status, r.body)

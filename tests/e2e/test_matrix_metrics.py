@@ -13,8 +13,8 @@ import tempfile
 import time
 import urllib.parse
 
-from grove import GROVE, ROOT, EventStream, Grove, Postgres, eventually, main
-from test_matrix import key
+from grove import ROOT, EventStream, Grove, Postgres, add_key, eventually, main
+from matrix_fixture import start
 
 AGENT = os.environ.get("GROVE_AGENT_BIN", os.path.join(ROOT, "build", "grove-agent"))
 PUSH = "/api/monitoring/push-metrics"
@@ -38,9 +38,7 @@ SEED = {
 
 def setup():
     global g, WRITE, READ
-    g = Grove("--gate-refresh", "200ms", web_root=False)
-    WRITE = key(g, "k-agent", "write")
-    READ = key(g, "k-read", "read")
+    g, WRITE, READ = start(("k-agent", "write"), ("k-read", "read"), web_root=False)
 
 
 def now_iso(offset_s=0):
@@ -174,7 +172,7 @@ def test_idempotency_key_answers_the_same_and_stores_once():
     r = push(s, headers={"Idempotency-Key": '"ag-c-1"'}, gz=True)
     assert ok(r)["data"] == a["data"] and r.header("Idempotent-Replayed") == "true"
     # keys are the caller's: another key's same Idempotency-Key is its own push
-    other = key(g, "k-agent-2", "write")
+    other = add_key(g, "k-agent-2", "write")
     r = push(dict(s, hostname="node-c2"), key=other, headers={"Idempotency-Key": "ag-c-1"})
     assert ok(r) and r.header("Idempotent-Replayed") is None
     # a refused push's answer is kept too
@@ -483,8 +481,8 @@ def test_concurrent_pushes_to_one_host_keep_its_cap():
     import threading
     b = Grove("--gate-refresh", "200ms", "--matrix-max-processes-per-host", "50", web_root=False)
     try:
-        w = key(b, "k-w", "write")
-        rk = key(b, "k-r", "read")
+        w = add_key(b, "k-w", "write")
+        rk = add_key(b, "k-r", "read")
         accepted = []
         lock = threading.Lock()
 
@@ -516,8 +514,8 @@ def test_state_keeps_every_digit_of_a_figure():
     series do too), and the largest double is a figure, not a dropped key."""
     b = Grove("--gate-refresh", "200ms", web_root=False)
     try:
-        w = key(b, "k-w", "write")
-        rk = key(b, "k-r", "read")
+        w = add_key(b, "k-w", "write")
+        rk = add_key(b, "k-r", "read")
         s = agent_sample("digits")
         s["metrics"]["total_cpu_usage"] = 0.30000000000000004
         s["metrics"]["total_memory_usage"] = 1.2345678901234567
@@ -537,8 +535,8 @@ def test_cap_of_processes_per_host_and_expiry():
     b = Grove("--gate-refresh", "200ms", "--matrix-max-processes-per-host", "2",
               "--matrix-process-expiry", "1s", web_root=False)
     try:
-        w = key(b, "k-w", "write")
-        rk = key(b, "k-r", "read")
+        w = add_key(b, "k-w", "write")
+        rk = add_key(b, "k-r", "read")
         r = push(agent_sample("capped", procs=[proc(1, "a", 1.0), proc(2, "b", 2.0), proc(3, "c", 3.0)]),
                  key=w, grove=b)
         assert r.status == 422, r.body
@@ -577,13 +575,8 @@ def test_two_instances_on_postgres_share_state_and_keys():
     try:
         a = Grove("--store", pg.url, "--gate-refresh", "200ms", web_root=False)
         b = Grove("--store", pg.url, "--gate-refresh", "200ms", web_root=False)
-        keys = []
-        for name, scopes in (("pg-w", "write"), ("pg-r", "read")):
-            out = subprocess.run([GROVE, "key", "add", name, "--scopes", scopes, "--store", pg.url],
-                                 capture_output=True, text=True, timeout=30)
-            assert out.returncode == 0, out.stderr
-            keys.append(out.stdout.split()[1])
-        w, rk = keys
+        w = add_key(a, "pg-w", "write", store=pg.url)
+        rk = add_key(a, "pg-r", "read", store=pg.url)
         for x in (a, b):
             eventually(lambda: x.request("GET", "/auth/me", headers={"X-API-Key": rk}).status == 200,
                        what="key loaded")
