@@ -50,3 +50,25 @@ master_process off;"
 nginx_stop() {
   [ -f "$1/nginx.pid" ] && kill "$(cat "$1/nginx.pid")" 2>/dev/null || true
 }
+
+# grove_start WORK PORT [FLAG...]: the release grove on 127.0.0.1:PORT (2
+# event loops, no access log, no web root) with its data in WORK/data and
+# FLAG... added; its pid in $gpid. When the script ends, grove and an nginx
+# started in WORK (nginx_start) are stopped and WORK is removed.
+grove_start() {
+  bench_work=$1
+  _port=$2
+  shift 2
+  ./build/grove serve --listen "127.0.0.1:$_port" --threads 2 --access-log false \
+    --log-level warn --data-dir "$bench_work/data" --web-root "" "$@" &
+  gpid=$!
+  trap bench_cleanup EXIT INT TERM
+  wait_http "http://127.0.0.1:$_port/health"
+}
+
+bench_cleanup() {
+  kill "$gpid" 2>/dev/null || true
+  nginx_stop "$bench_work"
+  sleep 0.5
+  rm -rf "$bench_work"
+}

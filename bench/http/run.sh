@@ -19,18 +19,8 @@ work=$(mktemp -d)
 gport=$(free_port)
 nport=$(free_port)
 
-./build/grove serve --listen "127.0.0.1:$gport" --threads 2 --access-log false \
-  --log-level warn --data-dir "$work/data" --web-root "" --live-ping 10m \
-  --rate-global 0 --rate-anonymous 0 &
-gpid=$!
-cleanup() {
-  kill "$gpid" 2>/dev/null || true
-  nginx_stop "$work"
-  sleep 0.5
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-wait_http "http://127.0.0.1:$gport/health"
+grove_start "$work" "$gport" --live-ping 10m \
+  --rate-global 0 --rate-anonymous 0
 
 # nginx answers with the very bytes grove answers
 body=$(curl -s "http://127.0.0.1:$gport/health" | sed "s/'/\\\\'/g")

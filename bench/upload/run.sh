@@ -23,18 +23,8 @@ chmod 755 "$work"
 gport=$(free_port)
 nport=$(free_port)
 
-./build/grove serve --listen "127.0.0.1:$gport" --threads 2 --access-log false \
-  --log-level warn --data-dir "$work/data" --web-root "" --max-upload 64g \
-  --rate-global 0 --rate-key 0 &
-gpid=$!
-cleanup() {
-  kill "$gpid" 2>/dev/null || true
-  nginx_stop "$work"
-  sleep 0.5
-  rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
-wait_http "http://127.0.0.1:$gport/health"
+grove_start "$work" "$gport" --max-upload 64g \
+  --rate-global 0 --rate-key 0
 key=$(./build/grove key add bench --scopes read,write --data-dir "$work/data" 2>/dev/null | awk '{print $2}')
 
 mkdir -p "$work/www" "$work/nginx-body"

@@ -852,8 +852,7 @@ static void sim_free(struct sim_job *j) {
 
 static void sim_done(struct http_req *r, void *arg) {
   struct sim_job *j = arg;
-  if (r->conn && j->data) mx_round_figures(j->data, MX_FIGURE_DIGITS); /* figures.h */
-  mx_reply(r, &j->data, &j->meta, &j->err);
+  mx_reply_figures(r, &j->data, &j->meta, &j->err);
   sim_free(j);
 }
 

@@ -3,6 +3,8 @@
 
 #include <math.h>
 
+#include "apps/matrix/matrix.h"
+
 /* Exact powers of ten as doubles: 10^0 … 10^22 (10^22 < 2^53 · 2^22). */
 static const double p10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
                              1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
@@ -40,4 +42,9 @@ void mx_round_figures(json_t *j, int digits) {
     json_t *v;
     json_object_foreach(j, k, v) mx_round_figures(v, digits);
   }
+}
+
+void mx_reply_figures(struct http_req *r, json_t **data, json_t **meta, struct mx_error *e) {
+  if (r->conn && *data) mx_round_figures(*data, MX_FIGURE_DIGITS);
+  mx_reply(r, data, meta, e);
 }

@@ -24,4 +24,11 @@ double mx_round_sig(double v, int digits);
  * significant digits, in place. j may be NULL. */
 void mx_round_figures(json_t *j, int digits);
 
+struct http_req;
+struct mx_error;
+
+/* mx_reply (matrix.h) with the answer's figures first rounded to
+ * MX_FIGURE_DIGITS: the answer of a model route. Same ownership. */
+void mx_reply_figures(struct http_req *r, json_t **data, json_t **meta, struct mx_error *e);
+
 #endif

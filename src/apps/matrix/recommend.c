@@ -43,8 +43,7 @@ static void rec_free(struct rec_job *j) {
 
 static void rec_done(struct http_req *r, void *arg) {
   struct rec_job *j = arg;
-  if (r->conn && j->data) mx_round_figures(j->data, MX_FIGURE_DIGITS); /* figures.h */
-  mx_reply(r, &j->data, &j->meta, &j->err);
+  mx_reply_figures(r, &j->data, &j->meta, &j->err);
   rec_free(j);
 }
 
