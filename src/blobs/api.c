@@ -314,26 +314,19 @@ static void open_done(struct http_req *r, void *arg) {
 }
 
 /* The blob's name: ?name= (percent-decoded), else X-Blob-Name (percent-
- * decoded, so any UTF-8 name fits in a header), else "blob". */
+ * decoded, so any UTF-8 name fits in a header), else "blob". False when
+ * the one given is empty, badly escaped, past n-1 bytes decoded or not a
+ * name: never another name in its place. */
 static bool upload_name(struct http_req *r, char *out, size_t n) {
-  char q[8192]; /* as long as a request target may be */
-  long got = http_query_get(r, "name", 0, q, sizeof q);
-  if (got >= 0) {
-    if (got == 0 || (size_t)got >= n)
-      return false;
-    memcpy(out, q, (size_t)got + 1);
-    return blobs_name_valid(out);
-  }
+  long got = http_query_get(r, "name", 0, out, n);
+  if (got != HTTP_QUERY_ABSENT)
+    return got > 0 && blobs_name_valid(out);
   const char *h = http_header_get(r, "x-blob-name");
   if (!h) {
     snprintf(out, n, "blob");
     return true;
   }
-  size_t l = strlen(h);
-  if (l >= n)
-    return false;
-  memcpy(out, h, l + 1);
-  return pct_decode(out, l, false) > 0 && blobs_name_valid(out);
+  return pct_decode_to(h, strlen(h), out, n, false) > 0 && blobs_name_valid(out);
 }
 
 /* POST /api/v1/blobs: the body is the file. */
@@ -844,13 +837,14 @@ static void h_list(struct http_req *r) {
   }
   c->limit = (int)limit;
   const char *bad = NULL;
-  if (http_query_get(r, "before", 0, v, sizeof v) >= 0) {
-    if (strlen(v) != BLOBS_ID_LEN - 1 || strspn(v, "0123456789abcdef") != BLOBS_ID_LEN - 1)
+  long got = http_query_get(r, "before", 0, v, sizeof v);
+  if (got != HTTP_QUERY_ABSENT) { /* badly escaped or too long is no blob id either */
+    if (got != BLOBS_ID_LEN - 1 || strspn(v, "0123456789abcdef") != BLOBS_ID_LEN - 1)
       bad = "before must be a blob id";
     else
       memcpy(c->before, v, BLOBS_ID_LEN);
   }
-  if (!bad && http_query_get(r, "all", 0, v, sizeof v) >= 0) {
+  if (!bad && (got = http_query_get(r, "all", 0, v, sizeof v)) != HTTP_QUERY_ABSENT) {
     if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
       bad = "all must be true or false";
     else if (strcmp(v, "true") == 0 && !c->who.admin) {

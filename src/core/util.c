@@ -107,14 +107,18 @@ static int hexval(int c) {
   return -1;
 }
 
-long pct_decode(char *s, size_t n, bool plus_is_space) {
+/* Decodes n bytes of in into out, writing at most cap bytes (no NUL); out
+ * may be in (the output never passes the input). Every escape is checked
+ * even past cap. Returns the decoded length, -1 on a bad escape or a
+ * decoded NUL, -2 when the decoded text is longer than cap. */
+static long pct_decode_n(const char *in, size_t n, char *out, size_t cap, bool plus_is_space) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
-    char c = s[i];
+    char c = in[i];
     if (c == '%') {
       if (i + 2 >= n)
         return -1;
-      int h = hexval((unsigned char)s[i + 1]), l = hexval((unsigned char)s[i + 2]);
+      int h = hexval((unsigned char)in[i + 1]), l = hexval((unsigned char)in[i + 2]);
       if (h < 0 || l < 0)
         return -1;
       c = (char)(h * 16 + l);
@@ -124,11 +128,26 @@ long pct_decode(char *s, size_t n, bool plus_is_space) {
     } else if (c == '+' && plus_is_space) {
       c = ' ';
     }
-    s[o++] = c;
+    if (o < cap)
+      out[o] = c;
+    o++;
   }
-  if (o < n)
+  return o > cap ? -2 : (long)o;
+}
+
+long pct_decode(char *s, size_t n, bool plus_is_space) {
+  long o = pct_decode_n(s, n, s, n, plus_is_space);
+  if (o >= 0 && (size_t)o < n)
     s[o] = '\0';
-  return (long)o;
+  return o;
+}
+
+long pct_decode_to(const char *in, size_t n, char *out, size_t outlen, bool plus_is_space) {
+  if (!outlen)
+    return -2;
+  long o = pct_decode_n(in, n, out, outlen - 1, plus_is_space);
+  out[o >= 0 ? o : 0] = '\0';
+  return o;
 }
 
 bool header_has_token(const char *value, const char *token) {

@@ -63,6 +63,11 @@ void sha1(const void *data, size_t n, unsigned char out[20]);
 /* Decodes %XX and (when plus_is_space) '+' in place. Returns the new
  * length, or -1 on a bad escape or a decoded NUL. */
 long pct_decode(char *s, size_t n, bool plus_is_space);
+/* The same from n bytes of in into out (outlen bytes, NUL-ended; out may
+ * be in). Returns the decoded length; -1 on a bad escape (`%zz`, a cut
+ * `%4`) or a decoded NUL; -2 when the decoded text does not fit in
+ * outlen-1 bytes. On error out is "" (when outlen > 0). */
+long pct_decode_to(const char *in, size_t n, char *out, size_t outlen, bool plus_is_space);
 /* Case-insensitive: does the comma-separated header value list contain
  * token (e.g. "gzip" in "deflate, gzip;q=1")? A token with q=0 does not
  * count. */

@@ -2,6 +2,7 @@
  * DELETE /api/v1/keys/{id}), the user list, and the audit log
  * (GET /api/v1/audit). The key and audit operations are shared with the
  * CLI. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,18 +298,12 @@ static void handle_user_list(struct http_req *r) {
 }
 
 static void handle_audit(struct http_req *r) {
-  char v[24];
-  long limit;
-  long long before = 0;
+  long limit, before = 0;
   if (!http_query_limit(r, 100, 1000, &limit))
     return;
-  if (http_query_get(r, "before", 0, v, sizeof v) >= 0) {
-    char *end;
-    before = strtoll(v, &end, 10);
-    if (*end || before < 1) {
-      http_reply_error(r, 400, "INVALID_INPUT", "before must be an audit entry id", NULL);
-      return;
-    }
+  if (!http_query_long(r, "before", 1, LONG_MAX, &before)) {
+    http_reply_error(r, 400, "INVALID_INPUT", "before must be an audit entry id", NULL);
+    return;
   }
   struct admin_job *j = admin_job(r, AUDIT_LIST);
   if (!j)

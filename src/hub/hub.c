@@ -1051,8 +1051,12 @@ static int query_topics(struct hub *h, struct http_req *r, char topics[][257], i
   for (int i = 0;; i++) {
     char t[1024];
     long l = http_query_get(r, "topic", i, t, sizeof t);
-    if (l < 0)
+    if (l == HTTP_QUERY_ABSENT)
       break;
+    if (l < 0) { /* one left out would be a subscription silently missing */
+      http_query_refuse(r, l, "topic", sizeof t, "INVALID_TOPIC");
+      return -1;
+    }
     if (!hub_topic_valid(t)) {
       json_t *d = json_pack("{s:s}", "topic", t);
       http_reply_error(r, 400, "INVALID_TOPIC",
@@ -1117,9 +1121,17 @@ static void handle_sse(struct http_req *r) {
   uint64_t last_id = 0;
   bool resume = false;
   const char *lei = http_header_get(r, "last-event-id");
-  char qbuf[32];
-  if (!lei && http_query_get(r, "last_event_id", 0, qbuf, sizeof qbuf) > 0)
+  char qbuf[32] = "";
+  if (!lei) {
+    if (http_query_str(r, "last_event_id", qbuf, sizeof qbuf, NULL) < 0)
+      return;
+    if (strspn(qbuf, "0123456789") != strlen(qbuf)) { /* not resuming would lose events */
+      http_reply_error(r, 400, "INVALID_INPUT", "last_event_id must be an event id (digits)",
+                       json_pack("{s:s}", "parameter", "last_event_id"));
+      return;
+    }
     lei = qbuf;
+  }
   if (lei && *lei) {
     char *end;
     last_id = strtoull(lei, &end, 10);

@@ -92,11 +92,41 @@ struct http_req {
 
 const char *http_header_get(const struct http_req *r, const char *name);
 const char *http_param(const struct http_req *r, const char *name);
-/* Copies the decoded value of query parameter `name` into out (NUL-ended).
- * `nth` picks among repeats (0 = first). Returns its length, or -1 when
- * absent, malformed or longer than outlen-1. */
+/* ---- query parameters --------------------------------------------------
+ * A parameter is looked up by its decoded name; its value is decoded
+ * (%XX, '+' as space) into the caller's buffer. A parameter that is there
+ * but cannot be used (bad percent-encoding, longer than the buffer) is an
+ * error the client hears about (400), never taken for an absent one: a
+ * filter dropped silently would widen the answer. */
+enum {
+  HTTP_QUERY_ABSENT = -1,    /* no such parameter */
+  HTTP_QUERY_MALFORMED = -2, /* bad percent-encoding: `%zz`, a cut `%4`, `%00` */
+  HTTP_QUERY_TOO_LONG = -3,  /* decoded value longer than outlen-1 bytes */
+};
+/* Copies the decoded value of query parameter `name` into out (outlen
+ * bytes, NUL-ended). `nth` picks among repeats (0 = first). Returns its
+ * length (0 for `name=` or a bare `name`); HTTP_QUERY_ABSENT with out
+ * untouched; HTTP_QUERY_MALFORMED or HTTP_QUERY_TOO_LONG with out "".
+ * Any thread; reads r only. */
 long http_query_get(const struct http_req *r, const char *name, int nth,
                     char *out, size_t outlen);
+/* The message for a value http_query_get refused (rc MALFORMED or
+ * TOO_LONG, outlen as passed to it), into msg (msglen bytes):
+ * "query parameter 'by' is longer than 15 bytes", "query parameter 'by'
+ * is not valid percent-encoding". For routes that answer in their own
+ * format. */
+void http_query_why(long rc, const char *name, size_t outlen, char *msg, size_t msglen);
+/* Answers 400 with the error envelope for a value http_query_get refused:
+ * error_code `code` (NULL: "INVALID_INPUT"), http_query_why's message,
+ * details {"parameter": name, "max_bytes": outlen-1 (TOO_LONG only)}. */
+void http_query_refuse(struct http_req *r, long rc, const char *name, size_t outlen,
+                       const char *code);
+/* The first `name` as text, for a handler: 1 with out set (may be ""),
+ * 0 when absent (out untouched: preset a default), -1 when it is there
+ * but unusable, after answering 400 as http_query_refuse (the caller
+ * frees what it holds and returns). */
+int http_query_str(struct http_req *r, const char *name, char *out, size_t outlen,
+                   const char *code);
 /* Query parameter `name` (the first) as a whole decimal number in
  * [lo, hi]: true with *out set, or true with *out kept when it is absent;
  * false when it is there and anything else (empty, not a number, past

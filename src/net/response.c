@@ -101,11 +101,39 @@ long http_query_get(const struct http_req *r, const char *name, int nth,
                     char *out, size_t outlen) {
   const char *v;
   size_t vl;
-  if (!query_find(r, name, nth, &v, &vl) || vl >= outlen)
-    return -1;
-  memcpy(out, v, vl);
-  out[vl] = '\0';
-  return pct_decode(out, vl, true);
+  if (!query_find(r, name, nth, &v, &vl))
+    return HTTP_QUERY_ABSENT;
+  long n = pct_decode_to(v, vl, out, outlen, true);
+  return n == -1 ? HTTP_QUERY_MALFORMED : n < 0 ? HTTP_QUERY_TOO_LONG : n;
+}
+
+void http_query_why(long rc, const char *name, size_t outlen, char *msg, size_t msglen) {
+  if (rc == HTTP_QUERY_TOO_LONG)
+    snprintf(msg, msglen, "query parameter '%.64s' is longer than %zu bytes", name,
+             outlen ? outlen - 1 : 0);
+  else
+    snprintf(msg, msglen, "query parameter '%.64s' is not valid percent-encoding", name);
+}
+
+void http_query_refuse(struct http_req *r, long rc, const char *name, size_t outlen,
+                       const char *code) {
+  char msg[160];
+  http_query_why(rc, name, outlen, msg, sizeof msg);
+  json_t *d = json_pack("{s:s}", "parameter", name);
+  if (d && rc == HTTP_QUERY_TOO_LONG)
+    json_object_set_new(d, "max_bytes", json_integer((json_int_t)(outlen ? outlen - 1 : 0)));
+  http_reply_error(r, 400, code ? code : "INVALID_INPUT", msg, d);
+}
+
+int http_query_str(struct http_req *r, const char *name, char *out, size_t outlen,
+                   const char *code) {
+  long n = http_query_get(r, name, 0, out, outlen);
+  if (n >= 0)
+    return 1;
+  if (n == HTTP_QUERY_ABSENT)
+    return 0;
+  http_query_refuse(r, n, name, outlen, code);
+  return -1;
 }
 
 bool http_query_long(const struct http_req *r, const char *name, long lo, long hi, long *out) {

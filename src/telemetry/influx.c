@@ -100,31 +100,53 @@ void telemetry_influx_refuse(struct http_req *r, const struct http_refusal *why)
   }
 }
 
+/* Query parameter `name` into out (n bytes), answering in Influx's format:
+ * 1 there (out set), 0 absent, -1 there but unusable (400 `code` answered). */
+static int influx_query(struct http_req *r, const char *name, char *out, size_t n,
+                        const char *code) {
+  long rc = http_query_get(r, name, 0, out, n);
+  if (rc >= 0 || rc == HTTP_QUERY_ABSENT)
+    return rc >= 0;
+  char msg[160];
+  http_query_why(rc, name, n, msg, sizeof msg);
+  telemetry_reply_error(r, TELEMETRY_API_INFLUX, 400, code, msg,
+                        json_pack("{s:s}", "parameter", name));
+  return -1;
+}
+
 /* Precision as each API names it: 1.x as the parser reads it
- * (lp_precision_parse: n, u, ms, s, m, h, ns, us, µs); 2.x ns, us, ms, s. */
-static bool influx_precision(struct http_req *r, bool v2, enum lp_precision *prec) {
+ * (lp_precision_parse: n, u, ms, s, m, h, ns, us, µs); 2.x ns, us, ms, s.
+ * 1 known (absent: nanoseconds), 0 not a precision, -1 answered. */
+static int influx_precision(struct http_req *r, bool v2, enum lp_precision *prec) {
   char p[64] = "";
-  if (http_query_get(r, "precision", 0, p, sizeof p) < 0)
-    p[0] = '\0'; /* absent: nanoseconds (a value past 63 bytes is no precision either) */
+  if (influx_query(r, "precision", p, sizeof p, "INVALID_PRECISION") < 0)
+    return -1;
   if (v2 && p[0] && strcmp(p, "ns") && strcmp(p, "us") && strcmp(p, "ms") && strcmp(p, "s"))
-    return false;
+    return 0;
   return lp_precision_parse(p, prec) == 0;
 }
 
-static bool has_param(struct http_req *r, const char *name) {
+/* 1 when `name` is there and not empty, 0 when not, -1 answered. */
+static int has_param(struct http_req *r, const char *name) {
   char v[256];
-  return http_query_get(r, name, 0, v, sizeof v) > 0;
+  int rc = influx_query(r, name, v, sizeof v, "INVALID_QUERY");
+  return rc > 0 ? v[0] != '\0' : rc;
 }
 
 void telemetry_handle_write_v1(struct http_req *r) {
   struct telemetry *t = r->app;
   influx_headers(r);
   enum lp_precision prec;
-  if (!has_param(r, "db")) {
+  int rc = has_param(r, "db");
+  if (rc < 0)
+    return;
+  if (!rc) {
     telemetry_reply_error(r, TELEMETRY_API_INFLUX, 400, "INVALID_QUERY", "database is required", NULL);
     return;
   }
-  if (!influx_precision(r, false, &prec)) {
+  if ((rc = influx_precision(r, false, &prec)) < 0)
+    return;
+  if (!rc) {
     telemetry_reply_error(r, TELEMETRY_API_INFLUX, 400, "INVALID_PRECISION",
                      "invalid precision: n, u, ms, s, m or h", NULL);
     return;
@@ -136,16 +158,26 @@ void telemetry_handle_write_v2(struct http_req *r) {
   struct telemetry *t = r->app;
   influx_headers(r);
   enum lp_precision prec;
-  if (!has_param(r, "bucket")) {
+  int rc = has_param(r, "bucket");
+  if (rc < 0)
+    return;
+  if (!rc) {
     telemetry_reply_error(r, TELEMETRY_API_INFLUX, 400, "INVALID_QUERY", "bucket is required", NULL);
     return;
   }
-  if (!has_param(r, "org") && !has_param(r, "orgID")) {
+  int org = has_param(r, "org");
+  if (!org)
+    org = has_param(r, "orgID");
+  if (org < 0)
+    return;
+  if (!org) {
     telemetry_reply_error(r, TELEMETRY_API_INFLUX, 400, "INVALID_QUERY", "organization is required",
                      NULL);
     return;
   }
-  if (!influx_precision(r, true, &prec)) {
+  if ((rc = influx_precision(r, true, &prec)) < 0)
+    return;
+  if (!rc) {
     telemetry_reply_error(r, TELEMETRY_API_INFLUX, 400, "INVALID_PRECISION",
                      "invalid precision: ns, us, ms or s", NULL);
     return;
@@ -156,9 +188,10 @@ void telemetry_handle_write_v2(struct http_req *r) {
 /* Clients call it first to see the server is there (no credential). */
 void telemetry_handle_ping(struct http_req *r) {
   influx_headers(r);
-  char verbose[8];
-  if (http_query_get(r, "verbose", 0, verbose, sizeof verbose) > 0 &&
-      strcmp(verbose, "true") == 0) {
+  char verbose[8] = "";
+  if (influx_query(r, "verbose", verbose, sizeof verbose, "INVALID_QUERY") < 0)
+    return;
+  if (strcmp(verbose, "true") == 0) {
     static const char body[] = "{\"version\":\"" INFLUX_VERSION "\"}";
     http_reply(r, 200, "application/json", body, sizeof body - 1);
     return;

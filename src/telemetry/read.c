@@ -20,24 +20,12 @@
 
 #define MAX_BUCKETS 100000
 
-/* Whether the query names `name` at all (a value too long to copy is
- * there, and wrong). */
-static bool query_has(const struct http_req *r, const char *name) {
-  size_t n = strlen(name);
-  for (const char *q = r->query; q && *q;) {
-    if (strncmp(q, name, n) == 0 && (q[n] == '=' || q[n] == '&' || !q[n]))
-      return true;
-    q = strchr(q, '&');
-    q = q ? q + 1 : NULL;
-  }
-  return false;
-}
-
 bool telemetry_param_int64(struct http_req *r, const char *name, bool rfc3339, int64_t *out) {
   char v[64];
-  if (!query_has(r, name))
+  long n = http_query_get(r, name, 0, v, sizeof v);
+  if (n == HTTP_QUERY_ABSENT)
     return true;
-  if (http_query_get(r, name, 0, v, sizeof v) <= 0)
+  if (n <= 0) /* empty, badly escaped, or longer than any time */
     return false;
   char *end;
   errno = 0;
@@ -155,7 +143,8 @@ static void read_done(struct http_req *r, void *arg) {
   read_job_free(j);
 }
 
-/* from, to, limit, and with how->buckets step and agg. */
+/* from, to, limit, and with how->buckets step and agg: false with *bad
+ * set for the caller to answer, or with *bad NULL once answered. */
 static bool read_params(struct http_req *r, struct read_job *j, const struct telemetry_read *how,
                         const char **bad) {
   j->from = INT64_MIN;
@@ -171,9 +160,8 @@ static bool read_params(struct http_req *r, struct read_job *j, const struct tel
     return false;
   }
   /* raw points: a page of `limit` (the store's default, at most its max) */
-  int64_t limit = j->t->cfg.read_points;
-  if (!telemetry_param_int64(r, "limit", false, &limit) || limit < 1 ||
-      limit > j->t->cfg.read_max) {
+  long limit = j->t->cfg.read_points;
+  if (!http_query_long(r, "limit", 1, j->t->cfg.read_max, &limit)) {
     static _Thread_local char msg[96];
     snprintf(msg, sizeof msg, "limit is a number of points, 1 to %d", j->t->cfg.read_max);
     *bad = msg;
@@ -183,7 +171,10 @@ static bool read_params(struct http_req *r, struct read_job *j, const struct tel
   if (!how->buckets)
     return true;
   char v[32];
-  if (http_query_get(r, "step", 0, v, sizeof v) >= 0) {
+  int has = http_query_str(r, "step", v, sizeof v, "INVALID_QUERY");
+  if (has < 0)
+    return false; /* answered */
+  if (has) {
     uint64_t ms;
     if (cfg_parse_ms(v, &ms) || !ms || ms > 366ULL * 86400000) {
       *bad = "step is a duration: 10s, 1m, 1h";
@@ -192,7 +183,9 @@ static bool read_params(struct http_req *r, struct read_job *j, const struct tel
     j->step = (int64_t)ms * 1000000;
   }
   j->agg = SERIES_MEAN;
-  if (http_query_get(r, "agg", 0, v, sizeof v) >= 0 && (j->agg = series_agg_parse(v)) < 0) {
+  if ((has = http_query_str(r, "agg", v, sizeof v, "INVALID_QUERY")) < 0)
+    return false;
+  if (has && (j->agg = series_agg_parse(v)) < 0) {
     *bad = "agg is mean, min, max, sum, count, first or last";
     return false;
   }
@@ -215,7 +208,8 @@ static void read_start(struct telemetry *t, struct http_req *r, struct read_job 
   j->missing_null = how->missing_null;
   if (!read_params(r, j, how, &bad)) {
     read_job_free(j);
-    http_reply_error(r, 400, "INVALID_QUERY", bad, NULL);
+    if (bad)
+      http_reply_error(r, 400, "INVALID_QUERY", bad, NULL);
     return;
   }
   if (how->head && !(j->head = strdup(how->head))) {
@@ -281,10 +275,12 @@ static void handle_series(struct http_req *r, bool bucketed) {
   }
   const char *bad = "give series=KEY: \"measurement,tag=value field\" in line protocol escaping";
   char why[96] = "";
-  if (http_query_get(r, "series", 0, j->key, sizeof j->key) <= 0 ||
+  int has = http_query_str(r, "series", j->key, sizeof j->key, "INVALID_QUERY");
+  if (has <= 0 || !j->key[0] ||
       (!series_param(j->key, sizeof j->key, why, sizeof why) && (bad = why))) {
     read_job_free(j);
-    http_reply_error(r, 400, "INVALID_QUERY", bad, NULL);
+    if (has >= 0)
+      http_reply_error(r, 400, "INVALID_QUERY", bad, NULL);
     return;
   }
   struct telemetry_read how = {.buckets = bucketed, .need_step = bucketed};

@@ -712,7 +712,8 @@ void telemetry_handle_write(struct http_req *r) {
   struct telemetry *t = r->app;
   char prec_s[32] = "";
   enum lp_precision prec;
-  http_query_get(r, "precision", 0, prec_s, sizeof prec_s); /* absent: nanoseconds */
+  if (http_query_str(r, "precision", prec_s, sizeof prec_s, "INVALID_PRECISION") < 0)
+    return; /* absent: nanoseconds */
   if (lp_precision_parse(prec_s, &prec)) {
     http_reply_error(r, 400, "INVALID_PRECISION", "precision must be ns, us, ms, s, m or h", NULL);
     return;

@@ -50,8 +50,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           router_match(rt, r.method, path, &r, &route, allow, sizeof allow);
         }
         http_header_get(&r, "content-type");
-        http_query_get(&r, "topic", 0, v, sizeof v);
-        http_query_get(&r, "topic", 1, v, sizeof v);
+        /* every outcome leaves v NUL-ended within its bounds */
+        long ql = http_query_get(&r, "topic", 0, v, sizeof v);
+        if ((ql >= 0 && strlen(v) != (size_t)ql) || (ql < HTTP_QUERY_ABSENT && v[0]))
+          __builtin_trap();
+        http_query_get(&r, "topic", 1, v, 4);
+        long limit;
+        http_query_long(&r, "limit", 1, 1000, &limit);
         /* the body as routes read it: Content-Encoding undone */
         struct buf out, scratch;
         struct http_body_error err;

@@ -231,16 +231,20 @@ void flow_handle_alerts(struct http_req *r) {
   if (!j)
     return;
   j->f = f;
-  http_query_get(r, "kind", 0, j->kind, sizeof j->kind);
-  http_query_get(r, "subject", 0, j->subject, sizeof j->subject);
-  http_query_get(r, "region", 0, j->region, sizeof j->region);
-  int64_t since = -1, limit = 100;
+  if (http_query_str(r, "kind", j->kind, sizeof j->kind, "INVALID_QUERY") < 0 ||
+      http_query_str(r, "subject", j->subject, sizeof j->subject, "INVALID_QUERY") < 0 ||
+      http_query_str(r, "region", j->region, sizeof j->region, "INVALID_QUERY") < 0) {
+    free(j);
+    return;
+  }
+  int64_t since = -1;
+  long limit = 100;
   const char *bad = NULL;
   if (j->kind[0] && strcmp(j->kind, "station") && strcmp(j->kind, "region"))
     bad = "kind is station or region";
   else if (!flow_int64_param(r, "since", &since))
     bad = "since is Unix milliseconds";
-  else if (!flow_int64_param(r, "limit", &limit) || limit < 1 || limit > 1000)
+  else if (!http_query_long(r, "limit", 1, 1000, &limit))
     bad = "limit is 1 to 1000";
   if (bad) {
     free(j);
@@ -249,7 +253,7 @@ void flow_handle_alerts(struct http_req *r) {
   }
   if (since >= 0)
     snprintf(j->since, sizeof j->since, "%lld", (long long)since);
-  snprintf(j->limit, sizeof j->limit, "%lld", (long long)limit);
+  snprintf(j->limit, sizeof j->limit, "%ld", limit);
   job_start(r, alerts_work, alerts_done, j);
 }
 
@@ -264,7 +268,8 @@ void flow_handle_station_range(struct http_req *r) {
     return;
   }
   char pol[16] = "pm25";
-  http_query_get(r, "pollutant", 0, pol, sizeof pol);
+  if (http_query_str(r, "pollutant", pol, sizeof pol, "INVALID_QUERY") < 0)
+    return;
   int species = flow_species_of(pol, strlen(pol));
   if (species < 0) {
     http_reply_error(r, 400, "INVALID_QUERY", "pollutant is pm25, pm10, o3, no2, co or so2", NULL);

@@ -171,7 +171,12 @@ void matrix_handle_models(struct http_req *r) {
   if (!mc) return;
   const struct mx_catalog *cat = mc->cat;
   char name[MX_NAME_MAX * 2];
-  if (http_query_get(r, "model_name", 0, name, sizeof name) >= 0) {
+  int has = http_query_str(r, "model_name", name, sizeof name, "INVALID_QUERY");
+  if (has < 0) {
+    matrix_cat_put(r->app, mc);
+    return;
+  }
+  if (has) {
     const struct mx_model *md = mx_catalog_model(cat, name);
     if (!md) {
       http_reply_error(r, 404, "NOT_FOUND", "no such model in the catalogue", NULL);

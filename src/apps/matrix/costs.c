@@ -907,10 +907,11 @@ void matrix_handle_process_summary(struct http_req *r) {
  * (answered). */
 static int query_num(struct http_req *r, const char *name, double lo, double hi, double *out) {
   char v[64];
-  if (http_query_get(r, name, 0, v, sizeof v) < 0) return 0;
+  long n = http_query_get(r, name, 0, v, sizeof v);
+  if (n == HTTP_QUERY_ABSENT) return 0;
   char *end;
   double x = strtod(v, &end);
-  if (!*v || *end || !(x >= lo && x <= hi)) {
+  if (n <= 0 || *end || !(x >= lo && x <= hi)) {
     char msg[160];
     snprintf(msg, sizeof msg, "query parameter '%s' must be a number in %g..%g", name, lo, hi);
     http_reply_error(r, 400, "VALIDATION_ERROR", msg, json_pack("{s:s}", "field", name));
@@ -951,15 +952,19 @@ void matrix_handle_cross_region(struct http_req *r) {
   const struct mx_catalog *cat = mc->cat;
   char hwname[MX_NAME_MAX * 2] = "", itype[MX_NAME_MAX * 2] = "", prov[32] = "", reg[64] = "",
        basis_s[16] = "";
-  int has_hw = http_query_get(r, "hardware", 0, hwname, sizeof hwname) > 0;
-  int has_it = http_query_get(r, "instance_type", 0, itype, sizeof itype) > 0;
-  int has_p = http_query_get(r, "provider", 0, prov, sizeof prov) > 0;
-  int has_r = http_query_get(r, "region", 0, reg, sizeof reg) > 0;
-  int has_b = http_query_get(r, "basis", 0, basis_s, sizeof basis_s) > 0;
   double gpus = 0, hours = CR_DEFAULT_HOURS, power_w = NAN, util = 1;
   int has_gpus, has_power;
   struct cr_row *rows = NULL, **by = NULL;
   json_t *data = NULL;
+  const struct { const char *name; char *v; size_t n; } text[] = {
+      {"hardware", hwname, sizeof hwname}, {"instance_type", itype, sizeof itype},
+      {"provider", prov, sizeof prov}, {"region", reg, sizeof reg},
+      {"basis", basis_s, sizeof basis_s}};
+  for (size_t i = 0; i < sizeof text / sizeof *text; i++)
+    if (http_query_str(r, text[i].name, text[i].v, text[i].n, "VALIDATION_ERROR") < 0) goto out;
+  /* an empty value is none given */
+  int has_hw = hwname[0] != '\0', has_it = itype[0] != '\0', has_p = prov[0] != '\0',
+      has_r = reg[0] != '\0', has_b = basis_s[0] != '\0';
   if ((has_gpus = query_num(r, "gpu_count", 1, MX_GPUS_MAX, &gpus)) < 0 ||
       query_num(r, "hours", 1e-6, 876000, &hours) < 0 ||
       (has_power = query_num(r, "power_w", 1e-6, 1e9, &power_w)) < 0 ||
@@ -1326,12 +1331,13 @@ static void cost_models(struct http_req *r, long id) {
   j->m = m;
   j->mc = mc;
   j->id = id;
-  j->has_p = http_query_get(r, "provider", 0, j->prov, sizeof j->prov) >= 0;
-  j->has_r = http_query_get(r, "region", 0, j->reg, sizeof j->reg) >= 0;
-  j->has_h = http_query_get(r, "hardware", 0, j->hw, sizeof j->hw) >= 0;
   char model[MX_NAME_MAX * 2] = CM_MODEL, prec[32] = "FP16";
-  http_query_get(r, "model_name", 0, model, sizeof model);
-  http_query_get(r, "precision", 0, prec, sizeof prec);
+  if ((j->has_p = http_query_str(r, "provider", j->prov, sizeof j->prov, "VALIDATION_ERROR")) < 0 ||
+      (j->has_r = http_query_str(r, "region", j->reg, sizeof j->reg, "VALIDATION_ERROR")) < 0 ||
+      (j->has_h = http_query_str(r, "hardware", j->hw, sizeof j->hw, "VALIDATION_ERROR")) < 0 ||
+      http_query_str(r, "model_name", model, sizeof model, "VALIDATION_ERROR") < 0 ||
+      http_query_str(r, "precision", prec, sizeof prec, "VALIDATION_ERROR") < 0)
+    goto fail;
   j->model = mx_catalog_model(mc->cat, model);
   j->batch = 1;
   j->input_len = 512;

@@ -251,18 +251,10 @@ static bool cutoff(struct read_job *j) {
 }
 
 /* A host or VM name from the query (`name`), "" when absent; false after
- * answering 400. */
+ * answering 400 (badly escaped, or past n-1 bytes). */
 static bool name_query(struct http_req *r, const char *name, char *out, size_t n) {
   out[0] = '\0';
-  long len = http_query_get(r, name, 0, out, n);
-  if (len < -1 || (len < 0 && strstr(r->query, name))) {
-    char msg[80];
-    snprintf(msg, sizeof msg, "%s must be 1 to %d bytes", name, MX_MAX_NAME);
-    http_reply_error(r, 400, "INVALID_QUERY", msg, NULL);
-    return false;
-  }
-  if (len < 0) out[0] = '\0';
-  return true;
+  return http_query_str(r, name, out, n, "INVALID_QUERY") >= 0;
 }
 
 static void list_state(struct http_req *r, const char *kind, const char *filter) {
@@ -297,7 +289,7 @@ static void procs(struct http_req *r, const char *kind, bool top) {
   char host[MX_MAX_NAME + 1], by[16] = "cpu", lim[24];
   const char *hname = !strcmp(kind, "vm") ? "vm_name" : "host";
   if (!name_query(r, hname, host, sizeof host)) return;
-  if (top && http_query_get(r, "by", 0, by, sizeof by) < -1) by[0] = '\0';
+  if (top && http_query_str(r, "by", by, sizeof by, "INVALID_QUERY") < 0) return;
   const char *col = order_col(by);
   long limit = top ? 10 : 100000;
   if (!http_query_long(r, "limit", 1, top ? TOP_MAX : 100000, &limit)) {
@@ -434,12 +426,18 @@ static void range(struct http_req *r, bool vm) {
     return;
   }
   long pl = http_query_get(r, "pid", 0, pid, sizeof pid);
-  if (pl == 0 || pl < -1 || (pl > 0 && strspn(pid, "0123456789") != (size_t)pl)) {
+  if (pl < HTTP_QUERY_ABSENT) {
+    http_query_refuse(r, pl, "pid", sizeof pid, "INVALID_QUERY");
+    return;
+  }
+  if (pl == 0 || (pl > 0 && strspn(pid, "0123456789") != (size_t)pl)) {
     http_reply_error(r, 400, "INVALID_QUERY", "pid must be a number", NULL);
     return;
   }
   bool proc = process[0] || pid[0];
-  if (http_query_get(r, "metric", 0, metric, sizeof metric) < 0)
+  int has_metric = http_query_str(r, "metric", metric, sizeof metric, "INVALID_QUERY");
+  if (has_metric < 0) return;
+  if (!has_metric)
     snprintf(metric, sizeof metric, "%s", proc ? "cpu_usage_percent" : "total_cpu_usage");
   const char *const *names = proc ? mx_pfield_names : mx_hfield_names;
   int nn = proc ? MX_P_N : MX_H_N, f;

@@ -480,6 +480,15 @@ TEST(util_percent_decoding) {
   CHECK_EQ_INT(pct_decode(bad, strlen(bad), false), -1);
   char nul[] = "x%00";
   CHECK_EQ_INT(pct_decode(nul, strlen(nul), false), -1);
+  char out[4];
+  CHECK_EQ_INT(pct_decode_to("%41%42%43", 9, out, sizeof out, false), 3); /* fits decoded */
+  CHECK_EQ_STR(out, "ABC");
+  CHECK_EQ_INT(pct_decode_to("abcd", 4, out, sizeof out, false), -2);
+  CHECK_EQ_STR(out, "");
+  CHECK_EQ_INT(pct_decode_to("abcd%zz", 7, out, sizeof out, false), -1); /* bad beats long */
+  CHECK_EQ_INT(pct_decode_to("a+b", 3, out, sizeof out, true), 3);
+  CHECK_EQ_STR(out, "a b");
+  CHECK_EQ_INT(pct_decode_to("", 0, out, 0, false), -2);
 }
 
 TEST(util_header_tokens) {

@@ -63,6 +63,56 @@ TEST(query_long_reads_a_whole_number_in_range_or_says_no) {
   CHECK(n == 7);
 }
 
+/* Absent, there, and there but unusable are three answers: a value that
+ * is badly escaped or longer than the buffer is never taken for absent. */
+TEST(query_get_tells_absent_from_malformed_and_too_long) {
+  struct http_req r = {0};
+  r.query = "a=abc&empty=&bare&pct=%zz&cut=ab%4&nul=x%00y&long=abcdefgh&esc=%41%42%43%44%45%46%47"
+            "&plus=a+b&t=1&t=2&%62y=cpu";
+  char v[8];
+  CHECK_EQ_INT(http_query_get(&r, "a", 0, v, sizeof v), 3);
+  CHECK_EQ_STR(v, "abc");
+  CHECK_EQ_INT(http_query_get(&r, "empty", 0, v, sizeof v), 0);
+  CHECK_EQ_INT(http_query_get(&r, "bare", 0, v, sizeof v), 0);
+  CHECK_EQ_STR(v, "");
+  strcpy(v, "keep");
+  CHECK_EQ_INT(http_query_get(&r, "none", 0, v, sizeof v), HTTP_QUERY_ABSENT);
+  CHECK_EQ_STR(v, "keep"); /* absent: the caller's default stays */
+  CHECK_EQ_INT(http_query_get(&r, "pct", 0, v, sizeof v), HTTP_QUERY_MALFORMED);
+  CHECK_EQ_STR(v, "");
+  CHECK_EQ_INT(http_query_get(&r, "cut", 0, v, sizeof v), HTTP_QUERY_MALFORMED);
+  CHECK_EQ_INT(http_query_get(&r, "nul", 0, v, sizeof v), HTTP_QUERY_MALFORMED);
+  CHECK_EQ_INT(http_query_get(&r, "long", 0, v, sizeof v), HTTP_QUERY_TOO_LONG);
+  CHECK_EQ_STR(v, "");
+  char v9[9];
+  CHECK_EQ_INT(http_query_get(&r, "long", 0, v9, sizeof v9), 8); /* exactly fits */
+  CHECK_EQ_STR(v9, "abcdefgh");
+  /* the limit is on the decoded value: 21 bytes escaped, 7 decoded */
+  CHECK_EQ_INT(http_query_get(&r, "esc", 0, v, sizeof v), 7);
+  CHECK_EQ_STR(v, "ABCDEFG");
+  CHECK_EQ_INT(http_query_get(&r, "esc", 0, v, 7), HTTP_QUERY_TOO_LONG);
+  CHECK_EQ_INT(http_query_get(&r, "plus", 0, v, sizeof v), 3);
+  CHECK_EQ_STR(v, "a b");
+  CHECK_EQ_INT(http_query_get(&r, "t", 1, v, sizeof v), 1);
+  CHECK_EQ_STR(v, "2");
+  CHECK_EQ_INT(http_query_get(&r, "t", 2, v, sizeof v), HTTP_QUERY_ABSENT);
+  CHECK_EQ_INT(http_query_get(&r, "by", 0, v, sizeof v), 3); /* names are decoded too */
+  CHECK_EQ_INT(http_query_get(&r, "a", 0, v, 0), HTTP_QUERY_TOO_LONG);
+  /* the handler's form: 1 there, 0 absent, -1 refused (answered 400) */
+  strcpy(v, "dflt");
+  CHECK_EQ_INT(http_query_str(&r, "none", v, sizeof v, NULL), 0);
+  CHECK_EQ_STR(v, "dflt");
+  CHECK_EQ_INT(http_query_str(&r, "a", v, sizeof v, NULL), 1);
+  CHECK_EQ_INT(http_query_str(&r, "empty", v, sizeof v, NULL), 1);
+  CHECK_EQ_INT(http_query_str(&r, "pct", v, sizeof v, "INVALID_QUERY"), -1);
+  CHECK_EQ_INT(http_query_str(&r, "long", v, sizeof v, NULL), -1);
+  char msg[160];
+  http_query_why(HTTP_QUERY_TOO_LONG, "by", 16, msg, sizeof msg);
+  CHECK_EQ_STR(msg, "query parameter 'by' is longer than 15 bytes");
+  http_query_why(HTTP_QUERY_MALFORMED, "by", 16, msg, sizeof msg);
+  CHECK_EQ_STR(msg, "query parameter 'by' is not valid percent-encoding");
+}
+
 TEST(parse_stops_after_each_pipelined_request) {
   struct http_in in;
   http_in_init(&in, &cfg);
@@ -700,6 +750,7 @@ static const struct test tests[] = {
     T(ws_context_is_kept_inside_frames_and_messages),
     T(parse_simple_request), T(parse_stops_after_each_pipelined_request),
     T(query_long_reads_a_whole_number_in_range_or_says_no),
+    T(query_get_tells_absent_from_malformed_and_too_long),
     T(parse_headers_split_across_reads), T(parse_chunked_body), T(parse_limits_have_statuses),
     T(parse_malformed_requests), T(parse_rfc9112_rules), T(header_values_lose_trailing_whitespace), T(parse_expect_continue_flag), T(parse_bad_target),
     T(router_params_methods_and_rest), T(router_refuses_a_route_declared_twice),
