@@ -147,6 +147,12 @@ def test_the_refusal_names_the_parameter_and_its_limit():
     e = refused("GET", "/api/host-process-metrics/hosts", "host", "host=%zz")
     assert e["message"] == "query parameter 'host' is not valid percent-encoding", e
     assert e["details"] == {"parameter": "host"}, e
+    # a name is matched decoded: %62y is by
+    e = refused("GET", "/api/vm-process-metrics/top", "by", "%62y=" + "x" * 16)
+    assert e["details"] == {"parameter": "by", "max_bytes": 15}, e
+    # influx routes answer in their own shape, with the envelope's fields too
+    e = refused("POST", "/write", "db", "db=%zz")
+    assert e["error_code"] == "INVALID_QUERY" and e["code"] == "invalid", e
 
 
 def test_a_filter_too_long_is_not_dropped():
