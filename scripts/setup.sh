@@ -7,7 +7,7 @@ set -eu
 BUILD="build-essential cmake pkg-config
  libuv1-dev libhttp-parser-dev libwslay-dev libjansson-dev libsqlite3-dev
  libpq-dev libhiredis-dev libssl-dev zlib1g-dev libargon2-dev libicu-dev
- libcurl4-openssl-dev libmicrohttpd-dev libjs-chart.js libxxhash-dev"
+ libcurl4-openssl-dev libmicrohttpd-dev libjs-chart.js libxxhash-dev libyajl-dev"
 TEST="clang libclang-rt-14-dev postgresql redis-server nginx-light sqlite3 python3 python3-yaml python3-prometheus-client curl chromium nodejs npm"
 BENCH="wrk nginx-light prometheus-node-exporter netdata rabbitmq-server librabbitmq-dev
  python3-fastapi python3-uvicorn python3-sklearn python3-xgboost"

@@ -1,21 +1,23 @@
 /* push.c — the push-metrics payload parser and the series of a sample
- * (push.h). The body is parsed with jansson, checked whole, then read into
- * struct mx_sample: numbers by a table of the keys each object may hold
- * (the seed's names and grove-agent's, with their aliases), strings kept
- * in the document or copied when they must be cut or cleaned. */
+ * (push.h). The body is read as a stream of events (yajl) straight into
+ * struct mx_sample, checked whole: numbers by a table of the keys each
+ * object may hold (the seed's names and grove-agent's, with their
+ * aliases), strings copied into blocks the batch owns. */
 #include "apps/matrix/push.h"
 
+#include <errno.h>
 #include <inttypes.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_parse.h>
 
 #include "core/array.h"
 #include "core/buf.h"
 #include "core/error.h"
+#include "core/map.h"
 #include "core/util.h"
 
 const char *const mx_hfield_names[MX_H_N] = {
@@ -37,72 +39,152 @@ const char *const mx_disk_field_names[MX_D_N] = {"reads_per_s", "writes_per_s",
 const char *const mx_net_field_names[MX_D_N] = {"rx_bytes_per_s", "tx_bytes_per_s",
                                                 "rx_packets_per_s", "tx_packets_per_s"};
 
-/* A key an object may hold: its slot, and whether it is an alias (the
- * canonical key wins when both are given: grove-agent sends both). */
+/* ---- the body's keys ------------------------------------------------------------ */
+
+/* What a key of an object is: a figure (slot >= 0, an alias yielding to
+ * its canonical key when both are given: grove-agent sends both), or one
+ * of the keys below (slot -1). */
+enum special {
+  K_NONE, K_TIMESTAMP, K_SOURCE_TYPE, K_HOSTNAME, K_HOST_ALT, K_VM_NAME, K_AGENT_ID,
+  K_HYPERVISOR, K_INSTANCE_TYPE, K_CPU_MODEL, K_SEQ, K_METRICS, K_PROCESSES, K_LOAD_AVERAGE,
+  K_CORES, K_GPUS, K_DISKS, K_NETWORKS, K_POWER, K_CPU_ESTIMATED, K_PID, K_PPID,
+  K_PROCESS_NAME, K_NAME, K_COMMAND, K_USER, K_CGROUP, K_CONTAINER_ID, K_INDEX
+};
+
 struct fkey {
   const char *key;
   int slot;
   bool alias;
+  enum special special;
 };
+#define FIG(k, s) {k, s, false, K_NONE}
+#define ALIAS(k, s) {k, s, true, K_NONE}
+#define KEY(k, sp) {k, -1, false, sp}
 
+static const struct fkey sample_keys[] = {
+    KEY("timestamp", K_TIMESTAMP),   KEY("source_type", K_SOURCE_TYPE),
+    KEY("hostname", K_HOSTNAME),     KEY("host", K_HOST_ALT),
+    KEY("host_name", K_HOST_ALT),    KEY("vm_name", K_VM_NAME),
+    KEY("agent_id", K_AGENT_ID),     KEY("hypervisor", K_HYPERVISOR),
+    KEY("instance_type", K_INSTANCE_TYPE), KEY("cpu_model", K_CPU_MODEL),
+    KEY("seq", K_SEQ),               KEY("metrics", K_METRICS),
+    KEY("processes", K_PROCESSES),
+};
 static const struct fkey host_keys[] = {
-    {"total_cpu_usage", MX_H_CPU, false},        {"cpu_usage", MX_H_CPU, true},
-    {"total_memory_usage", MX_H_MEM, false},     {"memory_usage", MX_H_MEM, true},
-    {"total_gpu_usage", MX_H_GPU, false},        {"gpu_utilization", MX_H_GPU, true},
-    {"total_power_consumption", MX_H_POWER, false}, {"power_consumption", MX_H_POWER, true},
-    {"system_load_average", MX_H_LOAD1, false},  {"cpu_steal_percent", MX_H_STEAL, false},
-    {"cpu_iowait_percent", MX_H_IOWAIT, false},  {"memory_total_bytes", MX_H_MEM_TOTAL, false},
-    {"memory_available_bytes", MX_H_MEM_AVAIL, false},
-    {"swap_total_bytes", MX_H_SWAP_TOTAL, false}, {"swap_free_bytes", MX_H_SWAP_FREE, false},
-    {"network_usage_mbps", MX_H_NET, false},     {"process_count", MX_H_PROC_COUNT, false},
+    FIG("total_cpu_usage", MX_H_CPU),        ALIAS("cpu_usage", MX_H_CPU),
+    FIG("total_memory_usage", MX_H_MEM),     ALIAS("memory_usage", MX_H_MEM),
+    FIG("total_gpu_usage", MX_H_GPU),        ALIAS("gpu_utilization", MX_H_GPU),
+    FIG("total_power_consumption", MX_H_POWER), ALIAS("power_consumption", MX_H_POWER),
+    FIG("system_load_average", MX_H_LOAD1),  FIG("cpu_steal_percent", MX_H_STEAL),
+    FIG("cpu_iowait_percent", MX_H_IOWAIT),  FIG("memory_total_bytes", MX_H_MEM_TOTAL),
+    FIG("memory_available_bytes", MX_H_MEM_AVAIL),
+    FIG("swap_total_bytes", MX_H_SWAP_TOTAL), FIG("swap_free_bytes", MX_H_SWAP_FREE),
+    FIG("network_usage_mbps", MX_H_NET),     FIG("process_count", MX_H_PROC_COUNT),
+    KEY("processes", K_PROCESSES),           KEY("load_average", K_LOAD_AVERAGE),
+    KEY("cpu_cores_percent", K_CORES),       KEY("gpus", K_GPUS),
+    KEY("disks", K_DISKS),                   KEY("networks", K_NETWORKS),
+    KEY("power", K_POWER),
 };
 static const struct fkey power_keys[] = {
-    {"cpu_watts", MX_H_CPU_W, false},         {"cpu_idle_watts", MX_H_CPU_IDLE_W, false},
-    {"cpu_active_watts", MX_H_CPU_ACTIVE_W, false}, {"gpu_watts", MX_H_GPU_W, false},
-    {"gpu_idle_watts", MX_H_GPU_IDLE_W, false}, {"gpu_active_watts", MX_H_GPU_ACTIVE_W, false},
-    {"unattributed_watts", MX_H_UNATTR_W, false},
+    FIG("cpu_watts", MX_H_CPU_W),         FIG("cpu_idle_watts", MX_H_CPU_IDLE_W),
+    FIG("cpu_active_watts", MX_H_CPU_ACTIVE_W), FIG("gpu_watts", MX_H_GPU_W),
+    FIG("gpu_idle_watts", MX_H_GPU_IDLE_W), FIG("gpu_active_watts", MX_H_GPU_ACTIVE_W),
+    FIG("unattributed_watts", MX_H_UNATTR_W), KEY("cpu_estimated", K_CPU_ESTIMATED),
 };
 static const struct fkey proc_keys[] = {
-    {"cpu_usage_percent", MX_P_CPU, false},     {"cpu_usage", MX_P_CPU, true},
-    {"cpu_percent", MX_P_CPU, true},            {"memory_usage_mb", MX_P_MEM_MB, false},
-    {"gpu_utilization_percent", MX_P_GPU, false}, {"gpu_utilization", MX_P_GPU, true},
-    {"power_consumption_watts", MX_P_POWER, false}, {"power_consumption", MX_P_POWER, true},
-    {"power_watts", MX_P_POWER, true},          {"io_operations", MX_P_IO_OPS, false},
-    {"network_usage_mbps", MX_P_NET, false},    {"rss_bytes", MX_P_RSS, false},
-    {"threads", MX_P_THREADS, false},           {"gpu_memory_bytes", MX_P_GPU_MEM, false},
-    {"io_read_bytes", MX_P_IO_READ, false},     {"io_write_bytes", MX_P_IO_WRITE, false},
-    {"cost_per_hour", MX_P_COST, false},
+    FIG("cpu_usage_percent", MX_P_CPU),     ALIAS("cpu_usage", MX_P_CPU),
+    ALIAS("cpu_percent", MX_P_CPU),         FIG("memory_usage_mb", MX_P_MEM_MB),
+    FIG("gpu_utilization_percent", MX_P_GPU), ALIAS("gpu_utilization", MX_P_GPU),
+    FIG("power_consumption_watts", MX_P_POWER), ALIAS("power_consumption", MX_P_POWER),
+    ALIAS("power_watts", MX_P_POWER),       FIG("io_operations", MX_P_IO_OPS),
+    FIG("network_usage_mbps", MX_P_NET),    FIG("rss_bytes", MX_P_RSS),
+    FIG("threads", MX_P_THREADS),           FIG("gpu_memory_bytes", MX_P_GPU_MEM),
+    FIG("io_read_bytes", MX_P_IO_READ),     FIG("io_write_bytes", MX_P_IO_WRITE),
+    FIG("cost_per_hour", MX_P_COST),        KEY("pid", K_PID),
+    KEY("ppid", K_PPID),                    KEY("process_name", K_PROCESS_NAME),
+    KEY("name", K_NAME),                    KEY("command", K_COMMAND),
+    KEY("user", K_USER),                    KEY("cgroup", K_CGROUP),
+    KEY("container_id", K_CONTAINER_ID),
 };
 static const struct fkey gpu_keys[] = {
-    {"utilization_percent", MX_G_UTIL, false},  {"utilization", MX_G_UTIL, true},
-    {"memory_utilization_percent", MX_G_MEM_UTIL, false},
-    {"memory_total_bytes", MX_G_MEM_TOTAL, false}, {"memory_used_bytes", MX_G_MEM_USED, false},
-    {"power_watts", MX_G_POWER, false},         {"energy_millijoules", MX_G_ENERGY, false},
-    {"temperature_celsius", MX_G_TEMP, false},
+    FIG("utilization_percent", MX_G_UTIL),  ALIAS("utilization", MX_G_UTIL),
+    FIG("memory_utilization_percent", MX_G_MEM_UTIL),
+    FIG("memory_total_bytes", MX_G_MEM_TOTAL), FIG("memory_used_bytes", MX_G_MEM_USED),
+    FIG("power_watts", MX_G_POWER),         FIG("energy_millijoules", MX_G_ENERGY),
+    FIG("temperature_celsius", MX_G_TEMP),  KEY("index", K_INDEX),
+    KEY("name", K_NAME),
 };
 static const struct fkey disk_keys[] = {
-    {"reads_per_s", MX_D_A, false}, {"writes_per_s", MX_D_B, false},
-    {"read_bytes_per_s", MX_D_C, false}, {"write_bytes_per_s", MX_D_D, false},
+    FIG("reads_per_s", MX_D_A), FIG("writes_per_s", MX_D_B),
+    FIG("read_bytes_per_s", MX_D_C), FIG("write_bytes_per_s", MX_D_D), KEY("name", K_NAME),
 };
 static const struct fkey net_keys[] = {
-    {"rx_bytes_per_s", MX_D_A, false}, {"tx_bytes_per_s", MX_D_B, false},
-    {"rx_packets_per_s", MX_D_C, false}, {"tx_packets_per_s", MX_D_D, false},
+    FIG("rx_bytes_per_s", MX_D_A), FIG("tx_bytes_per_s", MX_D_B),
+    FIG("rx_packets_per_s", MX_D_C), FIG("tx_packets_per_s", MX_D_D), KEY("name", K_NAME),
 };
 
-/* ---- parse state --------------------------------------------------------------- */
+/* ---- the streaming reader ------------------------------------------------------------
+ *
+ * yajl hands the body over as events (a key, a number, the start of an
+ * object, …); no tree is built. A stack of frames says where each event
+ * lands: the samples, a sample, its metrics, its processes, one process,
+ * and so on. A value under a key nobody reads (and all it holds) is
+ * skipped by counting its depth. The first bad value records the refusal;
+ * parsing goes on to the end only to tell a body that is not JSON at all
+ * (INVALID_JSON wins, as when the whole document was parsed first). */
+
+enum frame_kind {
+  FR_SAMPLES, FR_SAMPLE, FR_METRICS, FR_POWER, FR_PROCS, FR_PROC, FR_GPUS, FR_GPU, FR_DISKS,
+  FR_NETS, FR_DEV, FR_LOADS, FR_CORES
+};
+
+/* An object's or an array's place in the body. */
+struct frame {
+  enum frame_kind kind;
+  size_t at_len;             /* the path's length when it was entered */
+  const struct fkey *keys;   /* objects: the keys it may hold */
+  size_t nkeys;
+  uint64_t seen;             /* objects: known keys given (by index), for duplicates */
+  uint64_t *unknown;         /* objects: hashes of the unknown keys given (duplicates) */
+  size_t nunknown, capunknown;
+  int key;                   /* objects: the current key's index in keys, -1 unknown */
+  uint32_t canon;            /* processes, GPUs, devices: canonical keys given */
+  size_t count;              /* arrays: elements so far */
+  void *obj;                 /* the struct it fills (mx_sample, mx_proc, …) */
+};
+
+#define MAX_FRAMES 8         /* samples > sample > metrics > processes > process */
+#define MAX_DEPTH 2048       /* nesting at most (jansson's JSON_PARSER_MAX_DEPTH) */
+#define ARENA_BLOCK 65536    /* bytes of a block of the batch's strings */
 
 struct parse {
   struct mx_batch *b;
   const struct mx_push_limits *lim;
   struct mx_push_error *err;
-  char at[96];               /* the current object's path, "[2].metrics" */
-  int rc;
+  char at[96];               /* the current place, "[2].metrics" */
+  char key[96];              /* the current key (cut), for messages */
+  int rc;                    /* 0, or the first refusal's code */
+  bool json_error;           /* the refusal is the body not being JSON */
+  bool list;                 /* the body is an array of samples */
+  bool top;                  /* the top value has begun */
+  size_t skip;               /* depth inside a value being skipped */
+  size_t depth;              /* nesting of the whole document */
+  size_t capsamples;
+  size_t capprocs, capcores, capgpus, capdisks, capnets; /* the current sample's arrays */
+  /* the current sample's state between its keys */
+  uint32_t canon;            /* canonical host keys given (aliases yield) */
+  const char *host, *host_alt;
+  bool metrics, procs_metrics, procs_top;
+  int nframes;
+  struct frame f[MAX_FRAMES];
 };
 
 static int fail(struct parse *p, int status, const char *code, const char *key,
                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 static int fail(struct parse *p, int status, const char *code, const char *key,
                 const char *fmt, ...) {
+  if (p->rc)
+    return p->rc;
   p->err->status = status;
   p->err->code = code;
   snprintf(p->err->path, sizeof p->err->path, "%s%s%s", p->at, p->at[0] && key ? "." : "",
@@ -117,7 +199,25 @@ static int fail(struct parse *p, int status, const char *code, const char *key,
   return p->rc = GROVE_EINVAL;
 }
 
-/* Pushes ".name" (or "[i]") onto the path; pop by restoring the length. */
+static int no_memory(struct parse *p) {
+  p->err->status = 503;
+  p->err->code = "OUT_OF_MEMORY";
+  p->err->path[0] = '\0';
+  snprintf(p->err->message, sizeof p->err->message, "server is out of memory");
+  return p->rc = GROVE_ENOMEM;
+}
+
+/* The body is not JSON: this refusal replaces any other. */
+static void not_json(struct parse *p, const char *why) {
+  p->json_error = true;
+  p->err->status = 400;
+  p->err->code = "INVALID_JSON";
+  p->err->path[0] = '\0';
+  snprintf(p->err->message, sizeof p->err->message, "the body is not JSON: %s", why);
+  p->rc = GROVE_EINVAL;
+}
+
+/* Appends ".name" (or "[i]") to the path; pop by restoring the length. */
 static size_t path_push(struct parse *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static size_t path_push(struct parse *p, const char *fmt, ...) {
   size_t was = strlen(p->at);
@@ -128,334 +228,172 @@ static size_t path_push(struct parse *p, const char *fmt, ...) {
   return was;
 }
 
-static void ignored(struct parse *p, const char *key) {
-  struct mx_batch *b = p->b;
-  b->ignored++;
-  for (size_t i = 0; i < b->nignored_names; i++)
-    if (!strcmp(b->ignored_names[i], key)) return;
-  if (b->nignored_names < MX_MAX_IGNORED_NAMES) b->ignored_names[b->nignored_names++] = key;
-}
-
-const char *mx_batch_strdup(struct mx_batch *b, const char *s, size_t n) {
-  if (ARRAY_GROW(b->own, b->capown, b->nown + 1, 16, ARRAY_NOMAX)) return NULL;
-  char *c = malloc(n + 1);
-  if (!c) return NULL;
-  memcpy(c, s, n);
-  c[n] = '\0';
-  b->own[b->nown++] = c;
+/* The batch's strings live in blocks it owns (one allocation for many). */
+static char *arena_alloc(struct mx_batch *b, size_t n) {
+  if (n > ARENA_BLOCK / 4) { /* a long one gets its own */
+    if (ARRAY_GROW(b->own, b->capown, b->nown + 1, 16, ARRAY_NOMAX))
+      return NULL;
+    char *c = malloc(n);
+    if (c)
+      b->own[b->nown++] = c;
+    return c;
+  }
+  if (n > b->arena_left) {
+    if (ARRAY_GROW(b->own, b->capown, b->nown + 1, 16, ARRAY_NOMAX))
+      return NULL;
+    char *blk = malloc(ARENA_BLOCK);
+    if (!blk)
+      return NULL;
+    b->own[b->nown++] = blk;
+    b->arena = blk;
+    b->arena_left = ARENA_BLOCK;
+  }
+  char *c = b->arena;
+  b->arena += n;
+  b->arena_left -= n;
   return c;
 }
 
-/* A number of a known key: finite (JSON has no NaN), null as absent (0). */
-static int number(struct parse *p, const char *key, json_t *v, double *out) {
-  if (json_is_null(v)) return 0;
-  if (json_is_boolean(v)) {
-    *out = json_is_true(v) ? 1 : 0;
+const char *mx_batch_strdup(struct mx_batch *b, const char *s, size_t n) {
+  char *c = arena_alloc(b, n + 1);
+  if (!c)
+    return NULL;
+  memcpy(c, s, n);
+  c[n] = '\0';
+  return c;
+}
+
+static void ignored(struct parse *p, const char *key, size_t n) {
+  struct mx_batch *b = p->b;
+  b->ignored++;
+  for (size_t i = 0; i < b->nignored_names; i++)
+    if (strlen(b->ignored_names[i]) == n && !memcmp(b->ignored_names[i], key, n))
+      return;
+  if (b->nignored_names < MX_MAX_IGNORED_NAMES) {
+    const char *c = mx_batch_strdup(b, key, n);
+    if (c)
+      b->ignored_names[b->nignored_names++] = c;
+    else
+      no_memory(p);
+  }
+}
+
+/* A value as an event gives it. */
+enum vtype { V_NULL, V_BOOL, V_NUM, V_STR, V_MAP, V_ARR };
+struct val {
+  enum vtype t;
+  bool b;                    /* V_BOOL */
+  bool integer;              /* V_NUM written without fraction or exponent */
+  int64_t i;                 /* V_NUM integer */
+  double d;                  /* V_NUM (integers too) */
+  const char *s;             /* V_STR: valid UTF-8, not NUL-ended, gone after the event */
+  size_t n;
+};
+
+/* A figure of a known key: finite, null as absent (0), true/false as 1/0. */
+static int number(struct parse *p, const struct val *v, double *out) {
+  if (v->t == V_NULL)
+    return 0;
+  if (v->t == V_BOOL) {
+    *out = v->b;
     return 1;
   }
-  if (!json_is_number(v)) return fail(p, 400, "INVALID_PAYLOAD", key, "must be a number");
-  *out = json_number_value(v);
-  if (!isfinite(*out)) return fail(p, 400, "INVALID_PAYLOAD", key, "must be a finite number");
+  if (v->t != V_NUM)
+    return fail(p, 400, "INVALID_PAYLOAD", p->key, "must be a number");
+  *out = v->d;
   return 1;
 }
 
-/* Looks key up in table; sets the slot (an alias only when the canonical
- * key has not set it). Returns 1 (taken), 0 (not a key of the table), or
- * an error. */
-static int take(struct parse *p, const struct fkey *t, size_t nt, const char *key, json_t *v,
-                double *vals, uint32_t *have, uint32_t *canon) {
-  for (size_t i = 0; i < nt; i++) {
-    if (t[i].key[0] != key[0] || strcmp(t[i].key, key)) continue;
-    double x = 0;
-    int rc = number(p, key, v, &x);
-    if (rc <= 0) return rc < 0 ? rc : 1;
-    uint32_t bit = 1u << t[i].slot;
-    if (t[i].alias && (*canon & bit)) return 1;
-    if (!t[i].alias) *canon |= bit;
-    vals[t[i].slot] = x;
-    *have |= bit;
-    return 1;
-  }
+/* A figure key k of object f: sets its slot (an alias only when the
+ * canonical key has not). */
+static int figure(struct parse *p, const struct fkey *k, const struct val *v, double *vals,
+                  uint32_t *have, uint32_t *canon) {
+  double x = 0;
+  int rc = number(p, v, &x);
+  if (rc <= 0)
+    return rc;
+  uint32_t bit = 1u << k->slot;
+  if (k->alias && (*canon & bit))
+    return 0;
+  if (!k->alias)
+    *canon |= bit;
+  vals[k->slot] = x;
+  *have |= bit;
   return 0;
 }
 
 /* A name (host, VM, device): 1 to MX_MAX_NAME bytes, no control
- * characters. */
-static int name_of(struct parse *p, const char *key, json_t *v, const char **out) {
-  if (json_is_null(v)) return 0;
-  if (!json_is_string(v)) return fail(p, 400, "INVALID_PAYLOAD", key, "must be a string");
-  size_t n = json_string_length(v);
-  const char *s = json_string_value(v);
-  if (n == 0 || n > MX_MAX_NAME)
-    return fail(p, 400, "INVALID_PAYLOAD", key, "must be 1 to %d bytes", MX_MAX_NAME);
-  for (size_t i = 0; i < n; i++)
-    if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-      return fail(p, 400, "INVALID_PAYLOAD", key, "must hold no control characters");
-  *out = s;
-  return 1;
+ * characters; copied into the batch. */
+static int name_of(struct parse *p, const struct val *v, const char **out) {
+  if (v->t == V_NULL)
+    return 0;
+  if (v->t != V_STR)
+    return fail(p, 400, "INVALID_PAYLOAD", p->key, "must be a string");
+  if (v->n == 0 || v->n > MX_MAX_NAME)
+    return fail(p, 400, "INVALID_PAYLOAD", p->key, "must be 1 to %d bytes", MX_MAX_NAME);
+  for (size_t i = 0; i < v->n; i++)
+    if ((unsigned char)v->s[i] < 0x20 || v->s[i] == 0x7f)
+      return fail(p, 400, "INVALID_PAYLOAD", p->key, "must hold no control characters");
+  if (!(*out = mx_batch_strdup(p->b, v->s, v->n)))
+    return no_memory(p);
+  return 0;
 }
 
-/* A free text (command line, cgroup, user): kept up to MX_MAX_TEXT bytes
- * (cut on a character boundary); control characters become '?'. */
-static int text_of(struct parse *p, const char *key, json_t *v, size_t max, const char **out) {
-  if (json_is_null(v)) return 0;
-  if (!json_is_string(v)) return fail(p, 400, "INVALID_PAYLOAD", key, "must be a string");
-  const char *s = json_string_value(v);
-  size_t n = json_string_length(v), keep = 0;
-  bool clean = true;
-  while (keep < n) {
-    size_t l = utf8_seq_len(s + keep, n - keep);
-    if (!l) l = 1; /* jansson hands valid UTF-8 only; NUL is refused at parse */
-    if (keep + l > max) break;
-    if ((unsigned char)s[keep] < 0x20 || s[keep] == 0x7f) clean = false;
+/* A free text (command line, cgroup, user): kept up to max bytes (cut on
+ * a character boundary); control characters become '?'. */
+static int text_of(struct parse *p, const struct val *v, size_t max, const char **out) {
+  if (v->t == V_NULL)
+    return 0;
+  if (v->t != V_STR)
+    return fail(p, 400, "INVALID_PAYLOAD", p->key, "must be a string");
+  size_t keep = 0;
+  while (keep < v->n) {
+    size_t l = utf8_seq_len(v->s + keep, v->n - keep);
+    if (!l)
+      l = 1; /* yajl hands valid UTF-8 only */
+    if (keep + l > max)
+      break;
     keep += l;
   }
-  if (keep == n && clean) {
-    *out = s;
-    return 1;
-  }
-  const char *c = mx_batch_strdup(p->b, s, keep);
-  if (!c) return p->rc = GROVE_ENOMEM;
-  for (char *q = (char *)c; *q; q++)
-    if ((unsigned char)*q < 0x20 || *q == 0x7f) *q = '?';
+  char *c = (char *)mx_batch_strdup(p->b, v->s, keep);
+  if (!c)
+    return no_memory(p);
+  for (char *q = c; *q; q++)
+    if ((unsigned char)*q < 0x20 || *q == 0x7f)
+      *q = '?';
   *out = c;
+  return 0;
+}
+
+static int integer_of(struct parse *p, const struct val *v, int64_t lo, int64_t hi, int64_t *out) {
+  if (v->t == V_NULL)
+    return 0;
+  if (v->t != V_NUM || !v->integer || v->i < lo || v->i > hi)
+    return fail(p, 400, "INVALID_PAYLOAD", p->key,
+                "must be an integer from %" PRId64 " to %" PRId64, lo, hi);
+  *out = v->i;
   return 1;
 }
 
-static int integer_of(struct parse *p, const char *key, json_t *v, int64_t lo, int64_t hi,
-                      int64_t *out) {
-  if (json_is_null(v)) return 0;
-  if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi)
-    return fail(p, 400, "INVALID_PAYLOAD", key, "must be an integer from %" PRId64 " to %" PRId64,
-                lo, hi);
-  *out = json_integer_value(v);
-  return 1;
-}
-
-static int array_of(struct parse *p, const char *key, json_t *v, size_t max, size_t *n) {
-  *n = 0;
-  if (!json_is_array(v)) return fail(p, 400, "INVALID_PAYLOAD", key, "must be an array");
-  *n = json_array_size(v);
-  if (*n > max)
-    return fail(p, 413, key && !strcmp(key, "processes") ? "TOO_MANY_PROCESSES" : "TOO_MANY_ITEMS",
-                key, "at most %zu items", max);
-  return 0;
-}
-
-/* ---- objects -------------------------------------------------------------------- */
-
-static int parse_proc(struct parse *p, json_t *o, struct mx_proc *pr) {
-  if (!json_is_object(o)) return fail(p, 400, "INVALID_PAYLOAD", NULL, "must be an object");
-  *pr = (struct mx_proc){.pid = -1, .ppid = -1};
-  uint32_t canon = 0;
-  const char *key;
-  json_t *v;
-  json_object_foreach(o, key, v) {
-    int rc = take(p, proc_keys, ARRAY_LEN(proc_keys), key, v, pr->v, &pr->have, &canon);
-    if (rc) {
-      if (rc < 0) return rc;
-      continue;
+static int parse_time(struct parse *p, const struct val *v, int64_t *ts) {
+  if (v->t == V_STR) {
+    char t[64];
+    int rc = GROVE_EINVAL;
+    if (v->n < sizeof t) {
+      memcpy(t, v->s, v->n);
+      t[v->n] = '\0';
+      rc = time_parse_rfc3339(t, ts);
     }
-    if (!strcmp(key, "pid")) rc = integer_of(p, key, v, 0, INT32_MAX, &pr->pid);
-    else if (!strcmp(key, "ppid")) rc = integer_of(p, key, v, 0, INT32_MAX, &pr->ppid);
-    else if (!strcmp(key, "process_name") || (!strcmp(key, "name") && !pr->name))
-      rc = text_of(p, key, v, MX_MAX_NAME, &pr->name);
-    else if (!strcmp(key, "command")) rc = text_of(p, key, v, MX_MAX_TEXT, &pr->command);
-    else if (!strcmp(key, "user")) rc = text_of(p, key, v, MX_MAX_NAME, &pr->user);
-    else if (!strcmp(key, "cgroup")) rc = text_of(p, key, v, MX_MAX_TEXT, &pr->cgroup);
-    else if (!strcmp(key, "container_id")) rc = text_of(p, key, v, MX_MAX_NAME, &pr->container_id);
-    else if (strcmp(key, "name")) ignored(p, key);
-    if (rc < 0) return rc;
-  }
-  if (pr->name && !pr->name[0]) pr->name = NULL;
-  if (pr->pid < 0 && !pr->name)
-    return fail(p, 400, "INVALID_PAYLOAD", NULL, "a process needs a pid or a process_name");
-  if (!pr->name) {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "pid-%" PRId64, pr->pid);
-    if (!(pr->name = mx_batch_strdup(p->b, tmp, (size_t)n))) return p->rc = GROVE_ENOMEM;
-  }
-  if (!(pr->have & (1u << MX_P_MEM_MB)) && (pr->have & (1u << MX_P_RSS))) {
-    pr->v[MX_P_MEM_MB] = pr->v[MX_P_RSS] / (1024.0 * 1024.0);
-    pr->have |= 1u << MX_P_MEM_MB;
-  }
-  return 0;
-}
-
-static int parse_gpu(struct parse *p, json_t *o, struct mx_gpu *g, size_t i) {
-  if (!json_is_object(o)) return fail(p, 400, "INVALID_PAYLOAD", NULL, "must be an object");
-  *g = (struct mx_gpu){.index = (int)i};
-  uint32_t canon = 0;
-  const char *key;
-  json_t *v;
-  json_object_foreach(o, key, v) {
-    int rc = take(p, gpu_keys, ARRAY_LEN(gpu_keys), key, v, g->v, &g->have, &canon);
-    if (rc) {
-      if (rc < 0) return rc;
-      continue;
-    }
-    int64_t idx = 0;
-    if (!strcmp(key, "index")) {
-      if ((rc = integer_of(p, key, v, 0, MX_MAX_DEVICES - 1, &idx)) > 0) g->index = (int)idx;
-    } else if (!strcmp(key, "name")) rc = text_of(p, key, v, MX_MAX_NAME, &g->name);
-    else ignored(p, key);
-    if (rc < 0) return rc;
-  }
-  return 0;
-}
-
-static int parse_dev(struct parse *p, json_t *o, struct mx_dev *d, const struct fkey *t,
-                     size_t nt) {
-  if (!json_is_object(o)) return fail(p, 400, "INVALID_PAYLOAD", NULL, "must be an object");
-  *d = (struct mx_dev){0};
-  uint32_t canon = 0;
-  const char *key;
-  json_t *v;
-  json_object_foreach(o, key, v) {
-    int rc = take(p, t, nt, key, v, d->v, &d->have, &canon);
-    if (rc) {
-      if (rc < 0) return rc;
-      continue;
-    }
-    if (!strcmp(key, "name")) rc = name_of(p, key, v, &d->name);
-    else ignored(p, key);
-    if (rc < 0) return rc;
-  }
-  if (!d->name) return fail(p, 400, "INVALID_PAYLOAD", "name", "is required");
-  return 0;
-}
-
-/* An array of objects under key: allocated (count elements of size),
- * each read by fn. */
-typedef int (*elem_fn)(struct parse *p, json_t *o, void *elem, size_t i, const void *arg);
-
-static int parse_list(struct parse *p, const char *key, json_t *v, size_t max, size_t size,
-                      void **out, size_t *n, elem_fn fn, const void *arg) {
-  if (json_is_null(v)) return 0;
-  if (array_of(p, key, v, max, n)) return p->rc;
-  if (!*n) return 0;
-  if (!(*out = calloc(*n, size))) return p->rc = GROVE_ENOMEM;
-  size_t was = path_push(p, "%s%s", p->at[0] ? "." : "", key);
-  for (size_t i = 0; i < *n; i++) {
-    size_t w2 = path_push(p, "[%zu]", i);
-    if (fn(p, json_array_get(v, i), (char *)*out + i * size, i, arg)) return p->rc;
-    p->at[w2] = '\0';
-  }
-  p->at[was] = '\0';
-  return 0;
-}
-
-static int proc_elem(struct parse *p, json_t *o, void *e, size_t i, const void *arg) {
-  (void)i, (void)arg;
-  return parse_proc(p, o, e);
-}
-static int gpu_elem(struct parse *p, json_t *o, void *e, size_t i, const void *arg) {
-  (void)arg;
-  return parse_gpu(p, o, e, i);
-}
-static int disk_elem(struct parse *p, json_t *o, void *e, size_t i, const void *arg) {
-  (void)i, (void)arg;
-  return parse_dev(p, o, e, disk_keys, ARRAY_LEN(disk_keys));
-}
-static int net_elem(struct parse *p, json_t *o, void *e, size_t i, const void *arg) {
-  (void)i, (void)arg;
-  return parse_dev(p, o, e, net_keys, ARRAY_LEN(net_keys));
-}
-
-static int parse_numbers(struct parse *p, const char *key, json_t *v, size_t max, double *out,
-                         size_t *n) {
-  if (array_of(p, key, v, max, n)) return p->rc;
-  for (size_t i = 0; i < *n; i++) {
-    json_t *x = json_array_get(v, i);
-    if (!json_is_number(x)) return fail(p, 400, "INVALID_PAYLOAD", key, "must hold numbers");
-    out[i] = json_number_value(x);
-  }
-  return 0;
-}
-
-static int parse_metrics(struct parse *p, json_t *m, struct mx_sample *s, uint32_t *canon,
-                         json_t **procs) {
-  if (!json_is_object(m)) return fail(p, 400, "INVALID_PAYLOAD", "metrics", "must be an object");
-  size_t was = path_push(p, "%smetrics", p->at[0] ? "." : "");
-  const char *key;
-  json_t *v;
-  json_object_foreach(m, key, v) {
-    int rc = take(p, host_keys, ARRAY_LEN(host_keys), key, v, s->h, &s->hhave, canon);
-    if (rc) {
-      if (rc < 0) return rc;
-      continue;
-    }
-    if (!strcmp(key, "processes")) {
-      *procs = v;
-    } else if (!strcmp(key, "load_average")) {
-      double la[3];
-      size_t n = 0;
-      if (parse_numbers(p, key, v, 3, la, &n)) return p->rc;
-      static const int slot[3] = {MX_H_LOAD1, MX_H_LOAD5, MX_H_LOAD15};
-      for (size_t i = 0; i < n; i++) {
-        uint32_t bit = 1u << slot[i];
-        if (i == 0 && (*canon & bit)) continue; /* system_load_average given */
-        s->h[slot[i]] = la[i];
-        s->hhave |= bit;
-      }
-    } else if (!strcmp(key, "cpu_cores_percent")) {
-      if (json_is_null(v)) continue;
-      size_t n = 0;
-      if (array_of(p, key, v, MX_MAX_DEVICES, &n)) return p->rc;
-      if (n && !(s->cores = malloc(n * sizeof *s->cores))) return p->rc = GROVE_ENOMEM;
-      if (parse_numbers(p, key, v, MX_MAX_DEVICES, s->cores, &s->ncores)) return p->rc;
-    } else if (!strcmp(key, "gpus")) {
-      if (parse_list(p, key, v, MX_MAX_DEVICES, sizeof *s->gpus, (void **)&s->gpus, &s->ngpus,
-                     gpu_elem, NULL))
-        return p->rc;
-    } else if (!strcmp(key, "disks")) {
-      if (parse_list(p, key, v, MX_MAX_DEVICES, sizeof *s->disks, (void **)&s->disks,
-                     &s->ndisks, disk_elem, NULL))
-        return p->rc;
-    } else if (!strcmp(key, "networks")) {
-      if (parse_list(p, key, v, MX_MAX_DEVICES, sizeof *s->nets, (void **)&s->nets, &s->nnets,
-                     net_elem, NULL))
-        return p->rc;
-    } else if (!strcmp(key, "power")) {
-      if (json_is_null(v)) continue;
-      if (!json_is_object(v)) return fail(p, 400, "INVALID_PAYLOAD", key, "must be an object");
-      size_t w2 = path_push(p, ".power");
-      const char *k2;
-      json_t *v2;
-      json_object_foreach(v, k2, v2) {
-        if (!strcmp(k2, "cpu_estimated")) {
-          if (json_is_null(v2)) continue;
-          if (!json_is_boolean(v2)) return fail(p, 400, "INVALID_PAYLOAD", k2, "must be a boolean");
-          s->h[MX_H_CPU_ESTIMATED] = json_is_true(v2);
-          s->hhave |= 1u << MX_H_CPU_ESTIMATED;
-          continue;
-        }
-        int r2 = take(p, power_keys, ARRAY_LEN(power_keys), k2, v2, s->h, &s->hhave, canon);
-        if (r2 < 0) return r2;
-        if (!r2) ignored(p, k2);
-      }
-      p->at[w2] = '\0';
-    } else {
-      ignored(p, key);
-    }
-  }
-  p->at[was] = '\0';
-  return 0;
-}
-
-static int parse_time(struct parse *p, json_t *v, int64_t *ts) {
-  if (json_is_string(v)) {
-    int rc = time_parse_rfc3339(json_string_value(v), ts);
     if (rc == GROVE_ERANGE)
       return fail(p, 400, "INVALID_PAYLOAD", "timestamp", "is outside 1677-09-21..2262-04-11");
     if (rc)
       return fail(p, 400, "INVALID_PAYLOAD", "timestamp",
                   "must be RFC 3339 (2024-01-15T10:30:00Z) or Unix seconds");
-  } else if (json_is_number(v)) {
-    double ns = json_number_value(v) * 1e9;
+  } else if (v->t == V_NUM) {
+    double ns = v->d * 1e9;
     if (!(fabs(ns) < 9223372036854775807.0) || !time_valid(*ts = (int64_t)llround(ns)))
       return fail(p, 400, "INVALID_PAYLOAD", "timestamp", "is outside 1677-09-21..2262-04-11");
-  } else if (!json_is_null(v)) {
+  } else if (v->t != V_NULL) {
     return fail(p, 400, "INVALID_PAYLOAD", "timestamp",
                 "must be RFC 3339 (2024-01-15T10:30:00Z) or Unix seconds");
   }
@@ -470,76 +408,525 @@ static int parse_time(struct parse *p, json_t *v, int64_t *ts) {
   return 0;
 }
 
-static int parse_sample(struct parse *p, json_t *o, struct mx_sample *s) {
-  if (!json_is_object(o)) return fail(p, 400, "INVALID_PAYLOAD", NULL, "a sample must be an object");
-  s->ts_ns = p->lim->now_ns;
-  uint32_t canon = 0;
-  json_t *procs = NULL, *procs_top = NULL, *metrics = NULL;
-  const char *host = NULL, *host_alt = NULL, *key;
-  json_t *v;
-  json_object_foreach(o, key, v) {
-    int rc = 0;
-    if (!strcmp(key, "timestamp")) rc = parse_time(p, v, &s->ts_ns);
-    else if (!strcmp(key, "source_type")) {
-      const char *st = json_string_value(v);
-      if (!st || (strcmp(st, "host") && strcmp(st, "vm")))
-        rc = fail(p, 400, "INVALID_PAYLOAD", key, "must be \"host\" or \"vm\"");
-      else s->vm = st[0] == 'v';
-    } else if (!strcmp(key, "hostname")) rc = name_of(p, key, v, &host);
-    else if (!strcmp(key, "host") || !strcmp(key, "host_name")) rc = name_of(p, key, v, &host_alt);
-    else if (!strcmp(key, "vm_name")) rc = name_of(p, key, v, &s->vm_name);
-    else if (!strcmp(key, "agent_id")) rc = name_of(p, key, v, &s->agent_id);
-    else if (!strcmp(key, "hypervisor")) rc = text_of(p, key, v, MX_MAX_NAME, &s->hypervisor);
-    else if (!strcmp(key, "instance_type")) rc = text_of(p, key, v, MX_MAX_NAME, &s->instance_type);
-    else if (!strcmp(key, "cpu_model")) rc = text_of(p, key, v, MX_MAX_NAME, &s->cpu_model);
-    else if (!strcmp(key, "seq")) {
-      int64_t seq = 0;
-      if ((rc = integer_of(p, key, v, 0, INT64_MAX, &seq)) > 0) {
-        s->seq = (uint64_t)seq;
-        s->has_seq = true;
-      }
-    } else if (!strcmp(key, "metrics")) metrics = v;
-    else if (!strcmp(key, "processes")) procs_top = v;
-    else ignored(p, key);
-    if (rc < 0) return rc;
-  }
-  if (!metrics && !procs_top)
-    return fail(p, 400, "INVALID_PAYLOAD", "metrics", "is required");
-  if (metrics && parse_metrics(p, metrics, s, &canon, &procs)) return p->rc;
-  if (procs && procs_top)
-    return fail(p, 400, "INVALID_PAYLOAD", "processes", "give processes once (in metrics)");
-  if (!procs) procs = procs_top;
-  if (procs) {
-    size_t was = procs == procs_top ? 0 : path_push(p, "%smetrics", p->at[0] ? "." : "");
-    if (parse_list(p, "processes", procs, MX_MAX_PROCESSES, sizeof *s->procs, (void **)&s->procs,
-                   &s->nprocs, proc_elem, NULL))
-      return p->rc;
-    if (procs != procs_top) p->at[was] = '\0';
-  }
-  if (!host) host = host_alt;
-  if (s->vm) {
-    if (!s->vm_name) s->vm_name = host ? host : p->lim->default_host;
-    if (!host) host = s->vm_name;
-  } else if (!host) {
-    host = s->vm_name ? s->vm_name : p->lim->default_host;
-  }
-  if (!host || (s->vm && !s->vm_name))
-    return fail(p, 400, "INVALID_PAYLOAD", "hostname",
-                "is required (the credential names no device to stand for it)");
-  s->host = host;
-  if (!s->vm) s->vm_name = NULL;
+/* ---- frames -------------------------------------------------------------------------- */
+
+static struct frame *push_frame(struct parse *p, enum frame_kind kind, void *obj,
+                                const struct fkey *keys, size_t nkeys, size_t at_len) {
+  struct frame *f = &p->f[p->nframes++]; /* the grammar nests at most MAX_FRAMES */
+  *f = (struct frame){.kind = kind, .at_len = at_len, .keys = keys, .nkeys = nkeys, .key = -1,
+                      .obj = obj};
+  return f;
+}
+
+/* Enters key's value, a container: the path gains ".key". */
+static size_t enter_key(struct parse *p) {
+  return path_push(p, "%s%s", p->at[0] ? "." : "", p->key);
+}
+
+/* An array of processes, GPUs, disks or networks under the current key. */
+static int enter_list(struct parse *p, const struct val *v, enum frame_kind kind, bool null_ok) {
+  if (v->t == V_NULL && null_ok)
+    return 0;
+  if (v->t != V_ARR)
+    return fail(p, 400, "INVALID_PAYLOAD", p->key, "must be an array");
+  push_frame(p, kind, NULL, NULL, 0, enter_key(p));
   return 0;
 }
 
-int mx_batch_init(struct mx_batch *b, size_t n) {
-  memset(b, 0, sizeof *b);
-  if (n && !(b->s = calloc(n, sizeof *b->s))) return GROVE_ENOMEM;
-  b->n = n;
+/* A value under key k of the current sample. */
+static int sample_value(struct parse *p, struct mx_sample *s, const struct fkey *k,
+                        const struct val *v) {
+  int64_t seq = 0;
+  switch (k->special) {
+  case K_TIMESTAMP: return parse_time(p, v, &s->ts_ns);
+  case K_SOURCE_TYPE:
+    if (v->t != V_STR || !((v->n == 4 && !memcmp(v->s, "host", 4)) ||
+                           (v->n == 2 && !memcmp(v->s, "vm", 2))))
+      return fail(p, 400, "INVALID_PAYLOAD", p->key, "must be \"host\" or \"vm\"");
+    s->vm = v->s[0] == 'v';
+    return 0;
+  case K_HOSTNAME: return name_of(p, v, &p->host);
+  case K_HOST_ALT: return name_of(p, v, &p->host_alt);
+  case K_VM_NAME: return name_of(p, v, &s->vm_name);
+  case K_AGENT_ID: return name_of(p, v, &s->agent_id);
+  case K_HYPERVISOR: return text_of(p, v, MX_MAX_NAME, &s->hypervisor);
+  case K_INSTANCE_TYPE: return text_of(p, v, MX_MAX_NAME, &s->instance_type);
+  case K_CPU_MODEL: return text_of(p, v, MX_MAX_NAME, &s->cpu_model);
+  case K_SEQ:
+    if (integer_of(p, v, 0, INT64_MAX, &seq) > 0) {
+      s->seq = (uint64_t)seq;
+      s->has_seq = true;
+    }
+    return p->rc;
+  case K_METRICS:
+    p->metrics = true;
+    if (v->t != V_MAP)
+      return fail(p, 400, "INVALID_PAYLOAD", "metrics", "must be an object");
+    push_frame(p, FR_METRICS, s, host_keys, ARRAY_LEN(host_keys), enter_key(p));
+    return 0;
+  case K_PROCESSES:
+    p->procs_top |= v->t != V_NULL;
+    return enter_list(p, v, FR_PROCS, true);
+  default: return 0;
+  }
+}
+
+static int metrics_value(struct parse *p, struct mx_sample *s, const struct fkey *k,
+                         const struct val *v) {
+  if (k->slot >= 0)
+    return figure(p, k, v, s->h, &s->hhave, &p->canon);
+  switch (k->special) {
+  case K_PROCESSES:
+    p->procs_metrics |= v->t != V_NULL;
+    return enter_list(p, v, FR_PROCS, true);
+  case K_LOAD_AVERAGE: return enter_list(p, v, FR_LOADS, false);
+  case K_CORES: return enter_list(p, v, FR_CORES, true);
+  case K_GPUS: return enter_list(p, v, FR_GPUS, true);
+  case K_DISKS: return enter_list(p, v, FR_DISKS, true);
+  case K_NETWORKS: return enter_list(p, v, FR_NETS, true);
+  case K_POWER:
+    if (v->t == V_NULL)
+      return 0;
+    if (v->t != V_MAP)
+      return fail(p, 400, "INVALID_PAYLOAD", p->key, "must be an object");
+    push_frame(p, FR_POWER, s, power_keys, ARRAY_LEN(power_keys), enter_key(p));
+    return 0;
+  default: return 0;
+  }
+}
+
+static int power_value(struct parse *p, struct mx_sample *s, const struct fkey *k,
+                       const struct val *v) {
+  if (k->slot >= 0)
+    return figure(p, k, v, s->h, &s->hhave, &p->canon);
+  if (v->t == V_NULL)
+    return 0;
+  if (v->t != V_BOOL)
+    return fail(p, 400, "INVALID_PAYLOAD", p->key, "must be a boolean");
+  s->h[MX_H_CPU_ESTIMATED] = v->b;
+  s->hhave |= 1u << MX_H_CPU_ESTIMATED;
   return 0;
 }
+
+static int proc_value(struct parse *p, struct mx_proc *pr, uint32_t *canon, const struct fkey *k,
+                      const struct val *v) {
+  if (k->slot >= 0)
+    return figure(p, k, v, pr->v, &pr->have, canon);
+  switch (k->special) {
+  case K_PID: return integer_of(p, v, 0, INT32_MAX, &pr->pid) < 0 ? p->rc : 0;
+  case K_PPID: return integer_of(p, v, 0, INT32_MAX, &pr->ppid) < 0 ? p->rc : 0;
+  case K_PROCESS_NAME: return text_of(p, v, MX_MAX_NAME, &pr->name);
+  case K_NAME: return pr->name ? 0 : text_of(p, v, MX_MAX_NAME, &pr->name);
+  case K_COMMAND: return text_of(p, v, MX_MAX_TEXT, &pr->command);
+  case K_USER: return text_of(p, v, MX_MAX_NAME, &pr->user);
+  case K_CGROUP: return text_of(p, v, MX_MAX_TEXT, &pr->cgroup);
+  case K_CONTAINER_ID: return text_of(p, v, MX_MAX_NAME, &pr->container_id);
+  default: return 0;
+  }
+}
+
+static int gpu_value(struct parse *p, struct mx_gpu *g, uint32_t *canon, const struct fkey *k,
+                     const struct val *v) {
+  if (k->slot >= 0)
+    return figure(p, k, v, g->v, &g->have, canon);
+  int64_t idx = 0;
+  if (k->special == K_INDEX) {
+    if (integer_of(p, v, 0, MX_MAX_DEVICES - 1, &idx) > 0)
+      g->index = (int)idx;
+    return p->rc;
+  }
+  return text_of(p, v, MX_MAX_NAME, &g->name);
+}
+
+/* Makes room for one more element of *arr (cap in *cap); NULL on ENOMEM. */
+static void *grow(struct parse *p, void **arr, size_t *cap, size_t n, size_t size) {
+  if (n >= *cap) {
+    size_t c = *cap ? *cap * 2 : 16;
+    void *a = realloc(*arr, c * size);
+    if (!a) {
+      no_memory(p);
+      return NULL;
+    }
+    *arr = a;
+    *cap = c;
+  }
+  return (char *)*arr + n * size;
+}
+
+/* The current sample: the last frame of kind FR_SAMPLE's object. */
+static struct mx_sample *cur_sample(struct parse *p) { return &p->b->s[p->b->n - 1]; }
+
+/* An element of the array frame f. */
+static int element(struct parse *p, struct frame *f, const struct val *v) {
+  size_t i = f->count++;
+  struct mx_sample *s = f->kind == FR_SAMPLES ? NULL : cur_sample(p);
+  size_t at = 0;
+  switch (f->kind) {
+  case FR_SAMPLES: {
+    if (i >= MX_MAX_SAMPLES) {
+      p->at[0] = '\0';
+      return fail(p, 413, "TOO_MANY_SAMPLES", NULL, "at most %d samples a request",
+                  MX_MAX_SAMPLES);
+    }
+    at = p->list ? path_push(p, "[%zu]", i) : 0; /* one sample: its place is "" */
+    if (v->t != V_MAP)
+      return fail(p, 400, "INVALID_PAYLOAD", NULL, "a sample must be an object");
+    struct mx_sample *ns = grow(p, (void **)&p->b->s, &p->capsamples, p->b->n, sizeof *ns);
+    if (!ns)
+      return p->rc;
+    memset(ns, 0, sizeof *ns);
+    p->b->n++;
+    break;
+  }
+  case FR_PROCS: {
+    if (s->nprocs >= MX_MAX_PROCESSES)
+      return fail(p, 413, "TOO_MANY_PROCESSES", NULL, "at most %d items", MX_MAX_PROCESSES);
+    if (p->b->processes + s->nprocs >= MX_MAX_PROCESSES) {
+      p->at[0] = '\0';
+      return fail(p, 413, "TOO_MANY_PROCESSES", NULL, "at most %d processes a request",
+                  MX_MAX_PROCESSES);
+    }
+    at = path_push(p, "[%zu]", i);
+    if (v->t != V_MAP)
+      return fail(p, 400, "INVALID_PAYLOAD", NULL, "must be an object");
+    struct mx_proc *pr = grow(p, (void **)&s->procs, &p->capprocs, s->nprocs, sizeof *pr);
+    if (!pr)
+      return p->rc;
+    *pr = (struct mx_proc){.pid = -1, .ppid = -1};
+    push_frame(p, FR_PROC, pr, proc_keys, ARRAY_LEN(proc_keys), at);
+    s->nprocs++;
+    return 0;
+  }
+  case FR_GPUS:
+  case FR_DISKS:
+  case FR_NETS: {
+    size_t *n = f->kind == FR_GPUS ? &s->ngpus : f->kind == FR_DISKS ? &s->ndisks : &s->nnets;
+    if (*n >= MX_MAX_DEVICES)
+      return fail(p, 413, "TOO_MANY_ITEMS", NULL, "at most %d items", MX_MAX_DEVICES);
+    at = path_push(p, "[%zu]", i);
+    if (v->t != V_MAP)
+      return fail(p, 400, "INVALID_PAYLOAD", NULL, "must be an object");
+    void **arr = f->kind == FR_GPUS ? (void **)&s->gpus
+                 : f->kind == FR_DISKS ? (void **)&s->disks : (void **)&s->nets;
+    size_t *cap = f->kind == FR_GPUS ? &p->capgpus : f->kind == FR_DISKS ? &p->capdisks
+                                                                           : &p->capnets;
+    void *e = grow(p, arr, cap, *n, f->kind == FR_GPUS ? sizeof *s->gpus : sizeof *s->disks);
+    if (!e)
+      return p->rc;
+    if (f->kind == FR_GPUS) {
+      *(struct mx_gpu *)e = (struct mx_gpu){.index = (int)i};
+      push_frame(p, FR_GPU, e, gpu_keys, ARRAY_LEN(gpu_keys), at);
+    } else {
+      *(struct mx_dev *)e = (struct mx_dev){0};
+      push_frame(p, FR_DEV, e, f->kind == FR_DISKS ? disk_keys : net_keys,
+                 f->kind == FR_DISKS ? ARRAY_LEN(disk_keys) : ARRAY_LEN(net_keys), at);
+    }
+    (*n)++;
+    return 0;
+  }
+  case FR_LOADS:
+  case FR_CORES: {
+    size_t max = f->kind == FR_LOADS ? 3 : MX_MAX_DEVICES;
+    if (i >= max)
+      return fail(p, 413, "TOO_MANY_ITEMS", NULL, "at most %zu items", max);
+    if (v->t != V_NUM)
+      return fail(p, 400, "INVALID_PAYLOAD", NULL, "must hold numbers");
+    if (f->kind == FR_CORES) {
+      double *c = grow(p, (void **)&s->cores, &p->capcores, s->ncores, sizeof *c);
+      if (!c)
+        return p->rc;
+      *c = v->d;
+      s->ncores++;
+      return 0;
+    }
+    static const int slot[3] = {MX_H_LOAD1, MX_H_LOAD5, MX_H_LOAD15};
+    uint32_t bit = 1u << slot[i];
+    if (i == 0 && (p->canon & bit))
+      return 0; /* system_load_average given */
+    s->h[slot[i]] = v->d;
+    s->hhave |= bit;
+    return 0;
+  }
+  default: return 0;
+  }
+  /* a sample */
+  p->canon = 0;
+  p->host = p->host_alt = NULL;
+  p->metrics = p->procs_metrics = p->procs_top = false;
+  p->capprocs = p->capcores = p->capgpus = p->capdisks = p->capnets = 0;
+  cur_sample(p)->ts_ns = p->lim->now_ns;
+  push_frame(p, FR_SAMPLE, cur_sample(p), sample_keys, ARRAY_LEN(sample_keys), at);
+  return 0;
+}
+
+/* A value of the current key of object frame f. */
+static int member(struct parse *p, struct frame *f, const struct val *v) {
+  if (f->key < 0) { /* unknown: skipped, whatever it holds */
+    if (v->t == V_MAP || v->t == V_ARR)
+      p->skip = 1;
+    return 0;
+  }
+  const struct fkey *k = &f->keys[f->key];
+  int rc = 0;
+  switch (f->kind) {
+  case FR_SAMPLE: rc = sample_value(p, f->obj, k, v); break;
+  case FR_METRICS: rc = metrics_value(p, f->obj, k, v); break;
+  case FR_POWER: rc = power_value(p, f->obj, k, v); break;
+  case FR_PROC: rc = proc_value(p, f->obj, &f->canon, k, v); break;
+  case FR_GPU: rc = gpu_value(p, f->obj, &f->canon, k, v); break;
+  case FR_DEV:
+    if (k->slot >= 0) {
+      struct mx_dev *d = f->obj;
+      rc = figure(p, k, v, d->v, &d->have, &f->canon);
+    } else {
+      rc = name_of(p, v, &((struct mx_dev *)f->obj)->name);
+    }
+    break;
+  default: break;
+  }
+  if (rc)
+    return rc;
+  /* a container the key's reader did not enter: skipped */
+  if ((v->t == V_MAP || v->t == V_ARR) && &p->f[p->nframes - 1] == f)
+    p->skip = 1;
+  return 0;
+}
+
+/* The end of the object on top. */
+static int end_object(struct parse *p, struct frame *f) {
+  switch (f->kind) {
+  case FR_PROC: {
+    struct mx_proc *pr = f->obj;
+    if (pr->name && !pr->name[0])
+      pr->name = NULL;
+    if (pr->pid < 0 && !pr->name)
+      return fail(p, 400, "INVALID_PAYLOAD", NULL, "a process needs a pid or a process_name");
+    if (!pr->name) {
+      char tmp[32];
+      int n = snprintf(tmp, sizeof tmp, "pid-%" PRId64, pr->pid);
+      if (!(pr->name = mx_batch_strdup(p->b, tmp, (size_t)n)))
+        return no_memory(p);
+    }
+    if (!(pr->have & (1u << MX_P_MEM_MB)) && (pr->have & (1u << MX_P_RSS))) {
+      pr->v[MX_P_MEM_MB] = pr->v[MX_P_RSS] / (1024.0 * 1024.0);
+      pr->have |= 1u << MX_P_MEM_MB;
+    }
+    return 0;
+  }
+  case FR_DEV:
+    if (!((struct mx_dev *)f->obj)->name)
+      return fail(p, 400, "INVALID_PAYLOAD", "name", "is required");
+    return 0;
+  case FR_SAMPLE: {
+    struct mx_sample *s = f->obj;
+    if (!p->metrics && !p->procs_top)
+      return fail(p, 400, "INVALID_PAYLOAD", "metrics", "is required");
+    if (p->procs_metrics && p->procs_top)
+      return fail(p, 400, "INVALID_PAYLOAD", "processes", "give processes once (in metrics)");
+    const char *host = p->host ? p->host : p->host_alt;
+    if (s->vm) {
+      if (!s->vm_name)
+        s->vm_name = host ? host : p->lim->default_host;
+      if (!host)
+        host = s->vm_name;
+    } else if (!host) {
+      host = s->vm_name ? s->vm_name : p->lim->default_host;
+    }
+    if (!host || (s->vm && !s->vm_name))
+      return fail(p, 400, "INVALID_PAYLOAD", "hostname",
+                  "is required (the credential names no device to stand for it)");
+    s->host = host;
+    if (!s->vm)
+      s->vm_name = NULL;
+    p->b->processes += s->nprocs;
+    return 0;
+  }
+  default: return 0;
+  }
+}
+
+/* ---- yajl's events ---------------------------------------------------------------- */
+
+/* A value event: an element of the array on top, the value of the
+ * object's current key, or the top value. */
+static int on_value(struct parse *p, const struct val *v) {
+  if (p->rc)
+    return 1; /* refused already: yajl goes on only to check the syntax */
+  if (p->skip) {
+    if (v->t == V_MAP || v->t == V_ARR)
+      p->skip++;
+    return 1;
+  }
+  if (!p->top) {
+    p->top = true;
+    if (v->t == V_ARR) {
+      p->list = true;
+      push_frame(p, FR_SAMPLES, NULL, NULL, 0, 0);
+    } else if (v->t == V_MAP) {
+      struct frame root = {.kind = FR_SAMPLES};
+      element(p, &root, v);
+    } else {
+      not_json(p, "'[' or '{' expected");
+      return 0;
+    }
+    return p->rc != GROVE_ENOMEM;
+  }
+  struct frame *f = &p->f[p->nframes - 1];
+  bool array = f->kind == FR_SAMPLES || f->kind == FR_PROCS || f->kind == FR_GPUS ||
+               f->kind == FR_DISKS || f->kind == FR_NETS || f->kind == FR_LOADS ||
+               f->kind == FR_CORES;
+  if (array) {
+    int frames = p->nframes;
+    if (!element(p, f, v) && (v->t == V_MAP || v->t == V_ARR) && p->nframes == frames)
+      p->skip = 1;
+  } else {
+    member(p, f, v);
+  }
+  return p->rc != GROVE_ENOMEM;
+}
+
+static int depth_in(struct parse *p) {
+  if (++p->depth > MAX_DEPTH) {
+    not_json(p, "too deeply nested");
+    return 0;
+  }
+  return 1;
+}
+
+static int ev_null(void *ctx) { return on_value(ctx, &(struct val){.t = V_NULL}); }
+static int ev_boolean(void *ctx, int b) { return on_value(ctx, &(struct val){.t = V_BOOL, .b = b}); }
+
+/* Numbers as jansson reads them: an integer (no fraction, no exponent)
+ * must fit in 64 bits and a real in a double, or the body is not JSON. */
+static int ev_number(void *ctx, const char *s, size_t n) {
+  struct parse *p = ctx;
+  if (p->json_error)
+    return 0;
+  char small[64], *t = n < sizeof small ? small : malloc(n + 1);
+  if (!t) {
+    no_memory(p);
+    return 0;
+  }
+  memcpy(t, s, n);
+  t[n] = '\0';
+  struct val v = {.t = V_NUM, .integer = !memchr(s, '.', n) && !memchr(s, 'e', n) &&
+                                         !memchr(s, 'E', n)};
+  errno = 0;
+  if (v.integer) {
+    v.i = strtoll(t, NULL, 10);
+    v.d = (double)v.i;
+    if (errno == ERANGE)
+      not_json(p, "too big integer");
+  } else {
+    v.d = strtod(t, NULL);
+    if (!isfinite(v.d))
+      not_json(p, "real number overflow");
+  }
+  if (t != small)
+    free(t);
+  return !p->json_error && on_value(p, &v);
+}
+
+static int ev_string(void *ctx, const unsigned char *s, size_t n) {
+  struct parse *p = ctx;
+  if (memchr(s, 0, n)) { /* as jansson: \u0000 is refused */
+    not_json(p, "\\u0000 is not allowed");
+    return 0;
+  }
+  return on_value(p, &(struct val){.t = V_STR, .s = (const char *)s, .n = n});
+}
+
+static int ev_start_map(void *ctx) {
+  struct parse *p = ctx;
+  return depth_in(p) && on_value(p, &(struct val){.t = V_MAP});
+}
+static int ev_start_array(void *ctx) {
+  struct parse *p = ctx;
+  return depth_in(p) && on_value(p, &(struct val){.t = V_ARR});
+}
+
+static int ev_map_key(void *ctx, const unsigned char *key, size_t n) {
+  struct parse *p = ctx;
+  if (p->rc || p->skip)
+    return 1;
+  if (memchr(key, 0, n)) { /* as jansson: \u0000 is refused */
+    not_json(p, "\\u0000 is not allowed");
+    return 0;
+  }
+  struct frame *f = &p->f[p->nframes - 1];
+  size_t cut = n < sizeof p->key ? n : sizeof p->key - 1;
+  while (cut < n && cut && ((unsigned char)key[cut] & 0xc0) == 0x80)
+    cut--; /* at a character */
+  memcpy(p->key, key, cut);
+  p->key[cut] = '\0';
+  f->key = -1;
+  for (size_t i = 0; i < f->nkeys; i++)
+    if (n && f->keys[i].key[0] == key[0] && !strncmp(f->keys[i].key, (const char *)key, n) &&
+        !f->keys[i].key[n]) { /* no NUL in key: the known one is at least n long */
+      f->key = (int)i;
+      break;
+    }
+  if (f->key >= 0) {
+    uint64_t bit = (uint64_t)1 << f->key;
+    if (f->seen & bit)
+      goto duplicate;
+    f->seen |= bit;
+    return 1;
+  }
+  uint64_t h = hash_bytes(key, n);
+  for (size_t i = 0; i < f->nunknown; i++)
+    if (f->unknown[i] == h)
+      goto duplicate;
+  uint64_t *u = grow(p, (void **)&f->unknown, &f->capunknown, f->nunknown, sizeof *u);
+  if (!u)
+    return 0;
+  *u = h;
+  f->nunknown++;
+  ignored(p, (const char *)key, n);
+  return p->rc != GROVE_ENOMEM;
+duplicate:
+  not_json(p, "duplicate object key");
+  return 0;
+}
+
+static void frame_free(struct frame *f) {
+  free(f->unknown);
+  f->unknown = NULL;
+}
+
+static int ev_end(void *ctx) {
+  struct parse *p = ctx;
+  p->depth--;
+  if (p->rc)
+    return 1;
+  if (p->skip) {
+    p->skip--;
+    return 1;
+  }
+  struct frame *f = &p->f[p->nframes - 1];
+  if (f->kind == FR_SAMPLES && !f->count) {
+    p->at[0] = '\0';
+    fail(p, 400, "INVALID_PAYLOAD", NULL, "give one sample or an array of samples");
+    return 1;
+  }
+  bool object = f->kind == FR_SAMPLE || f->kind == FR_METRICS || f->kind == FR_POWER ||
+                f->kind == FR_PROC || f->kind == FR_GPU || f->kind == FR_DEV;
+  if (object && end_object(p, f))
+    return p->rc != GROVE_ENOMEM;
+  p->at[f->at_len] = '\0';
+  frame_free(f);
+  p->nframes--;
+  return 1;
+}
+
+static const yajl_callbacks events = {
+    ev_null, ev_boolean, NULL, NULL, ev_number, ev_string,
+    ev_start_map, ev_map_key, ev_end, ev_start_array, ev_end,
+};
 
 void mx_batch_release(struct mx_batch *b) {
-  if (!b) return;
+  if (!b)
+    return;
   for (size_t i = 0; i < b->n; i++) {
     struct mx_sample *s = &b->s[i];
     free(s->gpus);
@@ -549,10 +936,18 @@ void mx_batch_release(struct mx_batch *b) {
     free(s->procs);
   }
   free(b->s);
-  for (size_t i = 0; i < b->nown; i++) free(b->own[i]);
+  for (size_t i = 0; i < b->nown; i++)
+    free(b->own[i]);
   free(b->own);
-  json_decref(b->doc);
   memset(b, 0, sizeof *b);
+}
+
+int mx_batch_init(struct mx_batch *b, size_t n) {
+  memset(b, 0, sizeof *b);
+  if (n && !(b->s = calloc(n, sizeof *b->s)))
+    return GROVE_ENOMEM;
+  b->n = n;
+  return 0;
 }
 
 int mx_push_parse(const char *body, size_t len, const struct mx_push_limits *lim,
@@ -560,58 +955,33 @@ int mx_push_parse(const char *body, size_t len, const struct mx_push_limits *lim
   memset(out, 0, sizeof *out);
   memset(err, 0, sizeof *err);
   struct parse p = {.b = out, .lim = lim, .err = err};
-  json_error_t jerr;
-  json_t *doc = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-  if (!doc) {
-    err->status = 400;
-    err->code = "INVALID_JSON";
-    snprintf(err->message, sizeof err->message, "the body is not JSON: %s (line %d)", jerr.text,
-             jerr.line);
-    return GROVE_EINVAL;
+  yajl_handle h = yajl_alloc(&events, NULL, &p);
+  if (!h) {
+    no_memory(&p);
+    return p.rc;
   }
-  out->doc = doc;
-  size_t n = 1;
-  bool list = json_is_array(doc);
-  if (list) {
-    n = json_array_size(doc);
-    if (n == 0) {
-      fail(&p, 400, "INVALID_PAYLOAD", NULL, "give one sample or an array of samples");
-      goto fail;
-    }
-    if (n > MX_MAX_SAMPLES) {
-      fail(&p, 413, "TOO_MANY_SAMPLES", NULL, "at most %d samples a request", MX_MAX_SAMPLES);
-      goto fail;
-    }
-  } else if (!json_is_object(doc)) {
-    fail(&p, 400, "INVALID_PAYLOAD", NULL, "give one sample (an object) or an array of samples");
-    goto fail;
+  yajl_status st = yajl_parse(h, (const unsigned char *)body, len);
+  if (st == yajl_status_ok)
+    st = yajl_complete_parse(h);
+  if (st == yajl_status_error && !p.json_error && p.rc != GROVE_ENOMEM) {
+    unsigned char *why = yajl_get_error(h, 0, (const unsigned char *)body, len);
+    size_t at = yajl_get_bytes_consumed(h);
+    char m[160];
+    snprintf(m, sizeof m, "%s (byte %zu)", why ? (const char *)why : "syntax error", at);
+    if (why)
+      yajl_free_error(h, why);
+    not_json(&p, m);
+  } else if (st == yajl_status_ok && !p.top && !p.rc) {
+    not_json(&p, "'[' or '{' expected");
   }
-  if (!(out->s = calloc(n, sizeof *out->s))) {
-    p.rc = GROVE_ENOMEM;
-    goto fail;
-  }
-  for (size_t i = 0; i < n; i++) {
-    out->n = i + 1; /* what release must free */
-    if (list) snprintf(p.at, sizeof p.at, "[%zu]", i);
-    if (parse_sample(&p, list ? json_array_get(doc, i) : doc, &out->s[i])) goto fail;
-    if (out->s[i].nprocs > MX_MAX_PROCESSES - out->processes) {
-      p.at[0] = '\0';
-      fail(&p, 413, "TOO_MANY_PROCESSES", NULL, "at most %d processes a request",
-           MX_MAX_PROCESSES);
-      goto fail;
-    }
-    out->processes += out->s[i].nprocs;
+  yajl_free(h);
+  while (p.nframes)
+    frame_free(&p.f[--p.nframes]);
+  if (p.rc) {
+    mx_batch_release(out);
+    return p.rc;
   }
   return 0;
-fail:;
-  int rc = p.rc ? p.rc : GROVE_EINVAL;
-  if (rc == GROVE_ENOMEM) {
-    err->status = 503;
-    err->code = "OUT_OF_MEMORY";
-    snprintf(err->message, sizeof err->message, "server is out of memory");
-  }
-  mx_batch_release(out);
-  return rc;
 }
 
 /* ---- series ----------------------------------------------------------------------- */

@@ -74,8 +74,8 @@ extern const char *const mx_gfield_names[MX_G_N];
 extern const char *const mx_disk_field_names[MX_D_N];
 extern const char *const mx_net_field_names[MX_D_N];
 
-/* Strings of a sample point into the batch (its JSON document or its own
- * copies): NUL-ended, valid UTF-8, owned by the batch. */
+/* Strings of a sample point into the batch (copies it owns): NUL-ended,
+ * valid UTF-8, owned by the batch. */
 struct mx_proc {
   int64_t pid;               /* -1: not given */
   int64_t ppid;              /* -1: not given */
@@ -123,9 +123,10 @@ struct mx_batch {
   size_t ignored;            /* unknown keys seen */
   const char *ignored_names[MX_MAX_IGNORED_NAMES]; /* the first distinct ones */
   size_t nignored_names;
-  void *doc;                 /* the parsed JSON (json_t *), owning the strings */
-  char **own;                /* strings the batch copied */
+  char **own;                /* blocks of the strings the batch copied */
   size_t nown, capown;
+  char *arena;               /* the free end of the last block */
+  size_t arena_left;
 };
 
 /* What a parse refuses: 400 INVALID_JSON / INVALID_PAYLOAD, 413
@@ -147,7 +148,9 @@ struct mx_push_limits {
                               * key; NULL: such a sample is refused */
 };
 
-/* Parses body (len bytes) into out (zeroed first). Checks the whole body:
+/* Parses body (len bytes) into out (zeroed first), as a stream (yajl: no
+ * document tree; JSON as jansson takes it: no duplicate keys, no \u0000,
+ * integers in 64 bits, nesting at most 2048). Checks the whole body:
  * on any error nothing is returned (out released, *err filled) so that a
  * refused body stores nothing. Returns 0, GROVE_EINVAL (bad input: *err)
  * or GROVE_ENOMEM. */

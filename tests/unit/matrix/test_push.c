@@ -247,6 +247,97 @@ TEST(process_texts_are_cut_and_cleaned) {
   free(body);
 }
 
+/* The reader takes JSON as a whole-document parser does: what is not JSON
+ * is INVALID_JSON even after a value it refused, and nothing else. */
+TEST(the_stream_reader_takes_json_as_a_document_parser_does) {
+  refused("   ", 400, "INVALID_JSON", NULL);
+  refused("{\"hostname\":\"a\",\"metrics\":{}} x", 400, "INVALID_JSON", NULL);
+  refused("{\"hostname\":\"a\",\"metrics\":{}}{}", 400, "INVALID_JSON", NULL);
+  refused("{\"hostname\":\"a\xff\",\"metrics\":{}}", 400, "INVALID_JSON", NULL);
+  refused("{\"a\\u0000\":1,\"hostname\":\"a\",\"metrics\":{}}", 400, "INVALID_JSON", NULL);
+  /* duplicates anywhere the reader reads: a process, an unknown key */
+  refused("{\"hostname\":\"a\",\"processes\":[{\"pid\":1,\"pid\":2}]}", 400, "INVALID_JSON", NULL);
+  refused("{\"hostname\":\"a\",\"x\":1,\"metrics\":{},\"x\":2}", 400, "INVALID_JSON", NULL);
+  /* a refused value, then a body that is not JSON: not JSON wins */
+  refused("{\"hostname\":\"\",\"metrics\":{}", 400, "INVALID_JSON", NULL);
+  refused("{\"hostname\":\"a\",\"metrics\":{\"cpu_usage\":\"x\"},\"seq\":1e999}", 400,
+          "INVALID_JSON", NULL);
+  refused("{\"hostname\":\"a\",\"metrics\":{},\"y\":[99999999999999999999]}", 400,
+          "INVALID_JSON", NULL);
+  /* nesting: deep inside an unknown key is skipped, past 2048 not JSON */
+  size_t d = 3000;
+  char *deep = malloc(2 * d + 64);
+  int at = sprintf(deep, "{\"hostname\":\"a\",\"metrics\":{},\"x\":");
+  for (size_t i = 0; i < d; i++) deep[at++] = '[';
+  for (size_t i = 0; i < d; i++) deep[at++] = ']';
+  strcpy(deep + at, "}");
+  refused(deep, 400, "INVALID_JSON", NULL);
+  d = 1000;
+  at = sprintf(deep, "{\"hostname\":\"a\",\"metrics\":{},\"x\":");
+  for (size_t i = 0; i < d; i++) at += sprintf(deep + at, "{\"k\":");
+  deep[at++] = '1';
+  for (size_t i = 0; i < d; i++) deep[at++] = '}';
+  strcpy(deep + at, "}");
+  struct mx_batch b;
+  struct mx_push_error e;
+  CHECK_EQ_INT(parse(deep, &b, &e), 0);
+  CHECK(b.n == 1 && b.ignored == 1 && !strcmp(b.ignored_names[0], "x"));
+  mx_batch_release(&b);
+  free(deep);
+  /* a number longer than any buffer is still a number */
+  char big[1200];
+  at = sprintf(big, "{\"hostname\":\"a\",\"metrics\":{\"cpu_usage\":1.");
+  for (int i = 0; i < 1000; i++) big[at++] = '5';
+  strcpy(big + at, "}}");
+  CHECK_EQ_INT(parse(big, &b, &e), 0);
+  CHECK(fabs(b.s[0].h[MX_H_CPU] - 1.5555555) < 1e-6);
+  mx_batch_release(&b);
+  /* unknown containers of every kind are skipped, known values kept */
+  CHECK_EQ_INT(parse("{\"hostname\":\"a\",\"u\":{\"metrics\":{\"cpu_usage\":9}},\"metrics\":"
+                     "{\"v\":[{\"cpu_usage\":8}],\"cpu_usage\":7,\"processes\":[{\"pid\":1,"
+                     "\"w\":{\"pid\":2},\"name\":\"n\"}]}}",
+                     &b, &e),
+               0);
+  CHECK(b.s[0].h[MX_H_CPU] == 7 && b.s[0].nprocs == 1 && b.s[0].procs[0].pid == 1);
+  CHECK(b.ignored == 3 && !strcmp(b.s[0].procs[0].name, "n"));
+  mx_batch_release(&b);
+}
+
+/* Strings outlive the events that gave them: many, long, in many blocks. */
+TEST(strings_are_kept_across_blocks) {
+  size_t n = 3000;
+  char *body = malloc(n * 400 + 64);
+  int at = sprintf(body, "[");
+  for (size_t i = 0; i < n; i++)
+    at += sprintf(body + at, "%s{\"hostname\":\"host-%zu\",\"processes\":[{\"pid\":%zu,"
+                             "\"process_name\":\"p\\u00e9-%zu\",\"command\":\"%0200zu\"}]}",
+                  i ? "," : "", i % 7, i, i, i);
+  strcpy(body + at, "]");
+  struct mx_batch b;
+  struct mx_push_error e;
+  CHECK_EQ_INT(mx_push_parse(body, strlen(body), &LIM, &b, &e), MX_MAX_SAMPLES < n ? GROVE_EINVAL : 0);
+  CHECK_EQ_STR(e.code, "TOO_MANY_SAMPLES");
+  at = sprintf(body, "[");
+  for (size_t i = 0; i < MX_MAX_SAMPLES; i++)
+    at += sprintf(body + at, "%s{\"hostname\":\"host-%zu\",\"processes\":[{\"pid\":%zu,"
+                             "\"process_name\":\"p\\u00e9-%zu\",\"command\":\"%0200zu\"}]}",
+                  i ? "," : "", i % 7, i, i, i);
+  strcpy(body + at, "]");
+  CHECK_EQ_INT(mx_push_parse(body, strlen(body), &LIM, &b, &e), 0);
+  CHECK(b.n == MX_MAX_SAMPLES && b.processes == MX_MAX_SAMPLES);
+  for (size_t i = 0; i < b.n; i++) {
+    char want[256];
+    snprintf(want, sizeof want, "host-%zu", i % 7);
+    CHECK_EQ_STR(b.s[i].host, want);
+    snprintf(want, sizeof want, "p\xc3\xa9-%zu", i);
+    CHECK_EQ_STR(b.s[i].procs[0].name, want);
+    snprintf(want, sizeof want, "%0200zu", i);
+    CHECK_EQ_STR(b.s[i].procs[0].command, want);
+  }
+  mx_batch_release(&b);
+  free(body);
+}
+
 static const struct telemetry_line *find(const struct mx_lines *l, const char *m, int nth) {
   for (size_t i = 0; i < l->n; i++)
     if (!strcmp(l->lines[i].measurement.p, m) && nth-- == 0) return &l->lines[i];
@@ -335,6 +426,8 @@ static const struct test tests[] = {
     T(hostile_names_and_times_are_refused),
     T(oversized_bodies_are_413),
     T(process_texts_are_cut_and_cleaned),
+    T(the_stream_reader_takes_json_as_a_document_parser_does),
+    T(strings_are_kept_across_blocks),
     T(samples_become_the_seed_tables),
     T(host_processes_are_host_process_metrics),
 };
