@@ -85,6 +85,21 @@ int series_flush(struct series *s) {
 
 /* How soon a failed flush is tried again (at most its interval). */
 #define FLUSH_RETRY_MS 5000
+/* A flush costs per series (a chunk row and its rollup rows) as much as
+ * per point: a head of many sparse series (matrix's process series get a
+ * point every few seconds each) waits until its series hold this many
+ * points on average, so that a chunk is worth writing, up to
+ * HEAD_MAX_FACTOR times --series-flush-points (the memory bound). */
+#define HEAD_MIN_RUN 32
+#define HEAD_MAX_FACTOR 4
+
+/* Whether the head holds enough points to move them now (under lock). */
+static bool head_full(const struct series *s) {
+  if (s->head_points < s->flush_points)
+    return false;
+  return s->head_points / HEAD_MAX_FACTOR >= s->flush_points ||
+         s->head_points >= HEAD_MIN_RUN * s->head_series;
+}
 
 /* Each --series-flush (sooner when the head is full, or after a failure):
  * what waits moved on by the backend (points in memory into chunks, or
@@ -102,13 +117,13 @@ static uint64_t autoflush(void *arg) {
     return s->flush_ms > FLUSH_RETRY_MS ? FLUSH_RETRY_MS : 0;
   malloc_trim(0); /* the heads just freed: give the memory back */
   pthread_mutex_lock(&s->lock);
-  bool full = s->head_points >= s->flush_points; /* filled while it flushed */
+  bool full = head_full(s); /* filled while it flushed */
   pthread_mutex_unlock(&s->lock);
   return full ? 1 : 0;
 }
 
 void flush_wake_if_full(struct series *s) {
-  if (s->flusher && s->head_points >= s->flush_points)
+  if (s->flusher && head_full(s))
     periodic_wake(s->flusher);
 }
 

@@ -56,6 +56,7 @@ int heads_apply(struct series *s, const struct series_point *p, size_t n) {
     if (rc)
       return rc;
     s->head_points += h->n - before;
+    s->head_series += !before && h->n;
   }
   return 0;
 }
@@ -75,6 +76,7 @@ void heads_freeze(struct series *s, struct head *fresh) {
   s->nfrozen = s->nkeys;
   s->heads = fresh;
   s->head_points = 0;
+  s->head_series = 0;
 }
 
 void heads_clear(struct series *s) {
@@ -83,6 +85,7 @@ void heads_clear(struct series *s) {
     s->heads[i] = (struct head){0};
   }
   s->head_points = 0;
+  s->head_series = 0;
 }
 
 bool heads_pending(struct series *s) { return s->head_points || s->frozen; }

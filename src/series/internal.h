@@ -127,6 +127,7 @@ struct series {
   /* the head (head.c), by id, as many as capkeys */
   struct head *heads;
   size_t head_points;
+  size_t head_series;      /* series with points in the head */
   /* Points on their way into chunks: the heads as they were when the log
    * was set aside (series.wal.old), by id; reads still see them. */
   struct head *frozen;

@@ -186,7 +186,9 @@ int series_health(struct series *s, char *why, size_t n);
 /* Moves the head into chunks and empties the log. */
 int series_flush(struct series *s);
 /* Moves the head into chunks every interval_ms, and sooner once it holds
- * max_points, on a thread of its own. Call once after open. */
+ * max_points and its series 32 points each on average (a flush costs a
+ * chunk and rollup rows per series), or 4 × max_points whatever they
+ * hold: on a thread of its own. Call once after open. */
 int series_autoflush(struct series *s, uint64_t interval_ms, size_t max_points);
 /* Points held in memory (not yet in chunks). */
 size_t series_head_points(struct series *s);
