@@ -135,20 +135,53 @@ static int recompute_hour(struct rollups *r, uint32_t id, int64_t hour) {
   return b.count ? put(r, id, HOUR_NS, &b) : 0;
 }
 
-/* Hours touched by one update, to sum once each at its end. */
+/* A rollup row (series id, res, bucket) read into b, if there is one
+ * (b is left as it is otherwise). */
+static int get_row(struct rollups *r, uint32_t id, int64_t res, int64_t bucket,
+                   struct series_bucket *b) {
+  sqlite3_bind_int64(r->get, 1, id);
+  sqlite3_bind_int64(r->get, 2, res / 1000000000);
+  sqlite3_bind_int64(r->get, 3, bucket);
+  int step = sqlite3_step(r->get);
+  if (step == SQLITE_ROW)
+    row_bucket(r->get, 0, b);
+  sqlite3_reset(r->get);
+  return step == SQLITE_ROW || step == SQLITE_DONE ? 0 : GROVE_ESTORE;
+}
+
+/* Hours touched by one update, to write once each at its end: summed
+ * again from their minutes where a minute was computed again (points at
+ * or before the chunks' end), else the stored hour extended by the new
+ * points alone (all later than anything stored: one read, not sixty). */
 struct hours {
-  int64_t *h;
+  struct hour {
+    int64_t start;
+    bool whole;                /* sum it again from its minutes */
+    struct series_bucket added; /* the new points in it, in order */
+  } *h;
   size_t n, cap;
 };
 
-static int touch_hour(struct hours *t, int64_t minute) {
+static struct hour *touch_hour(struct hours *t, int64_t minute, bool whole) {
   int64_t h = floor_to(minute, HOUR_NS);
-  if (t->n && t->h[t->n - 1] == h)
-    return 0;
-  if (ARRAY_GROW(t->h, t->cap, t->n + 1, 8, ARRAY_NOMAX))
-    return GROVE_ENOMEM;
-  t->h[t->n++] = h;
-  return 0;
+  if (!t->n || t->h[t->n - 1].start != h) {
+    if (ARRAY_GROW(t->h, t->cap, t->n + 1, 8, ARRAY_NOMAX))
+      return NULL;
+    t->h[t->n++] = (struct hour){h, false, {h, 0, 0, 0, 0, 0, 0}};
+  }
+  t->h[t->n - 1].whole |= whole;
+  return &t->h[t->n - 1];
+}
+
+static int write_hour(struct rollups *r, uint32_t id, const struct hour *h) {
+  if (h->whole)
+    return recompute_hour(r, id, h->start);
+  struct series_bucket b = {h->start, 0, 0, 0, 0, 0, 0};
+  int rc = get_row(r, id, HOUR_NS, h->start, &b);
+  if (rc)
+    return rc;
+  add_bucket(&b, &h->added);
+  return b.count ? put(r, id, HOUR_NS, &b) : 0;
 }
 
 int rollups_update(struct rollups *r, uint32_t id, const struct series_sample *pts, size_t n,
@@ -169,8 +202,8 @@ int rollups_update(struct rollups *r, uint32_t id, const struct series_sample *p
    * (the chunks hold this flush's points already) */
   for (; !rc && j < n && prev_end != INT64_MIN && pts[j].ts_ns <= prev_end; j++) {
     int64_t m = floor_to(pts[j].ts_ns, MINUTE_NS);
-    if (m != last && !(rc = recompute_minute(r, id, m)))
-      rc = touch_hour(&touched, m);
+    if (m != last && !(rc = recompute_minute(r, id, m)) && !touch_hour(&touched, m, true))
+      rc = GROVE_ENOMEM;
     last = m;
   }
   /* newer points extend the rollups, minute by minute */
@@ -181,22 +214,23 @@ int rollups_update(struct rollups *r, uint32_t id, const struct series_sample *p
         j++;
       continue;
     }
-    struct series_bucket b = {m, 0, 0, 0, 0, 0, 0};
-    if (prev_end != INT64_MIN && rollup_covers(prev_end) && m == floor_to(prev_end, MINUTE_NS)) {
-      sqlite3_bind_int64(r->get, 1, id);
-      sqlite3_bind_int64(r->get, 2, MINUTE_NS / 1000000000);
-      sqlite3_bind_int64(r->get, 3, m);
-      if (sqlite3_step(r->get) == SQLITE_ROW)
-        row_bucket(r->get, 0, &b);
-      sqlite3_reset(r->get);
+    struct hour *h = touch_hour(&touched, m, false);
+    if (!h) {
+      rc = GROVE_ENOMEM;
+      break;
     }
-    for (; j < n && pts[j].ts_ns < m + MINUTE_NS; j++)
+    struct series_bucket b = {m, 0, 0, 0, 0, 0, 0};
+    if (prev_end != INT64_MIN && rollup_covers(prev_end) && m == floor_to(prev_end, MINUTE_NS) &&
+        (rc = get_row(r, id, MINUTE_NS, m, &b)))
+      break;
+    for (; j < n && pts[j].ts_ns < m + MINUTE_NS; j++) {
       add_point(&b, pts[j].value);
-    if (!(rc = put(r, id, MINUTE_NS, &b)))
-      rc = touch_hour(&touched, m);
+      add_point(&h->added, pts[j].value);
+    }
+    rc = put(r, id, MINUTE_NS, &b);
   }
   for (size_t i = 0; !rc && i < touched.n; i++)
-    rc = recompute_hour(r, id, touched.h[i]);
+    rc = write_hour(r, id, &touched.h[i]);
   free(touched.h);
   return rc;
 }

@@ -721,17 +721,22 @@ static size_t reference_buckets(struct series *s, uint32_t id, int64_t from, int
 
 /* n points about 10 s apart from *t on, one in ten late (into a minute
  * already summed, or onto a point: a rewrite) back to t0. */
-static void append_round(struct series *s, uint32_t id, int64_t t0, int64_t *t, int n) {
+static void append_round_late(struct series *s, uint32_t id, int64_t t0, int64_t *t, int n,
+                              bool late) {
   struct series_point p[400];
   CHECK(n <= 400);
   for (int i = 0; i < n; i++) {
     *t += (int64_t)(rnd() % 20) * 1000000000LL;
     int64_t ts = *t;
-    if (rnd() % 10 == 0)
+    if (late && rnd() % 10 == 0)
       ts = t0 + (int64_t)(rnd() % (uint64_t)(*t - t0 + 1)) / 1000000000LL * 1000000000LL;
     p[i] = (struct series_point){id, ts, (double)(rnd() % 1000) / 10};
   }
   CHECK(series_append_sync(s, p, (size_t)n) == 0);
+}
+
+static void append_round(struct series *s, uint32_t id, int64_t t0, int64_t *t, int n) {
+  append_round_late(s, id, t0, t, n, true);
 }
 
 static void rollups_match_points(struct series *s, uint32_t id, int64_t from, int64_t to) {
@@ -781,6 +786,26 @@ TEST(rollups_agree_with_the_points_through_late_and_rewritten_ones) {
   CHECK(sqlite3_open(path, &db) == SQLITE_OK);
   CHECK(sqlite3_exec(db, "DELETE FROM rollups", NULL, NULL, NULL) == SQLITE_OK);
   sqlite3_close(db);
+  s = open_store(dir);
+  rollups_match_points(s, a, t0, t + 1);
+  series_close(s);
+}
+
+/* Points in order, flushed a few minutes at a time: each flush extends
+ * the minute and the hour the last one ended in (the hour read once and
+ * extended, not summed again), and a late round then sums them whole. */
+TEST(rollups_extend_hours_across_flushes) {
+  char *dir = store_dir();
+  struct series *s = open_store(dir);
+  uint32_t a;
+  CHECK(series_id(s, "roll b", &a) == 0);
+  int64_t t0 = 1800000000LL * 1000000000LL + 1234567890LL, t = t0;
+  for (int round = 0; round < 12; round++) {
+    append_round_late(s, a, t0, &t, 40, round == 9);
+    CHECK(series_flush(s) == 0);
+    rollups_match_points(s, a, t0 - 3600000000000LL, t + 3600000000000LL);
+  }
+  series_close(s);
   s = open_store(dir);
   rollups_match_points(s, a, t0, t + 1);
   series_close(s);
@@ -1069,6 +1094,7 @@ static const struct test tests[] = {
     T(pg_retention_drops_whole_days), T(pg_extreme_times_are_stored_read_and_bucketed_without_overflow),
     T(extreme_times_are_stored_read_and_bucketed_without_overflow),
     T(rollups_agree_with_the_points_through_late_and_rewritten_ones),
+    T(rollups_extend_hours_across_flushes),
     T(retention_drops_points_before_their_rollups),
     T(writes_go_on_while_points_move_into_chunks), T(a_few_points_a_flush_still_fill_whole_chunks), T(a_flush_cut_short_is_finished_at_open),
     T(store_keeps_order_last_write_wins_and_replays), T(concurrent_writers_share_commits), T(store_cuts_a_torn_log_tail),
