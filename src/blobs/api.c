@@ -4,12 +4,15 @@
  * is 404, as if absent); admins see every blob. Every store and disk call
  * runs on the store pool (http_req_defer).
  *
- * An upload holds a ring of NBUF buffers of CHUNK bytes: the loop fills
- * one while a pool thread hashes and writes the full ones to disk, one
- * after another; when every buffer is full the stream is paused (the
- * socket is not read) until a write is done. (Buffers are malloc'd whole
- * but their pages are touched only as bytes arrive.) A download keeps at most two pieces of PIECE bytes: one being
- * read from disk while the other is on its way to the client. */
+ * An upload is copied by the loop straight into the pages of its
+ * temporary file, mapped NWIN windows (BLOBS_WINDOW bytes each) at a
+ * time (blobs_writer_map), while a pool job hashes the full ones, in
+ * order, and another unmaps the hashed ones and maps the next: one copy
+ * of each byte (socket buffer to page cache), hashing on one core while
+ * the loop copies on another. When no window has room the stream is
+ * paused (the socket is not read) until one does. A download keeps at
+ * most two pieces of PIECE bytes: one being read from disk while the
+ * other is on its way to the client. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,9 +26,8 @@
 #include "gate/gate.h"
 #include "net/http.h"
 
-#define CHUNK (1u << 20)          /* an upload's write to disk */
-#define FILL_CAP (CHUNK + (256u << 10)) /* a full buffer takes one more piece */
-#define NBUF 4                    /* an upload's buffers: one filling, the rest queued */
+#define NWIN 4                    /* an upload's mapped windows */
+#define PIECE_MAX (64u << 10)     /* the most one on_data hands over (one socket read) */
 #define PIECE (256u << 10)        /* a download's read from disk */
 
 /* ---- errors -------------------------------------------------------------- */
@@ -94,33 +96,45 @@ struct upload {
   char name[BLOBS_NAME_MAX + 1];
   char media_type[BLOBS_MEDIA_TYPE_MAX + 1];
   int64_t expected;        /* Content-Length, or -1 */
-  uint64_t received;       /* body bytes taken so far (loop thread) */
-  char *buf[NBUF];         /* FILL_CAP each: a ring */
-  size_t len[NBUF];
-  int head, full;          /* the oldest full buffer, and how many are full:
-                            * buf[(head + full) % NBUF] is the one filling */
-  bool job;                /* a job of this upload is on the pool */
+  uint64_t limit;          /* bytes the body may have: expected, else unbounded */
+  uint64_t received;       /* body bytes placed in windows so far (loop thread) */
+  /* the windows (blobs_writer_map): window k is in slot k % NWIN while
+   * mapped; windows first … first + nmapped - 1 are mapped */
+  char *win[NWIN];
+  uint64_t first, nmapped;
+  uint64_t hashed;         /* bytes taken (hashed) by the writer: whole windows */
+  bool hash_job, map_job;  /* a job of each kind is on the pool */
+  bool commit_job;
+  int hash_rc, map_rc, rc; /* the jobs' outcomes */
+  /* the map job's order, set on the loop before it starts: unmap windows
+   * first … first + unmap - 1, map windows from map_from until NWIN are
+   * mapped; it leaves the new windows' addresses in fresh[] */
+  uint64_t unmap, map_from, map_to;
+  char *fresh[NWIN];
   bool attached;           /* the body stream is ours */
   bool stream_over;        /* on_end ran, or we answered: no callback will come */
   bool paused;
-  bool body_done;          /* the body is complete: commit after the write */
+  bool body_done;          /* the body is complete: commit once the windows are in */
   bool gone;               /* the client went away or was answered: clean up */
-  int rc;                  /* the job's outcome */
   struct blobs_info info;
   char rid[24];
 };
 
+static bool upload_jobs(const struct upload *u) {
+  return u->hash_job || u->map_job || u->commit_job;
+}
+
 static void upload_free(struct upload *u) {
+  for (uint64_t k = u->first; u->w && k < u->first + u->nmapped; k++)
+    blobs_writer_unmap(u->w, k, u->win[k % NWIN], false);
   blobs_writer_abort(u->w); /* a temporary file left: closed and removed */
-  for (int i = 0; i < NBUF; i++)
-    free(u->buf[i]);
   free(u);
 }
 
 /* Frees u once nothing will call back into it: no job on the pool and
  * the stream will not call on_end. */
 static bool upload_settle(struct upload *u) {
-  if (u->job || (u->attached && !u->stream_over))
+  if (upload_jobs(u) || (u->attached && !u->stream_over))
     return false;
   upload_free(u);
   return true;
@@ -133,20 +147,52 @@ static void upload_answer_rc(struct http_req *r, struct upload *u, int rc) {
   reply_rc(r, rc, u->b, u->rid);
 }
 
+/* Windows that n bytes span. */
+static uint64_t windows_of(uint64_t n) {
+  return n / BLOBS_WINDOW + (n % BLOBS_WINDOW != 0);
+}
+
+/* The map job: unmaps the windows hashed, maps the next ones. */
+static void map_work(void *arg) {
+  struct upload *u = arg;
+  for (uint64_t k = u->first; k < u->first + u->unmap; k++)
+    blobs_writer_unmap(u->w, k, u->win[k % NWIN], true);
+  u->map_rc = 0;
+  for (uint64_t k = u->map_from; k < u->map_to && !u->map_rc; k++) {
+    void *a = NULL;
+    u->map_rc = blobs_writer_map(u->w, k, &a);
+    u->fresh[k - u->map_from] = a;
+  }
+}
+
 static void open_work(void *arg) {
   struct upload *u = arg;
   u->rc = blobs_writer_open(u->b, u->who.who, u->expected, &u->w);
+  if (u->rc)
+    return;
+  u->unmap = 0;
+  u->map_from = 0;
+  u->map_to = windows_of(u->limit) < NWIN ? windows_of(u->limit) : NWIN;
+  map_work(u);
 }
 
-static void write_work(void *arg) {
+/* The hash job: the oldest full window. */
+static void hash_work(void *arg) {
   struct upload *u = arg;
-  u->rc = blobs_writer_write(u->w, u->buf[u->head], u->len[u->head]);
+  uint64_t k = u->hashed / BLOBS_WINDOW;
+  u->hash_rc = blobs_writer_take(u->w, u->win[k % NWIN], BLOBS_WINDOW);
 }
 
+/* The last job: the rest of the last window, every window unmapped,
+ * then the commit. */
 static void commit_work(void *arg) {
   struct upload *u = arg;
-  int f = (u->head + u->full) % NBUF; /* every full one is written: the last piece */
-  u->rc = u->len[f] ? blobs_writer_write(u->w, u->buf[f], u->len[f]) : 0;
+  uint64_t k = u->hashed / BLOBS_WINDOW;
+  size_t tail = (size_t)(u->received - u->hashed);
+  u->rc = tail ? blobs_writer_take(u->w, u->win[k % NWIN], tail) : 0;
+  for (uint64_t j = u->first; j < u->first + u->nmapped; j++)
+    blobs_writer_unmap(u->w, j, u->win[j % NWIN], true);
+  u->nmapped = 0;
   struct blobs_writer *w = u->w;
   u->w = NULL;
   if (u->rc) {
@@ -157,125 +203,166 @@ static void commit_work(void *arg) {
   u->rc = blobs_writer_commit(w, &nb, &u->info);
 }
 
-static void write_done(struct http_req *r, void *arg);
+static void hash_done(struct http_req *r, void *arg);
+static void map_done(struct http_req *r, void *arg);
 static void commit_done(struct http_req *r, void *arg);
 
-static int upload_job(struct http_req *r, struct upload *u, http_work_fn work, http_done_fn done) {
-  u->job = true;
+/* Starts a job; false when it could not (u is gone then). */
+static bool upload_job(struct http_req *r, struct upload *u, bool *flag, http_work_fn work,
+                       http_done_fn done) {
+  *flag = true;
   int rc = http_req_defer(r, HTTP_POOL_STORE, work, done, u);
   if (rc) {
-    u->job = false;
+    *flag = false;
     u->gone = true;
     if (rc != GROVE_ECLOSED) /* answered 503 (BUSY): that ended the stream */
       u->stream_over = true;
   }
-  return rc;
+  return rc == 0;
 }
 
-/* Writes the oldest full buffer. */
-static void start_write(struct http_req *r, struct upload *u) {
-  upload_job(r, u, write_work, write_done);
+/* Bytes mapped past what was received: where the next pieces go. */
+static uint64_t upload_room(const struct upload *u) {
+  return (u->first + u->nmapped) * BLOBS_WINDOW - u->received;
+}
+
+/* Whether the stream may go on: room for the biggest piece, or for the
+ * rest of a body of known length. */
+static bool upload_can_take(const struct upload *u) {
+  uint64_t want = u->limit - u->received < PIECE_MAX ? u->limit - u->received : PIECE_MAX;
+  return upload_room(u) >= want;
+}
+
+/* Starts what can start: the hash of a full window, the map job (unmap
+ * what is hashed, map ahead), the commit once the body is in and hashed
+ * but its tail. Returns false when u is gone (the caller settles it). */
+static bool upload_pump(struct http_req *r, struct upload *u) {
+  if (u->gone || u->commit_job)
+    return !u->gone;
+  if (!u->hash_job && u->received - u->hashed >= BLOBS_WINDOW &&
+      !upload_job(r, u, &u->hash_job, hash_work, hash_done))
+    return false;
+  uint64_t done_k = u->hashed / BLOBS_WINDOW; /* windows below are hashed */
+  uint64_t unmap = done_k - u->first;
+  uint64_t end = windows_of(u->limit); /* windows the body can reach */
+  uint64_t map_to = done_k + NWIN < end ? done_k + NWIN : end;
+  if (map_to < u->first + u->nmapped)
+    map_to = u->first + u->nmapped;
+  if (!u->map_job && !u->body_done && (unmap > 0 || map_to > u->first + u->nmapped)) {
+    u->unmap = unmap;
+    u->map_from = u->first + u->nmapped;
+    u->map_to = map_to;
+    if (!upload_job(r, u, &u->map_job, map_work, map_done))
+      return false;
+  }
+  if (u->body_done && !u->hash_job && !u->map_job && u->received - u->hashed < BLOBS_WINDOW &&
+      !upload_job(r, u, &u->commit_job, commit_work, commit_done))
+    return false;
+  return true;
 }
 
 static int on_data(struct http_req *r, const char *data, size_t len, void *arg) {
   struct upload *u = arg;
   if (u->gone)
     return HTTP_BODY_PAUSE;
-  int f = (u->head + u->full) % NBUF;
-  if (u->full == NBUF || len > FILL_CAP - u->len[f]) {
-    /* cannot happen: with every buffer full the stream is paused, and the
-     * server hands over at most one read (64 KiB) after a buffer fills;
-     * refuse rather than lose bytes */
-    log_error(u->rid, "blobs: upload buffer overrun", "have=%zu piece=%zu", u->len[f], len);
+  if (len > upload_room(u)) {
+    /* cannot happen: the stream is paused while less than the biggest
+     * piece (one socket read) fits; refuse rather than lose bytes */
+    log_error(u->rid, "blobs: upload window overrun", "room=%" PRIu64 " piece=%zu",
+              upload_room(u), len);
     upload_answer_rc(r, u, GROVE_EIO);
     upload_settle(u);
     return HTTP_BODY_PAUSE;
   }
-  /* the quota is checked here, as bytes arrive, not when the disk takes
-   * them: so the first limit crossed (quota here, --max-upload in the
-   * server) answers, however far behind the writes are */
+  /* the quota is checked here, as bytes arrive, not when they are
+   * hashed: so the first limit crossed (quota here, --max-upload in the
+   * server) answers, however far behind the pool is */
   if (len > blobs_writer_room(u->w) - u->received) {
     upload_answer_rc(r, u, GROVE_EQUOTA);
     upload_settle(u);
     return HTTP_BODY_PAUSE;
   }
-  u->received += len;
-  memcpy(u->buf[f] + u->len[f], data, len);
-  u->len[f] += len;
-  if (u->len[f] < CHUNK)
-    return HTTP_BODY_MORE;
-  u->full++; /* to the disk; the next buffer fills */
-  if (!u->job) {
-    start_write(r, u);
-    if (u->gone) {
-      upload_settle(u);
-      return HTTP_BODY_PAUSE;
-    }
+  /* into the file's pages, a window at a time (a piece may span two) */
+  while (len) {
+    uint64_t k = u->received / BLOBS_WINDOW;
+    size_t at = (size_t)(u->received % BLOBS_WINDOW);
+    size_t n = BLOBS_WINDOW - at < len ? BLOBS_WINDOW - at : len;
+    memcpy(u->win[k % NWIN] + at, data, n);
+    data += n;
+    len -= n;
+    u->received += n;
   }
-  if (u->full < NBUF)
+  if (!upload_pump(r, u)) {
+    upload_settle(u);
+    return HTTP_BODY_PAUSE;
+  }
+  if (upload_can_take(u))
     return HTTP_BODY_MORE;
-  u->paused = true; /* every buffer full: wait for the disk */
+  u->paused = true; /* every window full: wait for the hash and the next map */
   return HTTP_BODY_PAUSE;
-}
-
-static void start_commit(struct http_req *r, struct upload *u) {
-  upload_job(r, u, commit_work, commit_done);
 }
 
 static void on_end(struct http_req *r, int err, void *arg) {
   struct upload *u = arg;
+  u->stream_over = true;
   if (err) { /* cut short: the server answers (or the client is gone) */
-    u->stream_over = true;
     u->gone = true;
     upload_settle(u);
     return;
   }
-  u->stream_over = true;
   u->body_done = true;
-  if (!u->job && !u->gone) /* (a write in flight commits when the full ones are out) */
-    start_commit(r, u);
-  if (u->gone)
+  if (!upload_pump(r, u))
     upload_settle(u);
 }
 
-static void write_done(struct http_req *r, void *arg) {
-  struct upload *u = arg;
-  u->job = false;
-  u->len[u->head] = 0;
-  u->head = (u->head + 1) % NBUF;
-  u->full--;
+/* After a hash or map job: errors answer; else go on, and resume a
+ * stream that waited for room. */
+static void upload_next(struct http_req *r, struct upload *u, int rc) {
   if (!r->conn || u->gone) {
     u->gone = true;
     upload_settle(u);
     return;
   }
-  if (u->rc) {
-    upload_answer_rc(r, u, u->rc);
+  if (rc) {
+    upload_answer_rc(r, u, rc);
     upload_settle(u);
     return;
   }
-  if (u->body_done && u->full == 0) {
-    start_commit(r, u);
-    if (u->gone)
-      upload_settle(u);
+  if (!upload_pump(r, u)) {
+    upload_settle(u);
     return;
   }
-  if (u->full > 0) {
-    start_write(r, u);
-    if (u->gone) {
-      upload_settle(u);
-      return;
-    }
-  }
-  if (u->paused) {
+  if (u->paused && upload_can_take(u)) {
     u->paused = false;
     http_req_stream_resume(r); /* may call on_data and on_end before it returns */
   }
 }
 
+static void hash_done(struct http_req *r, void *arg) {
+  struct upload *u = arg;
+  u->hash_job = false;
+  if (!u->hash_rc)
+    u->hashed += BLOBS_WINDOW;
+  upload_next(r, u, u->hash_rc);
+}
+
+static void map_done(struct http_req *r, void *arg) {
+  struct upload *u = arg;
+  u->map_job = false;
+  u->first += u->unmap;
+  u->nmapped -= u->unmap;
+  for (uint64_t k = u->map_from; k < u->map_to && u->fresh[k - u->map_from]; k++) {
+    u->win[k % NWIN] = u->fresh[k - u->map_from];
+    u->fresh[k - u->map_from] = NULL;
+    u->nmapped++;
+  }
+  u->unmap = 0;
+  upload_next(r, u, u->map_rc);
+}
+
 static void commit_done(struct http_req *r, void *arg) {
   struct upload *u = arg;
-  u->job = false;
+  u->commit_job = false;
   u->gone = true;
   if (r->conn) {
     if (u->rc) {
@@ -295,13 +382,19 @@ static void commit_done(struct http_req *r, void *arg) {
 
 static void open_done(struct http_req *r, void *arg) {
   struct upload *u = arg;
-  u->job = false;
+  u->map_job = false;
+  /* the windows mapped (all, or up to an error) */
+  for (uint64_t k = u->map_from; k < u->map_to && u->fresh[k]; k++) {
+    u->win[k % NWIN] = u->fresh[k];
+    u->fresh[k] = NULL;
+    u->nmapped++;
+  }
   if (!r->conn) {
     upload_free(u);
     return;
   }
-  if (u->rc) {
-    upload_answer_rc(r, u, u->rc);
+  if (u->rc || u->map_rc) {
+    upload_answer_rc(r, u, u->rc ? u->rc : u->map_rc);
     upload_free(u);
     return;
   }
@@ -340,16 +433,7 @@ static void h_upload(struct http_req *r) {
     return;
   }
   struct upload *u = calloc(1, sizeof *u);
-  if (u) {
-    for (int i = 0; i < NBUF; i++)
-      u->buf[i] = malloc(FILL_CAP);
-  }
-  bool have = u != NULL;
-  for (int i = 0; have && i < NBUF; i++)
-    have = u->buf[i] != NULL;
-  if (!have) {
-    if (u)
-      upload_free(u);
+  if (!u) {
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     return;
   }
@@ -375,7 +459,8 @@ static void h_upload(struct http_req *r) {
     return;
   }
   u->expected = http_req_content_length(r);
-  u->job = true;
+  u->limit = u->expected >= 0 ? (uint64_t)u->expected : UINT64_MAX;
+  u->map_job = true;
   if (http_req_defer(r, HTTP_POOL_STORE, open_work, open_done, u))
     upload_free(u);
 }

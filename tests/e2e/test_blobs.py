@@ -177,6 +177,20 @@ def test_chunked_upload_and_name_header():
     assert d.status == 200 and d.body == b""
 
 
+def test_sizes_on_the_edges_of_the_mapped_windows():
+    # the body is copied into 1 MiB windows of the file mapped in memory
+    # and hashed a window at a time: every edge keeps every byte, once
+    w = 1 << 20
+    for i, (n, chunked) in enumerate([(1, False), (w - 1, False), (w, False), (w + 1, True),
+                                      (4 * w, False), (4 * w + 1, True), (9 * w + 12345, False),
+                                      (6 * w, True)]):
+        r, sha = stream_upload(g, OWNER, n, chunked=chunked, piece=65537 + i)
+        assert r.status == 201, (n, r.body)
+        b = r.json()["data"]
+        assert b["size"] == n and b["sha256"] == sha, n
+        assert download_sha(g, OWNER, b["id"]) == (200, sha, n)
+
+
 def test_bad_uploads_get_the_error_envelope():
     for name in ("a%2Fb", "%01x", "%FF", "x" * 256):
         r = upload(g, OWNER, b"abc", name=name)
