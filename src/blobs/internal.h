@@ -12,7 +12,10 @@
 
 #include <pthread.h>
 
+#include <openssl/evp.h>
+
 #include "blobs/blobs.h"
+#include "blobs/tus.h"
 
 struct blobs_ops {
   const char *name; /* --blobs-backend */
@@ -104,5 +107,41 @@ bool blobs_sha_valid(const char *s);
  * or makes one and writes it there (fsync'd, renamed into place). OUT:
  * out. Returns 0 or GROVE_EIO with err. Blocking. */
 int blobs_id_file(const char *path, char out[BLOBS_ID_LEN], char *err, size_t errlen);
+
+/* ---- tus: the frontier (tus_frontier.c) ---------------------------------
+ * The SHA-256 of a final concatenation computed while its parts arrive:
+ * the partial uploads an owner creates one after another are taken for
+ * the parts of one file, in that order (a chain), and a thread of its own
+ * hashes them from the first byte on as their bytes become durable,
+ * keeping the state at every part boundary. A cache: whatever it lacks
+ * (another order, a restart, a part written by another instance) is
+ * hashed at the final from disk. Every call may run on any thread. */
+struct tus_frontier;
+/* Starts the hasher; data files are dir/<id>. GROVE_ENOMEM. */
+int tus_frontier_open(struct tus_frontier **out, const char *dir);
+void tus_frontier_close(struct tus_frontier *f); /* NULL is fine */
+/* A partial upload of `owner` was made (length bytes): the next part of
+ * the owner's chain while that one is still being sent, else the first
+ * of a new chain. */
+void tus_frontier_created(struct tus_frontier *f, const char *owner, const char *id,
+                          uint64_t length);
+/* This process made id's bytes [0, durable) durable (they never change
+ * again): the frontier may read them. */
+void tus_frontier_durable(struct tus_frontier *f, const char *id, uint64_t durable);
+/* id is gone (deleted, expired): its chain stops before it. */
+void tus_frontier_forget(struct tus_frontier *f, const char *id);
+/* For a final of ids[0..n): copies into md (a fresh SHA-256 context) the
+ * state of the chain that starts with ids[0], as far as it matches ids;
+ * OUT: *part, *off: md covers parts [0, *part) of ids and the first *off
+ * bytes of ids[*part] (*part = n: all of them). The chain stops there
+ * (no part joins it, nothing more is hashed) but keeps its states for a
+ * retried final. Returns false (md untouched, 0 and 0) when no chain helps. Waits for at
+ * most one step of the hasher (8 MiB). */
+bool tus_frontier_take(struct tus_frontier *f, const char (*ids)[TUS_ID_LEN], int n,
+                       EVP_MD_CTX *md, int *part, uint64_t *off);
+/* Blocks until the hasher has nothing left to do (tests). */
+void tus_frontier_wait(struct tus_frontier *f);
+/* Bytes hashed ahead since open (tests, metrics). */
+uint64_t tus_frontier_ahead(struct tus_frontier *f);
 
 #endif

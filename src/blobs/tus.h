@@ -260,8 +260,9 @@ typedef int (*tus_part_fn)(void *arg, int i, const char *path, uint64_t length);
  * the owner's, finished, not expired). sink NULL: its data file is their
  * bytes in order, fsync'd, then the record commits with offset = length;
  * with sha256 (65 bytes) not NULL, the same pass fills it with the
- * SHA-256 of those bytes in lowercase hex (hashed from the page cache on
- * this thread while another copies: one pass's time).
+ * SHA-256 of those bytes in lowercase hex: what the concatenation hasher
+ * had not hashed ahead (tus_settle, below) is hashed from the page cache
+ * on this thread while another copies.
  * sink given: the parts go to sink(arg, …) in order instead, its data
  * file stays empty and its offset 0 until tus_finish records the blob the
  * caller made of them. Returns 0; GROVE_ENOENT (*bad names the part:
@@ -271,6 +272,19 @@ typedef int (*tus_part_fn)(void *arg, int i, const char *path, uint64_t length);
 int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_LEN], int n,
                      const char *metadata, tus_part_fn sink, void *arg, struct tus_upload *u,
                      int *bad, char *sha256);
+
+/* The final's SHA-256 is hashed ahead: the partial uploads an owner
+ * creates one after another are taken for one file's parts in that order,
+ * and a thread hashes them from the first byte on as their bytes become
+ * durable, so that the final, when it names them in that order, has
+ * little or nothing left to hash (the rest, whatever the guess missed, is
+ * hashed then from disk: docs/blobs.md). tus_settle blocks until that
+ * thread has caught up with every durable byte (tests); tus_hashed_ahead
+ * and tus_hashed_at_final count the bytes hashed ahead and at finals
+ * since tus_open. Any thread. */
+void tus_settle(struct tus *t);
+uint64_t tus_hashed_ahead(struct tus *t);
+uint64_t tus_hashed_at_final(struct tus *t);
 
 /* Termination: removes an upload of `owner` (its record, then its data
  * file). Returns 0, GROVE_ENOENT, GROVE_EBUSY (a writer holds it), or the

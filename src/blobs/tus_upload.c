@@ -89,6 +89,10 @@ struct tus {
   pthread_mutex_t saved_mu;
   struct saved_hash saved[SAVED_MAX];
   int nsaved;
+  struct tus_frontier *frontier; /* concatenations hashed as their parts arrive */
+  /* bytes the finals of this process hashed themselves (tus_hashed_at_final) */
+  pthread_mutex_t stat_mu;
+  uint64_t final_hashed;
 };
 
 struct tus_write {
@@ -97,6 +101,7 @@ struct tus_write {
   char token[24];          /* the fencing token, as text */
   int fd;
   uint64_t length;
+  enum tus_kind kind;
   uint64_t durable;        /* committed offset */
   uint64_t offset;         /* written so far */
   bool locked;             /* false once the lease is known lost */
@@ -382,8 +387,15 @@ int tus_open(struct tus **out, const struct tus_cfg *cfg, struct store *st, cons
     free(t);
     return rc;
   }
+  if ((rc = tus_frontier_open(&t->frontier, t->dir))) {
+    snprintf(err, errlen, "cannot start the concatenation hasher: %s", grove_strerror(rc));
+    free(t);
+    return rc;
+  }
+  pthread_mutex_init(&t->stat_mu, NULL);
   if (t->cfg.sweep_ms && (rc = periodic_start(&t->sweeper, t->cfg.sweep_ms, sweep_tick, t))) {
     snprintf(err, errlen, "cannot start the upload sweep: %s", grove_strerror(rc));
+    tus_frontier_close(t->frontier);
     free(t);
     return rc;
   }
@@ -395,6 +407,8 @@ void tus_close(struct tus *t) {
   if (!t)
     return;
   periodic_stop(t->sweeper);
+  tus_frontier_close(t->frontier);
+  pthread_mutex_destroy(&t->stat_mu);
   while (t->nsaved)
     saved_drop_at(t, 0);
   pthread_mutex_destroy(&t->saved_mu);
@@ -432,6 +446,8 @@ int tus_create(struct tus *t, const struct tus_new *nu, struct tus_upload *u) {
     return GROVE_EIO;
   }
   close(fd);
+  if (nu->kind == TUS_PARTIAL)
+    tus_frontier_created(t->frontier, nu->owner, id, nu->length);
   memset(u, 0, sizeof *u);
   memcpy(u->id, id, sizeof id);
   snprintf(u->owner, sizeof u->owner, "%s", nu->owner);
@@ -547,6 +563,7 @@ int tus_lock(struct tus *t, const char *id, const char *owner, struct tus_write 
     return rc;
   }
   w->length = u.length;
+  w->kind = u.kind;
   char path[PATH_MAX + 64];
   tus_data_path(t, id, path, sizeof path);
   /* bytes past the durable offset were never acknowledged: cut them */
@@ -637,6 +654,8 @@ int tus_checkpoint(struct tus_write *w) {
   if (rc)
     return rc;
   w->durable = w->offset;
+  if (w->kind == TUS_PARTIAL)
+    tus_frontier_durable(t->frontier, w->id, w->durable);
   if (w->md && EVP_MD_CTX_copy_ex(w->md_durable, w->md) != 1)
     hash_stop(w);
   leased(w, n);
@@ -704,70 +723,109 @@ int tus_finish(struct tus *t, const char *id, const char *blob) {
 
 /* ---- concatenation ------------------------------------------------------------------ */
 
-/* Appends len bytes of `in` (from its offset) to `out`: copy_file_range,
- * a reflink where the filesystem has them, else a copy in the kernel. */
-static int copy_range(int in, int out, uint64_t len) {
-  while (len > 0) {
-    ssize_t k = copy_file_range(in, NULL, out, NULL, len > (1u << 30) ? (1u << 30) : len, 0);
-    if (k < 0 && errno == EINTR)
-      continue;
-    if (k <= 0)
-      return GROVE_EIO; /* short: the part is not as long as its record */
-    len -= (uint64_t)k;
+#define HASH_WINDOW (8u << 20) /* bytes of a part mapped at a time to copy or hash it */
+
+/* Copies len bytes of `in` to `out` at offset at: written from the
+ * source's pages mapped a window at a time (one copy, from the page cache
+ * into the file's: copy_file_range between two files without reflinks
+ * goes through a pipe, page by page, several times slower). */
+static int copy_range(int in, int out, uint64_t len, uint64_t at) {
+  for (uint64_t off = 0; off < len;) {
+    size_t n = len - off < HASH_WINDOW ? (size_t)(len - off) : HASH_WINDOW;
+    /* populated: a fault inside the write's copy makes the kernel redo
+     * it (a large folio at a time) once the page is in */
+    const char *map = mmap(NULL, n, PROT_READ, MAP_SHARED | MAP_POPULATE, in, (off_t)off);
+    if (map == MAP_FAILED)
+      return GROVE_EIO;
+    size_t done = 0;
+    while (done < n) {
+      ssize_t k = pwrite(out, map + done, n - done, (off_t)(at + off + done));
+      if (k < 0 && errno == EINTR)
+        continue;
+      if (k <= 0) {
+        munmap((void *)map, n);
+        return GROVE_EIO;
+      }
+      done += (size_t)k;
+    }
+    munmap((void *)map, n);
+    off += n;
   }
   return 0;
 }
 
-struct copy_job {
-  int in, out;
-  uint64_t len;
+/* threads copying parts into a final's file: one, as writes to one file
+ * take its lock in turn */
+#define COPIERS 1
+
+/* A final's parts: their files, lengths and places in the final. */
+struct concat {
+  int out;
+  int n;
+  int *fd;
+  uint64_t *len, *at;
+};
+
+struct copier {
+  struct concat *cc;
+  int first; /* copies parts first, first + COPIERS, … */
   int rc;
 };
 
-static void *copy_main(void *arg) {
-  struct copy_job *j = arg;
-  j->rc = copy_range(j->in, j->out, j->len);
+static void *copier_main(void *arg) {
+  struct copier *c = arg;
+  for (int i = c->first; i < c->cc->n && !c->rc; i += COPIERS)
+    c->rc = copy_range(c->cc->fd[i], c->cc->out, c->cc->len[i], c->cc->at[i]);
   return NULL;
 }
 
-#define HASH_WINDOW (8u << 20) /* bytes of a part mapped at a time to hash it */
-
-/* Appends the part at path (len bytes) to out and, with md, hashes the
- * same bytes: the copy runs on a thread of its own while this one hashes
- * them straight from the page cache (mapped a window at a time, so the
- * pages do not add up in the resident set), so the two take the time of
- * the longer, not of both. */
-static int copy_into(int out, const char *path, uint64_t len, EVP_MD_CTX *md) {
-  int in = open(path, O_RDONLY | O_CLOEXEC);
-  if (in < 0)
-    return GROVE_EIO;
-  struct stat sb;
-  if (fstat(in, &sb) < 0 || (uint64_t)sb.st_size < len) {
-    close(in);
-    return GROVE_EIO;
-  }
-  struct copy_job j = {in, out, len, 0};
-  pthread_t th;
-  bool threaded = md && pthread_create(&th, NULL, copy_main, &j) == 0;
-  if (!threaded)
-    copy_main(&j);
-  int rc = 0;
-  for (uint64_t at = 0; md && !rc && at < len; at += HASH_WINDOW) {
-    size_t n = len - at < HASH_WINDOW ? (size_t)(len - at) : HASH_WINDOW;
-    void *map = mmap(NULL, n, PROT_READ, MAP_SHARED, in, (off_t)at);
-    if (map == MAP_FAILED) {
-      rc = GROVE_EIO;
-      break;
+/* Hashes parts [part, n) into md, the first from offset off, straight
+ * from the page cache (mapped a window at a time, so the pages do not add
+ * up in the resident set). */
+static int hash_parts(struct concat *cc, int part, uint64_t off, EVP_MD_CTX *md,
+                      uint64_t *hashed) {
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  for (int i = part; i < cc->n; i++, off = 0) {
+    for (uint64_t at = off; at < cc->len[i];) {
+      uint64_t base = at - at % page;
+      size_t n = cc->len[i] - base < HASH_WINDOW ? (size_t)(cc->len[i] - base) : HASH_WINDOW;
+      void *map = mmap(NULL, n, PROT_READ, MAP_SHARED, cc->fd[i], (off_t)base);
+      if (map == MAP_FAILED)
+        return GROVE_EIO;
+      madvise(map, n, MADV_WILLNEED);
+      int ok = EVP_DigestUpdate(md, (const char *)map + (at - base), n - (at - base));
+      munmap(map, n);
+      if (ok != 1)
+        return GROVE_EIO;
+      *hashed += n - (at - base);
+      at = base + n;
     }
-    madvise(map, n, MADV_WILLNEED);
-    if (EVP_DigestUpdate(md, map, n) != 1)
-      rc = GROVE_EIO;
-    munmap(map, n);
   }
-  if (threaded)
-    pthread_join(th, NULL);
-  close(in);
-  return rc ? rc : j.rc;
+  return 0;
+}
+
+/* Writes the parts of cc to cc->out, in place, COPIERS threads at once,
+ * and with md hashes them on this thread meanwhile, from part `part`
+ * offset `off` on (what the frontier had not). */
+static int concat_copy(struct concat *cc, EVP_MD_CTX *md, int part, uint64_t off,
+                       uint64_t *hashed) {
+  struct copier cp[COPIERS];
+  pthread_t th[COPIERS];
+  bool started[COPIERS] = {false};
+  for (int k = 0; k < COPIERS; k++) {
+    cp[k] = (struct copier){cc, k, 0};
+    started[k] = k < cc->n && pthread_create(&th[k], NULL, copier_main, &cp[k]) == 0;
+  }
+  int rc = md ? hash_parts(cc, part, off, md, hashed) : 0;
+  for (int k = 0; k < COPIERS; k++) {
+    if (started[k])
+      pthread_join(th[k], NULL);
+    else if (k < cc->n)
+      copier_main(&cp[k]); /* no thread: here */
+    if (!rc)
+      rc = cp[k].rc;
+  }
+  return rc;
 }
 
 int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_LEN], int n,
@@ -795,9 +853,23 @@ int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_
       return GROVE_ETOOBIG;
     plen += TUS_ID_LEN;
   }
+  if (n <= 0 || n > TUS_MAX_PARTS)
+    return GROVE_EINVAL;
+  size_t np = (size_t)n;
   char *parts = malloc(plen + 1);
-  if (!parts)
+  struct concat cc = {.out = -1, .n = n};
+  cc.fd = malloc(np * sizeof *cc.fd);
+  cc.len = calloc(np, sizeof *cc.len);
+  cc.at = calloc(np, sizeof *cc.at);
+  if (!parts || !cc.fd || !cc.len || !cc.at) {
+    free(parts);
+    free(cc.fd);
+    free(cc.len);
+    free(cc.at);
     return GROVE_ENOMEM;
+  }
+  for (int i = 0; i < n; i++)
+    cc.fd[i] = -1;
   parts[0] = '\0';
   for (int i = 0; i < n; i++) {
     if (i)
@@ -810,22 +882,16 @@ int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_
   int rc = tus_create(t, &nu, u);
   if (rc) {
     free(parts);
-    return rc;
+    goto out;
   }
   u->parts = parts;
   char path[PATH_MAX + 64];
   tus_data_path(t, u->id, path, sizeof path);
-  int fd = sink ? -1 : open(path, O_WRONLY | O_CLOEXEC);
-  if (!sink && fd < 0) {
+  if (!sink && (cc.out = open(path, O_WRONLY | O_CLOEXEC)) < 0) {
     rc = GROVE_EIO;
     goto fail;
   }
-  if (!sink && sha256 &&
-      (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)) {
-    rc = GROVE_ENOMEM;
-    close(fd);
-    goto fail;
-  }
+  uint64_t at = 0;
   for (int i = 0; i < n && !rc; i++) {
     struct tus_upload part;
     char ppath[PATH_MAX + 64];
@@ -834,13 +900,36 @@ int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_
       break;
     }
     tus_data_path(t, ids[i], ppath, sizeof ppath);
-    rc = sink ? sink(arg, i, ppath, part.length) : copy_into(fd, ppath, part.length, md);
+    if (sink) {
+      rc = sink(arg, i, ppath, part.length);
+    } else {
+      struct stat sb;
+      cc.fd[i] = open(ppath, O_RDONLY | O_CLOEXEC);
+      if (cc.fd[i] < 0 || fstat(cc.fd[i], &sb) < 0 || (uint64_t)sb.st_size < part.length)
+        rc = GROVE_EIO;
+      cc.len[i] = part.length;
+      cc.at[i] = at;
+      at += part.length;
+    }
     tus_upload_release(&part);
   }
-  if (!sink) {
-    if (!rc && fsync(fd))
+  if (!rc && !sink) {
+    int hpart = 0;
+    uint64_t hoff = 0, hashed = 0;
+    if (sha256) {
+      if (!(md = EVP_MD_CTX_new()) || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        rc = GROVE_ENOMEM;
+      else if (!tus_frontier_take(t->frontier, ids, n, md, &hpart, &hoff) &&
+               EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1)
+        rc = GROVE_ENOMEM;
+    }
+    if (!rc)
+      rc = concat_copy(&cc, md, hpart, hoff, &hashed);
+    if (!rc && fsync(cc.out))
       rc = GROVE_EIO;
-    close(fd);
+    pthread_mutex_lock(&t->stat_mu);
+    t->final_hashed += hashed;
+    pthread_mutex_unlock(&t->stat_mu);
   }
   if (!rc && md) {
     unsigned char d[EVP_MAX_MD_SIZE];
@@ -861,14 +950,34 @@ int tus_concat_final(struct tus *t, const char *owner, const char (*ids)[TUS_ID_
                   NULL)))
     goto fail;
   u->offset = sink ? 0 : total;
-  return 0;
+  goto out;
 fail:
   EVP_MD_CTX_free(md);
   if (rc == GROVE_EIO && !sink)
     log_error(NULL, "tus: cannot concatenate", "id=%s error=\"%s\"", u->id, strerror(errno));
   tus_delete(t, u->id, owner);
   tus_upload_release(u);
+out:
+  if (cc.out >= 0)
+    close(cc.out);
+  for (int i = 0; i < n; i++)
+    if (cc.fd[i] >= 0)
+      close(cc.fd[i]);
+  free(cc.fd);
+  free(cc.len);
+  free(cc.at);
   return rc;
+}
+
+void tus_settle(struct tus *t) { tus_frontier_wait(t->frontier); }
+
+uint64_t tus_hashed_ahead(struct tus *t) { return tus_frontier_ahead(t->frontier); }
+
+uint64_t tus_hashed_at_final(struct tus *t) {
+  pthread_mutex_lock(&t->stat_mu);
+  uint64_t n = t->final_hashed;
+  pthread_mutex_unlock(&t->stat_mu);
+  return n;
 }
 
 /* ---- removal ----------------------------------------------------------------------- */
@@ -892,6 +1001,7 @@ static int remove_upload(struct tus *t, const char *id, const char *owner, bool 
   store_rows_free(r);
   if (*removed) {
     saved_forget(t, id);
+    tus_frontier_forget(t->frontier, id);
     char path[PATH_MAX + 64];
     tus_data_path(t, id, path, sizeof path);
     if (unlink(path) && errno != ENOENT)

@@ -574,6 +574,126 @@ TEST(concatenation_follows_the_named_order) {
   store_close(s);
 }
 
+/* The final of ids[0..n) of alice, hashed: its SHA-256 into sha. */
+static void final_of(struct tus *t, struct tus_upload *const *parts, int n, char sha[65]) {
+  char ids[4][TUS_ID_LEN];
+  for (int i = 0; i < n; i++)
+    memcpy(ids[i], parts[i]->id, TUS_ID_LEN);
+  struct tus_upload f;
+  int bad;
+  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])ids, n, NULL, NULL, NULL,
+                                &f, &bad, sha),
+               0);
+  tus_upload_release(&f);
+}
+
+#define SHA_123456789 "15e2b0d3c33891ebb0f1ef609ec419420c20e320ce94c65fbc8c3312448eb225"
+
+TEST(the_final_hash_runs_ahead_along_the_parts) {
+  struct store *s = open_store(true);
+  struct tus *t = open_tus(s);
+  struct tus_upload a, b, c;
+  make(t, "alice", TUS_PARTIAL, 3, &a);
+  make(t, "alice", TUS_PARTIAL, 4, &b);
+  make(t, "alice", TUS_PARTIAL, 2, &c);
+  /* the first part as it comes, the third before the second */
+  put(t, a.id, "alice", "12");
+  tus_settle(t);
+  CHECK_EQ_INT(tus_hashed_ahead(t), 2);
+  put(t, c.id, "alice", "89");
+  put(t, a.id, "alice", "3");
+  tus_settle(t);
+  CHECK_EQ_INT(tus_hashed_ahead(t), 3); /* the third waits for the second */
+  put(t, b.id, "alice", "4567");
+  tus_settle(t);
+  CHECK_EQ_INT(tus_hashed_ahead(t), 9);
+  char sha[65];
+  struct tus_upload *abc[] = {&a, &b, &c};
+  final_of(t, abc, 3, sha);
+  CHECK_EQ_STR(sha, SHA_123456789);
+  CHECK_EQ_INT(tus_hashed_at_final(t), 0); /* nothing left to hash */
+  /* the same parts again (a retried final): the kept state still holds */
+  final_of(t, abc, 3, sha);
+  CHECK_EQ_STR(sha, SHA_123456789);
+  CHECK_EQ_INT(tus_hashed_at_final(t), 0);
+  /* another order: hashed at the final */
+  struct tus_upload *cab[] = {&c, &a, &b};
+  final_of(t, cab, 3, sha);
+  CHECK_EQ_STR(sha, "40a06672a9537a2c88e0e1273916be4311a90d3c7f857ee746e41cfbc195f6ff");
+  CHECK_EQ_INT(tus_hashed_at_final(t), 9);
+  /* a new file: a chain of its own; a final of its first two parts
+   * takes the state kept at that boundary */
+  struct tus_upload d, e, g;
+  make(t, "alice", TUS_PARTIAL, 3, &d);
+  make(t, "alice", TUS_PARTIAL, 4, &e);
+  make(t, "alice", TUS_PARTIAL, 2, &g);
+  put(t, d.id, "alice", "123");
+  put(t, e.id, "alice", "4567");
+  put(t, g.id, "alice", "89");
+  tus_settle(t);
+  CHECK_EQ_INT(tus_hashed_ahead(t), 18);
+  struct tus_upload *de[] = {&d, &e};
+  final_of(t, de, 2, sha);
+  CHECK_EQ_STR(sha, "8bb0cf6eb9b17d0f7d22b456f121257dc1254e1f01665370476383ea776df414"); /* 1234567 */
+  CHECK_EQ_INT(tus_hashed_at_final(t), 9);
+  tus_upload_release(&a);
+  tus_upload_release(&b);
+  tus_upload_release(&c);
+  tus_upload_release(&d);
+  tus_upload_release(&e);
+  tus_upload_release(&g);
+  tus_close(t);
+  store_close(s);
+}
+
+TEST(a_restart_or_a_deleted_part_leaves_the_rest_to_the_final) {
+  struct store *s = open_store(true);
+  struct tus *t = open_tus(s);
+  struct tus_upload a, b, c;
+  make(t, "alice", TUS_PARTIAL, 3, &a);
+  make(t, "alice", TUS_PARTIAL, 4, &b);
+  make(t, "alice", TUS_PARTIAL, 2, &c);
+  put(t, a.id, "alice", "123");
+  put(t, b.id, "alice", "45");
+  tus_settle(t);
+  CHECK_EQ_INT(tus_hashed_ahead(t), 5);
+  /* a restart in the middle: the hasher's state is gone with the process */
+  tus_close(t);
+  t = open_tus(s);
+  put(t, b.id, "alice", "67");
+  put(t, c.id, "alice", "89");
+  tus_settle(t);
+  CHECK_EQ_INT(tus_hashed_ahead(t), 0); /* parts it never saw created */
+  char sha[65];
+  struct tus_upload *abc[] = {&a, &b, &c};
+  final_of(t, abc, 3, sha);
+  CHECK_EQ_STR(sha, SHA_123456789);
+  CHECK_EQ_INT(tus_hashed_at_final(t), 9);
+  /* a part deleted under the frontier: the final of it is 404 */
+  struct tus_upload d, e, f;
+  make(t, "alice", TUS_PARTIAL, 3, &d);
+  make(t, "alice", TUS_PARTIAL, 4, &e);
+  put(t, d.id, "alice", "123");
+  CHECK_EQ_INT(tus_delete(t, d.id, "alice"), 0);
+  put(t, e.id, "alice", "4567");
+  tus_settle(t);
+  char ids[2][TUS_ID_LEN];
+  memcpy(ids[0], d.id, TUS_ID_LEN);
+  memcpy(ids[1], e.id, TUS_ID_LEN);
+  int bad;
+  CHECK_EQ_INT(tus_concat_final(t, "alice", (const char(*)[TUS_ID_LEN])ids, 2, NULL, NULL, NULL,
+                                &f, &bad, sha),
+               GROVE_ENOENT);
+  CHECK_EQ_INT(bad, 0);
+  tus_upload_release(&a);
+  tus_upload_release(&b);
+  tus_upload_release(&c);
+  tus_upload_release(&d);
+  tus_upload_release(&e);
+  tus_close(t);
+  store_close(s);
+}
+
 TEST(expired_uploads_are_swept) {
   struct store *s = open_store(true);
   struct tus *t = open_tus(s);
@@ -638,6 +758,8 @@ static const struct test tests[] = {
     T(one_writer_at_a_time_with_fencing),
     T(offset_survives_a_killed_writer),
     T(concatenation_follows_the_named_order),
+    T(the_final_hash_runs_ahead_along_the_parts),
+    T(a_restart_or_a_deleted_part_leaves_the_rest_to_the_final),
     T(expired_uploads_are_swept),
 };
 
