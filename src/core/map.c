@@ -40,6 +40,11 @@ void *map_get(const struct map *m, const char *key) {
   return s ? s->value : NULL;
 }
 
+void **map_ref(const struct map *m, const char *key) {
+  struct map_slot *s = lookup(m, key, hash_bytes(key, strlen(key)));
+  return s ? &s->value : NULL;
+}
+
 static int grow(struct map *m) {
   size_t cap = m->cap ? m->cap * 2 : 16;
   if (m->len * 4 < m->cap) /* mostly tombstones: rehash in place size */

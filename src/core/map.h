@@ -25,6 +25,9 @@ void map_init(struct map *m);
 /* Frees the slots and keys (not the values). */
 void map_release(struct map *m);
 void *map_get(const struct map *m, const char *key);
+/* Where key's value is kept (to read or replace it in place), or NULL if
+ * absent; valid until the next map_put or map_del. */
+void **map_ref(const struct map *m, const char *key);
 /* Inserts or replaces. OUT: *old (may be NULL) the value replaced, or NULL.
  * Returns 0 or GROVE_ENOMEM (map unaltered). */
 int map_put(struct map *m, const char *key, void *value, void **old);

@@ -509,6 +509,43 @@ def test_concurrent_pushes_to_one_host_keep_its_cap():
         b.stop()
 
 
+def test_a_host_repeating_its_processes_stays_within_its_cap():
+    """A push naming exactly the processes of its host's last push is taken
+    without looking the host's live processes up (they are all live); any
+    other push is checked whole, so the cap holds whatever the order."""
+    b = Grove("--gate-refresh", "200ms", "--matrix-max-processes-per-host", "3", web_root=False)
+    try:
+        w = add_key(b, "k-w", "write")
+        rk = add_key(b, "k-r", "read")
+
+        def send(names, status=200, cpu=1.0):
+            procs = [proc(ord(n), n, cpu) for n in names]
+            r = push(agent_sample("rep", procs=procs), key=w, grove=b)
+            assert r.status == status, (names, r.status, r.body)
+            return r.json()["data"] if status == 200 else r.json()["details"]
+
+        assert send("abc")["accepted_processes"] == 3
+        for _ in range(3):
+            d = send("abc")
+            assert d["accepted_processes"] == 3 and d.get("refused_processes", 0) == 0, d
+        d = send("abcd", 422)
+        assert d["accepted_processes"] == 3 and d["refused"] == [{"pid": ord("d"), "process_name": "d"}], d
+        send("abc")
+        send("ab")  # a subset: c stays live until it expires
+        send("ab")
+        d = send("abe", 422)
+        assert d["refused"] == [{"pid": ord("e"), "process_name": "e"}], d
+        # duplicates in a repeated push: the last one is kept
+        procs = [proc(ord("a"), "a", 1.0), proc(ord("b"), "b", 1.0), proc(ord("a"), "a", 7.0)]
+        d = ok(push(agent_sample("rep", procs=procs), key=w, grove=b))["data"]
+        assert d["accepted_processes"] == 2, d
+        live = get("/api/host-process-metrics/latest?host=rep", grove=b, key=rk)
+        assert sorted(p["process_name"] for p in live) == ["a", "b", "c"], live
+        assert [p["cpu_usage_percent"] for p in live if p["process_name"] == "a"] == [7.0], live
+    finally:
+        b.stop()
+
+
 def test_state_keeps_every_digit_of_a_figure():
     """The current state gives back the figures pushed, every digit (the
     series do too), and the largest double is a figure, not a dropped key."""

@@ -45,6 +45,7 @@ struct matrix {
   struct matrix_metrics_cfg mcfg; /* monitoring (metrics.h) */
   struct periodic *sweeper;     /* expired processes, old idempotency keys */
   struct mx_state *state;       /* the current state, written behind (state.h) */
+  struct matrix_last_pushes *last; /* each host's last push's processes (metrics.c) */
   struct matrix_telegraf *telegraf; /* Telegraf's lines into the same views (telegraf.c) */
 };
 

@@ -76,6 +76,127 @@ static void proc_key(char *out, size_t n, int64_t pid, const char *name) {
   snprintf(out, n, "%" PRId64 "\t%s", pid, name);
 }
 
+/* The processes each host's last push kept, all seen then and so live
+ * until --matrix-process-expiry after it: a push naming exactly those again
+ * adds no process, so the cap needs no look-up of the host's live
+ * processes (a SELECT of them all, each push). An entry is read and
+ * written under its host's stripe (one push of a host at a time); the
+ * map of hosts under its own lock. At most LAST_PUSH_PROCS processes over
+ * all hosts, and LAST_PUSH_HOSTS hosts, are kept (past them a push goes
+ * the long way). */
+#define LAST_PUSH_PROCS 262144
+#define LAST_PUSH_HOSTS 65536
+
+struct last_push {
+  struct map procs;          /* proc_key -> (uintptr_t) the push that last named it */
+  uintptr_t gen;             /* pushes checked against it */
+  bool valid;                /* procs is a push's, taken at at_ms */
+  int64_t at_ms;             /* when it was taken (wall clock) */
+};
+
+struct matrix_last_pushes {
+  pthread_mutex_t lock;
+  struct map hosts;          /* "h\t<host>" or "v\t<vm>" -> struct last_push */
+  size_t procs;              /* over all hosts */
+};
+
+static void last_push_free(struct last_push *lp) {
+  if (!lp)
+    return;
+  map_release(&lp->procs);
+  free(lp);
+}
+
+static struct last_push *last_push_of(struct matrix *m, const struct mx_sample *s, bool make) {
+  struct matrix_last_pushes *lps = m->last;
+  if (!lps)
+    return NULL;
+  char k[MX_MAX_NAME + 4];
+  snprintf(k, sizeof k, "%c\t%s", s->vm ? 'v' : 'h', s->vm ? s->vm_name : s->host);
+  pthread_mutex_lock(&lps->lock);
+  struct last_push *lp = map_get(&lps->hosts, k);
+  if (!lp && make && lps->hosts.len < LAST_PUSH_HOSTS && (lp = calloc(1, sizeof *lp))) {
+    map_init(&lp->procs);
+    if (map_put(&lps->hosts, k, lp, NULL)) {
+      free(lp);
+      lp = NULL;
+    }
+  }
+  pthread_mutex_unlock(&lps->lock);
+  return lp;
+}
+
+/* Whether s names exactly the processes of its host's last push (within
+ * expiry): then keep[] and *a are filled (the last of duplicates kept). */
+static bool same_as_last(struct matrix *m, struct last_push *lp, const struct mx_sample *s,
+                         bool *keep, struct mx_applied *a) {
+  int64_t now = (int64_t)matrix_now_ms();
+  if (!lp->valid || !lp->procs.len || now < lp->at_ms ||
+      (uint64_t)(now - lp->at_ms) >= m->mcfg.expiry_ms)
+    return false;
+  uintptr_t gen = ++lp->gen;
+  size_t named = 0;
+  char k[MX_MAX_NAME + 32];
+  for (size_t i = s->nprocs; i-- > 0;) {
+    const struct mx_proc *p = &s->procs[i];
+    proc_key(k, sizeof k, p->pid, p->name);
+    void **v = map_ref(&lp->procs, k);
+    if (!v)
+      return false; /* a process the last push did not keep */
+    keep[i] = (uintptr_t)*v != gen; /* else a later duplicate is kept */
+    named += keep[i];
+    *v = (void *)gen;
+  }
+  if (named != lp->procs.len)
+    return false; /* fewer: some of the last may expire meanwhile */
+  a->accepted_procs += named;
+  lp->at_ms = now;
+  return true;
+}
+
+/* Takes what the long way kept as the host's last push. */
+static void last_push_set(struct matrix *m, struct last_push *lp, const struct mx_sample *s,
+                          const bool *keep) {
+  struct matrix_last_pushes *lps = m->last;
+  size_t kept = 0;
+  for (size_t i = 0; i < s->nprocs; i++)
+    kept += keep[i];
+  pthread_mutex_lock(&lps->lock);
+  lps->procs -= lp->procs.len;
+  bool room = lps->procs + kept <= LAST_PUSH_PROCS;
+  if (room)
+    lps->procs += kept;
+  pthread_mutex_unlock(&lps->lock);
+  map_release(&lp->procs);
+  lp->gen = 1;
+  lp->valid = false; /* unless filled whole */
+  char k[MX_MAX_NAME + 32];
+  for (size_t i = 0; room && i < s->nprocs; i++) {
+    if (!keep[i])
+      continue;
+    proc_key(k, sizeof k, s->procs[i].pid, s->procs[i].name);
+    if (map_put(&lp->procs, k, (void *)(uintptr_t)1, NULL)) {
+      map_release(&lp->procs);
+      pthread_mutex_lock(&lps->lock);
+      lps->procs -= kept;
+      pthread_mutex_unlock(&lps->lock);
+      return;
+    }
+  }
+  if (room) {
+    lp->at_ms = (int64_t)matrix_now_ms();
+    lp->valid = true;
+  }
+}
+
+/* A push refused after its cap was checked: its processes may not be in
+ * the state, so the host's next push goes the long way. */
+static void last_push_forget(struct matrix *m, const struct mx_sample *s) {
+  struct last_push *lp = last_push_of(m, s, false);
+  if (lp)
+    lp->valid = false;
+}
+
 /* Which of s's processes to keep: the ones the host has live already, and
  * new ones while the host stays within the cap. Duplicates in s (same pid
  * and name) keep the last. Fills keep[], counts into *a. */
@@ -87,6 +208,9 @@ static int check_cap(struct matrix *m, struct store_conn *c, const struct mx_sam
   int rc = 0;
   size_t live = 0;
   int max = m->mcfg.max_processes;
+  struct last_push *lp = cap && max > 0 ? last_push_of(m, s, true) : NULL;
+  if (lp && same_as_last(m, lp, s, keep, a))
+    return 0;
   if (cap && max > 0) {
     char since[24];
     int64_t cut = (int64_t)(matrix_now_ms() - m->mcfg.expiry_ms);
@@ -138,6 +262,8 @@ static int check_cap(struct matrix *m, struct store_conn *c, const struct mx_sam
     a->accepted_procs++;
     if ((rc = map_put(&seen, k, (void *)2, NULL))) goto out;
   }
+  if (lp)
+    last_push_set(m, lp, s, keep);
 out:
   map_release(&seen);
   return rc;
@@ -274,6 +400,7 @@ static int metrics_write_locked(struct matrix *m, struct mx_batch *b, bool cap,
   for (size_t i = 0; i < b->n; i++) publish(m, &b->s[i], keep[i]);
 out:
   if (c) store_release(m->ctx.store, c);
+  for (size_t i = 0; rc && i < b->n; i++) last_push_forget(m, &b->s[i]);
   for (size_t i = 0; keep && i < b->n; i++) free(keep[i]);
   free(keep);
   mx_lines_release(&lines);
@@ -390,6 +517,10 @@ static uint64_t sweep(void *arg) {
 }
 
 int matrix_metrics_start(struct matrix *m) {
+  if (!(m->last = calloc(1, sizeof *m->last)))
+    return GROVE_ENOMEM;
+  pthread_mutex_init(&m->last->lock, NULL);
+  map_init(&m->last->hosts);
   int rc = mx_state_open(&m->state, m->ctx.store, m->mcfg.state_flush_ms, 0);
   if (!rc) rc = periodic_start(&m->sweeper, 1000, sweep, m);
   return rc ? rc : matrix_telegraf_start(m);
@@ -401,6 +532,16 @@ void matrix_metrics_stop(struct matrix *m) {
   m->sweeper = NULL;
   mx_state_close(m->state); /* after the last writer: its final flush */
   m->state = NULL;
+  if (m->last) {
+    const char *k;
+    void *v;
+    for (size_t it = 0; map_next(&m->last->hosts, &it, &k, &v);)
+      last_push_free(v);
+    map_release(&m->last->hosts);
+    pthread_mutex_destroy(&m->last->lock);
+    free(m->last);
+    m->last = NULL;
+  }
 }
 
 int matrix_state_sync(struct matrix *m, char *err, size_t errlen) {

@@ -3,6 +3,7 @@
  * closing stops it whatever it is doing. */
 #include "../test.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -52,6 +53,36 @@ TEST(autoflush_moves_a_full_head_into_chunks) {
   series_close(s);
 }
 
+/* Many sparse series: a flush writes a chunk and rollups per series, so a
+ * head at max_points waits until its series hold 32 points each on
+ * average, or until it holds 4 x max_points whatever they hold. */
+TEST(a_head_of_sparse_series_waits_for_fuller_chunks) {
+  struct series *s = open_store(store_dir());
+  uint32_t ids[20];
+  for (int i = 0; i < 20; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "m,host=h%d v", i);
+    CHECK_EQ_INT(series_id(s, key, &ids[i]), 0);
+  }
+  CHECK_EQ_INT(series_autoflush(s, 3600000, 50), 0);
+  for (int round = 0; round < 9; round++) /* 20 series x 9 points: 180 < 4 x 50 */
+    for (int i = 0; i < 20; i++)
+      append(s, ids[i], round, 1);
+  CHECK_EQ_INT(series_head_points(s), 180); /* 9 a series on average: not yet */
+  for (int i = 0; i < 20; i++)
+    append(s, ids[i], 9, 1);
+  wait_flushed(s); /* 200 = 4 x max_points */
+  for (int i = 0; i < 20; i++)
+    check_all(s, ids[i], 10);
+  /* two series of 32 points each: full at 64 */
+  append(s, ids[0], 10, 32);
+  append(s, ids[1], 10, 31);
+  CHECK_EQ_INT(series_head_points(s), 63);
+  append(s, ids[1], 41, 1);
+  wait_flushed(s);
+  series_close(s);
+}
+
 TEST(autoflush_runs_on_its_interval) {
   char *dir = store_dir();
   struct series *s = open_store(dir);
@@ -79,6 +110,7 @@ TEST(close_stops_a_busy_autoflush) {
 
 static const struct test tests[] = {
     T(autoflush_moves_a_full_head_into_chunks),
+    T(a_head_of_sparse_series_waits_for_fuller_chunks),
     T(autoflush_runs_on_its_interval),
     T(close_stops_a_busy_autoflush),
 };
