@@ -5,9 +5,12 @@
 #ifndef GROVE_TELEMETRY_INTERNAL_H
 #define GROVE_TELEMETRY_INTERNAL_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include <jansson.h>
+
+#include "core/map.h"
 
 #include "series/lineproto.h"
 #include "telemetry/telemetry.h"
@@ -22,7 +25,17 @@ struct telemetry {
   struct metric *points_written, *lines_failed;
   struct telemetry_consumer consumers[TELEMETRY_MAX_CONSUMERS];
   _Atomic size_t nconsumers; /* consumers[0..n) are set */
+  /* The series of a line's fields, by the line's "measurement,tags "
+   * (write.c): a line seen before costs one look-up, not one a field.
+   * Entries never change (ids and recorded types are for good) and stay
+   * until close; at most TELEMETRY_LINES_BYTES in all. */
+  pthread_mutex_t lines_lock;
+  struct map lines;          /* prefix -> struct line_ids (write.c) */
+  size_t lines_bytes;
 };
+
+/* Frees the line cache (telemetry_close). */
+void telemetry_lines_release(struct telemetry *t);
 
 /* Which API a line protocol write came through, so that it answers as
  * that API's clients read answers: Grove's envelope alone, or with

@@ -51,6 +51,8 @@ int telemetry_open(struct telemetry **out, const struct telemetry_cfg *cfg,
   }
   t->cfg = *cfg;
   t->env = *env;
+  pthread_mutex_init(&t->lines_lock, NULL);
+  map_init(&t->lines);
   /* with PostgreSQL, the series live there too, shared by every instance */
   bool pg = env->store && strcmp(store_driver_name(env->store), "postgres") == 0;
   int rc;
@@ -119,6 +121,8 @@ void telemetry_close(struct telemetry *t) {
     return;
   health_remove(t->env.health, series_check, t);
   series_close(t->series);
+  telemetry_lines_release(t);
+  pthread_mutex_destroy(&t->lines_lock);
   free(t);
 }
 

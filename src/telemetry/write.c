@@ -360,6 +360,112 @@ static uint8_t known_type(struct job *j, const char *key) {
 
 static void refuse(struct job *j, const struct lp_point *p, const char *why);
 
+/* ---- the series of a line's fields ------------------------------------------------
+ *
+ * A line written before (the same measurement and tags, the same numeric
+ * fields) finds its fields' series ids and recorded types in one locked
+ * look-up of its "measurement,tags " part, instead of one per field with
+ * its key built: matrix writes a process as one line of eleven fields. Only
+ * lines no consumer takes, whose every field is numeric, with ids known and
+ * types recorded, are kept. */
+
+#define TELEMETRY_LINES_BYTES (64u << 20)
+
+struct line_ids {
+  int n;
+  uint32_t *ids;
+  uint8_t *types;
+  uint16_t *name_at, *name_len; /* in names */
+  char *names;
+};
+
+void telemetry_lines_release(struct telemetry *t) {
+  const char *k;
+  void *v;
+  for (size_t it = 0; map_next(&t->lines, &it, &k, &v);)
+    free(v);
+  map_release(&t->lines);
+  t->lines_bytes = 0;
+}
+
+static const struct line_ids *lines_get(struct telemetry *t, const char *prefix) {
+  pthread_mutex_lock(&t->lines_lock);
+  const struct line_ids *e = map_get(&t->lines, prefix);
+  pthread_mutex_unlock(&t->lines_lock);
+  return e;
+}
+
+/* Keeps line p's fields' ids and types (one allocation) under prefix. */
+static void lines_put(struct telemetry *t, const char *prefix, const struct lp_point *p,
+                      const uint32_t *ids, const uint8_t *types) {
+  int n = p->nfields;
+  size_t names = 0;
+  for (int i = 0; i < n; i++) {
+    if (p->fields[i].key.n > UINT16_MAX)
+      return;
+    names += p->fields[i].key.n;
+  }
+  if (names > UINT16_MAX)
+    return;
+  size_t bytes = sizeof(struct line_ids) + (size_t)n * (sizeof(uint32_t) + 1 + 2 * sizeof(uint16_t)) +
+                 names + 8;
+  struct line_ids *e = malloc(bytes);
+  if (!e)
+    return;
+  e->n = n;
+  e->ids = (uint32_t *)(e + 1);
+  e->name_at = (uint16_t *)(e->ids + n);
+  e->name_len = e->name_at + n;
+  e->types = (uint8_t *)(e->name_len + n);
+  e->names = (char *)(e->types + n);
+  size_t at = 0;
+  for (int i = 0; i < n; i++) {
+    e->ids[i] = ids[i];
+    e->types[i] = types[i];
+    e->name_at[i] = (uint16_t)at;
+    e->name_len[i] = (uint16_t)p->fields[i].key.n;
+    memcpy(e->names + at, p->fields[i].key.p, p->fields[i].key.n);
+    at += p->fields[i].key.n;
+  }
+  bytes += strlen(prefix) + 1 + sizeof(struct map_slot);
+  pthread_mutex_lock(&t->lines_lock);
+  void *old = NULL;
+  if (t->lines_bytes + bytes > TELEMETRY_LINES_BYTES || map_get(&t->lines, prefix) ||
+      map_put(&t->lines, prefix, e, &old)) {
+    pthread_mutex_unlock(&t->lines_lock);
+    free(e);
+    return;
+  }
+  t->lines_bytes += bytes;
+  pthread_mutex_unlock(&t->lines_lock);
+}
+
+/* Writes line p's points through the ids kept for its prefix: 1 when
+ * done, 0 when the line is not as kept (the long way then), or
+ * GROVE_ENOMEM. */
+static int line_known(struct job *j, const struct lp_point *p, const char *prefix) {
+  const struct line_ids *e = lines_get(j->t, prefix);
+  if (!e || e->n != p->nfields || p->ts_ns < j->oldest)
+    return 0;
+  uint32_t ids[LP_MAX_FIELDS];
+  for (int i = 0; i < p->nfields; i++) {
+    const struct lp_field *fl = &p->fields[i];
+    int k = i;
+    for (int tries = 0; tries < e->n; tries++, k = (k + 1) % e->n)
+      if (e->name_len[k] == fl->key.n && !memcmp(e->names + e->name_at[k], fl->key.p, fl->key.n))
+        break;
+    if (e->name_len[k] != fl->key.n || memcmp(e->names + e->name_at[k], fl->key.p, fl->key.n) ||
+        e->types[k] != type_of(fl->type))
+      return 0; /* another field, or a type conflict: said the long way */
+    ids[i] = e->ids[k];
+  }
+  if (ARRAY_GROW(j->pts, j->cap, j->npts + (size_t)p->nfields, 1024, ARRAY_NOMAX))
+    return GROVE_ENOMEM;
+  for (int i = 0; i < p->nfields; i++)
+    j->pts[j->npts++] = (struct series_point){ids[i], p->ts_ns, value_of(&p->fields[i])};
+  return 1;
+}
+
 /* Each field of a line is a point of the series "measurement,tags field"
  * (series/key.h), or of the series a consumer's series_key hook names. A
  * series keeps the type of its first field (InfluxDB's "field type
@@ -393,6 +499,19 @@ static int on_point(const struct lp_point *p, void *arg) {
   buf_reset(lk);
   int rc = 0;
   size_t prefix = 0, numeric = 0; /* 0: not made yet */
+  /* a line seen before: one look-up */
+  bool cacheable = !mask;
+  if (cacheable) {
+    buf_reset(key);
+    if (series_key_put_series(key, &sk)) {
+      cacheable = false;
+    } else {
+      prefix = key->len;
+      int known = line_known(j, p, key->data);
+      if (known)
+        return known < 0 ? known : 0;
+    }
+  }
   /* first every field's key and type, checked before anything is kept:
    * keys NUL-ended one after another in line_keys */
   size_t at[LP_MAX_FIELDS];
@@ -437,6 +556,7 @@ static int on_point(const struct lp_point *p, void *arg) {
     uint8_t have = SERIES_TYPE_NONE;
     if (series_cached_typed(t->series, key->data, &ids[i], &have))
       ids[i] = UINT32_MAX;
+    cacheable &= ids[i] != UINT32_MAX && have == ty; /* recorded, and this type */
     if (!have && (have = known_type(j, key->data)) && ids[i] != UINT32_MAX &&
         series_type_cached(t->series, key->data) == have)
       series_note_type(t->series, ids[i], have); /* recorded, not this write's pending */
@@ -484,6 +604,10 @@ static int on_point(const struct lp_point *p, void *arg) {
   if (why) {
     j->refused++;
     refuse(j, p, why);
+  } else if (!rc && cacheable && numeric == (size_t)p->nfields) {
+    key->len = prefix;
+    key->data[prefix] = '\0';
+    lines_put(t, key->data, p, ids, had);
   }
   return rc;
 }

@@ -328,6 +328,50 @@ TEST(app_lines_go_the_same_way_and_bad_ones_are_refused_by_index) {
   telemetry_close(t);
 }
 
+/* A line written before finds its fields' series in one look-up (the line
+ * cache); whatever differs (field order, a type, a field more or less)
+ * goes the long way and is stored or refused as it was. */
+static void write_ok(struct telemetry *t, const char *body, size_t points, size_t refused) {
+  struct telemetry_result res;
+  CHECK_EQ_INT(telemetry_write_lp(t, body, strlen(body), LP_NS, &res, NULL), 0);
+  CHECK_EQ_INT(res.points, points);
+  CHECK_EQ_INT(res.refused, refused);
+}
+
+static double last_value(struct telemetry *t, const char *key, size_t *n) {
+  uint32_t id;
+  CHECK_EQ_INT(series_find(telemetry_series(t), key, &id), 0);
+  struct series_sample *pts;
+  CHECK_EQ_INT(series_range(telemetry_series(t), id, INT64_MIN, INT64_MAX, &pts, n), 0);
+  double v = *n ? pts[*n - 1].value : NAN;
+  free(pts);
+  return v;
+}
+
+TEST(a_line_seen_before_finds_its_series_at_once) {
+  struct telemetry *t = open_with(0);
+  char body[128];
+  for (int i = 1; i <= 5; i++) {
+    snprintf(body, sizeof body, "proc,host=a,pid=1 cpu=%d,mem=%d %d000000000\n", i, 10 * i, i);
+    write_ok(t, body, 2, 0);
+  }
+  CHECK_EQ_INT(t->lines.len, 1); /* kept once its series were known and typed */
+  write_ok(t, "proc,host=a,pid=1 mem=60,cpu=6 6000000000\n", 2, 0); /* fields swapped */
+  size_t n;
+  CHECK(last_value(t, "proc,host=a,pid=1 cpu", &n) == 6 && n == 6);
+  CHECK(last_value(t, "proc,host=a,pid=1 mem", &n) == 60 && n == 6);
+  write_ok(t, "proc,host=a,pid=1 cpu=7i,mem=70 7000000000\n", 0, 1); /* a type conflict */
+  write_ok(t, "proc,host=a,pid=1 cpu=8,mem=80,io=1 8000000000\n", 3, 0); /* one more */
+  write_ok(t, "proc,host=a,pid=1 cpu=9 9000000000\n", 1, 0);               /* one less */
+  write_ok(t, "proc,host=a,pid=1 cpu=10,io=100 10000000000\n", 2, 0);     /* another */
+  CHECK(last_value(t, "proc,host=a,pid=1 cpu", &n) == 10 && n == 9);
+  CHECK(last_value(t, "proc,host=a,pid=1 mem", &n) == 80 && n == 7);
+  CHECK(last_value(t, "proc,host=a,pid=1 io", &n) == 100 && n == 2);
+  write_ok(t, "proc,host=b,pid=1 cpu=1,mem=2 1000000000\n", 2, 0); /* another line */
+  CHECK(last_value(t, "proc,host=b,pid=1 cpu", &n) == 1 && n == 1);
+  telemetry_close(t);
+}
+
 TEST(keys_encode_and_decode_in_telemetry_types) {
   struct buf b;
   buf_init(&b, 0);
@@ -357,6 +401,7 @@ static const struct test tests[] = {
     T(refused_lines_reach_no_consumer_and_verdicts_add_up),
     T(a_large_write_comes_in_calls_of_at_most_the_batch_max),
     T(app_lines_go_the_same_way_and_bad_ones_are_refused_by_index),
+    T(a_line_seen_before_finds_its_series_at_once),
     T(keys_encode_and_decode_in_telemetry_types),
 };
 TEST_MAIN(tests)
