@@ -4,15 +4,15 @@
  * is 404, as if absent); admins see every blob. Every store and disk call
  * runs on the store pool (http_req_defer).
  *
- * An upload is copied by the loop straight into the pages of its
- * temporary file, mapped NWIN windows (BLOBS_WINDOW bytes each) at a
- * time (blobs_writer_map), while a pool job hashes the full ones, in
- * order, and another unmaps the hashed ones and maps the next: one copy
- * of each byte (socket buffer to page cache), hashing on one core while
- * the loop copies on another. When no window has room the stream is
- * paused (the socket is not read) until one does. A download keeps at
- * most two pieces of PIECE bytes: one being read from disk while the
- * other is on its way to the client. */
+ * An upload holds a ring of NBUF buffers of CHUNK bytes: the loop fills
+ * one while, on the pool, one job hashes the oldest full one not hashed
+ * and another writes the oldest not written to disk, beside each other
+ * (the hash, the dearest part, on a core of its own); a buffer is free
+ * again once both are done with it. When every buffer is full the stream
+ * is paused (the socket is not read) until one is free. (Buffers are
+ * malloc'd whole but their pages are touched only as bytes arrive.) A
+ * download keeps at most two pieces of PIECE bytes: one being read from
+ * disk while the other is on its way to the client. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,8 +26,10 @@
 #include "gate/gate.h"
 #include "net/http.h"
 
-#define NWIN 4                    /* an upload's mapped windows */
+#define CHUNK (1u << 20)          /* an upload's buffer: hashed and written whole */
 #define PIECE_MAX (64u << 10)     /* the most one on_data hands over (one socket read) */
+#define FILL_CAP (CHUNK + PIECE_MAX) /* a buffer short of CHUNK takes one more piece */
+#define NBUF 4                    /* an upload's buffers: one filling, the rest queued */
 #define PIECE (256u << 10)        /* a download's read from disk */
 
 /* ---- errors -------------------------------------------------------------- */
@@ -96,45 +98,36 @@ struct upload {
   char name[BLOBS_NAME_MAX + 1];
   char media_type[BLOBS_MEDIA_TYPE_MAX + 1];
   int64_t expected;        /* Content-Length, or -1 */
-  uint64_t limit;          /* bytes the body may have: expected, else unbounded */
-  uint64_t received;       /* body bytes placed in windows so far (loop thread) */
-  /* the windows (blobs_writer_map): window k is in slot k % NWIN while
-   * mapped; windows first … first + nmapped - 1 are mapped */
-  char *win[NWIN];
-  uint64_t first, nmapped;
-  uint64_t hashed;         /* bytes taken (hashed) by the writer: whole windows */
-  bool hash_job, map_job;  /* a job of each kind is on the pool */
-  bool commit_job;
-  int hash_rc, map_rc, rc; /* the jobs' outcomes */
-  /* the map job's order, set on the loop before it starts: unmap windows
-   * first … first + unmap - 1, map windows from map_from until NWIN are
-   * mapped; it leaves the new windows' addresses in fresh[] */
-  uint64_t unmap, map_from, map_to;
-  char *fresh[NWIN];
+  uint64_t received;       /* body bytes taken so far (loop thread) */
+  /* the ring: buffer number k (counting from 0 over the upload) is in
+   * buf[k % NBUF]; buffers below nfill are full, nfill is filling */
+  char *buf[NBUF];         /* FILL_CAP each */
+  size_t len[NBUF];
+  uint64_t nfill;
+  uint64_t nhashed, nwritten; /* full buffers hashed, and written to disk */
+  uint64_t nfree;          /* buffers below are both: their slots are free */
+  bool hash_job, write_job, commit_job; /* a job of each kind is on the pool */
+  int hash_rc, write_rc, rc; /* the jobs' outcomes */
   bool attached;           /* the body stream is ours */
   bool stream_over;        /* on_end ran, or we answered: no callback will come */
   bool paused;
-  bool body_done;          /* the body is complete: commit once the windows are in */
+  bool body_done;          /* the body is complete: commit once the ring is empty */
   bool gone;               /* the client went away or was answered: clean up */
   struct blobs_info info;
   char rid[24];
 };
 
-static bool upload_jobs(const struct upload *u) {
-  return u->hash_job || u->map_job || u->commit_job;
-}
-
 static void upload_free(struct upload *u) {
-  for (uint64_t k = u->first; u->w && k < u->first + u->nmapped; k++)
-    blobs_writer_unmap(u->w, k, u->win[k % NWIN], false);
   blobs_writer_abort(u->w); /* a temporary file left: closed and removed */
+  for (int i = 0; i < NBUF; i++)
+    free(u->buf[i]);
   free(u);
 }
 
 /* Frees u once nothing will call back into it: no job on the pool and
  * the stream will not call on_end. */
 static bool upload_settle(struct upload *u) {
-  if (upload_jobs(u) || (u->attached && !u->stream_over))
+  if (u->hash_job || u->write_job || u->commit_job || (u->attached && !u->stream_over))
     return false;
   upload_free(u);
   return true;
@@ -147,52 +140,33 @@ static void upload_answer_rc(struct http_req *r, struct upload *u, int rc) {
   reply_rc(r, rc, u->b, u->rid);
 }
 
-/* Windows that n bytes span. */
-static uint64_t windows_of(uint64_t n) {
-  return n / BLOBS_WINDOW + (n % BLOBS_WINDOW != 0);
-}
-
-/* The map job: unmaps the windows hashed, maps the next ones. */
-static void map_work(void *arg) {
-  struct upload *u = arg;
-  for (uint64_t k = u->first; k < u->first + u->unmap; k++)
-    blobs_writer_unmap(u->w, k, u->win[k % NWIN], true);
-  u->map_rc = 0;
-  for (uint64_t k = u->map_from; k < u->map_to && !u->map_rc; k++) {
-    void *a = NULL;
-    u->map_rc = blobs_writer_map(u->w, k, &a);
-    u->fresh[k - u->map_from] = a;
-  }
-}
-
 static void open_work(void *arg) {
   struct upload *u = arg;
   u->rc = blobs_writer_open(u->b, u->who.who, u->expected, &u->w);
-  if (u->rc)
-    return;
-  u->unmap = 0;
-  u->map_from = 0;
-  u->map_to = windows_of(u->limit) < NWIN ? windows_of(u->limit) : NWIN;
-  map_work(u);
 }
 
-/* The hash job: the oldest full window. */
+/* The hash of the oldest buffer not hashed, beside the write of the
+ * oldest not written (two jobs, two threads). */
 static void hash_work(void *arg) {
   struct upload *u = arg;
-  uint64_t k = u->hashed / BLOBS_WINDOW;
-  u->hash_rc = blobs_writer_take(u->w, u->win[k % NWIN], BLOBS_WINDOW);
+  int k = (int)(u->nhashed % NBUF);
+  u->hash_rc = blobs_writer_take(u->w, u->buf[k], u->len[k]);
 }
 
-/* The last job: the rest of the last window, every window unmapped,
- * then the commit. */
+static void write_work(void *arg) {
+  struct upload *u = arg;
+  int k = (int)(u->nwritten % NBUF);
+  u->write_rc = blobs_writer_put(u->w, u->buf[k], u->len[k]);
+}
+
+/* The last job: the buffer that was filling (the body's tail), then the
+ * commit. */
 static void commit_work(void *arg) {
   struct upload *u = arg;
-  uint64_t k = u->hashed / BLOBS_WINDOW;
-  size_t tail = (size_t)(u->received - u->hashed);
-  u->rc = tail ? blobs_writer_take(u->w, u->win[k % NWIN], tail) : 0;
-  for (uint64_t j = u->first; j < u->first + u->nmapped; j++)
-    blobs_writer_unmap(u->w, j, u->win[j % NWIN], true);
-  u->nmapped = 0;
+  int k = (int)(u->nfill % NBUF);
+  u->rc = 0;
+  if (u->len[k] && !(u->rc = blobs_writer_take(u->w, u->buf[k], u->len[k])))
+    u->rc = blobs_writer_put(u->w, u->buf[k], u->len[k]);
   struct blobs_writer *w = u->w;
   u->w = NULL;
   if (u->rc) {
@@ -204,7 +178,7 @@ static void commit_work(void *arg) {
 }
 
 static void hash_done(struct http_req *r, void *arg);
-static void map_done(struct http_req *r, void *arg);
+static void write_done(struct http_req *r, void *arg);
 static void commit_done(struct http_req *r, void *arg);
 
 /* Starts a job; false when it could not (u is gone then). */
@@ -221,41 +195,22 @@ static bool upload_job(struct http_req *r, struct upload *u, bool *flag, http_wo
   return rc == 0;
 }
 
-/* Bytes mapped past what was received: where the next pieces go. */
-static uint64_t upload_room(const struct upload *u) {
-  return (u->first + u->nmapped) * BLOBS_WINDOW - u->received;
-}
+/* Whether the buffer filling has a slot (a full ring pauses the stream). */
+static bool upload_has_room(const struct upload *u) { return u->nfill - u->nfree < NBUF; }
 
-/* Whether the stream may go on: room for the biggest piece, or for the
- * rest of a body of known length. */
-static bool upload_can_take(const struct upload *u) {
-  uint64_t want = u->limit - u->received < PIECE_MAX ? u->limit - u->received : PIECE_MAX;
-  return upload_room(u) >= want;
-}
-
-/* Starts what can start: the hash of a full window, the map job (unmap
- * what is hashed, map ahead), the commit once the body is in and hashed
- * but its tail. Returns false when u is gone (the caller settles it). */
+/* Starts what can start: the hash and the write of full buffers, and the
+ * commit once the body is in and every full buffer is out. Returns false
+ * when u is gone (the caller settles it). */
 static bool upload_pump(struct http_req *r, struct upload *u) {
   if (u->gone || u->commit_job)
     return !u->gone;
-  if (!u->hash_job && u->received - u->hashed >= BLOBS_WINDOW &&
+  if (!u->hash_job && u->nhashed < u->nfill &&
       !upload_job(r, u, &u->hash_job, hash_work, hash_done))
     return false;
-  uint64_t done_k = u->hashed / BLOBS_WINDOW; /* windows below are hashed */
-  uint64_t unmap = done_k - u->first;
-  uint64_t end = windows_of(u->limit); /* windows the body can reach */
-  uint64_t map_to = done_k + NWIN < end ? done_k + NWIN : end;
-  if (map_to < u->first + u->nmapped)
-    map_to = u->first + u->nmapped;
-  if (!u->map_job && !u->body_done && (unmap > 0 || map_to > u->first + u->nmapped)) {
-    u->unmap = unmap;
-    u->map_from = u->first + u->nmapped;
-    u->map_to = map_to;
-    if (!upload_job(r, u, &u->map_job, map_work, map_done))
-      return false;
-  }
-  if (u->body_done && !u->hash_job && !u->map_job && u->received - u->hashed < BLOBS_WINDOW &&
+  if (!u->write_job && u->nwritten < u->nfill &&
+      !upload_job(r, u, &u->write_job, write_work, write_done))
+    return false;
+  if (u->body_done && !u->hash_job && !u->write_job && u->nfree == u->nfill &&
       !upload_job(r, u, &u->commit_job, commit_work, commit_done))
     return false;
   return true;
@@ -265,40 +220,37 @@ static int on_data(struct http_req *r, const char *data, size_t len, void *arg) 
   struct upload *u = arg;
   if (u->gone)
     return HTTP_BODY_PAUSE;
-  if (len > upload_room(u)) {
-    /* cannot happen: the stream is paused while less than the biggest
-     * piece (one socket read) fits; refuse rather than lose bytes */
-    log_error(u->rid, "blobs: upload window overrun", "room=%" PRIu64 " piece=%zu",
-              upload_room(u), len);
+  int f = (int)(u->nfill % NBUF);
+  if (!upload_has_room(u) || len > FILL_CAP - u->len[f]) {
+    /* cannot happen: with every buffer full the stream is paused, and the
+     * server hands over at most one read (PIECE_MAX) at a time; refuse
+     * rather than lose bytes */
+    log_error(u->rid, "blobs: upload buffer overrun", "have=%zu piece=%zu", u->len[f], len);
     upload_answer_rc(r, u, GROVE_EIO);
     upload_settle(u);
     return HTTP_BODY_PAUSE;
   }
-  /* the quota is checked here, as bytes arrive, not when they are
-   * hashed: so the first limit crossed (quota here, --max-upload in the
-   * server) answers, however far behind the pool is */
+  /* the quota is checked here, as bytes arrive, not when the disk takes
+   * them: so the first limit crossed (quota here, --max-upload in the
+   * server) answers, however far behind the writes are */
   if (len > blobs_writer_room(u->w) - u->received) {
     upload_answer_rc(r, u, GROVE_EQUOTA);
     upload_settle(u);
     return HTTP_BODY_PAUSE;
   }
-  /* into the file's pages, a window at a time (a piece may span two) */
-  while (len) {
-    uint64_t k = u->received / BLOBS_WINDOW;
-    size_t at = (size_t)(u->received % BLOBS_WINDOW);
-    size_t n = BLOBS_WINDOW - at < len ? BLOBS_WINDOW - at : len;
-    memcpy(u->win[k % NWIN] + at, data, n);
-    data += n;
-    len -= n;
-    u->received += n;
-  }
+  u->received += len;
+  memcpy(u->buf[f] + u->len[f], data, len);
+  u->len[f] += len;
+  if (u->len[f] < CHUNK)
+    return HTTP_BODY_MORE;
+  u->nfill++; /* to the pool; the next buffer fills */
   if (!upload_pump(r, u)) {
     upload_settle(u);
     return HTTP_BODY_PAUSE;
   }
-  if (upload_can_take(u))
+  if (upload_has_room(u))
     return HTTP_BODY_MORE;
-  u->paused = true; /* every window full: wait for the hash and the next map */
+  u->paused = true; /* every buffer full: wait for the pool */
   return HTTP_BODY_PAUSE;
 }
 
@@ -315,9 +267,12 @@ static void on_end(struct http_req *r, int err, void *arg) {
     upload_settle(u);
 }
 
-/* After a hash or map job: errors answer; else go on, and resume a
- * stream that waited for room. */
+/* After a hash or a write: frees the buffers both are done with; errors
+ * answer; else go on, and resume a stream that waited for a buffer. */
 static void upload_next(struct http_req *r, struct upload *u, int rc) {
+  uint64_t done = u->nhashed < u->nwritten ? u->nhashed : u->nwritten;
+  for (; u->nfree < done; u->nfree++)
+    u->len[u->nfree % NBUF] = 0;
   if (!r->conn || u->gone) {
     u->gone = true;
     upload_settle(u);
@@ -332,7 +287,7 @@ static void upload_next(struct http_req *r, struct upload *u, int rc) {
     upload_settle(u);
     return;
   }
-  if (u->paused && upload_can_take(u)) {
+  if (u->paused && upload_has_room(u)) {
     u->paused = false;
     http_req_stream_resume(r); /* may call on_data and on_end before it returns */
   }
@@ -342,22 +297,16 @@ static void hash_done(struct http_req *r, void *arg) {
   struct upload *u = arg;
   u->hash_job = false;
   if (!u->hash_rc)
-    u->hashed += BLOBS_WINDOW;
+    u->nhashed++;
   upload_next(r, u, u->hash_rc);
 }
 
-static void map_done(struct http_req *r, void *arg) {
+static void write_done(struct http_req *r, void *arg) {
   struct upload *u = arg;
-  u->map_job = false;
-  u->first += u->unmap;
-  u->nmapped -= u->unmap;
-  for (uint64_t k = u->map_from; k < u->map_to && u->fresh[k - u->map_from]; k++) {
-    u->win[k % NWIN] = u->fresh[k - u->map_from];
-    u->fresh[k - u->map_from] = NULL;
-    u->nmapped++;
-  }
-  u->unmap = 0;
-  upload_next(r, u, u->map_rc);
+  u->write_job = false;
+  if (!u->write_rc)
+    u->nwritten++;
+  upload_next(r, u, u->write_rc);
 }
 
 static void commit_done(struct http_req *r, void *arg) {
@@ -382,19 +331,13 @@ static void commit_done(struct http_req *r, void *arg) {
 
 static void open_done(struct http_req *r, void *arg) {
   struct upload *u = arg;
-  u->map_job = false;
-  /* the windows mapped (all, or up to an error) */
-  for (uint64_t k = u->map_from; k < u->map_to && u->fresh[k]; k++) {
-    u->win[k % NWIN] = u->fresh[k];
-    u->fresh[k] = NULL;
-    u->nmapped++;
-  }
+  u->commit_job = false;
   if (!r->conn) {
     upload_free(u);
     return;
   }
-  if (u->rc || u->map_rc) {
-    upload_answer_rc(r, u, u->rc ? u->rc : u->map_rc);
+  if (u->rc) {
+    upload_answer_rc(r, u, u->rc);
     upload_free(u);
     return;
   }
@@ -433,7 +376,16 @@ static void h_upload(struct http_req *r) {
     return;
   }
   struct upload *u = calloc(1, sizeof *u);
-  if (!u) {
+  if (u) {
+    for (int i = 0; i < NBUF; i++)
+      u->buf[i] = malloc(FILL_CAP);
+  }
+  bool have = u != NULL;
+  for (int i = 0; have && i < NBUF; i++)
+    have = u->buf[i] != NULL;
+  if (!have) {
+    if (u)
+      upload_free(u);
     http_reply_error(r, 503, "OUT_OF_MEMORY", "server is out of memory", NULL);
     return;
   }
@@ -459,8 +411,7 @@ static void h_upload(struct http_req *r) {
     return;
   }
   u->expected = http_req_content_length(r);
-  u->limit = u->expected >= 0 ? (uint64_t)u->expected : UINT64_MAX;
-  u->map_job = true;
+  u->commit_job = true; /* (the open job: nothing may free u meanwhile) */
   if (http_req_defer(r, HTTP_POOL_STORE, open_work, open_done, u))
     upload_free(u);
 }

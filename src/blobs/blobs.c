@@ -602,7 +602,7 @@ struct blobs_writer {
   uint64_t size;
   uint64_t room; /* bytes the owner's quota leaves (UINT64_MAX: no quota) */
   int err;
-  bool mapped;   /* written in place (blobs_writer_map): cut back at commit */
+  uint64_t stored; /* bytes appended to tmp (size: bytes hashed) */
 };
 
 int blobs_writer_open(struct blobs *b, const char *owner, int64_t expected_size,
@@ -649,28 +649,24 @@ static int writer_add(struct blobs_writer *w, const void *data, size_t n) {
   return 0;
 }
 
-int blobs_writer_write(struct blobs_writer *w, const void *data, size_t n) {
+int blobs_writer_take(struct blobs_writer *w, const void *data, size_t n) {
   int rc = writer_add(w, data, n);
-  if (!rc && (rc = w->b->ops->tmp_write(w->tmp, data, n)))
-    w->err = rc;
   if (!rc)
     w->size += n;
   return rc;
 }
 
-int blobs_writer_map(struct blobs_writer *w, uint64_t k, void **addr) {
-  w->mapped = true;
-  return w->b->ops->tmp_map(w->tmp, k * BLOBS_WINDOW, BLOBS_WINDOW, addr);
-}
-
-void blobs_writer_unmap(struct blobs_writer *w, uint64_t k, void *addr, bool flush) {
-  w->b->ops->tmp_unmap(w->tmp, addr, k * BLOBS_WINDOW, BLOBS_WINDOW, flush);
-}
-
-int blobs_writer_take(struct blobs_writer *w, const void *data, size_t n) {
-  int rc = writer_add(w, data, n);
+int blobs_writer_put(struct blobs_writer *w, const void *data, size_t n) {
+  int rc = w->b->ops->tmp_write(w->tmp, data, n);
   if (!rc)
-    w->size += n;
+    w->stored += n;
+  return rc;
+}
+
+int blobs_writer_write(struct blobs_writer *w, const void *data, size_t n) {
+  int rc = blobs_writer_take(w, data, n);
+  if (!rc && (rc = blobs_writer_put(w, data, n)))
+    w->err = rc;
   return rc;
 }
 
@@ -697,8 +693,8 @@ int blobs_writer_commit(struct blobs_writer *w, const struct blobs_new *nb,
   own.owner = w->owner;
   if (!rc)
     rc = fill_new(&i, &own);
-  if (!rc && w->mapped) /* windows past the last byte taken */
-    rc = b->ops->tmp_truncate(w->tmp, w->size);
+  if (!rc && w->stored != w->size) /* the halves saw different bytes: a caller's bug */
+    rc = GROVE_EIO;
   if (!rc)
     rc = b->ops->tmp_sync(w->tmp);
   unsigned char d[32];

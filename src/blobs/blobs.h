@@ -174,35 +174,17 @@ uint64_t blobs_writer_room(const struct blobs_writer *w);
 int blobs_writer_write(struct blobs_writer *w, const void *data, size_t n);
 uint64_t blobs_writer_size(const struct blobs_writer *w);
 
-/* Writing in place (instead of blobs_writer_write; one or the other for
- * one writer): the caller copies the bytes straight into windows of the
- * temporary file mapped in memory, and hands each run of them to
- * blobs_writer_take, in order. So the bytes are copied once (into the
- * page cache) and hashed there, and hashing one window can run on one
- * thread while the caller fills the next on another.
- *
- * Window k is the upload's bytes [k * BLOBS_WINDOW, (k + 1) *
- * BLOBS_WINDOW). blobs_writer_map maps it writable (the file grown to
- * cover it and its blocks allocated now: a full disk is GROVE_ENOSPC
- * here, never a fault when the bytes are copied in) and its pages in
- * place, so filling it costs neither faults nor allocations. OUT: *addr
- * (BLOBS_WINDOW bytes). Returns 0, GROVE_ENOSPC or GROVE_EIO. Blocking.
- * blobs_writer_unmap unmaps it; with flush, it starts writing the
- * window's bytes back to disk (so the commit's fsync has little left).
- * Each window is unmapped exactly once, after its last take.
- *
- * blobs_writer_take adds the n bytes at data (the upload's next bytes,
- * already in place in a mapped window) to the upload: hashes them and
- * grows its size. The same errors as blobs_writer_write.
- *
- * Threads: map and unmap (of distinct windows) may run on one thread
- * while take runs on another; takes run one at a time, in order; every
- * window is unmapped before blobs_writer_commit (which cuts the file back
- * to the size taken) or blobs_writer_abort. */
-#define BLOBS_WINDOW (1u << 20)
-int blobs_writer_map(struct blobs_writer *w, uint64_t k, void **addr);
-void blobs_writer_unmap(struct blobs_writer *w, uint64_t k, void *addr, bool flush);
+/* The two halves of blobs_writer_write, for a caller that runs them on
+ * two threads at once (the hash of one buffer beside the write of
+ * another): blobs_writer_take counts n bytes against the limits and adds
+ * them to the hash and the size (the errors of blobs_writer_write but the
+ * disk's); blobs_writer_put appends them to the temporary file (0,
+ * GROVE_ENOSPC, GROVE_EIO). Each half sees every byte once, in order,
+ * one call at a time; take and put may run at the same time on two
+ * threads. A commit whose two halves did not see as many bytes is
+ * GROVE_EIO. */
 int blobs_writer_take(struct blobs_writer *w, const void *data, size_t n);
+int blobs_writer_put(struct blobs_writer *w, const void *data, size_t n);
 /* Finishes: sync, content address, metadata. Frees w whatever it returns.
  * OUT: *out the blob. Returns 0, GROVE_EQUOTA (the quota filled up
  * meanwhile: nothing is kept), GROVE_EINVAL (a bad name or media type),

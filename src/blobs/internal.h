@@ -33,17 +33,6 @@ struct blobs_ops {
   /* Makes the bytes written durable. */
   int (*tmp_sync)(void *tmp);
   void (*tmp_discard)(void *tmp);
-  /* Writing in place (blobs_writer_map): maps bytes [off, off + len) of
-   * tmp writable (off a multiple of the page size), the object grown to
-   * cover them, their storage allocated and their pages present now (a
-   * full disk is GROVE_ENOSPC here, never a fault on a later store).
-   * OUT: *addr. GROVE_ENOSPC, GROVE_EIO. tmp_unmap undoes one such map;
-   * with flush it starts writing those bytes back. tmp_truncate sets the
-   * object's length (bytes stored in place past it are dropped); before
-   * tmp_sync. Map and unmap may run beside each other on two threads. */
-  int (*tmp_map)(void *tmp, uint64_t off, size_t len, void **addr);
-  void (*tmp_unmap)(void *tmp, void *addr, uint64_t off, size_t len, bool flush);
-  int (*tmp_truncate)(void *tmp, uint64_t size);
   /* Makes tmp (synced) the content `sha`; tmp stays (for another try)
    * until tmp_discard. OUT: *created true when the content was not
    * stored before (else the existing bytes stay). */

@@ -21,7 +21,6 @@
 #include <string.h>
 #include <stdint.h>
 #include <sys/file.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -107,7 +106,7 @@ static int local_tmp_create(void *be, void **out) {
   id_hex(rnd, sizeof rnd);
   snprintf(t->path, sizeof t->path, "%s/%.24s", l->tmp, rnd);
   t->l = l;
-  t->fd = open(t->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* read too: mapped */
+  t->fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
   if (t->fd < 0) {
     int e = errno;
     free(t);
@@ -137,49 +136,6 @@ static int local_tmp_write(void *tmp, const void *data, size_t n) {
                     SYNC_FILE_RANGE_WRITE);
     t->flushed = t->written;
   }
-  return 0;
-}
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
-#endif
-
-static int local_tmp_map(void *tmp, uint64_t off, size_t len, void **addr) {
-  struct local_tmp *t = tmp;
-  /* the blocks first (fallocate, or glibc's emulation where the
-   * filesystem has none): a store into a mapped page can then never fail
-   * for want of space, which would be SIGBUS instead of an error */
-  int e = posix_fallocate(t->fd, (off_t)off, (off_t)len);
-  if (e)
-    return io_err(e);
-  void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, t->fd, (off_t)off);
-  if (p == MAP_FAILED)
-    return io_err(errno);
-  /* the pages in place now, on this thread, in one call: the caller's
-   * copies then take no faults */
-  if (madvise(p, len, MADV_POPULATE_WRITE) < 0) {
-    e = errno;
-    if (e != EINVAL) { /* EINVAL: an older kernel; the stores fault them in */
-      munmap(p, len);
-      return e == ENOMEM ? GROVE_ENOSPC : GROVE_EIO;
-    }
-  }
-  *addr = p;
-  return 0;
-}
-
-static void local_tmp_unmap(void *tmp, void *addr, uint64_t off, size_t len, bool flush) {
-  struct local_tmp *t = tmp;
-  munmap(addr, len);
-  if (flush) /* start writing it back: the fsync at the end then waits for little */
-    sync_file_range(t->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
-}
-
-static int local_tmp_truncate(void *tmp, uint64_t size) {
-  struct local_tmp *t = tmp;
-  if (ftruncate(t->fd, (off_t)size) < 0)
-    return io_err(errno);
-  t->written = size;
   return 0;
 }
 
@@ -428,9 +384,6 @@ const struct blobs_ops blobs_local_ops = {
     .tmp_write = local_tmp_write,
     .tmp_sync = local_tmp_sync,
     .tmp_discard = local_tmp_discard,
-    .tmp_map = local_tmp_map,
-    .tmp_unmap = local_tmp_unmap,
-    .tmp_truncate = local_tmp_truncate,
     .tmp_install = local_tmp_install,
     .file_install = local_file_install,
     .remove = local_remove,

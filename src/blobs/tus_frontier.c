@@ -39,6 +39,7 @@
 #define CHAINS 32          /* chains kept (the least recently touched goes) */
 #define CHAIN_PARTS 64     /* parts of one chain; a longer file starts a new chain */
 #define STEP (8u << 20)    /* bytes hashed between looks at the chains */
+#define WINDOW (2u << 20)  /* bytes of a part mapped at a time */
 
 struct chain_part {
   char id[TUS_ID_LEN];
@@ -95,21 +96,22 @@ static int hash_range(const char *dir, const char *id, uint64_t off, uint64_t en
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return GROVE_ENOENT;
+  /* a file cut shorter than its durable offset would fault: check */
+  off_t size = lseek(fd, 0, SEEK_END);
+  int rc = size < 0 || (uint64_t)size < end ? GROVE_EIO : 0;
   uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
-  uint64_t base = off - off % page;
-  size_t len = (size_t)(end - base);
-  int rc = 0;
-  void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)base);
-  if (map == MAP_FAILED) {
-    rc = GROVE_EIO;
-  } else {
-    /* a file cut shorter than its durable offset would fault: check */
-    off_t size = lseek(fd, 0, SEEK_END);
-    if (size < 0 || (uint64_t)size < end)
+  while (!rc && off < end) { /* a window at a time: the mapped pages count as resident */
+    uint64_t base = off - off % page;
+    size_t len = end - base < WINDOW ? (size_t)(end - base) : WINDOW;
+    void *map = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, (off_t)base);
+    if (map == MAP_FAILED) {
       rc = GROVE_EIO;
-    else if (EVP_DigestUpdate(md, (const char *)map + (off - base), (size_t)(end - off)) != 1)
+      break;
+    }
+    if (EVP_DigestUpdate(md, (const char *)map + (off - base), len - (size_t)(off - base)) != 1)
       rc = GROVE_EIO;
     munmap(map, len);
+    off = base + len;
   }
   close(fd);
   return rc;

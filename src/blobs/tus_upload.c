@@ -723,7 +723,7 @@ int tus_finish(struct tus *t, const char *id, const char *blob) {
 
 /* ---- concatenation ------------------------------------------------------------------ */
 
-#define HASH_WINDOW (8u << 20) /* bytes of a part mapped at a time to copy or hash it */
+#define HASH_WINDOW (2u << 20) /* bytes of a part mapped at a time to copy or hash it */
 
 /* Copies len bytes of `in` to `out` at offset at: written from the
  * source's pages mapped a window at a time (one copy, from the page cache

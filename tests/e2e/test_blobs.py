@@ -177,9 +177,9 @@ def test_chunked_upload_and_name_header():
     assert d.status == 200 and d.body == b""
 
 
-def test_sizes_on_the_edges_of_the_mapped_windows():
-    # the body is copied into 1 MiB windows of the file mapped in memory
-    # and hashed a window at a time: every edge keeps every byte, once
+def test_sizes_on_the_edges_of_the_buffers():
+    # the body goes through a ring of 1 MiB buffers, each hashed by one job
+    # and written by another: every edge keeps every byte, once, in order
     w = 1 << 20
     for i, (n, chunked) in enumerate([(1, False), (w - 1, False), (w, False), (w + 1, True),
                                       (4 * w, False), (4 * w + 1, True), (9 * w + 12345, False),

@@ -195,6 +195,32 @@ TEST(dedup_counts_references_and_the_last_delete_frees_the_bytes) {
   store_close(s);
 }
 
+TEST(hash_and_write_halves_on_two_threads_make_one_blob) {
+  struct store *s = open_store();
+  struct blobs *b = open_blobs(s, 0, 0, 1 << 20);
+  struct blobs_writer *w;
+  struct blobs_new nb = {"alice", "h.txt", "text/plain"};
+  struct blobs_info i;
+  /* the halves one after another here; the upload route runs them on two
+   * pool threads at once, each in order */
+  CHECK_EQ_INT(blobs_writer_open(b, "alice", -1, &w), 0);
+  CHECK_EQ_INT(blobs_writer_take(w, "hello ", 6), 0);
+  CHECK_EQ_INT(blobs_writer_put(w, "hello ", 6), 0);
+  CHECK_EQ_INT(blobs_writer_put(w, "world", 5), 0); /* the write ahead of the hash */
+  CHECK_EQ_INT(blobs_writer_take(w, "world", 5), 0);
+  CHECK_EQ_INT(blobs_writer_commit(w, &nb, &i), 0);
+  CHECK_EQ_STR(i.sha256, HELLO_SHA);
+  CHECK_EQ_INT(i.size, 11);
+  /* halves that did not see the same bytes: nothing is stored */
+  CHECK_EQ_INT(blobs_writer_open(b, "alice", -1, &w), 0);
+  CHECK_EQ_INT(blobs_writer_take(w, "hello world", 11), 0);
+  CHECK_EQ_INT(blobs_writer_put(w, "hello", 5), 0);
+  CHECK_EQ_INT(blobs_writer_commit(w, &nb, &i), GROVE_EIO);
+  CHECK_EQ_INT(tmp_count(), 0);
+  blobs_close(b);
+  store_close(s);
+}
+
 TEST(quotas_hold_at_commit_and_the_size_limit_while_writing) {
   struct store *s = open_store();
   struct blobs *b = open_blobs(s, 10, 0, 8);
@@ -360,5 +386,6 @@ static const struct test tests[] = {
     T(a_finished_file_is_moved_in_and_checked),
     T(an_adopted_file_is_linked_and_may_stay),
     T(open_removes_what_a_crash_left),
+    T(hash_and_write_halves_on_two_threads_make_one_blob),
 };
 TEST_MAIN(tests)
