@@ -339,6 +339,58 @@ def test_expired_uploads_are_refused_then_swept():
 
 # ---- restart and kill -9 mid-upload -------------------------------------------------------------
 
+def test_a_final_after_kill_9_mid_parts_is_the_file():
+    """Parts created in order (so hashed ahead as they arrive, in that
+    order), the first sent whole, the second cut by a SIGKILL once some of
+    it is durable: after the restart the hashing ahead is gone with the
+    process, the rest of the parts are sent (the third before the second's
+    rest), and the final's blob is still the file's SHA-256."""
+    srv = Grove(*OPTS)
+    srv2 = None
+    try:
+        k = key(srv.data_dir, "parts-killed")
+        parts = [os.urandom(n) for n in (3 << 20, 6 << 20, (2 << 20) + 5)]
+        locs = [create(srv, len(p), k=k, Upload_Concat="partial") for p in parts]
+        assert patch(srv, locs[0], 0, parts[0], k=k).status == 204
+        s = srv.connect(timeout=30)
+        s.sendall(("PATCH %s HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: %s\r\nTus-Resumable: 1.0.0\r\n"
+                   "Upload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\n"
+                   "Content-Length: %d\r\n\r\n" % (locs[1], k, len(parts[1]))).encode())
+        s.sendall(parts[1][:4 << 20])
+        eventually(lambda: offset_of_k(srv, locs[1], k) >= (1 << 20), timeout=30,
+                   what="1 MiB of the second part durable")
+        srv.proc.send_signal(signal.SIGKILL)
+        srv.proc.wait()
+        srv._stopped = True
+        srv.log.close()
+        s.close()
+        srv2 = Grove(*OPTS, data_dir=srv.data_dir)
+        assert patch(srv2, locs[2], 0, parts[2], k=k).status == 204
+        resume = offset_of_k(srv2, locs[1], k)
+        assert (1 << 20) <= resume <= (4 << 20), resume
+        assert patch(srv2, locs[1], resume, parts[1][resume:], k=k).status == 204
+        r = srv2.request("POST", "/api/v1/uploads", headers=h(k, Upload_Concat="final;" + " ".join(locs)))
+        assert r.status == 201, (r.status, r.body)
+        assert blob_sha(srv2, r.header("Location"), k=k) == hashlib.sha256(b"".join(parts)).hexdigest()
+        # parts created after the restart are hashed ahead again: a final of
+        # them, and one naming them in another order, are their files too
+        more = [os.urandom(n) for n in ((1 << 20) + 7, 2 << 20)]
+        mlocs = [create(srv2, len(p), k=k, Upload_Concat="partial") for p in more]
+        for loc, p in zip(mlocs, more):
+            assert patch(srv2, loc, 0, p, k=k).status == 204
+        for order in ((0, 1), (1, 0)):
+            r = srv2.request("POST", "/api/v1/uploads",
+                             headers=h(k, Upload_Concat="final;" + " ".join(mlocs[i] for i in order)))
+            assert r.status == 201, (r.status, r.body)
+            want = hashlib.sha256(b"".join(more[i] for i in order)).hexdigest()
+            assert blob_sha(srv2, r.header("Location"), k=k) == want
+    finally:
+        stop_all(srv2)
+        if not srv._stopped:
+            srv.stop()
+        shutil.rmtree(srv.tmp, ignore_errors=True)
+
+
 def interrupted_upload(how):
     """A 24 MiB upload whose first PATCH is cut by a SIGTERM (restart) or
     a SIGKILL once grove has made at least 8 MiB durable; after the
