@@ -9,6 +9,9 @@
 # the file (grove holds a ring of four 1 MiB buffers per upload).
 # The same file also goes over tus 1.0 in 3 parallel parts (below).
 # Target (issue 13): grove >= 0.8x nginx's MiB/s, memory flat.
+# Each server's CPU seconds per upload are printed too (the least of the
+# runs): on a machine other work keeps busy the uploads are CPU-bound and
+# MiB/s moves with that work, CPU time much less (docs/blobs.md).
 # Prints one line per figure: name value unit peer_value ratio.
 #   SIZE_MIB=1024 RUNS=3 BENCH_DIR=/dev/shm (a tmpfs: the servers' own
 #   cost, not the disk's; on a disk grove's fsync bounds its figure)
@@ -49,15 +52,20 @@ dd if=/dev/urandom of="$work/file" bs=1M count="$SIZE_MIB" status=none
 sha=$(sha256sum "$work/file" | cut -d' ' -f1)
 
 hwm() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# CPU time (user + system, in clock ticks) a process has used so far
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
 
 # One upload: prints MiB/s from curl's own timing (request sent to answer
-# read, connection included).
+# read, connection included) and the server's CPU seconds for it.
 put_grove() {
+  c0=$(ticks "$gpid")
   out=$(curl -s -X POST -H "X-API-Key: $key" -H "Expect:" -H "Content-Type: application/octet-stream" \
     -T "$work/file" -w '\n%{http_code} %{time_total}' \
     "http://127.0.0.1:$gport/api/v1/blobs?name=bench.bin")
   code=$(echo "$out" | tail -1 | cut -d' ' -f1)
   t=$(echo "$out" | tail -1 | cut -d' ' -f2)
+  c1=$(ticks "$gpid")
   got=$(echo "$out" | head -1 | python3 -c 'import json,sys; d=json.load(sys.stdin)["data"]; print(d["sha256"], d["id"])')
   [ "$code" = 201 ] || { echo "grove answered $code" >&2; exit 1; }
   [ "${got%% *}" = "$sha" ] || { echo "grove stored a different SHA-256" >&2; exit 1; }
@@ -66,17 +74,19 @@ put_grove() {
   [ "$(sha256sum "$ondisk" | cut -d' ' -f1)" = "$sha" ] || { echo "grove's file differs" >&2; exit 1; }
   # delete it, so the next run stores the bytes again (no deduplication)
   curl -s -o /dev/null -X DELETE -H "X-API-Key: $key" "http://127.0.0.1:$gport/api/v1/blobs/${got#* }"
-  python3 -c "print('%.1f' % ($SIZE_MIB / $t))"
+  python3 -c "print('%.1f %.2f' % ($SIZE_MIB / $t, ($c1 - $c0) / $hz))"
 }
 put_nginx() {
+  c0=$(ticks "$nworker")
   out=$(curl -s -o /dev/null -T "$work/file" -H "Expect:" -w '%{http_code} %{time_total}' \
     "http://127.0.0.1:$nport/bench.bin")
+  c1=$(ticks "$nworker")
   code=${out% *}
   t=${out#* }
   case $code in 201|204) ;; *) echo "nginx answered $code" >&2; exit 1 ;; esac
   [ "$(sha256sum "$work/www/bench.bin" | cut -d' ' -f1)" = "$sha" ] || { echo "nginx's file differs" >&2; exit 1; }
   rm -f "$work/www/bench.bin"
-  python3 -c "print('%.1f' % ($SIZE_MIB / $t))"
+  python3 -c "print('%.1f %.2f' % ($SIZE_MIB / $t, ($c1 - $c0) / $hz))"
 }
 
 # The same file over tus 1.0 as tus-js-client's parallelUploads: 3 sends
@@ -87,6 +97,7 @@ put_nginx() {
 split -n 3 -d "$work/file" "$work/part."
 tus_h="-H Tus-Resumable:1.0.0 -H X-API-Key:$key"
 put_tus() {
+  c0=$(ticks "$gpid")
   t0=$(date +%s.%N)
   locs=""
   for part in "$work"/part.??; do
@@ -110,6 +121,7 @@ put_tus() {
     "http://127.0.0.1:$gport/api/v1/uploads" | tr -d '\r' |
     awk -F': ' 'tolower($1) == "upload-blob" {print $2}')
   t1=$(date +%s.%N)
+  c1=$(ticks "$gpid")
   [ -n "$blob" ] || { echo "grove made no blob of the tus upload" >&2; exit 1; }
   got=$(curl -s -H "X-API-Key: $key" "http://127.0.0.1:$gport/api/v1/blobs/$blob" |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["sha256"])')
@@ -119,7 +131,7 @@ put_tus() {
     # shellcheck disable=SC2086
     curl -s -o /dev/null -X DELETE $tus_h "http://127.0.0.1:$gport$loc"
   done
-  python3 -c "print('%.1f' % ($SIZE_MIB / ($t1 - $t0)))"
+  python3 -c "print('%.1f %.2f' % ($SIZE_MIB / ($t1 - $t0), ($c1 - $c0) / $hz))"
 }
 
 gbase=$(hwm "$gpid")
@@ -127,14 +139,22 @@ nbase=$(hwm "$nworker")
 gbest=0
 nbest=0
 tbest=0
+gcpu=1e9
+ncpu=1e9
+tcpu=1e9
 i=0
 while [ "$i" -lt "$RUNS" ]; do
   g=$(put_grove)
   n=$(put_nginx)
   tu=$(put_tus)
-  gbest=$(python3 -c "print(max($gbest, $g))")
-  nbest=$(python3 -c "print(max($nbest, $n))")
-  tbest=$(python3 -c "print(max($tbest, $tu))")
+  # shellcheck disable=SC2086
+  set -- $g $n $tu
+  gbest=$(python3 -c "print(max($gbest, $1))")
+  nbest=$(python3 -c "print(max($nbest, $3))")
+  tbest=$(python3 -c "print(max($tbest, $5))")
+  gcpu=$(python3 -c "print(min($gcpu, $2))")
+  ncpu=$(python3 -c "print(min($ncpu, $4))")
+  tcpu=$(python3 -c "print(min($tcpu, $6))")
   i=$((i + 1))
 done
 ghwm=$(hwm "$gpid")
@@ -143,6 +163,11 @@ nhwm=$(hwm "$nworker")
 ratio=$(python3 -c "print('%.2f' % ($gbest / $nbest))")
 echo "upload_single_stream_${SIZE_MIB}MiB $gbest MiB/s $nbest $ratio"
 echo "upload_tus_3_parallel_parts_${SIZE_MIB}MiB $tbest MiB/s $nbest $(python3 -c "print('%.2f' % ($tbest / $nbest))")"
+# the servers' CPU seconds for one upload (the least of the runs): less
+# sensitive to other load on the machine than MiB/s; the last column is
+# nginx's over grove's
+echo "upload_cpu_single_stream_${SIZE_MIB}MiB $gcpu s $ncpu $(python3 -c "print('%.2f' % ($ncpu / $gcpu))")"
+echo "upload_cpu_tus_3_parallel_parts_${SIZE_MIB}MiB $tcpu s $ncpu $(python3 -c "print('%.2f' % ($ncpu / $tcpu))")"
 echo "upload_peak_rss_grove_before_after $gbase/$ghwm KiB - -"
 echo "upload_peak_rss_nginx_before_after $nbase/$nhwm KiB - -"
 echo "upload_peak_rss_growth $((ghwm - gbase)) KiB $((nhwm - nbase)) -"
