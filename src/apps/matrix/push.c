@@ -53,13 +53,15 @@ enum special {
 
 struct fkey {
   const char *key;
+  size_t len;
   int slot;
   bool alias;
   enum special special;
 };
-#define FIG(k, s) {k, s, false, K_NONE}
-#define ALIAS(k, s) {k, s, true, K_NONE}
-#define KEY(k, sp) {k, -1, false, sp}
+#define FIG(k, s) {k, sizeof k - 1, s, false, K_NONE}
+#define ALIAS(k, s) {k, sizeof k - 1, s, true, K_NONE}
+#define KEY(k, sp) {k, sizeof k - 1, -1, false, sp}
+#define MAX_KEYS 32 /* keys a table holds at most */
 
 static const struct fkey sample_keys[] = {
     KEY("timestamp", K_TIMESTAMP),   KEY("source_type", K_SOURCE_TYPE),
@@ -123,6 +125,12 @@ static const struct fkey net_keys[] = {
     FIG("rx_packets_per_s", MX_D_C), FIG("tx_packets_per_s", MX_D_D), KEY("name", K_NAME),
 };
 
+_Static_assert(ARRAY_LEN(sample_keys) <= MAX_KEYS && ARRAY_LEN(host_keys) <= MAX_KEYS &&
+                   ARRAY_LEN(power_keys) <= MAX_KEYS && ARRAY_LEN(proc_keys) <= MAX_KEYS &&
+                   ARRAY_LEN(gpu_keys) <= MAX_KEYS && ARRAY_LEN(disk_keys) <= MAX_KEYS &&
+                   ARRAY_LEN(net_keys) <= MAX_KEYS,
+               "a key table holds at most MAX_KEYS keys (frame.seen, parse.next)");
+
 /* ---- the streaming reader ------------------------------------------------------------
  *
  * yajl hands the body over as events (a key, a number, the start of an
@@ -148,6 +156,7 @@ struct frame {
   uint64_t *unknown;         /* objects: hashes of the unknown keys given (duplicates) */
   size_t nunknown, capunknown;
   int key;                   /* objects: the current key's index in keys, -1 unknown */
+  int prev;                  /* objects: the last known key's index, MAX_KEYS at first */
   uint32_t canon;            /* processes, GPUs, devices: canonical keys given */
   size_t count;              /* arrays: elements so far */
   void *obj;                 /* the struct it fills (mx_sample, mx_proc, …) */
@@ -177,6 +186,10 @@ struct parse {
   bool metrics, procs_metrics, procs_top;
   int nframes;
   struct frame f[MAX_FRAMES];
+  /* per kind of object, the key that followed each key last time (and
+   * the first, at MAX_KEYS): objects of a kind list theirs in one order,
+   * so the guess is mostly right */
+  int8_t next[FR_CORES + 1][MAX_KEYS + 1];
 };
 
 static int fail(struct parse *p, int status, const char *code, const char *key,
@@ -414,7 +427,7 @@ static struct frame *push_frame(struct parse *p, enum frame_kind kind, void *obj
                                 const struct fkey *keys, size_t nkeys, size_t at_len) {
   struct frame *f = &p->f[p->nframes++]; /* the grammar nests at most MAX_FRAMES */
   *f = (struct frame){.kind = kind, .at_len = at_len, .keys = keys, .nkeys = nkeys, .key = -1,
-                      .obj = obj};
+                      .prev = MAX_KEYS, .obj = obj};
   return f;
 }
 
@@ -809,10 +822,18 @@ static int ev_number(void *ctx, const char *s, size_t n) {
   }
   memcpy(t, s, n);
   t[n] = '\0';
-  struct val v = {.t = V_NUM, .integer = !memchr(s, '.', n) && !memchr(s, 'e', n) &&
-                                         !memchr(s, 'E', n)};
+  struct val v = {.t = V_NUM, .integer = true};
+  for (size_t i = 0; i < n && v.integer; i++)
+    v.integer = s[i] != '.' && s[i] != 'e' && s[i] != 'E';
   errno = 0;
-  if (v.integer) {
+  if (v.integer && n <= 18) { /* at most 18 digits: fits, no overflow to check */
+    bool neg = s[0] == '-';
+    int64_t x = 0;
+    for (size_t i = neg; i < n; i++)
+      x = x * 10 + (s[i] - '0');
+    v.i = neg ? -x : x;
+    v.d = (double)v.i;
+  } else if (v.integer) {
     v.i = strtoll(t, NULL, 10);
     v.d = (double)v.i;
     if (errno == ERANGE)
@@ -860,13 +881,19 @@ static int ev_map_key(void *ctx, const unsigned char *key, size_t n) {
   memcpy(p->key, key, cut);
   p->key[cut] = '\0';
   f->key = -1;
-  for (size_t i = 0; i < f->nkeys; i++)
-    if (n && f->keys[i].key[0] == key[0] && !strncmp(f->keys[i].key, (const char *)key, n) &&
-        !f->keys[i].key[n]) { /* no NUL in key: the known one is at least n long */
-      f->key = (int)i;
-      break;
-    }
+  int8_t *guess = &p->next[f->kind][f->prev];
+  if (*guess < (int)f->nkeys && f->keys[*guess].len == n && !memcmp(f->keys[*guess].key, key, n)) {
+    f->key = *guess;
+  } else {
+    for (size_t i = 0; i < f->nkeys; i++)
+      if (f->keys[i].len == n && !memcmp(f->keys[i].key, key, n)) {
+        f->key = (int)i;
+        *guess = (int8_t)i;
+        break;
+      }
+  }
   if (f->key >= 0) {
+    f->prev = f->key;
     uint64_t bit = (uint64_t)1 << f->key;
     if (f->seen & bit)
       goto duplicate;
@@ -955,6 +982,7 @@ int mx_push_parse(const char *body, size_t len, const struct mx_push_limits *lim
   memset(out, 0, sizeof *out);
   memset(err, 0, sizeof *err);
   struct parse p = {.b = out, .lim = lim, .err = err};
+  memset(p.next, MAX_KEYS, sizeof p.next); /* no guess yet */
   yajl_handle h = yajl_alloc(&events, NULL, &p);
   if (!h) {
     no_memory(&p);

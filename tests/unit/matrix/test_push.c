@@ -292,6 +292,19 @@ TEST(the_stream_reader_takes_json_as_a_document_parser_does) {
   CHECK_EQ_INT(parse(big, &b, &e), 0);
   CHECK(fabs(b.s[0].h[MX_H_CPU] - 1.5555555) < 1e-6);
   mx_batch_release(&b);
+  /* integers of every length read exactly; negative ones too */
+  CHECK_EQ_INT(parse("{\"hostname\":\"a\",\"seq\":123456789012345678,\"metrics\":"
+                     "{\"cpu_usage\":-7,\"memory_usage\":-0,\"gpu_utilization\":-123456789012345678}}",
+                     &b, &e),
+               0);
+  CHECK(b.s[0].seq == 123456789012345678ULL && b.s[0].h[MX_H_CPU] == -7);
+  CHECK(b.s[0].h[MX_H_MEM] == 0 && b.s[0].h[MX_H_GPU] == -123456789012345678.0);
+  mx_batch_release(&b);
+  CHECK_EQ_INT(parse("{\"hostname\":\"a\",\"seq\":9223372036854775807,\"metrics\":{}}", &b, &e), 0);
+  CHECK(b.s[0].seq == 9223372036854775807ULL);
+  mx_batch_release(&b);
+  refused("{\"hostname\":\"a\",\"seq\":9223372036854775808,\"metrics\":{}}", 400, "INVALID_JSON",
+          NULL);
   /* unknown containers of every kind are skipped, known values kept */
   CHECK_EQ_INT(parse("{\"hostname\":\"a\",\"u\":{\"metrics\":{\"cpu_usage\":9}},\"metrics\":"
                      "{\"v\":[{\"cpu_usage\":8}],\"cpu_usage\":7,\"processes\":[{\"pid\":1,"
