@@ -30,8 +30,13 @@ int rollups_prepare(sqlite3 *db, int64_t width, struct rollups **out) {
     return GROVE_ENOMEM;
   r->db = db;
   r->width = width;
-  if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO rollups (series, res, bucket, count, sum, "
-                             "min, max, first, last) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+  /* an upsert: a bucket already there is updated in place (REPLACE would
+   * delete its row and insert another) */
+  if (sqlite3_prepare_v2(db, "INSERT INTO rollups (series, res, bucket, count, sum, min, max, "
+                             "first, last) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series, "
+                             "res, bucket) DO UPDATE SET count = excluded.count, sum = excluded.sum, "
+                             "min = excluded.min, max = excluded.max, first = excluded.first, "
+                             "last = excluded.last",
                          -1, &r->put, NULL) != SQLITE_OK ||
       sqlite3_prepare_v2(db, "SELECT count, sum, min, max, first, last FROM rollups WHERE "
                              "series = ? AND res = ? AND bucket = ?", -1, &r->get,
