@@ -380,7 +380,22 @@ int read_collect(struct series *s, sqlite3 *db, int64_t width, uint32_t id, int6
  * rollups; points at or before it make their buckets be computed again
  * from the chunks. */
 struct rollups;
-int rollups_prepare(sqlite3 *db, int64_t width, struct rollups **out);
+/* The minute and the hour bucket each series' rollups last wrote, so that
+ * a flush extending them needs not read them back. Owned by the backend,
+ * used under flush_lock; it holds only what is committed: cleared when a
+ * flush rolls back, and buckets past retention dropped with their rows. */
+struct rollup_cache {
+  struct rollup_open {
+    struct series_bucket minute, hour;
+    bool has_minute, has_hour;
+  } *by_id;
+  size_t cap;
+};
+void rollup_cache_clear(struct rollup_cache *c);
+void rollup_cache_expire(struct rollup_cache *c, int64_t res, int64_t before);
+void rollup_cache_release(struct rollup_cache *c);
+/* cache may be NULL (every bucket read back). */
+int rollups_prepare(sqlite3 *db, int64_t width, struct rollup_cache *cache, struct rollups **out);
 void rollups_finish(struct rollups *r);
 int rollups_update(struct rollups *r, uint32_t id, const struct series_sample *pts, size_t n,
                    int64_t prev_end);

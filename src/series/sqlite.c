@@ -36,6 +36,7 @@ struct sqlite_be {
   pthread_mutex_t tdb_lock;
   int64_t chunk_width;     /* no chunk spans more (set at open) */
   uint32_t keys_saved;     /* keys [0, keys_saved) are in series.db (flush_lock) */
+  struct rollup_cache rollups; /* the buckets last written (flush_lock) */
 };
 
 static int exec(sqlite3 *db, const char *sql) {
@@ -150,7 +151,7 @@ static int put_chunks(struct series *s, const struct head *heads, uint32_t n,
     rc = GROVE_ESTORE;
   struct rollups *roll = NULL;
   if (!rc)
-    rc = rollups_prepare(be->wdb, be->chunk_width, &roll);
+    rc = rollups_prepare(be->wdb, be->chunk_width, &be->rollups, &roll);
   struct buf enc;
   buf_init(&enc, 0);
   for (uint32_t id = 0; !rc && id < n; id++) {
@@ -178,9 +179,10 @@ static int put_chunks(struct series *s, const struct head *heads, uint32_t n,
   rollups_finish(roll);
   if (!rc && (rc = exec(be->wdb, "COMMIT")))
     chunk_error(s, rc, why, whylen);
-  if (rc)
+  if (rc) {
     exec(be->wdb, "ROLLBACK");
-  else if (n > be->keys_saved)
+    rollup_cache_clear(&be->rollups); /* it saw what is undone */
+  } else if (n > be->keys_saved)
     be->keys_saved = n;
   return rc;
 }
@@ -201,6 +203,10 @@ static int expire(struct series *s, const int64_t before[3], char *why, size_t w
       sqlite3_finalize(st);
     }
   }
+  if (before[1] != INT64_MIN)
+    rollup_cache_expire(&be->rollups, MINUTE_NS, before[1]);
+  if (before[2] != INT64_MIN)
+    rollup_cache_expire(&be->rollups, HOUR_NS, before[2]);
   if (!rc && before[1] != INT64_MIN)
     rc = rollups_expire(be->wdb, MINUTE_NS, before[1]);
   if (!rc && before[2] != INT64_MIN)
@@ -311,7 +317,7 @@ static int backfill_rollups(struct series *s) {
   log_info(NULL, "computing rollups of existing chunks", "series=%u", s->nkeys);
   struct rollups *r;
   int rc = exec(be->wdb, "BEGIN");
-  if (!rc && (rc = rollups_prepare(be->wdb, be->chunk_width, &r)) == 0) {
+  if (!rc && (rc = rollups_prepare(be->wdb, be->chunk_width, NULL, &r)) == 0) {
     for (uint32_t id = 0; !rc && id < s->nkeys; id++) {
       struct head acc = {0};
       rc = read_chunks(be->wdb, id, INT64_MIN, INT64_MAX, be->chunk_width, &acc);
@@ -541,6 +547,7 @@ static void sqlite_close(struct series *s) {
   pthread_mutex_destroy(&be->tdb_lock);
   if (be->lock_fd >= 0)
     close(be->lock_fd); /* releases the lock */
+  rollup_cache_release(&be->rollups);
   free(be);
   s->be = NULL;
 }

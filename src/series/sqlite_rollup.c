@@ -21,15 +21,67 @@ struct rollups {
   sqlite3 *db;
   int64_t width; /* of the widest chunk (read_chunks) */
   sqlite3_stmt *put, *get, *minutes;
+  struct rollup_cache *cache; /* NULL: none */
 };
 
+void rollup_cache_clear(struct rollup_cache *c) {
+  if (c->by_id)
+    memset(c->by_id, 0, c->cap * sizeof *c->by_id);
+}
 
-int rollups_prepare(sqlite3 *db, int64_t width, struct rollups **out) {
+void rollup_cache_expire(struct rollup_cache *c, int64_t res, int64_t before) {
+  for (size_t i = 0; i < c->cap; i++) {
+    struct rollup_open *o = &c->by_id[i];
+    if (res == MINUTE_NS && o->has_minute && o->minute.start_ns < before)
+      o->has_minute = false;
+    if (res == HOUR_NS && o->has_hour && o->hour.start_ns < before)
+      o->has_hour = false;
+  }
+}
+
+void rollup_cache_release(struct rollup_cache *c) {
+  free(c->by_id);
+  c->by_id = NULL;
+  c->cap = 0;
+}
+
+/* The bucket of (id, res) the cache holds, or NULL. */
+static struct series_bucket *cached(struct rollups *r, uint32_t id, int64_t res) {
+  if (!r->cache || id >= r->cache->cap)
+    return NULL;
+  struct rollup_open *o = &r->cache->by_id[id];
+  return res == MINUTE_NS ? (o->has_minute ? &o->minute : NULL) : (o->has_hour ? &o->hour : NULL);
+}
+
+/* Notes what (id, res) holds now (forgotten when there is no room). */
+static void remember(struct rollups *r, uint32_t id, int64_t res, const struct series_bucket *b) {
+  struct rollup_cache *c = r->cache;
+  if (!c)
+    return;
+  if (id >= c->cap) {
+    size_t was = c->cap;
+    if (ARRAY_GROW(c->by_id, c->cap, (size_t)id + 1, 1024, ARRAY_NOMAX))
+      return;
+    memset(c->by_id + was, 0, (c->cap - was) * sizeof *c->by_id);
+  }
+  struct rollup_open *o = &c->by_id[id];
+  if (res == MINUTE_NS) {
+    o->minute = *b;
+    o->has_minute = true;
+  } else {
+    o->hour = *b;
+    o->has_hour = true;
+  }
+}
+
+
+int rollups_prepare(sqlite3 *db, int64_t width, struct rollup_cache *cache, struct rollups **out) {
   struct rollups *r = calloc(1, sizeof *r);
   if (!r)
     return GROVE_ENOMEM;
   r->db = db;
   r->width = width;
+  r->cache = cache;
   /* an upsert: a bucket already there is updated in place (REPLACE would
    * delete its row and insert another) */
   if (sqlite3_prepare_v2(db, "INSERT INTO rollups (series, res, bucket, count, sum, min, max, "
@@ -99,6 +151,8 @@ static int put(struct rollups *r, uint32_t id, int64_t res, const struct series_
   sqlite3_bind_double(r->put, 9, b->last);
   int rc = sqlite3_step(r->put) == SQLITE_DONE ? 0 : GROVE_ESTORE;
   sqlite3_reset(r->put);
+  if (!rc)
+    remember(r, id, res, b);
   return rc;
 }
 
@@ -144,6 +198,11 @@ static int recompute_hour(struct rollups *r, uint32_t id, int64_t hour) {
  * (b is left as it is otherwise). */
 static int get_row(struct rollups *r, uint32_t id, int64_t res, int64_t bucket,
                    struct series_bucket *b) {
+  const struct series_bucket *c = cached(r, id, res);
+  if (c && c->start_ns == bucket) {
+    *b = *c;
+    return 0;
+  }
   sqlite3_bind_int64(r->get, 1, id);
   sqlite3_bind_int64(r->get, 2, res / 1000000000);
   sqlite3_bind_int64(r->get, 3, bucket);

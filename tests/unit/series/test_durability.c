@@ -389,6 +389,40 @@ TEST(a_full_database_keeps_points_until_a_flush_succeeds) {
   series_close(s);
 }
 
+/* A flush rolled back (the database full at its commit) had extended the
+ * minute and hour buckets it wrote: the next flush extends them from what
+ * was committed, not from what the failed one saw. */
+TEST(rollups_after_a_failed_flush_count_each_point_once) {
+  full_vfs_install();
+  char *dir = store_dir();
+  struct series *s = open_store(dir);
+  uint32_t a;
+  CHECK(series_id(s, "disk,host=r v", &a) == 0);
+  const int64_t t0 = 1800000000LL * 1000000000LL; /* a minute's start */
+  CHECK(put(s, a, t0 + 1000000000LL, 1.0) == 0);
+  CHECK(put(s, a, t0 + 2000000000LL, 2.0) == 0);
+  CHECK(series_flush(s) == 0);
+  CHECK(put(s, a, t0 + 3000000000LL, 3.0) == 0);
+  db_full = true;
+  CHECK(series_flush(s) != 0);
+  db_full = false;
+  CHECK(series_flush(s) == 0);
+  for (int k = 0; k < 2; k++) { /* the minute, and the hour */
+    struct series_bucket *b;
+    size_t n;
+    const char *source;
+    int64_t step = k ? 3600000000000LL : 60000000000LL;
+    int64_t from = t0 / step * step;
+    CHECK(series_aggregate(s, a, from, from + step, step, 10, &b, &n, &source) == 0);
+    CHECK(strcmp(source, k ? "1h" : "1m") == 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK(b[0].count == 3 && b[0].sum == 6 && b[0].min == 1 && b[0].max == 3);
+    CHECK(b[0].first == 1 && b[0].last == 3);
+    free(b);
+  }
+  series_close(s);
+}
+
 /* A crash while the database is full and points wait set aside: both
  * logs replay. */
 TEST(a_crash_while_the_database_is_full_loses_nothing) {
@@ -473,6 +507,7 @@ static const struct test tests[] = {
     T(a_cut_is_synced_before_writes_go_on),
     T(a_set_aside_that_cannot_be_synced_is_undone),
     T(a_full_database_keeps_points_until_a_flush_succeeds),
+    T(rollups_after_a_failed_flush_count_each_point_once),
     T(a_crash_while_the_database_is_full_loses_nothing),
 };
 TEST_MAIN(tests)
