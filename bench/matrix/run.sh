@@ -34,7 +34,7 @@ if [ "${SKIP_PUSH:-0}" != 1 ]; then
   trap 'kill $gpid 2>/dev/null; rm -rf "$out"' EXIT INT TERM
   for _ in $(seq 150); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
   res=$(python3 bench/matrix/push.py "$port" "$key" "${PUSH_DURATION:-10}" "${PUSH_HOSTS:-16}" \
-    "${PUSH_PROCS:-500}" 4)
+    "${PUSH_PROCS:-500}" "${PUSH_CONNS:-4}")
   # grove's CPU time (user + system, clock ticks) over the whole run, per
   # process sample sent (the untimed first samples included)
   ticks=$(awk '{print $14 + $15}' "/proc/$gpid/stat")

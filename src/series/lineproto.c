@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "core/util.h"
@@ -42,8 +43,17 @@ static int fail(char *err, size_t n, const char *why) {
 }
 
 bool lp_utf8_valid(const char *s, size_t n) {
-  for (size_t i = 0, len; i < n; i += len)
-    if (!(len = utf8_seq_len(s + i, n - i)))
+  size_t i = 0;
+  /* ASCII (names, tags: nearly always) eight bytes at a time */
+  for (uint64_t w; i + 8 <= n; i += 8) {
+    memcpy(&w, s + i, 8);
+    if (w & 0x8080808080808080ULL)
+      break;
+  }
+  for (size_t len; i < n; i += len)
+    if ((unsigned char)s[i] < 0x80)
+      len = 1;
+    else if (!(len = utf8_seq_len(s + i, n - i)))
       return false;
   return true;
 }

@@ -71,11 +71,6 @@ uint64_t matrix_now_ms(void) { return clock_wall_ms(); }
 
 /* ---- the cap -------------------------------------------------------------------- */
 
-/* "pid\tname": a process's identity in a map. */
-static void proc_key(char *out, size_t n, int64_t pid, const char *name) {
-  snprintf(out, n, "%" PRId64 "\t%s", pid, name);
-}
-
 /* The processes each host's last push kept, all seen then and so live
  * until --matrix-process-expiry after it: a push naming exactly those again
  * adds no process, so the cap needs no look-up of the host's live
@@ -88,7 +83,7 @@ static void proc_key(char *out, size_t n, int64_t pid, const char *name) {
 #define LAST_PUSH_HOSTS 65536
 
 struct last_push {
-  struct map procs;          /* proc_key -> (uintptr_t) the push that last named it */
+  struct map procs;          /* mx_proc_key -> (uintptr_t) the push that last named it */
   uintptr_t gen;             /* pushes checked against it */
   bool valid;                /* procs is a push's, taken at at_ms */
   int64_t at_ms;             /* when it was taken (wall clock) */
@@ -139,7 +134,7 @@ static bool same_as_last(struct matrix *m, struct last_push *lp, const struct mx
   char k[MX_MAX_NAME + 32];
   for (size_t i = s->nprocs; i-- > 0;) {
     const struct mx_proc *p = &s->procs[i];
-    proc_key(k, sizeof k, p->pid, p->name);
+    mx_proc_key(k, sizeof k, p->pid, p->name);
     void **v = map_ref(&lp->procs, k);
     if (!v)
       return false; /* a process the last push did not keep */
@@ -174,7 +169,7 @@ static void last_push_set(struct matrix *m, struct last_push *lp, const struct m
   for (size_t i = 0; room && i < s->nprocs; i++) {
     if (!keep[i])
       continue;
-    proc_key(k, sizeof k, s->procs[i].pid, s->procs[i].name);
+    mx_proc_key(k, sizeof k, s->procs[i].pid, s->procs[i].name);
     if (map_put(&lp->procs, k, (void *)(uintptr_t)1, NULL)) {
       map_release(&lp->procs);
       pthread_mutex_lock(&lps->lock);
@@ -238,7 +233,7 @@ static int check_cap(struct matrix *m, struct store_conn *c, const struct mx_sam
   /* the last of duplicates wins: walk backwards */
   for (size_t i = s->nprocs; i-- > 0;) {
     const struct mx_proc *p = &s->procs[i];
-    proc_key(k, sizeof k, p->pid, p->name);
+    mx_proc_key(k, sizeof k, p->pid, p->name);
     void *v = map_get(&seen, k);
     if (v == (void *)2) { /* a later duplicate is kept */
       keep[i] = false;

@@ -1030,11 +1030,35 @@ static void tag(struct mx_lines *l, const char *k, const char *v) {
   l->tags[l->ntags++] = (struct telemetry_tag){{k, strlen(k)}, {v, strlen(v)}};
 }
 
+size_t mx_i64_dec(int64_t v, char *out) {
+  if (v >= 0)
+    return u64_to_dec((uint64_t)v, out);
+  out[0] = '-';
+  return 1 + u64_to_dec((uint64_t)-(v + 1) + 1, out + 1);
+}
+
+void mx_proc_key(char *out, size_t n, int64_t pid, const char *name) {
+  char num[24];
+  size_t k = mx_i64_dec(pid, num), ln = strlen(name);
+  if (n < k + 2) {
+    if (n)
+      out[0] = '\0';
+    return;
+  }
+  if (k + 2 + ln > n)
+    ln = n - k - 2; /* names are at most MX_MAX_NAME: not with MX_PROC_KEY */
+  memcpy(out, num, k);
+  out[k] = '\t';
+  memcpy(out + k + 1, name, ln);
+  out[k + 1 + ln] = '\0';
+}
+
 static void tag_num(struct mx_lines *l, const char *k, int64_t v) {
-  int n = snprintf(l->nums + l->nnums, 24, "%" PRId64, v);
+  size_t n = mx_i64_dec(v, l->nums + l->nnums);
+  l->nums[l->nnums + n] = '\0';
   l->num_at[l->ntags] = l->nnums;
-  l->tags[l->ntags++] = (struct telemetry_tag){{k, strlen(k)}, {NULL, (size_t)n}};
-  l->nnums += (size_t)n + 1;
+  l->tags[l->ntags++] = (struct telemetry_tag){{k, strlen(k)}, {NULL, n}};
+  l->nnums += n + 1;
 }
 
 /* The sample's own tags: host=H, and vm=V for a VM. */

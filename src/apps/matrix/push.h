@@ -193,6 +193,13 @@ int mx_lines_add(struct mx_lines *out, const struct mx_sample *s, const bool *ke
 void mx_lines_finish(struct mx_lines *l);
 void mx_lines_release(struct mx_lines *l);
 
+/* A process's identity in a map, "pid\tname" (pid -1: not given), into
+ * out (n bytes, NUL-ended; MX_PROC_KEY holds any). */
+#define MX_PROC_KEY (MX_MAX_NAME + 32)
+void mx_proc_key(char *out, size_t n, int64_t pid, const char *name);
+/* v in decimal into out (24 bytes at least); returns its length. */
+size_t mx_i64_dec(int64_t v, char *out);
+
 /* The measurement of s's processes. */
 static inline const char *mx_proc_measurement(const struct mx_sample *s) {
   return s->vm ? "vm_process_metrics" : "host_process_metrics";

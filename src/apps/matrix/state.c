@@ -76,14 +76,37 @@ static void replace(char **slot, char *v) {
   *slot = v;
 }
 
-static void proc_free(struct pproc *p) {
-  if (!p) return;
-  free((char *)p->p.name);
-  free((char *)p->p.command);
-  free((char *)p->p.user);
-  free((char *)p->p.cgroup);
-  free((char *)p->p.container_id);
-  free(p);
+/* A process row and its strings: one allocation (proc_new). */
+static void proc_free(struct pproc *p) { free(p); }
+
+static size_t len0(const char *t) { return t ? strlen(t) + 1 : 0; }
+
+/* Copies t to *at (moved past it); NULL stays NULL. */
+static const char *put_str(char **at, const char *t) {
+  if (!t) return NULL;
+  size_t n = strlen(t) + 1;
+  char *c = memcpy(*at, t, n);
+  *at += n;
+  return c;
+}
+
+/* A process row of src, its strings copied after it in the same block. */
+static struct pproc *proc_new(const struct mx_proc *src, int64_t ts, int64_t seen) {
+  size_t n = len0(src->name) + len0(src->command) + len0(src->user) + len0(src->cgroup) +
+             len0(src->container_id);
+  struct pproc *p = malloc(sizeof *p + n);
+  if (!p) return NULL;
+  memset(p, 0, sizeof *p);
+  p->p = *src;
+  p->ts = ts;
+  p->seen = seen;
+  char *at = (char *)(p + 1);
+  p->p.name = put_str(&at, src->name);
+  p->p.command = put_str(&at, src->command);
+  p->p.user = put_str(&at, src->user);
+  p->p.cgroup = put_str(&at, src->cgroup);
+  p->p.container_id = put_str(&at, src->container_id);
+  return p;
 }
 
 static void host_free(struct phost *h) {
@@ -104,9 +127,6 @@ static void host_free(struct phost *h) {
   free(h);
 }
 
-static void proc_key(char *out, size_t n, int64_t pid, const char *name) {
-  snprintf(out, n, "%" PRId64 "\t%s", pid, name);
-}
 
 static json_t *jnum(double v) { return isfinite(v) ? json_real(v) : json_null(); }
 
@@ -167,22 +187,10 @@ static struct phost *host_of(const struct mx_sample *s, const bool *keep, int64_
   for (size_t i = 0; ok && i < s->nprocs; i++) {
     if (keep && !keep[i]) continue;
     const struct mx_proc *src = &s->procs[i];
-    struct pproc *p = calloc(1, sizeof *p);
+    struct pproc *p = proc_new(src, s->ts_ns, seen);
     ok = p != NULL;
-    if (ok) {
-      p->p = *src;
-      p->ts = s->ts_ns;
-      p->seen = seen;
-      p->p.name = strdup(src->name);
-      p->p.command = dup_or_null(src->command);
-      p->p.user = dup_or_null(src->user);
-      p->p.cgroup = dup_or_null(src->cgroup);
-      p->p.container_id = dup_or_null(src->container_id);
-      ok = p->p.name && (!src->command || p->p.command) && (!src->user || p->p.user) &&
-           (!src->cgroup || p->p.cgroup) && (!src->container_id || p->p.container_id);
-    }
     void *old = NULL;
-    proc_key(k, sizeof k, src->pid, src->name);
+    mx_proc_key(k, sizeof k, src->pid, src->name);
     if (ok) ok = map_put(&h->procs, k, p, &old) == 0; /* a duplicate: the last wins */
     if (!ok) proc_free(p);
     proc_free(old);
@@ -208,8 +216,6 @@ static struct phost *host_of(const struct mx_sample *s, const bool *keep, int64_
   }
   return h;
 }
-
-static size_t len0(const char *t) { return t ? strlen(t) + 1 : 0; }
 
 /* What h holds in memory, about (strings, rows, the maps' slots). */
 static size_t host_bytes(const struct phost *h) {

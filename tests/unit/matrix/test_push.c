@@ -351,6 +351,23 @@ TEST(strings_are_kept_across_blocks) {
   free(body);
 }
 
+TEST(process_keys_and_numbers_are_written_in_full) {
+  char out[32];
+  CHECK(mx_i64_dec(0, out) == 1 && !memcmp(out, "0", 1));
+  CHECK(mx_i64_dec(-1, out) == 2 && !memcmp(out, "-1", 2));
+  CHECK(mx_i64_dec(INT64_MIN, out) == 20 && !memcmp(out, "-9223372036854775808", 20));
+  CHECK(mx_i64_dec(INT64_MAX, out) == 19 && !memcmp(out, "9223372036854775807", 19));
+  char k[MX_PROC_KEY];
+  mx_proc_key(k, sizeof k, 4242, "python3");
+  CHECK_EQ_STR(k, "4242\tpython3");
+  mx_proc_key(k, sizeof k, -1, "init");
+  CHECK_EQ_STR(k, "-1\tinit");
+  mx_proc_key(out, 8, 4242, "python3"); /* cut to fit */
+  CHECK_EQ_STR(out, "4242\tpy");
+  mx_proc_key(out, 3, 4242, "python3"); /* no room for the pid */
+  CHECK_EQ_STR(out, "");
+}
+
 static const struct telemetry_line *find(const struct mx_lines *l, const char *m, int nth) {
   for (size_t i = 0; i < l->n; i++)
     if (!strcmp(l->lines[i].measurement.p, m) && nth-- == 0) return &l->lines[i];
@@ -441,6 +458,7 @@ static const struct test tests[] = {
     T(process_texts_are_cut_and_cleaned),
     T(the_stream_reader_takes_json_as_a_document_parser_does),
     T(strings_are_kept_across_blocks),
+    T(process_keys_and_numbers_are_written_in_full),
     T(samples_become_the_seed_tables),
     T(host_processes_are_host_process_metrics),
 };
