@@ -19,7 +19,8 @@ if [ "${VERBOSE:-0}" = 1 ]; then "$out/cv" -v src/apps/matrix/data; else "$out/c
 # push-metrics end to end (POST /api/monitoring/push-metrics): a release
 # grove (--threads 2) and bench/matrix/push.py on the same machine, gzip'ed
 # agent-shaped samples of PUSH_PROCS (500) processes from PUSH_HOSTS (16)
-# hosts over PUSH_CONNS (4) connections for PUSH_DURATION (10) seconds, each
+# hosts over PUSH_CONNS connections (one a host, as agents push) for
+# PUSH_DURATION (10) seconds, each
 # answered once its points are durable and the current state taken
 # (written behind, docs/matrix.md). Printed beside the targets: ours
 # (issue 14: >= 200,000 process samples/s on 2 cores, i.e. at most 10 us of
@@ -36,7 +37,7 @@ if [ "${SKIP_PUSH:-0}" != 1 ]; then
   trap 'kill $gpid 2>/dev/null; rm -rf "$out"' EXIT INT TERM
   for _ in $(seq 150); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
   res=$(python3 bench/matrix/push.py "$port" "$key" "${PUSH_DURATION:-10}" "${PUSH_HOSTS:-16}" \
-    "${PUSH_PROCS:-500}" "${PUSH_CONNS:-4}")
+    "${PUSH_PROCS:-500}" "${PUSH_CONNS:-${PUSH_HOSTS:-16}}")
   # grove's CPU time (user + system, clock ticks) over the whole run, per
   # process sample sent (the untimed first samples included)
   ticks=$(awk '{print $14 + $15}' "/proc/$gpid/stat")
