@@ -368,6 +368,49 @@ TEST(process_keys_and_numbers_are_written_in_full) {
   CHECK_EQ_STR(out, "");
 }
 
+/* Decimals are read as strtod reads them, to the last bit (integers as
+ * integers): random ones of every length around the 15-digit fast path. */
+TEST(decimals_read_as_strtod_reads_them) {
+  uint64_t x = 88172645463325252ULL;
+  char *body = malloc(1000 * 64 + 64);
+  char vals[1000][40];
+  for (int round = 0; round < 40; round++) {
+    int at = sprintf(body, "{\"hostname\":\"d\",\"processes\":[");
+    for (int i = 0; i < 1000; i++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      int digits = 1 + (int)(x % 18), point = (int)((x >> 8) % (uint64_t)(digits + 1));
+      char *v = vals[i];
+      int k = 0;
+      if ((x >> 20) & 1) v[k++] = '-';
+      for (int d = 0; d < digits; d++) {
+        if (d == point && d) v[k++] = '.';
+        v[k++] = (char)('0' + (d == 0 && digits > 1 && point != 1 ? 1 + (x >> (24 + d)) % 9
+                                                                  : (x >> (24 + d % 30)) % 10));
+      }
+      v[k] = '\0';
+      at += sprintf(body + at, "%s{\"pid\":%d,\"cpu_usage_percent\":%s}", i ? "," : "", i, v);
+    }
+    strcpy(body + at, "]}");
+    struct mx_batch b;
+    struct mx_push_error e;
+    int rc = mx_push_parse(body, strlen(body), &LIM, &b, &e);
+    if (rc)
+      fprintf(stderr, "%s\n", e.message);
+    CHECK_EQ_INT(rc, 0);
+    for (int i = 0; i < 1000; i++) {
+      /* an integer is one (jansson's json_integer: "-0" is 0) */
+      double want = strchr(vals[i], '.') ? strtod(vals[i], NULL) : (double)strtoll(vals[i], NULL, 10);
+      double got = b.s[0].procs[i].v[MX_P_CPU];
+      if (memcmp(&want, &got, sizeof want)) {
+        fprintf(stderr, "%s: got %.17g want %.17g\n", vals[i], got, want);
+        CHECK(0);
+      }
+    }
+    mx_batch_release(&b);
+  }
+  free(body);
+}
+
 static const struct telemetry_line *find(const struct mx_lines *l, const char *m, int nth) {
   for (size_t i = 0; i < l->n; i++)
     if (!strcmp(l->lines[i].measurement.p, m) && nth-- == 0) return &l->lines[i];
@@ -459,6 +502,7 @@ static const struct test tests[] = {
     T(the_stream_reader_takes_json_as_a_document_parser_does),
     T(strings_are_kept_across_blocks),
     T(process_keys_and_numbers_are_written_in_full),
+    T(decimals_read_as_strtod_reads_them),
     T(samples_become_the_seed_tables),
     T(host_processes_are_host_process_metrics),
 };
