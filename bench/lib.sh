@@ -62,7 +62,8 @@ grove_start() {
   ./build/grove serve --listen "127.0.0.1:$_port" --threads 2 --access-log false \
     --log-level warn --data-dir "$bench_work/data" --web-root "" "$@" &
   gpid=$!
-  trap bench_cleanup EXIT INT TERM
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT TERM HUP PIPE # the EXIT trap cleans up
   wait_http "http://127.0.0.1:$_port/health"
 }
 

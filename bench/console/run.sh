@@ -24,7 +24,8 @@ key=$(./build/grove key add bench-console --scopes write --data-dir "$work/data"
 ./build/grove serve --listen "127.0.0.1:$port" --log-level warn --data-dir "$work/data" --web-root web \
   --argon2-memory 8192 --argon2-passes 1 &
 pid=$!
-trap 'kill $pid 2>/dev/null; sleep 0.3; rm -rf "$work"' EXIT INT TERM
+trap 'kill $pid 2>/dev/null; sleep 0.3; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM HUP PIPE # the EXIT trap cleans up
 wait_http "$url/health"
 gz() { curl -s -H 'Accept-Encoding: gzip' "$url$1" | wc -c; }
 bytes=0

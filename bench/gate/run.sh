@@ -17,7 +17,8 @@ key=$(./build/grove key add bench --scopes read --data-dir "$work/data" | cut -d
 ./build/grove serve --listen "127.0.0.1:$port" --threads 2 --access-log false --log-level warn \
   --data-dir "$work/data" --web-root "" --rate-global 100000000/s --rate-key 100000000/s &
 pid=$!
-trap 'kill $pid 2>/dev/null; sleep 0.3; rm -rf "$work"' EXIT INT TERM
+trap 'kill $pid 2>/dev/null; sleep 0.3; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM HUP PIPE # the EXIT trap cleans up
 wait_http "http://127.0.0.1:$port/health"
 curl -sf -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me" >/dev/null
 
@@ -44,7 +45,8 @@ kill "$pid"; wait "$pid" 2>/dev/null || true
   --data-dir "$work/data" --web-root "" --rate-global 100000000/s --rate-key 100000000/s \
   --broker "redis://127.0.0.1:$rport" &
 pid=$!
-trap 'kill $pid $rpid 2>/dev/null; sleep 0.3; rm -rf "$work"' EXIT INT TERM
+trap 'kill $pid $rpid 2>/dev/null; sleep 0.3; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM HUP PIPE # the EXIT trap cleans up
 wait_http "http://127.0.0.1:$port/ready"
 wrk -t2 -c"$CONNS" -d2s -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me" >/dev/null
 shared_rps=$(rps -H "X-API-Key: $key" "http://127.0.0.1:$port/auth/me")

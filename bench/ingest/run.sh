@@ -29,7 +29,8 @@ data="$work/data"
 wkey=$(./build/grove key add bench-w --scopes write --data-dir "$data" | cut -d' ' -f2)
 rkey=$(./build/grove key add bench-r --scopes read --data-dir "$data" | cut -d' ' -f2)
 pids=""
-trap 'kill $pids 2>/dev/null; sleep 0.5; rm -rf "$work"' EXIT INT TERM
+trap 'kill $pids 2>/dev/null; sleep 0.5; rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM HUP PIPE # the EXIT trap cleans up
 
 ./build/grove serve --listen "127.0.0.1:$port" --threads 2 --access-log false --log-level warn \
   --data-dir "$data" --web-root "" --rate-global 0 --rate-key 0 --series-flush 3s --flow-max-ahead 0 &

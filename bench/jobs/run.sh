@@ -62,7 +62,8 @@ cleanup() {
   rmq_stop
   rm -rf "$work"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP PIPE # the EXIT trap cleans up
 
 run_pg "$pgbin/initdb" -D "$work/pg/data" -U grove -A trust >/dev/null
 printf "listen_addresses='127.0.0.1'\nport=%s\nunix_socket_directories='%s'\nmax_connections=200\n" \

@@ -10,7 +10,8 @@
 set -eu
 cd "$(dirname "$0")/../.."
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT INT TERM
+trap 'rm -rf "$out"' EXIT
+trap 'exit 130' INT TERM HUP PIPE # the EXIT trap cleans up
 ${CC:-cc} -O2 -std=gnu11 -D_GNU_SOURCE -Isrc -o "$out/cv" bench/matrix/cv.c \
   src/apps/matrix/catalog.c src/apps/matrix/simulate.c src/apps/matrix/calibrate.c \
   src/apps/matrix/tsv.c -lm
@@ -34,7 +35,8 @@ if [ "${SKIP_PUSH:-0}" != 1 ]; then
   ./build-bench/grove serve --listen "127.0.0.1:$port" --threads 2 --access-log false \
     --log-level warn --data-dir "$out/data" --web-root "" --rate-global 0 --rate-key 0 &
   gpid=$!
-  trap 'kill $gpid 2>/dev/null; rm -rf "$out"' EXIT INT TERM
+  trap 'kill $gpid 2>/dev/null; rm -rf "$out"' EXIT
+  trap 'exit 130' INT TERM HUP PIPE # the EXIT trap cleans up
   for _ in $(seq 150); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
   res=$(python3 bench/matrix/push.py "$port" "$key" "${PUSH_DURATION:-10}" "${PUSH_HOSTS:-16}" \
     "${PUSH_PROCS:-500}" "${PUSH_CONNS:-${PUSH_HOSTS:-16}}")
