@@ -398,6 +398,11 @@ static const struct line_ids *lines_get(struct telemetry *t, const char *prefix)
 /* Keeps line p's fields' ids and types (one allocation) under prefix. */
 static void lines_put(struct telemetry *t, const char *prefix, const struct lp_point *p,
                       const uint32_t *ids, const uint8_t *types) {
+  pthread_mutex_lock(&t->lines_lock);
+  bool full = t->lines_bytes >= TELEMETRY_LINES_BYTES;
+  pthread_mutex_unlock(&t->lines_lock);
+  if (full)
+    return;
   int n = p->nfields;
   size_t names = 0;
   for (int i = 0; i < n; i++) {
