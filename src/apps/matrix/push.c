@@ -19,6 +19,7 @@
 #include "core/error.h"
 #include "core/map.h"
 #include "core/util.h"
+#include "series/lineproto.h"
 
 const char *const mx_hfield_names[MX_H_N] = {
     "total_cpu_usage", "total_memory_usage", "total_gpu_usage", "total_power_consumption",
@@ -153,8 +154,7 @@ struct frame {
   const struct fkey *keys;   /* objects: the keys it may hold */
   size_t nkeys;
   uint64_t seen;             /* objects: known keys given (by index), for duplicates */
-  uint64_t *unknown;         /* objects: hashes of the unknown keys given (duplicates) */
-  size_t nunknown, capunknown;
+  size_t depth;              /* objects: the document's nesting inside it (struct keyset) */
   int key;                   /* objects: the current key's index in keys, -1 unknown */
   int prev;                  /* objects: the last known key's index, MAX_KEYS at first */
   uint32_t canon;            /* processes, GPUs, devices: canonical keys given */
@@ -165,6 +165,28 @@ struct frame {
 #define MAX_FRAMES 8         /* samples > sample > metrics > processes > process */
 #define MAX_DEPTH 2048       /* nesting at most (jansson's JSON_PARSER_MAX_DEPTH) */
 #define ARENA_BLOCK 65536    /* bytes of a block of the batch's strings */
+
+/* The keys given so far in each object open in the document, for
+ * duplicates wherever they stand (read, skipped, or after a refusal),
+ * compared by their bytes: a stack (an object's keys are the last ones
+ * while it is open, dropped at its end) chained from buckets by hash.
+ * The known keys of the objects read are in their frame's seen instead,
+ * until a refusal moves them here. */
+struct key_entry {
+  uint64_t hash;             /* of the bytes and the depth */
+  uint32_t next;             /* the entry before it in its bucket, or UINT32_MAX */
+  uint32_t depth;            /* the object's: one open object a depth */
+  size_t at, len;            /* the key's bytes in bytes */
+};
+struct keyset {
+  struct key_entry *e;
+  size_t n, cap;
+  uint32_t *bucket;          /* the last entry of each chain, or UINT32_MAX */
+  size_t nbucket;            /* a power of two, 0 at first */
+  char *bytes;
+  size_t nbytes, capbytes;
+  uint32_t mark[MAX_DEPTH + 2]; /* entries when each open container began, by depth */
+};
 
 struct parse {
   struct mx_batch *b;
@@ -190,6 +212,7 @@ struct parse {
    * the first, at MAX_KEYS): objects of a kind list theirs in one order,
    * so the guess is mostly right */
   int8_t next[FR_CORES + 1][MAX_KEYS + 1];
+  struct keyset keys;
 };
 
 static int fail(struct parse *p, int status, const char *code, const char *key,
@@ -426,8 +449,8 @@ static int parse_time(struct parse *p, const struct val *v, int64_t *ts) {
 static struct frame *push_frame(struct parse *p, enum frame_kind kind, void *obj,
                                 const struct fkey *keys, size_t nkeys, size_t at_len) {
   struct frame *f = &p->f[p->nframes++]; /* the grammar nests at most MAX_FRAMES */
-  *f = (struct frame){.kind = kind, .at_len = at_len, .keys = keys, .nkeys = nkeys, .key = -1,
-                      .prev = MAX_KEYS, .obj = obj};
+  *f = (struct frame){.kind = kind, .at_len = at_len, .keys = keys, .nkeys = nkeys,
+                      .depth = p->depth, .key = -1, .prev = MAX_KEYS, .obj = obj};
   return f;
 }
 
@@ -798,11 +821,64 @@ static int on_value(struct parse *p, const struct val *v) {
   return p->rc != GROVE_ENOMEM;
 }
 
+/* Adds key (n bytes) to the object open at depth: 1, or 0 when that
+ * object holds it already (not JSON) or memory ran out. */
+static int keyset_add(struct parse *p, size_t depth, const void *key, size_t n) {
+  struct keyset *ks = &p->keys;
+  uint64_t h = hash_bytes(key, n) ^ (uint64_t)depth * 0x9e3779b97f4a7c15ull;
+  for (uint32_t i = ks->nbucket ? ks->bucket[h & (ks->nbucket - 1)] : UINT32_MAX; i != UINT32_MAX;
+       i = ks->e[i].next) {
+    const struct key_entry *e = &ks->e[i];
+    if (e->hash == h && e->depth == depth && e->len == n && !memcmp(ks->bytes + e->at, key, n)) {
+      not_json(p, "duplicate object key");
+      return 0;
+    }
+  }
+  if (ks->n >= UINT32_MAX / 4 || ARRAY_GROW(ks->e, ks->cap, ks->n + 1, 64, ARRAY_NOMAX) ||
+      ARRAY_GROW(ks->bytes, ks->capbytes, ks->nbytes + n + 1, 4096, ARRAY_NOMAX)) {
+    no_memory(p);
+    return 0;
+  }
+  if (ks->n + 1 > ks->nbucket / 2) { /* rechained in order: the last entry heads its chain */
+    size_t nb = ks->nbucket ? ks->nbucket * 2 : 128;
+    uint32_t *b = malloc(nb * sizeof *b);
+    if (!b) {
+      no_memory(p);
+      return 0;
+    }
+    memset(b, 0xff, nb * sizeof *b);
+    for (size_t i = 0; i < ks->n; i++) {
+      size_t at = ks->e[i].hash & (nb - 1);
+      ks->e[i].next = b[at];
+      b[at] = (uint32_t)i;
+    }
+    free(ks->bucket);
+    ks->bucket = b;
+    ks->nbucket = nb;
+  }
+  size_t at = h & (ks->nbucket - 1);
+  ks->e[ks->n] = (struct key_entry){h, ks->bucket[at], (uint32_t)depth, ks->nbytes, n};
+  ks->bucket[at] = (uint32_t)ks->n++;
+  memcpy(ks->bytes + ks->nbytes, key, n);
+  ks->nbytes += n;
+  return 1;
+}
+
+/* Drops the entries from the nth on (the keys of objects that ended). */
+static void keyset_pop(struct keyset *ks, size_t n) {
+  while (ks->n > n) {
+    const struct key_entry *e = &ks->e[--ks->n];
+    ks->bucket[e->hash & (ks->nbucket - 1)] = e->next;
+    ks->nbytes = e->at;
+  }
+}
+
 static int depth_in(struct parse *p) {
   if (++p->depth > MAX_DEPTH) {
     not_json(p, "too deeply nested");
     return 0;
   }
+  p->keys.mark[p->depth] = (uint32_t)p->keys.n;
   return 1;
 }
 
@@ -894,13 +970,15 @@ static int ev_start_array(void *ctx) {
 
 static int ev_map_key(void *ctx, const unsigned char *key, size_t n) {
   struct parse *p = ctx;
-  if (p->rc || p->skip)
-    return 1;
   if (memchr(key, 0, n)) { /* as jansson: \u0000 is refused */
     not_json(p, "\\u0000 is not allowed");
     return 0;
   }
-  struct frame *f = &p->f[p->nframes - 1];
+  /* an object no frame reads (skipped, or after a refusal): its keys
+   * checked for duplicates all the same */
+  struct frame *f = p->nframes ? &p->f[p->nframes - 1] : NULL;
+  if (p->skip || !f || !f->keys || f->depth != p->depth)
+    return keyset_add(p, p->depth, key, n);
   size_t cut = n < sizeof p->key ? n : sizeof p->key - 1;
   while (cut < n && cut && ((unsigned char)key[cut] & 0xc0) == 0x80)
     cut--; /* at a character */
@@ -921,55 +999,44 @@ static int ev_map_key(void *ctx, const unsigned char *key, size_t n) {
   if (f->key >= 0) {
     f->prev = f->key;
     uint64_t bit = (uint64_t)1 << f->key;
-    if (f->seen & bit)
-      goto duplicate;
+    if (f->seen & bit) {
+      not_json(p, "duplicate object key");
+      return 0;
+    }
     f->seen |= bit;
     return 1;
   }
-  uint64_t h = hash_bytes(key, n);
-  for (size_t i = 0; i < f->nunknown; i++)
-    if (f->unknown[i] == h)
-      goto duplicate;
-  uint64_t *u = grow(p, (void **)&f->unknown, &f->capunknown, f->nunknown, sizeof *u);
-  if (!u)
+  if (!keyset_add(p, p->depth, key, n))
     return 0;
-  *u = h;
-  f->nunknown++;
-  ignored(p, (const char *)key, n);
+  if (!p->rc)
+    ignored(p, (const char *)key, n);
   return p->rc != GROVE_ENOMEM;
-duplicate:
-  not_json(p, "duplicate object key");
-  return 0;
 }
 
-static void frame_free(struct frame *f) {
-  free(f->unknown);
-  f->unknown = NULL;
-}
-
+/* The end of an object or an array: its frame, if any, goes (after a
+ * refusal too: the frames say which objects' keys are in their seen). */
 static int ev_end(void *ctx) {
   struct parse *p = ctx;
-  p->depth--;
-  if (p->rc)
-    return 1;
-  if (p->skip) {
+  int ok = 1;
+  if (!p->rc && p->skip) {
     p->skip--;
-    return 1;
+  } else if (!p->rc) {
+    struct frame *f = &p->f[p->nframes - 1];
+    bool object = f->kind == FR_SAMPLE || f->kind == FR_METRICS || f->kind == FR_POWER ||
+                  f->kind == FR_PROC || f->kind == FR_GPU || f->kind == FR_DEV;
+    if (f->kind == FR_SAMPLES && !f->count) {
+      p->at[0] = '\0';
+      fail(p, 400, "INVALID_PAYLOAD", NULL, "give one sample or an array of samples");
+    } else if (!(object && end_object(p, f))) {
+      p->at[f->at_len] = '\0';
+    }
+    ok = p->rc != GROVE_ENOMEM;
   }
-  struct frame *f = &p->f[p->nframes - 1];
-  if (f->kind == FR_SAMPLES && !f->count) {
-    p->at[0] = '\0';
-    fail(p, 400, "INVALID_PAYLOAD", NULL, "give one sample or an array of samples");
-    return 1;
-  }
-  bool object = f->kind == FR_SAMPLE || f->kind == FR_METRICS || f->kind == FR_POWER ||
-                f->kind == FR_PROC || f->kind == FR_GPU || f->kind == FR_DEV;
-  if (object && end_object(p, f))
-    return p->rc != GROVE_ENOMEM;
-  p->at[f->at_len] = '\0';
-  frame_free(f);
-  p->nframes--;
-  return 1;
+  if (p->nframes && p->f[p->nframes - 1].depth == p->depth)
+    p->nframes--;
+  keyset_pop(&p->keys, p->keys.mark[p->depth]);
+  p->depth--;
+  return ok;
 }
 
 static const yajl_callbacks events = {
@@ -1003,12 +1070,66 @@ int mx_batch_init(struct mx_batch *b, size_t n) {
   return 0;
 }
 
+static int hex4(const char *s) {
+  int v = 0;
+  for (int i = 0; i < 4; i++) {
+    int c = (unsigned char)s[i];
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+            : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (d < 0)
+      return -1;
+    v = v << 4 | d;
+  }
+  return v;
+}
+
+/* Where the body holds a \u escape of half a surrogate pair, unpaired
+ * (yajl reads a lone one as '?', or pairs it with whatever escape
+ * follows; jansson refuses it), or SIZE_MAX. A backslash stands only in
+ * a string in JSON (else the body is not JSON anyway), so the escapes are
+ * read from the body's first backslash on. */
+static size_t lone_surrogate(const char *s, size_t n) {
+  const char *end = s + n;
+  for (const char *q = s; (q = memchr(q, '\\', (size_t)(end - q)));) {
+    if (end - q < 6 || q[1] != 'u') {
+      q += end - q < 2 ? 1 : 2;
+      continue;
+    }
+    int u = hex4(q + 2);
+    if (u >= 0xdc00 && u <= 0xdfff)
+      return (size_t)(q - s);
+    if (u >= 0xd800 && u <= 0xdbff) {
+      int lo = end - q >= 12 && q[6] == '\\' && q[7] == 'u' ? hex4(q + 8) : -1;
+      if (lo < 0xdc00 || lo > 0xdfff)
+        return (size_t)(q - s);
+      q += 12;
+    } else {
+      q += 2;
+    }
+  }
+  return SIZE_MAX;
+}
+
 int mx_push_parse(const char *body, size_t len, const struct mx_push_limits *lim,
                   struct mx_batch *out, struct mx_push_error *err) {
   memset(out, 0, sizeof *out);
   memset(err, 0, sizeof *err);
   struct parse p = {.b = out, .lim = lim, .err = err};
   memset(p.next, MAX_KEYS, sizeof p.next); /* no guess yet */
+  /* what yajl takes and a document parser does not: bytes that are not
+   * UTF-8 (yajl checks only their pattern: overlong forms, surrogates and
+   * code points past U+10FFFF pass it), escapes of lone surrogates */
+  size_t bad = SIZE_MAX;
+  if (!lp_utf8_valid(body, len)) {
+    not_json(&p, "invalid UTF-8");
+    return p.rc;
+  }
+  if ((bad = lone_surrogate(body, len)) != SIZE_MAX) {
+    char m[64];
+    snprintf(m, sizeof m, "invalid Unicode escape (byte %zu)", bad);
+    not_json(&p, m);
+    return p.rc;
+  }
   yajl_handle h = yajl_alloc(&events, NULL, &p);
   if (!h) {
     no_memory(&p);
@@ -1029,8 +1150,9 @@ int mx_push_parse(const char *body, size_t len, const struct mx_push_limits *lim
     not_json(&p, "'[' or '{' expected");
   }
   yajl_free(h);
-  while (p.nframes)
-    frame_free(&p.f[--p.nframes]);
+  free(p.keys.e);
+  free(p.keys.bucket);
+  free(p.keys.bytes);
   if (p.rc) {
     mx_batch_release(out);
     return p.rc;
