@@ -542,6 +542,14 @@ def test_a_host_repeating_its_processes_stays_within_its_cap():
         live = get("/api/host-process-metrics/latest?host=rep", grove=b, key=rk)
         assert sorted(p["process_name"] for p in live) == ["a", "b", "c"], live
         assert [p["cpu_usage_percent"] for p in live if p["process_name"] == "a"] == [7.0], live
+        # samples of one host in one body: each sees what those before it kept
+        batch = [agent_sample("rep2", procs=[proc(ord(n), n, 1.0) for n in names])
+                 for names in ("ab", "ab", "cd", "ab")]
+        r = push(batch, key=w, grove=b)
+        assert r.status == 422, r.body
+        assert r.json()["details"]["refused"] == [{"pid": ord("c"), "process_name": "c"}], r.body
+        live = get("/api/host-process-metrics/latest?host=rep2", grove=b, key=rk)
+        assert sorted(p["process_name"] for p in live) == ["a", "b", "d"], live
     finally:
         b.stop()
 

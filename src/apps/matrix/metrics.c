@@ -192,12 +192,27 @@ static void last_push_forget(struct matrix *m, const struct mx_sample *s) {
     lp->valid = false;
 }
 
-/* Which of s's processes to keep: the ones the host has live already, and
- * new ones while the host stays within the cap. Duplicates in s (same pid
+/* The processes kept by a batch's samples so far, by host ("h\t<host>"
+ * or "v\t<vm>" -> struct map of mx_proc_key): live once the batch is in,
+ * though neither in the state nor in the store while it is checked. */
+static void batch_kept_release(struct map *kept) {
+  const char *k;
+  void *v;
+  for (size_t it = 0; map_next(kept, &it, &k, &v);) {
+    map_release(v);
+    free(v);
+  }
+  map_release(kept);
+}
+
+/* Which of s's processes to keep: the ones the host has live already
+ * (kept by an earlier sample of the batch included: *batch), and new
+ * ones while the host stays within the cap. Duplicates in s (same pid
  * and name) keep the last. Fills keep[], counts into *a. */
 static int check_cap(struct matrix *m, struct store_conn *c, const struct mx_sample *s,
-                     bool cap, bool *keep, struct mx_applied *a, char *err, size_t errlen) {
-  struct map seen;
+                     bool cap, struct map *batch, bool *keep, struct mx_applied *a, char *err,
+                     size_t errlen) {
+  struct map seen, *kept = NULL;
   map_init(&seen);
   char k[MX_MAX_NAME + 32];
   int rc = 0;
@@ -227,6 +242,19 @@ static int check_cap(struct matrix *m, struct store_conn *c, const struct mx_sam
       rc = map_put(&seen, k, (void *)1, NULL);
     }
     store_rows_free(rows);
+    char hk[MX_MAX_NAME + 4];
+    snprintf(hk, sizeof hk, "%c\t%s", s->vm ? 'v' : 'h', s->vm ? s->vm_name : s->host);
+    if (!rc && !(kept = map_get(batch, hk))) {
+      if (!(kept = malloc(sizeof *kept)))
+        rc = GROVE_ENOMEM;
+      else if (map_init(kept), (rc = map_put(batch, hk, kept, NULL)))
+        free(kept), kept = NULL;
+    }
+    const char *kk;
+    void *kv;
+    for (size_t it = 0; !rc && map_next(kept, &it, &kk, &kv);)
+      if (!map_get(&seen, kk))
+        rc = map_put(&seen, kk, (void *)1, NULL);
     live = seen.len;
     if (rc) goto out;
   }
@@ -255,7 +283,9 @@ static int check_cap(struct matrix *m, struct store_conn *c, const struct mx_sam
     if (!v) live++;
     keep[i] = true;
     a->accepted_procs++;
-    if ((rc = map_put(&seen, k, (void *)2, NULL))) goto out;
+    if ((rc = map_put(&seen, k, (void *)2, NULL)) ||
+        (kept && (rc = map_put(kept, k, (void *)1, NULL))))
+      goto out;
   }
   if (lp)
     last_push_set(m, lp, s, keep);
@@ -361,15 +391,18 @@ static int metrics_write_locked(struct matrix *m, struct mx_batch *b, bool cap,
   bool **keep = calloc(b->n ? b->n : 1, sizeof *keep);
   struct mx_lines lines = {0};
   struct store_conn *c = NULL;
+  struct map batch;
+  map_init(&batch);
   int rc = keep ? 0 : GROVE_ENOMEM;
   if (!rc) rc = store_acquire(m->ctx.store, &c);
   for (size_t i = 0; !rc && i < b->n; i++) {
     const struct mx_sample *s = &b->s[i];
     if (!(keep[i] = malloc((s->nprocs ? s->nprocs : 1) * sizeof **keep))) rc = GROVE_ENOMEM;
-    else if (s->nprocs) rc = check_cap(m, c, s, cap, keep[i], a, err, errlen);
+    else if (s->nprocs) rc = check_cap(m, c, s, cap, &batch, keep[i], a, err, errlen);
     if (!rc) rc = mx_lines_add(&lines, s, keep[i]);
   }
   if (c) store_release(m->ctx.store, c), c = NULL;
+  batch_kept_release(&batch);
   if (rc) {
     if (rc == GROVE_ENOMEM) snprintf(err, errlen, "out of memory");
     goto out;
