@@ -2,10 +2,15 @@
  * bytes give a batch or a refusal with a status, a code and a message,
  * never a read past the body, a leak or undefined behaviour (UBSan is
  * fatal in the fuzz build). A batch holds what the limits allow, every
- * sample has a host, and its series lines are well formed. */
+ * sample has a host, and its series lines are well formed. The body is
+ * JSON to it exactly when it is to jansson (duplicate keys refused): the
+ * refusal is INVALID_JSON then and only then. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "apps/matrix/push.h"
 #include "core/error.h"
@@ -16,6 +21,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   struct mx_batch b;
   struct mx_push_error e;
   int rc = mx_push_parse((const char *)data, size, &lim, &b, &e);
+  json_error_t je;
+  json_t *doc = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, &je);
+  bool not_json = rc == GROVE_EINVAL && e.code && !strcmp(e.code, "INVALID_JSON");
+  if (rc != GROVE_ENOMEM && !doc != not_json) abort();
+  json_decref(doc);
   if (rc) {
     if (rc != GROVE_EINVAL && rc != GROVE_ENOMEM) abort();
     if (!e.code || !e.message[0] || (e.status != 400 && e.status != 413 && e.status != 503))
