@@ -213,6 +213,8 @@ struct parse {
    * so the guess is mostly right */
   int8_t next[FR_CORES + 1][MAX_KEYS + 1];
   struct keyset keys;
+  yajl_handle h;
+  size_t end;                /* the byte after the top value, once it ended */
 };
 
 static int fail(struct parse *p, int status, const char *code, const char *key,
@@ -1035,7 +1037,8 @@ static int ev_end(void *ctx) {
   if (p->nframes && p->f[p->nframes - 1].depth == p->depth)
     p->nframes--;
   keyset_pop(&p->keys, p->keys.mark[p->depth]);
-  p->depth--;
+  if (!--p->depth)
+    p->end = yajl_get_bytes_consumed(p->h);
   return ok;
 }
 
@@ -1118,10 +1121,16 @@ int mx_push_parse(const char *body, size_t len, const struct mx_push_limits *lim
   memset(p.next, MAX_KEYS, sizeof p.next); /* no guess yet */
   /* what yajl takes and a document parser does not: bytes that are not
    * UTF-8 (yajl checks only their pattern: overlong forms, surrogates and
-   * code points past U+10FFFF pass it), escapes of lone surrogates */
+   * code points past U+10FFFF pass it), form feeds and vertical tabs as
+   * white space (JSON has space, tab, CR, LF; in a string they are
+   * control characters), escapes of lone surrogates */
   size_t bad = SIZE_MAX;
   if (!lp_utf8_valid(body, len)) {
     not_json(&p, "invalid UTF-8");
+    return p.rc;
+  }
+  if (memchr(body, '\f', len) || memchr(body, '\v', len)) {
+    not_json(&p, "a form feed or vertical tab (not white space in JSON)");
     return p.rc;
   }
   if ((bad = lone_surrogate(body, len)) != SIZE_MAX) {
@@ -1130,7 +1139,7 @@ int mx_push_parse(const char *body, size_t len, const struct mx_push_limits *lim
     not_json(&p, m);
     return p.rc;
   }
-  yajl_handle h = yajl_alloc(&events, NULL, &p);
+  yajl_handle h = p.h = yajl_alloc(&events, NULL, &p);
   if (!h) {
     no_memory(&p);
     return p.rc;
@@ -1148,6 +1157,13 @@ int mx_push_parse(const char *body, size_t len, const struct mx_push_limits *lim
     not_json(&p, m);
   } else if (st == yajl_status_ok && !p.top && !p.rc) {
     not_json(&p, "'[' or '{' expected");
+  } else if (st == yajl_status_ok && !p.json_error) {
+    /* yajl ends a string left open after the top value as if nothing
+     * followed: only white space may */
+    while (p.end < len && strchr(" \t\r\n", body[p.end]) && body[p.end])
+      p.end++;
+    if (p.end < len)
+      not_json(&p, "trailing garbage");
   }
   yajl_free(h);
   free(p.keys.e);

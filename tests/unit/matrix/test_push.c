@@ -347,6 +347,13 @@ TEST(json_is_checked_inside_skipped_and_refused_values) {
   refused("{\"hostname\":\"a\",\"metrics\":{},\"\xf4\x90\x80\x80\":1}", 400, "INVALID_JSON",
           NULL);
   refused("{\"hostname\":\"a\",\"metrics\":{},\"\xe0\x80\xaf\":1}", 400, "INVALID_JSON", NULL);
+  /* white space is space, tab, CR and LF only */
+  refused("{\"hostname\":\"a\",\f\"metrics\":{}}", 400, "INVALID_JSON", NULL);
+  refused("{\"hostname\":\"a\",\"metrics\":{\"cpu_usage\":1\v}}", 400, "INVALID_JSON", NULL);
+  /* a string left open after the top value is garbage too */
+  refused("{\"hostname\":\"a\",\"metrics\":{}} \"x", 400, "INVALID_JSON", NULL);
+  refused("[] \")6  }}", 400, "INVALID_JSON", NULL);
+  refused("[{\"hostname\":\"a\",\"metrics\":{}}]\"", 400, "INVALID_JSON", NULL);
   /* after a refusal deep down, a duplicate further up is still seen ... */
   refused("{\"hostname\":\"a\",\"metrics\":{\"processes\":[{\"pid\":-1}]},\"hostname\":\"b\"}",
           400, "INVALID_JSON", NULL);
