@@ -301,9 +301,17 @@ const char *mx_batch_strdup(struct mx_batch *b, const char *s, size_t n) {
   return c;
 }
 
+/* An unknown key: counted; the first distinct ones named in the answer,
+ * cut to MX_MAX_NAME bytes (at a character: the key is UTF-8), so a long
+ * key does not come back whole. */
 static void ignored(struct parse *p, const char *key, size_t n) {
   struct mx_batch *b = p->b;
   b->ignored++;
+  if (n > MX_MAX_NAME) {
+    n = MX_MAX_NAME;
+    while (n && ((unsigned char)key[n] & 0xc0) == 0x80)
+      n--;
+  }
   for (size_t i = 0; i < b->nignored_names; i++)
     if (strlen(b->ignored_names[i]) == n && !memcmp(b->ignored_names[i], key, n))
       return;

@@ -385,6 +385,13 @@ TEST(many_unknown_keys_are_checked_in_linear_time) {
   mx_batch_release(&b);
   strcpy(body + at, "\"0\":1}}"); /* the first again, last */
   refused(body, 400, "INVALID_JSON", NULL);
+  /* a long unknown key is named cut, at a character */
+  at = sprintf(body, "{\"hostname\":\"a\",\"metrics\":{},\"");
+  for (int i = 0; i < 100000; i++) at += sprintf(body + at, "\xc3\xa9");
+  strcpy(body + at, "\":1}");
+  CHECK_EQ_INT(parse(body, &b, &e), 0);
+  CHECK(b.nignored_names == 1 && strlen(b.ignored_names[0]) == MX_MAX_NAME - 1);
+  mx_batch_release(&b);
   free(body);
 }
 
