@@ -44,17 +44,20 @@ static int fail(char *err, size_t n, const char *why) {
 
 bool lp_utf8_valid(const char *s, size_t n) {
   size_t i = 0;
-  /* ASCII (names, tags: nearly always) eight bytes at a time */
-  for (uint64_t w; i + 8 <= n; i += 8) {
-    memcpy(&w, s + i, 8);
-    if (w & 0x8080808080808080ULL)
+  while (i < n) {
+    /* ASCII (names, tags, JSON bodies: nearly always) eight bytes at a time */
+    for (uint64_t w; i + 8 <= n; i += 8) {
+      memcpy(&w, s + i, 8);
+      if (w & 0x8080808080808080ULL)
+        break;
+    }
+    if (i >= n)
       break;
-  }
-  for (size_t len; i < n; i += len)
-    if ((unsigned char)s[i] < 0x80)
-      len = 1;
-    else if (!(len = utf8_seq_len(s + i, n - i)))
+    size_t len = (unsigned char)s[i] < 0x80 ? 1 : utf8_seq_len(s + i, n - i);
+    if (!len)
       return false;
+    i += len;
+  }
   return true;
 }
 

@@ -164,6 +164,33 @@ static const struct {
     {"cpu v=\"\xe2\x82\"", "!invalid UTF-8 in a string field"},
 };
 
+/* UTF-8 is checked as one character at a time would: random texts of
+ * ASCII runs, characters of every length and bad bytes, at every offset. */
+TEST(utf8_is_checked_as_character_by_character) {
+  static const char *const parts[] = {"abcdefgh", "x", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80",
+                                      "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\x80", "\xe2\x82",
+                                      "0123456789abcdef"};
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  char text[256];
+  for (int round = 0; round < 20000; round++) {
+    size_t n = 0;
+    int parts_n = 1 + (int)(round % 12);
+    for (int k = 0; k < parts_n; k++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      /* mostly good parts, a bad one now and then */
+      size_t pick = x % 40 < 38 ? (x >> 8) % 5 : 5 + (x >> 8) % 5;
+      if (x % 7 == 0) pick = 10;
+      size_t l = strlen(parts[pick]);
+      memcpy(text + n, parts[pick], l);
+      n += l;
+    }
+    bool want = true;
+    for (size_t i = 0, l; i < n && want; i += l)
+      want = (l = utf8_seq_len(text + i, n - i)) != 0;
+    CHECK(lp_utf8_valid(text, n) == want);
+  }
+}
+
 TEST(lines_read_as_influxdb_reads_them) {
   struct buf got;
   buf_init(&got, 0);
@@ -617,6 +644,7 @@ TEST(pg_field_types_are_shared_by_instances) {
 static const struct test tests[] = {
     T(field_types_are_kept_by_key_across_opens),
     T(pg_field_types_are_shared_by_instances),
+    T(utf8_is_checked_as_character_by_character),
     T(lines_read_as_influxdb_reads_them),
     T(a_string_field_may_hold_a_newline),
     T(the_series_parameter_is_line_protocol_escaped),
