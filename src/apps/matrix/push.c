@@ -1152,6 +1152,9 @@ int mx_push_parse(const char *body, size_t len, const struct mx_push_limits *lim
     no_memory(&p);
     return p.rc;
   }
+  /* the whole body is UTF-8 (above), and so every string in it, escapes
+   * decoded (lone surrogates refused above): yajl need not check again */
+  yajl_config(h, yajl_dont_validate_strings, 1);
   yajl_status st = yajl_parse(h, (const unsigned char *)body, len);
   if (st == yajl_status_ok)
     st = yajl_complete_parse(h);
